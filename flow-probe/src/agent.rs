@@ -1,0 +1,130 @@
+//! Wiring of the flow-probe binary: configuration, start-up checks, and the
+//! tasks that run until shutdown.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use observer_proto::endpoints::EndpointsFile;
+use observer_proto::observe::v1::KernelFeature;
+
+use crate::enrich::Enricher;
+use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
+use crate::kernel::loader::{LoadedProbe, ProbeConfig};
+use crate::kernel::sysfs;
+use crate::pipeline::{self, Pipeline};
+use crate::server::{self, NodeInfo, ObserverService};
+use crate::store::FlowStore;
+
+/// Everything the agent needs, validated.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub listen: std::net::SocketAddr,
+    pub interfaces: Vec<String>,
+    pub endpoints: Option<PathBuf>,
+    /// Attach to the host-side interface of every endpoint of this node.
+    pub attach_endpoints: bool,
+    /// Written with the bound gRPC address once the probe is attached and serving.
+    pub ready_file: Option<PathBuf>,
+    pub ring_capacity: usize,
+    pub probe: ProbeConfig,
+}
+
+/// Runs until `shutdown` resolves, then detaches everything.
+pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    for (fs, at) in [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing")] {
+        if let Err(e) = sysfs::ensure_mounted(fs, at) {
+            log::warn!("could not mount {fs} at {at}: {e}");
+        }
+    }
+    let features = KernelFeatures::probe();
+    for f in &features.features {
+        log::info!("kernel feature {:<28} {}{}", f.name, if f.available { "yes" } else { "NO" },
+            if f.detail.is_empty() { String::new() } else { format!(" ({})", f.detail) });
+    }
+    let endpoints = match &cfg.endpoints {
+        Some(path) => EndpointsFile::load(path)?,
+        None => EndpointsFile::default(),
+    };
+    let mut interfaces = cfg.interfaces.clone();
+    let mut endpoint_ip_of = std::collections::HashMap::new();
+    if cfg.attach_endpoints {
+        for ep in endpoints.endpoints.iter().filter(|e| e.node == cfg.node_name) {
+            if let Some(ifname) = &ep.interface {
+                interfaces.push(ifname.clone());
+                let ip = ep.ipv4.map(IpAddr::V4).or(ep.ipv6.map(IpAddr::V6));
+                endpoint_ip_of.insert(ifname.clone(), ip);
+            }
+        }
+    }
+
+    let store = Arc::new(FlowStore::new(cfg.ring_capacity));
+    let mut enricher = Enricher::new(&cfg.node_name, &endpoints);
+    let mut probe = match features.missing(FLOW_CAPTURE_NEEDS) {
+        Some(missing) => {
+            log::error!("flow capture disabled: the kernel lacks {missing}");
+            None
+        }
+        None if interfaces.is_empty() => {
+            log::warn!("no interface to attach to: give --interface or --attach-endpoints");
+            None
+        }
+        None => Some(LoadedProbe::start(&cfg.probe, &interfaces, &features).context("starting the flow probe")?),
+    };
+    if let Some(p) = &probe {
+        for a in &p.attached {
+            log::info!("attached to {} (ifindex {}, {:?})", a.ifname, a.ifindex, a.mode);
+            enricher.add_interface(a.ifindex, &a.ifname, endpoint_ip_of.get(&a.ifname).copied().flatten());
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let bound = listener.local_addr()?;
+    log::info!("serving observer.Observer on {bound}");
+    if let Some(path) = &cfg.ready_file {
+        // Written via a temporary name so a reader never sees half a line.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{bound}\n")).and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing ready file {}", path.display()))?;
+    }
+    let node = NodeInfo {
+        name: cfg.node_name.clone(),
+        address: bound.to_string(),
+        version: concat!("flow-probe ", env!("CARGO_PKG_VERSION")).to_string(),
+        started: Instant::now(),
+        kernel_features: features
+            .features
+            .iter()
+            .map(|f| KernelFeature { name: f.name.to_string(), available: f.available, detail: f.detail.clone() })
+            .collect(),
+    };
+    let service = ObserverService::new(store.clone(), node);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let serve = server::run(listener, service, stopped(stop_rx.clone()));
+    let capture = async {
+        match probe.as_mut() {
+            Some(p) => {
+                let pipeline = Pipeline::new(enricher, store.clone());
+                pipeline::run(p, pipeline, Duration::from_secs(1), stopped(stop_rx.clone())).await.map(|_| ())
+            }
+            None => Ok(()),
+        }
+    };
+    let trigger = async {
+        shutdown.await;
+        log::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    let (served, captured, ()) = tokio::join!(serve, capture, trigger);
+    drop(probe); // detaches every program
+    served?;
+    captured
+}

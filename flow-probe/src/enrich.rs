@@ -1,0 +1,257 @@
+//! Turns a decoded kernel event into a Hubble `Flow`: wall-clock time, endpoints
+//! and identities from the endpoints file, reply and direction from who opened the
+//! flow, and the observation point from the hook and interface.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use observer_proto::endpoints::{self, EndpointsFile, reserved};
+use observer_proto::flow::{
+    self, CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
+    NetworkInterface, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict, layer4,
+};
+use observer_proto::observe::v1::FlowVolume;
+
+use crate::kernel::events::{FlowEvent, hook};
+
+/// Cilium's monitor message type for trace events, and its trace sub-types.
+pub mod monitor {
+    pub const MESSAGE_TYPE_TRACE: i32 = 4;
+    pub const TRACE_TO_LXC: i32 = 0;
+    pub const TRACE_FROM_LXC: i32 = 5;
+    pub const TRACE_FROM_NETWORK: i32 = 10;
+    pub const TRACE_TO_NETWORK: i32 = 11;
+}
+
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// An interface the probe is attached to, and the endpoint behind it if any.
+#[derive(Debug, Clone)]
+struct Interface {
+    name: String,
+    endpoint: Option<Endpoint>,
+}
+
+/// Everything needed to enrich flows on one node.
+pub struct Enricher {
+    node_name: String,
+    by_ip: HashMap<IpAddr, Endpoint>,
+    interfaces: HashMap<u32, Interface>,
+    world: Endpoint,
+    uuid_seed: u64,
+    uuid_counter: u64,
+}
+
+impl Enricher {
+    pub fn new(node_name: &str, file: &EndpointsFile) -> Self {
+        let identities = file.identities();
+        let mut by_ip = HashMap::new();
+        for ep in &file.endpoints {
+            let labels = endpoints::label_strings(&ep.labels);
+            let proto_ep = Endpoint {
+                id: ep.id,
+                identity: identities.get(&labels).copied().unwrap_or(reserved::UNKNOWN),
+                namespace: ep.namespace.clone(),
+                labels,
+                pod_name: ep.name.clone(),
+                workloads: ep
+                    .workload
+                    .iter()
+                    .map(|w| flow::Workload { name: w.name.clone(), kind: w.kind.clone() })
+                    .collect(),
+                ..Default::default()
+            };
+            let v4 = ep.ipv4.map(IpAddr::V4);
+            let v6 = ep.ipv6.map(IpAddr::V6);
+            for addr in v4.into_iter().chain(v6) {
+                by_ip.insert(addr, proto_ep.clone());
+            }
+        }
+        let world = Endpoint {
+            identity: reserved::WORLD,
+            labels: vec!["reserved:world".to_string()],
+            ..Default::default()
+        };
+        let uuid_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Enricher { node_name: node_name.to_string(), by_ip, interfaces: HashMap::new(), world, uuid_seed, uuid_counter: 0 }
+    }
+
+    /// Registers an attached interface; `endpoint_ip` names the endpoint behind a
+    /// host-side veth.
+    pub fn add_interface(&mut self, ifindex: u32, name: &str, endpoint_ip: Option<IpAddr>) {
+        let endpoint = endpoint_ip.and_then(|ip| self.by_ip.get(&ip).cloned());
+        self.interfaces.insert(ifindex, Interface { name: name.to_string(), endpoint });
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    fn endpoint_of(&self, ip: IpAddr) -> Endpoint {
+        self.by_ip.get(&ip).cloned().unwrap_or_else(|| self.world.clone())
+    }
+
+    fn next_uuid(&mut self) -> String {
+        self.uuid_counter += 1;
+        let a = splitmix(self.uuid_seed ^ self.uuid_counter);
+        let b = splitmix(a ^ self.uuid_counter.rotate_left(17));
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&a.to_le_bytes());
+        bytes[8..].copy_from_slice(&b.to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+    }
+
+    /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
+    pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
+        let uuid = self.next_uuid();
+        let k = &ev.key;
+        let (src, dst) = addresses(k.family, &k.saddr, &k.daddr);
+        let iface = self.interfaces.get(&k.ifindex);
+        let at_endpoint = iface.is_some_and(|i| i.endpoint.is_some());
+        let ingress_hook = k.hook == hook::TC_INGRESS;
+        let (point, sub_type) = match (at_endpoint, ingress_hook) {
+            // tc ingress of a host-side veth sees what the endpoint sends.
+            (true, true) => (TraceObservationPoint::FromEndpoint, monitor::TRACE_FROM_LXC),
+            (true, false) => (TraceObservationPoint::ToEndpoint, monitor::TRACE_TO_LXC),
+            (false, true) => (TraceObservationPoint::FromNetwork, monitor::TRACE_FROM_NETWORK),
+            (false, false) => (TraceObservationPoint::ToNetwork, monitor::TRACE_TO_NETWORK),
+        };
+        let is_reply = ev.is_reply != 0;
+        // Direction of the connection, seen from the endpoint where we observe it:
+        // a packet leaving the endpoint is egress unless it answers a peer.
+        let leaving = matches!(point, TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToNetwork);
+        let direction = match (leaving, is_reply) {
+            (true, false) | (false, true) => TrafficDirection::Egress,
+            (false, false) | (true, true) => TrafficDirection::Ingress,
+        };
+        let (fwd, rev) = if is_reply {
+            ((ev.rev_bytes, ev.rev_packets), (ev.bytes, ev.packets))
+        } else {
+            ((ev.bytes, ev.packets), (ev.rev_bytes, ev.rev_packets))
+        };
+        let (l4, summary) = layer4(ev);
+        let time_ns = i128::from(ev.ktime_ns) + unix_offset_ns;
+        Flow {
+            time: Some(prost_types::Timestamp {
+                seconds: (time_ns / 1_000_000_000) as i64,
+                nanos: (time_ns % 1_000_000_000) as i32,
+            }),
+            uuid,
+            verdict: Verdict::Forwarded as i32,
+            ip: Some(Ip {
+                source: src.to_string(),
+                destination: dst.to_string(),
+                ip_version: if k.family == 6 { IpVersion::IPv6 } else { IpVersion::IPv4 } as i32,
+                ..Default::default()
+            }),
+            l4,
+            source: Some(self.endpoint_of(src)),
+            destination: Some(self.endpoint_of(dst)),
+            r#type: FlowType::L3L4 as i32,
+            node_name: self.node_name.clone(),
+            event_type: Some(CiliumEventType { r#type: monitor::MESSAGE_TYPE_TRACE, sub_type }),
+            traffic_direction: direction as i32,
+            trace_observation_point: point as i32,
+            is_reply: Some(is_reply),
+            summary,
+            interface: iface.map(|i| NetworkInterface { index: k.ifindex, name: i.name.clone() }),
+            volume: Some(FlowVolume { fwd_bytes: fwd.0, fwd_packets: fwd.1, rev_bytes: rev.0, rev_packets: rev.1 }),
+            ..Default::default()
+        }
+    }
+}
+
+fn addresses(family: u8, s: &[u8; 16], d: &[u8; 16]) -> (IpAddr, IpAddr) {
+    if family == 6 {
+        (IpAddr::V6(Ipv6Addr::from(*s)), IpAddr::V6(Ipv6Addr::from(*d)))
+    } else {
+        let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+        (v4(s), v4(d))
+    }
+}
+
+/// The packet's TCP flags, as Hubble's TCPFlags message.
+pub fn tcp_flags(bits: u8) -> TcpFlags {
+    TcpFlags {
+        fin: bits & 0x01 != 0,
+        syn: bits & 0x02 != 0,
+        rst: bits & 0x04 != 0,
+        psh: bits & 0x08 != 0,
+        ack: bits & 0x10 != 0,
+        urg: bits & 0x20 != 0,
+        ece: bits & 0x40 != 0,
+        cwr: bits & 0x80 != 0,
+        ns: false,
+    }
+}
+
+/// Flag names in Hubble's order, e.g. "SYN, ACK".
+pub fn tcp_flag_names(bits: u8) -> String {
+    const NAMES: [(u8, &str); 8] =
+        [(0x02, "SYN"), (0x10, "ACK"), (0x08, "PSH"), (0x01, "FIN"), (0x04, "RST"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR")];
+    NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+}
+
+fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
+    let k = &ev.key;
+    let (protocol, summary) = match k.proto {
+        IPPROTO_TCP => (
+            layer4::Protocol::Tcp(flow::Tcp {
+                source_port: k.sport.into(),
+                destination_port: k.dport.into(),
+                flags: Some(tcp_flags(ev.tcp_flags)),
+            }),
+            format!("TCP Flags: {}", tcp_flag_names(ev.tcp_flags)),
+        ),
+        IPPROTO_UDP => (
+            layer4::Protocol::Udp(flow::Udp { source_port: k.sport.into(), destination_port: k.dport.into() }),
+            "UDP".to_string(),
+        ),
+        IPPROTO_ICMP => (
+            layer4::Protocol::IcmPv4(IcmPv4 { r#type: ev.icmp_type.into(), code: ev.icmp_code.into() }),
+            format!("ICMPv4 {}", icmp4_name(ev.icmp_type)),
+        ),
+        IPPROTO_ICMPV6 => (
+            layer4::Protocol::IcmPv6(IcmPv6 { r#type: ev.icmp_type.into(), code: ev.icmp_code.into() }),
+            format!("ICMPv6 {}", icmp6_name(ev.icmp_type)),
+        ),
+        other => return (None, format!("IP protocol {other}")),
+    };
+    (Some(Layer4 { protocol: Some(protocol) }), summary)
+}
+
+fn icmp4_name(t: u8) -> String {
+    match t {
+        0 => "EchoReply".into(),
+        3 => "DestinationUnreachable".into(),
+        8 => "EchoRequest".into(),
+        11 => "TimeExceeded".into(),
+        other => format!("type {other}"),
+    }
+}
+
+fn icmp6_name(t: u8) -> String {
+    match t {
+        1 => "DestinationUnreachable".into(),
+        128 => "EchoRequest".into(),
+        129 => "EchoReply".into(),
+        133 => "RouterSolicitation".into(),
+        135 => "NeighborSolicitation".into(),
+        136 => "NeighborAdvertisement".into(),
+        other => format!("type {other}"),
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}

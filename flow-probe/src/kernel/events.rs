@@ -1,0 +1,234 @@
+//! Rust mirror of `ebpf-probes/include/events.h`, and the decoder of ring-buffer
+//! records.
+//!
+//! Plain-data `#[repr(C)]` structs with explicit padding and no `bool`. Their
+//! layout is checked against the compiled object's BTF (see `btf_layout`) before
+//! anything loads. This is the only module that reinterprets bytes; decoding is
+//! length, then header, then fields, with typed errors.
+
+use std::mem::{offset_of, size_of};
+
+pub const EVENT_VERSION: u8 = 1;
+pub const EVENT_FLOW: u8 = 1;
+
+/// `enum emit_reason`.
+pub mod reason {
+    pub const NEW_FLOW: u8 = 1;
+    pub const NEW_FLAGS: u8 = 2;
+    pub const REPORT: u8 = 3;
+    pub const PACKET: u8 = 4;
+}
+
+/// `enum hook_point`.
+pub mod hook {
+    pub const TC_INGRESS: u8 = 1;
+    pub const TC_EGRESS: u8 = 2;
+}
+
+/// `enum stat_index`: per-CPU counters in the `STATS` map.
+pub mod stat {
+    pub const EVENTS_TRIED: u32 = 0;
+    pub const EVENTS_LOST: u32 = 1;
+    pub const PACKETS: u32 = 2;
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub r#type: u8,
+    pub version: u8,
+    pub len: u16,
+    pub _pad0: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub hook: u8,
+    pub _pad0: u8,
+    pub ifindex: u32,
+    pub _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowEvent {
+    pub hdr: EventHeader,
+    pub ktime_ns: u64,
+    pub key: FlowKey,
+    pub first_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rev_packets: u64,
+    pub rev_bytes: u64,
+    pub pkt_len: u32,
+    pub tcp_flags: u8,
+    pub tcp_flags_seen: u8,
+    pub reason: u8,
+    pub is_reply: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub _pad0: [u8; 6],
+}
+
+const _: () = assert!(size_of::<EventHeader>() == 8);
+const _: () = assert!(size_of::<FlowKey>() == 48);
+const _: () = assert!(size_of::<FlowEvent>() == 120);
+
+/// One C struct as the Rust side sees it: its name, size and field offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub name: &'static str,
+    pub size: usize,
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+macro_rules! layout {
+    ($c_name:literal, $ty:ty, [$($field:ident => $c_field:literal),* $(,)?]) => {
+        Layout {
+            name: $c_name,
+            size: size_of::<$ty>(),
+            fields: vec![$(($c_field, offset_of!($ty, $field))),*],
+        }
+    };
+}
+
+/// The layouts flow-probe relies on, for the BTF check.
+pub fn mirrored_layouts() -> Vec<Layout> {
+    vec![
+        layout!("event_header", EventHeader, [r#type => "type", version => "version", len => "len", _pad0 => "_pad0"]),
+        layout!("flow_key", FlowKey, [
+            saddr => "saddr", daddr => "daddr", sport => "sport", dport => "dport",
+            proto => "proto", family => "family", hook => "hook", _pad0 => "_pad0",
+            ifindex => "ifindex", _pad1 => "_pad1",
+        ]),
+        layout!("flow_event", FlowEvent, [
+            hdr => "hdr", ktime_ns => "ktime_ns", key => "key", first_seen_ns => "first_seen_ns",
+            packets => "packets", bytes => "bytes", rev_packets => "rev_packets",
+            rev_bytes => "rev_bytes", pkt_len => "pkt_len", tcp_flags => "tcp_flags",
+            tcp_flags_seen => "tcp_flags_seen", reason => "reason", is_reply => "is_reply",
+            icmp_type => "icmp_type", icmp_code => "icmp_code", _pad0 => "_pad0",
+        ]),
+    ]
+}
+
+/// A decoded ring-buffer record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Flow(FlowEvent),
+}
+
+/// Why a ring-buffer record could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The record is shorter than the header or than its type's struct.
+    #[error("record of {got} bytes is shorter than the {need} bytes of {what}")]
+    Short { what: &'static str, got: usize, need: usize },
+    /// The record's version is not the one this build understands.
+    #[error("event version {got}, expected {EVENT_VERSION}: probe and flow-probe were built apart")]
+    Version { got: u8 },
+    /// The record's type is unknown.
+    #[error("unknown event type {0}")]
+    UnknownType(u8),
+}
+
+/// Decodes one record: length, then version, then type, then fields.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let hdr: EventHeader = read_pod(bytes, "event_header")?;
+    if hdr.version != EVENT_VERSION {
+        return Err(DecodeError::Version { got: hdr.version });
+    }
+    match hdr.r#type {
+        EVENT_FLOW => Ok(Event::Flow(read_pod(bytes, "flow_event")?)),
+        other => Err(DecodeError::UnknownType(other)),
+    }
+}
+
+/// Marker for the plain-data structs above: every bit pattern is a valid value.
+trait Pod: Copy {}
+impl Pod for EventHeader {}
+impl Pod for FlowEvent {}
+
+fn read_pod<T: Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { what, got: bytes.len(), need });
+    }
+    // SAFETY: the length was checked above, `T` is plain data (integers and byte
+    // arrays only, so any bit pattern is valid) and the read is unaligned-safe.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+/// Encodes an event as the kernel would; for tests and benchmarks.
+pub fn encode_flow(ev: &FlowEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size_of::<FlowEvent>());
+    let h = &ev.hdr;
+    out.extend([h.r#type, h.version]);
+    out.extend(h.len.to_ne_bytes());
+    out.extend(h._pad0.to_ne_bytes());
+    out.extend(ev.ktime_ns.to_ne_bytes());
+    let k = &ev.key;
+    out.extend(k.saddr);
+    out.extend(k.daddr);
+    out.extend(k.sport.to_ne_bytes());
+    out.extend(k.dport.to_ne_bytes());
+    out.extend([k.proto, k.family, k.hook, k._pad0]);
+    out.extend(k.ifindex.to_ne_bytes());
+    out.extend(k._pad1.to_ne_bytes());
+    for v in [ev.first_seen_ns, ev.packets, ev.bytes, ev.rev_packets, ev.rev_bytes] {
+        out.extend(v.to_ne_bytes());
+    }
+    out.extend(ev.pkt_len.to_ne_bytes());
+    out.extend([ev.tcp_flags, ev.tcp_flags_seen, ev.reason, ev.is_reply, ev.icmp_type, ev.icmp_code]);
+    out.extend(ev._pad0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FlowEvent {
+        FlowEvent {
+            hdr: EventHeader { r#type: EVENT_FLOW, version: EVENT_VERSION, len: 120, _pad0: 0 },
+            ktime_ns: 42,
+            key: FlowKey { sport: 40000, dport: 8080, proto: 6, family: 4, hook: hook::TC_INGRESS, ifindex: 7, ..Default::default() },
+            packets: 3,
+            bytes: 300,
+            tcp_flags: 0x02,
+            reason: reason::NEW_FLOW,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn decodes_what_encode_wrote() {
+        let ev = sample();
+        assert_eq!(decode(&encode_flow(&ev)), Ok(Event::Flow(ev)));
+    }
+
+    #[test]
+    fn rejects_short_records_wrong_versions_and_unknown_types() {
+        let bytes = encode_flow(&sample());
+        assert_eq!(
+            decode(&bytes[..100]),
+            Err(DecodeError::Short { what: "flow_event", got: 100, need: 120 })
+        );
+        assert_eq!(
+            decode(&bytes[..3]),
+            Err(DecodeError::Short { what: "event_header", got: 3, need: 8 })
+        );
+        let mut v2 = bytes.clone();
+        v2[1] = 2;
+        assert_eq!(decode(&v2), Err(DecodeError::Version { got: 2 }));
+        let mut t9 = bytes;
+        t9[0] = 9;
+        assert_eq!(decode(&t9), Err(DecodeError::UnknownType(9)));
+    }
+}

@@ -1,0 +1,211 @@
+//! Loads the tc flow probe and attaches it, on a thread that lives in the node's
+//! network namespace for as long as the probe is attached.
+//!
+//! Attaching resolves interface names in the calling thread's namespace, and the
+//! clsact fallback detaches through netlink in that namespace too; so one owner
+//! thread enters the namespace, loads, attaches, hands the maps back, and at
+//! shutdown detaches everything there. The ring buffer and counters it hands back
+//! are plain fds, usable from any thread.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
+use aya::{Ebpf, EbpfLoader};
+
+use super::btf_layout;
+use super::events::{mirrored_layouts, stat};
+use super::features::KernelFeatures;
+use super::objects::FLOW_OBJECT;
+use super::sysfs;
+
+/// How the tc flow probe is loaded.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Aggregate in the kernel (events on new flows and new TCP flags only); false
+    /// sends an event per packet, for debugging.
+    pub aggregate: bool,
+    /// Periodic report of live flows; zero disables it.
+    pub report_interval: Duration,
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ringbuf_bytes: u32,
+    /// Capacity of the in-kernel flow table.
+    pub flow_table_entries: u32,
+    /// Network namespace (an `ip netns` name) whose interfaces to attach to.
+    pub netns: Option<String>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            aggregate: true,
+            report_interval: Duration::from_secs(0),
+            ringbuf_bytes: 4 << 20,
+            flow_table_entries: 65_536,
+            netns: None,
+        }
+    }
+}
+
+/// How a program was attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    Tcx,
+    /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
+    Clsact { owns_qdisc: bool },
+}
+
+/// One interface the probe is attached to, both directions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mode: AttachMode,
+}
+
+/// A loaded and attached probe. Dropping it detaches everything.
+pub struct LoadedProbe {
+    /// Taken by the reader with [`LoadedProbe::take_ring`].
+    ring: Option<RingBuf<MapData>>,
+    pub stats: PerCpuArray<MapData, u64>,
+    pub attached: Vec<Attachment>,
+    shutdown: Option<mpsc::Sender<()>>,
+    owner: Option<JoinHandle<()>>,
+}
+
+/// Totals of the per-CPU counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCounters {
+    pub events_tried: u64,
+    pub events_lost: u64,
+    pub packets: u64,
+}
+
+impl LoadedProbe {
+    /// Loads and attaches to `interfaces` (ingress and egress of each).
+    pub fn start(cfg: &ProbeConfig, interfaces: &[String], features: &KernelFeatures) -> anyhow::Result<Self> {
+        if FLOW_OBJECT.is_empty() {
+            bail!("flow-probe was built without its eBPF objects (clang-19 was missing); run the README's setup command and rebuild");
+        }
+        let structs = btf_layout::structs_in_object(FLOW_OBJECT)?;
+        btf_layout::check(&structs, &mirrored_layouts())?;
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();
+        let cfg = cfg.clone();
+        let interfaces = interfaces.to_vec();
+        let use_tcx = features.has("tcx");
+        let owner = std::thread::Builder::new().name("probe-owner".into()).spawn(move || {
+            let loaded = (|| {
+                if let Some(ns) = &cfg.netns {
+                    sysfs::enter_netns(ns)?;
+                }
+                let mut ebpf = load(&cfg)?;
+                let mut attached = Vec::new();
+                for ifname in &interfaces {
+                    attached.push(attach(&mut ebpf, ifname, use_tcx)?);
+                }
+                let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
+                let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS")?)?;
+                anyhow::Ok((ebpf, ring, stats, attached))
+            })();
+            match loaded {
+                Ok((ebpf, ring, stats, attached)) => {
+                    let clsact: Vec<String> = attached
+                        .iter()
+                        .filter(|a| a.mode == AttachMode::Clsact { owns_qdisc: true })
+                        .map(|a| a.ifname.clone())
+                        .collect();
+                    let _ = ready_tx.send(Ok((ring, stats, attached)));
+                    let _ = shutdown_rx.recv();
+                    drop(ebpf); // detaches tcx links and clsact filters, in this namespace
+                    for ifname in clsact {
+                        remove_clsact(&ifname);
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        })?;
+        let (ring, stats, attached) = ready_rx.recv().context("probe owner thread died")??;
+        Ok(LoadedProbe { ring: Some(ring), stats, attached, shutdown: Some(shutdown_tx), owner: Some(owner) })
+    }
+
+    /// The ring buffer of events; `None` once taken.
+    pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
+        self.ring.take()
+    }
+
+    /// Reads the per-CPU counters and sums them.
+    pub fn counters(&self) -> anyhow::Result<KernelCounters> {
+        read_counters(&self.stats)
+    }
+}
+
+/// Sums the per-CPU counters of a `STATS` map.
+pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> anyhow::Result<KernelCounters> {
+    let sum = |i| -> anyhow::Result<u64> { Ok(stats.get(&i, 0)?.iter().sum()) };
+    Ok(KernelCounters {
+        events_tried: sum(stat::EVENTS_TRIED)?,
+        events_lost: sum(stat::EVENTS_LOST)?,
+        packets: sum(stat::PACKETS)?,
+    })
+}
+
+impl Drop for LoadedProbe {
+    fn drop(&mut self) {
+        drop(self.shutdown.take());
+        if let Some(owner) = self.owner.take() {
+            let _ = owner.join();
+        }
+    }
+}
+
+fn load(cfg: &ProbeConfig) -> anyhow::Result<Ebpf> {
+    let aggregate = u32::from(cfg.aggregate);
+    let interval = u64::try_from(cfg.report_interval.as_nanos()).unwrap_or(u64::MAX);
+    let mut ebpf = EbpfLoader::new()
+        .override_global("aggregate", &aggregate, true)
+        .override_global("report_interval_ns", &interval, true)
+        .map_max_entries("EVENTS", cfg.ringbuf_bytes)
+        .map_max_entries("FLOWS", cfg.flow_table_entries)
+        .load(FLOW_OBJECT)
+        .context("loading the tc flow probe")?;
+    for name in ["tc_ingress", "tc_egress"] {
+        let prog: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("verifier rejected {name}"))?;
+    }
+    Ok(ebpf)
+}
+
+fn attach(ebpf: &mut Ebpf, ifname: &str, use_tcx: bool) -> anyhow::Result<Attachment> {
+    let ifindex = sysfs::ifindex(ifname)?;
+    // An error adding clsact means it exists already: then it is not ours to remove.
+    let owns_qdisc = !use_tcx && tc::qdisc_add_clsact(ifname).is_ok();
+    for (name, dir) in [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)] {
+        let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
+        let options = if use_tcx {
+            TcAttachOptions::TcxOrder(LinkOrder::default())
+        } else {
+            TcAttachOptions::Netlink(tc::NlOptions::default())
+        };
+        prog.attach_with_options(ifname, dir, options)
+            .with_context(|| format!("attaching {name} to {ifname}"))?;
+    }
+    let mode = if use_tcx { AttachMode::Tcx } else { AttachMode::Clsact { owns_qdisc } };
+    Ok(Attachment { ifname: ifname.to_string(), ifindex, mode })
+}
+
+fn remove_clsact(ifname: &str) {
+    let status = std::process::Command::new("tc").args(["qdisc", "del", "dev", ifname, "clsact"]).status();
+    if !status.is_ok_and(|s| s.success()) {
+        log::warn!("could not remove the clsact qdisc of {ifname}");
+    }
+}

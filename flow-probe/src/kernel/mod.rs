@@ -1,0 +1,10 @@
+//! Everything that touches the kernel: the embedded probe objects, the Rust
+//! mirror of their event layout and its BTF check, feature probing, bpffs/tracefs
+//! and namespaces, and loading/attaching.
+
+pub mod btf_layout;
+pub mod events;
+pub mod features;
+pub mod loader;
+pub mod objects;
+pub mod sysfs;

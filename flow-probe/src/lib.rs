@@ -1,0 +1,22 @@
+//! flow-probe: the per-node agent.
+//!
+//! # Layout
+//! Data moves top to bottom:
+//! - [`kernel`]: loads `ebpf-probes/` into the kernel and attaches it ([`kernel::loader`]),
+//!   after checking the event layout against the object's BTF ([`kernel::btf_layout`]);
+//!   probes kernel features ([`kernel::features`]); decodes ring-buffer records
+//!   ([`kernel::events`]).
+//! - [`pipeline`]: drains the ring buffer, decodes, and hands each event to
+//!   [`enrich`], which builds a Hubble `Flow` with endpoints and identities from the
+//!   endpoints file; lost-event counts become records in the stream.
+//! - [`store`]: the ring of recent flows (4095 by default) and the broadcast to
+//!   followers.
+//! - [`server`]: the `observer.Observer` gRPC service over the store.
+//! - [`agent`]: wires them together for the `flow-probe` binary.
+
+pub mod agent;
+pub mod enrich;
+pub mod kernel;
+pub mod pipeline;
+pub mod server;
+pub mod store;

@@ -1,0 +1,107 @@
+//! The flow-probe binary: parses flags into an [`AgentConfig`] and runs the agent
+//! until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use flow_probe::agent::{self, AgentConfig};
+use flow_probe::kernel::loader::ProbeConfig;
+use flow_probe::server;
+use flow_probe::store::DEFAULT_CAPACITY;
+
+/// Hubble's monitor aggregation levels that we implement.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Aggregation {
+    /// An event for every packet (debugging; expensive).
+    None,
+    /// Events on a flow's first packet and on new TCP flags per direction.
+    Medium,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "flow-probe", version, about = "Per-node eBPF flow probe serving observer.Observer")]
+struct Args {
+    /// Interface to attach the tc probe to (ingress and egress); repeatable.
+    #[arg(long = "interface", short = 'i')]
+    interfaces: Vec<String>,
+    /// Endpoints file (YAML) used to enrich flows.
+    #[arg(long)]
+    endpoints: Option<PathBuf>,
+    /// Also attach to the host-side interface of every endpoint on this node.
+    #[arg(long)]
+    attach_endpoints: bool,
+    /// File to write the bound gRPC address to once attached and serving.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Network namespace (`ip netns` name) that holds the interfaces.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Node name reported in flows; defaults to the host name.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// gRPC listen address.
+    #[arg(long, default_value = server::DEFAULT_LISTEN)]
+    listen: String,
+    /// Recent flows kept in memory.
+    #[arg(long, default_value_t = DEFAULT_CAPACITY)]
+    ring_capacity: usize,
+    #[arg(long, value_enum, default_value_t = Aggregation::Medium)]
+    monitor_aggregation: Aggregation,
+    /// Seconds between periodic reports of a live flow; 0 turns them off.
+    #[arg(long, default_value_t = 0)]
+    report_interval: u64,
+    /// Kernel ring buffer size in bytes (a power of two, at least 4096).
+    #[arg(long, default_value_t = 4 << 20)]
+    ringbuf_size: u32,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
+}
+
+fn config(args: Args) -> anyhow::Result<AgentConfig> {
+    let size = args.ringbuf_size;
+    if size < 4096 || !size.is_power_of_two() {
+        anyhow::bail!("--ringbuf-size {size}: must be a power of two of at least 4096");
+    }
+    Ok(AgentConfig {
+        node_name: args.node_name.unwrap_or_else(hostname),
+        listen: server::parse_listen(&args.listen)?,
+        interfaces: args.interfaces,
+        endpoints: args.endpoints,
+        attach_endpoints: args.attach_endpoints,
+        ready_file: args.ready_file,
+        ring_capacity: args.ring_capacity,
+        probe: ProbeConfig {
+            aggregate: matches!(args.monitor_aggregation, Aggregation::Medium),
+            report_interval: Duration::from_secs(args.report_interval),
+            ringbuf_bytes: size,
+            netns: args.netns,
+            ..ProbeConfig::default()
+        },
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = config(Args::parse()).and_then(|cfg| {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        rt.block_on(agent::run(cfg, shutdown_signal()))
+    });
+    if let Err(e) = result {
+        eprintln!("flow-probe: {e:#}");
+        std::process::exit(1);
+    }
+}

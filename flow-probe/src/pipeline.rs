@@ -1,0 +1,111 @@
+//! Kernel → store: drains the ring buffer, decodes, enriches and keeps flows, and
+//! turns the kernel's lost-event counter into lost-event records in the stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use aya::maps::{MapData, RingBuf};
+use observer_proto::flow::{LostEvent, LostEventSource};
+use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+use tokio::io::unix::AsyncFd;
+
+use crate::enrich::Enricher;
+use crate::kernel::events::{self, Event};
+use crate::kernel::loader::{LoadedProbe, read_counters};
+use crate::kernel::sysfs;
+use crate::store::FlowStore;
+
+/// Decoded-and-enriched path for one record; also what the benchmark measures.
+pub struct Pipeline {
+    pub enricher: Enricher,
+    pub store: Arc<FlowStore>,
+    unix_offset_ns: i128,
+    pub decode_errors: u64,
+}
+
+impl Pipeline {
+    pub fn new(enricher: Enricher, store: Arc<FlowStore>) -> Self {
+        Pipeline { enricher, store, unix_offset_ns: sysfs::monotonic_to_unix_offset_ns(), decode_errors: 0 }
+    }
+
+    /// Re-reads the clock offset, so a wall-clock step shows up in flow times.
+    pub fn refresh_clock(&mut self) {
+        self.unix_offset_ns = sysfs::monotonic_to_unix_offset_ns();
+    }
+
+    pub fn ingest(&mut self, record: &[u8]) {
+        match events::decode(record) {
+            Ok(Event::Flow(ev)) => {
+                let flow = self.enricher.flow(&ev, self.unix_offset_ns);
+                let response = GetFlowsResponse {
+                    node_name: flow.node_name.clone(),
+                    time: flow.time,
+                    response_types: Some(ResponseTypes::Flow(flow)),
+                };
+                self.store.push(response);
+            }
+            Err(e) => {
+                self.decode_errors += 1;
+                if self.decode_errors.is_power_of_two() {
+                    log::warn!("undecodable ring-buffer record ({} so far): {e}", self.decode_errors);
+                }
+            }
+        }
+    }
+
+    /// Records that `n` events were lost at `source`.
+    pub fn push_lost(&self, source: LostEventSource, n: u64) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.store.push(GetFlowsResponse {
+            node_name: self.enricher.node_name().to_string(),
+            time: Some(prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }),
+            response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                source: source as i32,
+                num_events_lost: n,
+                ..Default::default()
+            })),
+        });
+    }
+}
+
+/// Reads the ring buffer until `shutdown` resolves; every `lost_check` it reads the
+/// kernel's lost counter and puts what is new into the stream.
+pub async fn run(
+    probe: &mut LoadedProbe,
+    mut pipeline: Pipeline,
+    lost_check: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Pipeline> {
+    let ring: RingBuf<MapData> = probe.take_ring().context("the ring buffer is already being read")?;
+    let stats = &probe.stats;
+    // The AsyncFd owns the ring, so the fd outlives its registration.
+    #[expect(deprecated, reason = "the owned fd makes the I/O-safety concern moot")]
+    let mut ring = AsyncFd::new(ring)?;
+    let mut ticker = tokio::time::interval(lost_check);
+    let mut lost_seen = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    pipeline.ingest(&item[..]);
+                }
+                guard.clear_ready();
+            }
+            _ = ticker.tick() => {
+                pipeline.refresh_clock();
+                let lost = read_counters(stats)?.events_lost;
+                if lost > lost_seen {
+                    pipeline.push_lost(LostEventSource::PerfEventRingBuffer, lost - lost_seen);
+                    lost_seen = lost;
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    Ok(pipeline)
+}

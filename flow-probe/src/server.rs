@@ -1,0 +1,260 @@
+//! The `observer.Observer` gRPC service over the flow store: GetFlows (history,
+//! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use observer_proto::filter::{self, FlowMatcher};
+use observer_proto::flow::{LostEvent, LostEventSource};
+use observer_proto::observe::v1::KernelFeature;
+use observer_proto::relay::NodeState;
+use observer_proto::observer::observer_server::{Observer, ObserverServer};
+use observer_proto::observer::{
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest,
+    GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
+    get_flows_response::ResponseTypes,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::store::{Entry, FlowStore};
+
+/// What the service knows about the node it runs on.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub address: String,
+    pub version: String,
+    pub started: Instant,
+    pub kernel_features: Vec<KernelFeature>,
+}
+
+pub struct ObserverService {
+    store: Arc<FlowStore>,
+    node: NodeInfo,
+}
+
+impl ObserverService {
+    pub fn new(store: Arc<FlowStore>, node: NodeInfo) -> Self {
+        ObserverService { store, node }
+    }
+
+    pub fn into_server(self) -> ObserverServer<Self> {
+        ObserverServer::new(self)
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    service: ObserverService,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+/// A validated GetFlows request.
+struct FlowQuery {
+    matcher: FlowMatcher,
+    number: usize,
+    first: bool,
+    follow: bool,
+    since: Option<i128>,
+    until: Option<i128>,
+}
+
+fn nanos(ts: &prost_types::Timestamp) -> i128 {
+    i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos)
+}
+
+impl FlowQuery {
+    fn parse(req: &GetFlowsRequest) -> Result<Self, Status> {
+        if req.first && req.follow {
+            return Err(Status::invalid_argument("first cannot be combined with follow"));
+        }
+        let matcher = filter::compile(&req.whitelist, &req.blacklist)
+            .map_err(|e| Status::invalid_argument(format!("invalid flow filter: {e}")))?;
+        let since = req.since.as_ref().map(nanos);
+        let until = req.until.as_ref().map(nanos);
+        if let (Some(s), Some(u)) = (since, until) {
+            if s > u {
+                return Err(Status::invalid_argument("since is after until"));
+            }
+        }
+        let number = usize::try_from(req.number).unwrap_or(usize::MAX);
+        Ok(FlowQuery { matcher, number, first: req.first, follow: req.follow, since, until })
+    }
+
+    fn in_window(&self, r: &GetFlowsResponse) -> bool {
+        let Some(t) = r.time.as_ref().map(nanos) else { return true };
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
+    }
+
+    /// Lost-event records pass every filter: a gap is never hidden.
+    fn selects(&self, r: &GetFlowsResponse) -> bool {
+        self.in_window(r)
+            && match &r.response_types {
+                Some(ResponseTypes::Flow(f)) => self.matcher.matches(f),
+                _ => true,
+            }
+    }
+
+    /// The part of the ring to send before following.
+    fn history(&self, ring: Vec<Entry>) -> Vec<Entry> {
+        if self.follow && self.number == 0 && self.since.is_none() {
+            return Vec::new();
+        }
+        let picked: Vec<Entry> = ring.into_iter().filter(|e| self.selects(&e.response)).collect();
+        if self.number == 0 || picked.len() <= self.number {
+            picked
+        } else if self.first {
+            picked.into_iter().take(self.number).collect()
+        } else {
+            let skip = picked.len() - self.number;
+            picked.into_iter().skip(skip).collect()
+        }
+    }
+}
+
+type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Observer for ObserverService {
+    type GetFlowsStream = FlowStream;
+
+    async fn get_flows(&self, request: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {
+        let query = FlowQuery::parse(request.get_ref())?;
+        let (ring, follow_rx) = if query.follow {
+            let (ring, rx) = self.store.snapshot_and_follow();
+            (ring, Some(rx))
+        } else {
+            (self.store.snapshot(), None)
+        };
+        let last_seq = ring.last().map(|e| e.seq);
+        let history = query.history(ring);
+        let (tx, rx) = mpsc::channel(256);
+        let node_name = self.node.name.clone();
+        tokio::spawn(async move {
+            for entry in history {
+                if tx.send(Ok((*entry.response).clone())).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(follow_rx) = follow_rx {
+                follow(query, follow_rx, last_seq, tx, node_name).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+        let ring = self.store.snapshot();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let minute_ago = now.as_nanos() as i128 - 60_000_000_000;
+        let recent = ring
+            .iter()
+            .filter(|e| e.response.time.as_ref().is_some_and(|t| nanos(t) >= minute_ago))
+            .count();
+        let uptime = self.node.started.elapsed();
+        Ok(Response::new(ServerStatusResponse {
+            num_flows: ring.len() as u64,
+            max_flows: self.store.capacity() as u64,
+            seen_flows: self.store.seen(),
+            uptime_ns: uptime.as_nanos() as u64,
+            num_connected_nodes: Some(1),
+            num_unavailable_nodes: Some(0),
+            version: self.node.version.clone(),
+            flows_rate: recent as f64 / uptime.as_secs_f64().clamp(1.0, 60.0),
+            kernel_features: self.node.kernel_features.clone(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_nodes(&self, _: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+        let node = Node {
+            name: self.node.name.clone(),
+            version: self.node.version.clone(),
+            address: self.node.address.clone(),
+            state: NodeState::NodeConnected as i32,
+            uptime_ns: self.node.started.elapsed().as_nanos() as u64,
+            num_flows: self.store.len() as u64,
+            max_flows: self.store.capacity() as u64,
+            seen_flows: self.store.seen(),
+            ..Default::default()
+        };
+        Ok(Response::new(GetNodesResponse { nodes: vec![node] }))
+    }
+
+    async fn get_namespaces(&self, _: Request<GetNamespacesRequest>) -> Result<Response<GetNamespacesResponse>, Status> {
+        let mut seen = BTreeSet::new();
+        for entry in self.store.snapshot() {
+            if let Some(ResponseTypes::Flow(f)) = &entry.response.response_types {
+                for ep in [&f.source, &f.destination].into_iter().flatten() {
+                    if !ep.namespace.is_empty() {
+                        seen.insert((ep.cluster_name.clone(), ep.namespace.clone()));
+                    }
+                }
+            }
+        }
+        let namespaces = seen.into_iter().map(|(cluster, namespace)| Namespace { cluster, namespace }).collect();
+        Ok(Response::new(GetNamespacesResponse { namespaces }))
+    }
+}
+
+async fn follow(
+    query: FlowQuery,
+    mut rx: broadcast::Receiver<Entry>,
+    after: Option<u64>,
+    tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    node_name: String,
+) {
+    loop {
+        let entry = match rx.recv().await {
+            Ok(entry) => entry,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                // This client fell behind; say how much it missed and go on.
+                let lost = GetFlowsResponse {
+                    node_name: node_name.clone(),
+                    time: None,
+                    response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                        source: LostEventSource::ObserverEventsQueue as i32,
+                        num_events_lost: n,
+                        ..Default::default()
+                    })),
+                };
+                if tx.send(Ok(lost)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if after.is_some_and(|a| entry.seq <= a) {
+            continue;
+        }
+        let past_until = query.until.is_some_and(|u| entry.response.time.as_ref().is_some_and(|t| nanos(t) > u));
+        if past_until {
+            return;
+        }
+        if query.selects(&entry.response) && tx.send(Ok((*entry.response).clone())).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The address the probe listens on by default, as Hubble's agent.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4244";
+
+pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
+    s.parse().map_err(|e| anyhow::anyhow!("invalid listen address {s:?}: {e}"))
+}

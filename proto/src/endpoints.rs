@@ -1,0 +1,216 @@
+//! The endpoints file: the metadata source that maps addresses to endpoints.
+//!
+//! The lab writes it; flow-probe reads it to enrich flows. Every label set gets a
+//! numeric security identity, derived from the labels alone so that every node that
+//! reads the same file agrees on the numbers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Reserved identities, with Cilium's numbers.
+pub mod reserved {
+    pub const UNKNOWN: u32 = 0;
+    pub const HOST: u32 = 1;
+    pub const WORLD: u32 = 2;
+    pub const UNMANAGED: u32 = 3;
+    pub const HEALTH: u32 = 4;
+    pub const INIT: u32 = 5;
+    pub const REMOTE_NODE: u32 = 6;
+    /// First identity handed to a label set.
+    pub const FIRST_CLUSTER_LOCAL: u32 = 256;
+}
+
+/// What can go wrong reading an endpoints file.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointsError {
+    /// The file could not be read.
+    #[error("endpoints file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML of the expected shape.
+    #[error("endpoints file {path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_yaml::Error,
+    },
+    /// The file parsed but its content is inconsistent.
+    #[error("endpoints file {path}: {problem}")]
+    Invalid { path: String, problem: String },
+}
+
+/// One workload that owns an endpoint (a Deployment, a DaemonSet, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// One endpoint: a pod-like network identity on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Endpoint ID, unique in the file.
+    pub id: u32,
+    /// Pod name.
+    pub name: String,
+    pub namespace: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
+    /// Node the endpoint runs on.
+    pub node: String,
+    /// Host-side interface (veth) of the endpoint, where its probes attach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsFile {
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl EndpointsFile {
+    /// Reads and validates a file; errors name the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, EndpointsError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| EndpointsError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    /// Parses and validates file text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, EndpointsError> {
+        let file: EndpointsFile =
+            serde_yaml::from_str(text).map_err(|source| EndpointsError::Parse {
+                path: origin.to_string(),
+                source,
+            })?;
+        file.validate().map_err(|problem| EndpointsError::Invalid {
+            path: origin.to_string(),
+            problem,
+        })?;
+        Ok(file)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            let at = format!("endpoints[{i}] ({}/{})", ep.namespace, ep.name);
+            if ep.name.is_empty() || ep.namespace.is_empty() {
+                return Err(format!("{at}: name and namespace must not be empty"));
+            }
+            if !ids.insert(ep.id) {
+                return Err(format!("{at}: duplicate id {}", ep.id));
+            }
+            let v4 = ep.ipv4.map(std::net::IpAddr::V4);
+            let v6 = ep.ipv6.map(std::net::IpAddr::V6);
+            for addr in v4.into_iter().chain(v6) {
+                if !addrs.insert(addr) {
+                    return Err(format!("{at}: address {addr} is used by another endpoint"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Numeric identity per label set, as a map from the sorted `k=v` list.
+    ///
+    /// The number comes from a hash of the labels, probed in the order of the sorted
+    /// label sets so that the same file always gives the same numbers on every node.
+    pub fn identities(&self) -> HashMap<Vec<String>, u32> {
+        let sets: BTreeSet<Vec<String>> = self
+            .endpoints
+            .iter()
+            .map(|ep| label_strings(&ep.labels))
+            .collect();
+        let span = 65_536 - reserved::FIRST_CLUSTER_LOCAL;
+        let mut taken = BTreeSet::new();
+        let mut out = HashMap::new();
+        for set in sets {
+            let mut n = fnv1a(set.join(",").as_bytes()) % span;
+            while !taken.insert(n) {
+                n = (n + 1) % span;
+            }
+            out.insert(set, reserved::FIRST_CLUSTER_LOCAL + n);
+        }
+        out
+    }
+}
+
+/// Labels as Cilium prints them: `k8s:key=value`, sorted.
+pub fn label_strings(labels: &BTreeMap<String, String>) -> Vec<String> {
+    labels.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TWO: &str = "endpoints:\n\
+        - {id: 1, name: a, namespace: ns, labels: {app: a}, ipv4: 198.18.0.2, node: n1}\n\
+        - {id: 2, name: b, namespace: ns, labels: {app: b}, ipv4: 198.18.0.3, node: n1}\n\
+        - {id: 3, name: a2, namespace: ns, labels: {app: a}, ipv4: 198.18.0.4, node: n2}\n";
+
+    #[test]
+    fn same_labels_share_an_identity_and_numbers_are_stable() {
+        let file = EndpointsFile::parse(TWO, "t.yaml").unwrap();
+        let ids = file.identities();
+        assert_eq!(ids.len(), 2);
+        let a = ids[&vec!["k8s:app=a".to_string()]];
+        let b = ids[&vec!["k8s:app=b".to_string()]];
+        assert_ne!(a, b);
+        assert!(a >= reserved::FIRST_CLUSTER_LOCAL && b >= reserved::FIRST_CLUSTER_LOCAL);
+        let again = EndpointsFile::parse(TWO, "t.yaml").unwrap().identities();
+        assert_eq!(again, ids);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_problem() {
+        let dup = "endpoints:\n- {id: 1, name: a, namespace: ns, node: n}\n- {id: 1, name: b, namespace: ns, node: n}\n";
+        let err = EndpointsFile::parse(dup, "eps.yaml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "endpoints file eps.yaml: endpoints[1] (ns/b): duplicate id 1"
+        );
+        let bad_ip = "endpoints:\n- {id: 1, name: a, namespace: ns, node: n, ipv4: 300.1.1.1}\n";
+        let err = EndpointsFile::parse(bad_ip, "eps.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("endpoints file eps.yaml: endpoints[0]"),
+            "{err}"
+        );
+        assert!(err.contains("invalid IPv4 address syntax"), "{err}");
+        let unknown = "endpoints:\n- {id: 1, name: a, namespace: ns, node: n, color: red}\n";
+        let err = EndpointsFile::parse(unknown, "eps.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `color`"), "{err}");
+    }
+}
