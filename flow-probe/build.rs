@@ -15,7 +15,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-env-changed=CLANG");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang-19".to_string());
-    let have_clang = Command::new(&clang).arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_clang = Command::new(&clang)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     for probe in PROBES {
         let obj = out.join(format!("{probe}.bpf.o"));
         if !have_clang {

@@ -18,7 +18,8 @@ fn main() -> io::Result<()> {
     for proto in PROTOS {
         println!("cargo:rerun-if-changed={proto}");
     }
-    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let out =
+        std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     tonic_prost_build::configure()
         // The descriptor set drives protojson output (see src/json.rs).
         .file_descriptor_set_path(out.join("descriptors.bin"))

@@ -34,7 +34,10 @@ pub struct AgentConfig {
 }
 
 /// Runs until `shutdown` resolves, then detaches everything.
-pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     for (fs, at) in [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing")] {
         if let Err(e) = sysfs::ensure_mounted(fs, at) {
             log::warn!("could not mount {fs} at {at}: {e}");
@@ -42,8 +45,16 @@ pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = (
     }
     let features = KernelFeatures::probe();
     for f in &features.features {
-        log::info!("kernel feature {:<28} {}{}", f.name, if f.available { "yes" } else { "NO" },
-            if f.detail.is_empty() { String::new() } else { format!(" ({})", f.detail) });
+        log::info!(
+            "kernel feature {:<28} {}{}",
+            f.name,
+            if f.available { "yes" } else { "NO" },
+            if f.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.detail)
+            }
+        );
     }
     let endpoints = match &cfg.endpoints {
         Some(path) => EndpointsFile::load(path)?,
@@ -52,7 +63,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = (
     let mut interfaces = cfg.interfaces.clone();
     let mut endpoint_ip_of = std::collections::HashMap::new();
     if cfg.attach_endpoints {
-        for ep in endpoints.endpoints.iter().filter(|e| e.node == cfg.node_name) {
+        for ep in endpoints
+            .endpoints
+            .iter()
+            .filter(|e| e.node == cfg.node_name)
+        {
             if let Some(ifname) = &ep.interface {
                 interfaces.push(ifname.clone());
                 let ip = ep.ipv4.map(IpAddr::V4).or(ep.ipv6.map(IpAddr::V6));
@@ -72,12 +87,24 @@ pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = (
             log::warn!("no interface to attach to: give --interface or --attach-endpoints");
             None
         }
-        None => Some(LoadedProbe::start(&cfg.probe, &interfaces, &features).context("starting the flow probe")?),
+        None => Some(
+            LoadedProbe::start(&cfg.probe, &interfaces, &features)
+                .context("starting the flow probe")?,
+        ),
     };
     if let Some(p) = &probe {
         for a in &p.attached {
-            log::info!("attached to {} (ifindex {}, {:?})", a.ifname, a.ifindex, a.mode);
-            enricher.add_interface(a.ifindex, &a.ifname, endpoint_ip_of.get(&a.ifname).copied().flatten());
+            log::info!(
+                "attached to {} (ifindex {}, {:?})",
+                a.ifname,
+                a.ifindex,
+                a.mode
+            );
+            enricher.add_interface(
+                a.ifindex,
+                &a.ifname,
+                endpoint_ip_of.get(&a.ifname).copied().flatten(),
+            );
         }
     }
 
@@ -89,7 +116,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = (
     if let Some(path) = &cfg.ready_file {
         // Written via a temporary name so a reader never sees half a line.
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{bound}\n")).and_then(|()| std::fs::rename(&tmp, path))
+        std::fs::write(&tmp, format!("{bound}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
     let node = NodeInfo {
@@ -100,7 +128,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = (
         kernel_features: features
             .features
             .iter()
-            .map(|f| KernelFeature { name: f.name.to_string(), available: f.available, detail: f.detail.clone() })
+            .map(|f| KernelFeature {
+                name: f.name.to_string(),
+                available: f.available,
+                detail: f.detail.clone(),
+            })
             .collect(),
     };
     let service = ObserverService::new(store.clone(), node);
@@ -113,7 +145,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl std::future::Future<Output = (
         match probe.as_mut() {
             Some(p) => {
                 let pipeline = Pipeline::new(enricher, store.clone());
-                pipeline::run(p, pipeline, Duration::from_secs(1), stopped(stop_rx.clone())).await.map(|_| ())
+                pipeline::run(
+                    p,
+                    pipeline,
+                    Duration::from_secs(1),
+                    stopped(stop_rx.clone()),
+                )
+                .await
+                .map(|_| ())
             }
             None => Ok(()),
         }

@@ -53,14 +53,20 @@ impl Enricher {
             let labels = endpoints::label_strings(&ep.labels);
             let proto_ep = Endpoint {
                 id: ep.id,
-                identity: identities.get(&labels).copied().unwrap_or(reserved::UNKNOWN),
+                identity: identities
+                    .get(&labels)
+                    .copied()
+                    .unwrap_or(reserved::UNKNOWN),
                 namespace: ep.namespace.clone(),
                 labels,
                 pod_name: ep.name.clone(),
                 workloads: ep
                     .workload
                     .iter()
-                    .map(|w| flow::Workload { name: w.name.clone(), kind: w.kind.clone() })
+                    .map(|w| flow::Workload {
+                        name: w.name.clone(),
+                        kind: w.kind.clone(),
+                    })
                     .collect(),
                 ..Default::default()
             };
@@ -80,14 +86,27 @@ impl Enricher {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ u64::from(std::process::id()).rotate_left(32);
-        Enricher { node_name: node_name.to_string(), by_ip, interfaces: HashMap::new(), world, uuid_seed, uuid_counter: 0 }
+        Enricher {
+            node_name: node_name.to_string(),
+            by_ip,
+            interfaces: HashMap::new(),
+            world,
+            uuid_seed,
+            uuid_counter: 0,
+        }
     }
 
     /// Registers an attached interface; `endpoint_ip` names the endpoint behind a
     /// host-side veth.
     pub fn add_interface(&mut self, ifindex: u32, name: &str, endpoint_ip: Option<IpAddr>) {
         let endpoint = endpoint_ip.and_then(|ip| self.by_ip.get(&ip).cloned());
-        self.interfaces.insert(ifindex, Interface { name: name.to_string(), endpoint });
+        self.interfaces.insert(
+            ifindex,
+            Interface {
+                name: name.to_string(),
+                endpoint,
+            },
+        );
     }
 
     pub fn node_name(&self) -> &str {
@@ -95,7 +114,10 @@ impl Enricher {
     }
 
     fn endpoint_of(&self, ip: IpAddr) -> Endpoint {
-        self.by_ip.get(&ip).cloned().unwrap_or_else(|| self.world.clone())
+        self.by_ip
+            .get(&ip)
+            .cloned()
+            .unwrap_or_else(|| self.world.clone())
     }
 
     fn next_uuid(&mut self) -> String {
@@ -105,7 +127,9 @@ impl Enricher {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&a.to_le_bytes());
         bytes[8..].copy_from_slice(&b.to_le_bytes());
-        uuid::Builder::from_random_bytes(bytes).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
     }
 
     /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
@@ -120,13 +144,19 @@ impl Enricher {
             // tc ingress of a host-side veth sees what the endpoint sends.
             (true, true) => (TraceObservationPoint::FromEndpoint, monitor::TRACE_FROM_LXC),
             (true, false) => (TraceObservationPoint::ToEndpoint, monitor::TRACE_TO_LXC),
-            (false, true) => (TraceObservationPoint::FromNetwork, monitor::TRACE_FROM_NETWORK),
+            (false, true) => (
+                TraceObservationPoint::FromNetwork,
+                monitor::TRACE_FROM_NETWORK,
+            ),
             (false, false) => (TraceObservationPoint::ToNetwork, monitor::TRACE_TO_NETWORK),
         };
         let is_reply = ev.is_reply != 0;
         // Direction of the connection, seen from the endpoint where we observe it:
         // a packet leaving the endpoint is egress unless it answers a peer.
-        let leaving = matches!(point, TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToNetwork);
+        let leaving = matches!(
+            point,
+            TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToNetwork
+        );
         let direction = match (leaving, is_reply) {
             (true, false) | (false, true) => TrafficDirection::Egress,
             (false, false) | (true, true) => TrafficDirection::Ingress,
@@ -148,7 +178,11 @@ impl Enricher {
             ip: Some(Ip {
                 source: src.to_string(),
                 destination: dst.to_string(),
-                ip_version: if k.family == 6 { IpVersion::IPv6 } else { IpVersion::IPv4 } as i32,
+                ip_version: if k.family == 6 {
+                    IpVersion::IPv6
+                } else {
+                    IpVersion::IPv4
+                } as i32,
                 ..Default::default()
             }),
             l4,
@@ -156,13 +190,24 @@ impl Enricher {
             destination: Some(self.endpoint_of(dst)),
             r#type: FlowType::L3L4 as i32,
             node_name: self.node_name.clone(),
-            event_type: Some(CiliumEventType { r#type: monitor::MESSAGE_TYPE_TRACE, sub_type }),
+            event_type: Some(CiliumEventType {
+                r#type: monitor::MESSAGE_TYPE_TRACE,
+                sub_type,
+            }),
             traffic_direction: direction as i32,
             trace_observation_point: point as i32,
             is_reply: Some(is_reply),
             summary,
-            interface: iface.map(|i| NetworkInterface { index: k.ifindex, name: i.name.clone() }),
-            volume: Some(FlowVolume { fwd_bytes: fwd.0, fwd_packets: fwd.1, rev_bytes: rev.0, rev_packets: rev.1 }),
+            interface: iface.map(|i| NetworkInterface {
+                index: k.ifindex,
+                name: i.name.clone(),
+            }),
+            volume: Some(FlowVolume {
+                fwd_bytes: fwd.0,
+                fwd_packets: fwd.1,
+                rev_bytes: rev.0,
+                rev_packets: rev.1,
+            }),
             ..Default::default()
         }
     }
@@ -170,7 +215,10 @@ impl Enricher {
 
 fn addresses(family: u8, s: &[u8; 16], d: &[u8; 16]) -> (IpAddr, IpAddr) {
     if family == 6 {
-        (IpAddr::V6(Ipv6Addr::from(*s)), IpAddr::V6(Ipv6Addr::from(*d)))
+        (
+            IpAddr::V6(Ipv6Addr::from(*s)),
+            IpAddr::V6(Ipv6Addr::from(*d)),
+        )
     } else {
         let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
         (v4(s), v4(d))
@@ -194,9 +242,22 @@ pub fn tcp_flags(bits: u8) -> TcpFlags {
 
 /// Flag names in Hubble's order, e.g. "SYN, ACK".
 pub fn tcp_flag_names(bits: u8) -> String {
-    const NAMES: [(u8, &str); 8] =
-        [(0x02, "SYN"), (0x10, "ACK"), (0x08, "PSH"), (0x01, "FIN"), (0x04, "RST"), (0x20, "URG"), (0x40, "ECE"), (0x80, "CWR")];
-    NAMES.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    const NAMES: [(u8, &str); 8] = [
+        (0x02, "SYN"),
+        (0x10, "ACK"),
+        (0x08, "PSH"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x20, "URG"),
+        (0x40, "ECE"),
+        (0x80, "CWR"),
+    ];
+    NAMES
+        .iter()
+        .filter(|(b, _)| bits & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
@@ -211,20 +272,34 @@ fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
             format!("TCP Flags: {}", tcp_flag_names(ev.tcp_flags)),
         ),
         IPPROTO_UDP => (
-            layer4::Protocol::Udp(flow::Udp { source_port: k.sport.into(), destination_port: k.dport.into() }),
+            layer4::Protocol::Udp(flow::Udp {
+                source_port: k.sport.into(),
+                destination_port: k.dport.into(),
+            }),
             "UDP".to_string(),
         ),
         IPPROTO_ICMP => (
-            layer4::Protocol::IcmPv4(IcmPv4 { r#type: ev.icmp_type.into(), code: ev.icmp_code.into() }),
+            layer4::Protocol::IcmPv4(IcmPv4 {
+                r#type: ev.icmp_type.into(),
+                code: ev.icmp_code.into(),
+            }),
             format!("ICMPv4 {}", icmp4_name(ev.icmp_type)),
         ),
         IPPROTO_ICMPV6 => (
-            layer4::Protocol::IcmPv6(IcmPv6 { r#type: ev.icmp_type.into(), code: ev.icmp_code.into() }),
+            layer4::Protocol::IcmPv6(IcmPv6 {
+                r#type: ev.icmp_type.into(),
+                code: ev.icmp_code.into(),
+            }),
             format!("ICMPv6 {}", icmp6_name(ev.icmp_type)),
         ),
         other => return (None, format!("IP protocol {other}")),
     };
-    (Some(Layer4 { protocol: Some(protocol) }), summary)
+    (
+        Some(Layer4 {
+            protocol: Some(protocol),
+        }),
+        summary,
+    )
 }
 
 fn icmp4_name(t: u8) -> String {

@@ -20,7 +20,11 @@ enum Aggregation {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "flow-probe", version, about = "Per-node eBPF flow probe serving observer.Observer")]
+#[command(
+    name = "flow-probe",
+    version,
+    about = "Per-node eBPF flow probe serving observer.Observer"
+)]
 struct Args {
     /// Interface to attach the tc probe to (ingress and egress); repeatable.
     #[arg(long = "interface", short = 'i')]
@@ -57,7 +61,9 @@ struct Args {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "node".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "node".into())
 }
 
 fn config(args: Args) -> anyhow::Result<AgentConfig> {
@@ -85,7 +91,10 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -97,7 +106,10 @@ async fn shutdown_signal() {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = config(Args::parse()).and_then(|cfg| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         rt.block_on(agent::run(cfg, shutdown_signal()))
     });
     if let Err(e) = result {

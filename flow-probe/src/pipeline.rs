@@ -27,7 +27,12 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(enricher: Enricher, store: Arc<FlowStore>) -> Self {
-        Pipeline { enricher, store, unix_offset_ns: sysfs::monotonic_to_unix_offset_ns(), decode_errors: 0 }
+        Pipeline {
+            enricher,
+            store,
+            unix_offset_ns: sysfs::monotonic_to_unix_offset_ns(),
+            decode_errors: 0,
+        }
     }
 
     /// Re-reads the clock offset, so a wall-clock step shows up in flow times.
@@ -49,7 +54,10 @@ impl Pipeline {
             Err(e) => {
                 self.decode_errors += 1;
                 if self.decode_errors.is_power_of_two() {
-                    log::warn!("undecodable ring-buffer record ({} so far): {e}", self.decode_errors);
+                    log::warn!(
+                        "undecodable ring-buffer record ({} so far): {e}",
+                        self.decode_errors
+                    );
                 }
             }
         }
@@ -57,10 +65,15 @@ impl Pipeline {
 
     /// Records that `n` events were lost at `source`.
     pub fn push_lost(&self, source: LostEventSource, n: u64) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         self.store.push(GetFlowsResponse {
             node_name: self.enricher.node_name().to_string(),
-            time: Some(prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }),
+            time: Some(prost_types::Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos() as i32,
+            }),
             response_types: Some(ResponseTypes::LostEvents(LostEvent {
                 source: source as i32,
                 num_events_lost: n,
@@ -78,7 +91,9 @@ pub async fn run(
     lost_check: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Pipeline> {
-    let ring: RingBuf<MapData> = probe.take_ring().context("the ring buffer is already being read")?;
+    let ring: RingBuf<MapData> = probe
+        .take_ring()
+        .context("the ring buffer is already being read")?;
     let stats = &probe.stats;
     // The AsyncFd owns the ring, so the fd outlives its registration.
     #[expect(deprecated, reason = "the owned fd makes the I/O-safety concern moot")]

@@ -10,13 +10,13 @@ use std::time::Instant;
 use observer_proto::filter::{self, FlowMatcher};
 use observer_proto::flow::{LostEvent, LostEventSource};
 use observer_proto::observe::v1::KernelFeature;
-use observer_proto::relay::NodeState;
 use observer_proto::observer::observer_server::{Observer, ObserverServer};
 use observer_proto::observer::{
-    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest,
-    GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
     get_flows_response::ResponseTypes,
 };
+use observer_proto::relay::NodeState;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -80,7 +80,9 @@ fn nanos(ts: &prost_types::Timestamp) -> i128 {
 impl FlowQuery {
     fn parse(req: &GetFlowsRequest) -> Result<Self, Status> {
         if req.first && req.follow {
-            return Err(Status::invalid_argument("first cannot be combined with follow"));
+            return Err(Status::invalid_argument(
+                "first cannot be combined with follow",
+            ));
         }
         let matcher = filter::compile(&req.whitelist, &req.blacklist)
             .map_err(|e| Status::invalid_argument(format!("invalid flow filter: {e}")))?;
@@ -92,11 +94,20 @@ impl FlowQuery {
             }
         }
         let number = usize::try_from(req.number).unwrap_or(usize::MAX);
-        Ok(FlowQuery { matcher, number, first: req.first, follow: req.follow, since, until })
+        Ok(FlowQuery {
+            matcher,
+            number,
+            first: req.first,
+            follow: req.follow,
+            since,
+            until,
+        })
     }
 
     fn in_window(&self, r: &GetFlowsResponse) -> bool {
-        let Some(t) = r.time.as_ref().map(nanos) else { return true };
+        let Some(t) = r.time.as_ref().map(nanos) else {
+            return true;
+        };
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
     }
 
@@ -114,7 +125,10 @@ impl FlowQuery {
         if self.follow && self.number == 0 && self.since.is_none() {
             return Vec::new();
         }
-        let picked: Vec<Entry> = ring.into_iter().filter(|e| self.selects(&e.response)).collect();
+        let picked: Vec<Entry> = ring
+            .into_iter()
+            .filter(|e| self.selects(&e.response))
+            .collect();
         if self.number == 0 || picked.len() <= self.number {
             picked
         } else if self.first {
@@ -132,7 +146,10 @@ type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + 
 impl Observer for ObserverService {
     type GetFlowsStream = FlowStream;
 
-    async fn get_flows(&self, request: Request<GetFlowsRequest>) -> Result<Response<FlowStream>, Status> {
+    async fn get_flows(
+        &self,
+        request: Request<GetFlowsRequest>,
+    ) -> Result<Response<FlowStream>, Status> {
         let query = FlowQuery::parse(request.get_ref())?;
         let (ring, follow_rx) = if query.follow {
             let (ring, rx) = self.store.snapshot_and_follow();
@@ -157,13 +174,23 @@ impl Observer for ObserverService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+    async fn server_status(
+        &self,
+        _: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
         let ring = self.store.snapshot();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let minute_ago = now.as_nanos() as i128 - 60_000_000_000;
         let recent = ring
             .iter()
-            .filter(|e| e.response.time.as_ref().is_some_and(|t| nanos(t) >= minute_ago))
+            .filter(|e| {
+                e.response
+                    .time
+                    .as_ref()
+                    .is_some_and(|t| nanos(t) >= minute_ago)
+            })
             .count();
         let uptime = self.node.started.elapsed();
         Ok(Response::new(ServerStatusResponse {
@@ -180,7 +207,10 @@ impl Observer for ObserverService {
         }))
     }
 
-    async fn get_nodes(&self, _: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+    async fn get_nodes(
+        &self,
+        _: Request<GetNodesRequest>,
+    ) -> Result<Response<GetNodesResponse>, Status> {
         let node = Node {
             name: self.node.name.clone(),
             version: self.node.version.clone(),
@@ -195,7 +225,10 @@ impl Observer for ObserverService {
         Ok(Response::new(GetNodesResponse { nodes: vec![node] }))
     }
 
-    async fn get_namespaces(&self, _: Request<GetNamespacesRequest>) -> Result<Response<GetNamespacesResponse>, Status> {
+    async fn get_namespaces(
+        &self,
+        _: Request<GetNamespacesRequest>,
+    ) -> Result<Response<GetNamespacesResponse>, Status> {
         let mut seen = BTreeSet::new();
         for entry in self.store.snapshot() {
             if let Some(ResponseTypes::Flow(f)) = &entry.response.response_types {
@@ -206,7 +239,10 @@ impl Observer for ObserverService {
                 }
             }
         }
-        let namespaces = seen.into_iter().map(|(cluster, namespace)| Namespace { cluster, namespace }).collect();
+        let namespaces = seen
+            .into_iter()
+            .map(|(cluster, namespace)| Namespace { cluster, namespace })
+            .collect();
         Ok(Response::new(GetNamespacesResponse { namespaces }))
     }
 }
@@ -242,7 +278,9 @@ async fn follow(
         if after.is_some_and(|a| entry.seq <= a) {
             continue;
         }
-        let past_until = query.until.is_some_and(|u| entry.response.time.as_ref().is_some_and(|t| nanos(t) > u));
+        let past_until = query
+            .until
+            .is_some_and(|u| entry.response.time.as_ref().is_some_and(|t| nanos(t) > u));
         if past_until {
             return;
         }
@@ -256,5 +294,6 @@ async fn follow(
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4244";
 
 pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
-    s.parse().map_err(|e| anyhow::anyhow!("invalid listen address {s:?}: {e}"))
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("invalid listen address {s:?}: {e}"))
 }

@@ -34,7 +34,12 @@ impl FlowStore {
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         let (followers, _) = broadcast::channel(capacity.clamp(1024, 65_536));
-        FlowStore { capacity, ring: Mutex::new(VecDeque::with_capacity(capacity)), next_seq: AtomicU64::new(0), followers }
+        FlowStore {
+            capacity,
+            ring: Mutex::new(VecDeque::with_capacity(capacity)),
+            next_seq: AtomicU64::new(0),
+            followers,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -44,7 +49,10 @@ impl FlowStore {
     /// Adds one entry, evicting the oldest when full.
     pub fn push(&self, response: GetFlowsResponse) {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = Entry { seq: self.next_seq.fetch_add(1, Ordering::Relaxed), response: Arc::new(response) };
+        let entry = Entry {
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            response: Arc::new(response),
+        };
         if ring.len() == self.capacity {
             ring.pop_front();
         }
@@ -68,7 +76,12 @@ impl FlowStore {
 
     /// A copy of the ring, oldest first.
     pub fn snapshot(&self) -> Vec<Entry> {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        self.ring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The ring's content and a receiver for everything after it, atomically.
@@ -84,7 +97,10 @@ mod tests {
     use super::*;
 
     fn resp(n: &str) -> GetFlowsResponse {
-        GetFlowsResponse { node_name: n.into(), ..Default::default() }
+        GetFlowsResponse {
+            node_name: n.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -93,11 +109,20 @@ mod tests {
         for n in ["a", "b", "c", "d", "e"] {
             store.push(resp(n));
         }
-        let names: Vec<_> = store.snapshot().iter().map(|e| e.response.node_name.clone()).collect();
+        let names: Vec<_> = store
+            .snapshot()
+            .iter()
+            .map(|e| e.response.node_name.clone())
+            .collect();
         assert_eq!(names, ["c", "d", "e"]);
         assert_eq!(store.seen(), 5);
         assert_eq!(store.len(), 3);
-        assert!(store.snapshot().iter().all(|e| e.response.response_types.is_none()));
+        assert!(
+            store
+                .snapshot()
+                .iter()
+                .all(|e| e.response.response_types.is_none())
+        );
     }
 
     #[tokio::test]

@@ -14,16 +14,25 @@ static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor
 
 fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| DescriptorPool::decode(DESCRIPTORS).expect("descriptor set written by build.rs"))
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(DESCRIPTORS).expect("descriptor set written by build.rs")
+    })
 }
 
 /// Encodes any message of our packages, named by its full protobuf name.
 pub fn to_json<M: Message>(full_name: &str, msg: &M) -> Result<String, JsonError> {
-    let desc = pool().get_message_by_name(full_name).ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))?;
-    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).map_err(|e| JsonError::Decode(e.to_string()))?;
-    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(true);
+    let desc = pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))?;
+    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
+        .map_err(|e| JsonError::Decode(e.to_string()))?;
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(true);
     let mut out = serde_json::Serializer::new(Vec::new());
-    dynamic.serialize_with_options(&mut out, &options).map_err(|e| JsonError::Encode(e.to_string()))?;
+    dynamic
+        .serialize_with_options(&mut out, &options)
+        .map_err(|e| JsonError::Encode(e.to_string()))?;
     String::from_utf8(out.into_inner()).map_err(|e| JsonError::Encode(e.to_string()))
 }
 
@@ -55,15 +64,36 @@ mod tests {
     #[test]
     fn uses_proto_field_names_enum_names_and_wrappers() {
         let flow = Flow {
-            time: Some(prost_types::Timestamp { seconds: 1_795_705_445, nanos: 0 }),
+            time: Some(prost_types::Timestamp {
+                seconds: 1_795_705_445,
+                nanos: 0,
+            }),
             verdict: Verdict::Forwarded as i32,
-            ip: Some(Ip { source: "198.18.1.2".into(), destination: "198.18.1.3".into(), ip_version: IpVersion::IPv4 as i32, ..Default::default() }),
-            l4: Some(Layer4 { protocol: Some(Protocol::Tcp(Tcp { source_port: 40000, destination_port: 8080, flags: Some(TcpFlags { syn: true, ..Default::default() }) })) }),
+            ip: Some(Ip {
+                source: "198.18.1.2".into(),
+                destination: "198.18.1.3".into(),
+                ip_version: IpVersion::IPv4 as i32,
+                ..Default::default()
+            }),
+            l4: Some(Layer4 {
+                protocol: Some(Protocol::Tcp(Tcp {
+                    source_port: 40000,
+                    destination_port: 8080,
+                    flags: Some(TcpFlags {
+                        syn: true,
+                        ..Default::default()
+                    }),
+                })),
+            }),
             node_name: "node1".into(),
             is_reply: Some(false),
             ..Default::default()
         };
-        let resp = GetFlowsResponse { node_name: "node1".into(), time: flow.time, response_types: Some(ResponseTypes::Flow(flow)) };
+        let resp = GetFlowsResponse {
+            node_name: "node1".into(),
+            time: flow.time,
+            response_types: Some(ResponseTypes::Flow(flow)),
+        };
         let v: serde_json::Value = serde_json::from_str(&response_to_json(&resp).unwrap()).unwrap();
         assert_eq!(v["node_name"], "node1");
         assert_eq!(v["time"], "2026-11-26T15:04:05Z");

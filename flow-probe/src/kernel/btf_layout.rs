@@ -37,7 +37,9 @@ pub fn structs_in_object(elf: &[u8]) -> Result<HashMap<String, BtfStruct>, Layou
     let section = file
         .section_by_name(".BTF")
         .ok_or_else(|| LayoutError::NoBtf("section missing (was it built with -g?)".into()))?;
-    let data = section.data().map_err(|e| LayoutError::NoBtf(e.to_string()))?;
+    let data = section
+        .data()
+        .map_err(|e| LayoutError::NoBtf(e.to_string()))?;
     parse_btf_structs(data)
 }
 
@@ -83,11 +85,11 @@ pub fn parse_btf_structs(btf: &[u8]) -> Result<HashMap<String, BtfStruct>, Layou
         let kind_flag = info >> 31 == 1;
         pos += 12;
         let extra = match kind {
-            1 | 14 | 17 => 4,      // INT, VAR, DECL_TAG
-            3 => 12,               // ARRAY
-            4 | 5 => 12 * vlen,    // STRUCT, UNION
-            6 | 13 => 8 * vlen,    // ENUM, FUNC_PROTO
-            15 | 19 => 12 * vlen,  // DATASEC, ENUM64
+            1 | 14 | 17 => 4,     // INT, VAR, DECL_TAG
+            3 => 12,              // ARRAY
+            4 | 5 => 12 * vlen,   // STRUCT, UNION
+            6 | 13 => 8 * vlen,   // ENUM, FUNC_PROTO
+            15 | 19 => 12 * vlen, // DATASEC, ENUM64
             2 | 7..=12 | 16 | 18 => 0,
             other => return Err(LayoutError::Malformed(format!("unknown BTF kind {other}"))),
         };
@@ -99,7 +101,13 @@ pub fn parse_btf_structs(btf: &[u8]) -> Result<HashMap<String, BtfStruct>, Layou
                 let bits = if kind_flag { bits & 0x00ff_ffff } else { bits };
                 members.push((name_at(strings, u32_at(types, at)?)?, (bits / 8) as usize));
             }
-            out.insert(name_at(strings, name_off)?, BtfStruct { size: size as usize, members });
+            out.insert(
+                name_at(strings, name_off)?,
+                BtfStruct {
+                    size: size as usize,
+                    members,
+                },
+            );
         }
         pos += extra;
     }
@@ -120,7 +128,8 @@ pub fn check(btf: &HashMap<String, BtfStruct>, mirrors: &[Layout]) -> Result<(),
                 layout.name, c.size, layout.size
             ));
         }
-        let c_fields: Vec<(&str, usize)> = c.members.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+        let c_fields: Vec<(&str, usize)> =
+            c.members.iter().map(|(n, o)| (n.as_str(), *o)).collect();
         if c_fields != layout.fields {
             problems.push(format!(
                 "struct {}: fields are {:?} in C, {:?} in Rust",
@@ -128,7 +137,11 @@ pub fn check(btf: &HashMap<String, BtfStruct>, mirrors: &[Layout]) -> Result<(),
             ));
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(LayoutError::Mismatch(problems)) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LayoutError::Mismatch(problems))
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +152,10 @@ mod tests {
 
     #[test]
     fn mirror_matches_the_compiled_probe() {
-        assert!(!FLOW_OBJECT.is_empty(), "built without clang-19: run the README's setup");
+        assert!(
+            !FLOW_OBJECT.is_empty(),
+            "built without clang-19: run the README's setup"
+        );
         let structs = structs_in_object(FLOW_OBJECT).unwrap();
         check(&structs, &mirrored_layouts()).unwrap();
     }
@@ -153,11 +169,24 @@ mod tests {
         ev.fields.retain(|(n, _)| *n != "rev_packets");
         ev.size = 112;
         let err = check(&structs, &layouts).unwrap_err().to_string();
-        assert!(err.starts_with("event layout mismatch between the probe object and flow-probe:"), "{err}");
-        assert!(err.contains("struct flow_event: size is 120 bytes in C, 112 in Rust"), "{err}");
+        assert!(
+            err.starts_with("event layout mismatch between the probe object and flow-probe:"),
+            "{err}"
+        );
+        assert!(
+            err.contains("struct flow_event: size is 120 bytes in C, 112 in Rust"),
+            "{err}"
+        );
         assert!(err.contains("(\"rev_packets\", 88)"), "{err}");
-        let missing = [Layout { name: "no_such_struct", size: 4, fields: vec![] }];
+        let missing = [Layout {
+            name: "no_such_struct",
+            size: 4,
+            fields: vec![],
+        }];
         let err = check(&structs, &missing).unwrap_err().to_string();
-        assert!(err.contains("struct no_such_struct is not in the probe object"), "{err}");
+        assert!(
+            err.contains("struct no_such_struct is not in the probe object"),
+            "{err}"
+        );
     }
 }

@@ -129,7 +129,11 @@ pub enum Event {
 pub enum DecodeError {
     /// The record is shorter than the header or than its type's struct.
     #[error("record of {got} bytes is shorter than the {need} bytes of {what}")]
-    Short { what: &'static str, got: usize, need: usize },
+    Short {
+        what: &'static str,
+        got: usize,
+        need: usize,
+    },
     /// The record's version is not the one this build understands.
     #[error("event version {got}, expected {EVENT_VERSION}: probe and flow-probe were built apart")]
     Version { got: u8 },
@@ -158,7 +162,11 @@ impl Pod for FlowEvent {}
 fn read_pod<T: Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let need = size_of::<T>();
     if bytes.len() < need {
-        return Err(DecodeError::Short { what, got: bytes.len(), need });
+        return Err(DecodeError::Short {
+            what,
+            got: bytes.len(),
+            need,
+        });
     }
     // SAFETY: the length was checked above, `T` is plain data (integers and byte
     // arrays only, so any bit pattern is valid) and the read is unaligned-safe.
@@ -181,11 +189,24 @@ pub fn encode_flow(ev: &FlowEvent) -> Vec<u8> {
     out.extend([k.proto, k.family, k.hook, k._pad0]);
     out.extend(k.ifindex.to_ne_bytes());
     out.extend(k._pad1.to_ne_bytes());
-    for v in [ev.first_seen_ns, ev.packets, ev.bytes, ev.rev_packets, ev.rev_bytes] {
+    for v in [
+        ev.first_seen_ns,
+        ev.packets,
+        ev.bytes,
+        ev.rev_packets,
+        ev.rev_bytes,
+    ] {
         out.extend(v.to_ne_bytes());
     }
     out.extend(ev.pkt_len.to_ne_bytes());
-    out.extend([ev.tcp_flags, ev.tcp_flags_seen, ev.reason, ev.is_reply, ev.icmp_type, ev.icmp_code]);
+    out.extend([
+        ev.tcp_flags,
+        ev.tcp_flags_seen,
+        ev.reason,
+        ev.is_reply,
+        ev.icmp_type,
+        ev.icmp_code,
+    ]);
     out.extend(ev._pad0);
     out
 }
@@ -196,9 +217,22 @@ mod tests {
 
     fn sample() -> FlowEvent {
         FlowEvent {
-            hdr: EventHeader { r#type: EVENT_FLOW, version: EVENT_VERSION, len: 120, _pad0: 0 },
+            hdr: EventHeader {
+                r#type: EVENT_FLOW,
+                version: EVENT_VERSION,
+                len: 120,
+                _pad0: 0,
+            },
             ktime_ns: 42,
-            key: FlowKey { sport: 40000, dport: 8080, proto: 6, family: 4, hook: hook::TC_INGRESS, ifindex: 7, ..Default::default() },
+            key: FlowKey {
+                sport: 40000,
+                dport: 8080,
+                proto: 6,
+                family: 4,
+                hook: hook::TC_INGRESS,
+                ifindex: 7,
+                ..Default::default()
+            },
             packets: 3,
             bytes: 300,
             tcp_flags: 0x02,
@@ -218,11 +252,19 @@ mod tests {
         let bytes = encode_flow(&sample());
         assert_eq!(
             decode(&bytes[..100]),
-            Err(DecodeError::Short { what: "flow_event", got: 100, need: 120 })
+            Err(DecodeError::Short {
+                what: "flow_event",
+                got: 100,
+                need: 120
+            })
         );
         assert_eq!(
             decode(&bytes[..3]),
-            Err(DecodeError::Short { what: "event_header", got: 3, need: 8 })
+            Err(DecodeError::Short {
+                what: "event_header",
+                got: 3,
+                need: 8
+            })
         );
         let mut v2 = bytes.clone();
         v2[1] = 2;

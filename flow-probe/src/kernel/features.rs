@@ -34,7 +34,11 @@ impl KernelFeatures {
                 Ok(false) => (false, "not supported by this kernel".to_string()),
                 Err(e) => (false, e),
             };
-            features.push(Feature { name, available, detail });
+            features.push(Feature {
+                name,
+                available,
+                detail,
+            });
         };
         let prog = |t| is_program_supported(t).map_err(|e| e.to_string());
         let map = |t| is_map_supported(t).map_err(|e| e.to_string());
@@ -46,12 +50,18 @@ impl KernelFeatures {
         add("map:percpu_array", map(MapType::PerCpuArray));
         let version = KernelVersion::current().map_err(|e| e.to_string());
         add("tcx", version.map(|v| v >= KernelVersion::new(6, 6, 0)));
-        add("btf:vmlinux", Ok(Path::new("/sys/kernel/btf/vmlinux").exists()));
+        add(
+            "btf:vmlinux",
+            Ok(Path::new("/sys/kernel/btf/vmlinux").exists()),
+        );
         add(
             "tracepoint:skb:kfree_skb",
             Ok(Path::new("/sys/kernel/tracing/events/skb/kfree_skb/id").exists()),
         );
-        add("bpf_stats", Ok(Path::new("/proc/sys/kernel/bpf_stats_enabled").exists()));
+        add(
+            "bpf_stats",
+            Ok(Path::new("/proc/sys/kernel/bpf_stats_enabled").exists()),
+        );
         KernelFeatures { features }
     }
 
@@ -66,7 +76,12 @@ impl KernelFeatures {
 }
 
 /// Features the tc flow capture cannot work without.
-pub const FLOW_CAPTURE_NEEDS: &[&str] = &["prog:sched_cls", "map:ringbuf", "map:lru_hash", "map:percpu_array"];
+pub const FLOW_CAPTURE_NEEDS: &[&str] = &[
+    "prog:sched_cls",
+    "map:ringbuf",
+    "map:lru_hash",
+    "map:percpu_array",
+];
 
 #[cfg(test)]
 mod tests {
@@ -78,7 +93,11 @@ mod tests {
         assert_eq!(f.missing(FLOW_CAPTURE_NEEDS), None, "{:?}", f.features);
         assert!(f.has("tcx"), "Linux 6.18 has tcx");
         let fake = KernelFeatures {
-            features: vec![Feature { name: "map:ringbuf", available: false, detail: String::new() }],
+            features: vec![Feature {
+                name: "map:ringbuf",
+                available: false,
+                detail: String::new(),
+            }],
         };
         assert_eq!(fake.missing(&["map:ringbuf", "tcx"]), Some("map:ringbuf"));
     }

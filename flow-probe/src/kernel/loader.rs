@@ -55,7 +55,9 @@ impl Default for ProbeConfig {
 pub enum AttachMode {
     Tcx,
     /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
-    Clsact { owns_qdisc: bool },
+    Clsact {
+        owns_qdisc: bool,
+    },
 }
 
 /// One interface the probe is attached to, both directions.
@@ -72,9 +74,21 @@ pub struct LoadedProbe {
     ring: Option<RingBuf<MapData>>,
     pub stats: PerCpuArray<MapData, u64>,
     pub attached: Vec<Attachment>,
+    /// Kernel ids of the loaded programs, by name.
+    pub program_ids: Vec<(&'static str, u32)>,
     shutdown: Option<mpsc::Sender<()>>,
     owner: Option<JoinHandle<()>>,
 }
+
+/// BPF run-time statistics of one program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProgramRunStats {
+    pub name: &'static str,
+    pub run_time: Duration,
+    pub run_count: u64,
+}
+
+const PROGRAMS: [&str; 2] = ["tc_ingress", "tc_egress"];
 
 /// Totals of the per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,9 +100,15 @@ pub struct KernelCounters {
 
 impl LoadedProbe {
     /// Loads and attaches to `interfaces` (ingress and egress of each).
-    pub fn start(cfg: &ProbeConfig, interfaces: &[String], features: &KernelFeatures) -> anyhow::Result<Self> {
+    pub fn start(
+        cfg: &ProbeConfig,
+        interfaces: &[String],
+        features: &KernelFeatures,
+    ) -> anyhow::Result<Self> {
         if FLOW_OBJECT.is_empty() {
-            bail!("flow-probe was built without its eBPF objects (clang-19 was missing); run the README's setup command and rebuild");
+            bail!(
+                "flow-probe was built without its eBPF objects (clang-19 was missing); run the README's setup command and rebuild"
+            );
         }
         let structs = btf_layout::structs_in_object(FLOW_OBJECT)?;
         btf_layout::check(&structs, &mirrored_layouts())?;
@@ -98,46 +118,80 @@ impl LoadedProbe {
         let cfg = cfg.clone();
         let interfaces = interfaces.to_vec();
         let use_tcx = features.has("tcx");
-        let owner = std::thread::Builder::new().name("probe-owner".into()).spawn(move || {
-            let loaded = (|| {
-                if let Some(ns) = &cfg.netns {
-                    sysfs::enter_netns(ns)?;
-                }
-                let mut ebpf = load(&cfg)?;
-                let mut attached = Vec::new();
-                for ifname in &interfaces {
-                    attached.push(attach(&mut ebpf, ifname, use_tcx)?);
-                }
-                let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
-                let stats = PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS")?)?;
-                anyhow::Ok((ebpf, ring, stats, attached))
-            })();
-            match loaded {
-                Ok((ebpf, ring, stats, attached)) => {
-                    let clsact: Vec<String> = attached
-                        .iter()
-                        .filter(|a| a.mode == AttachMode::Clsact { owns_qdisc: true })
-                        .map(|a| a.ifname.clone())
-                        .collect();
-                    let _ = ready_tx.send(Ok((ring, stats, attached)));
-                    let _ = shutdown_rx.recv();
-                    drop(ebpf); // detaches tcx links and clsact filters, in this namespace
-                    for ifname in clsact {
-                        remove_clsact(&ifname);
+        let owner = std::thread::Builder::new()
+            .name("probe-owner".into())
+            .spawn(move || {
+                let loaded = (|| {
+                    if let Some(ns) = &cfg.netns {
+                        sysfs::enter_netns(ns)?;
+                    }
+                    let mut ebpf = load(&cfg)?;
+                    let mut attached = Vec::new();
+                    for ifname in &interfaces {
+                        attached.push(attach(&mut ebpf, ifname, use_tcx)?);
+                    }
+                    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
+                    let stats =
+                        PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS")?)?;
+                    let mut ids = Vec::new();
+                    for name in PROGRAMS {
+                        let prog: &SchedClassifier =
+                            ebpf.program(name).context("program")?.try_into()?;
+                        ids.push((name, prog.info()?.id()));
+                    }
+                    anyhow::Ok((ebpf, ring, stats, attached, ids))
+                })();
+                match loaded {
+                    Ok((ebpf, ring, stats, attached, ids)) => {
+                        let clsact: Vec<String> = attached
+                            .iter()
+                            .filter(|a| a.mode == AttachMode::Clsact { owns_qdisc: true })
+                            .map(|a| a.ifname.clone())
+                            .collect();
+                        let _ = ready_tx.send(Ok((ring, stats, attached, ids)));
+                        let _ = shutdown_rx.recv();
+                        drop(ebpf); // detaches tcx links and clsact filters, in this namespace
+                        for ifname in clsact {
+                            remove_clsact(&ifname);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
                     }
                 }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            }
-        })?;
-        let (ring, stats, attached) = ready_rx.recv().context("probe owner thread died")??;
-        Ok(LoadedProbe { ring: Some(ring), stats, attached, shutdown: Some(shutdown_tx), owner: Some(owner) })
+            })?;
+        let (ring, stats, attached, program_ids) =
+            ready_rx.recv().context("probe owner thread died")??;
+        Ok(LoadedProbe {
+            ring: Some(ring),
+            stats,
+            attached,
+            program_ids,
+            shutdown: Some(shutdown_tx),
+            owner: Some(owner),
+        })
     }
 
     /// The ring buffer of events; `None` once taken.
     pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
         self.ring.take()
+    }
+
+    /// Run time and run count of each program, from the kernel's BPF statistics
+    /// (they count only while `kernel.bpf_stats_enabled` is on).
+    pub fn run_stats(&self) -> anyhow::Result<Vec<ProgramRunStats>> {
+        let mut out = Vec::new();
+        for info in aya::programs::loaded_programs() {
+            let info = info?;
+            if let Some((name, _)) = self.program_ids.iter().find(|(_, id)| *id == info.id()) {
+                out.push(ProgramRunStats {
+                    name,
+                    run_time: info.run_time(),
+                    run_count: info.run_count(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Reads the per-CPU counters and sums them.
@@ -175,12 +229,13 @@ fn load(cfg: &ProbeConfig) -> anyhow::Result<Ebpf> {
         .map_max_entries("FLOWS", cfg.flow_table_entries)
         .load(FLOW_OBJECT)
         .context("loading the tc flow probe")?;
-    for name in ["tc_ingress", "tc_egress"] {
+    for name in PROGRAMS {
         let prog: &mut SchedClassifier = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name} missing from the object"))?
             .try_into()?;
-        prog.load().with_context(|| format!("verifier rejected {name}"))?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
     }
     Ok(ebpf)
 }
@@ -189,7 +244,10 @@ fn attach(ebpf: &mut Ebpf, ifname: &str, use_tcx: bool) -> anyhow::Result<Attach
     let ifindex = sysfs::ifindex(ifname)?;
     // An error adding clsact means it exists already: then it is not ours to remove.
     let owns_qdisc = !use_tcx && tc::qdisc_add_clsact(ifname).is_ok();
-    for (name, dir) in [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)] {
+    for (name, dir) in [
+        ("tc_ingress", TcAttachType::Ingress),
+        ("tc_egress", TcAttachType::Egress),
+    ] {
         let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
         let options = if use_tcx {
             TcAttachOptions::TcxOrder(LinkOrder::default())
@@ -199,12 +257,22 @@ fn attach(ebpf: &mut Ebpf, ifname: &str, use_tcx: bool) -> anyhow::Result<Attach
         prog.attach_with_options(ifname, dir, options)
             .with_context(|| format!("attaching {name} to {ifname}"))?;
     }
-    let mode = if use_tcx { AttachMode::Tcx } else { AttachMode::Clsact { owns_qdisc } };
-    Ok(Attachment { ifname: ifname.to_string(), ifindex, mode })
+    let mode = if use_tcx {
+        AttachMode::Tcx
+    } else {
+        AttachMode::Clsact { owns_qdisc }
+    };
+    Ok(Attachment {
+        ifname: ifname.to_string(),
+        ifindex,
+        mode,
+    })
 }
 
 fn remove_clsact(ifname: &str) {
-    let status = std::process::Command::new("tc").args(["qdisc", "del", "dev", ifname, "clsact"]).status();
+    let status = std::process::Command::new("tc")
+        .args(["qdisc", "del", "dev", ifname, "clsact"])
+        .status();
     if !status.is_ok_and(|s| s.success()) {
         log::warn!("could not remove the clsact qdisc of {ifname}");
     }

@@ -1,0 +1,143 @@
+//! `observe lab up|traffic|down` and `observe demo`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::flows::{self, output::Format, request::QueryArgs};
+use crate::lab::{self, Lab, LabOptions, Scenario};
+use crate::node_probes::{self, ProbeOptions};
+
+fn load_scenario(path: Option<&Path>) -> anyhow::Result<Scenario> {
+    Ok(match path {
+        Some(p) => Scenario::load(p)?,
+        None => Scenario::builtin_default(),
+    })
+}
+
+/// Builds the lab, starts its probes, and leaves both running.
+pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
+    let scenario = load_scenario(scenario)?;
+    let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(state_dir))?;
+    let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(4244))?)?;
+    println!(
+        "lab {} is up ({} endpoints, state in {})",
+        lab.prefix(),
+        lab.endpoints_file().endpoints.len(),
+        state_dir.display()
+    );
+    for p in &probes {
+        println!(
+            "  flow-probe {} on {} (pid {}, log {})",
+            p.node,
+            p.addr,
+            p.pid,
+            p.log.display()
+        );
+    }
+    println!(
+        "next: observe lab traffic; observe flows --server {}; observe lab down",
+        probes[0].addr
+    );
+    lab.detach()?;
+    Ok(())
+}
+
+/// Generates the scenario's traffic: one round, or rounds for `duration`.
+pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+    let lab = Lab::attach(state_dir)?;
+    let scenario = lab.scenario().clone();
+    match duration {
+        None => {
+            let report = lab::run_traffic_once(&lab, &scenario)?;
+            println!("{report}");
+        }
+        Some(d) => {
+            let stop = AtomicBool::new(false);
+            let s = lab::run_traffic(&lab, &scenario, d, &stop)?;
+            println!(
+                "{} rounds, {} items, {} not as expected",
+                s.rounds, s.items, s.unexpected
+            );
+            if let Some(last) = &s.last_unexpected {
+                println!("  last unexpected: {last}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn down(state_dir: &Path) -> anyhow::Result<()> {
+    let report = lab::down(state_dir)?;
+    println!(
+        "lab {} removed: {} network namespaces deleted, {} processes stopped",
+        report.prefix,
+        report.deleted_netns.len(),
+        report.stopped_processes.len()
+    );
+    for problem in &report.errors {
+        println!("  warning: {problem}");
+    }
+    Ok(())
+}
+
+/// Lab up + continuous traffic + `flows --follow`; Ctrl-C tears it all down.
+pub async fn demo(
+    scenario: Option<PathBuf>,
+    state_dir: PathBuf,
+    format: Format,
+) -> anyhow::Result<()> {
+    let scenario = load_scenario(scenario.as_deref())?;
+    let (lab, server) = tokio::task::spawn_blocking({
+        let scenario = scenario.clone();
+        move || -> anyhow::Result<(Lab, String)> {
+            let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
+            let probes = node_probes::start(&mut lab, &ProbeOptions::new(None)?)?;
+            Ok((lab, probes[0].addr.to_string()))
+        }
+    })
+    .await??;
+    eprintln!(
+        "demo: lab {} is up, following flows from {server}; Ctrl-C ends the demo",
+        lab.prefix()
+    );
+    let lab = Arc::new(lab);
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::task::spawn_blocking({
+        let (lab, stop, scenario) = (lab.clone(), stop.clone(), scenario.clone());
+        move || lab::run_traffic(&lab, &scenario, Duration::from_secs(24 * 3600), &stop)
+    });
+    let query = QueryArgs {
+        follow: true,
+        ..Default::default()
+    };
+    let result = tokio::select! {
+        r = flows::run(Some(&server), &query, format, false) => r,
+        _ = shutdown_signal() => Ok(()),
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = traffic.await;
+    match Arc::try_unwrap(lab) {
+        Ok(lab) => {
+            let _ = tokio::task::spawn_blocking(move || lab.down()).await?;
+        }
+        Err(_) => eprintln!("demo: lab still in use; it is removed when the process exits"),
+    }
+    eprintln!("demo: lab removed");
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

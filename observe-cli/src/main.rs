@@ -1,0 +1,112 @@
+//! The `observe` command. Flags are parsed into plain structs here; each
+//! subcommand's module builds its real configuration from them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use observe_cli::flows::{self, output::Format, request::QueryArgs};
+use observe_cli::lab::DEFAULT_STATE_DIR;
+use observe_cli::lab_commands;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "observe",
+    version,
+    about = "Network flow observability: flows, status and a lab to try them on"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show flows from a flow-probe or relay, like `hubble observe`.
+    Flows {
+        /// Server address; default localhost:4245 (relay), then localhost:4244 (probe).
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
+        output: Format,
+        /// Print the node name in each line.
+        #[arg(long)]
+        print_node_name: bool,
+        #[command(flatten)]
+        query: QueryArgs,
+    },
+    /// Build, drive and remove a lab of network namespaces.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+        /// Where the lab keeps its state.
+        #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+    /// Lab up, continuous traffic and `flows --follow`; Ctrl-C tears it all down.
+    Demo {
+        /// Scenario file; the built-in default without one.
+        scenario: Option<PathBuf>,
+        #[arg(long, default_value = "/run/observe-demo")]
+        state_dir: PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Build the scenario's endpoints and start a flow-probe per node.
+    Up {
+        /// Scenario file; the built-in default without one.
+        scenario: Option<PathBuf>,
+    },
+    /// Generate the scenario's traffic: one round, or rounds for --duration seconds.
+    Traffic {
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Stop the lab's processes and remove everything it created.
+    Down,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(cli)));
+    if let Err(e) = result {
+        eprintln!("observe: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Flows {
+            server,
+            output,
+            print_node_name,
+            query,
+        } => flows::run(server.as_deref(), &query, output, print_node_name).await,
+        Command::Lab { command, state_dir } => {
+            tokio::task::spawn_blocking(move || match command {
+                LabCommand::Up { scenario } => lab_commands::up(scenario.as_deref(), &state_dir),
+                LabCommand::Traffic { duration } => {
+                    lab_commands::traffic(&state_dir, duration.map(Duration::from_secs))
+                }
+                LabCommand::Down => lab_commands::down(&state_dir),
+            })
+            .await?
+        }
+        Command::Demo {
+            scenario,
+            state_dir,
+            output,
+        } => lab_commands::demo(scenario, state_dir, output).await,
+    }
+}

@@ -1,0 +1,146 @@
+//! Starts one flow-probe per lab node, inside that node's network namespace, and
+//! waits until each is attached and serving.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::lab::Lab;
+
+/// Where the probes listen and what extra flags they get.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// The flow-probe binary.
+    pub binary: PathBuf,
+    /// Port of the first node's probe (4244 as Hubble's agent); `None` or later
+    /// nodes take any free port, written to `probe-<node>.addr` in the state dir.
+    pub first_port: Option<u16>,
+    /// More flags for every probe, e.g. `--ringbuf-size 4096`.
+    pub extra_args: Vec<String>,
+}
+
+impl ProbeOptions {
+    pub fn new(first_port: Option<u16>) -> anyhow::Result<Self> {
+        Ok(ProbeOptions {
+            binary: flow_probe_binary()?,
+            first_port,
+            extra_args: Vec::new(),
+        })
+    }
+}
+
+/// A probe that is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedProbe {
+    pub node: String,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+/// `$FLOW_PROBE_BIN`, else `flow-probe` next to this executable (or one folder up,
+/// for test executables in `target/debug/deps`).
+pub fn flow_probe_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FLOW_PROBE_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("locating the observe executable")?;
+    let dir = exe.parent().context("executable has no folder")?;
+    for candidate in [dir.join("flow-probe"), dir.join("../flow-probe")] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "flow-probe not found next to {}; build it (cargo build --bins) or set FLOW_PROBE_BIN",
+        exe.display()
+    )
+}
+
+/// Starts a probe per node and registers each with the lab, which stops them on
+/// teardown.
+pub fn start(lab: &mut Lab, opts: &ProbeOptions) -> anyhow::Result<Vec<StartedProbe>> {
+    let nodes: Vec<(String, String)> = lab
+        .nodes()
+        .iter()
+        .map(|n| (n.name.clone(), n.netns.clone()))
+        .collect();
+    let mut started = Vec::new();
+    for (i, (node, netns)) in nodes.iter().enumerate() {
+        let port = if i == 0 {
+            opts.first_port.unwrap_or(0)
+        } else {
+            0
+        };
+        let ready = lab.state_dir().join(format!("probe-{node}.addr"));
+        let log = lab.state_dir().join(format!("probe-{node}.log"));
+        let _ = std::fs::remove_file(&ready);
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(&opts.binary)
+            .args([
+                "--netns",
+                netns,
+                "--node-name",
+                node,
+                "--attach-endpoints",
+                "--listen",
+            ])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--endpoints")
+            .arg(lab.endpoints_path())
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(&opts.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", opts.binary.display()))?;
+        let pid = child.id();
+        lab.adopt_child(child, &format!("flow-probe {node}"))?;
+        let addr = wait_ready(&ready, &log, pid)?;
+        started.push(StartedProbe {
+            node: node.clone(),
+            addr,
+            pid,
+            log,
+        });
+    }
+    lab.save_state()?;
+    Ok(started)
+}
+
+fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return text
+                .trim()
+                .parse()
+                .with_context(|| format!("bad address in {}", ready.display()));
+        }
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "));
+        if !alive || Instant::now() > deadline {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "flow-probe (pid {pid}) {}; its log {} ends with:\n{}",
+                if alive {
+                    "did not become ready in 30 s"
+                } else {
+                    "exited"
+                },
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
