@@ -1,0 +1,100 @@
+//! The probe in the kernel, in-process: lost events are never silent, and
+//! stopping the probe leaves no program, link or pin behind.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_probe::enrich::Enricher;
+use flow_probe::kernel::features::KernelFeatures;
+use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
+use flow_probe::kernel::sysfs;
+use flow_probe::pipeline::{self, Pipeline};
+use flow_probe::store::FlowStore;
+use observe_cli::lab::{Lab, LabOptions, Scenario};
+use observer_proto::observer::get_flows_response::ResponseTypes;
+
+const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
+
+fn lab(tag: &str) -> Lab {
+    assert!(observe_cli::lab::is_root(), "this test loads eBPF programs: run it as root");
+    let dir = std::env::temp_dir().join(format!("flow-probe-{tag}-{}", std::process::id()));
+    Lab::up(&Scenario::parse(TWO, "two.yaml").unwrap(), &LabOptions::with_state_dir(dir)).expect("lab up")
+}
+
+fn host_interfaces(lab: &Lab) -> Vec<String> {
+    lab.endpoints_file().endpoints.iter().filter_map(|e| e.interface.clone()).collect()
+}
+
+/// Sends `n` datagrams from endpoint `from` to distinct ports of `to`: each one
+/// is a new flow, so an event, at both veths.
+fn flood(lab: &Lab, from: &str, to: &str, n: u16) {
+    let src = lab.endpoint(from).unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint(to).unwrap().ipv4, 0).into();
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&src).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for port in 0..n {
+            let mut to = dst;
+            to.set_port(20_000 + port);
+            sock.send_to(b"flood", to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
+    let lab = lab("lost");
+    let node = lab.node_netns("node1").unwrap().to_string();
+    let ifaces = host_interfaces(&lab);
+    // One page of ring buffer holds ~30 events; nobody reads it during the flood.
+    let cfg = ProbeConfig { ringbuf_bytes: 4096, netns: Some(node.clone()), ..ProbeConfig::default() };
+    let mut probe = LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads");
+    flood(&lab, "a", "b", 2000);
+    // Take the veths down so no packet, hence no event, comes after the flood.
+    for iface in &ifaces {
+        let ok = std::process::Command::new("ip").args(["-n", &node, "link", "set", iface, "down"]).status().unwrap();
+        assert!(ok.success());
+    }
+    let before = probe.counters().unwrap();
+    assert!(before.events_lost > 0, "the flood must overflow a one-page ring: {before:?}");
+
+    let store = Arc::new(FlowStore::new(100_000));
+    let pipeline = Pipeline::new(Enricher::new("node1", &lab.endpoints_file()), store.clone());
+    let stop = tokio::time::sleep(Duration::from_millis(800));
+    pipeline::run(&mut probe, pipeline, Duration::from_millis(50), stop).await.unwrap();
+
+    let after = probe.counters().unwrap();
+    assert_eq!(after, before, "no event after the veths went down");
+    let (mut flows, mut lost) = (0u64, 0u64);
+    for entry in store.snapshot() {
+        match &entry.response.response_types {
+            Some(ResponseTypes::Flow(_)) => flows += 1,
+            Some(ResponseTypes::LostEvents(l)) => lost += l.num_events_lost,
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    assert_eq!(lost, after.events_lost, "every lost event is reported in the stream");
+    assert_eq!(flows + lost, after.events_tried, "delivered {flows} + lost {lost} vs tried {}", after.events_tried);
+    assert!(after.events_tried >= 4000, "2000 new flows at two veths: {after:?}");
+}
+
+#[test]
+fn stopping_the_probe_unloads_its_programs_and_links() {
+    let lab = lab("unload");
+    let node = lab.node_netns("node1").unwrap().to_string();
+    let cfg = ProbeConfig { netns: Some(node), ..ProbeConfig::default() };
+    let probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe()).expect("probe loads");
+    let ids: Vec<u32> = probe.program_ids.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), 2);
+    let loaded = || -> Vec<u32> {
+        aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).filter(|id| ids.contains(id)).collect()
+    };
+    assert_eq!(loaded().len(), 2, "both programs are in the kernel while attached");
+    drop(probe);
+    assert_eq!(loaded(), Vec::<u32>::new(), "programs are gone after the probe stops");
+    let pins: Vec<_> = std::fs::read_dir("/sys/fs/bpf").map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(pins.iter().all(|p| !p.to_string_lossy().starts_with("observe")), "no pin of ours: {pins:?}");
+}
