@@ -35,6 +35,16 @@ enum Command {
         #[command(flatten)]
         query: QueryArgs,
     },
+    /// Health, flow counts and kernel features of a probe or relay, like `hubble status`.
+    Status {
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// The nodes behind a probe or relay, like `hubble list nodes`.
+    Nodes {
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Build, drive and remove a lab of network namespaces.
     Lab {
         #[command(subcommand)]
@@ -93,6 +103,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_node_name,
             query,
         } => flows::run(server.as_deref(), &query, output, print_node_name).await,
+        Command::Status { server } => observe_cli::status::status(server.as_deref()).await,
+        Command::Nodes { server } => observe_cli::status::nodes(server.as_deref()).await,
         Command::Lab { command, state_dir } => {
             tokio::task::spawn_blocking(move || match command {
                 LabCommand::Up { scenario } => lab_commands::up(scenario.as_deref(), &state_dir),

@@ -23,18 +23,28 @@ pub struct Env {
 }
 
 pub fn require_root() {
-    assert!(observe_cli::lab::is_root(), "end-to-end tests load eBPF programs and build namespaces: run them as root (scripts/test.sh)");
+    assert!(
+        observe_cli::lab::is_root(),
+        "end-to-end tests load eBPF programs and build namespaces: run them as root (scripts/test.sh)"
+    );
 }
 
 /// A lab from `scenario`, with a flow-probe on node1 given `extra_args`.
 pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     require_root();
-    let state_dir = std::env::temp_dir().join(format!("observe-e2e-{}-{}", std::process::id(), unique()));
+    let state_dir =
+        std::env::temp_dir().join(format!("observe-e2e-{}-{}", std::process::id(), unique()));
     let mut lab = Lab::up(scenario, &LabOptions::with_state_dir(&state_dir)).expect("lab up");
     let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
     opts.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
-    let probe = node_probes::start(&mut lab, &opts).expect("flow-probe starts").remove(0);
-    Env { probe, state_dir, lab }
+    let probe = node_probes::start(&mut lab, &opts)
+        .expect("flow-probe starts")
+        .remove(0);
+    Env {
+        probe,
+        state_dir,
+        lab,
+    }
 }
 
 fn unique() -> u64 {
@@ -45,12 +55,16 @@ fn unique() -> u64 {
 
 impl Env {
     pub async fn client(&self) -> ObserverClient<Channel> {
-        ObserverClient::connect(format!("http://{}", self.probe.addr)).await.expect("connect to flow-probe")
+        ObserverClient::connect(format!("http://{}", self.probe.addr))
+            .await
+            .expect("connect to flow-probe")
     }
 
     /// Every flow in the probe's ring, oldest first.
     pub async fn all_flows(&self) -> Vec<Flow> {
-        self.get_flows(GetFlowsRequest::default()).await.expect("GetFlows")
+        self.get_flows(GetFlowsRequest::default())
+            .await
+            .expect("GetFlows")
     }
 
     pub async fn get_flows(&self, req: GetFlowsRequest) -> Result<Vec<Flow>, tonic::Status> {
@@ -74,8 +88,14 @@ impl Env {
                 return flows;
             }
             if Instant::now() > deadline {
-                let lines: Vec<String> = flows.iter().map(observe_cli::flows::output::flow_line).collect();
-                panic!("timed out waiting for {what}; the probe has:\n{}", lines.join("\n"));
+                let lines: Vec<String> = flows
+                    .iter()
+                    .map(observe_cli::flows::output::flow_line)
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; the probe has:\n{}",
+                    lines.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -93,7 +113,10 @@ pub fn ports(f: &Flow) -> Option<(u16, u16)> {
 
 pub fn ips(f: &Flow) -> (IpAddr, IpAddr) {
     let ip = f.ip.as_ref().expect("flow has IP");
-    (ip.source.parse().expect("source IP"), ip.destination.parse().expect("destination IP"))
+    (
+        ip.source.parse().expect("source IP"),
+        ip.destination.parse().expect("destination IP"),
+    )
 }
 
 /// The flows of one connection: both directions of (client, sport) ↔ (server, dport).
@@ -103,7 +126,10 @@ pub fn connection(flows: &[Flow], client: (IpAddr, u16), server: (IpAddr, u16)) 
         .filter(|f| {
             let (s, d) = ips(f);
             match ports(f) {
-                Some((sp, dp)) => ((s, sp) == client && (d, dp) == server) || ((s, sp) == server && (d, dp) == client),
+                Some((sp, dp)) => {
+                    ((s, sp) == client && (d, dp) == server)
+                        || ((s, sp) == server && (d, dp) == client)
+                }
                 None => false,
             }
         })
