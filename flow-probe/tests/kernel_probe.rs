@@ -17,13 +17,24 @@ use observer_proto::observer::get_flows_response::ResponseTypes;
 const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
 
 fn lab(tag: &str) -> Lab {
-    assert!(observe_cli::lab::is_root(), "this test loads eBPF programs: run it as root");
+    assert!(
+        observe_cli::lab::is_root(),
+        "this test loads eBPF programs: run it as root"
+    );
     let dir = std::env::temp_dir().join(format!("flow-probe-{tag}-{}", std::process::id()));
-    Lab::up(&Scenario::parse(TWO, "two.yaml").unwrap(), &LabOptions::with_state_dir(dir)).expect("lab up")
+    Lab::up(
+        &Scenario::parse(TWO, "two.yaml").unwrap(),
+        &LabOptions::with_state_dir(dir),
+    )
+    .expect("lab up")
 }
 
 fn host_interfaces(lab: &Lab) -> Vec<String> {
-    lab.endpoints_file().endpoints.iter().filter_map(|e| e.interface.clone()).collect()
+    lab.endpoints_file()
+        .endpoints
+        .iter()
+        .filter_map(|e| e.interface.clone())
+        .collect()
 }
 
 /// Sends `n` datagrams from endpoint `from` to distinct ports of `to`: each one
@@ -50,21 +61,34 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
     let node = lab.node_netns("node1").unwrap().to_string();
     let ifaces = host_interfaces(&lab);
     // One page of ring buffer holds ~30 events; nobody reads it during the flood.
-    let cfg = ProbeConfig { ringbuf_bytes: 4096, netns: Some(node.clone()), ..ProbeConfig::default() };
-    let mut probe = LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads");
+    let cfg = ProbeConfig {
+        ringbuf_bytes: 4096,
+        netns: Some(node.clone()),
+        ..ProbeConfig::default()
+    };
+    let mut probe =
+        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads");
     flood(&lab, "a", "b", 2000);
     // Take the veths down so no packet, hence no event, comes after the flood.
     for iface in &ifaces {
-        let ok = std::process::Command::new("ip").args(["-n", &node, "link", "set", iface, "down"]).status().unwrap();
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &node, "link", "set", iface, "down"])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
     let before = probe.counters().unwrap();
-    assert!(before.events_lost > 0, "the flood must overflow a one-page ring: {before:?}");
+    assert!(
+        before.events_lost > 0,
+        "the flood must overflow a one-page ring: {before:?}"
+    );
 
     let store = Arc::new(FlowStore::new(100_000));
     let pipeline = Pipeline::new(Enricher::new("node1", &lab.endpoints_file()), store.clone());
     let stop = tokio::time::sleep(Duration::from_millis(800));
-    pipeline::run(&mut probe, pipeline, Duration::from_millis(50), stop).await.unwrap();
+    pipeline::run(&mut probe, pipeline, Duration::from_millis(50), stop)
+        .await
+        .unwrap();
 
     let after = probe.counters().unwrap();
     assert_eq!(after, before, "no event after the veths went down");
@@ -76,25 +100,58 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
             other => panic!("unexpected record {other:?}"),
         }
     }
-    assert_eq!(lost, after.events_lost, "every lost event is reported in the stream");
-    assert_eq!(flows + lost, after.events_tried, "delivered {flows} + lost {lost} vs tried {}", after.events_tried);
-    assert!(after.events_tried >= 4000, "2000 new flows at two veths: {after:?}");
+    assert_eq!(
+        lost, after.events_lost,
+        "every lost event is reported in the stream"
+    );
+    assert_eq!(
+        flows + lost,
+        after.events_tried,
+        "delivered {flows} + lost {lost} vs tried {}",
+        after.events_tried
+    );
+    assert!(
+        after.events_tried >= 4000,
+        "2000 new flows at two veths: {after:?}"
+    );
 }
 
 #[test]
 fn stopping_the_probe_unloads_its_programs_and_links() {
     let lab = lab("unload");
     let node = lab.node_netns("node1").unwrap().to_string();
-    let cfg = ProbeConfig { netns: Some(node), ..ProbeConfig::default() };
-    let probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe()).expect("probe loads");
+    let cfg = ProbeConfig {
+        netns: Some(node),
+        ..ProbeConfig::default()
+    };
+    let probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
+        .expect("probe loads");
     let ids: Vec<u32> = probe.program_ids.iter().map(|(_, id)| *id).collect();
     assert_eq!(ids.len(), 2);
     let loaded = || -> Vec<u32> {
-        aya::programs::loaded_programs().filter_map(Result::ok).map(|p| p.id()).filter(|id| ids.contains(id)).collect()
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ids.contains(id))
+            .collect()
     };
-    assert_eq!(loaded().len(), 2, "both programs are in the kernel while attached");
+    assert_eq!(
+        loaded().len(),
+        2,
+        "both programs are in the kernel while attached"
+    );
     drop(probe);
-    assert_eq!(loaded(), Vec::<u32>::new(), "programs are gone after the probe stops");
-    let pins: Vec<_> = std::fs::read_dir("/sys/fs/bpf").map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect()).unwrap_or_default();
-    assert!(pins.iter().all(|p| !p.to_string_lossy().starts_with("observe")), "no pin of ours: {pins:?}");
+    assert_eq!(
+        loaded(),
+        Vec::<u32>::new(),
+        "programs are gone after the probe stops"
+    );
+    let pins: Vec<_> = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        pins.iter()
+            .all(|p| !p.to_string_lossy().starts_with("observe")),
+        "no pin of ours: {pins:?}"
+    );
 }
