@@ -12,6 +12,7 @@ use flow_probe::kernel::sysfs;
 use flow_probe::pipeline::{self, Pipeline};
 use flow_probe::store::FlowStore;
 use observe_cli::lab::{Lab, LabOptions, Scenario};
+use observer_proto::flow::{TraceObservationPoint, layer4::Protocol};
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
 const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
@@ -153,5 +154,98 @@ fn stopping_the_probe_unloads_its_programs_and_links() {
         pins.iter()
             .all(|p| !p.to_string_lossy().starts_with("observe")),
         "no pin of ours: {pins:?}"
+    );
+}
+
+/// Sends `n` datagrams of one flow from `netns` to `dst`, `gap` apart; returns
+/// the source port.
+fn trickle(netns: String, dst: SocketAddr, n: u32, gap: Duration) -> u16 {
+    sysfs::enter_netns(&netns).unwrap();
+    let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+    for _ in 0..n {
+        sock.send_to(b"tick", dst).unwrap();
+        std::thread::sleep(gap);
+    }
+    sock.local_addr().unwrap().port()
+}
+
+/// Packet counts of the events of one trickled flow, seen leaving endpoint a.
+async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> Vec<u64> {
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let file = lab.endpoints_file();
+    let mut enricher = Enricher::new("node1", &file);
+    for a in &probe.attached {
+        let ep = file
+            .endpoints
+            .iter()
+            .find(|e| e.interface.as_deref() == Some(a.ifname.as_str()));
+        enricher.add_interface(
+            a.ifindex,
+            &a.ifname,
+            ep.and_then(|e| e.ipv4).map(std::net::IpAddr::V4),
+        );
+    }
+    let store = Arc::new(FlowStore::new(10_000));
+    let netns = lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sender = std::thread::spawn(move || trickle(netns, dst, n, gap));
+    let stop = tokio::time::sleep(gap * n + Duration::from_millis(500));
+    pipeline::run(
+        &mut probe,
+        Pipeline::new(enricher, store.clone()),
+        Duration::from_millis(100),
+        stop,
+    )
+    .await
+    .unwrap();
+    let sport = sender.join().unwrap();
+    store
+        .snapshot()
+        .iter()
+        .filter_map(|e| match &e.response.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .filter(|f| f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32)
+        .filter(|f| matches!(f.l4.as_ref().and_then(|l| l.protocol.as_ref()), Some(Protocol::Udp(u)) if u.source_port == u32::from(sport)))
+        .map(|f| f.volume.unwrap().fwd_packets)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregation_levels_and_periodic_reports() {
+    let lab = lab("aggregation");
+    let node = Some(lab.node_netns("node1").unwrap().to_string());
+    let gap = Duration::from_millis(40);
+    // Default aggregation: one event, on the flow's first packet.
+    let cfg = ProbeConfig {
+        netns: node.clone(),
+        ..ProbeConfig::default()
+    };
+    assert_eq!(trickle_events(cfg, &lab, 10, gap).await, [1]);
+    // "Every packet": one event per packet, counters rising by one.
+    let cfg = ProbeConfig {
+        netns: node.clone(),
+        aggregate: false,
+        ..ProbeConfig::default()
+    };
+    assert_eq!(
+        trickle_events(cfg, &lab, 10, gap).await,
+        (1..=10).collect::<Vec<u64>>()
+    );
+    // Periodic reports every 150 ms over 10 packets at least 40 ms apart (360 ms
+    // or more from first to last): the first packet, then at least two reports,
+    // each carrying the counters so far.
+    let cfg = ProbeConfig {
+        netns: node,
+        report_interval: Duration::from_millis(150),
+        ..ProbeConfig::default()
+    };
+    let counts = trickle_events(cfg, &lab, 10, gap).await;
+    assert_eq!(counts.first(), Some(&1), "{counts:?}");
+    assert!(
+        counts.len() >= 3 && counts.windows(2).all(|w| w[1] > w[0]) && counts.last() <= Some(&10),
+        "{counts:?}"
     );
 }
