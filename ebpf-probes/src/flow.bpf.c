@@ -21,6 +21,9 @@ struct flow_event *btf_anchor_flow_event __attribute__((unused));
 /* Tunables, set by flow-probe at load time. */
 const volatile __u32 aggregate = 1;            /* 0: an event for every packet */
 const volatile __u64 report_interval_ns = 0;   /* 0: no periodic reports */
+/* Wake the reader only once this much is pending: a wake-up per event costs more
+ * than the rest of the program (an IPI), and flow-probe also drains on a timer. */
+const volatile __u64 wakeup_bytes = 32768;
 
 static __always_inline void reverse_key(const struct flow_key *k, struct flow_key *r)
 {
@@ -103,7 +106,8 @@ static __always_inline void emit(struct __sk_buff *skb, const struct packet_info
 		ev->rev_packets = rev->packets;
 		ev->rev_bytes = rev->bytes;
 	}
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				   BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)

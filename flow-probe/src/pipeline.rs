@@ -17,6 +17,10 @@ use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
 use crate::store::FlowStore;
 
+/// How often the reader drains the ring buffer without a wake-up from the kernel,
+/// which only wakes it when `ProbeConfig::wakeup_bytes` are pending.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Decoded-and-enriched path for one record; also what the benchmark measures.
 pub struct Pipeline {
     pub enricher: Enricher,
@@ -99,6 +103,8 @@ pub async fn run(
     #[expect(deprecated, reason = "the owned fd makes the I/O-safety concern moot")]
     let mut ring = AsyncFd::new(ring)?;
     let mut ticker = tokio::time::interval(lost_check);
+    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost_seen = 0u64;
     tokio::pin!(shutdown);
     loop {
@@ -110,6 +116,12 @@ pub async fn run(
                     pipeline.ingest(&item[..]);
                 }
                 guard.clear_ready();
+            }
+            _ = drain.tick() => {
+                let rb = ring.get_mut();
+                while let Some(item) = rb.next() {
+                    pipeline.ingest(&item[..]);
+                }
             }
             _ = ticker.tick() => {
                 pipeline.refresh_clock();

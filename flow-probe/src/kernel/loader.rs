@@ -32,6 +32,9 @@ pub struct ProbeConfig {
     pub report_interval: Duration,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ringbuf_bytes: u32,
+    /// The kernel wakes the reader once this many bytes are pending; below that,
+    /// the reader's timer drains the ring (see `pipeline::DRAIN_INTERVAL`).
+    pub wakeup_bytes: u64,
     /// Capacity of the in-kernel flow table.
     pub flow_table_entries: u32,
     /// Network namespace (an `ip netns` name) whose interfaces to attach to.
@@ -44,6 +47,7 @@ impl Default for ProbeConfig {
             aggregate: true,
             report_interval: Duration::from_secs(0),
             ringbuf_bytes: 4 << 20,
+            wakeup_bytes: 32 << 10,
             flow_table_entries: 65_536,
             netns: None,
         }
@@ -222,9 +226,12 @@ impl Drop for LoadedProbe {
 fn load(cfg: &ProbeConfig) -> anyhow::Result<Ebpf> {
     let aggregate = u32::from(cfg.aggregate);
     let interval = u64::try_from(cfg.report_interval.as_nanos()).unwrap_or(u64::MAX);
+    // A ring smaller than the threshold must still wake the reader before it fills.
+    let wakeup = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 2);
     let mut ebpf = EbpfLoader::new()
         .override_global("aggregate", &aggregate, true)
         .override_global("report_interval_ns", &interval, true)
+        .override_global("wakeup_bytes", &wakeup, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
         .map_max_entries("FLOWS", cfg.flow_table_entries)
         .load(FLOW_OBJECT)
