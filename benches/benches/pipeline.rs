@@ -58,7 +58,7 @@ fn records() -> Vec<Vec<u8>> {
                 hdr: EventHeader {
                     r#type: EVENT_FLOW,
                     version: EVENT_VERSION,
-                    len: 120,
+                    len: 128,
                     _pad0: 0,
                 },
                 ktime_ns: 1_000_000 + i as u64,

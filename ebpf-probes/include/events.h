@@ -13,7 +13,7 @@
 
 #include <linux/types.h>
 
-#define EVENT_VERSION 1
+#define EVENT_VERSION 2
 
 enum event_type {
 	EVENT_FLOW = 1,
@@ -26,6 +26,50 @@ enum emit_reason {
 	EMIT_REPORT = 3,     /* periodic report of a live flow */
 	EMIT_PACKET = 4,     /* "every packet" aggregation mode */
 };
+
+/* Kind of event, with Cilium's monitor message numbers (Hubble's event_type). */
+enum event_kind {
+	KIND_DROP = 1,
+	KIND_TRACE = 4,
+	KIND_POLICY_VERDICT = 5,
+};
+
+/* Verdicts, with Hubble's numbers. */
+enum verdict {
+	VERDICT_FORWARDED = 1,
+	VERDICT_DROPPED = 2,
+	VERDICT_AUDIT = 4,
+};
+
+/* Drop reasons, with Cilium's numbers. */
+enum drop_reason {
+	DROP_POLICY_DENIED = 133,  /* default deny: no rule allowed it */
+	DROP_POLICY_DENY = 181,    /* an explicit deny rule */
+};
+
+/* Hubble's policy_match_type: which lookup level decided. */
+enum policy_match {
+	MATCH_NONE = 0,
+	MATCH_L3_ONLY = 1,   /* identity, any port */
+	MATCH_L3_L4 = 2,     /* identity and port */
+	MATCH_L4_ONLY = 3,   /* any identity, port */
+	MATCH_ALL = 4,       /* any identity, any port */
+};
+
+/* Direction of a policy, from the endpoint's side (the policy map's key). */
+enum policy_direction {
+	POLICY_INGRESS = 0,
+	POLICY_EGRESS = 1,
+};
+
+/* How an endpoint's direction is governed. */
+enum enforcement {
+	ENFORCE_NONE = 0,    /* no policy selects it: allow all */
+	ENFORCE_ON = 1,      /* default deny */
+	ENFORCE_AUDIT = 2,   /* would deny: report AUDIT and let it pass */
+};
+
+#define POLICY_ID_NONE 0
 
 /* Hook that saw the packet. */
 enum hook_point {
@@ -86,7 +130,51 @@ struct flow_event {
 	__u8 is_reply;         /* 1 when the reverse direction opened the flow */
 	__u8 icmp_type;
 	__u8 icmp_code;
-	__u8 _pad0[6];
+	__u8 verdict;          /* enum verdict */
+	__u8 kind;             /* enum event_kind */
+	__u16 drop_reason;     /* enum drop_reason when dropped */
+	__u8 policy_match;     /* enum policy_match when policy decided */
+	__u8 policy_dir;       /* enum policy_direction when policy decided */
+	__u32 policy_id;       /* the deciding rule's policy, or POLICY_ID_NONE */
+	__u32 remote_identity; /* identity of the peer the policy judged */
+};
+
+/* ENDPOINTS map value, keyed by the host-side interface index. */
+struct endpoint_info {
+	__u32 endpoint_id;
+	__u32 identity;
+	__u8 ingress;          /* enum enforcement */
+	__u8 egress;           /* enum enforcement */
+	__u8 _pad0[2];
+};
+
+/* IPCACHE map key (LPM trie): prefixlen counts the bits after itself, so a
+ * /24 IPv4 prefix is 32 + 24. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u8 family;           /* 4 or 6 */
+	__u8 _pad0[3];
+	__u8 addr[16];
+};
+
+struct ipcache_value {
+	__u32 identity;
+};
+
+/* POLICY map key: one rule of one endpoint. 0 is the wildcard for identity,
+ * port and protocol. */
+struct policy_key {
+	__u32 endpoint_id;
+	__u32 remote_identity;
+	__u16 dport;
+	__u8 proto;
+	__u8 direction;        /* enum policy_direction */
+};
+
+struct policy_value {
+	__u8 deny;             /* 1: deny rule, 0: allow rule */
+	__u8 _pad0[3];
+	__u32 policy_id;
 };
 
 /* Index of the per-CPU counters in the STATS map. */

@@ -3,8 +3,13 @@
  * tc flow probe: one program per direction of an interface. Each packet updates
  * the in-kernel flow table; an event goes to the ring buffer only on a flow's
  * first packet, on TCP flags not yet seen in that direction, on a periodic report,
- * or on every packet when aggregation is off. Packets always pass (TC_ACT_UNSPEC):
- * this probe observes, it does not decide.
+ * or on every packet when aggregation is off.
+ *
+ * On an endpoint's host-side veth it also enforces the endpoint's policy: tc
+ * ingress there sees what the endpoint sends (its egress policy), tc egress what
+ * it receives (its ingress policy). Only the first packet of a connection is
+ * judged; replies and established flows pass on the flow table. A denied packet
+ * is dropped (TC_ACT_SHOT) and reported every time; nothing else is ever dropped.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -12,11 +17,17 @@
 #include "events.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 
 /* BTF keeps only types reachable from globals, maps and function signatures;
  * these pointers put every event struct there for flow-probe's layout check. */
 struct event_header *btf_anchor_event_header __attribute__((unused));
 struct flow_event *btf_anchor_flow_event __attribute__((unused));
+struct endpoint_info *btf_anchor_endpoint_info __attribute__((unused));
+struct ipcache_key *btf_anchor_ipcache_key __attribute__((unused));
+struct ipcache_value *btf_anchor_ipcache_value __attribute__((unused));
+struct policy_key *btf_anchor_policy_key __attribute__((unused));
+struct policy_value *btf_anchor_policy_value __attribute__((unused));
 
 /* Tunables, set by flow-probe at load time. */
 const volatile __u32 aggregate = 1;            /* 0: an event for every packet */
@@ -72,7 +83,8 @@ static __always_inline __u8 opened_by_peer(const struct packet_info *info)
 }
 
 static __always_inline void emit(struct __sk_buff *skb, const struct packet_info *info,
-				 const struct flow_stats *st, __u8 reason, __u64 now)
+				 const struct flow_stats *st, __u8 reason, __u64 now,
+				 const struct policy_decision *d)
 {
 	struct flow_event *ev;
 	struct flow_key rk = {};
@@ -100,6 +112,13 @@ static __always_inline void emit(struct __sk_buff *skb, const struct packet_info
 	ev->is_reply = st->is_reply;
 	ev->icmp_type = info->icmp_type;
 	ev->icmp_code = info->icmp_code;
+	ev->verdict = d->verdict;
+	ev->kind = d->kind;
+	ev->drop_reason = d->drop_reason;
+	ev->policy_match = d->match;
+	ev->policy_dir = d->direction;
+	ev->policy_id = d->policy_id;
+	ev->remote_identity = d->remote_identity;
 	reverse_key(&info->key, &rk);
 	rev = bpf_map_lookup_elem(&FLOWS, &rk);
 	if (rev) {
@@ -110,9 +129,25 @@ static __always_inline void emit(struct __sk_buff *skb, const struct packet_info
 				   BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
+/* Judges the first packet of a connection on an endpoint's interface. */
+static __always_inline void judge(const struct packet_info *info, struct policy_decision *d)
+{
+	const struct flow_key *k = &info->key;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&ENDPOINTS, &k->ifindex);
+	/* tc ingress of the host-side veth carries what the endpoint sends. */
+	int sent = k->hook == HOOK_TC_INGRESS;
+	__u16 dport = k->proto == IPPROTO_TCP || k->proto == IPPROTO_UDP ? k->dport : 0;
+
+	if (!ep)
+		return;
+	policy_decide(ep, sent ? POLICY_EGRESS : POLICY_INGRESS,
+		      identity_of(sent ? k->daddr : k->saddr, k->family), dport, k->proto, d);
+}
+
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
 	struct packet_info info = {};
+	struct policy_decision d = { .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
 	struct flow_stats *st;
 	__u64 now = bpf_ktime_get_ns();
 	__u8 reason = 0;
@@ -135,6 +170,14 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 			.is_reply = opened_by_peer(&info),
 		};
 
+		if (!fresh.is_reply)
+			judge(&info, &d);
+		if (d.verdict == VERDICT_DROPPED) {
+			/* Not remembered: the next attempt is judged again. */
+			d.kind = KIND_DROP;
+			emit(skb, &info, &fresh, EMIT_NEW_FLOW, now, &d);
+			return TC_ACT_SHOT;
+		}
 		bpf_map_update_elem(&FLOWS, &info.key, &fresh, BPF_NOEXIST);
 		st = bpf_map_lookup_elem(&FLOWS, &info.key);
 		if (!st)
@@ -155,7 +198,7 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 		reason = EMIT_PACKET;
 	if (reason) {
 		st->last_report_ns = now;
-		emit(skb, &info, st, reason, now);
+		emit(skb, &info, st, reason, now, &d);
 	}
 	return TC_ACT_UNSPEC;
 }

@@ -8,13 +8,44 @@
 #include <bpf/bpf_helpers.h>
 #include "events.h"
 
-/* Per-flow counters, aggregated in the kernel. */
+/* Per-flow counters, aggregated in the kernel; also the connection tracking that
+ * lets replies and established flows pass without a new policy decision. Pinned
+ * (like the policy maps) so enforcement survives a flow-probe restart. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct flow_key);
 	__type(value, struct flow_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS SEC(".maps");
+
+/* Endpoint behind each host-side interface, and its enforcement per direction. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ENDPOINTS SEC(".maps");
+
+/* Address → security identity; no match is world. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 65536);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} IPCACHE SEC(".maps");
+
+/* Compiled policy: identity-based L3/L4 rules per endpoint. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} POLICY SEC(".maps");
 
 /* Events to user space. */
 struct {

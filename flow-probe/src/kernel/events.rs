@@ -8,7 +8,7 @@
 
 use std::mem::{offset_of, size_of};
 
-pub const EVENT_VERSION: u8 = 1;
+pub const EVENT_VERSION: u8 = 2;
 pub const EVENT_FLOW: u8 = 1;
 
 /// `enum emit_reason`.
@@ -17,6 +17,27 @@ pub mod reason {
     pub const NEW_FLAGS: u8 = 2;
     pub const REPORT: u8 = 3;
     pub const PACKET: u8 = 4;
+}
+
+/// `enum event_kind`: Cilium's monitor message numbers (Hubble's event_type).
+pub mod kind {
+    pub const DROP: u8 = 1;
+    pub const TRACE: u8 = 4;
+    pub const POLICY_VERDICT: u8 = 5;
+}
+
+/// `enum verdict`: Hubble's numbers.
+pub mod verdict {
+    pub const FORWARDED: u8 = 1;
+    pub const DROPPED: u8 = 2;
+    pub const AUDIT: u8 = 4;
+}
+
+/// `enum enforcement` in `EndpointInfo`.
+pub mod enforcement {
+    pub const NONE: u8 = 0;
+    pub const ON: u8 = 1;
+    pub const AUDIT: u8 = 2;
 }
 
 /// `enum hook_point`.
@@ -74,12 +95,89 @@ pub struct FlowEvent {
     pub is_reply: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
-    pub _pad0: [u8; 6],
+    pub verdict: u8,
+    pub kind: u8,
+    pub drop_reason: u16,
+    pub policy_match: u8,
+    pub policy_dir: u8,
+    pub policy_id: u32,
+    pub remote_identity: u32,
 }
+
+/// `ENDPOINTS` value, keyed by host-side ifindex.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    pub endpoint_id: u32,
+    pub identity: u32,
+    pub ingress: u8,
+    pub egress: u8,
+    pub _pad0: [u8; 2],
+}
+
+/// `IPCACHE` key (LPM trie): `prefixlen` counts family, padding and address bits.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcacheKey {
+    pub prefixlen: u32,
+    pub family: u8,
+    pub _pad0: [u8; 3],
+    pub addr: [u8; 16],
+}
+
+/// The part of `IpcacheKey` after `prefixlen`: aya's `LpmTrie` adds the length.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcacheAddr {
+    pub family: u8,
+    pub _pad0: [u8; 3],
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcacheValue {
+    pub identity: u32,
+}
+
+/// `POLICY` key: 0 is the wildcard for identity, port and protocol.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyKey {
+    pub endpoint_id: u32,
+    pub remote_identity: u32,
+    pub dport: u16,
+    pub proto: u8,
+    pub direction: u8,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyValue {
+    pub deny: u8,
+    pub _pad0: [u8; 3],
+    pub policy_id: u32,
+}
+
+// SAFETY: plain data, integers and byte arrays only, no padding the compiler adds.
+unsafe impl aya::Pod for EndpointInfo {}
+// SAFETY: as above.
+unsafe impl aya::Pod for IpcacheAddr {}
+// SAFETY: as above.
+unsafe impl aya::Pod for IpcacheValue {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PolicyKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for PolicyValue {}
 
 const _: () = assert!(size_of::<EventHeader>() == 8);
 const _: () = assert!(size_of::<FlowKey>() == 48);
-const _: () = assert!(size_of::<FlowEvent>() == 120);
+const _: () = assert!(size_of::<FlowEvent>() == 128);
+const _: () = assert!(size_of::<EndpointInfo>() == 12);
+const _: () = assert!(size_of::<IpcacheKey>() == 24);
+const _: () = assert!(size_of::<IpcacheAddr>() == size_of::<IpcacheKey>() - 4);
+const _: () = assert!(size_of::<PolicyKey>() == 12);
+const _: () = assert!(size_of::<PolicyValue>() == 8);
 
 /// One C struct as the Rust side sees it: its name, size and field offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +211,20 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             packets => "packets", bytes => "bytes", rev_packets => "rev_packets",
             rev_bytes => "rev_bytes", pkt_len => "pkt_len", tcp_flags => "tcp_flags",
             tcp_flags_seen => "tcp_flags_seen", reason => "reason", is_reply => "is_reply",
-            icmp_type => "icmp_type", icmp_code => "icmp_code", _pad0 => "_pad0",
+            icmp_type => "icmp_type", icmp_code => "icmp_code", verdict => "verdict", kind => "kind",
+            drop_reason => "drop_reason", policy_match => "policy_match", policy_dir => "policy_dir",
+            policy_id => "policy_id", remote_identity => "remote_identity",
         ]),
+        layout!("endpoint_info", EndpointInfo, [
+            endpoint_id => "endpoint_id", identity => "identity", ingress => "ingress", egress => "egress", _pad0 => "_pad0",
+        ]),
+        layout!("ipcache_key", IpcacheKey, [prefixlen => "prefixlen", family => "family", _pad0 => "_pad0", addr => "addr"]),
+        layout!("ipcache_value", IpcacheValue, [identity => "identity"]),
+        layout!("policy_key", PolicyKey, [
+            endpoint_id => "endpoint_id", remote_identity => "remote_identity", dport => "dport", proto => "proto",
+            direction => "direction",
+        ]),
+        layout!("policy_value", PolicyValue, [deny => "deny", _pad0 => "_pad0", policy_id => "policy_id"]),
     ]
 }
 
@@ -206,8 +316,13 @@ pub fn encode_flow(ev: &FlowEvent) -> Vec<u8> {
         ev.is_reply,
         ev.icmp_type,
         ev.icmp_code,
+        ev.verdict,
+        ev.kind,
     ]);
-    out.extend(ev._pad0);
+    out.extend(ev.drop_reason.to_ne_bytes());
+    out.extend([ev.policy_match, ev.policy_dir]);
+    out.extend(ev.policy_id.to_ne_bytes());
+    out.extend(ev.remote_identity.to_ne_bytes());
     out
 }
 
@@ -220,7 +335,7 @@ mod tests {
             hdr: EventHeader {
                 r#type: EVENT_FLOW,
                 version: EVENT_VERSION,
-                len: 120,
+                len: 128,
                 _pad0: 0,
             },
             ktime_ns: 42,
@@ -237,6 +352,11 @@ mod tests {
             bytes: 300,
             tcp_flags: 0x02,
             reason: reason::NEW_FLOW,
+            verdict: verdict::DROPPED,
+            kind: kind::DROP,
+            drop_reason: 133,
+            policy_id: 7,
+            remote_identity: 300,
             ..Default::default()
         }
     }
@@ -255,7 +375,7 @@ mod tests {
             Err(DecodeError::Short {
                 what: "flow_event",
                 got: 100,
-                need: 120
+                need: 128
             })
         );
         assert_eq!(
@@ -266,9 +386,9 @@ mod tests {
                 need: 8
             })
         );
-        let mut v2 = bytes.clone();
-        v2[1] = 2;
-        assert_eq!(decode(&v2), Err(DecodeError::Version { got: 2 }));
+        let mut v1 = bytes.clone();
+        v1[1] = 1;
+        assert_eq!(decode(&v1), Err(DecodeError::Version { got: 1 }));
         let mut t9 = bytes;
         t9[0] = 9;
         assert_eq!(decode(&t9), Err(DecodeError::UnknownType(9)));

@@ -12,12 +12,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
+use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
 use aya::{Ebpf, EbpfLoader};
 
 use super::btf_layout;
-use super::events::{mirrored_layouts, stat};
+use super::events::{
+    EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, mirrored_layouts, stat,
+};
+use super::pins;
 use super::features::KernelFeatures;
 use super::objects::FLOW_OBJECT;
 use super::sysfs;
@@ -39,6 +42,10 @@ pub struct ProbeConfig {
     pub flow_table_entries: u32,
     /// Network namespace (an `ip netns` name) whose interfaces to attach to.
     pub netns: Option<String>,
+    /// Keep the pinned links and maps at exit, so policy stays enforced while no
+    /// probe runs. Without it a clean exit removes every pin (a killed probe
+    /// leaves them, and the next start re-adopts them).
+    pub persist: bool,
 }
 
 impl Default for ProbeConfig {
@@ -50,6 +57,7 @@ impl Default for ProbeConfig {
             wakeup_bytes: 32 << 10,
             flow_table_entries: 65_536,
             netns: None,
+            persist: false,
         }
     }
 }
@@ -57,7 +65,8 @@ impl Default for ProbeConfig {
 /// How a program was attached to an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachMode {
-    Tcx,
+    /// A pinned tcx link; `adopted` when a previous probe's link was taken over.
+    Tcx { adopted: bool },
     /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
     Clsact {
         owns_qdisc: bool,
@@ -72,7 +81,16 @@ pub struct Attachment {
     pub mode: AttachMode,
 }
 
-/// A loaded and attached probe. Dropping it detaches everything.
+/// The maps through which flow-probe programs the datapath (identities,
+/// endpoints and policy). Pinned: they outlive the process.
+pub struct DatapathMaps {
+    pub endpoints: BpfHashMap<MapData, u32, EndpointInfo>,
+    pub ipcache: LpmTrie<MapData, IpcacheAddr, IpcacheValue>,
+    pub policy: BpfHashMap<MapData, PolicyKey, PolicyValue>,
+}
+
+/// A loaded and attached probe. Dropping it detaches everything (unless the
+/// config says to persist).
 pub struct LoadedProbe {
     /// Taken by the reader with [`LoadedProbe::take_ring`].
     ring: Option<RingBuf<MapData>>,
@@ -80,6 +98,10 @@ pub struct LoadedProbe {
     pub attached: Vec<Attachment>,
     /// Kernel ids of the loaded programs, by name.
     pub program_ids: Vec<(&'static str, u32)>,
+    /// Pinned maps found at start and re-adopted with their content.
+    pub adopted_maps: Vec<&'static str>,
+    /// Taken by the policy syncer with [`LoadedProbe::take_datapath`].
+    datapath: Option<DatapathMaps>,
     shutdown: Option<mpsc::Sender<()>>,
     owner: Option<JoinHandle<()>>,
 }
@@ -93,6 +115,16 @@ pub struct ProgramRunStats {
 }
 
 const PROGRAMS: [&str; 2] = ["tc_ingress", "tc_egress"];
+
+/// What the owner thread hands back once loaded and attached.
+struct Started {
+    ring: RingBuf<MapData>,
+    stats: PerCpuArray<MapData, u64>,
+    attached: Vec<Attachment>,
+    ids: Vec<(&'static str, u32)>,
+    adopted: Vec<&'static str>,
+    datapath: DatapathMaps,
+}
 
 /// Totals of the per-CPU counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -129,32 +161,48 @@ impl LoadedProbe {
                     if let Some(ns) = &cfg.netns {
                         sysfs::enter_netns(ns)?;
                     }
-                    let mut ebpf = load(&cfg)?;
+                    let dir = pins::pin_dir(cfg.netns.as_deref());
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("creating pin folder {} (is bpffs mounted?)", dir.display()))?;
+                    let adopted = pins::existing_maps(&dir);
+                    let mut ebpf = load(&cfg, &dir)?;
                     let mut attached = Vec::new();
                     for ifname in &interfaces {
-                        attached.push(attach(&mut ebpf, ifname, use_tcx)?);
+                        attached.push(attach(&mut ebpf, &dir, ifname, use_tcx)?);
                     }
                     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
                     let stats =
                         PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS")?)?;
+                    let datapath = DatapathMaps {
+                        endpoints: BpfHashMap::try_from(ebpf.take_map("ENDPOINTS").context("map ENDPOINTS")?)?,
+                        ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").context("map IPCACHE")?)?,
+                        policy: BpfHashMap::try_from(ebpf.take_map("POLICY").context("map POLICY")?)?,
+                    };
                     let mut ids = Vec::new();
                     for name in PROGRAMS {
                         let prog: &SchedClassifier =
                             ebpf.program(name).context("program")?.try_into()?;
                         ids.push((name, prog.info()?.id()));
                     }
-                    anyhow::Ok((ebpf, ring, stats, attached, ids))
+                    anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath }))
                 })();
                 match loaded {
-                    Ok((ebpf, ring, stats, attached, ids)) => {
-                        let clsact: Vec<String> = attached
+                    Ok((ebpf, dir, started)) => {
+                        let clsact: Vec<String> = started
+                            .attached
                             .iter()
                             .filter(|a| a.mode == AttachMode::Clsact { owns_qdisc: true })
                             .map(|a| a.ifname.clone())
                             .collect();
-                        let _ = ready_tx.send(Ok((ring, stats, attached, ids)));
+                        let _ = ready_tx.send(Ok(started));
                         let _ = shutdown_rx.recv();
-                        drop(ebpf); // detaches tcx links and clsact filters, in this namespace
+                        if !cfg.persist {
+                            // Without pins, closing our fds detaches the links.
+                            if let Err(e) = pins::remove_all(&dir) {
+                                log::warn!("could not remove pins in {}: {e}", dir.display());
+                            }
+                        }
+                        drop(ebpf); // detaches clsact filters, in this namespace
                         for ifname in clsact {
                             remove_clsact(&ifname);
                         }
@@ -164,16 +212,22 @@ impl LoadedProbe {
                     }
                 }
             })?;
-        let (ring, stats, attached, program_ids) =
-            ready_rx.recv().context("probe owner thread died")??;
+        let started = ready_rx.recv().context("probe owner thread died")??;
         Ok(LoadedProbe {
-            ring: Some(ring),
-            stats,
-            attached,
-            program_ids,
+            ring: Some(started.ring),
+            stats: started.stats,
+            attached: started.attached,
+            program_ids: started.ids,
+            adopted_maps: started.adopted,
+            datapath: Some(started.datapath),
             shutdown: Some(shutdown_tx),
             owner: Some(owner),
         })
+    }
+
+    /// The datapath maps; `None` once taken.
+    pub fn take_datapath(&mut self) -> Option<DatapathMaps> {
+        self.datapath.take()
     }
 
     /// The ring buffer of events; `None` once taken.
@@ -223,7 +277,7 @@ impl Drop for LoadedProbe {
     }
 }
 
-fn load(cfg: &ProbeConfig) -> anyhow::Result<Ebpf> {
+fn load(cfg: &ProbeConfig, pin_dir: &std::path::Path) -> anyhow::Result<Ebpf> {
     let aggregate = u32::from(cfg.aggregate);
     let interval = u64::try_from(cfg.report_interval.as_nanos()).unwrap_or(u64::MAX);
     // A ring smaller than the threshold must still wake the reader before it fills.
@@ -234,6 +288,7 @@ fn load(cfg: &ProbeConfig) -> anyhow::Result<Ebpf> {
         .override_global("wakeup_bytes", &wakeup, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
         .map_max_entries("FLOWS", cfg.flow_table_entries)
+        .default_map_pin_directory(pin_dir)
         .load(FLOW_OBJECT)
         .context("loading the tc flow probe")?;
     for name in PROGRAMS {
@@ -247,33 +302,25 @@ fn load(cfg: &ProbeConfig) -> anyhow::Result<Ebpf> {
     Ok(ebpf)
 }
 
-fn attach(ebpf: &mut Ebpf, ifname: &str, use_tcx: bool) -> anyhow::Result<Attachment> {
+fn attach(ebpf: &mut Ebpf, pin_dir: &std::path::Path, ifname: &str, use_tcx: bool) -> anyhow::Result<Attachment> {
     let ifindex = sysfs::ifindex(ifname)?;
+    let dirs = [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)];
+    if use_tcx {
+        let mut adopted = false;
+        for (name, dir) in dirs {
+            let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
+            adopted |= pins::attach_pinned(prog, pin_dir, ifname, dir)?;
+        }
+        return Ok(Attachment { ifname: ifname.to_string(), ifindex, mode: AttachMode::Tcx { adopted } });
+    }
     // An error adding clsact means it exists already: then it is not ours to remove.
-    let owns_qdisc = !use_tcx && tc::qdisc_add_clsact(ifname).is_ok();
-    for (name, dir) in [
-        ("tc_ingress", TcAttachType::Ingress),
-        ("tc_egress", TcAttachType::Egress),
-    ] {
+    let owns_qdisc = tc::qdisc_add_clsact(ifname).is_ok();
+    for (name, dir) in dirs {
         let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
-        let options = if use_tcx {
-            TcAttachOptions::TcxOrder(LinkOrder::default())
-        } else {
-            TcAttachOptions::Netlink(tc::NlOptions::default())
-        };
-        prog.attach_with_options(ifname, dir, options)
+        prog.attach_with_options(ifname, dir, TcAttachOptions::Netlink(tc::NlOptions::default()))
             .with_context(|| format!("attaching {name} to {ifname}"))?;
     }
-    let mode = if use_tcx {
-        AttachMode::Tcx
-    } else {
-        AttachMode::Clsact { owns_qdisc }
-    };
-    Ok(Attachment {
-        ifname: ifname.to_string(),
-        ifindex,
-        mode,
-    })
+    Ok(Attachment { ifname: ifname.to_string(), ifindex, mode: AttachMode::Clsact { owns_qdisc } })
 }
 
 fn remove_clsact(ifname: &str) {

@@ -7,4 +7,5 @@ pub mod events;
 pub mod features;
 pub mod loader;
 pub mod objects;
+pub mod pins;
 pub mod sysfs;

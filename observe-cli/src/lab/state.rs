@@ -175,6 +175,18 @@ pub(crate) fn teardown(
         Ok(more) => report.deleted_netns.extend(more),
         Err(e) => report.errors.push(format!("{e:#}")),
     }
+    // The probes pin their links and maps per node namespace; a killed probe
+    // leaves them, so they go with the lab.
+    let root = std::path::Path::new(flow_probe::kernel::pins::PIN_ROOT);
+    let stem = format!("{prefix}-");
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&stem) {
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                report.errors.push(format!("removing pins {}: {e}", entry.path().display()));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(root); // only when no other probe's pins remain
 }
 
 /// Removes the state and endpoints files, and the directory if then empty.

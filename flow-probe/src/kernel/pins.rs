@@ -1,0 +1,67 @@
+//! What the probe leaves in bpffs so that enforcement outlives the process: the
+//! policy and flow maps (pinned by name by the loader) and one tcx link per
+//! interface and direction. A restarted probe re-adopts them: it reuses the maps
+//! with their content and swaps its new program into each pinned link
+//! atomically, so no packet ever passes unjudged.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, tc::SchedClassifierLink, tc::TcAttachOptions};
+
+/// Root of everything flow-probe pins.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/observe";
+
+/// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
+pub const PINNED_MAPS: [&str; 4] = ["FLOWS", "ENDPOINTS", "IPCACHE", "POLICY"];
+
+/// The pin folder of one probe: per network namespace, so labs never collide.
+pub fn pin_dir(netns: Option<&str>) -> PathBuf {
+    Path::new(PIN_ROOT).join(netns.unwrap_or("host"))
+}
+
+/// Which pinned maps already exist (and so will be re-adopted with their content).
+pub fn existing_maps(dir: &Path) -> Vec<&'static str> {
+    PINNED_MAPS.iter().copied().filter(|m| dir.join(m).exists()).collect()
+}
+
+fn link_pin(dir: &Path, ifname: &str, dir_name: &str) -> PathBuf {
+    dir.join(format!("link_{ifname}_{dir_name}"))
+}
+
+/// Attaches `prog` to `ifname` in `attach_type` with tcx, re-adopting the pinned
+/// link if one exists, else creating and pinning one. Returns whether it adopted.
+pub fn attach_pinned(
+    prog: &mut SchedClassifier,
+    dir: &Path,
+    ifname: &str,
+    attach_type: TcAttachType,
+) -> anyhow::Result<bool> {
+    let name = if attach_type == TcAttachType::Ingress { "ingress" } else { "egress" };
+    let pin = link_pin(dir, ifname, name);
+    if pin.exists() {
+        let old = PinnedLink::from_pin(&pin).with_context(|| format!("opening pinned link {}", pin.display()))?;
+        let link: SchedClassifierLink = FdLink::from(old).try_into()?;
+        prog.attach_to_link(link).with_context(|| format!("replacing the program of {}", pin.display()))?;
+        return Ok(true);
+    }
+    let id = prog
+        .attach_with_options(ifname, attach_type, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .with_context(|| format!("attaching to {ifname} ({name})"))?;
+    let fd_link: FdLink = prog.take_link(id)?.try_into()?;
+    // The pinned link keeps the program attached after our fd closes.
+    fd_link.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
+    Ok(false)
+}
+
+/// Removes every pin of a probe (its links detach once no fd holds them), and
+/// the root folder when no other probe's pins remain in it.
+pub fn remove_all(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        other => other?,
+    }
+    let _ = std::fs::remove_dir(PIN_ROOT); // fails while not empty, as intended
+    Ok(())
+}
