@@ -35,6 +35,7 @@ fn endpoints() -> EndpointsFile {
             ipv6: None,
             node: "node1".into(),
             interface: Some(format!("lxc{i}")),
+            netns: None,
         })
         .collect();
     EndpointsFile { endpoints }

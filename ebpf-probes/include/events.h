@@ -13,10 +13,11 @@
 
 #include <linux/types.h>
 
-#define EVENT_VERSION 2
+#define EVENT_VERSION 3
 
 enum event_type {
 	EVENT_FLOW = 1,
+	EVENT_SOCK_XLATE = 2,  /* struct sock_xlate_event: socket-level service translation */
 };
 
 /* Why a flow event was emitted. */
@@ -75,6 +76,7 @@ enum enforcement {
 enum hook_point {
 	HOOK_TC_INGRESS = 1,
 	HOOK_TC_EGRESS = 2,
+	HOOK_KFREE_SKB = 3,  /* tracepoint skb:kfree_skb; drop_reason is the kernel's */
 };
 
 struct event_header {
@@ -183,6 +185,92 @@ enum stat_index {
 	STAT_EVENTS_LOST = 1,   /* reservations that failed */
 	STAT_PACKETS = 2,       /* packets seen by the tc programs */
 	STAT_MAX = 3,
+};
+
+/*
+ * Socket-level service load balancing (ebpf-probes/src/sock_lb.bpf.c).
+ * Addresses as in struct flow_key: IPv4 in the first 4 bytes, ports in host
+ * byte order.
+ */
+
+/* Hubble's SocketTranslationPoint. */
+enum sock_xlate_point {
+	XLATE_PRE_DIRECTION_FWD = 1,   /* before translation (nothing translated) */
+	XLATE_POST_DIRECTION_FWD = 2,  /* VIP translated to a backend */
+	XLATE_PRE_DIRECTION_REV = 3,
+	XLATE_POST_DIRECTION_REV = 4,  /* backend translated back to the VIP */
+};
+
+/* The socket hook that translated. */
+enum sock_hook {
+	SOCK_HOOK_CONNECT = 1,
+	SOCK_HOOK_SENDMSG = 2,
+	SOCK_HOOK_RECVMSG = 3,
+};
+
+/* SERVICES map key: one frontend. */
+struct lb_service_key {
+	__u8 addr[16];         /* the VIP */
+	__u16 port;
+	__u8 family;           /* 4 or 6 */
+	__u8 proto;            /* IPPROTO_TCP or IPPROTO_UDP */
+};
+
+struct lb_service {
+	__u32 service_id;      /* non-zero; keys the BACKENDS of this frontend */
+	__u16 backend_count;   /* 0: connections are refused */
+	__u8 _pad0[2];
+};
+
+/* BACKENDS map key: slot 0..backend_count-1 of a frontend. */
+struct lb_backend_key {
+	__u32 service_id;
+	__u16 slot;
+	__u8 _pad0[2];
+};
+
+struct lb_backend {
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 _pad0;
+};
+
+/* REVNAT map key: a socket and the backend it was sent to. */
+struct lb_revnat_key {
+	__u64 cookie;          /* bpf_get_socket_cookie() */
+	__u8 addr[16];         /* the backend */
+	__u16 port;
+	__u8 family;
+	__u8 _pad0[5];
+};
+
+struct lb_revnat {
+	__u8 vip[16];
+	__u16 vip_port;
+	__u8 family;
+	__u8 reported;         /* a reverse translation event went out */
+	__u32 service_id;
+};
+
+struct sock_xlate_event {
+	struct event_header hdr;
+	__u64 ktime_ns;
+	__u64 socket_cookie;
+	__u64 cgroup_id;       /* cgroup v2 id of the calling task */
+	__u8 vip[16];
+	__u8 backend[16];      /* zero when no_backend */
+	__u16 vip_port;
+	__u16 backend_port;
+	__u8 family;
+	__u8 proto;
+	__u8 xlate_point;      /* enum sock_xlate_point */
+	__u8 no_backend;       /* 1: the service has no backend; the call failed */
+	__u32 service_id;
+	__u8 src[16];          /* the socket's bound address, zero when unbound */
+	__u16 src_port;        /* the socket's bound port, zero when unbound */
+	__u8 hook;             /* enum sock_hook */
+	__u8 _pad0;
 };
 
 #endif

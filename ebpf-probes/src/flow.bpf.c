@@ -18,6 +18,7 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/policy.h"
+#include "lib/drops.h"
 
 /* BTF keeps only types reachable from globals, maps and function signatures;
  * these pointers put every event struct there for flow-probe's layout check. */
@@ -140,6 +141,11 @@ static __always_inline void judge(const struct packet_info *info, struct policy_
 
 	if (!ep)
 		return;
+	/* Neighbour discovery and multicast listener messages keep IPv6 working;
+	 * like ARP for IPv4, policy does not apply to them. */
+	if (k->proto == IPPROTO_ICMPV6 && ((info->icmp_type >= 130 && info->icmp_type <= 137) ||
+					  info->icmp_type == 143))
+		return;
 	policy_decide(ep, sent ? POLICY_EGRESS : POLICY_INGRESS,
 		      identity_of(sent ? k->daddr : k->saddr, k->family), dport, k->proto, d);
 }
@@ -213,6 +219,58 @@ SEC("classifier")
 int tc_egress(struct __sk_buff *skb)
 {
 	return observe(skb, HOOK_TC_EGRESS);
+}
+
+/* A packet of a lab endpoint freed with a drop reason: report it as a drop. */
+SEC("tracepoint/skb/kfree_skb")
+int kfree_skb(void *ctx)
+{
+	struct packet_info info = {};
+	struct flow_event *ev;
+	struct sk_buff *skb = NULL;
+	__u32 reason = 0;
+	__u64 now;
+
+	if (bpf_probe_read_kernel(&reason, sizeof(reason), ctx + kfree_reason_off) < 0 ||
+	    benign(reason))
+		return 0;
+	if (bpf_probe_read_kernel(&skb, sizeof(skb), ctx + kfree_skbaddr_off) < 0 || !skb)
+		return 0;
+	if (!netns_watched(skb))
+		return 0;
+	if (skb_flow_key(skb, &info) < 0)
+		return 0;
+	/* Only packets to or from endpoints we know. */
+	if (identity_of(info.key.saddr, info.key.family) == IDENTITY_WORLD &&
+	    identity_of(info.key.daddr, info.key.family) == IDENTITY_WORLD)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (!take_token(now))
+		return 0;
+	stat_add(STAT_EVENTS_TRIED, 1);
+	ev = bpf_ringbuf_reserve(&EVENTS, sizeof(*ev), 0);
+	if (!ev) {
+		stat_add(STAT_EVENTS_LOST, 1);
+		return 0;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->hdr.type = EVENT_FLOW;
+	ev->hdr.version = EVENT_VERSION;
+	ev->hdr.len = sizeof(*ev);
+	ev->ktime_ns = now;
+	ev->key = info.key;
+	ev->key.hook = HOOK_KFREE_SKB;
+	ev->key.ifindex = BPF_CORE_READ(skb, dev, ifindex);
+	ev->packets = 1;
+	ev->bytes = BPF_CORE_READ(skb, len);
+	ev->pkt_len = ev->bytes;
+	ev->tcp_flags = info.tcp_flags;
+	ev->reason = EMIT_PACKET;
+	ev->verdict = VERDICT_DROPPED;
+	ev->kind = KIND_DROP;
+	ev->drop_reason = reason;
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
 }
 
 char _license[] SEC("license") = "GPL";

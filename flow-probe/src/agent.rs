@@ -10,7 +10,9 @@ use anyhow::Context;
 use observer_proto::endpoints::EndpointsFile;
 use observer_proto::observe::v1::KernelFeature;
 
+use crate::datapath::{Datapath, PolicyNames};
 use crate::enrich::Enricher;
+use crate::policy_watch;
 use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
 use crate::kernel::loader::{LoadedProbe, ProbeConfig};
 use crate::kernel::sysfs;
@@ -29,6 +31,11 @@ pub struct AgentConfig {
     pub attach_endpoints: bool,
     /// Written with the bound gRPC address once the probe is attached and serving.
     pub ready_file: Option<PathBuf>,
+    /// Policy files (CiliumNetworkPolicy subset) to enforce, watched for changes.
+    pub policy_dir: Option<PathBuf>,
+    /// Services file (VIPs, ports, selectors) for the socket load balancer
+    /// (attached to `probe.lb_cgroup`), watched for changes with the endpoints file.
+    pub services: Option<PathBuf>,
     pub ring_capacity: usize,
     pub probe: ProbeConfig,
 }
@@ -76,6 +83,16 @@ pub async fn run(
         }
     }
 
+    // Kernel drops are this node's when they happen in its endpoints' namespaces.
+    let mut probe_cfg = cfg.probe.clone();
+    probe_cfg.drop_netns = endpoints
+        .endpoints
+        .iter()
+        .filter(|e| e.node == cfg.node_name)
+        .filter_map(|e| e.netns.clone())
+        .chain(cfg.probe.netns.clone())
+        .collect();
+
     let store = Arc::new(FlowStore::new(cfg.ring_capacity));
     let mut enricher = Enricher::new(&cfg.node_name, &endpoints);
     let mut probe = match features.missing(FLOW_CAPTURE_NEEDS) {
@@ -88,24 +105,44 @@ pub async fn run(
             None
         }
         None => Some(
-            LoadedProbe::start(&cfg.probe, &interfaces, &features)
+            LoadedProbe::start(&probe_cfg, &interfaces, &features)
                 .context("starting the flow probe")?,
         ),
     };
-    if let Some(p) = &probe {
-        for a in &p.attached {
-            log::info!(
-                "attached to {} (ifindex {}, {:?})",
-                a.ifname,
-                a.ifindex,
-                a.mode
-            );
-            enricher.add_interface(
-                a.ifindex,
-                &a.ifname,
-                endpoint_ip_of.get(&a.ifname).copied().flatten(),
-            );
+    let names = Arc::new(PolicyNames::default());
+    enricher = enricher.with_policy_names(names.clone());
+    let mut datapath = None;
+    if let Some(p) = probe.as_mut() {
+        if !p.adopted_maps.is_empty() {
+            log::info!("re-adopted pinned maps {:?}: their policy stayed in force", p.adopted_maps);
         }
+        for a in &p.attached {
+            log::info!("attached to {} (ifindex {}, {:?})", a.ifname, a.ifindex, a.mode);
+            enricher.add_interface(a.ifindex, &a.ifname, endpoint_ip_of.get(&a.ifname).copied().flatten());
+        }
+        enricher.set_kernel_drop_reasons(p.kernel_drop_reasons.clone());
+        let ifindex_of = endpoints
+            .endpoints
+            .iter()
+            .filter_map(|ep| {
+                let iface = ep.interface.as_deref()?;
+                let a = p.attached.iter().find(|a| a.ifname == iface)?;
+                Some((ep.id, a.ifindex))
+            })
+            .collect();
+        datapath = p.take_datapath().map(|maps| Datapath::new(maps, ifindex_of, names.clone()));
+    }
+
+    // Services are in force before the probe reports ready.
+    let lb_maps = probe.as_mut().and_then(|p| p.lb.as_mut()).and_then(|lb| lb.take_maps());
+    let mut services = None;
+    if let Some(path) = cfg.services.clone() {
+        let table = Arc::new(crate::services::ServiceTable::new());
+        enricher = enricher.with_services(table.clone());
+        let maps = lb_maps.map(crate::services::ServiceMaps::new);
+        services = Some(crate::services::watch::Watcher::start(maps, table, path, cfg.endpoints.clone()));
+    } else if lb_maps.is_some() {
+        log::warn!("the socket load balancer is attached but no --services file names any service");
     }
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -135,8 +172,8 @@ pub async fn run(
             })
             .collect(),
     };
-    let service = ObserverService::new(store.clone(), node);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let service = ObserverService::new(store.clone(), node, stop_rx.clone());
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -157,12 +194,22 @@ pub async fn run(
             None => Ok(()),
         }
     };
+    let policies = async {
+        if let Some(dp) = datapath {
+            policy_watch::run(dp, cfg.policy_dir.clone(), endpoints.clone(), stopped(stop_rx.clone())).await;
+        }
+    };
+    let services = async {
+        if let Some(w) = services {
+            w.run(stopped(stop_rx.clone())).await;
+        }
+    };
     let trigger = async {
         shutdown.await;
         log::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let (served, captured, ()) = tokio::join!(serve, capture, trigger);
+    let (served, captured, (), (), ()) = tokio::join!(serve, capture, policies, services, trigger);
     drop(probe); // detaches every program
     served?;
     captured

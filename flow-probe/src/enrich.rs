@@ -8,11 +8,27 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use observer_proto::endpoints::{self, EndpointsFile, reserved};
 use observer_proto::flow::{
     self, CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
-    NetworkInterface, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict, layer4,
+    NetworkInterface, Policy, TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
 };
-use observer_proto::observe::v1::FlowVolume;
+use observer_proto::observe::v1::{FlowVolume, KernelDrop};
 
-use crate::kernel::events::{FlowEvent, hook};
+use crate::datapath::PolicyNames;
+use crate::kernel::events::{FlowEvent, hook, kind, verdict};
+
+/// Cilium's drop reasons for policy (flow.proto DropReason numbers).
+const DROP_POLICY_DENIED: u16 = 133;
+const DROP_POLICY_DENY: u16 = 181;
+/// `enum policy_direction` of the event.
+const POLICY_INGRESS: u8 = 0;
+
+fn drop_reason_name(reason: u16) -> String {
+    observer_proto::flow::DropReason::try_from(i32::from(reason))
+        .map(|r| r.as_str_name().to_string())
+        .unwrap_or_else(|_| format!("drop reason {reason}"))
+}
+
+// Keep the numbers in one place with the kernel's.
+const _: () = assert!(DROP_POLICY_DENIED == 133 && DROP_POLICY_DENY == 181);
 
 /// Cilium's monitor message type for trace events, and its trace sub-types.
 pub mod monitor {
@@ -43,6 +59,9 @@ pub struct Enricher {
     world: Endpoint,
     uuid_seed: u64,
     uuid_counter: u64,
+    policy_names: Option<std::sync::Arc<PolicyNames>>,
+    kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
+    services: Option<std::sync::Arc<crate::services::ServiceTable>>,
 }
 
 impl Enricher {
@@ -93,6 +112,9 @@ impl Enricher {
             world,
             uuid_seed,
             uuid_counter: 0,
+            policy_names: None,
+            kernel_drop_reasons: Default::default(),
+            services: None,
         }
     }
 
@@ -107,6 +129,29 @@ impl Enricher {
                 endpoint,
             },
         );
+    }
+
+    /// Names the services of flows to and from backends, and of SOCK flows.
+    pub fn with_services(mut self, table: std::sync::Arc<crate::services::ServiceTable>) -> Self {
+        self.services = Some(table);
+        self
+    }
+
+    /// Builds the SOCK flow of a socket translation event (see [`crate::services::flows`]).
+    pub fn sock_flow(&mut self, ev: &crate::kernel::events::SockXlateEvent, unix_offset_ns: i128) -> Flow {
+        let cx = crate::services::flows::SockContext {
+            uuid: self.next_uuid(),
+            node_name: &self.node_name,
+            unix_offset_ns,
+            endpoint_of: &|ip| self.endpoint_of(ip),
+        };
+        crate::services::flows::sock_flow(ev, self.services.as_deref(), &cx)
+    }
+
+    /// Names the policies of verdict events from this table.
+    pub fn with_policy_names(mut self, names: std::sync::Arc<PolicyNames>) -> Self {
+        self.policy_names = Some(names);
+        self
     }
 
     pub fn node_name(&self) -> &str {
@@ -168,13 +213,13 @@ impl Enricher {
         };
         let (l4, summary) = layer4(ev);
         let time_ns = i128::from(ev.ktime_ns) + unix_offset_ns;
-        Flow {
+        let mut flow = Flow {
             time: Some(prost_types::Timestamp {
                 seconds: (time_ns / 1_000_000_000) as i64,
                 nanos: (time_ns % 1_000_000_000) as i32,
             }),
             uuid,
-            verdict: Verdict::Forwarded as i32,
+            verdict: i32::from(ev.verdict),
             ip: Some(Ip {
                 source: src.to_string(),
                 destination: dst.to_string(),
@@ -191,8 +236,12 @@ impl Enricher {
             r#type: FlowType::L3L4 as i32,
             node_name: self.node_name.clone(),
             event_type: Some(CiliumEventType {
-                r#type: monitor::MESSAGE_TYPE_TRACE,
-                sub_type,
+                r#type: i32::from(ev.kind),
+                sub_type: match ev.kind {
+                    kind::DROP => i32::from(ev.drop_reason),
+                    kind::POLICY_VERDICT => 0,
+                    _ => sub_type,
+                },
             }),
             traffic_direction: direction as i32,
             trace_observation_point: point as i32,
@@ -209,7 +258,65 @@ impl Enricher {
                 rev_packets: rev.1,
             }),
             ..Default::default()
+        };
+        if k.hook == hook::KFREE_SKB {
+            self.make_kernel_drop(&mut flow, ev);
+        } else if ev.kind != kind::TRACE {
+            self.add_policy_verdict(&mut flow, ev);
         }
+        if let Some(services) = &self.services {
+            crate::services::flows::annotate_tc_flow(services, &ev.key, &mut flow);
+        }
+        flow
+    }
+
+    /// A drop reported by the kernel (skb:kfree_skb): no hook of ours saw it, so
+    /// no observation point, direction or reply bit; the kernel's reason instead.
+    fn make_kernel_drop(&self, flow: &mut Flow, ev: &FlowEvent) {
+        let name = self
+            .kernel_drop_reasons
+            .get(&u32::from(ev.drop_reason))
+            .cloned()
+            .unwrap_or_else(|| format!("reason {}", ev.drop_reason));
+        flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
+        flow.traffic_direction = TrafficDirection::Unknown as i32;
+        flow.is_reply = None;
+        flow.interface = None;
+        flow.volume = None;
+        flow.event_type = Some(CiliumEventType { r#type: i32::from(kind::DROP), sub_type: 0 });
+        flow.summary = format!("{} (kernel drop: {name})", flow.summary);
+        flow.kernel_drop = Some(KernelDrop { reason: u32::from(ev.drop_reason), name });
+    }
+
+    /// Names of the kernel's drop reasons, from the tracepoint's format.
+    pub fn set_kernel_drop_reasons(&mut self, names: std::collections::BTreeMap<u32, String>) {
+        self.kernel_drop_reasons = names;
+    }
+
+    /// Drop reason, match type and the policy that allowed or denied the flow.
+    fn add_policy_verdict(&self, flow: &mut Flow, ev: &FlowEvent) {
+        if ev.verdict == verdict::DROPPED {
+            flow.drop_reason = u32::from(ev.drop_reason);
+            flow.drop_reason_desc = i32::from(ev.drop_reason);
+            flow.summary = format!("{} ({})", flow.summary, drop_reason_name(ev.drop_reason));
+        }
+        flow.policy_match_type = u32::from(ev.policy_match);
+        let Some(p) = self.policy_names.as_ref().and_then(|n| n.get(ev.policy_id)) else { return };
+        let policy = Policy {
+            name: p.name,
+            namespace: p.namespace,
+            labels: p.labels,
+            kind: "CiliumNetworkPolicy".to_string(),
+            ..Default::default()
+        };
+        let denied = ev.drop_reason == DROP_POLICY_DENY;
+        let slot = match (ev.policy_dir == POLICY_INGRESS, denied) {
+            (true, false) => &mut flow.ingress_allowed_by,
+            (true, true) => &mut flow.ingress_denied_by,
+            (false, false) => &mut flow.egress_allowed_by,
+            (false, true) => &mut flow.egress_denied_by,
+        };
+        slot.push(policy);
     }
 }
 

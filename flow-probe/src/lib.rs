@@ -12,11 +12,20 @@
 //! - [`store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
 //! - [`server`]: the `observer.Observer` gRPC service over the store.
+//! - [`policy`] → [`datapath`]: policy files compiled to identity-based rules and
+//!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
+//!   every change of the policy directory.
+//! - [`services`]: the services file compiled to the socket load balancer's maps,
+//!   kept in step with the files; SOCK flows of its translations.
 //! - [`agent`]: wires them together for the `flow-probe` binary.
 
 pub mod agent;
+pub mod datapath;
 pub mod enrich;
 pub mod kernel;
 pub mod pipeline;
+pub mod policy;
+pub mod policy_watch;
 pub mod server;
+pub mod services;
 pub mod store;

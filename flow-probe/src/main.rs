@@ -35,6 +35,21 @@ struct Args {
     /// Also attach to the host-side interface of every endpoint on this node.
     #[arg(long)]
     attach_endpoints: bool,
+    /// Directory of policy files (CiliumNetworkPolicy subset) to enforce; changes
+    /// apply while running.
+    #[arg(long)]
+    policy_dir: Option<PathBuf>,
+    /// Services file (YAML: VIPs, ports, selectors) for socket-level load
+    /// balancing; changes to it and to the endpoints file apply while running.
+    #[arg(long)]
+    services: Option<PathBuf>,
+    /// Cgroup (v2 folder) whose processes' sockets get service load balancing.
+    #[arg(long)]
+    lb_cgroup: Option<PathBuf>,
+    /// Keep programs attached and policy enforced after exit (pins stay in
+    /// /sys/fs/bpf/observe); the next start re-adopts them.
+    #[arg(long)]
+    persist: bool,
     /// File to write the bound gRPC address to once attached and serving.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -78,12 +93,16 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         endpoints: args.endpoints,
         attach_endpoints: args.attach_endpoints,
         ready_file: args.ready_file,
+        policy_dir: args.policy_dir,
+        services: args.services,
         ring_capacity: args.ring_capacity,
         probe: ProbeConfig {
             aggregate: matches!(args.monitor_aggregation, Aggregation::Medium),
             report_interval: Duration::from_secs(args.report_interval),
             ringbuf_bytes: size,
             netns: args.netns,
+            persist: args.persist,
+            lb_cgroup: args.lb_cgroup,
             ..ProbeConfig::default()
         },
     })

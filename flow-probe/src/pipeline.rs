@@ -46,8 +46,11 @@ impl Pipeline {
 
     pub fn ingest(&mut self, record: &[u8]) {
         match events::decode(record) {
-            Ok(Event::Flow(ev)) => {
-                let flow = self.enricher.flow(&ev, self.unix_offset_ns);
+            Ok(event) => {
+                let flow = match event {
+                    Event::Flow(ev) => self.enricher.flow(&ev, self.unix_offset_ns),
+                    Event::SockXlate(ev) => self.enricher.sock_flow(&ev, self.unix_offset_ns),
+                };
                 let response = GetFlowsResponse {
                     node_name: flow.node_name.clone(),
                     time: flow.time,

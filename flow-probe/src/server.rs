@@ -37,11 +37,13 @@ pub struct NodeInfo {
 pub struct ObserverService {
     store: Arc<FlowStore>,
     node: NodeInfo,
+    /// Turns true at shutdown; following streams end then, so the server can stop.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ObserverService {
-    pub fn new(store: Arc<FlowStore>, node: NodeInfo) -> Self {
-        ObserverService { store, node }
+    pub fn new(store: Arc<FlowStore>, node: NodeInfo, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        ObserverService { store, node, stopping }
     }
 
     pub fn into_server(self) -> ObserverServer<Self> {
@@ -161,6 +163,7 @@ impl Observer for ObserverService {
         let history = query.history(ring);
         let (tx, rx) = mpsc::channel(256);
         let node_name = self.node.name.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             for entry in history {
                 if tx.send(Ok((*entry.response).clone())).await.is_err() {
@@ -168,7 +171,10 @@ impl Observer for ObserverService {
                 }
             }
             if let Some(follow_rx) = follow_rx {
-                follow(query, follow_rx, last_seq, tx, node_name).await;
+                tokio::select! {
+                    () = follow(query, follow_rx, last_seq, tx, node_name) => {}
+                    _ = stopping.wait_for(|s| *s) => {}
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -21,25 +21,13 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
     let scenario = load_scenario(scenario)?;
     let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(state_dir))?;
     let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(4244))?)?;
-    println!(
-        "lab {} is up ({} endpoints, state in {})",
-        lab.prefix(),
-        lab.endpoints_file().endpoints.len(),
-        state_dir.display()
-    );
-    for p in &probes {
-        println!(
-            "  flow-probe {} on {} (pid {}, log {})",
-            p.node,
-            p.addr,
-            p.pid,
-            p.log.display()
-        );
+    let relay = node_probes::start_relay(&mut lab, &probes, 4245)?;
+    let endpoints = lab.endpoints_file().endpoints.len();
+    println!("lab {} is up ({endpoints} endpoints, state in {})", lab.prefix(), state_dir.display());
+    for p in probes.iter().chain([&relay]) {
+        println!("  {} on {} (pid {}, log {})", p.node, p.addr, p.pid, p.log.display());
     }
-    println!(
-        "next: observe lab traffic; observe flows --server {}; observe lab down",
-        probes[0].addr
-    );
+    println!("next: observe lab traffic; observe flows; observe status; observe lab down");
     lab.detach()?;
     Ok(())
 }
@@ -94,7 +82,8 @@ pub async fn demo(
         move || -> anyhow::Result<(Lab, String)> {
             let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
             let probes = node_probes::start(&mut lab, &ProbeOptions::new(None)?)?;
-            Ok((lab, probes[0].addr.to_string()))
+            let relay = node_probes::start_relay(&mut lab, &probes, 0)?;
+            Ok((lab, relay.addr.to_string()))
         }
     })
     .await??;

@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use observe_cli::flows::{self, output::Format, request::QueryArgs};
 use observe_cli::lab::DEFAULT_STATE_DIR;
-use observe_cli::lab_commands;
+use observe_cli::graph_command::{self, GraphFormat};
+use observe_cli::{lab_commands, policy_commands};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +36,15 @@ enum Command {
         #[command(flatten)]
         query: QueryArgs,
     },
+    /// The service dependency graph with the datapath hops of each edge.
+    Graph {
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t = GraphFormat::Dot)]
+        output: GraphFormat,
+        #[command(flatten)]
+        query: QueryArgs,
+    },
     /// Health, flow counts and kernel features of a probe or relay, like `hubble status`.
     Status {
         #[arg(long)]
@@ -44,6 +54,14 @@ enum Command {
     Nodes {
         #[arg(long)]
         server: Option<String>,
+    },
+    /// Check, apply or delete policy files (CiliumNetworkPolicy subset) of a lab.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+        /// The lab's state directory.
+        #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Build, drive and remove a lab of network namespaces.
     Lab {
@@ -65,6 +83,16 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse a policy file and report what is wrong with it.
+    Check { file: PathBuf },
+    /// Validate a policy file and install it in the lab; probes apply it at once.
+    Apply { file: PathBuf },
+    /// Remove an installed policy file by name.
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum LabCommand {
     /// Build the scenario's endpoints and start a flow-probe per node.
     Up {
@@ -78,6 +106,17 @@ enum LabCommand {
     },
     /// Stop the lab's processes and remove everything it created.
     Down,
+    /// Run one traffic item inside the lab's cgroup and print its report as
+    /// JSON (the traffic generator runs service items this way).
+    #[command(hide = true)]
+    Client {
+        /// Index of the item, for the report.
+        #[arg(long)]
+        item: usize,
+        /// The item (JSON of a scenario traffic entry).
+        #[arg(long)]
+        spec: String,
+    },
 }
 
 fn main() {
@@ -103,8 +142,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_node_name,
             query,
         } => flows::run(server.as_deref(), &query, output, print_node_name).await,
+        Command::Graph { server, output, query } => graph_command::run(server.as_deref(), &query, output).await,
         Command::Status { server } => observe_cli::status::status(server.as_deref()).await,
         Command::Nodes { server } => observe_cli::status::nodes(server.as_deref()).await,
+        Command::Policy { command, state_dir } => match command {
+            PolicyCommand::Check { file } => policy_commands::check(&file),
+            PolicyCommand::Apply { file } => policy_commands::apply(&file, &state_dir),
+            PolicyCommand::Delete { name } => policy_commands::delete(&name, &state_dir),
+        },
         Command::Lab { command, state_dir } => {
             tokio::task::spawn_blocking(move || match command {
                 LabCommand::Up { scenario } => lab_commands::up(scenario.as_deref(), &state_dir),
@@ -112,6 +157,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     lab_commands::traffic(&state_dir, duration.map(Duration::from_secs))
                 }
                 LabCommand::Down => lab_commands::down(&state_dir),
+                LabCommand::Client { item, spec } => {
+                    let report = observe_cli::lab::run_client(&state_dir, item, &spec)?;
+                    println!("{}", serde_json::to_string(&report)?);
+                    Ok(())
+                }
             })
             .await?
         }

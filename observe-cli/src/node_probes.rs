@@ -63,55 +63,89 @@ pub fn flow_probe_binary() -> anyhow::Result<PathBuf> {
 /// Starts a probe per node and registers each with the lab, which stops them on
 /// teardown.
 pub fn start(lab: &mut Lab, opts: &ProbeOptions) -> anyhow::Result<Vec<StartedProbe>> {
-    let nodes: Vec<(String, String)> = lab
-        .nodes()
-        .iter()
-        .map(|n| (n.name.clone(), n.netns.clone()))
-        .collect();
+    let nodes: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
     let mut started = Vec::new();
-    for (i, (node, netns)) in nodes.iter().enumerate() {
-        let port = if i == 0 {
-            opts.first_port.unwrap_or(0)
-        } else {
-            0
-        };
-        let ready = lab.state_dir().join(format!("probe-{node}.addr"));
-        let log = lab.state_dir().join(format!("probe-{node}.log"));
-        let _ = std::fs::remove_file(&ready);
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(&opts.binary)
-            .args([
-                "--netns",
-                netns,
-                "--node-name",
-                node,
-                "--attach-endpoints",
-                "--listen",
-            ])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--endpoints")
-            .arg(lab.endpoints_path())
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(&opts.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", opts.binary.display()))?;
-        let pid = child.id();
-        lab.adopt_child(child, &format!("flow-probe {node}"))?;
-        let addr = wait_ready(&ready, &log, pid)?;
-        started.push(StartedProbe {
-            node: node.clone(),
-            addr,
-            pid,
-            log,
-        });
+    for (i, node) in nodes.iter().enumerate() {
+        let port = if i == 0 { opts.first_port.unwrap_or(0) } else { 0 };
+        started.push(start_node(lab, node, port, opts)?);
     }
     lab.save_state()?;
     Ok(started)
+}
+
+/// Starts the probe of one node, listening on `port` (0: any free port).
+pub fn start_node(lab: &mut Lab, node: &str, port: u16, opts: &ProbeOptions) -> anyhow::Result<StartedProbe> {
+    let netns = lab.node_netns(node).with_context(|| format!("no node {node} in the lab"))?.to_string();
+    let ready = lab.state_dir().join(format!("probe-{node}.addr"));
+    let log = lab.state_dir().join(format!("probe-{node}.log"));
+    let _ = std::fs::remove_file(&ready);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let child = Command::new(&opts.binary)
+        .args(["--netns", &netns, "--node-name", node, "--attach-endpoints", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--endpoints")
+        .arg(lab.endpoints_path())
+        .arg("--policy-dir")
+        .arg(lab.policy_dir())
+        .args(crate::lab::lb::probe_args(lab))
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(&opts.extra_args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", opts.binary.display()))?;
+    let pid = child.id();
+    lab.adopt_child(child, &format!("flow-probe {node}"))?;
+    let addr = wait_ready(&ready, &log, pid)?;
+    Ok(StartedProbe { node: node.to_string(), addr, pid, log })
+}
+
+/// `$RELAY_BIN`, else `relay` next to flow-probe.
+pub fn relay_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("RELAY_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let probe = flow_probe_binary()?;
+    let relay = probe.with_file_name("relay");
+    if relay.is_file() {
+        return Ok(relay);
+    }
+    bail!("relay not found next to {}; build it (cargo build --bins) or set RELAY_BIN", probe.display())
+}
+
+/// Starts the relay in the root namespace, fanning in `probes`, listening on
+/// `port` (4245 as Hubble's relay; 0 = any free port); the lab stops it.
+pub fn start_relay(lab: &mut Lab, probes: &[StartedProbe], port: u16) -> anyhow::Result<StartedProbe> {
+    let binary = relay_binary()?;
+    let ready = lab.state_dir().join("relay.addr");
+    let log = lab.state_dir().join("relay.log");
+    let _ = std::fs::remove_file(&ready);
+    let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cmd = Command::new(&binary);
+    for p in probes {
+        cmd.arg("--peer").arg(p.addr.to_string());
+    }
+    let child = cmd
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = child.id();
+    lab.adopt_child(child, "relay")?;
+    let addr = wait_ready(&ready, &log, pid)?;
+    lab.save_state()?;
+    Ok(StartedProbe { node: "relay".to_string(), addr, pid, log })
 }
 
 fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> {
@@ -131,7 +165,7 @@ fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> 
             let tail: Vec<&str> = tail.lines().rev().take(8).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(
-                "flow-probe (pid {pid}) {}; its log {} ends with:\n{}",
+                "process {pid} {}; its log {} ends with:\n{}",
                 if alive {
                     "did not become ready in 30 s"
                 } else {

@@ -278,7 +278,7 @@ fn item_flows(flows: &[Flow], item: &ItemReport) -> Vec<Flow> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_scenario_traffic_becomes_exact_flows() {
-    let scenario = Scenario::builtin_default();
+    let scenario = Scenario::builtin_capture();
     let env = common::start(&scenario, &[]);
     let report = {
         let lab_scenario = scenario.clone();

@@ -53,7 +53,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     assert_eq!(
         text(&traffic)
             .lines()
-            .filter(|l| l.contains(": completed") || l.contains(": refused"))
+            .filter(|l| l.contains(": completed") || l.contains(": refused") || l.contains(": dropped"))
             .count(),
         8,
         "{}",
@@ -70,7 +70,10 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcx", "yes"]),
         "{s}"
     );
-    let nodes = text(&observe(&["nodes", "--server", "127.0.0.1:4244"]));
+    // Through the relay (the default server): the same node, connected.
+    let relay = text(&observe(&["status"]));
+    assert!(relay.contains("Healthcheck (via default server): Ok") && relay.contains("Connected Nodes: 1/1"), "{relay}");
+    let nodes = text(&observe(&["nodes"]));
     assert!(
         nodes
             .lines()
@@ -83,7 +86,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(
         text(&down).trim(),
-        format!("lab {prefix} removed: 5 network namespaces deleted, 1 processes stopped")
+        format!("lab {prefix} removed: 5 network namespaces deleted, 2 processes stopped")
     );
     let left: Vec<String> = observe_cli::lab::netns_list()
         .unwrap()

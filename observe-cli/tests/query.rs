@@ -32,7 +32,7 @@ fn flags(f: &Flow) -> Option<&TcpFlags> {
 }
 
 async fn traffic_env() -> (common::Env, Vec<Flow>) {
-    let scenario = Scenario::builtin_default();
+    let scenario = Scenario::builtin_capture();
     let env = common::start(&scenario, &[]);
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
@@ -342,7 +342,7 @@ async fn number_first_since_and_follow_behave_like_hubble() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_invalid_argument_with_a_message() {
-    let env = common::start(&Scenario::builtin_default(), &[]);
+    let env = common::start(&Scenario::builtin_capture(), &[]);
     let cases = [
         (
             GetFlowsRequest {

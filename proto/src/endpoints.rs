@@ -74,6 +74,10 @@ pub struct Endpoint {
     /// Host-side interface (veth) of the endpoint, where its probes attach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
+    /// The endpoint's network namespace (an `ip netns` name), so kernel drops
+    /// inside it can be told from other namespaces' that reuse its addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// The whole file.

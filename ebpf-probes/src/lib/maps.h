@@ -51,6 +51,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
+	__uint(pinning, LIBBPF_PIN_BY_NAME); /* shared with sock_lb.bpf.c */
 } EVENTS SEC(".maps");
 
 /* Per-CPU counters indexed by enum stat_index; lost events are never silent. */
@@ -59,6 +60,7 @@ struct {
 	__uint(max_entries, STAT_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME); /* shared with sock_lb.bpf.c */
 } STATS SEC(".maps");
 
 static __always_inline void stat_add(__u32 index, __u64 n)

@@ -144,6 +144,47 @@ pub fn check(btf: &HashMap<String, BtfStruct>, mirrors: &[Layout]) -> Result<(),
     }
 }
 
+/// Checks each mirrored layout against every probe object whose BTF has a struct
+/// of that name (each object carries the structs it uses); a layout that no
+/// object has is a mismatch too. `objects` are (name, ELF bytes).
+pub fn check_objects(objects: &[(&str, &[u8])], mirrors: &[Layout]) -> Result<(), LayoutError> {
+    let mut parsed = Vec::with_capacity(objects.len());
+    for (name, elf) in objects {
+        let structs = structs_in_object(elf).map_err(|e| match e {
+            LayoutError::NoBtf(m) => LayoutError::NoBtf(format!("{name}: {m}")),
+            LayoutError::Malformed(m) => LayoutError::Malformed(format!("{name}: {m}")),
+            other => other,
+        })?;
+        parsed.push((*name, structs));
+    }
+    let mut problems = Vec::new();
+    for layout in mirrors {
+        let mut found = false;
+        for (object, structs) in &parsed {
+            if !structs.contains_key(layout.name) {
+                continue;
+            }
+            found = true;
+            if let Err(LayoutError::Mismatch(p)) = check(structs, std::slice::from_ref(layout)) {
+                problems.extend(p.into_iter().map(|p| format!("{p} (object {object})")));
+            }
+        }
+        if !found {
+            let names: Vec<&str> = parsed.iter().map(|(n, _)| *n).collect();
+            problems.push(format!(
+                "struct {} is in none of the probe objects ({})",
+                layout.name,
+                names.join(", ")
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LayoutError::Mismatch(problems))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,8 +197,38 @@ mod tests {
             !FLOW_OBJECT.is_empty(),
             "built without clang-19: run the README's setup"
         );
-        let structs = structs_in_object(FLOW_OBJECT).unwrap();
-        check(&structs, &mirrored_layouts()).unwrap();
+        check_objects(&crate::kernel::objects::all(), &mirrored_layouts()).unwrap();
+    }
+
+    #[test]
+    fn each_struct_is_checked_against_the_object_that_defines_it() {
+        use crate::kernel::objects::SOCK_LB_OBJECT;
+        let lb = structs_in_object(SOCK_LB_OBJECT).unwrap();
+        assert!(lb.contains_key("sock_xlate_event") && lb.contains_key("lb_service_key"));
+        let flow = structs_in_object(FLOW_OBJECT).unwrap();
+        assert!(!flow.contains_key("sock_xlate_event"), "the tc object does not use it");
+        let mut layouts = mirrored_layouts();
+        let ev = layouts.iter_mut().find(|l| l.name == "sock_xlate_event").unwrap();
+        ev.size = 88;
+        let err = check_objects(&crate::kernel::objects::all(), &layouts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("struct sock_xlate_event: size is 96 bytes in C, 88 in Rust (object sock_lb)"),
+            "{err}"
+        );
+        let missing = [Layout {
+            name: "no_such_struct",
+            size: 4,
+            fields: vec![],
+        }];
+        let err = check_objects(&crate::kernel::objects::all(), &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("struct no_such_struct is in none of the probe objects (flow, sock_lb)"),
+            "{err}"
+        );
     }
 
     #[test]

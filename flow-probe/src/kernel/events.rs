@@ -8,8 +8,9 @@
 
 use std::mem::{offset_of, size_of};
 
-pub const EVENT_VERSION: u8 = 2;
+pub const EVENT_VERSION: u8 = 3;
 pub const EVENT_FLOW: u8 = 1;
+pub const EVENT_SOCK_XLATE: u8 = 2;
 
 /// `enum emit_reason`.
 pub mod reason {
@@ -44,6 +45,7 @@ pub mod enforcement {
 pub mod hook {
     pub const TC_INGRESS: u8 = 1;
     pub const TC_EGRESS: u8 = 2;
+    pub const KFREE_SKB: u8 = 3;
 }
 
 /// `enum stat_index`: per-CPU counters in the `STATS` map.
@@ -159,6 +161,121 @@ pub struct PolicyValue {
     pub policy_id: u32,
 }
 
+/// `enum sock_xlate_point`: Hubble's SocketTranslationPoint numbers.
+pub mod xlate_point {
+    pub const PRE_DIRECTION_FWD: u8 = 1;
+    pub const POST_DIRECTION_FWD: u8 = 2;
+    pub const PRE_DIRECTION_REV: u8 = 3;
+    pub const POST_DIRECTION_REV: u8 = 4;
+}
+
+/// `enum sock_hook`: the socket call that was translated.
+pub mod sock_hook {
+    pub const CONNECT: u8 = 1;
+    pub const SENDMSG: u8 = 2;
+    pub const RECVMSG: u8 = 3;
+}
+
+/// A socket-level service translation (`struct sock_xlate_event`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SockXlateEvent {
+    pub hdr: EventHeader,
+    pub ktime_ns: u64,
+    pub socket_cookie: u64,
+    pub cgroup_id: u64,
+    pub vip: [u8; 16],
+    pub backend: [u8; 16],
+    pub vip_port: u16,
+    pub backend_port: u16,
+    pub family: u8,
+    pub proto: u8,
+    pub xlate_point: u8,
+    pub no_backend: u8,
+    pub service_id: u32,
+    pub src: [u8; 16],
+    pub src_port: u16,
+    pub hook: u8,
+    pub _pad0: u8,
+}
+
+/// `SERVICES` key: one frontend (VIP, port, protocol).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LbServiceKey {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub proto: u8,
+}
+
+/// `SERVICES` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LbService {
+    pub service_id: u32,
+    pub backend_count: u16,
+    pub _pad0: [u8; 2],
+}
+
+/// `BACKENDS` key: a slot of a frontend.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LbBackendKey {
+    pub service_id: u32,
+    pub slot: u16,
+    pub _pad0: [u8; 2],
+}
+
+/// `BACKENDS` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LbBackend {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub _pad0: u8,
+}
+
+/// `REVNAT` key (written by the kernel only).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LbRevnatKey {
+    pub cookie: u64,
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub _pad0: [u8; 5],
+}
+
+/// `REVNAT` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LbRevnat {
+    pub vip: [u8; 16],
+    pub vip_port: u16,
+    pub family: u8,
+    pub reported: u8,
+    pub service_id: u32,
+}
+
+// SAFETY: plain data, integers and byte arrays only, no padding the compiler adds.
+unsafe impl aya::Pod for LbServiceKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for LbService {}
+// SAFETY: as above.
+unsafe impl aya::Pod for LbBackendKey {}
+// SAFETY: as above.
+unsafe impl aya::Pod for LbBackend {}
+
+const _: () = assert!(size_of::<SockXlateEvent>() == 96);
+const _: () = assert!(size_of::<LbServiceKey>() == 20);
+const _: () = assert!(size_of::<LbService>() == 8);
+const _: () = assert!(size_of::<LbBackendKey>() == 8);
+const _: () = assert!(size_of::<LbBackend>() == 20);
+const _: () = assert!(size_of::<LbRevnatKey>() == 32);
+const _: () = assert!(size_of::<LbRevnat>() == 24);
+
 // SAFETY: plain data, integers and byte arrays only, no padding the compiler adds.
 unsafe impl aya::Pod for EndpointInfo {}
 // SAFETY: as above.
@@ -225,6 +342,22 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             direction => "direction",
         ]),
         layout!("policy_value", PolicyValue, [deny => "deny", _pad0 => "_pad0", policy_id => "policy_id"]),
+        layout!("sock_xlate_event", SockXlateEvent, [
+            hdr => "hdr", ktime_ns => "ktime_ns", socket_cookie => "socket_cookie", cgroup_id => "cgroup_id",
+            vip => "vip", backend => "backend", vip_port => "vip_port", backend_port => "backend_port",
+            family => "family", proto => "proto", xlate_point => "xlate_point", no_backend => "no_backend",
+            service_id => "service_id", src => "src", src_port => "src_port", hook => "hook", _pad0 => "_pad0",
+        ]),
+        layout!("lb_service_key", LbServiceKey, [addr => "addr", port => "port", family => "family", proto => "proto"]),
+        layout!("lb_service", LbService, [service_id => "service_id", backend_count => "backend_count", _pad0 => "_pad0"]),
+        layout!("lb_backend_key", LbBackendKey, [service_id => "service_id", slot => "slot", _pad0 => "_pad0"]),
+        layout!("lb_backend", LbBackend, [addr => "addr", port => "port", family => "family", _pad0 => "_pad0"]),
+        layout!("lb_revnat_key", LbRevnatKey, [
+            cookie => "cookie", addr => "addr", port => "port", family => "family", _pad0 => "_pad0",
+        ]),
+        layout!("lb_revnat", LbRevnat, [
+            vip => "vip", vip_port => "vip_port", family => "family", reported => "reported", service_id => "service_id",
+        ]),
     ]
 }
 
@@ -232,6 +365,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Flow(FlowEvent),
+    SockXlate(SockXlateEvent),
 }
 
 /// Why a ring-buffer record could not be decoded.
@@ -260,6 +394,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     }
     match hdr.r#type {
         EVENT_FLOW => Ok(Event::Flow(read_pod(bytes, "flow_event")?)),
+        EVENT_SOCK_XLATE => Ok(Event::SockXlate(read_pod(bytes, "sock_xlate_event")?)),
         other => Err(DecodeError::UnknownType(other)),
     }
 }
@@ -268,6 +403,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
 trait Pod: Copy {}
 impl Pod for EventHeader {}
 impl Pod for FlowEvent {}
+impl Pod for SockXlateEvent {}
 
 fn read_pod<T: Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let need = size_of::<T>();
@@ -326,9 +462,67 @@ pub fn encode_flow(ev: &FlowEvent) -> Vec<u8> {
     out
 }
 
+/// Encodes a translation event as the kernel would; for tests.
+pub fn encode_sock_xlate(ev: &SockXlateEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size_of::<SockXlateEvent>());
+    let h = &ev.hdr;
+    out.extend([h.r#type, h.version]);
+    out.extend(h.len.to_ne_bytes());
+    out.extend(h._pad0.to_ne_bytes());
+    for v in [ev.ktime_ns, ev.socket_cookie, ev.cgroup_id] {
+        out.extend(v.to_ne_bytes());
+    }
+    out.extend(ev.vip);
+    out.extend(ev.backend);
+    out.extend(ev.vip_port.to_ne_bytes());
+    out.extend(ev.backend_port.to_ne_bytes());
+    out.extend([ev.family, ev.proto, ev.xlate_point, ev.no_backend]);
+    out.extend(ev.service_id.to_ne_bytes());
+    out.extend(ev.src);
+    out.extend(ev.src_port.to_ne_bytes());
+    out.extend([ev.hook, ev._pad0]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decodes_translation_events() {
+        let ev = SockXlateEvent {
+            hdr: EventHeader {
+                r#type: EVENT_SOCK_XLATE,
+                version: EVENT_VERSION,
+                len: 96,
+                _pad0: 0,
+            },
+            ktime_ns: 7,
+            socket_cookie: 0x1234,
+            cgroup_id: 99,
+            vip: [198, 18, 100, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            backend: [198, 18, 1, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vip_port: 80,
+            backend_port: 8080,
+            family: 4,
+            proto: 6,
+            xlate_point: xlate_point::POST_DIRECTION_FWD,
+            service_id: 5,
+            src_port: 40000,
+            hook: sock_hook::CONNECT,
+            ..Default::default()
+        };
+        let bytes = encode_sock_xlate(&ev);
+        assert_eq!(decode(&bytes), Ok(Event::SockXlate(ev)));
+        assert_eq!(
+            decode(&bytes[..95]),
+            Err(DecodeError::Short {
+                what: "sock_xlate_event",
+                got: 95,
+                need: 96
+            })
+        );
+    }
 
     fn sample() -> FlowEvent {
         FlowEvent {

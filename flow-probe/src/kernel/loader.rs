@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
-use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
+use aya::programs::{SchedClassifier, TcAttachType, TracePoint, tc, tc::TcAttachOptions};
 use aya::{Ebpf, EbpfLoader};
 
 use super::btf_layout;
@@ -24,6 +24,7 @@ use super::pins;
 use super::features::KernelFeatures;
 use super::objects::FLOW_OBJECT;
 use super::sysfs;
+use super::tracefs;
 
 /// How the tc flow probe is loaded.
 #[derive(Debug, Clone)]
@@ -42,10 +43,16 @@ pub struct ProbeConfig {
     pub flow_table_entries: u32,
     /// Network namespace (an `ip netns` name) whose interfaces to attach to.
     pub netns: Option<String>,
+    /// Network namespaces (`ip netns` names) whose kernel drops are reported: the
+    /// node's endpoints'. Empty reports drops from every namespace.
+    pub drop_netns: Vec<String>,
     /// Keep the pinned links and maps at exit, so policy stays enforced while no
     /// probe runs. Without it a clean exit removes every pin (a killed probe
     /// leaves them, and the next start re-adopts them).
     pub persist: bool,
+    /// Cgroup (v2 folder) whose sockets get service load balancing (the socket
+    /// programs of `sock_lb.bpf.c`); `None` leaves them unloaded.
+    pub lb_cgroup: Option<std::path::PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -57,7 +64,9 @@ impl Default for ProbeConfig {
             wakeup_bytes: 32 << 10,
             flow_table_entries: 65_536,
             netns: None,
+            drop_netns: Vec::new(),
             persist: false,
+            lb_cgroup: None,
         }
     }
 }
@@ -100,8 +109,12 @@ pub struct LoadedProbe {
     pub program_ids: Vec<(&'static str, u32)>,
     /// Pinned maps found at start and re-adopted with their content.
     pub adopted_maps: Vec<&'static str>,
+    /// Names of the kernel's drop reasons (empty when drop reporting is off).
+    pub kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     /// Taken by the policy syncer with [`LoadedProbe::take_datapath`].
     datapath: Option<DatapathMaps>,
+    /// The socket load balancer, when `ProbeConfig::lb_cgroup` is set.
+    pub lb: Option<super::sock_lb::LoadedLb>,
     shutdown: Option<mpsc::Sender<()>>,
     owner: Option<JoinHandle<()>>,
 }
@@ -124,6 +137,7 @@ struct Started {
     ids: Vec<(&'static str, u32)>,
     adopted: Vec<&'static str>,
     datapath: DatapathMaps,
+    drop_reasons: std::collections::BTreeMap<u32, String>,
 }
 
 /// Totals of the per-CPU counters.
@@ -146,14 +160,15 @@ impl LoadedProbe {
                 "flow-probe was built without its eBPF objects (clang-19 was missing); run the README's setup command and rebuild"
             );
         }
-        let structs = btf_layout::structs_in_object(FLOW_OBJECT)?;
-        btf_layout::check(&structs, &mirrored_layouts())?;
+        btf_layout::check_objects(&super::objects::all(), &mirrored_layouts())?;
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();
+        let lb_cfg = cfg.clone();
         let cfg = cfg.clone();
         let interfaces = interfaces.to_vec();
         let use_tcx = features.has("tcx");
+        let use_drops = features.has("tracepoint:skb:kfree_skb") && features.has("prog:tracepoint");
         let owner = std::thread::Builder::new()
             .name("probe-owner".into())
             .spawn(move || {
@@ -165,7 +180,22 @@ impl LoadedProbe {
                     std::fs::create_dir_all(&dir)
                         .with_context(|| format!("creating pin folder {} (is bpffs mounted?)", dir.display()))?;
                     let adopted = pins::existing_maps(&dir);
-                    let mut ebpf = load(&cfg, &dir)?;
+                    // Kernel drops need the tracepoint's format; without it they are off.
+                    let drops = if use_drops { tracefs::read_format("skb", "kfree_skb").ok() } else { None };
+                    let mut ebpf = load(&cfg, &dir, drops.as_ref())?;
+                    let drops = match drops {
+                        Some(format) => match attach_drops(&mut ebpf, &cfg) {
+                            Ok(()) => Some(format),
+                            Err(e) => {
+                                log::warn!("kernel drop reporting disabled: {e:#}");
+                                None
+                            }
+                        },
+                        None => {
+                            log::warn!("kernel drop reporting disabled: tracepoint skb:kfree_skb is not available");
+                            None
+                        }
+                    };
                     let mut attached = Vec::new();
                     for ifname in &interfaces {
                         attached.push(attach(&mut ebpf, &dir, ifname, use_tcx)?);
@@ -184,7 +214,8 @@ impl LoadedProbe {
                             ebpf.program(name).context("program")?.try_into()?;
                         ids.push((name, prog.info()?.id()));
                     }
-                    anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath }))
+                    let drop_reasons = drops.map(|f| f.symbols).unwrap_or_default();
+                    anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath, drop_reasons }))
                 })();
                 match loaded {
                     Ok((ebpf, dir, started)) => {
@@ -213,16 +244,26 @@ impl LoadedProbe {
                 }
             })?;
         let started = ready_rx.recv().context("probe owner thread died")??;
-        Ok(LoadedProbe {
+        let mut probe = LoadedProbe {
             ring: Some(started.ring),
             stats: started.stats,
             attached: started.attached,
             program_ids: started.ids,
             adopted_maps: started.adopted,
+            kernel_drop_reasons: started.drop_reasons,
             datapath: Some(started.datapath),
             shutdown: Some(shutdown_tx),
             owner: Some(owner),
-        })
+            lb: None,
+        };
+        // Attached after the tc object pinned EVENTS and STATS, which it shares.
+        if let Some(cgroup) = &lb_cfg.lb_cgroup {
+            let dir = pins::pin_dir(lb_cfg.netns.as_deref());
+            let lb = super::sock_lb::LoadedLb::start(&lb_cfg, &dir, cgroup)
+                .context("starting the socket load balancer")?;
+            probe.lb = Some(lb);
+        }
+        Ok(probe)
     }
 
     /// The datapath maps; `None` once taken.
@@ -277,7 +318,59 @@ impl Drop for LoadedProbe {
     }
 }
 
-fn load(cfg: &ProbeConfig, pin_dir: &std::path::Path) -> anyhow::Result<Ebpf> {
+/// Kernel drop reasons not reported: normal frees and teardown; tc drops, which
+/// are our own policy drops, already reported with their verdict; and NO_SOCKET,
+/// which a refused connection (answered with a RST we already show) or an echo
+/// reply consumed by a raw socket also produce.
+const BENIGN_DROP_REASONS: [&str; 8] = [
+    "NOT_SPECIFIED",
+    "NO_SOCKET",
+    "SOCKET_CLOSE",
+    "UNIX_DISCONNECT",
+    "UNIX_SKIP_OOB",
+    "QUEUE_PURGE",
+    "TC_INGRESS",
+    "TC_EGRESS",
+];
+
+/// What the drop tracepoint needs from the running kernel: field offsets and the
+/// benign reasons as a 128-bit set. `None` when the format cannot be read.
+fn kfree_skb_settings(format: &tracefs::Format) -> Option<(u32, u32, u64, u64)> {
+    let skbaddr = *format.offsets.get("skbaddr")?;
+    let reason = *format.offsets.get("reason")?;
+    let (mut lo, mut hi) = (0u64, 0u64);
+    for (n, name) in &format.symbols {
+        if BENIGN_DROP_REASONS.contains(&name.as_str()) {
+            match n {
+                0..=63 => lo |= 1 << n,
+                64..=127 => hi |= 1 << (n - 64),
+                _ => {}
+            }
+        }
+    }
+    Some((skbaddr, reason, lo, hi))
+}
+
+/// Loads and attaches the kernel-drop tracepoint, watching the namespaces of
+/// `cfg.drop_netns`.
+fn attach_drops(ebpf: &mut Ebpf, cfg: &ProbeConfig) -> anyhow::Result<()> {
+    let mut watched: aya::maps::HashMap<_, u32, u8> =
+        aya::maps::HashMap::try_from(ebpf.map_mut("DROP_NETNS").context("map DROP_NETNS")?)?;
+    for name in &cfg.drop_netns {
+        let path = std::path::Path::new("/var/run/netns").join(name);
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path)?);
+        watched.insert(u32::try_from(ino)?, 1, 0)?;
+    }
+    let prog: &mut TracePoint = ebpf.program_mut("kfree_skb").context("program kfree_skb")?.try_into()?;
+    prog.load().context("verifier rejected kfree_skb")?;
+    prog.attach("skb", "kfree_skb").context("attaching to skb:kfree_skb")?;
+    Ok(())
+}
+
+fn load(cfg: &ProbeConfig, pin_dir: &std::path::Path, drops: Option<&tracefs::Format>) -> anyhow::Result<Ebpf> {
+    let filter_netns = u32::from(!cfg.drop_netns.is_empty());
+    let (skbaddr_off, reason_off, benign_lo, benign_hi) =
+        drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));
     let aggregate = u32::from(cfg.aggregate);
     let interval = u64::try_from(cfg.report_interval.as_nanos()).unwrap_or(u64::MAX);
     // A ring smaller than the threshold must still wake the reader before it fills.
@@ -286,6 +379,11 @@ fn load(cfg: &ProbeConfig, pin_dir: &std::path::Path) -> anyhow::Result<Ebpf> {
         .override_global("aggregate", &aggregate, true)
         .override_global("report_interval_ns", &interval, true)
         .override_global("wakeup_bytes", &wakeup, true)
+        .override_global("kfree_skbaddr_off", &skbaddr_off, true)
+        .override_global("kfree_reason_off", &reason_off, true)
+        .override_global("benign_reasons_lo", &benign_lo, true)
+        .override_global("benign_reasons_hi", &benign_hi, true)
+        .override_global("filter_netns", &filter_netns, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
         .map_max_entries("FLOWS", cfg.flow_table_entries)
         .default_map_pin_directory(pin_dir)

@@ -8,4 +8,6 @@ pub mod features;
 pub mod loader;
 pub mod objects;
 pub mod pins;
+pub mod sock_lb;
 pub mod sysfs;
+pub mod tracefs;

@@ -11,12 +11,14 @@ use super::procs::{self, ProcessRecord};
 use super::scenario::Scenario;
 use super::state::{self, DEFAULT_STATE_DIR, DownReport, ENDPOINTS_FILE, LabState};
 use super::topology::{EndpointPlan, NodePlan, Topology};
+use super::validate::POLICY_KIND;
 use super::{prefix, setup, sys};
 
 /// Options of [`Lab::up`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabOptions {
-    /// Where `state.json` and `endpoints.yaml` go (default [`DEFAULT_STATE_DIR`]).
+    /// Where `state.json`, `endpoints.yaml` and `policies/` go (default
+    /// [`DEFAULT_STATE_DIR`]).
     pub state_dir: PathBuf,
     /// Namespace name prefix; a fresh `obsXXXXX` when `None`.
     pub prefix: Option<String>,
@@ -61,10 +63,15 @@ pub struct Lab {
 impl Lab {
     /// Builds the lab for `scenario` and writes its state directory.
     ///
+    /// Writes the endpoints file and the policy directory ([`Lab::policy_dir`]:
+    /// one `NN-<name>.yaml` per policy of the scenario, NN its index; empty when
+    /// the scenario has none).
+    ///
     /// Does not start flow-probe: start it in each node namespace
     /// ([`Lab::node_netns`], [`super::netns_command`]) with the endpoints file
-    /// ([`Lab::endpoints_path`]), then hand it over with [`Lab::adopt_child`] or
-    /// [`Lab::register_pid`]. Fails if `state_dir` holds a lab that is still up.
+    /// ([`Lab::endpoints_path`]) and the policy directory, then hand it over with
+    /// [`Lab::adopt_child`] or [`Lab::register_pid`]. Fails if `state_dir` holds a
+    /// lab that is still up.
     pub fn up(scenario: &Scenario, opts: &LabOptions) -> Result<Lab> {
         scenario.validate()?;
         if !sys::is_root() {
@@ -97,6 +104,11 @@ impl Lab {
         lab.save_state()?;
         setup::build(&lab.topology).with_context(|| format!("building lab {prefix}"))?;
         lab.write_endpoints_file()?;
+        lab.write_policy_files()?;
+        super::lb::write_services_file(&lab)?;
+        if !lab.scenario.services.is_empty() || super::cgroup::root().is_some() {
+            super::cgroup::create(&prefix)?;
+        }
         log::info!(
             "lab {prefix} is up: {} endpoints on {} node(s)",
             lab.topology.endpoints.len(),
@@ -157,6 +169,43 @@ impl Lab {
     /// The endpoints file written for flow-probe (`<state_dir>/endpoints.yaml`).
     pub fn endpoints_path(&self) -> PathBuf {
         self.state_dir.join(ENDPOINTS_FILE)
+    }
+
+    /// The services file written for flow-probe's `--services`
+    /// (`<state_dir>/services.yaml`; no services when the scenario has none).
+    pub fn services_path(&self) -> PathBuf {
+        self.state_dir.join(super::lb::SERVICES_FILE)
+    }
+
+    /// The lab's cgroup (`<cgroup v2 mount>/<prefix>`), where flow-probe attaches
+    /// the socket load balancer and the clients of service items run.
+    pub fn cgroup_path(&self) -> PathBuf {
+        super::cgroup::path_for(self.prefix())
+    }
+
+    /// The policy directory written for flow-probe's `--policy-dir`
+    /// (`<state_dir>/policies`): one `NN-<name>.yaml` per policy of the scenario.
+    pub fn policy_dir(&self) -> PathBuf {
+        state::policy_dir(&self.state_dir)
+    }
+
+    /// Paths of the policy files [`Lab::up`] writes, in scenario order:
+    /// `<policy_dir>/NN-<name>.yaml`.
+    pub fn policy_paths(&self) -> Vec<PathBuf> {
+        let dir = self.policy_dir();
+        self.scenario
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = p
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("policy");
+                dir.join(format!("{i:02}-{name}.yaml"))
+            })
+            .collect()
     }
 
     /// The content of the endpoints file.
@@ -270,6 +319,31 @@ impl Lab {
         );
         let path = self.endpoints_path();
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Creates the policy directory afresh (whatever an earlier lab left there
+    /// goes) and writes one file per policy of the scenario.
+    fn write_policy_files(&self) -> Result<()> {
+        let dir = self.policy_dir();
+        state::remove_policy_dir(&self.state_dir)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (i, (policy, path)) in self
+            .scenario
+            .policies
+            .iter()
+            .zip(self.policy_paths())
+            .enumerate()
+        {
+            let yaml =
+                serde_yaml::to_string(policy).with_context(|| format!("encoding policies[{i}]"))?;
+            let text = format!(
+                "# {POLICY_KIND} policies[{i}] of lab {} (written by the lab from the \
+                 scenario; flow-probe reads this directory).\n{yaml}",
+                self.prefix()
+            );
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,9 @@
 //! The lab: real endpoints from a scenario file, on this machine's kernel.
 //!
 //! A [`Scenario`] (YAML, see [`scenario`] for the format; [`Scenario::builtin_default`]
-//! is `scenarios/default.yaml`) lists endpoints and the traffic between them.
+//! is `scenarios/default.yaml`, [`Scenario::builtin_capture`] the policy-free
+//! `scenarios/capture.yaml`) lists endpoints, the traffic between them and the
+//! policies flow-probe enforces.
 //! [`Lab::up`] builds it with network namespaces (needs root):
 //!
 //! - one namespace per node, `<prefix>-<node>` (e.g. `obs3f2a1-node1`), holding the
@@ -11,8 +13,10 @@
 //!   and an IPv6 /64 address from 198.18.0.0/15 and fd42::/16 ([`addr`]).
 //!
 //! Nothing is created, routed or changed in the root namespace. The lab writes
-//! `endpoints.yaml` (the [`observer_proto::endpoints`] file flow-probe reads) and
-//! `state.json` into its state directory. [`run_traffic_once`] and [`run_traffic`]
+//! `endpoints.yaml` (the [`observer_proto::endpoints`] file flow-probe reads),
+//! `policies/` (the scenario's CiliumNetworkPolicy documents, one `NN-<name>.yaml`
+//! each, for flow-probe's `--policy-dir`: [`Lab::policy_dir`]) and `state.json`
+//! into its state directory. [`run_traffic_once`] and [`run_traffic`]
 //! generate the scenario's traffic with sockets opened inside the endpoint
 //! namespaces and report exactly what happened.
 //!
@@ -33,8 +37,10 @@
 //! ```
 
 pub mod addr;
+mod cgroup;
 mod instance;
 mod ip;
+pub mod lb;
 mod netns;
 mod prefix;
 mod procs;
@@ -56,11 +62,14 @@ pub use prefix::PREFIX_STEM;
 pub use procs::ProcessRecord;
 pub use scenario::{EndpointSpec, Expect, Family, Protocol, Scenario, ScenarioError, TrafficSpec};
 pub use state::{
-    DEFAULT_STATE_DIR, DownReport, ENDPOINTS_FILE, LabState, STATE_FILE, cleanup_prefix, down,
+    DEFAULT_STATE_DIR, DownReport, ENDPOINTS_FILE, LabState, POLICY_DIR, STATE_FILE,
+    cleanup_prefix, down,
 };
 pub use sys::is_root;
 pub use topology::{EndpointPlan, NodeLink, NodePlan, Topology};
 pub use traffic::{
-    ItemReport, OP_TIMEOUT, Outcome, ROUND_PAUSE, TrafficReport, TrafficSummary, run_traffic,
-    run_traffic_once, run_traffic_with,
+    DROP_WAIT, ItemReport, OP_TIMEOUT, Outcome, ROUND_PAUSE, TrafficReport, TrafficSummary,
+    run_traffic, run_traffic_once, run_traffic_with,
 };
+/// `observe lab client`: one traffic item from inside the lab's cgroup.
+pub use traffic::{observe_binary, run_client};

@@ -14,7 +14,8 @@
 //!     ipv6: fd42:0:0:1::10    # optional, inside fd42::/16, else assigned
 //! traffic:                    # optional; run in this order
 //!   - from: frontend          # endpoint names
-//!     to: api
+//!     to: api                 # or to_service: NAME, a service of `services`:
+//!                             # the client connects to its VIP and `port`
 //!     protocol: tcp           # tcp | udp | icmp
 //!     family: ipv4            # ipv4 (default) | ipv6
 //!     port: 8080              # required for tcp and udp, not allowed for icmp
@@ -22,7 +23,25 @@
 //!     response_bytes: 1000    # tcp only, default 1000; udp and icmp replies echo the request
 //!     expect: ok              # ok (default) | refused: nothing listens (tcp RST,
 //!                             # udp ICMP port unreachable); not for icmp
+//!                             # | dropped: the datapath drops it silently (no
+//!                             # answer within DROP_WAIT)
+//! services:                   # optional; see `lab::lb` and flow-probe's services file
+//!   - {name: api, namespace: default, vip: {ipv4: 198.18.100.10},
+//!      ports: [{port: 80, targetPort: 8080}], selector: {app: api}}
+//! policies:                   # optional; CiliumNetworkPolicy documents, kept as
+//!   - apiVersion: cilium.io/v2   # written (one file each) to the lab's policy
+//!     kind: CiliumNetworkPolicy  # directory for flow-probe's --policy-dir
+//!     metadata: {name: api-allow-frontend, namespace: default}
+//!     spec:
+//!       endpointSelector: {matchLabels: {app: api}}
+//!       ingress:
+//!         - fromEndpoints: [{matchLabels: {app: frontend}}]
+//!           toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 //! ```
+//!
+//! Policies are only checked lightly here (a mapping, `kind: CiliumNetworkPolicy`,
+//! a `metadata.name` usable in a file name, no duplicate namespace/name); flow-probe
+//! validates them fully when it reads the policy directory.
 //!
 //! What one traffic item does:
 //! - `tcp`: a listener in `to` accepts one connection, reads `request_bytes`, writes
@@ -32,6 +51,11 @@
 //!   waits for the echo.
 //! - `icmp`: one echo request (ICMP type 8 / ICMPv6 type 128) with `request_bytes` of
 //!   payload; the kernel of `to` answers.
+//!
+//! With `expect: dropped` the same happens (TCP and UDP servers still run, so traffic
+//! a policy wrongly lets through completes and shows up as unexpected), but the
+//! client waits only `DROP_WAIT` for an answer: a TCP connect that gets neither
+//! SYN-ACK nor RST, a UDP datagram or an echo request without reply.
 //!
 //! Errors name the file, the field path and the problem, e.g.
 //! `scenario lab.yaml: traffic[2].to: unknown endpoint "apii"`.
@@ -54,6 +78,14 @@ pub const BUILTIN_DEFAULT: &str = include_str!("../../scenarios/default.yaml");
 
 /// How the built-in scenario is named in error messages.
 pub const BUILTIN_ORIGIN: &str = "<built-in default>";
+
+/// Text of the built-in capture scenario (`observe-cli/scenarios/capture.yaml`):
+/// the default endpoints and a traffic mix without policies, for tests of flow
+/// capture that must not depend on policy enforcement.
+pub const BUILTIN_CAPTURE: &str = include_str!("../../scenarios/capture.yaml");
+
+/// How the built-in capture scenario is named in error messages.
+pub const BUILTIN_CAPTURE_ORIGIN: &str = "<built-in capture>";
 
 /// What can go wrong reading a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +120,14 @@ pub struct Scenario {
     pub endpoints: Vec<EndpointSpec>,
     #[serde(default)]
     pub traffic: Vec<TrafficSpec>,
+    /// CiliumNetworkPolicy documents, as written in the scenario (flow-probe parses
+    /// them; [`super::Lab::up`] writes one file each into [`super::Lab::policy_dir`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<serde_yaml::Value>,
+    /// Services for flow-probe's socket load balancer, in the format of its
+    /// services file ([`super::Lab::up`] writes them to [`super::Lab::services_path`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<flow_probe::services::file::Service>,
     /// Where the scenario came from (file path or [`BUILTIN_ORIGIN`]), for errors.
     #[serde(skip)]
     pub origin: String,
@@ -142,6 +182,9 @@ pub enum Expect {
     Ok,
     /// Nothing listens: TCP is reset, UDP gets ICMP port unreachable.
     Refused,
+    /// The datapath drops the traffic silently: TCP gets neither SYN-ACK nor RST,
+    /// UDP and ICMP get no reply (the client waits only `DROP_WAIT`).
+    Dropped,
 }
 
 /// One flow to generate.
@@ -149,7 +192,13 @@ pub enum Expect {
 #[serde(deny_unknown_fields)]
 pub struct TrafficSpec {
     pub from: String,
+    /// The endpoint the traffic goes to; empty when it goes to a service.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub to: String,
+    /// The service (`name` or `namespace/name`) whose VIP the client connects
+    /// to, instead of `to` (see [`super::lb`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_service: Option<String>,
     pub protocol: Protocol,
     #[serde(default)]
     pub family: Family,
@@ -165,22 +214,37 @@ pub struct TrafficSpec {
 
 impl TrafficSpec {
     /// Payload bytes the client sends (defaults: tcp 100, udp 64, icmp 56; 0 for a
-    /// refused TCP connection, which never carries data).
+    /// refused or dropped TCP connection, which never carries data).
     pub fn request_bytes(&self) -> u32 {
         match (self.protocol, self.expect) {
-            (Protocol::Tcp, Expect::Refused) => 0,
+            (Protocol::Tcp, Expect::Refused | Expect::Dropped) => 0,
             (Protocol::Tcp, Expect::Ok) => self.request_bytes.unwrap_or(100),
             (Protocol::Udp, _) => self.request_bytes.unwrap_or(64),
             (Protocol::Icmp, _) => self.request_bytes.unwrap_or(56),
         }
     }
 
-    /// Payload bytes the client should receive back (0 when refused).
+    /// Payload bytes the client should receive back (0 when refused or dropped).
     pub fn response_bytes(&self) -> u32 {
         match (self.protocol, self.expect) {
-            (_, Expect::Refused) => 0,
+            (_, Expect::Refused | Expect::Dropped) => 0,
             (Protocol::Tcp, Expect::Ok) => self.response_bytes.unwrap_or(1000),
             (Protocol::Udp | Protocol::Icmp, Expect::Ok) => self.request_bytes(),
+        }
+    }
+
+    /// Request and response sizes of the exchange if it happens: what the client
+    /// sends and the server answers when the traffic gets through. Same as
+    /// [`Self::request_bytes`] and [`Self::response_bytes`] except for dropped
+    /// items, whose servers still run and use the sizes of `expect: ok`.
+    pub fn exchange_bytes(&self) -> (u32, u32) {
+        let as_ok = |t: &TrafficSpec| (t.request_bytes(), t.response_bytes());
+        match self.expect {
+            Expect::Dropped => as_ok(&TrafficSpec {
+                expect: Expect::Ok,
+                ..self.clone()
+            }),
+            Expect::Ok | Expect::Refused => as_ok(self),
         }
     }
 }
@@ -196,9 +260,17 @@ impl Scenario {
         Self::parse(&text, &shown)
     }
 
-    /// The built-in default scenario (`scenarios/default.yaml`).
+    /// The built-in default scenario (`scenarios/default.yaml`): four endpoints,
+    /// policies, and traffic that the policies forward, drop and audit.
     pub fn builtin_default() -> Self {
         Self::parse(BUILTIN_DEFAULT, BUILTIN_ORIGIN).expect("the built-in scenario is valid")
+    }
+
+    /// The built-in capture scenario (`scenarios/capture.yaml`): the same four
+    /// endpoints, no policies, and traffic that all gets through (one refused port).
+    pub fn builtin_capture() -> Self {
+        Self::parse(BUILTIN_CAPTURE, BUILTIN_CAPTURE_ORIGIN)
+            .expect("the built-in capture scenario is valid")
     }
 
     /// Parses and validates scenario text; `origin` names the file in errors.
@@ -253,6 +325,16 @@ impl fmt::Display for Protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
             Protocol::Icmp => "icmp",
+        })
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Expect::Ok => "ok",
+            Expect::Refused => "refused",
+            Expect::Dropped => "dropped",
         })
     }
 }

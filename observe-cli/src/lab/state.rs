@@ -1,7 +1,8 @@
 //! The state directory of a lab that is up, and taking labs down from it.
 //!
 //! `<state_dir>/state.json` holds a [`LabState`]; `<state_dir>/endpoints.yaml` is
-//! the endpoints file for flow-probe. A later process (`observe lab down`) removes
+//! the endpoints file for flow-probe, `<state_dir>/policies/` its policy directory
+//! (one `NN-<name>.yaml` per policy of the scenario). A later process (`observe lab down`) removes
 //! the lab with [`down`]; [`cleanup_prefix`] sweeps namespaces by prefix alone.
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,8 @@ pub const DEFAULT_STATE_DIR: &str = "/run/observe-lab";
 pub const STATE_FILE: &str = "state.json";
 /// Name of the endpoints file in a state directory.
 pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
+/// Name of the policy directory in a state directory.
+pub const POLICY_DIR: &str = "policies";
 
 /// Everything needed to find, use and remove a lab from another process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,7 +96,7 @@ pub struct DownReport {
 
 /// Takes down the lab recorded in `state_dir`: stops its processes, deletes its
 /// namespaces (and any other namespace with its prefix), then removes the state
-/// and endpoints files.
+/// and endpoints files and the policy directory.
 ///
 /// Fails if the state cannot be read, or if some part could not be removed (the
 /// state files then stay, so `down` can be tried again).
@@ -180,18 +183,45 @@ pub(crate) fn teardown(
     let root = std::path::Path::new(flow_probe::kernel::pins::PIN_ROOT);
     let stem = format!("{prefix}-");
     for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&stem) {
-            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
-                report.errors.push(format!("removing pins {}: {e}", entry.path().display()));
-            }
+        if entry.file_name().to_string_lossy().starts_with(&stem)
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            report
+                .errors
+                .push(format!("removing pins {}: {e}", entry.path().display()));
         }
     }
     let _ = std::fs::remove_dir(root); // only when no other probe's pins remain
+    // The lab's cgroup (service load balancing), once its processes are gone.
+    if let Err(e) = super::cgroup::remove(prefix) {
+        report.errors.push(e);
+    }
 }
 
-/// Removes the state and endpoints files, and the directory if then empty.
+/// Path of the policy directory in `state_dir`.
+pub fn policy_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(POLICY_DIR)
+}
+
+/// Removes the policy directory of `state_dir` with everything in it (the lab's
+/// policy files and whatever `observe policy apply` added); a missing directory
+/// is fine.
+pub(crate) fn remove_policy_dir(state_dir: &Path) -> Result<()> {
+    let dir = policy_dir(state_dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
+/// Removes the state and endpoints files and the policy directory, and the state
+/// directory if then empty.
 pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
-    for file in [STATE_FILE, ENDPOINTS_FILE] {
+    if let Err(e) = remove_policy_dir(state_dir) {
+        report.errors.push(format!("{e:#}"));
+    }
+    for file in [STATE_FILE, ENDPOINTS_FILE, super::lb::SERVICES_FILE] {
         let path = state_dir.join(file);
         match std::fs::remove_file(&path) {
             Ok(()) => {}

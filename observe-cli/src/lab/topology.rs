@@ -227,6 +227,7 @@ impl Topology {
                 ipv6: Some(e.ipv6),
                 node: e.node.clone(),
                 interface: Some(e.host_interface.clone()),
+                netns: Some(e.netns.clone()),
             })
             .collect();
         EndpointsFile { endpoints }

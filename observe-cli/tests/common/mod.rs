@@ -18,8 +18,19 @@ use tonic::transport::Channel;
 pub struct Env {
     pub probe: StartedProbe,
     pub state_dir: std::path::PathBuf,
-    // Dropped last: stops the probe and deletes the namespaces.
+    // Dropped after the probe fields: stops the probe and deletes the namespaces.
     pub lab: Lab,
+    // Dropped last: the probe's log and address files.
+    _dir: RemoveDir,
+}
+
+/// Removes a folder when dropped (also during a panic).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub fn require_root() {
@@ -40,11 +51,7 @@ pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     let probe = node_probes::start(&mut lab, &opts)
         .expect("flow-probe starts")
         .remove(0);
-    Env {
-        probe,
-        state_dir,
-        lab,
-    }
+    Env { probe, _dir: RemoveDir(state_dir.clone()), state_dir, lab }
 }
 
 fn unique() -> u64 {
@@ -54,6 +61,12 @@ fn unique() -> u64 {
 }
 
 impl Env {
+    /// Starts node1's probe again on the same address (after it was killed).
+    pub fn restart_probe(&mut self) {
+        let opts = ProbeOptions::new(None).expect("flow-probe binary");
+        self.probe = node_probes::start_node(&mut self.lab, "node1", self.probe.addr.port(), &opts).expect("probe restarts");
+    }
+
     pub async fn client(&self) -> ObserverClient<Channel> {
         ObserverClient::connect(format!("http://{}", self.probe.addr))
             .await

@@ -92,10 +92,12 @@ fn check_item(
 }
 
 #[test]
-fn default_lab_runs_every_item_exactly_and_drop_removes_everything() {
+fn capture_lab_runs_every_item_exactly_and_drop_removes_everything() {
     require_root!();
-    let dir = state_dir("default");
-    let scenario = Scenario::builtin_default();
+    let dir = state_dir("capture");
+    // The policy-free built-in scenario: without flow-probe nothing enforces the
+    // default scenario's policies, so its dropped items would not be dropped.
+    let scenario = Scenario::builtin_capture();
     let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(&dir)).unwrap();
     let prefix = lab.prefix().to_string();
     assert!(
@@ -127,6 +129,10 @@ fn default_lab_runs_every_item_exactly_and_drop_removes_everything() {
     let state = LabState::load(&dir).unwrap();
     assert_eq!(state.prefix, prefix);
     assert_eq!(state.node_netns, [format!("{prefix}-node1")]);
+    // No policies: the policy directory exists and is empty.
+    assert_eq!(lab.policy_dir(), dir.join("policies"));
+    assert!(lab.policy_dir().is_dir());
+    assert_eq!(std::fs::read_dir(lab.policy_dir()).unwrap().count(), 0);
 
     // A child to stop on drop, as flow-probe would be.
     let child = netns_command(lab.node_netns("node1").unwrap(), "sleep")
@@ -337,4 +343,211 @@ fn two_nodes_traffic_loop_detach_and_down_from_the_state_dir() {
     );
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
     assert!(!dir.exists());
+}
+
+/// Sorted names of the files in `dir`.
+fn file_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Runs `ip -n <netns> <args>` and asserts it worked.
+fn ip_in(netns: &str, args: &[&str]) {
+    let out = std::process::Command::new(ip::ip_binary())
+        .args(["-n", netns])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip -n {netns} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn policy_files_are_written_and_dropped_items_get_no_answer() {
+    require_root!();
+    let dir = state_dir("policies");
+    // A policy file left by an earlier lab must not survive into this one.
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::write(dir.join("policies/07-stale.yaml"), "kind: Stale\n").unwrap();
+    std::fs::write(dir.join("policies/notes.txt"), "stale\n").unwrap();
+    let scenario = Scenario::parse(
+        "endpoints:\n\
+         - {name: a, namespace: ns, labels: {app: a}}\n\
+         - {name: b, namespace: ns, labels: {app: b}}\n\
+         - {name: c, namespace: ns, labels: {app: c}}\n\
+         policies:\n\
+         - apiVersion: cilium.io/v2\n  \
+           kind: CiliumNetworkPolicy\n  \
+           metadata: {name: b-allow-c, namespace: ns}\n  \
+           spec:\n    \
+             endpointSelector: {matchLabels: {app: b}}\n    \
+             ingress: [{fromEndpoints: [{matchLabels: {app: c}}], toPorts: [{ports: [{port: '8080', protocol: TCP}]}]}]\n\
+         - apiVersion: cilium.io/v2\n  \
+           kind: CiliumNetworkPolicy\n  \
+           metadata: {name: a.audit, namespace: ns, annotations: {observe.io/audit: 'true'}}\n  \
+           spec: {endpointSelector: {matchLabels: {app: a}}, ingressDeny: [{fromCIDR: [198.18.0.0/15]}]}\n\
+         traffic:\n\
+         - {from: a, to: b, protocol: tcp, port: 8080, expect: dropped}\n\
+         - {from: a, to: b, protocol: udp, port: 5353, family: ipv6, request_bytes: 40, expect: dropped}\n\
+         - {from: a, to: b, protocol: icmp, expect: dropped}\n\
+         - {from: a, to: b, protocol: icmp, family: ipv6, request_bytes: 8, expect: dropped}\n\
+         - {from: c, to: b, protocol: tcp, port: 8080, family: ipv6, expect: dropped}\n\
+         - {from: c, to: b, protocol: udp, port: 5353, expect: dropped}\n",
+        "policies.yaml",
+    )
+    .unwrap();
+    let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&dir)).unwrap();
+    let prefix = lab.prefix().to_string();
+
+    // One file per policy, NN-<name>.yaml, parsing back to the scenario's document.
+    let policy_dir = lab.policy_dir();
+    assert_eq!(policy_dir, dir.join(POLICY_DIR));
+    assert_eq!(
+        file_names(&policy_dir),
+        ["00-b-allow-c.yaml", "01-a.audit.yaml"]
+    );
+    assert_eq!(
+        lab.policy_paths(),
+        [
+            policy_dir.join("00-b-allow-c.yaml"),
+            policy_dir.join("01-a.audit.yaml")
+        ]
+    );
+    for (i, path) in lab.policy_paths().iter().enumerate() {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(
+            text.starts_with(&format!(
+                "# CiliumNetworkPolicy policies[{i}] of lab {prefix} "
+            )),
+            "{text}"
+        );
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc, scenario.policies[i], "{}", path.display());
+    }
+    let audit: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&lab.policy_paths()[1]).unwrap()).unwrap();
+    assert_eq!(
+        audit["metadata"]["annotations"]["observe.io/audit"].as_str(),
+        Some("true")
+    );
+    assert_eq!(
+        audit["spec"]["ingressDeny"][0]["fromCIDR"][0].as_str(),
+        Some("198.18.0.0/15")
+    );
+    // The state keeps the policies, and a later process finds the directory.
+    assert_eq!(
+        LabState::load(&dir).unwrap().scenario.policies,
+        scenario.policies
+    );
+    let attached = Lab::attach(&dir).unwrap();
+    assert_eq!(attached.policy_dir(), policy_dir);
+    assert_eq!(attached.scenario().policies, scenario.policies);
+    drop(attached);
+    // Files added while the lab is up (as `observe policy apply` does) go with it.
+    std::fs::write(policy_dir.join("50-extra.yaml"), "kind: Extra\n").unwrap();
+    std::fs::write(policy_dir.join(".50-extra.yaml.tmp"), "").unwrap();
+
+    // Without flow-probe nothing enforces the policies: make a's packets to b
+    // vanish instead, with neighbour entries pointing at a MAC nobody has (the
+    // bridge floods the frames, every eth0 discards them).
+    let (a, b) = (lab.endpoint("a").unwrap(), lab.endpoint("b").unwrap());
+    for addr in [b.ipv4.to_string(), b.ipv6.to_string()] {
+        ip_in(
+            &a.netns,
+            &[
+                "neigh",
+                "replace",
+                &addr,
+                "lladdr",
+                "02:00:00:00:0b:99",
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        );
+    }
+
+    let report = run_traffic_once(&lab, &scenario).unwrap();
+    assert_eq!(report.items.len(), 6, "{report}");
+    let it = &report.items;
+    let dropped = Outcome::Dropped;
+    check_item(
+        &it[0],
+        Protocol::Tcp,
+        ("198.18.1.10", "198.18.1.11"),
+        Some(8080),
+        dropped.clone(),
+        (0, 0),
+        (0, 0),
+    );
+    check_item(
+        &it[1],
+        Protocol::Udp,
+        ("fd42:0:0:1::10", "fd42:0:0:1::11"),
+        Some(5353),
+        dropped.clone(),
+        (40, 0),
+        (0, 0),
+    );
+    check_item(
+        &it[2],
+        Protocol::Icmp,
+        ("198.18.1.10", "198.18.1.11"),
+        None,
+        dropped.clone(),
+        (56, 0),
+        (0, 0),
+    );
+    check_item(
+        &it[3],
+        Protocol::Icmp,
+        ("fd42:0:0:1::10", "fd42:0:0:1::11"),
+        None,
+        dropped,
+        (8, 0),
+        (0, 0),
+    );
+    for item in &it[..4] {
+        // The client waits DROP_WAIT, and the server (TCP, UDP) stops with it
+        // instead of waiting out OP_TIMEOUT.
+        let took = Duration::from_nanos(item.finished_unix_ns - item.started_unix_ns);
+        assert!(
+            took >= DROP_WAIT && took < OP_TIMEOUT,
+            "{item}: took {took:?}"
+        );
+        assert!(item.to_string().contains(": dropped, sent "), "{item}");
+    }
+    // Traffic that expects dropped but gets through completes with the sizes of
+    // an ok item, and is unexpected.
+    for (item, proto, sizes) in [
+        (&it[4], Protocol::Tcp, (100, 1000)),
+        (&it[5], Protocol::Udp, (64, 64)),
+    ] {
+        assert_eq!(item.protocol, proto, "{item}");
+        assert_eq!(item.outcome, Outcome::Completed, "{item}");
+        assert_eq!((item.bytes_sent, item.bytes_received), sizes, "{item}");
+        assert_eq!(
+            (item.server_bytes_received, item.server_bytes_sent),
+            sizes,
+            "{item}"
+        );
+        assert!(!item.as_expected(), "{item}");
+        assert!(
+            item.to_string().ends_with("(UNEXPECTED: wanted dropped)"),
+            "{item}"
+        );
+    }
+    assert_eq!(report.unexpected().len(), 2, "{report}");
+
+    drop(lab);
+    assert_eq!(leftovers(&prefix), Vec::<String>::new());
+    assert!(!dir.exists(), "state dir {} still there", dir.display());
 }

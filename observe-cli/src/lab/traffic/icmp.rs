@@ -5,11 +5,12 @@
 //! the IP header). IPv6 uses ICMPv6 types 128/129 (the kernel fills the checksum;
 //! no IP header on receive). The socket is bound to the client address and
 //! connected to the server, so the kernel only hands it packets from there.
+//! No matching reply within the job's wait is [`Outcome::Dropped`].
 
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -32,7 +33,7 @@ fn next_id_seq() -> (u16, u16) {
 }
 
 pub(super) fn run(job: &Job) -> Exchange {
-    let (src, dst, len) = (job.src_ip, job.dst_ip, job.request);
+    let (src, dst, len, wait) = (job.src_ip, job.dst_ip, job.request, job.wait);
     let (id, seq) = next_id_seq();
     let mut ex = client_only(job, move || {
         let mut ex = Exchange {
@@ -40,8 +41,8 @@ pub(super) fn run(job: &Job) -> Exchange {
             icmp_seq: Some(seq),
             ..Exchange::default()
         };
-        match ping(src, dst, id, seq, len, &mut ex) {
-            Ok(()) => ex.outcome = Some(Outcome::Completed),
+        match ping(src, dst, (id, seq), len, wait, &mut ex) {
+            Ok(outcome) => ex.outcome = Some(outcome),
             Err(e) => ex = ex.failed(format!("{e:#}")),
         }
         ex
@@ -51,7 +52,16 @@ pub(super) fn run(job: &Job) -> Exchange {
     ex
 }
 
-fn ping(src: IpAddr, dst: IpAddr, id: u16, seq: u16, len: u32, ex: &mut Exchange) -> Result<()> {
+/// Sends one echo request and waits up to `wait` for its reply: `Completed` when
+/// it came back with the payload, `Dropped` when nothing came.
+fn ping(
+    src: IpAddr,
+    dst: IpAddr,
+    (id, seq): (u16, u16),
+    len: u32,
+    wait: Duration,
+    ex: &mut Exchange,
+) -> Result<Outcome> {
     let v4 = dst.is_ipv4();
     let (domain, proto, request_type) = if v4 {
         (Domain::IPV4, Protocol::ICMPV4, ECHO_REQUEST_V4)
@@ -82,11 +92,11 @@ fn ping(src: IpAddr, dst: IpAddr, id: u16, seq: u16, len: u32, ex: &mut Exchange
         .with_context(|| format!("sending an echo request to {dst}"))?;
     ex.bytes_sent = data.len() as u64;
 
-    let deadline = Instant::now() + OP_TIMEOUT;
+    let deadline = Instant::now() + wait;
     let mut buf = vec![0u8; 65_536];
     loop {
         let Some(left) = remaining(deadline) else {
-            bail!("no echo reply from {dst} within {OP_TIMEOUT:?}");
+            return Ok(Outcome::Dropped);
         };
         socket.set_read_timeout(Some(left))?;
         let n = match (&socket).read(&mut buf) {
@@ -117,7 +127,7 @@ fn ping(src: IpAddr, dst: IpAddr, id: u16, seq: u16, len: u32, ex: &mut Exchange
                 data.len()
             );
         }
-        return Ok(());
+        return Ok(Outcome::Completed);
     }
 }
 

@@ -5,8 +5,11 @@
 //! namespace (TCP listener or UDP echo socket; nothing when `expect: refused`,
 //! nothing for ICMP, which the kernel answers), then a client thread enters the
 //! `from` namespace and makes the exchange. Every socket operation has a timeout
-//! of [`OP_TIMEOUT`], so nothing hangs. The functions block: call them from
-//! `spawn_blocking` in async code.
+//! of [`OP_TIMEOUT`], so nothing hangs; items that expect `dropped` wait only
+//! [`DROP_WAIT`] for the first answer (the connect, the echo, the echo reply),
+//! and their server (which runs as for `ok`, so traffic that is wrongly let
+//! through completes and shows) stops as soon as the client is done. The
+//! functions block: call them from `spawn_blocking` in async code.
 //!
 //! The packets each item puts on the wire (what flow-probe should see on the
 //! `lxc` interfaces of the two endpoints):
@@ -18,16 +21,24 @@
 //!   code 3) or ICMPv6 destination unreachable (type 1 code 4).
 //! - `icmp`: one echo request and its reply (types 8/0 or 128/129), with the
 //!   reported identifier and sequence number.
+//! - `dropped`: what the client sends before it gives up: one TCP SYN (the
+//!   connect times out before the first retransmission), the UDP datagram, the
+//!   echo request; nothing comes back.
+//!
+//! A client that gets no answer at all within its wait reports
+//! [`Outcome::Dropped`], whatever the item expects.
 //!
 //! Address resolution (ARP, IPv6 neighbour discovery) precedes the first packet
 //! between two endpoints whose neighbour entries are not fresh.
 
 mod icmp;
 mod report;
+mod service;
 mod tcp;
 mod udp;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,6 +46,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, anyhow, bail};
 
 pub use report::{ItemReport, Outcome, TrafficReport, TrafficSummary};
+pub use service::{observe_binary, run_client};
 
 use super::instance::Lab;
 use super::ip::netns_exists;
@@ -43,6 +55,12 @@ use super::scenario::{Expect, Protocol, Scenario};
 
 /// Timeout of every socket operation.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the client of an item that expects `dropped` waits for an answer
+/// (TCP connect, UDP echo, ICMP echo reply) before it reports
+/// [`Outcome::Dropped`]: short, so rounds with dropped items stay quick, and
+/// under the 1 s of the first SYN retransmission, so a dropped TCP connect puts
+/// exactly one SYN on the wire.
+pub const DROP_WAIT: Duration = Duration::from_millis(500);
 /// Pause between rounds of [`run_traffic`].
 pub const ROUND_PAUSE: Duration = Duration::from_millis(1000);
 
@@ -54,9 +72,14 @@ struct Job {
     src_ip: IpAddr,
     dst_ip: IpAddr,
     port: u16,
+    /// Request size of the exchange if it happens (servers run with these).
     request: u32,
+    /// Response size of the exchange if it happens.
     response: u32,
     expect: Expect,
+    /// How long the client waits for the first answer: [`DROP_WAIT`] when the
+    /// item expects `dropped`, else [`OP_TIMEOUT`].
+    wait: Duration,
 }
 
 /// What one exchange produced (filled into an [`ItemReport`]).
@@ -99,6 +122,7 @@ pub fn run_traffic_once(lab: &Lab, scenario: &Scenario) -> Result<TrafficReport>
         let spec = &scenario.traffic[index];
         let started_unix_ns = unix_ns();
         let exchange = match spec.protocol {
+            _ if spec.to_service.is_some() => service::run(lab, index, spec, job),
             Protocol::Tcp => tcp::run(job),
             Protocol::Udp => udp::run(job),
             Protocol::Icmp => icmp::run(job),
@@ -108,7 +132,7 @@ pub fn run_traffic_once(lab: &Lab, scenario: &Scenario) -> Result<TrafficReport>
         items.push(ItemReport {
             index,
             from: spec.from.clone(),
-            to: spec.to.clone(),
+            to: spec.to_service.clone().unwrap_or_else(|| spec.to.clone()),
             protocol: spec.protocol,
             family: spec.family,
             expect: spec.expect,
@@ -188,6 +212,13 @@ fn resolve(lab: &Lab, scenario: &Scenario) -> Result<Vec<Job>> {
             })
         };
         let src = find("from", &t.from)?;
+        if t.to_service.is_some() {
+            if !netns_exists(&src.netns) {
+                bail!("lab {}: network namespace {} does not exist (is the lab up?)", lab.prefix(), src.netns);
+            }
+            jobs.push(service::job(lab, i, t, src)?);
+            continue;
+        }
         let dst = find("to", &t.to)?;
         for ns in [&src.netns, &dst.netns] {
             if !netns_exists(ns) {
@@ -197,37 +228,68 @@ fn resolve(lab: &Lab, scenario: &Scenario) -> Result<Vec<Job>> {
                 );
             }
         }
+        let (request, response) = t.exchange_bytes();
         jobs.push(Job {
             src_netns: src.netns.clone(),
             dst_netns: dst.netns.clone(),
             src_ip: src.ip(t.family),
             dst_ip: dst.ip(t.family),
             port: t.port.unwrap_or(0),
-            request: t.request_bytes(),
-            response: t.response_bytes(),
+            request,
+            response,
             expect: t.expect,
+            wait: wait_for(t.expect),
         });
     }
     Ok(jobs)
 }
 
+/// How long a client waits for the first answer.
+fn wait_for(expect: Expect) -> Duration {
+    match expect {
+        Expect::Dropped => DROP_WAIT,
+        Expect::Ok | Expect::Refused => OP_TIMEOUT,
+    }
+}
+
+/// What a server thread gets besides its address.
+struct ServerCtl {
+    /// Signal readiness (after binding) by sending on it.
+    ready: mpsc::Sender<()>,
+    /// Set once the client is done: a server still waiting for its first packet
+    /// stops then (with zero counts) instead of waiting out [`OP_TIMEOUT`].
+    client_done: Arc<AtomicBool>,
+}
+
+impl ServerCtl {
+    fn client_done(&self) -> bool {
+        self.client_done.load(Ordering::Relaxed)
+    }
+}
+
 /// Runs a server in `job.dst_netns` and, once it is ready, a client in
 /// `job.src_netns`; merges what both saw.
 ///
-/// `server` gets a sender to signal readiness after binding; `client` returns its
-/// half of the exchange.
+/// `server` gets a [`ServerCtl`] to signal readiness after binding and to learn
+/// that the client is done; `client` returns its half of the exchange.
 fn with_server<S, C>(job: &Job, server: S, client: C) -> Exchange
 where
-    S: FnOnce(SocketAddr, mpsc::Sender<()>) -> Result<ServerCounts> + Send + 'static,
+    S: FnOnce(SocketAddr, ServerCtl) -> Result<ServerCounts> + Send + 'static,
     C: FnOnce() -> Exchange + Send + 'static,
 {
     let (ready_tx, ready_rx) = mpsc::channel();
+    let client_done = Arc::new(AtomicBool::new(false));
+    let ctl = ServerCtl {
+        ready: ready_tx,
+        client_done: Arc::clone(&client_done),
+    };
     let addr = SocketAddr::new(job.dst_ip, job.port);
-    let server = match netns::spawn_in(&job.dst_netns, move || server(addr, ready_tx)) {
+    let server = match netns::spawn_in(&job.dst_netns, move || server(addr, ctl)) {
         Ok(handle) => handle,
         Err(e) => return Exchange::default().failed(format!("server: {e:#}")),
     };
     if ready_rx.recv_timeout(OP_TIMEOUT).is_err() {
+        client_done.store(true, Ordering::Relaxed);
         let why = match netns::join(server) {
             Err(e) => format!("server: {e:#}"),
             Ok(_) => "server: not ready in time".to_string(),
@@ -240,6 +302,7 @@ where
         }
         Err(e) => Exchange::default().failed(format!("client: {e:#}")),
     };
+    client_done.store(true, Ordering::Relaxed);
     match netns::join(server) {
         Ok(counts) => {
             exchange.server_bytes_received = counts.received;

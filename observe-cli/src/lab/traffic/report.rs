@@ -4,12 +4,12 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::lab::scenario::{Expect, Family, Protocol};
 
 /// How one traffic item ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// The full exchange happened: TCP connected, the server read the whole request
@@ -19,12 +19,17 @@ pub enum Outcome {
     /// TCP: the connection was reset (nothing listens). UDP: ICMP port unreachable
     /// came back (the socket reported ECONNREFUSED).
     Refused,
+    /// No answer at all within the client's wait ([`super::DROP_WAIT`] for items
+    /// that expect `dropped`, else [`super::OP_TIMEOUT`]): the TCP connect got
+    /// neither SYN-ACK nor RST, the UDP datagram or the echo request no reply.
+    /// What a datapath that drops silently looks like.
+    Dropped,
     /// Anything else (timeout, short transfer, socket error).
     Failed { error: String },
 }
 
 /// One traffic item, as it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemReport {
     /// Index in the scenario's `traffic` list.
     pub index: usize,
@@ -47,7 +52,8 @@ pub struct ItemReport {
     pub icmp_seq: Option<u16>,
     pub outcome: Outcome,
     /// Payload bytes the client sent (TCP stream bytes, UDP datagram payload,
-    /// ICMP echo data after the 8-byte ICMP header).
+    /// ICMP echo data after the 8-byte ICMP header). A dropped UDP or ICMP item
+    /// counts what it sent; a dropped TCP connect never carries data (0).
     pub bytes_sent: u64,
     /// Payload bytes the client received (same units).
     pub bytes_received: u64,
@@ -66,7 +72,9 @@ impl ItemReport {
     pub fn as_expected(&self) -> bool {
         matches!(
             (self.expect, &self.outcome),
-            (Expect::Ok, Outcome::Completed) | (Expect::Refused, Outcome::Refused)
+            (Expect::Ok, Outcome::Completed)
+                | (Expect::Refused, Outcome::Refused)
+                | (Expect::Dropped, Outcome::Dropped)
         )
     }
 
@@ -116,6 +124,7 @@ impl fmt::Display for Outcome {
         match self {
             Outcome::Completed => f.write_str("completed"),
             Outcome::Refused => f.write_str("refused"),
+            Outcome::Dropped => f.write_str("dropped"),
             Outcome::Failed { error } => write!(f, "failed: {error}"),
         }
     }
@@ -144,7 +153,7 @@ impl fmt::Display for ItemReport {
             self.outcome, self.bytes_sent, self.bytes_received
         )?;
         if !self.as_expected() {
-            write!(f, " (UNEXPECTED: wanted {:?})", self.expect)?;
+            write!(f, " (UNEXPECTED: wanted {})", self.expect)?;
         }
         Ok(())
     }

@@ -1,16 +1,19 @@
 //! TCP items: a one-connection server that reads the request, writes the response
 //! and closes; a client that binds first (so its port is known even when the
 //! connection is refused), connects, writes, and reads until the server closes.
+//! A connect that gets no answer within the job's wait (no SYN-ACK, no RST) is
+//! [`Outcome::Dropped`].
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use socket2::{Domain, Socket, Type};
 
-use super::{Exchange, Job, OP_TIMEOUT, Outcome, ServerCounts, client_only, payload, with_server};
+use super::{
+    Exchange, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, client_only, payload, with_server,
+};
 use crate::lab::scenario::Expect;
 
 pub(super) fn run(job: &Job) -> Exchange {
@@ -18,30 +21,31 @@ pub(super) fn run(job: &Job) -> Exchange {
         SocketAddr::new(job.src_ip, 0),
         SocketAddr::new(job.dst_ip, job.port),
     );
-    let (request, response) = (job.request, job.response);
+    let (request, response, wait) = (job.request, job.response, job.wait);
     match job.expect {
-        Expect::Refused => client_only(job, move || client(src, dst, request, response)),
-        Expect::Ok => with_server(
+        Expect::Refused => client_only(job, move || client(src, dst, request, response, wait)),
+        // Dropped: the same server as for ok, so a connection that the datapath
+        // wrongly lets through completes (and is reported as unexpected).
+        Expect::Ok | Expect::Dropped => with_server(
             job,
-            move |addr, ready| server(addr, request, response, ready),
-            move || client(src, dst, request, response),
+            move |addr, ctl| server(addr, request, response, &ctl),
+            move || client(src, dst, request, response, wait),
         ),
     }
 }
 
-fn server(
-    addr: SocketAddr,
-    request: u32,
-    response: u32,
-    ready: mpsc::Sender<()>,
-) -> Result<ServerCounts> {
+pub(super) fn server(addr: SocketAddr, request: u32, response: u32, ctl: &ServerCtl) -> Result<ServerCounts> {
     let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
-    let _ = ready.send(());
+    let _ = ctl.ready.send(());
     let deadline = Instant::now() + OP_TIMEOUT;
     let mut stream = loop {
         match listener.accept() {
             Ok((stream, _)) => break stream,
+            // The client gave up without connecting (e.g. its SYN was dropped).
+            Err(e) if e.kind() == ErrorKind::WouldBlock && ctl.client_done() => {
+                return Ok(ServerCounts::default());
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -64,7 +68,13 @@ fn server(
     })
 }
 
-fn client(src: SocketAddr, dst: SocketAddr, request: u32, response: u32) -> Exchange {
+pub(super) fn client(
+    src: SocketAddr,
+    dst: SocketAddr,
+    request: u32,
+    response: u32,
+    wait: Duration,
+) -> Exchange {
     let mut ex = Exchange::default();
     let socket = match Socket::new(Domain::for_address(dst), Type::STREAM, None) {
         Ok(s) => s,
@@ -78,10 +88,15 @@ fn client(src: SocketAddr, dst: SocketAddr, request: u32, response: u32) -> Exch
         .ok()
         .and_then(|a| a.as_socket())
         .map(|a| a.port());
-    match socket.connect_timeout(&dst.into(), OP_TIMEOUT) {
+    match socket.connect_timeout(&dst.into(), wait) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
             ex.outcome = Some(Outcome::Refused);
+            return ex;
+        }
+        // Neither SYN-ACK nor RST: what a silently dropped SYN looks like.
+        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+            ex.outcome = Some(Outcome::Dropped);
             return ex;
         }
         Err(e) => return ex.failed(format!("connecting to {dst}: {e}")),

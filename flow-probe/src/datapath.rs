@@ -1,0 +1,183 @@
+//! Programs the datapath maps from a compiled policy: the ipcache (address →
+//! identity), the endpoints (interface → endpoint, enforcement) and the policy
+//! rules. Updates are ordered so that no packet of an allowed connection is ever
+//! judged against a half-written policy: new addresses and rules first, then
+//! enforcement, then removal of what is gone.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use aya::maps::lpm_trie::Key;
+use observer_proto::endpoints::EndpointsFile;
+
+use crate::kernel::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement};
+use crate::kernel::loader::DatapathMaps;
+use crate::policy::{Action, CompiledPolicy, Enforcement, PolicyRef};
+
+/// Policy names by the id the kernel reports, for enriching verdicts. Ids come
+/// from the policy's namespace and name, so they stay valid across changes.
+#[derive(Debug, Default)]
+pub struct PolicyNames {
+    by_id: RwLock<HashMap<u32, PolicyRef>>,
+}
+
+impl PolicyNames {
+    pub fn get(&self, id: u32) -> Option<PolicyRef> {
+        self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+    }
+
+    fn insert(&self, id: u32, p: PolicyRef) {
+        self.by_id.write().unwrap_or_else(|p| p.into_inner()).insert(id, p);
+    }
+}
+
+/// Stable, non-zero kernel id of a policy (0 means "no policy").
+pub fn policy_id(namespace: &str, name: &str) -> u32 {
+    let h = format!("{namespace}/{name}")
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    h.max(1)
+}
+
+/// What one sync changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SyncReport {
+    pub rules_written: usize,
+    pub rules_removed: usize,
+    pub endpoints: usize,
+    pub addresses: usize,
+}
+
+pub struct Datapath {
+    maps: DatapathMaps,
+    /// Host-side interface of each endpoint this probe is attached to.
+    ifindex_of: HashMap<u32, u32>,
+    pub names: Arc<PolicyNames>,
+}
+
+fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Key<IpcacheAddr> {
+    let mut a = IpcacheAddr::default();
+    match addr {
+        IpAddr::V4(v4) => {
+            a.family = 4;
+            a.addr[..4].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            a.family = 6;
+            a.addr = v6.octets();
+        }
+    }
+    // The LPM length covers family and padding (32 bits) before the address.
+    Key::new(32 + u32::from(prefix_len), a)
+}
+
+fn addr_bytes(a: &IpcacheAddr) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[0] = a.family;
+    out[4..].copy_from_slice(&a.addr);
+    out
+}
+
+fn mode(e: &Enforcement) -> u8 {
+    match e {
+        Enforcement::None => enforcement::NONE,
+        Enforcement::Enforce => enforcement::ON,
+        Enforcement::Audit => enforcement::AUDIT,
+    }
+}
+
+impl Datapath {
+    /// `ifindex_of`: endpoint id → host-side ifindex, for the endpoints attached here.
+    pub fn new(maps: DatapathMaps, ifindex_of: HashMap<u32, u32>, names: Arc<PolicyNames>) -> Self {
+        Datapath { maps, ifindex_of, names }
+    }
+
+    /// Makes the maps hold exactly `compiled` for `endpoints`.
+    pub fn sync(&mut self, compiled: &CompiledPolicy, endpoints: &EndpointsFile) -> anyhow::Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let ids: Vec<u32> = compiled.policies.iter().map(|p| policy_id(&p.namespace, &p.name)).collect();
+        for (p, id) in compiled.policies.iter().zip(&ids) {
+            self.names.insert(*id, p.clone());
+        }
+
+        // 1. Addresses: endpoint addresses and CIDR identities.
+        let identities = endpoints.identities();
+        let mut addrs: Vec<(Key<IpcacheAddr>, u32)> = Vec::new();
+        for ep in &endpoints.endpoints {
+            let id = identities[&observer_proto::endpoints::label_strings(&ep.labels)];
+            if let Some(v4) = ep.ipv4 {
+                addrs.push((ipcache_key(IpAddr::V4(v4), 32), id));
+            }
+            if let Some(v6) = ep.ipv6 {
+                addrs.push((ipcache_key(IpAddr::V6(v6), 128), id));
+            }
+        }
+        for c in &compiled.cidrs {
+            addrs.push((ipcache_key(c.addr, c.prefix_len), c.identity));
+        }
+        for (k, id) in &addrs {
+            self.maps.ipcache.insert(k, IpcacheValue { identity: *id }, 0)?;
+        }
+        report.addresses = addrs.len();
+
+        // 2. Rules, before any enforcement that needs them.
+        let wanted: BTreeMap<PolicyKey, PolicyValue> = compiled
+            .entries
+            .iter()
+            .map(|(k, v)| {
+                let key = PolicyKey {
+                    endpoint_id: k.endpoint_id,
+                    remote_identity: k.remote_identity,
+                    dport: k.dport,
+                    proto: k.proto,
+                    direction: k.direction as u8,
+                };
+                let deny = u8::from(matches!(v.action, Action::Deny));
+                let policy_id = ids.get(v.policy_id as usize).copied().unwrap_or(0);
+                (key, PolicyValue { deny, _pad0: [0; 3], policy_id })
+            })
+            .collect();
+        for (k, v) in &wanted {
+            if self.maps.policy.get(k, 0).ok() != Some(*v) {
+                self.maps.policy.insert(k, v, 0)?;
+                report.rules_written += 1;
+            }
+        }
+
+        // 3. Enforcement per endpoint interface.
+        for ep in &compiled.endpoints {
+            let Some(ifindex) = self.ifindex_of.get(&ep.endpoint_id) else { continue };
+            let info = EndpointInfo {
+                endpoint_id: ep.endpoint_id,
+                identity: ep.identity,
+                ingress: mode(&ep.ingress),
+                egress: mode(&ep.egress),
+                _pad0: [0; 2],
+            };
+            self.maps.endpoints.insert(ifindex, info, 0)?;
+            report.endpoints += 1;
+        }
+
+        // 4. What is no longer wanted: stale rules, then stale addresses.
+        let stale: Vec<PolicyKey> =
+            self.maps.policy.keys().filter_map(Result::ok).filter(|k| !wanted.contains_key(k)).collect();
+        for k in &stale {
+            self.maps.policy.remove(k)?;
+        }
+        report.rules_removed = stale.len();
+        let live: HashSet<(u32, [u8; 20])> =
+            addrs.iter().map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data()))).collect();
+        let stale: Vec<Key<IpcacheAddr>> = self
+            .maps
+            .ipcache
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !live.contains(&(k.prefix_len(), addr_bytes(&k.data()))))
+            .collect();
+        for k in &stale {
+            self.maps.ipcache.remove(k)?;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,108 @@
+//! Reading policy files and directories.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::PolicyError;
+use super::spec::{Header, Policy, RawPolicy, check_header};
+
+/// Reads every policy of a file (several YAML documents may be separated by `---`;
+/// empty documents are skipped). Any problem fails the whole file.
+pub fn load_file(path: &Path) -> Result<Vec<Policy>, PolicyError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Io {
+        path: shown.clone(),
+        error,
+    })?;
+    parse(&text, &shown)
+}
+
+/// Reads every `*.yaml` and `*.yml` file of a directory (not its subdirectories,
+/// not hidden files), in file-name order. Any problem fails the whole directory.
+pub fn load_dir(dir: &Path) -> Result<Vec<Policy>, PolicyError> {
+    let io = |error| PolicyError::Io {
+        path: dir.display().to_string(),
+        error,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let yaml = path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml");
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if yaml && !hidden && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        out.extend(load_file(&file)?);
+    }
+    check_duplicates(&out)?;
+    Ok(out)
+}
+
+/// Parses the text of one file; `origin` names the file in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>, PolicyError> {
+    let yaml = |error| PolicyError::Yaml {
+        file: origin.to_string(),
+        error,
+    };
+    // First pass: YAML syntax, and what each document claims to be.
+    let mut headers = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        // After a syntax error serde_yaml repeats it for ever: stop at the first.
+        headers.push(Option::<Header>::deserialize(document).map_err(yaml)?);
+    }
+    let several = headers.iter().flatten().count() > 1;
+    let label = |index: usize| {
+        if several {
+            format!("{origin} (document {})", index + 1)
+        } else {
+            origin.to_string()
+        }
+    };
+    let invalid = |index: usize, (field, problem): (String, String)| PolicyError::Invalid {
+        file: label(index),
+        field,
+        problem,
+    };
+    for (index, header) in headers.iter().enumerate() {
+        if let Some(h) = header {
+            check_header(h.api_version.as_deref(), h.kind.as_deref())
+                .map_err(|p| invalid(index, p))?;
+        }
+    }
+    // Second pass: the full, strict shape, then validation.
+    let mut out = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let Some(raw) = Option::<RawPolicy>::deserialize(document).map_err(yaml)? else {
+            continue;
+        };
+        out.push(raw.validate(&label(index)).map_err(|p| invalid(index, p))?);
+    }
+    check_duplicates(&out)?;
+    Ok(out)
+}
+
+/// A namespace and name may be defined once.
+fn check_duplicates(policies: &[Policy]) -> Result<(), PolicyError> {
+    let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
+    for p in policies {
+        if let Some(first) = seen.insert((&p.namespace, &p.name), &p.origin) {
+            return Err(PolicyError::Duplicate {
+                file: p.origin.clone(),
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                first: first.to_string(),
+            });
+        }
+    }
+    Ok(())
+}

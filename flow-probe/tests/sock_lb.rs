@@ -1,0 +1,307 @@
+//! The socket load balancer in the kernel, without a lab: its programs attached
+//! to a fresh cgroup, services programmed through the maps, and a client process
+//! (this test binary, re-run as `lb_child`) that puts itself in the cgroup and
+//! talks to VIPs whose backends listen on loopback here.
+//!
+//! Checks: connect and unconnected sendmsg are translated (IPv4 and IPv6);
+//! getpeername and recvmsg show the VIP again; a service without backends fails
+//! the connect at once with ECONNREFUSED; every translation is an event on the
+//! shared, pinned ring buffer with the socket cookie and the cgroup id; nothing
+//! stays behind (cgroup, pins).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use aya::maps::{Map, MapData, RingBuf};
+use flow_probe::kernel::events::{self, Event, SockXlateEvent, sock_hook, xlate_point};
+use flow_probe::kernel::loader::ProbeConfig;
+use flow_probe::kernel::sock_lb::{LoadedLb, cgroup_id};
+use flow_probe::services::{ServiceMaps, ServicesFile, compile};
+use observer_proto::endpoints::EndpointsFile;
+
+const CHILD_ENV: &str = "SOCK_LB_CHILD";
+
+/// The cgroup v2 mount point.
+fn cgroup2_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "cgroup2")
+        .map(|f| PathBuf::from(f[1]))
+        .expect("cgroup v2 is mounted")
+}
+
+/// A cgroup and a pin folder that go away with the test, also on panic.
+struct Scratch {
+    cgroup: PathBuf,
+    pins: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test loads eBPF programs: run it as root"
+        );
+        let tag = format!("obs-lbtest-{}", std::process::id());
+        let cgroup = cgroup2_root().join(&tag);
+        std::fs::create_dir_all(&cgroup).unwrap();
+        let pins = Path::new(flow_probe::kernel::pins::PIN_ROOT).join(&tag);
+        Scratch { cgroup, pins }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.pins);
+        let _ = std::fs::remove_dir(flow_probe::kernel::pins::PIN_ROOT);
+        // Children have exited; a cgroup without tasks can go.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.cgroup).is_ok() || !self.cgroup.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("could not remove cgroup {}", self.cgroup.display());
+    }
+}
+
+/// Runs this binary's `lb_child` in the cgroup with `args`; returns its stdout.
+fn child(cgroup: &Path, args: &str) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lb_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{} {args}", cgroup.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child {args} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("child {args} gave no result: {stdout}"))
+        .to_string()
+}
+
+/// The client side, run in a child process that first joins the cgroup.
+#[test]
+fn lb_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return; // run as a normal test: nothing to do
+    };
+    let parts: Vec<&str> = spec.split(' ').collect();
+    std::fs::write(
+        Path::new(parts[0]).join("cgroup.procs"),
+        std::process::id().to_string(),
+    )
+    .unwrap();
+    let target: SocketAddr = parts[2].parse().unwrap();
+    let result = match parts[1] {
+        "tcp" => {
+            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2)).unwrap();
+            s.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            format!("peer={}", s.peer_addr().unwrap())
+        }
+        "udp" => {
+            let bind: SocketAddr = if target.is_ipv6() {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            }
+            .parse()
+            .unwrap();
+            let s = UdpSocket::bind(bind).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.send_to(b"ping", target).unwrap();
+            let mut buf = [0u8; 16];
+            let (n, from) = s.recv_from(&mut buf).unwrap();
+            format!("from={from} bytes={n}")
+        }
+        "refused" => {
+            let start = Instant::now();
+            let err = TcpStream::connect_timeout(&target, Duration::from_secs(2)).unwrap_err();
+            format!(
+                "errno={} ms={}",
+                err.raw_os_error().unwrap_or(0),
+                start.elapsed().as_millis()
+            )
+        }
+        other => panic!("unknown child action {other}"),
+    };
+    println!("RESULT {result}");
+}
+
+fn events_of(pins: &Path) -> RingBuf<MapData> {
+    let data = MapData::from_pin(pins.join("EVENTS")).unwrap();
+    RingBuf::try_from(Map::RingBuf(data)).unwrap()
+}
+
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<SockXlateEvent> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        if let Ok(Event::SockXlate(ev)) = events::decode(&item) {
+            out.push(ev);
+        }
+    }
+    out
+}
+
+fn v4(a: [u8; 4]) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..4].copy_from_slice(&a);
+    out
+}
+
+#[test]
+fn connect_sendmsg_and_replies_are_translated_and_reported() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let scratch = Scratch::new();
+    let tcp4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp6 = TcpListener::bind("[::1]:0").unwrap();
+    let udp4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (p4, p6, pu) = (
+        tcp4.local_addr().unwrap().port(),
+        tcp6.local_addr().unwrap().port(),
+        udp4.local_addr().unwrap().port(),
+    );
+    let endpoints = EndpointsFile::parse(
+        "endpoints:\n  - {id: 1, name: be, namespace: default, labels: {app: be}, ipv4: 127.0.0.1, ipv6: \"::1\", node: n}\n",
+        "eps",
+    )
+    .unwrap();
+    let services = ServicesFile::parse(
+        &format!(
+            "services:\n  - {{name: tcp, namespace: default, vip: {{ipv4: 198.18.100.10, ipv6: \"fd42:100::10\"}}, ports: [{{port: 80, targetPort: {p4}}}], selector: {{app: be}}}}\n  - {{name: tcp6, namespace: default, vip: {{ipv6: \"fd42:100::11\"}}, ports: [{{port: 80, targetPort: {p6}}}], selector: {{app: be}}}}\n  - {{name: dns, namespace: default, vip: {{ipv4: 198.18.100.12}}, ports: [{{port: 53, protocol: UDP, targetPort: {pu}}}], selector: {{app: be}}}}\n  - {{name: none, namespace: default, vip: {{ipv4: 198.18.100.13}}, ports: [{{port: 80}}]}}\n"
+        ),
+        "svcs",
+    )
+    .unwrap();
+    let cfg = ProbeConfig {
+        ringbuf_bytes: 1 << 16,
+        ..ProbeConfig::default()
+    };
+    let mut lb = LoadedLb::start(&cfg, &scratch.pins, &scratch.cgroup).expect("sock_lb loads");
+    assert_eq!(lb.cgroup_id, cgroup_id(&scratch.cgroup).unwrap());
+    assert!(!lb.adopted);
+    let mut maps = ServiceMaps::new(lb.take_maps().unwrap());
+    let report = maps.sync(&compile(&services, &endpoints)).unwrap();
+    assert_eq!((report.frontends, report.backends), (5, 4), "{report:?}");
+    let mut ring = events_of(&scratch.pins);
+
+    // TCP over IPv4: the backend on loopback answers; getpeername shows the VIP.
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = tcp4.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    });
+    assert_eq!(
+        child(&scratch.cgroup, "tcp 198.18.100.10:80"),
+        "peer=198.18.100.10:80"
+    );
+    server.join().unwrap();
+
+    // TCP over IPv6.
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = tcp6.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    });
+    assert_eq!(
+        child(&scratch.cgroup, "tcp [fd42:100::11]:80"),
+        "peer=[fd42:100::11]:80"
+    );
+    server.join().unwrap();
+
+    // Unconnected UDP: sendmsg translated, the echo comes "from" the VIP.
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        let (n, peer) = udp4.recv_from(&mut buf).unwrap();
+        udp4.send_to(&buf[..n], peer).unwrap();
+    });
+    assert_eq!(
+        child(&scratch.cgroup, "udp 198.18.100.12:53"),
+        "from=198.18.100.12:53 bytes=4"
+    );
+    server.join().unwrap();
+
+    // No backend: refused at once.
+    let refused = child(&scratch.cgroup, "refused 198.18.100.13:80");
+    let ms: u64 = refused.split("ms=").nth(1).unwrap().parse().unwrap();
+    assert!(
+        refused.starts_with(&format!("errno={} ", libc::ECONNREFUSED)),
+        "{refused}"
+    );
+    assert!(ms < 100, "refused after {ms} ms");
+
+    let evs = drain(&mut ring);
+    let cg = cgroup_id(&scratch.cgroup).unwrap();
+    assert!(
+        evs.iter()
+            .all(|e| e.cgroup_id == cg && e.socket_cookie != 0),
+        "{evs:?}"
+    );
+    let fwd4 = evs
+        .iter()
+        .find(|e| e.vip == v4([198, 18, 100, 10]) && e.hook == sock_hook::CONNECT)
+        .expect("connect event");
+    assert_eq!(fwd4.xlate_point, xlate_point::POST_DIRECTION_FWD);
+    assert_eq!(
+        (fwd4.vip_port, fwd4.backend, fwd4.backend_port),
+        (80, v4([127, 0, 0, 1]), p4)
+    );
+    assert_eq!((fwd4.family, fwd4.proto, fwd4.no_backend), (4, 6, 0));
+    let fwd6 = evs
+        .iter()
+        .find(|e| e.family == 6 && e.hook == sock_hook::CONNECT)
+        .expect("connect6 event");
+    assert_eq!(fwd6.backend, std::net::Ipv6Addr::LOCALHOST.octets());
+    let send = evs
+        .iter()
+        .find(|e| e.hook == sock_hook::SENDMSG)
+        .expect("sendmsg event");
+    assert_eq!((send.proto, send.backend_port), (17, pu));
+    assert_eq!(send.src, v4([127, 0, 0, 1]), "the bound source is reported");
+    let rev = evs
+        .iter()
+        .find(|e| e.hook == sock_hook::RECVMSG)
+        .expect("recvmsg event");
+    assert_eq!(rev.xlate_point, xlate_point::POST_DIRECTION_REV);
+    assert_eq!(rev.socket_cookie, send.socket_cookie);
+    let none = evs
+        .iter()
+        .find(|e| e.no_backend == 1)
+        .expect("no-backend event");
+    assert_eq!(none.vip, v4([198, 18, 100, 13]));
+    assert_eq!(none.xlate_point, xlate_point::PRE_DIRECTION_FWD);
+
+    // Removing the backend from the service takes effect for the next connect.
+    let report = maps
+        .sync(&compile(&services, &EndpointsFile::default()))
+        .unwrap();
+    assert_eq!(report.backends_removed, 4, "{report:?}");
+    let refused = child(&scratch.cgroup, "refused 198.18.100.10:80");
+    assert!(
+        refused.starts_with(&format!("errno={} ", libc::ECONNREFUSED)),
+        "{refused}"
+    );
+
+    drop(maps);
+    drop(lb);
+    assert!(
+        !scratch.pins.join("link_cgroup_sock_connect4").exists(),
+        "a clean stop removes the link pins"
+    );
+}

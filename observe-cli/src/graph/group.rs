@@ -1,0 +1,171 @@
+//! Which graph node an endpoint belongs to: its namespace and workload (the first
+//! workload's name, else its `app` label, else its pod name), or one node for
+//! everything outside the cluster (`world`) and one for the node itself (`host`).
+
+use observer_proto::flow::Endpoint;
+
+/// Cilium's reserved identities that get a node of their own.
+const IDENTITY_HOST: u32 = 1;
+const IDENTITY_WORLD: u32 = 2;
+
+/// What a node stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupKind {
+    /// Pods of one workload in one namespace.
+    Workload,
+    /// Addresses outside the cluster (`reserved:world`).
+    World,
+    /// The node's own network stack (`reserved:host`).
+    Host,
+    /// An endpoint with no name and no reserved label.
+    Unknown,
+}
+
+impl GroupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupKind::Workload => "workload",
+            GroupKind::World => "world",
+            GroupKind::Host => "host",
+            GroupKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// One node of the service graph.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Group {
+    /// `namespace/name`, or `world`, `host`, `reserved:<label>`, `unknown`.
+    pub id: String,
+    /// The workload name (or the id for the reserved nodes).
+    pub title: String,
+    /// Empty for the reserved nodes.
+    pub namespace: String,
+    pub kind: GroupKind,
+}
+
+impl Group {
+    fn reserved(id: &str, kind: GroupKind) -> Self {
+        Group {
+            id: id.to_string(),
+            title: id.to_string(),
+            namespace: String::new(),
+            kind,
+        }
+    }
+}
+
+/// The value of label `key` in Cilium's `source:key=value` form (or `key=value`).
+fn label<'a>(labels: &'a [String], key: &str) -> Option<&'a str> {
+    labels.iter().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        let k = k.rsplit_once(':').map_or(k, |(_, k)| k);
+        (k == key && !v.is_empty()).then_some(v)
+    })
+}
+
+/// The node an endpoint is drawn as.
+pub fn group_of(ep: Option<&Endpoint>) -> Group {
+    let Some(ep) = ep else {
+        return Group::reserved("unknown", GroupKind::Unknown);
+    };
+    let has = |l: &str| ep.labels.iter().any(|x| x == l);
+    if ep.identity == IDENTITY_HOST || has("reserved:host") {
+        return Group::reserved("host", GroupKind::Host);
+    }
+    if ep.identity == IDENTITY_WORLD || ep.labels.iter().any(|l| l.starts_with("reserved:world")) {
+        return Group::reserved("world", GroupKind::World);
+    }
+    let name = ep
+        .workloads
+        .first()
+        .map(|w| w.name.as_str())
+        .filter(|n| !n.is_empty())
+        .or_else(|| label(&ep.labels, "app"))
+        .unwrap_or(ep.pod_name.as_str());
+    if name.is_empty() {
+        let reserved = ep.labels.iter().find(|l| l.starts_with("reserved:"));
+        return match reserved {
+            Some(r) => Group::reserved(r, GroupKind::Unknown),
+            None => Group::reserved("unknown", GroupKind::Unknown),
+        };
+    }
+    let id = if ep.namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{name}", ep.namespace)
+    };
+    Group {
+        id,
+        title: name.to_string(),
+        namespace: ep.namespace.clone(),
+        kind: GroupKind::Workload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_proto::flow::Workload;
+
+    fn ep(f: impl FnOnce(&mut Endpoint)) -> Endpoint {
+        let mut e = Endpoint {
+            identity: 4000,
+            namespace: "default".into(),
+            pod_name: "api-0".into(),
+            labels: vec!["k8s:app=api".into()],
+            ..Default::default()
+        };
+        f(&mut e);
+        e
+    }
+
+    #[test]
+    fn workload_then_app_label_then_pod_name() {
+        let w = ep(|e| {
+            e.workloads = vec![Workload {
+                name: "api-server".into(),
+                kind: "Deployment".into(),
+            }]
+        });
+        assert_eq!(group_of(Some(&w)).id, "default/api-server");
+        let g = group_of(Some(&ep(|_| {})));
+        assert_eq!(
+            (
+                g.id.as_str(),
+                g.title.as_str(),
+                g.namespace.as_str(),
+                g.kind
+            ),
+            ("default/api", "api", "default", GroupKind::Workload)
+        );
+        let pod = ep(|e| e.labels = vec!["k8s:tier=backend".into()]);
+        assert_eq!(group_of(Some(&pod)).id, "default/api-0");
+    }
+
+    #[test]
+    fn reserved_identities_are_one_node_each() {
+        let world = ep(|e| {
+            e.identity = 2;
+            e.pod_name.clear();
+        });
+        assert_eq!(group_of(Some(&world)).id, "world");
+        let world_label = Endpoint {
+            labels: vec!["reserved:world-ipv6".into()],
+            ..Default::default()
+        };
+        assert_eq!(group_of(Some(&world_label)).kind, GroupKind::World);
+        let host = Endpoint {
+            identity: 1,
+            ..Default::default()
+        };
+        assert_eq!(group_of(Some(&host)).id, "host");
+        let health = Endpoint {
+            identity: 4,
+            labels: vec!["reserved:health".into()],
+            ..Default::default()
+        };
+        assert_eq!(group_of(Some(&health)).id, "reserved:health");
+        assert_eq!(group_of(None).id, "unknown");
+    }
+}

@@ -1,0 +1,50 @@
+//! `observe policy check|apply|delete`: policy files are validated here with the
+//! same parser flow-probe uses, then placed in the lab's policy directory, which
+//! every node's flow-probe watches and applies without a restart.
+
+use std::path::Path;
+
+use anyhow::Context;
+use flow_probe::policy;
+
+use crate::lab::Lab;
+
+/// Parses a policy file and prints what it holds; errors name the file, the
+/// field and the problem.
+pub fn check(file: &Path) -> anyhow::Result<()> {
+    let policies = policy::load_file(file)?;
+    for p in &policies {
+        println!("{}: ok", describe(p));
+    }
+    Ok(())
+}
+
+fn describe(p: &policy::Policy) -> String {
+    format!("{}/{}", p.namespace, p.name)
+}
+
+/// Validates `file` and installs it in the lab's policy directory atomically
+/// (written aside, then renamed), so a probe never reads half a file.
+pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
+    let policies = policy::load_file(file)?;
+    let lab = Lab::attach(state_dir)?;
+    let dir = lab.policy_dir();
+    let name = file.file_name().context("policy file has no name")?;
+    let target = dir.join(name);
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::copy(file, &tmp).with_context(|| format!("copying {} into {}", file.display(), dir.display()))?;
+    std::fs::rename(&tmp, &target)?;
+    for p in &policies {
+        println!("{}: applied ({})", describe(p), target.display());
+    }
+    Ok(())
+}
+
+/// Removes an installed policy file by its file name.
+pub fn delete(name: &str, state_dir: &Path) -> anyhow::Result<()> {
+    let lab = Lab::attach(state_dir)?;
+    let target = lab.policy_dir().join(name);
+    std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
+    println!("{name}: removed");
+    Ok(())
+}

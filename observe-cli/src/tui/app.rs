@@ -1,0 +1,243 @@
+//! The application state and its event loop: [`App`] takes responses from the
+//! flow stream ([`App::on_response`]), terminal events ([`App::handle_event`],
+//! in `input`) and ticks ([`App::on_tick`]), and draws itself
+//! ([`App::render`], in `view`) at most once per tick.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use crossterm::event::Event;
+use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+use ratatui::Terminal;
+use ratatui::backend::Backend;
+use tokio_stream::{Stream, StreamExt};
+
+use super::buffer::{DEFAULT_CAPACITY, FlowBuffer};
+use super::filter::LiveFilter;
+use super::stats::Stats;
+use crate::graph::GraphBuilder;
+
+/// How often the screen is redrawn and the rate sampled.
+pub const TICK: Duration = Duration::from_millis(100);
+/// How long an edge of the service map stays without new flows (by flow time).
+pub const GRAPH_WINDOW: Duration = Duration::from_secs(300);
+
+/// What the keyboard is driving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keys scroll, pause, switch tabs.
+    Normal,
+    /// Keys edit the filter bar.
+    Filter,
+    /// The detail pane of one flow is open.
+    Detail,
+}
+
+/// The views, switched with Tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Flows,
+    ServiceMap,
+    TopTalkers,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 3] = [Tab::Flows, Tab::ServiceMap, Tab::TopTalkers];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Flows => "Flows",
+            Tab::ServiceMap => "Service map",
+            Tab::TopTalkers => "Top talkers",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Tab::ALL.iter().position(|t| *t == self).unwrap_or(0)
+    }
+}
+
+/// Whether the loop goes on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Quit,
+}
+
+/// The filter bar: the applied filter, the text being edited, the last error.
+#[derive(Debug, Default)]
+pub struct FilterBar {
+    pub applied: LiveFilter,
+    pub input: String,
+    pub error: Option<String>,
+}
+
+/// The whole state of `observe flows --follow`.
+#[derive(Debug)]
+pub struct App {
+    pub mode: Mode,
+    pub tab: Tab,
+    pub buffer: FlowBuffer,
+    pub filter: FilterBar,
+    pub stats: Stats,
+    pub graph: GraphBuilder,
+    /// While paused: the flows on screen, frozen; new flows go to `buffer`.
+    pub frozen: Option<FlowBuffer>,
+    /// The selected flow; `None` follows the newest.
+    pub selected: Option<u64>,
+    /// First flow shown at the top of the table, once the user scrolled.
+    pub top: Option<u64>,
+    /// The flow in the detail pane, and how far it is scrolled.
+    pub detail: Option<u64>,
+    pub detail_scroll: u16,
+    /// First row shown on the service map and top talkers tabs.
+    pub list_scroll: usize,
+    /// Rows the flow table had at the last render (for paging).
+    pub table_rows: Cell<u16>,
+    /// Something changed since the last draw.
+    pub dirty: bool,
+}
+
+impl App {
+    /// An app whose filter bar starts with `filter` (the `observe flows` flags).
+    pub fn new(filter: &str) -> Result<Self, String> {
+        Self::with_capacity(filter, DEFAULT_CAPACITY)
+    }
+
+    pub fn with_capacity(filter: &str, capacity: usize) -> Result<Self, String> {
+        let applied = LiveFilter::parse(filter)?;
+        Ok(App {
+            mode: Mode::Normal,
+            tab: Tab::Flows,
+            buffer: FlowBuffer::new(capacity),
+            filter: FilterBar {
+                input: applied.text.clone(),
+                applied,
+                error: None,
+            },
+            stats: Stats::default(),
+            graph: GraphBuilder::with_window(GRAPH_WINDOW),
+            frozen: None,
+            selected: None,
+            top: None,
+            detail: None,
+            detail_scroll: 0,
+            list_scroll: 0,
+            table_rows: Cell::new(20),
+            dirty: true,
+        })
+    }
+
+    /// Takes one response of the flow stream.
+    pub fn on_response(&mut self, resp: GetFlowsResponse) {
+        match resp.response_types {
+            Some(ResponseTypes::Flow(flow)) => {
+                self.stats.flows_seen += 1;
+                self.stats.flow_from(&flow.node_name);
+                let pass = self.filter.applied.matches(&flow);
+                if pass {
+                    self.graph.add(&flow);
+                }
+                self.buffer.push(flow, pass);
+            }
+            Some(ResponseTypes::LostEvents(l)) => self.stats.lost_events(&l),
+            Some(ResponseTypes::NodeStatus(n)) => self.stats.node_status(&n),
+            None => return,
+        }
+        self.dirty = true;
+    }
+
+    /// Samples the flow rate. (The service map ages by flow time, as flows
+    /// arrive, so history replayed with `--since` keeps its edges.)
+    pub fn on_tick(&mut self, now: Instant) {
+        self.stats.rate.sample(now, self.stats.flows_seen);
+        self.dirty = true;
+    }
+
+    /// Applies the filter bar's text, or keeps the old filter and shows why not.
+    pub fn apply_filter(&mut self) -> bool {
+        match LiveFilter::parse(&self.filter.input) {
+            Ok(f) => {
+                self.buffer.refilter(|fl| f.matches(fl));
+                if let Some(frozen) = &mut self.frozen {
+                    frozen.refilter(|fl| f.matches(fl));
+                }
+                self.graph = GraphBuilder::with_window(GRAPH_WINDOW);
+                let frozen = self.frozen.iter().flat_map(|b| b.iter_matching());
+                for fl in frozen.chain(self.buffer.iter_matching()) {
+                    self.graph.add(fl);
+                }
+                self.filter.input = f.text.clone();
+                self.filter.applied = f;
+                self.filter.error = None;
+                true
+            }
+            Err(e) => {
+                self.filter.error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Runs until `q`, the end of the terminal events, or a terminal error. The
+    /// flow stream ending (or failing) is shown, not fatal.
+    pub async fn run<B, S, E>(
+        &mut self,
+        terminal: &mut Terminal<B>,
+        mut flows: S,
+        mut events: E,
+    ) -> anyhow::Result<()>
+    where
+        B: Backend,
+        B::Error: Send + Sync + 'static,
+        S: Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+        E: Stream<Item = std::io::Result<Event>> + Unpin,
+    {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut flows_open = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.on_tick(Instant::now());
+                    self.draw(terminal)?;
+                }
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        if self.handle_event(&ev) == Control::Quit {
+                            return Ok(());
+                        }
+                        self.draw(terminal)?;
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Ok(()),
+                },
+                item = flows.next(), if flows_open => {
+                    match item {
+                        Some(Ok(resp)) => self.on_response(resp),
+                        Some(Err(s)) => {
+                            self.stats.stream_end = Some(format!("server: {} ({:?})", s.message(), s.code()));
+                            flows_open = false;
+                        }
+                        None => {
+                            self.stats.stream_end = Some("stream ended".into());
+                            flows_open = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn draw<B>(&mut self, terminal: &mut Terminal<B>) -> anyhow::Result<()>
+    where
+        B: Backend,
+        B::Error: Send + Sync + 'static,
+    {
+        if self.dirty {
+            terminal.draw(|f| self.render(f))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The detail pane's text: every non-empty field of one flow and of its
+//! endpoints. (The hops of its connection are in `path`.)
+
+use observer_proto::flow::{
+    DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, TraceObservationPoint, TraceReason,
+    TrafficDirection, layer4::Protocol,
+};
+
+use super::text::{ports, tcp_flags, verdict_name};
+use crate::flows::output::timestamp;
+use crate::graph::hops::point_name;
+use crate::graph::{HopKey, human_bytes};
+
+/// `(label, value)` rows, empty values left out.
+#[derive(Default)]
+struct Rows(Vec<(String, String)>);
+
+impl Rows {
+    fn add(&mut self, label: &str, value: impl Into<String>) {
+        let v = value.into();
+        if !v.is_empty() {
+            self.0.push((label.to_string(), v));
+        }
+    }
+
+    fn lines(self, indent: &str, out: &mut Vec<String>) {
+        for (l, v) in self.0 {
+            out.push(format!("{indent}{l:<14}{v}"));
+        }
+    }
+}
+
+fn l4(f: &Flow) -> String {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => {
+            let fl = t.flags.as_ref().map(tcp_flags).unwrap_or_default();
+            format!("TCP {} -> {} [{fl}]", t.source_port, t.destination_port)
+        }
+        Some(Protocol::Udp(u)) => format!("UDP {} -> {}", u.source_port, u.destination_port),
+        Some(Protocol::Sctp(s)) => format!("SCTP {} -> {}", s.source_port, s.destination_port),
+        Some(Protocol::IcmPv4(i)) => format!("ICMPv4 type {} code {}", i.r#type, i.code),
+        Some(Protocol::IcmPv6(i)) => format!("ICMPv6 type {} code {}", i.r#type, i.code),
+        None => String::new(),
+    }
+}
+
+fn enum_name<E: TryFrom<i32>>(v: i32, name: fn(&E) -> &'static str, zero: bool) -> String {
+    if v == 0 && !zero {
+        return String::new();
+    }
+    E::try_from(v).map_or_else(|_| v.to_string(), |e| name(&e).to_string())
+}
+
+fn policies(ps: &[Policy]) -> String {
+    let names: Vec<String> = ps
+        .iter()
+        .map(|p| {
+            if p.namespace.is_empty() {
+                p.name.clone()
+            } else {
+                format!("{}/{}", p.namespace, p.name)
+            }
+        })
+        .collect();
+    names.join(", ")
+}
+
+fn endpoint_rows(ep: &Endpoint, ip: &str, port: Option<u32>) -> Rows {
+    let mut r = Rows::default();
+    if !ep.pod_name.is_empty() {
+        r.add("pod", format!("{}/{}", ep.namespace, ep.pod_name));
+    } else {
+        r.add("namespace", ep.namespace.clone());
+    }
+    r.add("ip", ip);
+    r.add("port", port.map(|p| p.to_string()).unwrap_or_default());
+    if ep.identity != 0 {
+        r.add("identity", ep.identity.to_string());
+    }
+    if ep.id != 0 {
+        r.add("endpoint id", ep.id.to_string());
+    }
+    r.add("cluster", ep.cluster_name.clone());
+    r.add("labels", ep.labels.join(", "));
+    let workloads: Vec<String> = ep
+        .workloads
+        .iter()
+        .map(|w| format!("{} ({})", w.name, w.kind))
+        .collect();
+    r.add("workload", workloads.join(", "));
+    r
+}
+
+/// Every non-empty field of `f` but its endpoints, as lines of text.
+pub fn field_lines(f: &Flow) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut r = Rows::default();
+    r.add(
+        "time",
+        f.time
+            .as_ref()
+            .map(|t| timestamp(Some(t)))
+            .unwrap_or_default(),
+    );
+    r.add("uuid", f.uuid.clone());
+    r.add("node", f.node_name.clone());
+    r.add("node labels", f.node_labels.join(", "));
+    r.add("verdict", verdict_name(f));
+    r.add(
+        "drop reason",
+        enum_name(f.drop_reason_desc, DropReason::as_str_name, false),
+    );
+    r.add(
+        "kernel drop",
+        f.kernel_drop.as_ref().map(|k| format!("{} ({})", k.name, k.reason)).unwrap_or_default(),
+    );
+    r.add("type", enum_name(f.r#type, FlowType::as_str_name, false));
+    if let Some(e) = &f.event_type {
+        r.add(
+            "event",
+            format!(
+                "{} ({}/{})",
+                HopKey::of(f).map(HopKey::name).unwrap_or_default(),
+                e.r#type,
+                e.sub_type
+            ),
+        );
+    }
+    r.add(
+        "observed at",
+        TraceObservationPoint::try_from(f.trace_observation_point)
+            .map(point_name)
+            .unwrap_or_default(),
+    );
+    r.add(
+        "trace reason",
+        enum_name(f.trace_reason, TraceReason::as_str_name, false),
+    );
+    r.add(
+        "direction",
+        enum_name(f.traffic_direction, TrafficDirection::as_str_name, false),
+    );
+    r.add(
+        "is_reply",
+        f.is_reply.map(|b| b.to_string()).unwrap_or_default(),
+    );
+    if let Some(i) = &f.interface {
+        r.add("interface", format!("{} (index {})", i.name, i.index));
+    }
+    if let Some(ip) = &f.ip {
+        r.add(
+            "ip",
+            format!(
+                "{} -> {} ({})",
+                ip.source,
+                ip.destination,
+                enum_name(ip.ip_version, IpVersion::as_str_name, true)
+            ),
+        );
+        r.add("source xlated", ip.source_xlated.clone());
+        if ip.encrypted {
+            r.add("encrypted", "true");
+        }
+    }
+    if let Some(e) = &f.ethernet {
+        r.add("ethernet", format!("{} -> {}", e.source, e.destination));
+    }
+    r.add("l4", l4(f));
+    r.add("summary", f.summary.clone());
+    if let Some(v) = &f.volume {
+        r.add(
+            "volume",
+            format!(
+                "fwd {} / {} pkts, rev {} / {} pkts",
+                human_bytes(v.fwd_bytes),
+                v.fwd_packets,
+                human_bytes(v.rev_bytes),
+                v.rev_packets
+            ),
+        );
+    }
+    if f.socket_cookie != 0 {
+        r.add("socket cookie", f.socket_cookie.to_string());
+    }
+    if f.cgroup_id != 0 {
+        r.add("cgroup id", f.cgroup_id.to_string());
+    }
+    r.add("egress allow", policies(&f.egress_allowed_by));
+    r.add("ingress allow", policies(&f.ingress_allowed_by));
+    r.add("egress deny", policies(&f.egress_denied_by));
+    r.add("ingress deny", policies(&f.ingress_denied_by));
+    r.lines("  ", &mut out);
+    out
+}
+
+/// Both endpoints of `f`: a title line each, then their non-empty fields.
+pub fn endpoint_lines(f: &Flow) -> Vec<String> {
+    let mut out = Vec::new();
+    let (sport, dport) = ports(f);
+    let ip = f.ip.as_ref();
+    let sides = [
+        (
+            "Source",
+            &f.source,
+            ip.map_or("", |i| i.source.as_str()),
+            sport,
+            &f.source_names,
+            &f.source_service,
+        ),
+        (
+            "Destination",
+            &f.destination,
+            ip.map_or("", |i| i.destination.as_str()),
+            dport,
+            &f.destination_names,
+            &f.destination_service,
+        ),
+    ];
+    for (title, ep, ip, port, names, service) in sides {
+        out.push(title.to_string());
+        let mut r = endpoint_rows(ep.as_ref().unwrap_or(&Endpoint::default()), ip, port);
+        r.add("names", names.join(", "));
+        if let Some(s) = service {
+            r.add("service", format!("{}/{}", s.namespace, s.name));
+        }
+        r.lines("  ", &mut out);
+    }
+    out
+}

@@ -1,0 +1,130 @@
+//! Keys → state changes, by [`Mode`]: the table and tabs in normal mode, the
+//! filter bar's line editing, and the detail pane. `q` (or Esc outside the bar
+//! and the pane) and Ctrl-C quit.
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::app::{App, Control, Mode, Tab};
+
+impl App {
+    /// Applies one terminal event; [`Control::Quit`] ends the loop.
+    pub fn handle_event(&mut self, ev: &Event) -> Control {
+        let Event::Key(key) = ev else {
+            // A resize redraws; mouse and focus events are ignored.
+            self.dirty = true;
+            return Control::Continue;
+        };
+        if key.kind == KeyEventKind::Release {
+            return Control::Continue;
+        }
+        self.dirty = true;
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            return Control::Quit;
+        }
+        match self.mode {
+            Mode::Filter => {
+                self.filter_key(key);
+                Control::Continue
+            }
+            Mode::Detail => self.detail_key(key),
+            Mode::Normal => self.normal_key(key),
+        }
+    }
+
+    fn normal_key(&mut self, key: &KeyEvent) -> Control {
+        let page = isize::from(i16::try_from(self.table_rows.get()).unwrap_or(i16::MAX))
+            .saturating_sub(1)
+            .max(1);
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => return Control::Quit,
+            KeyCode::Tab => self.switch_tab(1),
+            KeyCode::BackTab => self.switch_tab(Tab::ALL.len() - 1),
+            KeyCode::Char('/') => {
+                self.mode = Mode::Filter;
+                self.filter.input = self.filter.applied.text.clone();
+                self.filter.error = None;
+            }
+            KeyCode::Char(' ') => self.toggle_pause(),
+            _ if self.tab != Tab::Flows => self.list_key(key.code, page),
+            KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
+            KeyCode::PageUp => self.move_selection(-page),
+            KeyCode::PageDown => self.move_selection(page),
+            KeyCode::Home | KeyCode::Char('g') => self.move_selection(isize::MIN),
+            KeyCode::End | KeyCode::Char('G') => self.follow(),
+            KeyCode::Enter => {
+                if let Some(seq) = self.current_seq() {
+                    self.detail = Some(seq);
+                    self.detail_scroll = 0;
+                    self.mode = Mode::Detail;
+                }
+            }
+            _ => {}
+        }
+        Control::Continue
+    }
+
+    fn switch_tab(&mut self, step: usize) {
+        let n = Tab::ALL.len();
+        self.tab = Tab::ALL[(self.tab.index() + step) % n];
+        self.list_scroll = 0;
+    }
+
+    /// Scrolling on the service map and top talkers tabs.
+    fn list_key(&mut self, code: KeyCode, page: isize) {
+        let delta = match code {
+            KeyCode::Up | KeyCode::Char('k') => -1,
+            KeyCode::Down | KeyCode::Char('j') => 1,
+            KeyCode::PageUp => -page,
+            KeyCode::PageDown => page,
+            KeyCode::Home | KeyCode::Char('g') => isize::MIN,
+            _ => 0,
+        };
+        self.list_scroll = self.list_scroll.saturating_add_signed(delta);
+    }
+
+    fn filter_key(&mut self, key: &KeyEvent) {
+        match key.code {
+            KeyCode::Enter => {
+                self.mode = if self.apply_filter() {
+                    Mode::Normal
+                } else {
+                    Mode::Filter
+                };
+            }
+            KeyCode::Esc => {
+                self.filter.input = self.filter.applied.text.clone();
+                self.filter.error = None;
+                self.mode = Mode::Normal;
+            }
+            KeyCode::Backspace => {
+                self.filter.input.pop();
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.input.clear();
+            }
+            KeyCode::Char(c) => self.filter.input.push(c),
+            _ => {}
+        }
+    }
+
+    fn detail_key(&mut self, key: &KeyEvent) -> Control {
+        match key.code {
+            KeyCode::Char('q') => return Control::Quit,
+            KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
+                self.mode = Mode::Normal;
+                self.detail = None;
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.detail_scroll = self.detail_scroll.saturating_sub(1);
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.detail_scroll = self.detail_scroll.saturating_add(1);
+            }
+            KeyCode::PageUp => self.detail_scroll = self.detail_scroll.saturating_sub(10),
+            KeyCode::PageDown => self.detail_scroll = self.detail_scroll.saturating_add(10),
+            _ => {}
+        }
+        Control::Continue
+    }
+}

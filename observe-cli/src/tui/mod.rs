@@ -1,0 +1,69 @@
+//! `observe flows --follow` as a terminal UI: a live, filterable flow table with
+//! a detail pane, and the service map and top talkers of the same flows.
+//!
+//! [`run_follow`] sets up the terminal ([`terminal`]) and runs the [`App`]
+//! ([`app`]): its loop selects over a tick, terminal events and the flow
+//! stream. Flows land in a bounded buffer ([`buffer`]) and, when they pass the
+//! live filter ([`filter`]: the `observe flows` flags), in the table and the
+//! service graph (`crate::graph`). Keys ([`input`]) move the cursor
+//! ([`cursor`]), pause, edit the filter, open the detail pane ([`detail`],
+//! with the connection's hops from [`path`]) and switch tabs; [`view`] draws
+//! it all, using [`text`] for field formatting and [`stats`] for the header
+//! (rate, nodes, lost events).
+
+pub mod app;
+pub mod buffer;
+pub mod cursor;
+pub mod detail;
+pub mod filter;
+pub mod input;
+pub mod path;
+pub mod stats;
+pub mod terminal;
+pub mod text;
+pub mod view;
+
+#[cfg(test)]
+mod tests;
+
+pub use app::{App, Control, Mode, Tab};
+
+use crossterm::event::EventStream;
+use observer_proto::observer::GetFlowsResponse;
+use tokio_stream::Stream;
+
+use crate::flows::filters::FilterArgs;
+
+/// Runs the TUI over `stream` until the user quits. `initial_filter` is the
+/// filter bar's starting text (applied on the client to what the stream
+/// brings, so the server may or may not have applied it too).
+pub async fn run_follow(
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+    initial_filter: &FilterArgs,
+) -> anyhow::Result<()> {
+    run(stream, initial_filter, Tab::Flows).await
+}
+
+/// [`run_follow`] opened on the service map tab (`observe graph -o tui`).
+pub async fn run_graph(
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+    initial_filter: &FilterArgs,
+) -> anyhow::Result<()> {
+    run(stream, initial_filter, Tab::ServiceMap).await
+}
+
+async fn run(
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+    initial_filter: &FilterArgs,
+    tab: Tab,
+) -> anyhow::Result<()> {
+    let mut app =
+        App::new(&filter::describe(initial_filter)).map_err(|e| anyhow::anyhow!("filter: {e}"))?;
+    app.tab = tab;
+    let mut guard = terminal::enter()?;
+    let result = app
+        .run(&mut guard.terminal, stream, EventStream::new())
+        .await;
+    drop(guard);
+    result
+}

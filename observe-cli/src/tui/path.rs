@@ -1,0 +1,63 @@
+//! The datapath hops of a flow's connection for the detail pane: every
+//! buffered event of the same 5-tuple, either way, in time order, with where
+//! it was seen, on which node, and its verdict and TCP flags.
+
+use observer_proto::flow::{Flow, layer4::Protocol};
+
+use super::text::{clock, ports, tcp_flags, verdict_name};
+use crate::graph::HopKey;
+
+/// A connection regardless of direction: protocol and the two (ip, port) ends, sorted.
+fn conn(f: &Flow) -> Option<(i32, [(String, u32); 2])> {
+    let ip = f.ip.as_ref()?;
+    let (sp, dp) = ports(f);
+    let proto = match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(_)) => 6,
+        Some(Protocol::Udp(_)) => 17,
+        Some(Protocol::Sctp(_)) => 132,
+        Some(Protocol::IcmPv4(_)) => 1,
+        Some(Protocol::IcmPv6(_)) => 58,
+        None => 0,
+    };
+    let mut ends = [
+        (ip.source.clone(), sp.unwrap_or(0)),
+        (ip.destination.clone(), dp.unwrap_or(0)),
+    ];
+    ends.sort();
+    Some((proto, ends))
+}
+
+/// The buffered events of `f`'s connection in time order, one line each;
+/// `f` itself is marked with `>`.
+pub fn hop_lines<'a>(f: &Flow, buffered: impl Iterator<Item = &'a Flow>) -> Vec<String> {
+    let Some(key) = conn(f) else {
+        return Vec::new();
+    };
+    let mut same: Vec<&Flow> = buffered
+        .filter(|g| conn(g).as_ref() == Some(&key))
+        .collect();
+    same.sort_by_key(|g| g.time.as_ref().map(|t| (t.seconds, t.nanos)));
+    same.iter()
+        .map(|g| {
+            let mark = if std::ptr::eq(*g, f) { ">" } else { " " };
+            let dir = match g.is_reply {
+                Some(true) => "reply",
+                Some(false) => "request",
+                None => "",
+            };
+            let flags = match g.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+                Some(Protocol::Tcp(t)) => t.flags.as_ref().map(tcp_flags).unwrap_or_default(),
+                _ => String::new(),
+            };
+            let line = format!(
+                "{mark} {} {:<8} {:<14} {:<8} {:<10} {flags}",
+                clock(g.time.as_ref(), true),
+                g.node_name,
+                HopKey::of(g).map(HopKey::name).unwrap_or_default(),
+                dir,
+                verdict_name(g),
+            );
+            line.trim_end().to_string()
+        })
+        .collect()
+}

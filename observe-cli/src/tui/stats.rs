@@ -1,0 +1,108 @@
+//! What the header shows besides flows: the flow rate over the last second,
+//! node status from `NodeStatus` events (and the nodes flows come from), lost
+//! events by source, and how the stream ended.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use observer_proto::flow::{LostEvent, LostEventSource};
+use observer_proto::relay::{NodeState, NodeStatusEvent};
+
+/// Flows per second, from the flow count sampled at every tick.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    samples: VecDeque<(Instant, u64)>,
+    rate: f64,
+}
+
+impl RateMeter {
+    /// Records the running `total` at `now` and updates the rate.
+    pub fn sample(&mut self, now: Instant, total: u64) {
+        self.samples.push_back((now, total));
+        while self.samples.len() > 2
+            && now.duration_since(self.samples[1].0) >= Duration::from_secs(1)
+        {
+            self.samples.pop_front();
+        }
+        let (t0, n0) = self.samples[0];
+        let dt = now.duration_since(t0).as_secs_f64();
+        self.rate = if dt > 0.0 {
+            (total - n0) as f64 / dt
+        } else {
+            0.0
+        };
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+}
+
+/// Counters of the stream as a whole.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Flows received, including those dropped from the buffer.
+    pub flows_seen: u64,
+    pub rate: RateMeter,
+    /// Node name → last known state.
+    pub nodes: BTreeMap<String, NodeState>,
+    /// Lost events by source name.
+    pub lost: BTreeMap<&'static str, u64>,
+    /// Why the stream stopped, once it has.
+    pub stream_end: Option<String>,
+}
+
+impl Stats {
+    pub fn node_status(&mut self, ev: &NodeStatusEvent) {
+        let state = NodeState::try_from(ev.state_change).unwrap_or(NodeState::UnknownNodeState);
+        for n in &ev.node_names {
+            self.nodes.insert(n.clone(), state);
+        }
+    }
+
+    /// A node that sends flows is connected unless a status said otherwise.
+    pub fn flow_from(&mut self, node: &str) {
+        if !node.is_empty() && !self.nodes.contains_key(node) {
+            self.nodes
+                .insert(node.to_string(), NodeState::NodeConnected);
+        }
+    }
+
+    pub fn lost_events(&mut self, ev: &LostEvent) {
+        let source = LostEventSource::try_from(ev.source)
+            .map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
+        *self.lost.entry(source).or_default() += ev.num_events_lost;
+    }
+
+    pub fn lost_total(&self) -> u64 {
+        self.lost.values().sum()
+    }
+
+    /// Names of the nodes in `state`, sorted.
+    pub fn nodes_in(&self, state: NodeState) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|(_, s)| **s == state)
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_covers_the_last_second() {
+        let t0 = Instant::now();
+        let mut r = RateMeter::default();
+        r.sample(t0, 0);
+        r.sample(t0 + Duration::from_millis(500), 5);
+        r.sample(t0 + Duration::from_secs(1), 10);
+        assert_eq!(r.rate(), 10.0);
+        r.sample(t0 + Duration::from_millis(1500), 40);
+        r.sample(t0 + Duration::from_secs(2), 40);
+        // The window now starts at the 1 s sample: 30 flows in 1 s.
+        assert_eq!(r.rate(), 30.0);
+    }
+}

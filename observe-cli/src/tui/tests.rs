@@ -1,0 +1,516 @@
+//! The TUI rendered into ratatui's `TestBackend` from the scripted flows of
+//! `graph::fixtures`: exact rows and colours of the table, the filter bar, the
+//! detail pane, the lost-events banner and the graph tabs, and what the keys do.
+
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+use observer_proto::flow::{Flow, LostEvent, LostEventSource};
+use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+use observer_proto::relay::{NodeState, NodeStatusEvent};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+
+use super::app::{App, Control, Mode, Tab};
+use crate::graph::fixtures;
+
+const W: u16 = 140;
+const H: u16 = 30;
+
+fn flow(f: Flow) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: f.node_name.clone(),
+        response_types: Some(ResponseTypes::Flow(f)),
+        ..Default::default()
+    }
+}
+
+fn app_with(flows: &[Flow]) -> App {
+    let mut app = App::new("").unwrap();
+    for f in flows {
+        app.on_response(flow(f.clone()));
+    }
+    app
+}
+
+fn draw(app: &App) -> Buffer {
+    draw_sized(app, W, H)
+}
+
+fn draw_sized(app: &App, w: u16, h: u16) -> Buffer {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    t.backend().buffer().clone()
+}
+
+/// Row `y` as text, trailing spaces trimmed.
+fn row(b: &Buffer, y: u16) -> String {
+    let s: String = (0..b.area.width)
+        .map(|x| b[(x, y)].symbol().to_string())
+        .collect();
+    s.trim_end().to_string()
+}
+
+fn rows(b: &Buffer) -> Vec<String> {
+    (0..b.area.height).map(|y| row(b, y)).collect()
+}
+
+/// The first row containing `needle`.
+fn find(b: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    (0..b.area.height).find_map(|y| {
+        let r = row(b, y);
+        r.find(needle).map(|i| (r[..i].chars().count() as u16, y))
+    })
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        assert_eq!(app.handle_event(&key(KeyCode::Char(c))), Control::Continue);
+    }
+}
+
+#[test]
+fn table_rows_and_verdict_colours() {
+    let app = app_with(&fixtures::flows());
+    let b = draw(&app);
+    let r = rows(&b);
+    assert_eq!(r[0], " Flows │ Service map │ Top talkers");
+    assert_eq!(
+        r[1],
+        "0.0 flows/s  19 seen  19 buffered  19 shown  nodes: node1, node2"
+    );
+    assert_eq!(
+        r[2],
+        "TIME         NODE     SOURCE                              DESTINATION                        TYPE          VERDICT   SUMMARY"
+    );
+    // 19 flows fit; the newest is at the bottom, right above the filter bar.
+    assert_eq!(
+        r[3],
+        "15:04:05.000 node1    default/frontend-7d9:40000          default/api-0:8080                 from-endpoint FORWARDED TCP Flags: SYN"
+    );
+    assert_eq!(
+        r[20],
+        "15:04:05.040 node1    default/frontend-7d9:41001          203.0.113.7:25 (world)             drop          DROPPED   TCP Flags: SYN"
+    );
+    assert_eq!(
+        r[21],
+        "15:04:05.050 node2    198.18.0.1:45000 (host)             default/api-0:8080                 to-endpoint   FORWARDED TCP Flags: SYN"
+    );
+    assert_eq!(
+        r[29],
+        "filter: none  / filter  space pause  enter detail  tab view  q quit"
+    );
+    let verdict_x = r[2].find("VERDICT").unwrap() as u16;
+    assert_eq!(b[(verdict_x, 3)].fg, Color::Green);
+    assert_eq!(b[(verdict_x, 20)].fg, Color::Red);
+    assert_eq!(b[(verdict_x, 21)].fg, Color::Green);
+}
+
+#[test]
+fn audit_is_yellow_and_others_default() {
+    let mut flows = fixtures::flows();
+    flows.truncate(2);
+    flows[0].verdict = observer_proto::flow::Verdict::Audit as i32;
+    flows[1].verdict = observer_proto::flow::Verdict::Traced as i32;
+    let b = draw(&app_with(&flows));
+    let (x, y) = find(&b, "AUDIT").unwrap();
+    assert_eq!((y, b[(x, y)].fg), (3, Color::Yellow));
+    let (x, y) = find(&b, "TRACED").unwrap();
+    assert_eq!((y, b[(x, y)].fg), (4, Color::Reset));
+}
+
+#[test]
+fn filter_bar_applies_live_and_keeps_the_old_filter_on_error() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Char('/')));
+    assert_eq!(app.mode, Mode::Filter);
+    type_text(&mut app, "--verdict dropped");
+    let b = draw(&app);
+    assert_eq!(row(&b, 29), "/ --verdict dropped");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Normal);
+    let b = draw(&app);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  19 seen  19 buffered  1 shown  nodes: node1, node2"
+    );
+    assert!(row(&b, 3).starts_with("15:04:05.040 node1    default/frontend-7d9:41001"));
+    assert_eq!(row(&b, 4), "");
+    assert!(row(&b, 29).starts_with("filter: --verdict dropped  / filter"));
+    // New flows go through the same filter.
+    app.on_response(flow(fixtures::host_probe()));
+    assert_eq!(app.buffer.matching().len(), 1);
+
+    // A bad filter: the error in red, the old filter still applied.
+    app.handle_event(&key(KeyCode::Char('/')));
+    for _ in 0.."dropped".len() {
+        app.handle_event(&key(KeyCode::Backspace));
+    }
+    type_text(&mut app, "maybe");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Filter);
+    let b = draw(&app);
+    let bar = row(&b, 29);
+    assert_eq!(
+        bar,
+        "/ --verdict maybe  error: --verdict \"maybe\": unknown verdict (FORWARDED, DROPPED, AUDIT, ERROR, ...)"
+    );
+    let (x, _) = find(&b, "error:").unwrap();
+    assert_eq!(b[(x, 29)].fg, Color::Red);
+    assert_eq!(app.filter.applied.text, "--verdict dropped");
+    assert_eq!(app.buffer.matching().len(), 1);
+    // Esc gives up the edit.
+    app.handle_event(&key(KeyCode::Esc));
+    assert_eq!(
+        (app.mode, app.filter.input.as_str()),
+        (Mode::Normal, "--verdict dropped")
+    );
+}
+
+#[test]
+fn cursor_sits_after_the_typed_text() {
+    let mut app = app_with(&[]);
+    app.handle_event(&key(KeyCode::Char('/')));
+    type_text(&mut app, "-4");
+    let mut t = Terminal::new(TestBackend::new(W, H)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    t.backend_mut().assert_cursor_position((4, 29));
+}
+
+#[test]
+fn detail_pane_shows_every_field_and_the_hops() {
+    let mut app = app_with(&fixtures::flows());
+    // Select the ACK,PSH request seen leaving frontend (the 5th flow): up from
+    // the newest 14 times.
+    for _ in 0..14 {
+        app.handle_event(&key(KeyCode::Up));
+    }
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Detail);
+    let b = draw_sized(&app, 100, 50);
+    let r = rows(&b);
+    let expected = [
+        &format!(
+            " flow detail (esc: back, up/down: scroll) {}",
+            "─".repeat(58)
+        ),
+        "  time          Nov 26 15:04:05.002",
+        "  uuid          uuid-2000",
+        "  node          node1",
+        "  verdict       FORWARDED",
+        "  type          L3_L4",
+        "  event         from-endpoint (4/5)",
+        "  observed at   from-endpoint",
+        "  direction     EGRESS",
+        "  is_reply      false",
+        "  interface     lxc1 (index 7)",
+        "  ip            198.18.1.10 -> 198.18.1.20 (IPv4)",
+        "  l4            TCP 40000 -> 8080 [ACK, PSH]",
+        "  summary       TCP Flags: ACK, PSH",
+        "  volume        fwd 460 B / 4 pkts, rev 1.5 kB / 2 pkts",
+        "Datapath hops (this connection, both ways, in time order)",
+        "    15:04:05.000000 node1    from-endpoint  request  FORWARDED  SYN",
+        "    15:04:05.000100 node2    to-endpoint    request  FORWARDED  SYN",
+        "    15:04:05.001000 node2    from-endpoint  reply    FORWARDED  SYN, ACK",
+        "    15:04:05.001100 node1    to-endpoint    reply    FORWARDED  SYN, ACK",
+        "  > 15:04:05.002000 node1    from-endpoint  request  FORWARDED  ACK, PSH",
+        "    15:04:05.002100 node2    to-endpoint    request  FORWARDED  ACK, PSH",
+        "    15:04:05.003000 node1    from-endpoint  request  FORWARDED  ACK, FIN",
+        "    15:04:05.003100 node2    to-endpoint    request  FORWARDED  ACK, FIN",
+        "Source",
+        "  pod           default/frontend-7d9",
+        "  ip            198.18.1.10",
+        "  port          40000",
+        "  identity      12001",
+        "  endpoint id   11",
+        "  labels        k8s:app=frontend",
+        "  workload      frontend (Deployment)",
+        "Destination",
+        "  pod           default/api-0",
+        "  ip            198.18.1.20",
+        "  port          8080",
+        "  identity      12002",
+        "  endpoint id   12",
+        "  labels        k8s:app=api",
+    ];
+    assert_eq!(r[2..2 + expected.len()], expected);
+    // Esc goes back to the table, q would quit.
+    app.handle_event(&key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn detail_of_a_drop_names_the_reason() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Up));
+    app.handle_event(&key(KeyCode::Enter));
+    let b = draw_sized(&app, 100, 50);
+    let r = rows(&b);
+    assert_eq!(r[6], "  verdict       DROPPED");
+    assert_eq!(r[7], "  drop reason   POLICY_DENIED");
+    assert_eq!(r[9], "  event         drop (1/133)");
+    assert!(r.contains(
+        &"  > 15:04:05.040000 node1    drop                    DROPPED    SYN".to_string()
+    ));
+}
+
+#[test]
+fn lost_events_banner_and_node_status() {
+    let mut app = app_with(&fixtures::flows()[..2]);
+    app.on_response(GetFlowsResponse {
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::PerfEventRingBuffer as i32,
+            num_events_lost: 40,
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    app.on_response(GetFlowsResponse {
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::HubbleRingBuffer as i32,
+            num_events_lost: 2,
+            ..Default::default()
+        })),
+        ..Default::default()
+    });
+    app.on_response(GetFlowsResponse {
+        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+            state_change: NodeState::NodeUnavailable as i32,
+            node_names: vec!["node3".into()],
+            message: "connection refused".into(),
+        })),
+        ..Default::default()
+    });
+    let b = draw(&app);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  2 seen  2 buffered  2 shown  nodes: node1, node2  unavailable: node3"
+    );
+    let (x, _) = find(&b, "unavailable").unwrap();
+    assert_eq!(b[(x, 1)].fg, Color::Red);
+    assert_eq!(
+        row(&b, 2),
+        "42 events lost (HUBBLE_RING_BUFFER 2, PERF_EVENT_RING_BUFFER 40)"
+    );
+    assert_eq!(b[(0, 2)].fg, Color::Red);
+    // The table moves down a row to make room.
+    assert!(row(&b, 3).starts_with("TIME"));
+}
+
+#[test]
+fn flow_rate_in_the_header() {
+    let mut app = app_with(&[]);
+    let t0 = Instant::now();
+    app.on_tick(t0);
+    for f in fixtures::flows() {
+        app.on_response(flow(f));
+    }
+    app.on_tick(t0 + Duration::from_millis(500));
+    let b = draw(&app);
+    assert!(
+        row(&b, 1).starts_with("38.0 flows/s  19 seen"),
+        "{}",
+        row(&b, 1)
+    );
+}
+
+#[test]
+fn pause_freezes_the_view() {
+    let flows = fixtures::flows();
+    let mut app = app_with(&flows[..10]);
+    let before = rows(&draw(&app));
+    app.handle_event(&key(KeyCode::Char(' ')));
+    for f in &flows[10..] {
+        app.on_response(flow(f.clone()));
+    }
+    let after = rows(&draw(&app));
+    assert_eq!(
+        after[1],
+        "0.0 flows/s  19 seen  10 buffered  10 shown  nodes: node1, node2  PAUSED (+9 new)"
+    );
+    assert_eq!(before[2..29], after[2..29]);
+    // The filter applies to the frozen flows too.
+    app.handle_event(&key(KeyCode::Char('/')));
+    type_text(&mut app, "--to-port 9999");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.visible_len(), 2);
+    app.handle_event(&key(KeyCode::Char('/')));
+    // Ctrl-U clears the line; an empty filter shows everything.
+    let ctrl_u = Event::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+    app.handle_event(&ctrl_u);
+    assert_eq!(app.filter.input, "");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.visible_len(), 10);
+    // Resuming shows the new flows, newest at the bottom.
+    app.handle_event(&key(KeyCode::Char(' ')));
+    let resumed = rows(&draw(&app));
+    assert!(resumed[21].starts_with("15:04:05.050 node2    198.18.0.1:45000 (host)"));
+}
+
+#[test]
+fn scrolling_keeps_the_selection_still_while_flows_arrive() {
+    let flows = fixtures::flows();
+    let mut app = app_with(&flows[..10]);
+    draw(&app);
+    app.handle_event(&key(KeyCode::Up));
+    let b = draw(&app);
+    // The second newest (row 11) is selected, reversed.
+    assert_eq!(app.current_seq(), Some(8));
+    assert!(
+        b[(0, 11)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+    let before = rows(&b);
+    for f in &flows[10..] {
+        app.on_response(flow(f.clone()));
+    }
+    let after = rows(&draw(&app));
+    assert_eq!(before[3..13], after[3..13]);
+    assert_eq!(app.current_seq(), Some(8));
+    // End (or G) follows the newest again.
+    app.handle_event(&key(KeyCode::End));
+    assert_eq!(app.current_seq(), Some(18));
+    app.handle_event(&key(KeyCode::PageUp));
+    app.handle_event(&key(KeyCode::Char('G')));
+    assert_eq!((app.selected, app.current_seq()), (None, Some(18)));
+}
+
+#[test]
+fn page_keys_move_by_a_screen() {
+    let mut app = app_with(&fixtures::flows());
+    draw_sized(&app, W, 10);
+    // 10 rows: tabs, header, table header, 6 flow rows, bar.
+    assert_eq!(app.table_rows.get(), 6);
+    app.handle_event(&key(KeyCode::PageUp));
+    assert_eq!(app.current_seq(), Some(13));
+    let b = draw_sized(&app, W, 10);
+    assert!(
+        row(&b, 3).starts_with("15:04:05.021 node2"),
+        "{}",
+        row(&b, 3)
+    );
+    app.handle_event(&key(KeyCode::PageDown));
+    assert_eq!(app.selected, None);
+}
+
+#[test]
+fn tab_switches_views_and_graph_tabs_render() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::ServiceMap);
+    let b = draw(&app);
+    let r = rows(&b);
+    assert_eq!(
+        r[2..11],
+        [
+            "SOURCE -> DESTINATION                     FLOWS  CONNS  BYTES     VERDICTS               PORTS",
+            "default/frontend -> default/api           8      2      2.2 kB    forwarded 8            TCP/8080, TCP/9999",
+            "  from-endpoint (4) -> to-endpoint (4)",
+            "default/frontend -> kube-system/coredns-1 2      1      160 B     forwarded 2            UDP/53",
+            "  from-endpoint (1) -> to-endpoint (1)",
+            "default/frontend -> world                 2      2      120 B     forwarded 1, dropped 1 TCP/25, TCP/443",
+            "  from-endpoint (1) -> drop (1)                                   POLICY_DENIED 1",
+            "host -> default/api                       1      1      60 B      forwarded 1            TCP/8080",
+            "  to-endpoint (1)",
+        ]
+    );
+    let verdict_x = r[2].find("VERDICTS").unwrap() as u16;
+    assert_eq!(b[(verdict_x, 3)].fg, Color::Green);
+    assert_eq!(b[(verdict_x, 7)].fg, Color::Red);
+    assert_eq!(b[(verdict_x, 8)].fg, Color::Red);
+
+    app.handle_event(&key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::TopTalkers);
+    let r = rows(&draw(&app));
+    let pad = |s: &str, bytes: &str, flows: &str| format!("{s:<124}{bytes:<10}{flows}");
+    assert_eq!(r[2], format!(" by bytes {}", "─".repeat(130)));
+    assert_eq!(r[3], pad("#   SOURCE -> DESTINATION", "BYTES", "FLOWS"));
+    assert_eq!(
+        r[4],
+        pad("1   default/frontend -> default/api", "2.2 kB", "8")
+    );
+    assert_eq!(
+        r[5],
+        pad(
+            "2   default/frontend -> kube-system/coredns-1",
+            "160 B",
+            "2"
+        )
+    );
+    assert_eq!(r[6], pad("3   default/frontend -> world", "120 B", "2"));
+    assert_eq!(r[7], pad("4   host -> default/api", "60 B", "1"));
+    assert_eq!(r[16], format!(" by flows {}", "─".repeat(130)));
+    assert_eq!(
+        r[18],
+        pad("1   default/frontend -> default/api", "2.2 kB", "8")
+    );
+    app.handle_event(&key(KeyCode::Tab));
+    assert_eq!(app.tab, Tab::Flows);
+    app.handle_event(&key(KeyCode::BackTab));
+    assert_eq!(app.tab, Tab::TopTalkers);
+}
+
+#[test]
+fn quit_keys() {
+    let mut app = app_with(&[]);
+    assert_eq!(app.handle_event(&key(KeyCode::Char('q'))), Control::Quit);
+    assert_eq!(app.handle_event(&key(KeyCode::Esc)), Control::Quit);
+    let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    // Typing in the bar: q is text, Ctrl-C still quits.
+    app.handle_event(&key(KeyCode::Char('/')));
+    assert_eq!(
+        app.handle_event(&key(KeyCode::Char('q'))),
+        Control::Continue
+    );
+    assert_eq!(app.filter.input, "q");
+    assert_eq!(app.handle_event(&ctrl_c), Control::Quit);
+}
+
+#[test]
+fn buffer_is_bounded_and_counters_go_on() {
+    let mut app = App::with_capacity("", 5).unwrap();
+    for f in fixtures::flows() {
+        app.on_response(flow(f));
+    }
+    assert_eq!((app.buffer.len(), app.stats.flows_seen), (5, 19));
+    let b = draw(&app);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  19 seen  5 buffered  5 shown  nodes: node1, node2"
+    );
+    // The graph keeps what the buffer dropped (within its window).
+    assert_eq!(app.graph.graph().edges().len(), 4);
+}
+
+#[tokio::test]
+async fn run_loop_draws_flows_and_quits_on_q() {
+    let mut app = App::new("").unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(W, H)).unwrap();
+    let flows = tokio_stream::iter(fixtures::flows().into_iter().map(|f| Ok(flow(f))));
+    // The keys arrive after the flows and a few ticks.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tx.send(Ok(Event::FocusGained)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tx.send(Ok(key(KeyCode::Char('q')))).await.unwrap();
+    });
+    let keys = tokio_stream::wrappers::ReceiverStream::new(rx);
+    app.run(&mut terminal, flows, keys).await.unwrap();
+    assert_eq!(app.stats.flows_seen, 19);
+    assert_eq!(app.stats.stream_end.as_deref(), Some("stream ended"));
+    let b = terminal.backend().buffer().clone();
+    assert!(
+        row(&b, 22).starts_with("15:04:05.050 node2"),
+        "{:#?}",
+        rows(&b)
+    );
+    assert_eq!(row(&b, 2), "stream ended");
+}

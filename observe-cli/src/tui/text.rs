@@ -1,0 +1,128 @@
+//! How flow fields read on screen: clock times, endpoints, TCP flags, the
+//! event kind and the verdict with its colour. Shared by the table and the
+//! detail pane.
+
+use observer_proto::flow::{Endpoint, Flow, TcpFlags, Verdict, layer4::Protocol};
+use ratatui::style::Color;
+
+use crate::flows::output::timestamp;
+use crate::graph::HopKey;
+
+/// `15:04:05.123`, or with `micros` `15:04:05.123456`; `-` without a time.
+pub fn clock(ts: Option<&prost_types::Timestamp>, micros: bool) -> String {
+    let Some(t) = ts else { return "-".into() };
+    // `Nov 26 15:04:05.123` → the time of day.
+    let full = timestamp(Some(t));
+    let hms = full.get(7..15).unwrap_or("");
+    if micros {
+        format!("{hms}.{:06}", t.nanos / 1000)
+    } else {
+        format!("{hms}.{:03}", t.nanos / 1_000_000)
+    }
+}
+
+/// Source and destination ports, when the protocol has them.
+pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
+        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
+        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
+        _ => (None, None),
+    }
+}
+
+/// `default/api-0:8080`, `203.0.113.7:443 (world)`, `[fd42::1]:53`.
+pub fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
+    let host = match ep {
+        Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
+        _ if ip.contains(':') && port.is_some() => format!("[{ip}]"),
+        _ => ip.to_string(),
+    };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    let reserved = ep
+        .filter(|e| e.pod_name.is_empty())
+        .and_then(|e| e.labels.iter().find_map(|l| l.strip_prefix("reserved:")))
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!("{host}{port}{reserved}")
+}
+
+/// The packet's source and destination as shown in the table.
+pub fn source_and_destination(f: &Flow) -> (String, String) {
+    let (sport, dport) = ports(f);
+    let ip = f.ip.as_ref();
+    (
+        endpoint(
+            f.source.as_ref(),
+            ip.map_or("", |i| i.source.as_str()),
+            sport,
+        ),
+        endpoint(
+            f.destination.as_ref(),
+            ip.map_or("", |i| i.destination.as_str()),
+            dport,
+        ),
+    )
+}
+
+/// Where the flow was seen: `from-endpoint`, `drop`, ...
+pub fn kind(f: &Flow) -> String {
+    HopKey::of(f).map(HopKey::name).unwrap_or_default()
+}
+
+pub fn verdict_name(f: &Flow) -> &'static str {
+    Verdict::try_from(f.verdict).map_or("UNKNOWN", |v| v.as_str_name())
+}
+
+/// FORWARDED green, DROPPED red, AUDIT yellow, others the terminal's default.
+pub fn verdict_colour(f: &Flow) -> Color {
+    match Verdict::try_from(f.verdict) {
+        Ok(Verdict::Forwarded) => Color::Green,
+        Ok(Verdict::Dropped) => Color::Red,
+        Ok(Verdict::Audit) => Color::Yellow,
+        _ => Color::Reset,
+    }
+}
+
+/// `SYN, ACK`: the set flags in Hubble's order.
+pub fn tcp_flags(f: &TcpFlags) -> String {
+    let names = [
+        (f.syn, "SYN"),
+        (f.ack, "ACK"),
+        (f.psh, "PSH"),
+        (f.fin, "FIN"),
+        (f.rst, "RST"),
+        (f.urg, "URG"),
+        (f.ece, "ECE"),
+        (f.cwr, "CWR"),
+        (f.ns, "NS"),
+    ];
+    let set: Vec<&str> = names.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
+    set.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_read_like_the_compact_output() {
+        let world = Endpoint {
+            identity: 2,
+            labels: vec!["reserved:world".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            endpoint(Some(&world), "203.0.113.7", Some(443)),
+            "203.0.113.7:443 (world)"
+        );
+        assert_eq!(endpoint(None, "fd42::1", Some(53)), "[fd42::1]:53");
+        assert_eq!(endpoint(None, "198.18.0.1", None), "198.18.0.1");
+        let t = prost_types::Timestamp {
+            seconds: 1_795_705_445,
+            nanos: 1_100_000,
+        };
+        assert_eq!(clock(Some(&t), false), "15:04:05.001");
+        assert_eq!(clock(Some(&t), true), "15:04:05.001100");
+    }
+}

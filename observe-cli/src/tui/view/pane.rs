@@ -1,0 +1,46 @@
+//! The detail pane: the selected flow's fields, its connection's hops, then
+//! its endpoints.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use crate::tui::app::App;
+use crate::tui::{detail, path};
+
+impl App {
+    pub(super) fn render_detail(&self, frame: &mut Frame, area: Rect) {
+        let Some(f) = self.detail.and_then(|s| self.shown().get(s)) else {
+            frame.render_widget(Paragraph::new("the flow left the buffer"), area);
+            return;
+        };
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        let text = |l: String| {
+            if l.starts_with(' ') {
+                Line::raw(l)
+            } else {
+                Line::styled(l, bold)
+            }
+        };
+        let mut lines: Vec<Line> = detail::field_lines(f).into_iter().map(text).collect();
+        lines.push(Line::styled(
+            "Datapath hops (this connection, both ways, in time order)",
+            bold,
+        ));
+        for l in path::hop_lines(f, self.shown().iter()) {
+            lines.push(Line::raw(format!("  {l}")));
+        }
+        lines.extend(detail::endpoint_lines(f).into_iter().map(text));
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .title(" flow detail (esc: back, up/down: scroll) ");
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .scroll((self.detail_scroll, 0)),
+            area,
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The relay's settings, their defaults, and the check that turns peer
+//! addresses into URIs to dial.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::error::RelayError;
+use crate::store::DEFAULT_RING_CAPACITY;
+
+/// Where the relay serves by default, as Hubble Relay.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4245";
+/// How long the reorder window holds a flow by default.
+pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(500);
+/// How many flows the reorder window holds at most by default.
+pub const DEFAULT_BUFFER_CAPACITY: usize = 4096;
+
+/// Everything [`crate::Relay::start`] needs.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// flow-probe addresses, `HOST:PORT` (or `http://HOST:PORT`).
+    pub peers: Vec<String>,
+    /// How long each flow is held to be put in time order with other nodes'.
+    pub reorder_window: Duration,
+    /// At most this many flows are held in the reorder window.
+    pub buffer_capacity: usize,
+    /// Merged flows kept for `GetFlows` history.
+    pub ring_capacity: usize,
+    pub peer: PeerOptions,
+}
+
+/// How the relay talks to each peer.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// Period of the `ServerStatus` poll (also how soon a silent failure shows).
+    pub status_interval: Duration,
+    /// First delay before reconnecting; doubles on each failure...
+    pub backoff_min: Duration,
+    /// ...up to this.
+    pub backoff_max: Duration,
+    pub connect_timeout: Duration,
+    /// Limit of every unary call, and of HTTP/2 keep-alive pings.
+    pub call_timeout: Duration,
+    /// On reconnecting, flows from this long before the last one seen are asked
+    /// for again (duplicates are dropped by flow UUID), so none are skipped.
+    pub resume_overlap: Duration,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            status_interval: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(5),
+            resume_overlap: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Defaults for everything but the peers.
+    pub fn new(peers: Vec<String>) -> Self {
+        RelayConfig {
+            peers,
+            reorder_window: DEFAULT_REORDER_WINDOW,
+            buffer_capacity: DEFAULT_BUFFER_CAPACITY,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            peer: PeerOptions::default(),
+        }
+    }
+
+    /// The URI to dial for each peer, in order; fails on an empty, malformed or
+    /// repeated peer.
+    pub fn peer_uris(&self) -> Result<Vec<String>, RelayError> {
+        if self.peers.is_empty() {
+            return Err(RelayError::NoPeers);
+        }
+        let mut seen = BTreeSet::new();
+        let mut uris = Vec::with_capacity(self.peers.len());
+        for address in &self.peers {
+            let uri = peer_uri(address)?;
+            if !seen.insert(uri.clone()) {
+                return Err(RelayError::DuplicatePeer(address.clone()));
+            }
+            uris.push(uri);
+        }
+        Ok(uris)
+    }
+}
+
+/// `HOST:PORT` → `http://HOST:PORT`; an `http://` or `https://` URI stays.
+fn peer_uri(address: &str) -> Result<String, RelayError> {
+    let invalid = |reason: &str| RelayError::InvalidPeer {
+        address: address.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri = if address.starts_with("http://") || address.starts_with("https://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    let parsed: tonic::codegen::http::Uri = uri.parse().map_err(|e| invalid(&format!("{e}")))?;
+    if parsed.host().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if parsed.port_u16().is_none() {
+        return Err(invalid("no port (flow-probe listens on 4244)"));
+    }
+    if parsed.path() != "/" && !parsed.path().is_empty() {
+        return Err(invalid("a peer address has no path"));
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uris(peers: &[&str]) -> Result<Vec<String>, String> {
+        RelayConfig::new(peers.iter().map(|s| s.to_string()).collect())
+            .peer_uris()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn peers_become_uris() {
+        assert_eq!(
+            uris(&["127.0.0.1:4244", "http://[::1]:4244", "node2:4244"]).unwrap(),
+            [
+                "http://127.0.0.1:4244",
+                "http://[::1]:4244",
+                "http://node2:4244"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_peers_are_refused_with_the_reason() {
+        assert_eq!(
+            uris(&[]).unwrap_err(),
+            "no peers: give at least one flow-probe address (--peer HOST:PORT)"
+        );
+        assert_eq!(
+            uris(&["127.0.0.1"]).unwrap_err(),
+            "invalid peer address \"127.0.0.1\": no port (flow-probe listens on 4244)"
+        );
+        assert_eq!(
+            uris(&["a:1", "http://a:1"]).unwrap_err(),
+            "peer http://a:1 given twice"
+        );
+        assert!(
+            uris(&["a b:1"])
+                .unwrap_err()
+                .starts_with("invalid peer address \"a b:1\": ")
+        );
+    }
+}

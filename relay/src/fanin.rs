@@ -1,0 +1,78 @@
+//! [`Relay`]: starts the merge task and one task per peer over a shared
+//! [`RelayState`], and stops them.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::RelayConfig;
+use crate::error::RelayError;
+use crate::merge;
+use crate::peer::session::PeerCtx;
+use crate::peer::{Peers, task};
+use crate::reorder::ReorderWindow;
+use crate::state::RelayState;
+use crate::store::FlowStore;
+
+/// The running fan-in. Dropping it stops the tasks too (without waiting).
+pub struct Relay {
+    state: Arc<RelayState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Checks `cfg` and starts following every peer; call inside a tokio runtime.
+    pub fn start(cfg: &RelayConfig) -> Result<Relay, RelayError> {
+        let uris = cfg.peer_uris()?;
+        let addresses: Vec<String> = cfg
+            .peers
+            .iter()
+            .map(|p| {
+                p.trim_start_matches("http://")
+                    .trim_start_matches("https://")
+                    .to_string()
+            })
+            .collect();
+        let state = Arc::new(RelayState::new(
+            FlowStore::new(cfg.ring_capacity),
+            Peers::new(&addresses),
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        let (merge_tx, merge_rx) = mpsc::channel(merge::QUEUE);
+        let window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
+        let mut tasks = vec![tokio::spawn(merge::run(merge_rx, state.clone(), window))];
+        for (id, uri) in uris.into_iter().enumerate() {
+            let ctx = PeerCtx {
+                id,
+                uri,
+                state: state.clone(),
+                merge: merge_tx.clone(),
+                opts: cfg.peer.clone(),
+            };
+            tasks.push(tokio::spawn(task::run(ctx, stop_rx.clone())));
+        }
+        Ok(Relay { state, stop, tasks })
+    }
+
+    /// What the server serves from.
+    pub fn state(&self) -> Arc<RelayState> {
+        self.state.clone()
+    }
+
+    /// Stops the peer tasks, lets the merge flush its window into the store, and
+    /// waits for all of them.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

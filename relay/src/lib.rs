@@ -1,0 +1,62 @@
+//! relay: fans in every node's flow-probe and serves the same `observer.Observer`
+//! API for the whole cluster, flows of all nodes merged in time order.
+//!
+//! # Layout
+//! Data moves top to bottom:
+//! - [`peer`]: one task per flow-probe ([`peer::task`]). A session connects,
+//!   asks GetNodes (the node's name) and ServerStatus, then follows GetFlows
+//!   from the peer's whole ring; a periodic ServerStatus poll keeps the peer's
+//!   counters and notices a silent failure. When a session fails the peer turns
+//!   unavailable and is dialled again with exponential backoff
+//!   ([`peer::backoff`]); the next session resumes without repeats
+//!   ([`peer::resume`]). State changes are broadcast ([`peer::state`]).
+//! - [`merge`]: every peer's flows through one bounded queue into the
+//!   [`reorder`] window, which holds each flow for a while and releases them
+//!   sorted by flow time (late ones pass at once, counted; memory is bounded).
+//! - [`store`]: the ring of merged flows and the broadcast to followers; a slow
+//!   follower loses flows (and is told), ingestion never waits.
+//! - [`server`]: the gRPC service: GetFlows (node-status events first, history,
+//!   follow with in-band node-status changes), ServerStatus, GetNodes,
+//!   GetNamespaces; requests are checked by [`query`].
+//! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds
+//!   the settings; [`error`] the error types; [`time`] flow-time arithmetic.
+//!
+//! ```text
+//!  flow-probe ─► peer task ─┐
+//!  flow-probe ─► peer task ─┼─► merge (reorder window) ─► store ─► server ─► clients
+//!  flow-probe ─► peer task ─┘        peers' state ────────────────► (node status)
+//! ```
+//!
+//! History in Parquet and SQL will live in `history/` and `sql/`, fed from the
+//! store's broadcast like any follower.
+//!
+//! Shared with flow-probe in spirit but not in code yet: the store and the
+//! GetFlows request checks ([`query`]) mirror `flow_probe::store` and
+//! `flow_probe::server`; they should move into a crate both use (depending on
+//! flow-probe itself would build its eBPF objects and aya into the relay).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), relay::RelayError> {
+//! let cfg = relay::RelayConfig::new(vec!["127.0.0.1:4244".into()]);
+//! let relay = relay::Relay::start(&cfg)?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4245").await.unwrap();
+//! relay::server::run(listener, relay.state(), std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod fanin;
+pub mod merge;
+pub mod peer;
+pub mod query;
+pub mod reorder;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod time;
+
+pub use config::{PeerOptions, RelayConfig};
+pub use error::RelayError;
+pub use fanin::Relay;
+pub use state::RelayState;

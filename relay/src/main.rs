@@ -1,0 +1,102 @@
+//! The relay binary: parses flags into a [`RelayConfig`], starts the fan-in and
+//! serves `observer.Observer` until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
+use relay::store::DEFAULT_RING_CAPACITY;
+use relay::{Relay, RelayConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "relay",
+    version,
+    about = "Fans in every node's flow-probe and serves observer.Observer for all of them"
+)]
+struct Args {
+    /// A flow-probe to follow, HOST:PORT; repeat for every node.
+    #[arg(long = "peer", required = true)]
+    peers: Vec<String>,
+    /// gRPC listen address.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// How long each flow is held to be put in time order with other nodes'.
+    #[arg(long, default_value_t = 500)]
+    reorder_window_ms: u64,
+    /// At most this many flows are held in the reorder window.
+    #[arg(long, default_value_t = DEFAULT_BUFFER_CAPACITY)]
+    buffer_capacity: usize,
+    /// Merged flows kept in memory for GetFlows.
+    #[arg(long, default_value_t = DEFAULT_RING_CAPACITY)]
+    ring_capacity: usize,
+    /// File to write the bound address to once serving.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+impl Args {
+    fn config(&self) -> RelayConfig {
+        RelayConfig {
+            reorder_window: Duration::from_millis(self.reorder_window_ms),
+            buffer_capacity: self.buffer_capacity,
+            ring_capacity: self.ring_capacity,
+            ..RelayConfig::new(self.peers.clone())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let relay = Relay::start(&args.config())?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    log::info!(
+        "serving observer.Observer on {bound} for {} peer(s)",
+        args.peers.len()
+    );
+    if let Some(path) = &args.ready_file {
+        // Through a temporary name, so a reader never sees half a line.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{bound}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing ready file {}", path.display()))?;
+    }
+    let served = relay::server::run(listener, relay.state(), shutdown_signal()).await;
+    log::info!("shutting down");
+    relay.shutdown().await;
+    Ok(served?)
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(args)));
+    if let Err(e) = result {
+        eprintln!("relay: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,18 @@
+//! The peers: one task per flow-probe, each following its flows into the merge
+//! and keeping its state in [`Peers`].
+//!
+//! - [`state`]: what is known about every peer; state changes are broadcast as
+//!   node-status events.
+//! - [`task`]: the per-peer loop: a session, and after it fails, a backoff
+//!   ([`backoff`]) and the next session.
+//! - [`session`]: one connection: GetNodes (the node's name), ServerStatus,
+//!   GetFlows with follow, then flows to the merge and a periodic status poll.
+//! - [`resume`]: after a reconnect, asks for the flows missed and drops repeats.
+
+pub mod backoff;
+pub mod resume;
+pub(crate) mod session;
+pub mod state;
+pub(crate) mod task;
+
+pub use state::{PeerId, PeerStatus, PeerView, Peers};

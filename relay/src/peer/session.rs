@@ -1,0 +1,131 @@
+//! One session with a peer: connect, learn its name and status, follow its
+//! flows into the merge, and poll its status; ends with the error that ended it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::observer::{
+    GetFlowsRequest, GetFlowsResponse, GetNodesRequest, ServerStatusRequest,
+};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tonic::transport::Endpoint;
+
+use super::backoff::Backoff;
+use super::resume::Resume;
+use super::state::PeerId;
+use crate::config::PeerOptions;
+use crate::error::PeerError;
+use crate::state::RelayState;
+
+/// How often an idle connection is pinged (a peer that vanished without closing
+/// its connection fails the ping after `call_timeout`).
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// What a peer task works with.
+pub(crate) struct PeerCtx {
+    pub id: PeerId,
+    pub uri: String,
+    pub state: Arc<RelayState>,
+    pub merge: mpsc::Sender<GetFlowsResponse>,
+    pub opts: PeerOptions,
+}
+
+/// Runs one session until it fails; resets `backoff` once connected.
+pub(crate) async fn run(ctx: &PeerCtx, resume: &mut Resume, backoff: &mut Backoff) -> PeerError {
+    match session(ctx, resume, backoff).await {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+async fn session(
+    ctx: &PeerCtx,
+    resume: &mut Resume,
+    backoff: &mut Backoff,
+) -> Result<Infallible, PeerError> {
+    let opts = &ctx.opts;
+    let channel = Endpoint::from_shared(ctx.uri.clone())
+        .map_err(|e| PeerError::connect(&e))?
+        .connect_timeout(opts.connect_timeout)
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(opts.call_timeout)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| PeerError::connect(&e))?;
+    let mut client = ObserverClient::new(channel);
+    let nodes = call(opts, "GetNodes", client.get_nodes(GetNodesRequest {})).await?;
+    let mut name = nodes
+        .nodes
+        .into_iter()
+        .map(|n| n.name)
+        .find(|n| !n.is_empty());
+    let status = call(
+        opts,
+        "ServerStatus",
+        client.server_status(ServerStatusRequest {}),
+    )
+    .await?;
+    let request = GetFlowsRequest {
+        // The peer's whole ring: what happened before we connected counts too.
+        number: status.max_flows.max(1),
+        follow: true,
+        since: resume.since(opts.resume_overlap),
+        ..Default::default()
+    };
+    resume.start_session();
+    let mut stream = call(opts, "GetFlows", client.get_flows(request)).await?;
+    ctx.state
+        .peers()
+        .mark_connected(ctx.id, name.clone(), status, client.clone());
+    backoff.reset();
+
+    let mut poll =
+        tokio::time::interval_at(Instant::now() + opts.status_interval, opts.status_interval);
+    poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = stream.message() => {
+                let mut response = message
+                    .map_err(PeerError::rpc("GetFlows"))?
+                    .ok_or(PeerError::StreamEnded)?;
+                if !resume.accept(&response) {
+                    continue;
+                }
+                match &name {
+                    None if !response.node_name.is_empty() => {
+                        ctx.state.peers().learn_name(ctx.id, &response.node_name);
+                        name = Some(response.node_name.clone());
+                    }
+                    Some(n) if response.node_name.is_empty() => response.node_name = n.clone(),
+                    _ => {}
+                }
+                ctx.state.peers().count_flow(ctx.id);
+                ctx.merge.send(response).await.map_err(|_| PeerError::MergeClosed)?;
+            }
+            _ = poll.tick() => {
+                let status = call(opts, "ServerStatus", client.server_status(ServerStatusRequest {})).await?;
+                ctx.state.peers().update_status(ctx.id, status);
+            }
+        }
+    }
+}
+
+/// A call with the configured time limit.
+async fn call<T>(
+    opts: &PeerOptions,
+    what: &'static str,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, PeerError> {
+    match tokio::time::timeout(opts.call_timeout, call).await {
+        Err(_) => Err(PeerError::Timeout(what)),
+        Ok(answer) => answer
+            .map(tonic::Response::into_inner)
+            .map_err(PeerError::rpc(what)),
+    }
+}

@@ -1,0 +1,339 @@
+//! What the relay knows about each peer, shared by the peer tasks (which write
+//! it) and the server (which reads it), and the broadcast of state changes that
+//! following clients receive in-band as node-status events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use observer_proto::observer::ServerStatusResponse;
+use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::relay::{NodeState, NodeStatusEvent};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+/// Index of a peer in [`Peers`] (the order of the configuration).
+pub type PeerId = usize;
+
+/// Message of a peer the relay has not reached yet.
+pub const NOT_CONNECTED_YET: &str = "not connected yet";
+
+/// The last `ServerStatus` answer of a peer and when it came.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    pub response: ServerStatusResponse,
+    pub at: Instant,
+}
+
+/// One peer as seen at one moment.
+#[derive(Debug, Clone)]
+pub struct PeerView {
+    /// The address the relay dials.
+    pub address: String,
+    /// The node name it reports, else its address.
+    pub name: String,
+    /// `Some(since)` while connected.
+    pub connected_since: Option<Instant>,
+    /// Why it is unavailable (the last error), when it is.
+    pub last_error: Option<String>,
+    /// Flows and other records the relay took from this peer.
+    pub flows_seen: u64,
+    /// The last status poll, from this or an earlier connection.
+    pub status: Option<PeerStatus>,
+    /// The peer's software version, as it reports it.
+    pub version: String,
+}
+
+impl PeerView {
+    pub fn is_connected(&self) -> bool {
+        self.connected_since.is_some()
+    }
+
+    /// The peer's uptime now, extrapolated from its last status answer.
+    pub fn uptime_ns(&self) -> u64 {
+        self.status.as_ref().map_or(0, |s| {
+            let since_poll = if self.is_connected() {
+                s.at.elapsed().as_nanos() as u64
+            } else {
+                0
+            };
+            s.response.uptime_ns.saturating_add(since_poll)
+        })
+    }
+}
+
+#[derive(Debug)]
+struct PeerEntry {
+    address: String,
+    name: Option<String>,
+    connected_since: Option<Instant>,
+    last_error: Option<String>,
+    status: Option<PeerStatus>,
+    version: String,
+    client: Option<ObserverClient<Channel>>,
+}
+
+impl PeerEntry {
+    fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.address.clone())
+    }
+}
+
+/// Every peer of the relay.
+pub struct Peers {
+    entries: Mutex<Vec<PeerEntry>>,
+    flows_seen: Vec<AtomicU64>,
+    events: broadcast::Sender<NodeStatusEvent>,
+}
+
+impl Peers {
+    pub fn new(addresses: &[String]) -> Self {
+        let entries = addresses
+            .iter()
+            .map(|a| PeerEntry {
+                address: a.clone(),
+                name: None,
+                connected_since: None,
+                last_error: Some(NOT_CONNECTED_YET.to_string()),
+                status: None,
+                version: String::new(),
+                client: None,
+            })
+            .collect();
+        let (events, _) = broadcast::channel(64);
+        Peers {
+            entries: Mutex::new(entries),
+            flows_seen: addresses.iter().map(|_| AtomicU64::new(0)).collect(),
+            events,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<PeerEntry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows_seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The peer is connected and following; tells followers.
+    pub fn mark_connected(
+        &self,
+        id: PeerId,
+        name: Option<String>,
+        status: ServerStatusResponse,
+        client: ObserverClient<Channel>,
+    ) {
+        let mut entries = self.lock();
+        let e = &mut entries[id];
+        if name.is_some() {
+            e.name = name;
+        }
+        e.version = status.version.clone();
+        e.status = Some(PeerStatus {
+            response: status,
+            at: Instant::now(),
+        });
+        e.connected_since = Some(Instant::now());
+        e.last_error = None;
+        e.client = Some(client);
+        log::info!("peer {} ({}) connected", e.name(), e.address);
+        // Sent under the lock: a subscriber's snapshot and its events agree.
+        let _ = self.events.send(NodeStatusEvent {
+            state_change: NodeState::NodeConnected as i32,
+            node_names: vec![e.name()],
+            message: String::new(),
+        });
+    }
+
+    /// The peer failed (or could not be reached again); tells followers when it
+    /// was connected until now.
+    pub fn mark_unavailable(&self, id: PeerId, error: String) {
+        let mut entries = self.lock();
+        let e = &mut entries[id];
+        let was_connected = e.connected_since.take().is_some();
+        e.client = None;
+        if was_connected {
+            log::warn!("peer {} ({}) unavailable: {error}", e.name(), e.address);
+            let _ = self.events.send(NodeStatusEvent {
+                state_change: NodeState::NodeUnavailable as i32,
+                node_names: vec![e.name()],
+                message: error.clone(),
+            });
+        } else if e.last_error.as_deref() != Some(error.as_str()) {
+            log::debug!("peer {} ({}): {error}", e.name(), e.address);
+        }
+        e.last_error = Some(error);
+    }
+
+    /// Records the node name found in a peer's flows, if it had none.
+    pub fn learn_name(&self, id: PeerId, name: &str) {
+        if name.is_empty() {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries[id].name.is_none() {
+            entries[id].name = Some(name.to_string());
+        }
+    }
+
+    /// Whether the peer's name is known (from GetNodes or its flows).
+    pub fn has_name(&self, id: PeerId) -> bool {
+        self.lock()[id].name.is_some()
+    }
+
+    /// Stores a status poll's answer.
+    pub fn update_status(&self, id: PeerId, status: ServerStatusResponse) {
+        let mut entries = self.lock();
+        entries[id].version = status.version.clone();
+        entries[id].status = Some(PeerStatus {
+            response: status,
+            at: Instant::now(),
+        });
+    }
+
+    pub fn count_flow(&self, id: PeerId) {
+        self.flows_seen[id].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every peer, in configuration order.
+    pub fn views(&self) -> Vec<PeerView> {
+        self.lock()
+            .iter()
+            .zip(&self.flows_seen)
+            .map(|(e, seen)| PeerView {
+                address: e.address.clone(),
+                name: e.name(),
+                connected_since: e.connected_since,
+                last_error: e.last_error.clone(),
+                flows_seen: seen.load(Ordering::Relaxed),
+                status: e.status.clone(),
+                version: e.version.clone(),
+            })
+            .collect()
+    }
+
+    /// Clients of the connected peers, with their names.
+    pub fn connected_clients(&self) -> Vec<(String, ObserverClient<Channel>)> {
+        self.lock()
+            .iter()
+            .filter_map(|e| e.client.clone().map(|c| (e.name(), c)))
+            .collect()
+    }
+
+    /// Node-status events describing every peer now, and a receiver of the
+    /// changes that follow, taken together.
+    pub fn status_and_subscribe(
+        &self,
+    ) -> (Vec<NodeStatusEvent>, broadcast::Receiver<NodeStatusEvent>) {
+        let entries = self.lock();
+        let rx = self.events.subscribe();
+        (status_events(&entries), rx)
+    }
+
+    /// Node-status events describing every peer now.
+    pub fn status_events(&self) -> Vec<NodeStatusEvent> {
+        status_events(&self.lock())
+    }
+}
+
+/// One `NODE_CONNECTED` event naming every connected peer, then one
+/// `NODE_UNAVAILABLE` event per other peer, with its last error.
+fn status_events(entries: &[PeerEntry]) -> Vec<NodeStatusEvent> {
+    let connected: Vec<String> = entries
+        .iter()
+        .filter(|e| e.connected_since.is_some())
+        .map(PeerEntry::name)
+        .collect();
+    let mut events = Vec::new();
+    if !connected.is_empty() {
+        events.push(NodeStatusEvent {
+            state_change: NodeState::NodeConnected as i32,
+            node_names: connected,
+            message: String::new(),
+        });
+    }
+    for e in entries.iter().filter(|e| e.connected_since.is_none()) {
+        events.push(NodeStatusEvent {
+            state_change: NodeState::NodeUnavailable as i32,
+            node_names: vec![e.name()],
+            message: e.last_error.clone().unwrap_or_default(),
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> ObserverClient<Channel> {
+        ObserverClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy())
+    }
+
+    fn event(state: NodeState, names: &[&str], message: &str) -> NodeStatusEvent {
+        NodeStatusEvent {
+            state_change: state as i32,
+            node_names: names.iter().map(|s| s.to_string()).collect(),
+            message: message.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn transitions_are_broadcast_once_and_snapshots_describe_everyone() {
+        let peers = Peers::new(&["10.0.0.1:4244".into(), "10.0.0.2:4244".into()]);
+        let (initial, mut rx) = peers.status_and_subscribe();
+        assert_eq!(
+            initial,
+            [
+                event(
+                    NodeState::NodeUnavailable,
+                    &["10.0.0.1:4244"],
+                    NOT_CONNECTED_YET
+                ),
+                event(
+                    NodeState::NodeUnavailable,
+                    &["10.0.0.2:4244"],
+                    NOT_CONNECTED_YET
+                ),
+            ]
+        );
+        // Failing while never connected changes the message, not the state.
+        peers.mark_unavailable(1, "connection refused".into());
+        peers.mark_connected(
+            0,
+            Some("node1".into()),
+            ServerStatusResponse::default(),
+            client(),
+        );
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            event(NodeState::NodeConnected, &["node1"], "")
+        );
+        peers.mark_unavailable(0, "stream broke".into());
+        peers.mark_unavailable(0, "still down".into());
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            event(NodeState::NodeUnavailable, &["node1"], "stream broke")
+        );
+        assert!(rx.try_recv().is_err(), "no event without a transition");
+        peers.mark_connected(0, None, ServerStatusResponse::default(), client());
+        let _ = rx.recv().await.unwrap();
+        assert_eq!(
+            peers.status_events(),
+            [
+                event(NodeState::NodeConnected, &["node1"], ""),
+                event(
+                    NodeState::NodeUnavailable,
+                    &["10.0.0.2:4244"],
+                    "connection refused"
+                ),
+            ]
+        );
+        assert_eq!(peers.connected_clients().len(), 1);
+    }
+}

@@ -1,0 +1,269 @@
+//! GetFlows through the relay.
+//!
+//! Every answer starts with node-status events describing each peer (one
+//! `NODE_CONNECTED` naming the connected ones, one `NODE_UNAVAILABLE` per other
+//! peer with its last error), then the selected part of the merged ring. With
+//! follow, live flows come next, and a peer failing or coming back arrives
+//! in-band as another node-status event: the client's stream never fails for it.
+
+use std::sync::Arc;
+
+use observer_proto::flow::{LostEvent, LostEventSource};
+use observer_proto::observer::GetFlowsRequest;
+use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::relay::NodeStatusEvent;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+
+use super::FlowStream;
+use crate::error::RequestError;
+use crate::query::FlowQuery;
+use crate::state::RelayState;
+use crate::store::Entry;
+use crate::time::{now_nanos, timestamp};
+
+/// Responses queued per client before the sending task waits for it.
+const CLIENT_QUEUE: usize = 256;
+
+/// The client went away.
+struct Gone;
+
+type Tx = mpsc::Sender<Result<GetFlowsResponse, Status>>;
+
+/// Validates the request and starts the task that answers it.
+pub(super) fn open(
+    state: &Arc<RelayState>,
+    req: &GetFlowsRequest,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<FlowStream, RequestError> {
+    let query = FlowQuery::parse(req)?;
+    let (statuses, status_rx) = state.peers().status_and_subscribe();
+    let (ring, flow_rx) = if query.follow {
+        let (ring, rx) = state.store().snapshot_and_follow();
+        (ring, Some(rx))
+    } else {
+        (state.store().snapshot(), None)
+    };
+    let after = ring.last().map(|e| e.seq);
+    let history = query.history(ring);
+    let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let answer = async {
+            for event in statuses {
+                send(&tx, node_status(event)).await?;
+            }
+            for entry in history {
+                send(&tx, (*entry.response).clone()).await?;
+            }
+            if let Some(flow_rx) = flow_rx {
+                let live = Live {
+                    query,
+                    after,
+                    flows: flow_rx,
+                    statuses: status_rx,
+                };
+                live.follow(&state, &tx).await?;
+            }
+            Ok::<(), Gone>(())
+        };
+        tokio::select! {
+            _ = answer => {}
+            _ = stopping.wait_for(|s| *s) => {}
+            () = tx.closed() => {}
+        }
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+async fn send(tx: &Tx, response: GetFlowsResponse) -> Result<(), Gone> {
+    tx.send(Ok(response)).await.map_err(|_| Gone)
+}
+
+fn node_status(event: NodeStatusEvent) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: String::new(),
+        time: Some(timestamp(now_nanos())),
+        response_types: Some(ResponseTypes::NodeStatus(event)),
+    }
+}
+
+/// A following client's receivers.
+struct Live {
+    query: FlowQuery,
+    /// Sequence number of the last entry of the history snapshot.
+    after: Option<u64>,
+    flows: broadcast::Receiver<Entry>,
+    statuses: broadcast::Receiver<NodeStatusEvent>,
+}
+
+impl Live {
+    async fn follow(mut self, state: &RelayState, tx: &Tx) -> Result<(), Gone> {
+        loop {
+            tokio::select! {
+                biased;
+                event = self.statuses.recv() => match event {
+                    Ok(event) => send(tx, node_status(event)).await?,
+                    // Missed changes: describe every peer again.
+                    Err(RecvError::Lagged(_)) => {
+                        for event in state.peers().status_events() {
+                            send(tx, node_status(event)).await?;
+                        }
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                entry = self.flows.recv() => match entry {
+                    Ok(entry) => {
+                        if self.after.is_some_and(|a| entry.seq <= a) {
+                            continue;
+                        }
+                        if self.query.is_past_until(&entry.response) {
+                            return Ok(());
+                        }
+                        if self.query.selects(&entry.response) {
+                            send(tx, (*entry.response).clone()).await?;
+                        }
+                    }
+                    // This client fell behind; tell it how much it missed.
+                    Err(RecvError::Lagged(n)) => send(tx, lost(n)).await?,
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+fn lost(n: u64) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: String::new(),
+        time: Some(timestamp(now_nanos())),
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::ObserverEventsQueue as i32,
+            num_events_lost: n,
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use observer_proto::flow::Flow;
+    use observer_proto::observer::ServerStatusResponse;
+    use observer_proto::observer::observer_client::ObserverClient;
+    use observer_proto::relay::NodeState;
+    use tonic::transport::Channel;
+
+    use super::*;
+    use crate::peer::Peers;
+    use crate::store::FlowStore;
+    use crate::time::event_time;
+
+    fn flow_at(t: i128) -> GetFlowsResponse {
+        GetFlowsResponse {
+            node_name: "n1".into(),
+            time: Some(timestamp(t)),
+            response_types: Some(ResponseTypes::Flow(Flow::default())),
+        }
+    }
+
+    /// A following client's receivers, taken before anything is pushed.
+    fn live(state: &RelayState) -> Live {
+        let (_, flows) = state.store().snapshot_and_follow();
+        let (_, statuses) = state.peers().status_and_subscribe();
+        let query = FlowQuery::parse(&GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .unwrap();
+        Live {
+            query,
+            after: None,
+            flows,
+            statuses,
+        }
+    }
+
+    fn state() -> Arc<RelayState> {
+        Arc::new(RelayState::new(
+            FlowStore::new(10),
+            Peers::new(&["127.0.0.1:1".into()]),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_follower_that_falls_behind_is_told_how_much_it_lost() {
+        let state = state();
+        let live = live(&state);
+        // Ingestion does not wait for the follower: 1030 entries against a
+        // broadcast of 1024.
+        for t in 0..1030 {
+            state.store().push(flow_at(t));
+        }
+        let (tx, mut rx) = mpsc::channel(2048);
+        let follower_state = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = live.follow(&follower_state, &tx).await;
+        });
+        let first = rx.recv().await.unwrap().unwrap();
+        let Some(ResponseTypes::LostEvents(lost)) = first.response_types else {
+            panic!("expected lost events, got {first:?}");
+        };
+        assert_eq!(lost.num_events_lost, 6);
+        assert_eq!(lost.source, LostEventSource::ObserverEventsQueue as i32);
+        let next = rx.recv().await.unwrap().unwrap();
+        assert_eq!(event_time(&next), Some(6));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn peer_changes_arrive_in_band_between_flows() {
+        let state = state();
+        let live = live(&state);
+        let (tx, mut rx) = mpsc::channel(16);
+        let follower_state = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = live.follow(&follower_state, &tx).await;
+        });
+        state.store().push(flow_at(1));
+        let got = rx.recv().await.unwrap().unwrap();
+        assert_eq!(event_time(&got), Some(1));
+        let client = ObserverClient::new(Channel::from_static("http://127.0.0.1:1").connect_lazy());
+        state.peers().mark_connected(
+            0,
+            Some("node1".into()),
+            ServerStatusResponse::default(),
+            client,
+        );
+        state.peers().mark_unavailable(0, "stream broke".into());
+        let mut changes = Vec::new();
+        for _ in 0..2 {
+            let r = rx.recv().await.unwrap().unwrap();
+            let Some(ResponseTypes::NodeStatus(e)) = r.response_types else {
+                panic!("expected node status, got {r:?}");
+            };
+            changes.push((e.state_change, e.node_names, e.message));
+        }
+        assert_eq!(
+            changes,
+            [
+                (
+                    NodeState::NodeConnected as i32,
+                    vec!["node1".to_string()],
+                    String::new()
+                ),
+                (
+                    NodeState::NodeUnavailable as i32,
+                    vec!["node1".to_string()],
+                    "stream broke".to_string()
+                ),
+            ]
+        );
+        state.store().push(flow_at(2));
+        let got = rx.recv().await.unwrap().unwrap();
+        assert_eq!(event_time(&got), Some(2), "the stream goes on");
+        task.abort();
+    }
+}

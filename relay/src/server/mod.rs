@@ -1,0 +1,96 @@
+//! The relay's `observer.Observer` service, the same API flow-probe serves,
+//! answered for every peer at once.
+//!
+//! - [`flows`]: GetFlows: node-status events first, then the merged history,
+//!   then (with follow) live flows interleaved with node-status changes.
+//! - [`status`]: ServerStatus and GetNodes from the peers' state.
+//! - [`namespaces`]: GetNamespaces, the union over peers and the merged ring.
+
+mod flows;
+mod namespaces;
+mod status;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use observer_proto::observer::observer_server::{Observer, ObserverServer};
+use observer_proto::observer::{
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
+    GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
+};
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::error::RelayError;
+use crate::state::RelayState;
+
+/// The stream GetFlows answers with.
+pub type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+
+/// The gRPC service over a [`RelayState`].
+pub struct RelayService {
+    state: Arc<RelayState>,
+    /// Turns true when the server shuts down: ends following streams, which
+    /// graceful shutdown waits for.
+    stopping: watch::Receiver<bool>,
+}
+
+/// Serves `observer.Observer` on `listener` until `shutdown` resolves.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: Arc<RelayState>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RelayError> {
+    let (stop, stopping) = watch::channel(false);
+    let service = RelayService { state, stopping };
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tonic::transport::Server::builder()
+        .add_service(ObserverServer::new(service))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Observer for RelayService {
+    type GetFlowsStream = FlowStream;
+
+    async fn get_flows(
+        &self,
+        request: Request<GetFlowsRequest>,
+    ) -> Result<Response<FlowStream>, Status> {
+        let stream = flows::open(&self.state, request.get_ref(), self.stopping.clone())?;
+        Ok(Response::new(stream))
+    }
+
+    async fn server_status(
+        &self,
+        _: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
+        Ok(Response::new(status::server_status(&self.state)))
+    }
+
+    async fn get_nodes(
+        &self,
+        _: Request<GetNodesRequest>,
+    ) -> Result<Response<GetNodesResponse>, Status> {
+        Ok(Response::new(GetNodesResponse {
+            nodes: status::nodes(&self.state),
+        }))
+    }
+
+    async fn get_namespaces(
+        &self,
+        _: Request<GetNamespacesRequest>,
+    ) -> Result<Response<GetNamespacesResponse>, Status> {
+        Ok(Response::new(GetNamespacesResponse {
+            namespaces: namespaces::union(&self.state).await,
+        }))
+    }
+}

@@ -1,0 +1,132 @@
+//! ServerStatus and GetNodes: the peers' last status answers and connection
+//! state, summed or listed.
+
+use observer_proto::observer::{Node, ServerStatusResponse};
+use observer_proto::relay::NodeState;
+
+use crate::peer::PeerView;
+use crate::state::{RelayState, VERSION};
+
+/// Sums over the connected peers' last status answers, the relay's own uptime,
+/// and which peers are unavailable.
+pub(super) fn server_status(state: &RelayState) -> ServerStatusResponse {
+    summarize(&state.peers().views(), state.uptime().as_nanos() as u64)
+}
+
+fn summarize(peers: &[PeerView], uptime_ns: u64) -> ServerStatusResponse {
+    let mut out = ServerStatusResponse {
+        uptime_ns,
+        version: VERSION.to_string(),
+        ..Default::default()
+    };
+    let mut connected = 0;
+    for peer in peers {
+        if !peer.is_connected() {
+            out.unavailable_nodes.push(peer.name.clone());
+            continue;
+        }
+        connected += 1;
+        if let Some(s) = &peer.status {
+            out.num_flows += s.response.num_flows;
+            out.max_flows += s.response.max_flows;
+            out.seen_flows += s.response.seen_flows;
+            out.flows_rate += s.response.flows_rate;
+        }
+    }
+    out.num_connected_nodes = Some(connected);
+    out.num_unavailable_nodes = Some(out.unavailable_nodes.len() as u32);
+    out
+}
+
+/// One `Node` per peer, in configuration order.
+pub(super) fn nodes(state: &RelayState) -> Vec<Node> {
+    state.peers().views().iter().map(node).collect()
+}
+
+fn node(peer: &PeerView) -> Node {
+    let status = peer.status.as_ref().map(|s| &s.response);
+    Node {
+        name: peer.name.clone(),
+        version: peer.version.clone(),
+        address: peer.address.clone(),
+        state: if peer.is_connected() {
+            NodeState::NodeConnected
+        } else {
+            NodeState::NodeUnavailable
+        } as i32,
+        uptime_ns: if peer.is_connected() {
+            peer.uptime_ns()
+        } else {
+            0
+        },
+        num_flows: status.map_or(0, |s| s.num_flows),
+        max_flows: status.map_or(0, |s| s.max_flows),
+        seen_flows: status.map_or(0, |s| s.seen_flows),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use observer_proto::observer::ServerStatusResponse;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::peer::PeerStatus;
+
+    fn peer(name: &str, connected: bool, flows: u64) -> PeerView {
+        PeerView {
+            address: format!("{name}:4244"),
+            name: name.into(),
+            connected_since: connected.then(Instant::now),
+            last_error: (!connected).then(|| "refused".to_string()),
+            flows_seen: flows,
+            status: Some(PeerStatus {
+                response: ServerStatusResponse {
+                    num_flows: flows,
+                    max_flows: 4095,
+                    seen_flows: flows * 2,
+                    uptime_ns: 7,
+                    flows_rate: 1.5,
+                    version: "flow-probe 0.1.0".into(),
+                    ..Default::default()
+                },
+                at: Instant::now(),
+            }),
+            version: "flow-probe 0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn sums_connected_peers_and_names_the_unavailable() {
+        let peers = [
+            peer("n1", true, 10),
+            peer("n2", false, 20),
+            peer("n3", true, 5),
+        ];
+        let s = summarize(&peers, 42);
+        assert_eq!(
+            (s.num_flows, s.max_flows, s.seen_flows, s.flows_rate),
+            (15, 8190, 30, 3.0)
+        );
+        assert_eq!(
+            (s.num_connected_nodes, s.num_unavailable_nodes),
+            (Some(2), Some(1))
+        );
+        assert_eq!(s.unavailable_nodes, ["n2"]);
+        assert_eq!((s.uptime_ns, s.version.as_str()), (42, VERSION));
+    }
+
+    #[test]
+    fn nodes_carry_state_and_counters() {
+        let up = node(&peer("n1", true, 10));
+        assert_eq!(up.state, NodeState::NodeConnected as i32);
+        assert_eq!((up.num_flows, up.max_flows, up.seen_flows), (10, 4095, 20));
+        assert!(up.uptime_ns >= 7);
+        assert_eq!(up.address, "n1:4244");
+        let down = node(&peer("n2", false, 20));
+        assert_eq!(
+            (down.state, down.uptime_ns),
+            (NodeState::NodeUnavailable as i32, 0)
+        );
+    }
+}
