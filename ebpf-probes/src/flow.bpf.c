@@ -265,6 +265,8 @@ int kfree_skb(void *ctx)
 	ev->bytes = BPF_CORE_READ(skb, len);
 	ev->pkt_len = ev->bytes;
 	ev->tcp_flags = info.tcp_flags;
+	ev->icmp_type = info.icmp_type;
+	ev->icmp_code = info.icmp_code;
 	ev->reason = EMIT_PACKET;
 	ev->verdict = VERDICT_DROPPED;
 	ev->kind = KIND_DROP;

@@ -12,11 +12,11 @@ use observer_proto::observe::v1::KernelFeature;
 
 use crate::datapath::{Datapath, PolicyNames};
 use crate::enrich::Enricher;
-use crate::policy_watch;
 use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
 use crate::kernel::loader::{LoadedProbe, ProbeConfig};
 use crate::kernel::sysfs;
 use crate::pipeline::{self, Pipeline};
+use crate::policy_watch;
 use crate::server::{self, NodeInfo, ObserverService};
 use crate::store::FlowStore;
 
@@ -38,6 +38,11 @@ pub struct AgentConfig {
     pub services: Option<PathBuf>,
     pub ring_capacity: usize,
     pub probe: ProbeConfig,
+    /// Where `/metrics` is served (`None`: no metrics).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Written with the bound metrics address once serving.
+    pub metrics_ready_file: Option<PathBuf>,
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// Runs until `shutdown` resolves, then detaches everything.
@@ -114,11 +119,23 @@ pub async fn run(
     let mut datapath = None;
     if let Some(p) = probe.as_mut() {
         if !p.adopted_maps.is_empty() {
-            log::info!("re-adopted pinned maps {:?}: their policy stayed in force", p.adopted_maps);
+            log::info!(
+                "re-adopted pinned maps {:?}: their policy stayed in force",
+                p.adopted_maps
+            );
         }
         for a in &p.attached {
-            log::info!("attached to {} (ifindex {}, {:?})", a.ifname, a.ifindex, a.mode);
-            enricher.add_interface(a.ifindex, &a.ifname, endpoint_ip_of.get(&a.ifname).copied().flatten());
+            log::info!(
+                "attached to {} (ifindex {}, {:?})",
+                a.ifname,
+                a.ifindex,
+                a.mode
+            );
+            enricher.add_interface(
+                a.ifindex,
+                &a.ifname,
+                endpoint_ip_of.get(&a.ifname).copied().flatten(),
+            );
         }
         enricher.set_kernel_drop_reasons(p.kernel_drop_reasons.clone());
         let ifindex_of = endpoints
@@ -130,21 +147,47 @@ pub async fn run(
                 Some((ep.id, a.ifindex))
             })
             .collect();
-        datapath = p.take_datapath().map(|maps| Datapath::new(maps, ifindex_of, names.clone()));
+        datapath = p
+            .take_datapath()
+            .map(|maps| Datapath::new(maps, ifindex_of, names.clone()));
     }
 
     // Services are in force before the probe reports ready.
-    let lb_maps = probe.as_mut().and_then(|p| p.lb.as_mut()).and_then(|lb| lb.take_maps());
+    let lb_maps = probe
+        .as_mut()
+        .and_then(|p| p.lb.as_mut())
+        .and_then(|lb| lb.take_maps());
     let mut services = None;
     if let Some(path) = cfg.services.clone() {
         let table = Arc::new(crate::services::ServiceTable::new());
         enricher = enricher.with_services(table.clone());
         let maps = lb_maps.map(crate::services::ServiceMaps::new);
-        services = Some(crate::services::watch::Watcher::start(maps, table, path, cfg.endpoints.clone()));
+        services = Some(crate::services::watch::Watcher::start(
+            maps,
+            table,
+            path,
+            cfg.endpoints.clone(),
+        ));
     } else if lb_maps.is_some() {
         log::warn!("the socket load balancer is attached but no --services file names any service");
     }
 
+    let metrics = Arc::new(crate::metrics::Metrics::new(&cfg.metrics));
+    metrics.set_attached_programs(probe.as_ref().map_or(0, |p| 2 * p.attached.len()));
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?;
+            let bound = l.local_addr()?;
+            log::info!("serving Prometheus metrics on http://{bound}/metrics");
+            if let Some(path) = &cfg.metrics_ready_file {
+                write_ready(path, bound)?;
+            }
+            Some(l)
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
@@ -181,7 +224,8 @@ pub async fn run(
     let capture = async {
         match probe.as_mut() {
             Some(p) => {
-                let pipeline = Pipeline::new(enricher, store.clone());
+                let mut pipeline = Pipeline::new(enricher, store.clone());
+                pipeline.metrics = Some(metrics.clone());
                 pipeline::run(
                     p,
                     pipeline,
@@ -196,7 +240,13 @@ pub async fn run(
     };
     let policies = async {
         if let Some(dp) = datapath {
-            policy_watch::run(dp, cfg.policy_dir.clone(), endpoints.clone(), stopped(stop_rx.clone())).await;
+            policy_watch::run(
+                dp,
+                cfg.policy_dir.clone(),
+                endpoints.clone(),
+                stopped(stop_rx.clone()),
+            )
+            .await;
         }
     };
     let services = async {
@@ -204,13 +254,29 @@ pub async fn run(
             w.run(stopped(stop_rx.clone())).await;
         }
     };
+    let serve_metrics = async {
+        if let Some(l) = metrics_listener {
+            let m = metrics.clone();
+            let render = Arc::new(move || m.render());
+            crate::metrics::http::serve(l, render, stopped(stop_rx.clone())).await;
+        }
+    };
     let trigger = async {
         shutdown.await;
         log::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let (served, captured, (), (), ()) = tokio::join!(serve, capture, policies, services, trigger);
+    let (served, captured, (), (), (), ()) =
+        tokio::join!(serve, capture, policies, services, serve_metrics, trigger);
     drop(probe); // detaches every program
     served?;
     captured
+}
+
+/// Writes `addr` to `path` through a temporary name, so a reader never sees half a line.
+fn write_ready(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{addr}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing ready file {}", path.display()))
 }

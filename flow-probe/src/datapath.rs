@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 use aya::maps::lpm_trie::Key;
 use observer_proto::endpoints::EndpointsFile;
 
-use crate::kernel::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement};
+use crate::kernel::events::{
+    EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
+};
 use crate::kernel::loader::DatapathMaps;
 use crate::policy::{Action, CompiledPolicy, Enforcement, PolicyRef};
 
@@ -24,11 +26,18 @@ pub struct PolicyNames {
 
 impl PolicyNames {
     pub fn get(&self, id: u32) -> Option<PolicyRef> {
-        self.by_id.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned()
+        self.by_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     fn insert(&self, id: u32, p: PolicyRef) {
-        self.by_id.write().unwrap_or_else(|p| p.into_inner()).insert(id, p);
+        self.by_id
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, p);
     }
 }
 
@@ -36,7 +45,9 @@ impl PolicyNames {
 pub fn policy_id(namespace: &str, name: &str) -> u32 {
     let h = format!("{namespace}/{name}")
         .bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
     h.max(1)
 }
 
@@ -90,13 +101,25 @@ fn mode(e: &Enforcement) -> u8 {
 impl Datapath {
     /// `ifindex_of`: endpoint id → host-side ifindex, for the endpoints attached here.
     pub fn new(maps: DatapathMaps, ifindex_of: HashMap<u32, u32>, names: Arc<PolicyNames>) -> Self {
-        Datapath { maps, ifindex_of, names }
+        Datapath {
+            maps,
+            ifindex_of,
+            names,
+        }
     }
 
     /// Makes the maps hold exactly `compiled` for `endpoints`.
-    pub fn sync(&mut self, compiled: &CompiledPolicy, endpoints: &EndpointsFile) -> anyhow::Result<SyncReport> {
+    pub fn sync(
+        &mut self,
+        compiled: &CompiledPolicy,
+        endpoints: &EndpointsFile,
+    ) -> anyhow::Result<SyncReport> {
         let mut report = SyncReport::default();
-        let ids: Vec<u32> = compiled.policies.iter().map(|p| policy_id(&p.namespace, &p.name)).collect();
+        let ids: Vec<u32> = compiled
+            .policies
+            .iter()
+            .map(|p| policy_id(&p.namespace, &p.name))
+            .collect();
         for (p, id) in compiled.policies.iter().zip(&ids) {
             self.names.insert(*id, p.clone());
         }
@@ -117,7 +140,9 @@ impl Datapath {
             addrs.push((ipcache_key(c.addr, c.prefix_len), c.identity));
         }
         for (k, id) in &addrs {
-            self.maps.ipcache.insert(k, IpcacheValue { identity: *id }, 0)?;
+            self.maps
+                .ipcache
+                .insert(k, IpcacheValue { identity: *id }, 0)?;
         }
         report.addresses = addrs.len();
 
@@ -135,7 +160,14 @@ impl Datapath {
                 };
                 let deny = u8::from(matches!(v.action, Action::Deny));
                 let policy_id = ids.get(v.policy_id as usize).copied().unwrap_or(0);
-                (key, PolicyValue { deny, _pad0: [0; 3], policy_id })
+                (
+                    key,
+                    PolicyValue {
+                        deny,
+                        _pad0: [0; 3],
+                        policy_id,
+                    },
+                )
             })
             .collect();
         for (k, v) in &wanted {
@@ -147,7 +179,9 @@ impl Datapath {
 
         // 3. Enforcement per endpoint interface.
         for ep in &compiled.endpoints {
-            let Some(ifindex) = self.ifindex_of.get(&ep.endpoint_id) else { continue };
+            let Some(ifindex) = self.ifindex_of.get(&ep.endpoint_id) else {
+                continue;
+            };
             let info = EndpointInfo {
                 endpoint_id: ep.endpoint_id,
                 identity: ep.identity,
@@ -160,14 +194,21 @@ impl Datapath {
         }
 
         // 4. What is no longer wanted: stale rules, then stale addresses.
-        let stale: Vec<PolicyKey> =
-            self.maps.policy.keys().filter_map(Result::ok).filter(|k| !wanted.contains_key(k)).collect();
+        let stale: Vec<PolicyKey> = self
+            .maps
+            .policy
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains_key(k))
+            .collect();
         for k in &stale {
             self.maps.policy.remove(k)?;
         }
         report.rules_removed = stale.len();
-        let live: HashSet<(u32, [u8; 20])> =
-            addrs.iter().map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data()))).collect();
+        let live: HashSet<(u32, [u8; 20])> = addrs
+            .iter()
+            .map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data())))
+            .collect();
         let stale: Vec<Key<IpcacheAddr>> = self
             .maps
             .ipcache

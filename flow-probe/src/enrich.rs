@@ -138,7 +138,11 @@ impl Enricher {
     }
 
     /// Builds the SOCK flow of a socket translation event (see [`crate::services::flows`]).
-    pub fn sock_flow(&mut self, ev: &crate::kernel::events::SockXlateEvent, unix_offset_ns: i128) -> Flow {
+    pub fn sock_flow(
+        &mut self,
+        ev: &crate::kernel::events::SockXlateEvent,
+        unix_offset_ns: i128,
+    ) -> Flow {
         let cx = crate::services::flows::SockContext {
             uuid: self.next_uuid(),
             node_name: &self.node_name,
@@ -283,9 +287,15 @@ impl Enricher {
         flow.is_reply = None;
         flow.interface = None;
         flow.volume = None;
-        flow.event_type = Some(CiliumEventType { r#type: i32::from(kind::DROP), sub_type: 0 });
+        flow.event_type = Some(CiliumEventType {
+            r#type: i32::from(kind::DROP),
+            sub_type: 0,
+        });
         flow.summary = format!("{} (kernel drop: {name})", flow.summary);
-        flow.kernel_drop = Some(KernelDrop { reason: u32::from(ev.drop_reason), name });
+        flow.kernel_drop = Some(KernelDrop {
+            reason: u32::from(ev.drop_reason),
+            name,
+        });
     }
 
     /// Names of the kernel's drop reasons, from the tracepoint's format.
@@ -301,7 +311,9 @@ impl Enricher {
             flow.summary = format!("{} ({})", flow.summary, drop_reason_name(ev.drop_reason));
         }
         flow.policy_match_type = u32::from(ev.policy_match);
-        let Some(p) = self.policy_names.as_ref().and_then(|n| n.get(ev.policy_id)) else { return };
+        let Some(p) = self.policy_names.as_ref().and_then(|n| n.get(ev.policy_id)) else {
+            return;
+        };
         let policy = Policy {
             name: p.name,
             namespace: p.namespace,

@@ -17,12 +17,15 @@
 //!   every change of the policy directory.
 //! - [`services`]: the services file compiled to the socket load balancer's maps,
 //!   kept in step with the files; SOCK flows of its translations.
+//! - [`metrics`]: Prometheus metrics (Hubble's names) counted per flow, served
+//!   on `/metrics`.
 //! - [`agent`]: wires them together for the `flow-probe` binary.
 
 pub mod agent;
 pub mod datapath;
 pub mod enrich;
 pub mod kernel;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod policy_watch;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use flow_probe::agent::{self, AgentConfig};
 use flow_probe::kernel::loader::ProbeConfig;
+use flow_probe::metrics::{self, MetricsConfig};
 use flow_probe::server;
 use flow_probe::store::DEFAULT_CAPACITY;
 
@@ -73,6 +74,20 @@ struct Args {
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, default_value_t = 4 << 20)]
     ringbuf_size: u32,
+    /// Prometheus `/metrics` listen address, or "off".
+    #[arg(long, default_value = metrics::DEFAULT_LISTEN)]
+    metrics_listen: String,
+    /// File to write the bound metrics address to once serving.
+    #[arg(long)]
+    metrics_ready_file: Option<PathBuf>,
+    /// Distinct label sets each labelled metric keeps; more go to "__overflow__".
+    #[arg(long, default_value_t = metrics::DEFAULT_MAX_LABEL_SETS)]
+    metrics_max_label_sets: usize,
+    /// How the volume metrics name source and destination workloads: one of
+    /// namespace, workload, workload-name, pod, pod-name, app, identity,
+    /// reserved-identity, ip; `a|b` falls back to b when a is empty.
+    #[arg(long, default_value = metrics::context::DEFAULT_CONTEXT)]
+    metrics_context: String,
 }
 
 fn hostname() -> String {
@@ -96,6 +111,14 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         policy_dir: args.policy_dir,
         services: args.services,
         ring_capacity: args.ring_capacity,
+        metrics_listen: metrics::http::parse_listen(&args.metrics_listen)
+            .map_err(anyhow::Error::msg)?,
+        metrics_ready_file: args.metrics_ready_file,
+        metrics: MetricsConfig {
+            max_label_sets: args.metrics_max_label_sets,
+            context: metrics::Context::parse(&args.metrics_context).map_err(anyhow::Error::msg)?,
+            ..MetricsConfig::default()
+        },
         probe: ProbeConfig {
             aggregate: matches!(args.monitor_aggregation, Aggregation::Medium),
             report_interval: Duration::from_secs(args.report_interval),

@@ -27,6 +27,8 @@ pub struct Pipeline {
     pub store: Arc<FlowStore>,
     unix_offset_ns: i128,
     pub decode_errors: u64,
+    /// Prometheus metrics, counted per flow when set.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Pipeline {
@@ -36,6 +38,7 @@ impl Pipeline {
             store,
             unix_offset_ns: sysfs::monotonic_to_unix_offset_ns(),
             decode_errors: 0,
+            metrics: None,
         }
     }
 
@@ -51,6 +54,9 @@ impl Pipeline {
                     Event::Flow(ev) => self.enricher.flow(&ev, self.unix_offset_ns),
                     Event::SockXlate(ev) => self.enricher.sock_flow(&ev, self.unix_offset_ns),
                 };
+                if let Some(m) = &self.metrics {
+                    m.flow(&flow);
+                }
                 let response = GetFlowsResponse {
                     node_name: flow.node_name.clone(),
                     time: flow.time,
@@ -60,6 +66,9 @@ impl Pipeline {
             }
             Err(e) => {
                 self.decode_errors += 1;
+                if let Some(m) = &self.metrics {
+                    m.decode_error();
+                }
                 if self.decode_errors.is_power_of_two() {
                     log::warn!(
                         "undecodable ring-buffer record ({} so far): {e}",
@@ -72,6 +81,9 @@ impl Pipeline {
 
     /// Records that `n` events were lost at `source`.
     pub fn push_lost(&self, source: LostEventSource, n: u64) {
+        if let Some(m) = &self.metrics {
+            m.lost(source, crate::metrics::stage::KERNEL_RING, n);
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

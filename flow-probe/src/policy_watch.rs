@@ -21,10 +21,18 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "yaml" || x == "yml")
+        })
         .map(|e| {
             let meta = e.metadata().ok();
-            (e.path(), meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()))
+            (
+                e.path(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
         })
         .collect();
     out.sort();
@@ -32,7 +40,11 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 }
 
 /// Loads, compiles and syncs once; errors leave the datapath untouched.
-pub fn apply(datapath: &mut Datapath, dir: Option<&Path>, endpoints: &EndpointsFile) -> anyhow::Result<()> {
+pub fn apply(
+    datapath: &mut Datapath,
+    dir: Option<&Path>,
+    endpoints: &EndpointsFile,
+) -> anyhow::Result<()> {
     let policies = match dir {
         Some(d) => policy::load_dir(d)?,
         None => Vec::new(),

@@ -42,8 +42,16 @@ pub struct ObserverService {
 }
 
 impl ObserverService {
-    pub fn new(store: Arc<FlowStore>, node: NodeInfo, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
-        ObserverService { store, node, stopping }
+    pub fn new(
+        store: Arc<FlowStore>,
+        node: NodeInfo,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        ObserverService {
+            store,
+            node,
+            stopping,
+        }
     }
 
     pub fn into_server(self) -> ObserverServer<Self> {

@@ -150,7 +150,11 @@ fn stopping_the_probe_unloads_its_programs_and_links() {
     while !loaded().is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(loaded(), Vec::<u32>::new(), "programs are gone after the probe stops");
+    assert_eq!(
+        loaded(),
+        Vec::<u32>::new(),
+        "programs are gone after the probe stops"
+    );
 }
 
 /// Sends `n` datagrams of one flow from `netns` to `dst`, `gap` apart; returns

@@ -16,7 +16,11 @@ pub enum GraphFormat {
 /// the `flows` default, shows almost nothing).
 pub const DEFAULT_SINCE: &str = "15m";
 
-pub async fn run(server: Option<&str>, query: &QueryArgs, format: GraphFormat) -> anyhow::Result<()> {
+pub async fn run(
+    server: Option<&str>,
+    query: &QueryArgs,
+    format: GraphFormat,
+) -> anyhow::Result<()> {
     let mut query = query.clone();
     if query.since.is_none() && query.last.is_none() && query.first.is_none() {
         query.since = Some(DEFAULT_SINCE.to_string());
@@ -24,7 +28,11 @@ pub async fn run(server: Option<&str>, query: &QueryArgs, format: GraphFormat) -
     query.follow = format == GraphFormat::Tui;
     let req = query.request()?;
     let mut client = request::connect(server).await?;
-    let stream = client.get_flows(req).await.map_err(status_error)?.into_inner();
+    let stream = client
+        .get_flows(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     if format == GraphFormat::Tui {
         return crate::tui::run_graph(stream, &query.filters).await;
     }

@@ -23,9 +23,19 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
     let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(4244))?)?;
     let relay = node_probes::start_relay(&mut lab, &probes, 4245)?;
     let endpoints = lab.endpoints_file().endpoints.len();
-    println!("lab {} is up ({endpoints} endpoints, state in {})", lab.prefix(), state_dir.display());
+    println!(
+        "lab {} is up ({endpoints} endpoints, state in {})",
+        lab.prefix(),
+        state_dir.display()
+    );
     for p in probes.iter().chain([&relay]) {
-        println!("  {} on {} (pid {}, log {})", p.node, p.addr, p.pid, p.log.display());
+        println!(
+            "  {} on {} (pid {}, log {})",
+            p.node,
+            p.addr,
+            p.pid,
+            p.log.display()
+        );
     }
     println!("next: observe lab traffic; observe flows; observe status; observe lab down");
     lab.detach()?;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use observe_cli::flows::{self, output::Format, request::QueryArgs};
-use observe_cli::lab::DEFAULT_STATE_DIR;
 use observe_cli::graph_command::{self, GraphFormat};
+use observe_cli::lab::DEFAULT_STATE_DIR;
 use observe_cli::{lab_commands, policy_commands};
 
 #[derive(Debug, Parser)]
@@ -142,7 +142,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_node_name,
             query,
         } => flows::run(server.as_deref(), &query, output, print_node_name).await,
-        Command::Graph { server, output, query } => graph_command::run(server.as_deref(), &query, output).await,
+        Command::Graph {
+            server,
+            output,
+            query,
+        } => graph_command::run(server.as_deref(), &query, output).await,
         Command::Status { server } => observe_cli::status::status(server.as_deref()).await,
         Command::Nodes { server } => observe_cli::status::nodes(server.as_deref()).await,
         Command::Policy { command, state_dir } => match command {

@@ -66,7 +66,11 @@ pub fn start(lab: &mut Lab, opts: &ProbeOptions) -> anyhow::Result<Vec<StartedPr
     let nodes: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
     let mut started = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        let port = if i == 0 { opts.first_port.unwrap_or(0) } else { 0 };
+        let port = if i == 0 {
+            opts.first_port.unwrap_or(0)
+        } else {
+            0
+        };
         started.push(start_node(lab, node, port, opts)?);
     }
     lab.save_state()?;
@@ -74,8 +78,16 @@ pub fn start(lab: &mut Lab, opts: &ProbeOptions) -> anyhow::Result<Vec<StartedPr
 }
 
 /// Starts the probe of one node, listening on `port` (0: any free port).
-pub fn start_node(lab: &mut Lab, node: &str, port: u16, opts: &ProbeOptions) -> anyhow::Result<StartedProbe> {
-    let netns = lab.node_netns(node).with_context(|| format!("no node {node} in the lab"))?.to_string();
+pub fn start_node(
+    lab: &mut Lab,
+    node: &str,
+    port: u16,
+    opts: &ProbeOptions,
+) -> anyhow::Result<StartedProbe> {
+    let netns = lab
+        .node_netns(node)
+        .with_context(|| format!("no node {node} in the lab"))?
+        .to_string();
     let ready = lab.state_dir().join(format!("probe-{node}.addr"));
     let log = lab.state_dir().join(format!("probe-{node}.log"));
     let _ = std::fs::remove_file(&ready);
@@ -85,7 +97,14 @@ pub fn start_node(lab: &mut Lab, node: &str, port: u16, opts: &ProbeOptions) -> 
         .open(&log)
         .with_context(|| format!("opening {}", log.display()))?;
     let child = Command::new(&opts.binary)
-        .args(["--netns", &netns, "--node-name", node, "--attach-endpoints", "--listen"])
+        .args([
+            "--netns",
+            &netns,
+            "--node-name",
+            node,
+            "--attach-endpoints",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--endpoints")
         .arg(lab.endpoints_path())
@@ -103,7 +122,12 @@ pub fn start_node(lab: &mut Lab, node: &str, port: u16, opts: &ProbeOptions) -> 
     let pid = child.id();
     lab.adopt_child(child, &format!("flow-probe {node}"))?;
     let addr = wait_ready(&ready, &log, pid)?;
-    Ok(StartedProbe { node: node.to_string(), addr, pid, log })
+    Ok(StartedProbe {
+        node: node.to_string(),
+        addr,
+        pid,
+        log,
+    })
 }
 
 /// `$RELAY_BIN`, else `relay` next to flow-probe.
@@ -116,17 +140,25 @@ pub fn relay_binary() -> anyhow::Result<PathBuf> {
     if relay.is_file() {
         return Ok(relay);
     }
-    bail!("relay not found next to {}; build it (cargo build --bins) or set RELAY_BIN", probe.display())
+    bail!(
+        "relay not found next to {}; build it (cargo build --bins) or set RELAY_BIN",
+        probe.display()
+    )
 }
 
 /// Starts the relay in the root namespace, fanning in `probes`, listening on
 /// `port` (4245 as Hubble's relay; 0 = any free port); the lab stops it.
-pub fn start_relay(lab: &mut Lab, probes: &[StartedProbe], port: u16) -> anyhow::Result<StartedProbe> {
+pub fn start_relay(
+    lab: &mut Lab,
+    probes: &[StartedProbe],
+    port: u16,
+) -> anyhow::Result<StartedProbe> {
     let binary = relay_binary()?;
     let ready = lab.state_dir().join("relay.addr");
     let log = lab.state_dir().join("relay.log");
     let _ = std::fs::remove_file(&ready);
-    let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(&binary);
     for p in probes {
         cmd.arg("--peer").arg(p.addr.to_string());
@@ -145,7 +177,12 @@ pub fn start_relay(lab: &mut Lab, probes: &[StartedProbe], port: u16) -> anyhow:
     lab.adopt_child(child, "relay")?;
     let addr = wait_ready(&ready, &log, pid)?;
     lab.save_state()?;
-    Ok(StartedProbe { node: "relay".to_string(), addr, pid, log })
+    Ok(StartedProbe {
+        node: "relay".to_string(),
+        addr,
+        pid,
+        log,
+    })
 }
 
 fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> {

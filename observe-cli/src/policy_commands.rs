@@ -32,7 +32,8 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let name = file.file_name().context("policy file has no name")?;
     let target = dir.join(name);
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::copy(file, &tmp).with_context(|| format!("copying {} into {}", file.display(), dir.display()))?;
+    std::fs::copy(file, &tmp)
+        .with_context(|| format!("copying {} into {}", file.display(), dir.display()))?;
     std::fs::rename(&tmp, &target)?;
     for p in &policies {
         println!("{}: applied ({})", describe(p), target.display());

@@ -53,7 +53,9 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     assert_eq!(
         text(&traffic)
             .lines()
-            .filter(|l| l.contains(": completed") || l.contains(": refused") || l.contains(": dropped"))
+            .filter(|l| l.contains(": completed")
+                || l.contains(": refused")
+                || l.contains(": dropped"))
             .count(),
         8,
         "{}",
@@ -72,7 +74,11 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     );
     // Through the relay (the default server): the same node, connected.
     let relay = text(&observe(&["status"]));
-    assert!(relay.contains("Healthcheck (via default server): Ok") && relay.contains("Connected Nodes: 1/1"), "{relay}");
+    assert!(
+        relay.contains("Healthcheck (via default server): Ok")
+            && relay.contains("Connected Nodes: 1/1"),
+        "{relay}"
+    );
     let nodes = text(&observe(&["nodes"]));
     assert!(
         nodes

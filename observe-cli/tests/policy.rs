@@ -71,7 +71,12 @@ fn scenario() -> Scenario {
 
 /// The SYN of `client → server:port` as the server's veth saw it (to-endpoint:
 /// where the server's ingress policy is judged).
-fn syn_at_server<'f>(flows: &'f [Flow], client: std::net::IpAddr, server: std::net::IpAddr, port: u16) -> Vec<&'f Flow> {
+fn syn_at_server<'f>(
+    flows: &'f [Flow],
+    client: std::net::IpAddr,
+    server: std::net::IpAddr,
+    port: u16,
+) -> Vec<&'f Flow> {
     flows
         .iter()
         .filter(|f| f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32)
@@ -81,30 +86,56 @@ fn syn_at_server<'f>(flows: &'f [Flow], client: std::net::IpAddr, server: std::n
 }
 
 fn policy_names(p: &[observer_proto::flow::Policy]) -> Vec<String> {
-    p.iter().map(|p| format!("{}/{}", p.namespace, p.name)).collect()
+    p.iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
     let scenario = scenario();
     let env = common::start(&scenario, &[]);
-    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
-    let [ok, other_port, other_client, audited] = &report.items[..] else { panic!() };
+    let [ok, other_port, other_client, audited] = &report.items[..] else {
+        panic!()
+    };
     let api = ok.dst_ip;
 
-    let flows = env.wait_for("the audited SYN", |f| !syn_at_server(f, audited.src_ip, audited.dst_ip, 7000).is_empty()).await;
+    let flows = env
+        .wait_for("the audited SYN", |f| {
+            !syn_at_server(f, audited.src_ip, audited.dst_ip, 7000).is_empty()
+        })
+        .await;
     // Allowed: a policy verdict naming the policy, matched on identity and port.
     let allowed = syn_at_server(&flows, ok.src_ip, api, 8080);
     assert_eq!(allowed.len(), 1);
     let f = allowed[0];
     assert_eq!(f.verdict, Verdict::Forwarded as i32);
-    assert_eq!(f.event_type.as_ref().map(|e| e.r#type), Some(5), "policy verdict event");
-    assert_eq!(policy_names(&f.ingress_allowed_by), ["default/api-allow-frontend"]);
+    assert_eq!(
+        f.event_type.as_ref().map(|e| e.r#type),
+        Some(5),
+        "policy verdict event"
+    );
+    assert_eq!(
+        policy_names(&f.ingress_allowed_by),
+        ["default/api-allow-frontend"]
+    );
     assert_eq!(f.policy_match_type, 2, "L3_L4");
     // Frontend has no policy: its side of the same SYN is a plain trace.
-    let from = flows.iter().find(|g| ips(g) == (ok.src_ip, api) && g.trace_observation_point == TraceObservationPoint::FromEndpoint as i32 && ports(g) == ports(f)).unwrap();
-    assert_eq!((from.verdict, from.event_type.as_ref().unwrap().r#type), (Verdict::Forwarded as i32, 4));
+    let from = flows
+        .iter()
+        .find(|g| {
+            ips(g) == (ok.src_ip, api)
+                && g.trace_observation_point == TraceObservationPoint::FromEndpoint as i32
+                && ports(g) == ports(f)
+        })
+        .unwrap();
+    assert_eq!(
+        (from.verdict, from.event_type.as_ref().unwrap().r#type),
+        (Verdict::Forwarded as i32, 4)
+    );
 
     // Default deny: wrong port, wrong peer. Every attempt (SYN and its
     // retransmissions) is dropped and reported.
@@ -115,7 +146,10 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
         for d in drops {
             assert_eq!(d.verdict, Verdict::Dropped as i32);
             assert_eq!(d.drop_reason_desc, DropReason::PolicyDenied as i32);
-            assert_eq!(d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)), Some((1, 133)));
+            assert_eq!(
+                d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+                Some((1, 133))
+            );
             assert!(d.ingress_denied_by.is_empty() && d.ingress_allowed_by.is_empty());
         }
     }
@@ -131,19 +165,37 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
     let item = &report.items[2];
     let flows = env
         .wait_for("an explicit deny", |f| {
-            syn_at_server(f, item.src_ip, api, 8080).iter().any(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
+            syn_at_server(f, item.src_ip, api, 8080)
+                .iter()
+                .any(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
         })
         .await;
-    let d = syn_at_server(&flows, item.src_ip, api, 8080).into_iter().rev().find(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32).unwrap();
-    assert_eq!(policy_names(&d.ingress_denied_by), ["default/api-deny-client"]);
-    assert_eq!(d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)), Some((1, 181)));
+    let d = syn_at_server(&flows, item.src_ip, api, 8080)
+        .into_iter()
+        .rev()
+        .find(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
+        .unwrap();
+    assert_eq!(
+        policy_names(&d.ingress_denied_by),
+        ["default/api-deny-client"]
+    );
+    assert_eq!(
+        d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+        Some((1, 181))
+    );
 }
 
 /// Runs the scenario's traffic until item `index` ends as `ok` says (policy
 /// changes apply asynchronously); bounded.
-async fn wait_until_traffic(env: &common::Env, scenario: &Scenario, index: usize, ok: impl Fn(&Outcome) -> bool) -> observe_cli::lab::TrafficReport {
+async fn wait_until_traffic(
+    env: &common::Env,
+    scenario: &Scenario,
+    index: usize,
+    ok: impl Fn(&Outcome) -> bool,
+) -> observe_cli::lab::TrafficReport {
     for _ in 0..20 {
-        let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, scenario)).expect("traffic");
+        let report =
+            tokio::task::block_in_place(|| run_traffic_once(&env.lab, scenario)).expect("traffic");
         if ok(&report.items[index].outcome) {
             return report;
         }
@@ -154,7 +206,14 @@ async fn wait_until_traffic(env: &common::Env, scenario: &Scenario, index: usize
 
 /// A TCP stream of `total` bytes from endpoint `from` to a server in `to`,
 /// written in chunks while `during` runs; returns the bytes the server read.
-fn stream_while(env: &common::Env, from: &str, to: &str, port: u16, total: usize, during: impl FnOnce()) -> usize {
+fn stream_while(
+    env: &common::Env,
+    from: &str,
+    to: &str,
+    port: u16,
+    total: usize,
+    during: impl FnOnce(),
+) -> usize {
     let server_ns = env.lab.endpoint(to).unwrap().netns.clone();
     let client_ns = env.lab.endpoint(from).unwrap().netns.clone();
     let dst: SocketAddr = (env.lab.endpoint(to).unwrap().ipv4, port).into();
@@ -164,7 +223,8 @@ fn stream_while(env: &common::Env, from: &str, to: &str, port: u16, total: usize
         let listener = TcpListener::bind(dst).unwrap();
         ready_tx.send(()).unwrap();
         let (mut conn, _) = listener.accept().unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let mut buf = vec![0u8; 64 << 10];
         let mut got = 0;
         while let Ok(n) = conn.read(&mut buf) {
@@ -209,11 +269,18 @@ async fn changing_policy_never_cuts_an_allowed_stream() {
         stream_while(&env, "frontend", "api", 8080, total, || {
             // Rewrite the policy several times while the stream runs: add a port,
             // add an unrelated deny, then go back.
-            let widened = ALLOW_FRONTEND.replace("- {port: \"8080\", protocol: TCP}", "- {port: \"8080\", protocol: TCP}\n            - {port: \"8081\", protocol: TCP}");
+            let widened = ALLOW_FRONTEND.replace(
+                "- {port: \"8080\", protocol: TCP}",
+                "- {port: \"8080\", protocol: TCP}\n            - {port: \"8081\", protocol: TCP}",
+            );
             assert_ne!(widened, ALLOW_FRONTEND);
             for (i, text) in [widened.as_str(), ALLOW_FRONTEND].iter().enumerate() {
                 std::fs::write(dir.join("00-api-allow-frontend.yaml"), text).unwrap();
-                std::fs::write(dir.join(format!("6{i}-deny.yaml")), DENY_CLIENT.replace("api-deny-client", &format!("deny-{i}"))).unwrap();
+                std::fs::write(
+                    dir.join(format!("6{i}-deny.yaml")),
+                    DENY_CLIENT.replace("api-deny-client", &format!("deny-{i}")),
+                )
+                .unwrap();
                 std::thread::sleep(flow_probe::policy_watch::POLL * 3);
             }
         })
@@ -237,30 +304,52 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
     let node_ns = env.lab.node_netns("node1").unwrap().to_string();
     let pins = flow_probe::kernel::pins::pin_dir(Some(&node_ns));
     let pinned = || {
-        let mut v: Vec<String> = std::fs::read_dir(&pins).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(&pins)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     };
     let before = pinned();
-    assert_eq!(before.iter().filter(|n| n.starts_with("link_")).count(), 8, "{before:?}");
+    assert_eq!(
+        before.iter().filter(|n| n.starts_with("link_")).count(),
+        8,
+        "{before:?}"
+    );
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
     assert!(report.all_as_expected(), "{report}");
 
     // SIGKILL: no clean-up runs; the pinned links keep enforcing.
     let pid = env.probe.pid;
-    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
-    assert!(report.all_as_expected(), "still enforced without a probe: {report}");
+    assert!(
+        report.all_as_expected(),
+        "still enforced without a probe: {report}"
+    );
     assert_eq!(pinned(), before);
 
     // Restart: the same pins are re-adopted, none added, enforcement unchanged.
     env.restart_probe();
     let log = std::fs::read_to_string(&env.probe.log).unwrap();
-    assert!(log.contains("re-adopted pinned maps [\"FLOWS\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"), "{log}");
-    assert!(log.contains("(0 written, 0 removed)"), "the kernel already held exactly this policy: {log}");
+    assert!(
+        log.contains("re-adopted pinned maps [\"FLOWS\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"),
+        "{log}"
+    );
+    assert!(
+        log.contains("(0 written, 0 removed)"),
+        "the kernel already held exactly this policy: {log}"
+    );
     assert_eq!(pinned(), before);
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
     assert!(report.all_as_expected(), "{report}");
@@ -273,19 +362,31 @@ async fn a_malformed_policy_file_leaves_the_policy_in_force() {
     let bad = env.lab.policy_dir().join("70-bad.yaml");
     std::fs::write(&bad, DENY_CLIENT.replace("ingressDeny", "ingressDenny")).unwrap();
     // The CLI names the file, the field and the problem.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_observe")).args(["policy", "check", bad.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_observe"))
+        .args(["policy", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("policy {}", bad.display())) && err.contains("ingressDenny"), "{err}");
+    assert!(
+        err.contains(&format!("policy {}", bad.display())) && err.contains("ingressDenny"),
+        "{err}"
+    );
     // The probe reports it and keeps the previous policy.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let log = std::fs::read_to_string(&env.probe.log).unwrap();
         if log.contains("the previous policy stays in force") {
-            assert!(log.contains("70-bad.yaml") && log.contains("ingressDenny"), "{log}");
+            assert!(
+                log.contains("70-bad.yaml") && log.contains("ingressDenny"),
+                "{log}"
+            );
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no error logged: {log}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error logged: {log}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();

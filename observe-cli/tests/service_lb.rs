@@ -16,7 +16,10 @@ use common::{ips, ports};
 use flow_probe::kernel::sock_lb::open_pinned_maps;
 use flow_probe::services::sync::snapshot;
 use observe_cli::lab::{DROP_WAIT, ItemReport, Lab, Outcome, Scenario, run_traffic_once};
-use observer_proto::flow::{DropReason, Flow, FlowType, SocketTranslationPoint, Verdict};
+use observer_proto::flow::{
+    DropReason, Flow, FlowFilter, FlowType, SocketTranslationPoint, Verdict,
+};
+use observer_proto::observer::GetFlowsRequest;
 
 const SCENARIO: &str = r#"
 endpoints:
@@ -34,13 +37,14 @@ services:
   - name: empty
     namespace: default
     vip: {ipv4: 198.18.100.11}
-    ports: [{port: 80, targetPort: 8080}]
+    ports: [{port: 80, targetPort: 8080}, {port: 53, protocol: UDP}]
     selector: {app: nothing}
 traffic:
   - {from: client, to_service: api, protocol: tcp, port: 80}
   - {from: client, to_service: api, protocol: tcp, family: ipv6, port: 80}
   - {from: client, to_service: api, protocol: udp, port: 53}
   - {from: client, to_service: empty, protocol: tcp, port: 80, expect: refused}
+  - {from: client, to_service: empty, protocol: udp, port: 53, expect: refused}
 "#;
 
 const VIP4: &str = "198.18.100.10";
@@ -187,6 +191,23 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
             .any(|f| !is_sock(f) && ips(f).1 == VIP4.parse::<IpAddr>().unwrap()),
         "no packet ever carries the VIP"
     );
+    // Hubble's destination_service filter finds both kinds of flows.
+    let filtered = env
+        .get_flows(GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                destination_service: vec!["default/api".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(filtered.iter().any(is_sock) && filtered.iter().any(|f| !is_sock(f)));
+    assert!(
+        filtered
+            .iter()
+            .all(|f| service_of(&f.destination_service).as_deref() == Some("default/api"))
+    );
     let counts = per_backend(&flows, VIP4);
     assert_eq!(counts.values().sum::<usize>(), 16, "{counts:?}");
     assert!(counts.get("api-1").is_some_and(|n| *n > 0), "{counts:?}");
@@ -258,6 +279,12 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
         refused.summary,
         "198.18.100.11:80: no backend for default/empty (SERVICE_BACKEND_NOT_FOUND)"
     );
+
+    // UDP to it: the connect is refused at once as well.
+    let ru = tokio::task::block_in_place(|| run(lab, 4, 1));
+    assert_eq!(ru[0].outcome, Outcome::Refused);
+    let took = Duration::from_nanos(ru[0].finished_unix_ns - ru[0].started_unix_ns);
+    assert!(took < DROP_WAIT, "refused after {took:?}");
 
     // Everything goes with the lab: cgroup, pins.
     let pins =
@@ -417,7 +444,7 @@ async fn the_load_balancer_survives_a_killed_probe_and_is_readopted() {
         "{log}"
     );
     assert!(
-        log.contains("services in force: 5 frontends, 8 backends (0 frontends and 0 backends written, 0 and 0 removed)"),
+        log.contains("services in force: 6 frontends, 8 backends (0 frontends and 0 backends written, 0 and 0 removed)"),
         "{log}"
     );
     assert_eq!(links(), before);

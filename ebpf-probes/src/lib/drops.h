@@ -157,6 +157,14 @@ static __always_inline int skb_flow_key(struct sk_buff *skb, struct packet_info 
 		}
 		if (info->key.proto == IPPROTO_TCP)
 			bpf_probe_read_kernel(&info->tcp_flags, 1, head + l4_off + 13);
+	} else if (info->key.proto == IPPROTO_ICMP || info->key.proto == IPPROTO_ICMPV6) {
+		__u8 tc[2];
+
+		if (bpf_probe_read_kernel(tc, 2, head + l4_off) == 0) {
+			info->icmp_type = tc[0];
+			info->icmp_code = tc[1];
+			info->key.dport = ((__u16)tc[0] << 8) | tc[1];
+		}
 	}
 	return 0;
 }

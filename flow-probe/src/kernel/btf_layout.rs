@@ -206,15 +206,23 @@ mod tests {
         let lb = structs_in_object(SOCK_LB_OBJECT).unwrap();
         assert!(lb.contains_key("sock_xlate_event") && lb.contains_key("lb_service_key"));
         let flow = structs_in_object(FLOW_OBJECT).unwrap();
-        assert!(!flow.contains_key("sock_xlate_event"), "the tc object does not use it");
+        assert!(
+            !flow.contains_key("sock_xlate_event"),
+            "the tc object does not use it"
+        );
         let mut layouts = mirrored_layouts();
-        let ev = layouts.iter_mut().find(|l| l.name == "sock_xlate_event").unwrap();
+        let ev = layouts
+            .iter_mut()
+            .find(|l| l.name == "sock_xlate_event")
+            .unwrap();
         ev.size = 88;
         let err = check_objects(&crate::kernel::objects::all(), &layouts)
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("struct sock_xlate_event: size is 96 bytes in C, 88 in Rust (object sock_lb)"),
+            err.contains(
+                "struct sock_xlate_event: size is 96 bytes in C, 88 in Rust (object sock_lb)"
+            ),
             "{err}"
         );
         let missing = [Layout {

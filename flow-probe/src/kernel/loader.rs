@@ -20,9 +20,9 @@ use super::btf_layout;
 use super::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, mirrored_layouts, stat,
 };
-use super::pins;
 use super::features::KernelFeatures;
 use super::objects::FLOW_OBJECT;
+use super::pins;
 use super::sysfs;
 use super::tracefs;
 
@@ -77,9 +77,7 @@ pub enum AttachMode {
     /// A pinned tcx link; `adopted` when a previous probe's link was taken over.
     Tcx { adopted: bool },
     /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
-    Clsact {
-        owns_qdisc: bool,
-    },
+    Clsact { owns_qdisc: bool },
 }
 
 /// One interface the probe is attached to, both directions.
@@ -361,13 +359,21 @@ fn attach_drops(ebpf: &mut Ebpf, cfg: &ProbeConfig) -> anyhow::Result<()> {
         let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path)?);
         watched.insert(u32::try_from(ino)?, 1, 0)?;
     }
-    let prog: &mut TracePoint = ebpf.program_mut("kfree_skb").context("program kfree_skb")?.try_into()?;
+    let prog: &mut TracePoint = ebpf
+        .program_mut("kfree_skb")
+        .context("program kfree_skb")?
+        .try_into()?;
     prog.load().context("verifier rejected kfree_skb")?;
-    prog.attach("skb", "kfree_skb").context("attaching to skb:kfree_skb")?;
+    prog.attach("skb", "kfree_skb")
+        .context("attaching to skb:kfree_skb")?;
     Ok(())
 }
 
-fn load(cfg: &ProbeConfig, pin_dir: &std::path::Path, drops: Option<&tracefs::Format>) -> anyhow::Result<Ebpf> {
+fn load(
+    cfg: &ProbeConfig,
+    pin_dir: &std::path::Path,
+    drops: Option<&tracefs::Format>,
+) -> anyhow::Result<Ebpf> {
     let filter_netns = u32::from(!cfg.drop_netns.is_empty());
     let (skbaddr_off, reason_off, benign_lo, benign_hi) =
         drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));
@@ -400,25 +406,46 @@ fn load(cfg: &ProbeConfig, pin_dir: &std::path::Path, drops: Option<&tracefs::Fo
     Ok(ebpf)
 }
 
-fn attach(ebpf: &mut Ebpf, pin_dir: &std::path::Path, ifname: &str, use_tcx: bool) -> anyhow::Result<Attachment> {
+fn attach(
+    ebpf: &mut Ebpf,
+    pin_dir: &std::path::Path,
+    ifname: &str,
+    use_tcx: bool,
+) -> anyhow::Result<Attachment> {
     let ifindex = sysfs::ifindex(ifname)?;
-    let dirs = [("tc_ingress", TcAttachType::Ingress), ("tc_egress", TcAttachType::Egress)];
+    let dirs = [
+        ("tc_ingress", TcAttachType::Ingress),
+        ("tc_egress", TcAttachType::Egress),
+    ];
     if use_tcx {
         let mut adopted = false;
         for (name, dir) in dirs {
-            let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
+            let prog: &mut SchedClassifier =
+                ebpf.program_mut(name).context("program")?.try_into()?;
             adopted |= pins::attach_pinned(prog, pin_dir, ifname, dir)?;
         }
-        return Ok(Attachment { ifname: ifname.to_string(), ifindex, mode: AttachMode::Tcx { adopted } });
+        return Ok(Attachment {
+            ifname: ifname.to_string(),
+            ifindex,
+            mode: AttachMode::Tcx { adopted },
+        });
     }
     // An error adding clsact means it exists already: then it is not ours to remove.
     let owns_qdisc = tc::qdisc_add_clsact(ifname).is_ok();
     for (name, dir) in dirs {
         let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
-        prog.attach_with_options(ifname, dir, TcAttachOptions::Netlink(tc::NlOptions::default()))
-            .with_context(|| format!("attaching {name} to {ifname}"))?;
+        prog.attach_with_options(
+            ifname,
+            dir,
+            TcAttachOptions::Netlink(tc::NlOptions::default()),
+        )
+        .with_context(|| format!("attaching {name} to {ifname}"))?;
     }
-    Ok(Attachment { ifname: ifname.to_string(), ifindex, mode: AttachMode::Clsact { owns_qdisc } })
+    Ok(Attachment {
+        ifname: ifname.to_string(),
+        ifindex,
+        mode: AttachMode::Clsact { owns_qdisc },
+    })
 }
 
 fn remove_clsact(ifname: &str) {

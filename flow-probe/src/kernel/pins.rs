@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, tc::SchedClassifierLink, tc::TcAttachOptions};
+use aya::programs::{
+    LinkOrder, SchedClassifier, TcAttachType, tc::SchedClassifierLink, tc::TcAttachOptions,
+};
 
 /// Root of everything flow-probe pins.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/observe";
@@ -23,7 +25,11 @@ pub fn pin_dir(netns: Option<&str>) -> PathBuf {
 
 /// Which pinned maps already exist (and so will be re-adopted with their content).
 pub fn existing_maps(dir: &Path) -> Vec<&'static str> {
-    PINNED_MAPS.iter().copied().filter(|m| dir.join(m).exists()).collect()
+    PINNED_MAPS
+        .iter()
+        .copied()
+        .filter(|m| dir.join(m).exists())
+        .collect()
 }
 
 fn link_pin(dir: &Path, ifname: &str, dir_name: &str) -> PathBuf {
@@ -38,20 +44,32 @@ pub fn attach_pinned(
     ifname: &str,
     attach_type: TcAttachType,
 ) -> anyhow::Result<bool> {
-    let name = if attach_type == TcAttachType::Ingress { "ingress" } else { "egress" };
+    let name = if attach_type == TcAttachType::Ingress {
+        "ingress"
+    } else {
+        "egress"
+    };
     let pin = link_pin(dir, ifname, name);
     if pin.exists() {
-        let old = PinnedLink::from_pin(&pin).with_context(|| format!("opening pinned link {}", pin.display()))?;
+        let old = PinnedLink::from_pin(&pin)
+            .with_context(|| format!("opening pinned link {}", pin.display()))?;
         let link: SchedClassifierLink = FdLink::from(old).try_into()?;
-        prog.attach_to_link(link).with_context(|| format!("replacing the program of {}", pin.display()))?;
+        prog.attach_to_link(link)
+            .with_context(|| format!("replacing the program of {}", pin.display()))?;
         return Ok(true);
     }
     let id = prog
-        .attach_with_options(ifname, attach_type, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .attach_with_options(
+            ifname,
+            attach_type,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
         .with_context(|| format!("attaching to {ifname} ({name})"))?;
     let fd_link: FdLink = prog.take_link(id)?.try_into()?;
     // The pinned link keeps the program attached after our fd closes.
-    fd_link.pin(&pin).with_context(|| format!("pinning {}", pin.display()))?;
+    fd_link
+        .pin(&pin)
+        .with_context(|| format!("pinning {}", pin.display()))?;
     Ok(false)
 }
 

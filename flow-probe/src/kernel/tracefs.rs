@@ -17,26 +17,42 @@ pub fn format_path(group: &str, event: &str) -> PathBuf {
 }
 
 pub fn read_format(group: &str, event: &str) -> std::io::Result<Format> {
-    Ok(parse_format(&std::fs::read_to_string(format_path(group, event))?))
+    Ok(parse_format(&std::fs::read_to_string(format_path(
+        group, event,
+    ))?))
 }
 
 /// Parses the text of a tracepoint `format` file.
 pub fn parse_format(text: &str) -> Format {
     let mut out = Format::default();
     for line in text.lines().map(str::trim) {
-        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
         let mut parts = rest.split(';').map(str::trim);
         let decl = parts.next().unwrap_or("");
-        let name = decl.rsplit([' ', '*']).next().unwrap_or("").split('[').next().unwrap_or("");
-        let offset = parts.find_map(|p| p.strip_prefix("offset:")).and_then(|o| o.parse().ok());
+        let name = decl
+            .rsplit([' ', '*'])
+            .next()
+            .unwrap_or("")
+            .split('[')
+            .next()
+            .unwrap_or("");
+        let offset = parts
+            .find_map(|p| p.strip_prefix("offset:"))
+            .and_then(|o| o.parse().ok());
         if let (false, Some(off)) = (name.is_empty(), offset) {
             out.offsets.insert(name.to_string(), off);
         }
     }
     if let Some(fmt) = text.split("print fmt:").nth(1) {
         for pair in fmt.split('{').skip(1) {
-            let Some((num, rest)) = pair.split_once(',') else { continue };
-            let Some(name) = rest.split('"').nth(1) else { continue };
+            let Some((num, rest)) = pair.split_once(',') else {
+                continue;
+            };
+            let Some(name) = rest.split('"').nth(1) else {
+                continue;
+            };
             if let Ok(n) = num.trim().parse() {
                 out.symbols.insert(n, name.to_string());
             }
@@ -71,6 +87,12 @@ mod tests {
     fn this_kernel_reports_kfree_skb_reasons() {
         let f = read_format("skb", "kfree_skb").expect("tracefs is mounted (the agent mounts it)");
         assert!(f.offsets.contains_key("reason") && f.offsets.contains_key("skbaddr"));
-        assert_eq!(f.symbols.values().filter(|n| *n == "NETFILTER_DROP").count(), 1);
+        assert_eq!(
+            f.symbols
+                .values()
+                .filter(|n| *n == "NETFILTER_DROP")
+                .count(),
+            1
+        );
     }
 }

@@ -23,6 +23,10 @@ pub async fn run(
         .await
         .map_err(status_error)?
         .into_inner();
+    // On a terminal, following opens the TUI; piped, it streams lines.
+    if query.follow && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return crate::tui::run_follow(stream, &query.filters).await;
+    }
     let stdout = std::io::stdout();
     while let Some(item) = stream.next().await {
         let resp = item.map_err(status_error)?;

@@ -106,8 +106,11 @@ impl Lab {
         lab.write_endpoints_file()?;
         lab.write_policy_files()?;
         super::lb::write_services_file(&lab)?;
-        if !lab.scenario.services.is_empty() || super::cgroup::root().is_some() {
-            super::cgroup::create(&prefix)?;
+        // The cgroup is needed only for services; without them a failure is no error.
+        match super::cgroup::create(&prefix) {
+            Ok(_) => {}
+            Err(e) if lab.scenario.services.is_empty() => log::debug!("no lab cgroup: {e:#}"),
+            Err(e) => return Err(e),
         }
         log::info!(
             "lab {prefix} is up: {} endpoints on {} node(s)",

@@ -112,7 +112,10 @@ pub fn field_lines(f: &Flow) -> Vec<String> {
     );
     r.add(
         "kernel drop",
-        f.kernel_drop.as_ref().map(|k| format!("{} ({})", k.name, k.reason)).unwrap_or_default(),
+        f.kernel_drop
+            .as_ref()
+            .map(|k| format!("{} ({})", k.name, k.reason))
+            .unwrap_or_default(),
     );
     r.add("type", enum_name(f.r#type, FlowType::as_str_name, false));
     if let Some(e) = &f.event_type {

@@ -51,7 +51,12 @@ pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     let probe = node_probes::start(&mut lab, &opts)
         .expect("flow-probe starts")
         .remove(0);
-    Env { probe, _dir: RemoveDir(state_dir.clone()), state_dir, lab }
+    Env {
+        probe,
+        _dir: RemoveDir(state_dir.clone()),
+        state_dir,
+        lab,
+    }
 }
 
 fn unique() -> u64 {
@@ -64,7 +69,8 @@ impl Env {
     /// Starts node1's probe again on the same address (after it was killed).
     pub fn restart_probe(&mut self) {
         let opts = ProbeOptions::new(None).expect("flow-probe binary");
-        self.probe = node_probes::start_node(&mut self.lab, "node1", self.probe.addr.port(), &opts).expect("probe restarts");
+        self.probe = node_probes::start_node(&mut self.lab, "node1", self.probe.addr.port(), &opts)
+            .expect("probe restarts");
     }
 
     pub async fn client(&self) -> ObserverClient<Channel> {

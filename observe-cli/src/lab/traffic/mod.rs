@@ -214,7 +214,11 @@ fn resolve(lab: &Lab, scenario: &Scenario) -> Result<Vec<Job>> {
         let src = find("from", &t.from)?;
         if t.to_service.is_some() {
             if !netns_exists(&src.netns) {
-                bail!("lab {}: network namespace {} does not exist (is the lab up?)", lab.prefix(), src.netns);
+                bail!(
+                    "lab {}: network namespace {} does not exist (is the lab up?)",
+                    lab.prefix(),
+                    src.netns
+                );
             }
             jobs.push(service::job(lab, i, t, src)?);
             continue;

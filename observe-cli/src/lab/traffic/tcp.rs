@@ -34,7 +34,12 @@ pub(super) fn run(job: &Job) -> Exchange {
     }
 }
 
-pub(super) fn server(addr: SocketAddr, request: u32, response: u32, ctl: &ServerCtl) -> Result<ServerCounts> {
+pub(super) fn server(
+    addr: SocketAddr,
+    request: u32,
+    response: u32,
+    ctl: &ServerCtl,
+) -> Result<ServerCounts> {
     let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
     let _ = ctl.ready.send(());

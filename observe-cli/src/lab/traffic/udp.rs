@@ -86,6 +86,12 @@ pub(super) fn client(src: SocketAddr, dst: SocketAddr, request: u32, wait: Durat
         .and_then(|()| socket.set_read_timeout(Some(wait)))
         .and_then(|()| socket.set_write_timeout(Some(OP_TIMEOUT)));
     if let Err(e) = setup {
+        // A service VIP without backends: the socket load balancer refuses the
+        // connect itself (ECONNREFUSED).
+        if e.kind() == ErrorKind::ConnectionRefused {
+            ex.outcome = Some(Outcome::Refused);
+            return ex;
+        }
         return ex.failed(format!("connecting to {dst}: {e}"));
     }
     match socket.send(&payload(request)) {

@@ -1,0 +1,370 @@
+use observer_proto::flow::{
+    self, CiliumEventType, DropReason, Endpoint, Flow, Ip, IpVersion, Layer4, TcpFlags,
+    TrafficDirection, Verdict, Workload, layer4,
+};
+use observer_proto::observe::v1::FlowVolume;
+
+use super::*;
+
+fn endpoint(ns: &str, workload: &str) -> Endpoint {
+    Endpoint {
+        namespace: ns.into(),
+        pod_name: format!("{workload}-0"),
+        identity: 300,
+        workloads: vec![Workload {
+            name: workload.into(),
+            kind: "Deployment".into(),
+        }],
+        labels: vec![format!("k8s:app={workload}")],
+        ..Default::default()
+    }
+}
+
+fn tcp(sport: u32, dport: u32, flags: TcpFlags) -> Option<Layer4> {
+    Some(Layer4 {
+        protocol: Some(layer4::Protocol::Tcp(flow::Tcp {
+            source_port: sport,
+            destination_port: dport,
+            flags: Some(flags),
+        })),
+    })
+}
+
+fn syn() -> TcpFlags {
+    TcpFlags {
+        syn: true,
+        ..Default::default()
+    }
+}
+
+/// A forwarded TCP SYN frontend → api:8080 seen at to-endpoint.
+fn forwarded(sport: u32, dport: u32) -> Flow {
+    Flow {
+        verdict: Verdict::Forwarded as i32,
+        ip: Some(Ip {
+            source: "198.18.1.10".into(),
+            destination: "198.18.1.11".into(),
+            ip_version: IpVersion::IPv4 as i32,
+            ..Default::default()
+        }),
+        l4: tcp(sport, dport, syn()),
+        source: Some(endpoint("default", "frontend")),
+        destination: Some(endpoint("default", "api")),
+        event_type: Some(CiliumEventType {
+            r#type: 4,
+            sub_type: 0,
+        }),
+        traffic_direction: TrafficDirection::Ingress as i32,
+        is_reply: Some(false),
+        ..Default::default()
+    }
+}
+
+fn denied(sport: u32) -> Flow {
+    Flow {
+        verdict: Verdict::Dropped as i32,
+        drop_reason: 133,
+        drop_reason_desc: DropReason::PolicyDenied as i32,
+        event_type: Some(CiliumEventType {
+            r#type: 1,
+            sub_type: 133,
+        }),
+        policy_match_type: 0,
+        ..forwarded(sport, 8080)
+    }
+}
+
+/// The lines of the exposition that start with `name{` or `name `.
+fn series(m: &Metrics, name: &str) -> Vec<String> {
+    m.render()
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn three_forwarded_tcp_flows_to_endpoint() {
+    let m = Metrics::new(&MetricsConfig::default());
+    for p in [40000, 40001, 40002] {
+        m.flow(&forwarded(p, 8080));
+    }
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 3"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 3"#]
+    );
+    assert_eq!(
+        series(&m, "hubble_tcp_flags_total"),
+        [r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 3"#]
+    );
+    assert!(series(&m, "hubble_drop_total").is_empty());
+    assert!(series(&m, "hubble_policy_verdicts_total").is_empty());
+    assert_eq!(
+        series(&m, "observe_probe_ringbuf_events_total"),
+        ["observe_probe_ringbuf_events_total 3"]
+    );
+}
+
+#[test]
+fn drops_policy_verdicts_icmp_and_replies() {
+    let m = Metrics::new(&MetricsConfig::default());
+    m.flow(&denied(40000));
+    m.flow(&denied(40001));
+    let mut allowed = forwarded(40002, 8080);
+    allowed.event_type = Some(CiliumEventType {
+        r#type: 5,
+        sub_type: 0,
+    });
+    allowed.policy_match_type = 2;
+    m.flow(&allowed);
+    // A reply: no port, SYN-ACK flag.
+    let mut reply = forwarded(8080, 40002);
+    reply.is_reply = Some(true);
+    reply.l4 = tcp(
+        8080,
+        40002,
+        TcpFlags {
+            syn: true,
+            ack: true,
+            ..Default::default()
+        },
+    );
+    m.flow(&reply);
+    let mut ping = forwarded(0, 0);
+    ping.l4 = Some(Layer4 {
+        protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
+            r#type: 128,
+            code: 0,
+        })),
+    });
+    ping.ip.as_mut().unwrap().ip_version = IpVersion::IPv6 as i32;
+    m.flow(&ping);
+
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 2"#]
+    );
+    assert_eq!(
+        series(&m, "hubble_policy_verdicts_total"),
+        [
+            r#"hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"} 2"#,
+            r#"hubble_policy_verdicts_total{action="forwarded",direction="ingress",match="l3-l4"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="ICMPv6",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 2"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="FORWARDED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_tcp_flags_total"),
+        [
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 1"#,
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN-ACK"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [
+            r#"hubble_port_distribution_total{port="0",protocol="ICMPv6"} 1"#,
+            r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_icmp_total"),
+        [r#"hubble_icmp_total{family="IPv6",type="EchoRequest"} 1"#]
+    );
+}
+
+#[test]
+fn flows_to_world_and_lost_events() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let mut out = forwarded(40000, 443);
+    out.destination = Some(Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".into()],
+        ..Default::default()
+    });
+    m.flow(&out);
+    let mut back = out.clone();
+    back.is_reply = Some(true);
+    m.flow(&back);
+    m.lost(
+        flow::LostEventSource::PerfEventRingBuffer,
+        stage::KERNEL_RING,
+        7,
+    );
+    assert_eq!(
+        series(&m, "hubble_flows_to_world_total"),
+        [r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#]
+    );
+    assert_eq!(
+        series(&m, "hubble_lost_events_total"),
+        [r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 7"#]
+    );
+    assert_eq!(
+        series(&m, "observe_probe_lost_events_total"),
+        [
+            r#"observe_probe_lost_events_total{stage="agent_queue"} 0"#,
+            r#"observe_probe_lost_events_total{stage="kernel_ring"} 7"#,
+        ]
+    );
+    // World's volume is named by its reserved identity.
+    assert_eq!(
+        series(&m, "observe_flow_packets_total"),
+        Vec::<String>::new(),
+        "no volume on these flows"
+    );
+}
+
+fn with_volume(mut f: Flow, fwd: (u64, u64), rev: (u64, u64)) -> Flow {
+    f.volume = Some(FlowVolume {
+        fwd_bytes: fwd.0,
+        fwd_packets: fwd.1,
+        rev_bytes: rev.0,
+        rev_packets: rev.1,
+    });
+    f
+}
+
+#[test]
+fn volume_counts_increases_per_connection_and_point() {
+    let m = Metrics::new(&MetricsConfig::default());
+    // Request direction: 100 B / 2 packets, then 300 B / 5 packets in total.
+    m.flow(&with_volume(forwarded(40000, 8080), (100, 2), (0, 0)));
+    m.flow(&with_volume(forwarded(40000, 8080), (300, 5), (60, 1)));
+    // The reply direction of the same connection counts its own (reverse) side.
+    let mut reply = with_volume(forwarded(8080, 40000), (300, 5), (1000, 3));
+    reply.is_reply = Some(true);
+    reply.source = Some(endpoint("default", "api"));
+    reply.destination = Some(endpoint("default", "frontend"));
+    m.flow(&reply);
+    // Another connection from the same workloads adds up.
+    m.flow(&with_volume(forwarded(40001, 8080), (50, 1), (0, 0)));
+    assert_eq!(
+        series(&m, "observe_flow_bytes_total"),
+        [
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 350"#,
+            r#"observe_flow_bytes_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 1000"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "observe_flow_packets_total"),
+        [
+            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 6"#,
+            r#"observe_flow_packets_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 3"#,
+        ]
+    );
+}
+
+#[test]
+fn context_fallback_and_options() {
+    let cfg = MetricsConfig {
+        context: Context::parse("app|ip").unwrap(),
+        ..Default::default()
+    };
+    let m = Metrics::new(&cfg);
+    let mut f = with_volume(forwarded(40000, 8080), (10, 1), (0, 0));
+    f.destination.as_mut().unwrap().labels.clear();
+    m.flow(&f);
+    assert_eq!(
+        series(&m, "observe_flow_packets_total"),
+        [
+            r#"observe_flow_packets_total{destination_workload="198.18.1.11",direction="ingress",source_workload="frontend"} 1"#
+        ]
+    );
+    assert!(Context::parse("workload|nonsense").is_err());
+}
+
+#[test]
+fn cardinality_cap_collapses_into_overflow() {
+    let cfg = MetricsConfig {
+        max_label_sets: 1000,
+        ..Default::default()
+    };
+    let m = Metrics::new(&cfg);
+    // 1200 distinct ports, the last 50 twice: 1000 fit, 200 + 50 overflow.
+    for port in 1..=1200 {
+        m.flow(&forwarded(40000, port));
+    }
+    for port in 1151..=1200 {
+        m.flow(&forwarded(40000, port));
+    }
+    let ports = series(&m, "hubble_port_distribution_total");
+    assert_eq!(ports.len(), 1001, "1000 label sets and the overflow set");
+    assert!(
+        ports.contains(
+            &r#"hubble_port_distribution_total{port="1000",protocol="TCP"} 1"#.to_string()
+        )
+    );
+    assert!(!ports.iter().any(|l| l.contains(r#"port="1001""#)));
+    assert!(
+        ports.contains(
+            &r#"hubble_port_distribution_total{port="__overflow__",protocol="__overflow__"} 250"#
+                .to_string()
+        )
+    );
+    assert_eq!(m.ports.label_sets(), 1000);
+    let overflow = series(&m, "observe_metrics_overflow_total");
+    assert!(
+        overflow.contains(
+            &r#"observe_metrics_overflow_total{metric="hubble_port_distribution_total"} 250"#
+                .to_string()
+        )
+    );
+    assert!(overflow.contains(
+        &r#"observe_metrics_overflow_total{metric="hubble_flows_processed_total"} 0"#.to_string()
+    ));
+    // Other metrics are not affected.
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1250"#
+        ]
+    );
+}
+
+#[test]
+fn names_list_every_family() {
+    let names = metric_names();
+    for n in [
+        "hubble_flows_processed_total",
+        "hubble_drop_total",
+        "hubble_tcp_flags_total",
+        "hubble_port_distribution_total",
+        "hubble_icmp_total",
+        "hubble_policy_verdicts_total",
+        "hubble_flows_to_world_total",
+        "hubble_lost_events_total",
+        "observe_flow_bytes_total",
+        "observe_flow_packets_total",
+        "observe_probe_ringbuf_events_total",
+        "observe_probe_lost_events_total",
+        "observe_probe_decode_errors_total",
+        "observe_probe_attached_programs",
+        "observe_metrics_overflow_total",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert_eq!(names.len(), 15);
+}
+
+#[test]
+fn listen_flag() {
+    assert_eq!(http::parse_listen("off"), Ok(None));
+    assert_eq!(
+        http::parse_listen("127.0.0.1:0"),
+        Ok(Some("127.0.0.1:0".parse().unwrap()))
+    );
+    assert!(http::parse_listen("nope").is_err());
+}

@@ -1,0 +1,83 @@
+//! Byte and packet increases of a connection, from `Flow.volume`: the kernel
+//! reports cumulative counts per connection, so each event adds what grew since
+//! the previous event of the same direction at the same observation point.
+//!
+//! The last values are kept in two generations of at most `capacity / 2`
+//! entries each (a bounded, approximate LRU): a connection not seen for a whole
+//! generation is forgotten, and its next event counts its full volume again.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use observer_proto::flow::{Flow, layer4::Protocol};
+
+/// Default number of connections remembered.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+pub struct VolumeTracker {
+    current: HashMap<u64, (u64, u64)>,
+    previous: HashMap<u64, (u64, u64)>,
+    generation: usize,
+}
+
+impl VolumeTracker {
+    pub fn new(capacity: usize) -> Self {
+        VolumeTracker {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            generation: (capacity / 2).max(1),
+        }
+    }
+
+    /// (bytes, packets) this flow adds; `None` for a flow without volume.
+    pub fn delta(&mut self, flow: &Flow) -> Option<(u64, u64)> {
+        let v = flow.volume.as_ref()?;
+        let own = if flow.is_reply == Some(true) {
+            (v.rev_bytes, v.rev_packets)
+        } else {
+            (v.fwd_bytes, v.fwd_packets)
+        };
+        let key = key(flow);
+        let last = self
+            .current
+            .remove(&key)
+            .or_else(|| self.previous.remove(&key))
+            .unwrap_or((0, 0));
+        self.current.insert(key, own);
+        if self.current.len() >= self.generation {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        // A smaller count is a new connection on the same addresses and ports.
+        let grow = |now: u64, then: u64| if now >= then { now - then } else { now };
+        Some((grow(own.0, last.0), grow(own.1, last.1)))
+    }
+
+    /// Connections remembered.
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The connection's direction as this event saw it, and where it was seen.
+fn key(flow: &Flow) -> u64 {
+    let mut h = DefaultHasher::new();
+    if let Some(ip) = &flow.ip {
+        (&ip.source, &ip.destination).hash(&mut h);
+    }
+    let ports = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => (6, t.source_port, t.destination_port),
+        Some(Protocol::Udp(u)) => (17, u.source_port, u.destination_port),
+        Some(Protocol::IcmPv4(i)) => (1, i.r#type, i.code),
+        Some(Protocol::IcmPv6(i)) => (58, i.r#type, i.code),
+        _ => (0, 0, 0),
+    };
+    ports.hash(&mut h);
+    flow.interface.as_ref().map(|i| i.index).hash(&mut h);
+    flow.trace_observation_point.hash(&mut h);
+    flow.node_name.hash(&mut h);
+    h.finish()
+}
