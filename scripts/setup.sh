@@ -11,6 +11,7 @@ command -v tc >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v dot >/dev/null || need+=(graphviz)
 command -v tmux >/dev/null || need+=(tmux)
+command -v prometheus >/dev/null || need+=(prometheus)
 [ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 [ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
 if [ ${#need[@]} -gt 0 ]; then

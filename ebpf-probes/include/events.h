@@ -13,11 +13,19 @@
 
 #include <linux/types.h>
 
-#define EVENT_VERSION 3
+#define EVENT_VERSION 4
 
 enum event_type {
 	EVENT_FLOW = 1,
 	EVENT_SOCK_XLATE = 2,  /* struct sock_xlate_event: socket-level service translation */
+	EVENT_TCP_LIFECYCLE = 3, /* struct tcp_lifecycle_event: established, closed, retransmit */
+};
+
+/* What a TCP lifecycle event reports. */
+enum tcp_lifecycle_kind {
+	TCP_LC_ESTABLISHED = 1,
+	TCP_LC_CLOSED = 2,
+	TCP_LC_RETRANSMIT = 3,
 };
 
 /* Why a flow event was emitted. */
@@ -271,6 +279,25 @@ struct sock_xlate_event {
 	__u16 src_port;        /* the socket's bound port, zero when unbound */
 	__u8 hook;             /* enum sock_hook */
 	__u8 _pad0;
+};
+
+/* A TCP socket of a watched endpoint namespace became established or closed, or
+ * retransmitted (tracepoints sock:inet_sock_set_state, tcp:tcp_retransmit_skb).
+ * Addresses are the socket's view: local first. */
+struct tcp_lifecycle_event {
+	struct event_header hdr;
+	__u64 ktime_ns;
+	__u64 duration_ns;     /* closed: time since established, 0 if never */
+	__u8 saddr[16];        /* local */
+	__u8 daddr[16];        /* remote */
+	__u16 sport;           /* host byte order */
+	__u16 dport;
+	__u8 family;           /* 4 or 6 */
+	__u8 kind;             /* enum tcp_lifecycle_kind */
+	__u8 old_state;        /* kernel TCP states (TCP_ESTABLISHED = 1, ...) */
+	__u8 new_state;
+	__u32 retransmits;     /* retransmissions of this socket so far */
+	__u32 _pad0;
 };
 
 #endif

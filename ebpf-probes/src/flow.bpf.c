@@ -19,6 +19,7 @@
 #include "lib/parse.h"
 #include "lib/policy.h"
 #include "lib/drops.h"
+#include "lib/lifecycle.h"
 
 /* BTF keeps only types reachable from globals, maps and function signatures;
  * these pointers put every event struct there for flow-probe's layout check. */
@@ -29,6 +30,7 @@ struct ipcache_key *btf_anchor_ipcache_key __attribute__((unused));
 struct ipcache_value *btf_anchor_ipcache_value __attribute__((unused));
 struct policy_key *btf_anchor_policy_key __attribute__((unused));
 struct policy_value *btf_anchor_policy_value __attribute__((unused));
+struct tcp_lifecycle_event *btf_anchor_tcp_lifecycle_event __attribute__((unused));
 
 /* Tunables, set by flow-probe at load time. */
 const volatile __u32 aggregate = 1;            /* 0: an event for every packet */
@@ -272,6 +274,74 @@ int kfree_skb(void *ctx)
 	ev->kind = KIND_DROP;
 	ev->drop_reason = reason;
 	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/* TCP established and closed: the connection's duration and retransmissions. */
+SEC("tracepoint/sock/inet_sock_set_state")
+int inet_sock_set_state(struct set_state_args *args)
+{
+	struct sock_life fresh = {}, *life;
+	/* A copy on the stack: the verifier forbids pointers into the context. */
+	struct set_state_args a, *ctx = &a;
+	__u64 key, now;
+
+	if (bpf_probe_read_kernel(&a, sizeof(a), args) < 0)
+		return 0;
+	key = (__u64)ctx->skaddr;
+
+	if (ctx->protocol != IPPROTO_TCP || !sock_watched(ctx->skaddr))
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (ctx->newstate == TCP_STATE_ESTABLISHED) {
+		life = bpf_map_lookup_elem(&SOCKS, &key);
+		fresh.established_ns = now;
+		fresh.retransmits = life ? life->retransmits : 0; /* SYN retransmits count */
+		bpf_map_update_elem(&SOCKS, &key, &fresh, BPF_ANY);
+		emit_lifecycle(TCP_LC_ESTABLISHED, ctx->family, ctx->saddr, ctx->daddr, ctx->saddr_v6,
+			       ctx->daddr_v6, ctx->sport, ctx->dport, ctx->oldstate, ctx->newstate,
+			       &fresh, now);
+	} else if (ctx->newstate == TCP_STATE_CLOSE) {
+		life = bpf_map_lookup_elem(&SOCKS, &key);
+		/* Only connections we saw established or retransmitting: not every
+		 * listener or never-connected socket. */
+		if (!life)
+			return 0;
+		emit_lifecycle(TCP_LC_CLOSED, ctx->family, ctx->saddr, ctx->daddr, ctx->saddr_v6,
+			       ctx->daddr_v6, ctx->sport, ctx->dport, ctx->oldstate, ctx->newstate,
+			       life, now);
+		bpf_map_delete_elem(&SOCKS, &key);
+	}
+	return 0;
+}
+
+/* A retransmission: counted on the socket and reported. */
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int tcp_retransmit_skb(struct retransmit_args *args)
+{
+	struct sock_life fresh = {}, *life;
+	struct retransmit_args a, *ctx = &a;
+	__u64 key, now;
+
+	if (bpf_probe_read_kernel(&a, sizeof(a), args) < 0)
+		return 0;
+	key = (__u64)ctx->skaddr;
+
+	if (!sock_watched(ctx->skaddr))
+		return 0;
+	now = bpf_ktime_get_ns();
+	life = bpf_map_lookup_elem(&SOCKS, &key);
+	if (!life) {
+		bpf_map_update_elem(&SOCKS, &key, &fresh, BPF_NOEXIST);
+		life = bpf_map_lookup_elem(&SOCKS, &key);
+		if (!life)
+			return 0;
+	}
+	__sync_fetch_and_add(&life->retransmits, 1);
+	if (!take_token(now))
+		return 0;
+	emit_lifecycle(TCP_LC_RETRANSMIT, ctx->family, ctx->saddr, ctx->daddr, ctx->saddr_v6,
+		       ctx->daddr_v6, ctx->sport, ctx->dport, ctx->state, ctx->state, life, now);
 	return 0;
 }
 

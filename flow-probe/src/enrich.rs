@@ -152,6 +152,21 @@ impl Enricher {
         crate::services::flows::sock_flow(ev, self.services.as_deref(), &cx)
     }
 
+    /// Builds the flow of a TCP lifecycle event (see [`crate::lifecycle`]).
+    pub fn tcp_lifecycle_flow(
+        &mut self,
+        ev: &crate::kernel::events::TcpLifecycleEvent,
+        unix_offset_ns: i128,
+    ) -> Flow {
+        let cx = crate::lifecycle::LifecycleContext {
+            uuid: self.next_uuid(),
+            node_name: &self.node_name,
+            unix_offset_ns,
+            endpoint_of: &|ip| self.endpoint_of(ip),
+        };
+        crate::lifecycle::lifecycle_flow(ev, &cx)
+    }
+
     /// Names the policies of verdict events from this table.
     pub fn with_policy_names(mut self, names: std::sync::Arc<PolicyNames>) -> Self {
         self.policy_names = Some(names);

@@ -25,6 +25,7 @@ pub mod agent;
 pub mod datapath;
 pub mod enrich;
 pub mod kernel;
+pub mod lifecycle;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

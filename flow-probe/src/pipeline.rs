@@ -53,6 +53,9 @@ impl Pipeline {
                 let flow = match event {
                     Event::Flow(ev) => self.enricher.flow(&ev, self.unix_offset_ns),
                     Event::SockXlate(ev) => self.enricher.sock_flow(&ev, self.unix_offset_ns),
+                    Event::TcpLifecycle(ev) => {
+                        self.enricher.tcp_lifecycle_flow(&ev, self.unix_offset_ns)
+                    }
                 };
                 if let Some(m) = &self.metrics {
                     m.flow(&flow);

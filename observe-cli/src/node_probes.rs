@@ -113,6 +113,7 @@ pub fn start_node(
         .args(crate::lab::lb::probe_args(lab))
         .arg("--ready-file")
         .arg(&ready)
+        .args(metrics_args(lab, node, port, opts))
         .args(&opts.extra_args)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
@@ -128,6 +129,26 @@ pub fn start_node(
         pid,
         log,
     })
+}
+
+/// Metrics on Hubble's port 9965 for the node on the default gRPC port, any free
+/// port otherwise (parallel labs must not collide); callers may choose their own.
+fn metrics_args(lab: &Lab, node: &str, port: u16, opts: &ProbeOptions) -> Vec<std::ffi::OsString> {
+    if opts.extra_args.iter().any(|a| a == "--metrics-listen") {
+        return Vec::new();
+    }
+    let listen = if port == 4244 {
+        "127.0.0.1:9965"
+    } else {
+        "127.0.0.1:0"
+    };
+    let ready = lab.state_dir().join(format!("probe-{node}.metrics"));
+    vec![
+        "--metrics-listen".into(),
+        listen.into(),
+        "--metrics-ready-file".into(),
+        ready.into(),
+    ]
 }
 
 /// `$RELAY_BIN`, else `relay` next to flow-probe.
@@ -166,6 +187,12 @@ pub fn start_relay(
     let child = cmd
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--metrics-listen")
+        .arg(if port == 4245 {
+            "127.0.0.1:9966"
+        } else {
+            "127.0.0.1:0"
+        })
         .arg("--ready-file")
         .arg(&ready)
         .stdin(Stdio::null())

@@ -256,9 +256,14 @@ impl Expect<'_> {
     }
 }
 
+/// The packet flows of one item (TCP lifecycle flows are checked apart).
 fn item_flows(flows: &[Flow], item: &ItemReport) -> Vec<Flow> {
     match (item.src_port, item.dst_port) {
-        (Some(sp), Some(dp)) => connection(flows, (item.src_ip, sp), (item.dst_ip, dp)),
+        (Some(sp), Some(dp)) => {
+            let mut c = connection(flows, (item.src_ip, sp), (item.dst_ip, dp));
+            c.retain(|f| f.tcp_lifecycle.is_none());
+            c
+        }
         _ => flows
             .iter()
             // Echo only: neighbour discovery between the same hosts is ICMPv6 too.
@@ -307,6 +312,41 @@ async fn default_scenario_traffic_becomes_exact_flows() {
     };
 
     expect.tcp_exchange(&flows, &items[0], &V4);
+    // Both sockets of the first connection were established and closed, without
+    // retransmissions; the refused one never was.
+    let env_flows = env
+        .wait_for("both sockets closed", |fl| {
+            connection(
+                fl,
+                (items[0].src_ip, items[0].src_port.unwrap()),
+                (items[0].dst_ip, 8080),
+            )
+            .iter()
+            .filter(|f| f.tcp_lifecycle.as_ref().is_some_and(|l| l.kind == 2))
+            .count()
+                == 2
+        })
+        .await;
+    let flows = env_flows;
+    let lifecycle = |item: &ItemReport| {
+        let (sp, dp) = (item.src_port.unwrap(), item.dst_port.unwrap());
+        let mut v: Vec<(i32, u32)> = connection(&flows, (item.src_ip, sp), (item.dst_ip, dp))
+            .iter()
+            .filter_map(|f| f.tcp_lifecycle.as_ref().map(|l| (l.kind, l.retransmits)))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        lifecycle(&items[0]),
+        [(1, 0), (1, 0), (2, 0), (2, 0)],
+        "established ×2, closed ×2"
+    );
+    assert_eq!(
+        lifecycle(&items[3]),
+        [],
+        "a refused connection is never established"
+    );
     expect.tcp_exchange(&flows, &items[1], &V6);
     expect.tcp_exchange(&flows, &items[2], &V4);
 

@@ -44,7 +44,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .iter()
             .filter(|n| n.starts_with(&format!("{prefix}-")))
             .count(),
-        5,
+        6,
         "{netns:?}"
     );
 
@@ -57,7 +57,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
                 || l.contains(": refused")
                 || l.contains(": dropped"))
             .count(),
-        8,
+        10,
         "{}",
         text(&traffic)
     );
@@ -92,7 +92,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(
         text(&down).trim(),
-        format!("lab {prefix} removed: 5 network namespaces deleted, 2 processes stopped")
+        format!("lab {prefix} removed: 6 network namespaces deleted, 2 processes stopped")
     );
     let left: Vec<String> = observe_cli::lab::netns_list()
         .unwrap()

@@ -20,6 +20,7 @@
 //!   GetNamespaces; requests are checked by [`query`].
 //! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds
 //!   the settings; [`error`] the error types; [`time`] flow-time arithmetic.
+//! - [`metrics`]: Prometheus `/metrics` (peers, ingest per node, reorder counts).
 //!
 //! ```text
 //!  flow-probe ─► peer task ─┐
@@ -48,6 +49,7 @@ pub mod config;
 pub mod error;
 pub mod fanin;
 pub mod merge;
+pub mod metrics;
 pub mod peer;
 pub mod query;
 pub mod reorder;

@@ -36,6 +36,9 @@ struct Args {
     /// File to write the bound address to once serving.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Prometheus `/metrics` listen address, or "off".
+    #[arg(long, default_value = relay::metrics::DEFAULT_METRICS_LISTEN)]
+    metrics_listen: String,
 }
 
 impl Args {
@@ -80,7 +83,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .and_then(|()| std::fs::rename(&tmp, path))
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
+    let metrics_listen =
+        relay::metrics::parse_listen(&args.metrics_listen).map_err(anyhow::Error::msg)?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        log::info!(
+            "serving Prometheus metrics on http://{}/metrics",
+            l.local_addr()?
+        );
+        let m = std::sync::Arc::new(relay::metrics::RelayMetrics::new(relay.state()));
+        tokio::spawn(relay::metrics::serve(l, m, async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     let served = relay::server::run(listener, relay.state(), shutdown_signal()).await;
+    let _ = stop_metrics.send(());
     log::info!("shutting down");
     relay.shutdown().await;
     Ok(served?)

@@ -8,9 +8,10 @@
 
 use std::mem::{offset_of, size_of};
 
-pub const EVENT_VERSION: u8 = 3;
+pub const EVENT_VERSION: u8 = 4;
 pub const EVENT_FLOW: u8 = 1;
 pub const EVENT_SOCK_XLATE: u8 = 2;
+pub const EVENT_TCP_LIFECYCLE: u8 = 3;
 
 /// `enum emit_reason`.
 pub mod reason {
@@ -358,7 +359,46 @@ pub fn mirrored_layouts() -> Vec<Layout> {
         layout!("lb_revnat", LbRevnat, [
             vip => "vip", vip_port => "vip_port", family => "family", reported => "reported", service_id => "service_id",
         ]),
+        lifecycle_layout(),
     ]
+}
+
+/// `enum tcp_lifecycle_kind`.
+pub mod lifecycle {
+    pub const ESTABLISHED: u8 = 1;
+    pub const CLOSED: u8 = 2;
+    pub const RETRANSMIT: u8 = 3;
+}
+
+/// `struct tcp_lifecycle_event`: a TCP socket established, closed or
+/// retransmitting; addresses are the socket's view, local first.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpLifecycleEvent {
+    pub hdr: EventHeader,
+    pub ktime_ns: u64,
+    pub duration_ns: u64,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u8,
+    pub kind: u8,
+    pub old_state: u8,
+    pub new_state: u8,
+    pub retransmits: u32,
+    pub _pad0: u32,
+}
+
+const _: () = assert!(size_of::<TcpLifecycleEvent>() == 72);
+
+/// The lifecycle event's layout, for the BTF check.
+pub fn lifecycle_layout() -> Layout {
+    layout!("tcp_lifecycle_event", TcpLifecycleEvent, [
+        hdr => "hdr", ktime_ns => "ktime_ns", duration_ns => "duration_ns", saddr => "saddr",
+        daddr => "daddr", sport => "sport", dport => "dport", family => "family", kind => "kind",
+        old_state => "old_state", new_state => "new_state", retransmits => "retransmits", _pad0 => "_pad0",
+    ])
 }
 
 /// A decoded ring-buffer record.
@@ -366,6 +406,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
 pub enum Event {
     Flow(FlowEvent),
     SockXlate(SockXlateEvent),
+    TcpLifecycle(TcpLifecycleEvent),
 }
 
 /// Why a ring-buffer record could not be decoded.
@@ -395,6 +436,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     match hdr.r#type {
         EVENT_FLOW => Ok(Event::Flow(read_pod(bytes, "flow_event")?)),
         EVENT_SOCK_XLATE => Ok(Event::SockXlate(read_pod(bytes, "sock_xlate_event")?)),
+        EVENT_TCP_LIFECYCLE => Ok(Event::TcpLifecycle(read_pod(bytes, "tcp_lifecycle_event")?)),
         other => Err(DecodeError::UnknownType(other)),
     }
 }
@@ -404,6 +446,7 @@ trait Pod: Copy {}
 impl Pod for EventHeader {}
 impl Pod for FlowEvent {}
 impl Pod for SockXlateEvent {}
+impl Pod for TcpLifecycleEvent {}
 
 fn read_pod<T: Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let need = size_of::<T>();

@@ -58,6 +58,24 @@ impl KernelFeatures {
             "tracepoint:skb:kfree_skb",
             Ok(Path::new("/sys/kernel/tracing/events/skb/kfree_skb/id").exists()),
         );
+        for (name, path) in [
+            (
+                "tracepoint:sock:inet_sock_set_state",
+                "sock/inet_sock_set_state",
+            ),
+            (
+                "tracepoint:tcp:tcp_retransmit_skb",
+                "tcp/tcp_retransmit_skb",
+            ),
+        ] {
+            add(
+                name,
+                Ok(Path::new("/sys/kernel/tracing/events")
+                    .join(path)
+                    .join("id")
+                    .exists()),
+            );
+        }
         add(
             "bpf_stats",
             Ok(Path::new("/proc/sys/kernel/bpf_stats_enabled").exists()),

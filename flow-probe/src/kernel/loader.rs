@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
-use aya::programs::{SchedClassifier, TcAttachType, TracePoint, tc, tc::TcAttachOptions};
+use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
 use aya::{Ebpf, EbpfLoader};
 
 use super::btf_layout;
@@ -25,6 +25,7 @@ use super::objects::FLOW_OBJECT;
 use super::pins;
 use super::sysfs;
 use super::tracefs;
+use super::tracepoints;
 
 /// How the tc flow probe is loaded.
 #[derive(Debug, Clone)]
@@ -181,8 +182,14 @@ impl LoadedProbe {
                     // Kernel drops need the tracepoint's format; without it they are off.
                     let drops = if use_drops { tracefs::read_format("skb", "kfree_skb").ok() } else { None };
                     let mut ebpf = load(&cfg, &dir, drops.as_ref())?;
+                    if let Err(e) = tracepoints::watch_netns(&mut ebpf, &cfg.drop_netns) {
+                        log::warn!("kernel drops and TCP lifecycle watch every namespace: {e:#}");
+                    }
+                    if let Err(e) = tracepoints::attach_lifecycle(&mut ebpf) {
+                        log::warn!("TCP lifecycle reporting disabled: {e:#}");
+                    }
                     let drops = match drops {
-                        Some(format) => match attach_drops(&mut ebpf, &cfg) {
+                        Some(format) => match tracepoints::attach_drops(&mut ebpf) {
                             Ok(()) => Some(format),
                             Err(e) => {
                                 log::warn!("kernel drop reporting disabled: {e:#}");
@@ -347,26 +354,6 @@ fn kfree_skb_settings(format: &tracefs::Format) -> Option<(u32, u32, u64, u64)> 
         }
     }
     Some((skbaddr, reason, lo, hi))
-}
-
-/// Loads and attaches the kernel-drop tracepoint, watching the namespaces of
-/// `cfg.drop_netns`.
-fn attach_drops(ebpf: &mut Ebpf, cfg: &ProbeConfig) -> anyhow::Result<()> {
-    let mut watched: aya::maps::HashMap<_, u32, u8> =
-        aya::maps::HashMap::try_from(ebpf.map_mut("DROP_NETNS").context("map DROP_NETNS")?)?;
-    for name in &cfg.drop_netns {
-        let path = std::path::Path::new("/var/run/netns").join(name);
-        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path)?);
-        watched.insert(u32::try_from(ino)?, 1, 0)?;
-    }
-    let prog: &mut TracePoint = ebpf
-        .program_mut("kfree_skb")
-        .context("program kfree_skb")?
-        .try_into()?;
-    prog.load().context("verifier rejected kfree_skb")?;
-    prog.attach("skb", "kfree_skb")
-        .context("attaching to skb:kfree_skb")?;
-    Ok(())
 }
 
 fn load(

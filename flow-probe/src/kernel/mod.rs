@@ -11,3 +11,4 @@ pub mod pins;
 pub mod sock_lb;
 pub mod sysfs;
 pub mod tracefs;
+pub mod tracepoints;

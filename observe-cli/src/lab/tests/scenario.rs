@@ -14,9 +14,18 @@ const TWO: &str = "endpoints:\n\
 
 #[test]
 fn builtin_scenarios_plan_the_documented_topology() {
-    for s in [Scenario::builtin_default(), Scenario::builtin_capture()] {
-        check_builtin_topology(&s);
-    }
+    check_builtin_topology(&Scenario::builtin_capture());
+    // The default adds api-2, a second backend of the api service, after api.
+    let d = Scenario::builtin_default();
+    let names: Vec<&str> = d.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["frontend", "api", "api-2", "db", "client"]);
+    let t = Topology::plan(&d, "obs12345").unwrap();
+    let api2 = t.endpoints.iter().find(|e| e.name == "api-2").unwrap();
+    assert_eq!(
+        (api2.id, api2.ipv4.to_string(), api2.host_interface.as_str()),
+        (3, "198.18.1.12".to_string(), "lxc3")
+    );
+    assert_eq!(d.services.len(), 1);
 }
 
 fn check_builtin_topology(s: &Scenario) {
@@ -339,8 +348,10 @@ fn builtin_capture_scenario_is_the_policy_free_traffic_mix() {
             row(("client", "frontend"), Icmp, None, Ipv6, Fine, (56, 56)),
         ]
     );
-    // Same endpoints as the default scenario.
-    assert_eq!(s.endpoints, Scenario::builtin_default().endpoints);
+    // The default's endpoints, without the second api backend.
+    let mut defaults = Scenario::builtin_default().endpoints;
+    defaults.retain(|e| e.name != "api-2");
+    assert_eq!(s.endpoints, defaults);
 }
 
 #[test]
@@ -369,6 +380,8 @@ fn builtin_default_scenario_has_policies_and_traffic_for_every_verdict() {
                 (200, 2000)
             ),
             row(("api", "db"), Tcp, Some(5432), Ipv4, Fine, (300, 3000)),
+            row(("frontend", ""), Tcp, Some(80), Ipv4, Fine, (100, 1000)),
+            row(("frontend", ""), Tcp, Some(80), Ipv6, Fine, (100, 1000)),
             row(("client", "api"), Tcp, Some(8080), Ipv4, Dropped, (0, 0)),
             row(("client", "db"), Udp, Some(5353), Ipv4, Dropped, (64, 0)),
             row(("client", "frontend"), Icmp, None, Ipv4, Fine, (56, 56)),
@@ -384,8 +397,9 @@ fn builtin_default_scenario_has_policies_and_traffic_for_every_verdict() {
         ]
     );
     // The servers of dropped items run with the sizes of ok items.
-    assert_eq!(s.traffic[3].exchange_bytes(), (100, 1000));
-    assert_eq!(s.traffic[4].exchange_bytes(), (64, 64));
+    assert_eq!(s.traffic[3].to_service.as_deref(), Some("api"));
+    assert_eq!(s.traffic[5].exchange_bytes(), (100, 1000));
+    assert_eq!(s.traffic[6].exchange_bytes(), (64, 64));
 
     let yaml = |text: &str| -> serde_yaml::Value { serde_yaml::from_str(text).unwrap() };
     let want = [

@@ -1,0 +1,111 @@
+//! The tracepoint programs (kernel drops, TCP lifecycle): which namespaces they
+//! watch, and attaching them once the running kernel's record layout is known
+//! to match what the programs read. A mismatch disables only that program.
+
+use anyhow::{Context, bail};
+use aya::Ebpf;
+use aya::programs::TracePoint;
+
+use super::tracefs;
+
+/// Fields the lifecycle programs read, at the offsets their C structs assume.
+const SET_STATE_FIELDS: &[(&str, u32)] = &[
+    ("skaddr", 8),
+    ("oldstate", 16),
+    ("newstate", 20),
+    ("sport", 24),
+    ("dport", 26),
+    ("family", 28),
+    ("protocol", 30),
+    ("saddr", 32),
+    ("daddr", 36),
+    ("saddr_v6", 40),
+    ("daddr_v6", 56),
+];
+const RETRANSMIT_FIELDS: &[(&str, u32)] = &[
+    ("skaddr", 16),
+    ("state", 24),
+    ("sport", 28),
+    ("dport", 30),
+    ("family", 32),
+    ("saddr", 34),
+    ("daddr", 38),
+    ("saddr_v6", 42),
+    ("daddr_v6", 58),
+];
+
+/// Restricts the tracepoint programs to these network namespaces (`ip netns`
+/// names): the node's endpoints'. Others may reuse the same addresses.
+pub fn watch_netns(ebpf: &mut Ebpf, names: &[String]) -> anyhow::Result<()> {
+    let mut watched: aya::maps::HashMap<_, u32, u8> =
+        aya::maps::HashMap::try_from(ebpf.map_mut("DROP_NETNS").context("map DROP_NETNS")?)?;
+    for name in names {
+        let path = std::path::Path::new("/var/run/netns").join(name);
+        let meta = std::fs::metadata(&path).with_context(|| format!("network namespace {name}"))?;
+        watched.insert(
+            u32::try_from(std::os::unix::fs::MetadataExt::ino(&meta))?,
+            1,
+            0,
+        )?;
+    }
+    Ok(())
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, group: &str, event: &str) -> anyhow::Result<()> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .with_context(|| format!("program {program}"))?
+        .try_into()?;
+    prog.load()
+        .with_context(|| format!("verifier rejected {program}"))?;
+    prog.attach(group, event)
+        .with_context(|| format!("attaching to {group}:{event}"))?;
+    Ok(())
+}
+
+/// Fails, naming the tracepoint and field, when the kernel's record differs.
+fn check_layout(group: &str, event: &str, fields: &[(&str, u32)]) -> anyhow::Result<()> {
+    let format = tracefs::read_format(group, event)
+        .with_context(|| format!("tracepoint {group}:{event}"))?;
+    for (field, want) in fields {
+        match format.offsets.get(*field) {
+            Some(got) if got == want => {}
+            got => bail!(
+                "tracepoint {group}:{event}: field {field} is at {got:?}, the program reads it at {want}"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the kernel-drop program (tracepoint skb:kfree_skb).
+pub fn attach_drops(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    attach(ebpf, "kfree_skb", "skb", "kfree_skb")
+}
+
+/// Attaches the TCP lifecycle programs (sock:inet_sock_set_state,
+/// tcp:tcp_retransmit_skb) after checking their record layouts.
+pub fn attach_lifecycle(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    check_layout("sock", "inet_sock_set_state", SET_STATE_FIELDS)?;
+    check_layout("tcp", "tcp_retransmit_skb", RETRANSMIT_FIELDS)?;
+    attach(ebpf, "inet_sock_set_state", "sock", "inet_sock_set_state")?;
+    attach(ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_kernel_records_match_what_the_lifecycle_programs_read() {
+        check_layout("sock", "inet_sock_set_state", SET_STATE_FIELDS).unwrap();
+        check_layout("tcp", "tcp_retransmit_skb", RETRANSMIT_FIELDS).unwrap();
+        let err = check_layout("sock", "inet_sock_set_state", &[("newstate", 99)])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "tracepoint sock:inet_sock_set_state: field newstate is at Some(20), the program reads it at 99"
+        );
+    }
+}

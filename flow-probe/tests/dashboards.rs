@@ -1,0 +1,211 @@
+//! The Grafana dashboards in `dashboards/`: every file parses, uids are unique,
+//! panel ids are unique per dashboard, every variable used is defined (or one of
+//! Grafana's built-ins), and every metric a query names is exported by the probe
+//! or the relay.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+fn dashboards() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("dashboards/ exists") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let json = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                json,
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every panel, also those nested in rows.
+fn panels(v: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in v["panels"].as_array().into_iter().flatten() {
+        out.push(p);
+        out.extend(panels(p));
+    }
+    out
+}
+
+/// Every string in `v`, recursively.
+fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Names used as `$name`, `${name}` or `${name:format}`.
+fn variables(s: &str) -> Vec<String> {
+    let b = s.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' {
+            let braced = b.get(i + 1) == Some(&b'{');
+            let start = i + 1 + usize::from(braced);
+            let mut end = start;
+            while end < b.len() && ident(b[end]) {
+                end += 1;
+            }
+            if end > start {
+                out.push(s[start..end].to_string());
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Metric names of a PromQL expression: identifiers followed by a selector
+/// (`{` or `[`), and every `hubble_…` / `observe_…` identifier; strings and
+/// `$variables` skipped.
+pub fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    let b = expr.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'"' || c == b'\'' {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+        } else if c == b'$' {
+            i += 1;
+            while i < b.len() && (ident(b[i]) || b[i] == b'{' || b[i] == b'}') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && ident(b[i]) {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            let next = expr[i..].trim_start().bytes().next();
+            let selector = matches!(next, Some(b'{' | b'['));
+            // `by (a, b)` label lists are followed by `)`, not selectors.
+            if selector || word.starts_with("hubble_") || word.starts_with("observe_") {
+                out.insert(word.to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_are_consistent_with_the_exporters() {
+    let exported: HashSet<&str> = flow_probe::metrics::metric_names()
+        .into_iter()
+        .chain(relay::metrics::metric_names())
+        .collect();
+    let all = dashboards();
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["health.json", "overview.json", "workloads.json"]);
+    let mut uids = HashSet::new();
+    let mut used_metrics = BTreeSet::new();
+    for (file, d) in &all {
+        let uid = d["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no uid"));
+        assert!(uids.insert(uid.to_string()), "{file}: uid {uid} used twice");
+        assert!(
+            d["schemaVersion"].as_u64().unwrap_or(0) >= 39,
+            "{file}: schemaVersion < 39"
+        );
+        let ps = panels(d);
+        assert!(!ps.is_empty(), "{file}: no panels");
+        let mut ids = HashSet::new();
+        for p in &ps {
+            let id = p["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{file}: panel without id"));
+            assert!(ids.insert(id), "{file}: panel id {id} used twice");
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{file}: panel {id}"
+            );
+        }
+        let defined: HashSet<&str> = d["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        assert!(
+            defined.contains("datasource"),
+            "{file}: no datasource variable"
+        );
+        let mut texts = Vec::new();
+        strings(d, &mut texts);
+        for var in texts.iter().flat_map(|s| variables(s)) {
+            assert!(
+                var.starts_with("__") || defined.contains(var.as_str()),
+                "{file}: ${var} is used but not defined in templating"
+            );
+        }
+        let mut exprs = 0;
+        for p in &ps {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: target without expr"));
+                exprs += 1;
+                let metrics = promql_metrics(expr);
+                assert!(!metrics.is_empty(), "{file}: {expr:?} names no metric");
+                for m in metrics {
+                    assert!(
+                        exported.contains(m.as_str()),
+                        "{file}: {m} (in {expr:?}) is not exported"
+                    );
+                    used_metrics.insert(m);
+                }
+            }
+        }
+        assert!(exprs > 0, "{file}: no queries");
+    }
+    // The dashboards show every exported metric but flows-to-world.
+    let unused: Vec<&&str> = exported
+        .iter()
+        .filter(|m| !used_metrics.contains(**m))
+        .collect();
+    assert_eq!(
+        unused,
+        [&"hubble_flows_to_world_total"],
+        "metrics no dashboard shows"
+    );
+}
+
+#[test]
+fn promql_metric_extraction() {
+    let got = promql_metrics(
+        r#"topk(10, sum by (protocol, port) (increase(hubble_port_distribution_total{instance=~"$instance", x="a{b}"}[$__range])))"#,
+    );
+    assert_eq!(
+        got.into_iter().collect::<Vec<_>>(),
+        ["hubble_port_distribution_total"]
+    );
+    assert_eq!(
+        variables("a ${datasource} $__rate_interval ${x:csv}"),
+        ["datasource", "__rate_interval", "x"]
+    );
+}
