@@ -30,6 +30,12 @@ fn lab(tag: &str) -> Lab {
     .expect("lab up")
 }
 
+/// The lab's node and endpoint namespaces, for the tracepoint programs.
+fn watched_netns(lab: &Lab) -> Vec<String> {
+    let endpoints = lab.endpoints_file().endpoints.into_iter().filter_map(|e| e.netns);
+    endpoints.chain(lab.node_netns("node1").map(str::to_string)).collect()
+}
+
 fn host_interfaces(lab: &Lab) -> Vec<String> {
     lab.endpoints_file()
         .endpoints
@@ -62,9 +68,12 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
     let node = lab.node_netns("node1").unwrap().to_string();
     let ifaces = host_interfaces(&lab);
     // One page of ring buffer holds ~30 events; nobody reads it during the flood.
+    // The tracepoints watch only this lab's namespaces: other tests' traffic
+    // must not add events after ours stopped.
     let cfg = ProbeConfig {
         ringbuf_bytes: 4096,
         netns: Some(node.clone()),
+        drop_netns: watched_netns(&lab),
         ..ProbeConfig::default()
     };
     let mut probe =
