@@ -18,13 +18,12 @@
 //! that keeps up makes every event that finds the ring empty send a wake-up
 //! (irq_work, a self-IPI), which is part of the measured cost; see benches/README.md.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use flow_probe::kernel::features::KernelFeatures;
-use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
-use observe_cli::lab::{Lab, LabOptions, Scenario, run_traffic_once, run_traffic_with};
+use benches::probe_load::{Sample, round};
+use flow_probe::kernel::loader::ProbeConfig;
+use observe_cli::lab::{Lab, LabOptions, Scenario, run_traffic_once};
 
 const ROUNDS: usize = 2;
 const GOAL_NS: f64 = 150.0;
@@ -63,124 +62,19 @@ impl Mode {
     }
 }
 
-/// What one round (or the sum of a mode's rounds) measured.
-#[derive(Clone, Copy, Default)]
-struct Sample {
-    packets: u64,
-    events: u64,
-    lost: u64,
-    read: u64,
-    /// (run time in ns, run count) of tc_ingress and tc_egress.
-    ingress: (u128, u64),
-    egress: (u128, u64),
-}
-
-impl Sample {
-    fn add(&mut self, o: &Sample) {
-        self.packets += o.packets;
-        self.events += o.events;
-        self.lost += o.lost;
-        self.read += o.read;
-        self.ingress = (self.ingress.0 + o.ingress.0, self.ingress.1 + o.ingress.1);
-        self.egress = (self.egress.0 + o.egress.0, self.egress.1 + o.egress.1);
-    }
-
-    fn ns_per_run((ns, runs): (u128, u64)) -> f64 {
-        ns as f64 / runs.max(1) as f64
-    }
-
-    fn ns_all(&self) -> f64 {
-        Self::ns_per_run((
-            self.ingress.0 + self.egress.0,
-            self.ingress.1 + self.egress.1,
-        ))
-    }
-
-    fn row(&self, mode: Mode, round: &str) {
-        println!(
-            "{:<20} {round:>5} {:>10} {:>10} {:>7.3} {:>7} {:>9.1} {:>9.1} {:>9.1}",
-            mode.name(),
-            self.packets,
-            self.events,
-            self.events as f64 / self.packets.max(1) as f64,
-            self.lost,
-            Self::ns_per_run(self.ingress),
-            Self::ns_per_run(self.egress),
-            self.ns_all(),
-        );
-    }
-}
-
-/// One round: load the probe in `mode`, drain its ring while the lab carries
-/// `secs` of traffic, read the kernel's statistics, detach.
-fn round(
-    lab: &Lab,
-    scenario: &Scenario,
-    mode: Mode,
-    secs: Duration,
-    drain_pause: Duration,
-) -> anyhow::Result<Sample> {
-    let node = lab.node_netns("node1").context("no node1 in the lab")?;
-    let interfaces: Vec<String> = lab
-        .endpoints_file()
-        .endpoints
-        .into_iter()
-        .filter_map(|e| e.interface)
-        .collect();
-    let cfg = ProbeConfig {
-        aggregate: mode == Mode::Default,
-        netns: Some(node.to_string()),
-        ..ProbeConfig::default()
-    };
-    let mut probe = LoadedProbe::start(&cfg, &interfaces, &KernelFeatures::probe())?;
-    let mut ring = probe.take_ring().context("ring buffer already taken")?;
-    let stop = AtomicBool::new(false);
-    let never = AtomicBool::new(false);
-    let (traffic, read) = std::thread::scope(|s| {
-        let drain = s.spawn(|| {
-            let mut read = 0u64;
-            loop {
-                let last = stop.load(Ordering::Relaxed);
-                let before = read;
-                while ring.next().is_some() {
-                    read += 1;
-                }
-                if last {
-                    return read;
-                }
-                if read == before {
-                    std::thread::sleep(drain_pause);
-                }
-            }
-        });
-        let traffic = run_traffic_with(lab, scenario, secs, Duration::ZERO, &never, |_, _| {});
-        stop.store(true, Ordering::Relaxed);
-        (traffic, drain.join().expect("drain thread panicked"))
-    });
-    let traffic = traffic?;
-    if traffic.unexpected > 0 {
-        eprintln!(
-            "warning: {} of {} traffic items did not go as expected",
-            traffic.unexpected, traffic.items
-        );
-    }
-    let counters = probe.counters()?;
-    let mut sample = Sample {
-        packets: counters.packets,
-        events: counters.events_tried,
-        lost: counters.events_lost,
-        read,
-        ..Sample::default()
-    };
-    for p in probe.run_stats()? {
-        let slot = match p.name {
-            "tc_ingress" => &mut sample.ingress,
-            _ => &mut sample.egress,
-        };
-        *slot = (p.run_time.as_nanos(), p.run_count);
-    }
-    drop(probe); // detaches before the next round loads its own
-    Ok(sample)
+/// One line of the table.
+fn row(s: &Sample, mode: Mode, round: &str) {
+    println!(
+        "{:<20} {round:>5} {:>10} {:>10} {:>7.3} {:>7} {:>9.1} {:>9.1} {:>9.1}",
+        mode.name(),
+        s.packets,
+        s.events,
+        s.events as f64 / s.packets.max(1) as f64,
+        s.lost,
+        Sample::ns(s.ingress),
+        Sample::ns(s.egress),
+        s.ns_all(),
+    );
 }
 
 fn main() -> anyhow::Result<()> {
@@ -217,8 +111,9 @@ fn main() -> anyhow::Result<()> {
     let mut totals = [Sample::default(); 2];
     for r in 1..=ROUNDS {
         for (i, mode) in modes.into_iter().enumerate() {
-            let sample = round(&lab, &scenario, mode, secs, drain_pause)?;
-            sample.row(mode, &r.to_string());
+            let cfg = ProbeConfig { aggregate: mode == Mode::Default, ..ProbeConfig::default() };
+            let sample = round(&lab, &scenario, cfg, secs, drain_pause, |_| Ok(()))?;
+            row(&sample, mode, &r.to_string());
             if sample.read + sample.lost != sample.events {
                 eprintln!(
                     "note: read {} events from the ring, kernel emitted {} ({} lost)",
@@ -229,7 +124,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     for (mode, total) in modes.into_iter().zip(&totals) {
-        total.row(mode, "all");
+        row(total, mode, "all");
     }
     let (base, every) = (totals[0].ns_all(), totals[1].ns_all());
     println!(

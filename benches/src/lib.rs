@@ -1,5 +1,9 @@
 //! Benchmarks live in `benches/`; this library holds what they share: timing a
-//! loop and printing a result next to the baseline measured in the same run.
+//! loop and printing a result next to the baseline measured in the same run
+//! ([`rate`], [`report`]), and a measured round of the tc probe under lab
+//! traffic ([`probe_load`]).
+
+pub mod probe_load;
 
 use std::time::{Duration, Instant};
 
