@@ -42,8 +42,13 @@ services:
 /// print each connect's duration in ns.
 fn child(spec: &str) -> anyhow::Result<()> {
     let parts: Vec<&str> = spec.split('|').collect();
-    let [cgroup, netns, vip, direct, n] = parts[..] else { anyhow::bail!("bad {CHILD}: {spec}") };
-    std::fs::write(format!("{cgroup}/cgroup.procs"), std::process::id().to_string())?;
+    let [cgroup, netns, vip, direct, n] = parts[..] else {
+        anyhow::bail!("bad {CHILD}: {spec}")
+    };
+    std::fs::write(
+        format!("{cgroup}/cgroup.procs"),
+        std::process::id().to_string(),
+    )?;
     sysfs::enter_netns(netns)?;
     let targets: [SocketAddr; 2] = [vip.parse()?, direct.parse()?];
     let mut out = std::io::stdout().lock();
@@ -71,19 +76,30 @@ fn main() -> anyhow::Result<()> {
         println!("connect_latency: skipped: needs root (it builds a lab and loads BPF programs)");
         return Ok(());
     }
-    let n: usize = std::env::var("CONNECT_LATENCY_N").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let n: usize = std::env::var("CONNECT_LATENCY_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
     let scenario = Scenario::parse(SCENARIO, "<connect_latency scenario>")?;
     let state_dir = std::env::temp_dir().join(format!("connect-latency-{}", std::process::id()));
     let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
     let file = lab.endpoints_file();
-    let interfaces: Vec<String> = file.endpoints.iter().filter_map(|e| e.interface.clone()).collect();
+    let interfaces: Vec<String> = file
+        .endpoints
+        .iter()
+        .filter_map(|e| e.interface.clone())
+        .collect();
     let cfg = ProbeConfig {
         netns: lab.node_netns("node1").map(str::to_string),
         lb_cgroup: Some(lab.cgroup_path()),
         ..ProbeConfig::default()
     };
     let mut probe = LoadedProbe::start(&cfg, &interfaces, &KernelFeatures::probe())?;
-    let maps = probe.lb.as_mut().and_then(|lb| lb.take_maps()).context("socket LB not loaded")?;
+    let maps = probe
+        .lb
+        .as_mut()
+        .and_then(|lb| lb.take_maps())
+        .context("socket LB not loaded")?;
     let services = ServicesFile::load(&lab.services_path())?;
     ServiceMaps::new(maps).sync(&compile(&services, &file))?;
     // The ring fills without a reader; events are not what this measures.
@@ -113,25 +129,49 @@ fn main() -> anyhow::Result<()> {
             lab.cgroup_path().display(),
             lab.endpoint("client").context("client")?.netns
         );
-        let out = Command::new(std::env::current_exe()?).env(CHILD, spec).output()?;
+        let out = Command::new(std::env::current_exe()?)
+            .env(CHILD, spec)
+            .output()?;
         stop.store(true, Ordering::Relaxed);
-        anyhow::ensure!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(String::from_utf8(out.stdout)?
             .lines()
-            .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0))))
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
+            })
             .collect())
     })?;
     println!("connect() latency, {n} connections per target, interleaved (µs)");
-    println!("{:<28} {:>8} {:>8} {:>8} {:>10}", "target", "p50", "p90", "p99", "p50 ratio");
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>10}",
+        "target", "p50", "p90", "p99", "p50 ratio"
+    );
     let mut base = 0.0;
-    for (name, label) in [("direct", "direct to backend (baseline)"), ("vip", "service VIP (socket LB)")] {
-        let mut v: Vec<u128> = samples.iter().filter(|(k, _)| k == name).map(|(_, ns)| *ns).collect();
+    for (name, label) in [
+        ("direct", "direct to backend (baseline)"),
+        ("vip", "service VIP (socket LB)"),
+    ] {
+        let mut v: Vec<u128> = samples
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, ns)| *ns)
+            .collect();
         v.sort_unstable();
         let p50 = percentile(&v, 0.5);
         if name == "direct" {
             base = p50;
         }
-        println!("{label:<28} {p50:>8.1} {:>8.1} {:>8.1} {:>9.2}x", percentile(&v, 0.9), percentile(&v, 0.99), p50 / base);
+        println!(
+            "{label:<28} {p50:>8.1} {:>8.1} {:>8.1} {:>9.2}x",
+            percentile(&v, 0.9),
+            percentile(&v, 0.99),
+            p50 / base
+        );
     }
     drop(probe);
     drop(lab);

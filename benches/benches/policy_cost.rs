@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use benches::probe_load::{Sample, round};
-use flow_probe::kernel::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement};
+use flow_probe::kernel::events::{
+    EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
+};
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use observe_cli::lab::{Lab, LabOptions, Scenario, run_traffic_once};
 use observer_proto::endpoints::label_strings;
@@ -37,17 +39,44 @@ traffic:
 fn program(lab: &Lab, probe: &mut LoadedProbe, rules: u32) -> anyhow::Result<()> {
     let file = lab.endpoints_file();
     let ids = file.identities();
-    let ep = |name: &str| file.endpoints.iter().find(|e| e.name == name).context("endpoint");
+    let ep = |name: &str| {
+        file.endpoints
+            .iter()
+            .find(|e| e.name == name)
+            .context("endpoint")
+    };
     let (client, server) = (ep("client")?, ep("server")?);
     let identity = |e: &observer_proto::endpoints::Endpoint| ids[&label_strings(&e.labels)];
     let mut maps = probe.take_datapath().context("datapath maps")?;
     for e in [client, server] {
-        let mut addr = IpcacheAddr { family: 4, ..Default::default() };
+        let mut addr = IpcacheAddr {
+            family: 4,
+            ..Default::default()
+        };
         addr.addr[..4].copy_from_slice(&e.ipv4.context("ipv4")?.octets());
-        maps.ipcache.insert(&aya::maps::lpm_trie::Key::new(64, addr), IpcacheValue { identity: identity(e) }, 0)?;
+        maps.ipcache.insert(
+            &aya::maps::lpm_trie::Key::new(64, addr),
+            IpcacheValue {
+                identity: identity(e),
+            },
+            0,
+        )?;
     }
     let allow = |remote, dport| {
-        (PolicyKey { endpoint_id: server.id, remote_identity: remote, dport, proto: 6, direction: 0 }, PolicyValue { deny: 0, _pad0: [0; 3], policy_id: 1 })
+        (
+            PolicyKey {
+                endpoint_id: server.id,
+                remote_identity: remote,
+                dport,
+                proto: 6,
+                direction: 0,
+            },
+            PolicyValue {
+                deny: 0,
+                _pad0: [0; 3],
+                policy_id: 1,
+            },
+        )
     };
     let (k, v) = allow(identity(client), 8080);
     maps.policy.insert(k, v, 0)?;
@@ -56,8 +85,19 @@ fn program(lab: &Lab, probe: &mut LoadedProbe, rules: u32) -> anyhow::Result<()>
         maps.policy.insert(k, v, 0)?;
     }
     let iface = server.interface.as_deref().context("server interface")?;
-    let ifindex = probe.attached.iter().find(|a| a.ifname == iface).context("server attached")?.ifindex;
-    let info = EndpointInfo { endpoint_id: server.id, identity: identity(server), ingress: enforcement::ON, egress: enforcement::NONE, _pad0: [0; 2] };
+    let ifindex = probe
+        .attached
+        .iter()
+        .find(|a| a.ifname == iface)
+        .context("server attached")?
+        .ifindex;
+    let info = EndpointInfo {
+        endpoint_id: server.id,
+        identity: identity(server),
+        ingress: enforcement::ON,
+        egress: enforcement::NONE,
+        _pad0: [0; 2],
+    };
     maps.endpoints.insert(ifindex, info, 0)?;
     Ok(())
 }
@@ -67,25 +107,51 @@ fn main() -> anyhow::Result<()> {
         println!("policy_cost: skipped: needs root (it builds a lab and loads BPF programs)");
         return Ok(());
     }
-    let secs = std::env::var("POLICY_COST_SECS").ok().and_then(|s| s.parse::<f64>().ok()).map_or(Duration::from_secs(3), Duration::from_secs_f64);
+    let secs = std::env::var("POLICY_COST_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map_or(Duration::from_secs(3), Duration::from_secs_f64);
     let scenario = Scenario::parse(SCENARIO, "<policy_cost scenario>")?;
     let state_dir = std::env::temp_dir().join(format!("policy-cost-{}", std::process::id()));
     let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
     run_traffic_once(&lab, &scenario)?;
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("BPF_ENABLE_STATS")?;
-    println!("policy enforcement cost per packet, lab {} ({ROUNDS} rounds x {secs:.1?} per rule count, interleaved)", lab.prefix());
-    println!("{:>7} {:>5} {:>10} {:>10} {:>10} {:>9}", "rules", "round", "packets", "ns in", "ns eg", "ns/pkt");
+    println!(
+        "policy enforcement cost per packet, lab {} ({ROUNDS} rounds x {secs:.1?} per rule count, interleaved)",
+        lab.prefix()
+    );
+    println!(
+        "{:>7} {:>5} {:>10} {:>10} {:>10} {:>9}",
+        "rules", "round", "packets", "ns in", "ns eg", "ns/pkt"
+    );
     let mut totals = [Sample::default(); RULES.len()];
     for r in 1..=ROUNDS {
         for (i, rules) in RULES.into_iter().enumerate() {
-            let s = round(&lab, &scenario, ProbeConfig::default(), secs, Duration::from_micros(500), |p| program(&lab, p, rules))?;
-            println!("{rules:>7} {r:>5} {:>10} {:>10.1} {:>10.1} {:>9.1}", s.packets, Sample::ns(s.ingress), Sample::ns(s.egress), s.ns_all());
+            let s = round(
+                &lab,
+                &scenario,
+                ProbeConfig::default(),
+                secs,
+                Duration::from_micros(500),
+                |p| program(&lab, p, rules),
+            )?;
+            println!(
+                "{rules:>7} {r:>5} {:>10} {:>10.1} {:>10.1} {:>9.1}",
+                s.packets,
+                Sample::ns(s.ingress),
+                Sample::ns(s.egress),
+                s.ns_all()
+            );
             totals[i].add(&s);
         }
     }
     let base = totals[0].ns_all();
     for (rules, t) in RULES.iter().zip(&totals) {
-        println!("{rules:>7} rules: {:>7.1} ns/packet, {:.2}x the 10-rule baseline", t.ns_all(), t.ns_all() / base);
+        println!(
+            "{rules:>7} rules: {:>7.1} ns/packet, {:.2}x the 10-rule baseline",
+            t.ns_all(),
+            t.ns_all() / base
+        );
     }
     drop(lab);
     let _ = std::fs::remove_dir_all(&state_dir);

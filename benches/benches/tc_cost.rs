@@ -111,7 +111,10 @@ fn main() -> anyhow::Result<()> {
     let mut totals = [Sample::default(); 2];
     for r in 1..=ROUNDS {
         for (i, mode) in modes.into_iter().enumerate() {
-            let cfg = ProbeConfig { aggregate: mode == Mode::Default, ..ProbeConfig::default() };
+            let cfg = ProbeConfig {
+                aggregate: mode == Mode::Default,
+                ..ProbeConfig::default()
+            };
             let sample = round(&lab, &scenario, cfg, secs, drain_pause, |_| Ok(()))?;
             row(&sample, mode, &r.to_string());
             if sample.read + sample.lost != sample.events {

@@ -7,6 +7,9 @@ pub mod probe_load;
 
 use std::time::{Duration, Instant};
 
+/// HTTP load generator, echo server and sidecar proxy of the latency benchmark.
+pub mod loadgen;
+
 /// Runs `f` for `n` iterations and returns the rate per second.
 pub fn rate(n: u64, mut f: impl FnMut(u64)) -> (f64, Duration) {
     let start = Instant::now();

@@ -34,12 +34,19 @@ impl Sample {
     }
 
     pub fn ns(run: (u128, u64)) -> f64 {
-        if run.1 == 0 { 0.0 } else { run.0 as f64 / run.1 as f64 }
+        if run.1 == 0 {
+            0.0
+        } else {
+            run.0 as f64 / run.1 as f64
+        }
     }
 
     /// Average over both programs.
     pub fn ns_all(&self) -> f64 {
-        Self::ns((self.ingress.0 + self.egress.0, self.ingress.1 + self.egress.1))
+        Self::ns((
+            self.ingress.0 + self.egress.0,
+            self.ingress.1 + self.egress.1,
+        ))
     }
 }
 
@@ -52,8 +59,17 @@ pub fn round(
     drain_pause: Duration,
     setup: impl FnOnce(&mut LoadedProbe) -> anyhow::Result<()>,
 ) -> anyhow::Result<Sample> {
-    cfg.netns = Some(lab.node_netns("node1").context("no node1 in the lab")?.to_string());
-    let interfaces: Vec<String> = lab.endpoints_file().endpoints.into_iter().filter_map(|e| e.interface).collect();
+    cfg.netns = Some(
+        lab.node_netns("node1")
+            .context("no node1 in the lab")?
+            .to_string(),
+    );
+    let interfaces: Vec<String> = lab
+        .endpoints_file()
+        .endpoints
+        .into_iter()
+        .filter_map(|e| e.interface)
+        .collect();
     let mut probe = LoadedProbe::start(&cfg, &interfaces, &KernelFeatures::probe())?;
     setup(&mut probe)?;
     let mut ring = probe.take_ring().context("ring buffer already taken")?;
@@ -82,7 +98,10 @@ pub fn round(
     });
     let traffic = traffic?;
     if traffic.unexpected > 0 {
-        eprintln!("warning: {} of {} traffic items did not go as expected", traffic.unexpected, traffic.items);
+        eprintln!(
+            "warning: {} of {} traffic items did not go as expected",
+            traffic.unexpected, traffic.items
+        );
     }
     let counters = probe.counters()?;
     let mut sample = Sample {

@@ -32,8 +32,14 @@ fn lab(tag: &str) -> Lab {
 
 /// The lab's node and endpoint namespaces, for the tracepoint programs.
 fn watched_netns(lab: &Lab) -> Vec<String> {
-    let endpoints = lab.endpoints_file().endpoints.into_iter().filter_map(|e| e.netns);
-    endpoints.chain(lab.node_netns("node1").map(str::to_string)).collect()
+    let endpoints = lab
+        .endpoints_file()
+        .endpoints
+        .into_iter()
+        .filter_map(|e| e.netns);
+    endpoints
+        .chain(lab.node_netns("node1").map(str::to_string))
+        .collect()
 }
 
 fn host_interfaces(lab: &Lab) -> Vec<String> {

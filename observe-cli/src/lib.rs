@@ -20,5 +20,6 @@ pub mod lab;
 pub mod lab_commands;
 pub mod node_probes;
 pub mod policy_commands;
+pub mod query_command;
 pub mod status;
 pub mod tui;

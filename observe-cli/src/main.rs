@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use observe_cli::flows::{self, output::Format, request::QueryArgs};
+use observe_cli::flows::output::{ColorChoice, Format};
+use observe_cli::flows::{self, request::QueryArgs};
 use observe_cli::graph_command::{self, GraphFormat};
 use observe_cli::lab::DEFAULT_STATE_DIR;
 use observe_cli::{lab_commands, policy_commands};
@@ -33,6 +34,9 @@ enum Command {
         /// Print the node name in each line.
         #[arg(long)]
         print_node_name: bool,
+        /// Colour verdicts: on a terminal (auto), always or never.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
         #[command(flatten)]
         query: QueryArgs,
     },
@@ -50,6 +54,8 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Read-only SQL over a relay's flow history (table `flows`).
+    Query(observe_cli::query_command::QueryArgs),
     /// The nodes behind a probe or relay, like `hubble list nodes`.
     Nodes {
         #[arg(long)]
@@ -140,8 +146,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             output,
             print_node_name,
+            color,
             query,
-        } => flows::run(server.as_deref(), &query, output, print_node_name).await,
+        } => {
+            let display = flows::Display {
+                format: output,
+                print_node: print_node_name,
+                color,
+            };
+            flows::run_with(server.as_deref(), &query, display).await
+        }
         Command::Graph {
             server,
             output,
@@ -149,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => graph_command::run(server.as_deref(), &query, output).await,
         Command::Status { server } => observe_cli::status::status(server.as_deref()).await,
         Command::Nodes { server } => observe_cli::status::nodes(server.as_deref()).await,
+        Command::Query(args) => observe_cli::query_command::run(args).await,
         Command::Policy { command, state_dir } => match command {
             PolicyCommand::Check { file } => policy_commands::check(&file),
             PolicyCommand::Apply { file } => policy_commands::apply(&file, &state_dir),

@@ -193,6 +193,9 @@ pub fn start_relay(
         } else {
             "127.0.0.1:0"
         })
+        // Each lab keeps its own history, removed with the lab.
+        .arg("--history-dir")
+        .arg(lab.state_dir().join("history"))
         .arg("--ready-file")
         .arg(&ready)
         .stdin(Stdio::null())

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::error::RelayError;
+use crate::history::HistoryConfig;
+use crate::sql::SqlLimits;
 use crate::store::DEFAULT_RING_CAPACITY;
 
 /// Where the relay serves by default, as Hubble Relay.
@@ -26,6 +28,10 @@ pub struct RelayConfig {
     /// Merged flows kept for `GetFlows` history.
     pub ring_capacity: usize,
     pub peer: PeerOptions,
+    /// Flow history on disk; `None` keeps none (and SQL answers that).
+    pub history: Option<HistoryConfig>,
+    /// Limits of each SQL query.
+    pub sql: SqlLimits,
 }
 
 /// How the relay talks to each peer.
@@ -67,6 +73,8 @@ impl RelayConfig {
             buffer_capacity: DEFAULT_BUFFER_CAPACITY,
             ring_capacity: DEFAULT_RING_CAPACITY,
             peer: PeerOptions::default(),
+            history: None,
+            sql: SqlLimits::default(),
         }
     }
 

@@ -20,6 +20,9 @@ pub enum RelayError {
     /// The gRPC server failed.
     #[error("serving observer.Observer: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The history directory cannot be used.
+    #[error("history: {0}")]
+    History(String),
 }
 
 /// A `GetFlows` request the relay refuses.

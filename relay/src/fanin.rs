@@ -8,10 +8,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::RelayConfig;
 use crate::error::RelayError;
+use crate::history::{self, History};
 use crate::merge;
 use crate::peer::session::PeerCtx;
 use crate::peer::{Peers, task};
 use crate::reorder::ReorderWindow;
+use crate::sql::SqlEngine;
 use crate::state::RelayState;
 use crate::store::FlowStore;
 
@@ -20,6 +22,8 @@ pub struct Relay {
     state: Arc<RelayState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The history writer, stopped after the merge so it records its last flows.
+    history: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Relay {
@@ -53,7 +57,24 @@ impl Relay {
             };
             tasks.push(tokio::spawn(task::run(ctx, stop_rx.clone())));
         }
-        Ok(Relay { state, stop, tasks })
+        let history = match &cfg.history {
+            Some(hc) => {
+                let h = History::open(hc.clone()).map_err(|e| {
+                    RelayError::History(format!("opening {}: {e}", hc.dir.display()))
+                })?;
+                state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
+                let (stop_h, stop_h_rx) = watch::channel(false);
+                let task = tokio::spawn(history::task::run(h, state.clone(), stop_h_rx));
+                Some((stop_h, task))
+            }
+            None => None,
+        };
+        Ok(Relay {
+            state,
+            stop,
+            tasks,
+            history,
+        })
     }
 
     /// What the server serves from.
@@ -68,11 +89,18 @@ impl Relay {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
+        if let Some((stop, task)) = self.history.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        if let Some((stop, _)) = &self.history {
+            let _ = stop.send(true);
+        }
     }
 }

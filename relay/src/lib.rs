@@ -28,8 +28,11 @@
 //!  flow-probe ─► peer task ─┘        peers' state ────────────────► (node status)
 //! ```
 //!
-//! History in Parquet and SQL will live in `history/` and `sql/`, fed from the
-//! store's broadcast like any follower.
+//! - [`history`]: every flow as a row of one Arrow schema, batched into
+//!   time-partitioned Parquet files (atomic writes, retention), fed from the
+//!   store's broadcast like any follower; [`sql`]: read-only DataFusion SQL
+//!   over it, served as Arrow Flight SQL on the same port. GetFlows with a
+//!   `since` older than the ring starts from history.
 //!
 //! Shared with flow-probe in spirit but not in code yet: the store and the
 //! GetFlows request checks ([`query`]) mirror `flow_probe::store` and
@@ -48,12 +51,14 @@
 pub mod config;
 pub mod error;
 pub mod fanin;
+pub mod history;
 pub mod merge;
 pub mod metrics;
 pub mod peer;
 pub mod query;
 pub mod reorder;
 pub mod server;
+pub mod sql;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
+use relay::history::{HistoryConfig, units};
+use relay::sql::SqlLimits;
 use relay::store::DEFAULT_RING_CAPACITY;
 use relay::{Relay, RelayConfig};
 
@@ -39,6 +41,27 @@ struct Args {
     /// Prometheus `/metrics` listen address, or "off".
     #[arg(long, default_value = relay::metrics::DEFAULT_METRICS_LISTEN)]
     metrics_listen: String,
+    /// Flow history directory (Parquet, partitioned by hour), or "off".
+    #[arg(long, default_value = relay::history::DEFAULT_DIR)]
+    history_dir: String,
+    /// History files older than this are deleted (ms, s, m, h, d).
+    #[arg(long, default_value = "24h", value_parser = units::parse_duration)]
+    retention_age: Duration,
+    /// The oldest history files are deleted past this total (e.g. 1GiB).
+    #[arg(long, default_value = "1GiB", value_parser = units::parse_bytes)]
+    retention_bytes: u64,
+    /// Flows in memory are written to history at least this often.
+    #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
+    flush_interval: Duration,
+    /// Flows per history batch (written at once when reached).
+    #[arg(long, default_value_t = relay::history::DEFAULT_BATCH_ROWS)]
+    batch_rows: usize,
+    /// Time limit of one SQL query.
+    #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    sql_timeout: Duration,
+    /// Memory limit of one SQL query (e.g. 512MiB).
+    #[arg(long, default_value = "512MiB", value_parser = units::parse_bytes)]
+    sql_memory: u64,
 }
 
 impl Args {
@@ -47,6 +70,17 @@ impl Args {
             reorder_window: Duration::from_millis(self.reorder_window_ms),
             buffer_capacity: self.buffer_capacity,
             ring_capacity: self.ring_capacity,
+            history: (self.history_dir != "off").then(|| HistoryConfig {
+                batch_rows: self.batch_rows,
+                flush_interval: self.flush_interval,
+                retention_age: self.retention_age,
+                retention_bytes: self.retention_bytes,
+                ..HistoryConfig::new(&self.history_dir)
+            }),
+            sql: SqlLimits {
+                timeout: self.sql_timeout,
+                memory_bytes: usize::try_from(self.sql_memory).unwrap_or(usize::MAX),
+            },
             ..RelayConfig::new(self.peers.clone())
         }
     }

@@ -1,11 +1,12 @@
 //! [`RelayState`]: what the server reads and the background tasks write: the
 //! merged flow store, the peers, and the reorder window's counters.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::peer::Peers;
 use crate::reorder::ReorderStats;
+use crate::sql::SqlEngine;
 use crate::store::FlowStore;
 
 /// The relay's version as it reports it.
@@ -17,6 +18,8 @@ pub struct RelayState {
     peers: Peers,
     started: Instant,
     reorder: Mutex<ReorderStats>,
+    /// SQL over the history; set once at start when history is on.
+    sql: OnceLock<SqlEngine>,
 }
 
 impl RelayState {
@@ -26,6 +29,7 @@ impl RelayState {
             peers,
             started: Instant::now(),
             reorder: Mutex::new(ReorderStats::default()),
+            sql: OnceLock::new(),
         }
     }
 
@@ -35,6 +39,19 @@ impl RelayState {
 
     pub fn peers(&self) -> &Peers {
         &self.peers
+    }
+
+    /// The SQL engine (without history unless [`Self::set_sql`] was called).
+    pub fn sql(&self) -> SqlEngine {
+        self.sql
+            .get()
+            .cloned()
+            .unwrap_or_else(|| SqlEngine::new(None, Default::default()))
+    }
+
+    /// Sets the SQL engine (and so the history); only the first call counts.
+    pub fn set_sql(&self, engine: SqlEngine) {
+        let _ = self.sql.set(engine);
     }
 
     pub fn uptime(&self) -> std::time::Duration {

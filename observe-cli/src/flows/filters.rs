@@ -232,29 +232,31 @@ fn namespaces_as_pods(ns: &[String]) -> Vec<String> {
 impl FilterArgs {
     /// The whitelist these flags describe; empty when no flag was given.
     pub fn whitelist(&self) -> Result<Vec<FlowFilter>, FlagError> {
-        let mut base = FlowFilter::default();
-        base.verdict = self
-            .verdict
-            .iter()
-            .map(|v| parse_verdict(v))
-            .collect::<Result<_, _>>()?;
-        base.traffic_direction = self
-            .traffic_direction
-            .iter()
-            .map(|v| parse_direction(v))
-            .collect::<Result<_, _>>()?;
-        base.tcp_flags = self
-            .tcp_flags
-            .iter()
-            .map(|v| parse_tcp_flags(v))
-            .collect::<Result<_, _>>()?;
-        base.event_type = self
-            .event_type
-            .iter()
-            .map(|v| parse_event_type(v))
-            .collect::<Result<_, _>>()?;
-        base.protocol = self.protocol.clone();
-        base.node_name = self.node_name.clone();
+        let mut base = FlowFilter {
+            verdict: self
+                .verdict
+                .iter()
+                .map(|v| parse_verdict(v))
+                .collect::<Result<_, _>>()?,
+            traffic_direction: self
+                .traffic_direction
+                .iter()
+                .map(|v| parse_direction(v))
+                .collect::<Result<_, _>>()?,
+            tcp_flags: self
+                .tcp_flags
+                .iter()
+                .map(|v| parse_tcp_flags(v))
+                .collect::<Result<_, _>>()?,
+            event_type: self
+                .event_type
+                .iter()
+                .map(|v| parse_event_type(v))
+                .collect::<Result<_, _>>()?,
+            protocol: self.protocol.clone(),
+            node_name: self.node_name.clone(),
+            ..Default::default()
+        };
         if self.ipv4 {
             base.ip_version.push(IpVersion::IPv4 as i32);
         }

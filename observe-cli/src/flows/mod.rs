@@ -1,20 +1,46 @@
-//! `observe flows`: flags → request ([`request`], [`filters`]), stream → lines
-//! ([`output`]).
+//! `observe flows`: flags → request ([`request`], [`filters`], with `--not` split
+//! off by [`negate`]), stream → text ([`output`]).
 
 pub mod filters;
+pub mod negate;
 pub mod output;
 pub mod request;
 
-use std::io::Write;
+#[cfg(test)]
+mod tests;
+
+use std::io::{IsTerminal, Write};
 
 use tokio_stream::StreamExt;
 
-/// Runs one `observe flows` invocation, printing to stdout until the stream ends.
+/// How `observe flows` prints, as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Display {
+    pub format: output::Format,
+    pub print_node: bool,
+    pub color: output::ColorChoice,
+}
+
+/// Runs one `observe flows` invocation with colours decided by the terminal.
 pub async fn run(
     server: Option<&str>,
     query: &request::QueryArgs,
     format: output::Format,
     print_node: bool,
+) -> anyhow::Result<()> {
+    let display = Display {
+        format,
+        print_node,
+        color: output::ColorChoice::Auto,
+    };
+    run_with(server, query, display).await
+}
+
+/// Runs one `observe flows` invocation, printing to stdout until the stream ends.
+pub async fn run_with(
+    server: Option<&str>,
+    query: &request::QueryArgs,
+    display: Display,
 ) -> anyhow::Result<()> {
     let req = query.request()?;
     let mut client = request::connect(server).await?;
@@ -23,24 +49,50 @@ pub async fn run(
         .await
         .map_err(status_error)?
         .into_inner();
-    // On a terminal, following opens the TUI; piped, it streams lines.
-    if query.follow && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    let terminal = std::io::stdout().is_terminal();
+    // On a terminal, following in the default format opens the TUI; piped, or
+    // in another format, it streams text.
+    if query.follow && terminal && display.format == output::Format::Compact {
         return crate::tui::run_follow(stream, &query.filters).await;
     }
-    let stdout = std::io::stdout();
+    let mut printer = output::Printer::new(output::Options {
+        format: display.format,
+        print_node: display.print_node,
+        color: display.color.enabled(terminal),
+        follow: query.follow,
+    });
     while let Some(item) = stream.next().await {
-        let resp = item.map_err(status_error)?;
-        if let Some(line) = output::render(&resp, format, print_node)? {
-            let mut out = stdout.lock();
-            if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(());
-                }
-                return Err(e.into());
+        let resp = match item {
+            Ok(resp) => resp,
+            Err(e) => {
+                // What was buffered (a table) is still worth printing.
+                write_out(&printer.finish())?;
+                return Err(status_error(e));
             }
+        };
+        let emit = printer.push(&resp)?;
+        if !emit.err.is_empty() {
+            eprint!("{}", emit.err);
+        }
+        if !write_out(&emit.out)? {
+            return Ok(());
         }
     }
+    write_out(&printer.finish())?;
     Ok(())
+}
+
+/// Writes and flushes `text`; `false` when the reader went away.
+fn write_out(text: &str) -> anyhow::Result<bool> {
+    if text.is_empty() {
+        return Ok(true);
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A gRPC error as a person reads it.

@@ -3,11 +3,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use observer_proto::flow::FlowFilter;
 use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::observer_client::ObserverClient;
 use tonic::transport::Channel;
 
-use super::filters::FilterArgs;
+use super::filters::{FilterArgs, FlagError};
+use super::negate;
 
 /// Hubble's relay port, tried first; then the probe's.
 pub const DEFAULT_SERVERS: [&str; 2] = ["localhost:4245", "localhost:4244"];
@@ -39,29 +41,98 @@ pub async fn connect(server: Option<&str>) -> anyhow::Result<ObserverClient<Chan
     )
 }
 
-/// The flags that shape which flows come back.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The flags that shape which flows come back, as parsed: the filter flags are
+/// split by `--not` ([`super::negate`]) into the whitelist and blacklist flags.
+#[derive(Debug, Clone, Default)]
 pub struct QueryArgs {
+    pub last: Option<u64>,
+    pub first: Option<u64>,
+    pub follow: bool,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// The filter flags not negated: the request's whitelist.
+    pub filters: FilterArgs,
+    /// The filter flags each preceded by `--not`: the request's blacklist.
+    pub negated: FilterArgs,
+}
+
+/// The flags as clap declares them; [`QueryArgs`] is built from their matches so
+/// that `--not` can see where each filter flag stood.
+#[derive(Debug, clap::Args)]
+struct QueryFlags {
     /// The last N flows.
     #[arg(long)]
-    pub last: Option<u64>,
+    last: Option<u64>,
     /// The first N flows.
     #[arg(long, conflicts_with_all = ["last", "follow"])]
-    pub first: Option<u64>,
+    first: Option<u64>,
     /// Keep streaming new flows.
     #[arg(long, short = 'f')]
-    pub follow: bool,
+    follow: bool,
     /// Flows since a time: a duration ago (`30s`, `5m`, `2h`, `1d`) or RFC 3339 (`2026-11-26T10:00:00Z`).
     #[arg(long)]
-    pub since: Option<String>,
+    since: Option<String>,
     /// Flows until a time, same forms as --since.
     #[arg(long)]
-    pub until: Option<String>,
+    until: Option<String>,
     #[command(flatten)]
-    pub filters: FilterArgs,
+    filters: FilterArgs,
+}
+
+impl clap::Args for QueryArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        QueryFlags::augment_args(cmd).arg(negate::not_arg())
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        QueryFlags::augment_args_for_update(cmd).arg(negate::not_arg())
+    }
+}
+
+impl clap::FromArgMatches for QueryArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let flags = QueryFlags::from_arg_matches(m)?;
+        let (filters, negated) = negate::split(m)?;
+        Ok(QueryArgs {
+            last: flags.last,
+            first: flags.first,
+            follow: flags.follow,
+            since: flags.since,
+            until: flags.until,
+            filters,
+            negated,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+/// `observe flows`' query flags alone (tests, and callers holding words).
+#[derive(Debug, clap::Parser)]
+#[command(name = "flows", no_binary_name = true)]
+struct QueryLine {
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 impl QueryArgs {
+    /// Parses query flags given as words, without a program name.
+    pub fn try_parse_words<I, T>(words: I) -> Result<QueryArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <QueryLine as clap::Parser>::try_parse_from(words).map(|l| l.query)
+    }
+
+    /// (whitelist, blacklist) of the filter flags.
+    pub fn filter_lists(&self) -> Result<(Vec<FlowFilter>, Vec<FlowFilter>), FlagError> {
+        Ok((self.filters.whitelist()?, self.negated.whitelist()?))
+    }
+
     pub fn request(&self) -> anyhow::Result<GetFlowsRequest> {
         let now = SystemTime::now();
         let (number, first) = match (self.first, self.last) {
@@ -71,11 +142,13 @@ impl QueryArgs {
             (None, None) if !self.follow && self.since.is_none() => (20, false),
             (None, None) => (0, false),
         };
+        let (whitelist, blacklist) = self.filter_lists()?;
         Ok(GetFlowsRequest {
             number,
             first,
             follow: self.follow,
-            whitelist: self.filters.whitelist()?,
+            whitelist,
+            blacklist,
             since: self
                 .since
                 .as_deref()

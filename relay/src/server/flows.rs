@@ -48,11 +48,13 @@ pub(super) fn open(
         (state.store().snapshot(), None)
     };
     let after = ring.last().map(|e| e.seq);
-    let history = query.history(ring);
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let state = state.clone();
     tokio::spawn(async move {
         let answer = async {
+            // A `since` older than the ring starts from the flow history.
+            let ring = crate::history::read::with_older(&state.sql(), query.since, ring).await;
+            let history = query.history(ring);
             for event in statuses {
                 send(&tx, node_status(event)).await?;
             }

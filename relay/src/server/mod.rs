@@ -5,6 +5,8 @@
 //!   then (with follow) live flows interleaved with node-status changes.
 //! - [`status`]: ServerStatus and GetNodes from the peers' state.
 //! - [`namespaces`]: GetNamespaces, the union over peers and the merged ring.
+//!
+//! Arrow Flight SQL ([`crate::sql::flight`]) is served on the same address.
 
 mod flows;
 mod namespaces;
@@ -44,6 +46,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
     let (stop, stopping) = watch::channel(false);
+    let sql = state.sql();
     let service = RelayService { state, stopping };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let shutdown = async move {
@@ -52,6 +55,7 @@ pub async fn run(
     };
     tonic::transport::Server::builder()
         .add_service(ObserverServer::new(service))
+        .add_service(crate::sql::flight::service(sql))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

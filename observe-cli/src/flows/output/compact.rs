@@ -1,33 +1,19 @@
-//! Printing flows: `compact` (one line per flow, in the spirit of `hubble
-//! observe`) and `json` (protojson with the proto field names, as Hubble prints).
+//! The `compact` format: one line per flow, as `hubble observe` prints it, with
+//! the client on the left and the verdict coloured when asked.
 
 use observer_proto::flow::{
-    Endpoint, Flow, LostEventSource, TraceObservationPoint, Verdict, layer4::Protocol,
+    Endpoint, Flow, LostEventSource, TraceObservationPoint, layer4::Protocol,
 };
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
-/// Output formats of `observe flows`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Compact,
-    Json,
-}
+use super::color::paint_verdict;
+use super::fields::{node_name, verdict_name};
+use super::time::timestamp;
 
-/// Formats one response as a line (without newline); `None` for kinds not shown.
-pub fn render(
-    resp: &GetFlowsResponse,
-    format: Format,
-    print_node: bool,
-) -> anyhow::Result<Option<String>> {
-    match format {
-        Format::Json => Ok(Some(observer_proto::json::response_to_json(resp)?)),
-        Format::Compact => Ok(compact(resp, print_node)),
-    }
-}
-
-pub fn compact(resp: &GetFlowsResponse, print_node: bool) -> Option<String> {
+/// One response as a compact line (without newline); `None` for an empty one.
+pub fn compact(resp: &GetFlowsResponse, print_node: bool, color: bool) -> Option<String> {
     let node = if print_node {
-        format!(" [{}]", resp.node_name)
+        format!(" [{}]", node_name(resp))
     } else {
         String::new()
     };
@@ -35,30 +21,46 @@ pub fn compact(resp: &GetFlowsResponse, print_node: bool) -> Option<String> {
         ResponseTypes::Flow(f) => Some(format!(
             "{}{node}: {}",
             timestamp(f.time.as_ref()),
-            flow_line(f)
+            styled_flow_line(f, color)
         )),
-        ResponseTypes::LostEvents(l) => {
-            let source = LostEventSource::try_from(l.source)
-                .map(|s| s.as_str_name())
-                .unwrap_or("UNKNOWN");
-            Some(format!(
-                "{}{node}: EVENTS LOST: {source} {}",
-                timestamp(resp.time.as_ref()),
-                l.num_events_lost
-            ))
-        }
-        ResponseTypes::NodeStatus(n) => Some(format!(
-            "{}: NODE STATUS: {} {}",
+        ResponseTypes::LostEvents(l) => Some(format!(
+            "{}{node}: EVENTS LOST: {} {}",
             timestamp(resp.time.as_ref()),
-            n.node_names.join(","),
-            n.message
+            lost_source(l.source),
+            l.num_events_lost
         )),
+        ResponseTypes::NodeStatus(_) => Some(node_status(resp)),
     }
+}
+
+/// `time: NODE STATUS: nodes message`, for every human format.
+pub fn node_status(resp: &GetFlowsResponse) -> String {
+    let Some(ResponseTypes::NodeStatus(n)) = resp.response_types.as_ref() else {
+        return String::new();
+    };
+    format!(
+        "{}: NODE STATUS: {} {}",
+        timestamp(resp.time.as_ref()),
+        n.node_names.join(","),
+        n.message
+    )
+}
+
+/// The name of a lost-events source, `UNKNOWN` when out of range.
+pub fn lost_source(source: i32) -> &'static str {
+    LostEventSource::try_from(source)
+        .map(|s| s.as_str_name())
+        .unwrap_or("UNKNOWN")
 }
 
 /// `src -> dst point VERDICT (summary)`; replies are printed server-first with `<-`
 /// so the client stays on the left, as Hubble does.
 pub fn flow_line(f: &Flow) -> String {
+    styled_flow_line(f, false)
+}
+
+/// [`flow_line`], with the verdict coloured when `color`.
+pub fn styled_flow_line(f: &Flow, color: bool) -> String {
     let (sport, dport) = ports(f);
     let ip = f.ip.as_ref();
     let src = endpoint(
@@ -79,9 +81,7 @@ pub fn flow_line(f: &Flow) -> String {
     let point = TraceObservationPoint::try_from(f.trace_observation_point)
         .map(point_name)
         .unwrap_or("");
-    let verdict = Verdict::try_from(f.verdict)
-        .map(|v| v.as_str_name())
-        .unwrap_or("UNKNOWN");
+    let verdict = paint_verdict(verdict_name(f), color);
     let point = if point.is_empty() {
         String::new()
     } else {
@@ -90,7 +90,7 @@ pub fn flow_line(f: &Flow) -> String {
     format!("{left} {arrow} {right}{point} {verdict} ({})", f.summary)
 }
 
-fn point_name(p: TraceObservationPoint) -> &'static str {
+pub fn point_name(p: TraceObservationPoint) -> &'static str {
     match p {
         TraceObservationPoint::ToEndpoint => "to-endpoint",
         TraceObservationPoint::FromEndpoint => "from-endpoint",
@@ -110,7 +110,7 @@ fn point_name(p: TraceObservationPoint) -> &'static str {
     }
 }
 
-fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
+pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
         Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
@@ -137,44 +137,10 @@ fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
     format!("{host}{port}{id}")
 }
 
-/// `Nov 26 15:04:05.123` in UTC.
-pub fn timestamp(ts: Option<&prost_types::Timestamp>) -> String {
-    let Some(ts) = ts else { return "-".to_string() };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = ts.seconds.div_euclid(86_400);
-    let secs = ts.seconds.rem_euclid(86_400);
-    let (_, month, day) = civil_from_days(days);
-    format!(
-        "{} {:>2} {:02}:{:02}:{:02}.{:03}",
-        MONTHS[(month - 1) as usize],
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        ts.nanos / 1_000_000
-    )
-}
-
-/// Days since 1970-01-01 → (year, month 1-12, day 1-31), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_proto::flow::{Ip, Layer4, Tcp, TcpFlags};
-
+    use observer_proto::flow::{Ip, Layer4, Tcp, TcpFlags, Verdict};
     #[test]
     fn compact_line_reads_like_hubble() {
         let f = Flow {

@@ -1,0 +1,207 @@
+//! The fields of the `dict` and `table` formats, as Hubble's printer fills them:
+//! hosts without identities (`namespace/pod:port`, else service, DNS names or
+//! IP) in capture order, and a flow TYPE from the event type.
+
+use observer_proto::flow::{
+    DropReason, Endpoint, Flow, Service, SocketTranslationPoint, TraceObservationPoint, Verdict,
+};
+use observer_proto::observe::v1::tcp_lifecycle;
+use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+
+use super::compact::{lost_source, point_name, ports};
+use super::time::timestamp;
+
+/// One flow (or lost-events notice) as the columns of `dict` and `table`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub time: String,
+    pub node: String,
+    pub source: String,
+    pub destination: String,
+    pub kind: String,
+    pub verdict: String,
+    pub summary: String,
+}
+
+/// The row of a flow or lost-events response; `None` for node status and
+/// empty responses.
+pub fn row(resp: &GetFlowsResponse) -> Option<Row> {
+    match resp.response_types.as_ref()? {
+        ResponseTypes::Flow(f) => {
+            let (source, destination) = hosts(f);
+            Some(Row {
+                time: timestamp(f.time.as_ref()),
+                node: node_name(resp),
+                source,
+                destination,
+                kind: flow_type(f),
+                verdict: verdict_name(f).to_string(),
+                summary: f.summary.clone(),
+            })
+        }
+        ResponseTypes::LostEvents(l) => Some(Row {
+            time: timestamp(resp.time.as_ref()),
+            node: node_name(resp),
+            source: String::new(),
+            destination: String::new(),
+            kind: "EVENTS LOST".to_string(),
+            verdict: String::new(),
+            summary: format!("{}: {}", lost_source(l.source), l.num_events_lost),
+        }),
+        ResponseTypes::NodeStatus(_) => None,
+    }
+}
+
+/// The node that saw a flow: the flow's own, else the response's.
+pub fn node_name(resp: &GetFlowsResponse) -> String {
+    match resp.response_types.as_ref() {
+        Some(ResponseTypes::Flow(f)) if !f.node_name.is_empty() => f.node_name.clone(),
+        _ => resp.node_name.clone(),
+    }
+}
+
+/// `FORWARDED`, `DROPPED`, ...; `UNKNOWN` for a number out of range.
+pub fn verdict_name(f: &Flow) -> &'static str {
+    Verdict::try_from(f.verdict)
+        .map(|v| v.as_str_name())
+        .unwrap_or("UNKNOWN")
+}
+
+/// (source, destination) as Hubble's table and dict print them.
+pub fn hosts(f: &Flow) -> (String, String) {
+    let (sport, dport) = ports(f);
+    let ip = f.ip.as_ref();
+    (
+        host(
+            f.source.as_ref(),
+            f.source_service.as_ref(),
+            &f.source_names,
+            ip.map(|i| i.source.as_str()).unwrap_or(""),
+            sport,
+        ),
+        host(
+            f.destination.as_ref(),
+            f.destination_service.as_ref(),
+            &f.destination_names,
+            ip.map(|i| i.destination.as_str()).unwrap_or(""),
+            dport,
+        ),
+    )
+}
+
+fn host(
+    ep: Option<&Endpoint>,
+    svc: Option<&Service>,
+    names: &[String],
+    ip: &str,
+    port: Option<u32>,
+) -> String {
+    let join = |ns: &str, name: &str| {
+        if ns.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ns}/{name}")
+        }
+    };
+    let host = match (ep, svc) {
+        (Some(e), _) if !e.pod_name.is_empty() => join(&e.namespace, &e.pod_name),
+        (_, Some(s)) if !s.name.is_empty() => join(&s.namespace, &s.name),
+        _ if !names.is_empty() => names.join(","),
+        _ => ip.to_string(),
+    };
+    match port {
+        Some(p) if p != 0 && host.contains(':') => format!("[{host}]:{p}"),
+        Some(p) if p != 0 => format!("{host}:{p}"),
+        _ => host,
+    }
+}
+
+/// Hubble's flow TYPE: the observation point of a trace, the drop reason of a
+/// drop, the match type of an allowed policy verdict, the translation point of
+/// a socket event; ours add `kernel-drop`'s reason and `tcp-<lifecycle kind>`.
+pub fn flow_type(f: &Flow) -> String {
+    if let Some(kd) = &f.kernel_drop {
+        return kd.name.clone();
+    }
+    if let Some(lc) = &f.tcp_lifecycle {
+        let kind = tcp_lifecycle::Kind::try_from(lc.kind)
+            .map(|k| k.as_str_name().to_ascii_lowercase())
+            .unwrap_or_else(|_| lc.kind.to_string());
+        return format!("tcp-{kind}");
+    }
+    let (ty, sub) = f
+        .event_type
+        .as_ref()
+        .map(|e| (e.r#type, e.sub_type))
+        .unwrap_or((0, 0));
+    match ty {
+        4 => trace_point(f.trace_observation_point, sub),
+        1 => drop_reason(sub),
+        5 => match Verdict::try_from(f.verdict) {
+            Ok(Verdict::Forwarded | Verdict::Redirected | Verdict::Audit) => {
+                policy_match(f.policy_match_type).to_string()
+            }
+            Ok(Verdict::Dropped) => drop_reason(f.drop_reason_desc),
+            _ => "UNKNOWN".to_string(),
+        },
+        7 => match SocketTranslationPoint::try_from(f.sock_xlate_point) {
+            Ok(SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd".into(),
+            Ok(SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd".into(),
+            Ok(SocketTranslationPoint::SockXlatePointPreDirectionRev) => "pre-xlate-rev".into(),
+            Ok(SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev".into(),
+            _ => "SOCK_XLATE_POINT_UNKNOWN".into(),
+        },
+        _ => "UNKNOWN".to_string(),
+    }
+}
+
+/// The flow's observation point, else Cilium's trace sub-type numbering.
+fn trace_point(point: i32, sub_type: i32) -> String {
+    let named = TraceObservationPoint::try_from(point)
+        .map(point_name)
+        .unwrap_or("");
+    if !named.is_empty() {
+        return named.to_string();
+    }
+    const SUB_TYPES: [&str; 14] = [
+        "to-endpoint",
+        "to-proxy",
+        "to-host",
+        "to-stack",
+        "to-overlay",
+        "from-endpoint",
+        "from-proxy",
+        "from-host",
+        "from-stack",
+        "from-overlay",
+        "from-network",
+        "to-network",
+        "from-crypto",
+        "to-crypto",
+    ];
+    usize::try_from(sub_type)
+        .ok()
+        .and_then(|i| SUB_TYPES.get(i))
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| sub_type.to_string())
+}
+
+fn drop_reason(reason: i32) -> String {
+    DropReason::try_from(reason)
+        .map(|r| r.as_str_name().to_string())
+        .unwrap_or_else(|_| reason.to_string())
+}
+
+/// Cilium's policy match types, as `hubble observe` names them.
+fn policy_match(m: u32) -> &'static str {
+    match m {
+        0 => "none",
+        1 => "L3-Only",
+        2 => "L3-L4",
+        3 => "L4-Only",
+        4 => "all",
+        5 => "L3-Proto",
+        6 => "Proto-Only",
+        _ => "unknown",
+    }
+}

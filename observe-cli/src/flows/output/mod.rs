@@ -1,0 +1,108 @@
+//! Printing flows as `hubble observe -o …` does: `compact` (one line per flow),
+//! `dict` (a block of `KEY: value` lines per flow), `table` (aligned columns),
+//! and `json`/`jsonpb` (each `GetFlowsResponse` as one protojson line with the
+//! proto field names — Hubble prints the response for both). Verdicts are
+//! coloured in the human formats when asked ([`ColorChoice`]).
+
+mod color;
+mod compact;
+mod dict;
+mod fields;
+mod table;
+mod time;
+
+pub use color::{ColorChoice, paint_verdict};
+pub use compact::{compact, flow_line, styled_flow_line};
+pub use fields::{Row, flow_type, hosts, row};
+pub use time::timestamp;
+
+use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+
+/// Output formats of `observe flows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Compact,
+    Dict,
+    Json,
+    Jsonpb,
+    Table,
+}
+
+/// How to print: the format and its switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    pub format: Format,
+    /// `--print-node-name`: the node in every line, block or row.
+    pub print_node: bool,
+    /// ANSI colours on the verdicts (already decided against the terminal).
+    pub color: bool,
+    /// A followed stream: tables print as rows come, in fixed widths.
+    pub follow: bool,
+}
+
+/// What one response prints, to stdout and to stderr (each complete lines).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Emit {
+    pub out: String,
+    pub err: String,
+}
+
+/// Turns the responses of one stream into text, keeping what a format needs
+/// across them (the dict separator, the table's rows).
+#[derive(Debug)]
+pub struct Printer {
+    opts: Options,
+    blocks: usize,
+    table: table::Table,
+}
+
+impl Printer {
+    pub fn new(opts: Options) -> Printer {
+        Printer {
+            opts,
+            blocks: 0,
+            table: table::Table::new(opts.follow, opts.print_node, opts.color),
+        }
+    }
+
+    /// The text for one response. Node status goes to stderr in `dict` and
+    /// `table`, which have no line for it.
+    pub fn push(&mut self, resp: &GetFlowsResponse) -> anyhow::Result<Emit> {
+        let o = self.opts;
+        let mut emit = Emit::default();
+        let status = matches!(resp.response_types, Some(ResponseTypes::NodeStatus(_)));
+        match o.format {
+            Format::Json | Format::Jsonpb => {
+                emit.out = observer_proto::json::response_to_json(resp)? + "\n";
+            }
+            Format::Compact => {
+                if let Some(line) = compact(resp, o.print_node, o.color) {
+                    emit.out = line + "\n";
+                }
+            }
+            Format::Dict | Format::Table if status => {
+                emit.err = compact::node_status(resp) + "\n";
+            }
+            Format::Dict => {
+                if let Some(r) = row(resp) {
+                    if self.blocks > 0 {
+                        emit.out = format!("{}\n", dict::SEPARATOR);
+                    }
+                    self.blocks += 1;
+                    emit.out += &dict::block(&r, o.print_node, o.color);
+                }
+            }
+            Format::Table => {
+                if let Some(r) = row(resp) {
+                    emit.out = self.table.push(&r);
+                }
+            }
+        }
+        Ok(emit)
+    }
+
+    /// What is left at the end of the stream: a buffered table.
+    pub fn finish(&mut self) -> String {
+        self.table.finish()
+    }
+}

@@ -1,0 +1,556 @@
+//! `observe flows` without a kernel: flag words → (whitelist, blacklist) compiled
+//! with the server's matcher over a known flow set, and the exact text of every
+//! output format.
+
+use std::collections::BTreeSet;
+
+use observer_proto::filter::compile;
+use observer_proto::flow::{
+    CiliumEventType, Endpoint, Flow, FlowFilter, IcmPv4, Ip, IpVersion, Layer4, LostEvent,
+    LostEventSource, Tcp, TcpFlags, TraceObservationPoint, Udp, Verdict, layer4::Protocol,
+};
+use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+use observer_proto::relay::NodeStatusEvent;
+
+use super::output::{Format, Options, Printer};
+use super::request::QueryArgs;
+
+/// An endpoint from `namespace/pod` (labelled `k8s:app=pod`), or the world.
+fn ep(name: &str) -> Endpoint {
+    match name.split_once('/') {
+        Some((ns, pod)) => Endpoint {
+            identity: 300 + pod.len() as u32,
+            namespace: ns.into(),
+            pod_name: pod.into(),
+            labels: vec![format!("k8s:app={pod}")],
+            ..Default::default()
+        },
+        None => Endpoint {
+            identity: 2,
+            labels: vec!["reserved:world".into()],
+            ..Default::default()
+        },
+    }
+}
+
+fn tcp(sport: u32, dport: u32, ack: bool) -> Protocol {
+    Protocol::Tcp(Tcp {
+        source_port: sport,
+        destination_port: dport,
+        flags: Some(TcpFlags {
+            syn: true,
+            ack,
+            ..Default::default()
+        }),
+    })
+}
+
+/// One flow: (pod, ip) on each side, an L4 protocol, a verdict, a node.
+fn flow(
+    n: i64,
+    (src, sip): (&str, &str),
+    (dst, dip): (&str, &str),
+    l4: Protocol,
+    verdict: Verdict,
+    node: &str,
+) -> Flow {
+    let v6 = sip.contains(':');
+    Flow {
+        uuid: format!("f{n}"),
+        time: Some(prost_types::Timestamp {
+            seconds: 1_795_705_445 + n,
+            nanos: 123_000_000,
+        }),
+        verdict: verdict as i32,
+        ip: Some(Ip {
+            source: sip.into(),
+            destination: dip.into(),
+            ip_version: if v6 { IpVersion::IPv6 } else { IpVersion::IPv4 } as i32,
+            ..Default::default()
+        }),
+        l4: Some(Layer4 { protocol: Some(l4) }),
+        source: Some(ep(src)),
+        destination: Some(ep(dst)),
+        node_name: node.into(),
+        is_reply: Some(false),
+        event_type: Some(CiliumEventType {
+            r#type: 4,
+            sub_type: 0,
+        }),
+        trace_observation_point: TraceObservationPoint::ToEndpoint as i32,
+        summary: "TCP Flags: SYN".into(),
+        ..Default::default()
+    }
+}
+
+const FRONTEND: (&str, &str) = ("default/frontend", "198.18.1.2");
+const API: (&str, &str) = ("default/api", "198.18.1.3");
+const DB: (&str, &str) = ("default/db", "198.18.1.4");
+const CLIENT: (&str, &str) = ("other/client", "198.18.2.2");
+const WORLD: (&str, &str) = ("", "203.0.113.9");
+
+/// f1 frontend→api:8080, f2 its reply, f3 other/client→api:8080 dropped on
+/// node2, f4 api→db:5432, f5 frontend→db:5353 over UDP/IPv6, f6 world→frontend:80
+/// audited, f7 db→frontend ICMP.
+fn flows() -> Vec<Flow> {
+    let mut reply = flow(
+        2,
+        API,
+        FRONTEND,
+        tcp(8080, 40000, true),
+        Verdict::Forwarded,
+        "node1",
+    );
+    reply.is_reply = Some(true);
+    reply.summary = "TCP Flags: SYN, ACK".into();
+    let mut udp6 = flow(
+        5,
+        ("default/frontend", "fd42::2"),
+        ("default/db", "fd42::4"),
+        Protocol::Udp(Udp {
+            source_port: 41000,
+            destination_port: 5353,
+        }),
+        Verdict::Forwarded,
+        "node1",
+    );
+    udp6.summary = "UDP".into();
+    let mut icmp = flow(
+        7,
+        DB,
+        FRONTEND,
+        Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 }),
+        Verdict::Forwarded,
+        "node1",
+    );
+    icmp.summary = "ICMPv4 EchoRequest".into();
+    vec![
+        flow(
+            1,
+            FRONTEND,
+            API,
+            tcp(40000, 8080, false),
+            Verdict::Forwarded,
+            "node1",
+        ),
+        reply,
+        flow(
+            3,
+            CLIENT,
+            API,
+            tcp(50000, 8080, false),
+            Verdict::Dropped,
+            "node2",
+        ),
+        flow(
+            4,
+            API,
+            DB,
+            tcp(41000, 5432, false),
+            Verdict::Forwarded,
+            "node1",
+        ),
+        udp6,
+        flow(
+            6,
+            WORLD,
+            FRONTEND,
+            tcp(33000, 80, false),
+            Verdict::Audit,
+            "node1",
+        ),
+        icmp,
+    ]
+}
+
+/// The uuids the flags select, through the server's own matcher.
+fn select(words: &[&str]) -> Result<BTreeSet<String>, String> {
+    let q = QueryArgs::try_parse_words(words).map_err(|e| e.to_string())?;
+    let (white, black) = q.filter_lists().map_err(|e| e.to_string())?;
+    let m = compile(&white, &black).map_err(|e| e.to_string())?;
+    Ok(flows()
+        .into_iter()
+        .filter(|f| m.matches(f))
+        .map(|f| f.uuid)
+        .collect())
+}
+
+fn set(uuids: &[&str]) -> BTreeSet<String> {
+    uuids.iter().map(|u| u.to_string()).collect()
+}
+
+#[test]
+fn each_flag_alone_and_combined_selects_exactly() {
+    let all = ["f1", "f2", "f3", "f4", "f5", "f6", "f7"];
+    let cases: &[(&[&str], &[&str])] = &[
+        (&[], &all),
+        (&["--from-pod", "default/frontend"], &["f1", "f5"]),
+        (&["--to-pod", "default/api"], &["f1", "f3"]),
+        (&["--pod", "default/db"], &["f4", "f5", "f7"]),
+        (&["--from-ip", "198.18.1.3"], &["f2", "f4"]),
+        (
+            &["--to-ip", "198.18.1.0/24"],
+            &["f1", "f2", "f3", "f4", "f6", "f7"],
+        ),
+        (&["--ip", "198.18.1.3"], &["f1", "f2", "f3", "f4"]),
+        (&["--from-namespace", "other"], &["f3"]),
+        (&["--to-namespace", "other"], &[]),
+        (&["-n", "other"], &["f3"]),
+        (&["--from-label", "app=api"], &["f2", "f4"]),
+        (&["--to-label", "app=frontend"], &["f2", "f6", "f7"]),
+        (&["-l", "app=db"], &["f4", "f5", "f7"]),
+        (&["--from-port", "8080"], &["f2"]),
+        (&["--to-port", "8080"], &["f1", "f3"]),
+        (&["--port", "8080"], &["f1", "f2", "f3"]),
+        (&["--protocol", "udp"], &["f5"]),
+        (&["--protocol", "icmp"], &["f7"]),
+        (&["--verdict", "DROPPED"], &["f3"]),
+        (
+            &["--verdict", "dropped", "--verdict", "audit"],
+            &["f3", "f6"],
+        ),
+        (&["--tcp-flags", "SYN,ACK"], &["f2"]),
+        (&["--type", "trace:to-endpoint"], &all),
+        (&["--type", "drop"], &[]),
+        (&["--node-name", "node2"], &["f3"]),
+        (&["-6"], &["f5"]),
+        (&["--ipv4"], &["f1", "f2", "f3", "f4", "f6", "f7"]),
+        // Different kinds AND, one kind ORs.
+        (
+            &["--pod", "default/api", "--verdict", "FORWARDED"],
+            &["f1", "f2", "f4"],
+        ),
+        (
+            &["--to-port", "8080", "--from-pod", "other/client"],
+            &["f3"],
+        ),
+        (&["--to-port", "80", "--to-port", "5432"], &["f4", "f6"]),
+        (&["--pod", "default/db", "--protocol", "tcp"], &["f4"]),
+    ];
+    for (words, want) in cases {
+        assert_eq!(select(words).unwrap(), set(want), "{words:?}");
+    }
+}
+
+#[test]
+fn not_negates_the_next_filter_flag_only() {
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--not", "--to-port", "8080"],
+            &["f2", "f4", "f5", "f6", "f7"],
+        ),
+        (
+            &["--not", "--to-port=8080"],
+            &["f2", "f4", "f5", "f6", "f7"],
+        ),
+        // Direction-neutral: either side blacklisted.
+        (&["--not", "--pod", "default/db"], &["f1", "f2", "f3", "f6"]),
+        (&["--not", "--ip", "198.18.1.3"], &["f5", "f6", "f7"]),
+        (&["--not", "-n", "default"], &[]),
+        (&["--not", "--label", "app=frontend"], &["f3", "f4"]),
+        (&["--not", "--port", "8080"], &["f4", "f5", "f6", "f7"]),
+        // Whitelist and blacklist together, in either order.
+        (
+            &["--to-pod", "default/api", "--not", "--verdict", "DROPPED"],
+            &["f1"],
+        ),
+        (
+            &["--not", "--verdict", "DROPPED", "--to-pod", "default/api"],
+            &["f1"],
+        ),
+        // Only the next flag: the second --verdict is a whitelist entry.
+        (
+            &["--not", "--verdict", "DROPPED", "--verdict", "AUDIT"],
+            &["f6"],
+        ),
+        // Non-filter flags in between do not take the --not.
+        (
+            &["--not", "--last", "5", "--port", "8080"],
+            &["f4", "f5", "f6", "f7"],
+        ),
+        (&["--not", "-6"], &["f1", "f2", "f3", "f4", "f6", "f7"]),
+        (&["--protocol", "udp", "--not", "-4"], &["f5"]),
+        // Repeated negations of one kind OR (either excluded)...
+        (
+            &["--not", "--protocol", "tcp", "--not", "--protocol", "icmp"],
+            &["f5"],
+        ),
+        // ...negations of different kinds AND in one blacklist filter, as Hubble's.
+        (
+            &[
+                "--not",
+                "--pod",
+                "default/frontend",
+                "--not",
+                "--protocol",
+                "udp",
+            ],
+            &["f1", "f2", "f3", "f4", "f6", "f7"],
+        ),
+        (&["--not", "--not", "--node-name", "node1"], &["f3"]),
+    ];
+    for (words, want) in cases {
+        assert_eq!(select(words).unwrap(), set(want), "{words:?}");
+    }
+}
+
+#[test]
+fn negated_neutral_flag_blacklists_both_variants() {
+    let q = QueryArgs::try_parse_words(["--from-pod", "a/x", "--not", "--pod", "b/y"]).unwrap();
+    let (white, black) = q.filter_lists().unwrap();
+    assert_eq!(
+        white,
+        [FlowFilter {
+            source_pod: vec!["a/x".into()],
+            ..Default::default()
+        }]
+    );
+    assert_eq!(
+        black,
+        [
+            FlowFilter {
+                source_pod: vec!["b/y".into()],
+                ..Default::default()
+            },
+            FlowFilter {
+                destination_pod: vec!["b/y".into()],
+                ..Default::default()
+            },
+        ]
+    );
+    let req = q.request().unwrap();
+    assert_eq!((req.whitelist, req.blacklist), (white, black));
+}
+
+#[test]
+fn a_trailing_not_is_an_error() {
+    let err = select(&["--to-port", "8080", "--not"]).unwrap_err();
+    assert!(
+        err.contains("--not must be followed by the filter flag it negates"),
+        "{err}"
+    );
+    let err = select(&["--not", "--last", "3"]).unwrap_err();
+    assert!(err.contains("--not must be followed"), "{err}");
+}
+
+fn resp(f: Flow) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: f.node_name.clone(),
+        time: f.time,
+        response_types: Some(ResponseTypes::Flow(f)),
+    }
+}
+
+/// f1 forwarded, f3 dropped by policy, and a lost-events notice.
+fn sample() -> Vec<GetFlowsResponse> {
+    let fl = flows();
+    let mut dropped = fl[2].clone();
+    dropped.event_type = Some(CiliumEventType {
+        r#type: 1,
+        sub_type: 133,
+    });
+    dropped.trace_observation_point = 0;
+    dropped.summary = "TCP Flags: SYN (POLICY_DENIED)".into();
+    let lost = GetFlowsResponse {
+        node_name: "node2".into(),
+        time: fl[3].time,
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::PerfEventRingBuffer as i32,
+            num_events_lost: 7,
+            ..Default::default()
+        })),
+    };
+    vec![resp(fl[0].clone()), resp(dropped), lost]
+}
+
+fn print(format: Format, print_node: bool, color: bool, follow: bool) -> String {
+    let mut p = Printer::new(Options {
+        format,
+        print_node,
+        color,
+        follow,
+    });
+    let mut out = String::new();
+    for r in sample() {
+        let emit = p.push(&r).unwrap();
+        assert_eq!(emit.err, "");
+        out += &emit.out;
+    }
+    out + &p.finish()
+}
+
+#[test]
+fn compact_lines() {
+    let cases = [
+        (
+            false,
+            false,
+            "Nov 26 15:04:06.123: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint FORWARDED (TCP Flags: SYN)\n\
+             Nov 26 15:04:08.123: other/client:50000 (ID:306) -> default/api:8080 (ID:303) DROPPED (TCP Flags: SYN (POLICY_DENIED))\n\
+             Nov 26 15:04:09.123: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
+        ),
+        (
+            true,
+            false,
+            "Nov 26 15:04:06.123 [node1]: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint FORWARDED (TCP Flags: SYN)\n\
+             Nov 26 15:04:08.123 [node2]: other/client:50000 (ID:306) -> default/api:8080 (ID:303) DROPPED (TCP Flags: SYN (POLICY_DENIED))\n\
+             Nov 26 15:04:09.123 [node2]: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
+        ),
+        (
+            false,
+            true,
+            "Nov 26 15:04:06.123: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint \x1b[32mFORWARDED\x1b[0m (TCP Flags: SYN)\n\
+             Nov 26 15:04:08.123: other/client:50000 (ID:306) -> default/api:8080 (ID:303) \x1b[31mDROPPED\x1b[0m (TCP Flags: SYN (POLICY_DENIED))\n\
+             Nov 26 15:04:09.123: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
+        ),
+    ];
+    for (node, color, want) in cases {
+        assert_eq!(print(Format::Compact, node, color, false), want);
+        assert_eq!(print(Format::Compact, node, color, true), want);
+    }
+}
+
+const DICT: &str = "  TIMESTAMP: Nov 26 15:04:06.123
+     SOURCE: default/frontend:40000
+DESTINATION: default/api:8080
+       TYPE: to-endpoint
+    VERDICT: FORWARDED
+    SUMMARY: TCP Flags: SYN
+------------
+  TIMESTAMP: Nov 26 15:04:08.123
+     SOURCE: other/client:50000
+DESTINATION: default/api:8080
+       TYPE: POLICY_DENIED
+    VERDICT: DROPPED
+    SUMMARY: TCP Flags: SYN (POLICY_DENIED)
+------------
+  TIMESTAMP: Nov 26 15:04:09.123
+     SOURCE:
+DESTINATION:
+       TYPE: EVENTS LOST
+    VERDICT:
+    SUMMARY: PERF_EVENT_RING_BUFFER: 7
+";
+
+#[test]
+fn dict_blocks() {
+    assert_eq!(print(Format::Dict, false, false, false), DICT);
+    let with_node = DICT
+        .replace(
+            "  TIMESTAMP: Nov 26 15:04:06.123\n",
+            "  TIMESTAMP: Nov 26 15:04:06.123\n       NODE: node1\n",
+        )
+        .replace(
+            "  TIMESTAMP: Nov 26 15:04:08.123\n",
+            "  TIMESTAMP: Nov 26 15:04:08.123\n       NODE: node2\n",
+        )
+        .replace(
+            "  TIMESTAMP: Nov 26 15:04:09.123\n",
+            "  TIMESTAMP: Nov 26 15:04:09.123\n       NODE: node2\n",
+        );
+    assert_eq!(print(Format::Dict, true, false, false), with_node);
+    let colored = DICT
+        .replace("VERDICT: FORWARDED", "VERDICT: \x1b[32mFORWARDED\x1b[0m")
+        .replace("VERDICT: DROPPED", "VERDICT: \x1b[31mDROPPED\x1b[0m");
+    assert_eq!(print(Format::Dict, false, true, true), colored);
+}
+
+#[test]
+fn table_columns() {
+    let table = "\
+TIMESTAMP             SOURCE                   DESTINATION        TYPE            VERDICT     SUMMARY
+Nov 26 15:04:06.123   default/frontend:40000   default/api:8080   to-endpoint     FORWARDED   TCP Flags: SYN
+Nov 26 15:04:08.123   other/client:50000       default/api:8080   POLICY_DENIED   DROPPED     TCP Flags: SYN (POLICY_DENIED)
+Nov 26 15:04:09.123                                               EVENTS LOST                 PERF_EVENT_RING_BUFFER: 7
+";
+    assert_eq!(print(Format::Table, false, false, false), table);
+    let with_node = "\
+TIMESTAMP             NODE    SOURCE                   DESTINATION        TYPE            VERDICT     SUMMARY
+Nov 26 15:04:06.123   node1   default/frontend:40000   default/api:8080   to-endpoint     FORWARDED   TCP Flags: SYN
+Nov 26 15:04:08.123   node2   other/client:50000       default/api:8080   POLICY_DENIED   DROPPED     TCP Flags: SYN (POLICY_DENIED)
+Nov 26 15:04:09.123   node2                                               EVENTS LOST                 PERF_EVENT_RING_BUFFER: 7
+";
+    assert_eq!(print(Format::Table, true, false, false), with_node);
+    let colored = table
+        .replace("FORWARDED   ", "\x1b[32mFORWARDED\x1b[0m   ")
+        .replace("DROPPED     ", "\x1b[31mDROPPED\x1b[0m     ");
+    assert_eq!(print(Format::Table, false, true, false), colored);
+}
+
+#[test]
+fn followed_table_has_fixed_widths() {
+    let mut p = Printer::new(Options {
+        format: Format::Table,
+        print_node: false,
+        color: false,
+        follow: true,
+    });
+    let first = p.push(&sample()[0]).unwrap().out;
+    assert_eq!(
+        first,
+        "TIMESTAMP             SOURCE                           DESTINATION                      TYPE             VERDICT      SUMMARY\n\
+         Nov 26 15:04:06.123   default/frontend:40000           default/api:8080                 to-endpoint      FORWARDED    TCP Flags: SYN\n"
+    );
+    let second = p.push(&sample()[1]).unwrap().out;
+    assert_eq!(
+        second,
+        "Nov 26 15:04:08.123   other/client:50000               default/api:8080                 POLICY_DENIED    DROPPED      TCP Flags: SYN (POLICY_DENIED)\n"
+    );
+    assert_eq!(p.finish(), "");
+}
+
+#[test]
+fn json_and_jsonpb_print_the_response() {
+    for format in [Format::Json, Format::Jsonpb] {
+        for node in [false, true] {
+            let out = print(format, node, true, false);
+            let lines: Vec<serde_json::Value> = out
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(lines.len(), 3, "{out}");
+            assert_eq!(lines[0]["flow"]["uuid"], "f1");
+            assert_eq!(lines[0]["node_name"], "node1");
+            assert_eq!(lines[0]["flow"]["node_name"], "node1");
+            assert_eq!(lines[1]["flow"]["verdict"], "DROPPED");
+            assert_eq!(lines[2]["lost_events"]["num_events_lost"], "7");
+            assert!(!out.contains('\x1b'));
+            let want = observer_proto::json::response_to_json(&sample()[0]).unwrap();
+            assert_eq!(out.lines().next(), Some(want.as_str()));
+        }
+    }
+}
+
+#[test]
+fn node_status_goes_to_stderr_in_dict_and_table() {
+    let status = GetFlowsResponse {
+        node_name: String::new(),
+        time: sample()[0].time,
+        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+            state_change: 0,
+            node_names: vec!["node2".into()],
+            message: "unavailable".into(),
+        })),
+    };
+    let line = "Nov 26 15:04:06.123: NODE STATUS: node2 unavailable\n";
+    for format in [Format::Dict, Format::Table, Format::Compact] {
+        let mut p = Printer::new(Options {
+            format,
+            print_node: false,
+            color: false,
+            follow: false,
+        });
+        let emit = p.push(&status).unwrap();
+        let (out, err) = if format == Format::Compact {
+            (line, "")
+        } else {
+            ("", line)
+        };
+        assert_eq!(
+            (emit.out.as_str(), emit.err.as_str()),
+            (out, err),
+            "{format:?}"
+        );
+        assert_eq!(p.finish(), "");
+    }
+}

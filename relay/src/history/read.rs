@@ -1,0 +1,269 @@
+//! Rows of history back into flows, for `GetFlows` with a `since` older than
+//! the ring. A row holds what [`super::schema`] keeps, so the flow has those
+//! fields: time, node, UUID, verdict, drop reasons, event type, addresses,
+//! ports, protocol and TCP flags, both endpoints (identity, namespace, pod,
+//! first workload, labels), services, direction, observation point, reply,
+//! policies, volume, lifecycle and summary. ICMP type and code, interfaces and
+//! Ethernet addresses are not kept.
+
+use datafusion::arrow::array::{
+    Array, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt8Array, UInt32Array, UInt64Array,
+};
+use observer_proto::flow::layer4::Protocol;
+use observer_proto::flow::{
+    CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
+    Policy, Sctp, Service, Tcp, TcpFlags, TraceObservationPoint, TrafficDirection, Udp, Verdict,
+    Workload,
+};
+use observer_proto::observe::v1::tcp_lifecycle::Kind;
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
+use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+
+use crate::time::timestamp;
+
+struct Row<'a> {
+    b: &'a RecordBatch,
+    i: usize,
+}
+
+impl Row<'_> {
+    fn col<T: 'static>(&self, name: &str) -> Option<&T> {
+        self.b.column_by_name(name)?.as_any().downcast_ref::<T>()
+    }
+    fn s(&self, name: &str) -> Option<String> {
+        let a = self.col::<StringArray>(name)?;
+        a.is_valid(self.i).then(|| a.value(self.i).to_string())
+    }
+    fn text(&self, name: &str) -> String {
+        self.s(name).unwrap_or_default()
+    }
+    fn u32(&self, name: &str) -> Option<u32> {
+        let a = self.col::<UInt32Array>(name)?;
+        a.is_valid(self.i).then(|| a.value(self.i))
+    }
+    fn u64(&self, name: &str) -> Option<u64> {
+        let a = self.col::<UInt64Array>(name)?;
+        a.is_valid(self.i).then(|| a.value(self.i))
+    }
+    fn i32(&self, name: &str) -> Option<i32> {
+        let a = self.col::<Int32Array>(name)?;
+        a.is_valid(self.i).then(|| a.value(self.i))
+    }
+    fn endpoint(&self, side: &str) -> Option<Endpoint> {
+        let identity = self.u32(&format!("{side}_identity"))?;
+        Some(Endpoint {
+            identity,
+            namespace: self.text(&format!("{side}_namespace")),
+            pod_name: self.text(&format!("{side}_pod")),
+            labels: split(self.s(&format!("{side}_labels"))),
+            workloads: self
+                .s(&format!("{side}_workload"))
+                .map(|name| Workload {
+                    name,
+                    kind: String::new(),
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        })
+    }
+    fn policies(&self, name: &str) -> Vec<Policy> {
+        split(self.s(name))
+            .into_iter()
+            .map(|p| {
+                let (namespace, name) = p.split_once('/').unwrap_or(("", &p));
+                Policy {
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+    fn service(&self, name: &str) -> Option<Service> {
+        let s = self.s(name)?;
+        let (namespace, name) = s.split_once('/').unwrap_or(("", &s));
+        Some(Service {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+    }
+}
+
+fn split(s: Option<String>) -> Vec<String> {
+    s.map(|s| s.split(',').map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn flags(s: &str) -> TcpFlags {
+    let mut f = TcpFlags::default();
+    for name in s.split(',') {
+        match name {
+            "SYN" => f.syn = true,
+            "ACK" => f.ack = true,
+            "PSH" => f.psh = true,
+            "FIN" => f.fin = true,
+            "RST" => f.rst = true,
+            "URG" => f.urg = true,
+            "ECE" => f.ece = true,
+            "CWR" => f.cwr = true,
+            "NS" => f.ns = true,
+            _ => {}
+        }
+    }
+    f
+}
+
+fn l4(r: &Row) -> Option<Layer4> {
+    let (sp, dp) = (
+        r.u32("source_port").unwrap_or(0),
+        r.u32("destination_port").unwrap_or(0),
+    );
+    let protocol = match r.s("protocol")?.as_str() {
+        "TCP" => Protocol::Tcp(Tcp {
+            source_port: sp,
+            destination_port: dp,
+            flags: r.s("tcp_flags").map(|f| flags(&f)),
+        }),
+        "UDP" => Protocol::Udp(Udp {
+            source_port: sp,
+            destination_port: dp,
+        }),
+        "SCTP" => Protocol::Sctp(Sctp {
+            source_port: sp,
+            destination_port: dp,
+        }),
+        "ICMPv4" => Protocol::IcmPv4(IcmPv4::default()),
+        "ICMPv6" => Protocol::IcmPv6(IcmPv6::default()),
+        _ => return None,
+    };
+    Some(Layer4 {
+        protocol: Some(protocol),
+    })
+}
+
+fn flow(r: &Row, time: i64) -> Flow {
+    let enum_of =
+        |name: &str, parse: fn(&str) -> Option<i32>| r.s(name).and_then(|s| parse(&s)).unwrap_or(0);
+    let ip_version = r.col::<UInt8Array>("ip_version").and_then(|a| {
+        a.is_valid(r.i).then(|| match a.value(r.i) {
+            4 => IpVersion::IPv4 as i32,
+            6 => IpVersion::IPv6 as i32,
+            _ => 0,
+        })
+    });
+    let fwd_bytes = r.u64("fwd_bytes");
+    Flow {
+        time: Some(timestamp(i128::from(time))),
+        node_name: r.text("node"),
+        uuid: r.text("uuid"),
+        verdict: enum_of("verdict", |s| Verdict::from_str_name(s).map(|v| v as i32)),
+        drop_reason_desc: enum_of("drop_reason", |s| {
+            DropReason::from_str_name(s).map(|v| v as i32)
+        }),
+        kernel_drop: r
+            .s("kernel_drop")
+            .map(|name| KernelDrop { reason: 0, name }),
+        event_type: r.i32("event_type").map(|t| CiliumEventType {
+            r#type: t,
+            sub_type: r.i32("event_subtype").unwrap_or(0),
+        }),
+        r#type: enum_of("flow_type", |s| {
+            FlowType::from_str_name(s).map(|v| v as i32)
+        }),
+        ip: ip_version.map(|ip_version| Ip {
+            source: r.text("source_ip"),
+            destination: r.text("destination_ip"),
+            ip_version,
+            ..Default::default()
+        }),
+        l4: l4(r),
+        source: r.endpoint("source"),
+        destination: r.endpoint("destination"),
+        source_service: r.service("source_service"),
+        destination_service: r.service("destination_service"),
+        traffic_direction: enum_of("traffic_direction", |s| {
+            TrafficDirection::from_str_name(s).map(|v| v as i32)
+        }),
+        trace_observation_point: enum_of("observation_point", |s| {
+            TraceObservationPoint::from_str_name(s).map(|v| v as i32)
+        }),
+        is_reply: r
+            .col::<BooleanArray>("is_reply")
+            .and_then(|a| a.is_valid(r.i).then(|| a.value(r.i))),
+        ingress_allowed_by: r.policies("ingress_allowed_by"),
+        ingress_denied_by: r.policies("ingress_denied_by"),
+        egress_allowed_by: r.policies("egress_allowed_by"),
+        egress_denied_by: r.policies("egress_denied_by"),
+        volume: fwd_bytes.map(|fwd_bytes| FlowVolume {
+            fwd_bytes,
+            fwd_packets: r.u64("fwd_packets").unwrap_or(0),
+            rev_bytes: r.u64("rev_bytes").unwrap_or(0),
+            rev_packets: r.u64("rev_packets").unwrap_or(0),
+        }),
+        tcp_lifecycle: r.s("lifecycle_kind").map(|k| TcpLifecycle {
+            kind: Kind::from_str_name(&k).map_or(0, |k| k as i32),
+            duration_ns: r.u64("lifecycle_duration_ns").unwrap_or(0),
+            retransmits: r.u32("lifecycle_retransmits").unwrap_or(0),
+        }),
+        summary: r.text("summary"),
+        ..Default::default()
+    }
+}
+
+/// Every row of `batch` (of the history schema) as a flow response.
+pub fn responses(batch: &RecordBatch) -> Vec<GetFlowsResponse> {
+    let Some(times) = batch
+        .column_by_name("time")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+    else {
+        return Vec::new();
+    };
+    (0..batch.num_rows())
+        .map(|i| {
+            let f = flow(&Row { b: batch, i }, times.value(i));
+            GetFlowsResponse {
+                node_name: f.node_name.clone(),
+                time: f.time,
+                response_types: Some(ResponseTypes::Flow(f)),
+            }
+        })
+        .collect()
+}
+
+/// The ring preceded by the history flows from `since` up to the ring's first
+/// flow, when `since` is older than what the ring holds (history entries get
+/// sequence number 0: they are never compared with live ones). Failures are
+/// logged and leave the ring alone.
+pub async fn with_older(
+    engine: &crate::sql::SqlEngine,
+    since: Option<i128>,
+    ring: Vec<crate::store::Entry>,
+) -> Vec<crate::store::Entry> {
+    let Some(since) = since else { return ring };
+    if !engine.has_history() {
+        return ring;
+    }
+    let first = ring
+        .iter()
+        .find_map(|e| crate::time::event_time(&e.response));
+    if first.is_some_and(|f| f <= since) {
+        return ring;
+    }
+    match engine.flows_between(since, first).await {
+        Ok(older) => older
+            .into_iter()
+            .map(|r| crate::store::Entry {
+                seq: 0,
+                response: std::sync::Arc::new(r),
+            })
+            .chain(ring)
+            .collect(),
+        Err(e) => {
+            log::warn!("GetFlows: reading history failed: {e}");
+            ring
+        }
+    }
+}

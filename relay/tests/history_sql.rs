@@ -1,0 +1,281 @@
+//! History and SQL: a known set of flows is ingested (part written to Parquet,
+//! part still in memory), then the golden queries under `tests/golden/` must
+//! answer exactly their `.out` (`BLESS=1` rewrites them); refused statements,
+//! limits, restarts, crashed writers and retention are checked too.
+
+#[path = "history/flows.rs"]
+mod flows;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use relay::history::{History, HistoryConfig, files};
+use relay::sql::{SqlEngine, SqlError, SqlLimits};
+
+/// A fresh directory under the target dir, removed first.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// History that keeps everything (the golden flows are from 2024).
+fn config(dir: &Path) -> HistoryConfig {
+    HistoryConfig {
+        retention_age: Duration::from_secs(100 * 365 * 86_400),
+        ..HistoryConfig::new(dir)
+    }
+}
+
+/// The golden flows: all but the last two flushed to files, those in memory.
+fn ingest_golden(dir: &Path) -> Arc<History> {
+    let h = History::open(config(dir)).unwrap();
+    let all = flows::golden();
+    let split = all.len() - 2;
+    for (i, f) in all.into_iter().enumerate() {
+        if i == split {
+            h.flush().unwrap();
+        }
+        h.ingest(Arc::new(flows::response(f)));
+    }
+    h
+}
+
+async fn table(engine: &SqlEngine, sql: &str) -> String {
+    let r = engine
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pretty_format_batches(&r.batches).unwrap().to_string()
+}
+
+async fn check_golden(engine: &SqlEngine) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "golden queries: {names:?}");
+    for sql_path in names {
+        let sql = std::fs::read_to_string(&sql_path).unwrap();
+        let got = table(engine, &sql).await + "\n";
+        let out = sql_path.with_extension("out");
+        if std::env::var_os("BLESS").is_some() {
+            std::fs::write(&out, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&out).unwrap_or_default();
+        assert_eq!(got, want, "{}", sql_path.display());
+    }
+}
+
+fn engine(h: &Arc<History>) -> SqlEngine {
+    SqlEngine::new(Some(h.clone()), SqlLimits::default())
+}
+
+#[tokio::test]
+async fn golden_queries_answer_exactly_from_files_and_memory() {
+    let dir = scratch("golden");
+    let h = ingest_golden(&dir);
+    // The first seven rows are in one file (hour 10); the rest is in memory.
+    assert_eq!(files::list(&dir).unwrap().len(), 1);
+    check_golden(&engine(&h)).await;
+    h.flush().unwrap();
+    // The second flush: one more row of hour 10 and one of hour 11.
+    assert_eq!(files::list(&dir).unwrap().len(), 3);
+    assert!(
+        dir.join("date=2024-05-01/hour=11").is_dir(),
+        "partitioned by hour"
+    );
+    check_golden(&engine(&h)).await;
+}
+
+#[tokio::test]
+async fn a_restarted_relay_still_answers_from_its_files() {
+    let dir = scratch("restart");
+    let h = ingest_golden(&dir);
+    h.flush().unwrap();
+    drop(h);
+    let again = History::open(config(&dir)).unwrap();
+    check_golden(&engine(&again)).await;
+}
+
+#[tokio::test]
+async fn a_crashed_writers_file_is_never_read_and_is_cleaned_at_start() {
+    let dir = scratch("crash");
+    let h = ingest_golden(&dir);
+    h.flush().unwrap();
+    let real = &files::list(&dir).unwrap()[0];
+    let bytes = std::fs::read(&real.path).unwrap();
+    let leftover = real
+        .path
+        .parent()
+        .unwrap()
+        .join(".0000000000000000001-0000000000000000002-000009.parquet.tmp");
+    std::fs::write(&leftover, &bytes[..bytes.len() / 2]).unwrap();
+    let count = "SELECT count(*) AS n FROM flows";
+    let want = "+---+\n| n |\n+---+\n| 9 |\n+---+";
+    assert_eq!(table(&engine(&h), count).await, want);
+    drop(h);
+    let again = History::open(config(&dir)).unwrap();
+    assert!(!leftover.exists(), "removed at start");
+    assert_eq!(table(&engine(&again), count).await, want);
+}
+
+#[tokio::test]
+async fn writes_and_other_tables_are_refused_with_the_reason() {
+    let dir = scratch("refused");
+    let e = engine(&ingest_golden(&dir));
+    let cases = [
+        ("COPY flows TO '/tmp/x.csv'", "COPY is not allowed"),
+        (
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+            "CREATE EXTERNAL TABLE is not allowed",
+        ),
+        ("INSERT INTO flows VALUES (1)", "INSERT is not allowed"),
+        ("DROP TABLE flows", "DROP is not allowed"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE is not allowed"),
+        (
+            "SET datafusion.execution.batch_size = 1",
+            "SET is not allowed",
+        ),
+        ("SELECT * FROM '/etc/passwd'", "not `/etc/passwd`"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "not `read_csv`"),
+        ("SELECT * FROM other", "not `other`"),
+        ("SELECT 1; SELECT 2", "one statement at a time"),
+        (
+            "EXPLAIN COPY flows TO '/tmp/x'",
+            "EXPLAIN of anything but a query",
+        ),
+    ];
+    for (sql, want) in cases {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(matches!(err, SqlError::Refused(_)), "{sql}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains(want), "{sql}: {msg}");
+        if want.ends_with("not allowed") {
+            assert!(msg.contains("read-only"), "{msg}");
+        }
+    }
+    // Reads still run, also EXPLAIN and WITH.
+    assert!(e.query("EXPLAIN SELECT count(*) FROM flows").await.is_ok());
+    assert!(
+        e.query("WITH x AS (SELECT * FROM flows) SELECT count(*) FROM x")
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_column_lists_the_columns_that_exist() {
+    let dir = scratch("unknown");
+    let e = engine(&ingest_golden(&dir));
+    let err = e.query("SELECT bytes FROM flows").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("unknown column `bytes`; the columns of `flows` are: time, node, uuid,"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("lifecycle_retransmits, summary"), "{msg}");
+}
+
+/// 300 flows: a cross join sorted needs far more than 1 MiB.
+fn many(dir: &Path) -> Arc<History> {
+    let h = History::open(config(dir)).unwrap();
+    let base = flows::golden().remove(0);
+    for i in 0..300 {
+        let mut f = base.clone();
+        f.summary = format!("a fairly long summary of flow number {i:05}");
+        f.uuid = format!("uuid-{i:05}");
+        h.ingest(Arc::new(flows::response(f)));
+    }
+    h
+}
+
+const HEAVY: &str =
+    "SELECT a.summary, b.summary FROM flows a CROSS JOIN flows b ORDER BY a.summary, b.uuid DESC";
+
+#[tokio::test]
+async fn a_query_over_its_memory_limit_fails_and_the_next_one_runs() {
+    let dir = scratch("memory");
+    let h = many(&dir);
+    let e = SqlEngine::new(
+        Some(h.clone()),
+        SqlLimits {
+            memory_bytes: 1 << 20,
+            ..SqlLimits::default()
+        },
+    );
+    let err = e.query(HEAVY).await.unwrap_err();
+    assert!(matches!(err, SqlError::Memory { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("the query ran out of its memory limit of 1048576 bytes"),
+        "{err}"
+    );
+    let want = "+-----+\n| n   |\n+-----+\n| 300 |\n+-----+";
+    assert_eq!(table(&e, "SELECT count(*) AS n FROM flows").await, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_time_limit_fails() {
+    let dir = scratch("timeout");
+    let h = many(&dir);
+    let e = SqlEngine::new(
+        Some(h),
+        SqlLimits {
+            timeout: Duration::from_millis(1),
+            ..SqlLimits::default()
+        },
+    );
+    let err = e.query(HEAVY).await.unwrap_err();
+    assert_eq!(err, SqlError::Timeout(Duration::from_millis(1)));
+}
+
+#[test]
+fn retention_deletes_by_age_then_the_oldest_past_the_size() {
+    let dir = scratch("retention");
+    let h = History::open(HistoryConfig {
+        retention_age: Duration::from_secs(100 * 365 * 86_400),
+        retention_bytes: u64::MAX,
+        ..HistoryConfig::new(&dir)
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // One file each: three hours ago, two hours ago, now.
+    for age in [3 * 3600 + 60, 2 * 3600 + 60, 0] {
+        let mut f = flows::golden().remove(0);
+        f.time = Some(prost_types::Timestamp {
+            seconds: now - age,
+            nanos: 0,
+        });
+        h.ingest(Arc::new(flows::response(f)));
+        h.flush().unwrap();
+    }
+    let all = files::list(&dir).unwrap();
+    assert_eq!(all.len(), 3);
+    let gone = files::enforce_retention(
+        &dir,
+        std::time::SystemTime::now(),
+        Duration::from_secs(3 * 3600),
+        u64::MAX,
+    )
+    .unwrap();
+    assert_eq!(gone, all[..1], "by age: the one older than 3h");
+    let keep_one = all[2].bytes;
+    let gone = files::enforce_retention(
+        &dir,
+        std::time::SystemTime::now(),
+        Duration::from_secs(3 * 3600),
+        keep_one,
+    )
+    .unwrap();
+    assert_eq!(gone, all[1..2], "by size: the oldest left");
+    assert_eq!(files::list(&dir).unwrap(), all[2..]);
+}
