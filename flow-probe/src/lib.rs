@@ -32,4 +32,4 @@ pub mod policy;
 pub mod policy_watch;
 pub mod server;
 pub mod services;
-pub mod store;
+pub use observer_proto::store;

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use observer_proto::filter::{self, FlowMatcher};
 use observer_proto::flow::{LostEvent, LostEventSource};
 use observer_proto::observe::v1::KernelFeature;
 use observer_proto::observer::observer_server::{Observer, ObserverServer};
@@ -16,7 +15,9 @@ use observer_proto::observer::{
     GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
     get_flows_response::ResponseTypes,
 };
+use observer_proto::query::FlowQuery;
 use observer_proto::relay::NodeState;
+use observer_proto::time::nanos;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -73,83 +74,6 @@ pub async fn run(
     Ok(())
 }
 
-/// A validated GetFlows request.
-struct FlowQuery {
-    matcher: FlowMatcher,
-    number: usize,
-    first: bool,
-    follow: bool,
-    since: Option<i128>,
-    until: Option<i128>,
-}
-
-fn nanos(ts: &prost_types::Timestamp) -> i128 {
-    i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos)
-}
-
-impl FlowQuery {
-    fn parse(req: &GetFlowsRequest) -> Result<Self, Status> {
-        if req.first && req.follow {
-            return Err(Status::invalid_argument(
-                "first cannot be combined with follow",
-            ));
-        }
-        let matcher = filter::compile(&req.whitelist, &req.blacklist)
-            .map_err(|e| Status::invalid_argument(format!("invalid flow filter: {e}")))?;
-        let since = req.since.as_ref().map(nanos);
-        let until = req.until.as_ref().map(nanos);
-        if let (Some(s), Some(u)) = (since, until) {
-            if s > u {
-                return Err(Status::invalid_argument("since is after until"));
-            }
-        }
-        let number = usize::try_from(req.number).unwrap_or(usize::MAX);
-        Ok(FlowQuery {
-            matcher,
-            number,
-            first: req.first,
-            follow: req.follow,
-            since,
-            until,
-        })
-    }
-
-    fn in_window(&self, r: &GetFlowsResponse) -> bool {
-        let Some(t) = r.time.as_ref().map(nanos) else {
-            return true;
-        };
-        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
-    }
-
-    /// Lost-event records pass every filter: a gap is never hidden.
-    fn selects(&self, r: &GetFlowsResponse) -> bool {
-        self.in_window(r)
-            && match &r.response_types {
-                Some(ResponseTypes::Flow(f)) => self.matcher.matches(f),
-                _ => true,
-            }
-    }
-
-    /// The part of the ring to send before following.
-    fn history(&self, ring: Vec<Entry>) -> Vec<Entry> {
-        if self.follow && self.number == 0 && self.since.is_none() {
-            return Vec::new();
-        }
-        let picked: Vec<Entry> = ring
-            .into_iter()
-            .filter(|e| self.selects(&e.response))
-            .collect();
-        if self.number == 0 || picked.len() <= self.number {
-            picked
-        } else if self.first {
-            picked.into_iter().take(self.number).collect()
-        } else {
-            let skip = picked.len() - self.number;
-            picked.into_iter().skip(skip).collect()
-        }
-    }
-}
-
 type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -160,7 +84,7 @@ impl Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<FlowStream>, Status> {
-        let query = FlowQuery::parse(request.get_ref())?;
+        let query = FlowQuery::parse(request.get_ref()).map_err(Status::from)?;
         let (ring, follow_rx) = if query.follow {
             let (ring, rx) = self.store.snapshot_and_follow();
             (ring, Some(rx))
@@ -292,10 +216,7 @@ async fn follow(
         if after.is_some_and(|a| entry.seq <= a) {
             continue;
         }
-        let past_until = query
-            .until
-            .is_some_and(|u| entry.response.time.as_ref().is_some_and(|t| nanos(t) > u));
-        if past_until {
+        if query.is_past_until(&entry.response) {
             return;
         }
         if query.selects(&entry.response) && tx.send(Ok((*entry.response).clone())).await.is_err() {

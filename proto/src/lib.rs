@@ -8,6 +8,10 @@
 //! - [`filter`]: Hubble's whitelist/blacklist semantics for `GetFlows`.
 //! - [`endpoints`]: the endpoints file that maps addresses to endpoints.
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
+//! - [`store`]: the ring of recent flows and its followers, and [`query`]: a
+//!   validated `GetFlows` request over it (number, first, follow, since/until,
+//!   filters), shared by flow-probe and the relay; [`time`]: flow time as one
+//!   number.
 
 /// Flow events, endpoints and flow filters (protobuf package `flow`).
 pub mod flow {
@@ -35,6 +39,9 @@ pub mod observe {
 pub mod endpoints;
 pub mod filter;
 pub mod json;
+pub mod query;
+pub mod store;
+pub mod time;
 
 #[cfg(test)]
 mod wire_tests;

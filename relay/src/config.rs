@@ -7,7 +7,10 @@ use std::time::Duration;
 use crate::error::RelayError;
 use crate::history::HistoryConfig;
 use crate::sql::SqlLimits;
-use crate::store::DEFAULT_RING_CAPACITY;
+
+/// Default number of merged responses the relay keeps (four nodes' worth of
+/// Hubble's 4095).
+pub const DEFAULT_RING_CAPACITY: usize = 16_380;
 
 /// Where the relay serves by default, as Hubble Relay.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4245";

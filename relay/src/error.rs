@@ -3,8 +3,6 @@
 //! peer session ended ([`PeerError`], which becomes a node-status event, never a
 //! client's error).
 
-use observer_proto::filter::FilterError;
-
 /// Errors of setting up or running the relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -25,25 +23,8 @@ pub enum RelayError {
     History(String),
 }
 
-/// A `GetFlows` request the relay refuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
-    /// `first` asks for the oldest flows, `follow` for what comes next.
-    #[error("first cannot be combined with follow")]
-    FirstWithFollow,
-    /// A whitelist or blacklist filter does not compile.
-    #[error("invalid flow filter: {0}")]
-    Filter(#[from] FilterError),
-    /// The time window is empty.
-    #[error("since is after until")]
-    SinceAfterUntil,
-}
-
-impl From<RequestError> for tonic::Status {
-    fn from(e: RequestError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
-    }
-}
+/// A `GetFlows` request the relay refuses (shared with flow-probe).
+pub use observer_proto::query::RequestError;
 
 /// Why a session with a peer ended.
 #[derive(Debug, thiserror::Error)]

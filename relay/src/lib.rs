@@ -55,13 +55,13 @@ pub mod history;
 pub mod merge;
 pub mod metrics;
 pub mod peer;
-pub mod query;
+pub use observer_proto::query;
 pub mod reorder;
 pub mod server;
 pub mod sql;
 pub mod state;
-pub mod store;
-pub mod time;
+pub use observer_proto::store;
+pub use observer_proto::time;
 
 pub use config::{PeerOptions, RelayConfig};
 pub use error::RelayError;

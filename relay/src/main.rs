@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use relay::config::DEFAULT_RING_CAPACITY;
 use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
 use relay::history::{HistoryConfig, units};
 use relay::sql::SqlLimits;
-use relay::store::DEFAULT_RING_CAPACITY;
 use relay::{Relay, RelayConfig};
 
 #[derive(Debug, Parser)]

@@ -2,17 +2,34 @@
 //! `number` (the last N, or the first N with `first`), `follow`, `since`/`until`
 //! and Hubble's whitelist/blacklist.
 //!
-//! flow-probe validates the same way in its private `server::FlowQuery`; this is
-//! the relay's own copy until both can share one (see the crate overview).
+//! flow-probe and the relay both answer `GetFlows` with it.
 
-use observer_proto::filter::{self, FlowMatcher};
-use observer_proto::observer::GetFlowsRequest;
-use observer_proto::observer::GetFlowsResponse;
-use observer_proto::observer::get_flows_response::ResponseTypes;
-
-use crate::error::RequestError;
+use crate::filter::{self, FilterError, FlowMatcher};
+use crate::observer::GetFlowsRequest;
+use crate::observer::GetFlowsResponse;
+use crate::observer::get_flows_response::ResponseTypes;
 use crate::store::Entry;
 use crate::time::{event_time, nanos};
+
+/// A `GetFlows` request that cannot be served; `InvalidArgument` at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// `first` asks for the oldest flows, `follow` for what comes next.
+    #[error("first cannot be combined with follow")]
+    FirstWithFollow,
+    /// A whitelist or blacklist filter does not compile.
+    #[error("invalid flow filter: {0}")]
+    Filter(#[from] FilterError),
+    /// The time window is empty.
+    #[error("since is after until")]
+    SinceAfterUntil,
+}
+
+impl From<RequestError> for tonic::Status {
+    fn from(e: RequestError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
 
 /// What a client asked for, checked.
 #[derive(Debug, Clone)]
@@ -95,7 +112,7 @@ impl FlowQuery {
 mod tests {
     use std::sync::Arc;
 
-    use observer_proto::flow::{Flow, FlowFilter};
+    use crate::flow::{Flow, FlowFilter};
 
     use super::*;
     use crate::time::timestamp;

@@ -1,5 +1,6 @@
 //! Recent flows: a bounded ring (Hubble's default capacity is 4095) plus a
-//! broadcast to followers.
+//! broadcast to followers. flow-probe keeps a node's recent flows in one, the
+//! relay the merged stream of all nodes.
 //!
 //! Every entry gets a sequence number so a follower can take a snapshot and then
 //! continue from the broadcast without gaps or repeats. The broadcast is bounded:
@@ -10,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use observer_proto::observer::GetFlowsResponse;
+use crate::observer::GetFlowsResponse;
 use tokio::sync::broadcast;
 
 /// Hubble's default ring capacity.
@@ -36,7 +37,7 @@ impl FlowStore {
         let (followers, _) = broadcast::channel(capacity.clamp(1024, 65_536));
         FlowStore {
             capacity,
-            ring: Mutex::new(VecDeque::with_capacity(capacity)),
+            ring: Mutex::new(VecDeque::with_capacity(capacity.min(65_536))),
             next_seq: AtomicU64::new(0),
             followers,
         }

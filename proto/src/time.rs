@@ -1,8 +1,8 @@
 //! Flow time as one number: nanoseconds since the Unix epoch, so times of
 //! different nodes compare and sort directly.
 
-use observer_proto::observer::GetFlowsResponse;
-use observer_proto::observer::get_flows_response::ResponseTypes;
+use crate::observer::GetFlowsResponse;
+use crate::observer::get_flows_response::ResponseTypes;
 use prost_types::Timestamp;
 
 /// Nanoseconds since the Unix epoch of a protobuf timestamp.
