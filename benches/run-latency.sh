@@ -8,7 +8,8 @@
 # `loadgen run`: one lab (client + server), five scenarios interleaved
 # (baseline, observing, full datapath, full every-packet, sidecar proxies), and
 # writes benches/RESULTS.md. Overrides: QPS, CONNECTIONS, SECS, ROUNDS, WARMUP,
-# BODY, OUT, NOTE (environment).
+# BODY, OUT, NOTE, FLOW_PROBE_BIN (a flow-probe binary to use instead of
+# building one) (environment).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,7 +18,7 @@ for arg in "$@"; do
   case "$arg" in
     --long) mode=long ;;
     --short) mode=short ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -35,8 +36,15 @@ fi
 : "${QPS:=1000}" "${CONNECTIONS:=64}" "${WARMUP:=0.5}" "${BODY:=64}"
 : "${OUT:=benches/RESULTS.md}" "${NOTE:=}"
 
-cargo build --release -p flow-probe --bin flow-probe -p benches --bin loadgen
 target=${CARGO_TARGET_DIR:-target}/release
+if [ -n "${FLOW_PROBE_BIN:-}" ]; then
+  # A flow-probe built elsewhere (or earlier): build only the load generator.
+  cargo build --release -p benches --bin loadgen
+  flow_probe=$FLOW_PROBE_BIN
+else
+  cargo build --release -p flow-probe --bin flow-probe -p benches --bin loadgen
+  flow_probe=$target/flow-probe
+fi
 
 state_dir=$(mktemp -d /tmp/latency-XXXXXX)
 rmdir "$state_dir" # the lab creates it
@@ -50,4 +58,4 @@ trap cleanup EXIT
 "$target/loadgen" run --mode "$mode" \
   --qps "$QPS" --connections "$CONNECTIONS" --secs "$SECS" --warmup "$WARMUP" \
   --rounds "$ROUNDS" --body "$BODY" --note "$NOTE" \
-  --out "$OUT" --flow-probe "$target/flow-probe" --state-dir "$state_dir"
+  --out "$OUT" --flow-probe "$flow_probe" --state-dir "$state_dir"

@@ -83,6 +83,10 @@ struct Args {
     /// Distinct label sets each labelled metric keeps; more go to "__overflow__".
     #[arg(long, default_value_t = metrics::DEFAULT_MAX_LABEL_SETS)]
     metrics_max_label_sets: usize,
+    /// Series of ports, TCP flags and workload volume not updated for this long
+    /// are removed (seconds, or with s/m/h like 10m; 0 or off: never).
+    #[arg(long, default_value = "10m")]
+    metrics_grace: String,
     /// How the volume metrics name source and destination workloads: one of
     /// namespace, workload, workload-name, pod, pod-name, app, identity,
     /// reserved-identity, ip; `a|b` falls back to b when a is empty.
@@ -117,6 +121,7 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         metrics: MetricsConfig {
             max_label_sets: args.metrics_max_label_sets,
             context: metrics::Context::parse(&args.metrics_context).map_err(anyhow::Error::msg)?,
+            grace: metrics::parse_grace(&args.metrics_grace).map_err(anyhow::Error::msg)?,
             ..MetricsConfig::default()
         },
         probe: ProbeConfig {

@@ -1,14 +1,21 @@
 //! Prometheus metrics of the relay, read from [`RelayState`] at every scrape:
-//! peers by state, flows taken from each node, and what the reorder window did.
+//! peers by state, flows taken from each node, what the reorder window did,
+//! and the history: rows written, files and bytes on disk, SQL queries run,
+//! refused, and their durations ([`crate::sql::SqlStats`]).
 //! [`serve`] answers `GET /metrics` (text format) on its own listener.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::sql::SqlStats;
 use crate::state::RelayState;
 
 /// Default `/metrics` listen address.
@@ -24,8 +31,39 @@ pub struct RelayMetrics {
     released: IntCounter,
     late: IntCounter,
     forced: IntCounter,
+    history_rows: IntCounter,
+    history_files: IntGauge,
+    history_bytes: IntGauge,
     /// Counts already added: per peer (flows seen), and released, late, forced.
     last: Mutex<(Vec<u64>, [u64; 3])>,
+    /// History rows already added.
+    last_rows: Mutex<u64>,
+}
+
+/// The SQL engine's own counters and histogram, taken from whichever engine
+/// the state holds at scrape time (it is set once history is open).
+struct SqlCollector {
+    state: Arc<RelayState>,
+    /// Same names and help as every engine's stats: the descriptions.
+    template: SqlStats,
+}
+
+impl Collector for SqlCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let t = &self.template;
+        [t.queries.desc(), t.refused.desc(), t.duration.desc()].concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let engine = self.state.sql();
+        let s = engine.stats();
+        [
+            s.queries.collect(),
+            s.refused.collect(),
+            s.duration.collect(),
+        ]
+        .concat()
+    }
 }
 
 impl RelayMetrics {
@@ -59,6 +97,18 @@ impl RelayMetrics {
             "observe_relay_reorder_forced_total",
             "Flows released before their hold was over because the window was full",
         )?;
+        let history_rows = counter(
+            "observe_relay_history_rows_written_total",
+            "Flows written to history files",
+        )?;
+        let history_files = IntGauge::new(
+            "observe_relay_history_files",
+            "History files on disk (0 when history is off)",
+        )?;
+        let history_bytes = IntGauge::new(
+            "observe_relay_history_bytes",
+            "Bytes of the history files on disk (0 when history is off)",
+        )?;
         let mut names = Vec::new();
         for (name, c) in [
             (
@@ -78,10 +128,31 @@ impl RelayMetrics {
                 "observe_relay_reorder_forced_total",
                 Box::new(forced.clone()),
             ),
+            (
+                "observe_relay_history_rows_written_total",
+                Box::new(history_rows.clone()),
+            ),
+            (
+                "observe_relay_history_files",
+                Box::new(history_files.clone()),
+            ),
+            (
+                "observe_relay_history_bytes",
+                Box::new(history_bytes.clone()),
+            ),
         ] {
             registry.register(c)?;
             names.push(name);
         }
+        registry.register(Box::new(SqlCollector {
+            state: state.clone(),
+            template: SqlStats::new(),
+        }))?;
+        names.extend([
+            "observe_relay_sql_queries_total",
+            "observe_relay_sql_queries_refused_total",
+            "observe_relay_sql_query_duration_seconds",
+        ]);
         Ok(RelayMetrics {
             last: Mutex::new((vec![0; state.peers().len()], [0; 3])),
             state,
@@ -92,6 +163,10 @@ impl RelayMetrics {
             released,
             late,
             forced,
+            history_rows,
+            history_files,
+            history_bytes,
+            last_rows: Mutex::new(0),
         })
     }
 
@@ -128,11 +203,35 @@ impl RelayMetrics {
                 *then = now.max(*then);
             }
         }
+        self.history_metrics();
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::warn!("encoding metrics: {e}");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl RelayMetrics {
+    /// Rows written, and files and bytes on disk now (listed at each scrape).
+    fn history_metrics(&self) {
+        let engine = self.state.sql();
+        let Some(history) = engine.history() else {
+            return;
+        };
+        let rows = history.written_rows();
+        let mut last = self.last_rows.lock().unwrap_or_else(|p| p.into_inner());
+        self.history_rows.inc_by(rows.saturating_sub(*last));
+        *last = rows.max(*last);
+        match history.disk_usage() {
+            Ok((files, bytes)) => {
+                self.history_files
+                    .set(i64::try_from(files).unwrap_or(i64::MAX));
+                self.history_bytes
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            Err(e) => log::warn!("metrics: listing history files: {e}"),
+        }
     }
 }
 
@@ -232,7 +331,11 @@ mod tests {
             forced: 1,
         });
         let text = m.render();
-        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        // History and SQL metrics: `history_and_sql_counts`.
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains("_history_") && !l.contains("_sql_"))
+            .collect();
         assert_eq!(
             lines,
             [
@@ -253,7 +356,79 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("observe_relay_reorder_released_total 5"));
-        assert_eq!(metric_names().len(), 5);
+        assert_eq!(metric_names().len(), 11);
+    }
+
+    #[tokio::test]
+    async fn history_and_sql_counts() {
+        use crate::history::{History, HistoryConfig};
+        use crate::sql::{SqlEngine, SqlError};
+        use observer_proto::flow::Flow;
+        use observer_proto::observer::GetFlowsResponse;
+        use observer_proto::observer::get_flows_response::ResponseTypes;
+
+        let dir = std::env::temp_dir().join(format!("relay-metrics-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cfg = HistoryConfig::new(&dir);
+        cfg.retention_age = std::time::Duration::from_secs(100 * 365 * 86_400);
+        let history = History::open(cfg).unwrap();
+        let state = Arc::new(RelayState::new(FlowStore::new(10), Peers::new(&[])));
+        state.set_sql(SqlEngine::new(Some(history.clone()), Default::default()));
+        let m = RelayMetrics::new(state.clone());
+        for (i, uuid) in ["a", "b", "c"].into_iter().enumerate() {
+            history.ingest(Arc::new(GetFlowsResponse {
+                time: Some(crate::time::timestamp(1_000_000_000 + i as i128)),
+                response_types: Some(ResponseTypes::Flow(Flow {
+                    uuid: uuid.into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }));
+        }
+        history.flush().unwrap();
+        let engine = state.sql();
+        let rows = engine.query("SELECT count(*) FROM flows").await.unwrap();
+        assert_eq!(rows.batches[0].num_rows(), 1);
+        assert!(matches!(
+            engine.query("DROP TABLE flows").await,
+            Err(SqlError::Refused(_))
+        ));
+        assert!(matches!(
+            engine.schema("DELETE FROM flows").await,
+            Err(SqlError::Refused(_))
+        ));
+        let (files, bytes) = history.disk_usage().unwrap();
+        assert_eq!(files, 1);
+        assert!(bytes > 0);
+
+        let text = m.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !l.starts_with('#')
+                    && (l.contains("history") || l.contains("sql"))
+                    && !l.contains("_bucket")
+                    && !l.contains("_sum")
+            })
+            .collect();
+        let expected = [
+            format!("observe_relay_history_bytes {bytes}"),
+            "observe_relay_history_files 1".to_string(),
+            "observe_relay_history_rows_written_total 3".to_string(),
+            "observe_relay_sql_queries_refused_total 2".to_string(),
+            "observe_relay_sql_queries_total 2".to_string(),
+            "observe_relay_sql_query_duration_seconds_count 2".to_string(),
+        ];
+        assert_eq!(lines, expected);
+        // Two queries, each well under the largest bucket.
+        assert!(
+            text.contains(r#"observe_relay_sql_query_duration_seconds_bucket{le="+Inf"} 2"#),
+            "{text}"
+        );
+        // A second scrape adds only what is new.
+        let text = m.render();
+        assert!(text.contains("observe_relay_history_rows_written_total 3"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -19,12 +19,13 @@ pub mod volume;
 mod tests;
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use observer_proto::flow::{DropReason, Flow, IpVersion, LostEventSource, layer4::Protocol};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
-use capped::CappedCounter;
-pub use capped::{DEFAULT_MAX_LABEL_SETS, OVERFLOW};
+use capped::{CappedCounter, Expiry};
+pub use capped::{Clock, DEFAULT_GRACE, DEFAULT_MAX_LABEL_SETS, OVERFLOW, system_clock};
 pub use context::Context;
 use volume::VolumeTracker;
 
@@ -40,6 +41,10 @@ pub struct MetricsConfig {
     pub context: Context,
     /// Connections remembered for the volume increases.
     pub volume_capacity: usize,
+    /// Label sets of the churning families (ports, TCP flags, per-workload
+    /// volume) not updated for this long are removed at the next scrape;
+    /// `None`: kept forever.
+    pub grace: Option<Duration>,
 }
 
 impl Default for MetricsConfig {
@@ -48,6 +53,7 @@ impl Default for MetricsConfig {
             max_label_sets: DEFAULT_MAX_LABEL_SETS,
             context: Context::default(),
             volume_capacity: volume::DEFAULT_CAPACITY,
+            grace: Some(DEFAULT_GRACE),
         }
     }
 }
@@ -66,6 +72,7 @@ pub struct Metrics {
     registry: Registry,
     names: Vec<&'static str>,
     context: Context,
+    grace: Option<Duration>,
     flows_processed: CappedCounter,
     drops: CappedCounter,
     tcp_flags: CappedCounter,
@@ -85,10 +92,15 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(cfg: &MetricsConfig) -> Self {
-        Self::build(cfg).expect("metric names and labels are valid and unique")
+        Self::with_clock(cfg, system_clock())
     }
 
-    fn build(cfg: &MetricsConfig) -> prometheus::Result<Self> {
+    /// Metrics whose expiry reads time from `clock`.
+    pub fn with_clock(cfg: &MetricsConfig, clock: Clock) -> Self {
+        Self::build(cfg, clock).expect("metric names and labels are valid and unique")
+    }
+
+    fn build(cfg: &MetricsConfig, clock: Clock) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let mut names = Vec::new();
         let overflow = IntCounterVec::new(
@@ -101,59 +113,79 @@ impl Metrics {
         registry.register(Box::new(overflow.clone()))?;
         names.push("observe_metrics_overflow_total");
         let cap = cfg.max_label_sets;
-        let mut capped = |name, help, labels: &[&str]| {
-            CappedCounter::register(&registry, &mut names, name, help, labels, cap, &overflow)
+        let mut capped = |name, help, labels: &[&str], expiry| {
+            CappedCounter::register(
+                &registry,
+                &mut names,
+                name,
+                help,
+                labels,
+                cap,
+                &overflow,
+                expiry,
+                clock.clone(),
+            )
         };
         let flows_processed = capped(
             "hubble_flows_processed_total",
             "Total number of flows processed",
             &["type", "subtype", "verdict", "protocol"],
+            Expiry::Never,
         )?;
         let drops = capped(
             "hubble_drop_total",
             "Number of drops",
             &["reason", "protocol"],
+            Expiry::Never,
         )?;
         let tcp_flags = capped(
             "hubble_tcp_flags_total",
             "TCP flag occurrences",
             &["flag", "family"],
+            Expiry::AfterGrace,
         )?;
         let ports = capped(
             "hubble_port_distribution_total",
             "Numbers of packets distributed by destination port",
             &["protocol", "port"],
+            Expiry::AfterGrace,
         )?;
         let icmp = capped(
             "hubble_icmp_total",
             "Number of ICMP messages",
             &["family", "type"],
+            Expiry::Never,
         )?;
         let policy_verdicts = capped(
             "hubble_policy_verdicts_total",
             "Number of policy verdict events",
             &["direction", "match", "action"],
+            Expiry::Never,
         )?;
         let to_world = capped(
             "hubble_flows_to_world_total",
             "Total number of flows to reserved:world",
             &["protocol", "verdict"],
+            Expiry::Never,
         )?;
         let lost_events = capped(
             "hubble_lost_events_total",
             "Number of lost events",
             &["source"],
+            Expiry::Never,
         )?;
         let volume_labels = ["source_workload", "destination_workload", "direction"];
         let bytes = capped(
             "observe_flow_bytes_total",
             "Bytes of flows, from the kernel's per-connection counts",
             &volume_labels,
+            Expiry::AfterGrace,
         )?;
         let packets = capped(
             "observe_flow_packets_total",
             "Packets of flows, from the kernel's per-connection counts",
             &volume_labels,
+            Expiry::AfterGrace,
         )?;
         let ringbuf_events = IntCounter::new(
             "observe_probe_ringbuf_events_total",
@@ -204,6 +236,7 @@ impl Metrics {
             registry,
             names,
             context: cfg.context.clone(),
+            grace: cfg.grace,
             flows_processed,
             drops,
             tcp_flags,
@@ -227,8 +260,26 @@ impl Metrics {
         &self.names
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Removes the label sets of the churning families that were not updated
+    /// for the grace period, freeing their room under the cap; returns how many.
+    pub fn sweep(&self) -> usize {
+        let Some(grace) = self.grace else {
+            return 0;
+        };
+        [&self.tcp_flags, &self.ports, &self.bytes, &self.packets]
+            .iter()
+            .map(|c| c.sweep(grace))
+            .sum()
+    }
+
+    /// The Prometheus text exposition of every metric, after a [`Self::sweep`].
     pub fn render(&self) -> String {
+        self.sweep();
+        self.encode()
+    }
+
+    /// The text exposition of every metric as it stands (no sweep).
+    pub fn encode(&self) -> String {
         let mut out = Vec::new();
         // Writing to a Vec does not fail; a bad metric would be a bug here.
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
@@ -343,4 +394,29 @@ impl Metrics {
 /// Names of every metric the probe exports (for checking dashboards).
 pub fn metric_names() -> Vec<&'static str> {
     Metrics::new(&MetricsConfig::default()).names().to_vec()
+}
+
+/// Parses a `--metrics-grace` value: seconds, or a number with `s`, `m` or
+/// `h`; `0` or `off` keeps series forever.
+pub fn parse_grace(s: &str) -> Result<Option<Duration>, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if mult > 0 => Ok((n > 0).then(|| Duration::from_secs(n.saturating_mul(mult)))),
+        _ => Err(format!(
+            "--metrics-grace {s:?}: expected seconds or a number with s, m or h (like 10m), or off"
+        )),
+    }
 }

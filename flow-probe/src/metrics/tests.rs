@@ -368,3 +368,158 @@ fn listen_flag() {
     );
     assert!(http::parse_listen("nope").is_err());
 }
+
+/// A clock the test moves by hand.
+fn manual_clock() -> (Clock, std::sync::Arc<std::sync::Mutex<std::time::Instant>>) {
+    let now = std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
+    let read = now.clone();
+    (std::sync::Arc::new(move || *read.lock().unwrap()), now)
+}
+
+fn advance(now: &std::sync::Mutex<std::time::Instant>, secs: u64) {
+    *now.lock().unwrap() += Duration::from_secs(secs);
+}
+
+#[test]
+fn series_not_updated_for_the_grace_period_are_removed() {
+    let (clock, now) = manual_clock();
+    let cfg = MetricsConfig {
+        grace: Some(Duration::from_secs(600)),
+        ..Default::default()
+    };
+    let m = Metrics::with_clock(&cfg, clock);
+    m.flow(&with_volume(forwarded(40000, 8080), (100, 2), (0, 0)));
+    let mut gone = with_volume(forwarded(40001, 9090), (40, 1), (0, 0));
+    gone.destination = Some(endpoint("default", "old"));
+    m.flow(&gone);
+    advance(&now, 300);
+    m.flow(&with_volume(forwarded(40000, 8080), (150, 3), (0, 0)));
+    // 9090 / old was updated 599 s ago: still there.
+    advance(&now, 299);
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [
+            r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 2"#,
+            r#"hubble_port_distribution_total{port="9090",protocol="TCP"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "observe_flow_bytes_total"),
+        [
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 150"#,
+            r#"observe_flow_bytes_total{destination_workload="default/old",direction="ingress",source_workload="default/frontend"} 40"#,
+        ]
+    );
+    // 600 s after its last update it is removed; 8080 (300 s) stays.
+    advance(&now, 1);
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 2"#]
+    );
+    assert_eq!(
+        series(&m, "observe_flow_bytes_total"),
+        [
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 150"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "observe_flow_packets_total"),
+        [
+            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 3"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_tcp_flags_total"),
+        [r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 3"#]
+    );
+    // Families with fixed label sets never expire.
+    advance(&now, 3600);
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 3"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_lost_events_total"),
+        [r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 0"#]
+    );
+    assert!(series(&m, "hubble_port_distribution_total").is_empty());
+    assert!(series(&m, "hubble_tcp_flags_total").is_empty());
+    assert!(series(&m, "observe_flow_bytes_total").is_empty());
+    assert_eq!(m.ports.label_sets(), 0);
+}
+
+#[test]
+fn expired_series_free_room_under_the_cap() {
+    let (clock, now) = manual_clock();
+    let cfg = MetricsConfig {
+        max_label_sets: 2,
+        grace: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let m = Metrics::with_clock(&cfg, clock);
+    for port in [1, 2, 3, 4] {
+        m.flow(&forwarded(40000, port));
+    }
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [
+            r#"hubble_port_distribution_total{port="1",protocol="TCP"} 1"#,
+            r#"hubble_port_distribution_total{port="2",protocol="TCP"} 1"#,
+            r#"hubble_port_distribution_total{port="__overflow__",protocol="__overflow__"} 2"#,
+        ]
+    );
+    advance(&now, 30);
+    m.flow(&forwarded(40000, 1));
+    advance(&now, 30);
+    // Port 2 and the overflow set are 60 s old: removed; port 1 stays.
+    assert_eq!(m.sweep(), 2);
+    assert_eq!(m.ports.label_sets(), 1);
+    m.flow(&forwarded(40000, 3));
+    m.flow(&forwarded(40000, 5));
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [
+            r#"hubble_port_distribution_total{port="1",protocol="TCP"} 2"#,
+            r#"hubble_port_distribution_total{port="3",protocol="TCP"} 1"#,
+            r#"hubble_port_distribution_total{port="__overflow__",protocol="__overflow__"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "observe_metrics_overflow_total")
+            .into_iter()
+            .filter(|l| l.contains("hubble_port_distribution_total"))
+            .collect::<Vec<_>>(),
+        [r#"observe_metrics_overflow_total{metric="hubble_port_distribution_total"} 3"#]
+    );
+}
+
+#[test]
+fn no_grace_keeps_series_forever() {
+    let (clock, now) = manual_clock();
+    let cfg = MetricsConfig {
+        grace: None,
+        ..Default::default()
+    };
+    let m = Metrics::with_clock(&cfg, clock);
+    m.flow(&forwarded(40000, 8080));
+    advance(&now, 100_000);
+    assert_eq!(m.sweep(), 0);
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 1"#]
+    );
+}
+
+#[test]
+fn grace_flag() {
+    assert_eq!(parse_grace("10m"), Ok(Some(Duration::from_secs(600))));
+    assert_eq!(parse_grace("90"), Ok(Some(Duration::from_secs(90))));
+    assert_eq!(parse_grace("2h"), Ok(Some(Duration::from_secs(7200))));
+    assert_eq!(parse_grace("30s"), Ok(Some(Duration::from_secs(30))));
+    assert_eq!(parse_grace("0"), Ok(None));
+    assert_eq!(parse_grace("off"), Ok(None));
+    assert!(parse_grace("10d").is_err());
+    assert!(parse_grace("m").is_err());
+}

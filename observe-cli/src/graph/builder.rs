@@ -19,6 +19,9 @@ use petgraph::stable_graph::EdgeIndex;
 
 use super::group::group_of;
 use super::hops::HopKey;
+
+/// Cilium's monitor type of socket-translation traces.
+const TYPE_TRACE_SOCK: i32 = 7;
 use super::model::{Edge, ServiceGraph};
 
 /// A connection, client side first, whichever way the packet went.
@@ -130,9 +133,21 @@ impl GraphBuilder {
     pub fn add(&mut self, flow: &Flow) {
         let t = flow_ns(flow).unwrap_or(self.latest_ns);
         self.latest_ns = self.latest_ns.max(t);
+        // A TCP lifecycle report (established, closed) comes from each socket,
+        // local to remote, so the server's would draw a reverse edge; the
+        // connection's packets are on the graph already.
+        if flow.tcp_lifecycle.is_some() {
+            return;
+        }
         let reply = flow.is_reply == Some(true);
         let edge = (!reply).then(|| self.count_request(flow, t));
-        if let Some(key) = conn_key(flow, reply) {
+        // A socket translation names the service port, not the connection's
+        // 5-tuple: it counts on the edge, not as a connection of its own.
+        let sock = flow
+            .event_type
+            .as_ref()
+            .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK);
+        if let Some(key) = conn_key(flow, reply).filter(|_| !sock) {
             let conn = self.conns.entry(key).or_default();
             if let Some(e) = edge
                 && conn.edge.is_none()
@@ -331,5 +346,43 @@ mod tests {
         b.prune(UNIX_EPOCH + Duration::from_secs(fixtures::T0 as u64 + 30));
         assert!(b.graph().is_empty());
         assert_eq!(b.connections(), 0);
+    }
+
+    #[test]
+    fn lifecycle_reports_and_socket_translations_add_no_connections() {
+        let flows = fixtures::flows();
+        let before = GraphBuilder::build(&flows);
+        let e = before.find("default/frontend", "default/api").unwrap();
+        let (conns, nflows) = (e.connections, e.flows);
+        let mut more = flows.clone();
+        // The server's "TCP established": local (api) to remote (frontend).
+        let mut life = flows[0].clone();
+        life.source = flows[0].destination.clone();
+        life.destination = flows[0].source.clone();
+        life.is_reply = None;
+        life.tcp_lifecycle = Some(Default::default());
+        more.push(life);
+        // connect() to the VIP, translated: the backend's address, service port.
+        let mut sock = flows[0].clone();
+        sock.trace_observation_point = 0;
+        sock.is_reply = None;
+        sock.event_type = Some(observer_proto::flow::CiliumEventType {
+            r#type: TYPE_TRACE_SOCK,
+            sub_type: 2,
+        });
+        if let Some(Protocol::Tcp(t)) = sock.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
+            t.destination_port = 80;
+        }
+        more.push(sock);
+        let g = GraphBuilder::build(&more);
+        assert!(g.find("default/api", "default/frontend").is_none());
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows), (conns, nflows + 1));
+        assert!(e.ports.contains("TCP/80"));
+        assert!(
+            e.hops
+                .path()
+                .starts_with("trace-sock:2 (1) -> from-endpoint")
+        );
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! Hops are ordered by their place on the path from the source endpoint to the
 //! destination endpoint ([`HopKey::rank`]), then by when they were first seen.
-//! Event kinds that have no fixed place yet (policy verdicts, socket
-//! translation) are keyed by monitor type and sub-type, so later issues add
-//! them by giving them a rank, not a new field.
+//! Event kinds other than traces are keyed by monitor type and sub-type:
+//! socket translation (`trace-sock`, at `connect()`, before the first packet
+//! leaves the endpoint) comes first, a policy verdict (which the datapath
+//! reports at the point it judged the packet) just before `to-endpoint`.
 
 use observer_proto::flow::{Flow, TraceObservationPoint};
 
@@ -25,8 +26,17 @@ pub enum HopKey {
 }
 
 impl HopKey {
-    /// Where `flow` was seen: its observation point, else its event type.
+    /// Where `flow` was seen: a policy verdict, else its observation point,
+    /// else its event type.
     pub fn of(flow: &Flow) -> Option<HopKey> {
+        if let Some(t) = &flow.event_type
+            && t.r#type == TYPE_POLICY_VERDICT
+        {
+            return Some(HopKey::Event {
+                r#type: TYPE_POLICY_VERDICT,
+                sub_type: t.sub_type,
+            });
+        }
         match TraceObservationPoint::try_from(flow.trace_observation_point) {
             Ok(TraceObservationPoint::UnknownPoint) | Err(_) => {}
             Ok(p) => return Some(HopKey::Point(p)),
@@ -48,6 +58,10 @@ impl HopKey {
                 r#type: TYPE_TRACE_SOCK,
                 ..
             } => 0,
+            HopKey::Event {
+                r#type: TYPE_POLICY_VERDICT,
+                ..
+            } => 80,
             HopKey::Point(p) => match p {
                 P::FromEndpoint => 10,
                 P::ToProxy => 12,
@@ -203,5 +217,32 @@ mod tests {
         });
         let k = HopKey::of(&f).unwrap();
         assert_eq!((k.name().as_str(), k.rank()), ("drop", 50));
+    }
+
+    #[test]
+    fn a_policy_verdict_is_its_own_hop_even_with_a_point() {
+        let f = Flow {
+            trace_observation_point: TraceObservationPoint::ToEndpoint as i32,
+            event_type: Some(CiliumEventType {
+                r#type: TYPE_POLICY_VERDICT,
+                sub_type: 0,
+            }),
+            ..Default::default()
+        };
+        let k = HopKey::of(&f).unwrap();
+        assert_eq!(k.name(), "policy-verdict");
+        let sock = HopKey::Event {
+            r#type: TYPE_TRACE_SOCK,
+            sub_type: 0,
+        };
+        let mut h = Hops::default();
+        h.record(HopKey::Point(TraceObservationPoint::ToEndpoint), 4);
+        h.record(k, 3);
+        h.record(HopKey::Point(TraceObservationPoint::FromEndpoint), 2);
+        h.record(sock, 1);
+        assert_eq!(
+            h.path(),
+            "trace-sock (1) -> from-endpoint (1) -> policy-verdict (1) -> to-endpoint (1)"
+        );
     }
 }

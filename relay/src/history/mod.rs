@@ -192,6 +192,12 @@ impl History {
         self.written_rows.load(Ordering::Relaxed)
     }
 
+    /// Finished files on disk now, and their total bytes.
+    pub fn disk_usage(&self) -> io::Result<(u64, u64)> {
+        let files = files::list(&self.cfg.dir)?;
+        Ok((files.len() as u64, files.iter().map(|f| f.bytes).sum()))
+    }
+
     /// Writes every row in memory to files (one per hour it spans), then
     /// applies retention. Blocking: call from a blocking thread.
     pub fn flush(&self) -> io::Result<()> {

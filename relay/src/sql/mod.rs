@@ -83,16 +83,79 @@ pub struct QueryResult {
     pub batches: Vec<RecordBatch>,
 }
 
+/// Upper bounds (seconds) of the query duration histogram's buckets.
+pub const QUERY_SECONDS_BUCKETS: &[f64] = &[0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0];
+
+/// What an engine has done since start, as Prometheus metrics (registered by
+/// [`crate::metrics`]): queries run by [`SqlEngine::query`] (GetFlows history
+/// reads included) and their durations, whatever the outcome, and queries
+/// refused as not read-only (by `query` or `schema`).
+pub struct SqlStats {
+    pub queries: prometheus::IntCounter,
+    pub refused: prometheus::IntCounter,
+    pub duration: prometheus::Histogram,
+}
+
+impl SqlStats {
+    pub fn new() -> Self {
+        let counter = |name: &str, help: &str| {
+            prometheus::IntCounter::new(name, help).expect("a valid metric name")
+        };
+        SqlStats {
+            queries: counter("observe_relay_sql_queries_total", "SQL queries run"),
+            refused: counter(
+                "observe_relay_sql_queries_refused_total",
+                "SQL queries refused as not read-only queries of `flows`",
+            ),
+            duration: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "observe_relay_sql_query_duration_seconds",
+                    "Time to run one SQL query, any outcome",
+                )
+                .buckets(QUERY_SECONDS_BUCKETS.to_vec()),
+            )
+            .expect("valid histogram options"),
+        }
+    }
+
+    fn count_refused<T>(&self, result: &Result<T, SqlError>) {
+        if let Err(SqlError::Refused(_)) = result {
+            self.refused.inc();
+        }
+    }
+}
+
+impl Default for SqlStats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Runs SQL over one relay's history.
 #[derive(Clone)]
 pub struct SqlEngine {
     history: Option<Arc<History>>,
     limits: SqlLimits,
+    stats: Arc<SqlStats>,
 }
 
 impl SqlEngine {
     pub fn new(history: Option<Arc<History>>, limits: SqlLimits) -> Self {
-        SqlEngine { history, limits }
+        SqlEngine {
+            history,
+            limits,
+            stats: Arc::new(SqlStats::new()),
+        }
+    }
+
+    /// The history queried, if any.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
+    /// Queries run and refused, and their durations.
+    pub fn stats(&self) -> &Arc<SqlStats> {
+        &self.stats
     }
 
     pub fn has_history(&self) -> bool {
@@ -125,23 +188,32 @@ impl SqlEngine {
     /// Checks and plans `sql` (nothing runs yet): the result's schema.
     pub async fn schema(&self, sql: &str) -> Result<SchemaRef, SqlError> {
         let (this, sql) = (self.clone(), sql.to_string());
-        self.limited(async move {
-            let df = this.plan(&sql).await?;
-            Ok(Arc::new(df.schema().as_arrow().clone()))
-        })
-        .await
+        let result = self
+            .limited(async move {
+                let df = this.plan(&sql).await?;
+                Ok(Arc::new(df.schema().as_arrow().clone()))
+            })
+            .await;
+        self.stats.count_refused(&result);
+        result
     }
 
     /// Runs `sql` to the end within the limits.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
         let (this, sql) = (self.clone(), sql.to_string());
-        self.limited(async move {
-            let df = this.plan(&sql).await?;
-            let schema = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(|e| this.error(e))?;
-            Ok(QueryResult { schema, batches })
-        })
-        .await
+        let timer = self.stats.duration.start_timer();
+        let result = self
+            .limited(async move {
+                let df = this.plan(&sql).await?;
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await.map_err(|e| this.error(e))?;
+                Ok(QueryResult { schema, batches })
+            })
+            .await;
+        timer.observe_duration();
+        self.stats.queries.inc();
+        self.stats.count_refused(&result);
+        result
     }
 
     /// Runs `work` as its own task, so the time limit holds even while it
