@@ -8,6 +8,7 @@
 //! - [`filter`]: Hubble's whitelist/blacklist semantics for `GetFlows`.
 //! - [`endpoints`]: the endpoints file that maps addresses to endpoints.
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
+//! - [`names`]: Hubble's display names (observation points, trace sub-types).
 //! - [`store`]: the ring of recent flows and its followers, and [`query`]: a
 //!   validated `GetFlows` request over it (number, first, follow, since/until,
 //!   filters), shared by flow-probe and the relay; [`time`]: flow time as one
@@ -39,6 +40,7 @@ pub mod observe {
 pub mod endpoints;
 pub mod filter;
 pub mod json;
+pub mod names;
 pub mod query;
 pub mod store;
 pub mod time;

@@ -12,24 +12,6 @@ pub mod message {
     pub const ACCESS_LOG: i32 = 129;
 }
 
-/// Cilium's trace observation points by trace sub-type number.
-const TRACE_POINTS: [&str; 14] = [
-    "to-endpoint",
-    "to-proxy",
-    "to-host",
-    "to-stack",
-    "to-overlay",
-    "from-endpoint",
-    "from-proxy",
-    "from-host",
-    "from-stack",
-    "from-overlay",
-    "from-network",
-    "to-network",
-    "from-crypto",
-    "to-crypto",
-];
-
 /// `type` and `subtype` of `hubble_flows_processed_total`: "Trace" with the
 /// observation point, "Drop", "PolicyVerdict", "Capture", "L7", else "Unknown"
 /// with the message type number as sub-type.
@@ -44,10 +26,7 @@ pub fn event_type(flow: &Flow) -> (&'static str, String) {
         message::CAPTURE => ("Capture", String::new()),
         message::TRACE => (
             "Trace",
-            usize::try_from(sub)
-                .ok()
-                .and_then(|i| TRACE_POINTS.get(i))
-                .map_or_else(String::new, |s| s.to_string()),
+            observer_proto::names::trace_sub_type(sub).map_or_else(String::new, str::to_string),
         ),
         message::POLICY_VERDICT => ("PolicyVerdict", String::new()),
         other => ("Unknown", other.to_string()),

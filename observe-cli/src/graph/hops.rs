@@ -105,27 +105,7 @@ impl HopKey {
     }
 }
 
-/// Hubble's name of an observation point (`to-endpoint`, ...); empty if unknown.
-pub fn point_name(p: TraceObservationPoint) -> &'static str {
-    use TraceObservationPoint as P;
-    match p {
-        P::ToEndpoint => "to-endpoint",
-        P::FromEndpoint => "from-endpoint",
-        P::ToNetwork => "to-network",
-        P::FromNetwork => "from-network",
-        P::ToStack => "to-stack",
-        P::FromStack => "from-stack",
-        P::ToHost => "to-host",
-        P::FromHost => "from-host",
-        P::ToProxy => "to-proxy",
-        P::FromProxy => "from-proxy",
-        P::ToOverlay => "to-overlay",
-        P::FromOverlay => "from-overlay",
-        P::ToCrypto => "to-crypto",
-        P::FromCrypto => "from-crypto",
-        P::UnknownPoint => "",
-    }
-}
+pub use observer_proto::names::point_name;
 
 /// One hop of an edge: how many of its flows were seen there.
 #[derive(Debug, Clone, PartialEq, Eq)]

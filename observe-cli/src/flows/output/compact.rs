@@ -90,25 +90,7 @@ pub fn styled_flow_line(f: &Flow, color: bool) -> String {
     format!("{left} {arrow} {right}{point} {verdict} ({})", f.summary)
 }
 
-pub fn point_name(p: TraceObservationPoint) -> &'static str {
-    match p {
-        TraceObservationPoint::ToEndpoint => "to-endpoint",
-        TraceObservationPoint::FromEndpoint => "from-endpoint",
-        TraceObservationPoint::ToNetwork => "to-network",
-        TraceObservationPoint::FromNetwork => "from-network",
-        TraceObservationPoint::ToStack => "to-stack",
-        TraceObservationPoint::FromStack => "from-stack",
-        TraceObservationPoint::ToHost => "to-host",
-        TraceObservationPoint::FromHost => "from-host",
-        TraceObservationPoint::ToProxy => "to-proxy",
-        TraceObservationPoint::FromProxy => "from-proxy",
-        TraceObservationPoint::ToOverlay => "to-overlay",
-        TraceObservationPoint::FromOverlay => "from-overlay",
-        TraceObservationPoint::ToCrypto => "to-crypto",
-        TraceObservationPoint::FromCrypto => "from-crypto",
-        TraceObservationPoint::UnknownPoint => "",
-    }
-}
+pub use observer_proto::names::point_name;
 
 pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {

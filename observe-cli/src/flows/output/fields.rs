@@ -163,26 +163,8 @@ fn trace_point(point: i32, sub_type: i32) -> String {
     if !named.is_empty() {
         return named.to_string();
     }
-    const SUB_TYPES: [&str; 14] = [
-        "to-endpoint",
-        "to-proxy",
-        "to-host",
-        "to-stack",
-        "to-overlay",
-        "from-endpoint",
-        "from-proxy",
-        "from-host",
-        "from-stack",
-        "from-overlay",
-        "from-network",
-        "to-network",
-        "from-crypto",
-        "to-crypto",
-    ];
-    usize::try_from(sub_type)
-        .ok()
-        .and_then(|i| SUB_TYPES.get(i))
-        .map(|s| s.to_string())
+    observer_proto::names::trace_sub_type(sub_type)
+        .map(str::to_string)
         .unwrap_or_else(|| sub_type.to_string())
 }
 
