@@ -51,12 +51,12 @@ fn template(p: u64, k: u64) -> Flow {
     let reply = k >= 2;
     let (s, d) = if reply { (b, a) } else { (a, b) };
     Flow {
-        verdict: if p % 16 == 0 {
+        verdict: if p.is_multiple_of(16) {
             Verdict::Dropped
         } else {
             Verdict::Forwarded
         } as i32,
-        drop_reason_desc: if p % 16 == 0 { 133 } else { 0 },
+        drop_reason_desc: if p.is_multiple_of(16) { 133 } else { 0 },
         ip: Some(Ip {
             source: format!("10.0.{}.{}", s / 250, s % 250),
             destination: format!("10.0.{}.{}", d / 250, d % 250),
@@ -67,7 +67,7 @@ fn template(p: u64, k: u64) -> Flow {
         }),
         source: Some(endpoint(s)),
         destination: Some(endpoint(d)),
-        trace_observation_point: if k % 2 == 0 {
+        trace_observation_point: if k.is_multiple_of(2) {
             TraceObservationPoint::FromEndpoint
         } else {
             TraceObservationPoint::ToEndpoint

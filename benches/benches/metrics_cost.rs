@@ -50,8 +50,8 @@ fn synthetic(i: u32) -> Flow {
             source_port: sport,
             destination_port: dport,
             flags: Some(TcpFlags {
-                syn: i % 3 == 0,
-                ack: i % 3 != 0,
+                syn: i.is_multiple_of(3),
+                ack: !i.is_multiple_of(3),
                 ..Default::default()
             }),
         })

@@ -60,7 +60,7 @@ fn flow(n: u64, now_ns: i128) -> GetFlowsResponse {
             seconds: (now_ns / 1_000_000_000) as i64,
             nanos: (now_ns % 1_000_000_000) as i32,
         }),
-        verdict: if n % 10 == 0 {
+        verdict: if n.is_multiple_of(10) {
             Verdict::Dropped
         } else {
             Verdict::Forwarded
@@ -79,7 +79,7 @@ fn flow(n: u64, now_ns: i128) -> GetFlowsResponse {
         }),
         source: Some(endpoint(a)),
         destination: Some(endpoint(b)),
-        trace_observation_point: if n % 2 == 0 {
+        trace_observation_point: if n.is_multiple_of(2) {
             TraceObservationPoint::FromEndpoint
         } else {
             TraceObservationPoint::ToEndpoint

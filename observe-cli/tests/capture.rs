@@ -397,7 +397,6 @@ async fn default_scenario_traffic_becomes_exact_flows() {
         .as_ref()
         .unwrap()
         .protocol
-        .clone()
     else {
         panic!()
     };
@@ -417,7 +416,6 @@ async fn default_scenario_traffic_becomes_exact_flows() {
         .as_ref()
         .unwrap()
         .protocol
-        .clone()
     else {
         panic!()
     };

@@ -71,12 +71,12 @@ fn scenario() -> Scenario {
 
 /// The SYN of `client → server:port` as the server's veth saw it (to-endpoint:
 /// where the server's ingress policy is judged).
-fn syn_at_server<'f>(
-    flows: &'f [Flow],
+fn syn_at_server(
+    flows: &[Flow],
     client: std::net::IpAddr,
     server: std::net::IpAddr,
     port: u16,
-) -> Vec<&'f Flow> {
+) -> Vec<&Flow> {
     flows
         .iter()
         .filter(|f| f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32)

@@ -165,7 +165,7 @@ impl LabFlows {
         let id = uuid(self.rand(), self.rand());
         let (a, b) = (&self.pods[src_i], &self.pods[dst_i]);
         let (src, dst) = if is_reply { (b, a) } else { (a, b) };
-        let egress = (r2 >> 40) % 2 == 0;
+        let egress = (r2 >> 40).is_multiple_of(2);
         let node = if egress { src.node } else { dst.node };
         let t = START_NS + self.n as i64 * 50_000 + (r2 >> 44) as i64 % 40_000;
         let bytes = 60 + (r2 >> 8) % 20_000;
@@ -230,7 +230,7 @@ impl LabFlows {
         } else if !egress && dport != 0 {
             flow.ingress_allowed_by = vec![policy(dst.app)];
         }
-        if kind < 85 && (r2 >> 50) % 10 == 0 {
+        if kind < 85 && (r2 >> 50).is_multiple_of(10) {
             flow.tcp_lifecycle = Some(TcpLifecycle {
                 kind: Kind::Closed as i32,
                 duration_ns: (r2 >> 20) % 5_000_000_000,
