@@ -93,16 +93,9 @@ static __always_inline void emit(struct __sk_buff *skb, const struct packet_info
 	struct flow_key rk = {};
 	struct flow_stats *rev;
 
-	stat_add(STAT_EVENTS_TRIED, 1);
-	ev = bpf_ringbuf_reserve(&EVENTS, sizeof(*ev), 0);
-	if (!ev) {
-		stat_add(STAT_EVENTS_LOST, 1);
+	ev = reserve_event(sizeof(*ev), EVENT_FLOW);
+	if (!ev)
 		return;
-	}
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->hdr.type = EVENT_FLOW;
-	ev->hdr.version = EVENT_VERSION;
-	ev->hdr.len = sizeof(*ev);
 	ev->ktime_ns = now;
 	ev->key = info->key;
 	ev->first_seen_ns = st->first_seen_ns;
@@ -249,16 +242,9 @@ int kfree_skb(void *ctx)
 	now = bpf_ktime_get_ns();
 	if (!take_token(now))
 		return 0;
-	stat_add(STAT_EVENTS_TRIED, 1);
-	ev = bpf_ringbuf_reserve(&EVENTS, sizeof(*ev), 0);
-	if (!ev) {
-		stat_add(STAT_EVENTS_LOST, 1);
+	ev = reserve_event(sizeof(*ev), EVENT_FLOW);
+	if (!ev)
 		return 0;
-	}
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->hdr.type = EVENT_FLOW;
-	ev->hdr.version = EVENT_VERSION;
-	ev->hdr.len = sizeof(*ev);
 	ev->ktime_ns = now;
 	ev->key = info.key;
 	ev->key.hook = HOOK_KFREE_SKB;

@@ -125,16 +125,9 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct xlate *
 {
 	struct sock_xlate_event *ev;
 
-	stat_add(STAT_EVENTS_TRIED, 1);
-	ev = bpf_ringbuf_reserve(&EVENTS, sizeof(*ev), 0);
-	if (!ev) {
-		stat_add(STAT_EVENTS_LOST, 1);
+	ev = reserve_event(sizeof(*ev), EVENT_SOCK_XLATE);
+	if (!ev)
 		return;
-	}
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->hdr.type = EVENT_SOCK_XLATE;
-	ev->hdr.version = EVENT_VERSION;
-	ev->hdr.len = sizeof(*ev);
 	ev->ktime_ns = bpf_ktime_get_ns();
 	ev->socket_cookie = x->cookie;
 	ev->cgroup_id = bpf_get_current_cgroup_id();

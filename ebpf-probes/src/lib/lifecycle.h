@@ -88,16 +88,9 @@ static __always_inline void emit_lifecycle(__u8 kind, __u16 family, const __u8 *
 {
 	struct tcp_lifecycle_event *ev;
 
-	stat_add(STAT_EVENTS_TRIED, 1);
-	ev = bpf_ringbuf_reserve(&EVENTS, sizeof(*ev), 0);
-	if (!ev) {
-		stat_add(STAT_EVENTS_LOST, 1);
+	ev = reserve_event(sizeof(*ev), EVENT_TCP_LIFECYCLE);
+	if (!ev)
 		return;
-	}
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->hdr.type = EVENT_TCP_LIFECYCLE;
-	ev->hdr.version = EVENT_VERSION;
-	ev->hdr.len = sizeof(*ev);
 	ev->ktime_ns = now;
 	if (family == AF_INET6_) {
 		ev->family = 6;

@@ -71,4 +71,23 @@ static __always_inline void stat_add(__u32 index, __u64 n)
 		*v += n; /* per-CPU: no other writer */
 }
 
+/* Reserves a zeroed event of `size` bytes with its header filled in; counts the
+ * attempt, and the loss when the ring is full (then returns NULL). */
+static __always_inline void *reserve_event(__u32 size, __u8 type)
+{
+	struct event_header *hdr;
+
+	stat_add(STAT_EVENTS_TRIED, 1);
+	hdr = bpf_ringbuf_reserve(&EVENTS, size, 0);
+	if (!hdr) {
+		stat_add(STAT_EVENTS_LOST, 1);
+		return NULL;
+	}
+	__builtin_memset(hdr, 0, size);
+	hdr->type = type;
+	hdr->version = EVENT_VERSION;
+	hdr->len = size;
+	return hdr;
+}
+
 #endif
