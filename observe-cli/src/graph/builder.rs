@@ -10,8 +10,15 @@
 //! With a window, edges not seen for that long are dropped, and so are the
 //! connections behind them; a connection silent for longer than the window
 //! counts as a new one when it shows up again.
+//!
+//! The connection table can also be capped ([`GraphBuilder::with_max_connections`]):
+//! past the cap the least recently seen connections are forgotten (their
+//! counts stay on the edges). A forgotten connection that shows up again
+//! counts as a new one, as after the window; [`GraphBuilder::forgotten`] says
+//! how many were forgotten, so a view can tell its counts may be high.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use observer_proto::flow::{DropReason, Flow, Verdict, layer4::Protocol};
@@ -28,8 +35,8 @@ use super::model::{Edge, ServiceGraph};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ConnKey {
     protocol: &'static str,
-    client: (String, u32),
-    server: (String, u32),
+    client: (IpAddr, u32),
+    server: (IpAddr, u32),
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +55,8 @@ pub struct GraphBuilder {
     graph: ServiceGraph,
     conns: HashMap<ConnKey, Conn>,
     window_ns: Option<i128>,
+    max_connections: Option<usize>,
+    forgotten: u64,
     latest_ns: i128,
     next_prune_ns: i128,
 }
@@ -89,8 +98,8 @@ fn port_label(f: &Flow) -> String {
 fn conn_key(f: &Flow, reply: bool) -> Option<ConnKey> {
     let ip = f.ip.as_ref()?;
     let (protocol, sport, dport) = l4(f);
-    let src = (ip.source.clone(), sport);
-    let dst = (ip.destination.clone(), dport);
+    let src = (ip.source.parse().ok()?, sport);
+    let dst = (ip.destination.parse().ok()?, dport);
     let (client, server) = if reply { (dst, src) } else { (src, dst) };
     Some(ConnKey {
         protocol,
@@ -112,6 +121,13 @@ impl GraphBuilder {
             window_ns: Some(window.as_nanos() as i128),
             ..Self::default()
         }
+    }
+
+    /// Caps the connection table at `max` (at least 1): past it, the least
+    /// recently seen connections are forgotten.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.max(1));
+        self
     }
 
     /// A graph of `flows`, without a window.
@@ -148,6 +164,12 @@ impl GraphBuilder {
             .as_ref()
             .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK);
         if let Some(key) = conn_key(flow, reply).filter(|_| !sock) {
+            if let Some(max) = self.max_connections
+                && self.conns.len() >= max
+                && !self.conns.contains_key(&key)
+            {
+                self.forget_oldest(max - max / 8 - 1);
+            }
             let conn = self.conns.entry(key).or_default();
             if let Some(e) = edge
                 && conn.edge.is_none()
@@ -202,9 +224,44 @@ impl GraphBuilder {
         });
     }
 
+    /// Forgets the least recently seen connections until `keep` are left.
+    /// Evicting an eighth of the cap at a time keeps the sort rare.
+    fn forget_oldest(&mut self, keep: usize) {
+        let excess = self.conns.len().saturating_sub(keep);
+        if excess == 0 {
+            return;
+        }
+        let mut seen: Vec<i128> = self.conns.values().map(|c| c.last_seen_ns).collect();
+        let (_, &mut cutoff, _) = seen.select_nth_unstable(excess - 1);
+        // Ties at the cutoff: forget the older side first, then as many equal
+        // ones as needed, so exactly `keep` remain.
+        let mut at_cutoff = excess - seen[..excess].iter().filter(|&&t| t < cutoff).count();
+        self.conns.retain(|_, c| {
+            if c.last_seen_ns < cutoff {
+                false
+            } else if c.last_seen_ns == cutoff && at_cutoff > 0 {
+                at_cutoff -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.forgotten += excess as u64;
+    }
+
     /// Connections being tracked (for tests and the TUI's header).
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// The cap on the connection table, if any.
+    pub fn max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+
+    /// Connections forgotten because of the cap (not the window).
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 }
 
@@ -346,6 +403,59 @@ mod tests {
         b.prune(UNIX_EPOCH + Duration::from_secs(fixtures::T0 as u64 + 30));
         assert!(b.graph().is_empty());
         assert_eq!(b.connections(), 0);
+    }
+
+    /// The host probe from source port `port`, `secs` after T0.
+    fn probe_from_port(port: u32, secs: i64) -> Flow {
+        let mut f = fixtures::host_probe();
+        f.time = Some(prost_types::Timestamp {
+            seconds: fixtures::T0 + secs,
+            nanos: 0,
+        });
+        match f.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
+            Some(Protocol::Tcp(t)) => t.source_port = port,
+            other => panic!("the host probe is TCP, got {other:?}"),
+        }
+        f
+    }
+
+    #[test]
+    fn connection_cap_forgets_the_least_recently_seen() {
+        let mut b = GraphBuilder::with_window(Duration::from_secs(300)).with_max_connections(8);
+        for i in 0..20 {
+            b.add(&probe_from_port(30_000 + i, i64::from(i)));
+        }
+        // At the cap (8) a new connection first evicts down to 8 - 8/8 - 1 = 6.
+        assert!(b.connections() <= 8, "{} tracked", b.connections());
+        assert_eq!(b.connections() as u64 + b.forgotten(), 20);
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows, e.bytes), (20, 20, 20 * 60));
+        // The newest connection is still tracked: seeing it again adds nothing.
+        b.add(&probe_from_port(30_019, 20));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows, e.bytes), (20, 21, 20 * 60));
+        // The oldest was forgotten: it counts as a new connection again.
+        b.add(&probe_from_port(30_000, 21));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows, e.bytes), (21, 22, 21 * 60));
+    }
+
+    #[test]
+    fn forgetting_keeps_exactly_the_newest_even_with_equal_times() {
+        let mut b = GraphBuilder::new().with_max_connections(4);
+        for i in 0..4 {
+            b.add(&probe_from_port(30_000 + i, 0));
+        }
+        assert_eq!((b.connections(), b.forgotten()), (4, 0));
+        // A fifth: evict to 4 - 0 - 1 = 3 (one of the four equal-time ones), then add.
+        b.add(&probe_from_port(30_004, 1));
+        assert_eq!((b.connections(), b.forgotten()), (4, 1));
+        // The newest survives the next eviction.
+        b.add(&probe_from_port(30_005, 2));
+        assert_eq!((b.connections(), b.forgotten()), (4, 2));
+        b.add(&probe_from_port(30_005, 3));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!(e.connections, 6);
     }
 
     #[test]

@@ -21,6 +21,9 @@ use crate::graph::GraphBuilder;
 pub const TICK: Duration = Duration::from_millis(100);
 /// How long an edge of the service map stays without new flows (by flow time).
 pub const GRAPH_WINDOW: Duration = Duration::from_secs(300);
+/// Connections the service map tracks at most (about 150 bytes each), so a
+/// flood of new connections cannot grow memory without bound.
+pub const GRAPH_MAX_CONNECTIONS: usize = 50_000;
 
 /// What the keyboard is driving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +119,8 @@ impl App {
                 error: None,
             },
             stats: Stats::default(),
-            graph: GraphBuilder::with_window(GRAPH_WINDOW),
+            graph: GraphBuilder::with_window(GRAPH_WINDOW)
+                .with_max_connections(GRAPH_MAX_CONNECTIONS),
             frozen: None,
             selected: None,
             top: None,
@@ -162,7 +166,8 @@ impl App {
                 if let Some(frozen) = &mut self.frozen {
                     frozen.refilter(|fl| f.matches(fl));
                 }
-                self.graph = GraphBuilder::with_window(GRAPH_WINDOW);
+                self.graph = GraphBuilder::with_window(GRAPH_WINDOW)
+                    .with_max_connections(GRAPH_MAX_CONNECTIONS);
                 let frozen = self.frozen.iter().flat_map(|b| b.iter_matching());
                 for fl in frozen.chain(self.buffer.iter_matching()) {
                     self.graph.add(fl);

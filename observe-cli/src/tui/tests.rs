@@ -514,3 +514,28 @@ async fn run_loop_draws_flows_and_quits_on_q() {
     );
     assert_eq!(row(&b, 2), "stream ended");
 }
+
+#[test]
+fn service_map_says_when_the_connection_cap_forgot_connections() {
+    let mut app = app_with(&fixtures::flows());
+    app.tab = Tab::ServiceMap;
+    assert_eq!(find(&draw(&app), "forgotten"), None);
+    // Refold the same flows into a service map capped at 2 connections.
+    app.graph = crate::graph::GraphBuilder::new().with_max_connections(2);
+    for f in fixtures::flows() {
+        app.graph.add(&f);
+    }
+    let forgotten = app.graph.forgotten();
+    assert!(forgotten > 0);
+    let b = draw(&app);
+    let (x, y) = find(&b, "connections tracked").expect("the cap note is shown");
+    assert_eq!(y, H - 2, "the note is the last line above the status line");
+    assert_eq!(
+        row(&b, y).trim_start(),
+        format!(
+            "{} connections tracked, {forgotten} older ones forgotten (cap 2): a forgotten connection seen again counts again",
+            app.graph.connections()
+        )
+    );
+    assert_eq!(b[(x, y)].fg, Color::Yellow);
+}

@@ -89,7 +89,24 @@ impl App {
             "PORTS",
         ])
         .style(bold());
-        frame.render_widget(Table::new(rows, widths).header(header), area);
+        let forgotten = self.graph.forgotten();
+        let table_area = if forgotten > 0 {
+            let [table, note] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+            let text = format!(
+                "{} connections tracked, {forgotten} older ones forgotten (cap {}): a forgotten connection seen again counts again",
+                self.graph.connections(),
+                self.graph.max_connections().unwrap_or_default(),
+            );
+            frame.render_widget(
+                Paragraph::new(text).style(Style::new().fg(Color::Yellow)),
+                note,
+            );
+            table
+        } else {
+            area
+        };
+        frame.render_widget(Table::new(rows, widths).header(header), table_area);
     }
 
     pub(super) fn render_top_talkers(&self, frame: &mut Frame, area: Rect) {
