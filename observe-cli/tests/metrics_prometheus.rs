@@ -189,6 +189,8 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     let probe_metrics = wait_file(&ready);
 
     let relay_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // The relay's history and address file live in the lab's folder, removed with it.
+    let relay_ready = env.state_dir.join("relay.addr");
     let relay = Command::new(observe_cli::node_probes::relay_binary().expect("relay binary"))
         .args([
             "--listen",
@@ -197,6 +199,10 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
             &env.probe.addr.to_string(),
         ])
         .args(["--metrics-listen", &relay_metrics.to_string()])
+        .arg("--history-dir")
+        .arg(env.state_dir.join("history"))
+        .arg("--ready-file")
+        .arg(&relay_ready)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -206,6 +212,7 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         child: Some(relay),
         dir: None,
     };
+    let relay_addr = wait_file(&relay_ready);
 
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
@@ -278,6 +285,36 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         value(prom, r#"observe_relay_peers{state="connected"}"#),
         Some(1.0)
     );
+
+    // SQL over the relay's history, so its query metrics have samples: one
+    // query that runs and one that is refused.
+    let sql = |q: &str| {
+        Command::new(env!("CARGO_BIN_EXE_observe"))
+            .args(["query", "--server", &relay_addr.to_string(), q])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run observe query")
+            .success()
+    };
+    assert!(sql("SELECT count(*) FROM flows"));
+    assert!(!sql("DROP TABLE flows"), "DROP is refused");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while value(prom, "sum(observe_relay_sql_queries_refused_total)") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the refused query was never scraped"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The history is written at least every 5 s (the relay's flush interval).
+    while value(prom, "sum(observe_relay_history_files)").unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "no history file was written"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // Every panel query returns data (rates need two scrapes: retry a while).
     let queries = dashboard_queries();
