@@ -17,7 +17,6 @@ use flow_probe::kernel::events::{
 };
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use observe_cli::lab::{Lab, LabOptions, Scenario, run_traffic_once};
-use observer_proto::endpoints::label_strings;
 
 const RULES: [u32; 3] = [10, 1_000, 10_000];
 const ROUNDS: usize = 2;
@@ -46,7 +45,7 @@ fn program(lab: &Lab, probe: &mut LoadedProbe, rules: u32) -> anyhow::Result<()>
             .context("endpoint")
     };
     let (client, server) = (ep("client")?, ep("server")?);
-    let identity = |e: &observer_proto::endpoints::Endpoint| ids[&label_strings(&e.labels)];
+    let identity = |e: &observer_proto::endpoints::Endpoint| ids[&e.identity_labels()];
     let mut maps = probe.take_datapath().context("datapath maps")?;
     for e in [client, server] {
         let mut addr = IpcacheAddr {

@@ -128,7 +128,7 @@ impl Datapath {
         let identities = endpoints.identities();
         let mut addrs: Vec<(Key<IpcacheAddr>, u32)> = Vec::new();
         for ep in &endpoints.endpoints {
-            let id = identities[&observer_proto::endpoints::label_strings(&ep.labels)];
+            let id = identities[&ep.identity_labels()];
             if let Some(v4) = ep.ipv4 {
                 addrs.push((ipcache_key(IpAddr::V4(v4), 32), id));
             }

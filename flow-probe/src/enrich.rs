@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use observer_proto::endpoints::{self, EndpointsFile, reserved};
+use observer_proto::endpoints::{EndpointsFile, reserved};
 use observer_proto::flow::{
     self, CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
     NetworkInterface, Policy, TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
@@ -69,7 +69,7 @@ impl Enricher {
         let identities = file.identities();
         let mut by_ip = HashMap::new();
         for ep in &file.endpoints {
-            let labels = endpoints::label_strings(&ep.labels);
+            let labels = ep.identity_labels();
             let proto_ep = Endpoint {
                 id: ep.id,
                 identity: identities

@@ -7,7 +7,6 @@ mod common;
 
 use common::{connection, ips};
 use observe_cli::lab::{ItemReport, Scenario, run_traffic_once};
-use observer_proto::endpoints::label_strings;
 use observer_proto::flow::{
     Flow, TraceObservationPoint, TrafficDirection, Verdict, layer4::Protocol,
 };
@@ -67,8 +66,8 @@ impl Expect<'_> {
                     want.name.as_str(),
                     want.namespace.as_str(),
                     want.id,
-                    self.identities[&label_strings(&want.labels)],
-                    &label_strings(&want.labels)
+                    self.identities[&want.identity_labels()],
+                    &want.identity_labels()
                 ),
                 "endpoint of {}",
                 f.summary

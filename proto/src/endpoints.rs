@@ -1,8 +1,10 @@
 //! The endpoints file: the metadata source that maps addresses to endpoints.
 //!
 //! The lab writes it; flow-probe reads it to enrich flows. Every label set gets a
-//! numeric security identity, derived from the labels alone so that every node that
-//! reads the same file agrees on the numbers.
+//! numeric security identity, derived from its labels and namespace alone (as
+//! Cilium's identities carry `k8s:io.kubernetes.pod.namespace`), so that every
+//! node that reads the same file agrees on the numbers and equal labels in two
+//! namespaces never share an identity.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -135,7 +137,8 @@ impl EndpointsFile {
         Ok(())
     }
 
-    /// Numeric identity per label set, as a map from the sorted `k=v` list.
+    /// Numeric identity per label set ([`Endpoint::identity_labels`]), as a map
+    /// from the sorted `k8s:k=v` list.
     ///
     /// The number comes from a hash of the labels, probed in the order of the sorted
     /// label sets so that the same file always gives the same numbers on every node.
@@ -143,7 +146,7 @@ impl EndpointsFile {
         let sets: BTreeSet<Vec<String>> = self
             .endpoints
             .iter()
-            .map(|ep| label_strings(&ep.labels))
+            .map(Endpoint::identity_labels)
             .collect();
         let span = 65_536 - reserved::FIRST_CLUSTER_LOCAL;
         let mut taken = BTreeSet::new();
@@ -156,6 +159,20 @@ impl EndpointsFile {
             out.insert(set, reserved::FIRST_CLUSTER_LOCAL + n);
         }
         out
+    }
+}
+
+/// The label of a pod's namespace, which Cilium adds to every endpoint's labels.
+pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+
+impl Endpoint {
+    /// The labels of the endpoint's security identity, as Cilium prints them in
+    /// flows: its own labels plus its namespace's, `k8s:key=value`, sorted.
+    pub fn identity_labels(&self) -> Vec<String> {
+        let mut all = self.labels.clone();
+        all.entry(NAMESPACE_LABEL.to_string())
+            .or_insert_with(|| self.namespace.clone());
+        label_strings(&all)
     }
 }
 
@@ -184,12 +201,33 @@ mod tests {
         let file = EndpointsFile::parse(TWO, "t.yaml").unwrap();
         let ids = file.identities();
         assert_eq!(ids.len(), 2);
-        let a = ids[&vec!["k8s:app=a".to_string()]];
-        let b = ids[&vec!["k8s:app=b".to_string()]];
+        let labels = |app: &str| {
+            vec![
+                format!("k8s:app={app}"),
+                "k8s:io.kubernetes.pod.namespace=ns".to_string(),
+            ]
+        };
+        let (a, b) = (ids[&labels("a")], ids[&labels("b")]);
         assert_ne!(a, b);
         assert!(a >= reserved::FIRST_CLUSTER_LOCAL && b >= reserved::FIRST_CLUSTER_LOCAL);
         let again = EndpointsFile::parse(TWO, "t.yaml").unwrap().identities();
         assert_eq!(again, ids);
+    }
+
+    #[test]
+    fn equal_labels_in_two_namespaces_are_two_identities() {
+        let text = "endpoints:\n\
+            - {id: 1, name: a, namespace: ns1, labels: {app: a}, ipv4: 198.18.0.2, node: n1}\n\
+            - {id: 2, name: a, namespace: ns2, labels: {app: a}, ipv4: 198.18.0.3, node: n1}\n";
+        let file = EndpointsFile::parse(text, "t.yaml").unwrap();
+        let [one, two] = [&file.endpoints[0], &file.endpoints[1]];
+        assert_eq!(
+            one.identity_labels(),
+            ["k8s:app=a", "k8s:io.kubernetes.pod.namespace=ns1"]
+        );
+        let ids = file.identities();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[&one.identity_labels()], ids[&two.identity_labels()]);
     }
 
     #[test]

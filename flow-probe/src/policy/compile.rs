@@ -5,7 +5,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use observer_proto::endpoints::{Endpoint, EndpointsFile, label_strings, reserved};
+use observer_proto::endpoints::{Endpoint, EndpointsFile, reserved};
 
 use super::spec::{Cidr, Policy, Rule, Selector};
 
@@ -116,7 +116,7 @@ pub fn compile(policies: &[Policy], endpoints: &EndpointsFile) -> CompiledPolicy
     let identities = endpoints.identities();
     let identity_of = |ep: &Endpoint| {
         identities
-            .get(&label_strings(&ep.labels))
+            .get(&ep.identity_labels())
             .copied()
             .unwrap_or(reserved::UNKNOWN)
     };

@@ -33,7 +33,7 @@ fn endpoints() -> EndpointsFile {
 fn identity(id: u32) -> u32 {
     let file = endpoints();
     let ep = file.endpoints.iter().find(|e| e.id == id).unwrap();
-    file.identities()[&observer_proto::endpoints::label_strings(&ep.labels)]
+    file.identities()[&ep.identity_labels()]
 }
 
 fn policies(text: &str) -> Vec<Policy> {
