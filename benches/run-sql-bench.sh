@@ -11,7 +11,8 @@
 # into the same directory and times the query on both engines. The directory
 # is removed at the end. Overrides (environment): SQL_BENCH_ROUNDS (3),
 # KEEP=1 to keep the directory (reused by a later run with the same size when
-# given as SQL_BENCH_DIR), PYTHON (python3).
+# given as SQL_BENCH_DIR), PYTHON (python3), VENV (a venv to reuse or make,
+# e.g. /var/cache/sql-bench-venv; default: one in the temporary directory).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -31,13 +32,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== venv with duckdb in $tmp/venv" >&2
-"${PYTHON:-python3}" -m venv "$tmp/venv"
-"$tmp/venv/bin/pip" install --quiet --disable-pip-version-check duckdb
-"$tmp/venv/bin/python" -c 'import duckdb; print("duckdb", duckdb.__version__)'
+venv="${VENV:-$tmp/venv}"
+if "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+  echo "== reusing the venv with duckdb in $venv" >&2
+else
+  echo "== venv with duckdb in $venv" >&2
+  "${PYTHON:-python3}" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check duckdb
+fi
+"$venv/bin/python" -c 'import duckdb; print("duckdb", duckdb.__version__)'
 
 echo "== cargo bench (release) with $flows flows" >&2
 SQL_BENCH_FLOWS="$flows" \
 SQL_BENCH_DIR="${SQL_BENCH_DIR:-$tmp/history}" \
-SQL_BENCH_PYTHON="$tmp/venv/bin/python" \
+SQL_BENCH_PYTHON="$venv/bin/python" \
   cargo bench -p benches --bench sql_top_talkers

@@ -1,11 +1,14 @@
 //! Lab-like flows for the history benchmarks (relay_ingest, sql_top_talkers):
 //! a few hundred endpoints in a handful of namespaces talking to a few dozen
 //! services, mostly TCP to well-known ports from ephemeral ports, some DNS over
-//! UDP and ICMP, about 3% dropped by policy, random UUIDs and byte counts, and
-//! times advancing about 50 µs per flow, as flow-probe fills them in.
+//! UDP and ICMP, about 3% dropped by policy, random byte counts, and times
+//! advancing about 50 µs per flow, as flow-probe fills them in. UUIDs come from
+//! flow-probe's own generator ([`FlowIds`]: a random prefix per node's probe
+//! run and a counter), one per node, as the relay receives them.
 
 use std::sync::Arc;
 
+use flow_probe::enrich::FlowIds;
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
     CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, Ip, IpVersion, Layer4, Policy,
@@ -42,6 +45,8 @@ struct Pod {
 pub struct LabFlows {
     pods: Vec<Pod>,
     nodes: Vec<String>,
+    /// Each node's probe's UUIDs.
+    ids: Vec<FlowIds>,
     state: u64,
     n: u64,
 }
@@ -83,6 +88,9 @@ impl LabFlows {
         LabFlows {
             pods,
             nodes: (0..NODES).map(|i| format!("lab-node-{i}")).collect(),
+            ids: (0..NODES as u64)
+                .map(|i| FlowIds::with_prefix(splitmix(seed ^ splitmix(i))))
+                .collect(),
             state: seed,
             n: 0,
         }
@@ -162,7 +170,6 @@ impl LabFlows {
                 0,
             )
         };
-        let id = uuid(self.rand(), self.rand());
         let (a, b) = (&self.pods[src_i], &self.pods[dst_i]);
         let (src, dst) = if is_reply { (b, a) } else { (a, b) };
         let egress = (r2 >> 40).is_multiple_of(2);
@@ -175,7 +182,7 @@ impl LabFlows {
                 seconds: t.div_euclid(1_000_000_000),
                 nanos: t.rem_euclid(1_000_000_000) as i32,
             }),
-            uuid: id,
+            uuid: self.ids[node].next_uuid(),
             verdict: if dropped {
                 Verdict::Dropped
             } else {
@@ -247,18 +254,4 @@ fn policy(app: usize) -> Policy {
         namespace: format!("lab-ns-{}", app % NAMESPACES),
         ..Default::default()
     }
-}
-
-/// A random (version 4) UUID's text form.
-fn uuid(a: u64, b: u64) -> String {
-    let a = (a & !0xf000) | 0x4000;
-    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
 }

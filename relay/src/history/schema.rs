@@ -1,19 +1,26 @@
 //! The one Arrow schema of flow history, and the conversion of flows into
 //! [`RecordBatch`]es of it. Every column is declared once in [`COLUMNS`]: its
-//! name, type and how it is read from a flow, so the schema and the batches
-//! can never disagree. The column list is documented in the module overview
+//! name, how it is read from a flow (which gives its Arrow type) and how it is
+//! stored in Parquet ([`Store`]), so the schema, the batches and the files can
+//! never disagree. The column list is documented in the module overview
 //! ([`crate::history`]).
+//!
+//! [`to_batch`] fills one pre-sized Arrow builder per column, row by row:
+//! strings are appended straight from the flow (joined lists are written piece
+//! by piece into the builder), so building a row allocates nothing.
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
-    UInt8Array, UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanBuilder, Int32Builder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
-    DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, TcpFlags, TraceObservationPoint,
+    DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, Tcp, TcpFlags, TraceObservationPoint,
     TrafficDirection, Verdict,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
@@ -28,7 +35,8 @@ pub struct Rec<'a> {
 /// How a column's values are read from a flow.
 pub enum Get {
     Time,
-    Str(fn(&Rec) -> Option<String>),
+    /// Appends the row's value, or null, to the column's builder.
+    Str(fn(&Rec, &mut StringBuilder)),
     Bool(fn(&Rec) -> Option<bool>),
     U8(fn(&Rec) -> Option<u8>),
     I32(fn(&Rec) -> Option<i32>),
@@ -36,18 +44,78 @@ pub enum Get {
     U64(fn(&Rec) -> Option<u64>),
 }
 
-/// One column: name and extractor (the Arrow type follows from the extractor).
+/// How a column is stored in Parquet. Every column is also compressed (ZSTD,
+/// see [`super::files`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A dictionary per file and run-length/bit-packed keys: columns with few
+    /// distinct values (names, addresses, enums, well-known ports).
+    Dict,
+    /// `DELTA_BINARY_PACKED`, no dictionary: integers that are sorted (time)
+    /// or take many distinct values (ephemeral ports, byte counts).
+    Delta,
+    /// Plain values, no dictionary: values that are (nearly) all distinct,
+    /// where a dictionary only costs time; ZSTD finds what they share.
+    Plain,
+}
+
+/// One column: name, extractor (the Arrow type follows from it) and storage.
 pub struct Column {
     pub name: &'static str,
     pub get: Get,
+    pub store: Store,
 }
 
+/// A column stored with a dictionary (see [`Column::stored`] for the others).
 const fn col(name: &'static str, get: Get) -> Column {
-    Column { name, get }
+    Column {
+        name,
+        get,
+        store: Store::Dict,
+    }
 }
 
-fn some(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
+impl Column {
+    const fn stored(self, store: Store) -> Column {
+        Column { store, ..self }
+    }
+}
+
+/// `s`, or null when it is empty.
+fn put(b: &mut StringBuilder, s: Option<&str>) {
+    match s {
+        Some(s) if !s.is_empty() => b.append_value(s),
+        _ => b.append_null(),
+    }
+}
+
+/// The items joined by `,`, or null when there are none.
+fn put_joined<'a>(b: &mut StringBuilder, items: impl IntoIterator<Item = &'a str>) {
+    let mut any = false;
+    for item in items {
+        if any {
+            b.append_value_part(",");
+        }
+        b.append_value_part(item);
+        any = true;
+    }
+    if any {
+        b.append_value("");
+    } else {
+        b.append_null();
+    }
+}
+
+/// Writing a value in pieces: the next `append_value` ends it.
+trait Parts {
+    fn append_value_part(&mut self, s: &str);
+}
+
+impl Parts for StringBuilder {
+    fn append_value_part(&mut self, s: &str) {
+        // Writing into the builder's value buffer cannot fail.
+        let _ = self.write_str(s);
+    }
 }
 
 fn src<'a>(r: &Rec<'a>) -> Option<&'a Endpoint> {
@@ -78,9 +146,9 @@ pub fn protocol_name(f: &Flow) -> Option<&'static str> {
     })
 }
 
-/// The set flags in Hubble's order, comma separated: "SYN,ACK".
-pub fn flags_string(t: &TcpFlags) -> String {
-    let all = [
+/// The names of the set flags, in Hubble's order.
+fn flag_names(t: &TcpFlags) -> impl Iterator<Item = &'static str> {
+    [
         (t.syn, "SYN"),
         (t.ack, "ACK"),
         (t.psh, "PSH"),
@@ -90,48 +158,79 @@ pub fn flags_string(t: &TcpFlags) -> String {
         (t.ece, "ECE"),
         (t.cwr, "CWR"),
         (t.ns, "NS"),
-    ];
-    let set: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
-    set.join(",")
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
 }
 
-fn tcp_flags(r: &Rec) -> Option<String> {
-    match r.flow.l4.as_ref()?.protocol.as_ref()? {
-        Protocol::Tcp(t) => t.flags.as_ref().map(flags_string),
-        _ => None,
+/// The set flags in Hubble's order, comma separated: "SYN,ACK".
+pub fn flags_string(t: &TcpFlags) -> String {
+    flag_names(t).collect::<Vec<_>>().join(",")
+}
+
+/// The set flags of a TCP flow ("" when it has flags but none is set), null
+/// for other flows.
+fn tcp_flags(r: &Rec, b: &mut StringBuilder) {
+    match r.flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(Tcp {
+            flags: Some(flags), ..
+        })) => {
+            for (i, name) in flag_names(flags).enumerate() {
+                if i > 0 {
+                    b.append_value_part(",");
+                }
+                b.append_value_part(name);
+            }
+            b.append_value("");
+        }
+        _ => b.append_null(),
     }
 }
 
-fn workload(e: Option<&Endpoint>) -> Option<String> {
-    e?.workloads.first().and_then(|w| some(&w.name))
+fn workload(e: Option<&Endpoint>, b: &mut StringBuilder) {
+    put(
+        b,
+        e.and_then(|e| e.workloads.first()).map(|w| w.name.as_str()),
+    );
 }
 
-fn labels(e: Option<&Endpoint>) -> Option<String> {
-    let e = e?;
-    (!e.labels.is_empty()).then(|| e.labels.join(","))
+fn labels(e: Option<&Endpoint>, b: &mut StringBuilder) {
+    put_joined(
+        b,
+        e.into_iter()
+            .flat_map(|e| e.labels.iter().map(String::as_str)),
+    );
 }
 
-/// Policies as `namespace/name`, comma separated; `None` when there are none.
-fn policies(ps: &[Policy]) -> Option<String> {
-    let names: Vec<String> = ps
-        .iter()
-        .map(|p| {
-            if p.namespace.is_empty() {
-                p.name.clone()
-            } else {
-                format!("{}/{}", p.namespace, p.name)
-            }
-        })
-        .collect();
-    (!names.is_empty()).then(|| names.join(","))
+/// Policies as `namespace/name`, comma separated; null when there are none.
+fn policies(ps: &[Policy], b: &mut StringBuilder) {
+    if ps.is_empty() {
+        b.append_null();
+        return;
+    }
+    for (i, p) in ps.iter().enumerate() {
+        if i > 0 {
+            b.append_value_part(",");
+        }
+        if !p.namespace.is_empty() {
+            b.append_value_part(&p.namespace);
+            b.append_value_part("/");
+        }
+        b.append_value_part(&p.name);
+    }
+    b.append_value("");
 }
 
-fn service(s: Option<&observer_proto::flow::Service>) -> Option<String> {
-    let s = s?;
-    match (s.namespace.as_str(), s.name.as_str()) {
-        (_, "") => None,
-        ("", n) => Some(n.to_string()),
-        (ns, n) => Some(format!("{ns}/{n}")),
+/// `namespace/name` (or `name`), null without a name.
+fn service(s: Option<&observer_proto::flow::Service>, b: &mut StringBuilder) {
+    match s.map(|s| (s.namespace.as_str(), s.name.as_str())) {
+        None | Some((_, "")) => b.append_null(),
+        Some(("", name)) => b.append_value(name),
+        Some((ns, name)) => {
+            b.append_value_part(ns);
+            b.append_value_part("/");
+            b.append_value(name);
+        }
     }
 }
 
@@ -145,27 +244,30 @@ fn lifecycle<'a>(r: &Rec<'a>) -> Option<&'a observer_proto::observe::v1::TcpLife
 
 /// Every column, in schema order.
 pub static COLUMNS: &[Column] = &[
-    col("time", Get::Time),
-    col("node", Get::Str(|r| some(r.node))),
-    col("uuid", Get::Str(|r| some(&r.flow.uuid))),
+    col("time", Get::Time).stored(Store::Delta),
+    col("node", Get::Str(|r, b| put(b, Some(r.node)))),
+    col("uuid", Get::Str(|r, b| put(b, Some(&r.flow.uuid)))).stored(Store::Plain),
     col(
         "verdict",
-        Get::Str(|r| {
-            Verdict::try_from(r.flow.verdict)
-                .ok()
-                .map(|v| v.as_str_name().into())
+        Get::Str(|r, b| {
+            put(
+                b,
+                Verdict::try_from(r.flow.verdict)
+                    .ok()
+                    .map(|v| v.as_str_name()),
+            )
         }),
     ),
     col(
         "drop_reason",
-        Get::Str(|r| match DropReason::try_from(r.flow.drop_reason_desc) {
-            Ok(DropReason::Unknown) | Err(_) => None,
-            Ok(d) => Some(d.as_str_name().into()),
+        Get::Str(|r, b| match DropReason::try_from(r.flow.drop_reason_desc) {
+            Ok(DropReason::Unknown) | Err(_) => b.append_null(),
+            Ok(d) => b.append_value(d.as_str_name()),
         }),
     ),
     col(
         "kernel_drop",
-        Get::Str(|r| r.flow.kernel_drop.as_ref().and_then(|k| some(&k.name))),
+        Get::Str(|r, b| put(b, r.flow.kernel_drop.as_ref().map(|k| k.name.as_str()))),
     ),
     col(
         "event_type",
@@ -177,10 +279,13 @@ pub static COLUMNS: &[Column] = &[
     ),
     col(
         "flow_type",
-        Get::Str(|r| {
-            FlowType::try_from(r.flow.r#type)
-                .ok()
-                .map(|t| t.as_str_name().into())
+        Get::Str(|r, b| {
+            put(
+                b,
+                FlowType::try_from(r.flow.r#type)
+                    .ok()
+                    .map(|t| t.as_str_name()),
+            )
         }),
     ),
     col(
@@ -193,103 +298,113 @@ pub static COLUMNS: &[Column] = &[
             },
         ),
     ),
-    col("source_ip", Get::Str(|r| some(&r.flow.ip.as_ref()?.source))),
+    col(
+        "source_ip",
+        Get::Str(|r, b| put(b, r.flow.ip.as_ref().map(|ip| ip.source.as_str()))),
+    ),
     col(
         "destination_ip",
-        Get::Str(|r| some(&r.flow.ip.as_ref()?.destination)),
+        Get::Str(|r, b| put(b, r.flow.ip.as_ref().map(|ip| ip.destination.as_str()))),
     ),
-    col("source_port", Get::U32(|r| ports(r).map(|p| p.0))),
+    col("source_port", Get::U32(|r| ports(r).map(|p| p.0))).stored(Store::Delta),
     col("destination_port", Get::U32(|r| ports(r).map(|p| p.1))),
-    col(
-        "protocol",
-        Get::Str(|r| protocol_name(r.flow).map(String::from)),
-    ),
+    col("protocol", Get::Str(|r, b| put(b, protocol_name(r.flow)))),
     col("tcp_flags", Get::Str(tcp_flags)),
     col("source_identity", Get::U32(|r| src(r).map(|e| e.identity))),
     col(
         "destination_identity",
         Get::U32(|r| dst(r).map(|e| e.identity)),
     ),
-    col("source_namespace", Get::Str(|r| some(&src(r)?.namespace))),
+    col(
+        "source_namespace",
+        Get::Str(|r, b| put(b, src(r).map(|e| e.namespace.as_str()))),
+    ),
     col(
         "destination_namespace",
-        Get::Str(|r| some(&dst(r)?.namespace)),
+        Get::Str(|r, b| put(b, dst(r).map(|e| e.namespace.as_str()))),
     ),
-    col("source_pod", Get::Str(|r| some(&src(r)?.pod_name))),
-    col("destination_pod", Get::Str(|r| some(&dst(r)?.pod_name))),
-    col("source_workload", Get::Str(|r| workload(src(r)))),
-    col("destination_workload", Get::Str(|r| workload(dst(r)))),
-    col("source_labels", Get::Str(|r| labels(src(r)))),
-    col("destination_labels", Get::Str(|r| labels(dst(r)))),
+    col(
+        "source_pod",
+        Get::Str(|r, b| put(b, src(r).map(|e| e.pod_name.as_str()))),
+    ),
+    col(
+        "destination_pod",
+        Get::Str(|r, b| put(b, dst(r).map(|e| e.pod_name.as_str()))),
+    ),
+    col("source_workload", Get::Str(|r, b| workload(src(r), b))),
+    col("destination_workload", Get::Str(|r, b| workload(dst(r), b))),
+    col("source_labels", Get::Str(|r, b| labels(src(r), b))),
+    col("destination_labels", Get::Str(|r, b| labels(dst(r), b))),
     col(
         "source_service",
-        Get::Str(|r| service(r.flow.source_service.as_ref())),
+        Get::Str(|r, b| service(r.flow.source_service.as_ref(), b)),
     ),
     col(
         "destination_service",
-        Get::Str(|r| service(r.flow.destination_service.as_ref())),
+        Get::Str(|r, b| service(r.flow.destination_service.as_ref(), b)),
     ),
     col(
         "traffic_direction",
         Get::Str(
-            |r| match TrafficDirection::try_from(r.flow.traffic_direction) {
-                Ok(TrafficDirection::Unknown) | Err(_) => None,
-                Ok(d) => Some(d.as_str_name().into()),
+            |r, b| match TrafficDirection::try_from(r.flow.traffic_direction) {
+                Ok(TrafficDirection::Unknown) | Err(_) => b.append_null(),
+                Ok(d) => b.append_value(d.as_str_name()),
             },
         ),
     ),
     col(
         "observation_point",
         Get::Str(
-            |r| match TraceObservationPoint::try_from(r.flow.trace_observation_point) {
-                Ok(TraceObservationPoint::UnknownPoint) | Err(_) => None,
-                Ok(p) => Some(p.as_str_name().into()),
+            |r, b| match TraceObservationPoint::try_from(r.flow.trace_observation_point) {
+                Ok(TraceObservationPoint::UnknownPoint) | Err(_) => b.append_null(),
+                Ok(p) => b.append_value(p.as_str_name()),
             },
         ),
     ),
     col("is_reply", Get::Bool(|r| r.flow.is_reply)),
     col(
         "ingress_allowed_by",
-        Get::Str(|r| policies(&r.flow.ingress_allowed_by)),
+        Get::Str(|r, b| policies(&r.flow.ingress_allowed_by, b)),
     ),
     col(
         "ingress_denied_by",
-        Get::Str(|r| policies(&r.flow.ingress_denied_by)),
+        Get::Str(|r, b| policies(&r.flow.ingress_denied_by, b)),
     ),
     col(
         "egress_allowed_by",
-        Get::Str(|r| policies(&r.flow.egress_allowed_by)),
+        Get::Str(|r, b| policies(&r.flow.egress_allowed_by, b)),
     ),
     col(
         "egress_denied_by",
-        Get::Str(|r| policies(&r.flow.egress_denied_by)),
+        Get::Str(|r, b| policies(&r.flow.egress_denied_by, b)),
     ),
-    col("fwd_bytes", Get::U64(|r| volume(r).map(|v| v.fwd_bytes))),
+    col("fwd_bytes", Get::U64(|r| volume(r).map(|v| v.fwd_bytes))).stored(Store::Delta),
     col(
         "fwd_packets",
         Get::U64(|r| volume(r).map(|v| v.fwd_packets)),
     ),
-    col("rev_bytes", Get::U64(|r| volume(r).map(|v| v.rev_bytes))),
+    col("rev_bytes", Get::U64(|r| volume(r).map(|v| v.rev_bytes))).stored(Store::Delta),
     col(
         "rev_packets",
         Get::U64(|r| volume(r).map(|v| v.rev_packets)),
     ),
     col(
         "lifecycle_kind",
-        Get::Str(|r| match Kind::try_from(lifecycle(r)?.kind) {
-            Ok(Kind::Unknown) | Err(_) => None,
-            Ok(k) => Some(k.as_str_name().into()),
+        Get::Str(|r, b| match lifecycle(r).map(|l| Kind::try_from(l.kind)) {
+            None | Some(Ok(Kind::Unknown) | Err(_)) => b.append_null(),
+            Some(Ok(k)) => b.append_value(k.as_str_name()),
         }),
     ),
     col(
         "lifecycle_duration_ns",
         Get::U64(|r| lifecycle(r).map(|l| l.duration_ns)),
-    ),
+    )
+    .stored(Store::Delta),
     col(
         "lifecycle_retransmits",
         Get::U32(|r| lifecycle(r).map(|l| l.retransmits)),
     ),
-    col("summary", Get::Str(|r| some(&r.flow.summary))),
+    col("summary", Get::Str(|r, b| put(b, Some(&r.flow.summary)))),
 ];
 
 fn data_type(get: &Get) -> DataType {
@@ -327,24 +442,248 @@ pub fn column_names() -> String {
         .join(", ")
 }
 
-/// `recs` as one batch of the history schema.
-pub fn to_batch(recs: &[Rec]) -> RecordBatch {
-    let arrays: Vec<ArrayRef> = COLUMNS
-        .iter()
-        .map(|c| -> ArrayRef {
-            match &c.get {
-                Get::Time => Arc::new(
-                    TimestampNanosecondArray::from_iter_values(recs.iter().map(|r| r.time))
-                        .with_timezone("UTC"),
-                ),
-                Get::Str(f) => Arc::new(recs.iter().map(f).collect::<StringArray>()),
-                Get::Bool(f) => Arc::new(recs.iter().map(f).collect::<BooleanArray>()),
-                Get::U8(f) => Arc::new(recs.iter().map(f).collect::<UInt8Array>()),
-                Get::I32(f) => Arc::new(recs.iter().map(f).collect::<Int32Array>()),
-                Get::U32(f) => Arc::new(recs.iter().map(f).collect::<UInt32Array>()),
-                Get::U64(f) => Arc::new(recs.iter().map(f).collect::<UInt64Array>()),
+/// One column's builder while a batch is built.
+enum Builder {
+    Time(TimestampNanosecondBuilder),
+    Str(StringBuilder),
+    Bool(BooleanBuilder),
+    U8(UInt8Builder),
+    I32(Int32Builder),
+    U32(UInt32Builder),
+    U64(UInt64Builder),
+}
+
+/// Bytes reserved per row for a string column's values before its first
+/// batch; after that, what the column's last batch held per row (plus one),
+/// so a batch rarely grows (and copies) a buffer.
+const STR_BYTES_PER_ROW: usize = 16;
+
+/// Per column, the bytes per row of its last batch (0: none yet).
+static STR_HINTS: LazyLock<Vec<AtomicUsize>> =
+    LazyLock::new(|| COLUMNS.iter().map(|_| AtomicUsize::new(0)).collect());
+
+fn str_bytes_per_row(column: usize) -> usize {
+    match STR_HINTS[column].load(Ordering::Relaxed) {
+        0 => STR_BYTES_PER_ROW,
+        n => n + 1,
+    }
+}
+
+impl Builder {
+    fn new(column: usize, get: &Get, rows: usize) -> Builder {
+        match get {
+            Get::Time => Builder::Time(TimestampNanosecondBuilder::with_capacity(rows)),
+            Get::Str(_) => Builder::Str(StringBuilder::with_capacity(
+                rows,
+                rows * str_bytes_per_row(column),
+            )),
+            Get::Bool(_) => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            Get::U8(_) => Builder::U8(UInt8Builder::with_capacity(rows)),
+            Get::I32(_) => Builder::I32(Int32Builder::with_capacity(rows)),
+            Get::U32(_) => Builder::U32(UInt32Builder::with_capacity(rows)),
+            Get::U64(_) => Builder::U64(UInt64Builder::with_capacity(rows)),
+        }
+    }
+
+    fn append(&mut self, get: &Get, r: &Rec) {
+        match (self, get) {
+            (Builder::Time(b), Get::Time) => b.append_value(r.time),
+            (Builder::Str(b), Get::Str(f)) => f(r, b),
+            (Builder::Bool(b), Get::Bool(f)) => b.append_option(f(r)),
+            (Builder::U8(b), Get::U8(f)) => b.append_option(f(r)),
+            (Builder::I32(b), Get::I32(f)) => b.append_option(f(r)),
+            (Builder::U32(b), Get::U32(f)) => b.append_option(f(r)),
+            (Builder::U64(b), Get::U64(f)) => b.append_option(f(r)),
+            _ => unreachable!("every builder is made from its column's extractor"),
+        }
+    }
+
+    fn finish(self, column: usize) -> ArrayRef {
+        match self {
+            Builder::Time(mut b) => Arc::new(b.finish().with_timezone("UTC")),
+            Builder::Str(mut b) => {
+                let a = b.finish();
+                if !a.is_empty() {
+                    let per_row = a.value_data().len().div_ceil(a.len());
+                    STR_HINTS[column].store(per_row, Ordering::Relaxed);
+                }
+                Arc::new(a)
             }
-        })
+            Builder::Bool(mut b) => Arc::new(b.finish()),
+            Builder::U8(mut b) => Arc::new(b.finish()),
+            Builder::I32(mut b) => Arc::new(b.finish()),
+            Builder::U32(mut b) => Arc::new(b.finish()),
+            Builder::U64(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// `recs` as one batch of the history schema, built row by row.
+pub fn to_batch(recs: &[Rec]) -> RecordBatch {
+    let mut builders: Vec<Builder> = COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Builder::new(i, &c.get, recs.len()))
+        .collect();
+    for r in recs {
+        for (b, c) in builders.iter_mut().zip(COLUMNS) {
+            b.append(&c.get, r);
+        }
+    }
+    let arrays: Vec<ArrayRef> = builders
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| b.finish(i))
         .collect();
     RecordBatch::try_new(schema(), arrays).expect("the columns follow the schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Array, AsArray};
+    use observer_proto::flow::{Layer4, Service, Udp, Workload};
+
+    use super::*;
+
+    fn flow() -> Flow {
+        Flow {
+            uuid: "01234567-89ab-8def-8000-000000000001".into(),
+            l4: Some(Layer4 {
+                protocol: Some(Protocol::Tcp(Tcp {
+                    source_port: 40_000,
+                    destination_port: 80,
+                    flags: Some(TcpFlags::default()),
+                })),
+            }),
+            source: Some(Endpoint {
+                labels: vec!["k8s:app=web".into(), "k8s:tier=front".into()],
+                workloads: vec![Workload {
+                    name: "web".into(),
+                    kind: "Deployment".into(),
+                }],
+                ..Default::default()
+            }),
+            destination: Some(Endpoint::default()),
+            source_service: Some(Service {
+                namespace: String::new(),
+                name: "web".into(),
+            }),
+            destination_service: Some(Service {
+                namespace: "shop".into(),
+                name: "api".into(),
+            }),
+            ingress_allowed_by: vec![
+                Policy {
+                    namespace: "shop".into(),
+                    name: "allow-web".into(),
+                    ..Default::default()
+                },
+                Policy {
+                    name: "cluster-wide".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    /// Column `name` of `batch` as text values (None for null).
+    fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
+        let a = batch.column_by_name(name).unwrap().as_string::<i32>();
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn strings_are_appended_joined_and_null_when_empty() {
+        let mut udp = flow();
+        udp.uuid.clear();
+        udp.l4 = Some(Layer4 {
+            protocol: Some(Protocol::Udp(Udp::default())),
+        });
+        udp.source_service = Some(Service::default());
+        udp.ingress_allowed_by.clear();
+        let (a, b) = (flow(), udp);
+        let recs = [
+            Rec {
+                node: "n1",
+                time: 1,
+                flow: &a,
+            },
+            Rec {
+                node: "",
+                time: 2,
+                flow: &b,
+            },
+        ];
+        let batch = to_batch(&recs);
+        assert_eq!(batch.schema(), schema());
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(strings(&batch, "node"), [s("n1"), None]);
+        assert_eq!(
+            strings(&batch, "uuid"),
+            [s("01234567-89ab-8def-8000-000000000001"), None]
+        );
+        // A TCP flow with no flag set has "" (not null); UDP has none.
+        assert_eq!(strings(&batch, "tcp_flags"), [s(""), None]);
+        assert_eq!(strings(&batch, "protocol"), [s("TCP"), s("UDP")]);
+        assert_eq!(
+            strings(&batch, "source_labels"),
+            vec![s("k8s:app=web,k8s:tier=front"); 2]
+        );
+        assert_eq!(strings(&batch, "destination_labels"), [None, None]);
+        assert_eq!(strings(&batch, "source_workload"), vec![s("web"); 2]);
+        assert_eq!(strings(&batch, "source_service"), [s("web"), None]);
+        assert_eq!(
+            strings(&batch, "destination_service"),
+            vec![s("shop/api"); 2]
+        );
+        assert_eq!(
+            strings(&batch, "ingress_allowed_by"),
+            [s("shop/allow-web,cluster-wide"), None]
+        );
+        assert_eq!(strings(&batch, "egress_denied_by"), [None, None]);
+        let ports = batch.column_by_name("source_port").unwrap();
+        assert_eq!(
+            ports
+                .as_primitive::<datafusion::arrow::datatypes::UInt32Type>()
+                .value(0),
+            40_000
+        );
+        assert_eq!(ports.null_count(), 0, "UDP has ports too");
+    }
+
+    #[test]
+    fn flags_keep_hubbles_order() {
+        let t = TcpFlags {
+            ack: true,
+            syn: true,
+            fin: true,
+            ..Default::default()
+        };
+        assert_eq!(flags_string(&t), "SYN,ACK,FIN");
+        let f = Flow {
+            l4: Some(Layer4 {
+                protocol: Some(Protocol::Tcp(Tcp {
+                    flags: Some(t),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let batch = to_batch(&[Rec {
+            node: "n",
+            time: 0,
+            flow: &f,
+        }]);
+        assert_eq!(strings(&batch, "tcp_flags"), [Some("SYN,ACK,FIN".into())]);
+    }
+
+    #[test]
+    fn an_empty_batch_has_the_schema() {
+        let batch = to_batch(&[]);
+        assert_eq!(batch.num_rows(), 0);
+        assert_eq!(batch.num_columns(), COLUMNS.len());
+    }
 }
