@@ -158,7 +158,6 @@ impl Observer for ObserverService {
             num_flows: self.store.len() as u64,
             max_flows: self.store.capacity() as u64,
             seen_flows: self.store.seen(),
-            ..Default::default()
         };
         Ok(Response::new(GetNodesResponse { nodes: vec![node] }))
     }

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! Data moves top to bottom:
-//! - [`peer`]: one task per flow-probe ([`peer::task`]). A session connects,
+//! - [`peer`]: one task per flow-probe (`peer::task`). A session connects,
 //!   asks GetNodes (the node's name) and ServerStatus, then follows GetFlows
 //!   from the peer's whole ring; a periodic ServerStatus poll keeps the peer's
 //!   counters and notices a silent failure. When a session fails the peer turns

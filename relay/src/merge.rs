@@ -1,6 +1,6 @@
 //! The merge task: takes every peer's responses from one bounded queue, passes
 //! them through the [`ReorderWindow`], and pushes what it releases into the
-//! relay's [`FlowStore`] in time order.
+//! relay's [`FlowStore`](observer_proto::store::FlowStore) in time order.
 //!
 //! The queue is bounded, so a stuck merge would slow the peers' streams, never
 //! grow memory; clients never slow it down (the store's broadcast drops for a

@@ -3,9 +3,9 @@
 //!
 //! - [`state`]: what is known about every peer; state changes are broadcast as
 //!   node-status events.
-//! - [`task`]: the per-peer loop: a session, and after it fails, a backoff
+//! - `task`: the per-peer loop: a session, and after it fails, a backoff
 //!   ([`backoff`]) and the next session.
-//! - [`session`]: one connection: GetNodes (the node's name), ServerStatus,
+//! - `session`: one connection: GetNodes (the node's name), ServerStatus,
 //!   GetFlows with follow, then flows to the merge and a periodic status poll.
 //! - [`resume`]: after a reconnect, asks for the flows missed and drops repeats.
 

@@ -1,10 +1,10 @@
 //! The relay's `observer.Observer` service, the same API flow-probe serves,
 //! answered for every peer at once.
 //!
-//! - [`flows`]: GetFlows: node-status events first, then the merged history,
+//! - `flows`: GetFlows: node-status events first, then the merged history,
 //!   then (with follow) live flows interleaved with node-status changes.
-//! - [`status`]: ServerStatus and GetNodes from the peers' state.
-//! - [`namespaces`]: GetNamespaces, the union over peers and the merged ring.
+//! - `status`: ServerStatus and GetNodes from the peers' state.
+//! - `namespaces`: GetNamespaces, the union over peers and the merged ring.
 //!
 //! Arrow Flight SQL ([`crate::sql::flight`]) is served on the same address.
 

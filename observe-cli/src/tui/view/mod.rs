@@ -1,9 +1,9 @@
 //! Drawing the app: tabs, the header (flow rate, flows seen, nodes, pause),
 //! the lost-events banner, the current tab's body and the filter bar.
 //!
-//! - [`table`]: the flow table.
-//! - [`pane`]: the detail pane.
-//! - [`lists`]: the service map and top talkers tabs.
+//! - `table`: the flow table.
+//! - `pane`: the detail pane.
+//! - `lists`: the service map and top talkers tabs.
 
 mod lists;
 mod pane;
