@@ -92,6 +92,15 @@ struct Args {
     /// reserved-identity, ip; `a|b` falls back to b when a is empty.
     #[arg(long, default_value = metrics::context::DEFAULT_CONTEXT)]
     metrics_context: String,
+    /// Adds `source` / `destination` labels to one of Hubble's flow metrics,
+    /// as Hubble's `--hubble-metrics` entries do:
+    /// NAME:sourceContext=CONTEXT;destinationContext=CONTEXT, e.g.
+    /// `drop:sourceContext=pod;destinationContext=namespace|ip`. NAME: flow,
+    /// drop, tcp, port-distribution, icmp, policy, flows-to-world; CONTEXT as
+    /// for --metrics-context. Repeatable; one value may hold several entries
+    /// separated by spaces. Metrics not named keep their usual labels.
+    #[arg(long = "metric", value_name = "NAME:OPTIONS")]
+    metric: Vec<String>,
 }
 
 fn hostname() -> String {
@@ -121,6 +130,7 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         metrics: MetricsConfig {
             max_label_sets: args.metrics_max_label_sets,
             context: metrics::Context::parse(&args.metrics_context).map_err(anyhow::Error::msg)?,
+            options: metrics::MetricOptions::parse(&args.metric).map_err(anyhow::Error::msg)?,
             grace: metrics::parse_grace(&args.metrics_grace).map_err(anyhow::Error::msg)?,
             ..MetricsConfig::default()
         },

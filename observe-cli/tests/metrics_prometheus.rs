@@ -184,6 +184,9 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
             "127.0.0.1:0",
             "--metrics-ready-file",
             ready.to_str().unwrap(),
+            // Hubble-style context labels on one metric; the others keep theirs.
+            "--metric",
+            "drop:sourceContext=namespace;destinationContext=namespace",
         ],
     );
     let probe_metrics = wait_file(&ready);
@@ -221,10 +224,13 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         f.iter().filter(|f| policy_drop(f).is_some()).count() >= 2
     })
     .await;
-    // The probe's own /metrics already has them.
+    // The probe's own /metrics already has them, with the namespaces of the
+    // denied client (other) and servers (default).
     let text = http_get(probe_metrics, "/metrics").expect("probe /metrics");
     assert!(
-        text.contains(r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"}"#),
+        text.contains(
+            r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"}"#
+        ),
         "{text}"
     );
 

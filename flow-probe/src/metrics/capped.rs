@@ -3,16 +3,30 @@
 //! counted in `observe_metrics_overflow_total{metric}`.
 //!
 //! A family built with [`Expiry::AfterGrace`] remembers when each label set was
-//! last updated; [`CappedCounter::sweep`] removes the sets (the overflow set
+//! last updated; [`CappedFamily::sweep`] removes the sets (the overflow set
 //! included) not updated for the grace period, which frees their room under
 //! the cap. Families whose labels churn (ports, workloads) expire this way, so
-//! the series of endpoints that are gone disappear.
+//! the series of endpoints that are gone disappear. To keep the clock off the
+//! per-flow path, an update only marks its set; the sweep that finds the mark
+//! takes its own time as the set's last update. So a set created at `t` and
+//! never updated goes at the first sweep at or after `t + grace`, and one
+//! updated later goes at the first sweep at least the grace period after the
+//! sweep that followed the update: never early, at most one sweep (scrape)
+//! interval late.
+//!
+//! Label sets are [`super::key`] bytes, and each accepted set keeps its
+//! Prometheus counter handle, so an update of a known set is one hash lookup
+//! and an atomic add. A family holds no lock: [`super::Metrics`] keeps every
+//! family under one mutex, taken once per flow. One family may feed several
+//! metrics that always share their label sets (bytes and packets).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+use super::key::{self, BuildKeyHasher, KeyBuf};
 
 /// The label value of every label of a set that did not fit under the cap.
 pub const OVERFLOW: &str = "__overflow__";
@@ -31,153 +45,229 @@ pub fn system_clock() -> Clock {
     Arc::new(Instant::now)
 }
 
+/// The clock, read at most once per flow and only when a label set is created.
+pub struct Now<'a> {
+    clock: &'a Clock,
+    at: Option<Instant>,
+}
+
+impl<'a> Now<'a> {
+    pub fn new(clock: &'a Clock) -> Self {
+        Now { clock, at: None }
+    }
+
+    pub fn get(&mut self) -> Instant {
+        *self.at.get_or_insert_with(|| (self.clock)())
+    }
+}
+
 /// Whether the label sets of a family expire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
     /// Kept for the life of the process (small, fixed label sets).
     Never,
-    /// Removed by [`CappedCounter::sweep`] once not updated for the grace period.
+    /// Removed by [`CappedFamily::sweep`] once not updated for the grace period.
     AfterGrace,
 }
 
-/// One accepted label set.
-struct Series {
-    counter: IntCounter,
-    last: Instant,
-}
-
-struct State {
-    sets: HashMap<Vec<String>, Series>,
-    /// The overflow series and when it was last updated (`None`: not created).
-    overflow: Option<(IntCounter, Instant)>,
-}
-
-pub struct CappedCounter {
+/// One metric a family feeds.
+struct Member {
+    name: &'static str,
     vec: IntCounterVec,
+    /// `observe_metrics_overflow_total{metric=name}`.
+    overflowed: IntCounter,
+}
+
+/// One accepted label set: a counter per member, and when it was last updated.
+struct Series {
+    counters: Box<[IntCounter]>,
+    /// Creation, or the sweep that found the latest update.
+    last: Instant,
+    /// Updated since `last`.
+    touched: bool,
+}
+
+impl Series {
+    /// Whether the set has not been updated for `grace` at `now`; takes in
+    /// an update mark first.
+    fn stale(&mut self, now: Instant, grace: Duration) -> bool {
+        if std::mem::take(&mut self.touched) {
+            self.last = self.last.max(now);
+        }
+        now.saturating_duration_since(self.last) >= grace
+    }
+}
+
+/// The settings shared by the families of one [`super::Metrics`].
+pub struct Registrar<'a> {
+    pub registry: &'a Registry,
+    pub names: &'a mut Vec<&'static str>,
+    pub overflow: &'a IntCounterVec,
+    pub cap: usize,
+}
+
+pub struct CappedFamily {
+    members: Vec<Member>,
     cap: usize,
     arity: usize,
     expiry: Expiry,
-    clock: Clock,
-    state: Mutex<State>,
-    overflow: IntCounter,
+    sets: HashMap<Box<[u8]>, Series, BuildKeyHasher>,
+    /// The overflow set (`None`: not created or removed).
+    overflow: Option<Series>,
+    /// [`Self::inc_memo`]: a caller's id of a label set → its counter.
+    memo: HashMap<u64, IntCounter, BuildKeyHasher>,
 }
 
-impl CappedCounter {
-    /// Registers `name` with `labels`; `overflow` is the family of
-    /// `observe_metrics_overflow_total`, whose `{metric=name}` starts at 0.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one call site, all settings of a family"
-    )]
+impl CappedFamily {
+    /// Registers one counter metric per `(name, help)` in `metrics`, all with
+    /// `labels`; their `observe_metrics_overflow_total{metric}` start at 0.
     pub fn register(
-        registry: &Registry,
-        names: &mut Vec<&'static str>,
-        name: &'static str,
-        help: &str,
+        r: &mut Registrar<'_>,
+        metrics: &[(&'static str, &str)],
         labels: &[&str],
-        cap: usize,
-        overflow: &IntCounterVec,
         expiry: Expiry,
-        clock: Clock,
     ) -> prometheus::Result<Self> {
-        let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
-        registry.register(Box::new(vec.clone()))?;
-        names.push(name);
-        Ok(CappedCounter {
-            vec,
-            cap,
+        let mut members = Vec::new();
+        for &(name, help) in metrics {
+            let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+            r.registry.register(Box::new(vec.clone()))?;
+            r.names.push(name);
+            members.push(Member {
+                name,
+                vec,
+                overflowed: r.overflow.with_label_values(&[name]),
+            });
+        }
+        Ok(CappedFamily {
+            members,
+            cap: r.cap,
             arity: labels.len(),
             expiry,
-            clock,
-            state: Mutex::new(State {
-                sets: HashMap::new(),
-                overflow: None,
-            }),
-            overflow: overflow.with_label_values(&[name]),
+            sets: HashMap::default(),
+            overflow: None,
+            memo: HashMap::default(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Whether the family feeds the metric `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.members.iter().any(|m| m.name == name)
     }
 
-    fn now(&self) -> Option<Instant> {
-        (self.expiry == Expiry::AfterGrace).then(|| (self.clock)())
-    }
-
-    /// Adds `n` to the series of `values`, or to the overflow series when the
-    /// metric already has `cap` other label sets.
-    pub fn inc_by(&self, values: &[&str], n: u64) {
-        let now = self.now();
-        let mut state = self.lock();
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        if let Some(s) = state.sets.get_mut(&key) {
-            s.counter.inc_by(n);
-            if let Some(now) = now {
-                s.last = now;
-            }
+    /// Adds `amounts[i]` to member `i`'s series of the label set `key`, or to
+    /// the overflow series when the family already has `cap` other label sets.
+    pub fn add(&mut self, key: &[u8], amounts: &[u64], now: &mut Now<'_>) {
+        debug_assert_eq!(amounts.len(), self.members.len());
+        if let Some(s) = self.sets.get_mut(key) {
+            add(&s.counters, amounts);
+            s.touched = true;
             return;
         }
-        if state.sets.len() < self.cap {
-            let counter = self.vec.with_label_values(values);
-            counter.inc_by(n);
-            let last = now.unwrap_or_else(|| (self.clock)());
-            state.sets.insert(key, Series { counter, last });
+        if self.sets.len() < self.cap {
+            let values = key::values(key);
+            debug_assert_eq!(values.len(), self.arity);
+            let counters: Box<[IntCounter]> = self
+                .members
+                .iter()
+                .map(|m| m.vec.with_label_values(&values))
+                .collect();
+            add(&counters, amounts);
+            let series = Series {
+                counters,
+                last: now.get(),
+                touched: false,
+            };
+            self.sets.insert(key.into(), series);
             return;
         }
-        let at = now.unwrap_or_else(|| (self.clock)());
-        let arity = self.arity;
-        let vec = &self.vec;
-        let slot = state
-            .overflow
-            .get_or_insert_with(|| (vec.with_label_values(&vec![OVERFLOW; arity]), at));
-        slot.0.inc_by(n);
-        slot.1 = at;
-        self.overflow.inc();
+        let (members, arity) = (&self.members, self.arity);
+        let slot = self.overflow.get_or_insert_with(|| Series {
+            counters: members
+                .iter()
+                .map(|m| m.vec.with_label_values(&vec![OVERFLOW; arity]))
+                .collect(),
+            last: now.get(),
+            touched: false,
+        });
+        add(&slot.counters, amounts);
+        slot.touched = true;
+        for m in members {
+            m.overflowed.inc();
+        }
     }
 
-    pub fn inc(&self, values: &[&str]) {
-        self.inc_by(values, 1);
+    /// Adds 1 to the label set that `fill` writes, which `id` stands for:
+    /// the caller's promise is that equal ids mean equal label sets (an id
+    /// built from small enum values). A known id costs one lookup of a `u64`
+    /// and no key; an unknown one takes [`Self::add`]'s path, and its counter
+    /// is remembered if the set was accepted (at most `cap` ids). Only for a
+    /// family of one metric that never expires, so a remembered counter stays
+    /// registered.
+    pub fn inc_memo(
+        &mut self,
+        id: u64,
+        key: &mut KeyBuf,
+        fill: impl FnOnce(&mut KeyBuf),
+        now: &mut Now<'_>,
+    ) {
+        debug_assert_eq!(self.expiry, Expiry::Never);
+        if let Some(c) = self.memo.get(&id) {
+            c.inc();
+            return;
+        }
+        fill(key.clear());
+        self.inc(key.bytes(), now);
+        if self.memo.len() < self.cap
+            && let Some(s) = self.sets.get(key.bytes())
+        {
+            self.memo.insert(id, s.counters[0].clone());
+        }
     }
 
-    /// Creates the series of `values` at 0 (so a dashboard shows 0, not nothing).
-    pub fn touch(&self, values: &[&str]) {
-        self.inc_by(values, 0);
+    /// Adds 1 (a family of one metric).
+    pub fn inc(&mut self, key: &[u8], now: &mut Now<'_>) {
+        self.add(key, &[1], now);
     }
 
     /// Distinct label sets accepted and not removed (the overflow set not included).
     pub fn label_sets(&self) -> usize {
-        self.lock().sets.len()
+        self.sets.len()
     }
 
-    /// Removes the label sets (and the overflow set) not updated for `grace`;
-    /// returns how many. Does nothing for a family that never expires.
-    pub fn sweep(&self, grace: Duration) -> usize {
-        let Some(now) = self.now() else {
+    /// Removes the label sets (and the overflow set) not updated for `grace`
+    /// before `now`; returns how many series that removed (label sets times
+    /// metrics fed). Does nothing for a family that never expires.
+    pub fn sweep(&mut self, now: Instant, grace: Duration) -> usize {
+        if self.expiry == Expiry::Never {
             return 0;
-        };
-        let stale = |last: Instant| now.saturating_duration_since(last) >= grace;
-        let mut state = self.lock();
-        let before = state.sets.len();
-        state.sets.retain(|values, s| {
-            if !stale(s.last) {
+        }
+        let before = self.sets.len();
+        let members = &self.members;
+        self.sets.retain(|k, s| {
+            if !s.stale(now, grace) {
                 return true;
             }
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
-            // Absent only if someone else removed it: nothing to do then.
-            let _ = self.vec.remove_label_values(&values);
+            let values = key::values(k);
+            for m in members {
+                // Absent only if someone else removed it: nothing to do then.
+                let _ = m.vec.remove_label_values(&values);
+            }
             false
         });
-        let mut removed = before - state.sets.len();
-        if state
-            .overflow
-            .as_ref()
-            .is_some_and(|(_, last)| stale(*last))
-        {
-            state.overflow = None;
-            let _ = self.vec.remove_label_values(&vec![OVERFLOW; self.arity]);
+        let mut removed = before - self.sets.len();
+        if self.overflow.as_mut().is_some_and(|s| s.stale(now, grace)) {
+            self.overflow = None;
+            for m in members {
+                let _ = m.vec.remove_label_values(&vec![OVERFLOW; self.arity]);
+            }
             removed += 1;
         }
-        removed
+        removed * members.len()
+    }
+}
+
+fn add(counters: &[IntCounter], amounts: &[u64]) {
+    for (c, &n) in counters.iter().zip(amounts) {
+        c.inc_by(n);
     }
 }

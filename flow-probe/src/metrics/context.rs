@@ -77,67 +77,82 @@ impl Context {
 
     /// The value for the flow's source (`source == true`) or destination.
     pub fn value(&self, flow: &Flow, source: bool) -> String {
+        let mut out = Vec::new();
+        self.write(flow, source, &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Appends the value for the flow's source (`source == true`) or
+    /// destination to `out`: the first kind of the chain that gives a
+    /// non-empty value, else nothing. Allocates nothing.
+    pub fn write(&self, flow: &Flow, source: bool, out: &mut Vec<u8>) {
         let ep = if source {
             flow.source.as_ref()
         } else {
             flow.destination.as_ref()
         };
-        let ip = flow.ip.as_ref().map(|ip| {
+        let ip = flow.ip.as_ref().map_or("", |ip| {
             if source {
                 ip.source.as_str()
             } else {
                 ip.destination.as_str()
             }
         });
-        self.0
-            .iter()
-            .map(|k| one(*k, ep, ip.unwrap_or("")))
-            .find(|v| !v.is_empty())
-            .unwrap_or_default()
+        let start = out.len();
+        for k in &self.0 {
+            one(*k, ep, ip, out);
+            if out.len() > start {
+                return;
+            }
+        }
     }
 }
 
-fn one(kind: ContextKind, ep: Option<&Endpoint>, ip: &str) -> String {
+/// Appends one kind's value (possibly empty) to `out`.
+fn one(kind: ContextKind, ep: Option<&Endpoint>, ip: &str, out: &mut Vec<u8>) {
     if kind == ContextKind::Ip {
-        return ip.to_string();
+        return out.extend_from_slice(ip.as_bytes());
     }
-    let Some(ep) = ep else { return String::new() };
-    let qualified = |name: &str| {
-        if name.is_empty() {
-            String::new()
-        } else if ep.namespace.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}/{name}", ep.namespace)
-        }
-    };
+    let Some(ep) = ep else { return };
     let workload = ep.workloads.first().map_or("", |w| w.name.as_str());
-    match kind {
-        ContextKind::Namespace => ep.namespace.clone(),
-        ContextKind::Workload => qualified(workload),
-        ContextKind::WorkloadName => workload.to_string(),
-        ContextKind::Pod => qualified(&ep.pod_name),
-        ContextKind::PodName => ep.pod_name.clone(),
+    let value: &str = match kind {
+        ContextKind::Namespace => &ep.namespace,
+        ContextKind::Workload => return qualified(&ep.namespace, workload, out),
+        ContextKind::WorkloadName => workload,
+        ContextKind::Pod => return qualified(&ep.namespace, &ep.pod_name, out),
+        ContextKind::PodName => &ep.pod_name,
         ContextKind::App => app(&ep.labels),
-        ContextKind::Identity => ep.identity.to_string(),
+        ContextKind::Identity => return super::key::write_u32(out, ep.identity),
         ContextKind::ReservedIdentity if ep.identity < 256 => ep
             .labels
             .iter()
             .find(|l| l.starts_with("reserved:"))
-            .cloned()
-            .unwrap_or_default(),
-        ContextKind::ReservedIdentity | ContextKind::Ip => String::new(),
-    }
+            .map_or("", String::as_str),
+        ContextKind::ReservedIdentity | ContextKind::Ip => "",
+    };
+    out.extend_from_slice(value.as_bytes());
 }
 
-fn app(labels: &[String]) -> String {
+/// `namespace/name`, `name` without a namespace, nothing without a name.
+fn qualified(namespace: &str, name: &str, out: &mut Vec<u8>) {
+    if name.is_empty() {
+        return;
+    }
+    if !namespace.is_empty() {
+        out.extend_from_slice(namespace.as_bytes());
+        out.push(b'/');
+    }
+    out.extend_from_slice(name.as_bytes());
+}
+
+fn app(labels: &[String]) -> &str {
     for key in ["app", "app.kubernetes.io/name", "k8s-app"] {
         for l in labels {
             let l = l.strip_prefix("k8s:").unwrap_or(l);
             if let Some(v) = l.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
-                return v.to_string();
+                return v;
             }
         }
     }
-    String::new()
+    ""
 }

@@ -1,7 +1,9 @@
 //! Label values as Hubble's metrics handlers name them: event type and sub-type,
 //! L4 protocol, policy match type, ICMP type, lost-event source.
 
-use observer_proto::flow::{Flow, LostEventSource, Verdict, layer4::Protocol};
+use std::borrow::Cow;
+
+use observer_proto::flow::{Flow, LostEventSource, TrafficDirection, Verdict, layer4::Protocol};
 
 /// Cilium's monitor message types (`Flow.event_type.type`).
 pub mod message {
@@ -15,22 +17,50 @@ pub mod message {
 /// `type` and `subtype` of `hubble_flows_processed_total`: "Trace" with the
 /// observation point, "Drop", "PolicyVerdict", "Capture", "L7", else "Unknown"
 /// with the message type number as sub-type.
-pub fn event_type(flow: &Flow) -> (&'static str, String) {
+pub fn event_type(flow: &Flow) -> (&'static str, Cow<'static, str>) {
     let (ty, sub) = flow
         .event_type
         .as_ref()
         .map_or((0, 0), |e| (e.r#type, e.sub_type));
+    let none = Cow::Borrowed("");
     match ty {
-        message::ACCESS_LOG => ("L7", String::new()),
-        message::DROP => ("Drop", String::new()),
-        message::CAPTURE => ("Capture", String::new()),
+        message::ACCESS_LOG => ("L7", none),
+        message::DROP => ("Drop", none),
+        message::CAPTURE => ("Capture", none),
         message::TRACE => (
             "Trace",
-            observer_proto::names::trace_sub_type(sub).map_or_else(String::new, str::to_string),
+            Cow::Borrowed(observer_proto::names::trace_sub_type(sub).unwrap_or("")),
         ),
-        message::POLICY_VERDICT => ("PolicyVerdict", String::new()),
-        other => ("Unknown", other.to_string()),
+        message::POLICY_VERDICT => ("PolicyVerdict", none),
+        other => ("Unknown", Cow::Owned(other.to_string())),
     }
+}
+
+/// A number that determines the labels of `hubble_flows_processed_total`
+/// (event type, sub-type, verdict, protocol) as [`event_type`], [`verdict`]
+/// and [`protocol`] derive them: equal ids, equal label values.
+pub fn flows_processed_id(flow: &Flow) -> u64 {
+    let (ty, sub) = flow
+        .event_type
+        .as_ref()
+        .map_or((0, 0), |e| (e.r#type, e.sub_type));
+    // The sub-type counts only for traces, and only if it has a name.
+    let sub = match ty {
+        message::TRACE if observer_proto::names::trace_sub_type(sub).is_some() => sub as u8,
+        _ => 0xFF,
+    };
+    let verdict = Verdict::try_from(flow.verdict).unwrap_or(Verdict::Unknown) as u8;
+    let protocol: u8 = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(_)) => 1,
+        Some(Protocol::Udp(_)) => 2,
+        Some(Protocol::IcmPv4(_)) => 3,
+        Some(Protocol::IcmPv6(_)) => 4,
+        _ => 0,
+    };
+    u64::from(ty as u32)
+        | u64::from(sub) << 32
+        | u64::from(verdict) << 40
+        | u64::from(protocol) << 48
 }
 
 /// Hubble's `FlowProtocol`: the L4 protocol name, "Unknown" without L4.
@@ -51,6 +81,29 @@ pub fn verdict(flow: &Flow) -> &'static str {
         .as_str_name()
 }
 
+/// The verdict in lower case, as `action` of `hubble_policy_verdicts_total`.
+pub fn verdict_lower(flow: &Flow) -> &'static str {
+    match Verdict::try_from(flow.verdict).unwrap_or(Verdict::Unknown) {
+        Verdict::Forwarded => "forwarded",
+        Verdict::Dropped => "dropped",
+        Verdict::Error => "error",
+        Verdict::Audit => "audit",
+        Verdict::Redirected => "redirected",
+        Verdict::Traced => "traced",
+        Verdict::Translated => "translated",
+        Verdict::Unknown => "verdict_unknown",
+    }
+}
+
+/// The traffic direction's enum name in lower case, e.g. "ingress".
+pub fn direction(flow: &Flow) -> &'static str {
+    match flow.traffic_direction() {
+        TrafficDirection::Ingress => "ingress",
+        TrafficDirection::Egress => "egress",
+        TrafficDirection::Unknown => "traffic_direction_unknown",
+    }
+}
+
 /// Cilium's policy match types, lower case as in `hubble_policy_verdicts_total`.
 pub fn match_type(m: u32) -> &'static str {
     match m {
@@ -66,36 +119,36 @@ pub fn match_type(m: u32) -> &'static str {
 }
 
 /// ICMPv4 type names (code 0), as Hubble's icmp handler prints them.
-pub fn icmp4_type(t: u32) -> String {
-    match t {
-        0 => "EchoReply".into(),
-        3 => "DestinationUnreachable".into(),
-        4 => "SourceQuench".into(),
-        5 => "Redirect".into(),
-        8 => "EchoRequest".into(),
-        11 => "TimeExceeded".into(),
-        12 => "ParameterProblem".into(),
-        13 => "Timestamp".into(),
-        14 => "TimestampReply".into(),
-        other => other.to_string(),
-    }
+pub fn icmp4_type(t: u32) -> Cow<'static, str> {
+    Cow::Borrowed(match t {
+        0 => "EchoReply",
+        3 => "DestinationUnreachable",
+        4 => "SourceQuench",
+        5 => "Redirect",
+        8 => "EchoRequest",
+        11 => "TimeExceeded",
+        12 => "ParameterProblem",
+        13 => "Timestamp",
+        14 => "TimestampReply",
+        other => return Cow::Owned(other.to_string()),
+    })
 }
 
 /// ICMPv6 type names.
-pub fn icmp6_type(t: u32) -> String {
-    match t {
-        1 => "DestinationUnreachable".into(),
-        2 => "PacketTooBig".into(),
-        3 => "TimeExceeded".into(),
-        4 => "ParameterProblem".into(),
-        128 => "EchoRequest".into(),
-        129 => "EchoReply".into(),
-        133 => "RouterSolicitation".into(),
-        134 => "RouterAdvertisement".into(),
-        135 => "NeighborSolicitation".into(),
-        136 => "NeighborAdvertisement".into(),
-        other => other.to_string(),
-    }
+pub fn icmp6_type(t: u32) -> Cow<'static, str> {
+    Cow::Borrowed(match t {
+        1 => "DestinationUnreachable",
+        2 => "PacketTooBig",
+        3 => "TimeExceeded",
+        4 => "ParameterProblem",
+        128 => "EchoRequest",
+        129 => "EchoReply",
+        133 => "RouterSolicitation",
+        134 => "RouterAdvertisement",
+        135 => "NeighborSolicitation",
+        136 => "NeighborAdvertisement",
+        other => return Cow::Owned(other.to_string()),
+    })
 }
 
 /// `source` of `hubble_lost_events_total`: the enum name in lower case, e.g.

@@ -2,31 +2,39 @@
 //! and labels, per-workload volume, and the probe's own health.
 //!
 //! - [`labels`]: label values as Hubble names them.
+//! - [`key`]: label sets as byte keys, built without allocating.
 //! - [`capped`]: counter families with a cap on distinct label sets.
-//! - [`context`]: the source / destination context of the volume metrics.
+//! - [`context`]: how a source / destination label names an endpoint.
+//! - [`options`]: per-metric `sourceContext` / `destinationContext` (`--metric`).
 //! - [`volume`]: cumulative connection volume turned into increases.
 //! - [`http`]: the `/metrics` endpoint (Prometheus text format).
 //!
-//! Every flow the pipeline builds goes through [`Metrics::flow`] once.
+//! Every flow the pipeline builds goes through [`Metrics::flow`] once: it
+//! takes one lock, writes each metric's label set into a reused key buffer
+//! and adds to the counter handle kept for that set.
 
 pub mod capped;
 pub mod context;
 pub mod http;
+pub mod key;
 pub mod labels;
+pub mod options;
 pub mod volume;
 
 #[cfg(test)]
 mod tests;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use observer_proto::flow::{DropReason, Flow, IpVersion, LostEventSource, layer4::Protocol};
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
-use capped::{CappedCounter, Expiry};
+use capped::{CappedFamily, Expiry, Now, Registrar};
 pub use capped::{Clock, DEFAULT_GRACE, DEFAULT_MAX_LABEL_SETS, OVERFLOW, system_clock};
 pub use context::Context;
+use key::KeyBuf;
+pub use options::{ContextOptions, FlowMetric, MetricOptions};
 use volume::VolumeTracker;
 
 /// Default `/metrics` listen address (Hubble's metrics port).
@@ -39,11 +47,13 @@ pub struct MetricsConfig {
     pub max_label_sets: usize,
     /// How the volume metrics name source and destination.
     pub context: Context,
+    /// Source / destination labels of Hubble's flow metrics (none by default).
+    pub options: MetricOptions,
     /// Connections remembered for the volume increases.
     pub volume_capacity: usize,
     /// Label sets of the churning families (ports, TCP flags, per-workload
-    /// volume) not updated for this long are removed at the next scrape;
-    /// `None`: kept forever.
+    /// volume, and every metric given source / destination labels) not
+    /// updated for this long are removed at the next scrape; `None`: kept forever.
     pub grace: Option<Duration>,
 }
 
@@ -52,6 +62,7 @@ impl Default for MetricsConfig {
         MetricsConfig {
             max_label_sets: DEFAULT_MAX_LABEL_SETS,
             context: Context::default(),
+            options: MetricOptions::default(),
             volume_capacity: volume::DEFAULT_CAPACITY,
             grace: Some(DEFAULT_GRACE),
         }
@@ -67,27 +78,55 @@ pub mod stage {
     pub const AGENT_QUEUE: &str = "agent_queue";
 }
 
+/// The capped families, all under [`Metrics`]' one lock.
+struct Families {
+    flows_processed: CappedFamily,
+    drops: CappedFamily,
+    tcp_flags: CappedFamily,
+    ports: CappedFamily,
+    icmp: CappedFamily,
+    policy_verdicts: CappedFamily,
+    to_world: CappedFamily,
+    lost_events: CappedFamily,
+    /// `observe_flow_bytes_total` and `observe_flow_packets_total`.
+    volume: CappedFamily,
+}
+
+impl Families {
+    fn all_mut(&mut self) -> [&mut CappedFamily; 9] {
+        [
+            &mut self.flows_processed,
+            &mut self.drops,
+            &mut self.tcp_flags,
+            &mut self.ports,
+            &mut self.icmp,
+            &mut self.policy_verdicts,
+            &mut self.to_world,
+            &mut self.lost_events,
+            &mut self.volume,
+        ]
+    }
+}
+
+struct State {
+    families: Families,
+    volume: VolumeTracker,
+    key: KeyBuf,
+}
+
 /// Every metric of the probe, in its own registry.
 pub struct Metrics {
     registry: Registry,
     names: Vec<&'static str>,
     context: Context,
+    options: MetricOptions,
     grace: Option<Duration>,
-    flows_processed: CappedCounter,
-    drops: CappedCounter,
-    tcp_flags: CappedCounter,
-    ports: CappedCounter,
-    icmp: CappedCounter,
-    policy_verdicts: CappedCounter,
-    to_world: CappedCounter,
-    lost_events: CappedCounter,
-    bytes: CappedCounter,
-    packets: CappedCounter,
+    clock: Clock,
     ringbuf_events: IntCounter,
     probe_lost: IntCounterVec,
     decode_errors: IntCounter,
     attached: IntGauge,
-    volume: Mutex<VolumeTracker>,
+    state: Mutex<State>,
 }
 
 impl Metrics {
@@ -112,79 +151,86 @@ impl Metrics {
         )?;
         registry.register(Box::new(overflow.clone()))?;
         names.push("observe_metrics_overflow_total");
-        let cap = cfg.max_label_sets;
-        let mut capped = |name, help, labels: &[&str], expiry| {
-            CappedCounter::register(
-                &registry,
-                &mut names,
-                name,
-                help,
-                labels,
-                cap,
-                &overflow,
-                expiry,
-                clock.clone(),
-            )
+        let mut r = Registrar {
+            registry: &registry,
+            names: &mut names,
+            overflow: &overflow,
+            cap: cfg.max_label_sets,
         };
-        let flows_processed = capped(
-            "hubble_flows_processed_total",
+        // A Hubble flow metric: its own labels, then `source` / `destination`
+        // if configured; those churn with endpoints, so they expire.
+        let mut hubble = |m: FlowMetric, help: &str, own: &[&str], expiry: Expiry| {
+            let ctx = cfg.options.get(m);
+            let mut labels = own.to_vec();
+            labels.extend(ctx.label_names());
+            let expiry = if ctx.is_empty() {
+                expiry
+            } else {
+                Expiry::AfterGrace
+            };
+            CappedFamily::register(&mut r, &[(m.family(), help)], &labels, expiry)
+        };
+        let flows_processed = hubble(
+            FlowMetric::Flow,
             "Total number of flows processed",
             &["type", "subtype", "verdict", "protocol"],
             Expiry::Never,
         )?;
-        let drops = capped(
-            "hubble_drop_total",
+        let drops = hubble(
+            FlowMetric::Drop,
             "Number of drops",
             &["reason", "protocol"],
             Expiry::Never,
         )?;
-        let tcp_flags = capped(
-            "hubble_tcp_flags_total",
+        let tcp_flags = hubble(
+            FlowMetric::Tcp,
             "TCP flag occurrences",
             &["flag", "family"],
             Expiry::AfterGrace,
         )?;
-        let ports = capped(
-            "hubble_port_distribution_total",
+        let ports = hubble(
+            FlowMetric::PortDistribution,
             "Numbers of packets distributed by destination port",
             &["protocol", "port"],
             Expiry::AfterGrace,
         )?;
-        let icmp = capped(
-            "hubble_icmp_total",
+        let icmp = hubble(
+            FlowMetric::Icmp,
             "Number of ICMP messages",
             &["family", "type"],
             Expiry::Never,
         )?;
-        let policy_verdicts = capped(
-            "hubble_policy_verdicts_total",
+        let policy_verdicts = hubble(
+            FlowMetric::Policy,
             "Number of policy verdict events",
             &["direction", "match", "action"],
             Expiry::Never,
         )?;
-        let to_world = capped(
-            "hubble_flows_to_world_total",
+        let to_world = hubble(
+            FlowMetric::FlowsToWorld,
             "Total number of flows to reserved:world",
             &["protocol", "verdict"],
             Expiry::Never,
         )?;
-        let lost_events = capped(
-            "hubble_lost_events_total",
-            "Number of lost events",
+        let lost_events = CappedFamily::register(
+            &mut r,
+            &[("hubble_lost_events_total", "Number of lost events")],
             &["source"],
             Expiry::Never,
         )?;
-        let volume_labels = ["source_workload", "destination_workload", "direction"];
-        let bytes = capped(
-            "observe_flow_bytes_total",
-            "Bytes of flows, from the kernel's per-connection counts",
-            &volume_labels,
-            Expiry::AfterGrace,
-        )?;
-        let packets = capped(
-            "observe_flow_packets_total",
-            "Packets of flows, from the kernel's per-connection counts",
-            &volume_labels,
+        let volume = CappedFamily::register(
+            &mut r,
+            &[
+                (
+                    "observe_flow_bytes_total",
+                    "Bytes of flows, from the kernel's per-connection counts",
+                ),
+                (
+                    "observe_flow_packets_total",
+                    "Packets of flows, from the kernel's per-connection counts",
+                ),
+            ],
+            &["source_workload", "destination_workload", "direction"],
             Expiry::AfterGrace,
         )?;
         let ringbuf_events = IntCounter::new(
@@ -231,28 +277,44 @@ impl Metrics {
         for s in [stage::KERNEL_RING, stage::AGENT_QUEUE] {
             probe_lost.with_label_values(&[s]).inc_by(0);
         }
-        lost_events.touch(&[&labels::lost_source(LostEventSource::PerfEventRingBuffer)]);
+        let mut state = State {
+            families: Families {
+                flows_processed,
+                drops,
+                tcp_flags,
+                ports,
+                icmp,
+                policy_verdicts,
+                to_world,
+                lost_events,
+                volume,
+            },
+            volume: VolumeTracker::new(cfg.volume_capacity),
+            key: KeyBuf::default(),
+        };
+        let source = labels::lost_source(LostEventSource::PerfEventRingBuffer);
+        state.key.clear().push(&source);
+        let State { families, key, .. } = &mut state;
+        families
+            .lost_events
+            .add(key.bytes(), &[0], &mut Now::new(&clock));
         Ok(Metrics {
             registry,
             names,
             context: cfg.context.clone(),
+            options: cfg.options.clone(),
             grace: cfg.grace,
-            flows_processed,
-            drops,
-            tcp_flags,
-            ports,
-            icmp,
-            policy_verdicts,
-            to_world,
-            lost_events,
-            bytes,
-            packets,
+            clock,
             ringbuf_events,
             probe_lost,
             decode_errors,
             attached,
-            volume: Mutex::new(VolumeTracker::new(cfg.volume_capacity)),
+            state: Mutex::new(state),
         })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Names of every metric family this exporter registers.
@@ -260,15 +322,27 @@ impl Metrics {
         &self.names
     }
 
-    /// Removes the label sets of the churning families that were not updated
-    /// for the grace period, freeing their room under the cap; returns how many.
+    /// Distinct label sets the metric `name` holds (its overflow set not
+    /// included); `None` for a metric without a cap.
+    pub fn label_sets(&self, name: &str) -> Option<usize> {
+        let mut state = self.lock();
+        let f = state.families.all_mut().into_iter().find(|f| f.has(name))?;
+        Some(f.label_sets())
+    }
+
+    /// Removes the series of the expiring families that were not updated for
+    /// the grace period, freeing their room under the cap; returns how many.
     pub fn sweep(&self) -> usize {
         let Some(grace) = self.grace else {
             return 0;
         };
-        [&self.tcp_flags, &self.ports, &self.bytes, &self.packets]
-            .iter()
-            .map(|c| c.sweep(grace))
+        let now = (self.clock)();
+        let mut state = self.lock();
+        state
+            .families
+            .all_mut()
+            .into_iter()
+            .map(|f| f.sweep(now, grace))
             .sum()
     }
 
@@ -291,15 +365,47 @@ impl Metrics {
     /// A ring-buffer record that became `flow`: counts it in every metric.
     pub fn flow(&self, flow: &Flow) {
         self.ringbuf_events.inc();
+        let mut guard = self.lock();
+        let State {
+            families: f,
+            volume,
+            key,
+        } = &mut *guard;
+        let mut now = Now::new(&self.clock);
+        let opts = &self.options;
+        // The key of metric `m`: its own values, then its context values.
+        let ctx = |key: &mut KeyBuf, m: FlowMetric| {
+            let o = opts.get(m);
+            if let Some(c) = &o.source {
+                key.push_with(|b| c.write(flow, true, b));
+            }
+            if let Some(c) = &o.destination {
+                key.push_with(|b| c.write(flow, false, b));
+            }
+        };
+
         let protocol = labels::protocol(flow);
         let verdict = labels::verdict(flow);
-        let (ty, subtype) = labels::event_type(flow);
-        self.flows_processed.inc(&[ty, &subtype, verdict, protocol]);
+        let processed = |key: &mut KeyBuf| {
+            let (ty, subtype) = labels::event_type(flow);
+            key.push(ty).push(&subtype).push(verdict).push(protocol);
+            ctx(key, FlowMetric::Flow);
+        };
+        if opts.get(FlowMetric::Flow).is_empty() {
+            // Every flow lands here: its labels follow from four small numbers.
+            let id = labels::flows_processed_id(flow);
+            f.flows_processed.inc_memo(id, key, processed, &mut now);
+        } else {
+            processed(key.clear());
+            f.flows_processed.inc(key.bytes(), &mut now);
+        }
         let forwarded = verdict == "FORWARDED";
         let dropped = verdict == "DROPPED";
         let reason = DropReason::try_from(flow.drop_reason_desc).unwrap_or(DropReason::Unknown);
         if dropped {
-            self.drops.inc(&[reason.as_str_name(), protocol]);
+            key.clear().push(reason.as_str_name()).push(protocol);
+            ctx(key, FlowMetric::Drop);
+            f.drops.inc(key.bytes(), &mut now);
         }
         let family = match flow.ip.as_ref().map(|ip| ip.ip_version()) {
             Some(IpVersion::IPv6) => "IPv6",
@@ -310,29 +416,41 @@ impl Metrics {
         let is_reply = flow.is_reply == Some(true);
         match l4 {
             Some(Protocol::Tcp(t)) if forwarded => {
-                if let Some(f) = &t.flags {
-                    let syn = if f.ack { "SYN-ACK" } else { "SYN" };
-                    for (on, name) in [(f.fin, "FIN"), (f.syn, syn), (f.rst, "RST")] {
+                if let Some(fl) = &t.flags {
+                    let syn = if fl.ack { "SYN-ACK" } else { "SYN" };
+                    for (on, name) in [(fl.fin, "FIN"), (fl.syn, syn), (fl.rst, "RST")] {
                         if on {
-                            self.tcp_flags.inc(&[name, family]);
+                            key.clear().push(name).push(family);
+                            ctx(key, FlowMetric::Tcp);
+                            f.tcp_flags.inc(key.bytes(), &mut now);
                         }
                     }
                 }
             }
-            Some(Protocol::IcmPv4(i)) => self.icmp.inc(&["IPv4", &labels::icmp4_type(i.r#type)]),
-            Some(Protocol::IcmPv6(i)) => self.icmp.inc(&["IPv6", &labels::icmp6_type(i.r#type)]),
+            Some(Protocol::IcmPv4(i)) => {
+                key.clear().push("IPv4").push(&labels::icmp4_type(i.r#type));
+                ctx(key, FlowMetric::Icmp);
+                f.icmp.inc(key.bytes(), &mut now);
+            }
+            Some(Protocol::IcmPv6(i)) => {
+                key.clear().push("IPv6").push(&labels::icmp6_type(i.r#type));
+                ctx(key, FlowMetric::Icmp);
+                f.icmp.inc(key.bytes(), &mut now);
+            }
             _ => {}
         }
         // Destination ports of requests that passed (not of replies: ephemeral).
         if (forwarded || verdict == "REDIRECTED") && flow.is_reply == Some(false) {
             let port = match l4 {
-                Some(Protocol::Tcp(t)) => Some(t.destination_port.to_string()),
-                Some(Protocol::Udp(u)) => Some(u.destination_port.to_string()),
-                Some(Protocol::IcmPv4(_) | Protocol::IcmPv6(_)) => Some("0".to_string()),
+                Some(Protocol::Tcp(t)) => Some(t.destination_port),
+                Some(Protocol::Udp(u)) => Some(u.destination_port),
+                Some(Protocol::IcmPv4(_) | Protocol::IcmPv6(_)) => Some(0),
                 _ => None,
             };
             if let Some(port) = port {
-                self.ports.inc(&[protocol, &port]);
+                key.clear().push(protocol).push_u32(port);
+                ctx(key, FlowMetric::PortDistribution);
+                f.ports.inc(key.bytes(), &mut now);
             }
         }
         // Our datapath reports a policy denial as one Drop event carrying the
@@ -340,38 +458,29 @@ impl Metrics {
         let policy_drop = matches!(reason, DropReason::PolicyDenied | DropReason::PolicyDeny);
         let event = flow.event_type.as_ref().map_or(0, |e| e.r#type);
         if event == labels::message::POLICY_VERDICT || (dropped && policy_drop) {
-            let direction = flow.traffic_direction().as_str_name().to_ascii_lowercase();
-            self.policy_verdicts.inc(&[
-                &direction,
-                labels::match_type(flow.policy_match_type),
-                &verdict.to_ascii_lowercase(),
-            ]);
+            key.clear()
+                .push(labels::direction(flow))
+                .push(labels::match_type(flow.policy_match_type))
+                .push(labels::verdict_lower(flow));
+            ctx(key, FlowMetric::Policy);
+            f.policy_verdicts.inc(key.bytes(), &mut now);
         }
         let to_world = flow
             .destination
             .as_ref()
             .is_some_and(|d| d.labels.iter().any(|l| l == "reserved:world"));
         if to_world && l4.is_some() && (if dropped { policy_drop } else { !is_reply }) {
-            self.to_world.inc(&[protocol, verdict]);
+            key.clear().push(protocol).push(verdict);
+            ctx(key, FlowMetric::FlowsToWorld);
+            f.to_world.inc(key.bytes(), &mut now);
         }
-        self.count_volume(flow);
-    }
-
-    fn count_volume(&self, flow: &Flow) {
-        let delta = self
-            .volume
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .delta(flow);
-        let Some((bytes, packets)) = delta else {
-            return;
-        };
-        let src = self.context.value(flow, true);
-        let dst = self.context.value(flow, false);
-        let direction = flow.traffic_direction().as_str_name().to_ascii_lowercase();
-        let values = [src.as_str(), dst.as_str(), direction.as_str()];
-        self.bytes.inc_by(&values, bytes);
-        self.packets.inc_by(&values, packets);
+        if let Some((bytes, packets)) = volume.delta(flow) {
+            key.clear()
+                .push_with(|b| self.context.write(flow, true, b))
+                .push_with(|b| self.context.write(flow, false, b))
+                .push(labels::direction(flow));
+            f.volume.add(key.bytes(), &[bytes, packets], &mut now);
+        }
     }
 
     /// A ring-buffer record that could not be decoded.
@@ -382,7 +491,15 @@ impl Metrics {
 
     /// `n` events lost at `source` (Hubble's metric) in `stage` (ours).
     pub fn lost(&self, source: LostEventSource, stage: &str, n: u64) {
-        self.lost_events.inc_by(&[&labels::lost_source(source)], n);
+        let source = labels::lost_source(source);
+        {
+            let mut guard = self.lock();
+            let State { families, key, .. } = &mut *guard;
+            key.clear().push(&source);
+            families
+                .lost_events
+                .add(key.bytes(), &[n], &mut Now::new(&self.clock));
+        }
         self.probe_lost.with_label_values(&[stage]).inc_by(n);
     }
 

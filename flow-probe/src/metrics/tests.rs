@@ -314,7 +314,10 @@ fn cardinality_cap_collapses_into_overflow() {
                 .to_string()
         )
     );
-    assert_eq!(m.ports.label_sets(), 1000);
+    assert_eq!(
+        m.label_sets("hubble_port_distribution_total").unwrap(),
+        1000
+    );
     let overflow = series(&m, "observe_metrics_overflow_total");
     assert!(
         overflow.contains(
@@ -447,7 +450,7 @@ fn series_not_updated_for_the_grace_period_are_removed() {
     assert!(series(&m, "hubble_port_distribution_total").is_empty());
     assert!(series(&m, "hubble_tcp_flags_total").is_empty());
     assert!(series(&m, "observe_flow_bytes_total").is_empty());
-    assert_eq!(m.ports.label_sets(), 0);
+    assert_eq!(m.label_sets("hubble_port_distribution_total").unwrap(), 0);
 }
 
 #[test]
@@ -475,7 +478,7 @@ fn expired_series_free_room_under_the_cap() {
     advance(&now, 30);
     // Port 2 and the overflow set are 60 s old: removed; port 1 stays.
     assert_eq!(m.sweep(), 2);
-    assert_eq!(m.ports.label_sets(), 1);
+    assert_eq!(m.label_sets("hubble_port_distribution_total").unwrap(), 1);
     m.flow(&forwarded(40000, 3));
     m.flow(&forwarded(40000, 5));
     assert_eq!(
@@ -522,4 +525,286 @@ fn grace_flag() {
     assert_eq!(parse_grace("off"), Ok(None));
     assert!(parse_grace("10d").is_err());
     assert!(parse_grace("m").is_err());
+}
+
+fn with_options(flags: &[&str]) -> MetricsConfig {
+    MetricsConfig {
+        options: MetricOptions::parse(flags).unwrap(),
+        ..Default::default()
+    }
+}
+
+/// Pod `name` in namespace `ns` (no workload, no labels).
+fn pod(ns: &str, name: &str) -> Endpoint {
+    Endpoint {
+        namespace: ns.into(),
+        pod_name: name.into(),
+        identity: 300,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn source_and_destination_context_on_a_hubble_metric() {
+    let m = Metrics::new(&with_options(&[
+        "drop:sourceContext=pod;destinationContext=namespace",
+    ]));
+    let mut f = denied(40000);
+    f.source = Some(pod("a", "x"));
+    f.destination = Some(pod("b", "y"));
+    m.flow(&f);
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [
+            r#"hubble_drop_total{destination="b",protocol="TCP",reason="POLICY_DENIED",source="a/x"} 1"#
+        ]
+    );
+    // The other metrics keep their usual labels.
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 1"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_policy_verdicts_total"),
+        [r#"hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"} 1"#]
+    );
+}
+
+#[test]
+fn context_labels_on_every_flow_metric_with_fallback() {
+    let m = Metrics::new(&with_options(&[
+        "flow:sourceContext=workload tcp:destinationContext=pod-name",
+        "port-distribution:sourceContext=app;destinationContext=app|ip",
+        "policy:SOURCECONTEXT=namespace",
+        "flows-to-world:destinationContext=namespace|reserved-identity",
+        "icmp:sourceContext=identity;destinationContext=ip",
+    ]));
+    let mut allowed = forwarded(40000, 8080);
+    allowed.event_type = Some(CiliumEventType {
+        r#type: 5,
+        sub_type: 0,
+    });
+    allowed.policy_match_type = 2;
+    // No app label on the destination: its IP.
+    allowed.destination.as_mut().unwrap().labels.clear();
+    m.flow(&allowed);
+    let mut out = forwarded(40001, 443);
+    out.destination = Some(Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".into()],
+        ..Default::default()
+    });
+    m.flow(&out);
+    let mut ping = forwarded(0, 0);
+    ping.is_reply = Some(true);
+    ping.l4 = Some(Layer4 {
+        protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
+            r#type: 0,
+            code: 0,
+        })),
+    });
+    m.flow(&ping);
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="ICMPv4",source="default/frontend",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="TCP",source="default/frontend",subtype="",type="PolicyVerdict",verdict="FORWARDED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="TCP",source="default/frontend",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_tcp_flags_total"),
+        [
+            r#"hubble_tcp_flags_total{destination="",family="IPv4",flag="SYN"} 1"#,
+            r#"hubble_tcp_flags_total{destination="api-0",family="IPv4",flag="SYN"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [
+            r#"hubble_port_distribution_total{destination="198.18.1.11",port="443",protocol="TCP",source="frontend"} 1"#,
+            r#"hubble_port_distribution_total{destination="198.18.1.11",port="8080",protocol="TCP",source="frontend"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_policy_verdicts_total"),
+        [
+            r#"hubble_policy_verdicts_total{action="forwarded",direction="ingress",match="l3-l4",source="default"} 1"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_flows_to_world_total"),
+        [
+            r#"hubble_flows_to_world_total{destination="reserved:world",protocol="TCP",verdict="FORWARDED"} 1"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_icmp_total"),
+        [
+            r#"hubble_icmp_total{destination="198.18.1.11",family="IPv4",source="300",type="EchoReply"} 1"#
+        ]
+    );
+}
+
+#[test]
+fn context_labels_stay_under_the_cap() {
+    let cfg = MetricsConfig {
+        max_label_sets: 2,
+        ..with_options(&["drop:sourceContext=pod;destinationContext=namespace"])
+    };
+    let m = Metrics::new(&cfg);
+    for (i, name) in ["x", "y", "z", "w", "x"].into_iter().enumerate() {
+        let mut f = denied(40000 + i as u32);
+        f.source = Some(pod("a", name));
+        f.destination = Some(pod("b", "y"));
+        m.flow(&f);
+    }
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [
+            r#"hubble_drop_total{destination="__overflow__",protocol="__overflow__",reason="__overflow__",source="__overflow__"} 2"#,
+            r#"hubble_drop_total{destination="b",protocol="TCP",reason="POLICY_DENIED",source="a/x"} 2"#,
+            r#"hubble_drop_total{destination="b",protocol="TCP",reason="POLICY_DENIED",source="a/y"} 1"#,
+        ]
+    );
+    assert_eq!(m.label_sets("hubble_drop_total"), Some(2));
+    assert!(
+        series(&m, "observe_metrics_overflow_total")
+            .contains(&r#"observe_metrics_overflow_total{metric="hubble_drop_total"} 2"#.into())
+    );
+}
+
+#[test]
+fn context_labels_expire_after_the_grace_period() {
+    let (clock, now) = manual_clock();
+    let cfg = MetricsConfig {
+        grace: Some(Duration::from_secs(60)),
+        ..with_options(&["drop:sourceContext=pod"])
+    };
+    let m = Metrics::with_clock(&cfg, clock);
+    let mut old = denied(40000);
+    old.source = Some(pod("a", "old"));
+    m.flow(&old);
+    advance(&now, 30);
+    let mut new = denied(40001);
+    new.source = Some(pod("a", "new"));
+    m.flow(&new);
+    advance(&now, 30);
+    // The pod "old" was last seen 60 s ago: its series goes; "new" stays.
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED",source="a/new"} 1"#]
+    );
+    assert_eq!(m.label_sets("hubble_drop_total"), Some(1));
+    // Without context labels the same family never expires.
+    advance(&now, 3600);
+    assert_eq!(
+        series(&m, "hubble_policy_verdicts_total"),
+        [r#"hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"} 2"#]
+    );
+    assert!(series(&m, "hubble_drop_total").is_empty());
+}
+
+#[test]
+fn equal_flows_processed_ids_mean_equal_labels() {
+    let mut seen: std::collections::HashMap<u64, (String, String, &str, &str)> =
+        std::collections::HashMap::new();
+    let protocols = [
+        None,
+        tcp(1, 2, syn()),
+        Some(Layer4 {
+            protocol: Some(layer4::Protocol::Udp(flow::Udp {
+                source_port: 1,
+                destination_port: 2,
+            })),
+        }),
+        Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
+                r#type: 8,
+                code: 0,
+            })),
+        }),
+        Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
+                r#type: 128,
+                code: 0,
+            })),
+        }),
+    ];
+    for ty in [0, 1, 2, 3, 4, 5, 129, 200, -1] {
+        for sub in [-1, 0, 1, 5, 13, 14, 133, 255, 256] {
+            for verdict in [0, 1, 2, 5, 7, 8, 99] {
+                for l4 in &protocols {
+                    let f = Flow {
+                        event_type: Some(CiliumEventType {
+                            r#type: ty,
+                            sub_type: sub,
+                        }),
+                        verdict,
+                        l4: *l4,
+                        ..Default::default()
+                    };
+                    let (t, s) = labels::event_type(&f);
+                    let values = (
+                        t.to_string(),
+                        s.into_owned(),
+                        labels::verdict(&f),
+                        labels::protocol(&f),
+                    );
+                    let id = labels::flows_processed_id(&f);
+                    let first = seen.entry(id).or_insert_with(|| values.clone());
+                    assert_eq!(*first, values, "id {id:#x}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn remembered_label_sets_still_respect_the_cap() {
+    let cfg = MetricsConfig {
+        max_label_sets: 1,
+        ..Default::default()
+    };
+    let m = Metrics::new(&cfg);
+    for _ in 0..3 {
+        m.flow(&forwarded(40000, 8080));
+        m.flow(&denied(40000));
+    }
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 3"#,
+            r#"hubble_flows_processed_total{protocol="__overflow__",subtype="__overflow__",type="__overflow__",verdict="__overflow__"} 3"#,
+        ]
+    );
+    assert!(series(&m, "observe_metrics_overflow_total").contains(
+        &r#"observe_metrics_overflow_total{metric="hubble_flows_processed_total"} 3"#.into()
+    ));
+}
+
+#[test]
+fn an_update_is_seen_by_the_next_sweep_at_the_latest() {
+    // The clock is read when a label set is created, not on every update: the
+    // sweep that finds an update counts the grace period from its own time.
+    let (clock, now) = manual_clock();
+    let cfg = MetricsConfig {
+        grace: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    let m = Metrics::with_clock(&cfg, clock);
+    m.flow(&forwarded(40000, 8080));
+    assert_eq!(m.sweep(), 0);
+    advance(&now, 10);
+    m.flow(&forwarded(40001, 8080));
+    advance(&now, 40);
+    assert_eq!(m.sweep(), 0, "t=50 takes in the update of t=10");
+    advance(&now, 59);
+    assert_eq!(m.sweep(), 0, "t=109: 59 s after the sweep that saw it");
+    advance(&now, 1);
+    // Port 8080 and the SYN flag set go at t=110.
+    assert_eq!(m.sweep(), 2);
+    assert!(series(&m, "hubble_port_distribution_total").is_empty());
 }

@@ -7,24 +7,26 @@
 //! generation is forgotten, and its next event counts its full volume again.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use observer_proto::flow::{Flow, layer4::Protocol};
+
+use super::key::{BuildKeyHasher, KeyHasher};
 
 /// Default number of connections remembered.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
 pub struct VolumeTracker {
-    current: HashMap<u64, (u64, u64)>,
-    previous: HashMap<u64, (u64, u64)>,
+    current: HashMap<u64, (u64, u64), BuildKeyHasher>,
+    previous: HashMap<u64, (u64, u64), BuildKeyHasher>,
     generation: usize,
 }
 
 impl VolumeTracker {
     pub fn new(capacity: usize) -> Self {
         VolumeTracker {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: HashMap::default(),
+            previous: HashMap::default(),
             generation: (capacity / 2).max(1),
         }
     }
@@ -38,15 +40,16 @@ impl VolumeTracker {
             (v.fwd_bytes, v.fwd_packets)
         };
         let key = key(flow);
-        let last = self
-            .current
-            .remove(&key)
-            .or_else(|| self.previous.remove(&key))
-            .unwrap_or((0, 0));
-        self.current.insert(key, own);
-        if self.current.len() >= self.generation {
-            self.previous = std::mem::take(&mut self.current);
-        }
+        let last = if let Some(slot) = self.current.get_mut(&key) {
+            std::mem::replace(slot, own)
+        } else {
+            let last = self.previous.remove(&key).unwrap_or((0, 0));
+            self.current.insert(key, own);
+            if self.current.len() >= self.generation {
+                self.previous = std::mem::take(&mut self.current);
+            }
+            last
+        };
         // A smaller count is a new connection on the same addresses and ports.
         let grow = |now: u64, then: u64| if now >= then { now - then } else { now };
         Some((grow(own.0, last.0), grow(own.1, last.1)))
@@ -64,7 +67,7 @@ impl VolumeTracker {
 
 /// The connection's direction as this event saw it, and where it was seen.
 fn key(flow: &Flow) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = KeyHasher::default();
     if let Some(ip) = &flow.ip {
         (&ip.source, &ip.destination).hash(&mut h);
     }

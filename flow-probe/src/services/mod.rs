@@ -1,5 +1,5 @@
 //! Socket-level service load balancing, as Cilium's socket LB does it: a
-//! services file ([`file`]) names VIPs, ports and label selectors; [`compile`]
+//! services file ([`file`](mod@file)) names VIPs, ports and label selectors; [`compile`](mod@compile)
 //! turns it and the endpoints file into frontends with backends; [`sync`] writes
 //! them into the `SERVICES` and `BACKENDS` maps of `sock_lb.bpf.c` (loaded by
 //! [`crate::kernel::sock_lb`]) without a window; [`watch`] re-applies on every
