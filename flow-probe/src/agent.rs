@@ -258,7 +258,7 @@ pub async fn run(
         if let Some(l) = metrics_listener {
             let m = metrics.clone();
             let render = Arc::new(move || m.render());
-            crate::metrics::http::serve(l, render, stopped(stop_rx.clone())).await;
+            observer_proto::metrics_http::serve(l, render, stopped(stop_rx.clone())).await;
         }
     };
     let trigger = async {

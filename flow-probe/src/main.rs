@@ -124,7 +124,7 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         policy_dir: args.policy_dir,
         services: args.services,
         ring_capacity: args.ring_capacity,
-        metrics_listen: metrics::http::parse_listen(&args.metrics_listen)
+        metrics_listen: observer_proto::metrics_http::parse_listen(&args.metrics_listen)
             .map_err(anyhow::Error::msg)?,
         metrics_ready_file: args.metrics_ready_file,
         metrics: MetricsConfig {

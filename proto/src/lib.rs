@@ -13,6 +13,7 @@
 //!   validated `GetFlows` request over it (number, first, follow, since/until,
 //!   filters), shared by flow-probe and the relay; [`time`]: flow time as one
 //!   number.
+//! - [`metrics_http`]: the `/metrics` endpoint both serve.
 
 /// Flow events, endpoints and flow filters (protobuf package `flow`).
 pub mod flow {
@@ -40,6 +41,7 @@ pub mod observe {
 pub mod endpoints;
 pub mod filter;
 pub mod json;
+pub mod metrics_http;
 pub mod names;
 pub mod query;
 pub mod store;

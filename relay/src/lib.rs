@@ -20,7 +20,8 @@
 //!   GetNamespaces; requests are checked by [`query`].
 //! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds
 //!   the settings; [`error`] the error types; [`time`] flow-time arithmetic.
-//! - [`metrics`]: Prometheus `/metrics` (peers, ingest per node, reorder counts).
+//! - [`metrics`]: Prometheus `/metrics` (peers, ingest per node, reorder counts,
+//!   history rows, files and bytes, SQL queries and durations).
 //!
 //! ```text
 //!  flow-probe ─► peer task ─┐
@@ -34,10 +35,8 @@
 //!   over it, served as Arrow Flight SQL on the same port. GetFlows with a
 //!   `since` older than the ring starts from history.
 //!
-//! Shared with flow-probe in spirit but not in code yet: the store and the
-//! GetFlows request checks ([`query`]) mirror `flow_probe::store` and
-//! `flow_probe::server`; they should move into a crate both use (depending on
-//! flow-probe itself would build its eBPF objects and aya into the relay).
+//! The store, the GetFlows request checks ([`query`]) and the `/metrics`
+//! endpoint are `observer_proto`'s, shared with flow-probe.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), relay::RelayError> {

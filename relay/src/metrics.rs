@@ -12,8 +12,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::sql::SqlStats;
 use crate::state::RelayState;
@@ -244,15 +243,8 @@ pub fn metric_names() -> Vec<&'static str> {
     RelayMetrics::new(state).names().to_vec()
 }
 
-/// Parses a `--metrics-listen` value: an address, or "off".
-pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    s.parse()
-        .map(Some)
-        .map_err(|e| format!("--metrics-listen {s:?}: {e} (an address, or off)"))
-}
+/// The `/metrics` endpoint: [`observer_proto::metrics_http`], shared with flow-probe.
+pub use observer_proto::metrics_http::parse_listen;
 
 /// Answers `GET /metrics` until `shutdown` resolves.
 pub async fn serve(
@@ -260,52 +252,8 @@ pub async fn serve(
     metrics: Arc<RelayMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let m = metrics.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &m).await {
-                            log::debug!("metrics request: {e}");
-                        }
-                    });
-                }
-                Err(e) => log::warn!("metrics listener: {e}"),
-            },
-            () = &mut shutdown => return,
-        }
-    }
-}
-
-async fn answer(mut stream: TcpStream, metrics: &RelayMetrics) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let mut parts = head.split_whitespace();
-    let ok = parts.next() == Some("GET")
-        && parts
-            .next()
-            .is_some_and(|p| p.split('?').next() == Some("/metrics"));
-    let (status, body) = if ok {
-        ("200 OK", metrics.render())
-    } else {
-        ("404 Not Found", "not found\n".to_string())
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    let render = Arc::new(move || metrics.render());
+    observer_proto::metrics_http::serve(listener, render, shutdown).await;
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! - [`context`]: how a source / destination label names an endpoint.
 //! - [`options`]: per-metric `sourceContext` / `destinationContext` (`--metric`).
 //! - [`volume`]: cumulative connection volume turned into increases.
-//! - [`http`]: the `/metrics` endpoint (Prometheus text format).
 //!
 //! Every flow the pipeline builds goes through [`Metrics::flow`] once: it
 //! takes one lock, writes each metric's label set into a reused key buffer
@@ -15,7 +14,6 @@
 
 pub mod capped;
 pub mod context;
-pub mod http;
 pub mod key;
 pub mod labels;
 pub mod options;

@@ -362,16 +362,6 @@ fn names_list_every_family() {
     assert_eq!(names.len(), 15);
 }
 
-#[test]
-fn listen_flag() {
-    assert_eq!(http::parse_listen("off"), Ok(None));
-    assert_eq!(
-        http::parse_listen("127.0.0.1:0"),
-        Ok(Some("127.0.0.1:0".parse().unwrap()))
-    );
-    assert!(http::parse_listen("nope").is_err());
-}
-
 /// A clock the test moves by hand.
 fn manual_clock() -> (Clock, std::sync::Arc<std::sync::Mutex<std::time::Instant>>) {
     let now = std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now()));

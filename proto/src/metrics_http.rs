@@ -1,4 +1,6 @@
-//! A minimal HTTP/1.1 server for `GET /metrics`: one response per connection.
+//! The `/metrics` endpoint of flow-probe and the relay: a minimal HTTP/1.1
+//! server answering `GET /metrics` with Prometheus' text format, one response
+//! per connection.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -81,4 +83,52 @@ pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
     s.parse().map(Some).map_err(|e| {
         format!("--metrics-listen {s:?}: {e} (an address like 127.0.0.1:9965, or off)")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_flag() {
+        assert_eq!(parse_listen("off"), Ok(None));
+        assert_eq!(
+            parse_listen("127.0.0.1:0"),
+            Ok(Some("127.0.0.1:0".parse().unwrap()))
+        );
+        let err = parse_listen("nope").unwrap_err();
+        assert!(err.starts_with("--metrics-listen \"nope\""), "{err}");
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn answers_metrics_and_404() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let render = Arc::new(|| "up 1\n".to_string());
+        let server = tokio::spawn(serve(listener, render, async {
+            let _ = stopped.await;
+        }));
+        let ok = get(addr, "/metrics?x=1").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"));
+        assert!(ok.ends_with("\r\n\r\nup 1\n"), "{ok}");
+        let missing = get(addr, "/nope").await;
+        assert!(
+            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{missing}"
+        );
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
 }
