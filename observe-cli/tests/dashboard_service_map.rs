@@ -14,13 +14,13 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use observe_cli::flows::output::rfc3339;
-use observe_cli::graph::{GraphBuilder, group_of};
+use observe_cli::graph::{GraphBuilder, group_of, l4};
 use observe_cli::lab::{Scenario, run_traffic_once};
 use observe_cli::node_probes;
-use observer_proto::flow::{Flow, TraceObservationPoint, layer4::Protocol};
+use observer_proto::flow::{Flow, TraceObservationPoint};
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{GetFlowsRequest, get_flows_response::ResponseTypes};
+use observer_proto::time::rfc3339;
 use serde_json::Value;
 use tokio_stream::StreamExt;
 
@@ -111,17 +111,6 @@ type ConnKey = (
     Option<String>,
     u32,
 );
-
-fn l4(f: &Flow) -> (&'static str, u32, u32) {
-    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => ("TCP", t.source_port, t.destination_port),
-        Some(Protocol::Udp(u)) => ("UDP", u.source_port, u.destination_port),
-        Some(Protocol::Sctp(s)) => ("SCTP", s.source_port, s.destination_port),
-        Some(Protocol::IcmPv4(_)) => ("ICMPv4", 0, 0),
-        Some(Protocol::IcmPv6(_)) => ("ICMPv6", 0, 0),
-        None => ("", 0, 0),
-    }
-}
 
 /// The edges the dashboard must show for `flows`: the edges, their flows and
 /// drops from `GraphBuilder` (what `observe graph` prints); connections, bytes

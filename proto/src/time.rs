@@ -37,9 +37,45 @@ pub fn event_time(r: &GetFlowsResponse) -> Option<i128> {
     }
 }
 
+/// Days since 1970-01-01 → `(year, month 1-12, day 1-31)`, proleptic
+/// Gregorian (Howard Hinnant's civil-from-days).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `2026-11-26T15:04:05Z`: RFC 3339 in UTC, whole seconds.
+pub fn rfc3339(unix_secs: i64) -> String {
+    let (y, m, d) = civil_from_days(unix_secs.div_euclid(86_400));
+    let s = unix_secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calendar_dates_in_utc() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        // 2026-11-26T15:04:05Z, and the leap day of 2024.
+        assert_eq!(rfc3339(1_795_705_445), "2026-11-26T15:04:05Z");
+        assert_eq!(rfc3339(1_709_208_000), "2024-02-29T12:00:00Z");
+    }
 
     #[test]
     fn timestamps_round_trip_also_before_the_epoch() {

@@ -76,7 +76,7 @@ fn flow_ns(f: &Flow) -> Option<i128> {
 }
 
 /// `(protocol, source port, destination port)`; ICMP has no ports.
-fn l4(f: &Flow) -> (&'static str, u32, u32) {
+pub fn l4(f: &Flow) -> (&'static str, u32, u32) {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => ("TCP", t.source_port, t.destination_port),
         Some(Protocol::Udp(u)) => ("UDP", u.source_port, u.destination_port),

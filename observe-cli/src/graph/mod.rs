@@ -22,7 +22,7 @@ pub mod stream;
 #[cfg(test)]
 pub(crate) mod fixtures;
 
-pub use builder::{GraphBuilder, unix_ns};
+pub use builder::{GraphBuilder, l4, unix_ns};
 pub use group::{Group, GroupKind, group_of};
 pub use hops::{Hop, HopKey, Hops};
 pub use model::{Edge, EdgeView, ServiceGraph, Verdicts, human_bytes};

@@ -74,22 +74,8 @@ pub fn date_hour(nanos: i64) -> (String, u32) {
     let secs = nanos.div_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let hour = (secs.rem_euclid(86_400) / 3600) as u32;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = observer_proto::time::civil_from_days(days);
     (format!("{y:04}-{m:02}-{d:02}"), hour)
-}
-
-/// Howard Hinnant's days-since-epoch to proleptic Gregorian date.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// The partition directory of rows at `nanos`.
