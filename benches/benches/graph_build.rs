@@ -9,41 +9,12 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use observe_cli::graph::GraphBuilder;
-use observer_proto::flow::{
-    Endpoint, Flow, Ip, Layer4, Tcp, TraceObservationPoint, Verdict, Workload, layer4,
-};
+use observer_proto::flow::{Flow, Ip, Layer4, Tcp, TraceObservationPoint, Verdict, layer4};
 use observer_proto::observe::v1::FlowVolume;
 
 const FLOWS: u64 = 1_000_000;
 const POOL: u64 = 4_096;
 const T0: i64 = 1_795_705_445;
-
-/// VmHWM / VmRSS of this process, MB.
-fn mem(field: &str) -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1e3
-}
-
-fn endpoint(i: u64) -> Endpoint {
-    let w = i % 20;
-    Endpoint {
-        id: i as u32,
-        identity: 10_000 + w as u32,
-        namespace: format!("ns-{}", w % 4),
-        labels: vec![format!("k8s:app=app-{w}")],
-        pod_name: format!("app-{w}-{i}"),
-        workloads: vec![Workload {
-            name: format!("app-{w}"),
-            kind: "Deployment".into(),
-        }],
-        ..Default::default()
-    }
-}
 
 /// A template of flow kind `k` (0..4) between endpoints of pair `p`.
 fn template(p: u64, k: u64) -> Flow {
@@ -65,8 +36,8 @@ fn template(p: u64, k: u64) -> Flow {
         l4: Some(Layer4 {
             protocol: Some(layer4::Protocol::Tcp(Tcp::default())),
         }),
-        source: Some(endpoint(s)),
-        destination: Some(endpoint(d)),
+        source: Some(benches::workload_endpoint(s)),
+        destination: Some(benches::workload_endpoint(d)),
         trace_observation_point: if k.is_multiple_of(2) {
             TraceObservationPoint::FromEndpoint
         } else {
@@ -106,7 +77,7 @@ fn main() {
     // 1,024 endpoint pairs x 4 kinds; flow n uses pair (n/4) % 1024, kind n % 4.
     let mut pool: Vec<Flow> = (0..POOL).map(|i| template(i / 4, i % 4)).collect();
     let idx = |n: u64| (((n / 4) % (POOL / 4)) * 4 + n % 4) as usize;
-    let rss0 = mem("VmRSS:");
+    let rss0 = benches::memory_mb("VmRSS:");
 
     // Baseline: the same flows, iterated and touched, not built.
     let t = Instant::now();
@@ -118,7 +89,7 @@ fn main() {
     }
     black_box(sum);
     let base = t.elapsed();
-    let hwm_base = mem("VmHWM:");
+    let hwm_base = benches::memory_mb("VmHWM:");
 
     let t = Instant::now();
     let mut b = GraphBuilder::new();
@@ -128,7 +99,7 @@ fn main() {
         b.add(f);
     }
     let build = t.elapsed();
-    let hwm_build = mem("VmHWM:");
+    let hwm_build = benches::memory_mb("VmHWM:");
     let conns = b.connections();
     let g = b.into_graph();
     let flows: u64 = g.edges().iter().map(|e| e.edge.flows).sum();

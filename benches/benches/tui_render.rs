@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use observe_cli::tui::App;
 use observe_cli::tui::app::TICK;
-use observer_proto::flow::{
-    Endpoint, Flow, Ip, Layer4, Tcp, TraceObservationPoint, Verdict, Workload, layer4,
-};
+use observer_proto::flow::{Flow, Ip, Layer4, Tcp, TraceObservationPoint, Verdict, layer4};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -25,32 +23,6 @@ fn secs() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)
-}
-
-fn rss_mb() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: f64 = s
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0);
-    pages * 4096.0 / 1e6
-}
-
-fn endpoint(i: u64) -> Endpoint {
-    let w = i % 20;
-    Endpoint {
-        id: i as u32,
-        identity: 10_000 + w as u32,
-        namespace: format!("ns-{}", w % 4),
-        labels: vec![format!("k8s:app=app-{w}")],
-        pod_name: format!("app-{w}-{i}"),
-        workloads: vec![Workload {
-            name: format!("app-{w}"),
-            kind: "Deployment".into(),
-        }],
-        ..Default::default()
-    }
 }
 
 fn flow(n: u64, now_ns: i128) -> GetFlowsResponse {
@@ -77,8 +49,8 @@ fn flow(n: u64, now_ns: i128) -> GetFlowsResponse {
                 flags: None,
             })),
         }),
-        source: Some(endpoint(a)),
-        destination: Some(endpoint(b)),
+        source: Some(benches::workload_endpoint(a)),
+        destination: Some(benches::workload_endpoint(b)),
         trace_observation_point: if n.is_multiple_of(2) {
             TraceObservationPoint::FromEndpoint
         } else {
@@ -127,7 +99,7 @@ fn main() {
     let mut app = App::new("").expect("app");
     let mut frames = Vec::new();
     let mut ingest_ms = Vec::new();
-    let mut rss = vec![("start", rss_mb())];
+    let mut rss = vec![("start", benches::memory_mb("VmRSS:"))];
     let t0 = Instant::now();
     let t0_ns = observe_cli::graph::unix_ns(std::time::SystemTime::now());
     let mut n = 0u64;
@@ -142,14 +114,14 @@ fn main() {
         app.on_tick(Instant::now());
         frames.push(render_ms(&app, &mut term));
         if tick == ticks / 2 {
-            rss.push(("middle", rss_mb()));
+            rss.push(("middle", benches::memory_mb("VmRSS:")));
         }
         let next = t0 + TICK * (tick as u32 + 1);
         if let Some(d) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
     }
-    rss.push(("end", rss_mb()));
+    rss.push(("end", benches::memory_mb("VmRSS:")));
     let wall = t0.elapsed();
     let behind = wall.saturating_sub(TICK * ticks as u32);
 

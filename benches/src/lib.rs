@@ -1,7 +1,8 @@
 //! Benchmarks live in `benches/`; this library holds what they share: timing a
 //! loop and printing a result next to the baseline measured in the same run
-//! ([`rate`], [`report`]), and a measured round of the tc probe under lab
-//! traffic ([`probe_load`]).
+//! ([`rate`], [`report`]), memory of this process ([`memory_mb`]), synthetic
+//! endpoints ([`workload_endpoint`]), and a measured round of the tc probe
+//! under lab traffic ([`probe_load`]).
 
 pub mod probe_load;
 
@@ -18,6 +19,35 @@ pub fn rate(n: u64, mut f: impl FnMut(u64)) -> (f64, Duration) {
     }
     let took = start.elapsed();
     (n as f64 / took.as_secs_f64(), took)
+}
+
+/// A field of `/proc/self/status` in MB: `"VmRSS:"` (now) or `"VmHWM:"` (peak).
+pub fn memory_mb(field: &str) -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1e3
+}
+
+/// Endpoint `i` of a synthetic cluster: 20 workloads `app-0..19` (a
+/// Deployment each) over 4 namespaces, identity 10,000 + workload.
+pub fn workload_endpoint(i: u64) -> observer_proto::flow::Endpoint {
+    let w = i % 20;
+    observer_proto::flow::Endpoint {
+        id: i as u32,
+        identity: 10_000 + w as u32,
+        namespace: format!("ns-{}", w % 4),
+        labels: vec![format!("k8s:app=app-{w}")],
+        pod_name: format!("app-{w}-{i}"),
+        workloads: vec![observer_proto::flow::Workload {
+            name: format!("app-{w}"),
+            kind: "Deployment".into(),
+        }],
+        ..Default::default()
+    }
 }
 
 /// One line of a comparison table.
