@@ -1,6 +1,12 @@
 //! Generates the Rust types and gRPC stubs from `proto/`.
+//!
+//! The .proto files are compiled by `protox`, a protobuf compiler in Rust that
+//! carries Google's well-known types, so the build needs no `protoc` and no
+//! system headers. The same descriptor set drives protojson (`src/json.rs`).
 
 use std::io;
+
+use prost::Message;
 
 const PROTO_DIR: &str = "proto";
 
@@ -20,11 +26,11 @@ fn main() -> io::Result<()> {
     }
     let out =
         std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let descriptors = protox::compile(PROTOS, [PROTO_DIR]).map_err(io::Error::other)?;
+    std::fs::write(out.join("descriptors.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure()
-        // The descriptor set drives protojson output (see src/json.rs).
-        .file_descriptor_set_path(out.join("descriptors.bin"))
         .build_server(true)
         .build_client(true)
         .emit_rerun_if_changed(false)
-        .compile_protos(PROTOS, &[PROTO_DIR])
+        .compile_fds(descriptors)
 }

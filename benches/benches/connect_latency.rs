@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cluster_spec::services::ServicesFile;
+use cluster_spec::services::compile;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use flow_probe::kernel::sysfs;
-use flow_probe::services::compile::compile;
-use flow_probe::services::file::ServicesFile;
 use flow_probe::services::sync::ServiceMaps;
-use observe_cli::lab::{Lab, LabOptions, Scenario};
+use observe_lab::{Lab, LabOptions, Scenario};
 
 const CHILD: &str = "CONNECT_LATENCY_CHILD";
 const SCENARIO: &str = r#"
@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
     if let Ok(spec) = std::env::var(CHILD) {
         return child(&spec);
     }
-    if !observe_cli::lab::is_root() {
+    if !observe_lab::is_root() {
         println!("connect_latency: skipped: needs root (it builds a lab and loads BPF programs)");
         return Ok(());
     }

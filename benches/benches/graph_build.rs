@@ -8,9 +8,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use observe_cli::graph::GraphBuilder;
 use observer_proto::flow::{Flow, Ip, Layer4, Tcp, TraceObservationPoint, Verdict, layer4};
 use observer_proto::observe::v1::FlowVolume;
+use service_graph::GraphBuilder;
 
 const FLOWS: u64 = 1_000_000;
 const POOL: u64 = 4_096;

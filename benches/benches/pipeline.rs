@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use benches::{rate, report};
+use cluster_spec::endpoints::{Endpoint, EndpointsFile};
 use flow_probe::enrich::Enricher;
 use flow_probe::kernel::events::{
     self, EVENT_FLOW, EVENT_VERSION, EventHeader, FlowEvent, FlowKey, hook, reason,
 };
 use flow_probe::pipeline::Pipeline;
-use flow_probe::store::{DEFAULT_CAPACITY, FlowStore};
-use observer_proto::endpoints::{Endpoint, EndpointsFile};
+use observer_runtime::store::{DEFAULT_CAPACITY, FlowStore};
 
 const EVENTS: u64 = 1_000_000;
 const DISTINCT: usize = 4096;

@@ -16,7 +16,7 @@ use flow_probe::kernel::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
 };
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
-use observe_cli::lab::{Lab, LabOptions, Scenario, run_traffic_once};
+use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
 
 const RULES: [u32; 3] = [10, 1_000, 10_000];
 const ROUNDS: usize = 2;
@@ -45,7 +45,7 @@ fn program(lab: &Lab, probe: &mut LoadedProbe, rules: u32) -> anyhow::Result<()>
             .context("endpoint")
     };
     let (client, server) = (ep("client")?, ep("server")?);
-    let identity = |e: &observer_proto::endpoints::Endpoint| ids[&e.identity_labels()];
+    let identity = |e: &cluster_spec::endpoints::Endpoint| ids[&e.identity_labels()];
     let mut maps = probe.take_datapath().context("datapath maps")?;
     for e in [client, server] {
         let mut addr = IpcacheAddr {
@@ -102,7 +102,7 @@ fn program(lab: &Lab, probe: &mut LoadedProbe, rules: u32) -> anyhow::Result<()>
 }
 
 fn main() -> anyhow::Result<()> {
-    if !observe_cli::lab::is_root() {
+    if !observe_lab::is_root() {
         println!("policy_cost: skipped: needs root (it builds a lab and loads BPF programs)");
         return Ok(());
     }

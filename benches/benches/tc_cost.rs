@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use benches::probe_load::{Sample, round};
 use flow_probe::kernel::loader::ProbeConfig;
-use observe_cli::lab::{Lab, LabOptions, Scenario, run_traffic_once};
+use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
 
 const ROUNDS: usize = 2;
 const GOAL_NS: f64 = 150.0;
@@ -78,7 +78,7 @@ fn row(s: &Sample, mode: Mode, round: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
-    if !observe_cli::lab::is_root() {
+    if !observe_lab::is_root() {
         println!("tc_cost: skipped: needs root (it builds a lab and loads BPF programs)");
         return Ok(());
     }

@@ -101,7 +101,7 @@ fn main() {
     let mut ingest_ms = Vec::new();
     let mut rss = vec![("start", benches::memory_mb("VmRSS:"))];
     let t0 = Instant::now();
-    let t0_ns = observe_cli::graph::unix_ns(std::time::SystemTime::now());
+    let t0_ns = service_graph::unix_ns(std::time::SystemTime::now());
     let mut n = 0u64;
     for tick in 0..ticks {
         let t = Instant::now();

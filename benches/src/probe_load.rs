@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
-use observe_cli::lab::{Lab, Scenario, run_traffic_with};
+use observe_lab::{Lab, Scenario, run_traffic_with};
 
 /// What one round measured.
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use observer_proto::endpoints::EndpointsFile;
+use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::observe::v1::KernelFeature;
 
 use crate::datapath::{Datapath, PolicyNames};
@@ -18,7 +18,7 @@ use crate::kernel::sysfs;
 use crate::pipeline::{self, Pipeline};
 use crate::policy_watch;
 use crate::server::{self, NodeInfo, ObserverService};
-use crate::store::FlowStore;
+use observer_runtime::store::FlowStore;
 
 /// Everything the agent needs, validated.
 #[derive(Debug, Clone)]
@@ -258,7 +258,7 @@ pub async fn run(
         if let Some(l) = metrics_listener {
             let m = metrics.clone();
             let render = Arc::new(move || m.render());
-            observer_proto::metrics_http::serve(l, render, stopped(stop_rx.clone())).await;
+            observer_runtime::metrics_http::serve(l, render, stopped(stop_rx.clone())).await;
         }
     };
     let trigger = async {

@@ -9,13 +9,13 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use aya::maps::lpm_trie::Key;
-use observer_proto::endpoints::EndpointsFile;
+use cluster_spec::endpoints::EndpointsFile;
 
 use crate::kernel::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
 };
 use crate::kernel::loader::DatapathMaps;
-use crate::policy::{Action, CompiledPolicy, Enforcement, PolicyRef};
+use cluster_spec::policy::{Action, CompiledPolicy, Enforcement, PolicyRef};
 
 /// Policy names by the id the kernel reports, for enriching verdicts. Ids come
 /// from the policy's namespace and name, so they stay valid across changes.

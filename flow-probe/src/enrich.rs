@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use observer_proto::endpoints::{EndpointsFile, reserved};
+use cluster_spec::endpoints::{EndpointsFile, reserved};
 use observer_proto::flow::{
     self, CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
     NetworkInterface, Policy, TcpFlags, TraceObservationPoint, TrafficDirection, layer4,

@@ -28,8 +28,6 @@ pub mod kernel;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pipeline;
-pub mod policy;
 pub mod policy_watch;
 pub mod server;
 pub mod services;
-pub use observer_proto::store;

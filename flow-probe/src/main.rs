@@ -9,7 +9,7 @@ use flow_probe::agent::{self, AgentConfig};
 use flow_probe::kernel::loader::ProbeConfig;
 use flow_probe::metrics::{self, MetricsConfig};
 use flow_probe::server;
-use flow_probe::store::DEFAULT_CAPACITY;
+use observer_runtime::store::DEFAULT_CAPACITY;
 
 /// Hubble's monitor aggregation levels that we implement.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -124,7 +124,7 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         policy_dir: args.policy_dir,
         services: args.services,
         ring_capacity: args.ring_capacity,
-        metrics_listen: observer_proto::metrics_http::parse_listen(&args.metrics_listen)
+        metrics_listen: observer_runtime::metrics_http::parse_listen(&args.metrics_listen)
             .map_err(anyhow::Error::msg)?,
         metrics_ready_file: args.metrics_ready_file,
         metrics: MetricsConfig {
@@ -146,20 +146,6 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
     })
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = config(Args::parse()).and_then(|cfg| {
@@ -167,7 +153,7 @@ fn main() {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        rt.block_on(agent::run(cfg, shutdown_signal()))
+        rt.block_on(agent::run(cfg, observer_runtime::shutdown::signal()))
     });
     if let Err(e) = result {
         eprintln!("flow-probe: {e:#}");

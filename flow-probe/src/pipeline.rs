@@ -15,7 +15,7 @@ use crate::enrich::Enricher;
 use crate::kernel::events::{self, Event};
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
-use crate::store::FlowStore;
+use observer_runtime::store::FlowStore;
 
 /// How often the reader drains the ring buffer without a wake-up from the kernel,
 /// which only wakes it when `ProbeConfig::wakeup_bytes` are pending.

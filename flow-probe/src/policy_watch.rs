@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use observer_proto::endpoints::EndpointsFile;
+use cluster_spec::endpoints::EndpointsFile;
 
 use crate::datapath::Datapath;
-use crate::policy;
+use cluster_spec::policy;
 
 /// How often the directory is checked for changes.
 pub const POLL: Duration = Duration::from_millis(500);

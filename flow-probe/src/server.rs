@@ -15,15 +15,15 @@ use observer_proto::observer::{
     GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
     get_flows_response::ResponseTypes,
 };
-use observer_proto::query::FlowQuery;
 use observer_proto::relay::NodeState;
 use observer_proto::time::nanos;
+use observer_runtime::query::FlowQuery;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::store::{Entry, FlowStore};
+use observer_runtime::store::{Entry, FlowStore};
 
 /// What the service knows about the node it runs on.
 #[derive(Debug, Clone)]

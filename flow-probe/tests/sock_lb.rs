@@ -16,11 +16,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aya::maps::{Map, MapData, RingBuf};
+use cluster_spec::endpoints::EndpointsFile;
+use cluster_spec::services::{ServicesFile, compile};
 use flow_probe::kernel::events::{self, Event, SockXlateEvent, sock_hook, xlate_point};
 use flow_probe::kernel::loader::ProbeConfig;
 use flow_probe::kernel::sock_lb::{LoadedLb, cgroup_id};
-use flow_probe::services::{ServiceMaps, ServicesFile, compile};
-use observer_proto::endpoints::EndpointsFile;
+use flow_probe::services::ServiceMaps;
 
 const CHILD_ENV: &str = "SOCK_LB_CHILD";
 

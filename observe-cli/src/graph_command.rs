@@ -36,7 +36,7 @@ pub async fn run(
     if format == GraphFormat::Tui {
         return crate::tui::run_graph(stream, &query.filters).await;
     }
-    let graph = crate::graph::collect(stream).await.map_err(status_error)?;
+    let graph = service_graph::collect(stream).await.map_err(status_error)?;
     let text = match format {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Mermaid => graph.to_mermaid(),

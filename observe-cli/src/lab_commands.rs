@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::flows::{self, output::Format, request::QueryArgs};
-use crate::lab::{self, Lab, LabOptions, Scenario};
-use crate::node_probes::{self, ProbeOptions};
+use observe_lab::node_probes::{self, ProbeOptions};
+use observe_lab::{self as lab, Lab, LabOptions, Scenario};
 
 fn load_scenario(path: Option<&Path>) -> anyhow::Result<Scenario> {
     Ok(match path {
@@ -113,7 +113,7 @@ pub async fn demo(
     };
     let result = tokio::select! {
         r = flows::run(Some(&server), &query, format, false) => r,
-        _ = shutdown_signal() => Ok(()),
+        _ = observer_runtime::shutdown::signal() => Ok(()),
     };
     stop.store(true, Ordering::Relaxed);
     let _ = traffic.await;
@@ -125,18 +125,4 @@ pub async fn demo(
     }
     eprintln!("demo: lab removed");
     result
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

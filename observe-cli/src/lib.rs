@@ -14,11 +14,8 @@
 //!   and generates the scenario's traffic from inside the endpoint namespaces.
 
 pub mod flows;
-pub mod graph;
 pub mod graph_command;
-pub mod lab;
 pub mod lab_commands;
-pub mod node_probes;
 pub mod policy_commands;
 pub mod query_command;
 pub mod status;

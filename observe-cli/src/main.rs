@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use observe_cli::flows::output::{ColorChoice, Format};
 use observe_cli::flows::{self, request::QueryArgs};
 use observe_cli::graph_command::{self, GraphFormat};
-use observe_cli::lab::DEFAULT_STATE_DIR;
 use observe_cli::{lab_commands, policy_commands};
+use observe_lab::DEFAULT_STATE_DIR;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -177,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 LabCommand::Down => lab_commands::down(&state_dir),
                 LabCommand::Client { item, spec } => {
-                    let report = observe_cli::lab::run_client(&state_dir, item, &spec)?;
+                    let report = observe_lab::run_client(&state_dir, item, &spec)?;
                     println!("{}", serde_json::to_string(&report)?);
                     Ok(())
                 }

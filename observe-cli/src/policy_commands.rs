@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use flow_probe::policy;
+use cluster_spec::policy;
 
-use crate::lab::Lab;
+use observe_lab::Lab;
 
 /// Parses a policy file and prints what it holds; errors name the file, the
 /// field and the problem.

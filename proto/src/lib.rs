@@ -1,19 +1,14 @@
-//! Wire types and shared formats of the observer.
+//! Wire types of the observer, and nothing else.
 //!
 //! - [`flow`], [`observer`], [`relay`]: Hubble-compatible protobuf types and
 //!   the `Observer` gRPC client and server, generated from `proto/`. Package
 //!   names and field numbers match Cilium's, so stock Hubble clients work.
 //! - [`observe::v1`]: our extensions (per-direction flow volume, kernel
 //!   feature report), carried in field numbers Hubble leaves unused.
-//! - [`filter`]: Hubble's whitelist/blacklist semantics for `GetFlows`.
-//! - [`endpoints`]: the endpoints file that maps addresses to endpoints.
+//! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
+//!   observation points, trace sub-types), for every printer, metric and graph.
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
-//! - [`names`]: Hubble's display names (observation points, trace sub-types).
-//! - [`store`]: the ring of recent flows and its followers, and [`query`]: a
-//!   validated `GetFlows` request over it (number, first, follow, since/until,
-//!   filters), shared by flow-probe and the relay; [`time`]: flow time as one
-//!   number.
-//! - [`metrics_http`]: the `/metrics` endpoint both serve.
+//! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch.
 
 /// Flow events, endpoints and flow filters (protobuf package `flow`).
 pub mod flow {
@@ -38,13 +33,8 @@ pub mod observe {
     }
 }
 
-pub mod endpoints;
-pub mod filter;
 pub mod json;
-pub mod metrics_http;
 pub mod names;
-pub mod query;
-pub mod store;
 pub mod time;
 
 #[cfg(test)]

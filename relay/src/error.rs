@@ -24,7 +24,7 @@ pub enum RelayError {
 }
 
 /// A `GetFlows` request the relay refuses (shared with flow-probe).
-pub use observer_proto::query::RequestError;
+pub use observer_runtime::query::RequestError;
 
 /// Why a session with a peer ended.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use crate::peer::{Peers, task};
 use crate::reorder::ReorderWindow;
 use crate::sql::SqlEngine;
 use crate::state::RelayState;
-use crate::store::FlowStore;
+use observer_runtime::store::FlowStore;
 
 /// The running fan-in. Dropping it stops the tasks too (without waiting).
 pub struct Relay {

@@ -54,13 +54,10 @@ pub mod history;
 pub mod merge;
 pub mod metrics;
 pub mod peer;
-pub use observer_proto::query;
 pub mod reorder;
 pub mod server;
 pub mod sql;
 pub mod state;
-pub use observer_proto::store;
-pub use observer_proto::time;
 
 pub use config::{PeerOptions, RelayConfig};
 pub use error::RelayError;

@@ -86,20 +86,6 @@ impl Args {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     let relay = Relay::start(&args.config())?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -133,7 +119,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let _ = metrics_stopped.await;
         }));
     }
-    let served = relay::server::run(listener, relay.state(), shutdown_signal()).await;
+    let served = relay::server::run(
+        listener,
+        relay.state(),
+        observer_runtime::shutdown::signal(),
+    )
+    .await;
     let _ = stop_metrics.send(());
     log::info!("shutting down");
     relay.shutdown().await;

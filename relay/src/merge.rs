@@ -1,6 +1,6 @@
 //! The merge task: takes every peer's responses from one bounded queue, passes
 //! them through the [`ReorderWindow`], and pushes what it releases into the
-//! relay's [`FlowStore`](observer_proto::store::FlowStore) in time order.
+//! relay's [`FlowStore`](observer_runtime::store::FlowStore) in time order.
 //!
 //! The queue is bounded, so a stuck merge would slow the peers' streams, never
 //! grow memory; clients never slow it down (the store's broadcast drops for a
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::reorder::ReorderWindow;
 use crate::state::RelayState;
-use crate::time::{event_time, now_nanos};
+use observer_proto::time::{event_time, now_nanos};
 
 /// Capacity of the queue from the peer tasks to the merge.
 pub const QUEUE: usize = 1024;
@@ -76,8 +76,8 @@ mod tests {
 
     use super::*;
     use crate::peer::Peers;
-    use crate::store::FlowStore;
-    use crate::time::timestamp;
+    use observer_proto::time::timestamp;
+    use observer_runtime::store::FlowStore;
 
     fn flow(node: &str, t: i128) -> GetFlowsResponse {
         GetFlowsResponse {

@@ -237,14 +237,14 @@ impl RelayMetrics {
 /// Names of every metric the relay exports (for checking dashboards).
 pub fn metric_names() -> Vec<&'static str> {
     let state = Arc::new(RelayState::new(
-        crate::store::FlowStore::new(1),
+        observer_runtime::store::FlowStore::new(1),
         crate::peer::Peers::new(&[]),
     ));
     RelayMetrics::new(state).names().to_vec()
 }
 
-/// The `/metrics` endpoint: [`observer_proto::metrics_http`], shared with flow-probe.
-pub use observer_proto::metrics_http::parse_listen;
+/// The `/metrics` endpoint: [`observer_runtime::metrics_http`], shared with flow-probe.
+pub use observer_runtime::metrics_http::parse_listen;
 
 /// Answers `GET /metrics` until `shutdown` resolves.
 pub async fn serve(
@@ -253,7 +253,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let render = Arc::new(move || metrics.render());
-    observer_proto::metrics_http::serve(listener, render, shutdown).await;
+    observer_runtime::metrics_http::serve(listener, render, shutdown).await;
 }
 
 #[cfg(test)]
@@ -261,7 +261,7 @@ mod tests {
     use super::*;
     use crate::peer::Peers;
     use crate::reorder::ReorderStats;
-    use crate::store::FlowStore;
+    use observer_runtime::store::FlowStore;
 
     #[test]
     fn peers_ingest_and_reorder_counts() {
@@ -325,7 +325,7 @@ mod tests {
         let m = RelayMetrics::new(state.clone());
         for (i, uuid) in ["a", "b", "c"].into_iter().enumerate() {
             history.ingest(Arc::new(GetFlowsResponse {
-                time: Some(crate::time::timestamp(1_000_000_000 + i as i128)),
+                time: Some(observer_proto::time::timestamp(1_000_000_000 + i as i128)),
                 response_types: Some(ResponseTypes::Flow(Flow {
                     uuid: uuid.into(),
                     ..Default::default()

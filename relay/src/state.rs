@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::peer::Peers;
 use crate::reorder::ReorderStats;
 use crate::sql::SqlEngine;
-use crate::store::FlowStore;
+use observer_runtime::store::FlowStore;
 
 /// The relay's version as it reports it.
 pub const VERSION: &str = concat!("relay ", env!("CARGO_PKG_VERSION"));

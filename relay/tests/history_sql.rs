@@ -3,8 +3,7 @@
 //! answer exactly their `.out` (`BLESS=1` rewrites them); refused statements,
 //! limits, restarts, crashed writers and retention are checked too.
 
-#[path = "history/flows.rs"]
-mod flows;
+use test_support::history_flows as flows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

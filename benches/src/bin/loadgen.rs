@@ -94,8 +94,8 @@ fn main() -> Result<()> {
         ),
         "cleanup" => {
             let dir = PathBuf::from(f.get("state-dir").context("--state-dir")?);
-            if dir.join(observe_cli::lab::STATE_FILE).exists() {
-                let report = observe_cli::lab::down(&dir)?;
+            if dir.join(observe_lab::STATE_FILE).exists() {
+                let report = observe_lab::down(&dir)?;
                 println!("took down lab {}", report.prefix);
             }
             Ok(())

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
-use observe_cli::lab::{Family, Lab, LabOptions, Scenario, netns_command};
+use observe_lab::{Family, Lab, LabOptions, Scenario, netns_command};
 
 use super::hist::{self, Percentiles};
 use super::proxy;
@@ -630,7 +630,7 @@ pub fn run(opts: &Options) -> Result<()> {
 }
 
 fn run_all(opts: &Options) -> Result<()> {
-    if !observe_cli::lab::is_root() {
+    if !observe_lab::is_root() {
         bail!("needs root: it builds a lab of network namespaces and loads BPF programs");
     }
     if !opts.flow_probe.is_file() {

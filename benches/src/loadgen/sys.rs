@@ -49,7 +49,7 @@ pub fn join_cgroup(cgroup: &Path) -> Result<()> {
 /// threads it starts later inherit it. Call before starting any.
 pub fn enter_netns(name: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let path = observe_cli::lab::netns_path(name);
+    let path = observe_lab::netns_path(name);
     let file = std::fs::File::open(&path)
         .with_context(|| format!("network namespace {}", path.display()))?;
     // SAFETY: valid fd of a network namespace file.

@@ -12,16 +12,10 @@ use aya::programs::{
     LinkOrder, SchedClassifier, TcAttachType, tc::SchedClassifierLink, tc::TcAttachOptions,
 };
 
-/// Root of everything flow-probe pins.
-pub const PIN_ROOT: &str = "/sys/fs/bpf/observe";
+pub use cluster_spec::pins::{PIN_ROOT, pin_dir};
 
 /// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
 pub const PINNED_MAPS: [&str; 4] = ["FLOWS", "ENDPOINTS", "IPCACHE", "POLICY"];
-
-/// The pin folder of one probe: per network namespace, so labs never collide.
-pub fn pin_dir(netns: Option<&str>) -> PathBuf {
-    Path::new(PIN_ROOT).join(netns.unwrap_or("host"))
-}
 
 /// Which pinned maps already exist (and so will be re-adopted with their content).
 pub fn existing_maps(dir: &Path) -> Vec<&'static str> {

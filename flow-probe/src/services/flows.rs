@@ -22,9 +22,9 @@ use observer_proto::flow::{
     SocketTranslationPoint, TrafficDirection, Verdict, layer4,
 };
 
-use super::compile::ServiceRef;
 use super::table::ServiceTable;
 use crate::kernel::events::{FlowKey, SockXlateEvent, xlate_point};
+use cluster_spec::services::ServiceRef;
 
 /// Cilium's monitor message type of socket traces (Hubble's event_type).
 pub const MESSAGE_TYPE_TRACE_SOCK: i32 = 7;
@@ -195,9 +195,9 @@ pub fn annotate_tc_flow(table: &ServiceTable, key: &FlowKey, flow: &mut Flow) {
 mod tests {
     use super::*;
     use crate::kernel::events::{EVENT_SOCK_XLATE, EVENT_VERSION, EventHeader, sock_hook};
-    use crate::services::compile::compile;
-    use crate::services::file::ServicesFile;
-    use observer_proto::endpoints::EndpointsFile;
+    use cluster_spec::endpoints::EndpointsFile;
+    use cluster_spec::services::ServicesFile;
+    use cluster_spec::services::compile;
 
     fn table() -> ServiceTable {
         let eps = EndpointsFile::parse(

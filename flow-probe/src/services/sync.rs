@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use crate::kernel::events::{LbBackend, LbBackendKey, LbService, LbServiceKey};
 use crate::kernel::sock_lb::LbMaps;
 
-use super::compile::CompiledServices;
+use cluster_spec::services::CompiledServices;
 
 /// What one sync changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl ServiceMaps {
 
     /// Makes the maps hold exactly `compiled`.
     pub fn sync(&mut self, compiled: &CompiledServices) -> Result<SyncReport, SyncError> {
-        let (services, backends) = compiled.entries();
+        let (services, backends) = super::entries::entries(compiled);
         let mut report = SyncReport {
             frontends: services.len(),
             backends: backends.len(),

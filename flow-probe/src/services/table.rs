@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, RwLock};
 
-use super::compile::{CompiledServices, Frontend, ServiceRef};
+use cluster_spec::services::{CompiledServices, Frontend, ServiceRef};
 
 /// (address, port, IP protocol) of a backend.
 pub type BackendAddr = (IpAddr, u16, u8);

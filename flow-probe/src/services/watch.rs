@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use observer_proto::endpoints::EndpointsFile;
+use cluster_spec::endpoints::EndpointsFile;
 
-use super::compile::{CompiledServices, compile};
-use super::file::ServicesFile;
 use super::sync::{ServiceMaps, SyncReport};
 use super::table::ServiceTable;
+use cluster_spec::services::ServicesFile;
+use cluster_spec::services::{CompiledServices, compile};
 
 /// How often the files are checked for changes.
 pub const POLL: Duration = Duration::from_millis(200);

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use observer_proto::filter::compile;
 use observer_proto::flow::{
     CiliumEventType, Endpoint, Flow, FlowFilter, IcmPv4, Ip, IpVersion, Layer4, LostEvent,
     LostEventSource, Tcp, TcpFlags, TraceObservationPoint, Udp, Verdict, layer4::Protocol,
 };
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::NodeStatusEvent;
+use observer_runtime::filter::compile;
 
 use super::output::{Format, Options, Printer};
 use super::request::QueryArgs;

@@ -15,7 +15,7 @@ use tokio_stream::{Stream, StreamExt};
 use super::buffer::{DEFAULT_CAPACITY, FlowBuffer};
 use super::filter::LiveFilter;
 use super::stats::Stats;
-use crate::graph::GraphBuilder;
+use service_graph::GraphBuilder;
 
 /// How often the screen is redrawn and the rate sampled.
 pub const TICK: Duration = Duration::from_millis(100);

@@ -8,8 +8,8 @@ use observer_proto::flow::{
 
 use super::text::{ports, tcp_flags, verdict_name};
 use crate::flows::output::timestamp;
-use crate::graph::hops::point_name;
-use crate::graph::{HopKey, human_bytes};
+use service_graph::hops::point_name;
+use service_graph::{HopKey, human_bytes};
 
 /// `(label, value)` rows, empty values left out.
 #[derive(Default)]

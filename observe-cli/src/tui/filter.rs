@@ -2,8 +2,8 @@
 //! default/api --protocol tcp`), split into words (quotes group words), parsed
 //! by clap into [`FilterArgs`] and compiled with Hubble's filter semantics.
 
-use observer_proto::filter::{FlowMatcher, compile};
 use observer_proto::flow::Flow;
+use observer_runtime::filter::{FlowMatcher, compile};
 
 use crate::flows::filters::FilterArgs;
 
@@ -142,7 +142,7 @@ pub fn describe(args: &FilterArgs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::fixtures;
+    use test_support::graph_flows as fixtures;
 
     #[test]
     fn parses_the_cli_flags() {

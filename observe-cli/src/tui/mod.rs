@@ -5,7 +5,7 @@
 //! ([`app`]): its loop selects over a tick, terminal events and the flow
 //! stream. Flows land in a bounded buffer ([`buffer`]) and, when they pass the
 //! live filter ([`filter`]: the `observe flows` flags), in the table and the
-//! service graph (`crate::graph`). Keys ([`input`]) move the cursor
+//! service graph (`service_graph`). Keys ([`input`]) move the cursor
 //! ([`cursor`]), pause, edit the filter, open the detail pane ([`detail`],
 //! with the connection's hops from [`path`]) and switch tabs; [`view`] draws
 //! it all, using [`text`] for field formatting and [`stats`] for the header

@@ -5,7 +5,7 @@
 use observer_proto::flow::{Flow, layer4::Protocol};
 
 use super::text::{clock, ports, tcp_flags, verdict_name};
-use crate::graph::HopKey;
+use service_graph::HopKey;
 
 /// A connection regardless of direction: protocol and the two (ip, port) ends, sorted.
 fn conn(f: &Flow) -> Option<(i32, [(String, u32); 2])> {

@@ -14,7 +14,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use super::app::{App, Control, Mode, Tab};
-use crate::graph::fixtures;
+use test_support::graph_flows as fixtures;
 
 const W: u16 = 140;
 const H: u16 = 30;
@@ -521,7 +521,7 @@ fn service_map_says_when_the_connection_cap_forgot_connections() {
     app.tab = Tab::ServiceMap;
     assert_eq!(find(&draw(&app), "forgotten"), None);
     // Refold the same flows into a service map capped at 2 connections.
-    app.graph = crate::graph::GraphBuilder::new().with_max_connections(2);
+    app.graph = service_graph::GraphBuilder::new().with_max_connections(2);
     for f in fixtures::flows() {
         app.graph.add(&f);
     }

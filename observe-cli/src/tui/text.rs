@@ -6,7 +6,7 @@ use observer_proto::flow::{Endpoint, Flow, TcpFlags, Verdict, layer4::Protocol};
 use ratatui::style::Color;
 
 use crate::flows::output::timestamp;
-use crate::graph::HopKey;
+use service_graph::HopKey;
 
 /// `15:04:05.123`, or with `micros` `15:04:05.123456`; `-` without a time.
 pub fn clock(ts: Option<&prost_types::Timestamp>, micros: bool) -> String {

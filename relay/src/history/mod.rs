@@ -88,8 +88,8 @@ use datafusion::arrow::array::RecordBatch;
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
-use crate::time::{event_time, now_nanos};
 use files::HistoryFile;
+use observer_proto::time::{event_time, now_nanos};
 use schema::Rec;
 
 /// The default history directory.

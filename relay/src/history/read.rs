@@ -21,7 +21,7 @@ use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
-use crate::time::timestamp;
+use observer_proto::time::timestamp;
 
 struct Row<'a> {
     b: &'a RecordBatch,
@@ -240,22 +240,22 @@ pub fn responses(batch: &RecordBatch) -> Vec<GetFlowsResponse> {
 pub async fn with_older(
     engine: &crate::sql::SqlEngine,
     since: Option<i128>,
-    ring: Vec<crate::store::Entry>,
-) -> Vec<crate::store::Entry> {
+    ring: Vec<observer_runtime::store::Entry>,
+) -> Vec<observer_runtime::store::Entry> {
     let Some(since) = since else { return ring };
     if !engine.has_history() {
         return ring;
     }
     let first = ring
         .iter()
-        .find_map(|e| crate::time::event_time(&e.response));
+        .find_map(|e| observer_proto::time::event_time(&e.response));
     if first.is_some_and(|f| f <= since) {
         return ring;
     }
     match engine.flows_between(since, first).await {
         Ok(older) => older
             .into_iter()
-            .map(|r| crate::store::Entry {
+            .map(|r| observer_runtime::store::Entry {
                 seq: 0,
                 response: std::sync::Arc::new(r),
             })

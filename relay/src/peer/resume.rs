@@ -12,7 +12,7 @@ use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use prost_types::Timestamp;
 
-use crate::time::{event_time, timestamp};
+use observer_proto::time::{event_time, timestamp};
 
 /// Flow UUIDs remembered per peer.
 const REMEMBERED: usize = 8192;

@@ -20,10 +20,10 @@ use tonic::Status;
 
 use super::FlowStream;
 use crate::error::RequestError;
-use crate::query::FlowQuery;
 use crate::state::RelayState;
-use crate::store::Entry;
-use crate::time::{now_nanos, timestamp};
+use observer_proto::time::{now_nanos, timestamp};
+use observer_runtime::query::FlowQuery;
+use observer_runtime::store::Entry;
 
 /// Responses queued per client before the sending task waits for it.
 const CLIENT_QUEUE: usize = 256;
@@ -160,8 +160,8 @@ mod tests {
 
     use super::*;
     use crate::peer::Peers;
-    use crate::store::FlowStore;
-    use crate::time::event_time;
+    use observer_proto::time::event_time;
+    use observer_runtime::store::FlowStore;
 
     fn flow_at(t: i128) -> GetFlowsResponse {
         GetFlowsResponse {

@@ -8,8 +8,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Text};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
-use crate::graph::{EdgeView, human_bytes, labels};
 use crate::tui::app::App;
+use service_graph::{EdgeView, human_bytes, labels};
 
 fn bold() -> Style {
     Style::new().add_modifier(Modifier::BOLD)

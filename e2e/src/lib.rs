@@ -1,0 +1,24 @@
+//! End-to-end tests: the lab, the real flow-probe and relay binaries, the
+//! `observe` CLI and outside clients, together on the real kernel. The tests
+//! are in `tests/`; this library is what they share.
+//!
+//! # Layout
+//! - [`probe_env`]: a lab from a scenario with a flow-probe on its first node,
+//!   and a client that waits for the flows it expects ([`start`], [`Env`]).
+//! - [`relay_harness`]: the relay in-process on 127.0.0.1:0
+//!   ([`RelayUnderTest`]); [`follower`] records a following stream;
+//!   [`responses`] reads flows, node-status events, ports and times.
+
+pub mod follower;
+pub mod probe_env;
+pub mod relay_harness;
+pub mod responses;
+
+pub use probe_env::*;
+pub use relay_harness::{RelayUnderTest, WAIT};
+
+/// The `observe` executable (built by `cargo build --bins`, which
+/// `scripts/test.sh` runs first).
+pub fn observe_binary() -> std::path::PathBuf {
+    observe_lab::binaries::binary("observe").expect("the observe binary")
+}

@@ -1,0 +1,148 @@
+//! Shared set-up of the end-to-end tests: a real lab of network namespaces, the
+//! real flow-probe binary attached to it, and a gRPC client. Everything is torn
+//! down when the `Env` drops, also when a test panics.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use observe_lab::node_probes::{self, ProbeOptions, StartedProbe};
+use observe_lab::{Lab, LabOptions, Scenario};
+use observer_proto::flow::{Flow, layer4::Protocol};
+use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::observer::{GetFlowsRequest, get_flows_response::ResponseTypes};
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
+
+pub struct Env {
+    pub probe: StartedProbe,
+    pub state_dir: std::path::PathBuf,
+    // Dropped after the probe fields: stops the probe and deletes the namespaces.
+    pub lab: Lab,
+    // Dropped last: the probe's log and address files.
+    _dir: RemoveDir,
+}
+
+/// Removes a folder when dropped (also during a panic).
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A lab from `scenario`, with a flow-probe on node1 given `extra_args`.
+pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
+    test_support::require_root("it builds a lab of namespaces and loads eBPF");
+    let state_dir =
+        std::env::temp_dir().join(format!("observe-e2e-{}-{}", std::process::id(), unique()));
+    let mut lab = Lab::up(scenario, &LabOptions::with_state_dir(&state_dir)).expect("lab up");
+    let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
+    opts.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+    let probe = node_probes::start(&mut lab, &opts)
+        .expect("flow-probe starts")
+        .remove(0);
+    Env {
+        probe,
+        _dir: RemoveDir(state_dir.clone()),
+        state_dir,
+        lab,
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Env {
+    /// Starts node1's probe again on the same address (after it was killed).
+    pub fn restart_probe(&mut self) {
+        let opts = ProbeOptions::new(None).expect("flow-probe binary");
+        self.probe = node_probes::start_node(&mut self.lab, "node1", self.probe.addr.port(), &opts)
+            .expect("probe restarts");
+    }
+
+    pub async fn client(&self) -> ObserverClient<Channel> {
+        ObserverClient::connect(format!("http://{}", self.probe.addr))
+            .await
+            .expect("connect to flow-probe")
+    }
+
+    /// Every flow in the probe's ring, oldest first.
+    pub async fn all_flows(&self) -> Vec<Flow> {
+        self.get_flows(GetFlowsRequest::default())
+            .await
+            .expect("GetFlows")
+    }
+
+    pub async fn get_flows(&self, req: GetFlowsRequest) -> Result<Vec<Flow>, tonic::Status> {
+        let mut stream = self.client().await.get_flows(req).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            if let Some(ResponseTypes::Flow(f)) = item?.response_types {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Polls until `pred` holds for the ring's flows (the probe reads the ring
+    /// buffer asynchronously), or panics after 10 s with what it saw.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Flow]) -> bool) -> Vec<Flow> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let flows = self.all_flows().await;
+            if pred(&flows) {
+                return flows;
+            }
+            if Instant::now() > deadline {
+                let lines: Vec<String> = flows
+                    .iter()
+                    .map(observe_cli::flows::output::flow_line)
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; the probe has:\n{}",
+                    lines.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// (source port, destination port) of a TCP or UDP flow.
+pub fn ports(f: &Flow) -> Option<(u16, u16)> {
+    match f.l4.as_ref()?.protocol.as_ref()? {
+        Protocol::Tcp(t) => Some((t.source_port as u16, t.destination_port as u16)),
+        Protocol::Udp(u) => Some((u.source_port as u16, u.destination_port as u16)),
+        _ => None,
+    }
+}
+
+pub fn ips(f: &Flow) -> (IpAddr, IpAddr) {
+    let ip = f.ip.as_ref().expect("flow has IP");
+    (
+        ip.source.parse().expect("source IP"),
+        ip.destination.parse().expect("destination IP"),
+    )
+}
+
+/// The flows of one connection: both directions of (client, sport) ↔ (server, dport).
+pub fn connection(flows: &[Flow], client: (IpAddr, u16), server: (IpAddr, u16)) -> Vec<Flow> {
+    flows
+        .iter()
+        .filter(|f| {
+            let (s, d) = ips(f);
+            match ports(f) {
+                Some((sp, dp)) => {
+                    ((s, sp) == client && (d, dp) == server)
+                        || ((s, sp) == server && (d, dp) == client)
+                }
+                None => false,
+            }
+        })
+        .cloned()
+        .collect()
+}

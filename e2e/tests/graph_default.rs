@@ -1,0 +1,215 @@
+//! `observe graph` end to end: the built-in lab scenario with its real
+//! flow-probe, one round of its traffic, then the real `observe graph` binary
+//! against the probe. The JSON must hold exactly the scenario's workloads and
+//! edges (neighbour discovery may add ICMPv6-only edges, nothing else), with
+//! the verdicts, drop reasons, ports and connections the scenario produces and
+//! the datapath hops of frontend → api in order; the DOT must render with
+//! Graphviz.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use observe_lab::{Scenario, run_traffic_once};
+use serde_json::{Value, json};
+use service_graph::GraphBuilder;
+
+fn observe_graph(addr: &str, format: &str) -> String {
+    let out = Command::new(e2e::observe_binary())
+        .args(["graph", "-o", format, "--server", addr])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run observe graph");
+    assert!(
+        out.status.success(),
+        "observe graph -o {format}: {}",
+        out.status
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The scenario's edges, by `source->target` id.
+const SCENARIO_EDGES: [&str; 5] = [
+    "default/api->default/db",
+    "default/frontend->default/api",
+    "other/client->default/api",
+    "other/client->default/db",
+    "other/client->default/frontend",
+];
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|s| s.as_str().expect("string"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graph_of_the_default_scenario() {
+    let scenario = Scenario::builtin_default();
+    let env = e2e::start(&scenario, &[]);
+    tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic runs");
+    // Until the last item's flows (client -> frontend:9999, AUDIT) and the
+    // four frontend -> api connections are in the probe's ring.
+    env.wait_for("the scenario's flows", |flows| {
+        let g = GraphBuilder::build(flows);
+        let fa = g.find("default/frontend", "default/api");
+        let cf = g.find("other/client", "default/frontend");
+        SCENARIO_EDGES.iter().all(|id| {
+            let (a, b) = id.split_once("->").unwrap();
+            g.find(a, b).is_some()
+        }) && fa.is_some_and(|e| e.connections == 4 && e.flows == 34)
+            && cf.is_some_and(|e| e.verdicts.audit == 3)
+    })
+    .await;
+    let addr = env.probe.addr.to_string();
+
+    let v: Value = serde_json::from_str(&observe_graph(&addr, "json")).expect("JSON");
+    let edges: BTreeMap<&str, &Value> = v["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| (e["id"].as_str().expect("edge id"), e))
+        .collect();
+    // Every edge besides the scenario's is neighbour discovery / MLD.
+    for (id, e) in &edges {
+        if !SCENARIO_EDGES.contains(id) {
+            assert_eq!(
+                strings(&e["ports"]),
+                ["ICMPv6"],
+                "unexpected edge {id}: {e}"
+            );
+        }
+    }
+    let present: Vec<&str> = SCENARIO_EDGES
+        .iter()
+        .copied()
+        .filter(|id| edges.contains_key(id))
+        .collect();
+    assert_eq!(present, SCENARIO_EDGES);
+
+    // Nodes: the four workloads (api and api-2 are one), plus `world` only
+    // as the far end of ICMPv6 multicast.
+    let nodes: BTreeMap<&str, &Value> = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| (n["id"].as_str().expect("node id"), n))
+        .collect();
+    let on_scenario_edges: BTreeSet<&str> = SCENARIO_EDGES
+        .iter()
+        .flat_map(|id| id.split("->"))
+        .collect();
+    for (id, n) in &nodes {
+        if !on_scenario_edges.contains(id) {
+            assert_eq!(*id, "world", "unexpected node {n}");
+        }
+    }
+    let workloads: Vec<(&str, &str, &str, &str)> = on_scenario_edges
+        .iter()
+        .map(|id| {
+            let n = nodes.get(id).unwrap_or_else(|| panic!("node {id}"));
+            (
+                n["id"].as_str().unwrap(),
+                n["title"].as_str().unwrap(),
+                n["subtitle"].as_str().unwrap(),
+                n["kind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        workloads,
+        [
+            ("default/api", "api", "default", "workload"),
+            ("default/db", "db", "default", "workload"),
+            ("default/frontend", "frontend", "default", "workload"),
+            ("other/client", "client", "other", "workload"),
+        ]
+    );
+
+    // frontend -> api: two direct connections (IPv4, IPv6) and two through the
+    // service VIP (socket LB to api or api-2, both workload `api`).
+    let fa = edges["default/frontend->default/api"];
+    assert_eq!(fa["connections"], 4, "{fa}");
+    assert_eq!(strings(&fa["ports"]), ["TCP/80", "TCP/8080"]);
+    // Each connection: SYN, ACK, ACK+PSH, ACK+FIN at from-endpoint and again
+    // at api's ingress (the first judged by policy), plus one TRANSLATED
+    // socket event per VIP connection.
+    assert_eq!(fa["mainstat"], 34, "{fa}");
+    assert_eq!(
+        fa["verdicts"],
+        json!({"forwarded": 32, "dropped": 0, "audit": 0, "other": 2})
+    );
+    assert_eq!(fa["drops"], json!({}));
+    assert_eq!(
+        fa["hops"],
+        json!([
+            {"hop": "trace-sock", "count": 2},
+            {"hop": "from-endpoint", "count": 16},
+            {"hop": "policy-verdict", "count": 4},
+            {"hop": "to-endpoint", "count": 12},
+        ]),
+        "{fa}"
+    );
+
+    let ad = edges["default/api->default/db"];
+    assert_eq!(ad["connections"], 1);
+    assert_eq!(strings(&ad["ports"]), ["TCP/5432"]);
+    assert_eq!(
+        ad["verdicts"],
+        json!({"forwarded": 8, "dropped": 0, "audit": 0, "other": 0})
+    );
+
+    // client -> api: default deny; the SYN is dropped at api's ingress.
+    let ca = edges["other/client->default/api"];
+    assert_eq!(ca["connections"], 1);
+    assert_eq!(strings(&ca["ports"]), ["TCP/8080"]);
+    assert_eq!(ca["drops"], json!({"POLICY_DENIED": 1}));
+    assert_eq!(
+        ca["verdicts"],
+        json!({"forwarded": 1, "dropped": 1, "audit": 0, "other": 0})
+    );
+
+    // client -> db: the explicit deny.
+    let cd = edges["other/client->default/db"];
+    assert_eq!(strings(&cd["ports"]), ["UDP/5353"]);
+    assert_eq!(cd["drops"], json!({"POLICY_DENY": 1}));
+    assert_eq!(
+        cd["verdicts"],
+        json!({"forwarded": 1, "dropped": 1, "audit": 0, "other": 0})
+    );
+
+    // client -> frontend: audited ping (both families) and SYN to 9999.
+    let cf = edges["other/client->default/frontend"];
+    assert_eq!(strings(&cf["ports"]), ["ICMPv4", "ICMPv6", "TCP/9999"]);
+    assert_eq!(cf["connections"], 3);
+    assert_eq!(cf["drops"], json!({}));
+    assert_eq!(
+        cf["verdicts"],
+        json!({"forwarded": 3, "dropped": 0, "audit": 3, "other": 0})
+    );
+
+    // DOT renders with Graphviz.
+    let dot = observe_graph(&addr, "dot");
+    assert!(
+        dot.contains("\"default/frontend\" -> \"default/api\""),
+        "{dot}"
+    );
+    let mut gv = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("Graphviz `dot` (scripts/setup.sh installs it)");
+    gv.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();
+    let out = gv.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "dot -Tsvg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = String::from_utf8(out.stdout).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("frontend"), "{svg}");
+}

@@ -1,0 +1,263 @@
+//! The probe in the kernel, in-process: lost events are never silent, and
+//! stopping the probe leaves no program, link or pin behind.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_probe::enrich::Enricher;
+use flow_probe::kernel::features::KernelFeatures;
+use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
+use flow_probe::kernel::sysfs;
+use flow_probe::pipeline::{self, Pipeline};
+use observe_lab::{Lab, LabOptions, Scenario};
+use observer_proto::flow::{TraceObservationPoint, layer4::Protocol};
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_runtime::store::FlowStore;
+
+const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
+
+fn lab(tag: &str) -> Lab {
+    test_support::require_root("it loads eBPF programs into a lab of namespaces");
+    let dir = std::env::temp_dir().join(format!("flow-probe-{tag}-{}", std::process::id()));
+    Lab::up(
+        &Scenario::parse(TWO, "two.yaml").unwrap(),
+        &LabOptions::with_state_dir(dir),
+    )
+    .expect("lab up")
+}
+
+/// The lab's node and endpoint namespaces, for the tracepoint programs.
+fn watched_netns(lab: &Lab) -> Vec<String> {
+    let endpoints = lab
+        .endpoints_file()
+        .endpoints
+        .into_iter()
+        .filter_map(|e| e.netns);
+    endpoints
+        .chain(lab.node_netns("node1").map(str::to_string))
+        .collect()
+}
+
+fn host_interfaces(lab: &Lab) -> Vec<String> {
+    lab.endpoints_file()
+        .endpoints
+        .iter()
+        .filter_map(|e| e.interface.clone())
+        .collect()
+}
+
+/// Sends `n` datagrams from endpoint `from` to distinct ports of `to`: each one
+/// is a new flow, so an event, at both veths.
+fn flood(lab: &Lab, from: &str, to: &str, n: u16) {
+    let src = lab.endpoint(from).unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint(to).unwrap().ipv4, 0).into();
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&src).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for port in 0..n {
+            let mut to = dst;
+            to.set_port(20_000 + port);
+            sock.send_to(b"flood", to).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
+    let lab = lab("lost");
+    let node = lab.node_netns("node1").unwrap().to_string();
+    let ifaces = host_interfaces(&lab);
+    // One page of ring buffer holds ~30 events; nobody reads it during the flood.
+    // The tracepoints watch only this lab's namespaces: other tests' traffic
+    // must not add events after ours stopped.
+    let cfg = ProbeConfig {
+        ringbuf_bytes: 4096,
+        netns: Some(node.clone()),
+        drop_netns: watched_netns(&lab),
+        ..ProbeConfig::default()
+    };
+    let mut probe =
+        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads");
+    flood(&lab, "a", "b", 2000);
+    // Take the veths down so no packet, hence no event, comes after the flood.
+    for iface in &ifaces {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", &node, "link", "set", iface, "down"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let before = probe.counters().unwrap();
+    assert!(
+        before.events_lost > 0,
+        "the flood must overflow a one-page ring: {before:?}"
+    );
+
+    let store = Arc::new(FlowStore::new(100_000));
+    let pipeline = Pipeline::new(Enricher::new("node1", &lab.endpoints_file()), store.clone());
+    let stop = tokio::time::sleep(Duration::from_millis(800));
+    pipeline::run(&mut probe, pipeline, Duration::from_millis(50), stop)
+        .await
+        .unwrap();
+
+    let after = probe.counters().unwrap();
+    assert_eq!(after, before, "no event after the veths went down");
+    let (mut flows, mut lost) = (0u64, 0u64);
+    for entry in store.snapshot() {
+        match &entry.response.response_types {
+            Some(ResponseTypes::Flow(_)) => flows += 1,
+            Some(ResponseTypes::LostEvents(l)) => lost += l.num_events_lost,
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    assert_eq!(
+        lost, after.events_lost,
+        "every lost event is reported in the stream"
+    );
+    assert_eq!(
+        flows + lost,
+        after.events_tried,
+        "delivered {flows} + lost {lost} vs tried {}",
+        after.events_tried
+    );
+    assert!(
+        after.events_tried >= 4000,
+        "2000 new flows at two veths: {after:?}"
+    );
+}
+
+#[test]
+fn stopping_the_probe_unloads_its_programs_and_links() {
+    let lab = lab("unload");
+    let node = lab.node_netns("node1").unwrap().to_string();
+    let cfg = ProbeConfig {
+        netns: Some(node),
+        ..ProbeConfig::default()
+    };
+    let probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let ids: Vec<u32> = probe.program_ids.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), 2);
+    let loaded = || -> Vec<u32> {
+        aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ids.contains(id))
+            .collect()
+    };
+    assert_eq!(
+        loaded().len(),
+        2,
+        "both programs are in the kernel while attached"
+    );
+    let pin_dir = flow_probe::kernel::pins::pin_dir(cfg.netns.as_deref());
+    assert!(pin_dir.join("link_lxc1_ingress").exists() && pin_dir.join("POLICY").exists());
+    drop(probe);
+    assert!(!pin_dir.exists(), "a clean stop removes the pins");
+    // Unpinned links and programs are freed by the kernel after an RCU grace period.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !loaded().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        loaded(),
+        Vec::<u32>::new(),
+        "programs are gone after the probe stops"
+    );
+}
+
+/// Sends `n` datagrams of one flow from `netns` to `dst`, `gap` apart; returns
+/// the source port.
+fn trickle(netns: String, dst: SocketAddr, n: u32, gap: Duration) -> u16 {
+    sysfs::enter_netns(&netns).unwrap();
+    let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+    for _ in 0..n {
+        sock.send_to(b"tick", dst).unwrap();
+        std::thread::sleep(gap);
+    }
+    sock.local_addr().unwrap().port()
+}
+
+/// Packet counts of the events of one trickled flow, seen leaving endpoint a.
+async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> Vec<u64> {
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let file = lab.endpoints_file();
+    let mut enricher = Enricher::new("node1", &file);
+    for a in &probe.attached {
+        let ep = file
+            .endpoints
+            .iter()
+            .find(|e| e.interface.as_deref() == Some(a.ifname.as_str()));
+        enricher.add_interface(
+            a.ifindex,
+            &a.ifname,
+            ep.and_then(|e| e.ipv4).map(std::net::IpAddr::V4),
+        );
+    }
+    let store = Arc::new(FlowStore::new(10_000));
+    let netns = lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sender = std::thread::spawn(move || trickle(netns, dst, n, gap));
+    let stop = tokio::time::sleep(gap * n + Duration::from_millis(500));
+    pipeline::run(
+        &mut probe,
+        Pipeline::new(enricher, store.clone()),
+        Duration::from_millis(100),
+        stop,
+    )
+    .await
+    .unwrap();
+    let sport = sender.join().unwrap();
+    store
+        .snapshot()
+        .iter()
+        .filter_map(|e| match &e.response.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .filter(|f| f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32)
+        .filter(|f| matches!(f.l4.as_ref().and_then(|l| l.protocol.as_ref()), Some(Protocol::Udp(u)) if u.source_port == u32::from(sport)))
+        .map(|f| f.volume.unwrap().fwd_packets)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregation_levels_and_periodic_reports() {
+    let lab = lab("aggregation");
+    let node = Some(lab.node_netns("node1").unwrap().to_string());
+    let gap = Duration::from_millis(40);
+    // Default aggregation: one event, on the flow's first packet.
+    let cfg = ProbeConfig {
+        netns: node.clone(),
+        ..ProbeConfig::default()
+    };
+    assert_eq!(trickle_events(cfg, &lab, 10, gap).await, [1]);
+    // "Every packet": one event per packet, counters rising by one.
+    let cfg = ProbeConfig {
+        netns: node.clone(),
+        aggregate: false,
+        ..ProbeConfig::default()
+    };
+    assert_eq!(
+        trickle_events(cfg, &lab, 10, gap).await,
+        (1..=10).collect::<Vec<u64>>()
+    );
+    // Periodic reports every 150 ms over 10 packets at least 40 ms apart (360 ms
+    // or more from first to last): the first packet, then at least two reports,
+    // each carrying the counters so far.
+    let cfg = ProbeConfig {
+        netns: node,
+        report_interval: Duration::from_millis(150),
+        ..ProbeConfig::default()
+    };
+    let counts = trickle_events(cfg, &lab, 10, gap).await;
+    assert_eq!(counts.first(), Some(&1), "{counts:?}");
+    assert!(
+        counts.len() >= 3 && counts.windows(2).all(|w| w[1] > w[0]) && counts.last() <= Some(&10),
+        "{counts:?}"
+    );
+}

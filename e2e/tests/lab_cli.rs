@@ -1,0 +1,162 @@
+//! The `observe lab` commands as a person runs them: up starts a probe that
+//! serves, traffic runs, status reports the kernel contract, down leaves nothing.
+//! Malformed files get errors that name the file and the problem.
+
+use std::process::{Command, Output};
+
+fn observe(args: &[&str]) -> Output {
+    Command::new(e2e::observe_binary())
+        .args(args)
+        .output()
+        .expect("run observe")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn lab_up_traffic_status_down_leaves_nothing_behind() {
+    test_support::require_root("`observe lab up` builds network namespaces");
+    let dir = std::env::temp_dir().join(format!("observe-labcli-{}", std::process::id()));
+    let state = dir.to_str().unwrap();
+    let up = observe(&["lab", "up", "--state-dir", state]);
+    assert!(up.status.success(), "{}", text(&up));
+    let out = text(&up);
+    let prefix = out.split_whitespace().nth(1).unwrap().to_string();
+    assert!(prefix.starts_with("obs"), "{out}");
+    let pid: u32 = out
+        .split("(pid ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let netns = observe_lab::netns_list().unwrap();
+    assert_eq!(
+        netns
+            .iter()
+            .filter(|n| n.starts_with(&format!("{prefix}-")))
+            .count(),
+        6,
+        "{netns:?}"
+    );
+
+    let traffic = observe(&["lab", "traffic", "--state-dir", state]);
+    assert!(traffic.status.success(), "{}", text(&traffic));
+    assert_eq!(
+        text(&traffic)
+            .lines()
+            .filter(|l| l.contains(": completed")
+                || l.contains(": refused")
+                || l.contains(": dropped"))
+            .count(),
+        10,
+        "{}",
+        text(&traffic)
+    );
+
+    let status = observe(&["status", "--server", "127.0.0.1:4244"]);
+    let s = text(&status);
+    assert!(status.status.success(), "{s}");
+    assert!(s.contains("Healthcheck (via 127.0.0.1:4244): Ok"), "{s}");
+    assert!(s.contains("/4095 ("), "{s}");
+    assert!(
+        s.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcx", "yes"]),
+        "{s}"
+    );
+    // Through the relay (the default server): the same node, connected.
+    let relay = text(&observe(&["status"]));
+    assert!(
+        relay.contains("Healthcheck (via default server): Ok")
+            && relay.contains("Connected Nodes: 1/1"),
+        "{relay}"
+    );
+    let nodes = text(&observe(&["nodes"]));
+    assert!(
+        nodes
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("node1") && l.contains("Connected")),
+        "{nodes}"
+    );
+
+    let down = observe(&["lab", "down", "--state-dir", state]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(
+        text(&down).trim(),
+        format!("lab {prefix} removed: 6 network namespaces deleted, 2 processes stopped")
+    );
+    let left: Vec<String> = observe_lab::netns_list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    // Reparented to init once `lab up` exited: gone, or a zombie until init reaps it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "flow-probe {pid} still runs: {stat}"
+    );
+    assert!(!dir.join("state.json").exists());
+}
+
+#[test]
+fn malformed_scenario_and_endpoints_files_are_named() {
+    let dir = std::env::temp_dir().join(format!("observe-badfiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("bad-scenario.yaml");
+    std::fs::write(&scenario, "endpoints:\n  - {name: a, namespace: x}\ntraffic:\n  - {from: a, to: nobody, protocol: tcp, port: 80}\n").unwrap();
+    let out = observe(&[
+        "lab",
+        "up",
+        scenario.to_str().unwrap(),
+        "--state-dir",
+        dir.join("state").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "observe: scenario {}: traffic[0].to: unknown endpoint \"nobody\"",
+            scenario.display()
+        )
+    );
+
+    let endpoints = dir.join("bad-endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        "endpoints:\n  - {id: 1, name: a, namespace: x, node: n, ipv4: 198.18.0.300}\n",
+    )
+    .unwrap();
+    let probe = observe_lab::binaries::binary("flow-probe").unwrap();
+    let out = Command::new(probe)
+        .args([
+            "--endpoints",
+            endpoints.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "flow-probe: endpoints file {}: endpoints[0]",
+            endpoints.display()
+        )),
+        "{err}"
+    );
+    assert!(line.contains("invalid IPv4 address syntax"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

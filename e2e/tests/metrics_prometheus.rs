@@ -1,0 +1,337 @@
+//! The metrics against a real Prometheus (the Debian `prometheus` package): the
+//! built-in lab with a flow-probe and a relay, Prometheus scraping both every
+//! second; every query of every dashboard panel must return data, and the
+//! counters must match the flows the probe returns.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use observe_lab::{Scenario, run_traffic_once};
+use observer_proto::flow::{DropReason, Flow, Verdict};
+use serde_json::Value;
+
+/// A child process killed (and reaped) on drop, and a folder removed on drop.
+struct Guard {
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d).or_else(|_| std::fs::remove_file(d));
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_file(path: &Path) -> SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            return s.trim().parse().expect("address in the metrics ready file");
+        }
+        assert!(Instant::now() < deadline, "{} not written", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// GET over HTTP/1.0 (no chunking); the body.
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("{path}: {head}\n{body}")));
+    }
+    Ok(body.to_string())
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The result vector of an instant query (empty on any error).
+fn query(prom: SocketAddr, q: &str) -> Vec<Value> {
+    http_get(prom, &format!("/api/v1/query?query={}", encode(q)))
+        .ok()
+        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| v["data"]["result"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// The single value of a scalar-like query.
+fn value(prom: SocketAddr, q: &str) -> Option<f64> {
+    let r = query(prom, q);
+    r.first()?["value"][1].as_str()?.parse().ok()
+}
+
+fn start_prometheus(targets: &[(&str, SocketAddr)]) -> (Guard, SocketAddr) {
+    let dir = std::env::temp_dir().join(format!("observe-prom-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut cfg = String::from(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+    );
+    for (job, addr) in targets {
+        cfg += &format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n");
+    }
+    std::fs::write(dir.join("prometheus.yml"), cfg).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address={addr}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus runs (scripts/setup.sh installs the Debian package)");
+    (
+        Guard {
+            child: Some(child),
+            dir: Some(dir),
+        },
+        addr,
+    )
+}
+
+/// Every `expr` of every dashboard panel, with Grafana's variables replaced:
+/// intervals by 30s, dashboard variables by the match-all regex.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
+    let mut out = Vec::new();
+    for name in ["overview.json", "workloads.json", "health.json"] {
+        let d: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap();
+        let vars: Vec<&str> = d["templating"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        for p in d["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let mut e = t["expr"].as_str().unwrap().to_string();
+                for i in ["$__rate_interval", "$__interval", "$__range"] {
+                    e = e.replace(i, "30s");
+                }
+                for v in &vars {
+                    e = e
+                        .replace(&format!("${{{v}}}"), ".*")
+                        .replace(&format!("${v}"), ".*");
+                }
+                out.push((format!("{name} / {}", p["title"].as_str().unwrap_or("")), e));
+            }
+        }
+    }
+    out
+}
+
+fn policy_drop(f: &Flow) -> Option<DropReason> {
+    (f.verdict == Verdict::Dropped as i32)
+        .then(|| DropReason::try_from(f.drop_reason_desc).ok())
+        .flatten()
+        .filter(|r| matches!(r, DropReason::PolicyDenied | DropReason::PolicyDeny))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_queries_return_data_from_a_real_prometheus() {
+    test_support::require_root("it builds a lab of namespaces and loads eBPF");
+    let ready = std::env::temp_dir().join(format!("observe-metrics-{}.addr", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let _ready_file = Guard {
+        child: None,
+        dir: Some(ready.clone()),
+    };
+    let scenario = Scenario::builtin_default();
+    let env = e2e::start(
+        &scenario,
+        &[
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--metrics-ready-file",
+            ready.to_str().unwrap(),
+            // Hubble-style context labels on one metric; the others keep theirs.
+            "--metric",
+            "drop:sourceContext=namespace;destinationContext=namespace",
+        ],
+    );
+    let probe_metrics = wait_file(&ready);
+
+    let relay_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // The relay's history and address file live in the lab's folder, removed with it.
+    let relay_ready = env.state_dir.join("relay.addr");
+    let relay = Command::new(observe_lab::binaries::binary("relay").expect("relay binary"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--peer",
+            &env.probe.addr.to_string(),
+        ])
+        .args(["--metrics-listen", &relay_metrics.to_string()])
+        .arg("--history-dir")
+        .arg(env.state_dir.join("history"))
+        .arg("--ready-file")
+        .arg(&relay_ready)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("relay starts");
+    let _relay = Guard {
+        child: Some(relay),
+        dir: None,
+    };
+    let relay_addr = wait_file(&relay_ready);
+
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    env.wait_for("both policy drops", |f| {
+        f.iter().filter(|f| policy_drop(f).is_some()).count() >= 2
+    })
+    .await;
+    // The probe's own /metrics already has them, with the namespaces of the
+    // denied client (other) and servers (default).
+    let text = http_get(probe_metrics, "/metrics").expect("probe /metrics");
+    assert!(
+        text.contains(
+            r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"}"#
+        ),
+        "{text}"
+    );
+
+    let (_prom, prom) =
+        start_prometheus(&[("flow-probe", probe_metrics), ("relay", relay_metrics)]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while value(prom, "sum(up)") != Some(2.0) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped both targets"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Counters match the flows: every flow counted once, policy drops exactly.
+    let mut last = String::new();
+    let matched = loop {
+        let flows = env.all_flows().await;
+        let denied = flows
+            .iter()
+            .filter(|f| policy_drop(f) == Some(DropReason::PolicyDenied))
+            .count();
+        let policy = flows.iter().filter(|f| policy_drop(f).is_some()).count();
+        let got = (
+            value(prom, "sum(hubble_flows_processed_total)"),
+            value(prom, r#"sum(hubble_drop_total{reason="POLICY_DENIED"})"#),
+            value(
+                prom,
+                r#"sum(hubble_policy_verdicts_total{action="dropped"})"#,
+            ),
+        );
+        let want = (
+            Some(flows.len() as f64),
+            Some(denied as f64),
+            Some(policy as f64),
+        );
+        if got == want && env.all_flows().await.len() == flows.len() {
+            break true;
+        }
+        last = format!("Prometheus {got:?}, GetFlows {want:?}");
+        if Instant::now() > deadline + Duration::from_secs(15) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(matched, "counters never matched the flows: {last}");
+    assert!(denied_at_least_one(prom));
+    let bytes = value(
+        prom,
+        r#"sum(observe_flow_bytes_total{source_workload="default/frontend",destination_workload="default/api"})"#,
+    )
+    .unwrap_or(0.0);
+    assert!(
+        bytes >= 300.0,
+        "frontend → api sent 100 + 200 payload bytes, counted {bytes}"
+    );
+    assert_eq!(
+        value(prom, r#"observe_relay_peers{state="connected"}"#),
+        Some(1.0)
+    );
+
+    // SQL over the relay's history, so its query metrics have samples: one
+    // query that runs and one that is refused.
+    let sql = |q: &str| {
+        Command::new(e2e::observe_binary())
+            .args(["query", "--server", &relay_addr.to_string(), q])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run observe query")
+            .success()
+    };
+    assert!(sql("SELECT count(*) FROM flows"));
+    assert!(!sql("DROP TABLE flows"), "DROP is refused");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while value(prom, "sum(observe_relay_sql_queries_refused_total)") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the refused query was never scraped"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The history is written at least every 5 s (the relay's flush interval).
+    while value(prom, "sum(observe_relay_history_files)").unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(10),
+            "no history file was written"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Every panel query returns data (rates need two scrapes: retry a while).
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 25, "{} queries", queries.len());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut empty: Vec<&(String, String)> = queries.iter().collect();
+    while !empty.is_empty() && Instant::now() < deadline {
+        empty.retain(|(_, q)| query(prom, q).is_empty());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(empty.is_empty(), "panel queries without data: {empty:#?}");
+}
+
+fn denied_at_least_one(prom: SocketAddr) -> bool {
+    value(prom, r#"sum(hubble_drop_total{reason="POLICY_DENIED"})"#).is_some_and(|v| v >= 1.0)
+}

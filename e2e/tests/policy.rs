@@ -1,0 +1,392 @@
+//! Policy on the real datapath: verdicts (FORWARDED with the allowing policy,
+//! DROPPED with POLICY_DENIED or POLICY_DENY, AUDIT), connections that really
+//! fail, changes applied while running without cutting an allowed connection,
+//! enforcement that outlives a killed flow-probe, and malformed files that leave
+//! the policy in force.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use e2e::{ips, ports};
+use flow_probe::kernel::sysfs;
+use observe_lab::{Outcome, Scenario, run_traffic_once};
+use observer_proto::flow::{DropReason, Flow, TraceObservationPoint, Verdict};
+
+const SCENARIO: &str = r#"
+endpoints:
+  - {name: frontend, namespace: default, labels: {app: frontend}}
+  - {name: api, namespace: default, labels: {app: api}}
+  - {name: client, namespace: other, labels: {app: client}}
+  - {name: audited, namespace: default, labels: {app: audited}}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: api-allow-frontend, namespace: default}
+    spec:
+      endpointSelector: {matchLabels: {app: api}}
+      ingress:
+        - fromEndpoints: [{matchLabels: {app: frontend}}]
+          toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: audited-allow-nothing, namespace: default, annotations: {observe.io/audit: "true"}}
+    spec:
+      endpointSelector: {matchLabels: {app: audited}}
+      ingress: []
+traffic:
+  - {from: frontend, to: api, protocol: tcp, port: 8080}
+  - {from: frontend, to: api, protocol: tcp, port: 8081, expect: dropped}
+  - {from: client, to: api, protocol: tcp, port: 8080, expect: dropped}
+  - {from: client, to: audited, protocol: tcp, port: 7000}
+"#;
+
+/// The scenario's first policy, as a file.
+const ALLOW_FRONTEND: &str = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-allow-frontend, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+      toPorts:
+        - ports:
+            - {port: "8080", protocol: TCP}
+"#;
+
+const DENY_CLIENT: &str = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-deny-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {app: client, io.kubernetes.pod.namespace: other}}]
+"#;
+
+fn scenario() -> Scenario {
+    Scenario::parse(SCENARIO, "policy-test.yaml").expect("scenario parses")
+}
+
+/// The SYN of `client → server:port` as the server's veth saw it (to-endpoint:
+/// where the server's ingress policy is judged).
+fn syn_at_server(
+    flows: &[Flow],
+    client: std::net::IpAddr,
+    server: std::net::IpAddr,
+    port: u16,
+) -> Vec<&Flow> {
+    flows
+        .iter()
+        .filter(|f| f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32)
+        .filter(|f| ips(f) == (client, server) && ports(f).is_some_and(|(_, d)| d == port))
+        .filter(|f| f.summary.starts_with("TCP Flags: SYN") && !f.summary.contains("ACK"))
+        .collect()
+}
+
+fn policy_names(p: &[observer_proto::flow::Policy]) -> Vec<String> {
+    p.iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
+    let scenario = scenario();
+    let env = e2e::start(&scenario, &[]);
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    let [ok, other_port, other_client, audited] = &report.items[..] else {
+        panic!()
+    };
+    let api = ok.dst_ip;
+
+    let flows = env
+        .wait_for("the audited SYN", |f| {
+            !syn_at_server(f, audited.src_ip, audited.dst_ip, 7000).is_empty()
+        })
+        .await;
+    // Allowed: a policy verdict naming the policy, matched on identity and port.
+    let allowed = syn_at_server(&flows, ok.src_ip, api, 8080);
+    assert_eq!(allowed.len(), 1);
+    let f = allowed[0];
+    assert_eq!(f.verdict, Verdict::Forwarded as i32);
+    assert_eq!(
+        f.event_type.as_ref().map(|e| e.r#type),
+        Some(5),
+        "policy verdict event"
+    );
+    assert_eq!(
+        policy_names(&f.ingress_allowed_by),
+        ["default/api-allow-frontend"]
+    );
+    assert_eq!(f.policy_match_type, 2, "L3_L4");
+    // Frontend has no policy: its side of the same SYN is a plain trace.
+    let from = flows
+        .iter()
+        .find(|g| {
+            ips(g) == (ok.src_ip, api)
+                && g.trace_observation_point == TraceObservationPoint::FromEndpoint as i32
+                && ports(g) == ports(f)
+        })
+        .unwrap();
+    assert_eq!(
+        (from.verdict, from.event_type.as_ref().unwrap().r#type),
+        (Verdict::Forwarded as i32, 4)
+    );
+
+    // Default deny: wrong port, wrong peer. Every attempt (SYN and its
+    // retransmissions) is dropped and reported.
+    for (item, port) in [(other_port, 8081), (other_client, 8080)] {
+        assert_eq!(item.outcome, Outcome::Dropped, "{item}");
+        let drops = syn_at_server(&flows, item.src_ip, api, port);
+        assert!(!drops.is_empty(), "drops of {item}");
+        for d in drops {
+            assert_eq!(d.verdict, Verdict::Dropped as i32);
+            assert_eq!(d.drop_reason_desc, DropReason::PolicyDenied as i32);
+            assert_eq!(
+                d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+                Some((1, 133))
+            );
+            assert!(d.ingress_denied_by.is_empty() && d.ingress_allowed_by.is_empty());
+        }
+    }
+    // Audit: reported, not dropped; the connection completed.
+    assert_eq!(audited.outcome, Outcome::Completed);
+    let a = syn_at_server(&flows, audited.src_ip, audited.dst_ip, 7000);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].verdict, Verdict::Audit as i32);
+
+    // An explicit deny, added while running: POLICY_DENY naming the policy.
+    std::fs::write(env.lab.policy_dir().join("50-deny.yaml"), DENY_CLIENT).unwrap();
+    let report = wait_until_traffic(&env, &scenario, 2, |o| *o == Outcome::Dropped).await;
+    let item = &report.items[2];
+    let flows = env
+        .wait_for("an explicit deny", |f| {
+            syn_at_server(f, item.src_ip, api, 8080)
+                .iter()
+                .any(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
+        })
+        .await;
+    let d = syn_at_server(&flows, item.src_ip, api, 8080)
+        .into_iter()
+        .rev()
+        .find(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
+        .unwrap();
+    assert_eq!(
+        policy_names(&d.ingress_denied_by),
+        ["default/api-deny-client"]
+    );
+    assert_eq!(
+        d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+        Some((1, 181))
+    );
+}
+
+/// Runs the scenario's traffic until item `index` ends as `ok` says (policy
+/// changes apply asynchronously); bounded.
+async fn wait_until_traffic(
+    env: &e2e::Env,
+    scenario: &Scenario,
+    index: usize,
+    ok: impl Fn(&Outcome) -> bool,
+) -> observe_lab::TrafficReport {
+    for _ in 0..20 {
+        let report =
+            tokio::task::block_in_place(|| run_traffic_once(&env.lab, scenario)).expect("traffic");
+        if ok(&report.items[index].outcome) {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("item {index} never reached the expected outcome");
+}
+
+/// A TCP stream of `total` bytes from endpoint `from` to a server in `to`,
+/// written in chunks while `during` runs; returns the bytes the server read.
+fn stream_while(
+    env: &e2e::Env,
+    from: &str,
+    to: &str,
+    port: u16,
+    total: usize,
+    during: impl FnOnce(),
+) -> usize {
+    let server_ns = env.lab.endpoint(to).unwrap().netns.clone();
+    let client_ns = env.lab.endpoint(from).unwrap().netns.clone();
+    let dst: SocketAddr = (env.lab.endpoint(to).unwrap().ipv4, port).into();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        sysfs::enter_netns(&server_ns).unwrap();
+        let listener = TcpListener::bind(dst).unwrap();
+        ready_tx.send(()).unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0;
+        while let Ok(n) = conn.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        got
+    });
+    ready_rx.recv().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        sysfs::enter_netns(&client_ns).unwrap();
+        let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(2)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let chunk = vec![7u8; 16 << 10];
+        let mut sent = 0;
+        while sent < total {
+            // Pace the stream so it spans the policy changes.
+            if sent == total / 4 {
+                let _ = go_rx.recv_timeout(Duration::from_secs(10));
+            }
+            s.write_all(&chunk).unwrap();
+            sent += chunk.len();
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    });
+    during();
+    drop(go_tx);
+    client.join().unwrap();
+    server.join().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_policy_never_cuts_an_allowed_stream() {
+    let scenario = scenario();
+    let env = e2e::start(&scenario, &[]);
+    let dir = env.lab.policy_dir();
+    let total = 400 * (16 << 10);
+    let got = tokio::task::block_in_place(|| {
+        stream_while(&env, "frontend", "api", 8080, total, || {
+            // Rewrite the policy several times while the stream runs: add a port,
+            // add an unrelated deny, then go back.
+            let widened = ALLOW_FRONTEND.replace(
+                "- {port: \"8080\", protocol: TCP}",
+                "- {port: \"8080\", protocol: TCP}\n            - {port: \"8081\", protocol: TCP}",
+            );
+            assert_ne!(widened, ALLOW_FRONTEND);
+            for (i, text) in [widened.as_str(), ALLOW_FRONTEND].iter().enumerate() {
+                std::fs::write(dir.join("00-api-allow-frontend.yaml"), text).unwrap();
+                std::fs::write(
+                    dir.join(format!("6{i}-deny.yaml")),
+                    DENY_CLIENT.replace("api-deny-client", &format!("deny-{i}")),
+                )
+                .unwrap();
+                std::thread::sleep(flow_probe::policy_watch::POLL * 3);
+            }
+        })
+    });
+    assert_eq!(got, total, "every byte of the allowed stream arrived");
+    let flows = env.all_flows().await;
+    // Policy drops only: the kernel-drop tracepoint also sees other labs, which
+    // reuse the same addresses in their own namespaces.
+    let drops: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| f.verdict == Verdict::Dropped as i32 && f.kernel_drop.is_none())
+        .filter(|f| ports(f).is_some_and(|(s, d)| s == 8080 || d == 8080))
+        .collect();
+    assert!(drops.is_empty(), "no drop on the stream: {drops:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_survives_a_killed_probe_and_is_readopted() {
+    let scenario = scenario();
+    let mut env = e2e::start(&scenario, &[]);
+    let node_ns = env.lab.node_netns("node1").unwrap().to_string();
+    let pins = flow_probe::kernel::pins::pin_dir(Some(&node_ns));
+    let pinned = || {
+        let mut v: Vec<String> = std::fs::read_dir(&pins)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = pinned();
+    assert_eq!(
+        before.iter().filter(|n| n.starts_with("link_")).count(),
+        8,
+        "{before:?}"
+    );
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(report.all_as_expected(), "{report}");
+
+    // SIGKILL: no clean-up runs; the pinned links keep enforcing.
+    let pid = env.probe.pid;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(
+        report.all_as_expected(),
+        "still enforced without a probe: {report}"
+    );
+    assert_eq!(pinned(), before);
+
+    // Restart: the same pins are re-adopted, none added, enforcement unchanged.
+    env.restart_probe();
+    let log = std::fs::read_to_string(&env.probe.log).unwrap();
+    assert!(
+        log.contains("re-adopted pinned maps [\"FLOWS\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"),
+        "{log}"
+    );
+    assert!(
+        log.contains("(0 written, 0 removed)"),
+        "the kernel already held exactly this policy: {log}"
+    );
+    assert_eq!(pinned(), before);
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(report.all_as_expected(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_policy_file_leaves_the_policy_in_force() {
+    let scenario = scenario();
+    let env = e2e::start(&scenario, &[]);
+    let bad = env.lab.policy_dir().join("70-bad.yaml");
+    std::fs::write(&bad, DENY_CLIENT.replace("ingressDeny", "ingressDenny")).unwrap();
+    // The CLI names the file, the field and the problem.
+    let out = std::process::Command::new(e2e::observe_binary())
+        .args(["policy", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("policy {}", bad.display())) && err.contains("ingressDenny"),
+        "{err}"
+    );
+    // The probe reports it and keeps the previous policy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&env.probe.log).unwrap();
+        if log.contains("the previous policy stays in force") {
+            assert!(
+                log.contains("70-bad.yaml") && log.contains("ingressDenny"),
+                "{log}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error logged: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(report.all_as_expected(), "{report}");
+}

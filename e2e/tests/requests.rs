@@ -1,0 +1,99 @@
+//! The relay's API without a lab (no root needed), in-process on 127.0.0.1:0:
+//! request checks, and how a peer that cannot be reached is reported.
+
+use std::time::{Duration, Instant};
+
+use observer_proto::flow::FlowFilter;
+use observer_proto::observer::{GetFlowsRequest, GetNodesRequest};
+use observer_proto::relay::NodeState;
+use relay::peer::state::NOT_CONNECTED_YET;
+
+use e2e::RelayUnderTest;
+use e2e::responses::{event, node_status, shape};
+
+/// An address nothing listens on: bound, then closed.
+fn dead_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn bad_requests_are_invalid_arguments() {
+    let relay = RelayUnderTest::start(vec![dead_address()]).await;
+    let mut client = relay.client().await;
+    let err = client
+        .get_flows(GetFlowsRequest {
+            first: true,
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(err.message(), "first cannot be combined with follow");
+    let err = client
+        .get_flows(GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                destination_port: vec!["http".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "invalid flow filter: destination_port: invalid port \"http\""
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_peer_is_unavailable_with_its_error_and_flows_still_answer() {
+    let dead = dead_address();
+    let relay = RelayUnderTest::start(vec![dead.clone()]).await;
+    // The first attempt fails fast (connection refused); wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while relay.state().peers().views()[0].last_error.as_deref() == Some(NOT_CONNECTED_YET) {
+        assert!(Instant::now() < deadline, "no connection attempt");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = relay.status().await;
+    assert_eq!(
+        (s.num_connected_nodes, s.num_unavailable_nodes),
+        (Some(0), Some(1))
+    );
+    assert_eq!(s.unavailable_nodes, [dead.as_str()]);
+    assert_eq!((s.num_flows, s.max_flows), (0, 0));
+
+    let nodes = relay
+        .client()
+        .await
+        .get_nodes(GetNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(
+        (nodes[0].name.as_str(), nodes[0].address.as_str()),
+        (dead.as_str(), dead.as_str())
+    );
+    assert_eq!(nodes[0].state, NodeState::NodeUnavailable as i32);
+
+    // GetFlows does not fail: it says which node is missing and why.
+    let answer = relay.get_flows(GetFlowsRequest::default()).await;
+    assert_eq!(answer.len(), 1, "one node-status event and nothing else");
+    let status = node_status(&answer[0]).expect("a node-status event");
+    assert_eq!(
+        shape(status),
+        event(NodeState::NodeUnavailable, &[dead.as_str()])
+    );
+    assert!(
+        status.message.starts_with("connecting: "),
+        "{}",
+        status.message
+    );
+    relay.shutdown().await;
+}

@@ -1,0 +1,462 @@
+//! Socket-level service load balancing on the real kernel: clients in the lab's
+//! cgroup connect to a service VIP; the socket programs translate to a backend;
+//! flows show the SOCK translation and the tc flows of the connection name the
+//! service; backend changes take effect for new connections while running; a
+//! service without backends refuses at once; nothing stays behind.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use e2e::{ips, ports};
+use flow_probe::kernel::sock_lb::open_pinned_maps;
+use flow_probe::services::sync::snapshot;
+use observe_lab::{DROP_WAIT, ItemReport, Lab, Outcome, Scenario, run_traffic_once};
+use observer_proto::flow::{
+    DropReason, Flow, FlowFilter, FlowType, SocketTranslationPoint, Verdict,
+};
+use observer_proto::observer::GetFlowsRequest;
+
+const SCENARIO: &str = r#"
+endpoints:
+  - {name: client, namespace: default, labels: {app: client}}
+  - {name: api-1, namespace: default, labels: {app: api}}
+  - {name: api-2, namespace: default, labels: {app: api}}
+services:
+  - name: api
+    namespace: default
+    vip: {ipv4: 198.18.100.10, ipv6: "fd42:100::10"}
+    ports:
+      - {port: 80, protocol: TCP, targetPort: 8080}
+      - {port: 53, protocol: UDP, targetPort: 5353}
+    selector: {app: api}
+  - name: empty
+    namespace: default
+    vip: {ipv4: 198.18.100.11}
+    ports: [{port: 80, targetPort: 8080}, {port: 53, protocol: UDP}]
+    selector: {app: nothing}
+traffic:
+  - {from: client, to_service: api, protocol: tcp, port: 80}
+  - {from: client, to_service: api, protocol: tcp, family: ipv6, port: 80}
+  - {from: client, to_service: api, protocol: udp, port: 53}
+  - {from: client, to_service: empty, protocol: tcp, port: 80, expect: refused}
+  - {from: client, to_service: empty, protocol: udp, port: 53, expect: refused}
+"#;
+
+const VIP4: &str = "198.18.100.10";
+const VIP6: &str = "fd42:100::10";
+
+fn scenario() -> Scenario {
+    Scenario::parse(SCENARIO, "service_lb.yaml").expect("scenario parses")
+}
+
+/// A scenario with only traffic item `i` of the test scenario.
+fn item(i: usize) -> Scenario {
+    let mut s = scenario();
+    s.traffic = vec![s.traffic[i].clone()];
+    s
+}
+
+/// Runs item `i` `n` times; every run must end as expected.
+fn run(lab: &Lab, i: usize, n: usize) -> Vec<ItemReport> {
+    let one = item(i);
+    (0..n)
+        .map(|_| {
+            let report = run_traffic_once(lab, &one).expect("traffic runs");
+            assert!(report.all_as_expected(), "{report}");
+            report.items.into_iter().next().unwrap()
+        })
+        .collect()
+}
+
+fn is_sock(f: &Flow) -> bool {
+    f.r#type == FlowType::Sock as i32
+}
+
+fn service_of(s: &Option<observer_proto::flow::Service>) -> Option<String> {
+    s.as_ref().map(|s| format!("{}/{}", s.namespace, s.name))
+}
+
+fn ip_of(lab: &Lab, name: &str, v6: bool) -> IpAddr {
+    let ep = lab.endpoint(name).unwrap();
+    if v6 {
+        IpAddr::V6(ep.ipv6)
+    } else {
+        IpAddr::V4(ep.ipv4)
+    }
+}
+
+/// The SOCK flow of a connection from `client` port `sport`.
+fn sock_flow(flows: &[Flow], client: IpAddr, sport: u16) -> Option<&Flow> {
+    flows
+        .iter()
+        .find(|f| is_sock(f) && ips(f).0 == client && ports(f).is_some_and(|(s, _)| s == sport))
+}
+
+/// Backend counts (pod name → connections) of SOCK flows to `vip`.
+fn per_backend(flows: &[Flow], vip: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for f in flows
+        .iter()
+        .filter(|f| is_sock(f) && f.ip.as_ref().unwrap().destination == vip)
+    {
+        let pod = f
+            .destination
+            .as_ref()
+            .map(|e| e.pod_name.clone())
+            .unwrap_or_default();
+        *out.entry(pod).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_the_vip_are_balanced_translated_and_observed() {
+    let env = e2e::start(&scenario(), &[]);
+    let lab = &env.lab;
+    let cgroup = lab.cgroup_path();
+    assert!(
+        cgroup.is_dir(),
+        "the lab made its cgroup {}",
+        cgroup.display()
+    );
+    let cgroup_id = std::fs::metadata(&cgroup).unwrap().ino();
+    let client4 = ip_of(lab, "client", false);
+
+    // TCP over IPv4, many connections: all complete, on both backends.
+    let reports = tokio::task::block_in_place(|| run(lab, 0, 16));
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.outcome == Outcome::Completed && r.to == "api")
+    );
+    let flows = env
+        .wait_for("a SOCK flow of every connection", |flows| {
+            reports
+                .iter()
+                .all(|r| sock_flow(flows, client4, r.src_port.unwrap()).is_some())
+        })
+        .await;
+    for r in &reports {
+        let sport = r.src_port.unwrap();
+        let sock = sock_flow(&flows, client4, sport).unwrap();
+        assert_eq!(sock.verdict, Verdict::Translated as i32);
+        assert_eq!(
+            sock.sock_xlate_point,
+            SocketTranslationPoint::SockXlatePointPostDirectionFwd as i32
+        );
+        assert_ne!(sock.socket_cookie, 0);
+        assert_eq!(
+            sock.cgroup_id, cgroup_id,
+            "the client ran in the lab's cgroup"
+        );
+        assert_eq!(
+            ips(sock),
+            (client4, VIP4.parse().unwrap()),
+            "pre-translation addresses"
+        );
+        assert_eq!(ports(sock), Some((sport, 80)));
+        assert_eq!(
+            service_of(&sock.destination_service).as_deref(),
+            Some("default/api")
+        );
+        let backend = sock.destination.as_ref().unwrap().pod_name.clone();
+        assert!(backend == "api-1" || backend == "api-2", "{backend}");
+        assert_eq!(sock.summary, format!("{VIP4}:80 -> default/{backend}:8080"));
+        // On the wire the connection goes to the backend, and its tc flows
+        // carry the service: the SYN to the backend, the reply from it.
+        let backend_ip = ip_of(lab, &backend, false);
+        let wire = e2e::connection(&flows, (client4, sport), (backend_ip, 8080));
+        let syn = wire
+            .iter()
+            .find(|f| ips(f).0 == client4 && !is_sock(f))
+            .unwrap_or_else(|| panic!("no tc flow {client4}:{sport} -> {backend_ip}:8080"));
+        assert_eq!(
+            service_of(&syn.destination_service).as_deref(),
+            Some("default/api")
+        );
+        assert!(
+            wire.iter().any(|f| ips(f).0 == backend_ip
+                && service_of(&f.source_service).as_deref() == Some("default/api")),
+            "the backend's reply names the service it serves"
+        );
+    }
+    assert!(
+        !flows
+            .iter()
+            .any(|f| !is_sock(f) && ips(f).1 == VIP4.parse::<IpAddr>().unwrap()),
+        "no packet ever carries the VIP"
+    );
+    // Hubble's destination_service filter finds both kinds of flows.
+    let filtered = env
+        .get_flows(GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                destination_service: vec!["default/api".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(filtered.iter().any(is_sock) && filtered.iter().any(|f| !is_sock(f)));
+    assert!(
+        filtered
+            .iter()
+            .all(|f| service_of(&f.destination_service).as_deref() == Some("default/api"))
+    );
+    let counts = per_backend(&flows, VIP4);
+    assert_eq!(counts.values().sum::<usize>(), 16, "{counts:?}");
+    assert!(counts.get("api-1").is_some_and(|n| *n > 0), "{counts:?}");
+    assert!(counts.get("api-2").is_some_and(|n| *n > 0), "{counts:?}");
+
+    // IPv6 VIP.
+    let client6 = ip_of(lab, "client", true);
+    let r6 = tokio::task::block_in_place(|| run(lab, 1, 2));
+    let flows = env
+        .wait_for("SOCK flows of the IPv6 connections", |flows| {
+            r6.iter()
+                .all(|r| sock_flow(flows, client6, r.src_port.unwrap()).is_some())
+        })
+        .await;
+    for r in &r6 {
+        let sock = sock_flow(&flows, client6, r.src_port.unwrap()).unwrap();
+        assert_eq!(ips(sock).1, VIP6.parse::<IpAddr>().unwrap());
+        assert!(
+            sock.summary
+                .starts_with(&format!("[{VIP6}]:80 -> default/api-")),
+            "{}",
+            sock.summary
+        );
+    }
+
+    // UDP: the echo comes back through the VIP.
+    let ru = tokio::task::block_in_place(|| run(lab, 2, 2));
+    let flows = env
+        .wait_for("SOCK flows of the UDP exchanges", |flows| {
+            ru.iter()
+                .all(|r| sock_flow(flows, client4, r.src_port.unwrap()).is_some())
+        })
+        .await;
+    for r in &ru {
+        let sock = sock_flow(&flows, client4, r.src_port.unwrap()).unwrap();
+        assert_eq!(ports(sock), Some((r.src_port.unwrap(), 53)));
+        assert!(sock.summary.ends_with(":5353"), "{}", sock.summary);
+    }
+
+    // No backends: refused at once, and a flow says why.
+    let rr = tokio::task::block_in_place(|| run(lab, 3, 1));
+    let r = &rr[0];
+    assert_eq!(r.outcome, Outcome::Refused);
+    let took = Duration::from_nanos(r.finished_unix_ns - r.started_unix_ns);
+    assert!(
+        took < DROP_WAIT,
+        "refused after {took:?}, child process included"
+    );
+    let flows = env
+        .wait_for("the refused connect as a flow", |flows| {
+            sock_flow(flows, client4, r.src_port.unwrap()).is_some()
+        })
+        .await;
+    let refused = sock_flow(&flows, client4, r.src_port.unwrap()).unwrap();
+    assert_eq!(refused.verdict, Verdict::Dropped as i32);
+    assert_eq!(
+        refused.drop_reason_desc,
+        DropReason::ServiceBackendNotFound as i32
+    );
+    assert_eq!(
+        refused.sock_xlate_point,
+        SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32
+    );
+    assert_eq!(
+        service_of(&refused.destination_service).as_deref(),
+        Some("default/empty")
+    );
+    assert_eq!(
+        refused.summary,
+        "198.18.100.11:80: no backend for default/empty (SERVICE_BACKEND_NOT_FOUND)"
+    );
+
+    // UDP to it: the connect is refused at once as well.
+    let ru = tokio::task::block_in_place(|| run(lab, 4, 1));
+    assert_eq!(ru[0].outcome, Outcome::Refused);
+    let took = Duration::from_nanos(ru[0].finished_unix_ns - ru[0].started_unix_ns);
+    assert!(took < DROP_WAIT, "refused after {took:?}");
+
+    // Everything goes with the lab: cgroup, pins.
+    let pins =
+        PathBuf::from(flow_probe::kernel::pins::PIN_ROOT).join(lab.node_netns("node1").unwrap());
+    assert!(pins.join("SERVICES").exists());
+    drop(env);
+    assert!(!cgroup.exists(), "cgroup {} removed", cgroup.display());
+    assert!(!pins.exists(), "pins {} removed", pins.display());
+}
+
+/// Waits until the probe's pinned maps give the IPv4 TCP frontend of `api`
+/// `count` backends.
+fn wait_for_backends(pins: &std::path::Path, count: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let maps = open_pinned_maps(pins).expect("pinned service maps");
+        let api = snapshot(&maps)
+            .into_iter()
+            .find(|(k, _, _)| {
+                k.family == 4 && k.proto == 6 && k.addr[..4] == [198, 18, 100, 10] && k.port == 80
+            })
+            .expect("the api frontend is programmed");
+        if api.1.backend_count == count && api.2.len() == usize::from(count) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "api still has {:?} after 10 s",
+            api.1
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_changes_apply_to_new_connections_at_once() {
+    let env = e2e::start(&scenario(), &[]);
+    let lab = &env.lab;
+    let pins =
+        PathBuf::from(flow_probe::kernel::pins::PIN_ROOT).join(lab.node_netns("node1").unwrap());
+    let client4 = ip_of(lab, "client", false);
+    tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
+
+    // api-2 leaves the endpoints file: new connections all go to api-1.
+    let endpoints_text = std::fs::read_to_string(lab.endpoints_path()).unwrap();
+    let mut without = lab.endpoints_file();
+    without.endpoints.retain(|e| e.name != "api-2");
+    observe_lab::lb::write_atomically(
+        &lab.endpoints_path(),
+        &serde_yaml::to_string(&without).unwrap(),
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| wait_for_backends(&pins, 1));
+    let reports = tokio::task::block_in_place(|| run(lab, 0, 8));
+    let flows = env
+        .wait_for("SOCK flows after the removal", |flows| {
+            reports
+                .iter()
+                .all(|r| sock_flow(flows, client4, r.src_port.unwrap()).is_some())
+        })
+        .await;
+    for r in &reports {
+        let sock = sock_flow(&flows, client4, r.src_port.unwrap()).unwrap();
+        assert_eq!(sock.summary, format!("{VIP4}:80 -> default/api-1:8080"));
+    }
+
+    // Back in: both serve again.
+    observe_lab::lb::write_atomically(&lab.endpoints_path(), &endpoints_text).unwrap();
+    tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
+
+    // The services file edited: the selector matches nothing, connects fail fast.
+    let services_text = std::fs::read_to_string(lab.services_path()).unwrap();
+    let edited = services_text.replacen("app: api", "app: gone", 1);
+    assert_ne!(edited, services_text);
+    observe_lab::lb::write_atomically(&lab.services_path(), &edited).unwrap();
+    tokio::task::block_in_place(|| wait_for_backends(&pins, 0));
+    let mut refused = item(0);
+    refused.traffic[0].expect = observe_lab::Expect::Refused;
+    let report = tokio::task::block_in_place(|| run_traffic_once(lab, &refused)).unwrap();
+    assert!(report.all_as_expected(), "{report}");
+
+    // And restored: connections complete again.
+    observe_lab::lb::write_atomically(&lab.services_path(), &services_text).unwrap();
+    tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
+    tokio::task::block_in_place(|| run(lab, 0, 2));
+}
+
+/// How many programs are attached to `cgroup` for `attach_type`
+/// (BPF_PROG_QUERY; 10 is BPF_CGROUP_INET4_CONNECT).
+fn attached(cgroup: &std::path::Path, attach_type: u32) -> u32 {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(cgroup).unwrap();
+    // union bpf_attr, query: target_fd, attach_type, query_flags, attach_flags,
+    // prog_ids (u64), prog_cnt; the rest stays zero.
+    let mut attr = [0u8; 64];
+    attr[0..4].copy_from_slice(&(dir.as_raw_fd() as u32).to_ne_bytes());
+    attr[4..8].copy_from_slice(&attach_type.to_ne_bytes());
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    // SAFETY: attr is a valid, zero-padded bpf_attr of the size passed; with
+    // prog_ids null the kernel only writes attach_flags and prog_cnt into it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            attr.as_mut_ptr(),
+            attr.len() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "BPF_PROG_QUERY: {}", std::io::Error::last_os_error());
+    u32::from_ne_bytes(attr[24..28].try_into().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_balancer_survives_a_killed_probe_and_is_readopted() {
+    const CONNECT4: u32 = 10;
+    let mut env = e2e::start(&scenario(), &[]);
+    let pins = PathBuf::from(flow_probe::kernel::pins::PIN_ROOT)
+        .join(env.lab.node_netns("node1").unwrap());
+    let cgroup = env.lab.cgroup_path();
+    let links = || {
+        let mut v: Vec<String> = std::fs::read_dir(&pins)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with("link_cgroup_")
+                    || ["SERVICES", "BACKENDS", "REVNAT"].contains(&n.as_str())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = links();
+    assert_eq!(before.len(), 11, "8 links and 3 maps: {before:?}");
+    assert_eq!(attached(&cgroup, CONNECT4), 1);
+
+    // SIGKILL: no clean-up runs; the pinned links keep balancing.
+    let pid = env.probe.pid;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::block_in_place(|| run(&env.lab, 0, 4));
+    assert_eq!(links(), before);
+
+    // Restart: the new programs take over the pins, the old links are gone,
+    // and the services in the maps were already right.
+    env.restart_probe();
+    let log = std::fs::read_to_string(&env.probe.log).unwrap();
+    assert!(
+        log.contains("replacing the pinned links of a previous probe"),
+        "{log}"
+    );
+    assert!(
+        log.contains("services in force: 6 frontends, 8 backends (0 frontends and 0 backends written, 0 and 0 removed)"),
+        "{log}"
+    );
+    assert_eq!(links(), before);
+    assert_eq!(
+        attached(&cgroup, CONNECT4),
+        1,
+        "the previous probe's link was released"
+    );
+    let client4 = ip_of(&env.lab, "client", false);
+    let reports = tokio::task::block_in_place(|| run(&env.lab, 0, 2));
+    env.wait_for("SOCK flows from the new probe", |flows| {
+        reports
+            .iter()
+            .all(|r| sock_flow(flows, client4, r.src_port.unwrap()).is_some())
+    })
+    .await;
+}

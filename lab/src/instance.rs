@@ -1,0 +1,382 @@
+//! [`Lab`]: a lab that is up, and the guard that takes it down.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+
+use anyhow::{Context, Result, bail};
+use cluster_spec::endpoints::EndpointsFile;
+
+use super::ip::netns_list;
+use super::procs::{self, ProcessRecord};
+use super::scenario::Scenario;
+use super::state::{self, DEFAULT_STATE_DIR, DownReport, ENDPOINTS_FILE, LabState};
+use super::topology::{EndpointPlan, NodePlan, Topology};
+use super::validate::POLICY_KIND;
+use super::{prefix, setup, sys};
+
+/// Options of [`Lab::up`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabOptions {
+    /// Where `state.json`, `endpoints.yaml` and `policies/` go (default
+    /// [`DEFAULT_STATE_DIR`]).
+    pub state_dir: PathBuf,
+    /// Namespace name prefix; a fresh `obsXXXXX` when `None`.
+    pub prefix: Option<String>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            prefix: None,
+        }
+    }
+}
+
+impl LabOptions {
+    /// Default options with another state directory.
+    pub fn with_state_dir(state_dir: impl Into<PathBuf>) -> Self {
+        LabOptions {
+            state_dir: state_dir.into(),
+            ..LabOptions::default()
+        }
+    }
+}
+
+/// A lab that is up.
+///
+/// A lab made by [`Lab::up`] owns what it built: dropping it (also while a panic
+/// unwinds) stops the processes registered with it, deletes its namespaces and
+/// removes its state files. [`Lab::detach`] leaves the lab up instead (for
+/// `observe lab up`); [`Lab::attach`] gives a non-owning view of a lab from its
+/// state directory, and [`super::down`] takes such a lab down.
+#[derive(Debug)]
+pub struct Lab {
+    topology: Topology,
+    scenario: Scenario,
+    state_dir: PathBuf,
+    processes: Vec<ProcessRecord>,
+    children: Vec<(Child, String)>,
+    owned: bool,
+}
+
+impl Lab {
+    /// Builds the lab for `scenario` and writes its state directory.
+    ///
+    /// Writes the endpoints file and the policy directory ([`Lab::policy_dir`]:
+    /// one `NN-<name>.yaml` per policy of the scenario, NN its index; empty when
+    /// the scenario has none).
+    ///
+    /// Does not start flow-probe: start it in each node namespace
+    /// ([`Lab::node_netns`], [`super::netns_command`]) with the endpoints file
+    /// ([`Lab::endpoints_path`]) and the policy directory, then hand it over with
+    /// [`Lab::adopt_child`] or [`Lab::register_pid`]. Fails if `state_dir` holds a
+    /// lab that is still up.
+    pub fn up(scenario: &Scenario, opts: &LabOptions) -> Result<Lab> {
+        scenario.validate()?;
+        if !sys::is_root() {
+            bail!("the lab needs root: it creates network namespaces");
+        }
+        let prefix = match &opts.prefix {
+            Some(p) => {
+                prefix::check(p)?;
+                if netns_list()?
+                    .iter()
+                    .any(|n| n.starts_with(&format!("{p}-")))
+                {
+                    bail!("network namespaces with prefix {p}- already exist");
+                }
+                p.clone()
+            }
+            None => prefix::generate()?,
+        };
+        refuse_busy_state_dir(&opts.state_dir)?;
+        let topology = Topology::plan(scenario, &prefix)?;
+        let lab = Lab {
+            topology,
+            scenario: scenario.clone(),
+            state_dir: opts.state_dir.clone(),
+            processes: Vec::new(),
+            children: Vec::new(),
+            owned: true,
+        };
+        // From here on a crash leaves a state file that `down` can use.
+        lab.save_state()?;
+        setup::build(&lab.topology).with_context(|| format!("building lab {prefix}"))?;
+        lab.write_endpoints_file()?;
+        lab.write_policy_files()?;
+        super::lb::write_services_file(&lab)?;
+        // The cgroup is needed only for services; without them a failure is no error.
+        match super::cgroup::create(&prefix) {
+            Ok(_) => {}
+            Err(e) if lab.scenario.services.is_empty() => log::debug!("no lab cgroup: {e:#}"),
+            Err(e) => return Err(e),
+        }
+        log::info!(
+            "lab {prefix} is up: {} endpoints on {} node(s)",
+            lab.topology.endpoints.len(),
+            lab.topology.nodes.len()
+        );
+        Ok(lab)
+    }
+
+    /// A non-owning view of the lab recorded in `state_dir` (dropping it leaves
+    /// the lab up).
+    pub fn attach(state_dir: &Path) -> Result<Lab> {
+        let state = LabState::load(state_dir)?;
+        Ok(Lab {
+            topology: state.topology,
+            scenario: state.scenario,
+            state_dir: state_dir.to_path_buf(),
+            processes: state.processes,
+            children: Vec::new(),
+            owned: false,
+        })
+    }
+
+    /// Prefix of every namespace of the lab.
+    pub fn prefix(&self) -> &str {
+        &self.topology.prefix
+    }
+
+    /// The full plan: nodes, endpoints, names, interfaces, addresses.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The scenario the lab was built from.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// The nodes (flow-probe runs once per node, in its namespace).
+    pub fn nodes(&self) -> &[NodePlan] {
+        &self.topology.nodes
+    }
+
+    /// Network namespace of the node with this scenario name (e.g. "node1").
+    pub fn node_netns(&self, node: &str) -> Option<&str> {
+        self.topology.node(node).map(|n| n.netns.as_str())
+    }
+
+    /// The endpoint with this scenario name.
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointPlan> {
+        self.topology.endpoint(name)
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The endpoints file written for flow-probe (`<state_dir>/endpoints.yaml`).
+    pub fn endpoints_path(&self) -> PathBuf {
+        self.state_dir.join(ENDPOINTS_FILE)
+    }
+
+    /// The services file written for flow-probe's `--services`
+    /// (`<state_dir>/services.yaml`; no services when the scenario has none).
+    pub fn services_path(&self) -> PathBuf {
+        self.state_dir.join(super::lb::SERVICES_FILE)
+    }
+
+    /// The lab's cgroup (`<cgroup v2 mount>/<prefix>`), where flow-probe attaches
+    /// the socket load balancer and the clients of service items run.
+    pub fn cgroup_path(&self) -> PathBuf {
+        super::cgroup::path_for(self.prefix())
+    }
+
+    /// The policy directory written for flow-probe's `--policy-dir`
+    /// (`<state_dir>/policies`): one `NN-<name>.yaml` per policy of the scenario.
+    pub fn policy_dir(&self) -> PathBuf {
+        state::policy_dir(&self.state_dir)
+    }
+
+    /// Paths of the policy files [`Lab::up`] writes, in scenario order:
+    /// `<policy_dir>/NN-<name>.yaml`.
+    pub fn policy_paths(&self) -> Vec<PathBuf> {
+        let dir = self.policy_dir();
+        self.scenario
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let name = p
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(serde_yaml::Value::as_str)
+                    .unwrap_or("policy");
+                dir.join(format!("{i:02}-{name}.yaml"))
+            })
+            .collect()
+    }
+
+    /// The content of the endpoints file.
+    pub fn endpoints_file(&self) -> EndpointsFile {
+        self.topology.endpoints_file()
+    }
+
+    /// Whether dropping this value takes the lab down.
+    pub fn is_owned(&self) -> bool {
+        self.owned
+    }
+
+    /// The lab's state as written to `state.json`.
+    pub fn state(&self) -> LabState {
+        LabState {
+            prefix: self.topology.prefix.clone(),
+            node_netns: self
+                .topology
+                .nodes
+                .iter()
+                .map(|n| n.netns.clone())
+                .collect(),
+            endpoint_netns: self
+                .topology
+                .endpoints
+                .iter()
+                .map(|e| e.netns.clone())
+                .collect(),
+            processes: self.processes.clone(),
+            endpoints_file: self.endpoints_path(),
+            topology: self.topology.clone(),
+            scenario: self.scenario.clone(),
+        }
+    }
+
+    /// Writes `<state_dir>/state.json`.
+    pub fn save_state(&self) -> Result<()> {
+        self.state().save(&self.state_dir)
+    }
+
+    /// Registers a running process (by pid) to stop when the lab goes down, here
+    /// or through [`super::down`]; saves the state.
+    pub fn register_pid(&mut self, pid: u32, what: &str) -> Result<()> {
+        self.processes.push(ProcessRecord::new(pid, what));
+        self.save_state()
+    }
+
+    /// Takes a child process to stop (and reap) when the lab goes down; saves the
+    /// state, so [`super::down`] stops it too after [`Lab::detach`].
+    pub fn adopt_child(&mut self, child: Child, what: &str) -> Result<()> {
+        self.processes.push(ProcessRecord::new(child.id(), what));
+        self.children.push((child, what.to_string()));
+        self.save_state()
+    }
+
+    /// Leaves the lab up after this value is gone; returns its saved state.
+    /// Adopted children keep running.
+    pub fn detach(mut self) -> Result<LabState> {
+        self.owned = false;
+        self.children.clear();
+        self.save_state()?;
+        Ok(self.state())
+    }
+
+    /// Takes the lab down now, reporting what went wrong (dropping does the same
+    /// but can only log problems).
+    pub fn down(mut self) -> Result<DownReport> {
+        let report = self.teardown();
+        self.owned = false;
+        if !report.errors.is_empty() {
+            bail!(
+                "taking down lab {}: {}",
+                report.prefix,
+                report.errors.join("; ")
+            );
+        }
+        Ok(report)
+    }
+
+    fn teardown(&mut self) -> DownReport {
+        let mut report = DownReport {
+            prefix: self.prefix().to_string(),
+            ..DownReport::default()
+        };
+        for (child, what) in &mut self.children {
+            procs::stop_child(child, what);
+        }
+        self.children.clear();
+        let mut netns: Vec<String> = self
+            .topology
+            .endpoints
+            .iter()
+            .map(|e| e.netns.clone())
+            .collect();
+        netns.extend(self.topology.nodes.iter().map(|n| n.netns.clone()));
+        state::teardown(self.prefix(), &netns, &self.processes, &mut report);
+        // Leave a state directory that another lab has taken over alone.
+        let ours = LabState::load(&self.state_dir).is_ok_and(|s| s.prefix == self.prefix());
+        if ours {
+            state::remove_state_files(&self.state_dir, &mut report);
+        }
+        report
+    }
+
+    fn write_endpoints_file(&self) -> Result<()> {
+        let file = self.endpoints_file();
+        let yaml = serde_yaml::to_string(&file).context("encoding the endpoints file")?;
+        let text = format!(
+            "# Endpoints of lab {} (written by the lab; flow-probe reads it).\n{yaml}",
+            self.prefix()
+        );
+        let path = self.endpoints_path();
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Creates the policy directory afresh (whatever an earlier lab left there
+    /// goes) and writes one file per policy of the scenario.
+    fn write_policy_files(&self) -> Result<()> {
+        let dir = self.policy_dir();
+        state::remove_policy_dir(&self.state_dir)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (i, (policy, path)) in self
+            .scenario
+            .policies
+            .iter()
+            .zip(self.policy_paths())
+            .enumerate()
+        {
+            let yaml =
+                serde_yaml::to_string(policy).with_context(|| format!("encoding policies[{i}]"))?;
+            let text = format!(
+                "# {POLICY_KIND} policies[{i}] of lab {} (written by the lab from the \
+                 scenario; flow-probe reads this directory).\n{yaml}",
+                self.prefix()
+            );
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
+        let report = self.teardown();
+        for e in &report.errors {
+            log::warn!("lab {}: {e}", report.prefix);
+        }
+    }
+}
+
+/// Refuses a state directory that records a lab that is still up.
+fn refuse_busy_state_dir(state_dir: &Path) -> Result<()> {
+    if !state::state_path(state_dir).exists() {
+        return Ok(());
+    }
+    match LabState::load(state_dir) {
+        Ok(old) if old.is_up() => bail!(
+            "{} holds lab {}, which is still up: take it down first",
+            state_dir.display(),
+            old.prefix
+        ),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.context(format!(
+            "{} holds an unreadable lab state; remove it or take that lab down",
+            state_dir.display()
+        ))),
+    }
+}

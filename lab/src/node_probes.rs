@@ -1,0 +1,212 @@
+//! Starts one flow-probe per lab node, inside that node's network namespace, and
+//! waits until each is attached and serving.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::Lab;
+
+/// Where the probes listen and what extra flags they get.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// The flow-probe binary.
+    pub binary: PathBuf,
+    /// Port of the first node's probe (4244 as Hubble's agent); `None` or later
+    /// nodes take any free port, written to `probe-<node>.addr` in the state dir.
+    pub first_port: Option<u16>,
+    /// More flags for every probe, e.g. `--ringbuf-size 4096`.
+    pub extra_args: Vec<String>,
+}
+
+impl ProbeOptions {
+    pub fn new(first_port: Option<u16>) -> anyhow::Result<Self> {
+        Ok(ProbeOptions {
+            binary: crate::binaries::binary("flow-probe")?,
+            first_port,
+            extra_args: Vec::new(),
+        })
+    }
+}
+
+/// A probe that is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedProbe {
+    pub node: String,
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub log: PathBuf,
+}
+
+/// Starts a probe per node and registers each with the lab, which stops them on
+/// teardown.
+pub fn start(lab: &mut Lab, opts: &ProbeOptions) -> anyhow::Result<Vec<StartedProbe>> {
+    let nodes: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
+    let mut started = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let port = if i == 0 {
+            opts.first_port.unwrap_or(0)
+        } else {
+            0
+        };
+        started.push(start_node(lab, node, port, opts)?);
+    }
+    lab.save_state()?;
+    Ok(started)
+}
+
+/// Starts the probe of one node, listening on `port` (0: any free port).
+pub fn start_node(
+    lab: &mut Lab,
+    node: &str,
+    port: u16,
+    opts: &ProbeOptions,
+) -> anyhow::Result<StartedProbe> {
+    let netns = lab
+        .node_netns(node)
+        .with_context(|| format!("no node {node} in the lab"))?
+        .to_string();
+    let ready = lab.state_dir().join(format!("probe-{node}.addr"));
+    let log = lab.state_dir().join(format!("probe-{node}.log"));
+    let _ = std::fs::remove_file(&ready);
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let child = Command::new(&opts.binary)
+        .args([
+            "--netns",
+            &netns,
+            "--node-name",
+            node,
+            "--attach-endpoints",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--endpoints")
+        .arg(lab.endpoints_path())
+        .arg("--policy-dir")
+        .arg(lab.policy_dir())
+        .args(crate::lb::probe_args(lab))
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(metrics_args(lab, node, port, opts))
+        .args(&opts.extra_args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", opts.binary.display()))?;
+    let pid = child.id();
+    lab.adopt_child(child, &format!("flow-probe {node}"))?;
+    let addr = wait_ready(&ready, &log, pid)?;
+    Ok(StartedProbe {
+        node: node.to_string(),
+        addr,
+        pid,
+        log,
+    })
+}
+
+/// Metrics on Hubble's port 9965 for the node on the default gRPC port, any free
+/// port otherwise (parallel labs must not collide); callers may choose their own.
+fn metrics_args(lab: &Lab, node: &str, port: u16, opts: &ProbeOptions) -> Vec<std::ffi::OsString> {
+    if opts.extra_args.iter().any(|a| a == "--metrics-listen") {
+        return Vec::new();
+    }
+    let listen = if port == 4244 {
+        "127.0.0.1:9965"
+    } else {
+        "127.0.0.1:0"
+    };
+    let ready = lab.state_dir().join(format!("probe-{node}.metrics"));
+    vec![
+        "--metrics-listen".into(),
+        listen.into(),
+        "--metrics-ready-file".into(),
+        ready.into(),
+    ]
+}
+
+/// Starts the relay in the root namespace, fanning in `probes`, listening on
+/// `port` (4245 as Hubble's relay; 0 = any free port); the lab stops it.
+pub fn start_relay(
+    lab: &mut Lab,
+    probes: &[StartedProbe],
+    port: u16,
+) -> anyhow::Result<StartedProbe> {
+    let binary = crate::binaries::binary("relay")?;
+    let ready = lab.state_dir().join("relay.addr");
+    let log = lab.state_dir().join("relay.log");
+    let _ = std::fs::remove_file(&ready);
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cmd = Command::new(&binary);
+    for p in probes {
+        cmd.arg("--peer").arg(p.addr.to_string());
+    }
+    let child = cmd
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--metrics-listen")
+        .arg(if port == 4245 {
+            "127.0.0.1:9966"
+        } else {
+            "127.0.0.1:0"
+        })
+        // Each lab keeps its own history, removed with the lab.
+        .arg("--history-dir")
+        .arg(lab.state_dir().join("history"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let pid = child.id();
+    lab.adopt_child(child, "relay")?;
+    let addr = wait_ready(&ready, &log, pid)?;
+    lab.save_state()?;
+    Ok(StartedProbe {
+        node: "relay".to_string(),
+        addr,
+        pid,
+        log,
+    })
+}
+
+fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return text
+                .trim()
+                .parse()
+                .with_context(|| format!("bad address in {}", ready.display()));
+        }
+        let alive = Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "));
+        if !alive || Instant::now() > deadline {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(8).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "process {pid} {}; its log {} ends with:\n{}",
+                if alive {
+                    "did not become ready in 30 s"
+                } else {
+                    "exited"
+                },
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,15 @@
+//! What flow-probe and the relay share to serve `observer.Observer`.
+//!
+//! # Layout
+//! A flow enters [`store`] (a ring of recent flows plus a broadcast to
+//! followers); a `GetFlows` request becomes a [`query::FlowQuery`] (number,
+//! first, follow, since/until), whose whitelist and blacklist compile with
+//! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too);
+//! [`metrics_http`] serves Prometheus' `/metrics`; [`shutdown`] turns SIGINT
+//! and SIGTERM into one future every server waits on.
+
+pub mod filter;
+pub mod metrics_http;
+pub mod query;
+pub mod shutdown;
+pub mod store;

@@ -1,0 +1,225 @@
+//! A validated `GetFlows` request and the flow-probe semantics the relay keeps:
+//! `number` (the last N, or the first N with `first`), `follow`, `since`/`until`
+//! and Hubble's whitelist/blacklist.
+//!
+//! flow-probe and the relay both answer `GetFlows` with it.
+
+use crate::filter::{self, FilterError, FlowMatcher};
+use crate::store::Entry;
+use observer_proto::observer::GetFlowsRequest;
+use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::time::{event_time, nanos};
+
+/// A `GetFlows` request that cannot be served; `InvalidArgument` at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// `first` asks for the oldest flows, `follow` for what comes next.
+    #[error("first cannot be combined with follow")]
+    FirstWithFollow,
+    /// A whitelist or blacklist filter does not compile.
+    #[error("invalid flow filter: {0}")]
+    Filter(#[from] FilterError),
+    /// The time window is empty.
+    #[error("since is after until")]
+    SinceAfterUntil,
+}
+
+impl From<RequestError> for tonic::Status {
+    fn from(e: RequestError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// What a client asked for, checked.
+#[derive(Debug, Clone)]
+pub struct FlowQuery {
+    matcher: FlowMatcher,
+    pub number: usize,
+    pub first: bool,
+    pub follow: bool,
+    pub since: Option<i128>,
+    pub until: Option<i128>,
+}
+
+impl FlowQuery {
+    pub fn parse(req: &GetFlowsRequest) -> Result<Self, RequestError> {
+        if req.first && req.follow {
+            return Err(RequestError::FirstWithFollow);
+        }
+        let matcher = filter::compile(&req.whitelist, &req.blacklist)?;
+        let since = req.since.as_ref().map(nanos);
+        let until = req.until.as_ref().map(nanos);
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err(RequestError::SinceAfterUntil);
+        }
+        Ok(FlowQuery {
+            matcher,
+            number: usize::try_from(req.number).unwrap_or(usize::MAX),
+            first: req.first,
+            follow: req.follow,
+            since,
+            until,
+        })
+    }
+
+    fn in_window(&self, r: &GetFlowsResponse) -> bool {
+        match event_time(r) {
+            Some(t) => self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u),
+            None => true,
+        }
+    }
+
+    /// Whether a stored response goes to the client. Lost-event records pass
+    /// every filter: a gap is never hidden.
+    pub fn selects(&self, r: &GetFlowsResponse) -> bool {
+        self.in_window(r)
+            && match &r.response_types {
+                Some(ResponseTypes::Flow(f)) => self.matcher.matches(f),
+                _ => true,
+            }
+    }
+
+    /// Whether a live response ends a follow (it is past `until`).
+    pub fn is_past_until(&self, r: &GetFlowsResponse) -> bool {
+        self.until
+            .is_some_and(|u| event_time(r).is_some_and(|t| t > u))
+    }
+
+    /// The part of the ring to send before following (or instead of it).
+    pub fn history(&self, ring: Vec<Entry>) -> Vec<Entry> {
+        if self.follow && self.number == 0 && self.since.is_none() {
+            return Vec::new();
+        }
+        let mut picked: Vec<Entry> = ring
+            .into_iter()
+            .filter(|e| self.selects(&e.response))
+            .collect();
+        if self.number != 0 && picked.len() > self.number {
+            if self.first {
+                picked.truncate(self.number);
+            } else {
+                picked.drain(..picked.len() - self.number);
+            }
+        }
+        picked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use observer_proto::flow::{Flow, FlowFilter};
+
+    use super::*;
+    use observer_proto::time::timestamp;
+
+    fn ring(times: &[i128]) -> Vec<Entry> {
+        times
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| Entry {
+                seq: i as u64,
+                response: Arc::new(GetFlowsResponse {
+                    node_name: format!("n{i}"),
+                    time: Some(timestamp(t)),
+                    response_types: Some(ResponseTypes::Flow(Flow {
+                        node_name: format!("n{i}"),
+                        ..Default::default()
+                    })),
+                }),
+            })
+            .collect()
+    }
+
+    fn times(entries: &[Entry]) -> Vec<i128> {
+        entries
+            .iter()
+            .map(|e| event_time(&e.response).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn number_takes_the_last_or_with_first_the_first() {
+        let req = GetFlowsRequest {
+            number: 2,
+            ..Default::default()
+        };
+        let q = FlowQuery::parse(&req).unwrap();
+        assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [2, 3]);
+        let q = FlowQuery::parse(&GetFlowsRequest { first: true, ..req }).unwrap();
+        assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [1, 2]);
+    }
+
+    #[test]
+    fn follow_without_number_or_since_sends_no_history() {
+        let q = FlowQuery::parse(&GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(q.history(ring(&[1, 2])).is_empty());
+        let q = FlowQuery::parse(&GetFlowsRequest {
+            follow: true,
+            since: Some(timestamp(2)),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [2, 3]);
+    }
+
+    #[test]
+    fn since_until_and_filters_select() {
+        let q = FlowQuery::parse(&GetFlowsRequest {
+            since: Some(timestamp(2)),
+            until: Some(timestamp(3)),
+            whitelist: vec![FlowFilter {
+                node_name: vec!["n2".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(times(&q.history(ring(&[1, 2, 3, 4]))), [3]);
+        assert!(q.is_past_until(&ring(&[4])[0].response));
+        assert!(!q.is_past_until(&ring(&[3])[0].response));
+    }
+
+    #[test]
+    fn bad_requests_say_why() {
+        let both = GetFlowsRequest {
+            first: true,
+            follow: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            FlowQuery::parse(&both).unwrap_err(),
+            RequestError::FirstWithFollow
+        );
+        let window = GetFlowsRequest {
+            since: Some(timestamp(5)),
+            until: Some(timestamp(4)),
+            ..Default::default()
+        };
+        assert_eq!(
+            FlowQuery::parse(&window).unwrap_err(),
+            RequestError::SinceAfterUntil
+        );
+        let bad_ip = GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                source_ip: vec!["10.0.0.300".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let err = FlowQuery::parse(&bad_ip).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid flow filter: source_ip: invalid IP"),
+            "{err}"
+        );
+    }
+}

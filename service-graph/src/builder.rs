@@ -1,0 +1,498 @@
+//! [`GraphBuilder`]: folds flows, one at a time, into a [`ServiceGraph`].
+//!
+//! Edges come from request-direction flows: `is_reply` false, or unknown (drops
+//! often carry no direction; Hubble UI draws those too). A reply only adds to
+//! its connection's volume. Every connection is seen at several observation
+//! points and reported several times, each report carrying the connection's
+//! volume so far, so an edge's bytes add each connection once, at the largest
+//! volume seen for it (`fwd_bytes + rev_bytes`).
+//!
+//! With a window, edges not seen for that long are dropped, and so are the
+//! connections behind them; a connection silent for longer than the window
+//! counts as a new one when it shows up again.
+//!
+//! The connection table can also be capped ([`GraphBuilder::with_max_connections`]):
+//! past the cap the least recently seen connections are forgotten (their
+//! counts stay on the edges). A forgotten connection that shows up again
+//! counts as a new one, as after the window; [`GraphBuilder::forgotten`] says
+//! how many were forgotten, so a view can tell its counts may be high.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use observer_proto::flow::{DropReason, Flow, Verdict, layer4::Protocol};
+use petgraph::stable_graph::EdgeIndex;
+
+use crate::group::group_of;
+use crate::hops::HopKey;
+
+/// Cilium's monitor type of socket-translation traces.
+const TYPE_TRACE_SOCK: i32 = 7;
+use crate::model::{Edge, ServiceGraph};
+
+/// A connection, client side first, whichever way the packet went.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConnKey {
+    protocol: &'static str,
+    client: (IpAddr, u32),
+    server: (IpAddr, u32),
+}
+
+#[derive(Debug, Default)]
+struct Conn {
+    edge: Option<EdgeIndex>,
+    /// Largest volume seen: (bytes, packets) of both directions.
+    max: (u64, u64),
+    /// The part of `max` already added to the edge.
+    counted: (u64, u64),
+    last_seen_ns: i128,
+}
+
+/// Builds a [`ServiceGraph`] from flows, optionally over a sliding window.
+#[derive(Debug, Default)]
+pub struct GraphBuilder {
+    graph: ServiceGraph,
+    conns: HashMap<ConnKey, Conn>,
+    window_ns: Option<i128>,
+    max_connections: Option<usize>,
+    forgotten: u64,
+    latest_ns: i128,
+    next_prune_ns: i128,
+}
+
+/// Unix time in nanoseconds.
+pub fn unix_ns(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+fn flow_ns(f: &Flow) -> Option<i128> {
+    f.time
+        .as_ref()
+        .map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos))
+}
+
+/// `(protocol, source port, destination port)`; ICMP has no ports.
+pub fn l4(f: &Flow) -> (&'static str, u32, u32) {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => ("TCP", t.source_port, t.destination_port),
+        Some(Protocol::Udp(u)) => ("UDP", u.source_port, u.destination_port),
+        Some(Protocol::Sctp(s)) => ("SCTP", s.source_port, s.destination_port),
+        Some(Protocol::IcmPv4(_)) => ("ICMPv4", 0, 0),
+        Some(Protocol::IcmPv6(_)) => ("ICMPv6", 0, 0),
+        None => ("IP", 0, 0),
+    }
+}
+
+/// `TCP/8080`, or the protocol alone when it has no ports.
+fn port_label(f: &Flow) -> String {
+    match l4(f) {
+        (p @ ("TCP" | "UDP" | "SCTP"), _, dport) => format!("{p}/{dport}"),
+        (p, _, _) => p.to_string(),
+    }
+}
+
+fn conn_key(f: &Flow, reply: bool) -> Option<ConnKey> {
+    let ip = f.ip.as_ref()?;
+    let (protocol, sport, dport) = l4(f);
+    let src = (ip.source.parse().ok()?, sport);
+    let dst = (ip.destination.parse().ok()?, dport);
+    let (client, server) = if reply { (dst, src) } else { (src, dst) };
+    Some(ConnKey {
+        protocol,
+        client,
+        server,
+    })
+}
+
+impl GraphBuilder {
+    /// A builder that keeps everything it is given.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder that drops edges not seen within `window` of the newest flow
+    /// (or of the time given to [`GraphBuilder::prune`]).
+    pub fn with_window(window: Duration) -> Self {
+        GraphBuilder {
+            window_ns: Some(window.as_nanos() as i128),
+            ..Self::default()
+        }
+    }
+
+    /// Caps the connection table at `max` (at least 1): past it, the least
+    /// recently seen connections are forgotten.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// A graph of `flows`, without a window.
+    pub fn build<'a>(flows: impl IntoIterator<Item = &'a Flow>) -> ServiceGraph {
+        let mut b = Self::new();
+        flows.into_iter().for_each(|f| b.add(f));
+        b.into_graph()
+    }
+
+    pub fn graph(&self) -> &ServiceGraph {
+        &self.graph
+    }
+
+    pub fn into_graph(self) -> ServiceGraph {
+        self.graph
+    }
+
+    /// Folds one flow into the graph.
+    pub fn add(&mut self, flow: &Flow) {
+        let t = flow_ns(flow).unwrap_or(self.latest_ns);
+        self.latest_ns = self.latest_ns.max(t);
+        // A TCP lifecycle report (established, closed) comes from each socket,
+        // local to remote, so the server's would draw a reverse edge; the
+        // connection's packets are on the graph already.
+        if flow.tcp_lifecycle.is_some() {
+            return;
+        }
+        let reply = flow.is_reply == Some(true);
+        let edge = (!reply).then(|| self.count_request(flow, t));
+        // A socket translation names the service port, not the connection's
+        // 5-tuple: it counts on the edge, not as a connection of its own.
+        let sock = flow
+            .event_type
+            .as_ref()
+            .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK);
+        if let Some(key) = conn_key(flow, reply).filter(|_| !sock) {
+            if let Some(max) = self.max_connections
+                && self.conns.len() >= max
+                && !self.conns.contains_key(&key)
+            {
+                self.forget_oldest(max - max / 8 - 1);
+            }
+            let conn = self.conns.entry(key).or_default();
+            if let Some(e) = edge
+                && conn.edge.is_none()
+            {
+                conn.edge = Some(e);
+                if let Some(w) = self.graph.edge_mut(e) {
+                    w.connections += 1;
+                }
+            }
+            if let Some(v) = &flow.volume {
+                conn.max.0 = conn.max.0.max(v.fwd_bytes + v.rev_bytes);
+                conn.max.1 = conn.max.1.max(v.fwd_packets + v.rev_packets);
+            }
+            conn.last_seen_ns = conn.last_seen_ns.max(t);
+            if let Some(w) = conn.edge.and_then(|e| self.graph.edge_mut(e)) {
+                w.bytes += conn.max.0 - conn.counted.0;
+                w.packets += conn.max.1 - conn.counted.1;
+                w.last_seen_ns = w.last_seen_ns.max(t);
+                conn.counted = conn.max;
+            }
+        }
+        if let Some(w) = self.window_ns
+            && self.latest_ns >= self.next_prune_ns
+        {
+            self.prune_ns(self.latest_ns);
+            self.next_prune_ns = self.latest_ns + (w / 16).max(1);
+        }
+    }
+
+    /// Counts a request-direction flow on its edge; returns the edge.
+    fn count_request(&mut self, flow: &Flow, t: i128) -> EdgeIndex {
+        let a = self.graph.node(group_of(flow.source.as_ref()));
+        let b = self.graph.node(group_of(flow.destination.as_ref()));
+        let e = self.graph.edge(a, b);
+        if let Some(w) = self.graph.edge_mut(e) {
+            count_flow(w, flow, t);
+        }
+        e
+    }
+
+    /// Drops what was last seen more than the window before `now`.
+    pub fn prune(&mut self, now: SystemTime) {
+        self.prune_ns(unix_ns(now));
+    }
+
+    fn prune_ns(&mut self, now_ns: i128) {
+        let Some(w) = self.window_ns else { return };
+        let cutoff = now_ns - w;
+        let removed = self.graph.expire(cutoff);
+        self.conns.retain(|_, c| {
+            c.last_seen_ns >= cutoff && c.edge.is_none_or(|e| !removed.contains(&e))
+        });
+    }
+
+    /// Forgets the least recently seen connections until `keep` are left.
+    /// Evicting an eighth of the cap at a time keeps the sort rare.
+    fn forget_oldest(&mut self, keep: usize) {
+        let excess = self.conns.len().saturating_sub(keep);
+        if excess == 0 {
+            return;
+        }
+        let mut seen: Vec<i128> = self.conns.values().map(|c| c.last_seen_ns).collect();
+        let (_, &mut cutoff, _) = seen.select_nth_unstable(excess - 1);
+        // Ties at the cutoff: forget the older side first, then as many equal
+        // ones as needed, so exactly `keep` remain.
+        let mut at_cutoff = excess - seen[..excess].iter().filter(|&&t| t < cutoff).count();
+        self.conns.retain(|_, c| {
+            if c.last_seen_ns < cutoff {
+                false
+            } else if c.last_seen_ns == cutoff && at_cutoff > 0 {
+                at_cutoff -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.forgotten += excess as u64;
+    }
+
+    /// Connections being tracked (for tests and the TUI's header).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The cap on the connection table, if any.
+    pub fn max_connections(&self) -> Option<usize> {
+        self.max_connections
+    }
+
+    /// Connections forgotten because of the cap (not the window).
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+}
+
+/// Adds one request-direction flow to an edge's counters.
+fn count_flow(w: &mut Edge, flow: &Flow, t: i128) {
+    w.flows += 1;
+    w.last_seen_ns = w.last_seen_ns.max(t);
+    match Verdict::try_from(flow.verdict) {
+        Ok(Verdict::Forwarded) => w.verdicts.forwarded += 1,
+        Ok(Verdict::Dropped) => {
+            w.verdicts.dropped += 1;
+            // A kernel drop names the kernel's reason; Hubble's enum has none for it.
+            let reason = match &flow.kernel_drop {
+                Some(k) => k.name.clone(),
+                None => DropReason::try_from(flow.drop_reason_desc)
+                    .map(|r| r.as_str_name().to_string())
+                    .unwrap_or_else(|_| format!("DROP_REASON_{}", flow.drop_reason_desc)),
+            };
+            *w.drops.entry(reason).or_default() += 1;
+        }
+        Ok(Verdict::Audit) => w.verdicts.audit += 1,
+        _ => w.verdicts.other += 1,
+    }
+    w.ports.insert(port_label(flow));
+    if let Some(k) = HopKey::of(flow) {
+        w.hops.record(k, t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::graph_flows as fixtures;
+
+    #[test]
+    fn nodes_and_edges_of_the_scripted_traffic() {
+        let g = GraphBuilder::build(&fixtures::flows());
+        let nodes: Vec<&str> = g.nodes().iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(
+            nodes,
+            [
+                "default/api",
+                "default/frontend",
+                "host",
+                "kube-system/coredns-1",
+                "world"
+            ]
+        );
+        let edges: Vec<String> = g.edges().iter().map(|e| e.id()).collect();
+        assert_eq!(
+            edges,
+            [
+                "default/frontend->default/api",
+                "default/frontend->kube-system/coredns-1",
+                "default/frontend->world",
+                "host->default/api"
+            ]
+        );
+    }
+
+    #[test]
+    fn tcp_edge_counts_each_connection_once() {
+        let g = GraphBuilder::build(&fixtures::flows());
+        let e = g.find("default/frontend", "default/api").unwrap();
+        // Connection 1 (8080): 3 requests at 2 points; connection 2 (9999,
+        // refused): a SYN at 2 points. Replies add no flows.
+        assert_eq!((e.flows, e.connections), (8, 2));
+        // 2080 B / 8 packets at the largest report of connection 1, 100 B / 2
+        // packets for the SYN + RST of connection 2.
+        assert_eq!((e.bytes, e.packets), (2180, 10));
+        assert_eq!(
+            e.verdicts,
+            crate::Verdicts {
+                forwarded: 8,
+                ..Default::default()
+            }
+        );
+        assert_eq!(e.ports.iter().collect::<Vec<_>>(), ["TCP/8080", "TCP/9999"]);
+        assert_eq!(e.hops.path(), "from-endpoint (4) -> to-endpoint (4)");
+        assert!(e.drops.is_empty());
+    }
+
+    #[test]
+    fn udp_world_and_host_edges() {
+        let g = GraphBuilder::build(&fixtures::flows());
+        let dns = g.find("default/frontend", "kube-system/coredns-1").unwrap();
+        assert_eq!(
+            (dns.flows, dns.connections, dns.bytes, dns.packets),
+            (2, 1, 160, 2)
+        );
+        assert_eq!(dns.ports.iter().collect::<Vec<_>>(), ["UDP/53"]);
+        let world = g.find("default/frontend", "world").unwrap();
+        assert_eq!((world.flows, world.connections, world.bytes), (2, 2, 120));
+        assert_eq!((world.verdicts.forwarded, world.verdicts.dropped), (1, 1));
+        assert_eq!(
+            world.drops.iter().collect::<Vec<_>>(),
+            [(&"POLICY_DENIED".to_string(), &1)]
+        );
+        assert_eq!(world.hops.path(), "from-endpoint (1) -> drop (1)");
+        let host = g.find("host", "default/api").unwrap();
+        assert_eq!((host.flows, host.bytes), (1, 60));
+        assert_eq!(g.node_totals("default/frontend"), (12, 2460));
+        assert_eq!(g.node_totals("default/api"), (9, 2240));
+    }
+
+    #[test]
+    fn reply_seen_before_its_request_still_counts_once() {
+        let mut flows = fixtures::flows();
+        // Move the first SYN-ACK reply ahead of everything.
+        let reply = flows.remove(2);
+        flows.insert(0, reply);
+        let g = GraphBuilder::build(&flows);
+        assert_eq!(
+            g.find("default/frontend", "default/api").unwrap().bytes,
+            2180
+        );
+    }
+
+    #[test]
+    fn window_drops_edges_not_seen_recently() {
+        let mut b = GraphBuilder::with_window(Duration::from_secs(10));
+        for f in fixtures::flows() {
+            b.add(&f);
+        }
+        assert_eq!(b.graph().edges().len(), 4);
+        let mut late = fixtures::host_probe();
+        late.time = Some(prost_types::Timestamp {
+            seconds: fixtures::T0 + 15,
+            nanos: 0,
+        });
+        b.add(&late);
+        let edges: Vec<String> = b.graph().edges().iter().map(|e| e.id()).collect();
+        assert_eq!(edges, ["host->default/api"]);
+        let nodes: Vec<&str> = b.graph().nodes().iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(nodes, ["default/api", "host"]);
+        assert_eq!(b.graph().find("host", "default/api").unwrap().flows, 2);
+        // Only the host probe's connection is left to track.
+        assert_eq!(b.connections(), 1);
+        b.prune(UNIX_EPOCH + Duration::from_secs(fixtures::T0 as u64 + 30));
+        assert!(b.graph().is_empty());
+        assert_eq!(b.connections(), 0);
+    }
+
+    /// The host probe from source port `port`, `secs` after T0.
+    fn probe_from_port(port: u32, secs: i64) -> Flow {
+        let mut f = fixtures::host_probe();
+        f.time = Some(prost_types::Timestamp {
+            seconds: fixtures::T0 + secs,
+            nanos: 0,
+        });
+        match f.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
+            Some(Protocol::Tcp(t)) => t.source_port = port,
+            other => panic!("the host probe is TCP, got {other:?}"),
+        }
+        f
+    }
+
+    #[test]
+    fn connection_cap_forgets_the_least_recently_seen() {
+        let mut b = GraphBuilder::with_window(Duration::from_secs(300)).with_max_connections(8);
+        for i in 0..20 {
+            b.add(&probe_from_port(30_000 + i, i64::from(i)));
+        }
+        // At the cap (8) a new connection first evicts down to 8 - 8/8 - 1 = 6.
+        assert!(b.connections() <= 8, "{} tracked", b.connections());
+        assert_eq!(b.connections() as u64 + b.forgotten(), 20);
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows, e.bytes), (20, 20, 20 * 60));
+        // The newest connection is still tracked: seeing it again adds nothing.
+        b.add(&probe_from_port(30_019, 20));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows, e.bytes), (20, 21, 20 * 60));
+        // The oldest was forgotten: it counts as a new connection again.
+        b.add(&probe_from_port(30_000, 21));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows, e.bytes), (21, 22, 21 * 60));
+    }
+
+    #[test]
+    fn forgetting_keeps_exactly_the_newest_even_with_equal_times() {
+        let mut b = GraphBuilder::new().with_max_connections(4);
+        for i in 0..4 {
+            b.add(&probe_from_port(30_000 + i, 0));
+        }
+        assert_eq!((b.connections(), b.forgotten()), (4, 0));
+        // A fifth: evict to 4 - 0 - 1 = 3 (one of the four equal-time ones), then add.
+        b.add(&probe_from_port(30_004, 1));
+        assert_eq!((b.connections(), b.forgotten()), (4, 1));
+        // The newest survives the next eviction.
+        b.add(&probe_from_port(30_005, 2));
+        assert_eq!((b.connections(), b.forgotten()), (4, 2));
+        b.add(&probe_from_port(30_005, 3));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!(e.connections, 6);
+    }
+
+    #[test]
+    fn lifecycle_reports_and_socket_translations_add_no_connections() {
+        let flows = fixtures::flows();
+        let before = GraphBuilder::build(&flows);
+        let e = before.find("default/frontend", "default/api").unwrap();
+        let (conns, nflows) = (e.connections, e.flows);
+        let mut more = flows.clone();
+        // The server's "TCP established": local (api) to remote (frontend).
+        let mut life = flows[0].clone();
+        life.source = flows[0].destination.clone();
+        life.destination = flows[0].source.clone();
+        life.is_reply = None;
+        life.tcp_lifecycle = Some(Default::default());
+        more.push(life);
+        // connect() to the VIP, translated: the backend's address, service port.
+        let mut sock = flows[0].clone();
+        sock.trace_observation_point = 0;
+        sock.is_reply = None;
+        sock.event_type = Some(observer_proto::flow::CiliumEventType {
+            r#type: TYPE_TRACE_SOCK,
+            sub_type: 2,
+        });
+        if let Some(Protocol::Tcp(t)) = sock.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
+            t.destination_port = 80;
+        }
+        more.push(sock);
+        let g = GraphBuilder::build(&more);
+        assert!(g.find("default/api", "default/frontend").is_none());
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.connections, e.flows), (conns, nflows + 1));
+        assert!(e.ports.contains("TCP/80"));
+        assert!(
+            e.hops
+                .path()
+                .starts_with("trace-sock:2 (1) -> from-endpoint")
+        );
+    }
+}

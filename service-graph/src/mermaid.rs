@@ -1,0 +1,101 @@
+//! Mermaid `flowchart` rendering of a [`ServiceGraph`]. Node ids are `n0`,
+//! `n1`, ... in node order (group ids hold `/`, which Mermaid ids cannot);
+//! labels are quoted with `#`, `"`, `<`, `>` written as entity codes; edges
+//! with drops are drawn red.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use crate::group::GroupKind;
+use crate::labels;
+use crate::model::ServiceGraph;
+
+/// Text safe inside a quoted Mermaid label.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '#' => out.push_str("#35;"),
+            '"' => out.push_str("#quot;"),
+            '<' => out.push_str("#lt;"),
+            '>' => out.push_str("#gt;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn label(lines: &[String]) -> String {
+    let escaped: Vec<String> = lines.iter().map(|l| escape(l)).collect();
+    format!("\"{}\"", escaped.join("<br/>"))
+}
+
+impl ServiceGraph {
+    /// The graph as a Mermaid `flowchart LR`.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        let mut ids = HashMap::new();
+        for (i, n) in self.nodes().into_iter().enumerate() {
+            ids.insert(n.id.as_str(), format!("n{i}"));
+            let mut lines = vec![n.title.clone()];
+            if !n.namespace.is_empty() {
+                lines.push(n.namespace.clone());
+            }
+            let (open, close) = match n.kind {
+                GroupKind::Workload => ("[", "]"),
+                _ => ("([", "])"),
+            };
+            let _ = writeln!(out, "    n{i}{open}{}{close}", label(&lines));
+        }
+        let mut red = Vec::new();
+        for (i, e) in self.edges().into_iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "    {} -->|{}| {}",
+                ids[e.source.id.as_str()],
+                label(&labels::edge_lines(e.edge)),
+                ids[e.target.id.as_str()]
+            );
+            if e.edge.verdicts.dropped > 0 {
+                red.push(i.to_string());
+            }
+        }
+        if !red.is_empty() {
+            let _ = writeln!(out, "    linkStyle {} stroke:red,color:red", red.join(","));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GraphBuilder;
+    use test_support::graph_flows as fixtures;
+
+    #[test]
+    fn mermaid_of_the_scripted_traffic() {
+        let g = GraphBuilder::build(&fixtures::flows());
+        assert_eq!(
+            g.to_mermaid(),
+            r#"flowchart LR
+    n0["api<br/>default"]
+    n1["frontend<br/>default"]
+    n2(["host"])
+    n3["coredns-1<br/>kube-system"]
+    n4(["world"])
+    n1 -->|"TCP/8080, TCP/9999<br/>8 flows, 2.2 kB"| n0
+    n1 -->|"UDP/53<br/>2 flows, 160 B"| n3
+    n1 -->|"TCP/25, TCP/443<br/>2 flows, 120 B<br/>1 dropped (POLICY_DENIED)"| n4
+    n2 -->|"TCP/8080<br/>1 flow, 60 B"| n0
+    linkStyle 2 stroke:red,color:red
+"#
+        );
+    }
+
+    #[test]
+    fn label_text_cannot_break_out() {
+        assert_eq!(escape(r#"a"b<c>#d"#), "a#quot;b#lt;c#gt;#35;d");
+    }
+}

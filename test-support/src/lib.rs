@@ -1,0 +1,13 @@
+//! Fixtures shared by the tests of every crate.
+//!
+//! - [`graph_flows`]: a hand-built set of flows (a connection seen at two
+//!   observation points, a refused one, UDP, world, the host) for the service
+//!   graph, the TUI and the output formats.
+//! - [`history_flows`]: the known flows the relay's history and SQL tests
+//!   ingest, built field by field.
+//! - [`root`]: the one way to mark a test that needs root and the real kernel.
+
+pub mod graph_flows;
+pub mod history_flows;
+pub mod root;
+pub use root::require_root;
