@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# Installs what building and running the project needs, idempotently:
-# clang-19 (builds the eBPF probes), protoc (builds the gRPC types), iproute2 (the
-# lab), libbpf headers, tmux (terminal tests). Run as root.
+# Installs, idempotently, exactly the Debian packages that building and testing
+# read (README.md lists them with the same reasons):
+#   clang-19        compiles the eBPF probes (ebpf-probes/, flow-probe/build.rs)
+#   libbpf-dev      bpf_helpers.h and friends, included by the probes
+#   linux-libc-dev  linux/bpf.h and asm/ headers, included by the probes
+#   iproute2        ip and tc: the lab's namespaces, veths and qdiscs
+#   nftables        nft: tests that make the kernel drop packets, latency bench
+#   graphviz        dot: tests render `observe graph -o dot`
+#   tmux            the terminal UI test drives `observe flows --follow` in tmux
+#   prometheus      the metrics test scrapes the probe with the real Prometheus
+# The Rust build itself needs no system package (protobuf is compiled by protox).
 set -euo pipefail
-need=()
-command -v clang-19 >/dev/null || need+=(clang-19)
-command -v protoc >/dev/null || need+=(protobuf-compiler)
-command -v ip >/dev/null || need+=(iproute2)
-command -v tc >/dev/null || need+=(iproute2)
-command -v nft >/dev/null || need+=(nftables)
-command -v dot >/dev/null || need+=(graphviz)
-command -v tmux >/dev/null || need+=(tmux)
-command -v prometheus >/dev/null || need+=(prometheus)
-[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
-[ -f /usr/include/linux/bpf.h ] || need+=(linux-libc-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "setup: installing ${need[*]}"
+. "$(dirname "$0")/as-root.sh"
+packages=(clang-19 libbpf-dev linux-libc-dev iproute2 nftables graphviz tmux prometheus)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true

@@ -5,7 +5,7 @@ use observer_proto::observer::GetFlowsResponse;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::relay_harness::WAIT;
+use crate::WAIT;
 use crate::responses::{describe, is_flow_on};
 
 /// A following client; everything it received is in `log`.

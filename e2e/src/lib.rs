@@ -15,7 +15,10 @@ pub mod relay_harness;
 pub mod responses;
 
 pub use probe_env::*;
-pub use relay_harness::{RelayUnderTest, WAIT};
+pub use relay_harness::RelayUnderTest;
+
+/// How long a test waits for anything.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The `observe` executable (built by `cargo build --bins`, which
 /// `scripts/test.sh` runs first).

@@ -14,10 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::WAIT;
 use crate::follower::Follower;
-
-/// How long a test waits for anything.
-pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The relay in-process, serving on 127.0.0.1:0.
 pub struct RelayUnderTest {

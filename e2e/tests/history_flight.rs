@@ -46,12 +46,12 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     }
     let sql = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/top_talkers.sql"
+        "/../relay/tests/golden/top_talkers.sql"
     ))
     .unwrap();
     let want = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/top_talkers.out"
+        "/../relay/tests/golden/top_talkers.out"
     ))
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
