@@ -39,8 +39,7 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
         let _ = stopped.await;
     }));
-    // The history task subscribes as it starts: give it a moment.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // `Relay::start` subscribed the history to the store before returning.
     for f in flows::golden() {
         relay.state().store().push(flows::response(f));
     }

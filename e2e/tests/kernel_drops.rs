@@ -7,7 +7,7 @@ use std::time::Duration;
 use e2e::{ips, ports};
 use flow_probe::kernel::sysfs;
 use observe_lab::Scenario;
-use observer_proto::flow::Verdict;
+use observer_proto::flow::{Flow, Verdict};
 
 const TWO: &str = "endpoints:\n  - {name: web, namespace: shop, labels: {app: web}}\n  - {name: cart, namespace: shop, labels: {app: cart}}\n";
 
@@ -37,8 +37,14 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
         sock.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
             .unwrap();
         let port = sock.local_addr().unwrap().as_socket().unwrap().port();
+        // Exactly two SYNs, however late the timers fire: the first
+        // retransmission (after 1 s) always goes out, as the kernel checks the
+        // user timeout only once it has retransmitted; by the next one the
+        // 500 ms are long past and the connect fails.
+        sock.set_tcp_user_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let err = sock
-            .connect_timeout(&dst.into(), Duration::from_millis(1500))
+            .connect_timeout(&dst.into(), Duration::from_secs(10))
             .unwrap_err();
         assert_eq!(
             err.kind(),
@@ -50,37 +56,71 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
     .await
     .unwrap();
 
+    let iface = |name: &str| {
+        env.lab
+            .endpoints_file()
+            .endpoints
+            .into_iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.interface)
+            .expect("the endpoint's interface")
+    };
+    // The connection's flows in the order the kernel made them: the first SYN
+    // at web's veth and at cart's (the retransmitted one brings no new flag, so
+    // no new event), each SYN dropped by netfilter in cart, the retransmission
+    // and the close of the never-established socket.
+    let want = [
+        (5, "TCP Flags: SYN".to_string(), Some(iface("web"))),
+        (101, "TCP Flags: SYN".to_string(), Some(iface("cart"))),
+        (
+            0,
+            "TCP Flags: SYN (kernel drop: NETFILTER_DROP)".into(),
+            None,
+        ),
+        (0, "TCP retransmit #1".into(), None),
+        (
+            0,
+            "TCP Flags: SYN (kernel drop: NETFILTER_DROP)".into(),
+            None,
+        ),
+        (0, "TCP closed after 0.000 ms, 1 retransmits".into(), None),
+    ];
+    let of_connection = |flows: &[Flow]| -> Vec<Flow> {
+        flows
+            .iter()
+            .filter(|f| ports(f) == Some((sport, 9000)))
+            .cloned()
+            .collect()
+    };
+    let shape = |flows: &[Flow]| -> Vec<(i32, String, Option<String>)> {
+        flows
+            .iter()
+            .map(|f| {
+                let iface = f.interface.as_ref().map(|i| i.name.clone());
+                (f.trace_observation_point, f.summary.clone(), iface)
+            })
+            .collect()
+    };
     let flows = env
-        .wait_for("the kernel drop", |f| {
-            f.iter()
-                .any(|f| f.kernel_drop.is_some() && ports(f) == Some((sport, 9000)))
+        .wait_for("the connection's six flows", |f| {
+            of_connection(f).len() >= want.len()
         })
         .await;
-    let drop = flows
-        .iter()
-        .find(|f| f.kernel_drop.is_some() && ports(f) == Some((sport, 9000)))
-        .unwrap();
-    assert_eq!(drop.kernel_drop.as_ref().unwrap().name, "NETFILTER_DROP");
-    assert_eq!(drop.verdict, Verdict::Dropped as i32);
-    assert_eq!(drop.event_type.as_ref().map(|e| e.r#type), Some(1));
-    assert_eq!(
-        ips(drop),
-        (
-            std::net::IpAddr::V4(web.ipv4),
-            std::net::IpAddr::V4(cart.ipv4)
-        )
-    );
-    assert_eq!(drop.source.as_ref().unwrap().pod_name, "web");
-    assert_eq!(drop.destination.as_ref().unwrap().pod_name, "cart");
-    assert!(
-        drop.summary.ends_with("(kernel drop: NETFILTER_DROP)"),
-        "{}",
-        drop.summary
-    );
-    // The SYN still crossed both veths before netfilter dropped it in cart.
-    let seen_at_cart = flows
-        .iter()
-        .filter(|f| ports(f) == Some((sport, 9000)) && f.trace_observation_point == 101)
-        .count();
-    assert!(seen_at_cart >= 1);
+    let flows = of_connection(&flows);
+    assert_eq!(shape(&flows), want);
+    let drops: Vec<&Flow> = flows.iter().filter(|f| f.kernel_drop.is_some()).collect();
+    for drop in drops {
+        assert_eq!(drop.kernel_drop.as_ref().unwrap().name, "NETFILTER_DROP");
+        assert_eq!(drop.verdict, Verdict::Dropped as i32);
+        assert_eq!(drop.event_type.as_ref().map(|e| e.r#type), Some(1));
+        assert_eq!(
+            ips(drop),
+            (
+                std::net::IpAddr::V4(web.ipv4),
+                std::net::IpAddr::V4(cart.ipv4)
+            )
+        );
+        assert_eq!(drop.source.as_ref().unwrap().pod_name, "web");
+        assert_eq!(drop.destination.as_ref().unwrap().pod_name, "cart");
+    }
 }

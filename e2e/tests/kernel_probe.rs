@@ -11,9 +11,11 @@ use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use flow_probe::kernel::sysfs;
 use flow_probe::pipeline::{self, Pipeline};
 use observe_lab::{Lab, LabOptions, Scenario};
-use observer_proto::flow::{TraceObservationPoint, layer4::Protocol};
+use observer_proto::flow::{Flow, TraceObservationPoint, layer4::Protocol};
+use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_runtime::store::FlowStore;
+use tokio::sync::broadcast::error::RecvError;
 
 const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
 
@@ -65,6 +67,38 @@ fn flood(lab: &Lab, from: &str, to: &str, n: u16) {
     .unwrap();
 }
 
+/// Resolves once `done` holds for everything pushed to `store` so far, or
+/// after `e2e::WAIT` (the caller then finds out what is missing): the stop
+/// signal of a pipeline that must first have read what the test expects.
+async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) {
+    // The snapshot holds what was pushed before we subscribed: nothing is missed.
+    let (snapshot, mut rx) = store.snapshot_and_follow();
+    let mut seen: Vec<GetFlowsResponse> = snapshot.iter().map(|e| (*e.response).clone()).collect();
+    let follow = async {
+        while !done(&seen) {
+            match rx.recv().await {
+                Ok(e) => seen.push((*e.response).clone()),
+                Err(RecvError::Lagged(n)) => panic!("the test's follower lagged by {n}"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(e2e::WAIT, follow).await;
+}
+
+/// Flows delivered and events reported lost, in `responses`.
+fn delivered_and_lost(responses: &[GetFlowsResponse]) -> (u64, u64) {
+    let (mut flows, mut lost) = (0u64, 0u64);
+    for r in responses {
+        match &r.response_types {
+            Some(ResponseTypes::Flow(_)) => flows += 1,
+            Some(ResponseTypes::LostEvents(l)) => lost += l.num_events_lost,
+            other => panic!("unexpected record {other:?}"),
+        }
+    }
+    (flows, lost)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
     let lab = lab("lost");
@@ -98,21 +132,24 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
 
     let store = Arc::new(FlowStore::new(100_000));
     let pipeline = Pipeline::new(Enricher::new("node1", &lab.endpoints_file()), store.clone());
-    let stop = tokio::time::sleep(Duration::from_millis(800));
+    // Stop once every event the kernel tried is in the stream, as a flow or
+    // as counted lost.
+    let stop = stored(&store, |seen| {
+        let (flows, lost) = delivered_and_lost(seen);
+        flows + lost >= before.events_tried
+    });
     pipeline::run(&mut probe, pipeline, Duration::from_millis(50), stop)
         .await
         .unwrap();
 
     let after = probe.counters().unwrap();
     assert_eq!(after, before, "no event after the veths went down");
-    let (mut flows, mut lost) = (0u64, 0u64);
-    for entry in store.snapshot() {
-        match &entry.response.response_types {
-            Some(ResponseTypes::Flow(_)) => flows += 1,
-            Some(ResponseTypes::LostEvents(l)) => lost += l.num_events_lost,
-            other => panic!("unexpected record {other:?}"),
-        }
-    }
+    let responses: Vec<GetFlowsResponse> = store
+        .snapshot()
+        .iter()
+        .map(|e| (*e.response).clone())
+        .collect();
+    let (flows, lost) = delivered_and_lost(&responses);
     assert_eq!(
         lost, after.events_lost,
         "every lost event is reported in the stream"
@@ -123,6 +160,9 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
         "delivered {flows} + lost {lost} vs tried {}",
         after.events_tried
     );
+    // A bound, not a count: b answers some datagrams with ICMP port
+    // unreachable (rate-limited by the kernel), and the fresh interfaces send
+    // their own IPv6 neighbour and multicast traffic; each is a flow too.
     assert!(
         after.events_tried >= 4000,
         "2000 new flows at two veths: {after:?}"
@@ -169,8 +209,12 @@ fn stopping_the_probe_unloads_its_programs_and_links() {
     );
 }
 
-/// Sends `n` datagrams of one flow from `netns` to `dst`, `gap` apart; returns
-/// the source port.
+/// The port the trickle's last datagram goes to: a new flow, so always an event.
+const MARKER_PORT: u16 = 7778;
+
+/// Sends `n` datagrams of one flow from `netns` to `dst`, `gap` apart (the
+/// pacing the periodic reports measure), then one datagram from the same
+/// socket to [`MARKER_PORT`]; returns the source port.
 fn trickle(netns: String, dst: SocketAddr, n: u32, gap: Duration) -> u16 {
     sysfs::enter_netns(&netns).unwrap();
     let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -178,7 +222,28 @@ fn trickle(netns: String, dst: SocketAddr, n: u32, gap: Duration) -> u16 {
         sock.send_to(b"tick", dst).unwrap();
         std::thread::sleep(gap);
     }
+    let mut marker = dst;
+    marker.set_port(MARKER_PORT);
+    sock.send_to(b"done", marker).unwrap();
     sock.local_addr().unwrap().port()
+}
+
+fn udp_ports(f: &Flow) -> Option<(u32, u32)> {
+    match f.l4.as_ref()?.protocol.as_ref()? {
+        Protocol::Udp(u) => Some((u.source_port, u.destination_port)),
+        _ => None,
+    }
+}
+
+fn leaving_a(f: &Flow) -> bool {
+    f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32
+}
+
+fn flows_of(responses: &[GetFlowsResponse]) -> impl Iterator<Item = &Flow> {
+    responses.iter().filter_map(|r| match &r.response_types {
+        Some(ResponseTypes::Flow(f)) => Some(f),
+        _ => None,
+    })
 }
 
 /// Packet counts of the events of one trickled flow, seen leaving endpoint a.
@@ -202,7 +267,12 @@ async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> V
     let netns = lab.endpoint("a").unwrap().netns.clone();
     let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
     let sender = std::thread::spawn(move || trickle(netns, dst, n, gap));
-    let stop = tokio::time::sleep(gap * n + Duration::from_millis(500));
+    // The marker leaves a after the trickle's packets, and the ring hands
+    // events over in the order the kernel made them: once the marker's event
+    // is in the store, so is every event of the trickle.
+    let marker =
+        |f: &Flow| leaving_a(f) && udp_ports(f).is_some_and(|(_, d)| d == u32::from(MARKER_PORT));
+    let stop = stored(&store, |seen| flows_of(seen).any(marker));
     pipeline::run(
         &mut probe,
         Pipeline::new(enricher, store.clone()),
@@ -211,16 +281,19 @@ async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> V
     )
     .await
     .unwrap();
-    let sport = sender.join().unwrap();
-    store
+    let sport = u32::from(sender.join().unwrap());
+    let responses: Vec<GetFlowsResponse> = store
         .snapshot()
         .iter()
-        .filter_map(|e| match &e.response.response_types {
-            Some(ResponseTypes::Flow(f)) => Some(f.clone()),
-            _ => None,
-        })
-        .filter(|f| f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32)
-        .filter(|f| matches!(f.l4.as_ref().and_then(|l| l.protocol.as_ref()), Some(Protocol::Udp(u)) if u.source_port == u32::from(sport)))
+        .map(|e| (*e.response).clone())
+        .collect();
+    assert!(
+        flows_of(&responses)
+            .any(|f| marker(f) && udp_ports(f) == Some((sport, u32::from(MARKER_PORT)))),
+        "the marker datagram's flow never arrived"
+    );
+    flows_of(&responses)
+        .filter(|f| leaving_a(f) && udp_ports(f) == Some((sport, 7777)))
         .map(|f| f.volume.unwrap().fwd_packets)
         .collect()
 }

@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use observe_lab::{Scenario, run_traffic_once};
-use observer_proto::flow::{DropReason, Flow, Verdict};
+use std::collections::HashMap;
+
+use observer_proto::flow::{DropReason, Endpoint, Flow, Verdict};
 use serde_json::Value;
 
 /// A child process killed (and reaped) on drop, and a folder removed on drop.
@@ -158,6 +160,46 @@ fn dashboard_queries() -> Vec<(String, String)> {
     out
 }
 
+/// What `observe_flow_bytes_total{source_workload=src, destination_workload=dst}`
+/// must add up to, from the flows: the metric adds what each event's volume
+/// grew by, per direction of a connection, interface and observation point,
+/// so it ends at the last cumulative count of each. Also how many of those
+/// (connection direction, interface, observation point) there are.
+fn volume_bytes(flows: &[Flow], src: &str, dst: &str) -> (usize, u64) {
+    let workload = |ep: Option<&Endpoint>| {
+        ep.map(|e| {
+            let name = e.workloads.first().map_or("", |w| w.name.as_str());
+            format!("{}/{name}", e.namespace)
+        })
+    };
+    let mut last = HashMap::new();
+    for f in flows {
+        let (Some(v), Some(ip)) = (&f.volume, &f.ip) else {
+            continue;
+        };
+        if workload(f.source.as_ref()).as_deref() != Some(src)
+            || workload(f.destination.as_ref()).as_deref() != Some(dst)
+        {
+            continue;
+        }
+        let own = if f.is_reply == Some(true) {
+            v.rev_bytes
+        } else {
+            v.fwd_bytes
+        };
+        let key = (
+            ip.source.clone(),
+            ip.destination.clone(),
+            e2e::responses::ports(f),
+            f.interface.as_ref().map(|i| i.index),
+            f.trace_observation_point,
+        );
+        let bytes: &mut u64 = last.entry(key).or_default();
+        *bytes = (*bytes).max(own);
+    }
+    (last.len(), last.values().sum())
+}
+
 fn policy_drop(f: &Flow) -> Option<DropReason> {
     (f.verdict == Verdict::Dropped as i32)
         .then(|| DropReason::try_from(f.drop_reason_desc).ok())
@@ -218,17 +260,25 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
-    env.wait_for("both policy drops", |f| {
-        f.iter().filter(|f| policy_drop(f).is_some()).count() >= 2
-    })
-    .await;
+    // The scenario's two policy drops: client's one SYN to api (default deny)
+    // and its datagram to db (explicit deny).
+    let flows = env
+        .wait_for("both policy drops", |f| {
+            f.iter().filter(|f| policy_drop(f).is_some()).count() >= 2
+        })
+        .await;
+    let drops: Vec<DropReason> = flows.iter().filter_map(policy_drop).collect();
+    assert_eq!(
+        drops,
+        [DropReason::PolicyDenied, DropReason::PolicyDeny],
+        "policy drops"
+    );
     // The probe's own /metrics already has them, with the namespaces of the
     // denied client (other) and servers (default).
     let text = http_get(probe_metrics, "/metrics").expect("probe /metrics");
     assert!(
-        text.contains(
-            r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"}"#
-        ),
+        text.lines().any(|l| l
+            == r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"} 1"#),
         "{text}"
     );
 
@@ -243,9 +293,11 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
-    // Counters match the flows: every flow counted once, policy drops exactly.
+    // Counters match the flows: every flow counted once, policy drops exactly,
+    // frontend's bytes to api as the flows' volumes say.
+    let bytes_query = r#"sum(observe_flow_bytes_total{source_workload="default/frontend",destination_workload="default/api"})"#;
     let mut last = String::new();
-    let matched = loop {
+    let flows = loop {
         let flows = env.all_flows().await;
         let denied = flows
             .iter()
@@ -259,32 +311,33 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
                 prom,
                 r#"sum(hubble_policy_verdicts_total{action="dropped"})"#,
             ),
+            value(prom, bytes_query),
         );
         let want = (
             Some(flows.len() as f64),
             Some(denied as f64),
             Some(policy as f64),
+            Some(volume_bytes(&flows, "default/frontend", "default/api").1 as f64),
         );
         if got == want && env.all_flows().await.len() == flows.len() {
-            break true;
+            break Some(flows);
         }
         last = format!("Prometheus {got:?}, GetFlows {want:?}");
         if Instant::now() > deadline + Duration::from_secs(15) {
-            break false;
+            break None;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert!(matched, "counters never matched the flows: {last}");
-    assert!(denied_at_least_one(prom));
-    let bytes = value(
-        prom,
-        r#"sum(observe_flow_bytes_total{source_workload="default/frontend",destination_workload="default/api"})"#,
-    )
-    .unwrap_or(0.0);
-    assert!(
-        bytes >= 300.0,
-        "frontend → api sent 100 + 200 payload bytes, counted {bytes}"
+    let flows = flows.unwrap_or_else(|| panic!("counters never matched the flows: {last}"));
+    assert_eq!(
+        value(prom, r#"sum(hubble_drop_total{reason="POLICY_DENIED"})"#),
+        Some(1.0)
     );
+    // frontend → api: four connections (two direct, two through the service
+    // VIP to api or api-2), each request direction seen at frontend's veth
+    // and at the server's.
+    let (directions, bytes) = volume_bytes(&flows, "default/frontend", "default/api");
+    assert_eq!(directions, 8, "frontend → api: {bytes} bytes");
     assert_eq!(
         value(prom, r#"observe_relay_peers{state="connected"}"#),
         Some(1.0)
@@ -321,8 +374,25 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     }
 
     // Every panel query returns data (rates need two scrapes: retry a while).
+    // Every target of every panel, none missed by the walk above.
     let queries = dashboard_queries();
-    assert!(queries.len() >= 25, "{} queries", queries.len());
+    let exprs: usize = ["overview.json", "workloads.json", "health.json"]
+        .iter()
+        .map(|name| {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../dashboards")
+                .join(name);
+            std::fs::read_to_string(path)
+                .unwrap()
+                .matches("\"expr\"")
+                .count()
+        })
+        .sum();
+    assert_eq!(
+        queries.len(),
+        exprs,
+        "one query per \"expr\" of the dashboards"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut empty: Vec<&(String, String)> = queries.iter().collect();
     while !empty.is_empty() && Instant::now() < deadline {
@@ -330,8 +400,4 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(empty.is_empty(), "panel queries without data: {empty:#?}");
-}
-
-fn denied_at_least_one(prom: SocketAddr) -> bool {
-    value(prom, r#"sum(hubble_drop_total{reason="POLICY_DENIED"})"#).is_some_and(|v| v >= 1.0)
 }

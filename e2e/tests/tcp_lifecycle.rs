@@ -54,7 +54,6 @@ async fn establishment_close_and_retransmissions_are_flows() {
         sysfs::enter_netns(&web_ns).unwrap();
         let mut s = TcpStream::connect(dst).unwrap();
         s.write_all(b"hello").unwrap();
-        std::thread::sleep(Duration::from_millis(20));
         s.local_addr().unwrap().port()
     })
     .join()
@@ -82,66 +81,106 @@ async fn establishment_close_and_retransmissions_are_flows() {
             (closed, sport, 7000, 0)
         ]
     );
-    let client_close = flows
-        .iter()
-        .find(|f| {
-            f.tcp_lifecycle.as_ref().is_some_and(|l| l.kind == closed)
-                && ports(f) == Some((sport, 7000))
-        })
-        .unwrap();
-    assert!(client_close.tcp_lifecycle.as_ref().unwrap().duration_ns > 0);
+    let client = |kind: Kind| {
+        flows
+            .iter()
+            .find(|f| {
+                f.tcp_lifecycle
+                    .as_ref()
+                    .is_some_and(|l| l.kind == kind as i32)
+                    && ports(f) == Some((sport, 7000))
+            })
+            .unwrap()
+    };
+    let client_close = client(Kind::Closed);
+    let duration = client_close.tcp_lifecycle.as_ref().unwrap().duration_ns;
     assert_eq!(client_close.source.as_ref().unwrap().pod_name, "web");
     assert_eq!(client_close.destination.as_ref().unwrap().pod_name, "cart");
+    assert_eq!(
+        client_close.summary,
+        format!(
+            "TCP closed after {:.3} ms, 0 retransmits",
+            duration as f64 / 1e6
+        )
+    );
+    // The duration is the kernel's time from established to closed, the gap
+    // between the two flows' times. Those also carry the Unix offset, which
+    // flow-probe re-reads now and then (two clock reads apart): equal to
+    // within that, not to the nanosecond.
+    let nanos = |f: &Flow| {
+        let t = f.time.unwrap();
+        i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+    };
+    let gap = nanos(client_close) - nanos(client(Kind::Established));
     assert!(
-        client_close.summary.starts_with("TCP closed after "),
-        "{}",
-        client_close.summary
+        duration > 0 && (gap - i128::from(duration)).abs() < 1_000_000,
+        "duration {duration} ns, flows {gap} ns apart"
     );
 
     // A peer that stops answering: cart's firewall starts dropping, web keeps
-    // sending, the kernel retransmits; a reset close reports the count.
+    // sending, the kernel retransmits; once two retransmissions are flows, web
+    // resets the connection and the close reports the count.
     let server = serve(cart.netns.clone(), (cart.ipv4, 7001).into());
     let (web_ns, dst) = (web.netns.clone(), SocketAddr::from((cart.ipv4, 7001)));
     let cart_ns = cart.netns.clone();
-    let sport = std::thread::spawn(move || {
+    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+    let (reset_tx, reset_rx) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
         sysfs::enter_netns(&web_ns).unwrap();
         let mut s = TcpStream::connect(dst).unwrap();
         let nft = "add table inet obs; add chain inet obs input { type filter hook input priority 0; }; add rule inet obs input tcp dport 7001 drop";
-        let ok = std::process::Command::new("ip").args(["netns", "exec", &cart_ns, "nft", nft]).status().unwrap();
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", &cart_ns, "nft", nft])
+            .status()
+            .unwrap();
         assert!(ok.success());
         s.write_all(b"are you there?").unwrap();
-        // The first retransmission comes after ~200 ms (the minimum RTO), the
-        // next after twice that.
-        std::thread::sleep(Duration::from_millis(1000));
-        let port = s.local_addr().unwrap().port();
-        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+        port_tx.send(s.local_addr().unwrap().port()).unwrap();
+        // Either the test says so or it is gone (panicked): reset either way.
+        let _ = reset_rx.recv();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
         drop(s);
-        port
+    });
+    let sport = port_rx.await.expect("the client connected");
+    let retransmit = Kind::Retransmit as i32;
+    env.wait_for("two retransmissions", |f| {
+        kinds(f, 7001)
+            .iter()
+            .filter(|k| k.0 == retransmit && k.1 == sport)
+            .count()
+            >= 2
     })
-    .join()
-    .unwrap();
+    .await;
+    reset_tx.send(()).unwrap();
+    client.join().unwrap();
     let flows = env
         .wait_for("the reset close", |f| {
             kinds(f, 7001).iter().any(|k| k.0 == closed && k.1 == sport)
         })
         .await;
-    let got = kinds(&flows, 7001);
-    let retrans: Vec<u32> = got
-        .iter()
-        .filter(|k| k.0 == Kind::Retransmit as i32 && k.1 == sport)
-        .map(|k| k.3)
+    // web's socket, in order: established, each retransmission counted one
+    // by one, the close with the count. How many retransmissions is the
+    // kernel's timer's business (one more may fire before the reset): at
+    // least the two waited for.
+    let web_socket: Vec<(i32, u16, u16, u32)> = kinds(&flows, 7001)
+        .into_iter()
+        .filter(|k| k.1 == sport)
         .collect();
-    assert!(!retrans.is_empty(), "{got:?}");
+    let n = web_socket.iter().filter(|k| k.0 == retransmit).count() as u32;
+    assert!(n >= 2, "{web_socket:?}");
+    let mut want = vec![(est, sport, 7001, 0)];
+    want.extend((1..=n).map(|i| (retransmit, sport, 7001, i)));
+    want.push((closed, sport, 7001, n));
+    assert_eq!(web_socket, want);
+    // cart's socket was established; it closes only when its read times out.
     assert_eq!(
-        retrans,
-        (1..=retrans.len() as u32).collect::<Vec<_>>(),
-        "counted one by one"
-    );
-    let close = got.iter().find(|k| k.0 == closed && k.1 == sport).unwrap();
-    assert_eq!(
-        close.3,
-        *retrans.last().unwrap(),
-        "the close carries the count"
+        kinds(&flows, 7001)
+            .into_iter()
+            .filter(|k| k.2 == sport && k.0 == est)
+            .collect::<Vec<_>>(),
+        [(est, 7001, sport, 0)]
     );
     drop(server);
 }

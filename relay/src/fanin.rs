@@ -64,7 +64,10 @@ impl Relay {
                 })?;
                 state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
                 let (stop_h, stop_h_rx) = watch::channel(false);
-                let task = tokio::spawn(history::task::run(h, state.clone(), stop_h_rx));
+                // Subscribed here, not in the task: every flow pushed once
+                // `start` returns is recorded.
+                let (_, follow) = state.store().snapshot_and_follow();
+                let task = tokio::spawn(history::task::run(h, follow, stop_h_rx));
                 Some((stop_h, task))
             }
             None => None,

@@ -4,15 +4,20 @@
 
 use std::sync::Arc;
 
-use tokio::sync::broadcast::error::RecvError;
+use observer_runtime::store::Entry;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
 
 use super::History;
-use crate::state::RelayState;
 
 /// Runs until `stop` turns true (or the store goes away), then flushes.
-pub async fn run(history: Arc<History>, state: Arc<RelayState>, mut stop: watch::Receiver<bool>) {
-    let (_, mut rx) = state.store().snapshot_and_follow();
+/// `rx` is subscribed by the caller before the task starts, so no flow pushed
+/// after [`crate::Relay::start`] returns is missed.
+pub async fn run(
+    history: Arc<History>,
+    mut rx: broadcast::Receiver<Entry>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(history.config().flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
