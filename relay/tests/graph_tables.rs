@@ -59,6 +59,25 @@ async fn edges_and_nodes_of_the_scripted_flows_row_by_row() {
 | 2026-11-26T15:04:05.021100Z | kube-system/coredns-1 | coredns-1 | kube-system | 2        | 160           | workload     |
 | 2026-11-26T15:04:05.040Z    | world                 | world     |             | 2        | 120           | world        |
 +-----------------------------+-----------------------+-----------+-------------+----------+---------------+--------------+");
+    // No column at all still counts the rows; a join pairs edges with nodes.
+    assert_eq!(
+        table(&e, "SELECT count(*) AS n FROM graph_edges").await,
+        "+---+\n| n |\n+---+\n| 4 |\n+---+"
+    );
+    assert_eq!(
+        table(
+            &e,
+            "SELECT e.id, n.detail__kind AS kind FROM graph_edges e \
+             JOIN graph_nodes n ON e.target = n.id WHERE n.detail__kind <> 'workload'"
+        )
+        .await,
+        "\
++-------------------------+-------+
+| id                      | kind  |
++-------------------------+-------+
+| default/frontend->world | world |
++-------------------------+-------+"
+    );
     // Each edge's time is its last flow (a reply counts): connection 2's RST.
     let times = table(&e, "SELECT id, time FROM graph_edges ORDER BY id").await;
     assert_eq!(
