@@ -8,11 +8,13 @@
 //! - [`relay_harness`]: the relay in-process on 127.0.0.1:0
 //!   ([`RelayUnderTest`]); [`follower`] records a following stream;
 //!   [`responses`] reads flows, node-status events, ports and times.
+//! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
 
 pub mod follower;
 pub mod probe_env;
 pub mod relay_harness;
 pub mod responses;
+pub mod scenario_graph;
 
 pub use probe_env::*;
 pub use relay_harness::RelayUnderTest;

@@ -1,29 +1,29 @@
 //! The Grafana service map (`dashboards/servicemap.json`) against a real relay:
-//! the built-in lab with its flow-probe and a relay, one round of traffic, then
-//! every SQL query of the dashboard, with Grafana's `$__timeFilter` expanded as
-//! Grafana's SQL data sources expand it, through the real `observe query`
-//! (Arrow Flight SQL, as Grafana's Flight SQL data source asks). The node graph's
-//! nodes and edges must be exactly the service graph `observe graph` builds
-//! from the same flows: ids, flows, drops and connections per edge, plus the
-//! bytes and observation points computed here from the flows.
+//! the built-in lab with its flow-probe and a relay, one round of the
+//! scenario's traffic, then every SQL query of the dashboard, with Grafana's
+//! `$__timeFilter` expanded as Grafana's SQL data sources expand it, through
+//! the real `observe query` (Arrow Flight SQL, as Grafana's Flight SQL data
+//! source asks). The relay's `graph_nodes` and `graph_edges` must be exactly
+//! what `observe graph -o json` prints for the same window through the same
+//! relay (one builder behind both): every node and edge with its flows,
+//! bytes, connections, packets, verdicts, ports, drop reasons and hops; and
+//! the scenario's edges must carry the facts its traffic produces.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
 use observe_lab::node_probes;
 use observe_lab::{Scenario, run_traffic_once};
-use observer_proto::flow::{Flow, TraceObservationPoint};
+use observer_proto::flow::Flow;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{GetFlowsRequest, get_flows_response::ResponseTypes};
 use observer_proto::time::rfc3339;
 use serde_json::Value;
-use service_graph::{GraphBuilder, group_of, l4};
+use service_graph::GraphBuilder;
 use tokio_stream::StreamExt;
-
-/// Cilium's monitor type of socket-translation traces.
-const TYPE_TRACE_SOCK: i32 = 7;
 
 /// `(panel title, refId, SQL)` of every target of the service map dashboard.
 fn dashboard_sql() -> Vec<(String, String, String)> {
@@ -51,20 +51,24 @@ fn expand_time_filter(sql: &str, from: i64, to: i64) -> String {
     )
 }
 
-/// Rows of `observe query -o json` (one JSON object per line).
-fn observe_query(server: &str, sql: &str) -> Vec<Value> {
+/// Runs `observe ARGS` and returns its standard output.
+fn observe(args: &[&str]) -> String {
     let out = Command::new(e2e::observe_binary())
-        .args(["query", "-o", "json", "--server", server, sql])
+        .args(args)
         .stderr(Stdio::piped())
         .output()
-        .expect("run observe query");
+        .expect("run observe");
     assert!(
         out.status.success(),
-        "observe query failed: {}\n{sql}",
+        "observe {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Rows of `observe query -o json` (one JSON object per line).
+fn observe_query(server: &str, sql: &str) -> Vec<Value> {
+    observe(&["query", "-o", "json", "--server", server, "--", sql])
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("a JSON row"))
@@ -89,97 +93,23 @@ async fn relay_flows(addr: &str) -> Vec<Flow> {
     out
 }
 
-/// One edge as the dashboard shows it.
+/// A node as both views show it: title, subtitle, flows, bytes, kind.
+type NodeRow = (String, String, u64, u64, String);
+
+/// An edge as both views show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct EdgeRow {
+    source: String,
+    target: String,
     flows: u64,
-    dropped: u64,
-    connections: u64,
     bytes: u64,
-    points: String,
-}
-
-/// A connection as the dashboard's SQL groups it: edge, protocol, addresses
-/// and ports (none for ICMP).
-type ConnKey = (
-    String,
-    &'static str,
-    Option<String>,
-    u32,
-    Option<String>,
-    u32,
-);
-
-/// The edges the dashboard must show for `flows`: the edges, their flows and
-/// drops from `GraphBuilder` (what `observe graph` prints); connections, bytes
-/// (the largest volume a request-direction report gave each connection) and
-/// observation points computed here.
-fn expected_edges(flows: &[Flow]) -> BTreeMap<String, EdgeRow> {
-    let requests: Vec<&Flow> = flows
-        .iter()
-        .filter(|f| f.is_reply != Some(true) && f.tcp_lifecycle.is_none())
-        .collect();
-    let mut volume: BTreeMap<ConnKey, u64> = BTreeMap::new();
-    let mut points: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
-    for f in &requests {
-        let id = format!(
-            "{}->{}",
-            group_of(f.source.as_ref()).id,
-            group_of(f.destination.as_ref()).id
-        );
-        if let Ok(p) = TraceObservationPoint::try_from(f.trace_observation_point)
-            && p != TraceObservationPoint::UnknownPoint
-        {
-            points
-                .entry(id.clone())
-                .or_default()
-                .insert(p.as_str_name());
-        }
-        if f.event_type
-            .as_ref()
-            .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
-        {
-            continue;
-        }
-        let (proto, sport, dport) = l4(f);
-        let v = f.volume.as_ref().map_or(0, |v| v.fwd_bytes + v.rev_bytes);
-        let ip = f.ip.as_ref();
-        let key = (
-            id,
-            proto,
-            ip.map(|i| i.source.clone()),
-            sport,
-            ip.map(|i| i.destination.clone()),
-            dport,
-        );
-        let e = volume.entry(key).or_default();
-        *e = (*e).max(v);
-    }
-    let graph = GraphBuilder::build(flows);
-    graph
-        .edges()
-        .iter()
-        .map(|e| {
-            let id = e.id();
-            let w = e.edge;
-            let (connections, bytes) = volume
-                .iter()
-                .filter(|(k, _)| k.0 == id)
-                .fold((0, 0), |(n, b), (_, v)| (n + 1, b + v));
-            let points = points
-                .get(&id)
-                .map(|p| p.iter().copied().collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            let row = EdgeRow {
-                flows: w.flows,
-                dropped: w.verdicts.dropped,
-                connections,
-                bytes,
-                points,
-            };
-            (id, row)
-        })
-        .collect()
+    connections: u64,
+    packets: u64,
+    /// Forwarded, dropped, audit, other.
+    verdicts: [u64; 4],
+    ports: String,
+    drop_reasons: String,
+    hops: String,
 }
 
 fn u(v: &Value) -> u64 {
@@ -188,73 +118,110 @@ fn u(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-fn edge_rows(rows: &[Value]) -> BTreeMap<String, EdgeRow> {
+fn s(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not text: {v}"))
+        .to_string()
+}
+
+/// The dashboard's node rows, by id.
+fn sql_nodes(rows: &[Value]) -> BTreeMap<String, NodeRow> {
     rows.iter()
         .map(|r| {
-            let id = r["id"].as_str().expect("edge id").to_string();
-            assert_eq!(
-                format!(
-                    "{}->{}",
-                    r["source"].as_str().unwrap(),
-                    r["target"].as_str().unwrap()
-                ),
-                id
+            let row = (
+                s(&r["title"]),
+                s(&r["subtitle"]),
+                u(&r["mainstat"]),
+                u(&r["secondarystat"]),
+                s(&r["detail__kind"]),
             );
-            let row = EdgeRow {
-                flows: u(&r["mainstat"]),
-                dropped: u(&r["secondarystat"]),
-                connections: u(&r["detail__connections"]),
-                bytes: u(&r["detail__bytes"]),
-                points: r["detail__observation_points"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            };
-            (id, row)
+            (s(&r["id"]), row)
         })
         .collect()
 }
 
-/// Nodes from the expected edges: `(title, subtitle, flows out, flows in)`.
-fn expected_nodes(
-    edges: &BTreeMap<String, EdgeRow>,
-) -> BTreeMap<String, (String, String, u64, u64)> {
-    let mut out: BTreeMap<String, (String, String, u64, u64)> = BTreeMap::new();
-    for (id, e) in edges {
-        let (a, b) = id.split_once("->").unwrap();
-        for (node, sent, received) in [(a, e.flows, 0), (b, 0, e.flows)] {
-            let (title, subtitle) = match node.split_once('/') {
-                Some((ns, name)) => (name.to_string(), ns.to_string()),
-                None => (node.to_string(), String::new()),
-            };
-            let n = out
-                .entry(node.to_string())
-                .or_insert((title, subtitle, 0, 0));
-            n.2 += sent;
-            n.3 += received;
-        }
-    }
-    out
-}
-
-fn node_rows(rows: &[Value]) -> BTreeMap<String, (String, String, u64, u64)> {
+/// The dashboard's edge rows, by id.
+fn sql_edges(rows: &[Value]) -> BTreeMap<String, EdgeRow> {
     rows.iter()
         .map(|r| {
-            (
-                r["id"].as_str().expect("node id").to_string(),
-                (
-                    r["title"].as_str().unwrap().to_string(),
-                    r["subtitle"].as_str().unwrap().to_string(),
-                    u(&r["mainstat"]),
-                    u(&r["secondarystat"]),
-                ),
-            )
+            let row = EdgeRow {
+                source: s(&r["source"]),
+                target: s(&r["target"]),
+                flows: u(&r["mainstat"]),
+                bytes: u(&r["secondarystat"]),
+                connections: u(&r["detail__connections"]),
+                packets: u(&r["detail__packets"]),
+                verdicts: ["forwarded", "dropped", "audit", "other"]
+                    .map(|v| u(&r[format!("detail__{v}").as_str()])),
+                ports: s(&r["detail__ports"]),
+                drop_reasons: s(&r["detail__drop_reasons"]),
+                hops: s(&r["detail__hops"]),
+            };
+            (s(&r["id"]), row)
         })
         .collect()
+}
+
+/// `observe graph -o json`'s nodes and edges, in the same shape.
+fn graph_json(v: &Value) -> (BTreeMap<String, NodeRow>, BTreeMap<String, EdgeRow>) {
+    let nodes = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            let row = (
+                s(&n["title"]),
+                s(&n["subtitle"]),
+                u(&n["mainstat"]),
+                u(&n["secondarystat"]),
+                s(&n["kind"]),
+            );
+            (s(&n["id"]), row)
+        })
+        .collect();
+    let edges = v["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            let drops: Vec<String> = e["drops"]
+                .as_object()
+                .expect("drops")
+                .iter()
+                .map(|(reason, n)| format!("{reason} ({})", u(n)))
+                .collect();
+            let hops: Vec<String> = e["hops"]
+                .as_array()
+                .expect("hops")
+                .iter()
+                .map(|h| format!("{} ({})", s(&h["hop"]), u(&h["count"])))
+                .collect();
+            let ports: Vec<String> = e["ports"]
+                .as_array()
+                .expect("ports")
+                .iter()
+                .map(s)
+                .collect();
+            let row = EdgeRow {
+                source: s(&e["source"]),
+                target: s(&e["target"]),
+                flows: u(&e["mainstat"]),
+                bytes: u(&e["secondarystat"]),
+                connections: u(&e["connections"]),
+                packets: u(&e["packets"]),
+                verdicts: ["forwarded", "dropped", "audit", "other"].map(|k| u(&e["verdicts"][k])),
+                ports: ports.join(", "),
+                drop_reasons: drops.join(", "),
+                hops: hops.join(" -> "),
+            };
+            (s(&e["id"]), row)
+        })
+        .collect();
+    (nodes, edges)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_map_dashboard_shows_the_service_graph_from_the_relay() {
+async fn service_map_dashboard_shows_the_relays_service_graph() {
     let queries = dashboard_sql();
     let refs: Vec<(&str, &str)> = queries
         .iter()
@@ -272,6 +239,16 @@ async fn service_map_dashboard_shows_the_service_graph_from_the_relay() {
         queries[1].2, queries[2].2,
         "the table shows the graph's edges"
     );
+    assert!(
+        queries[0]
+            .2
+            .contains("FROM graph_nodes\nWHERE $__timeFilter(time) ")
+    );
+    assert!(
+        queries[1]
+            .2
+            .contains("FROM graph_edges\nWHERE $__timeFilter(time) ")
+    );
 
     let scenario = Scenario::builtin_default();
     let mut env = e2e::start(&scenario, &[]);
@@ -281,76 +258,171 @@ async fn service_map_dashboard_shows_the_service_graph_from_the_relay() {
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
-    env.wait_for(
-        "frontend -> api through the service, client -> frontend",
-        |flows| {
-            let g = GraphBuilder::build(flows);
-            g.find("default/frontend", "default/api")
-                .is_some_and(|e| e.connections == 4)
-                && g.find("other/client", "default/frontend").is_some()
-        },
-    )
-    .await;
 
-    let now = observer_proto::time::now_nanos() as i64 / 1_000_000_000;
-    let (from, to) = (now - 3600, now + 3600);
+    // Until the relay holds every flow of the scenario.
+    let deadline = Instant::now() + e2e::WAIT;
+    let flows = loop {
+        let flows = relay_flows(&relay_addr).await;
+        if scenario_done(&GraphBuilder::build(&flows)) {
+            break flows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never had the scenario's flows; it has {}",
+            flows.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A window that ends after the last of them (Grafana's bounds are whole
+    // seconds, both included): from here on both views read a closed set.
+    let last = flows
+        .iter()
+        .filter_map(|f| f.time.as_ref().map(|t| t.seconds))
+        .max()
+        .expect("flows have times");
+    let (from, to) = (last - 3600, last + 1);
     let nodes_sql = expand_time_filter(&queries[0].2, from, to);
     let edges_sql = expand_time_filter(&queries[1].2, from, to);
     assert!(!nodes_sql.contains("$__") && !edges_sql.contains("$__"));
+    let (since, until) = (rfc3339(from), rfc3339(to));
+    let graph_args = [
+        "graph",
+        "-o",
+        "json",
+        "--server",
+        &relay_addr,
+        "--since",
+        &since,
+        "--until",
+        &until,
+    ];
 
-    // The relay's flows and its SQL table agree once nothing new arrives.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (want, got, flows) = loop {
-        let flows = relay_flows(&relay_addr).await;
-        let want = expected_edges(&flows);
-        let got = edge_rows(&tokio::task::block_in_place(|| {
-            observe_query(&relay_addr, &edges_sql)
-        }));
-        let settled = relay_flows(&relay_addr).await.len() == flows.len();
-        // Up to the scenario's last item (client -> frontend, audited).
-        let complete = want
+    // The relay's tables read its history, which follows its ring (what
+    // GetFlows and so `observe graph` read): wait until both hold the window.
+    let deadline = Instant::now() + e2e::WAIT;
+    let (nodes, edges, want_nodes, want_edges) = loop {
+        let (want_nodes, want_edges) = tokio::task::block_in_place(|| {
+            graph_json(&serde_json::from_str(&observe(&graph_args)).expect("graph JSON"))
+        });
+        let (nodes, edges) = tokio::task::block_in_place(|| {
+            (
+                sql_nodes(&observe_query(&relay_addr, &nodes_sql)),
+                sql_edges(&observe_query(&relay_addr, &edges_sql)),
+            )
+        });
+        let same = nodes == want_nodes && edges == want_edges;
+        let done = edges
             .get("default/frontend->default/api")
-            .is_some_and(|e| e.connections == 4)
-            && want.contains_key("other/client->default/frontend");
-        if (settled && complete && got == want) || Instant::now() > deadline {
-            break (want, got, flows);
+            .is_some_and(|e| e.connections == 4 && e.flows == 34)
+            && edges
+                .get("other/client->default/frontend")
+                .is_some_and(|e| e.verdicts[2] == 3);
+        if (same && done) || Instant::now() > deadline {
+            break (nodes, edges, want_nodes, want_edges);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(
-        got,
-        want,
-        "dashboard edges vs the service graph of {} flows",
-        flows.len()
-    );
+    assert_eq!(edges, want_edges, "graph_edges vs observe graph");
+    assert_eq!(nodes, want_nodes, "graph_nodes vs observe graph");
 
-    // The scenario's edges are there, with the exact facts of frontend -> api:
-    // two direct connections and two through the service VIP, each SYN, ACK,
-    // ACK+PSH, ACK+FIN leaving frontend and entering api, plus one socket
-    // translation per VIP connection.
-    for id in [
-        "default/api->default/db",
-        "default/frontend->default/api",
-        "other/client->default/api",
-        "other/client->default/db",
-        "other/client->default/frontend",
-    ] {
-        assert!(got.contains_key(id), "edge {id} missing: {got:#?}");
+    // Every edge besides the scenario's is neighbour discovery / MLD.
+    for (id, e) in &edges {
+        if !SCENARIO_EDGES.contains(&id.as_str()) {
+            assert_eq!(e.ports, "ICMPv6", "unexpected edge {id}: {e:?}");
+        }
     }
-    let fa = &got["default/frontend->default/api"];
-    assert_eq!((fa.flows, fa.dropped, fa.connections), (34, 0, 4), "{fa:?}");
-    assert_eq!(fa.points, "FROM_ENDPOINT, TO_ENDPOINT");
-    // The scenario's denied paths drop at api's and db's ingress.
-    let dropped: u64 = got.values().map(|e| e.dropped).sum();
-    assert!(dropped >= 2, "policy drops on the map: {got:#?}");
-
-    let nodes = node_rows(&tokio::task::block_in_place(|| {
-        observe_query(&relay_addr, &nodes_sql)
-    }));
-    assert_eq!(nodes, expected_nodes(&got));
+    let edge = |id: &str| {
+        edges
+            .get(id)
+            .unwrap_or_else(|| panic!("edge {id} missing: {edges:#?}"))
+    };
+    // frontend -> api: two direct connections (IPv4, IPv6) and two through the
+    // service VIP (socket LB to api or api-2, both workload `api`); each SYN,
+    // ACK, ACK+PSH, ACK+FIN leaving frontend and entering api (the first
+    // judged by policy), plus one translation per VIP connection.
+    let fa = edge("default/frontend->default/api");
     assert_eq!(
-        nodes["default/frontend"].0, "frontend",
-        "titles are workload names"
+        (fa.flows, fa.connections, fa.verdicts),
+        (34, 4, [32, 0, 0, 2]),
+        "{fa:?}"
     );
-    assert_eq!(nodes["default/frontend"].1, "default");
+    assert_eq!(fa.ports, "TCP/80, TCP/8080");
+    assert_eq!(fa.drop_reasons, "");
+    assert_eq!(
+        fa.hops,
+        "trace-sock (2) -> from-endpoint (16) -> policy-verdict (4) -> to-endpoint (12)"
+    );
+    let ad = edge("default/api->default/db");
+    assert_eq!(
+        (ad.flows, ad.connections, ad.verdicts, ad.ports.as_str()),
+        (8, 1, [8, 0, 0, 0], "TCP/5432"),
+        "{ad:?}"
+    );
+    // client -> api: default deny; the SYN is dropped at api's ingress.
+    let ca = edge("other/client->default/api");
+    assert_eq!(
+        (ca.flows, ca.connections, ca.verdicts, ca.ports.as_str()),
+        (2, 1, [1, 1, 0, 0], "TCP/8080"),
+        "{ca:?}"
+    );
+    assert_eq!(ca.drop_reasons, "POLICY_DENIED (1)");
+    // client -> db: the explicit deny of one 64-byte datagram.
+    let cd = edge("other/client->default/db");
+    assert_eq!(
+        (cd.flows, cd.connections, cd.verdicts, cd.ports.as_str()),
+        (2, 1, [1, 1, 0, 0], "UDP/5353"),
+        "{cd:?}"
+    );
+    assert_eq!(cd.drop_reasons, "POLICY_DENY (1)");
+    // client -> frontend: audited pings (both families) and a refused SYN.
+    let cf = edge("other/client->default/frontend");
+    assert_eq!(
+        (cf.connections, cf.verdicts, cf.ports.as_str()),
+        (3, [3, 0, 3, 0], "ICMPv4, ICMPv6, TCP/9999"),
+        "{cf:?}"
+    );
+    assert_eq!(cf.drop_reasons, "");
+    // Hops: leaving the client, then dropped at the peer's ingress (a drop
+    // reported at to-endpoint), or judged there (audit: a policy verdict and
+    // no trace at to-endpoint); api -> db's first packet judged by policy.
+    assert_eq!(ca.hops, "from-endpoint (1) -> to-endpoint (1)");
+    assert_eq!(cd.hops, "from-endpoint (1) -> to-endpoint (1)");
+    assert_eq!(cf.hops, "from-endpoint (3) -> policy-verdict (3)");
+    assert_eq!(
+        ad.hops,
+        "from-endpoint (4) -> policy-verdict (1) -> to-endpoint (3)"
+    );
+    // Bytes (Ethernet frames as tc sees them) of the exchanges whose size is
+    // fixed: one SYN with options (14 + 20 + 40); one datagram of 64 bytes
+    // (14 + 20 + 8 + 64); two 56-byte pings with their replies, IPv4
+    // (2 × 98) and IPv6 (2 × 118), and a SYN answered by RST+ACK (74 + 54).
+    assert_eq!(
+        [ca.bytes, cd.bytes, cf.bytes],
+        [74, 106, 196 + 236 + 128],
+        "bytes of the single-packet and echo exchanges"
+    );
+
+    // The four workloads with their totals: flows and bytes on their edges.
+    for (id, title, ns) in [
+        ("default/api", "api", "default"),
+        ("default/db", "db", "default"),
+        ("default/frontend", "frontend", "default"),
+        ("other/client", "client", "other"),
+    ] {
+        let n = &nodes[id];
+        let (flows, bytes) = edges
+            .iter()
+            .filter(|(_, e)| e.source == id || e.target == id)
+            .fold((0, 0), |(f, b), (_, e)| (f + e.flows, b + e.bytes));
+        assert_eq!(
+            n,
+            &(
+                title.to_string(),
+                ns.to_string(),
+                flows,
+                bytes,
+                "workload".to_string()
+            )
+        );
+    }
 }

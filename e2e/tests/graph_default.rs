@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
 use observe_lab::{Scenario, run_traffic_once};
 use serde_json::{Value, json};
 use service_graph::GraphBuilder;
@@ -28,15 +29,6 @@ fn observe_graph(addr: &str, format: &str) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// The scenario's edges, by `source->target` id.
-const SCENARIO_EDGES: [&str; 5] = [
-    "default/api->default/db",
-    "default/frontend->default/api",
-    "other/client->default/api",
-    "other/client->default/db",
-    "other/client->default/frontend",
-];
-
 fn strings(v: &Value) -> Vec<&str> {
     v.as_array()
         .expect("array")
@@ -53,14 +45,7 @@ async fn graph_of_the_default_scenario() {
     // Until the last item's flows (client -> frontend:9999, AUDIT) and the
     // four frontend -> api connections are in the probe's ring.
     env.wait_for("the scenario's flows", |flows| {
-        let g = GraphBuilder::build(flows);
-        let fa = g.find("default/frontend", "default/api");
-        let cf = g.find("other/client", "default/frontend");
-        SCENARIO_EDGES.iter().all(|id| {
-            let (a, b) = id.split_once("->").unwrap();
-            g.find(a, b).is_some()
-        }) && fa.is_some_and(|e| e.connections == 4 && e.flows == 34)
-            && cf.is_some_and(|e| e.verdicts.audit == 3)
+        scenario_done(&GraphBuilder::build(flows))
     })
     .await;
     let addr = env.probe.addr.to_string();

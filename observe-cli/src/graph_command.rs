@@ -1,5 +1,8 @@
 //! `observe graph`: the service dependency graph of the flows a probe or relay
-//! holds, with the datapath hops each edge was observed on.
+//! holds, with the datapath hops each edge was observed on. The flows come
+//! from GetFlows (so every Hubble filter flag applies, against a probe or a
+//! relay) and go through `service_graph::GraphBuilder`, the builder behind
+//! the relay's `graph_nodes` and `graph_edges` tables too.
 
 use crate::flows::{request, request::QueryArgs, status_error};
 

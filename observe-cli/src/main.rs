@@ -54,7 +54,7 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
-    /// Read-only SQL over a relay's flow history (table `flows`).
+    /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`, `graph_edges`).
     Query(observe_cli::query_command::QueryArgs),
     /// The nodes behind a probe or relay, like `hubble list nodes`.
     Nodes {

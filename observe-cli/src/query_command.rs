@@ -32,7 +32,7 @@ pub enum QueryFormat {
 /// `observe query`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// The SQL: SELECT, WITH or EXPLAIN over the table `flows`.
+    /// The SQL: SELECT, WITH or EXPLAIN over the tables `flows`, `graph_nodes`, `graph_edges`.
     pub sql: String,
     #[arg(long, short = 'o', value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,

@@ -34,6 +34,13 @@
 //!   store's broadcast like any follower; [`sql`]: read-only DataFusion SQL
 //!   over it, served as Arrow Flight SQL on the same port. GetFlows with a
 //!   `since` older than the ring starts from history.
+//! - The service graph: [`sql::graph`] serves it as the tables `graph_nodes`
+//!   and `graph_edges`, built by `service_graph::GraphBuilder` from the flows
+//!   of the query's `time` window (history files and rows in memory, what
+//!   `flows` reads). `observe graph` and the TUI's service map fold their
+//!   GetFlows stream (from a probe or this relay, with any Hubble filter)
+//!   with the same builder, and Grafana's service map reads the tables, so
+//!   all of them draw the same nodes and edges from the same flows.
 //!
 //! The store, the GetFlows request checks ([`query`]) and the `/metrics`
 //! endpoint are `observer_proto`'s, shared with flow-probe.

@@ -3,51 +3,21 @@
 //! answer exactly their `.out` (`BLESS=1` rewrites them); refused statements,
 //! limits, restarts, crashed writers and retention are checked too.
 
+mod common;
+
 use test_support::history_flows as flows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::util::pretty::pretty_format_batches;
+use common::{config, engine, ingest, scratch, table};
 use relay::history::{History, HistoryConfig, files};
 use relay::sql::{SqlEngine, SqlError, SqlLimits};
 
-/// A fresh directory under the target dir, removed first.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// History that keeps everything (the golden flows are from 2024).
-fn config(dir: &Path) -> HistoryConfig {
-    HistoryConfig {
-        retention_age: Duration::from_secs(100 * 365 * 86_400),
-        ..HistoryConfig::new(dir)
-    }
-}
-
 /// The golden flows: all but the last two flushed to files, those in memory.
 fn ingest_golden(dir: &Path) -> Arc<History> {
-    let h = History::open(config(dir)).unwrap();
-    let all = flows::golden();
-    let split = all.len() - 2;
-    for (i, f) in all.into_iter().enumerate() {
-        if i == split {
-            h.flush().unwrap();
-        }
-        h.ingest(Arc::new(flows::response(f)));
-    }
-    h
-}
-
-async fn table(engine: &SqlEngine, sql: &str) -> String {
-    let r = engine
-        .query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    pretty_format_batches(&r.batches).unwrap().to_string()
+    ingest(dir, flows::golden(), 2)
 }
 
 async fn check_golden(engine: &SqlEngine) {
@@ -69,10 +39,6 @@ async fn check_golden(engine: &SqlEngine) {
         let want = std::fs::read_to_string(&out).unwrap_or_default();
         assert_eq!(got, want, "{}", sql_path.display());
     }
-}
-
-fn engine(h: &Arc<History>) -> SqlEngine {
-    SqlEngine::new(Some(h.clone()), SqlLimits::default())
 }
 
 #[tokio::test]

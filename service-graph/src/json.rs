@@ -55,7 +55,7 @@ impl ServiceGraph {
                     "drops": w.drops,
                     "hops": hops,
                     "detail__verdicts": labels::verdicts(w),
-                    "detail__ports": w.ports.iter().cloned().collect::<Vec<_>>().join(", "),
+                    "detail__ports": labels::ports(w),
                     "detail__hops": w.hops.path(),
                 })
             })

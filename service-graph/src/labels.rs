@@ -1,5 +1,5 @@
-//! The text of node and edge labels, shared by the DOT, Mermaid and TUI
-//! renderings so that they all say the same thing.
+//! The text of node and edge labels, shared by the DOT, Mermaid, JSON and TUI
+//! renderings and the relay's graph tables, so that they all say the same thing.
 
 use crate::model::{Edge, human_bytes};
 
@@ -29,10 +29,22 @@ pub fn drops(e: &Edge) -> Option<String> {
     ))
 }
 
+/// `TCP/25, TCP/443`.
+pub fn ports(e: &Edge) -> String {
+    let ports: Vec<&str> = e.ports.iter().map(String::as_str).collect();
+    ports.join(", ")
+}
+
+/// `POLICY_DENIED (1), NETFILTER_DROP (2)`: dropped flows by reason, sorted by
+/// reason; empty when nothing was dropped.
+pub fn drop_reasons(e: &Edge) -> String {
+    let parts: Vec<String> = e.drops.iter().map(|(r, n)| format!("{r} ({n})")).collect();
+    parts.join(", ")
+}
+
 /// The lines of an edge label: ports, volume, drops.
 pub fn edge_lines(e: &Edge) -> Vec<String> {
-    let ports: Vec<&str> = e.ports.iter().map(String::as_str).collect();
-    let mut v = vec![ports.join(", "), volume(e)];
+    let mut v = vec![ports(e), volume(e)];
     v.extend(drops(e));
     v
 }
@@ -51,4 +63,22 @@ pub fn verdicts(e: &Edge) -> String {
     .map(|(name, n)| format!("{name} {n}"))
     .collect();
     parts.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GraphBuilder;
+    use test_support::graph_flows as fixtures;
+
+    #[test]
+    fn ports_and_drop_reasons_as_one_line_each() {
+        let g = GraphBuilder::build(&fixtures::flows());
+        let world = g.find("default/frontend", "world").unwrap();
+        assert_eq!(ports(world), "TCP/25, TCP/443");
+        assert_eq!(drop_reasons(world), "POLICY_DENIED (1)");
+        let api = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!(ports(api), "TCP/8080, TCP/9999");
+        assert_eq!(drop_reasons(api), "");
+    }
 }

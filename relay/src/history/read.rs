@@ -1,5 +1,6 @@
-//! Rows of history back into flows, for `GetFlows` with a `since` older than
-//! the ring. A row holds what [`super::schema`] keeps, so the flow has those
+//! Rows of history back into flows, for the readers of the SQL engine:
+//! `GetFlows` with a `since` older than the ring, and the service graph
+//! tables. A row holds what [`super::schema`] keeps, so the flow has those
 //! fields: time, node, UUID, verdict, drop reasons, event type, addresses,
 //! ports, protocol and TCP flags, both endpoints (identity, namespace, pod,
 //! first workload, labels), services, direction, observation point, reply,
@@ -213,8 +214,9 @@ fn flow(r: &Row, time: i64) -> Flow {
     }
 }
 
-/// Every row of `batch` (of the history schema) as a flow response.
-pub fn responses(batch: &RecordBatch) -> Vec<GetFlowsResponse> {
+/// Every row of `batch` (of the history schema, or some of its columns with
+/// `time` among them) as a flow; a batch without `time` has none.
+pub fn flows(batch: &RecordBatch) -> Vec<Flow> {
     let Some(times) = batch
         .column_by_name("time")
         .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
@@ -222,48 +224,18 @@ pub fn responses(batch: &RecordBatch) -> Vec<GetFlowsResponse> {
         return Vec::new();
     };
     (0..batch.num_rows())
-        .map(|i| {
-            let f = flow(&Row { b: batch, i }, times.value(i));
-            GetFlowsResponse {
-                node_name: f.node_name.clone(),
-                time: f.time,
-                response_types: Some(ResponseTypes::Flow(f)),
-            }
-        })
+        .map(|i| flow(&Row { b: batch, i }, times.value(i)))
         .collect()
 }
 
-/// The ring preceded by the history flows from `since` up to the ring's first
-/// flow, when `since` is older than what the ring holds (history entries get
-/// sequence number 0: they are never compared with live ones). Failures are
-/// logged and leave the ring alone.
-pub async fn with_older(
-    engine: &crate::sql::SqlEngine,
-    since: Option<i128>,
-    ring: Vec<observer_runtime::store::Entry>,
-) -> Vec<observer_runtime::store::Entry> {
-    let Some(since) = since else { return ring };
-    if !engine.has_history() {
-        return ring;
-    }
-    let first = ring
-        .iter()
-        .find_map(|e| observer_proto::time::event_time(&e.response));
-    if first.is_some_and(|f| f <= since) {
-        return ring;
-    }
-    match engine.flows_between(since, first).await {
-        Ok(older) => older
-            .into_iter()
-            .map(|r| observer_runtime::store::Entry {
-                seq: 0,
-                response: std::sync::Arc::new(r),
-            })
-            .chain(ring)
-            .collect(),
-        Err(e) => {
-            log::warn!("GetFlows: reading history failed: {e}");
-            ring
-        }
-    }
+/// Every row of `batch` (of the history schema) as a flow response.
+pub fn responses(batch: &RecordBatch) -> Vec<GetFlowsResponse> {
+    flows(batch)
+        .into_iter()
+        .map(|f| GetFlowsResponse {
+            node_name: f.node_name.clone(),
+            time: f.time,
+            response_types: Some(ResponseTypes::Flow(f)),
+        })
+        .collect()
 }

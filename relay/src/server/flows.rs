@@ -53,7 +53,7 @@ pub(super) fn open(
     tokio::spawn(async move {
         let answer = async {
             // A `since` older than the ring starts from the flow history.
-            let ring = crate::history::read::with_older(&state.sql(), query.since, ring).await;
+            let ring = super::older::with_older(&state.sql(), query.since, ring).await;
             let history = query.history(ring);
             for event in statuses {
                 send(&tx, node_status(event)).await?;

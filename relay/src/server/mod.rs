@@ -5,11 +5,13 @@
 //!   then (with follow) live flows interleaved with node-status changes.
 //! - `status`: ServerStatus and GetNodes from the peers' state.
 //! - `namespaces`: GetNamespaces, the union over peers and the merged ring.
+//! - `older`: the flow history before the ring, for a `since` older than it.
 //!
 //! Arrow Flight SQL ([`crate::sql::flight`]) is served on the same address.
 
 mod flows;
 mod namespaces;
+mod older;
 mod status;
 
 use std::future::Future;

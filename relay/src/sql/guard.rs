@@ -1,6 +1,7 @@
 //! The read-only check every SQL text passes before it is planned: exactly one
 //! statement, a query (`SELECT`, `WITH`, `VALUES`) or an `EXPLAIN` of one, that
-//! reads no table but `flows` (and its own `WITH` names). Everything else, DDL,
+//! reads no table but the relay's own ([`TABLES`]: `flows` and the service
+//! graph's `graph_nodes` and `graph_edges`) and its own `WITH` names. Everything else, DDL,
 //! DML, `COPY`, `CREATE EXTERNAL TABLE`, `SET`, a file path used as a table or
 //! a table function such as `read_csv(...)`, is refused with the reason.
 
@@ -10,10 +11,12 @@ use datafusion::sql::sqlparser::ast::Statement as Sql;
 
 use super::SqlError;
 
-/// The only table there is.
-pub const TABLE: &str = "flows";
+/// The flow history.
+pub const FLOWS: &str = "flows";
+/// The only tables there are: the flows and the service graph built from them.
+pub const TABLES: [&str; 3] = [FLOWS, "graph_nodes", "graph_edges"];
 
-/// Parses `sql` and checks it is one read-only query of `flows`.
+/// Parses `sql` and checks it is one read-only query of [`TABLES`].
 pub fn check(sql: &str) -> Result<Statement, SqlError> {
     let mut statements = DFParser::parse_sql(sql).map_err(|e| SqlError::Parse(e.to_string()))?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
@@ -29,10 +32,10 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
     let (tables, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| SqlError::Parse(e.to_string()))?;
     for table in tables {
-        if table.table() != TABLE || table.schema().is_some() {
+        if !TABLES.contains(&table.table()) || table.schema().is_some() {
             return Err(SqlError::Refused(format!(
-                "only the table `{TABLE}` can be read, not `{table}` \
-                 (files, URLs and table functions are not readable)"
+                "only the tables `flows`, `graph_nodes` and `graph_edges` can be read, \
+                 not `{table}` (files, URLs and table functions are not readable)"
             )));
         }
     }

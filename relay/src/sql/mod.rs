@@ -3,8 +3,13 @@
 //! The table `flows` (schema: [`crate::history`]) is the union of the rows
 //! still in memory (a `MemTable`) and the finished Parquet files (a
 //! `ListingTable` over exactly the files of the history's snapshot), so a
-//! query sees every ingested flow once. Each query gets its own session with:
-//! - the [`guard`]: one `SELECT` / `WITH` / `EXPLAIN`, of `flows` only;
+//! query sees every ingested flow once. Over it, [`graph`] serves the service
+//! graph as the tables `graph_nodes` and `graph_edges`, built by
+//! `service_graph::GraphBuilder` from the flows of the query's time window:
+//! the one builder `observe graph` and the TUI fold their GetFlows stream
+//! with, so Grafana's node graph, the CLI and the TUI show the same edges.
+//! Each query gets its own session with:
+//! - the [`guard`]: one `SELECT` / `WITH` / `EXPLAIN`, of those tables only;
 //! - a memory pool of [`SqlLimits::memory_bytes`] and no spilling to disk: a
 //!   query over it fails with [`SqlError::Memory`], the relay goes on;
 //! - a time limit ([`SqlLimits::timeout`]): [`SqlError::Timeout`].
@@ -12,6 +17,7 @@
 //! [`flight`] serves it as Arrow Flight SQL on the relay's gRPC port.
 
 pub mod flight;
+pub mod graph;
 pub mod guard;
 
 use std::sync::Arc;
@@ -33,6 +39,8 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use observer_proto::observer::GetFlowsResponse;
 
 use crate::history::{History, read, schema};
+use graph::GraphTable;
+use graph::rows::Rows;
 
 /// Default time limit of one query.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,8 +70,12 @@ pub enum SqlError {
     Parse(String),
     #[error("refused: {0}")]
     Refused(String),
-    #[error("unknown column `{column}`; the columns of `flows` are: {columns}")]
-    UnknownColumn { column: String, columns: String },
+    #[error("unknown column `{column}`; the columns of `{table}` are: {columns}")]
+    UnknownColumn {
+        column: String,
+        table: String,
+        columns: String,
+    },
     #[error("the query ran out of its memory limit of {limit} bytes: {detail}")]
     Memory { limit: usize, detail: String },
     #[error("the query took longer than its time limit of {0:?}")]
@@ -105,7 +117,7 @@ impl SqlStats {
             queries: counter("observe_relay_sql_queries_total", "SQL queries run"),
             refused: counter(
                 "observe_relay_sql_queries_refused_total",
-                "SQL queries refused as not read-only queries of `flows`",
+                "SQL queries refused as not read-only queries of the relay's tables",
             ),
             duration: prometheus::Histogram::with_opts(
                 prometheus::HistogramOpts::new(
@@ -254,7 +266,8 @@ impl SqlEngine {
             .map_err(|e| self.error(e))
     }
 
-    /// A session whose `flows` is the history's current snapshot.
+    /// A session whose `flows` is the history's current snapshot, with the
+    /// graph tables over it.
     async fn context(&self) -> Result<SessionContext, SqlError> {
         let history = self.history.as_ref().ok_or(SqlError::NoHistory)?;
         let snap = history
@@ -297,7 +310,11 @@ impl SqlEngine {
                 .map_err(|e| self.error(e))?;
             union.into_view()
         };
-        ctx.register_table(guard::TABLE, table)
+        for rows in [Rows::Nodes, Rows::Edges] {
+            ctx.register_table(rows.name(), Arc::new(GraphTable::new(rows, table.clone())))
+                .map_err(|e| self.error(e))?;
+        }
+        ctx.register_table(guard::FLOWS, table)
             .map_err(|e| self.error(e))?;
         Ok(ctx)
     }
@@ -305,11 +322,25 @@ impl SqlEngine {
     fn error(&self, e: DataFusionError) -> SqlError {
         let root = e.find_root();
         if let DataFusionError::SchemaError(se, _) = root
-            && let SchemaError::FieldNotFound { field, .. } = se.as_ref()
+            && let SchemaError::FieldNotFound {
+                field,
+                valid_fields,
+            } = se.as_ref()
         {
+            // A graph table when the query reads one, else `flows`.
+            let graph = [Rows::Nodes, Rows::Edges].into_iter().find(|r| {
+                valid_fields
+                    .iter()
+                    .any(|c| c.relation.as_ref().is_some_and(|t| t.table() == r.name()))
+            });
+            let (table, columns) = match graph {
+                Some(r) => (r.name(), r.column_names()),
+                None => (guard::FLOWS, schema::column_names()),
+            };
             return SqlError::UnknownColumn {
                 column: field.name().to_string(),
-                columns: schema::column_names(),
+                table: table.to_string(),
+                columns,
             };
         }
         if let DataFusionError::ResourcesExhausted(detail) = root {

@@ -1,0 +1,383 @@
+//! The service graph tables over known flows (part in Parquet files, part in
+//! memory): `graph_edges` and `graph_nodes` row by row, the window their
+//! `time` condition chooses, agreement with the builder's JSON (what
+//! `observe graph -o json` prints for the same flows), refusals and the
+//! memory limit.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{engine, ingest, scratch, table};
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::json::ArrayWriter;
+use observer_proto::flow::Flow;
+use observer_proto::flow::layer4::Protocol;
+use relay::history::History;
+use relay::sql::{SqlEngine, SqlError, SqlLimits};
+use serde_json::{Value, json};
+use service_graph::GraphBuilder;
+use test_support::{graph_flows, history_flows};
+
+/// The scripted graph flows: the first connection's eight in a file, the
+/// rest in memory.
+fn script(name: &str) -> (Arc<History>, SqlEngine) {
+    let h = ingest(&scratch(name), graph_flows::flows(), 11);
+    let e = engine(&h);
+    (h, e)
+}
+
+const EDGE_COLUMNS: &str = "id, mainstat, secondarystat, detail__connections AS conns, \
+     detail__packets AS packets, detail__forwarded AS fwd, detail__dropped AS dropped, \
+     detail__ports, detail__drop_reasons, detail__hops";
+
+#[tokio::test]
+async fn edges_and_nodes_of_the_scripted_flows_row_by_row() {
+    let (_h, e) = script("graph-rows");
+    let edges = table(
+        &e,
+        &format!("SELECT {EDGE_COLUMNS} FROM graph_edges ORDER BY id"),
+    )
+    .await;
+    assert_eq!(edges, "\
++-----------------------------------------+----------+---------------+-------+---------+-----+---------+--------------------+----------------------+--------------------------------------+
+| id                                      | mainstat | secondarystat | conns | packets | fwd | dropped | detail__ports      | detail__drop_reasons | detail__hops                         |
++-----------------------------------------+----------+---------------+-------+---------+-----+---------+--------------------+----------------------+--------------------------------------+
+| default/frontend->default/api           | 8        | 2180          | 2     | 10      | 8   | 0       | TCP/8080, TCP/9999 |                      | from-endpoint (4) -> to-endpoint (4) |
+| default/frontend->kube-system/coredns-1 | 2        | 160           | 1     | 2       | 2   | 0       | UDP/53             |                      | from-endpoint (1) -> to-endpoint (1) |
+| default/frontend->world                 | 2        | 120           | 2     | 2       | 1   | 1       | TCP/25, TCP/443    | POLICY_DENIED (1)    | from-endpoint (1) -> drop (1)        |
+| host->default/api                       | 1        | 60            | 1     | 1       | 1   | 0       | TCP/8080           |                      | to-endpoint (1)                      |
++-----------------------------------------+----------+---------------+-------+---------+-----+---------+--------------------+----------------------+--------------------------------------+");
+    let nodes = table(&e, "SELECT * FROM graph_nodes ORDER BY id").await;
+    assert_eq!(nodes, "\
++-----------------------------+-----------------------+-----------+-------------+----------+---------------+--------------+
+| time                        | id                    | title     | subtitle    | mainstat | secondarystat | detail__kind |
++-----------------------------+-----------------------+-----------+-------------+----------+---------------+--------------+
+| 2026-11-26T15:04:05.050Z    | default/api           | api       | default     | 9        | 2240          | workload     |
+| 2026-11-26T15:04:05.040Z    | default/frontend      | frontend  | default     | 12       | 2460          | workload     |
+| 2026-11-26T15:04:05.050Z    | host                  | host      |             | 1        | 60            | host         |
+| 2026-11-26T15:04:05.021100Z | kube-system/coredns-1 | coredns-1 | kube-system | 2        | 160           | workload     |
+| 2026-11-26T15:04:05.040Z    | world                 | world     |             | 2        | 120           | world        |
++-----------------------------+-----------------------+-----------+-------------+----------+---------------+--------------+");
+    // No column at all still counts the rows; a join pairs edges with nodes.
+    assert_eq!(
+        table(&e, "SELECT count(*) AS n FROM graph_edges").await,
+        "+---+\n| n |\n+---+\n| 4 |\n+---+"
+    );
+    assert_eq!(
+        table(
+            &e,
+            "SELECT e.id, n.detail__kind AS kind FROM graph_edges e \
+             JOIN graph_nodes n ON e.target = n.id WHERE n.detail__kind <> 'workload'"
+        )
+        .await,
+        "\
++-------------------------+-------+
+| id                      | kind  |
++-------------------------+-------+
+| default/frontend->world | world |
++-------------------------+-------+"
+    );
+    // Each edge's time is its last flow (a reply counts): connection 2's RST.
+    let times = table(&e, "SELECT id, time FROM graph_edges ORDER BY id").await;
+    assert_eq!(
+        times,
+        "\
++-----------------------------------------+-----------------------------+
+| id                                      | time                        |
++-----------------------------------------+-----------------------------+
+| default/frontend->default/api           | 2026-11-26T15:04:05.011Z    |
+| default/frontend->kube-system/coredns-1 | 2026-11-26T15:04:05.021100Z |
+| default/frontend->world                 | 2026-11-26T15:04:05.040Z    |
+| host->default/api                       | 2026-11-26T15:04:05.050Z    |
++-----------------------------------------+-----------------------------+"
+    );
+}
+
+#[tokio::test]
+async fn the_time_condition_chooses_the_flows_the_graph_is_built_from() {
+    let (_h, e) = script("graph-window");
+    // Grafana's $__timeFilter(time) with an exclusive end: connection 1 only
+    // (its three requests at two points each, and its two replies).
+    let first = table(
+        &e,
+        &format!(
+            "SELECT {EDGE_COLUMNS} FROM graph_edges \
+             WHERE time >= '2026-11-26T15:04:05Z' AND time < '2026-11-26T15:04:05.010Z'"
+        ),
+    )
+    .await;
+    assert_eq!(first, "\
++-------------------------------+----------+---------------+-------+---------+-----+---------+---------------+----------------------+--------------------------------------+
+| id                            | mainstat | secondarystat | conns | packets | fwd | dropped | detail__ports | detail__drop_reasons | detail__hops                         |
++-------------------------------+----------+---------------+-------+---------+-----+---------+---------------+----------------------+--------------------------------------+
+| default/frontend->default/api | 6        | 2080          | 1     | 8       | 6   | 0       | TCP/8080      |                      | from-endpoint (3) -> to-endpoint (3) |
++-------------------------------+----------+---------------+-------+---------+-----+---------+---------------+----------------------+--------------------------------------+");
+    // From the world connection on: world and the host probe.
+    let late = table(
+        &e,
+        &format!(
+            "SELECT {EDGE_COLUMNS} FROM graph_edges \
+             WHERE '2026-11-26T15:04:05.030Z' <= time ORDER BY id"
+        ),
+    )
+    .await;
+    assert_eq!(late, "\
++-------------------------+----------+---------------+-------+---------+-----+---------+-----------------+----------------------+-------------------------------+
+| id                      | mainstat | secondarystat | conns | packets | fwd | dropped | detail__ports   | detail__drop_reasons | detail__hops                  |
++-------------------------+----------+---------------+-------+---------+-----+---------+-----------------+----------------------+-------------------------------+
+| default/frontend->world | 2        | 120           | 2     | 2       | 1   | 1       | TCP/25, TCP/443 | POLICY_DENIED (1)    | from-endpoint (1) -> drop (1) |
+| host->default/api       | 1        | 60            | 1     | 1       | 1   | 0       | TCP/8080        |                      | to-endpoint (1)               |
++-------------------------+----------+---------------+-------+---------+-----+---------+-----------------+----------------------+-------------------------------+");
+    let nodes = table(
+        &e,
+        "SELECT id, mainstat, secondarystat FROM graph_nodes \
+         WHERE time BETWEEN '2026-11-26T15:04:05.020Z' AND '2026-11-26T15:04:05.040Z' \
+         ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        nodes,
+        "\
++-----------------------+----------+---------------+
+| id                    | mainstat | secondarystat |
++-----------------------+----------+---------------+
+| default/frontend      | 4        | 280           |
+| kube-system/coredns-1 | 2        | 160           |
+| world                 | 2        | 120           |
++-----------------------+----------+---------------+"
+    );
+    let none = e
+        .query("SELECT * FROM graph_edges WHERE time > '2026-11-27T00:00:00Z'")
+        .await
+        .unwrap();
+    assert_eq!(none.batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    // A condition on another column filters the built graph's rows.
+    let dropped = table(
+        &e,
+        "SELECT id, detail__dropped FROM graph_edges WHERE detail__dropped > 0",
+    )
+    .await;
+    assert_eq!(
+        dropped,
+        "\
++-------------------------+-----------------+
+| id                      | detail__dropped |
++-------------------------+-----------------+
+| default/frontend->world | 1               |
++-------------------------+-----------------+"
+    );
+}
+
+/// Rows of `sql` as JSON objects.
+async fn json_rows(e: &SqlEngine, sql: &str) -> Vec<Value> {
+    let r = e
+        .query(sql)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+    let mut w = ArrayWriter::new(Vec::new());
+    for b in &r.batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    let text = String::from_utf8(w.into_inner()).unwrap();
+    if text.is_empty() {
+        return Vec::new();
+    }
+    match serde_json::from_str(&text).unwrap() {
+        Value::Array(rows) => rows,
+        other => panic!("not rows: {other}"),
+    }
+}
+
+/// The builder's JSON of `flows`, in the tables' columns.
+fn expected(flows: &[Flow]) -> (Vec<Value>, Vec<Value>) {
+    let g = GraphBuilder::build(flows).to_json_value();
+    let nodes = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            json!({
+                "id": n["id"], "title": n["title"], "subtitle": n["subtitle"],
+                "mainstat": n["mainstat"], "secondarystat": n["secondarystat"],
+                "detail__kind": n["kind"],
+            })
+        })
+        .collect();
+    let edges = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let drops: Vec<String> = e["drops"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(reason, n)| format!("{reason} ({n})"))
+                .collect();
+            json!({
+                "id": e["id"], "source": e["source"], "target": e["target"],
+                "mainstat": e["mainstat"], "secondarystat": e["secondarystat"],
+                "detail__connections": e["connections"], "detail__packets": e["packets"],
+                "detail__forwarded": e["verdicts"]["forwarded"],
+                "detail__dropped": e["verdicts"]["dropped"],
+                "detail__audit": e["verdicts"]["audit"],
+                "detail__other": e["verdicts"]["other"],
+                "detail__ports": e["detail__ports"],
+                "detail__drop_reasons": drops.join(", "),
+                "detail__hops": e["detail__hops"],
+            })
+        })
+        .collect();
+    (nodes, edges)
+}
+
+#[tokio::test]
+async fn the_tables_say_what_the_builders_json_says() {
+    let fixtures = [
+        ("graph-json-script", graph_flows::flows()),
+        ("graph-json-history", history_flows::golden()),
+    ];
+    for (name, flows) in fixtures {
+        let h = ingest(&scratch(name), flows.clone(), 3);
+        let e = engine(&h);
+        let (nodes, edges) = expected(&flows);
+        assert!(!edges.is_empty(), "{name}");
+        let node_rows = json_rows(
+            &e,
+            "SELECT id, title, subtitle, mainstat, secondarystat, detail__kind \
+             FROM graph_nodes ORDER BY id",
+        )
+        .await;
+        assert_eq!(node_rows, nodes, "{name}");
+        let edge_rows = json_rows(&e, "SELECT * EXCEPT (time) FROM graph_edges ORDER BY id").await;
+        assert_eq!(edge_rows, edges, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn other_conditions_on_time_and_other_tables_are_refused() {
+    let (_h, e) = script("graph-refused");
+    for sql in [
+        "SELECT id FROM graph_edges WHERE time <> '2026-11-26T15:04:05Z'",
+        "SELECT id FROM graph_nodes WHERE time < '2026-11-26T15:04:05Z' OR mainstat > 1",
+    ] {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(matches!(err, SqlError::Query(_)), "{sql}: {err:?}");
+        assert!(
+            err.to_string()
+                .contains("so it must compare `time` with a constant"),
+            "{sql}: {err}"
+        );
+    }
+    let err = e.query("SELECT * FROM graph_links").await.unwrap_err();
+    assert!(matches!(err, SqlError::Refused(_)), "{err:?}");
+    assert!(
+        err.to_string().contains(
+            "only the tables `flows`, `graph_nodes` and `graph_edges` can be read, not `graph_links`"
+        ),
+        "{err}"
+    );
+    for sql in [
+        "INSERT INTO graph_edges SELECT * FROM graph_edges",
+        "DROP TABLE graph_nodes",
+    ] {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{sql}: {err}");
+    }
+    let err = e.query("SELECT bytes FROM graph_edges").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown column `bytes`; the columns of `graph_edges` are: time, id, source, target, \
+         mainstat, secondarystat, detail__connections, detail__packets, detail__forwarded, \
+         detail__dropped, detail__audit, detail__other, detail__ports, detail__drop_reasons, \
+         detail__hops"
+    );
+}
+
+#[tokio::test]
+async fn the_plan_builds_the_graph_over_the_windowed_scan_of_flows() {
+    let (_h, e) = script("graph-explain");
+    let r = e
+        .query("EXPLAIN SELECT id FROM graph_edges WHERE time >= '2026-11-26T15:04:05.030Z'")
+        .await
+        .unwrap();
+    let column = |name: &str| -> Vec<String> {
+        let c = r.batches[0].column_by_name(name).unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        c.iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect()
+    };
+    let physical = column("plan_type")
+        .iter()
+        .position(|t| t == "physical_plan")
+        .expect("a physical plan");
+    let plan = column("plan")[physical].clone();
+    // The graph node over the union of memory and files, each read with the
+    // window (the file's row groups pruned by it) and only the columns the
+    // builder reads.
+    let lines: Vec<&str> = plan.lines().map(str::trim).collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{plan}"))
+    };
+    let graph = at("GraphExec: graph_edges");
+    assert!(graph < at("UnionExec"), "{plan}");
+    let files = lines[at("DataSourceExec: file_groups")];
+    assert!(
+        files.contains("predicate=time@0 >= 1795705445030000000"),
+        "{files}"
+    );
+    assert!(files.contains("lifecycle_kind]"), "{files}");
+    assert!(
+        !files.contains("summary") && !files.contains("uuid"),
+        "{files}"
+    );
+}
+
+/// The host probe from `n` source ports: `n` connections on one edge.
+fn probes(n: u32) -> Vec<Flow> {
+    (0..n)
+        .map(|i| {
+            let mut f = graph_flows::host_probe();
+            match f.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
+                Some(Protocol::Tcp(t)) => t.source_port = 20_000 + i,
+                other => panic!("the host probe is TCP, got {other:?}"),
+            }
+            f
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_graph_over_its_memory_limit_fails_and_the_next_query_runs() {
+    let h = ingest(&scratch("graph-memory"), probes(2000), 2000);
+    let e = SqlEngine::new(
+        Some(h.clone()),
+        SqlLimits {
+            memory_bytes: 64 << 10,
+            ..SqlLimits::default()
+        },
+    );
+    let err = e.query("SELECT * FROM graph_edges").await.unwrap_err();
+    match &err {
+        SqlError::Memory { limit, detail } => {
+            assert_eq!(*limit, 64 << 10);
+            assert!(detail.contains("for graph_edges"), "{detail}");
+        }
+        other => panic!("not a memory error: {other:?}"),
+    }
+    let enough = engine(&h);
+    assert_eq!(
+        table(&enough, "SELECT detail__connections AS n FROM graph_edges").await,
+        "+------+\n| n    |\n+------+\n| 2000 |\n+------+"
+    );
+    assert_eq!(
+        table(&e, "SELECT count(*) AS n FROM flows").await,
+        "+------+\n| n    |\n+------+\n| 2000 |\n+------+"
+    );
+}
