@@ -330,7 +330,7 @@ async fn backend_changes_apply_to_new_connections_at_once() {
     let endpoints_text = std::fs::read_to_string(lab.endpoints_path()).unwrap();
     let mut without = lab.endpoints_file();
     without.endpoints.retain(|e| e.name != "api-2");
-    observe_lab::lb::write_atomically(
+    observe_lab::write_atomically(
         &lab.endpoints_path(),
         &serde_yaml::to_string(&without).unwrap(),
     )
@@ -350,14 +350,14 @@ async fn backend_changes_apply_to_new_connections_at_once() {
     }
 
     // Back in: both serve again.
-    observe_lab::lb::write_atomically(&lab.endpoints_path(), &endpoints_text).unwrap();
+    observe_lab::write_atomically(&lab.endpoints_path(), &endpoints_text).unwrap();
     tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
 
     // The services file edited: the selector matches nothing, connects fail fast.
     let services_text = std::fs::read_to_string(lab.services_path()).unwrap();
     let edited = services_text.replacen("app: api", "app: gone", 1);
     assert_ne!(edited, services_text);
-    observe_lab::lb::write_atomically(&lab.services_path(), &edited).unwrap();
+    observe_lab::write_atomically(&lab.services_path(), &edited).unwrap();
     tokio::task::block_in_place(|| wait_for_backends(&pins, 0));
     let mut refused = item(0);
     refused.traffic[0].expect = observe_lab::Expect::Refused;
@@ -365,7 +365,7 @@ async fn backend_changes_apply_to_new_connections_at_once() {
     assert!(report.all_as_expected(), "{report}");
 
     // And restored: connections complete again.
-    observe_lab::lb::write_atomically(&lab.services_path(), &services_text).unwrap();
+    observe_lab::write_atomically(&lab.services_path(), &services_text).unwrap();
     tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
     tokio::task::block_in_place(|| run(lab, 0, 2));
 }

@@ -9,10 +9,10 @@ use cluster_spec::endpoints::EndpointsFile;
 use super::ip::netns_list;
 use super::procs::{self, ProcessRecord};
 use super::scenario::Scenario;
-use super::state::{self, DEFAULT_STATE_DIR, DownReport, ENDPOINTS_FILE, LabState};
+use super::state::{self, DEFAULT_STATE_DIR, LabState};
+use super::teardown::{self, DownReport};
 use super::topology::{EndpointPlan, NodePlan, Topology};
-use super::validate::POLICY_KIND;
-use super::{prefix, setup, sys};
+use super::{cgroup, prefix, probe_files, setup, sys};
 
 /// Options of [`Lab::up`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,11 +103,9 @@ impl Lab {
         // From here on a crash leaves a state file that `down` can use.
         lab.save_state()?;
         setup::build(&lab.topology).with_context(|| format!("building lab {prefix}"))?;
-        lab.write_endpoints_file()?;
-        lab.write_policy_files()?;
-        super::lb::write_services_file(&lab)?;
+        probe_files::write_all(&lab.state_dir, &lab.topology, &lab.scenario)?;
         // The cgroup is needed only for services; without them a failure is no error.
-        match super::cgroup::create(&prefix) {
+        match cgroup::create(&prefix) {
             Ok(_) => {}
             Err(e) if lab.scenario.services.is_empty() => log::debug!("no lab cgroup: {e:#}"),
             Err(e) => return Err(e),
@@ -171,44 +169,31 @@ impl Lab {
 
     /// The endpoints file written for flow-probe (`<state_dir>/endpoints.yaml`).
     pub fn endpoints_path(&self) -> PathBuf {
-        self.state_dir.join(ENDPOINTS_FILE)
+        probe_files::endpoints_path(&self.state_dir)
     }
 
     /// The services file written for flow-probe's `--services`
     /// (`<state_dir>/services.yaml`; no services when the scenario has none).
     pub fn services_path(&self) -> PathBuf {
-        self.state_dir.join(super::lb::SERVICES_FILE)
+        probe_files::services_path(&self.state_dir)
     }
 
     /// The lab's cgroup (`<cgroup v2 mount>/<prefix>`), where flow-probe attaches
     /// the socket load balancer and the clients of service items run.
     pub fn cgroup_path(&self) -> PathBuf {
-        super::cgroup::path_for(self.prefix())
+        cgroup::path_for(self.prefix())
     }
 
     /// The policy directory written for flow-probe's `--policy-dir`
     /// (`<state_dir>/policies`): one `NN-<name>.yaml` per policy of the scenario.
     pub fn policy_dir(&self) -> PathBuf {
-        state::policy_dir(&self.state_dir)
+        probe_files::policy_dir(&self.state_dir)
     }
 
     /// Paths of the policy files [`Lab::up`] writes, in scenario order:
     /// `<policy_dir>/NN-<name>.yaml`.
     pub fn policy_paths(&self) -> Vec<PathBuf> {
-        let dir = self.policy_dir();
-        self.scenario
-            .policies
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let name = p
-                    .get("metadata")
-                    .and_then(|m| m.get("name"))
-                    .and_then(serde_yaml::Value::as_str)
-                    .unwrap_or("policy");
-                dir.join(format!("{i:02}-{name}.yaml"))
-            })
-            .collect()
+        probe_files::policy_paths(&self.state_dir, &self.scenario)
     }
 
     /// The content of the endpoints file.
@@ -304,49 +289,13 @@ impl Lab {
             .map(|e| e.netns.clone())
             .collect();
         netns.extend(self.topology.nodes.iter().map(|n| n.netns.clone()));
-        state::teardown(self.prefix(), &netns, &self.processes, &mut report);
+        teardown::teardown(self.prefix(), &netns, &self.processes, &mut report);
         // Leave a state directory that another lab has taken over alone.
         let ours = LabState::load(&self.state_dir).is_ok_and(|s| s.prefix == self.prefix());
         if ours {
-            state::remove_state_files(&self.state_dir, &mut report);
+            teardown::remove_state_files(&self.state_dir, &mut report);
         }
         report
-    }
-
-    fn write_endpoints_file(&self) -> Result<()> {
-        let file = self.endpoints_file();
-        let yaml = serde_yaml::to_string(&file).context("encoding the endpoints file")?;
-        let text = format!(
-            "# Endpoints of lab {} (written by the lab; flow-probe reads it).\n{yaml}",
-            self.prefix()
-        );
-        let path = self.endpoints_path();
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-    }
-
-    /// Creates the policy directory afresh (whatever an earlier lab left there
-    /// goes) and writes one file per policy of the scenario.
-    fn write_policy_files(&self) -> Result<()> {
-        let dir = self.policy_dir();
-        state::remove_policy_dir(&self.state_dir)?;
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        for (i, (policy, path)) in self
-            .scenario
-            .policies
-            .iter()
-            .zip(self.policy_paths())
-            .enumerate()
-        {
-            let yaml =
-                serde_yaml::to_string(policy).with_context(|| format!("encoding policies[{i}]"))?;
-            let text = format!(
-                "# {POLICY_KIND} policies[{i}] of lab {} (written by the lab from the \
-                 scenario; flow-probe reads this directory).\n{yaml}",
-                self.prefix()
-            );
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        }
-        Ok(())
     }
 }
 

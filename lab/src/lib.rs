@@ -15,8 +15,9 @@
 //! Nothing is created, routed or changed in the root namespace. The lab writes
 //! `endpoints.yaml` (the [`cluster_spec::endpoints`] file flow-probe reads),
 //! `policies/` (the scenario's CiliumNetworkPolicy documents, one `NN-<name>.yaml`
-//! each, for flow-probe's `--policy-dir`: [`Lab::policy_dir`]) and `state.json`
-//! into its state directory. [`run_traffic_once`] and [`run_traffic`]
+//! each, for flow-probe's `--policy-dir`: [`Lab::policy_dir`]), `services.yaml`
+//! (flow-probe's `--services`: [`Lab::services_path`]) and `state.json` into its
+//! state directory. [`run_traffic_once`] and [`run_traffic`]
 //! generate the scenario's traffic with sockets opened inside the endpoint
 //! namespaces and report exactly what happened.
 //!
@@ -24,6 +25,37 @@
 //! processes and deletes every namespace with the lab's prefix; [`down`] does the
 //! same from a state directory in a later process, and [`cleanup_prefix`] sweeps
 //! leftovers by prefix.
+//!
+//! # Layout
+//!
+//! The modules follow the data, each using only those before it:
+//!
+//! ```text
+//! YAML ─► scenario ─► validate ─► topology ─► setup ──────────┐
+//!         (types)     (checked    (the plan)  (namespaces)    ├─► instance ─► lb
+//!                      Scenario)              state,          │   (Lab)       traffic
+//!                                             probe_files,  ──┘               node_probes
+//!                                             teardown
+//!                                             (state directory)
+//! ```
+//!
+//! - [`scenario`]: the scenario file's types; `validate` turns text into a
+//!   checked [`Scenario`] ([`Scenario::parse`]), every error naming its field.
+//! - [`topology`]: the [`Topology`] plan, every name and address, computed without
+//!   touching the system; `setup` builds it with `ip` and namespace sysctls.
+//! - `state`: the [`LabState`] in `state.json`, for later processes;
+//!   `probe_files`: `endpoints.yaml`, `policies/` and `services.yaml` for
+//!   flow-probe; `teardown`: stopping processes, deleting namespaces, pins,
+//!   the cgroup and those files ([`down`]).
+//! - `instance`: the [`Lab`], which runs all of the above in [`Lab::up`] and
+//!   takes it down when dropped.
+//! - On top of a lab: [`lb`] (its services for flow-probe's socket load
+//!   balancer), `traffic` (the scenario's traffic from sockets in the endpoint
+//!   namespaces, [`run_traffic`]), [`node_probes`] (one flow-probe per node).
+//! - Underneath everything: [`addr`] (the address plan), `ip` (iproute2),
+//!   `netns` (running code in a namespace), `procs` (stopping recorded
+//!   processes), `cgroup` (the lab's cgroup), `prefix` (unique name prefixes),
+//!   [`binaries`] (where the project's executables are), `sys` (is this root).
 //!
 //! ```no_run
 //! use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
@@ -45,11 +77,13 @@ pub mod lb;
 mod netns;
 pub mod node_probes;
 mod prefix;
+mod probe_files;
 mod procs;
 pub mod scenario;
 mod setup;
 mod state;
 mod sys;
+mod teardown;
 pub mod topology;
 mod traffic;
 mod validate;
@@ -61,13 +95,12 @@ pub use instance::{Lab, LabOptions};
 pub use ip::{netns_command, netns_list};
 pub use netns::netns_path;
 pub use prefix::PREFIX_STEM;
+pub use probe_files::{ENDPOINTS_FILE, POLICY_DIR, SERVICES_FILE};
 pub use procs::ProcessRecord;
 pub use scenario::{EndpointSpec, Expect, Family, Protocol, Scenario, ScenarioError, TrafficSpec};
-pub use state::{
-    DEFAULT_STATE_DIR, DownReport, ENDPOINTS_FILE, LabState, POLICY_DIR, STATE_FILE,
-    cleanup_prefix, down,
-};
+pub use state::{DEFAULT_STATE_DIR, LabState, STATE_FILE, write_atomically};
 pub use sys::is_root;
+pub use teardown::{DownReport, cleanup_prefix, down};
 pub use topology::{EndpointPlan, NodeLink, NodePlan, Topology};
 /// `observe lab client`: one traffic item from inside the lab's cgroup.
 pub use traffic::run_client;

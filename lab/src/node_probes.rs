@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::Lab;
+use crate::instance::Lab;
 
 /// Where the probes listen and what extra flags they get.
 #[derive(Debug, Clone)]

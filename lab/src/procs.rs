@@ -4,6 +4,7 @@
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::sys;
@@ -65,7 +66,7 @@ pub fn stop(record: &ProcessRecord) {
         return;
     }
     log::debug!("stopping {} (pid {})", record.what, record.pid);
-    if sys::kill(record.pid, libc::SIGTERM).is_err() {
+    if sys::kill(record.pid, Signal::TERM).is_err() {
         return;
     }
     let deadline = Instant::now() + STOP_GRACE;
@@ -76,7 +77,7 @@ pub fn stop(record: &ProcessRecord) {
                 record.what,
                 record.pid
             );
-            let _ = sys::kill(record.pid, libc::SIGKILL);
+            let _ = sys::kill(record.pid, Signal::KILL);
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -88,7 +89,7 @@ pub fn stop_child(child: &mut Child, what: &str) {
     if matches!(child.try_wait(), Ok(Some(_))) {
         return;
     }
-    let _ = sys::kill(child.id(), libc::SIGTERM);
+    let _ = sys::kill(child.id(), Signal::TERM);
     let deadline = Instant::now() + STOP_GRACE;
     loop {
         match child.try_wait() {

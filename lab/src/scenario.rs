@@ -63,12 +63,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
 
 use cluster_spec::endpoints::Workload;
+use cluster_spec::services::{Service, ServiceProtocol};
 use serde::{Deserialize, Serialize};
-
-use super::validate;
 
 /// Node an endpoint lands on when the scenario names none.
 pub const DEFAULT_NODE: &str = "node1";
@@ -127,7 +125,7 @@ pub struct Scenario {
     /// Services for flow-probe's socket load balancer, in the format of its
     /// services file ([`super::Lab::up`] writes them to [`super::Lab::services_path`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub services: Vec<cluster_spec::services::Service>,
+    pub services: Vec<Service>,
     /// Where the scenario came from (file path or [`BUILTIN_ORIGIN`]), for errors.
     #[serde(skip)]
     pub origin: String,
@@ -250,50 +248,6 @@ impl TrafficSpec {
 }
 
 impl Scenario {
-    /// Reads, parses and validates a scenario file.
-    pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        Self::parse(&text, &shown)
-    }
-
-    /// The built-in default scenario (`scenarios/default.yaml`): four endpoints,
-    /// policies, and traffic that the policies forward, drop and audit.
-    pub fn builtin_default() -> Self {
-        Self::parse(BUILTIN_DEFAULT, BUILTIN_ORIGIN).expect("the built-in scenario is valid")
-    }
-
-    /// The built-in capture scenario (`scenarios/capture.yaml`): the same four
-    /// endpoints, no policies, and traffic that all gets through (one refused port).
-    pub fn builtin_capture() -> Self {
-        Self::parse(BUILTIN_CAPTURE, BUILTIN_CAPTURE_ORIGIN)
-            .expect("the built-in capture scenario is valid")
-    }
-
-    /// Parses and validates scenario text; `origin` names the file in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
-        let mut scenario: Scenario =
-            serde_yaml::from_str(text).map_err(|source| ScenarioError::Parse {
-                path: origin.to_string(),
-                source,
-            })?;
-        scenario.origin = origin.to_string();
-        scenario.validate()?;
-        Ok(scenario)
-    }
-
-    /// Checks names, references, ports, sizes and addresses.
-    pub fn validate(&self) -> Result<(), ScenarioError> {
-        validate::check(self).map_err(|e| ScenarioError::Invalid {
-            path: self.origin_or_unnamed().to_string(),
-            field: e.field,
-            problem: e.problem,
-        })
-    }
-
     /// The endpoint with this name.
     pub fn endpoint(&self, name: &str) -> Option<&EndpointSpec> {
         self.endpoints.iter().find(|ep| ep.name == name)
@@ -310,11 +264,38 @@ impl Scenario {
         out
     }
 
-    fn origin_or_unnamed(&self) -> &str {
+    /// The service a `to_service` reference names, among this scenario's services.
+    pub fn service(&self, reference: &str) -> Option<&Service> {
+        find_service(&self.services, reference)
+    }
+
+    /// The origin, or `<unnamed>` for a scenario built in code.
+    pub(crate) fn origin_or_unnamed(&self) -> &str {
         if self.origin.is_empty() {
             "<unnamed>"
         } else {
             &self.origin
+        }
+    }
+}
+
+/// The service a `to_service` reference names: `name` or `namespace/name`.
+pub fn find_service<'a>(services: &'a [Service], reference: &str) -> Option<&'a Service> {
+    match reference.split_once('/') {
+        Some((ns, name)) => services
+            .iter()
+            .find(|s| s.namespace == ns && s.name == name),
+        None => services.iter().find(|s| s.name == reference),
+    }
+}
+
+impl Protocol {
+    /// The protocol of a service port this item can reach (none for icmp).
+    pub fn service_protocol(self) -> Option<ServiceProtocol> {
+        match self {
+            Protocol::Tcp => Some(ServiceProtocol::Tcp),
+            Protocol::Udp => Some(ServiceProtocol::Udp),
+            Protocol::Icmp => None,
         }
     }
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use observe_lab::{Family, Lab, LabOptions, Scenario, netns_command};
+use rustix::process::Signal;
 
 use super::hist::{self, Percentiles};
 use super::proxy;
@@ -166,7 +167,7 @@ impl Proc {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
-        sys::kill(self.pid(), libc::SIGTERM);
+        sys::kill(self.pid(), Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -1,11 +1,15 @@
 //! Small system helpers: CPU time of a process, of this process, joining a
 //! cgroup, signals.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use rustix::process::{Pid, Signal};
+use rustix::thread::LinkNameSpaceType;
+use rustix::time::ClockId;
 
 /// User + system CPU time of process `pid` so far, from `/proc/<pid>/stat`
 /// (fields 14 and 15, `utime` and `stime`, in clock ticks). Includes the time of
@@ -24,19 +28,16 @@ pub fn process_cpu(pid: u32) -> Result<Duration> {
         bail!("short /proc/{pid}/stat");
     }
     let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
     Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-/// User + system CPU time of this process (all threads), from `getrusage`.
+/// User + system CPU time of this process (all threads, also those that ended),
+/// from `CLOCK_PROCESS_CPUTIME_ID`: the sum `getrusage(RUSAGE_SELF)` splits into
+/// user and system time.
 pub fn self_cpu() -> Duration {
-    // SAFETY: getrusage fills the struct we pass; zeroed is a valid rusage.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    let t = rustix::time::clock_gettime(ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 /// Moves this process into the cgroup v2 folder `cgroup`.
@@ -48,21 +49,20 @@ pub fn join_cgroup(cgroup: &Path) -> Result<()> {
 /// Moves the calling thread into the named network namespace (`ip netns`);
 /// threads it starts later inherit it. Call before starting any.
 pub fn enter_netns(name: &str) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let path = observe_lab::netns_path(name);
     let file = std::fs::File::open(&path)
         .with_context(|| format!("network namespace {}", path.display()))?;
-    // SAFETY: valid fd of a network namespace file.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("entering {name}: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+    rustix::thread::move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("entering {name}"))
 }
 
-/// Sends `signal` to `pid`.
-pub fn kill(pid: u32, signal: i32) {
-    // SAFETY: kill has no memory preconditions.
-    unsafe { libc::kill(pid as libc::pid_t, signal) };
+/// Sends `signal` to `pid` (nothing for pid 0 or one out of range: never a
+/// process group).
+pub fn kill(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -1,0 +1,143 @@
+//! Taking a lab down: stopping its processes, deleting its namespaces, pins and
+//! cgroup, then removing its state directory's files. [`down`] does it from a
+//! state directory in a later process (`observe lab down`), a dropped
+//! [`super::Lab`] from what it holds; [`cleanup_prefix`] sweeps namespaces by
+//! prefix alone.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::cgroup;
+use super::ip::{netns_del, netns_exists, netns_list};
+use super::prefix;
+use super::probe_files::{self, ENDPOINTS_FILE, SERVICES_FILE};
+use super::procs::{self, ProcessRecord};
+use super::state::{LabState, STATE_FILE};
+
+/// What [`down`] or a lab teardown removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DownReport {
+    pub prefix: String,
+    /// Namespaces deleted.
+    pub deleted_netns: Vec<String>,
+    /// Processes that were still running and were stopped.
+    pub stopped_processes: Vec<ProcessRecord>,
+    /// Problems met on the way (the rest was still removed).
+    pub errors: Vec<String>,
+}
+
+/// Takes down the lab recorded in `state_dir`: stops its processes, deletes its
+/// namespaces (and any other namespace with its prefix), then removes the state
+/// and endpoints files and the policy directory.
+///
+/// Fails if the state cannot be read, or if some part could not be removed (the
+/// state files then stay, so `down` can be tried again).
+pub fn down(state_dir: &Path) -> Result<DownReport> {
+    let state = LabState::load(state_dir)?;
+    let mut report = DownReport {
+        prefix: state.prefix.clone(),
+        ..DownReport::default()
+    };
+    teardown(
+        &state.prefix,
+        &state.all_netns(),
+        &state.processes,
+        &mut report,
+    );
+    if !report.errors.is_empty() {
+        anyhow::bail!(
+            "taking down lab {}: {}",
+            state.prefix,
+            report.errors.join("; ")
+        );
+    }
+    remove_state_files(state_dir, &mut report);
+    Ok(report)
+}
+
+/// Deletes every network namespace named `<prefix>-...`; returns their names.
+pub fn cleanup_prefix(prefix: &str) -> Result<Vec<String>> {
+    prefix::check(prefix)?;
+    let stem = format!("{prefix}-");
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for name in netns_list()?.into_iter().filter(|n| n.starts_with(&stem)) {
+        match netns_del(&name) {
+            Ok(()) => deleted.push(name),
+            Err(e) if !netns_exists(&name) => log::debug!("{name} went away meanwhile: {e:#}"),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("removing namespaces of lab {prefix}: {}", errors.join("; "));
+    }
+    Ok(deleted)
+}
+
+/// Stops processes, deletes the listed namespaces, then sweeps the prefix.
+pub(crate) fn teardown(
+    prefix: &str,
+    netns: &[String],
+    processes: &[ProcessRecord],
+    report: &mut DownReport,
+) {
+    for record in processes {
+        if record.is_running() {
+            procs::stop(record);
+            report.stopped_processes.push(record.clone());
+        }
+    }
+    for name in netns {
+        if !netns_exists(name) {
+            continue;
+        }
+        match netns_del(name) {
+            Ok(()) => report.deleted_netns.push(name.clone()),
+            Err(e) => report.errors.push(format!("{e:#}")),
+        }
+    }
+    match cleanup_prefix(prefix) {
+        Ok(more) => report.deleted_netns.extend(more),
+        Err(e) => report.errors.push(format!("{e:#}")),
+    }
+    // The probes pin their links and maps per node namespace; a killed probe
+    // leaves them, so they go with the lab.
+    let root = std::path::Path::new(cluster_spec::pins::PIN_ROOT);
+    let stem = format!("{prefix}-");
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&stem)
+            && let Err(e) = std::fs::remove_dir_all(entry.path())
+        {
+            report
+                .errors
+                .push(format!("removing pins {}: {e}", entry.path().display()));
+        }
+    }
+    let _ = std::fs::remove_dir(root); // only when no other probe's pins remain
+    // The lab's cgroup (service load balancing), once its processes are gone.
+    if let Err(e) = cgroup::remove(prefix) {
+        report.errors.push(e);
+    }
+}
+
+/// Removes the state and endpoints files and the policy directory, and the state
+/// directory if then empty.
+pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
+    if let Err(e) = probe_files::remove_policy_dir(state_dir) {
+        report.errors.push(format!("{e:#}"));
+    }
+    for file in [STATE_FILE, ENDPOINTS_FILE, SERVICES_FILE] {
+        let path = state_dir.join(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report
+                .errors
+                .push(format!("removing {}: {e}", path.display())),
+        }
+    }
+    // Only succeeds when empty, which is what we want.
+    let _ = std::fs::remove_dir(state_dir);
+}

@@ -1,0 +1,126 @@
+//! Policies, checked lightly (flow-probe validates them fully when it reads the
+//! policy directory): each is a mapping with `kind: CiliumNetworkPolicy` and a
+//! `metadata.name` fit for a file name, and no two share namespace and name.
+
+use std::collections::HashMap;
+
+use serde_yaml::Value;
+
+use super::problem::{Problem, fail};
+use crate::scenario::Scenario;
+
+/// The only policy kind a scenario may carry.
+pub const POLICY_KIND: &str = "CiliumNetworkPolicy";
+/// Longest policy name (a Kubernetes object name; it also names the policy file).
+pub const MAX_POLICY_NAME_LEN: usize = 253;
+
+/// Checks every policy document, stopping at the first problem.
+pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
+    let mut seen: HashMap<(Option<&str>, &str), usize> = HashMap::new();
+    for (i, policy) in s.policies.iter().enumerate() {
+        let at = format!("policies[{i}]");
+        let Some(doc) = policy.as_mapping() else {
+            return fail(
+                at,
+                format!(
+                    "must be a mapping (a {POLICY_KIND} document), not {}",
+                    kind_of(policy)
+                ),
+            );
+        };
+        match doc.get("kind") {
+            None => return fail(format!("{at}.kind"), "missing"),
+            Some(Value::String(kind)) if kind == POLICY_KIND => {}
+            Some(Value::String(kind)) => {
+                return fail(
+                    format!("{at}.kind"),
+                    format!("{kind:?} is not supported (only {POLICY_KIND})"),
+                );
+            }
+            Some(other) => {
+                return fail(
+                    format!("{at}.kind"),
+                    format!("must be the string {POLICY_KIND}, not {}", kind_of(other)),
+                );
+            }
+        }
+        let metadata = match doc.get("metadata") {
+            None => return fail(format!("{at}.metadata.name"), "missing"),
+            Some(Value::Mapping(m)) => m,
+            Some(other) => {
+                return fail(
+                    format!("{at}.metadata"),
+                    format!("must be a mapping, not {}", kind_of(other)),
+                );
+            }
+        };
+        let name = match metadata.get("name") {
+            None => return fail(format!("{at}.metadata.name"), "missing"),
+            Some(Value::String(name)) => name.as_str(),
+            Some(other) => {
+                return fail(
+                    format!("{at}.metadata.name"),
+                    format!("must be a string, not {}", kind_of(other)),
+                );
+            }
+        };
+        check_object_name(&format!("{at}.metadata.name"), name)?;
+        let namespace = match metadata.get("namespace") {
+            None => None,
+            Some(Value::String(ns)) => Some(ns.as_str()),
+            Some(other) => {
+                return fail(
+                    format!("{at}.metadata.namespace"),
+                    format!("must be a string, not {}", kind_of(other)),
+                );
+            }
+        };
+        if let Some(first) = seen.insert((namespace, name), i) {
+            let shown = match namespace {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.to_string(),
+            };
+            return fail(
+                format!("{at}.metadata.name"),
+                format!("duplicate policy {shown:?} (also policies[{first}])"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A Kubernetes object name: `[a-z0-9]([a-z0-9.-]*[a-z0-9])?`, at most
+/// [`MAX_POLICY_NAME_LEN`] characters.
+fn check_object_name(field: &str, name: &str) -> Result<(), Problem> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let edge_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if name.len() > MAX_POLICY_NAME_LEN
+        || !ok_chars
+        || !edge_ok(name.bytes().next())
+        || !edge_ok(name.bytes().last())
+    {
+        return fail(
+            field,
+            format!(
+                "name {name:?} must be 1-{MAX_POLICY_NAME_LEN} characters of a-z, 0-9, '-' \
+                 and '.', starting and ending with a letter or digit"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// What kind of YAML value this is, for error messages.
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
