@@ -5,20 +5,18 @@
 use observer_proto::flow::{Endpoint, Flow, TcpFlags, Verdict, layer4::Protocol};
 use ratatui::style::Color;
 
-use crate::flows::output::timestamp;
+use crate::flows::output::utc;
 use service_graph::HopKey;
 
 /// `15:04:05.123`, or with `micros` `15:04:05.123456`; `-` without a time.
 pub fn clock(ts: Option<&prost_types::Timestamp>, micros: bool) -> String {
-    let Some(t) = ts else { return "-".into() };
-    // `Nov 26 15:04:05.123` → the time of day.
-    let full = timestamp(Some(t));
-    let hms = full.get(7..15).unwrap_or("");
-    if micros {
-        format!("{hms}.{:06}", t.nanos / 1000)
+    let format = if micros {
+        "%H:%M:%S%.6f"
     } else {
-        format!("{hms}.{:03}", t.nanos / 1_000_000)
-    }
+        "%H:%M:%S%.3f"
+    };
+    ts.and_then(utc)
+        .map_or_else(|| "-".into(), |t| t.strftime(format).to_string())
 }
 
 /// Source and destination ports, when the protocol has them.
