@@ -99,13 +99,13 @@ mod spec;
 mod tests;
 
 pub use compile::{
-    Action, CidrIdentity, CompiledPolicy, Direction, EndpointPolicy, Enforcement,
-    FIRST_CIDR_IDENTITY, PolicyKey, PolicyRef, PolicyValue, compile,
+    Action, CidrIdentity, CompiledPolicy, EndpointPolicy, Enforcement, FIRST_CIDR_IDENTITY,
+    PolicyKey, PolicyRef, PolicyValue, compile,
 };
 pub use load::{load_dir, load_file, parse};
 pub use spec::{
-    API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, KIND, NAMESPACE_LABEL, Policy,
-    PortProtocol, Protocol, Rule, Selector,
+    API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, Direction, KIND, NAMESPACE_LABEL,
+    Policy, PortProtocol, Protocol, Rule, Selector,
 };
 
 /// Why policy files were refused. Every message starts with `policy <file>: `.

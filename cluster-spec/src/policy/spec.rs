@@ -10,7 +10,18 @@ use ipnet::IpNet;
 
 use serde::{Deserialize, Deserializer};
 
-use super::compile::Direction;
+/// Direction of a policy entry, as the datapath sees it: ingress
+/// rules judge traffic into the selected endpoints, egress rules traffic out.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress = 0,
+    Egress = 1,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+}
 
 /// The only `apiVersion` accepted.
 pub const API_VERSION: &str = "cilium.io/v2";
