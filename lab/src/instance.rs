@@ -204,7 +204,7 @@ impl Lab {
                 let name = p
                     .get("metadata")
                     .and_then(|m| m.get("name"))
-                    .and_then(serde_yaml::Value::as_str)
+                    .and_then(serde_json::Value::as_str)
                     .unwrap_or("policy");
                 dir.join(format!("{i:02}-{name}.yaml"))
             })
@@ -315,7 +315,7 @@ impl Lab {
 
     fn write_endpoints_file(&self) -> Result<()> {
         let file = self.endpoints_file();
-        let yaml = serde_yaml::to_string(&file).context("encoding the endpoints file")?;
+        let yaml = cluster_spec::yaml::to_string(&file).context("encoding the endpoints file")?;
         let text = format!(
             "# Endpoints of lab {} (written by the lab; flow-probe reads it).\n{yaml}",
             self.prefix()
@@ -337,8 +337,8 @@ impl Lab {
             .zip(self.policy_paths())
             .enumerate()
         {
-            let yaml =
-                serde_yaml::to_string(policy).with_context(|| format!("encoding policies[{i}]"))?;
+            let yaml = cluster_spec::yaml::to_string(policy)
+                .with_context(|| format!("encoding policies[{i}]"))?;
             let text = format!(
                 "# {POLICY_KIND} policies[{i}] of lab {} (written by the lab from the \
                  scenario; flow-probe reads this directory).\n{yaml}",

@@ -149,7 +149,7 @@ pub(super) fn write_services_file(lab: &Lab) -> Result<()> {
     let file = ServicesFile {
         services: lab.scenario().services.clone(),
     };
-    let yaml = serde_yaml::to_string(&file).context("encoding the services file")?;
+    let yaml = cluster_spec::yaml::to_string(&file).context("encoding the services file")?;
     let text = format!(
         "# Services of lab {} (written by the lab; flow-probe reads it).\n{yaml}",
         lab.prefix()

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
 /// Direction of a policy entry, as the datapath sees it: ingress
@@ -260,7 +261,7 @@ struct RawSelector {
     match_labels: Option<BTreeMap<String, String>>,
     /// Refused with a clear message rather than as an unknown field.
     #[serde(default)]
-    match_expressions: Option<serde_yaml::Value>,
+    match_expressions: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,7 +301,7 @@ struct RawPortRule {
     ports: Option<Vec<RawPort>>,
     /// L7 rules: refused with a clear message.
     #[serde(default)]
-    rules: Option<serde_yaml::Value>,
+    rules: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,7 +317,7 @@ struct RawPort {
     protocol: Option<String>,
     /// Port ranges: refused with a clear message.
     #[serde(default)]
-    end_port: Option<serde_yaml::Value>,
+    end_port: Option<IgnoredAny>,
 }
 
 // ---- validation ------------------------------------------------------------------
