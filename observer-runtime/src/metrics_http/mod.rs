@@ -316,6 +316,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn http_1_0_gets_its_answer_and_the_close() {
+        let (addr, stop, server) = start(Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).await.unwrap();
+        assert!(all.starts_with("HTTP/1.0 200 OK\r\n"), "{all}");
+        assert!(all.ends_with("\r\n\r\nup 1\n"), "{all}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_connection_that_sends_nothing_is_closed() {
         let limits = Limits {
             header_read_timeout: Duration::from_millis(50),
