@@ -38,7 +38,7 @@ pub enum EndpointsError {
     #[error("endpoints file {path}: {source}")]
     Parse {
         path: String,
-        source: serde_yaml::Error,
+        source: crate::yaml::YamlError,
     },
     /// The file parsed but its content is inconsistent.
     #[error("endpoints file {path}: {problem}")]
@@ -104,7 +104,7 @@ impl EndpointsFile {
     /// Parses and validates file text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, EndpointsError> {
         let file: EndpointsFile =
-            serde_yaml::from_str(text).map_err(|source| EndpointsError::Parse {
+            crate::yaml::from_str(text).map_err(|source| EndpointsError::Parse {
                 path: origin.to_string(),
                 source,
             })?;

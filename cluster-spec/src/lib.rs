@@ -10,8 +10,11 @@
 //! - [`services`]: the services file (VIPs, ports, selectors), compiled into
 //!   frontends with their backends.
 //! - [`pins`]: where a node's datapath state lives in bpffs.
+//! - [`yaml`]: reading and writing every one of these files (and the lab's
+//!   scenario): a nesting budget, errors with field path and line.
 
 pub mod endpoints;
 pub mod pins;
 pub mod policy;
 pub mod services;
+pub mod yaml;

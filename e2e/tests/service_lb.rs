@@ -332,7 +332,7 @@ async fn backend_changes_apply_to_new_connections_at_once() {
     without.endpoints.retain(|e| e.name != "api-2");
     observe_lab::write_atomically(
         &lab.endpoints_path(),
-        &serde_yaml::to_string(&without).unwrap(),
+        &cluster_spec::yaml::to_string(&without).unwrap(),
     )
     .unwrap();
     tokio::task::block_in_place(|| wait_for_backends(&pins, 1));

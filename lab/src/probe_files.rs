@@ -50,7 +50,7 @@ pub fn policy_paths(state_dir: &Path, scenario: &Scenario) -> Vec<PathBuf> {
             let name = p
                 .get("metadata")
                 .and_then(|m| m.get("name"))
-                .and_then(serde_yaml::Value::as_str)
+                .and_then(serde_json::Value::as_str)
                 .unwrap_or("policy");
             dir.join(format!("{i:02}-{name}.yaml"))
         })
@@ -66,8 +66,8 @@ pub fn write_all(state_dir: &Path, topology: &Topology, scenario: &Scenario) -> 
 }
 
 fn write_endpoints_file(state_dir: &Path, topology: &Topology) -> Result<()> {
-    let yaml =
-        serde_yaml::to_string(&topology.endpoints_file()).context("encoding the endpoints file")?;
+    let yaml = cluster_spec::yaml::to_string(&topology.endpoints_file())
+        .context("encoding the endpoints file")?;
     let text = format!(
         "# Endpoints of lab {} (written by the lab; flow-probe reads it).\n{yaml}",
         topology.prefix
@@ -84,8 +84,8 @@ fn write_policy_files(state_dir: &Path, prefix: &str, scenario: &Scenario) -> Re
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let paths = policy_paths(state_dir, scenario);
     for (i, (policy, path)) in scenario.policies.iter().zip(paths).enumerate() {
-        let yaml =
-            serde_yaml::to_string(policy).with_context(|| format!("encoding policies[{i}]"))?;
+        let yaml = cluster_spec::yaml::to_string(policy)
+            .with_context(|| format!("encoding policies[{i}]"))?;
         let text = format!(
             "# {POLICY_KIND} policies[{i}] of lab {prefix} (written by the lab from the \
              scenario; flow-probe reads this directory).\n{yaml}"
@@ -100,7 +100,7 @@ fn write_services_file(state_dir: &Path, prefix: &str, scenario: &Scenario) -> R
     let file = ServicesFile {
         services: scenario.services.clone(),
     };
-    let yaml = serde_yaml::to_string(&file).context("encoding the services file")?;
+    let yaml = cluster_spec::yaml::to_string(&file).context("encoding the services file")?;
     let text =
         format!("# Services of lab {prefix} (written by the lab; flow-probe reads it).\n{yaml}");
     write_atomically(&services_path(state_dir), &text)

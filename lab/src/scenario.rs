@@ -98,7 +98,7 @@ pub enum ScenarioError {
     #[error("scenario {path}: {source}")]
     Parse {
         path: String,
-        source: serde_yaml::Error,
+        source: cluster_spec::yaml::YamlError,
     },
     /// Well-formed but inconsistent.
     #[error("scenario {path}: {field}: {problem}")]
@@ -121,7 +121,7 @@ pub struct Scenario {
     /// CiliumNetworkPolicy documents, as written in the scenario (flow-probe parses
     /// them; [`super::Lab::up`] writes one file each into [`super::Lab::policy_dir`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub policies: Vec<serde_yaml::Value>,
+    pub policies: Vec<serde_json::Value>,
     /// Services for flow-probe's socket load balancer, in the format of its
     /// services file ([`super::Lab::up`] writes them to [`super::Lab::services_path`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -8,7 +8,8 @@
 //! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
 //!   observation points, trace sub-types), for every printer, metric and graph.
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
-//! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch.
+//! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch, and the
+//!   one parser of flag durations (`30s`, `2h`) and RFC 3339 times (jiff).
 
 /// Flow events, endpoints and flow filters (protobuf package `flow`).
 pub mod flow {

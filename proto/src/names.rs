@@ -1,7 +1,7 @@
 //! Hubble's display names of datapath facts, in one place for every printer,
 //! metric and graph.
 
-use crate::flow::TraceObservationPoint;
+use crate::flow::{DropReason, TraceObservationPoint, Verdict};
 
 /// Cilium's trace sub-types (monitor `TraceTo*`/`TraceFrom*`), by number.
 pub const TRACE_SUB_TYPES: [&str; 14] = [
@@ -51,6 +51,35 @@ pub fn point_name(p: TraceObservationPoint) -> &'static str {
     }
 }
 
+/// A verdict as Hubble prints it and labels metrics: the enum name
+/// (`FORWARDED`, `DROPPED`, `VERDICT_UNKNOWN` for 0); `UNKNOWN` for a number
+/// outside the enum.
+pub fn verdict(v: i32) -> &'static str {
+    Verdict::try_from(v).map_or("UNKNOWN", |v| v.as_str_name())
+}
+
+/// A verdict in lower case, as the `action` label of
+/// `hubble_policy_verdicts_total`; `verdict_unknown` for 0 and numbers
+/// outside the enum.
+pub fn verdict_lower(v: i32) -> &'static str {
+    match Verdict::try_from(v).unwrap_or(Verdict::Unknown) {
+        Verdict::Forwarded => "forwarded",
+        Verdict::Dropped => "dropped",
+        Verdict::Error => "error",
+        Verdict::Audit => "audit",
+        Verdict::Redirected => "redirected",
+        Verdict::Traced => "traced",
+        Verdict::Translated => "translated",
+        Verdict::Unknown => "verdict_unknown",
+    }
+}
+
+/// A drop reason's name (`POLICY_DENIED`, `DROP_REASON_UNKNOWN` for 0);
+/// `None` for a number outside the enum, which callers print as a number.
+pub fn drop_reason(reason: i32) -> Option<&'static str> {
+    DropReason::try_from(reason).ok().map(|r| r.as_str_name())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +98,20 @@ mod tests {
             point_name(TraceObservationPoint::FromNetwork),
             TRACE_SUB_TYPES[10]
         );
+    }
+
+    #[test]
+    fn verdicts_and_drop_reasons() {
+        assert_eq!(verdict(Verdict::Forwarded as i32), "FORWARDED");
+        assert_eq!(verdict(0), "VERDICT_UNKNOWN");
+        assert_eq!(verdict(999), "UNKNOWN");
+        assert_eq!(verdict_lower(Verdict::Audit as i32), "audit");
+        assert_eq!(verdict_lower(999), "verdict_unknown");
+        assert_eq!(
+            drop_reason(DropReason::PolicyDenied as i32),
+            Some("POLICY_DENIED")
+        );
+        assert_eq!(drop_reason(0), Some("DROP_REASON_UNKNOWN"));
+        assert_eq!(drop_reason(-7), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Flow time as one number: nanoseconds since the Unix epoch, so times of
-//! different nodes compare and sort directly.
+//! different nodes compare and sort directly; and the one parser of durations
+//! (`30s`, `2h`) and RFC 3339 times that every flag uses, on jiff.
 
 use crate::observer::GetFlowsResponse;
 use crate::observer::get_flows_response::ResponseTypes;
@@ -37,44 +38,142 @@ pub fn event_time(r: &GetFlowsResponse) -> Option<i128> {
     }
 }
 
-/// Days since 1970-01-01 → `(year, month 1-12, day 1-31)`, proleptic
-/// Gregorian (Howard Hinnant's civil-from-days).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// Why a flag's duration or time was refused; each message quotes the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// Not a duration in any form jiff's friendly or ISO 8601 parsers read.
+    #[error("{0:?} is not a duration such as 500ms, 30s, 5m, 2h or 1d")]
+    NotADuration(String),
+    /// Years and months have no fixed length.
+    #[error("{0:?}: years and months have no fixed length (use w, d, h, m, s or ms)")]
+    CalendarUnit(String),
+    /// Below zero (`-5s`, `5s ago`).
+    #[error("{0:?}: a duration cannot be negative")]
+    Negative(String),
+    /// Not an RFC 3339 time with an offset.
+    #[error("{0:?} is not a time such as 2026-11-26T10:00:00Z: {1}")]
+    NotATime(String, String),
 }
 
-/// `2026-11-26T15:04:05Z`: RFC 3339 in UTC, whole seconds.
+/// A duration as flags write it: a number and a unit (`500ms`, `30s`, `5m`,
+/// `2h`, `1d`, `1w`), or several (`1h30m`, `2 hours`), as jiff's friendly
+/// format reads them; a day is 24 hours. A bare number has no unit and is
+/// refused.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, TimeError> {
+    let trimmed = text.trim();
+    let span: jiff::Span = trimmed
+        .parse()
+        .map_err(|_| TimeError::NotADuration(trimmed.to_string()))?;
+    if span.get_years() != 0 || span.get_months() != 0 {
+        return Err(TimeError::CalendarUnit(trimmed.to_string()));
+    }
+    if span.is_negative() {
+        return Err(TimeError::Negative(trimmed.to_string()));
+    }
+    span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .ok_or_else(|| TimeError::NotADuration(trimmed.to_string()))
+}
+
+/// Nanoseconds since the Unix epoch of an RFC 3339 time with an offset
+/// (`2026-11-26T10:00:00Z`, `2026-11-26T11:00:00.5+01:00`).
+pub fn parse_rfc3339(text: &str) -> Result<i128, TimeError> {
+    let trimmed = text.trim();
+    trimmed
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_nanosecond())
+        .map_err(|e| TimeError::NotATime(trimmed.to_string(), e.to_string()))
+}
+
+/// `2026-11-26T15:04:05Z`: RFC 3339 in UTC, whole seconds. Seconds beyond
+/// jiff's range (years -9999 to 9999) are clamped to it.
 pub fn rfc3339(unix_secs: i64) -> String {
-    let (y, m, d) = civil_from_days(unix_secs.div_euclid(86_400));
-    let s = unix_secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60
-    )
+    let clamped = unix_secs.clamp(
+        jiff::Timestamp::MIN.as_second(),
+        jiff::Timestamp::MAX.as_second(),
+    );
+    jiff::Timestamp::from_second(clamped)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
     fn calendar_dates_in_utc() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "9999-12-30T22:00:00Z");
         // 2026-11-26T15:04:05Z, and the leap day of 2024.
         assert_eq!(rfc3339(1_795_705_445), "2026-11-26T15:04:05Z");
         assert_eq!(rfc3339(1_709_208_000), "2024-02-29T12:00:00Z");
+    }
+
+    #[test]
+    fn durations_parse_in_every_unit_flags_use() {
+        let d = |t: &str| parse_duration(t);
+        assert_eq!(d("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(d("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(d("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(d(" 24h "), Ok(Duration::from_secs(86_400)));
+        assert_eq!(d("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(d("1w"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_durations_say_why() {
+        let e = |t: &str| parse_duration(t).unwrap_err().to_string();
+        assert_eq!(
+            e("5"),
+            r#""5" is not a duration such as 500ms, 30s, 5m, 2h or 1d"#
+        );
+        assert_eq!(
+            e("5x"),
+            r#""5x" is not a duration such as 500ms, 30s, 5m, 2h or 1d"#
+        );
+        assert_eq!(
+            e(""),
+            r#""" is not a duration such as 500ms, 30s, 5m, 2h or 1d"#
+        );
+        assert_eq!(
+            e("1y"),
+            r#""1y": years and months have no fixed length (use w, d, h, m, s or ms)"#
+        );
+        assert_eq!(e("-5s"), r#""-5s": a duration cannot be negative"#);
+        assert_eq!(
+            e("99999999999999999999h"),
+            r#""99999999999999999999h" is not a duration such as 500ms, 30s, 5m, 2h or 1d"#
+        );
+    }
+
+    #[test]
+    fn rfc3339_times_parse_with_any_offset() {
+        assert_eq!(
+            parse_rfc3339("2026-11-26T15:04:05.5Z"),
+            Ok(1_795_705_445_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-26T16:04:05+01:00"),
+            Ok(1_795_705_445_000_000_000)
+        );
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Ok(-1_000_000_000));
+        let err = parse_rfc3339("2026-02-31T00:00:00Z")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                r#""2026-02-31T00:00:00Z" is not a time such as 2026-11-26T10:00:00Z: "#
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -44,20 +44,20 @@ struct Args {
     /// Flow history directory (Parquet, partitioned by hour), or "off".
     #[arg(long, default_value = relay::history::DEFAULT_DIR)]
     history_dir: String,
-    /// History files older than this are deleted (ms, s, m, h, d).
-    #[arg(long, default_value = "24h", value_parser = units::parse_duration)]
+    /// History files older than this are deleted (ms, s, m, h, d, w; e.g. 24h or 1h30m).
+    #[arg(long, default_value = "24h", value_parser = observer_proto::time::parse_duration)]
     retention_age: Duration,
     /// The oldest history files are deleted past this total (e.g. 1GiB).
     #[arg(long, default_value = "1GiB", value_parser = units::parse_bytes)]
     retention_bytes: u64,
     /// Flows in memory are written to history at least this often.
-    #[arg(long, default_value = "5s", value_parser = units::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = observer_proto::time::parse_duration)]
     flush_interval: Duration,
     /// Flows per history batch (written at once when reached).
     #[arg(long, default_value_t = relay::history::DEFAULT_BATCH_ROWS)]
     batch_rows: usize,
     /// Time limit of one SQL query.
-    #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = observer_proto::time::parse_duration)]
     sql_timeout: Duration,
     /// Memory limit of one SQL query (e.g. 512MiB).
     #[arg(long, default_value = "512MiB", value_parser = units::parse_bytes)]

@@ -7,19 +7,7 @@ use std::net::IpAddr;
 
 use crate::endpoints::{Endpoint, EndpointsFile, reserved};
 
-use super::spec::{Cidr, Policy, Rule, Selector};
-
-/// Direction of a policy entry, as the datapath sees it.
-#[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Direction {
-    Ingress = 0,
-    Egress = 1,
-}
-
-impl Direction {
-    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-}
+use super::spec::{Cidr, Direction, Policy, Rule, Selector};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {

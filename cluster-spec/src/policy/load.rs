@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use super::PolicyError;
 use super::spec::{Header, Policy, RawPolicy, check_header};
+use crate::yaml;
 
 /// Reads every policy of a file (several YAML documents may be separated by `---`;
-/// empty documents are skipped). Any problem fails the whole file.
+/// empty documents are skipped and not counted). Any problem fails the whole file.
 pub fn load_file(path: &Path) -> Result<Vec<Policy>, PolicyError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Io {
@@ -55,12 +54,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>, PolicyError> {
         error,
     };
     // First pass: YAML syntax, and what each document claims to be.
-    let mut headers = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        // After a syntax error serde_yaml repeats it for ever: stop at the first.
-        headers.push(Option::<Header>::deserialize(document).map_err(yaml)?);
-    }
-    let several = headers.iter().flatten().count() > 1;
+    let headers: Vec<Header> = yaml::documents(text).map_err(yaml)?;
+    let several = headers.len() > 1;
     let label = |index: usize| {
         if several {
             format!("{origin} (document {})", index + 1)
@@ -73,18 +68,13 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>, PolicyError> {
         field,
         problem,
     };
-    for (index, header) in headers.iter().enumerate() {
-        if let Some(h) = header {
-            check_header(h.api_version.as_deref(), h.kind.as_deref())
-                .map_err(|p| invalid(index, p))?;
-        }
+    for (index, h) in headers.iter().enumerate() {
+        check_header(h.api_version.as_deref(), h.kind.as_deref()).map_err(|p| invalid(index, p))?;
     }
     // Second pass: the full, strict shape, then validation.
     let mut out = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let Some(raw) = Option::<RawPolicy>::deserialize(document).map_err(yaml)? else {
-            continue;
-        };
+    let documents: Vec<RawPolicy> = yaml::documents(text).map_err(yaml)?;
+    for (index, raw) in documents.into_iter().enumerate() {
         out.push(raw.validate(&label(index)).map_err(|p| invalid(index, p))?);
     }
     check_duplicates(&out)?;

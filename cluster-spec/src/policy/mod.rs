@@ -87,8 +87,8 @@
 //! Every [`PolicyError`] names the file (and, in a file of several documents, the
 //! document), the field path and the problem, e.g.
 //! `policy deny.yaml: spec.ingress[0].toPorts[0].ports[0].port: "80a" is not a port number`.
-//! YAML and shape errors (syntax, unknown fields, wrong types) carry serde_yaml's
-//! field path and line. A file with any problem yields no policy at all.
+//! YAML and shape errors (syntax, unknown fields, wrong types) carry the field
+//! path and line ([`crate::yaml`]). A file with any problem yields no policy at all.
 //!
 //! [`EndpointsFile::identities`]: crate::endpoints::EndpointsFile::identities
 
@@ -99,13 +99,13 @@ mod spec;
 mod tests;
 
 pub use compile::{
-    Action, CidrIdentity, CompiledPolicy, Direction, EndpointPolicy, Enforcement,
-    FIRST_CIDR_IDENTITY, PolicyKey, PolicyRef, PolicyValue, compile,
+    Action, CidrIdentity, CompiledPolicy, EndpointPolicy, Enforcement, FIRST_CIDR_IDENTITY,
+    PolicyKey, PolicyRef, PolicyValue, compile,
 };
 pub use load::{load_dir, load_file, parse};
 pub use spec::{
-    API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, KIND, NAMESPACE_LABEL, Policy,
-    PortProtocol, Protocol, Rule, Selector,
+    API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, Direction, KIND, NAMESPACE_LABEL,
+    Policy, PortProtocol, Protocol, Rule, Selector,
 };
 
 /// Why policy files were refused. Every message starts with `policy <file>: `.
@@ -118,7 +118,7 @@ pub enum PolicyError {
     #[error("policy {file}: {error}")]
     Yaml {
         file: String,
-        error: serde_yaml::Error,
+        error: crate::yaml::YamlError,
     },
     /// A field holds a value the policy language does not accept.
     #[error("policy {file}: {field}: {problem}")]

@@ -4,11 +4,25 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use ipnet::IpNet;
+
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-use super::compile::Direction;
+/// Direction of a policy entry, as the datapath sees it: ingress
+/// rules judge traffic into the selected endpoints, egress rules traffic out.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress = 0,
+    Egress = 1,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+}
 
 /// The only `apiVersion` accepted.
 pub const API_VERSION: &str = "cilium.io/v2";
@@ -124,68 +138,46 @@ impl Protocol {
 
 /// An address prefix, kept in canonical form (bits past the prefix are zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix_len: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     /// `None` if `prefix_len` is longer than the address; host bits are cleared.
     pub fn new(addr: IpAddr, prefix_len: u8) -> Option<Cidr> {
-        let addr = match addr {
-            IpAddr::V4(a) if prefix_len <= 32 => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(prefix_len))
-                    .unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
-            }
-            IpAddr::V6(a) if prefix_len <= 128 => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(prefix_len))
-                    .unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
-            }
-            _ => return None,
-        };
-        Some(Cidr { addr, prefix_len })
+        IpNet::new(addr, prefix_len).ok().map(|n| Cidr(n.trunc()))
     }
 
-    /// `a.b.c.d/n`, `x::y/n`, or a bare address (a /32 or /128).
+    /// `a.b.c.d/n`, `x::y/n`, or a bare address (a /32 or /128); host bits
+    /// are cleared (`10.1.2.3/8` is `10.0.0.0/8`), as Cilium's fromCIDR does.
+    /// The address is read by std, which refuses leading zeros (`010.0.0.0`)
+    /// that ipnet alone would read as decimal.
     pub fn parse(text: &str) -> Option<Cidr> {
-        let (addr, len) = match text.split_once('/') {
-            Some((addr, len)) => {
-                if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                (addr.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)
-            }
-            None => {
-                let addr = text.parse::<IpAddr>().ok()?;
-                (addr, if addr.is_ipv4() { 32 } else { 128 })
+        let net: IpNet = match text.split_once('/') {
+            None => IpNet::from(text.parse::<IpAddr>().ok()?),
+            Some((addr, _)) => {
+                addr.parse::<IpAddr>().ok()?;
+                text.parse().ok()?
             }
         };
-        Cidr::new(addr, len)
+        Some(Cidr(net.trunc()))
     }
 
     pub fn addr(&self) -> IpAddr {
-        self.addr
+        self.0.network()
     }
 
     pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
+        self.0.prefix_len()
     }
 
     /// Whether every address of `other` is in `self` (same family).
     pub fn contains(&self, other: &Cidr) -> bool {
-        other.prefix_len >= self.prefix_len
-            && other.addr.is_ipv4() == self.addr.is_ipv4()
-            && Cidr::new(other.addr, self.prefix_len) == Some(*self)
+        self.0.contains(&other.0)
     }
 }
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -269,7 +261,7 @@ struct RawSelector {
     match_labels: Option<BTreeMap<String, String>>,
     /// Refused with a clear message rather than as an unknown field.
     #[serde(default)]
-    match_expressions: Option<serde_yaml::Value>,
+    match_expressions: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,7 +301,7 @@ struct RawPortRule {
     ports: Option<Vec<RawPort>>,
     /// L7 rules: refused with a clear message.
     #[serde(default)]
-    rules: Option<serde_yaml::Value>,
+    rules: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -325,7 +317,7 @@ struct RawPort {
     protocol: Option<String>,
     /// Port ranges: refused with a clear message.
     #[serde(default)]
-    end_port: Option<serde_yaml::Value>,
+    end_port: Option<IgnoredAny>,
 }
 
 // ---- validation ------------------------------------------------------------------

@@ -39,7 +39,7 @@ pub enum ServicesError {
     #[error("services file {path}: {source}")]
     Parse {
         path: String,
-        source: serde_yaml::Error,
+        source: crate::yaml::YamlError,
     },
     /// Well-formed but inconsistent.
     #[error("services file {path}: {field}: {problem}")]
@@ -172,7 +172,7 @@ impl ServicesFile {
             return Ok(ServicesFile::default());
         }
         let file: ServicesFile =
-            serde_yaml::from_str(text).map_err(|source| ServicesError::Parse {
+            crate::yaml::from_str(text).map_err(|source| ServicesError::Parse {
                 path: origin.to_string(),
                 source,
             })?;
@@ -399,20 +399,20 @@ services:
             err(dup),
             "services file svc.yaml: services[1]: service default/a is already defined by services[0]"
         );
-        // Shape errors come from serde, with the field path and the position.
+        // Shape errors come from crate::yaml, with the field path and the position.
         assert_eq!(
             err(&svc(&format!(
                 "{vip}    ports: [{{port: 80, protocol: SCTP}}]\n"
             ))),
-            "services file svc.yaml: services[0].ports[0].protocol: unknown variant `SCTP`, expected `TCP` or `UDP` at line 5 column 34"
+            "services file svc.yaml: services[0].ports[0].protocol: unknown variant `SCTP`, expected one of TCP, UDP at line 5 column 34"
         );
         assert_eq!(
             err(&svc(&format!("{vip}{ports}    selectr: {{app: api}}\n"))),
-            "services file svc.yaml: services[0]: unknown field `selectr`, expected one of `name`, `namespace`, `vip`, `ports`, `selector` at line 6 column 5"
+            "services file svc.yaml: services[0]: unknown field `selectr`, expected one of name, namespace, vip, ports, selector at line 6 column 5"
         );
         assert_eq!(
             err(&svc(&format!("{vip}    ports: [{{port: 70000}}]\n"))),
-            "services file svc.yaml: services[0].ports[0].port: invalid value: integer `70000`, expected u16 at line 5 column 20"
+            "services file svc.yaml: services[0].ports[0].port: invalid u16 at line 5 column 20"
         );
     }
 }

@@ -1,9 +1,11 @@
 //! Label values as Hubble's metrics handlers name them: event type and sub-type,
-//! L4 protocol, policy match type, ICMP type, lost-event source.
+//! L4 protocol, policy match type, ICMP type, lost-event source; verdicts and
+//! drop reasons by [`observer_proto::names`].
 
 use std::borrow::Cow;
 
 use observer_proto::flow::{Flow, LostEventSource, TrafficDirection, Verdict, layer4::Protocol};
+use observer_proto::names;
 
 /// Cilium's monitor message types (`Flow.event_type.type`).
 pub mod message {
@@ -74,25 +76,21 @@ pub fn protocol(flow: &Flow) -> &'static str {
     }
 }
 
-/// The verdict's enum name, e.g. "FORWARDED".
+/// The verdict's enum name, e.g. "FORWARDED" ([`names::verdict`]); a number
+/// outside the enum is `VERDICT_UNKNOWN`, as [`key`] counts it.
 pub fn verdict(flow: &Flow) -> &'static str {
-    Verdict::try_from(flow.verdict)
-        .unwrap_or(Verdict::Unknown)
-        .as_str_name()
+    names::verdict(Verdict::try_from(flow.verdict).unwrap_or(Verdict::Unknown) as i32)
 }
 
 /// The verdict in lower case, as `action` of `hubble_policy_verdicts_total`.
 pub fn verdict_lower(flow: &Flow) -> &'static str {
-    match Verdict::try_from(flow.verdict).unwrap_or(Verdict::Unknown) {
-        Verdict::Forwarded => "forwarded",
-        Verdict::Dropped => "dropped",
-        Verdict::Error => "error",
-        Verdict::Audit => "audit",
-        Verdict::Redirected => "redirected",
-        Verdict::Traced => "traced",
-        Verdict::Translated => "translated",
-        Verdict::Unknown => "verdict_unknown",
-    }
+    names::verdict_lower(flow.verdict)
+}
+
+/// The drop reason's enum name; a number outside the enum is
+/// `DROP_REASON_UNKNOWN`.
+pub fn drop_reason(flow: &Flow) -> &'static str {
+    names::drop_reason(flow.drop_reason_desc).unwrap_or("DROP_REASON_UNKNOWN")
 }
 
 /// The traffic direction's enum name in lower case, e.g. "ingress".

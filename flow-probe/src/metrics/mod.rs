@@ -401,7 +401,7 @@ impl Metrics {
         let dropped = verdict == "DROPPED";
         let reason = DropReason::try_from(flow.drop_reason_desc).unwrap_or(DropReason::Unknown);
         if dropped {
-            key.clear().push(reason.as_str_name()).push(protocol);
+            key.clear().push(labels::drop_reason(flow)).push(protocol);
             ctx(key, FlowMetric::Drop);
             f.drops.inc(key.bytes(), &mut now);
         }

@@ -435,11 +435,12 @@ fn policy_files_are_written_and_dropped_items_get_no_answer() {
             )),
             "{text}"
         );
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let doc: serde_json::Value = cluster_spec::yaml::from_str(&text).unwrap();
         assert_eq!(doc, scenario.policies[i], "{}", path.display());
     }
-    let audit: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&lab.policy_paths()[1]).unwrap()).unwrap();
+    let audit: serde_json::Value =
+        cluster_spec::yaml::from_str(&std::fs::read_to_string(&lab.policy_paths()[1]).unwrap())
+            .unwrap();
     assert_eq!(
         audit["metadata"]["annotations"]["observe.io/audit"].as_str(),
         Some("true")

@@ -52,7 +52,7 @@ impl Scenario {
     /// Parses and validates scenario text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
         let mut scenario: Scenario =
-            serde_yaml::from_str(text).map_err(|source| ScenarioError::Parse {
+            cluster_spec::yaml::from_str(text).map_err(|source| ScenarioError::Parse {
                 path: origin.to_string(),
                 source,
             })?;

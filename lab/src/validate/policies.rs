@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::problem::{Problem, fail};
 use crate::scenario::Scenario;
@@ -19,7 +19,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     let mut seen: HashMap<(Option<&str>, &str), usize> = HashMap::new();
     for (i, policy) in s.policies.iter().enumerate() {
         let at = format!("policies[{i}]");
-        let Some(doc) = policy.as_mapping() else {
+        let Some(doc) = policy.as_object() else {
             return fail(
                 at,
                 format!(
@@ -46,7 +46,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
         }
         let metadata = match doc.get("metadata") {
             None => return fail(format!("{at}.metadata.name"), "missing"),
-            Some(Value::Mapping(m)) => m,
+            Some(Value::Object(m)) => m,
             Some(other) => {
                 return fail(
                     format!("{at}.metadata"),
@@ -112,15 +112,15 @@ fn check_object_name(field: &str, name: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// What kind of YAML value this is, for error messages.
+/// What kind of YAML value this is, for error messages (read into JSON's
+/// value type, which holds every document a policy can be).
 fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
-        Value::Sequence(_) => "a sequence",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use observer_proto::flow::FlowFilter;
 use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::time::{self, TimeError};
 use tonic::transport::Channel;
 
 use super::filters::{FilterArgs, FlagError};
@@ -164,62 +165,31 @@ impl QueryArgs {
     }
 }
 
-/// A duration ago or an RFC 3339 UTC time.
+/// A duration ago (`30s`, `2h`, `1d`) or an RFC 3339 time
+/// ([`observer_proto::time`]'s parsers).
 pub fn parse_time(flag: &str, s: &str, now: SystemTime) -> anyhow::Result<prost_types::Timestamp> {
-    let at = if let Some(ago) = parse_duration(s) {
-        now.checked_sub(ago)
-            .ok_or_else(|| anyhow::anyhow!("--{flag} {s}: too far back"))?
-    } else {
-        parse_rfc3339(s).ok_or_else(|| {
-            anyhow::anyhow!("--{flag} {s:?}: expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z")
-        })?
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    let at = match time::parse_duration(s) {
+        Ok(ago) => now - ago.as_nanos() as i128,
+        Err(TimeError::NotADuration(_)) => match time::parse_rfc3339(s) {
+            Ok(at) => at,
+            // Say what is wrong with what was meant as a date.
+            Err(e) if looks_like_a_date(s) => anyhow::bail!("--{flag} {e}"),
+            Err(_) => anyhow::bail!(
+                "--{flag} {s:?}: expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z"
+            ),
+        },
+        Err(e) => anyhow::bail!("--{flag} {e}"),
     };
-    let d = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Ok(prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    })
+    Ok(time::timestamp(at))
 }
 
-fn parse_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return None,
-    };
-    Some(Duration::from_secs(secs))
-}
-
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let nanos: u32 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
-    let secs = days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + se;
-    UNIX_EPOCH.checked_add(Duration::new(u64::try_from(secs).ok()?, nanos))
-}
-
-/// (year, month, day) → days since 1970-01-01.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// `YYYY-`: the start of an RFC 3339 time.
+fn looks_like_a_date(s: &str) -> bool {
+    let b = s.trim().as_bytes();
+    b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
 }
 
 #[cfg(test)]
@@ -237,14 +207,30 @@ mod tests {
             parse_time("since", "90s", now).unwrap().seconds,
             1_000_000 - 90
         );
+        assert_eq!(
+            parse_time("until", "1d", now).unwrap().seconds,
+            1_000_000 - 86_400
+        );
         let t = parse_time("since", "2026-11-26T15:04:05.5Z", now).unwrap();
         assert_eq!((t.seconds, t.nanos), (1_795_705_445, 500_000_000));
-        let err = parse_time("since", "yesterday", now)
-            .unwrap_err()
-            .to_string();
+        let t = parse_time("since", "2026-11-26T16:04:05+01:00", now).unwrap();
+        assert_eq!((t.seconds, t.nanos), (1_795_705_445, 0));
+        let err = |s: &str| parse_time("since", s, now).unwrap_err().to_string();
+        assert_eq!(
+            err("yesterday"),
+            "--since \"yesterday\": expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z"
+        );
+        assert_eq!(err("-5m"), "--since \"-5m\": a duration cannot be negative");
+        assert_eq!(
+            err("1y"),
+            "--since \"1y\": years and months have no fixed length (use w, d, h, m, s or ms)"
+        );
+        let date = err("2026-02-31T10:00:00Z");
         assert!(
-            err.starts_with("--since \"yesterday\": expected a duration"),
-            "{err}"
+            date.starts_with(
+                "--since \"2026-02-31T10:00:00Z\" is not a time such as 2026-11-26T10:00:00Z: "
+            ),
+            "{date}"
         );
     }
 

@@ -2,11 +2,12 @@
 //! endpoints. (The hops of its connection are in `path`.)
 
 use observer_proto::flow::{
-    DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, TraceObservationPoint, TraceReason,
+    Endpoint, Flow, FlowType, IpVersion, Policy, TraceObservationPoint, TraceReason,
     TrafficDirection, layer4::Protocol,
 };
+use observer_proto::names;
 
-use super::text::{ports, tcp_flags, verdict_name};
+use super::text::{ports, tcp_flags};
 use crate::flows::output::timestamp;
 use service_graph::hops::point_name;
 use service_graph::{HopKey, human_bytes};
@@ -105,10 +106,13 @@ pub fn field_lines(f: &Flow) -> Vec<String> {
     r.add("uuid", f.uuid.clone());
     r.add("node", f.node_name.clone());
     r.add("node labels", f.node_labels.join(", "));
-    r.add("verdict", verdict_name(f));
+    r.add("verdict", names::verdict(f.verdict));
     r.add(
         "drop reason",
-        enum_name(f.drop_reason_desc, DropReason::as_str_name, false),
+        match f.drop_reason_desc {
+            0 => String::new(),
+            n => names::drop_reason(n).map_or_else(|| n.to_string(), str::to_string),
+        },
     );
     r.add(
         "kernel drop",

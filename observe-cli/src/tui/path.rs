@@ -4,7 +4,7 @@
 
 use observer_proto::flow::{Flow, layer4::Protocol};
 
-use super::text::{clock, ports, tcp_flags, verdict_name};
+use super::text::{clock, ports, tcp_flags};
 use service_graph::HopKey;
 
 /// A connection regardless of direction: protocol and the two (ip, port) ends, sorted.
@@ -55,7 +55,7 @@ pub fn hop_lines<'a>(f: &Flow, buffered: impl Iterator<Item = &'a Flow>) -> Vec<
                 g.node_name,
                 HopKey::of(g).map(HopKey::name).unwrap_or_default(),
                 dir,
-                verdict_name(g),
+                observer_proto::names::verdict(g.verdict),
             );
             line.trim_end().to_string()
         })

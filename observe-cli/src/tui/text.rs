@@ -2,34 +2,24 @@
 //! event kind and the verdict with its colour. Shared by the table and the
 //! detail pane.
 
-use observer_proto::flow::{Endpoint, Flow, TcpFlags, Verdict, layer4::Protocol};
+use observer_proto::flow::{Endpoint, Flow, TcpFlags, Verdict};
 use ratatui::style::Color;
 
-use crate::flows::output::timestamp;
+use crate::flows::output::utc;
 use service_graph::HopKey;
 
 /// `15:04:05.123`, or with `micros` `15:04:05.123456`; `-` without a time.
 pub fn clock(ts: Option<&prost_types::Timestamp>, micros: bool) -> String {
-    let Some(t) = ts else { return "-".into() };
-    // `Nov 26 15:04:05.123` → the time of day.
-    let full = timestamp(Some(t));
-    let hms = full.get(7..15).unwrap_or("");
-    if micros {
-        format!("{hms}.{:06}", t.nanos / 1000)
+    let format = if micros {
+        "%H:%M:%S%.6f"
     } else {
-        format!("{hms}.{:03}", t.nanos / 1_000_000)
-    }
+        "%H:%M:%S%.3f"
+    };
+    ts.and_then(utc)
+        .map_or_else(|| "-".into(), |t| t.strftime(format).to_string())
 }
 
-/// Source and destination ports, when the protocol has them.
-pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
-    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
-        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
-        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
-        _ => (None, None),
-    }
-}
+pub use crate::flows::output::ports;
 
 /// `default/api-0:8080`, `203.0.113.7:443 (world)`, `[fd42::1]:53`.
 pub fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
@@ -68,10 +58,6 @@ pub fn source_and_destination(f: &Flow) -> (String, String) {
 /// Where the flow was seen: `from-endpoint`, `drop`, ...
 pub fn kind(f: &Flow) -> String {
     HopKey::of(f).map(HopKey::name).unwrap_or_default()
-}
-
-pub fn verdict_name(f: &Flow) -> &'static str {
-    Verdict::try_from(f.verdict).map_or("UNKNOWN", |v| v.as_str_name())
 }
 
 /// FORWARDED green, DROPPED red, AUDIT yellow, others the terminal's default.

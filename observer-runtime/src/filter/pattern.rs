@@ -3,54 +3,32 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 /// An address prefix; a bare address is a full-length prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Cidr {
-    addr: IpAddr,
-    len: u8,
-}
+pub(super) struct Cidr(IpNet);
 
 impl Cidr {
     /// Parses "addr" or "addr/len". Host bits may be set, as Go's
-    /// `netip.ParsePrefix` allows; they are ignored when matching.
+    /// `netip.ParsePrefix` allows; they are kept and ignored when matching
+    /// (unlike a policy's CIDR, which clears them). The address is read by
+    /// std, which like Go refuses leading zeros (`010.0.0.1`); ipnet alone
+    /// would read them as decimal.
     pub(super) fn parse(text: &str) -> Option<Self> {
-        let (addr, len) = match text.split_once('/') {
-            None => {
-                let addr: IpAddr = text.parse().ok()?;
-                (addr, if addr.is_ipv4() { 32 } else { 128 })
-            }
-            Some((addr, len)) => {
-                let addr: IpAddr = addr.parse().ok()?;
-                // `u8::from_str` takes a leading '+', a prefix length may not.
-                if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                let len: u8 = len.parse().ok()?;
-                let max = if addr.is_ipv4() { 32 } else { 128 };
-                if len > max {
-                    return None;
-                }
-                (addr, len)
+        let net = match text.split_once('/') {
+            None => IpNet::from(text.parse::<IpAddr>().ok()?),
+            Some((addr, _)) => {
+                addr.parse::<IpAddr>().ok()?;
+                text.parse().ok()?
             }
         };
-        Some(Self { addr, len })
+        Some(Self(net))
     }
 
     /// Whether `ip` lies inside the prefix. Families never mix, as in Go.
     pub(super) fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip)
     }
 }
 
@@ -178,7 +156,21 @@ mod tests {
         assert!(!all6.contains(ip("10.0.0.1")));
         let host = Cidr::parse("fd00::1").expect("valid");
         assert!(host.contains(ip("fd00:0::1")) && !host.contains(ip("fd00::2")));
-        for bad in ["10.0.0.0/33", "10.0.0.0/", "/8", "10.0.0.0/8/8", "10.0.0/8"] {
+        // Host bits are kept as typed and ignored when matching.
+        let typed = Cidr::parse("10.1.2.3/8").expect("valid");
+        assert_eq!(typed, Cidr("10.1.2.3/8".parse().expect("valid")));
+        assert!(typed.contains(ip("10.255.0.1")) && !typed.contains(ip("11.1.2.3")));
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "/8",
+            "10.0.0.0/8/8",
+            "10.0.0/8",
+            "10.0.0.0/+8",
+            "010.0.0.0/8",
+            "010.0.0.1",
+            "fe80::1%eth0/64",
+        ] {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }
     }

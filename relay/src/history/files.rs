@@ -71,11 +71,11 @@ pub fn hour_index(nanos: i64) -> i64 {
 
 /// `(date, hour)` of `nanos` since the epoch, UTC: `("2024-05-01", 13)`.
 pub fn date_hour(nanos: i64) -> (String, u32) {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let hour = (secs.rem_euclid(86_400) / 3600) as u32;
-    let (y, m, d) = observer_proto::time::civil_from_days(days);
-    (format!("{y:04}-{m:02}-{d:02}"), hour)
+    // Every i64 of nanoseconds (years 1677 to 2262) is inside jiff's range.
+    let at = jiff::tz::Offset::UTC.to_datetime(
+        jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    );
+    (at.date().to_string(), at.hour() as u32)
 }
 
 /// The partition directory of rows at `nanos`.
@@ -270,6 +270,8 @@ mod tests {
             ("2024-02-29".into(), 13)
         );
         assert_eq!(date_hour(-1), ("1969-12-31".into(), 23));
+        assert_eq!(date_hour(i64::MIN), ("1677-09-21".into(), 0));
+        assert_eq!(date_hour(i64::MAX), ("2262-04-11".into(), 23));
     }
 
     #[test]

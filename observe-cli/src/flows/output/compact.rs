@@ -1,13 +1,13 @@
 //! The `compact` format: one line per flow, as `hubble observe` prints it, with
 //! the client on the left and the verdict coloured when asked.
 
-use observer_proto::flow::{
-    Endpoint, Flow, LostEventSource, TraceObservationPoint, layer4::Protocol,
-};
+use observer_proto::flow::{Endpoint, Flow, TraceObservationPoint};
+use observer_proto::names;
+use observer_proto::names::point_name;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
 use super::color::paint_verdict;
-use super::fields::{node_name, verdict_name};
+use super::fields::{lost_source, node_name, ports};
 use super::time::timestamp;
 
 /// One response as a compact line (without newline); `None` for an empty one.
@@ -46,13 +46,6 @@ pub fn node_status(resp: &GetFlowsResponse) -> String {
     )
 }
 
-/// The name of a lost-events source, `UNKNOWN` when out of range.
-pub fn lost_source(source: i32) -> &'static str {
-    LostEventSource::try_from(source)
-        .map(|s| s.as_str_name())
-        .unwrap_or("UNKNOWN")
-}
-
 /// `src -> dst point VERDICT (summary)`; replies are printed server-first with `<-`
 /// so the client stays on the left, as Hubble does.
 pub fn flow_line(f: &Flow) -> String {
@@ -81,24 +74,13 @@ pub fn styled_flow_line(f: &Flow, color: bool) -> String {
     let point = TraceObservationPoint::try_from(f.trace_observation_point)
         .map(point_name)
         .unwrap_or("");
-    let verdict = paint_verdict(verdict_name(f), color);
+    let verdict = paint_verdict(names::verdict(f.verdict), color);
     let point = if point.is_empty() {
         String::new()
     } else {
         format!(" {point}")
     };
     format!("{left} {arrow} {right}{point} {verdict} ({})", f.summary)
-}
-
-pub use observer_proto::names::point_name;
-
-pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
-    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
-        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
-        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
-        _ => (None, None),
-    }
 }
 
 fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
@@ -122,7 +104,7 @@ fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_proto::flow::{Ip, Layer4, Tcp, TcpFlags, Verdict};
+    use observer_proto::flow::{Ip, Layer4, Tcp, TcpFlags, Verdict, layer4::Protocol};
     #[test]
     fn compact_line_reads_like_hubble() {
         let f = Flow {

@@ -1,14 +1,16 @@
 //! The fields of the `dict` and `table` formats, as Hubble's printer fills them:
 //! hosts without identities (`namespace/pod:port`, else service, DNS names or
-//! IP) in capture order, and a flow TYPE from the event type.
+//! IP) in capture order, and a flow TYPE from the event type; and the pieces
+//! every format reads (node, ports, lost-events source).
 
 use observer_proto::flow::{
-    DropReason, Endpoint, Flow, Service, SocketTranslationPoint, TraceObservationPoint, Verdict,
+    Endpoint, Flow, LostEventSource, Service, SocketTranslationPoint, TraceObservationPoint,
+    Verdict, layer4::Protocol,
 };
+use observer_proto::names::{self, point_name};
 use observer_proto::observe::v1::tcp_lifecycle;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
-use super::compact::{lost_source, point_name, ports};
 use super::time::timestamp;
 
 /// One flow (or lost-events notice) as the columns of `dict` and `table`.
@@ -35,7 +37,7 @@ pub fn row(resp: &GetFlowsResponse) -> Option<Row> {
                 source,
                 destination,
                 kind: flow_type(f),
-                verdict: verdict_name(f).to_string(),
+                verdict: names::verdict(f.verdict).to_string(),
                 summary: f.summary.clone(),
             })
         }
@@ -60,11 +62,21 @@ pub fn node_name(resp: &GetFlowsResponse) -> String {
     }
 }
 
-/// `FORWARDED`, `DROPPED`, ...; `UNKNOWN` for a number out of range.
-pub fn verdict_name(f: &Flow) -> &'static str {
-    Verdict::try_from(f.verdict)
-        .map(|v| v.as_str_name())
+/// The name of a lost-events source, `UNKNOWN` when out of range.
+pub fn lost_source(source: i32) -> &'static str {
+    LostEventSource::try_from(source)
+        .map(|s| s.as_str_name())
         .unwrap_or("UNKNOWN")
+}
+
+/// (source port, destination port) of a TCP, UDP or SCTP flow.
+pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
+        Some(Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
+        Some(Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
+        _ => (None, None),
+    }
 }
 
 /// (source, destination) as Hubble's table and dict print them.
@@ -169,9 +181,7 @@ fn trace_point(point: i32, sub_type: i32) -> String {
 }
 
 fn drop_reason(reason: i32) -> String {
-    DropReason::try_from(reason)
-        .map(|r| r.as_str_name().to_string())
-        .unwrap_or_else(|_| reason.to_string())
+    names::drop_reason(reason).map_or_else(|| reason.to_string(), str::to_string)
 }
 
 /// Cilium's policy match types, as `hubble observe` names them.

@@ -13,8 +13,8 @@ mod time;
 
 pub use color::{ColorChoice, paint_verdict};
 pub use compact::{compact, flow_line, styled_flow_line};
-pub use fields::{Row, flow_type, hosts, row};
-pub use time::timestamp;
+pub use fields::{Row, flow_type, hosts, ports, row};
+pub use time::{timestamp, utc};
 
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 

@@ -1,23 +1,35 @@
 //! Timestamps as `hubble observe` prints them: `Jan _2 15:04:05.000` in UTC.
 
-use observer_proto::time::civil_from_days;
+/// The time of `ts` (UTC), if jiff's range holds it.
+pub fn utc(ts: &prost_types::Timestamp) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::new(ts.seconds, ts.nanos).ok()
+}
 
-/// `Nov 26 15:04:05.123` in UTC.
+/// `Nov 26 15:04:05.123` in UTC; `-` without a time or out of range.
 pub fn timestamp(ts: Option<&prost_types::Timestamp>) -> String {
-    let Some(ts) = ts else { return "-".to_string() };
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = ts.seconds.div_euclid(86_400);
-    let secs = ts.seconds.rem_euclid(86_400);
-    let (_, month, day) = civil_from_days(days);
-    format!(
-        "{} {:>2} {:02}:{:02}:{:02}.{:03}",
-        MONTHS[(month - 1) as usize],
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        ts.nanos / 1_000_000
+    ts.and_then(utc).map_or_else(
+        || "-".to_string(),
+        |t| t.strftime("%b %e %H:%M:%S%.3f").to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hubble_layout_in_utc() {
+        let at = |seconds, nanos| prost_types::Timestamp { seconds, nanos };
+        assert_eq!(
+            timestamp(Some(&at(1_795_705_445, 123_999_999))),
+            "Nov 26 15:04:05.123"
+        );
+        assert_eq!(
+            timestamp(Some(&at(1_709_208_000, 0))),
+            "Feb 29 12:00:00.000"
+        );
+        assert_eq!(timestamp(Some(&at(-1, 0))), "Dec 31 23:59:59.000");
+        assert_eq!(timestamp(Some(&at(i64::MAX, 0))), "-");
+        assert_eq!(timestamp(None), "-");
+    }
 }

@@ -46,7 +46,8 @@ impl App {
                 Cell::from(src),
                 Cell::from(dst),
                 Cell::from(text::kind(f)),
-                Cell::from(text::verdict_name(f)).style(Style::new().fg(text::verdict_colour(f))),
+                Cell::from(observer_proto::names::verdict(f.verdict))
+                    .style(Style::new().fg(text::verdict_colour(f))),
                 Cell::from(f.summary.clone()),
             ]);
             Some(if selected == Some(pos) {

@@ -1,0 +1,203 @@
+//! YAML in and out for every file of the project (endpoints, policy,
+//! services, the lab's scenario): serde-saphyr, safe Rust with a budget
+//! (its default [`serde_saphyr::Budget`]: 64 levels of nesting, 255 of flow
+//! nesting, 250,000 nodes, 1,024 documents), so no input file can take a
+//! reader down; and errors that name the field path and the line.
+//!
+//! The field path comes from `serde_path_to_error`, wrapped around each
+//! document: serde-saphyr reports the line and column but not the path.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::Serialize;
+use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+use serde_saphyr::MessageFormatter;
+
+/// Why a YAML text was refused: `spec.ingress[0].toPorts: expected sequence
+/// start at line 13 column 18`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    /// The field path, `spec.ingress[0]`; empty for the document itself or a
+    /// syntax error.
+    pub path: String,
+    pub message: String,
+    /// Line and column, counted from 1 in the whole text.
+    pub at: Option<(u64, u64)>,
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)?;
+        if let Some((line, column)) = self.at {
+            write!(f, " at line {line} column {column}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// serde-saphyr's defaults, but a plain null (`name:`) read into a string is
+/// the empty string, as serde_yaml read it, so every file it took still reads.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! { null_as_string: true }
+}
+
+/// One document into `T`.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    traced(|| serde_saphyr::from_str_with_options::<Traced<T>>(text, options())).map(|t| t.0)
+}
+
+/// Every document of a stream (`---` between them) into a `T` each; empty
+/// documents are skipped.
+pub fn documents<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlError> {
+    traced(|| serde_saphyr::from_multiple_with_options::<Traced<T>>(text, options()))
+        .map(|docs| docs.into_iter().map(|t| t.0).collect())
+}
+
+/// `value` as a YAML document.
+pub fn to_string<T: Serialize>(value: &T) -> Result<String, YamlError> {
+    serde_saphyr::to_string(value).map_err(|e| YamlError {
+        path: String::new(),
+        message: e.to_string(),
+        at: None,
+    })
+}
+
+thread_local! {
+    /// The field path of the last document that failed on this thread.
+    static FAILED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// A document deserialized through `serde_path_to_error`, which records the
+/// path of a failure in [`FAILED_AT`] (serde-saphyr's error type has no room
+/// for it).
+struct Traced<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Traced<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_path_to_error::deserialize(deserializer)
+            .map(Traced)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                FAILED_AT.with(|at| *at.borrow_mut() = Some(path));
+                e.into_inner()
+            })
+    }
+}
+
+/// Runs a parse and joins its error with the path recorded meanwhile.
+fn traced<R>(parse: impl FnOnce() -> Result<R, serde_saphyr::Error>) -> Result<R, YamlError> {
+    FAILED_AT.with(|at| at.borrow_mut().take());
+    let result = parse();
+    let path = FAILED_AT.with(|at| at.borrow_mut().take());
+    result.map_err(|e| error(&e, path.as_deref().unwrap_or("")))
+}
+
+fn error(e: &serde_saphyr::Error, path: &str) -> YamlError {
+    let plain = e.without_snippet();
+    let message = serde_saphyr::DefaultMessageFormatter
+        .format_message(plain)
+        .into_owned();
+    YamlError {
+        path: shown_path(path, &message),
+        message,
+        at: e.location().map(|l| (l.line(), l.column())),
+    }
+}
+
+/// The path as worth showing: none for the document itself (`.`) or where
+/// the parser stopped inside a value (`?`), and without the unknown field's
+/// own name, which the message already gives.
+fn shown_path(path: &str, message: &str) -> String {
+    if path == "." || path.split(['.', '[']).any(|part| part == "?") {
+        return String::new();
+    }
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field);
+    match unknown.and_then(|field| path.strip_suffix(field)) {
+        Some(parent) => parent.trim_end_matches('.').to_string(),
+        None => path.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Deserialize, serde::Serialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Doc {
+        name: String,
+        #[serde(default)]
+        ports: Vec<u16>,
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+    }
+
+    fn err(text: &str) -> String {
+        from_str::<Doc>(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn documents_read_and_write() {
+        let doc: Doc = from_str("name: a\nports: [80, 443]\n").unwrap();
+        assert_eq!(doc.ports, [80, 443]);
+        assert_eq!(
+            to_string(&doc).unwrap(),
+            "name: a\nports:\n- 80\n- 443\nlabels: {}\n"
+        );
+        let docs: Vec<Doc> = documents("name: a\n---\n# nothing\n---\nname: b\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].name, "b");
+        assert_eq!(documents::<Doc>("").unwrap(), []);
+        // A null name reads as an empty one, as serde_yaml read it.
+        assert_eq!(from_str::<Doc>("name:\n").unwrap().name, "");
+    }
+
+    #[test]
+    fn errors_name_the_path_and_the_line() {
+        assert_eq!(
+            err("name: a\nports: [80, 70000]\n"),
+            "ports[1]: invalid u16 at line 2 column 13"
+        );
+        assert_eq!(
+            err("name: a\nportz: []\n"),
+            "unknown field `portz`, expected one of name, ports, labels at line 2 column 1"
+        );
+        assert_eq!(
+            err("name: a\nlabels: {a: b\n"),
+            "unclosed bracket '{' at line 2 column 9"
+        );
+        assert_eq!(
+            err("just text"),
+            "expected mapping start at line 1 column 1"
+        );
+        // A later document's error carries its line in the whole text.
+        assert_eq!(
+            documents::<Doc>("name: a\n---\nname: b\nports: x\n")
+                .unwrap_err()
+                .to_string(),
+            "ports: expected sequence start at line 4 column 8"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly() {
+        let text = format!("name: a\nlabels: {}", "[".repeat(200_000));
+        assert_eq!(
+            from_str::<serde::de::IgnoredAny>(&text)
+                .unwrap_err()
+                .to_string(),
+            "labels: recursion limit exceeded at line 2 column 264"
+        );
+    }
+}

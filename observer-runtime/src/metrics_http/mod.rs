@@ -1,0 +1,435 @@
+//! The `/metrics` endpoint of flow-probe and the relay: hyper's HTTP/1.1
+//! server answering `GET` and `HEAD /metrics` with Prometheus' text format
+//! (0.0.4), 404 for other paths and 405 for other methods.
+//!
+//! What keeps a client from holding the server ([`Limits`]): a deadline for
+//! each request head (it also ends keep-alive connections that stay quiet), an
+//! idle deadline for a connection on which no byte moves ([`idle`]), and a cap
+//! on open connections. At the cap the server stops accepting: new connections
+//! wait in the listen backlog until one closes. Accept errors (EMFILE and the
+//! like) are logged once per burst, with a short pause before each retry.
+
+mod idle;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use idle::IdleTimeout;
+
+/// Prometheus' text exposition format.
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What a connection may take of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Time for a request head to arrive, counted from when the server starts
+    /// waiting for it (so it also closes quiet keep-alive connections).
+    pub header_read_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed
+    /// (a client that stopped reading its response).
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Pause after a failed accept before trying again.
+    pub accept_backoff: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_connections: 64,
+            accept_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Serves `render()` on `/metrics` with the default [`Limits`] until
+/// `shutdown` resolves.
+pub async fn serve<F>(listener: TcpListener, render: Arc<F>, shutdown: impl Future<Output = ()>)
+where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    serve_with(listener, render, Limits::default(), shutdown).await;
+}
+
+/// Serves `render()` on `/metrics` within `limits` until `shutdown` resolves;
+/// open connections are closed then.
+pub async fn serve_with<F>(
+    listener: TcpListener,
+    render: Arc<F>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    let mut failed_accepts = 0u64;
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept(&listener, &slots) => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, slot)) => {
+                if failed_accepts > 1 {
+                    log::info!("metrics listener: accepting again after {failed_accepts} failures");
+                }
+                failed_accepts = 0;
+                let render = render.clone();
+                connections.spawn(async move {
+                    if let Err(e) = connection(stream, render, limits).await {
+                        log::debug!("metrics connection: {e}");
+                    }
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                // At EMFILE every accept fails at once: log the first of a
+                // burst only, and give the process time to free descriptors.
+                if failed_accepts == 0 {
+                    log::warn!(
+                        "metrics listener: {e}; retrying every {:?}",
+                        limits.accept_backoff
+                    );
+                }
+                failed_accepts += 1;
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(limits.accept_backoff) => {}
+                }
+            }
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// The next connection, once a connection slot is free.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(std::io::Error::other)?;
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, slot))
+}
+
+/// Serves one connection's requests (keep-alive) within `limits`.
+async fn connection<F>(stream: TcpStream, render: Arc<F>, limits: Limits) -> hyper::Result<()>
+where
+    F: Fn() -> String + Send + Sync + 'static,
+{
+    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let response = respond(req.method(), req.uri().path(), &*render);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(io, service)
+        .await
+}
+
+/// The answer to `method path` (hyper leaves out the body of a HEAD answer).
+fn respond(
+    method: &Method,
+    path: &str,
+    render: &(dyn Fn() -> String + Send + Sync),
+) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: &'static str| {
+        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if path != "/metrics" {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut r = Response::new(Full::new(Bytes::from(render())));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
+    r
+}
+
+/// Parses a `--metrics-listen` value: an address, or "off".
+pub fn parse_listen(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| {
+        format!("--metrics-listen {s:?}: {e} (an address like 127.0.0.1:9965, or off)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_flag() {
+        assert_eq!(parse_listen("off"), Ok(None));
+        assert_eq!(
+            parse_listen("127.0.0.1:0"),
+            Ok(Some("127.0.0.1:0".parse().unwrap()))
+        );
+        let err = parse_listen("nope").unwrap_err();
+        assert!(err.starts_with("--metrics-listen \"nope\""), "{err}");
+    }
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One answer read off a keep-alive connection: status line, headers
+    /// (lower-case names), body.
+    #[derive(Debug)]
+    struct Answer {
+        status: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Answer {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Sends `method path` and reads the answer's head and, unless `method`
+    /// is HEAD, its Content-Length bytes of body.
+    async fn ask(s: &mut TcpStream, method: &str, path: &str) -> Answer {
+        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "connection closed before an answer");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().to_string();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (n, v) = l.split_once(": ").unwrap();
+                (n.to_ascii_lowercase(), v.to_string())
+            })
+            .collect();
+        let mut body = buf[head_end + 4..].to_vec();
+        let len: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let want = if method == "HEAD" { 0 } else { len };
+        while body.len() < want {
+            let mut chunk = vec![0u8; want - body.len()];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "connection closed inside a body");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        assert_eq!(body.len(), want, "nothing after the body");
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+
+    /// A server of "up 1\n" within `limits`, and what stops it.
+    async fn start(
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let render = Arc::new(|| "up 1\n".to_string());
+        let server = tokio::spawn(serve_with(listener, render, limits, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop, server)
+    }
+
+    #[tokio::test]
+    async fn answers_get_head_404_and_405_on_one_connection() {
+        let (addr, stop, server) = start(Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let ok = ask(&mut s, "GET", "/metrics?x=1").await;
+        assert_eq!(ok.status, "HTTP/1.1 200 OK");
+        assert_eq!(ok.header("content-type"), Some(CONTENT_TYPE_TEXT));
+        assert_eq!(ok.header("content-length"), Some("5"));
+        assert_eq!(ok.body, "up 1\n");
+        let head = ask(&mut s, "HEAD", "/metrics").await;
+        assert_eq!(head.status, "HTTP/1.1 200 OK");
+        assert_eq!(head.header("content-type"), Some(CONTENT_TYPE_TEXT));
+        assert_eq!(head.header("content-length"), Some("5"));
+        assert_eq!(head.body, "");
+        let missing = ask(&mut s, "GET", "/").await;
+        assert_eq!(missing.status, "HTTP/1.1 404 Not Found");
+        assert_eq!(missing.body, "not found\n");
+        let post = ask(&mut s, "POST", "/metrics").await;
+        assert_eq!(post.status, "HTTP/1.1 405 Method Not Allowed");
+        assert_eq!(post.header("allow"), Some("GET, HEAD"));
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        // Stopping the server closed the kept-alive connection too.
+        assert_eq!(s.read(&mut [0u8; 16]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn http_1_0_gets_its_answer_and_the_close() {
+        let (addr, stop, server) = start(Limits::default()).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).await.unwrap();
+        assert!(all.starts_with("HTTP/1.0 200 OK\r\n"), "{all}");
+        assert!(all.ends_with("\r\n\r\nup 1\n"), "{all}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(50),
+            ..Limits::default()
+        };
+        let (addr, stop, server) = start(limits).await;
+        let mut quiet = TcpStream::connect(addr).await.unwrap();
+        let mut rest = Vec::new();
+        quiet.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"", "closed without an answer");
+        // The same once a first request was answered (keep-alive idle).
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut kept, "GET", "/metrics").await.body, "up 1\n");
+        kept.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed() {
+        const BIG: usize = 32 << 20;
+        let limits = Limits {
+            idle_timeout: Duration::from_millis(50),
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The first answer is far larger than the socket buffers.
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let render = Arc::new(move || {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                "x".repeat(BIG)
+            } else {
+                "up 1\n".to_string()
+            }
+        });
+        let server = tokio::spawn(serve_with(listener, render, limits, async {
+            let _ = stopped.await;
+        }));
+        let mut stuck = TcpStream::connect(addr).await.unwrap();
+        stuck
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The only slot is taken until the server gives up on the reader that
+        // reads nothing; then the next connection is served.
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut next, "GET", "/metrics").await.body, "up 1\n");
+        // What reached the stuck reader ends well short of the answer.
+        let mut received = 0usize;
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            match stuck.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received += n,
+            }
+        }
+        assert!(received < BIG, "{received}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_new_connections_wait_for_a_free_slot() {
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let (addr, stop, server) = start(limits).await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut first, "GET", "/metrics").await.body, "up 1\n");
+        // The kernel completes the handshake; the server does not accept it.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The first connection is served after the second asked ...
+        assert_eq!(
+            ask(&mut first, "HEAD", "/metrics").await.status,
+            "HTTP/1.1 200 OK"
+        );
+        // ... and the second has no answer while the first holds the slot.
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            second.try_read(&mut byte).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock)
+        );
+        drop(first);
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 256];
+        while !answer.ends_with(b"up 1\n") {
+            let n = second.read(&mut chunk).await.unwrap();
+            assert_ne!(n, 0, "closed before the answer");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+}
