@@ -212,6 +212,12 @@ impl Enricher {
         crate::lifecycle::lifecycle_flow(ev, &cx)
     }
 
+    /// Draws flow UUIDs from `ids` (a fixed prefix makes them reproducible).
+    pub fn with_flow_ids(mut self, ids: FlowIds) -> Self {
+        self.ids = ids;
+        self
+    }
+
     /// Names the policies of verdict events from this table.
     pub fn with_policy_names(mut self, names: std::sync::Arc<PolicyNames>) -> Self {
         self.policy_names = Some(names);
@@ -496,20 +502,4 @@ fn icmp6_name(t: u8) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::FlowIds;
-
-    #[test]
-    fn flow_uuids_are_version_8_with_a_run_prefix_and_a_counter() {
-        let mut ids = FlowIds::with_prefix(0x0123_4567_89ab_cdef);
-        assert_eq!(ids.next_uuid(), "01234567-89ab-8def-8000-000000000001");
-        assert_eq!(ids.next_uuid(), "01234567-89ab-8def-8000-000000000002");
-        let parsed = uuid::Uuid::parse_str(&ids.next_uuid()).unwrap();
-        assert_eq!(parsed.get_version_num(), 8);
-        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
-        // Two runs draw different prefixes.
-        let (a, b) = (FlowIds::new().next_uuid(), FlowIds::new().next_uuid());
-        assert_ne!(a[..18], b[..18]);
-        assert_eq!(a[18..], b[18..]);
-    }
-}
+mod tests;
