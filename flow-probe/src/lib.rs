@@ -9,6 +9,8 @@
 //! - [`pipeline`]: drains the ring buffer, decodes, and hands each event to
 //!   [`enrich`], which builds a Hubble `Flow` with endpoints and identities from the
 //!   endpoints file; lost-event counts become records in the stream.
+//!   [`flow_builder`] builds what every flow shares (time, UUID, node, IP,
+//!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
 //! - [`store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
 //! - [`server`]: the `observer.Observer` gRPC service over the store.
@@ -24,6 +26,7 @@
 pub mod agent;
 pub mod datapath;
 pub mod enrich;
+pub mod flow_builder;
 pub mod kernel;
 pub mod lifecycle;
 pub mod metrics;

@@ -711,17 +711,3 @@ fn each_protocol_has_its_layer4_and_summary() {
         assert_eq!(enrich(ev), want, "IP protocol {proto}");
     }
 }
-
-#[test]
-fn flow_uuids_are_version_8_with_a_run_prefix_and_a_counter() {
-    let mut ids = FlowIds::with_prefix(0x0123_4567_89ab_cdef);
-    assert_eq!(ids.next_uuid(), "01234567-89ab-8def-8000-000000000001");
-    assert_eq!(ids.next_uuid(), "01234567-89ab-8def-8000-000000000002");
-    let parsed = uuid::Uuid::parse_str(&ids.next_uuid()).unwrap();
-    assert_eq!(parsed.get_version_num(), 8);
-    assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
-    // Two runs draw different prefixes.
-    let (a, b) = (FlowIds::new().next_uuid(), FlowIds::new().next_uuid());
-    assert_ne!(a[..18], b[..18]);
-    assert_eq!(a[18..], b[18..]);
-}
