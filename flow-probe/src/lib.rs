@@ -16,7 +16,8 @@
 //! - [`server`]: the `observer.Observer` gRPC service over the store.
 //! - [`policy`] → [`datapath`]: policy files compiled to identity-based rules and
 //!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
-//!   every change of the policy directory.
+//!   every change of the policy directory, woken by [`file_watch`]; each
+//!   distinct policy in force advances a [`generation`] (also on `/metrics`).
 //! - [`services`]: the services file compiled to the socket load balancer's maps,
 //!   kept in step with the files; SOCK flows of its translations.
 //! - [`metrics`]: Prometheus metrics (Hubble's names) counted per flow, served
@@ -26,7 +27,9 @@
 pub mod agent;
 pub mod datapath;
 pub mod enrich;
+pub mod file_watch;
 pub mod flow_builder;
+pub mod generation;
 pub mod kernel;
 pub mod lifecycle;
 pub mod metrics;
