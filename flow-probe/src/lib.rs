@@ -11,10 +11,10 @@
 //!   endpoints file; lost-event counts become records in the stream.
 //!   [`flow_builder`] builds what every flow shares (time, UUID, node, IP,
 //!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
-//! - [`store`]: the ring of recent flows (4095 by default) and the broadcast to
+//! - [`observer_runtime::store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
 //! - [`server`]: the `observer.Observer` gRPC service over the store.
-//! - [`policy`] → [`datapath`]: policy files compiled to identity-based rules and
+//! - [`cluster_spec::policy`] → [`datapath`]: policy files compiled to identity-based rules and
 //!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
 //!   every change of the policy directory, woken by [`file_watch`]; each
 //!   distinct policy in force advances a [`generation`] (also on `/metrics`).

@@ -4,7 +4,7 @@
 //! enforced at once. A file that does not parse is reported (naming the file,
 //! the field and the problem) and the policy in force stays as it was. Each
 //! distinct policy put in force advances the policy
-//! [`Generation`](crate::generation::Generation).
+//! [`Generation`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
