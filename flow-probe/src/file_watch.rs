@@ -161,13 +161,7 @@ mod tests {
     use super::*;
     use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("observe-file-watch-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use test_support::scratch::ScratchDir;
 
     fn yaml_only() -> Relevant {
         Arc::new(|p: &Path| p.extension().is_some_and(|e| e == "yaml"))
@@ -179,7 +173,8 @@ mod tests {
 
     #[test]
     fn closes_after_writing_renames_removals_and_rescans_wake_and_reads_do_not() {
-        let dir = scratch("kinds");
+        let scratch = ScratchDir::new("file-watch-kinds");
+        let dir = scratch.path();
         let file = dir.join("a.yaml");
         std::fs::write(&file, "one").unwrap();
         let wake = |kind, path: &Path| wakes(&event(kind, path), &*yaml_only());
@@ -219,7 +214,6 @@ mod tests {
         assert!(wake(EventKind::Create(CreateKind::File), &link));
         // Paths the watcher does not read never wake it.
         assert!(!wake(close_write, &dir.join("a.yaml.tmp")));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A fresh watch of `dir`, `change` made, and the wake it gives.
@@ -233,24 +227,23 @@ mod tests {
 
     #[tokio::test]
     async fn writing_renaming_over_and_removing_a_file_wake_the_watch() {
-        let dir = scratch("real");
+        let scratch = ScratchDir::new("file-watch-real");
+        let dir = scratch.path();
         let file = dir.join("a.yaml");
         let write = || std::fs::write(&file, "one").unwrap();
-        assert_eq!(wake_after(&dir, write).await, Wake::Changed);
+        assert_eq!(wake_after(dir, write).await, Wake::Changed);
         let tmp = dir.join("a.yaml.tmp");
         std::fs::write(&tmp, "two").unwrap();
         let rename = || std::fs::rename(&tmp, &file).unwrap();
-        assert_eq!(wake_after(&dir, rename).await, Wake::Changed);
+        assert_eq!(wake_after(dir, rename).await, Wake::Changed);
         let remove = || std::fs::remove_file(&file).unwrap();
-        assert_eq!(wake_after(&dir, remove).await, Wake::Changed);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(wake_after(dir, remove).await, Wake::Changed);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_folder_that_cannot_be_watched_is_rechecked() {
-        let dir = scratch("recheck");
-        let mut w = FileWatch::new(vec![dir.join("missing")], yaml_only());
+        let scratch = ScratchDir::new("file-watch-recheck");
+        let mut w = FileWatch::new(vec![scratch.path().join("missing")], yaml_only());
         assert_eq!(w.next().await, Wake::Recheck);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -179,9 +179,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_of_either_file_is_in_force_when_the_generation_advances() {
-        let dir = std::env::temp_dir().join(format!("observe-svc-watch-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = test_support::scratch::ScratchDir::new("services-watch");
+        let dir = scratch.path();
         let (services, endpoints) = (dir.join("services.yaml"), dir.join("endpoints.yaml"));
         std::fs::write(&services, SERVICES).unwrap();
         std::fs::write(&endpoints, ENDPOINTS).unwrap();
@@ -228,6 +227,5 @@ mod tests {
         let w = running.await.unwrap();
         assert_eq!(w.in_force().map(|c| c.frontends.len()), Some(1));
         assert_eq!(w.in_force().unwrap().frontends[0].backends, []);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
