@@ -6,10 +6,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use e2e::probe_metrics::POLICY_GENERATION;
 use e2e::{ips, ports};
 use flow_probe::kernel::sysfs;
+use observe_lab::write_atomically;
 use observe_lab::{Outcome, Scenario, run_traffic_once};
 use observer_proto::flow::{DropReason, Flow, TraceObservationPoint, Verdict};
 
@@ -93,6 +97,11 @@ fn policy_names(p: &[observer_proto::flow::Policy]) -> Vec<String> {
 async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
     let scenario = scenario();
     let env = e2e::start(&scenario, &[]);
+    assert_eq!(
+        env.metric(POLICY_GENERATION),
+        1,
+        "the policy is in force when the probe is ready"
+    );
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
@@ -157,9 +166,14 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].verdict, Verdict::Audit as i32);
 
-    // An explicit deny, added while running: POLICY_DENY naming the policy.
+    // An explicit deny, added while running: once in force, POLICY_DENY
+    // naming the policy.
     std::fs::write(env.lab.policy_dir().join("50-deny.yaml"), DENY_CLIENT).unwrap();
-    let report = wait_until_traffic(&env, &scenario, 2, |o| *o == Outcome::Dropped).await;
+    let in_force = tokio::task::block_in_place(|| env.wait_for_metric(POLICY_GENERATION, 2));
+    assert_eq!(in_force, 2, "one new policy set");
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
     let item = &report.items[2];
     let flows = env
         .wait_for("an explicit deny", |f| {
@@ -183,35 +197,16 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
     );
 }
 
-/// Runs the scenario's traffic until item `index` ends as `ok` says (policy
-/// changes apply asynchronously); bounded.
-async fn wait_until_traffic(
-    env: &e2e::Env,
-    scenario: &Scenario,
-    index: usize,
-    ok: impl Fn(&Outcome) -> bool,
-) -> observe_lab::TrafficReport {
-    for _ in 0..20 {
-        let report =
-            tokio::task::block_in_place(|| run_traffic_once(&env.lab, scenario)).expect("traffic");
-        if ok(&report.items[index].outcome) {
-            return report;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("item {index} never reached the expected outcome");
-}
-
-/// A TCP stream of `total` bytes from endpoint `from` to a server in `to`,
-/// written in chunks while `during` runs; returns the bytes the server read.
+/// A TCP stream from endpoint `from` to a server in `to`: the client writes
+/// without pause from before `during` runs until after it returns, so packets
+/// flow while it changes things. Returns (bytes written, bytes the server read).
 fn stream_while(
     env: &e2e::Env,
     from: &str,
     to: &str,
     port: u16,
-    total: usize,
     during: impl FnOnce(),
-) -> usize {
+) -> (usize, usize) {
     let server_ns = env.lab.endpoint(to).unwrap().netns.clone();
     let client_ns = env.lab.endpoint(from).unwrap().netns.clone();
     let dst: SocketAddr = (env.lab.endpoint(to).unwrap().ipv4, port).into();
@@ -234,27 +229,31 @@ fn stream_while(
         got
     });
     ready_rx.recv().unwrap();
-    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let done = Arc::new(AtomicBool::new(false));
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let client_done = done.clone();
     let client = std::thread::spawn(move || {
         sysfs::enter_netns(&client_ns).unwrap();
         let mut s = TcpStream::connect_timeout(&dst, Duration::from_secs(2)).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
         let chunk = vec![7u8; 16 << 10];
         let mut sent = 0;
-        while sent < total {
-            // Pace the stream so it spans the policy changes.
-            if sent == total / 4 {
-                let _ = go_rx.recv_timeout(Duration::from_secs(10));
-            }
+        loop {
             s.write_all(&chunk).unwrap();
             sent += chunk.len();
-            std::thread::sleep(Duration::from_micros(300));
+            if sent == chunk.len() {
+                started_tx.send(()).unwrap();
+            }
+            if client_done.load(Ordering::Acquire) {
+                return sent;
+            }
         }
     });
+    started_rx.recv().expect("the stream started");
     during();
-    drop(go_tx);
-    client.join().unwrap();
-    server.join().unwrap()
+    done.store(true, Ordering::Release);
+    let sent = client.join().unwrap();
+    (sent, server.join().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,28 +261,29 @@ async fn changing_policy_never_cuts_an_allowed_stream() {
     let scenario = scenario();
     let env = e2e::start(&scenario, &[]);
     let dir = env.lab.policy_dir();
-    let total = 400 * (16 << 10);
-    let got = tokio::task::block_in_place(|| {
-        stream_while(&env, "frontend", "api", 8080, total, || {
-            // Rewrite the policy several times while the stream runs: add a port,
-            // add an unrelated deny, then go back.
+    let (sent, got) = tokio::task::block_in_place(|| {
+        stream_while(&env, "frontend", "api", 8080, || {
+            // Rewrite the policy several times while the stream runs: add a
+            // port and an unrelated deny, then go back with another deny. One
+            // atomic rewrite per step, so each step is one policy set, and the
+            // next starts once the probe enforces the last.
             let widened = ALLOW_FRONTEND.replace(
                 "- {port: \"8080\", protocol: TCP}",
                 "- {port: \"8080\", protocol: TCP}\n            - {port: \"8081\", protocol: TCP}",
             );
             assert_ne!(widened, ALLOW_FRONTEND);
-            for (i, text) in [widened.as_str(), ALLOW_FRONTEND].iter().enumerate() {
-                std::fs::write(dir.join("00-api-allow-frontend.yaml"), text).unwrap();
-                std::fs::write(
-                    dir.join(format!("6{i}-deny.yaml")),
-                    DENY_CLIENT.replace("api-deny-client", &format!("deny-{i}")),
-                )
-                .unwrap();
-                std::thread::sleep(flow_probe::policy_watch::POLL * 3);
+            let before = env.metric(POLICY_GENERATION);
+            for (i, allow) in [widened.as_str(), ALLOW_FRONTEND].into_iter().enumerate() {
+                let deny = DENY_CLIENT.replace("api-deny-client", &format!("deny-{i}"));
+                let file = dir.join("00-api-allow-frontend.yaml");
+                write_atomically(&file, &format!("{allow}---\n{deny}")).unwrap();
+                let step = before + 1 + i as u64;
+                assert_eq!(env.wait_for_metric(POLICY_GENERATION, step), step);
             }
         })
     });
-    assert_eq!(got, total, "every byte of the allowed stream arrived");
+    assert!(sent > 0);
+    assert_eq!(got, sent, "every byte of the allowed stream arrived");
     let flows = env.all_flows().await;
     // Policy drops only: the kernel-drop tracepoint also sees other labs, which
     // reuse the same addresses in their own namespaces.

@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use e2e::probe_metrics::SERVICES_GENERATION;
 use e2e::{ips, ports};
 use flow_probe::kernel::sock_lb::open_pinned_maps;
 use flow_probe::services::sync::snapshot;
-use observe_lab::{DROP_WAIT, ItemReport, Lab, Outcome, Scenario, run_traffic_once};
+use observe_lab::{ItemReport, Lab, Outcome, Scenario, run_traffic_once};
 use observer_proto::flow::{
     DropReason, Flow, FlowFilter, FlowType, SocketTranslationPoint, Verdict,
 };
@@ -245,44 +246,42 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
         assert!(sock.summary.ends_with(":5353"), "{}", sock.summary);
     }
 
-    // No backends: refused at once, and a flow says why.
-    let rr = tokio::task::block_in_place(|| run(lab, 3, 1));
-    let r = &rr[0];
-    assert_eq!(r.outcome, Outcome::Refused);
-    let took = Duration::from_nanos(r.finished_unix_ns - r.started_unix_ns);
-    assert!(
-        took < DROP_WAIT,
-        "refused after {took:?}, child process included"
-    );
-    let flows = env
-        .wait_for("the refused connect as a flow", |flows| {
-            sock_flow(flows, client4, r.src_port.unwrap()).is_some()
-        })
-        .await;
-    let refused = sock_flow(&flows, client4, r.src_port.unwrap()).unwrap();
-    assert_eq!(refused.verdict, Verdict::Dropped as i32);
-    assert_eq!(
-        refused.drop_reason_desc,
-        DropReason::ServiceBackendNotFound as i32
-    );
-    assert_eq!(
-        refused.sock_xlate_point,
-        SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32
-    );
-    assert_eq!(
-        service_of(&refused.destination_service).as_deref(),
-        Some("default/empty")
-    );
-    assert_eq!(
-        refused.summary,
-        "198.18.100.11:80: no backend for default/empty (SERVICE_BACKEND_NOT_FOUND)"
-    );
-
-    // UDP to it: the connect is refused at once as well.
-    let ru = tokio::task::block_in_place(|| run(lab, 4, 1));
-    assert_eq!(ru[0].outcome, Outcome::Refused);
-    let took = Duration::from_nanos(ru[0].finished_unix_ns - ru[0].started_unix_ns);
-    assert!(took < DROP_WAIT, "refused after {took:?}");
+    // No backends, TCP and UDP: the connect itself is refused (ECONNREFUSED,
+    // nothing sent; a refusal by RST or ICMP port unreachable would come
+    // after a packet left), and a flow says why.
+    for (i, port) in [(3, 80), (4, 53)] {
+        let r = tokio::task::block_in_place(|| run(lab, i, 1)).remove(0);
+        assert_eq!(
+            (&r.outcome, r.bytes_sent, r.server_bytes_received),
+            (&Outcome::Refused, 0, 0)
+        );
+        let sport = r.src_port.unwrap();
+        let flows = env
+            .wait_for("the refused connect as a flow", |flows| {
+                sock_flow(flows, client4, sport).is_some()
+            })
+            .await;
+        let refused = sock_flow(&flows, client4, sport).unwrap();
+        assert_eq!(refused.verdict, Verdict::Dropped as i32);
+        assert_eq!(
+            refused.drop_reason_desc,
+            DropReason::ServiceBackendNotFound as i32
+        );
+        assert_eq!(
+            refused.sock_xlate_point,
+            SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32
+        );
+        assert_eq!(
+            service_of(&refused.destination_service).as_deref(),
+            Some("default/empty")
+        );
+        assert_eq!(
+            refused.summary,
+            format!(
+                "198.18.100.11:{port}: no backend for default/empty (SERVICE_BACKEND_NOT_FOUND)"
+            )
+        );
+    }
 
     // Everything goes with the lab: cgroup, pins.
     let pins =
@@ -293,28 +292,29 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
     assert!(!pins.exists(), "pins {} removed", pins.display());
 }
 
-/// Waits until the probe's pinned maps give the IPv4 TCP frontend of `api`
-/// `count` backends.
-fn wait_for_backends(pins: &std::path::Path, count: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let maps = open_pinned_maps(pins).expect("pinned service maps");
-        let api = snapshot(&maps)
-            .into_iter()
-            .find(|(k, _, _)| {
-                k.family == 4 && k.proto == 6 && k.addr[..4] == [198, 18, 100, 10] && k.port == 80
-            })
-            .expect("the api frontend is programmed");
-        if api.1.backend_count == count && api.2.len() == usize::from(count) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "api still has {:?} after 10 s",
-            api.1
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Backends of the IPv4 TCP frontend of `api` in the probe's pinned maps:
+/// (backend count, backend ports by slot).
+fn api_backends(pins: &Path) -> (u16, Vec<u16>) {
+    let maps = open_pinned_maps(pins).expect("pinned service maps");
+    let (_, service, backends) = snapshot(&maps)
+        .into_iter()
+        .find(|(k, _, _)| {
+            k.family == 4 && k.proto == 6 && k.addr[..4] == [198, 18, 100, 10] && k.port == 80
+        })
+        .expect("the api frontend is programmed");
+    (
+        service.backend_count,
+        backends.iter().map(|b| b.port).collect(),
+    )
+}
+
+/// Writes `text` to `path` atomically, then waits until the probe has put
+/// the change in force (its services generation advanced by one).
+fn write_and_wait(env: &e2e::Env, path: &Path, text: &str) {
+    let before = env.metric(SERVICES_GENERATION);
+    observe_lab::write_atomically(path, text).unwrap();
+    let now = env.wait_for_metric(SERVICES_GENERATION, before + 1);
+    assert_eq!(now, before + 1, "one new set of services");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,18 +324,17 @@ async fn backend_changes_apply_to_new_connections_at_once() {
     let pins =
         PathBuf::from(flow_probe::kernel::pins::PIN_ROOT).join(lab.node_netns("node1").unwrap());
     let client4 = ip_of(lab, "client", false);
-    tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
+    // In force when the probe is ready.
+    assert_eq!(env.metric(SERVICES_GENERATION), 1);
+    assert_eq!(api_backends(&pins), (2, vec![8080, 8080]));
 
     // api-2 leaves the endpoints file: new connections all go to api-1.
     let endpoints_text = std::fs::read_to_string(lab.endpoints_path()).unwrap();
     let mut without = lab.endpoints_file();
     without.endpoints.retain(|e| e.name != "api-2");
-    observe_lab::write_atomically(
-        &lab.endpoints_path(),
-        &cluster_spec::yaml::to_string(&without).unwrap(),
-    )
-    .unwrap();
-    tokio::task::block_in_place(|| wait_for_backends(&pins, 1));
+    let without = cluster_spec::yaml::to_string(&without).unwrap();
+    tokio::task::block_in_place(|| write_and_wait(&env, &lab.endpoints_path(), &without));
+    assert_eq!(api_backends(&pins), (1, vec![8080]));
     let reports = tokio::task::block_in_place(|| run(lab, 0, 8));
     let flows = env
         .wait_for("SOCK flows after the removal", |flows| {
@@ -350,23 +349,23 @@ async fn backend_changes_apply_to_new_connections_at_once() {
     }
 
     // Back in: both serve again.
-    observe_lab::write_atomically(&lab.endpoints_path(), &endpoints_text).unwrap();
-    tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
+    tokio::task::block_in_place(|| write_and_wait(&env, &lab.endpoints_path(), &endpoints_text));
+    assert_eq!(api_backends(&pins), (2, vec![8080, 8080]));
 
     // The services file edited: the selector matches nothing, connects fail fast.
     let services_text = std::fs::read_to_string(lab.services_path()).unwrap();
     let edited = services_text.replacen("app: api", "app: gone", 1);
     assert_ne!(edited, services_text);
-    observe_lab::write_atomically(&lab.services_path(), &edited).unwrap();
-    tokio::task::block_in_place(|| wait_for_backends(&pins, 0));
+    tokio::task::block_in_place(|| write_and_wait(&env, &lab.services_path(), &edited));
+    assert_eq!(api_backends(&pins), (0, vec![]));
     let mut refused = item(0);
     refused.traffic[0].expect = observe_lab::Expect::Refused;
     let report = tokio::task::block_in_place(|| run_traffic_once(lab, &refused)).unwrap();
     assert!(report.all_as_expected(), "{report}");
 
     // And restored: connections complete again.
-    observe_lab::write_atomically(&lab.services_path(), &services_text).unwrap();
-    tokio::task::block_in_place(|| wait_for_backends(&pins, 2));
+    tokio::task::block_in_place(|| write_and_wait(&env, &lab.services_path(), &services_text));
+    assert_eq!(api_backends(&pins), (2, vec![8080, 8080]));
     tokio::task::block_in_place(|| run(lab, 0, 2));
 }
 

@@ -12,11 +12,12 @@ use observer_proto::observe::v1::KernelFeature;
 
 use crate::datapath::{Datapath, PolicyNames};
 use crate::enrich::Enricher;
+use crate::generation::Generation;
 use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
 use crate::kernel::loader::{LoadedProbe, ProbeConfig};
 use crate::kernel::sysfs;
 use crate::pipeline::{self, Pipeline};
-use crate::policy_watch;
+use crate::policy_watch::PolicyWatcher;
 use crate::server::{self, NodeInfo, ObserverService};
 use observer_runtime::store::FlowStore;
 
@@ -114,6 +115,7 @@ pub async fn run(
                 .context("starting the flow probe")?,
         ),
     };
+    let metrics = Arc::new(crate::metrics::Metrics::new(&cfg.metrics));
     let names = Arc::new(PolicyNames::default());
     enricher = enricher.with_policy_names(names.clone());
     let mut datapath = None;
@@ -152,7 +154,11 @@ pub async fn run(
             .map(|maps| Datapath::new(maps, ifindex_of, names.clone()));
     }
 
-    // Services are in force before the probe reports ready.
+    // Policy and services are in force before the probe reports ready.
+    let policies = datapath.map(|dp| {
+        let generation = Generation::new().with_gauge(metrics.policy_generation());
+        PolicyWatcher::start(dp, cfg.policy_dir.clone(), endpoints.clone(), generation)
+    });
     let lb_maps = probe
         .as_mut()
         .and_then(|p| p.lb.as_mut())
@@ -167,12 +173,12 @@ pub async fn run(
             table,
             path,
             cfg.endpoints.clone(),
+            Generation::new().with_gauge(metrics.services_generation()),
         ));
     } else if lb_maps.is_some() {
         log::warn!("the socket load balancer is attached but no --services file names any service");
     }
 
-    let metrics = Arc::new(crate::metrics::Metrics::new(&cfg.metrics));
     metrics.set_attached_programs(probe.as_ref().map_or(0, |p| 2 * p.attached.len()));
     let metrics_listener = match cfg.metrics_listen {
         Some(addr) => {
@@ -239,14 +245,8 @@ pub async fn run(
         }
     };
     let policies = async {
-        if let Some(dp) = datapath {
-            policy_watch::run(
-                dp,
-                cfg.policy_dir.clone(),
-                endpoints.clone(),
-                stopped(stop_rx.clone()),
-            )
-            .await;
+        if let Some(w) = policies {
+            w.run(stopped(stop_rx.clone())).await;
         }
     };
     let services = async {

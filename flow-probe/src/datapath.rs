@@ -33,7 +33,7 @@ impl PolicyNames {
             .cloned()
     }
 
-    fn insert(&self, id: u32, p: PolicyRef) {
+    pub(crate) fn insert(&self, id: u32, p: PolicyRef) {
         self.by_id
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,18 +1,23 @@
-//! Turns a decoded kernel event into a Hubble `Flow`: wall-clock time, endpoints
-//! and identities from the endpoints file, reply and direction from who opened the
-//! flow, and the observation point from the hook and interface.
+//! Turns a decoded kernel event into a Hubble `Flow`. Time, UUID, node, IP,
+//! ports and the endpoints behind the addresses come from
+//! [`crate::flow_builder`]; here: reply and direction from who opened the
+//! flow, the observation point from the hook and interface, volume, the
+//! verdict with its drop reason and policy, and kernel drops.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use cluster_spec::endpoints::{EndpointsFile, reserved};
+use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
-    self, CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
-    NetworkInterface, Policy, TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
+    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface, Policy,
+    TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
 };
 use observer_proto::observe::v1::{FlowVolume, KernelDrop};
 
 use crate::datapath::PolicyNames;
+// The public path of the flow ids stays here, where flows are made.
+pub use crate::flow_builder::FlowIds;
+use crate::flow_builder::{NodeFlows, addr, ipproto, ports};
 use crate::kernel::events::{FlowEvent, hook, kind, verdict};
 
 /// Cilium's drop reasons for policy (flow.proto DropReason numbers).
@@ -39,63 +44,6 @@ pub mod monitor {
     pub const TRACE_TO_NETWORK: i32 = 11;
 }
 
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_ICMPV6: u8 = 58;
-
-/// Flow UUIDs (RFC 9562 version 8, a custom layout): the first 8 bytes are
-/// drawn at random once per probe run (60 random bits: the version takes 4),
-/// the last 8 are a counter of the run's flows, big-endian (62 bits: the
-/// variant takes 2). So they are unique across nodes and restarts (two runs
-/// share a prefix with probability about runs² / 2⁶¹), sort by emission
-/// within a run, and cost the relay's history a few bytes per flow instead of
-/// 16 incompressible random ones. Text: `3f2a9c41-07d5-8e1b-8000-00000000002a`.
-pub struct FlowIds {
-    prefix: [u8; 8],
-    counter: u64,
-}
-
-impl FlowIds {
-    /// A new run: a random prefix, the counter at 0.
-    pub fn new() -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        // RandomState's keys come from the OS's random source; time and pid
-        // only add to them.
-        let salt = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ u64::from(std::process::id()).rotate_left(32);
-        Self::with_prefix(RandomState::new().hash_one(salt))
-    }
-
-    /// A run with this prefix (the version nibble replaces 4 of its bits).
-    pub fn with_prefix(prefix: u64) -> Self {
-        FlowIds {
-            prefix: prefix.to_be_bytes(),
-            counter: 0,
-        }
-    }
-
-    /// The next flow's UUID, canonical text (lowercase, hyphenated).
-    pub fn next_uuid(&mut self) -> String {
-        self.counter = (self.counter + 1) & (u64::MAX >> 2);
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&self.prefix);
-        bytes[8..].copy_from_slice(&self.counter.to_be_bytes());
-        uuid::Builder::from_custom_bytes(bytes)
-            .into_uuid()
-            .to_string()
-    }
-}
-
-impl Default for FlowIds {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// An interface the probe is attached to, and the endpoint behind it if any.
 #[derive(Debug, Clone)]
 struct Interface {
@@ -105,11 +53,8 @@ struct Interface {
 
 /// Everything needed to enrich flows on one node.
 pub struct Enricher {
-    node_name: String,
-    by_ip: HashMap<IpAddr, Endpoint>,
+    node: NodeFlows,
     interfaces: HashMap<u32, Interface>,
-    world: Endpoint,
-    ids: FlowIds,
     policy_names: Option<std::sync::Arc<PolicyNames>>,
     kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     services: Option<std::sync::Arc<crate::services::ServiceTable>>,
@@ -117,46 +62,9 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new(node_name: &str, file: &EndpointsFile) -> Self {
-        let identities = file.identities();
-        let mut by_ip = HashMap::new();
-        for ep in &file.endpoints {
-            let labels = ep.identity_labels();
-            let proto_ep = Endpoint {
-                id: ep.id,
-                identity: identities
-                    .get(&labels)
-                    .copied()
-                    .unwrap_or(reserved::UNKNOWN),
-                namespace: ep.namespace.clone(),
-                labels,
-                pod_name: ep.name.clone(),
-                workloads: ep
-                    .workload
-                    .iter()
-                    .map(|w| flow::Workload {
-                        name: w.name.clone(),
-                        kind: w.kind.clone(),
-                    })
-                    .collect(),
-                ..Default::default()
-            };
-            let v4 = ep.ipv4.map(IpAddr::V4);
-            let v6 = ep.ipv6.map(IpAddr::V6);
-            for addr in v4.into_iter().chain(v6) {
-                by_ip.insert(addr, proto_ep.clone());
-            }
-        }
-        let world = Endpoint {
-            identity: reserved::WORLD,
-            labels: vec!["reserved:world".to_string()],
-            ..Default::default()
-        };
         Enricher {
-            node_name: node_name.to_string(),
-            by_ip,
+            node: NodeFlows::new(node_name, file),
             interfaces: HashMap::new(),
-            world,
-            ids: FlowIds::new(),
             policy_names: None,
             kernel_drop_reasons: Default::default(),
             services: None,
@@ -166,7 +74,7 @@ impl Enricher {
     /// Registers an attached interface; `endpoint_ip` names the endpoint behind a
     /// host-side veth.
     pub fn add_interface(&mut self, ifindex: u32, name: &str, endpoint_ip: Option<IpAddr>) {
-        let endpoint = endpoint_ip.and_then(|ip| self.by_ip.get(&ip).cloned());
+        let endpoint = endpoint_ip.and_then(|ip| self.node.endpoints().get(ip).cloned());
         self.interfaces.insert(
             ifindex,
             Interface {
@@ -188,13 +96,8 @@ impl Enricher {
         ev: &crate::kernel::events::SockXlateEvent,
         unix_offset_ns: i128,
     ) -> Flow {
-        let cx = crate::services::flows::SockContext {
-            uuid: self.next_uuid(),
-            node_name: &self.node_name,
-            unix_offset_ns,
-            endpoint_of: &|ip| self.endpoint_of(ip),
-        };
-        crate::services::flows::sock_flow(ev, self.services.as_deref(), &cx)
+        let cx = self.node.next(unix_offset_ns);
+        crate::services::flows::sock_flow(ev, self.services.as_deref(), cx)
     }
 
     /// Builds the flow of a TCP lifecycle event (see [`crate::lifecycle`]).
@@ -203,13 +106,13 @@ impl Enricher {
         ev: &crate::kernel::events::TcpLifecycleEvent,
         unix_offset_ns: i128,
     ) -> Flow {
-        let cx = crate::lifecycle::LifecycleContext {
-            uuid: self.next_uuid(),
-            node_name: &self.node_name,
-            unix_offset_ns,
-            endpoint_of: &|ip| self.endpoint_of(ip),
-        };
-        crate::lifecycle::lifecycle_flow(ev, &cx)
+        crate::lifecycle::lifecycle_flow(ev, self.node.next(unix_offset_ns))
+    }
+
+    /// Draws flow UUIDs from `ids` (a fixed prefix makes them reproducible).
+    pub fn with_flow_ids(mut self, ids: FlowIds) -> Self {
+        self.node.set_ids(ids);
+        self
     }
 
     /// Names the policies of verdict events from this table.
@@ -219,25 +122,13 @@ impl Enricher {
     }
 
     pub fn node_name(&self) -> &str {
-        &self.node_name
-    }
-
-    fn endpoint_of(&self, ip: IpAddr) -> Endpoint {
-        self.by_ip
-            .get(&ip)
-            .cloned()
-            .unwrap_or_else(|| self.world.clone())
-    }
-
-    fn next_uuid(&mut self) -> String {
-        self.ids.next_uuid()
+        self.node.node_name()
     }
 
     /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
     pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
-        let uuid = self.next_uuid();
         let k = &ev.key;
-        let (src, dst) = addresses(k.family, &k.saddr, &k.daddr);
+        let (src, dst) = (addr(k.family, &k.saddr), addr(k.family, &k.daddr));
         let iface = self.interfaces.get(&k.ifindex);
         let at_endpoint = iface.is_some_and(|i| i.endpoint.is_some());
         let ingress_hook = k.hook == hook::TC_INGRESS;
@@ -268,29 +159,15 @@ impl Enricher {
             ((ev.bytes, ev.packets), (ev.rev_bytes, ev.rev_packets))
         };
         let (l4, summary) = layer4(ev);
-        let time_ns = i128::from(ev.ktime_ns) + unix_offset_ns;
+        let base = self.node.next(unix_offset_ns).flow_between_endpoints(
+            FlowType::L3L4,
+            ev.ktime_ns,
+            src,
+            dst,
+        );
         let mut flow = Flow {
-            time: Some(prost_types::Timestamp {
-                seconds: (time_ns / 1_000_000_000) as i64,
-                nanos: (time_ns % 1_000_000_000) as i32,
-            }),
-            uuid,
             verdict: i32::from(ev.verdict),
-            ip: Some(Ip {
-                source: src.to_string(),
-                destination: dst.to_string(),
-                ip_version: if k.family == 6 {
-                    IpVersion::IPv6
-                } else {
-                    IpVersion::IPv4
-                } as i32,
-                ..Default::default()
-            }),
             l4,
-            source: Some(self.endpoint_of(src)),
-            destination: Some(self.endpoint_of(dst)),
-            r#type: FlowType::L3L4 as i32,
-            node_name: self.node_name.clone(),
             event_type: Some(CiliumEventType {
                 r#type: i32::from(ev.kind),
                 sub_type: match ev.kind {
@@ -313,7 +190,7 @@ impl Enricher {
                 rev_bytes: rev.0,
                 rev_packets: rev.1,
             }),
-            ..Default::default()
+            ..base
         };
         if k.hook == hook::KFREE_SKB {
             self.make_kernel_drop(&mut flow, ev);
@@ -384,18 +261,6 @@ impl Enricher {
     }
 }
 
-fn addresses(family: u8, s: &[u8; 16], d: &[u8; 16]) -> (IpAddr, IpAddr) {
-    if family == 6 {
-        (
-            IpAddr::V6(Ipv6Addr::from(*s)),
-            IpAddr::V6(Ipv6Addr::from(*d)),
-        )
-    } else {
-        let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
-        (v4(s), v4(d))
-    }
-}
-
 /// The packet's TCP flags, as Hubble's TCPFlags message.
 pub fn tcp_flags(bits: u8) -> TcpFlags {
     TcpFlags {
@@ -433,44 +298,29 @@ pub fn tcp_flag_names(bits: u8) -> String {
 
 fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
     let k = &ev.key;
-    let (protocol, summary) = match k.proto {
-        IPPROTO_TCP => (
-            layer4::Protocol::Tcp(flow::Tcp {
-                source_port: k.sport.into(),
-                destination_port: k.dport.into(),
-                flags: Some(tcp_flags(ev.tcp_flags)),
-            }),
+    let icmp = |p| Some(Layer4 { protocol: Some(p) });
+    match k.proto {
+        ipproto::TCP => (
+            ports(k.proto, k.sport, k.dport, Some(tcp_flags(ev.tcp_flags))),
             format!("TCP Flags: {}", tcp_flag_names(ev.tcp_flags)),
         ),
-        IPPROTO_UDP => (
-            layer4::Protocol::Udp(flow::Udp {
-                source_port: k.sport.into(),
-                destination_port: k.dport.into(),
-            }),
-            "UDP".to_string(),
-        ),
-        IPPROTO_ICMP => (
-            layer4::Protocol::IcmPv4(IcmPv4 {
+        ipproto::UDP => (ports(k.proto, k.sport, k.dport, None), "UDP".to_string()),
+        ipproto::ICMP => (
+            icmp(layer4::Protocol::IcmPv4(IcmPv4 {
                 r#type: ev.icmp_type.into(),
                 code: ev.icmp_code.into(),
-            }),
+            })),
             format!("ICMPv4 {}", icmp4_name(ev.icmp_type)),
         ),
-        IPPROTO_ICMPV6 => (
-            layer4::Protocol::IcmPv6(IcmPv6 {
+        ipproto::ICMPV6 => (
+            icmp(layer4::Protocol::IcmPv6(IcmPv6 {
                 r#type: ev.icmp_type.into(),
                 code: ev.icmp_code.into(),
-            }),
+            })),
             format!("ICMPv6 {}", icmp6_name(ev.icmp_type)),
         ),
-        other => return (None, format!("IP protocol {other}")),
-    };
-    (
-        Some(Layer4 {
-            protocol: Some(protocol),
-        }),
-        summary,
-    )
+        other => (None, format!("IP protocol {other}")),
+    }
 }
 
 fn icmp4_name(t: u8) -> String {
@@ -496,20 +346,4 @@ fn icmp6_name(t: u8) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::FlowIds;
-
-    #[test]
-    fn flow_uuids_are_version_8_with_a_run_prefix_and_a_counter() {
-        let mut ids = FlowIds::with_prefix(0x0123_4567_89ab_cdef);
-        assert_eq!(ids.next_uuid(), "01234567-89ab-8def-8000-000000000001");
-        assert_eq!(ids.next_uuid(), "01234567-89ab-8def-8000-000000000002");
-        let parsed = uuid::Uuid::parse_str(&ids.next_uuid()).unwrap();
-        assert_eq!(parsed.get_version_num(), 8);
-        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
-        // Two runs draw different prefixes.
-        let (a, b) = (FlowIds::new().next_uuid(), FlowIds::new().next_uuid());
-        assert_ne!(a[..18], b[..18]);
-        assert_eq!(a[18..], b[18..]);
-    }
-}
+mod tests;

@@ -9,12 +9,15 @@
 //! - [`pipeline`]: drains the ring buffer, decodes, and hands each event to
 //!   [`enrich`], which builds a Hubble `Flow` with endpoints and identities from the
 //!   endpoints file; lost-event counts become records in the stream.
-//! - [`store`]: the ring of recent flows (4095 by default) and the broadcast to
+//!   [`flow_builder`] builds what every flow shares (time, UUID, node, IP,
+//!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
+//! - [`observer_runtime::store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
 //! - [`server`]: the `observer.Observer` gRPC service over the store.
-//! - [`policy`] → [`datapath`]: policy files compiled to identity-based rules and
+//! - [`cluster_spec::policy`] → [`datapath`]: policy files compiled to identity-based rules and
 //!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
-//!   every change of the policy directory.
+//!   every change of the policy directory, woken by [`file_watch`]; each
+//!   distinct policy in force advances a [`generation`] (also on `/metrics`).
 //! - [`services`]: the services file compiled to the socket load balancer's maps,
 //!   kept in step with the files; SOCK flows of its translations.
 //! - [`metrics`]: Prometheus metrics (Hubble's names) counted per flow, served
@@ -24,6 +27,9 @@
 pub mod agent;
 pub mod datapath;
 pub mod enrich;
+pub mod file_watch;
+pub mod flow_builder;
+pub mod generation;
 pub mod kernel;
 pub mod lifecycle;
 pub mod metrics;

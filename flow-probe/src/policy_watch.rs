@@ -1,22 +1,27 @@
-//! Watches the policy directory and keeps the datapath in step with it: every
-//! change is loaded, compiled and synced without restarting anything. A file that
-//! does not parse is reported (naming the file, the field and the problem) and
-//! the policy in force stays as it was.
+//! Keeps the datapath in step with the policy directory: the directory is
+//! applied once at start ([`PolicyWatcher::start`], before the probe reports
+//! ready), then on every change [`crate::file_watch`] reports, so a change is
+//! enforced at once. A file that does not parse is reported (naming the file,
+//! the field and the problem) and the policy in force stays as it was. Each
+//! distinct policy put in force advances the policy
+//! [`Generation`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use cluster_spec::endpoints::EndpointsFile;
+use cluster_spec::policy::{self, CompiledPolicy};
 
 use crate::datapath::Datapath;
-use cluster_spec::policy;
-
-/// How often the directory is checked for changes.
-pub const POLL: Duration = Duration::from_millis(500);
+use crate::file_watch::FileWatch;
+use crate::generation::{Generation, InForce};
 
 /// Names, sizes and modification times of the policy files: changes when any
-/// file is added, removed or written.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// file is added, removed or written. Only the slow re-check reads it.
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+fn fingerprint(dir: &Path) -> Fingerprint {
     let mut out: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -39,55 +44,75 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     out
 }
 
-/// Loads, compiles and syncs once; errors leave the datapath untouched.
-pub fn apply(
-    datapath: &mut Datapath,
-    dir: Option<&Path>,
-    endpoints: &EndpointsFile,
-) -> anyhow::Result<()> {
-    let policies = match dir {
-        Some(d) => policy::load_dir(d)?,
-        None => Vec::new(),
-    };
-    let compiled = policy::compile(&policies, endpoints);
-    let report = datapath.sync(&compiled, endpoints)?;
-    log::info!(
-        "policy in force: {} policies, {} rules ({} written, {} removed), {} endpoints",
-        compiled.policies.len(),
-        compiled.entries.len(),
-        report.rules_written,
-        report.rules_removed,
-        report.endpoints
-    );
-    Ok(())
-}
-
-/// Applies the directory now and on every change until `stop` resolves.
-pub async fn run(
-    mut datapath: Datapath,
+/// Applies the policy directory to the datapath, now and on every change.
+pub struct PolicyWatcher {
+    datapath: Datapath,
     dir: Option<PathBuf>,
     endpoints: EndpointsFile,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut seen = dir.as_deref().map(fingerprint);
-    if let Err(e) = apply(&mut datapath, dir.as_deref(), &endpoints) {
-        log::error!("{e:#}; the pinned policy stays in force");
+    in_force: InForce<CompiledPolicy>,
+    seen: Fingerprint,
+    /// `None` without a directory.
+    watch: Option<FileWatch>,
+}
+
+impl PolicyWatcher {
+    /// Watches the directory and applies it (none: no policy) once, now, so
+    /// a change from here on is seen; a failure is logged and the pinned
+    /// policy stays in force. Needs a tokio runtime.
+    pub fn start(
+        datapath: Datapath,
+        dir: Option<PathBuf>,
+        endpoints: EndpointsFile,
+        generation: Generation,
+    ) -> Self {
+        let every_file = Arc::new(|_: &Path| true);
+        let mut w = PolicyWatcher {
+            watch: dir.clone().map(|d| FileWatch::new(vec![d], every_file)),
+            seen: dir.as_deref().map(fingerprint).unwrap_or_default(),
+            datapath,
+            dir,
+            endpoints,
+            in_force: InForce::new(generation),
+        };
+        if let Err(e) = w.apply() {
+            log::error!("{e:#}; the pinned policy stays in force");
+        }
+        w
     }
-    let Some(dir) = dir else { return };
-    tokio::pin!(stop);
-    let mut tick = tokio::time::interval(POLL);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = tick.tick() => {}
-        }
-        let now = Some(fingerprint(&dir));
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        if let Err(e) = apply(&mut datapath, Some(&dir), &endpoints) {
-            log::error!("{e:#}; the previous policy stays in force");
+
+    /// Loads, compiles and syncs once; errors leave the datapath untouched.
+    fn apply(&mut self) -> anyhow::Result<()> {
+        let policies = match &self.dir {
+            Some(d) => policy::load_dir(d)?,
+            None => Vec::new(),
+        };
+        let compiled = policy::compile(&policies, &self.endpoints);
+        let report = self.datapath.sync(&compiled, &self.endpoints)?;
+        let (policies, rules) = (compiled.policies.len(), compiled.entries.len());
+        let generation = self.in_force.put(compiled);
+        log::info!(
+            "policy in force: {policies} policies, {rules} rules ({} written, {} removed), {} endpoints; generation {generation}",
+            report.rules_written,
+            report.rules_removed,
+            report.endpoints
+        );
+        Ok(())
+    }
+
+    /// Re-applies on every change of the directory until `stop` resolves.
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+        let (Some(dir), Some(mut watch)) = (self.dir.clone(), self.watch.take()) else {
+            return;
+        };
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                () = watch.changed(&mut self.seen, || fingerprint(&dir)) => {}
+            }
+            if let Err(e) = self.apply() {
+                log::error!("{e:#}; the previous policy stays in force");
+            }
         }
     }
 }

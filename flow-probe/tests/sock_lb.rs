@@ -1,19 +1,19 @@
 //! The socket load balancer in the kernel, without a lab: its programs attached
 //! to a fresh cgroup, services programmed through the maps, and a client process
-//! (this test binary, re-run as `lb_child`) that puts itself in the cgroup and
-//! talks to VIPs whose backends listen on loopback here.
+//! (test-support's `cgroup-client`) that puts itself in the cgroup and talks to
+//! VIPs whose backends listen on loopback here.
 //!
 //! Checks: connect and unconnected sendmsg are translated (IPv4 and IPv6);
 //! getpeername and recvmsg show the VIP again; a service without backends fails
-//! the connect at once with ECONNREFUSED; every translation is an event on the
+//! the connect itself with ECONNREFUSED; every translation is an event on the
 //! shared, pinned ring buffer with the socket cookie and the cgroup id; nothing
 //! stays behind (cgroup, pins).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aya::maps::{Map, MapData, RingBuf};
 use cluster_spec::endpoints::EndpointsFile;
@@ -22,8 +22,6 @@ use flow_probe::kernel::events::{self, Event, SockXlateEvent, sock_hook, xlate_p
 use flow_probe::kernel::loader::ProbeConfig;
 use flow_probe::kernel::sock_lb::{LoadedLb, cgroup_id};
 use flow_probe::services::ServiceMaps;
-
-const CHILD_ENV: &str = "SOCK_LB_CHILD";
 
 /// The cgroup v2 mount point.
 fn cgroup2_root() -> PathBuf {
@@ -44,10 +42,7 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        assert!(
-            unsafe { libc::geteuid() } == 0,
-            "this test loads eBPF programs: run it as root"
-        );
+        test_support::require_root("it loads eBPF programs and makes a cgroup");
         let tag = format!("obs-lbtest-{}", std::process::id());
         let cgroup = cgroup2_root().join(&tag);
         std::fs::create_dir_all(&cgroup).unwrap();
@@ -71,74 +66,23 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs this binary's `lb_child` in the cgroup with `args`; returns its stdout.
-fn child(cgroup: &Path, args: &str) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lb_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{} {args}", cgroup.display()))
+/// Runs `cgroup-client` in the cgroup with `action` against `target`; returns
+/// its result line. The client is test-support's binary, found next to this
+/// test (build it with `cargo build --bins`) or at `$CGROUP_CLIENT_BIN`.
+fn client(cgroup: &Path, action: &str, target: &str) -> String {
+    let bin = observe_lab::binaries::binary("cgroup-client").unwrap();
+    let out = Command::new(&bin)
+        .arg(cgroup)
+        .args([action, target])
         .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
         out.status.success(),
-        "child {args} failed: {stdout}\n{}",
+        "cgroup-client {action} {target} failed: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
-        .lines()
-        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
-        .unwrap_or_else(|| panic!("child {args} gave no result: {stdout}"))
-        .to_string()
-}
-
-/// The client side, run in a child process that first joins the cgroup.
-#[test]
-fn lb_child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else {
-        return; // run as a normal test: nothing to do
-    };
-    let parts: Vec<&str> = spec.split(' ').collect();
-    std::fs::write(
-        Path::new(parts[0]).join("cgroup.procs"),
-        std::process::id().to_string(),
-    )
-    .unwrap();
-    let target: SocketAddr = parts[2].parse().unwrap();
-    let result = match parts[1] {
-        "tcp" => {
-            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2)).unwrap();
-            s.write_all(b"hello").unwrap();
-            let mut buf = [0u8; 5];
-            s.read_exact(&mut buf).unwrap();
-            format!("peer={}", s.peer_addr().unwrap())
-        }
-        "udp" => {
-            let bind: SocketAddr = if target.is_ipv6() {
-                "[::1]:0"
-            } else {
-                "127.0.0.1:0"
-            }
-            .parse()
-            .unwrap();
-            let s = UdpSocket::bind(bind).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            s.send_to(b"ping", target).unwrap();
-            let mut buf = [0u8; 16];
-            let (n, from) = s.recv_from(&mut buf).unwrap();
-            format!("from={from} bytes={n}")
-        }
-        "refused" => {
-            let start = Instant::now();
-            let err = TcpStream::connect_timeout(&target, Duration::from_secs(2)).unwrap_err();
-            format!(
-                "errno={} ms={}",
-                err.raw_os_error().unwrap_or(0),
-                start.elapsed().as_millis()
-            )
-        }
-        other => panic!("unknown child action {other}"),
-    };
-    println!("RESULT {result}");
 }
 
 fn events_of(pins: &Path) -> RingBuf<MapData> {
@@ -164,9 +108,6 @@ fn v4(a: [u8; 4]) -> [u8; 16] {
 
 #[test]
 fn connect_sendmsg_and_replies_are_translated_and_reported() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
     let scratch = Scratch::new();
     let tcp4 = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp6 = TcpListener::bind("[::1]:0").unwrap();
@@ -208,7 +149,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         s.write_all(&buf).unwrap();
     });
     assert_eq!(
-        child(&scratch.cgroup, "tcp 198.18.100.10:80"),
+        client(&scratch.cgroup, "tcp", "198.18.100.10:80"),
         "peer=198.18.100.10:80"
     );
     server.join().unwrap();
@@ -221,7 +162,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         s.write_all(&buf).unwrap();
     });
     assert_eq!(
-        child(&scratch.cgroup, "tcp [fd42:100::11]:80"),
+        client(&scratch.cgroup, "tcp", "[fd42:100::11]:80"),
         "peer=[fd42:100::11]:80"
     );
     server.join().unwrap();
@@ -233,19 +174,16 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         udp4.send_to(&buf[..n], peer).unwrap();
     });
     assert_eq!(
-        child(&scratch.cgroup, "udp 198.18.100.12:53"),
+        client(&scratch.cgroup, "udp", "198.18.100.12:53"),
         "from=198.18.100.12:53 bytes=4"
     );
     server.join().unwrap();
 
-    // No backend: refused at once.
-    let refused = child(&scratch.cgroup, "refused 198.18.100.13:80");
-    let ms: u64 = refused.split("ms=").nth(1).unwrap().parse().unwrap();
-    assert!(
-        refused.starts_with(&format!("errno={} ", libc::ECONNREFUSED)),
-        "{refused}"
+    // No backend: the connect itself is refused.
+    assert_eq!(
+        client(&scratch.cgroup, "refused", "198.18.100.13:80"),
+        format!("errno={}", libc::ECONNREFUSED)
     );
-    assert!(ms < 100, "refused after {ms} ms");
 
     let evs = drain(&mut ring);
     let cg = cgroup_id(&scratch.cgroup).unwrap();
@@ -293,10 +231,9 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         .sync(&compile(&services, &EndpointsFile::default()))
         .unwrap();
     assert_eq!(report.backends_removed, 4, "{report:?}");
-    let refused = child(&scratch.cgroup, "refused 198.18.100.10:80");
-    assert!(
-        refused.starts_with(&format!("errno={} ", libc::ECONNREFUSED)),
-        "{refused}"
+    assert_eq!(
+        client(&scratch.cgroup, "refused", "198.18.100.10:80"),
+        format!("errno={}", libc::ECONNREFUSED)
     );
 
     drop(maps);

@@ -6,8 +6,14 @@
 //! - [`history_flows`]: the known flows the relay's history and SQL tests
 //!   ingest, built field by field.
 //! - [`root`]: the one way to mark a test that needs root and the real kernel.
+//! - [`scratch`]: a folder for one test, removed even when it panics.
+//!
+//! Binaries: `cgroup-client` (`src/bin/cgroup-client.rs`) joins a cgroup and
+//! runs one TCP / UDP / refused client action, for tests of programs attached
+//! to a cgroup; tests find it with `observe_lab::binaries::binary`.
 
 pub mod graph_flows;
 pub mod history_flows;
 pub mod root;
+pub mod scratch;
 pub use root::require_root;

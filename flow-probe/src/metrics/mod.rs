@@ -124,6 +124,8 @@ pub struct Metrics {
     probe_lost: IntCounterVec,
     decode_errors: IntCounter,
     attached: IntGauge,
+    policy_generation: IntGauge,
+    services_generation: IntGauge,
     state: Mutex<State>,
 }
 
@@ -250,6 +252,14 @@ impl Metrics {
             "observe_probe_attached_programs",
             "tc programs attached (two per interface: ingress and egress)",
         )?;
+        let policy_generation = IntGauge::new(
+            "observe_probe_policy_generation",
+            "Distinct policy sets put in force since start (advances once a change is enforced)",
+        )?;
+        let services_generation = IntGauge::new(
+            "observe_probe_services_generation",
+            "Distinct service sets put in force since start (advances once a change is balanced)",
+        )?;
         for (name, c) in [
             (
                 "observe_probe_ringbuf_events_total",
@@ -266,6 +276,14 @@ impl Metrics {
             (
                 "observe_probe_attached_programs",
                 Box::new(attached.clone()),
+            ),
+            (
+                "observe_probe_policy_generation",
+                Box::new(policy_generation.clone()),
+            ),
+            (
+                "observe_probe_services_generation",
+                Box::new(services_generation.clone()),
             ),
         ] {
             registry.register(c)?;
@@ -307,6 +325,8 @@ impl Metrics {
             probe_lost,
             decode_errors,
             attached,
+            policy_generation,
+            services_generation,
             state: Mutex::new(state),
         })
     }
@@ -503,6 +523,16 @@ impl Metrics {
 
     pub fn set_attached_programs(&self, n: usize) {
         self.attached.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The gauge of the policy watcher's [`crate::generation::Generation`].
+    pub fn policy_generation(&self) -> IntGauge {
+        self.policy_generation.clone()
+    }
+
+    /// The gauge of the services watcher's [`crate::generation::Generation`].
+    pub fn services_generation(&self) -> IntGauge {
+        self.services_generation.clone()
     }
 }
 

@@ -355,11 +355,13 @@ fn names_list_every_family() {
         "observe_probe_lost_events_total",
         "observe_probe_decode_errors_total",
         "observe_probe_attached_programs",
+        "observe_probe_policy_generation",
+        "observe_probe_services_generation",
         "observe_metrics_overflow_total",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
-    assert_eq!(names.len(), 15);
+    assert_eq!(names.len(), 17);
 }
 
 /// A clock the test moves by hand.

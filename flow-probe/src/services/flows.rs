@@ -15,30 +15,20 @@
 //! Like Hubble, the SOCK flow carries the event type of Cilium's socket trace
 //! (monitor message 7), the socket cookie and the cgroup id of the caller.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use observer_proto::flow::{
-    self, CiliumEventType, DropReason, Endpoint, Flow, FlowType, Ip, IpVersion, Layer4, Service,
-    SocketTranslationPoint, TrafficDirection, Verdict, layer4,
+    CiliumEventType, DropReason, Endpoint, Flow, FlowType, Service, SocketTranslationPoint,
+    TrafficDirection, Verdict,
 };
 
 use super::table::ServiceTable;
+use crate::flow_builder::{FlowContext, addr, ipproto, ports};
 use crate::kernel::events::{FlowKey, SockXlateEvent, xlate_point};
 use cluster_spec::services::ServiceRef;
 
 /// Cilium's monitor message type of socket traces (Hubble's event_type).
 pub const MESSAGE_TYPE_TRACE_SOCK: i32 = 7;
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
-fn addr(family: u8, a: &[u8; 16]) -> IpAddr {
-    if family == 6 {
-        IpAddr::V6(Ipv6Addr::from(*a))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
-    }
-}
 
 fn proto_service(s: &ServiceRef) -> Service {
     Service {
@@ -47,17 +37,8 @@ fn proto_service(s: &ServiceRef) -> Service {
     }
 }
 
-/// What a SOCK flow needs from the enricher besides the event.
-pub struct SockContext<'a> {
-    pub uuid: String,
-    pub node_name: &'a str,
-    pub unix_offset_ns: i128,
-    /// The endpoint of an address (world when unknown).
-    pub endpoint_of: &'a dyn Fn(IpAddr) -> Endpoint,
-}
-
 /// Builds the SOCK flow of a translation event.
-pub fn sock_flow(ev: &SockXlateEvent, table: Option<&ServiceTable>, cx: &SockContext<'_>) -> Flow {
+pub fn sock_flow(ev: &SockXlateEvent, table: Option<&ServiceTable>, cx: FlowContext<'_>) -> Flow {
     let vip = addr(ev.family, &ev.vip);
     let backend = addr(ev.family, &ev.backend);
     let src = addr(ev.family, &ev.src);
@@ -100,51 +81,21 @@ pub fn sock_flow(ev: &SockXlateEvent, table: Option<&ServiceTable>, cx: &SockCon
     let unknown = |ip: IpAddr| (ip, None::<Endpoint>);
     // (address, endpoint) of each side, as the application sees the connection.
     let client = if src_known {
-        (src, Some((cx.endpoint_of)(src)))
+        (src, Some(cx.endpoint(src)))
     } else {
         unknown(src)
     };
-    let server = (vip, (ev.no_backend == 0).then(|| (cx.endpoint_of)(backend)));
+    let server = (vip, (ev.no_backend == 0).then(|| cx.endpoint(backend)));
     let ((s_ip, s_ep), (d_ip, d_ep), (s_port, d_port)) = if reverse {
         (server, client, (ev.vip_port, ev.src_port))
     } else {
         (client, server, (ev.src_port, ev.vip_port))
     };
-    let l4 = match ev.proto {
-        IPPROTO_TCP => Some(layer4::Protocol::Tcp(flow::Tcp {
-            source_port: s_port.into(),
-            destination_port: d_port.into(),
-            flags: None,
-        })),
-        IPPROTO_UDP => Some(layer4::Protocol::Udp(flow::Udp {
-            source_port: s_port.into(),
-            destination_port: d_port.into(),
-        })),
-        _ => None,
-    };
-    let time_ns = i128::from(ev.ktime_ns) + cx.unix_offset_ns;
     let mut flow = Flow {
-        time: Some(prost_types::Timestamp {
-            seconds: (time_ns / 1_000_000_000) as i64,
-            nanos: (time_ns % 1_000_000_000) as i32,
-        }),
-        uuid: cx.uuid.clone(),
         verdict: verdict as i32,
-        ip: Some(Ip {
-            source: s_ip.to_string(),
-            destination: d_ip.to_string(),
-            ip_version: if ev.family == 6 {
-                IpVersion::IPv6
-            } else {
-                IpVersion::IPv4
-            } as i32,
-            ..Default::default()
-        }),
-        l4: l4.map(|p| Layer4 { protocol: Some(p) }),
+        l4: ports(ev.proto, s_port, d_port, None),
         source: s_ep,
         destination: d_ep,
-        r#type: FlowType::Sock as i32,
-        node_name: cx.node_name.to_string(),
         event_type: Some(CiliumEventType {
             r#type: MESSAGE_TYPE_TRACE_SOCK,
             sub_type: 0,
@@ -159,7 +110,7 @@ pub fn sock_flow(ev: &SockXlateEvent, table: Option<&ServiceTable>, cx: &SockCon
         socket_cookie: ev.socket_cookie,
         cgroup_id: ev.cgroup_id,
         summary,
-        ..Default::default()
+        ..cx.flow(FlowType::Sock, ev.ktime_ns, s_ip, d_ip)
     };
     if ev.no_backend != 0 {
         let reason = DropReason::ServiceBackendNotFound as i32;
@@ -178,7 +129,7 @@ pub fn sock_flow(ev: &SockXlateEvent, table: Option<&ServiceTable>, cx: &SockCon
 /// Names the services of a tc flow: `destination_service` when it goes to a
 /// backend address:port of a service, `source_service` when it comes from one.
 pub fn annotate_tc_flow(table: &ServiceTable, key: &FlowKey, flow: &mut Flow) {
-    if key.proto != IPPROTO_TCP && key.proto != IPPROTO_UDP {
+    if key.proto != ipproto::TCP && key.proto != ipproto::UDP {
         return;
     }
     let dst = addr(key.family, &key.daddr);
@@ -194,6 +145,7 @@ pub fn annotate_tc_flow(table: &ServiceTable, key: &FlowKey, flow: &mut Flow) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow_builder::EndpointOf;
     use crate::kernel::events::{EVENT_SOCK_XLATE, EVENT_VERSION, EventHeader, sock_hook};
     use cluster_spec::endpoints::EndpointsFile;
     use cluster_spec::services::ServicesFile;
@@ -252,8 +204,8 @@ mod tests {
         }
     }
 
-    fn cx<'a>(f: &'a dyn Fn(IpAddr) -> Endpoint) -> SockContext<'a> {
-        SockContext {
+    fn cx<'a>(f: &'a dyn EndpointOf) -> FlowContext<'a> {
+        FlowContext {
             uuid: "u".into(),
             node_name: "node1",
             unix_offset_ns: 0,
@@ -269,7 +221,7 @@ mod tests {
             namespace: "default".into(),
             ..Default::default()
         };
-        let f = sock_flow(&event(&t, "api"), Some(&t), &cx(&ep));
+        let f = sock_flow(&event(&t, "api"), Some(&t), cx(&ep));
         assert_eq!(f.r#type, FlowType::Sock as i32);
         assert_eq!(f.verdict, Verdict::Translated as i32);
         assert_eq!(
@@ -337,7 +289,7 @@ mod tests {
             src_port: 0,
             ..event(&t, "none")
         };
-        let f = sock_flow(&ev, Some(&t), &cx(&world));
+        let f = sock_flow(&ev, Some(&t), cx(&world));
         assert_eq!(f.verdict, Verdict::Dropped as i32);
         assert_eq!(
             f.drop_reason_desc,

@@ -1,24 +1,24 @@
 //! Keeps the load balancer in step with the services file and the endpoints
-//! file: both are read every [`POLL`], and any change is compiled and synced at
-//! once, so new connections see added or removed backends within a poll. A file
-//! that does not parse is reported (naming the file, the field and the problem)
-//! and the services in force stay as they were. Write the files atomically
-//! (temporary file, then rename) so a half-written file is never read.
+//! file: both are applied at start ([`Watcher::start`]), then on every change
+//! [`crate::file_watch`] reports, so new connections see added or removed
+//! backends at once. A file that does not parse is reported (naming the file,
+//! the field and the problem) and the services in force stay as they were.
+//! Each distinct set of services put in force advances the services
+//! [`Generation`]. Write the files atomically (temporary file, then rename) or
+//! in one write: a change is read when the file is closed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use cluster_spec::endpoints::EndpointsFile;
 
 use super::sync::{ServiceMaps, SyncReport};
 use super::table::ServiceTable;
+use crate::file_watch::FileWatch;
+use crate::generation::{Generation, InForce};
 use cluster_spec::services::ServicesFile;
 use cluster_spec::services::{CompiledServices, compile};
-
-/// How often the files are checked for changes.
-pub const POLL: Duration = Duration::from_millis(200);
 
 /// Reads and compiles the two files.
 pub fn load(services: &Path, endpoints: Option<&Path>) -> anyhow::Result<CompiledServices> {
@@ -30,35 +30,21 @@ pub fn load(services: &Path, endpoints: Option<&Path>) -> anyhow::Result<Compile
     Ok(compile(&file, &eps))
 }
 
-/// Loads, compiles and syncs once; on error nothing changes.
+/// Loads, compiles and syncs once; on error nothing changes. Returns the
+/// services now in force, with what the sync changed.
 pub fn apply(
     maps: Option<&mut ServiceMaps>,
     table: &ServiceTable,
     services: &Path,
     endpoints: Option<&Path>,
-) -> anyhow::Result<Option<SyncReport>> {
+) -> anyhow::Result<(CompiledServices, Option<SyncReport>)> {
     let compiled = load(services, endpoints)?;
     let report = match maps {
         Some(m) => Some(m.sync(&compiled).context("programming the load balancer")?),
         None => None,
     };
-    let backends: usize = compiled.frontends.iter().map(|f| f.backends.len()).sum();
-    match report {
-        Some(r) => log::info!(
-            "services in force: {} frontends, {backends} backends ({} frontends and {} backends written, {} and {} removed)",
-            compiled.frontends.len(),
-            r.frontends_written,
-            r.backends_written,
-            r.frontends_removed,
-            r.backends_removed
-        ),
-        None => log::info!(
-            "services known (no load balancer attached): {} frontends, {backends} backends",
-            compiled.frontends.len()
-        ),
-    }
-    table.set(compiled);
-    Ok(report)
+    table.set(compiled.clone());
+    Ok((compiled, report))
 }
 
 /// The bytes of both files (`None` for a missing one): any change shows.
@@ -69,6 +55,12 @@ fn snapshot(services: &Path, endpoints: Option<&Path>) -> (Option<Vec<u8>>, Opti
     )
 }
 
+/// Whether `p` names the same file as `file` (same folder, same name), as
+/// the watch reports it.
+fn same_file(p: &Path, file: &Path) -> bool {
+    p.file_name() == file.file_name() && FileWatch::folder_of(p) == FileWatch::folder_of(file)
+}
+
 /// Applies the files now (see [`Watcher::start`]) and on every change after.
 pub struct Watcher {
     maps: Option<ServiceMaps>,
@@ -76,46 +68,75 @@ pub struct Watcher {
     services: PathBuf,
     endpoints: Option<PathBuf>,
     seen: (Option<Vec<u8>>, Option<Vec<u8>>),
+    in_force: InForce<CompiledServices>,
+    watch: FileWatch,
 }
 
 impl Watcher {
-    /// Applies the files once, now (so the services are in force before the
-    /// probe reports ready); a failure is logged and the pinned services stay.
+    /// Watches the files and applies them once, now (so the services are in
+    /// force before the probe reports ready; a change from here on is seen);
+    /// a failure is logged and the pinned services stay. Needs a tokio runtime.
     pub fn start(
-        mut maps: Option<ServiceMaps>,
+        maps: Option<ServiceMaps>,
         table: Arc<ServiceTable>,
         services: PathBuf,
         endpoints: Option<PathBuf>,
+        generation: Generation,
     ) -> Self {
-        let seen = snapshot(&services, endpoints.as_deref());
-        if let Err(e) = apply(maps.as_mut(), &table, &services, endpoints.as_deref()) {
-            log::error!("{e:#}; the pinned services stay in force");
-        }
-        Watcher {
+        let files: Vec<PathBuf> = std::iter::once(services.clone())
+            .chain(endpoints.clone())
+            .collect();
+        let mut dirs: Vec<PathBuf> = files.iter().map(|f| FileWatch::folder_of(f)).collect();
+        dirs.dedup();
+        let relevant = move |p: &Path| files.iter().any(|f| same_file(p, f));
+        let watch = FileWatch::new(dirs, Arc::new(relevant));
+        let mut w = Watcher {
+            watch,
+            seen: snapshot(&services, endpoints.as_deref()),
             maps,
             table,
             services,
             endpoints,
-            seen,
+            in_force: InForce::new(generation),
+        };
+        if let Err(e) = w.apply() {
+            log::error!("{e:#}; the pinned services stay in force");
         }
+        w
     }
 
-    /// Re-applies on every change of either file until `stop` resolves.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+    fn apply(&mut self) -> anyhow::Result<()> {
+        let endpoints = self.endpoints.as_deref();
+        let (compiled, report) = apply(self.maps.as_mut(), &self.table, &self.services, endpoints)?;
+        let frontends = compiled.frontends.len();
+        let backends: usize = compiled.frontends.iter().map(|f| f.backends.len()).sum();
+        let generation = self.in_force.put(compiled);
+        match report {
+            Some(r) => log::info!(
+                "services in force: {frontends} frontends, {backends} backends ({} frontends and {} backends written, {} and {} removed); generation {generation}",
+                r.frontends_written,
+                r.backends_written,
+                r.frontends_removed,
+                r.backends_removed
+            ),
+            None => log::info!(
+                "services known (no load balancer attached): {frontends} frontends, {backends} backends; generation {generation}"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Re-applies on every change of either file until `stop` resolves;
+    /// returns the watcher (for tests and diagnostics).
+    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> Self {
         tokio::pin!(stop);
-        let mut tick = tokio::time::interval(POLL);
         loop {
+            let (services, endpoints) = (&self.services, self.endpoints.as_deref());
             tokio::select! {
-                () = &mut stop => return,
-                _ = tick.tick() => {}
+                () = &mut stop => return self,
+                () = self.watch.changed(&mut self.seen, || snapshot(services, endpoints)) => {}
             }
-            let now = snapshot(&self.services, self.endpoints.as_deref());
-            if now == self.seen {
-                continue;
-            }
-            self.seen = now;
-            let endpoints = self.endpoints.as_deref();
-            if let Err(e) = apply(self.maps.as_mut(), &self.table, &self.services, endpoints) {
+            if let Err(e) = self.apply() {
                 log::error!("{e:#}; the previous services stay in force");
             }
         }
@@ -124,5 +145,87 @@ impl Watcher {
     /// The maps, for tests and diagnostics.
     pub fn maps(&self) -> Option<&ServiceMaps> {
         self.maps.as_ref()
+    }
+
+    /// The services in force.
+    pub fn in_force(&self) -> Option<&CompiledServices> {
+        self.in_force.state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster_spec::services::ServiceRef;
+
+    const ENDPOINTS: &str = "endpoints:\n\
+- {id: 1, name: api-1, namespace: default, labels: {app: api}, ipv4: 198.18.1.11, node: n}\n\
+- {id: 2, name: api-2, namespace: default, labels: {app: api}, ipv4: 198.18.1.12, node: n}\n";
+    const SERVICES: &str = "services:\n\
+- {name: api, namespace: default, vip: {ipv4: 198.18.100.10}, ports: [{port: 80, targetPort: 8080}], selector: {app: api}}\n";
+
+    /// Backend addresses of the `api` service in `table`.
+    fn backends(table: &ServiceTable) -> Vec<String> {
+        let api = ServiceRef {
+            namespace: "default".into(),
+            name: "api".into(),
+        };
+        table
+            .frontends_of(&api)
+            .iter()
+            .flat_map(|f| f.backends.iter().map(|b| format!("{}:{}", b.addr, b.port)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_change_of_either_file_is_in_force_when_the_generation_advances() {
+        let scratch = test_support::scratch::ScratchDir::new("services-watch");
+        let dir = scratch.path();
+        let (services, endpoints) = (dir.join("services.yaml"), dir.join("endpoints.yaml"));
+        std::fs::write(&services, SERVICES).unwrap();
+        std::fs::write(&endpoints, ENDPOINTS).unwrap();
+        let table = Arc::new(ServiceTable::new());
+        let generation = Generation::new();
+        let mut applied = generation.subscribe();
+        let w = Watcher::start(
+            None,
+            table.clone(),
+            services.clone(),
+            Some(endpoints.clone()),
+            generation,
+        );
+        assert_eq!(*applied.borrow_and_update(), 1, "in force at start");
+        assert_eq!(backends(&table), ["198.18.1.11:8080", "198.18.1.12:8080"]);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(w.run(async {
+            let _ = stop_rx.await;
+        }));
+        // Sooner than the re-check: the watch saw it.
+        let mut next = async |n: u64| {
+            let wait = applied.wait_for(|g| *g >= n);
+            let seen = tokio::time::timeout(crate::file_watch::RECHECK / 2, wait).await;
+            *seen.expect("applied before the re-check").unwrap()
+        };
+
+        // The endpoints file replaced atomically, without api-2.
+        let tmp = dir.join("endpoints.yaml.tmp");
+        std::fs::write(
+            &tmp,
+            ENDPOINTS.lines().take(2).collect::<Vec<_>>().join("\n"),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &endpoints).unwrap();
+        assert_eq!(next(2).await, 2);
+        assert_eq!(backends(&table), ["198.18.1.11:8080"]);
+
+        // The services file written in place: its selector matches nothing.
+        std::fs::write(&services, SERVICES.replace("app: api", "app: gone")).unwrap();
+        assert_eq!(next(3).await, 3);
+        assert_eq!(backends(&table), Vec::<String>::new());
+
+        stop_tx.send(()).unwrap();
+        let w = running.await.unwrap();
+        assert_eq!(w.in_force().map(|c| c.frontends.len()), Some(1));
+        assert_eq!(w.in_force().unwrap().frontends[0].backends, []);
     }
 }

@@ -1,0 +1,713 @@
+//! One kernel event per case through [`Enricher::flow`], compared with the
+//! whole flow it must become: observation point and direction from hook,
+//! interface and reply bit; volume swapped for replies; event kinds, verdicts,
+//! drop reasons and the policy slot; kernel drops; the world; every layer 4.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use cluster_spec::endpoints::EndpointsFile;
+use cluster_spec::policy::PolicyRef;
+use observer_proto::flow::{
+    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
+    NetworkInterface, Policy, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict, Workload,
+    layer4,
+};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop};
+
+use super::{Enricher, FlowIds, monitor};
+use crate::datapath::{PolicyNames, policy_id};
+use crate::kernel::events::{
+    EVENT_FLOW, EVENT_VERSION, EventHeader, FlowEvent, FlowKey, hook, kind, reason, verdict,
+};
+
+const ENDPOINTS: &str = "endpoints:\n\
+- {id: 1, name: client, namespace: default, labels: {app: client}, ipv4: 198.18.1.10, ipv6: \"fd42::10\", node: node1, interface: lxc-client}\n\
+- {id: 2, name: server, namespace: default, labels: {app: server}, workload: {name: server, kind: Deployment}, ipv4: 198.18.1.11, ipv6: \"fd42::11\", node: node1, interface: lxc-server}\n";
+
+/// Host-side veths of the two endpoints, and an interface with no endpoint.
+const CLIENT_VETH: u32 = 10;
+const SERVER_VETH: u32 = 11;
+const ETH0: u32 = 2;
+
+/// Kernel time of every event, and the offset to Unix time.
+const KTIME: u64 = 5_000_000_123;
+const UNIX_OFFSET: i128 = 1_700_000_000_000_000_000;
+/// The first flow of a run whose id prefix is 0.
+const FIRST_UUID: &str = "00000000-0000-8000-8000-000000000001";
+
+/// Bytes and packets of a connection's two directions.
+const REQUESTS: (u64, u64) = (222, 3);
+const REPLIES: (u64, u64) = (148, 2);
+
+const ALLOW: (&str, &str) = ("default", "server-allow-client");
+const DENY: (&str, &str) = ("default", "server-deny-client");
+
+fn file() -> EndpointsFile {
+    EndpointsFile::parse(ENDPOINTS, "endpoints.yaml").unwrap()
+}
+
+/// An enricher of node1 attached to both veths and eth0, knowing both policies.
+fn enricher() -> Enricher {
+    let names = Arc::new(PolicyNames::default());
+    for (namespace, name) in [ALLOW, DENY] {
+        names.insert(
+            policy_id(namespace, name),
+            PolicyRef {
+                name: name.into(),
+                namespace: namespace.into(),
+                labels: vec![format!("k8s:io.cilium.k8s.policy.name={name}")],
+                audit: false,
+            },
+        );
+    }
+    let mut e = Enricher::new("node1", &file())
+        .with_flow_ids(FlowIds::with_prefix(0))
+        .with_policy_names(names);
+    e.add_interface(CLIENT_VETH, "lxc-client", Some([198, 18, 1, 10].into()));
+    e.add_interface(SERVER_VETH, "lxc-server", Some([198, 18, 1, 11].into()));
+    e.add_interface(ETH0, "eth0", None);
+    e.set_kernel_drop_reasons(BTreeMap::from([(3, "NO_SOCKET".to_string())]));
+    e
+}
+
+/// The one flow `ev` becomes.
+fn enrich(ev: FlowEvent) -> Flow {
+    enricher().flow(&ev, UNIX_OFFSET)
+}
+
+fn addr16(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = [0; 16];
+            out[..4].copy_from_slice(&v4.octets());
+            out
+        }
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A forwarded trace of `src:sport → dst:dport` at `hook` of `ifindex`, the
+/// first packet of a connection that has sent [`REQUESTS`] and got [`REPLIES`].
+fn event(hook: u8, ifindex: u32, proto: u8, src: &str, dst: &str, ports: (u16, u16)) -> FlowEvent {
+    let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+    FlowEvent {
+        hdr: EventHeader {
+            r#type: EVENT_FLOW,
+            version: EVENT_VERSION,
+            len: 128,
+            _pad0: 0,
+        },
+        ktime_ns: KTIME,
+        key: FlowKey {
+            saddr: addr16(src),
+            daddr: addr16(dst),
+            sport: ports.0,
+            dport: ports.1,
+            proto,
+            family: if src.is_ipv6() { 6 } else { 4 },
+            hook,
+            ifindex,
+            ..Default::default()
+        },
+        first_seen_ns: KTIME - 1_000,
+        bytes: REQUESTS.0,
+        packets: REQUESTS.1,
+        rev_bytes: REPLIES.0,
+        rev_packets: REPLIES.1,
+        pkt_len: 74,
+        reason: reason::NEW_FLOW,
+        verdict: verdict::FORWARDED,
+        kind: kind::TRACE,
+        ..Default::default()
+    }
+}
+
+const SYN: u8 = 0x02;
+const SYN_ACK: u8 = 0x12;
+
+/// The client's SYN to the server's port 8080.
+fn syn(hook: u8, ifindex: u32) -> FlowEvent {
+    FlowEvent {
+        tcp_flags: SYN,
+        tcp_flags_seen: SYN,
+        ..event(
+            hook,
+            ifindex,
+            6,
+            "198.18.1.10",
+            "198.18.1.11",
+            (40000, 8080),
+        )
+    }
+}
+
+/// The server's SYN-ACK: a reply, whose own direction has sent [`REPLIES`].
+fn syn_ack(hook: u8, ifindex: u32) -> FlowEvent {
+    let ev = event(
+        hook,
+        ifindex,
+        6,
+        "198.18.1.11",
+        "198.18.1.10",
+        (8080, 40000),
+    );
+    FlowEvent {
+        tcp_flags: SYN_ACK,
+        tcp_flags_seen: SYN_ACK,
+        is_reply: 1,
+        bytes: REPLIES.0,
+        packets: REPLIES.1,
+        rev_bytes: REQUESTS.0,
+        rev_packets: REQUESTS.1,
+        ..ev
+    }
+}
+
+fn identity_of(labels: &[&str]) -> u32 {
+    let labels: Vec<String> = labels.iter().map(ToString::to_string).collect();
+    file().identities()[&labels]
+}
+
+fn client() -> Endpoint {
+    let labels = ["k8s:app=client", "k8s:io.kubernetes.pod.namespace=default"];
+    Endpoint {
+        id: 1,
+        identity: identity_of(&labels),
+        namespace: "default".into(),
+        labels: labels.map(String::from).to_vec(),
+        pod_name: "client".into(),
+        ..Default::default()
+    }
+}
+
+fn server() -> Endpoint {
+    let labels = ["k8s:app=server", "k8s:io.kubernetes.pod.namespace=default"];
+    Endpoint {
+        id: 2,
+        identity: identity_of(&labels),
+        namespace: "default".into(),
+        labels: labels.map(String::from).to_vec(),
+        pod_name: "server".into(),
+        workloads: vec![Workload {
+            name: "server".into(),
+            kind: "Deployment".into(),
+        }],
+        ..Default::default()
+    }
+}
+
+fn world() -> Endpoint {
+    Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".into()],
+        ..Default::default()
+    }
+}
+
+fn ip(source: &str, destination: &str, version: IpVersion) -> Option<Ip> {
+    Some(Ip {
+        source: source.into(),
+        destination: destination.into(),
+        ip_version: version as i32,
+        ..Default::default()
+    })
+}
+
+fn l4(protocol: layer4::Protocol) -> Option<Layer4> {
+    Some(Layer4 {
+        protocol: Some(protocol),
+    })
+}
+
+fn tcp(sport: u32, dport: u32, flags: TcpFlags) -> Option<Layer4> {
+    l4(layer4::Protocol::Tcp(observer_proto::flow::Tcp {
+        source_port: sport,
+        destination_port: dport,
+        flags: Some(flags),
+    }))
+}
+
+fn interface(index: u32, name: &str) -> Option<NetworkInterface> {
+    Some(NetworkInterface {
+        index,
+        name: name.into(),
+    })
+}
+
+fn event_type(r#type: i32, sub_type: i32) -> Option<CiliumEventType> {
+    Some(CiliumEventType { r#type, sub_type })
+}
+
+/// Volume with the connection's opener first.
+fn volume() -> Option<FlowVolume> {
+    Some(FlowVolume {
+        fwd_bytes: REQUESTS.0,
+        fwd_packets: REQUESTS.1,
+        rev_bytes: REPLIES.0,
+        rev_packets: REPLIES.1,
+    })
+}
+
+fn policy((namespace, name): (&str, &str)) -> Vec<Policy> {
+    vec![Policy {
+        name: name.into(),
+        namespace: namespace.into(),
+        labels: vec![format!("k8s:io.cilium.k8s.policy.name={name}")],
+        kind: "CiliumNetworkPolicy".into(),
+        ..Default::default()
+    }]
+}
+
+/// What every case's flow holds unless the case says otherwise.
+fn common() -> Flow {
+    Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: 1_700_000_005,
+            nanos: 123,
+        }),
+        uuid: FIRST_UUID.into(),
+        verdict: Verdict::Forwarded as i32,
+        r#type: FlowType::L3L4 as i32,
+        node_name: "node1".into(),
+        volume: volume(),
+        ..Default::default()
+    }
+}
+
+/// The flow of [`syn`], before the hook and the verdict say their part.
+fn syn_flow() -> Flow {
+    Flow {
+        ip: ip("198.18.1.10", "198.18.1.11", IpVersion::IPv4),
+        l4: tcp(
+            40000,
+            8080,
+            TcpFlags {
+                syn: true,
+                ..Default::default()
+            },
+        ),
+        source: Some(client()),
+        destination: Some(server()),
+        is_reply: Some(false),
+        summary: "TCP Flags: SYN".into(),
+        ..common()
+    }
+}
+
+/// The flow of [`syn_ack`], before the hook says its part.
+fn syn_ack_flow() -> Flow {
+    Flow {
+        ip: ip("198.18.1.11", "198.18.1.10", IpVersion::IPv4),
+        l4: tcp(
+            8080,
+            40000,
+            TcpFlags {
+                syn: true,
+                ack: true,
+                ..Default::default()
+            },
+        ),
+        source: Some(server()),
+        destination: Some(client()),
+        is_reply: Some(true),
+        summary: "TCP Flags: SYN, ACK".into(),
+        ..common()
+    }
+}
+
+// Observation point, direction and volume.
+
+/// `flow` as the trace of `point` (sub-type `sub_type`) on interface
+/// `iface`, in `direction`.
+fn seen(
+    flow: Flow,
+    (point, sub_type): (TraceObservationPoint, i32),
+    direction: TrafficDirection,
+    iface: Option<(u32, &str)>,
+) -> Flow {
+    Flow {
+        event_type: event_type(4, sub_type),
+        trace_observation_point: point as i32,
+        traffic_direction: direction as i32,
+        interface: iface.and_then(|(index, name)| interface(index, name)),
+        ..flow
+    }
+}
+
+#[test]
+fn hook_interface_and_reply_bit_give_point_direction_and_volume() {
+    use TraceObservationPoint::{FromEndpoint, FromNetwork, ToEndpoint, ToNetwork};
+    use TrafficDirection::{Egress, Ingress};
+    use hook::{TC_EGRESS, TC_INGRESS};
+    let client_veth = Some((CLIENT_VETH, "lxc-client"));
+    let server_veth = Some((SERVER_VETH, "lxc-server"));
+    let eth0 = Some((ETH0, "eth0"));
+    let from_lxc = (FromEndpoint, monitor::TRACE_FROM_LXC);
+    let to_lxc = (ToEndpoint, monitor::TRACE_TO_LXC);
+    let from_net = (FromNetwork, monitor::TRACE_FROM_NETWORK);
+    let to_net = (ToNetwork, monitor::TRACE_TO_NETWORK);
+    // Replies keep the direction of their connection and count the opener's
+    // bytes forward (see `syn_ack_flow`).
+    let cases = [
+        (
+            "request leaving an endpoint",
+            syn(TC_INGRESS, CLIENT_VETH),
+            seen(syn_flow(), from_lxc, Egress, client_veth),
+        ),
+        (
+            "request reaching an endpoint",
+            syn(TC_EGRESS, SERVER_VETH),
+            seen(syn_flow(), to_lxc, Ingress, server_veth),
+        ),
+        (
+            "reply reaching an endpoint",
+            syn_ack(TC_EGRESS, CLIENT_VETH),
+            seen(syn_ack_flow(), to_lxc, Egress, client_veth),
+        ),
+        (
+            "reply leaving an endpoint",
+            syn_ack(TC_INGRESS, SERVER_VETH),
+            seen(syn_ack_flow(), from_lxc, Ingress, server_veth),
+        ),
+        (
+            "request from the network",
+            syn(TC_INGRESS, ETH0),
+            seen(syn_flow(), from_net, Ingress, eth0),
+        ),
+        (
+            "reply to the network",
+            syn_ack(TC_EGRESS, ETH0),
+            seen(syn_ack_flow(), to_net, Ingress, eth0),
+        ),
+        (
+            "request to the network",
+            syn(TC_EGRESS, ETH0),
+            seen(syn_flow(), to_net, Egress, eth0),
+        ),
+        (
+            "interface never registered",
+            syn(TC_EGRESS, 99),
+            seen(syn_flow(), to_net, Egress, None),
+        ),
+    ];
+    for (case, ev, want) in cases {
+        assert_eq!(enrich(ev), want, "{case}");
+    }
+}
+
+// Event kinds, verdicts, drop reasons and policies.
+
+/// The SYN judged at the server's veth (its ingress policy).
+fn judged(kind: u8, verdict: u8, drop_reason: u16, policy: Option<(&str, &str)>) -> FlowEvent {
+    FlowEvent {
+        kind,
+        verdict,
+        drop_reason,
+        policy_match: 2,
+        policy_dir: 0,
+        policy_id: policy.map_or(0, |(ns, name)| policy_id(ns, name)),
+        remote_identity: client().identity,
+        ..syn(hook::TC_EGRESS, SERVER_VETH)
+    }
+}
+
+/// [`syn_flow`] as the server's veth sees it, for the verdict cases.
+fn at_server() -> Flow {
+    Flow {
+        trace_observation_point: TraceObservationPoint::ToEndpoint as i32,
+        traffic_direction: TrafficDirection::Ingress as i32,
+        interface: interface(SERVER_VETH, "lxc-server"),
+        ..syn_flow()
+    }
+}
+
+#[test]
+fn an_allowed_ingress_verdict_names_its_policy_in_ingress_allowed_by() {
+    assert_eq!(
+        enrich(judged(
+            kind::POLICY_VERDICT,
+            verdict::FORWARDED,
+            0,
+            Some(ALLOW)
+        )),
+        Flow {
+            event_type: event_type(5, 0),
+            policy_match_type: 2,
+            ingress_allowed_by: policy(ALLOW),
+            ..at_server()
+        }
+    );
+}
+
+#[test]
+fn an_allowed_egress_verdict_names_its_policy_in_egress_allowed_by() {
+    let ev = FlowEvent {
+        policy_dir: 1,
+        ..judged(kind::POLICY_VERDICT, verdict::FORWARDED, 0, Some(ALLOW))
+    };
+    assert_eq!(
+        enrich(FlowEvent {
+            key: syn(hook::TC_INGRESS, CLIENT_VETH).key,
+            ..ev
+        }),
+        Flow {
+            event_type: event_type(5, 0),
+            policy_match_type: 2,
+            egress_allowed_by: policy(ALLOW),
+            trace_observation_point: TraceObservationPoint::FromEndpoint as i32,
+            traffic_direction: TrafficDirection::Egress as i32,
+            interface: interface(CLIENT_VETH, "lxc-client"),
+            ..syn_flow()
+        }
+    );
+}
+
+#[test]
+fn an_audit_verdict_is_reported_with_the_policy_that_would_decide() {
+    assert_eq!(
+        enrich(judged(kind::POLICY_VERDICT, verdict::AUDIT, 0, Some(ALLOW))),
+        Flow {
+            verdict: Verdict::Audit as i32,
+            event_type: event_type(5, 0),
+            policy_match_type: 2,
+            ingress_allowed_by: policy(ALLOW),
+            ..at_server()
+        }
+    );
+}
+
+#[test]
+fn a_verdict_of_a_policy_not_yet_named_has_no_policy() {
+    let ev = FlowEvent {
+        policy_id: 12345,
+        ..judged(kind::POLICY_VERDICT, verdict::FORWARDED, 0, None)
+    };
+    assert_eq!(
+        enrich(ev),
+        Flow {
+            event_type: event_type(5, 0),
+            policy_match_type: 2,
+            ..at_server()
+        }
+    );
+}
+
+#[test]
+fn a_default_deny_is_a_drop_with_policy_denied_and_no_policy() {
+    let ev = FlowEvent {
+        policy_match: 0,
+        ..judged(kind::DROP, verdict::DROPPED, 133, None)
+    };
+    assert_eq!(
+        enrich(ev),
+        Flow {
+            verdict: Verdict::Dropped as i32,
+            event_type: event_type(1, 133),
+            drop_reason: 133,
+            drop_reason_desc: 133,
+            summary: "TCP Flags: SYN (POLICY_DENIED)".into(),
+            ..at_server()
+        }
+    );
+}
+
+#[test]
+fn an_explicit_ingress_deny_is_policy_deny_in_ingress_denied_by() {
+    assert_eq!(
+        enrich(judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))),
+        Flow {
+            verdict: Verdict::Dropped as i32,
+            event_type: event_type(1, 181),
+            drop_reason: 181,
+            drop_reason_desc: 181,
+            policy_match_type: 2,
+            summary: "TCP Flags: SYN (POLICY_DENY)".into(),
+            ingress_denied_by: policy(DENY),
+            ..at_server()
+        }
+    );
+}
+
+#[test]
+fn an_explicit_egress_deny_is_policy_deny_in_egress_denied_by() {
+    let ev = FlowEvent {
+        key: syn(hook::TC_INGRESS, CLIENT_VETH).key,
+        policy_dir: 1,
+        ..judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))
+    };
+    assert_eq!(
+        enrich(ev),
+        Flow {
+            verdict: Verdict::Dropped as i32,
+            event_type: event_type(1, 181),
+            drop_reason: 181,
+            drop_reason_desc: 181,
+            policy_match_type: 2,
+            summary: "TCP Flags: SYN (POLICY_DENY)".into(),
+            egress_denied_by: policy(DENY),
+            trace_observation_point: TraceObservationPoint::FromEndpoint as i32,
+            traffic_direction: TrafficDirection::Egress as i32,
+            interface: interface(CLIENT_VETH, "lxc-client"),
+            ..syn_flow()
+        }
+    );
+}
+
+// Kernel drops.
+
+/// A UDP datagram to a port nobody listens on, freed by the kernel.
+fn kernel_drop(drop_reason: u16) -> FlowEvent {
+    FlowEvent {
+        kind: kind::DROP,
+        verdict: verdict::DROPPED,
+        drop_reason,
+        ..event(
+            hook::KFREE_SKB,
+            0,
+            17,
+            "198.18.1.10",
+            "198.18.1.11",
+            (40000, 9999),
+        )
+    }
+}
+
+/// [`kernel_drop`]'s flow: no hook of ours saw it, so no point, direction,
+/// reply bit, interface or volume.
+fn kernel_drop_flow(reason: u32, name: &str) -> Flow {
+    Flow {
+        verdict: Verdict::Dropped as i32,
+        ip: ip("198.18.1.10", "198.18.1.11", IpVersion::IPv4),
+        l4: l4(layer4::Protocol::Udp(observer_proto::flow::Udp {
+            source_port: 40000,
+            destination_port: 9999,
+        })),
+        source: Some(client()),
+        destination: Some(server()),
+        event_type: event_type(1, 0),
+        summary: format!("UDP (kernel drop: {name})"),
+        kernel_drop: Some(KernelDrop {
+            reason,
+            name: name.into(),
+        }),
+        volume: None,
+        ..common()
+    }
+}
+
+#[test]
+fn a_kernel_drop_carries_the_kernels_reason_and_no_hook_facts() {
+    assert_eq!(enrich(kernel_drop(3)), kernel_drop_flow(3, "NO_SOCKET"));
+}
+
+#[test]
+fn a_kernel_drop_reason_without_a_name_is_named_by_number() {
+    assert_eq!(enrich(kernel_drop(77)), kernel_drop_flow(77, "reason 77"));
+}
+
+// Addresses and layer 4.
+
+#[test]
+fn an_address_of_no_endpoint_is_reserved_world() {
+    let ev = event(
+        hook::TC_EGRESS,
+        ETH0,
+        17,
+        "198.18.1.10",
+        "198.19.0.99",
+        (40000, 53),
+    );
+    assert_eq!(
+        enrich(ev),
+        Flow {
+            ip: ip("198.18.1.10", "198.19.0.99", IpVersion::IPv4),
+            l4: l4(layer4::Protocol::Udp(observer_proto::flow::Udp {
+                source_port: 40000,
+                destination_port: 53,
+            })),
+            source: Some(client()),
+            destination: Some(world()),
+            event_type: event_type(4, monitor::TRACE_TO_NETWORK),
+            trace_observation_point: TraceObservationPoint::ToNetwork as i32,
+            traffic_direction: TrafficDirection::Egress as i32,
+            interface: interface(ETH0, "eth0"),
+            is_reply: Some(false),
+            summary: "UDP".into(),
+            ..common()
+        }
+    );
+}
+
+#[test]
+fn each_protocol_has_its_layer4_and_summary() {
+    let v4 = ("198.18.1.10", "198.18.1.11");
+    let v6 = ("fd42::10", "fd42::11");
+    let udp = layer4::Protocol::Udp(observer_proto::flow::Udp {
+        source_port: 40000,
+        destination_port: 53,
+    });
+    let syn = TcpFlags {
+        syn: true,
+        ..Default::default()
+    };
+    // (IP protocol, addresses, ports, ICMP type, layer 4, summary)
+    let cases = [
+        (17, v4, (40000, 53), 0, l4(udp), "UDP"),
+        (
+            1,
+            v4,
+            (0, 0),
+            8,
+            l4(layer4::Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 })),
+            "ICMPv4 EchoRequest",
+        ),
+        (
+            58,
+            v6,
+            (0, 0),
+            128,
+            l4(layer4::Protocol::IcmPv6(IcmPv6 {
+                r#type: 128,
+                code: 0,
+            })),
+            "ICMPv6 EchoRequest",
+        ),
+        (
+            6,
+            v6,
+            (40000, 8080),
+            0,
+            tcp(40000, 8080, syn),
+            "TCP Flags: SYN",
+        ),
+        (47, v4, (0, 0), 0, None, "IP protocol 47"),
+    ];
+    for (proto, (src, dst), ports, icmp_type, l4, summary) in cases {
+        let ev = FlowEvent {
+            icmp_type,
+            tcp_flags: if proto == 6 { SYN } else { 0 },
+            ..event(hook::TC_INGRESS, CLIENT_VETH, proto, src, dst, ports)
+        };
+        let version = if src == v6.0 {
+            IpVersion::IPv6
+        } else {
+            IpVersion::IPv4
+        };
+        let want = Flow {
+            ip: ip(src, dst, version),
+            l4,
+            source: Some(client()),
+            destination: Some(server()),
+            event_type: event_type(4, monitor::TRACE_FROM_LXC),
+            trace_observation_point: TraceObservationPoint::FromEndpoint as i32,
+            traffic_direction: TrafficDirection::Egress as i32,
+            interface: interface(CLIENT_VETH, "lxc-client"),
+            is_reply: Some(false),
+            summary: summary.into(),
+            ..common()
+        };
+        assert_eq!(enrich(ev), want, "IP protocol {proto}");
+    }
+}

@@ -1,0 +1,199 @@
+//! The parts every flow of this node shares, built one way for tc flows
+//! ([`crate::enrich`]), SOCK flows ([`crate::services::flows`]) and TCP
+//! lifecycle flows ([`crate::lifecycle`]): Unix time from kernel time, the
+//! flow's UUID ([`FlowIds`]), the node name, the IP header with its version,
+//! the endpoints behind the addresses ([`Endpoints`]), and TCP / UDP ports.
+//! Each caller adds only what is its own.
+//!
+//! - [`ids`]: the run's flow UUIDs.
+//! - [`endpoints`]: the endpoint behind an address.
+
+pub mod endpoints;
+pub mod ids;
+
+use std::net::IpAddr;
+
+use cluster_spec::endpoints::EndpointsFile;
+use observer_proto::flow::{
+    self, Endpoint, Flow, FlowType, Ip, IpVersion, Layer4, TcpFlags, layer4,
+};
+
+pub use endpoints::{EndpointOf, Endpoints};
+pub use ids::FlowIds;
+
+/// IP protocol numbers of the kernel events.
+pub mod ipproto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// This node's flows: its name, the run's flow ids and its endpoints.
+pub struct NodeFlows {
+    node_name: String,
+    ids: FlowIds,
+    endpoints: Endpoints,
+}
+
+impl NodeFlows {
+    pub fn new(node_name: &str, file: &EndpointsFile) -> Self {
+        NodeFlows {
+            node_name: node_name.to_string(),
+            ids: FlowIds::new(),
+            endpoints: Endpoints::new(file),
+        }
+    }
+
+    /// Draws flow UUIDs from `ids` instead.
+    pub fn set_ids(&mut self, ids: FlowIds) {
+        self.ids = ids;
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// What the next flow is built from (it takes the next UUID);
+    /// `unix_offset_ns` turns kernel monotonic time into Unix time.
+    pub fn next(&mut self, unix_offset_ns: i128) -> FlowContext<'_> {
+        FlowContext {
+            uuid: self.ids.next_uuid(),
+            node_name: &self.node_name,
+            unix_offset_ns,
+            endpoint_of: &self.endpoints,
+        }
+    }
+}
+
+/// What one flow is built from besides its event.
+pub struct FlowContext<'a> {
+    pub uuid: String,
+    pub node_name: &'a str,
+    /// Kernel monotonic time plus this is Unix time, in nanoseconds.
+    pub unix_offset_ns: i128,
+    pub endpoint_of: &'a dyn EndpointOf,
+}
+
+impl FlowContext<'_> {
+    /// The endpoint of `ip` (reserved:world when unknown).
+    pub fn endpoint(&self, ip: IpAddr) -> Endpoint {
+        self.endpoint_of.endpoint_of(ip)
+    }
+
+    /// A flow of `ty` from `src` to `dst` at kernel time `ktime_ns`, with its
+    /// time, UUID, node name and IP header; no endpoints.
+    pub fn flow(self, ty: FlowType, ktime_ns: u64, src: IpAddr, dst: IpAddr) -> Flow {
+        Flow {
+            time: Some(observer_proto::time::timestamp(
+                i128::from(ktime_ns) + self.unix_offset_ns,
+            )),
+            uuid: self.uuid,
+            ip: Some(Ip {
+                source: src.to_string(),
+                destination: dst.to_string(),
+                ip_version: if src.is_ipv6() {
+                    IpVersion::IPv6
+                } else {
+                    IpVersion::IPv4
+                } as i32,
+                ..Default::default()
+            }),
+            r#type: ty as i32,
+            node_name: self.node_name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// [`Self::flow`] with the endpoints behind both addresses.
+    pub fn flow_between_endpoints(
+        self,
+        ty: FlowType,
+        ktime_ns: u64,
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Flow {
+        Flow {
+            source: Some(self.endpoint(src)),
+            destination: Some(self.endpoint(dst)),
+            ..self.flow(ty, ktime_ns, src, dst)
+        }
+    }
+}
+
+/// The address in a kernel event's 16 bytes (IPv4 in the first 4).
+pub fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == 6 {
+        IpAddr::from(*bytes)
+    } else {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    }
+}
+
+/// TCP (with `tcp_flags`) or UDP with these ports; `None` for other protocols.
+pub fn ports(proto: u8, sport: u16, dport: u16, tcp_flags: Option<TcpFlags>) -> Option<Layer4> {
+    let protocol = match proto {
+        ipproto::TCP => layer4::Protocol::Tcp(flow::Tcp {
+            source_port: sport.into(),
+            destination_port: dport.into(),
+            flags: tcp_flags,
+        }),
+        ipproto::UDP => layer4::Protocol::Udp(flow::Udp {
+            source_port: sport.into(),
+            destination_port: dport.into(),
+        }),
+        _ => return None,
+    };
+    Some(Layer4 {
+        protocol: Some(protocol),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_has_unix_time_uuid_node_and_ip_version_from_the_addresses() {
+        let world = |_| Endpoint::default();
+        let cx = FlowContext {
+            uuid: "u".into(),
+            node_name: "node1",
+            unix_offset_ns: 1_700_000_000_000_000_000,
+            endpoint_of: &world,
+        };
+        let v6 = cx.flow(
+            FlowType::Sock,
+            5_000_000_123,
+            "fd42::10".parse().unwrap(),
+            "fd42::11".parse().unwrap(),
+        );
+        assert_eq!(
+            v6,
+            Flow {
+                time: Some(prost_types::Timestamp {
+                    seconds: 1_700_000_005,
+                    nanos: 123
+                }),
+                uuid: "u".into(),
+                ip: Some(Ip {
+                    source: "fd42::10".into(),
+                    destination: "fd42::11".into(),
+                    ip_version: IpVersion::IPv6 as i32,
+                    ..Default::default()
+                }),
+                r#type: FlowType::Sock as i32,
+                node_name: "node1".into(),
+                ..Default::default()
+            }
+        );
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&[198, 18, 1, 10]);
+        assert_eq!(addr(4, &bytes), IpAddr::from([198, 18, 1, 10]));
+        assert_eq!(ports(1, 1, 2, None), None);
+    }
+}

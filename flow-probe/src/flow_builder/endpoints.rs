@@ -1,0 +1,76 @@
+//! The endpoint behind an address: from the endpoints file, or reserved:world.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use cluster_spec::endpoints::{EndpointsFile, reserved};
+use observer_proto::flow::{self, Endpoint};
+
+/// Who is behind an address.
+pub trait EndpointOf {
+    /// The endpoint of `ip` (reserved:world when no endpoint has it).
+    fn endpoint_of(&self, ip: IpAddr) -> Endpoint;
+}
+
+impl<F: Fn(IpAddr) -> Endpoint> EndpointOf for F {
+    fn endpoint_of(&self, ip: IpAddr) -> Endpoint {
+        self(ip)
+    }
+}
+
+/// The endpoints of the endpoints file by address, with their identities.
+pub struct Endpoints {
+    by_ip: HashMap<IpAddr, Endpoint>,
+    world: Endpoint,
+}
+
+impl Endpoints {
+    pub fn new(file: &EndpointsFile) -> Self {
+        let identities = file.identities();
+        let mut by_ip = HashMap::new();
+        for ep in &file.endpoints {
+            let labels = ep.identity_labels();
+            let proto_ep = Endpoint {
+                id: ep.id,
+                identity: identities
+                    .get(&labels)
+                    .copied()
+                    .unwrap_or(reserved::UNKNOWN),
+                namespace: ep.namespace.clone(),
+                labels,
+                pod_name: ep.name.clone(),
+                workloads: ep
+                    .workload
+                    .iter()
+                    .map(|w| flow::Workload {
+                        name: w.name.clone(),
+                        kind: w.kind.clone(),
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let v4 = ep.ipv4.map(IpAddr::V4);
+            let v6 = ep.ipv6.map(IpAddr::V6);
+            for addr in v4.into_iter().chain(v6) {
+                by_ip.insert(addr, proto_ep.clone());
+            }
+        }
+        let world = Endpoint {
+            identity: reserved::WORLD,
+            labels: vec!["reserved:world".to_string()],
+            ..Default::default()
+        };
+        Endpoints { by_ip, world }
+    }
+
+    /// The endpoint that has `ip`, if one does.
+    pub fn get(&self, ip: IpAddr) -> Option<&Endpoint> {
+        self.by_ip.get(&ip)
+    }
+}
+
+impl EndpointOf for Endpoints {
+    fn endpoint_of(&self, ip: IpAddr) -> Endpoint {
+        self.get(ip).unwrap_or(&self.world).clone()
+    }
+}
