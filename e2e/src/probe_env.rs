@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use observe_lab::node_probes::{self, ProbeOptions, StartedProbe};
 use observe_lab::{Lab, LabOptions, Scenario};
-use observer_proto::flow::{Flow, layer4::Protocol};
+use observer_proto::flow::Flow;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{GetFlowsRequest, get_flows_response::ResponseTypes};
 use tokio_stream::StreamExt;
@@ -112,21 +112,12 @@ impl Env {
     }
 }
 
-/// (source port, destination port) of a TCP or UDP flow.
-pub fn ports(f: &Flow) -> Option<(u16, u16)> {
-    match f.l4.as_ref()?.protocol.as_ref()? {
-        Protocol::Tcp(t) => Some((t.source_port as u16, t.destination_port as u16)),
-        Protocol::Udp(u) => Some((u.source_port as u16, u.destination_port as u16)),
-        _ => None,
-    }
-}
+pub use test_support::flows::ips;
 
-pub fn ips(f: &Flow) -> (IpAddr, IpAddr) {
-    let ip = f.ip.as_ref().expect("flow has IP");
-    (
-        ip.source.parse().expect("source IP"),
-        ip.destination.parse().expect("destination IP"),
-    )
+/// (source port, destination port) of a TCP or UDP flow, as the lab's
+/// sockets give them.
+pub fn ports(f: &Flow) -> Option<(u16, u16)> {
+    test_support::flows::ports(f).map(|(s, d)| (s as u16, d as u16))
 }
 
 /// The flows of one connection: both directions of (client, sport) ↔ (server, dport).

@@ -1,7 +1,6 @@
 //! Reading relayed responses: flows, node-status events, ports, times.
 
 use observer_proto::flow::Flow;
-use observer_proto::flow::layer4::Protocol;
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::relay::{NodeState, NodeStatusEvent};
@@ -20,14 +19,7 @@ pub fn node_status(r: &GetFlowsResponse) -> Option<&NodeStatusEvent> {
     }
 }
 
-/// The server port of a TCP or UDP flow (either direction).
-pub fn ports(f: &Flow) -> Option<(u32, u32)> {
-    match f.l4.as_ref()?.protocol.as_ref()? {
-        Protocol::Tcp(t) => Some((t.source_port, t.destination_port)),
-        Protocol::Udp(u) => Some((u.source_port, u.destination_port)),
-        _ => None,
-    }
-}
+pub use test_support::flows::ports;
 
 pub fn is_flow_on(r: &GetFlowsResponse, node: &str, port: u32) -> bool {
     flow(r).is_some_and(|f| {

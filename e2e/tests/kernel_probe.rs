@@ -11,10 +11,11 @@ use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use flow_probe::kernel::sysfs;
 use flow_probe::pipeline::{self, Pipeline};
 use observe_lab::{Lab, LabOptions, Scenario};
-use observer_proto::flow::{Flow, TraceObservationPoint, layer4::Protocol};
+use observer_proto::flow::{Flow, TraceObservationPoint};
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_runtime::store::FlowStore;
+use test_support::flows::udp_ports;
 use tokio::sync::broadcast::error::RecvError;
 
 const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
@@ -226,13 +227,6 @@ fn trickle(netns: String, dst: SocketAddr, n: u32, gap: Duration) -> u16 {
     marker.set_port(MARKER_PORT);
     sock.send_to(b"done", marker).unwrap();
     sock.local_addr().unwrap().port()
-}
-
-fn udp_ports(f: &Flow) -> Option<(u32, u32)> {
-    match f.l4.as_ref()?.protocol.as_ref()? {
-        Protocol::Udp(u) => Some((u.source_port, u.destination_port)),
-        _ => None,
-    }
 }
 
 fn leaving_a(f: &Flow) -> bool {

@@ -77,10 +77,7 @@ fn in_netns<T: Send + 'static>(netns: &str, work: impl FnOnce() -> T + Send + 's
 }
 
 fn udp_dport(f: &Flow) -> Option<u16> {
-    match f.l4.as_ref()?.protocol.as_ref()? {
-        Protocol::Udp(u) => Some(u.destination_port as u16),
-        _ => None,
-    }
+    test_support::flows::udp_ports(f).map(|(_, d)| d as u16)
 }
 
 /// What the port metric counts: a request that passed, with an L4 port.

@@ -10,6 +10,7 @@ use observer_proto::flow::{
     EventTypeFilter, Flow, FlowFilter, IpVersion, TcpFlags, TrafficDirection, layer4::Protocol,
 };
 use observer_proto::observer::{GetFlowsRequest, get_flows_response::ResponseTypes};
+use test_support::flows::tcp_flags;
 use tokio_stream::StreamExt;
 
 fn uuids<'a>(flows: impl IntoIterator<Item = &'a Flow>) -> BTreeSet<String> {
@@ -20,13 +21,6 @@ fn pod(ep: &Option<observer_proto::flow::Endpoint>) -> (&str, &str) {
     ep.as_ref()
         .map(|e| (e.namespace.as_str(), e.pod_name.as_str()))
         .unwrap_or(("", ""))
-}
-
-fn flags(f: &Flow) -> Option<&TcpFlags> {
-    match f.l4.as_ref()?.protocol.as_ref()? {
-        Protocol::Tcp(t) => t.flags.as_ref(),
-        _ => None,
-    }
 }
 
 async fn traffic_env() -> (e2e::Env, Vec<Flow>) {
@@ -125,7 +119,7 @@ async fn each_filter_selects_exactly_the_matching_flows() {
                 }],
                 ..Default::default()
             }),
-            Box::new(|f| flags(f).is_some_and(|t| t.syn)),
+            Box::new(|f| tcp_flags(f).is_some_and(|t| t.syn)),
         ),
         (
             "source_label",

@@ -84,7 +84,7 @@ struct Args {
     #[arg(long, default_value_t = metrics::DEFAULT_MAX_LABEL_SETS)]
     metrics_max_label_sets: usize,
     /// Series of ports, TCP flags and workload volume not updated for this long
-    /// are removed (seconds, or with s/m/h like 10m; 0 or off: never).
+    /// are removed (a duration like 10m or 1h30m, or seconds; 0 or off: never).
     #[arg(long, default_value = "10m")]
     metrics_grace: String,
     /// How the volume metrics name source and destination workloads: one of

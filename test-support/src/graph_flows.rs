@@ -5,8 +5,7 @@
 
 use observer_proto::flow::{
     CiliumEventType, DropReason, Endpoint, Flow, FlowType, Ip, IpVersion, Layer4, NetworkInterface,
-    Tcp, TcpFlags, TraceObservationPoint, TrafficDirection, Udp, Verdict, Workload,
-    layer4::Protocol,
+    Tcp, TraceObservationPoint, TrafficDirection, Udp, Verdict, Workload, layer4::Protocol,
 };
 use observer_proto::observe::v1::FlowVolume;
 
@@ -93,21 +92,6 @@ struct Ev {
     volume: Option<(u64, u64, u64, u64)>,
 }
 
-fn tcp_flags(names: &str) -> TcpFlags {
-    let mut f = TcpFlags::default();
-    for n in names.split(',').filter(|n| !n.is_empty()) {
-        match n {
-            "SYN" => f.syn = true,
-            "ACK" => f.ack = true,
-            "PSH" => f.psh = true,
-            "FIN" => f.fin = true,
-            "RST" => f.rst = true,
-            _ => unreachable!("flag {n}"),
-        }
-    }
-    f
-}
-
 fn build(e: Ev) -> Flow {
     let (protocol, summary) = if e.udp {
         (
@@ -122,7 +106,7 @@ fn build(e: Ev) -> Flow {
             Protocol::Tcp(Tcp {
                 source_port: e.src.2,
                 destination_port: e.dst.2,
-                flags: Some(tcp_flags(e.flags)),
+                flags: Some(crate::flows::flags(e.flags)),
             }),
             format!("TCP Flags: {}", e.flags.replace(',', ", ")),
         )

@@ -3,7 +3,7 @@
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
     CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, Ip, IpVersion, Layer4, Policy,
-    Tcp, TcpFlags, TraceObservationPoint, TrafficDirection, Udp, Verdict, Workload,
+    TraceObservationPoint, TrafficDirection, Udp, Verdict, Workload,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
 use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
@@ -29,17 +29,13 @@ fn ep(ns: &str, pod: &str, identity: u32) -> Option<Endpoint> {
 }
 
 fn tcp(sport: u32, dport: u32, syn: bool, ack: bool) -> Option<Layer4> {
-    Some(Layer4 {
-        protocol: Some(Protocol::Tcp(Tcp {
-            source_port: sport,
-            destination_port: dport,
-            flags: Some(TcpFlags {
-                syn,
-                ack,
-                ..Default::default()
-            }),
-        })),
-    })
+    let names = match (syn, ack) {
+        (true, true) => "SYN,ACK",
+        (true, false) => "SYN",
+        (false, true) => "ACK",
+        (false, false) => "",
+    };
+    crate::flows::tcp(sport, dport, crate::flows::flags(names))
 }
 
 fn policy(ns: &str, name: &str) -> Vec<Policy> {

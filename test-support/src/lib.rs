@@ -1,19 +1,24 @@
 //! Fixtures shared by the tests of every crate.
 //!
+//! - [`flows`]: building flows field by field (endpoints, IP, TCP/UDP, flags)
+//!   and reading fields back (ports, addresses, flags).
 //! - [`graph_flows`]: a hand-built set of flows (a connection seen at two
 //!   observation points, a refused one, UDP, world, the host) for the service
 //!   graph, the TUI and the output formats.
 //! - [`history_flows`]: the known flows the relay's history and SQL tests
 //!   ingest, built field by field.
 //! - [`root`]: the one way to mark a test that needs root and the real kernel.
+//! - [`specs`]: endpoints and services files for their compilers' tests.
 //! - [`scratch`]: a folder for one test, removed even when it panics.
 //!
 //! Binaries: `cgroup-client` (`src/bin/cgroup-client.rs`) joins a cgroup and
 //! runs one TCP / UDP / refused client action, for tests of programs attached
 //! to a cgroup; tests find it with `observe_lab::binaries::binary`.
 
+pub mod flows;
 pub mod graph_flows;
 pub mod history_flows;
 pub mod root;
 pub mod scratch;
+pub mod specs;
 pub use root::require_root;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use cluster_spec::endpoints::EndpointsFile;
 use cluster_spec::policy::PolicyRef;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
-    NetworkInterface, Policy, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict, Workload,
-    layer4,
+    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, NetworkInterface, Policy, TcpFlags,
+    TraceObservationPoint, TrafficDirection, Verdict, Workload, layer4,
 };
 use observer_proto::observe::v1::{FlowVolume, KernelDrop};
+
+use test_support::flows::{flags, ip, l4, tcp, udp, world};
 
 use super::{Enricher, FlowIds, monitor};
 use crate::datapath::{PolicyNames, policy_id};
@@ -198,37 +199,6 @@ fn server() -> Endpoint {
     }
 }
 
-fn world() -> Endpoint {
-    Endpoint {
-        identity: 2,
-        labels: vec!["reserved:world".into()],
-        ..Default::default()
-    }
-}
-
-fn ip(source: &str, destination: &str, version: IpVersion) -> Option<Ip> {
-    Some(Ip {
-        source: source.into(),
-        destination: destination.into(),
-        ip_version: version as i32,
-        ..Default::default()
-    })
-}
-
-fn l4(protocol: layer4::Protocol) -> Option<Layer4> {
-    Some(Layer4 {
-        protocol: Some(protocol),
-    })
-}
-
-fn tcp(sport: u32, dport: u32, flags: TcpFlags) -> Option<Layer4> {
-    l4(layer4::Protocol::Tcp(observer_proto::flow::Tcp {
-        source_port: sport,
-        destination_port: dport,
-        flags: Some(flags),
-    }))
-}
-
 fn interface(index: u32, name: &str) -> Option<NetworkInterface> {
     Some(NetworkInterface {
         index,
@@ -279,15 +249,8 @@ fn common() -> Flow {
 /// The flow of [`syn`], before the hook and the verdict say their part.
 fn syn_flow() -> Flow {
     Flow {
-        ip: ip("198.18.1.10", "198.18.1.11", IpVersion::IPv4),
-        l4: tcp(
-            40000,
-            8080,
-            TcpFlags {
-                syn: true,
-                ..Default::default()
-            },
-        ),
+        ip: ip("198.18.1.10", "198.18.1.11"),
+        l4: tcp(40000, 8080, flags("SYN")),
         source: Some(client()),
         destination: Some(server()),
         is_reply: Some(false),
@@ -299,16 +262,8 @@ fn syn_flow() -> Flow {
 /// The flow of [`syn_ack`], before the hook says its part.
 fn syn_ack_flow() -> Flow {
     Flow {
-        ip: ip("198.18.1.11", "198.18.1.10", IpVersion::IPv4),
-        l4: tcp(
-            8080,
-            40000,
-            TcpFlags {
-                syn: true,
-                ack: true,
-                ..Default::default()
-            },
-        ),
+        ip: ip("198.18.1.11", "198.18.1.10"),
+        l4: tcp(8080, 40000, flags("SYN,ACK")),
         source: Some(server()),
         destination: Some(client()),
         is_reply: Some(true),
@@ -579,11 +534,8 @@ fn kernel_drop(drop_reason: u16) -> FlowEvent {
 fn kernel_drop_flow(reason: u32, name: &str) -> Flow {
     Flow {
         verdict: Verdict::Dropped as i32,
-        ip: ip("198.18.1.10", "198.18.1.11", IpVersion::IPv4),
-        l4: l4(layer4::Protocol::Udp(observer_proto::flow::Udp {
-            source_port: 40000,
-            destination_port: 9999,
-        })),
+        ip: ip("198.18.1.10", "198.18.1.11"),
+        l4: udp(40000, 9999),
         source: Some(client()),
         destination: Some(server()),
         event_type: event_type(1, 0),
@@ -622,11 +574,8 @@ fn an_address_of_no_endpoint_is_reserved_world() {
     assert_eq!(
         enrich(ev),
         Flow {
-            ip: ip("198.18.1.10", "198.19.0.99", IpVersion::IPv4),
-            l4: l4(layer4::Protocol::Udp(observer_proto::flow::Udp {
-                source_port: 40000,
-                destination_port: 53,
-            })),
+            ip: ip("198.18.1.10", "198.19.0.99"),
+            l4: udp(40000, 53),
             source: Some(client()),
             destination: Some(world()),
             event_type: event_type(4, monitor::TRACE_TO_NETWORK),
@@ -690,13 +639,8 @@ fn each_protocol_has_its_layer4_and_summary() {
             tcp_flags: if proto == 6 { SYN } else { 0 },
             ..event(hook::TC_INGRESS, CLIENT_VETH, proto, src, dst, ports)
         };
-        let version = if src == v6.0 {
-            IpVersion::IPv6
-        } else {
-            IpVersion::IPv4
-        };
         let want = Flow {
-            ip: ip(src, dst, version),
+            ip: ip(src, dst),
             l4,
             source: Some(client()),
             destination: Some(server()),

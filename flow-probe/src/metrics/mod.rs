@@ -541,27 +541,17 @@ pub fn metric_names() -> Vec<&'static str> {
     Metrics::new(&MetricsConfig::default()).names().to_vec()
 }
 
-/// Parses a `--metrics-grace` value: seconds, or a number with `s`, `m` or
-/// `h`; `0` or `off` keeps series forever.
+/// Parses a `--metrics-grace` value: a duration (`10m`, `1h30m`, `90s`), a
+/// bare number of seconds, or `off` (as does 0): never expire.
 pub fn parse_grace(s: &str) -> Result<Option<Duration>, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => t.split_at(i),
-        None => (t, "s"),
+    let grace = match t.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => observer_proto::time::parse_duration(t)
+            .map_err(|e| format!("--metrics-grace {s:?}: {e} (or a number of seconds, or off)"))?,
     };
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => 0,
-    };
-    match num.parse::<u64>() {
-        Ok(n) if mult > 0 => Ok((n > 0).then(|| Duration::from_secs(n.saturating_mul(mult)))),
-        _ => Err(format!(
-            "--metrics-grace {s:?}: expected seconds or a number with s, m or h (like 10m), or off"
-        )),
-    }
+    Ok((!grace.is_zero()).then_some(grace))
 }

@@ -5,6 +5,7 @@ use observer_proto::flow::{
 use observer_proto::observe::v1::FlowVolume;
 
 use super::*;
+use test_support::flows::{flags, tcp};
 
 fn endpoint(ns: &str, workload: &str) -> Endpoint {
     Endpoint {
@@ -20,23 +21,6 @@ fn endpoint(ns: &str, workload: &str) -> Endpoint {
     }
 }
 
-fn tcp(sport: u32, dport: u32, flags: TcpFlags) -> Option<Layer4> {
-    Some(Layer4 {
-        protocol: Some(layer4::Protocol::Tcp(flow::Tcp {
-            source_port: sport,
-            destination_port: dport,
-            flags: Some(flags),
-        })),
-    })
-}
-
-fn syn() -> TcpFlags {
-    TcpFlags {
-        syn: true,
-        ..Default::default()
-    }
-}
-
 /// A forwarded TCP SYN frontend → api:8080 seen at to-endpoint.
 fn forwarded(sport: u32, dport: u32) -> Flow {
     Flow {
@@ -47,7 +31,7 @@ fn forwarded(sport: u32, dport: u32) -> Flow {
             ip_version: IpVersion::IPv4 as i32,
             ..Default::default()
         }),
-        l4: tcp(sport, dport, syn()),
+        l4: tcp(sport, dport, flags("SYN")),
         source: Some(endpoint("default", "frontend")),
         destination: Some(endpoint("default", "api")),
         event_type: Some(CiliumEventType {
@@ -515,8 +499,11 @@ fn grace_flag() {
     assert_eq!(parse_grace("30s"), Ok(Some(Duration::from_secs(30))));
     assert_eq!(parse_grace("0"), Ok(None));
     assert_eq!(parse_grace("off"), Ok(None));
-    assert!(parse_grace("10d").is_err());
-    assert!(parse_grace("m").is_err());
+    assert_eq!(parse_grace("1h30m"), Ok(Some(Duration::from_secs(5400))));
+    assert_eq!(parse_grace("1d"), Ok(Some(Duration::from_secs(86_400))));
+    let err = parse_grace("10x").unwrap_err();
+    assert!(err.starts_with("--metrics-grace \"10x\": "), "{err}");
+    assert!(err.ends_with(" (or a number of seconds, or off)"), "{err}");
 }
 
 fn with_options(flags: &[&str]) -> MetricsConfig {
@@ -705,7 +692,7 @@ fn equal_flows_processed_ids_mean_equal_labels() {
         std::collections::HashMap::new();
     let protocols = [
         None,
-        tcp(1, 2, syn()),
+        tcp(1, 2, flags("SYN")),
         Some(Layer4 {
             protocol: Some(layer4::Protocol::Udp(flow::Udp {
                 source_port: 1,

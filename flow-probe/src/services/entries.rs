@@ -75,24 +75,7 @@ mod tests {
     use cluster_spec::endpoints::EndpointsFile;
     use cluster_spec::services::{ServicesFile, compile};
 
-    const ENDPOINTS: &str = r#"
-endpoints:
-  - {id: 1, name: client, namespace: default, labels: {app: client}, ipv4: 198.18.1.10, ipv6: "fd42::1:10", node: node1}
-  - {id: 2, name: api-2, namespace: default, labels: {app: api}, ipv4: 198.18.1.12, ipv6: "fd42::1:12", node: node1}
-  - {id: 3, name: api-1, namespace: default, labels: {app: api, tier: x}, ipv4: 198.18.1.11, node: node1}
-"#;
-    const SERVICES: &str = r#"
-services:
-  - name: api
-    namespace: default
-    vip: {ipv4: 198.18.100.10, ipv6: "fd42:100::10"}
-    ports: [{port: 80, targetPort: 8080}]
-    selector: {app: api}
-  - name: none
-    namespace: default
-    vip: {ipv4: 198.18.100.11}
-    ports: [{port: 53, protocol: UDP}]
-"#;
+    use test_support::specs::{ENDPOINTS, SERVICES};
 
     #[test]
     fn every_frontend_and_backend_slot_becomes_an_entry() {

@@ -6,11 +6,13 @@ use std::collections::BTreeSet;
 
 use observer_proto::flow::{
     CiliumEventType, Endpoint, Flow, FlowFilter, IcmPv4, Ip, IpVersion, Layer4, LostEvent,
-    LostEventSource, Tcp, TcpFlags, TraceObservationPoint, Udp, Verdict, layer4::Protocol,
+    LostEventSource, TraceObservationPoint, Verdict, layer4::Protocol,
 };
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::NodeStatusEvent;
 use observer_runtime::filter::compile;
+
+use test_support::flows::{flags, l4, tcp, udp};
 
 use super::output::{Format, Options, Printer};
 use super::request::QueryArgs;
@@ -33,24 +35,12 @@ fn ep(name: &str) -> Endpoint {
     }
 }
 
-fn tcp(sport: u32, dport: u32, ack: bool) -> Protocol {
-    Protocol::Tcp(Tcp {
-        source_port: sport,
-        destination_port: dport,
-        flags: Some(TcpFlags {
-            syn: true,
-            ack,
-            ..Default::default()
-        }),
-    })
-}
-
 /// One flow: (pod, ip) on each side, an L4 protocol, a verdict, a node.
 fn flow(
     n: i64,
     (src, sip): (&str, &str),
     (dst, dip): (&str, &str),
-    l4: Protocol,
+    l4: Option<Layer4>,
     verdict: Verdict,
     node: &str,
 ) -> Flow {
@@ -68,7 +58,7 @@ fn flow(
             ip_version: if v6 { IpVersion::IPv6 } else { IpVersion::IPv4 } as i32,
             ..Default::default()
         }),
-        l4: Some(Layer4 { protocol: Some(l4) }),
+        l4,
         source: Some(ep(src)),
         destination: Some(ep(dst)),
         node_name: node.into(),
@@ -97,7 +87,7 @@ fn flows() -> Vec<Flow> {
         2,
         API,
         FRONTEND,
-        tcp(8080, 40000, true),
+        tcp(8080, 40000, flags("SYN,ACK")),
         Verdict::Forwarded,
         "node1",
     );
@@ -107,10 +97,7 @@ fn flows() -> Vec<Flow> {
         5,
         ("default/frontend", "fd42::2"),
         ("default/db", "fd42::4"),
-        Protocol::Udp(Udp {
-            source_port: 41000,
-            destination_port: 5353,
-        }),
+        udp(41000, 5353),
         Verdict::Forwarded,
         "node1",
     );
@@ -119,7 +106,7 @@ fn flows() -> Vec<Flow> {
         7,
         DB,
         FRONTEND,
-        Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 }),
+        l4(Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 })),
         Verdict::Forwarded,
         "node1",
     );
@@ -129,7 +116,7 @@ fn flows() -> Vec<Flow> {
             1,
             FRONTEND,
             API,
-            tcp(40000, 8080, false),
+            tcp(40000, 8080, flags("SYN")),
             Verdict::Forwarded,
             "node1",
         ),
@@ -138,7 +125,7 @@ fn flows() -> Vec<Flow> {
             3,
             CLIENT,
             API,
-            tcp(50000, 8080, false),
+            tcp(50000, 8080, flags("SYN")),
             Verdict::Dropped,
             "node2",
         ),
@@ -146,7 +133,7 @@ fn flows() -> Vec<Flow> {
             4,
             API,
             DB,
-            tcp(41000, 5432, false),
+            tcp(41000, 5432, flags("SYN")),
             Verdict::Forwarded,
             "node1",
         ),
@@ -155,7 +142,7 @@ fn flows() -> Vec<Flow> {
             6,
             WORLD,
             FRONTEND,
-            tcp(33000, 80, false),
+            tcp(33000, 80, flags("SYN")),
             Verdict::Audit,
             "node1",
         ),

@@ -1,45 +1,10 @@
 use super::*;
 use observer_proto::flow::{
-    CiliumEventType, DropReason, Ip, IpVersion, Layer4, Service, Tcp, TrafficDirection, Udp,
+    CiliumEventType, DropReason, Ip, IpVersion, Layer4, Service, TrafficDirection, Udp,
     flow_filter::Experimental,
 };
 use observer_proto::flow::{IcmPv4, IcmPv6};
-
-fn endpoint(ns: &str, pod: &str, identity: u32, labels: &[&str]) -> Endpoint {
-    Endpoint {
-        namespace: ns.into(),
-        pod_name: pod.into(),
-        identity,
-        labels: labels.iter().map(|l| l.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-fn ip(src: &str, dst: &str, version: IpVersion) -> Option<Ip> {
-    Some(Ip {
-        source: src.into(),
-        destination: dst.into(),
-        ip_version: version as i32,
-        ..Default::default()
-    })
-}
-
-fn tcp(sport: u32, dport: u32, flags: TcpFlags) -> Option<Layer4> {
-    Some(Layer4 {
-        protocol: Some(Protocol::Tcp(Tcp {
-            source_port: sport,
-            destination_port: dport,
-            flags: Some(flags),
-        })),
-    })
-}
-
-fn syn() -> TcpFlags {
-    TcpFlags {
-        syn: true,
-        ..Default::default()
-    }
-}
+use test_support::flows::{endpoint, flags, ip, tcp};
 
 /// u1: frontend → backend SYN; u2: DNS to the world on another cluster;
 /// u3: backend's SYN-ACK reply; u4: dropped ICMPv6; u5: traced, encrypted ICMPv4.
@@ -61,8 +26,8 @@ fn flows() -> Vec<Flow> {
         Flow {
             uuid: "u1".into(),
             verdict: Verdict::Forwarded as i32,
-            ip: ip("10.0.0.1", "10.0.1.5", IpVersion::IPv4),
-            l4: tcp(40000, 80, syn()),
+            ip: ip("10.0.0.1", "10.0.1.5"),
+            l4: tcp(40000, 80, flags("SYN")),
             source: Some(frontend.clone()),
             destination: Some(backend.clone()),
             destination_service: Some(Service {
@@ -81,7 +46,7 @@ fn flows() -> Vec<Flow> {
         Flow {
             uuid: "u2".into(),
             verdict: Verdict::Forwarded as i32,
-            ip: ip("10.0.0.1", "198.18.0.10", IpVersion::IPv4),
+            ip: ip("10.0.0.1", "198.18.0.10"),
             l4: Some(Layer4 {
                 protocol: Some(Protocol::Udp(Udp {
                     source_port: 5353,
@@ -103,7 +68,7 @@ fn flows() -> Vec<Flow> {
         Flow {
             uuid: "u3".into(),
             verdict: Verdict::Forwarded as i32,
-            ip: ip("10.0.1.5", "10.0.0.1", IpVersion::IPv4),
+            ip: ip("10.0.1.5", "10.0.0.1"),
             l4: tcp(
                 80,
                 40000,
@@ -132,7 +97,7 @@ fn flows() -> Vec<Flow> {
             uuid: "u4".into(),
             verdict: Verdict::Dropped as i32,
             drop_reason_desc: DropReason::PolicyDenied as i32,
-            ip: ip("fd00::1", "fd00::2", IpVersion::IPv6),
+            ip: ip("fd00::1", "fd00::2"),
             l4: Some(Layer4 {
                 protocol: Some(Protocol::IcmPv6(IcmPv6 {
                     r#type: 128,
@@ -151,7 +116,7 @@ fn flows() -> Vec<Flow> {
             verdict: Verdict::Traced as i32,
             ip: Some(Ip {
                 encrypted: true,
-                ..ip("10.0.0.1", "198.18.5.5", IpVersion::IPv4).unwrap_or_default()
+                ..ip("10.0.0.1", "198.18.5.5").unwrap_or_default()
             }),
             l4: Some(Layer4 {
                 protocol: Some(Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 })),
@@ -468,7 +433,7 @@ fn tcp_flags_entry_is_a_subset_test() {
         fin: true,
         ..Default::default()
     };
-    assert_eq!(only(f(vec![syn()])), strs(&["u1", "u3"]));
+    assert_eq!(only(f(vec![flags("SYN")])), strs(&["u1", "u3"]));
     assert_eq!(only(f(vec![syn_ack])), strs(&["u3"]));
     assert!(only(f(vec![fin])).is_empty());
     assert_eq!(only(f(vec![fin, ack])), strs(&["u3"]), "entries OR");
