@@ -17,9 +17,7 @@ use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
 use aya::{Ebpf, EbpfLoader};
 
 use super::btf_layout;
-use super::events::{
-    EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, mirrored_layouts, stat,
-};
+use super::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, stat};
 use super::features::KernelFeatures;
 use super::objects::FLOW_OBJECT;
 use super::pins;
@@ -159,7 +157,7 @@ impl LoadedProbe {
                 "flow-probe was built without its eBPF objects (clang-19 was missing); run the README's setup command and rebuild"
             );
         }
-        btf_layout::check_objects(&super::objects::all(), &mirrored_layouts())?;
+        btf_layout::check_embedded()?;
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();

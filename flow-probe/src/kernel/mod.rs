@@ -2,6 +2,7 @@
 //! mirror of their event layout and its BTF check, feature probing, bpffs/tracefs
 //! and namespaces, and loading/attaching.
 
+pub mod btf;
 pub mod btf_layout;
 pub mod events;
 pub mod features;
