@@ -19,8 +19,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
 
+use super::config::ProbeConfig;
 use super::events::{LbBackend, LbBackendKey, LbService, LbServiceKey};
-use super::loader::ProbeConfig;
 use super::objects::SOCK_LB_OBJECT;
 
 /// The programs of the object, one per socket hook.
