@@ -130,8 +130,7 @@ impl LoadedProbe {
                         sysfs::enter_netns(ns)?;
                     }
                     let dir = pins::pin_dir(cfg.netns.as_deref());
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating pin folder {} (is bpffs mounted?)", dir.display()))?;
+                    pins::create_dir(&dir)?;
                     let adopted = pins::existing_maps(&dir);
                     // Kernel drops need the tracepoint's format; without it they are off.
                     let drops = if use_drops { tracefs::read_format("skb", "kfree_skb").ok() } else { None };

@@ -93,8 +93,7 @@ impl LoadedLb {
         }
         let cgroup_id = cgroup_id(cgroup)
             .with_context(|| format!("cgroup {} (a cgroup v2 folder)", cgroup.display()))?;
-        std::fs::create_dir_all(pin_dir)
-            .with_context(|| format!("creating pin folder {}", pin_dir.display()))?;
+        super::pins::create_dir(pin_dir)?;
         // Same sizes as the tc object, which shares these maps through their pins.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", cfg.ringbuf_bytes)
