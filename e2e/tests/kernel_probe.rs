@@ -100,6 +100,15 @@ async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) {
     let _ = tokio::time::timeout(e2e::WAIT, follow).await;
 }
 
+/// Everything in the store, oldest first.
+fn stored_responses(store: &FlowStore) -> Vec<GetFlowsResponse> {
+    store
+        .snapshot()
+        .iter()
+        .map(|e| (*e.response).clone())
+        .collect()
+}
+
 /// Flows delivered and events reported lost, in `responses`.
 fn delivered_and_lost(responses: &[GetFlowsResponse]) -> (u64, u64) {
     let (mut flows, mut lost) = (0u64, 0u64);
@@ -150,11 +159,7 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
 
     let after = probe.counters().unwrap();
     assert_eq!(after, before, "no event after the veths went down");
-    let responses: Vec<GetFlowsResponse> = store
-        .snapshot()
-        .iter()
-        .map(|e| (*e.response).clone())
-        .collect();
+    let responses = stored_responses(&store);
     let (flows, lost) = delivered_and_lost(&responses);
     assert_eq!(
         lost, after.events_lost,
@@ -207,11 +212,7 @@ async fn a_stopped_pipeline_first_reads_the_ring_to_the_end() {
         before,
         "no event after the flood"
     );
-    let responses: Vec<GetFlowsResponse> = store
-        .snapshot()
-        .iter()
-        .map(|e| (*e.response).clone())
-        .collect();
+    let responses = stored_responses(&store);
     assert_eq!(
         delivered_and_lost(&responses),
         (before.events_tried, 0),
@@ -346,11 +347,7 @@ async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> V
     .await
     .unwrap();
     let sport = u32::from(sender.join().unwrap());
-    let responses: Vec<GetFlowsResponse> = store
-        .snapshot()
-        .iter()
-        .map(|e| (*e.response).clone())
-        .collect();
+    let responses = stored_responses(&store);
     assert!(
         flows_of(&responses)
             .any(|f| marker(f) && udp_ports(f) == Some((sport, u32::from(MARKER_PORT)))),
