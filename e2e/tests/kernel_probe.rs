@@ -1,5 +1,6 @@
-//! The probe in the kernel, in-process: lost events are never silent, and
-//! stopping the probe leaves no program, link or pin behind.
+//! The probe in the kernel, in-process: lost events are never silent, a
+//! stopped pipeline has read every event first, and stopping the probe leaves
+//! no program, link or pin behind.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -68,6 +69,19 @@ fn flood(lab: &Lab, from: &str, to: &str, n: u16) {
     .unwrap();
 }
 
+/// Takes the lab's host-side veths down, so no packet, hence no event, comes
+/// after what a test sent.
+fn links_down(lab: &Lab) {
+    let node = lab.node_netns("node1").unwrap();
+    for iface in host_interfaces(lab) {
+        let ok = std::process::Command::new("ip")
+            .args(["-n", node, "link", "set", &iface, "down"])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip link set {iface} down");
+    }
+}
+
 /// Resolves once `done` holds for everything pushed to `store` so far, or
 /// after `e2e::WAIT` (the caller then finds out what is missing): the stop
 /// signal of a pipeline that must first have read what the test expects.
@@ -87,6 +101,15 @@ async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) {
     let _ = tokio::time::timeout(e2e::WAIT, follow).await;
 }
 
+/// Everything in the store, oldest first.
+fn stored_responses(store: &FlowStore) -> Vec<GetFlowsResponse> {
+    store
+        .snapshot()
+        .iter()
+        .map(|e| (*e.response).clone())
+        .collect()
+}
+
 /// Flows delivered and events reported lost, in `responses`.
 fn delivered_and_lost(responses: &[GetFlowsResponse]) -> (u64, u64) {
     let (mut flows, mut lost) = (0u64, 0u64);
@@ -103,28 +126,20 @@ fn delivered_and_lost(responses: &[GetFlowsResponse]) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
     let lab = lab("lost");
-    let node = lab.node_netns("node1").unwrap().to_string();
     let ifaces = host_interfaces(&lab);
     // One page of ring buffer holds ~30 events; nobody reads it during the flood.
     // The tracepoints watch only this lab's namespaces: other tests' traffic
     // must not add events after ours stopped.
     let cfg = ProbeConfig {
         ringbuf_bytes: 4096,
-        netns: Some(node.clone()),
+        netns: Some(lab.node_netns("node1").unwrap().to_string()),
         drop_netns: watched_netns(&lab),
         ..ProbeConfig::default()
     };
     let mut probe =
         LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads");
     flood(&lab, "a", "b", 2000);
-    // Take the veths down so no packet, hence no event, comes after the flood.
-    for iface in &ifaces {
-        let ok = std::process::Command::new("ip")
-            .args(["-n", &node, "link", "set", iface, "down"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
+    links_down(&lab);
     let before = probe.counters().unwrap();
     assert!(
         before.events_lost > 0,
@@ -145,11 +160,7 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
 
     let after = probe.counters().unwrap();
     assert_eq!(after, before, "no event after the veths went down");
-    let responses: Vec<GetFlowsResponse> = store
-        .snapshot()
-        .iter()
-        .map(|e| (*e.response).clone())
-        .collect();
+    let responses = stored_responses(&store);
     let (flows, lost) = delivered_and_lost(&responses);
     assert_eq!(
         lost, after.events_lost,
@@ -168,6 +179,54 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
         after.events_tried >= 4000,
         "2000 new flows at two veths: {after:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_pipeline_first_reads_the_ring_to_the_end() {
+    let lab = lab("drain");
+    let cfg = ProbeConfig {
+        netns: Some(lab.node_netns("node1").unwrap().to_string()),
+        drop_netns: watched_netns(&lab),
+        ..ProbeConfig::default()
+    };
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    flood(&lab, "a", "b", 100);
+    links_down(&lab);
+    let before = probe.counters().unwrap();
+    assert_eq!(before.events_lost, 0, "a 4 MiB ring holds them all");
+
+    let store = Arc::new(FlowStore::new(10_000));
+    let pipeline = Pipeline::new(enricher_for(&probe, &lab), store.clone());
+    // Told to stop before it starts: what it delivers, it read on the way out.
+    pipeline::run(
+        &mut probe,
+        pipeline,
+        Duration::from_secs(3600),
+        std::future::ready(()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        probe.counters().unwrap(),
+        before,
+        "no event after the flood"
+    );
+    let responses = stored_responses(&store);
+    assert_eq!(
+        delivered_and_lost(&responses),
+        (before.events_tried, 0),
+        "every event the kernel wrote is in the store"
+    );
+    let mut flood_ports: Vec<u32> = flows_of(&responses)
+        .filter(|f| leaving_a(f))
+        .filter_map(udp_ports)
+        .map(|(_, dport)| dport)
+        .filter(|p| (20_000..20_100).contains(p))
+        .collect();
+    flood_ports.sort_unstable();
+    assert_eq!(flood_ports, (20_000..20_100).collect::<Vec<u32>>());
 }
 
 #[test]
@@ -240,10 +299,8 @@ fn flows_of(responses: &[GetFlowsResponse]) -> impl Iterator<Item = &Flow> {
     })
 }
 
-/// Packet counts of the events of one trickled flow, seen leaving endpoint a.
-async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> Vec<u64> {
-    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(lab), &KernelFeatures::probe())
-        .expect("probe loads");
+/// An enricher that knows the probe's interfaces and the endpoints behind them.
+fn enricher_for(probe: &LoadedProbe, lab: &Lab) -> Enricher {
     let file = lab.endpoints_file();
     let mut enricher = Enricher::new("node1", &file);
     for a in &probe.attached {
@@ -257,6 +314,14 @@ async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> V
             ep.and_then(|e| e.ipv4).map(std::net::IpAddr::V4),
         );
     }
+    enricher
+}
+
+/// Packet counts of the events of one trickled flow, seen leaving endpoint a.
+async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> Vec<u64> {
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let enricher = enricher_for(&probe, lab);
     let store = Arc::new(FlowStore::new(10_000));
     let netns = lab.endpoint("a").unwrap().netns.clone();
     let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
@@ -276,11 +341,7 @@ async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> V
     .await
     .unwrap();
     let sport = u32::from(sender.join().unwrap());
-    let responses: Vec<GetFlowsResponse> = store
-        .snapshot()
-        .iter()
-        .map(|e| (*e.response).clone())
-        .collect();
+    let responses = stored_responses(&store);
     assert!(
         flows_of(&responses)
             .any(|f| marker(f) && udp_ports(f) == Some((sport, u32::from(MARKER_PORT)))),

@@ -4,16 +4,19 @@
  *
  * This header is the single source of truth: flow-probe mirrors each struct in
  * flow-probe/src/kernel/events.rs and checks size and every field offset against
- * the compiled object's BTF before it loads anything. Fixed-width types only,
+ * the compiled object's BTF before it loads anything, and each enum's values the
+ * same way (see struct mirrored_enums at the end). Fixed-width types only,
  * explicit padding, and a leading {type, version} header. Bump EVENT_VERSION on
- * every layout change.
+ * every layout change. Named values are enums, not #defines: BTF carries enums.
  */
 #ifndef OBSERVE_EVENTS_H
 #define OBSERVE_EVENTS_H
 
 #include <linux/types.h>
 
-#define EVENT_VERSION 4
+enum event_version {
+	EVENT_VERSION = 4,
+};
 
 enum event_type {
 	EVENT_FLOW = 1,
@@ -78,7 +81,15 @@ enum enforcement {
 	ENFORCE_AUDIT = 2,   /* would deny: report AUDIT and let it pass */
 };
 
-#define POLICY_ID_NONE 0
+/* policy_id of an event that no rule decided. */
+enum policy_id {
+	POLICY_ID_NONE = 0,
+};
+
+/* Reserved security identities, with Cilium's numbers. */
+enum reserved_identity {
+	IDENTITY_WORLD = 2,  /* any address the ipcache does not know */
+};
 
 /* Hook that saw the packet. */
 enum hook_point {
@@ -299,5 +310,33 @@ struct tcp_lifecycle_event {
 	__u32 retransmits;     /* retransmissions of this socket so far */
 	__u32 _pad0;
 };
+
+/*
+ * Not data: one member of each enum above, so that clang writes every enum's
+ * values into the object's BTF (it only keeps types that something refers to).
+ * flow-probe compares them with its own constants before it loads anything;
+ * an enum added here must be mirrored there. Never read by the programs.
+ */
+struct mirrored_enums {
+	enum event_version event_version;
+	enum event_type event_type;
+	enum tcp_lifecycle_kind tcp_lifecycle_kind;
+	enum emit_reason emit_reason;
+	enum event_kind event_kind;
+	enum verdict verdict;
+	enum drop_reason drop_reason;
+	enum policy_match policy_match;
+	enum policy_direction policy_direction;
+	enum enforcement enforcement;
+	enum policy_id policy_id;
+	enum reserved_identity reserved_identity;
+	enum hook_point hook_point;
+	enum stat_index stat_index;
+	enum sock_xlate_point sock_xlate_point;
+	enum sock_hook sock_hook;
+};
+
+/* Each object includes this header once; the variable lands in .rodata. */
+const volatile struct mirrored_enums mirrored_enums = { .event_version = EVENT_VERSION };
 
 #endif

@@ -15,7 +15,6 @@ use crate::enrich::Enricher;
 use crate::generation::Generation;
 use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
 use crate::kernel::loader::{LoadedProbe, ProbeConfig};
-use crate::kernel::sysfs;
 use crate::pipeline::{self, Pipeline};
 use crate::policy_watch::PolicyWatcher;
 use crate::server::{self, NodeInfo, ObserverService};
@@ -51,11 +50,6 @@ pub async fn run(
     cfg: AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    for (fs, at) in [("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing")] {
-        if let Err(e) = sysfs::ensure_mounted(fs, at) {
-            log::warn!("could not mount {fs} at {at}: {e}");
-        }
-    }
     let features = KernelFeatures::probe();
     for f in &features.features {
         log::info!(

@@ -18,22 +18,13 @@ use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
 use crate::flow_builder::{NodeFlows, addr, ipproto, ports};
-use crate::kernel::events::{FlowEvent, hook, kind, verdict};
-
-/// Cilium's drop reasons for policy (flow.proto DropReason numbers).
-const DROP_POLICY_DENIED: u16 = 133;
-const DROP_POLICY_DENY: u16 = 181;
-/// `enum policy_direction` of the event.
-const POLICY_INGRESS: u8 = 0;
+use crate::kernel::events::{FlowEvent, drop_reason, hook, kind, policy_direction, verdict};
 
 fn drop_reason_name(reason: u16) -> String {
     observer_proto::flow::DropReason::try_from(i32::from(reason))
         .map(|r| r.as_str_name().to_string())
         .unwrap_or_else(|_| format!("drop reason {reason}"))
 }
-
-// Keep the numbers in one place with the kernel's.
-const _: () = assert!(DROP_POLICY_DENIED == 133 && DROP_POLICY_DENY == 181);
 
 /// Cilium's monitor message type for trace events, and its trace sub-types.
 pub mod monitor {
@@ -250,8 +241,8 @@ impl Enricher {
             kind: "CiliumNetworkPolicy".to_string(),
             ..Default::default()
         };
-        let denied = ev.drop_reason == DROP_POLICY_DENY;
-        let slot = match (ev.policy_dir == POLICY_INGRESS, denied) {
+        let denied = ev.drop_reason == drop_reason::POLICY_DENY;
+        let slot = match (ev.policy_dir == policy_direction::INGRESS, denied) {
             (true, false) => &mut flow.ingress_allowed_by,
             (true, true) => &mut flow.ingress_denied_by,
             (false, false) => &mut flow.egress_allowed_by,

@@ -3,7 +3,7 @@
 //! # Layout
 //! Data moves top to bottom:
 //! - [`kernel`]: loads `ebpf-probes/` into the kernel and attaches it ([`kernel::loader`]),
-//!   after checking the event layout against the object's BTF ([`kernel::btf_layout`]);
+//!   after checking the event layout and enums against the object's BTF ([`kernel::btf_layout`]);
 //!   probes kernel features ([`kernel::features`]); decodes ring-buffer records
 //!   ([`kernel::events`]).
 //! - [`pipeline`]: drains the ring buffer, decodes, and hands each event to

@@ -106,7 +106,9 @@ impl Pipeline {
 }
 
 /// Reads the ring buffer until `shutdown` resolves; every `lost_check` it reads the
-/// kernel's lost counter and puts what is new into the stream.
+/// kernel's lost counter and puts what is new into the stream. Before it returns
+/// it reads the ring to the end and the lost counter once more, so everything
+/// the kernel wrote before the stop is in the store.
 pub async fn run(
     probe: &mut LoadedProbe,
     mut pipeline: Pipeline,
@@ -121,36 +123,46 @@ pub async fn run(
     #[expect(deprecated, reason = "the owned fd makes the I/O-safety concern moot")]
     let mut ring = AsyncFd::new(ring)?;
     let mut ticker = tokio::time::interval(lost_check);
-    let mut drain = tokio::time::interval(DRAIN_INTERVAL);
-    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drain_timer = tokio::time::interval(DRAIN_INTERVAL);
+    drain_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost_seen = 0u64;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    pipeline.ingest(&item[..]);
-                }
+                drain(guard.get_inner_mut(), &mut pipeline);
                 guard.clear_ready();
             }
-            _ = drain.tick() => {
-                let rb = ring.get_mut();
-                while let Some(item) = rb.next() {
-                    pipeline.ingest(&item[..]);
-                }
-            }
+            _ = drain_timer.tick() => drain(ring.get_mut(), &mut pipeline),
             _ = ticker.tick() => {
                 pipeline.refresh_clock();
-                let lost = read_counters(stats)?.events_lost;
-                if lost > lost_seen {
-                    pipeline.push_lost(LostEventSource::PerfEventRingBuffer, lost - lost_seen);
-                    lost_seen = lost;
-                }
+                lost_seen = report_lost(stats, &pipeline, lost_seen)?;
             }
             () = &mut shutdown => break,
         }
     }
+    drain(ring.get_mut(), &mut pipeline);
+    report_lost(stats, &pipeline, lost_seen)?;
     Ok(pipeline)
+}
+
+/// Ingests every record in the ring.
+fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) {
+    while let Some(item) = ring.next() {
+        pipeline.ingest(&item[..]);
+    }
+}
+
+/// Puts the losses counted since `seen` into the stream; returns the new total.
+fn report_lost(
+    stats: &aya::maps::PerCpuArray<MapData, u64>,
+    pipeline: &Pipeline,
+    seen: u64,
+) -> anyhow::Result<u64> {
+    let lost = read_counters(stats)?.events_lost;
+    if lost > seen {
+        pipeline.push_lost(LostEventSource::PerfEventRingBuffer, lost - seen);
+    }
+    Ok(lost.max(seen))
 }

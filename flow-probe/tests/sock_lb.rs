@@ -182,7 +182,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     // No backend: the connect itself is refused.
     assert_eq!(
         client(&scratch.cgroup, "refused", "198.18.100.13:80"),
-        format!("errno={}", libc::ECONNREFUSED)
+        format!("errno={}", rustix::io::Errno::CONNREFUSED.raw_os_error())
     );
 
     let evs = drain(&mut ring);
@@ -233,7 +233,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     assert_eq!(report.backends_removed, 4, "{report:?}");
     assert_eq!(
         client(&scratch.cgroup, "refused", "198.18.100.10:80"),
-        format!("errno={}", libc::ECONNREFUSED)
+        format!("errno={}", rustix::io::Errno::CONNREFUSED.raw_os_error())
     );
 
     drop(maps);

@@ -10,8 +10,6 @@
 #include "events.h"
 #include "lib/maps.h"
 
-#define IDENTITY_WORLD 2
-
 struct policy_decision {
 	__u8 verdict;       /* enum verdict */
 	__u8 kind;          /* enum event_kind */

@@ -10,6 +10,8 @@ use aya::programs::ProgramType;
 use aya::sys::{is_map_supported, is_program_supported};
 use aya::util::KernelVersion;
 
+use super::tracefs;
+
 /// One probed feature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feature {
@@ -54,26 +56,22 @@ impl KernelFeatures {
             "btf:vmlinux",
             Ok(Path::new("/sys/kernel/btf/vmlinux").exists()),
         );
-        add(
-            "tracepoint:skb:kfree_skb",
-            Ok(Path::new("/sys/kernel/tracing/events/skb/kfree_skb/id").exists()),
-        );
-        for (name, path) in [
+        for (name, group, event) in [
+            ("tracepoint:skb:kfree_skb", "skb", "kfree_skb"),
             (
                 "tracepoint:sock:inet_sock_set_state",
-                "sock/inet_sock_set_state",
+                "sock",
+                "inet_sock_set_state",
             ),
             (
                 "tracepoint:tcp:tcp_retransmit_skb",
-                "tcp/tcp_retransmit_skb",
+                "tcp",
+                "tcp_retransmit_skb",
             ),
         ] {
             add(
                 name,
-                Ok(Path::new("/sys/kernel/tracing/events")
-                    .join(path)
-                    .join("id")
-                    .exists()),
+                tracefs::has_event(group, event).map_err(|e| e.to_string()),
             );
         }
         add(

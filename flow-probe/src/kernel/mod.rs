@@ -1,8 +1,13 @@
-//! Everything that touches the kernel: the embedded probe objects, the Rust
-//! mirror of their event layout and its BTF check, feature probing, bpffs/tracefs
-//! and namespaces, and loading/attaching.
+//! Everything that touches the kernel: the embedded probe objects (`objects`),
+//! the Rust mirror of their events and enums (`events`) and its check against
+//! their BTF (`btf` reads it, `btf_layout` compares), feature probing
+//! (`features`), bpffs, tracefs and namespaces (`sysfs`, `tracefs`), and
+//! loading with a `config`: `loader` attaches the tc probe (pins in `pins`,
+//! tracepoints in `tracepoints`) and starts `sock_lb`, the socket load balancer.
 
+pub mod btf;
 pub mod btf_layout;
+pub mod config;
 pub mod events;
 pub mod features;
 pub mod loader;

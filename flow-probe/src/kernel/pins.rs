@@ -17,6 +17,15 @@ pub use cluster_spec::pins::{PIN_ROOT, pin_dir};
 /// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
 pub const PINNED_MAPS: [&str; 4] = ["FLOWS", "ENDPOINTS", "IPCACHE", "POLICY"];
 
+/// Creates a pin folder, mounting bpffs first when the folder lives there, so
+/// every caller (the agent, tests, benchmarks) works on a machine without it.
+pub fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.starts_with(super::sysfs::BPFFS) {
+        super::sysfs::ensure_bpffs().context("pins live in bpffs")?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating pin folder {}", dir.display()))
+}
+
 /// Which pinned maps already exist (and so will be re-adopted with their content).
 pub fn existing_maps(dir: &Path) -> Vec<&'static str> {
     PINNED_MAPS

@@ -19,8 +19,8 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr};
 use aya::{Ebpf, EbpfLoader};
 
+use super::config::ProbeConfig;
 use super::events::{LbBackend, LbBackendKey, LbService, LbServiceKey};
-use super::loader::ProbeConfig;
 use super::objects::SOCK_LB_OBJECT;
 
 /// The programs of the object, one per socket hook.
@@ -93,8 +93,7 @@ impl LoadedLb {
         }
         let cgroup_id = cgroup_id(cgroup)
             .with_context(|| format!("cgroup {} (a cgroup v2 folder)", cgroup.display()))?;
-        std::fs::create_dir_all(pin_dir)
-            .with_context(|| format!("creating pin folder {}", pin_dir.display()))?;
+        super::pins::create_dir(pin_dir)?;
         // Same sizes as the tc object, which shares these maps through their pins.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", cfg.ringbuf_bytes)

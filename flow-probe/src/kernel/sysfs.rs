@@ -1,75 +1,146 @@
-//! Kernel pseudo-filesystems and namespaces the probes need: bpffs, tracefs and
-//! entering a named network namespace. The only `libc` calls of flow-probe.
+//! Kernel pseudo-filesystems and namespaces the probes need, through rustix:
+//! bpffs and tracefs (mounted when missing), entering a named network
+//! namespace, interface indexes and the clocks.
 
-use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Mutex;
 
-/// Mounts `fstype` at `target` unless something is mounted there already.
-pub fn ensure_mounted(fstype: &str, target: &str) -> std::io::Result<()> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    if mounts
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(target))
-    {
+use rustix::mount::MountFlags;
+use rustix::net::{AddressFamily, SocketType};
+use rustix::thread::LinkNameSpaceType;
+use rustix::time::ClockId;
+
+/// Where pins live: the BPF filesystem.
+pub const BPFFS: &str = "/sys/fs/bpf";
+/// Where tracepoint formats are read: the tracing filesystem.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// `statfs` magic numbers (include/uapi/linux/magic.h).
+const BPF_FS_MAGIC: u32 = 0xcafe_4a11;
+const TRACEFS_MAGIC: u32 = 0x7472_6163;
+
+/// Mounts bpffs at [`BPFFS`] unless it is there already.
+pub fn ensure_bpffs() -> io::Result<()> {
+    ensure_mounted("bpf", BPFFS, BPF_FS_MAGIC)
+}
+
+/// Mounts tracefs at [`TRACEFS`] unless it is there already.
+pub fn ensure_tracefs() -> io::Result<()> {
+    ensure_mounted("tracefs", TRACEFS, TRACEFS_MAGIC)
+}
+
+/// Mounts `fstype` at `target` unless a filesystem with `magic` is there.
+fn ensure_mounted(fstype: &str, target: &str, magic: u32) -> io::Result<()> {
+    // A second mount would stack on the first and hide its pins: within this
+    // process, one caller at a time looks and mounts.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let mounted = |st: rustix::fs::StatFs| u32::try_from(st.f_type).ok() == Some(magic);
+    if rustix::fs::statfs(target).is_ok_and(mounted) {
         return Ok(());
     }
     std::fs::create_dir_all(target)?;
-    let c = |s: &str| CString::new(s).map_err(std::io::Error::other);
-    let (src, tgt, ty) = (c(fstype)?, c(target)?, c(fstype)?);
-    // SAFETY: all pointers are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    rustix::mount::mount(fstype, target, fstype, MountFlags::empty(), None)
+        .map_err(|e| io::Error::new(e.kind(), format!("mounting {fstype} at {target}: {e}")))
 }
 
 /// Moves the calling thread into the named network namespace (`ip netns` name).
 ///
 /// Only this thread moves; call it on a thread dedicated to that namespace.
-pub fn enter_netns(name: &str) -> std::io::Result<()> {
+pub fn enter_netns(name: &str) -> io::Result<()> {
     let path = Path::new("/var/run/netns").join(name);
     let file = File::open(&path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("network namespace {name}: {e}")))?;
-    // SAFETY: the fd is open for the duration of the call; setns only reads it.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+        .map_err(|e| io::Error::new(e.kind(), format!("network namespace {name}: {e}")))?;
+    rustix::thread::move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))
+        .map_err(|e| io::Error::new(e.kind(), format!("entering network namespace {name}: {e}")))
 }
 
 /// Offset to add to a `CLOCK_MONOTONIC` time (what `bpf_ktime_get_ns` returns) to
 /// get Unix time, in nanoseconds.
 pub fn monotonic_to_unix_offset_ns() -> i128 {
     let read = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
+        let ts = rustix::time::clock_gettime(clock);
         i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
     };
-    let mono = read(libc::CLOCK_MONOTONIC);
-    read(libc::CLOCK_REALTIME) - mono
+    let mono = read(ClockId::Monotonic);
+    read(ClockId::Realtime) - mono
 }
 
-/// Index of an interface in the calling thread's network namespace.
-pub fn ifindex(name: &str) -> std::io::Result<u32> {
-    let c = CString::new(name).map_err(std::io::Error::other)?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("no interface {name}"),
-        ))
-    } else {
-        Ok(idx)
+/// Index of an interface in the calling thread's network namespace (asked
+/// through a socket, which belongs to the namespace it was made in).
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let sock = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)?;
+    rustix::net::netdevice::name_to_index(&sock, name).map_err(|e| {
+        if e == rustix::io::Errno::NODEV {
+            io::Error::new(io::ErrorKind::NotFound, format!("no interface {name}"))
+        } else {
+            io::Error::new(e.kind(), format!("interface {name}: {e}"))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::scratch::ScratchDir;
+
+    /// Unmounts what a test mounted, also when it panics.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            while rustix::mount::unmount(self.0, rustix::mount::UnmountFlags::DETACH).is_ok() {}
+        }
+    }
+
+    fn mounts_at(target: &Path) -> usize {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        mounts
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == target.to_str())
+            .count()
+    }
+
+    #[test]
+    fn mounts_once_where_missing_and_never_again() {
+        test_support::require_root("mounting bpffs and tracefs");
+        let scratch = ScratchDir::new("sysfs-mounts");
+        for (fstype, magic) in [("bpf", BPF_FS_MAGIC), ("tracefs", TRACEFS_MAGIC)] {
+            let target = scratch.path().join(fstype);
+            let _unmount = Unmount(&target);
+            let at = target.to_str().unwrap();
+            assert_eq!(mounts_at(&target), 0);
+            ensure_mounted(fstype, at, magic).unwrap();
+            ensure_mounted(fstype, at, magic).unwrap();
+            assert_eq!(mounts_at(&target), 1, "{fstype} is mounted once");
+            let st = rustix::fs::statfs(&target).unwrap();
+            assert_eq!(u32::try_from(st.f_type).unwrap(), magic);
+        }
+        // The real ones are there already (this machine's set-up or the agent).
+        ensure_bpffs().unwrap();
+        ensure_tracefs().unwrap();
+        assert_eq!(mounts_at(Path::new(BPFFS)), 1);
+        assert_eq!(mounts_at(Path::new(TRACEFS)), 1);
+    }
+
+    #[test]
+    fn interfaces_resolve_in_the_callers_namespace() {
+        assert_eq!(ifindex("lo").unwrap(), 1);
+        let err = ifindex("no-such-if0").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert_eq!(err.to_string(), "no interface no-such-if0");
+    }
+
+    #[test]
+    fn entering_a_missing_namespace_names_it() {
+        let err = enter_netns("observe-no-such-netns").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(
+            err.to_string()
+                .starts_with("network namespace observe-no-such-netns: "),
+            "{err}"
+        );
     }
 }

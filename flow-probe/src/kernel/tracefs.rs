@@ -2,7 +2,9 @@
 //! offsets and names instead of assuming them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use super::sysfs;
 
 /// One tracepoint's format: field offsets and the symbolic names of its values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -12,14 +14,27 @@ pub struct Format {
     pub symbols: BTreeMap<u32, String>,
 }
 
-pub fn format_path(group: &str, event: &str) -> PathBuf {
-    PathBuf::from(format!("/sys/kernel/tracing/events/{group}/{event}/format"))
+/// The folder of one tracepoint in tracefs.
+pub fn event_dir(group: &str, event: &str) -> PathBuf {
+    Path::new(sysfs::TRACEFS)
+        .join("events")
+        .join(group)
+        .join(event)
 }
 
+/// Whether the running kernel has the tracepoint (mounting tracefs if needed).
+pub fn has_event(group: &str, event: &str) -> std::io::Result<bool> {
+    sysfs::ensure_tracefs()?;
+    Ok(event_dir(group, event).join("id").exists())
+}
+
+/// Reads a tracepoint's format (mounting tracefs if needed).
 pub fn read_format(group: &str, event: &str) -> std::io::Result<Format> {
-    Ok(parse_format(&std::fs::read_to_string(format_path(
-        group, event,
-    ))?))
+    sysfs::ensure_tracefs()?;
+    let path = event_dir(group, event).join("format");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Ok(parse_format(&text))
 }
 
 /// Parses the text of a tracepoint `format` file.
@@ -85,7 +100,7 @@ mod tests {
 
     #[test]
     fn this_kernel_reports_kfree_skb_reasons() {
-        let f = read_format("skb", "kfree_skb").expect("tracefs is mounted (the agent mounts it)");
+        let f = read_format("skb", "kfree_skb").expect("tracefs mounts and has skb:kfree_skb");
         assert!(f.offsets.contains_key("reason") && f.offsets.contains_key("skbaddr"));
         assert_eq!(
             f.symbols
