@@ -2,7 +2,8 @@
 //! loop and printing a result next to the baseline measured in the same run
 //! ([`rate`], [`report`]), memory of this process ([`memory_mb`]), synthetic
 //! endpoints ([`workload_endpoint`]), and a measured round of the tc probe
-//! under lab traffic ([`probe_load`]).
+//! under lab traffic ([`probe_load`]); [`loadgen`] is the latency benchmark's
+//! load generator, echo server and sidecar proxy.
 
 pub mod probe_load;
 

@@ -1,17 +1,22 @@
-//! Library side of the `observe` command.
+//! Library side of the `observe` command: a client of flow-probe and the relay.
+//! It depends on wire types (`observer-proto`), the filter semantics the servers
+//! apply (`observer-runtime`), the file formats (`cluster-spec`), the one graph
+//! builder (`service-graph`) and the lab (`observe-lab`), never on the agent's
+//! kernel loader.
 //!
-//! - [`flows`]: `observe flows`: filter flags → `GetFlowsRequest`, stream → lines.
+//! # Layout
+//! - [`flows`]: `observe flows`: filter flags → `GetFlowsRequest`, stream → lines
+//!   (compact, dict, json, jsonpb, table).
 //! - [`tui`]: `observe flows --follow` on a terminal: live table, filter bar,
 //!   detail pane with datapath hops, service map and top talkers tabs.
-//! - [`graph`] and [`graph_command`]: the service dependency graph (petgraph)
-//!   with each edge's datapath hops; `observe graph -o tui|dot|mermaid|json`.
+//! - [`graph_command`]: `observe graph -o tui|dot|mermaid|json`, the service
+//!   graph of a GetFlows answer built by `service_graph`.
+//! - [`query_command`]: `observe query`: read-only SQL over a relay's history
+//!   through Arrow Flight SQL.
 //! - [`status`]: `observe status` and `observe nodes`.
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
-//!   [`lab`] and [`node_probes`] (one flow-probe per lab node).
-//! - [`lab`]: builds real endpoints (network namespaces, veths, a bridge per node)
-//!   from a scenario file, writes the endpoints file flow-probe enriches flows with,
-//!   and generates the scenario's traffic from inside the endpoint namespaces.
+//!   `observe_lab`.
 
 pub mod flows;
 pub mod graph_command;

@@ -1,6 +1,6 @@
 //! The service dependency graph: which workloads talk to which, built from flows.
 //!
-//! Flows go into a [`GraphBuilder`], which groups endpoints into nodes
+//! Flows go into a [`GraphBuilder`] ([`builder`]), which groups endpoints into nodes
 //! ([`group`]), folds each request-direction flow into the edge between them
 //! (counts, verdicts, ports, drops, and the datapath [`hops`] it was seen at),
 //! counts each connection's bytes once, and can expire edges over a sliding
