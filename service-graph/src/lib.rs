@@ -7,9 +7,12 @@
 //! window. The result is a [`ServiceGraph`] (a petgraph `StableDiGraph`,
 //! [`model`]) that renders as Graphviz DOT ([`dot`]), Mermaid ([`mermaid`]) or
 //! Grafana node-graph JSON ([`json`]); [`labels`] holds the label text they share.
-//! [`stream`] builds a graph from a whole `GetFlows` stream.
+//! [`stream`] builds a graph from a whole `GetFlows` stream. [`diff`] compares
+//! two graphs (a baseline window and the window of interest): new, vanished
+//! and changed nodes and edges, with the same four renderings plus text.
 
 pub mod builder;
+pub mod diff;
 pub mod dot;
 pub mod group;
 pub mod hops;
@@ -20,6 +23,7 @@ pub mod model;
 pub mod stream;
 
 pub use builder::{GraphBuilder, l4, unix_ns};
+pub use diff::{Change, GraphDiff, Threshold};
 pub use group::{Group, GroupKind, group_of};
 pub use hops::{Hop, HopKey, Hops};
 pub use model::{Edge, EdgeView, ServiceGraph, Verdicts, human_bytes};
