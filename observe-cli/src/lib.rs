@@ -3,8 +3,10 @@
 //! - [`flows`]: `observe flows`: filter flags → `GetFlowsRequest`, stream → lines.
 //! - [`tui`]: `observe flows --follow` on a terminal: live table, filter bar,
 //!   detail pane with datapath hops, service map and top talkers tabs.
-//! - [`graph`] and [`graph_command`]: the service dependency graph (petgraph)
-//!   with each edge's datapath hops; `observe graph -o tui|dot|mermaid|json`.
+//! - [`graph_command`]: the service dependency graph (`service_graph`) with
+//!   each edge's datapath hops, `observe graph -o tui|dot|mermaid|json|text`;
+//!   with `--diff`/`--against` ([`graph_command::diff_args`]), what changed
+//!   between two windows.
 //! - [`status`]: `observe status` and `observe nodes`.
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over

@@ -5,11 +5,11 @@
 //! (counts, verdicts, ports, drops, and the datapath [`hops`] it was seen at),
 //! counts each connection's bytes once, and can expire edges over a sliding
 //! window. The result is a [`ServiceGraph`] (a petgraph `StableDiGraph`,
-//! [`model`]) that renders as Graphviz DOT ([`dot`]), Mermaid ([`mermaid`]) or
-//! Grafana node-graph JSON ([`json`]); [`labels`] holds the label text they share.
-//! [`stream`] builds a graph from a whole `GetFlows` stream. [`diff`] compares
+//! [`model`]) that renders as Graphviz DOT ([`dot`]), Mermaid ([`mermaid`]),
+//! Grafana node-graph JSON ([`json`]) or text ([`text`]); [`labels`] holds the
+//! label text they share. [`stream`] builds a graph from a whole `GetFlows` stream. [`diff`] compares
 //! two graphs (a baseline window and the window of interest): new, vanished
-//! and changed nodes and edges, with the same four renderings plus text.
+//! and changed nodes and edges, rendered the same four ways.
 
 pub mod builder;
 pub mod diff;
@@ -21,6 +21,7 @@ pub mod labels;
 pub mod mermaid;
 pub mod model;
 pub mod stream;
+pub mod text;
 
 pub use builder::{GraphBuilder, l4, unix_ns};
 pub use diff::{Change, GraphDiff, Threshold};

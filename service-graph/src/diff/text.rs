@@ -1,6 +1,7 @@
 //! A [`GraphDiff`] as text for a terminal: the title, one line per edge
-//! (verdict flips first, then new, vanished, changed and unchanged edges),
-//! the nodes that came or went, and the counts.
+//! (verdict flips first, then new, vanished, changed and unchanged edges:
+//! what changed, or what the edge carries as in [`crate::text`]), the nodes
+//! that came or went, and the counts.
 
 use std::fmt::Write;
 
