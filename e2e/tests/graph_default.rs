@@ -7,7 +7,6 @@
 //! Graphviz.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
 
 use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
 use observe_lab::{Scenario, run_traffic_once};
@@ -15,17 +14,7 @@ use serde_json::{Value, json};
 use service_graph::GraphBuilder;
 
 fn observe_graph(addr: &str, format: &str) -> String {
-    let out = Command::new(e2e::observe_binary())
-        .args(["graph", "-o", format, "--server", addr])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run observe graph");
-    assert!(
-        out.status.success(),
-        "observe graph -o {format}: {}",
-        out.status
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    e2e::observe(&["graph", "-o", format, "--server", addr])
 }
 
 fn strings(v: &Value) -> Vec<&str> {

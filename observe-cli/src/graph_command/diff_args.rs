@@ -54,8 +54,9 @@ impl Window {
     }
 }
 
-/// RFC 3339 in UTC, with as many fractional digits as the time has.
-fn rfc3339(nanos: i128) -> String {
+/// RFC 3339 in UTC, with as many fractional digits as the time has
+/// (`2026-11-26T14:04:04.999999999Z`): what `--since` and `--against` read.
+pub fn rfc3339(nanos: i128) -> String {
     jiff::Timestamp::from_nanosecond(nanos).map_or_else(|_| nanos.to_string(), |t| t.to_string())
 }
 
