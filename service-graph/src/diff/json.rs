@@ -48,10 +48,7 @@ fn summary(e: Option<&Edge>) -> Value {
 /// `new`, `vanished`, `unchanged`, or the reasons joined by `; `.
 fn detail(e: &EdgeDiff) -> String {
     match e.change {
-        Change::Changed => {
-            let texts: Vec<String> = e.reasons.iter().map(Reason::to_string).collect();
-            texts.join("; ")
-        }
+        Change::Changed => e.reasons_text(),
         c => c.as_str().to_string(),
     }
 }

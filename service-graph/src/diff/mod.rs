@@ -179,6 +179,12 @@ impl EdgeDiff {
         self.reasons.iter().any(Reason::is_flip)
     }
 
+    /// The reasons as one line: `DROPPED appeared (1 flow); flows 1 -> 2 (+100%)`.
+    pub fn reasons_text(&self) -> String {
+        let texts: Vec<String> = self.reasons.iter().map(Reason::to_string).collect();
+        texts.join("; ")
+    }
+
     pub fn paint(&self) -> Paint {
         match self.change {
             Change::Changed if self.flipped() => Paint::Flipped,

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::{Change, EdgeDiff, GraphDiff, Paint, Reason};
+use super::{Change, EdgeDiff, GraphDiff, Paint};
 use crate::labels;
 
 /// Sort rank and word of an edge's line.
@@ -21,11 +21,10 @@ fn rank(p: Paint) -> (u8, &'static str) {
 
 /// What changed, or what the edge carries when it is new, vanished or the same.
 fn what(e: &EdgeDiff) -> String {
-    let parts: Vec<String> = match e.change {
-        Change::Changed => e.reasons.iter().map(Reason::to_string).collect(),
-        _ => labels::edge_lines(e.edge()),
-    };
-    parts.join("; ")
+    match e.change {
+        Change::Changed => e.reasons_text(),
+        _ => labels::edge_lines(e.edge()).join("; "),
+    }
 }
 
 /// `new host, default/db`; nothing when no node has `change`.
