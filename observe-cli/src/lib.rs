@@ -2,18 +2,17 @@
 //!
 //! - [`flows`]: `observe flows`: filter flags → `GetFlowsRequest`, stream → lines.
 //! - [`tui`]: `observe flows --follow` on a terminal: live table, filter bar,
-//!   detail pane with datapath hops, service map and top talkers tabs.
+//!   detail pane with datapath hops, service map (and its changes) and top
+//!   talkers tabs.
 //! - [`graph_command`]: the service dependency graph (`service_graph`) with
 //!   each edge's datapath hops, `observe graph -o tui|dot|mermaid|json|text`;
 //!   with `--diff`/`--against` ([`graph_command::diff_args`]), what changed
 //!   between two windows.
 //! - [`status`]: `observe status` and `observe nodes`.
+//! - [`query_command`]: `observe query`, SQL over the relay's Flight SQL.
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
-//!   [`lab`] and [`node_probes`] (one flow-probe per lab node).
-//! - [`lab`]: builds real endpoints (network namespaces, veths, a bridge per node)
-//!   from a scenario file, writes the endpoints file flow-probe enriches flows with,
-//!   and generates the scenario's traffic from inside the endpoint namespaces.
+//!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
 
 pub mod flows;
 pub mod graph_command;
