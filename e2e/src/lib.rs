@@ -10,6 +10,7 @@
 //!   ([`RelayUnderTest`]); [`follower`] records a following stream;
 //!   [`responses`] reads flows, node-status events, ports and times.
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
+//! - [`observe`]: runs the `observe` binary and returns what it printed.
 
 pub mod follower;
 pub mod probe_env;
@@ -28,4 +29,20 @@ pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// `scripts/test.sh` runs first).
 pub fn observe_binary() -> std::path::PathBuf {
     observe_lab::binaries::binary("observe").expect("the observe binary")
+}
+
+/// Runs `observe ARGS` and returns its standard output; panics with its
+/// standard error when it fails.
+pub fn observe(args: &[&str]) -> String {
+    let out = std::process::Command::new(observe_binary())
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run observe");
+    assert!(
+        out.status.success(),
+        "observe {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }

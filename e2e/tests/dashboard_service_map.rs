@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
@@ -51,24 +50,9 @@ fn expand_time_filter(sql: &str, from: i64, to: i64) -> String {
     )
 }
 
-/// Runs `observe ARGS` and returns its standard output.
-fn observe(args: &[&str]) -> String {
-    let out = Command::new(e2e::observe_binary())
-        .args(args)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run observe");
-    assert!(
-        out.status.success(),
-        "observe {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
 /// Rows of `observe query -o json` (one JSON object per line).
 fn observe_query(server: &str, sql: &str) -> Vec<Value> {
-    observe(&["query", "-o", "json", "--server", server, "--", sql])
+    e2e::observe(&["query", "-o", "json", "--server", server, "--", sql])
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("a JSON row"))
@@ -302,7 +286,7 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
     let deadline = Instant::now() + e2e::WAIT;
     let (nodes, edges, want_nodes, want_edges) = loop {
         let (want_nodes, want_edges) = tokio::task::block_in_place(|| {
-            graph_json(&serde_json::from_str(&observe(&graph_args)).expect("graph JSON"))
+            graph_json(&serde_json::from_str(&e2e::observe(&graph_args)).expect("graph JSON"))
         });
         let (nodes, edges) = tokio::task::block_in_place(|| {
             (

@@ -7,8 +7,6 @@
 //! Graphviz.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
 use observe_lab::{Scenario, run_traffic_once};
@@ -16,17 +14,7 @@ use serde_json::{Value, json};
 use service_graph::GraphBuilder;
 
 fn observe_graph(addr: &str, format: &str) -> String {
-    let out = Command::new(e2e::observe_binary())
-        .args(["graph", "-o", format, "--server", addr])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run observe graph");
-    assert!(
-        out.status.success(),
-        "observe graph -o {format}: {}",
-        out.status
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    e2e::observe(&["graph", "-o", format, "--server", addr])
 }
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -181,20 +169,6 @@ async fn graph_of_the_default_scenario() {
         dot.contains("\"default/frontend\" -> \"default/api\""),
         "{dot}"
     );
-    let mut gv = Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("Graphviz `dot` (scripts/setup.sh installs it)");
-    gv.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();
-    let out = gv.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dot -Tsvg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let svg = String::from_utf8(out.stdout).unwrap();
-    assert!(svg.contains("<svg") && svg.contains("frontend"), "{svg}");
+    let svg = test_support::graphviz::svg(&dot);
+    assert!(svg.contains("frontend"), "{svg}");
 }

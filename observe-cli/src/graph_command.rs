@@ -3,8 +3,37 @@
 //! from GetFlows (so every Hubble filter flag applies, against a probe or a
 //! relay) and go through `service_graph::GraphBuilder`, the builder behind
 //! the relay's `graph_nodes` and `graph_edges` tables too.
+//!
+//! With `--diff` or `--against` ([`diff_args`]) it asks for two windows, builds
+//! a graph of each and prints `service_graph::GraphDiff`: what is new, what
+//! vanished, what changed.
+
+pub mod diff_args;
+
+use std::time::SystemTime;
+
+use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::time;
+use service_graph::{GraphDiff, ServiceGraph};
+use tonic::transport::Channel;
 
 use crate::flows::{request, request::QueryArgs, status_error};
+use diff_args::{DiffArgs, DiffPlan, Window};
+
+/// Prints a `ServiceGraph` or a `GraphDiff` (they render the same four ways)
+/// in a format other than the TUI.
+macro_rules! print_as {
+    ($what:expr, $format:expr) => {{
+        let text = match $format {
+            GraphFormat::Dot => $what.to_dot(),
+            GraphFormat::Mermaid => $what.to_mermaid(),
+            GraphFormat::Json => $what.to_json(),
+            GraphFormat::Text => $what.to_text(),
+            GraphFormat::Tui => String::new(),
+        };
+        println!("{}", text.trim_end());
+    }};
+}
 
 /// Output formats of `observe graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -13,6 +42,7 @@ pub enum GraphFormat {
     Dot,
     Mermaid,
     Json,
+    Text,
 }
 
 /// Without a window, the graph covers the last 15 minutes (a graph of 20 flows,
@@ -22,8 +52,12 @@ pub const DEFAULT_SINCE: &str = "15m";
 pub async fn run(
     server: Option<&str>,
     query: &QueryArgs,
+    diff: &DiffArgs,
     format: GraphFormat,
 ) -> anyhow::Result<()> {
+    if let Some(plan) = diff.plan(query, SystemTime::now())? {
+        return run_diff(server, query, &plan, format).await;
+    }
     let mut query = query.clone();
     if query.since.is_none() && query.last.is_none() && query.first.is_none() {
         query.since = Some(DEFAULT_SINCE.to_string());
@@ -40,12 +74,49 @@ pub async fn run(
         return crate::tui::run_graph(stream, &query.filters).await;
     }
     let graph = service_graph::collect(stream).await.map_err(status_error)?;
-    let text = match format {
-        GraphFormat::Dot => graph.to_dot(),
-        GraphFormat::Mermaid => graph.to_mermaid(),
-        GraphFormat::Json => graph.to_json(),
-        GraphFormat::Tui => unreachable!("handled above"),
-    };
-    println!("{text}");
+    print_as!(graph, format);
     Ok(())
+}
+
+/// The graphs of both windows, compared.
+async fn run_diff(
+    server: Option<&str>,
+    query: &QueryArgs,
+    plan: &DiffPlan,
+    format: GraphFormat,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        format != GraphFormat::Tui,
+        "--diff and --against print dot, mermaid, json or text; in the TUI, press c on the service map"
+    );
+    if let Some(note) = plan.length_note() {
+        eprintln!("observe: note: {note}");
+    }
+    let mut client = request::connect(server).await?;
+    let before = window_graph(&mut client, query, plan.against).await?;
+    let after = window_graph(&mut client, query, plan.window).await?;
+    let diff = GraphDiff::new(&before, &after, plan.threshold)
+        .with_compared(plan.window.label(), plan.against.label());
+    print_as!(diff, format);
+    Ok(())
+}
+
+/// The graph of the flows that pass the query's filters within `w`.
+async fn window_graph(
+    client: &mut ObserverClient<Channel>,
+    query: &QueryArgs,
+    w: Window,
+) -> anyhow::Result<ServiceGraph> {
+    let mut req = query.request()?;
+    req.number = 0;
+    req.first = false;
+    req.follow = false;
+    req.since = Some(time::timestamp(w.since));
+    req.until = Some(time::timestamp(w.until));
+    let stream = client
+        .get_flows(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    service_graph::collect(stream).await.map_err(status_error)
 }

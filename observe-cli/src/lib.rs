@@ -8,15 +8,18 @@
 //! - [`flows`]: `observe flows`: filter flags → `GetFlowsRequest`, stream → lines
 //!   (compact, dict, json, jsonpb, table).
 //! - [`tui`]: `observe flows --follow` on a terminal: live table, filter bar,
-//!   detail pane with datapath hops, service map and top talkers tabs.
-//! - [`graph_command`]: `observe graph -o tui|dot|mermaid|json`, the service
-//!   graph of a GetFlows answer built by `service_graph`.
+//!   detail pane with datapath hops, service map (and its changes) and top
+//!   talkers tabs.
+//! - [`graph_command`]: the service dependency graph of a GetFlows answer,
+//!   built by `service_graph`, with each edge's datapath hops,
+//!   `observe graph -o tui|dot|mermaid|json|text`; with `--diff`/`--against`
+//!   ([`graph_command::diff_args`]), what changed between two windows.
 //! - [`query_command`]: `observe query`: read-only SQL over a relay's history
 //!   through Arrow Flight SQL.
 //! - [`status`]: `observe status` and `observe nodes`.
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
-//!   `observe_lab`.
+//!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
 
 pub mod flows;
 pub mod graph_command;

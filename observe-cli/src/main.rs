@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use observe_cli::flows::output::{ColorChoice, Format};
 use observe_cli::flows::{self, request::QueryArgs};
+use observe_cli::graph_command::diff_args::DiffArgs;
 use observe_cli::graph_command::{self, GraphFormat};
 use observe_cli::{lab_commands, policy_commands};
 use observe_lab::DEFAULT_STATE_DIR;
@@ -40,7 +41,8 @@ enum Command {
         #[command(flatten)]
         query: QueryArgs,
     },
-    /// The service dependency graph with the datapath hops of each edge.
+    /// The service dependency graph with the datapath hops of each edge; with
+    /// --diff or --against, what changed between two windows.
     Graph {
         #[arg(long)]
         server: Option<String>,
@@ -48,6 +50,8 @@ enum Command {
         output: GraphFormat,
         #[command(flatten)]
         query: QueryArgs,
+        #[command(flatten)]
+        diff: DiffArgs,
     },
     /// Health, flow counts and kernel features of a probe or relay, like `hubble status`.
     Status {
@@ -160,7 +164,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             output,
             query,
-        } => graph_command::run(server.as_deref(), &query, output).await,
+            diff,
+        } => graph_command::run(server.as_deref(), &query, &diff, output).await,
         Command::Status { server } => observe_cli::status::status(server.as_deref()).await,
         Command::Nodes { server } => observe_cli::status::nodes(server.as_deref()).await,
         Command::Query(args) => observe_cli::query_command::run(args).await,

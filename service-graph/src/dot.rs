@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::group::GroupKind;
+use crate::group::{Group, GroupKind};
 use crate::labels;
 use crate::model::ServiceGraph;
 
@@ -25,7 +25,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// Lines joined by DOT's centred line break.
-fn label(lines: &[String]) -> String {
+pub(crate) fn label(lines: &[String]) -> String {
     let escaped: Vec<String> = lines
         .iter()
         .map(|l| {
@@ -36,26 +36,27 @@ fn label(lines: &[String]) -> String {
     format!("\"{}\"", escaped.join("\\n"))
 }
 
+/// `label="api\ndefault"`, with `, shape=ellipse` for world, host and the
+/// other reserved nodes.
+pub(crate) fn node_attrs(n: &Group) -> String {
+    let mut lines = vec![n.title.clone()];
+    if !n.namespace.is_empty() {
+        lines.push(n.namespace.clone());
+    }
+    let shape = match n.kind {
+        GroupKind::Workload => "",
+        _ => ", shape=ellipse",
+    };
+    format!("label={}{shape}", label(&lines))
+}
+
 impl ServiceGraph {
     /// The graph as a Graphviz `digraph`.
     pub fn to_dot(&self) -> String {
         let mut out = String::from("digraph services {\n    rankdir=LR;\n");
         out.push_str("    node [shape=box, style=rounded];\n");
         for n in self.nodes() {
-            let mut lines = vec![n.title.clone()];
-            if !n.namespace.is_empty() {
-                lines.push(n.namespace.clone());
-            }
-            let shape = match n.kind {
-                GroupKind::Workload => "",
-                _ => ", shape=ellipse",
-            };
-            let _ = writeln!(
-                out,
-                "    {} [label={}{shape}];",
-                quote(&n.id),
-                label(&lines)
-            );
+            let _ = writeln!(out, "    {} [{}];", quote(&n.id), node_attrs(n));
         }
         for e in self.edges() {
             let colour = if e.edge.verdicts.dropped > 0 {
@@ -80,8 +81,6 @@ impl ServiceGraph {
 mod tests {
     use super::*;
     use crate::GraphBuilder;
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
     use test_support::graph_flows as fixtures;
 
     const EXPECTED: &str = r#"digraph services {
@@ -117,26 +116,7 @@ mod tests {
         let mut flows = fixtures::flows();
         let ep = flows[0].source.as_mut().unwrap();
         ep.workloads[0].name = r#"we"ird\name {x} -> y;"#.into();
-        let dot = GraphBuilder::build(&flows).to_dot();
-        let mut child = Command::new("dot")
-            .arg("-Tsvg")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("Graphviz `dot` runs (scripts/setup.sh installs graphviz)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(dot.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "dot failed: {stderr}\n{dot}");
-        assert!(stderr.is_empty(), "dot warned: {stderr}");
-        let svg = String::from_utf8_lossy(&out.stdout);
-        assert!(svg.contains("<svg"), "{svg}");
+        let svg = test_support::graphviz::svg(&GraphBuilder::build(&flows).to_dot());
         // The awkward name comes through as text, escaped for SVG.
         assert!(svg.contains("we&quot;ird\\name {x} &#45;&gt; y;"), "{svg}");
     }

@@ -6,8 +6,51 @@
 
 use serde_json::{Value, json};
 
+use crate::group::Group;
 use crate::labels;
-use crate::model::ServiceGraph;
+use crate::model::{Edge, ServiceGraph};
+
+/// A node as the node-graph panel reads it; mainstat is flows, secondarystat bytes.
+pub(crate) fn node_json(n: &Group, (flows, bytes): (u64, u64)) -> Value {
+    json!({
+        "id": n.id,
+        "title": n.title,
+        "subtitle": n.namespace,
+        "mainstat": flows,
+        "secondarystat": bytes,
+        "kind": n.kind.as_str(),
+    })
+}
+
+/// An edge as the node-graph panel reads it, with its structured counters.
+pub(crate) fn edge_json(source: &Group, target: &Group, w: &Edge) -> Value {
+    let hops: Vec<Value> = w
+        .hops
+        .iter()
+        .map(|h| json!({"hop": h.key.name(), "count": h.count}))
+        .collect();
+    json!({
+        "id": format!("{}->{}", source.id, target.id),
+        "source": source.id,
+        "target": target.id,
+        "mainstat": w.flows,
+        "secondarystat": w.bytes,
+        "connections": w.connections,
+        "packets": w.packets,
+        "verdicts": {
+            "forwarded": w.verdicts.forwarded,
+            "dropped": w.verdicts.dropped,
+            "audit": w.verdicts.audit,
+            "other": w.verdicts.other,
+        },
+        "ports": w.ports,
+        "drops": w.drops,
+        "hops": hops,
+        "detail__verdicts": labels::verdicts(w),
+        "detail__ports": labels::ports(w),
+        "detail__hops": w.hops.path(),
+    })
+}
 
 impl ServiceGraph {
     /// `{"nodes": [...], "edges": [...]}`; mainstat is flows, secondarystat bytes.
@@ -15,50 +58,12 @@ impl ServiceGraph {
         let nodes: Vec<Value> = self
             .nodes()
             .into_iter()
-            .map(|n| {
-                let (flows, bytes) = self.node_totals(&n.id);
-                json!({
-                    "id": n.id,
-                    "title": n.title,
-                    "subtitle": n.namespace,
-                    "mainstat": flows,
-                    "secondarystat": bytes,
-                    "kind": n.kind.as_str(),
-                })
-            })
+            .map(|n| node_json(n, self.node_totals(&n.id)))
             .collect();
         let edges: Vec<Value> = self
             .edges()
             .into_iter()
-            .map(|e| {
-                let w = e.edge;
-                let hops: Vec<Value> = w
-                    .hops
-                    .iter()
-                    .map(|h| json!({"hop": h.key.name(), "count": h.count}))
-                    .collect();
-                json!({
-                    "id": e.id(),
-                    "source": e.source.id,
-                    "target": e.target.id,
-                    "mainstat": w.flows,
-                    "secondarystat": w.bytes,
-                    "connections": w.connections,
-                    "packets": w.packets,
-                    "verdicts": {
-                        "forwarded": w.verdicts.forwarded,
-                        "dropped": w.verdicts.dropped,
-                        "audit": w.verdicts.audit,
-                        "other": w.verdicts.other,
-                    },
-                    "ports": w.ports,
-                    "drops": w.drops,
-                    "hops": hops,
-                    "detail__verdicts": labels::verdicts(w),
-                    "detail__ports": labels::ports(w),
-                    "detail__hops": w.hops.path(),
-                })
-            })
+            .map(|e| edge_json(e.source, e.target, e.edge))
             .collect();
         json!({ "nodes": nodes, "edges": edges })
     }

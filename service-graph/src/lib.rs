@@ -5,11 +5,14 @@
 //! (counts, verdicts, ports, drops, and the datapath [`hops`] it was seen at),
 //! counts each connection's bytes once, and can expire edges over a sliding
 //! window. The result is a [`ServiceGraph`] (a petgraph `StableDiGraph`,
-//! [`model`]) that renders as Graphviz DOT ([`dot`]), Mermaid ([`mermaid`]) or
-//! Grafana node-graph JSON ([`json`]); [`labels`] holds the label text they share.
-//! [`stream`] builds a graph from a whole `GetFlows` stream.
+//! [`model`]) that renders as Graphviz DOT ([`dot`]), Mermaid ([`mermaid`]),
+//! Grafana node-graph JSON ([`json`]) or text ([`text`]); [`labels`] holds the
+//! label text they share. [`stream`] builds a graph from a whole `GetFlows` stream. [`diff`] compares
+//! two graphs (a baseline window and the window of interest): new, vanished
+//! and changed nodes and edges, rendered the same four ways.
 
 pub mod builder;
+pub mod diff;
 pub mod dot;
 pub mod group;
 pub mod hops;
@@ -18,8 +21,10 @@ pub mod labels;
 pub mod mermaid;
 pub mod model;
 pub mod stream;
+pub mod text;
 
 pub use builder::{GraphBuilder, l4, unix_ns};
+pub use diff::{Change, GraphDiff, Threshold};
 pub use group::{Group, GroupKind, group_of};
 pub use hops::{Hop, HopKey, Hops};
 pub use model::{Edge, EdgeView, ServiceGraph, Verdicts, human_bytes};

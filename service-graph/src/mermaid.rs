@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use crate::group::GroupKind;
+use crate::group::{Group, GroupKind};
 use crate::labels;
 use crate::model::ServiceGraph;
 
@@ -26,9 +26,24 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-fn label(lines: &[String]) -> String {
+/// Lines joined by Mermaid's `<br/>`, quoted.
+pub(crate) fn label(lines: &[String]) -> String {
     let escaped: Vec<String> = lines.iter().map(|l| escape(l)).collect();
     format!("\"{}\"", escaped.join("<br/>"))
+}
+
+/// `["api<br/>default"]`; world, host and the other reserved nodes rounded:
+/// `(["world"])`.
+pub(crate) fn node_shape(n: &Group) -> String {
+    let mut lines = vec![n.title.clone()];
+    if !n.namespace.is_empty() {
+        lines.push(n.namespace.clone());
+    }
+    let (open, close) = match n.kind {
+        GroupKind::Workload => ("[", "]"),
+        _ => ("([", "])"),
+    };
+    format!("{open}{}{close}", label(&lines))
 }
 
 impl ServiceGraph {
@@ -38,15 +53,7 @@ impl ServiceGraph {
         let mut ids = HashMap::new();
         for (i, n) in self.nodes().into_iter().enumerate() {
             ids.insert(n.id.as_str(), format!("n{i}"));
-            let mut lines = vec![n.title.clone()];
-            if !n.namespace.is_empty() {
-                lines.push(n.namespace.clone());
-            }
-            let (open, close) = match n.kind {
-                GroupKind::Workload => ("[", "]"),
-                _ => ("([", "])"),
-            };
-            let _ = writeln!(out, "    n{i}{open}{}{close}", label(&lines));
+            let _ = writeln!(out, "    n{i}{}", node_shape(n));
         }
         let mut red = Vec::new();
         for (i, e) in self.edges().into_iter().enumerate() {

@@ -5,6 +5,7 @@
 //! - [`graph_flows`]: a hand-built set of flows (a connection seen at two
 //!   observation points, a refused one, UDP, world, the host) for the service
 //!   graph, the TUI and the output formats.
+//! - [`graphviz`]: DOT output rendered by Graphviz, which must accept it.
 //! - [`history_flows`]: the known flows the relay's history and SQL tests
 //!   ingest, built field by field.
 //! - [`root`]: the one way to mark a test that needs root and the real kernel.
@@ -17,6 +18,7 @@
 
 pub mod flows;
 pub mod graph_flows;
+pub mod graphviz;
 pub mod history_flows;
 pub mod root;
 pub mod scratch;

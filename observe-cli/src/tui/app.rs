@@ -13,6 +13,7 @@ use ratatui::backend::Backend;
 use tokio_stream::{Stream, StreamExt};
 
 use super::buffer::{DEFAULT_CAPACITY, FlowBuffer};
+use super::changes::ChangesCache;
 use super::filter::LiveFilter;
 use super::stats::Stats;
 use service_graph::GraphBuilder;
@@ -95,6 +96,10 @@ pub struct App {
     pub detail_scroll: u16,
     /// First row shown on the service map and top talkers tabs.
     pub list_scroll: usize,
+    /// The service map shows what changed (`c`) instead of the map.
+    pub show_changes: bool,
+    /// The changes view's last comparison.
+    pub changes_cache: ChangesCache,
     /// Rows the flow table had at the last render (for paging).
     pub table_rows: Cell<u16>,
     /// Something changed since the last draw.
@@ -127,6 +132,8 @@ impl App {
             detail: None,
             detail_scroll: 0,
             list_scroll: 0,
+            show_changes: false,
+            changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
             dirty: true,
         })

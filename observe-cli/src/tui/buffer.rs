@@ -97,7 +97,7 @@ impl FlowBuffer {
     }
 
     /// The passing flows, oldest first.
-    pub fn iter_matching(&self) -> impl Iterator<Item = &Flow> {
+    pub fn iter_matching(&self) -> impl Iterator<Item = &Flow> + Clone {
         self.matching.iter().filter_map(|&s| self.get(s))
     }
 

@@ -1,6 +1,7 @@
 //! Keys → state changes, by [`Mode`]: the table and tabs in normal mode, the
-//! filter bar's line editing, and the detail pane. `q` (or Esc outside the bar
-//! and the pane) and Ctrl-C quit.
+//! filter bar's line editing, and the detail pane; `c` on the service map
+//! switches between the map and its changes. `q` (or Esc outside the bar and
+//! the pane) and Ctrl-C quit.
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -45,6 +46,10 @@ impl App {
                 self.filter.error = None;
             }
             KeyCode::Char(' ') => self.toggle_pause(),
+            KeyCode::Char('c') if self.tab == Tab::ServiceMap => {
+                self.show_changes = !self.show_changes;
+                self.list_scroll = 0;
+            }
             _ if self.tab != Tab::Flows => self.list_key(key.code, page),
             KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),

@@ -7,12 +7,14 @@
 //! live filter ([`filter`]: the `observe flows` flags), in the table and the
 //! service graph (`service_graph`). Keys ([`input`]) move the cursor
 //! ([`cursor`]), pause, edit the filter, open the detail pane ([`detail`],
-//! with the connection's hops from [`path`]) and switch tabs; [`view`] draws
-//! it all, using [`text`] for field formatting and [`stats`] for the header
-//! (rate, nodes, lost events).
+//! with the connection's hops from [`path`]), switch tabs and, on the service
+//! map, show what changed ([`changes`]: the newest window against the one
+//! before it); [`view`] draws it all, using [`text`] for field formatting and
+//! [`stats`] for the header (rate, nodes, lost events).
 
 pub mod app;
 pub mod buffer;
+pub mod changes;
 pub mod cursor;
 pub mod detail;
 pub mod filter;

@@ -1,6 +1,7 @@
 //! The TUI rendered into ratatui's `TestBackend` from the scripted flows of
-//! `graph::fixtures`: exact rows and colours of the table, the filter bar, the
-//! detail pane, the lost-events banner and the graph tabs, and what the keys do.
+//! `test_support::graph_flows`: exact rows and colours of the table, the filter
+//! bar, the detail pane, the lost-events banner and the graph tabs, and what
+//! the keys do. The helpers serve the views' own tests too.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +17,10 @@ use ratatui::style::Color;
 use super::app::{App, Control, Mode, Tab};
 use test_support::graph_flows as fixtures;
 
-const W: u16 = 140;
-const H: u16 = 30;
+pub(super) const W: u16 = 140;
+pub(super) const H: u16 = 30;
 
-fn flow(f: Flow) -> GetFlowsResponse {
+pub(super) fn flow(f: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
         node_name: f.node_name.clone(),
         response_types: Some(ResponseTypes::Flow(f)),
@@ -27,7 +28,7 @@ fn flow(f: Flow) -> GetFlowsResponse {
     }
 }
 
-fn app_with(flows: &[Flow]) -> App {
+pub(super) fn app_with(flows: &[Flow]) -> App {
     let mut app = App::new("").unwrap();
     for f in flows {
         app.on_response(flow(f.clone()));
@@ -35,41 +36,41 @@ fn app_with(flows: &[Flow]) -> App {
     app
 }
 
-fn draw(app: &App) -> Buffer {
+pub(super) fn draw(app: &App) -> Buffer {
     draw_sized(app, W, H)
 }
 
-fn draw_sized(app: &App, w: u16, h: u16) -> Buffer {
+pub(super) fn draw_sized(app: &App, w: u16, h: u16) -> Buffer {
     let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
     t.draw(|f| app.render(f)).unwrap();
     t.backend().buffer().clone()
 }
 
 /// Row `y` as text, trailing spaces trimmed.
-fn row(b: &Buffer, y: u16) -> String {
+pub(super) fn row(b: &Buffer, y: u16) -> String {
     let s: String = (0..b.area.width)
         .map(|x| b[(x, y)].symbol().to_string())
         .collect();
     s.trim_end().to_string()
 }
 
-fn rows(b: &Buffer) -> Vec<String> {
+pub(super) fn rows(b: &Buffer) -> Vec<String> {
     (0..b.area.height).map(|y| row(b, y)).collect()
 }
 
 /// The first row containing `needle`.
-fn find(b: &Buffer, needle: &str) -> Option<(u16, u16)> {
+pub(super) fn find(b: &Buffer, needle: &str) -> Option<(u16, u16)> {
     (0..b.area.height).find_map(|y| {
         let r = row(b, y);
         r.find(needle).map(|i| (r[..i].chars().count() as u16, y))
     })
 }
 
-fn key(code: KeyCode) -> Event {
+pub(super) fn key(code: KeyCode) -> Event {
     Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
 }
 
-fn type_text(app: &mut App, s: &str) {
+pub(super) fn type_text(app: &mut App, s: &str) {
     for c in s.chars() {
         assert_eq!(app.handle_event(&key(KeyCode::Char(c))), Control::Continue);
     }

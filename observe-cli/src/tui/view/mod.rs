@@ -4,7 +4,9 @@
 //! - `table`: the flow table.
 //! - `pane`: the detail pane.
 //! - `lists`: the service map and top talkers tabs.
+//! - `changes`: the service map's changes view (`c`).
 
+mod changes;
 mod lists;
 mod pane;
 mod table;
@@ -19,6 +21,8 @@ use super::app::{App, Mode, Tab};
 use observer_proto::relay::NodeState;
 
 const HELP: &str = "/ filter  space pause  enter detail  tab view  q quit";
+/// The service map's help: `c` switches between the map and its changes.
+const MAP_HELP: &str = "/ filter  space pause  tab view  c changes  q quit";
 
 impl App {
     /// Draws the whole screen.
@@ -32,7 +36,10 @@ impl App {
             Constraint::Length(1),
         ])
         .areas(frame.area());
-        let titles = Tab::ALL.iter().map(|t| t.title());
+        let titles = Tab::ALL.iter().map(|t| match t {
+            Tab::ServiceMap if self.show_changes => "Service map: changes",
+            t => t.title(),
+        });
         frame.render_widget(
             Tabs::new(titles)
                 .select(self.tab.index())
@@ -46,6 +53,7 @@ impl App {
         match (self.mode, self.tab) {
             (Mode::Detail, _) => self.render_detail(frame, body),
             (_, Tab::Flows) => self.render_table(frame, body),
+            (_, Tab::ServiceMap) if self.show_changes => self.render_changes(frame, body),
             (_, Tab::ServiceMap) => self.render_service_map(frame, body),
             (_, Tab::TopTalkers) => self.render_top_talkers(frame, body),
         }
@@ -136,7 +144,14 @@ impl App {
             };
             Line::from(vec![
                 Span::raw(format!("filter: {text}  ")),
-                Span::styled(HELP, Style::new().fg(Color::DarkGray)),
+                Span::styled(
+                    if self.tab == Tab::ServiceMap {
+                        MAP_HELP
+                    } else {
+                        HELP
+                    },
+                    Style::new().fg(Color::DarkGray),
+                ),
             ])
         };
         frame.render_widget(Paragraph::new(line), area);

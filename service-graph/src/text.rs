@@ -1,0 +1,51 @@
+//! A [`ServiceGraph`] as text for a terminal: one line per edge, its ports,
+//! volume and drops.
+
+use std::fmt::Write;
+
+use crate::labels;
+use crate::model::ServiceGraph;
+
+impl ServiceGraph {
+    /// `source -> target  ports; volume; drops`, one line per edge.
+    pub fn to_text(&self) -> String {
+        let edges = self.edges();
+        let names: Vec<String> = edges
+            .iter()
+            .map(|e| format!("{} -> {}", e.source.id, e.target.id))
+            .collect();
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (name, e) in names.iter().zip(&edges) {
+            let _ = writeln!(
+                out,
+                "{name:<width$}  {}",
+                labels::edge_lines(e.edge).join("; ")
+            );
+        }
+        if edges.is_empty() {
+            out.push_str("no flows\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{GraphBuilder, ServiceGraph};
+    use test_support::graph_flows as fixtures;
+
+    #[test]
+    fn text_of_the_scripted_traffic() {
+        assert_eq!(
+            GraphBuilder::build(&fixtures::flows()).to_text(),
+            "\
+default/frontend -> default/api            TCP/8080, TCP/9999; 8 flows, 2.2 kB
+default/frontend -> kube-system/coredns-1  UDP/53; 2 flows, 160 B
+default/frontend -> world                  TCP/25, TCP/443; 2 flows, 120 B; 1 dropped (POLICY_DENIED)
+host -> default/api                        TCP/8080; 1 flow, 60 B
+"
+        );
+        assert_eq!(ServiceGraph::default().to_text(), "no flows\n");
+    }
+}
