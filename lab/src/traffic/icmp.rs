@@ -23,13 +23,15 @@ const ECHO_REQUEST_V6: u8 = 128;
 const ECHO_REPLY_V6: u8 = 129;
 const HEADER_LEN: usize = 8;
 
-/// The identifier and sequence number of the next echo request: the identifier
-/// is per process (like ping's), the sequence number counts up.
+/// The identifier and sequence number of the next echo request. Each request
+/// gets its own identifier, as each run of `ping` does: the datapath keys an
+/// echo exchange by it, so a later round's ping is a new flow, not a repeat of
+/// the first round's (a per-process identifier made every round one flow).
 fn next_id_seq() -> (u16, u16) {
     static SENT: AtomicU32 = AtomicU32::new(0);
     let n = SENT.fetch_add(1, Ordering::Relaxed);
-    let id = (std::process::id() & 0xffff) as u16 ^ 0x4c42;
-    (id, (n as u16).wrapping_add(1))
+    let base = (std::process::id() & 0xffff) as u16 ^ 0x4c42;
+    (base.wrapping_add(n as u16), 1)
 }
 
 pub(super) fn run(job: &Job) -> Exchange {
