@@ -270,7 +270,10 @@ async fn print(
 }
 
 /// Where streamed rows are written (one per query: its size does not matter).
-#[expect(clippy::large_enum_variant, reason = "one value per query, on the stack")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per query, on the stack"
+)]
 enum Sink<W: Write> {
     Csv(arrow::csv::Writer<W>),
     Json(arrow::json::LineDelimitedWriter<W>),
