@@ -181,6 +181,51 @@ async fn subqueries_and_doubling_with_queries_are_bounded() {
 }
 
 #[tokio::test]
+async fn values_no_pool_counts_are_bounded() {
+    let e = engine(&golden("limits-functions"));
+    assert_eq!(
+        value(&e, "SELECT length(repeat('ab', 3)) AS v")
+            .await
+            .unwrap(),
+        "6"
+    );
+    for (sql, bytes) in [
+        (
+            "SELECT length(repeat('x', 10000000000)) AS v",
+            10_000_000_000u64,
+        ),
+        // A row's ten bytes.
+        (
+            "SELECT length(repeat(uuid, 100000000)) AS v FROM flows WHERE uuid = 'uuid-00000'",
+            1_000_000_000,
+        ),
+    ] {
+        assert_eq!(
+            e.query(sql).await.unwrap_err().to_string(),
+            format!(
+                "Execution error: repeat would make {bytes} bytes; at most 67108864 (64 MiB) \
+                 are allowed per call"
+            ),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        e.query("SELECT arrow_cast('x', 'LargeUtf8') AS v")
+            .await
+            .unwrap_err()
+            .to_string(),
+        "refused: arrow_cast to LargeUtf8 is not allowed: the memory limits do not bound its \
+         values"
+    );
+    assert_eq!(
+        value(&e, "SELECT arrow_cast(1, 'Int8') AS v")
+            .await
+            .unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test]
 async fn positional_and_question_mark_parameters_bind() {
     let e = engine(&golden("limits-params"));
     let run = |sql: &'static str, values: Vec<ScalarValue>| {

@@ -23,7 +23,8 @@
 //!   - memory comes from a [`pool`] per query ([`SqlLimits::memory_bytes`])
 //!     within one pool for all ([`SqlLimits::memory_total_bytes`]), with no
 //!     spilling to disk; over either the query fails ([`SqlError::Memory`],
-//!     [`SqlError::MemoryTotal`]), the relay goes on;
+//!     [`SqlError::MemoryTotal`]), the relay goes on; [`functions`] bounds
+//!     the values that no pool counts (`repeat`, `arrow_cast` to `Large`);
 //!   - the time limit ([`SqlLimits::timeout`]) ends the task:
 //!     [`SqlError::Timeout`].
 //! - [`stream`]: results flow to the caller through a short channel, each
@@ -36,6 +37,7 @@
 pub mod admission;
 pub mod engine;
 pub mod flight;
+pub mod functions;
 pub mod graph;
 pub mod guard;
 pub mod params;

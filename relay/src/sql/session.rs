@@ -1,7 +1,9 @@
 //! [`Session`]: one query's DataFusion session: the history's current
 //! snapshot as `flows` (the rows in memory, and the Parquet files as one
 //! listing table, unioned), the graph tables over it, a memory pool of its
-//! own within the relay's ([`super::pool`]) and no spilling to disk. It
+//! own within the relay's ([`super::pool`]), no spilling to disk, and the
+//! bounded versions of functions that could outgrow it
+//! ([`super::functions`]). It
 //! checks ([`super::guard`]) and plans statements, binds their parameters
 //! ([`super::params`]), and turns DataFusion's errors into the ones a user
 //! reads.
@@ -24,7 +26,7 @@ use super::graph::GraphTable;
 use super::graph::rows::Rows;
 use super::pool::{Exhausted, QueryPool};
 use super::stream::Described;
-use super::{SqlError, SqlLimits, guard, params, runtime};
+use super::{SqlError, SqlLimits, functions, guard, params, runtime};
 use crate::history::{History, schema};
 
 /// One query's DataFusion session and memory.
@@ -58,6 +60,9 @@ impl Session {
             pool,
             limits,
         };
+        for f in functions::bounded() {
+            session.ctx.register_udf(f);
+        }
         let history = history.ok_or(SqlError::NoHistory)?;
         let snap = history
             .snapshot()

@@ -12,7 +12,8 @@
 //!   the nesting of subqueries);
 //! - its reads: at most [`MAX_TABLE_READS`] table reads once every `WITH`
 //!   name is replaced by its query (a chain of `WITH` queries that each read
-//!   the previous one twice doubles the plan at every step).
+//!   the previous one twice doubles the plan at every step);
+//! - its calls: none that [`super::functions`] refuses.
 //!
 //! The limits were measured on the debug build, whose frames are largest:
 //! planning and running 1,000 nested parentheses or a chain of 1,000 `OR`
@@ -255,7 +256,12 @@ impl Visitor for Shape {
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<SqlError> {
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<SqlError> {
+        if let Expr::Function(f) = expr
+            && let Some(why) = super::functions::refused_call(f)
+        {
+            return ControlFlow::Break(SqlError::Refused(why));
+        }
         self.enter()
     }
 
