@@ -4,8 +4,9 @@
 //! `ServerStatus` within a one-second deadline during and after it. A
 //! client that goes away stops its query (the running-queries gauge drops
 //! to 0); past `--sql-max-concurrent` a query is refused; all queries share
-//! `--sql-memory-total`, results stream within it; SIGTERM cancels a
-//! running query and the relay exits.
+//! `--sql-memory-total`, results stream within it; a reader that closes
+//! the pipe (`observe query ... | head`) ends `observe` quietly with success;
+//! SIGTERM cancels a running query and the relay exits.
 
 use std::future::Future;
 use std::process::{Output, Stdio};
@@ -309,4 +310,48 @@ async fn sigterm_cancels_a_running_query_and_the_relay_exits() {
         outcome(&out),
         Err("observe: the relay is shutting down: the query was cancelled\n".into())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_observe_quietly_and_cancels_the_query() {
+    let relay = RelayProcess::start("sql-pipe", &["--sql-timeout", "1h"]);
+    let values = |n: usize| {
+        let v: Vec<String> = (0..n).map(|i| format!("({i})")).collect();
+        v.join(", ")
+    };
+    // 10^9 rows, streamed: far more than a pipe holds.
+    let endless = format!(
+        "SELECT a.c, b.c, d.c FROM (VALUES {0}) a(c), (VALUES {0}) b(c), (VALUES {0}) d(c)",
+        values(1000)
+    );
+    // 10^5 rows: a table printed at once, larger than a pipe holds.
+    let table = format!(
+        "SELECT a.c, b.c FROM (VALUES {}) a(c), (VALUES {}) b(c)",
+        values(1000),
+        values(100)
+    );
+    for (format, rows) in [("csv", &endless), ("json", &endless), ("table", &table)] {
+        // stdout and stderr both into the pipe whose reader goes away, as
+        // `observe query ... 2>&1 | head -1`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        let mut cmd = observe(&relay, &["-o", format, rows]);
+        cmd.stdout(writer.try_clone().unwrap()).stderr(writer);
+        let mut child = cmd.spawn().unwrap();
+        drop(cmd);
+        let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).unwrap();
+        if format != "table" {
+            // The first rows arrive before the query ends.
+            let mut first = [0u8; 1];
+            reader.read_exact(&mut first).await.unwrap();
+        }
+        drop(reader);
+        let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+            .await
+            .expect("observe ends once its reader is gone")
+            .unwrap();
+        assert!(status.success(), "-o {format}: {status}");
+        relay
+            .wait_metric("observe_relay_sql_queries_running", 0.0)
+            .await;
+    }
 }
