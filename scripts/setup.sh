@@ -9,6 +9,12 @@
 #   graphviz        dot: tests render `observe graph -o dot`
 #   tmux            the terminal UI test drives `observe flows --follow` in tmux
 #   prometheus      the metrics test scrapes the probe with the real Prometheus
+#   python3-venv    the virtual environment below (Debian's python3 lacks venv
+#                   without it; skipped when python3 already makes one)
+# and, from PyPI into a virtual environment (default /var/cache/observe-ci/venv,
+# or $OBSERVE_VENV), a Flight SQL client that is not ours for the SQL client
+# test (e2e/tests/sql_clients.rs):
+#   adbc-driver-flightsql, adbc-driver-manager, pyarrow
 # The Rust build itself needs no system package (protobuf is compiled by protox).
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
@@ -23,3 +29,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The ADBC Flight SQL driver, in its own virtual environment (idempotent: only
+# when the driver cannot be imported from it yet).
+venv=${OBSERVE_VENV:-/var/cache/observe-ci/venv}
+python_packages=(adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1)
+if ! "$venv/bin/python" -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null; then
+  echo "setup: installing ${python_packages[*]} into $venv"
+  mkdir -p "$(dirname "$venv")"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_packages[@]}"
+fi
+echo "setup: the SQL client test's Python is $venv/bin/python"

@@ -147,6 +147,8 @@ fn main() {
         SqlLimits {
             timeout: Duration::from_secs(600),
             memory_bytes: 4 << 30,
+            memory_total_bytes: 4 << 30,
+            ..SqlLimits::default()
         },
     );
     let rt = tokio::runtime::Builder::new_multi_thread()

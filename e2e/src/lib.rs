@@ -7,7 +7,9 @@
 //!   and a client that waits for the flows it expects ([`start`], [`Env`]);
 //!   [`probe_metrics`] waits until the probe says a change is in force.
 //! - [`relay_harness`]: the relay in-process on 127.0.0.1:0
-//!   ([`RelayUnderTest`]); [`follower`] records a following stream;
+//!   ([`RelayUnderTest`]); [`relay_process`]: the relay binary with an empty
+//!   history, its metrics and a 1 s `ServerStatus` probe;
+//!   [`follower`] records a following stream;
 //!   [`responses`] reads flows, node-status events, ports and times.
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
 //! - [`observe`]: runs the `observe` binary and returns what it printed.
@@ -16,6 +18,7 @@ pub mod follower;
 pub mod probe_env;
 pub mod probe_metrics;
 pub mod relay_harness;
+pub mod relay_process;
 pub mod responses;
 pub mod scenario_graph;
 

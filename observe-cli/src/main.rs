@@ -1,6 +1,7 @@
 //! The `observe` command. Flags are parsed into plain structs here; each
 //! subcommand's module builds its real configuration from them.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -139,7 +140,8 @@ fn main() {
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(run(cli)));
     if let Err(e) = result {
-        eprintln!("observe: {e:#}");
+        // Not eprintln!: it panics when stderr's reader is gone too.
+        let _ = writeln!(std::io::stderr(), "observe: {e:#}");
         std::process::exit(1);
     }
 }

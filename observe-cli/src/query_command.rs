@@ -2,8 +2,15 @@
 //! asked over Arrow Flight SQL on the relay's gRPC port (default
 //! localhost:4245), printed as a table, CSV or JSON lines. The table is
 //! `flows`; its columns are documented in the README ("History and SQL").
+//!
+//! The SQL comes from the argument, or from a file (`-f FILE`) or stdin
+//! (`-` or `-f -`) when it is longer than an argument may be. CSV and JSON
+//! are printed as the batches arrive; a table needs them all first. When
+//! the reader of stdout goes away (`observe query ... | head`), printing
+//! stops quietly with success, and the relay's query is cancelled.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use arrow::array::RecordBatch;
@@ -12,13 +19,17 @@ use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
-use arrow_flight::{FlightDescriptor, FlightInfo};
+use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::transport::Channel;
 
 /// The relay's default address.
 pub const DEFAULT_SERVER: &str = "localhost:4245";
+
+/// The longest statement read from a file or stdin: the relay's own limit
+/// (it refuses longer ones), so a huge or endless input is not read whole.
+pub const MAX_STATEMENT_BYTES: u64 = 1 << 20;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -31,9 +42,14 @@ pub enum QueryFormat {
 
 /// `observe query`'s arguments.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("statement").required(true).args(["sql", "file"])))]
 pub struct QueryArgs {
-    /// The SQL: SELECT, WITH or EXPLAIN over the tables `flows`, `graph_nodes`, `graph_edges`.
-    pub sql: String,
+    /// The SQL: SELECT, WITH or EXPLAIN over the tables `flows`, `graph_nodes`,
+    /// `graph_edges`; `-` reads it from stdin.
+    pub sql: Option<String>,
+    /// Read the SQL from FILE (`-`: stdin), for statements longer than an argument.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,
     /// Relay address, HOST:PORT.
@@ -43,19 +59,99 @@ pub struct QueryArgs {
 
 /// Runs the query and prints the answer to stdout.
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let (schema, batches) = query(&args.server, &args.sql).await?;
-    let mut out = std::io::stdout().lock();
-    write(&mut out, args.output, &schema, &batches)?;
-    out.flush()?;
-    Ok(())
+    let sql = statement(&args)?;
+    let mut out = Output::new(std::io::BufWriter::new(std::io::stdout()));
+    let printed = print(&args.server, &sql, args.output, &mut out).await;
+    let flushed = printed.and_then(|()| Ok(out.flush()?));
+    match flushed {
+        // The reader went away: what it wanted is printed.
+        Err(_) if out.closed => Ok(()),
+        other => other,
+    }
+}
+
+/// The SQL text of `args`: the argument, the file, or stdin.
+fn statement(args: &QueryArgs) -> anyhow::Result<String> {
+    match (&args.sql, &args.file) {
+        (Some(sql), _) if sql != "-" => Ok(sql.clone()),
+        (Some(_), _) => read_bounded(std::io::stdin().lock(), "stdin"),
+        (None, Some(path)) if path == Path::new("-") => {
+            read_bounded(std::io::stdin().lock(), "stdin")
+        }
+        (None, Some(path)) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("reading the SQL in {}", path.display()))?;
+            read_bounded(file, &path.display().to_string())
+        }
+        (None, None) => anyhow::bail!("give the SQL as an argument, or -f FILE"),
+    }
+}
+
+/// At most [`MAX_STATEMENT_BYTES`] of UTF-8 text from `input`.
+fn read_bounded(input: impl Read, name: &str) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_STATEMENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading the SQL from {name}"))?;
+    if bytes.len() as u64 > MAX_STATEMENT_BYTES {
+        anyhow::bail!(
+            "the SQL in {name} is longer than {MAX_STATEMENT_BYTES} bytes (1 MiB), the \
+             longest statement the relay accepts"
+        );
+    }
+    String::from_utf8(bytes).with_context(|| format!("the SQL in {name} is not UTF-8 text"))
+}
+
+/// stdout, remembering whether its reader went away.
+struct Output<W> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: Write> Output<W> {
+    fn new(inner: W) -> Self {
+        Output {
+            inner,
+            closed: false,
+        }
+    }
+
+    fn noticed<T>(&mut self, r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+        r
+    }
+}
+
+impl<W: Write> Write for Output<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.noticed(r)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.inner.flush();
+        self.noticed(r)
+    }
 }
 
 fn message(status: &tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", status.message())
 }
 
-/// Asks `server` to run `sql`: its schema and batches.
-pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+/// A query asked of the relay: its schema, and the tickets of its batches.
+struct Asked {
+    client: FlightServiceClient<Channel>,
+    schema: SchemaRef,
+    tickets: Vec<Ticket>,
+}
+
+/// Asks `server` to plan `sql`.
+async fn ask(server: &str, sql: &str) -> anyhow::Result<Asked> {
     let uri = if server.contains("://") {
         server.to_string()
     } else {
@@ -82,24 +178,105 @@ pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<Re
             .try_decode_schema()
             .context("the server's schema")?,
     );
-    let mut batches = Vec::new();
-    for endpoint in info.endpoint {
-        let ticket = endpoint.ticket.context("an endpoint without a ticket")?;
-        let data = client
+    let tickets = info
+        .endpoint
+        .into_iter()
+        .map(|e| e.ticket.context("an endpoint without a ticket"))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Asked {
+        client,
+        schema,
+        tickets,
+    })
+}
+
+impl Asked {
+    /// The batches behind `ticket`, as they come.
+    async fn batches(
+        &mut self,
+        ticket: Ticket,
+    ) -> anyhow::Result<impl futures::Stream<Item = anyhow::Result<RecordBatch>> + use<>> {
+        let data = self
+            .client
             .do_get(ticket)
             .await
             .map_err(|s| message(&s))?
             .into_inner()
             .map_err(|s| FlightError::Tonic(Box::new(s)));
-        let mut stream = FlightRecordBatchStream::new_from_flight_data(data).boxed();
-        while let Some(batch) = stream.try_next().await.map_err(|e| match e {
-            FlightError::Tonic(s) => message(&s),
-            other => anyhow::anyhow!("{other}"),
-        })? {
+        Ok(
+            FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
+                FlightError::Tonic(s) => message(&s),
+                other => anyhow::anyhow!("{other}"),
+            }),
+        )
+    }
+}
+
+/// Asks `server` to run `sql`: its schema and batches.
+pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut asked = ask(server, sql).await?;
+    let mut batches = Vec::new();
+    for ticket in std::mem::take(&mut asked.tickets) {
+        let mut stream = asked.batches(ticket).await?.boxed();
+        while let Some(batch) = stream.try_next().await? {
             batches.push(batch);
         }
     }
-    Ok((schema, batches))
+    Ok((asked.schema, batches))
+}
+
+/// Runs `sql` on `server` and prints the answer in `format` as it comes.
+async fn print(
+    server: &str,
+    sql: &str,
+    format: QueryFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    if format == QueryFormat::Table {
+        let (schema, batches) = query(server, sql).await?;
+        return write(out, format, &schema, &batches);
+    }
+    let mut asked = ask(server, sql).await?;
+    let schema = asked.schema.clone();
+    let mut rows = 0;
+    {
+        let mut sink = match format {
+            QueryFormat::Json => Sink::Json(arrow::json::LineDelimitedWriter::new(&mut *out)),
+            _ => Sink::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut *out),
+            ),
+        };
+        for ticket in std::mem::take(&mut asked.tickets) {
+            let mut stream = asked.batches(ticket).await?.boxed();
+            while let Some(batch) = stream.try_next().await? {
+                rows += batch.num_rows();
+                match &mut sink {
+                    Sink::Csv(w) => w.write(&batch)?,
+                    Sink::Json(w) => w.write(&batch)?,
+                }
+            }
+        }
+        if let Sink::Json(mut w) = sink {
+            w.finish()?;
+        }
+    }
+    if format == QueryFormat::Csv && rows == 0 {
+        // The header alone, as for a table without rows.
+        write(out, format, &schema, &[])?;
+    }
+    Ok(())
+}
+
+/// Where streamed rows are written (one per query: its size does not matter).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per query, on the stack"
+)]
+enum Sink<W: Write> {
+    Csv(arrow::csv::Writer<W>),
+    Json(arrow::json::LineDelimitedWriter<W>),
 }
 
 /// Prints `batches` in `format`.
@@ -138,4 +315,60 @@ pub fn write(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_is_read_whole_up_to_the_relay_limit() {
+        let text = "SELECT 1 -- é\n";
+        assert_eq!(read_bounded(text.as_bytes(), "t").unwrap(), text);
+        let limit = usize::try_from(MAX_STATEMENT_BYTES).unwrap();
+        assert_eq!(
+            read_bounded(&vec![b' '; limit][..], "t").unwrap().len(),
+            limit
+        );
+        assert_eq!(
+            read_bounded(std::io::repeat(b'x'), "/dev/zero")
+                .unwrap_err()
+                .to_string(),
+            "the SQL in /dev/zero is longer than 1048576 bytes (1 MiB), the longest \
+             statement the relay accepts"
+        );
+        assert_eq!(
+            read_bounded(&b"SELECT '\xff'"[..], "f.sql")
+                .unwrap_err()
+                .to_string(),
+            "the SQL in f.sql is not UTF-8 text"
+        );
+    }
+
+    /// A writer whose reader has gone away.
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_reader_is_noticed_through_the_csv_writer() {
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("v", arrow::datatypes::DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(arrow::array::Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        let mut out = Output::new(Closed);
+        assert!(write(&mut out, QueryFormat::Csv, &schema, &[batch]).is_err());
+        assert!(out.closed);
+    }
 }

@@ -85,9 +85,10 @@ impl Relay {
         self.state.clone()
     }
 
-    /// Stops the peer tasks, lets the merge flush its window into the store, and
-    /// waits for all of them.
+    /// Cancels running SQL queries, stops the peer tasks, lets the merge
+    /// flush its window into the store, and waits for all of them.
     pub async fn shutdown(mut self) {
+        self.state.sql().shutdown();
         let _ = self.stop.send(true);
         for t in self.tasks.drain(..) {
             let _ = t.await;

@@ -32,7 +32,9 @@
 //! - [`history`]: every flow as a row of one Arrow schema, batched into
 //!   time-partitioned Parquet files (atomic writes, retention), fed from the
 //!   store's broadcast like any follower; [`sql`]: read-only DataFusion SQL
-//!   over it, served as Arrow Flight SQL on the same port. GetFlows with a
+//!   over it, within statement, time, memory and concurrency limits, on a
+//!   runtime of its own, served as Arrow Flight SQL (statements, prepared
+//!   statements, catalog metadata) on the same port. GetFlows with a
 //!   `since` older than the ring starts from history.
 //! - The service graph: [`sql::graph`] serves it as the tables `graph_nodes`
 //!   and `graph_edges`, built by `service_graph::GraphBuilder` from the flows

@@ -62,6 +62,16 @@ struct Args {
     /// Memory limit of one SQL query (e.g. 512MiB).
     #[arg(long, default_value = "512MiB", value_parser = units::parse_bytes)]
     sql_memory: u64,
+    /// Memory limit of all running SQL queries together (e.g. 1GiB).
+    #[arg(long, default_value = "1GiB", value_parser = units::parse_bytes)]
+    sql_memory_total: u64,
+    /// SQL queries that run at once; more wait for --sql-queue-wait, then are refused.
+    #[arg(long, default_value_t = relay::sql::DEFAULT_MAX_CONCURRENT as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    sql_max_concurrent: u64,
+    /// How long a SQL query waits for a place before it is refused.
+    #[arg(long, default_value = "2s", value_parser = observer_proto::time::parse_duration)]
+    sql_queue_wait: Duration,
 }
 
 impl Args {
@@ -80,6 +90,9 @@ impl Args {
             sql: SqlLimits {
                 timeout: self.sql_timeout,
                 memory_bytes: usize::try_from(self.sql_memory).unwrap_or(usize::MAX),
+                memory_total_bytes: usize::try_from(self.sql_memory_total).unwrap_or(usize::MAX),
+                max_concurrent: usize::try_from(self.sql_max_concurrent).unwrap_or(usize::MAX),
+                queue_wait: self.sql_queue_wait,
             },
             ..RelayConfig::new(self.peers.clone())
         }

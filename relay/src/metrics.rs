@@ -1,7 +1,8 @@
 //! Prometheus metrics of the relay, read from [`RelayState`] at every scrape:
 //! peers by state, flows taken from each node, what the reorder window did,
 //! and the history: rows written, files and bytes on disk, SQL queries run,
-//! refused, and their durations ([`crate::sql::SqlStats`]).
+//! refused, refused as busy, running, their memory and their durations
+//! ([`crate::sql::SqlStats`]).
 //! [`serve`] answers `GET /metrics` (text format) on its own listener.
 
 use std::future::Future;
@@ -50,15 +51,28 @@ struct SqlCollector {
 impl Collector for SqlCollector {
     fn desc(&self) -> Vec<&Desc> {
         let t = &self.template;
-        [t.queries.desc(), t.refused.desc(), t.duration.desc()].concat()
+        [
+            t.queries.desc(),
+            t.refused.desc(),
+            t.busy.desc(),
+            t.running.desc(),
+            t.memory.desc(),
+            t.duration.desc(),
+        ]
+        .concat()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let engine = self.state.sql();
         let s = engine.stats();
+        s.memory
+            .set(i64::try_from(engine.memory_reserved()).unwrap_or(i64::MAX));
         [
             s.queries.collect(),
             s.refused.collect(),
+            s.busy.collect(),
+            s.running.collect(),
+            s.memory.collect(),
             s.duration.collect(),
         ]
         .concat()
@@ -150,6 +164,9 @@ impl RelayMetrics {
         names.extend([
             "observe_relay_sql_queries_total",
             "observe_relay_sql_queries_refused_total",
+            "observe_relay_sql_queries_busy_total",
+            "observe_relay_sql_queries_running",
+            "observe_relay_sql_memory_reserved_bytes",
             "observe_relay_sql_query_duration_seconds",
         ]);
         Ok(RelayMetrics {
@@ -304,7 +321,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("observe_relay_reorder_released_total 5"));
-        assert_eq!(metric_names().len(), 11);
+        assert_eq!(metric_names().len(), 14);
     }
 
     #[tokio::test]
@@ -363,7 +380,10 @@ mod tests {
             format!("observe_relay_history_bytes {bytes}"),
             "observe_relay_history_files 1".to_string(),
             "observe_relay_history_rows_written_total 3".to_string(),
+            "observe_relay_sql_memory_reserved_bytes 0".to_string(),
+            "observe_relay_sql_queries_busy_total 0".to_string(),
             "observe_relay_sql_queries_refused_total 2".to_string(),
+            "observe_relay_sql_queries_running 0".to_string(),
             "observe_relay_sql_queries_total 2".to_string(),
             "observe_relay_sql_query_duration_seconds_count 2".to_string(),
         ];

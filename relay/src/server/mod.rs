@@ -49,11 +49,14 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     let (stop, stopping) = watch::channel(false);
     let sql = state.sql();
+    let queries = sql.clone();
     let service = RelayService { state, stopping };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
+        // Running queries end now: graceful shutdown waits for their streams.
+        queries.shutdown();
     };
     tonic::transport::Server::builder()
         .add_service(ObserverServer::new(service))

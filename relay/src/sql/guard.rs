@@ -1,24 +1,54 @@
-//! The read-only check every SQL text passes before it is planned: exactly one
-//! statement, a query (`SELECT`, `WITH`, `VALUES`) or an `EXPLAIN` of one, that
-//! reads no table but the relay's own ([`TABLES`]: `flows` and the service
-//! graph's `graph_nodes` and `graph_edges`) and its own `WITH` names. Everything else, DDL,
-//! DML, `COPY`, `CREATE EXTERNAL TABLE`, `SET`, a file path used as a table or
-//! a table function such as `read_csv(...)`, is refused with the reason.
+//! The read-only check every SQL text passes before it is planned: within
+//! the [`shape`] limits, exactly one statement, a query (`SELECT`, `WITH`,
+//! `VALUES`) or an `EXPLAIN` of one, that reads no table but the relay's own
+//! ([`TABLES`]: `flows` and the service graph's `graph_nodes` and
+//! `graph_edges`, also as `public.flows` or `observe.public.flows`) and its
+//! own `WITH` names. Everything else, DDL, DML, `COPY`, `CREATE EXTERNAL
+//! TABLE`, `SET`, a file path used as a table or a table function such as
+//! `read_csv(...)`, is refused with the reason.
 
-use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::error::DataFusionError;
+use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::Statement as Sql;
+use datafusion::sql::sqlparser::parser::ParserError;
+use datafusion::sql::sqlparser::tokenizer::Token;
 
-use super::SqlError;
+use super::{SqlError, shape};
 
 /// The flow history.
 pub const FLOWS: &str = "flows";
 /// The only tables there are: the flows and the service graph built from them.
 pub const TABLES: [&str; 3] = [FLOWS, "graph_nodes", "graph_edges"];
+/// The one catalog, as Flight SQL clients list it.
+pub const CATALOG: &str = "observe";
+/// The one schema of [`CATALOG`].
+pub const SCHEMA: &str = "public";
 
-/// Parses `sql` and checks it is one read-only query of [`TABLES`].
+/// Parses `sql` and checks it is one read-only query of [`TABLES`], within
+/// the [`shape`] limits.
 pub fn check(sql: &str) -> Result<Statement, SqlError> {
-    let mut statements = DFParser::parse_sql(sql).map_err(|e| SqlError::Parse(e.to_string()))?;
+    let tokens = shape::tokens(sql)?;
+    // Named from the text: printing a long statement back walks all of it.
+    let first_word = tokens
+        .iter()
+        .find_map(|t| match &t.token {
+            Token::Word(w) => Some(w.value.to_uppercase()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "this statement".into());
+    let parse_error = |e: DataFusionError| match e {
+        DataFusionError::SQL(e, _) if matches!(*e, ParserError::RecursionLimitExceeded) => {
+            shape::too_deep()
+        }
+        e => SqlError::Parse(e.to_string()),
+    };
+    let mut statements = DFParserBuilder::new(tokens)
+        .with_dialect(&shape::DIALECT)
+        .with_recursion_limit(shape::PARSER_RECURSION)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(parse_error)?;
     let statement = match (statements.pop_front(), statements.is_empty()) {
         (Some(s), true) => s,
         (None, _) => return Err(SqlError::Refused("the query is empty".into())),
@@ -28,11 +58,14 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
             ));
         }
     };
-    kind(&statement)?;
+    shape::check(query(&statement, &first_word)?)?;
     let (tables, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| SqlError::Parse(e.to_string()))?;
     for table in tables {
-        if !TABLES.contains(&table.table()) || table.schema().is_some() {
+        let ours = TABLES.contains(&table.table())
+            && table.schema().is_none_or(|s| s == SCHEMA)
+            && table.catalog().is_none_or(|c| c == CATALOG);
+        if !ours {
             return Err(SqlError::Refused(format!(
                 "only the tables `flows`, `graph_nodes` and `graph_edges` can be read, \
                  not `{table}` (files, URLs and table functions are not readable)"
@@ -42,7 +75,9 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
     Ok(statement)
 }
 
-fn kind(statement: &Statement) -> Result<(), SqlError> {
+/// The query `statement` runs (itself, or what `EXPLAIN` explains), or why
+/// it is refused.
+fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<&'s Sql, SqlError> {
     let refuse = |what: &str| {
         Err(SqlError::Refused(format!(
             "{what} is not allowed: history is read-only, only SELECT, WITH and \
@@ -51,22 +86,18 @@ fn kind(statement: &Statement) -> Result<(), SqlError> {
     };
     match statement {
         Statement::Statement(s) => match s.as_ref() {
-            Sql::Query(_) => Ok(()),
+            Sql::Query(_) => Ok(s),
             Sql::Explain { statement, .. } => match statement.as_ref() {
-                Sql::Query(_) => Ok(()),
+                Sql::Query(_) => Ok(statement),
                 _ => refuse("EXPLAIN of anything but a query"),
             },
-            other => {
-                let text = other.to_string();
-                let word = text.split_whitespace().next().unwrap_or("this statement");
-                refuse(&word.to_uppercase())
-            }
+            _ => refuse(first_word),
         },
         Statement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE"),
         Statement::CopyTo(_) => refuse("COPY"),
         Statement::Reset(_) => refuse("RESET"),
         Statement::Explain(e) => match e.statement.as_ref() {
-            Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(()),
+            Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(s),
             _ => refuse("EXPLAIN of anything but a query"),
         },
     }

@@ -1,0 +1,139 @@
+//! Flight SQL with a client that is not ours: the ADBC Flight SQL driver
+//! from PyPI (`scripts/setup.sh` installs it into a virtual environment,
+//! `/var/cache/observe-ci/venv` or `$OBSERVE_VENV`) runs
+//! `e2e/clients/adbc_check.py` against a relay holding the golden history
+//! flows: it lists the tables and the `flows` schema, prepares a statement
+//! with a `?` parameter and runs it, and gets the rows `observe query`
+//! prints for the same query.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::Duration;
+
+use observe_cli::query_command::query;
+use relay::history::HistoryConfig;
+use relay::{Relay, RelayConfig};
+use serde_json::Value;
+use test_support::history_flows as flows;
+use test_support::scratch::ScratchDir;
+use tokio::sync::oneshot;
+
+/// The virtual environment's Python, which has the ADBC driver.
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("OBSERVE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/observe-ci/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "no Python at {}: run scripts/setup.sh, which installs the ADBC Flight SQL driver \
+         there (or point OBSERVE_VENV at a virtual environment that has it)",
+        python.display()
+    );
+    python
+}
+
+async fn run(cmd: &mut tokio::process::Command) -> Output {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.kill_on_drop(true).output())
+        .await
+        .expect("the client finished")
+        .expect("the client started");
+    assert!(
+        out.status.success(),
+        "{:?}: {}\n{}",
+        cmd.as_std(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
+    let python = venv_python();
+    let dir = ScratchDir::new("sql-clients");
+    let cfg = RelayConfig {
+        history: Some(HistoryConfig {
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        }),
+        // No flow-probe answers here: flows are pushed into the store below.
+        ..RelayConfig::new(vec!["127.0.0.1:1".into()])
+    };
+    let relay = Relay::start(&cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
+        let _ = stopped.await;
+    }));
+    for f in flows::golden() {
+        relay.state().store().push(flows::response(f));
+    }
+    let deadline = tokio::time::Instant::now() + e2e::WAIT;
+    loop {
+        let (_, b) = query(&addr, "SELECT uuid FROM flows").await.unwrap();
+        if b.iter().map(|b| b.num_rows()).sum::<usize>() == 9 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "history has not all 9 flows"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/adbc_check.py");
+    let out = run(tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("grpc://{addr}"))
+        .arg("8080"))
+    .await;
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    assert_eq!(got["vendor_name"], "observe relay");
+    assert_eq!(
+        got["tables"],
+        serde_json::json!([
+            ["observe", "public", "flows", "TABLE"],
+            ["observe", "public", "graph_edges", "VIEW"],
+            ["observe", "public", "graph_nodes", "VIEW"],
+        ])
+    );
+    let columns: Vec<&str> = got["flows_columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect();
+    let schema = relay::history::schema::schema();
+    let want: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(columns, want);
+    assert_eq!(
+        got["flows_columns"][0],
+        serde_json::json!(["time", "timestamp[ns, tz=UTC]"])
+    );
+    assert_eq!(got["parameters"], serde_json::json!([["$1", "uint32"]]));
+
+    // The same rows as `observe query` prints for the query with the value in.
+    let observe = run(tokio::process::Command::new(e2e::observe_binary()).args([
+        "query",
+        "-o",
+        "json",
+        "--server",
+        &addr,
+        "SELECT uuid, destination_port FROM flows WHERE destination_port = 8080 ORDER BY uuid",
+    ]))
+    .await;
+    let lines: Vec<Value> = String::from_utf8(observe.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(got["rows"], Value::Array(lines));
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    relay.shutdown().await;
+}

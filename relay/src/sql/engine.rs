@@ -1,0 +1,236 @@
+//! [`SqlEngine`]: runs SQL over one relay's history. Each query is admitted
+//! ([`super::admission`]), then runs as one task on the SQL runtime
+//! ([`super::runtime`]) with a [`Session`] of its own, which checks, plans
+//! and binds it; the task sends its description, then its batches
+//! ([`super::stream`]), and ends at the time limit, at shutdown, or when its
+//! caller drops the stream.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use observer_proto::observer::GetFlowsResponse;
+
+use super::admission::{Admission, Admitted};
+use super::session::Session;
+use super::stats::SqlStats;
+use super::stream::{self, AbortOnDrop, Described, Msg, QueryStream};
+use super::{QueryResult, SqlError, SqlLimits, runtime};
+use crate::history::{History, read};
+
+/// Runs SQL over one relay's history.
+#[derive(Clone)]
+pub struct SqlEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    history: Option<Arc<History>>,
+    limits: SqlLimits,
+    stats: Arc<SqlStats>,
+    admission: Admission,
+    /// Memory of all queries together.
+    memory: Arc<GreedyMemoryPool>,
+}
+
+/// What a task does once its session is ready.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Plan only: describe the result.
+    Describe,
+    /// Plan and send the batches.
+    Execute,
+}
+
+impl SqlEngine {
+    pub fn new(history: Option<Arc<History>>, limits: SqlLimits) -> Self {
+        let stats = Arc::new(SqlStats::new());
+        SqlEngine {
+            inner: Arc::new(Inner {
+                history,
+                admission: Admission::new(limits.max_concurrent, limits.queue_wait, stats.clone()),
+                memory: Arc::new(GreedyMemoryPool::new(limits.memory_total_bytes)),
+                limits,
+                stats,
+            }),
+        }
+    }
+
+    /// The history queried, if any.
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.inner.history.as_ref()
+    }
+
+    /// Queries run, refused, busy and running, and their durations.
+    pub fn stats(&self) -> &Arc<SqlStats> {
+        &self.inner.stats
+    }
+
+    pub fn has_history(&self) -> bool {
+        self.inner.history.is_some()
+    }
+
+    pub fn limits(&self) -> SqlLimits {
+        self.inner.limits
+    }
+
+    /// Bytes the running queries hold in the shared pool.
+    pub fn memory_reserved(&self) -> usize {
+        self.inner.memory.reserved()
+    }
+
+    /// Cancels every running query and refuses new ones (the relay stops).
+    pub fn shutdown(&self) {
+        self.inner.admission.shutdown();
+    }
+
+    /// History flows with `since <= time < before`, oldest first.
+    pub async fn flows_between(
+        &self,
+        since: i128,
+        before: Option<i128>,
+    ) -> Result<Vec<GetFlowsResponse>, SqlError> {
+        let clamp = |t: i128| i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX });
+        let mut sql = format!(
+            "SELECT * FROM flows WHERE CAST(time AS BIGINT) >= {}",
+            clamp(since)
+        );
+        if let Some(b) = before {
+            sql.push_str(&format!(" AND CAST(time AS BIGINT) < {}", clamp(b)));
+        }
+        sql.push_str(" ORDER BY time");
+        let result = self.query(&sql).await?;
+        Ok(result.batches.iter().flat_map(read::responses).collect())
+    }
+
+    /// Checks and plans `sql` (nothing runs yet): the result's schema.
+    pub async fn schema(&self, sql: &str) -> Result<SchemaRef, SqlError> {
+        Ok(self.describe(sql, None).await?.schema)
+    }
+
+    /// Checks and plans `sql`: its result's schema and its parameters. With
+    /// `values`, they are bound first (and must fit).
+    pub async fn describe(
+        &self,
+        sql: &str,
+        values: Option<Vec<ScalarValue>>,
+    ) -> Result<Described, SqlError> {
+        let result = async {
+            let (mut rx, _task) = self.start(sql, values, Run::Describe).await?;
+            let described = stream::described(&mut rx).await?;
+            // The task ends right after: wait for it, so it is not counted
+            // as running once this returns.
+            while rx.recv().await.is_some() {}
+            Ok(described)
+        }
+        .await;
+        self.inner.stats.count_refused(&result);
+        result
+    }
+
+    /// Runs `sql` to the end within the limits, every batch counted against
+    /// the query's memory until the last is in.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        self.stream(sql, Vec::new()).await?.into_result().await
+    }
+
+    /// Starts `sql` with `values` bound to its parameters; the batches come
+    /// as they are computed. Dropping the stream cancels the query.
+    pub async fn stream(
+        &self,
+        sql: &str,
+        values: Vec<ScalarValue>,
+    ) -> Result<QueryStream, SqlError> {
+        let result = async {
+            let (mut rx, task) = self.start(sql, Some(values), Run::Execute).await?;
+            let d = stream::described(&mut rx).await?;
+            Ok(QueryStream::new(d.schema, rx, task))
+        }
+        .await;
+        self.inner.stats.count_refused(&result);
+        result
+    }
+
+    /// Admits the query and spawns its task on the SQL runtime.
+    async fn start(
+        &self,
+        sql: &str,
+        values: Option<Vec<ScalarValue>>,
+        run: Run,
+    ) -> Result<(mpsc::Receiver<Msg>, AbortOnDrop), SqlError> {
+        let admitted = self.inner.admission.admit().await?;
+        let (tx, rx) = mpsc::channel(stream::CHANNEL);
+        let task = self.task(admitted, tx, sql.to_string(), values, run);
+        let handle = runtime::handle()?.spawn(task);
+        Ok((rx, AbortOnDrop(handle)))
+    }
+
+    /// The query's whole life, within its time limit and the relay's.
+    fn task(
+        &self,
+        mut admitted: Admitted,
+        tx: mpsc::Sender<Msg>,
+        sql: String,
+        values: Option<Vec<ScalarValue>>,
+        run: Run,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let this = self.clone();
+        async move {
+            let stats = this.inner.stats.clone();
+            // Executions are counted and timed, descriptions are not.
+            let timer = (run == Run::Execute).then(|| {
+                stats.queries.inc();
+                stats.duration.start_timer()
+            });
+            let timeout = this.inner.limits.timeout;
+            let report = tx.clone();
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(timeout, this.run(&sql, values, run, tx)) => {
+                    r.unwrap_or(Err(SqlError::Timeout(timeout)))
+                }
+                () = admitted.stopping() => Err(SqlError::ShuttingDown),
+            };
+            // Counted and freed before the caller hears of the end.
+            drop(timer);
+            drop(admitted);
+            if let Err(e) = outcome {
+                let _ = report.send(Msg::Failed(e)).await;
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        sql: &str,
+        values: Option<Vec<ScalarValue>>,
+        run: Run,
+        tx: mpsc::Sender<Msg>,
+    ) -> Result<(), SqlError> {
+        let inner = &self.inner;
+        let session =
+            Session::open(inner.history.as_ref(), inner.limits, inner.memory.clone()).await?;
+        let (df, described) = session.plan(sql, values).await?;
+        if tx.send(Msg::Described(described)).await.is_err() || run == Run::Describe {
+            return Ok(());
+        }
+        let mut batches = df.execute_stream().await.map_err(|e| session.error(e))?;
+        let results = MemoryConsumer::new("results").register(&session.pool());
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(|e| session.error(e))?;
+            let memory = results.new_empty();
+            memory
+                .try_grow(batch.get_array_memory_size())
+                .map_err(|e| session.error(e))?;
+            if tx.send(Msg::Batch(batch, memory)).await.is_err() {
+                // The caller is gone.
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}

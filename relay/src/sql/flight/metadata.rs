@@ -1,0 +1,178 @@
+//! What a Flight SQL client asks before it queries: the server's SqlInfo,
+//! the one catalog (`observe`) and schema (`public`), the tables with their
+//! Arrow schemas, the table types, and the SQL types (XDBC type info), each
+//! built with arrow-flight's `sql::metadata` builders (which apply the
+//! client's catalog, schema, table-name and type filters).
+
+use arrow_flight::sql::metadata::{
+    GetCatalogsBuilder, SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData,
+    XdbcTypeInfoDataBuilder,
+};
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetTableTypes, CommandGetTables, Nullable, Searchable, SqlInfo,
+    SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, XdbcDataType,
+    XdbcDatetimeSubcode,
+};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use tonic::Status;
+
+use crate::history::schema;
+use crate::sql::graph::rows::Rows;
+use crate::sql::{SqlLimits, guard, shape};
+
+/// A table as clients list it.
+pub struct Table {
+    pub name: &'static str,
+    /// `TABLE` or `VIEW`.
+    pub kind: &'static str,
+    pub schema: SchemaRef,
+}
+
+/// The table types there are.
+pub const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
+
+/// `flows`, then the graph tables (built from it: views).
+pub fn tables() -> Vec<Table> {
+    let mut tables = vec![Table {
+        name: guard::FLOWS,
+        kind: "TABLE",
+        schema: schema::schema(),
+    }];
+    tables.extend([Rows::Nodes, Rows::Edges].map(|r| Table {
+        name: r.name(),
+        kind: "VIEW",
+        schema: r.schema(),
+    }));
+    tables
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+pub fn catalogs() -> Result<RecordBatch, Status> {
+    let mut b = GetCatalogsBuilder::new();
+    b.append(guard::CATALOG);
+    b.build().map_err(internal)
+}
+
+pub fn schemas(query: CommandGetDbSchemas) -> Result<RecordBatch, Status> {
+    let mut b = query.into_builder();
+    b.append(guard::CATALOG, guard::SCHEMA);
+    b.build().map_err(internal)
+}
+
+pub fn tables_batch(query: CommandGetTables) -> Result<RecordBatch, Status> {
+    let mut b = query.into_builder();
+    for t in tables() {
+        b.append(guard::CATALOG, guard::SCHEMA, t.name, t.kind, &t.schema)
+            .map_err(internal)?;
+    }
+    b.build().map_err(internal)
+}
+
+pub fn table_types(query: CommandGetTableTypes) -> Result<RecordBatch, Status> {
+    let mut b = query.into_builder();
+    for t in TABLE_TYPES {
+        b.append(t);
+    }
+    b.build().map_err(internal)
+}
+
+/// The server's answers to GetSqlInfo.
+pub fn sql_info(limits: &SqlLimits) -> Result<SqlInfoData, Status> {
+    let mut b = SqlInfoDataBuilder::new();
+    b.append(SqlInfo::FlightSqlServerName, "observe relay");
+    b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+    // The workspace's arrow, which arrow-flight must match.
+    b.append(SqlInfo::FlightSqlServerArrowVersion, "58");
+    b.append(SqlInfo::FlightSqlServerReadOnly, true);
+    b.append(SqlInfo::FlightSqlServerSql, true);
+    b.append(SqlInfo::FlightSqlServerSubstrait, false);
+    b.append(
+        SqlInfo::FlightSqlServerTransaction,
+        SqlSupportedTransaction::None as i32,
+    );
+    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::FlightSqlServerBulkIngestion, false);
+    let timeout_ms = i32::try_from(limits.timeout.as_millis()).unwrap_or(i32::MAX);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, timeout_ms);
+    b.append(SqlInfo::SqlDdlCatalog, false);
+    b.append(SqlInfo::SqlDdlSchema, false);
+    b.append(SqlInfo::SqlDdlTable, false);
+    b.append(
+        SqlInfo::SqlIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
+    );
+    b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+    b.append(SqlInfo::SqlAllTablesAreSelectable, true);
+    b.append(
+        SqlInfo::SqlNullOrdering,
+        SqlNullOrdering::SqlNullsSortedHigh as i32,
+    );
+    b.append(SqlInfo::SqlSupportsColumnAliasing, true);
+    b.append(SqlInfo::SqlSupportsExpressionsInOrderBy, true);
+    b.append(SqlInfo::SqlSchemaTerm, "schema");
+    b.append(SqlInfo::SqlCatalogTerm, "catalog");
+    b.append(SqlInfo::SqlTransactionsSupported, false);
+    b.append(SqlInfo::SqlSelectForUpdateSupported, false);
+    b.append(SqlInfo::SqlStoredProceduresSupported, false);
+    b.append(
+        SqlInfo::SqlMaxStatementLength,
+        i64::try_from(shape::MAX_STATEMENT_BYTES).unwrap_or(i64::MAX),
+    );
+    b.build().map_err(internal)
+}
+
+/// One SQL type as XDBC describes it.
+fn xdbc(name: &str, data_type: XdbcDataType, size: Option<i32>, unsigned: bool) -> XdbcTypeInfo {
+    let text = matches!(data_type, XdbcDataType::XdbcVarchar);
+    let time = matches!(data_type, XdbcDataType::XdbcTimestamp);
+    XdbcTypeInfo {
+        type_name: name.into(),
+        data_type,
+        column_size: size,
+        literal_prefix: (text || time).then(|| "'".into()),
+        literal_suffix: (text || time).then(|| "'".into()),
+        create_params: None,
+        nullable: Nullable::NullabilityNullable,
+        case_sensitive: text,
+        searchable: Searchable::Full,
+        unsigned_attribute: (!text && !time).then_some(unsigned),
+        fixed_prec_scale: false,
+        auto_increment: Some(false),
+        local_type_name: Some(name.into()),
+        minimum_scale: None,
+        maximum_scale: None,
+        sql_data_type: data_type,
+        datetime_subcode: time.then_some(XdbcDatetimeSubcode::XdbcSubcodeTimestamp),
+        num_prec_radix: (!text && !time).then_some(10),
+        interval_precision: None,
+    }
+}
+
+/// The SQL types of the relay's tables and of what queries compute.
+pub fn xdbc_types() -> Result<XdbcTypeInfoData, Status> {
+    let mut b = XdbcTypeInfoDataBuilder::new();
+    for info in [
+        xdbc("BOOLEAN", XdbcDataType::XdbcBit, Some(1), false),
+        xdbc("TINYINT UNSIGNED", XdbcDataType::XdbcTinyint, Some(3), true),
+        xdbc("SMALLINT", XdbcDataType::XdbcSmallint, Some(5), false),
+        xdbc("INTEGER", XdbcDataType::XdbcInteger, Some(10), false),
+        xdbc(
+            "INTEGER UNSIGNED",
+            XdbcDataType::XdbcInteger,
+            Some(10),
+            true,
+        ),
+        xdbc("BIGINT", XdbcDataType::XdbcBigint, Some(19), false),
+        xdbc("BIGINT UNSIGNED", XdbcDataType::XdbcBigint, Some(20), true),
+        xdbc("DOUBLE", XdbcDataType::XdbcDouble, Some(15), false),
+        xdbc("VARCHAR", XdbcDataType::XdbcVarchar, None, false),
+        xdbc("TIMESTAMP", XdbcDataType::XdbcTimestamp, Some(35), false),
+    ] {
+        b.append(info);
+    }
+    b.build().map_err(internal)
+}

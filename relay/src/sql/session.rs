@@ -1,0 +1,191 @@
+//! [`Session`]: one query's DataFusion session: the history's current
+//! snapshot as `flows` (the rows in memory, and the Parquet files as one
+//! listing table, unioned), the graph tables over it, a memory pool of its
+//! own within the relay's ([`super::pool`]), no spilling to disk, and the
+//! bounded versions of functions that could outgrow it
+//! ([`super::functions`]). It
+//! checks ([`super::guard`]) and plans statements, binds their parameters
+//! ([`super::params`]), and turns DataFusion's errors into the ones a user
+//! reads.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::common::{ScalarValue, SchemaError};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+
+use super::graph::GraphTable;
+use super::graph::rows::Rows;
+use super::pool::{Exhausted, QueryPool};
+use super::stream::Described;
+use super::{SqlError, SqlLimits, functions, guard, params, runtime};
+use crate::history::{History, schema};
+
+/// One query's DataFusion session and memory.
+pub struct Session {
+    ctx: SessionContext,
+    pool: Arc<QueryPool>,
+    limits: SqlLimits,
+}
+
+impl Session {
+    /// A session whose `flows` is the history's current snapshot, with the
+    /// graph tables over it.
+    pub async fn open(
+        history: Option<&Arc<History>>,
+        limits: SqlLimits,
+        total: Arc<GreedyMemoryPool>,
+    ) -> Result<Session, SqlError> {
+        let pool = Arc::new(QueryPool::new(limits.memory_bytes, total));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool.clone())
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc();
+        let config = SessionConfig::new()
+            .with_target_partitions(runtime::THREADS)
+            .with_default_catalog_and_schema(guard::CATALOG, guard::SCHEMA);
+        let runtime = runtime.map_err(|e| error(e, &pool, &limits))?;
+        let session = Session {
+            ctx: SessionContext::new_with_config_rt(config, runtime),
+            pool,
+            limits,
+        };
+        for f in functions::bounded() {
+            session.ctx.register_udf(f);
+        }
+        let history = history.ok_or(SqlError::NoHistory)?;
+        let snap = history
+            .snapshot()
+            .map_err(|e| SqlError::Io(e.to_string()))?;
+        let ctx = &session.ctx;
+        let schema = schema::schema();
+        let recent =
+            MemTable::try_new(schema.clone(), vec![snap.recent]).map_err(|e| session.error(e))?;
+        let table: Arc<dyn TableProvider> = if snap.files.is_empty() {
+            Arc::new(recent)
+        } else {
+            let urls = snap
+                .files
+                .iter()
+                .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| session.error(e))?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(schema);
+            let files = ListingTable::try_new(config).map_err(|e| session.error(e))?;
+            ctx.register_table("flows_memory", Arc::new(recent))
+                .map_err(|e| session.error(e))?;
+            ctx.register_table("flows_files", Arc::new(files))
+                .map_err(|e| session.error(e))?;
+            let union = ctx
+                .sql("SELECT * FROM flows_memory UNION ALL SELECT * FROM flows_files")
+                .await
+                .map_err(|e| session.error(e))?;
+            union.into_view()
+        };
+        for rows in [Rows::Nodes, Rows::Edges] {
+            ctx.register_table(rows.name(), Arc::new(GraphTable::new(rows, table.clone())))
+                .map_err(|e| session.error(e))?;
+        }
+        ctx.register_table(guard::FLOWS, table)
+            .map_err(|e| session.error(e))?;
+        Ok(session)
+    }
+
+    pub fn pool(&self) -> Arc<dyn MemoryPool> {
+        self.pool.clone()
+    }
+
+    /// Checks `sql`, plans it and binds `values` (when given).
+    pub async fn plan(
+        &self,
+        sql: &str,
+        values: Option<Vec<ScalarValue>>,
+    ) -> Result<(DataFrame, Described), SqlError> {
+        let mut statement = guard::check(sql)?;
+        params::number_question_marks(&mut statement)?;
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| self.error(e))?;
+        // A second line behind the guard: the plan itself must only read.
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| SqlError::Refused(e.strip_backtrace()))?;
+        let parameters = params::types(&plan)?;
+        let plan = match values {
+            Some(values) => params::bind(plan, &parameters, values)?,
+            None => plan,
+        };
+        let df = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.error(e))?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        Ok((df, Described { schema, parameters }))
+    }
+
+    pub fn error(&self, e: DataFusionError) -> SqlError {
+        error(e, &self.pool, &self.limits)
+    }
+}
+
+/// `e` as the error a user reads: an unknown column with the columns there
+/// are, or the memory limit that was reached.
+fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
+    let root = e.find_root();
+    if let DataFusionError::SchemaError(se, _) = root
+        && let SchemaError::FieldNotFound {
+            field,
+            valid_fields,
+        } = se.as_ref()
+    {
+        // A graph table when the query reads one, else `flows`.
+        let graph = [Rows::Nodes, Rows::Edges].into_iter().find(|r| {
+            valid_fields
+                .iter()
+                .any(|c| c.relation.as_ref().is_some_and(|t| t.table() == r.name()))
+        });
+        let (table, columns) = match graph {
+            Some(r) => (r.name(), r.column_names()),
+            None => (guard::FLOWS, schema::column_names()),
+        };
+        return SqlError::UnknownColumn {
+            column: field.name().to_string(),
+            table: table.to_string(),
+            columns,
+        };
+    }
+    if let DataFusionError::ResourcesExhausted(detail) = root {
+        let detail = detail.clone();
+        return match pool.exhausted() {
+            Some(Exhausted::Total) => SqlError::MemoryTotal {
+                limit: limits.memory_total_bytes,
+                detail,
+            },
+            _ => SqlError::Memory {
+                limit: limits.memory_bytes,
+                detail,
+            },
+        };
+    }
+    SqlError::Query(root.strip_backtrace())
+}

@@ -1,0 +1,232 @@
+//! Flight SQL as a standard client sees it (arrow-rs's own
+//! `FlightSqlServiceClient`, not `observe query`): SqlInfo, catalogs,
+//! schemas, tables with their Arrow schemas, table types, XDBC type info,
+//! and prepared statements with a `?` parameter, still read-only.
+
+mod common;
+
+use test_support::history_flows as flows;
+
+use std::sync::Arc;
+
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{
+    CommandGetDbSchemas, CommandGetTables, CommandGetXdbcTypeInfo, SqlInfo, XdbcDataType,
+};
+use arrow_flight::{FlightInfo, IpcMessage};
+use common::{engine, ingest, scratch, table};
+use datafusion::arrow::array::{Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use futures::TryStreamExt;
+use relay::sql::SqlEngine;
+use tonic::transport::Channel;
+
+/// A Flight SQL server over the golden flows on 127.0.0.1:0, a client, and
+/// the engine behind.
+async fn serve(name: &str) -> (FlightSqlServiceClient<Channel>, SqlEngine) {
+    let e = engine(&ingest(&scratch(name), flows::golden(), 2));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(relay::sql::flight::service(e.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (FlightSqlServiceClient::new(channel), e)
+}
+
+async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let stream = client.do_get(endpoint.ticket.unwrap()).await.unwrap();
+        batches.extend(stream.try_collect::<Vec<_>>().await.unwrap());
+    }
+    batches
+}
+
+fn pretty(batches: &[RecordBatch]) -> String {
+    pretty_format_batches(batches).unwrap().to_string()
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(column).unwrap();
+            let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+            (0..c.len())
+                .map(|i| c.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_answers_what_clients_ask_first() {
+    let (mut c, _) = serve("flight-metadata").await;
+
+    let info = c
+        .get_sql_info(vec![
+            SqlInfo::FlightSqlServerName,
+            SqlInfo::FlightSqlServerReadOnly,
+        ])
+        .await
+        .unwrap();
+    let got = pretty(&fetch(&mut c, info).await);
+    assert!(
+        got.contains("| 0         | {string_value=observe relay} |"),
+        "{got}"
+    );
+    assert!(
+        got.contains("| 3         | {bool_value=true}            |"),
+        "{got}"
+    );
+
+    let info = c.get_catalogs().await.unwrap();
+    assert_eq!(
+        strings(&fetch(&mut c, info).await, "catalog_name"),
+        ["observe"]
+    );
+
+    let info = c
+        .get_db_schemas(CommandGetDbSchemas {
+            catalog: Some("observe".into()),
+            db_schema_filter_pattern: Some("pub%".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        strings(&fetch(&mut c, info).await, "db_schema_name"),
+        ["public"]
+    );
+
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: None,
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables = fetch(&mut c, info).await;
+    assert_eq!(
+        strings(&tables, "table_name"),
+        ["flows", "graph_edges", "graph_nodes"]
+    );
+    assert_eq!(strings(&tables, "table_type"), ["TABLE", "VIEW", "VIEW"]);
+    let schemas = tables[0]
+        .column_by_name("table_schema")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::BinaryArray>()
+        .unwrap()
+        .value(0)
+        .to_vec();
+    let flows_schema = Schema::try_from(IpcMessage(schemas.into())).unwrap();
+    assert_eq!(flows_schema, *relay::history::schema::schema());
+
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: Some("observe".into()),
+            db_schema_filter_pattern: Some("public".into()),
+            table_name_filter_pattern: Some("graph%".into()),
+            table_types: vec!["VIEW".into()],
+            include_schema: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        strings(&fetch(&mut c, info).await, "table_name"),
+        ["graph_edges", "graph_nodes"]
+    );
+
+    let info = c.get_table_types().await.unwrap();
+    assert_eq!(
+        strings(&fetch(&mut c, info).await, "table_type"),
+        ["TABLE", "VIEW"]
+    );
+
+    let info = c
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None })
+        .await
+        .unwrap();
+    let types = strings(&fetch(&mut c, info).await, "type_name");
+    assert_eq!(types.len(), 10, "{types:?}");
+    let info = c
+        .get_xdbc_type_info(CommandGetXdbcTypeInfo {
+            data_type: Some(XdbcDataType::XdbcVarchar as i32),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        strings(&fetch(&mut c, info).await, "type_name"),
+        ["VARCHAR"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_take_parameters_and_stay_read_only() {
+    let (mut c, e) = serve("flight-prepared").await;
+    let mut p = c
+        .prepare(
+            "SELECT uuid FROM flows WHERE destination_port = ? ORDER BY uuid".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p.parameter_schema().unwrap(),
+        &Schema::new(vec![Field::new("$1", DataType::UInt32, true)])
+    );
+    assert_eq!(p.dataset_schema().unwrap().field(0).name(), "uuid");
+    let port = |p: i64| {
+        let schema = Arc::new(Schema::new(vec![Field::new("$1", DataType::Int64, false)]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+                p,
+            ]))],
+        )
+        .unwrap()
+    };
+    p.set_parameters(port(8080)).unwrap();
+    let info = p.execute().await.unwrap();
+    let rows = fetch(&mut c, info).await;
+    assert_eq!(
+        strings(&rows, "uuid"),
+        ["uuid-00000", "uuid-00030", "uuid-00100", "uuid-03605"]
+    );
+    // The rows of the same query with the value written in.
+    let direct = "SELECT uuid FROM flows WHERE destination_port = 8080 ORDER BY uuid";
+    assert_eq!(pretty(&rows), table(&e, direct).await);
+    // Bound again, run again.
+    p.set_parameters(port(5432)).unwrap();
+    let info = p.execute().await.unwrap();
+    assert_eq!(
+        strings(&fetch(&mut c, info).await, "uuid"),
+        ["uuid-00010", "uuid-00040"]
+    );
+    p.close().await.unwrap();
+
+    let err = c
+        .prepare("DROP TABLE flows".into(), None)
+        .await
+        .unwrap_err();
+    let arrow_flight::error::FlightError::Tonic(status) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "refused: DROP is not allowed: history is read-only, only SELECT, WITH and EXPLAIN \
+         queries run"
+    );
+}

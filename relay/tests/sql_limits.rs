@@ -1,0 +1,430 @@
+//! SQL that cannot take the relay down: statements past a size or shape
+//! limit get an exact refusal, those within an exact answer (on the debug
+//! build, whose stack frames are largest); parameters bind; a dropped
+//! stream, the time limit and shutdown end a running query; memory and
+//! places are limited for all queries together.
+
+mod common;
+
+use test_support::history_flows as flows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{engine, ingest, scratch, table};
+use datafusion::common::ScalarValue;
+use futures::StreamExt;
+use relay::history::History;
+use relay::sql::{SqlEngine, SqlError, SqlLimits, shape};
+
+fn golden(name: &str) -> Arc<History> {
+    ingest(&scratch(name), flows::golden(), 2)
+}
+
+fn parens(n: usize) -> String {
+    format!("SELECT {}1{} AS v", "(".repeat(n), ")".repeat(n))
+}
+
+/// `destination_port = 53 OR destination_port = 8080 OR destination_port = 8081 ...`:
+/// `n` terms, 5 golden flows match.
+fn or_chain(n: usize) -> String {
+    let mut terms = vec!["destination_port = 53".to_string()];
+    terms.extend((0..n - 1).map(|i| format!("destination_port = {}", 8080 + i)));
+    format!(
+        "SELECT count(*) AS v FROM flows WHERE {}",
+        terms.join(" OR ")
+    )
+}
+
+/// `SELECT 1+1+...`: at 10,000 terms exactly the 20,000 tokens allowed.
+fn plus_chain(n: usize) -> String {
+    format!("SELECT {}", vec!["1"; n].join("+"))
+}
+
+/// The one value `sql` answers, as text.
+async fn value(e: &SqlEngine, sql: &str) -> Result<String, SqlError> {
+    let r = e.query(sql).await?;
+    let b = &r.batches[0];
+    assert_eq!(b.num_rows(), 1, "{sql}");
+    Ok(datafusion::arrow::util::display::array_value_to_string(b.column(0), 0).unwrap())
+}
+
+fn deep() -> String {
+    shape::too_deep().to_string()
+}
+
+#[tokio::test]
+async fn nesting_and_chains_answer_or_are_refused_at_10_100_and_10000() {
+    let e = engine(&golden("limits-shapes"));
+    let tokens = |n: usize| {
+        format!(
+            "refused: the statement has {n} tokens (words, numbers, strings, operators); \
+             at most 20000 are accepted"
+        )
+    };
+    let cases: Vec<(String, Result<&str, String>)> = vec![
+        (parens(10), Ok("1")),
+        (parens(100), Ok("1")),
+        (parens(10_000), Err(deep())),
+        (or_chain(10), Ok("5")),
+        (or_chain(100), Ok("5")),
+        (or_chain(10_000), Err(tokens(40_009))),
+        (plus_chain(10), Ok("10")),
+        (plus_chain(100), Ok("100")),
+        // Few enough tokens to be parsed: the tree is 10,000 deep.
+        (plus_chain(10_000), Err(deep())),
+    ];
+    for (sql, want) in cases {
+        let got = value(&e, &sql).await.map_err(|e| e.to_string());
+        let got = got.as_ref().map(String::as_str).map_err(String::as_str);
+        assert_eq!(
+            got,
+            want.as_ref().map(|v| *v).map_err(String::as_str),
+            "{}",
+            &sql[..60.min(sql.len())]
+        );
+    }
+    // Still answering.
+    assert_eq!(value(&e, "SELECT count(*) FROM flows").await.unwrap(), "9");
+}
+
+#[tokio::test]
+async fn past_the_depth_limit_is_refused_by_the_parser_or_the_tree_check() {
+    let e = engine(&golden("limits-depth"));
+    for sql in [
+        parens(300),
+        format!("SELECT {} true", "NOT ".repeat(300)),
+        format!("SELECT {}1{}", "- ".repeat(300), ""),
+        format!("SELECT * FROM {}flows{}", "(".repeat(300), ")".repeat(300)),
+        plus_chain(300),
+    ] {
+        let err = e.query(&sql).await.unwrap_err();
+        assert_eq!(err.to_string(), deep(), "{}", &sql[..40]);
+    }
+    // Types nest too.
+    for sql in [
+        format!("SELECT CAST(NULL AS INT{}) IS NULL", "[]".repeat(5_000)),
+        format!(
+            "SELECT CAST(NULL AS {}INT{}) IS NULL",
+            "ARRAY<".repeat(5_000),
+            ">".repeat(5_000)
+        ),
+    ] {
+        assert_eq!(
+            e.query(&sql).await.unwrap_err().to_string(),
+            deep(),
+            "{}",
+            &sql[..40]
+        );
+    }
+    // Within the limit, they plan and run.
+    let sql = format!("SELECT CAST(NULL AS INT{}) IS NULL AS v", "[]".repeat(100));
+    assert_eq!(value(&e, &sql).await.unwrap(), "true");
+}
+
+#[tokio::test]
+async fn statements_of_1_mb_are_answered_and_over_1_mib_refused() {
+    let e = engine(&golden("limits-size"));
+    let head = "SELECT length('";
+    let tail = "') AS v";
+    let fill = 1_000_000 - head.len() - tail.len();
+    let sql = format!("{head}{}{tail}", "x".repeat(fill));
+    assert_eq!(sql.len(), 1_000_000);
+    assert_eq!(value(&e, &sql).await.unwrap(), fill.to_string());
+    let big = format!("{head}{}{tail}", "x".repeat(2 << 20));
+    assert_eq!(
+        e.query(&big).await.unwrap_err().to_string(),
+        format!(
+            "refused: the statement is {} bytes long; at most 1048576 (1 MiB) are accepted",
+            big.len()
+        )
+    );
+}
+
+#[tokio::test]
+async fn subqueries_and_doubling_with_queries_are_bounded() {
+    let e = engine(&golden("limits-queries"));
+    let nested = |n: usize| format!("SELECT {}1{} AS v", "(SELECT ".repeat(n), ")".repeat(n));
+    assert_eq!(value(&e, &nested(7)).await.unwrap(), "1");
+    assert_eq!(
+        e.query(&nested(8)).await.unwrap_err().to_string(),
+        "refused: the query nests subqueries more than 8 deep"
+    );
+    // Each `WITH` query reads the previous one twice: 2^n reads of flows.
+    let doubling = |n: usize| {
+        let mut q = "WITH a0 AS (SELECT uuid FROM flows)".to_string();
+        for i in 1..=n {
+            q += &format!(
+                ", a{i} AS (SELECT * FROM a{0} UNION ALL SELECT * FROM a{0})",
+                i - 1
+            );
+        }
+        q + &format!(" SELECT count(*) AS v FROM a{n}")
+    };
+    assert_eq!(value(&e, &doubling(8)).await.unwrap(), (9 << 8).to_string());
+    assert_eq!(
+        e.query(&doubling(9)).await.unwrap_err().to_string(),
+        "refused: the query reads tables more than 256 times once each `WITH` name is \
+         replaced by its query"
+    );
+    let many = format!(
+        "SELECT {}",
+        (0..65)
+            .map(|i| format!("(SELECT {i}) AS c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert_eq!(
+        e.query(&many).await.unwrap_err().to_string(),
+        "refused: the query has more than 64 subqueries and `WITH` queries"
+    );
+}
+
+#[tokio::test]
+async fn values_no_pool_counts_are_bounded() {
+    let e = engine(&golden("limits-functions"));
+    assert_eq!(
+        value(&e, "SELECT length(repeat('ab', 3)) AS v")
+            .await
+            .unwrap(),
+        "6"
+    );
+    for (sql, bytes) in [
+        (
+            "SELECT length(repeat('x', 10000000000)) AS v",
+            10_000_000_000u64,
+        ),
+        // A row's ten bytes.
+        (
+            "SELECT length(repeat(uuid, 100000000)) AS v FROM flows WHERE uuid = 'uuid-00000'",
+            1_000_000_000,
+        ),
+    ] {
+        assert_eq!(
+            e.query(sql).await.unwrap_err().to_string(),
+            format!(
+                "Execution error: repeat would make {bytes} bytes; at most 67108864 (64 MiB) \
+                 are allowed per call"
+            ),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        e.query("SELECT arrow_cast('x', 'LargeUtf8') AS v")
+            .await
+            .unwrap_err()
+            .to_string(),
+        "refused: arrow_cast to LargeUtf8 is not allowed: the memory limits do not bound its \
+         values"
+    );
+    assert_eq!(
+        value(&e, "SELECT arrow_cast(1, 'Int8') AS v")
+            .await
+            .unwrap(),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn positional_and_question_mark_parameters_bind() {
+    let e = engine(&golden("limits-params"));
+    let run = |sql: &'static str, values: Vec<ScalarValue>| {
+        let e = e.clone();
+        async move {
+            let s = e.stream(sql, values).await?;
+            let batches: Vec<_> = s.collect::<Vec<_>>().await;
+            let batches = batches.into_iter().collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, SqlError>(
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    };
+    let want = "+---+\n| n |\n+---+\n| 4 |\n+---+";
+    let port = || vec![ScalarValue::Int64(Some(8080))];
+    assert_eq!(
+        run(
+            "SELECT count(*) AS n FROM flows WHERE destination_port = $1",
+            port()
+        )
+        .await
+        .unwrap(),
+        want
+    );
+    assert_eq!(
+        run(
+            "SELECT count(*) AS n FROM flows WHERE destination_port = ?",
+            port()
+        )
+        .await
+        .unwrap(),
+        want
+    );
+    let two = run(
+        "SELECT count(*) AS n FROM flows WHERE node = ? AND destination_port = ?",
+        vec![
+            ScalarValue::Utf8(Some("n1".into())),
+            ScalarValue::Utf8(Some("8080".into())),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(two, "+---+\n| n |\n+---+\n| 3 |\n+---+");
+    assert_eq!(
+        run(
+            "SELECT count(*) FROM flows WHERE destination_port = $1",
+            vec![]
+        )
+        .await
+        .unwrap_err()
+        .to_string(),
+        "parameters: the statement has 1 parameter(s) and 0 value(s) were bound"
+    );
+    assert_eq!(
+        run(
+            "SELECT count(*) FROM flows WHERE destination_port = $1",
+            vec![ScalarValue::Utf8(Some("http".into()))]
+        )
+        .await
+        .unwrap_err()
+        .to_string()
+        .split(':')
+        .take(2)
+        .collect::<Vec<_>>(),
+        ["parameters", " $1"]
+    );
+    // Described without values: the parameter's type comes from the column.
+    let d = e
+        .describe("SELECT uuid FROM flows WHERE destination_port = ?", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        d.parameters,
+        [Some(datafusion::arrow::datatypes::DataType::UInt32)]
+    );
+    assert_eq!(d.schema.field(0).name(), "uuid");
+}
+
+/// A cross join of 9^10 rows: runs for hours unless stopped (the sum keeps
+/// the count from being read off the tables' statistics).
+const ENDLESS: &str = "SELECT sum(length(a.uuid || j.uuid)) FROM flows a, flows b, flows c, \
+                       flows d, flows e, flows f, flows g, flows h, flows i, flows j";
+
+/// Waits (up to a minute) until `what` holds.
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_running(e: &SqlEngine, n: i64) {
+    wait_for(&format!("{n} running queries"), || {
+        e.stats().running.get() == n
+    })
+    .await;
+}
+
+fn limits() -> SqlLimits {
+    SqlLimits {
+        timeout: Duration::from_secs(3600),
+        max_concurrent: 1,
+        queue_wait: Duration::from_millis(100),
+        ..SqlLimits::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_stops_its_query_and_frees_its_place() {
+    let e = SqlEngine::new(Some(golden("limits-cancel")), limits());
+    let running = e.stream(ENDLESS, vec![]).await.unwrap();
+    wait_running(&e, 1).await;
+    // The one place is taken.
+    assert_eq!(
+        e.query("SELECT 1").await.unwrap_err(),
+        SqlError::Busy {
+            limit: 1,
+            waited: Duration::from_millis(100)
+        }
+    );
+    assert_eq!(e.stats().busy.get(), 1);
+    drop(running);
+    wait_running(&e, 0).await;
+    assert_eq!(
+        table(&e, "SELECT 1 AS v").await,
+        "+---+\n| v |\n+---+\n| 1 |\n+---+"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cancels_a_running_query() {
+    let e = SqlEngine::new(Some(golden("limits-shutdown")), limits());
+    let mut running = e.stream(ENDLESS, vec![]).await.unwrap();
+    wait_running(&e, 1).await;
+    e.shutdown();
+    assert_eq!(
+        running.next().await.unwrap().unwrap_err(),
+        SqlError::ShuttingDown
+    );
+    assert!(running.next().await.is_none());
+    wait_running(&e, 0).await;
+    assert_eq!(
+        e.query("SELECT 1").await.unwrap_err(),
+        SqlError::ShuttingDown
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_limit_stops_a_streaming_query() {
+    let e = SqlEngine::new(
+        Some(golden("limits-timeout")),
+        SqlLimits {
+            timeout: Duration::from_millis(300),
+            ..limits()
+        },
+    );
+    // Past the limit while planning or while running: the same error.
+    let err = match e.stream(ENDLESS, vec![]).await {
+        Err(err) => err,
+        Ok(mut running) => running.next().await.unwrap().unwrap_err(),
+    };
+    assert_eq!(err, SqlError::Timeout(Duration::from_millis(300)));
+    wait_running(&e, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_queries_share_one_memory_limit() {
+    // Each query may use 512 MiB, all of them 1 MiB.
+    let e = SqlEngine::new(
+        Some(golden("limits-memory")),
+        SqlLimits {
+            memory_total_bytes: 1 << 20,
+            ..SqlLimits::default()
+        },
+    );
+    let sorted = "SELECT a.summary, b.summary, e.uuid FROM flows a, flows b, flows c, \
+                  flows d, flows e ORDER BY 1, 2, 3 DESC";
+    let err = e.query(sorted).await.unwrap_err();
+    assert!(
+        matches!(err, SqlError::MemoryTotal { limit: 1048576, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with(
+            "the running SQL queries together reached the relay's limit of 1048576 bytes \
+             (--sql-memory-total), and this one was stopped: "
+        ),
+        "{err}"
+    );
+    wait_for("the memory back", || e.memory_reserved() == 0).await;
+    // Results count too: collecting more than the limit fails the same way.
+    let err = e
+        .query("SELECT a.summary, b.summary FROM flows a, flows b, flows c, flows d, flows e")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SqlError::MemoryTotal { .. }), "{err:?}");
+    wait_for("the memory back", || e.memory_reserved() == 0).await;
+    wait_running(&e, 0).await;
+}
