@@ -70,6 +70,7 @@
 
 pub mod addr;
 pub mod binaries;
+pub mod certs;
 mod cgroup;
 mod instance;
 mod ip;
