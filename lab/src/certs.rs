@@ -183,13 +183,19 @@ fn make(server_names: &[SanType], valid_days: u32) -> Result<Made, CertError> {
         p
     };
 
+    let ca_key = KeyPair::generate()?;
+    // Two CAs made in the same second still have different names (a client
+    // of one CA is then told "unknown CA" by a server of the other).
+    let key_id: String = ca_key.public_key_raw()[1..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut ca = params(&format!(
-        "observe CA {}",
+        "observe CA {key_id} {}",
         now.strftime("%Y-%m-%dT%H:%M:%SZ")
     ));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate()?;
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
