@@ -41,9 +41,14 @@ impl RelayUnderTest {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(relay::server::run(
+            tonic::transport::Server::builder(),
+            listener,
+            relay.state(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         RelayUnderTest {
             relay: Some(relay),
             addr,

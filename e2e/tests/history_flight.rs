@@ -36,9 +36,14 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(relay::server::run(
+        tonic::transport::Server::builder(),
+        listener,
+        relay.state(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     // `Relay::start` subscribed the history to the store before returning.
     for f in flows::golden() {
         relay.state().store().push(flows::response(f));

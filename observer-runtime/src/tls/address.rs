@@ -13,7 +13,10 @@ use super::TlsFlags;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
     /// `https://` or `tls://` while TLS is not configured.
-    #[error("{address} asks for TLS, but TLS is not configured: give {enable} and {ca_files}")]
+    #[error(
+        "{address} asks for TLS, but TLS is not configured: give {}",
+        give(enable, ca_files)
+    )]
     TlsNotConfigured {
         address: String,
         enable: &'static str,
@@ -33,6 +36,15 @@ pub enum AddressError {
     /// Not `HOST:PORT`.
     #[error("{address}: {reason}")]
     Invalid { address: String, reason: String },
+}
+
+/// "A and B", or A alone when the CA flag is what turns TLS on.
+fn give(enable: &str, ca_files: &str) -> String {
+    if enable == ca_files {
+        enable.to_string()
+    } else {
+        format!("{enable} and {ca_files}")
+    }
 }
 
 /// The URI to dial for `address` (see the module's table), checked to be a
