@@ -4,7 +4,8 @@
 //! relay) and go through `service_graph::GraphBuilder`, the builder behind
 //! the relay's `graph_nodes` and `graph_edges` tables too.
 
-use crate::flows::{request, request::QueryArgs, status_error};
+use crate::connect::Target;
+use crate::flows::request::QueryArgs;
 
 /// Output formats of `observe graph`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -19,27 +20,25 @@ pub enum GraphFormat {
 /// the `flows` default, shows almost nothing).
 pub const DEFAULT_SINCE: &str = "15m";
 
-pub async fn run(
-    server: Option<&str>,
-    query: &QueryArgs,
-    format: GraphFormat,
-) -> anyhow::Result<()> {
+pub async fn run(target: &Target, query: &QueryArgs, format: GraphFormat) -> anyhow::Result<()> {
     let mut query = query.clone();
     if query.since.is_none() && query.last.is_none() && query.first.is_none() {
         query.since = Some(DEFAULT_SINCE.to_string());
     }
     query.follow = format == GraphFormat::Tui;
     let req = query.request()?;
-    let mut client = request::connect(server).await?;
+    let (mut client, _) = target.observer().await?;
     let stream = client
         .get_flows(req)
         .await
-        .map_err(status_error)?
+        .map_err(|s| target.status_error(s))?
         .into_inner();
     if format == GraphFormat::Tui {
         return crate::tui::run_graph(stream, &query.filters).await;
     }
-    let graph = service_graph::collect(stream).await.map_err(status_error)?;
+    let graph = service_graph::collect(stream)
+        .await
+        .map_err(|s| target.status_error(s))?;
     let text = match format {
         GraphFormat::Dot => graph.to_dot(),
         GraphFormat::Mermaid => graph.to_mermaid(),

@@ -6,6 +6,9 @@
 //! - [`graph`] and [`graph_command`]: the service dependency graph (petgraph)
 //!   with each edge's datapath hops; `observe graph -o tui|dot|mermaid|json`.
 //! - [`status`]: `observe status` and `observe nodes`.
+//! - [`connect`]: the one place every command above (and `query`) gets its
+//!   channel from: `--server`, the TLS flags (Hubble's), `--lab`.
+//! - [`certs_command`]: `observe certs generate` (the lab's certificate maker).
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
 //!   [`lab`] and [`node_probes`] (one flow-probe per lab node).
@@ -13,6 +16,8 @@
 //!   from a scenario file, writes the endpoints file flow-probe enriches flows with,
 //!   and generates the scenario's traffic from inside the endpoint namespaces.
 
+pub mod certs_command;
+pub mod connect;
 pub mod flows;
 pub mod graph_command;
 pub mod lab_commands;

@@ -15,7 +15,8 @@ use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use tonic::transport::Channel;
+
+use crate::connect::{ConnectArgs, Target};
 
 /// The relay's default address.
 pub const DEFAULT_SERVER: &str = "localhost:4245";
@@ -36,14 +37,14 @@ pub struct QueryArgs {
     pub sql: String,
     #[arg(long, short = 'o', value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,
-    /// Relay address, HOST:PORT.
-    #[arg(long, default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// The relay (default localhost:4245) and how to reach it.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Runs the query and prints the answer to stdout.
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let (schema, batches) = query(&args.server, &args.sql).await?;
+    let (schema, batches) = query(&args.connect.target(&[DEFAULT_SERVER])?, &args.sql).await?;
     let mut out = std::io::stdout().lock();
     write(&mut out, args.output, &schema, &batches)?;
     out.flush()?;
@@ -55,17 +56,8 @@ fn message(status: &tonic::Status) -> anyhow::Error {
 }
 
 /// Asks `server` to run `sql`: its schema and batches.
-pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
-    let uri = if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    let channel = Channel::from_shared(uri.clone())
-        .with_context(|| format!("invalid server address {server:?}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
+pub async fn query(server: &Target, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (channel, _) = server.channel().await?;
     let mut client = FlightServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let command = CommandStatementQuery {
         query: sql.to_string(),
@@ -75,7 +67,7 @@ pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<Re
     let info: FlightInfo = client
         .get_flight_info(descriptor)
         .await
-        .map_err(|s| message(&s))?
+        .map_err(|s| server.connection_error(&s).unwrap_or_else(|| message(&s)))?
         .into_inner();
     let schema = std::sync::Arc::new(
         info.clone()
