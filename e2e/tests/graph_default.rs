@@ -15,9 +15,10 @@ use observe_lab::{Scenario, run_traffic_once};
 use serde_json::{Value, json};
 use service_graph::GraphBuilder;
 
-fn observe_graph(addr: &str, format: &str) -> String {
+fn observe_graph(server: &[String], format: &str) -> String {
     let out = Command::new(e2e::observe_binary())
-        .args(["graph", "-o", format, "--server", addr])
+        .args(["graph", "-o", format])
+        .args(server)
         .stderr(Stdio::inherit())
         .output()
         .expect("run observe graph");
@@ -48,7 +49,7 @@ async fn graph_of_the_default_scenario() {
         scenario_done(&GraphBuilder::build(flows))
     })
     .await;
-    let addr = env.probe.addr.to_string();
+    let addr = env.server_args(env.probe.addr);
 
     let v: Value = serde_json::from_str(&observe_graph(&addr, "json")).expect("JSON");
     let edges: BTreeMap<&str, &Value> = v["edges"]

@@ -24,6 +24,10 @@ pub const FLAGS: TlsFlags = TlsFlags::HUBBLE_CLI;
 
 /// How long connecting to one address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an observer.Observer call may wait for its answer to begin (a
+/// following stream then runs on): a connection the server dropped at a bad
+/// moment must end in an error, not a wait without end.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection flags of every command that talks to a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
@@ -148,7 +152,7 @@ fn default_lab(dir: &Path) -> Option<PathBuf> {
 }
 
 /// mTLS with the certificates of the lab in `dir`.
-fn lab_tls(dir: &Path, server_name: Option<String>) -> anyhow::Result<ClientTls> {
+pub fn lab_tls(dir: &Path, server_name: Option<String>) -> anyhow::Result<ClientTls> {
     let certs = CertFiles::of_lab(dir);
     if let Some((what, path)) = certs.all().into_iter().find(|(_, p)| !p.is_file()) {
         anyhow::bail!(
@@ -178,13 +182,24 @@ impl Target {
         self.tls.is_some()
     }
 
-    /// The first address that accepts a connection, and its channel.
+    /// The first address that accepts a connection, and its channel; a call
+    /// on it may wait for its answer as long as the server takes (Flight SQL
+    /// answers when the query has run).
     pub async fn channel(&self) -> anyhow::Result<(Channel, &str)> {
+        self.connect(None).await
+    }
+
+    /// [`Target::channel`], each call failing when its answer has not begun
+    /// within `call_timeout` (a stream may then last as long as it likes).
+    async fn connect(&self, call_timeout: Option<Duration>) -> anyhow::Result<(Channel, &str)> {
         let mut failures = Vec::new();
         for (address, uri) in &self.candidates {
             let mut endpoint = Endpoint::from_shared(uri.clone())
                 .with_context(|| format!("invalid server address {address:?}"))?
                 .connect_timeout(CONNECT_TIMEOUT);
+            if let Some(t) = call_timeout {
+                endpoint = endpoint.timeout(t);
+            }
             if let Some(tls) = &self.tls {
                 endpoint = tls.apply(endpoint)?;
             }
@@ -199,7 +214,7 @@ impl Target {
     /// An observer.Observer client of the first address that answers, and
     /// that address.
     pub async fn observer(&self) -> anyhow::Result<(ObserverClient<Channel>, &str)> {
-        let (channel, address) = self.channel().await?;
+        let (channel, address) = self.connect(Some(CALL_TIMEOUT)).await?;
         Ok((
             ObserverClient::new(channel).max_decoding_message_size(64 << 20),
             address,
@@ -214,13 +229,12 @@ impl Target {
     }
 
     /// A failed call as [`Target::status_error`] says it, when TLS (or its
-    /// absence) broke the connection; `None` for any other failure.
+    /// absence) broke the connection; `None` for any other failure. (How
+    /// HTTP/2 words such a failure depends on timing; the hint does not.)
     pub fn connection_error(&self, s: &tonic::Status) -> Option<anyhow::Error> {
         let hint = self.hint(s)?;
         Some(anyhow::anyhow!(
-            "server: {} ({:?}): {hint}",
-            s.message(),
-            s.code()
+            "the connection to the server failed: {hint}"
         ))
     }
 

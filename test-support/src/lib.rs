@@ -7,6 +7,7 @@
 //!   ingest, built field by field.
 //! - [`root`]: the one way to mark a test that needs root and the real kernel.
 //! - [`scratch`]: a folder for one test, removed even when it panics.
+//! - [`tls_probe`]: a bare TLS client that returns a server's exact refusal.
 //!
 //! Binaries: `cgroup-client` (`src/bin/cgroup-client.rs`) joins a cgroup and
 //! runs one TCP / UDP / refused client action, for tests of programs attached
@@ -16,4 +17,5 @@ pub mod graph_flows;
 pub mod history_flows;
 pub mod root;
 pub mod scratch;
+pub mod tls_probe;
 pub use root::require_root;

@@ -95,24 +95,59 @@ pub fn io_kind(e: &(dyn Error + 'static)) -> Option<std::io::ErrorKind> {
     None
 }
 
+/// Whether the connection broke under an HTTP/2 client the way it does when
+/// the server speaks TLS (or refused the client): the stream broken or reset,
+/// HTTP/2 giving up on a connection that went away, or bytes that are no
+/// HTTP/2 frame (a TLS record's header reads as an impossible frame length).
+/// Which of them a client sees depends on timing.
+pub fn broken_connection(e: &(dyn Error + 'static)) -> bool {
+    use std::io::ErrorKind as K;
+    if matches!(
+        io_kind(e),
+        Some(K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::UnexpectedEof)
+    ) {
+        return true;
+    }
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let hyper_gave_up = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_canceled() || h.is_closed() || h.is_incomplete_message());
+        let not_http2 = e.downcast_ref::<h2::Error>().is_some_and(|h| {
+            !h.is_remote()
+                && matches!(
+                    h.reason(),
+                    Some(h2::Reason::FRAME_SIZE_ERROR | h2::Reason::PROTOCOL_ERROR)
+                )
+        });
+        if hyper_gave_up || not_http2 {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// What the person connecting should change, when `e` is a TLS failure or
 /// looks like plaintext spoken to a TLS server (`tls`: whether the client
 /// used TLS).
 pub fn hint(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<String> {
     use rustls::Error as R;
     let Some(failure) = tls_failure(e) else {
-        // A TLS server closes a plaintext connection at once.
-        let closed = matches!(
-            io_kind(e),
-            Some(
-                std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::UnexpectedEof
-            )
-        );
-        return (!tls && closed).then(|| {
+        if !broken_connection(e) {
+            return None;
+        }
+        // A TLS server closes a plaintext connection at once, and an mTLS
+        // server one without an acceptable client certificate right after
+        // the handshake (whether its alert reaches the caller is timing).
+        return Some(if tls {
             format!(
-                "the server closed the connection: if it serves TLS, give {} with {} (and {} and {} for mTLS)",
+                "the server closed the connection after the TLS handshake: if it requires a client certificate, give one signed by a CA it trusts ({} and {})",
+                flags.cert_file, flags.key_file
+            )
+        } else {
+            format!(
+                "the server closed the connection or did not answer in HTTP/2: if it serves TLS, give {} with {} (and {} and {} for mTLS)",
                 flags.enable, flags.ca_files, flags.cert_file, flags.key_file
             )
         });
