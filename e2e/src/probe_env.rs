@@ -1,10 +1,12 @@
 //! Shared set-up of the end-to-end tests: a real lab of network namespaces, the
-//! real flow-probe binary attached to it, and a gRPC client. Everything is torn
-//! down when the `Env` drops, also when a test panics.
+//! real flow-probe binary attached to it (serving mTLS with the lab's
+//! certificates), and gRPC clients and `observe` flags that use them.
+//! Everything is torn down when the `Env` drops, also when a test panics.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use observe_cli::connect::ConnectArgs;
 use observe_lab::node_probes::{self, ProbeOptions, StartedProbe};
 use observe_lab::{Lab, LabOptions, Scenario};
 use observer_proto::flow::Flow;
@@ -64,10 +66,39 @@ impl Env {
             .expect("probe restarts");
     }
 
-    pub async fn client(&self) -> ObserverClient<Channel> {
-        ObserverClient::connect(format!("http://{}", self.probe.addr))
+    /// How clients reach `addr`, a server of this lab: with the lab's
+    /// certificates when its probes serve mTLS (the default).
+    pub fn connect_args(&self, addr: SocketAddr) -> ConnectArgs {
+        ConnectArgs {
+            server: Some(addr.to_string()),
+            lab: self.probe.tls.then(|| self.state_dir.clone()),
+            ..ConnectArgs::default()
+        }
+    }
+
+    /// `observe`'s flags for `addr`, a server of this lab: `--server ADDR`
+    /// and, with mTLS, `--lab STATE_DIR`.
+    pub fn server_args(&self, addr: SocketAddr) -> Vec<String> {
+        let mut args = vec!["--server".to_string(), addr.to_string()];
+        if self.probe.tls {
+            args.extend(["--lab".to_string(), self.state_dir.display().to_string()]);
+        }
+        args
+    }
+
+    /// A client of `addr`, a server of this lab (the probe, or a relay over it).
+    pub async fn client_of(&self, addr: SocketAddr) -> ObserverClient<Channel> {
+        let target = self.connect_args(addr).target(&[]).expect("connect flags");
+        target
+            .observer()
             .await
-            .expect("connect to flow-probe")
+            .expect("connect to the lab's server")
+            .0
+    }
+
+    /// A client of node1's probe.
+    pub async fn client(&self) -> ObserverClient<Channel> {
+        self.client_of(self.probe.addr).await
     }
 
     /// Every flow in the probe's ring, oldest first.

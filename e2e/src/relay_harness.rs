@@ -9,6 +9,7 @@ use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{
     GetFlowsRequest, GetFlowsResponse, ServerStatusRequest, ServerStatusResponse,
 };
+use observer_runtime::tls::ClientTls;
 use relay::{PeerOptions, Relay, RelayConfig, RelayState};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -26,13 +27,20 @@ pub struct RelayUnderTest {
 }
 
 impl RelayUnderTest {
-    /// A relay over `peers` (flow-probe addresses), polling their status every
-    /// 300 ms and retrying at least every second.
+    /// A relay over `peers` (flow-probe addresses, plaintext), polling their
+    /// status every 300 ms and retrying at least every second.
     pub async fn start(peers: Vec<String>) -> Self {
+        Self::start_with(peers, None).await
+    }
+
+    /// [`RelayUnderTest::start`], dialling the peers with `peer_tls` (a
+    /// lab's: [`observe_cli::connect::lab_tls`]). It serves plaintext itself.
+    pub async fn start_with(peers: Vec<String>, peer_tls: Option<ClientTls>) -> Self {
         let cfg = RelayConfig {
             peer: PeerOptions {
                 status_interval: Duration::from_millis(300),
                 backoff_max: Duration::from_secs(1),
+                tls: peer_tls,
                 ..PeerOptions::default()
             },
             ..RelayConfig::new(peers)
@@ -41,9 +49,14 @@ impl RelayUnderTest {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(relay::server::run(
+            tonic::transport::Server::builder(),
+            listener,
+            relay.state(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         RelayUnderTest {
             relay: Some(relay),
             addr,

@@ -10,6 +10,7 @@
 //! the scenario's edges must carry the facts its traffic produces.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,6 @@ use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
 use observe_lab::node_probes;
 use observe_lab::{Scenario, run_traffic_once};
 use observer_proto::flow::Flow;
-use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{GetFlowsRequest, get_flows_response::ResponseTypes};
 use observer_proto::time::rfc3339;
 use serde_json::Value;
@@ -50,19 +50,21 @@ fn expand_time_filter(sql: &str, from: i64, to: i64) -> String {
     )
 }
 
-/// Rows of `observe query -o json` (one JSON object per line).
-fn observe_query(server: &str, sql: &str) -> Vec<Value> {
-    e2e::observe(&["query", "-o", "json", "--server", server, "--", sql])
+/// Rows of `observe query -o json` (one JSON object per line); `server`:
+/// `--server` and the TLS flags.
+fn observe_query(server: &[String], sql: &str) -> Vec<Value> {
+    let mut args: Vec<&str> = vec!["query", "-o", "json"];
+    args.extend(server.iter().map(String::as_str));
+    args.extend(["--", sql]);
+    e2e::observe(&args)
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).expect("a JSON row"))
         .collect()
 }
 
-async fn relay_flows(addr: &str) -> Vec<Flow> {
-    let mut client = ObserverClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect to the relay");
+async fn relay_flows(env: &e2e::Env, addr: SocketAddr) -> Vec<Flow> {
+    let mut client = env.client_of(addr).await;
     let mut stream = client
         .get_flows(GetFlowsRequest::default())
         .await
@@ -238,7 +240,9 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
     let mut env = e2e::start(&scenario, &[]);
     let relay = node_probes::start_relay(&mut env.lab, std::slice::from_ref(&env.probe), 0)
         .expect("relay starts");
-    let relay_addr = relay.addr.to_string();
+    // The relay serves and follows the probe over mTLS (the lab's default).
+    assert!(relay.tls);
+    let relay_server = env.server_args(relay.addr);
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
@@ -246,7 +250,7 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
     // Until the relay holds every flow of the scenario.
     let deadline = Instant::now() + e2e::WAIT;
     let flows = loop {
-        let flows = relay_flows(&relay_addr).await;
+        let flows = relay_flows(&env, relay.addr).await;
         if scenario_done(&GraphBuilder::build(&flows)) {
             break flows;
         }
@@ -269,17 +273,8 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
     let edges_sql = expand_time_filter(&queries[1].2, from, to);
     assert!(!nodes_sql.contains("$__") && !edges_sql.contains("$__"));
     let (since, until) = (rfc3339(from), rfc3339(to));
-    let graph_args = [
-        "graph",
-        "-o",
-        "json",
-        "--server",
-        &relay_addr,
-        "--since",
-        &since,
-        "--until",
-        &until,
-    ];
+    let mut graph_args = vec!["graph", "-o", "json", "--since", &since, "--until", &until];
+    graph_args.extend(relay_server.iter().map(String::as_str));
 
     // The relay's tables read its history, which follows its ring (what
     // GetFlows and so `observe graph` read): wait until both hold the window.
@@ -290,8 +285,8 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
         });
         let (nodes, edges) = tokio::task::block_in_place(|| {
             (
-                sql_nodes(&observe_query(&relay_addr, &nodes_sql)),
-                sql_edges(&observe_query(&relay_addr, &edges_sql)),
+                sql_nodes(&observe_query(&relay_server, &nodes_sql)),
+                sql_edges(&observe_query(&relay_server, &edges_sql)),
             )
         });
         let same = nodes == want_nodes && edges == want_edges;

@@ -96,6 +96,11 @@ fn restart_probe(lab: &mut Lab, opts: &ProbeOptions, node: &str, addr: SocketAdd
         .arg(lab.endpoints_path())
         .arg("--ready-file")
         .arg(&ready)
+        .args(if opts.tls {
+            node_probes::server_tls_args(&lab.certs())
+        } else {
+            Vec::new()
+        })
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
@@ -130,7 +135,14 @@ async fn three_nodes_merge_in_time_order_and_a_node_failure_is_reported_in_band(
     let names: Vec<&str> = probes.iter().map(|p| p.node.as_str()).collect();
     assert_eq!(names, NODES);
 
-    let relay = RelayUnderTest::start(probes.iter().map(|p| p.addr.to_string()).collect()).await;
+    // The relay follows the probes over mTLS with the lab's client certificate.
+    assert!(probes.iter().all(|p| p.tls));
+    let peer_tls = observe_cli::connect::lab_tls(lab.state_dir(), None).expect("lab certificates");
+    let relay = RelayUnderTest::start_with(
+        probes.iter().map(|p| p.addr.to_string()).collect(),
+        Some(peer_tls),
+    )
+    .await;
     relay
         .wait_status("3 connected peers", |s| s.num_connected_nodes == Some(3))
         .await;

@@ -13,8 +13,10 @@ use observe_lab::{Scenario, run_traffic_once};
 use serde_json::{Value, json};
 use service_graph::GraphBuilder;
 
-fn observe_graph(addr: &str, format: &str) -> String {
-    e2e::observe(&["graph", "-o", format, "--server", addr])
+fn observe_graph(server: &[String], format: &str) -> String {
+    let mut args: Vec<&str> = vec!["graph", "-o", format];
+    args.extend(server.iter().map(String::as_str));
+    e2e::observe(&args)
 }
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -36,7 +38,7 @@ async fn graph_of_the_default_scenario() {
         scenario_done(&GraphBuilder::build(flows))
     })
     .await;
-    let addr = env.probe.addr.to_string();
+    let addr = env.server_args(env.probe.addr);
 
     let v: Value = serde_json::from_str(&observe_graph(&addr, "json")).expect("JSON");
     let edges: BTreeMap<&str, &Value> = v["edges"]

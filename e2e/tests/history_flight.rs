@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use arrow::util::pretty::pretty_format_batches;
+use observe_cli::connect::ConnectArgs;
 use observe_cli::query_command::query;
 use observer_proto::flow::Flow;
 use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::get_flows_response::ResponseTypes;
-use observer_proto::observer::observer_client::ObserverClient;
 use relay::history::HistoryConfig;
 use relay::{Relay, RelayConfig};
 use tokio::sync::oneshot;
@@ -35,10 +35,17 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     let relay = Relay::start(&cfg).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // The relay in-process serves plaintext.
+    let target = ConnectArgs::server(&addr).target(&[]).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(relay::server::run(
+        tonic::transport::Server::builder(),
+        listener,
+        relay.state(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     // `Relay::start` subscribed the history to the store before returning.
     for f in flows::golden() {
         relay.state().store().push(flows::response(f));
@@ -55,7 +62,7 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, batches) = query(&addr, &sql).await.unwrap();
+        let (_, batches) = query(&target, &sql).await.unwrap();
         let got = pretty_format_batches(&batches).unwrap().to_string() + "\n";
         if got == want {
             break;
@@ -69,21 +76,19 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
         assert!(tokio::time::Instant::now() < deadline, "no files written");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let err = query(&addr, "DROP TABLE flows").await.unwrap_err();
+    let err = query(&target, "DROP TABLE flows").await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "refused: DROP is not allowed: history is read-only, only SELECT, WITH and EXPLAIN queries run"
     );
-    let err = query(&addr, "SELECT nope FROM flows").await.unwrap_err();
+    let err = query(&target, "SELECT nope FROM flows").await.unwrap_err();
     assert!(
         err.to_string()
             .starts_with("unknown column `nope`; the columns of `flows` are: time, node"),
         "{err}"
     );
     // GetFlows since 10:00 gets all nine: six from history, three from the ring.
-    let mut client = ObserverClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
+    let (mut client, _) = target.observer().await.unwrap();
     let mut stream = client
         .get_flows(GetFlowsRequest {
             since: Some(prost_types::Timestamp {

@@ -62,7 +62,17 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         text(&traffic)
     );
 
-    let status = observe(&["status", "--server", "127.0.0.1:4244"]);
+    // Everything in the lab talks mTLS: without its certificates the probe
+    // refuses, and observe says which flags would do.
+    let plain = observe(&["status", "--server", "127.0.0.1:4244"]);
+    assert!(!plain.status.success());
+    assert_eq!(
+        text(&plain).trim(),
+        "observe: the connection to the server failed: the server closed the connection or did not answer in HTTP/2: if it serves TLS, \
+         give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS); \
+         for a lab's servers, --lab STATE_DIR"
+    );
+    let status = observe(&["status", "--server", "127.0.0.1:4244", "--lab", state]);
     let s = text(&status);
     assert!(status.status.success(), "{s}");
     assert!(s.contains("Healthcheck (via 127.0.0.1:4244): Ok"), "{s}");
@@ -72,14 +82,15 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcx", "yes"]),
         "{s}"
     );
-    // Through the relay (the default server): the same node, connected.
-    let relay = text(&observe(&["status"]));
+    // Through the lab's relay, which follows the probe over mTLS: the same
+    // node, connected.
+    let relay = text(&observe(&["status", "--lab", state]));
     assert!(
-        relay.contains("Healthcheck (via default server): Ok")
+        relay.contains("Healthcheck (via 127.0.0.1:4245): Ok")
             && relay.contains("Connected Nodes: 1/1"),
         "{relay}"
     );
-    let nodes = text(&observe(&["nodes"]));
+    let nodes = text(&observe(&["nodes", "--lab", state]));
     assert!(
         nodes
             .lines()

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use observe_lab::node_probes;
 use observe_lab::{Scenario, run_traffic_once};
 use std::collections::HashMap;
 
@@ -246,6 +247,9 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         .arg(env.state_dir.join("history"))
         .arg("--ready-file")
         .arg(&relay_ready)
+        // mTLS both ways with the lab's certificates, as the lab runs it.
+        .args(node_probes::server_tls_args(&env.lab.certs()))
+        .args(node_probes::relay_peer_tls_args(&env.lab.certs()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -347,7 +351,9 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     // query that runs and one that is refused.
     let sql = |q: &str| {
         Command::new(e2e::observe_binary())
-            .args(["query", "--server", &relay_addr.to_string(), q])
+            .arg("query")
+            .args(env.server_args(relay_addr))
+            .arg(q)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()

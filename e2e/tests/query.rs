@@ -397,13 +397,9 @@ async fn observe_flows_flags_reach_the_server() {
     let (env, all) = traffic_env().await;
     let run = |args: &[&str]| {
         let out = std::process::Command::new(e2e::observe_binary())
-            .args([
-                "flows",
-                "--server",
-                &env.probe.addr.to_string(),
-                "--last",
-                "1000",
-            ])
+            .arg("flows")
+            .args(env.server_args(env.probe.addr))
+            .args(["--last", "1000"])
             .args(args)
             .output()
             .unwrap();
@@ -449,13 +445,9 @@ async fn observe_flows_flags_reach_the_server() {
     );
     // A bad flag value is named.
     let out = std::process::Command::new(e2e::observe_binary())
-        .args([
-            "flows",
-            "--server",
-            &env.probe.addr.to_string(),
-            "--verdict",
-            "maybe",
-        ])
+        .arg("flows")
+        .args(env.server_args(env.probe.addr))
+        .args(["--verdict", "maybe"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
+use observe_cli::connect::ConnectArgs;
 use observe_cli::query_command::query;
 use relay::history::HistoryConfig;
 use relay::{Relay, RelayConfig};
@@ -63,16 +64,23 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
     let relay = Relay::start(&cfg).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // The relay in-process serves plaintext.
+    let target = ConnectArgs::server(&addr).target(&[]).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(relay::server::run(listener, relay.state(), async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(relay::server::run(
+        tonic::transport::Server::builder(),
+        listener,
+        relay.state(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     for f in flows::golden() {
         relay.state().store().push(flows::response(f));
     }
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     loop {
-        let (_, b) = query(&addr, "SELECT uuid FROM flows").await.unwrap();
+        let (_, b) = query(&target, "SELECT uuid FROM flows").await.unwrap();
         if b.iter().map(|b| b.num_rows()).sum::<usize>() == 9 {
             break;
         }

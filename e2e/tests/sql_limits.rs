@@ -162,7 +162,12 @@ async fn hostile_statements_get_an_answer_or_a_refusal_and_the_relay_stays_up() 
     let err = while_status(
         &relay,
         "2 MiB",
-        observe_cli::query_command::query(&relay.addr.to_string(), &big),
+        observe_cli::query_command::query(
+            &observe_cli::connect::ConnectArgs::server(relay.addr.to_string())
+                .target(&[])
+                .unwrap(),
+            &big,
+        ),
     )
     .await
     .unwrap_err();

@@ -59,9 +59,9 @@ async fn follow_opens_the_tui_which_quits_cleanly() {
     let env = e2e::start(&scenario, &[]);
     let stty = env.state_dir.join("stty-after.txt");
     let script = format!(
-        "{} flows --follow --to-port 8080 --server {}; stty -a > {}; echo TUI-EXITED; sleep 60",
+        "{} flows --follow --to-port 8080 {}; stty -a > {}; echo TUI-EXITED; sleep 60",
         e2e::observe_binary().display(),
-        env.probe.addr,
+        env.server_args(env.probe.addr).join(" "),
         stty.display()
     );
     let tmux = Tmux(format!("observe-tui-{}", std::process::id()));

@@ -19,12 +19,15 @@ use crate::pipeline::{self, Pipeline};
 use crate::policy_watch::PolicyWatcher;
 use crate::server::{self, NodeInfo, ObserverService};
 use observer_runtime::store::FlowStore;
+use observer_runtime::tls::ServerTls;
 
 /// Everything the agent needs, validated.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub node_name: String,
     pub listen: std::net::SocketAddr,
+    /// TLS (mTLS with client CAs) on the gRPC port; plaintext without.
+    pub tls: Option<ServerTls>,
     pub interfaces: Vec<String>,
     pub endpoints: Option<PathBuf>,
     /// Attach to the host-side interface of every endpoint of this node.
@@ -188,11 +191,16 @@ pub async fn run(
         }
         None => None,
     };
+    // Checked before anything listens: a bad file is named at start-up.
+    let grpc = observer_runtime::tls::server::builder(cfg.tls.as_ref())?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let bound = listener.local_addr()?;
-    log::info!("serving observer.Observer on {bound}");
+    log::info!(
+        "serving observer.Observer on {bound} ({})",
+        cfg.tls.as_ref().map_or("plaintext", ServerTls::describe)
+    );
     if let Some(path) = &cfg.ready_file {
         // Written via a temporary name so a reader never sees half a line.
         let tmp = path.with_extension("tmp");
@@ -220,7 +228,7 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let serve = server::run(listener, service, stopped(stop_rx.clone()));
+    let serve = server::run(grpc, listener, service, stopped(stop_rx.clone()));
     let capture = async {
         match probe.as_mut() {
             Some(p) => {

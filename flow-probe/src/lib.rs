@@ -13,7 +13,8 @@
 //!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
 //! - [`observer_runtime::store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
-//! - [`server`]: the `observer.Observer` gRPC service over the store.
+//! - [`server`]: the `observer.Observer` gRPC service over the store, served
+//!   plaintext or (m)TLS (`--tls-*` flags, `observer_runtime::tls`).
 //! - [`cluster_spec::policy`] → [`datapath`]: policy files compiled to identity-based rules and
 //!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
 //!   every change of the policy directory, woken by [`file_watch`]; each

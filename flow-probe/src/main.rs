@@ -10,6 +10,7 @@ use flow_probe::kernel::loader::ProbeConfig;
 use flow_probe::metrics::{self, MetricsConfig};
 use flow_probe::server;
 use observer_runtime::store::DEFAULT_CAPACITY;
+use observer_runtime::tls::ServerTls;
 
 /// Hubble's monitor aggregation levels that we implement.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,6 +64,16 @@ struct Args {
     /// gRPC listen address.
     #[arg(long, default_value = server::DEFAULT_LISTEN)]
     listen: String,
+    /// Serve TLS with this certificate (PEM; with --tls-key-file).
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CAs (mTLS);
+    /// comma-separated or repeated.
+    #[arg(long, value_name = "FILES", value_delimiter = ',')]
+    tls_client_ca_files: Vec<PathBuf>,
     /// Recent flows kept in memory.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     ring_capacity: usize,
@@ -117,6 +128,11 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
     Ok(AgentConfig {
         node_name: args.node_name.unwrap_or_else(hostname),
         listen: server::parse_listen(&args.listen)?,
+        tls: ServerTls::from_flags(
+            args.tls_cert_file,
+            args.tls_key_file,
+            args.tls_client_ca_files,
+        )?,
         interfaces: args.interfaces,
         endpoints: args.endpoints,
         attach_endpoints: args.attach_endpoints,

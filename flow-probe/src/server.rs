@@ -60,14 +60,16 @@ impl ObserverService {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves on `server` (plaintext or TLS, from
+/// [`observer_runtime::tls::server::builder`]) until `shutdown` resolves.
 pub async fn run(
+    mut server: tonic::transport::Server,
     listener: tokio::net::TcpListener,
     service: ObserverService,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tonic::transport::Server::builder()
+    server
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

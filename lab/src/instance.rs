@@ -6,6 +6,7 @@ use std::process::Child;
 use anyhow::{Context, Result, bail};
 use cluster_spec::endpoints::EndpointsFile;
 
+use super::certs::{self, CertFiles, CertOptions};
 use super::ip::netns_list;
 use super::procs::{self, ProcessRecord};
 use super::scenario::Scenario;
@@ -65,7 +66,7 @@ impl Lab {
     ///
     /// Writes the endpoints file and the policy directory ([`Lab::policy_dir`]:
     /// one `NN-<name>.yaml` per policy of the scenario, NN its index; empty when
-    /// the scenario has none).
+    /// the scenario has none), and a new set of certificates ([`Lab::certs`]).
     ///
     /// Does not start flow-probe: start it in each node namespace
     /// ([`Lab::node_netns`], [`super::netns_command`]) with the endpoints file
@@ -104,6 +105,15 @@ impl Lab {
         lab.save_state()?;
         setup::build(&lab.topology).with_context(|| format!("building lab {prefix}"))?;
         probe_files::write_all(&lab.state_dir, &lab.topology, &lab.scenario)?;
+        // A fresh CA per lab: the probes, the relay and `observe` talk mTLS.
+        certs::generate(
+            &lab.certs().dir,
+            &CertOptions {
+                replace: true,
+                ..CertOptions::default()
+            },
+        )
+        .with_context(|| format!("lab {prefix}'s certificates"))?;
         // The cgroup is needed only for services; without them a failure is no error.
         match cgroup::create(&prefix) {
             Ok(_) => {}
@@ -194,6 +204,13 @@ impl Lab {
     /// `<policy_dir>/NN-<name>.yaml`.
     pub fn policy_paths(&self) -> Vec<PathBuf> {
         probe_files::policy_paths(&self.state_dir, &self.scenario)
+    }
+
+    /// The lab's certificates (`<state_dir>/certs`): its CA, the server
+    /// certificate of the probes and the relay, and the client certificate of
+    /// the relay and `observe`.
+    pub fn certs(&self) -> CertFiles {
+        CertFiles::of_lab(&self.state_dir)
     }
 
     /// The content of the endpoints file.

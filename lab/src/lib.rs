@@ -16,10 +16,11 @@
 //! `endpoints.yaml` (the [`cluster_spec::endpoints`] file flow-probe reads),
 //! `policies/` (the scenario's CiliumNetworkPolicy documents, one `NN-<name>.yaml`
 //! each, for flow-probe's `--policy-dir`: [`Lab::policy_dir`]), `services.yaml`
-//! (flow-probe's `--services`: [`Lab::services_path`]) and `state.json` into its
-//! state directory. [`run_traffic_once`] and [`run_traffic`]
-//! generate the scenario's traffic with sockets opened inside the endpoint
-//! namespaces and report exactly what happened.
+//! (flow-probe's `--services`: [`Lab::services_path`]), `certs/` (mTLS:
+//! [`Lab::certs`]) and `state.json` into its state directory.
+//! [`run_traffic_once`] and [`run_traffic`] generate the scenario's traffic
+//! with sockets opened inside the endpoint namespaces and report exactly what
+//! happened.
 //!
 //! Teardown: dropping the [`Lab`] (even during a panic) stops registered
 //! processes and deletes every namespace with the lab's prefix; [`down`] does the
@@ -51,7 +52,11 @@
 //!   takes it down when dropped.
 //! - On top of a lab: [`lb`] (its services for flow-probe's socket load
 //!   balancer), `traffic` (the scenario's traffic from sockets in the endpoint
-//!   namespaces, [`run_traffic`]), [`node_probes`] (one flow-probe per node).
+//!   namespaces, [`run_traffic`]), [`node_probes`] (one flow-probe per node
+//!   and the relay, serving mTLS with the lab's certificates).
+//! - [`certs`]: a CA, a server and a client certificate (rcgen), written
+//!   owner-only into `<state_dir>/certs` by [`Lab::up`] and by
+//!   `observe certs generate`.
 //! - Underneath everything: [`addr`] (the address plan), `ip` (iproute2),
 //!   `netns` (running code in a namespace), `procs` (stopping recorded
 //!   processes), `cgroup` (the lab's cgroup), `prefix` (unique name prefixes),
@@ -70,6 +75,7 @@
 
 pub mod addr;
 pub mod binaries;
+pub mod certs;
 mod cgroup;
 mod instance;
 mod ip;

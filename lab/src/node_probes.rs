@@ -1,6 +1,9 @@
 //! Starts one flow-probe per lab node, inside that node's network namespace, and
-//! waits until each is attached and serving.
+//! the relay that fans them in, and waits until each is attached and serving.
+//! By default every one serves mTLS with the lab's certificates
+//! ([`crate::Lab::certs`]) and the relay follows the probes over mTLS.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -8,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::certs::CertFiles;
 use crate::instance::Lab;
 
 /// Where the probes listen and what extra flags they get.
@@ -20,6 +24,8 @@ pub struct ProbeOptions {
     pub first_port: Option<u16>,
     /// More flags for every probe, e.g. `--ringbuf-size 4096`.
     pub extra_args: Vec<String>,
+    /// Serve mTLS with the lab's certificates (the default); plaintext without.
+    pub tls: bool,
 }
 
 impl ProbeOptions {
@@ -28,17 +34,21 @@ impl ProbeOptions {
             binary: crate::binaries::binary("flow-probe")?,
             first_port,
             extra_args: Vec::new(),
+            tls: true,
         })
     }
 }
 
-/// A probe that is up.
+/// A probe (or the relay) that is up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedProbe {
     pub node: String,
     pub addr: SocketAddr,
     pub pid: u32,
     pub log: PathBuf,
+    /// Serving mTLS with the lab's certificates: clients need its CA and
+    /// client certificate ([`crate::Lab::certs`]).
+    pub tls: bool,
 }
 
 /// Starts a probe per node and registers each with the lab, which stops them on
@@ -95,6 +105,11 @@ pub fn start_node(
         .arg("--ready-file")
         .arg(&ready)
         .args(metrics_args(lab, node, port, opts))
+        .args(if opts.tls {
+            server_tls_args(&lab.certs())
+        } else {
+            Vec::new()
+        })
         .args(&opts.extra_args)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
@@ -109,12 +124,13 @@ pub fn start_node(
         addr,
         pid,
         log,
+        tls: opts.tls,
     })
 }
 
 /// Metrics on Hubble's port 9965 for the node on the default gRPC port, any free
 /// port otherwise (parallel labs must not collide); callers may choose their own.
-fn metrics_args(lab: &Lab, node: &str, port: u16, opts: &ProbeOptions) -> Vec<std::ffi::OsString> {
+fn metrics_args(lab: &Lab, node: &str, port: u16, opts: &ProbeOptions) -> Vec<OsString> {
     if opts.extra_args.iter().any(|a| a == "--metrics-listen") {
         return Vec::new();
     }
@@ -132,13 +148,55 @@ fn metrics_args(lab: &Lab, node: &str, port: u16, opts: &ProbeOptions) -> Vec<st
     ]
 }
 
+/// The flags of a server (flow-probe or relay) serving mTLS with `certs`.
+pub fn server_tls_args(certs: &CertFiles) -> Vec<OsString> {
+    vec![
+        "--tls-cert-file".into(),
+        certs.server_cert.clone().into(),
+        "--tls-key-file".into(),
+        certs.server_key.clone().into(),
+        "--tls-client-ca-files".into(),
+        certs.ca_cert.clone().into(),
+    ]
+}
+
+/// The relay's flags for following its peers over mTLS with `certs`.
+pub fn relay_peer_tls_args(certs: &CertFiles) -> Vec<OsString> {
+    vec![
+        "--tls-hubble-server-ca-files".into(),
+        certs.ca_cert.clone().into(),
+        "--tls-hubble-client-cert-file".into(),
+        certs.client_cert.clone().into(),
+        "--tls-hubble-client-key-file".into(),
+        certs.client_key.clone().into(),
+    ]
+}
+
+/// `observe`'s flags for talking to the lab's servers over mTLS with `certs`.
+pub fn client_tls_args(certs: &CertFiles) -> Vec<OsString> {
+    vec![
+        "--tls".into(),
+        "--tls-ca-cert-files".into(),
+        certs.ca_cert.clone().into(),
+        "--tls-client-cert-file".into(),
+        certs.client_cert.clone().into(),
+        "--tls-client-key-file".into(),
+        certs.client_key.clone().into(),
+    ]
+}
+
 /// Starts the relay in the root namespace, fanning in `probes`, listening on
-/// `port` (4245 as Hubble's relay; 0 = any free port); the lab stops it.
+/// `port` (4245 as Hubble's relay; 0 = any free port); the lab stops it. It
+/// serves and follows the probes over mTLS when they serve it.
 pub fn start_relay(
     lab: &mut Lab,
     probes: &[StartedProbe],
     port: u16,
 ) -> anyhow::Result<StartedProbe> {
+    let tls = probes.first().is_some_and(|p| p.tls);
+    if probes.iter().any(|p| p.tls != tls) {
+        bail!("the relay cannot follow probes with TLS and probes without at once");
+    }
     let binary = crate::binaries::binary("relay")?;
     let ready = lab.state_dir().join("relay.addr");
     let log = lab.state_dir().join("relay.log");
@@ -163,6 +221,12 @@ pub fn start_relay(
         .arg(lab.state_dir().join("history"))
         .arg("--ready-file")
         .arg(&ready)
+        .args(if tls {
+            let certs = lab.certs();
+            [server_tls_args(&certs), relay_peer_tls_args(&certs)].concat()
+        } else {
+            Vec::new()
+        })
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
@@ -177,6 +241,7 @@ pub fn start_relay(
         addr,
         pid,
         log,
+        tls,
     })
 }
 

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::certs::CertFiles;
 use super::cgroup;
 use super::ip::{netns_del, netns_exists, netns_list};
 use super::prefix;
@@ -122,11 +123,19 @@ pub(crate) fn teardown(
     }
 }
 
-/// Removes the state and endpoints files and the policy directory, and the state
-/// directory if then empty.
+/// Removes the state and endpoints files, the policy directory and the
+/// certificates, and the state directory if then empty.
 pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
     if let Err(e) = probe_files::remove_policy_dir(state_dir) {
         report.errors.push(format!("{e:#}"));
+    }
+    let certs = CertFiles::of_lab(state_dir).dir;
+    match std::fs::remove_dir_all(&certs) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => report
+            .errors
+            .push(format!("removing {}: {e}", certs.display())),
     }
     for file in [STATE_FILE, ENDPOINTS_FILE, SERVICES_FILE] {
         let path = state_dir.join(file);

@@ -17,7 +17,8 @@ use observer_proto::time;
 use service_graph::{GraphDiff, ServiceGraph};
 use tonic::transport::Channel;
 
-use crate::flows::{request, request::QueryArgs, status_error};
+use crate::connect::Target;
+use crate::flows::request::QueryArgs;
 use diff_args::{DiffArgs, DiffPlan, Window};
 
 /// Prints a `ServiceGraph` or a `GraphDiff` (they render the same four ways)
@@ -50,13 +51,13 @@ pub enum GraphFormat {
 pub const DEFAULT_SINCE: &str = "15m";
 
 pub async fn run(
-    server: Option<&str>,
+    target: &Target,
     query: &QueryArgs,
     diff: &DiffArgs,
     format: GraphFormat,
 ) -> anyhow::Result<()> {
     if let Some(plan) = diff.plan(query, SystemTime::now())? {
-        return run_diff(server, query, &plan, format).await;
+        return run_diff(target, query, &plan, format).await;
     }
     let mut query = query.clone();
     if query.since.is_none() && query.last.is_none() && query.first.is_none() {
@@ -64,23 +65,25 @@ pub async fn run(
     }
     query.follow = format == GraphFormat::Tui;
     let req = query.request()?;
-    let mut client = request::connect(server).await?;
+    let (mut client, _) = target.observer().await?;
     let stream = client
         .get_flows(req)
         .await
-        .map_err(status_error)?
+        .map_err(|s| target.status_error(s))?
         .into_inner();
     if format == GraphFormat::Tui {
         return crate::tui::run_graph(stream, &query.filters).await;
     }
-    let graph = service_graph::collect(stream).await.map_err(status_error)?;
+    let graph = service_graph::collect(stream)
+        .await
+        .map_err(|s| target.status_error(s))?;
     print_as!(graph, format);
     Ok(())
 }
 
 /// The graphs of both windows, compared.
 async fn run_diff(
-    server: Option<&str>,
+    target: &Target,
     query: &QueryArgs,
     plan: &DiffPlan,
     format: GraphFormat,
@@ -92,9 +95,9 @@ async fn run_diff(
     if let Some(note) = plan.length_note() {
         eprintln!("observe: note: {note}");
     }
-    let mut client = request::connect(server).await?;
-    let before = window_graph(&mut client, query, plan.against).await?;
-    let after = window_graph(&mut client, query, plan.window).await?;
+    let (mut client, _) = target.observer().await?;
+    let before = window_graph(target, &mut client, query, plan.against).await?;
+    let after = window_graph(target, &mut client, query, plan.window).await?;
     let diff = GraphDiff::new(&before, &after, plan.threshold)
         .with_compared(plan.window.label(), plan.against.label());
     print_as!(diff, format);
@@ -103,6 +106,7 @@ async fn run_diff(
 
 /// The graph of the flows that pass the query's filters within `w`.
 async fn window_graph(
+    target: &Target,
     client: &mut ObserverClient<Channel>,
     query: &QueryArgs,
     w: Window,
@@ -116,7 +120,9 @@ async fn window_graph(
     let stream = client
         .get_flows(req)
         .await
-        .map_err(status_error)?
+        .map_err(|s| target.status_error(s))?
         .into_inner();
-    service_graph::collect(stream).await.map_err(status_error)
+    service_graph::collect(stream)
+        .await
+        .map_err(|s| target.status_error(s))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::connect::ConnectArgs;
 use crate::flows::{self, output::Format, request::QueryArgs};
 use observe_lab::node_probes::{self, ProbeOptions};
 use observe_lab::{self as lab, Lab, LabOptions, Scenario};
@@ -37,7 +38,21 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
             p.log.display()
         );
     }
-    println!("next: observe lab traffic; observe flows; observe status; observe lab down");
+    let certs = lab.certs();
+    println!(
+        "  mTLS everywhere: CA, server and client certificates in {}",
+        certs.dir.display()
+    );
+    if state_dir == Path::new(lab::DEFAULT_STATE_DIR) {
+        // observe finds a lab up in the default state directory by itself.
+        println!("next: observe lab traffic; observe flows; observe status; observe lab down");
+    } else {
+        let d = state_dir.display();
+        println!(
+            "next: observe lab traffic --state-dir {d}; observe flows --lab {d}; \
+             observe status --lab {d}; observe lab down --state-dir {d}"
+        );
+    }
     lab.detach()?;
     Ok(())
 }
@@ -89,6 +104,7 @@ pub async fn demo(
     let scenario = load_scenario(scenario.as_deref())?;
     let (lab, server) = tokio::task::spawn_blocking({
         let scenario = scenario.clone();
+        let state_dir = state_dir.clone();
         move || -> anyhow::Result<(Lab, String)> {
             let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
             let probes = node_probes::start(&mut lab, &ProbeOptions::new(None)?)?;
@@ -111,8 +127,15 @@ pub async fn demo(
         follow: true,
         ..Default::default()
     };
+    // The lab's relay, over mTLS with the lab's client certificate.
+    let target = ConnectArgs {
+        server: Some(server),
+        lab: Some(state_dir),
+        ..ConnectArgs::default()
+    }
+    .target(&[])?;
     let result = tokio::select! {
-        r = flows::run(Some(&server), &query, format, false) => r,
+        r = flows::run(&target, &query, format, false) => r,
         _ = observer_runtime::shutdown::signal() => Ok(()),
     };
     stop.store(true, Ordering::Relaxed);

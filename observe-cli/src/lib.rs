@@ -17,10 +17,15 @@
 //! - [`query_command`]: `observe query`: read-only SQL over a relay's history
 //!   through Arrow Flight SQL.
 //! - [`status`]: `observe status` and `observe nodes`.
+//! - [`connect`]: the one place every command above (and `query`) gets its
+//!   channel from: `--server`, the TLS flags (Hubble's), `--lab`.
+//! - [`certs_command`]: `observe certs generate` (the lab's certificate maker).
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
 //!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
 
+pub mod certs_command;
+pub mod connect;
 pub mod flows;
 pub mod graph_command;
 pub mod lab_commands;

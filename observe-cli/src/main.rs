@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use observe_cli::connect::ConnectArgs;
 use observe_cli::flows::output::{ColorChoice, Format};
-use observe_cli::flows::{self, request::QueryArgs};
+use observe_cli::flows::{self, request::DEFAULT_SERVERS, request::QueryArgs};
 use observe_cli::graph_command::diff_args::DiffArgs;
 use observe_cli::graph_command::{self, GraphFormat};
 use observe_cli::{lab_commands, policy_commands};
@@ -28,9 +29,10 @@ struct Cli {
 enum Command {
     /// Show flows from a flow-probe or relay, like `hubble observe`.
     Flows {
-        /// Server address; default localhost:4245 (relay), then localhost:4244 (probe).
-        #[arg(long)]
-        server: Option<String>,
+        /// The server (default localhost:4245, the relay, then localhost:4244,
+        /// a probe) and TLS.
+        #[command(flatten)]
+        connect: ConnectArgs,
         #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
         output: Format,
         /// Print the node name in each line.
@@ -45,8 +47,8 @@ enum Command {
     /// The service dependency graph with the datapath hops of each edge; with
     /// --diff or --against, what changed between two windows.
     Graph {
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
         #[arg(long, short = 'o', value_enum, default_value_t = GraphFormat::Dot)]
         output: GraphFormat,
         #[command(flatten)]
@@ -56,15 +58,20 @@ enum Command {
     },
     /// Health, flow counts and kernel features of a probe or relay, like `hubble status`.
     Status {
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`, `graph_edges`).
     Query(observe_cli::query_command::QueryArgs),
     /// The nodes behind a probe or relay, like `hubble list nodes`.
     Nodes {
-        #[arg(long)]
-        server: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Make certificates for mTLS between the components.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
     },
     /// Check, apply or delete policy files (CiliumNetworkPolicy subset) of a lab.
     Policy {
@@ -90,6 +97,25 @@ enum Command {
         state_dir: PathBuf,
         #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
         output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a CA, a server certificate (for flow-probe and the relay) and a
+    /// client certificate (for the relay and observe) into DIR, owner-only.
+    Generate {
+        /// The folder to write into (created if missing).
+        dir: PathBuf,
+        /// More names the server certificate is valid for (DNS names or IP
+        /// addresses), besides 127.0.0.1, ::1 and localhost.
+        names: Vec<String>,
+        /// Days the certificates are valid.
+        #[arg(long, default_value_t = observe_lab::certs::DEFAULT_VALID_DAYS)]
+        valid_days: u32,
+        /// Replace certificates already in DIR.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -149,7 +175,7 @@ fn main() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Flows {
-            server,
+            connect,
             output,
             print_node_name,
             color,
@@ -160,16 +186,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_node: print_node_name,
                 color,
             };
-            flows::run_with(server.as_deref(), &query, display).await
+            flows::run_with(&connect.target(&DEFAULT_SERVERS)?, &query, display).await
         }
         Command::Graph {
-            server,
+            connect,
             output,
             query,
             diff,
-        } => graph_command::run(server.as_deref(), &query, &diff, output).await,
-        Command::Status { server } => observe_cli::status::status(server.as_deref()).await,
-        Command::Nodes { server } => observe_cli::status::nodes(server.as_deref()).await,
+        } => {
+            graph_command::run(&connect.target(&DEFAULT_SERVERS)?, &query, &diff, output).await
+        }
+        Command::Status { connect } => {
+            observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?).await
+        }
+        Command::Nodes { connect } => {
+            observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?).await
+        }
+        Command::Certs {
+            command:
+                CertsCommand::Generate {
+                    dir,
+                    names,
+                    valid_days,
+                    force,
+                },
+        } => observe_cli::certs_command::generate(&dir, names, valid_days, force),
         Command::Query(args) => observe_cli::query_command::run(args).await,
         Command::Policy { command, state_dir } => match command {
             PolicyCommand::Check { file } => policy_commands::check(&file),

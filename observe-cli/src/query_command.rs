@@ -22,6 +22,8 @@ use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
 use arrow_flight::{FlightDescriptor, FlightInfo, Ticket};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+
+use crate::connect::{ConnectArgs, Target};
 use tonic::transport::Channel;
 
 /// The relay's default address.
@@ -52,16 +54,17 @@ pub struct QueryArgs {
     pub file: Option<PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,
-    /// Relay address, HOST:PORT.
-    #[arg(long, default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// The relay (default localhost:4245) and how to reach it.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Runs the query and prints the answer to stdout.
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let sql = statement(&args)?;
+    let target = args.connect.target(&[DEFAULT_SERVER])?;
     let mut out = Output::new(std::io::BufWriter::new(std::io::stdout()));
-    let printed = print(&args.server, &sql, args.output, &mut out).await;
+    let printed = print(&target, &sql, args.output, &mut out).await;
     let flushed = printed.and_then(|()| Ok(out.flush()?));
     match flushed {
         // The reader went away: what it wanted is printed.
@@ -151,17 +154,8 @@ struct Asked {
 }
 
 /// Asks `server` to plan `sql`.
-async fn ask(server: &str, sql: &str) -> anyhow::Result<Asked> {
-    let uri = if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
-    };
-    let channel = Channel::from_shared(uri.clone())
-        .with_context(|| format!("invalid server address {server:?}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {server}"))?;
+async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
+    let (channel, _) = server.channel().await?;
     let mut client = FlightServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let command = CommandStatementQuery {
         query: sql.to_string(),
@@ -171,7 +165,7 @@ async fn ask(server: &str, sql: &str) -> anyhow::Result<Asked> {
     let info: FlightInfo = client
         .get_flight_info(descriptor)
         .await
-        .map_err(|s| message(&s))?
+        .map_err(|s| server.connection_error(&s).unwrap_or_else(|| message(&s)))?
         .into_inner();
     let schema = std::sync::Arc::new(
         info.clone()
@@ -213,7 +207,7 @@ impl Asked {
 }
 
 /// Asks `server` to run `sql`: its schema and batches.
-pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+pub async fn query(server: &Target, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut asked = ask(server, sql).await?;
     let mut batches = Vec::new();
     for ticket in std::mem::take(&mut asked.tickets) {
@@ -227,7 +221,7 @@ pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<Re
 
 /// Runs `sql` on `server` and prints the answer in `format` as it comes.
 async fn print(
-    server: &str,
+    server: &Target,
     sql: &str,
     format: QueryFormat,
     out: &mut impl Write,

@@ -4,16 +4,16 @@
 use observer_proto::observer::{GetNodesRequest, ServerStatusRequest, ServerStatusResponse};
 use observer_proto::relay::NodeState;
 
-use crate::flows::{request, status_error};
+use crate::connect::Target;
 
-pub async fn status(server: Option<&str>) -> anyhow::Result<()> {
-    let mut client = request::connect(server).await?;
+pub async fn status(target: &Target) -> anyhow::Result<()> {
+    let (mut client, address) = target.observer().await?;
     let s = client
         .server_status(ServerStatusRequest {})
         .await
-        .map_err(status_error)?
+        .map_err(|s| target.status_error(s))?
         .into_inner();
-    print!("{}", render_status(server.unwrap_or("default server"), &s));
+    print!("{}", render_status(address, &s));
     Ok(())
 }
 
@@ -50,12 +50,12 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
     out
 }
 
-pub async fn nodes(server: Option<&str>) -> anyhow::Result<()> {
-    let mut client = request::connect(server).await?;
+pub async fn nodes(target: &Target) -> anyhow::Result<()> {
+    let (mut client, _) = target.observer().await?;
     let resp = client
         .get_nodes(GetNodesRequest {})
         .await
-        .map_err(status_error)?
+        .map_err(|s| target.status_error(s))?
         .into_inner();
     println!(
         "{:<20} {:<12} {:<10} {:>12} {:<22}",

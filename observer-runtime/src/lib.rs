@@ -6,10 +6,13 @@
 //! first, follow, since/until), whose whitelist and blacklist compile with
 //! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too);
 //! [`metrics_http`] serves Prometheus' `/metrics`; [`shutdown`] turns SIGINT
-//! and SIGTERM into one future every server waits on.
+//! and SIGTERM into one future every server waits on; [`tls`] holds the TLS
+//! settings of servers and clients (mTLS, Hubble's flags) and the rules that
+//! tie an address's scheme to them.
 
 pub mod filter;
 pub mod metrics_http;
 pub mod query;
 pub mod shutdown;
 pub mod store;
+pub mod tls;

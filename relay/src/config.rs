@@ -4,6 +4,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use observer_runtime::tls::{AddressError, ClientTls, TlsFlags, dial_uri};
+
 use crate::error::RelayError;
 use crate::history::HistoryConfig;
 use crate::sql::SqlLimits;
@@ -19,10 +21,22 @@ pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(500);
 /// How many flows the reorder window holds at most by default.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 4096;
 
+/// The relay's flags for TLS towards the probes (hubble-relay's names); the
+/// CA flag turns it on.
+pub const PEER_TLS_FLAGS: TlsFlags = TlsFlags {
+    enable: "--tls-hubble-server-ca-files",
+    ca_files: "--tls-hubble-server-ca-files",
+    cert_file: "--tls-hubble-client-cert-file",
+    key_file: "--tls-hubble-client-key-file",
+    server_name: "--tls-hubble-server-name",
+    allow_insecure: None,
+};
+
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// flow-probe addresses, `HOST:PORT` (or `http://HOST:PORT`).
+    /// flow-probe addresses, `HOST:PORT` (or with `http://`, or `https://` /
+    /// `tls://` when `peer.tls` is set).
     pub peers: Vec<String>,
     /// How long each flow is held to be put in time order with other nodes'.
     pub reorder_window: Duration,
@@ -52,6 +66,9 @@ pub struct PeerOptions {
     /// On reconnecting, flows from this long before the last one seen are asked
     /// for again (duplicates are dropped by flow UUID), so none are skipped.
     pub resume_overlap: Duration,
+    /// TLS towards every peer (mTLS with a client certificate); plaintext
+    /// without.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for PeerOptions {
@@ -63,6 +80,7 @@ impl Default for PeerOptions {
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(5),
             resume_overlap: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -90,7 +108,7 @@ impl RelayConfig {
         let mut seen = BTreeSet::new();
         let mut uris = Vec::with_capacity(self.peers.len());
         for address in &self.peers {
-            let uri = peer_uri(address)?;
+            let uri = peer_uri(address, self.peer.tls.is_some())?;
             if !seen.insert(uri.clone()) {
                 return Err(RelayError::DuplicatePeer(address.clone()));
             }
@@ -100,28 +118,20 @@ impl RelayConfig {
     }
 }
 
-/// `HOST:PORT` → `http://HOST:PORT`; an `http://` or `https://` URI stays.
-fn peer_uri(address: &str) -> Result<String, RelayError> {
-    let invalid = |reason: &str| RelayError::InvalidPeer {
-        address: address.to_string(),
-        reason: reason.to_string(),
-    };
-    let uri = if address.starts_with("http://") || address.starts_with("https://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    let parsed: tonic::codegen::http::Uri = uri.parse().map_err(|e| invalid(&format!("{e}")))?;
-    if parsed.host().is_none_or(str::is_empty) {
-        return Err(invalid("no host"));
-    }
-    if parsed.port_u16().is_none() {
-        return Err(invalid("no port (flow-probe listens on 4244)"));
-    }
-    if parsed.path() != "/" && !parsed.path().is_empty() {
-        return Err(invalid("a peer address has no path"));
-    }
-    Ok(uri)
+/// `HOST:PORT` → `http://HOST:PORT`, or `https://` with TLS; a scheme must
+/// agree with the TLS settings ([`dial_uri`]).
+fn peer_uri(address: &str, tls: bool) -> Result<String, RelayError> {
+    dial_uri(address, tls, &PEER_TLS_FLAGS).map_err(|e| match e {
+        AddressError::Invalid { address, reason } => RelayError::InvalidPeer {
+            reason: if reason == "no port" {
+                "no port (flow-probe listens on 4244)".to_string()
+            } else {
+                reason
+            },
+            address,
+        },
+        other => RelayError::PeerTls(other),
+    })
 }
 
 #[cfg(test)]
@@ -132,6 +142,41 @@ mod tests {
         RelayConfig::new(peers.iter().map(|s| s.to_string()).collect())
             .peer_uris()
             .map_err(|e| e.to_string())
+    }
+
+    fn tls_uris(peers: &[&str]) -> Result<Vec<String>, String> {
+        let mut cfg = RelayConfig::new(peers.iter().map(|s| s.to_string()).collect());
+        cfg.peer.tls = Some(ClientTls {
+            ca_files: vec!["ca.crt".into()],
+            identity: None,
+            server_name: None,
+            allow_insecure: false,
+        });
+        cfg.peer_uris().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn peers_speak_tls_exactly_when_it_is_configured() {
+        assert_eq!(
+            tls_uris(&["127.0.0.1:4244", "https://[::1]:4244", "tls://node2:4244"]).unwrap(),
+            [
+                "https://127.0.0.1:4244",
+                "https://[::1]:4244",
+                "https://node2:4244"
+            ]
+        );
+        assert_eq!(
+            uris(&["https://node2:4244"]).unwrap_err(),
+            "peer https://node2:4244 asks for TLS, but TLS is not configured: give --tls-hubble-server-ca-files"
+        );
+        assert_eq!(
+            tls_uris(&["http://node2:4244"]).unwrap_err(),
+            "peer http://node2:4244 asks for plaintext, but TLS is configured (--tls-hubble-server-ca-files): drop http:// or the TLS flags"
+        );
+        assert_eq!(
+            tls_uris(&["node2:4244", "tls://node2:4244"]).unwrap_err(),
+            "peer tls://node2:4244 given twice"
+        );
     }
 
     #[test]

@@ -12,6 +12,12 @@ pub enum RelayError {
     /// A peer address that is not `HOST:PORT` (optionally `http://HOST:PORT`).
     #[error("invalid peer address {address:?}: {reason}")]
     InvalidPeer { address: String, reason: String },
+    /// A peer address whose scheme disagrees with the TLS settings.
+    #[error("peer {0}")]
+    PeerTls(observer_runtime::tls::AddressError),
+    /// The TLS settings (of the server or towards the peers) cannot be used.
+    #[error("{0}")]
+    Tls(#[from] observer_runtime::tls::TlsError),
     /// The same peer was given twice.
     #[error("peer {0} given twice")]
     DuplicatePeer(String),
@@ -23,6 +29,10 @@ pub enum RelayError {
     History(String),
 }
 
+use observer_runtime::tls::explain;
+
+use crate::config::PEER_TLS_FLAGS;
+
 /// A `GetFlows` request the relay refuses (shared with flow-probe).
 pub use observer_runtime::query::RequestError;
 
@@ -32,12 +42,17 @@ pub enum PeerError {
     /// No connection could be made; the text is the whole error chain.
     #[error("connecting: {0}")]
     Connect(String),
-    /// A call failed (including the flow stream breaking).
-    #[error("{call} failed ({code:?}): {message}", code = .status.code(), message = .status.message())]
+    /// A call failed (including the flow stream breaking); `hint` says what
+    /// a TLS failure behind it means.
+    #[error("{call} failed ({code:?}): {message}{hint}", code = .status.code(), message = .status.message())]
     Rpc {
         call: &'static str,
         status: tonic::Status,
+        hint: String,
     },
+    /// The TLS settings towards the peers cannot be used (a file went away).
+    #[error("TLS settings: {0}")]
+    Tls(#[from] observer_runtime::tls::TlsError),
     /// A call got no answer in time.
     #[error("{0}: no answer in time")]
     Timeout(&'static str),
@@ -50,24 +65,24 @@ pub enum PeerError {
 }
 
 impl PeerError {
-    pub(crate) fn connect(e: &tonic::transport::Error) -> PeerError {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            // Layers often repeat their inner error's text; say it once.
-            let part = s.to_string();
-            if !text.ends_with(&part) {
-                text.push_str(": ");
-                text.push_str(&part);
-            }
-            source = s.source();
-        }
-        PeerError::Connect(text)
+    /// A failed connection, with what a TLS failure behind it means (`tls`:
+    /// whether TLS was used).
+    pub(crate) fn connect(e: &tonic::transport::Error, tls: bool) -> PeerError {
+        PeerError::Connect(format!("{}{}", explain::chain(e), hint(e, tls)))
     }
 
-    pub(crate) fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> PeerError {
-        move |status| PeerError::Rpc { call, status }
+    pub(crate) fn rpc(call: &'static str, tls: bool) -> impl FnOnce(tonic::Status) -> PeerError {
+        move |status| PeerError::Rpc {
+            call,
+            hint: hint(&status, tls),
+            status,
+        }
     }
+}
+
+/// ` (what to change)` when `e` is a TLS failure, else nothing.
+fn hint(e: &(dyn std::error::Error + 'static), tls: bool) -> String {
+    explain::hint(e, tls, &PEER_TLS_FLAGS).map_or_else(String::new, |h| format!(" ({h})"))
 }
 
 #[cfg(test)]

@@ -34,8 +34,8 @@ impl Relay {
             .peers
             .iter()
             .map(|p| {
-                p.trim_start_matches("http://")
-                    .trim_start_matches("https://")
+                p.split_once("://")
+                    .map_or(p.as_str(), |(_, rest)| rest)
                     .to_string()
             })
             .collect();

@@ -15,7 +15,9 @@
 //!   sorted by flow time (late ones pass at once, counted; memory is bounded).
 //! - [`store`]: the ring of merged flows and the broadcast to followers; a slow
 //!   follower loses flows (and is told), ingestion never waits.
-//! - [`server`]: the gRPC service: GetFlows (node-status events first, history,
+//! - [`server`]: the gRPC service, plaintext or (m)TLS (the peers are dialled
+//!   with TLS too when [`config::PeerOptions::tls`] is set; both through
+//!   `observer_runtime::tls`): GetFlows (node-status events first, history,
 //!   follow with in-band node-status changes), ServerStatus, GetNodes,
 //!   GetNamespaces; requests are checked by [`query`].
 //! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds

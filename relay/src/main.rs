@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use observer_runtime::tls::{ClientTls, ClientTlsFlags, ServerTls, TlsError};
 use relay::config::DEFAULT_RING_CAPACITY;
+use relay::config::PEER_TLS_FLAGS;
 use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
 use relay::history::{HistoryConfig, units};
 use relay::sql::SqlLimits;
-use relay::{Relay, RelayConfig};
+use relay::{PeerOptions, Relay, RelayConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +28,36 @@ struct Args {
     /// gRPC listen address.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Serve TLS with this certificate (PEM; with --tls-key-file).
+    #[arg(long, value_name = "FILE", alias = "tls-relay-server-cert-file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", alias = "tls-relay-server-key-file")]
+    tls_key_file: Option<PathBuf>,
+    /// Require a client certificate signed by one of these CAs (mTLS);
+    /// comma-separated or repeated.
+    #[arg(
+        long,
+        value_name = "FILES",
+        value_delimiter = ',',
+        alias = "tls-relay-client-ca-files"
+    )]
+    tls_client_ca_files: Vec<PathBuf>,
+    /// Dial the peers with TLS, checking their certificates against these CAs;
+    /// comma-separated or repeated.
+    #[arg(long, value_name = "FILES", value_delimiter = ',')]
+    tls_hubble_server_ca_files: Vec<PathBuf>,
+    /// The client certificate presented to the peers (mTLS; with
+    /// --tls-hubble-client-key-file).
+    #[arg(long, value_name = "FILE")]
+    tls_hubble_client_cert_file: Option<PathBuf>,
+    /// The private key of --tls-hubble-client-cert-file.
+    #[arg(long, value_name = "FILE")]
+    tls_hubble_client_key_file: Option<PathBuf>,
+    /// The name the peers' certificates must be valid for; by default the
+    /// host of each --peer.
+    #[arg(long, value_name = "NAME")]
+    tls_hubble_server_name: Option<String>,
     /// How long each flow is held to be put in time order with other nodes'.
     #[arg(long, default_value_t = 500)]
     reorder_window_ms: u64,
@@ -75,8 +107,28 @@ struct Args {
 }
 
 impl Args {
-    fn config(&self) -> RelayConfig {
-        RelayConfig {
+    fn peer_tls(&self) -> Result<Option<ClientTls>, TlsError> {
+        ClientTlsFlags {
+            enabled: !self.tls_hubble_server_ca_files.is_empty(),
+            ca_files: self.tls_hubble_server_ca_files.clone(),
+            cert_file: self.tls_hubble_client_cert_file.clone(),
+            key_file: self.tls_hubble_client_key_file.clone(),
+            server_name: self.tls_hubble_server_name.clone(),
+            allow_insecure: false,
+        }
+        .resolve(&PEER_TLS_FLAGS)
+    }
+
+    fn server_tls(&self) -> Result<Option<ServerTls>, TlsError> {
+        ServerTls::from_flags(
+            self.tls_cert_file.clone(),
+            self.tls_key_file.clone(),
+            self.tls_client_ca_files.clone(),
+        )
+    }
+
+    fn config(&self) -> Result<RelayConfig, TlsError> {
+        Ok(RelayConfig {
             reorder_window: Duration::from_millis(self.reorder_window_ms),
             buffer_capacity: self.buffer_capacity,
             ring_capacity: self.ring_capacity,
@@ -94,20 +146,34 @@ impl Args {
                 max_concurrent: usize::try_from(self.sql_max_concurrent).unwrap_or(usize::MAX),
                 queue_wait: self.sql_queue_wait,
             },
+            peer: PeerOptions {
+                tls: self.peer_tls()?,
+                ..PeerOptions::default()
+            },
             ..RelayConfig::new(self.peers.clone())
-        }
+        })
     }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let relay = Relay::start(&args.config())?;
+    let server_tls = args.server_tls()?;
+    // Checked before anything starts: a bad file is named at once.
+    let grpc = observer_runtime::tls::server::builder(server_tls.as_ref())?;
+    let cfg = args.config()?;
+    let relay = Relay::start(&cfg)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let bound = listener.local_addr()?;
     log::info!(
-        "serving observer.Observer on {bound} for {} peer(s)",
-        args.peers.len()
+        "serving observer.Observer on {bound} ({}) for {} peer(s) ({})",
+        server_tls.as_ref().map_or("plaintext", ServerTls::describe),
+        args.peers.len(),
+        match &cfg.peer.tls {
+            None => "plaintext",
+            Some(t) if t.is_mutual() => "mTLS",
+            Some(_) => "TLS",
+        }
     );
     if let Some(path) = &args.ready_file {
         // Through a temporary name, so a reader never sees half a line.
@@ -133,6 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }));
     }
     let served = relay::server::run(
+        grpc,
         listener,
         relay.state(),
         observer_runtime::shutdown::signal(),

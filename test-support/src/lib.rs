@@ -11,6 +11,7 @@
 //! - [`root`]: the one way to mark a test that needs root and the real kernel.
 //! - [`specs`]: endpoints and services files for their compilers' tests.
 //! - [`scratch`]: a folder for one test, removed even when it panics.
+//! - [`tls_probe`]: a bare TLS client that returns a server's exact refusal.
 //!
 //! Binaries: `cgroup-client` (`src/bin/cgroup-client.rs`) joins a cgroup and
 //! runs one TCP / UDP / refused client action, for tests of programs attached
@@ -23,4 +24,5 @@ pub mod history_flows;
 pub mod root;
 pub mod scratch;
 pub mod specs;
+pub mod tls_probe;
 pub use root::require_root;

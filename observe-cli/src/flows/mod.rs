@@ -13,6 +13,8 @@ use std::io::{IsTerminal, Write};
 
 use tokio_stream::StreamExt;
 
+use crate::connect::Target;
+
 /// How `observe flows` prints, as given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Display {
@@ -23,7 +25,7 @@ pub struct Display {
 
 /// Runs one `observe flows` invocation with colours decided by the terminal.
 pub async fn run(
-    server: Option<&str>,
+    target: &Target,
     query: &request::QueryArgs,
     format: output::Format,
     print_node: bool,
@@ -33,21 +35,21 @@ pub async fn run(
         print_node,
         color: output::ColorChoice::Auto,
     };
-    run_with(server, query, display).await
+    run_with(target, query, display).await
 }
 
 /// Runs one `observe flows` invocation, printing to stdout until the stream ends.
 pub async fn run_with(
-    server: Option<&str>,
+    target: &Target,
     query: &request::QueryArgs,
     display: Display,
 ) -> anyhow::Result<()> {
     let req = query.request()?;
-    let mut client = request::connect(server).await?;
+    let (mut client, _) = target.observer().await?;
     let mut stream = client
         .get_flows(req)
         .await
-        .map_err(status_error)?
+        .map_err(|s| target.status_error(s))?
         .into_inner();
     let terminal = std::io::stdout().is_terminal();
     // On a terminal, following in the default format opens the TUI; piped, or
@@ -67,7 +69,7 @@ pub async fn run_with(
             Err(e) => {
                 // What was buffered (a table) is still worth printing.
                 write_out(&printer.finish())?;
-                return Err(status_error(e));
+                return Err(target.status_error(e));
             }
         };
         let emit = printer.push(&resp)?;

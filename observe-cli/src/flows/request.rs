@@ -1,46 +1,17 @@
-//! Flags of `observe flows` → a `GetFlowsRequest`, and the connection to a probe or
-//! relay.
+//! Flags of `observe flows` → a `GetFlowsRequest` (the connection is
+//! [`crate::connect`]'s).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use observer_proto::flow::FlowFilter;
 use observer_proto::observer::GetFlowsRequest;
-use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::time::{self, TimeError};
-use tonic::transport::Channel;
 
 use super::filters::{FilterArgs, FlagError};
 use super::negate;
 
 /// Hubble's relay port, tried first; then the probe's.
 pub const DEFAULT_SERVERS: [&str; 2] = ["localhost:4245", "localhost:4244"];
-
-/// Connects to `server`, or to the first default that answers.
-pub async fn connect(server: Option<&str>) -> anyhow::Result<ObserverClient<Channel>> {
-    let candidates: Vec<&str> = match server {
-        Some(s) => vec![s],
-        None => DEFAULT_SERVERS.to_vec(),
-    };
-    let mut last_err = None;
-    for addr in &candidates {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Channel::from_shared(uri.clone())
-            .map_err(|e| anyhow::anyhow!("invalid server address {addr:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(3));
-        match endpoint.connect().await {
-            Ok(ch) => return Ok(ObserverClient::new(ch).max_decoding_message_size(64 << 20)),
-            Err(e) => last_err = Some(format!("{addr}: {e}")),
-        }
-    }
-    anyhow::bail!(
-        "cannot reach an observer server ({})",
-        last_err.unwrap_or_default()
-    )
-}
 
 /// The flags that shape which flows come back, as parsed: the filter flags are
 /// split by `--not` ([`super::negate`]) into the whitelist and blacklist flags.
@@ -194,6 +165,8 @@ fn looks_like_a_date(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -48,16 +48,22 @@ async fn session(
     backoff: &mut Backoff,
 ) -> Result<Infallible, PeerError> {
     let opts = &ctx.opts;
-    let channel = Endpoint::from_shared(ctx.uri.clone())
-        .map_err(|e| PeerError::connect(&e))?
+    let tls = opts.tls.is_some();
+    let mut endpoint = Endpoint::from_shared(ctx.uri.clone())
+        .map_err(|e| PeerError::connect(&e, tls))?
         .connect_timeout(opts.connect_timeout)
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(opts.call_timeout)
         .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if let Some(t) = &opts.tls {
+        // Read at every connection: renewed certificates are picked up.
+        endpoint = t.apply(endpoint)?;
+    }
+    let channel = endpoint
         .connect()
         .await
-        .map_err(|e| PeerError::connect(&e))?;
+        .map_err(|e| PeerError::connect(&e, tls))?;
     let mut client = ObserverClient::new(channel);
     let nodes = call(opts, "GetNodes", client.get_nodes(GetNodesRequest {})).await?;
     let mut name = nodes
@@ -92,7 +98,7 @@ async fn session(
         tokio::select! {
             message = stream.message() => {
                 let mut response = message
-                    .map_err(PeerError::rpc("GetFlows"))?
+                    .map_err(PeerError::rpc("GetFlows", tls))?
                     .ok_or(PeerError::StreamEnded)?;
                 if !resume.accept(&response) {
                     continue;
@@ -126,6 +132,6 @@ async fn call<T>(
         Err(_) => Err(PeerError::Timeout(what)),
         Ok(answer) => answer
             .map(tonic::Response::into_inner)
-            .map_err(PeerError::rpc(what)),
+            .map_err(PeerError::rpc(what, opts.tls.is_some())),
     }
 }

@@ -41,8 +41,11 @@ pub struct RelayService {
     stopping: watch::Receiver<bool>,
 }
 
-/// Serves `observer.Observer` on `listener` until `shutdown` resolves.
+/// Serves `observer.Observer` and Flight SQL on `listener` through `grpc`
+/// (plaintext or TLS, from [`observer_runtime::tls::server::builder`]) until
+/// `shutdown` resolves.
 pub async fn run(
+    mut grpc: tonic::transport::Server,
     listener: tokio::net::TcpListener,
     state: Arc<RelayState>,
     shutdown: impl Future<Output = ()>,
@@ -58,8 +61,7 @@ pub async fn run(
         // Running queries end now: graceful shutdown waits for their streams.
         queries.shutdown();
     };
-    tonic::transport::Server::builder()
-        .add_service(ObserverServer::new(service))
+    grpc.add_service(ObserverServer::new(service))
         .add_service(crate::sql::flight::service(sql))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

@@ -1,0 +1,398 @@
+//! Certificates for mTLS between the components: a CA, one server certificate
+//! (flow-probe and the relay) and one client certificate (the relay towards
+//! the probes, and `observe`), as PEM files readable by their owner only.
+//!
+//! The lab writes them into `<state_dir>/certs` at [`crate::Lab::up`];
+//! `observe certs generate DIR` writes the same set anywhere ([`generate`]).
+//! The CA's private key is not kept: a new set is generated instead of
+//! issuing more certificates from an old CA.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+/// The folder of a lab's certificates, in its state directory.
+pub const CERTS_DIR: &str = "certs";
+/// The names every server certificate is valid for: the loopback addresses and
+/// `localhost` (a lab's components listen on 127.0.0.1).
+pub const LOOPBACK_NAMES: [&str; 3] = ["127.0.0.1", "::1", "localhost"];
+/// How long certificates are valid unless told otherwise.
+pub const DEFAULT_VALID_DAYS: u32 = 365;
+
+/// Why certificates could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A server name that is neither an IP address nor a DNS name.
+    #[error("server name {name:?} is not an IP address or a DNS name: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// A validity of zero days or one too long to express.
+    #[error("a validity of {0} days is out of range (1 to 36500)")]
+    InvalidValidity(u32),
+    /// A file of the set is already there and replacing was not asked for.
+    #[error("{} exists: remove it or choose another folder", .0.display())]
+    Exists(PathBuf),
+    /// A file or the folder could not be written.
+    #[error("writing {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The key or certificate could not be made.
+    #[error("making the certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// The files of one certificate folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    pub dir: PathBuf,
+    /// The CA certificate: what servers check clients against and clients
+    /// check servers against.
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl CertFiles {
+    /// The file names in `dir`: `ca.crt`, `server.crt`, `server.key`,
+    /// `client.crt`, `client.key` (Hubble's names).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> CertFiles {
+        let dir = dir.into();
+        CertFiles {
+            ca_cert: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+            dir,
+        }
+    }
+
+    /// The certificates of the lab whose state directory is `state_dir`.
+    pub fn of_lab(state_dir: &Path) -> CertFiles {
+        CertFiles::in_dir(state_dir.join(CERTS_DIR))
+    }
+
+    /// Every file with what it is, in the order they are written.
+    pub fn all(&self) -> [(&'static str, &Path); 5] {
+        [
+            ("CA certificate", &self.ca_cert),
+            ("server certificate", &self.server_cert),
+            ("server key", &self.server_key),
+            ("client certificate", &self.client_cert),
+            ("client key", &self.client_key),
+        ]
+    }
+
+    /// Whether every file of the set is there.
+    pub fn exist(&self) -> bool {
+        self.all().iter().all(|(_, p)| p.is_file())
+    }
+}
+
+/// What to put in the certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertOptions {
+    /// Names (DNS names or IP addresses) the server certificate is valid for,
+    /// besides [`LOOPBACK_NAMES`].
+    pub server_names: Vec<String>,
+    pub valid_days: u32,
+    /// Replace files that exist (the lab's own folder); otherwise refuse.
+    pub replace: bool,
+}
+
+impl Default for CertOptions {
+    fn default() -> Self {
+        CertOptions {
+            server_names: Vec::new(),
+            valid_days: DEFAULT_VALID_DAYS,
+            replace: false,
+        }
+    }
+}
+
+/// Makes a CA, a server and a client certificate and writes them into `dir`
+/// (created owner-only if missing; every file mode 0600).
+pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> {
+    let files = CertFiles::in_dir(dir);
+    let names = server_names(&opts.server_names)?;
+    if !(1..=36_500).contains(&opts.valid_days) {
+        return Err(CertError::InvalidValidity(opts.valid_days));
+    }
+    if !opts.replace
+        && let Some((_, p)) = files.all().into_iter().find(|(_, p)| p.exists())
+    {
+        return Err(CertError::Exists(p.to_path_buf()));
+    }
+    let made = make(&names, opts.valid_days)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| CertError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let contents = [
+        made.ca_cert,
+        made.server_cert,
+        made.server_key,
+        made.client_cert,
+        made.client_key,
+    ];
+    for ((_, path), text) in files.all().into_iter().zip(contents) {
+        write_private(path, &text)?;
+    }
+    Ok(files)
+}
+
+/// The PEM texts of one set.
+struct Made {
+    ca_cert: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn make(server_names: &[SanType], valid_days: u32) -> Result<Made, CertError> {
+    let now = jiff::Timestamp::now();
+    let today = jiff::tz::Offset::UTC.to_datetime(now).date();
+    // From a day early: a peer whose clock is a little behind accepts them too.
+    let from = today.yesterday().unwrap_or(today);
+    let until = today
+        .checked_add(jiff::Span::new().days(i64::from(valid_days)))
+        .unwrap_or(jiff::civil::Date::MAX);
+    let params = |cn: &str| {
+        let mut p = CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.not_before =
+            rcgen::date_time_ymd(from.year().into(), from.month() as u8, from.day() as u8);
+        p.not_after =
+            rcgen::date_time_ymd(until.year().into(), until.month() as u8, until.day() as u8);
+        p
+    };
+
+    let ca_key = KeyPair::generate()?;
+    // Two CAs made in the same second still have different names (a client
+    // of one CA is then told "unknown CA" by a server of the other).
+    let key_id: String = ca_key.public_key_raw()[1..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut ca = params(&format!(
+        "observe CA {key_id} {}",
+        now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let leaf = |cn: &str, sans: Vec<SanType>, usage: ExtendedKeyUsagePurpose| {
+        let mut p = params(cn);
+        p.subject_alt_names = sans;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![usage];
+        p.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let cert = p.signed_by(&key, &issuer)?;
+        Ok::<_, rcgen::Error>((cert.pem(), key.serialize_pem()))
+    };
+    let (server_cert, server_key) = leaf(
+        "observe server",
+        server_names.to_vec(),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let (client_cert, client_key) = leaf(
+        "observe client",
+        Vec::new(),
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    Ok(Made {
+        ca_cert: ca_cert.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    })
+}
+
+/// [`LOOPBACK_NAMES`] and `extra`, each once, as subject alternative names.
+fn server_names(extra: &[String]) -> Result<Vec<SanType>, CertError> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    let names = LOOPBACK_NAMES.iter().copied();
+    for n in names.chain(extra.iter().map(String::as_str)) {
+        let san = match n.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) if is_dns_name(n) => SanType::DnsName(n.try_into()?),
+            Err(_) => {
+                return Err(CertError::InvalidName {
+                    name: n.to_string(),
+                    reason: "expected dot-separated labels of letters, digits and '-' \
+                             (a first label may be '*')"
+                        .to_string(),
+                });
+            }
+        };
+        if seen.insert(n.to_ascii_lowercase()) {
+            out.push(san);
+        }
+    }
+    Ok(out)
+}
+
+/// Labels of 1 to 63 letters, digits and inner `-`, the first possibly `*`.
+fn is_dns_name(n: &str) -> bool {
+    n.len() <= 253
+        && n.split('.').enumerate().all(|(i, label)| {
+            (i == 0 && label == "*")
+                || ((1..=63).contains(&label.len())
+                    && label
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-'))
+        })
+}
+
+/// Writes `text` to `path` as a new file of mode 0600 (an old one is removed
+/// first, so its mode does not carry over).
+fn write_private(path: &Path, text: &str) -> Result<(), CertError> {
+    let io = |source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use test_support::scratch::ScratchDir;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_set_is_five_owner_only_pem_files_in_an_owner_only_folder() {
+        let scratch = ScratchDir::new("certs-set");
+        let dir = scratch.path().join("new/certs");
+        let files = generate(&dir, &CertOptions::default()).unwrap();
+        assert_eq!(files, CertFiles::in_dir(&dir));
+        assert!(files.exist());
+        assert_eq!(mode(&dir), 0o700);
+        for (what, path) in files.all() {
+            assert_eq!(mode(path), 0o600, "{what}");
+            let text = std::fs::read_to_string(path).unwrap();
+            let header = if what.ends_with("key") {
+                "-----BEGIN PRIVATE KEY-----\n"
+            } else {
+                "-----BEGIN CERTIFICATE-----\n"
+            };
+            assert!(text.starts_with(header), "{what}: {text}");
+        }
+    }
+
+    #[test]
+    fn existing_files_are_kept_unless_replacing_is_asked_for() {
+        let scratch = ScratchDir::new("certs-exist");
+        let files = CertFiles::in_dir(scratch.path());
+        std::fs::write(&files.server_key, "mine").unwrap();
+        let err = generate(scratch.path(), &CertOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} exists: remove it or choose another folder",
+                files.server_key.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&files.server_key).unwrap(), "mine");
+        assert!(!files.ca_cert.exists(), "nothing written before the check");
+
+        std::fs::set_permissions(&files.server_key, std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let replace = CertOptions {
+            replace: true,
+            ..CertOptions::default()
+        };
+        generate(scratch.path(), &replace).unwrap();
+        assert_eq!(
+            mode(&files.server_key),
+            0o600,
+            "the old mode does not carry over"
+        );
+        assert_ne!(std::fs::read_to_string(&files.server_key).unwrap(), "mine");
+    }
+
+    #[test]
+    fn server_names_are_loopback_and_the_given_ones_once_each() {
+        let names = server_names(&[
+            "node1.example".into(),
+            "10.0.0.5".into(),
+            "LOCALHOST".into(),
+            "*.relay.example".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            names,
+            [
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+                SanType::IpAddress("::1".parse().unwrap()),
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::DnsName("node1.example".try_into().unwrap()),
+                SanType::IpAddress("10.0.0.5".parse().unwrap()),
+                SanType::DnsName("*.relay.example".try_into().unwrap()),
+            ]
+        );
+        for bad in ["", "a..b", "-a.example", "a b", "ä.example", "a.*"] {
+            let err = server_names(&[bad.to_string()]).unwrap_err();
+            assert!(
+                matches!(&err, CertError::InvalidName { name, .. } if name == bad),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn validity_is_checked_before_anything_is_written() {
+        let scratch = ScratchDir::new("certs-days");
+        let opts = CertOptions {
+            valid_days: 0,
+            ..CertOptions::default()
+        };
+        let err = generate(scratch.path(), &opts).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a validity of 0 days is out of range (1 to 36500)"
+        );
+        assert!(!CertFiles::in_dir(scratch.path()).ca_cert.exists());
+    }
+}

@@ -1,0 +1,414 @@
+//! The one place that turns `--server`, the TLS flags (Hubble's names) and
+//! `--lab` into a gRPC channel, for every command that talks to a probe or
+//! a relay: `flows` (and its TUI), `graph`, `status`, `nodes`, `query`,
+//! `demo`.
+//!
+//! TLS is on with `--tls` (or `--lab`); the scheme of `--server` must agree
+//! with it ([`observer_runtime::tls::dial_uri`]): `https://` or `tls://`
+//! without TLS, or `http://` with it, is an error, never plaintext. Without
+//! `--server` and TLS flags, a lab that is up in the default state directory
+//! is used with its certificates; otherwise the defaults are plaintext.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use observe_lab::DEFAULT_STATE_DIR;
+use observe_lab::certs::CertFiles;
+use observer_proto::observer::observer_client::ObserverClient;
+use observer_runtime::tls::{ClientTls, ClientTlsFlags, TlsFlags, dial_uri, explain};
+use tonic::transport::{Channel, Endpoint};
+
+/// `observe`'s TLS flags: the Hubble CLI's.
+pub const FLAGS: TlsFlags = TlsFlags::HUBBLE_CLI;
+
+/// How long connecting to one address may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an observer.Observer call may wait for its answer to begin (a
+/// following stream then runs on): a connection the server dropped at a bad
+/// moment must end in an error, not a wait without end.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection flags of every command that talks to a server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct ConnectArgs {
+    /// Server address: HOST:PORT, or http://, https:// or tls://HOST:PORT
+    /// (https and tls need --tls).
+    #[arg(long, value_name = "ADDRESS")]
+    pub server: Option<String>,
+    /// Connect with TLS (needs --tls-ca-cert-files or --tls-allow-insecure).
+    #[arg(long)]
+    pub tls: bool,
+    /// CA certificates (PEM) the server's certificate must chain to;
+    /// comma-separated or repeated.
+    #[arg(long, value_name = "FILES", value_delimiter = ',')]
+    pub tls_ca_cert_files: Vec<PathBuf>,
+    /// Client certificate (PEM) for servers that require one (mTLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// The private key of --tls-client-cert-file (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_key_file: Option<PathBuf>,
+    /// The name the server's certificate must be valid for; by default the
+    /// host of the address.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Do not check the server's certificate (still encrypted; for trying
+    /// things out only).
+    #[arg(long)]
+    pub tls_allow_insecure: bool,
+    /// Talk to the lab whose state directory this is (`observe lab up
+    /// --state-dir`): its relay unless --server is given, over mTLS with
+    /// the lab's CA and client certificate.
+    #[arg(
+        long,
+        value_name = "STATE_DIR",
+        conflicts_with_all = ["tls", "tls_ca_cert_files", "tls_client_cert_file", "tls_client_key_file", "tls_allow_insecure"]
+    )]
+    pub lab: Option<PathBuf>,
+}
+
+/// Where to connect and how, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// (address as given, URI to dial), tried in order.
+    candidates: Vec<(String, String)>,
+    tls: Option<ClientTls>,
+    /// The lab whose certificates are used, if any (for messages).
+    lab: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// Only a server address (tests, and callers that hold one).
+    pub fn server(address: impl Into<String>) -> ConnectArgs {
+        ConnectArgs {
+            server: Some(address.into()),
+            ..ConnectArgs::default()
+        }
+    }
+
+    /// Whether any TLS flag is given.
+    fn any_tls_flag(&self) -> bool {
+        self.tls
+            || !self.tls_ca_cert_files.is_empty()
+            || self.tls_client_cert_file.is_some()
+            || self.tls_client_key_file.is_some()
+            || self.tls_server_name.is_some()
+            || self.tls_allow_insecure
+    }
+
+    /// Checks the flags: `defaults` are tried in order without `--server`.
+    pub fn target(&self, defaults: &[&str]) -> anyhow::Result<Target> {
+        let lab = match &self.lab {
+            Some(dir) => Some(dir.clone()),
+            None if self.server.is_none() && !self.any_tls_flag() => {
+                default_lab(Path::new(DEFAULT_STATE_DIR))
+            }
+            None => None,
+        };
+        let tls = match &lab {
+            Some(dir) => Some(lab_tls(dir, self.tls_server_name.clone())?),
+            None => ClientTlsFlags {
+                enabled: self.tls,
+                ca_files: self.tls_ca_cert_files.clone(),
+                cert_file: self.tls_client_cert_file.clone(),
+                key_file: self.tls_client_key_file.clone(),
+                server_name: self.tls_server_name.clone(),
+                allow_insecure: self.tls_allow_insecure,
+            }
+            .resolve(&FLAGS)?,
+        };
+        let addresses: Vec<String> = match (&self.server, &lab) {
+            (Some(s), _) => vec![s.clone()],
+            (None, Some(dir)) => match lab_relay(dir) {
+                Some(relay) => vec![relay],
+                None => defaults.iter().map(|s| s.to_string()).collect(),
+            },
+            (None, None) => defaults.iter().map(|s| s.to_string()).collect(),
+        };
+        let candidates = addresses
+            .into_iter()
+            .map(|a| {
+                let uri = dial_uri(&a, tls.is_some(), &FLAGS)
+                    .with_context(|| "invalid server address".to_string())?;
+                Ok((a, uri))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if candidates.is_empty() {
+            anyhow::bail!("no server address: give --server");
+        }
+        Ok(Target {
+            candidates,
+            tls,
+            lab,
+        })
+    }
+}
+
+/// The default lab, when it is up and has certificates.
+fn default_lab(dir: &Path) -> Option<PathBuf> {
+    (dir.join(observe_lab::STATE_FILE).is_file() && CertFiles::of_lab(dir).exist())
+        .then(|| dir.to_path_buf())
+}
+
+/// mTLS with the certificates of the lab in `dir`.
+pub fn lab_tls(dir: &Path, server_name: Option<String>) -> anyhow::Result<ClientTls> {
+    let certs = CertFiles::of_lab(dir);
+    if let Some((what, path)) = certs.all().into_iter().find(|(_, p)| !p.is_file()) {
+        anyhow::bail!(
+            "--lab {}: no {what} at {} (is a lab up there, started by this version?)",
+            dir.display(),
+            path.display()
+        );
+    }
+    Ok(ClientTls {
+        ca_files: vec![certs.ca_cert],
+        identity: Some((certs.client_cert, certs.client_key)),
+        server_name,
+        allow_insecure: false,
+    })
+}
+
+/// The address the lab's relay wrote when it was ready.
+fn lab_relay(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("relay.addr")).ok()?;
+    let addr = text.trim();
+    (!addr.is_empty()).then(|| addr.to_string())
+}
+
+impl Target {
+    /// Whether the connection uses TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The first address that accepts a connection, and its channel; a call
+    /// on it may wait for its answer as long as the server takes (Flight SQL
+    /// answers when the query has run).
+    pub async fn channel(&self) -> anyhow::Result<(Channel, &str)> {
+        self.connect(None).await
+    }
+
+    /// [`Target::channel`], each call failing when its answer has not begun
+    /// within `call_timeout` (a stream may then last as long as it likes).
+    async fn connect(&self, call_timeout: Option<Duration>) -> anyhow::Result<(Channel, &str)> {
+        let mut failures = Vec::new();
+        for (address, uri) in &self.candidates {
+            let mut endpoint = Endpoint::from_shared(uri.clone())
+                .with_context(|| format!("invalid server address {address:?}"))?
+                .connect_timeout(CONNECT_TIMEOUT);
+            if let Some(t) = call_timeout {
+                endpoint = endpoint.timeout(t);
+            }
+            if let Some(tls) = &self.tls {
+                endpoint = tls.apply(endpoint)?;
+            }
+            match endpoint.connect().await {
+                Ok(channel) => return Ok((channel, address)),
+                Err(e) => failures.push(format!("{address}: {}", self.describe(&e))),
+            }
+        }
+        anyhow::bail!("cannot reach a server ({})", failures.join("; "))
+    }
+
+    /// An observer.Observer client of the first address that answers, and
+    /// that address.
+    pub async fn observer(&self) -> anyhow::Result<(ObserverClient<Channel>, &str)> {
+        let (channel, address) = self.connect(Some(CALL_TIMEOUT)).await?;
+        Ok((
+            ObserverClient::new(channel).max_decoding_message_size(64 << 20),
+            address,
+        ))
+    }
+
+    /// A failed call as a person reads it: the server's message and, for a
+    /// connection that TLS (or its absence) broke, what to change.
+    pub fn status_error(&self, s: tonic::Status) -> anyhow::Error {
+        self.connection_error(&s)
+            .unwrap_or_else(|| crate::flows::status_error(s))
+    }
+
+    /// A failed call as [`Target::status_error`] says it, when TLS (or its
+    /// absence) broke the connection; `None` for any other failure. (How
+    /// HTTP/2 words such a failure depends on timing; the hint does not.)
+    pub fn connection_error(&self, s: &tonic::Status) -> Option<anyhow::Error> {
+        let hint = self.hint(s)?;
+        Some(anyhow::anyhow!(
+            "the connection to the server failed: {hint}"
+        ))
+    }
+
+    /// `e`'s whole chain, with what to change when TLS is behind it.
+    fn describe(&self, e: &(dyn std::error::Error + 'static)) -> String {
+        let text = explain::chain(e);
+        match self.hint(e) {
+            Some(hint) => format!("{text}: {hint}"),
+            None => text,
+        }
+    }
+
+    fn hint(&self, e: &(dyn std::error::Error + 'static)) -> Option<String> {
+        let hint = explain::hint(e, self.is_tls(), &FLAGS)?;
+        Some(match (&self.lab, self.is_tls()) {
+            (None, false) => format!("{hint}; for a lab's servers, --lab STATE_DIR"),
+            (Some(dir), _) => format!("{hint} (certificates of the lab in {})", dir.display()),
+            (None, true) => hint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use test_support::scratch::ScratchDir;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    #[command(name = "t", no_binary_name = true)]
+    struct Line {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    }
+
+    fn args(words: &[&str]) -> ConnectArgs {
+        Line::try_parse_from(words).unwrap().connect
+    }
+
+    fn uris(t: &Target) -> Vec<&str> {
+        t.candidates.iter().map(|(_, u)| u.as_str()).collect()
+    }
+
+    const DEFAULTS: [&str; 2] = ["localhost:4245", "localhost:4244"];
+
+    #[test]
+    fn the_hubble_flags_make_a_tls_target() {
+        let a = args(&[
+            "--server",
+            "relay.example:4245",
+            "--tls",
+            "--tls-ca-cert-files",
+            "a.crt,b.crt",
+            "--tls-ca-cert-files",
+            "c.crt",
+            "--tls-client-cert-file",
+            "client.crt",
+            "--tls-client-key-file",
+            "client.key",
+            "--tls-server-name",
+            "relay.cluster",
+        ]);
+        let t = a.target(&DEFAULTS).unwrap();
+        assert_eq!(uris(&t), ["https://relay.example:4245"]);
+        assert_eq!(
+            t.tls,
+            Some(ClientTls {
+                ca_files: vec!["a.crt".into(), "b.crt".into(), "c.crt".into()],
+                identity: Some(("client.crt".into(), "client.key".into())),
+                server_name: Some("relay.cluster".into()),
+                allow_insecure: false,
+            })
+        );
+    }
+
+    #[test]
+    fn plaintext_and_tls_addresses_must_agree_with_the_flags() {
+        let err = |words: &[&str]| format!("{:#}", args(words).target(&DEFAULTS).unwrap_err());
+        assert_eq!(
+            err(&["--server", "https://relay:4245"]),
+            "invalid server address: https://relay:4245 asks for TLS, but TLS is not configured: give --tls and --tls-ca-cert-files"
+        );
+        assert_eq!(
+            err(&["--server", "tls://relay:4245"]),
+            "invalid server address: tls://relay:4245 asks for TLS, but TLS is not configured: give --tls and --tls-ca-cert-files"
+        );
+        assert_eq!(
+            err(&[
+                "--server",
+                "http://relay:4245",
+                "--tls",
+                "--tls-allow-insecure"
+            ]),
+            "invalid server address: http://relay:4245 asks for plaintext, but TLS is configured (--tls): drop http:// or the TLS flags"
+        );
+        assert_eq!(err(&["--tls"]), "--tls needs --tls-ca-cert-files");
+        assert_eq!(
+            err(&["--tls-client-cert-file", "c.crt"]),
+            "--tls-client-cert-file needs --tls"
+        );
+        let t = args(&[
+            "--server",
+            "tls://relay:4245",
+            "--tls",
+            "--tls-allow-insecure",
+        ])
+        .target(&DEFAULTS)
+        .unwrap();
+        assert_eq!(uris(&t), ["https://relay:4245"]);
+    }
+
+    #[test]
+    fn without_a_server_the_defaults_are_tried_in_order() {
+        let t = args(&["--server", "127.0.0.1:4244"])
+            .target(&DEFAULTS)
+            .unwrap();
+        assert_eq!(uris(&t), ["http://127.0.0.1:4244"]);
+        let t = args(&["--tls", "--tls-allow-insecure"])
+            .target(&DEFAULTS)
+            .unwrap();
+        assert_eq!(
+            uris(&t),
+            ["https://localhost:4245", "https://localhost:4244"]
+        );
+    }
+
+    #[test]
+    fn a_lab_gives_its_relay_and_certificates() {
+        let scratch = ScratchDir::new("cli-connect-lab");
+        let dir = scratch.path();
+        let lab = |words: &[&str]| {
+            let mut w = vec!["--lab", dir.to_str().unwrap()];
+            w.extend_from_slice(words);
+            args(&w).target(&DEFAULTS)
+        };
+        assert_eq!(
+            format!("{:#}", lab(&[]).unwrap_err()),
+            format!(
+                "--lab {}: no CA certificate at {}/certs/ca.crt (is a lab up there, started by this version?)",
+                dir.display(),
+                dir.display()
+            )
+        );
+        let certs = observe_lab::certs::generate(
+            &CertFiles::of_lab(dir).dir,
+            &observe_lab::certs::CertOptions::default(),
+        )
+        .unwrap();
+        let t = lab(&[]).unwrap();
+        assert_eq!(
+            uris(&t),
+            ["https://localhost:4245", "https://localhost:4244"]
+        );
+        assert_eq!(
+            t.tls.as_ref().map(|t| (&t.ca_files, &t.identity)),
+            Some((
+                &vec![certs.ca_cert.clone()],
+                &Some((certs.client_cert.clone(), certs.client_key.clone()))
+            ))
+        );
+        std::fs::write(dir.join("relay.addr"), "127.0.0.1:40001\n").unwrap();
+        assert_eq!(uris(&lab(&[]).unwrap()), ["https://127.0.0.1:40001"]);
+        assert_eq!(
+            uris(&lab(&["--server", "127.0.0.1:4244"]).unwrap()),
+            ["https://127.0.0.1:4244"]
+        );
+        assert!(
+            Line::try_parse_from(["--lab", "x", "--tls"]).is_err(),
+            "--lab brings its own TLS settings"
+        );
+        // A lab is found in a state directory only when it is up.
+        assert_eq!(default_lab(dir), None);
+        std::fs::write(dir.join(observe_lab::STATE_FILE), "{}").unwrap();
+        assert_eq!(default_lab(dir), Some(dir.to_path_buf()));
+    }
+}

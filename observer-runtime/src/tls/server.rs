@@ -1,0 +1,105 @@
+//! The server side: a certificate and its key, and with client CAs, a client
+//! certificate required of every connection (mTLS). flow-probe and the relay
+//! take it with the same flags ([`CERT_FLAG`], [`KEY_FLAG`],
+//! [`CLIENT_CA_FLAG`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use super::{TlsError, pem};
+
+/// The server certificate flag (Hubble's `--tls-cert-file`).
+pub const CERT_FLAG: &str = "--tls-cert-file";
+/// The server key flag.
+pub const KEY_FLAG: &str = "--tls-key-file";
+/// The flag of the CAs whose client certificates are accepted; given, every
+/// client must present one.
+pub const CLIENT_CA_FLAG: &str = "--tls-client-ca-files";
+
+/// How long a client may take over its TLS handshake; a connection that sends
+/// nothing is closed after it.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server's TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Empty: TLS without client certificates; otherwise mTLS.
+    pub client_ca_files: Vec<PathBuf>,
+}
+
+impl ServerTls {
+    /// From the three flags: `None` without any; an error for a certificate
+    /// without its key (or the other way round), or client CAs without both.
+    pub fn from_flags(
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        client_ca_files: Vec<PathBuf>,
+    ) -> Result<Option<ServerTls>, TlsError> {
+        match (cert_file, key_file) {
+            (Some(cert_file), Some(key_file)) => Ok(Some(ServerTls {
+                cert_file,
+                key_file,
+                client_ca_files,
+            })),
+            (Some(_), None) => Err(TlsError::Needs {
+                flag: CERT_FLAG,
+                needs: KEY_FLAG,
+            }),
+            (None, Some(_)) => Err(TlsError::Needs {
+                flag: KEY_FLAG,
+                needs: CERT_FLAG,
+            }),
+            (None, None) if !client_ca_files.is_empty() => Err(TlsError::Needs {
+                flag: CLIENT_CA_FLAG,
+                needs: CERT_FLAG,
+            }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Whether clients must present a certificate.
+    pub fn is_mutual(&self) -> bool {
+        !self.client_ca_files.is_empty()
+    }
+
+    /// tonic's settings, the files read and checked now.
+    pub fn config(&self) -> Result<ServerTlsConfig, TlsError> {
+        let cert = pem::certificates("server certificate", &self.cert_file)?;
+        let key = pem::private_key("server key", &self.key_file)?;
+        let mut cfg = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .timeout(HANDSHAKE_TIMEOUT);
+        if self.is_mutual() {
+            let cas = pem::certificate_bundle("client CA certificate", &self.client_ca_files)?;
+            cfg = cfg
+                .client_ca_root(Certificate::from_pem(cas))
+                .client_auth_optional(false);
+        }
+        Ok(cfg)
+    }
+
+    /// What a log line says about it.
+    pub fn describe(&self) -> &'static str {
+        if self.is_mutual() {
+            "mTLS (client certificates required)"
+        } else {
+            "TLS (no client certificates)"
+        }
+    }
+}
+
+/// A tonic server, serving TLS with `tls` (checked now: a bad file or a key
+/// that is not the certificate's fails here, before anything listens).
+pub fn builder(tls: Option<&ServerTls>) -> Result<Server, TlsError> {
+    let server = Server::builder();
+    match tls {
+        None => Ok(server),
+        Some(t) => server
+            .tls_config(t.config()?)
+            .map_err(|e| TlsError::config(&e)),
+    }
+}
