@@ -10,12 +10,19 @@ use crate::yaml;
 /// Reads every policy of a file (several YAML documents may be separated by `---`;
 /// empty documents are skipped and not counted). Any problem fails the whole file.
 pub fn load_file(path: &Path) -> Result<Vec<Policy>, PolicyError> {
+    load_file_with_text(path).map(|(_, policies)| policies)
+}
+
+/// [`load_file`], with the text that was read and checked (what `observe
+/// policy apply` installs, so that it is exactly what was validated).
+pub fn load_file_with_text(path: &Path) -> Result<(String, Vec<Policy>), PolicyError> {
     let shown = path.display().to_string();
     let text = crate::input::read_text(path).map_err(|error| PolicyError::Io {
         path: shown.clone(),
         error,
     })?;
-    parse(&text, &shown)
+    let policies = parse(&text, &shown)?;
+    Ok((text, policies))
 }
 
 /// Reads every `*.yaml` and `*.yml` file of a directory (not its subdirectories,
