@@ -46,6 +46,6 @@ pub async fn run(
         GraphFormat::Json => graph.to_json(),
         GraphFormat::Tui => unreachable!("handled above"),
     };
-    println!("{text}");
+    crate::outln!("{text}")?;
     Ok(())
 }

@@ -9,6 +9,8 @@
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
 //!   [`lab`] and [`node_probes`] (one flow-probe per lab node).
+//! - [`pipe`]: stdout and stderr that end quietly when the reader goes away
+//!   (`observe flows | head -1` exits 0), for every command.
 //! - [`lab`]: builds real endpoints (network namespaces, veths, a bridge per node)
 //!   from a scenario file, writes the endpoints file flow-probe enriches flows with,
 //!   and generates the scenario's traffic from inside the endpoint namespaces.
@@ -16,6 +18,7 @@
 pub mod flows;
 pub mod graph_command;
 pub mod lab_commands;
+pub mod pipe;
 pub mod policy_commands;
 pub mod query_command;
 pub mod status;

@@ -134,9 +134,14 @@ fn main() {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(run(cli)));
-    if let Err(e) = result {
-        eprintln!("observe: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => {}
+        // The reader went away (`| head`): the output ends there, no error.
+        Err(e) if observe_cli::pipe::is_closed(&e) => {}
+        Err(e) => {
+            observe_cli::pipe::eprint(&format!("observe: {e:#}\n"));
+            std::process::exit(1);
+        }
     }
 }
 
@@ -178,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 LabCommand::Down => lab_commands::down(&state_dir),
                 LabCommand::Client { item, spec } => {
                     let report = observe_lab::run_client(&state_dir, item, &spec)?;
-                    println!("{}", serde_json::to_string(&report)?);
+                    observe_cli::outln!("{}", serde_json::to_string(&report)?)?;
                     Ok(())
                 }
             })

@@ -14,7 +14,7 @@ use observe_lab::Lab;
 pub fn check(file: &Path) -> anyhow::Result<()> {
     let policies = policy::load_file(file)?;
     for p in &policies {
-        println!("{}: ok", describe(p));
+        crate::outln!("{}: ok", describe(p))?;
     }
     Ok(())
 }
@@ -35,7 +35,7 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
     observe_lab::write_atomically(&target, &text)
         .with_context(|| format!("installing {} into {}", file.display(), dir.display()))?;
     for p in &policies {
-        println!("{}: applied ({})", describe(p), target.display());
+        crate::outln!("{}: applied ({})", describe(p), target.display())?;
     }
     Ok(())
 }
@@ -45,6 +45,6 @@ pub fn delete(name: &str, state_dir: &Path) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
     let target = lab.policy_dir().join(name);
     std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
-    println!("{name}: removed");
+    crate::outln!("{name}: removed")?;
     Ok(())
 }

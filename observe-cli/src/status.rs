@@ -13,7 +13,7 @@ pub async fn status(server: Option<&str>) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    print!("{}", render_status(server.unwrap_or("default server"), &s));
+    crate::pipe::print(&render_status(server.unwrap_or("default server"), &s))?;
     Ok(())
 }
 
@@ -57,10 +57,14 @@ pub async fn nodes(server: Option<&str>) -> anyhow::Result<()> {
         .await
         .map_err(status_error)?
         .into_inner();
-    println!(
+    crate::outln!(
         "{:<20} {:<12} {:<10} {:>12} {:<22}",
-        "NAME", "STATUS", "AGE", "FLOWS/S", "ADDRESS"
-    );
+        "NAME",
+        "STATUS",
+        "AGE",
+        "FLOWS/S",
+        "ADDRESS"
+    )?;
     for n in resp.nodes {
         let state = NodeState::try_from(n.state).map(|s| match s {
             NodeState::NodeConnected => "Connected",
@@ -75,14 +79,14 @@ pub async fn nodes(server: Option<&str>) -> anyhow::Result<()> {
         } else {
             n.seen_flows as f64 / age as f64
         };
-        println!(
+        crate::outln!(
             "{:<20} {:<12} {:<10} {:>12.2} {:<22}",
             n.name,
             state.unwrap_or("Unknown"),
             format!("{age}s"),
             rate,
             n.address
-        );
+        )?;
     }
     Ok(())
 }
