@@ -66,7 +66,8 @@ pub async fn run(
     service: ObserverService,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Backs off at the file-descriptor limit instead of spinning.
+    let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
     tonic::transport::Server::builder()
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -7,7 +7,8 @@
 //! idle deadline for a connection on which no byte moves ([`idle`]), and a cap
 //! on open connections. At the cap the server stops accepting: new connections
 //! wait in the listen backlog until one closes. Accept errors (EMFILE and the
-//! like) are logged once per burst, with a short pause before each retry.
+//! like) are logged once per burst, with a short pause before each retry
+//! ([`crate::accept`]).
 
 mod idle;
 
@@ -25,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::accept::Acceptor;
 use idle::IdleTimeout;
 
 /// Prometheus' text exposition format.
@@ -51,7 +53,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 64,
-            accept_backoff: Duration::from_millis(100),
+            accept_backoff: crate::accept::DEFAULT_BACKOFF,
         }
     }
 }
@@ -76,61 +78,37 @@ pub async fn serve_with<F>(
     F: Fn() -> String + Send + Sync + 'static,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut acceptor = Acceptor::new(listener, "metrics listener", limits.accept_backoff);
     let mut connections = JoinSet::new();
-    let mut failed_accepts = 0u64;
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &slots) => accepted,
+            accepted = accept(&mut acceptor, &slots) => accepted,
         };
         while connections.try_join_next().is_some() {}
-        match accepted {
-            Ok((stream, slot)) => {
-                if failed_accepts > 1 {
-                    log::info!("metrics listener: accepting again after {failed_accepts} failures");
-                }
-                failed_accepts = 0;
-                let render = render.clone();
-                connections.spawn(async move {
-                    if let Err(e) = connection(stream, render, limits).await {
-                        log::debug!("metrics connection: {e}");
-                    }
-                    drop(slot);
-                });
+        let Some((stream, slot)) = accepted else {
+            break;
+        };
+        let render = render.clone();
+        connections.spawn(async move {
+            if let Err(e) = connection(stream, render, limits).await {
+                log::debug!("metrics connection: {e}");
             }
-            Err(e) => {
-                // At EMFILE every accept fails at once: log the first of a
-                // burst only, and give the process time to free descriptors.
-                if failed_accepts == 0 {
-                    log::warn!(
-                        "metrics listener: {e}; retrying every {:?}",
-                        limits.accept_backoff
-                    );
-                }
-                failed_accepts += 1;
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(limits.accept_backoff) => {}
-                }
-            }
-        }
+            drop(slot);
+        });
     }
     connections.shutdown().await;
 }
 
-/// The next connection, once a connection slot is free.
+/// The next connection, once a connection slot is free (`None`: the slots
+/// are closed, which never happens while serving).
 async fn accept(
-    listener: &TcpListener,
+    acceptor: &mut Acceptor,
     slots: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(std::io::Error::other)?;
-    let (stream, _) = listener.accept().await?;
-    Ok((stream, slot))
+) -> Option<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
+    let slot = slots.clone().acquire_owned().await.ok()?;
+    Some((acceptor.accept().await, slot))
 }
 
 /// Serves one connection's requests (keep-alive) within `limits`.
