@@ -94,7 +94,7 @@ impl EndpointsFile {
     /// Reads and validates a file; errors name the file and the problem.
     pub fn load(path: &Path) -> Result<Self, EndpointsError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| EndpointsError::Io {
+        let text = crate::input::read_text(path).map_err(|source| EndpointsError::Io {
             path: shown.clone(),
             source,
         })?;
@@ -190,6 +190,19 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = test_support::scratch::ScratchDir::new("endpoints-fifo");
+        let fifo = dir.fifo("endpoints.yaml");
+        assert_eq!(
+            EndpointsFile::load(&fifo).unwrap_err().to_string(),
+            format!(
+                "endpoints file {}: not a regular file but a FIFO; only regular files are read",
+                fifo.display()
+            )
+        );
+    }
 
     const TWO: &str = "endpoints:\n\
         - {id: 1, name: a, namespace: ns, labels: {app: a}, ipv4: 198.18.0.2, node: n1}\n\

@@ -10,10 +10,13 @@
 //! - [`services`]: the services file (VIPs, ports, selectors), compiled into
 //!   frontends with their backends.
 //! - [`pins`]: where a node's datapath state lives in bpffs.
-//! - [`yaml`]: reading and writing every one of these files (and the lab's
-//!   scenario): a nesting budget, errors with field path and line.
+//! - [`input`]: the one way each of these files (and the lab's scenario) is
+//!   read: a regular file of at most 4 MiB, never a FIFO or a device.
+//! - [`yaml`]: parsing and writing every one of these files: a nesting and
+//!   size budget, errors with field path and line.
 
 pub mod endpoints;
+pub mod input;
 pub mod pins;
 pub mod policy;
 pub mod services;

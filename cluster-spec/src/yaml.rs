@@ -1,8 +1,9 @@
 //! YAML in and out for every file of the project (endpoints, policy,
 //! services, the lab's scenario): serde-saphyr, safe Rust with a budget
-//! (its default [`serde_saphyr::Budget`]: 64 levels of nesting, 255 of flow
-//! nesting, 250,000 nodes, 1,024 documents), so no input file can take a
-//! reader down; and errors that name the field path and the line.
+//! ([`budget`]: [`MAX_DEPTH`] levels of nesting, block or flow, the text
+//! within [`crate::input::MAX_FILE_BYTES`], 250,000 nodes, 1,024 documents),
+//! so no input can take a reader down; and errors that name the field path
+//! and the line.
 //!
 //! The field path comes from `serde_path_to_error`, wrapped around each
 //! document: serde-saphyr reports the line and column but not the path.
@@ -41,20 +42,54 @@ impl fmt::Display for YamlError {
 
 impl std::error::Error for YamlError {}
 
-/// serde-saphyr's defaults, but a plain null (`name:`) read into a string is
-/// the empty string, as serde_yaml read it, so every file it took still reads.
+/// Levels of nesting (mappings and sequences, block or flow style) a
+/// document may have; the deepest real file (a policy) uses 7.
+pub const MAX_DEPTH: usize = 32;
+
+/// What one parse may take: the nesting above, and no more text than an
+/// input file may hold; counts left at serde-saphyr's defaults.
+fn budget() -> serde_saphyr::Budget {
+    let bytes = crate::input::MAX_FILE_BYTES as usize;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_DEPTH;
+    budget.flow_nesting_limit = MAX_DEPTH;
+    budget.max_reader_input_bytes = Some(bytes);
+    budget.max_total_scalar_bytes = bytes;
+    budget
+}
+
+/// The [`budget`], and a plain null (`name:`) read into a string is the
+/// empty string, as serde_yaml read it, so every file it took still reads.
 fn options() -> serde_saphyr::Options {
-    serde_saphyr::options! { null_as_string: true }
+    serde_saphyr::options! { null_as_string: true, budget: Some(budget()) }
+}
+
+/// Text longer than an input file may be is refused before parsing.
+fn check_size(text: &str) -> Result<(), YamlError> {
+    if text.len() as u64 > crate::input::MAX_FILE_BYTES {
+        return Err(YamlError {
+            path: String::new(),
+            message: format!(
+                "{} bytes of text, more than the limit of 4 MiB ({} bytes)",
+                text.len(),
+                crate::input::MAX_FILE_BYTES
+            ),
+            at: None,
+        });
+    }
+    Ok(())
 }
 
 /// One document into `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    check_size(text)?;
     traced(|| serde_saphyr::from_str_with_options::<Traced<T>>(text, options())).map(|t| t.0)
 }
 
 /// Every document of a stream (`---` between them) into a `T` each; empty
 /// documents are skipped.
 pub fn documents<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, YamlError> {
+    check_size(text)?;
     traced(|| serde_saphyr::from_multiple_with_options::<Traced<T>>(text, options()))
         .map(|docs| docs.into_iter().map(|t| t.0).collect())
 }
@@ -103,8 +138,24 @@ fn error(e: &serde_saphyr::Error, path: &str) -> YamlError {
     let message = serde_saphyr::DefaultMessageFormatter
         .format_message(plain)
         .into_owned();
+    let too_deep = matches!(
+        plain,
+        serde_saphyr::Error::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Depth { .. },
+            ..
+        }
+    ) || message == "recursion limit exceeded";
+    let (path, message) = if too_deep {
+        // The path down to the breach is as long as the nesting: left out.
+        (
+            String::new(),
+            format!("nested deeper than the limit of {MAX_DEPTH} levels"),
+        )
+    } else {
+        (shown_path(path, &message), message)
+    };
     YamlError {
-        path: shown_path(path, &message),
+        path,
         message,
         at: e.location().map(|l| (l.line(), l.column())),
     }
@@ -190,14 +241,43 @@ mod tests {
         );
     }
 
+    fn refusal(text: &str) -> String {
+        from_str::<serde::de::IgnoredAny>(text)
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn deep_nesting_is_refused_quickly() {
+        // 200 KB of `[`: refused at the 33rd.
         let text = format!("name: a\nlabels: {}", "[".repeat(200_000));
         assert_eq!(
-            from_str::<serde::de::IgnoredAny>(&text)
-                .unwrap_err()
-                .to_string(),
-            "labels: recursion limit exceeded at line 2 column 264"
+            refusal(&text),
+            "nested deeper than the limit of 32 levels at line 2 column 41"
+        );
+        let mut block = String::from("name: a\nlabels:\n");
+        for level in 1..=40 {
+            block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        assert_eq!(
+            refusal(&block),
+            "nested deeper than the limit of 32 levels at line 34 column 65"
+        );
+        assert_eq!(
+            refusal(&"- ".repeat(50)),
+            "nested deeper than the limit of 32 levels at line 1 column 65"
+        );
+        // 32 levels are fine.
+        let at_limit = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(from_str::<serde::de::IgnoredAny>(&at_limit).is_ok());
+    }
+
+    #[test]
+    fn text_over_the_file_limit_is_refused_unparsed() {
+        let text = format!("name: {}\n", "a".repeat(4 << 20));
+        assert_eq!(
+            refusal(&text),
+            "4194311 bytes of text, more than the limit of 4 MiB (4194304 bytes)"
         );
     }
 }

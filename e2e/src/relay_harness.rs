@@ -65,6 +65,11 @@ impl RelayUnderTest {
         }
     }
 
+    /// Where the relay serves gRPC (for the `observe` binary's `--server`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn state(&self) -> Arc<RelayState> {
         self.relay.as_ref().expect("running").state()
     }

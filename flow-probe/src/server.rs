@@ -68,7 +68,8 @@ pub async fn run(
     service: ObserverService,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Backs off at the file-descriptor limit instead of spinning.
+    let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
     server
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -86,7 +87,9 @@ impl Observer for ObserverService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<FlowStream>, Status> {
-        let query = FlowQuery::parse(request.get_ref()).map_err(Status::from)?;
+        // Filters are compiled and matched on the blocking pool: a large one
+        // must not hold the async workers that ServerStatus needs.
+        let query = FlowQuery::parse_off_workers(request.into_inner()).await?;
         let (ring, follow_rx) = if query.follow {
             let (ring, rx) = self.store.snapshot_and_follow();
             (ring, Some(rx))
@@ -94,11 +97,17 @@ impl Observer for ObserverService {
             (self.store.snapshot(), None)
         };
         let last_seq = ring.last().map(|e| e.seq);
-        let history = query.history(ring);
         let (tx, rx) = mpsc::channel(256);
         let node_name = self.node.name.clone();
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let (query, history) = match query.history_off_workers(ring).await {
+                Ok(picked) => picked,
+                Err(status) => {
+                    let _ = tx.send(Err(status)).await;
+                    return;
+                }
+            };
             for entry in history {
                 if tx.send(Ok((*entry.response).clone())).await.is_err() {
                     return;

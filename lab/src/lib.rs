@@ -60,7 +60,8 @@
 //! - Underneath everything: [`addr`] (the address plan), `ip` (iproute2),
 //!   `netns` (running code in a namespace), `procs` (stopping recorded
 //!   processes), `cgroup` (the lab's cgroup), `prefix` (unique name prefixes),
-//!   [`binaries`] (where the project's executables are), `sys` (is this root).
+//!   [`binaries`] (where the project's executables are), `sys` (is this root),
+//!   [`owner_only`] (the state folder 0700, every file the lab writes 0600).
 //!
 //! ```no_run
 //! use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
@@ -82,6 +83,7 @@ mod ip;
 pub mod lb;
 mod netns;
 pub mod node_probes;
+pub mod owner_only;
 mod prefix;
 mod probe_files;
 mod procs;
@@ -100,11 +102,12 @@ mod tests;
 pub use instance::{Lab, LabOptions};
 pub use ip::{netns_command, netns_list};
 pub use netns::netns_path;
+pub use owner_only::write_atomically;
 pub use prefix::PREFIX_STEM;
 pub use probe_files::{ENDPOINTS_FILE, POLICY_DIR, SERVICES_FILE};
 pub use procs::ProcessRecord;
 pub use scenario::{EndpointSpec, Expect, Family, Protocol, Scenario, ScenarioError, TrafficSpec};
-pub use state::{DEFAULT_STATE_DIR, LabState, STATE_FILE, write_atomically};
+pub use state::{DEFAULT_STATE_DIR, LabState, STATE_FILE};
 pub use sys::is_root;
 pub use teardown::{DownReport, cleanup_prefix, down};
 pub use topology::{EndpointPlan, NodeLink, NodePlan, Topology};

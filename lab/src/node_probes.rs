@@ -82,11 +82,7 @@ pub fn start_node(
     let ready = lab.state_dir().join(format!("probe-{node}.addr"));
     let log = lab.state_dir().join(format!("probe-{node}.log"));
     let _ = std::fs::remove_file(&ready);
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
+    let log_file = crate::owner_only::open_file(&log, true)?;
     let child = Command::new(&opts.binary)
         .args([
             "--netns",
@@ -201,8 +197,7 @@ pub fn start_relay(
     let ready = lab.state_dir().join("relay.addr");
     let log = lab.state_dir().join("relay.log");
     let _ = std::fs::remove_file(&ready);
-    let log_file =
-        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let log_file = crate::owner_only::open_file(&log, false)?;
     let mut cmd = Command::new(&binary);
     for p in probes {
         cmd.arg("--peer").arg(p.addr.to_string());

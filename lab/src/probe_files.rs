@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use cluster_spec::services::ServicesFile;
 
+use super::owner_only::{self, write_atomically};
 use super::scenario::Scenario;
-use super::state::write_atomically;
 use super::topology::Topology;
 use super::validate::POLICY_KIND;
 
@@ -72,8 +72,7 @@ fn write_endpoints_file(state_dir: &Path, topology: &Topology) -> Result<()> {
         "# Endpoints of lab {} (written by the lab; flow-probe reads it).\n{yaml}",
         topology.prefix
     );
-    let path = endpoints_path(state_dir);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    write_atomically(&endpoints_path(state_dir), &text)
 }
 
 /// Creates the policy directory afresh (whatever an earlier lab left there
@@ -81,7 +80,7 @@ fn write_endpoints_file(state_dir: &Path, topology: &Topology) -> Result<()> {
 fn write_policy_files(state_dir: &Path, prefix: &str, scenario: &Scenario) -> Result<()> {
     let dir = policy_dir(state_dir);
     remove_policy_dir(state_dir)?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    owner_only::create_dir(&dir)?;
     let paths = policy_paths(state_dir, scenario);
     for (i, (policy, path)) in scenario.policies.iter().zip(paths).enumerate() {
         let yaml = cluster_spec::yaml::to_string(policy)
@@ -90,7 +89,7 @@ fn write_policy_files(state_dir: &Path, prefix: &str, scenario: &Scenario) -> Re
             "# {POLICY_KIND} policies[{i}] of lab {prefix} (written by the lab from the \
              scenario; flow-probe reads this directory).\n{yaml}"
         );
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        owner_only::write_file(&path, &text)?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::ip::netns_exists;
@@ -55,12 +55,12 @@ impl LabState {
         Ok(state)
     }
 
-    /// Writes `<state_dir>/state.json` (atomically: temp file, then rename).
+    /// Writes `<state_dir>/state.json` (atomically: temp file, then rename),
+    /// the folder 0700 and the file 0600.
     pub fn save(&self, state_dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(state_dir)
-            .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+        super::owner_only::create_dir(state_dir).context("the state directory")?;
         let text = serde_json::to_string_pretty(self).context("encoding lab state")?;
-        write_atomically(&state_path(state_dir), &(text + "\n"))
+        super::owner_only::write_atomically(&state_path(state_dir), &(text + "\n"))
     }
 
     /// Whether any namespace of this lab still exists.
@@ -80,15 +80,4 @@ impl LabState {
             .cloned()
             .collect()
     }
-}
-
-/// Writes `path` through a temporary file and a rename, so a reader (flow-probe
-/// polls the services and endpoints files) never sees half of it.
-pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

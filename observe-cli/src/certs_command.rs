@@ -20,31 +20,32 @@ pub fn generate(
     let files = certs::generate(dir, &opts)?;
     let mut names: Vec<&str> = certs::LOOPBACK_NAMES.to_vec();
     names.extend(opts.server_names.iter().map(String::as_str));
-    println!(
-        "wrote into {} (owner-only, valid {valid_days} days; the CA's key is not kept):",
+    let mut text = format!(
+        "wrote into {} (owner-only, valid {valid_days} days; the CA's key is not kept):\n",
         files.dir.display()
     );
     for (what, path) in files.all() {
-        println!("  {:<20} {}", what, path.display());
+        text += &format!("  {:<20} {}\n", what, path.display());
     }
-    println!("the server certificate is valid for {}", names.join(", "));
-    println!(
-        "servers (flow-probe, relay): --tls-cert-file {} --tls-key-file {} --tls-client-ca-files {}",
+    text += &format!("the server certificate is valid for {}\n", names.join(", "));
+    text += &format!(
+        "servers (flow-probe, relay): --tls-cert-file {} --tls-key-file {} --tls-client-ca-files {}\n",
         files.server_cert.display(),
         files.server_key.display(),
         files.ca_cert.display()
     );
-    println!(
-        "relay to the probes: --tls-hubble-server-ca-files {} --tls-hubble-client-cert-file {} --tls-hubble-client-key-file {}",
+    text += &format!(
+        "relay to the probes: --tls-hubble-server-ca-files {} --tls-hubble-client-cert-file {} --tls-hubble-client-key-file {}\n",
         files.ca_cert.display(),
         files.client_cert.display(),
         files.client_key.display()
     );
-    println!(
-        "observe: --tls --tls-ca-cert-files {} --tls-client-cert-file {} --tls-client-key-file {}",
+    text += &format!(
+        "observe: --tls --tls-ca-cert-files {} --tls-client-cert-file {} --tls-client-key-file {}\n",
         files.ca_cert.display(),
         files.client_cert.display(),
         files.client_key.display()
     );
+    crate::pipe::print(&text)?;
     Ok(())
 }

@@ -32,7 +32,7 @@ macro_rules! print_as {
             GraphFormat::Text => $what.to_text(),
             GraphFormat::Tui => String::new(),
         };
-        println!("{}", text.trim_end());
+        crate::outln!("{}", text.trim_end())?;
     }};
 }
 
@@ -93,7 +93,7 @@ async fn run_diff(
         "--diff and --against print dot, mermaid, json or text; in the TUI, press c on the service map"
     );
     if let Some(note) = plan.length_note() {
-        eprintln!("observe: note: {note}");
+        crate::pipe::eprint(&format!("observe: note: {note}\n"));
     }
     let (mut client, _) = target.observer().await?;
     let before = window_graph(target, &mut client, query, plan.against).await?;

@@ -24,14 +24,14 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
     let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(4244))?)?;
     let relay = node_probes::start_relay(&mut lab, &probes, 4245)?;
     let endpoints = lab.endpoints_file().endpoints.len();
-    println!(
-        "lab {} is up ({endpoints} endpoints, state in {})",
+    let mut text = format!(
+        "lab {} is up ({endpoints} endpoints, state in {})\n",
         lab.prefix(),
         state_dir.display()
     );
     for p in probes.iter().chain([&relay]) {
-        println!(
-            "  {} on {} (pid {}, log {})",
+        text += &format!(
+            "  {} on {} (pid {}, log {})\n",
             p.node,
             p.addr,
             p.pid,
@@ -39,21 +39,23 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
         );
     }
     let certs = lab.certs();
-    println!(
-        "  mTLS everywhere: CA, server and client certificates in {}",
+    text += &format!(
+        "  mTLS everywhere: CA, server and client certificates in {}\n",
         certs.dir.display()
     );
     if state_dir == Path::new(lab::DEFAULT_STATE_DIR) {
         // observe finds a lab up in the default state directory by itself.
-        println!("next: observe lab traffic; observe flows; observe status; observe lab down");
+        text += "next: observe lab traffic; observe flows; observe status; observe lab down\n";
     } else {
         let d = state_dir.display();
-        println!(
+        text += &format!(
             "next: observe lab traffic --state-dir {d}; observe flows --lab {d}; \
-             observe status --lab {d}; observe lab down --state-dir {d}"
+             observe status --lab {d}; observe lab down --state-dir {d}\n"
         );
     }
+    // Detached first: a reader that goes away must not take the lab down.
     lab.detach()?;
+    crate::pipe::print(&text)?;
     Ok(())
 }
 
@@ -64,17 +66,19 @@ pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<(
     match duration {
         None => {
             let report = lab::run_traffic_once(&lab, &scenario)?;
-            println!("{report}");
+            crate::outln!("{report}")?;
         }
         Some(d) => {
             let stop = AtomicBool::new(false);
             let s = lab::run_traffic(&lab, &scenario, d, &stop)?;
-            println!(
+            crate::outln!(
                 "{} rounds, {} items, {} not as expected",
-                s.rounds, s.items, s.unexpected
-            );
+                s.rounds,
+                s.items,
+                s.unexpected
+            )?;
             if let Some(last) = &s.last_unexpected {
-                println!("  last unexpected: {last}");
+                crate::outln!("  last unexpected: {last}")?;
             }
         }
     }
@@ -83,14 +87,14 @@ pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<(
 
 pub fn down(state_dir: &Path) -> anyhow::Result<()> {
     let report = lab::down(state_dir)?;
-    println!(
+    crate::outln!(
         "lab {} removed: {} network namespaces deleted, {} processes stopped",
         report.prefix,
         report.deleted_netns.len(),
         report.stopped_processes.len()
-    );
+    )?;
     for problem in &report.errors {
-        println!("  warning: {problem}");
+        crate::outln!("  warning: {problem}")?;
     }
     Ok(())
 }
@@ -113,10 +117,10 @@ pub async fn demo(
         }
     })
     .await??;
-    eprintln!(
-        "demo: lab {} is up, following flows from {server}; Ctrl-C ends the demo",
+    crate::pipe::eprint(&format!(
+        "demo: lab {} is up, following flows from {server}; Ctrl-C ends the demo\n",
         lab.prefix()
-    );
+    ));
     let lab = Arc::new(lab);
     let stop = Arc::new(AtomicBool::new(false));
     let traffic = tokio::task::spawn_blocking({
@@ -144,8 +148,10 @@ pub async fn demo(
         Ok(lab) => {
             let _ = tokio::task::spawn_blocking(move || lab.down()).await?;
         }
-        Err(_) => eprintln!("demo: lab still in use; it is removed when the process exits"),
+        Err(_) => {
+            crate::pipe::eprint("demo: lab still in use; it is removed when the process exits\n")
+        }
     }
-    eprintln!("demo: lab removed");
+    crate::pipe::eprint("demo: lab removed\n");
     result
 }

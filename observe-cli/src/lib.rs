@@ -23,12 +23,15 @@
 //! - [`policy_commands`]: `observe policy check|apply|delete`.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
 //!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
+//! - [`pipe`]: stdout and stderr that end quietly when the reader goes away
+//!   (`observe flows | head -1` exits 0), for every command.
 
 pub mod certs_command;
 pub mod connect;
 pub mod flows;
 pub mod graph_command;
 pub mod lab_commands;
+pub mod pipe;
 pub mod policy_commands;
 pub mod query_command;
 pub mod status;

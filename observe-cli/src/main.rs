@@ -1,7 +1,6 @@
 //! The `observe` command. Flags are parsed into plain structs here; each
 //! subcommand's module builds its real configuration from them.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -165,10 +164,14 @@ fn main() {
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|rt| rt.block_on(run(cli)));
-    if let Err(e) = result {
-        // Not eprintln!: it panics when stderr's reader is gone too.
-        let _ = writeln!(std::io::stderr(), "observe: {e:#}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => {}
+        // The reader went away (`| head`): the output ends there, no error.
+        Err(e) if observe_cli::pipe::is_closed(&e) => {}
+        Err(e) => {
+            observe_cli::pipe::eprint(&format!("observe: {e:#}\n"));
+            std::process::exit(1);
+        }
     }
 }
 
@@ -226,7 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 LabCommand::Down => lab_commands::down(&state_dir),
                 LabCommand::Client { item, spec } => {
                     let report = observe_lab::run_client(&state_dir, item, &spec)?;
-                    println!("{}", serde_json::to_string(&report)?);
+                    observe_cli::outln!("{}", serde_json::to_string(&report)?)?;
                     Ok(())
                 }
             })

@@ -14,7 +14,7 @@ use observe_lab::Lab;
 pub fn check(file: &Path) -> anyhow::Result<()> {
     let policies = policy::load_file(file)?;
     for p in &policies {
-        println!("{}: ok", describe(p));
+        crate::outln!("{}: ok", describe(p))?;
     }
     Ok(())
 }
@@ -23,20 +23,19 @@ fn describe(p: &policy::Policy) -> String {
     format!("{}/{}", p.namespace, p.name)
 }
 
-/// Validates `file` and installs it in the lab's policy directory atomically
-/// (written aside, then renamed), so a probe never reads half a file.
+/// Validates `file` and installs the text it validated in the lab's policy
+/// directory atomically (written aside, owner-only, then renamed), so a probe
+/// never reads half a file, and what is installed is what was checked.
 pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
-    let policies = policy::load_file(file)?;
+    let (text, policies) = policy::load_file_with_text(file)?;
     let lab = Lab::attach(state_dir)?;
     let dir = lab.policy_dir();
     let name = file.file_name().context("policy file has no name")?;
     let target = dir.join(name);
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    std::fs::copy(file, &tmp)
-        .with_context(|| format!("copying {} into {}", file.display(), dir.display()))?;
-    std::fs::rename(&tmp, &target)?;
+    observe_lab::write_atomically(&target, &text)
+        .with_context(|| format!("installing {} into {}", file.display(), dir.display()))?;
     for p in &policies {
-        println!("{}: applied ({})", describe(p), target.display());
+        crate::outln!("{}: applied ({})", describe(p), target.display())?;
     }
     Ok(())
 }
@@ -46,6 +45,6 @@ pub fn delete(name: &str, state_dir: &Path) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
     let target = lab.policy_dir().join(name);
     std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
-    println!("{name}: removed");
+    crate::outln!("{name}: removed")?;
     Ok(())
 }

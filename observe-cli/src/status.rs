@@ -13,7 +13,7 @@ pub async fn status(target: &Target) -> anyhow::Result<()> {
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
-    print!("{}", render_status(address, &s));
+    crate::pipe::print(&render_status(address, &s))?;
     Ok(())
 }
 
@@ -57,10 +57,14 @@ pub async fn nodes(target: &Target) -> anyhow::Result<()> {
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
-    println!(
+    crate::outln!(
         "{:<20} {:<12} {:<10} {:>12} {:<22}",
-        "NAME", "STATUS", "AGE", "FLOWS/S", "ADDRESS"
-    );
+        "NAME",
+        "STATUS",
+        "AGE",
+        "FLOWS/S",
+        "ADDRESS"
+    )?;
     for n in resp.nodes {
         let state = NodeState::try_from(n.state).map(|s| match s {
             NodeState::NodeConnected => "Connected",
@@ -75,14 +79,14 @@ pub async fn nodes(target: &Target) -> anyhow::Result<()> {
         } else {
             n.seen_flows as f64 / age as f64
         };
-        println!(
+        crate::outln!(
             "{:<20} {:<12} {:<10} {:>12.2} {:<22}",
             n.name,
             state.unwrap_or("Unknown"),
             format!("{age}s"),
             rate,
             n.address
-        );
+        )?;
     }
     Ok(())
 }

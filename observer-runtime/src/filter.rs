@@ -5,10 +5,17 @@
 //! and no blacklist filter matches. Inside one [`FlowFilter`] every set field
 //! must match; inside one repeated field any entry may match. Per-field rules
 //! follow Cilium's `pkg/hubble/filters`.
+//!
+//! A request over the size [`limits`] is refused before anything compiles;
+//! addresses, names, ports and identities are matched through the sets of
+//! [`sets`], so a flow's cost does not grow with their number.
 
 mod labels;
+pub mod limits;
 mod pattern;
+mod sets;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use observer_proto::flow::layer4::Protocol;
@@ -19,6 +26,7 @@ use observer_proto::observer::GetFlowsRequest;
 
 use labels::Selector;
 use pattern::{Cidr, Glob, NodePattern};
+use sets::{IpSet, NamePrefixes};
 
 /// Why a filter could not be compiled. `field` is the `FlowFilter` field name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +61,27 @@ pub enum FilterError {
     /// beats silently widening or narrowing the result.
     #[error("{field}: filtering on this field is not supported")]
     Unsupported { field: &'static str },
+    /// More entries across all filters than [`limits::MAX_TOTAL_ENTRIES`].
+    #[error("too many entries: {count} across the whitelist and blacklist (limit {limit})")]
+    TooManyEntries { count: usize, limit: usize },
+    /// More entries in one field than [`limits::MAX_FIELD_ENTRIES`].
+    #[error("{field}: too many entries: {count} (limit {limit} per field)")]
+    TooManyFieldEntries {
+        field: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    /// A string entry longer than [`limits::MAX_ENTRY_BYTES`].
+    #[error("{field}: an entry of {bytes} bytes is too long (limit {limit} bytes)")]
+    EntryTooLong {
+        field: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
+    /// FQDN and node-name patterns and label selectors, together larger than
+    /// [`limits::MAX_PATTERN_BYTES`].
+    #[error("patterns and label selectors too large: {bytes} bytes in all (limit {limit} bytes)")]
+    PatternsTooLarge { bytes: usize, limit: usize },
 }
 
 /// Compiled whitelist and blacklist. The default matches every flow.
@@ -62,11 +91,13 @@ pub struct FlowMatcher {
     blacklist: Vec<Compiled>,
 }
 
-/// Compiles the two filter lists of a `GetFlowsRequest`.
+/// Compiles the two filter lists of a `GetFlowsRequest`, once they are
+/// within the size [`limits`].
 pub fn compile(
     whitelist: &[FlowFilter],
     blacklist: &[FlowFilter],
 ) -> Result<FlowMatcher, FilterError> {
+    limits::check(whitelist, blacklist)?;
     Ok(FlowMatcher {
         whitelist: whitelist
             .iter()
@@ -126,13 +157,6 @@ enum LabelsOf {
     Node,
 }
 
-/// A pod or service filter entry: namespace (empty = any) and name prefix.
-#[derive(Debug, Clone)]
-struct NsName {
-    namespace: String,
-    prefix: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {
     Tcp,
@@ -149,23 +173,23 @@ enum Proto {
 /// One set field of a `FlowFilter`.
 #[derive(Debug, Clone)]
 enum Check {
-    Uuid(Vec<String>),
-    Ip(IpField, Vec<Cidr>),
-    Pod(Side, Vec<NsName>),
-    Service(Side, Vec<NsName>),
+    Uuid(HashSet<String>),
+    Ip(IpField, IpSet),
+    Pod(Side, NamePrefixes),
+    Service(Side, NamePrefixes),
     Fqdn(Side, Vec<Glob>),
     Labels(LabelsOf, Vec<Selector>),
     Workload(Side, Vec<Workload>),
-    Cluster(Side, Vec<String>),
+    Cluster(Side, HashSet<String>),
     TrafficDirection(Vec<i32>),
     Verdict(Vec<i32>),
     DropReason(Vec<i32>),
     Interface(Vec<NetworkInterface>),
     EventType(Vec<EventTypeFilter>),
     Protocol(Vec<Proto>),
-    Port(Side, Vec<u16>),
+    Port(Side, HashSet<u16>),
     Reply(Vec<bool>),
-    Identity(Side, Vec<u32>),
+    Identity(Side, HashSet<u32>),
     TcpFlags(Vec<TcpFlags>),
     NodeName(Vec<NodePattern>),
     IpVersion(Vec<i32>),
@@ -184,7 +208,7 @@ impl Compiled {
         let mut push = |check: Check| checks.push(check);
 
         if !f.uuid.is_empty() {
-            push(Check::Uuid(f.uuid.clone()));
+            push(Check::Uuid(f.uuid.iter().cloned().collect()));
         }
         for (field, which, values) in [
             ("source_ip", IpField::Source, &f.source_ip),
@@ -254,7 +278,7 @@ impl Compiled {
                 return Err(FilterError::EmptyName { field });
             }
             if !values.is_empty() {
-                push(Check::Cluster(side, values.clone()));
+                push(Check::Cluster(side, values.iter().cloned().collect()));
             }
         }
         if !f.traffic_direction.is_empty() {
@@ -288,10 +312,16 @@ impl Compiled {
             push(Check::Reply(f.reply.clone()));
         }
         if !f.source_identity.is_empty() {
-            push(Check::Identity(Src, f.source_identity.clone()));
+            push(Check::Identity(
+                Src,
+                f.source_identity.iter().copied().collect(),
+            ));
         }
         if !f.destination_identity.is_empty() {
-            push(Check::Identity(Dst, f.destination_identity.clone()));
+            push(Check::Identity(
+                Dst,
+                f.destination_identity.iter().copied().collect(),
+            ));
         }
         if !f.tcp_flags.is_empty() {
             push(Check::TcpFlags(f.tcp_flags.clone()));
@@ -335,39 +365,38 @@ fn reject_unsupported(f: &FlowFilter) -> Result<(), FilterError> {
     }
 }
 
-fn ips(field: &'static str, values: &[String]) -> Result<Vec<Cidr>, FilterError> {
-    values
+fn ips(field: &'static str, values: &[String]) -> Result<IpSet, FilterError> {
+    let nets = values
         .iter()
         .map(|v| {
-            Cidr::parse(v).ok_or_else(|| FilterError::InvalidCidr {
-                field,
-                value: v.clone(),
-            })
+            Cidr::parse(v)
+                .map(Cidr::net)
+                .ok_or_else(|| FilterError::InvalidCidr {
+                    field,
+                    value: v.clone(),
+                })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IpSet::new(nets))
 }
 
 /// Hubble's rule: "ns/prefix" or "ns/" select within a namespace, "/prefix"
 /// any namespace, and a bare "prefix" the "default" namespace.
-fn ns_names(field: &'static str, values: &[String]) -> Result<Vec<NsName>, FilterError> {
-    values
-        .iter()
-        .map(|v| {
-            if v.is_empty() {
-                return Err(FilterError::EmptyName { field });
-            }
-            let mut parts = v.split('/');
-            let first = parts.next().unwrap_or_default();
-            let (namespace, prefix) = match parts.next() {
-                Some(name) => (first, name),
-                None => ("default", first),
-            };
-            Ok(NsName {
-                namespace: namespace.to_owned(),
-                prefix: prefix.to_owned(),
-            })
-        })
-        .collect()
+fn ns_names(field: &'static str, values: &[String]) -> Result<NamePrefixes, FilterError> {
+    let mut names = NamePrefixes::default();
+    for v in values {
+        if v.is_empty() {
+            return Err(FilterError::EmptyName { field });
+        }
+        let mut parts = v.split('/');
+        let first = parts.next().unwrap_or_default();
+        let (namespace, prefix) = match parts.next() {
+            Some(name) => (first, name),
+            None => ("default", first),
+        };
+        names.insert(namespace, prefix);
+    }
+    Ok(names)
 }
 
 fn globs(field: &'static str, values: &[String]) -> Result<Vec<Glob>, FilterError> {
@@ -409,7 +438,7 @@ fn selectors(field: &'static str, values: &[String]) -> Result<Vec<Selector>, Fi
         .collect()
 }
 
-fn ports(field: &'static str, values: &[String]) -> Result<Vec<u16>, FilterError> {
+fn ports(field: &'static str, values: &[String]) -> Result<HashSet<u16>, FilterError> {
     values
         .iter()
         .map(|v| {
@@ -446,20 +475,19 @@ impl Check {
     fn matches(&self, flow: &Flow) -> bool {
         match self {
             Check::Uuid(ids) => ids.contains(&flow.uuid),
-            Check::Ip(which, cidrs) => {
+            Check::Ip(which, set) => {
                 let ip = flow.ip.as_ref().map_or("", |ip| match which {
                     IpField::Source => &ip.source,
                     IpField::Destination => &ip.destination,
                     IpField::SourceXlated => &ip.source_xlated,
                 });
-                ip.parse::<IpAddr>()
-                    .is_ok_and(|ip| cidrs.iter().any(|c| c.contains(ip)))
+                ip.parse::<IpAddr>().is_ok_and(|ip| set.contains(ip))
             }
             Check::Pod(side, names) => {
                 let ep = side.endpoint(flow);
                 let ns = ep.map_or("", |e| e.namespace.as_str());
                 let pod = ep.map_or("", |e| e.pod_name.as_str());
-                ns_name_matches(names, ns, pod)
+                names.matches(ns, pod)
             }
             Check::Service(side, names) => {
                 let svc = match side {
@@ -467,7 +495,7 @@ impl Check {
                     Side::Destination => flow.destination_service.as_ref(),
                 };
                 let (ns, name) = svc.map_or(("", ""), |s| (s.namespace.as_str(), s.name.as_str()));
-                ns_name_matches(names, ns, name)
+                names.matches(ns, name)
             }
             Check::Fqdn(side, globs) => {
                 let names = match side {
@@ -495,7 +523,7 @@ impl Check {
             }),
             Check::Cluster(side, names) => {
                 let name = side.endpoint(flow).map_or("", |e| e.cluster_name.as_str());
-                names.iter().any(|n| n == name)
+                names.contains(name)
             }
             Check::TrafficDirection(dirs) => dirs.contains(&flow.traffic_direction),
             Check::Verdict(verdicts) => verdicts.contains(&flow.verdict),
@@ -537,15 +565,6 @@ impl Check {
             }
         }
     }
-}
-
-fn ns_name_matches(names: &[NsName], ns: &str, name: &str) -> bool {
-    if ns.is_empty() && name.is_empty() {
-        return false;
-    }
-    names.iter().any(|f| {
-        (f.namespace.is_empty() || f.namespace == ns) && name.starts_with(f.prefix.as_str())
-    })
 }
 
 fn proto_matches(proto: Proto, flow: &Flow) -> bool {

@@ -5,11 +5,14 @@
 //! followers); a `GetFlows` request becomes a [`query::FlowQuery`] (number,
 //! first, follow, since/until), whose whitelist and blacklist compile with
 //! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too);
-//! [`metrics_http`] serves Prometheus' `/metrics`; [`shutdown`] turns SIGINT
-//! and SIGTERM into one future every server waits on; [`tls`] holds the TLS
-//! settings of servers and clients (mTLS, Hubble's flags) and the rules that
-//! tie an address's scheme to them.
+//! [`metrics_http`] serves Prometheus' `/metrics`; [`accept`] takes
+//! connections for it and for the gRPC servers without spinning at the
+//! file-descriptor limit; [`shutdown`] turns SIGINT and SIGTERM into one
+//! future every server waits on; [`tls`] holds the TLS settings of servers
+//! and clients (mTLS, Hubble's flags) and the rules that tie an address's
+//! scheme to them.
 
+pub mod accept;
 pub mod filter;
 pub mod metrics_http;
 pub mod query;

@@ -88,6 +88,25 @@ impl FlowQuery {
             .is_some_and(|u| event_time(r).is_some_and(|t| t > u))
     }
 
+    /// Parses `req` on tokio's blocking pool: compiling a filter of many
+    /// thousand entries never holds an async worker that other RPCs need.
+    pub async fn parse_off_workers(req: GetFlowsRequest) -> Result<Self, tonic::Status> {
+        off_workers(move || Self::parse(&req).map_err(tonic::Status::from)).await?
+    }
+
+    /// [`Self::history`] on tokio's blocking pool, for the same reason: a
+    /// large filter over a full ring takes a while. Hands the query back.
+    pub async fn history_off_workers(
+        self,
+        ring: Vec<Entry>,
+    ) -> Result<(Self, Vec<Entry>), tonic::Status> {
+        off_workers(move || {
+            let history = self.history(ring);
+            (self, history)
+        })
+        .await
+    }
+
     /// The part of the ring to send before following (or instead of it).
     pub fn history(&self, ring: Vec<Entry>) -> Vec<Entry> {
         if self.follow && self.number == 0 && self.since.is_none() {
@@ -106,6 +125,15 @@ impl FlowQuery {
         }
         picked
     }
+}
+
+/// Runs `work` on the blocking pool; a panic there is an internal error.
+async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tonic::Status> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| tonic::Status::internal(format!("GetFlows filter task failed: {e}")))
 }
 
 #[cfg(test)]

@@ -17,6 +17,18 @@ impl ScratchDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// A FIFO (named pipe) called `name` in the folder, made by `mkfifo`;
+    /// what a reader that only takes regular files must refuse.
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let path = self.0.join(name);
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success(), "mkfifo {}", path.display());
+        path
+    }
 }
 
 impl Drop for ScratchDir {

@@ -10,12 +10,19 @@ use crate::yaml;
 /// Reads every policy of a file (several YAML documents may be separated by `---`;
 /// empty documents are skipped and not counted). Any problem fails the whole file.
 pub fn load_file(path: &Path) -> Result<Vec<Policy>, PolicyError> {
+    load_file_with_text(path).map(|(_, policies)| policies)
+}
+
+/// [`load_file`], with the text that was read and checked (what `observe
+/// policy apply` installs, so that it is exactly what was validated).
+pub fn load_file_with_text(path: &Path) -> Result<(String, Vec<Policy>), PolicyError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Io {
+    let text = crate::input::read_text(path).map_err(|error| PolicyError::Io {
         path: shown.clone(),
         error,
     })?;
-    parse(&text, &shown)
+    let policies = parse(&text, &shown)?;
+    Ok((text, policies))
 }
 
 /// Reads every `*.yaml` and `*.yml` file of a directory (not its subdirectories,
@@ -34,7 +41,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Policy>, PolicyError> {
         let hidden = path
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if yaml && !hidden && path.is_file() {
+        // Anything but a folder is read, so that a FIFO or a device named
+        // `*.yaml` is refused by name instead of skipped.
+        if yaml && !hidden && !path.is_dir() {
             files.push(path);
         }
     }

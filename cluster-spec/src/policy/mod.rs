@@ -102,7 +102,7 @@ pub use compile::{
     Action, CidrIdentity, CompiledPolicy, EndpointPolicy, Enforcement, FIRST_CIDR_IDENTITY,
     PolicyKey, PolicyRef, PolicyValue, compile,
 };
-pub use load::{load_dir, load_file, parse};
+pub use load::{load_dir, load_file, load_file_with_text, parse};
 pub use spec::{
     API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, Direction, KIND, NAMESPACE_LABEL,
     Policy, PortProtocol, Protocol, Rule, Selector,

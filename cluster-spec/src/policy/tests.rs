@@ -620,6 +620,46 @@ fn multi_document_files_and_sorted_directories() {
     );
 }
 
+#[test]
+fn fifos_devices_and_deep_nesting_are_refused_naming_the_file() {
+    let dir = test_support::scratch::ScratchDir::new("policy-inputs");
+    let shown = |name: &str| dir.path().join(name).display().to_string();
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    assert_eq!(
+        load_file(&zero).unwrap_err().to_string(),
+        format!(
+            "policy {}: not a regular file but a character device; only regular files are read",
+            shown("zero.yaml")
+        )
+    );
+    // In a policy folder, a FIFO named like a policy fails the folder by name
+    // instead of hanging it or being skipped.
+    std::fs::remove_file(&zero).unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        doc("a", "{endpointSelector: {}}"),
+    )
+    .unwrap();
+    let fifo = dir.fifo("b.yaml");
+    let message = format!(
+        "policy {}: not a regular file but a FIFO; only regular files are read",
+        shown("b.yaml")
+    );
+    assert_eq!(load_file(&fifo).unwrap_err().to_string(), message);
+    assert_eq!(load_dir(dir.path()).unwrap_err().to_string(), message);
+    std::fs::remove_file(&fifo).unwrap();
+    let nested = dir.path().join("nested.yaml");
+    std::fs::write(&nested, "[".repeat(200_000)).unwrap();
+    assert_eq!(
+        load_file(&nested).unwrap_err().to_string(),
+        format!(
+            "policy {}: nested deeper than the limit of 32 levels at line 1 column 33",
+            shown("nested.yaml")
+        )
+    );
+}
+
 /// The error message for `text` read as `file`.
 fn error(file: &str, text: &str) -> String {
     match parse(text, file) {

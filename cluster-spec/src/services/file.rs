@@ -155,7 +155,7 @@ impl ServicesFile {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ServicesError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ServicesError::Io {
+        let text = crate::input::read_text(path).map_err(|source| ServicesError::Io {
             path: shown.clone(),
             source,
         })?;
@@ -298,6 +298,20 @@ fn check_label(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = test_support::scratch::ScratchDir::new("services-device");
+        let zero = dir.path().join("services.yaml");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert_eq!(
+            ServicesFile::load(&zero).unwrap_err().to_string(),
+            format!(
+                "services file {}: not a regular file but a character device; only regular files are read",
+                zero.display()
+            )
+        );
+    }
 
     const GOOD: &str = r#"
 services:

@@ -50,8 +50,8 @@ pub fn apply(
 /// The bytes of both files (`None` for a missing one): any change shows.
 fn snapshot(services: &Path, endpoints: Option<&Path>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
     (
-        std::fs::read(services).ok(),
-        endpoints.and_then(|p| std::fs::read(p).ok()),
+        cluster_spec::input::read_bytes(services).ok(),
+        endpoints.and_then(|p| cluster_spec::input::read_bytes(p).ok()),
     )
 }
 

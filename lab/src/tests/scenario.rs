@@ -256,6 +256,29 @@ fn serde_errors_carry_the_file_and_the_field_path() {
 }
 
 #[test]
+fn only_regular_files_of_bounded_depth_are_read() {
+    let dir = test_support::scratch::ScratchDir::new("scenario-inputs");
+    let fifo = dir.fifo("scenario.yaml");
+    assert_eq!(
+        Scenario::load(&fifo).unwrap_err().to_string(),
+        format!(
+            "scenario {}: not a regular file but a FIFO; only regular files are read",
+            fifo.display()
+        )
+    );
+    let nested = dir.path().join("nested.yaml");
+    std::fs::write(&nested, format!("endpoints: {}", "[".repeat(200_000))).unwrap();
+    let err = Scenario::load(&nested).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "scenario {}: nested deeper than the limit of 32 levels at line 1 column 44",
+            nested.display()
+        )
+    );
+}
+
+#[test]
 fn cleanup_prefix_refuses_unsafe_prefixes() {
     for bad in ["", "ob", "obs-", "a*", "OBS123"] {
         assert!(cleanup_prefix(bad).is_err(), "{bad:?}");

@@ -29,7 +29,7 @@ impl Scenario {
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        let text = cluster_spec::input::read_text(path).map_err(|source| ScenarioError::Io {
             path: shown.clone(),
             source,
         })?;

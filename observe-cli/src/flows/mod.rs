@@ -9,7 +9,7 @@ pub mod request;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use tokio_stream::StreamExt;
 
@@ -74,7 +74,7 @@ pub async fn run_with(
         };
         let emit = printer.push(&resp)?;
         if !emit.err.is_empty() {
-            eprint!("{}", emit.err);
+            crate::pipe::eprint(&emit.err);
         }
         if !write_out(&emit.out)? {
             return Ok(());
@@ -89,8 +89,7 @@ fn write_out(text: &str) -> anyhow::Result<bool> {
     if text.is_empty() {
         return Ok(true);
     }
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match crate::pipe::print(text) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e.into()),

@@ -26,9 +26,9 @@ impl Cidr {
         Some(Self(net))
     }
 
-    /// Whether `ip` lies inside the prefix. Families never mix, as in Go.
-    pub(super) fn contains(&self, ip: IpAddr) -> bool {
-        self.0.contains(&ip)
+    /// The prefix as typed (host bits included).
+    pub(super) fn net(self) -> IpNet {
+        self.0
     }
 }
 
@@ -51,7 +51,10 @@ impl Glob {
         if !text.bytes().all(|b| is_name_byte(b) || b == b'*') {
             return Err("only letters, digits, '-', '_', '.' and '*' are allowed");
         }
-        Ok(Self(text.into_bytes()))
+        let mut bytes = text.into_bytes();
+        // `**` means what `*` means; one star keeps matching linear in stars.
+        bytes.dedup_by(|a, b| *a == b'*' && *b == b'*');
+        Ok(Self(bytes))
     }
 
     /// Whole-string match.
@@ -70,6 +73,10 @@ impl Glob {
                     reach[j] = reach[j - 1] && text[j - 1] == p;
                 }
                 reach[0] = false;
+                // Nothing left that can match: the rest of the pattern is moot.
+                if !reach.contains(&true) {
+                    return false;
+                }
             }
         }
         reach[text.len()]
@@ -145,6 +152,13 @@ mod tests {
         s.parse().expect("test address")
     }
 
+    /// What a filter of this one entry matches.
+    impl Cidr {
+        fn contains(self, ip: IpAddr) -> bool {
+            super::super::sets::IpSet::new([self.net()]).contains(ip)
+        }
+    }
+
     #[test]
     fn cidr_edges() {
         let net = Cidr::parse("10.0.0.0/8").expect("valid");
@@ -181,6 +195,9 @@ mod tests {
         assert!(g.matches("abc") && g.matches("ac") && g.matches("a.b-9c"));
         assert!(!g.matches("a_c"), "'*' does not cover '_' in Hubble");
         assert!(!g.matches("abd") && !g.matches("xabc") && !g.matches("abcx"));
+        let g = Glob::parse("a**c").expect("valid");
+        assert_eq!(g, Glob(b"a*c".to_vec()), "a run of stars is one star");
+        assert!(g.matches("abc") && g.matches("ac") && !g.matches("a_c"));
         let g = Glob::parse("*.*.com").expect("valid");
         assert!(g.matches("a.b.com") && g.matches("..com"));
         assert!(!g.matches("b.com.org"));

@@ -10,19 +10,24 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// `inner`, failing reads and writes after `idle` without progress.
+use super::room::Activity;
+
+/// `inner`, failing reads and writes after `idle` without progress; each
+/// progress is also noted in `activity` (which connection is stalest).
 pub(super) struct IdleTimeout<S> {
     inner: S,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    activity: Activity,
 }
 
 impl<S> IdleTimeout<S> {
-    pub(super) fn new(inner: S, idle: Duration) -> Self {
+    pub(super) fn new(inner: S, idle: Duration, activity: Activity) -> Self {
         Self {
             inner,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
+            activity,
         }
     }
 
@@ -30,6 +35,7 @@ impl<S> IdleTimeout<S> {
     fn moved(&mut self) {
         let next = Instant::now() + self.idle;
         self.deadline.as_mut().reset(next);
+        self.activity.touch();
     }
 
     /// Nothing moved: `Pending`, or `TimedOut` once the deadline has passed.

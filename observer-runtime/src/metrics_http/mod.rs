@@ -5,11 +5,13 @@
 //! What keeps a client from holding the server ([`Limits`]): a deadline for
 //! each request head (it also ends keep-alive connections that stay quiet), an
 //! idle deadline for a connection on which no byte moves ([`idle`]), and a cap
-//! on open connections. At the cap the server stops accepting: new connections
-//! wait in the listen backlog until one closes. Accept errors (EMFILE and the
-//! like) are logged once per burst, with a short pause before each retry.
+//! on open connections. At the cap a new connection takes the place of the
+//! one on which nothing moved for the longest ([`room`]), so idle connections
+//! never keep a scrape out. Accept errors (EMFILE and the like) are logged
+//! once per burst, with a short pause before each retry ([`crate::accept`]).
 
 mod idle;
+mod room;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,10 +24,11 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::accept::Acceptor;
 use idle::IdleTimeout;
+use room::{Activity, Room};
 
 /// Prometheus' text exposition format.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,7 +42,8 @@ pub struct Limits {
     /// A connection on which no byte moves either way for this long is closed
     /// (a client that stopped reading its response).
     pub idle_timeout: Duration,
-    /// Connections served at once; more wait to be accepted.
+    /// Connections served at once; at the cap a new one takes the place of
+    /// the stalest.
     pub max_connections: usize,
     /// Pause after a failed accept before trying again.
     pub accept_backoff: Duration,
@@ -51,7 +55,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_connections: 64,
-            accept_backoff: Duration::from_millis(100),
+            accept_backoff: crate::accept::DEFAULT_BACKOFF,
         }
     }
 }
@@ -75,70 +79,52 @@ pub async fn serve_with<F>(
 ) where
     F: Fn() -> String + Send + Sync + 'static,
 {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let room = Room::new(limits.max_connections);
+    let mut acceptor = Acceptor::new(listener, "metrics listener", limits.accept_backoff);
     let mut connections = JoinSet::new();
-    let mut failed_accepts = 0u64;
     tokio::pin!(shutdown);
     loop {
-        let accepted = tokio::select! {
+        let stream = tokio::select! {
             () = &mut shutdown => break,
-            accepted = accept(&listener, &slots) => accepted,
+            stream = acceptor.accept() => stream,
         };
         while connections.try_join_next().is_some() {}
-        match accepted {
-            Ok((stream, slot)) => {
-                if failed_accepts > 1 {
-                    log::info!("metrics listener: accepting again after {failed_accepts} failures");
-                }
-                failed_accepts = 0;
-                let render = render.clone();
-                connections.spawn(async move {
-                    if let Err(e) = connection(stream, render, limits).await {
+        let place = tokio::select! {
+            () = &mut shutdown => break,
+            place = room.enter() => place,
+        };
+        let Some(place) = place else {
+            break;
+        };
+        let render = render.clone();
+        connections.spawn(async move {
+            tokio::select! {
+                served = connection(stream, render, limits, place.activity.clone()) => {
+                    if let Err(e) = served {
                         log::debug!("metrics connection: {e}");
                     }
-                    drop(slot);
-                });
-            }
-            Err(e) => {
-                // At EMFILE every accept fails at once: log the first of a
-                // burst only, and give the process time to free descriptors.
-                if failed_accepts == 0 {
-                    log::warn!(
-                        "metrics listener: {e}; retrying every {:?}",
-                        limits.accept_backoff
-                    );
                 }
-                failed_accepts += 1;
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(limits.accept_backoff) => {}
+                () = place.close.notified() => {
+                    log::debug!("metrics connection closed to make room for a new one");
                 }
             }
-        }
+            drop(place);
+        });
     }
     connections.shutdown().await;
 }
 
-/// The next connection, once a connection slot is free.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-) -> std::io::Result<(TcpStream, tokio::sync::OwnedSemaphorePermit)> {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(std::io::Error::other)?;
-    let (stream, _) = listener.accept().await?;
-    Ok((stream, slot))
-}
-
 /// Serves one connection's requests (keep-alive) within `limits`.
-async fn connection<F>(stream: TcpStream, render: Arc<F>, limits: Limits) -> hyper::Result<()>
+async fn connection<F>(
+    stream: TcpStream,
+    render: Arc<F>,
+    limits: Limits,
+    activity: Activity,
+) -> hyper::Result<()>
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
-    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+    let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout, activity));
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let response = respond(req.method(), req.uri().path(), &*render);
         async move { Ok::<_, Infallible>(response) }
@@ -348,26 +334,21 @@ mod tests {
         server.await.unwrap();
     }
 
-    #[tokio::test]
+    /// In paused time: the runtime's clock jumps to the next deadline once
+    /// every task waits, so "longer than the idle timeout" takes no time and
+    /// the order of deadlines is exact.
+    #[tokio::test(start_paused = true)]
     async fn a_client_that_stops_reading_is_closed() {
         const BIG: usize = 32 << 20;
         let limits = Limits {
             idle_timeout: Duration::from_millis(50),
-            max_connections: 1,
             ..Limits::default()
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        // The first answer is far larger than the socket buffers.
-        let first = std::sync::atomic::AtomicBool::new(true);
-        let render = Arc::new(move || {
-            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                "x".repeat(BIG)
-            } else {
-                "up 1\n".to_string()
-            }
-        });
+        // An answer far larger than the socket buffers.
+        let render = Arc::new(|| "x".repeat(BIG));
         let server = tokio::spawn(serve_with(listener, render, limits, async {
             let _ = stopped.await;
         }));
@@ -376,12 +357,11 @@ mod tests {
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        // The only slot is taken until the server gives up on the reader that
-        // reads nothing; then the next connection is served.
-        let mut next = TcpStream::connect(addr).await.unwrap();
-        assert_eq!(ask(&mut next, "GET", "/metrics").await.body, "up 1\n");
-        // What reached the stuck reader ends well short of the answer.
-        let mut received = 0usize;
+        // The answer has started; then this client reads nothing for a
+        // second, twenty idle timeouts.
+        let mut received = stuck.read(&mut [0u8; 1]).await.unwrap();
+        assert_eq!(received, 1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let mut chunk = vec![0u8; 1 << 16];
         loop {
             match stuck.read(&mut chunk).await {
@@ -389,46 +369,47 @@ mod tests {
                 Ok(n) => received += n,
             }
         }
-        assert!(received < BIG, "{received}");
+        assert!(received < BIG, "the server gave up after {received} bytes");
+        // Others are still served.
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        let head = ask(&mut next, "HEAD", "/metrics").await;
+        assert_eq!(head.status, "HTTP/1.1 200 OK");
+        assert_eq!(
+            head.header("content-length"),
+            Some(BIG.to_string().as_str())
+        );
         stop.send(()).unwrap();
         server.await.unwrap();
     }
 
     #[tokio::test]
-    async fn at_the_cap_new_connections_wait_for_a_free_slot() {
+    async fn at_the_cap_a_new_connection_takes_the_place_of_the_stalest() {
         let limits = Limits {
-            max_connections: 1,
+            max_connections: 2,
             ..Limits::default()
         };
         let (addr, stop, server) = start(limits).await;
-        let mut first = TcpStream::connect(addr).await.unwrap();
-        assert_eq!(ask(&mut first, "GET", "/metrics").await.body, "up 1\n");
-        // The kernel completes the handshake; the server does not accept it.
-        let mut second = TcpStream::connect(addr).await.unwrap();
-        second
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        // The first connection is served after the second asked ...
+        let mut stale = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut stale, "GET", "/metrics").await.body, "up 1\n");
+        let mut quiet = TcpStream::connect(addr).await.unwrap();
+        // The server has taken `quiet` once a third connection is answered
+        // (connections are accepted in order); `stale` moved bytes before
+        // `quiet` was accepted, so it is the one that makes room.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut third, "GET", "/metrics").await.body, "up 1\n");
+        let mut rest = Vec::new();
+        stale.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"", "closed, without an answer");
+        // Now `quiet` is the stalest: a fourth takes its place.
+        let mut fourth = TcpStream::connect(addr).await.unwrap();
         assert_eq!(
-            ask(&mut first, "HEAD", "/metrics").await.status,
+            ask(&mut fourth, "HEAD", "/metrics").await.status,
             "HTTP/1.1 200 OK"
         );
-        // ... and the second has no answer while the first holds the slot.
-        let mut byte = [0u8; 1];
-        assert_eq!(
-            second.try_read(&mut byte).map_err(|e| e.kind()),
-            Err(std::io::ErrorKind::WouldBlock)
-        );
-        drop(first);
-        let mut answer = Vec::new();
-        let mut chunk = [0u8; 256];
-        while !answer.ends_with(b"up 1\n") {
-            let n = second.read(&mut chunk).await.unwrap();
-            assert_ne!(n, 0, "closed before the answer");
-            answer.extend_from_slice(&chunk[..n]);
-        }
-        assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        quiet.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"");
+        // `third` stays served on its kept-alive connection.
+        assert_eq!(ask(&mut third, "GET", "/metrics").await.body, "up 1\n");
         stop.send(()).unwrap();
         server.await.unwrap();
     }

@@ -54,7 +54,10 @@ pub(super) fn open(
         let answer = async {
             // A `since` older than the ring starts from the flow history.
             let ring = super::older::with_older(&state.sql(), query.since, ring).await;
-            let history = query.history(ring);
+            let (query, history) = match query.history_off_workers(ring).await {
+                Ok(picked) => picked,
+                Err(status) => return tx.send(Err(status)).await.map_err(|_| Gone),
+            };
             for event in statuses {
                 send(&tx, node_status(event)).await?;
             }

@@ -54,7 +54,8 @@ pub async fn run(
     let sql = state.sql();
     let queries = sql.clone();
     let service = RelayService { state, stopping };
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Backs off at the file-descriptor limit instead of spinning.
+    let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);

@@ -1,0 +1,94 @@
+//! `observe policy check` (the real binary, the parser flow-probe's watcher
+//! uses) on inputs that once hung it or ate memory: a FIFO, a symlink to
+//! /dev/zero, a file over 4 MiB, 200 KB of nested `[`. Each is refused at
+//! once with exit 1 and an error naming the file.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use test_support::scratch::ScratchDir;
+
+/// `observe policy check FILE`: (exit code, stdout, stderr). Fails the test,
+/// killing the process, if it has not ended within 20 s (the hang it guards
+/// against).
+fn check(file: &Path) -> (Option<i32>, String, String) {
+    let mut child = Command::new(e2e::observe_binary())
+        .args(["policy", "check"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("observe runs");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("observe policy check {} hangs", file.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    child.stdout.unwrap().read_to_string(&mut out).unwrap();
+    child.stderr.unwrap().read_to_string(&mut err).unwrap();
+    (status.code(), out, err)
+}
+
+fn refused(file: &Path, why: &str) {
+    assert_eq!(
+        check(file),
+        (
+            Some(1),
+            String::new(),
+            format!("observe: policy {}: {why}\n", file.display())
+        )
+    );
+}
+
+#[test]
+fn fifos_devices_large_and_deep_files_are_refused_at_once() {
+    let dir = ScratchDir::new("cli-inputs");
+    refused(
+        &dir.fifo("fifo.yaml"),
+        "not a regular file but a FIFO; only regular files are read",
+    );
+    let zero = dir.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    refused(
+        &zero,
+        "not a regular file but a character device; only regular files are read",
+    );
+    let large = dir.path().join("large.yaml");
+    std::fs::File::create(&large)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    refused(
+        &large,
+        "67108864 bytes: larger than the limit of 4 MiB (4194304 bytes)",
+    );
+    let nested = dir.path().join("nested.yaml");
+    std::fs::write(&nested, "[".repeat(200_000)).unwrap();
+    refused(
+        &nested,
+        "nested deeper than the limit of 32 levels at line 1 column 33",
+    );
+    // A good file next to them still reads.
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec: {endpointSelector: {}}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        check(&good),
+        (Some(0), "default/a: ok\n".to_string(), String::new())
+    );
+}

@@ -1,0 +1,138 @@
+//! The real `observe` binary writing into a pipe its reader has closed
+//! (`observe flows --last 100 | head -1`): the output ends quietly with exit
+//! 0, never "Broken pipe" and never a panic, also when stderr is a closed
+//! pipe too. The server is the relay in-process (no root needed) holding
+//! known flows.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use e2e::RelayUnderTest;
+use observer_proto::flow::Flow;
+
+/// A relay holding 4,000 flows (far more text than a pipe buffers), and the
+/// address of its one peer, which cannot be reached.
+async fn relay_with_flows() -> (RelayUnderTest, String) {
+    let dead = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        closed.local_addr().unwrap().to_string()
+    };
+    let relay = RelayUnderTest::start(vec![dead.clone()]).await;
+    let fixture = test_support::graph_flows::flows();
+    for i in 0..4_000 {
+        let mut flow: Flow = fixture[i % fixture.len()].clone();
+        flow.uuid = format!("flow-{i}");
+        relay
+            .state()
+            .store()
+            .push(test_support::history_flows::response(flow));
+    }
+    (relay, dead)
+}
+
+fn observe(args: &[&str]) -> Command {
+    let mut cmd = Command::new(e2e::observe_binary());
+    cmd.args(args).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `args` with stdout (and, with `close_stderr`, stderr) a pipe whose
+/// reader is closed before `observe` writes a byte; returns the exit code and
+/// what reached stderr.
+fn into_closed_pipe(args: &[&str], close_stderr: bool) -> (Option<i32>, String) {
+    let mut child = observe(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("observe runs");
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    let err = child.stderr.take().expect("piped stderr");
+    if close_stderr {
+        drop(err);
+    } else {
+        BufReader::new(err).read_to_string(&mut stderr).unwrap();
+    }
+    let status = child.wait().expect("observe ends");
+    (status.code(), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_pipe_ends_every_command_quietly() {
+    let (relay, dead) = relay_with_flows().await;
+    let server = relay.addr().to_string();
+    let dir = test_support::scratch::ScratchDir::new("cli-pipe");
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec: {endpointSelector: {}}\n",
+    )
+    .unwrap();
+    let policy = policy.display().to_string();
+    let commands: [&[&str]; 7] = [
+        &["flows", "--server", &server, "--last", "100"],
+        &["flows", "--server", &server, "--last", "100", "-o", "json"],
+        &["flows", "--server", &server, "--last", "100", "-o", "table"],
+        &["graph", "--server", &server, "--last", "100"],
+        &["status", "--server", &server],
+        &["nodes", "--server", &server],
+        &["policy", "check", &policy],
+    ];
+    for args in commands {
+        let (code, stderr) = tokio::task::block_in_place(|| into_closed_pipe(args, false));
+        assert_eq!(code, Some(0), "observe {args:?}: {stderr}");
+        // The table has no line for the peer's status: it goes to stderr,
+        // and nothing else does.
+        let status = format!(": NODE STATUS: {dead} ");
+        let expected = usize::from(args.contains(&"table"));
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(&status)).count(),
+            expected,
+            "observe {args:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            expected,
+            "observe {args:?}: {stderr}"
+        );
+        let run = tokio::task::block_in_place(|| into_closed_pipe(args, true));
+        assert_eq!(run.0, Some(0), "observe {args:?} with stderr closed too");
+    }
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_into_head_prints_one_line_and_exits_0() {
+    let (relay, dead) = relay_with_flows().await;
+    let server = relay.addr().to_string();
+    // The full answer: the peer's status first, then the flows.
+    let all = tokio::task::block_in_place(|| {
+        observe(&["flows", "--server", &server, "--last", "4000"])
+            .output()
+            .expect("observe runs")
+    });
+    assert_eq!(all.status.code(), Some(0));
+    let all = String::from_utf8(all.stdout).unwrap();
+    assert_eq!(all.lines().count(), 4_001, "the node status and 4000 flows");
+    let status = format!(": NODE STATUS: {dead} ");
+    assert!(all.lines().next().unwrap().contains(&status), "{all:.300}");
+    // As `observe flows --last 4000 2>&1 | head -1`: stderr goes into the
+    // same pipe, which closes after one line while most is still unwritten.
+    let (code, line) = tokio::task::block_in_place(|| {
+        let mut child = observe(&["flows", "--server", &server, "--last", "4000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("observe runs");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        drop(child.stderr.take());
+        (child.wait().expect("observe ends").code(), first)
+    });
+    assert_eq!(code, Some(0));
+    // One line, the status (its message may have changed meanwhile).
+    assert!(line.ends_with('\n') && line.contains(&status), "{line}");
+    relay.shutdown().await;
+}

@@ -1,0 +1,173 @@
+//! The real relay binary at its file-descriptor limit (`prlimit --nofile`):
+//! a flood of connections uses every descriptor, so each accept fails with
+//! EMFILE. The relay must not spin writing logs (once it wrote 787,000 lines
+//! in 3 s): each listener logs the failure once and its recovery once. An
+//! established gRPC connection keeps answering meanwhile, and once the flood
+//! closes, /metrics and new gRPC connections are served again.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use observer_proto::observer::ServerStatusRequest;
+use observer_proto::observer::observer_client::ObserverClient;
+use test_support::scratch::ScratchDir;
+use tonic::transport::Channel;
+
+/// Descriptors the relay may have open.
+const NOFILE: usize = 64;
+
+/// Kills the relay when dropped (also during a panic).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `path` until `find` returns something, or fails after 30 s.
+fn wait_in_file<T>(path: &Path, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
+    let deadline = Instant::now() + e2e::WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(found) = find(&text) {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "no {what} in:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The log's messages, without time, level and module.
+fn messages(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once("] ").map_or(l, |(_, m)| m).to_string())
+        .collect()
+}
+
+fn count(messages: &[String], pred: impl Fn(&str) -> bool) -> usize {
+    messages.iter().filter(|m| pred(m)).count()
+}
+
+/// ServerStatus with a 1 s gRPC deadline; the number of unavailable nodes.
+async fn status_within_1s(client: &mut ObserverClient<Channel>) -> u32 {
+    let mut request = tonic::Request::new(ServerStatusRequest {});
+    request.set_timeout(Duration::from_secs(1));
+    let status = client.server_status(request).await;
+    let status = status.expect("ServerStatus within 1 s").into_inner();
+    status.num_unavailable_nodes.unwrap_or_default()
+}
+
+fn scrape_answer(mut s: TcpStream) -> String {
+    s.set_read_timeout(Some(e2e::WAIT)).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn ask_metrics(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
+    let dir = ScratchDir::new("fd-limit");
+    let (ready, log) = (dir.path().join("relay.addr"), dir.path().join("relay.log"));
+    // The peer's address: bound, then closed, so connecting is refused at
+    // once (a listener that never answers would hold a descriptor for the
+    // peer's timeout, and free it in the middle of the test).
+    let dead = {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        closed.local_addr().unwrap().to_string()
+    };
+    let out = std::fs::File::create(&log).unwrap();
+    let relay = Command::new("prlimit")
+        .arg(format!("--nofile={NOFILE}:{NOFILE}"))
+        .arg(observe_lab::binaries::binary("relay").expect("the relay binary"))
+        .args(["--peer", &dead, "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--history-dir", "off"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("prlimit runs the relay");
+    let _relay = Killed(relay);
+    let grpc: SocketAddr = wait_in_file(&ready, "address", |t| t.trim().parse().ok());
+    let metrics: SocketAddr = wait_in_file(&log, "metrics address", |t| {
+        let rest = t.split_once("serving Prometheus metrics on http://")?.1;
+        rest.split_once("/metrics")?.0.parse().ok()
+    });
+    let mut established = ObserverClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    assert_eq!(status_within_1s(&mut established).await, 1);
+
+    let emfile = |listener: &str| {
+        format!("{listener}: Too many open files (os error 24); retrying every 100ms")
+    };
+    // Connections one at a time, each accepted (the server's HTTP/2 SETTINGS
+    // arrive) until one is not: then exactly one waits in the backlog.
+    let mut flood = Vec::new();
+    let refused = emfile("gRPC listener");
+    loop {
+        let s = TcpStream::connect(grpc).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let accepted = wait_in_file(&log, "accept or refusal", |t| {
+            if s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0) {
+                Some(true)
+            } else {
+                t.contains(&refused).then_some(false)
+            }
+        });
+        flood.push(s);
+        if !accepted {
+            break;
+        }
+        assert!(flood.len() < NOFILE, "{} connections accepted", flood.len());
+    }
+    let waiting_scrape = ask_metrics(metrics);
+    let line = emfile("metrics listener");
+    wait_in_file(&log, &line, |t| t.contains(&line).then_some(()));
+    // Every descriptor is taken; the connection that was already open is
+    // still served, twenty times over.
+    for _ in 0..20 {
+        assert_eq!(status_within_1s(&mut established).await, 1);
+    }
+
+    drop(flood);
+    let answer = tokio::task::block_in_place(|| scrape_answer(waiting_scrape));
+    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer:.200}");
+    assert!(answer.contains("\nobserve_relay_peers{"), "{answer}");
+    for listener in ["gRPC listener", "metrics listener"] {
+        let line = format!("{listener}: accepting again after ");
+        wait_in_file(&log, &line, |t| t.contains(&line).then_some(()));
+    }
+    let mut fresh = ObserverClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    assert_eq!(status_within_1s(&mut fresh).await, 1);
+    let again = tokio::task::block_in_place(|| scrape_answer(ask_metrics(metrics)));
+    assert!(again.starts_with("HTTP/1.0 200 OK\r\n"), "{again:.200}");
+
+    // The whole log: two lines at start, one per listener when accepting
+    // failed and one when it worked again; nothing else.
+    let messages = messages(&log);
+    assert_eq!(messages.len(), 6, "{messages:#?}");
+    for listener in ["gRPC listener", "metrics listener"] {
+        assert_eq!(count(&messages, |m| m == emfile(listener)), 1);
+        let again = format!("{listener}: accepting again after ");
+        assert_eq!(count(&messages, |m| m.starts_with(&again)), 1);
+    }
+    assert_eq!(count(&messages, |m| m.starts_with("serving ")), 2);
+}
