@@ -41,7 +41,7 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     }));
     // `Relay::start` subscribed the history to the store before returning.
     for f in flows::golden() {
-        relay.state().store().push(flows::response(f));
+        relay.state().publish(flows::response(f));
     }
     let sql = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -55,6 +55,8 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = self.engine.schema(&query.query).await.map_err(status)?;
+        // Flows history lacks in the query's range, for `observe query`.
+        let missing = self.engine.history_missing(&query.query).await;
         let handle = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
@@ -63,7 +65,8 @@ impl FlightSqlService for FlightSql {
             .try_with_schema(&schema)
             .map_err(|e| Status::internal(e.to_string()))?
             .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
-            .with_descriptor(request.into_inner());
+            .with_descriptor(request.into_inner())
+            .with_app_metadata(super::missing::encode(&missing.unwrap_or_default()));
         Ok(Response::new(info))
     }
 

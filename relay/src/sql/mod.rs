@@ -14,11 +14,13 @@
 //!   query over it fails with [`SqlError::Memory`], the relay goes on;
 //! - a time limit ([`SqlLimits::timeout`]): [`SqlError::Timeout`].
 //!
-//! [`flight`] serves it as Arrow Flight SQL on the relay's gRPC port.
+//! [`flight`] serves it as Arrow Flight SQL on the relay's gRPC port;
+//! [`missing`] tells how many flows of a query's time range history lacks.
 
 pub mod flight;
 pub mod graph;
 pub mod guard;
+pub mod missing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -280,7 +282,11 @@ impl SqlEngine {
             )
             .build_arc()
             .map_err(|e| self.error(e))?;
-        let config = SessionConfig::new().with_target_partitions(2);
+        // The lease keeps the snapshot's files on disk while the session
+        // (and any stream of it) lives.
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_extension(Arc::new(snap.lease));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let schema = schema::schema();
         let recent =
