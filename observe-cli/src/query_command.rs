@@ -41,13 +41,59 @@ pub struct QueryArgs {
     pub server: String,
 }
 
-/// Runs the query and prints the answer to stdout.
+/// Runs the query and prints the answer to stdout, then on stderr how
+/// many flows of its time range history is missing, if any.
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let (schema, batches) = query(&args.server, &args.sql).await?;
+    let answer = ask(&args.server, &args.sql).await?;
     let mut out = std::io::stdout().lock();
-    write(&mut out, args.output, &schema, &batches)?;
+    write(&mut out, args.output, &answer.schema, &answer.batches)?;
     out.flush()?;
+    for line in missing_lines(&answer.missing) {
+        eprintln!("{line}");
+    }
     Ok(())
+}
+
+/// A query's answer and, per node, the flows of its time range that
+/// history is missing (the relay dropped them: its writer fell behind).
+pub struct Answer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub missing: Vec<(String, u64)>,
+}
+
+/// `history is missing 1,234 flows of node1 in this range`, one per node.
+pub fn missing_lines(missing: &[(String, u64)]) -> Vec<String> {
+    missing
+        .iter()
+        .map(|(node, n)| {
+            let digits = n.to_string();
+            let mut grouped = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            let flows = if *n == 1 { "flow" } else { "flows" };
+            format!("history is missing {grouped} {flows} of {node} in this range")
+        })
+        .collect()
+}
+
+/// `history_missing<TAB>node<TAB>flows` lines of the relay's
+/// `FlightInfo.app_metadata` (other lines are skipped).
+fn decode_missing(app_metadata: &[u8]) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(app_metadata)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            (f.next()? == "history_missing").then_some(())?;
+            let node = f.next()?.to_string();
+            let flows = f.next()?.parse().ok()?;
+            Some((node, flows))
+        })
+        .collect()
 }
 
 fn message(status: &tonic::Status) -> anyhow::Error {
@@ -56,6 +102,12 @@ fn message(status: &tonic::Status) -> anyhow::Error {
 
 /// Asks `server` to run `sql`: its schema and batches.
 pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let a = ask(server, sql).await?;
+    Ok((a.schema, a.batches))
+}
+
+/// Asks `server` to run `sql`: its answer, with what history is missing.
+pub async fn ask(server: &str, sql: &str) -> anyhow::Result<Answer> {
     let uri = if server.contains("://") {
         server.to_string()
     } else {
@@ -82,6 +134,7 @@ pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<Re
             .try_decode_schema()
             .context("the server's schema")?,
     );
+    let missing = decode_missing(&info.app_metadata);
     let mut batches = Vec::new();
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.context("an endpoint without a ticket")?;
@@ -99,7 +152,11 @@ pub async fn query(server: &str, sql: &str) -> anyhow::Result<(SchemaRef, Vec<Re
             batches.push(batch);
         }
     }
-    Ok((schema, batches))
+    Ok(Answer {
+        schema,
+        batches,
+        missing,
+    })
 }
 
 /// Prints `batches` in `format`.
@@ -138,4 +195,31 @@ pub fn write(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_flows_are_read_from_app_metadata_and_said_per_node() {
+        let meta = b"history_missing\tnode1\t1234\nother\tx\t1\nhistory_missing\tnode2\t1\n";
+        let missing = decode_missing(meta);
+        assert_eq!(
+            missing,
+            [("node1".to_string(), 1_234), ("node2".to_string(), 1)]
+        );
+        assert_eq!(
+            missing_lines(&missing),
+            [
+                "history is missing 1,234 flows of node1 in this range",
+                "history is missing 1 flow of node2 in this range",
+            ]
+        );
+        assert_eq!(
+            missing_lines(&[("n".into(), 1_234_567)]),
+            ["history is missing 1,234,567 flows of n in this range"]
+        );
+        assert!(decode_missing(b"").is_empty());
+    }
 }

@@ -10,7 +10,7 @@
 //! count may be larger than what the query's rows lack, never smaller.
 //!
 //! Flight SQL carries the counts in `FlightInfo.app_metadata` of the
-//! statement ([`encode`], [`decode`]), which other clients ignore.
+//! statement ([`encode`]), which other clients ignore.
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::utils::split_conjunction;
@@ -114,20 +114,6 @@ pub fn encode(missing: &[Missing]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// `(node, flows)` from `app_metadata` (other lines are skipped).
-pub fn decode(app_metadata: &[u8]) -> Vec<(String, u64)> {
-    String::from_utf8_lossy(app_metadata)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            (f.next()? == PREFIX).then_some(())?;
-            let node = f.next()?.to_string();
-            let flows = f.next()?.parse().ok()?;
-            Some((node, flows))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -218,10 +204,7 @@ mod tests {
             first_sec: 1,
             last_sec: 2,
         }];
-        let bytes = encode(&m);
-        assert_eq!(bytes, b"history_missing\tnode1\t1234\n");
-        let mut more = bytes.clone();
-        more.extend_from_slice(b"other\tx\t1\nhistory_missing\tnode2\tnope\n");
-        assert_eq!(decode(&more), [("node1".to_string(), 1_234)]);
+        // `observe query` reads these lines (query_command::decode_missing).
+        assert_eq!(encode(&m), b"history_missing\tnode1\t1234\n");
     }
 }
