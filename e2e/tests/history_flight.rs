@@ -190,7 +190,13 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
     let flows_since = {
         let addr = addr.clone();
         tokio::task::spawn_blocking(move || {
-            observe(&["flows", "--server", &addr, "--since", "2024-05-01T10:00:00Z"])
+            observe(&[
+                "flows",
+                "--server",
+                &addr,
+                "--since",
+                "2024-05-01T10:00:00Z",
+            ])
         })
     };
     let (ok, out, err) = flows_since.await.unwrap();
