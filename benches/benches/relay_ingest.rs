@@ -141,7 +141,7 @@ fn bytes_per_flow(n: usize, dir: &Path) {
          batches, encoding, ZSTD({}), fsync)",
         list.len(),
         n as f64 / writing.as_secs_f64(),
-        files::ZSTD_LEVEL,
+        relay::history::encode::ZSTD_LEVEL,
     );
     let paths: Vec<&Path> = list.iter().map(|f| f.path.as_path()).collect();
     let written = column_bytes(&paths);

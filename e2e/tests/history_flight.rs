@@ -48,7 +48,7 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     ));
     // `Relay::start` subscribed the history to the store before returning.
     for f in flows::golden() {
-        relay.state().store().push(flows::response(f));
+        relay.state().publish(flows::response(f));
     }
     let sql = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -117,6 +117,104 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
         ep.unwrap().workloads[0].kind.clear();
     }
     assert_eq!(got[0], first);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    relay.shutdown().await;
+}
+
+/// `observe` run to the end: (exit success, stdout, stderr).
+fn observe(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(e2e::observe_binary())
+        .args(args)
+        .output()
+        .expect("run observe");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("flight-missing");
+    let _ = std::fs::remove_dir_all(&dir);
+    let cfg = RelayConfig {
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_millis(100),
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(&dir)
+        }),
+        ring_capacity: 3,
+        ..RelayConfig::new(vec!["127.0.0.1:1".into()])
+    };
+    let relay = Relay::start(&cfg).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(relay::server::run(
+        tonic::transport::Server::builder(),
+        listener,
+        relay.state(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    for f in flows::golden() {
+        relay.state().publish(flows::response(f));
+    }
+    let history = relay.state().sql().history().unwrap().clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while history.written_rows() < 9 {
+        assert!(tokio::time::Instant::now() < deadline, "not written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The writer fell behind at 10:00:30 on n1 (counted as the feed does).
+    let at = (flows::T0 + 30) * 1_000_000_000;
+    history.losses().record("n1", at, 1_234);
+
+    let query = |sql: &str| {
+        let (addr, sql) = (addr.clone(), sql.to_string());
+        tokio::task::spawn_blocking(move || observe(&["query", "--server", &addr, &sql]))
+    };
+    let (ok, out, err) = query(
+        "SELECT count(*) AS n FROM flows WHERE time >= '2024-05-01T10:00:00Z' \
+         AND time < '2024-05-01T10:01:00Z'",
+    )
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, "+---+\n| n |\n+---+\n| 4 |\n+---+\n");
+    assert_eq!(err, "history is missing 1,234 flows of n1 in this range\n");
+    // A range without losses: nothing to say.
+    let (ok, _, err) = query("SELECT count(*) FROM flows WHERE time >= '2024-05-01T10:01:00Z'")
+        .await
+        .unwrap();
+    assert!(ok);
+    assert_eq!(err, "");
+
+    // A history file that cannot be read: `observe flows --since` fails,
+    // it does not print the ring alone.
+    let oldest = history.files()[0].path.clone();
+    std::fs::write(&oldest, b"not parquet").unwrap();
+    let flows_since = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            observe(&[
+                "flows",
+                "--server",
+                &addr,
+                "--since",
+                "2024-05-01T10:00:00Z",
+            ])
+        })
+    };
+    let (ok, out, err) = flows_since.await.unwrap();
+    assert!(!ok, "must fail; printed {out}");
+    assert!(
+        err.contains("reading the flow history failed, the answer is incomplete: reading "),
+        "{err}"
+    );
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     relay.shutdown().await;

@@ -59,18 +59,62 @@ pub struct QueryArgs {
     pub connect: ConnectArgs,
 }
 
-/// Runs the query and prints the answer to stdout.
+/// Runs the query and prints the answer to stdout, then on stderr how
+/// many flows of its time range history is missing, if any.
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let sql = statement(&args)?;
     let target = args.connect.target(&[DEFAULT_SERVER])?;
     let mut out = Output::new(std::io::BufWriter::new(std::io::stdout()));
     let printed = print(&target, &sql, args.output, &mut out).await;
-    let flushed = printed.and_then(|()| Ok(out.flush()?));
+    let flushed = printed.and_then(|missing| {
+        out.flush()?;
+        Ok(missing)
+    });
     match flushed {
+        Ok(missing) => {
+            for line in missing_lines(&missing) {
+                crate::pipe::eprint(&format!("{line}\n"));
+            }
+            Ok(())
+        }
         // The reader went away: what it wanted is printed.
         Err(_) if out.closed => Ok(()),
-        other => other,
+        Err(e) => Err(e),
     }
+}
+
+/// `history is missing 1,234 flows of node1 in this range`, one per node.
+pub fn missing_lines(missing: &[(String, u64)]) -> Vec<String> {
+    missing
+        .iter()
+        .map(|(node, n)| {
+            let digits = n.to_string();
+            let mut grouped = String::new();
+            for (i, c) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            let flows = if *n == 1 { "flow" } else { "flows" };
+            format!("history is missing {grouped} {flows} of {node} in this range")
+        })
+        .collect()
+}
+
+/// `history_missing<TAB>node<TAB>flows` lines of the relay's
+/// `FlightInfo.app_metadata` (other lines are skipped).
+fn decode_missing(app_metadata: &[u8]) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(app_metadata)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            (f.next()? == "history_missing").then_some(())?;
+            let node = f.next()?.to_string();
+            let flows = f.next()?.parse().ok()?;
+            Some((node, flows))
+        })
+        .collect()
 }
 
 /// The SQL text of `args`: the argument, the file, or stdin.
@@ -146,11 +190,14 @@ fn message(status: &tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", status.message())
 }
 
-/// A query asked of the relay: its schema, and the tickets of its batches.
+/// A query asked of the relay: its schema, the tickets of its batches, and
+/// per node the flows of its time range that history is missing (the relay
+/// dropped them: its writer fell behind).
 struct Asked {
     client: FlightServiceClient<Channel>,
     schema: SchemaRef,
     tickets: Vec<Ticket>,
+    missing: Vec<(String, u64)>,
 }
 
 /// Asks `server` to plan `sql`.
@@ -172,6 +219,7 @@ async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
             .try_decode_schema()
             .context("the server's schema")?,
     );
+    let missing = decode_missing(&info.app_metadata);
     let tickets = info
         .endpoint
         .into_iter()
@@ -181,6 +229,7 @@ async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
         client,
         schema,
         tickets,
+        missing,
     })
 }
 
@@ -208,6 +257,12 @@ impl Asked {
 
 /// Asks `server` to run `sql`: its schema and batches.
 pub async fn query(server: &Target, sql: &str) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let (asked, batches) = ask_all(server, sql).await?;
+    Ok((asked.schema, batches))
+}
+
+/// Asks `server` to run `sql` and reads all its batches.
+async fn ask_all(server: &Target, sql: &str) -> anyhow::Result<(Asked, Vec<RecordBatch>)> {
     let mut asked = ask(server, sql).await?;
     let mut batches = Vec::new();
     for ticket in std::mem::take(&mut asked.tickets) {
@@ -216,19 +271,21 @@ pub async fn query(server: &Target, sql: &str) -> anyhow::Result<(SchemaRef, Vec
             batches.push(batch);
         }
     }
-    Ok((asked.schema, batches))
+    Ok((asked, batches))
 }
 
-/// Runs `sql` on `server` and prints the answer in `format` as it comes.
+/// Runs `sql` on `server` and prints the answer in `format` as it comes;
+/// returns the flows history is missing in the query's range, per node.
 async fn print(
     server: &Target,
     sql: &str,
     format: QueryFormat,
     out: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, u64)>> {
     if format == QueryFormat::Table {
-        let (schema, batches) = query(server, sql).await?;
-        return write(out, format, &schema, &batches);
+        let (asked, batches) = ask_all(server, sql).await?;
+        write(out, format, &asked.schema, &batches)?;
+        return Ok(asked.missing);
     }
     let mut asked = ask(server, sql).await?;
     let schema = asked.schema.clone();
@@ -260,7 +317,7 @@ async fn print(
         // The header alone, as for a table without rows.
         write(out, format, &schema, &[])?;
     }
-    Ok(())
+    Ok(asked.missing)
 }
 
 /// Where streamed rows are written (one per query: its size does not matter).
@@ -364,5 +421,27 @@ mod tests {
         let mut out = Output::new(Closed);
         assert!(write(&mut out, QueryFormat::Csv, &schema, &[batch]).is_err());
         assert!(out.closed);
+    }
+
+    #[test]
+    fn missing_flows_are_read_from_app_metadata_and_said_per_node() {
+        let meta = b"history_missing\tnode1\t1234\nother\tx\t1\nhistory_missing\tnode2\t1\n";
+        let missing = decode_missing(meta);
+        assert_eq!(
+            missing,
+            [("node1".to_string(), 1_234), ("node2".to_string(), 1)]
+        );
+        assert_eq!(
+            missing_lines(&missing),
+            [
+                "history is missing 1,234 flows of node1 in this range",
+                "history is missing 1 flow of node2 in this range",
+            ]
+        );
+        assert_eq!(
+            missing_lines(&[("n".into(), 1_234_567)]),
+            ["history is missing 1,234,567 flows of n in this range"]
+        );
+        assert!(decode_missing(b"").is_empty());
     }
 }

@@ -49,10 +49,16 @@ impl FlowStore {
 
     /// Adds one entry, evicting the oldest when full.
     pub fn push(&self, response: GetFlowsResponse) {
+        self.push_shared(Arc::new(response));
+    }
+
+    /// Adds one entry already shared (the relay also hands it to its
+    /// history), evicting the oldest when full.
+    pub fn push_shared(&self, response: Arc<GetFlowsResponse>) {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         let entry = Entry {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
-            response: Arc::new(response),
+            response,
         };
         if ring.len() == self.capacity {
             ring.pop_front();

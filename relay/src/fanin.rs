@@ -1,5 +1,6 @@
 //! [`Relay`]: starts the merge task and one task per peer over a shared
-//! [`RelayState`], and stops them.
+//! [`RelayState`], and the history's writer and compaction threads, and
+//! stops them.
 
 use std::sync::Arc;
 
@@ -8,7 +9,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::RelayConfig;
 use crate::error::RelayError;
-use crate::history::{self, History};
+use crate::history::compact::Compactor;
+use crate::history::writer::Writer;
+use crate::history::{self, History, HistoryConfig};
 use crate::merge;
 use crate::peer::session::PeerCtx;
 use crate::peer::{Peers, task};
@@ -22,8 +25,51 @@ pub struct Relay {
     state: Arc<RelayState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    /// The history writer, stopped after the merge so it records its last flows.
-    history: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    /// The history writer and compaction, stopped after the merge so the
+    /// writer records its last flows.
+    history: Option<HistoryTasks>,
+}
+
+struct HistoryTasks {
+    writer: Writer,
+    compactor: Option<Compactor>,
+}
+
+/// Opens the history, sets the SQL engine over it, and starts its writer
+/// (fed by the merge through `state`) and compaction.
+fn start_history(
+    hc: &HistoryConfig,
+    cfg: &RelayConfig,
+    state: &Arc<RelayState>,
+) -> Result<HistoryTasks, RelayError> {
+    let failed = |what: &str, e: std::io::Error| {
+        RelayError::History(format!("{what} {}: {e}", hc.dir.display()))
+    };
+    let h = History::open(hc.clone()).map_err(|e| failed("opening", e))?;
+    state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
+    let (feed, intake) = history::feed::channel(hc.queue_flows, h.losses().clone());
+    state.set_history_feed(feed);
+    let writer =
+        Writer::start(h.clone(), intake).map_err(|e| failed("starting the writer of", e))?;
+    let compactor = match &hc.compaction {
+        Some(cc) => {
+            let (s, backlog_rows) = (state.clone(), 2 * hc.batch_rows.max(1));
+            let history = h.clone();
+            // The writer has a backlog: a quarter of its queue, or more
+            // rows in memory than two batches.
+            let busy = Box::new(move || {
+                s.history_feed()
+                    .is_some_and(|f| f.depth() as usize > f.capacity() / 4)
+                    || history.rows_in_memory() > backlog_rows
+            });
+            Some(
+                Compactor::start(h, cc.clone(), busy)
+                    .map_err(|e| failed("starting compaction of", e))?,
+            )
+        }
+        None => None,
+    };
+    Ok(HistoryTasks { writer, compactor })
 }
 
 impl Relay {
@@ -58,18 +104,7 @@ impl Relay {
             tasks.push(tokio::spawn(task::run(ctx, stop_rx.clone())));
         }
         let history = match &cfg.history {
-            Some(hc) => {
-                let h = History::open(hc.clone()).map_err(|e| {
-                    RelayError::History(format!("opening {}: {e}", hc.dir.display()))
-                })?;
-                state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
-                let (stop_h, stop_h_rx) = watch::channel(false);
-                // Subscribed here, not in the task: every flow pushed once
-                // `start` returns is recorded.
-                let (_, follow) = state.store().snapshot_and_follow();
-                let task = tokio::spawn(history::task::run(h, follow, stop_h_rx));
-                Some((stop_h, task))
-            }
+            Some(hc) => Some(start_history(hc, cfg, &state)?),
             None => None,
         };
         Ok(Relay {
@@ -93,18 +128,26 @@ impl Relay {
         for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        if let Some((stop, task)) = self.history.take() {
-            let _ = stop.send(true);
-            let _ = task.await;
+        if let Some(h) = self.history.take() {
+            let state = self.state.clone();
+            let stopped = tokio::task::spawn_blocking(move || {
+                if let Some(feed) = state.history_feed() {
+                    feed.stop();
+                }
+                if let Some(c) = h.compactor {
+                    c.stop();
+                }
+                h.writer.join();
+            });
+            let _ = stopped.await;
         }
     }
 }
 
 impl Drop for Relay {
+    /// Stops the tasks; compaction stops (its drop), and the writer writes
+    /// what it has and ends once the state (and so its queue) is gone.
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        if let Some((stop, _)) = &self.history {
-            let _ = stop.send(true);
-        }
     }
 }

@@ -32,12 +32,14 @@
 //! ```
 //!
 //! - [`history`]: every flow as a row of one Arrow schema, batched into
-//!   time-partitioned Parquet files (atomic writes, retention), fed from the
-//!   store's broadcast like any follower; [`sql`]: read-only DataFusion SQL
-//!   over it, within statement, time, memory and concurrency limits, on a
-//!   runtime of its own, served as Arrow Flight SQL (statements, prepared
-//!   statements, catalog metadata) on the same port. GetFlows with a
-//!   `since` older than the ring starts from history.
+//!   time-partitioned Parquet files (atomic writes, compaction, retention),
+//!   fed by the merge through a bounded queue: what it cannot take is
+//!   counted per node and reported, never waited for; [`sql`]: read-only
+//!   DataFusion SQL over it, within statement, time, memory and concurrency
+//!   limits, on a runtime of its own, served as Arrow Flight SQL (statements,
+//!   prepared statements, catalog metadata) on the same port. GetFlows with
+//!   a `since` older than the ring starts from history, read in time order
+//!   with bounded memory.
 //! - The service graph: [`sql::graph`] serves it as the tables `graph_nodes`
 //!   and `graph_edges`, built by `service_graph::GraphBuilder` from the flows
 //!   of the query's `time` window (history files and rows in memory, what

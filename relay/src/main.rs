@@ -11,6 +11,7 @@ use observer_runtime::tls::{ClientTls, ClientTlsFlags, ServerTls, TlsError};
 use relay::config::DEFAULT_RING_CAPACITY;
 use relay::config::PEER_TLS_FLAGS;
 use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
+use relay::history::compact::CompactionConfig;
 use relay::history::{HistoryConfig, units};
 use relay::sql::SqlLimits;
 use relay::{PeerOptions, Relay, RelayConfig};
@@ -88,6 +89,17 @@ struct Args {
     /// Flows per history batch (written at once when reached).
     #[arg(long, default_value_t = relay::history::DEFAULT_BATCH_ROWS)]
     batch_rows: usize,
+    /// Flows the queue from the merge to the history writer holds; when it
+    /// is full, flows are dropped from history and counted.
+    #[arg(long, default_value_t = relay::history::DEFAULT_QUEUE_FLOWS)]
+    history_queue_flows: usize,
+    /// How often small history files are compacted (e.g. 60s); 0s: never.
+    #[arg(long, default_value = "60s", value_parser = observer_proto::time::parse_duration)]
+    compaction_interval: Duration,
+    /// Stops compaction for good at this point, to test a crash there
+    /// (written, renamed, removed-one).
+    #[arg(long, hide = true)]
+    history_pause_at: Option<relay::history::compact::PausePoint>,
     /// Time limit of one SQL query.
     #[arg(long, default_value = "30s", value_parser = observer_proto::time::parse_duration)]
     sql_timeout: Duration,
@@ -137,6 +149,12 @@ impl Args {
                 flush_interval: self.flush_interval,
                 retention_age: self.retention_age,
                 retention_bytes: self.retention_bytes,
+                queue_flows: self.history_queue_flows,
+                compaction: (!self.compaction_interval.is_zero()).then(|| CompactionConfig {
+                    interval: self.compaction_interval,
+                    ..CompactionConfig::default()
+                }),
+                pause_at: self.history_pause_at,
                 ..HistoryConfig::new(&self.history_dir)
             }),
             sql: SqlLimits {

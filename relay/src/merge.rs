@@ -4,7 +4,9 @@
 //!
 //! The queue is bounded, so a stuck merge would slow the peers' streams, never
 //! grow memory; clients never slow it down (the store's broadcast drops for a
-//! lagging client instead).
+//! lagging client instead), nor does history: each flow is offered to the
+//! history writer's bounded queue, and what it cannot take is counted and
+//! reported in the stream as a `LostEvent` ([`crate::history::feed`]).
 
 use std::sync::Arc;
 
@@ -28,6 +30,10 @@ pub(crate) async fn run(
     let mut out = Vec::new();
     loop {
         let deadline = window.next_deadline();
+        let report = state
+            .history_feed()
+            .and_then(|f| f.report_due())
+            .map(Instant::from_std);
         tokio::select! {
             received = rx.recv() => match received {
                 Some(response) => {
@@ -37,12 +43,15 @@ pub(crate) async fn run(
                 None => {
                     window.flush(&mut out);
                     publish(&state, &window, &mut out);
+                    report_history_losses(&state, true);
                     return;
                 }
             },
             () = sleep_until(deadline) => window.release_due(Instant::now(), &mut out),
+            () = sleep_until(report) => {}
         }
         publish(&state, &window, &mut out);
+        report_history_losses(&state, false);
     }
 }
 
@@ -55,9 +64,19 @@ fn publish(
         return;
     }
     for response in out.drain(..) {
-        state.store().push(response);
+        state.publish(response);
     }
     state.set_reorder_stats(window.stats());
+}
+
+/// Flows the history writer could not take, as `LostEvent`s in the stream
+/// (at most every [`crate::history::feed::REPORT_EVERY`], or now with `force`).
+fn report_history_losses(state: &RelayState, force: bool) {
+    if let Some(feed) = state.history_feed() {
+        for lost in feed.lost_events(force) {
+            state.store().push(lost);
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

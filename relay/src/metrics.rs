@@ -1,10 +1,12 @@
 //! Prometheus metrics of the relay, read from [`RelayState`] at every scrape:
 //! peers by state, flows taken from each node, what the reorder window did,
-//! and the history: rows written, files and bytes on disk, SQL queries run,
-//! refused, refused as busy, running, their memory and their durations
+//! and the history: rows written, flows it could not keep per node, its
+//! queue, compactions, files and bytes on disk, SQL queries run, refused,
+//! refused as busy, running, their memory and their durations
 //! ([`crate::sql::SqlStats`]).
 //! [`serve`] answers `GET /metrics` (text format) on its own listener.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -34,10 +36,13 @@ pub struct RelayMetrics {
     history_rows: IntCounter,
     history_files: IntGauge,
     history_bytes: IntGauge,
+    history_lost: IntCounterVec,
+    history_queue: IntGauge,
+    history_compactions: IntCounter,
     /// Counts already added: per peer (flows seen), and released, late, forced.
     last: Mutex<(Vec<u64>, [u64; 3])>,
-    /// History rows already added.
-    last_rows: Mutex<u64>,
+    /// History counts already added: rows, compactions, lost per node.
+    last_history: Mutex<(u64, u64, BTreeMap<String, u64>)>,
 }
 
 /// The SQL engine's own counters and histogram, taken from whichever engine
@@ -122,6 +127,21 @@ impl RelayMetrics {
             "observe_relay_history_bytes",
             "Bytes of the history files on disk (0 when history is off)",
         )?;
+        let history_lost = IntCounterVec::new(
+            Opts::new(
+                "observe_relay_history_flows_lost_total",
+                "Flows history did not keep (its writer fell behind, or writes kept failing), by node",
+            ),
+            &["node"],
+        )?;
+        let history_queue = IntGauge::new(
+            "observe_relay_history_queue_flows",
+            "Flows waiting in the queue to the history writer",
+        )?;
+        let history_compactions = counter(
+            "observe_relay_history_compactions_total",
+            "Compactions of small history files into a larger one",
+        )?;
         let mut names = Vec::new();
         for (name, c) in [
             (
@@ -153,6 +173,18 @@ impl RelayMetrics {
                 "observe_relay_history_bytes",
                 Box::new(history_bytes.clone()),
             ),
+            (
+                "observe_relay_history_flows_lost_total",
+                Box::new(history_lost.clone()),
+            ),
+            (
+                "observe_relay_history_queue_flows",
+                Box::new(history_queue.clone()),
+            ),
+            (
+                "observe_relay_history_compactions_total",
+                Box::new(history_compactions.clone()),
+            ),
         ] {
             registry.register(c)?;
             names.push(name);
@@ -182,7 +214,10 @@ impl RelayMetrics {
             history_rows,
             history_files,
             history_bytes,
-            last_rows: Mutex::new(0),
+            history_lost,
+            history_queue,
+            history_compactions,
+            last_history: Mutex::new((0, 0, BTreeMap::new())),
         })
     }
 
@@ -229,16 +264,32 @@ impl RelayMetrics {
 }
 
 impl RelayMetrics {
-    /// Rows written, and files and bytes on disk now (listed at each scrape).
+    /// Rows written, flows lost, compactions, the queue, and files and bytes
+    /// readers see now.
     fn history_metrics(&self) {
         let engine = self.state.sql();
         let Some(history) = engine.history() else {
             return;
         };
-        let rows = history.written_rows();
-        let mut last = self.last_rows.lock().unwrap_or_else(|p| p.into_inner());
-        self.history_rows.inc_by(rows.saturating_sub(*last));
-        *last = rows.max(*last);
+        let mut last = self.last_history.lock().unwrap_or_else(|p| p.into_inner());
+        let (rows, compactions) = (history.written_rows(), history.compactions());
+        self.history_rows.inc_by(rows.saturating_sub(last.0));
+        last.0 = rows.max(last.0);
+        self.history_compactions
+            .inc_by(compactions.saturating_sub(last.1));
+        last.1 = compactions.max(last.1);
+        for (node, lost) in history.losses().since_start() {
+            let seen = last.2.entry(node.clone()).or_default();
+            self.history_lost
+                .with_label_values(&[node.as_str()])
+                .inc_by(lost.saturating_sub(*seen));
+            *seen = lost.max(*seen);
+        }
+        drop(last);
+        if let Some(feed) = self.state.history_feed() {
+            self.history_queue
+                .set(i64::try_from(feed.depth()).unwrap_or(i64::MAX));
+        }
         match history.disk_usage() {
             Ok((files, bytes)) => {
                 self.history_files
@@ -339,7 +390,17 @@ mod tests {
         let history = History::open(cfg).unwrap();
         let state = Arc::new(RelayState::new(FlowStore::new(10), Peers::new(&[])));
         state.set_sql(SqlEngine::new(Some(history.clone()), Default::default()));
+        // A queue of one flow and no writer: one waits, two are lost.
+        let (feed, _intake) = crate::history::feed::channel(1, history.losses().clone());
+        state.set_history_feed(feed);
         let m = RelayMetrics::new(state.clone());
+        for _ in 0..3 {
+            state.publish(GetFlowsResponse {
+                node_name: "n9".into(),
+                time: Some(observer_proto::time::timestamp(2_000_000_000)),
+                response_types: Some(ResponseTypes::Flow(Flow::default())),
+            });
+        }
         for (i, uuid) in ["a", "b", "c"].into_iter().enumerate() {
             history.ingest(Arc::new(GetFlowsResponse {
                 time: Some(observer_proto::time::timestamp(1_000_000_000 + i as i128)),
@@ -378,7 +439,10 @@ mod tests {
             .collect();
         let expected = [
             format!("observe_relay_history_bytes {bytes}"),
+            "observe_relay_history_compactions_total 0".to_string(),
             "observe_relay_history_files 1".to_string(),
+            r#"observe_relay_history_flows_lost_total{node="n9"} 2"#.to_string(),
+            "observe_relay_history_queue_flows 1".to_string(),
             "observe_relay_history_rows_written_total 3".to_string(),
             "observe_relay_sql_memory_reserved_bytes 0".to_string(),
             "observe_relay_sql_queries_busy_total 0".to_string(),
@@ -396,6 +460,7 @@ mod tests {
         // A second scrape adds only what is new.
         let text = m.render();
         assert!(text.contains("observe_relay_history_rows_written_total 3"));
+        assert!(text.contains(r#"observe_relay_history_flows_lost_total{node="n9"} 2"#));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

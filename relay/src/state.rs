@@ -1,9 +1,13 @@
 //! [`RelayState`]: what the server reads and the background tasks write: the
-//! merged flow store, the peers, and the reorder window's counters.
+//! merged flow store, the peers, the reorder window's counters, and the feed
+//! of the history writer.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use observer_proto::observer::GetFlowsResponse;
+
+use crate::history::feed::Feed;
 use crate::peer::Peers;
 use crate::reorder::ReorderStats;
 use crate::sql::SqlEngine;
@@ -20,6 +24,8 @@ pub struct RelayState {
     reorder: Mutex<ReorderStats>,
     /// SQL over the history; set once at start when history is on.
     sql: OnceLock<SqlEngine>,
+    /// The queue to the history writer; set once at start when history is on.
+    history: OnceLock<Feed>,
 }
 
 impl RelayState {
@@ -30,7 +36,28 @@ impl RelayState {
             started: Instant::now(),
             reorder: Mutex::new(ReorderStats::default()),
             sql: OnceLock::new(),
+            history: OnceLock::new(),
         }
+    }
+
+    /// A merged response: to the history writer (a flow it cannot take now
+    /// is dropped and counted, never waited for), then to the store.
+    pub fn publish(&self, response: GetFlowsResponse) {
+        let response = Arc::new(response);
+        if let Some(feed) = self.history.get() {
+            feed.offer(&response);
+        }
+        self.store.push_shared(response);
+    }
+
+    /// The history writer's queue, when history is on.
+    pub fn history_feed(&self) -> Option<&Feed> {
+        self.history.get()
+    }
+
+    /// Sets the history writer's queue; only the first call counts.
+    pub fn set_history_feed(&self, feed: Feed) {
+        let _ = self.history.set(feed);
     }
 
     pub fn store(&self) -> &FlowStore {

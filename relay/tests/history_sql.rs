@@ -203,12 +203,12 @@ async fn a_query_over_its_time_limit_fails() {
 #[test]
 fn retention_deletes_by_age_then_the_oldest_past_the_size() {
     let dir = scratch("retention");
-    let h = History::open(HistoryConfig {
+    let keep_all = HistoryConfig {
         retention_age: Duration::from_secs(100 * 365 * 86_400),
         retention_bytes: u64::MAX,
         ..HistoryConfig::new(&dir)
-    })
-    .unwrap();
+    };
+    let h = History::open(keep_all.clone()).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -225,22 +225,30 @@ fn retention_deletes_by_age_then_the_oldest_past_the_size() {
     }
     let all = files::list(&dir).unwrap();
     assert_eq!(all.len(), 3);
-    let gone = files::enforce_retention(
-        &dir,
-        std::time::SystemTime::now(),
-        Duration::from_secs(3 * 3600),
-        u64::MAX,
-    )
-    .unwrap();
-    assert_eq!(gone, all[..1], "by age: the one older than 3h");
-    let keep_one = all[2].bytes;
-    let gone = files::enforce_retention(
-        &dir,
-        std::time::SystemTime::now(),
-        Duration::from_secs(3 * 3600),
-        keep_one,
-    )
-    .unwrap();
-    assert_eq!(gone, all[1..2], "by size: the oldest left");
-    assert_eq!(files::list(&dir).unwrap(), all[2..]);
+    assert_eq!(h.files(), all);
+    drop(h);
+    // Retention applies at start (and after every write).
+    let by_age = HistoryConfig {
+        retention_age: Duration::from_secs(3 * 3600),
+        ..keep_all.clone()
+    };
+    let h = History::open(by_age.clone()).unwrap();
+    assert_eq!(
+        files::list(&dir).unwrap(),
+        all[1..],
+        "by age: the one older than 3h"
+    );
+    assert_eq!(h.files(), all[1..]);
+    drop(h);
+    let by_size = HistoryConfig {
+        retention_bytes: all[2].bytes,
+        ..by_age
+    };
+    let h = History::open(by_size).unwrap();
+    assert_eq!(
+        files::list(&dir).unwrap(),
+        all[2..],
+        "by size: the oldest left"
+    );
+    assert_eq!(h.files(), all[2..]);
 }

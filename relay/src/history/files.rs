@@ -1,57 +1,38 @@
-//! History files on disk: the time-partitioned layout, atomic writes, how the
-//! columns are encoded, and retention.
+//! History files on disk: the time-partitioned layout, names, atomic writes,
+//! owner-only permissions, the rule that tells which files a compacted file
+//! replaces, and which files retention deletes.
 //!
-//! A batch of rows of one hour goes to
-//! `<dir>/date=YYYY-MM-DD/hour=HH/<first>-<last>-<seq>.parquet`, where `first`
-//! and `last` are the rows' times in nanoseconds since the epoch (UTC, 19
-//! digits, so names sort by time). It is written to `.<name>.tmp` in the same
-//! directory, fsynced, and renamed: a reader sees a whole file or none. Names
-//! starting with `.` are never read; leftovers of a crash are removed at start.
+//! A file holds rows of one hour, sorted by time, in
+//! `<dir>/date=YYYY-MM-DD/hour=HH/`. Its name says what it holds:
+//! - `<first>-<last>-<seq>.parquet`: a batch written by the writer;
+//! - `<first>-<last>-<lo>-<hi>.parquet`: a compacted file, the rows of every
+//!   file of its directory whose sequence numbers lie in `lo..=hi`.
 //!
-//! Each file is one row group, ZSTD-compressed ([`ZSTD_LEVEL`]), each column
-//! encoded as its [`Store`] in the schema says: a dictionary for names,
-//! addresses and enums, `DELTA_BINARY_PACKED` for time, ephemeral ports and
-//! counters, plain for the UUID ([`writer_properties`]). Page statistics and
-//! the page index are the parquet crate's defaults.
+//! `first` and `last` are the rows' times in nanoseconds since the epoch
+//! (UTC, 19 digits, so names sort by time). Sequence numbers grow across
+//! restarts (the next one is above every number on disk), so a file written
+//! after a compaction never falls inside its range: a file is *superseded*
+//! when another file of its directory has a range that contains its own and
+//! is larger ([`superseded`]). That is the commit rule of compaction: once
+//! the compacted file is renamed into place its inputs are gone for readers
+//! and for the next start, whether or not they are deleted yet.
+//!
+//! Every file is written under a hidden `.<name>.tmp`, fsynced, and renamed:
+//! a reader sees a whole file or none. Names starting with `.` are never
+//! read; leftovers of a crash are removed at start. Directories are created
+//! `0700` and files `0600`: flows name workloads and addresses.
 
-use std::fs::{self, File};
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::parquet::schema::types::ColumnPath;
-
-use super::schema::{COLUMNS, Store};
-
-/// The ZSTD level of history files. On the relay_ingest benchmark's flows,
-/// level 1 wrote 24.1 bytes/flow and level 3 24.5, with flushes about 4%
-/// slower: the columns are mostly dictionary keys and bit-packed deltas
-/// already, so a higher level buys nothing here and costs the writer time.
-pub const ZSTD_LEVEL: i32 = 1;
-
-/// How every history file is written: ZSTD at [`ZSTD_LEVEL`], and each
-/// column encoded as its [`Store`] says.
-pub fn writer_properties() -> WriterProperties {
-    let level = ZstdLevel::try_new(ZSTD_LEVEL).expect("a valid ZSTD level");
-    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(level));
-    for c in COLUMNS {
-        let path = ColumnPath::from(c.name);
-        props = match c.store {
-            Store::Dict => props,
-            Store::Delta => props
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED),
-            Store::Plain => props
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_encoding(path, Encoding::PLAIN),
-        };
-    }
-    props.build()
-}
+/// Mode of history directories: the owner's only.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of history files: the owner's only.
+pub const FILE_MODE: u32 = 0o600;
 
 /// One finished history file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,6 +42,25 @@ pub struct HistoryFile {
     pub last: i64,
     pub path: PathBuf,
     pub bytes: u64,
+    /// The sequence numbers it holds: `lo == hi` for a written batch.
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl HistoryFile {
+    /// Whether it was made by compaction.
+    pub fn is_compacted(&self) -> bool {
+        self.lo < self.hi
+    }
+
+    /// Whether this file's range holds `other`'s and is larger: `other`'s
+    /// rows are all in this one.
+    pub fn supersedes(&self, other: &HistoryFile) -> bool {
+        self.path.parent() == other.path.parent()
+            && self.lo <= other.lo
+            && other.hi <= self.hi
+            && (self.lo, self.hi) != (other.lo, other.hi)
+    }
 }
 
 /// Hours since the epoch of `nanos` since the epoch: rows with the same value
@@ -85,108 +85,161 @@ pub fn partition_dir(root: &Path, nanos: i64) -> PathBuf {
         .join(format!("hour={hour:02}"))
 }
 
-/// A history file written under its temporary name, not yet visible.
-pub struct Prepared {
-    tmp: PathBuf,
-    path: PathBuf,
-    first: i64,
-    last: i64,
-}
-
-impl Prepared {
-    /// Renames the file to its final name (the moment it becomes visible) and
-    /// syncs the directory so the rename is durable.
-    pub fn commit(self) -> io::Result<HistoryFile> {
-        if let Err(e) = fs::rename(&self.tmp, &self.path) {
-            let _ = fs::remove_file(&self.tmp);
-            return Err(e);
-        }
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        let bytes = fs::metadata(&self.path)?.len();
-        Ok(HistoryFile {
-            first: self.first,
-            last: self.last,
-            path: self.path,
-            bytes,
-        })
+/// The file name of rows from `first` to `last` holding sequence numbers
+/// `lo..=hi`.
+pub fn file_name(first: i64, last: i64, lo: u64, hi: u64) -> String {
+    if lo == hi {
+        format!("{first:019}-{last:019}-{lo:06}.parquet")
+    } else {
+        format!("{first:019}-{last:019}-{lo:06}-{hi:06}.parquet")
     }
 }
 
-/// Writes `batch` (rows from `first` to `last`) under a hidden temporary name
-/// in its partition and fsyncs it; [`Prepared::commit`] publishes it. `seq`
-/// makes the name unique, raised past any existing file's.
-pub fn prepare(
-    root: &Path,
-    batch: &RecordBatch,
-    first: i64,
-    last: i64,
-    seq: u64,
-) -> io::Result<Prepared> {
-    let dir = partition_dir(root, first);
-    fs::create_dir_all(&dir)?;
-    let mut seq = seq;
-    let (name, path) = loop {
-        let name = format!("{first:019}-{last:019}-{seq:06}.parquet");
-        let path = dir.join(&name);
-        if !path.exists() {
-            break (name, path);
-        }
-        seq += 1;
-    };
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = (|| {
-        let file = File::create(&tmp)?;
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties()))
-            .map_err(io::Error::other)?;
-        writer.write(batch).map_err(io::Error::other)?;
-        let file = writer.into_inner().map_err(io::Error::other)?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(Prepared {
-        tmp,
-        path,
-        first,
-        last,
-    })
-}
-
-fn parse_name(name: &str) -> Option<(i64, i64)> {
+/// `(first, last, lo, hi)` of a history file name.
+fn parse_name(name: &str) -> Option<(i64, i64, u64, u64)> {
     let stem = name.strip_suffix(".parquet")?;
     let mut parts = stem.split('-');
     let first = parts.next()?.parse().ok()?;
     let last = parts.next()?.parse().ok()?;
-    parts.next()?.parse::<u64>().ok()?;
-    Some((first, last))
+    let lo = parts.next()?.parse().ok()?;
+    let hi = match parts.next() {
+        Some(hi) => hi.parse().ok().filter(|hi| *hi > lo)?,
+        None => lo,
+    };
+    parts.next().is_none().then_some((first, last, lo, hi))
 }
 
-/// Every finished history file under `root`, oldest first. Hidden names
-/// (temporary files) and anything not named like a history file are skipped.
+/// Creates `dir` and its missing parents owner-only.
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// A new owner-only file, failing if it exists.
+pub fn create_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Fsyncs a directory, so the renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Makes `path` owner-only if it is not (history written by older versions).
+fn restrict(path: &Path, mode: u32) -> io::Result<()> {
+    let now = fs::metadata(path)?.permissions().mode();
+    if now & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Every finished history file under `root`, oldest first, superseded ones
+/// included. Hidden names (temporary files) and anything not named like a
+/// history file are skipped.
 pub fn list(root: &Path) -> io::Result<Vec<HistoryFile>> {
     let mut files = Vec::new();
-    visit(root, &mut |path, name| {
-        if let Some((first, last)) = parse_name(name) {
+    walk(root, &mut |path, name| {
+        if let Some((first, last, lo, hi)) = parse_name(name) {
             let bytes = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             files.push(HistoryFile {
                 first,
                 last,
                 path: path.to_path_buf(),
                 bytes,
+                lo,
+                hi,
             });
         }
+        Ok(())
     })?;
     files.sort();
     Ok(files)
 }
 
-/// Calls `f` for every regular file below `dir` not starting with `.`; with
-/// `hidden` only those starting with `.`.
-fn walk(dir: &Path, hidden: bool, f: &mut dyn FnMut(&Path, &str)) -> io::Result<()> {
+/// The files of `files` another one supersedes.
+pub fn superseded(files: &[HistoryFile]) -> Vec<HistoryFile> {
+    let mut by_dir: BTreeMap<Option<&Path>, Vec<&HistoryFile>> = BTreeMap::new();
+    for f in files {
+        by_dir.entry(f.path.parent()).or_default().push(f);
+    }
+    let mut gone = Vec::new();
+    for group in by_dir.values() {
+        for f in group {
+            if group.iter().any(|g| g.is_compacted() && g.supersedes(f)) {
+                gone.push((*f).clone());
+            }
+        }
+    }
+    gone.sort();
+    gone
+}
+
+/// What [`open_dir`] found and did.
+pub struct Opened {
+    /// The files to read: finished and not superseded, oldest first.
+    pub files: Vec<HistoryFile>,
+    /// Temporary files of a writer that stopped, removed.
+    pub leftovers: usize,
+    /// Inputs of a compaction that stopped after its commit, removed.
+    pub superseded: usize,
+    /// The next sequence number: above every one on disk.
+    pub next_seq: u64,
+}
+
+/// Opens (creating) a history directory after a start or a crash: makes it
+/// owner-only, removes temporary files and superseded inputs, and lists
+/// what is left.
+pub fn open_dir(root: &Path) -> io::Result<Opened> {
+    create_dir(root)?;
+    restrict(root, DIR_MODE)?;
+    let mut leftovers = 0;
+    walk_all(root, &mut |path, name, is_dir| {
+        if is_dir {
+            return restrict(path, DIR_MODE);
+        }
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            fs::remove_file(path)?;
+            leftovers += 1;
+            return Ok(());
+        }
+        restrict(path, FILE_MODE)
+    })?;
+    let all = list(root)?;
+    let gone = superseded(&all);
+    for f in &gone {
+        fs::remove_file(&f.path)?;
+        if let Some(dir) = f.path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    let next_seq = all.iter().map(|f| f.hi + 1).max().unwrap_or(0);
+    let files = all.into_iter().filter(|f| !gone.contains(f)).collect();
+    Ok(Opened {
+        files,
+        leftovers,
+        superseded: gone.len(),
+        next_seq,
+    })
+}
+
+/// Calls `f` for every regular file below `dir` not starting with `.`.
+fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &str) -> io::Result<()>) -> io::Result<()> {
+    walk_all(dir, &mut |path, name, is_dir| {
+        if is_dir || name.starts_with('.') {
+            Ok(())
+        } else {
+            f(path, name)
+        }
+    })
+}
+
+/// Calls `f` for every directory (`true`) and regular file (`false`) below
+/// `dir`; hidden directories are not entered.
+fn walk_all(dir: &Path, f: &mut dyn FnMut(&Path, &str, bool) -> io::Result<()>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -199,38 +252,45 @@ fn walk(dir: &Path, hidden: bool, f: &mut dyn FnMut(&Path, &str)) -> io::Result<
         let path = entry.path();
         let kind = entry.file_type()?;
         if kind.is_dir() && !name.starts_with('.') {
-            walk(&path, hidden, f)?;
-        } else if kind.is_file() && name.starts_with('.') == hidden {
-            f(&path, name);
+            f(&path, name, true)?;
+            walk_all(&path, f)?;
+        } else if kind.is_file() {
+            f(&path, name, false)?;
         }
     }
     Ok(())
 }
 
-fn visit(dir: &Path, f: &mut dyn FnMut(&Path, &str)) -> io::Result<()> {
-    walk(dir, false, f)
-}
-
-/// Removes temporary files a crashed writer left; returns how many.
-pub fn remove_leftovers(root: &Path) -> io::Result<usize> {
-    let mut n = 0;
-    walk(root, true, &mut |path, name| {
-        if name.ends_with(".tmp") && fs::remove_file(path).is_ok() {
-            n += 1;
+/// Removes a finished file and, when they are left empty, its hour and
+/// date directories.
+pub fn remove(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        // Fails harmlessly when not empty.
+        if fs::remove_dir(dir).is_ok() {
+            if let Some(date) = dir.parent() {
+                let _ = fs::remove_dir(date);
+            }
+        } else {
+            sync_dir(dir)?;
         }
-    })?;
-    Ok(n)
+    }
+    Ok(())
 }
 
-/// Deletes files whose last row is older than `max_age` before `now`, then the
-/// oldest until the rest total at most `max_bytes`. Returns the deleted files.
-pub fn enforce_retention(
-    root: &Path,
+/// The files (of `files`, oldest first) retention deletes: those whose last
+/// row is older than `max_age` before `now`, then the oldest until the rest
+/// total at most `max_bytes`.
+pub fn retention(
+    files: &[HistoryFile],
     now: SystemTime,
     max_age: Duration,
     max_bytes: u64,
-) -> io::Result<Vec<HistoryFile>> {
-    let files = list(root)?;
+) -> Vec<HistoryFile> {
     let cutoff = now
         .checked_sub(max_age)
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -243,18 +303,10 @@ pub fn enforce_retention(
         if f.last >= cutoff && total <= max_bytes {
             break;
         }
-        fs::remove_file(&f.path)?;
         total -= f.bytes;
-        if let Some(dir) = f.path.parent() {
-            // Empty partitions go too; fails harmlessly when not empty.
-            let _ = fs::remove_dir(dir);
-            if let Some(date) = dir.parent() {
-                let _ = fs::remove_dir(date);
-            }
-        }
-        deleted.push(f);
+        deleted.push(f.clone());
     }
-    Ok(deleted)
+    deleted
 }
 
 #[cfg(test)]
@@ -288,97 +340,79 @@ mod tests {
     }
 
     #[test]
-    fn files_are_zstd_encoded_per_column_and_read_back_exactly() {
-        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-        use observer_proto::flow::{Flow, Layer4, Tcp, layer4::Protocol};
-
-        use crate::history::schema::{Rec, to_batch};
-
-        let root = std::env::temp_dir().join(format!("history-files-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let flows: Vec<Flow> = (1..=3)
-            .map(|i| Flow {
-                uuid: format!("01234567-89ab-8def-8000-00000000000{i}"),
-                summary: "TCP Flags: SYN".into(),
-                l4: Some(Layer4 {
-                    protocol: Some(Protocol::Tcp(Tcp {
-                        source_port: 40_000 + i,
-                        destination_port: 80,
-                        flags: None,
-                    })),
-                }),
-                ..Default::default()
-            })
-            .collect();
-        let recs: Vec<Rec> = flows
-            .iter()
-            .enumerate()
-            .map(|(i, flow)| Rec {
-                node: "n1",
-                time: 1_709_211_900_000_000_000 + i as i64,
-                flow,
-            })
-            .collect();
-        let batch = to_batch(&recs);
-        let file = prepare(&root, &batch, recs[0].time, recs[2].time, 0)
-            .unwrap()
-            .commit()
-            .unwrap();
-
-        let reader = SerializedFileReader::new(File::open(&file.path).unwrap()).unwrap();
-        let meta = reader.metadata();
-        assert_eq!(meta.num_row_groups(), 1);
-        let chunk = |name: &str| {
-            meta.row_group(0)
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap()
-                .clone()
-        };
-        for c in meta.row_group(0).columns() {
-            assert!(
-                matches!(c.compression(), Compression::ZSTD(_)),
-                "{}: {:?}",
-                c.column_path(),
-                c.compression()
-            );
-        }
-        for (name, encoding) in [
-            ("time", Encoding::DELTA_BINARY_PACKED),
-            ("source_port", Encoding::DELTA_BINARY_PACKED),
-            ("fwd_bytes", Encoding::DELTA_BINARY_PACKED),
-            ("uuid", Encoding::PLAIN),
-        ] {
-            let c = chunk(name);
-            assert!(c.encodings().any(|e| e == encoding), "{name}");
-            assert!(
-                c.dictionary_page_offset().is_none(),
-                "{name}: no dictionary"
-            );
-        }
-        for name in ["node", "summary", "destination_port"] {
-            assert!(chunk(name).dictionary_page_offset().is_some(), "{name}");
-        }
-
-        let back: Vec<RecordBatch> =
-            ParquetRecordBatchReaderBuilder::try_new(File::open(&file.path).unwrap())
-                .unwrap()
-                .build()
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-        assert_eq!(back, [batch]);
-        fs::remove_dir_all(&root).unwrap();
-    }
-
-    #[test]
     fn names_parse_back() {
         assert_eq!(
             parse_name("0000000000000000005-0000000000000000009-000001.parquet"),
-            Some((5, 9))
+            Some((5, 9, 1, 1))
+        );
+        assert_eq!(
+            parse_name(&file_name(5, 9, 3, 17)),
+            Some((5, 9, 3, 17)),
+            "compacted"
+        );
+        assert_eq!(
+            file_name(5, 9, 4, 4),
+            "0000000000000000005-0000000000000000009-000004.parquet"
         );
         assert_eq!(parse_name(".x.parquet.tmp"), None);
+        assert_eq!(
+            parse_name(&file_name(5, 9, 3, 17).replace("-000017", "-000002")),
+            None
+        );
+        assert_eq!(parse_name("1-2-3-4-5.parquet"), None);
+    }
+
+    fn file(dir: &str, lo: u64, hi: u64) -> HistoryFile {
+        HistoryFile {
+            first: 0,
+            last: 0,
+            path: Path::new(dir).join(file_name(0, 0, lo, hi)),
+            bytes: 1,
+            lo,
+            hi,
+        }
+    }
+
+    #[test]
+    fn a_compacted_file_supersedes_the_files_of_its_range_in_its_directory() {
+        let files = [
+            file("/h/a", 1, 1),
+            file("/h/a", 2, 2),
+            file("/h/a", 1, 2),
+            file("/h/a", 3, 3),
+            file("/h/b", 2, 2),
+            file("/h/a", 1, 3),
+            file("/h/a", 5, 5),
+        ];
+        let gone = superseded(&files);
+        let mut want = vec![
+            files[0].clone(),
+            files[1].clone(),
+            files[2].clone(),
+            files[3].clone(),
+        ];
+        want.sort();
+        assert_eq!(gone, want, "not /h/b's 2, not 1-3 itself, not 5 (later)");
+    }
+
+    #[test]
+    fn retention_takes_old_files_then_the_oldest_past_the_size() {
+        let hour = 3_600_000_000_000_i64;
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 3600);
+        let files: Vec<HistoryFile> = [2, 5, 9]
+            .iter()
+            .map(|h| HistoryFile {
+                first: h * hour,
+                last: h * hour + 1,
+                path: PathBuf::from(format!("/h/{h}")),
+                bytes: 10,
+                lo: *h as u64,
+                hi: *h as u64,
+            })
+            .collect();
+        let age = Duration::from_secs(6 * 3600);
+        assert_eq!(retention(&files, now, age, 100), files[..1]);
+        assert_eq!(retention(&files, now, age, 10), files[..2]);
+        assert_eq!(retention(&files, now, age * 2, 30), []);
     }
 }

@@ -1,13 +1,30 @@
 //! Flow history: every flow the relay ingests becomes a row of one Arrow
-//! schema; rows are batched by count and time and written to Parquet files
-//! partitioned by hour, kept by age and total size. The SQL engine
-//! ([`crate::sql`]) reads the files and the rows not yet written as one table.
+//! schema; rows are batched and written to Parquet files partitioned by
+//! hour, small files are compacted into large ones, and files are kept by
+//! age and total size. The SQL engine ([`crate::sql`]) reads the files and
+//! the rows not yet written as one table; GetFlows reads them in time order
+//! ([`scan`]).
+//!
+//! ```text
+//!  merge ─► feed (bounded queue; full → dropped, counted) ─► writer: rows ─► encode ─► commit
+//!                                                              │ in memory    (threads)   rename
+//!                                                              ▼                            ▼
+//!                                   readers ◄── snapshot: rows in memory + manifest ◄── files
+//!                                                                              ▲
+//!                                                  compact (background) ───────┘
+//! ```
 //!
 //! - [`schema`]: the schema (below) and flows → `RecordBatch`.
-//! - [`files`]: layout, atomic writes (temp name, fsync, rename), column
-//!   encodings and compression, retention.
-//! - [`task`]: the follower of the store that feeds and flushes the history.
-//! - [`read`]: rows back into flows, for `GetFlows` with an old `since`.
+//! - [`feed`]: the bounded queue from the merge; what it drops goes to
+//!   [`losses`] (per node and second, kept on disk).
+//! - [`writer`]: three threads in a pipeline: flows → batches in memory
+//!   ([`recent`]), batches → Parquet ([`encode`], columns on several
+//!   threads), fsync and publish.
+//! - [`files`]: layout, names, permissions, retention; [`manifest`]: the
+//!   files readers see and when a removed one may be deleted.
+//! - [`compact`]: small files of an hour merged into large ones.
+//! - [`scan`]: rows of a time range in time order, or the last N, with
+//!   bounded memory; [`read`]: rows back into flows.
 //!
 //! # The `flows` schema
 //! One row per flow (lost-event and node-status records are not rows). Strings
@@ -45,38 +62,54 @@
 //! | `summary` | utf8 | |
 //!
 //! On disk every column is ZSTD-compressed and encoded by its kind (see
-//! [`files`]); the relay_ingest benchmark measures about 24 bytes per lab
-//! flow. `uuid` stays text in SQL: flow-probe's UUIDs are a random prefix per
-//! probe run plus a counter (`flow_probe::enrich::FlowIds`), which ZSTD keeps
-//! to about 2–3 bytes a flow.
+//! [`encode`]); the relay_ingest benchmark measures about 24 bytes per lab
+//! flow in full files, and compaction brings the small files of a quiet
+//! relay there too. `uuid` stays text in SQL: flow-probe's UUIDs are a random
+//! prefix per probe run plus a counter (`flow_probe::enrich::FlowIds`), which
+//! ZSTD keeps to about 2–3 bytes a flow.
 //!
-//! Consistency: rows move from memory to a file under one lock, and the SQL
-//! engine takes its snapshot (file list + rows in memory) under the same lock,
-//! so a query sees each row exactly once.
-//!
-//! # What a crash loses
-//! A row is durable once its file is renamed (the file and its directory are
-//! fsynced, see [`files`]). A stop by SIGINT or SIGTERM writes every row first
-//! ([`task`]). A `kill -9` (or power loss) loses the rows not yet in a renamed
-//! file, and no more:
-//! - the rows in memory: at most `batch_rows` ([`DEFAULT_BATCH_ROWS`]:
-//!   65,536), all ingested within the last `flush_interval`
-//!   ([`DEFAULT_FLUSH_INTERVAL`]: 5 s) plus the time of the write in
-//!   progress, whichever bound is reached first (while writes succeed: a
-//!   failed write keeps its rows in memory for the next try);
-//! - the flows the history task has not yet taken from the store's broadcast
-//!   (its buffer is the ring capacity clamped to 1,024–65,536: 16,380 by
-//!   default, [`crate::config::DEFAULT_RING_CAPACITY`]), and those still in
-//!   the merge's reorder window.
-//!
-//! A half-written file stays a hidden `.tmp` and is removed at the next start;
-//! every renamed file is whole.
+//! # Guarantees
+//! - **Each row once.** Rows leave memory in the same step (under one lock)
+//!   their file joins the manifest, and a compacted file replaces its inputs
+//!   in the manifest in one step; a reader takes the manifest and the rows in
+//!   memory under that lock, and holds a lease that keeps the files it may
+//!   read on disk until it is done.
+//! - **No silent loss.** The merge never waits for history; a flow the
+//!   writer cannot take is counted ([`feed`], [`losses`]). A write that fails
+//!   keeps its rows in memory for the next try, up to [`MAX_MEMORY_BATCHES`]
+//!   batches; past that the oldest are dropped, and counted the same way.
+//! - **Durable once renamed.** A file is fsynced under a hidden temporary
+//!   name, renamed, and its directory fsynced. A stop by SIGINT or SIGTERM
+//!   writes every row first. A `kill -9` (or power loss) loses the rows not
+//!   yet in a renamed file, and no more: the rows in memory (at most
+//!   [`MAX_MEMORY_BATCHES`] × `batch_rows`, in practice those of the last
+//!   `flush_interval`, 5 s by default, plus the writes in progress), the
+//!   queue (`queue_flows`, 65,536 by default: milliseconds at full rate),
+//!   and what the merge's reorder window holds. A half-written file stays a
+//!   hidden `.tmp` and is removed at the next start.
+//! - **Compaction is atomic and crash-safe** ([`compact`]): the compacted
+//!   file is written and fsynced under a temporary name, then renamed (its
+//!   name says which files it replaces, see [`files`]), and only then are
+//!   its inputs removed. A `kill -9` at any point leaves, after the next
+//!   start, every row exactly once: before the rename the inputs count and
+//!   the temporary file is removed; after it the inputs are removed at
+//!   start. Compaction runs on its own thread, pauses while the writer has a
+//!   backlog, and works at most half of the time.
+//! - **Retention** deletes whole files (compacted or not) by age and total
+//!   size, through the same lease, so a running query keeps its files.
 
+pub mod compact;
+pub mod encode;
+pub mod feed;
 pub mod files;
+pub mod losses;
+pub mod manifest;
 pub mod read;
+pub mod recent;
+pub mod scan;
 pub mod schema;
-pub mod task;
 pub mod units;
+pub mod writer;
 
 use std::io;
 use std::path::PathBuf;
@@ -84,17 +117,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
+use encode::Written;
 use files::HistoryFile;
+use losses::Losses;
+use manifest::Manifest;
 use observer_proto::time::{event_time, now_nanos};
-use schema::Rec;
+use recent::{Recent, Segment};
 
 /// The default history directory.
 pub const DEFAULT_DIR: &str = "/var/lib/observe/history";
-/// Rows per batch (and so at most per file) by default.
+/// Rows per batch (and so at most per written file) by default.
 pub const DEFAULT_BATCH_ROWS: usize = 65_536;
 /// How often rows in memory are written by default.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
@@ -102,6 +138,12 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_RETENTION_AGE: Duration = Duration::from_secs(24 * 3600);
 /// The oldest files are deleted past this total by default (1 GiB).
 pub const DEFAULT_RETENTION_BYTES: u64 = 1 << 30;
+/// Flows the queue from the merge holds by default: about 65 ms at
+/// 1,000,000 flows/s, to ride out a slow fsync.
+pub const DEFAULT_QUEUE_FLOWS: usize = 65_536;
+/// Batches of `batch_rows` rows kept in memory while writes fail; past
+/// that the oldest failed one is dropped (and counted as lost).
+pub const MAX_MEMORY_BATCHES: usize = 4;
 
 /// Where and how history is kept.
 #[derive(Debug, Clone)]
@@ -111,6 +153,14 @@ pub struct HistoryConfig {
     pub flush_interval: Duration,
     pub retention_age: Duration,
     pub retention_bytes: u64,
+    /// Capacity of the queue from the merge, in flows.
+    pub queue_flows: usize,
+    /// Threads that encode the columns of one file.
+    pub encode_threads: usize,
+    /// `None`: no compaction.
+    pub compaction: Option<compact::CompactionConfig>,
+    /// Stops the compaction thread for good at this point (crash tests).
+    pub pause_at: Option<compact::PausePoint>,
 }
 
 impl HistoryConfig {
@@ -122,71 +172,88 @@ impl HistoryConfig {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             retention_age: DEFAULT_RETENTION_AGE,
             retention_bytes: DEFAULT_RETENTION_BYTES,
+            queue_flows: DEFAULT_QUEUE_FLOWS,
+            encode_threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            compaction: Some(compact::CompactionConfig::default()),
+            pause_at: None,
         }
     }
 }
 
-/// A flow waiting in memory to be written: node, time, flow response.
-type Pending = (i64, Arc<GetFlowsResponse>);
-
-#[derive(Default)]
-struct Recent {
-    /// Rows not yet being written.
-    pending: Vec<Pending>,
-    /// Rows being written right now (still read from memory until renamed).
-    flushing: Vec<Pending>,
-}
-
-/// What a query reads: the finished files and the rows still in memory.
+/// What a query reads: the finished files and the rows still in memory,
+/// and the lease that keeps those files on disk while it is held.
 pub struct Snapshot {
     pub files: Vec<HistoryFile>,
     pub recent: Vec<RecordBatch>,
+    pub lease: Lease,
+}
+
+/// Keeps the files of a snapshot on disk until dropped.
+pub struct Lease {
+    history: Arc<History>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lease({})", self.epoch)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.history.lock().manifest.release(self.epoch);
+        self.history.reap();
+    }
+}
+
+struct State {
+    recent: Recent,
+    manifest: Manifest,
 }
 
 /// The history of one relay: rows in memory and the files on disk.
 pub struct History {
     cfg: HistoryConfig,
-    recent: Mutex<Recent>,
-    /// One flush at a time.
-    flush: Mutex<()>,
-    seq: AtomicU64,
+    state: Mutex<State>,
+    /// One commit at a time: sequence numbers are published in order.
+    commit: Mutex<()>,
+    losses: Arc<Losses>,
     written_rows: AtomicU64,
-}
-
-fn to_batch(rows: &[Pending]) -> RecordBatch {
-    let recs: Vec<Rec> = rows
-        .iter()
-        .filter_map(|(time, r)| match &r.response_types {
-            Some(ResponseTypes::Flow(f)) => Some(Rec {
-                node: if f.node_name.is_empty() {
-                    &r.node_name
-                } else {
-                    &f.node_name
-                },
-                time: *time,
-                flow: f,
-            }),
-            _ => None,
-        })
-        .collect();
-    schema::to_batch(&recs)
+    written_bytes: AtomicU64,
+    compactions: AtomicU64,
 }
 
 impl History {
-    /// Opens (creating) the directory, removes a crashed writer's temporary
-    /// files and applies retention.
+    /// Opens (creating, owner-only) the directory, removes a crashed writer's
+    /// temporary files and a stopped compaction's inputs, and applies
+    /// retention.
     pub fn open(cfg: HistoryConfig) -> io::Result<Arc<History>> {
-        std::fs::create_dir_all(&cfg.dir)?;
-        let removed = files::remove_leftovers(&cfg.dir)?;
-        if removed > 0 {
-            log::warn!("history: removed {removed} unfinished file(s) of an earlier run");
+        let opened = files::open_dir(&cfg.dir)?;
+        if opened.leftovers > 0 {
+            log::warn!(
+                "history: removed {} unfinished file(s) of an earlier run",
+                opened.leftovers
+            );
         }
+        if opened.superseded > 0 {
+            log::warn!(
+                "history: removed {} file(s) an earlier compaction had replaced",
+                opened.superseded
+            );
+        }
+        let losses = Arc::new(Losses::open(&cfg.dir)?);
         let history = History {
+            state: Mutex::new(State {
+                recent: Recent::default(),
+                manifest: Manifest::new(opened.files, opened.next_seq),
+            }),
             cfg,
-            recent: Mutex::new(Recent::default()),
-            flush: Mutex::new(()),
-            seq: AtomicU64::new(0),
+            commit: Mutex::new(()),
+            losses,
             written_rows: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
         };
         history.retain()?;
         Ok(Arc::new(history))
@@ -196,118 +263,230 @@ impl History {
         &self.cfg
     }
 
-    fn lock(&self) -> MutexGuard<'_, Recent> {
-        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    /// Flows history did not keep.
+    pub fn losses(&self) -> &Arc<Losses> {
+        &self.losses
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds a response (only flows become rows). True when a batch is full.
+    /// The writer thread adds whole batches ([`Self::add_rows`]); this is
+    /// for callers that write with [`Self::flush`].
     pub fn ingest(&self, r: Arc<GetFlowsResponse>) -> bool {
         if !matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
             return false;
         }
         let time = event_time(&r).unwrap_or_else(now_nanos);
         let time = i64::try_from(time).unwrap_or(i64::MAX);
-        let mut recent = self.lock();
-        recent.pending.push((time, r));
-        recent.pending.len() >= self.cfg.batch_rows.max(1)
+        let mut state = self.lock();
+        state.recent.stage(time, r);
+        state.recent.open_rows() >= self.cfg.batch_rows.max(1)
     }
 
-    /// Rows written to files since start.
+    /// Adds rows of the history schema; returns the rows not yet being written.
+    pub fn add_rows(&self, batch: RecordBatch) -> usize {
+        let mut state = self.lock();
+        state.recent.add(batch);
+        state.recent.open_rows()
+    }
+
+    /// Rows in memory now.
+    pub fn rows_in_memory(&self) -> usize {
+        self.lock().recent.rows()
+    }
+
+    /// Rows written to files since start (compaction not counted).
     pub fn written_rows(&self) -> u64 {
         self.written_rows.load(Ordering::Relaxed)
     }
 
-    /// Finished files on disk now, and their total bytes.
+    /// Bytes of the files written since start (compaction not counted).
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Compactions done since start.
+    pub fn compactions(&self) -> u64 {
+        self.compactions.load(Ordering::Relaxed)
+    }
+
+    /// The files readers see now, oldest first.
+    pub fn files(&self) -> Vec<HistoryFile> {
+        self.lock().manifest.files().to_vec()
+    }
+
+    /// Files readers see now, and their total bytes.
     pub fn disk_usage(&self) -> io::Result<(u64, u64)> {
-        let files = files::list(&self.cfg.dir)?;
+        let state = self.lock();
+        let files = state.manifest.files();
         Ok((files.len() as u64, files.iter().map(|f| f.bytes).sum()))
     }
 
-    /// Writes every row in memory to files (one per hour it spans), then
-    /// applies retention. Blocking: call from a blocking thread.
+    /// Writes every row in memory to files (one per hour), then applies
+    /// retention. Blocking: call from a blocking thread. A failed write
+    /// keeps its rows in memory for the next try.
     pub fn flush(&self) -> io::Result<()> {
-        let _one = self.flush.lock().unwrap_or_else(|p| p.into_inner());
-        let rows = {
-            let mut recent = self.lock();
-            let rows = std::mem::take(&mut recent.pending);
-            recent.flushing = rows.clone();
-            rows
-        };
         let mut result = Ok(());
-        let mut start = 0;
-        while start < rows.len() && result.is_ok() {
-            let hour = files::hour_index(rows[start].0);
-            let end = start
-                + rows[start..]
-                    .iter()
-                    .take_while(|(t, _)| files::hour_index(*t) == hour)
-                    .count();
-            result = self.write_part(&rows[start..end]);
-            start = end;
+        for segment in self.seal() {
+            let id = segment.id;
+            let written = self.write(segment).and_then(|w| self.commit(id, w));
+            if let Err(e) = written {
+                self.write_failed(id);
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
         }
-        let mut recent = self.lock();
-        if result.is_err() {
-            // Not lost: back in front of the newer rows, tried again next time.
-            let mut rest = rows[start..].to_vec();
-            rest.append(&mut recent.pending);
-            recent.pending = rest;
-        }
-        recent.flushing.clear();
-        drop(recent);
         result?;
         self.retain()
     }
 
-    fn write_part(&self, rows: &[Pending]) -> io::Result<()> {
-        let batch = to_batch(rows);
-        let first = rows.iter().map(|r| r.0).min().unwrap_or_default();
-        let last = rows.iter().map(|r| r.0).max().unwrap_or_default();
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let prepared = files::prepare(&self.cfg.dir, &batch, first, last, seq)?;
-        // The rename happens under the lock, where the rows leave memory: a
-        // snapshot sees them in the file or in memory, never both nor neither.
-        let mut recent = self.lock();
-        prepared.commit()?;
-        let n = rows.len().min(recent.flushing.len());
-        recent.flushing.drain(..n);
-        self.written_rows
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        Ok(())
+    /// Takes the rows in memory not being written yet, to be written.
+    pub fn seal(&self) -> Vec<Segment> {
+        self.lock().recent.seal()
     }
 
-    fn retain(&self) -> io::Result<()> {
-        let deleted = files::enforce_retention(
-            &self.cfg.dir,
-            SystemTime::now(),
-            self.cfg.retention_age,
-            self.cfg.retention_bytes,
-        )?;
-        if !deleted.is_empty() {
-            log::info!("history: retention deleted {} file(s)", deleted.len());
+    /// Writes a sealed segment's rows, sorted by time, under a temporary name.
+    pub fn write(&self, segment: Segment) -> io::Result<Written> {
+        let batches = recent::in_time_order(segment.batches);
+        encode::write_file(&self.cfg.dir, &batches, self.cfg.encode_threads)
+    }
+
+    /// Publishes a written segment: the rename, then (under the lock) its
+    /// rows leave memory as its file joins the manifest.
+    pub fn commit(&self, id: u64, written: Written) -> io::Result<HistoryFile> {
+        let _one = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self.lock().manifest.take_seq();
+        let rows = written.rows as u64;
+        let file = written.publish(seq, seq)?;
+        {
+            let mut state = self.lock();
+            state.manifest.add(file.clone());
+            state.recent.remove(id);
         }
-        Ok(())
+        self.written_rows.fetch_add(rows, Ordering::Relaxed);
+        self.written_bytes.fetch_add(file.bytes, Ordering::Relaxed);
+        Ok(file)
     }
 
-    /// The files and the rows in memory, taken consistently.
-    pub fn snapshot(&self) -> io::Result<Snapshot> {
-        let (files, rows) = {
-            let recent = self.lock();
-            let files = files::list(&self.cfg.dir)?;
-            let mut rows = recent.flushing.clone();
-            rows.extend(recent.pending.iter().cloned());
-            (files, rows)
+    /// A segment's write failed: its rows stay in memory for the next try,
+    /// up to [`MAX_MEMORY_BATCHES`] batches; older ones are dropped, counted.
+    pub fn write_failed(&self, id: u64) {
+        let shed = {
+            let mut state = self.lock();
+            state.recent.failed(id);
+            state
+                .recent
+                .shed(MAX_MEMORY_BATCHES * self.cfg.batch_rows.max(1))
         };
-        let recent = if rows.is_empty() {
-            Vec::new()
-        } else {
-            vec![to_batch(&rows)]
+        let mut lost = 0;
+        for segment in &shed {
+            for b in &segment.batches {
+                lost += b.num_rows();
+                self.record_lost(b);
+            }
+        }
+        if lost > 0 {
+            log::error!(
+                "history: writes keep failing; dropped {lost} flow(s) kept in memory for them"
+            );
+        }
+    }
+
+    /// Counts every row of `batch` as lost.
+    fn record_lost(&self, batch: &RecordBatch) {
+        let (Some(times), Some(nodes)) = (
+            schema::times(batch),
+            batch
+                .column_by_name("node")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+        ) else {
+            return;
         };
-        Ok(Snapshot { files, recent })
+        for i in 0..batch.num_rows() {
+            let node = if nodes.is_valid(i) {
+                nodes.value(i)
+            } else {
+                ""
+            };
+            self.losses.record(node, times.value(i), 1);
+        }
+    }
+
+    /// Deletes the files past retention (once no reader holds them) and
+    /// forgets their losses; saves the losses.
+    pub fn retain(&self) -> io::Result<()> {
+        let now = SystemTime::now();
+        let gone = {
+            let mut state = self.lock();
+            let gone = files::retention(
+                state.manifest.files(),
+                now,
+                self.cfg.retention_age,
+                self.cfg.retention_bytes,
+            );
+            state.manifest.replace(&gone, None);
+            gone
+        };
+        if !gone.is_empty() {
+            log::info!("history: retention deletes {} file(s)", gone.len());
+            self.reap();
+        }
+        let cutoff = now
+            .checked_sub(self.cfg.retention_age)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(i64::MIN, |d| {
+                i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+            });
+        self.losses.forget_before(cutoff);
+        self.losses.save()
+    }
+
+    /// Deletes the files that left the manifest and no reader can still read.
+    pub(crate) fn reap(&self) {
+        let paths = self.lock().manifest.reapable();
+        for p in paths {
+            if let Err(e) = files::remove(&p) {
+                log::warn!("history: removing {}: {e}", p.display());
+            }
+        }
+    }
+
+    /// A lease on the files readers see now.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        let epoch = self.lock().manifest.lease();
+        Lease {
+            history: self.clone(),
+            epoch,
+        }
+    }
+
+    /// The files and the rows in memory, taken consistently, with a lease
+    /// on the files.
+    pub fn snapshot(self: &Arc<Self>) -> io::Result<Snapshot> {
+        let mut state = self.lock();
+        let files = state.manifest.files().to_vec();
+        let recent = state.recent.batches();
+        let epoch = state.manifest.lease();
+        drop(state);
+        Ok(Snapshot {
+            files,
+            recent,
+            lease: Lease {
+                history: self.clone(),
+                epoch,
+            },
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use observer_proto::flow::Flow;
 
     use super::*;
@@ -329,13 +508,17 @@ mod tests {
         })
     }
 
+    fn keep_all(dir: &std::path::Path) -> HistoryConfig {
+        HistoryConfig {
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir)
+        }
+    }
+
     #[tokio::test]
     async fn flow_uuids_come_back_as_the_same_text_from_files_and_memory() {
-        let dir = std::env::temp_dir().join(format!("history-uuid-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut cfg = HistoryConfig::new(&dir);
-        cfg.retention_age = Duration::from_secs(100 * 365 * 86_400);
-        let h = History::open(cfg).unwrap();
+        let dir = test_support::scratch::ScratchDir::new("history-uuid");
+        let h = History::open(keep_all(dir.path())).unwrap();
         let (a, b) = (
             "3f2a9c41-07d5-8e1b-8000-000000000001",
             "3f2a9c41-07d5-8e1b-8000-000000000002",
@@ -364,20 +547,62 @@ mod tests {
             })
             .collect();
         assert_eq!(uuids, [a, b]);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_full_batch_is_reported_at_batch_rows() {
-        let dir = std::env::temp_dir().join(format!("history-full-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut cfg = HistoryConfig::new(&dir);
+        let dir = test_support::scratch::ScratchDir::new("history-full");
+        let mut cfg = HistoryConfig::new(dir.path());
         cfg.batch_rows = 3;
         let h = History::open(cfg).unwrap();
         let full: Vec<bool> = (0..3)
             .map(|i| h.ingest(response("u", 1_700_000_000 + i)))
             .collect();
         assert_eq!(full, [false, false, true]);
-        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn history_is_owner_only() {
+        let dir = test_support::scratch::ScratchDir::new("history-modes");
+        let root = dir.path().join("history");
+        // An older version's world-readable file and directory.
+        let old = root.join("date=2023-11-14/hour=22");
+        std::fs::create_dir_all(&old).unwrap();
+        let old_file = old.join(files::file_name(
+            1_700_000_000_000_000_000,
+            1_700_000_000_000_000_000,
+            0,
+            0,
+        ));
+        std::fs::write(&old_file, b"").unwrap();
+        for p in [&root, &old] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(&old_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        let h = History::open(keep_all(&root)).unwrap();
+        h.ingest(response("u", 1_800_000_000));
+        h.flush().unwrap();
+        h.losses().record("n1", 1_800_000_001_000_000_000, 1);
+        h.losses().save().unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let new_file = h.files().last().unwrap().path.clone();
+        let mut checked = vec![
+            (root.clone(), 0o700),
+            (old.clone(), 0o700),
+            (old.parent().unwrap().to_path_buf(), 0o700),
+            (old_file, 0o600),
+            (new_file.clone(), 0o600),
+            (new_file.parent().unwrap().to_path_buf(), 0o700),
+            (
+                new_file.parent().unwrap().parent().unwrap().to_path_buf(),
+                0o700,
+            ),
+            (root.join(losses::FILE), 0o600),
+        ];
+        checked.dedup();
+        for (p, want) in checked {
+            assert_eq!(mode(&p), want, "{}", p.display());
+        }
     }
 }

@@ -8,8 +8,7 @@
 //! Ethernet addresses are not kept.
 
 use datafusion::arrow::array::{
-    Array, BooleanArray, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
-    UInt8Array, UInt32Array, UInt64Array,
+    Array, BooleanArray, Int32Array, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
@@ -217,10 +216,7 @@ fn flow(r: &Row, time: i64) -> Flow {
 /// Every row of `batch` (of the history schema, or some of its columns with
 /// `time` among them) as a flow; a batch without `time` has none.
 pub fn flows(batch: &RecordBatch) -> Vec<Flow> {
-    let Some(times) = batch
-        .column_by_name("time")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-    else {
+    let Some(times) = super::schema::times(batch) else {
         return Vec::new();
     };
     (0..batch.num_rows())

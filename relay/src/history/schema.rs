@@ -15,7 +15,8 @@ use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanBuilder, Int32Builder, RecordBatch, StringBuilder,
-    TimestampNanosecondBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+    TimestampNanosecondArray, TimestampNanosecondBuilder, UInt8Builder, UInt32Builder,
+    UInt64Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use observer_proto::flow::layer4::Protocol;
@@ -431,6 +432,15 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The history schema (the `flows` table).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
+}
+
+/// The `time` column of a batch of the history schema (or some of its
+/// columns with `time` among them).
+pub fn times(batch: &RecordBatch) -> Option<&TimestampNanosecondArray> {
+    batch
+        .column_by_name("time")?
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
 }
 
 /// The names of every column, in order, comma separated.

@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use super::FlowStream;
+use super::older::{self, Older, Stopped, Take};
 use crate::error::RequestError;
 use crate::state::RelayState;
 use observer_proto::time::{now_nanos, timestamp};
@@ -48,20 +49,27 @@ pub(super) fn open(
         (state.store().snapshot(), None)
     };
     let after = ring.last().map(|e| e.seq);
+    // A `since` older than the ring starts from the flow history.
+    let older = older::plan(state.sql().history(), &query, &ring);
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let state = state.clone();
     tokio::spawn(async move {
         let answer = async {
-            // A `since` older than the ring starts from the flow history.
-            let ring = super::older::with_older(&state.sql(), query.since, ring).await;
-            let (query, history) = match query.history_off_workers(ring).await {
-                Ok(picked) => picked,
-                Err(status) => return tx.send(Err(status)).await.map_err(|_| Gone),
-            };
             for event in statuses {
                 send(&tx, node_status(event)).await?;
             }
-            for entry in history {
+            let (query, ring) = match older {
+                // Filters are matched on the blocking pool, off the workers.
+                None => match query.history_off_workers(ring).await {
+                    Ok(picked) => picked,
+                    Err(status) => return tx.send(Err(status)).await.map_err(|_| Gone),
+                },
+                Some(older) => {
+                    let ring = with_older(older, &query, ring, &tx).await?;
+                    (query, ring)
+                }
+            };
+            for entry in ring {
                 send(&tx, (*entry.response).clone()).await?;
             }
             if let Some(flow_rx) = flow_rx {
@@ -82,6 +90,42 @@ pub(super) fn open(
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Sends the history part of the answer and returns the part of the ring
+/// that follows it: `number` counts both (the first N from the oldest, the
+/// last N from the newest, so history is read only for what the ring lacks).
+async fn with_older(
+    older: Older,
+    query: &FlowQuery,
+    ring: Vec<Entry>,
+    tx: &Tx,
+) -> Result<Vec<Entry>, Gone> {
+    let mut selected: Vec<Entry> = ring
+        .into_iter()
+        .filter(|e| query.selects(&e.response))
+        .collect();
+    let n = query.number;
+    let take = if n == 0 {
+        Take::All
+    } else if query.first {
+        Take::First(n)
+    } else if selected.len() >= n {
+        selected.drain(..selected.len() - n);
+        return Ok(selected);
+    } else {
+        Take::Last(n - selected.len())
+    };
+    match older.send(query.clone(), take, tx.clone()).await {
+        Ok(sent) => {
+            if let Take::First(n) = take {
+                selected.truncate(n - sent);
+            }
+            Ok(selected)
+        }
+        // The client was told; nothing more follows an incomplete answer.
+        Err(Stopped::Gone | Stopped::Failed) => Err(Gone),
+    }
 }
 
 async fn send(tx: &Tx, response: GetFlowsResponse) -> Result<(), Gone> {

@@ -1,42 +1,179 @@
-//! GetFlows with a `since` older than the ring: the flow history from `since`
-//! up to the ring's first flow, read through the SQL engine, goes first.
+//! GetFlows with a `since` older than the ring: the flow history from
+//! `since` up to the ring's first flow goes first, read from a snapshot of
+//! the history on a blocking thread and sent as it is read, so memory stays
+//! bounded whatever the range: files outside the range are not opened, row
+//! groups are chosen by their time statistics, the request's filters apply
+//! as rows are read, and `number` stops the read (the first N) or reads
+//! backwards from the newest rows (the last N, [`scan::last`]).
+//!
+//! Flows history could not keep in the range follow as one `LostEvent` per
+//! node (source `HUBBLE_RING_BUFFER`, [`crate::history::feed`]). A failed
+//! read ends the answer with an error: never only the ring in silence.
 
 use std::sync::Arc;
 
-use observer_proto::time::event_time;
+use observer_proto::observer::GetFlowsResponse;
+use observer_proto::time::{event_time, now_nanos};
+use observer_runtime::query::FlowQuery;
 use observer_runtime::store::Entry;
+use tokio::sync::mpsc;
+use tonic::Status;
 
-use crate::sql::SqlEngine;
+use crate::history::scan::{self, Merge, Range};
+use crate::history::{History, feed, read};
 
-/// The ring preceded by the history flows from `since` up to the ring's first
-/// flow, when `since` is older than what the ring holds (history entries get
-/// sequence number 0: they are never compared with live ones). Failures are
-/// logged and leave the ring alone.
-pub(super) async fn with_older(
-    engine: &SqlEngine,
-    since: Option<i128>,
-    ring: Vec<Entry>,
-) -> Vec<Entry> {
-    let Some(since) = since else { return ring };
-    if !engine.has_history() {
-        return ring;
-    }
+/// How much of the history part to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Take {
+    All,
+    First(usize),
+    Last(usize),
+}
+
+/// The history part of one request.
+pub(super) struct Older {
+    history: Arc<History>,
+    range: Range,
+}
+
+/// Why the history part ended early.
+pub(super) enum Stopped {
+    /// The client went away.
+    Gone,
+    /// Reading failed; the client was told.
+    Failed,
+}
+
+fn clamp(t: i128) -> i64 {
+    t.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// The history part `query` needs before `ring`: `None` without history,
+/// without `since`, or when the ring starts at or before `since`.
+pub(super) fn plan(
+    history: Option<&Arc<History>>,
+    query: &FlowQuery,
+    ring: &[Entry],
+) -> Option<Older> {
+    let since = query.since?;
+    let history = history?;
     let first = ring.iter().find_map(|e| event_time(&e.response));
     if first.is_some_and(|f| f <= since) {
-        return ring;
+        return None;
     }
-    match engine.flows_between(since, first).await {
-        Ok(older) => older
-            .into_iter()
-            .map(|r| Entry {
-                seq: 0,
-                response: Arc::new(r),
-            })
-            .chain(ring)
-            .collect(),
-        Err(e) => {
-            log::warn!("GetFlows: reading history failed: {e}");
-            ring
+    // Up to the ring's first flow, or now: a newer flow comes live.
+    let before = first.unwrap_or_else(now_nanos);
+    let to = query.until.map_or(before - 1, |u| u.min(before - 1));
+    Some(Older {
+        history: history.clone(),
+        range: Range {
+            from: clamp(since),
+            to: clamp(to),
+        },
+    })
+}
+
+impl Older {
+    /// Sends the history part (as `take` says, filtered by `query`) and
+    /// the losses of its range; returns how many flows it sent.
+    pub(super) async fn send(
+        self,
+        query: FlowQuery,
+        take: Take,
+        tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    ) -> Result<usize, Stopped> {
+        let range = self.range;
+        let history = self.history.clone();
+        let read_tx = tx.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            read_range(&history, range, &query, take, &read_tx)
+        })
+        .await;
+        let sent = match read {
+            Ok(Ok(sent)) => sent,
+            Ok(Err(ReadEnd::Gone)) => return Err(Stopped::Gone),
+            Ok(Err(ReadEnd::Io(e))) => return fail(&tx, e.to_string()).await,
+            Err(e) => return fail(&tx, format!("the reader failed: {e}")).await,
+        };
+        for m in self
+            .history
+            .losses()
+            .between(Some(range.from), Some(range.to))
+        {
+            let last = m
+                .last_sec
+                .saturating_mul(1_000_000_000)
+                .saturating_add(999_999_999);
+            let lost = feed::lost_event(
+                m.node,
+                m.flows,
+                m.first_sec.saturating_mul(1_000_000_000),
+                last,
+            );
+            tx.send(Ok(lost)).await.map_err(|_| Stopped::Gone)?;
+        }
+        Ok(sent)
+    }
+}
+
+async fn fail(
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    why: String,
+) -> Result<usize, Stopped> {
+    log::warn!("GetFlows: reading history failed: {why}");
+    let status = Status::internal(format!(
+        "reading the flow history failed, the answer is incomplete: {why}"
+    ));
+    let _ = tx.send(Err(status)).await;
+    Err(Stopped::Failed)
+}
+
+enum ReadEnd {
+    Gone,
+    Io(std::io::Error),
+}
+
+/// On a blocking thread: reads the range from a snapshot and sends what
+/// `query` selects, as `take` says.
+fn read_range(
+    history: &Arc<History>,
+    range: Range,
+    query: &FlowQuery,
+    take: Take,
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+) -> Result<usize, ReadEnd> {
+    let snap = history.snapshot().map_err(ReadEnd::Io)?;
+    let sources = scan::sources(snap.files, snap.recent);
+    let send = |r: GetFlowsResponse| tx.blocking_send(Ok(r)).map_err(|_| ReadEnd::Gone);
+    let mut sent = 0;
+    match take {
+        Take::Last(n) => {
+            let rows =
+                scan::last(sources, range, n, &mut |r| query.selects(r)).map_err(ReadEnd::Io)?;
+            for r in rows {
+                send(r)?;
+                sent += 1;
+            }
+        }
+        Take::All | Take::First(_) => {
+            let max = match take {
+                Take::First(n) => n,
+                _ => usize::MAX,
+            };
+            for batch in Merge::new(sources, range, scan::BATCH_ROWS) {
+                let batch = batch.map_err(ReadEnd::Io)?;
+                for r in read::responses(&batch) {
+                    if sent == max {
+                        return Ok(sent);
+                    }
+                    if query.selects(&r) {
+                        send(r)?;
+                        sent += 1;
+                    }
+                }
+            }
         }
     }
+    drop(snap.lease);
+    Ok(sent)
 }

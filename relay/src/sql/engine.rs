@@ -214,7 +214,14 @@ impl SqlEngine {
         let inner = &self.inner;
         let session =
             Session::open(inner.history.as_ref(), inner.limits, inner.memory.clone()).await?;
-        let (df, described) = session.plan(sql, values).await?;
+        let (df, mut described) = session.plan(sql, values).await?;
+        if run == Run::Describe {
+            let plan = df
+                .clone()
+                .into_optimized_plan()
+                .map_err(|e| session.error(e))?;
+            described.window = super::missing::window(&plan);
+        }
         if tx.send(Msg::Described(described)).await.is_err() || run == Run::Describe {
             return Ok(());
         }

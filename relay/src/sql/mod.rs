@@ -32,7 +32,8 @@
 //!   stream (a client gone) aborts the task, and with it DataFusion's work.
 //! - [`stats`]: queries run, refused, busy, running, their durations.
 //!
-//! [`flight`] serves it all as Arrow Flight SQL on the relay's gRPC port.
+//! [`flight`] serves it all as Arrow Flight SQL on the relay's gRPC port;
+//! [`missing`] tells how many flows of a query's time range history lacks.
 
 pub mod admission;
 pub mod engine;
@@ -40,6 +41,7 @@ pub mod flight;
 pub mod functions;
 pub mod graph;
 pub mod guard;
+pub mod missing;
 pub mod params;
 pub mod pool;
 pub mod runtime;

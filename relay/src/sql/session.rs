@@ -51,7 +51,14 @@ impl Session {
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
             .build_arc();
+        let history = history.ok_or(SqlError::NoHistory)?;
+        let snap = history
+            .snapshot()
+            .map_err(|e| SqlError::Io(e.to_string()))?;
+        // The lease keeps the snapshot's files on disk while the session
+        // (and any stream of it) lives.
         let config = SessionConfig::new()
+            .with_extension(Arc::new(snap.lease))
             .with_target_partitions(runtime::THREADS)
             .with_default_catalog_and_schema(guard::CATALOG, guard::SCHEMA);
         let runtime = runtime.map_err(|e| error(e, &pool, &limits))?;
@@ -63,10 +70,6 @@ impl Session {
         for f in functions::bounded() {
             session.ctx.register_udf(f);
         }
-        let history = history.ok_or(SqlError::NoHistory)?;
-        let snap = history
-            .snapshot()
-            .map_err(|e| SqlError::Io(e.to_string()))?;
         let ctx = &session.ctx;
         let schema = schema::schema();
         let recent =
@@ -140,7 +143,14 @@ impl Session {
             .await
             .map_err(|e| self.error(e))?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        Ok((df, Described { schema, parameters }))
+        Ok((
+            df,
+            Described {
+                schema,
+                parameters,
+                window: None,
+            },
+        ))
     }
 
     pub fn error(&self, e: DataFusionError) -> SqlError {

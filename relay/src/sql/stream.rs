@@ -31,6 +31,9 @@ pub struct Described {
     pub schema: SchemaRef,
     /// The statement's parameters (`$1` first), with their types if known.
     pub parameters: Vec<Option<DataType>>,
+    /// The time range of the flows it reads (`None`: it reads none); only
+    /// when described, not when run.
+    pub window: Option<super::graph::window::Window>,
 }
 
 /// From a query's task to its caller.

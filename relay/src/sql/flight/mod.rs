@@ -142,11 +142,18 @@ impl FlightSqlService for FlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = self.engine.schema(&query.query).await.map_err(status)?;
+        let described = self
+            .engine
+            .describe(&query.query, None)
+            .await
+            .map_err(status)?;
+        // Flows history lacks in the query's range, for `observe query`.
+        let missing = self.engine.missing_in(&described);
         let handle = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
-        info(&schema, handle.as_any().encode_to_vec(), request)
+        let response = info(&described.schema, handle.as_any().encode_to_vec(), request)?;
+        Ok(response.map(|i| i.with_app_metadata(super::missing::encode(&missing))))
     }
 
     async fn do_get_statement(

@@ -1,0 +1,259 @@
+//! Flows history did not keep, per node and second of flow time, so a reader
+//! of a time range learns how much of it is missing (`observe query`, and a
+//! `LostEvent` in GetFlows).
+//!
+//! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; one
+//! line each), rewritten through a temporary file when it changed, and read
+//! back at start: a restarted relay still knows what its files lack. Seconds
+//! older than retention are forgotten with the files.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::files;
+
+/// The file name in the history directory.
+pub const FILE: &str = "losses.tsv";
+
+#[derive(Default)]
+struct Inner {
+    /// node → second → flows lost.
+    by_node: BTreeMap<String, BTreeMap<i64, u64>>,
+    /// node → flows lost since this start (the metric).
+    since_start: BTreeMap<String, u64>,
+    dirty: bool,
+}
+
+/// Losses of one history.
+pub struct Losses {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+/// Flows of `node` lost in a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub node: String,
+    pub flows: u64,
+    /// The first and last second (since the epoch) with a loss.
+    pub first_sec: i64,
+    pub last_sec: i64,
+}
+
+fn second(nanos: i64) -> i64 {
+    nanos.div_euclid(1_000_000_000)
+}
+
+impl Losses {
+    /// The losses recorded in `dir` (none if the file is missing; lines that
+    /// do not parse are skipped with a warning).
+    pub fn open(dir: &Path) -> io::Result<Losses> {
+        let path = dir.join(FILE);
+        let mut inner = Inner::default();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut bad = 0;
+                for line in text.lines() {
+                    let mut f = line.split('\t');
+                    let parsed = (|| {
+                        let node = f.next()?.to_string();
+                        let sec = f.next()?.parse().ok()?;
+                        let n: u64 = f.next()?.parse().ok()?;
+                        f.next().is_none().then_some((node, sec, n))
+                    })();
+                    match parsed {
+                        Some((node, sec, n)) => {
+                            *inner
+                                .by_node
+                                .entry(node)
+                                .or_default()
+                                .entry(sec)
+                                .or_default() += n;
+                        }
+                        None => bad += 1,
+                    }
+                }
+                if bad > 0 {
+                    log::warn!(
+                        "history: skipped {bad} unreadable line(s) of {}",
+                        path.display()
+                    );
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Losses {
+            path,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `n` flows of `node` at `time` (ns since the epoch) were not kept.
+    pub fn record(&self, node: &str, time: i64, n: u64) {
+        let mut inner = self.lock();
+        let at = inner.by_node.entry(node.to_string()).or_default();
+        *at.entry(second(time)).or_default() += n;
+        *inner.since_start.entry(node.to_string()).or_default() += n;
+        inner.dirty = true;
+    }
+
+    /// Flows lost per node since this start.
+    pub fn since_start(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .since_start
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    /// Flows lost since this start, all nodes.
+    pub fn total_since_start(&self) -> u64 {
+        self.lock().since_start.values().sum()
+    }
+
+    /// Per node, the flows lost with a time in `from..=to` (ns since the
+    /// epoch, `None` unbounded). Counted by whole seconds: a bound inside a
+    /// second takes that second's losses whole, so the count never falls
+    /// short.
+    pub fn between(&self, from: Option<i64>, to: Option<i64>) -> Vec<Missing> {
+        let lo = from.map_or(i64::MIN, second);
+        let hi = to.map_or(i64::MAX, second);
+        let inner = self.lock();
+        inner
+            .by_node
+            .iter()
+            .filter_map(|(node, secs)| {
+                let mut range = secs.range(lo..=hi);
+                let (&first_sec, _) = range.next()?;
+                let flows = secs.range(lo..=hi).map(|(_, n)| n).sum();
+                let last_sec = secs
+                    .range(lo..=hi)
+                    .next_back()
+                    .map_or(first_sec, |(s, _)| *s);
+                Some(Missing {
+                    node: node.clone(),
+                    flows,
+                    first_sec,
+                    last_sec,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets seconds before `nanos` (their files are gone).
+    pub fn forget_before(&self, nanos: i64) {
+        let cut = second(nanos);
+        let mut inner = self.lock();
+        let mut changed = false;
+        inner.by_node.retain(|_, secs| {
+            let before = secs.len();
+            *secs = secs.split_off(&cut);
+            changed |= secs.len() != before;
+            !secs.is_empty()
+        });
+        inner.dirty |= changed;
+    }
+
+    /// Writes the file if anything changed since the last save.
+    pub fn save(&self) -> io::Result<()> {
+        let text = {
+            let mut inner = self.lock();
+            if !inner.dirty {
+                return Ok(());
+            }
+            inner.dirty = false;
+            let mut text = String::new();
+            for (node, secs) in &inner.by_node {
+                for (sec, n) in secs {
+                    text.push_str(&format!("{node}\t{sec}\t{n}\n"));
+                }
+            }
+            text
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{FILE}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let written = (|| {
+            let mut f = files::create_file(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            files::sync_dir(dir)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            self.lock().dirty = true;
+        }
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn losses_add_up_per_node_and_range_and_survive_a_restart() {
+        let dir = test_support::scratch::ScratchDir::new("history-losses");
+        let l = Losses::open(dir.path()).unwrap();
+        l.record("n1", 10 * S + 5, 2);
+        l.record("n1", 10 * S + 900, 1);
+        l.record("n1", 12 * S, 4);
+        l.record("n2", 11 * S, 7);
+        let all = l.between(None, None);
+        assert_eq!(
+            all,
+            [
+                Missing {
+                    node: "n1".into(),
+                    flows: 7,
+                    first_sec: 10,
+                    last_sec: 12
+                },
+                Missing {
+                    node: "n2".into(),
+                    flows: 7,
+                    first_sec: 11,
+                    last_sec: 11
+                },
+            ]
+        );
+        // A bound inside second 10 takes it whole; second 12 is out.
+        let some: Vec<(String, u64)> = l
+            .between(Some(10 * S + 500), Some(11 * S + 999_999_999))
+            .into_iter()
+            .map(|m| (m.node, m.flows))
+            .collect();
+        assert_eq!(some, [("n1".to_string(), 3), ("n2".to_string(), 7)]);
+        assert!(l.between(Some(13 * S), None).is_empty());
+        assert_eq!(l.total_since_start(), 14);
+        l.save().unwrap();
+        let mode = std::fs::metadata(dir.path().join(FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        let again = Losses::open(dir.path()).unwrap();
+        assert_eq!(again.between(None, None), all);
+        assert_eq!(again.total_since_start(), 0, "the metric counts this start");
+        again.forget_before(11 * S);
+        let left: Vec<(String, u64)> = again
+            .between(None, None)
+            .into_iter()
+            .map(|m| (m.node, m.flows))
+            .collect();
+        assert_eq!(left, [("n1".to_string(), 4), ("n2".to_string(), 7)]);
+    }
+}

@@ -1,0 +1,150 @@
+//! The files readers see, and when a file that left that set may be deleted.
+//!
+//! Queries read the manifest (taken with the rows in memory under one lock),
+//! never the directory: a compacted file and its inputs may both be on disk
+//! for a moment, but the manifest swaps one for the other in one step. A
+//! reader holds a [`Lease`] on the manifest's epoch while it reads; a file
+//! that left the manifest (compacted or past retention) is deleted only when
+//! no reader of an earlier epoch is left, so a running query never loses a
+//! file under it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::files::HistoryFile;
+
+/// The finished files and the readers' epochs.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    /// Oldest first.
+    files: Vec<HistoryFile>,
+    next_seq: u64,
+    /// Raised whenever files leave the manifest.
+    epoch: u64,
+    /// Live leases per epoch.
+    readers: BTreeMap<u64, usize>,
+    /// Files that left, with the epoch from which no reader sees them.
+    doomed: Vec<(u64, PathBuf)>,
+}
+
+impl Manifest {
+    pub fn new(mut files: Vec<HistoryFile>, next_seq: u64) -> Self {
+        files.sort();
+        Manifest {
+            files,
+            next_seq,
+            ..Manifest::default()
+        }
+    }
+
+    pub fn files(&self) -> &[HistoryFile] {
+        &self.files
+    }
+
+    /// The sequence number of the next file written.
+    pub fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Whether `f` is listed.
+    pub fn contains(&self, f: &HistoryFile) -> bool {
+        self.files.binary_search(f).is_ok()
+    }
+
+    /// Lists a new file.
+    pub fn add(&mut self, f: HistoryFile) {
+        let at = self.files.binary_search(&f).unwrap_or_else(|i| i);
+        self.files.insert(at, f);
+    }
+
+    /// Unlists `gone` (those listed) and lists `with`, in one step; the
+    /// unlisted files are deleted once no earlier reader is left
+    /// ([`Self::reapable`]).
+    pub fn replace(&mut self, gone: &[HistoryFile], with: Option<HistoryFile>) {
+        let before = self.files.len();
+        self.files.retain(|f| !gone.contains(f));
+        if self.files.len() != before {
+            self.epoch += 1;
+            for f in gone {
+                self.doomed.push((self.epoch, f.path.clone()));
+            }
+        }
+        if let Some(f) = with {
+            self.add(f);
+        }
+    }
+
+    /// A reader starts: its epoch.
+    pub fn lease(&mut self) -> u64 {
+        *self.readers.entry(self.epoch).or_default() += 1;
+        self.epoch
+    }
+
+    /// A reader of `epoch` is done.
+    pub fn release(&mut self, epoch: u64) {
+        if let Some(n) = self.readers.get_mut(&epoch) {
+            *n -= 1;
+            if *n == 0 {
+                self.readers.remove(&epoch);
+            }
+        }
+    }
+
+    /// The unlisted files no reader can still read, taken out of the list.
+    pub fn reapable(&mut self) -> Vec<PathBuf> {
+        let oldest = self.readers.keys().next().copied().unwrap_or(u64::MAX);
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.doomed)
+            .into_iter()
+            .partition(|(epoch, _)| *epoch <= oldest);
+        self.doomed = later;
+        now.into_iter().map(|(_, p)| p).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn file(n: u64) -> HistoryFile {
+        HistoryFile {
+            first: n as i64,
+            last: n as i64,
+            path: Path::new("/h").join(n.to_string()),
+            bytes: 1,
+            lo: n,
+            hi: n,
+        }
+    }
+
+    #[test]
+    fn files_leave_at_once_and_are_deleted_after_their_last_reader() {
+        let mut m = Manifest::new(vec![file(2), file(1)], 3);
+        assert_eq!(m.files(), [file(1), file(2)]);
+        assert_eq!(m.take_seq(), 3);
+        let early = m.lease();
+        let merged = HistoryFile {
+            lo: 1,
+            hi: 2,
+            ..file(1)
+        };
+        m.replace(&[file(1), file(2)], Some(merged.clone()));
+        assert_eq!(m.files(), std::slice::from_ref(&merged));
+        let late = m.lease();
+        assert!(m.reapable().is_empty(), "the early reader may read 1 and 2");
+        m.release(late);
+        assert!(m.reapable().is_empty());
+        m.release(early);
+        assert_eq!(m.reapable(), [file(1).path, file(2).path]);
+        assert!(m.reapable().is_empty(), "once");
+        // Without readers, at once; unlisted files are ignored.
+        m.replace(&[file(9)], None);
+        assert!(m.reapable().is_empty());
+        m.replace(std::slice::from_ref(&merged), None);
+        assert_eq!(m.reapable(), [merged.path]);
+        assert!(m.files().is_empty());
+    }
+}

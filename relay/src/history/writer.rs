@@ -1,0 +1,278 @@
+//! The history writer: three threads in a pipeline, so taking flows,
+//! encoding Parquet and waiting for the disk overlap.
+//!
+//! - `history-rows` takes flows from the [`feed`](super::feed) in chunks,
+//!   turns each chunk into an Arrow batch and adds it to the rows in memory
+//!   (visible to queries at once); when `batch_rows` rows are waiting or the
+//!   flush interval passes, it seals them and hands them on.
+//! - `history-encode` sorts each sealed segment by time and encodes it,
+//!   columns on several threads ([`super::encode`]), into a temporary file.
+//! - `history-commit` fsyncs each file and publishes it, in order (rename,
+//!   directory fsync, manifest), then applies retention.
+//!
+//! Between the stages are queues of one job each: when the disk or the
+//! encoder falls behind, `history-rows` waits, the feed fills, and the
+//! merge drops (and counts) what does not fit. Memory is bounded by
+//! `queue_flows` flows and about three batches of rows.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::time::{event_time, now_nanos};
+
+use super::History;
+use super::encode::Written;
+use super::feed::{Intake, Item};
+use super::recent::{self, Segment};
+
+/// Flows turned into one Arrow batch at a time.
+pub const CHUNK_FLOWS: usize = 8192;
+
+/// The running writer; [`Writer::join`] waits for it after the feed's stop.
+pub struct Writer {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the threads over `history`, taking flows from `intake`.
+    pub fn start(history: Arc<History>, intake: Intake) -> std::io::Result<Writer> {
+        let (seal_tx, seal_rx) = sync_channel::<Vec<Segment>>(1);
+        let (commit_tx, commit_rx) = sync_channel::<Vec<(u64, std::io::Result<Written>)>>(1);
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f)
+        };
+        let h = history.clone();
+        let rows = spawn(
+            "history-rows",
+            Box::new(move || take_rows(&h, &intake, &seal_tx)),
+        )?;
+        let h = history.clone();
+        let encode = spawn(
+            "history-encode",
+            Box::new(move || encode(&h, &seal_rx, &commit_tx)),
+        )?;
+        let commit = spawn(
+            "history-commit",
+            Box::new(move || commit(&history, &commit_rx)),
+        )?;
+        Ok(Writer {
+            threads: vec![rows, encode, commit],
+        })
+    }
+
+    /// Waits for the threads: they end once the feed was stopped (or
+    /// dropped) and everything taken is written. Blocking.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn time_of(r: &GetFlowsResponse) -> i64 {
+    event_time(r)
+        .unwrap_or_else(now_nanos)
+        .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
+/// `history-rows`: flows → batches in memory → sealed segments.
+fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>) {
+    let interval = history
+        .config()
+        .flush_interval
+        .max(Duration::from_millis(1));
+    let batch_rows = history.config().batch_rows.max(1);
+    let mut deadline = Instant::now() + interval;
+    let mut chunk: Vec<(i64, Arc<GetFlowsResponse>)> = Vec::with_capacity(CHUNK_FLOWS);
+    let mut open = 0;
+    let mut stopping = false;
+    while !stopping {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match intake.rx.recv_timeout(wait) {
+            Ok(Item::Flow(r)) => chunk.push((time_of(&r), r)),
+            Ok(Item::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        // A file holds at most `batch_rows` rows.
+        let room = batch_rows.saturating_sub(open).clamp(1, CHUNK_FLOWS);
+        while !stopping && chunk.len() < room {
+            match intake.rx.try_recv() {
+                Ok(Item::Flow(r)) => chunk.push((time_of(&r), r)),
+                Ok(Item::Stop) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        if !chunk.is_empty() {
+            intake.took(chunk.len());
+            debug_assert!(
+                chunk
+                    .iter()
+                    .all(|(_, r)| matches!(r.response_types, Some(ResponseTypes::Flow(_))))
+            );
+            open = history.add_rows(recent::to_batch(&chunk));
+            chunk.clear();
+        }
+        let due = Instant::now() >= deadline;
+        if open >= batch_rows || due || stopping {
+            if due {
+                deadline = Instant::now() + interval;
+            }
+            let segments = history.seal();
+            open = 0;
+            if !segments.is_empty() && seal.send(segments).is_err() {
+                log::error!("history: the encoder stopped; rows stay in memory");
+                return;
+            }
+        }
+    }
+}
+
+/// `history-encode`: sealed segments → temporary files.
+fn encode(
+    history: &History,
+    sealed: &Receiver<Vec<Segment>>,
+    commit: &SyncSender<Vec<(u64, std::io::Result<Written>)>>,
+) {
+    for segments in sealed {
+        let written = segments
+            .into_iter()
+            .map(|s| (s.id, history.write(s)))
+            .collect();
+        if commit.send(written).is_err() {
+            return;
+        }
+    }
+}
+
+/// `history-commit`: temporary files → published files, in order.
+fn commit(history: &History, written: &Receiver<Vec<(u64, std::io::Result<Written>)>>) {
+    for job in written {
+        for (id, w) in job {
+            if let Err(e) = w.and_then(|w| history.commit(id, w)) {
+                log::error!(
+                    "history: writing to {} failed (rows kept in memory, tried again): {e}",
+                    history.config().dir.display()
+                );
+                history.write_failed(id);
+            }
+        }
+        if let Err(e) = history.retain() {
+            log::error!(
+                "history: retention in {}: {e}",
+                history.config().dir.display()
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use observer_proto::flow::Flow;
+
+    use super::*;
+    use crate::history::HistoryConfig;
+    use crate::history::feed;
+    use crate::history::losses::Losses;
+
+    fn flow(node: &str, secs: i64, n: u64) -> Arc<GetFlowsResponse> {
+        let time = Some(observer_proto::time::timestamp(
+            i128::from(secs) * 1_000_000_000 + i128::from(n),
+        ));
+        Arc::new(GetFlowsResponse {
+            node_name: node.into(),
+            time,
+            response_types: Some(ResponseTypes::Flow(Flow {
+                time,
+                uuid: format!("{node}-{n}"),
+                ..Default::default()
+            })),
+        })
+    }
+
+    /// A feed faster than the writer: the queue is filled before the writer
+    /// starts, so exactly what does not fit is dropped; delivered + lost =
+    /// sent, per node, and each dropped flow is recorded at its second.
+    #[test]
+    fn under_a_feed_faster_than_the_writer_delivered_plus_lost_is_sent() {
+        let dir = test_support::scratch::ScratchDir::new("history-writer-lost");
+        let cfg = HistoryConfig {
+            batch_rows: 1000,
+            queue_flows: 5000,
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        };
+        let history = History::open(cfg).unwrap();
+        let losses: Arc<Losses> = history.losses().clone();
+        let (feed, intake) = feed::channel(5000, losses.clone());
+        let sent = AtomicU64::new(0);
+        let base = 1_800_000_000;
+        for n in 0..12_000u64 {
+            let node = if n % 3 == 0 { "node-a" } else { "node-b" };
+            // 1,000 flows a second of flow time.
+            feed.offer(&flow(node, base + (n / 1000) as i64, n));
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        let writer = Writer::start(history.clone(), intake).unwrap();
+        feed.stop();
+        writer.join();
+
+        let sent = sent.load(Ordering::Relaxed);
+        let lost = losses.total_since_start();
+        let delivered = history.written_rows();
+        assert_eq!((delivered, lost), (5000, 7000));
+        assert_eq!(delivered + lost, sent);
+        assert_eq!(history.rows_in_memory(), 0);
+        let files: u64 = crate::history::files::list(dir.path()).unwrap().len() as u64;
+        assert_eq!(files, 5, "5,000 rows of one hour in batches of 1,000");
+        // Flows 5,000..11,999 were dropped: node-a has every third.
+        let per_node: Vec<(String, u64)> = losses
+            .between(None, None)
+            .into_iter()
+            .map(|m| (m.node, m.flows))
+            .collect();
+        let a = (5000..12_000u64).filter(|n| n % 3 == 0).count() as u64;
+        assert_eq!(
+            per_node,
+            [("node-a".into(), a), ("node-b".into(), 7000 - a)]
+        );
+        let second = |s: i64| (base + s) * 1_000_000_000;
+        let sixth: u64 = losses
+            .between(Some(second(6)), Some(second(6)))
+            .iter()
+            .map(|m| m.flows)
+            .sum();
+        assert_eq!(sixth, 1000, "second 6 of flow time lost whole");
+        let fifth: u64 = losses
+            .between(Some(second(4)), Some(second(4) + 999_999_999))
+            .iter()
+            .map(|m| m.flows)
+            .sum();
+        assert_eq!(fifth, 0, "second 4 was kept");
+    }
+
+    #[test]
+    fn a_stopped_writer_writes_everything_it_took() {
+        let dir = test_support::scratch::ScratchDir::new("history-writer-stop");
+        let cfg = HistoryConfig {
+            flush_interval: Duration::from_secs(3600),
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        };
+        let history = History::open(cfg).unwrap();
+        let (feed, intake) = feed::channel(100_000, history.losses().clone());
+        let writer = Writer::start(history.clone(), intake).unwrap();
+        for n in 0..20_000 {
+            assert!(feed.offer(&flow("n", 1_800_000_000, n)));
+        }
+        feed.stop();
+        writer.join();
+        assert_eq!(history.written_rows(), 20_000);
+        assert_eq!(history.losses().total_since_start(), 0);
+    }
+}

@@ -1,0 +1,209 @@
+//! How many flows of a query's time range history is missing, per node: the
+//! hook `observe query` uses to say whether an answer is complete.
+//!
+//! The range is read from the optimized plan the way [`super::graph::window`]
+//! reads the graph tables' window: the comparisons of `time` with a constant
+//! on every scan of `flows` (and of the graph tables), pushed into the scan
+//! or in a filter right above it. Several scans take the hull of their
+//! windows; a scan without a bound reads the whole history. A condition on
+//! `time` that is not a bound cannot narrow the range and is ignored, so the
+//! count may be larger than what the query's rows lack, never smaller.
+//!
+//! Flight SQL carries the counts in `FlightInfo.app_metadata` of the
+//! statement ([`encode`]), which other clients ignore.
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
+
+use super::graph::window::Window;
+use super::stream::Described;
+use super::{SqlEngine, SqlError, guard};
+use crate::history::losses::Missing;
+
+/// The tables whose scans read flows.
+const FLOW_TABLES: &[&str] = &[
+    guard::FLOWS,
+    "flows_memory",
+    "flows_files",
+    "graph_nodes",
+    "graph_edges",
+];
+
+/// The bounds on `time` among `exprs` (each split into its conjuncts).
+fn bounds<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> Window {
+    let mut w = Window::default();
+    for e in exprs {
+        for c in split_conjunction(e) {
+            if let Ok(Some(b)) = Window::bound(c) {
+                w.from = w.from.max(b.from);
+                w.to = match (w.to, b.to) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+    w
+}
+
+fn flow_scan(plan: &LogicalPlan) -> Option<&TableScan> {
+    match plan {
+        LogicalPlan::TableScan(s) if FLOW_TABLES.contains(&s.table_name.table()) => Some(s),
+        _ => None,
+    }
+}
+
+/// The hull of the time windows of every scan of flows in `plan`; `None`
+/// when it scans none.
+pub fn window(plan: &LogicalPlan) -> Option<Window> {
+    let mut windows: Vec<Window> = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::Filter(f) => {
+                if let Some(scan) = flow_scan(&f.input) {
+                    windows.push(bounds(scan.filters.iter().chain([&f.predicate])));
+                    // The scan is counted here, with the filter.
+                    return Ok(TreeNodeRecursion::Jump);
+                }
+            }
+            _ => {
+                if let Some(scan) = flow_scan(node) {
+                    windows.push(bounds(&scan.filters));
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    let first = *windows.first()?;
+    Some(windows.iter().fold(first, |hull, w| Window {
+        from: hull.from.zip(w.from).map(|(a, b)| a.min(b)),
+        to: hull.to.zip(w.to).map(|(a, b)| a.max(b)),
+    }))
+}
+
+impl SqlEngine {
+    /// Per node, the flows history did not keep in the time range `sql`
+    /// reads (none when it reads no flows).
+    pub async fn history_missing(&self, sql: &str) -> Result<Vec<Missing>, SqlError> {
+        let described = self.describe(sql, None).await?;
+        Ok(self.missing_in(&described))
+    }
+
+    /// Per node, the flows history did not keep in the time range of a
+    /// described statement.
+    pub fn missing_in(&self, described: &Described) -> Vec<Missing> {
+        match (self.history(), described.window) {
+            (Some(history), Some(w)) => history.losses().between(w.from, w.to),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The line prefix of a count in `app_metadata`.
+const PREFIX: &str = "history_missing";
+
+/// `missing` as `app_metadata`: one line per node,
+/// `history_missing<TAB>node<TAB>flows`.
+pub fn encode(missing: &[Missing]) -> Vec<u8> {
+    missing
+        .iter()
+        .map(|m| format!("{PREFIX}\t{}\t{}\n", m.node, m.flows))
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use observer_proto::flow::Flow;
+    use observer_proto::observer::GetFlowsResponse;
+    use observer_proto::observer::get_flows_response::ResponseTypes;
+
+    use super::*;
+    use crate::history::{History, HistoryConfig};
+    use crate::sql::SqlLimits;
+
+    const S: i64 = 1_000_000_000;
+    /// 2024-05-01T10:00:00Z
+    const T: i64 = 1_714_557_600 * S;
+
+    #[tokio::test]
+    async fn the_missing_flows_of_the_range_a_query_reads() {
+        let dir = test_support::scratch::ScratchDir::new("sql-missing");
+        let h = History::open(HistoryConfig {
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        })
+        .unwrap();
+        h.ingest(Arc::new(GetFlowsResponse {
+            node_name: "node1".into(),
+            time: Some(observer_proto::time::timestamp(i128::from(T))),
+            response_types: Some(ResponseTypes::Flow(Flow::default())),
+        }));
+        h.flush().unwrap();
+        // 10:00:30 and 10:30:00 on node1, 11:00:00 on node2.
+        h.losses().record("node1", T + 30 * S, 1_234);
+        h.losses().record("node1", T + 1800 * S, 6);
+        h.losses().record("node2", T + 3600 * S, 5);
+        let e = SqlEngine::new(Some(h), SqlLimits::default());
+        let count = |sql: &'static str| {
+            let e = e.clone();
+            async move {
+                e.history_missing(sql)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| (m.node, m.flows))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let n = |node: &str, flows: u64| (node.to_string(), flows);
+        assert_eq!(
+            count("SELECT count(*) FROM flows").await,
+            [n("node1", 1_240), n("node2", 5)]
+        );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM flows WHERE time >= '2024-05-01T10:00:00Z' \
+                 AND time < '2024-05-01T10:10:00Z' AND verdict = 'DROPPED'"
+            )
+            .await,
+            [n("node1", 1_234)]
+        );
+        assert_eq!(
+            count("SELECT * FROM graph_edges WHERE time BETWEEN '2024-05-01T10:20:00Z' AND '2024-05-01T12:00:00Z'")
+                .await,
+            [n("node1", 6), n("node2", 5)]
+        );
+        // Two scans: the hull of their windows.
+        assert_eq!(
+            count(
+                "SELECT 1 FROM flows WHERE time > '2024-05-01T10:59:00Z' UNION ALL \
+                 SELECT 1 FROM flows WHERE time <= '2024-05-01T10:00:40Z' AND time >= '2024-05-01T10:00:20Z'"
+            )
+            .await,
+            [n("node1", 1_240), n("node2", 5)]
+        );
+        assert!(count("SELECT 1").await.is_empty(), "no flows read");
+        assert!(
+            count("SELECT * FROM flows WHERE time > '2024-05-01T12:00:00Z'")
+                .await
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn counts_travel_in_app_metadata() {
+        let m = [Missing {
+            node: "node1".into(),
+            flows: 1_234,
+            first_sec: 1,
+            last_sec: 2,
+        }];
+        // `observe query` reads these lines (query_command::decode_missing).
+        assert_eq!(encode(&m), b"history_missing\tnode1\t1234\n");
+    }
+}

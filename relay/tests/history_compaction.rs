@@ -1,0 +1,215 @@
+//! Compaction under readers: queries running while small files are merged
+//! see every row exactly once, every time; a reader's files stay on disk
+//! until it is done; the compacted files answer like the small ones.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{config, engine, scratch};
+use datafusion::arrow::array::{Array, Int64Array};
+use observer_proto::flow::Flow;
+use relay::history::compact::CompactionConfig;
+use relay::history::scan::{self, Merge, Range};
+use relay::history::{History, files, read};
+use relay::sql::SqlEngine;
+use test_support::history_flows::response;
+
+/// 2024-05-01T10:00:00Z
+const T0: i64 = 1_714_557_600;
+
+/// `files` files of `rows` flows each, over two hours, flushed one by one.
+fn small_files(dir: &Path, files: usize, rows: usize) -> (Arc<History>, BTreeSet<String>) {
+    let h = History::open(config(dir)).unwrap();
+    let mut uuids = BTreeSet::new();
+    for f in 0..files {
+        for r in 0..rows {
+            let n = f * rows + r;
+            let uuid = format!("3f2a9c41-07d5-8e1b-8000-{n:012}");
+            let secs = T0 + (n as i64 * 7200) / (files * rows) as i64;
+            h.ingest(Arc::new(response(Flow {
+                time: Some(prost_types::Timestamp {
+                    seconds: secs,
+                    nanos: (n % 1000) as i32,
+                }),
+                uuid: uuid.clone(),
+                node_name: format!("node{}", n % 3),
+                summary: format!("flow {n}"),
+                ..Default::default()
+            })));
+            uuids.insert(uuid);
+        }
+        h.flush().unwrap();
+    }
+    (h, uuids)
+}
+
+async fn count(e: &SqlEngine) -> (i64, i64) {
+    let r = e
+        .query("SELECT count(*) AS n, count(DISTINCT uuid) AS d FROM flows")
+        .await
+        .unwrap();
+    let col = |i: usize| {
+        r.batches[0]
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0)
+    };
+    (col(0), col(1))
+}
+
+fn everything() -> CompactionConfig {
+    CompactionConfig {
+        small_bytes: u64::MAX,
+        target_bytes: u64::MAX,
+        ..CompactionConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_during_compaction_see_each_row_exactly_once() {
+    let dir = scratch("compact-queries");
+    let (h, uuids) = small_files(&dir, 60, 40);
+    let want = uuids.len() as i64;
+    assert_eq!(h.files().len(), 60, "one file per flush");
+    let e = engine(&h);
+    // Runs of two or three files: twenty or more compactions in one pass.
+    let three: u64 = h.files()[..3].iter().map(|f| f.bytes).sum();
+    let cfg = CompactionConfig {
+        small_bytes: u64::MAX,
+        target_bytes: three,
+        ..CompactionConfig::default()
+    };
+    let runs = relay::history::compact::plan(&h.files(), &cfg);
+    let merged: usize = runs.iter().map(Vec::len).sum();
+    assert!(runs.len() >= 20, "{} runs", runs.len());
+    // Each compaction waits for a query between two of its batches; the
+    // rest of it (finish, rename, manifest, deletion) runs while the next
+    // query does.
+    let (turn, take_turn) = std::sync::mpsc::sync_channel::<()>(0);
+    let compacting = {
+        let h = h.clone();
+        std::thread::spawn(move || {
+            h.compact_now(&cfg, &mut || {
+                let _ = take_turn.recv();
+                true
+            })
+        })
+    };
+    let mut queries = 0;
+    loop {
+        let done = compacting.is_finished();
+        assert_eq!(count(&e).await, (want, want), "query {queries}");
+        // GetFlows reads the same snapshot in time order.
+        let snap = h.snapshot().unwrap();
+        let mut seen = Vec::new();
+        for b in Merge::new(scan::sources(snap.files, snap.recent), Range::ALL, 1000) {
+            seen.extend(read::flows(&b.unwrap()).into_iter().map(|f| f.uuid));
+        }
+        assert_eq!(seen.len(), uuids.len(), "scan {queries}");
+        assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), uuids);
+        queries += 1;
+        let _ = turn.try_send(());
+        if done {
+            break;
+        }
+    }
+    drop(turn);
+    assert_eq!(compacting.join().unwrap().unwrap(), runs.len());
+    assert!(queries > runs.len(), "{queries} queries");
+    let left = h.files();
+    assert_eq!(left.len(), 60 - merged + runs.len());
+    assert_eq!(left.iter().filter(|f| f.is_compacted()).count(), runs.len());
+    assert_eq!(files::list(&dir).unwrap(), left, "the inputs are gone");
+    assert_eq!(count(&e).await, (want, want));
+    assert_eq!(h.compactions(), runs.len() as u64);
+}
+
+#[tokio::test]
+async fn a_readers_files_stay_until_it_is_done() {
+    let dir = scratch("compact-lease");
+    let (h, uuids) = small_files(&dir, 4, 10);
+    let before = h.files();
+    let snap = h.snapshot().unwrap();
+    assert_eq!(h.compact_now(&everything(), &mut || true).unwrap(), 2);
+    // The snapshot's files are still there and read whole.
+    assert!(before.iter().all(|f| f.path.exists()));
+    let mut n = 0;
+    for b in Merge::new(scan::sources(snap.files, snap.recent), Range::ALL, 7) {
+        n += b.unwrap().num_rows();
+    }
+    assert_eq!(n, uuids.len());
+    drop(snap.lease);
+    assert!(
+        before.iter().all(|f| !f.path.exists()),
+        "deleted after the last reader"
+    );
+    assert_eq!(files::list(&dir).unwrap(), h.files());
+}
+
+#[tokio::test]
+async fn compacted_files_answer_like_the_small_ones_and_survive_a_restart() {
+    let dir = scratch("compact-same");
+    let (h, _) = small_files(&dir, 12, 25);
+    let e = engine(&h);
+    let sql = "SELECT node, count(*) AS n, min(time) AS first, max(time) AS last, \
+               count(DISTINCT summary) AS s FROM flows GROUP BY node ORDER BY node";
+    let before = common::table(&e, sql).await;
+    let bytes_before: u64 = h.files().iter().map(|f| f.bytes).sum();
+    assert_eq!(h.compact_now(&everything(), &mut || true).unwrap(), 2);
+    assert_eq!(common::table(&e, sql).await, before);
+    let bytes_after: u64 = h.files().iter().map(|f| f.bytes).sum();
+    assert!(bytes_after < bytes_before, "{bytes_after} < {bytes_before}");
+    // Rows of a compacted file are in time order.
+    for f in h.files() {
+        let snap_rows: Vec<i64> =
+            Merge::new(vec![scan::Source::File(f.clone())], Range::ALL, 10_000)
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let t = relay::history::schema::times(&b).unwrap().clone();
+                    (0..t.len()).map(move |i| t.value(i)).collect::<Vec<_>>()
+                })
+                .collect();
+        assert!(snap_rows.is_sorted(), "{}", f.path.display());
+    }
+    drop(e);
+    drop(h);
+    let again = common::ingest(&dir, Vec::new(), 0);
+    assert_eq!(common::table(&engine(&again), sql).await, before);
+}
+
+#[test]
+fn a_stopped_compaction_leaves_the_files_as_they_were() {
+    let dir = scratch("compact-stop");
+    let (h, _) = small_files(&dir, 3, 5000);
+    let before = h.files();
+    let mut turns = 0;
+    let done = h
+        .compact_now(&everything(), &mut || {
+            turns += 1;
+            turns < 2
+        })
+        .unwrap();
+    assert_eq!(done, 0);
+    assert_eq!(h.files(), before);
+    assert_eq!(
+        files::list(&dir).unwrap(),
+        before,
+        "no file added nor removed"
+    );
+    let hidden = std::fs::read_dir(before[0].path.parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(hidden, 0, "the temporary file is removed");
+}
