@@ -9,10 +9,23 @@
 #   graphviz        dot: tests render `observe graph -o dot`
 #   tmux            the terminal UI test drives `observe flows --follow` in tmux
 #   prometheus      the metrics test scrapes the probe with the real Prometheus
+#   podman          the container tests and `observe lab up --containers`: real
+#                   containers, and `podman system service` (the Docker Engine API)
+#                   that flow-probe --containers discovers them through
+#   runc            podman's OCI runtime here (crun refuses a hybrid cgroup layout)
+#   conmon          podman's container monitor
+#   netavark        podman's network backend: internal bridge networks, veths
+#   aardvark-dns    netavark's DNS server, which it starts for every bridge network
+#   iptables        netavark's firewall rules (it fails without the binary)
+#   busybox-static  the container image's one binary (sh, sleep, httpd, nc),
+#                   imported as a local image: no registry needed
+#   bpftool         the container test checks with `bpftool net` that a stopped
+#                   container's tc programs are gone
 # The Rust build itself needs no system package (protobuf is compiled by protox).
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
-packages=(clang-19 libbpf-dev linux-libc-dev iproute2 nftables graphviz tmux prometheus)
+packages=(clang-19 libbpf-dev linux-libc-dev iproute2 nftables graphviz tmux prometheus
+  podman runc conmon netavark aardvark-dns iptables busybox-static bpftool)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
