@@ -16,6 +16,8 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::
 use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
 use aya::{Ebpf, EbpfLoader};
 
+pub use super::attacher::Attacher;
+use super::attacher::Command;
 use super::btf_layout;
 use super::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, mirrored_layouts, stat,
@@ -114,7 +116,8 @@ pub struct LoadedProbe {
     datapath: Option<DatapathMaps>,
     /// The socket load balancer, when `ProbeConfig::lb_cgroup` is set.
     pub lb: Option<super::sock_lb::LoadedLb>,
-    shutdown: Option<mpsc::Sender<()>>,
+    /// Requests to the owner thread: attach, detach, shut down.
+    commands: mpsc::Sender<Command>,
     owner: Option<JoinHandle<()>>,
 }
 
@@ -162,7 +165,7 @@ impl LoadedProbe {
         btf_layout::check_objects(&super::objects::all(), &mirrored_layouts())?;
 
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();
+        let (commands_tx, commands_rx) = mpsc::channel::<Command>();
         let lb_cfg = cfg.clone();
         let cfg = cfg.clone();
         let interfaces = interfaces.to_vec();
@@ -223,15 +226,15 @@ impl LoadedProbe {
                     anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath, drop_reasons }))
                 })();
                 match loaded {
-                    Ok((ebpf, dir, started)) => {
-                        let clsact: Vec<String> = started
-                            .attached
+                    Ok((mut ebpf, dir, started)) => {
+                        let mut attached = started.attached.clone();
+                        let _ = ready_tx.send(Ok(started));
+                        super::attacher::serve(&mut ebpf, &dir, use_tcx, &commands_rx, &mut attached);
+                        let clsact: Vec<String> = attached
                             .iter()
                             .filter(|a| a.mode == AttachMode::Clsact { owns_qdisc: true })
                             .map(|a| a.ifname.clone())
                             .collect();
-                        let _ = ready_tx.send(Ok(started));
-                        let _ = shutdown_rx.recv();
                         if !cfg.persist {
                             // Without pins, closing our fds detaches the links.
                             if let Err(e) = pins::remove_all(&dir) {
@@ -257,7 +260,7 @@ impl LoadedProbe {
             adopted_maps: started.adopted,
             kernel_drop_reasons: started.drop_reasons,
             datapath: Some(started.datapath),
-            shutdown: Some(shutdown_tx),
+            commands: commands_tx,
             owner: Some(owner),
             lb: None,
         };
@@ -269,6 +272,13 @@ impl LoadedProbe {
             probe.lb = Some(lb);
         }
         Ok(probe)
+    }
+
+    /// Attaches to and detaches from more interfaces while the probe runs.
+    pub fn attacher(&self) -> Attacher {
+        Attacher {
+            tx: self.commands.clone(),
+        }
     }
 
     /// The datapath maps; `None` once taken.
@@ -316,7 +326,7 @@ pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> anyhow::Result<Kernel
 
 impl Drop for LoadedProbe {
     fn drop(&mut self) {
-        drop(self.shutdown.take());
+        let _ = self.commands.send(Command::Shutdown);
         if let Some(owner) = self.owner.take() {
             let _ = owner.join();
         }
@@ -393,7 +403,7 @@ fn load(
     Ok(ebpf)
 }
 
-fn attach(
+pub(super) fn attach(
     ebpf: &mut Ebpf,
     pin_dir: &std::path::Path,
     ifname: &str,
@@ -435,7 +445,7 @@ fn attach(
     })
 }
 
-fn remove_clsact(ifname: &str) {
+pub(super) fn remove_clsact(ifname: &str) {
     let status = std::process::Command::new("tc")
         .args(["qdisc", "del", "dev", ifname, "clsact"])
         .status();
