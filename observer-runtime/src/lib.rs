@@ -6,8 +6,10 @@
 //! first, follow, since/until), whose whitelist and blacklist compile with
 //! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too);
 //! [`metrics_http`] serves Prometheus' `/metrics`; [`shutdown`] turns SIGINT
-//! and SIGTERM into one future every server waits on.
+//! and SIGTERM into one future every server waits on; [`backoff`] spaces the
+//! attempts to reach a peer or a runtime again.
 
+pub mod backoff;
 pub mod filter;
 pub mod metrics_http;
 pub mod query;
