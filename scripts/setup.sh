@@ -19,13 +19,11 @@
 #   iptables        netavark's firewall rules (it fails without the binary)
 #   busybox-static  the container image's one binary (sh, sleep, httpd, nc),
 #                   imported as a local image: no registry needed
-#   bpftool         the container test checks with `bpftool net` that a stopped
-#                   container's tc programs are gone
 # The Rust build itself needs no system package (protobuf is compiled by protox).
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
 packages=(clang-19 libbpf-dev linux-libc-dev iproute2 nftables graphviz tmux prometheus
-  podman runc conmon netavark aardvark-dns iptables busybox-static bpftool)
+  podman runc conmon netavark aardvark-dns iptables busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
