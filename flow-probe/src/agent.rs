@@ -47,6 +47,8 @@ pub struct AgentConfig {
     /// `Some(Some(socket))` at that socket, `Some(None)` at the first of
     /// [`crate::sources::docker::DEFAULT_SOCKETS`] that answers.
     pub containers: Option<Option<PathBuf>>,
+    /// Only the containers with all of these labels (`key=value` or `key`).
+    pub container_labels: Vec<String>,
     pub ring_capacity: usize,
     pub probe: ProbeConfig,
     /// Where `/metrics` is served (`None`: no metrics).
@@ -89,7 +91,10 @@ pub async fn run(
             if let Some(ns) = &cfg.probe.netns {
                 veth::check_own_netns(ns)?;
             }
-            Some(DockerSource::new(socket.clone(), &cfg.node_name))
+            Some(
+                DockerSource::new(socket.clone(), &cfg.node_name)
+                    .with_labels(cfg.container_labels.clone()),
+            )
         }
         None => None,
     };

@@ -43,6 +43,10 @@ struct Args {
     /// label in policies and services.
     #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = "")]
     containers: Option<PathBuf>,
+    /// With --containers: only the containers with this label (`key=value`,
+    /// or `key` for any value); repeatable, all must match.
+    #[arg(long, value_name = "LABEL")]
+    container_label: Vec<String>,
     /// Directory of policy files (CiliumNetworkPolicy subset) to enforce; changes
     /// apply while running.
     #[arg(long)]
@@ -130,6 +134,7 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         containers: args
             .containers
             .map(|s| Some(s).filter(|s| !s.as_os_str().is_empty())),
+        container_labels: args.container_label,
         ready_file: args.ready_file,
         policy_dir: args.policy_dir,
         services: args.services,

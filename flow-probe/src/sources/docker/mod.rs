@@ -10,12 +10,14 @@
 //! probe keeps serving and enforcing for the containers it knows.
 //!
 //! - [`container`]: one inspected container → the endpoint model.
+//! - [`events`]: what an event asks of the source.
 //! - [`veth`]: the host side of a container's veth.
 
 pub mod container;
+pub mod events;
 pub mod veth;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +29,7 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures::StreamExt;
 
 use super::{Discovered, EndpointSource, Sink, SourceState, Update};
+use events::{Wanted, short};
 use observer_runtime::backoff::Backoff;
 
 /// Where Docker and Podman (rootful) serve their API, tried in this order.
@@ -44,6 +47,8 @@ pub struct DockerSource {
     /// Sockets to try, in order; the first that answers is used.
     sockets: Vec<PathBuf>,
     node: String,
+    /// Only containers with all of these labels (`key=value` or `key`).
+    labels: Vec<String>,
 }
 
 /// Why a session ended.
@@ -63,7 +68,27 @@ impl DockerSource {
                 None => DEFAULT_SOCKETS.iter().map(PathBuf::from).collect(),
             },
             node: node.to_string(),
+            labels: Vec::new(),
         }
+    }
+
+    /// Follows only the containers with all of these labels (`key=value`,
+    /// or `key` for any value), as the runtime's own `label` filter.
+    pub fn with_labels(mut self, labels: Vec<String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// The API's filters: containers (events only), with our labels.
+    fn filters(&self, events: bool) -> HashMap<String, Vec<String>> {
+        let mut f = HashMap::new();
+        if events {
+            f.insert("type".to_string(), vec!["container".to_string()]);
+        }
+        if !self.labels.is_empty() {
+            f.insert("label".to_string(), self.labels.clone());
+        }
+        f
     }
 
     fn shown_sockets(&self) -> String {
@@ -90,7 +115,10 @@ impl DockerSource {
     /// Every running container, inspected.
     async fn list(&self, docker: &Docker) -> anyhow::Result<Vec<Discovered>> {
         let running = docker
-            .list_containers(Some(ListContainersOptions::default()))
+            .list_containers(Some(ListContainersOptions {
+                filters: Some(self.filters(false)),
+                ..Default::default()
+            }))
             .await
             .context("listing containers")?;
         let mut out = Vec::new();
@@ -140,9 +168,8 @@ impl DockerSource {
         };
         let address = socket.display().to_string();
         // Subscribed before listing, so no start between the two is missed.
-        let filters = [("type".to_string(), vec!["container".to_string()])].into();
         let mut events = Box::pin(docker.events(Some(EventsOptions {
-            filters: Some(filters),
+            filters: Some(self.filters(true)),
             ..Default::default()
         })));
         let mut known: BTreeSet<String> = BTreeSet::new();
@@ -217,13 +244,8 @@ impl DockerSource {
         event: &EventMessage,
         known: &mut BTreeSet<String>,
     ) -> anyhow::Result<Option<Update>> {
-        let id = event
-            .actor
-            .as_ref()
-            .and_then(|a| a.id.clone())
-            .unwrap_or_default();
-        match event.action.as_deref().unwrap_or("") {
-            "start" => match self.inspect(docker, &id).await {
+        match events::wanted(event, known) {
+            Wanted::Inspect(id) => match self.inspect(docker, &id).await {
                 Ok(Some(d)) => {
                     log::info!(
                         "docker: container {} started: {}/{} on {}",
@@ -241,14 +263,13 @@ impl DockerSource {
                     short(&id)
                 ))),
             },
-            "die" => {
-                if !known.remove(&id) {
-                    anyhow::bail!("die of container {}, which was never seen", short(&id));
-                }
+            Wanted::Remove(id) => {
+                known.remove(&id);
                 log::info!("docker: container {} stopped", short(&id));
                 Ok(Some(Update::Remove(id)))
             }
-            _ => Ok(None),
+            Wanted::Relist(why) => anyhow::bail!("{why}"),
+            Wanted::Ignore => Ok(None),
         }
     }
 }
@@ -273,11 +294,6 @@ async fn connect(socket: &Path) -> anyhow::Result<(Docker, String)> {
         v.api_version.unwrap_or_default()
     );
     Ok((docker, version))
-}
-
-/// A container id as people see it.
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 impl EndpointSource for DockerSource {
