@@ -4,13 +4,15 @@
 //!
 //! # Layout
 //! - [`probe_env`]: a lab from a scenario with a flow-probe on its first node,
-//!   and a client that waits for the flows it expects ([`start`], [`Env`]);
+//!   and a client that waits for the flows it expects ([`start`], [`Env`],
+//!   [`ProbeAddr`]); [`containers`]: a flow-probe following Podman containers;
 //!   [`probe_metrics`] waits until the probe says a change is in force.
 //! - [`relay_harness`]: the relay in-process on 127.0.0.1:0
 //!   ([`RelayUnderTest`]); [`follower`] records a following stream;
 //!   [`responses`] reads flows, node-status events, ports and times.
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
 
+pub mod containers;
 pub mod follower;
 pub mod probe_env;
 pub mod probe_metrics;

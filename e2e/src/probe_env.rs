@@ -65,7 +65,31 @@ impl Env {
     }
 
     pub async fn client(&self) -> ObserverClient<Channel> {
-        ObserverClient::connect(format!("http://{}", self.probe.addr))
+        ProbeAddr(self.probe.addr).client().await
+    }
+
+    /// Every flow in the probe's ring, oldest first.
+    pub async fn all_flows(&self) -> Vec<Flow> {
+        ProbeAddr(self.probe.addr).all_flows().await
+    }
+
+    pub async fn get_flows(&self, req: GetFlowsRequest) -> Result<Vec<Flow>, tonic::Status> {
+        ProbeAddr(self.probe.addr).get_flows(req).await
+    }
+
+    /// Polls until `pred` holds for the ring's flows (see [`ProbeAddr::wait_for`]).
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Flow]) -> bool) -> Vec<Flow> {
+        ProbeAddr(self.probe.addr).wait_for(what, pred).await
+    }
+}
+
+/// A flow-probe's gRPC address, and what tests ask it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeAddr(pub std::net::SocketAddr);
+
+impl ProbeAddr {
+    pub async fn client(&self) -> ObserverClient<Channel> {
+        ObserverClient::connect(format!("http://{}", self.0))
             .await
             .expect("connect to flow-probe")
     }

@@ -52,6 +52,8 @@
 //! - On top of a lab: [`lb`] (its services for flow-probe's socket load
 //!   balancer), `traffic` (the scenario's traffic from sockets in the endpoint
 //!   namespaces, [`run_traffic`]), [`node_probes`] (one flow-probe per node).
+//! - [`podman`]: images, internal networks, containers and the Docker
+//!   Engine API service of podman, for container labs and tests.
 //! - Underneath everything: [`addr`] (the address plan), `ip` (iproute2),
 //!   `netns` (running code in a namespace), `procs` (stopping recorded
 //!   processes), `cgroup` (the lab's cgroup), `prefix` (unique name prefixes),
@@ -76,6 +78,7 @@ mod ip;
 pub mod lb;
 mod netns;
 pub mod node_probes;
+pub mod podman;
 mod prefix;
 mod probe_files;
 mod procs;
@@ -92,11 +95,11 @@ mod validate;
 mod tests;
 
 pub use instance::{Lab, LabOptions};
-pub use ip::{netns_command, netns_list};
-pub use netns::netns_path;
+pub use ip::{netns_attach, netns_command, netns_del, netns_list};
+pub use netns::{netns_path, run_in as run_in_netns};
 pub use prefix::PREFIX_STEM;
 pub use probe_files::{ENDPOINTS_FILE, POLICY_DIR, SERVICES_FILE};
-pub use procs::ProcessRecord;
+pub use procs::{ProcessRecord, stop_child};
 pub use scenario::{EndpointSpec, Expect, Family, Protocol, Scenario, ScenarioError, TrafficSpec};
 pub use state::{DEFAULT_STATE_DIR, LabState, STATE_FILE, write_atomically};
 pub use sys::is_root;
