@@ -1,5 +1,6 @@
 //! One container, as the Docker Engine API inspects it, turned into the
-//! endpoint model: its name is the pod name; its labels, less the runtime's
+//! endpoint model: its name is the pod name (or its `io.kubernetes.pod.name`
+//! label, as Kubernetes' container runtimes set it); its labels, less the runtime's
 //! own bookkeeping, give its identity; its namespace is its compose project
 //! (or an explicit `io.kubernetes.pod.namespace` label), else `default`;
 //! addresses from its first network; its network namespace from its pid and
@@ -21,6 +22,9 @@ pub const NODE_LABEL: &str = "observe.io/node";
 pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 /// Docker Compose's service: the workload of its containers.
 pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+/// The pod name a container may carry (Kubernetes' runtimes set it), which
+/// then names the endpoint instead of the container's own name.
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
 /// The namespace of a container that names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -42,18 +46,21 @@ pub type VethLookup<'a> = &'a dyn Fn(u32, &str) -> Result<HostVeth, String>;
 /// node); `find_veth(pid, mac)` finds the host side of its veth.
 pub fn discovered(c: &ContainerInspectResponse, node: &str, find_veth: VethLookup) -> Discovered {
     let id = c.id.clone().unwrap_or_default();
-    let name = c
-        .name
-        .as_deref()
-        .unwrap_or(&id)
-        .trim_start_matches('/')
-        .to_string();
     let config = c.config.as_ref();
     let all_labels: BTreeMap<String, String> = config
         .and_then(|c| c.labels.clone())
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let name = match all_labels.get(POD_NAME_LABEL) {
+        Some(pod) => pod.clone(),
+        None => c
+            .name
+            .as_deref()
+            .unwrap_or(&id)
+            .trim_start_matches('/')
+            .to_string(),
+    };
     let namespace = all_labels
         .get(NAMESPACE_LABEL)
         .or_else(|| all_labels.get(COMPOSE_PROJECT))
@@ -61,7 +68,7 @@ pub fn discovered(c: &ContainerInspectResponse, node: &str, find_veth: VethLooku
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
     let labels = all_labels
         .iter()
-        .filter(|(k, _)| k.as_str() != NAMESPACE_LABEL)
+        .filter(|(k, _)| k.as_str() != NAMESPACE_LABEL && k.as_str() != POD_NAME_LABEL)
         .filter(|(k, _)| !NOT_IDENTITY.iter().any(|p| k.starts_with(p)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
@@ -263,6 +270,7 @@ mod tests {
         let labelled = container(
             &[
                 (NAMESPACE_LABEL, "other"),
+                (POD_NAME_LABEL, "frontend"),
                 (COMPOSE_PROJECT, "ignored"),
                 (NODE_LABEL, "node2"),
             ],
@@ -270,8 +278,12 @@ mod tests {
         );
         let d = discovered(&labelled, "node1", &veth);
         assert_eq!(
-            (d.endpoint.namespace.as_str(), d.endpoint.node.as_str()),
-            ("other", "node2")
+            (
+                d.endpoint.name.as_str(),
+                d.endpoint.namespace.as_str(),
+                d.endpoint.node.as_str()
+            ),
+            ("frontend", "other", "node2")
         );
         assert!(d.endpoint.labels.is_empty(), "{:?}", d.endpoint.labels);
     }
