@@ -21,6 +21,10 @@
 //! generate the scenario's traffic with sockets opened inside the endpoint
 //! namespaces and report exactly what happened.
 //!
+//! With [`LabOptions::containers`] the same plan is built with Podman
+//! instead ([`containers`]): each endpoint a container on an internal
+//! network, found by flow-probe through the Docker Engine API.
+//!
 //! Teardown: dropping the [`Lab`] (even during a panic) stops registered
 //! processes and deletes every namespace with the lab's prefix; [`down`] does the
 //! same from a state directory in a later process, and [`cleanup_prefix`] sweeps
@@ -73,6 +77,7 @@
 pub mod addr;
 pub mod binaries;
 mod cgroup;
+pub mod containers;
 mod instance;
 mod ip;
 pub mod lb;
