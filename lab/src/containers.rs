@@ -118,13 +118,6 @@ pub fn build(topo: &mut Topology, state_dir: &Path, made: &mut ContainerLab) -> 
         netns_attach(&node.netns, std::process::id())
             .with_context(|| format!("naming the host's network namespace {}", node.netns))?;
     }
-    for (k, node) in topo.nodes.iter().enumerate().skip(1) {
-        let (a, b) = (format!("{prefix}l{}", k + 1), format!("{prefix}m{}", k + 1));
-        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
-        made.links.push(a.clone());
-        ip(&["link", "set", &a, "master", &topo.nodes[0].bridge, "up"])?;
-        ip(&["link", "set", &b, "master", &node.bridge, "up"])?;
-    }
     for ep in &mut topo.endpoints {
         let mut labels: BTreeMap<String, String> = ep.labels.clone();
         labels.insert(POD_NAME_LABEL.into(), ep.name.clone());
@@ -160,6 +153,14 @@ pub fn build(topo: &mut Topology, state_dir: &Path, made: &mut ContainerLab) -> 
         }
         ep.host_interface = host_side(pid, &ep.interface)
             .with_context(|| format!("the host side of {}'s veth", ep.name))?;
+    }
+    // Podman makes a network's bridge with its first container.
+    for (k, node) in topo.nodes.iter().enumerate().skip(1) {
+        let (a, b) = (format!("{prefix}l{}", k + 1), format!("{prefix}m{}", k + 1));
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])?;
+        made.links.push(a.clone());
+        ip(&["link", "set", &a, "master", &topo.nodes[0].bridge, "up"])?;
+        ip(&["link", "set", &b, "master", &node.bridge, "up"])?;
     }
     made.socket = state_dir.join("podman.sock");
     ApiService::start(&made.socket, &state_dir.join("podman.log"))
