@@ -3,7 +3,7 @@
 //! are in `tests/`; this library is what they share.
 //!
 //! # Layout
-//! - [`probe_env`]: a lab from a scenario with a flow-probe on its first node,
+//! - [`probe_env`]: a lab from a scenario with a flow-probe on every node,
 //!   and a client that waits for the flows it expects ([`start`], [`Env`],
 //!   [`ProbeAddr`]); [`containers`]: a flow-probe following Podman containers;
 //!   [`probe_metrics`] waits until the probe says a change is in force.

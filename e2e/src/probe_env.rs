@@ -1,5 +1,5 @@
 //! Shared set-up of the end-to-end tests: a real lab of network namespaces, the
-//! real flow-probe binary attached to it, and a gRPC client. Everything is torn
+//! real flow-probe binary attached to each of its nodes, and a gRPC client. Everything is torn
 //! down when the `Env` drops, also when a test panics.
 
 use std::net::IpAddr;
@@ -14,7 +14,10 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 pub struct Env {
+    /// The probe of the first node (`node1`).
     pub probe: StartedProbe,
+    /// Every node's probe, in node order (the first is `probe`).
+    pub probes: Vec<StartedProbe>,
     pub state_dir: std::path::PathBuf,
     // Dropped after the probe fields: stops the probe and deletes the namespaces.
     pub lab: Lab,
@@ -31,7 +34,7 @@ impl Drop for RemoveDir {
     }
 }
 
-/// A lab from `scenario`, with a flow-probe on node1 given `extra_args`.
+/// A lab from `scenario`, with a flow-probe on every node given `extra_args`.
 pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     test_support::require_root("it builds a lab of namespaces and loads eBPF");
     let state_dir =
@@ -39,11 +42,10 @@ pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     let mut lab = Lab::up(scenario, &LabOptions::with_state_dir(&state_dir)).expect("lab up");
     let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
     opts.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
-    let probe = node_probes::start(&mut lab, &opts)
-        .expect("flow-probe starts")
-        .remove(0);
+    let probes = node_probes::start(&mut lab, &opts).expect("flow-probe starts");
     Env {
-        probe,
+        probe: probes[0].clone(),
+        probes,
         _dir: RemoveDir(state_dir.clone()),
         state_dir,
         lab,

@@ -252,8 +252,9 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
 
     let scenario = Scenario::builtin_default();
     let mut env = e2e::start(&scenario, &[]);
-    let relay = node_probes::start_relay(&mut env.lab, std::slice::from_ref(&env.probe), 0)
-        .expect("relay starts");
+    // Both nodes' probes: each sees its own endpoints' veths.
+    let probes = env.probes.clone();
+    let relay = node_probes::start_relay(&mut env.lab, &probes, 0).expect("relay starts");
     let relay_addr = relay.addr.to_string();
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");

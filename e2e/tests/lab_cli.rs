@@ -44,8 +44,8 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .iter()
             .filter(|n| n.starts_with(&format!("{prefix}-")))
             .count(),
-        6,
-        "{netns:?}"
+        7,
+        "two nodes and five endpoints: {netns:?}"
     );
 
     let traffic = observe(&["lab", "traffic", "--state-dir", state]);
@@ -72,27 +72,31 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcx", "yes"]),
         "{s}"
     );
-    // Through the relay (the default server): the same node, connected.
+    // Through the relay (the default server): both nodes, connected.
     let relay = text(&observe(&["status"]));
     assert!(
         relay.contains("Healthcheck (via default server): Ok")
-            && relay.contains("Connected Nodes: 1/1"),
+            && relay.contains("Connected Nodes: 2/2"),
         "{relay}"
     );
     let nodes = text(&observe(&["nodes"]));
-    assert!(
-        nodes
-            .lines()
-            .nth(1)
-            .is_some_and(|l| l.starts_with("node1") && l.contains("Connected")),
-        "{nodes}"
-    );
+    let listed: Vec<(&str, bool)> = nodes
+        .lines()
+        .skip(1)
+        .map(|l| {
+            (
+                l.split_whitespace().next().unwrap_or(""),
+                l.contains("Connected"),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("node1", true), ("node2", true)], "{nodes}");
 
     let down = observe(&["lab", "down", "--state-dir", state]);
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(
         text(&down).trim(),
-        format!("lab {prefix} removed: 6 network namespaces deleted, 2 processes stopped")
+        format!("lab {prefix} removed: 7 network namespaces deleted, 3 processes stopped")
     );
     let left: Vec<String> = observe_lab::netns_list()
         .unwrap()
