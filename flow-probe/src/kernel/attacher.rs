@@ -12,10 +12,26 @@ use std::sync::mpsc;
 
 use anyhow::Context;
 use aya::Ebpf;
-use aya::programs::{TcAttachType, tc};
+use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
 
-use super::loader::{AttachMode, Attachment};
 use super::{pins, sysfs};
+
+/// How a program was attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// A pinned tcx link; `adopted` when a previous probe's link was taken over.
+    Tcx { adopted: bool },
+    /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
+    Clsact { owns_qdisc: bool },
+}
+
+/// One interface the probe is attached to, both directions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mode: AttachMode,
+}
 
 /// A request to the owner thread.
 pub(super) enum Command {
@@ -93,10 +109,10 @@ fn attach_anew(
     ifname: &str,
     use_tcx: bool,
 ) -> anyhow::Result<Attachment> {
-    match super::loader::attach(ebpf, dir, ifname, use_tcx) {
+    match attach(ebpf, dir, ifname, use_tcx) {
         Err(e) if use_tcx && remove_link_pins(dir, ifname) => {
             log::info!("{ifname}: dropped a stale pinned link ({e:#})");
-            super::loader::attach(ebpf, dir, ifname, use_tcx)
+            attach(ebpf, dir, ifname, use_tcx)
         }
         other => other,
     }
@@ -129,9 +145,63 @@ fn detach(dir: &Path, a: &Attachment) -> anyhow::Result<()> {
                     .with_context(|| format!("removing {name} from {}", a.ifname))?;
             }
             if owns_qdisc {
-                super::loader::remove_clsact(&a.ifname);
+                remove_clsact(&a.ifname);
             }
             Ok(())
         }
+    }
+}
+
+/// Attaches both programs to `ifname` (tcx with pinned links when the kernel
+/// has it, else clsact filters).
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    pin_dir: &std::path::Path,
+    ifname: &str,
+    use_tcx: bool,
+) -> anyhow::Result<Attachment> {
+    let ifindex = sysfs::ifindex(ifname)?;
+    let dirs = [
+        ("tc_ingress", TcAttachType::Ingress),
+        ("tc_egress", TcAttachType::Egress),
+    ];
+    if use_tcx {
+        let mut adopted = false;
+        for (name, dir) in dirs {
+            let prog: &mut SchedClassifier =
+                ebpf.program_mut(name).context("program")?.try_into()?;
+            adopted |= pins::attach_pinned(prog, pin_dir, ifname, dir)?;
+        }
+        return Ok(Attachment {
+            ifname: ifname.to_string(),
+            ifindex,
+            mode: AttachMode::Tcx { adopted },
+        });
+    }
+    // An error adding clsact means it exists already: then it is not ours to remove.
+    let owns_qdisc = tc::qdisc_add_clsact(ifname).is_ok();
+    for (name, dir) in dirs {
+        let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
+        prog.attach_with_options(
+            ifname,
+            dir,
+            TcAttachOptions::Netlink(tc::NlOptions::default()),
+        )
+        .with_context(|| format!("attaching {name} to {ifname}"))?;
+    }
+    Ok(Attachment {
+        ifname: ifname.to_string(),
+        ifindex,
+        mode: AttachMode::Clsact { owns_qdisc },
+    })
+}
+
+/// Removes the clsact qdisc this probe added to `ifname`.
+pub(super) fn remove_clsact(ifname: &str) {
+    let status = std::process::Command::new("tc")
+        .args(["qdisc", "del", "dev", ifname, "clsact"])
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        log::warn!("could not remove the clsact qdisc of {ifname}");
     }
 }

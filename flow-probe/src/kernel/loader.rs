@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
-use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
+use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 
-pub use super::attacher::Attacher;
-use super::attacher::Command;
+pub use super::attacher::{AttachMode, Attacher, Attachment};
+use super::attacher::{Command, attach, remove_clsact};
 use super::btf_layout;
 use super::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, mirrored_layouts, stat,
@@ -72,23 +72,6 @@ impl Default for ProbeConfig {
             lb_cgroup: None,
         }
     }
-}
-
-/// How a program was attached to an interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachMode {
-    /// A pinned tcx link; `adopted` when a previous probe's link was taken over.
-    Tcx { adopted: bool },
-    /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
-    Clsact { owns_qdisc: bool },
-}
-
-/// One interface the probe is attached to, both directions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub ifname: String,
-    pub ifindex: u32,
-    pub mode: AttachMode,
 }
 
 /// The maps through which flow-probe programs the datapath (identities,
@@ -401,55 +384,4 @@ fn load(
             .with_context(|| format!("verifier rejected {name}"))?;
     }
     Ok(ebpf)
-}
-
-pub(super) fn attach(
-    ebpf: &mut Ebpf,
-    pin_dir: &std::path::Path,
-    ifname: &str,
-    use_tcx: bool,
-) -> anyhow::Result<Attachment> {
-    let ifindex = sysfs::ifindex(ifname)?;
-    let dirs = [
-        ("tc_ingress", TcAttachType::Ingress),
-        ("tc_egress", TcAttachType::Egress),
-    ];
-    if use_tcx {
-        let mut adopted = false;
-        for (name, dir) in dirs {
-            let prog: &mut SchedClassifier =
-                ebpf.program_mut(name).context("program")?.try_into()?;
-            adopted |= pins::attach_pinned(prog, pin_dir, ifname, dir)?;
-        }
-        return Ok(Attachment {
-            ifname: ifname.to_string(),
-            ifindex,
-            mode: AttachMode::Tcx { adopted },
-        });
-    }
-    // An error adding clsact means it exists already: then it is not ours to remove.
-    let owns_qdisc = tc::qdisc_add_clsact(ifname).is_ok();
-    for (name, dir) in dirs {
-        let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
-        prog.attach_with_options(
-            ifname,
-            dir,
-            TcAttachOptions::Netlink(tc::NlOptions::default()),
-        )
-        .with_context(|| format!("attaching {name} to {ifname}"))?;
-    }
-    Ok(Attachment {
-        ifname: ifname.to_string(),
-        ifindex,
-        mode: AttachMode::Clsact { owns_qdisc },
-    })
-}
-
-pub(super) fn remove_clsact(ifname: &str) {
-    let status = std::process::Command::new("tc")
-        .args(["qdisc", "del", "dev", ifname, "clsact"])
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        log::warn!("could not remove the clsact qdisc of {ifname}");
-    }
 }
