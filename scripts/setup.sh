@@ -9,6 +9,16 @@
 #   graphviz        dot: tests render `observe graph -o dot`
 #   tmux            the terminal UI test drives `observe flows --follow` in tmux
 #   prometheus      the metrics test scrapes the probe with the real Prometheus
+#   podman          the container tests and `observe lab up --containers`: real
+#                   containers, and `podman system service` (the Docker Engine API)
+#                   that flow-probe --containers discovers them through
+#   runc            podman's OCI runtime here (crun refuses a hybrid cgroup layout)
+#   conmon          podman's container monitor
+#   netavark        podman's network backend: internal bridge networks, veths
+#   aardvark-dns    netavark's DNS server, which it starts for every bridge network
+#   iptables        netavark's firewall rules (it fails without the binary)
+#   busybox-static  the container image's one binary (sh, sleep, httpd, nc),
+#                   imported as a local image: no registry needed
 #   python3-venv    the virtual environment below (Debian's python3 lacks venv
 #                   without it; skipped when python3 already makes one)
 # and, from PyPI into a virtual environment (default /var/cache/observe-ci/venv,
@@ -18,7 +28,8 @@
 # The Rust build itself needs no system package (protobuf is compiled by protox).
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
-packages=(clang-19 libbpf-dev linux-libc-dev iproute2 nftables graphviz tmux prometheus)
+packages=(clang-19 libbpf-dev linux-libc-dev iproute2 nftables graphviz tmux prometheus
+  podman runc conmon netavark aardvark-dns iptables busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

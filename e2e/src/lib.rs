@@ -3,8 +3,9 @@
 //! are in `tests/`; this library is what they share.
 //!
 //! # Layout
-//! - [`probe_env`]: a lab from a scenario with a flow-probe on its first node,
-//!   and a client that waits for the flows it expects ([`start`], [`Env`]);
+//! - [`probe_env`]: a lab from a scenario with a flow-probe on every node,
+//!   and a client that waits for the flows it expects ([`start`], [`Env`],
+//!   [`ProbeAddr`]); [`containers`]: a flow-probe following Podman containers;
 //!   [`probe_metrics`] waits until the probe says a change is in force.
 //! - [`relay_harness`]: the relay in-process on 127.0.0.1:0
 //!   ([`RelayUnderTest`]); [`relay_process`]: the relay binary with an empty
@@ -14,6 +15,7 @@
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
 //! - [`observe`]: runs the `observe` binary and returns what it printed.
 
+pub mod containers;
 pub mod follower;
 pub mod probe_env;
 pub mod probe_metrics;

@@ -1,7 +1,7 @@
 //! Shared set-up of the end-to-end tests: a real lab of network namespaces, the
-//! real flow-probe binary attached to it (serving mTLS with the lab's
-//! certificates), and gRPC clients and `observe` flags that use them.
-//! Everything is torn down when the `Env` drops, also when a test panics.
+//! real flow-probe binary attached to each of its nodes (serving mTLS with
+//! the lab's certificates), and gRPC clients and `observe` flags that use
+//! them. Everything is torn down when the `Env` drops, also when a test panics.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -16,7 +16,10 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 pub struct Env {
+    /// The probe of the first node (`node1`).
     pub probe: StartedProbe,
+    /// Every node's probe, in node order (the first is `probe`).
+    pub probes: Vec<StartedProbe>,
     pub state_dir: std::path::PathBuf,
     // Dropped after the probe fields: stops the probe and deletes the namespaces.
     pub lab: Lab,
@@ -33,7 +36,7 @@ impl Drop for RemoveDir {
     }
 }
 
-/// A lab from `scenario`, with a flow-probe on node1 given `extra_args`.
+/// A lab from `scenario`, with a flow-probe on every node given `extra_args`.
 pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     test_support::require_root("it builds a lab of namespaces and loads eBPF");
     let state_dir =
@@ -41,11 +44,10 @@ pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
     let mut lab = Lab::up(scenario, &LabOptions::with_state_dir(&state_dir)).expect("lab up");
     let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
     opts.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
-    let probe = node_probes::start(&mut lab, &opts)
-        .expect("flow-probe starts")
-        .remove(0);
+    let probes = node_probes::start(&mut lab, &opts).expect("flow-probe starts");
     Env {
-        probe,
+        probe: probes[0].clone(),
+        probes,
         _dir: RemoveDir(state_dir.clone()),
         state_dir,
         lab,
@@ -70,9 +72,8 @@ impl Env {
     /// certificates when its probes serve mTLS (the default).
     pub fn connect_args(&self, addr: SocketAddr) -> ConnectArgs {
         ConnectArgs {
-            server: Some(addr.to_string()),
             lab: self.probe.tls.then(|| self.state_dir.clone()),
-            ..ConnectArgs::default()
+            ..ConnectArgs::server(addr.to_string())
         }
     }
 
@@ -86,14 +87,17 @@ impl Env {
         args
     }
 
-    /// A client of `addr`, a server of this lab (the probe, or a relay over it).
+    /// `addr`, a server of this lab (a probe, or a relay over them).
+    pub fn server(&self, addr: SocketAddr) -> ProbeAddr {
+        ProbeAddr {
+            addr,
+            connect: self.connect_args(addr),
+        }
+    }
+
+    /// A client of `addr`, a server of this lab.
     pub async fn client_of(&self, addr: SocketAddr) -> ObserverClient<Channel> {
-        let target = self.connect_args(addr).target(&[]).expect("connect flags");
-        target
-            .observer()
-            .await
-            .expect("connect to the lab's server")
-            .0
+        self.server(addr).client().await
     }
 
     /// A client of node1's probe.
@@ -101,7 +105,61 @@ impl Env {
         self.client_of(self.probe.addr).await
     }
 
-    /// Every flow in the probe's ring, oldest first.
+    /// Every flow in node1's probe's ring, oldest first.
+    pub async fn all_flows(&self) -> Vec<Flow> {
+        self.server(self.probe.addr).all_flows().await
+    }
+
+    pub async fn get_flows(&self, req: GetFlowsRequest) -> Result<Vec<Flow>, tonic::Status> {
+        self.server(self.probe.addr).get_flows(req).await
+    }
+
+    /// Polls node1's probe until `pred` holds (see [`ProbeAddr::wait_for`]).
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Flow]) -> bool) -> Vec<Flow> {
+        self.server(self.probe.addr).wait_for(what, pred).await
+    }
+}
+
+/// A flow-probe's (or a relay's) gRPC address and how to reach it, and what
+/// tests ask it.
+#[derive(Debug, Clone)]
+pub struct ProbeAddr {
+    pub addr: SocketAddr,
+    pub connect: ConnectArgs,
+}
+
+impl ProbeAddr {
+    /// A server that speaks plaintext.
+    pub fn plaintext(addr: SocketAddr) -> ProbeAddr {
+        ProbeAddr {
+            addr,
+            connect: ConnectArgs::server(addr.to_string()),
+        }
+    }
+
+    /// A server of the lab in `state_dir`, which serves mTLS with its
+    /// certificates when `tls`.
+    pub fn of_lab(addr: SocketAddr, state_dir: &std::path::Path, tls: bool) -> ProbeAddr {
+        ProbeAddr {
+            addr,
+            connect: ConnectArgs {
+                lab: tls.then(|| state_dir.to_path_buf()),
+                ..ConnectArgs::server(addr.to_string())
+            },
+        }
+    }
+
+    pub async fn client(&self) -> ObserverClient<Channel> {
+        self.connect
+            .target(&[])
+            .expect("connect flags")
+            .observer()
+            .await
+            .expect("connect to the server")
+            .0
+    }
+
+    /// Every flow in the server's ring, oldest first.
     pub async fn all_flows(&self) -> Vec<Flow> {
         self.get_flows(GetFlowsRequest::default())
             .await

@@ -238,9 +238,10 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
 
     let scenario = Scenario::builtin_default();
     let mut env = e2e::start(&scenario, &[]);
-    let relay = node_probes::start_relay(&mut env.lab, std::slice::from_ref(&env.probe), 0)
-        .expect("relay starts");
-    // The relay serves and follows the probe over mTLS (the lab's default).
+    // Both nodes' probes: each sees its own endpoints' veths.
+    let probes = env.probes.clone();
+    let relay = node_probes::start_relay(&mut env.lab, &probes, 0).expect("relay starts");
+    // The relay serves and follows the probes over mTLS (the lab's default).
     assert!(relay.tls);
     let relay_server = env.server_args(relay.addr);
     let report =

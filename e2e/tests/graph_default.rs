@@ -1,6 +1,6 @@
 //! `observe graph` end to end: the built-in lab scenario with its real
-//! flow-probe, one round of its traffic, then the real `observe graph` binary
-//! against the probe. The JSON must hold exactly the scenario's workloads and
+//! flow-probes (two nodes) and a relay, one round of its traffic, then the
+//! real `observe graph` binary against the relay. The JSON must hold exactly the scenario's workloads and
 //! edges (neighbour discovery may add ICMPv6-only edges, nothing else), with
 //! the verdicts, drop reasons, ports and connections the scenario produces and
 //! the datapath hops of frontend → api in order; the DOT must render with
@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use e2e::scenario_graph::{SCENARIO_EDGES, scenario_done};
+use observe_lab::node_probes;
 use observe_lab::{Scenario, run_traffic_once};
 use serde_json::{Value, json};
 use service_graph::GraphBuilder;
@@ -30,15 +31,19 @@ fn strings(v: &Value) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn graph_of_the_default_scenario() {
     let scenario = Scenario::builtin_default();
-    let env = e2e::start(&scenario, &[]);
+    let mut env = e2e::start(&scenario, &[]);
+    // Each node's probe sees its own endpoints' veths; the relay merges them.
+    let probes = env.probes.clone();
+    let relay = node_probes::start_relay(&mut env.lab, &probes, 0).expect("relay starts");
     tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic runs");
     // Until the last item's flows (client -> frontend:9999, AUDIT) and the
-    // four frontend -> api connections are in the probe's ring.
-    env.wait_for("the scenario's flows", |flows| {
-        scenario_done(&GraphBuilder::build(flows))
-    })
-    .await;
-    let addr = env.server_args(env.probe.addr);
+    // four frontend -> api connections are in the relay's ring.
+    env.server(relay.addr)
+        .wait_for("the scenario's flows", |flows| {
+            scenario_done(&GraphBuilder::build(flows))
+        })
+        .await;
+    let addr = env.server_args(relay.addr);
 
     let v: Value = serde_json::from_str(&observe_graph(&addr, "json")).expect("JSON");
     let edges: BTreeMap<&str, &Value> = v["edges"]

@@ -44,8 +44,8 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .iter()
             .filter(|n| n.starts_with(&format!("{prefix}-")))
             .count(),
-        6,
-        "{netns:?}"
+        7,
+        "two nodes and five endpoints: {netns:?}"
     );
 
     let traffic = observe(&["lab", "traffic", "--state-dir", state]);
@@ -82,28 +82,32 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcx", "yes"]),
         "{s}"
     );
-    // Through the lab's relay, which follows the probe over mTLS: the same
-    // node, connected.
+    // Through the lab's relay, which follows both probes over mTLS: both
+    // nodes, connected.
     let relay = text(&observe(&["status", "--lab", state]));
     assert!(
         relay.contains("Healthcheck (via 127.0.0.1:4245): Ok")
-            && relay.contains("Connected Nodes: 1/1"),
+            && relay.contains("Connected Nodes: 2/2"),
         "{relay}"
     );
     let nodes = text(&observe(&["nodes", "--lab", state]));
-    assert!(
-        nodes
-            .lines()
-            .nth(1)
-            .is_some_and(|l| l.starts_with("node1") && l.contains("Connected")),
-        "{nodes}"
-    );
+    let listed: Vec<(&str, bool)> = nodes
+        .lines()
+        .skip(1)
+        .map(|l| {
+            (
+                l.split_whitespace().next().unwrap_or(""),
+                l.contains("Connected"),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("node1", true), ("node2", true)], "{nodes}");
 
     let down = observe(&["lab", "down", "--state-dir", state]);
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(
         text(&down).trim(),
-        format!("lab {prefix} removed: 6 network namespaces deleted, 2 processes stopped")
+        format!("lab {prefix} removed: 7 network namespaces deleted, 3 processes stopped")
     );
     let left: Vec<String> = observe_lab::netns_list()
         .unwrap()

@@ -1,7 +1,7 @@
 //! Wiring of the flow-probe binary: configuration, start-up checks, and the
 //! tasks that run until shutdown.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,11 @@ use crate::kernel::loader::{LoadedProbe, ProbeConfig};
 use crate::pipeline::{self, Pipeline};
 use crate::policy_watch::PolicyWatcher;
 use crate::server::{self, NodeInfo, ObserverService};
+use crate::sources::attach::{Attach, Attachments};
+use crate::sources::docker::{DockerSource, veth};
+use crate::sources::file::{self, FileSource};
+use crate::sources::status::StatusBoard;
+use crate::sources::{EndpointSource, Hub, Update};
 use observer_runtime::store::FlowStore;
 use observer_runtime::tls::ServerTls;
 
@@ -37,8 +42,15 @@ pub struct AgentConfig {
     /// Policy files (CiliumNetworkPolicy subset) to enforce, watched for changes.
     pub policy_dir: Option<PathBuf>,
     /// Services file (VIPs, ports, selectors) for the socket load balancer
-    /// (attached to `probe.lb_cgroup`), watched for changes with the endpoints file.
+    /// (attached to `probe.lb_cgroup`), watched for changes; its selectors
+    /// follow the endpoints of every source.
     pub services: Option<PathBuf>,
+    /// Follow the containers of a Docker Engine API (Docker or Podman):
+    /// `Some(Some(socket))` at that socket, `Some(None)` at the first of
+    /// [`crate::sources::docker::DEFAULT_SOCKETS`] that answers.
+    pub containers: Option<Option<PathBuf>>,
+    /// Only the containers with all of these labels (`key=value` or `key`).
+    pub container_labels: Vec<String>,
     pub ring_capacity: usize,
     pub probe: ProbeConfig,
     /// Where `/metrics` is served (`None`: no metrics).
@@ -66,55 +78,85 @@ pub async fn run(
             }
         );
     }
-    let endpoints = match &cfg.endpoints {
-        Some(path) => EndpointsFile::load(path)?,
+    let file_source = cfg.endpoints.clone().map(FileSource::new);
+    let endpoints = match &file_source {
+        Some(f) => f.load()?,
         None => EndpointsFile::default(),
     };
-    let mut interfaces = cfg.interfaces.clone();
-    let mut endpoint_ip_of = std::collections::HashMap::new();
-    if cfg.attach_endpoints {
-        for ep in endpoints
+    let docker = match &cfg.containers {
+        Some(socket) => {
+            if let Some(ns) = &cfg.probe.netns {
+                veth::check_own_netns(ns)?;
+            }
+            Some(
+                DockerSource::new(socket.clone(), &cfg.node_name)
+                    .with_labels(cfg.container_labels.clone()),
+            )
+        }
+        None => None,
+    };
+
+    // Kernel drops are this node's when they happen in its endpoints' namespaces.
+    // Containers come later than this list is read: with them, every
+    // namespace's drops are reported (the node's own included).
+    let mut probe_cfg = cfg.probe.clone();
+    probe_cfg.drop_netns = match docker {
+        Some(_) => Vec::new(),
+        None => endpoints
             .endpoints
             .iter()
             .filter(|e| e.node == cfg.node_name)
-        {
-            if let Some(ifname) = &ep.interface {
-                interfaces.push(ifname.clone());
-                let ip = ep.ipv4.map(IpAddr::V4).or(ep.ipv6.map(IpAddr::V6));
-                endpoint_ip_of.insert(ifname.clone(), ip);
-            }
-        }
-    }
-
-    // Kernel drops are this node's when they happen in its endpoints' namespaces.
-    let mut probe_cfg = cfg.probe.clone();
-    probe_cfg.drop_netns = endpoints
-        .endpoints
-        .iter()
-        .filter(|e| e.node == cfg.node_name)
-        .filter_map(|e| e.netns.clone())
-        .chain(cfg.probe.netns.clone())
-        .collect();
+            .filter_map(|e| e.netns.clone())
+            .chain(cfg.probe.netns.clone())
+            .collect(),
+    };
 
     let store = Arc::new(FlowStore::new(cfg.ring_capacity));
-    let mut enricher = Enricher::new(&cfg.node_name, &endpoints);
+    let attaching = cfg.attach_endpoints || docker.is_some();
     let mut probe = match features.missing(FLOW_CAPTURE_NEEDS) {
         Some(missing) => {
             log::error!("flow capture disabled: the kernel lacks {missing}");
             None
         }
-        None if interfaces.is_empty() => {
-            log::warn!("no interface to attach to: give --interface or --attach-endpoints");
+        None if cfg.interfaces.is_empty() && !attaching => {
+            log::warn!(
+                "no interface to attach to: give --interface, --attach-endpoints or --containers"
+            );
             None
         }
         None => Some(
-            LoadedProbe::start(&probe_cfg, &interfaces, &features)
+            LoadedProbe::start(&probe_cfg, &cfg.interfaces, &features)
                 .context("starting the flow probe")?,
         ),
     };
     let metrics = Arc::new(crate::metrics::Metrics::new(&cfg.metrics));
+    let attacher: Result<Arc<dyn Attach>, String> = match &probe {
+        Some(p) if attaching => Ok(Arc::new(p.attacher())),
+        Some(_) => Err("flow-probe attaches to endpoints only with --attach-endpoints".into()),
+        None => Err("flow capture is off on this node".into()),
+    };
+    let fixed = probe
+        .as_ref()
+        .map(|p| p.attached.clone())
+        .unwrap_or_default();
+    for a in &fixed {
+        log::info!(
+            "attached to {} (ifindex {}, {:?})",
+            a.ifname,
+            a.ifindex,
+            a.mode
+        );
+    }
+    let gauge = metrics.clone();
+    let attachments = Attachments::new(&cfg.node_name, attacher, fixed)
+        .on_change(move |n| gauge.set_attached_programs(2 * n));
+    // The endpoints file's endpoints are attached before the probe reports ready.
+    let mut hub = Hub::new(attachments);
+    hub.first("file", Update::Replace(file::discovered(&endpoints)))
+        .await;
     let names = Arc::new(PolicyNames::default());
-    enricher = enricher.with_policy_names(names.clone());
+    let mut enricher =
+        Enricher::following(&cfg.node_name, hub.subscribe()).with_policy_names(names.clone());
     let mut datapath = None;
     if let Some(p) = probe.as_mut() {
         if !p.adopted_maps.is_empty() {
@@ -123,39 +165,22 @@ pub async fn run(
                 p.adopted_maps
             );
         }
-        for a in &p.attached {
-            log::info!(
-                "attached to {} (ifindex {}, {:?})",
-                a.ifname,
-                a.ifindex,
-                a.mode
-            );
-            enricher.add_interface(
-                a.ifindex,
-                &a.ifname,
-                endpoint_ip_of.get(&a.ifname).copied().flatten(),
-            );
-        }
         enricher.set_kernel_drop_reasons(p.kernel_drop_reasons.clone());
-        let ifindex_of = endpoints
-            .endpoints
-            .iter()
-            .filter_map(|ep| {
-                let iface = ep.interface.as_deref()?;
-                let a = p.attached.iter().find(|a| a.ifname == iface)?;
-                Some((ep.id, a.ifindex))
-            })
-            .collect();
         datapath = p
             .take_datapath()
-            .map(|maps| Datapath::new(maps, ifindex_of, names.clone()));
+            .map(|maps| Datapath::new(maps, HashMap::new(), names.clone()));
     }
 
     // Policy and services are in force before the probe reports ready.
     let policies = datapath.map(|dp| {
         let generation = Generation::new().with_gauge(metrics.policy_generation());
-        PolicyWatcher::start(dp, cfg.policy_dir.clone(), endpoints.clone(), generation)
+        PolicyWatcher::start(dp, cfg.policy_dir.clone(), hub.subscribe(), generation)
     });
+    let board = StatusBoard::new(
+        hub.subscribe(),
+        hub.states(),
+        policies.as_ref().map(PolicyWatcher::applied),
+    );
     let lb_maps = probe
         .as_mut()
         .and_then(|p| p.lb.as_mut())
@@ -169,14 +194,13 @@ pub async fn run(
             maps,
             table,
             path,
-            cfg.endpoints.clone(),
+            hub.subscribe(),
             Generation::new().with_gauge(metrics.services_generation()),
         ));
     } else if lb_maps.is_some() {
         log::warn!("the socket load balancer is attached but no --services file names any service");
     }
 
-    metrics.set_attached_programs(probe.as_ref().map_or(0, |p| 2 * p.attached.len()));
     let metrics_listener = match cfg.metrics_listen {
         Some(addr) => {
             let l = tokio::net::TcpListener::bind(addr)
@@ -224,7 +248,7 @@ pub async fn run(
             .collect(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = ObserverService::new(store.clone(), node, stop_rx.clone());
+    let service = ObserverService::new(store.clone(), node, stop_rx.clone()).with_endpoints(board);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -256,6 +280,21 @@ pub async fn run(
             w.run(stopped(stop_rx.clone())).await;
         }
     };
+    let file_sink = hub.sink("file");
+    let docker_sink = hub.sink("docker");
+    let sources = async {
+        let file = async {
+            if let Some(f) = file_source {
+                f.run(file_sink, stopped(stop_rx.clone())).await;
+            }
+        };
+        let docker = async {
+            if let Some(d) = docker {
+                d.run(docker_sink, stopped(stop_rx.clone())).await;
+            }
+        };
+        tokio::join!(file, docker, hub.run(stopped(stop_rx.clone())));
+    };
     let serve_metrics = async {
         if let Some(l) = metrics_listener {
             let m = metrics.clone();
@@ -268,8 +307,15 @@ pub async fn run(
         log::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let (served, captured, (), (), (), ()) =
-        tokio::join!(serve, capture, policies, services, serve_metrics, trigger);
+    let (served, captured, (), (), (), (), ()) = tokio::join!(
+        serve,
+        capture,
+        policies,
+        services,
+        serve_metrics,
+        trigger,
+        sources
+    );
     drop(probe); // detaches every program
     served?;
     captured

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use aya::maps::lpm_trie::Key;
+use aya::maps::{HashMap as BpfHashMap, MapData};
 use cluster_spec::endpoints::EndpointsFile;
 
 use crate::kernel::events::{
@@ -90,6 +91,22 @@ fn addr_bytes(a: &IpcacheAddr) -> [u8; 20] {
     out
 }
 
+/// Removes the keys of `map` that `keep` refuses; returns how many.
+fn remove_unwanted<K: aya::Pod, V: aya::Pod>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    keep: impl Fn(&K) -> bool,
+) -> anyhow::Result<usize> {
+    let stale: Vec<K> = map
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !keep(k))
+        .collect();
+    for k in &stale {
+        map.remove(k)?;
+    }
+    Ok(stale.len())
+}
+
 fn mode(e: &Enforcement) -> u8 {
     match e {
         Enforcement::None => enforcement::NONE,
@@ -106,6 +123,11 @@ impl Datapath {
             ifindex_of,
             names,
         }
+    }
+
+    /// The endpoints attached here from now on (endpoint id → host-side ifindex).
+    pub fn set_ifindex_of(&mut self, ifindex_of: HashMap<u32, u32>) {
+        self.ifindex_of = ifindex_of;
     }
 
     /// Makes the maps hold exactly `compiled` for `endpoints`.
@@ -178,6 +200,7 @@ impl Datapath {
         }
 
         // 3. Enforcement per endpoint interface.
+        let mut enforced = HashSet::new();
         for ep in &compiled.endpoints {
             let Some(ifindex) = self.ifindex_of.get(&ep.endpoint_id) else {
                 continue;
@@ -190,21 +213,14 @@ impl Datapath {
                 _pad0: [0; 2],
             };
             self.maps.endpoints.insert(ifindex, info, 0)?;
+            enforced.insert(*ifindex);
             report.endpoints += 1;
         }
 
-        // 4. What is no longer wanted: stale rules, then stale addresses.
-        let stale: Vec<PolicyKey> = self
-            .maps
-            .policy
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.contains_key(k))
-            .collect();
-        for k in &stale {
-            self.maps.policy.remove(k)?;
-        }
-        report.rules_removed = stale.len();
+        // 4. What is no longer wanted: stale rules, interfaces whose endpoint
+        // is gone (a new interface may get the index), then stale addresses.
+        report.rules_removed = remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
+        remove_unwanted(&mut self.maps.endpoints, |i| enforced.contains(i))?;
         let live: HashSet<(u32, [u8; 20])> = addrs
             .iter()
             .map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data())))

@@ -17,8 +17,9 @@ use observer_proto::observe::v1::{FlowVolume, KernelDrop};
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
-use crate::flow_builder::{NodeFlows, addr, ipproto, ports};
+use crate::flow_builder::{Endpoints, NodeFlows, addr, ipproto, ports};
 use crate::kernel::events::{FlowEvent, drop_reason, hook, kind, policy_direction, verdict};
+use crate::sources::EndpointWatch;
 
 fn drop_reason_name(reason: u16) -> String {
     observer_proto::flow::DropReason::try_from(i32::from(reason))
@@ -46,6 +47,8 @@ struct Interface {
 pub struct Enricher {
     node: NodeFlows,
     interfaces: HashMap<u32, Interface>,
+    /// The endpoint sets to follow, when the endpoints can change.
+    updates: Option<EndpointWatch>,
     policy_names: Option<std::sync::Arc<PolicyNames>>,
     kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     services: Option<std::sync::Arc<crate::services::ServiceTable>>,
@@ -56,9 +59,39 @@ impl Enricher {
         Enricher {
             node: NodeFlows::new(node_name, file),
             interfaces: HashMap::new(),
+            updates: None,
             policy_names: None,
             kernel_drop_reasons: Default::default(),
             services: None,
+        }
+    }
+
+    /// Follows the endpoint sets of `endpoints` (their endpoints and the
+    /// interfaces the programs are on) from the current one on.
+    pub fn following(node_name: &str, endpoints: EndpointWatch) -> Self {
+        let mut e = Enricher::new(node_name, &EndpointsFile::default());
+        e.updates = Some(endpoints);
+        e.refresh(true);
+        e
+    }
+
+    /// Takes a new endpoint set if one was published (a cheap check per flow).
+    fn refresh(&mut self, force: bool) {
+        let Some(updates) = self.updates.as_mut() else {
+            return;
+        };
+        if !force && !updates.has_changed().unwrap_or(false) {
+            return;
+        }
+        let set = updates.borrow_and_update().clone();
+        self.node.set_endpoints(Endpoints::new(&set.file));
+        self.interfaces.clear();
+        for a in &set.interfaces {
+            let ep = a
+                .endpoint
+                .and_then(|id| set.file.endpoints.iter().find(|e| e.id == id));
+            let ip = ep.and_then(|e| e.ipv4.map(IpAddr::V4).or(e.ipv6.map(IpAddr::V6)));
+            self.add_interface(a.ifindex, &a.ifname, ip);
         }
     }
 
@@ -87,6 +120,7 @@ impl Enricher {
         ev: &crate::kernel::events::SockXlateEvent,
         unix_offset_ns: i128,
     ) -> Flow {
+        self.refresh(false);
         let cx = self.node.next(unix_offset_ns);
         crate::services::flows::sock_flow(ev, self.services.as_deref(), cx)
     }
@@ -97,6 +131,7 @@ impl Enricher {
         ev: &crate::kernel::events::TcpLifecycleEvent,
         unix_offset_ns: i128,
     ) -> Flow {
+        self.refresh(false);
         crate::lifecycle::lifecycle_flow(ev, self.node.next(unix_offset_ns))
     }
 
@@ -118,6 +153,7 @@ impl Enricher {
 
     /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
     pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
+        self.refresh(false);
         let k = &ev.key;
         let (src, dst) = (addr(k.family, &k.saddr), addr(k.family, &k.daddr));
         let iface = self.interfaces.get(&k.ifindex);

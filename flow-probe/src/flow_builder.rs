@@ -58,6 +58,11 @@ impl NodeFlows {
         &self.endpoints
     }
 
+    /// The endpoints from here on (a source changed them).
+    pub fn set_endpoints(&mut self, endpoints: Endpoints) {
+        self.endpoints = endpoints;
+    }
+
     /// What the next flow is built from (it takes the next UUID);
     /// `unix_offset_ns` turns kernel monotonic time into Unix time.
     pub fn next(&mut self, unix_offset_ns: i128) -> FlowContext<'_> {

@@ -2,13 +2,16 @@
 //!
 //! # Layout
 //! Data moves top to bottom:
+//! - [`sources`]: where endpoints come from (the endpoints file, the
+//!   containers of Docker or Podman), merged into one endpoint set that the
+//!   stages below follow; keeps the programs attached to this node's endpoints.
 //! - [`kernel`]: loads `ebpf-probes/` into the kernel and attaches it ([`kernel::loader`]),
 //!   after checking the event layout and enums against the object's BTF ([`kernel::btf_layout`]);
 //!   probes kernel features ([`kernel::features`]); decodes ring-buffer records
 //!   ([`kernel::events`]).
 //! - [`pipeline`]: drains the ring buffer, decodes, and hands each event to
 //!   [`enrich`], which builds a Hubble `Flow` with endpoints and identities from the
-//!   endpoints file; lost-event counts become records in the stream.
+//!   endpoint set; lost-event counts become records in the stream.
 //!   [`flow_builder`] builds what every flow shares (time, UUID, node, IP,
 //!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
 //! - [`observer_runtime::store`]: the ring of recent flows (4095 by default) and the broadcast to
@@ -38,3 +41,4 @@ pub mod pipeline;
 pub mod policy_watch;
 pub mod server;
 pub mod services;
+pub mod sources;

@@ -37,6 +37,17 @@ struct Args {
     /// Also attach to the host-side interface of every endpoint on this node.
     #[arg(long)]
     attach_endpoints: bool,
+    /// Observe the containers of Docker or Podman through the Docker Engine
+    /// API at this unix socket (default: the first of /run/docker.sock and
+    /// /run/podman/podman.sock that answers): attach to each running
+    /// container's veth, name flows after the containers, select them by
+    /// label in policies and services.
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = "")]
+    containers: Option<PathBuf>,
+    /// With --containers: only the containers with this label (`key=value`,
+    /// or `key` for any value); repeatable, all must match.
+    #[arg(long, value_name = "LABEL")]
+    container_label: Vec<String>,
     /// Directory of policy files (CiliumNetworkPolicy subset) to enforce; changes
     /// apply while running.
     #[arg(long)]
@@ -136,6 +147,10 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         interfaces: args.interfaces,
         endpoints: args.endpoints,
         attach_endpoints: args.attach_endpoints,
+        containers: args
+            .containers
+            .map(|s| Some(s).filter(|s| !s.as_os_str().is_empty())),
+        container_labels: args.container_label,
         ready_file: args.ready_file,
         policy_dir: args.policy_dir,
         services: args.services,

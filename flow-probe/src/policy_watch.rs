@@ -1,7 +1,8 @@
-//! Keeps the datapath in step with the policy directory: the directory is
-//! applied once at start ([`PolicyWatcher::start`], before the probe reports
-//! ready), then on every change [`crate::file_watch`] reports, so a change is
-//! enforced at once. A file that does not parse is reported (naming the file,
+//! Keeps the datapath in step with the policy directory and the endpoints:
+//! the directory is applied once at start ([`PolicyWatcher::start`], before
+//! the probe reports ready), then on every change [`crate::file_watch`]
+//! reports and on every endpoint set the sources publish
+//! ([`crate::sources`]), so a change is enforced at once. A file that does not parse is reported (naming the file,
 //! the field and the problem) and the policy in force stays as it was. Each
 //! distinct policy put in force advances the policy
 //! [`Generation`].
@@ -10,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cluster_spec::endpoints::EndpointsFile;
 use cluster_spec::policy::{self, CompiledPolicy};
+use tokio::sync::watch;
 
 use crate::datapath::Datapath;
 use crate::file_watch::FileWatch;
 use crate::generation::{Generation, InForce};
+use crate::sources::EndpointWatch;
 
 /// Names, sizes and modification times of the policy files: changes when any
 /// file is added, removed or written. Only the slow re-check reads it.
@@ -48,7 +50,9 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 pub struct PolicyWatcher {
     datapath: Datapath,
     dir: Option<PathBuf>,
-    endpoints: EndpointsFile,
+    endpoints: EndpointWatch,
+    /// The endpoint set version the policy in force was compiled from.
+    applied: watch::Sender<u64>,
     in_force: InForce<CompiledPolicy>,
     seen: Fingerprint,
     /// `None` without a directory.
@@ -56,13 +60,14 @@ pub struct PolicyWatcher {
 }
 
 impl PolicyWatcher {
-    /// Watches the directory and applies it (none: no policy) once, now, so
-    /// a change from here on is seen; a failure is logged and the pinned
-    /// policy stays in force. Needs a tokio runtime.
+    /// Watches the directory and applies it (none: no policy) to the
+    /// current endpoint set once, now, so a change from here on is seen; a
+    /// failure is logged and the pinned policy stays in force. Needs a tokio
+    /// runtime.
     pub fn start(
         datapath: Datapath,
         dir: Option<PathBuf>,
-        endpoints: EndpointsFile,
+        endpoints: EndpointWatch,
         generation: Generation,
     ) -> Self {
         let every_file = Arc::new(|_: &Path| true);
@@ -72,6 +77,7 @@ impl PolicyWatcher {
             datapath,
             dir,
             endpoints,
+            applied: watch::Sender::new(0),
             in_force: InForce::new(generation),
         };
         if let Err(e) = w.apply() {
@@ -80,14 +86,23 @@ impl PolicyWatcher {
         w
     }
 
-    /// Loads, compiles and syncs once; errors leave the datapath untouched.
+    /// Which endpoint set the policy in force was compiled from (its version).
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Loads, compiles and syncs once against the latest endpoint set;
+    /// errors leave the datapath untouched.
     fn apply(&mut self) -> anyhow::Result<()> {
         let policies = match &self.dir {
             Some(d) => policy::load_dir(d)?,
             None => Vec::new(),
         };
-        let compiled = policy::compile(&policies, &self.endpoints);
-        let report = self.datapath.sync(&compiled, &self.endpoints)?;
+        let endpoints = self.endpoints.borrow_and_update().clone();
+        self.datapath.set_ifindex_of(endpoints.ifindex_of.clone());
+        let compiled = policy::compile(&policies, &endpoints.file);
+        let report = self.datapath.sync(&compiled, &endpoints.file)?;
+        self.applied.send_replace(endpoints.version);
         let (policies, rules) = (compiled.policies.len(), compiled.entries.len());
         let generation = self.in_force.put(compiled);
         log::info!(
@@ -99,16 +114,31 @@ impl PolicyWatcher {
         Ok(())
     }
 
-    /// Re-applies on every change of the directory until `stop` resolves.
+    /// Re-applies on every change of the directory or the endpoints until
+    /// `stop` resolves.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
-        let (Some(dir), Some(mut watch)) = (self.dir.clone(), self.watch.take()) else {
-            return;
-        };
+        let mut watch = self.watch.take();
+        let dir = self.dir.clone().unwrap_or_default();
+        let mut endpoints_open = true;
         tokio::pin!(stop);
         loop {
+            let (seen, sets) = (&mut self.seen, &mut self.endpoints);
+            let files = async {
+                match watch.as_mut() {
+                    Some(w) => w.changed(seen, || fingerprint(&dir)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let endpoints = async {
+                if !endpoints_open || sets.changed().await.is_err() {
+                    endpoints_open = false; // no more sets: the probe stops
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = &mut stop => return,
-                () = watch.changed(&mut self.seen, || fingerprint(&dir)) => {}
+                () = files => {}
+                () = endpoints => {}
             }
             if let Err(e) = self.apply() {
                 log::error!("{e:#}; the previous policy stays in force");

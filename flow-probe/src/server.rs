@@ -23,6 +23,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::sources::status::StatusBoard;
 use observer_runtime::store::{Entry, FlowStore};
 
 /// What the service knows about the node it runs on.
@@ -38,6 +39,8 @@ pub struct NodeInfo {
 pub struct ObserverService {
     store: Arc<FlowStore>,
     node: NodeInfo,
+    /// This node's endpoints and their sources, for ServerStatus.
+    endpoints: Option<StatusBoard>,
     /// Turns true at shutdown; following streams end then, so the server can stop.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -51,8 +54,15 @@ impl ObserverService {
         ObserverService {
             store,
             node,
+            endpoints: None,
             stopping,
         }
+    }
+
+    /// Reports this node's endpoints and their sources in ServerStatus.
+    pub fn with_endpoints(mut self, board: StatusBoard) -> Self {
+        self.endpoints = Some(board);
+        self
     }
 
     pub fn into_server(self) -> ObserverServer<Self> {
@@ -152,6 +162,16 @@ impl Observer for ObserverService {
             version: self.node.version.clone(),
             flows_rate: recent as f64 / uptime.as_secs_f64().clamp(1.0, 60.0),
             kernel_features: self.node.kernel_features.clone(),
+            endpoints: self
+                .endpoints
+                .as_ref()
+                .map(StatusBoard::endpoints)
+                .unwrap_or_default(),
+            endpoint_sources: self
+                .endpoints
+                .as_ref()
+                .map(StatusBoard::sources)
+                .unwrap_or_default(),
             ..Default::default()
         }))
     }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use cluster_spec::endpoints::EndpointsFile;
 
 use super::certs::{self, CertFiles, CertOptions};
+use super::containers::{self, ContainerLab};
 use super::ip::netns_list;
 use super::procs::{self, ProcessRecord};
 use super::scenario::Scenario;
@@ -23,6 +24,9 @@ pub struct LabOptions {
     pub state_dir: PathBuf,
     /// Namespace name prefix; a fresh `obsXXXXX` when `None`.
     pub prefix: Option<String>,
+    /// Each endpoint a Podman container that the probes find through the
+    /// Docker Engine API (see [`super::containers`]), not a bare namespace.
+    pub containers: bool,
 }
 
 impl Default for LabOptions {
@@ -30,6 +34,7 @@ impl Default for LabOptions {
         LabOptions {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             prefix: None,
+            containers: false,
         }
     }
 }
@@ -58,6 +63,8 @@ pub struct Lab {
     state_dir: PathBuf,
     processes: Vec<ProcessRecord>,
     children: Vec<(Child, String)>,
+    /// What a container lab made besides namespace names.
+    containers: Option<ContainerLab>,
     owned: bool,
 }
 
@@ -93,17 +100,30 @@ impl Lab {
         };
         refuse_busy_state_dir(&opts.state_dir)?;
         let topology = Topology::plan(scenario, &prefix)?;
-        let lab = Lab {
+        let mut lab = Lab {
             topology,
             scenario: scenario.clone(),
             state_dir: opts.state_dir.clone(),
             processes: Vec::new(),
             children: Vec::new(),
+            containers: opts.containers.then(ContainerLab::default),
             owned: true,
         };
         // From here on a crash leaves a state file that `down` can use.
         lab.save_state()?;
-        setup::build(&lab.topology).with_context(|| format!("building lab {prefix}"))?;
+        match lab.containers.take() {
+            Some(mut made) => {
+                let built = containers::build(&mut lab.topology, &lab.state_dir, &mut made);
+                lab.containers = Some(made);
+                let api = built.with_context(|| format!("building container lab {prefix}"))?;
+                if let Some(child) = api.into_child() {
+                    lab.adopt_child(child, "podman system service")?;
+                }
+            }
+            None => {
+                setup::build(&lab.topology).with_context(|| format!("building lab {prefix}"))?
+            }
+        }
         probe_files::write_all(&lab.state_dir, &lab.topology, &lab.scenario)?;
         // A fresh CA per lab: the probes, the relay and `observe` talk mTLS.
         certs::generate(
@@ -138,6 +158,7 @@ impl Lab {
             state_dir: state_dir.to_path_buf(),
             processes: state.processes,
             children: Vec::new(),
+            containers: state.containers,
             owned: false,
         })
     }
@@ -170,6 +191,11 @@ impl Lab {
     /// The endpoint with this scenario name.
     pub fn endpoint(&self, name: &str) -> Option<&EndpointPlan> {
         self.topology.endpoint(name)
+    }
+
+    /// What a container lab made (`None` for a namespace lab).
+    pub fn containers(&self) -> Option<&ContainerLab> {
+        self.containers.as_ref()
     }
 
     /// The state directory.
@@ -243,6 +269,7 @@ impl Lab {
             endpoints_file: self.endpoints_path(),
             topology: self.topology.clone(),
             scenario: self.scenario.clone(),
+            containers: self.containers.clone(),
         }
     }
 
@@ -306,7 +333,14 @@ impl Lab {
             .map(|e| e.netns.clone())
             .collect();
         netns.extend(self.topology.nodes.iter().map(|n| n.netns.clone()));
-        teardown::teardown(self.prefix(), &netns, &self.processes, &mut report);
+        let prefix = self.topology.prefix.clone();
+        teardown::teardown(
+            &prefix,
+            &netns,
+            &self.processes,
+            self.containers.as_mut(),
+            &mut report,
+        );
         // Leave a state directory that another lab has taken over alone.
         let ours = LabState::load(&self.state_dir).is_ok_and(|s| s.prefix == self.prefix());
         if ours {

@@ -52,6 +52,14 @@ pub fn netns_add(name: &str) -> Result<()> {
     ip(&["netns", "add", name]).context("creating a network namespace (the lab needs root)")
 }
 
+/// Names the network namespace of process `pid` (`ip netns attach`), so
+/// that what takes `ip netns` names (the traffic generator, flow-probe's
+/// `--netns`) reaches it; deleting the name leaves the namespace alone.
+pub fn netns_attach(name: &str, pid: u32) -> Result<()> {
+    let _guard = NETNS_ADD.lock().unwrap_or_else(|e| e.into_inner());
+    ip(&["netns", "attach", name, &pid.to_string()])
+}
+
 /// Deletes the named network namespace (and with it every interface inside).
 pub fn netns_del(name: &str) -> Result<()> {
     ip(&["netns", "del", name])

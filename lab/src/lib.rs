@@ -22,6 +22,10 @@
 //! with sockets opened inside the endpoint namespaces and report exactly what
 //! happened.
 //!
+//! With [`LabOptions::containers`] the same plan is built with Podman
+//! instead ([`containers`]): each endpoint a container on an internal
+//! network, found by flow-probe through the Docker Engine API.
+//!
 //! Teardown: dropping the [`Lab`] (even during a panic) stops registered
 //! processes and deletes every namespace with the lab's prefix; [`down`] does the
 //! same from a state directory in a later process, and [`cleanup_prefix`] sweeps
@@ -57,6 +61,8 @@
 //! - [`certs`]: a CA, a server and a client certificate (rcgen), written
 //!   owner-only into `<state_dir>/certs` by [`Lab::up`] and by
 //!   `observe certs generate`.
+//! - [`podman`]: images, internal networks, containers and the Docker
+//!   Engine API service of podman, for container labs and tests.
 //! - Underneath everything: [`addr`] (the address plan), `ip` (iproute2),
 //!   `netns` (running code in a namespace), `procs` (stopping recorded
 //!   processes), `cgroup` (the lab's cgroup), `prefix` (unique name prefixes),
@@ -78,12 +84,14 @@ pub mod addr;
 pub mod binaries;
 pub mod certs;
 mod cgroup;
+pub mod containers;
 mod instance;
 mod ip;
 pub mod lb;
 mod netns;
 pub mod node_probes;
 pub mod owner_only;
+pub mod podman;
 mod prefix;
 mod probe_files;
 mod procs;
@@ -100,12 +108,12 @@ mod validate;
 mod tests;
 
 pub use instance::{Lab, LabOptions};
-pub use ip::{netns_command, netns_list};
-pub use netns::netns_path;
+pub use ip::{netns_attach, netns_command, netns_del, netns_list};
+pub use netns::{netns_path, run_in as run_in_netns};
 pub use owner_only::write_atomically;
 pub use prefix::PREFIX_STEM;
 pub use probe_files::{ENDPOINTS_FILE, POLICY_DIR, SERVICES_FILE};
-pub use procs::ProcessRecord;
+pub use procs::{ProcessRecord, stop_child};
 pub use scenario::{EndpointSpec, Expect, Family, Protocol, Scenario, ScenarioError, TrafficSpec};
 pub use state::{DEFAULT_STATE_DIR, LabState, STATE_FILE};
 pub use sys::is_root;

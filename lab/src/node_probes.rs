@@ -83,18 +83,19 @@ pub fn start_node(
     let log = lab.state_dir().join(format!("probe-{node}.log"));
     let _ = std::fs::remove_file(&ready);
     let log_file = crate::owner_only::open_file(&log, true)?;
+    // A container lab's probes find the endpoints through the runtime's API.
+    let endpoints: Vec<std::ffi::OsString> = match lab.containers() {
+        Some(c) => c.probe_args(lab.prefix()),
+        None => vec![
+            "--attach-endpoints".into(),
+            "--endpoints".into(),
+            lab.endpoints_path().into(),
+        ],
+    };
     let child = Command::new(&opts.binary)
-        .args([
-            "--netns",
-            &netns,
-            "--node-name",
-            node,
-            "--attach-endpoints",
-            "--listen",
-        ])
+        .args(["--netns", &netns, "--node-name", node, "--listen"])
         .arg(format!("127.0.0.1:{port}"))
-        .arg("--endpoints")
-        .arg(lab.endpoints_path())
+        .args(endpoints)
         .arg("--policy-dir")
         .arg(lab.policy_dir())
         .args(crate::lb::probe_args(lab))

@@ -16,7 +16,7 @@ const NODE_SYSCTLS: &[(&str, &str)] = &[
 
 /// Endpoints neither solicit routers nor run duplicate address detection, so
 /// their interfaces are quiet and usable as soon as they are up.
-const ENDPOINT_SYSCTLS: &[(&str, &str)] = &[
+pub(crate) const ENDPOINT_SYSCTLS: &[(&str, &str)] = &[
     ("ipv6/conf/all/accept_ra", "0"),
     ("ipv6/conf/default/accept_ra", "0"),
     ("ipv6/conf/all/accept_dad", "0"),

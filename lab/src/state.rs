@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::containers::ContainerLab;
 use super::ip::netns_exists;
 use super::prefix;
 use super::procs::ProcessRecord;
@@ -35,6 +36,9 @@ pub struct LabState {
     pub topology: Topology,
     /// The scenario the lab was built from (for `lab traffic` in a later process).
     pub scenario: Scenario,
+    /// What a container lab made in podman and the host namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<ContainerLab>,
 }
 
 /// Path of the state file in `state_dir`.

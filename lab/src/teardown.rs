@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::certs::CertFiles;
 use super::cgroup;
+use super::containers::ContainerLab;
 use super::ip::{netns_del, netns_exists, netns_list};
 use super::prefix;
 use super::probe_files::{self, ENDPOINTS_FILE, SERVICES_FILE};
@@ -36,15 +37,17 @@ pub struct DownReport {
 /// Fails if the state cannot be read, or if some part could not be removed (the
 /// state files then stay, so `down` can be tried again).
 pub fn down(state_dir: &Path) -> Result<DownReport> {
-    let state = LabState::load(state_dir)?;
+    let mut state = LabState::load(state_dir)?;
     let mut report = DownReport {
         prefix: state.prefix.clone(),
         ..DownReport::default()
     };
+    let netns = state.all_netns();
     teardown(
         &state.prefix,
-        &state.all_netns(),
+        &netns,
         &state.processes,
+        state.containers.as_mut(),
         &mut report,
     );
     if !report.errors.is_empty() {
@@ -77,11 +80,13 @@ pub fn cleanup_prefix(prefix: &str) -> Result<Vec<String>> {
     Ok(deleted)
 }
 
-/// Stops processes, deletes the listed namespaces, then sweeps the prefix.
+/// Stops processes, deletes the listed namespaces, then sweeps the prefix;
+/// a container lab's containers, networks, image and links go after.
 pub(crate) fn teardown(
     prefix: &str,
     netns: &[String],
     processes: &[ProcessRecord],
+    containers: Option<&mut ContainerLab>,
     report: &mut DownReport,
 ) {
     for record in processes {
@@ -102,6 +107,9 @@ pub(crate) fn teardown(
     match cleanup_prefix(prefix) {
         Ok(more) => report.deleted_netns.extend(more),
         Err(e) => report.errors.push(format!("{e:#}")),
+    }
+    if let Some(c) = containers {
+        report.errors.extend(c.remove());
     }
     // The probes pin their links and maps per node namespace; a killed probe
     // leaves them, so they go with the lab.

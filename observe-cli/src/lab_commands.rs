@@ -17,10 +17,19 @@ fn load_scenario(path: Option<&Path>) -> anyhow::Result<Scenario> {
     })
 }
 
-/// Builds the lab, starts its probes, and leaves both running.
-pub fn up(scenario: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
+/// The lab's options: `state_dir`, and containers or namespaces.
+fn options(state_dir: &Path, containers: bool) -> LabOptions {
+    LabOptions {
+        containers,
+        ..LabOptions::with_state_dir(state_dir)
+    }
+}
+
+/// Builds the lab (its endpoints Podman containers with `containers`),
+/// starts its probes, and leaves both running.
+pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow::Result<()> {
     let scenario = load_scenario(scenario)?;
-    let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(state_dir))?;
+    let mut lab = Lab::up(&scenario, &options(state_dir, containers))?;
     let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(4244))?)?;
     let relay = node_probes::start_relay(&mut lab, &probes, 4245)?;
     let endpoints = lab.endpoints_file().endpoints.len();
@@ -103,6 +112,7 @@ pub fn down(state_dir: &Path) -> anyhow::Result<()> {
 pub async fn demo(
     scenario: Option<PathBuf>,
     state_dir: PathBuf,
+    containers: bool,
     format: Format,
 ) -> anyhow::Result<()> {
     let scenario = load_scenario(scenario.as_deref())?;
@@ -110,7 +120,7 @@ pub async fn demo(
         let scenario = scenario.clone();
         let state_dir = state_dir.clone();
         move || -> anyhow::Result<(Lab, String)> {
-            let mut lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
+            let mut lab = Lab::up(&scenario, &options(&state_dir, containers))?;
             let probes = node_probes::start(&mut lab, &ProbeOptions::new(None)?)?;
             let relay = node_probes::start_relay(&mut lab, &probes, 0)?;
             Ok((lab, relay.addr.to_string()))

@@ -92,6 +92,10 @@ enum Command {
     Demo {
         /// Scenario file; the built-in default without one.
         scenario: Option<PathBuf>,
+        /// Each endpoint a Podman container, found by flow-probe through the
+        /// Docker Engine API.
+        #[arg(long)]
+        containers: bool,
         #[arg(long, default_value = "/run/observe-demo")]
         state_dir: PathBuf,
         #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
@@ -134,6 +138,11 @@ enum LabCommand {
     Up {
         /// Scenario file; the built-in default without one.
         scenario: Option<PathBuf>,
+        /// Each endpoint a Podman container on an internal network, found by
+        /// flow-probe through the Docker Engine API (`podman system service`)
+        /// instead of the endpoints file.
+        #[arg(long)]
+        containers: bool,
     },
     /// Generate the scenario's traffic: one round, or rounds for --duration seconds.
     Traffic {
@@ -222,7 +231,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Lab { command, state_dir } => {
             tokio::task::spawn_blocking(move || match command {
-                LabCommand::Up { scenario } => lab_commands::up(scenario.as_deref(), &state_dir),
+                LabCommand::Up {
+                    scenario,
+                    containers,
+                } => lab_commands::up(scenario.as_deref(), &state_dir, containers),
                 LabCommand::Traffic { duration } => {
                     lab_commands::traffic(&state_dir, duration.map(Duration::from_secs))
                 }
@@ -237,8 +249,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo {
             scenario,
+            containers,
             state_dir,
             output,
-        } => lab_commands::demo(scenario, state_dir, output).await,
+        } => lab_commands::demo(scenario, state_dir, containers, output).await,
     }
 }

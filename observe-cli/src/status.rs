@@ -1,6 +1,7 @@
 //! `observe status` and `observe nodes`, in the manner of `hubble status` and
 //! `hubble list nodes`.
 
+use observer_proto::observe::v1::endpoint_status::State;
 use observer_proto::observer::{GetNodesRequest, ServerStatusRequest, ServerStatusResponse};
 use observer_proto::relay::NodeState;
 
@@ -47,6 +48,51 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
             );
         }
     }
+    out += &render_endpoints(s);
+    out
+}
+
+/// The endpoint sources and this node's endpoints (a flow-probe's answer;
+/// a relay sends none).
+fn render_endpoints(s: &ServerStatusResponse) -> String {
+    let mut out = String::new();
+    if !s.endpoint_sources.is_empty() {
+        out += "Endpoint sources:\n";
+        for src in &s.endpoint_sources {
+            let state = if src.connected { "ok" } else { "UNREACHABLE" };
+            out += &format!(
+                "  {:<8} {:<12} {} endpoints  {}  {}\n",
+                src.name, state, src.endpoints, src.address, src.detail
+            );
+        }
+    }
+    if !s.endpoints.is_empty() {
+        out += "Endpoints:\n";
+        for e in &s.endpoints {
+            let state = State::try_from(e.state).unwrap_or(State::Unknown);
+            let state = match state {
+                State::Ready => "ready",
+                State::Attaching => "attaching",
+                State::NotAttached => "NOT ATTACHED",
+                State::Unknown => "unknown",
+            };
+            let detail = if e.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.detail)
+            };
+            out += &format!(
+                "  {:<5} {:<32} {:<7} {:<14} {:<24} identity {} {}{detail}\n",
+                e.id,
+                format!("{}/{}", e.namespace, e.name),
+                e.source,
+                e.interface,
+                e.ips.join(","),
+                e.identity,
+                state
+            );
+        }
+    }
     out
 }
 
@@ -89,4 +135,55 @@ pub async fn nodes(target: &Target) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_proto::observe::v1::{EndpointSourceStatus, EndpointStatus};
+
+    #[test]
+    fn sources_and_endpoints_show_their_state_and_why_one_is_not_attached() {
+        let s = ServerStatusResponse {
+            endpoint_sources: vec![EndpointSourceStatus {
+                name: "docker".into(),
+                address: "/run/podman/podman.sock".into(),
+                connected: false,
+                detail: "connection refused".into(),
+                endpoints: 2,
+            }],
+            endpoints: vec![
+                EndpointStatus {
+                    source: "docker".into(),
+                    id: 1,
+                    namespace: "shop".into(),
+                    name: "web-1".into(),
+                    identity: 4242,
+                    ips: vec!["198.18.7.10".into(), "fd42:0:0:7::10".into()],
+                    interface: "veth3".into(),
+                    ifindex: 12,
+                    state: State::Ready as i32,
+                    ..Default::default()
+                },
+                EndpointStatus {
+                    source: "docker".into(),
+                    id: 2,
+                    namespace: "default".into(),
+                    name: "tool".into(),
+                    state: State::NotAttached as i32,
+                    detail: "uses the host's network: it has no veth of its own".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            render_endpoints(&s),
+            "Endpoint sources:\n  \
+             docker   UNREACHABLE  2 endpoints  /run/podman/podman.sock  connection refused\n\
+             Endpoints:\n  \
+             1     shop/web-1                       docker  veth3          198.18.7.10,fd42:0:0:7::10 identity 4242 ready\n  \
+             2     default/tool                     docker                                          identity 0 NOT ATTACHED: uses the host's network: it has no veth of its own\n"
+        );
+    }
 }

@@ -10,9 +10,11 @@
 //! file-descriptor limit; [`shutdown`] turns SIGINT and SIGTERM into one
 //! future every server waits on; [`tls`] holds the TLS settings of servers
 //! and clients (mTLS, Hubble's flags) and the rules that tie an address's
-//! scheme to them.
+//! scheme to them; [`backoff`] spaces the attempts to reach a peer or a
+//! runtime again.
 
 pub mod accept;
+pub mod backoff;
 pub mod filter;
 pub mod metrics_http;
 pub mod query;

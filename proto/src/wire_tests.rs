@@ -98,6 +98,16 @@ fn response_and_extension_numbers() {
         ..Default::default()
     };
     assert_eq!(tag(&status), 1000);
+    let status = ServerStatusResponse {
+        endpoints: vec![Default::default()],
+        ..Default::default()
+    };
+    assert_eq!(tag(&status), 1001);
+    let status = ServerStatusResponse {
+        endpoint_sources: vec![Default::default()],
+        ..Default::default()
+    };
+    assert_eq!(tag(&status), 1002);
     let filter = FlowFilter {
         tcp_flags: vec![TcpFlags::default()],
         ..Default::default()

@@ -8,7 +8,7 @@
 //!   from the peer's whole ring; a periodic ServerStatus poll keeps the peer's
 //!   counters and notices a silent failure. When a session fails the peer turns
 //!   unavailable and is dialled again with exponential backoff
-//!   ([`peer::backoff`]); the next session resumes without repeats
+//!   ([`observer_runtime::backoff`]); the next session resumes without repeats
 //!   ([`peer::resume`]). State changes are broadcast ([`peer::state`]).
 //! - [`merge`]: every peer's flows through one bounded queue into the
 //!   [`reorder`] window, which holds each flow for a while and releases them

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
-use aya::programs::{SchedClassifier, TcAttachType, tc, tc::TcAttachOptions};
+use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 
+pub use super::attacher::{AttachMode, Attacher, Attachment};
+use super::attacher::{Command, attach, remove_clsact};
 use super::btf_layout;
 pub use super::config::ProbeConfig;
 use super::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, stat};
@@ -25,23 +27,6 @@ use super::pins;
 use super::sysfs;
 use super::tracefs;
 use super::tracepoints;
-
-/// How a program was attached to an interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttachMode {
-    /// A pinned tcx link; `adopted` when a previous probe's link was taken over.
-    Tcx { adopted: bool },
-    /// Legacy netlink filters; `owns_qdisc` when this probe added the clsact qdisc.
-    Clsact { owns_qdisc: bool },
-}
-
-/// One interface the probe is attached to, both directions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub ifname: String,
-    pub ifindex: u32,
-    pub mode: AttachMode,
-}
 
 /// The maps through which flow-probe programs the datapath (identities,
 /// endpoints and policy). Pinned: they outlive the process.
@@ -68,7 +53,8 @@ pub struct LoadedProbe {
     datapath: Option<DatapathMaps>,
     /// The socket load balancer, when `ProbeConfig::lb_cgroup` is set.
     pub lb: Option<super::sock_lb::LoadedLb>,
-    shutdown: Option<mpsc::Sender<()>>,
+    /// Requests to the owner thread: attach, detach, shut down.
+    commands: mpsc::Sender<Command>,
     owner: Option<JoinHandle<()>>,
 }
 
@@ -116,7 +102,7 @@ impl LoadedProbe {
         btf_layout::check_embedded()?;
 
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (shutdown_tx, shutdown_rx) = mpsc::channel::<()>();
+        let (commands_tx, commands_rx) = mpsc::channel::<Command>();
         let lb_cfg = cfg.clone();
         let cfg = cfg.clone();
         let interfaces = interfaces.to_vec();
@@ -176,15 +162,15 @@ impl LoadedProbe {
                     anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath, drop_reasons }))
                 })();
                 match loaded {
-                    Ok((ebpf, dir, started)) => {
-                        let clsact: Vec<String> = started
-                            .attached
+                    Ok((mut ebpf, dir, started)) => {
+                        let mut attached = started.attached.clone();
+                        let _ = ready_tx.send(Ok(started));
+                        super::attacher::serve(&mut ebpf, &dir, use_tcx, &commands_rx, &mut attached);
+                        let clsact: Vec<String> = attached
                             .iter()
                             .filter(|a| a.mode == AttachMode::Clsact { owns_qdisc: true })
                             .map(|a| a.ifname.clone())
                             .collect();
-                        let _ = ready_tx.send(Ok(started));
-                        let _ = shutdown_rx.recv();
                         if !cfg.persist {
                             // Without pins, closing our fds detaches the links.
                             if let Err(e) = pins::remove_all(&dir) {
@@ -210,7 +196,7 @@ impl LoadedProbe {
             adopted_maps: started.adopted,
             kernel_drop_reasons: started.drop_reasons,
             datapath: Some(started.datapath),
-            shutdown: Some(shutdown_tx),
+            commands: commands_tx,
             owner: Some(owner),
             lb: None,
         };
@@ -222,6 +208,13 @@ impl LoadedProbe {
             probe.lb = Some(lb);
         }
         Ok(probe)
+    }
+
+    /// Attaches to and detaches from more interfaces while the probe runs.
+    pub fn attacher(&self) -> Attacher {
+        Attacher {
+            tx: self.commands.clone(),
+        }
     }
 
     /// The datapath maps; `None` once taken.
@@ -269,7 +262,7 @@ pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> anyhow::Result<Kernel
 
 impl Drop for LoadedProbe {
     fn drop(&mut self) {
-        drop(self.shutdown.take());
+        let _ = self.commands.send(Command::Shutdown);
         if let Some(owner) = self.owner.take() {
             let _ = owner.join();
         }
@@ -344,55 +337,4 @@ fn load(
             .with_context(|| format!("verifier rejected {name}"))?;
     }
     Ok(ebpf)
-}
-
-fn attach(
-    ebpf: &mut Ebpf,
-    pin_dir: &std::path::Path,
-    ifname: &str,
-    use_tcx: bool,
-) -> anyhow::Result<Attachment> {
-    let ifindex = sysfs::ifindex(ifname)?;
-    let dirs = [
-        ("tc_ingress", TcAttachType::Ingress),
-        ("tc_egress", TcAttachType::Egress),
-    ];
-    if use_tcx {
-        let mut adopted = false;
-        for (name, dir) in dirs {
-            let prog: &mut SchedClassifier =
-                ebpf.program_mut(name).context("program")?.try_into()?;
-            adopted |= pins::attach_pinned(prog, pin_dir, ifname, dir)?;
-        }
-        return Ok(Attachment {
-            ifname: ifname.to_string(),
-            ifindex,
-            mode: AttachMode::Tcx { adopted },
-        });
-    }
-    // An error adding clsact means it exists already: then it is not ours to remove.
-    let owns_qdisc = tc::qdisc_add_clsact(ifname).is_ok();
-    for (name, dir) in dirs {
-        let prog: &mut SchedClassifier = ebpf.program_mut(name).context("program")?.try_into()?;
-        prog.attach_with_options(
-            ifname,
-            dir,
-            TcAttachOptions::Netlink(tc::NlOptions::default()),
-        )
-        .with_context(|| format!("attaching {name} to {ifname}"))?;
-    }
-    Ok(Attachment {
-        ifname: ifname.to_string(),
-        ifindex,
-        mode: AttachMode::Clsact { owns_qdisc },
-    })
-}
-
-fn remove_clsact(ifname: &str) {
-    let status = std::process::Command::new("tc")
-        .args(["qdisc", "del", "dev", ifname, "clsact"])
-        .status();
-    if !status.is_ok_and(|s| s.success()) {
-        log::warn!("could not remove the clsact qdisc of {ifname}");
-    }
 }

@@ -3,8 +3,11 @@
 //! their BTF (`btf` reads it, `btf_layout` compares), feature probing
 //! (`features`), bpffs, tracefs and namespaces (`sysfs`, `tracefs`), and
 //! loading with a `config`: `loader` attaches the tc probe (pins in `pins`,
-//! tracepoints in `tracepoints`) and starts `sock_lb`, the socket load balancer.
+//! tracepoints in `tracepoints`) and starts `sock_lb`, the socket load
+//! balancer; while the probe runs, `attacher` attaches to interfaces that
+//! come and go (containers).
 
+pub mod attacher;
 pub mod btf;
 pub mod btf_layout;
 pub mod config;

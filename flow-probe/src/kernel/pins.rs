@@ -35,7 +35,8 @@ pub fn existing_maps(dir: &Path) -> Vec<&'static str> {
         .collect()
 }
 
-fn link_pin(dir: &Path, ifname: &str, dir_name: &str) -> PathBuf {
+/// Where the tcx link of `ifname` in direction `dir_name` (`ingress`, `egress`) is pinned.
+pub(super) fn link_pin(dir: &Path, ifname: &str, dir_name: &str) -> PathBuf {
     dir.join(format!("link_{ifname}_{dir_name}"))
 }
 

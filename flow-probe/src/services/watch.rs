@@ -1,11 +1,12 @@
-//! Keeps the load balancer in step with the services file and the endpoints
-//! file: both are applied at start ([`Watcher::start`]), then on every change
-//! [`crate::file_watch`] reports, so new connections see added or removed
-//! backends at once. A file that does not parse is reported (naming the file,
-//! the field and the problem) and the services in force stay as they were.
-//! Each distinct set of services put in force advances the services
-//! [`Generation`]. Write the files atomically (temporary file, then rename) or
-//! in one write: a change is read when the file is closed.
+//! Keeps the load balancer in step with the services file and the
+//! endpoints: both are applied at start ([`Watcher::start`]), then on every
+//! change of the file [`crate::file_watch`] reports and on every endpoint set
+//! the sources publish ([`crate::sources`]), so new connections see added or
+//! removed backends at once. A file that does not parse is reported (naming
+//! the file, the field and the problem) and the services in force stay as
+//! they were. Each distinct set of services put in force advances the
+//! services [`Generation`]. Write the file atomically (temporary file, then
+//! rename) or in one write: a change is read when the file is closed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,17 +18,14 @@ use super::sync::{ServiceMaps, SyncReport};
 use super::table::ServiceTable;
 use crate::file_watch::FileWatch;
 use crate::generation::{Generation, InForce};
+use crate::sources::EndpointWatch;
 use cluster_spec::services::ServicesFile;
 use cluster_spec::services::{CompiledServices, compile};
 
-/// Reads and compiles the two files.
-pub fn load(services: &Path, endpoints: Option<&Path>) -> anyhow::Result<CompiledServices> {
+/// Reads the services file and compiles it against `endpoints`.
+pub fn load(services: &Path, endpoints: &EndpointsFile) -> anyhow::Result<CompiledServices> {
     let file = ServicesFile::load(services)?;
-    let eps = match endpoints {
-        Some(p) => EndpointsFile::load(p)?,
-        None => EndpointsFile::default(),
-    };
-    Ok(compile(&file, &eps))
+    Ok(compile(&file, endpoints))
 }
 
 /// Loads, compiles and syncs once; on error nothing changes. Returns the
@@ -36,7 +34,7 @@ pub fn apply(
     maps: Option<&mut ServiceMaps>,
     table: &ServiceTable,
     services: &Path,
-    endpoints: Option<&Path>,
+    endpoints: &EndpointsFile,
 ) -> anyhow::Result<(CompiledServices, Option<SyncReport>)> {
     let compiled = load(services, endpoints)?;
     let report = match maps {
@@ -47,52 +45,43 @@ pub fn apply(
     Ok((compiled, report))
 }
 
-/// The bytes of both files (`None` for a missing one): any change shows.
-fn snapshot(services: &Path, endpoints: Option<&Path>) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
-    (
-        cluster_spec::input::read_bytes(services).ok(),
-        endpoints.and_then(|p| cluster_spec::input::read_bytes(p).ok()),
-    )
+/// The file's bytes (`None` when missing or unreadable): any change shows.
+fn snapshot(services: &Path) -> Option<Vec<u8>> {
+    cluster_spec::input::read_bytes(services).ok()
 }
 
-/// Whether `p` names the same file as `file` (same folder, same name), as
-/// the watch reports it.
-fn same_file(p: &Path, file: &Path) -> bool {
-    p.file_name() == file.file_name() && FileWatch::folder_of(p) == FileWatch::folder_of(file)
-}
-
-/// Applies the files now (see [`Watcher::start`]) and on every change after.
+/// Applies the file now (see [`Watcher::start`]) and on every change after.
 pub struct Watcher {
     maps: Option<ServiceMaps>,
     table: Arc<ServiceTable>,
     services: PathBuf,
-    endpoints: Option<PathBuf>,
-    seen: (Option<Vec<u8>>, Option<Vec<u8>>),
+    endpoints: EndpointWatch,
+    seen: Option<Vec<u8>>,
     in_force: InForce<CompiledServices>,
     watch: FileWatch,
 }
 
 impl Watcher {
-    /// Watches the files and applies them once, now (so the services are in
-    /// force before the probe reports ready; a change from here on is seen);
-    /// a failure is logged and the pinned services stay. Needs a tokio runtime.
+    /// Watches the file and applies it to the current endpoint set once,
+    /// now (so the services are in force before the probe reports ready; a
+    /// change from here on is seen); a failure is logged and the pinned
+    /// services stay. Needs a tokio runtime.
     pub fn start(
         maps: Option<ServiceMaps>,
         table: Arc<ServiceTable>,
         services: PathBuf,
-        endpoints: Option<PathBuf>,
+        endpoints: EndpointWatch,
         generation: Generation,
     ) -> Self {
-        let files: Vec<PathBuf> = std::iter::once(services.clone())
-            .chain(endpoints.clone())
-            .collect();
-        let mut dirs: Vec<PathBuf> = files.iter().map(|f| FileWatch::folder_of(f)).collect();
-        dirs.dedup();
-        let relevant = move |p: &Path| files.iter().any(|f| same_file(p, f));
-        let watch = FileWatch::new(dirs, Arc::new(relevant));
+        let file = services.clone();
+        let relevant = move |p: &Path| {
+            p.file_name() == file.file_name()
+                && FileWatch::folder_of(p) == FileWatch::folder_of(&file)
+        };
+        let watch = FileWatch::new(vec![FileWatch::folder_of(&services)], Arc::new(relevant));
         let mut w = Watcher {
             watch,
-            seen: snapshot(&services, endpoints.as_deref()),
+            seen: snapshot(&services),
             maps,
             table,
             services,
@@ -106,8 +95,13 @@ impl Watcher {
     }
 
     fn apply(&mut self) -> anyhow::Result<()> {
-        let endpoints = self.endpoints.as_deref();
-        let (compiled, report) = apply(self.maps.as_mut(), &self.table, &self.services, endpoints)?;
+        let endpoints = self.endpoints.borrow_and_update().clone();
+        let (compiled, report) = apply(
+            self.maps.as_mut(),
+            &self.table,
+            &self.services,
+            &endpoints.file,
+        )?;
         let frontends = compiled.frontends.len();
         let backends: usize = compiled.frontends.iter().map(|f| f.backends.len()).sum();
         let generation = self.in_force.put(compiled);
@@ -126,15 +120,24 @@ impl Watcher {
         Ok(())
     }
 
-    /// Re-applies on every change of either file until `stop` resolves;
-    /// returns the watcher (for tests and diagnostics).
+    /// Re-applies on every change of the file or the endpoints until `stop`
+    /// resolves; returns the watcher (for tests and diagnostics).
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) -> Self {
         tokio::pin!(stop);
+        let mut endpoints_open = true;
         loop {
-            let (services, endpoints) = (&self.services, self.endpoints.as_deref());
+            let services = &self.services;
+            let (watch, seen, sets) = (&mut self.watch, &mut self.seen, &mut self.endpoints);
+            let endpoints = async {
+                if !endpoints_open || sets.changed().await.is_err() {
+                    endpoints_open = false; // no more sets: the probe stops
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = &mut stop => return self,
-                () = self.watch.changed(&mut self.seen, || snapshot(services, endpoints)) => {}
+                () = watch.changed(seen, || snapshot(services)) => {}
+                () = endpoints => {}
             }
             if let Err(e) = self.apply() {
                 log::error!("{e:#}; the previous services stay in force");
@@ -178,12 +181,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_of_either_file_is_in_force_when_the_generation_advances() {
+    async fn a_change_of_the_file_or_the_endpoints_is_in_force_when_the_generation_advances() {
+        use crate::sources::file::{FileSource, discovered};
+        use crate::sources::{EndpointSource, Hub, Update, attach::Attachments};
+
         let scratch = test_support::scratch::ScratchDir::new("services-watch");
         let dir = scratch.path();
         let (services, endpoints) = (dir.join("services.yaml"), dir.join("endpoints.yaml"));
         std::fs::write(&services, SERVICES).unwrap();
         std::fs::write(&endpoints, ENDPOINTS).unwrap();
+        // The endpoints come from the endpoints file as a source, as in the probe.
+        let mut hub = Hub::new(Attachments::new("n", Err("off".into()), Vec::new()));
+        let file = FileSource::new(endpoints.clone());
+        hub.first("file", Update::Replace(discovered(&file.load().unwrap())))
+            .await;
         let table = Arc::new(ServiceTable::new());
         let generation = Generation::new();
         let mut applied = generation.subscribe();
@@ -191,15 +202,19 @@ mod tests {
             None,
             table.clone(),
             services.clone(),
-            Some(endpoints.clone()),
+            hub.subscribe(),
             generation,
         );
         assert_eq!(*applied.borrow_and_update(), 1, "in force at start");
         assert_eq!(backends(&table), ["198.18.1.11:8080", "198.18.1.12:8080"]);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(w.run(async {
-            let _ = stop_rx.await;
-        }));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let sink = hub.sink("file");
+        let source = tokio::spawn(file.run(sink, stop(stop_rx.clone())));
+        let hub = tokio::spawn(hub.run(stop(stop_rx.clone())));
+        let running = tokio::spawn(w.run(stop(stop_rx.clone())));
         // Sooner than the re-check: the watch saw it.
         let mut next = async |n: u64| {
             let wait = applied.wait_for(|g| *g >= n);
@@ -223,8 +238,10 @@ mod tests {
         assert_eq!(next(3).await, 3);
         assert_eq!(backends(&table), Vec::<String>::new());
 
-        stop_tx.send(()).unwrap();
+        stop_tx.send(true).unwrap();
         let w = running.await.unwrap();
+        source.await.unwrap();
+        hub.await.unwrap();
         assert_eq!(w.in_force().map(|c| c.frontends.len()), Some(1));
         assert_eq!(w.in_force().unwrap().frontends[0].backends, []);
     }

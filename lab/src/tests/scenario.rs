@@ -15,16 +15,70 @@ const TWO: &str = "endpoints:\n\
 #[test]
 fn builtin_scenarios_plan_the_documented_topology() {
     check_builtin_topology(&Scenario::builtin_capture());
-    // The default adds api-2, a second backend of the api service, after api.
+    // The default adds api-2, a second backend of the api service, after api,
+    // and puts it and the client on a second node.
     let d = Scenario::builtin_default();
-    let names: Vec<&str> = d.endpoints.iter().map(|e| e.name.as_str()).collect();
-    assert_eq!(names, ["frontend", "api", "api-2", "db", "client"]);
-    let t = Topology::plan(&d, "obs12345").unwrap();
-    let api2 = t.endpoints.iter().find(|e| e.name == "api-2").unwrap();
+    let names: Vec<(&str, &str)> = d
+        .endpoints
+        .iter()
+        .map(|e| (e.name.as_str(), e.node.as_str()))
+        .collect();
     assert_eq!(
-        (api2.id, api2.ipv4.to_string(), api2.host_interface.as_str()),
-        (3, "198.18.1.12".to_string(), "lxc3")
+        names,
+        [
+            ("frontend", "node1"),
+            ("api", "node1"),
+            ("api-2", "node2"),
+            ("db", "node1"),
+            ("client", "node2")
+        ]
     );
+    let t = Topology::plan(&d, "obs12345").unwrap();
+    let nodes: Vec<&str> = t.nodes.iter().map(|n| n.netns.as_str()).collect();
+    assert_eq!(nodes, ["obs12345-node1", "obs12345-node2"]);
+    let plan: Vec<(u32, &str, String, String, &str)> = t
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.id,
+                e.name.as_str(),
+                e.ipv4.to_string(),
+                e.ipv6.to_string(),
+                e.node_netns.as_str(),
+            )
+        })
+        .collect();
+    let row = |id, name, v4: &str, v6: &str, node| (id, name, v4.to_string(), v6.to_string(), node);
+    assert_eq!(
+        plan,
+        [
+            row(
+                1,
+                "frontend",
+                "198.18.1.10",
+                "fd42:0:0:1::10",
+                "obs12345-node1"
+            ),
+            row(2, "api", "198.18.1.11", "fd42:0:0:1::11", "obs12345-node1"),
+            row(
+                3,
+                "api-2",
+                "198.18.2.10",
+                "fd42:0:0:2::10",
+                "obs12345-node2"
+            ),
+            row(4, "db", "198.18.1.12", "fd42:0:0:1::12", "obs12345-node1"),
+            row(
+                5,
+                "client",
+                "198.18.2.11",
+                "fd42:0:0:2::11",
+                "obs12345-node2"
+            ),
+        ]
+    );
+    assert_eq!(t.node_links.len(), 1, "node2's bridge cabled to node1's");
     assert_eq!(d.services.len(), 1);
 }
 
@@ -371,9 +425,12 @@ fn builtin_capture_scenario_is_the_policy_free_traffic_mix() {
             row(("client", "frontend"), Icmp, None, Ipv6, Fine, (56, 56)),
         ]
     );
-    // The default's endpoints, without the second api backend.
+    // The default's endpoints, without the second api backend, all on one node.
     let mut defaults = Scenario::builtin_default().endpoints;
     defaults.retain(|e| e.name != "api-2");
+    for e in &mut defaults {
+        e.node = "node1".to_string();
+    }
     assert_eq!(s.endpoints, defaults);
 }
 

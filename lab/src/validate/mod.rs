@@ -36,8 +36,9 @@ impl Scenario {
         Self::parse(&text, &shown)
     }
 
-    /// The built-in default scenario (`scenarios/default.yaml`): four endpoints,
-    /// policies, and traffic that the policies forward, drop and audit.
+    /// The built-in default scenario (`scenarios/default.yaml`): five endpoints
+    /// on two nodes, policies, a service, and traffic that the policies
+    /// forward, drop and audit.
     pub fn builtin_default() -> Self {
         Self::parse(BUILTIN_DEFAULT, BUILTIN_ORIGIN).expect("the built-in scenario is valid")
     }

@@ -4,12 +4,11 @@
 //! - [`state`]: what is known about every peer; state changes are broadcast as
 //!   node-status events.
 //! - `task`: the per-peer loop: a session, and after it fails, a backoff
-//!   ([`backoff`]) and the next session.
+//!   ([`observer_runtime::backoff`]) and the next session.
 //! - `session`: one connection: GetNodes (the node's name), ServerStatus,
 //!   GetFlows with follow, then flows to the merge and a periodic status poll.
 //! - [`resume`]: after a reconnect, asks for the flows missed and drops repeats.
 
-pub mod backoff;
 pub mod resume;
 pub(crate) mod session;
 pub mod state;

@@ -14,12 +14,12 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::transport::Endpoint;
 
-use super::backoff::Backoff;
 use super::resume::Resume;
 use super::state::PeerId;
 use crate::config::PeerOptions;
 use crate::error::PeerError;
 use crate::state::RelayState;
+use observer_runtime::backoff::Backoff;
 
 /// How often an idle connection is pinged (a peer that vanished without closing
 /// its connection fails the ping after `call_timeout`).

@@ -3,10 +3,10 @@
 
 use tokio::sync::watch;
 
-use super::backoff::Backoff;
 use super::resume::Resume;
 use super::session::{self, PeerCtx};
 use crate::error::PeerError;
+use observer_runtime::backoff::Backoff;
 
 /// Follows one peer until `stop` turns true (or its sender is dropped).
 pub(crate) async fn run(ctx: PeerCtx, mut stop: watch::Receiver<bool>) {

@@ -1,9 +1,10 @@
 //! Exponential backoff between reconnection attempts: doubles from `min` up to
-//! `max`, back to `min` once a connection succeeds.
+//! `max`, back to `min` once a connection succeeds. The relay dials its peers
+//! this way, flow-probe its container runtime.
 
 use std::time::Duration;
 
-/// Delays between attempts to reach a peer.
+/// Delays between attempts to reach a peer or a runtime.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     min: Duration,

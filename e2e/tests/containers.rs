@@ -1,0 +1,429 @@
+//! flow-probe `--containers` with real Podman containers, discovered through
+//! the Docker Engine API of `podman system service`: flows named after the
+//! containers with their labels and identity, a container that starts after
+//! the probe, one that stops (its programs gone), policy that selects
+//! containers by label, and the runtime going away and coming back.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+use aya::programs::links::LinkType;
+use aya::programs::{SchedClassifier, TcAttachType};
+use cluster_spec::endpoints::{Endpoint, EndpointsFile};
+use e2e::containers::ContainerEnv;
+use e2e::{ips, ports};
+use observer_proto::flow::{
+    self, DropReason, Flow, TraceObservationPoint, TrafficDirection, Verdict,
+};
+use observer_proto::observe::v1::EndpointStatus;
+
+/// The label that makes a container's compose project its namespace.
+const PROJECT: &str = "com.docker.compose.project";
+/// busybox httpd serving `hello` on 8080.
+const WEB: &[&str] = &[
+    "sh",
+    "-c",
+    "echo hello > /index.html && exec httpd -f -p 8080 -h /",
+];
+const IDLE: &[&str] = &["sleep", "3600"];
+
+/// The identities the probe gives these (namespace, labels) sets, computed
+/// as every node computes them.
+fn identities(sets: &[(&str, &[(&str, &str)])]) -> Vec<u32> {
+    let endpoints: Vec<Endpoint> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, labels))| Endpoint {
+            id: i as u32 + 1,
+            name: format!("e{i}"),
+            namespace: ns.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            workload: None,
+            ipv4: None,
+            ipv6: None,
+            node: "node1".into(),
+            interface: None,
+            netns: None,
+        })
+        .collect();
+    let file = EndpointsFile { endpoints };
+    let ids = file.identities();
+    file.endpoints
+        .iter()
+        .map(|e| ids[&e.identity_labels()])
+        .collect()
+}
+
+/// A flow's endpoint as the probe names a container.
+fn named(e: &EndpointStatus) -> flow::Endpoint {
+    flow::Endpoint {
+        id: e.id,
+        identity: e.identity,
+        namespace: e.namespace.clone(),
+        labels: e.labels.clone(),
+        pod_name: e.name.clone(),
+        ..Default::default()
+    }
+}
+
+/// The flows of `src → dst:dport` over `proto`'s first packet (not replies)
+/// at `point`.
+fn first_packets(
+    flows: &[Flow],
+    (src, dst, dport): (IpAddr, IpAddr, u16),
+    point: TraceObservationPoint,
+) -> Vec<&Flow> {
+    flows
+        .iter()
+        .filter(|f| f.trace_observation_point == point as i32)
+        .filter(|f| ips(f) == (src, dst) && ports(f).is_some_and(|(_, d)| d == dport))
+        .filter(|f| f.is_reply == Some(false))
+        .filter(|f| f.summary == "UDP" || f.summary.starts_with("TCP Flags: SYN"))
+        .filter(|f| !f.summary.contains("ACK"))
+        .collect()
+}
+
+/// `GET /` from inside `netns` to `server`; (local port, response).
+fn http_get(netns: &str, server: SocketAddr) -> (u16, String) {
+    observe_lab::run_in_netns(netns, move || {
+        let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        write!(s, "GET / HTTP/1.0\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok((s.local_addr()?.port(), text))
+    })
+    .expect("HTTP exchange")
+}
+
+/// Whether a TCP connect from inside `netns` to `server` gets no answer.
+fn connect_is_dropped(netns: &str, server: SocketAddr) -> bool {
+    observe_lab::run_in_netns(netns, move || {
+        Ok(
+            TcpStream::connect_timeout(&server, Duration::from_millis(500))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut),
+        )
+    })
+    .expect("connect attempt")
+}
+
+/// Ids of the programs attached (tcx) to `ifname`, ingress then egress, with their names.
+fn tcx_programs(ifname: &str) -> Vec<(u32, String)> {
+    [TcAttachType::Ingress, TcAttachType::Egress]
+        .into_iter()
+        .flat_map(|dir| {
+            SchedClassifier::query_tcx(ifname, dir)
+                .expect("query tcx")
+                .1
+        })
+        .map(|p| (p.id(), p.name_as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+/// How many tcx links hold one of `programs`.
+fn tcx_links_of(programs: &[u32]) -> usize {
+    aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .filter(|l| l.link_type().is_ok_and(|t| t == LinkType::Tcx))
+        .filter(|l| programs.contains(&l.program_id()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_are_named_in_flows_and_followed_as_they_start_and_stop() {
+    let mut env = ContainerEnv::new(201);
+    let web_labels = [("app", "web"), ("tier", "backend"), (PROJECT, "shop")];
+    let web = env.run("web", 10, &web_labels, WEB);
+    env.start_probe(&[]);
+    // Running before the probe: found by listing.
+    env.wait_ready(&[&web]).await;
+    // Started after the probe: found by its start event, no restart.
+    let client = env.run("client", 11, &[("app", "client"), (PROJECT, "shop")], IDLE);
+    let eps = env.wait_ready(&[&client, &web]).await;
+    let (w, c) = (&eps[&web], &eps[&client]);
+    let ids = identities(&[
+        ("shop", &[("app", "web"), ("tier", "backend")]),
+        ("shop", &[("app", "client")]),
+    ]);
+    assert_eq!(
+        (
+            w.labels.clone(),
+            w.identity,
+            w.namespace.as_str(),
+            w.source.as_str()
+        ),
+        (
+            vec![
+                "k8s:app=web".to_string(),
+                "k8s:io.kubernetes.pod.namespace=shop".to_string(),
+                "k8s:tier=backend".to_string()
+            ],
+            ids[0],
+            "shop",
+            "docker"
+        )
+    );
+    assert_eq!(
+        (c.labels.clone(), c.identity),
+        (
+            vec![
+                "k8s:app=client".to_string(),
+                "k8s:io.kubernetes.pod.namespace=shop".to_string()
+            ],
+            ids[1]
+        )
+    );
+    assert_eq!(w.image, env.image);
+    assert_eq!(w.ips, [env.ip(10).to_string()]);
+    let pid = observe_lab::podman::pid(&web).unwrap();
+    assert_eq!(
+        w.netns,
+        std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    for e in [w, c] {
+        let index = std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", e.interface));
+        assert_eq!(index.unwrap().trim(), e.ifindex.to_string(), "{e:?}");
+        let programs: Vec<String> = tcx_programs(&e.interface)
+            .into_iter()
+            .map(|p| p.1)
+            .collect();
+        assert_eq!(programs, ["tc_ingress", "tc_egress"], "{}", e.interface);
+    }
+
+    // HTTP and UDP from client to web.
+    let (web_ns, client_ns) = (env.name_netns(&web), env.name_netns(&client));
+    let (web_ip, client_ip) = (IpAddr::V4(env.ip(10)), IpAddr::V4(env.ip(11)));
+    let (sport, response) = http_get(&client_ns, SocketAddr::new(web_ip, 8080));
+    assert!(
+        response.starts_with("HTTP/1.") && response.ends_with("hello\n"),
+        "{response}"
+    );
+    let echo = observe_lab::run_in_netns(&web_ns, move || Ok(UdpSocket::bind((web_ip, 5353))?))
+        .expect("UDP server");
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        echo.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let (n, from) = echo.recv_from(&mut buf)?;
+        echo.send_to(&buf[..n], from)
+    });
+    let uport = observe_lab::run_in_netns(&client_ns, move || {
+        let s = UdpSocket::bind((client_ip, 0))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.send_to(b"ping", (web_ip, 5353))?;
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf)?;
+        assert_eq!(&buf[..n], b"ping");
+        Ok(s.local_addr()?.port())
+    })
+    .expect("UDP exchange");
+    server.join().unwrap().expect("UDP echo");
+
+    let probe = env.probe().addr.clone();
+    let flows = probe
+        .wait_for("the UDP datagram at web", |f| {
+            !first_packets(
+                f,
+                (client_ip, web_ip, 5353),
+                TraceObservationPoint::ToEndpoint,
+            )
+            .is_empty()
+        })
+        .await;
+    for (dport, sport, summary) in [(8080, sport, "TCP Flags: SYN"), (5353, uport, "UDP")] {
+        for (point, iface, direction) in [
+            (
+                TraceObservationPoint::FromEndpoint,
+                c,
+                TrafficDirection::Egress,
+            ),
+            (
+                TraceObservationPoint::ToEndpoint,
+                w,
+                TrafficDirection::Ingress,
+            ),
+        ] {
+            let at = first_packets(&flows, (client_ip, web_ip, dport), point);
+            assert_eq!(at.len(), 1, "{summary} at {point:?}: {at:#?}");
+            let f = at[0];
+            assert_eq!(f.source, Some(named(c)), "{summary} at {point:?}");
+            assert_eq!(f.destination, Some(named(w)), "{summary} at {point:?}");
+            assert_eq!(ports(f), Some((sport, dport)));
+            assert_eq!(f.summary, summary, "traced, no policy here");
+            assert_eq!(
+                (f.verdict, f.traffic_direction, f.node_name.as_str()),
+                (Verdict::Forwarded as i32, direction as i32, "node1")
+            );
+            assert_eq!(
+                f.interface.as_ref().map(|i| (i.name.as_str(), i.index)),
+                Some((iface.interface.as_str(), iface.ifindex))
+            );
+        }
+    }
+
+    // The client stops: detached, its programs' links gone, out of the status.
+    let ours: Vec<u32> = tcx_programs(&w.interface)
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    assert_eq!(tcx_links_of(&ours), 4, "two containers, two directions");
+    observe_lab::podman::stop(&client).unwrap();
+    env.wait_ready(&[&web]).await;
+    env.wait_log(
+        &format!("detached from {}: its endpoint is gone", c.interface),
+        1,
+    )
+    .await;
+    assert_eq!(tcx_links_of(&ours), 2, "only web's links remain");
+    for direction in ["ingress", "egress"] {
+        let pin = env
+            .pin_dir()
+            .join(format!("link_{}_{direction}", c.interface));
+        assert!(!pin.exists(), "{} is gone", pin.display());
+    }
+    let programs: Vec<String> = tcx_programs(&w.interface)
+        .into_iter()
+        .map(|p| p.1)
+        .collect();
+    assert_eq!(
+        programs,
+        ["tc_ingress", "tc_egress"],
+        "web keeps its programs"
+    );
+    assert!(
+        !Path::new("/sys/class/net").join(&c.interface).exists()
+            || std::fs::read_to_string(format!("/sys/class/net/{}/ifindex", c.interface))
+                .is_ok_and(|i| i.trim() != c.ifindex.to_string()),
+        "the client's veth went with it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_selecting_a_container_label_drops_denied_traffic() {
+    let mut env = ContainerEnv::new(202);
+    let policies = env.dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("web.yaml"),
+        r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-allow-allowed, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: allowed}}]
+      toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+"#,
+    )
+    .unwrap();
+    let web = env.run("web", 10, &[("app", "web"), (PROJECT, "shop")], WEB);
+    let allowed = env.run(
+        "allowed",
+        11,
+        &[("app", "allowed"), (PROJECT, "shop")],
+        IDLE,
+    );
+    let denied = env.run("denied", 12, &[("app", "denied"), (PROJECT, "shop")], IDLE);
+    env.start_probe(&["--policy-dir", policies.to_str().unwrap()]);
+    // Ready: attached, and the policy in force was compiled with them.
+    let eps = env.wait_ready(&[&allowed, &denied, &web]).await;
+    let web_ip = IpAddr::V4(env.ip(10));
+    let server = SocketAddr::new(web_ip, 8080);
+    let (allowed_ns, denied_ns) = (env.name_netns(&allowed), env.name_netns(&denied));
+    assert!(
+        connect_is_dropped(&denied_ns, server),
+        "denied gets no answer"
+    );
+    let (sport, response) = http_get(&allowed_ns, server);
+    assert!(response.ends_with("hello\n"), "{response}");
+
+    let (a_ip, d_ip) = (IpAddr::V4(env.ip(11)), IpAddr::V4(env.ip(12)));
+    let flows = env
+        .probe()
+        .addr
+        .wait_for("both SYNs at web", |f| {
+            let at = |ip| first_packets(f, (ip, web_ip, 8080), TraceObservationPoint::ToEndpoint);
+            !at(a_ip).is_empty() && !at(d_ip).is_empty()
+        })
+        .await;
+    let at_web = |ip| {
+        first_packets(
+            &flows,
+            (ip, web_ip, 8080),
+            TraceObservationPoint::ToEndpoint,
+        )
+    };
+    let drops = at_web(d_ip);
+    assert_eq!(drops.len(), 1, "{drops:#?}");
+    let d = drops[0];
+    assert_eq!(
+        (d.verdict, d.drop_reason_desc),
+        (Verdict::Dropped as i32, DropReason::PolicyDenied as i32)
+    );
+    assert_eq!(d.source, Some(named(&eps[&denied])));
+    assert_eq!(d.destination, Some(named(&eps[&web])));
+    let allows = at_web(a_ip);
+    assert_eq!(allows.len(), 1, "{allows:#?}");
+    let a = allows[0];
+    assert_eq!(ports(a), Some((sport, 8080)));
+    assert_eq!(a.verdict, Verdict::Forwarded as i32);
+    assert_eq!(a.source, Some(named(&eps[&allowed])));
+    let by: Vec<String> = a
+        .ingress_allowed_by
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    assert_eq!(by, ["shop/web-allow-allowed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_going_away_and_coming_back_is_retried_and_resumed() {
+    let mut env = ContainerEnv::new(203);
+    let web = env.run("web", 10, &[("app", "web")], WEB);
+    env.start_probe(&[]);
+    env.wait_ready(&[&web]).await;
+    let socket = env.api.socket().display().to_string();
+
+    // Gone: the probe says so, retries, and keeps what it has.
+    env.api.stop();
+    let log = env
+        .wait_log(&format!("container runtime at {socket} unreachable"), 2)
+        .await;
+    let waits: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("unreachable"))
+        .filter_map(|l| l.rsplit("trying again in ").next())
+        .take(2)
+        .collect();
+    assert_eq!(waits, ["250ms", "500ms"], "{log}");
+    assert!(log.contains("keeping the 1 containers known"), "{log}");
+    let status = env.status().await;
+    let docker = &status.endpoint_sources[0];
+    assert_eq!((docker.name.as_str(), docker.connected), ("docker", false));
+    env.wait_ready(&[&web]).await;
+
+    // A container that starts meanwhile is found once the runtime is back.
+    let late = env.run("late", 11, &[("app", "late")], IDLE);
+    env.api = observe_lab::podman::ApiService::start(
+        Path::new(&socket),
+        &env.dir.join("podman-again.log"),
+    )
+    .expect("podman system service again");
+    env.wait_ready(&[&late, &web]).await;
+    env.wait_log(": 2 running containers", 1).await;
+    let status = env.status().await;
+    assert_eq!(
+        (
+            status.endpoint_sources[0].connected,
+            status.endpoint_sources[0].endpoints
+        ),
+        (true, 2)
+    );
+}

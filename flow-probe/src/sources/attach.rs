@@ -1,0 +1,278 @@
+//! Keeps the tc programs on exactly the host-side interfaces of this node's
+//! endpoints, whatever their source, and publishes the [`EndpointSet`] that
+//! policy, services and enrichment follow.
+//!
+//! [`run`] takes every source's updates in turn: the [`Catalog`] merges
+//! them, then [`Attachments::reconcile`] detaches what is gone, attaches
+//! what is new (through the probe's owner thread, see [`Attach`]) and
+//! publishes the set. An interface that cannot be attached is reported on
+//! its endpoint, and tried again at the next update.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use cluster_spec::endpoints::EndpointsFile;
+use tokio::sync::{mpsc, watch};
+
+use super::catalog::{Catalog, Merged};
+use super::{Discovered, EndpointWatch, Update};
+use crate::kernel::loader::{Attacher, Attachment};
+
+/// Attaches the probe's programs to an interface and detaches them; both
+/// block until done.
+pub trait Attach: Send + Sync {
+    /// Attaches to `ifname` (both directions); returns its ifindex.
+    fn attach(&self, ifname: &str) -> anyhow::Result<u32>;
+    /// Detaches from `ifname` (gone already is no error).
+    fn detach(&self, ifname: &str) -> anyhow::Result<()>;
+}
+
+impl Attach for Attacher {
+    fn attach(&self, ifname: &str) -> anyhow::Result<u32> {
+        let a = Attacher::attach(self, ifname)?;
+        log::info!(
+            "attached to {} (ifindex {}, {:?})",
+            a.ifname,
+            a.ifindex,
+            a.mode
+        );
+        Ok(a.ifindex)
+    }
+
+    fn detach(&self, ifname: &str) -> anyhow::Result<()> {
+        Attacher::detach(self, ifname)
+    }
+}
+
+/// One of this node's endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEndpoint {
+    pub source: &'static str,
+    /// The endpoint with its final id; `problem` also says why attaching failed.
+    pub found: Discovered,
+    /// Ifindex of its host-side interface once attached.
+    pub ifindex: Option<u32>,
+    /// The set version in which it last changed: a policy compiled from
+    /// this version or a later one covers it.
+    pub since: u64,
+}
+
+/// An interface the programs are attached to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub ifindex: u32,
+    pub ifname: String,
+    /// The endpoint behind it (none for `--interface` ones).
+    pub endpoint: Option<u32>,
+}
+
+/// The endpoints in force, as one value: a new one replaces it whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointSet {
+    /// Counts the sets published, from 1.
+    pub version: u64,
+    /// Every endpoint known, of every node: addresses and identities.
+    pub file: EndpointsFile,
+    /// Endpoint id → ifindex of its host-side interface, where attached.
+    pub ifindex_of: HashMap<u32, u32>,
+    /// Every interface the programs are on.
+    pub interfaces: Vec<Attached>,
+    /// This node's endpoints, with what became of them.
+    pub endpoints: Vec<LocalEndpoint>,
+}
+
+/// What is attached where, kept in step with the endpoints.
+pub struct Attachments {
+    node: String,
+    /// How to attach, or why this probe does not.
+    attacher: Result<Arc<dyn Attach>, String>,
+    /// Interfaces attached for endpoints: name → ifindex.
+    attached: BTreeMap<String, u32>,
+    /// Interfaces attached by `--interface`: never detached here.
+    fixed: Vec<Attachment>,
+    /// Why attaching an interface failed, until it succeeds.
+    failed: HashMap<String, String>,
+    published: watch::Sender<Arc<EndpointSet>>,
+    /// Called with the number of attached interfaces after each change.
+    on_change: Option<Box<dyn Fn(usize) + Send>>,
+}
+
+impl Attachments {
+    /// `attacher`: how to attach, or why this probe attaches nothing (every
+    /// endpoint of the node then says so); `fixed`: what the probe attached
+    /// at start, which stays.
+    pub fn new(
+        node: &str,
+        attacher: Result<Arc<dyn Attach>, String>,
+        fixed: Vec<Attachment>,
+    ) -> Self {
+        Attachments {
+            node: node.to_string(),
+            attacher,
+            attached: BTreeMap::new(),
+            fixed,
+            failed: HashMap::new(),
+            published: watch::Sender::new(Arc::new(EndpointSet::default())),
+            on_change: None,
+        }
+    }
+
+    /// Calls `f` with the number of attached interfaces after each change.
+    pub fn on_change(mut self, f: impl Fn(usize) + Send + 'static) -> Self {
+        self.on_change = Some(Box::new(f));
+        self
+    }
+
+    /// Follows the published sets.
+    pub fn subscribe(&self) -> EndpointWatch {
+        self.published.subscribe()
+    }
+
+    /// Makes the attachments match `merged` and publishes the new set.
+    pub async fn reconcile(&mut self, merged: Merged) {
+        let local: Vec<(&'static str, Discovered)> = merged
+            .entries
+            .into_iter()
+            .filter(|e| e.found.endpoint.node == self.node)
+            .map(|e| (e.source, e.found))
+            .collect();
+        // Interface → the index the source expects it to have, if it knows.
+        let wanted: BTreeMap<String, Option<u32>> = local
+            .iter()
+            .filter(|(_, d)| d.problem.is_none())
+            .filter_map(|(_, d)| Some((d.endpoint.interface.clone()?, d.ifindex)))
+            .collect();
+        // Gone, or replaced by a new interface of the same name.
+        let gone: Vec<String> = self
+            .attached
+            .iter()
+            .filter(|(i, at)| match wanted.get(*i) {
+                None => true,
+                Some(expected) => expected.is_some_and(|e| e != **at),
+            })
+            .map(|(i, _)| i.clone())
+            .collect();
+        for ifname in gone {
+            self.attached.remove(&ifname);
+            if let Ok(a) = self.attacher.clone() {
+                let name = ifname.clone();
+                match tokio::task::spawn_blocking(move || a.detach(&name)).await {
+                    Ok(Ok(())) => log::info!("detached from {ifname}: its endpoint is gone"),
+                    Ok(Err(e)) => log::warn!("detaching from {ifname}: {e:#}"),
+                    Err(e) => log::warn!("detaching from {ifname}: {e}"),
+                }
+            }
+        }
+        self.failed.retain(|i, _| wanted.contains_key(i));
+        for ifname in wanted.keys() {
+            if self.attached.contains_key(ifname) {
+                continue;
+            }
+            let a = match &self.attacher {
+                Ok(a) => a.clone(),
+                Err(why) => {
+                    self.failed.insert(ifname.clone(), why.clone());
+                    continue;
+                }
+            };
+            let name = ifname.clone();
+            let result = tokio::task::spawn_blocking(move || a.attach(&name))
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| r);
+            match result {
+                Ok(ifindex) => {
+                    self.failed.remove(ifname);
+                    self.attached.insert(ifname.clone(), ifindex);
+                }
+                Err(e) => {
+                    let why = format!("attaching to {ifname}: {e:#}");
+                    log::warn!("{why}; trying again at the next change");
+                    self.failed.insert(ifname.clone(), why);
+                }
+            }
+        }
+        self.publish(merged.file, local);
+    }
+
+    fn publish(&mut self, file: EndpointsFile, local: Vec<(&'static str, Discovered)>) {
+        let previous = self.published.borrow().clone();
+        let version = previous.version + 1;
+        let mut ifindex_of = HashMap::new();
+        let mut interfaces: Vec<Attached> = self
+            .fixed
+            .iter()
+            .map(|a| Attached {
+                ifindex: a.ifindex,
+                ifname: a.ifname.clone(),
+                endpoint: None,
+            })
+            .collect();
+        let mut endpoints = Vec::new();
+        for (source, mut found) in local {
+            let ifname = found.endpoint.interface.clone();
+            let ifindex = ifname.as_ref().and_then(|i| self.attached.get(i)).copied();
+            if found.problem.is_none() {
+                found.problem = ifname.as_ref().and_then(|i| self.failed.get(i)).cloned();
+            }
+            if let (Some(ifname), Some(ifindex)) = (ifname, ifindex) {
+                ifindex_of.insert(found.endpoint.id, ifindex);
+                interfaces.push(Attached {
+                    ifindex,
+                    ifname,
+                    endpoint: Some(found.endpoint.id),
+                });
+            }
+            let unchanged = previous
+                .endpoints
+                .iter()
+                .find(|p| p.found == found && p.ifindex == ifindex && p.source == source);
+            endpoints.push(LocalEndpoint {
+                source,
+                since: unchanged.map_or(version, |p| p.since),
+                found,
+                ifindex,
+            });
+        }
+        endpoints.sort_by_key(|e| e.found.endpoint.id);
+        if let Some(f) = &self.on_change {
+            f(interfaces.len());
+        }
+        self.published.send_replace(Arc::new(EndpointSet {
+            version,
+            file,
+            ifindex_of,
+            interfaces,
+            endpoints,
+        }));
+    }
+}
+
+/// Applies every source's updates until `stop` resolves (or every source is
+/// gone): merge, attach, publish.
+pub async fn run(
+    mut updates: mpsc::Receiver<(&'static str, Update)>,
+    mut catalog: Catalog,
+    mut attachments: Attachments,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let (source, update) = tokio::select! {
+            () = &mut stop => return,
+            next = updates.recv() => match next {
+                Some(u) => u,
+                None => return,
+            },
+        };
+        let mut changed = catalog.apply(source, update);
+        // Take what else is waiting before attaching: one publish for a burst.
+        while let Ok((source, update)) = updates.try_recv() {
+            changed |= catalog.apply(source, update);
+        }
+        if changed {
+            attachments.reconcile(catalog.merged()).await;
+        }
+    }
+}
