@@ -4,12 +4,16 @@
 //! (`features`), bpffs, tracefs and namespaces (`sysfs`, `tracefs`), and
 //! loading with a `config`: `loader` attaches the tc probe (pins in `pins`,
 //! tracepoints in `tracepoints`) and starts `sock_lb`, the socket load balancer.
+//! `flow_tables` reads and deletes the flow tables and connection tracking in
+//! batches (`batch`: the raw `bpf(2)` calls).
 
+pub mod batch;
 pub mod btf;
 pub mod btf_layout;
 pub mod config;
 pub mod events;
 pub mod features;
+pub mod flow_tables;
 pub mod loader;
 pub mod objects;
 pub mod pins;
