@@ -15,10 +15,9 @@ use tokio::io::unix::AsyncFd;
 
 use crate::enrich::Enricher;
 use crate::kernel::events::{self, Event};
-use crate::kernel::flow_tables::FlowTables;
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
-use crate::tables::{Collector, Reporter};
+use crate::tables::{self, Collector, Reporter};
 use observer_runtime::store::FlowStore;
 
 /// How often the reader drains the ring buffer without a wake-up from the kernel,
@@ -163,12 +162,14 @@ pub async fn run(
                 // Events first: a report follows what the kernel already said.
                 drain(ring.get_mut(), &mut pipeline);
                 if let Some(t) = &tables {
-                    report(t, &mut reporter, &mut pipeline);
+                    for ev in tables::report(t, &mut reporter) {
+                        pipeline.ingest_event(&Event::Flow(ev));
+                    }
                 }
             }
             _ = gc_timer.tick(), if tables.is_some() => {
                 if let Some(t) = &tables {
-                    collect(t, &mut collector);
+                    tables::collect(t, &mut collector);
                 }
             }
             () = &mut shutdown => break,
@@ -183,47 +184,6 @@ pub async fn run(
 fn drain(ring: &mut RingBuf<MapData>, pipeline: &mut Pipeline) {
     while let Some(item) = ring.next() {
         pipeline.ingest(&item[..]);
-    }
-}
-
-/// Kernel time now: `bpf_ktime_get_ns()`'s clock.
-fn ktime_ns() -> u64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
-
-/// Reads the flow tables and keeps a report of every connection that moved.
-fn report(tables: &FlowTables, reporter: &mut Reporter, pipeline: &mut Pipeline) {
-    match tables.flows() {
-        Ok(flows) => {
-            for ev in reporter.reports(&flows, ktime_ns()) {
-                pipeline.ingest_event(&Event::Flow(ev));
-            }
-        }
-        Err(e) => log::warn!("periodic reports: reading the flow tables: {e}"),
-    }
-}
-
-/// Reads the flow tables and connection tracking, and deletes what is closed
-/// or idle.
-fn collect(tables: &FlowTables, collector: &mut Collector) {
-    let read = tables.flows().and_then(|f| Ok((f, tables.tracked()?)));
-    let (flows, tracked) = match read {
-        Ok(r) => r,
-        Err(e) => {
-            log::warn!("connection tracking: reading the tables: {e}");
-            return;
-        }
-    };
-    let sweep = collector.sweep(&flows, &tracked, std::time::Instant::now());
-    // Counters first: they let packets pass on their own.
-    let deleted = tables
-        .delete_flows(&sweep.flows)
-        .and_then(|f| Ok((f, tables.delete_tracked(&sweep.tracked)?)));
-    match deleted {
-        Ok((0, 0)) => {}
-        Ok((f, t)) => log::debug!("connection tracking: forgot {t} connections, {f} counters"),
-        Err(e) => log::warn!("connection tracking: deleting: {e}"),
     }
 }
 
