@@ -10,8 +10,11 @@
 //!   ([`RelayUnderTest`]); [`follower`] records a following stream;
 //!   [`responses`] reads flows, node-status events, ports and times.
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
+//! - [`in_process`]: for tests that load the probe in-process, an enricher
+//!   that knows its interfaces.
 
 pub mod follower;
+pub mod in_process;
 pub mod probe_env;
 pub mod probe_metrics;
 pub mod relay_harness;

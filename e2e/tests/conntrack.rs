@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use e2e::in_process::enricher_for;
 use e2e::{ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
-use flow_probe::enrich::Enricher;
 use flow_probe::kernel::config::GcConfig;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
@@ -205,19 +205,7 @@ fn flood(lab: &Lab, n: u16) {
 fn drain(s: &mut Setup) -> Vec<Flow> {
     let mut ring = s.probe.take_ring().expect("ring");
     let store = Arc::new(FlowStore::new(100_000));
-    let file = s.lab.endpoints_file();
-    let mut enricher = Enricher::new("node1", &file).with_policy_names(s.names.clone());
-    for a in &s.probe.attached {
-        let ep = file
-            .endpoints
-            .iter()
-            .find(|e| e.interface.as_deref() == Some(a.ifname.as_str()));
-        enricher.add_interface(
-            a.ifindex,
-            &a.ifname,
-            ep.and_then(|e| e.ipv4).map(IpAddr::V4),
-        );
-    }
+    let enricher = enricher_for(&s.probe, &s.lab).with_policy_names(s.names.clone());
     let mut pipeline = Pipeline::new(enricher, store.clone());
     while let Some(record) = ring.next() {
         pipeline.ingest(&record);
@@ -326,39 +314,23 @@ fn garbage_collection_forgets_closed_connections_and_keeps_open_ones() {
     assert_eq!(open.send(100), 100);
     assert_eq!(closed.send(100), 100);
     closed.close();
-    let b = s.b_ifindex;
-    let tracked = |s: &Setup, port, dport| -> usize {
-        let all = s.tables.tracked().unwrap();
-        all.iter()
-            .filter(|(k, _)| is_conn(k, &s.lab, port, dport, b))
-            .count()
+    // (tracking entries, counter entries) of the open and the closed
+    // connection: tracking only at b's veth (the one with policy), counters
+    // at both.
+    let state = |s: &Setup| {
+        let (tracked, counted) = (s.tables.tracked().unwrap(), s.tables.flows().unwrap());
+        let of = |port, dport| {
+            let at = |k: &TableKey, ifindex| is_conn(k, &s.lab, port, dport, ifindex);
+            let t = tracked.iter().filter(|(k, _)| at(k, s.b_ifindex)).count();
+            let c = counted
+                .iter()
+                .filter(|(k, _)| s.probe.attached.iter().any(|i| at(k, i.ifindex)))
+                .count();
+            (t, c)
+        };
+        (of(open_port, PORT), of(closed_port, PORT + 1))
     };
-    // Counters at both veths, tracking only at b's (the one with policy).
-    let counted = |s: &Setup, port, dport| -> usize {
-        let all = s.tables.flows().unwrap();
-        all.iter()
-            .filter(|(k, _)| {
-                s.probe
-                    .attached
-                    .iter()
-                    .any(|i| is_conn(k, &s.lab, port, dport, i.ifindex))
-            })
-            .count()
-    };
-    assert_eq!(
-        (
-            tracked(&s, open_port, PORT),
-            tracked(&s, closed_port, PORT + 1)
-        ),
-        (1, 1)
-    );
-    assert_eq!(
-        (
-            counted(&s, open_port, PORT),
-            counted(&s, closed_port, PORT + 1)
-        ),
-        (2, 2)
-    );
+    assert_eq!(state(&s), ((1, 2), (1, 2)));
 
     // No grace: closed means gone at the first collection.
     let mut collector = Collector::new(GcConfig {
@@ -371,20 +343,7 @@ fn garbage_collection_forgets_closed_connections_and_keeps_open_ones() {
         (1, 2),
         "the closed connection, at both veths"
     );
-    assert_eq!(
-        (
-            tracked(&s, open_port, PORT),
-            tracked(&s, closed_port, PORT + 1)
-        ),
-        (1, 0)
-    );
-    assert_eq!(
-        (
-            counted(&s, open_port, PORT),
-            counted(&s, closed_port, PORT + 1)
-        ),
-        (2, 0)
-    );
+    assert_eq!(state(&s), ((1, 2), (0, 0)));
     // The open connection still passes on its tracking.
     assert_eq!(open.send(100), 200);
     open.close();
