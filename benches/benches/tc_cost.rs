@@ -5,15 +5,18 @@
 //! A packet between two endpoints is seen twice (ingress of the sender's `lxc`,
 //! egress of the receiver's); "packets" counts program runs.
 //!
-//! Baseline, in the same run: the default mode (aggregation in the kernel) against
-//! "every packet" (`aggregate: false`, one ring-buffer event per packet), rounds
-//! interleaved A B A B. Each round loads a fresh probe, so its statistics start at
-//! zero, and a thread drains the ring buffer meanwhile. Goal: default mode
-//! ≤ 150 ns/packet. Nothing is asserted about timing.
+//! Three modes in the same run, rounds interleaved F A B F A B: the floor (the
+//! programs parse each packet and return, nothing else: `parse_only`), the
+//! default mode (aggregation in the kernel) and "every packet" (`aggregate:
+//! false`, one ring-buffer event per packet). Each round loads a fresh probe, so
+//! its statistics start at zero, and a thread drains the ring buffer meanwhile.
+//! Goal: default mode ≤ 150 ns/packet; printed with its ratio to the floor.
+//! Nothing is asserted about timing.
 //!
 //! `cargo bench -p benches --bench tc_cost` as root (it builds a lab of network
 //! namespaces and loads BPF; otherwise it prints "skipped: needs root" and exits 0).
-//! `TC_COST_SECS`: seconds of traffic per round (default 5). `TC_COST_DRAIN_US`:
+//! `TC_COST_SECS`: seconds of traffic per round (default 5), `TC_COST_ROUNDS`:
+//! rounds per mode (default 2). `TC_COST_DRAIN_US`:
 //! how long the drain thread sleeps when the ring is empty (default 500). A reader
 //! that keeps up makes every event that finds the ring empty send a wake-up
 //! (irq_work, a self-IPI), which is part of the measured cost; see benches/README.md.
@@ -25,6 +28,7 @@ use benches::probe_load::{Sample, round};
 use flow_probe::kernel::loader::ProbeConfig;
 use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
 
+/// Rounds per mode unless `TC_COST_ROUNDS` says otherwise.
 const ROUNDS: usize = 2;
 const GOAL_NS: f64 = 150.0;
 
@@ -49,6 +53,7 @@ traffic:
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
+    Floor,
     Default,
     EveryPacket,
 }
@@ -56,8 +61,17 @@ enum Mode {
 impl Mode {
     fn name(self) -> &'static str {
         match self {
+            Mode::Floor => "floor (parse only)",
             Mode::Default => "default (aggregate)",
             Mode::EveryPacket => "every packet",
+        }
+    }
+
+    fn config(self) -> ProbeConfig {
+        ProbeConfig {
+            aggregate: self != Mode::EveryPacket,
+            parse_only: self == Mode::Floor,
+            ..ProbeConfig::default()
         }
     }
 }
@@ -90,6 +104,10 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .map_or(Duration::from_micros(500), Duration::from_micros);
+    let rounds = std::env::var("TC_COST_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(ROUNDS);
     let scenario = Scenario::parse(SCENARIO, "<tc_cost scenario>")?;
     let state_dir = std::env::temp_dir().join(format!("tc-cost-{}", std::process::id()));
     let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
@@ -101,21 +119,24 @@ fn main() -> anyhow::Result<()> {
     println!(
         "tc program cost per packet, lab {} ({} rounds x {secs:.1?} per mode, interleaved)",
         lab.prefix(),
-        ROUNDS
+        rounds
     );
     println!(
         "{:<20} {:>5} {:>10} {:>10} {:>7} {:>7} {:>9} {:>9} {:>9}",
         "mode", "round", "packets", "events", "ev/pkt", "lost", "ns/pkt in", "ns/pkt eg", "ns/pkt"
     );
-    let modes = [Mode::Default, Mode::EveryPacket];
-    let mut totals = [Sample::default(); 2];
-    for r in 1..=ROUNDS {
+    let modes = [Mode::Floor, Mode::Default, Mode::EveryPacket];
+    let mut totals = [Sample::default(); 3];
+    for r in 1..=rounds {
         for (i, mode) in modes.into_iter().enumerate() {
-            let cfg = ProbeConfig {
-                aggregate: mode == Mode::Default,
-                ..ProbeConfig::default()
-            };
-            let sample = round(&lab, &scenario, cfg, secs, drain_pause, |_| Ok(()))?;
+            let sample = round(
+                &lab,
+                &scenario,
+                mode.config(),
+                secs,
+                drain_pause,
+                |_| Ok(()),
+            )?;
             row(&sample, mode, &r.to_string());
             if sample.read + sample.lost != sample.events {
                 eprintln!(
@@ -129,7 +150,12 @@ fn main() -> anyhow::Result<()> {
     for (mode, total) in modes.into_iter().zip(&totals) {
         row(total, mode, "all");
     }
-    let (base, every) = (totals[0].ns_all(), totals[1].ns_all());
+    let (floor, base, every) = (totals[0].ns_all(), totals[1].ns_all(), totals[2].ns_all());
+    println!(
+        "default vs floor: {:.2}x ns/packet (+{:.1} ns over parsing alone)",
+        base / floor,
+        base - floor
+    );
     println!(
         "every packet vs default (baseline): {:.2}x ns/packet",
         every / base

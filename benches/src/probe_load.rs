@@ -105,7 +105,6 @@ pub fn round(
     }
     let counters = probe.counters()?;
     let mut sample = Sample {
-        packets: counters.packets,
         events: counters.events_tried,
         lost: counters.events_lost,
         read,
@@ -118,6 +117,8 @@ pub fn round(
         };
         *slot = (p.run_time.as_nanos(), p.run_count);
     }
+    // Each run of a tc program is one packet at one hook.
+    sample.packets = sample.ingress.1 + sample.egress.1;
     drop(probe); // detaches before the next round loads its own
     Ok(sample)
 }

@@ -14,9 +14,12 @@
 //!   [`responses`] reads flows, node-status events, ports and times.
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
 //! - [`observe`]: runs the `observe` binary and returns what it printed.
+//! - [`in_process`]: for tests that load the probe in-process, an enricher
+//!   that knows its interfaces.
 
 pub mod containers;
 pub mod follower;
+pub mod in_process;
 pub mod probe_env;
 pub mod probe_metrics;
 pub mod relay_harness;

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
+use e2e::in_process::enricher_for;
 use flow_probe::enrich::Enricher;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
@@ -297,24 +298,6 @@ fn flows_of(responses: &[GetFlowsResponse]) -> impl Iterator<Item = &Flow> {
         Some(ResponseTypes::Flow(f)) => Some(f),
         _ => None,
     })
-}
-
-/// An enricher that knows the probe's interfaces and the endpoints behind them.
-fn enricher_for(probe: &LoadedProbe, lab: &Lab) -> Enricher {
-    let file = lab.endpoints_file();
-    let mut enricher = Enricher::new("node1", &file);
-    for a in &probe.attached {
-        let ep = file
-            .endpoints
-            .iter()
-            .find(|e| e.interface.as_deref() == Some(a.ifname.as_str()));
-        enricher.add_interface(
-            a.ifindex,
-            &a.ifname,
-            ep.and_then(|e| e.ipv4).map(std::net::IpAddr::V4),
-        );
-    }
-    enricher
 }
 
 /// Packet counts of the events of one trickled flow, seen leaving endpoint a.

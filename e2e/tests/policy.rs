@@ -341,7 +341,9 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
     env.restart_probe();
     let log = std::fs::read_to_string(&env.probe.log).unwrap();
     assert!(
-        log.contains("re-adopted pinned maps [\"FLOWS\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"),
+        log.contains(
+            "re-adopted pinned maps [\"FLOWS4\", \"FLOWS6\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"
+        ),
         "{log}"
     );
     assert!(

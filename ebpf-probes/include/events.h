@@ -15,7 +15,7 @@
 #include <linux/types.h>
 
 enum event_version {
-	EVENT_VERSION = 4,
+	EVENT_VERSION = 5,
 };
 
 enum event_type {
@@ -34,8 +34,8 @@ enum tcp_lifecycle_kind {
 /* Why a flow event was emitted. */
 enum emit_reason {
 	EMIT_NEW_FLOW = 1,   /* first packet of this flow in this direction */
-	EMIT_NEW_FLAGS = 2,  /* TCP flags not yet seen in this direction */
-	EMIT_REPORT = 3,     /* periodic report of a live flow */
+	EMIT_TCP_FLAGS = 2,  /* a TCP flag of the emit mask (SYN, FIN, RST) new in this direction */
+	EMIT_REPORT = 3,     /* periodic report of a live flow (made by flow-probe from FLOWS4/6) */
 	EMIT_PACKET = 4,     /* "every packet" aggregation mode */
 };
 
@@ -106,9 +106,10 @@ struct event_header {
 };
 
 /*
- * Key of the in-kernel flow table: one entry per 5-tuple, interface and hook.
- * IPv4 addresses sit in the first 4 bytes of the 16-byte fields, the rest zero.
- * For ICMP, sport carries the echo identifier and dport is (type << 8 | code).
+ * A flow as a packet saw it, in events: source and destination, ports, the
+ * interface and hook. IPv4 addresses sit in the first 4 bytes of the 16-byte
+ * fields, the rest zero. For ICMP, sport carries the echo identifier and dport
+ * is (type << 8 | code).
  */
 struct flow_key {
 	__u8 saddr[16];
@@ -123,15 +124,48 @@ struct flow_key {
 	__u32 _pad1;
 };
 
-/* Value of the flow table: counters of one direction. */
+/*
+ * Keys of the flow tables (FLOWS4, FLOWS6) and of connection tracking (CT4,
+ * CT6): one entry per connection and interface, both directions. The two ends
+ * are stored in a fixed order (side 0 is the smaller address, then port), so
+ * a packet and its reply find the same entry with one lookup. Addresses in
+ * network byte order, ports in host byte order; for ICMP echo both ports are
+ * the identifier, for other ICMP messages both are zero.
+ */
+struct flow4_key {
+	__u32 addr[2];
+	__u16 port[2];
+	__u32 ifindex;
+	__u8 proto;
+	__u8 _pad0[3];
+};
+
+struct flow6_key {
+	__u8 addr[2][16];
+	__u16 port[2];
+	__u32 ifindex;
+	__u8 proto;
+	__u8 _pad0[3];
+};
+
+/* Value of the flow tables: counters of both sides of a connection on one
+ * interface. Written without atomics: each side is counted by the CPU that
+ * carries its packets (see ARCHITECTURE.md). */
 struct flow_stats {
-	__u64 first_seen_ns;
-	__u64 last_seen_ns;
-	__u64 last_report_ns;
-	__u64 packets;
-	__u64 bytes;
-	__u8 tcp_flags_seen;
-	__u8 is_reply;
+	__u64 packets[2];   /* sent by side 0, side 1 of the key */
+	__u64 bytes[2];
+	__u8 flags[2];      /* TCP flags seen from each side */
+	__u8 opener;        /* the side that opened the connection */
+	__u8 opener_hook;   /* enum hook_point where the opener's packets pass */
+	__u8 resumed;       /* 1: made again for a tracked connection (no first-packet events) */
+	__u8 _pad0[3];
+};
+
+/* Value of connection tracking: who opened a connection that passed an
+ * endpoint's policy. Deleted by flow-probe's garbage collection, never evicted. */
+struct ct_entry {
+	__u8 opener;
+	__u8 opener_hook;
 	__u8 _pad0[6];
 };
 
@@ -139,23 +173,22 @@ struct flow_event {
 	struct event_header hdr;
 	__u64 ktime_ns;        /* bpf_ktime_get_ns() when emitted */
 	struct flow_key key;
-	__u64 first_seen_ns;
 	__u64 packets;         /* this direction, so far */
 	__u64 bytes;
-	__u64 rev_packets;     /* the reverse direction on the same hook pair */
+	__u64 rev_packets;     /* the reverse direction on the same interface */
 	__u64 rev_bytes;
 	__u32 pkt_len;         /* length of the packet that caused the event */
-	__u8 tcp_flags;        /* flags of that packet */
-	__u8 tcp_flags_seen;   /* all flags seen in this direction */
+	__u8 tcp_flags;        /* flags of that packet (of the direction, in a report) */
 	__u8 reason;           /* enum emit_reason */
 	__u8 is_reply;         /* 1 when the reverse direction opened the flow */
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 verdict;          /* enum verdict */
 	__u8 kind;             /* enum event_kind */
-	__u16 drop_reason;     /* enum drop_reason when dropped */
 	__u8 policy_match;     /* enum policy_match when policy decided */
+	__u16 drop_reason;     /* enum drop_reason when dropped */
 	__u8 policy_dir;       /* enum policy_direction when policy decided */
+	__u8 _pad0;
 	__u32 policy_id;       /* the deciding rule's policy, or POLICY_ID_NONE */
 	__u32 remote_identity; /* identity of the peer the policy judged */
 };
@@ -202,7 +235,7 @@ struct policy_value {
 enum stat_index {
 	STAT_EVENTS_TRIED = 0,  /* ring buffer reservations attempted */
 	STAT_EVENTS_LOST = 1,   /* reservations that failed */
-	STAT_PACKETS = 2,       /* packets seen by the tc programs */
+	STAT_CT_FULL = 2,       /* connections not tracked: CT4 or CT6 was full */
 	STAT_MAX = 3,
 };
 

@@ -1,15 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * tc flow probe: one program per direction of an interface. Each packet updates
- * the in-kernel flow table; an event goes to the ring buffer only on a flow's
- * first packet, on TCP flags not yet seen in that direction, on a periodic report,
- * or on every packet when aggregation is off.
+ * tc flow probe: one program per direction of an interface (what each packet
+ * does is in lib/track.h), and the tracepoint programs that report kernel
+ * drops and the TCP lifecycle.
  *
- * On an endpoint's host-side veth it also enforces the endpoint's policy: tc
- * ingress there sees what the endpoint sends (its egress policy), tc egress what
- * it receives (its ingress policy). Only the first packet of a connection is
- * judged; replies and established flows pass on the flow table. A denied packet
- * is dropped (TC_ACT_SHOT) and reported every time; nothing else is ever dropped.
+ * On an endpoint's host-side veth the tc programs also enforce the endpoint's
+ * policy: tc ingress there sees what the endpoint sends (its egress policy),
+ * tc egress what it receives (its ingress policy).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -17,6 +14,8 @@
 #include "events.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
+#include "lib/flow_key.h"
+#include "lib/track.h"
 #include "lib/policy.h"
 #include "lib/drops.h"
 #include "lib/lifecycle.h"
@@ -32,174 +31,40 @@ struct policy_key *btf_anchor_policy_key __attribute__((unused));
 struct policy_value *btf_anchor_policy_value __attribute__((unused));
 struct tcp_lifecycle_event *btf_anchor_tcp_lifecycle_event __attribute__((unused));
 
-/* Tunables, set by flow-probe at load time. */
-const volatile __u32 aggregate = 1;            /* 0: an event for every packet */
-const volatile __u64 report_interval_ns = 0;   /* 0: no periodic reports */
-/* Wake the reader only once this much is pending: a wake-up per event costs more
- * than the rest of the program (an IPI), and flow-probe also drains on a timer. */
-const volatile __u64 wakeup_bytes = 32768;
-
-static __always_inline void reverse_key(const struct flow_key *k, struct flow_key *r)
-{
-	__builtin_memcpy(r->saddr, k->daddr, 16);
-	__builtin_memcpy(r->daddr, k->saddr, 16);
-	r->proto = k->proto;
-	r->family = k->family;
-	r->ifindex = k->ifindex;
-	r->hook = k->hook == HOOK_TC_INGRESS ? HOOK_TC_EGRESS : HOOK_TC_INGRESS;
-	r->_pad0 = 0;
-	r->_pad1 = 0;
-	if (k->proto == IPPROTO_ICMP || k->proto == IPPROTO_ICMPV6) {
-		/* Echo request and reply share the identifier; the type flips. */
-		__u8 t = k->dport >> 8;
-		__u8 rt = t == 8 ? 0 : t == 0 ? 8 : t == 128 ? 129 : t == 129 ? 128 : 255;
-
-		r->sport = k->sport;
-		r->dport = (__u16)rt << 8;
-	} else {
-		r->sport = k->dport;
-		r->dport = k->sport;
-	}
-}
-
-/* Whether this new flow answers one the other side opened. */
-static __always_inline __u8 opened_by_peer(const struct packet_info *info)
-{
-	const struct flow_key *k = &info->key;
-	struct flow_key rk = {};
-
-	switch (k->proto) {
-	case IPPROTO_TCP:
-		/* SYN without ACK opens; SYN+ACK answers. */
-		if ((info->tcp_flags & 0x12) == 0x02)
-			return 0;
-		if ((info->tcp_flags & 0x12) == 0x12)
-			return 1;
-		break;
-	case IPPROTO_ICMP:
-		return info->icmp_type == 0; /* echo reply */
-	case IPPROTO_ICMPV6:
-		return info->icmp_type == 129; /* echo reply */
-	}
-	reverse_key(k, &rk);
-	return bpf_map_lookup_elem(&FLOWS, &rk) != NULL;
-}
-
-static __always_inline void emit(struct __sk_buff *skb, const struct packet_info *info,
-				 const struct flow_stats *st, __u8 reason, __u64 now,
-				 const struct policy_decision *d)
-{
-	struct flow_event *ev;
-	struct flow_key rk = {};
-	struct flow_stats *rev;
-
-	ev = reserve_event(sizeof(*ev), EVENT_FLOW);
-	if (!ev)
-		return;
-	ev->ktime_ns = now;
-	ev->key = info->key;
-	ev->first_seen_ns = st->first_seen_ns;
-	ev->packets = st->packets;
-	ev->bytes = st->bytes;
-	ev->pkt_len = skb->len;
-	ev->tcp_flags = info->tcp_flags;
-	ev->tcp_flags_seen = st->tcp_flags_seen;
-	ev->reason = reason;
-	ev->is_reply = st->is_reply;
-	ev->icmp_type = info->icmp_type;
-	ev->icmp_code = info->icmp_code;
-	ev->verdict = d->verdict;
-	ev->kind = d->kind;
-	ev->drop_reason = d->drop_reason;
-	ev->policy_match = d->match;
-	ev->policy_dir = d->direction;
-	ev->policy_id = d->policy_id;
-	ev->remote_identity = d->remote_identity;
-	reverse_key(&info->key, &rk);
-	rev = bpf_map_lookup_elem(&FLOWS, &rk);
-	if (rev) {
-		ev->rev_packets = rev->packets;
-		ev->rev_bytes = rev->bytes;
-	}
-	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-				   BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
-}
-
-/* Judges the first packet of a connection on an endpoint's interface. */
-static __always_inline void judge(const struct packet_info *info, struct policy_decision *d)
-{
-	const struct flow_key *k = &info->key;
-	struct endpoint_info *ep = bpf_map_lookup_elem(&ENDPOINTS, &k->ifindex);
-	/* tc ingress of the host-side veth carries what the endpoint sends. */
-	int sent = k->hook == HOOK_TC_INGRESS;
-	__u16 dport = k->proto == IPPROTO_TCP || k->proto == IPPROTO_UDP ? k->dport : 0;
-
-	if (!ep)
-		return;
-	/* Neighbour discovery and multicast listener messages keep IPv6 working;
-	 * like ARP for IPv4, policy does not apply to them. */
-	if (k->proto == IPPROTO_ICMPV6 && ((info->icmp_type >= 130 && info->icmp_type <= 137) ||
-					  info->icmp_type == 143))
-		return;
-	policy_decide(ep, sent ? POLICY_EGRESS : POLICY_INGRESS,
-		      identity_of(sent ? k->daddr : k->saddr, k->family), dport, k->proto, d);
-}
+/* 1: parse the packet and return, nothing else. The cost benchmark's floor;
+ * the verifier prunes whatever this constant makes dead. */
+const volatile __u32 parse_only = 0;
 
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
-	struct packet_info info = {};
-	struct policy_decision d = { .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
-	struct flow_stats *st;
-	__u64 now = bpf_ktime_get_ns();
-	__u8 reason = 0;
+	struct pkt p = {};
+	struct sighting s = { .p = &p, .hook = hook };
+	const void *data, *end;
 
-	stat_add(STAT_PACKETS, 1);
-	if (parse_packet(skb, &info) < 0)
-		return TC_ACT_UNSPEC;
-	info.key.hook = hook;
-	info.key.ifindex = skb->ifindex;
+	pull_headers(skb);
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	p.len = skb->len;
+	s.ifindex = skb->ifindex;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		const struct iphdr *ip = parse_ipv4(data, end, &p);
+		struct flow4_key k;
 
-	st = bpf_map_lookup_elem(&FLOWS, &info.key);
-	if (!st) {
-		struct flow_stats fresh = {
-			.first_seen_ns = now,
-			.last_seen_ns = now,
-			.last_report_ns = now,
-			.packets = 1,
-			.bytes = skb->len,
-			.tcp_flags_seen = info.tcp_flags,
-			.is_reply = opened_by_peer(&info),
-		};
-
-		if (!fresh.is_reply)
-			judge(&info, &d);
-		if (d.verdict == VERDICT_DROPPED) {
-			/* Not remembered: the next attempt is judged again. */
-			d.kind = KIND_DROP;
-			emit(skb, &info, &fresh, EMIT_NEW_FLOW, now, &d);
-			return TC_ACT_SHOT;
-		}
-		bpf_map_update_elem(&FLOWS, &info.key, &fresh, BPF_NOEXIST);
-		st = bpf_map_lookup_elem(&FLOWS, &info.key);
-		if (!st)
+		if (!ip || parse_only)
 			return TC_ACT_UNSPEC;
-		reason = EMIT_NEW_FLOW;
-	} else {
-		__sync_fetch_and_add(&st->packets, 1);
-		__sync_fetch_and_add(&st->bytes, skb->len);
-		st->last_seen_ns = now;
-		if (info.tcp_flags & ~st->tcp_flags_seen) {
-			st->tcp_flags_seen |= info.tcp_flags;
-			reason = EMIT_NEW_FLAGS;
-		} else if (report_interval_ns && now - st->last_report_ns >= report_interval_ns) {
-			reason = EMIT_REPORT;
-		}
+		s.side = key4(&k, ip, &p, s.ifindex);
+		s.key = &k;
+		return track(&s, 4);
 	}
-	if (!reason && !aggregate)
-		reason = EMIT_PACKET;
-	if (reason) {
-		st->last_report_ns = now;
-		emit(skb, &info, st, reason, now, &d);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		const struct ipv6hdr *ip6 = parse_ipv6(data, end, &p);
+		struct flow6_key k;
+
+		if (!ip6 || parse_only)
+			return TC_ACT_UNSPEC;
+		s.side = key6(&k, ip6, &p, s.ifindex);
+		s.key = &k;
+		return track(&s, 6);
 	}
 	return TC_ACT_UNSPEC;
 }
@@ -220,7 +85,7 @@ int tc_egress(struct __sk_buff *skb)
 SEC("tracepoint/skb/kfree_skb")
 int kfree_skb(void *ctx)
 {
-	struct packet_info info = {};
+	struct drop_info info = {};
 	struct flow_event *ev;
 	struct sk_buff *skb = NULL;
 	__u32 reason = 0;

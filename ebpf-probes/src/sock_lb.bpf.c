@@ -21,7 +21,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "events.h"
-#include "lib/maps.h"
+#include "lib/ring.h"
 #include "lib/lb.h"
 
 #ifndef ECONNREFUSED

@@ -14,6 +14,8 @@
 //!   endpoint set; lost-event counts become records in the stream.
 //!   [`flow_builder`] builds what every flow shares (time, UUID, node, IP,
 //!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
+//!   On timers it reads the kernel's flow tables for [`tables`]: periodic
+//!   reports and the garbage collection of connection tracking.
 //! - [`observer_runtime::store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
 //! - [`server`]: the `observer.Observer` gRPC service over the store, served
@@ -42,3 +44,4 @@ pub mod policy_watch;
 pub mod server;
 pub mod services;
 pub mod sources;
+pub mod tables;

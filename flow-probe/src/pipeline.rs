@@ -1,5 +1,7 @@
 //! Kernel → store: drains the ring buffer, decodes, enriches and keeps flows, and
 //! turns the kernel's lost-event counter into lost-event records in the stream.
+//! On their own timers it reads the flow tables for periodic reports and the
+//! garbage collection of connection tracking (`crate::tables`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use crate::enrich::Enricher;
 use crate::kernel::events::{self, Event};
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
+use crate::tables::{self, Collector, Reporter};
 use observer_runtime::store::FlowStore;
 
 /// How often the reader drains the ring buffer without a wake-up from the kernel,
@@ -47,26 +50,10 @@ impl Pipeline {
         self.unix_offset_ns = sysfs::monotonic_to_unix_offset_ns();
     }
 
+    /// Decodes one ring-buffer record and keeps its flow.
     pub fn ingest(&mut self, record: &[u8]) {
         match events::decode(record) {
-            Ok(event) => {
-                let flow = match event {
-                    Event::Flow(ev) => self.enricher.flow(&ev, self.unix_offset_ns),
-                    Event::SockXlate(ev) => self.enricher.sock_flow(&ev, self.unix_offset_ns),
-                    Event::TcpLifecycle(ev) => {
-                        self.enricher.tcp_lifecycle_flow(&ev, self.unix_offset_ns)
-                    }
-                };
-                if let Some(m) = &self.metrics {
-                    m.flow(&flow);
-                }
-                let response = GetFlowsResponse {
-                    node_name: flow.node_name.clone(),
-                    time: flow.time,
-                    response_types: Some(ResponseTypes::Flow(flow)),
-                };
-                self.store.push(response);
-            }
+            Ok(event) => self.ingest_event(&event),
             Err(e) => {
                 self.decode_errors += 1;
                 if let Some(m) = &self.metrics {
@@ -80,6 +67,24 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Enriches and keeps one event (from the ring, or a report).
+    pub fn ingest_event(&mut self, event: &Event) {
+        let flow = match event {
+            Event::Flow(ev) => self.enricher.flow(ev, self.unix_offset_ns),
+            Event::SockXlate(ev) => self.enricher.sock_flow(ev, self.unix_offset_ns),
+            Event::TcpLifecycle(ev) => self.enricher.tcp_lifecycle_flow(ev, self.unix_offset_ns),
+        };
+        if let Some(m) = &self.metrics {
+            m.flow(&flow);
+        }
+        let response = GetFlowsResponse {
+            node_name: flow.node_name.clone(),
+            time: flow.time,
+            response_types: Some(ResponseTypes::Flow(flow)),
+        };
+        self.store.push(response);
     }
 
     /// Records that `n` events were lost at `source`.
@@ -118,7 +123,21 @@ pub async fn run(
     let ring: RingBuf<MapData> = probe
         .take_ring()
         .context("the ring buffer is already being read")?;
+    let tables = probe.take_flow_tables();
     let stats = &probe.stats;
+    let report_every = probe.config.report_interval;
+    let mut reporter = Reporter::new();
+    let mut collector = Collector::new(probe.config.gc);
+    // A timer that never fires stands in for reports that are off.
+    let mut report_timer = tokio::time::interval(if report_every.is_zero() {
+        Duration::from_secs(86_400)
+    } else {
+        report_every
+    });
+    report_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reporting = !report_every.is_zero() && tables.is_some();
+    let mut gc_timer = tokio::time::interval(probe.config.gc.interval);
+    gc_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The AsyncFd owns the ring, so the fd outlives its registration.
     #[expect(deprecated, reason = "the owned fd makes the I/O-safety concern moot")]
     let mut ring = AsyncFd::new(ring)?;
@@ -138,6 +157,20 @@ pub async fn run(
             _ = ticker.tick() => {
                 pipeline.refresh_clock();
                 lost_seen = report_lost(stats, &pipeline, lost_seen)?;
+            }
+            _ = report_timer.tick(), if reporting => {
+                // Events first: a report follows what the kernel already said.
+                drain(ring.get_mut(), &mut pipeline);
+                if let Some(t) = &tables {
+                    for ev in tables::report(t, &mut reporter) {
+                        pipeline.ingest_event(&Event::Flow(ev));
+                    }
+                }
+            }
+            _ = gc_timer.tick(), if tables.is_some() => {
+                if let Some(t) = &tables {
+                    tables::collect(t, &mut collector);
+                }
             }
             () = &mut shutdown => break,
         }

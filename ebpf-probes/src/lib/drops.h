@@ -116,8 +116,16 @@ static __always_inline int take_token(__u64 now)
 	return 1;
 }
 
+/* What a drop event says about the dropped packet. */
+struct drop_info {
+	struct flow_key key;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+};
+
 /* Reads addresses and ports of the dropped packet; 0 on success. */
-static __always_inline int skb_flow_key(struct sk_buff *skb, struct packet_info *info)
+static __always_inline int skb_flow_key(struct sk_buff *skb, struct drop_info *info)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 nh = BPF_CORE_READ(skb, network_header);

@@ -20,14 +20,18 @@ struct policy_decision {
 	__u32 remote_identity;
 };
 
-static __always_inline __u32 identity_of(const __u8 *addr, __u8 family)
+/* The identity of an address (4 bytes for IPv4, 16 for IPv6). */
+static __always_inline __u32 identity_of(const void *addr, __u8 family)
 {
 	struct ipcache_key k = {};
 	struct ipcache_value *v;
 
 	k.family = family;
 	k.prefixlen = 32 + (family == 6 ? 128 : 32);
-	__builtin_memcpy(k.addr, addr, 16);
+	if (family == 6)
+		__builtin_memcpy(k.addr, addr, 16);
+	else
+		__builtin_memcpy(k.addr, addr, 4);
 	v = bpf_map_lookup_elem(&IPCACHE, &k);
 	return v ? v->identity : IDENTITY_WORLD;
 }

@@ -97,7 +97,7 @@ fn event(hook: u8, ifindex: u32, proto: u8, src: &str, dst: &str, ports: (u16, u
         hdr: EventHeader {
             r#type: EVENT_FLOW,
             version: EVENT_VERSION,
-            len: 128,
+            len: 120,
             _pad0: 0,
         },
         ktime_ns: KTIME,
@@ -112,7 +112,6 @@ fn event(hook: u8, ifindex: u32, proto: u8, src: &str, dst: &str, ports: (u16, u
             ifindex,
             ..Default::default()
         },
-        first_seen_ns: KTIME - 1_000,
         bytes: REQUESTS.0,
         packets: REQUESTS.1,
         rev_bytes: REPLIES.0,
@@ -132,7 +131,6 @@ const SYN_ACK: u8 = 0x12;
 fn syn(hook: u8, ifindex: u32) -> FlowEvent {
     FlowEvent {
         tcp_flags: SYN,
-        tcp_flags_seen: SYN,
         ..event(
             hook,
             ifindex,
@@ -156,7 +154,6 @@ fn syn_ack(hook: u8, ifindex: u32) -> FlowEvent {
     );
     FlowEvent {
         tcp_flags: SYN_ACK,
-        tcp_flags_seen: SYN_ACK,
         is_reply: 1,
         bytes: REPLIES.0,
         packets: REPLIES.1,

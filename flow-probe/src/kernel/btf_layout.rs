@@ -262,15 +262,15 @@ mod tests {
                 *at -= 8;
             }
         }
-        ev.size = 120;
+        ev.size = 112;
         layouts.retain(|l| l.name == "flow_event");
         let err = check(&flow_btf(), &layouts, MIRRORED_ENUMS).unwrap_err();
         assert_eq!(
             err.to_string(),
             "event layout mismatch between the probe object and flow-probe:\n  \
-             struct flow_event: size is 128 bytes in C, 120 in Rust\n  \
-             struct flow_event: field rev_packets is at 88 in C, missing in Rust\n  \
-             struct flow_event: field rev_bytes is at 96 in C, 88 in Rust"
+             struct flow_event: size is 120 bytes in C, 112 in Rust\n  \
+             struct flow_event: field rev_packets is at 80 in C, missing in Rust\n  \
+             struct flow_event: field rev_bytes is at 88 in C, 80 in Rust"
         );
         let missing = [Layout {
             name: "no_such_struct",
@@ -326,14 +326,14 @@ mod tests {
 
     #[test]
     fn a_wrong_event_version_fails_loudly() {
-        let v5 = EnumMirror {
+        let v6 = EnumMirror {
             name: "event_version",
-            members: &[("EVENT_VERSION", 5)],
+            members: &[("EVENT_VERSION", 6)],
         };
-        let err = check(&flow_btf(), &[], &enums_with("event_version", Some(v5))).unwrap_err();
+        let err = check(&flow_btf(), &[], &enums_with("event_version", Some(v6))).unwrap_err();
         assert_eq!(
             mismatch_of(err),
-            ["enum event_version: EVENT_VERSION is 4 in C, 5 in Rust"]
+            ["enum event_version: EVENT_VERSION is 5 in C, 6 in Rust"]
         );
     }
 

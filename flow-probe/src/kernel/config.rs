@@ -1,24 +1,39 @@
-//! How the probes are loaded: ring and table sizes, aggregation, the namespaces
-//! to attach in and watch, the load balancer's cgroup, and whether pins outlive
-//! the process. Read by `loader` and `sock_lb`.
+//! How the probes are loaded: ring and table sizes, aggregation and the events
+//! it keeps, periodic reports and the garbage collection of connection
+//! tracking, the namespaces to attach in and watch, the load balancer's cgroup,
+//! and whether pins outlive the process. Read by `loader`, `sock_lb` and the
+//! pipeline (reports and collection run there).
 
 use std::time::Duration;
 
 /// How the tc flow probe is loaded.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
-    /// Aggregate in the kernel (events on new flows and new TCP flags only); false
-    /// sends an event per packet, for debugging.
+    /// Aggregate in the kernel (events on a flow's first packet per direction,
+    /// verdicts, drops and the TCP flags of `emit_tcp_flags`); false sends an
+    /// event per packet, for debugging.
     pub aggregate: bool,
-    /// Periodic report of live flows; zero disables it.
+    /// TCP flags whose first appearance in a direction is an event (bits as
+    /// in the TCP header: FIN 0x01, SYN 0x02, RST 0x04, ...).
+    pub emit_tcp_flags: u8,
+    /// Periodic report of live flows, read from the flow tables by
+    /// flow-probe; zero disables it.
     pub report_interval: Duration,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ringbuf_bytes: u32,
     /// The kernel wakes the reader once this many bytes are pending; below that,
     /// the reader's timer drains the ring (see `pipeline::DRAIN_INTERVAL`).
     pub wakeup_bytes: u64,
-    /// Capacity of the in-kernel flow table.
+    /// Capacity of each in-kernel flow table (`FLOWS4`, `FLOWS6`; LRU).
     pub flow_table_entries: u32,
+    /// Capacity of each connection-tracking table (`CT4`, `CT6`; never
+    /// evicted, garbage-collected by flow-probe).
+    pub ct_entries: u32,
+    /// When tracked connections are forgotten.
+    pub gc: GcConfig,
+    /// Load programs that parse each packet and return, nothing else: the
+    /// floor of the cost benchmark. Nothing is observed or enforced.
+    pub parse_only: bool,
     /// Network namespace (an `ip netns` name) whose interfaces to attach to.
     pub netns: Option<String>,
     /// Network namespaces (`ip netns` names) whose kernel drops are reported: the
@@ -33,14 +48,51 @@ pub struct ProbeConfig {
     pub lb_cgroup: Option<std::path::PathBuf>,
 }
 
+/// TCP flag bits.
+pub mod tcp_flag {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+}
+
+/// Garbage collection of connection tracking (see `crate::tables::gc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcConfig {
+    /// How often the tables are read.
+    pub interval: Duration,
+    /// How long a closed connection (a RST, or a FIN from each side) stays,
+    /// for its last packets.
+    pub close_grace: Duration,
+    /// How long a TCP connection both sides have spoken in may stay idle.
+    pub tcp_idle: Duration,
+    /// How long anything else (UDP, ICMP, a TCP connection never answered)
+    /// may stay idle.
+    pub other_idle: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            interval: Duration::from_secs(2),
+            close_grace: Duration::from_secs(10),
+            tcp_idle: Duration::from_secs(6 * 3600),
+            other_idle: Duration::from_secs(60),
+        }
+    }
+}
+
 impl Default for ProbeConfig {
     fn default() -> Self {
         ProbeConfig {
             aggregate: true,
+            emit_tcp_flags: tcp_flag::FIN | tcp_flag::SYN | tcp_flag::RST,
             report_interval: Duration::from_secs(0),
             ringbuf_bytes: 4 << 20,
             wakeup_bytes: 32 << 10,
             flow_table_entries: 65_536,
+            ct_entries: 262_144,
+            gc: GcConfig::default(),
+            parse_only: false,
             netns: None,
             drop_netns: Vec::new(),
             persist: false,

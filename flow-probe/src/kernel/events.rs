@@ -46,25 +46,69 @@ pub struct FlowEvent {
     pub hdr: EventHeader,
     pub ktime_ns: u64,
     pub key: FlowKey,
-    pub first_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
     pub rev_packets: u64,
     pub rev_bytes: u64,
     pub pkt_len: u32,
     pub tcp_flags: u8,
-    pub tcp_flags_seen: u8,
     pub reason: u8,
     pub is_reply: u8,
     pub icmp_type: u8,
     pub icmp_code: u8,
     pub verdict: u8,
     pub kind: u8,
-    pub drop_reason: u16,
     pub policy_match: u8,
+    pub drop_reason: u16,
     pub policy_dir: u8,
+    pub _pad0: u8,
     pub policy_id: u32,
     pub remote_identity: u32,
+}
+
+/// `FLOWS4` / `CT4` key: a connection on one interface, its ends in a fixed
+/// order (side 0, side 1); addresses in network byte order.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flow4Key {
+    pub addr: [[u8; 4]; 2],
+    pub port: [u16; 2],
+    pub ifindex: u32,
+    pub proto: u8,
+    pub _pad0: [u8; 3],
+}
+
+/// `FLOWS6` / `CT6` key.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Flow6Key {
+    pub addr: [[u8; 16]; 2],
+    pub port: [u16; 2],
+    pub ifindex: u32,
+    pub proto: u8,
+    pub _pad0: [u8; 3],
+}
+
+/// `FLOWS4` / `FLOWS6` value: both sides' counters of a connection.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+    pub flags: [u8; 2],
+    pub opener: u8,
+    pub opener_hook: u8,
+    pub resumed: u8,
+    pub _pad0: [u8; 3],
+}
+
+/// `CT4` / `CT6` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtEntry {
+    pub opener: u8,
+    pub opener_hook: u8,
+    pub _pad0: [u8; 6],
 }
 
 /// `ENDPOINTS` value, keyed by host-side ifindex.
@@ -247,6 +291,14 @@ const _: () = assert!(size_of::<LbRevnat>() == 24);
 // SAFETY: plain data, integers and byte arrays only, no padding the compiler adds.
 unsafe impl aya::Pod for EndpointInfo {}
 // SAFETY: as above.
+unsafe impl aya::Pod for Flow4Key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Flow6Key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowStats {}
+// SAFETY: as above.
+unsafe impl aya::Pod for CtEntry {}
+// SAFETY: as above.
 unsafe impl aya::Pod for IpcacheAddr {}
 // SAFETY: as above.
 unsafe impl aya::Pod for IpcacheValue {}
@@ -257,7 +309,11 @@ unsafe impl aya::Pod for PolicyValue {}
 
 const _: () = assert!(size_of::<EventHeader>() == 8);
 const _: () = assert!(size_of::<FlowKey>() == 48);
-const _: () = assert!(size_of::<FlowEvent>() == 128);
+const _: () = assert!(size_of::<FlowEvent>() == 120);
+const _: () = assert!(size_of::<Flow4Key>() == 20);
+const _: () = assert!(size_of::<Flow6Key>() == 44);
+const _: () = assert!(size_of::<FlowStats>() == 40);
+const _: () = assert!(size_of::<CtEntry>() == 8);
 const _: () = assert!(size_of::<EndpointInfo>() == 12);
 const _: () = assert!(size_of::<IpcacheKey>() == 24);
 const _: () = assert!(size_of::<IpcacheAddr>() == size_of::<IpcacheKey>() - 4);
@@ -292,14 +348,25 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             ifindex => "ifindex", _pad1 => "_pad1",
         ]),
         layout!("flow_event", FlowEvent, [
-            hdr => "hdr", ktime_ns => "ktime_ns", key => "key", first_seen_ns => "first_seen_ns",
-            packets => "packets", bytes => "bytes", rev_packets => "rev_packets",
-            rev_bytes => "rev_bytes", pkt_len => "pkt_len", tcp_flags => "tcp_flags",
-            tcp_flags_seen => "tcp_flags_seen", reason => "reason", is_reply => "is_reply",
-            icmp_type => "icmp_type", icmp_code => "icmp_code", verdict => "verdict", kind => "kind",
-            drop_reason => "drop_reason", policy_match => "policy_match", policy_dir => "policy_dir",
+            hdr => "hdr", ktime_ns => "ktime_ns", key => "key", packets => "packets",
+            bytes => "bytes", rev_packets => "rev_packets", rev_bytes => "rev_bytes",
+            pkt_len => "pkt_len", tcp_flags => "tcp_flags", reason => "reason",
+            is_reply => "is_reply", icmp_type => "icmp_type", icmp_code => "icmp_code",
+            verdict => "verdict", kind => "kind", policy_match => "policy_match",
+            drop_reason => "drop_reason", policy_dir => "policy_dir", _pad0 => "_pad0",
             policy_id => "policy_id", remote_identity => "remote_identity",
         ]),
+        layout!("flow4_key", Flow4Key, [
+            addr => "addr", port => "port", ifindex => "ifindex", proto => "proto", _pad0 => "_pad0",
+        ]),
+        layout!("flow6_key", Flow6Key, [
+            addr => "addr", port => "port", ifindex => "ifindex", proto => "proto", _pad0 => "_pad0",
+        ]),
+        layout!("flow_stats", FlowStats, [
+            packets => "packets", bytes => "bytes", flags => "flags", opener => "opener",
+            opener_hook => "opener_hook", resumed => "resumed", _pad0 => "_pad0",
+        ]),
+        layout!("ct_entry", CtEntry, [opener => "opener", opener_hook => "opener_hook", _pad0 => "_pad0"]),
         layout!("endpoint_info", EndpointInfo, [
             endpoint_id => "endpoint_id", identity => "identity", ingress => "ingress", egress => "egress", _pad0 => "_pad0",
         ]),

@@ -22,6 +22,7 @@ use super::btf_layout;
 pub use super::config::ProbeConfig;
 use super::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, stat};
 use super::features::KernelFeatures;
+use super::flow_tables::{CT_MAPS, FLOW_MAPS, FlowTables};
 use super::objects::FLOW_OBJECT;
 use super::pins;
 use super::sysfs;
@@ -51,6 +52,11 @@ pub struct LoadedProbe {
     pub kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     /// Taken by the policy syncer with [`LoadedProbe::take_datapath`].
     datapath: Option<DatapathMaps>,
+    /// Taken by the pipeline (reports, garbage collection) with
+    /// [`LoadedProbe::take_flow_tables`].
+    flow_tables: Option<FlowTables>,
+    /// What it was loaded with.
+    pub config: ProbeConfig,
     /// The socket load balancer, when `ProbeConfig::lb_cgroup` is set.
     pub lb: Option<super::sock_lb::LoadedLb>,
     /// Requests to the owner thread: attach, detach, shut down.
@@ -76,6 +82,7 @@ struct Started {
     ids: Vec<(&'static str, u32)>,
     adopted: Vec<&'static str>,
     datapath: DatapathMaps,
+    flow_tables: FlowTables,
     drop_reasons: std::collections::BTreeMap<u32, String>,
 }
 
@@ -84,7 +91,8 @@ struct Started {
 pub struct KernelCounters {
     pub events_tried: u64,
     pub events_lost: u64,
-    pub packets: u64,
+    /// Connections not tracked because CT4 or CT6 was full.
+    pub ct_full: u64,
 }
 
 impl LoadedProbe {
@@ -152,6 +160,7 @@ impl LoadedProbe {
                         ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").context("map IPCACHE")?)?,
                         policy: BpfHashMap::try_from(ebpf.take_map("POLICY").context("map POLICY")?)?,
                     };
+                    let flow_tables = FlowTables::take_from(&mut ebpf)?;
                     let mut ids = Vec::new();
                     for name in PROGRAMS {
                         let prog: &SchedClassifier =
@@ -159,7 +168,7 @@ impl LoadedProbe {
                         ids.push((name, prog.info()?.id()));
                     }
                     let drop_reasons = drops.map(|f| f.symbols).unwrap_or_default();
-                    anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath, drop_reasons }))
+                    anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath, flow_tables, drop_reasons }))
                 })();
                 match loaded {
                     Ok((mut ebpf, dir, started)) => {
@@ -197,6 +206,8 @@ impl LoadedProbe {
             kernel_drop_reasons: started.drop_reasons,
             datapath: Some(started.datapath),
             commands: commands_tx,
+            flow_tables: Some(started.flow_tables),
+            config: lb_cfg.clone(),
             owner: Some(owner),
             lb: None,
         };
@@ -220,6 +231,11 @@ impl LoadedProbe {
     /// The datapath maps; `None` once taken.
     pub fn take_datapath(&mut self) -> Option<DatapathMaps> {
         self.datapath.take()
+    }
+
+    /// The flow tables and connection tracking; `None` once taken.
+    pub fn take_flow_tables(&mut self) -> Option<FlowTables> {
+        self.flow_tables.take()
     }
 
     /// The ring buffer of events; `None` once taken.
@@ -256,7 +272,7 @@ pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> anyhow::Result<Kernel
     Ok(KernelCounters {
         events_tried: sum(stat::EVENTS_TRIED)?,
         events_lost: sum(stat::EVENTS_LOST)?,
-        packets: sum(stat::PACKETS)?,
+        ct_full: sum(stat::CT_FULL)?,
     })
 }
 
@@ -311,12 +327,13 @@ fn load(
     let (skbaddr_off, reason_off, benign_lo, benign_hi) =
         drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));
     let aggregate = u32::from(cfg.aggregate);
-    let interval = u64::try_from(cfg.report_interval.as_nanos()).unwrap_or(u64::MAX);
+    let parse_only = u32::from(cfg.parse_only);
     // A ring smaller than the threshold must still wake the reader before it fills.
     let wakeup = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 2);
     let mut ebpf = EbpfLoader::new()
         .override_global("aggregate", &aggregate, true)
-        .override_global("report_interval_ns", &interval, true)
+        .override_global("emit_tcp_flags", &cfg.emit_tcp_flags, true)
+        .override_global("parse_only", &parse_only, true)
         .override_global("wakeup_bytes", &wakeup, true)
         .override_global("kfree_skbaddr_off", &skbaddr_off, true)
         .override_global("kfree_reason_off", &reason_off, true)
@@ -324,7 +341,10 @@ fn load(
         .override_global("benign_reasons_hi", &benign_hi, true)
         .override_global("filter_netns", &filter_netns, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
-        .map_max_entries("FLOWS", cfg.flow_table_entries)
+        .map_max_entries(FLOW_MAPS[0], cfg.flow_table_entries)
+        .map_max_entries(FLOW_MAPS[1], cfg.flow_table_entries)
+        .map_max_entries(CT_MAPS[0], cfg.ct_entries)
+        .map_max_entries(CT_MAPS[1], cfg.ct_entries)
         .default_map_pin_directory(pin_dir)
         .load(FLOW_OBJECT)
         .context("loading the tc flow probe")?;

@@ -5,14 +5,17 @@
 //! loading with a `config`: `loader` attaches the tc probe (pins in `pins`,
 //! tracepoints in `tracepoints`) and starts `sock_lb`, the socket load
 //! balancer; while the probe runs, `attacher` attaches to interfaces that
-//! come and go (containers).
+//! come and go (containers). `flow_tables` reads and deletes the flow tables
+//! and connection tracking in batches (`batch`: the raw `bpf(2)` calls).
 
 pub mod attacher;
+pub mod batch;
 pub mod btf;
 pub mod btf_layout;
 pub mod config;
 pub mod events;
 pub mod features;
+pub mod flow_tables;
 pub mod loader;
 pub mod objects;
 pub mod pins;

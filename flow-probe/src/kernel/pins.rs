@@ -1,5 +1,5 @@
 //! What the probe leaves in bpffs so that enforcement outlives the process: the
-//! policy and flow maps (pinned by name by the loader) and one tcx link per
+//! policy, flow and connection-tracking maps (pinned by name by the loader) and one tcx link per
 //! interface and direction. A restarted probe re-adopts them: it reuses the maps
 //! with their content and swaps its new program into each pinned link
 //! atomically, so no packet ever passes unjudged.
@@ -15,7 +15,15 @@ use aya::programs::{
 pub use cluster_spec::pins::{PIN_ROOT, pin_dir};
 
 /// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
-pub const PINNED_MAPS: [&str; 4] = ["FLOWS", "ENDPOINTS", "IPCACHE", "POLICY"];
+pub const PINNED_MAPS: [&str; 7] = [
+    "FLOWS4",
+    "FLOWS6",
+    "CT4",
+    "CT6",
+    "ENDPOINTS",
+    "IPCACHE",
+    "POLICY",
+];
 
 /// Creates a pin folder, mounting bpffs first when the folder lives there, so
 /// every caller (the agent, tests, benchmarks) works on a machine without it.

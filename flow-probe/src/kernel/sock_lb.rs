@@ -97,7 +97,6 @@ impl LoadedLb {
         // Same sizes as the tc object, which shares these maps through their pins.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("EVENTS", cfg.ringbuf_bytes)
-            .map_max_entries("FLOWS", cfg.flow_table_entries)
             .default_map_pin_directory(pin_dir)
             .load(SOCK_LB_OBJECT)
             .context("loading the socket load balancer")?;

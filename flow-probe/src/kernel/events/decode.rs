@@ -114,28 +114,22 @@ pub fn encode_flow(ev: &FlowEvent) -> Vec<u8> {
     out.extend([k.proto, k.family, k.hook, k._pad0]);
     out.extend(k.ifindex.to_ne_bytes());
     out.extend(k._pad1.to_ne_bytes());
-    for v in [
-        ev.first_seen_ns,
-        ev.packets,
-        ev.bytes,
-        ev.rev_packets,
-        ev.rev_bytes,
-    ] {
+    for v in [ev.packets, ev.bytes, ev.rev_packets, ev.rev_bytes] {
         out.extend(v.to_ne_bytes());
     }
     out.extend(ev.pkt_len.to_ne_bytes());
     out.extend([
         ev.tcp_flags,
-        ev.tcp_flags_seen,
         ev.reason,
         ev.is_reply,
         ev.icmp_type,
         ev.icmp_code,
         ev.verdict,
         ev.kind,
+        ev.policy_match,
     ]);
     out.extend(ev.drop_reason.to_ne_bytes());
-    out.extend([ev.policy_match, ev.policy_dir]);
+    out.extend([ev.policy_dir, ev._pad0]);
     out.extend(ev.policy_id.to_ne_bytes());
     out.extend(ev.remote_identity.to_ne_bytes());
     out
@@ -195,7 +189,7 @@ mod tests {
             hdr: EventHeader {
                 r#type: EVENT_FLOW,
                 version: EVENT_VERSION,
-                len: 128,
+                len: 120,
                 _pad0: 0,
             },
             ktime_ns: 42,
@@ -244,34 +238,34 @@ mod tests {
     fn a_record_cut_short_or_padded_is_refused_by_its_len() {
         let bytes = encode_flow(&sample());
         let err = decode(&bytes[..100]).unwrap_err();
-        assert_eq!(err, DecodeError::Len { len: 128, got: 100 });
+        assert_eq!(err, DecodeError::Len { len: 120, got: 100 });
         assert_eq!(
             err.to_string(),
-            "record header says 128 bytes but 100 arrived"
+            "record header says 120 bytes but 100 arrived"
         );
         let mut long = bytes.clone();
         long.extend([0; 8]);
-        assert_eq!(decode(&long), Err(DecodeError::Len { len: 128, got: 136 }));
+        assert_eq!(decode(&long), Err(DecodeError::Len { len: 120, got: 128 }));
     }
 
     #[test]
     fn a_len_that_is_not_the_struct_size_is_refused() {
-        // Header and bytes agree, but a flow event is 128 bytes.
+        // Header and bytes agree, but a flow event is 120 bytes.
         let mut short = encode_flow(&sample());
-        short.truncate(120);
-        short[2..4].copy_from_slice(&120u16.to_ne_bytes());
+        short.truncate(112);
+        short[2..4].copy_from_slice(&112u16.to_ne_bytes());
         let err = decode(&short).unwrap_err();
         assert_eq!(
             err,
             DecodeError::Size {
                 what: "flow_event",
-                len: 120,
-                need: 128
+                len: 112,
+                need: 120
             }
         );
         assert_eq!(
             err.to_string(),
-            "flow_event record of 120 bytes, but the struct has 128"
+            "flow_event record of 112 bytes, but the struct has 120"
         );
         let mut long = encode_sock_xlate(&xlate_sample());
         long.extend([0; 8]);
@@ -288,18 +282,18 @@ mod tests {
 
     #[test]
     fn a_record_of_another_version_is_refused_before_its_fields() {
-        let mut v3 = encode_flow(&sample());
-        v3[1] = 3;
-        let err = decode(&v3).unwrap_err();
-        assert_eq!(err, DecodeError::Version { got: 3 });
+        let mut v4 = encode_flow(&sample());
+        v4[1] = 4;
+        let err = decode(&v4).unwrap_err();
+        assert_eq!(err, DecodeError::Version { got: 4 });
         assert_eq!(
             err.to_string(),
-            "event version 3, expected 4: probe and flow-probe were built apart"
+            "event version 4, expected 5: probe and flow-probe were built apart"
         );
-        // The version is judged before the size: an older, shorter layout says so.
-        v3.truncate(120);
-        v3[2..4].copy_from_slice(&120u16.to_ne_bytes());
-        assert_eq!(decode(&v3), Err(DecodeError::Version { got: 3 }));
+        // The version is judged before the size: an older, longer layout says so.
+        v4.extend([0; 8]);
+        v4[2..4].copy_from_slice(&128u16.to_ne_bytes());
+        assert_eq!(decode(&v4), Err(DecodeError::Version { got: 4 }));
     }
 
     #[test]

@@ -44,7 +44,7 @@ macro_rules! c_enum {
 c_enum! {
     /// `enum event_version`: bumped on every layout change.
     pub const EVENT_VERSIONS: enum event_version as u8 {
-        EVENT_VERSION = 4,
+        EVENT_VERSION = 5,
     }
 }
 
@@ -69,9 +69,13 @@ c_enum! {
 c_enum! {
     /// `enum emit_reason`: why a flow event was emitted.
     pub mod reason: enum emit_reason as u8, prefix "EMIT_" {
+        /// The first packet of a flow in this direction.
         NEW_FLOW = 1,
-        NEW_FLAGS = 2,
+        /// A TCP flag of the emit mask, new in this direction.
+        TCP_FLAGS = 2,
+        /// A periodic report, made by flow-probe from the flow tables.
         REPORT = 3,
+        /// "Every packet" aggregation.
         PACKET = 4,
     }
 }
@@ -164,7 +168,8 @@ c_enum! {
     pub mod stat: enum stat_index as u32, prefix "STAT_" {
         EVENTS_TRIED = 0,
         EVENTS_LOST = 1,
-        PACKETS = 2,
+        /// Connections of interfaces with policy not tracked: CT4/CT6 was full.
+        CT_FULL = 2,
         /// The number of counters.
         MAX = 3,
     }

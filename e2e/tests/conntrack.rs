@@ -1,0 +1,351 @@
+//! Connection tracking on the real datapath, the probe loaded in-process: an
+//! established connection whose counters a flood of new flows evicted keeps
+//! its verdict (no second decision, no drop, every byte through), and the
+//! garbage collection forgets closed connections and keeps open ones.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use e2e::in_process::enricher_for;
+use e2e::{ips, ports};
+use flow_probe::datapath::{Datapath, PolicyNames};
+use flow_probe::kernel::config::GcConfig;
+use flow_probe::kernel::features::KernelFeatures;
+use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
+use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
+use flow_probe::kernel::sysfs;
+use flow_probe::pipeline::Pipeline;
+use flow_probe::tables::{self, Collector};
+use observe_lab::{Lab, LabOptions, Scenario};
+use observer_proto::flow::{Flow, TraceObservationPoint, Verdict};
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_runtime::store::FlowStore;
+
+/// b accepts everything from a (and nothing from anyone else).
+const SCENARIO: &str = r#"
+endpoints:
+  - {name: a, namespace: t, labels: {app: a}}
+  - {name: b, namespace: t, labels: {app: b}}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: b-allow-a, namespace: t}
+    spec:
+      endpointSelector: {matchLabels: {app: b}}
+      ingress:
+        - fromEndpoints: [{matchLabels: {app: a}}]
+"#;
+
+const PORT: u16 = 7000;
+
+struct Setup {
+    lab: Lab,
+    probe: LoadedProbe,
+    tables: FlowTables,
+    /// b's host-side interface, where its ingress policy is judged.
+    b_ifindex: u32,
+    names: Arc<PolicyNames>,
+}
+
+/// A lab, the probe on node1 with `cfg`, and the lab's policy in force.
+fn setup(tag: &str, cfg: ProbeConfig) -> Setup {
+    test_support::require_root("it loads eBPF programs into a lab of namespaces");
+    let dir = std::env::temp_dir().join(format!("conntrack-{tag}-{}", std::process::id()));
+    let lab = Lab::up(
+        &Scenario::parse(SCENARIO, "conntrack.yaml").unwrap(),
+        &LabOptions::with_state_dir(dir),
+    )
+    .expect("lab up");
+    let file = lab.endpoints_file();
+    let cfg = ProbeConfig {
+        netns: Some(lab.node_netns("node1").unwrap().to_string()),
+        ..cfg
+    };
+    let ifaces: Vec<String> = file
+        .endpoints
+        .iter()
+        .filter_map(|e| e.interface.clone())
+        .collect();
+    let mut probe =
+        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads");
+    let ifindex_of: HashMap<u32, u32> = file
+        .endpoints
+        .iter()
+        .filter_map(|e| {
+            let a = probe
+                .attached
+                .iter()
+                .find(|a| Some(&a.ifname) == e.interface.as_ref())?;
+            Some((e.id, a.ifindex))
+        })
+        .collect();
+    let b = file.endpoints.iter().find(|e| e.name == "b").unwrap();
+    let b_ifindex = ifindex_of[&b.id];
+    let names = Arc::new(PolicyNames::default());
+    let policies = cluster_spec::policy::load_dir(&lab.policy_dir()).expect("policy files");
+    let compiled = cluster_spec::policy::compile(&policies, &file);
+    let mut datapath = Datapath::new(probe.take_datapath().unwrap(), ifindex_of, names.clone());
+    datapath.sync(&compiled, &file).expect("policy in force");
+    let tables = probe.take_flow_tables().unwrap();
+    Setup {
+        lab,
+        probe,
+        tables,
+        b_ifindex,
+        names,
+    }
+}
+
+fn addr(lab: &Lab, name: &str) -> IpAddr {
+    IpAddr::V4(lab.endpoint(name).unwrap().ipv4)
+}
+
+/// A TCP connection a → b:PORT whose ends the test drives: `send` writes from
+/// a, and b answers how many bytes it has read in all.
+struct Conn {
+    client: TcpStream,
+    sent: usize,
+    read_total: mpsc::Receiver<usize>,
+    server: std::thread::JoinHandle<()>,
+}
+
+impl Conn {
+    fn open(lab: &Lab, port: u16) -> Conn {
+        let dst = SocketAddr::new(addr(lab, "b"), port);
+        let (server_ns, client_ns) = (
+            lab.endpoint("b").unwrap().netns.clone(),
+            lab.endpoint("a").unwrap().netns.clone(),
+        );
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (total_tx, read_total) = mpsc::channel();
+        let server = std::thread::spawn(move || {
+            sysfs::enter_netns(&server_ns).unwrap();
+            let listener = TcpListener::bind(dst).unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            let (mut buf, mut total) = (vec![0u8; 4096], 0);
+            loop {
+                match conn.read(&mut buf).unwrap() {
+                    0 => return, // the client closed; closing ours sends our FIN
+                    n => total += n,
+                }
+                total_tx.send(total).unwrap();
+            }
+        });
+        ready_rx.recv().unwrap();
+        let client = std::thread::spawn(move || {
+            sysfs::enter_netns(&client_ns).unwrap();
+            TcpStream::connect_timeout(&dst, Duration::from_secs(5)).unwrap()
+        })
+        .join()
+        .unwrap();
+        Conn {
+            client,
+            sent: 0,
+            read_total,
+            server,
+        }
+    }
+
+    /// Sends `n` bytes; returns what b has read in all once it has them.
+    fn send(&mut self, n: usize) -> usize {
+        self.client.write_all(&vec![7u8; n]).unwrap();
+        self.sent += n;
+        let mut total = 0;
+        while total < self.sent {
+            total = self
+                .read_total
+                .recv_timeout(e2e::WAIT)
+                .expect("b reads what a sent");
+        }
+        total
+    }
+
+    fn port(&self) -> u16 {
+        self.client.local_addr().unwrap().port()
+    }
+
+    /// Closes both ends: returns once a has b's FIN (so both FINs passed).
+    fn close(mut self) {
+        self.client.shutdown(std::net::Shutdown::Write).unwrap();
+        self.server.join().unwrap();
+        let mut rest = Vec::new();
+        self.client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+}
+
+/// Whether `key` is the connection (a, a_port) ↔ (b, PORT) at `ifindex`.
+fn is_conn(key: &TableKey, lab: &Lab, a_port: u16, port: u16, ifindex: u32) -> bool {
+    let ends = [(key.addr(0), key.port(0)), (key.addr(1), key.port(1))];
+    let (a, b) = ((addr(lab, "a"), a_port), (addr(lab, "b"), port));
+    key.ifindex() == ifindex && key.proto() == 6 && (ends == [a, b] || ends == [b, a])
+}
+
+/// Sends `n` datagrams from a to distinct ports of b: each a new flow, allowed.
+fn flood(lab: &Lab, n: u16) {
+    let src = lab.endpoint("a").unwrap().netns.clone();
+    let dst = addr(lab, "b");
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&src).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for port in 0..n {
+            sock.send_to(b"flood", (dst, 20_000 + port)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+/// Every flow the kernel reported so far, read from the ring and enriched.
+fn drain(s: &mut Setup) -> Vec<Flow> {
+    let mut ring = s.probe.take_ring().expect("ring");
+    let store = Arc::new(FlowStore::new(100_000));
+    let enricher = enricher_for(&s.probe, &s.lab).with_policy_names(s.names.clone());
+    let mut pipeline = Pipeline::new(enricher, store.clone());
+    while let Some(record) = ring.next() {
+        pipeline.ingest(&record);
+    }
+    assert_eq!(pipeline.decode_errors, 0);
+    store
+        .snapshot()
+        .iter()
+        .filter_map(|e| match &e.response.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_established_connection_whose_counters_a_flood_evicted_is_judged_once() {
+    // A flow table of 256 entries: the flood churns through it.
+    let mut s = setup(
+        "flood",
+        ProbeConfig {
+            flow_table_entries: 256,
+            ..ProbeConfig::default()
+        },
+    );
+    let mut conn = Conn::open(&s.lab, PORT);
+    let a_port = conn.port();
+    assert_eq!(conn.send(1000), 1000);
+    let long = |k: &TableKey| is_conn(k, &s.lab, a_port, PORT, s.b_ifindex);
+    assert!(s.tables.tracked().unwrap().iter().any(|(k, _)| long(k)));
+    assert!(s.tables.flows().unwrap().iter().any(|(k, _)| long(k)));
+
+    flood(&s.lab, 5000);
+    // The kernel's LRU may keep an active entry through a flood; eviction
+    // is forced here (for both veths), so what follows is certain.
+    let mine: Vec<TableKey> = s
+        .tables
+        .flows()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            s.probe
+                .attached
+                .iter()
+                .any(|i| is_conn(k, &s.lab, a_port, PORT, i.ifindex))
+        })
+        .collect();
+    assert_eq!(s.tables.delete_flows(&mine).unwrap(), mine.len());
+    assert!(!s.tables.flows().unwrap().iter().any(|(k, _)| long(k)));
+    assert!(
+        s.tables.tracked().unwrap().iter().any(|(k, _)| long(k)),
+        "tracking stays through the flood"
+    );
+    assert_eq!(conn.send(1000), 2000, "every byte passes after the flood");
+    let again = s.tables.flows().unwrap();
+    let (_, st) = again.iter().find(|(k, _)| long(k)).expect("counted again");
+    assert_eq!(st.resumed, 1, "made again from tracking, not as a new flow");
+    conn.close();
+
+    let counters = s.probe.counters().unwrap();
+    assert_eq!((counters.events_lost, counters.ct_full), (0, 0));
+    let flows = drain(&mut s);
+    let (a, b) = (addr(&s.lab, "a"), addr(&s.lab, "b"));
+    let of_long: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| {
+            let (src, dst) = ips(f);
+            let p = ports(f);
+            (src, dst, p) == (a, b, Some((a_port, PORT)))
+                || (src, dst, p) == (b, a, Some((PORT, a_port)))
+        })
+        .collect();
+    let verdicts: Vec<&&Flow> = of_long
+        .iter()
+        .filter(|f| f.event_type.as_ref().is_some_and(|e| e.r#type == 5))
+        .collect();
+    assert_eq!(verdicts.len(), 1, "judged once: {of_long:#?}");
+    assert_eq!(
+        verdicts[0].trace_observation_point,
+        TraceObservationPoint::ToEndpoint as i32
+    );
+    assert_eq!(verdicts[0].verdict, Verdict::Forwarded as i32);
+    assert!(verdicts[0].summary.starts_with("TCP Flags: SYN"));
+    assert!(
+        of_long
+            .iter()
+            .all(|f| f.verdict == Verdict::Forwarded as i32),
+        "never dropped"
+    );
+    // The flood was judged and allowed too: a verdict per datagram at b.
+    let flood_verdicts = flows
+        .iter()
+        .filter(|f| ips(f) == (a, b) && ports(f).is_some_and(|(_, d)| d >= 20_000))
+        .filter(|f| f.event_type.as_ref().is_some_and(|e| e.r#type == 5))
+        .count();
+    assert_eq!(flood_verdicts, 5000);
+}
+
+#[test]
+fn garbage_collection_forgets_closed_connections_and_keeps_open_ones() {
+    let mut s = setup("gc", ProbeConfig::default());
+    let mut open = Conn::open(&s.lab, PORT);
+    let mut closed = Conn::open(&s.lab, PORT + 1);
+    let (open_port, closed_port) = (open.port(), closed.port());
+    assert_eq!(open.send(100), 100);
+    assert_eq!(closed.send(100), 100);
+    closed.close();
+    // (tracking entries, counter entries) of the open and the closed
+    // connection: tracking only at b's veth (the one with policy), counters
+    // at both.
+    let state = |s: &Setup| {
+        let (tracked, counted) = (s.tables.tracked().unwrap(), s.tables.flows().unwrap());
+        let of = |port, dport| {
+            let at = |k: &TableKey, ifindex| is_conn(k, &s.lab, port, dport, ifindex);
+            let t = tracked.iter().filter(|(k, _)| at(k, s.b_ifindex)).count();
+            let c = counted
+                .iter()
+                .filter(|(k, _)| s.probe.attached.iter().any(|i| at(k, i.ifindex)))
+                .count();
+            (t, c)
+        };
+        (of(open_port, PORT), of(closed_port, PORT + 1))
+    };
+    assert_eq!(state(&s), ((1, 2), (1, 2)));
+
+    // No grace: closed means gone at the first collection.
+    let mut collector = Collector::new(GcConfig {
+        close_grace: Duration::ZERO,
+        ..GcConfig::default()
+    });
+    let (forgotten, deleted) = tables::collect(&s.tables, &mut collector);
+    assert_eq!(
+        (forgotten, deleted),
+        (1, 2),
+        "the closed connection, at both veths"
+    );
+    assert_eq!(state(&s), ((1, 2), (0, 0)));
+    // The open connection still passes on its tracking.
+    assert_eq!(open.send(100), 200);
+    open.close();
+    let _ = drain(&mut s);
+}

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the tc programs do with a parsed packet.
+ *
+ * The common packet belongs to a flow already in FLOWS4/FLOWS6: one lookup,
+ * two plain adds, a look at its TCP flags, done. No clock, no atomics, no
+ * second lookup; an event only when a user learns something: the first packet
+ * of each direction, a TCP flag of the emit mask (SYN, FIN, RST by default)
+ * new in its direction, or every packet when aggregation is off. Periodic
+ * reports are flow-probe's: it reads the tables in batches.
+ *
+ * A packet without an entry takes the slow path (`miss`): on an interface with
+ * policy, connection tracking (CT4/CT6) tells a known connection, whose
+ * counters were evicted, from a new one; a new connection is judged by the
+ * endpoint's policy (replies never are), dropped and reported when denied,
+ * else tracked. Denied packets are reported every time; nothing else is
+ * ever dropped.
+ */
+#ifndef OBSERVE_TRACK_H
+#define OBSERVE_TRACK_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "events.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/flow_key.h"
+#include "lib/policy.h"
+
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
+
+/* Tunables, set by flow-probe at load time. */
+const volatile __u32 aggregate = 1;          /* 0: an event for every packet */
+/* TCP flags whose first appearance in a direction is an event. */
+const volatile __u8 emit_tcp_flags = 0x07;   /* FIN | SYN | RST */
+/* Wake the reader only once this much is pending: a wake-up per event costs more
+ * than the rest of the program (an IPI), and flow-probe also drains on a timer. */
+const volatile __u64 wakeup_bytes = 32768;
+
+/* What an event says about its packet besides the counters. */
+struct sighting {
+	const void *key;        /* struct flow4_key or flow6_key */
+	const struct pkt *p;
+	__u32 ifindex;
+	__u8 side;              /* the side of the key that sent the packet */
+	__u8 hook;
+};
+
+static __always_inline void fill_addr(__u8 *out, const void *addr, __u8 family)
+{
+	__u32 *o = (__u32 *)out;
+
+	if (family == 6) {
+		__builtin_memcpy(out, addr, 16);
+		return;
+	}
+	o[0] = *(const __u32 *)addr;
+	o[1] = 0;
+	o[2] = 0;
+	o[3] = 0;
+}
+
+/* Writes every field of a flow event: nothing is zeroed first. `family` is a
+ * constant in every caller, so each family's code is its own. */
+static __always_inline void emit(const struct sighting *s, __u8 family, const struct flow_stats *st,
+				 __u8 reason, const struct policy_decision *d)
+{
+	struct flow_event *ev = reserve_event_unzeroed(sizeof(*ev), EVENT_FLOW);
+	const struct pkt *p = s->p;
+	__u8 side = s->side;
+
+	if (!ev)
+		return;
+	ev->ktime_ns = bpf_ktime_get_ns();
+	fill_addr(ev->key.saddr, key_addr(s->key, family, side), family);
+	fill_addr(ev->key.daddr, key_addr(s->key, family, side ^ 1), family);
+	ev->key.sport = p->sport;
+	ev->key.dport = p->dport;
+	ev->key.proto = p->proto;
+	ev->key.family = family;
+	ev->key.hook = s->hook;
+	ev->key._pad0 = 0;
+	ev->key.ifindex = s->ifindex;
+	ev->key._pad1 = 0;
+	ev->packets = side ? st->packets[1] : st->packets[0];
+	ev->bytes = side ? st->bytes[1] : st->bytes[0];
+	ev->rev_packets = side ? st->packets[0] : st->packets[1];
+	ev->rev_bytes = side ? st->bytes[0] : st->bytes[1];
+	ev->pkt_len = p->len;
+	ev->tcp_flags = p->tcp_flags;
+	ev->reason = reason;
+	ev->is_reply = side != st->opener;
+	ev->icmp_type = p->icmp_type;
+	ev->icmp_code = p->icmp_code;
+	ev->verdict = d->verdict;
+	ev->kind = d->kind;
+	ev->policy_match = d->match;
+	ev->drop_reason = d->drop_reason;
+	ev->policy_dir = d->direction;
+	ev->_pad0 = 0;
+	ev->policy_id = d->policy_id;
+	ev->remote_identity = d->remote_identity;
+	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				   BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+/* Whether a packet without an entry answers a connection the peer opened. */
+static __always_inline __u8 opened_by_peer(const struct pkt *p)
+{
+	switch (p->proto) {
+	case IPPROTO_TCP:
+		return (p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK);
+	case IPPROTO_ICMP:
+		return p->icmp_type == 0; /* echo reply */
+	case IPPROTO_ICMPV6:
+		return p->icmp_type == 129; /* echo reply */
+	}
+	return 0;
+}
+
+/* Judges the first packet of a connection on an endpoint's interface. */
+static __always_inline void judge(const struct endpoint_info *ep, const struct sighting *s,
+				  __u8 family, struct policy_decision *d)
+{
+	const struct pkt *p = s->p;
+	/* tc ingress of the host-side veth carries what the endpoint sends. */
+	int sent = s->hook == HOOK_TC_INGRESS;
+	__u8 mode = sent ? ep->egress : ep->ingress;
+	__u16 dport = p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP ? p->dport : 0;
+	const void *peer = key_addr(s->key, family, sent ? s->side ^ 1 : s->side);
+
+	if (mode == ENFORCE_NONE)
+		return;
+	/* Neighbour discovery and multicast listener messages keep IPv6 working;
+	 * like ARP for IPv4, policy does not apply to them. */
+	if (p->proto == IPPROTO_ICMPV6 &&
+	    ((p->icmp_type >= 130 && p->icmp_type <= 137) || p->icmp_type == 143))
+		return;
+	policy_decide(ep, sent ? POLICY_EGRESS : POLICY_INGRESS, identity_of(peer, family),
+		      dport, p->proto, d);
+}
+
+static __always_inline void *flows_lookup(const void *key, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_lookup_elem(&FLOWS4, key);
+	return bpf_map_lookup_elem(&FLOWS6, key);
+}
+
+static __always_inline long flows_insert(const void *key, __u8 family, const struct flow_stats *st)
+{
+	if (family == 4)
+		return bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
+	return bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);
+}
+
+static __always_inline struct ct_entry *ct_lookup(const void *key, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_lookup_elem(&CT4, key);
+	return bpf_map_lookup_elem(&CT6, key);
+}
+
+static __always_inline long ct_insert(const void *key, __u8 family, const struct ct_entry *ct)
+{
+	if (family == 4)
+		return bpf_map_update_elem(&CT4, key, ct, BPF_NOEXIST);
+	return bpf_map_update_elem(&CT6, key, ct, BPF_NOEXIST);
+}
+
+/* Side-indexed fields are written through branches, not an index: the
+ * verifier refuses the pointer arithmetic clang makes of a variable index
+ * into the stack. */
+
+/* A new entry's counters: this packet. */
+static __always_inline void first_packet(struct flow_stats *st, const struct sighting *s)
+{
+	__u8 side = s->side;
+
+	st->packets[0] = side ? 0 : 1;
+	st->packets[1] = side ? 1 : 0;
+	st->bytes[0] = side ? 0 : s->p->len;
+	st->bytes[1] = side ? s->p->len : 0;
+	st->flags[0] = side ? 0 : s->p->tcp_flags;
+	st->flags[1] = side ? s->p->tcp_flags : 0;
+}
+
+/* Counts a packet from `side`; returns that side's packets so far. */
+static __always_inline __u64 count(struct flow_stats *st, __u8 side, __u32 len)
+{
+	if (side) {
+		st->bytes[1] += len;
+		return st->packets[1] += 1;
+	}
+	st->bytes[0] += len;
+	return st->packets[0] += 1;
+}
+
+/* Adds `flags` to what `side` has sent; returns the ones new to it. */
+static __always_inline __u8 new_flags(struct flow_stats *st, __u8 side, __u8 flags)
+{
+	__u8 seen = side ? st->flags[1] : st->flags[0];
+	__u8 fresh = flags & ~seen;
+
+	if (fresh) {
+		if (side)
+			st->flags[1] = seen | fresh;
+		else
+			st->flags[0] = seen | fresh;
+	}
+	return fresh;
+}
+
+/* A packet of a flow without an entry in the flow table. */
+static __always_inline int miss(const struct sighting *s, __u8 family)
+{
+	__u32 ifindex = s->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&ENDPOINTS, &ifindex);
+	int enforced = ep && (ep->ingress != ENFORCE_NONE || ep->egress != ENFORCE_NONE);
+	struct policy_decision d = { .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
+	struct flow_stats fresh = {};
+	struct ct_entry *ct = NULL;
+	__u8 side = s->side, reason = EMIT_NEW_FLOW;
+
+	if (enforced)
+		ct = ct_lookup(s->key, family);
+	if (ct) {
+		/* Known: its counters were evicted, or a restarted probe has none
+		 * yet. It passes; counting starts again; nothing new to tell. */
+		fresh.opener = ct->opener;
+		fresh.opener_hook = ct->opener_hook;
+		fresh.resumed = 1;
+		reason = 0;
+	} else {
+		__u8 reply = opened_by_peer(s->p);
+
+		fresh.opener = reply ? side ^ 1 : side;
+		fresh.opener_hook = s->hook;
+		if (reply)
+			fresh.opener_hook =
+				s->hook == HOOK_TC_INGRESS ? HOOK_TC_EGRESS : HOOK_TC_INGRESS;
+		else if (ep)
+			judge(ep, s, family, &d);
+		if (d.verdict == VERDICT_DROPPED) {
+			/* Not remembered: the next attempt is judged again. */
+			d.kind = KIND_DROP;
+			first_packet(&fresh, s);
+			emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
+			return TC_ACT_SHOT;
+		}
+		if (enforced) {
+			struct ct_entry c = { .opener = fresh.opener, .opener_hook = fresh.opener_hook };
+			long err = ct_insert(s->key, family, &c);
+
+			if (err && err != -EEXIST)
+				stat_add(STAT_CT_FULL, 1);
+		}
+	}
+	first_packet(&fresh, s);
+	if (flows_insert(s->key, family, &fresh)) {
+		/* Another CPU made the entry first: count there. */
+		struct flow_stats *st = flows_lookup(s->key, family);
+
+		if (st)
+			count(st, side, s->p->len);
+	}
+	if (!reason && !aggregate)
+		reason = EMIT_PACKET;
+	if (reason)
+		emit(s, family, &fresh, reason, &d);
+	return TC_ACT_UNSPEC;
+}
+
+/* Kept out of line: the common packet never goes there. */
+static __noinline int miss4(const struct sighting *s)
+{
+	return miss(s, 4);
+}
+
+static __noinline int miss6(const struct sighting *s)
+{
+	return miss(s, 6);
+}
+
+/* Counts a packet; an event only when it tells something new. */
+static __always_inline int track(const struct sighting *s, __u8 family)
+{
+	struct flow_stats *st = flows_lookup(s->key, family);
+	struct policy_decision d;
+	__u8 reason = 0;
+
+	if (!st)
+		return family == 4 ? miss4(s) : miss6(s);
+	if (count(st, s->side, s->p->len) == 1 && !st->resumed)
+		reason = EMIT_NEW_FLOW; /* the first answer */
+	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
+		reason = EMIT_TCP_FLAGS;
+	if (!reason && !aggregate)
+		reason = EMIT_PACKET;
+	if (!reason)
+		return TC_ACT_UNSPEC;
+	d = (struct policy_decision){ .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
+	emit(s, family, st, reason, &d);
+	return TC_ACT_UNSPEC;
+}
+
+#endif

@@ -1,0 +1,261 @@
+//! Garbage collection of connection tracking (`CT4`, `CT6`), which the kernel
+//! never evicts: a flood of new connections must not push an established one
+//! out (it would be judged again). Every `GcConfig::interval` flow-probe reads
+//! both tables in batches and deletes, with their counters in `FLOWS4`/`FLOWS6`:
+//! - closed connections (a RST, or a FIN from each side, in the counters'
+//!   flags) once closed for `close_grace`, left for their last packets;
+//! - idle connections, whose packet counts did not move for `tcp_idle` (TCP
+//!   both sides have spoken in) or `other_idle` (the rest). The tc programs
+//!   keep no clock: idleness is measured here, between reads.
+//!
+//! Closed connections of interfaces without policy (counters only, no
+//! tracking) go after `close_grace` too, so the LRU tables keep room for live
+//! ones.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::kernel::config::{GcConfig, tcp_flag};
+use crate::kernel::events::{CtEntry, FlowStats};
+use crate::kernel::flow_tables::TableKey;
+
+const TCP: u8 = 6;
+
+/// What one connection looked like at the last reads.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Packets of both sides; `None` while its counters are not in the table.
+    packets: Option<u64>,
+    /// When `packets` last changed (or the connection was first seen).
+    changed: Instant,
+    /// When it was first seen closed.
+    closed: Option<Instant>,
+}
+
+/// What to delete after one read of the tables.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Counters to delete from the flow tables.
+    pub flows: Vec<TableKey>,
+    /// Connections to forget in connection tracking.
+    pub tracked: Vec<TableKey>,
+}
+
+pub struct Collector {
+    cfg: GcConfig,
+    seen: HashMap<TableKey, Seen>,
+}
+
+fn closed(st: &FlowStats) -> bool {
+    let both = st.flags[0] | st.flags[1];
+    both & tcp_flag::RST != 0 || st.flags[0] & st.flags[1] & tcp_flag::FIN != 0
+}
+
+impl Collector {
+    pub fn new(cfg: GcConfig) -> Self {
+        Collector {
+            cfg,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Connections remembered between reads.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Decides, from the tables as read at `now`, what goes.
+    pub fn sweep(
+        &mut self,
+        flows: &[(TableKey, FlowStats)],
+        tracked: &[(TableKey, CtEntry)],
+        now: Instant,
+    ) -> Sweep {
+        let counters: HashMap<&TableKey, &FlowStats> = flows.iter().map(|(k, v)| (k, v)).collect();
+        let mut next = HashMap::with_capacity(tracked.len());
+        let mut sweep = Sweep::default();
+        for (key, _) in tracked {
+            let st = counters.get(key).copied();
+            let packets = st.map(|s| s.packets[0] + s.packets[1]);
+            let mut seen = self.seen.get(key).copied().unwrap_or(Seen {
+                packets,
+                changed: now,
+                closed: None,
+            });
+            if seen.packets != packets {
+                seen.packets = packets;
+                seen.changed = now;
+            }
+            seen.closed = match st {
+                Some(s) if closed(s) => Some(seen.closed.unwrap_or(now)),
+                _ => None,
+            };
+            // Answered TCP may idle long; a SYN nobody answered, UDP and ICMP not.
+            let answered = st.is_none_or(|s| s.packets[0] > 0 && s.packets[1] > 0);
+            let idle = if key.proto() == TCP && answered {
+                self.cfg.tcp_idle
+            } else {
+                self.cfg.other_idle
+            };
+            let gone = seen.closed.is_some_and(|t| now >= t + self.cfg.close_grace)
+                || now >= seen.changed + idle;
+            if gone {
+                sweep.tracked.push(*key);
+                if st.is_some() {
+                    sweep.flows.push(*key);
+                }
+            } else {
+                next.insert(*key, seen);
+            }
+        }
+        // Closed connections without tracking: counters only.
+        for (key, st) in flows {
+            if next.contains_key(key) || sweep.tracked.contains(key) || !closed(st) {
+                continue;
+            }
+            let since = self.seen.get(key).and_then(|s| s.closed).unwrap_or(now);
+            if now >= since + self.cfg.close_grace {
+                sweep.flows.push(*key);
+            } else {
+                next.insert(
+                    *key,
+                    Seen {
+                        packets: Some(st.packets[0] + st.packets[1]),
+                        changed: now,
+                        closed: Some(since),
+                    },
+                );
+            }
+        }
+        self.seen = next;
+        sweep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::kernel::events::Flow4Key;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn cfg() -> GcConfig {
+        GcConfig {
+            interval: S,
+            close_grace: 10 * S,
+            tcp_idle: 100 * S,
+            other_idle: 30 * S,
+        }
+    }
+
+    fn key(port: u16, proto: u8) -> TableKey {
+        TableKey::V4(Flow4Key {
+            addr: [[198, 18, 0, 2], [198, 18, 0, 3]],
+            port: [port, 40000],
+            ifindex: 7,
+            proto,
+            ..Default::default()
+        })
+    }
+
+    fn stats(packets: [u64; 2], flags: [u8; 2]) -> FlowStats {
+        FlowStats {
+            packets,
+            flags,
+            ..Default::default()
+        }
+    }
+
+    const ACK: u8 = 0x10;
+    const FIN_ACK: u8 = 0x11;
+
+    #[test]
+    fn a_closed_connection_goes_after_the_grace_with_its_counters() {
+        let mut c = Collector::new(cfg());
+        let t0 = Instant::now();
+        let k = key(8080, TCP);
+        let open = [(k, stats([5, 5], [ACK, ACK]))];
+        let ct = [(k, CtEntry::default())];
+        assert_eq!(c.sweep(&open, &ct, t0), Sweep::default());
+        // One FIN is not closed yet.
+        let half = [(k, stats([6, 5], [FIN_ACK, ACK]))];
+        assert_eq!(c.sweep(&half, &ct, t0 + 20 * S), Sweep::default());
+        let fin = [(k, stats([6, 7], [FIN_ACK, FIN_ACK]))];
+        assert_eq!(c.sweep(&fin, &ct, t0 + 21 * S), Sweep::default());
+        assert_eq!(c.sweep(&fin, &ct, t0 + 30 * S), Sweep::default());
+        assert_eq!(
+            c.sweep(&fin, &ct, t0 + 31 * S),
+            Sweep {
+                flows: vec![k],
+                tracked: vec![k]
+            }
+        );
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_reset_closes_and_idleness_is_measured_between_reads() {
+        let mut c = Collector::new(cfg());
+        let t0 = Instant::now();
+        let (tcp, udp, syn) = (key(1, TCP), key(2, 17), key(3, TCP));
+        let ct: Vec<_> = [tcp, udp, syn]
+            .into_iter()
+            .map(|k| (k, CtEntry::default()))
+            .collect();
+        let flows = |tcp_packets| {
+            vec![
+                (tcp, stats([tcp_packets, 1], [ACK, ACK])),
+                (udp, stats([1, 1], [0, 0])),
+                (syn, stats([0, 2], [0, 0x02])),
+            ]
+        };
+        assert_eq!(c.sweep(&flows(1), &ct, t0), Sweep::default());
+        // UDP and the unanswered SYN idle out at 30 s; the TCP connection moves.
+        let swept = c.sweep(&flows(2), &ct, t0 + 30 * S);
+        assert_eq!(swept.tracked, [udp, syn]);
+        assert_eq!(c.len(), 1);
+        // Idle since 30 s: gone at 130 s, not before.
+        let ct = &ct[..1];
+        let flows = &flows(2)[..1];
+        assert_eq!(c.sweep(flows, ct, t0 + 129 * S), Sweep::default());
+        assert_eq!(c.sweep(flows, ct, t0 + 130 * S).tracked, [tcp]);
+        // A reset: closed at once, gone after the grace.
+        let mut c = Collector::new(cfg());
+        let rst = [(tcp, stats([3, 2], [ACK, 0x14]))];
+        assert_eq!(c.sweep(&rst, ct, t0), Sweep::default());
+        assert_eq!(c.sweep(&rst, ct, t0 + 10 * S).tracked, [tcp]);
+    }
+
+    #[test]
+    fn counters_alone_go_when_closed_and_tracking_survives_their_eviction() {
+        let mut c = Collector::new(cfg());
+        let t0 = Instant::now();
+        let (tracked, untracked) = (key(1, TCP), key(2, TCP));
+        let ct = [(tracked, CtEntry::default())];
+        let closed = [(untracked, stats([4, 4], [FIN_ACK, FIN_ACK]))];
+        // The tracked connection's counters were evicted: it stays.
+        assert_eq!(c.sweep(&closed, &ct, t0), Sweep::default());
+        assert_eq!(
+            c.sweep(&closed, &ct, t0 + 10 * S),
+            Sweep {
+                flows: vec![untracked],
+                tracked: vec![]
+            }
+        );
+        assert_eq!(c.sweep(&[], &ct, t0 + 99 * S), Sweep::default());
+        // Without counters for its whole idle time, it goes (without them).
+        assert_eq!(
+            c.sweep(&[], &ct, t0 + 100 * S),
+            Sweep {
+                flows: vec![],
+                tracked: vec![tracked]
+            }
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! Periodic reports of live flows, made in user space from the flow tables
+//! instead of by the kernel on the packet path: each connection whose packet
+//! counts changed since the last report becomes one flow event (reason
+//! `REPORT`), from the side that opened it, enriched like the kernel's.
+
+use std::collections::HashMap;
+
+use crate::kernel::events::{
+    EVENT_FLOW, EVENT_VERSION, EventHeader, FlowEvent, FlowKey, FlowStats, kind, reason, verdict,
+};
+use crate::kernel::flow_tables::TableKey;
+
+/// ICMP echo requests, which open an echo flow.
+const ICMP_ECHO_REQUEST: u8 = 8;
+const ICMPV6_ECHO_REQUEST: u8 = 128;
+
+/// Remembers what each connection's last report (or first-packet events)
+/// said.
+#[derive(Default)]
+pub struct Reporter {
+    last: HashMap<TableKey, [u64; 2]>,
+}
+
+impl Reporter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The reports of `flows` (the tables as just read) at kernel time
+    /// `ktime_ns`. A connection seen for the first time is reported when it
+    /// has more than the first packet of each side, which its events told.
+    pub fn reports(&mut self, flows: &[(TableKey, FlowStats)], ktime_ns: u64) -> Vec<FlowEvent> {
+        let mut next = HashMap::with_capacity(flows.len());
+        let mut out = Vec::new();
+        for (key, st) in flows {
+            let told = self
+                .last
+                .get(key)
+                .copied()
+                .unwrap_or(st.packets.map(|p| p.min(1)));
+            if st.packets != told {
+                out.push(report_event(key, st, ktime_ns));
+            }
+            next.insert(*key, st.packets);
+        }
+        self.last = next;
+        out
+    }
+}
+
+/// A report of one connection as an event from its opener's side.
+pub fn report_event(key: &TableKey, st: &FlowStats, ktime_ns: u64) -> FlowEvent {
+    let side = st.opener & 1;
+    let peer = side ^ 1;
+    let (s, p) = (usize::from(side), usize::from(peer));
+    let proto = key.proto();
+    let icmp = matches!(proto, 1 | 58);
+    // An echo flow (ports are the identifier) is opened by a request.
+    let icmp_type = match (icmp, key.port(side), proto) {
+        (true, 0, _) => 0,
+        (true, _, 1) => ICMP_ECHO_REQUEST,
+        (true, _, _) => ICMPV6_ECHO_REQUEST,
+        _ => 0,
+    };
+    FlowEvent {
+        hdr: EventHeader {
+            r#type: EVENT_FLOW,
+            version: EVENT_VERSION,
+            len: std::mem::size_of::<FlowEvent>() as u16,
+            _pad0: 0,
+        },
+        ktime_ns,
+        key: FlowKey {
+            saddr: key.addr_bytes(side),
+            daddr: key.addr_bytes(peer),
+            sport: key.port(side),
+            dport: if icmp {
+                u16::from(icmp_type) << 8
+            } else {
+                key.port(peer)
+            },
+            proto,
+            family: key.family(),
+            hook: st.opener_hook,
+            ifindex: key.ifindex(),
+            ..Default::default()
+        },
+        packets: st.packets[s],
+        bytes: st.bytes[s],
+        rev_packets: st.packets[p],
+        rev_bytes: st.bytes[p],
+        tcp_flags: st.flags[s],
+        reason: reason::REPORT,
+        icmp_type,
+        verdict: verdict::FORWARDED,
+        kind: kind::TRACE,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::events::{Flow4Key, hook};
+
+    /// A TCP connection 198.18.0.3:40000 → 198.18.0.2:8080 on ifindex 7: the
+    /// server is side 0 (the smaller address), the client opened it.
+    fn conn() -> TableKey {
+        TableKey::V4(Flow4Key {
+            addr: [[198, 18, 0, 2], [198, 18, 0, 3]],
+            port: [8080, 40000],
+            ifindex: 7,
+            proto: 6,
+            ..Default::default()
+        })
+    }
+
+    fn stats(client: u64, server: u64) -> FlowStats {
+        FlowStats {
+            packets: [server, client],
+            bytes: [server * 100, client * 10],
+            flags: [0x12, 0x1a],
+            opener: 1,
+            opener_hook: hook::TC_INGRESS,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_report_speaks_from_the_opener_with_both_sides_counts() {
+        let ev = report_event(&conn(), &stats(5, 4), 99);
+        let mut client = [0u8; 16];
+        client[..4].copy_from_slice(&[198, 18, 0, 3]);
+        assert_eq!(ev.key.saddr, client);
+        assert_eq!(
+            (ev.key.sport, ev.key.dport, ev.key.hook, ev.key.ifindex),
+            (40000, 8080, hook::TC_INGRESS, 7)
+        );
+        assert_eq!(
+            (ev.packets, ev.bytes, ev.rev_packets, ev.rev_bytes),
+            (5, 50, 4, 400)
+        );
+        assert_eq!(
+            (ev.reason, ev.is_reply, ev.tcp_flags, ev.ktime_ns),
+            (reason::REPORT, 0, 0x1a, 99)
+        );
+        assert_eq!(
+            crate::kernel::events::decode(&crate::kernel::events::encode_flow(&ev)),
+            Ok(crate::kernel::events::Event::Flow(ev))
+        );
+    }
+
+    #[test]
+    fn only_connections_that_changed_are_reported() {
+        let mut r = Reporter::new();
+        // First sight: one packet each way is what the first-packet events said.
+        assert_eq!(r.reports(&[(conn(), stats(1, 1))], 1), []);
+        let grown = r.reports(&[(conn(), stats(3, 1))], 2);
+        assert_eq!(grown.iter().map(|e| e.packets).collect::<Vec<_>>(), [3]);
+        assert_eq!(r.reports(&[(conn(), stats(3, 1))], 3), []);
+        // Seen first with more than that: reported at once.
+        let mut r = Reporter::new();
+        assert_eq!(r.reports(&[(conn(), stats(4, 2))], 1).len(), 1);
+    }
+}
