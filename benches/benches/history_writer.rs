@@ -162,7 +162,10 @@ fn main() {
     let max = writer(&dir, &pool, 10, 0);
     max.print("writer, offered as fast as possible (10 s)", base_rate);
     let paced = writer(&dir, &pool, secs, rate);
-    paced.print(&format!("writer, offered at {rate}/s ({secs} s)"), base_rate);
+    paced.print(
+        &format!("writer, offered at {rate}/s ({secs} s)"),
+        base_rate,
+    );
     let achieved = paced.written as f64 / paced.took.as_secs_f64();
     let met = paced.lost == 0 && achieved >= 1_000_000.0 * 0.995 && secs >= 60;
     println!(

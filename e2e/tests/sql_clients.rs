@@ -76,7 +76,7 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
         },
     ));
     for f in flows::golden() {
-        relay.state().store().push(flows::response(f));
+        relay.state().publish(flows::response(f));
     }
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     loop {

@@ -95,6 +95,9 @@ fn events() -> Seeds {
     };
     let mut lifecycle = vec![0u8; size_of::<TcpLifecycleEvent>()];
     lifecycle[..2].copy_from_slice(&[EVENT_TCP_LIFECYCLE, EVENT_VERSION]);
+    // The header's length, as the kernel writes it (little-endian u16).
+    let len = size_of::<TcpLifecycleEvent>() as u16;
+    lifecycle[2..4].copy_from_slice(&len.to_le_bytes());
     let flow = events::encode_flow(&tcp);
     let mut old_version = flow.clone();
     old_version[1] = EVENT_VERSION - 1;

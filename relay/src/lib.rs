@@ -56,7 +56,8 @@
 //! let cfg = relay::RelayConfig::new(vec!["127.0.0.1:4244".into()]);
 //! let relay = relay::Relay::start(&cfg)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:4245").await.unwrap();
-//! relay::server::run(listener, relay.state(), std::future::pending()).await?;
+//! let server = tonic::transport::Server::builder(); // TLS settings go here
+//! relay::server::run(server, listener, relay.state(), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
