@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use observer_runtime::tls::{AddressError, ClientTls, TlsFlags, dial_uri};
+use observer_runtime::tls::{AddressError, ClientTls, dial_uri};
 
 use crate::error::RelayError;
 use crate::history::HistoryConfig;
+use crate::peer_tls::PEER_TLS_FLAGS;
 use crate::sql::SqlLimits;
 
 /// Default number of merged responses the relay keeps (four nodes' worth of
@@ -20,17 +21,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4245";
 pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(500);
 /// How many flows the reorder window holds at most by default.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 4096;
-
-/// The relay's flags for TLS towards the probes (hubble-relay's names); the
-/// CA flag turns it on.
-pub const PEER_TLS_FLAGS: TlsFlags = TlsFlags {
-    enable: "--tls-hubble-server-ca-files",
-    ca_files: "--tls-hubble-server-ca-files",
-    cert_file: "--tls-hubble-client-cert-file",
-    key_file: "--tls-hubble-client-key-file",
-    server_name: "--tls-hubble-server-name",
-    allow_insecure: None,
-};
 
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Debug, Clone)]

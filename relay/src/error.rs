@@ -31,7 +31,7 @@ pub enum RelayError {
 
 use observer_runtime::tls::explain;
 
-use crate::config::PEER_TLS_FLAGS;
+use crate::peer_tls::PEER_TLS_FLAGS;
 
 /// A `GetFlows` request the relay refuses (shared with flow-probe).
 pub use observer_runtime::query::RequestError;

@@ -21,7 +21,8 @@
 //!   follow with in-band node-status changes), ServerStatus, GetNodes,
 //!   GetNamespaces; requests are checked by [`query`].
 //! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds
-//!   the settings; [`error`] the error types; [`time`] flow-time arithmetic.
+//!   the settings ([`peer_tls`]: the TLS flags towards the probes); [`error`]
+//!   the error types; [`time`] flow-time arithmetic.
 //! - [`metrics`]: Prometheus `/metrics` (peers, ingest per node, reorder counts,
 //!   history rows, files and bytes, SQL queries and durations).
 //!
@@ -68,6 +69,7 @@ pub mod history;
 pub mod merge;
 pub mod metrics;
 pub mod peer;
+pub mod peer_tls;
 pub mod reorder;
 pub mod server;
 pub mod sql;

@@ -9,10 +9,10 @@ use anyhow::Context;
 use clap::Parser;
 use observer_runtime::tls::{ClientTls, ClientTlsFlags, ServerTls, TlsError};
 use relay::config::DEFAULT_RING_CAPACITY;
-use relay::config::PEER_TLS_FLAGS;
 use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
 use relay::history::compact::CompactionConfig;
 use relay::history::{HistoryConfig, units};
+use relay::peer_tls::PEER_TLS_FLAGS;
 use relay::sql::SqlLimits;
 use relay::{PeerOptions, Relay, RelayConfig};
 
