@@ -33,7 +33,8 @@ pub fn cilium_reason(name: &str) -> DropReason {
             DropReason::InvalidDestinationMac
         }
         "IP_NOPROTO" => DropReason::UnknownL4Protocol,
-        "UNHANDLED_PROTO" => DropReason::UnsupportedL3Protocol,
+        "UNHANDLED_PROTO" | "IPV6DISABLED" => DropReason::UnsupportedL3Protocol,
+        "NEIGH_FAILED" | "NEIGH_QUEUEFULL" | "NEIGH_DEAD" => DropReason::StaleOrUnroutableIp,
         "IP_OUTNOROUTES" | "IP_INNOROUTES" | "IPV6_INNOROUTES" => DropReason::FibLookupFailed,
         "IPV6_BAD_EXTHDR" | "IPV6_BAD_EXTHDR_HOPOPTS" | "IPV6_BAD_EXTHDR_NOPORT" => {
             DropReason::InvalidIpv6ExtensionHeader
@@ -47,7 +48,6 @@ pub fn cilium_reason(name: &str) -> DropReason {
         | "IPV6_NDISC_BAD_OPTIONS"
         | "IPV6_NDISC_NS_OTHERHOST" => DropReason::ForbiddenIcmpv6Message,
         "FRAG_REASM_TIMEOUT" | "FRAG_TOO_FAR" => DropReason::FirstLogicalDatagramFragmentNotFound,
-        "TC_EGRESS" | "TC_INGRESS" | "TC_ERROR" => DropReason::PolicyDenied,
         _ => DropReason::Unknown,
     }
 }
@@ -62,6 +62,10 @@ mod tests {
         assert_eq!(cilium_reason("TCP_CSUM"), DropReason::InvalidPacketDropped);
         assert_eq!(cilium_reason("IP_RPFILTER"), DropReason::InvalidSourceIp);
         assert_eq!(cilium_reason("IP_INNOROUTES"), DropReason::FibLookupFailed);
+        assert_eq!(
+            cilium_reason("IPV6DISABLED"),
+            DropReason::UnsupportedL3Protocol
+        );
         assert_eq!(cilium_reason("SOMETHING_NEW"), DropReason::Unknown);
     }
 }
