@@ -178,6 +178,27 @@ fn describe(f: &DynamicMessage) -> String {
     )
 }
 
+/// The flow's Ethernet addresses, as Cilium fills them on L2 devices: two
+/// MACs written `aa:bb:cc:dd:ee:ff`, the source a unicast one.
+fn assert_ethernet(f: &DynamicMessage) {
+    let d = describe(f);
+    let eth = msg(f, "ethernet").unwrap_or_else(|| panic!("no ethernet: {d}"));
+    let (src, dst) = (text(&eth, "source"), text(&eth, "destination"));
+    for mac in [&src, &dst] {
+        let bytes: Vec<&str> = mac.split(':').collect();
+        assert!(
+            bytes.len() == 6
+                && bytes.iter().all(|b| b.len() == 2
+                    && b.chars()
+                        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())),
+            "{mac}: {d}"
+        );
+    }
+    let first = u8::from_str_radix(&src[..2], 16).unwrap();
+    assert_eq!(first & 1, 0, "a unicast source MAC: {src}: {d}");
+    assert_ne!(src, "00:00:00:00:00:00", "{d}");
+}
+
 /// Connects from `from`'s namespace to `to` with a SYN that a netfilter rule
 /// in the server drops: two SYNs, then the connect times out.
 fn connect_into_netfilter_drop(from_netns: String, to: SocketAddr) {
@@ -309,6 +330,7 @@ async fn a_hubble_client_reads_every_kind_of_event_with_hubbles_semantics() {
             assert!(reason == "NEW" || reason == "ESTABLISHED", "{d}");
         }
         assert!(msg(f, "interface").is_some(), "{d}");
+        assert_ethernet(f);
     }
     assert!(traces.iter().any(|f| enum_name(f, "trace_reason") == "NEW"));
 
@@ -414,6 +436,7 @@ async fn a_hubble_client_reads_every_kind_of_event_with_hubbles_semantics() {
         .collect();
     assert!(!kernel.is_empty(), "{}", all());
     for f in &kernel {
+        assert_ethernet(f);
         assert_eq!(
             enum_name(f, "drop_reason_desc"),
             "POLICY_DENIED",

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface, Policy,
-    TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
+    CiliumEventType, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface,
+    Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
 };
 use observer_proto::hubble_text::{icmp4_type_code, icmp6_type_code};
 use observer_proto::observe::v1::{FlowVolume, KernelDrop};
@@ -239,6 +239,7 @@ impl Enricher {
             trace_observation_point: point as i32,
             is_reply: Some(is_reply),
             reply: is_reply,
+            ethernet: ethernet(ev),
             trace_reason: if ev.kind == kind::TRACE {
                 trace_reason(ev) as i32
             } else {
@@ -356,6 +357,21 @@ pub fn tcp_flags(bits: u8) -> TcpFlags {
         cwr: bits & 0x80 != 0,
         ns: false,
     }
+}
+
+/// The packet's Ethernet addresses, as Cilium reports them on L2 devices
+/// (`aa:bb:cc:dd:ee:ff`); none when the event has none (periodic reports).
+fn ethernet(ev: &FlowEvent) -> Option<Ethernet> {
+    let mac = |m: &[u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    (ev.smac != [0; 6] || ev.dmac != [0; 6]).then(|| Ethernet {
+        source: mac(&ev.smac),
+        destination: mac(&ev.dmac),
+    })
 }
 
 /// Cilium's trace reason of a traced packet: its connection's state.
