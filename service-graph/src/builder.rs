@@ -531,10 +531,6 @@ mod tests {
         let e = g.find("default/frontend", "default/api").unwrap();
         assert_eq!((e.connections, e.flows), (conns, nflows + 1));
         assert!(e.ports.contains("TCP/80"));
-        assert!(
-            e.hops
-                .path()
-                .starts_with("trace-sock (1) -> from-endpoint")
-        );
+        assert!(e.hops.path().starts_with("trace-sock (1) -> from-endpoint"));
     }
 }
