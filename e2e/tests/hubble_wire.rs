@@ -585,6 +585,37 @@ async fn a_hubble_client_reads_every_kind_of_event_with_hubbles_semantics() {
         uuids(&everything)
     );
 
+    // The cluster-name and node-label filters match what --cluster-name and
+    // --node-label filled.
+    let filtered = |field: &str, value: &str| {
+        let mut filter = DynamicMessage::new(client.message("flow.FlowFilter"));
+        filter.set_field_by_name(field, Value::List(vec![Value::String(value.into())]));
+        let mut req = window(client.request());
+        req.set_field_by_name("whitelist", Value::List(vec![Value::Message(filter)]));
+        req
+    };
+    let in_cluster = client
+        .get_flows(&filtered("source_cluster_name", CLUSTER))
+        .await
+        .unwrap();
+    let want: Vec<String> = everything
+        .iter()
+        .filter(|f| msg(f, "source").is_some_and(|e| text(&e, "cluster_name") == CLUSTER))
+        .map(|f| text(f, "uuid"))
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(uuids(&in_cluster), want);
+    let other = client
+        .get_flows(&filtered("destination_cluster_name", "elsewhere"))
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+    let labelled = client
+        .get_flows(&filtered("node_labels", "topology.kubernetes.io/zone=z1"))
+        .await
+        .unwrap();
+    assert_eq!(uuids(&labelled), uuids(&everything));
+
     // Our own types see the same netfilter drop, its kernel reason kept in
     // our extension (Flow field 1001, which Cilium's Flow does not declare).
     let ours = env.all_flows().await;
