@@ -272,9 +272,10 @@ async fn a_hubble_client_reads_every_kind_of_event_with_hubbles_semantics() {
     let flows = client.get_flows(&client.request()).await.expect("GetFlows");
     let all = || flows.iter().map(describe).collect::<Vec<_>>().join("\n");
 
-    // Every flow: the node's name and labels; known endpoints in the cluster.
+    // Every flow: the node's name in its cluster, as Cilium writes it, and
+    // its labels; known endpoints in the cluster.
     for f in &flows {
-        assert_eq!(text(f, "node_name"), "node1");
+        assert_eq!(text(f, "node_name"), format!("{CLUSTER}/node1"));
         let labels: Vec<String> = field(f, "node_labels")
             .and_then(|v| {
                 v.as_list().map(|l| {

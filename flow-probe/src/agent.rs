@@ -238,7 +238,8 @@ pub async fn run(
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
     let node = NodeInfo {
-        name: cfg.node_name.clone(),
+        // As in flows: `cluster/node` in a named cluster.
+        name: crate::flow_builder::absolute_node_name(&cfg.cluster_name, &cfg.node_name),
         address: bound.to_string(),
         version: concat!("flow-probe ", env!("CARGO_PKG_VERSION")).to_string(),
         started: Instant::now(),

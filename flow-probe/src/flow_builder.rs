@@ -32,6 +32,8 @@ pub mod ipproto {
 /// This node's flows: its name, cluster and labels, the run's flow ids and
 /// its endpoints.
 pub struct NodeFlows {
+    /// The node's own name, and the one flows carry (see [`absolute_node_name`]).
+    node: String,
     node_name: String,
     cluster_name: String,
     node_labels: Vec<String>,
@@ -42,6 +44,7 @@ pub struct NodeFlows {
 impl NodeFlows {
     pub fn new(node_name: &str, file: &EndpointsFile) -> Self {
         NodeFlows {
+            node: node_name.to_string(),
             node_name: node_name.to_string(),
             cluster_name: String::new(),
             node_labels: Vec::new(),
@@ -54,6 +57,7 @@ impl NodeFlows {
     /// and the node's labels (`key=value`), as Cilium fills `cluster_name`
     /// and `node_labels`.
     pub fn set_cluster(&mut self, cluster_name: &str, node_labels: Vec<String>) {
+        self.node_name = absolute_node_name(cluster_name, &self.node);
         self.cluster_name = cluster_name.to_string();
         self.node_labels = node_labels;
         let endpoints = std::mem::replace(
@@ -156,6 +160,16 @@ impl FlowContext<'_> {
     }
 }
 
+/// The node's name as Cilium puts it in flows: `cluster/node` when the node
+/// is in a named cluster other than Cilium's `default`, else the node's name.
+pub fn absolute_node_name(cluster: &str, node: &str) -> String {
+    if cluster.is_empty() || cluster == "default" {
+        node.to_string()
+    } else {
+        format!("{cluster}/{node}")
+    }
+}
+
 /// The address in a kernel event's 16 bytes (IPv4 in the first 4).
 pub fn addr(family: u8, bytes: &[u8; 16]) -> IpAddr {
     if family == 6 {
@@ -223,6 +237,9 @@ mod tests {
                 ..Default::default()
             }
         );
+        assert_eq!(absolute_node_name("", "node1"), "node1");
+        assert_eq!(absolute_node_name("default", "node1"), "node1");
+        assert_eq!(absolute_node_name("lab", "node1"), "lab/node1");
         let mut bytes = [0u8; 16];
         bytes[..4].copy_from_slice(&[198, 18, 1, 10]);
         assert_eq!(addr(4, &bytes), IpAddr::from([198, 18, 1, 10]));

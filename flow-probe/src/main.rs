@@ -73,7 +73,8 @@ struct Args {
     #[arg(long)]
     node_name: Option<String>,
     /// Cluster name in flows' endpoints (Cilium's `cluster_name`), which the
-    /// `source_cluster_name` / `destination_cluster_name` filters match.
+    /// `source_cluster_name` / `destination_cluster_name` filters match; as
+    /// Cilium's, flows then name the node `CLUSTER/NODE` (not for `default`).
     #[arg(long, default_value = "")]
     cluster_name: String,
     /// A label of this node (`key=value`) reported in flows' `node_labels`
