@@ -362,11 +362,12 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
         "{cf:?}"
     );
     assert_eq!(cf.drop_reasons, "");
-    // Hops: leaving the client, then dropped at the peer's ingress (a drop
-    // reported at to-endpoint), or judged there (audit: a policy verdict and
+    // Hops: leaving the client, then dropped at the peer's ingress (a Drop,
+    // which as Cilium's has no observation point; its policy verdict is the
+    // same packet, counted once), or judged there (audit: a policy verdict and
     // no trace at to-endpoint); api -> db's first packet judged by policy.
-    assert_eq!(ca.hops, "from-endpoint (1) -> to-endpoint (1)");
-    assert_eq!(cd.hops, "from-endpoint (1) -> to-endpoint (1)");
+    assert_eq!(ca.hops, "from-endpoint (1) -> drop (1)");
+    assert_eq!(cd.hops, "from-endpoint (1) -> drop (1)");
     assert_eq!(cf.hops, "from-endpoint (3) -> policy-verdict (3)");
     assert_eq!(
         ad.hops,

@@ -1,31 +1,35 @@
-//! Turns a decoded kernel event into a Hubble `Flow`. Time, UUID, node, IP,
+//! Turns a decoded kernel event into Hubble flows. Time, UUID, node, IP,
 //! ports and the endpoints behind the addresses come from
-//! [`crate::flow_builder`]; here: reply and direction from who opened the
-//! flow, the observation point from the hook and interface, volume, the
-//! verdict with its drop reason and policy, and kernel drops.
+//! [`crate::flow_builder`]; here: reply, trace reason and direction from who
+//! opened the flow, the observation point from the hook and interface,
+//! volume, the verdict with its drop reason and policy, and kernel drops
+//! (their reason as Cilium's by [`kernel_reasons`]).
+//!
+//! A policy denial is one kernel event; Cilium reports it as a PolicyVerdict
+//! (naming the policy) and a Drop, and so does [`Enricher::flows`]. Drops
+//! carry no observation point and no `is_reply`, as Cilium's do.
+
+pub mod kernel_reasons;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface, Policy,
-    TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
+    CiliumEventType, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface,
+    Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
 };
+use observer_proto::hubble_text::{icmp4_type_code, icmp6_type_code};
 use observer_proto::observe::v1::{FlowVolume, KernelDrop};
 
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
 use crate::flow_builder::{Endpoints, NodeFlows, addr, ipproto, ports};
-use crate::kernel::events::{FlowEvent, drop_reason, hook, kind, policy_direction, verdict};
+use crate::kernel::events::{
+    FlowEvent, drop_reason, hook, kind, policy_direction, reason, verdict,
+};
 use crate::sources::EndpointWatch;
-
-fn drop_reason_name(reason: u16) -> String {
-    observer_proto::flow::DropReason::try_from(i32::from(reason))
-        .map(|r| r.as_str_name().to_string())
-        .unwrap_or_else(|_| format!("drop reason {reason}"))
-}
 
 /// Cilium's monitor message type for trace events, and its trace sub-types.
 pub mod monitor {
@@ -114,15 +118,16 @@ impl Enricher {
         self
     }
 
-    /// Builds the SOCK flow of a socket translation event (see [`crate::services::flows`]).
-    pub fn sock_flow(
+    /// Builds the SOCK flows of a socket translation event (see [`crate::services::flows`]).
+    pub fn sock_flows(
         &mut self,
         ev: &crate::kernel::events::SockXlateEvent,
         unix_offset_ns: i128,
-    ) -> Flow {
+    ) -> Vec<Flow> {
         self.refresh(false);
+        let post_uuid = self.node.next_uuid();
         let cx = self.node.next(unix_offset_ns);
-        crate::services::flows::sock_flow(ev, self.services.as_deref(), cx)
+        crate::services::flows::sock_flows(ev, self.services.as_deref(), cx, post_uuid)
     }
 
     /// Builds the flow of a TCP lifecycle event (see [`crate::lifecycle`]).
@@ -133,6 +138,12 @@ impl Enricher {
     ) -> Flow {
         self.refresh(false);
         crate::lifecycle::lifecycle_flow(ev, self.node.next(unix_offset_ns))
+    }
+
+    /// Names the cluster of this node and its endpoints, and the node's labels.
+    pub fn with_cluster(mut self, cluster_name: &str, node_labels: Vec<String>) -> Self {
+        self.node.set_cluster(cluster_name, node_labels);
+        self
     }
 
     /// Draws flow UUIDs from `ids` (a fixed prefix makes them reproducible).
@@ -151,7 +162,28 @@ impl Enricher {
         self.node.node_name()
     }
 
-    /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
+    /// The flows of one event: a policy denial is a PolicyVerdict flow, then
+    /// the Drop ([`Self::flow`]); any other event is its one flow.
+    pub fn flows(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Vec<Flow> {
+        let flow = self.flow(ev, unix_offset_ns);
+        if ev.kind != kind::DROP || ev.key.hook == hook::KFREE_SKB {
+            return vec![flow];
+        }
+        let mut verdict = Flow {
+            uuid: self.node.next_uuid(),
+            event_type: Some(CiliumEventType {
+                r#type: i32::from(kind::POLICY_VERDICT),
+                sub_type: 0,
+            }),
+            volume: None,
+            ..flow.clone()
+        };
+        self.add_policy_names(&mut verdict, ev);
+        vec![verdict, flow]
+    }
+
+    /// Builds the event's own flow (for a policy denial, the Drop);
+    /// `unix_offset_ns` converts kernel monotonic time to Unix time.
     pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
         self.refresh(false);
         let k = &ev.key;
@@ -206,6 +238,13 @@ impl Enricher {
             traffic_direction: direction as i32,
             trace_observation_point: point as i32,
             is_reply: Some(is_reply),
+            reply: is_reply,
+            ethernet: ethernet(ev),
+            trace_reason: if ev.kind == kind::TRACE {
+                trace_reason(ev) as i32
+            } else {
+                TraceReason::Unknown as i32
+            },
             summary,
             interface: iface.map(|i| NetworkInterface {
                 index: k.ifindex,
@@ -223,6 +262,13 @@ impl Enricher {
             self.make_kernel_drop(&mut flow, ev);
         } else if ev.kind != kind::TRACE {
             self.add_policy_verdict(&mut flow, ev);
+        }
+        if ev.kind == kind::DROP {
+            // Cilium cannot tell whether a dropped packet was a reply, and
+            // its drops come from no trace point.
+            flow.is_reply = None;
+            flow.reply = false;
+            flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
         }
         if let Some(services) = &self.services {
             crate::services::flows::annotate_tc_flow(services, &ev.key, &mut flow);
@@ -243,9 +289,12 @@ impl Enricher {
         flow.is_reply = None;
         flow.interface = None;
         flow.volume = None;
+        let cilium = kernel_reasons::cilium_reason(&name) as i32;
+        flow.drop_reason = cilium as u32;
+        flow.drop_reason_desc = cilium;
         flow.event_type = Some(CiliumEventType {
             r#type: i32::from(kind::DROP),
-            sub_type: 0,
+            sub_type: cilium,
         });
         flow.summary = format!("{} (kernel drop: {name})", flow.summary);
         flow.kernel_drop = Some(KernelDrop {
@@ -259,14 +308,21 @@ impl Enricher {
         self.kernel_drop_reasons = names;
     }
 
-    /// Drop reason, match type and the policy that allowed or denied the flow.
+    /// Drop reason and match type of a judged flow; the policy that allowed
+    /// it (a Drop names none: its PolicyVerdict does, see [`Self::flows`]).
     fn add_policy_verdict(&self, flow: &mut Flow, ev: &FlowEvent) {
         if ev.verdict == verdict::DROPPED {
             flow.drop_reason = u32::from(ev.drop_reason);
             flow.drop_reason_desc = i32::from(ev.drop_reason);
-            flow.summary = format!("{} ({})", flow.summary, drop_reason_name(ev.drop_reason));
         }
         flow.policy_match_type = u32::from(ev.policy_match);
+        if ev.kind != kind::DROP {
+            self.add_policy_names(flow, ev);
+        }
+    }
+
+    /// The policy that allowed or denied the flow, in its direction's list.
+    fn add_policy_names(&self, flow: &mut Flow, ev: &FlowEvent) {
         let Some(p) = self.policy_names.as_ref().and_then(|n| n.get(ev.policy_id)) else {
             return;
         };
@@ -303,14 +359,40 @@ pub fn tcp_flags(bits: u8) -> TcpFlags {
     }
 }
 
+/// The packet's Ethernet addresses, as Cilium reports them on L2 devices
+/// (`aa:bb:cc:dd:ee:ff`); none when the event has none (periodic reports).
+fn ethernet(ev: &FlowEvent) -> Option<Ethernet> {
+    let mac = |m: &[u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    (ev.smac != [0; 6] || ev.dmac != [0; 6]).then(|| Ethernet {
+        source: mac(&ev.smac),
+        destination: mac(&ev.dmac),
+    })
+}
+
+/// Cilium's trace reason of a traced packet: its connection's state.
+fn trace_reason(ev: &FlowEvent) -> TraceReason {
+    if ev.is_reply != 0 {
+        TraceReason::Reply
+    } else if ev.reason == reason::NEW_FLOW {
+        TraceReason::New
+    } else {
+        TraceReason::Established
+    }
+}
+
 /// Flag names in Hubble's order, e.g. "SYN, ACK".
 pub fn tcp_flag_names(bits: u8) -> String {
     const NAMES: [(u8, &str); 8] = [
         (0x02, "SYN"),
         (0x10, "ACK"),
-        (0x08, "PSH"),
-        (0x01, "FIN"),
         (0x04, "RST"),
+        (0x01, "FIN"),
+        (0x08, "PSH"),
         (0x20, "URG"),
         (0x40, "ECE"),
         (0x80, "CWR"),
@@ -337,38 +419,22 @@ fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
                 r#type: ev.icmp_type.into(),
                 code: ev.icmp_code.into(),
             })),
-            format!("ICMPv4 {}", icmp4_name(ev.icmp_type)),
+            format!(
+                "ICMPv4 {}",
+                icmp4_type_code(ev.icmp_type.into(), ev.icmp_code.into())
+            ),
         ),
         ipproto::ICMPV6 => (
             icmp(layer4::Protocol::IcmPv6(IcmPv6 {
                 r#type: ev.icmp_type.into(),
                 code: ev.icmp_code.into(),
             })),
-            format!("ICMPv6 {}", icmp6_name(ev.icmp_type)),
+            format!(
+                "ICMPv6 {}",
+                icmp6_type_code(ev.icmp_type.into(), ev.icmp_code.into())
+            ),
         ),
         other => (None, format!("IP protocol {other}")),
-    }
-}
-
-fn icmp4_name(t: u8) -> String {
-    match t {
-        0 => "EchoReply".into(),
-        3 => "DestinationUnreachable".into(),
-        8 => "EchoRequest".into(),
-        11 => "TimeExceeded".into(),
-        other => format!("type {other}"),
-    }
-}
-
-fn icmp6_name(t: u8) -> String {
-    match t {
-        1 => "DestinationUnreachable".into(),
-        128 => "EchoRequest".into(),
-        129 => "EchoReply".into(),
-        133 => "RouterSolicitation".into(),
-        135 => "NeighborSolicitation".into(),
-        136 => "NeighborAdvertisement".into(),
-        other => format!("type {other}"),
     }
 }
 

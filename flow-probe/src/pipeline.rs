@@ -69,22 +69,27 @@ impl Pipeline {
         }
     }
 
-    /// Enriches and keeps one event (from the ring, or a report).
+    /// Enriches and keeps one event (from the ring, or a report): its flows
+    /// (two for a policy denial or a socket translation, as Cilium reports them).
     pub fn ingest_event(&mut self, event: &Event) {
-        let flow = match event {
-            Event::Flow(ev) => self.enricher.flow(ev, self.unix_offset_ns),
-            Event::SockXlate(ev) => self.enricher.sock_flow(ev, self.unix_offset_ns),
-            Event::TcpLifecycle(ev) => self.enricher.tcp_lifecycle_flow(ev, self.unix_offset_ns),
+        let flows = match event {
+            Event::Flow(ev) => self.enricher.flows(ev, self.unix_offset_ns),
+            Event::SockXlate(ev) => self.enricher.sock_flows(ev, self.unix_offset_ns),
+            Event::TcpLifecycle(ev) => {
+                vec![self.enricher.tcp_lifecycle_flow(ev, self.unix_offset_ns)]
+            }
         };
         if let Some(m) = &self.metrics {
-            m.flow(&flow);
+            m.flows(&flows);
         }
-        let response = GetFlowsResponse {
-            node_name: flow.node_name.clone(),
-            time: flow.time,
-            response_types: Some(ResponseTypes::Flow(flow)),
-        };
-        self.store.push(response);
+        for flow in flows {
+            let response = GetFlowsResponse {
+                node_name: flow.node_name.clone(),
+                time: flow.time,
+                response_types: Some(ResponseTypes::Flow(flow)),
+            };
+            self.store.push(response);
+        }
     }
 
     /// Records that `n` events were lost at `source`.

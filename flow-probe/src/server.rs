@@ -119,6 +119,7 @@ impl Observer for ObserverService {
                 }
             };
             for entry in history {
+                // History is already masked by the query.
                 if tx.send(Ok((*entry.response).clone())).await.is_err() {
                     return;
                 }
@@ -249,7 +250,12 @@ async fn follow(
         if query.is_past_until(&entry.response) {
             return;
         }
-        if query.selects(&entry.response) && tx.send(Ok((*entry.response).clone())).await.is_err() {
+        if query.selects(&entry.response)
+            && tx
+                .send(Ok((*query.respond(&entry.response)).clone()))
+                .await
+                .is_err()
+        {
             return;
         }
     }

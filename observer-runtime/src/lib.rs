@@ -4,7 +4,8 @@
 //! A flow enters [`store`] (a ring of recent flows plus a broadcast to
 //! followers); a `GetFlows` request becomes a [`query::FlowQuery`] (number,
 //! first, follow, since/until), whose whitelist and blacklist compile with
-//! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too);
+//! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too) and
+//! whose `field_mask` [`field_mask`] checks and applies;
 //! [`metrics_http`] serves Prometheus' `/metrics`; [`accept`] takes
 //! connections for it and for the gRPC servers without spinning at the
 //! file-descriptor limit; [`shutdown`] turns SIGINT and SIGTERM into one
@@ -15,6 +16,7 @@
 
 pub mod accept;
 pub mod backoff;
+pub mod field_mask;
 pub mod filter;
 pub mod metrics_http;
 pub mod query;

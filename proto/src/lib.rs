@@ -7,6 +7,8 @@
 //!   feature report), carried in field numbers Hubble leaves unused.
 //! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
 //!   observation points, trace sub-types), for every printer, metric and graph.
+//! - [`hubble_text`]: texts Hubble derives from numbers (ICMP type and code,
+//!   drop reason as `hubble observe` prints them).
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
 //! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch, and the
 //!   one parser of flag durations (`30s`, `2h`) and RFC 3339 times (jiff).
@@ -34,6 +36,7 @@ pub mod observe {
     }
 }
 
+pub mod hubble_text;
 pub mod json;
 pub mod names;
 pub mod time;
