@@ -326,7 +326,7 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
         (18, 4, [16, 0, 0, 2]),
         "{fa:?}"
     );
-    assert_eq!(fa.ports, "TCP/80, TCP/8080");
+    assert_eq!(fa.ports, "TCP/8080");
     assert_eq!(fa.drop_reasons, "");
     assert_eq!(
         fa.hops,

@@ -112,7 +112,9 @@ async fn graph_of_the_default_scenario() {
     // service VIP (socket LB to api or api-2, both workload `api`).
     let fa = edges["default/frontend->default/api"];
     assert_eq!(fa["connections"], 4, "{fa}");
-    assert_eq!(strings(&fa["ports"]), ["TCP/80", "TCP/8080"]);
+    // The socket translation names the backend's port, as Cilium's
+    // post-translation event does.
+    assert_eq!(strings(&fa["ports"]), ["TCP/8080"]);
     // Each connection: its SYN and its FIN at from-endpoint and again at
     // api's ingress (the SYN judged by policy; the datapath reports a
     // connection's first packet and its SYN/FIN/RST, not every packet), plus

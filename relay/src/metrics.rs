@@ -255,6 +255,13 @@ impl RelayMetrics {
             }
         }
         self.history_metrics();
+        if self.state.sql().history().is_some() {
+            // Every connected node has its series of lost flows from the
+            // start, 0 until it loses one, so a rate over it has data.
+            for v in views.iter().filter(|v| v.is_connected()) {
+                self.history_lost.with_label_values(&[v.name.as_str()]);
+            }
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::warn!("encoding metrics: {e}");
