@@ -79,10 +79,27 @@ impl PeerDirectory {
         });
     }
 
+    /// Lists exactly `peers`: what is new or changed is told, what is not
+    /// there any more is deleted.
+    pub fn replace(&self, peers: BTreeMap<String, Listing>) {
+        self.tx.send_if_modified(|now| {
+            if *now == peers {
+                return false;
+            }
+            *now = peers;
+            true
+        });
+    }
+
     /// Takes `name` off the list.
     pub fn remove(&self, name: &str) {
         self.tx
             .send_if_modified(|peers| peers.remove(name).is_some());
+    }
+
+    /// A receiver of the whole listing, marked changed on every change.
+    pub fn subscribe(&self) -> watch::Receiver<BTreeMap<String, Listing>> {
+        self.tx.subscribe()
     }
 
     /// The names listed now, in order.

@@ -76,6 +76,7 @@ impl Relay {
     /// Checks `cfg` and starts following every peer; call inside a tokio runtime.
     pub fn start(cfg: &RelayConfig) -> Result<Relay, RelayError> {
         let uris = cfg.peer_uris()?;
+        cfg.check_cluster_name()?;
         let addresses: Vec<String> = cfg
             .peers
             .iter()
@@ -87,7 +88,7 @@ impl Relay {
             .collect();
         let state = Arc::new(RelayState::new(
             FlowStore::new(cfg.ring_capacity),
-            Peers::new(&addresses),
+            Peers::with_naming(&addresses, cfg.naming()),
         ));
         let (stop, stop_rx) = watch::channel(false);
         let (merge_tx, merge_rx) = mpsc::channel(merge::QUEUE);

@@ -111,6 +111,7 @@ async fn session(
                     Some(n) if response.node_name.is_empty() => response.node_name = n.clone(),
                     _ => {}
                 }
+                ctx.state.peers().naming().rename(&mut response);
                 ctx.state.peers().count_flow(ctx.id);
                 ctx.merge.send(response).await.map_err(|_| PeerError::MergeClosed)?;
             }
