@@ -10,9 +10,11 @@
 //!   unavailable and is dialled again with exponential backoff
 //!   ([`observer_runtime::backoff`]); the next session resumes without repeats
 //!   ([`peer::resume`]). State changes are broadcast ([`peer::state`]).
-//! - [`merge`]: every peer's flows through one bounded queue into the
-//!   [`reorder`] window, which holds each flow for a while and releases them
-//!   sorted by flow time (late ones pass at once, counted; memory is bounded).
+//! - [`merge`]: every peer's flows, and when it connects and goes, through
+//!   one bounded queue into the [`reorder`] window, which releases them sorted
+//!   by flow time as soon as every connected node has passed their time
+//!   ([`watermark`]), and holds none longer than the window (late ones pass
+//!   at once, counted; memory is bounded).
 //! - [`store`]: the ring of merged flows and the broadcast to followers; a slow
 //!   follower loses flows (and is told), ingestion never waits.
 //! - [`server`]: the gRPC service, plaintext or (m)TLS (the peers are dialled
@@ -71,6 +73,7 @@ pub mod reorder;
 pub mod server;
 pub mod sql;
 pub mod state;
+pub mod watermark;
 
 pub use config::{PeerOptions, RelayConfig};
 pub use error::RelayError;
