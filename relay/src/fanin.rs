@@ -92,7 +92,12 @@ impl Relay {
         ));
         let (stop, stop_rx) = watch::channel(false);
         let (merge_tx, merge_rx) = mpsc::channel(merge::QUEUE);
-        let window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
+        let mut window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
+        // Every peer counts from the start: a flow of the first peer to
+        // connect waits for the others' first flows (or the window).
+        for id in 0..uris.len() {
+            window.connect(id, tokio::time::Instant::now());
+        }
         let mut tasks = vec![tokio::spawn(merge::run(merge_rx, state.clone(), window))];
         for (id, uri) in uris.into_iter().enumerate() {
             let ctx = PeerCtx {

@@ -10,6 +10,12 @@
 //! the last one to two seconds (so a node whose clock runs behind, or whose
 //! link is slow, is waited for longer), never more than the window: no flow is
 //! held longer than the window would hold it.
+//!
+//! A node that just connected first sends what it already had (its ring):
+//! flows older than the window. Until it sends a recent one (or the window has
+//! gone by since it connected) it is *catching up*, and nothing passes by
+//! watermark: only the window's holds release, which sorts its old flows in
+//! among the others' as before.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,6 +71,15 @@ struct Progress {
     /// The latest flow time the node sent.
     latest: Option<i128>,
     delay: RecentMax,
+    /// Until when it may still be sending what it had before it connected;
+    /// `None` once it sent a recent flow.
+    catching_up: Option<Instant>,
+}
+
+impl Progress {
+    fn is_catching_up(&self, now: Instant) -> bool {
+        self.catching_up.is_some_and(|until| now < until)
+    }
 }
 
 /// The connected nodes' progress, and the relay's clock as flow time.
@@ -110,9 +125,11 @@ impl Watermarks {
 
     /// `source` is connected: flows wait for it too (from now on).
     pub fn connect(&mut self, source: Source, now: Instant) {
+        let catching_up = Some(now + Duration::from_nanos(self.limit as u64));
         self.nodes.entry(source).or_insert(Progress {
             latest: None,
             delay: RecentMax::new(now),
+            catching_up,
         });
     }
 
@@ -129,17 +146,33 @@ impl Watermarks {
         self.connect(source, now);
         if let Some(p) = self.nodes.get_mut(&source) {
             p.latest = Some(p.latest.map_or(time, |l| l.max(time)));
-            p.delay.sample(now, (wall - time).clamp(0, limit));
+            let delay = wall - time;
+            if delay < limit {
+                p.catching_up = None;
+            }
+            // What it had before it connected says nothing of its delay.
+            if !p.is_catching_up(now) {
+                p.delay.sample(now, delay.clamp(0, limit));
+            }
         }
     }
 
     /// The flow time every connected node has passed at `now`; anything
-    /// goes (`i128::MAX`) while no node is connected.
-    pub fn passed(&self, now: Instant) -> i128 {
+    /// goes (`i128::MAX`) while no node is connected, nothing while one is
+    /// catching up.
+    pub fn passed(&mut self, now: Instant) -> i128 {
+        for p in self.nodes.values_mut() {
+            if !p.is_catching_up(now) {
+                p.catching_up = None;
+            }
+        }
         let wall = self.wall(now);
         self.nodes
             .values()
             .map(|p| {
+                if p.is_catching_up(now) {
+                    return i128::MIN;
+                }
                 let idle = wall - p.delay.value() - ns(IDLE_MARGIN);
                 p.latest.map_or(idle, |l| idle.max(l - ns(ORDER_SLACK)))
             })
@@ -148,14 +181,20 @@ impl Watermarks {
     }
 
     /// When the clock alone takes every node past `time` (nodes that already
-    /// passed it by their flows do not count); `None` when they all have.
+    /// passed it by their flows do not count; one catching up counts until
+    /// it has at least, as of the last [`Self::passed`]); `None` when they
+    /// all have.
     pub fn when_passed(&self, time: i128) -> Option<Instant> {
         self.nodes
             .values()
-            .filter(|p| p.latest.is_none_or(|l| l - ns(ORDER_SLACK) < time))
-            .map(|p| time + p.delay.value() + ns(IDLE_MARGIN))
+            .filter(|p| {
+                p.catching_up.is_some() || p.latest.is_none_or(|l| l - ns(ORDER_SLACK) < time)
+            })
+            .map(|p| {
+                let by_clock = self.instant(time + p.delay.value() + ns(IDLE_MARGIN));
+                p.catching_up.map_or(by_clock, |until| by_clock.max(until))
+            })
             .max()
-            .map(|wall| self.instant(wall))
     }
 }
 
@@ -216,11 +255,29 @@ mod tests {
     }
 
     #[test]
-    fn a_connected_node_that_never_sent_holds_by_the_clock_alone() {
+    fn a_connected_node_that_never_sent_holds_for_the_window_then_by_the_clock() {
         let t0 = Instant::now();
         let mut w = marks(t0);
         w.connect(7, t0);
-        assert_eq!(w.passed(at(t0, 50)), WALL0 + 30 * MS);
-        assert_eq!(w.when_passed(WALL0 + 100 * MS), Some(at(t0, 120)));
+        // It may be sending what it had: nothing passes for the window.
+        assert_eq!(w.passed(at(t0, 50)), i128::MIN);
+        assert_eq!(w.when_passed(WALL0 + 100 * MS), Some(at(t0, 500)));
+        assert_eq!(w.passed(at(t0, 500)), WALL0 + 480 * MS);
+        assert_eq!(w.when_passed(WALL0 + 500 * MS), Some(at(t0, 520)));
+    }
+
+    #[test]
+    fn a_node_catches_up_with_its_first_recent_flow() {
+        let t0 = Instant::now();
+        let mut w = marks(t0);
+        w.connect(1, t0);
+        // Its ring first: seconds old.
+        w.observe(1, WALL0 - 3_000 * MS, at(t0, 1));
+        assert_eq!(w.passed(at(t0, 1)), i128::MIN);
+        // Then a flow of now, 2 ms late: caught up, and the old ones did not
+        // count in its delay.
+        w.observe(1, WALL0, at(t0, 2));
+        assert_eq!(w.passed(at(t0, 2)), WALL0 - MS);
+        assert_eq!(w.when_passed(WALL0 + 10 * MS), Some(at(t0, 32)));
     }
 }
