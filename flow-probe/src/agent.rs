@@ -258,7 +258,13 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let serve = server::run(grpc, listener, service, stopped(stop_rx.clone()));
+    let serve = server::run(
+        grpc,
+        listener,
+        service,
+        cfg.tls.is_some(),
+        stopped(stop_rx.clone()),
+    );
     let capture = async {
         match probe.as_mut() {
             Some(p) => {

@@ -8,7 +8,9 @@
 //! whose `field_mask` [`field_mask`] checks and applies;
 //! [`metrics_http`] serves Prometheus' `/metrics`; [`accept`] takes
 //! connections for it and for the gRPC servers without spinning at the
-//! file-descriptor limit; [`shutdown`] turns SIGINT and SIGTERM into one
+//! file-descriptor limit; [`peer_service`] is Hubble's `peer.Peer` over a
+//! directory of the nodes that serve `observer.Observer` (flow-probe lists
+//! itself, the relay its flow-probes); [`shutdown`] turns SIGINT and SIGTERM into one
 //! future every server waits on; [`tls`] holds the TLS settings of servers
 //! and clients (mTLS, Hubble's flags) and the rules that tie an address's
 //! scheme to them; [`backoff`] spaces the attempts to reach a peer or a
@@ -19,6 +21,7 @@ pub mod backoff;
 pub mod field_mask;
 pub mod filter;
 pub mod metrics_http;
+pub mod peer_service;
 pub mod query;
 pub mod shutdown;
 pub mod store;

@@ -1,8 +1,9 @@
 //! Wire types of the observer, and nothing else.
 //!
-//! - [`flow`], [`observer`], [`relay`]: Hubble-compatible protobuf types and
-//!   the `Observer` gRPC client and server, generated from `proto/`. Package
-//!   names and field numbers match Cilium's, so stock Hubble clients work.
+//! - [`flow`], [`observer`], [`relay`], [`peer`]: Hubble-compatible protobuf
+//!   types and the `Observer` and `Peer` gRPC clients and servers, generated
+//!   from `proto/`. Package names and field numbers match Cilium's, so stock
+//!   Hubble clients (and a stock hubble-relay, through `Peer`) work.
 //! - [`observe::v1`]: our extensions (per-direction flow volume, kernel
 //!   feature report), carried in field numbers Hubble leaves unused.
 //! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
@@ -26,6 +27,12 @@ pub mod observer {
 /// Node status types shared with Hubble Relay (protobuf package `relay`).
 pub mod relay {
     tonic::include_proto!("relay");
+}
+
+/// The `Peer` gRPC service a stock hubble-relay discovers nodes with
+/// (protobuf package `peer`).
+pub mod peer {
+    tonic::include_proto!("peer");
 }
 
 /// Our protobuf extensions.

@@ -24,6 +24,9 @@ pub enum RelayError {
     /// The gRPC server failed.
     #[error("serving observer.Observer: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// A cluster name a node name cannot be prefixed with.
+    #[error("invalid cluster name {0:?}: use letters, digits, '-', '_' and '.' only")]
+    InvalidClusterName(String),
     /// The history directory cannot be used.
     #[error("history: {0}")]
     History(String),
