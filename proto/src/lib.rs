@@ -3,7 +3,8 @@
 //! - [`flow`], [`observer`], [`relay`]: Hubble-compatible protobuf types and
 //!   the `Observer` gRPC client and server, generated from `proto/`. Package
 //!   names and field numbers match Cilium's, so stock Hubble clients work.
-//! - [`observe::v1`]: our extensions (per-direction flow volume, kernel
+//! - [`observe::v1`]: our extensions (per-direction flow volume, the policy
+//!   in force with its `PolicyStates` service, kernel
 //!   feature report), carried in field numbers Hubble leaves unused.
 //! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
 //!   observation points, trace sub-types), for every printer, metric and graph.
