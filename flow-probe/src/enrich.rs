@@ -10,15 +10,17 @@ use std::net::IpAddr;
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
     CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface, Policy,
-    TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
+    TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
 };
-use observer_proto::observe::v1::{FlowVolume, KernelDrop};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp};
 
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
 use crate::flow_builder::{Endpoints, NodeFlows, addr, ipproto, ports};
-use crate::kernel::events::{FlowEvent, drop_reason, hook, kind, policy_direction, verdict};
+use crate::kernel::events::{
+    FlowEvent, drop_reason, hook, kind, policy_direction, reason, verdict,
+};
 use crate::sources::EndpointWatch;
 
 fn drop_reason_name(reason: u16) -> String {
@@ -52,6 +54,8 @@ pub struct Enricher {
     policy_names: Option<std::sync::Arc<PolicyNames>>,
     kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     services: Option<std::sync::Arc<crate::services::ServiceTable>>,
+    /// The policy in force, stamped on every flow of the tc hooks.
+    policy_stamp: Option<tokio::sync::watch::Receiver<Option<PolicyStamp>>>,
 }
 
 impl Enricher {
@@ -63,6 +67,7 @@ impl Enricher {
             policy_names: None,
             kernel_drop_reasons: Default::default(),
             services: None,
+            policy_stamp: None,
         }
     }
 
@@ -141,6 +146,15 @@ impl Enricher {
         self
     }
 
+    /// Stamps flows with the policy in force, as `policy_log` publishes it.
+    pub fn with_policy_stamp(
+        mut self,
+        stamp: tokio::sync::watch::Receiver<Option<PolicyStamp>>,
+    ) -> Self {
+        self.policy_stamp = Some(stamp);
+        self
+    }
+
     /// Names the policies of verdict events from this table.
     pub fn with_policy_names(mut self, names: std::sync::Arc<PolicyNames>) -> Self {
         self.policy_names = Some(names);
@@ -205,6 +219,13 @@ impl Enricher {
             }),
             traffic_direction: direction as i32,
             trace_observation_point: point as i32,
+            // The first packet of a connection, the one policy judges, is NEW.
+            trace_reason: match (ev.reason, is_reply) {
+                (_, true) => TraceReason::Reply,
+                (reason::NEW_FLOW, false) => TraceReason::New,
+                _ => TraceReason::Established,
+            } as i32,
+            policy_in_force: self.policy_stamp.as_ref().and_then(|s| s.borrow().clone()),
             is_reply: Some(is_reply),
             summary,
             interface: iface.map(|i| NetworkInterface {
@@ -239,6 +260,7 @@ impl Enricher {
             .cloned()
             .unwrap_or_else(|| format!("reason {}", ev.drop_reason));
         flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
+        flow.trace_reason = TraceReason::Unknown as i32;
         flow.traffic_direction = TrafficDirection::Unknown as i32;
         flow.is_reply = None;
         flow.interface = None;

@@ -1,5 +1,6 @@
 //! The `observer.Observer` gRPC service over the flow store: GetFlows (history,
-//! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces.
+//! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces; and
+//! beside it `observe.v1.PolicyStates` ([`crate::policy_log`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::policy_log::{PolicyLog, PolicyStatesService};
 use crate::sources::status::StatusBoard;
 use observer_runtime::store::{Entry, FlowStore};
 
@@ -41,6 +43,8 @@ pub struct ObserverService {
     node: NodeInfo,
     /// This node's endpoints and their sources, for ServerStatus.
     endpoints: Option<StatusBoard>,
+    /// The policies put in force, served as `observe.v1.PolicyStates`.
+    policy_log: Option<Arc<PolicyLog>>,
     /// Turns true at shutdown; following streams end then, so the server can stop.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -55,6 +59,7 @@ impl ObserverService {
             store,
             node,
             endpoints: None,
+            policy_log: None,
             stopping,
         }
     }
@@ -62,6 +67,12 @@ impl ObserverService {
     /// Reports this node's endpoints and their sources in ServerStatus.
     pub fn with_endpoints(mut self, board: StatusBoard) -> Self {
         self.endpoints = Some(board);
+        self
+    }
+
+    /// Serves the policies put in force (`observe.v1.PolicyStates`) too.
+    pub fn with_policy_log(mut self, log: Arc<PolicyLog>) -> Self {
+        self.policy_log = Some(log);
         self
     }
 
@@ -80,8 +91,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
+    let policy_states = service
+        .policy_log
+        .clone()
+        .map(|log| PolicyStatesService::new(log, &service.node.name).into_server());
     server
         .add_service(service.into_server())
+        .add_optional_service(policy_states)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
