@@ -45,6 +45,7 @@
 //! | `source_port`, `destination_port` | uint32 | TCP/UDP/SCTP only |
 //! | `protocol` | utf8 | `TCP`, `UDP`, `ICMPv4`, `ICMPv6`, `SCTP` |
 //! | `tcp_flags` | utf8 | set flags, e.g. `SYN,ACK` |
+//! | `icmp_type`, `icmp_code` | uint8 | ICMP and ICMPv6 only |
 //! | `source_identity`, `destination_identity` | uint32 | |
 //! | `source_namespace`, `destination_namespace` | utf8 | |
 //! | `source_pod`, `destination_pod` | utf8 | |
@@ -54,7 +55,9 @@
 //! | `traffic_direction` | utf8 | `INGRESS`, `EGRESS` |
 //! | `observation_point` | utf8 | `TO_ENDPOINT`, ... |
 //! | `is_reply` | boolean | null when unknown |
+//! | `trace_reason` | utf8 | `NEW` (a connection's first packet, the one policy judges), `ESTABLISHED`, `REPLY` |
 //! | `ingress_allowed_by`, `ingress_denied_by`, `egress_allowed_by`, `egress_denied_by` | utf8 | policies as `namespace/name` joined by `,` |
+//! | `policy_generation`, `policy_version` | uint64, utf8 | the policy in force on the node (`policy_in_force`; see [`policies`]) |
 //! | `fwd_bytes`, `fwd_packets`, `rev_bytes`, `rev_packets` | uint64 | `volume` (null without it) |
 //! | `lifecycle_kind` | utf8 | `ESTABLISHED`, `CLOSED`, `RETRANSMIT` |
 //! | `lifecycle_duration_ns` | uint64 | |
