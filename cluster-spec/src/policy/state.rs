@@ -17,7 +17,7 @@ use crate::endpoints::{EndpointsError, EndpointsFile};
 use super::{CompiledPolicy, Policy, PolicyError, compile, load, parse};
 
 /// One policy file: its name in the policy directory and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyFile {
     pub name: String,
     pub text: String,

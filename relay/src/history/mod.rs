@@ -25,6 +25,8 @@
 //! - [`compact`]: small files of an hour merged into large ones.
 //! - [`scan`]: rows of a time range in time order, or the last N, with
 //!   bounded memory; [`read`]: rows back into flows.
+//! - [`policies`]: the policy states the nodes had in force (files and
+//!   endpoints, by version), and when each was put in force.
 //!
 //! # The `flows` schema
 //! One row per flow (lost-event and node-status records are not rows). Strings
@@ -107,6 +109,7 @@ pub mod feed;
 pub mod files;
 pub mod losses;
 pub mod manifest;
+pub mod policies;
 pub mod read;
 pub mod recent;
 pub mod scan;
@@ -129,6 +132,7 @@ use files::HistoryFile;
 use losses::Losses;
 use manifest::Manifest;
 use observer_proto::time::{event_time, now_nanos};
+use policies::PolicyStates;
 use recent::{Recent, Segment};
 
 /// The default history directory.
@@ -222,6 +226,7 @@ pub struct History {
     /// One commit at a time: sequence numbers are published in order.
     commit: Mutex<()>,
     losses: Arc<Losses>,
+    policies: Arc<PolicyStates>,
     written_rows: AtomicU64,
     written_bytes: AtomicU64,
     compactions: AtomicU64,
@@ -246,6 +251,7 @@ impl History {
             );
         }
         let losses = Arc::new(Losses::open(&cfg.dir)?);
+        let policies = Arc::new(PolicyStates::open(&cfg.dir)?);
         let history = History {
             state: Mutex::new(State {
                 recent: Recent::default(),
@@ -254,6 +260,7 @@ impl History {
             cfg,
             commit: Mutex::new(()),
             losses,
+            policies,
             written_rows: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
@@ -269,6 +276,11 @@ impl History {
     /// Flows history did not keep.
     pub fn losses(&self) -> &Arc<Losses> {
         &self.losses
+    }
+
+    /// The policies the nodes had in force.
+    pub fn policies(&self) -> &Arc<PolicyStates> {
+        &self.policies
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
