@@ -239,19 +239,23 @@ impl Judge {
         self.ipcache.identity_of(addr)
     }
 
-    /// The kernel's decision on `packet`; `None` when its local address is
-    /// no endpoint's (the datapath judges only on endpoints' interfaces).
+    /// The kernel's decision on `packet`, seen on an endpoint's interface;
+    /// `None` when its local address is no endpoint's, so the endpoint is
+    /// not known (neighbour discovery, never judged, needs none).
     pub fn judge(&self, packet: &FirstPacket) -> Option<Decision> {
-        let endpoint = &self.compiled.endpoints[*self.local.get(&packet.local)?];
         let remote = self.ipcache.identity_of(packet.peer);
+        // Neighbour discovery and multicast listener messages keep IPv6
+        // working: never judged (like ARP for IPv4), whatever their
+        // addresses (link-local, multicast).
+        if packet.proto == ICMPV6 && matches!(packet.icmp_type, 130..=137 | 143) {
+            return Some(Decision::trace(remote));
+        }
+        let endpoint = &self.compiled.endpoints[*self.local.get(&packet.local)?];
         let mode = match packet.direction {
             Direction::Ingress => endpoint.ingress,
             Direction::Egress => endpoint.egress,
         };
-        // Neighbour discovery and multicast listener messages keep IPv6
-        // working: never judged (like ARP for IPv4).
-        let exempt = packet.proto == ICMPV6 && matches!(packet.icmp_type, 130..=137 | 143);
-        if mode == Enforcement::None || exempt {
+        if mode == Enforcement::None {
             return Some(Decision::trace(remote));
         }
         let dport = if matches!(packet.proto, TCP | UDP) {
@@ -436,5 +440,12 @@ spec:
             p.icmp_type = icmp_type;
             assert_eq!(j.judge(&p).unwrap().judged, judged, "type {icmp_type}");
         }
+        // To a multicast address: exempt all the same; anything else needs
+        // its endpoint.
+        p.local = "ff02::1:ff00:10".parse().unwrap();
+        p.icmp_type = 135;
+        assert!(!j.judge(&p).unwrap().judged);
+        p.icmp_type = 128;
+        assert_eq!(j.judge(&p), None);
     }
 }
