@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::PeerOptions;
-use crate::history::policies::{InForce, PolicyStates};
+use crate::history::policies::{InForce, PolicyStates, RecordError};
 use crate::peer::task::stopped;
 
 /// Where a peer's answers left off: its node, run and last generation.
@@ -130,15 +130,26 @@ async fn ask(
                 .map(|t| i64::try_from(observer_proto::time::nanos(&t)).unwrap_or(i64::MAX))
                 .unwrap_or(0),
         };
-        let recorded = PolicyState::from_parts(files, &s.endpoints)
-            .map_err(|e| e.to_string())
-            .and_then(|state| policies.record(at, state).map_err(|e| e.to_string()));
-        if let Err(e) = recorded {
-            log::warn!(
+        let recorded = match PolicyState::from_parts(files, &s.endpoints) {
+            Ok(state) => policies.record(at, state).map(|_| ()),
+            Err(e) => Err(RecordError::Invalid {
+                version: s.version.clone(),
+                error: Box::new(e),
+            }),
+        };
+        match recorded {
+            Ok(()) => {}
+            // The disk: asked again next time.
+            Err(e @ RecordError::Io { .. }) => {
+                log::warn!("policy states of {}: {e}; trying again", answer.node_name);
+                return Ok(());
+            }
+            // The state itself: it will not get better.
+            Err(e) => log::warn!(
                 "policy states of {}: generation {} not kept: {e}",
                 answer.node_name,
                 s.generation
-            );
+            ),
         }
         cursor.generation = s.generation;
     }

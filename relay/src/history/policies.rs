@@ -72,6 +72,9 @@ struct Inner {
 pub struct PolicyStates {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// One record at a time: two peers with the same state write its file
+    /// once (and never under the same temporary name at once).
+    writing: Mutex<()>,
 }
 
 /// A version is hex digits only, so it is a safe file name.
@@ -118,6 +121,7 @@ impl PolicyStates {
         Ok(PolicyStates {
             dir,
             inner: Mutex::new(inner),
+            writing: Mutex::new(()),
         })
     }
 
@@ -164,6 +168,7 @@ impl PolicyStates {
             version: version.clone(),
             error,
         };
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
         let known = self.lock().states.contains_key(&version);
         if !known {
             let stored = Stored {
@@ -288,6 +293,25 @@ mod tests {
                 .collect::<Vec<_>>(),
             [("n1", 1), ("n1", 2), ("n2", 1)]
         );
+    }
+
+    #[test]
+    fn peers_recording_one_state_at_once_all_count() {
+        let dir = test_support::scratch::ScratchDir::new("history-policies-race");
+        let p = Arc::new(PolicyStates::open(dir.path()).unwrap());
+        let a = state("a");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (p, a) = (p.clone(), a.clone());
+                std::thread::spawn(move || p.record(at(&format!("n{i}"), 1, &a), a))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(p.in_force().len(), 8);
+        let again = PolicyStates::open(dir.path()).unwrap();
+        assert_eq!(again.state(&a.version().unwrap()).as_deref(), Some(&a));
     }
 
     #[test]
