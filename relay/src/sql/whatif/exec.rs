@@ -1,12 +1,15 @@
 //! [`WhatIfExec`]: the plan node of `policy_whatif` and `policy_replay`. Its
-//! input is the scan of `flows`' first packets over the window; each batch
-//! becomes flows (the history's row reader), each flow is replayed
-//! ([`super::replay`]), and the rows the table keeps go out as a batch at
-//! once: nothing is held beyond the batch at hand and each state's judges.
+//! input is the scan of `flows`' first packets over the window; each row's
+//! packet is read from its columns ([`super::packet`]) and replayed
+//! ([`super::replay`]), and only the rows the table keeps become flows (the
+//! history's row reader) and go out, as one batch per input batch: nothing
+//! is held beyond the batch at hand and each state's judges.
 
 use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::common::{Result, internal_err};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -18,7 +21,8 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::Mode;
-use super::replay::Replayer;
+use super::packet::Columns;
+use super::replay::{Judges, Outcome, Replayer};
 use super::rows;
 use crate::history::{read, schema};
 
@@ -108,20 +112,7 @@ impl ExecutionPlan for WhatIfExec {
         let (replayer, mode, projection) =
             (self.replayer.clone(), self.mode, self.projection.clone());
         let out = input.map(move |batch| {
-            let batch = batch?;
-            let Some(times) = schema::times(&batch) else {
-                return internal_err!("the scan of flows lost its time column");
-            };
-            let kept: Vec<_> = read::flows(&batch)
-                .into_iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    let outcome = replayer.replay(&f);
-                    (f, times.value(i), outcome)
-                })
-                .filter(|(_, _, o)| mode.keeps(o.change))
-                .collect();
-            let batch = rows::batch(&kept)?;
+            let batch = replay(&replayer, mode, &batch?)?;
             match &projection {
                 Some(p) => Ok(batch.project(p)?),
                 None => Ok(batch),
@@ -129,4 +120,42 @@ impl ExecutionPlan for WhatIfExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), out)))
     }
+}
+
+/// One input batch replayed: the rows `mode` keeps, as the table's rows.
+fn replay(replayer: &Replayer, mode: Mode, batch: &RecordBatch) -> Result<RecordBatch> {
+    let Some(times) = schema::times(batch) else {
+        return internal_err!("the scan of flows lost its time column");
+    };
+    let columns = Columns::of(batch)?;
+    // Rows of one version come in runs: its judges are looked up once a run.
+    let mut judges: Option<(&str, Result<std::sync::Arc<Judges>, String>)> = None;
+    let mut kept = Vec::new();
+    for i in 0..batch.num_rows() {
+        let outcome = match columns.version(i) {
+            None => Outcome::unreplayed("the flow names no policy version".into()),
+            Some(version) => {
+                if judges.as_ref().is_none_or(|(v, _)| *v != version) {
+                    judges = Some((version, replayer.judges(version)));
+                }
+                match (judges.as_ref().map(|(_, j)| j), columns.packet(i)) {
+                    (Some(Ok(j)), Ok(packet)) => j.replay(&packet, version),
+                    (Some(Err(problem)), _) => Outcome::unreplayed(problem.clone()),
+                    (_, Err(problem)) => Outcome::unreplayed(problem),
+                    (None, _) => Outcome::unreplayed("no policy judges".into()),
+                }
+            }
+        };
+        if mode.keeps(outcome.change) {
+            kept.push((i as u32, outcome));
+        }
+    }
+    let rows = UInt32Array::from_iter_values(kept.iter().map(|(i, _)| *i));
+    let flows = read::flows(&take_record_batch(batch, &rows)?);
+    let rows: Vec<_> = flows
+        .into_iter()
+        .zip(kept)
+        .map(|(f, (i, outcome))| (f, times.value(i as usize), outcome))
+        .collect();
+    rows::batch(&rows)
 }

@@ -34,10 +34,12 @@
 //! | `change` | utf8 | `ALLOWED_TO_DENIED`, `DENIED_TO_ALLOWED`, `UNCHANGED`, `UNREPLAYED` |
 //! | `problem` | utf8 | why a flow was not replayed (its policy version is not in history, ...) |
 //!
-//! - [`replay`]: one flow against both policies; [`exec`]: the plan node;
-//!   [`rows`]: the output schema and batches.
+//! - [`packet`]: a row's first packet, from its columns; [`replay`]: one
+//!   packet against both policies; [`exec`]: the plan node; [`rows`]: the
+//!   output schema and batches.
 
 pub mod exec;
+pub mod packet;
 pub mod replay;
 pub mod rows;
 

@@ -1,5 +1,6 @@
 //! One flow's replay: its first packet (local endpoint, peer, direction,
-//! protocol, port, ICMP type) judged by `cluster_spec::policy::Judge` twice,
+//! protocol, port, ICMP type; read by [`super::packet`]) judged by
+//! `cluster_spec::policy::Judge` twice,
 //! against the state its node had in force when it passed (recorded in
 //! [`PolicyStates`], named by the flow's `policy_version`) and against that
 //! state with the draft applied. Each state's two judges are compiled once
@@ -10,14 +11,11 @@
 //! between allows still go to the same index), the others are added.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use cluster_spec::policy::{
     self, Decision, Direction, FirstPacket, Judge, Policy, PolicyError, PolicyState,
 };
-use observer_proto::flow::layer4::Protocol;
-use observer_proto::flow::{Flow, TraceObservationPoint};
 
 use crate::history::policies::PolicyStates;
 
@@ -70,7 +68,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn unreplayed(problem: String) -> Self {
+    pub fn unreplayed(problem: String) -> Self {
         Outcome {
             change: Change::Unreplayed,
             direction: None,
@@ -130,7 +128,7 @@ impl Draft {
 }
 
 /// A recorded state's judges: as it was, and with the draft.
-struct Judges {
+pub struct Judges {
     before: Judge,
     after: Judge,
 }
@@ -158,7 +156,8 @@ impl Replayer {
         }
     }
 
-    fn judges(&self, version: &str) -> Result<Arc<Judges>, String> {
+    /// The judges of the state `version` names, compiled on first use.
+    pub fn judges(&self, version: &str) -> Result<Arc<Judges>, String> {
         let mut cache = self.judges.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(j) = cache.get(version) {
             return j.clone();
@@ -188,22 +187,13 @@ impl Replayer {
             after: judge(&after),
         }))
     }
+}
 
-    /// The replay of `flow`, a connection's first packet.
-    pub fn replay(&self, flow: &Flow) -> Outcome {
-        let Some(version) = flow.policy_in_force.as_ref().map(|s| s.version.as_str()) else {
-            return Outcome::unreplayed("the flow names no policy version".into());
-        };
-        let judges = match self.judges(version) {
-            Ok(j) => j,
-            Err(problem) => return Outcome::unreplayed(problem),
-        };
-        let packet = match first_packet(flow) {
-            Ok(p) => p,
-            Err(problem) => return Outcome::unreplayed(problem),
-        };
-        let (Some(before), Some(after)) =
-            (judges.before.judge(&packet), judges.after.judge(&packet))
+impl Judges {
+    /// The replay of a connection's first packet (`version` names the
+    /// state these judges come from, for the problem of an unknown address).
+    pub fn replay(&self, packet: &FirstPacket, version: &str) -> Outcome {
+        let (Some(before), Some(after)) = (self.before.judge(packet), self.after.judge(packet))
         else {
             return Outcome::unreplayed(format!(
                 "{} is no endpoint of policy version {version}",
@@ -218,8 +208,8 @@ impl Replayer {
         Outcome {
             change,
             direction: Some(packet.direction),
-            before: Some(judged(&judges.before, &before)),
-            after: Some(judged(&judges.after, &after)),
+            before: Some(judged(&self.before, &before)),
+            after: Some(judged(&self.after, &after)),
             problem: None,
         }
     }
@@ -239,40 +229,4 @@ fn judged(judge: &Judge, d: &Decision) -> Judged {
         verdict: d.verdict.name(),
         rule,
     }
-}
-
-/// What a flow says about its first packet.
-pub fn first_packet(flow: &Flow) -> Result<FirstPacket, String> {
-    let ip = flow.ip.as_ref().ok_or("the flow has no addresses")?;
-    let addr = |s: &str| {
-        s.parse::<IpAddr>()
-            .map_err(|_| format!("{s:?} is not an address"))
-    };
-    let (source, destination) = (addr(&ip.source)?, addr(&ip.destination)?);
-    let (local, peer, direction) = match flow.trace_observation_point() {
-        TraceObservationPoint::FromEndpoint => (source, destination, Direction::Egress),
-        TraceObservationPoint::ToEndpoint => (destination, source, Direction::Ingress),
-        other => {
-            return Err(format!(
-                "seen at {}, not at an endpoint",
-                other.as_str_name()
-            ));
-        }
-    };
-    let (proto, dport, icmp_type) = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(t)) => (6, t.destination_port, 0),
-        Some(Protocol::Udp(u)) => (17, u.destination_port, 0),
-        Some(Protocol::Sctp(s)) => (132, s.destination_port, 0),
-        Some(Protocol::IcmPv4(i)) => (1, 0, i.r#type),
-        Some(Protocol::IcmPv6(i)) => (58, 0, i.r#type),
-        None => return Err("its protocol is not recorded".into()),
-    };
-    Ok(FirstPacket {
-        local,
-        peer,
-        direction,
-        proto,
-        dport: u16::try_from(dport).map_err(|_| format!("port {dport} is out of range"))?,
-        icmp_type: u8::try_from(icmp_type).unwrap_or(u8::MAX),
-    })
 }
