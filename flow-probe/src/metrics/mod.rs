@@ -434,9 +434,9 @@ impl Metrics {
         let dropped = verdict == "DROPPED";
         let reason = DropReason::try_from(flow.drop_reason_desc).unwrap_or(DropReason::Unknown);
         let event = flow.event_type.as_ref().map_or(0, |e| e.r#type);
-        // A denial's PolicyVerdict flow is counted as a verdict, its Drop flow
-        // as the drop: each packet once here.
-        if dropped && event != labels::message::POLICY_VERDICT {
+        // Every DROPPED flow, as Hubble's drop handler counts: a denial's
+        // PolicyVerdict flow and its Drop flow both.
+        if dropped {
             key.clear().push(labels::drop_reason(flow)).push(protocol);
             ctx(key, FlowMetric::Drop);
             f.drops.inc(key.bytes(), &mut now);

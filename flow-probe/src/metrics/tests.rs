@@ -147,7 +147,8 @@ fn drops_policy_verdicts_icmp_and_replies() {
 
     assert_eq!(
         series(&m, "hubble_drop_total"),
-        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 3"#]
+        // Two denials (PolicyVerdict and Drop each) and a lone Drop.
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 5"#]
     );
     assert_eq!(
         series(&m, "hubble_policy_verdicts_total"),
