@@ -493,7 +493,6 @@ impl Metrics {
         }
         // Policy verdict events only, as Hubble counts them (a denial is a
         // PolicyVerdict flow and a Drop flow; the Drop is not a verdict).
-        let policy_drop = matches!(reason, DropReason::PolicyDenied | DropReason::PolicyDeny);
         if event == labels::message::POLICY_VERDICT {
             key.clear()
                 .push(labels::direction(flow))
@@ -506,11 +505,12 @@ impl Metrics {
             .destination
             .as_ref()
             .is_some_and(|d| d.labels.iter().any(|l| l == "reserved:world"));
-        let drop_event = event == labels::message::DROP;
+        // As Hubble's handler: of drops only POLICY_DENIED ones (a denial's
+        // PolicyVerdict and Drop flows both), of the rest no replies.
         if to_world
             && l4.is_some()
             && (if dropped {
-                policy_drop && drop_event
+                reason == DropReason::PolicyDenied
             } else {
                 !is_reply
             })

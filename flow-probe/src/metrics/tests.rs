@@ -200,6 +200,20 @@ fn flows_to_world_and_lost_events() {
     let mut back = out.clone();
     back.is_reply = Some(true);
     m.flow(&back);
+    // A default-deny denial to the world counts twice (its PolicyVerdict and
+    // its Drop flow); an explicit deny and a non-policy drop not at all.
+    for mut f in denial(40001) {
+        f.destination = out.destination.clone();
+        m.flow(&f);
+    }
+    let mut explicit = denied(40002);
+    explicit.drop_reason_desc = DropReason::PolicyDeny as i32;
+    explicit.destination = out.destination.clone();
+    m.flow(&explicit);
+    let mut unroutable = denied(40003);
+    unroutable.drop_reason_desc = DropReason::UnsupportedL3Protocol as i32;
+    unroutable.destination = out.destination.clone();
+    m.flow(&unroutable);
     m.lost(
         flow::LostEventSource::PerfEventRingBuffer,
         stage::KERNEL_RING,
@@ -207,7 +221,10 @@ fn flows_to_world_and_lost_events() {
     );
     assert_eq!(
         series(&m, "hubble_flows_to_world_total"),
-        [r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#]
+        [
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="DROPPED"} 2"#,
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#,
+        ]
     );
     assert_eq!(
         series(&m, "hubble_lost_events_total"),
