@@ -122,6 +122,14 @@ fn drops_policy_verdicts_icmp_and_replies() {
     });
     allowed.policy_match_type = 2;
     m.flow(&allowed);
+    // The host's verdicts are not counted, as Hubble's policy handler skips them.
+    let mut from_host = allowed.clone();
+    from_host.source = Some(Endpoint {
+        identity: 1,
+        labels: vec!["reserved:host".into()],
+        ..Default::default()
+    });
+    m.flow(&from_host);
     // A reply: no port, SYN-ACK flag.
     let mut reply = forwarded(8080, 40002);
     reply.is_reply = Some(true);
@@ -163,14 +171,15 @@ fn drops_policy_verdicts_icmp_and_replies() {
             r#"hubble_flows_processed_total{protocol="ICMPv6",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
             r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 3"#,
             r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="DROPPED"} 2"#,
-            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="FORWARDED"} 1"#,
+            // The host's verdict is still a processed flow.
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="FORWARDED"} 2"#,
             r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
         ]
     );
     assert_eq!(
         series(&m, "hubble_tcp_flags_total"),
         [
-            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 1"#,
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 2"#,
             r#"hubble_tcp_flags_total{family="IPv4",flag="SYN-ACK"} 1"#,
         ]
     );
@@ -178,7 +187,7 @@ fn drops_policy_verdicts_icmp_and_replies() {
         series(&m, "hubble_port_distribution_total"),
         [
             r#"hubble_port_distribution_total{port="0",protocol="ICMPv6"} 1"#,
-            r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 1"#,
+            r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 2"#,
         ]
     );
     assert_eq!(
