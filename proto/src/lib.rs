@@ -20,6 +20,10 @@ pub mod flow {
 }
 
 /// The `Observer` gRPC service (protobuf package `observer`).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "generated: GetFlowsResponse's oneof holds a Flow inline, as prost writes it"
+)]
 pub mod observer {
     tonic::include_proto!("observer");
 }
