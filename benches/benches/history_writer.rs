@@ -14,10 +14,15 @@
 //!    (default 1,000,000) for `HISTORY_WRITER_SECS` (default 60): flows
 //!    written, lost, and the rate achieved.
 //!
+//! The queue holds `HISTORY_WRITER_QUEUE` flows (default the relay's,
+//! `DEFAULT_QUEUE_FLOWS`, 65,536).
+//!
 //! For each writer run it also prints where the CPU went: the CPU time of
 //! each of the writer's threads (`/proc/self/task/*/stat`, sampled during
 //! the run; encoder helper threads that ended between two samples are
-//! counted from the process's total) per flow written, and the cores used.
+//! counted from the process's total) per flow written, and the cores used;
+//! and the queue's greatest depth and, per second of the run, the flows lost
+//! (a stall shows as the seconds it cost).
 //!
 //! The flows come from a pool of 262,144 generated once (an `Arc` each, as
 //! the merge hands them on) and offered round and round, so generating
@@ -210,6 +215,10 @@ struct Run {
     bytes: u64,
     /// CPU seconds by thread name.
     cpu: Vec<(String, f64)>,
+    /// The deepest the queue was seen, and the seconds of the run (from
+    /// its start) in which flows were lost, with how many.
+    max_depth: u64,
+    lost_by_second: BTreeMap<u64, u64>,
 }
 
 impl Run {
@@ -227,6 +236,22 @@ impl Run {
         if self.cpu.is_empty() {
             return;
         }
+        let seconds: Vec<String> = self
+            .lost_by_second
+            .iter()
+            .map(|(sec, n)| format!("{sec}: {n}"))
+            .collect();
+        println!(
+            "    queue depth at most {} (the writer's chunk of up to {} included); \
+             flows lost by second of the run: {}",
+            self.max_depth,
+            relay::history::chunk::CHUNK_FLOWS,
+            if seconds.is_empty() {
+                "none".to_string()
+            } else {
+                seconds.join(", ")
+            }
+        );
         let total: f64 = self.cpu.iter().map(|(_, s)| s).sum();
         let per_flow = |s: f64| s * 1e6 / self.written.max(1) as f64;
         let parts: Vec<String> = self
@@ -262,20 +287,24 @@ fn baseline(dir: &Path, flows: &mut Flows, n: usize) -> Run {
         took,
         bytes: history.written_bytes(),
         cpu: Vec::new(),
+        max_depth: 0,
+        lost_by_second: BTreeMap::new(),
     }
 }
 
 /// Offers flows for `secs`, `rate` per second (0: as fast as it can), to
 /// the real feed and writer; waits for everything taken to be written.
-fn writer(dir: &Path, flows: &mut Flows, secs: u64, rate: u64) -> Run {
+fn writer(dir: &Path, flows: &mut Flows, queue: usize, secs: u64, rate: u64) -> Run {
     let history = open(dir);
-    let cfg = history.config().clone();
-    let (feed, intake) = feed::channel(cfg.queue_flows, history.losses().clone());
+    let (feed, intake) = feed::channel(queue, history.losses().clone());
     let mut cpu = Cpu::start();
     let writer = Writer::start(history.clone(), intake).expect("start the writer");
     let start = Instant::now();
     let end = start + Duration::from_secs(secs);
     let mut offered: u64 = 0;
+    let mut max_depth = 0;
+    let mut lost_by_second = BTreeMap::new();
+    let mut lost_before = 0;
     // At a rate: 1,000 flows at a time, each at its due time.
     const STEP: u64 = 1000;
     loop {
@@ -294,6 +323,12 @@ fn writer(dir: &Path, flows: &mut Flows, secs: u64, rate: u64) -> Run {
         }
         offered += STEP;
         cpu.sample();
+        max_depth = max_depth.max(feed.depth());
+        let lost_now = history.losses().total_since_start();
+        if lost_now > lost_before {
+            *lost_by_second.entry(start.elapsed().as_secs()).or_default() += lost_now - lost_before;
+            lost_before = lost_now;
+        }
     }
     let offering = start.elapsed();
     feed.stop();
@@ -316,6 +351,8 @@ fn writer(dir: &Path, flows: &mut Flows, secs: u64, rate: u64) -> Run {
         took: if rate > 0 { offering } else { took },
         bytes: history.written_bytes(),
         cpu: cpu.finish(),
+        max_depth,
+        lost_by_second,
     }
 }
 
@@ -323,22 +360,22 @@ fn main() {
     let secs: u64 = env_number("HISTORY_WRITER_SECS", 60);
     let rate: u64 = env_number("HISTORY_WRITER_RATE", 1_000_000);
     let base_n: usize = env_number("HISTORY_WRITER_BASELINE", 2_000_000);
+    let queue: usize = env_number("HISTORY_WRITER_QUEUE", relay::history::DEFAULT_QUEUE_FLOWS);
     let dir = std::env::temp_dir().join(format!("history-writer-bench-{}", std::process::id()));
     let mut gen_ = LabFlows::new(7);
     let mut flows = Flows::new((0..POOL).map(|_| gen_.next_response()).collect());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "history writer, lab-like flows, {cores} cores, encode threads {}, queue {} flows",
+        "history writer, lab-like flows, {cores} cores, encode threads {}, queue {queue} flows",
         HistoryConfig::new(&dir).encode_threads,
-        relay::history::DEFAULT_QUEUE_FLOWS
     );
 
     let base = baseline(&dir, &mut flows, base_n);
     let base_rate = base.written as f64 / base.took.as_secs_f64();
     base.print("baseline: ingest + flush on one thread", base_rate);
-    let max = writer(&dir, &mut flows, 10, 0);
+    let max = writer(&dir, &mut flows, queue, 10, 0);
     max.print("writer, offered as fast as possible (10 s)", base_rate);
-    let paced = writer(&dir, &mut flows, secs, rate);
+    let paced = writer(&dir, &mut flows, queue, secs, rate);
     paced.print(
         &format!("writer, offered at {rate}/s ({secs} s)"),
         base_rate,
