@@ -20,7 +20,7 @@ use observer_proto::flow::{
     Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
 };
 use observer_proto::hubble_text::{icmp4_type_code, icmp6_type_code};
-use observer_proto::observe::v1::{FlowVolume, KernelDrop};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp};
 
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
@@ -56,6 +56,8 @@ pub struct Enricher {
     policy_names: Option<std::sync::Arc<PolicyNames>>,
     kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     services: Option<std::sync::Arc<crate::services::ServiceTable>>,
+    /// The policy in force, stamped on every flow of the tc hooks.
+    policy_stamp: Option<tokio::sync::watch::Receiver<Option<PolicyStamp>>>,
 }
 
 impl Enricher {
@@ -67,6 +69,7 @@ impl Enricher {
             policy_names: None,
             kernel_drop_reasons: Default::default(),
             services: None,
+            policy_stamp: None,
         }
     }
 
@@ -149,6 +152,15 @@ impl Enricher {
     /// Draws flow UUIDs from `ids` (a fixed prefix makes them reproducible).
     pub fn with_flow_ids(mut self, ids: FlowIds) -> Self {
         self.node.set_ids(ids);
+        self
+    }
+
+    /// Stamps flows with the policy in force, as `policy_log` publishes it.
+    pub fn with_policy_stamp(
+        mut self,
+        stamp: tokio::sync::watch::Receiver<Option<PolicyStamp>>,
+    ) -> Self {
+        self.policy_stamp = Some(stamp);
         self
     }
 
@@ -237,13 +249,17 @@ impl Enricher {
             }),
             traffic_direction: direction as i32,
             trace_observation_point: point as i32,
+            policy_in_force: self.policy_stamp.as_ref().and_then(|s| s.borrow().clone()),
             is_reply: Some(is_reply),
             reply: is_reply,
             ethernet: ethernet(ev),
-            trace_reason: if ev.kind == kind::TRACE {
-                trace_reason(ev) as i32
-            } else {
+            // Traces and policy verdicts: the first packet of a connection,
+            // the one policy judges, is NEW (the what-if replays those);
+            // drops leave it unset, as Cilium's do.
+            trace_reason: if ev.kind == kind::DROP {
                 TraceReason::Unknown as i32
+            } else {
+                trace_reason(ev) as i32
             },
             summary,
             interface: iface.map(|i| NetworkInterface {
@@ -285,6 +301,7 @@ impl Enricher {
             .cloned()
             .unwrap_or_else(|| format!("reason {}", ev.drop_reason));
         flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
+        flow.trace_reason = TraceReason::Unknown as i32;
         flow.traffic_direction = TrafficDirection::Unknown as i32;
         flow.is_reply = None;
         flow.interface = None;

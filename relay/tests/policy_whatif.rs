@@ -1,0 +1,237 @@
+//! The policy what-if in SQL over a known history: a recorded policy state
+//! (api admits frontend on 8080/TCP), flows stamped with it, part in files
+//! and part in memory; `policy_replay`, `policy_whatif` and `policy_states`
+//! must answer exactly, and the guard lets these through and nothing more.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cluster_spec::endpoints::EndpointsFile;
+use cluster_spec::policy::{PolicyFile, PolicyState};
+use common::{engine, ingest, scratch, table};
+use observer_proto::flow::layer4::Protocol;
+use observer_proto::flow::{Flow, IcmPv6, TraceObservationPoint, TraceReason, Verdict};
+use observer_proto::observe::v1::PolicyStamp;
+use relay::history::History;
+use relay::history::policies::InForce;
+use relay::sql::SqlError;
+use test_support::flows::{endpoint, flags, ip, l4, tcp, with_deployment};
+
+const ENDPOINTS: &str = "endpoints:
+- {id: 1, name: frontend, namespace: default, labels: {app: frontend}, ipv4: 10.0.0.1, node: n1}
+- {id: 2, name: api, namespace: default, labels: {app: api}, ipv4: 10.0.0.2, ipv6: 'fd00::2', node: n1}
+- {id: 3, name: client, namespace: other, labels: {app: client}, ipv4: 10.0.0.3, node: n2}
+";
+
+const IN_FORCE: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-allow-frontend}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: frontend}}]
+    toPorts: [{ports: [{port: '8080', protocol: TCP}]}]
+";
+
+/// Replaces api-allow-frontend: client instead of frontend.
+const DRAFT: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-allow-frontend}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client, io.kubernetes.pod.namespace: other}}]
+    toPorts: [{ports: [{port: '8080', protocol: TCP}]}]
+";
+
+const T0: i64 = 1_714_557_600_000_000_000; // 2024-05-01T10:00:00Z
+
+fn state() -> PolicyState {
+    PolicyState {
+        files: vec![PolicyFile {
+            name: "api.yaml".into(),
+            text: IN_FORCE.into(),
+        }],
+        endpoints: EndpointsFile::parse(ENDPOINTS, "e").unwrap(),
+    }
+}
+
+/// A flow at `api`'s interface at `T0 + secs`, stamped with `version`.
+fn at_api(secs: i64, uuid: &str, from: (&str, &str), version: &str) -> Flow {
+    let (pod, addr) = from;
+    let ns = if pod == "client" { "other" } else { "default" };
+    Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: (T0 / 1_000_000_000) + secs,
+            nanos: 0,
+        }),
+        uuid: uuid.into(),
+        node_name: "n1".into(),
+        verdict: Verdict::Forwarded as i32,
+        ip: ip(addr, "10.0.0.2"),
+        l4: tcp(40000, 8080, flags("SYN")),
+        source: Some(with_deployment(
+            endpoint(ns, pod, 300, &[&format!("k8s:app={pod}")]),
+            pod,
+        )),
+        destination: Some(with_deployment(
+            endpoint("default", "api", 301, &["k8s:app=api"]),
+            "api",
+        )),
+        trace_observation_point: TraceObservationPoint::ToEndpoint as i32,
+        trace_reason: TraceReason::New as i32,
+        is_reply: Some(false),
+        policy_in_force: Some(PolicyStamp {
+            generation: 1,
+            version: version.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The flows (three in a file, four in memory) and the state they name.
+fn history(dir: &Path) -> Arc<History> {
+    let s = state();
+    let version = s.version().unwrap();
+    let v = version.as_str();
+    let frontend = ("frontend", "10.0.0.1");
+    let client = ("client", "10.0.0.3");
+    let mut dropped = at_api(2, "u2", client, v);
+    dropped.verdict = Verdict::Dropped as i32;
+    let mut reply = at_api(3, "u3", frontend, v);
+    reply.is_reply = Some(true);
+    reply.trace_reason = TraceReason::Reply as i32;
+    let mut later = at_api(4, "u4", frontend, v);
+    later.trace_reason = TraceReason::Established as i32;
+    let mut nd = at_api(5, "u5", ("frontend", "fd00::1"), v);
+    nd.ip = ip("fd00::1", "fd00::2");
+    nd.l4 = l4(Protocol::IcmPv6(IcmPv6 {
+        r#type: 135,
+        code: 0,
+    }));
+    let unknown = at_api(6, "u6", frontend, "00000000000000ff");
+    let mut unstamped = at_api(7, "u7", frontend, v);
+    unstamped.policy_in_force = None;
+    let flows = [
+        at_api(1, "u1", frontend, v),
+        dropped,
+        reply,
+        later,
+        nd,
+        unknown,
+        unstamped,
+    ];
+    let h = ingest(dir, flows.to_vec(), 4);
+    let at = InForce {
+        node: "n1".into(),
+        run: 7,
+        generation: 1,
+        version: version.clone(),
+        applied_ns: T0 - 1_000_000_000,
+    };
+    h.policies().record(at, s).unwrap();
+    h
+}
+
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+#[tokio::test]
+async fn every_first_packet_is_replayed_against_the_policy_it_passed_under() {
+    let dir = scratch("policy-replay");
+    let e = engine(&history(&dir));
+    let sql = "SELECT uuid, edge, direction, verdict, verdict_before, rule_before, \
+               verdict_after, rule_after, change, problem FROM policy_replay('') ORDER BY uuid";
+    assert_eq!(
+        table(&e, sql).await,
+        "+------+-------------------------------+-----------+-----------+----------------+----------------------------+---------------+----------------------------+------------+---------------------------------------------------+
+| uuid | edge                          | direction | verdict   | verdict_before | rule_before                | verdict_after | rule_after                 | change     | problem                                           |
++------+-------------------------------+-----------+-----------+----------------+----------------------------+---------------+----------------------------+------------+---------------------------------------------------+
+| u1   | default/frontend->default/api | INGRESS   | FORWARDED | FORWARDED      | default/api-allow-frontend | FORWARDED     | default/api-allow-frontend | UNCHANGED  |                                                   |
+| u2   | other/client->default/api     | INGRESS   | DROPPED   | DROPPED        | default deny               | DROPPED       | default deny               | UNCHANGED  |                                                   |
+| u5   | default/frontend->default/api | INGRESS   | FORWARDED | FORWARDED      |                            | FORWARDED     |                            | UNCHANGED  |                                                   |
+| u6   | default/frontend->default/api |           | FORWARDED |                |                            |               |                            | UNREPLAYED | policy version 00000000000000ff is not in history |
+| u7   | default/frontend->default/api |           | FORWARDED |                |                            |               |                            | UNREPLAYED | the flow names no policy version                  |
++------+-------------------------------+-----------+-----------+----------------+----------------------------+---------------+----------------------------+------------+---------------------------------------------------+"
+    );
+    let sql = format!(
+        "SELECT uuid, verdict_before, verdict_after, rule_after, change FROM policy_whatif({}) \
+         WHERE time >= '2024-05-01T10:00:00Z' AND time <= '2024-05-01T10:00:06Z' ORDER BY uuid",
+        quoted(DRAFT)
+    );
+    assert_eq!(
+        table(&e, &sql).await,
+        "+------+----------------+---------------+----------------------------+-------------------+
+| uuid | verdict_before | verdict_after | rule_after                 | change            |
++------+----------------+---------------+----------------------------+-------------------+
+| u1   | FORWARDED      | DROPPED       | default deny               | ALLOWED_TO_DENIED |
+| u2   | DROPPED        | FORWARDED     | default/api-allow-frontend | DENIED_TO_ALLOWED |
+| u6   |                |               |                            | UNREPLAYED        |
++------+----------------+---------------+----------------------------+-------------------+"
+    );
+    assert_eq!(
+        table(
+            &e,
+            "SELECT node, run, generation, policies, files, endpoints FROM policy_states"
+        )
+        .await,
+        "+------+-----+------------+----------------------------+----------+-----------+
+| node | run | generation | policies                   | files    | endpoints |
++------+-----+------------+----------------------------+----------+-----------+
+| n1   | 7   | 1          | default/api-allow-frontend | api.yaml | 3         |
++------+-----+------------+----------------------------+----------+-----------+"
+    );
+}
+
+#[tokio::test]
+async fn only_our_table_functions_pass_and_a_bad_draft_is_named() {
+    let dir = scratch("policy-whatif-refused");
+    let e = engine(&history(&dir));
+    for (sql, want) in [
+        (
+            "SELECT * FROM generate_series(1, 3)",
+            "not `generate_series`",
+        ),
+        ("SELECT * FROM read_parquet('/etc')", "not `read_parquet`"),
+    ] {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(matches!(err, SqlError::Refused(_)), "{sql}: {err:?}");
+        assert!(err.to_string().contains(want), "{sql}: {err}");
+    }
+    for (sql, want) in [
+        (
+            "SELECT * FROM policy_whatif(1)".to_string(),
+            "policy_whatif takes the draft policies as string constants",
+        ),
+        (
+            "SELECT * FROM policy_whatif()".to_string(),
+            "policy_whatif needs the draft policies",
+        ),
+        (
+            "SELECT * FROM policy_replay('kind: Nope')".to_string(),
+            "policy_replay: policy draft: kind: expected CiliumNetworkPolicy, got \"Nope\"",
+        ),
+        (
+            format!(
+                "SELECT * FROM policy_whatif({}, {})",
+                quoted(DRAFT),
+                quoted(DRAFT)
+            ),
+            "is already defined in draft 1",
+        ),
+        (
+            "SELECT * FROM policy_whatif('') WHERE time <> '2024-05-01T10:00:00Z'".to_string(),
+            "so it must compare `time` with a constant",
+        ),
+        (
+            "SELECT nope FROM policy_whatif('')".to_string(),
+            "the columns of `policy_whatif` are: time, node, uuid",
+        ),
+    ] {
+        let err = e.query(&sql).await.unwrap_err().to_string();
+        assert!(err.contains(want), "{sql}: {err}");
+    }
+}
