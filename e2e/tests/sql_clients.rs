@@ -75,6 +75,7 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
             let _ = stopped.await;
         },
     ));
+    // Published as the merge publishes: to the history writer and the store.
     for f in flows::golden() {
         relay.state().publish(flows::response(f));
     }
@@ -106,6 +107,7 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
             ["observe", "public", "flows", "TABLE"],
             ["observe", "public", "graph_edges", "VIEW"],
             ["observe", "public", "graph_nodes", "VIEW"],
+            ["observe", "public", "policy_states", "TABLE"],
         ])
     );
     let columns: Vec<&str> = got["flows_columns"]

@@ -235,3 +235,66 @@ async fn only_our_table_functions_pass_and_a_bad_draft_is_named() {
         assert!(err.contains(want), "{sql}: {err}");
     }
 }
+
+/// A history file written before the what-if's columns existed (no
+/// `trace_reason`, `icmp_*`, `policy_*`): SQL reads them null, so none of
+/// its flows is a first packet to replay, and GetFlows' scan reads it too.
+#[tokio::test]
+async fn a_file_written_before_the_what_if_columns_reads_with_them_null() {
+    use datafusion::parquet::arrow::ArrowWriter;
+    use relay::history::schema::{self, Rec};
+    use relay::history::{files, scan};
+
+    let dir = scratch("policy-whatif-old-file");
+    let flow = at_api(1, "old", ("frontend", "10.0.0.1"), "0123456789abcdef");
+    let time = T0 + 1_000_000_000;
+    let batch = schema::to_batch(&[Rec {
+        node: "n1",
+        time,
+        flow: &flow,
+    }]);
+    let new = [
+        "icmp_type",
+        "icmp_code",
+        "trace_reason",
+        "policy_generation",
+        "policy_version",
+    ];
+    let keep: Vec<usize> = (0..batch.num_columns())
+        .filter(|i| !new.contains(&batch.schema().field(*i).name().as_str()))
+        .collect();
+    let old = batch.project(&keep).unwrap();
+    let partition = files::partition_dir(&dir, time);
+    files::create_dir(&partition).unwrap();
+    let path = partition.join(files::file_name(time, time, 0, 0));
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), old.schema(), None).unwrap();
+    w.write(&old).unwrap();
+    w.close().unwrap();
+
+    let h = History::open(common::config(&dir)).unwrap();
+    let e = engine(&h);
+    assert_eq!(
+        table(&e, "SELECT uuid, trace_reason, policy_version FROM flows").await,
+        "+------+--------------+----------------+
+| uuid | trace_reason | policy_version |
++------+--------------+----------------+
+| old  |              |                |
++------+--------------+----------------+"
+    );
+    assert_eq!(
+        table(&e, "SELECT count(*) AS n FROM policy_replay('')").await,
+        "+---+
+| n |
++---+
+| 0 |
++---+"
+    );
+    let snap = h.snapshot().unwrap();
+    let sources = snap.files.into_iter().map(scan::Source::File).collect();
+    let rows: Vec<_> = scan::Merge::new(sources, scan::Range::ALL, 16)
+        .map(|b| b.unwrap())
+        .collect();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert_eq!(rows[0].schema(), schema::schema());
+}

@@ -5,8 +5,14 @@ use std::path::Path;
 
 use super::PolicyError;
 use super::spec::{Header, Policy, RawPolicy, check_header};
-use super::state::PolicyFile;
 use crate::yaml;
+
+/// One policy file: its name in the policy directory and its text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyFile {
+    pub name: String,
+    pub text: String,
+}
 
 /// Reads every policy of a file (several YAML documents may be separated by `---`;
 /// empty documents are skipped and not counted). Any problem fails the whole file.

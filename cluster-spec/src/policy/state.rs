@@ -14,14 +14,8 @@ use std::path::Path;
 
 use crate::endpoints::{EndpointsError, EndpointsFile};
 
-use super::{CompiledPolicy, Policy, PolicyError, compile, load, parse};
-
-/// One policy file: its name in the policy directory and its text.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PolicyFile {
-    pub name: String,
-    pub text: String,
-}
+use super::load::{self, PolicyFile};
+use super::{CompiledPolicy, Policy, PolicyError, compile, parse};
 
 /// The policy files and the endpoints one compiled policy came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

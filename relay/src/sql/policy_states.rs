@@ -19,7 +19,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     ArrayRef, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt64Builder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::MemTable;
 use datafusion::common::Result;
 
@@ -28,10 +28,10 @@ use crate::history::policies::PolicyStates;
 /// The table's name.
 pub const TABLE: &str = "policy_states";
 
-/// The table as it is now.
-pub fn table(states: &PolicyStates) -> Result<MemTable> {
+/// The table's columns.
+pub fn schema() -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
-    let schema = Arc::new(Schema::new(vec![
+    Arc::new(Schema::new(vec![
         Field::new("applied", ts, false),
         Field::new("node", DataType::Utf8, false),
         Field::new("run", DataType::UInt64, false),
@@ -41,7 +41,12 @@ pub fn table(states: &PolicyStates) -> Result<MemTable> {
         Field::new("files", DataType::Utf8, true),
         Field::new("text", DataType::Utf8, true),
         Field::new("endpoints", DataType::UInt64, true),
-    ]));
+    ]))
+}
+
+/// The table as it is now.
+pub fn table(states: &PolicyStates) -> Result<MemTable> {
+    let schema = schema();
     let mut applied = TimestampNanosecondBuilder::new();
     let (mut node, mut version) = (StringBuilder::new(), StringBuilder::new());
     let (mut run, mut generation) = (UInt64Builder::new(), UInt64Builder::new());
