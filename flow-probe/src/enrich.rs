@@ -253,13 +253,12 @@ impl Enricher {
             is_reply: Some(is_reply),
             reply: is_reply,
             ethernet: ethernet(ev),
-            // Traces and policy verdicts: the first packet of a connection,
-            // the one policy judges, is NEW (the what-if replays those);
-            // drops leave it unset, as Cilium's do.
-            trace_reason: if ev.kind == kind::DROP {
-                TraceReason::Unknown as i32
-            } else {
+            // Only traces carry a trace reason; Hubble leaves it unset on
+            // policy verdicts and drops.
+            trace_reason: if ev.kind == kind::TRACE {
                 trace_reason(ev) as i32
+            } else {
+                TraceReason::Unknown as i32
             },
             summary,
             interface: iface.map(|i| NetworkInterface {
@@ -301,7 +300,6 @@ impl Enricher {
             .cloned()
             .unwrap_or_else(|| format!("reason {}", ev.drop_reason));
         flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
-        flow.trace_reason = TraceReason::Unknown as i32;
         flow.traffic_direction = TrafficDirection::Unknown as i32;
         flow.is_reply = None;
         flow.interface = None;

@@ -12,7 +12,10 @@ use cluster_spec::endpoints::EndpointsFile;
 use cluster_spec::policy::{PolicyFile, PolicyState};
 use common::{engine, ingest, scratch, table};
 use observer_proto::flow::layer4::Protocol;
-use observer_proto::flow::{Flow, IcmPv6, TraceObservationPoint, TraceReason, Verdict};
+use observer_proto::flow::{
+    CiliumEventType, DropReason, Flow, IcmPv6, TraceObservationPoint, TraceReason,
+    TrafficDirection, Verdict,
+};
 use observer_proto::observe::v1::PolicyStamp;
 use relay::history::History;
 use relay::history::policies::InForce;
@@ -58,7 +61,8 @@ fn state() -> PolicyState {
     }
 }
 
-/// A flow at `api`'s interface at `T0 + secs`, stamped with `version`.
+/// The trace of a first packet at `api`'s interface (one no policy judged)
+/// at `T0 + secs`, stamped with `version`.
 fn at_api(secs: i64, uuid: &str, from: (&str, &str), version: &str) -> Flow {
     let (pod, addr) = from;
     let ns = if pod == "client" { "other" } else { "default" };
@@ -80,7 +84,9 @@ fn at_api(secs: i64, uuid: &str, from: (&str, &str), version: &str) -> Flow {
             endpoint("default", "api", 301, &["k8s:app=api"]),
             "api",
         )),
+        event_type: event_type(4, 0),
         trace_observation_point: TraceObservationPoint::ToEndpoint as i32,
+        traffic_direction: TrafficDirection::Ingress as i32,
         trace_reason: TraceReason::New as i32,
         is_reply: Some(false),
         policy_in_force: Some(PolicyStamp {
@@ -91,15 +97,49 @@ fn at_api(secs: i64, uuid: &str, from: (&str, &str), version: &str) -> Flow {
     }
 }
 
-/// The flows (three in a file, four in memory) and the state they name.
+fn event_type(r#type: i32, sub_type: i32) -> Option<CiliumEventType> {
+    Some(CiliumEventType { r#type, sub_type })
+}
+
+/// `flow` as the PolicyVerdict of the datapath's judgement: no trace reason.
+fn verdict(flow: Flow) -> Flow {
+    Flow {
+        event_type: event_type(5, 0),
+        trace_reason: TraceReason::Unknown as i32,
+        ..flow
+    }
+}
+
+/// `flow` denied by default deny: its PolicyVerdict and its Drop, neither
+/// with an observation point or a reply bit, as Hubble's.
+fn denial(flow: Flow, drop_uuid: &str) -> [Flow; 2] {
+    let policy_verdict = Flow {
+        verdict: Verdict::Dropped as i32,
+        drop_reason: DropReason::PolicyDenied as u32,
+        drop_reason_desc: DropReason::PolicyDenied as i32,
+        trace_observation_point: TraceObservationPoint::UnknownPoint as i32,
+        is_reply: None,
+        ..verdict(flow)
+    };
+    let drop = Flow {
+        uuid: drop_uuid.into(),
+        event_type: event_type(1, DropReason::PolicyDenied as i32),
+        ..policy_verdict.clone()
+    };
+    [policy_verdict, drop]
+}
+
+/// The flows (four in a file, four in memory) and the state they name: a
+/// judged first packet (u1), a denial (u2 and its Drop u2d, which is not
+/// replayed), a reply and a later packet (not first ones), an unjudged
+/// neighbour solicitation, and two first packets that cannot be replayed.
 fn history(dir: &Path) -> Arc<History> {
     let s = state();
     let version = s.version().unwrap();
     let v = version.as_str();
     let frontend = ("frontend", "10.0.0.1");
     let client = ("client", "10.0.0.3");
-    let mut dropped = at_api(2, "u2", client, v);
-    dropped.verdict = Verdict::Dropped as i32;
+    let [denied, dropped] = denial(at_api(2, "u2", client, v), "u2d");
     let mut reply = at_api(3, "u3", frontend, v);
     reply.is_reply = Some(true);
     reply.trace_reason = TraceReason::Reply as i32;
@@ -115,7 +155,8 @@ fn history(dir: &Path) -> Arc<History> {
     let mut unstamped = at_api(7, "u7", frontend, v);
     unstamped.policy_in_force = None;
     let flows = [
-        at_api(1, "u1", frontend, v),
+        verdict(at_api(1, "u1", frontend, v)),
+        denied,
         dropped,
         reply,
         later,
@@ -237,8 +278,9 @@ async fn only_our_table_functions_pass_and_a_bad_draft_is_named() {
 }
 
 /// A history file written before the what-if's columns existed (no
-/// `trace_reason`, `icmp_*`, `policy_*`): SQL reads them null, so none of
-/// its flows is a first packet to replay, and GetFlows' scan reads it too.
+/// `trace_reason`, `icmp_*`, `policy_*`): SQL reads them null, so its traces
+/// are not known first packets and its verdicts name no policy version to
+/// replay against, and GetFlows' scan reads it too.
 #[tokio::test]
 async fn a_file_written_before_the_what_if_columns_reads_with_them_null() {
     use datafusion::parquet::arrow::ArrowWriter;
@@ -247,12 +289,25 @@ async fn a_file_written_before_the_what_if_columns_reads_with_them_null() {
 
     let dir = scratch("policy-whatif-old-file");
     let flow = at_api(1, "old", ("frontend", "10.0.0.1"), "0123456789abcdef");
+    let judged = verdict(at_api(
+        1,
+        "old-verdict",
+        ("frontend", "10.0.0.1"),
+        "0123456789abcdef",
+    ));
     let time = T0 + 1_000_000_000;
-    let batch = schema::to_batch(&[Rec {
-        node: "n1",
-        time,
-        flow: &flow,
-    }]);
+    let batch = schema::to_batch(&[
+        Rec {
+            node: "n1",
+            time,
+            flow: &flow,
+        },
+        Rec {
+            node: "n1",
+            time,
+            flow: &judged,
+        },
+    ]);
     let new = [
         "icmp_type",
         "icmp_code",
@@ -275,26 +330,31 @@ async fn a_file_written_before_the_what_if_columns_reads_with_them_null() {
     let h = History::open(common::config(&dir)).unwrap();
     let e = engine(&h);
     assert_eq!(
-        table(&e, "SELECT uuid, trace_reason, policy_version FROM flows").await,
-        "+------+--------------+----------------+
-| uuid | trace_reason | policy_version |
-+------+--------------+----------------+
-| old  |              |                |
-+------+--------------+----------------+"
+        table(
+            &e,
+            "SELECT uuid, trace_reason, policy_version FROM flows ORDER BY uuid"
+        )
+        .await,
+        "+-------------+--------------+----------------+
+| uuid        | trace_reason | policy_version |
++-------------+--------------+----------------+
+| old         |              |                |
+| old-verdict |              |                |
++-------------+--------------+----------------+"
     );
     assert_eq!(
-        table(&e, "SELECT count(*) AS n FROM policy_replay('')").await,
-        "+---+
-| n |
-+---+
-| 0 |
-+---+"
+        table(&e, "SELECT uuid, change, problem FROM policy_replay('')").await,
+        "+-------------+------------+----------------------------------+
+| uuid        | change     | problem                          |
++-------------+------------+----------------------------------+
+| old-verdict | UNREPLAYED | the flow names no policy version |
++-------------+------------+----------------------------------+"
     );
     let snap = h.snapshot().unwrap();
     let sources = snap.files.into_iter().map(scan::Source::File).collect();
     let rows: Vec<_> = scan::Merge::new(sources, scan::Range::ALL, 16)
         .map(|b| b.unwrap())
         .collect();
-    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     assert_eq!(rows[0].schema(), schema::schema());
 }

@@ -255,7 +255,6 @@ fn syn_flow() -> Flow {
         source: Some(client()),
         destination: Some(server()),
         is_reply: Some(false),
-        trace_reason: TraceReason::New as i32,
         summary: "TCP Flags: SYN".into(),
         ..common()
     }
@@ -270,7 +269,6 @@ fn syn_ack_flow() -> Flow {
         destination: Some(client()),
         is_reply: Some(true),
         reply: true,
-        trace_reason: TraceReason::Reply as i32,
         summary: "TCP Flags: SYN, ACK".into(),
         ..common()
     }

@@ -1,7 +1,8 @@
 //! Policy what-if in SQL: the table functions `policy_whatif(draft, ...)`
 //! and `policy_replay(draft, ...)` replay the first packet of every
-//! connection in the window (`trace_reason = 'NEW'`, not a reply, seen on an
-//! endpoint's interface) against the policy its node had in force when it
+//! connection in the window (its PolicyVerdict flow, allowed or denied, or
+//! when no policy judged it its NEW trace on an endpoint's interface; see
+//! [`first_packets`]) against the policy its node had in force when it
 //! passed and against that policy with the draft applied, with the matcher
 //! the datapath's rules are checked by (`cluster_spec::policy::Judge`).
 //! `policy_whatif` keeps the flows whose verdict flips and the ones that
@@ -62,6 +63,7 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "node",
     "uuid",
     "verdict",
+    "event_type",
     "ip_version",
     "source_ip",
     "destination_ip",
@@ -79,6 +81,7 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "destination_pod",
     "destination_workload",
     "destination_labels",
+    "traffic_direction",
     "observation_point",
     "is_reply",
     "trace_reason",
@@ -174,15 +177,25 @@ pub struct WhatIfTable {
     flows: Arc<dyn TableProvider>,
 }
 
-/// The flows a replay judges: connections' first packets seen on an
-/// endpoint's interface.
+/// Cilium's monitor message types, as `flows.event_type` holds them.
+const TRACE: i32 = 4;
+const POLICY_VERDICT: i32 = 5;
+
+/// The flows a replay judges, one per connection's first packet at an
+/// endpoint: the PolicyVerdict of a packet the datapath judged (allowed,
+/// audited or denied; a denial's Drop twin is not one), and the NEW trace,
+/// not a reply, on an endpoint's interface of a packet no policy judged.
+/// Hubble sets no trace reason on verdicts, and no reply bit or observation
+/// point on denials, so the event type tells them.
 fn first_packets() -> Expr {
-    col("trace_reason")
-        .eq(lit("NEW"))
+    let unjudged = col("event_type")
+        .eq(lit(TRACE))
+        .and(col("trace_reason").eq(lit("NEW")))
         .and(col("is_reply").eq(lit(false)))
         .and(
             col("observation_point").in_list(vec![lit("FROM_ENDPOINT"), lit("TO_ENDPOINT")], false),
-        )
+        );
+    col("event_type").eq(lit(POLICY_VERDICT)).or(unjudged)
 }
 
 #[tonic::async_trait]

@@ -13,7 +13,7 @@ use datafusion::common::{Result, internal_datafusion_err};
 /// The columns of one batch a replay reads.
 pub struct Columns<'a> {
     version: &'a StringArray,
-    point: &'a StringArray,
+    direction: &'a StringArray,
     source: &'a StringArray,
     destination: &'a StringArray,
     protocol: &'a StringArray,
@@ -41,7 +41,7 @@ impl<'a> Columns<'a> {
         };
         Ok(Columns {
             version: text(batch, "policy_version")?,
-            point: text(batch, "observation_point")?,
+            direction: text(batch, "traffic_direction")?,
             source: text(batch, "source_ip")?,
             destination: text(batch, "destination_ip")?,
             protocol: text(batch, "protocol")?,
@@ -70,15 +70,13 @@ impl<'a> Columns<'a> {
             addr(self.source, "source")?,
             addr(self.destination, "destination")?,
         );
-        let (local, peer, direction) = match value(self.point, i) {
-            Some("FROM_ENDPOINT") => (source, destination, Direction::Egress),
-            Some("TO_ENDPOINT") => (destination, source, Direction::Ingress),
-            other => {
-                return Err(format!(
-                    "seen at {}, not at an endpoint",
-                    other.unwrap_or("no observation point")
-                ));
-            }
+        // The direction of the endpoint's policy that judges the packet:
+        // a verdict's own, a first packet's from where it was seen (a denial
+        // has no observation point, as in Hubble, but has its direction).
+        let (local, peer, direction) = match value(self.direction, i) {
+            Some("EGRESS") => (source, destination, Direction::Egress),
+            Some("INGRESS") => (destination, source, Direction::Ingress),
+            _ => return Err("its traffic direction is not recorded".into()),
         };
         // A null port or ICMP type reads as 0, as the datapath's key has it.
         let port = || {
