@@ -3,8 +3,10 @@
 //! the relay's `policy_replay` and the real `observe policy whatif`.
 //!
 //! - Held to the kernel: with an empty draft every connection's first
-//!   packet in history is replayed, none flips, and the replayed verdict and
-//!   rule are the datapath's own (the flow's verdict and the policy it names).
+//!   packet in history (its PolicyVerdict flow, or its NEW trace where no
+//!   policy judged it) is replayed once, none flips, and the replayed
+//!   verdict and rule are the datapath's own (the flow's verdict and the
+//!   policy it names).
 //! - A draft denying `other/client -> default/frontend` reports exactly the
 //!   first packets frontend received from client (audited today) as allowed
 //!   → denied by the draft's rule, and exits 3.
@@ -21,7 +23,9 @@ use std::path::Path;
 use observe_cli::connect::Target;
 use observe_lab::{ItemReport, Scenario, node_probes, run_traffic_once};
 use observer_proto::flow::layer4::Protocol;
-use observer_proto::flow::{DropReason, Flow, TraceObservationPoint, TraceReason, Verdict};
+use observer_proto::flow::{
+    DropReason, Flow, TraceObservationPoint, TraceReason, TrafficDirection, Verdict,
+};
 use serde_json::Value;
 
 const DENY_CLIENT_FRONTEND: &str = "apiVersion: cilium.io/v2
@@ -62,15 +66,41 @@ spec:
   - fromEndpoints: [{}]
 ";
 
-/// A connection's first packet, seen on an endpoint's interface: what the
-/// datapath judges.
+/// Cilium's monitor message types of drops, traces and policy verdicts.
+const DROP: i32 = 1;
+const TRACE: i32 = 4;
+const POLICY_VERDICT: i32 = 5;
+
+fn event_type(f: &Flow) -> Option<i32> {
+    f.event_type.as_ref().map(|t| t.r#type)
+}
+
+/// A connection's first packet on an endpoint's interface, once: the
+/// PolicyVerdict of what the datapath judged (a denial's, not its Drop),
+/// or the NEW trace of what no policy judged.
 fn first_packet(f: &Flow) -> bool {
-    f.trace_reason() == TraceReason::New
-        && f.is_reply == Some(false)
-        && matches!(
-            f.trace_observation_point(),
-            TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToEndpoint
-        )
+    event_type(f) == Some(POLICY_VERDICT)
+        || (event_type(f) == Some(TRACE)
+            && f.trace_reason() == TraceReason::New
+            && f.is_reply == Some(false)
+            && matches!(
+                point(f),
+                TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToEndpoint
+            ))
+}
+
+/// Where a first packet was seen: its observation point, or for a denial
+/// (which has none, as in Hubble) the end its direction names.
+fn point(f: &Flow) -> TraceObservationPoint {
+    match (f.trace_observation_point(), f.traffic_direction()) {
+        (TraceObservationPoint::UnknownPoint, TrafficDirection::Ingress) => {
+            TraceObservationPoint::ToEndpoint
+        }
+        (TraceObservationPoint::UnknownPoint, TrafficDirection::Egress) => {
+            TraceObservationPoint::FromEndpoint
+        }
+        (p, _) => p,
+    }
 }
 
 fn pod(e: &Option<observer_proto::flow::Endpoint>) -> String {
@@ -79,9 +109,9 @@ fn pod(e: &Option<observer_proto::flow::Endpoint>) -> String {
         .unwrap_or_default()
 }
 
-/// `f` is the first packet of `item`'s connection, seen at `point`: from
-/// its client's address and port (the server's may be a service's VIP).
-fn sent_by(f: &Flow, item: &ItemReport, point: TraceObservationPoint) -> bool {
+/// `f` is the first packet of `item`'s connection, seen at `at`: from its
+/// client's address and port (the server's may be a service's VIP).
+fn sent_by(f: &Flow, item: &ItemReport, at: TraceObservationPoint) -> bool {
     let source = f.ip.as_ref().map(|ip| ip.source.as_str());
     // TCP and UDP by port, ICMP as an echo request.
     let port = match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
@@ -92,7 +122,7 @@ fn sent_by(f: &Flow, item: &ItemReport, point: TraceObservationPoint) -> bool {
         _ => return false,
     };
     first_packet(f)
-        && f.trace_observation_point() == point
+        && point(f) == at
         && source == Some(item.src_ip.to_string().as_str())
         && port == item.src_port.map(u32::from)
 }
@@ -118,8 +148,7 @@ fn recorded_rule(f: &Flow) -> Option<String> {
     .flatten()
     .map(|p| format!("{}/{}", p.namespace, p.name))
     .next();
-    let judged = f.event_type.as_ref().is_some_and(|t| t.r#type != 4);
-    match (judged, named) {
+    match (event_type(f) == Some(POLICY_VERDICT), named) {
         (false, _) => None,
         (true, Some(n)) => Some(n),
         (true, None) => Some("default deny".into()),
@@ -239,7 +268,7 @@ async fn a_draft_replayed_over_the_default_scenarios_history() {
                     TraceObservationPoint::ToEndpoint,
                 ]
                 .iter()
-                .all(|point| flows.iter().any(|f| sent_by(f, item, *point)))
+                .all(|at| flows.iter().any(|f| sent_by(f, item, *at)))
             })
         })
         .await;
@@ -327,7 +356,7 @@ async fn a_draft_replayed_over_the_default_scenarios_history() {
     let to_frontend: BTreeSet<String> = firsts
         .values()
         .filter(|f| {
-            f.trace_observation_point() == TraceObservationPoint::ToEndpoint
+            point(f) == TraceObservationPoint::ToEndpoint
                 && pod(&f.destination) == "default/frontend"
                 && !exempt(f)
         })
@@ -362,10 +391,14 @@ async fn a_draft_replayed_over_the_default_scenarios_history() {
     );
     test_support::graphviz::svg(&dot);
 
-    // Allow client -> api:8080: exactly the flows dropped by default deny.
+    // Allow client -> api:8080: exactly the POLICY_DENIED verdicts of
+    // default deny; their Drop twins are not first packets.
     let denied: BTreeSet<String> = ring
         .iter()
-        .filter(|f| f.drop_reason_desc() == DropReason::PolicyDenied)
+        .filter(|f| {
+            f.drop_reason_desc() == DropReason::PolicyDenied
+                && event_type(f) == Some(POLICY_VERDICT)
+        })
         .map(|f| {
             assert_eq!(
                 (pod(&f.source).as_str(), pod(&f.destination).as_str()),
@@ -374,7 +407,12 @@ async fn a_draft_replayed_over_the_default_scenarios_history() {
             f.uuid.clone()
         })
         .collect();
+    let drops = ring
+        .iter()
+        .filter(|f| f.drop_reason_desc() == DropReason::PolicyDenied && event_type(f) == Some(DROP))
+        .count();
     assert!(!denied.is_empty());
+    assert_eq!(drops, denied.len(), "a Drop for every denial's verdict");
     let v = whatif_json(&server, &dir, ALLOW_CLIENT_API, 0);
     let want = [
         "DENIED_TO_ALLOWED",
