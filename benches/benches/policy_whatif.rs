@@ -34,7 +34,7 @@ use cluster_spec::endpoints::{Endpoint, EndpointsFile, Workload};
 use cluster_spec::policy::{PolicyFile, PolicyState};
 use lab_flows::LabFlows;
 use observer_proto::flow::layer4::Protocol;
-use observer_proto::flow::{Flow, TraceReason};
+use observer_proto::flow::{CiliumEventType, Flow, TraceObservationPoint, TraceReason, Verdict};
 use observer_proto::observe::v1::PolicyStamp;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use relay::history::policies::InForce;
@@ -42,9 +42,11 @@ use relay::history::{History, HistoryConfig, files};
 use relay::sql::{SqlEngine, SqlLimits};
 
 const COUNT: &str = "SELECT count(*) FROM flows";
-/// The rows a replay reads (connections' first packets), only counted.
-const FIRSTS: &str = "SELECT count(*) FROM flows WHERE trace_reason = 'NEW' AND is_reply = false \
-                      AND observation_point IN ('FROM_ENDPOINT', 'TO_ENDPOINT')";
+/// The rows a replay reads (connections' first packets: policy verdicts and
+/// unjudged NEW traces at endpoints), only counted.
+const FIRSTS: &str = "SELECT count(*) FROM flows WHERE event_type = 5 OR (event_type = 4 \
+                      AND trace_reason = 'NEW' AND is_reply = false \
+                      AND observation_point IN ('FROM_ENDPOINT', 'TO_ENDPOINT'))";
 
 /// The draft: app-0 refuses app-1 (another namespace), app-2 admits all.
 const DRAFT: &str = "apiVersion: cilium.io/v2
@@ -86,6 +88,17 @@ fn first(f: &Flow) -> bool {
             Some(_) => true,
             None => false,
         }
+}
+
+/// A generated drop as the PolicyVerdict flow of its denial, the one a
+/// replay reads: no observation point or reply bit, as Hubble's.
+fn denial_verdict(f: &mut Flow) {
+    f.event_type = Some(CiliumEventType {
+        r#type: 5,
+        sub_type: 0,
+    });
+    f.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
+    f.is_reply = None;
 }
 
 /// The policy in force: per app, its own namespace admitted.
@@ -168,7 +181,8 @@ fn generate(dir: &Path, n: u64) -> Arc<History> {
     let state = state();
     let version = state.version().expect("version");
     let marker = dir.join(".flows");
-    let done = format!("{n} {version}");
+    // "denials as verdicts": data of before then is made again.
+    let done = format!("{n} {version} denials as verdicts");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(&done) {
         println!("reusing the {n} flows already in {}", dir.display());
         return open(dir);
@@ -197,11 +211,19 @@ fn generate(dir: &Path, n: u64) -> Arc<History> {
     for i in 0..n {
         let mut response = gen_.next_response();
         if let Some(ResponseTypes::Flow(f)) = &mut Arc::make_mut(&mut response).response_types {
-            f.trace_reason = match (f.is_reply, first(f)) {
-                (Some(true), _) => TraceReason::Reply,
-                (_, true) => TraceReason::New,
-                _ => TraceReason::Established,
-            } as i32;
+            // A first packet dropped is a denial's verdict; other drops stay
+            // Drops, which no replay reads.
+            if f.verdict == Verdict::Dropped as i32 {
+                if first(f) {
+                    denial_verdict(f);
+                }
+            } else {
+                f.trace_reason = match (f.is_reply, first(f)) {
+                    (Some(true), _) => TraceReason::Reply,
+                    (_, true) => TraceReason::New,
+                    _ => TraceReason::Established,
+                } as i32;
+            }
             f.policy_in_force = Some(stamp.clone());
         }
         if history.ingest(response) {
