@@ -12,6 +12,7 @@ const PROTO_DIR: &str = "proto";
 
 const PROTOS: &[&str] = &[
     "proto/observe/ext.proto",
+    "proto/observe/policy.proto",
     "proto/relay/relay.proto",
     "proto/flow/flow.proto",
     "proto/observer/observer.proto",

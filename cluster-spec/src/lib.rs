@@ -6,7 +6,9 @@
 //! - [`endpoints`]: the endpoints file (name, namespace, labels, addresses,
 //!   node) and the security identity of each label set.
 //! - [`policy`]: CiliumNetworkPolicy-subset files, read and validated, then
-//!   compiled against the endpoints into identity-based rules.
+//!   compiled against the endpoints into identity-based rules; a first
+//!   packet judged by those rules as the datapath judges it; the inputs of a
+//!   compiled policy kept as text, for the history of what was in force.
 //! - [`services`]: the services file (VIPs, ports, selectors), compiled into
 //!   frontends with their backends.
 //! - [`pins`]: where a node's datapath state lives in bpffs.

@@ -64,6 +64,7 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
     let addr = relay.addr().to_string();
     // The relay in-process serves plaintext.
     let target = ConnectArgs::server(&addr).target(&[]).unwrap();
+    // Published as the merge publishes: to the history writer and the store.
     for f in flows::golden() {
         relay.state().publish(flows::response(f));
     }
@@ -95,6 +96,7 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
             ["observe", "public", "flows", "TABLE"],
             ["observe", "public", "graph_edges", "VIEW"],
             ["observe", "public", "graph_nodes", "VIEW"],
+            ["observe", "public", "policy_states", "TABLE"],
         ])
     );
     let columns: Vec<&str> = got["flows_columns"]

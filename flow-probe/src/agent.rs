@@ -16,6 +16,7 @@ use crate::generation::Generation;
 use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
 use crate::kernel::loader::{LoadedProbe, ProbeConfig};
 use crate::pipeline::{self, Pipeline};
+use crate::policy_log::PolicyLog;
 use crate::policy_watch::PolicyWatcher;
 use crate::server::{self, NodeInfo, ObserverService};
 use crate::sources::attach::{Attach, Attachments};
@@ -177,9 +178,12 @@ pub async fn run(
     }
 
     // Policy and services are in force before the probe reports ready.
+    let policy_log = PolicyLog::new();
+    enricher = enricher.with_policy_stamp(policy_log.stamp());
     let policies = datapath.map(|dp| {
         let generation = Generation::new().with_gauge(metrics.policy_generation());
-        PolicyWatcher::start(dp, cfg.policy_dir.clone(), hub.subscribe(), generation)
+        let log = policy_log.clone();
+        PolicyWatcher::start(dp, cfg.policy_dir.clone(), hub.subscribe(), generation, log)
     });
     let board = StatusBoard::new(
         hub.subscribe(),
@@ -254,7 +258,9 @@ pub async fn run(
             .collect(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = ObserverService::new(store.clone(), node, stop_rx.clone()).with_endpoints(board);
+    let service = ObserverService::new(store.clone(), node, stop_rx.clone())
+        .with_endpoints(board)
+        .with_policy_log(policy_log);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

@@ -16,7 +16,7 @@ use crate::kernel::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
 };
 use crate::kernel::loader::DatapathMaps;
-use cluster_spec::policy::{Action, CompiledPolicy, Enforcement, PolicyRef};
+use cluster_spec::policy::{Action, CompiledPolicy, Enforcement, PolicyRef, ipcache};
 
 /// Policy names by the id the kernel reports, for enriching verdicts. Ids come
 /// from the policy's namespace and name, so they stay valid across changes.
@@ -146,21 +146,12 @@ impl Datapath {
             self.names.insert(*id, p.clone());
         }
 
-        // 1. Addresses: endpoint addresses and CIDR identities.
-        let identities = endpoints.identities();
-        let mut addrs: Vec<(Key<IpcacheAddr>, u32)> = Vec::new();
-        for ep in &endpoints.endpoints {
-            let id = identities[&ep.identity_labels()];
-            if let Some(v4) = ep.ipv4 {
-                addrs.push((ipcache_key(IpAddr::V4(v4), 32), id));
-            }
-            if let Some(v6) = ep.ipv6 {
-                addrs.push((ipcache_key(IpAddr::V6(v6), 128), id));
-            }
-        }
-        for c in &compiled.cidrs {
-            addrs.push((ipcache_key(c.addr, c.prefix_len), c.identity));
-        }
+        // 1. Addresses: endpoint addresses and CIDR identities (the table
+        // the what-if's judge looks addresses up in too).
+        let addrs: Vec<(Key<IpcacheAddr>, u32)> = ipcache::entries(compiled, endpoints)
+            .iter()
+            .map(|e| (ipcache_key(e.addr, e.prefix_len), e.identity))
+            .collect();
         for (k, id) in &addrs {
             self.maps
                 .ipcache

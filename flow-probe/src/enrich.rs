@@ -20,7 +20,7 @@ use observer_proto::flow::{
     Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
 };
 use observer_proto::hubble_text::{icmp4_type_code, icmp6_type_code};
-use observer_proto::observe::v1::{FlowVolume, KernelDrop};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp};
 
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
@@ -56,6 +56,8 @@ pub struct Enricher {
     policy_names: Option<std::sync::Arc<PolicyNames>>,
     kernel_drop_reasons: std::collections::BTreeMap<u32, String>,
     services: Option<std::sync::Arc<crate::services::ServiceTable>>,
+    /// The policy in force, stamped on every flow of the tc hooks.
+    policy_stamp: Option<tokio::sync::watch::Receiver<Option<PolicyStamp>>>,
 }
 
 impl Enricher {
@@ -67,6 +69,7 @@ impl Enricher {
             policy_names: None,
             kernel_drop_reasons: Default::default(),
             services: None,
+            policy_stamp: None,
         }
     }
 
@@ -149,6 +152,15 @@ impl Enricher {
     /// Draws flow UUIDs from `ids` (a fixed prefix makes them reproducible).
     pub fn with_flow_ids(mut self, ids: FlowIds) -> Self {
         self.node.set_ids(ids);
+        self
+    }
+
+    /// Stamps flows with the policy in force, as `policy_log` publishes it.
+    pub fn with_policy_stamp(
+        mut self,
+        stamp: tokio::sync::watch::Receiver<Option<PolicyStamp>>,
+    ) -> Self {
+        self.policy_stamp = Some(stamp);
         self
     }
 
@@ -237,9 +249,12 @@ impl Enricher {
             }),
             traffic_direction: direction as i32,
             trace_observation_point: point as i32,
+            policy_in_force: self.policy_stamp.as_ref().and_then(|s| s.borrow().clone()),
             is_reply: Some(is_reply),
             reply: is_reply,
             ethernet: ethernet(ev),
+            // Only traces carry a trace reason; Hubble leaves it unset on
+            // policy verdicts and drops.
             trace_reason: if ev.kind == kind::TRACE {
                 trace_reason(ev) as i32
             } else {

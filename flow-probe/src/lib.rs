@@ -24,7 +24,10 @@
 //! - [`cluster_spec::policy`] → [`datapath`]: policy files compiled to identity-based rules and
 //!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
 //!   every change of the policy directory, woken by [`file_watch`]; each
-//!   distinct policy in force advances a [`generation`] (also on `/metrics`).
+//!   distinct policy in force advances a [`generation`] (also on `/metrics`)
+//!   and is recorded in the [`policy_log`] with the files and endpoints it
+//!   came from: flows are stamped with it, and the relay fetches it
+//!   (`observe.v1.PolicyStates`) for its history.
 //! - [`services`]: the services file compiled to the socket load balancer's maps,
 //!   kept in step with the files; SOCK flows of its translations.
 //! - [`metrics`]: Prometheus metrics (Hubble's names) counted per flow, served
@@ -41,6 +44,7 @@ pub mod kernel;
 pub mod lifecycle;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy_log;
 pub mod policy_watch;
 pub mod server;
 pub mod services;

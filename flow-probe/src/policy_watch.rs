@@ -5,18 +5,20 @@
 //! ([`crate::sources`]), so a change is enforced at once. A file that does not parse is reported (naming the file,
 //! the field and the problem) and the policy in force stays as it was. Each
 //! distinct policy put in force advances the policy
-//! [`Generation`].
+//! [`Generation`] and is recorded, with the files and endpoints it came
+//! from, in the [`PolicyLog`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cluster_spec::policy::{self, CompiledPolicy};
+use cluster_spec::policy::{self, CompiledPolicy, PolicyState};
 use tokio::sync::watch;
 
 use crate::datapath::Datapath;
 use crate::file_watch::FileWatch;
 use crate::generation::{Generation, InForce};
+use crate::policy_log::PolicyLog;
 use crate::sources::EndpointWatch;
 
 /// Names, sizes and modification times of the policy files: changes when any
@@ -54,6 +56,7 @@ pub struct PolicyWatcher {
     /// The endpoint set version the policy in force was compiled from.
     applied: watch::Sender<u64>,
     in_force: InForce<CompiledPolicy>,
+    log: Arc<PolicyLog>,
     seen: Fingerprint,
     /// `None` without a directory.
     watch: Option<FileWatch>,
@@ -69,6 +72,7 @@ impl PolicyWatcher {
         dir: Option<PathBuf>,
         endpoints: EndpointWatch,
         generation: Generation,
+        log: Arc<PolicyLog>,
     ) -> Self {
         let every_file = Arc::new(|_: &Path| true);
         let mut w = PolicyWatcher {
@@ -79,6 +83,7 @@ impl PolicyWatcher {
             endpoints,
             applied: watch::Sender::new(0),
             in_force: InForce::new(generation),
+            log,
         };
         if let Err(e) = w.apply() {
             log::error!("{e:#}; the pinned policy stays in force");
@@ -94,17 +99,18 @@ impl PolicyWatcher {
     /// Loads, compiles and syncs once against the latest endpoint set;
     /// errors leave the datapath untouched.
     fn apply(&mut self) -> anyhow::Result<()> {
-        let policies = match &self.dir {
-            Some(d) => policy::load_dir(d)?,
-            None => Vec::new(),
-        };
         let endpoints = self.endpoints.borrow_and_update().clone();
+        let (state, policies) = PolicyState::read(self.dir.as_deref(), endpoints.file.clone())?;
         self.datapath.set_ifindex_of(endpoints.ifindex_of.clone());
         let compiled = policy::compile(&policies, &endpoints.file);
         let report = self.datapath.sync(&compiled, &endpoints.file)?;
         self.applied.send_replace(endpoints.version);
         let (policies, rules) = (compiled.policies.len(), compiled.entries.len());
+        let before = self.in_force.generation().get();
         let generation = self.in_force.put(compiled);
+        if generation != before {
+            self.log.record(generation, &state)?;
+        }
         log::info!(
             "policy in force: {policies} policies, {rules} rules ({} written, {} removed), {} endpoints; generation {generation}",
             report.rules_written,

@@ -2,6 +2,7 @@
 //! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces; and
 //! `peer.Peer`, listing this node alone (as a Cilium agent lists its cluster),
 //! so a stock hubble-relay given this probe as `--peer-service` follows it.
+//! Beside them `observe.v1.PolicyStates` ([`crate::policy_log`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::policy_log::{PolicyLog, PolicyStatesService};
 use crate::sources::status::StatusBoard;
 use observer_runtime::store::{Entry, FlowStore};
 
@@ -45,6 +47,8 @@ pub struct ObserverService {
     node: NodeInfo,
     /// This node's endpoints and their sources, for ServerStatus.
     endpoints: Option<StatusBoard>,
+    /// The policies put in force, served as `observe.v1.PolicyStates`.
+    policy_log: Option<Arc<PolicyLog>>,
     /// Turns true at shutdown; following streams end then, so the server can stop.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -59,6 +63,7 @@ impl ObserverService {
             store,
             node,
             endpoints: None,
+            policy_log: None,
             stopping,
         }
     }
@@ -66,6 +71,12 @@ impl ObserverService {
     /// Reports this node's endpoints and their sources in ServerStatus.
     pub fn with_endpoints(mut self, board: StatusBoard) -> Self {
         self.endpoints = Some(board);
+        self
+    }
+
+    /// Serves the policies put in force (`observe.v1.PolicyStates`) too.
+    pub fn with_policy_log(mut self, log: Arc<PolicyLog>) -> Self {
+        self.policy_log = Some(log);
         self
     }
 
@@ -106,9 +117,14 @@ pub async fn run(
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
     let peers = service.peer_service(tls);
+    let policy_states = service
+        .policy_log
+        .clone()
+        .map(|log| PolicyStatesService::new(log, &service.node.name).into_server());
     server
         .add_service(service.into_server())
         .add_service(peers)
+        .add_optional_service(policy_states)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

@@ -20,7 +20,9 @@
 //! - [`connect`]: the one place every command above (and `query`) gets its
 //!   channel from: `--server`, the TLS flags (Hubble's), `--lab`.
 //! - [`certs_command`]: `observe certs generate` (the lab's certificate maker).
-//! - [`policy_commands`]: `observe policy check|apply|delete`.
+//! - [`policy_commands`]: `observe policy check|apply|delete`;
+//!   [`policy_whatif`]: `observe policy whatif`, the relay's replay of its
+//!   history against draft policies, as a report, JSON or a coloured graph.
 //! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
 //!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
 //! - [`pipe`]: stdout and stderr that end quietly when the reader goes away
@@ -33,6 +35,7 @@ pub mod graph_command;
 pub mod lab_commands;
 pub mod pipe;
 pub mod policy_commands;
+pub mod policy_whatif;
 pub mod query_command;
 pub mod status;
 pub mod tui;

@@ -72,7 +72,8 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
-    /// Check, apply or delete policy files (CiliumNetworkPolicy subset) of a lab.
+    /// Check, apply or delete policy files (CiliumNetworkPolicy subset) of a
+    /// lab, or replay history against drafts (`whatif`).
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -130,6 +131,10 @@ enum PolicyCommand {
     Apply { file: PathBuf },
     /// Remove an installed policy file by name.
     Delete { name: String },
+    /// What draft policies would have done to the flows in a relay's
+    /// history: flows that would flip between allowed and denied, by edge.
+    /// Exits 3 when a flow allowed today would be denied.
+    Whatif(Box<observe_cli::policy_whatif::WhatIfArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +231,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             PolicyCommand::Check { file } => policy_commands::check(&file),
             PolicyCommand::Apply { file } => policy_commands::apply(&file, &state_dir),
             PolicyCommand::Delete { name } => policy_commands::delete(&name, &state_dir),
+            PolicyCommand::Whatif(args) => {
+                if observe_cli::policy_whatif::run(*args).await? {
+                    std::process::exit(observe_cli::policy_whatif::WOULD_DENY);
+                }
+                Ok(())
+            }
         },
         Command::Lab { command, state_dir } => {
             tokio::task::spawn_blocking(move || match command {

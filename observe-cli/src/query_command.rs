@@ -261,6 +261,23 @@ pub async fn query(server: &Target, sql: &str) -> anyhow::Result<(SchemaRef, Vec
     Ok((asked.schema, batches))
 }
 
+/// Asks `server` to run `sql` and hands each batch to `each` as it comes;
+/// returns the flows history is missing in the query's range, per node.
+pub async fn for_each_batch(
+    server: &Target,
+    sql: &str,
+    mut each: impl FnMut(&RecordBatch) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut asked = ask(server, sql).await?;
+    for ticket in std::mem::take(&mut asked.tickets) {
+        let mut stream = asked.batches(ticket).await?.boxed();
+        while let Some(batch) = stream.try_next().await? {
+            each(&batch)?;
+        }
+    }
+    Ok(asked.missing)
+}
+
 /// Asks `server` to run `sql` and reads all its batches.
 async fn ask_all(server: &Target, sql: &str) -> anyhow::Result<(Asked, Vec<RecordBatch>)> {
     let mut asked = ask(server, sql).await?;

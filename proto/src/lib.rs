@@ -4,7 +4,8 @@
 //!   types and the `Observer` and `Peer` gRPC clients and servers, generated
 //!   from `proto/`. Package names and field numbers match Cilium's, so stock
 //!   Hubble clients (and a stock hubble-relay, through `Peer`) work.
-//! - [`observe::v1`]: our extensions (per-direction flow volume, kernel
+//! - [`observe::v1`]: our extensions (per-direction flow volume, the policy
+//!   in force with its `PolicyStates` service, kernel
 //!   feature report), carried in field numbers Hubble leaves unused.
 //! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
 //!   observation points, trace sub-types), for every printer, metric and graph.

@@ -5,7 +5,7 @@ use prost::Message;
 use prost::encoding::decode_key;
 
 use crate::flow::*;
-use crate::observe::v1::{FlowVolume, KernelFeature};
+use crate::observe::v1::{FlowVolume, KernelFeature, PolicyStamp};
 use crate::observer::{GetFlowsResponse, ServerStatusResponse};
 
 /// Field number of the single field set in `msg`.
@@ -59,6 +59,7 @@ fn flow_field_numbers_match_cilium() {
         (Flow { egress_denied_by: policy(), ..d() }, 21_004),
         (Flow { ingress_denied_by: policy(), ..d() }, 21_005),
         (Flow { volume: Some(FlowVolume::default()), ..d() }, 1000),
+        (Flow { policy_in_force: Some(PolicyStamp::default()), ..d() }, 1003),
     ];
     for (flow, want) in cases {
         assert_eq!(tag(&flow), want, "{flow:?}");

@@ -1,6 +1,7 @@
 //! [`Relay`]: starts the merge task and one task per peer over a shared
-//! [`RelayState`], and the history's writer and compaction threads, and
-//! stops them.
+//! [`RelayState`], and the history's writer and compaction threads (with
+//! one task per peer recording its policies, [`crate::policy_record`]),
+//! and stops them.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::history::{self, History, HistoryConfig};
 use crate::merge;
 use crate::peer::session::PeerCtx;
 use crate::peer::{Peers, task};
+use crate::policy_record;
 use crate::reorder::ReorderWindow;
 use crate::sql::SqlEngine;
 use crate::state::RelayState;
@@ -99,7 +101,7 @@ impl Relay {
             window.connect(id, tokio::time::Instant::now());
         }
         let mut tasks = vec![tokio::spawn(merge::run(merge_rx, state.clone(), window))];
-        for (id, uri) in uris.into_iter().enumerate() {
+        for (id, uri) in uris.iter().cloned().enumerate() {
             let ctx = PeerCtx {
                 id,
                 uri,
@@ -113,6 +115,15 @@ impl Relay {
             Some(hc) => Some(start_history(hc, cfg, &state)?),
             None => None,
         };
+        // The policies each peer puts in force, kept with the flows.
+        if let Some(h) = state.sql().history() {
+            for uri in uris {
+                let policies = h.policies().clone();
+                let follow =
+                    policy_record::follow(uri, cfg.peer.clone(), policies, stop_rx.clone());
+                tasks.push(tokio::spawn(follow));
+            }
+        }
         Ok(Relay {
             state,
             stop,

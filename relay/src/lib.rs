@@ -39,6 +39,9 @@
 //!  flow-probe ─► peer task ─┘        peers' state ────────────────► (node status)
 //! ```
 //!
+//! - [`policy_record`]: one task per peer asks for the policies it put in
+//!   force (`observe.v1.PolicyStates`) and keeps them in history, so a
+//!   what-if replays each flow against the policy it passed under.
 //! - [`history`]: every flow as a row of one Arrow schema, batched into
 //!   time-partitioned Parquet files (atomic writes, compaction, retention),
 //!   fed by the merge through a bounded queue: what it cannot take is
@@ -77,6 +80,7 @@ pub mod merge;
 pub mod metrics;
 pub mod peer;
 pub mod peer_tls;
+pub mod policy_record;
 pub mod reorder;
 pub mod server;
 pub mod sql;

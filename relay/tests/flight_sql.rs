@@ -119,9 +119,12 @@ async fn metadata_answers_what_clients_ask_first() {
     let tables = fetch(&mut c, info).await;
     assert_eq!(
         strings(&tables, "table_name"),
-        ["flows", "graph_edges", "graph_nodes"]
+        ["flows", "graph_edges", "graph_nodes", "policy_states"]
     );
-    assert_eq!(strings(&tables, "table_type"), ["TABLE", "VIEW", "VIEW"]);
+    assert_eq!(
+        strings(&tables, "table_type"),
+        ["TABLE", "VIEW", "VIEW", "TABLE"]
+    );
     let schemas = tables[0]
         .column_by_name("table_schema")
         .unwrap()

@@ -7,6 +7,13 @@ use super::PolicyError;
 use super::spec::{Header, Policy, RawPolicy, check_header};
 use crate::yaml;
 
+/// One policy file: its name in the policy directory and its text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyFile {
+    pub name: String,
+    pub text: String,
+}
+
 /// Reads every policy of a file (several YAML documents may be separated by `---`;
 /// empty documents are skipped and not counted). Any problem fails the whole file.
 pub fn load_file(path: &Path) -> Result<Vec<Policy>, PolicyError> {
@@ -28,6 +35,11 @@ pub fn load_file_with_text(path: &Path) -> Result<(String, Vec<Policy>), PolicyE
 /// Reads every `*.yaml` and `*.yml` file of a directory (not its subdirectories,
 /// not hidden files), in file-name order. Any problem fails the whole directory.
 pub fn load_dir(dir: &Path) -> Result<Vec<Policy>, PolicyError> {
+    load_dir_with_texts(dir).map(|(_, policies)| policies)
+}
+
+/// [`load_dir`], with each file's name and the text that was read and checked.
+pub fn load_dir_with_texts(dir: &Path) -> Result<(Vec<PolicyFile>, Vec<Policy>), PolicyError> {
     let io = |error| PolicyError::Io {
         path: dir.display().to_string(),
         error,
@@ -48,12 +60,19 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Policy>, PolicyError> {
         }
     }
     files.sort();
+    let mut texts = Vec::new();
     let mut out = Vec::new();
     for file in files {
-        out.extend(load_file(&file)?);
+        let (text, policies) = load_file_with_text(&file)?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        texts.push(PolicyFile { name, text });
+        out.extend(policies);
     }
     check_duplicates(&out)?;
-    Ok(out)
+    Ok((texts, out))
 }
 
 /// Parses the text of one file; `origin` names the file in errors.
@@ -91,7 +110,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>, PolicyError> {
 }
 
 /// A namespace and name may be defined once.
-fn check_duplicates(policies: &[Policy]) -> Result<(), PolicyError> {
+pub(super) fn check_duplicates(policies: &[Policy]) -> Result<(), PolicyError> {
     let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
     for p in policies {
         if let Some(first) = seen.insert((&p.namespace, &p.name), &p.origin) {

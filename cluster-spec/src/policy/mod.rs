@@ -3,7 +3,12 @@
 //! crate never touches the kernel (flow-probe's `datapath` programs the maps).
 //!
 //! [`load_file`] / [`load_dir`] / [`parse`] read and validate policies;
-//! [`compile`] turns them and the endpoints file into a [`CompiledPolicy`].
+//! [`compile`] turns them and the endpoints file into a [`CompiledPolicy`];
+//! [`ipcache`] is the address → identity table the datapath programs from
+//! it; [`judge`] decides a connection's first packet as the datapath does,
+//! from the same compiled rules; [`state`] keeps a compiled policy's inputs
+//! as text ([`PolicyState`], named by a digest), for the history of what
+//! was in force.
 //!
 //! # Format
 //! ```yaml
@@ -93,8 +98,11 @@
 //! [`EndpointsFile::identities`]: crate::endpoints::EndpointsFile::identities
 
 mod compile;
+pub mod ipcache;
+pub mod judge;
 mod load;
 mod spec;
+pub mod state;
 #[cfg(test)]
 mod tests;
 
@@ -102,11 +110,14 @@ pub use compile::{
     Action, CidrIdentity, CompiledPolicy, EndpointPolicy, Enforcement, FIRST_CIDR_IDENTITY,
     PolicyKey, PolicyRef, PolicyValue, compile,
 };
-pub use load::{load_dir, load_file, load_file_with_text, parse};
+pub use ipcache::{Ipcache, IpcacheEntry};
+pub use judge::{Decision, Denial, FirstPacket, Judge, Match, Verdict};
+pub use load::{PolicyFile, load_dir, load_dir_with_texts, load_file, load_file_with_text, parse};
 pub use spec::{
     API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, Direction, KIND, NAMESPACE_LABEL,
     Policy, PortProtocol, Protocol, Rule, Selector,
 };
+pub use state::{PolicyState, StateError};
 
 /// Why policy files were refused. Every message starts with `policy <file>: `.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use observer_proto::flow::{
     Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, Verdict, Workload,
     layer4,
 };
-use observer_proto::observe::v1::{FlowVolume, KernelDrop};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp};
 
 use test_support::flows::{flags, ip, l4, tcp, udp, world};
 
@@ -690,4 +690,29 @@ fn each_protocol_has_its_layer4_and_summary() {
         };
         assert_eq!(enrich(ev), want, "IP protocol {proto}");
     }
+}
+
+#[test]
+fn later_events_of_the_opener_are_established_and_every_flow_carries_the_policy_in_force() {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let mut e = enricher().with_policy_stamp(rx);
+    let report = FlowEvent {
+        reason: reason::REPORT,
+        ..syn(hook::TC_EGRESS, SERVER_VETH)
+    };
+    let flow = e.flow(&report, UNIX_OFFSET);
+    assert_eq!(
+        (flow.trace_reason(), flow.policy_in_force),
+        (TraceReason::Established, None)
+    );
+    let stamp = PolicyStamp {
+        generation: 3,
+        version: "0123456789abcdef".into(),
+    };
+    tx.send_replace(Some(stamp.clone()));
+    let flow = e.flow(&syn(hook::TC_EGRESS, SERVER_VETH), UNIX_OFFSET);
+    assert_eq!(
+        (flow.trace_reason(), flow.policy_in_force),
+        (TraceReason::New, Some(stamp))
+    );
 }

@@ -8,7 +8,7 @@
 //! older than retention are forgotten with the files.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -189,17 +189,8 @@ impl Losses {
             text
         };
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{FILE}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let written = (|| {
-            let mut f = files::create_file(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            files::sync_dir(dir)
-        })();
+        let written = files::write_atomically(dir, FILE, text.as_bytes());
         if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
             self.lock().dirty = true;
         }
         written

@@ -25,6 +25,8 @@
 //! - [`compact`]: small files of an hour merged into large ones.
 //! - [`scan`]: rows of a time range in time order, or the last N, with
 //!   bounded memory; [`read`]: rows back into flows.
+//! - [`policies`]: the policy states the nodes had in force (files and
+//!   endpoints, by version), and when each was put in force.
 //!
 //! # The `flows` schema
 //! One row per flow (lost-event and node-status records are not rows). Strings
@@ -45,6 +47,7 @@
 //! | `source_port`, `destination_port` | uint32 | TCP/UDP/SCTP only |
 //! | `protocol` | utf8 | `TCP`, `UDP`, `ICMPv4`, `ICMPv6`, `SCTP` |
 //! | `tcp_flags` | utf8 | set flags, e.g. `SYN,ACK` |
+//! | `icmp_type`, `icmp_code` | uint8 | ICMP and ICMPv6 only |
 //! | `source_identity`, `destination_identity` | uint32 | |
 //! | `source_namespace`, `destination_namespace` | utf8 | |
 //! | `source_pod`, `destination_pod` | utf8 | |
@@ -54,7 +57,9 @@
 //! | `traffic_direction` | utf8 | `INGRESS`, `EGRESS` |
 //! | `observation_point` | utf8 | `TO_ENDPOINT`, ... |
 //! | `is_reply` | boolean | null when unknown |
+//! | `trace_reason` | utf8 | traces only, as Hubble: `NEW` (a connection's first packet), `ESTABLISHED`, `REPLY` |
 //! | `ingress_allowed_by`, `ingress_denied_by`, `egress_allowed_by`, `egress_denied_by` | utf8 | policies as `namespace/name` joined by `,` |
+//! | `policy_generation`, `policy_version` | uint64, utf8 | the policy in force on the node (`policy_in_force`; see [`policies`]) |
 //! | `fwd_bytes`, `fwd_packets`, `rev_bytes`, `rev_packets` | uint64 | `volume` (null without it) |
 //! | `lifecycle_kind` | utf8 | `ESTABLISHED`, `CLOSED`, `RETRANSMIT` |
 //! | `lifecycle_duration_ns` | uint64 | |
@@ -105,6 +110,7 @@ pub mod feed;
 pub mod files;
 pub mod losses;
 pub mod manifest;
+pub mod policies;
 pub mod read;
 pub mod recent;
 pub mod scan;
@@ -127,6 +133,7 @@ use files::HistoryFile;
 use losses::Losses;
 use manifest::Manifest;
 use observer_proto::time::{event_time, now_nanos};
+use policies::PolicyStates;
 use recent::{Recent, Segment};
 
 /// The default history directory.
@@ -220,6 +227,7 @@ pub struct History {
     /// One commit at a time: sequence numbers are published in order.
     commit: Mutex<()>,
     losses: Arc<Losses>,
+    policies: Arc<PolicyStates>,
     written_rows: AtomicU64,
     written_bytes: AtomicU64,
     compactions: AtomicU64,
@@ -244,6 +252,7 @@ impl History {
             );
         }
         let losses = Arc::new(Losses::open(&cfg.dir)?);
+        let policies = Arc::new(PolicyStates::open(&cfg.dir)?);
         let history = History {
             state: Mutex::new(State {
                 recent: Recent::default(),
@@ -252,6 +261,7 @@ impl History {
             cfg,
             commit: Mutex::new(()),
             losses,
+            policies,
             written_rows: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
@@ -267,6 +277,11 @@ impl History {
     /// Flows history did not keep.
     pub fn losses(&self) -> &Arc<Losses> {
         &self.losses
+    }
+
+    /// The policies the nodes had in force.
+    pub fn policies(&self) -> &Arc<PolicyStates> {
+        &self.policies
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -4,8 +4,8 @@
 //! fields: time, node, UUID, verdict, drop reasons, event type, addresses,
 //! ports, protocol and TCP flags, both endpoints (identity, namespace, pod,
 //! first workload, labels), services, direction, observation point, reply,
-//! policies, volume, lifecycle and summary. ICMP type and code, interfaces and
-//! Ethernet addresses are not kept.
+//! trace reason, ICMP type and code, policies, the policy in force, volume,
+//! lifecycle and summary. Interfaces and Ethernet addresses are not kept.
 
 use datafusion::arrow::array::{
     Array, BooleanArray, Int32Array, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
@@ -14,10 +14,10 @@ use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
     CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
     Policy, Sctp, Service, SocketTranslationPoint, Tcp, TcpFlags, TraceObservationPoint,
-    TrafficDirection, Udp, Verdict, Workload,
+    TraceReason, TrafficDirection, Udp, Verdict, Workload,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
-use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp, TcpLifecycle};
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
@@ -45,6 +45,10 @@ impl Row<'_> {
     }
     fn u64(&self, name: &str) -> Option<u64> {
         let a = self.col::<UInt64Array>(name)?;
+        a.is_valid(self.i).then(|| a.value(self.i))
+    }
+    fn u8(&self, name: &str) -> Option<u8> {
+        let a = self.col::<UInt8Array>(name)?;
         a.is_valid(self.i).then(|| a.value(self.i))
     }
     fn i32(&self, name: &str) -> Option<i32> {
@@ -121,6 +125,10 @@ fn l4(r: &Row) -> Option<Layer4> {
         r.u32("source_port").unwrap_or(0),
         r.u32("destination_port").unwrap_or(0),
     );
+    let icmp = (
+        r.u8("icmp_type").map_or(0, u32::from),
+        r.u8("icmp_code").map_or(0, u32::from),
+    );
     let protocol = match r.s("protocol")?.as_str() {
         "TCP" => Protocol::Tcp(Tcp {
             source_port: sp,
@@ -135,8 +143,14 @@ fn l4(r: &Row) -> Option<Layer4> {
             source_port: sp,
             destination_port: dp,
         }),
-        "ICMPv4" => Protocol::IcmPv4(IcmPv4::default()),
-        "ICMPv6" => Protocol::IcmPv6(IcmPv6::default()),
+        "ICMPv4" => Protocol::IcmPv4(IcmPv4 {
+            r#type: icmp.0,
+            code: icmp.1,
+        }),
+        "ICMPv6" => Protocol::IcmPv6(IcmPv6 {
+            r#type: icmp.0,
+            code: icmp.1,
+        }),
         _ => return None,
     };
     Some(Layer4 {
@@ -196,6 +210,13 @@ fn flow(r: &Row, time: i64) -> Flow {
         is_reply: r
             .col::<BooleanArray>("is_reply")
             .and_then(|a| a.is_valid(r.i).then(|| a.value(r.i))),
+        trace_reason: enum_of("trace_reason", |s| {
+            TraceReason::from_str_name(s).map(|v| v as i32)
+        }),
+        policy_in_force: r.s("policy_version").map(|version| PolicyStamp {
+            generation: r.u64("policy_generation").unwrap_or(0),
+            version,
+        }),
         ingress_allowed_by: r.policies("ingress_allowed_by"),
         ingress_denied_by: r.policies("ingress_denied_by"),
         egress_allowed_by: r.policies("egress_allowed_by"),

@@ -139,10 +139,8 @@ fn open_forward(source: Source, range: Range, batch_rows: usize) -> io::Result<B
                 .with_row_groups(groups.into_iter().map(|(rg, _)| rg).collect())
                 .build()
                 .map_err(|e| err(&path, e))?;
-            let s = schema::schema();
             Ok(Box::new(reader.map(move |b| {
-                b.and_then(|b| b.with_schema(s.clone()))
-                    .map_err(|e| err(&path, e))
+                b.and_then(schema::conform).map_err(|e| err(&path, e))
             })))
         }
     }
@@ -453,9 +451,7 @@ pub fn last(
                     .map_err(|e| err(&f.path, e))?;
                     for b in reader {
                         let b = b.map_err(|e| err(&f.path, e))?;
-                        let b = b
-                            .with_schema(schema::schema())
-                            .map_err(|e| err(&f.path, e))?;
+                        let b = schema::conform(b).map_err(|e| err(&f.path, e))?;
                         offer(&mut heap, source, &b);
                     }
                 }

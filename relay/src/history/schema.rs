@@ -13,16 +13,18 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use datafusion::arrow::array::new_null_array;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanBuilder, Int32Builder, RecordBatch, StringBuilder,
     TimestampNanosecondArray, TimestampNanosecondBuilder, UInt8Builder, UInt32Builder,
     UInt64Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::error::ArrowError;
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
     DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, SocketTranslationPoint, Tcp, TcpFlags,
-    TraceObservationPoint, TrafficDirection, Verdict,
+    TraceObservationPoint, TraceReason, TrafficDirection, Verdict,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
 
@@ -235,6 +237,19 @@ fn service(s: Option<&observer_proto::flow::Service>, b: &mut StringBuilder) {
     }
 }
 
+/// ICMP type and code of an ICMP or ICMPv6 flow.
+fn icmp(r: &Rec) -> Option<(u32, u32)> {
+    match r.flow.l4.as_ref()?.protocol.as_ref()? {
+        Protocol::IcmPv4(i) => Some((i.r#type, i.code)),
+        Protocol::IcmPv6(i) => Some((i.r#type, i.code)),
+        _ => None,
+    }
+}
+
+fn stamp<'a>(r: &Rec<'a>) -> Option<&'a observer_proto::observe::v1::PolicyStamp> {
+    r.flow.policy_in_force.as_ref()
+}
+
 fn volume<'a>(r: &Rec<'a>) -> Option<&'a observer_proto::observe::v1::FlowVolume> {
     r.flow.volume.as_ref()
 }
@@ -311,6 +326,14 @@ pub static COLUMNS: &[Column] = &[
     col("destination_port", Get::U32(|r| ports(r).map(|p| p.1))),
     col("protocol", Get::Str(|r, b| put(b, protocol_name(r.flow)))),
     col("tcp_flags", Get::Str(tcp_flags)),
+    col(
+        "icmp_type",
+        Get::U8(|r| icmp(r).and_then(|i| u8::try_from(i.0).ok())),
+    ),
+    col(
+        "icmp_code",
+        Get::U8(|r| icmp(r).and_then(|i| u8::try_from(i.1).ok())),
+    ),
     col("source_identity", Get::U32(|r| src(r).map(|e| e.identity))),
     col(
         "destination_identity",
@@ -373,6 +396,13 @@ pub static COLUMNS: &[Column] = &[
     ),
     col("is_reply", Get::Bool(|r| r.flow.is_reply)),
     col(
+        "trace_reason",
+        Get::Str(|r, b| match TraceReason::try_from(r.flow.trace_reason) {
+            Ok(TraceReason::Unknown) | Err(_) => b.append_null(),
+            Ok(t) => b.append_value(t.as_str_name()),
+        }),
+    ),
+    col(
         "ingress_allowed_by",
         Get::Str(|r, b| policies(&r.flow.ingress_allowed_by, b)),
     ),
@@ -387,6 +417,14 @@ pub static COLUMNS: &[Column] = &[
     col(
         "egress_denied_by",
         Get::Str(|r, b| policies(&r.flow.egress_denied_by, b)),
+    ),
+    col(
+        "policy_generation",
+        Get::U64(|r| stamp(r).map(|s| s.generation)),
+    ),
+    col(
+        "policy_version",
+        Get::Str(|r, b| put(b, stamp(r).map(|s| s.version.as_str()))),
     ),
     col("fwd_bytes", Get::U64(|r| volume(r).map(|v| v.fwd_bytes))).stored(Store::Delta),
     col(
@@ -441,6 +479,28 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// The history schema (the `flows` table).
 pub fn schema() -> SchemaRef {
     SCHEMA.clone()
+}
+
+/// `batch` in the current schema: a file written before a column was added
+/// reads with that column null. Fails on a column of another type.
+pub fn conform(batch: RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let schema = schema();
+    if batch.schema().fields() == schema.fields() {
+        return batch.with_schema(schema);
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => Ok(c.clone()),
+            None if f.is_nullable() => Ok(new_null_array(f.data_type(), batch.num_rows())),
+            None => Err(ArrowError::SchemaError(format!(
+                "the history file has no column `{}`",
+                f.name()
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema, columns)
 }
 
 /// The `time` column of a batch of the history schema (or some of its
@@ -697,6 +757,67 @@ mod tests {
             flow: &f,
         }]);
         assert_eq!(strings(&batch, "tcp_flags"), [Some("SYN,ACK,FIN".into())]);
+    }
+
+    #[test]
+    fn icmp_type_trace_reason_and_the_policy_in_force_come_back_from_a_row() {
+        use observer_proto::flow::IcmPv6;
+        use observer_proto::observe::v1::PolicyStamp;
+        let f = Flow {
+            l4: Some(Layer4 {
+                protocol: Some(Protocol::IcmPv6(IcmPv6 {
+                    r#type: 135,
+                    code: 0,
+                })),
+            }),
+            trace_reason: TraceReason::New as i32,
+            policy_in_force: Some(PolicyStamp {
+                generation: 7,
+                version: "0123456789abcdef".into(),
+            }),
+            ..Default::default()
+        };
+        let plain = Flow::default();
+        let batch = to_batch(&[
+            Rec {
+                node: "n",
+                time: 0,
+                flow: &f,
+            },
+            Rec {
+                node: "n",
+                time: 1,
+                flow: &plain,
+            },
+        ]);
+        assert_eq!(strings(&batch, "trace_reason"), [Some("NEW".into()), None]);
+        assert_eq!(
+            strings(&batch, "policy_version"),
+            [Some("0123456789abcdef".into()), None]
+        );
+        let back = super::super::read::flows(&batch);
+        assert_eq!(
+            (&back[0].l4, back[0].trace_reason, &back[0].policy_in_force),
+            (&f.l4, f.trace_reason, &f.policy_in_force)
+        );
+        assert_eq!((back[1].trace_reason, &back[1].policy_in_force), (0, &None));
+    }
+
+    #[test]
+    fn a_batch_of_an_older_schema_gets_the_new_columns_null() {
+        let f = flow();
+        let batch = to_batch(&[Rec {
+            node: "n",
+            time: 5,
+            flow: &f,
+        }]);
+        let older = batch.project(&[0, 1, 2]).expect("time, node and uuid");
+        let conformed = conform(older).unwrap();
+        assert_eq!(conformed.schema(), schema());
+        assert_eq!(strings(&conformed, "uuid"), strings(&batch, "uuid"));
+        assert_eq!(strings(&conformed, "policy_version"), [None]);
+        let no_time = batch.project(&[1]).unwrap();
+        assert!(conform(no_time).is_err());
     }
 
     #[test]

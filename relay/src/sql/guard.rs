@@ -1,11 +1,13 @@
 //! The read-only check every SQL text passes before it is planned: within
 //! the [`shape`] limits, exactly one statement, a query (`SELECT`, `WITH`,
 //! `VALUES`) or an `EXPLAIN` of one, that reads no table but the relay's own
-//! ([`TABLES`]: `flows` and the service graph's `graph_nodes` and
-//! `graph_edges`, also as `public.flows` or `observe.public.flows`) and its
-//! own `WITH` names. Everything else, DDL, DML, `COPY`, `CREATE EXTERNAL
-//! TABLE`, `SET`, a file path used as a table or a table function such as
-//! `read_csv(...)`, is refused with the reason.
+//! ([`TABLES`]: `flows`, the service graph's `graph_nodes` and
+//! `graph_edges`, and `policy_states`, also as `public.flows` or
+//! `observe.public.flows`), the relay's own table functions
+//! ([`TABLE_FUNCTIONS`]: the policy what-if) and its own `WITH` names.
+//! Everything else, DDL, DML, `COPY`, `CREATE EXTERNAL TABLE`, `SET`, a file
+//! path used as a table or another table function such as `read_csv(...)`
+//! or `generate_series(...)`, is refused with the reason.
 
 use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
@@ -18,8 +20,12 @@ use super::{SqlError, shape};
 
 /// The flow history.
 pub const FLOWS: &str = "flows";
-/// The only tables there are: the flows and the service graph built from them.
-pub const TABLES: [&str; 3] = [FLOWS, "graph_nodes", "graph_edges"];
+/// The only tables there are: the flows, the service graph built from
+/// them, and the policies in force.
+pub const TABLES: [&str; 4] = [FLOWS, "graph_nodes", "graph_edges", "policy_states"];
+/// The only table functions there are: the policy what-if over the flows
+/// (`super::whatif`); they read nothing else.
+pub const TABLE_FUNCTIONS: [&str; 2] = ["policy_whatif", "policy_replay"];
 /// The one catalog, as Flight SQL clients list it.
 pub const CATALOG: &str = "observe";
 /// The one schema of [`CATALOG`].
@@ -62,13 +68,15 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
     let (tables, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| SqlError::Parse(e.to_string()))?;
     for table in tables {
-        let ours = TABLES.contains(&table.table())
+        let name = table.table();
+        let ours = (TABLES.contains(&name) || TABLE_FUNCTIONS.contains(&name))
             && table.schema().is_none_or(|s| s == SCHEMA)
             && table.catalog().is_none_or(|c| c == CATALOG);
         if !ours {
             return Err(SqlError::Refused(format!(
-                "only the tables `flows`, `graph_nodes` and `graph_edges` can be read, \
-                 not `{table}` (files, URLs and table functions are not readable)"
+                "only the tables `flows`, `graph_nodes`, `graph_edges` and `policy_states` \
+                 and the table functions `policy_whatif(...)` and `policy_replay(...)` can be \
+                 read, not `{table}` (files, URLs and other table functions are not readable)"
             )));
         }
     }

@@ -32,6 +32,12 @@
 //!   stream (a client gone) aborts the task, and with it DataFusion's work.
 //! - [`stats`]: queries run, refused, busy, running, their durations.
 //!
+//! [`whatif`] adds the policy what-if as the table functions
+//! `policy_whatif(draft)` and `policy_replay(draft)`: history's first
+//! packets replayed against the policy in force when they passed and
+//! against it with a draft applied; [`policy_states`] is the table of the
+//! policies the nodes put in force.
+//!
 //! [`flight`] serves it all as Arrow Flight SQL on the relay's gRPC port;
 //! [`missing`] tells how many flows of a query's time range history lacks.
 
@@ -43,12 +49,14 @@ pub mod graph;
 pub mod guard;
 pub mod missing;
 pub mod params;
+pub mod policy_states;
 pub mod pool;
 pub mod runtime;
 pub mod session;
 pub mod shape;
 pub mod stats;
 pub mod stream;
+pub mod whatif;
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! [`Session`]: one query's DataFusion session: the history's current
 //! snapshot as `flows` (the rows in memory, and the Parquet files as one
-//! listing table, unioned), the graph tables over it, a memory pool of its
+//! listing table, unioned), the graph tables, the policy what-if functions
+//! and `policy_states` over it, a memory pool of its
 //! own within the relay's ([`super::pool`]), no spilling to disk, and the
 //! bounded versions of functions that could outgrow it
 //! ([`super::functions`]). It
@@ -26,7 +27,8 @@ use super::graph::GraphTable;
 use super::graph::rows::Rows;
 use super::pool::{Exhausted, QueryPool};
 use super::stream::Described;
-use super::{SqlError, SqlLimits, functions, guard, params, runtime};
+use super::whatif::{Mode, WhatIfFunction};
+use super::{SqlError, SqlLimits, functions, guard, params, policy_states, runtime};
 use crate::history::{History, schema};
 
 /// One query's DataFusion session and memory.
@@ -103,6 +105,14 @@ impl Session {
             ctx.register_table(rows.name(), Arc::new(GraphTable::new(rows, table.clone())))
                 .map_err(|e| session.error(e))?;
         }
+        let policies = history.policies();
+        for mode in Mode::BOTH {
+            let f = WhatIfFunction::new(mode, table.clone(), policies.clone());
+            ctx.register_udtf(mode.name(), Arc::new(f));
+        }
+        let states = policy_states::table(policies).map_err(|e| session.error(e))?;
+        ctx.register_table(policy_states::TABLE, Arc::new(states))
+            .map_err(|e| session.error(e))?;
         ctx.register_table(guard::FLOWS, table)
             .map_err(|e| session.error(e))?;
         Ok(session)
@@ -174,9 +184,17 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
                 .iter()
                 .any(|c| c.relation.as_ref().is_some_and(|t| t.table() == r.name()))
         });
-        let (table, columns) = match graph {
-            Some(r) => (r.name(), r.column_names()),
-            None => (guard::FLOWS, schema::column_names()),
+        let whatif = Mode::BOTH.into_iter().find(|m| {
+            valid_fields.iter().any(|c| {
+                c.relation
+                    .as_ref()
+                    .is_some_and(|t| t.table().starts_with(m.name()))
+            })
+        });
+        let (table, columns) = match (graph, whatif) {
+            (Some(r), _) => (r.name(), r.column_names()),
+            (None, Some(m)) => (m.name(), super::whatif::rows::column_names()),
+            (None, None) => (guard::FLOWS, schema::column_names()),
         };
         return SqlError::UnknownColumn {
             column: field.name().to_string(),

@@ -19,7 +19,7 @@ use tonic::Status;
 
 use crate::history::schema;
 use crate::sql::graph::rows::Rows;
-use crate::sql::{SqlLimits, guard, shape};
+use crate::sql::{SqlLimits, guard, policy_states, shape};
 
 /// A table as clients list it.
 pub struct Table {
@@ -32,7 +32,8 @@ pub struct Table {
 /// The table types there are.
 pub const TABLE_TYPES: [&str; 2] = ["TABLE", "VIEW"];
 
-/// `flows`, then the graph tables (built from it: views).
+/// `flows`, then the graph tables (built from it: views), then
+/// `policy_states`. The what-if's table functions are not tables.
 pub fn tables() -> Vec<Table> {
     let mut tables = vec![Table {
         name: guard::FLOWS,
@@ -44,6 +45,11 @@ pub fn tables() -> Vec<Table> {
         kind: "VIEW",
         schema: r.schema(),
     }));
+    tables.push(Table {
+        name: policy_states::TABLE,
+        kind: "TABLE",
+        schema: policy_states::schema(),
+    });
     tables
 }
 

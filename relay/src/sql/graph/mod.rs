@@ -51,13 +51,11 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
-use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
 use exec::GraphExec;
 use rows::Rows;
-use window::Window;
 
 /// The columns of `flows` the builder reads (through the history's row
 /// reader); the others are not read.
@@ -117,21 +115,11 @@ impl TableProvider for GraphTable {
         TableType::View
     }
 
-    /// Bounds on `time` choose the window (and, applied again to the rows,
-    /// keep them all: every row's time is one of the window's flows').
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        filters
-            .iter()
-            .map(|f| {
-                Ok(match Window::bound(f)? {
-                    Some(_) => TableProviderFilterPushDown::Inexact,
-                    None => TableProviderFilterPushDown::Unsupported,
-                })
-            })
-            .collect()
+        window::pushdown(filters)
     }
 
     async fn scan(
@@ -141,18 +129,7 @@ impl TableProvider for GraphTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let window = Window::of(filters)?;
-        let schema = self.flows.schema();
-        let columns = FLOW_COLUMNS
-            .iter()
-            .map(|c| schema.index_of(c))
-            .collect::<Result<Vec<_>, _>>()?;
-        let source = provider_as_source(self.flows.clone());
-        let mut flows = LogicalPlanBuilder::scan("flows", source, Some(columns))?;
-        if let Some(f) = window.filter() {
-            flows = flows.filter(f)?;
-        }
-        let input = state.create_physical_plan(&flows.build()?).await?;
+        let input = window::scan(state, &self.flows, FLOW_COLUMNS, filters, None).await?;
         Ok(Arc::new(GraphExec::try_new(
             input,
             self.rows,

@@ -6,10 +6,63 @@
 //! Grafana's `$__timeFilter(time)` expands to; several of them intersect. Any
 //! other condition naming `time` is refused: it cannot be applied to the
 //! flows, and applied to the graph's rows it would not choose the flows.
+//! The policy what-if's tables (`crate::sql::whatif`) choose their window
+//! the same way: [`pushdown`] and [`scan`] serve every table built from a
+//! window of flows.
+
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, col, lit};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{
+    Between, BinaryExpr, Expr, LogicalPlanBuilder, Operator, TableProviderFilterPushDown, col, lit,
+};
+use datafusion::physical_plan::ExecutionPlan;
+
+/// What a table built from a window of flows takes of `filters`: bounds on
+/// `time` choose the window (and, applied again to the rows, keep them all:
+/// every row's time is one of the window's flows'); the rest are left to
+/// DataFusion.
+pub fn pushdown(filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    filters
+        .iter()
+        .map(|f| {
+            Ok(match Window::bound(f)? {
+                Some(_) => TableProviderFilterPushDown::Inexact,
+                None => TableProviderFilterPushDown::Unsupported,
+            })
+        })
+        .collect()
+}
+
+/// The plan reading `columns` of `flows` within the window `filters` choose,
+/// and where `condition` holds.
+pub async fn scan(
+    state: &dyn Session,
+    flows: &Arc<dyn TableProvider>,
+    columns: &[&str],
+    filters: &[Expr],
+    condition: Option<Expr>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let window = Window::of(filters)?;
+    let schema = flows.schema();
+    let columns = columns
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = provider_as_source(flows.clone());
+    let mut plan = LogicalPlanBuilder::scan("flows", source, Some(columns))?;
+    let condition = match (condition, window.filter()) {
+        (Some(c), Some(w)) => Some(c.and(w)),
+        (c, w) => c.or(w),
+    };
+    if let Some(c) = condition {
+        plan = plan.filter(c)?;
+    }
+    state.create_physical_plan(&plan.build()?).await
+}
 
 /// The column of the graph tables (and of `flows`) that holds flow time.
 pub const TIME: &str = "time";
@@ -48,9 +101,10 @@ impl Window {
         match comparison(filter) {
             Some(w) => Ok(Some(w)),
             None => plan_err!(
-                "the graph tables read a condition on `{TIME}` as the window of flows to \
-                 build from, so it must compare `{TIME}` with a constant (`time >= '...'`, \
-                 `time < '...'`, `time BETWEEN '...' AND '...'`); not `{filter}`"
+                "the graph tables and the policy what-if read a condition on `{TIME}` as the \
+                 window of flows to build from, so it must compare `{TIME}` with a constant \
+                 (`time >= '...'`, `time < '...'`, `time BETWEEN '...' AND '...'`); not \
+                 `{filter}`"
             ),
         }
     }
