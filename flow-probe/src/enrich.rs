@@ -2,24 +2,33 @@
 //! ports and the endpoints behind the addresses come from
 //! [`crate::flow_builder`]; here: reply and direction from who opened the
 //! flow, the observation point from the hook and interface, volume, the
-//! verdict with its drop reason and policy, and kernel drops.
+//! verdict with its drop reason and policy, and kernel drops. A tc flow is
+//! built new ([`Enricher::flow`]) or written into the memory of an older one
+//! ([`Enricher::fill_flow`], what the pipeline does with the store's evicted
+//! entries); both give the same flow. Layer 4 and its summary: `enrich::layer4`.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface, Policy,
-    TcpFlags, TraceObservationPoint, TrafficDirection, layer4,
+    CiliumEventType, Endpoint, Flow, FlowType, NetworkInterface, Policy, TraceObservationPoint,
+    TrafficDirection,
 };
 use observer_proto::observe::v1::{FlowVolume, KernelDrop};
 
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
-use crate::flow_builder::{Endpoints, NodeFlows, addr, ipproto, ports};
+use crate::flow_builder::reuse::set_str;
+use crate::flow_builder::{Endpoints, NodeFlows, addr};
 use crate::kernel::events::{FlowEvent, drop_reason, hook, kind, policy_direction, verdict};
 use crate::sources::EndpointWatch;
+
+mod layer4;
+use layer4::layer4;
+pub use layer4::{tcp_flag_names, tcp_flags};
 
 fn drop_reason_name(reason: u16) -> String {
     observer_proto::flow::DropReason::try_from(i32::from(reason))
@@ -153,9 +162,20 @@ impl Enricher {
 
     /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
     pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
+        let mut flow = Flow::default();
+        self.fill_flow(&mut flow, ev, unix_offset_ns);
+        flow
+    }
+
+    /// Writes the flow of `ev` into `f`, in its memory: every field, so `f`
+    /// ends as [`Self::flow`] would build it, whatever it held before.
+    pub fn fill_flow(&mut self, f: &mut Flow, ev: &FlowEvent, unix_offset_ns: i128) {
         self.refresh(false);
         let k = &ev.key;
         let (src, dst) = (addr(k.family, &k.saddr), addr(k.family, &k.daddr));
+        // Time, UUID, IP, endpoints, type and node.
+        self.node
+            .fill(f, unix_offset_ns, FlowType::L3L4, ev.ktime_ns, (src, dst));
         let iface = self.interfaces.get(&k.ifindex);
         let at_endpoint = iface.is_some_and(|i| i.endpoint.is_some());
         let ingress_hook = k.hook == hook::TC_INGRESS;
@@ -169,65 +189,124 @@ impl Enricher {
             ),
             (false, false) => (TraceObservationPoint::ToNetwork, monitor::TRACE_TO_NETWORK),
         };
-        let is_reply = ev.is_reply != 0;
+        let reply = ev.is_reply != 0;
         // Direction of the connection, seen from the endpoint where we observe it:
         // a packet leaving the endpoint is egress unless it answers a peer.
         let leaving = matches!(
             point,
             TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToNetwork
         );
-        let direction = match (leaving, is_reply) {
+        let direction = match (leaving, reply) {
             (true, false) | (false, true) => TrafficDirection::Egress,
             (false, false) | (true, true) => TrafficDirection::Ingress,
         };
-        let (fwd, rev) = if is_reply {
+        let (fwd, rev) = if reply {
             ((ev.rev_bytes, ev.rev_packets), (ev.bytes, ev.packets))
         } else {
             ((ev.bytes, ev.packets), (ev.rev_bytes, ev.rev_packets))
         };
-        let (l4, summary) = layer4(ev);
-        let base = self.node.next(unix_offset_ns).flow_between_endpoints(
-            FlowType::L3L4,
-            ev.ktime_ns,
-            src,
-            dst,
-        );
-        let mut flow = Flow {
-            verdict: i32::from(ev.verdict),
+        // Every field: those `NodeFlows::fill` wrote are `_`; a field added
+        // to the message does not compile until it is handled here.
+        let Flow {
+            time: _,
+            uuid: _,
+            verdict,
+            drop_reason,
+            ethernet,
+            ip: _,
             l4,
-            event_type: Some(CiliumEventType {
-                r#type: i32::from(ev.kind),
-                sub_type: match ev.kind {
-                    kind::DROP => i32::from(ev.drop_reason),
-                    kind::POLICY_VERDICT => 0,
-                    _ => sub_type,
-                },
-            }),
-            traffic_direction: direction as i32,
-            trace_observation_point: point as i32,
-            is_reply: Some(is_reply),
+            source: _,
+            destination: _,
+            r#type: _,
+            node_name: _,
+            node_labels,
+            source_names,
+            destination_names,
+            reply: deprecated_reply,
+            event_type,
+            source_service,
+            destination_service,
+            traffic_direction,
+            policy_match_type,
+            trace_observation_point,
+            trace_reason,
+            drop_reason_desc,
+            is_reply,
+            interface,
+            sock_xlate_point,
+            socket_cookie,
+            cgroup_id,
             summary,
-            interface: iface.map(|i| NetworkInterface {
-                index: k.ifindex,
-                name: i.name.clone(),
-            }),
-            volume: Some(FlowVolume {
-                fwd_bytes: fwd.0,
-                fwd_packets: fwd.1,
-                rev_bytes: rev.0,
-                rev_packets: rev.1,
-            }),
-            ..base
-        };
+            egress_allowed_by,
+            ingress_allowed_by,
+            egress_denied_by,
+            ingress_denied_by,
+            volume,
+            kernel_drop,
+            tcp_lifecycle,
+        } = f;
+        *verdict = i32::from(ev.verdict);
+        *drop_reason = 0;
+        *drop_reason_desc = 0;
+        *policy_match_type = 0;
+        *ethernet = None;
+        summary.clear();
+        *l4 = layer4(ev, summary);
+        node_labels.clear();
+        source_names.clear();
+        destination_names.clear();
+        *deprecated_reply = false;
+        *event_type = Some(CiliumEventType {
+            r#type: i32::from(ev.kind),
+            sub_type: match ev.kind {
+                kind::DROP => i32::from(ev.drop_reason),
+                kind::POLICY_VERDICT => 0,
+                _ => sub_type,
+            },
+        });
+        *source_service = None;
+        *destination_service = None;
+        *traffic_direction = direction as i32;
+        *trace_observation_point = point as i32;
+        *trace_reason = 0;
+        *is_reply = Some(reply);
+        match (iface, interface.as_mut()) {
+            (Some(i), Some(slot)) => {
+                let NetworkInterface { index, name } = slot;
+                *index = k.ifindex;
+                set_str(name, &i.name);
+            }
+            (Some(i), None) => {
+                *interface = Some(NetworkInterface {
+                    index: k.ifindex,
+                    name: i.name.clone(),
+                });
+            }
+            (None, _) => *interface = None,
+        }
+        *sock_xlate_point = 0;
+        *socket_cookie = 0;
+        *cgroup_id = 0;
+        egress_allowed_by.clear();
+        ingress_allowed_by.clear();
+        egress_denied_by.clear();
+        ingress_denied_by.clear();
+        *volume = Some(FlowVolume {
+            fwd_bytes: fwd.0,
+            fwd_packets: fwd.1,
+            rev_bytes: rev.0,
+            rev_packets: rev.1,
+        });
+        *kernel_drop = None;
+        *tcp_lifecycle = None;
         if k.hook == hook::KFREE_SKB {
-            self.make_kernel_drop(&mut flow, ev);
+            self.make_kernel_drop(f, ev);
         } else if ev.kind != kind::TRACE {
-            self.add_policy_verdict(&mut flow, ev);
+            self.add_policy_verdict(f, ev);
         }
         if let Some(services) = &self.services {
-            crate::services::flows::annotate_tc_flow(services, &ev.key, &mut flow);
+            crate::services::flows::annotate_tc_flow(services, &ev.key, f);
         }
-        flow
     }
 
     /// A drop reported by the kernel (skb:kfree_skb): no hook of ours saw it, so
@@ -247,7 +326,7 @@ impl Enricher {
             r#type: i32::from(kind::DROP),
             sub_type: 0,
         });
-        flow.summary = format!("{} (kernel drop: {name})", flow.summary);
+        let _ = write!(flow.summary, " (kernel drop: {name})");
         flow.kernel_drop = Some(KernelDrop {
             reason: u32::from(ev.drop_reason),
             name,
@@ -264,7 +343,7 @@ impl Enricher {
         if ev.verdict == verdict::DROPPED {
             flow.drop_reason = u32::from(ev.drop_reason);
             flow.drop_reason_desc = i32::from(ev.drop_reason);
-            flow.summary = format!("{} ({})", flow.summary, drop_reason_name(ev.drop_reason));
+            let _ = write!(flow.summary, " ({})", drop_reason_name(ev.drop_reason));
         }
         flow.policy_match_type = u32::from(ev.policy_match);
         let Some(p) = self.policy_names.as_ref().and_then(|n| n.get(ev.policy_id)) else {
@@ -285,90 +364,6 @@ impl Enricher {
             (false, true) => &mut flow.egress_denied_by,
         };
         slot.push(policy);
-    }
-}
-
-/// The packet's TCP flags, as Hubble's TCPFlags message.
-pub fn tcp_flags(bits: u8) -> TcpFlags {
-    TcpFlags {
-        fin: bits & 0x01 != 0,
-        syn: bits & 0x02 != 0,
-        rst: bits & 0x04 != 0,
-        psh: bits & 0x08 != 0,
-        ack: bits & 0x10 != 0,
-        urg: bits & 0x20 != 0,
-        ece: bits & 0x40 != 0,
-        cwr: bits & 0x80 != 0,
-        ns: false,
-    }
-}
-
-/// Flag names in Hubble's order, e.g. "SYN, ACK".
-pub fn tcp_flag_names(bits: u8) -> String {
-    const NAMES: [(u8, &str); 8] = [
-        (0x02, "SYN"),
-        (0x10, "ACK"),
-        (0x08, "PSH"),
-        (0x01, "FIN"),
-        (0x04, "RST"),
-        (0x20, "URG"),
-        (0x40, "ECE"),
-        (0x80, "CWR"),
-    ];
-    NAMES
-        .iter()
-        .filter(|(b, _)| bits & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
-    let k = &ev.key;
-    let icmp = |p| Some(Layer4 { protocol: Some(p) });
-    match k.proto {
-        ipproto::TCP => (
-            ports(k.proto, k.sport, k.dport, Some(tcp_flags(ev.tcp_flags))),
-            format!("TCP Flags: {}", tcp_flag_names(ev.tcp_flags)),
-        ),
-        ipproto::UDP => (ports(k.proto, k.sport, k.dport, None), "UDP".to_string()),
-        ipproto::ICMP => (
-            icmp(layer4::Protocol::IcmPv4(IcmPv4 {
-                r#type: ev.icmp_type.into(),
-                code: ev.icmp_code.into(),
-            })),
-            format!("ICMPv4 {}", icmp4_name(ev.icmp_type)),
-        ),
-        ipproto::ICMPV6 => (
-            icmp(layer4::Protocol::IcmPv6(IcmPv6 {
-                r#type: ev.icmp_type.into(),
-                code: ev.icmp_code.into(),
-            })),
-            format!("ICMPv6 {}", icmp6_name(ev.icmp_type)),
-        ),
-        other => (None, format!("IP protocol {other}")),
-    }
-}
-
-fn icmp4_name(t: u8) -> String {
-    match t {
-        0 => "EchoReply".into(),
-        3 => "DestinationUnreachable".into(),
-        8 => "EchoRequest".into(),
-        11 => "TimeExceeded".into(),
-        other => format!("type {other}"),
-    }
-}
-
-fn icmp6_name(t: u8) -> String {
-    match t {
-        1 => "DestinationUnreachable".into(),
-        128 => "EchoRequest".into(),
-        129 => "EchoReply".into(),
-        133 => "RouterSolicitation".into(),
-        135 => "NeighborSolicitation".into(),
-        136 => "NeighborAdvertisement".into(),
-        other => format!("type {other}"),
     }
 }
 

@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::Context;
 
 use aya::maps::{MapData, RingBuf};
-use observer_proto::flow::{LostEvent, LostEventSource};
+use observer_proto::flow::{Flow, LostEvent, LostEventSource};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use tokio::io::unix::AsyncFd;
 
 use crate::enrich::Enricher;
+use crate::flow_builder::reuse::set_str;
 use crate::kernel::events::{self, Event};
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
@@ -69,22 +70,37 @@ impl Pipeline {
         }
     }
 
-    /// Enriches and keeps one event (from the ring, or a report).
+    /// Enriches and keeps one event (from the ring, or a report). A tc flow
+    /// is written into the memory of an entry the store let go of, when one
+    /// is free, so a full store turns over without allocating.
     pub fn ingest_event(&mut self, event: &Event) {
-        let flow = match event {
-            Event::Flow(ev) => self.enricher.flow(ev, self.unix_offset_ns),
-            Event::SockXlate(ev) => self.enricher.sock_flow(ev, self.unix_offset_ns),
-            Event::TcpLifecycle(ev) => self.enricher.tcp_lifecycle_flow(ev, self.unix_offset_ns),
-        };
-        if let Some(m) = &self.metrics {
-            m.flow(&flow);
-        }
-        let response = GetFlowsResponse {
-            node_name: flow.node_name.clone(),
-            time: flow.time,
-            response_types: Some(ResponseTypes::Flow(flow)),
-        };
-        self.store.push(response);
+        let Pipeline {
+            enricher,
+            store,
+            unix_offset_ns,
+            metrics,
+            ..
+        } = self;
+        store.push_with(|r| {
+            if !matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
+                r.response_types = Some(ResponseTypes::Flow(Flow::default()));
+            }
+            let Some(ResponseTypes::Flow(flow)) = &mut r.response_types else {
+                return; // just made one
+            };
+            match event {
+                Event::Flow(ev) => enricher.fill_flow(flow, ev, *unix_offset_ns),
+                Event::SockXlate(ev) => *flow = enricher.sock_flow(ev, *unix_offset_ns),
+                Event::TcpLifecycle(ev) => {
+                    *flow = enricher.tcp_lifecycle_flow(ev, *unix_offset_ns);
+                }
+            }
+            if let Some(m) = metrics {
+                m.flow(flow);
+            }
+            set_str(&mut r.node_name, &flow.node_name);
+            r.time = flow.time;
+        });
     }
 
     /// Records that `n` events were lost at `source`.
@@ -198,4 +214,79 @@ fn report_lost(
         pipeline.push_lost(LostEventSource::PerfEventRingBuffer, lost - seen);
     }
     Ok(lost.max(seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::FlowIds;
+    use crate::kernel::events::{FlowEvent, FlowKey, hook};
+    use cluster_spec::endpoints::EndpointsFile;
+
+    const ENDPOINTS: &str = "endpoints:\n\
+        - {id: 1, name: client, namespace: default, labels: {app: client}, ipv4: 198.18.1.10, node: node1, interface: lxc-client}\n";
+
+    /// Flow `i`: TCP or UDP from the client or from the world, at one of two interfaces.
+    fn event(i: u8) -> FlowEvent {
+        let mut key = FlowKey {
+            sport: 40_000 + u16::from(i),
+            dport: 80,
+            proto: if i % 2 == 0 { 6 } else { 17 },
+            family: 4,
+            hook: hook::TC_INGRESS,
+            ifindex: 10 + u32::from(i % 2),
+            ..Default::default()
+        };
+        key.saddr[..4].copy_from_slice(&[198, 18, 1, 10 + i % 3]);
+        key.daddr[..4].copy_from_slice(&[198, 19, 0, i]);
+        FlowEvent {
+            ktime_ns: 1_000 + u64::from(i),
+            key,
+            packets: 1,
+            bytes: 60 + u64::from(i),
+            tcp_flags: 0x02,
+            ..Default::default()
+        }
+    }
+
+    fn enricher(file: &EndpointsFile) -> Enricher {
+        let mut e = Enricher::new("node1", file).with_flow_ids(FlowIds::with_prefix(0));
+        e.add_interface(10, "lxc-client", Some([198, 18, 1, 10].into()));
+        e.add_interface(11, "a-longer-interface-name", None);
+        e
+    }
+
+    #[test]
+    fn flows_written_into_evicted_entries_equal_flows_built_new() {
+        let file = EndpointsFile::parse(ENDPOINTS, "endpoints.yaml").unwrap();
+        let store = Arc::new(FlowStore::new(3));
+        let mut pipeline = Pipeline::new(enricher(&file), store.clone());
+        let mut fresh = enricher(&file);
+        let mut want = Vec::new();
+        for i in 0..10 {
+            if i == 4 {
+                // A lost-events record takes a slot the next flow reuses.
+                pipeline.push_lost(LostEventSource::PerfEventRingBuffer, 7);
+            }
+            let ev = event(i);
+            pipeline.ingest_event(&Event::Flow(ev));
+            want.push(fresh.flow(&ev, pipeline.unix_offset_ns));
+        }
+        let got: Vec<Flow> = store
+            .snapshot()
+            .iter()
+            .map(|e| match &e.response.response_types {
+                Some(ResponseTypes::Flow(f)) => {
+                    assert_eq!(
+                        (e.response.node_name.as_str(), e.response.time),
+                        ("node1", f.time)
+                    );
+                    f.clone()
+                }
+                other => panic!("not a flow: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want[7..]);
+        assert_eq!(store.seen(), 11);
+    }
 }
