@@ -1,7 +1,9 @@
 //! Kernel → store: drains the ring buffer, decodes, enriches and keeps flows, and
 //! turns the kernel's lost-event counter into lost-event records in the stream.
 //! On their own timers it reads the flow tables for periodic reports and the
-//! garbage collection of connection tracking (`crate::tables`).
+//! garbage collection of connection tracking (`crate::tables`); a collection
+//! runs on a blocking thread, so the ring keeps draining while it sweeps
+//! full tables.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,11 +141,12 @@ pub async fn run(
     let ring: RingBuf<MapData> = probe
         .take_ring()
         .context("the ring buffer is already being read")?;
-    let tables = probe.take_flow_tables();
+    let tables = probe.take_flow_tables().map(Arc::new);
     let stats = &probe.stats;
     let report_every = probe.config.report_interval;
     let mut reporter = Reporter::new();
-    let mut collector = Collector::new(probe.config.gc);
+    let collector = Arc::new(std::sync::Mutex::new(Collector::new(probe.config.gc)));
+    let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
     // A timer that never fires stands in for reports that are off.
     let mut report_timer = tokio::time::interval(if report_every.is_zero() {
         Duration::from_secs(86_400)
@@ -184,8 +187,14 @@ pub async fn run(
                 }
             }
             _ = gc_timer.tick(), if tables.is_some() => {
-                if let Some(t) = &tables {
-                    tables::collect(t, &mut collector);
+                // One collection at a time; a tick during one is skipped.
+                let idle = collecting.as_ref().is_none_or(tokio::task::JoinHandle::is_finished);
+                if let (Some(t), true) = (&tables, idle) {
+                    let (t, c) = (t.clone(), collector.clone());
+                    collecting = Some(tokio::task::spawn_blocking(move || {
+                        let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                        tables::collect(&t, &mut c);
+                    }));
                 }
             }
             () = &mut shutdown => break,
@@ -193,6 +202,9 @@ pub async fn run(
     }
     drain(ring.get_mut(), &mut pipeline);
     report_lost(stats, &pipeline, lost_seen)?;
+    if let Some(c) = collecting {
+        let _ = c.await; // its deletes finish before the probe goes
+    }
     Ok(pipeline)
 }
 
@@ -231,7 +243,7 @@ mod tests {
         let mut key = FlowKey {
             sport: 40_000 + u16::from(i),
             dport: 80,
-            proto: if i % 2 == 0 { 6 } else { 17 },
+            proto: if i.is_multiple_of(2) { 6 } else { 17 },
             family: 4,
             hook: hook::TC_INGRESS,
             ifindex: 10 + u32::from(i % 2),
