@@ -11,7 +11,10 @@ const PROBES: &[&str] = &["flow", "sock_lb"];
 
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ebpf-probes");
+    // Read at run time: a build script compiled in another checkout sharing this
+    // target dir would otherwise carry that checkout's path.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo");
+    let src = Path::new(&manifest_dir).join("../ebpf-probes");
     println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-env-changed=CLANG");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang-19".to_string());

@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "proto/relay/relay.proto",
     "proto/flow/flow.proto",
     "proto/observer/observer.proto",
+    "proto/peer/peer.proto",
 ];
 
 fn main() -> io::Result<()> {

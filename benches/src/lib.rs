@@ -1,10 +1,12 @@
 //! Benchmarks live in `benches/`; this library holds what they share: timing a
 //! loop and printing a result next to the baseline measured in the same run
 //! ([`rate`], [`report`]), memory of this process ([`memory_mb`]), synthetic
-//! endpoints ([`workload_endpoint`]), and a measured round of the tc probe
-//! under lab traffic ([`probe_load`]); [`loadgen`] is the latency benchmark's
-//! load generator, echo server and sidecar proxy.
+//! endpoints ([`workload_endpoint`]), a measured round of the tc probe
+//! under lab traffic ([`probe_load`]), and the history benchmarks' settings
+//! and history ([`history`]); [`loadgen`] is the latency benchmark's load
+//! generator, echo server and sidecar proxy.
 
+pub mod history;
 pub mod probe_load;
 
 use std::time::{Duration, Instant};

@@ -61,7 +61,12 @@ impl ContainerEnv {
         let image = format!("localhost/{prefix}:test");
         set.import_busybox(&image).expect("busybox image");
         let network = prefix.clone();
-        set.create_network(&network, &[&format!("198.18.{octet}.0/24")])
+        let subnet = format!("198.18.{octet}.0/24");
+        // Each test has its own octet: a network of ours on it is a killed run's.
+        for stale in podman::remove_stale_networks("obc", &subnet).expect("podman networks") {
+            eprintln!("removed network {stale} (on {subnet}) left by an earlier run");
+        }
+        set.create_network(&network, &[&subnet])
             .expect("internal network");
         let api = ApiService::start(&dir.join("podman.sock"), &dir.join("podman.log"))
             .expect("podman system service");

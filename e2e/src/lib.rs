@@ -16,7 +16,10 @@
 //! - [`observe`]: runs the `observe` binary and returns what it printed.
 //! - [`in_process`]: for tests that load the probe in-process, an enricher
 //!   that knows its interfaces.
+//! - [`cilium`]: clients generated from Cilium's own .proto files
+//!   (`tests/cilium/`, by `build.rs`), to see our servers as Hubble does.
 
+pub mod cilium;
 pub mod containers;
 pub mod follower;
 pub mod in_process;

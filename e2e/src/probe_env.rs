@@ -149,6 +149,17 @@ impl ProbeAddr {
         }
     }
 
+    /// A channel to the server, for clients of any service on it.
+    pub async fn channel(&self) -> Channel {
+        self.connect
+            .target(&[])
+            .expect("connect flags")
+            .channel()
+            .await
+            .expect("connect to the server")
+            .0
+    }
+
     pub async fn client(&self) -> ObserverClient<Channel> {
         self.connect
             .target(&[])

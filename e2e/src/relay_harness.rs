@@ -36,7 +36,13 @@ impl RelayUnderTest {
     /// [`RelayUnderTest::start`], dialling the peers with `peer_tls` (a
     /// lab's: [`observe_cli::connect::lab_tls`]). It serves plaintext itself.
     pub async fn start_with(peers: Vec<String>, peer_tls: Option<ClientTls>) -> Self {
-        let cfg = RelayConfig {
+        Self::start_config(Self::config(peers, peer_tls)).await
+    }
+
+    /// The configuration [`RelayUnderTest::start_with`] uses, to change
+    /// before [`RelayUnderTest::start_config`].
+    pub fn config(peers: Vec<String>, peer_tls: Option<ClientTls>) -> RelayConfig {
+        RelayConfig {
             peer: PeerOptions {
                 status_interval: Duration::from_millis(300),
                 backoff_max: Duration::from_secs(1),
@@ -44,7 +50,11 @@ impl RelayUnderTest {
                 ..PeerOptions::default()
             },
             ..RelayConfig::new(peers)
-        };
+        }
+    }
+
+    /// The relay with `cfg`, serving plaintext on 127.0.0.1:0.
+    pub async fn start_config(cfg: RelayConfig) -> Self {
         let relay = Relay::start(&cfg).expect("relay starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -13,14 +13,15 @@ pub const SCENARIO_EDGES: [&str; 5] = [
 ];
 
 /// Every scenario edge is on `g`, with the four frontend -> api connections
-/// (34 flows) and the last item's flows (client -> frontend:9999, the third
-/// audited one).
+/// (18 flows: each SYN and FIN seen leaving and entering, and two socket
+/// translations) and the last item's flows (client -> frontend:9999, the
+/// third audited one).
 pub fn scenario_done(g: &ServiceGraph) -> bool {
     let fa = g.find("default/frontend", "default/api");
     let cf = g.find("other/client", "default/frontend");
     SCENARIO_EDGES.iter().all(|id| {
         let (a, b) = id.split_once("->").unwrap_or((id, ""));
         g.find(a, b).is_some()
-    }) && fa.is_some_and(|e| e.connections == 4 && e.flows == 34)
+    }) && fa.is_some_and(|e| e.connections == 4 && e.flows == 18)
         && cf.is_some_and(|e| e.verdicts.audit == 3)
 }

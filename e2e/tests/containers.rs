@@ -88,6 +88,16 @@ fn first_packets(
         .collect()
 }
 
+/// The Drop flows of packets from `src` to `dst`:`dport` (as Cilium's, they
+/// have no observation point and no reply bit).
+fn drops_of(flows: &[Flow], (src, dst, dport): (IpAddr, IpAddr, u16)) -> Vec<&Flow> {
+    flows
+        .iter()
+        .filter(|f| f.event_type.as_ref().is_some_and(|e| e.r#type == 1))
+        .filter(|f| ips(f) == (src, dst) && ports(f).is_some_and(|(_, d)| d == dport))
+        .collect()
+}
+
 /// `GET /` from inside `netns` to `server`; (local port, response).
 fn http_get(netns: &str, server: SocketAddr) -> (u16, String) {
     observe_lab::run_in_netns(netns, move || {
@@ -350,7 +360,7 @@ spec:
         .addr
         .wait_for("both SYNs at web", |f| {
             let at = |ip| first_packets(f, (ip, web_ip, 8080), TraceObservationPoint::ToEndpoint);
-            !at(a_ip).is_empty() && !at(d_ip).is_empty()
+            !at(a_ip).is_empty() && !drops_of(f, (d_ip, web_ip, 8080)).is_empty()
         })
         .await;
     let at_web = |ip| {
@@ -360,7 +370,7 @@ spec:
             TraceObservationPoint::ToEndpoint,
         )
     };
-    let drops = at_web(d_ip);
+    let drops = drops_of(&flows, (d_ip, web_ip, 8080));
     assert_eq!(drops.len(), 1, "{drops:#?}");
     let d = drops[0];
     assert_eq!(

@@ -293,7 +293,7 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
         let same = nodes == want_nodes && edges == want_edges;
         let done = edges
             .get("default/frontend->default/api")
-            .is_some_and(|e| e.connections == 4 && e.flows == 34)
+            .is_some_and(|e| e.connections == 4 && e.flows == 18)
             && edges
                 .get("other/client->default/frontend")
                 .is_some_and(|e| e.verdicts[2] == 3);
@@ -317,25 +317,25 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
             .unwrap_or_else(|| panic!("edge {id} missing: {edges:#?}"))
     };
     // frontend -> api: two direct connections (IPv4, IPv6) and two through the
-    // service VIP (socket LB to api or api-2, both workload `api`); each SYN,
-    // ACK, ACK+PSH, ACK+FIN leaving frontend and entering api (the first
-    // judged by policy), plus one translation per VIP connection.
+    // service VIP (socket LB to api or api-2, both workload `api`); each SYN
+    // and FIN leaving frontend and entering api (the SYN judged by policy),
+    // plus one translation per VIP connection.
     let fa = edge("default/frontend->default/api");
     assert_eq!(
         (fa.flows, fa.connections, fa.verdicts),
-        (34, 4, [32, 0, 0, 2]),
+        (18, 4, [16, 0, 0, 2]),
         "{fa:?}"
     );
-    assert_eq!(fa.ports, "TCP/80, TCP/8080");
+    assert_eq!(fa.ports, "TCP/8080");
     assert_eq!(fa.drop_reasons, "");
     assert_eq!(
         fa.hops,
-        "trace-sock (2) -> from-endpoint (16) -> policy-verdict (4) -> to-endpoint (12)"
+        "trace-sock (2) -> from-endpoint (8) -> policy-verdict (4) -> to-endpoint (4)"
     );
     let ad = edge("default/api->default/db");
     assert_eq!(
         (ad.flows, ad.connections, ad.verdicts, ad.ports.as_str()),
-        (8, 1, [8, 0, 0, 0], "TCP/5432"),
+        (4, 1, [4, 0, 0, 0], "TCP/5432"),
         "{ad:?}"
     );
     // client -> api: default deny; the SYN is dropped at api's ingress.
@@ -362,15 +362,16 @@ async fn service_map_dashboard_shows_the_relays_service_graph() {
         "{cf:?}"
     );
     assert_eq!(cf.drop_reasons, "");
-    // Hops: leaving the client, then dropped at the peer's ingress (a drop
-    // reported at to-endpoint), or judged there (audit: a policy verdict and
+    // Hops: leaving the client, then dropped at the peer's ingress (a Drop,
+    // which as Cilium's has no observation point; its policy verdict is the
+    // same packet, counted once), or judged there (audit: a policy verdict and
     // no trace at to-endpoint); api -> db's first packet judged by policy.
-    assert_eq!(ca.hops, "from-endpoint (1) -> to-endpoint (1)");
-    assert_eq!(cd.hops, "from-endpoint (1) -> to-endpoint (1)");
+    assert_eq!(ca.hops, "from-endpoint (1) -> drop (1)");
+    assert_eq!(cd.hops, "from-endpoint (1) -> drop (1)");
     assert_eq!(cf.hops, "from-endpoint (3) -> policy-verdict (3)");
     assert_eq!(
         ad.hops,
-        "from-endpoint (4) -> policy-verdict (1) -> to-endpoint (3)"
+        "from-endpoint (2) -> policy-verdict (1) -> to-endpoint (1)"
     );
     // Bytes (Ethernet frames as tc sees them) of the exchanges whose size is
     // fixed: one SYN with options (14 + 20 + 40); one datagram of 64 bytes

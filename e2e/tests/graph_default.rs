@@ -112,23 +112,26 @@ async fn graph_of_the_default_scenario() {
     // service VIP (socket LB to api or api-2, both workload `api`).
     let fa = edges["default/frontend->default/api"];
     assert_eq!(fa["connections"], 4, "{fa}");
-    assert_eq!(strings(&fa["ports"]), ["TCP/80", "TCP/8080"]);
-    // Each connection: SYN, ACK, ACK+PSH, ACK+FIN at from-endpoint and again
-    // at api's ingress (the first judged by policy), plus one TRANSLATED
-    // socket event per VIP connection.
-    assert_eq!(fa["mainstat"], 34, "{fa}");
+    // The socket translation names the backend's port, as Cilium's
+    // post-translation event does.
+    assert_eq!(strings(&fa["ports"]), ["TCP/8080"]);
+    // Each connection: its SYN and its FIN at from-endpoint and again at
+    // api's ingress (the SYN judged by policy; the datapath reports a
+    // connection's first packet and its SYN/FIN/RST, not every packet), plus
+    // one TRANSLATED socket event per VIP connection.
+    assert_eq!(fa["mainstat"], 18, "{fa}");
     assert_eq!(
         fa["verdicts"],
-        json!({"forwarded": 32, "dropped": 0, "audit": 0, "other": 2})
+        json!({"forwarded": 16, "dropped": 0, "audit": 0, "other": 2})
     );
     assert_eq!(fa["drops"], json!({}));
     assert_eq!(
         fa["hops"],
         json!([
             {"hop": "trace-sock", "count": 2},
-            {"hop": "from-endpoint", "count": 16},
+            {"hop": "from-endpoint", "count": 8},
             {"hop": "policy-verdict", "count": 4},
-            {"hop": "to-endpoint", "count": 12},
+            {"hop": "to-endpoint", "count": 4},
         ]),
         "{fa}"
     );
@@ -138,7 +141,7 @@ async fn graph_of_the_default_scenario() {
     assert_eq!(strings(&ad["ports"]), ["TCP/5432"]);
     assert_eq!(
         ad["verdicts"],
-        json!({"forwarded": 8, "dropped": 0, "audit": 0, "other": 0})
+        json!({"forwarded": 4, "dropped": 0, "audit": 0, "other": 0})
     );
 
     // client -> api: default deny; the SYN is dropped at api's ingress.

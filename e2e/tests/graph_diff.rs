@@ -1,5 +1,5 @@
 //! `observe graph --against` end to end: the built-in lab scenario with its
-//! real flow-probe; a first window of its traffic without `api -> db` (item
+//! real flow-probes (one per node) and a relay over them; a first window of its traffic without `api -> db` (item
 //! 2), a second window of all of it, then the real `observe graph` binary
 //! comparing the second window with the first, bounds taken from the flows'
 //! own times. Exactly `api -> db` is new; every other edge and every node is
@@ -24,12 +24,13 @@ use service_graph::{GraphBuilder, ServiceGraph};
 /// The edge only item 2 of the scenario draws.
 const LEFT_OUT: &str = "default/api->default/db";
 
-/// Request flows per edge of one round's TCP and UDP (see graph_default for
-/// where they come from; client -> frontend is the SYN to 9999 at client's
-/// egress, FORWARDED, and at frontend's policy, AUDIT).
+/// Request flows per edge of one round's TCP and UDP (see
+/// `e2e::scenario_graph` for where they come from: a connection's SYN and
+/// FIN, each seen leaving and entering; client -> frontend is the SYN to 9999
+/// at client's egress, FORWARDED, and at frontend's policy, AUDIT).
 const ROUND: [(&str, u64); 5] = [
-    ("default/api->default/db", 8),
-    ("default/frontend->default/api", 34),
+    ("default/api->default/db", 4),
+    ("default/frontend->default/api", 18),
     ("other/client->default/api", 2),
     ("other/client->default/db", 2),
     ("other/client->default/frontend", 2),
@@ -98,13 +99,18 @@ async fn a_window_with_one_more_traffic_item_shows_exactly_that_edge_as_new() {
         (item.from.as_str(), item.to.as_str(), item.port),
         ("api", "db", Some(5432))
     );
-    let env = e2e::start(&scenario, &[]);
+    let mut env = e2e::start(&scenario, &[]);
+    // client runs on node2, the others on node1: the relay sees both sides.
+    let probes = env.probes.clone();
+    let relay =
+        observe_lab::node_probes::start_relay(&mut env.lab, &probes, 0).expect("relay starts");
+    let server = env.server(relay.addr);
 
     // Window 1: every item but api -> db.
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &without_db))
         .expect("traffic runs");
     assert!(report.all_as_expected(), "{report}");
-    let flows = env
+    let flows = server
         .wait_for("the first window's flows", |flows| {
             round_done(&graph_after(flows, i128::MIN), false)
         })
@@ -116,14 +122,14 @@ async fn a_window_with_one_more_traffic_item_shows_exactly_that_edge_as_new() {
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario))
         .expect("traffic runs");
     assert!(report.all_as_expected(), "{report}");
-    let flows = env
+    let flows = server
         .wait_for("the second window's flows", |flows| {
             round_done(&graph_after(flows, first_end), true)
         })
         .await;
     let second_end = flows.iter().map(flow_ns).max().expect("flows");
 
-    let addr = env.probe.addr.to_string();
+    let server_args = env.server_args(relay.addr);
     let since = rfc3339(first_end + 1);
     let until = rfc3339(second_end);
     let against = format!("{}..{}", rfc3339(first), rfc3339(first_end));
@@ -131,8 +137,6 @@ async fn a_window_with_one_more_traffic_item_shows_exactly_that_edge_as_new() {
         vec![
             "-o".to_string(),
             format.to_string(),
-            "--server".into(),
-            addr.clone(),
             "--since".into(),
             since.clone(),
             "--until".into(),
@@ -144,6 +148,9 @@ async fn a_window_with_one_more_traffic_item_shows_exactly_that_edge_as_new() {
             "--protocol".into(),
             "udp".into(),
         ]
+        .into_iter()
+        .chain(server_args.iter().cloned())
+        .collect::<Vec<String>>()
     };
     let words = args("json");
     let words: Vec<&str> = words.iter().map(String::as_str).collect();
@@ -170,7 +177,7 @@ async fn a_window_with_one_more_traffic_item_shows_exactly_that_edge_as_new() {
     assert_eq!(changes, expected, "{v}");
     let (_, db) = &edges[LEFT_OUT];
     assert_eq!(db["before"], Value::Null);
-    assert_eq!(db["after"]["flows"], 8, "{db}");
+    assert_eq!(db["after"]["flows"], 4, "{db}");
     assert_eq!(db["after"]["connections"], 1, "{db}");
     assert_eq!(db["ports"], json!(["TCP/5432"]));
     assert_eq!(db["color"], "#2e7d32");
@@ -217,19 +224,18 @@ async fn a_window_with_one_more_traffic_item_shows_exactly_that_edge_as_new() {
     );
 
     // --diff 1h: the hour before the lab was empty, so every edge is new.
-    let v: Value = serde_json::from_str(&observe_graph(&[
+    let mut words = vec![
         "-o",
         "json",
-        "--server",
-        &addr,
         "--diff",
         "1h",
         "--protocol",
         "tcp",
         "--protocol",
         "udp",
-    ]))
-    .expect("JSON");
+    ];
+    words.extend(server_args.iter().map(String::as_str));
+    let v: Value = serde_json::from_str(&observe_graph(&words)).expect("JSON");
     assert_eq!(
         v["counts"],
         json!({"new": 5, "vanished": 0, "changed": 0, "unchanged": 0}),

@@ -13,9 +13,8 @@ use observe_cli::query_command::query;
 use observer_proto::flow::Flow;
 use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::get_flows_response::ResponseTypes;
+use relay::RelayConfig;
 use relay::history::HistoryConfig;
-use relay::{Relay, RelayConfig};
-use tokio::sync::oneshot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
@@ -32,20 +31,10 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
         // No flow-probe answers here: flows are pushed into the store below.
         ..RelayConfig::new(vec!["127.0.0.1:1".into()])
     };
-    let relay = Relay::start(&cfg).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let relay = e2e::relay_harness::RelayUnderTest::start_config(cfg).await;
+    let addr = relay.addr().to_string();
     // The relay in-process serves plaintext.
     let target = ConnectArgs::server(&addr).target(&[]).unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(relay::server::run(
-        tonic::transport::Server::builder(),
-        listener,
-        relay.state(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
     // `Relay::start` subscribed the history to the store before returning.
     for f in flows::golden() {
         relay.state().publish(flows::response(f));
@@ -117,8 +106,6 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
         ep.unwrap().workloads[0].kind.clear();
     }
     assert_eq!(got[0], first);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
     relay.shutdown().await;
 }
 
@@ -148,18 +135,8 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
         ring_capacity: 3,
         ..RelayConfig::new(vec!["127.0.0.1:1".into()])
     };
-    let relay = Relay::start(&cfg).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(relay::server::run(
-        tonic::transport::Server::builder(),
-        listener,
-        relay.state(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let relay = e2e::relay_harness::RelayUnderTest::start_config(cfg).await;
+    let addr = relay.addr().to_string();
     for f in flows::golden() {
         relay.state().publish(flows::response(f));
     }
@@ -215,7 +192,5 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
         err.contains("reading the flow history failed, the answer is incomplete: reading "),
         "{err}"
     );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
     relay.shutdown().await;
 }

@@ -201,7 +201,22 @@ fn volume_bytes(flows: &[Flow], src: &str, dst: &str) -> (usize, u64) {
     (last.len(), last.values().sum())
 }
 
+/// The reason of a policy denial's Drop flow (its PolicyVerdict flow is
+/// counted by [`denial_verdict`]).
 fn policy_drop(f: &Flow) -> Option<DropReason> {
+    (event_type(f) == 1).then(|| denied_reason(f)).flatten()
+}
+
+/// Whether `f` is the PolicyVerdict flow of a denial.
+fn denial_verdict(f: &Flow) -> bool {
+    event_type(f) == 5 && denied_reason(f).is_some()
+}
+
+fn event_type(f: &Flow) -> i32 {
+    f.event_type.as_ref().map_or(0, |e| e.r#type)
+}
+
+fn denied_reason(f: &Flow) -> Option<DropReason> {
     (f.verdict == Verdict::Dropped as i32)
         .then(|| DropReason::try_from(f.drop_reason_desc).ok())
         .flatten()
@@ -280,9 +295,63 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     let text = http_get(probe_metrics, "/metrics").expect("probe /metrics");
     assert!(
         text.lines().any(|l| l
-            == r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"} 1"#),
+            == r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"} 2"#),
         "{text}"
     );
+
+    // Policy verdicts are PolicyVerdict events only, labelled as Hubble does;
+    // the lab's denials are each one of them.
+    let verdict_labels: std::collections::BTreeSet<String> = flows
+        .iter()
+        .filter(|f| denial_verdict(f))
+        .map(|f| {
+            let direction = match f.traffic_direction {
+                1 => "ingress",
+                2 => "egress",
+                _ => "traffic_direction_unknown",
+            };
+            let m = ["none", "l3-only", "l3-l4", "l4-only", "all"]
+                .get(f.policy_match_type as usize)
+                .copied()
+                .unwrap_or("unknown");
+            format!(
+                r#"hubble_policy_verdicts_total{{action="dropped",direction="{direction}",match="{m}"}}"#
+            )
+        })
+        .collect();
+    assert_eq!(verdict_labels.len(), 2, "{verdict_labels:?}");
+    for l in &verdict_labels {
+        assert!(
+            text.lines().any(|t| t.starts_with(l.as_str())),
+            "{l}\n{text}"
+        );
+    }
+    // ICMPv6 types (the kernel's own neighbour discovery and MLD) are named
+    // as Hubble names them: each series' type is that of flows it counted.
+    let later = env.all_flows().await;
+    let icmp6_names: std::collections::BTreeSet<String> = later
+        .iter()
+        .filter_map(|f| match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+            Some(observer_proto::flow::layer4::Protocol::IcmPv6(i)) => Some(
+                observer_proto::hubble_text::icmp6_type_code(i.r#type, i.code),
+            ),
+            _ => None,
+        })
+        .collect();
+    let icmp6_series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(r#"hubble_icmp_total{family="IPv6""#))
+        .collect();
+    assert!(!icmp6_series.is_empty(), "{text}");
+    for l in &icmp6_series {
+        let ty = l
+            .split(r#"type=""#)
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap();
+        assert!(ty.parse::<u32>().is_err(), "a bare number: {l}");
+        assert!(icmp6_names.contains(ty), "{l} not among {icmp6_names:?}");
+    }
 
     let (_prom, prom) =
         start_prometheus(&[("flow-probe", probe_metrics), ("relay", relay_metrics)]);
@@ -301,11 +370,15 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     let mut last = String::new();
     let flows = loop {
         let flows = env.all_flows().await;
+        // As Hubble, a denial counts as a drop twice: its Drop and its
+        // PolicyVerdict flow are both DROPPED.
         let denied = flows
             .iter()
-            .filter(|f| policy_drop(f) == Some(DropReason::PolicyDenied))
+            .filter(|f| denied_reason(f) == Some(DropReason::PolicyDenied))
             .count();
-        let policy = flows.iter().filter(|f| policy_drop(f).is_some()).count();
+        let policy = flows.iter().filter(|f| denial_verdict(f)).count();
+        // TCP lifecycle reports are no flows to Hubble: not processed.
+        let processed = flows.iter().filter(|f| f.tcp_lifecycle.is_none()).count();
         let got = (
             value(prom, "sum(hubble_flows_processed_total)"),
             value(prom, r#"sum(hubble_drop_total{reason="POLICY_DENIED"})"#),
@@ -316,7 +389,7 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
             value(prom, bytes_query),
         );
         let want = (
-            Some(flows.len() as f64),
+            Some(processed as f64),
             Some(denied as f64),
             Some(policy as f64),
             Some(volume_bytes(&flows, "default/frontend", "default/api").1 as f64),
@@ -333,7 +406,7 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     let flows = flows.unwrap_or_else(|| panic!("counters never matched the flows: {last}"));
     assert_eq!(
         value(prom, r#"sum(hubble_drop_total{reason="POLICY_DENIED"})"#),
-        Some(1.0)
+        Some(2.0)
     );
     // frontend → api: four connections (two direct, two through the service
     // VIP to api or api-2), each request direction seen at frontend's veth

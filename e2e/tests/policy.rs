@@ -15,7 +15,7 @@ use e2e::{ips, ports};
 use flow_probe::kernel::sysfs;
 use observe_lab::write_atomically;
 use observe_lab::{Outcome, Scenario, run_traffic_once};
-use observer_proto::flow::{DropReason, Flow, TraceObservationPoint, Verdict};
+use observer_proto::flow::{DropReason, Flow, TraceObservationPoint, TrafficDirection, Verdict};
 
 const SCENARIO: &str = r#"
 endpoints:
@@ -87,6 +87,23 @@ fn syn_at_server(
         .collect()
 }
 
+/// The flows of monitor type `kind` (1 Drop, 5 PolicyVerdict) of the denied
+/// SYNs from `client` to `server`:`port`.
+fn denial_at_server(
+    flows: &[Flow],
+    client: std::net::IpAddr,
+    server: std::net::IpAddr,
+    port: u16,
+    kind: i32,
+) -> Vec<&Flow> {
+    flows
+        .iter()
+        .filter(|f| f.event_type.as_ref().is_some_and(|e| e.r#type == kind))
+        .filter(|f| f.verdict == Verdict::Dropped as i32)
+        .filter(|f| ips(f) == (client, server) && ports(f).is_some_and(|(_, d)| d == port))
+        .collect()
+}
+
 fn policy_names(p: &[observer_proto::flow::Policy]) -> Vec<String> {
     p.iter()
         .map(|p| format!("{}/{}", p.namespace, p.name))
@@ -148,16 +165,32 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
     // retransmissions) is dropped and reported.
     for (item, port) in [(other_port, 8081), (other_client, 8080)] {
         assert_eq!(item.outcome, Outcome::Dropped, "{item}");
-        let drops = syn_at_server(&flows, item.src_ip, api, port);
+        let drops = denial_at_server(&flows, item.src_ip, api, port, 1);
         assert!(!drops.is_empty(), "drops of {item}");
-        for d in drops {
+        for d in &drops {
             assert_eq!(d.verdict, Verdict::Dropped as i32);
             assert_eq!(d.drop_reason_desc, DropReason::PolicyDenied as i32);
             assert_eq!(
                 d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
                 Some((1, 133))
             );
+            // Cilium's drop: no observation point or reply bit, no policy.
+            assert_eq!((d.trace_observation_point, d.is_reply), (0, None));
             assert!(d.ingress_denied_by.is_empty() && d.ingress_allowed_by.is_empty());
+        }
+        // Each drop has its PolicyVerdict, denied, with the same facts.
+        let verdicts = denial_at_server(&flows, item.src_ip, api, port, 5);
+        assert_eq!(verdicts.len(), drops.len(), "verdicts of {item}");
+        for v in verdicts {
+            assert_eq!(
+                (v.verdict, v.drop_reason_desc, v.is_reply),
+                (
+                    Verdict::Dropped as i32,
+                    DropReason::PolicyDenied as i32,
+                    None
+                )
+            );
+            assert_eq!(v.traffic_direction, TrafficDirection::Ingress as i32);
         }
     }
     // Audit: reported, not dropped; the connection completed.
@@ -175,25 +208,26 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
     let item = &report.items[2];
+    let explicit = |f: &[Flow], kind| -> Option<Flow> {
+        denial_at_server(f, item.src_ip, api, 8080, kind)
+            .into_iter()
+            .rev()
+            .find(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
+            .cloned()
+    };
     let flows = env
-        .wait_for("an explicit deny", |f| {
-            syn_at_server(f, item.src_ip, api, 8080)
-                .iter()
-                .any(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
-        })
+        .wait_for("an explicit deny", |f| explicit(f, 1).is_some())
         .await;
-    let d = syn_at_server(&flows, item.src_ip, api, 8080)
-        .into_iter()
-        .rev()
-        .find(|d| d.drop_reason_desc == DropReason::PolicyDeny as i32)
-        .unwrap();
-    assert_eq!(
-        policy_names(&d.ingress_denied_by),
-        ["default/api-deny-client"]
-    );
+    let d = explicit(&flows, 1).unwrap();
     assert_eq!(
         d.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
         Some((1, 181))
+    );
+    // The policy is named by the denial's PolicyVerdict, as Cilium names it.
+    let v = explicit(&flows, 5).expect("the denial's policy verdict");
+    assert_eq!(
+        policy_names(&v.ingress_denied_by),
+        ["default/api-deny-client"]
     );
 }
 

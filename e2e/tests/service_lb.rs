@@ -89,20 +89,42 @@ fn ip_of(lab: &Lab, name: &str, v6: bool) -> IpAddr {
     }
 }
 
-/// The SOCK flow of a connection from `client` port `sport`.
+/// The SOCK flow at translation point `point` of a connection from `client`
+/// port `sport`.
+fn sock_at(
+    flows: &[Flow],
+    point: SocketTranslationPoint,
+    client: IpAddr,
+    sport: u16,
+) -> Option<&Flow> {
+    flows.iter().find(|f| {
+        is_sock(f)
+            && f.sock_xlate_point == point as i32
+            && ips(f).0 == client
+            && ports(f).is_some_and(|(s, _)| s == sport)
+    })
+}
+
+/// The pre-translation SOCK flow of a connection from `client` port `sport`:
+/// the connection as the client made it, to the VIP.
 fn sock_flow(flows: &[Flow], client: IpAddr, sport: u16) -> Option<&Flow> {
-    flows
-        .iter()
-        .find(|f| is_sock(f) && ips(f).0 == client && ports(f).is_some_and(|(s, _)| s == sport))
+    let pre = SocketTranslationPoint::SockXlatePointPreDirectionFwd;
+    sock_at(flows, pre, client, sport)
+}
+
+/// The post-translation SOCK flow of that connection: to the backend.
+fn post_flow(flows: &[Flow], client: IpAddr, sport: u16) -> Option<&Flow> {
+    let post = SocketTranslationPoint::SockXlatePointPostDirectionFwd;
+    sock_at(flows, post, client, sport)
 }
 
 /// Backend counts (pod name → connections) of SOCK flows to `vip`.
 fn per_backend(flows: &[Flow], vip: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for f in flows
-        .iter()
-        .filter(|f| is_sock(f) && f.ip.as_ref().unwrap().destination == vip)
-    {
+    let post = SocketTranslationPoint::SockXlatePointPostDirectionFwd as i32;
+    for f in flows.iter().filter(|f| {
+        is_sock(f) && f.sock_xlate_point == post && f.summary.starts_with(&format!("{vip}:"))
+    }) {
         let pod = f
             .destination
             .as_ref()
@@ -142,46 +164,48 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
         .await;
     for r in &reports {
         let sport = r.src_port.unwrap();
+        // As Cilium reports it: before the translation, client → VIP naming
+        // the service; after it, client → backend naming no service.
         let sock = sock_flow(&flows, client4, sport).unwrap();
-        assert_eq!(sock.verdict, Verdict::Translated as i32);
-        assert_eq!(
-            sock.sock_xlate_point,
-            SocketTranslationPoint::SockXlatePointPostDirectionFwd as i32
-        );
-        assert_ne!(sock.socket_cookie, 0);
-        assert_eq!(
-            sock.cgroup_id, cgroup_id,
-            "the client ran in the lab's cgroup"
-        );
+        assert_eq!(sock.verdict, Verdict::Traced as i32);
         assert_eq!(
             ips(sock),
             (client4, VIP4.parse().unwrap()),
-            "pre-translation addresses"
+            "pre-translation"
         );
         assert_eq!(ports(sock), Some((sport, 80)));
         assert_eq!(
             service_of(&sock.destination_service).as_deref(),
             Some("default/api")
         );
-        let backend = sock.destination.as_ref().unwrap().pod_name.clone();
+        let post = post_flow(&flows, client4, sport).expect("the post-translation flow");
+        assert_eq!(post.verdict, Verdict::Translated as i32);
+        for f in [sock, post] {
+            assert_ne!(f.socket_cookie, 0);
+            assert_eq!(f.cgroup_id, cgroup_id, "the client ran in the lab's cgroup");
+            assert_eq!(f.is_reply, None);
+            assert_eq!(f.event_type.as_ref().map(|e| e.r#type), Some(7));
+        }
+        assert_eq!(post.socket_cookie, sock.socket_cookie);
+        let backend = post.destination.as_ref().unwrap().pod_name.clone();
         assert!(backend == "api-1" || backend == "api-2", "{backend}");
-        assert_eq!(sock.summary, format!("{VIP4}:80 -> default/{backend}:8080"));
-        // On the wire the connection goes to the backend, and its tc flows
-        // carry the service: the SYN to the backend, the reply from it.
         let backend_ip = ip_of(lab, &backend, false);
+        assert_eq!(ips(post), (client4, backend_ip), "post-translation");
+        assert_eq!(ports(post), Some((sport, 8080)));
+        assert_eq!(post.destination_service, None);
+        assert_eq!(sock.summary, format!("{VIP4}:80 -> default/{backend}:8080"));
+        // On the wire the connection goes to the backend: its tc flows name
+        // no service (Cilium names a service only at its frontend).
         let wire = e2e::connection(&flows, (client4, sport), (backend_ip, 8080));
         let syn = wire
             .iter()
             .find(|f| ips(f).0 == client4 && !is_sock(f))
             .unwrap_or_else(|| panic!("no tc flow {client4}:{sport} -> {backend_ip}:8080"));
-        assert_eq!(
-            service_of(&syn.destination_service).as_deref(),
-            Some("default/api")
-        );
+        assert_eq!(syn.destination_service, None);
         assert!(
-            wire.iter().any(|f| ips(f).0 == backend_ip
-                && service_of(&f.source_service).as_deref() == Some("default/api")),
-            "the backend's reply names the service it serves"
+            wire.iter()
+                .filter(|f| !is_sock(f))
+                .all(|f| f.source_service.is_none() && f.destination_service.is_none())
         );
     }
     assert!(
@@ -190,7 +214,7 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
             .any(|f| !is_sock(f) && ips(f).1 == VIP4.parse::<IpAddr>().unwrap()),
         "no packet ever carries the VIP"
     );
-    // Hubble's destination_service filter finds both kinds of flows.
+    // Hubble's destination_service filter finds the flows to the frontend.
     let filtered = env
         .get_flows(GetFlowsRequest {
             whitelist: vec![FlowFilter {
@@ -201,12 +225,11 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
         })
         .await
         .unwrap();
-    assert!(filtered.iter().any(is_sock) && filtered.iter().any(|f| !is_sock(f)));
-    assert!(
-        filtered
-            .iter()
-            .all(|f| service_of(&f.destination_service).as_deref() == Some("default/api"))
-    );
+    let pre = SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32;
+    assert!(!filtered.is_empty());
+    assert!(filtered.iter().all(|f| is_sock(f)
+        && f.sock_xlate_point == pre
+        && service_of(&f.destination_service).as_deref() == Some("default/api")));
     let counts = per_backend(&flows, VIP4);
     assert_eq!(counts.values().sum::<usize>(), 16, "{counts:?}");
     assert!(counts.get("api-1").is_some_and(|n| *n > 0), "{counts:?}");

@@ -12,12 +12,11 @@ use std::time::Duration;
 
 use observe_cli::connect::ConnectArgs;
 use observe_cli::query_command::query;
+use relay::RelayConfig;
 use relay::history::HistoryConfig;
-use relay::{Relay, RelayConfig};
 use serde_json::Value;
 use test_support::history_flows as flows;
 use test_support::scratch::ScratchDir;
-use tokio::sync::oneshot;
 
 /// The virtual environment's Python, which has the ADBC driver.
 fn venv_python() -> PathBuf {
@@ -61,22 +60,12 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
         // No flow-probe answers here: flows are pushed into the store below.
         ..RelayConfig::new(vec!["127.0.0.1:1".into()])
     };
-    let relay = Relay::start(&cfg).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let relay = e2e::relay_harness::RelayUnderTest::start_config(cfg).await;
+    let addr = relay.addr().to_string();
     // The relay in-process serves plaintext.
     let target = ConnectArgs::server(&addr).target(&[]).unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(relay::server::run(
-        tonic::transport::Server::builder(),
-        listener,
-        relay.state(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
     for f in flows::golden() {
-        relay.state().store().push(flows::response(f));
+        relay.state().publish(flows::response(f));
     }
     let deadline = tokio::time::Instant::now() + e2e::WAIT;
     loop {
@@ -141,7 +130,5 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
     assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(got["rows"], Value::Array(lines));
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
     relay.shutdown().await;
 }

@@ -197,6 +197,10 @@ async fn spawn_endless(relay: &RelayProcess) -> Child {
     let mut cmd = observe(relay, &[&endless()]);
     cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let child = cmd.spawn().unwrap();
+    // Executing, not still being described (planning counts as running too).
+    relay
+        .wait_metric("observe_relay_sql_queries_total", 1.0)
+        .await;
     relay
         .wait_metric("observe_relay_sql_queries_running", 1.0)
         .await;

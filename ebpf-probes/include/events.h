@@ -15,7 +15,7 @@
 #include <linux/types.h>
 
 enum event_version {
-	EVENT_VERSION = 5,
+	EVENT_VERSION = 6,
 };
 
 enum event_type {
@@ -191,6 +191,9 @@ struct flow_event {
 	__u8 _pad0;
 	__u32 policy_id;       /* the deciding rule's policy, or POLICY_ID_NONE */
 	__u32 remote_identity; /* identity of the peer the policy judged */
+	__u8 dmac[6];          /* the packet's Ethernet header as it is: the */
+	__u8 smac[6];          /* destination, then the source; zero when unknown */
+	__u8 _pad1[4];
 };
 
 /* ENDPOINTS map value, keyed by the host-side interface index. */

@@ -38,7 +38,7 @@ const volatile __u32 parse_only = 0;
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
 	struct pkt p = {};
-	struct sighting s = { .p = &p, .hook = hook };
+	struct sighting s = { .p = &p, .skb = skb, .hook = hook };
 	const void *data = (void *)(long)skb->data;
 	const void *end = (void *)(long)skb->data_end;
 
@@ -128,6 +128,7 @@ int kfree_skb(void *ctx)
 	ev->verdict = VERDICT_DROPPED;
 	ev->kind = KIND_DROP;
 	ev->drop_reason = reason;
+	skb_ethernet(skb, ev->dmac);
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
 }

@@ -30,6 +30,10 @@ use observer_runtime::tls::ServerTls;
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     pub node_name: String,
+    /// The cluster named in flows' endpoints (empty: none).
+    pub cluster_name: String,
+    /// This node's labels (`key=value`), in flows' `node_labels`.
+    pub node_labels: Vec<String>,
     pub listen: std::net::SocketAddr,
     /// TLS (mTLS with client CAs) on the gRPC port; plaintext without.
     pub tls: Option<ServerTls>,
@@ -155,8 +159,9 @@ pub async fn run(
     hub.first("file", Update::Replace(file::discovered(&endpoints)))
         .await;
     let names = Arc::new(PolicyNames::default());
-    let mut enricher =
-        Enricher::following(&cfg.node_name, hub.subscribe()).with_policy_names(names.clone());
+    let mut enricher = Enricher::following(&cfg.node_name, hub.subscribe())
+        .with_policy_names(names.clone())
+        .with_cluster(&cfg.cluster_name, cfg.node_labels.clone());
     let mut datapath = None;
     if let Some(p) = probe.as_mut() {
         if !p.adopted_maps.is_empty() {
@@ -233,7 +238,8 @@ pub async fn run(
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
     let node = NodeInfo {
-        name: cfg.node_name.clone(),
+        // As in flows: `cluster/node` in a named cluster.
+        name: crate::flow_builder::absolute_node_name(&cfg.cluster_name, &cfg.node_name),
         address: bound.to_string(),
         version: concat!("flow-probe ", env!("CARGO_PKG_VERSION")).to_string(),
         started: Instant::now(),
@@ -252,7 +258,13 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let serve = server::run(grpc, listener, service, stopped(stop_rx.clone()));
+    let serve = server::run(
+        grpc,
+        listener,
+        service,
+        cfg.tls.is_some(),
+        stopped(stop_rx.clone()),
+    );
     let capture = async {
         match probe.as_mut() {
             Some(p) => {

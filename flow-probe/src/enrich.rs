@@ -1,11 +1,20 @@
-//! Turns a decoded kernel event into a Hubble `Flow`. Time, UUID, node, IP,
+//! Turns a decoded kernel event into Hubble flows. Time, UUID, node, IP,
 //! ports and the endpoints behind the addresses come from
-//! [`crate::flow_builder`]; here: reply and direction from who opened the
-//! flow, the observation point from the hook and interface, volume, the
-//! verdict with its drop reason and policy, and kernel drops. A tc flow is
-//! built new ([`Enricher::flow`]) or written into the memory of an older one
-//! ([`Enricher::fill_flow`], what the pipeline does with the store's evicted
-//! entries); both give the same flow. Layer 4 and its summary: `enrich::layer4`.
+//! [`crate::flow_builder`]; here: reply, trace reason and direction from who
+//! opened the flow, the observation point from the hook and interface,
+//! volume, the verdict with its drop reason and policy, Ethernet addresses,
+//! and kernel drops (their reason as Cilium's by [`kernel_reasons`]). Layer 4
+//! and its summary: `enrich::layer4`.
+//!
+//! A policy denial is one kernel event; Cilium reports it as a PolicyVerdict
+//! (naming the policy) and a Drop, and so does [`Enricher::flows`]. Drops
+//! carry no observation point and no `is_reply`, as Cilium's do.
+//!
+//! Any other tc event is one flow, built new ([`Enricher::flow`]) or written
+//! into the memory of an older one ([`Enricher::fill_flow`], what the
+//! pipeline does with the store's evicted entries); both give the same flow.
+
+pub mod kernel_reasons;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -13,8 +22,8 @@ use std::net::IpAddr;
 
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Flow, FlowType, NetworkInterface, Policy, TraceObservationPoint,
-    TrafficDirection,
+    CiliumEventType, Endpoint, Ethernet, Flow, FlowType, NetworkInterface, Policy,
+    TraceObservationPoint, TraceReason, TrafficDirection,
 };
 use observer_proto::observe::v1::{FlowVolume, KernelDrop};
 
@@ -23,18 +32,14 @@ use crate::datapath::PolicyNames;
 pub use crate::flow_builder::FlowIds;
 use crate::flow_builder::reuse::set_str;
 use crate::flow_builder::{Endpoints, NodeFlows, addr};
-use crate::kernel::events::{FlowEvent, drop_reason, hook, kind, policy_direction, verdict};
+use crate::kernel::events::{
+    FlowEvent, drop_reason, hook, kind, policy_direction, reason, verdict,
+};
 use crate::sources::EndpointWatch;
 
 mod layer4;
 use layer4::layer4;
 pub use layer4::{tcp_flag_names, tcp_flags};
-
-fn drop_reason_name(reason: u16) -> String {
-    observer_proto::flow::DropReason::try_from(i32::from(reason))
-        .map(|r| r.as_str_name().to_string())
-        .unwrap_or_else(|_| format!("drop reason {reason}"))
-}
 
 /// Cilium's monitor message type for trace events, and its trace sub-types.
 pub mod monitor {
@@ -123,15 +128,16 @@ impl Enricher {
         self
     }
 
-    /// Builds the SOCK flow of a socket translation event (see [`crate::services::flows`]).
-    pub fn sock_flow(
+    /// Builds the SOCK flows of a socket translation event (see [`crate::services::flows`]).
+    pub fn sock_flows(
         &mut self,
         ev: &crate::kernel::events::SockXlateEvent,
         unix_offset_ns: i128,
-    ) -> Flow {
+    ) -> Vec<Flow> {
         self.refresh(false);
+        let post_uuid = self.node.next_uuid();
         let cx = self.node.next(unix_offset_ns);
-        crate::services::flows::sock_flow(ev, self.services.as_deref(), cx)
+        crate::services::flows::sock_flows(ev, self.services.as_deref(), cx, post_uuid)
     }
 
     /// Builds the flow of a TCP lifecycle event (see [`crate::lifecycle`]).
@@ -142,6 +148,12 @@ impl Enricher {
     ) -> Flow {
         self.refresh(false);
         crate::lifecycle::lifecycle_flow(ev, self.node.next(unix_offset_ns))
+    }
+
+    /// Names the cluster of this node and its endpoints, and the node's labels.
+    pub fn with_cluster(mut self, cluster_name: &str, node_labels: Vec<String>) -> Self {
+        self.node.set_cluster(cluster_name, node_labels);
+        self
     }
 
     /// Draws flow UUIDs from `ids` (a fixed prefix makes them reproducible).
@@ -160,7 +172,34 @@ impl Enricher {
         self.node.node_name()
     }
 
-    /// Builds the flow; `unix_offset_ns` converts kernel monotonic time to Unix time.
+    /// Whether `ev` is two flows (a policy denial: PolicyVerdict, then Drop)
+    /// rather than the one [`Self::fill_flow`] writes.
+    pub fn is_pair(ev: &FlowEvent) -> bool {
+        ev.kind == kind::DROP && ev.key.hook != hook::KFREE_SKB
+    }
+
+    /// The flows of one event: a policy denial is a PolicyVerdict flow, then
+    /// the Drop ([`Self::flow`]); any other event is its one flow.
+    pub fn flows(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Vec<Flow> {
+        let flow = self.flow(ev, unix_offset_ns);
+        if !Self::is_pair(ev) {
+            return vec![flow];
+        }
+        let mut verdict = Flow {
+            uuid: self.node.next_uuid(),
+            event_type: Some(CiliumEventType {
+                r#type: i32::from(kind::POLICY_VERDICT),
+                sub_type: 0,
+            }),
+            volume: None,
+            ..flow.clone()
+        };
+        self.add_policy_names(&mut verdict, ev);
+        vec![verdict, flow]
+    }
+
+    /// Builds the event's own flow (for a policy denial, the Drop);
+    /// `unix_offset_ns` converts kernel monotonic time to Unix time.
     pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
         let mut flow = Flow::default();
         self.fill_flow(&mut flow, ev, unix_offset_ns);
@@ -190,6 +229,9 @@ impl Enricher {
             (false, false) => (TraceObservationPoint::ToNetwork, monitor::TRACE_TO_NETWORK),
         };
         let reply = ev.is_reply != 0;
+        // Cilium cannot tell whether a dropped packet was a reply, and its
+        // drops come from no trace point.
+        let dropped = ev.kind == kind::DROP;
         // Direction of the connection, seen from the endpoint where we observe it:
         // a packet leaving the endpoint is egress unless it answers a peer.
         let leaving = matches!(
@@ -219,7 +261,7 @@ impl Enricher {
             destination: _,
             r#type: _,
             node_name: _,
-            node_labels,
+            node_labels: _,
             source_names,
             destination_names,
             reply: deprecated_reply,
@@ -249,13 +291,12 @@ impl Enricher {
         *drop_reason = 0;
         *drop_reason_desc = 0;
         *policy_match_type = 0;
-        *ethernet = None;
+        set_ethernet(ethernet, ev);
         summary.clear();
         *l4 = layer4(ev, summary);
-        node_labels.clear();
         source_names.clear();
         destination_names.clear();
-        *deprecated_reply = false;
+        *deprecated_reply = reply && !dropped;
         *event_type = Some(CiliumEventType {
             r#type: i32::from(ev.kind),
             sub_type: match ev.kind {
@@ -267,9 +308,17 @@ impl Enricher {
         *source_service = None;
         *destination_service = None;
         *traffic_direction = direction as i32;
-        *trace_observation_point = point as i32;
-        *trace_reason = 0;
-        *is_reply = Some(reply);
+        *trace_observation_point = if dropped {
+            TraceObservationPoint::UnknownPoint
+        } else {
+            point
+        } as i32;
+        *trace_reason = if ev.kind == kind::TRACE {
+            trace_reason_of(ev)
+        } else {
+            TraceReason::Unknown
+        } as i32;
+        *is_reply = (!dropped).then_some(reply);
         match (iface, interface.as_mut()) {
             (Some(i), Some(slot)) => {
                 let NetworkInterface { index, name } = slot;
@@ -322,9 +371,12 @@ impl Enricher {
         flow.is_reply = None;
         flow.interface = None;
         flow.volume = None;
+        let cilium = kernel_reasons::cilium_reason(&name) as i32;
+        flow.drop_reason = cilium as u32;
+        flow.drop_reason_desc = cilium;
         flow.event_type = Some(CiliumEventType {
             r#type: i32::from(kind::DROP),
-            sub_type: 0,
+            sub_type: cilium,
         });
         let _ = write!(flow.summary, " (kernel drop: {name})");
         flow.kernel_drop = Some(KernelDrop {
@@ -338,14 +390,21 @@ impl Enricher {
         self.kernel_drop_reasons = names;
     }
 
-    /// Drop reason, match type and the policy that allowed or denied the flow.
+    /// Drop reason and match type of a judged flow; the policy that allowed
+    /// it (a Drop names none: its PolicyVerdict does, see [`Self::flows`]).
     fn add_policy_verdict(&self, flow: &mut Flow, ev: &FlowEvent) {
         if ev.verdict == verdict::DROPPED {
             flow.drop_reason = u32::from(ev.drop_reason);
             flow.drop_reason_desc = i32::from(ev.drop_reason);
-            let _ = write!(flow.summary, " ({})", drop_reason_name(ev.drop_reason));
         }
         flow.policy_match_type = u32::from(ev.policy_match);
+        if ev.kind != kind::DROP {
+            self.add_policy_names(flow, ev);
+        }
+    }
+
+    /// The policy that allowed or denied the flow, in its direction's list.
+    fn add_policy_names(&self, flow: &mut Flow, ev: &FlowEvent) {
         let Some(p) = self.policy_names.as_ref().and_then(|n| n.get(ev.policy_id)) else {
             return;
         };
@@ -364,6 +423,41 @@ impl Enricher {
             (false, true) => &mut flow.egress_denied_by,
         };
         slot.push(policy);
+    }
+}
+
+/// The packet's Ethernet addresses as Cilium reports them on L2 devices
+/// (`aa:bb:cc:dd:ee:ff`), written into `dst`'s strings; none when the event
+/// has none (periodic reports).
+fn set_ethernet(dst: &mut Option<Ethernet>, ev: &FlowEvent) {
+    if ev.smac == [0; 6] && ev.dmac == [0; 6] {
+        *dst = None;
+        return;
+    }
+    let Ethernet {
+        source,
+        destination,
+    } = dst.get_or_insert_with(Ethernet::default);
+    write_mac(source, &ev.smac);
+    write_mac(destination, &ev.dmac);
+}
+
+fn write_mac(out: &mut String, mac: &[u8; 6]) {
+    out.clear();
+    for (i, b) in mac.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ":" };
+        let _ = write!(out, "{sep}{b:02x}");
+    }
+}
+
+/// Cilium's trace reason of a traced packet: its connection's state.
+fn trace_reason_of(ev: &FlowEvent) -> TraceReason {
+    if ev.is_reply != 0 {
+        TraceReason::Reply
+    } else if ev.reason == reason::NEW_FLOW {
+        TraceReason::New
+    } else {
+        TraceReason::Established
     }
 }
 

@@ -32,9 +32,14 @@ pub mod ipproto {
     pub const ICMPV6: u8 = 58;
 }
 
-/// This node's flows: its name, the run's flow ids and its endpoints.
+/// This node's flows: its name, cluster and labels, the run's flow ids and
+/// its endpoints.
 pub struct NodeFlows {
+    /// The node's own name, and the one flows carry (see [`absolute_node_name`]).
+    node: String,
     node_name: String,
+    cluster_name: String,
+    node_labels: Vec<String>,
     ids: FlowIds,
     endpoints: Endpoints,
 }
@@ -42,10 +47,32 @@ pub struct NodeFlows {
 impl NodeFlows {
     pub fn new(node_name: &str, file: &EndpointsFile) -> Self {
         NodeFlows {
+            node: node_name.to_string(),
             node_name: node_name.to_string(),
+            cluster_name: String::new(),
+            node_labels: Vec::new(),
             ids: FlowIds::new(),
             endpoints: Endpoints::new(file),
         }
+    }
+
+    /// Names the cluster of this node and its endpoints (`--cluster-name`)
+    /// and the node's labels (`key=value`), as Cilium fills `cluster_name`
+    /// and `node_labels`.
+    pub fn set_cluster(&mut self, cluster_name: &str, node_labels: Vec<String>) {
+        self.node_name = absolute_node_name(cluster_name, &self.node);
+        self.cluster_name = cluster_name.to_string();
+        self.node_labels = node_labels;
+        let endpoints = std::mem::replace(
+            &mut self.endpoints,
+            Endpoints::new(&EndpointsFile::default()),
+        );
+        self.endpoints = endpoints.in_cluster(cluster_name);
+    }
+
+    /// A UUID for a flow made beside another one from the same event.
+    pub fn next_uuid(&mut self) -> String {
+        self.ids.next_uuid()
     }
 
     /// Draws flow UUIDs from `ids` instead.
@@ -63,13 +90,13 @@ impl NodeFlows {
 
     /// The endpoints from here on (a source changed them).
     pub fn set_endpoints(&mut self, endpoints: Endpoints) {
-        self.endpoints = endpoints;
+        self.endpoints = endpoints.in_cluster(&self.cluster_name);
     }
 
     /// Writes into `f`, in its memory, what every flow of this node shares:
     /// its time (kernel time `ktime_ns` plus `unix_offset_ns`), the next
-    /// UUID, the type, the node name, the IP header and the endpoints behind
-    /// `src` and `dst`. Other fields keep what `f` held.
+    /// UUID, the type, the node's name and labels, the IP header and the
+    /// endpoints behind `src` and `dst`. Other fields keep what `f` held.
     pub fn fill(
         &mut self,
         f: &mut Flow,
@@ -100,6 +127,8 @@ impl NodeFlows {
         *encrypted = false;
         f.r#type = ty as i32;
         reuse::set_str(&mut f.node_name, &self.node_name);
+        // Vec<String>::clone_from reuses the strings it keeps.
+        f.node_labels.clone_from(&self.node_labels);
     }
 
     /// What the next flow is built from (it takes the next UUID);
@@ -108,6 +137,7 @@ impl NodeFlows {
         FlowContext {
             uuid: self.ids.next_uuid(),
             node_name: &self.node_name,
+            node_labels: &self.node_labels,
             unix_offset_ns,
             endpoint_of: &self.endpoints,
         }
@@ -118,6 +148,7 @@ impl NodeFlows {
 pub struct FlowContext<'a> {
     pub uuid: String,
     pub node_name: &'a str,
+    pub node_labels: &'a [String],
     /// Kernel monotonic time plus this is Unix time, in nanoseconds.
     pub unix_offset_ns: i128,
     pub endpoint_of: &'a dyn EndpointOf,
@@ -149,6 +180,7 @@ impl FlowContext<'_> {
             }),
             r#type: ty as i32,
             node_name: self.node_name.to_string(),
+            node_labels: self.node_labels.to_vec(),
             ..Default::default()
         }
     }
@@ -166,6 +198,16 @@ impl FlowContext<'_> {
             destination: Some(self.endpoint(dst)),
             ..self.flow(ty, ktime_ns, src, dst)
         }
+    }
+}
+
+/// The node's name as Cilium puts it in flows: `cluster/node` when the node
+/// is in a named cluster other than Cilium's `default`, else the node's name.
+pub fn absolute_node_name(cluster: &str, node: &str) -> String {
+    if cluster.is_empty() || cluster == "default" {
+        node.to_string()
+    } else {
+        format!("{cluster}/{node}")
     }
 }
 
@@ -207,6 +249,7 @@ mod tests {
         let cx = FlowContext {
             uuid: "u".into(),
             node_name: "node1",
+            node_labels: &[],
             unix_offset_ns: 1_700_000_000_000_000_000,
             endpoint_of: &world,
         };
@@ -235,6 +278,9 @@ mod tests {
                 ..Default::default()
             }
         );
+        assert_eq!(absolute_node_name("", "node1"), "node1");
+        assert_eq!(absolute_node_name("default", "node1"), "node1");
+        assert_eq!(absolute_node_name("lab", "node1"), "lab/node1");
         let mut bytes = [0u8; 16];
         bytes[..4].copy_from_slice(&[198, 18, 1, 10]);
         assert_eq!(addr(4, &bytes), IpAddr::from([198, 18, 1, 10]));

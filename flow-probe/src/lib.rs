@@ -20,8 +20,9 @@
 //!   reports and the garbage collection of connection tracking.
 //! - [`observer_runtime::store`]: the ring of recent flows (4095 by default) and the broadcast to
 //!   followers.
-//! - [`server`]: the `observer.Observer` gRPC service over the store, served
-//!   plaintext or (m)TLS (`--tls-*` flags, `observer_runtime::tls`).
+//! - [`server`]: the `observer.Observer` gRPC service over the store, and
+//!   `peer.Peer` listing this node, served plaintext or (m)TLS (`--tls-*`
+//!   flags, `observer_runtime::tls`).
 //! - [`cluster_spec::policy`] → [`datapath`]: policy files compiled to identity-based rules and
 //!   written to the pinned maps the tc programs enforce; [`policy_watch`] applies
 //!   every change of the policy directory, woken by [`file_watch`]; each

@@ -1,8 +1,13 @@
-//! TCP lifecycle events (established, closed, retransmit) as flows: the socket's
-//! addresses and ports, the endpoints behind them, and the lifecycle in the
-//! `tcp_lifecycle` extension (field 1002) with a readable summary.
+//! TCP lifecycle events (established, closed, retransmit) as flows of their
+//! own kind: the socket's addresses and ports, the endpoints behind them, and
+//! the lifecycle in the `tcp_lifecycle` extension (field 1002) with a readable
+//! summary. They are no traffic, so nothing Hubble keys on says they are:
+//! type UNKNOWN_TYPE, verdict VERDICT_UNKNOWN, no Cilium event type (so
+//! Hubble UI's event-type filters and `hubble observe --type` leave them
+//! out), no direction, reply bit or TCP flags.
 
 use observer_proto::flow::{Flow, FlowType, Verdict};
+
 use observer_proto::observe::v1::{TcpLifecycle, tcp_lifecycle::Kind};
 
 use crate::flow_builder::{FlowContext, addr, ipproto, ports};
@@ -27,7 +32,7 @@ pub fn lifecycle_flow(ev: &TcpLifecycleEvent, cx: FlowContext<'_>) -> Flow {
         _ => (Kind::Unknown, "TCP".to_string()),
     };
     Flow {
-        verdict: Verdict::Forwarded as i32,
+        verdict: Verdict::Unknown as i32,
         l4: ports(ipproto::TCP, ev.sport, ev.dport, None),
         summary,
         tcp_lifecycle: Some(TcpLifecycle {
@@ -35,7 +40,7 @@ pub fn lifecycle_flow(ev: &TcpLifecycleEvent, cx: FlowContext<'_>) -> Flow {
             duration_ns: ev.duration_ns,
             retransmits: ev.retransmits,
         }),
-        ..cx.flow_between_endpoints(FlowType::L3L4, ev.ktime_ns, local, remote)
+        ..cx.flow_between_endpoints(FlowType::UnknownType, ev.ktime_ns, local, remote)
     }
 }
 
@@ -64,6 +69,7 @@ mod tests {
         let cx = FlowContext {
             uuid: "u".into(),
             node_name: "node1",
+            node_labels: &[],
             unix_offset_ns: 0,
             endpoint_of: &world,
         };
@@ -73,6 +79,15 @@ mod tests {
             f.ip.as_ref()
                 .map(|i| (i.source.as_str(), i.destination.as_str())),
             Some(("198.18.1.10", "198.18.1.11"))
+        );
+        assert_eq!(
+            (f.r#type, f.verdict, f.event_type, f.is_reply),
+            (
+                FlowType::UnknownType as i32,
+                Verdict::Unknown as i32,
+                None,
+                None
+            )
         );
         let lc = f.tcp_lifecycle.unwrap();
         assert_eq!(

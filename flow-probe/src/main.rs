@@ -72,6 +72,15 @@ struct Args {
     /// Node name reported in flows; defaults to the host name.
     #[arg(long)]
     node_name: Option<String>,
+    /// Cluster name in flows' endpoints (Cilium's `cluster_name`), which the
+    /// `source_cluster_name` / `destination_cluster_name` filters match; as
+    /// Cilium's, flows then name the node `CLUSTER/NODE` (not for `default`).
+    #[arg(long, default_value = "")]
+    cluster_name: String,
+    /// A label of this node (`key=value`) reported in flows' `node_labels`
+    /// and matched by the `node_labels` filter; repeat for more.
+    #[arg(long = "node-label", value_name = "KEY=VALUE")]
+    node_labels: Vec<String>,
     /// gRPC listen address.
     #[arg(long, default_value = server::DEFAULT_LISTEN)]
     listen: String,
@@ -136,8 +145,15 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
     if size < 4096 || !size.is_power_of_two() {
         anyhow::bail!("--ringbuf-size {size}: must be a power of two of at least 4096");
     }
+    for l in &args.node_labels {
+        if !l.contains('=') || l.starts_with('=') {
+            anyhow::bail!("--node-label {l:?}: expected KEY=VALUE");
+        }
+    }
     Ok(AgentConfig {
         node_name: args.node_name.unwrap_or_else(hostname),
+        cluster_name: args.cluster_name,
+        node_labels: args.node_labels,
         listen: server::parse_listen(&args.listen)?,
         tls: ServerTls::from_flags(
             args.tls_cert_file,

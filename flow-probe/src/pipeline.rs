@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::enrich::Enricher;
 use crate::flow_builder::reuse::set_str;
-use crate::kernel::events::{self, Event};
+use crate::kernel::events::{self, Event, FlowEvent};
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
 use crate::tables::{self, Collector, Reporter};
@@ -72,10 +72,34 @@ impl Pipeline {
         }
     }
 
-    /// Enriches and keeps one event (from the ring, or a report). A tc flow
-    /// is written into the memory of an entry the store let go of, when one
-    /// is free, so a full store turns over without allocating.
+    /// Enriches and keeps one event (from the ring, or a report): its flows
+    /// (two for a policy denial or a socket translation, as Cilium reports them).
     pub fn ingest_event(&mut self, event: &Event) {
+        let flows = match event {
+            Event::Flow(ev) if !Enricher::is_pair(ev) => return self.ingest_tc_flow(ev),
+            Event::Flow(ev) => self.enricher.flows(ev, self.unix_offset_ns),
+            Event::SockXlate(ev) => self.enricher.sock_flows(ev, self.unix_offset_ns),
+            Event::TcpLifecycle(ev) => {
+                vec![self.enricher.tcp_lifecycle_flow(ev, self.unix_offset_ns)]
+            }
+        };
+        if let Some(m) = &self.metrics {
+            m.flows(&flows);
+        }
+        for flow in flows {
+            let response = GetFlowsResponse {
+                node_name: flow.node_name.clone(),
+                time: flow.time,
+                response_types: Some(ResponseTypes::Flow(flow)),
+            };
+            self.store.push(response);
+        }
+    }
+
+    /// Keeps the one flow of a tc event (the common record), written into
+    /// the memory of an entry the store let go of when one is free, so a full
+    /// store turns over without allocating.
+    fn ingest_tc_flow(&mut self, ev: &FlowEvent) {
         let Pipeline {
             enricher,
             store,
@@ -90,15 +114,9 @@ impl Pipeline {
             let Some(ResponseTypes::Flow(flow)) = &mut r.response_types else {
                 return; // just made one
             };
-            match event {
-                Event::Flow(ev) => enricher.fill_flow(flow, ev, *unix_offset_ns),
-                Event::SockXlate(ev) => *flow = enricher.sock_flow(ev, *unix_offset_ns),
-                Event::TcpLifecycle(ev) => {
-                    *flow = enricher.tcp_lifecycle_flow(ev, *unix_offset_ns);
-                }
-            }
+            enricher.fill_flow(flow, ev, *unix_offset_ns);
             if let Some(m) = metrics {
-                m.flow(flow);
+                m.flows(std::slice::from_ref(flow));
             }
             set_str(&mut r.node_name, &flow.node_name);
             r.time = flow.time;

@@ -1,5 +1,7 @@
 //! The `observer.Observer` gRPC service over the flow store: GetFlows (history,
-//! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces.
+//! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces; and
+//! `peer.Peer`, listing this node alone (as a Cilium agent lists its cluster),
+//! so a stock hubble-relay given this probe as `--peer-service` follows it.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -15,8 +17,10 @@ use observer_proto::observer::{
     GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
     get_flows_response::ResponseTypes,
 };
+use observer_proto::peer::peer_server::PeerServer;
 use observer_proto::relay::NodeState;
 use observer_proto::time::nanos;
+use observer_runtime::peer_service::{Address, Listing, PeerDirectory, PeerService, PeerTls};
 use observer_runtime::query::FlowQuery;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
@@ -68,20 +72,43 @@ impl ObserverService {
     pub fn into_server(self) -> ObserverServer<Self> {
         ObserverServer::new(self)
     }
+
+    /// `peer.Peer` listing this node under the name GetNodes reports, at the
+    /// address each client reached it at; with `tls`, its certificate is to
+    /// be checked against that address's host.
+    pub fn peer_service(&self, tls: bool) -> PeerServer<PeerService> {
+        let peers = PeerDirectory::new();
+        peers.set(
+            &self.node.name,
+            Listing {
+                address: Address::WhereReached,
+                tls: if tls {
+                    PeerTls::HostOfAddress
+                } else {
+                    PeerTls::Off
+                },
+            },
+        );
+        peers.service(self.stopping.clone())
+    }
 }
 
-/// Serves on `server` (plaintext or TLS, from
-/// [`observer_runtime::tls::server::builder`]) until `shutdown` resolves.
+/// Serves `observer.Observer` and `peer.Peer` on `server` (plaintext or TLS,
+/// from [`observer_runtime::tls::server::builder`]; `tls` says which) until
+/// `shutdown` resolves.
 pub async fn run(
     mut server: tonic::transport::Server,
     listener: tokio::net::TcpListener,
     service: ObserverService,
+    tls: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
+    let peers = service.peer_service(tls);
     server
         .add_service(service.into_server())
+        .add_service(peers)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
@@ -119,6 +146,7 @@ impl Observer for ObserverService {
                 }
             };
             for entry in history {
+                // History is already masked by the query.
                 if tx.send(Ok((*entry.response).clone())).await.is_err() {
                     return;
                 }
@@ -249,7 +277,12 @@ async fn follow(
         if query.is_past_until(&entry.response) {
             return;
         }
-        if query.selects(&entry.response) && tx.send(Ok((*entry.response).clone())).await.is_err() {
+        if query.selects(&entry.response)
+            && tx
+                .send(Ok((*query.respond(&entry.response)).clone()))
+                .await
+                .is_err()
+        {
             return;
         }
     }

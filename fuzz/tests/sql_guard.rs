@@ -11,15 +11,24 @@ use fuzz::clear;
 /// Random inputs on `cargo test`, after the corpus and the crashes.
 const BUDGET: Duration = Duration::from_secs(1);
 
-/// SQL text through the relay's read-only guard, before any planning.
+/// SQL text through the relay's read-only guard, before any planning, on a
+/// thread with the stack the relay's SQL runtime gives every statement.
 #[test]
 fn sql_guard() {
-    check!(name = "sql_guard")
-        .with_test_time(BUDGET)
-        .for_each(|bytes: &[u8]| {
-            let text = String::from_utf8_lossy(bytes);
-            if let Err(e) = relay::sql::guard::check(&text) {
-                clear(&e);
-            }
-        });
+    std::thread::Builder::new()
+        .name("sql_guard".into())
+        .stack_size(relay::sql::runtime::STACK_BYTES)
+        .spawn(|| {
+            check!(name = "sql_guard")
+                .with_test_time(BUDGET)
+                .for_each(|bytes: &[u8]| {
+                    let text = String::from_utf8_lossy(bytes);
+                    if let Err(e) = relay::sql::guard::check(&text) {
+                        clear(&e);
+                    }
+                });
+        })
+        .expect("a thread for the guard")
+        .join()
+        .expect("the guard never panics");
 }

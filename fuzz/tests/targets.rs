@@ -49,16 +49,17 @@ fn event_decoder() {
         .for_each(|bytes: &[u8]| {
             let mut enricher = Enricher::new("node1", &file);
             enricher.add_interface(7, "lxc11", Some([198, 18, 0, 2].into()));
-            let flow = match events::decode(bytes) {
-                Ok(Event::Flow(ev)) => enricher.flow(&ev, 1_700_000_000_000_000_000),
-                Ok(Event::SockXlate(ev)) => enricher.sock_flow(&ev, 1_700_000_000_000_000_000),
-                Ok(Event::TcpLifecycle(ev)) => {
-                    enricher.tcp_lifecycle_flow(&ev, 1_700_000_000_000_000_000)
-                }
+            let t = 1_700_000_000_000_000_000;
+            let flows = match events::decode(bytes) {
+                Ok(Event::Flow(ev)) => enricher.flows(&ev, t),
+                Ok(Event::SockXlate(ev)) => enricher.sock_flows(&ev, t),
+                Ok(Event::TcpLifecycle(ev)) => vec![enricher.tcp_lifecycle_flow(&ev, t)],
                 Err(e) => return clear(&e),
             };
-            let json = observer_proto::json::to_json("flow.Flow", &flow);
-            assert!(json.is_ok_and(|j| j.starts_with('{')));
+            for flow in flows {
+                let json = observer_proto::json::to_json("flow.Flow", &flow);
+                assert!(json.is_ok_and(|j| j.starts_with('{')));
+            }
         });
 }
 

@@ -93,8 +93,10 @@ fn events() -> Seeds {
         src_port: 40000,
         ..Default::default()
     };
-    let mut lifecycle = vec![0u8; size_of::<TcpLifecycleEvent>()];
+    let size = size_of::<TcpLifecycleEvent>();
+    let mut lifecycle = vec![0u8; size];
     lifecycle[..2].copy_from_slice(&[EVENT_TCP_LIFECYCLE, EVENT_VERSION]);
+    lifecycle[2..4].copy_from_slice(&(size as u16).to_ne_bytes());
     let flow = events::encode_flow(&tcp);
     let mut old_version = flow.clone();
     old_version[1] = EVENT_VERSION - 1;

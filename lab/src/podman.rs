@@ -184,6 +184,30 @@ impl Drop for PodmanSet {
     }
 }
 
+/// Removes, with their containers, the networks named `prefix…` that hold
+/// `subnet`: what a killed earlier run left (its fixed subnet would make the
+/// next run fail with "subnet already used"). Returns the names removed.
+pub fn remove_stale_networks(prefix: &str, subnet: &str) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for name in podman(&["network", "ls", "--format", "{{.Name}}"])?.lines() {
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let subnets = podman(&[
+            "network",
+            "inspect",
+            name,
+            "--format",
+            "{{range .Subnets}}{{.Subnet}} {{end}}",
+        ])?;
+        if subnets.split_whitespace().any(|s| s == subnet) {
+            podman(&["network", "rm", "-f", name])?;
+            removed.push(name.to_string());
+        }
+    }
+    Ok(removed)
+}
+
 /// Writes the rootfs into `root` and imports it as `tag`.
 fn import_rootfs(root: &Path, tag: &str) -> Result<()> {
     let bin = root.join("bin");

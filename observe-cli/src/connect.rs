@@ -224,8 +224,7 @@ impl Target {
     /// A failed call as a person reads it: the server's message and, for a
     /// connection that TLS (or its absence) broke, what to change.
     pub fn status_error(&self, s: tonic::Status) -> anyhow::Error {
-        self.connection_error(&s)
-            .unwrap_or_else(|| crate::flows::status_error(s))
+        self.connection_error(&s).unwrap_or_else(|| status_error(s))
     }
 
     /// A failed call as [`Target::status_error`] says it, when TLS (or its
@@ -255,6 +254,11 @@ impl Target {
             (None, true) => hint,
         })
     }
+}
+
+/// A gRPC error as a person reads it.
+pub fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("server: {} ({:?})", s.message(), s.code())
 }
 
 #[cfg(test)]

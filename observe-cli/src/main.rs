@@ -205,9 +205,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             query,
             diff,
-        } => {
-            graph_command::run(&connect.target(&DEFAULT_SERVERS)?, &query, &diff, output).await
-        }
+        } => graph_command::run(&connect.target(&DEFAULT_SERVERS)?, &query, &diff, output).await,
         Command::Status { connect } => {
             observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?).await
         }

@@ -57,10 +57,6 @@ pub enum FilterError {
         value: String,
         reason: &'static str,
     },
-    /// The filter sets a field we cannot evaluate (L7, tracing, CEL); refusing
-    /// beats silently widening or narrowing the result.
-    #[error("{field}: filtering on this field is not supported")]
-    Unsupported { field: &'static str },
     /// More entries across all filters than [`limits::MAX_TOTAL_ENTRIES`].
     #[error("too many entries: {count} across the whitelist and blacklist (limit {limit})")]
     TooManyEntries { count: usize, limit: usize },
@@ -194,6 +190,11 @@ enum Check {
     NodeName(Vec<NodePattern>),
     IpVersion(Vec<i32>),
     Encrypted(Vec<bool>),
+    /// A field of data our flows never carry (L7 records, trace context, IP
+    /// trace ids) or a CEL expression, which we do not evaluate: like Hubble
+    /// for a flow without L7 data, the filter matches no flow, so it selects
+    /// nothing in a whitelist and removes nothing in a blacklist.
+    Never,
 }
 
 /// One compiled `FlowFilter`: all checks must hold.
@@ -202,10 +203,12 @@ struct Compiled(Vec<Check>);
 
 impl Compiled {
     fn new(f: &FlowFilter) -> Result<Self, FilterError> {
-        reject_unsupported(f)?;
         use Side::{Destination as Dst, Source as Src};
         let mut checks = Vec::new();
         let mut push = |check: Check| checks.push(check);
+        if absent_data(f) {
+            push(Check::Never);
+        }
 
         if !f.uuid.is_empty() {
             push(Check::Uuid(f.uuid.iter().cloned().collect()));
@@ -343,26 +346,20 @@ impl Compiled {
     }
 }
 
-fn reject_unsupported(f: &FlowFilter) -> Result<(), FilterError> {
+/// Whether `f` sets a field that asks for data no flow of ours carries.
+fn absent_data(f: &FlowFilter) -> bool {
     let cel = f
         .experimental
         .as_ref()
         .is_some_and(|e| !e.cel_expression.is_empty());
-    let set = [
-        ("http_status_code", !f.http_status_code.is_empty()),
-        ("dns_query", !f.dns_query.is_empty()),
-        ("http_method", !f.http_method.is_empty()),
-        ("http_path", !f.http_path.is_empty()),
-        ("http_url", !f.http_url.is_empty()),
-        ("http_header", !f.http_header.is_empty()),
-        ("trace_id", !f.trace_id.is_empty()),
-        ("ip_trace_id", !f.ip_trace_id.is_empty()),
-        ("experimental.cel_expression", cel),
-    ];
-    match set.into_iter().find(|(_, is_set)| *is_set) {
-        Some((field, _)) => Err(FilterError::Unsupported { field }),
-        None => Ok(()),
-    }
+    cel || !f.http_status_code.is_empty()
+        || !f.dns_query.is_empty()
+        || !f.http_method.is_empty()
+        || !f.http_path.is_empty()
+        || !f.http_url.is_empty()
+        || !f.http_header.is_empty()
+        || !f.trace_id.is_empty()
+        || !f.ip_trace_id.is_empty()
 }
 
 fn ips(field: &'static str, values: &[String]) -> Result<IpSet, FilterError> {
@@ -563,6 +560,7 @@ impl Check {
             Check::Encrypted(wanted) => {
                 wanted.contains(&flow.ip.as_ref().is_some_and(|ip| ip.encrypted))
             }
+            Check::Never => false,
         }
     }
 }

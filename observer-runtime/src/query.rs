@@ -1,9 +1,13 @@
 //! A validated `GetFlows` request and the flow-probe semantics the relay keeps:
-//! `number` (the last N, or the first N with `first`), `follow`, `since`/`until`
-//! and Hubble's whitelist/blacklist.
+//! `number` (the last N, or the first N with `first`), `follow`, `since`/`until`,
+//! Hubble's whitelist/blacklist and the `field_mask` ([`crate::field_mask`]),
+//! applied by [`FlowQuery::respond`].
 //!
 //! flow-probe and the relay both answer `GetFlows` with it.
 
+use std::sync::Arc;
+
+use crate::field_mask::{FieldMask, FieldMaskError};
 use crate::filter::{self, FilterError, FlowMatcher};
 use crate::store::Entry;
 use observer_proto::observer::GetFlowsRequest;
@@ -23,6 +27,9 @@ pub enum RequestError {
     /// The time window is empty.
     #[error("since is after until")]
     SinceAfterUntil,
+    /// A field mask path names no Flow field.
+    #[error(transparent)]
+    FieldMask(#[from] FieldMaskError),
 }
 
 impl From<RequestError> for tonic::Status {
@@ -40,6 +47,7 @@ pub struct FlowQuery {
     pub follow: bool,
     pub since: Option<i128>,
     pub until: Option<i128>,
+    mask: Option<FieldMask>,
 }
 
 impl FlowQuery {
@@ -48,6 +56,8 @@ impl FlowQuery {
             return Err(RequestError::FirstWithFollow);
         }
         let matcher = filter::compile(&req.whitelist, &req.blacklist)?;
+        let paths = req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]);
+        let mask = FieldMask::parse(paths)?;
         let since = req.since.as_ref().map(nanos);
         let until = req.until.as_ref().map(nanos);
         if let (Some(s), Some(u)) = (since, until)
@@ -62,7 +72,20 @@ impl FlowQuery {
             follow: req.follow,
             since,
             until,
+            mask,
         })
+    }
+
+    /// What the client receives for a selected response: a flow with only
+    /// the fields of the field mask; anything else as it is.
+    pub fn respond(&self, r: &Arc<GetFlowsResponse>) -> Arc<GetFlowsResponse> {
+        match (&self.mask, &r.response_types) {
+            (Some(mask), Some(ResponseTypes::Flow(f))) => Arc::new(GetFlowsResponse {
+                response_types: Some(ResponseTypes::Flow(mask.apply(f))),
+                ..(**r).clone()
+            }),
+            _ => r.clone(),
+        }
     }
 
     fn in_window(&self, r: &GetFlowsResponse) -> bool {
@@ -123,6 +146,11 @@ impl FlowQuery {
                 picked.drain(..picked.len() - self.number);
             }
         }
+        if self.mask.is_some() {
+            for e in &mut picked {
+                e.response = self.respond(&e.response);
+            }
+        }
         picked
     }
 }
@@ -138,8 +166,6 @@ async fn off_workers<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use observer_proto::flow::{Flow, FlowFilter};
 
     use super::*;
@@ -243,6 +269,15 @@ mod tests {
             }],
             ..Default::default()
         };
+        let mask = GetFlowsRequest {
+            field_mask: Some(prost_types::FieldMask {
+                paths: vec!["node_name".into(), "IP.src".into()],
+            }),
+            ..Default::default()
+        };
+        let status = tonic::Status::from(FlowQuery::parse(&mask).unwrap_err());
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert!(status.message().contains("\"IP.src\""), "{status:?}");
         let err = FlowQuery::parse(&bad_ip).unwrap_err();
         assert!(
             err.to_string()

@@ -12,7 +12,9 @@ use crate::observer::GetFlowsResponse;
 
 static DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
-fn pool() -> &'static DescriptorPool {
+/// The descriptors of every message of our packages (also what field masks
+/// are checked against).
+pub fn pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();
     POOL.get_or_init(|| {
         DescriptorPool::decode(DESCRIPTORS).expect("descriptor set written by build.rs")

@@ -1,12 +1,15 @@
 //! Wire types of the observer, and nothing else.
 //!
-//! - [`flow`], [`observer`], [`relay`]: Hubble-compatible protobuf types and
-//!   the `Observer` gRPC client and server, generated from `proto/`. Package
-//!   names and field numbers match Cilium's, so stock Hubble clients work.
+//! - [`flow`], [`observer`], [`relay`], [`peer`]: Hubble-compatible protobuf
+//!   types and the `Observer` and `Peer` gRPC clients and servers, generated
+//!   from `proto/`. Package names and field numbers match Cilium's, so stock
+//!   Hubble clients (and a stock hubble-relay, through `Peer`) work.
 //! - [`observe::v1`]: our extensions (per-direction flow volume, kernel
 //!   feature report), carried in field numbers Hubble leaves unused.
 //! - [`names`]: Hubble's display names of enum values (verdicts, drop reasons,
 //!   observation points, trace sub-types), for every printer, metric and graph.
+//! - [`hubble_text`]: texts Hubble derives from numbers (ICMP type and code,
+//!   drop reason as `hubble observe` prints them).
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
 //! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch, and the
 //!   one parser of flag durations (`30s`, `2h`) and RFC 3339 times (jiff).
@@ -17,6 +20,10 @@ pub mod flow {
 }
 
 /// The `Observer` gRPC service (protobuf package `observer`).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "generated: GetFlowsResponse's oneof holds a Flow inline, as prost writes it"
+)]
 pub mod observer {
     tonic::include_proto!("observer");
 }
@@ -24,6 +31,12 @@ pub mod observer {
 /// Node status types shared with Hubble Relay (protobuf package `relay`).
 pub mod relay {
     tonic::include_proto!("relay");
+}
+
+/// The `Peer` gRPC service a stock hubble-relay discovers nodes with
+/// (protobuf package `peer`).
+pub mod peer {
+    tonic::include_proto!("peer");
 }
 
 /// Our protobuf extensions.
@@ -34,6 +47,7 @@ pub mod observe {
     }
 }
 
+pub mod hubble_text;
 pub mod json;
 pub mod names;
 pub mod time;

@@ -4,10 +4,13 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use observer_runtime::tls::{AddressError, ClientTls, TlsFlags, dial_uri};
+use observer_runtime::peer_service::PeerTls;
+use observer_runtime::tls::{AddressError, ClientTls, dial_uri};
 
 use crate::error::RelayError;
 use crate::history::HistoryConfig;
+use crate::peer::Naming;
+use crate::peer_tls::PEER_TLS_FLAGS;
 use crate::sql::SqlLimits;
 
 /// Default number of merged responses the relay keeps (four nodes' worth of
@@ -18,19 +21,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 16_380;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4245";
 /// How long the reorder window holds a flow by default.
 pub const DEFAULT_REORDER_WINDOW: Duration = Duration::from_millis(500);
+/// The cluster name that names no cluster (Cilium's default).
+pub const DEFAULT_CLUSTER: &str = "default";
 /// How many flows the reorder window holds at most by default.
 pub const DEFAULT_BUFFER_CAPACITY: usize = 4096;
-
-/// The relay's flags for TLS towards the probes (hubble-relay's names); the
-/// CA flag turns it on.
-pub const PEER_TLS_FLAGS: TlsFlags = TlsFlags {
-    enable: "--tls-hubble-server-ca-files",
-    ca_files: "--tls-hubble-server-ca-files",
-    cert_file: "--tls-hubble-client-cert-file",
-    key_file: "--tls-hubble-client-key-file",
-    server_name: "--tls-hubble-server-name",
-    allow_insecure: None,
-};
 
 /// Everything [`crate::Relay::start`] needs.
 #[derive(Debug, Clone)]
@@ -49,6 +43,10 @@ pub struct RelayConfig {
     pub history: Option<HistoryConfig>,
     /// Limits of each SQL query.
     pub sql: SqlLimits,
+    /// The cluster the peers belong to: they are named `CLUSTER/NODE`
+    /// (GetNodes, node-status events, flows' node names and `peer.Peer`), as
+    /// Cilium names nodes outside the cluster called "default".
+    pub cluster_name: Option<String>,
 }
 
 /// How the relay talks to each peer.
@@ -96,6 +94,41 @@ impl RelayConfig {
             peer: PeerOptions::default(),
             history: None,
             sql: SqlLimits::default(),
+            cluster_name: None,
+        }
+    }
+
+    /// Fails on a cluster name that cannot prefix node names (`CLUSTER/NODE`).
+    pub fn check_cluster_name(&self) -> Result<(), RelayError> {
+        match &self.cluster_name {
+            Some(c)
+                if !c
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) =>
+            {
+                Err(RelayError::InvalidClusterName(c.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// How the peers are named and listed in `peer.Peer`: by the cluster
+    /// name ("default" or empty: none, as in Cilium), with the TLS the relay
+    /// dials them with (checked against `--tls-hubble-server-name`, else
+    /// each peer's host).
+    pub fn naming(&self) -> Naming {
+        Naming {
+            cluster: self
+                .cluster_name
+                .clone()
+                .filter(|c| !c.is_empty() && c != DEFAULT_CLUSTER),
+            tls: match &self.peer.tls {
+                None => PeerTls::Off,
+                Some(t) => t
+                    .server_name
+                    .clone()
+                    .map_or(PeerTls::HostOfAddress, PeerTls::ServerName),
+            },
         }
     }
 
@@ -176,6 +209,42 @@ mod tests {
         assert_eq!(
             tls_uris(&["node2:4244", "tls://node2:4244"]).unwrap_err(),
             "peer tls://node2:4244 given twice"
+        );
+    }
+
+    #[test]
+    fn peers_are_named_in_the_cluster_and_listed_with_the_tls_they_are_dialled_with() {
+        let mut cfg = RelayConfig::new(vec!["10.0.0.1:4244".into()]);
+        let naming = cfg.naming();
+        assert_eq!((naming.cluster, naming.tls), (None, PeerTls::Off));
+        cfg.cluster_name = Some(DEFAULT_CLUSTER.into());
+        assert_eq!(
+            cfg.naming().cluster,
+            None,
+            "Cilium's default names no cluster"
+        );
+        cfg.cluster_name = Some("a/b".into());
+        assert_eq!(
+            cfg.check_cluster_name().unwrap_err().to_string(),
+            "invalid cluster name \"a/b\": use letters, digits, '-', '_' and '.' only"
+        );
+        cfg.cluster_name = Some("east".into());
+        cfg.check_cluster_name().unwrap();
+        cfg.peer.tls = Some(ClientTls {
+            ca_files: vec!["ca.crt".into()],
+            identity: None,
+            server_name: None,
+            allow_insecure: false,
+        });
+        let naming = cfg.naming();
+        assert_eq!(
+            (naming.cluster.as_deref(), naming.tls),
+            (Some("east"), PeerTls::HostOfAddress)
+        );
+        cfg.peer.tls.as_mut().unwrap().server_name = Some("probe.example".into());
+        assert_eq!(
+            cfg.naming().tls,
+            PeerTls::ServerName("probe.example".into())
         );
     }
 

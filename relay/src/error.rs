@@ -24,6 +24,9 @@ pub enum RelayError {
     /// The gRPC server failed.
     #[error("serving observer.Observer: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// A cluster name a node name cannot be prefixed with.
+    #[error("invalid cluster name {0:?}: use letters, digits, '-', '_' and '.' only")]
+    InvalidClusterName(String),
     /// The history directory cannot be used.
     #[error("history: {0}")]
     History(String),
@@ -31,7 +34,7 @@ pub enum RelayError {
 
 use observer_runtime::tls::explain;
 
-use crate::config::PEER_TLS_FLAGS;
+use crate::peer_tls::PEER_TLS_FLAGS;
 
 /// A `GetFlows` request the relay refuses (shared with flow-probe).
 pub use observer_runtime::query::RequestError;

@@ -76,6 +76,7 @@ impl Relay {
     /// Checks `cfg` and starts following every peer; call inside a tokio runtime.
     pub fn start(cfg: &RelayConfig) -> Result<Relay, RelayError> {
         let uris = cfg.peer_uris()?;
+        cfg.check_cluster_name()?;
         let addresses: Vec<String> = cfg
             .peers
             .iter()
@@ -87,11 +88,16 @@ impl Relay {
             .collect();
         let state = Arc::new(RelayState::new(
             FlowStore::new(cfg.ring_capacity),
-            Peers::new(&addresses),
+            Peers::with_naming(&addresses, cfg.naming()),
         ));
         let (stop, stop_rx) = watch::channel(false);
         let (merge_tx, merge_rx) = mpsc::channel(merge::QUEUE);
-        let window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
+        let mut window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
+        // Every peer counts from the start: a flow of the first peer to
+        // connect waits for the others' first flows (or the window).
+        for id in 0..uris.len() {
+            window.connect(id, tokio::time::Instant::now());
+        }
         let mut tasks = vec![tokio::spawn(merge::run(merge_rx, state.clone(), window))];
         for (id, uri) in uris.into_iter().enumerate() {
             let ctx = PeerCtx {

@@ -9,19 +9,27 @@
 //!   counters and notices a silent failure. When a session fails the peer turns
 //!   unavailable and is dialled again with exponential backoff
 //!   ([`observer_runtime::backoff`]); the next session resumes without repeats
-//!   ([`peer::resume`]). State changes are broadcast ([`peer::state`]).
-//! - [`merge`]: every peer's flows through one bounded queue into the
-//!   [`reorder`] window, which holds each flow for a while and releases them
-//!   sorted by flow time (late ones pass at once, counted; memory is bounded).
+//!   ([`peer::resume`]). State changes are broadcast ([`peer::state`]); the
+//!   connected peers are listed for `peer.Peer`, named `CLUSTER/NODE` with
+//!   a cluster name ([`peer::Naming`]).
+//! - [`merge`]: every peer's flows, and when it connects and goes, through
+//!   one bounded queue into the [`reorder`] window, which releases them sorted
+//!   by flow time as soon as every connected node has passed their time
+//!   ([`watermark`]), and holds none longer than the window (late ones pass
+//!   at once, counted; memory is bounded).
 //! - [`store`]: the ring of merged flows and the broadcast to followers; a slow
 //!   follower loses flows (and is told), ingestion never waits.
 //! - [`server`]: the gRPC service, plaintext or (m)TLS (the peers are dialled
 //!   with TLS too when [`config::PeerOptions::tls`] is set; both through
 //!   `observer_runtime::tls`): GetFlows (node-status events first, history,
-//!   follow with in-band node-status changes), ServerStatus, GetNodes,
-//!   GetNamespaces; requests are checked by [`query`].
+//!   follow with in-band node-status changes; a follow without history
+//!   sends nothing older than its request), ServerStatus, GetNodes,
+//!   GetNamespaces; requests are checked by [`query`]. Hubble's `peer.Peer`
+//!   on the same port lists the connected peers, so a stock hubble-relay
+//!   can follow our probes (`--peer-service`).
 //! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds
-//!   the settings; [`error`] the error types; [`time`] flow-time arithmetic.
+//!   the settings ([`peer_tls`]: the TLS flags towards the probes); [`error`]
+//!   the error types; [`time`] flow-time arithmetic.
 //! - [`metrics`]: Prometheus `/metrics` (peers, ingest per node, reorder counts,
 //!   history rows, files and bytes, SQL queries and durations).
 //!
@@ -56,7 +64,8 @@
 //! let cfg = relay::RelayConfig::new(vec!["127.0.0.1:4244".into()]);
 //! let relay = relay::Relay::start(&cfg)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:4245").await.unwrap();
-//! relay::server::run(listener, relay.state(), std::future::pending()).await?;
+//! let server = tonic::transport::Server::builder(); // TLS settings go here
+//! relay::server::run(server, listener, relay.state(), std::future::pending()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -67,10 +76,12 @@ pub mod history;
 pub mod merge;
 pub mod metrics;
 pub mod peer;
+pub mod peer_tls;
 pub mod reorder;
 pub mod server;
 pub mod sql;
 pub mod state;
+pub mod watermark;
 
 pub use config::{PeerOptions, RelayConfig};
 pub use error::RelayError;

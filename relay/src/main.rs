@@ -9,10 +9,10 @@ use anyhow::Context;
 use clap::Parser;
 use observer_runtime::tls::{ClientTls, ClientTlsFlags, ServerTls, TlsError};
 use relay::config::DEFAULT_RING_CAPACITY;
-use relay::config::PEER_TLS_FLAGS;
 use relay::config::{DEFAULT_BUFFER_CAPACITY, DEFAULT_LISTEN};
 use relay::history::compact::CompactionConfig;
 use relay::history::{HistoryConfig, units};
+use relay::peer_tls::PEER_TLS_FLAGS;
 use relay::sql::SqlLimits;
 use relay::{PeerOptions, Relay, RelayConfig};
 
@@ -26,6 +26,10 @@ struct Args {
     /// A flow-probe to follow, HOST:PORT; repeat for every node.
     #[arg(long = "peer", required = true)]
     peers: Vec<String>,
+    /// The cluster of the peers: nodes are named CLUSTER/NODE (GetNodes,
+    /// flows, node status and peer.Peer), unless it is "default".
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
     /// gRPC listen address.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -168,6 +172,7 @@ impl Args {
                 tls: self.peer_tls()?,
                 ..PeerOptions::default()
             },
+            cluster_name: self.cluster_name.clone(),
             ..RelayConfig::new(self.peers.clone())
         })
     }

@@ -1,6 +1,7 @@
-//! The merge task: takes every peer's responses from one bounded queue, passes
-//! them through the [`ReorderWindow`], and pushes what it releases into the
-//! relay's [`FlowStore`](observer_runtime::store::FlowStore) in time order.
+//! The merge task: takes every peer's responses, and when each peer connects
+//! and goes ([`MergeInput`]), from one bounded queue, passes them through the
+//! [`ReorderWindow`], and pushes what it releases into the relay's
+//! [`FlowStore`](observer_runtime::store::FlowStore) in time order.
 //!
 //! The queue is bounded, so a stuck merge would slow the peers' streams, never
 //! grow memory; clients never slow it down (the store's broadcast drops for a
@@ -14,6 +15,7 @@ use observer_proto::observer::GetFlowsResponse;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::peer::PeerId;
 use crate::reorder::ReorderWindow;
 use crate::state::RelayState;
 use observer_proto::time::{event_time, now_nanos};
@@ -21,9 +23,24 @@ use observer_proto::time::{event_time, now_nanos};
 /// Capacity of the queue from the peer tasks to the merge.
 pub const QUEUE: usize = 1024;
 
+/// What a peer task tells the merge, in the order it happens.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the queue carries responses by value, as before; a box would cost an allocation per flow"
+)]
+pub enum MergeInput {
+    /// The peer's flow stream began: flows wait for it to pass their time.
+    Connected(PeerId),
+    /// One response of the peer's stream.
+    Response(PeerId, GetFlowsResponse),
+    /// The peer's session ended: nothing waits for it any more.
+    Gone(PeerId),
+}
+
 /// Runs until every sender is gone, then flushes the window into the store.
 pub(crate) async fn run(
-    mut rx: mpsc::Receiver<GetFlowsResponse>,
+    mut rx: mpsc::Receiver<MergeInput>,
     state: Arc<RelayState>,
     mut window: ReorderWindow<GetFlowsResponse>,
 ) {
@@ -36,10 +53,12 @@ pub(crate) async fn run(
             .map(Instant::from_std);
         tokio::select! {
             received = rx.recv() => match received {
-                Some(response) => {
+                Some(MergeInput::Response(peer, response)) => {
                     let time = event_time(&response).unwrap_or_else(now_nanos);
-                    window.push(time, response, Instant::now(), &mut out);
+                    window.push(peer, time, response, Instant::now(), &mut out);
                 }
+                Some(MergeInput::Connected(peer)) => window.connect(peer, Instant::now()),
+                Some(MergeInput::Gone(peer)) => window.disconnect(peer, Instant::now(), &mut out),
                 None => {
                     window.flush(&mut out);
                     publish(&state, &window, &mut out);
@@ -106,34 +125,68 @@ mod tests {
         }
     }
 
+    const WALL0: i128 = 1_800_000_000_000_000_000;
+    const MS: i128 = 1_000_000;
+
     #[tokio::test(start_paused = true)]
-    async fn two_nodes_interleave_by_time_after_the_window() {
+    async fn two_nodes_in_order_come_out_in_time_order_long_before_the_window() {
         let state = Arc::new(RelayState::new(
             FlowStore::new(100),
-            Peers::new(&["a:1".into()]),
+            Peers::new(&["a:1".into(), "b:1".into()]),
         ));
         let (tx, rx) = mpsc::channel(QUEUE);
-        let window = ReorderWindow::new(Duration::from_millis(500), 100);
+        let start = Instant::now();
+        // The relay's clock reads WALL0 now (tokio's clock is paused: it
+        // moves only when every task waits).
+        let window = ReorderWindow::with_clock(Duration::from_millis(500), 100, (start, WALL0));
         let merge = tokio::spawn(run(rx, state.clone(), window));
         let (_, mut follow) = state.store().snapshot_and_follow();
-        for (node, t) in [("n1", 10), ("n1", 30), ("n2", 20), ("n2", 40)] {
-            tx.send(flow(node, t)).await.unwrap();
+        tx.send(MergeInput::Connected(0)).await.unwrap();
+        tx.send(MergeInput::Connected(1)).await.unwrap();
+        for (peer, node, t) in [(0, "n1", 1), (1, "n2", 2), (0, "n1", 3), (1, "n2", 4)] {
+            tokio::time::sleep_until(start + Duration::from_millis(t)).await;
+            tx.send(MergeInput::Response(
+                peer,
+                flow(node, WALL0 + t as i128 * MS),
+            ))
+            .await
+            .unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(499)).await;
-        assert!(state.store().is_empty(), "still held");
-        tokio::time::sleep(Duration::from_millis(2)).await;
         let mut got = Vec::new();
         for _ in 0..4 {
             let e = follow.recv().await.unwrap();
             got.push((e.response.node_name.clone(), event_time(&e.response)));
         }
-        let want: Vec<(String, Option<i128>)> = [("n1", 10), ("n2", 20), ("n1", 30), ("n2", 40)]
+        let want: Vec<(String, Option<i128>)> = [("n1", 1), ("n2", 2), ("n1", 3), ("n2", 4)]
             .iter()
-            .map(|(n, t)| (n.to_string(), Some(*t)))
+            .map(|(n, t)| (n.to_string(), Some(WALL0 + t * MS)))
             .collect();
         assert_eq!(got, want);
+        // The last one went once the clock passed it by the idle margin,
+        // on the paused clock: nothing waited for the 500 ms window.
+        assert_eq!(
+            Instant::now(),
+            start + Duration::from_millis(4) + crate::watermark::IDLE_MARGIN
+        );
+        // A node going away releases what waited for it, at once.
+        for t in [30, 35] {
+            tx.send(MergeInput::Response(0, flow("n1", WALL0 + t * MS)))
+                .await
+                .unwrap();
+        }
+        tx.send(MergeInput::Gone(1)).await.unwrap();
+        let e = follow.recv().await.unwrap();
+        assert_eq!(event_time(&e.response), Some(WALL0 + 30 * MS));
+        assert_eq!(
+            Instant::now(),
+            start + Duration::from_millis(4) + crate::watermark::IDLE_MARGIN,
+            "no clock needed"
+        );
+        // The last one is flushed when the merge ends.
         drop(tx);
         merge.await.unwrap();
-        assert_eq!(state.reorder_stats().released, 4);
+        let e = follow.recv().await.unwrap();
+        assert_eq!(event_time(&e.response), Some(WALL0 + 35 * MS));
+        assert_eq!(state.reorder_stats().released, 6);
     }
 }

@@ -255,6 +255,13 @@ impl RelayMetrics {
             }
         }
         self.history_metrics();
+        if self.state.sql().history().is_some() {
+            // Every connected node has its series of lost flows from the
+            // start, 0 until it loses one, so a rate over it has data.
+            for v in views.iter().filter(|v| v.is_connected()) {
+                self.history_lost.with_label_values(&[v.name.as_str()]);
+            }
+        }
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::warn!("encoding metrics: {e}");
@@ -372,7 +379,30 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("observe_relay_reorder_released_total 5"));
-        assert_eq!(metric_names().len(), 14);
+        let mut names = metric_names();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "observe_relay_flows_ingested_total",
+                "observe_relay_history_bytes",
+                "observe_relay_history_compactions_total",
+                "observe_relay_history_files",
+                "observe_relay_history_flows_lost_total",
+                "observe_relay_history_queue_flows",
+                "observe_relay_history_rows_written_total",
+                "observe_relay_peers",
+                "observe_relay_reorder_forced_total",
+                "observe_relay_reorder_late_total",
+                "observe_relay_reorder_released_total",
+                "observe_relay_sql_memory_reserved_bytes",
+                "observe_relay_sql_queries_busy_total",
+                "observe_relay_sql_queries_refused_total",
+                "observe_relay_sql_queries_running",
+                "observe_relay_sql_queries_total",
+                "observe_relay_sql_query_duration_seconds",
+            ]
+        );
     }
 
     #[tokio::test]

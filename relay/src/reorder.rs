@@ -1,9 +1,15 @@
 //! The bounded reorder window that merges the nodes' streams by time.
 //!
-//! Every item is held for `window` after it arrives. When an item's hold is
-//! over, it goes out together with every held item of an earlier or equal time,
-//! smallest time first; so items from all nodes leave in time order as long as
-//! each arrives within `window` of the ones it must precede.
+//! A flow leaves as soon as every connected node has passed its time (the
+//! [`Watermarks`]: by a later flow of its own, or, for a node that sends
+//! nothing, once the clock says it would have), together with every held
+//! flow of an earlier or equal time, smallest time first. With the nodes'
+//! flows arriving in order that is a few milliseconds after they happen. No
+//! flow is held longer than `window` after it arrived: when its hold is over
+//! it leaves with everything earlier, whatever the watermark says.
+//!
+//! A node that just connected sends the flows it had first; until it sends a
+//! recent one only the holds release, as they always did.
 //!
 //! Nothing waits for a straggler: an item older than what already went out is
 //! *late* and leaves at once (counted). Memory is bounded: at most `capacity`
@@ -19,6 +25,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::watermark::{Source, Watermarks};
 
 /// What the window has done so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -85,11 +93,20 @@ pub struct ReorderWindow<T> {
     released_up_to: Option<(i128, u64)>,
     next_seq: u64,
     stats: ReorderStats,
+    watermarks: Watermarks,
 }
 
 impl<T> ReorderWindow<T> {
-    /// A window holding items for `window`, at most `capacity` (at least 1) at once.
+    /// A window holding items for at most `window`, at most `capacity` (at
+    /// least 1) at once, on the relay's clock.
     pub fn new(window: Duration, capacity: usize) -> Self {
+        let anchor = (Instant::now(), observer_proto::time::now_nanos());
+        Self::with_clock(window, capacity, anchor)
+    }
+
+    /// [`Self::new`] with the clock's `anchor`: an `Instant` and the flow
+    /// time (ns since the epoch) it stands for.
+    pub fn with_clock(window: Duration, capacity: usize, anchor: (Instant, i128)) -> Self {
         let capacity = capacity.max(1);
         ReorderWindow {
             window,
@@ -99,6 +116,7 @@ impl<T> ReorderWindow<T> {
             released_up_to: None,
             next_seq: 0,
             stats: ReorderStats::default(),
+            watermarks: Watermarks::new(window, anchor),
         }
     }
 
@@ -115,16 +133,38 @@ impl<T> ReorderWindow<T> {
         self.held.is_empty()
     }
 
-    /// When the next hold ends, if anything is held.
+    /// When something held is due next (a hold ends, or the clock takes
+    /// every node past the earliest held time), if anything is held.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.arrivals.front().map(|a| a.deadline)
+        let hold = self.arrivals.front().map(|a| a.deadline);
+        let passed = self
+            .held
+            .peek()
+            .and_then(|h| self.watermarks.when_passed(h.time));
+        match (hold, passed) {
+            (Some(h), Some(p)) => Some(h.min(p)),
+            (h, p) => h.or(p),
+        }
     }
 
-    /// Takes `item` of `time` (ns since the epoch) that arrived at `now`; appends
-    /// to `out` whatever must leave right away (a late item, or what a full
-    /// window pushes out). Never waits.
-    pub fn push(&mut self, time: i128, item: T, now: Instant, out: &mut Vec<T>) {
+    /// `source` is connected at `now`: flows wait for it to pass their time.
+    pub fn connect(&mut self, source: Source, now: Instant) {
+        self.watermarks.connect(source, now);
+    }
+
+    /// `source` went away: appends to `out` what only waited for it.
+    pub fn disconnect(&mut self, source: Source, now: Instant, out: &mut Vec<T>) {
+        self.watermarks.disconnect(source);
+        self.release_passed(now, out);
+    }
+
+    /// Takes `item` of `time` (ns since the epoch) from `source` that arrived
+    /// at `now`; appends to `out` whatever may leave now (this item and
+    /// others every node has passed, a late item, or what a full window
+    /// pushes out). Never waits.
+    pub fn push(&mut self, source: Source, time: i128, item: T, now: Instant, out: &mut Vec<T>) {
         self.make_room(out);
+        self.watermarks.observe(source, time, now);
         if self.released_up_to.is_some_and(|(t, _)| time < t) {
             self.stats.late += 1;
             self.stats.released += 1;
@@ -139,10 +179,12 @@ impl<T> ReorderWindow<T> {
             time,
             seq,
         });
+        self.release_passed(now, out);
     }
 
-    /// Appends to `out`, in time order, everything whose hold is over at `now`
-    /// and everything of an earlier or equal time.
+    /// Appends to `out`, in time order, everything every node has passed at
+    /// `now`, everything whose hold is over, and everything of an earlier or
+    /// equal time.
     pub fn release_due(&mut self, now: Instant, out: &mut Vec<T>) {
         while let Some(front) = self.arrivals.front() {
             if front.deadline > now {
@@ -153,6 +195,17 @@ impl<T> ReorderWindow<T> {
             self.release_through(time, out, false);
             self.drop_stale_arrivals();
         }
+        self.release_passed(now, out);
+    }
+
+    /// Releases what every connected node has passed at `now`.
+    fn release_passed(&mut self, now: Instant, out: &mut Vec<T>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let passed = self.watermarks.passed(now);
+        self.release_through(passed, out, false);
+        self.drop_stale_arrivals();
     }
 
     /// Appends everything held to `out`, in time order (at shutdown).
@@ -219,14 +272,99 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A window whose clock is 10 s behind the flow times of the hold tests
+    /// (a few ns after the epoch), and whose one node's flows are closer
+    /// together than [`crate::watermark::ORDER_SLACK`]: no watermark passes
+    /// them, only holds end.
+    fn held_only<T>(t0: Instant, capacity: usize) -> ReorderWindow<T> {
+        ReorderWindow::with_clock(WINDOW, capacity, (t0, -10_000_000_000))
+    }
+
+    /// Flow time `n` ms after the relay's clock at `t0` in the watermark tests.
+    fn at_ms(n: i128) -> i128 {
+        WALL0 + n * 1_000_000
+    }
+
+    const WALL0: i128 = 1_800_000_000_000_000_000;
+
+    #[test]
+    fn two_nodes_in_order_leave_in_time_order_as_soon_as_both_passed() {
+        let t0 = Instant::now();
+        let mut w = ReorderWindow::with_clock(WINDOW, 100, (t0, WALL0));
+        let mut out = Vec::new();
+        w.connect(1, t0);
+        w.connect(2, t0);
+        // Each node's flows arrive in order, as they happen (node 2's of
+        // 8 ms 2 ms later, after node 1's of 9 ms): (node, time, arrival, name).
+        let flows = [
+            (1, 1, 1, "a1"),
+            (2, 2, 2, "b2"),
+            (1, 3, 3, "a3"),
+            (2, 6, 6, "b6"),
+            (1, 9, 9, "a9"),
+            (2, 8, 10, "b8"),
+        ];
+        let mut released = Vec::new();
+        for (node, time, arrived, name) in flows {
+            w.push(node, at_ms(time), name, t0 + ms(arrived), &mut out);
+            released.push(out.clone());
+        }
+        // A flow leaves once the other node has sent a later one (by more
+        // than the slack of its own order), long before any hold ends.
+        assert_eq!(
+            released,
+            [
+                vec![],
+                vec![],
+                vec!["a1"],
+                vec!["a1", "b2"],
+                vec!["a1", "b2", "a3"],
+                vec!["a1", "b2", "a3", "b6"],
+            ]
+        );
+        // Node 2 says nothing more: 8 ms leaves once the clock has passed it
+        // by node 2's delay (2 ms) and the idle margin, not when its hold ends.
+        assert_eq!(w.next_deadline(), Some(t0 + ms(30)));
+        w.release_due(t0 + ms(29), &mut out);
+        assert_eq!(out.len(), 4);
+        w.release_due(t0 + ms(30), &mut out);
+        assert_eq!(out, ["a1", "b2", "a3", "b6", "b8"]);
+        assert_eq!(w.next_deadline(), Some(t0 + ms(31)));
+        w.release_due(t0 + ms(31), &mut out);
+        assert_eq!(out, ["a1", "b2", "a3", "b6", "b8", "a9"]);
+        assert_eq!(w.next_deadline(), None);
+        assert_eq!(
+            w.stats(),
+            ReorderStats {
+                released: 6,
+                late: 0,
+                forced: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_node_going_away_releases_what_waited_for_it() {
+        let t0 = Instant::now();
+        let mut w = ReorderWindow::with_clock(WINDOW, 100, (t0, WALL0));
+        let mut out = Vec::new();
+        w.connect(1, t0);
+        w.connect(2, t0);
+        w.push(1, at_ms(0), "a0", t0, &mut out);
+        w.push(1, at_ms(5), "a5", t0 + ms(5), &mut out);
+        assert!(out.is_empty(), "node 2 may still be sending older flows");
+        w.disconnect(2, t0 + ms(5), &mut out);
+        assert_eq!(out, ["a0"]);
+    }
+
     #[test]
     fn out_of_order_input_within_the_window_comes_out_sorted() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 100);
+        let mut w = held_only(t0, 100);
         let mut out = Vec::new();
         // Three nodes' flows, arriving out of time order within 200 ms.
         for (i, time) in [30, 10, 25, 20, 15].into_iter().enumerate() {
-            w.push(time, time, t0 + ms(50 * i as u64), &mut out);
+            w.push(0, time, time, t0 + ms(50 * i as u64), &mut out);
         }
         assert!(out.is_empty(), "nothing leaves before its hold is over");
         w.release_due(t0 + ms(499), &mut out);
@@ -250,11 +388,11 @@ mod tests {
     #[test]
     fn holds_end_one_by_one_and_later_times_wait_for_their_own() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 100);
+        let mut w = held_only(t0, 100);
         let mut out = Vec::new();
-        w.push(100, "a100", t0, &mut out);
-        w.push(300, "b300", t0 + ms(100), &mut out);
-        w.push(200, "c200", t0 + ms(200), &mut out);
+        w.push(0, 100, "a100", t0, &mut out);
+        w.push(0, 300, "b300", t0 + ms(100), &mut out);
+        w.push(0, 200, "c200", t0 + ms(200), &mut out);
         w.release_due(t0 + ms(500), &mut out);
         assert_eq!(out, ["a100"]);
         assert_eq!(w.next_deadline(), Some(t0 + ms(600)));
@@ -266,14 +404,14 @@ mod tests {
     #[test]
     fn a_flow_later_than_the_window_passes_at_once_and_is_counted() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 100);
+        let mut w = held_only(t0, 100);
         let mut out = Vec::new();
-        w.push(1_000, 1_000, t0, &mut out);
-        w.push(2_000, 2_000, t0 + ms(10), &mut out);
+        w.push(0, 1_000, 1_000, t0, &mut out);
+        w.push(0, 2_000, 2_000, t0 + ms(10), &mut out);
         w.release_due(t0 + WINDOW, &mut out);
         assert_eq!(out, [1_000]);
         // Older than what already left: released right away, not held.
-        w.push(900, 900, t0 + ms(600), &mut out);
+        w.push(0, 900, 900, t0 + ms(600), &mut out);
         assert_eq!(out, [1_000, 900]);
         assert_eq!(w.len(), 1, "2000 is still held");
         assert_eq!(
@@ -291,11 +429,11 @@ mod tests {
     #[test]
     fn an_equal_time_after_a_release_is_held_not_late() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 100);
+        let mut w = held_only(t0, 100);
         let mut out = Vec::new();
-        w.push(7, "first", t0, &mut out);
+        w.push(0, 7, "first", t0, &mut out);
         w.release_due(t0 + WINDOW, &mut out);
-        w.push(7, "second", t0 + ms(600), &mut out);
+        w.push(0, 7, "second", t0 + ms(600), &mut out);
         assert_eq!(out, ["first"]);
         assert_eq!(w.next_deadline(), Some(t0 + ms(1_100)));
         w.release_due(t0 + ms(1_100), &mut out);
@@ -306,10 +444,10 @@ mod tests {
     #[test]
     fn a_full_window_releases_the_earliest_early_and_stays_bounded() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 3);
+        let mut w = held_only(t0, 3);
         let mut out = Vec::new();
         for time in [50, 40, 30, 20, 60] {
-            w.push(time, time, t0, &mut out);
+            w.push(0, time, time, t0, &mut out);
             assert!(w.len() <= 3);
         }
         // 20 found the window full: 30 (the earliest) left early, which made 20
@@ -323,13 +461,13 @@ mod tests {
     #[test]
     fn stale_holds_do_not_grow_past_capacity() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 4);
+        let mut w = held_only(t0, 4);
         let mut out = Vec::new();
         // A high time first, then many lower ones that a full heap pushes out:
         // their arrival entries go stale behind the live front.
-        w.push(1_000, 1_000, t0, &mut out);
+        w.push(0, 1_000, 1_000, t0, &mut out);
         for time in 1..=20 {
-            w.push(time, time, t0 + ms(time as u64), &mut out);
+            w.push(0, time, time, t0 + ms(time as u64), &mut out);
             assert!(w.len() <= 4 && w.arrivals.len() <= 8);
         }
         // From the fifth push on, each one forced the earliest out.
@@ -345,10 +483,10 @@ mod tests {
     #[test]
     fn flush_hands_out_everything_in_time_order() {
         let t0 = Instant::now();
-        let mut w = ReorderWindow::new(WINDOW, 10);
+        let mut w = held_only(t0, 10);
         let mut out = Vec::new();
         for time in [3, 1, 2] {
-            w.push(time, time, t0, &mut out);
+            w.push(0, time, time, t0, &mut out);
         }
         w.flush(&mut out);
         assert_eq!(out, [1, 2, 3]);

@@ -155,6 +155,12 @@ impl GraphBuilder {
         if flow.tcp_lifecycle.is_some() {
             return;
         }
+        // One packet, one count: a socket translation's pre-translation flow
+        // (to the VIP) has its post-translation twin (to the backend), and a
+        // policy denial's verdict its Drop, which carries the reason.
+        if is_pre_translation(flow) || is_denial_verdict(flow) {
+            return;
+        }
         let reply = flow.is_reply == Some(true);
         let edge = (!reply).then(|| self.count_request(flow, t));
         // A socket translation names the service port, not the connection's
@@ -289,6 +295,26 @@ fn count_flow(w: &mut Edge, flow: &Flow, t: i128) {
     if let Some(k) = HopKey::of(flow) {
         w.hops.record(k, t);
     }
+}
+
+/// A SOCK flow before the translation that was translated (a service
+/// without backends is only a pre-translation flow, and counts).
+fn is_pre_translation(flow: &Flow) -> bool {
+    use observer_proto::flow::SocketTranslationPoint as P;
+    flow.event_type
+        .as_ref()
+        .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
+        && matches!(
+            P::try_from(flow.sock_xlate_point),
+            Ok(P::SockXlatePointPreDirectionFwd | P::SockXlatePointPreDirectionRev)
+        )
+        && flow.verdict != observer_proto::flow::Verdict::Dropped as i32
+}
+
+/// The PolicyVerdict flow of a policy denial (its Drop flow follows).
+fn is_denial_verdict(flow: &Flow) -> bool {
+    flow.event_type.as_ref().is_some_and(|e| e.r#type == 5)
+        && flow.verdict == observer_proto::flow::Verdict::Dropped as i32
 }
 
 #[cfg(test)]
@@ -483,16 +509,28 @@ mod tests {
         if let Some(Protocol::Tcp(t)) = sock.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
             t.destination_port = 80;
         }
+        // Its pre-translation twin (the same connect, to the VIP) and a
+        // denial's PolicyVerdict (its Drop is the same packet) count nothing.
+        let pre = Flow {
+            sock_xlate_point:
+                observer_proto::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32,
+            verdict: observer_proto::flow::Verdict::Traced as i32,
+            ..sock.clone()
+        };
         more.push(sock);
+        more.push(pre);
+        let mut denial = flows[0].clone();
+        denial.verdict = observer_proto::flow::Verdict::Dropped as i32;
+        denial.event_type = Some(observer_proto::flow::CiliumEventType {
+            r#type: 5,
+            sub_type: 0,
+        });
+        more.push(denial);
         let g = GraphBuilder::build(&more);
         assert!(g.find("default/api", "default/frontend").is_none());
         let e = g.find("default/frontend", "default/api").unwrap();
         assert_eq!((e.connections, e.flows), (conns, nflows + 1));
         assert!(e.ports.contains("TCP/80"));
-        assert!(
-            e.hops
-                .path()
-                .starts_with("trace-sock:2 (1) -> from-endpoint")
-        );
+        assert!(e.hops.path().starts_with("trace-sock (1) -> from-endpoint"));
     }
 }

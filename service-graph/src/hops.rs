@@ -42,8 +42,13 @@ impl HopKey {
             Ok(p) => return Some(HopKey::Point(p)),
         }
         let t = flow.event_type.as_ref()?;
-        // A drop's sub-type is its reason, which the edge counts separately.
-        let sub_type = if t.r#type == TYPE_DROP { 0 } else { t.sub_type };
+        // A drop's sub-type is its reason, which the edge counts separately;
+        // a socket translation's is its point, one hop all the same.
+        let sub_type = if matches!(t.r#type, TYPE_DROP | TYPE_TRACE_SOCK) {
+            0
+        } else {
+            t.sub_type
+        };
         Some(HopKey::Event {
             r#type: t.r#type,
             sub_type,

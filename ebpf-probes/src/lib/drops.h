@@ -33,11 +33,13 @@ typedef struct {
 
 struct net_device {
 	int ifindex;
+	unsigned short type;
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
 struct sk_buff {
 	unsigned char *head;
+	__u16 mac_header;
 	__u16 network_header;
 	__u16 transport_header;
 	__u16 protocol;
@@ -125,6 +127,23 @@ struct drop_info {
 };
 
 /* Reads addresses and ports of the dropped packet; 0 on success. */
+/* ARPHRD_ETHER: the device has Ethernet headers. */
+#define DEV_TYPE_ETHER 1
+
+/* The dropped packet's Ethernet header (destination, then source MAC) into
+ * `macs` (12 bytes, zeroed by the caller), when it has one. */
+static __always_inline void skb_ethernet(struct sk_buff *skb, __u8 *macs)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 mac = BPF_CORE_READ(skb, mac_header);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+
+	if (mac == (__u16)~0U || nh == (__u16)~0U || nh - mac != ETH_HLEN ||
+	    BPF_CORE_READ(skb, dev, type) != DEV_TYPE_ETHER)
+		return;
+	bpf_probe_read_kernel(macs, 2 * ETH_ALEN, head + mac);
+}
+
 static __always_inline int skb_flow_key(struct sk_buff *skb, struct drop_info *info)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);

@@ -48,6 +48,7 @@ const volatile __u64 wakeup_bytes = 32768;
 struct sighting {
 	const void *key;        /* struct flow4_key or flow6_key */
 	const struct pkt *p;
+	struct __sk_buff *skb;  /* read only when an event is emitted */
 	__u32 ifindex;
 	__u8 side;              /* the side of the key that sent the packet */
 	__u8 hook;
@@ -126,6 +127,12 @@ static __always_inline void emit(const struct sighting *s, __u8 family, const st
 	ev->_pad0 = 0;
 	ev->policy_id = d->policy_id;
 	ev->remote_identity = d->remote_identity;
+	/* The Ethernet addresses, only here: the common packet never reads them. */
+	if (bpf_skb_load_bytes(s->skb, 0, ev->dmac, sizeof(ev->dmac) + sizeof(ev->smac)) < 0) {
+		__builtin_memset(ev->dmac, 0, sizeof(ev->dmac));
+		__builtin_memset(ev->smac, 0, sizeof(ev->smac));
+	}
+	__builtin_memset(ev->_pad1, 0, sizeof(ev->_pad1));
 	bpf_ringbuf_submit(ev, wakeup_flag(sizeof(*ev)));
 }
 

@@ -1,10 +1,12 @@
 //! A tc flow's layer 4 (TCP with its flags, UDP, ICMPv4, ICMPv6) and the
-//! summary Hubble prints for it ("TCP Flags: SYN, ACK", "ICMPv6 EchoReply"),
-//! written into the flow's own string.
+//! summary Hubble prints for it ("TCP Flags: SYN, ACK", "ICMPv6 EchoReply",
+//! ICMP names from `observer_proto::hubble_text`), written into the flow's own
+//! string.
 
 use std::fmt::Write as _;
 
 use observer_proto::flow::{IcmPv4, IcmPv6, Layer4, TcpFlags, layer4};
+use observer_proto::hubble_text::{icmp4_type_code, icmp6_type_code};
 
 use crate::flow_builder::{ipproto, ports};
 use crate::kernel::events::FlowEvent;
@@ -36,9 +38,9 @@ fn write_tcp_flag_names(bits: u8, out: &mut String) {
     const NAMES: [(u8, &str); 8] = [
         (0x02, "SYN"),
         (0x10, "ACK"),
-        (0x08, "PSH"),
-        (0x01, "FIN"),
         (0x04, "RST"),
+        (0x01, "FIN"),
+        (0x08, "PSH"),
         (0x20, "URG"),
         (0x40, "ECE"),
         (0x80, "CWR"),
@@ -69,7 +71,7 @@ pub(super) fn layer4(ev: &FlowEvent, summary: &mut String) -> Option<Layer4> {
         }
         ipproto::ICMP => {
             summary.push_str("ICMPv4 ");
-            write_icmp_name(icmp4_name(ev.icmp_type), ev.icmp_type, summary);
+            summary.push_str(&icmp4_type_code(ev.icmp_type.into(), ev.icmp_code.into()));
             icmp(layer4::Protocol::IcmPv4(IcmPv4 {
                 r#type: ev.icmp_type.into(),
                 code: ev.icmp_code.into(),
@@ -77,7 +79,7 @@ pub(super) fn layer4(ev: &FlowEvent, summary: &mut String) -> Option<Layer4> {
         }
         ipproto::ICMPV6 => {
             summary.push_str("ICMPv6 ");
-            write_icmp_name(icmp6_name(ev.icmp_type), ev.icmp_type, summary);
+            summary.push_str(&icmp6_type_code(ev.icmp_type.into(), ev.icmp_code.into()));
             icmp(layer4::Protocol::IcmPv6(IcmPv6 {
                 r#type: ev.icmp_type.into(),
                 code: ev.icmp_code.into(),
@@ -88,36 +90,4 @@ pub(super) fn layer4(ev: &FlowEvent, summary: &mut String) -> Option<Layer4> {
             None
         }
     }
-}
-
-/// An ICMP type's name, or "type N" for one without a name.
-fn write_icmp_name(name: Option<&str>, t: u8, out: &mut String) {
-    match name {
-        Some(n) => out.push_str(n),
-        None => {
-            let _ = write!(out, "type {t}");
-        }
-    }
-}
-
-fn icmp4_name(t: u8) -> Option<&'static str> {
-    Some(match t {
-        0 => "EchoReply",
-        3 => "DestinationUnreachable",
-        8 => "EchoRequest",
-        11 => "TimeExceeded",
-        _ => return None,
-    })
-}
-
-fn icmp6_name(t: u8) -> Option<&'static str> {
-    Some(match t {
-        1 => "DestinationUnreachable",
-        128 => "EchoRequest",
-        129 => "EchoReply",
-        133 => "RouterSolicitation",
-        135 => "NeighborSolicitation",
-        136 => "NeighborAdvertisement",
-        _ => return None,
-    })
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use cluster_spec::endpoints::EndpointsFile;
 use cluster_spec::policy::PolicyRef;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion,
-    NetworkInterface, Policy, Service, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict,
-    Workload, layer4,
+    CiliumEventType, DropReason, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion,
+    NetworkInterface, Policy, Service, TcpFlags, TraceObservationPoint, TraceReason,
+    TrafficDirection, Verdict, Workload, layer4,
 };
 use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
 
@@ -70,7 +70,10 @@ fn enricher() -> Enricher {
     e.add_interface(CLIENT_VETH, "lxc-client", Some([198, 18, 1, 10].into()));
     e.add_interface(SERVER_VETH, "lxc-server", Some([198, 18, 1, 11].into()));
     e.add_interface(ETH0, "eth0", None);
-    e.set_kernel_drop_reasons(BTreeMap::from([(3, "NO_SOCKET".to_string())]));
+    e.set_kernel_drop_reasons(BTreeMap::from([
+        (3, "NO_SOCKET".to_string()),
+        (12, "NETFILTER_DROP".to_string()),
+    ]));
     e
 }
 
@@ -265,6 +268,7 @@ fn syn_ack_flow() -> Flow {
         source: Some(server()),
         destination: Some(client()),
         is_reply: Some(true),
+        reply: true,
         summary: "TCP Flags: SYN, ACK".into(),
         ..common()
     }
@@ -280,10 +284,16 @@ fn seen(
     direction: TrafficDirection,
     iface: Option<(u32, &str)>,
 ) -> Flow {
+    let reason = if flow.reply {
+        TraceReason::Reply
+    } else {
+        TraceReason::New
+    };
     Flow {
         event_type: event_type(4, sub_type),
         trace_observation_point: point as i32,
         traffic_direction: direction as i32,
+        trace_reason: reason as i32,
         interface: iface.and_then(|(index, name)| interface(index, name)),
         ..flow
     }
@@ -447,64 +457,73 @@ fn a_verdict_of_a_policy_not_yet_named_has_no_policy() {
     );
 }
 
+/// `flow` as Cilium's drop of it: no observation point, reply bit or policy.
+fn dropped(flow: Flow, reason: i32) -> Flow {
+    Flow {
+        verdict: Verdict::Dropped as i32,
+        event_type: event_type(1, reason),
+        drop_reason: reason as u32,
+        drop_reason_desc: reason,
+        trace_observation_point: TraceObservationPoint::UnknownPoint as i32,
+        is_reply: None,
+        ..flow
+    }
+}
+
+/// The flows of a denial: the PolicyVerdict naming the policy (no volume,
+/// its own UUID), then the Drop.
+fn denial(drop: Flow, names: impl FnOnce(&mut Flow)) -> Vec<Flow> {
+    let mut verdict = Flow {
+        uuid: "00000000-0000-8000-8000-000000000002".into(),
+        event_type: event_type(5, 0),
+        volume: None,
+        ..drop.clone()
+    };
+    names(&mut verdict);
+    vec![verdict, drop]
+}
+
+fn enrich_all(ev: FlowEvent) -> Vec<Flow> {
+    enricher().flows(&ev, UNIX_OFFSET)
+}
+
 #[test]
-fn a_default_deny_is_a_drop_with_policy_denied_and_no_policy() {
+fn a_default_deny_is_a_verdict_and_a_drop_with_policy_denied_and_no_policy() {
     let ev = FlowEvent {
         policy_match: 0,
         ..judged(kind::DROP, verdict::DROPPED, 133, None)
     };
+    assert_eq!(enrich_all(ev), denial(dropped(at_server(), 133), |_| ()));
+}
+
+#[test]
+fn an_explicit_ingress_deny_is_policy_deny_in_the_verdicts_ingress_denied_by() {
+    let drop = Flow {
+        policy_match_type: 2,
+        ..dropped(at_server(), 181)
+    };
     assert_eq!(
-        enrich(ev),
-        Flow {
-            verdict: Verdict::Dropped as i32,
-            event_type: event_type(1, 133),
-            drop_reason: 133,
-            drop_reason_desc: 133,
-            summary: "TCP Flags: SYN (POLICY_DENIED)".into(),
-            ..at_server()
-        }
+        enrich_all(judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))),
+        denial(drop, |v| v.ingress_denied_by = policy(DENY))
     );
 }
 
 #[test]
-fn an_explicit_ingress_deny_is_policy_deny_in_ingress_denied_by() {
-    assert_eq!(
-        enrich(judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))),
-        Flow {
-            verdict: Verdict::Dropped as i32,
-            event_type: event_type(1, 181),
-            drop_reason: 181,
-            drop_reason_desc: 181,
-            policy_match_type: 2,
-            summary: "TCP Flags: SYN (POLICY_DENY)".into(),
-            ingress_denied_by: policy(DENY),
-            ..at_server()
-        }
-    );
-}
-
-#[test]
-fn an_explicit_egress_deny_is_policy_deny_in_egress_denied_by() {
+fn an_explicit_egress_deny_is_policy_deny_in_the_verdicts_egress_denied_by() {
     let ev = FlowEvent {
         key: syn(hook::TC_INGRESS, CLIENT_VETH).key,
         policy_dir: 1,
         ..judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))
     };
+    let drop = Flow {
+        policy_match_type: 2,
+        traffic_direction: TrafficDirection::Egress as i32,
+        interface: interface(CLIENT_VETH, "lxc-client"),
+        ..dropped(syn_flow(), 181)
+    };
     assert_eq!(
-        enrich(ev),
-        Flow {
-            verdict: Verdict::Dropped as i32,
-            event_type: event_type(1, 181),
-            drop_reason: 181,
-            drop_reason_desc: 181,
-            policy_match_type: 2,
-            summary: "TCP Flags: SYN (POLICY_DENY)".into(),
-            egress_denied_by: policy(DENY),
-            trace_observation_point: TraceObservationPoint::FromEndpoint as i32,
-            traffic_direction: TrafficDirection::Egress as i32,
-            interface: interface(CLIENT_VETH, "lxc-client"),
-            ..syn_flow()
-        }
+        enrich_all(ev),
+        denial(drop, |v| v.egress_denied_by = policy(DENY))
     );
 }
 
@@ -529,14 +548,16 @@ fn kernel_drop(drop_reason: u16) -> FlowEvent {
 
 /// [`kernel_drop`]'s flow: no hook of ours saw it, so no point, direction,
 /// reply bit, interface or volume.
-fn kernel_drop_flow(reason: u32, name: &str) -> Flow {
+fn kernel_drop_flow(reason: u32, name: &str, cilium: DropReason) -> Flow {
     Flow {
         verdict: Verdict::Dropped as i32,
+        drop_reason: cilium as u32,
+        drop_reason_desc: cilium as i32,
         ip: ip("198.18.1.10", "198.18.1.11"),
         l4: udp(40000, 9999),
         source: Some(client()),
         destination: Some(server()),
-        event_type: event_type(1, 0),
+        event_type: event_type(1, cilium as i32),
         summary: format!("UDP (kernel drop: {name})"),
         kernel_drop: Some(KernelDrop {
             reason,
@@ -549,12 +570,27 @@ fn kernel_drop_flow(reason: u32, name: &str) -> Flow {
 
 #[test]
 fn a_kernel_drop_carries_the_kernels_reason_and_no_hook_facts() {
-    assert_eq!(enrich(kernel_drop(3)), kernel_drop_flow(3, "NO_SOCKET"));
+    assert_eq!(
+        enrich(kernel_drop(3)),
+        kernel_drop_flow(3, "NO_SOCKET", DropReason::SocketLookupFailed)
+    );
+    assert_eq!(
+        enrich_all(kernel_drop(12)),
+        [kernel_drop_flow(
+            12,
+            "NETFILTER_DROP",
+            DropReason::PolicyDenied
+        )],
+        "a kernel drop is one flow"
+    );
 }
 
 #[test]
 fn a_kernel_drop_reason_without_a_name_is_named_by_number() {
-    assert_eq!(enrich(kernel_drop(77)), kernel_drop_flow(77, "reason 77"));
+    assert_eq!(
+        enrich(kernel_drop(77)),
+        kernel_drop_flow(77, "reason 77", DropReason::Unknown)
+    );
 }
 
 // Addresses and layer 4.
@@ -581,6 +617,7 @@ fn an_address_of_no_endpoint_is_reserved_world() {
             traffic_direction: TrafficDirection::Egress as i32,
             interface: interface(ETH0, "eth0"),
             is_reply: Some(false),
+            trace_reason: TraceReason::New as i32,
             summary: "UDP".into(),
             ..common()
         }
@@ -647,6 +684,7 @@ fn each_protocol_has_its_layer4_and_summary() {
             traffic_direction: TrafficDirection::Egress as i32,
             interface: interface(CLIENT_VETH, "lxc-client"),
             is_reply: Some(false),
+            trace_reason: TraceReason::New as i32,
             summary: summary.into(),
             ..common()
         };
@@ -738,6 +776,11 @@ fn a_flow_written_over_any_other_is_the_one_built_new() {
     let events = [
         syn(hook::TC_INGRESS, CLIENT_VETH),
         syn_ack(hook::TC_EGRESS, CLIENT_VETH),
+        FlowEvent {
+            smac: [0x02, 0, 0, 0, 0, 0x0a],
+            dmac: [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff],
+            ..syn(hook::TC_INGRESS, CLIENT_VETH)
+        },
         FlowEvent {
             tcp_flags: 0xff,
             ..syn(hook::TC_EGRESS, SERVER_VETH)

@@ -77,6 +77,15 @@ impl Endpoints {
         Endpoints { by_ip, world }
     }
 
+    /// Names `cluster` as the cluster of every endpoint of the file (not of
+    /// reserved:world, which belongs to none), as Cilium's `cluster_name`.
+    pub fn in_cluster(mut self, cluster: &str) -> Self {
+        for k in self.by_ip.values_mut() {
+            k.endpoint.cluster_name = cluster.to_string();
+        }
+        self
+    }
+
     /// The endpoint that has `ip`, if one does.
     pub fn get(&self, ip: IpAddr) -> Option<&Endpoint> {
         self.by_ip.get(&ip).map(|k| &k.endpoint)

@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "event layout mismatch between the probe object and flow-probe:\n  \
-             struct flow_event: size is 120 bytes in C, 112 in Rust\n  \
+             struct flow_event: size is 136 bytes in C, 112 in Rust\n  \
              struct flow_event: field rev_packets is at 80 in C, missing in Rust\n  \
              struct flow_event: field rev_bytes is at 88 in C, 80 in Rust"
         );
@@ -326,14 +326,14 @@ mod tests {
 
     #[test]
     fn a_wrong_event_version_fails_loudly() {
-        let v6 = EnumMirror {
+        let v7 = EnumMirror {
             name: "event_version",
-            members: &[("EVENT_VERSION", 6)],
+            members: &[("EVENT_VERSION", 7)],
         };
-        let err = check(&flow_btf(), &[], &enums_with("event_version", Some(v6))).unwrap_err();
+        let err = check(&flow_btf(), &[], &enums_with("event_version", Some(v7))).unwrap_err();
         assert_eq!(
             mismatch_of(err),
-            ["enum event_version: EVENT_VERSION is 5 in C, 6 in Rust"]
+            ["enum event_version: EVENT_VERSION is 6 in C, 7 in Rust"]
         );
     }
 

@@ -64,6 +64,10 @@ pub struct FlowEvent {
     pub _pad0: u8,
     pub policy_id: u32,
     pub remote_identity: u32,
+    /// The packet's Ethernet destination and source MACs; zero when unknown.
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+    pub _pad1: [u8; 4],
 }
 
 /// `FLOWS4` / `CT4` key: a connection on one interface, its ends in a fixed
@@ -309,7 +313,7 @@ unsafe impl aya::Pod for PolicyValue {}
 
 const _: () = assert!(size_of::<EventHeader>() == 8);
 const _: () = assert!(size_of::<FlowKey>() == 48);
-const _: () = assert!(size_of::<FlowEvent>() == 120);
+const _: () = assert!(size_of::<FlowEvent>() == 136);
 const _: () = assert!(size_of::<Flow4Key>() == 20);
 const _: () = assert!(size_of::<Flow6Key>() == 44);
 const _: () = assert!(size_of::<FlowStats>() == 40);
@@ -355,6 +359,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             verdict => "verdict", kind => "kind", policy_match => "policy_match",
             drop_reason => "drop_reason", policy_dir => "policy_dir", _pad0 => "_pad0",
             policy_id => "policy_id", remote_identity => "remote_identity",
+            dmac => "dmac", smac => "smac", _pad1 => "_pad1",
         ]),
         layout!("flow4_key", Flow4Key, [
             addr => "addr", port => "port", ifindex => "ifindex", proto => "proto", _pad0 => "_pad0",

@@ -116,37 +116,16 @@ pub fn match_type(m: u32) -> &'static str {
     }
 }
 
-/// ICMPv4 type names (code 0), as Hubble's icmp handler prints them.
-pub fn icmp4_type(t: u32) -> Cow<'static, str> {
-    Cow::Borrowed(match t {
-        0 => "EchoReply",
-        3 => "DestinationUnreachable",
-        4 => "SourceQuench",
-        5 => "Redirect",
-        8 => "EchoRequest",
-        11 => "TimeExceeded",
-        12 => "ParameterProblem",
-        13 => "Timestamp",
-        14 => "TimestampReply",
-        other => return Cow::Owned(other.to_string()),
-    })
+/// The `type` label of an ICMPv4 message, as Hubble's icmp handler writes it
+/// (`EchoRequest`, `DestinationUnreachable(Port)`).
+pub fn icmp4_type(t: u32, code: u32) -> Cow<'static, str> {
+    Cow::Owned(observer_proto::hubble_text::icmp4_type_code(t, code))
 }
 
-/// ICMPv6 type names.
-pub fn icmp6_type(t: u32) -> Cow<'static, str> {
-    Cow::Borrowed(match t {
-        1 => "DestinationUnreachable",
-        2 => "PacketTooBig",
-        3 => "TimeExceeded",
-        4 => "ParameterProblem",
-        128 => "EchoRequest",
-        129 => "EchoReply",
-        133 => "RouterSolicitation",
-        134 => "RouterAdvertisement",
-        135 => "NeighborSolicitation",
-        136 => "NeighborAdvertisement",
-        other => return Cow::Owned(other.to_string()),
-    })
+/// The `type` label of an ICMPv6 message, as Hubble's icmp handler writes it
+/// (`NeighborSolicitation`, `143(0)` for an MLDv2 report).
+pub fn icmp6_type(t: u32, code: u32) -> Cow<'static, str> {
+    Cow::Owned(observer_proto::hubble_text::icmp6_type_code(t, code))
 }
 
 /// `source` of `hubble_lost_events_total`: the enum name in lower case, e.g.

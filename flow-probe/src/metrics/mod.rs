@@ -380,9 +380,22 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// A ring-buffer record that became `flow`: counts it in every metric.
-    pub fn flow(&self, flow: &Flow) {
+    /// A ring-buffer record (or report) that became `flows`: counts the record
+    /// once and each flow in every metric.
+    pub fn flows(&self, flows: &[Flow]) {
         self.ringbuf_events.inc();
+        for f in flows {
+            self.flow(f);
+        }
+    }
+
+    /// Counts one flow in every metric (the record it came from is counted
+    /// by [`Self::flows`]).
+    pub fn flow(&self, flow: &Flow) {
+        if flow.tcp_lifecycle.is_some() {
+            // A socket's lifecycle is not a flow Hubble would process.
+            return;
+        }
         let mut guard = self.lock();
         let State {
             families: f,
@@ -420,6 +433,9 @@ impl Metrics {
         let forwarded = verdict == "FORWARDED";
         let dropped = verdict == "DROPPED";
         let reason = DropReason::try_from(flow.drop_reason_desc).unwrap_or(DropReason::Unknown);
+        let event = flow.event_type.as_ref().map_or(0, |e| e.r#type);
+        // Every DROPPED flow, as Hubble's drop handler counts: a denial's
+        // PolicyVerdict flow and its Drop flow both.
         if dropped {
             key.clear().push(labels::drop_reason(flow)).push(protocol);
             ctx(key, FlowMetric::Drop);
@@ -446,12 +462,16 @@ impl Metrics {
                 }
             }
             Some(Protocol::IcmPv4(i)) => {
-                key.clear().push("IPv4").push(&labels::icmp4_type(i.r#type));
+                key.clear()
+                    .push("IPv4")
+                    .push(&labels::icmp4_type(i.r#type, i.code));
                 ctx(key, FlowMetric::Icmp);
                 f.icmp.inc(key.bytes(), &mut now);
             }
             Some(Protocol::IcmPv6(i)) => {
-                key.clear().push("IPv6").push(&labels::icmp6_type(i.r#type));
+                key.clear()
+                    .push("IPv6")
+                    .push(&labels::icmp6_type(i.r#type, i.code));
                 ctx(key, FlowMetric::Icmp);
                 f.icmp.inc(key.bytes(), &mut now);
             }
@@ -471,11 +491,11 @@ impl Metrics {
                 f.ports.inc(key.bytes(), &mut now);
             }
         }
-        // Our datapath reports a policy denial as one Drop event carrying the
-        // decision, where Cilium sends a PolicyVerdict and a Drop: count both kinds.
-        let policy_drop = matches!(reason, DropReason::PolicyDenied | DropReason::PolicyDeny);
-        let event = flow.event_type.as_ref().map_or(0, |e| e.r#type);
-        if event == labels::message::POLICY_VERDICT || (dropped && policy_drop) {
+        // Policy verdict events only, as Hubble counts them (a denial is a
+        // PolicyVerdict flow and a Drop flow; the Drop is not a verdict).
+        // Not the host's (identity 1): it may reach any local endpoint.
+        let from_host = flow.source.as_ref().is_some_and(|s| s.identity == 1);
+        if event == labels::message::POLICY_VERDICT && !from_host {
             key.clear()
                 .push(labels::direction(flow))
                 .push(labels::match_type(flow.policy_match_type))
@@ -487,7 +507,16 @@ impl Metrics {
             .destination
             .as_ref()
             .is_some_and(|d| d.labels.iter().any(|l| l == "reserved:world"));
-        if to_world && l4.is_some() && (if dropped { policy_drop } else { !is_reply }) {
+        // As Hubble's handler: of drops only POLICY_DENIED ones (a denial's
+        // PolicyVerdict and Drop flows both), of the rest no replies.
+        if to_world
+            && l4.is_some()
+            && (if dropped {
+                reason == DropReason::PolicyDenied
+            } else {
+                !is_reply
+            })
+        {
             key.clear().push(protocol).push(verdict);
             ctx(key, FlowMetric::FlowsToWorld);
             f.to_world.inc(key.bytes(), &mut now);

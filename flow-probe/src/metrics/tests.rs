@@ -58,6 +58,19 @@ fn denied(sport: u32) -> Flow {
     }
 }
 
+/// A denial as the probe reports it: Cilium's PolicyVerdict flow, then the Drop.
+fn denial(sport: u32) -> [Flow; 2] {
+    let drop = denied(sport);
+    let verdict = Flow {
+        event_type: Some(CiliumEventType {
+            r#type: 5,
+            sub_type: 0,
+        }),
+        ..drop.clone()
+    };
+    [verdict, drop]
+}
+
 /// The lines of the exposition that start with `name{` or `name `.
 fn series(m: &Metrics, name: &str) -> Vec<String> {
     m.render()
@@ -71,7 +84,7 @@ fn series(m: &Metrics, name: &str) -> Vec<String> {
 fn three_forwarded_tcp_flows_to_endpoint() {
     let m = Metrics::new(&MetricsConfig::default());
     for p in [40000, 40001, 40002] {
-        m.flow(&forwarded(p, 8080));
+        m.flows(&[forwarded(p, 8080)]);
     }
     assert_eq!(
         series(&m, "hubble_flows_processed_total"),
@@ -98,8 +111,10 @@ fn three_forwarded_tcp_flows_to_endpoint() {
 #[test]
 fn drops_policy_verdicts_icmp_and_replies() {
     let m = Metrics::new(&MetricsConfig::default());
-    m.flow(&denied(40000));
-    m.flow(&denied(40001));
+    m.flows(&denial(40000));
+    m.flows(&denial(40001));
+    // A Drop alone (a drop Cilium reports with no verdict) is no verdict.
+    m.flow(&denied(40003));
     let mut allowed = forwarded(40002, 8080);
     allowed.event_type = Some(CiliumEventType {
         r#type: 5,
@@ -107,6 +122,14 @@ fn drops_policy_verdicts_icmp_and_replies() {
     });
     allowed.policy_match_type = 2;
     m.flow(&allowed);
+    // The host's verdicts are not counted, as Hubble's policy handler skips them.
+    let mut from_host = allowed.clone();
+    from_host.source = Some(Endpoint {
+        identity: 1,
+        labels: vec!["reserved:host".into()],
+        ..Default::default()
+    });
+    m.flow(&from_host);
     // A reply: no port, SYN-ACK flag.
     let mut reply = forwarded(8080, 40002);
     reply.is_reply = Some(true);
@@ -132,7 +155,8 @@ fn drops_policy_verdicts_icmp_and_replies() {
 
     assert_eq!(
         series(&m, "hubble_drop_total"),
-        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 2"#]
+        // Two denials (PolicyVerdict and Drop each) and a lone Drop.
+        [r#"hubble_drop_total{protocol="TCP",reason="POLICY_DENIED"} 5"#]
     );
     assert_eq!(
         series(&m, "hubble_policy_verdicts_total"),
@@ -145,15 +169,17 @@ fn drops_policy_verdicts_icmp_and_replies() {
         series(&m, "hubble_flows_processed_total"),
         [
             r#"hubble_flows_processed_total{protocol="ICMPv6",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
-            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 2"#,
-            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="FORWARDED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 3"#,
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="DROPPED"} 2"#,
+            // The host's verdict is still a processed flow.
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="PolicyVerdict",verdict="FORWARDED"} 2"#,
             r#"hubble_flows_processed_total{protocol="TCP",subtype="to-endpoint",type="Trace",verdict="FORWARDED"} 1"#,
         ]
     );
     assert_eq!(
         series(&m, "hubble_tcp_flags_total"),
         [
-            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 1"#,
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 2"#,
             r#"hubble_tcp_flags_total{family="IPv4",flag="SYN-ACK"} 1"#,
         ]
     );
@@ -161,7 +187,7 @@ fn drops_policy_verdicts_icmp_and_replies() {
         series(&m, "hubble_port_distribution_total"),
         [
             r#"hubble_port_distribution_total{port="0",protocol="ICMPv6"} 1"#,
-            r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 1"#,
+            r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 2"#,
         ]
     );
     assert_eq!(
@@ -183,6 +209,20 @@ fn flows_to_world_and_lost_events() {
     let mut back = out.clone();
     back.is_reply = Some(true);
     m.flow(&back);
+    // A default-deny denial to the world counts twice (its PolicyVerdict and
+    // its Drop flow); an explicit deny and a non-policy drop not at all.
+    for mut f in denial(40001) {
+        f.destination = out.destination.clone();
+        m.flow(&f);
+    }
+    let mut explicit = denied(40002);
+    explicit.drop_reason_desc = DropReason::PolicyDeny as i32;
+    explicit.destination = out.destination.clone();
+    m.flow(&explicit);
+    let mut unroutable = denied(40003);
+    unroutable.drop_reason_desc = DropReason::UnsupportedL3Protocol as i32;
+    unroutable.destination = out.destination.clone();
+    m.flow(&unroutable);
     m.lost(
         flow::LostEventSource::PerfEventRingBuffer,
         stage::KERNEL_RING,
@@ -190,7 +230,10 @@ fn flows_to_world_and_lost_events() {
     );
     assert_eq!(
         series(&m, "hubble_flows_to_world_total"),
-        [r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#]
+        [
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="DROPPED"} 2"#,
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#,
+        ]
     );
     assert_eq!(
         series(&m, "hubble_lost_events_total"),
@@ -545,9 +588,9 @@ fn source_and_destination_context_on_a_hubble_metric() {
             r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 1"#
         ]
     );
-    assert_eq!(
-        series(&m, "hubble_policy_verdicts_total"),
-        [r#"hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"} 1"#]
+    assert!(
+        series(&m, "hubble_policy_verdicts_total").is_empty(),
+        "a Drop is no policy verdict"
     );
 }
 
@@ -680,8 +723,10 @@ fn context_labels_expire_after_the_grace_period() {
     // Without context labels the same family never expires.
     advance(&now, 3600);
     assert_eq!(
-        series(&m, "hubble_policy_verdicts_total"),
-        [r#"hubble_policy_verdicts_total{action="dropped",direction="ingress",match="none"} 2"#]
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="TCP",subtype="",type="Drop",verdict="DROPPED"} 2"#
+        ]
     );
     assert!(series(&m, "hubble_drop_total").is_empty());
 }
@@ -786,4 +831,38 @@ fn an_update_is_seen_by_the_next_sweep_at_the_latest() {
     // Port 8080 and the SYN flag set go at t=110.
     assert_eq!(m.sweep(), 2);
     assert!(series(&m, "hubble_port_distribution_total").is_empty());
+}
+
+#[test]
+fn lifecycle_reports_are_no_flows_and_icmp_types_read_as_hubble_writes_them() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let lifecycle = Flow {
+        tcp_lifecycle: Some(Default::default()),
+        event_type: None,
+        verdict: Verdict::Unknown as i32,
+        ..forwarded(40000, 8080)
+    };
+    m.flows(&[lifecycle]);
+    assert!(series(&m, "hubble_flows_processed_total").is_empty());
+    assert_eq!(
+        series(&m, "observe_probe_ringbuf_events_total"),
+        ["observe_probe_ringbuf_events_total 1"],
+        "the record is still counted"
+    );
+    for (t, code) in [(143, 0), (1, 4), (135, 0)] {
+        let mut f = forwarded(0, 0);
+        f.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 { r#type: t, code })),
+        });
+        f.ip.as_mut().unwrap().ip_version = IpVersion::IPv6 as i32;
+        m.flow(&f);
+    }
+    assert_eq!(
+        series(&m, "hubble_icmp_total"),
+        [
+            r#"hubble_icmp_total{family="IPv6",type="143(0)"} 1"#,
+            r#"hubble_icmp_total{family="IPv6",type="DestinationUnreachable(PortUnreachable)"} 1"#,
+            r#"hubble_icmp_total{family="IPv6",type="NeighborSolicitation"} 1"#,
+        ]
+    );
 }

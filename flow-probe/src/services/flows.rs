@@ -1,25 +1,29 @@
-//! Services in flows: a socket translation event becomes a Hubble flow of type
-//! SOCK, and tc flows to or from a backend get the service they belong to.
+//! Services in flows: a socket translation event becomes Hubble's SOCK flows,
+//! and a tc flow to or from a service frontend names the service.
 //!
-//! A SOCK flow of a forward translation (connect, sendmsg) shows the connection
-//! as the client made it: IP and L4 are client → VIP:port (the pre-translation
-//! addresses), `destination` is the backend's endpoint, `destination_service`
-//! the service, the summary names both ends, e.g.
-//! `198.18.100.10:80 -> default/api-1:8080`; the translation point is
-//! POST_DIRECTION_FWD and the verdict TRANSLATED. A service without backends
-//! gives PRE_DIRECTION_FWD, verdict DROPPED and drop reason
-//! SERVICE_BACKEND_NOT_FOUND (the client's call failed with ECONNREFUSED). A
-//! reverse translation (recvmsg of a reply) is VIP → client with
-//! `source` the backend and `source_service` the service, POST_DIRECTION_REV.
+//! As Cilium reports a socket-level translation, a forward translation
+//! (connect, sendmsg) is two flows: PRE_DIRECTION_FWD (verdict TRACED), the
+//! connection as the client made it, client → VIP:port with
+//! `destination_service` the service; then POST_DIRECTION_FWD (TRANSLATED),
+//! client → backend:port with `destination` the backend's endpoint and no
+//! service (a backend's address is no frontend). A reverse translation
+//! (recvmsg of a reply) is PRE_DIRECTION_REV, backend → client, then
+//! POST_DIRECTION_REV, VIP → client with `source_service`. The summary of
+//! each names both ends, e.g. `198.18.100.10:80 -> default/api-1:8080`. A
+//! service without backends is one PRE_DIRECTION_FWD flow, verdict DROPPED
+//! and drop reason SERVICE_BACKEND_NOT_FOUND (the client's call failed with
+//! ECONNREFUSED).
 //!
-//! Like Hubble, the SOCK flow carries the event type of Cilium's socket trace
-//! (monitor message 7), the socket cookie and the cgroup id of the caller.
+//! Like Hubble's, SOCK flows carry the event type of Cilium's socket trace
+//! (monitor message 7, the translation point as sub-type), the socket cookie
+//! and the cgroup id of the caller, and no direction or reply bit. tc flows
+//! name a service only when addressed to its frontend, as Cilium does (with
+//! socket load balancing the wire carries backend addresses, so none do).
 
 use std::net::{IpAddr, SocketAddr};
 
 use observer_proto::flow::{
-    CiliumEventType, DropReason, Endpoint, Flow, FlowType, Service, SocketTranslationPoint,
-    TrafficDirection, Verdict,
+    CiliumEventType, DropReason, Endpoint, Flow, FlowType, Service, SocketTranslationPoint, Verdict,
 };
 
 use super::table::ServiceTable;
@@ -37,107 +41,149 @@ fn proto_service(s: &ServiceRef) -> Service {
     }
 }
 
-/// Builds the SOCK flow of a translation event.
-pub fn sock_flow(ev: &SockXlateEvent, table: Option<&ServiceTable>, cx: FlowContext<'_>) -> Flow {
+/// The far side of a socket (the client's peer) at one translation point.
+struct Peer {
+    ip: IpAddr,
+    port: u16,
+    endpoint: Option<Endpoint>,
+    service: Option<Service>,
+}
+
+/// The SOCK flows of a translation event (see the module's overview);
+/// `post_uuid` is the UUID of the post-translation flow.
+pub fn sock_flows(
+    ev: &SockXlateEvent,
+    table: Option<&ServiceTable>,
+    cx: FlowContext<'_>,
+    post_uuid: String,
+) -> Vec<Flow> {
     let vip = addr(ev.family, &ev.vip);
     let backend = addr(ev.family, &ev.backend);
     let src = addr(ev.family, &ev.src);
-    let src_known = !src.is_unspecified();
-    let frontend = table.and_then(|t| t.frontend(ev.service_id));
-    let service = frontend.as_ref().map(|f| f.service.clone());
-    if let (Some(t), 0) = (table, ev.no_backend) {
-        t.note_translation((backend, ev.backend_port, ev.proto), ev.service_id);
-    }
-    let reverse = ev.xlate_point == xlate_point::POST_DIRECTION_REV;
+    let service = table
+        .and_then(|t| t.frontend(ev.service_id))
+        .map(|f| f.service);
+    let reverse = matches!(
+        ev.xlate_point,
+        xlate_point::PRE_DIRECTION_REV | xlate_point::POST_DIRECTION_REV
+    );
     let vip_at = SocketAddr::new(vip, ev.vip_port).to_string();
     let backend_name = table
         .and_then(|t| t.backend_endpoint(backend))
         .map(|e| format!("{e}:{}", ev.backend_port))
         .unwrap_or_else(|| SocketAddr::new(backend, ev.backend_port).to_string());
-    let service_name = service
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| format!("service id {}", ev.service_id));
-    let (verdict, summary) = if ev.no_backend != 0 {
-        (
-            Verdict::Dropped,
-            format!(
-                "{vip_at}: no backend for {service_name} ({})",
-                DropReason::ServiceBackendNotFound.as_str_name()
-            ),
+    let summary = if ev.no_backend != 0 {
+        let name = service
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_else(|| format!("service id {}", ev.service_id));
+        format!(
+            "{vip_at}: no backend for {name} ({})",
+            DropReason::ServiceBackendNotFound.as_str_name()
         )
     } else if reverse {
-        (Verdict::Translated, format!("{backend_name} -> {vip_at}"))
+        format!("{backend_name} -> {vip_at}")
     } else {
-        (Verdict::Translated, format!("{vip_at} -> {backend_name}"))
+        format!("{vip_at} -> {backend_name}")
     };
-    let point = match ev.xlate_point {
-        xlate_point::PRE_DIRECTION_FWD => SocketTranslationPoint::SockXlatePointPreDirectionFwd,
-        xlate_point::POST_DIRECTION_FWD => SocketTranslationPoint::SockXlatePointPostDirectionFwd,
-        xlate_point::PRE_DIRECTION_REV => SocketTranslationPoint::SockXlatePointPreDirectionRev,
-        xlate_point::POST_DIRECTION_REV => SocketTranslationPoint::SockXlatePointPostDirectionRev,
-        _ => SocketTranslationPoint::SockXlatePointUnknown,
+    let client_ep = (!src.is_unspecified()).then(|| cx.endpoint(src));
+    // The VIP names the service; behind the backend's address is an endpoint.
+    let frontend = || Peer {
+        ip: vip,
+        port: ev.vip_port,
+        endpoint: None,
+        service: service.as_ref().map(proto_service),
     };
-    let unknown = |ip: IpAddr| (ip, None::<Endpoint>);
-    // (address, endpoint) of each side, as the application sees the connection.
-    let client = if src_known {
-        (src, Some(cx.endpoint(src)))
+    let backend_peer = || Peer {
+        ip: backend,
+        port: ev.backend_port,
+        endpoint: Some(cx.endpoint(backend)),
+        service: None,
+    };
+    // Forward: the client's VIP becomes the backend; reverse: the other way.
+    let (pre_peer, post_peer, pre_point, post_point) = if reverse {
+        (
+            backend_peer(),
+            frontend(),
+            SocketTranslationPoint::SockXlatePointPreDirectionRev,
+            SocketTranslationPoint::SockXlatePointPostDirectionRev,
+        )
     } else {
-        unknown(src)
+        (
+            frontend(),
+            backend_peer(),
+            SocketTranslationPoint::SockXlatePointPreDirectionFwd,
+            SocketTranslationPoint::SockXlatePointPostDirectionFwd,
+        )
     };
-    let server = (vip, (ev.no_backend == 0).then(|| cx.endpoint(backend)));
-    let ((s_ip, s_ep), (d_ip, d_ep), (s_port, d_port)) = if reverse {
-        (server, client, (ev.vip_port, ev.src_port))
-    } else {
-        (client, server, (ev.src_port, ev.vip_port))
-    };
-    let mut flow = Flow {
-        verdict: verdict as i32,
-        l4: ports(ev.proto, s_port, d_port, None),
-        source: s_ep,
-        destination: d_ep,
-        event_type: Some(CiliumEventType {
-            r#type: MESSAGE_TYPE_TRACE_SOCK,
-            sub_type: 0,
-        }),
-        traffic_direction: if reverse {
-            TrafficDirection::Ingress
+    let client = (src, ev.src_port, client_ep);
+    let flow_to = |peer: Peer, point: SocketTranslationPoint, verdict: Verdict, base: Flow| {
+        let (c_ip, c_port, c_ep) = client.clone();
+        let (s, d) = if reverse {
+            ((peer.ip, peer.port, peer.endpoint), (c_ip, c_port, c_ep))
         } else {
-            TrafficDirection::Egress
-        } as i32,
-        is_reply: Some(reverse),
-        sock_xlate_point: point as i32,
-        socket_cookie: ev.socket_cookie,
-        cgroup_id: ev.cgroup_id,
-        summary,
-        ..cx.flow(FlowType::Sock, ev.ktime_ns, s_ip, d_ip)
+            ((c_ip, c_port, c_ep), (peer.ip, peer.port, peer.endpoint))
+        };
+        let (source_service, destination_service) = if reverse {
+            (peer.service, None)
+        } else {
+            (None, peer.service)
+        };
+        let ip = base.ip.map(|mut ip| {
+            ip.source = s.0.to_string();
+            ip.destination = d.0.to_string();
+            ip
+        });
+        Flow {
+            verdict: verdict as i32,
+            ip,
+            l4: ports(ev.proto, s.1, d.1, None),
+            source: s.2,
+            destination: d.2,
+            source_service,
+            destination_service,
+            event_type: Some(CiliumEventType {
+                r#type: MESSAGE_TYPE_TRACE_SOCK,
+                sub_type: point as i32,
+            }),
+            sock_xlate_point: point as i32,
+            socket_cookie: ev.socket_cookie,
+            cgroup_id: ev.cgroup_id,
+            summary: summary.clone(),
+            ..base
+        }
     };
+    let base = cx.flow(FlowType::Sock, ev.ktime_ns, src, vip);
     if ev.no_backend != 0 {
+        let mut only = flow_to(pre_peer, pre_point, Verdict::Dropped, base);
         let reason = DropReason::ServiceBackendNotFound as i32;
-        flow.drop_reason = reason as u32;
-        flow.drop_reason_desc = reason;
+        only.drop_reason = reason as u32;
+        only.drop_reason_desc = reason;
+        return vec![only];
     }
-    let svc = service.as_ref().map(proto_service);
-    if reverse {
-        flow.source_service = svc;
-    } else {
-        flow.destination_service = svc;
-    }
-    flow
+    let post_base = Flow {
+        uuid: post_uuid,
+        ..base.clone()
+    };
+    vec![
+        flow_to(pre_peer, pre_point, Verdict::Traced, base),
+        flow_to(post_peer, post_point, Verdict::Translated, post_base),
+    ]
 }
 
-/// Names the services of a tc flow: `destination_service` when it goes to a
-/// backend address:port of a service, `source_service` when it comes from one.
+/// Names the services of a tc flow as Cilium does: `destination_service` when
+/// it is addressed to a service frontend, `source_service` when it comes from
+/// one.
 pub fn annotate_tc_flow(table: &ServiceTable, key: &FlowKey, flow: &mut Flow) {
     if key.proto != ipproto::TCP && key.proto != ipproto::UDP {
         return;
     }
     let dst = addr(key.family, &key.daddr);
     let src = addr(key.family, &key.saddr);
-    if let Some(s) = table.service_of_backend((dst, key.dport, key.proto)) {
+    if let Some(s) = table.service_at((dst, key.dport, key.proto)) {
         flow.destination_service = Some(proto_service(&s));
     }
-    if let Some(s) = table.service_of_backend((src, key.sport, key.proto)) {
+    if let Some(s) = table.service_at((src, key.sport, key.proto)) {
         flow.source_service = Some(proto_service(&s));
     }
 }
@@ -208,45 +254,77 @@ mod tests {
         FlowContext {
             uuid: "u".into(),
             node_name: "node1",
+            node_labels: &[],
             unix_offset_ns: 0,
             endpoint_of: f,
         }
     }
 
     #[test]
-    fn a_translation_is_a_sock_flow_from_client_to_vip_with_the_backend_endpoint() {
+    fn a_translation_is_a_pre_and_a_post_translation_flow_as_cilium_reports_it() {
         let t = table();
         let ep = |ip: IpAddr| Endpoint {
             pod_name: format!("pod-{ip}"),
             namespace: "default".into(),
             ..Default::default()
         };
-        let f = sock_flow(&event(&t, "api"), Some(&t), cx(&ep));
-        assert_eq!(f.r#type, FlowType::Sock as i32);
-        assert_eq!(f.verdict, Verdict::Translated as i32);
+        let [pre, post] = &sock_flows(&event(&t, "api"), Some(&t), cx(&ep), "u2".into())[..] else {
+            panic!("two flows")
+        };
+        let shape = |f: &Flow| {
+            let ip = f.ip.as_ref().unwrap();
+            (
+                f.uuid.clone(),
+                f.verdict,
+                f.sock_xlate_point,
+                f.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+                ip.destination.clone(),
+                f.l4,
+                f.destination.as_ref().map(|d| d.pod_name.clone()),
+                f.destination_service.clone(),
+                f.is_reply,
+            )
+        };
+        let api = Service {
+            name: "api".into(),
+            namespace: "default".into(),
+        };
         assert_eq!(
-            f.sock_xlate_point,
-            SocketTranslationPoint::SockXlatePointPostDirectionFwd as i32
+            shape(pre),
+            (
+                "u".into(),
+                Verdict::Traced as i32,
+                SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32,
+                Some((MESSAGE_TYPE_TRACE_SOCK, 1)),
+                "198.18.100.10".into(),
+                ports(6, 40000, 80, None),
+                None,
+                Some(api),
+                None,
+            )
         );
-        assert_eq!((f.socket_cookie, f.cgroup_id), (77, 5));
-        let ip = f.ip.as_ref().unwrap();
         assert_eq!(
-            (ip.source.as_str(), ip.destination.as_str()),
-            ("198.18.1.10", "198.18.100.10")
+            shape(post),
+            (
+                "u2".into(),
+                Verdict::Translated as i32,
+                SocketTranslationPoint::SockXlatePointPostDirectionFwd as i32,
+                Some((MESSAGE_TYPE_TRACE_SOCK, 2)),
+                "198.18.1.11".into(),
+                ports(6, 40000, 8080, None),
+                Some("pod-198.18.1.11".into()),
+                None,
+                None,
+            )
         );
-        assert_eq!(f.destination.as_ref().unwrap().pod_name, "pod-198.18.1.11");
-        assert_eq!(
-            f.destination_service,
-            Some(Service {
-                name: "api".into(),
-                namespace: "default".into()
-            })
-        );
-        assert_eq!(f.summary, "198.18.100.10:80 -> default/api-1:8080");
-        assert_eq!(f.event_type.unwrap().r#type, MESSAGE_TYPE_TRACE_SOCK);
+        for f in [pre, post] {
+            assert_eq!(f.r#type, FlowType::Sock as i32);
+            assert_eq!((f.socket_cookie, f.cgroup_id), (77, 5));
+            assert_eq!(f.ip.as_ref().unwrap().source, "198.18.1.10");
+            assert_eq!(f.summary, "198.18.100.10:80 -> default/api-1:8080");
+        }
 
-        // The tc flows of that connection name the service by backend address.
-        let mut tc = Flow::default();
+        // tc flows to the backend name no service; one to the VIP does.
         let key = FlowKey {
             saddr: v4([198, 18, 1, 10]),
             daddr: v4([198, 18, 1, 11]),
@@ -256,23 +334,28 @@ mod tests {
             family: 4,
             ..Default::default()
         };
+        let mut tc = Flow::default();
         annotate_tc_flow(&t, &key, &mut tc);
-        assert_eq!(tc.destination_service.as_ref().unwrap().name, "api");
-        assert_eq!(tc.source_service, None);
-        let mut reply = Flow::default();
-        let rkey = FlowKey {
-            saddr: key.daddr,
-            daddr: key.saddr,
-            sport: 8080,
-            dport: 40000,
+        assert_eq!((tc.source_service, tc.destination_service), (None, None));
+        let mut to_vip = Flow::default();
+        let vkey = FlowKey {
+            daddr: v4([198, 18, 100, 10]),
+            dport: 80,
             ..key
         };
-        annotate_tc_flow(&t, &rkey, &mut reply);
-        assert_eq!(reply.source_service.as_ref().unwrap().name, "api");
-        assert_eq!(reply.destination_service, None);
-        let mut other_port = Flow::default();
-        annotate_tc_flow(&t, &FlowKey { dport: 9090, ..key }, &mut other_port);
-        assert_eq!(other_port.destination_service, None);
+        annotate_tc_flow(&t, &vkey, &mut to_vip);
+        assert_eq!(to_vip.destination_service.as_ref().unwrap().name, "api");
+        let mut from_vip = Flow::default();
+        let rkey = FlowKey {
+            saddr: vkey.daddr,
+            daddr: vkey.saddr,
+            sport: 80,
+            dport: 40000,
+            ..vkey
+        };
+        annotate_tc_flow(&t, &rkey, &mut from_vip);
+        assert_eq!(from_vip.source_service.as_ref().unwrap().name, "api");
+        assert_eq!(from_vip.destination_service, None);
     }
 
     #[test]
@@ -289,7 +372,9 @@ mod tests {
             src_port: 0,
             ..event(&t, "none")
         };
-        let f = sock_flow(&ev, Some(&t), cx(&world));
+        let flows = sock_flows(&ev, Some(&t), cx(&world), "u2".into());
+        assert_eq!(flows.len(), 1);
+        let f = flows.into_iter().next().unwrap();
         assert_eq!(f.verdict, Verdict::Dropped as i32);
         assert_eq!(
             f.drop_reason_desc,

@@ -1,41 +1,31 @@
-//! The services in force, as enrichment sees them: frontends by kernel id, and
-//! which frontends a backend address:port serves. Shared between the watcher,
-//! which replaces it on every change, and the pipeline, which reads it.
+//! The services in force, as enrichment sees them: frontends by kernel id and
+//! by address, and the endpoint behind each backend address. Shared between
+//! the watcher, which replaces it on every change, and the pipeline, which
+//! reads it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 
 use cluster_spec::services::{CompiledServices, Frontend, ServiceRef};
 
-/// (address, port, IP protocol) of a backend.
-pub type BackendAddr = (IpAddr, u16, u8);
-
-/// How many recent translations are remembered (to name the service a backend
-/// was reached through when it serves several).
-const RECENT: usize = 4096;
+/// (address, port, IP protocol) of a frontend.
+pub type FrontendAddr = (IpAddr, u16, u8);
 
 #[derive(Debug, Default)]
 struct Index {
     compiled: CompiledServices,
     by_id: HashMap<u32, usize>,
-    /// Frontend ids served by each backend, in service order.
-    by_backend: HashMap<BackendAddr, Vec<u32>>,
+    /// Frontends by their address.
+    by_addr: HashMap<FrontendAddr, usize>,
     /// The endpoint behind each backend address.
     endpoint: HashMap<IpAddr, ServiceRef>,
-}
-
-#[derive(Debug, Default)]
-struct Recent {
-    map: HashMap<BackendAddr, u32>,
-    order: VecDeque<BackendAddr>,
 }
 
 /// The services in force; cheap to share (`Arc`) and to read.
 #[derive(Debug, Default)]
 pub struct ServiceTable {
     index: RwLock<Index>,
-    recent: Mutex<Recent>,
 }
 
 impl ServiceTable {
@@ -48,12 +38,10 @@ impl ServiceTable {
         let mut index = Index::default();
         for (i, f) in compiled.frontends.iter().enumerate() {
             index.by_id.insert(f.id, i);
+            index
+                .by_addr
+                .insert((f.vip, f.port, f.protocol.number()), i);
             for b in &f.backends {
-                index
-                    .by_backend
-                    .entry((b.addr, b.port, f.protocol.number()))
-                    .or_default()
-                    .push(f.id);
                 index.endpoint.insert(b.addr, b.endpoint.clone());
             }
         }
@@ -92,35 +80,12 @@ impl ServiceTable {
         self.read(|i| i.endpoint.get(&addr).cloned())
     }
 
-    /// Remembers that a socket was sent to `backend` through frontend `id`.
-    pub fn note_translation(&self, backend: BackendAddr, id: u32) {
-        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if r.map.insert(backend, id).is_none() {
-            r.order.push_back(backend);
-            if r.order.len() > RECENT
-                && let Some(old) = r.order.pop_front()
-            {
-                r.map.remove(&old);
-            }
-        }
-    }
-
-    /// The service a backend address:port serves: the one it was last reached
-    /// through if that still holds, else the first service (by namespace/name)
-    /// that has it as a backend.
-    pub fn service_of_backend(&self, backend: BackendAddr) -> Option<ServiceRef> {
-        let recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map
-            .get(&backend)
-            .copied();
+    /// The service whose frontend is this address:port, as Cilium names the
+    /// service of a flow (never for a backend's address).
+    pub fn service_at(&self, frontend: FrontendAddr) -> Option<ServiceRef> {
         self.read(|i| {
-            let ids = i.by_backend.get(&backend)?;
-            let id = recent.filter(|r| ids.contains(r)).unwrap_or(ids[0]);
-            i.by_id
-                .get(&id)
+            i.by_addr
+                .get(&frontend)
                 .map(|&n| i.compiled.frontends[n].service.clone())
         })
     }

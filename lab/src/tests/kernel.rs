@@ -383,6 +383,10 @@ fn policy_files_are_written_and_dropped_items_get_no_answer() {
     let dir = state_dir("policies");
     // A policy file left by an earlier lab must not survive into this one.
     std::fs::create_dir_all(dir.join("policies")).unwrap();
+    // Owner-only, as an earlier lab leaves its state folder.
+    for d in [dir.clone(), dir.join("policies")] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
     std::fs::write(dir.join("policies/07-stale.yaml"), "kind: Stale\n").unwrap();
     std::fs::write(dir.join("policies/notes.txt"), "stale\n").unwrap();
     let scenario = Scenario::parse(

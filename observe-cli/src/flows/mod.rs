@@ -95,8 +95,3 @@ fn write_out(text: &str) -> anyhow::Result<bool> {
         Err(e) => Err(e.into()),
     }
 }
-
-/// A gRPC error as a person reads it.
-pub fn status_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("server: {} ({:?})", s.message(), s.code())
-}

@@ -337,7 +337,7 @@ fn sample() -> Vec<GetFlowsResponse> {
         sub_type: 133,
     });
     dropped.trace_observation_point = 0;
-    dropped.summary = "TCP Flags: SYN (POLICY_DENIED)".into();
+    dropped.is_reply = None;
     let lost = GetFlowsResponse {
         node_name: "node2".into(),
         time: fl[3].time,
@@ -373,21 +373,21 @@ fn compact_lines() {
             false,
             false,
             "Nov 26 15:04:06.123: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint FORWARDED (TCP Flags: SYN)\n\
-             Nov 26 15:04:08.123: other/client:50000 (ID:306) -> default/api:8080 (ID:303) DROPPED (TCP Flags: SYN (POLICY_DENIED))\n\
+             Nov 26 15:04:08.123: other/client:50000 (ID:306) <> default/api:8080 (ID:303) Policy denied DROPPED (TCP Flags: SYN)\n\
              Nov 26 15:04:09.123: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
         ),
         (
             true,
             false,
             "Nov 26 15:04:06.123 [node1]: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint FORWARDED (TCP Flags: SYN)\n\
-             Nov 26 15:04:08.123 [node2]: other/client:50000 (ID:306) -> default/api:8080 (ID:303) DROPPED (TCP Flags: SYN (POLICY_DENIED))\n\
+             Nov 26 15:04:08.123 [node2]: other/client:50000 (ID:306) <> default/api:8080 (ID:303) Policy denied DROPPED (TCP Flags: SYN)\n\
              Nov 26 15:04:09.123 [node2]: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
         ),
         (
             false,
             true,
             "Nov 26 15:04:06.123: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint \x1b[32mFORWARDED\x1b[0m (TCP Flags: SYN)\n\
-             Nov 26 15:04:08.123: other/client:50000 (ID:306) -> default/api:8080 (ID:303) \x1b[31mDROPPED\x1b[0m (TCP Flags: SYN (POLICY_DENIED))\n\
+             Nov 26 15:04:08.123: other/client:50000 (ID:306) <> default/api:8080 (ID:303) Policy denied \x1b[31mDROPPED\x1b[0m (TCP Flags: SYN)\n\
              Nov 26 15:04:09.123: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
         ),
     ];
@@ -407,9 +407,9 @@ DESTINATION: default/api:8080
   TIMESTAMP: Nov 26 15:04:08.123
      SOURCE: other/client:50000
 DESTINATION: default/api:8080
-       TYPE: POLICY_DENIED
+       TYPE: Policy denied
     VERDICT: DROPPED
-    SUMMARY: TCP Flags: SYN (POLICY_DENIED)
+    SUMMARY: TCP Flags: SYN
 ------------
   TIMESTAMP: Nov 26 15:04:09.123
      SOURCE:
@@ -447,14 +447,14 @@ fn table_columns() {
     let table = "\
 TIMESTAMP             SOURCE                   DESTINATION        TYPE            VERDICT     SUMMARY
 Nov 26 15:04:06.123   default/frontend:40000   default/api:8080   to-endpoint     FORWARDED   TCP Flags: SYN
-Nov 26 15:04:08.123   other/client:50000       default/api:8080   POLICY_DENIED   DROPPED     TCP Flags: SYN (POLICY_DENIED)
+Nov 26 15:04:08.123   other/client:50000       default/api:8080   Policy denied   DROPPED     TCP Flags: SYN
 Nov 26 15:04:09.123                                               EVENTS LOST                 PERF_EVENT_RING_BUFFER: 7
 ";
     assert_eq!(print(Format::Table, false, false, false), table);
     let with_node = "\
 TIMESTAMP             NODE    SOURCE                   DESTINATION        TYPE            VERDICT     SUMMARY
 Nov 26 15:04:06.123   node1   default/frontend:40000   default/api:8080   to-endpoint     FORWARDED   TCP Flags: SYN
-Nov 26 15:04:08.123   node2   other/client:50000       default/api:8080   POLICY_DENIED   DROPPED     TCP Flags: SYN (POLICY_DENIED)
+Nov 26 15:04:08.123   node2   other/client:50000       default/api:8080   Policy denied   DROPPED     TCP Flags: SYN
 Nov 26 15:04:09.123   node2                                               EVENTS LOST                 PERF_EVENT_RING_BUFFER: 7
 ";
     assert_eq!(print(Format::Table, true, false, false), with_node);
@@ -481,7 +481,7 @@ fn followed_table_has_fixed_widths() {
     let second = p.push(&sample()[1]).unwrap().out;
     assert_eq!(
         second,
-        "Nov 26 15:04:08.123   other/client:50000               default/api:8080                 POLICY_DENIED    DROPPED      TCP Flags: SYN (POLICY_DENIED)\n"
+        "Nov 26 15:04:08.123   other/client:50000               default/api:8080                 Policy denied    DROPPED      TCP Flags: SYN\n"
     );
     assert_eq!(p.finish(), "");
 }

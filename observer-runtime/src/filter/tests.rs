@@ -626,29 +626,35 @@ fn errors_in_blacklist_count_too() {
 }
 
 #[test]
-fn unsupported_fields_are_refused() {
+fn l7_trace_and_cel_filters_match_no_flow_as_hubbles_do_without_l7_data() {
     let http = FlowFilter {
         http_status_code: strs(&["200"]),
         ..Default::default()
     };
-    assert_eq!(
-        err(http),
-        FilterError::Unsupported {
-            field: "http_status_code"
-        }
-    );
+    let dns = FlowFilter {
+        dns_query: strs(&["*.example.com"]),
+        ..Default::default()
+    };
+    let trace = FlowFilter {
+        trace_id: strs(&["4bf92f3577b34da6a3ce929d0e0e4736"]),
+        ..Default::default()
+    };
     let cel = FlowFilter {
         experimental: Some(Experimental {
             cel_expression: strs(&["true"]),
         }),
         ..Default::default()
     };
-    assert_eq!(
-        err(cel),
-        FilterError::Unsupported {
-            field: "experimental.cel_expression"
-        }
-    );
+    for f in [http, dns, trace, cel] {
+        // A whitelist of it selects nothing; a blacklist of it removes nothing.
+        assert!(only(f.clone()).is_empty(), "{f:?}");
+        let m = compile(&[], std::slice::from_ref(&f)).expect("accepted in a blacklist");
+        assert_eq!(
+            flows().into_iter().filter(|fl| m.matches(fl)).count(),
+            5,
+            "{f:?}"
+        );
+    }
     // An empty Experimental block is harmless.
     let empty = FlowFilter {
         experimental: Some(Experimental::default()),

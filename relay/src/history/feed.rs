@@ -40,6 +40,7 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(250);
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Drops of one node not yet reported in the stream.
+#[derive(Default)]
 struct Run {
     flows: u64,
     first: i64,
@@ -128,11 +129,10 @@ impl Feed {
             .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         self.losses.record(node, time, 1);
         let mut u = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
-        let run = u.runs.entry(node.to_string()).or_insert(Run {
-            flows: 0,
-            first: time,
-            last: time,
-        });
+        let run = super::losses::entry(&mut u.runs, node);
+        if run.flows == 0 {
+            (run.first, run.last) = (time, time);
+        }
         run.flows += 1;
         run.first = run.first.min(time);
         run.last = run.last.max(time);
@@ -276,5 +276,49 @@ mod tests {
         drop(intake);
         assert!(!feed.offer(&flow("a", 6)), "no writer: counted too");
         assert_eq!(losses.total_since_start(), 4);
+    }
+
+    /// Drops after a report start a new run: its first and last are its own
+    /// flows' times (not those of the run before, nor zero), and over many
+    /// drops of two nodes queued + lost = offered, per node and in the
+    /// reports.
+    #[test]
+    fn each_report_covers_the_drops_since_the_last_one() {
+        let dir = test_support::scratch::ScratchDir::new("history-feed-runs");
+        let losses = Arc::new(Losses::open(dir.path()).unwrap());
+        let (feed, _intake) = channel(10, losses.clone());
+        let report = |force| -> Vec<(String, u64, i64, i64)> {
+            feed.lost_events(force)
+                .into_iter()
+                .map(|r| match r.response_types {
+                    Some(ResponseTypes::LostEvents(l)) => (
+                        r.node_name,
+                        l.num_events_lost,
+                        l.first.unwrap().seconds,
+                        l.last.unwrap().seconds,
+                    ),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let mut queued = 0;
+        for s in 100..1100 {
+            let node = if s % 4 == 0 { "b" } else { "a" };
+            queued += u64::from(feed.offer(&flow(node, s)));
+        }
+        assert_eq!(queued, 10);
+        // 100..=109 were queued; of 110..=1099, b has every fourth.
+        let b = (110..1100).filter(|s| s % 4 == 0).count() as u64;
+        assert_eq!(
+            report(true),
+            [("a".into(), 990 - b, 110, 1099), ("b".into(), b, 112, 1096)]
+        );
+        for s in [2000, 1990, 2010] {
+            assert!(!feed.offer(&flow("b", s)));
+        }
+        assert_eq!(report(true), [("b".into(), 3, 1990, 2010)]);
+        assert_eq!(queued + losses.total_since_start(), 1003);
+        let per_node: Vec<(String, u64)> = losses.since_start();
+        assert_eq!(per_node, [("a".into(), 990 - b), ("b".into(), b + 3)]);
     }
 }

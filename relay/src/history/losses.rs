@@ -42,6 +42,14 @@ pub struct Missing {
     pub last_sec: i64,
 }
 
+/// `map[key]`, inserted (and the key allocated) only when missing.
+pub(super) fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
 fn second(nanos: i64) -> i64 {
     nanos.div_euclid(1_000_000_000)
 }
@@ -96,11 +104,14 @@ impl Losses {
     }
 
     /// `n` flows of `node` at `time` (ns since the epoch) were not kept.
+    /// Called for every flow a full queue drops, while the merge waits:
+    /// a node seen before costs no allocation.
     pub fn record(&self, node: &str, time: i64, n: u64) {
         let mut inner = self.lock();
-        let at = inner.by_node.entry(node.to_string()).or_default();
-        *at.entry(second(time)).or_default() += n;
-        *inner.since_start.entry(node.to_string()).or_default() += n;
+        *entry(&mut inner.by_node, node)
+            .entry(second(time))
+            .or_default() += n;
+        *entry(&mut inner.since_start, node) += n;
         inner.dirty = true;
     }
 

@@ -17,9 +17,9 @@
 //! - [`schema`]: the schema (below) and flows → `RecordBatch`.
 //! - [`feed`]: the bounded queue from the merge; what it drops goes to
 //!   [`losses`] (per node and second, kept on disk).
-//! - [`writer`]: three threads in a pipeline: flows → batches in memory
-//!   ([`recent`]), batches → Parquet ([`encode`], columns on several
-//!   threads), fsync and publish.
+//! - [`writer`]: three threads in a pipeline: flows → chunks ([`chunk`])
+//!   → batches in memory ([`recent`]), batches → Parquet ([`encode`],
+//!   columns on several threads), fsync and publish.
 //! - [`files`]: layout, names, permissions, retention; [`manifest`]: the
 //!   files readers see and when a removed one may be deleted.
 //! - [`compact`]: small files of an hour merged into large ones.
@@ -98,6 +98,7 @@
 //! - **Retention** deletes whole files (compacted or not) by age and total
 //!   size, through the same lease, so a running query keeps its files.
 
+pub mod chunk;
 pub mod compact;
 pub mod encode;
 pub mod feed;

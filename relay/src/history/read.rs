@@ -13,8 +13,8 @@ use datafusion::arrow::array::{
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
     CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
-    Policy, Sctp, Service, Tcp, TcpFlags, TraceObservationPoint, TrafficDirection, Udp, Verdict,
-    Workload,
+    Policy, Sctp, Service, SocketTranslationPoint, Tcp, TcpFlags, TraceObservationPoint,
+    TrafficDirection, Udp, Verdict, Workload,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
 use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
@@ -189,6 +189,9 @@ fn flow(r: &Row, time: i64) -> Flow {
         }),
         trace_observation_point: enum_of("observation_point", |s| {
             TraceObservationPoint::from_str_name(s).map(|v| v as i32)
+        }),
+        sock_xlate_point: enum_of("sock_xlate_point", |s| {
+            SocketTranslationPoint::from_str_name(s).map(|v| v as i32)
         }),
         is_reply: r
             .col::<BooleanArray>("is_reply")

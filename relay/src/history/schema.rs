@@ -21,8 +21,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
-    DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, Tcp, TcpFlags, TraceObservationPoint,
-    TrafficDirection, Verdict,
+    DropReason, Endpoint, Flow, FlowType, IpVersion, Policy, SocketTranslationPoint, Tcp, TcpFlags,
+    TraceObservationPoint, TrafficDirection, Verdict,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
 
@@ -358,6 +358,15 @@ pub static COLUMNS: &[Column] = &[
         Get::Str(
             |r, b| match TraceObservationPoint::try_from(r.flow.trace_observation_point) {
                 Ok(TraceObservationPoint::UnknownPoint) | Err(_) => b.append_null(),
+                Ok(p) => b.append_value(p.as_str_name()),
+            },
+        ),
+    ),
+    col(
+        "sock_xlate_point",
+        Get::Str(
+            |r, b| match SocketTranslationPoint::try_from(r.flow.sock_xlate_point) {
+                Ok(SocketTranslationPoint::SockXlatePointUnknown) | Err(_) => b.append_null(),
                 Ok(p) => b.append_value(p.as_str_name()),
             },
         ),

@@ -1,10 +1,11 @@
 //! The history writer: three threads in a pipeline, so taking flows,
 //! encoding Parquet and waiting for the disk overlap.
 //!
-//! - `history-rows` takes flows from the [`feed`](super::feed) in chunks,
-//!   turns each chunk into an Arrow batch and adds it to the rows in memory
-//!   (visible to queries at once); when `batch_rows` rows are waiting or the
-//!   flush interval passes, it seals them and hands them on.
+//! - `history-rows` takes flows from the [`feed`](super::feed) in chunks
+//!   ([`super::chunk`]), turns each chunk into an Arrow batch and adds it to
+//!   the rows in memory (visible to queries from then on); when
+//!   `batch_rows` rows are waiting or the flush interval passes, it seals
+//!   them and hands them on.
 //! - `history-encode` sorts each sealed segment by time and encodes it,
 //!   columns on several threads ([`super::encode`]), into a temporary file.
 //! - `history-commit` fsyncs each file and publishes it, in order (rename,
@@ -21,16 +22,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use observer_proto::observer::GetFlowsResponse;
-use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::time::{event_time, now_nanos};
 
 use super::History;
+use super::chunk::{CHUNK_FLOWS, Chunk};
 use super::encode::Written;
 use super::feed::{Intake, Item};
-use super::recent::{self, Segment};
-
-/// Flows turned into one Arrow batch at a time.
-pub const CHUNK_FLOWS: usize = 8192;
+use super::recent::Segment;
 
 /// The running writer; [`Writer::join`] waits for it after the feed's stop.
 pub struct Writer {
@@ -87,13 +85,16 @@ fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>
         .max(Duration::from_millis(1));
     let batch_rows = history.config().batch_rows.max(1);
     let mut deadline = Instant::now() + interval;
-    let mut chunk: Vec<(i64, Arc<GetFlowsResponse>)> = Vec::with_capacity(CHUNK_FLOWS);
+    let mut chunk = Chunk::<Instant>::default();
     let mut open = 0;
     let mut stopping = false;
     while !stopping {
-        let wait = deadline.saturating_duration_since(Instant::now());
-        match intake.rx.recv_timeout(wait) {
-            Ok(Item::Flow(r)) => chunk.push((time_of(&r), r)),
+        let wake = chunk.due().map_or(deadline, |t| t.min(deadline));
+        match intake
+            .rx
+            .recv_timeout(wake.saturating_duration_since(Instant::now()))
+        {
+            Ok(Item::Flow(r)) => chunk.push(time_of(&r), r),
             Ok(Item::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -101,22 +102,20 @@ fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>
         let room = batch_rows.saturating_sub(open).clamp(1, CHUNK_FLOWS);
         while !stopping && chunk.len() < room {
             match intake.rx.try_recv() {
-                Ok(Item::Flow(r)) => chunk.push((time_of(&r), r)),
+                Ok(Item::Flow(r)) => chunk.push(time_of(&r), r),
                 Ok(Item::Stop) => stopping = true,
                 Err(_) => break,
             }
         }
-        if !chunk.is_empty() {
-            intake.took(chunk.len());
-            debug_assert!(
-                chunk
-                    .iter()
-                    .all(|(_, r)| matches!(r.response_types, Some(ResponseTypes::Flow(_))))
-            );
-            open = history.add_rows(recent::to_batch(&chunk));
-            chunk.clear();
+        let now = Instant::now();
+        let due = now >= deadline;
+        let taken = chunk.len();
+        if (chunk.ready(room, now) || due || stopping)
+            && let Some(batch) = chunk.take()
+        {
+            intake.took(taken);
+            open = history.add_rows(batch);
         }
-        let due = Instant::now() >= deadline;
         if open >= batch_rows || due || stopping {
             if due {
                 deadline = Instant::now() + interval;
@@ -174,6 +173,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use observer_proto::flow::Flow;
+    use observer_proto::observer::get_flows_response::ResponseTypes;
 
     use super::*;
     use crate::history::HistoryConfig;

@@ -2,7 +2,8 @@
 //! and keeping its state in [`Peers`].
 //!
 //! - [`state`]: what is known about every peer; state changes are broadcast as
-//!   node-status events.
+//!   node-status events, and the connected peers are listed for `peer.Peer`
+//!   under the names [`Naming`] gives them (`CLUSTER/NODE` with a cluster).
 //! - `task`: the per-peer loop: a session, and after it fails, a backoff
 //!   ([`observer_runtime::backoff`]) and the next session.
 //! - `session`: one connection: GetNodes (the node's name), ServerStatus,
@@ -14,4 +15,4 @@ pub(crate) mod session;
 pub mod state;
 pub(crate) mod task;
 
-pub use state::{PeerId, PeerStatus, PeerView, Peers};
+pub use state::{Naming, PeerId, PeerStatus, PeerView, Peers};

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use observer_proto::observer::observer_client::ObserverClient;
-use observer_proto::observer::{
-    GetFlowsRequest, GetFlowsResponse, GetNodesRequest, ServerStatusRequest,
-};
+use observer_proto::observer::{GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::transport::Endpoint;
@@ -18,6 +16,7 @@ use super::resume::Resume;
 use super::state::PeerId;
 use crate::config::PeerOptions;
 use crate::error::PeerError;
+use crate::merge::MergeInput;
 use crate::state::RelayState;
 use observer_runtime::backoff::Backoff;
 
@@ -30,7 +29,7 @@ pub(crate) struct PeerCtx {
     pub id: PeerId,
     pub uri: String,
     pub state: Arc<RelayState>,
-    pub merge: mpsc::Sender<GetFlowsResponse>,
+    pub merge: mpsc::Sender<MergeInput>,
     pub opts: PeerOptions,
 }
 
@@ -90,6 +89,7 @@ async fn session(
         .peers()
         .mark_connected(ctx.id, name.clone(), status, client.clone());
     backoff.reset();
+    merge(ctx, MergeInput::Connected(ctx.id)).await?;
 
     let mut poll =
         tokio::time::interval_at(Instant::now() + opts.status_interval, opts.status_interval);
@@ -111,8 +111,9 @@ async fn session(
                     Some(n) if response.node_name.is_empty() => response.node_name = n.clone(),
                     _ => {}
                 }
+                ctx.state.peers().naming().rename(&mut response);
                 ctx.state.peers().count_flow(ctx.id);
-                ctx.merge.send(response).await.map_err(|_| PeerError::MergeClosed)?;
+                merge(ctx, MergeInput::Response(ctx.id, response)).await?;
             }
             _ = poll.tick() => {
                 let status = call(opts, "ServerStatus", client.server_status(ServerStatusRequest {})).await?;
@@ -120,6 +121,14 @@ async fn session(
             }
         }
     }
+}
+
+/// Hands `input` to the merge (waiting while its queue is full).
+pub(crate) async fn merge(ctx: &PeerCtx, input: MergeInput) -> Result<(), PeerError> {
+    ctx.merge
+        .send(input)
+        .await
+        .map_err(|_| PeerError::MergeClosed)
 }
 
 /// A call with the configured time limit.

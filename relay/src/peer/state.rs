@@ -1,13 +1,17 @@
 //! What the relay knows about each peer, shared by the peer tasks (which write
 //! it) and the server (which reads it), and the broadcast of state changes that
-//! following clients receive in-band as node-status events.
+//! following clients receive in-band as node-status events. The connected
+//! peers are also listed in a [`PeerDirectory`], which the relay serves as
+//! `peer.Peer` (a stock hubble-relay's `--peer-service`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use observer_proto::observer::ServerStatusResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::observer::{GetFlowsResponse, ServerStatusResponse};
 use observer_proto::relay::{NodeState, NodeStatusEvent};
+use observer_runtime::peer_service::{Address, Listing, PeerDirectory, PeerTls};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -79,15 +83,64 @@ impl PeerEntry {
     }
 }
 
+/// How the relay names its peers and lists them in `peer.Peer`.
+#[derive(Debug, Clone)]
+pub struct Naming {
+    /// Prefixes every node name as `CLUSTER/NODE` (as Cilium names nodes),
+    /// unless the node's name already has a cluster.
+    pub cluster: Option<String>,
+    /// What `peer.Peer` says about the peers' TLS: the relay's own settings
+    /// towards them.
+    pub tls: PeerTls,
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Naming {
+            cluster: None,
+            tls: PeerTls::Off,
+        }
+    }
+}
+
+impl Naming {
+    /// `name` as the relay calls it: with the cluster, when one is set and
+    /// `name` has none.
+    pub fn full_name(&self, name: &str) -> String {
+        match &self.cluster {
+            Some(c) if !name.is_empty() && !name.contains('/') => format!("{c}/{name}"),
+            _ => name.to_string(),
+        }
+    }
+
+    /// Names the node of a peer's response (and of its flow) as
+    /// [`Self::full_name`] does, so node filters and GetNodes agree.
+    pub fn rename(&self, response: &mut GetFlowsResponse) {
+        if self.cluster.is_none() {
+            return;
+        }
+        response.node_name = self.full_name(&response.node_name);
+        if let Some(ResponseTypes::Flow(f)) = &mut response.response_types {
+            f.node_name = self.full_name(&f.node_name);
+        }
+    }
+}
+
 /// Every peer of the relay.
 pub struct Peers {
     entries: Mutex<Vec<PeerEntry>>,
     flows_seen: Vec<AtomicU64>,
     events: broadcast::Sender<NodeStatusEvent>,
+    naming: Naming,
+    directory: PeerDirectory,
 }
 
 impl Peers {
     pub fn new(addresses: &[String]) -> Self {
+        Self::with_naming(addresses, Naming::default())
+    }
+
+    pub fn with_naming(addresses: &[String], naming: Naming) -> Self {
         let entries = addresses
             .iter()
             .map(|a| PeerEntry {
@@ -105,7 +158,35 @@ impl Peers {
             entries: Mutex::new(entries),
             flows_seen: addresses.iter().map(|_| AtomicU64::new(0)).collect(),
             events,
+            naming,
+            directory: PeerDirectory::new(),
         }
+    }
+
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    /// The connected peers, as `peer.Peer` serves them.
+    pub fn directory(&self) -> &PeerDirectory {
+        &self.directory
+    }
+
+    /// Lists the connected peers in the directory (under the lock, so the
+    /// directory follows the entries' order of changes).
+    fn sync_directory(&self, entries: &[PeerEntry]) {
+        let listed = entries
+            .iter()
+            .filter(|e| e.connected_since.is_some())
+            .map(|e| {
+                let listing = Listing {
+                    address: Address::At(e.address.clone()),
+                    tls: self.naming.tls.clone(),
+                };
+                (e.name(), listing)
+            })
+            .collect();
+        self.directory.replace(listed);
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<PeerEntry>> {
@@ -130,8 +211,8 @@ impl Peers {
     ) {
         let mut entries = self.lock();
         let e = &mut entries[id];
-        if name.is_some() {
-            e.name = name;
+        if let Some(name) = name {
+            e.name = Some(self.naming.full_name(&name));
         }
         e.version = status.version.clone();
         e.status = Some(PeerStatus {
@@ -148,6 +229,7 @@ impl Peers {
             node_names: vec![e.name()],
             message: String::new(),
         });
+        self.sync_directory(&entries);
     }
 
     /// The peer failed (or could not be reached again); tells followers when it
@@ -168,6 +250,9 @@ impl Peers {
             log::debug!("peer {} ({}): {error}", e.name(), e.address);
         }
         e.last_error = Some(error);
+        if was_connected {
+            self.sync_directory(&entries);
+        }
     }
 
     /// Records the node name found in a peer's flows, if it had none.
@@ -177,7 +262,8 @@ impl Peers {
         }
         let mut entries = self.lock();
         if entries[id].name.is_none() {
-            entries[id].name = Some(name.to_string());
+            entries[id].name = Some(self.naming.full_name(name));
+            self.sync_directory(&entries);
         }
     }
 
@@ -269,6 +355,8 @@ fn status_events(entries: &[PeerEntry]) -> Vec<NodeStatusEvent> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn client() -> ObserverClient<Channel> {
@@ -335,5 +423,78 @@ mod tests {
             ]
         );
         assert_eq!(peers.connected_clients().len(), 1);
+    }
+
+    fn listing(address: &str) -> Listing {
+        Listing {
+            address: Address::At(address.into()),
+            tls: PeerTls::HostOfAddress,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_directory_lists_the_connected_peers_under_their_cluster_names() {
+        let naming = Naming {
+            cluster: Some("east".into()),
+            tls: PeerTls::HostOfAddress,
+        };
+        let peers = Peers::with_naming(&["10.0.0.1:4244".into(), "10.0.0.2:4244".into()], naming);
+        let mut listed = peers.directory().subscribe();
+        assert!(
+            listed.borrow_and_update().is_empty(),
+            "nothing connected yet"
+        );
+        peers.mark_connected(
+            0,
+            Some("node1".into()),
+            ServerStatusResponse::default(),
+            client(),
+        );
+        // A name with a cluster already keeps it.
+        peers.mark_connected(
+            1,
+            Some("west/node2".into()),
+            ServerStatusResponse::default(),
+            client(),
+        );
+        assert_eq!(
+            *listed.borrow_and_update(),
+            BTreeMap::from([
+                ("east/node1".to_string(), listing("10.0.0.1:4244")),
+                ("west/node2".to_string(), listing("10.0.0.2:4244")),
+            ])
+        );
+        assert_eq!(peers.views()[0].name, "east/node1");
+        peers.mark_unavailable(0, "stream broke".into());
+        assert_eq!(
+            *listed.borrow_and_update(),
+            BTreeMap::from([("west/node2".to_string(), listing("10.0.0.2:4244"))])
+        );
+    }
+
+    #[test]
+    fn responses_of_a_peer_are_renamed_with_the_cluster() {
+        let naming = Naming {
+            cluster: Some("east".into()),
+            tls: PeerTls::Off,
+        };
+        let mut r = GetFlowsResponse {
+            node_name: "node1".into(),
+            response_types: Some(ResponseTypes::Flow(observer_proto::flow::Flow {
+                node_name: "node1".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        naming.rename(&mut r);
+        let Some(ResponseTypes::Flow(f)) = &r.response_types else {
+            unreachable!()
+        };
+        assert_eq!(
+            (r.node_name.as_str(), f.node_name.as_str()),
+            ("east/node1", "east/node1")
+        );
+        Naming::default().rename(&mut r);
+        assert_eq!(r.node_name, "east/node1");
     }
 }

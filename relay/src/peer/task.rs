@@ -6,6 +6,7 @@ use tokio::sync::watch;
 use super::resume::Resume;
 use super::session::{self, PeerCtx};
 use crate::error::PeerError;
+use crate::merge::MergeInput;
 use observer_runtime::backoff::Backoff;
 
 /// Follows one peer until `stop` turns true (or its sender is dropped).
@@ -17,7 +18,11 @@ pub(crate) async fn run(ctx: PeerCtx, mut stop: watch::Receiver<bool>) {
             e = session::run(&ctx, &mut resume, &mut backoff) => e,
             () = stopped(&mut stop) => return,
         };
-        if matches!(error, PeerError::MergeClosed) {
+        if matches!(error, PeerError::MergeClosed)
+            || session::merge(&ctx, MergeInput::Gone(ctx.id))
+                .await
+                .is_err()
+        {
             return;
         }
         ctx.state

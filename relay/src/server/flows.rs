@@ -5,6 +5,8 @@
 //! peer with its last error), then the selected part of the merged ring. With
 //! follow, live flows come next, and a peer failing or coming back arrives
 //! in-band as another node-status event: the client's stream never fails for it.
+//! A follow that asks for no history (`number` 0, no `since`) gets no flow
+//! from before its request, also none the reorder window releases after it.
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ use super::FlowStream;
 use super::older::{self, Older, Stopped, Take};
 use crate::error::RequestError;
 use crate::state::RelayState;
-use observer_proto::time::{now_nanos, timestamp};
+use observer_proto::time::{event_time, now_nanos, timestamp};
 use observer_runtime::query::FlowQuery;
 use observer_runtime::store::Entry;
 
@@ -41,6 +43,7 @@ pub(super) fn open(
     mut stopping: watch::Receiver<bool>,
 ) -> Result<FlowStream, RequestError> {
     let query = FlowQuery::parse(req)?;
+    let not_before = (query.follow && query.number == 0 && query.since.is_none()).then(now_nanos);
     let (statuses, status_rx) = state.peers().status_and_subscribe();
     let (ring, flow_rx) = if query.follow {
         let (ring, rx) = state.store().snapshot_and_follow();
@@ -70,12 +73,13 @@ pub(super) fn open(
                 }
             };
             for entry in ring {
-                send(&tx, (*entry.response).clone()).await?;
+                send(&tx, (*query.respond(&entry.response)).clone()).await?;
             }
             if let Some(flow_rx) = flow_rx {
                 let live = Live {
                     query,
                     after,
+                    not_before,
                     flows: flow_rx,
                     statuses: status_rx,
                 };
@@ -145,6 +149,8 @@ struct Live {
     query: FlowQuery,
     /// Sequence number of the last entry of the history snapshot.
     after: Option<u64>,
+    /// Flows older than this (the request's time) are not sent.
+    not_before: Option<i128>,
     flows: broadcast::Receiver<Entry>,
     statuses: broadcast::Receiver<NodeStatusEvent>,
 }
@@ -166,14 +172,14 @@ impl Live {
                 },
                 entry = self.flows.recv() => match entry {
                     Ok(entry) => {
-                        if self.after.is_some_and(|a| entry.seq <= a) {
+                        if self.after.is_some_and(|a| entry.seq <= a) || self.is_before(&entry) {
                             continue;
                         }
                         if self.query.is_past_until(&entry.response) {
                             return Ok(());
                         }
                         if self.query.selects(&entry.response) {
-                            send(tx, (*entry.response).clone()).await?;
+                            send(tx, (*self.query.respond(&entry.response)).clone()).await?;
                         }
                     }
                     // This client fell behind; tell it how much it missed.
@@ -182,6 +188,17 @@ impl Live {
                 },
             }
         }
+    }
+}
+
+impl Live {
+    /// A flow from before the request of a follow without history.
+    fn is_before(&self, entry: &Entry) -> bool {
+        let is_flow = matches!(entry.response.response_types, Some(ResponseTypes::Flow(_)));
+        is_flow
+            && self
+                .not_before
+                .is_some_and(|floor| event_time(&entry.response).is_some_and(|t| t < floor))
     }
 }
 
@@ -203,11 +220,11 @@ mod tests {
     use observer_proto::observer::ServerStatusResponse;
     use observer_proto::observer::observer_client::ObserverClient;
     use observer_proto::relay::NodeState;
+    use tokio_stream::StreamExt;
     use tonic::transport::Channel;
 
     use super::*;
     use crate::peer::Peers;
-    use observer_proto::time::event_time;
     use observer_runtime::store::FlowStore;
 
     fn flow_at(t: i128) -> GetFlowsResponse {
@@ -230,6 +247,7 @@ mod tests {
         Live {
             query,
             after: None,
+            not_before: None,
             flows,
             statuses,
         }
@@ -265,6 +283,50 @@ mod tests {
         let next = rx.recv().await.unwrap().unwrap();
         assert_eq!(event_time(&next), Some(6));
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_follow_without_history_gets_no_flow_from_before_its_request() {
+        let state = state();
+        let (_stop, stopping) = watch::channel(false);
+        let before = now_nanos();
+        let req = GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        };
+        let mut stream = open(&state, &req, stopping).unwrap();
+        let after = now_nanos();
+        // Released by the merge after the request: one from before it (held
+        // in the reorder window until now), one from after, a lost-events
+        // record from before it (a gap is never hidden).
+        state.store().push(flow_at(before - 1));
+        state.store().push(GetFlowsResponse {
+            time: Some(timestamp(before - 2)),
+            response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                num_events_lost: 3,
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
+        state.store().push(flow_at(after + 1));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let r = stream.next().await.unwrap().unwrap();
+            got.push(match r.response_types {
+                Some(ResponseTypes::NodeStatus(_)) => ("node status", None),
+                Some(ResponseTypes::LostEvents(_)) => ("lost events", event_time(&r)),
+                Some(ResponseTypes::Flow(_)) => ("flow", event_time(&r)),
+                None => ("nothing", None),
+            });
+        }
+        assert_eq!(
+            got,
+            [
+                ("node status", None),
+                ("lost events", Some(before - 2)),
+                ("flow", Some(after + 1)),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //! - `namespaces`: GetNamespaces, the union over peers and the merged ring.
 //! - `older`: the flow history before the ring, for a `since` older than it.
 //!
-//! Arrow Flight SQL ([`crate::sql::flight`]) is served on the same address.
+//! Arrow Flight SQL ([`crate::sql::flight`]) and `peer.Peer` (the connected
+//! peers, [`crate::peer::Peers::directory`], for a stock hubble-relay's
+//! `--peer-service`) are served on the same address.
 
 mod flows;
 mod namespaces;
@@ -53,6 +55,7 @@ pub async fn run(
     let (stop, stopping) = watch::channel(false);
     let sql = state.sql();
     let queries = sql.clone();
+    let peers = state.peers().directory().service(stopping.clone());
     let service = RelayService { state, stopping };
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
@@ -64,6 +67,7 @@ pub async fn run(
     };
     grpc.add_service(ObserverServer::new(service))
         .add_service(crate::sql::flight::service(sql))
+        .add_service(peers)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())

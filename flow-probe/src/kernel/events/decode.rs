@@ -132,6 +132,9 @@ pub fn encode_flow(ev: &FlowEvent) -> Vec<u8> {
     out.extend([ev.policy_dir, ev._pad0]);
     out.extend(ev.policy_id.to_ne_bytes());
     out.extend(ev.remote_identity.to_ne_bytes());
+    out.extend(ev.dmac);
+    out.extend(ev.smac);
+    out.extend(ev._pad1);
     out
 }
 
@@ -189,7 +192,7 @@ mod tests {
             hdr: EventHeader {
                 r#type: EVENT_FLOW,
                 version: EVENT_VERSION,
-                len: 120,
+                len: 136,
                 _pad0: 0,
             },
             ktime_ns: 42,
@@ -238,19 +241,19 @@ mod tests {
     fn a_record_cut_short_or_padded_is_refused_by_its_len() {
         let bytes = encode_flow(&sample());
         let err = decode(&bytes[..100]).unwrap_err();
-        assert_eq!(err, DecodeError::Len { len: 120, got: 100 });
+        assert_eq!(err, DecodeError::Len { len: 136, got: 100 });
         assert_eq!(
             err.to_string(),
-            "record header says 120 bytes but 100 arrived"
+            "record header says 136 bytes but 100 arrived"
         );
         let mut long = bytes.clone();
         long.extend([0; 8]);
-        assert_eq!(decode(&long), Err(DecodeError::Len { len: 120, got: 128 }));
+        assert_eq!(decode(&long), Err(DecodeError::Len { len: 136, got: 144 }));
     }
 
     #[test]
     fn a_len_that_is_not_the_struct_size_is_refused() {
-        // Header and bytes agree, but a flow event is 120 bytes.
+        // Header and bytes agree, but a flow event is 136 bytes.
         let mut short = encode_flow(&sample());
         short.truncate(112);
         short[2..4].copy_from_slice(&112u16.to_ne_bytes());
@@ -260,12 +263,12 @@ mod tests {
             DecodeError::Size {
                 what: "flow_event",
                 len: 112,
-                need: 120
+                need: 136
             }
         );
         assert_eq!(
             err.to_string(),
-            "flow_event record of 112 bytes, but the struct has 120"
+            "flow_event record of 112 bytes, but the struct has 136"
         );
         let mut long = encode_sock_xlate(&xlate_sample());
         long.extend([0; 8]);
@@ -288,11 +291,11 @@ mod tests {
         assert_eq!(err, DecodeError::Version { got: 4 });
         assert_eq!(
             err.to_string(),
-            "event version 4, expected 5: probe and flow-probe were built apart"
+            "event version 4, expected 6: probe and flow-probe were built apart"
         );
         // The version is judged before the size: an older, longer layout says so.
         v4.extend([0; 8]);
-        v4[2..4].copy_from_slice(&128u16.to_ne_bytes());
+        v4[2..4].copy_from_slice(&144u16.to_ne_bytes());
         assert_eq!(decode(&v4), Err(DecodeError::Version { got: 4 }));
     }
 

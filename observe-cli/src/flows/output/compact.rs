@@ -1,13 +1,11 @@
 //! The `compact` format: one line per flow, as `hubble observe` prints it, with
 //! the client on the left and the verdict coloured when asked.
 
-use observer_proto::flow::{Endpoint, Flow, TraceObservationPoint};
-use observer_proto::names;
-use observer_proto::names::point_name;
+use observer_proto::flow::{Endpoint, Flow};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
 use super::color::paint_verdict;
-use super::fields::{lost_source, node_name, ports};
+use super::fields::{flow_type, hosts, lost_source, node_name, verdict};
 use super::time::timestamp;
 
 /// One response as a compact line (without newline); `None` for an empty one.
@@ -46,65 +44,62 @@ pub fn node_status(resp: &GetFlowsResponse) -> String {
     )
 }
 
-/// `src -> dst point VERDICT (summary)`; replies are printed server-first with `<-`
-/// so the client stays on the left, as Hubble does.
+/// `src (identity) -> dst (identity) TYPE VERDICT (summary)` as `hubble
+/// observe -o compact` prints it: replies server-first with `<-` so the
+/// client stays on the left, `<>` when the direction is unknown (drops,
+/// socket and lifecycle events).
 pub fn flow_line(f: &Flow) -> String {
     styled_flow_line(f, false)
 }
 
 /// [`flow_line`], with the verdict coloured when `color`.
 pub fn styled_flow_line(f: &Flow, color: bool) -> String {
-    let (sport, dport) = ports(f);
-    let ip = f.ip.as_ref();
-    let src = endpoint(
-        f.source.as_ref(),
-        ip.map(|i| i.source.as_str()).unwrap_or(""),
-        sport,
-    );
-    let dst = endpoint(
-        f.destination.as_ref(),
-        ip.map(|i| i.destination.as_str()).unwrap_or(""),
-        dport,
-    );
+    let (src_host, dst_host) = hosts(f);
+    let src = format!("{src_host} {}", identity(f.source.as_ref()));
+    let dst = format!("{dst_host} {}", identity(f.destination.as_ref()));
     let (left, arrow, right) = match f.is_reply {
         Some(true) => (dst, "<-", src),
         Some(false) => (src, "->", dst),
         None => (src, "<>", dst),
     };
-    let point = TraceObservationPoint::try_from(f.trace_observation_point)
-        .map(point_name)
-        .unwrap_or("");
-    let verdict = paint_verdict(names::verdict(f.verdict), color);
-    let point = if point.is_empty() {
-        String::new()
-    } else {
-        format!(" {point}")
-    };
-    format!("{left} {arrow} {right}{point} {verdict} ({})", f.summary)
+    let verdict = paint_verdict(verdict(f), color);
+    format!(
+        "{left} {arrow} {right} {} {verdict} ({})",
+        flow_type(f),
+        f.summary
+    )
 }
 
-fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
-    let host = match ep {
-        Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
-        _ if ip.contains(':') && port.is_some() => format!("[{ip}]"),
-        _ => ip.to_string(),
+/// Hubble's identity column: `(ID:n)`, or a reserved identity's name.
+fn identity(ep: Option<&Endpoint>) -> String {
+    let id = ep.map_or(0, |e| e.identity);
+    if id >= 256 {
+        return format!("(ID:{id})");
+    }
+    let name = match id {
+        0 => "unknown",
+        1 => "host",
+        2 => "world",
+        3 => "unmanaged",
+        4 => "health",
+        5 => "init",
+        6 => "remote-node",
+        7 => "kube-apiserver",
+        8 => "ingress",
+        9 => "world-ipv4",
+        10 => "world-ipv6",
+        n => return format!("({n})"),
     };
-    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-    let id = match ep {
-        Some(e) if e.identity >= 256 => format!(" (ID:{})", e.identity),
-        Some(e) => {
-            let reserved = e.labels.iter().find_map(|l| l.strip_prefix("reserved:"));
-            reserved.map(|r| format!(" ({r})")).unwrap_or_default()
-        }
-        None => String::new(),
-    };
-    format!("{host}{port}{id}")
+    format!("({name})")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_proto::flow::{Ip, Layer4, Tcp, TcpFlags, Verdict, layer4::Protocol};
+    use observer_proto::flow::{
+        CiliumEventType, Ip, Layer4, Tcp, TcpFlags, TraceObservationPoint, TrafficDirection,
+        Verdict, layer4::Protocol,
+    };
     #[test]
     fn compact_line_reads_like_hubble() {
         let f = Flow {
@@ -142,6 +137,10 @@ mod tests {
             }),
             is_reply: Some(true),
             trace_observation_point: TraceObservationPoint::FromEndpoint as i32,
+            event_type: Some(CiliumEventType {
+                r#type: 4,
+                sub_type: 5,
+            }),
             summary: "TCP Flags: SYN, ACK".into(),
             ..Default::default()
         };
@@ -150,5 +149,44 @@ mod tests {
             "198.18.1.3:8080 (world) <- default/frontend:40000 (ID:300) from-endpoint FORWARDED (TCP Flags: SYN, ACK)"
         );
         assert_eq!(timestamp(f.time.as_ref()), "Nov 26 15:04:05.123");
+
+        // Each kind of event reads as hubble observe's line for it.
+        let event = |t, sub| {
+            Some(CiliumEventType {
+                r#type: t,
+                sub_type: sub,
+            })
+        };
+        let drop = Flow {
+            verdict: Verdict::Dropped as i32,
+            event_type: event(1, 133),
+            is_reply: None,
+            summary: "TCP Flags: SYN".into(),
+            ..f.clone()
+        };
+        assert_eq!(
+            flow_line(&drop),
+            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) Policy denied DROPPED (TCP Flags: SYN)"
+        );
+        let denied = Flow {
+            event_type: event(5, 0),
+            traffic_direction: TrafficDirection::Egress as i32,
+            ..drop.clone()
+        };
+        assert_eq!(
+            flow_line(&denied),
+            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) policy-verdict:none EGRESS DENIED (TCP Flags: SYN)"
+        );
+        let lifecycle = Flow {
+            verdict: Verdict::Unknown as i32,
+            event_type: None,
+            is_reply: None,
+            summary: "TCP established".into(),
+            ..f.clone()
+        };
+        assert_eq!(
+            flow_line(&lifecycle),
+            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) UNKNOWN VERDICT_UNKNOWN (TCP established)"
+        );
     }
 }

@@ -4,11 +4,9 @@
 //! every format reads (node, ports, lost-events source).
 
 use observer_proto::flow::{
-    Endpoint, Flow, LostEventSource, Service, SocketTranslationPoint, TraceObservationPoint,
-    Verdict, layer4::Protocol,
+    Endpoint, Flow, LostEventSource, Service, SocketTranslationPoint, Verdict, layer4::Protocol,
 };
-use observer_proto::names::{self, point_name};
-use observer_proto::observe::v1::tcp_lifecycle;
+use observer_proto::names;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
 use super::time::timestamp;
@@ -37,7 +35,7 @@ pub fn row(resp: &GetFlowsResponse) -> Option<Row> {
                 source,
                 destination,
                 kind: flow_type(f),
-                verdict: names::verdict(f.verdict).to_string(),
+                verdict: verdict(f).to_string(),
                 summary: f.summary.clone(),
             })
         }
@@ -128,34 +126,26 @@ fn host(
     }
 }
 
-/// Hubble's flow TYPE: the observation point of a trace, the drop reason of a
-/// drop, the match type of an allowed policy verdict, the translation point of
-/// a socket event; ours add `kernel-drop`'s reason and `tcp-<lifecycle kind>`.
+/// Hubble's flow TYPE column: the trace point of a trace (its sub-type), the
+/// drop reason of a drop (Cilium's text), `policy-verdict:MATCH DIRECTION`
+/// of a policy verdict, the translation point of a socket event, else
+/// `UNKNOWN` (as for our TCP lifecycle reports, which have no event type).
 pub fn flow_type(f: &Flow) -> String {
-    if let Some(kd) = &f.kernel_drop {
-        return kd.name.clone();
-    }
-    if let Some(lc) = &f.tcp_lifecycle {
-        let kind = tcp_lifecycle::Kind::try_from(lc.kind)
-            .map(|k| k.as_str_name().to_ascii_lowercase())
-            .unwrap_or_else(|_| lc.kind.to_string());
-        return format!("tcp-{kind}");
-    }
     let (ty, sub) = f
         .event_type
         .as_ref()
         .map(|e| (e.r#type, e.sub_type))
         .unwrap_or((0, 0));
     match ty {
-        4 => trace_point(f.trace_observation_point, sub),
-        1 => drop_reason(sub),
-        5 => match Verdict::try_from(f.verdict) {
-            Ok(Verdict::Forwarded | Verdict::Redirected | Verdict::Audit) => {
-                policy_match(f.policy_match_type).to_string()
-            }
-            Ok(Verdict::Dropped) => drop_reason(f.drop_reason_desc),
-            _ => "UNKNOWN".to_string(),
-        },
+        4 => names::trace_sub_type(sub)
+            .map(str::to_string)
+            .unwrap_or_else(|| sub.to_string()),
+        1 => observer_proto::hubble_text::drop_reason_text(sub),
+        5 => format!(
+            "policy-verdict:{} {}",
+            policy_match(f.policy_match_type),
+            f.traffic_direction().as_str_name()
+        ),
         7 => match SocketTranslationPoint::try_from(f.sock_xlate_point) {
             Ok(SocketTranslationPoint::SockXlatePointPreDirectionFwd) => "pre-xlate-fwd".into(),
             Ok(SocketTranslationPoint::SockXlatePointPostDirectionFwd) => "post-xlate-fwd".into(),
@@ -167,21 +157,16 @@ pub fn flow_type(f: &Flow) -> String {
     }
 }
 
-/// The flow's observation point, else Cilium's trace sub-type numbering.
-fn trace_point(point: i32, sub_type: i32) -> String {
-    let named = TraceObservationPoint::try_from(point)
-        .map(point_name)
-        .unwrap_or("");
-    if !named.is_empty() {
-        return named.to_string();
+/// Hubble's VERDICT column: the verdict's name, or for a policy verdict
+/// `ALLOWED`, `DENIED` or `AUDITED`.
+pub fn verdict(f: &Flow) -> &'static str {
+    let policy = f.event_type.as_ref().is_some_and(|e| e.r#type == 5);
+    match Verdict::try_from(f.verdict) {
+        Ok(Verdict::Forwarded | Verdict::Redirected) if policy => "ALLOWED",
+        Ok(Verdict::Dropped | Verdict::Error) if policy => "DENIED",
+        Ok(Verdict::Audit) if policy => "AUDITED",
+        _ => names::verdict(f.verdict),
     }
-    observer_proto::names::trace_sub_type(sub_type)
-        .map(str::to_string)
-        .unwrap_or_else(|| sub_type.to_string())
-}
-
-fn drop_reason(reason: i32) -> String {
-    names::drop_reason(reason).map_or_else(|| reason.to_string(), str::to_string)
 }
 
 /// Cilium's policy match types, as `hubble observe` names them.

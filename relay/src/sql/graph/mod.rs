@@ -85,6 +85,7 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "destination_workload",
     "destination_labels",
     "observation_point",
+    "sock_xlate_point",
     "is_reply",
     "fwd_bytes",
     "fwd_packets",
