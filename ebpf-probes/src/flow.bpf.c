@@ -39,17 +39,19 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
 	struct pkt p = {};
 	struct sighting s = { .p = &p, .skb = skb, .hook = hook };
-	const void *data, *end;
+	const void *data = (void *)(long)skb->data;
+	const void *end = (void *)(long)skb->data_end;
 
-	pull_headers(skb);
-	data = (void *)(long)skb->data;
-	end = (void *)(long)skb->data_end;
 	p.len = skb->len;
 	s.ifindex = skb->ifindex;
+	/* Parsed where the packet is; pulled and parsed again only when a
+	 * header lies outside the linear area (the pull moves the data). */
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
 		const struct iphdr *ip = parse_ipv4(data, end, &p);
 		struct flow4_key k;
 
+		if (!ip && pull_more(skb))
+			ip = parse_ipv4((void *)(long)skb->data, (void *)(long)skb->data_end, &p);
 		if (!ip || parse_only)
 			return TC_ACT_UNSPEC;
 		s.side = key4(&k, ip, &p, s.ifindex);
@@ -60,6 +62,8 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 		const struct ipv6hdr *ip6 = parse_ipv6(data, end, &p);
 		struct flow6_key k;
 
+		if (!ip6 && pull_more(skb))
+			ip6 = parse_ipv6((void *)(long)skb->data, (void *)(long)skb->data_end, &p);
 		if (!ip6 || parse_only)
 			return TC_ACT_UNSPEC;
 		s.side = key6(&k, ip6, &p, s.ifindex);

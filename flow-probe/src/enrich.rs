@@ -2,34 +2,44 @@
 //! ports and the endpoints behind the addresses come from
 //! [`crate::flow_builder`]; here: reply, trace reason and direction from who
 //! opened the flow, the observation point from the hook and interface,
-//! volume, the verdict with its drop reason and policy, and kernel drops
-//! (their reason as Cilium's by [`kernel_reasons`]).
+//! volume, the verdict with its drop reason and policy, Ethernet addresses,
+//! and kernel drops (their reason as Cilium's by [`kernel_reasons`]). Layer 4
+//! and its summary: `enrich::layer4`.
 //!
 //! A policy denial is one kernel event; Cilium reports it as a PolicyVerdict
 //! (naming the policy) and a Drop, and so does [`Enricher::flows`]. Drops
 //! carry no observation point and no `is_reply`, as Cilium's do.
+//!
+//! Any other tc event is one flow, built new ([`Enricher::flow`]) or written
+//! into the memory of an older one ([`Enricher::fill_flow`], what the
+//! pipeline does with the store's evicted entries); both give the same flow.
 
 pub mod kernel_reasons;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::flow::{
-    CiliumEventType, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Layer4, NetworkInterface,
-    Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, layer4,
+    CiliumEventType, Endpoint, Ethernet, Flow, FlowType, NetworkInterface, Policy,
+    TraceObservationPoint, TraceReason, TrafficDirection,
 };
-use observer_proto::hubble_text::{icmp4_type_code, icmp6_type_code};
 use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp};
 
 use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
-use crate::flow_builder::{Endpoints, NodeFlows, addr, ipproto, ports};
+use crate::flow_builder::reuse::set_str;
+use crate::flow_builder::{Endpoints, NodeFlows, addr};
 use crate::kernel::events::{
     FlowEvent, drop_reason, hook, kind, policy_direction, reason, verdict,
 };
 use crate::sources::EndpointWatch;
+
+mod layer4;
+use layer4::layer4;
+pub use layer4::{tcp_flag_names, tcp_flags};
 
 /// Cilium's monitor message type for trace events, and its trace sub-types.
 pub mod monitor {
@@ -174,11 +184,17 @@ impl Enricher {
         self.node.node_name()
     }
 
+    /// Whether `ev` is two flows (a policy denial: PolicyVerdict, then Drop)
+    /// rather than the one [`Self::fill_flow`] writes.
+    pub fn is_pair(ev: &FlowEvent) -> bool {
+        ev.kind == kind::DROP && ev.key.hook != hook::KFREE_SKB
+    }
+
     /// The flows of one event: a policy denial is a PolicyVerdict flow, then
     /// the Drop ([`Self::flow`]); any other event is its one flow.
     pub fn flows(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Vec<Flow> {
         let flow = self.flow(ev, unix_offset_ns);
-        if ev.kind != kind::DROP || ev.key.hook == hook::KFREE_SKB {
+        if !Self::is_pair(ev) {
             return vec![flow];
         }
         let mut verdict = Flow {
@@ -197,9 +213,20 @@ impl Enricher {
     /// Builds the event's own flow (for a policy denial, the Drop);
     /// `unix_offset_ns` converts kernel monotonic time to Unix time.
     pub fn flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
+        let mut flow = Flow::default();
+        self.fill_flow(&mut flow, ev, unix_offset_ns);
+        flow
+    }
+
+    /// Writes the flow of `ev` into `f`, in its memory: every field, so `f`
+    /// ends as [`Self::flow`] would build it, whatever it held before.
+    pub fn fill_flow(&mut self, f: &mut Flow, ev: &FlowEvent, unix_offset_ns: i128) {
         self.refresh(false);
         let k = &ev.key;
         let (src, dst) = (addr(k.family, &k.saddr), addr(k.family, &k.daddr));
+        // Time, UUID, IP, endpoints, type and node.
+        self.node
+            .fill(f, unix_offset_ns, FlowType::L3L4, ev.ktime_ns, (src, dst));
         let iface = self.interfaces.get(&k.ifindex);
         let at_endpoint = iface.is_some_and(|i| i.endpoint.is_some());
         let ingress_hook = k.hook == hook::TC_INGRESS;
@@ -213,82 +240,136 @@ impl Enricher {
             ),
             (false, false) => (TraceObservationPoint::ToNetwork, monitor::TRACE_TO_NETWORK),
         };
-        let is_reply = ev.is_reply != 0;
+        let reply = ev.is_reply != 0;
+        // Cilium cannot tell whether a dropped packet was a reply, and its
+        // drops come from no trace point.
+        let dropped = ev.kind == kind::DROP;
         // Direction of the connection, seen from the endpoint where we observe it:
         // a packet leaving the endpoint is egress unless it answers a peer.
         let leaving = matches!(
             point,
             TraceObservationPoint::FromEndpoint | TraceObservationPoint::ToNetwork
         );
-        let direction = match (leaving, is_reply) {
+        let direction = match (leaving, reply) {
             (true, false) | (false, true) => TrafficDirection::Egress,
             (false, false) | (true, true) => TrafficDirection::Ingress,
         };
-        let (fwd, rev) = if is_reply {
+        let (fwd, rev) = if reply {
             ((ev.rev_bytes, ev.rev_packets), (ev.bytes, ev.packets))
         } else {
             ((ev.bytes, ev.packets), (ev.rev_bytes, ev.rev_packets))
         };
-        let (l4, summary) = layer4(ev);
-        let base = self.node.next(unix_offset_ns).flow_between_endpoints(
-            FlowType::L3L4,
-            ev.ktime_ns,
-            src,
-            dst,
-        );
-        let mut flow = Flow {
-            verdict: i32::from(ev.verdict),
+        // Every field: those `NodeFlows::fill` wrote are `_`; a field added
+        // to the message does not compile until it is handled here.
+        let Flow {
+            time: _,
+            uuid: _,
+            verdict,
+            drop_reason,
+            ethernet,
+            ip: _,
             l4,
-            event_type: Some(CiliumEventType {
-                r#type: i32::from(ev.kind),
-                sub_type: match ev.kind {
-                    kind::DROP => i32::from(ev.drop_reason),
-                    kind::POLICY_VERDICT => 0,
-                    _ => sub_type,
-                },
-            }),
-            traffic_direction: direction as i32,
-            trace_observation_point: point as i32,
-            policy_in_force: self.policy_stamp.as_ref().and_then(|s| s.borrow().clone()),
-            is_reply: Some(is_reply),
-            reply: is_reply,
-            ethernet: ethernet(ev),
-            // Only traces carry a trace reason; Hubble leaves it unset on
-            // policy verdicts and drops.
-            trace_reason: if ev.kind == kind::TRACE {
-                trace_reason(ev) as i32
-            } else {
-                TraceReason::Unknown as i32
-            },
+            source: _,
+            destination: _,
+            r#type: _,
+            node_name: _,
+            node_labels: _,
+            source_names,
+            destination_names,
+            reply: deprecated_reply,
+            event_type,
+            source_service,
+            destination_service,
+            traffic_direction,
+            policy_match_type,
+            trace_observation_point,
+            trace_reason,
+            drop_reason_desc,
+            is_reply,
+            interface,
+            sock_xlate_point,
+            socket_cookie,
+            cgroup_id,
             summary,
-            interface: iface.map(|i| NetworkInterface {
-                index: k.ifindex,
-                name: i.name.clone(),
-            }),
-            volume: Some(FlowVolume {
-                fwd_bytes: fwd.0,
-                fwd_packets: fwd.1,
-                rev_bytes: rev.0,
-                rev_packets: rev.1,
-            }),
-            ..base
-        };
-        if k.hook == hook::KFREE_SKB {
-            self.make_kernel_drop(&mut flow, ev);
-        } else if ev.kind != kind::TRACE {
-            self.add_policy_verdict(&mut flow, ev);
+            egress_allowed_by,
+            ingress_allowed_by,
+            egress_denied_by,
+            ingress_denied_by,
+            volume,
+            kernel_drop,
+            tcp_lifecycle,
+            policy_in_force,
+        } = f;
+        *verdict = i32::from(ev.verdict);
+        *drop_reason = 0;
+        *drop_reason_desc = 0;
+        *policy_match_type = 0;
+        set_ethernet(ethernet, ev);
+        summary.clear();
+        *l4 = layer4(ev, summary);
+        source_names.clear();
+        destination_names.clear();
+        *deprecated_reply = reply && !dropped;
+        *event_type = Some(CiliumEventType {
+            r#type: i32::from(ev.kind),
+            sub_type: match ev.kind {
+                kind::DROP => i32::from(ev.drop_reason),
+                kind::POLICY_VERDICT => 0,
+                _ => sub_type,
+            },
+        });
+        *source_service = None;
+        *destination_service = None;
+        *traffic_direction = direction as i32;
+        *trace_observation_point = if dropped {
+            TraceObservationPoint::UnknownPoint
+        } else {
+            point
+        } as i32;
+        *trace_reason = if ev.kind == kind::TRACE {
+            trace_reason_of(ev)
+        } else {
+            TraceReason::Unknown
+        } as i32;
+        *is_reply = (!dropped).then_some(reply);
+        match (iface, interface.as_mut()) {
+            (Some(i), Some(slot)) => {
+                let NetworkInterface { index, name } = slot;
+                *index = k.ifindex;
+                set_str(name, &i.name);
+            }
+            (Some(i), None) => {
+                *interface = Some(NetworkInterface {
+                    index: k.ifindex,
+                    name: i.name.clone(),
+                });
+            }
+            (None, _) => *interface = None,
         }
-        if ev.kind == kind::DROP {
-            // Cilium cannot tell whether a dropped packet was a reply, and
-            // its drops come from no trace point.
-            flow.is_reply = None;
-            flow.reply = false;
-            flow.trace_observation_point = TraceObservationPoint::UnknownPoint as i32;
+        *sock_xlate_point = 0;
+        *socket_cookie = 0;
+        *cgroup_id = 0;
+        egress_allowed_by.clear();
+        ingress_allowed_by.clear();
+        egress_denied_by.clear();
+        ingress_denied_by.clear();
+        *volume = Some(FlowVolume {
+            fwd_bytes: fwd.0,
+            fwd_packets: fwd.1,
+            rev_bytes: rev.0,
+            rev_packets: rev.1,
+        });
+        *kernel_drop = None;
+        *tcp_lifecycle = None;
+        *policy_in_force = self.policy_stamp.as_ref().and_then(|s| s.borrow().clone());
+        if k.hook == hook::KFREE_SKB {
+            self.make_kernel_drop(f, ev);
+        } else if ev.kind != kind::TRACE {
+            self.add_policy_verdict(f, ev);
         }
         if let Some(services) = &self.services {
-            crate::services::flows::annotate_tc_flow(services, &ev.key, &mut flow);
+            crate::services::flows::annotate_tc_flow(services, &ev.key, f);
         }
-        flow
     }
 
     /// A drop reported by the kernel (skb:kfree_skb): no hook of ours saw it, so
@@ -311,7 +392,7 @@ impl Enricher {
             r#type: i32::from(kind::DROP),
             sub_type: cilium,
         });
-        flow.summary = format!("{} (kernel drop: {name})", flow.summary);
+        let _ = write!(flow.summary, " (kernel drop: {name})");
         flow.kernel_drop = Some(KernelDrop {
             reason: u32::from(ev.drop_reason),
             name,
@@ -359,97 +440,38 @@ impl Enricher {
     }
 }
 
-/// The packet's TCP flags, as Hubble's TCPFlags message.
-pub fn tcp_flags(bits: u8) -> TcpFlags {
-    TcpFlags {
-        fin: bits & 0x01 != 0,
-        syn: bits & 0x02 != 0,
-        rst: bits & 0x04 != 0,
-        psh: bits & 0x08 != 0,
-        ack: bits & 0x10 != 0,
-        urg: bits & 0x20 != 0,
-        ece: bits & 0x40 != 0,
-        cwr: bits & 0x80 != 0,
-        ns: false,
+/// The packet's Ethernet addresses as Cilium reports them on L2 devices
+/// (`aa:bb:cc:dd:ee:ff`), written into `dst`'s strings; none when the event
+/// has none (periodic reports).
+fn set_ethernet(dst: &mut Option<Ethernet>, ev: &FlowEvent) {
+    if ev.smac == [0; 6] && ev.dmac == [0; 6] {
+        *dst = None;
+        return;
+    }
+    let Ethernet {
+        source,
+        destination,
+    } = dst.get_or_insert_with(Ethernet::default);
+    write_mac(source, &ev.smac);
+    write_mac(destination, &ev.dmac);
+}
+
+fn write_mac(out: &mut String, mac: &[u8; 6]) {
+    out.clear();
+    for (i, b) in mac.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ":" };
+        let _ = write!(out, "{sep}{b:02x}");
     }
 }
 
-/// The packet's Ethernet addresses, as Cilium reports them on L2 devices
-/// (`aa:bb:cc:dd:ee:ff`); none when the event has none (periodic reports).
-fn ethernet(ev: &FlowEvent) -> Option<Ethernet> {
-    let mac = |m: &[u8; 6]| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
-    (ev.smac != [0; 6] || ev.dmac != [0; 6]).then(|| Ethernet {
-        source: mac(&ev.smac),
-        destination: mac(&ev.dmac),
-    })
-}
-
 /// Cilium's trace reason of a traced packet: its connection's state.
-fn trace_reason(ev: &FlowEvent) -> TraceReason {
+fn trace_reason_of(ev: &FlowEvent) -> TraceReason {
     if ev.is_reply != 0 {
         TraceReason::Reply
     } else if ev.reason == reason::NEW_FLOW {
         TraceReason::New
     } else {
         TraceReason::Established
-    }
-}
-
-/// Flag names in Hubble's order, e.g. "SYN, ACK".
-pub fn tcp_flag_names(bits: u8) -> String {
-    const NAMES: [(u8, &str); 8] = [
-        (0x02, "SYN"),
-        (0x10, "ACK"),
-        (0x04, "RST"),
-        (0x01, "FIN"),
-        (0x08, "PSH"),
-        (0x20, "URG"),
-        (0x40, "ECE"),
-        (0x80, "CWR"),
-    ];
-    NAMES
-        .iter()
-        .filter(|(b, _)| bits & b != 0)
-        .map(|(_, n)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn layer4(ev: &FlowEvent) -> (Option<Layer4>, String) {
-    let k = &ev.key;
-    let icmp = |p| Some(Layer4 { protocol: Some(p) });
-    match k.proto {
-        ipproto::TCP => (
-            ports(k.proto, k.sport, k.dport, Some(tcp_flags(ev.tcp_flags))),
-            format!("TCP Flags: {}", tcp_flag_names(ev.tcp_flags)),
-        ),
-        ipproto::UDP => (ports(k.proto, k.sport, k.dport, None), "UDP".to_string()),
-        ipproto::ICMP => (
-            icmp(layer4::Protocol::IcmPv4(IcmPv4 {
-                r#type: ev.icmp_type.into(),
-                code: ev.icmp_code.into(),
-            })),
-            format!(
-                "ICMPv4 {}",
-                icmp4_type_code(ev.icmp_type.into(), ev.icmp_code.into())
-            ),
-        ),
-        ipproto::ICMPV6 => (
-            icmp(layer4::Protocol::IcmPv6(IcmPv6 {
-                r#type: ev.icmp_type.into(),
-                code: ev.icmp_code.into(),
-            })),
-            format!(
-                "ICMPv6 {}",
-                icmp6_type_code(ev.icmp_type.into(), ev.icmp_code.into())
-            ),
-        ),
-        other => (None, format!("IP protocol {other}")),
     }
 }
 

@@ -7,9 +7,12 @@
 //!
 //! - [`ids`]: the run's flow UUIDs.
 //! - [`endpoints`]: the endpoint behind an address.
+//! - [`reuse`]: writing a flow into the memory of an older one
+//!   ([`NodeFlows::fill`] does so for the common part).
 
 pub mod endpoints;
 pub mod ids;
+pub mod reuse;
 
 use std::net::IpAddr;
 
@@ -88,6 +91,44 @@ impl NodeFlows {
     /// The endpoints from here on (a source changed them).
     pub fn set_endpoints(&mut self, endpoints: Endpoints) {
         self.endpoints = endpoints.in_cluster(&self.cluster_name);
+    }
+
+    /// Writes into `f`, in its memory, what every flow of this node shares:
+    /// its time (kernel time `ktime_ns` plus `unix_offset_ns`), the next
+    /// UUID, the type, the node's name and labels, the IP header and the
+    /// endpoints behind `src` and `dst`. Other fields keep what `f` held.
+    pub fn fill(
+        &mut self,
+        f: &mut Flow,
+        unix_offset_ns: i128,
+        ty: FlowType,
+        ktime_ns: u64,
+        (src, dst): (IpAddr, IpAddr),
+    ) {
+        f.time = Some(observer_proto::time::timestamp(
+            i128::from(ktime_ns) + unix_offset_ns,
+        ));
+        self.ids.write_next(&mut f.uuid);
+        let Ip {
+            source,
+            source_xlated,
+            destination,
+            ip_version,
+            encrypted,
+        } = f.ip.get_or_insert_with(Ip::default);
+        self.endpoints.fill(src, source, &mut f.source);
+        self.endpoints.fill(dst, destination, &mut f.destination);
+        source_xlated.clear();
+        *ip_version = if src.is_ipv6() {
+            IpVersion::IPv6
+        } else {
+            IpVersion::IPv4
+        } as i32;
+        *encrypted = false;
+        f.r#type = ty as i32;
+        reuse::set_str(&mut f.node_name, &self.node_name);
+        // Vec<String>::clone_from reuses the strings it keeps.
+        f.node_labels.clone_from(&self.node_labels);
     }
 
     /// What the next flow is built from (it takes the next UUID);

@@ -11,7 +11,9 @@
 //!   ([`kernel::events`]).
 //! - [`pipeline`]: drains the ring buffer, decodes, and hands each event to
 //!   [`enrich`], which builds a Hubble `Flow` with endpoints and identities from the
-//!   endpoint set; lost-event counts become records in the stream.
+//!   endpoint set, written into the memory of a flow the store let go of
+//!   (a full store turns over without allocating); lost-event counts become
+//!   records in the stream.
 //!   [`flow_builder`] builds what every flow shares (time, UUID, node, IP,
 //!   endpoints, ports) for [`enrich`], [`lifecycle`] and [`services`].
 //!   On timers it reads the kernel's flow tables for [`tables`]: periodic

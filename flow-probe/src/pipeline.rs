@@ -1,7 +1,9 @@
 //! Kernel → store: drains the ring buffer, decodes, enriches and keeps flows, and
 //! turns the kernel's lost-event counter into lost-event records in the stream.
 //! On their own timers it reads the flow tables for periodic reports and the
-//! garbage collection of connection tracking (`crate::tables`).
+//! garbage collection of connection tracking (`crate::tables`); a collection
+//! runs on a blocking thread, so the ring keeps draining while it sweeps
+//! full tables.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +11,13 @@ use std::time::Duration;
 use anyhow::Context;
 
 use aya::maps::{MapData, RingBuf};
-use observer_proto::flow::{LostEvent, LostEventSource};
+use observer_proto::flow::{Flow, LostEvent, LostEventSource};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use tokio::io::unix::AsyncFd;
 
 use crate::enrich::Enricher;
-use crate::kernel::events::{self, Event};
+use crate::flow_builder::reuse::set_str;
+use crate::kernel::events::{self, Event, FlowEvent};
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
 use crate::tables::{self, Collector, Reporter};
@@ -73,6 +76,7 @@ impl Pipeline {
     /// (two for a policy denial or a socket translation, as Cilium reports them).
     pub fn ingest_event(&mut self, event: &Event) {
         let flows = match event {
+            Event::Flow(ev) if !Enricher::is_pair(ev) => return self.ingest_tc_flow(ev),
             Event::Flow(ev) => self.enricher.flows(ev, self.unix_offset_ns),
             Event::SockXlate(ev) => self.enricher.sock_flows(ev, self.unix_offset_ns),
             Event::TcpLifecycle(ev) => {
@@ -90,6 +94,33 @@ impl Pipeline {
             };
             self.store.push(response);
         }
+    }
+
+    /// Keeps the one flow of a tc event (the common record), written into
+    /// the memory of an entry the store let go of when one is free, so a full
+    /// store turns over without allocating.
+    fn ingest_tc_flow(&mut self, ev: &FlowEvent) {
+        let Pipeline {
+            enricher,
+            store,
+            unix_offset_ns,
+            metrics,
+            ..
+        } = self;
+        store.push_with(|r| {
+            if !matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
+                r.response_types = Some(ResponseTypes::Flow(Flow::default()));
+            }
+            let Some(ResponseTypes::Flow(flow)) = &mut r.response_types else {
+                return; // just made one
+            };
+            enricher.fill_flow(flow, ev, *unix_offset_ns);
+            if let Some(m) = metrics {
+                m.flows(std::slice::from_ref(flow));
+            }
+            set_str(&mut r.node_name, &flow.node_name);
+            r.time = flow.time;
+        });
     }
 
     /// Records that `n` events were lost at `source`.
@@ -128,11 +159,12 @@ pub async fn run(
     let ring: RingBuf<MapData> = probe
         .take_ring()
         .context("the ring buffer is already being read")?;
-    let tables = probe.take_flow_tables();
+    let tables = probe.take_flow_tables().map(Arc::new);
     let stats = &probe.stats;
     let report_every = probe.config.report_interval;
     let mut reporter = Reporter::new();
-    let mut collector = Collector::new(probe.config.gc);
+    let collector = Arc::new(std::sync::Mutex::new(Collector::new(probe.config.gc)));
+    let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
     // A timer that never fires stands in for reports that are off.
     let mut report_timer = tokio::time::interval(if report_every.is_zero() {
         Duration::from_secs(86_400)
@@ -173,8 +205,14 @@ pub async fn run(
                 }
             }
             _ = gc_timer.tick(), if tables.is_some() => {
-                if let Some(t) = &tables {
-                    tables::collect(t, &mut collector);
+                // One collection at a time; a tick during one is skipped.
+                let idle = collecting.as_ref().is_none_or(tokio::task::JoinHandle::is_finished);
+                if let (Some(t), true) = (&tables, idle) {
+                    let (t, c) = (t.clone(), collector.clone());
+                    collecting = Some(tokio::task::spawn_blocking(move || {
+                        let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                        tables::collect(&t, &mut c);
+                    }));
                 }
             }
             () = &mut shutdown => break,
@@ -182,6 +220,9 @@ pub async fn run(
     }
     drain(ring.get_mut(), &mut pipeline);
     report_lost(stats, &pipeline, lost_seen)?;
+    if let Some(c) = collecting {
+        let _ = c.await; // its deletes finish before the probe goes
+    }
     Ok(pipeline)
 }
 
@@ -203,4 +244,79 @@ fn report_lost(
         pipeline.push_lost(LostEventSource::PerfEventRingBuffer, lost - seen);
     }
     Ok(lost.max(seen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::FlowIds;
+    use crate::kernel::events::{FlowEvent, FlowKey, hook};
+    use cluster_spec::endpoints::EndpointsFile;
+
+    const ENDPOINTS: &str = "endpoints:\n\
+        - {id: 1, name: client, namespace: default, labels: {app: client}, ipv4: 198.18.1.10, node: node1, interface: lxc-client}\n";
+
+    /// Flow `i`: TCP or UDP from the client or from the world, at one of two interfaces.
+    fn event(i: u8) -> FlowEvent {
+        let mut key = FlowKey {
+            sport: 40_000 + u16::from(i),
+            dport: 80,
+            proto: if i.is_multiple_of(2) { 6 } else { 17 },
+            family: 4,
+            hook: hook::TC_INGRESS,
+            ifindex: 10 + u32::from(i % 2),
+            ..Default::default()
+        };
+        key.saddr[..4].copy_from_slice(&[198, 18, 1, 10 + i % 3]);
+        key.daddr[..4].copy_from_slice(&[198, 19, 0, i]);
+        FlowEvent {
+            ktime_ns: 1_000 + u64::from(i),
+            key,
+            packets: 1,
+            bytes: 60 + u64::from(i),
+            tcp_flags: 0x02,
+            ..Default::default()
+        }
+    }
+
+    fn enricher(file: &EndpointsFile) -> Enricher {
+        let mut e = Enricher::new("node1", file).with_flow_ids(FlowIds::with_prefix(0));
+        e.add_interface(10, "lxc-client", Some([198, 18, 1, 10].into()));
+        e.add_interface(11, "a-longer-interface-name", None);
+        e
+    }
+
+    #[test]
+    fn flows_written_into_evicted_entries_equal_flows_built_new() {
+        let file = EndpointsFile::parse(ENDPOINTS, "endpoints.yaml").unwrap();
+        let store = Arc::new(FlowStore::new(3));
+        let mut pipeline = Pipeline::new(enricher(&file), store.clone());
+        let mut fresh = enricher(&file);
+        let mut want = Vec::new();
+        for i in 0..10 {
+            if i == 4 {
+                // A lost-events record takes a slot the next flow reuses.
+                pipeline.push_lost(LostEventSource::PerfEventRingBuffer, 7);
+            }
+            let ev = event(i);
+            pipeline.ingest_event(&Event::Flow(ev));
+            want.push(fresh.flow(&ev, pipeline.unix_offset_ns));
+        }
+        let got: Vec<Flow> = store
+            .snapshot()
+            .iter()
+            .map(|e| match &e.response.response_types {
+                Some(ResponseTypes::Flow(f)) => {
+                    assert_eq!(
+                        (e.response.node_name.as_str(), e.response.time),
+                        ("node1", f.time)
+                    );
+                    f.clone()
+                }
+                other => panic!("not a flow: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want[7..]);
+        assert_eq!(store.seen(), 11);
+    }
 }

@@ -6,6 +6,11 @@
 //! continue from the broadcast without gaps or repeats. The broadcast is bounded:
 //! a follower that falls behind loses entries (and is told so), the node never
 //! waits for it.
+//!
+//! [`FlowStore::push_with`] builds an entry in place, in the memory of one the
+//! ring let go of once nothing else holds it (the broadcast keeps a few
+//! recent ones a little longer): a writer that refills each field keeps its
+//! strings and lists, so a full ring turns over without allocating.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,9 +31,46 @@ pub struct Entry {
 
 pub struct FlowStore {
     capacity: usize,
-    ring: Mutex<VecDeque<Entry>>,
+    ring: Mutex<Ring>,
     next_seq: AtomicU64,
     followers: broadcast::Sender<Entry>,
+}
+
+/// The entries, and those evicted but maybe still held elsewhere.
+#[derive(Default)]
+struct Ring {
+    entries: VecDeque<Entry>,
+    evicted: VecDeque<Arc<GetFlowsResponse>>,
+}
+
+/// Evicted entries kept for reuse at most; past that the oldest is let go.
+const EVICTED_KEPT: usize = 8;
+
+impl Ring {
+    /// Removes the oldest entry when full, keeping it for reuse.
+    fn make_room(&mut self, capacity: usize) {
+        if self.entries.len() < capacity {
+            return;
+        }
+        if let Some(old) = self.entries.pop_front() {
+            self.evicted.push_back(old.response);
+            if self.evicted.len() > EVICTED_KEPT {
+                self.evicted.pop_front();
+            }
+        }
+    }
+
+    /// The oldest evicted response when nothing else holds it any more.
+    fn reusable(&mut self) -> Option<GetFlowsResponse> {
+        let unique = self
+            .evicted
+            .front_mut()
+            .is_some_and(|r| Arc::get_mut(r).is_some());
+        if !unique {
+            return None;
+        }
+        self.evicted.pop_front().and_then(Arc::into_inner)
+    }
 }
 
 impl FlowStore {
@@ -37,7 +79,10 @@ impl FlowStore {
         let (followers, _) = broadcast::channel(capacity.clamp(1024, 65_536));
         FlowStore {
             capacity,
-            ring: Mutex::new(VecDeque::with_capacity(capacity.min(65_536))),
+            ring: Mutex::new(Ring {
+                entries: VecDeque::with_capacity(capacity.min(65_536)),
+                evicted: VecDeque::new(),
+            }),
             next_seq: AtomicU64::new(0),
             followers,
         }
@@ -45,6 +90,10 @@ impl FlowStore {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds one entry, evicting the oldest when full.
@@ -55,15 +104,33 @@ impl FlowStore {
     /// Adds one entry already shared (the relay also hands it to its
     /// history), evicting the oldest when full.
     pub fn push_shared(&self, response: Arc<GetFlowsResponse>) {
-        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ring = self.lock();
+        ring.make_room(self.capacity);
+        self.append(&mut ring, response);
+    }
+
+    /// Adds one entry that `fill` writes: into the memory of an evicted
+    /// entry when one is free (every field as that entry left it: `fill`
+    /// must set each one), else into a default response.
+    pub fn push_with(&self, fill: impl FnOnce(&mut GetFlowsResponse)) {
+        let reused = {
+            let mut ring = self.lock();
+            ring.make_room(self.capacity);
+            ring.reusable()
+        };
+        let mut response = reused.unwrap_or_default();
+        fill(&mut response);
+        let mut ring = self.lock();
+        ring.make_room(self.capacity);
+        self.append(&mut ring, Arc::new(response));
+    }
+
+    fn append(&self, ring: &mut Ring, response: Arc<GetFlowsResponse>) {
         let entry = Entry {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             response,
         };
-        if ring.len() == self.capacity {
-            ring.pop_front();
-        }
-        ring.push_back(entry.clone());
+        ring.entries.push_back(entry.clone());
         // Sent under the lock so followers see entries in sequence order.
         let _ = self.followers.send(entry);
     }
@@ -74,7 +141,7 @@ impl FlowStore {
     }
 
     pub fn len(&self) -> usize {
-        self.ring.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -83,19 +150,14 @@ impl FlowStore {
 
     /// A copy of the ring, oldest first.
     pub fn snapshot(&self) -> Vec<Entry> {
-        self.ring
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.lock().entries.iter().cloned().collect()
     }
 
     /// The ring's content and a receiver for everything after it, atomically.
     pub fn snapshot_and_follow(&self) -> (Vec<Entry>, broadcast::Receiver<Entry>) {
-        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = self.lock();
         let rx = self.followers.subscribe();
-        (ring.iter().cloned().collect(), rx)
+        (ring.entries.iter().cloned().collect(), rx)
     }
 }
 
@@ -129,6 +191,59 @@ mod tests {
                 .snapshot()
                 .iter()
                 .all(|e| e.response.response_types.is_none())
+        );
+    }
+
+    /// Pushes with `push_with`, naming the entry `name`; returns the name the
+    /// reused entry had ("" for a fresh one).
+    fn push_named(store: &FlowStore, name: &str) -> String {
+        let mut before = None;
+        store.push_with(|r| {
+            before = Some(std::mem::replace(&mut r.node_name, name.to_string()));
+        });
+        before.unwrap()
+    }
+
+    fn names(store: &FlowStore) -> Vec<String> {
+        store
+            .snapshot()
+            .iter()
+            .map(|e| e.response.node_name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn push_with_fills_an_evicted_entry_nobody_holds() {
+        let store = FlowStore::new(2);
+        assert_eq!(push_named(&store, "a"), "", "not full: a fresh entry");
+        assert_eq!(push_named(&store, "b"), "");
+        assert_eq!(push_named(&store, "c"), "a", "a's memory, rewritten");
+        // A snapshot holds b: when it goes, c is filled fresh.
+        let held = store.snapshot();
+        assert_eq!(push_named(&store, "d"), "");
+        assert_eq!(names(&store), ["c", "d"]);
+        drop(held);
+        // b was kept and is free now.
+        assert_eq!(push_named(&store, "e"), "b");
+        assert_eq!(names(&store), ["d", "e"]);
+        assert_eq!(store.seen(), 5);
+    }
+
+    #[tokio::test]
+    async fn followers_see_every_entry_push_with_wrote() {
+        let store = FlowStore::new(2);
+        let (_, mut rx) = store.snapshot_and_follow();
+        for n in ["a", "b", "c", "d"] {
+            push_named(&store, n);
+        }
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(rx.recv().await.unwrap().response.node_name.clone());
+        }
+        assert_eq!(
+            got,
+            ["a", "b", "c", "d"],
+            "entries a follower holds are never rewritten"
         );
     }
 

@@ -19,6 +19,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct flow4_key);
 	__type(value, struct flow_stats);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS4 SEC(".maps");
 
@@ -27,6 +28,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, struct flow6_key);
 	__type(value, struct flow_stats);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS6 SEC(".maps");
 

@@ -2,7 +2,7 @@
 /* Header parsing for tc programs with direct packet access: Ethernet, IPv4,
  * IPv6 (with a bounded walk over extension headers), TCP, UDP, ICMPv4,
  * ICMPv6. Every read is checked against data_end, as the verifier demands;
- * headers the driver left outside the linear area are pulled in first. */
+ * only when a header lies outside the linear area is the packet pulled. */
 #ifndef OBSERVE_PARSE_H
 #define OBSERVE_PARSE_H
 
@@ -30,13 +30,17 @@ struct pkt {
 	__u8 icmp_code;
 };
 
-/* Makes the first PULL_LEN bytes (or the whole packet) directly readable. */
-static __always_inline void pull_headers(struct __sk_buff *skb)
+/* Makes the first PULL_LEN bytes (or the whole packet) directly readable when
+ * the linear area holds less; returns whether it did. For a parse that did not
+ * fit only: TCP's data packets carry their headers linear and the payload in
+ * pages, and pulling such a cloned skb copies its head, on every packet. */
+static __always_inline int pull_more(struct __sk_buff *skb)
 {
 	__u32 linear = skb->data_end - skb->data;
 
-	if (linear < PULL_LEN && linear < skb->len)
-		bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
+	if (linear >= PULL_LEN || linear >= skb->len)
+		return 0;
+	return bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN) == 0;
 }
 
 /* A big-endian 16-bit field: one load and a swap (x86 and arm64 take any

@@ -39,8 +39,9 @@
 const volatile __u32 aggregate = 1;          /* 0: an event for every packet */
 /* TCP flags whose first appearance in a direction is an event. */
 const volatile __u8 emit_tcp_flags = 0x07;   /* FIN | SYN | RST */
-/* Wake the reader only once this much is pending: a wake-up per event costs more
- * than the rest of the program (an IPI), and flow-probe also drains on a timer. */
+/* Wake the reader each time this much more is pending (see wakeup_flag): a
+ * wake-up per event costs more than the rest of the program (an IPI), and
+ * flow-probe also drains on a timer. */
 const volatile __u64 wakeup_bytes = 32768;
 
 /* What an event says about its packet besides the counters. */
@@ -65,6 +66,25 @@ static __always_inline void fill_addr(__u8 *out, const void *addr, __u8 family)
 	o[1] = 0;
 	o[2] = 0;
 	o[3] = 0;
+}
+
+/* Bytes a record of `size` takes in the ring: its 8-byte header, rounded up to 8. */
+#define RING_FOOTPRINT(size) ((((size) + 8) + 7) / 8 * 8)
+
+/* Wakes the reader once per `wakeup_bytes` of backlog: on the record that
+ * took the pending data past a multiple of it (the query counts this record).
+ * Never on every record past the mark: with a backlog each wake-up would be
+ * an irq_work self-IPI, a VM exit here, about 8 us, for one event. A crossing
+ * two CPUs step over together is caught by flow-probe's drain timer. */
+static __always_inline __u64 wakeup_flag(__u32 size)
+{
+	__u64 pending = bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA);
+
+	if (!wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return pending >= wakeup_bytes && pending % wakeup_bytes < RING_FOOTPRINT(size) ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
 }
 
 /* Writes every field of a flow event: nothing is zeroed first. `family` is a
@@ -113,8 +133,7 @@ static __always_inline void emit(const struct sighting *s, __u8 family, const st
 		__builtin_memset(ev->smac, 0, sizeof(ev->smac));
 	}
 	__builtin_memset(ev->_pad1, 0, sizeof(ev->_pad1));
-	bpf_ringbuf_submit(ev, bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-				   BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(ev, wakeup_flag(sizeof(*ev)));
 }
 
 /* Whether a packet without an entry answers a connection the peer opened. */

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use cluster_spec::endpoints::EndpointsFile;
 use cluster_spec::policy::PolicyRef;
 use observer_proto::flow::{
-    CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, NetworkInterface,
-    Policy, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, Verdict, Workload,
-    layer4,
+    CiliumEventType, DropReason, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion,
+    NetworkInterface, Policy, Service, TcpFlags, TraceObservationPoint, TraceReason,
+    TrafficDirection, Verdict, Workload, layer4,
 };
-use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp};
+use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp, TcpLifecycle};
 
 use test_support::flows::{flags, ip, l4, tcp, udp, world};
 
@@ -715,4 +715,144 @@ fn later_events_of_the_opener_are_established_and_every_flow_carries_the_policy_
         (flow.trace_reason(), flow.policy_in_force),
         (TraceReason::New, Some(stamp))
     );
+}
+
+// Writing into the memory of an older flow.
+
+/// A flow with every field set (none from a tc event of this node), as a
+/// SOCK or lifecycle flow or another node's may leave a store entry.
+fn every_field_set() -> Flow {
+    Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: 1,
+            nanos: 2,
+        }),
+        uuid: "not-this-one".into(),
+        verdict: Verdict::Audit as i32,
+        drop_reason: 133,
+        ethernet: Some(Ethernet {
+            source: "02:00:00:00:00:01".into(),
+            destination: "02:00:00:00:00:02".into(),
+        }),
+        ip: Some(Ip {
+            source: "fd42::99".into(),
+            source_xlated: "fd42::98".into(),
+            destination: "fd42::97".into(),
+            ip_version: IpVersion::IPv6 as i32,
+            encrypted: true,
+        }),
+        l4: tcp(1, 2, flags("FIN, RST, URG")),
+        source: Some(Endpoint {
+            cluster_name: "elsewhere".into(),
+            workloads: vec![
+                Workload {
+                    name: "a".into(),
+                    kind: "Deployment".into(),
+                },
+                Workload {
+                    name: "b".into(),
+                    kind: "StatefulSet".into(),
+                },
+            ],
+            ..server()
+        }),
+        destination: None,
+        r#type: FlowType::Sock as i32,
+        node_name: "another-node".into(),
+        node_labels: vec!["kubernetes.io/hostname=another".into()],
+        source_names: vec!["a.example".into()],
+        destination_names: vec!["b.example".into()],
+        reply: true,
+        event_type: event_type(1, 133),
+        source_service: Some(Service {
+            name: "api".into(),
+            namespace: "default".into(),
+        }),
+        destination_service: Some(Service {
+            name: "db".into(),
+            namespace: "default".into(),
+        }),
+        traffic_direction: TrafficDirection::Egress as i32,
+        policy_match_type: 4,
+        trace_observation_point: TraceObservationPoint::ToStack as i32,
+        trace_reason: 2,
+        drop_reason_desc: 133,
+        is_reply: Some(true),
+        interface: interface(99, "a-much-longer-interface-name"),
+        sock_xlate_point: 2,
+        socket_cookie: 7,
+        cgroup_id: 8,
+        summary: "an old summary, longer than any new one".into(),
+        egress_allowed_by: policy(ALLOW),
+        ingress_allowed_by: policy(ALLOW),
+        egress_denied_by: policy(DENY),
+        ingress_denied_by: policy(DENY),
+        volume: None,
+        kernel_drop: Some(KernelDrop {
+            reason: 3,
+            name: "NO_SOCKET".into(),
+        }),
+        tcp_lifecycle: Some(TcpLifecycle::default()),
+        policy_in_force: Some(PolicyStamp {
+            generation: 9,
+            version: "an older policy".into(),
+        }),
+    }
+}
+
+#[test]
+fn a_flow_written_over_any_other_is_the_one_built_new() {
+    let events = [
+        syn(hook::TC_INGRESS, CLIENT_VETH),
+        syn_ack(hook::TC_EGRESS, CLIENT_VETH),
+        FlowEvent {
+            smac: [0x02, 0, 0, 0, 0, 0x0a],
+            dmac: [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff],
+            ..syn(hook::TC_INGRESS, CLIENT_VETH)
+        },
+        FlowEvent {
+            tcp_flags: 0xff,
+            ..syn(hook::TC_EGRESS, SERVER_VETH)
+        },
+        judged(kind::POLICY_VERDICT, verdict::FORWARDED, 0, Some(ALLOW)),
+        judged(kind::DROP, verdict::DROPPED, 181, Some(DENY)),
+        kernel_drop(3),
+        event(
+            hook::TC_EGRESS,
+            ETH0,
+            17,
+            "198.18.1.10",
+            "198.19.0.99",
+            (40000, 53),
+        ),
+        FlowEvent {
+            icmp_type: 200,
+            ..event(
+                hook::TC_INGRESS,
+                CLIENT_VETH,
+                58,
+                "fd42::10",
+                "fd42::11",
+                (0, 0),
+            )
+        },
+        event(
+            hook::TC_INGRESS,
+            77,
+            47,
+            "198.18.1.10",
+            "198.18.1.11",
+            (0, 0),
+        ),
+    ];
+    let mut olds = vec![every_field_set(), Flow::default()];
+    olds.extend(events.iter().map(|ev| enrich(*ev)));
+    for ev in &events {
+        let new = enrich(*ev);
+        for old in &olds {
+            let mut f = old.clone();
+            enricher().fill_flow(&mut f, ev, UNIX_OFFSET);
+            assert_eq!(f, new, "{ev:?} written over {old:?}");
+        }
+    }
 }

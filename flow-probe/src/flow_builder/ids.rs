@@ -36,13 +36,23 @@ impl FlowIds {
 
     /// The next flow's UUID, canonical text (lowercase, hyphenated).
     pub fn next_uuid(&mut self) -> String {
+        let mut out = String::new();
+        self.write_next(&mut out);
+        out
+    }
+
+    /// Writes the next flow's UUID into `out`, in its memory.
+    pub fn write_next(&mut self, out: &mut String) {
         self.counter = (self.counter + 1) & (u64::MAX >> 2);
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&self.prefix);
         bytes[8..].copy_from_slice(&self.counter.to_be_bytes());
-        uuid::Builder::from_custom_bytes(bytes)
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Builder::from_custom_bytes(bytes)
             .into_uuid()
-            .to_string()
+            .hyphenated()
+            .encode_lower(&mut text);
+        super::reuse::set_str(out, text);
     }
 }
 

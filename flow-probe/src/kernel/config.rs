@@ -21,10 +21,12 @@ pub struct ProbeConfig {
     pub report_interval: Duration,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ringbuf_bytes: u32,
-    /// The kernel wakes the reader once this many bytes are pending; below that,
+    /// The kernel wakes the reader each time this many more bytes are pending
+    /// (once per multiple, never once per event past it); in between,
     /// the reader's timer drains the ring (see `pipeline::DRAIN_INTERVAL`).
     pub wakeup_bytes: u64,
-    /// Capacity of each in-kernel flow table (`FLOWS4`, `FLOWS6`; LRU).
+    /// Capacity of each in-kernel flow table (`FLOWS4`, `FLOWS6`; LRU with a
+    /// list per CPU, each evicting from its own share).
     pub flow_table_entries: u32,
     /// Capacity of each connection-tracking table (`CT4`, `CT6`; never
     /// evicted, garbage-collected by flow-probe).

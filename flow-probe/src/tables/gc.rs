@@ -12,12 +12,15 @@
 //! tracking) go after `close_grace` too, so the LRU tables keep room for live
 //! ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::kernel::config::{GcConfig, tcp_flag};
 use crate::kernel::events::{CtEntry, FlowStats};
 use crate::kernel::flow_tables::TableKey;
+// A multiply hash, not SipHash: a sweep hashes every entry of full tables
+// (hundreds of thousands) several times.
+use crate::metrics::key::BuildKeyHasher;
 
 const TCP: u8 = 6;
 
@@ -43,7 +46,7 @@ pub struct Sweep {
 
 pub struct Collector {
     cfg: GcConfig,
-    seen: HashMap<TableKey, Seen>,
+    seen: HashMap<TableKey, Seen, BuildKeyHasher>,
 }
 
 fn closed(st: &FlowStats) -> bool {
@@ -55,7 +58,7 @@ impl Collector {
     pub fn new(cfg: GcConfig) -> Self {
         Collector {
             cfg,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
         }
     }
 
@@ -75,8 +78,10 @@ impl Collector {
         tracked: &[(TableKey, CtEntry)],
         now: Instant,
     ) -> Sweep {
-        let counters: HashMap<&TableKey, &FlowStats> = flows.iter().map(|(k, v)| (k, v)).collect();
-        let mut next = HashMap::with_capacity(tracked.len());
+        let counters: HashMap<&TableKey, &FlowStats, BuildKeyHasher> =
+            flows.iter().map(|(k, v)| (k, v)).collect();
+        let mut next = HashMap::with_capacity_and_hasher(tracked.len(), BuildKeyHasher::default());
+        let mut forgotten = HashSet::with_hasher(BuildKeyHasher::default());
         let mut sweep = Sweep::default();
         for (key, _) in tracked {
             let st = counters.get(key).copied();
@@ -105,6 +110,7 @@ impl Collector {
                 || now >= seen.changed + idle;
             if gone {
                 sweep.tracked.push(*key);
+                forgotten.insert(key);
                 if st.is_some() {
                     sweep.flows.push(*key);
                 }
@@ -114,7 +120,7 @@ impl Collector {
         }
         // Closed connections without tracking: counters only.
         for (key, st) in flows {
-            if next.contains_key(key) || sweep.tracked.contains(key) || !closed(st) {
+            if next.contains_key(key) || forgotten.contains(key) || !closed(st) {
                 continue;
             }
             let since = self.seen.get(key).and_then(|s| s.closed).unwrap_or(now);
