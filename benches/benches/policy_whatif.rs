@@ -25,11 +25,12 @@
 mod lab_flows;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use benches::history::{bench_dir, env_number, open_history, print_files};
 use cluster_spec::endpoints::{Endpoint, EndpointsFile, Workload};
 use cluster_spec::policy::{PolicyFile, PolicyState};
 use lab_flows::LabFlows;
@@ -37,8 +38,8 @@ use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{CiliumEventType, Flow, TraceObservationPoint, TraceReason, Verdict};
 use observer_proto::observe::v1::PolicyStamp;
 use observer_proto::observer::get_flows_response::ResponseTypes;
+use relay::history::History;
 use relay::history::policies::InForce;
-use relay::history::{History, HistoryConfig, files};
 use relay::sql::{SqlEngine, SqlLimits};
 
 const COUNT: &str = "SELECT count(*) FROM flows";
@@ -65,20 +66,6 @@ spec:
   ingress:
   - toPorts: [{ports: [{port: '80'}, {port: '443'}, {port: '8080'}, {port: '5432'}, {port: '6379'}, {port: '9090'}, {port: '53'}]}]
 ";
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-fn open(dir: &Path) -> Arc<History> {
-    let mut cfg = HistoryConfig::new(dir);
-    cfg.retention_bytes = u64::MAX;
-    cfg.retention_age = Duration::from_secs(10 * 365 * 86_400);
-    History::open(cfg).expect("open history")
-}
 
 /// A connection's first packet, as flow-probe marks it.
 fn first(f: &Flow) -> bool {
@@ -185,10 +172,10 @@ fn generate(dir: &Path, n: u64) -> Arc<History> {
     let done = format!("{n} {version} denials as verdicts");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(&done) {
         println!("reusing the {n} flows already in {}", dir.display());
-        return open(dir);
+        return open_history(dir);
     }
     let _ = std::fs::remove_dir_all(dir);
-    let history = open(dir);
+    let history = open_history(dir);
     for node in 0..3 {
         let at = InForce {
             node: format!("lab-node-{node}"),
@@ -307,24 +294,11 @@ fn stats(mut t: Vec<Duration>) -> (Duration, Duration) {
 }
 
 fn main() {
-    let n: u64 = env("WHATIF_BENCH_FLOWS", 10_000_000);
-    let rounds: usize = env("WHATIF_BENCH_ROUNDS", 3).max(1);
-    let (dir, temporary) = match std::env::var("WHATIF_BENCH_DIR") {
-        Ok(d) => (PathBuf::from(d), false),
-        Err(_) => (
-            std::env::temp_dir().join(format!("whatif-bench-{}", std::process::id())),
-            true,
-        ),
-    };
+    let n: u64 = env_number("WHATIF_BENCH_FLOWS", 10_000_000);
+    let rounds: usize = env_number("WHATIF_BENCH_ROUNDS", 3).max(1);
+    let (dir, temporary) = bench_dir("WHATIF_BENCH_DIR", "whatif-bench");
     let history = generate(&dir, n);
-    let list = files::list(&dir).expect("list history");
-    let bytes: u64 = list.iter().map(|f| f.bytes).sum();
-    println!(
-        "history: {n} flows in {} Parquet files, {:.1} MiB, {}",
-        list.len(),
-        bytes as f64 / (1 << 20) as f64,
-        dir.display()
-    );
+    print_files(&dir, n);
     let engine = SqlEngine::new(
         Some(history),
         SqlLimits {

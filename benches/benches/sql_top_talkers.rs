@@ -17,26 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use benches::history::{bench_dir, env_number, open_history, print_files};
 use lab_flows::LabFlows;
-use relay::history::{History, HistoryConfig, files};
+use relay::history::{History, files};
 use relay::sql::{SqlEngine, SqlLimits};
 
 const QUERY: &str = "SELECT source_pod, destination_pod, sum(fwd_bytes+rev_bytes) AS bytes \
                      FROM flows GROUP BY 1,2 ORDER BY bytes DESC LIMIT 10";
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
-
-fn open(dir: &Path) -> std::sync::Arc<History> {
-    let mut cfg = HistoryConfig::new(dir);
-    cfg.retention_bytes = u64::MAX;
-    cfg.retention_age = Duration::from_secs(10 * 365 * 86_400);
-    History::open(cfg).expect("open history")
-}
 
 /// Writes `n` flows (in files of the history's batch size) unless `dir`
 /// already holds exactly that many rows from an earlier run.
@@ -44,10 +31,10 @@ fn generate(dir: &Path, n: u64) -> std::sync::Arc<History> {
     let marker = dir.join(".flows");
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(&n.to_string()) {
         println!("reusing the {n} flows already in {}", dir.display());
-        return open(dir);
+        return open_history(dir);
     }
     let _ = std::fs::remove_dir_all(dir);
-    let history = open(dir);
+    let history = open_history(dir);
     let mut gen_ = LabFlows::new(3);
     let start = Instant::now();
     for i in 0..n {
@@ -122,24 +109,11 @@ fn duckdb(python: &str, paths: &[PathBuf], rounds: usize) -> Option<(Vec<Duratio
 }
 
 fn main() {
-    let n: u64 = env("SQL_BENCH_FLOWS", 10_000_000);
-    let rounds: usize = env("SQL_BENCH_ROUNDS", 3).max(1);
-    let (dir, temporary) = match std::env::var("SQL_BENCH_DIR") {
-        Ok(d) => (PathBuf::from(d), false),
-        Err(_) => (
-            std::env::temp_dir().join(format!("sql-bench-{}", std::process::id())),
-            true,
-        ),
-    };
+    let n: u64 = env_number("SQL_BENCH_FLOWS", 10_000_000);
+    let rounds: usize = env_number("SQL_BENCH_ROUNDS", 3).max(1);
+    let (dir, temporary) = bench_dir("SQL_BENCH_DIR", "sql-bench");
     let history = generate(&dir, n);
-    let list = files::list(&dir).expect("list history");
-    let bytes: u64 = list.iter().map(|f| f.bytes).sum();
-    println!(
-        "history: {n} flows in {} Parquet files, {:.1} MiB, {}",
-        list.len(),
-        bytes as f64 / (1 << 20) as f64,
-        dir.display()
-    );
+    print_files(&dir, n);
     println!("query: {QUERY}");
 
     let engine = SqlEngine::new(
@@ -173,7 +147,11 @@ fn main() {
 
     match std::env::var("SQL_BENCH_PYTHON") {
         Ok(python) => {
-            let paths: Vec<PathBuf> = list.iter().map(|f| f.path.clone()).collect();
+            let paths: Vec<PathBuf> = files::list(&dir)
+                .expect("list history")
+                .iter()
+                .map(|f| f.path.clone())
+                .collect();
             match duckdb(&python, &paths, rounds) {
                 Some((times, dtop)) => {
                     let (dbest, dmedian) = stats(times);
