@@ -14,6 +14,7 @@
 //!   [`responses`] reads flows, node-status events, ports and times.
 //! - [`scenario_graph`]: the service graph of the built-in scenario's traffic.
 //! - [`observe`]: runs the `observe` binary and returns what it printed.
+//! - [`firewall_drop_tcp_port`]: a netfilter rule that makes the kernel drop.
 //! - [`in_process`]: for tests that load the probe in-process, an enricher
 //!   that knows its interfaces.
 //! - [`cilium`]: clients generated from Cilium's own .proto files
@@ -56,4 +57,22 @@ pub fn observe(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Makes the firewall of network namespace `netns` drop every TCP packet to
+/// `port` on input (table `inet obs`, gone with the namespace): a drop that
+/// only the kernel's kfree_skb reports.
+pub fn firewall_drop_tcp_port(netns: &str, port: u16) {
+    let nft = format!(
+        "add table inet obs; add chain inet obs input {{ type filter hook input priority 0; }}; add rule inet obs input tcp dport {port} drop"
+    );
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "nft", &nft])
+        .output()
+        .expect("run ip netns exec nft");
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

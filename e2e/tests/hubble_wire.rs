@@ -231,16 +231,7 @@ async fn a_hubble_client_reads_every_kind_of_event_with_hubbles_semantics() {
     let frontend = env.lab.endpoint("frontend").unwrap().clone();
     let api = env.lab.endpoint("api").unwrap().clone();
     let api2 = env.lab.endpoint("api-2").unwrap().clone();
-    let nft = "add table inet obs; add chain inet obs input { type filter hook input priority 0; }; add rule inet obs input tcp dport 9000 drop";
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &frontend.netns, "nft", nft])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e::firewall_drop_tcp_port(&frontend.netns, 9000);
     let to = SocketAddr::from((frontend.ipv4, 9000));
     let api_ns = api.netns.clone();
     tokio::task::spawn_blocking(move || connect_into_netfilter_drop(api_ns, to))

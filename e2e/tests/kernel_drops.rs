@@ -17,16 +17,7 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
     let cart = env.lab.endpoint("cart").unwrap().clone();
     let web = env.lab.endpoint("web").unwrap().clone();
     // cart's own firewall drops everything to port 9000.
-    let nft = "add table inet obs; add chain inet obs input { type filter hook input priority 0; }; add rule inet obs input tcp dport 9000 drop";
-    let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &cart.netns, "nft", nft])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nft: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e::firewall_drop_tcp_port(&cart.netns, 9000);
 
     let dst: SocketAddr = (cart.ipv4, 9000).into();
     let web_ns = web.netns.clone();

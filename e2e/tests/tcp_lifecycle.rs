@@ -128,12 +128,7 @@ async fn establishment_close_and_retransmissions_are_flows() {
     let client = std::thread::spawn(move || {
         sysfs::enter_netns(&web_ns).unwrap();
         let mut s = TcpStream::connect(dst).unwrap();
-        let nft = "add table inet obs; add chain inet obs input { type filter hook input priority 0; }; add rule inet obs input tcp dport 7001 drop";
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "exec", &cart_ns, "nft", nft])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        e2e::firewall_drop_tcp_port(&cart_ns, 7001);
         s.write_all(b"are you there?").unwrap();
         port_tx.send(s.local_addr().unwrap().port()).unwrap();
         // Either the test says so or it is gone (panicked): reset either way.
