@@ -494,8 +494,9 @@ impl Metrics {
         // Policy verdict events only, as Hubble counts them (a denial is a
         // PolicyVerdict flow and a Drop flow; the Drop is not a verdict).
         // Not the host's (identity 1): it may reach any local endpoint.
-        let from_host = flow.source.as_ref().is_some_and(|s| s.identity == 1);
-        if event == labels::message::POLICY_VERDICT && !from_host {
+        if event == labels::message::POLICY_VERDICT
+            && !flow.source.as_ref().is_some_and(|s| s.identity == 1)
+        {
             key.clear()
                 .push(labels::direction(flow))
                 .push(labels::match_type(flow.policy_match_type))
