@@ -495,7 +495,7 @@ impl Metrics {
         // PolicyVerdict flow and a Drop flow; the Drop is not a verdict).
         // Not the host's (identity 1): it may reach any local endpoint.
         if event == labels::message::POLICY_VERDICT
-            && !flow.source.as_ref().is_some_and(|s| s.identity == 1)
+            && flow.source.as_ref().is_none_or(|s| s.identity != 1)
         {
             key.clear()
                 .push(labels::direction(flow))
