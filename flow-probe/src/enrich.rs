@@ -68,6 +68,9 @@ pub struct Enricher {
     services: Option<std::sync::Arc<crate::services::ServiceTable>>,
     /// The policy in force, stamped on every flow of the tc hooks.
     policy_stamp: Option<tokio::sync::watch::Receiver<Option<PolicyStamp>>>,
+    /// Its last value, copied into each flow (the channel is read only when
+    /// it has changed, not once per flow).
+    policy_in_force: Option<PolicyStamp>,
 }
 
 impl Enricher {
@@ -80,6 +83,7 @@ impl Enricher {
             kernel_drop_reasons: Default::default(),
             services: None,
             policy_stamp: None,
+            policy_in_force: None,
         }
     }
 
@@ -168,8 +172,9 @@ impl Enricher {
     /// Stamps flows with the policy in force, as `policy_log` publishes it.
     pub fn with_policy_stamp(
         mut self,
-        stamp: tokio::sync::watch::Receiver<Option<PolicyStamp>>,
+        mut stamp: tokio::sync::watch::Receiver<Option<PolicyStamp>>,
     ) -> Self {
+        self.policy_in_force = stamp.borrow_and_update().clone();
         self.policy_stamp = Some(stamp);
         self
     }
@@ -222,6 +227,11 @@ impl Enricher {
     /// ends as [`Self::flow`] would build it, whatever it held before.
     pub fn fill_flow(&mut self, f: &mut Flow, ev: &FlowEvent, unix_offset_ns: i128) {
         self.refresh(false);
+        if let Some(rx) = &mut self.policy_stamp
+            && rx.has_changed().unwrap_or(false)
+        {
+            self.policy_in_force = rx.borrow_and_update().clone();
+        }
         let k = &ev.key;
         let (src, dst) = (addr(k.family, &k.saddr), addr(k.family, &k.daddr));
         // Time, UUID, IP, endpoints, type and node.
@@ -361,7 +371,7 @@ impl Enricher {
         });
         *kernel_drop = None;
         *tcp_lifecycle = None;
-        *policy_in_force = self.policy_stamp.as_ref().and_then(|s| s.borrow().clone());
+        policy_in_force.clone_from(&self.policy_in_force);
         if k.hook == hook::KFREE_SKB {
             self.make_kernel_drop(f, ev);
         } else if ev.kind != kind::TRACE {
