@@ -1,7 +1,7 @@
 //! Batched map reads and deletes (`BPF_MAP_LOOKUP_BATCH`,
 //! `BPF_MAP_DELETE_BATCH`), which aya does not offer: one system call per
 //! thousands of entries instead of two per entry. The only raw `bpf(2)` calls
-//! of flow-probe, for hash maps of plain-data keys and values.
+//! of flow-probe, for hash maps and arrays of plain-data keys and values.
 
 use std::io;
 use std::mem::size_of;
@@ -58,19 +58,30 @@ fn fd_u32(fd: BorrowedFd<'_>) -> u32 {
     u32::try_from(fd.as_raw_fd()).unwrap_or(u32::MAX)
 }
 
-/// Every (key, value) of the hash map `fd`, whose key and value sizes must be
-/// those of `K` and `V`. Entries that change while it reads may be seen in
-/// their old or new state, or (when added or deleted meanwhile) not at all.
+/// Every (key, value) of the map `fd` (see [`for_each`]).
 pub fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
     fd: BorrowedFd<'_>,
 ) -> io::Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    for_each(fd, |k: K, v: V| out.push((k, v)))?;
+    Ok(out)
+}
+
+/// Calls `f` with every (key, value) of the hash map or array `fd`, whose key
+/// and value sizes must be those of `K` and `V`. Entries that change while it
+/// reads may be seen in their old or new state, or (when added or deleted
+/// meanwhile) not at all.
+pub fn for_each<K: aya::Pod + Default, V: aya::Pod + Default>(
+    fd: BorrowedFd<'_>,
+    mut f: impl FnMut(K, V),
+) -> io::Result<()> {
     let mut chunk = CHUNK;
     let mut keys = vec![K::default(); chunk];
     let mut values = vec![V::default(); chunk];
-    // The position between calls: a bucket index for hash maps (4 bytes).
+    // The position between calls: a bucket index for hash maps, an element
+    // index for arrays (4 bytes).
     let (mut position, mut next) = (0u64, 0u64);
     let mut first = true;
-    let mut out = Vec::new();
     loop {
         let mut attr = BatchAttr {
             in_batch: if first {
@@ -96,9 +107,11 @@ pub fn lookup_all<K: aya::Pod + Default, V: aya::Pod + Default>(
             other => other?,
         };
         let n = (attr.count as usize).min(chunk);
-        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        for (k, v) in keys[..n].iter().zip(&values[..n]) {
+            f(*k, *v);
+        }
         if done || n == 0 {
-            return Ok(out);
+            return Ok(());
         }
         position = next;
         first = false;
