@@ -1,16 +1,16 @@
 //! Garbage collection of connection tracking (`CT4`, `CT6`), which the kernel
 //! never evicts: a flood of new connections must not push an established one
 //! out (it would be judged again). Every `GcConfig::interval` flow-probe reads
-//! both tables in batches and deletes, with their counters in `FLOWS4`/`FLOWS6`:
+//! both tables in batches and deletes, with their counters (slots and LRU tables):
 //! - closed connections (a RST, or a FIN from each side, in the counters'
 //!   flags) once closed for `close_grace`, left for their last packets;
 //! - idle connections, whose packet counts did not move for `tcp_idle` (TCP
 //!   both sides have spoken in) or `other_idle` (the rest). The tc programs
 //!   keep no clock: idleness is measured here, between reads.
 //!
-//! Closed connections of interfaces without policy (counters only, no
-//! tracking) go after `close_grace` too, so the LRU tables keep room for live
-//! ones.
+//! Connections of interfaces without policy (counters only, no tracking) go
+//! by the same rules, so their slots (`FLOW_SLOTS4`/`FLOW_SLOTS6`, which
+//! nothing else frees) and the LRU tables keep room for live ones.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -80,65 +80,68 @@ impl Collector {
     ) -> Sweep {
         let counters: HashMap<&TableKey, &FlowStats, BuildKeyHasher> =
             flows.iter().map(|(k, v)| (k, v)).collect();
-        let mut next = HashMap::with_capacity_and_hasher(tracked.len(), BuildKeyHasher::default());
+        let mut next = HashMap::with_capacity_and_hasher(flows.len(), BuildKeyHasher::default());
         let mut forgotten = HashSet::with_hasher(BuildKeyHasher::default());
         let mut sweep = Sweep::default();
         for (key, _) in tracked {
             let st = counters.get(key).copied();
-            let packets = st.map(|s| s.packets[0] + s.packets[1]);
-            let mut seen = self.seen.get(key).copied().unwrap_or(Seen {
-                packets,
-                changed: now,
-                closed: None,
-            });
-            if seen.packets != packets {
-                seen.packets = packets;
-                seen.changed = now;
-            }
-            seen.closed = match st {
-                Some(s) if closed(s) => Some(seen.closed.unwrap_or(now)),
-                _ => None,
-            };
-            // Answered TCP may idle long; a SYN nobody answered, UDP and ICMP not.
-            let answered = st.is_none_or(|s| s.packets[0] > 0 && s.packets[1] > 0);
-            let idle = if key.proto() == TCP && answered {
-                self.cfg.tcp_idle
-            } else {
-                self.cfg.other_idle
-            };
-            let gone = seen.closed.is_some_and(|t| now >= t + self.cfg.close_grace)
-                || now >= seen.changed + idle;
-            if gone {
-                sweep.tracked.push(*key);
-                forgotten.insert(key);
-                if st.is_some() {
-                    sweep.flows.push(*key);
+            match self.judge(key, st, now) {
+                Ok(seen) => {
+                    next.insert(*key, seen);
                 }
-            } else {
-                next.insert(*key, seen);
+                Err(()) => {
+                    sweep.tracked.push(*key);
+                    forgotten.insert(key);
+                    if st.is_some() {
+                        sweep.flows.push(*key);
+                    }
+                }
             }
         }
-        // Closed connections without tracking: counters only.
+        // Connections without tracking: counters only.
         for (key, st) in flows {
-            if next.contains_key(key) || forgotten.contains(key) || !closed(st) {
+            if next.contains_key(key) || forgotten.contains(key) {
                 continue;
             }
-            let since = self.seen.get(key).and_then(|s| s.closed).unwrap_or(now);
-            if now >= since + self.cfg.close_grace {
-                sweep.flows.push(*key);
-            } else {
-                next.insert(
-                    *key,
-                    Seen {
-                        packets: Some(st.packets[0] + st.packets[1]),
-                        changed: now,
-                        closed: Some(since),
-                    },
-                );
+            match self.judge(key, Some(st), now) {
+                Ok(seen) => {
+                    next.insert(*key, seen);
+                }
+                Err(()) => sweep.flows.push(*key),
             }
         }
         self.seen = next;
         sweep
+    }
+
+    /// What is known of `key` after this read (`Ok`), or `Err` when it goes:
+    /// closed for `close_grace`, or its packet count unchanged for its idle
+    /// time. `st`: its counters, `None` when they are not in the tables.
+    fn judge(&self, key: &TableKey, st: Option<&FlowStats>, now: Instant) -> Result<Seen, ()> {
+        let packets = st.map(|s| s.packets[0] + s.packets[1]);
+        let mut seen = self.seen.get(key).copied().unwrap_or(Seen {
+            packets,
+            changed: now,
+            closed: None,
+        });
+        if seen.packets != packets {
+            seen.packets = packets;
+            seen.changed = now;
+        }
+        seen.closed = match st {
+            Some(s) if closed(s) => Some(seen.closed.unwrap_or(now)),
+            _ => None,
+        };
+        // Answered TCP may idle long; a SYN nobody answered, UDP and ICMP not.
+        let answered = st.is_none_or(|s| s.packets[0] > 0 && s.packets[1] > 0);
+        let idle = if key.proto() == TCP && answered {
+            self.cfg.tcp_idle
+        } else {
+            self.cfg.other_idle
+        };
+        let gone = seen.closed.is_some_and(|t| now >= t + self.cfg.close_grace)
+            || now >= seen.changed + idle;
+        if gone { Err(()) } else { Ok(seen) }
     }
 }
 
@@ -236,6 +239,33 @@ mod tests {
         let rst = [(tcp, stats([3, 2], [ACK, 0x14]))];
         assert_eq!(c.sweep(&rst, ct, t0), Sweep::default());
         assert_eq!(c.sweep(&rst, ct, t0 + 10 * S).tracked, [tcp]);
+    }
+
+    #[test]
+    fn counters_alone_go_when_idle_so_their_slots_are_freed() {
+        let mut c = Collector::new(cfg());
+        let t0 = Instant::now();
+        let (tcp, udp) = (key(1, TCP), key(2, 17));
+        let flows = |tcp_packets| {
+            vec![
+                (tcp, stats([tcp_packets, 1], [ACK, ACK])),
+                (udp, stats([1, 0], [0, 0])),
+            ]
+        };
+        assert_eq!(c.sweep(&flows(1), &[], t0), Sweep::default());
+        assert_eq!(c.sweep(&flows(2), &[], t0 + 29 * S), Sweep::default());
+        // UDP unchanged for 30 s goes; the TCP connection moved at 29 s.
+        assert_eq!(
+            c.sweep(&flows(2), &[], t0 + 30 * S),
+            Sweep {
+                flows: vec![udp],
+                tracked: vec![]
+            }
+        );
+        let tcp_only = &flows(2)[..1];
+        assert_eq!(c.sweep(tcp_only, &[], t0 + 128 * S), Sweep::default());
+        assert_eq!(c.sweep(tcp_only, &[], t0 + 129 * S).flows, [tcp]);
+        assert!(c.is_empty());
     }
 
     #[test]
