@@ -30,7 +30,9 @@ fn main() {
             continue;
         }
         let status = Command::new(&clang)
-            .args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"])
+            .args([
+                "-O2", "-g", "-Wall", "-Werror", "-target", "bpf", "-mcpu=v3",
+            ])
             .arg(format!("-I{}", src.join("include").display()))
             .arg(format!("-I{}", src.join("src").display()))
             .arg(format!("-I/usr/include/{}-linux-gnu", multiarch()))

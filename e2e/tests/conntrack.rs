@@ -1,7 +1,8 @@
 //! Connection tracking on the real datapath, the probe loaded in-process: an
 //! established connection whose counters a flood of new flows evicted keeps
-//! its verdict (no second decision, no drop, every byte through), and the
-//! garbage collection forgets closed connections and keeps open ones.
+//! its verdict (no second decision, no drop, every byte through), the
+//! garbage collection forgets closed connections and keeps open ones, and
+//! flows are counted exactly whether they got a slot or went to the LRU table.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -350,5 +351,65 @@ fn garbage_collection_forgets_closed_connections_and_keeps_open_ones() {
     // The open connection still passes on its tracking.
     assert_eq!(open.send(100), 200);
     open.close();
+    let _ = drain(&mut s);
+}
+
+#[test]
+fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
+    // 256 slots a family: 200 new flows (100 at each veth) fill some pairs,
+    // so some flows go to the LRU table.
+    let mut s = setup(
+        "slots",
+        ProbeConfig {
+            flow_table_entries: 256,
+            ..ProbeConfig::default()
+        },
+    );
+    const FLOWS: u16 = 100;
+    const PAYLOAD: usize = 40;
+    let src = s.lab.endpoint("a").unwrap().netns.clone();
+    let (a, b) = (addr(&s.lab, "a"), addr(&s.lab, "b"));
+    let a_port = std::thread::spawn(move || {
+        sysfs::enter_netns(&src).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..3 {
+            for port in 0..FLOWS {
+                sock.send_to(&[1u8; PAYLOAD], (b, 30_000 + port)).unwrap();
+            }
+        }
+        sock.local_addr().unwrap().port()
+    })
+    .join()
+    .unwrap();
+    // b has no sockets there: it answers each datagram with an ICMP error,
+    // a flow of its own; only the UDP flows are counted here.
+    let udp: Vec<(TableKey, _)> = s
+        .tables
+        .flows()
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.proto() == 17 && (0..2).any(|side| k.addr(side) == a && k.port(side) == a_port)
+        })
+        .collect();
+    assert_eq!(udp.len(), 2 * usize::from(FLOWS), "each flow at both veths");
+    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    for (k, st) in &udp {
+        let side = usize::from(k.addr(1) == a);
+        assert_eq!(st.packets[side], 3, "{k:?}");
+        assert_eq!(st.bytes[side], 3 * frame, "{k:?}");
+        assert_eq!((st.packets[side ^ 1], st.bytes[side ^ 1]), (0, 0), "{k:?}");
+    }
+    let taken = s.probe.counters().unwrap().slots_taken;
+    assert!(
+        taken > 0 && taken < 2 * u64::from(FLOWS),
+        "some flows in slots, some beyond them: {taken} beyond"
+    );
+    // Deleting finds every flow where it is: in the slot flow-probe computes
+    // for it (the kernel's hash, mirrored), or in the LRU table.
+    let keys: Vec<TableKey> = udp.iter().map(|(k, _)| *k).collect();
+    assert_eq!(s.tables.delete_flows(&keys).unwrap(), keys.len());
+    let left = s.tables.flows().unwrap();
+    assert!(!left.iter().any(|(k, _)| keys.contains(k)), "all deleted");
     let _ = drain(&mut s);
 }

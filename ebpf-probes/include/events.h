@@ -161,6 +161,32 @@ struct flow_stats {
 	__u8 _pad0[3];
 };
 
+/*
+ * Entries of the direct-mapped flow tables (FLOW_SLOTS4, FLOW_SLOTS6): a
+ * connection's key and counters in one array slot, at the slot its key hashes
+ * to or that slot's neighbour (index ^ 1). A packet of a flow there touches
+ * its slot and nothing else. A program claims a free slot by swapping state
+ * from SLOT_FREE to SLOT_BUSY, fills it, then marks it SLOT_USED; flow-probe
+ * frees closed and idle flows' slots (writes them back to zero).
+ */
+enum slot_state {
+	SLOT_FREE = 0,
+	SLOT_BUSY = 1,
+	SLOT_USED = 2,
+};
+
+struct flow4_slot {
+	__u32 state;        /* enum slot_state */
+	struct flow4_key key;
+	struct flow_stats st; /* a slot is 64 bytes: one cache line */
+};
+
+struct flow6_slot {
+	__u32 state;
+	struct flow6_key key;
+	struct flow_stats st;
+};
+
 /* Value of connection tracking: who opened a connection that passed an
  * endpoint's policy. Deleted by flow-probe's garbage collection, never evicted. */
 struct ct_entry {
@@ -239,7 +265,8 @@ enum stat_index {
 	STAT_EVENTS_TRIED = 0,  /* ring buffer reservations attempted */
 	STAT_EVENTS_LOST = 1,   /* reservations that failed */
 	STAT_CT_FULL = 2,       /* connections not tracked: CT4 or CT6 was full */
-	STAT_MAX = 3,
+	STAT_SLOTS_TAKEN = 3,   /* new flows whose two slots were taken: counted in FLOWS4/FLOWS6 */
+	STAT_MAX = 4,
 };
 
 /*

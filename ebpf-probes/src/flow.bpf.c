@@ -30,6 +30,7 @@ struct ipcache_value *btf_anchor_ipcache_value __attribute__((unused));
 struct policy_key *btf_anchor_policy_key __attribute__((unused));
 struct policy_value *btf_anchor_policy_value __attribute__((unused));
 struct tcp_lifecycle_event *btf_anchor_tcp_lifecycle_event __attribute__((unused));
+enum slot_state *btf_anchor_slot_state __attribute__((unused));
 
 /* 1: parse the packet and return, nothing else. The cost benchmark's floor;
  * the verifier prunes whatever this constant makes dead. */

@@ -11,9 +11,31 @@
 #include "events.h"
 #include "lib/ring.h"
 
-/* Per-connection counters on each interface, both directions in one entry;
- * what every packet of an established flow touches. LRU: under pressure the
- * least recently used flows are forgotten (their connection tracking is not). */
+/* Per-connection counters on each interface, both directions in one entry:
+ * first in the direct-mapped slots (FLOW_SLOTS4/6, what a packet of an
+ * established flow touches: one array element, found without a hash map
+ * call), else, when both of a new flow's slots are taken, in FLOWS4/6, LRU
+ * hash maps: under pressure their least recently used flows are forgotten
+ * (their connection tracking is not). flow-probe frees the slots of closed
+ * and idle flows; the slot count is a power of two (flow_slot_mask + 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct flow4_slot);
+	__uint(map_flags, BPF_F_MMAPABLE); /* page-aligned elements: a slot starts a cache line */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} FLOW_SLOTS4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct flow6_slot);
+	__uint(map_flags, BPF_F_MMAPABLE); /* page-aligned elements: a slot starts a cache line */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} FLOW_SLOTS6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -31,6 +53,17 @@ struct {
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS6 SEC(".maps");
+
+/* Whether a family's flows ever went to FLOWS4/FLOWS6 (index 0: IPv4, 1:
+ * IPv6): until then a packet whose flow has no slot is new, and no LRU lookup
+ * is needed. Never cleared: the LRU tables may hold flows from then on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} FLOWS_SPILLED SEC(".maps");
 
 /* Connection tracking of interfaces with policy: the connections that passed
  * it, so their later packets and replies pass without a new decision. A plain

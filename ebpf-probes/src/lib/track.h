@@ -2,8 +2,9 @@
 /*
  * What the tc programs do with a parsed packet.
  *
- * The common packet belongs to a flow already in FLOWS4/FLOWS6: one lookup,
- * two plain adds, a look at its TCP flags, done. No clock, no atomics, no
+ * The common packet belongs to a flow already in its slot (FLOW_SLOTS4/6,
+ * else FLOWS4/6): one array element read, two plain adds, a look at its TCP
+ * flags, done. No clock, no atomics, no
  * second lookup; an event only when a user learns something: the first packet
  * of each direction, a TCP flag of the emit mask (SYN, FIN, RST by default)
  * new in its direction, or every packet when aggregation is off. Periodic
@@ -172,15 +173,150 @@ static __always_inline void judge(const struct endpoint_info *ep, const struct s
 		      dport, p->proto, d);
 }
 
-static __always_inline void *flows_lookup(const void *key, __u8 family)
+/* Slots per family minus one (a power of two minus one), set by flow-probe
+ * to the size it gave FLOW_SLOTS4/6; flow-probe computes the same hash. */
+const volatile __u32 flow_slot_mask = 65535;
+
+static __always_inline __u32 key_words(__u8 family)
 {
+	return family == 4 ? sizeof(struct flow4_key) / 4 : sizeof(struct flow6_key) / 4;
+}
+
+/* The key's 32-bit words mixed: a multiply and rotate per word, then a
+ * finalizer. Mirrored by flow-probe (kernel::flow_tables::slot_hash). */
+static __always_inline __u32 slot_hash(const void *key, __u8 family)
+{
+	const __u32 *w = key;
+	__u32 h = 0;
+
+#pragma unroll
+	for (int i = 0; i < sizeof(struct flow6_key) / 4; i++) {
+		if (i >= key_words(family))
+			break;
+		h = (h ^ w[i]) * 0x9E3779B1u;
+		h = h << 13 | h >> 19;
+	}
+	h ^= h >> 16;
+	h *= 0x85EBCA6Bu;
+	h ^= h >> 13;
+	return h;
+}
+
+static __always_inline int same_key(const __u32 *a, const __u32 *b, __u8 family)
+{
+	__u32 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < sizeof(struct flow6_key) / 4; i++) {
+		if (i >= key_words(family))
+			break;
+		diff |= a[i] ^ b[i];
+	}
+	return diff == 0;
+}
+
+/* A slot as 32-bit words: the state, then the key. */
+static __always_inline __u32 *slot_at(__u32 index, __u8 family)
+{
+	if (family == 4)
+		return bpf_map_lookup_elem(&FLOW_SLOTS4, &index);
+	return bpf_map_lookup_elem(&FLOW_SLOTS6, &index);
+}
+
+static __always_inline struct flow_stats *slot_stats(__u32 *slot, __u8 family)
+{
+	if (family == 4)
+		return &((struct flow4_slot *)slot)->st;
+	return &((struct flow6_slot *)slot)->st;
+}
+
+/* The counters of `key` in its slots, or NULL. */
+static __always_inline struct flow_stats *slot_find(const void *key, __u8 family)
+{
+	__u32 first = slot_hash(key, family) & flow_slot_mask;
+
+#pragma unroll
+	for (int c = 0; c < 2; c++) {
+		__u32 *slot = slot_at(first ^ c, family);
+
+		if (!slot)
+			return NULL;
+		if (slot[0] == SLOT_USED && same_key(slot + 1, key, family))
+			return slot_stats(slot, family);
+	}
+	return NULL;
+}
+
+/* Puts a new flow in a free one of its two slots: 0, or -1 when both are taken.
+ * The swap makes one CPU the slot's owner; the exchange that marks it used is
+ * ordered after the writes, so a reader that sees SLOT_USED sees the key. */
+static __always_inline long slot_claim(const void *key, __u8 family, const struct flow_stats *st)
+{
+	__u32 first = slot_hash(key, family) & flow_slot_mask;
+
+#pragma unroll
+	for (int c = 0; c < 2; c++) {
+		__u32 *slot = slot_at(first ^ c, family);
+
+		if (!slot)
+			return -1;
+		if (slot[0] != SLOT_FREE ||
+		    __sync_val_compare_and_swap(slot, SLOT_FREE, SLOT_BUSY) != SLOT_FREE)
+			continue;
+		__builtin_memcpy(slot + 1, key, key_words(family) * 4);
+		__builtin_memcpy(slot_stats(slot, family), st, sizeof(*st));
+		__sync_lock_test_and_set(slot, SLOT_USED);
+		return 0;
+	}
+	return -1;
+}
+
+/* Out of line: only new flows go there, and inlined it doubles miss6's stack. */
+static __noinline long slot_claim4(const void *key, const struct flow_stats *st)
+{
+	return slot_claim(key, 4, st);
+}
+
+static __noinline long slot_claim6(const void *key, const struct flow_stats *st)
+{
+	return slot_claim(key, 6, st);
+}
+
+static __always_inline __u32 *spilled(__u8 family)
+{
+	__u32 index = family == 4 ? 0 : 1;
+
+	return bpf_map_lookup_elem(&FLOWS_SPILLED, &index);
+}
+
+/* A flow's counters: in its slots, else in the LRU table (once it holds any:
+ * a lookup there costs more than the rest of the packet). */
+static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 family)
+{
+	struct flow_stats *st = slot_find(key, family);
+	__u32 *lru_used;
+
+	if (st)
+		return st;
+	lru_used = spilled(family);
+	if (!lru_used || !*lru_used)
+		return NULL;
 	if (family == 4)
 		return bpf_map_lookup_elem(&FLOWS4, key);
 	return bpf_map_lookup_elem(&FLOWS6, key);
 }
 
+/* A new flow: into a slot, else into the LRU table (0, or the insert's error:
+ * -EEXIST when another CPU made the entry first). */
 static __always_inline long flows_insert(const void *key, __u8 family, const struct flow_stats *st)
 {
+	if ((family == 4 ? slot_claim4(key, st) : slot_claim6(key, st)) == 0)
+		return 0;
+	__u32 *lru_used = spilled(family);
+
+	stat_add(STAT_SLOTS_TAKEN, 1);
+	if (lru_used && !*lru_used)
+		*lru_used = 1;
 	if (family == 4)
 		return bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
 	return bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);

@@ -25,8 +25,10 @@ pub struct ProbeConfig {
     /// (once per multiple, never once per event past it); in between,
     /// the reader's timer drains the ring (see `pipeline::DRAIN_INTERVAL`).
     pub wakeup_bytes: u64,
-    /// Capacity of each in-kernel flow table (`FLOWS4`, `FLOWS6`; LRU with a
-    /// list per CPU, each evicting from its own share).
+    /// Capacity of each in-kernel flow table: the slots of `FLOW_SLOTS4` and
+    /// `FLOW_SLOTS6` (rounded up to a power of two), and as many entries in
+    /// `FLOWS4` and `FLOWS6` for flows whose slots are taken (LRU with a list
+    /// per CPU, each evicting from its own share).
     pub flow_table_entries: u32,
     /// Capacity of each connection-tracking table (`CT4`, `CT6`; never
     /// evicted, garbage-collected by flow-probe).

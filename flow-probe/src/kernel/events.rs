@@ -70,7 +70,7 @@ pub struct FlowEvent {
     pub _pad1: [u8; 4],
 }
 
-/// `FLOWS4` / `CT4` key: a connection on one interface, its ends in a fixed
+/// `FLOW_SLOTS4` / `FLOWS4` / `CT4` key: a connection on one interface, its ends in a fixed
 /// order (side 0, side 1); addresses in network byte order.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -93,7 +93,8 @@ pub struct Flow6Key {
     pub _pad0: [u8; 3],
 }
 
-/// `FLOWS4` / `FLOWS6` value: both sides' counters of a connection.
+/// Counters of a connection, both sides (`FLOWS4` / `FLOWS6` value, and in
+/// every slot).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -104,6 +105,25 @@ pub struct FlowStats {
     pub opener_hook: u8,
     pub resumed: u8,
     pub _pad0: [u8; 3],
+}
+
+/// `FLOW_SLOTS4` value: a flow in the direct-mapped table.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowSlot4 {
+    /// `slot_state`.
+    pub state: u32,
+    pub key: Flow4Key,
+    pub st: FlowStats,
+}
+
+/// `FLOW_SLOTS6` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowSlot6 {
+    pub state: u32,
+    pub key: Flow6Key,
+    pub st: FlowStats,
 }
 
 /// `CT4` / `CT6` value.
@@ -303,6 +323,10 @@ unsafe impl aya::Pod for FlowStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for CtEntry {}
 // SAFETY: as above.
+unsafe impl aya::Pod for FlowSlot4 {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowSlot6 {}
+// SAFETY: as above.
 unsafe impl aya::Pod for IpcacheAddr {}
 // SAFETY: as above.
 unsafe impl aya::Pod for IpcacheValue {}
@@ -318,6 +342,8 @@ const _: () = assert!(size_of::<Flow4Key>() == 20);
 const _: () = assert!(size_of::<Flow6Key>() == 44);
 const _: () = assert!(size_of::<FlowStats>() == 40);
 const _: () = assert!(size_of::<CtEntry>() == 8);
+const _: () = assert!(size_of::<FlowSlot4>() == 64);
+const _: () = assert!(size_of::<FlowSlot6>() == 88);
 const _: () = assert!(size_of::<EndpointInfo>() == 12);
 const _: () = assert!(size_of::<IpcacheKey>() == 24);
 const _: () = assert!(size_of::<IpcacheAddr>() == size_of::<IpcacheKey>() - 4);
@@ -371,6 +397,8 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             packets => "packets", bytes => "bytes", flags => "flags", opener => "opener",
             opener_hook => "opener_hook", resumed => "resumed", _pad0 => "_pad0",
         ]),
+        layout!("flow4_slot", FlowSlot4, [state => "state", key => "key", st => "st"]),
+        layout!("flow6_slot", FlowSlot6, [state => "state", key => "key", st => "st"]),
         layout!("ct_entry", CtEntry, [opener => "opener", opener_hook => "opener_hook", _pad0 => "_pad0"]),
         layout!("endpoint_info", EndpointInfo, [
             endpoint_id => "endpoint_id", identity => "identity", ingress => "ingress", egress => "egress", _pad0 => "_pad0",

@@ -1,19 +1,23 @@
-//! The tc probe's flow tables (`FLOWS4`, `FLOWS6`: counters of each
-//! connection on each interface) and connection tracking (`CT4`, `CT6`), as
-//! flow-probe reads them: whole tables in batches ([`super::batch`]), and
-//! deletes. Periodic reports and garbage collection (`crate::tables`) work
-//! on what this hands them.
+//! The tc probe's flow tables (counters of each connection on each
+//! interface: the direct-mapped `FLOW_SLOTS4`/`FLOW_SLOTS6`, and the LRU
+//! `FLOWS4`/`FLOWS6` for flows whose slots were taken) and connection tracking
+//! (`CT4`, `CT6`), as flow-probe reads them: whole tables in batches
+//! ([`super::batch`]), and deletes. Periodic reports and garbage collection
+//! (`crate::tables`) work on what this hands them.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
+use std::sync::Mutex;
 
 use anyhow::Context;
 use aya::Ebpf;
-use aya::maps::{Map, MapData};
+use aya::maps::{Array, IterableMap, Map, MapData};
 
 use super::batch;
-use super::events::{CtEntry, Flow4Key, Flow6Key, FlowStats};
+use super::events::slot_state;
+use super::events::{CtEntry, Flow4Key, Flow6Key, FlowSlot4, FlowSlot6, FlowStats};
 
 /// A key of either family's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,8 +74,11 @@ impl TableKey {
     }
 }
 
-/// The four maps, taken from the loaded object.
+/// The maps, taken from the loaded object.
 pub struct FlowTables {
+    /// Behind a lock only for writes (aya's `Array::set` takes `&mut`).
+    slots4: Mutex<Array<MapData, FlowSlot4>>,
+    slots6: Mutex<Array<MapData, FlowSlot6>>,
     flows4: MapData,
     flows6: MapData,
     ct4: MapData,
@@ -79,8 +86,32 @@ pub struct FlowTables {
 }
 
 /// The names of the maps, as in `ebpf-probes/src/lib/maps.h`.
+pub const SLOT_MAPS: [&str; 2] = ["FLOW_SLOTS4", "FLOW_SLOTS6"];
 pub const FLOW_MAPS: [&str; 2] = ["FLOWS4", "FLOWS6"];
 pub const CT_MAPS: [&str; 2] = ["CT4", "CT6"];
+
+/// Slots per family for a flow table of `entries`: the next power of two.
+pub fn slot_count(entries: u32) -> u32 {
+    entries
+        .max(2)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 31)
+}
+
+/// The hash that places a key in its slots (index `hash & mask` and its
+/// neighbour `^ 1`), as `slot_hash` in `ebpf-probes/src/lib/track.h`
+/// computes it: the key's 32-bit words in memory order, each mixed in with a
+/// multiply and a rotate, then a finalizer.
+pub fn slot_hash(key_bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0;
+    for w in key_bytes.chunks_exact(4) {
+        let w = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+        h = (h ^ w).wrapping_mul(0x9E37_79B1).rotate_left(13);
+    }
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^ (h >> 13)
+}
 
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
     match ebpf.take_map(name).with_context(|| format!("map {name}"))? {
@@ -89,9 +120,21 @@ fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
     }
 }
 
+fn take_slots<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+) -> anyhow::Result<Mutex<Array<MapData, V>>> {
+    let map = ebpf.take_map(name).with_context(|| format!("map {name}"))?;
+    let array =
+        Array::try_from(map).with_context(|| format!("map {name} is not an array of slots"))?;
+    Ok(Mutex::new(array))
+}
+
 impl FlowTables {
     pub fn take_from(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         Ok(FlowTables {
+            slots4: take_slots(ebpf, SLOT_MAPS[0])?,
+            slots6: take_slots(ebpf, SLOT_MAPS[1])?,
             flows4: take(ebpf, FLOW_MAPS[0])?,
             flows6: take(ebpf, FLOW_MAPS[1])?,
             ct4: take(ebpf, CT_MAPS[0])?,
@@ -99,9 +142,39 @@ impl FlowTables {
         })
     }
 
-    /// Every connection's counters, both families.
+    /// Every connection's counters, both families, one entry per key. A key
+    /// found twice (two CPUs made its first entry at once, or its slots were
+    /// taken and it went to the LRU table) has its counters added up.
     pub fn flows(&self) -> io::Result<Vec<(TableKey, FlowStats)>> {
-        read_both(&self.flows4, &self.flows6)
+        let mut out: Vec<(TableKey, FlowStats)> = Vec::new();
+        let mut at: HashMap<TableKey, usize> = HashMap::new();
+        let mut add = |key: TableKey, st: FlowStats| match at.get(&key) {
+            Some(&i) => merge(&mut out[i].1, &st),
+            None => {
+                at.insert(key, out.len());
+                out.push((key, st));
+            }
+        };
+        {
+            let slots = lock(&self.slots4);
+            batch::for_each::<u32, FlowSlot4>(slots.map().fd().as_fd(), |_, s| {
+                if s.state == slot_state::USED {
+                    add(TableKey::V4(s.key), s.st);
+                }
+            })?;
+        }
+        {
+            let slots = lock(&self.slots6);
+            batch::for_each::<u32, FlowSlot6>(slots.map().fd().as_fd(), |_, s| {
+                if s.state == slot_state::USED {
+                    add(TableKey::V6(s.key), s.st);
+                }
+            })?;
+        }
+        for (key, st) in read_both::<FlowStats>(&self.flows4, &self.flows6)? {
+            add(key, st);
+        }
+        Ok(out)
     }
 
     /// Every tracked connection, both families.
@@ -109,15 +182,69 @@ impl FlowTables {
         read_both(&self.ct4, &self.ct6)
     }
 
-    /// Deletes the counters of `keys`; returns how many were there.
+    /// Deletes the counters of `keys` (their slots are freed); returns how
+    /// many entries it deleted (a key found in a slot and in the LRU table
+    /// counts twice, see `flows`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
-        delete_split(&self.flows4, &self.flows6, keys)
+        let mut freed = 0;
+        {
+            let mut slots4 = lock(&self.slots4);
+            let mut slots6 = lock(&self.slots6);
+            for key in keys {
+                let found = match key {
+                    TableKey::V4(k) => free_slot(&mut slots4, bytes_of(k), |s| s.key == *k)?,
+                    TableKey::V6(k) => free_slot(&mut slots6, bytes_of(k), |s| s.key == *k)?,
+                };
+                freed += usize::from(found);
+            }
+        }
+        Ok(freed + delete_split(&self.flows4, &self.flows6, keys)?)
     }
 
     /// Deletes the tracking of `keys`; returns how many were there.
     pub fn delete_tracked(&self, keys: &[TableKey]) -> io::Result<usize> {
         delete_split(&self.ct4, &self.ct6, keys)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn bytes_of<K: aya::Pod>(k: &K) -> &[u8] {
+    // SAFETY: `K` is plain data without padding the compiler adds (aya::Pod).
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(k).cast::<u8>(), size_of::<K>()) }
+}
+
+/// Adds the counters of a second entry of the same connection.
+fn merge(into: &mut FlowStats, other: &FlowStats) {
+    for side in 0..2 {
+        into.packets[side] += other.packets[side];
+        into.bytes[side] += other.bytes[side];
+        into.flags[side] |= other.flags[side];
+    }
+    into.resumed &= other.resumed;
+}
+
+/// Frees the slot of the key whose bytes are `key` and that `is_key` knows,
+/// in either of its two places; returns whether it was there.
+fn free_slot<V: aya::Pod + Default>(
+    slots: &mut Array<MapData, V>,
+    key: &[u8],
+    is_key: impl Fn(&V) -> bool,
+) -> io::Result<bool> {
+    let mask = slots.len() - 1;
+    let first = slot_hash(key) & mask;
+    for index in [first, first ^ 1] {
+        let slot = slots.get(&index, 0).map_err(io::Error::other)?;
+        if is_key(&slot) {
+            slots
+                .set(index, V::default(), 0)
+                .map_err(io::Error::other)?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Every entry of an IPv4 and an IPv6 table with values `V`.

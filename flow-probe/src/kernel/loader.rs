@@ -22,7 +22,7 @@ use super::btf_layout;
 pub use super::config::ProbeConfig;
 use super::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, stat};
 use super::features::KernelFeatures;
-use super::flow_tables::{CT_MAPS, FLOW_MAPS, FlowTables};
+use super::flow_tables::{CT_MAPS, FLOW_MAPS, FlowTables, SLOT_MAPS, slot_count};
 use super::objects::FLOW_OBJECT;
 use super::pins;
 use super::sysfs;
@@ -93,6 +93,8 @@ pub struct KernelCounters {
     pub events_lost: u64,
     /// Connections not tracked because CT4 or CT6 was full.
     pub ct_full: u64,
+    /// New flows whose two slots were taken (counted in FLOWS4/FLOWS6).
+    pub slots_taken: u64,
 }
 
 impl LoadedProbe {
@@ -273,6 +275,7 @@ pub fn read_counters(stats: &PerCpuArray<MapData, u64>) -> anyhow::Result<Kernel
         events_tried: sum(stat::EVENTS_TRIED)?,
         events_lost: sum(stat::EVENTS_LOST)?,
         ct_full: sum(stat::CT_FULL)?,
+        slots_taken: sum(stat::SLOTS_TAKEN)?,
     })
 }
 
@@ -330,6 +333,8 @@ fn load(
     let parse_only = u32::from(cfg.parse_only);
     // A ring smaller than the threshold must still wake the reader before it fills.
     let wakeup = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 2);
+    let slots = slot_count(cfg.flow_table_entries);
+    let slot_mask = slots - 1;
     let mut ebpf = EbpfLoader::new()
         .override_global("aggregate", &aggregate, true)
         .override_global("emit_tcp_flags", &cfg.emit_tcp_flags, true)
@@ -340,7 +345,10 @@ fn load(
         .override_global("benign_reasons_lo", &benign_lo, true)
         .override_global("benign_reasons_hi", &benign_hi, true)
         .override_global("filter_netns", &filter_netns, true)
+        .override_global("flow_slot_mask", &slot_mask, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
+        .map_max_entries(SLOT_MAPS[0], slots)
+        .map_max_entries(SLOT_MAPS[1], slots)
         .map_max_entries(FLOW_MAPS[0], cfg.flow_table_entries)
         .map_max_entries(FLOW_MAPS[1], cfg.flow_table_entries)
         .map_max_entries(CT_MAPS[0], cfg.ct_entries)

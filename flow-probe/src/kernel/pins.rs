@@ -15,9 +15,12 @@ use aya::programs::{
 pub use cluster_spec::pins::{PIN_ROOT, pin_dir};
 
 /// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
-pub const PINNED_MAPS: [&str; 7] = [
+pub const PINNED_MAPS: [&str; 10] = [
+    "FLOW_SLOTS4",
+    "FLOW_SLOTS6",
     "FLOWS4",
     "FLOWS6",
+    "FLOWS_SPILLED",
     "CT4",
     "CT6",
     "ENDPOINTS",

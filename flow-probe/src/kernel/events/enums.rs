@@ -170,8 +170,20 @@ c_enum! {
         EVENTS_LOST = 1,
         /// Connections of interfaces with policy not tracked: CT4/CT6 was full.
         CT_FULL = 2,
+        /// New flows whose two slots were taken, counted in FLOWS4/FLOWS6.
+        SLOTS_TAKEN = 3,
         /// The number of counters.
-        MAX = 3,
+        MAX = 4,
+    }
+}
+
+c_enum! {
+    /// `enum slot_state`: a slot of FLOW_SLOTS4/FLOW_SLOTS6.
+    pub mod slot_state: enum slot_state as u32, prefix "SLOT_" {
+        FREE = 0,
+        /// Claimed by a program that is writing it.
+        BUSY = 1,
+        USED = 2,
     }
 }
 
@@ -211,6 +223,7 @@ pub const MIRRORED_ENUMS: &[EnumMirror] = &[
     RESERVED_IDENTITIES,
     hook::MIRROR,
     stat::MIRROR,
+    slot_state::MIRROR,
     xlate_point::MIRROR,
     sock_hook::MIRROR,
 ];
