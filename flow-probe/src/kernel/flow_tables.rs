@@ -18,6 +18,7 @@ use aya::maps::{Array, IterableMap, Map, MapData};
 use super::batch;
 use super::events::slot_state;
 use super::events::{CtEntry, Flow4Key, Flow6Key, FlowSlot4, FlowSlot6, FlowStats};
+use crate::metrics::key::BuildKeyHasher;
 
 /// A key of either family's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -147,7 +148,8 @@ impl FlowTables {
     /// taken and it went to the LRU table) has its counters added up.
     pub fn flows(&self) -> io::Result<Vec<(TableKey, FlowStats)>> {
         let mut out: Vec<(TableKey, FlowStats)> = Vec::new();
-        let mut at: HashMap<TableKey, usize> = HashMap::new();
+        // Every entry of full tables goes through it: a multiply hash.
+        let mut at: HashMap<TableKey, usize, BuildKeyHasher> = HashMap::default();
         let mut add = |key: TableKey, st: FlowStats| match at.get(&key) {
             Some(&i) => merge(&mut out[i].1, &st),
             None => {
