@@ -194,8 +194,12 @@ impl FlowTables {
             let mut slots6 = lock(&self.slots6);
             for key in keys {
                 let found = match key {
-                    TableKey::V4(k) => free_slot(&mut slots4, bytes_of(k), |s| s.key == *k)?,
-                    TableKey::V6(k) => free_slot(&mut slots6, bytes_of(k), |s| s.key == *k)?,
+                    TableKey::V4(k) => free_slot(&mut slots4, bytes_of(k), |s| {
+                        s.state == slot_state::USED && s.key == *k
+                    })?,
+                    TableKey::V6(k) => free_slot(&mut slots6, bytes_of(k), |s| {
+                        s.state == slot_state::USED && s.key == *k
+                    })?,
                 };
                 freed += usize::from(found);
             }
@@ -229,7 +233,9 @@ fn merge(into: &mut FlowStats, other: &FlowStats) {
 }
 
 /// Frees the slot of the key whose bytes are `key` and that `is_key` knows,
-/// in either of its two places; returns whether it was there.
+/// in either of its two places; returns whether it was there. Only a used
+/// slot: one a program is filling (busy) stays, and a used slot never turns
+/// busy again, so between this read and the write only its counters move.
 fn free_slot<V: aya::Pod + Default>(
     slots: &mut Array<MapData, V>,
     key: &[u8],
