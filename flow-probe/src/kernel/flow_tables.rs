@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -77,9 +77,12 @@ impl TableKey {
 
 /// The maps, taken from the loaded object.
 pub struct FlowTables {
-    /// Behind a lock only for writes (aya's `Array::set` takes `&mut`).
+    /// For deletes, behind a lock (aya's `Array::set` takes `&mut`).
     slots4: Mutex<Array<MapData, FlowSlot4>>,
     slots6: Mutex<Array<MapData, FlowSlot6>>,
+    /// For reads: the same arrays mapped into memory.
+    view4: SlotsView<FlowSlot4>,
+    view6: SlotsView<FlowSlot6>,
     flows4: MapData,
     flows6: MapData,
     ct4: MapData,
@@ -121,21 +124,96 @@ fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
     }
 }
 
-fn take_slots<V: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &str,
-) -> anyhow::Result<Mutex<Array<MapData, V>>> {
+/// A slot array and its read-only mapping.
+type Slots<V> = (Mutex<Array<MapData, V>>, SlotsView<V>);
+
+fn take_slots<V: aya::Pod>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Slots<V>> {
     let map = ebpf.take_map(name).with_context(|| format!("map {name}"))?;
-    let array =
+    let array: Array<MapData, V> =
         Array::try_from(map).with_context(|| format!("map {name} is not an array of slots"))?;
-    Ok(Mutex::new(array))
+    let view = SlotsView::map(array.map().fd().as_fd(), array.len())
+        .with_context(|| format!("mapping {name} into memory"))?;
+    Ok((Mutex::new(array), view))
+}
+
+/// A slot array mapped read-only into memory (it is `BPF_F_MMAPABLE`): a
+/// read scans memory instead of copying every slot out through `bpf(2)`
+/// (about 14 ms for the default tables, every collection).
+struct SlotsView<V> {
+    base: *const V,
+    slots: usize,
+    bytes: usize,
+}
+
+// SAFETY: a read-only shared mapping, valid until drop; it is only read, with
+// volatile reads (the kernel writes it meanwhile), from any thread.
+unsafe impl<V> Send for SlotsView<V> {}
+// SAFETY: as above.
+unsafe impl<V> Sync for SlotsView<V> {}
+
+impl<V: aya::Pod> SlotsView<V> {
+    fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
+        let page = rustix::param::page_size();
+        // The kernel's elements are the value rounded up to 8 bytes: the
+        // slots are multiples of 8 already (asserted in events.rs).
+        let bytes = (size_of::<V>() * slots as usize).div_ceil(page) * page;
+        // SAFETY: a new read-only shared mapping of the map's fd from offset
+        // 0 for no more than its data; the result is checked.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SlotsView {
+            base: base.cast(),
+            slots: slots as usize,
+            bytes,
+        })
+    }
+
+    /// Calls `f` with every used slot. A slot the kernel writes meanwhile
+    /// may be seen half-written, as a copying read could see it too.
+    fn each_used(&self, mut f: impl FnMut(V)) {
+        for i in 0..self.slots {
+            // SAFETY: `i < slots`: inside the mapping; every slot type starts
+            // with its 32-bit state (`#[repr(C)]`), and any bytes are a valid
+            // value of these plain-data types.
+            unsafe {
+                let slot = self.base.add(i);
+                if std::ptr::read_volatile(slot.cast::<u32>()) == slot_state::USED {
+                    f(std::ptr::read_volatile(slot));
+                }
+            }
+        }
+    }
+}
+
+impl<V> Drop for SlotsView<V> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe {
+            libc::munmap(self.base.cast_mut().cast(), self.bytes);
+        }
+    }
 }
 
 impl FlowTables {
     pub fn take_from(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let (slots4, view4) = take_slots(ebpf, SLOT_MAPS[0])?;
+        let (slots6, view6) = take_slots(ebpf, SLOT_MAPS[1])?;
         Ok(FlowTables {
-            slots4: take_slots(ebpf, SLOT_MAPS[0])?,
-            slots6: take_slots(ebpf, SLOT_MAPS[1])?,
+            slots4,
+            slots6,
+            view4,
+            view6,
             flows4: take(ebpf, FLOW_MAPS[0])?,
             flows6: take(ebpf, FLOW_MAPS[1])?,
             ct4: take(ebpf, CT_MAPS[0])?,
@@ -157,22 +235,8 @@ impl FlowTables {
                 out.push((key, st));
             }
         };
-        {
-            let slots = lock(&self.slots4);
-            batch::for_each::<u32, FlowSlot4>(slots.map().fd().as_fd(), |_, s| {
-                if s.state == slot_state::USED {
-                    add(TableKey::V4(s.key), s.st);
-                }
-            })?;
-        }
-        {
-            let slots = lock(&self.slots6);
-            batch::for_each::<u32, FlowSlot6>(slots.map().fd().as_fd(), |_, s| {
-                if s.state == slot_state::USED {
-                    add(TableKey::V6(s.key), s.st);
-                }
-            })?;
-        }
+        self.view4.each_used(|s| add(TableKey::V4(s.key), s.st));
+        self.view6.each_used(|s| add(TableKey::V6(s.key), s.st));
         for (key, st) in read_both::<FlowStats>(&self.flows4, &self.flows6)? {
             add(key, st);
         }
@@ -276,4 +340,45 @@ fn delete_split(v4: &MapData, v6: &MapData, keys: &[TableKey]) -> io::Result<usi
         }
     }
     Ok(batch::delete(v4.fd().as_fd(), &k4)? + batch::delete(v6.fd().as_fd(), &k6)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_counts_are_powers_of_two_at_least_the_entries() {
+        assert_eq!(slot_count(0), 2);
+        assert_eq!(slot_count(256), 256);
+        assert_eq!(slot_count(1000), 1024);
+        assert_eq!(slot_count(65_536), 65_536);
+        assert_eq!(slot_count(u32::MAX), 1 << 31);
+    }
+
+    #[test]
+    fn merged_entries_add_counters_and_flags() {
+        let mut a = FlowStats {
+            packets: [2, 1],
+            bytes: [200, 100],
+            flags: [0x02, 0x12],
+            resumed: 0,
+            ..FlowStats::default()
+        };
+        let b = FlowStats {
+            packets: [1, 0],
+            bytes: [60, 0],
+            flags: [0x10, 0],
+            resumed: 1,
+            ..FlowStats::default()
+        };
+        merge(&mut a, &b);
+        assert_eq!(
+            (a.packets, a.bytes, a.flags),
+            ([3, 1], [260, 100], [0x12, 0x12])
+        );
+        assert_eq!(
+            a.resumed, 0,
+            "a first-seen entry keeps its first-packet events"
+        );
+    }
 }
