@@ -23,7 +23,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct flow4_slot);
-	__uint(map_flags, BPF_F_MMAPABLE); /* page-aligned elements: a slot starts a cache line */
+	__uint(map_flags, BPF_F_MMAPABLE); /* flow-probe reads it mapped; a page-aligned array of 64-byte slots: one cache line each */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOW_SLOTS4 SEC(".maps");
 
@@ -32,7 +32,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct flow6_slot);
-	__uint(map_flags, BPF_F_MMAPABLE); /* page-aligned elements: a slot starts a cache line */
+	__uint(map_flags, BPF_F_MMAPABLE); /* flow-probe reads it mapped (88-byte slots: some span two lines) */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOW_SLOTS6 SEC(".maps");
 
