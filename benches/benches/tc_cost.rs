@@ -16,7 +16,10 @@
 //! `cargo bench -p benches --bench tc_cost` as root (it builds a lab of network
 //! namespaces and loads BPF; otherwise it prints "skipped: needs root" and exits 0).
 //! `TC_COST_SECS`: seconds of traffic per round (default 5), `TC_COST_ROUNDS`:
-//! rounds per mode (default 2). `TC_COST_DRAIN_US`:
+//! rounds per mode (default 2). `TC_COST_ONLY`: `floor`, `default` or `every`
+//! runs that mode alone (for a profiler). After the table, one more default round
+//! with `time_paths` on splits its runs by path (a new flow, an event, neither)
+//! with each path's time; `TC_COST_PATHS=0` skips it. `TC_COST_DRAIN_US`:
 //! how long the drain thread sleeps when the ring is empty (default 500). A reader
 //! that keeps up makes every event that finds the ring empty send a wake-up
 //! (irq_work, a self-IPI), which is part of the measured cost; see benches/README.md.
@@ -25,6 +28,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use benches::probe_load::{Sample, round};
+use flow_probe::kernel::events::tc_path;
 use flow_probe::kernel::loader::ProbeConfig;
 use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
 
@@ -64,6 +68,15 @@ impl Mode {
             Mode::Floor => "floor (parse only)",
             Mode::Default => "default (aggregate)",
             Mode::EveryPacket => "every packet",
+        }
+    }
+
+    /// The name `TC_COST_ONLY` takes.
+    fn key(self) -> &'static str {
+        match self {
+            Mode::Floor => "floor",
+            Mode::Default => "default",
+            Mode::EveryPacket => "every",
         }
     }
 
@@ -108,6 +121,13 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(ROUNDS);
+    let only = std::env::var("TC_COST_ONLY").ok();
+    if let Some(m) = &only
+        && !["floor", "default", "every"].contains(&m.as_str())
+    {
+        anyhow::bail!("TC_COST_ONLY={m:?}: expected floor, default or every");
+    }
+    let by_path = std::env::var("TC_COST_PATHS").map_or(true, |v| v != "0");
     let scenario = Scenario::parse(SCENARIO, "<tc_cost scenario>")?;
     let state_dir = std::env::temp_dir().join(format!("tc-cost-{}", std::process::id()));
     let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&state_dir))?;
@@ -129,6 +149,9 @@ fn main() -> anyhow::Result<()> {
     let mut totals = [Sample::default(); 3];
     for r in 1..=rounds {
         for (i, mode) in modes.into_iter().enumerate() {
+            if only.as_deref().is_some_and(|m| m != mode.key()) {
+                continue;
+            }
             let sample = round(
                 &lab,
                 &scenario,
@@ -164,7 +187,52 @@ fn main() -> anyhow::Result<()> {
         "goal <= {GOAL_NS} ns/packet (default mode, {base:.1} ns): {}",
         if base <= GOAL_NS { "met" } else { "NOT met" }
     );
+    if by_path {
+        let cfg = ProbeConfig {
+            time_paths: true,
+            ..Mode::Default.config()
+        };
+        let sample = round(&lab, &scenario, cfg, secs, drain_pause, |_| Ok(()))?;
+        print_paths(&sample);
+    }
     drop(lab);
     let _ = std::fs::remove_dir_all(&state_dir);
     Ok(())
+}
+
+/// The default mode's runs by the path they took, from one more round with
+/// each run timed by the programs themselves (`time_paths`).
+fn print_paths(s: &Sample) {
+    let names = [
+        (tc_path::COUNTED, "counted, no event"),
+        (tc_path::EVENT, "counted, with an event"),
+        (tc_path::MISS, "no entry (new flow)"),
+        (tc_path::UNTRACKED, "not tracked (not IP)"),
+    ];
+    let runs: u64 = s.paths.iter().map(|p| p.runs).sum();
+    let ns: u64 = s.paths.iter().map(|p| p.ns).sum();
+    println!();
+    println!(
+        "default mode by path: one more round of {} runs, each timed by the program from its first clock read to its last",
+        s.packets
+    );
+    println!(
+        "(two clock reads a run: this round's run-time statistics say {:.1} ns/packet, its clocks {:.1})",
+        s.ns_all(),
+        ns as f64 / runs.max(1) as f64
+    );
+    println!(
+        "{:<24} {:>10} {:>7} {:>9} {:>7}",
+        "path", "runs", "% runs", "ns/run", "% time"
+    );
+    for (index, name) in names {
+        let p = &s.paths[index as usize];
+        println!(
+            "{name:<24} {:>10} {:>7.1} {:>9.1} {:>7.1}",
+            p.runs,
+            100.0 * p.runs as f64 / runs.max(1) as f64,
+            p.ns as f64 / p.runs.max(1) as f64,
+            100.0 * p.ns as f64 / ns.max(1) as f64,
+        );
+    }
 }

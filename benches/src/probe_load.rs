@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use flow_probe::kernel::events::PathTime;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use observe_lab::{Lab, Scenario, run_traffic_with};
@@ -21,6 +22,8 @@ pub struct Sample {
     /// (run time in ns, run count) of tc_ingress and tc_egress.
     pub ingress: (u128, u64),
     pub egress: (u128, u64),
+    /// Runs and time by `tc_path` (only with `ProbeConfig::time_paths`).
+    pub paths: [PathTime; 4],
 }
 
 impl Sample {
@@ -31,6 +34,10 @@ impl Sample {
         self.read += o.read;
         self.ingress = (self.ingress.0 + o.ingress.0, self.ingress.1 + o.ingress.1);
         self.egress = (self.egress.0 + o.egress.0, self.egress.1 + o.egress.1);
+        for (mine, theirs) in self.paths.iter_mut().zip(&o.paths) {
+            mine.runs += theirs.runs;
+            mine.ns += theirs.ns;
+        }
     }
 
     pub fn ns(run: (u128, u64)) -> f64 {
@@ -119,6 +126,7 @@ pub fn round(
     }
     // Each run of a tc program is one packet at one hook.
     sample.packets = sample.ingress.1 + sample.egress.1;
+    sample.paths = probe.path_times()?;
     drop(probe); // detaches before the next round loads its own
     Ok(sample)
 }

@@ -269,6 +269,22 @@ enum stat_index {
 	STAT_MAX = 4,
 };
 
+/* The path a tc run took, for the cost benchmark's breakdown: with the
+ * time_paths tunable on, PATH_TIMES[path] sums the runs and their time. */
+enum tc_path {
+	TC_PATH_UNTRACKED = 0,  /* not IP, or parse_only: parsed and passed */
+	TC_PATH_COUNTED = 1,    /* a packet of a flow with an entry: counted, no event */
+	TC_PATH_EVENT = 2,      /* the same, with an event */
+	TC_PATH_MISS = 3,       /* no entry: a new flow, a resumed one or a denied packet */
+	TC_PATH_MAX = 4,
+};
+
+/* PATH_TIMES value. */
+struct path_time {
+	__u64 runs;
+	__u64 ns;               /* from the run's first clock read to its last */
+};
+
 /*
  * Socket-level service load balancing (ebpf-probes/src/sock_lb.bpf.c).
  * Addresses as in struct flow_key: IPv4 in the first 4 bytes, ports in host

@@ -31,47 +31,79 @@ struct policy_key *btf_anchor_policy_key __attribute__((unused));
 struct policy_value *btf_anchor_policy_value __attribute__((unused));
 struct tcp_lifecycle_event *btf_anchor_tcp_lifecycle_event __attribute__((unused));
 enum slot_state *btf_anchor_slot_state __attribute__((unused));
+enum tc_path *btf_anchor_tc_path __attribute__((unused));
+struct path_time *btf_anchor_path_time __attribute__((unused));
 
 /* 1: parse the packet and return, nothing else. The cost benchmark's floor;
  * the verifier prunes whatever this constant makes dead. */
 const volatile __u32 parse_only = 0;
+/* 1: time each run by the path it took (PATH_TIMES), for the cost
+ * benchmark's breakdown; two clock reads a run. Pruned when 0. */
+const volatile __u32 time_paths = 0;
+
+/* Run counts and time by enum tc_path, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TC_PATH_MAX);
+	__type(key, __u32);
+	__type(value, struct path_time);
+} PATH_TIMES SEC(".maps");
+
+/* Parses the packet and counts it; s->path says which path it took. */
+static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
+{
+	struct __sk_buff *skb = s->skb;
+	const void *data = (void *)(long)skb->data;
+	const void *end = (void *)(long)skb->data_end;
+
+	p->len = skb->len;
+	s->ifindex = skb->ifindex;
+	/* Parsed where the packet is; pulled and parsed again only when a
+	 * header lies outside the linear area (the pull moves the data). */
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		const struct iphdr *ip = parse_ipv4(data, end, p);
+		struct flow4_key k;
+
+		if (!ip && pull_more(skb))
+			ip = parse_ipv4((void *)(long)skb->data, (void *)(long)skb->data_end, p);
+		if (!ip || parse_only)
+			return TC_ACT_UNSPEC;
+		s->side = key4(&k, ip, p, s->ifindex);
+		s->key = &k;
+		return track(s, 4);
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		const struct ipv6hdr *ip6 = parse_ipv6(data, end, p);
+		struct flow6_key k;
+
+		if (!ip6 && pull_more(skb))
+			ip6 = parse_ipv6((void *)(long)skb->data, (void *)(long)skb->data_end, p);
+		if (!ip6 || parse_only)
+			return TC_ACT_UNSPEC;
+		s->side = key6(&k, ip6, p, s->ifindex);
+		s->key = &k;
+		return track(s, 6);
+	}
+	return TC_ACT_UNSPEC;
+}
 
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
 	struct pkt p = {};
-	struct sighting s = { .p = &p, .skb = skb, .hook = hook };
-	const void *data = (void *)(long)skb->data;
-	const void *end = (void *)(long)skb->data_end;
+	struct sighting s = { .p = &p, .skb = skb, .hook = hook, .path = TC_PATH_UNTRACKED };
+	__u64 start = time_paths ? bpf_ktime_get_ns() : 0;
+	int verdict = observe_packet(&s, &p);
 
-	p.len = skb->len;
-	s.ifindex = skb->ifindex;
-	/* Parsed where the packet is; pulled and parsed again only when a
-	 * header lies outside the linear area (the pull moves the data). */
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		const struct iphdr *ip = parse_ipv4(data, end, &p);
-		struct flow4_key k;
+	if (time_paths) {
+		__u32 index = s.path;
+		struct path_time *t = bpf_map_lookup_elem(&PATH_TIMES, &index);
 
-		if (!ip && pull_more(skb))
-			ip = parse_ipv4((void *)(long)skb->data, (void *)(long)skb->data_end, &p);
-		if (!ip || parse_only)
-			return TC_ACT_UNSPEC;
-		s.side = key4(&k, ip, &p, s.ifindex);
-		s.key = &k;
-		return track(&s, 4);
+		if (t) {
+			t->runs += 1;
+			t->ns += bpf_ktime_get_ns() - start;
+		}
 	}
-	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		const struct ipv6hdr *ip6 = parse_ipv6(data, end, &p);
-		struct flow6_key k;
-
-		if (!ip6 && pull_more(skb))
-			ip6 = parse_ipv6((void *)(long)skb->data, (void *)(long)skb->data_end, &p);
-		if (!ip6 || parse_only)
-			return TC_ACT_UNSPEC;
-		s.side = key6(&k, ip6, &p, s.ifindex);
-		s.key = &k;
-		return track(&s, 6);
-	}
-	return TC_ACT_UNSPEC;
+	return verdict;
 }
 
 SEC("classifier")

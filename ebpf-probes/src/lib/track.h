@@ -53,6 +53,7 @@ struct sighting {
 	__u32 ifindex;
 	__u8 side;              /* the side of the key that sent the packet */
 	__u8 hook;
+	__u8 path;              /* enum tc_path: set by track */
 };
 
 static __always_inline void fill_addr(__u8 *out, const void *addr, __u8 family)
@@ -451,14 +452,17 @@ static __noinline int miss6(const struct sighting *s)
 }
 
 /* Counts a packet; an event only when it tells something new. */
-static __always_inline int track(const struct sighting *s, __u8 family)
+static __always_inline int track(struct sighting *s, __u8 family)
 {
 	struct flow_stats *st = flows_lookup(s->key, family);
 	struct policy_decision d;
 	__u8 reason = 0;
 
-	if (!st)
+	if (!st) {
+		s->path = TC_PATH_MISS;
 		return family == 4 ? miss4(s) : miss6(s);
+	}
+	s->path = TC_PATH_COUNTED;
 	if (count(st, s->side, s->p->len) == 1 && !st->resumed)
 		reason = EMIT_NEW_FLOW; /* the first answer */
 	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
@@ -468,6 +472,7 @@ static __always_inline int track(const struct sighting *s, __u8 family)
 	if (!reason)
 		return TC_ACT_UNSPEC;
 	d = (struct policy_decision){ .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
+	s->path = TC_PATH_EVENT;
 	emit(s, family, st, reason, &d);
 	return TC_ACT_UNSPEC;
 }

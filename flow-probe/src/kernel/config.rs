@@ -38,6 +38,9 @@ pub struct ProbeConfig {
     /// Load programs that parse each packet and return, nothing else: the
     /// floor of the cost benchmark. Nothing is observed or enforced.
     pub parse_only: bool,
+    /// Time each tc run by the path it took (`LoadedProbe::path_times`): the
+    /// cost benchmark's breakdown. Adds two clock reads to every packet.
+    pub time_paths: bool,
     /// Network namespace (an `ip netns` name) whose interfaces to attach to.
     pub netns: Option<String>,
     /// Network namespaces (`ip netns` names) whose kernel drops are reported: the
@@ -97,6 +100,7 @@ impl Default for ProbeConfig {
             ct_entries: 262_144,
             gc: GcConfig::default(),
             parse_only: false,
+            time_paths: false,
             netns: None,
             drop_netns: Vec::new(),
             persist: false,

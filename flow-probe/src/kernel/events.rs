@@ -107,6 +107,14 @@ pub struct FlowStats {
     pub _pad0: [u8; 3],
 }
 
+/// `PATH_TIMES` value: runs of one `tc_path` and their time, on one CPU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathTime {
+    pub runs: u64,
+    pub ns: u64,
+}
+
 /// `FLOW_SLOTS4` value: a flow in the direct-mapped table.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -323,6 +331,8 @@ unsafe impl aya::Pod for FlowStats {}
 // SAFETY: as above.
 unsafe impl aya::Pod for CtEntry {}
 // SAFETY: as above.
+unsafe impl aya::Pod for PathTime {}
+// SAFETY: as above.
 unsafe impl aya::Pod for FlowSlot4 {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowSlot6 {}
@@ -342,6 +352,7 @@ const _: () = assert!(size_of::<Flow4Key>() == 20);
 const _: () = assert!(size_of::<Flow6Key>() == 44);
 const _: () = assert!(size_of::<FlowStats>() == 40);
 const _: () = assert!(size_of::<CtEntry>() == 8);
+const _: () = assert!(size_of::<PathTime>() == 16);
 const _: () = assert!(size_of::<FlowSlot4>() == 64);
 const _: () = assert!(size_of::<FlowSlot6>() == 88);
 const _: () = assert!(size_of::<EndpointInfo>() == 12);
@@ -397,6 +408,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             packets => "packets", bytes => "bytes", flags => "flags", opener => "opener",
             opener_hook => "opener_hook", resumed => "resumed", _pad0 => "_pad0",
         ]),
+        layout!("path_time", PathTime, [runs => "runs", ns => "ns"]),
         layout!("flow4_slot", FlowSlot4, [state => "state", key => "key", st => "st"]),
         layout!("flow6_slot", FlowSlot6, [state => "state", key => "key", st => "st"]),
         layout!("ct_entry", CtEntry, [opener => "opener", opener_hook => "opener_hook", _pad0 => "_pad0"]),

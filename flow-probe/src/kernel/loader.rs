@@ -20,7 +20,9 @@ pub use super::attacher::{AttachMode, Attacher, Attachment};
 use super::attacher::{Command, attach, remove_clsact};
 use super::btf_layout;
 pub use super::config::ProbeConfig;
-use super::events::{EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, stat};
+use super::events::{
+    EndpointInfo, IpcacheAddr, IpcacheValue, PathTime, PolicyKey, PolicyValue, stat, tc_path,
+};
 use super::features::KernelFeatures;
 use super::flow_tables::{CT_MAPS, FLOW_MAPS, FlowTables, SLOT_MAPS, slot_count};
 use super::objects::FLOW_OBJECT;
@@ -43,6 +45,8 @@ pub struct LoadedProbe {
     /// Taken by the reader with [`LoadedProbe::take_ring`].
     ring: Option<RingBuf<MapData>>,
     pub stats: PerCpuArray<MapData, u64>,
+    /// Written only with `ProbeConfig::time_paths`.
+    path_times: PerCpuArray<MapData, PathTime>,
     pub attached: Vec<Attachment>,
     /// Kernel ids of the loaded programs, by name.
     pub program_ids: Vec<(&'static str, u32)>,
@@ -78,6 +82,7 @@ const PROGRAMS: [&str; 2] = ["tc_ingress", "tc_egress"];
 struct Started {
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, u64>,
+    path_times: PerCpuArray<MapData, PathTime>,
     attached: Vec<Attachment>,
     ids: Vec<(&'static str, u32)>,
     adopted: Vec<&'static str>,
@@ -157,6 +162,9 @@ impl LoadedProbe {
                     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS")?)?;
                     let stats =
                         PerCpuArray::try_from(ebpf.take_map("STATS").context("map STATS")?)?;
+                    let path_times = PerCpuArray::try_from(
+                        ebpf.take_map("PATH_TIMES").context("map PATH_TIMES")?,
+                    )?;
                     let datapath = DatapathMaps {
                         endpoints: BpfHashMap::try_from(ebpf.take_map("ENDPOINTS").context("map ENDPOINTS")?)?,
                         ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").context("map IPCACHE")?)?,
@@ -170,7 +178,7 @@ impl LoadedProbe {
                         ids.push((name, prog.info()?.id()));
                     }
                     let drop_reasons = drops.map(|f| f.symbols).unwrap_or_default();
-                    anyhow::Ok((ebpf, dir, Started { ring, stats, attached, ids, adopted, datapath, flow_tables, drop_reasons }))
+                    anyhow::Ok((ebpf, dir, Started { ring, stats, path_times, attached, ids, adopted, datapath, flow_tables, drop_reasons }))
                 })();
                 match loaded {
                     Ok((mut ebpf, dir, started)) => {
@@ -202,6 +210,7 @@ impl LoadedProbe {
         let mut probe = LoadedProbe {
             ring: Some(started.ring),
             stats: started.stats,
+            path_times: started.path_times,
             attached: started.attached,
             program_ids: started.ids,
             adopted_maps: started.adopted,
@@ -265,6 +274,19 @@ impl LoadedProbe {
     /// Reads the per-CPU counters and sums them.
     pub fn counters(&self) -> anyhow::Result<KernelCounters> {
         read_counters(&self.stats)
+    }
+
+    /// Runs and time of the tc programs by `tc_path`, summed over CPUs; all
+    /// zero unless loaded with `ProbeConfig::time_paths`.
+    pub fn path_times(&self) -> anyhow::Result<[PathTime; tc_path::MAX as usize]> {
+        let mut out = [PathTime::default(); tc_path::MAX as usize];
+        for (index, total) in (0u32..).zip(out.iter_mut()) {
+            for cpu in self.path_times.get(&index, 0)?.iter() {
+                total.runs += cpu.runs;
+                total.ns += cpu.ns;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -331,6 +353,7 @@ fn load(
         drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));
     let aggregate = u32::from(cfg.aggregate);
     let parse_only = u32::from(cfg.parse_only);
+    let time_paths = u32::from(cfg.time_paths);
     // A ring smaller than the threshold must still wake the reader before it fills.
     let wakeup = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 2);
     let slots = slot_count(cfg.flow_table_entries);
@@ -339,6 +362,7 @@ fn load(
         .override_global("aggregate", &aggregate, true)
         .override_global("emit_tcp_flags", &cfg.emit_tcp_flags, true)
         .override_global("parse_only", &parse_only, true)
+        .override_global("time_paths", &time_paths, true)
         .override_global("wakeup_bytes", &wakeup, true)
         .override_global("kfree_skbaddr_off", &skbaddr_off, true)
         .override_global("kfree_reason_off", &reason_off, true)

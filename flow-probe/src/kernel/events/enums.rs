@@ -178,6 +178,22 @@ c_enum! {
 }
 
 c_enum! {
+    /// `enum tc_path`: the path a tc run took, indexes `PATH_TIMES`.
+    pub mod tc_path: enum tc_path as u32, prefix "TC_PATH_" {
+        /// Not IP, or `parse_only`.
+        UNTRACKED = 0,
+        /// A packet of a flow with an entry, counted, no event.
+        COUNTED = 1,
+        /// The same, with an event.
+        EVENT = 2,
+        /// No entry: a new flow, a resumed one or a denied packet.
+        MISS = 3,
+        /// The number of paths.
+        MAX = 4,
+    }
+}
+
+c_enum! {
     /// `enum slot_state`: a slot of FLOW_SLOTS4/FLOW_SLOTS6.
     pub mod slot_state: enum slot_state as u32, prefix "SLOT_" {
         FREE = 0,
@@ -223,6 +239,7 @@ pub const MIRRORED_ENUMS: &[EnumMirror] = &[
     RESERVED_IDENTITIES,
     hook::MIRROR,
     stat::MIRROR,
+    tc_path::MIRROR,
     slot_state::MIRROR,
     xlate_point::MIRROR,
     sock_hook::MIRROR,

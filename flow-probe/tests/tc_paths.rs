@@ -1,0 +1,171 @@
+//! The tc programs' path timing (`time_paths`), in the kernel without a lab:
+//! `tc_ingress` loaded from the real object runs crafted frames with
+//! `BPF_PROG_TEST_RUN`, and `PATH_TIMES` must count each run on the path it
+//! took: a frame that is not IP, a new flow, its first answer and a new FIN
+//! (events), plain packets of the flow. Loaded without `time_paths`, nothing is
+//! counted there at all (the verifier prunes the timing).
+
+use std::path::{Path, PathBuf};
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use aya::{Ebpf, EbpfLoader};
+use flow_probe::kernel::events::{self, Event, PathTime, reason, tc_path};
+use flow_probe::kernel::objects::FLOW_OBJECT;
+use flow_probe::kernel::pins;
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+const CLIENT: ([u8; 4], u16) = ([198, 18, 7, 2], 40_000);
+const SERVER: ([u8; 4], u16) = ([198, 18, 7, 3], 8080);
+
+/// An Ethernet + IPv4 + TCP frame from `src` to `dst` with `flags` and `payload` bytes.
+fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8, payload: usize) -> Vec<u8> {
+    let mut p = vec![0u8; 14 + 20 + 20 + payload];
+    p[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    p[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip = &mut p[14..34];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + 20 + payload) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&src.0);
+    ip[16..20].copy_from_slice(&dst.0);
+    let l4 = &mut p[34..54];
+    l4[0..2].copy_from_slice(&src.1.to_be_bytes());
+    l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    l4[12] = 5 << 4; // data offset: 20 bytes
+    l4[13] = flags;
+    p
+}
+
+/// An ARP request frame: not IP.
+fn arp() -> Vec<u8> {
+    let mut p = vec![0u8; 14 + 28];
+    p[0..6].copy_from_slice(&[0xff; 6]);
+    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    p[12..14].copy_from_slice(&[0x08, 0x06]);
+    p[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    p
+}
+
+/// The probe object's maps pinned in a folder of their own, removed on drop.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir(pins::PIN_ROOT); // only if nothing else is there
+    }
+}
+
+fn load(dir: &Path, time_paths: u32) -> Ebpf {
+    let mut ebpf = EbpfLoader::new()
+        .override_global("time_paths", &time_paths, true)
+        .default_map_pin_directory(dir)
+        .load(FLOW_OBJECT)
+        .expect("the tc object loads");
+    let prog: &mut SchedClassifier = ebpf.program_mut("tc_ingress").unwrap().try_into().unwrap();
+    prog.load().expect("the verifier accepts tc_ingress");
+    ebpf
+}
+
+/// Runs each frame through `tc_ingress` once, in order.
+fn run(ebpf: &Ebpf, frames: &[Vec<u8>]) {
+    let prog: &SchedClassifier = ebpf.program("tc_ingress").unwrap().try_into().unwrap();
+    for frame in frames {
+        prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat: 1,
+            ..Default::default()
+        })
+        .expect("test run");
+    }
+}
+
+/// `PATH_TIMES` summed over CPUs.
+fn path_times(ebpf: &Ebpf) -> Vec<PathTime> {
+    let map: PerCpuArray<&MapData, PathTime> =
+        PerCpuArray::try_from(ebpf.map("PATH_TIMES").unwrap()).unwrap();
+    (0..tc_path::MAX)
+        .map(|i| {
+            map.get(&i, 0)
+                .unwrap()
+                .iter()
+                .fold(PathTime::default(), |a, c| PathTime {
+                    runs: a.runs + c.runs,
+                    ns: a.ns + c.ns,
+                })
+        })
+        .collect()
+}
+
+/// The frames of one short connection as the client's veth sees them, and ARP.
+fn connection() -> Vec<Vec<u8>> {
+    vec![
+        arp(),                             // not IP
+        tcp(CLIENT, SERVER, SYN, 0),       // new flow: an event
+        tcp(SERVER, CLIENT, SYN | ACK, 0), // its first answer: an event
+        tcp(CLIENT, SERVER, ACK, 0),       // counted
+        tcp(CLIENT, SERVER, ACK, 100),     // counted
+        tcp(CLIENT, SERVER, FIN | ACK, 0), // FIN new from the client: an event
+        tcp(CLIENT, SERVER, FIN | ACK, 0), // the same FIN again: counted
+    ]
+}
+
+#[test]
+fn each_run_is_counted_on_the_path_it_took() {
+    test_support::require_root("it loads eBPF programs");
+    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-paths-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    let mut ebpf = load(&dir.0, 1);
+    run(&ebpf, &connection());
+
+    let times = path_times(&ebpf);
+    let runs: Vec<u64> = times.iter().map(|t| t.runs).collect();
+    let mut expected = vec![0u64; tc_path::MAX as usize];
+    expected[tc_path::UNTRACKED as usize] = 1;
+    expected[tc_path::MISS as usize] = 1;
+    expected[tc_path::EVENT as usize] = 2;
+    expected[tc_path::COUNTED as usize] = 3;
+    assert_eq!(
+        runs, expected,
+        "runs by path: untracked, counted, event, miss"
+    );
+    for (path, t) in times.iter().enumerate() {
+        assert!(t.ns > 0, "path {path}: {} runs took some time", t.runs);
+    }
+
+    // The events those paths emitted: the new flow, its first answer, the FIN.
+    let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
+    let mut reasons = Vec::new();
+    while let Some(record) = ring.next() {
+        match events::decode(&record).expect("decodes") {
+            Event::Flow(f) => reasons.push((f.reason, f.tcp_flags)),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(
+        reasons,
+        [
+            (reason::NEW_FLOW, SYN),
+            (reason::NEW_FLOW, SYN | ACK),
+            (reason::TCP_FLAGS, FIN | ACK)
+        ]
+    );
+}
+
+#[test]
+fn without_time_paths_nothing_is_timed() {
+    test_support::require_root("it loads eBPF programs");
+    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-paths-off-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    let ebpf = load(&dir.0, 0);
+    run(&ebpf, &connection());
+    assert_eq!(
+        path_times(&ebpf),
+        vec![PathTime::default(); tc_path::MAX as usize]
+    );
+}
