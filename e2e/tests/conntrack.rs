@@ -365,8 +365,42 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
             ..ProbeConfig::default()
         },
     );
+    assert_eq!(
+        s.tables.spill_marks().unwrap(),
+        [false, false],
+        "nothing spilled yet"
+    );
+    let spilled_once = udp_beyond_slots(&s);
+    // Deleting every flow (the ICMP errors too) empties the LRU tables: the
+    // marks are cleared, and new flows stop looking there.
+    let all: Vec<TableKey> = s
+        .tables
+        .flows()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    s.tables.delete_flows(&all).unwrap();
+    assert_eq!(
+        s.tables.spill_marks().unwrap(),
+        [false, false],
+        "marks cleared"
+    );
+    // The same again: flows go beyond their slots again, set the mark again
+    // and are found there again, each counted exactly.
+    let spilled_twice = udp_beyond_slots(&s);
+    assert!(spilled_twice > spilled_once);
+    let _ = drain(&mut s);
+}
+
+/// Sends three datagrams to each of 100 ports of b from a new socket of a
+/// (each a new flow at both veths, 200 in 256 slots), checks that each flow
+/// is counted exactly, then deletes them where flow-probe's hash says they
+/// are (their slot or the LRU table); returns `slots_taken` after.
+fn udp_beyond_slots(s: &Setup) -> u64 {
     const FLOWS: u16 = 100;
     const PAYLOAD: usize = 40;
+    let taken_before = s.probe.counters().unwrap().slots_taken;
     let src = s.lab.endpoint("a").unwrap().netns.clone();
     let (a, b) = (addr(&s.lab, "a"), addr(&s.lab, "b"));
     let a_port = std::thread::spawn(move || {
@@ -402,8 +436,13 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
     }
     let taken = s.probe.counters().unwrap().slots_taken;
     assert!(
-        taken > 0 && taken < 2 * u64::from(FLOWS),
-        "some flows in slots, some beyond them: {taken} beyond"
+        taken > taken_before && taken - taken_before < 2 * u64::from(FLOWS),
+        "some flows in slots, some beyond them: {} beyond",
+        taken - taken_before
+    );
+    assert!(
+        s.tables.spill_marks().unwrap()[0],
+        "IPv4 flows went to the LRU table"
     );
     // Deleting finds every flow where it is: in the slot flow-probe computes
     // for it (the kernel's hash, mirrored), or in the LRU table.
@@ -411,5 +450,5 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
     assert_eq!(s.tables.delete_flows(&keys).unwrap(), keys.len());
     let left = s.tables.flows().unwrap();
     assert!(!left.iter().any(|(k, _)| keys.contains(k)), "all deleted");
-    let _ = drain(&mut s);
+    taken
 }

@@ -54,9 +54,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS6 SEC(".maps");
 
-/* Whether a family's flows ever went to FLOWS4/FLOWS6 (index 0: IPv4, 1:
- * IPv6): until then a packet whose flow has no slot is new, and no LRU lookup
- * is needed. Never cleared: the LRU tables may hold flows from then on. */
+/* Whether FLOWS4/FLOWS6 may hold flows (index 0: IPv4, 1: IPv6): while not,
+ * a packet whose flow has no slot is new, and no LRU lookup is needed. Set
+ * when a flow goes there (flows_insert); cleared by flow-probe when it finds
+ * that table empty (flow-probe/src/kernel/flow_tables.rs, clear_spill_marks). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);

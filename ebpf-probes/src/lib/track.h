@@ -308,19 +308,28 @@ static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 fam
 }
 
 /* A new flow: into a slot, else into the LRU table (0, or the insert's error:
- * -EEXIST when another CPU made the entry first). */
+ * -EEXIST when another CPU made the entry first). The spill mark is set
+ * before the insert, so other CPUs look there at once, and again after it
+ * with an exchange (a full barrier): flow-probe clears the mark when it finds
+ * the table empty and then looks again (FlowTables::clear_spill_marks), so a
+ * clear that missed this insert is undone here. */
 static __always_inline long flows_insert(const void *key, __u8 family, const struct flow_stats *st)
 {
 	if ((family == 4 ? slot_claim4(key, st) : slot_claim6(key, st)) == 0)
 		return 0;
 	__u32 *lru_used = spilled(family);
+	long err;
 
 	stat_add(STAT_SLOTS_TAKEN, 1);
 	if (lru_used && !*lru_used)
 		*lru_used = 1;
 	if (family == 4)
-		return bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
-	return bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);
+		err = bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
+	else
+		err = bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);
+	if (lru_used)
+		__sync_lock_test_and_set(lru_used, 1);
+	return err;
 }
 
 static __always_inline struct ct_entry *ct_lookup(const void *key, __u8 family)

@@ -1,13 +1,15 @@
 //! Batched map reads and deletes (`BPF_MAP_LOOKUP_BATCH`,
 //! `BPF_MAP_DELETE_BATCH`), which aya does not offer: one system call per
-//! thousands of entries instead of two per entry. The only raw `bpf(2)` calls
-//! of flow-probe, for hash maps and arrays of plain-data keys and values.
+//! thousands of entries instead of two per entry, and whether a map is empty.
+//! The only raw `bpf(2)` calls of flow-probe, for hash maps and arrays of
+//! plain-data keys and values.
 
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `enum bpf_cmd` values (linux/bpf.h).
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
@@ -115,6 +117,46 @@ pub fn for_each<K: aya::Pod + Default, V: aya::Pod + Default>(
         }
         position = next;
         first = false;
+    }
+}
+
+/// The element members of `union bpf_attr` (`BPF_MAP_GET_NEXT_KEY`).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    _pad0: u32,
+    key: u64,
+    next_key: u64,
+    flags: u64,
+}
+
+/// Whether the hash map `fd`, whose keys are `K`, holds no entry.
+pub fn is_empty<K: aya::Pod + Default>(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut first = K::default();
+    let mut attr = ElemAttr {
+        map_fd: fd_u32(fd),
+        next_key: std::ptr::from_mut(&mut first) as u64,
+        ..ElemAttr::default()
+    };
+    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size we pass; `key`
+    // is null (asks for the first key) and `next_key` points to room for one
+    // key of the map's size, which lives until the call returns.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_GET_NEXT_KEY,
+            std::ptr::from_mut(&mut attr),
+            size_of::<ElemAttr>(),
+        )
+    };
+    if r == 0 {
+        return Ok(false);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENOENT) => Ok(true),
+        _ => Err(err),
     }
 }
 

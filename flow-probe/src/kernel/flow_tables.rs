@@ -85,6 +85,8 @@ pub struct FlowTables {
     view6: SlotsView<FlowSlot6>,
     flows4: MapData,
     flows6: MapData,
+    /// `FLOWS_SPILLED`: per family, whether its LRU table may hold flows.
+    spill_marks: Mutex<Array<MapData, u32>>,
     ct4: MapData,
     ct6: MapData,
 }
@@ -93,6 +95,7 @@ pub struct FlowTables {
 pub const SLOT_MAPS: [&str; 2] = ["FLOW_SLOTS4", "FLOW_SLOTS6"];
 pub const FLOW_MAPS: [&str; 2] = ["FLOWS4", "FLOWS6"];
 pub const CT_MAPS: [&str; 2] = ["CT4", "CT6"];
+pub const SPILL_MARKS: &str = "FLOWS_SPILLED";
 
 /// Slots per family for a flow table of `entries`: the next power of two.
 pub fn slot_count(entries: u32) -> u32 {
@@ -216,6 +219,10 @@ impl FlowTables {
             view6,
             flows4: take(ebpf, FLOW_MAPS[0])?,
             flows6: take(ebpf, FLOW_MAPS[1])?,
+            spill_marks: Mutex::new(
+                Array::try_from(ebpf.take_map(SPILL_MARKS).context("map FLOWS_SPILLED")?)
+                    .context("map FLOWS_SPILLED is not an array")?,
+            ),
             ct4: take(ebpf, CT_MAPS[0])?,
             ct6: take(ebpf, CT_MAPS[1])?,
         })
@@ -250,7 +257,8 @@ impl FlowTables {
 
     /// Deletes the counters of `keys` (their slots are freed); returns how
     /// many entries it deleted (a key found in a slot and in the LRU table
-    /// counts twice, see `flows`).
+    /// counts twice, see `flows`). An LRU table left empty loses its spill
+    /// mark (see `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
         let mut freed = 0;
         {
@@ -268,7 +276,54 @@ impl FlowTables {
                 freed += usize::from(found);
             }
         }
-        Ok(freed + delete_split(&self.flows4, &self.flows6, keys)?)
+        let deleted = freed + delete_split(&self.flows4, &self.flows6, keys)?;
+        if let Err(e) = self.clear_spill_marks() {
+            // Only costs new flows an LRU lookup until the next try.
+            log::warn!("flow tables: clearing the spill marks: {e}");
+        }
+        Ok(deleted)
+    }
+
+    /// Per family (IPv4, IPv6), whether the programs look in the LRU table
+    /// when a flow is not in its slots.
+    pub fn spill_marks(&self) -> io::Result<[bool; 2]> {
+        let marks = lock(&self.spill_marks);
+        let mark = |family: u32| -> io::Result<bool> {
+            Ok(marks.get(&family, 0).map_err(io::Error::other)? != 0)
+        };
+        Ok([mark(0)?, mark(1)?])
+    }
+
+    /// Clears the spill mark of a family whose LRU table is empty, so its
+    /// new flows stop looking there; returns the marks after. A program sets
+    /// the mark before its insert and again after it with a full barrier
+    /// (track.h, `flows_insert`); here the mark is cleared, then, after a
+    /// fence, the table looked at again and the mark put back if a flow went
+    /// there meanwhile: either this second look sees the insert, or the
+    /// program's second mark comes after the clear.
+    pub fn clear_spill_marks(&self) -> io::Result<[bool; 2]> {
+        let mut marks = lock(&self.spill_marks);
+        let empty = |family: u32| match family {
+            0 => batch::is_empty::<Flow4Key>(self.flows4.fd().as_fd()),
+            _ => batch::is_empty::<Flow6Key>(self.flows6.fd().as_fd()),
+        };
+        let mut out = [false; 2];
+        for (family, marked) in (0u32..).zip(out.iter_mut()) {
+            if marks.get(&family, 0).map_err(io::Error::other)? == 0 {
+                continue;
+            }
+            if !empty(family)? {
+                *marked = true;
+                continue;
+            }
+            marks.set(family, 0, 0).map_err(io::Error::other)?;
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if !empty(family)? {
+                marks.set(family, 1, 0).map_err(io::Error::other)?;
+                *marked = true;
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the tracking of `keys`; returns how many were there.
