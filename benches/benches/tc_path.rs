@@ -18,6 +18,7 @@ use aya::EbpfLoader;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use flow_probe::kernel::objects::FLOW_OBJECT;
+use test_support::frames;
 
 const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
@@ -28,23 +29,13 @@ const BATCHES: u32 = 200;
 /// An IPv4 TCP packet 198.18.0.2:`sport` → 198.18.0.3:8080 with a 12-byte
 /// option area (timestamps), as Linux sends them.
 fn packet(sport: u16, flags: u8, payload: usize) -> Vec<u8> {
-    let mut p = vec![0u8; 14 + 20 + 32 + payload];
-    p[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    p[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut p[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + 32 + payload) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&[198, 18, 0, 2]);
-    ip[16..20].copy_from_slice(&[198, 18, 0, 3]);
-    let tcp = &mut p[34..66];
-    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
-    tcp[2..4].copy_from_slice(&8080u16.to_be_bytes());
-    tcp[12] = 8 << 4; // data offset: 32 bytes
-    tcp[13] = flags;
-    p
+    frames::ipv4_tcp(
+        ([198, 18, 0, 2], sport),
+        ([198, 18, 0, 3], 8080),
+        flags,
+        12,
+        payload,
+    )
 }
 
 /// A unique bpffs folder for the probe's pinned maps, removed on drop.

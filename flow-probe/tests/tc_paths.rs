@@ -13,42 +13,16 @@ use aya::{Ebpf, EbpfLoader};
 use flow_probe::kernel::events::{self, Event, PathTime, reason, tc_path};
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use flow_probe::kernel::pins;
+use test_support::frames::{self, End};
 
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const FIN: u8 = 0x01;
-const CLIENT: ([u8; 4], u16) = ([198, 18, 7, 2], 40_000);
-const SERVER: ([u8; 4], u16) = ([198, 18, 7, 3], 8080);
+const CLIENT: End = ([198, 18, 7, 2], 40_000);
+const SERVER: End = ([198, 18, 7, 3], 8080);
 
-/// An Ethernet + IPv4 + TCP frame from `src` to `dst` with `flags` and `payload` bytes.
-fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8, payload: usize) -> Vec<u8> {
-    let mut p = vec![0u8; 14 + 20 + 20 + payload];
-    p[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    p[12..14].copy_from_slice(&[0x08, 0x00]);
-    let ip = &mut p[14..34];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + 20 + payload) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src.0);
-    ip[16..20].copy_from_slice(&dst.0);
-    let l4 = &mut p[34..54];
-    l4[0..2].copy_from_slice(&src.1.to_be_bytes());
-    l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    l4[12] = 5 << 4; // data offset: 20 bytes
-    l4[13] = flags;
-    p
-}
-
-/// An ARP request frame: not IP.
-fn arp() -> Vec<u8> {
-    let mut p = vec![0u8; 14 + 28];
-    p[0..6].copy_from_slice(&[0xff; 6]);
-    p[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-    p[12..14].copy_from_slice(&[0x08, 0x06]);
-    p[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    p
+fn tcp(src: End, dst: End, flags: u8, payload: usize) -> Vec<u8> {
+    frames::ipv4_tcp(src, dst, flags, 0, payload)
 }
 
 /// The probe object's maps pinned in a folder of their own, removed on drop.
@@ -105,7 +79,7 @@ fn path_times(ebpf: &Ebpf) -> Vec<PathTime> {
 /// The frames of one short connection as the client's veth sees them, and ARP.
 fn connection() -> Vec<Vec<u8>> {
     vec![
-        arp(),                             // not IP
+        frames::arp_request(),             // not IP
         tcp(CLIENT, SERVER, SYN, 0),       // new flow: an event
         tcp(SERVER, CLIENT, SYN | ACK, 0), // its first answer: an event
         tcp(CLIENT, SERVER, ACK, 0),       // counted

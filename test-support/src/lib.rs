@@ -1,5 +1,6 @@
 //! Fixtures shared by the tests of every crate.
 //!
+//! - [`frames`]: raw Ethernet frames (IPv4 TCP, ARP) for `BPF_PROG_TEST_RUN`.
 //! - [`flows`]: building flows field by field (endpoints, IP, TCP/UDP, flags)
 //!   and reading fields back (ports, addresses, flags).
 //! - [`graph_flows`]: a hand-built set of flows (a connection seen at two
@@ -18,6 +19,7 @@
 //! to a cgroup; tests find it with `observe_lab::binaries::binary`.
 
 pub mod flows;
+pub mod frames;
 pub mod graph_flows;
 pub mod graphviz;
 pub mod history_flows;
