@@ -10,7 +10,7 @@ pub type End = ([u8; 4], u16);
 /// options (a multiple of 4, zero-filled) and `payload` bytes of data.
 pub fn ipv4_tcp(src: End, dst: End, flags: u8, options: usize, payload: usize) -> Vec<u8> {
     assert!(
-        options % 4 == 0 && options <= 40,
+        options.is_multiple_of(4) && options <= 40,
         "TCP options: {options} bytes"
     );
     let tcp_len = 20 + options;

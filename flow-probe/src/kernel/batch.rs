@@ -31,21 +31,19 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Runs one batch command; `Ok(true)` when the kernel says the map has no
-/// more entries (`ENOENT`), with `attr.count` set to what it did anyway.
-fn batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<bool> {
+/// The `bpf_attr` shapes this module passes.
+trait Attr {}
+impl Attr for BatchAttr {}
+impl Attr for ElemAttr {}
+
+/// Runs one `bpf(2)` command; `Ok(true)` when the kernel answers `ENOENT`
+/// (the map has no more entries; a batch's `attr.count` says what it did anyway).
+fn bpf<A: Attr>(cmd: libc::c_long, attr: &mut A) -> io::Result<bool> {
     // SAFETY: `attr` is a valid, initialized `bpf_attr` prefix of the size we
-    // pass; the pointers in it were set by the callers to buffers that hold
-    // `attr.count` keys (and values) of the map's sizes, which live until the
-    // call returns.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_mut(attr),
-            size_of::<BatchAttr>(),
-        )
-    };
+    // pass (the two `Attr` types); the pointers in it were set by the callers
+    // to buffers that hold as many keys (and values) of the map's sizes as
+    // the command may write, which live until the call returns.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<A>()) };
     if r == 0 {
         return Ok(false);
     }
@@ -98,7 +96,7 @@ pub fn for_each<K: aya::Pod + Default, V: aya::Pod + Default>(
             map_fd: fd_u32(fd),
             ..BatchAttr::default()
         };
-        let done = match batch(BPF_MAP_LOOKUP_BATCH, &mut attr) {
+        let done = match bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) {
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 // One bucket holds more entries than we asked for.
                 chunk *= 2;
@@ -139,25 +137,8 @@ pub fn is_empty<K: aya::Pod + Default>(fd: BorrowedFd<'_>) -> io::Result<bool> {
         next_key: std::ptr::from_mut(&mut first) as u64,
         ..ElemAttr::default()
     };
-    // SAFETY: `attr` is a valid `bpf_attr` prefix of the size we pass; `key`
-    // is null (asks for the first key) and `next_key` points to room for one
-    // key of the map's size, which lives until the call returns.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_GET_NEXT_KEY,
-            std::ptr::from_mut(&mut attr),
-            size_of::<ElemAttr>(),
-        )
-    };
-    if r == 0 {
-        return Ok(false);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENOENT) => Ok(true),
-        _ => Err(err),
-    }
+    // A null `key` asks for the first key; `next_key` has room for one.
+    bpf(BPF_MAP_GET_NEXT_KEY, &mut attr)
 }
 
 /// Deletes `keys` from the hash map `fd`; keys already gone are skipped.
@@ -173,7 +154,7 @@ pub fn delete<K: aya::Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<usize> 
             map_fd: fd_u32(fd),
             ..BatchAttr::default()
         };
-        let missing = batch(BPF_MAP_DELETE_BATCH, &mut attr)?;
+        let missing = bpf(BPF_MAP_DELETE_BATCH, &mut attr)?;
         let n = attr.count as usize;
         deleted += n;
         // The kernel stops at the first key it does not find.
