@@ -121,9 +121,10 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(ROUNDS);
+    let modes = [Mode::Floor, Mode::Default, Mode::EveryPacket];
     let only = std::env::var("TC_COST_ONLY").ok();
     if let Some(m) = &only
-        && !["floor", "default", "every"].contains(&m.as_str())
+        && !modes.iter().any(|mode| mode.key() == m)
     {
         anyhow::bail!("TC_COST_ONLY={m:?}: expected floor, default or every");
     }
@@ -145,7 +146,6 @@ fn main() -> anyhow::Result<()> {
         "{:<20} {:>5} {:>10} {:>10} {:>7} {:>7} {:>9} {:>9} {:>9}",
         "mode", "round", "packets", "events", "ev/pkt", "lost", "ns/pkt in", "ns/pkt eg", "ns/pkt"
     );
-    let modes = [Mode::Floor, Mode::Default, Mode::EveryPacket];
     let mut totals = [Sample::default(); 3];
     for r in 1..=rounds {
         for (i, mode) in modes.into_iter().enumerate() {

@@ -34,9 +34,8 @@ impl Sample {
         self.read += o.read;
         self.ingress = (self.ingress.0 + o.ingress.0, self.ingress.1 + o.ingress.1);
         self.egress = (self.egress.0 + o.egress.0, self.egress.1 + o.egress.1);
-        for (mine, theirs) in self.paths.iter_mut().zip(&o.paths) {
-            mine.runs += theirs.runs;
-            mine.ns += theirs.ns;
+        for (mine, theirs) in self.paths.iter_mut().zip(o.paths) {
+            *mine += theirs;
         }
     }
 

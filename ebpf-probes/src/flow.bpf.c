@@ -37,11 +37,8 @@ struct path_time *btf_anchor_path_time __attribute__((unused));
 /* 1: parse the packet and return, nothing else. The cost benchmark's floor;
  * the verifier prunes whatever this constant makes dead. */
 const volatile __u32 parse_only = 0;
-/* 1: time each run by the path it took (PATH_TIMES), for the cost
- * benchmark's breakdown; two clock reads a run. Pruned when 0. */
-const volatile __u32 time_paths = 0;
-
-/* Run counts and time by enum tc_path, per CPU. */
+/* Run counts and time by enum tc_path, per CPU, with time_paths (track.h)
+ * on: two clock reads a run. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, TC_PATH_MAX);

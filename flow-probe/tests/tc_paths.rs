@@ -11,6 +11,7 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 use flow_probe::kernel::events::{self, Event, PathTime, reason, tc_path};
+use flow_probe::kernel::loader::read_path_times;
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use flow_probe::kernel::pins;
 use test_support::frames::{self, End};
@@ -63,17 +64,7 @@ fn run(ebpf: &Ebpf, frames: &[Vec<u8>]) {
 fn path_times(ebpf: &Ebpf) -> Vec<PathTime> {
     let map: PerCpuArray<&MapData, PathTime> =
         PerCpuArray::try_from(ebpf.map("PATH_TIMES").unwrap()).unwrap();
-    (0..tc_path::MAX)
-        .map(|i| {
-            map.get(&i, 0)
-                .unwrap()
-                .iter()
-                .fold(PathTime::default(), |a, c| PathTime {
-                    runs: a.runs + c.runs,
-                    ns: a.ns + c.ns,
-                })
-        })
-        .collect()
+    read_path_times(&map).unwrap().to_vec()
 }
 
 /// The frames of one short connection as the client's veth sees them, and ARP.

@@ -40,6 +40,10 @@
 const volatile __u32 aggregate = 1;          /* 0: an event for every packet */
 /* TCP flags whose first appearance in a direction is an event. */
 const volatile __u8 emit_tcp_flags = 0x07;   /* FIN | SYN | RST */
+/* 1: the programs time each run by the path it took (flow.bpf.c,
+ * PATH_TIMES), for the cost benchmark's breakdown. Pruned when 0: with it
+ * off, no packet even notes its path. */
+const volatile __u32 time_paths = 0;
 /* Wake the reader each time this much more is pending (see wakeup_flag): a
  * wake-up per event costs more than the rest of the program (an IPI), and
  * flow-probe also drains on a timer. */
@@ -53,8 +57,14 @@ struct sighting {
 	__u32 ifindex;
 	__u8 side;              /* the side of the key that sent the packet */
 	__u8 hook;
-	__u8 path;              /* enum tc_path: set by track */
+	__u8 path;              /* enum tc_path, set by track (only with time_paths) */
 };
+
+static __always_inline void note_path(struct sighting *s, __u8 path)
+{
+	if (time_paths)
+		s->path = path;
+}
 
 static __always_inline void fill_addr(__u8 *out, const void *addr, __u8 family)
 {
@@ -468,10 +478,10 @@ static __always_inline int track(struct sighting *s, __u8 family)
 	__u8 reason = 0;
 
 	if (!st) {
-		s->path = TC_PATH_MISS;
+		note_path(s, TC_PATH_MISS);
 		return family == 4 ? miss4(s) : miss6(s);
 	}
-	s->path = TC_PATH_COUNTED;
+	note_path(s, TC_PATH_COUNTED);
 	if (count(st, s->side, s->p->len) == 1 && !st->resumed)
 		reason = EMIT_NEW_FLOW; /* the first answer */
 	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
@@ -481,7 +491,7 @@ static __always_inline int track(struct sighting *s, __u8 family)
 	if (!reason)
 		return TC_ACT_UNSPEC;
 	d = (struct policy_decision){ .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
-	s->path = TC_PATH_EVENT;
+	note_path(s, TC_PATH_EVENT);
 	emit(s, family, st, reason, &d);
 	return TC_ACT_UNSPEC;
 }

@@ -115,6 +115,13 @@ pub struct PathTime {
     pub ns: u64,
 }
 
+impl std::ops::AddAssign for PathTime {
+    fn add_assign(&mut self, other: PathTime) {
+        self.runs += other.runs;
+        self.ns += other.ns;
+    }
+}
+
 /// `FLOW_SLOTS4` value: a flow in the direct-mapped table.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -295,35 +295,29 @@ impl FlowTables {
     }
 
     /// Clears the spill mark of a family whose LRU table is empty, so its
-    /// new flows stop looking there; returns the marks after. A program sets
+    /// new flows stop looking there. A program sets
     /// the mark before its insert and again after it with a full barrier
     /// (track.h, `flows_insert`); here the mark is cleared, then, after a
     /// fence, the table looked at again and the mark put back if a flow went
     /// there meanwhile: either this second look sees the insert, or the
     /// program's second mark comes after the clear.
-    pub fn clear_spill_marks(&self) -> io::Result<[bool; 2]> {
+    pub fn clear_spill_marks(&self) -> io::Result<()> {
         let mut marks = lock(&self.spill_marks);
         let empty = |family: u32| match family {
             0 => batch::is_empty::<Flow4Key>(self.flows4.fd().as_fd()),
             _ => batch::is_empty::<Flow6Key>(self.flows6.fd().as_fd()),
         };
-        let mut out = [false; 2];
-        for (family, marked) in (0u32..).zip(out.iter_mut()) {
-            if marks.get(&family, 0).map_err(io::Error::other)? == 0 {
-                continue;
-            }
-            if !empty(family)? {
-                *marked = true;
+        for family in 0..2u32 {
+            if marks.get(&family, 0).map_err(io::Error::other)? == 0 || !empty(family)? {
                 continue;
             }
             marks.set(family, 0, 0).map_err(io::Error::other)?;
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             if !empty(family)? {
                 marks.set(family, 1, 0).map_err(io::Error::other)?;
-                *marked = true;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Deletes the tracking of `keys`; returns how many were there.

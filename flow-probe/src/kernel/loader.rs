@@ -279,15 +279,21 @@ impl LoadedProbe {
     /// Runs and time of the tc programs by `tc_path`, summed over CPUs; all
     /// zero unless loaded with `ProbeConfig::time_paths`.
     pub fn path_times(&self) -> anyhow::Result<[PathTime; tc_path::MAX as usize]> {
-        let mut out = [PathTime::default(); tc_path::MAX as usize];
-        for (index, total) in (0u32..).zip(out.iter_mut()) {
-            for cpu in self.path_times.get(&index, 0)?.iter() {
-                total.runs += cpu.runs;
-                total.ns += cpu.ns;
-            }
-        }
-        Ok(out)
+        read_path_times(&self.path_times)
     }
+}
+
+/// Sums the per-CPU entries of a `PATH_TIMES` map, by `tc_path`.
+pub fn read_path_times<T: std::borrow::Borrow<MapData>>(
+    map: &PerCpuArray<T, PathTime>,
+) -> anyhow::Result<[PathTime; tc_path::MAX as usize]> {
+    let mut out = [PathTime::default(); tc_path::MAX as usize];
+    for (index, total) in (0u32..).zip(out.iter_mut()) {
+        for cpu in map.get(&index, 0)?.iter() {
+            *total += *cpu;
+        }
+    }
+    Ok(out)
 }
 
 /// Sums the per-CPU counters of a `STATS` map.
