@@ -187,25 +187,44 @@ impl Drop for PodmanSet {
 /// Removes, with their containers, the networks named `prefix…` that hold
 /// `subnet`: what a killed earlier run left (its fixed subnet would make the
 /// next run fail with "subnet already used"). Returns the names removed.
+///
+/// Names and subnets come from one listing, and a network that is gone by
+/// the time it is removed counts as removed: parallel tests remove their own
+/// networks under the same prefix while this runs.
 pub fn remove_stale_networks(prefix: &str, subnet: &str) -> Result<Vec<String>> {
+    let listing = podman(&["network", "ls", "--format", "json"])?;
     let mut removed = Vec::new();
-    for name in podman(&["network", "ls", "--format", "{{.Name}}"])?.lines() {
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let subnets = podman(&[
-            "network",
-            "inspect",
-            name,
-            "--format",
-            "{{range .Subnets}}{{.Subnet}} {{end}}",
-        ])?;
-        if subnets.split_whitespace().any(|s| s == subnet) {
-            podman(&["network", "rm", "-f", name])?;
-            removed.push(name.to_string());
+    for name in networks_on_subnet(&listing, prefix, subnet)? {
+        match podman(&["network", "rm", "-f", &name]) {
+            Ok(_) => removed.push(name),
+            Err(e) if format!("{e:#}").contains("network not found") => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(removed)
+}
+
+/// The names in `podman network ls --format json` output that start with
+/// `prefix` and hold `subnet`.
+fn networks_on_subnet(listing: &str, prefix: &str, subnet: &str) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Network {
+        name: String,
+        #[serde(default)]
+        subnets: Option<Vec<Subnet>>,
+    }
+    #[derive(Deserialize)]
+    struct Subnet {
+        subnet: String,
+    }
+    let networks: Vec<Network> =
+        serde_json::from_str(listing).context("podman network ls --format json")?;
+    Ok(networks
+        .into_iter()
+        .filter(|n| n.name.starts_with(prefix))
+        .filter(|n| n.subnets.iter().flatten().any(|s| s.subnet == subnet))
+        .map(|n| n.name)
+        .collect())
 }
 
 /// Writes the rootfs into `root` and imports it as `tag`.
@@ -356,5 +375,37 @@ impl ApiService {
 impl Drop for ApiService {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::networks_on_subnet;
+
+    #[test]
+    fn stale_networks_are_picked_by_prefix_and_subnet_from_one_listing() {
+        let listing = r#"[
+          {"name": "podman", "subnets": [{"subnet": "10.88.0.0/16", "gateway": "10.88.0.1"}]},
+          {"name": "obc12a05", "subnets": [{"subnet": "198.18.5.0/24"}]},
+          {"name": "obc99905", "subnets": [{"subnet": "fd42::/64"}, {"subnet": "198.18.5.0/24"}]},
+          {"name": "obc12a06", "subnets": [{"subnet": "198.18.6.0/24"}]},
+          {"name": "other05", "subnets": [{"subnet": "198.18.5.0/24"}]},
+          {"name": "obcnone", "subnets": null},
+          {"name": "obcmissing"}
+        ]"#;
+        assert_eq!(
+            networks_on_subnet(listing, "obc", "198.18.5.0/24").unwrap(),
+            ["obc12a05", "obc99905"]
+        );
+        assert!(
+            networks_on_subnet(listing, "obc", "198.18.7.0/24")
+                .unwrap()
+                .is_empty()
+        );
+        let err = networks_on_subnet("not json", "obc", "198.18.5.0/24").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("podman network ls --format json"),
+            "{err:#}"
+        );
     }
 }
