@@ -1,10 +1,11 @@
 //! One measured round of the tc probe under lab traffic: load a fresh probe,
 //! let `setup` program it, drain its ring on a thread while the scenario's
 //! traffic runs, then read the kernel's counters and BPF run-time statistics
-//! (counted while the caller holds a `BPF_ENABLE_STATS` fd).
+//! (counted while the caller holds a `BPF_ENABLE_STATS` fd), with how busy the
+//! machine was meanwhile: a per-packet cost means little without the load.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flow_probe::kernel::events::PathTime;
@@ -24,6 +25,11 @@ pub struct Sample {
     pub egress: (u128, u64),
     /// Runs and time by `tc_path` (only with `ProbeConfig::time_paths`).
     pub paths: [PathTime; 4],
+    /// How long the traffic ran.
+    pub wall: Duration,
+    /// Every CPU's idle and total time meanwhile, in `/proc/stat` ticks.
+    pub cpu_idle_ticks: u64,
+    pub cpu_ticks: u64,
 }
 
 impl Sample {
@@ -37,6 +43,26 @@ impl Sample {
         for (mine, theirs) in self.paths.iter_mut().zip(o.paths) {
             *mine += theirs;
         }
+        self.wall += o.wall;
+        self.cpu_idle_ticks += o.cpu_idle_ticks;
+        self.cpu_ticks += o.cpu_ticks;
+    }
+
+    /// Program runs per second of traffic.
+    pub fn runs_per_sec(&self) -> f64 {
+        self.packets as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// The share of all CPUs' time the tc programs ran.
+    pub fn program_share(&self) -> f64 {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ran = (self.ingress.0 + self.egress.0) as f64 / 1e9;
+        ran / (self.wall.as_secs_f64() * cpus as f64).max(1e-9)
+    }
+
+    /// The share of all CPUs' time spent idle.
+    pub fn idle_share(&self) -> f64 {
+        self.cpu_idle_ticks as f64 / self.cpu_ticks.max(1) as f64
     }
 
     pub fn ns(run: (u128, u64)) -> f64 {
@@ -98,11 +124,19 @@ pub fn round(
                 }
             }
         });
+        let (cpu_before, started) = (cpu_ticks(), Instant::now());
         let traffic = run_traffic_with(lab, scenario, secs, Duration::ZERO, &never, |_, _| {});
+        let (wall, cpu_after) = (started.elapsed(), cpu_ticks());
         stop.store(true, Ordering::Relaxed);
-        (traffic, drain.join().expect("drain thread panicked"))
+        let cpu = cpu_before
+            .zip(cpu_after)
+            .map(|((i0, t0), (i1, t1))| (i1 - i0, t1 - t0));
+        (
+            traffic.map(|t| (t, wall, cpu)),
+            drain.join().expect("drain thread panicked"),
+        )
     });
-    let traffic = traffic?;
+    let (traffic, wall, cpu) = traffic?;
     if traffic.unexpected > 0 {
         eprintln!(
             "warning: {} of {} traffic items did not go as expected",
@@ -114,6 +148,9 @@ pub fn round(
         events: counters.events_tried,
         lost: counters.events_lost,
         read,
+        wall,
+        cpu_idle_ticks: cpu.map_or(0, |c| c.0),
+        cpu_ticks: cpu.map_or(0, |c| c.1),
         ..Sample::default()
     };
     for p in probe.run_stats()? {
@@ -128,4 +165,39 @@ pub fn round(
     sample.paths = probe.path_times()?;
     drop(probe); // detaches before the next round loads its own
     Ok(sample)
+}
+
+/// (idle + iowait, total) ticks of all CPUs from `/proc/stat`'s `cpu` line;
+/// None when it cannot be read.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(stat.lines().next()?)
+}
+
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let ticks: Vec<u64> = fields
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some((idle, ticks.iter().sum()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_line;
+
+    #[test]
+    fn the_cpu_line_gives_idle_with_iowait_and_the_sum_of_eight_fields() {
+        let line = "cpu  100 2 30 800 5 1 7 3 9 0";
+        assert_eq!(parse_cpu_line(line), Some((805, 948)));
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_line("cpu 1 2 x 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_line("cpu 1 2 3"), None);
+    }
 }
