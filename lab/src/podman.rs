@@ -189,7 +189,7 @@ impl Drop for PodmanSet {
 /// next run fail with "subnet already used"). Returns the names removed.
 ///
 /// Names and subnets come from one listing, and a network that is gone by
-/// the time it is removed counts as removed: parallel tests remove their own
+/// the time it is removed is no error: parallel tests remove their own
 /// networks under the same prefix while this runs.
 pub fn remove_stale_networks(prefix: &str, subnet: &str) -> Result<Vec<String>> {
     let listing = podman(&["network", "ls", "--format", "json"])?;
