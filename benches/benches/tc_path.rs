@@ -7,8 +7,16 @@
 //! same run: the floor (`parse_only`) measured the same way. Explains where
 //! `tc_cost`'s time goes; nothing is asserted about timing.
 //!
+//! A second table runs the new flow and the cold established flow again with
+//! memory made cold before each run from user space: nothing; the TLB (one
+//! line on each of 4,096 small pages, which evicts every cached translation
+//! but only 256 KiB of lines); the caches (every line of 16 MiB in 2 MiB
+//! pages, a handful of translations); both. Under `tc_cost`'s load a new flow
+//! costs ~4× what it costs here warm: this says which of the two it meets.
+//!
 //! `cargo bench -p benches --bench tc_path` as root (otherwise it prints
-//! "skipped: needs root"). `TC_PATH_FLOWS`: flows in rotation (default 20,000).
+//! "skipped: needs root"). `TC_PATH_FLOWS`: flows in rotation (default 20,000);
+//! `TC_PATH_EVICT_FLOWS`: flows in the second table (default 2,000; 0 skips it).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,6 +107,177 @@ struct Paths {
     rotation: f64,
 }
 
+/// What is made cold before each run of the eviction table.
+#[derive(Clone, Copy, PartialEq)]
+enum Evict {
+    Nothing,
+    Tlb,
+    Caches,
+    Both,
+    /// The caches, then one packet of another flow (unmeasured): the code,
+    /// settings and stack warm again, the measured flow's own memory not.
+    CachesThenOther,
+}
+
+impl Evict {
+    const ALL: [Evict; 5] = [
+        Evict::Nothing,
+        Evict::Tlb,
+        Evict::Caches,
+        Evict::Both,
+        Evict::CachesThenOther,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Evict::Nothing => "nothing",
+            Evict::Tlb => "the TLB",
+            Evict::Caches => "the caches",
+            Evict::Both => "both",
+            Evict::CachesThenOther => "caches+other",
+        }
+    }
+}
+
+/// Anonymous memory touched to push other memory out of the TLB or the caches.
+struct Region {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Region {
+    const SMALL_PAGE: usize = 4096;
+    const LINE: usize = 64;
+
+    /// `len` bytes, in 2 MiB pages when `huge` (transparent huge pages by
+    /// madvise; the kernel may still give small ones), else in 4 KiB pages;
+    /// every page written once so none faults later.
+    fn new(len: usize, huge: bool) -> anyhow::Result<Region> {
+        // SAFETY: a new private anonymous mapping; nothing else refers to it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            anyhow::bail!("mmap of {len} bytes: {}", std::io::Error::last_os_error());
+        }
+        let region = Region {
+            ptr: ptr.cast(),
+            len,
+        };
+        let advice = if huge {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: the range is the mapping made above. A refused advice only
+        // changes the page size, which the output reports.
+        unsafe { libc::madvise(ptr, len, advice) };
+        for offset in (0..len).step_by(Self::SMALL_PAGE) {
+            // SAFETY: offset < len, inside the mapping.
+            unsafe { region.ptr.add(offset).write_volatile(1) };
+        }
+        Ok(region)
+    }
+
+    /// Reads one byte every `stride` bytes, shifted by `shift(i)` lines at the
+    /// i-th read (so reads one page apart do not all fall in one cache set).
+    fn touch(&self, stride: usize, shift: impl Fn(usize) -> usize) -> u64 {
+        let mut sum = 0u64;
+        for (i, offset) in (0..self.len).step_by(stride).enumerate() {
+            let at = (offset + shift(i) * Self::LINE) % self.len;
+            // SAFETY: at < len, inside the mapping.
+            sum += u64::from(unsafe { self.ptr.add(at).read_volatile() });
+        }
+        sum
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// The two regions, and what each eviction touches.
+struct Evictor {
+    small: Region,
+    huge: Region,
+}
+
+impl Evictor {
+    fn new() -> anyhow::Result<Evictor> {
+        Ok(Evictor {
+            // 4,096 pages: twice the entries of the largest second-level TLBs.
+            small: Region::new(4096 * Region::SMALL_PAGE, false)?,
+            huge: Region::new(16 << 20, true)?,
+        })
+    }
+
+    fn evict(&self, what: Evict) -> u64 {
+        let pages = || {
+            self.small.touch(Region::SMALL_PAGE, |i| {
+                i % (Region::SMALL_PAGE / Region::LINE)
+            })
+        };
+        let lines = || self.huge.touch(Region::LINE, |_| 0);
+        match what {
+            Evict::Nothing => 0,
+            Evict::Tlb => pages(),
+            Evict::Caches | Evict::CachesThenOther => lines(),
+            Evict::Both => lines() + pages(),
+        }
+    }
+}
+
+/// This process's anonymous memory in huge pages, from /proc/self/smaps_rollup.
+fn anon_huge_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = text.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// New flow and cold established flow, each run after `evict`.
+fn measure_evicted(
+    probe: &mut Probe,
+    flows: u16,
+    evictor: &Evictor,
+    what: Evict,
+) -> anyhow::Result<(f64, f64)> {
+    let other = packet(999, TCP_ACK, 100);
+    probe.run(&other, 1)?; // makes its entry
+    let mut sink = 0u64;
+    let mut evict = |probe: &mut Probe| -> anyhow::Result<()> {
+        sink = sink.wrapping_add(evictor.evict(what));
+        if what == Evict::CachesThenOther {
+            probe.run(&other, 1)?;
+        }
+        Ok(())
+    };
+    let mut new_flow = Duration::ZERO;
+    for i in 0..flows {
+        let syn = packet(1000 + i, TCP_SYN, 0);
+        evict(probe)?;
+        new_flow += probe.run(&syn, 1)?;
+    }
+    let mut rotation = Duration::ZERO;
+    for i in 0..flows {
+        let ack = packet(1000 + i, TCP_ACK, 100);
+        evict(probe)?;
+        rotation += probe.run(&ack, 1)?;
+    }
+    std::hint::black_box(sink);
+    let ns = |d: Duration| d.as_nanos() as f64 / f64::from(flows);
+    Ok((ns(new_flow), ns(rotation)))
+}
+
 fn measure(probe: &mut Probe, flows: u16) -> anyhow::Result<Paths> {
     let ack = packet(40_000, TCP_ACK, 100);
     probe.run(&ack, 1)?; // makes its entry
@@ -166,5 +345,42 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("ns per run (in brackets: over the floor, the baseline, measured the same way)");
+
+    let evict_flows = std::env::var("TC_PATH_EVICT_FLOWS")
+        .ok()
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(2_000)
+        .min(60_000);
+    if evict_flows == 0 {
+        return Ok(());
+    }
+    let evictor = Evictor::new()?;
+    println!();
+    println!(
+        "the same, one run a call over {evict_flows} flows, after making cold from user space: (this process has {} KiB in huge pages)",
+        anon_huge_kib().map_or("?".to_string(), |k| k.to_string())
+    );
+    println!(
+        "{:<12} {:>30} {:>30}",
+        "made cold", "new flow: floor, default (+)", "established: floor, default (+)"
+    );
+    for what in Evict::ALL {
+        let mut row = Vec::new();
+        for (aggregate, parse_only) in [(1, 1), (1, 0)] {
+            let mut probe = Probe::load(&pins, aggregate, parse_only)?;
+            row.push(measure_evicted(&mut probe, evict_flows, &evictor, what)?);
+        }
+        let ((floor_new, floor_est), (new, est)) = (row[0], row[1]);
+        println!(
+            "{:<12} {:>8.1} {:>9.1} ({:>+7.1}) {:>8.1} {:>9.1} ({:>+7.1})",
+            what.name(),
+            floor_new,
+            new,
+            new - floor_new,
+            floor_est,
+            est,
+            est - floor_est
+        );
+    }
     Ok(())
 }
