@@ -11,8 +11,10 @@
 //! memory made cold before each run from user space: nothing; the TLB (one
 //! line on each of 4,096 small pages, which evicts every cached translation
 //! but only 256 KiB of lines); the caches (every line of 16 MiB in 2 MiB
-//! pages, a handful of translations); both. Under `tc_cost`'s load a new flow
-//! costs ~4× what it costs here warm: this says which of the two it meets.
+//! pages, a handful of translations); both; the caches, then one unmeasured
+//! packet of another flow (the code, settings and stack warm again, the
+//! measured flow's own memory not). Under `tc_cost`'s load a new flow costs
+//! ~4× what it costs here warm: this says what it meets.
 //!
 //! `cargo bench -p benches --bench tc_path` as root (otherwise it prints
 //! "skipped: needs root"). `TC_PATH_FLOWS`: flows in rotation (default 20,000);
@@ -244,6 +246,30 @@ fn anon_huge_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A new flow's first packet for each of `flows` flows, then a packet of each
+/// again (its entry cold), one run a call with `before` ahead of each run:
+/// nanoseconds per run of each.
+fn one_run_each(
+    probe: &mut Probe,
+    flows: u16,
+    mut before: impl FnMut(&mut Probe) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, f64)> {
+    let mut new_flow = Duration::ZERO;
+    for i in 0..flows {
+        let syn = packet(1000 + i, TCP_SYN, 0);
+        before(probe)?;
+        new_flow += probe.run(&syn, 1)?;
+    }
+    let mut rotation = Duration::ZERO;
+    for i in 0..flows {
+        let ack = packet(1000 + i, TCP_ACK, 100);
+        before(probe)?;
+        rotation += probe.run(&ack, 1)?;
+    }
+    let ns = |d: Duration| d.as_nanos() as f64 / f64::from(flows);
+    Ok((ns(new_flow), ns(rotation)))
+}
+
 /// New flow and cold established flow, each run after `evict`.
 fn measure_evicted(
     probe: &mut Probe,
@@ -254,28 +280,15 @@ fn measure_evicted(
     let other = packet(999, TCP_ACK, 100);
     probe.run(&other, 1)?; // makes its entry
     let mut sink = 0u64;
-    let mut evict = |probe: &mut Probe| -> anyhow::Result<()> {
+    let result = one_run_each(probe, flows, |probe| {
         sink = sink.wrapping_add(evictor.evict(what));
         if what == Evict::CachesThenOther {
             probe.run(&other, 1)?;
         }
         Ok(())
-    };
-    let mut new_flow = Duration::ZERO;
-    for i in 0..flows {
-        let syn = packet(1000 + i, TCP_SYN, 0);
-        evict(probe)?;
-        new_flow += probe.run(&syn, 1)?;
-    }
-    let mut rotation = Duration::ZERO;
-    for i in 0..flows {
-        let ack = packet(1000 + i, TCP_ACK, 100);
-        evict(probe)?;
-        rotation += probe.run(&ack, 1)?;
-    }
+    });
     std::hint::black_box(sink);
-    let ns = |d: Duration| d.as_nanos() as f64 / f64::from(flows);
-    Ok((ns(new_flow), ns(rotation)))
+    result
 }
 
 fn measure(probe: &mut Probe, flows: u16) -> anyhow::Result<Paths> {
@@ -285,20 +298,11 @@ fn measure(probe: &mut Probe, flows: u16) -> anyhow::Result<Paths> {
     for _ in 0..BATCHES {
         warm += probe.run(&ack, BATCH)?;
     }
-    // One call per packet: each a different flow.
-    let mut new_flow = Duration::ZERO;
-    for i in 0..flows {
-        new_flow += probe.run(&packet(1000 + i, TCP_SYN, 0), 1)?;
-    }
-    let mut rotation = Duration::ZERO;
-    for i in 0..flows {
-        rotation += probe.run(&packet(1000 + i, TCP_ACK, 100), 1)?;
-    }
-    let ns = |d: Duration, n: f64| d.as_nanos() as f64 / n;
+    let (new_flow, rotation) = one_run_each(probe, flows, |_| Ok(()))?;
     Ok(Paths {
-        warm: ns(warm, f64::from(BATCHES)),
-        new_flow: ns(new_flow, f64::from(flows)),
-        rotation: ns(rotation, f64::from(flows)),
+        warm: warm.as_nanos() as f64 / f64::from(BATCHES),
+        new_flow,
+        rotation,
     })
 }
 
