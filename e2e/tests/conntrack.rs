@@ -365,14 +365,10 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
             ..ProbeConfig::default()
         },
     );
-    assert_eq!(
-        s.tables.spill_marks().unwrap(),
-        [false, false],
-        "nothing spilled yet"
-    );
+    assert_eq!(s.tables.spill_marks(), NONE_MARKED, "nothing spilled yet");
     let spilled_once = udp_beyond_slots(&s);
-    // Deleting every flow (the ICMP errors too) empties the LRU tables: the
-    // marks are cleared, and new flows stop looking there.
+    // Deleting every flow (the ICMP errors too) empties the LRU tables: every
+    // pair's mark is cleared, and new flows stop looking there.
     let all: Vec<TableKey> = s
         .tables
         .flows()
@@ -381,17 +377,16 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
         .map(|(k, _)| k)
         .collect();
     s.tables.delete_flows(&all).unwrap();
-    assert_eq!(
-        s.tables.spill_marks().unwrap(),
-        [false, false],
-        "marks cleared"
-    );
+    assert_eq!(s.tables.spill_marks(), NONE_MARKED, "marks cleared");
     // The same again: flows go beyond their slots again, set the mark again
     // and are found there again, each counted exactly.
     let spilled_twice = udp_beyond_slots(&s);
     assert!(spilled_twice > spilled_once);
     let _ = drain(&mut s);
 }
+
+/// No pair of slots marked as spilled, in either family.
+const NONE_MARKED: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
 
 /// Sends three datagrams to each of 100 ports of b from a new socket of a
 /// (each a new flow at both veths, 200 in 256 slots), checks that each flow
@@ -440,10 +435,11 @@ fn udp_beyond_slots(s: &Setup) -> u64 {
         "some flows in slots, some beyond them: {} beyond",
         taken - taken_before
     );
-    assert!(
-        s.tables.spill_marks().unwrap()[0],
-        "IPv4 flows went to the LRU table"
-    );
+    // Marked are exactly the pairs of slots whose flows went to the LRU
+    // table: a new flow of any other pair is not looked for there.
+    let marks = s.tables.spill_marks();
+    assert_eq!(marks, s.tables.spilled_pairs().unwrap());
+    assert!(!marks[0].is_empty(), "IPv4 flows went to the LRU table");
     // Deleting finds every flow where it is: in the slot flow-probe computes
     // for it (the kernel's hash, mirrored), or in the LRU table.
     let keys: Vec<TableKey> = udp.iter().map(|(k, _)| *k).collect();

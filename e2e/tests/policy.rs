@@ -376,7 +376,7 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
     let log = std::fs::read_to_string(&env.probe.log).unwrap();
     assert!(
         log.contains(
-            "re-adopted pinned maps [\"FLOW_SLOTS4\", \"FLOW_SLOTS6\", \"FLOWS4\", \"FLOWS6\", \"FLOWS_SPILLED\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"
+            "re-adopted pinned maps [\"FLOW_SLOTS4\", \"FLOW_SLOTS6\", \"FLOWS4\", \"FLOWS6\", \"SLOT_SPILLS\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"
         ),
         "{log}"
     );

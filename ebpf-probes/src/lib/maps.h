@@ -54,17 +54,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS6 SEC(".maps");
 
-/* Whether FLOWS4/FLOWS6 may hold flows (index 0: IPv4, 1: IPv6): while not,
- * a packet whose flow has no slot is new, and no LRU lookup is needed. Set
- * when a flow goes there (flows_insert); cleared by flow-probe when it finds
- * that table empty (flow-probe/src/kernel/flow_tables.rs, clear_spill_marks). */
+/* One bit per slot pair (slots 2n and 2n+1): set while FLOWS4/FLOWS6 may
+ * hold a flow whose two slots these are. A packet without a slot whose pair's
+ * bit is clear is new, and needs no LRU lookup, however many other flows
+ * went there. IPv4's words first, then IPv6's (from spill_words, track.h);
+ * flow-probe sizes it to 2 * spill_words. Set when a flow goes to the LRU
+ * table (flows_insert); cleared by flow-probe, through its mapping, for pairs
+ * with no flow left there (flow-probe/src/kernel/flow_tables.rs,
+ * clear_spill_marks). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 1024);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64); /* an array's elements take 8 bytes at least, mapped too */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} FLOWS_SPILLED SEC(".maps");
+} SLOT_SPILLS SEC(".maps");
 
 /* Connection tracking of interfaces with policy: the connections that passed
  * it, so their later packets and replies pass without a new decision. A plain

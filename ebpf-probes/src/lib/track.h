@@ -55,6 +55,7 @@ struct sighting {
 	const struct pkt *p;
 	struct __sk_buff *skb;  /* read only when an event is emitted */
 	__u32 ifindex;
+	__u32 slot;             /* the first of the key's two slots (slot_of), set by track */
 	__u8 side;              /* the side of the key that sent the packet */
 	__u8 hook;
 	__u8 path;              /* enum tc_path, set by track (only with time_paths) */
@@ -187,6 +188,9 @@ static __always_inline void judge(const struct endpoint_info *ep, const struct s
 /* Slots per family minus one (a power of two minus one), set by flow-probe
  * to the size it gave FLOW_SLOTS4/6; flow-probe computes the same hash. */
 const volatile __u32 flow_slot_mask = 65535;
+/* 64-bit words of SLOT_SPILLS per family: a bit per slot pair, at least one
+ * word; set by flow-probe with the mask. */
+const volatile __u32 spill_words = 512;
 
 static __always_inline __u32 key_words(__u8 family)
 {
@@ -241,11 +245,15 @@ static __always_inline struct flow_stats *slot_stats(__u32 *slot, __u8 family)
 	return &((struct flow6_slot *)slot)->st;
 }
 
-/* The counters of `key` in its slots, or NULL. */
-static __always_inline struct flow_stats *slot_find(const void *key, __u8 family)
+/* The first of the two slots of `key`. */
+static __always_inline __u32 slot_of(const void *key, __u8 family)
 {
-	__u32 first = slot_hash(key, family) & flow_slot_mask;
+	return slot_hash(key, family) & flow_slot_mask;
+}
 
+/* The counters of `key` in its slots (`first` and its neighbour), or NULL. */
+static __always_inline struct flow_stats *slot_find(const void *key, __u8 family, __u32 first)
+{
 #pragma unroll
 	for (int c = 0; c < 2; c++) {
 		__u32 *slot = slot_at(first ^ c, family);
@@ -261,10 +269,9 @@ static __always_inline struct flow_stats *slot_find(const void *key, __u8 family
 /* Puts a new flow in a free one of its two slots: 0, or -1 when both are taken.
  * The swap makes one CPU the slot's owner; the exchange that marks it used is
  * ordered after the writes, so a reader that sees SLOT_USED sees the key. */
-static __always_inline long slot_claim(const void *key, __u8 family, const struct flow_stats *st)
+static __always_inline long slot_claim(const void *key, __u8 family, __u32 first,
+				       const struct flow_stats *st)
 {
-	__u32 first = slot_hash(key, family) & flow_slot_mask;
-
 #pragma unroll
 	for (int c = 0; c < 2; c++) {
 		__u32 *slot = slot_at(first ^ c, family);
@@ -283,34 +290,38 @@ static __always_inline long slot_claim(const void *key, __u8 family, const struc
 }
 
 /* Out of line: only new flows go there, and inlined it doubles miss6's stack. */
-static __noinline long slot_claim4(const void *key, const struct flow_stats *st)
+static __noinline long slot_claim4(const void *key, __u32 first, const struct flow_stats *st)
 {
-	return slot_claim(key, 4, st);
+	return slot_claim(key, 4, first, st);
 }
 
-static __noinline long slot_claim6(const void *key, const struct flow_stats *st)
+static __noinline long slot_claim6(const void *key, __u32 first, const struct flow_stats *st)
 {
-	return slot_claim(key, 6, st);
+	return slot_claim(key, 6, first, st);
 }
 
-static __always_inline __u32 *spilled(__u8 family)
+/* The SLOT_SPILLS word with the bit of the pair of slot `first`; `*bit`: that bit. */
+static __always_inline __u64 *spill_word(__u32 first, __u8 family, __u64 *bit)
 {
-	__u32 index = family == 4 ? 0 : 1;
+	__u32 pair = first >> 1;
+	__u32 index = (family == 4 ? 0 : spill_words) + pair / 64;
 
-	return bpf_map_lookup_elem(&FLOWS_SPILLED, &index);
+	*bit = 1ull << (pair % 64);
+	return bpf_map_lookup_elem(&SLOT_SPILLS, &index);
 }
 
-/* A flow's counters: in its slots, else in the LRU table (once it holds any:
- * a lookup there costs more than the rest of the packet). */
-static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 family)
+/* A flow's counters: in its slots, else in the LRU table when a flow of
+ * those slots went there (a lookup there costs more than the rest of the
+ * packet). `first`: slot_of(key). */
+static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 family, __u32 first)
 {
-	struct flow_stats *st = slot_find(key, family);
-	__u32 *lru_used;
+	struct flow_stats *st = slot_find(key, family, first);
+	__u64 bit, *spills;
 
 	if (st)
 		return st;
-	lru_used = spilled(family);
-	if (!lru_used || !*lru_used)
+	spills = spill_word(first, family, &bit);
+	if (!spills || !(*spills & bit))
 		return NULL;
 	if (family == 4)
 		return bpf_map_lookup_elem(&FLOWS4, key);
@@ -318,27 +329,28 @@ static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 fam
 }
 
 /* A new flow: into a slot, else into the LRU table (0, or the insert's error:
- * -EEXIST when another CPU made the entry first). The spill mark is set
+ * -EEXIST when another CPU made the entry first). Its pair's spill bit is set
  * before the insert, so other CPUs look there at once, and again after it
- * with an exchange (a full barrier): flow-probe clears the mark when it finds
- * the table empty and then looks again (FlowTables::clear_spill_marks), so a
- * clear that missed this insert is undone here. */
-static __always_inline long flows_insert(const void *key, __u8 family, const struct flow_stats *st)
+ * with a locked or (a full barrier): flow-probe clears bits of pairs it finds
+ * nothing of in the table and then looks again (FlowTables::clear_spill_marks),
+ * so a clear that missed this insert is undone here. */
+static __always_inline long flows_insert(const void *key, __u8 family, __u32 first,
+					 const struct flow_stats *st)
 {
-	if ((family == 4 ? slot_claim4(key, st) : slot_claim6(key, st)) == 0)
+	if ((family == 4 ? slot_claim4(key, first, st) : slot_claim6(key, first, st)) == 0)
 		return 0;
-	__u32 *lru_used = spilled(family);
+	__u64 bit, *spills = spill_word(first, family, &bit);
 	long err;
 
 	stat_add(STAT_SLOTS_TAKEN, 1);
-	if (lru_used && !*lru_used)
-		*lru_used = 1;
+	if (spills && !(*spills & bit))
+		__sync_fetch_and_or(spills, bit);
 	if (family == 4)
 		err = bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
 	else
 		err = bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);
-	if (lru_used)
-		__sync_lock_test_and_set(lru_used, 1);
+	if (spills)
+		__sync_fetch_and_or(spills, bit);
 	return err;
 }
 
@@ -445,9 +457,9 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 		}
 	}
 	first_packet(&fresh, s);
-	if (flows_insert(s->key, family, &fresh)) {
+	if (flows_insert(s->key, family, s->slot, &fresh)) {
 		/* Another CPU made the entry first: count there. */
-		struct flow_stats *st = flows_lookup(s->key, family);
+		struct flow_stats *st = flows_lookup(s->key, family, s->slot);
 
 		if (st)
 			count(st, side, s->p->len);
@@ -473,10 +485,12 @@ static __noinline int miss6(const struct sighting *s)
 /* Counts a packet; an event only when it tells something new. */
 static __always_inline int track(struct sighting *s, __u8 family)
 {
-	struct flow_stats *st = flows_lookup(s->key, family);
+	struct flow_stats *st;
 	struct policy_decision d;
 	__u8 reason = 0;
 
+	s->slot = slot_of(s->key, family);
+	st = flows_lookup(s->key, family, s->slot);
 	if (!st) {
 		note_path(s, TC_PATH_MISS);
 		return family == 4 ? miss4(s) : miss6(s);

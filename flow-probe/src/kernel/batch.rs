@@ -1,6 +1,6 @@
 //! Batched map reads and deletes (`BPF_MAP_LOOKUP_BATCH`,
 //! `BPF_MAP_DELETE_BATCH`), which aya does not offer: one system call per
-//! thousands of entries instead of two per entry, and whether a map is empty.
+//! thousands of entries instead of two per entry.
 //! The only raw `bpf(2)` calls of flow-probe, for hash maps and arrays of
 //! plain-data keys and values.
 
@@ -9,7 +9,6 @@ use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// `enum bpf_cmd` values (linux/bpf.h).
-const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 
@@ -34,7 +33,6 @@ struct BatchAttr {
 /// The `bpf_attr` shapes this module passes.
 trait Attr {}
 impl Attr for BatchAttr {}
-impl Attr for ElemAttr {}
 
 /// Runs one `bpf(2)` command; `Ok(true)` when the kernel answers `ENOENT`
 /// (the map has no more entries; a batch's `attr.count` says what it did anyway).
@@ -116,29 +114,6 @@ pub fn for_each<K: aya::Pod + Default, V: aya::Pod + Default>(
         position = next;
         first = false;
     }
-}
-
-/// The element members of `union bpf_attr` (`BPF_MAP_GET_NEXT_KEY`).
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    _pad0: u32,
-    key: u64,
-    next_key: u64,
-    flags: u64,
-}
-
-/// Whether the hash map `fd`, whose keys are `K`, holds no entry.
-pub fn is_empty<K: aya::Pod + Default>(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let mut first = K::default();
-    let mut attr = ElemAttr {
-        map_fd: fd_u32(fd),
-        next_key: std::ptr::from_mut(&mut first) as u64,
-        ..ElemAttr::default()
-    };
-    // A null `key` asks for the first key; `next_key` has room for one.
-    bpf(BPF_MAP_GET_NEXT_KEY, &mut attr)
 }
 
 /// Deletes `keys` from the hash map `fd`; keys already gone are skipped.

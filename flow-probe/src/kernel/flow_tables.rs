@@ -10,6 +10,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use aya::Ebpf;
@@ -85,8 +86,9 @@ pub struct FlowTables {
     view6: SlotsView<FlowSlot6>,
     flows4: MapData,
     flows6: MapData,
-    /// `FLOWS_SPILLED`: per family, whether its LRU table may hold flows.
-    spill_marks: Mutex<Array<MapData, u32>>,
+    /// `SLOT_SPILLS`: per family, a bit for each pair of slots whose flows
+    /// may be in the LRU table. Behind a lock: one clearing at a time.
+    spills: Mutex<SpillBits>,
     ct4: MapData,
     ct6: MapData,
 }
@@ -95,7 +97,7 @@ pub struct FlowTables {
 pub const SLOT_MAPS: [&str; 2] = ["FLOW_SLOTS4", "FLOW_SLOTS6"];
 pub const FLOW_MAPS: [&str; 2] = ["FLOWS4", "FLOWS6"];
 pub const CT_MAPS: [&str; 2] = ["CT4", "CT6"];
-pub const SPILL_MARKS: &str = "FLOWS_SPILLED";
+pub const SPILL_BITS: &str = "SLOT_SPILLS";
 
 /// Slots per family for a flow table of `entries`: the next power of two.
 pub fn slot_count(entries: u32) -> u32 {
@@ -103,6 +105,12 @@ pub fn slot_count(entries: u32) -> u32 {
         .max(2)
         .checked_next_power_of_two()
         .unwrap_or(1 << 31)
+}
+
+/// 64-bit words of `SLOT_SPILLS` per family for `slots` slots: a bit for
+/// each pair, at least one word.
+pub fn spill_words(slots: u32) -> u32 {
+    (slots / 128).max(1)
 }
 
 /// The hash that places a key in its slots (index `hash & mask` and its
@@ -127,6 +135,19 @@ fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
     }
 }
 
+fn take_spill_bits(ebpf: &mut Ebpf, words: u32) -> anyhow::Result<SpillBits> {
+    let map = ebpf.take_map(SPILL_BITS).context("map SLOT_SPILLS")?;
+    let array: Array<MapData, u64> =
+        Array::try_from(map).context("map SLOT_SPILLS is not an array")?;
+    anyhow::ensure!(
+        array.len() == 2 * words,
+        "map SLOT_SPILLS has {} words, expected {} for the slot tables",
+        array.len(),
+        2 * words
+    );
+    SpillBits::map(array.map().fd().as_fd(), words).context("mapping SLOT_SPILLS into memory")
+}
+
 /// A slot array and its read-only mapping.
 type Slots<V> = (Mutex<Array<MapData, V>>, SlotsView<V>);
 
@@ -139,34 +160,38 @@ fn take_slots<V: aya::Pod>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Slots<
     Ok((Mutex::new(array), view))
 }
 
-/// A slot array mapped read-only into memory (it is `BPF_F_MMAPABLE`): a
-/// read scans memory instead of copying every slot out through `bpf(2)`
-/// (about 14 ms for the default tables, every collection).
-struct SlotsView<V> {
-    base: *const V,
-    slots: usize,
+/// The data of a `BPF_F_MMAPABLE` array mapped into memory, shared with the
+/// kernel; unmapped on drop.
+struct Mapping {
+    base: *mut libc::c_void,
     bytes: usize,
 }
 
-// SAFETY: a read-only shared mapping, valid until drop; it is only read, with
-// volatile reads (the kernel writes it meanwhile), from any thread.
-unsafe impl<V> Send for SlotsView<V> {}
+// SAFETY: a shared mapping valid until drop; its users read it with volatile
+// reads or atomics (the kernel writes it meanwhile), from any thread.
+unsafe impl Send for Mapping {}
 // SAFETY: as above.
-unsafe impl<V> Sync for SlotsView<V> {}
+unsafe impl Sync for Mapping {}
 
-impl<V: aya::Pod> SlotsView<V> {
-    fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
+impl Mapping {
+    /// Maps the first `bytes` (rounded up to pages) of the array `fd`,
+    /// read-only unless `writable`.
+    fn new(fd: BorrowedFd<'_>, bytes: usize, writable: bool) -> io::Result<Self> {
         let page = rustix::param::page_size();
-        // The kernel's elements are the value rounded up to 8 bytes: the
-        // slots are multiples of 8 already (asserted in events.rs).
-        let bytes = (size_of::<V>() * slots as usize).div_ceil(page) * page;
-        // SAFETY: a new read-only shared mapping of the map's fd from offset
-        // 0 for no more than its data; the result is checked.
+        let bytes = bytes.div_ceil(page) * page;
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a new shared mapping of the map's fd from offset 0 for no
+        // more than its data (the kernel rounds it up to pages); the result is
+        // checked.
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 bytes,
-                libc::PROT_READ,
+                prot,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
                 0,
@@ -175,10 +200,36 @@ impl<V: aya::Pod> SlotsView<V> {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
+        Ok(Mapping { base, bytes })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe {
+            libc::munmap(self.base, self.bytes);
+        }
+    }
+}
+
+/// A slot array mapped read-only into memory (it is `BPF_F_MMAPABLE`): a
+/// read scans memory instead of copying every slot out through `bpf(2)`
+/// (about 14 ms for the default tables, every collection).
+struct SlotsView<V> {
+    mapping: Mapping,
+    slots: usize,
+    _slot: std::marker::PhantomData<V>,
+}
+
+impl<V: aya::Pod> SlotsView<V> {
+    fn map(fd: BorrowedFd<'_>, slots: u32) -> io::Result<Self> {
+        // The kernel's elements are the value rounded up to 8 bytes: the
+        // slots are multiples of 8 already (asserted in events.rs).
         Ok(SlotsView {
-            base: base.cast(),
+            mapping: Mapping::new(fd, size_of::<V>() * slots as usize, false)?,
             slots: slots as usize,
-            bytes,
+            _slot: std::marker::PhantomData,
         })
     }
 
@@ -190,7 +241,7 @@ impl<V: aya::Pod> SlotsView<V> {
             // with its 32-bit state (`#[repr(C)]`), and any bytes are a valid
             // value of these plain-data types.
             unsafe {
-                let slot = self.base.add(i);
+                let slot = self.mapping.base.cast::<V>().add(i);
                 if std::ptr::read_volatile(slot.cast::<u32>()) == slot_state::USED {
                     f(std::ptr::read_volatile(slot));
                 }
@@ -199,12 +250,52 @@ impl<V: aya::Pod> SlotsView<V> {
     }
 }
 
-impl<V> Drop for SlotsView<V> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unmapped once.
-        unsafe {
-            libc::munmap(self.base.cast_mut().cast(), self.bytes);
+/// `SLOT_SPILLS` mapped read-write: IPv4's words, then IPv6's, a bit per
+/// pair of slots. Cleared with atomic ands, so a bit a program sets meanwhile
+/// in the same word stays set.
+struct SpillBits {
+    mapping: Mapping,
+    /// Words per family.
+    words: usize,
+}
+
+impl SpillBits {
+    fn map(fd: BorrowedFd<'_>, words: u32) -> io::Result<Self> {
+        Ok(SpillBits {
+            mapping: Mapping::new(fd, 2 * words as usize * size_of::<u64>(), true)?,
+            words: words as usize,
+        })
+    }
+
+    /// The word of `pair`'s bit in family 0 (IPv4) or 1 (IPv6), and the bit.
+    fn word(&self, family: usize, pair: u32) -> (&AtomicU64, u64) {
+        let index = (family * self.words + pair as usize / 64).min(2 * self.words - 1);
+        // SAFETY: `index < 2 * words`, inside the mapping, which is aligned
+        // to a page and lives as long as `self`; the kernel changes these
+        // words only with atomic instructions.
+        let word = unsafe { &*self.mapping.base.cast::<AtomicU64>().add(index) };
+        (word, 1 << (pair % 64))
+    }
+
+    /// The pairs of `family` whose bit is set, in order.
+    fn marked(&self, family: usize) -> Vec<u32> {
+        let mut pairs = Vec::new();
+        for w in 0..self.words {
+            let first = (w * 64) as u32;
+            let bits = self.word(family, first).0.load(Ordering::SeqCst);
+            pairs.extend((0..64).filter(|b| bits & (1 << b) != 0).map(|b| first + b));
         }
+        pairs
+    }
+
+    fn clear(&self, family: usize, pair: u32) {
+        let (word, bit) = self.word(family, pair);
+        word.fetch_and(!bit, Ordering::SeqCst);
+    }
+
+    fn set(&self, family: usize, pair: u32) {
+        let (word, bit) = self.word(family, pair);
+        word.fetch_or(bit, Ordering::SeqCst);
     }
 }
 
@@ -212,6 +303,7 @@ impl FlowTables {
     pub fn take_from(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         let (slots4, view4) = take_slots(ebpf, SLOT_MAPS[0])?;
         let (slots6, view6) = take_slots(ebpf, SLOT_MAPS[1])?;
+        let spills = take_spill_bits(ebpf, spill_words(view4.slots as u32))?;
         Ok(FlowTables {
             slots4,
             slots6,
@@ -219,10 +311,7 @@ impl FlowTables {
             view6,
             flows4: take(ebpf, FLOW_MAPS[0])?,
             flows6: take(ebpf, FLOW_MAPS[1])?,
-            spill_marks: Mutex::new(
-                Array::try_from(ebpf.take_map(SPILL_MARKS).context("map FLOWS_SPILLED")?)
-                    .context("map FLOWS_SPILLED is not an array")?,
-            ),
+            spills: Mutex::new(spills),
             ct4: take(ebpf, CT_MAPS[0])?,
             ct6: take(ebpf, CT_MAPS[1])?,
         })
@@ -257,8 +346,8 @@ impl FlowTables {
 
     /// Deletes the counters of `keys` (their slots are freed); returns how
     /// many entries it deleted (a key found in a slot and in the LRU table
-    /// counts twice, see `flows`). An LRU table left empty loses its spill
-    /// mark (see `clear_spill_marks`).
+    /// counts twice, see `flows`). Pairs of slots with no flow left in the
+    /// LRU table lose their spill bit (see `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
         let mut freed = 0;
         {
@@ -284,37 +373,70 @@ impl FlowTables {
         Ok(deleted)
     }
 
-    /// Per family (IPv4, IPv6), whether the programs look in the LRU table
-    /// when a flow is not in its slots.
-    pub fn spill_marks(&self) -> io::Result<[bool; 2]> {
-        let marks = lock(&self.spill_marks);
-        let mark = |family: u32| -> io::Result<bool> {
-            Ok(marks.get(&family, 0).map_err(io::Error::other)? != 0)
-        };
-        Ok([mark(0)?, mark(1)?])
+    /// Per family (IPv4, IPv6), the pairs of slots (a slot's index / 2)
+    /// whose new flows the programs look for in the LRU table, in order.
+    pub fn spill_marks(&self) -> [Vec<u32>; 2] {
+        let spills = lock(&self.spills);
+        [spills.marked(0), spills.marked(1)]
     }
 
-    /// Clears the spill mark of a family whose LRU table is empty, so its
-    /// new flows stop looking there. A program sets
-    /// the mark before its insert and again after it with a full barrier
-    /// (track.h, `flows_insert`); here the mark is cleared, then, after a
-    /// fence, the table looked at again and the mark put back if a flow went
-    /// there meanwhile: either this second look sees the insert, or the
+    /// Per family, the pairs of slots of the flows in its LRU table, in
+    /// order, without repeats.
+    pub fn spilled_pairs(&self) -> io::Result<[Vec<u32>; 2]> {
+        let mut out = [Vec::new(), Vec::new()];
+        for (key, _) in read_both::<FlowStats>(&self.flows4, &self.flows6)? {
+            let family = usize::from(key.family() == 6);
+            out[family].push(self.pair_of(&key));
+        }
+        for pairs in &mut out {
+            pairs.sort_unstable();
+            pairs.dedup();
+        }
+        Ok(out)
+    }
+
+    /// The pair of slots `key` lives at or would.
+    pub fn pair_of(&self, key: &TableKey) -> u32 {
+        let (bytes, slots) = match key {
+            TableKey::V4(k) => (bytes_of(k), self.view4.slots),
+            TableKey::V6(k) => (bytes_of(k), self.view6.slots),
+        };
+        (slot_hash(bytes) & (slots as u32 - 1)) >> 1
+    }
+
+    /// Clears the spill bits of pairs with no flow left in the LRU table,
+    /// so their new flows stop looking there. A program sets its pair's
+    /// bit before its insert and again after it with a full barrier
+    /// (track.h, `flows_insert`); here the bits are cleared, then, after a
+    /// fence, the table read again and a bit put back if a flow of its pair
+    /// went there meanwhile: either this second read sees the insert, or the
     /// program's second mark comes after the clear.
     pub fn clear_spill_marks(&self) -> io::Result<()> {
-        let mut marks = lock(&self.spill_marks);
-        let empty = |family: u32| match family {
-            0 => batch::is_empty::<Flow4Key>(self.flows4.fd().as_fd()),
-            _ => batch::is_empty::<Flow6Key>(self.flows6.fd().as_fd()),
-        };
-        for family in 0..2u32 {
-            if marks.get(&family, 0).map_err(io::Error::other)? == 0 || !empty(family)? {
-                continue;
+        let spills = lock(&self.spills);
+        let marked = [spills.marked(0), spills.marked(1)];
+        if marked.iter().all(Vec::is_empty) {
+            return Ok(());
+        }
+        let before = self.spilled_pairs()?;
+        let mut cleared = [Vec::new(), Vec::new()];
+        for family in 0..2 {
+            for &pair in &marked[family] {
+                if before[family].binary_search(&pair).is_err() {
+                    spills.clear(family, pair);
+                    cleared[family].push(pair);
+                }
             }
-            marks.set(family, 0, 0).map_err(io::Error::other)?;
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            if !empty(family)? {
-                marks.set(family, 1, 0).map_err(io::Error::other)?;
+        }
+        if cleared.iter().all(Vec::is_empty) {
+            return Ok(());
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let after = self.spilled_pairs()?;
+        for family in 0..2 {
+            for &pair in &after[family] {
+                if cleared[family].binary_search(&pair).is_ok() {
+                    spills.set(family, pair);
+                }
             }
         }
         Ok(())
@@ -402,6 +524,16 @@ mod tests {
         assert_eq!(slot_count(1000), 1024);
         assert_eq!(slot_count(65_536), 65_536);
         assert_eq!(slot_count(u32::MAX), 1 << 31);
+    }
+
+    #[test]
+    fn spill_bits_have_a_bit_per_pair_in_whole_words() {
+        // 2 slots: 1 pair, one 64-bit word; 128 slots: 64 pairs, one word.
+        assert_eq!(spill_words(2), 1);
+        assert_eq!(spill_words(128), 1);
+        assert_eq!(spill_words(256), 2);
+        assert_eq!(spill_words(65_536), 512);
+        assert_eq!(spill_words(1 << 31), 1 << 24);
     }
 
     #[test]

@@ -24,7 +24,9 @@ use super::events::{
     EndpointInfo, IpcacheAddr, IpcacheValue, PathTime, PolicyKey, PolicyValue, stat, tc_path,
 };
 use super::features::KernelFeatures;
-use super::flow_tables::{CT_MAPS, FLOW_MAPS, FlowTables, SLOT_MAPS, slot_count};
+use super::flow_tables::{
+    CT_MAPS, FLOW_MAPS, FlowTables, SLOT_MAPS, SPILL_BITS, slot_count, spill_words,
+};
 use super::objects::FLOW_OBJECT;
 use super::pins;
 use super::sysfs;
@@ -364,6 +366,7 @@ fn load(
     let wakeup = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 2);
     let slots = slot_count(cfg.flow_table_entries);
     let slot_mask = slots - 1;
+    let spill_words = spill_words(slots);
     let mut ebpf = EbpfLoader::new()
         .override_global("aggregate", &aggregate, true)
         .override_global("emit_tcp_flags", &cfg.emit_tcp_flags, true)
@@ -376,9 +379,11 @@ fn load(
         .override_global("benign_reasons_hi", &benign_hi, true)
         .override_global("filter_netns", &filter_netns, true)
         .override_global("flow_slot_mask", &slot_mask, true)
+        .override_global("spill_words", &spill_words, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
         .map_max_entries(SLOT_MAPS[0], slots)
         .map_max_entries(SLOT_MAPS[1], slots)
+        .map_max_entries(SPILL_BITS, 2 * spill_words)
         .map_max_entries(FLOW_MAPS[0], cfg.flow_table_entries)
         .map_max_entries(FLOW_MAPS[1], cfg.flow_table_entries)
         .map_max_entries(CT_MAPS[0], cfg.ct_entries)

@@ -20,7 +20,7 @@ pub const PINNED_MAPS: [&str; 10] = [
     "FLOW_SLOTS6",
     "FLOWS4",
     "FLOWS6",
-    "FLOWS_SPILLED",
+    "SLOT_SPILLS",
     "CT4",
     "CT6",
     "ENDPOINTS",
