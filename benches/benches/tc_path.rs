@@ -16,10 +16,18 @@
 //! measured flow's own memory not). Under `tc_cost`'s load a new flow costs
 //! ~4× what it costs here warm: this says what it meets.
 //!
+//! A last line times a new flow whose pair of slots has one slot taken, with
+//! that pair's spill bit clear and set (a flow of the pair in the LRU table):
+//! the difference is the LRU lookup that, while one mark covered a whole
+//! family, every new flow paid once any flow had spilled.
+//!
 //! `cargo bench -p benches --bench tc_path` as root (otherwise it prints
 //! "skipped: needs root"). `TC_PATH_FLOWS`: flows in rotation (default 20,000);
-//! `TC_PATH_EVICT_FLOWS`: flows in the second table (default 2,000; 0 skips it).
+//! `TC_PATH_EVICT_FLOWS`: flows in the second table (default 2,000; 0 skips it);
+//! `TC_PATH_SPILL_PAIRS`: pairs of each kind in the last line (default 1,000; 0
+//! skips it).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +35,8 @@ use anyhow::Context;
 use aya::EbpfLoader;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use flow_probe::kernel::events::Flow4Key;
+use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use test_support::frames;
 
@@ -306,6 +316,82 @@ fn measure(probe: &mut Probe, flows: u16) -> anyhow::Result<Paths> {
     })
 }
 
+/// The flow table key `tc_ingress` makes of `packet(sport, ..)` under
+/// `BPF_PROG_TEST_RUN` (the loopback device: ifindex 1). 198.18.0.2 is the
+/// lower address as the program compares them, so it is side 0.
+fn key_of(sport: u16) -> TableKey {
+    TableKey::V4(Flow4Key {
+        addr: [[198, 18, 0, 2], [198, 18, 0, 3]],
+        port: [sport, 8080],
+        ifindex: 1,
+        proto: 6,
+        _pad0: [0; 3],
+    })
+}
+
+/// A new flow into a pair of slots with one slot taken, `pairs` times with
+/// the pair's spill bit clear and as often with it set, interleaved: the
+/// median ns of a run of each.
+fn measure_spill_marks(pins: &PinDir, pairs: usize) -> anyhow::Result<(f64, f64)> {
+    let mut probe = Probe::load(pins, 1, 0)?;
+    let tables = FlowTables::take_from(&mut probe.ebpf)?;
+    // Source ports by the pair of slots their flow hashes to; pairs that
+    // four of them share.
+    let mut by_pair: HashMap<u32, Vec<u16>> = HashMap::new();
+    for sport in 1..=u16::MAX {
+        by_pair
+            .entry(tables.pair_of(&key_of(sport)))
+            .or_default()
+            .push(sport);
+    }
+    let mut quads: Vec<Vec<u16>> = by_pair.into_values().filter(|p| p.len() >= 4).collect();
+    quads.sort_unstable();
+    anyhow::ensure!(
+        quads.len() >= 2 * pairs,
+        "only {} pairs with four flows",
+        quads.len()
+    );
+    let (clear, marked) = quads[..2 * pairs].split_at(pairs);
+    // Both slots of every pair taken; a third flow of each `marked` pair goes
+    // to the LRU table and sets its bit; then the first flow of each pair
+    // is deleted, leaving one slot free.
+    for ports in clear.iter().chain(marked) {
+        probe.run(&packet(ports[0], TCP_SYN, 0), 1)?;
+        probe.run(&packet(ports[1], TCP_SYN, 0), 1)?;
+    }
+    for ports in marked {
+        probe.run(&packet(ports[2], TCP_SYN, 0), 1)?;
+    }
+    let firsts: Vec<TableKey> = clear.iter().chain(marked).map(|p| key_of(p[0])).collect();
+    anyhow::ensure!(
+        tables.delete_flows(&firsts)? == firsts.len(),
+        "the first flows were not where the hash says"
+    );
+    let mut expected: Vec<u32> = marked
+        .iter()
+        .map(|p| tables.pair_of(&key_of(p[0])))
+        .collect();
+    expected.sort_unstable();
+    anyhow::ensure!(
+        tables.spill_marks()[0] == expected,
+        "the marked pairs are not those of the flows in the LRU table"
+    );
+    let (mut unmarked_ns, mut marked_ns) = (Vec::new(), Vec::new());
+    for (c, m) in clear.iter().zip(marked) {
+        unmarked_ns.push(probe.run(&packet(c[3], TCP_SYN, 0), 1)?);
+        marked_ns.push(probe.run(&packet(m[3], TCP_SYN, 0), 1)?);
+    }
+    Ok((median_ns(unmarked_ns), median_ns(marked_ns)))
+}
+
+/// The median of single runs: one run an interrupt lands in would move a
+/// mean of a thousand by tens of nanoseconds.
+fn median_ns(mut runs: Vec<Duration>) -> f64 {
+    runs.sort_unstable();
+    runs.get(runs.len() / 2)
+        .map_or(0.0, |d| d.as_nanos() as f64)
+}
+
 fn main() -> anyhow::Result<()> {
     if !observe_lab::is_root() {
         println!("tc_path: skipped: needs root (it loads BPF programs)");
@@ -355,6 +441,18 @@ fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse::<u16>().ok())
         .unwrap_or(2_000)
         .min(60_000);
+    let spill_pairs = std::env::var("TC_PATH_SPILL_PAIRS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(1_000)
+        .min(1_500); // about 3,500 pairs have four of the 65,535 ports
+    if spill_pairs > 0 {
+        let (unmarked, marked) = measure_spill_marks(&pins, spill_pairs)?;
+        println!(
+            "new flow into a pair with one slot taken, one run a call, {spill_pairs} pairs each, median: its spill bit clear {unmarked:.0} ns, set {marked:.0} ({:+.0}: the LRU lookup)",
+            marked - unmarked
+        );
+    }
     if evict_flows == 0 {
         return Ok(());
     }
