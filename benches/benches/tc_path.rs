@@ -14,7 +14,9 @@
 //! pages, a handful of translations); both; the caches, then one unmeasured
 //! packet of another flow (the code, settings and stack warm again, the
 //! measured flow's own memory not). Under `tc_cost`'s load a new flow costs
-//! ~4× what it costs here warm: this says what it meets.
+//! ~4× what it costs here warm: this says what it meets. Below it, the unit
+//! those rows are made of: one read of memory no cache holds, measured from
+//! user space (a chain of dependent reads over 1 GiB, in huge and small pages).
 //!
 //! A last line times a new flow whose pair of slots has one slot taken, with
 //! that pair's spill bit clear and set (a flow of the pair in the LRU table):
@@ -208,6 +210,41 @@ impl Region {
             sum += u64::from(unsafe { self.ptr.add(at).read_volatile() });
         }
         sum
+    }
+
+    /// Nanoseconds per read of `reads` reads that each depend on the one
+    /// before, at lines of the whole region in a random cycle: the latency
+    /// of memory no cache holds (once the region is far larger than them).
+    fn chase(&self, reads: usize) -> f64 {
+        let lines = self.len / Self::LINE;
+        // A random cyclic order of the lines (Sattolo's shuffle, xorshift).
+        let mut order: Vec<u32> = (0..lines as u32).collect();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for i in (1..lines).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % i as u64) as usize);
+        }
+        for (line, next) in order.iter().enumerate() {
+            // SAFETY: both are line indexes < lines: inside the mapping, and
+            // 8-byte aligned (lines are 64 bytes from a page-aligned base).
+            unsafe {
+                self.ptr
+                    .add(line * Self::LINE)
+                    .cast::<u64>()
+                    .write(*next as u64 * Self::LINE as u64)
+            };
+        }
+        let mut at = 0u64;
+        let start = std::time::Instant::now();
+        for _ in 0..reads {
+            // SAFETY: every stored offset is a line of the mapping.
+            at = unsafe { self.ptr.add(at as usize).cast::<u64>().read_volatile() };
+        }
+        let elapsed = start.elapsed();
+        std::hint::black_box(at);
+        elapsed.as_nanos() as f64 / reads as f64
     }
 }
 
@@ -484,5 +521,16 @@ fn main() -> anyhow::Result<()> {
             est - floor_est
         );
     }
+    // What one read that misses every cache costs on this machine: the
+    // unit the cold rows above are made of.
+    const CHASED: usize = 1 << 30;
+    let (huge, small) = (
+        Region::new(CHASED, true)?.chase(1_000_000),
+        Region::new(CHASED, false)?.chase(1_000_000),
+    );
+    println!(
+        "one read of memory no cache holds, from user space (a dependent read at a random line of {} MiB): {huge:.0} ns in huge pages, {small:.0} ns in 4 KiB pages",
+        CHASED >> 20
+    );
     Ok(())
 }
