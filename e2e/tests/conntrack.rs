@@ -366,7 +366,9 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
         },
     );
     assert_eq!(s.tables.spill_marks(), NONE_MARKED, "nothing spilled yet");
-    let spilled_once = udp_beyond_slots(&s);
+    let spilled_once = udp_beyond_slots(&s, Family::V4);
+    // IPv6's slots and marks are their own (its words follow IPv4's).
+    udp_beyond_slots(&s, Family::V6);
     // Deleting every flow (the ICMP errors too) empties the LRU tables: every
     // pair's mark is cleared, and new flows stop looking there.
     let all: Vec<TableKey> = s
@@ -380,7 +382,7 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
     assert_eq!(s.tables.spill_marks(), NONE_MARKED, "marks cleared");
     // The same again: flows go beyond their slots again, set the mark again
     // and are found there again, each counted exactly.
-    let spilled_twice = udp_beyond_slots(&s);
+    let spilled_twice = udp_beyond_slots(&s, Family::V4);
     assert!(spilled_twice > spilled_once);
     let _ = drain(&mut s);
 }
@@ -388,19 +390,35 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
 /// No pair of slots marked as spilled, in either family.
 const NONE_MARKED: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
 
+#[derive(Clone, Copy, PartialEq)]
+enum Family {
+    V4,
+    V6,
+}
+
 /// Sends three datagrams to each of 100 ports of b from a new socket of a
-/// (each a new flow at both veths, 200 in 256 slots), checks that each flow
-/// is counted exactly, then deletes them where flow-probe's hash says they
-/// are (their slot or the LRU table); returns `slots_taken` after.
-fn udp_beyond_slots(s: &Setup) -> u64 {
+/// over `family` (each a new flow at both veths, 200 in 256 slots), checks
+/// that each flow is counted exactly and that the pairs of slots marked as
+/// spilled are exactly those of the flows in the LRU tables, then deletes
+/// them where flow-probe's hash says they are (their slot or the LRU table);
+/// returns `slots_taken` after.
+fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
     const FLOWS: u16 = 100;
     const PAYLOAD: usize = 40;
     let taken_before = s.probe.counters().unwrap().slots_taken;
     let src = s.lab.endpoint("a").unwrap().netns.clone();
-    let (a, b) = (addr(&s.lab, "a"), addr(&s.lab, "b"));
+    let (a, b, bind, ip_header) = match family {
+        Family::V4 => (addr(&s.lab, "a"), addr(&s.lab, "b"), "0.0.0.0:0", 20),
+        Family::V6 => (
+            IpAddr::V6(s.lab.endpoint("a").unwrap().ipv6),
+            IpAddr::V6(s.lab.endpoint("b").unwrap().ipv6),
+            "[::]:0",
+            40,
+        ),
+    };
     let a_port = std::thread::spawn(move || {
         sysfs::enter_netns(&src).unwrap();
-        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let sock = UdpSocket::bind(bind).unwrap();
         for _ in 0..3 {
             for port in 0..FLOWS {
                 sock.send_to(&[1u8; PAYLOAD], (b, 30_000 + port)).unwrap();
@@ -422,7 +440,7 @@ fn udp_beyond_slots(s: &Setup) -> u64 {
         })
         .collect();
     assert_eq!(udp.len(), 2 * usize::from(FLOWS), "each flow at both veths");
-    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    let frame = (14 + ip_header + 8 + PAYLOAD) as u64;
     for (k, st) in &udp {
         let side = usize::from(k.addr(1) == a);
         assert_eq!(st.packets[side], 3, "{k:?}");
@@ -439,7 +457,8 @@ fn udp_beyond_slots(s: &Setup) -> u64 {
     // table: a new flow of any other pair is not looked for there.
     let marks = s.tables.spill_marks();
     assert_eq!(marks, s.tables.spilled_pairs().unwrap());
-    assert!(!marks[0].is_empty(), "IPv4 flows went to the LRU table");
+    let index = usize::from(family == Family::V6);
+    assert!(!marks[index].is_empty(), "flows went to the LRU table");
     // Deleting finds every flow where it is: in the slot flow-probe computes
     // for it (the kernel's hash, mirrored), or in the LRU table.
     let keys: Vec<TableKey> = udp.iter().map(|(k, _)| *k).collect();
