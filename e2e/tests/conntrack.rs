@@ -2,7 +2,9 @@
 //! established connection whose counters a flood of new flows evicted keeps
 //! its verdict (no second decision, no drop, every byte through), the
 //! garbage collection forgets closed connections and keeps open ones, and
-//! flows are counted exactly whether they got a slot or went to the LRU table.
+//! flows are counted exactly whether they got a slot or went to the LRU table,
+//! and the pairs of slots whose flows went there are marked, at once and
+//! again by a probe started over the same pinned tables.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use aya::maps::{Array, Map, MapData};
 use e2e::in_process::enricher_for;
 use e2e::{ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
@@ -387,6 +390,46 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
     let _ = drain(&mut s);
 }
 
+#[test]
+fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
+    let cfg = ProbeConfig {
+        flow_table_entries: 256,
+        ..ProbeConfig::default()
+    };
+    let s = setup("restart", cfg.clone());
+    // 200 flows in 256 slots: some go to the LRU table.
+    send_udp(&s, Family::V4, 100, 40);
+    let spilled = s.tables.spilled_pairs().unwrap();
+    assert!(!spilled[0].is_empty(), "flows went to the LRU table");
+    assert_eq!(s.tables.spill_marks(), spilled);
+    // The marks gone, as a build with one mark per family leaves them.
+    let netns = s.lab.node_netns("node1").unwrap().to_string();
+    let pinned = flow_probe::kernel::pins::pin_dir(Some(&netns)).join("SLOT_SPILLS");
+    let mut bits: Array<MapData, u64> =
+        Array::try_from(Map::Array(MapData::from_pin(&pinned).unwrap())).unwrap();
+    for word in 0..bits.len() {
+        bits.set(word, 0, 0).unwrap();
+    }
+    assert_eq!(s.tables.spill_marks(), NONE_MARKED);
+    // A probe started again re-adopts the pinned tables and marks them.
+    let ifaces: Vec<String> = s
+        .lab
+        .endpoints_file()
+        .endpoints
+        .iter()
+        .filter_map(|e| e.interface.clone())
+        .collect();
+    let cfg = ProbeConfig {
+        netns: Some(netns),
+        ..cfg
+    };
+    let mut again =
+        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads again");
+    let tables = again.take_flow_tables().unwrap();
+    assert_eq!(tables.spill_marks(), spilled);
+    assert_eq!(tables.spilled_pairs().unwrap(), spilled);
+}
+
 /// No pair of slots marked as spilled, in either family.
 const NONE_MARKED: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
 
@@ -406,28 +449,7 @@ fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
     const FLOWS: u16 = 100;
     const PAYLOAD: usize = 40;
     let taken_before = s.probe.counters().unwrap().slots_taken;
-    let src = s.lab.endpoint("a").unwrap().netns.clone();
-    let (a, b, bind, ip_header) = match family {
-        Family::V4 => (addr(&s.lab, "a"), addr(&s.lab, "b"), "0.0.0.0:0", 20),
-        Family::V6 => (
-            IpAddr::V6(s.lab.endpoint("a").unwrap().ipv6),
-            IpAddr::V6(s.lab.endpoint("b").unwrap().ipv6),
-            "[::]:0",
-            40,
-        ),
-    };
-    let a_port = std::thread::spawn(move || {
-        sysfs::enter_netns(&src).unwrap();
-        let sock = UdpSocket::bind(bind).unwrap();
-        for _ in 0..3 {
-            for port in 0..FLOWS {
-                sock.send_to(&[1u8; PAYLOAD], (b, 30_000 + port)).unwrap();
-            }
-        }
-        sock.local_addr().unwrap().port()
-    })
-    .join()
-    .unwrap();
+    let (a, a_port, ip_header) = send_udp(s, family, FLOWS, PAYLOAD);
     // b has no sockets there: it answers each datagram with an ICMP error,
     // a flow of its own; only the UDP flows are counted here.
     let udp: Vec<(TableKey, _)> = s
@@ -466,4 +488,34 @@ fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
     let left = s.tables.flows().unwrap();
     assert!(!left.iter().any(|(k, _)| keys.contains(k)), "all deleted");
     taken
+}
+
+/// Sends three datagrams of `payload` bytes to each of `flows` ports of b
+/// from one new socket of a over `family`; returns a's address and port, and
+/// the IP header's length.
+fn send_udp(s: &Setup, family: Family, flows: u16, payload: usize) -> (IpAddr, u16, usize) {
+    let src = s.lab.endpoint("a").unwrap().netns.clone();
+    let (a, b, bind, ip_header) = match family {
+        Family::V4 => (addr(&s.lab, "a"), addr(&s.lab, "b"), "0.0.0.0:0", 20),
+        Family::V6 => (
+            IpAddr::V6(s.lab.endpoint("a").unwrap().ipv6),
+            IpAddr::V6(s.lab.endpoint("b").unwrap().ipv6),
+            "[::]:0",
+            40,
+        ),
+    };
+    let a_port = std::thread::spawn(move || {
+        sysfs::enter_netns(&src).unwrap();
+        let sock = UdpSocket::bind(bind).unwrap();
+        let data = vec![1u8; payload];
+        for _ in 0..3 {
+            for port in 0..flows {
+                sock.send_to(&data, (b, 30_000 + port)).unwrap();
+            }
+        }
+        sock.local_addr().unwrap().port()
+    })
+    .join()
+    .unwrap();
+    (a, a_port, ip_header)
 }

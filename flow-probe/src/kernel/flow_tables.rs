@@ -304,7 +304,7 @@ impl FlowTables {
         let (slots4, view4) = take_slots(ebpf, SLOT_MAPS[0])?;
         let (slots6, view6) = take_slots(ebpf, SLOT_MAPS[1])?;
         let spills = take_spill_bits(ebpf, spill_words(view4.slots as u32))?;
-        Ok(FlowTables {
+        let tables = FlowTables {
             slots4,
             slots6,
             view4,
@@ -314,7 +314,26 @@ impl FlowTables {
             spills: Mutex::new(spills),
             ct4: take(ebpf, CT_MAPS[0])?,
             ct6: take(ebpf, CT_MAPS[1])?,
-        })
+        };
+        // Re-adopted LRU tables may hold flows whose pairs carry no mark (a
+        // build with one mark per family left them): without it their next
+        // packets would look new.
+        tables
+            .mark_spilled()
+            .context("marking the pairs of flows already in the LRU tables")?;
+        Ok(tables)
+    }
+
+    /// Sets the spill bit of the pair of every flow in the LRU tables.
+    fn mark_spilled(&self) -> io::Result<()> {
+        let pairs = self.spilled_pairs()?;
+        let spills = lock(&self.spills);
+        for (family, pairs) in pairs.iter().enumerate() {
+            for &pair in pairs {
+                spills.set(family, pair);
+            }
+        }
+        Ok(())
     }
 
     /// Every connection's counters, both families, one entry per key. A key
