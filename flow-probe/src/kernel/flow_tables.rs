@@ -269,10 +269,12 @@ impl SpillBits {
 
     /// The word of `pair`'s bit in family 0 (IPv4) or 1 (IPv6), and the bit.
     fn word(&self, family: usize, pair: u32) -> (&AtomicU64, u64) {
+        // Pairs are below 64 * words; the bound only keeps the pointer inside.
         let index = (family * self.words + pair as usize / 64).min(2 * self.words - 1);
         // SAFETY: `index < 2 * words`, inside the mapping, which is aligned
-        // to a page and lives as long as `self`; the kernel changes these
-        // words only with atomic instructions.
+        // to a page and lives as long as `self`; the programs change these
+        // words only with atomic instructions (a map update through bpf(2)
+        // would copy them whole: only a test does that).
         let word = unsafe { &*self.mapping.base.cast::<AtomicU64>().add(index) };
         (word, 1 << (pair % 64))
     }
@@ -365,8 +367,9 @@ impl FlowTables {
 
     /// Deletes the counters of `keys` (their slots are freed); returns how
     /// many entries it deleted (a key found in a slot and in the LRU table
-    /// counts twice, see `flows`). Pairs of slots with no flow left in the
-    /// LRU table lose their spill bit (see `clear_spill_marks`).
+    /// counts twice, see `flows`). When it deleted from the LRU tables, pairs
+    /// of slots with no flow left there lose their spill bit (see
+    /// `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
         let mut freed = 0;
         {
@@ -384,12 +387,17 @@ impl FlowTables {
                 freed += usize::from(found);
             }
         }
-        let deleted = freed + delete_split(&self.flows4, &self.flows6, keys)?;
-        if let Err(e) = self.clear_spill_marks() {
+        let from_lru = delete_split(&self.flows4, &self.flows6, keys)?;
+        // Only a flow gone from the LRU tables frees a pair's mark (or the
+        // kernel evicting one: that mark waits for the next such delete),
+        // and clearing reads those tables whole.
+        if from_lru > 0
+            && let Err(e) = self.clear_spill_marks()
+        {
             // Only costs new flows an LRU lookup until the next try.
             log::warn!("flow tables: clearing the spill marks: {e}");
         }
-        Ok(deleted)
+        Ok(freed + from_lru)
     }
 
     /// Per family (IPv4, IPv6), the pairs of slots (a slot's index / 2)
@@ -546,7 +554,7 @@ mod tests {
     }
 
     #[test]
-    fn spill_bits_have_a_bit_per_pair_in_whole_words() {
+    fn spill_words_give_a_bit_per_pair_in_whole_words() {
         // 2 slots: 1 pair, one 64-bit word; 128 slots: 64 pairs, one word.
         assert_eq!(spill_words(2), 1);
         assert_eq!(spill_words(128), 1);
