@@ -128,6 +128,12 @@ pub fn slot_hash(key_bytes: &[u8]) -> u32 {
     h ^ (h >> 13)
 }
 
+/// The first of the two slots (it and its neighbour `^ 1`) of the key whose
+/// bytes are `key_bytes`, in tables of `slots` slots (a power of two).
+fn first_slot(key_bytes: &[u8], slots: u32) -> u32 {
+    slot_hash(key_bytes) & (slots - 1)
+}
+
 fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<MapData> {
     match ebpf.take_map(name).with_context(|| format!("map {name}"))? {
         Map::HashMap(m) | Map::LruHashMap(m) => Ok(m),
@@ -428,7 +434,7 @@ impl FlowTables {
             TableKey::V4(k) => (bytes_of(k), self.view4.slots),
             TableKey::V6(k) => (bytes_of(k), self.view6.slots),
         };
-        (slot_hash(bytes) & (slots as u32 - 1)) >> 1
+        first_slot(bytes, slots as u32) >> 1
     }
 
     /// Clears the spill bits of pairs with no flow left in the LRU table,
@@ -503,8 +509,7 @@ fn free_slot<V: aya::Pod + Default>(
     key: &[u8],
     is_key: impl Fn(&V) -> bool,
 ) -> io::Result<bool> {
-    let mask = slots.len() - 1;
-    let first = slot_hash(key) & mask;
+    let first = first_slot(key, slots.len());
     for index in [first, first ^ 1] {
         let slot = slots.get(&index, 0).map_err(io::Error::other)?;
         if is_key(&slot) {
