@@ -18,6 +18,8 @@ use e2e::in_process::enricher_for;
 use e2e::{ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
 use flow_probe::kernel::config::GcConfig;
+use flow_probe::kernel::events::slot_state;
+use flow_probe::kernel::events::{FlowSlot4, FlowStats};
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
@@ -432,6 +434,134 @@ fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
     );
 }
 
+/// The used slots of `FLOW_SLOTS4` holding UDP flows, with their indexes,
+/// read from its pin.
+fn udp_slots4(s: &Setup) -> (Array<MapData, FlowSlot4>, Vec<(u32, FlowSlot4)>) {
+    let netns = s.lab.node_netns("node1").unwrap();
+    let pinned = flow_probe::kernel::pins::pin_dir(Some(netns)).join("FLOW_SLOTS4");
+    let slots: Array<MapData, FlowSlot4> =
+        Array::try_from(Map::Array(MapData::from_pin(&pinned).unwrap())).unwrap();
+    let udp = (0..slots.len())
+        .map(|i| (i, slots.get(&i, 0).unwrap()))
+        .filter(|(_, slot)| slot.state == slot_state::USED && slot.key.proto == 17)
+        .collect();
+    (slots, udp)
+}
+
+#[test]
+fn a_flow_seen_at_both_veths_takes_both_slots_of_one_pair() {
+    let s = setup(
+        "pair",
+        ProbeConfig {
+            flow_table_entries: 256,
+            ..ProbeConfig::default()
+        },
+    );
+    let (_, a_port, _) = send_udp(&s, Family::V4, 1, 40);
+    let (_, udp) = udp_slots4(&s);
+    // The flow is a's first: nothing else took its pair before it.
+    assert_eq!(udp.len(), 2, "{udp:?}");
+    let pair = s.tables.pair_of(&TableKey::V4(udp[0].1.key));
+    assert_eq!(
+        udp.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [2 * pair, 2 * pair + 1],
+        "both at the pair flow-probe computes"
+    );
+    let mut ifindexes: Vec<u32> = udp.iter().map(|(_, slot)| slot.key.ifindex).collect();
+    let mut veths: Vec<u32> = s.probe.attached.iter().map(|i| i.ifindex).collect();
+    ifindexes.sort_unstable();
+    veths.sort_unstable();
+    assert_eq!(ifindexes, veths, "one entry at each veth");
+    assert!(udp.iter().all(|(_, slot)| slot.key.port.contains(&a_port)));
+}
+
+#[test]
+fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables() {
+    let cfg = ProbeConfig {
+        flow_table_entries: 256,
+        ..ProbeConfig::default()
+    };
+    let s = setup("rehome", cfg.clone());
+    const PAYLOAD: usize = 40;
+    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    let (a, a_port, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
+    let (mut slots, udp) = udp_slots4(&s);
+    assert_eq!(udp.len(), 2, "{udp:?}");
+    let pair = udp[0].0 / 2;
+    // Both entries moved by hand to a free pair, where a build that hashed
+    // otherwise would have put them.
+    let free = (0..slots.len() / 2)
+        .find(|&p| {
+            p != pair
+                && (0..2).all(|c| slots.get(&(2 * p + c), 0).unwrap().state == slot_state::FREE)
+        })
+        .expect("a free pair");
+    for (c, (index, slot)) in udp.iter().enumerate() {
+        slots.set(2 * free + c as u32, slot, 0).unwrap();
+        slots.set(*index, FlowSlot4::default(), 0).unwrap();
+    }
+    let udp_flows = |tables: &FlowTables| -> Vec<(TableKey, FlowStats)> {
+        tables
+            .flows()
+            .unwrap()
+            .into_iter()
+            .filter(|(k, _)| k.proto() == 17 && (0..2).any(|side| k.port(side) == a_port))
+            .collect()
+    };
+    let a_side = |k: &TableKey| usize::from(k.addr(1) == a);
+    let placed = udp_flows(&s.tables);
+    assert_eq!(placed.len(), 2);
+    for (k, st) in placed {
+        assert_eq!(
+            (st.packets[a_side(&k)], st.bytes[a_side(&k)]),
+            (3, 3 * frame)
+        );
+    }
+    assert_eq!(s.tables.spill_marks(), NONE_MARKED);
+
+    // A probe started again over the same pins moves them to the LRU table.
+    let netns = s.lab.node_netns("node1").unwrap().to_string();
+    let ifaces: Vec<String> = s.probe.attached.iter().map(|i| i.ifname.clone()).collect();
+    let cfg = ProbeConfig {
+        netns: Some(netns),
+        ..cfg
+    };
+    let mut again =
+        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads again");
+    let tables = again.take_flow_tables().unwrap();
+    let (_, in_slots) = udp_slots4(&s);
+    assert!(in_slots.is_empty(), "no longer in slots: {in_slots:?}");
+    assert_eq!(
+        tables.spilled_pairs().unwrap()[0],
+        [pair],
+        "both in the LRU table"
+    );
+    assert!(tables.spill_marks()[0].contains(&pair));
+    let moved = udp_flows(&tables);
+    assert_eq!(moved.len(), 2);
+    for (k, st) in &moved {
+        assert_eq!(
+            (st.packets[a_side(k)], st.bytes[a_side(k)]),
+            (3, 3 * frame),
+            "{k:?}"
+        );
+    }
+    // The programs find them there: three more datagrams of the same flow
+    // are counted in those entries, and no slot takes the flow again.
+    send_udp_from(&s, Family::V4, a_port, 1, PAYLOAD);
+    let (_, in_slots) = udp_slots4(&s);
+    assert!(in_slots.is_empty(), "counted where they are: {in_slots:?}");
+    let counted = udp_flows(&tables);
+    assert_eq!(counted.len(), 2);
+    for (k, st) in &counted {
+        assert_eq!(
+            (st.packets[a_side(k)], st.bytes[a_side(k)]),
+            (6, 6 * frame),
+            "{k:?}"
+        );
+    }
+}
+
 /// Checks that the marked pairs of slots are those of the flows in the LRU
 /// tables and returns them. Read between two reads of those tables, in case
 /// a packet of the lab spills meanwhile: each family's marks hold every pair
@@ -516,19 +646,31 @@ fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
 /// from one new socket of a over `family`; returns a's address and port, and
 /// the IP header's length.
 fn send_udp(s: &Setup, family: Family, flows: u16, payload: usize) -> (IpAddr, u16, usize) {
+    send_udp_from(s, family, 0, flows, payload)
+}
+
+/// As `send_udp`, from a's port `from` (0: any).
+fn send_udp_from(
+    s: &Setup,
+    family: Family,
+    from: u16,
+    flows: u16,
+    payload: usize,
+) -> (IpAddr, u16, usize) {
     let src = s.lab.endpoint("a").unwrap().netns.clone();
     let (a, b, bind, ip_header) = match family {
-        Family::V4 => (addr(&s.lab, "a"), addr(&s.lab, "b"), "0.0.0.0:0", 20),
+        Family::V4 => (addr(&s.lab, "a"), addr(&s.lab, "b"), "0.0.0.0", 20),
         Family::V6 => (
             IpAddr::V6(s.lab.endpoint("a").unwrap().ipv6),
             IpAddr::V6(s.lab.endpoint("b").unwrap().ipv6),
-            "[::]:0",
+            "::",
             40,
         ),
     };
+    let bind: IpAddr = bind.parse().unwrap();
     let a_port = std::thread::spawn(move || {
         sysfs::enter_netns(&src).unwrap();
-        let sock = UdpSocket::bind(bind).unwrap();
+        let sock = UdpSocket::bind((bind, from)).unwrap();
         let data = vec![1u8; payload];
         for _ in 0..3 {
             for port in 0..flows {

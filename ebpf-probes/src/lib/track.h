@@ -197,8 +197,19 @@ static __always_inline __u32 key_words(__u8 family)
 	return family == 4 ? sizeof(struct flow4_key) / 4 : sizeof(struct flow6_key) / 4;
 }
 
-/* The key's 32-bit words mixed: a multiply and rotate per word, then a
- * finalizer. Mirrored by flow-probe (kernel::flow_tables::slot_hash). */
+/* The word of a key that holds its ifindex: the last but one. */
+static __always_inline __u32 ifindex_word(__u8 family)
+{
+	return family == 4 ? __builtin_offsetof(struct flow4_key, ifindex) / 4 :
+			     __builtin_offsetof(struct flow6_key, ifindex) / 4;
+}
+
+/* The key's 32-bit words but its ifindex mixed: a multiply and rotate per
+ * word, then a finalizer. Without the ifindex, a connection's entries on the
+ * interfaces it crosses share a pair of slots: a packet between two endpoints
+ * of this node reaches the receiver's veth right after the sender's, and
+ * finds its slot's line in cache there. Mirrored by flow-probe
+ * (kernel::flow_tables::slot_hash). */
 static __always_inline __u32 slot_hash(const void *key, __u8 family)
 {
 	const __u32 *w = key;
@@ -208,6 +219,8 @@ static __always_inline __u32 slot_hash(const void *key, __u8 family)
 	for (int i = 0; i < sizeof(struct flow6_key) / 4; i++) {
 		if (i >= key_words(family))
 			break;
+		if (i == ifindex_word(family))
+			continue;
 		h = (h ^ w[i]) * 0x9E3779B1u;
 		h = h << 13 | h >> 19;
 	}

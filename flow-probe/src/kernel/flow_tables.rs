@@ -115,11 +115,16 @@ pub fn spill_words(slots: u32) -> u32 {
 
 /// The hash that places a key in its slots (index `hash & mask` and its
 /// neighbour `^ 1`), as `slot_hash` in `ebpf-probes/src/lib/track.h`
-/// computes it: the key's 32-bit words in memory order, each mixed in with a
-/// multiply and a rotate, then a finalizer.
+/// computes it: the key's 32-bit words in memory order but its ifindex (the
+/// last but one), each mixed in with a multiply and a rotate, then a
+/// finalizer. A connection's entries on different interfaces share a pair.
 pub fn slot_hash(key_bytes: &[u8]) -> u32 {
+    let ifindex_word = (key_bytes.len() / 4).saturating_sub(2);
     let mut h: u32 = 0;
-    for w in key_bytes.chunks_exact(4) {
+    for (i, w) in key_bytes.chunks_exact(4).enumerate() {
+        if i == ifindex_word {
+            continue;
+        }
         let w = u32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
         h = (h ^ w).wrapping_mul(0x9E37_79B1).rotate_left(13);
     }
@@ -127,6 +132,12 @@ pub fn slot_hash(key_bytes: &[u8]) -> u32 {
     h = h.wrapping_mul(0x85EB_CA6B);
     h ^ (h >> 13)
 }
+
+// `slot_hash` skips the last word but one: the ifindex, in both families.
+const _: () = assert!(
+    std::mem::offset_of!(Flow4Key, ifindex) == size_of::<Flow4Key>() - 8
+        && std::mem::offset_of!(Flow6Key, ifindex) == size_of::<Flow6Key>() - 8
+);
 
 /// The first of the two slots (it and its neighbour `^ 1`) of the key whose
 /// bytes are `key_bytes`, in tables of `slots` slots (a power of two).
@@ -242,6 +253,11 @@ impl<V: aya::Pod> SlotsView<V> {
     /// Calls `f` with every used slot. A slot the kernel writes meanwhile
     /// may be seen half-written, as a copying read could see it too.
     fn each_used(&self, mut f: impl FnMut(V)) {
+        self.each_used_at(|_, slot| f(slot));
+    }
+
+    /// As `each_used`, with each slot's index.
+    fn each_used_at(&self, mut f: impl FnMut(u32, V)) {
         for i in 0..self.slots {
             // SAFETY: `i < slots`: inside the mapping; every slot type starts
             // with its 32-bit state (`#[repr(C)]`), and any bytes are a valid
@@ -249,7 +265,8 @@ impl<V: aya::Pod> SlotsView<V> {
             unsafe {
                 let slot = self.mapping.base.cast::<V>().add(i);
                 if std::ptr::read_volatile(slot.cast::<u32>()) == slot_state::USED {
-                    f(std::ptr::read_volatile(slot));
+                    // `slots` came from a u32 (`map`).
+                    f(i as u32, std::ptr::read_volatile(slot));
                 }
             }
         }
@@ -323,6 +340,17 @@ impl FlowTables {
             ct4: take(ebpf, CT_MAPS[0])?,
             ct6: take(ebpf, CT_MAPS[1])?,
         };
+        // Re-adopted slot tables may hold flows placed by another hash (a
+        // build that hashed the ifindex too left them): the programs would
+        // not find them there.
+        let moved = tables
+            .rehome_misplaced()
+            .context("moving flows out of slots their keys do not hash to")?;
+        if moved > 0 {
+            log::info!(
+                "flow tables: moved {moved} flows placed by an earlier build to the LRU tables"
+            );
+        }
         // Re-adopted LRU tables may hold flows whose pairs carry no mark (a
         // build with one mark per family left them): without it their next
         // packets would look new.
@@ -330,6 +358,48 @@ impl FlowTables {
             .mark_spilled()
             .context("marking the pairs of flows already in the LRU tables")?;
         Ok(tables)
+    }
+
+    /// Moves the flows found in slots outside their key's pair to the LRU
+    /// tables, marking their pairs first so the programs look there, then
+    /// frees those slots; returns how many it moved. Called once the new
+    /// programs run: no program writes such a slot any more (a lookup only
+    /// reads its key's own pair, a claim only takes free slots). A flow with
+    /// a packet in between got a new entry too; the two are added up like
+    /// any key found twice (see `flows`).
+    fn rehome_misplaced(&self) -> anyhow::Result<usize> {
+        let mut misplaced: Vec<(u32, TableKey, FlowStats)> = Vec::new();
+        self.view4
+            .each_used_at(|i, s| misplaced.push((i, TableKey::V4(s.key), s.st)));
+        self.view6
+            .each_used_at(|i, s| misplaced.push((i, TableKey::V6(s.key), s.st)));
+        misplaced.retain(|(i, key, _)| self.pair_of(key) != i >> 1);
+        if misplaced.is_empty() {
+            return Ok(0);
+        }
+        {
+            let spills = lock(&self.spills);
+            for (_, key, _) in &misplaced {
+                spills.set(usize::from(key.family() == 6), self.pair_of(key));
+            }
+        }
+        let mut lru4 = lru_table::<Flow4Key>(&self.flows4)?;
+        let mut lru6 = lru_table::<Flow6Key>(&self.flows6)?;
+        for (_, key, st) in &misplaced {
+            match key {
+                TableKey::V4(k) => add_to_lru(&mut lru4, k, st)?,
+                TableKey::V6(k) => add_to_lru(&mut lru6, k, st)?,
+            }
+        }
+        let mut slots4 = lock(&self.slots4);
+        let mut slots6 = lock(&self.slots6);
+        for (index, key, _) in &misplaced {
+            match key {
+                TableKey::V4(_) => slots4.set(*index, FlowSlot4::default(), 0)?,
+                TableKey::V6(_) => slots6.set(*index, FlowSlot6::default(), 0)?,
+            }
+        }
+        Ok(misplaced.len())
     }
 
     /// Sets the spill bit of the pair of every flow in the LRU tables.
@@ -500,6 +570,37 @@ fn merge(into: &mut FlowStats, other: &FlowStats) {
     into.resumed &= other.resumed;
 }
 
+/// An LRU flow table for single updates (a second handle on the same map).
+fn lru_table<K: aya::Pod>(
+    map: &MapData,
+) -> anyhow::Result<aya::maps::HashMap<MapData, K, FlowStats>> {
+    let fd = map.fd().as_fd().try_clone_to_owned()?;
+    let data = MapData::from_fd(fd)?;
+    Ok(aya::maps::HashMap::try_from(Map::LruHashMap(data))?)
+}
+
+/// Puts `st` in the LRU table under `key`, added to the counters there if a
+/// program made the entry first.
+fn add_to_lru<K: aya::Pod>(
+    table: &mut aya::maps::HashMap<MapData, K, FlowStats>,
+    key: &K,
+    st: &FlowStats,
+) -> anyhow::Result<()> {
+    const BPF_NOEXIST: u64 = 1;
+    const BPF_EXIST: u64 = 2;
+    match table.insert(key, st, BPF_NOEXIST) {
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+        {
+            let mut there = table.get(key, 0)?;
+            merge(&mut there, st);
+            table.insert(key, there, BPF_EXIST)?;
+            Ok(())
+        }
+        other => Ok(other?),
+    }
+}
+
 /// Frees the slot of the key whose bytes are `key` and that `is_key` knows,
 /// in either of its two places; returns whether it was there. Only a used
 /// slot: one a program is filling (busy) stays, and a used slot never turns
@@ -566,6 +667,46 @@ mod tests {
         assert_eq!(spill_words(256), 2);
         assert_eq!(spill_words(65_536), 512);
         assert_eq!(spill_words(1 << 31), 1 << 24);
+    }
+
+    #[test]
+    fn a_connections_entries_on_two_interfaces_share_a_pair_of_slots() {
+        let on = |ifindex| Flow4Key {
+            addr: [[198, 18, 0, 1], [198, 18, 0, 2]],
+            port: [40_000, 8080],
+            ifindex,
+            proto: 6,
+            ..Flow4Key::default()
+        };
+        let v6 = |ifindex| Flow6Key {
+            addr: [[0xfd; 16], [0xfe; 16]],
+            port: [40_000, 8080],
+            ifindex,
+            proto: 17,
+            ..Flow6Key::default()
+        };
+        let slots = 1 << 16;
+        assert_eq!(
+            first_slot(bytes_of(&on(7)), slots),
+            first_slot(bytes_of(&on(9)), slots)
+        );
+        assert_eq!(
+            first_slot(bytes_of(&v6(7)), slots),
+            first_slot(bytes_of(&v6(9)), slots)
+        );
+        // Every other word counts: another port, protocol or address moves it.
+        let other_port = Flow4Key {
+            port: [40_001, 8080],
+            ..on(7)
+        };
+        let other_proto = Flow4Key { proto: 17, ..on(7) };
+        let other_addr = Flow4Key {
+            addr: [[198, 18, 0, 1], [198, 18, 0, 3]],
+            ..on(7)
+        };
+        for other in [other_port, other_proto, other_addr] {
+            assert_ne!(slot_hash(bytes_of(&other)), slot_hash(bytes_of(&on(7))));
+        }
     }
 
     #[test]
