@@ -50,6 +50,8 @@ const PORT: u16 = 7000;
 
 struct Setup {
     lab: Lab,
+    /// What the probe was started with.
+    cfg: ProbeConfig,
     probe: LoadedProbe,
     tables: FlowTables,
     /// b's host-side interface, where its ingress policy is judged.
@@ -99,11 +101,30 @@ fn setup(tag: &str, cfg: ProbeConfig) -> Setup {
     let tables = probe.take_flow_tables().unwrap();
     Setup {
         lab,
+        cfg,
         probe,
         tables,
         b_ifindex,
         names,
     }
+}
+
+/// Flow tables of 256 slots a family: a few hundred flows fill their pairs.
+fn small_tables() -> ProbeConfig {
+    ProbeConfig {
+        flow_table_entries: 256,
+        ..ProbeConfig::default()
+    }
+}
+
+/// A second probe started as `s`'s was, over the same pins (re-adopting its
+/// maps and taking over its links), and its flow tables.
+fn start_again(s: &Setup) -> (LoadedProbe, FlowTables) {
+    let ifaces: Vec<String> = s.probe.attached.iter().map(|i| i.ifname.clone()).collect();
+    let mut again =
+        LoadedProbe::start(&s.cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads again");
+    let tables = again.take_flow_tables().unwrap();
+    (again, tables)
 }
 
 fn addr(lab: &Lab, name: &str) -> IpAddr {
@@ -230,13 +251,7 @@ fn drain(s: &mut Setup) -> Vec<Flow> {
 #[test]
 fn an_established_connection_whose_counters_a_flood_evicted_is_judged_once() {
     // A flow table of 256 entries: the flood churns through it.
-    let mut s = setup(
-        "flood",
-        ProbeConfig {
-            flow_table_entries: 256,
-            ..ProbeConfig::default()
-        },
-    );
+    let mut s = setup("flood", small_tables());
     let mut conn = Conn::open(&s.lab, PORT);
     let a_port = conn.port();
     assert_eq!(conn.send(1000), 1000);
@@ -363,13 +378,7 @@ fn garbage_collection_forgets_closed_connections_and_keeps_open_ones() {
 fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
     // 256 slots a family: 200 new flows (100 at each veth) fill some pairs,
     // so some flows go to the LRU table.
-    let mut s = setup(
-        "slots",
-        ProbeConfig {
-            flow_table_entries: 256,
-            ..ProbeConfig::default()
-        },
-    );
+    let mut s = setup("slots", small_tables());
     assert_eq!(s.tables.spill_marks(), NONE_MARKED, "nothing spilled yet");
     let spilled_once = udp_beyond_slots(&s, Family::V4);
     // IPv6's slots and marks are their own (its words follow IPv4's).
@@ -394,11 +403,7 @@ fn flows_are_counted_exactly_in_their_slots_and_beyond_them() {
 
 #[test]
 fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
-    let cfg = ProbeConfig {
-        flow_table_entries: 256,
-        ..ProbeConfig::default()
-    };
-    let s = setup("restart", cfg.clone());
+    let s = setup("restart", small_tables());
     // 200 flows in 256 slots: some go to the LRU table.
     send_udp(&s, Family::V4, 100, 40);
     let spilled = marks_match_the_lru_tables(&s.tables);
@@ -413,20 +418,7 @@ fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
     }
     assert_eq!(s.tables.spill_marks(), NONE_MARKED);
     // A probe started again re-adopts the pinned tables and marks them.
-    let ifaces: Vec<String> = s
-        .lab
-        .endpoints_file()
-        .endpoints
-        .iter()
-        .filter_map(|e| e.interface.clone())
-        .collect();
-    let cfg = ProbeConfig {
-        netns: Some(netns),
-        ..cfg
-    };
-    let mut again =
-        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads again");
-    let tables = again.take_flow_tables().unwrap();
+    let (_again, tables) = start_again(&s);
     let marks = marks_match_the_lru_tables(&tables);
     assert!(
         spilled[0].iter().all(|p| marks[0].contains(p)),
@@ -450,13 +442,7 @@ fn udp_slots4(s: &Setup) -> (Array<MapData, FlowSlot4>, Vec<(u32, FlowSlot4)>) {
 
 #[test]
 fn a_flow_seen_at_both_veths_takes_both_slots_of_one_pair() {
-    let s = setup(
-        "pair",
-        ProbeConfig {
-            flow_table_entries: 256,
-            ..ProbeConfig::default()
-        },
-    );
+    let s = setup("pair", small_tables());
     let (_, a_port, _) = send_udp(&s, Family::V4, 1, 40);
     let (_, udp) = udp_slots4(&s);
     // The flow is a's first: nothing else took its pair before it.
@@ -477,11 +463,7 @@ fn a_flow_seen_at_both_veths_takes_both_slots_of_one_pair() {
 
 #[test]
 fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables() {
-    let cfg = ProbeConfig {
-        flow_table_entries: 256,
-        ..ProbeConfig::default()
-    };
-    let s = setup("rehome", cfg.clone());
+    let s = setup("rehome", small_tables());
     const PAYLOAD: usize = 40;
     let frame = (14 + 20 + 8 + PAYLOAD) as u64;
     let (a, a_port, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
@@ -519,16 +501,9 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
     }
     assert_eq!(s.tables.spill_marks(), NONE_MARKED);
 
-    // A probe started again over the same pins moves them to the LRU table.
-    let netns = s.lab.node_netns("node1").unwrap().to_string();
-    let ifaces: Vec<String> = s.probe.attached.iter().map(|i| i.ifname.clone()).collect();
-    let cfg = ProbeConfig {
-        netns: Some(netns),
-        ..cfg
-    };
-    let mut again =
-        LoadedProbe::start(&cfg, &ifaces, &KernelFeatures::probe()).expect("probe loads again");
-    let tables = again.take_flow_tables().unwrap();
+    // A probe started again over the same pins moves them to the LRU table;
+    // its programs count what follows.
+    let (_again, tables) = start_again(&s);
     let (_, in_slots) = udp_slots4(&s);
     assert!(in_slots.is_empty(), "no longer in slots: {in_slots:?}");
     assert_eq!(
