@@ -466,6 +466,16 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
     let s = setup("rehome", small_tables());
     const PAYLOAD: usize = 40;
     let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    // A socket at b takes the datagrams: no ICMP error flows, which could
+    // hash to the same pair and spill.
+    let b_ns = s.lab.endpoint("b").unwrap().netns.clone();
+    let b = addr(&s.lab, "b");
+    let _sink = std::thread::spawn(move || {
+        sysfs::enter_netns(&b_ns).unwrap();
+        UdpSocket::bind((b, 30_000)).unwrap()
+    })
+    .join()
+    .unwrap();
     let (a, a_port, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
     let (mut slots, udp) = udp_slots4(&s);
     assert_eq!(udp.len(), 2, "{udp:?}");
@@ -482,23 +492,22 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
         slots.set(2 * free + c as u32, slot, 0).unwrap();
         slots.set(*index, FlowSlot4::default(), 0).unwrap();
     }
-    let udp_flows = |tables: &FlowTables| -> Vec<(TableKey, FlowStats)> {
-        tables
+    // The flow's two entries, each with `datagrams` from a counted.
+    let counted_at_both = |tables: &FlowTables, datagrams: u64| {
+        let udp: Vec<(TableKey, FlowStats)> = tables
             .flows()
             .unwrap()
             .into_iter()
             .filter(|(k, _)| k.proto() == 17 && (0..2).any(|side| k.port(side) == a_port))
-            .collect()
+            .collect();
+        assert_eq!(udp.len(), 2, "{udp:?}");
+        for (k, st) in &udp {
+            let side = usize::from(k.addr(1) == a);
+            let counted = (st.packets[side], st.bytes[side]);
+            assert_eq!(counted, (datagrams, datagrams * frame), "{k:?}");
+        }
     };
-    let a_side = |k: &TableKey| usize::from(k.addr(1) == a);
-    let placed = udp_flows(&s.tables);
-    assert_eq!(placed.len(), 2);
-    for (k, st) in placed {
-        assert_eq!(
-            (st.packets[a_side(&k)], st.bytes[a_side(&k)]),
-            (3, 3 * frame)
-        );
-    }
+    counted_at_both(&s.tables, 3);
     assert_eq!(s.tables.spill_marks(), NONE_MARKED);
 
     // A probe started again over the same pins moves them to the LRU table;
@@ -512,29 +521,13 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
         "both in the LRU table"
     );
     assert!(tables.spill_marks()[0].contains(&pair));
-    let moved = udp_flows(&tables);
-    assert_eq!(moved.len(), 2);
-    for (k, st) in &moved {
-        assert_eq!(
-            (st.packets[a_side(k)], st.bytes[a_side(k)]),
-            (3, 3 * frame),
-            "{k:?}"
-        );
-    }
+    counted_at_both(&tables, 3);
     // The programs find them there: three more datagrams of the same flow
     // are counted in those entries, and no slot takes the flow again.
     send_udp_from(&s, Family::V4, a_port, 1, PAYLOAD);
     let (_, in_slots) = udp_slots4(&s);
     assert!(in_slots.is_empty(), "counted where they are: {in_slots:?}");
-    let counted = udp_flows(&tables);
-    assert_eq!(counted.len(), 2);
-    for (k, st) in &counted {
-        assert_eq!(
-            (st.packets[a_side(k)], st.bytes[a_side(k)]),
-            (6, 6 * frame),
-            "{k:?}"
-        );
-    }
+    counted_at_both(&tables, 6);
 }
 
 /// Checks that the marked pairs of slots are those of the flows in the LRU
