@@ -19,9 +19,10 @@
 //! user space (a chain of dependent reads over 1 GiB, in huge and small pages).
 //!
 //! A last line times a new flow whose pair of slots has one slot taken, with
-//! that pair's spill bit clear and set (a flow of the pair in the LRU table):
-//! the difference is the LRU lookup that, while one mark covered a whole
-//! family, every new flow paid once any flow had spilled.
+//! that pair's spill bit clear and set (a flow of the pair beyond it, in the
+//! neighbouring pair or the LRU table): the difference is the search beyond
+//! the pair (the neighbouring pair's slots and an LRU lookup) that, while one
+//! mark covered a whole family, every new flow paid once any flow had spilled.
 //!
 //! `cargo bench -p benches --bench tc_path` as root (otherwise it prints
 //! "skipped: needs root"). `TC_PATH_FLOWS`: flows in rotation (default 20,000);
@@ -390,8 +391,9 @@ fn measure_spill_marks(pins: &PinDir, pairs: usize) -> anyhow::Result<(f64, f64)
     );
     let (clear, marked) = quads[..2 * pairs].split_at(pairs);
     // Both slots of every pair taken; a third flow of each `marked` pair goes
-    // to the LRU table and sets its bit; then the first flow of each pair
-    // is deleted, leaving one slot free.
+    // beyond it (the neighbouring pair, or the LRU table when that is full
+    // too) and sets its bit; then the first flow of each pair is deleted,
+    // leaving one slot free.
     for ports in clear.iter().chain(marked) {
         probe.run(&packet(ports[0], TCP_SYN, 0), 1)?;
         probe.run(&packet(ports[1], TCP_SYN, 0), 1)?;
@@ -411,7 +413,7 @@ fn measure_spill_marks(pins: &PinDir, pairs: usize) -> anyhow::Result<(f64, f64)
     expected.sort_unstable();
     anyhow::ensure!(
         tables.spill_marks()[0] == expected,
-        "the marked pairs are not those of the flows in the LRU table"
+        "the marked pairs are not those of the flows beyond their pairs"
     );
     let (mut unmarked_ns, mut marked_ns) = (Vec::new(), Vec::new());
     for (c, m) in clear.iter().zip(marked) {
@@ -486,7 +488,7 @@ fn main() -> anyhow::Result<()> {
     if spill_pairs > 0 {
         let (unmarked, marked) = measure_spill_marks(&pins, spill_pairs)?;
         println!(
-            "new flow into a pair with one slot taken, one run a call, {spill_pairs} pairs each, median: its spill bit clear {unmarked:.0} ns, set {marked:.0} ({:+.0}: the LRU lookup)",
+            "new flow into a pair with one slot taken, one run a call, {spill_pairs} pairs each, median: its spill bit clear {unmarked:.0} ns, set {marked:.0} ({:+.0}: the search beyond the pair)",
             marked - unmarked
         );
     }

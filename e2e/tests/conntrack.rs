@@ -19,7 +19,7 @@ use e2e::{ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
 use flow_probe::kernel::config::GcConfig;
 use flow_probe::kernel::events::slot_state;
-use flow_probe::kernel::events::{FlowSlot4, FlowStats};
+use flow_probe::kernel::events::{Flow4Key, FlowSlot4, FlowStats};
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
@@ -440,6 +440,110 @@ fn udp_slots4(s: &Setup) -> (Array<MapData, FlowSlot4>, Vec<(u32, FlowSlot4)>) {
     (slots, udp)
 }
 
+/// Sockets at b on `ports` (kept while they live), so that its datagrams
+/// raise no ICMP error flows, which could hash to a pair a test watches.
+fn udp_sinks(s: &Setup, ports: &[u16]) -> Vec<UdpSocket> {
+    let b_ns = s.lab.endpoint("b").unwrap().netns.clone();
+    let b = addr(&s.lab, "b");
+    let ports = ports.to_vec();
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&b_ns).unwrap();
+        ports
+            .iter()
+            .map(|&p| UdpSocket::bind((b, p)).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The IPv4 flow table key of UDP between a:`from` and b:`to`, made as
+/// `key4` in ebpf-probes/src/lib/flow_key.h makes it (the ifindex left 0).
+fn udp_key4(s: &Setup, from: u16, to: u16) -> Flow4Key {
+    let (IpAddr::V4(a), IpAddr::V4(b)) = (addr(&s.lab, "a"), addr(&s.lab, "b")) else {
+        unreachable!("addr gives IPv4")
+    };
+    // The program compares the addresses as loaded: network order bytes in a
+    // native-endian word.
+    let (wa, wb) = (
+        u32::from_ne_bytes(a.octets()),
+        u32::from_ne_bytes(b.octets()),
+    );
+    let b_first = wa > wb || (wa == wb && from > to);
+    let (ends, port) = if b_first {
+        ([b.octets(), a.octets()], [to, from])
+    } else {
+        ([a.octets(), b.octets()], [from, to])
+    };
+    Flow4Key {
+        addr: ends,
+        port,
+        proto: 17,
+        ..Flow4Key::default()
+    }
+}
+
+#[test]
+fn a_flow_whose_pair_is_taken_goes_to_the_neighbouring_pair() {
+    let s = setup("neighbour", small_tables());
+    const FROM: u16 = 41_000;
+    const PAYLOAD: usize = 40;
+    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    // Two ports of b whose flows from a:FROM hash to the same pair.
+    let pair_of = |to| s.tables.pair_of(&TableKey::V4(udp_key4(&s, FROM, to)));
+    let pair = pair_of(30_000);
+    let second = (30_001..40_000)
+        .find(|&to| pair_of(to) == pair)
+        .expect("two ports in one pair");
+    let _sinks = udp_sinks(&s, &[30_000, second]);
+    send_udp_from(&s, Family::V4, FROM, &[30_000], PAYLOAD);
+    send_udp_from(&s, Family::V4, FROM, &[second], PAYLOAD);
+    // The first flow's entries (one at each veth) take its pair, the
+    // second's the neighbouring one; none goes to the LRU table.
+    let (_, udp) = udp_slots4(&s);
+    let at = |to: u16| -> Vec<u32> {
+        let mut at: Vec<u32> = udp
+            .iter()
+            .filter(|(_, slot)| slot.key.port.contains(&to))
+            .map(|(i, _)| *i)
+            .collect();
+        at.sort_unstable();
+        at
+    };
+    let neighbour = pair ^ 1;
+    assert_eq!(at(30_000), [2 * pair, 2 * pair + 1]);
+    assert_eq!(at(second), [2 * neighbour, 2 * neighbour + 1]);
+    assert_eq!(s.probe.counters().unwrap().slots_taken, 0);
+    for (_, slot) in &udp {
+        let side = usize::from(slot.key.port[1] == FROM);
+        assert_eq!((slot.st.packets[side], slot.st.bytes[side]), (3, 3 * frame));
+    }
+    // Its pair is marked, so the programs look beyond it: three more
+    // datagrams of the second flow are counted where it is.
+    assert_eq!(s.tables.spill_marks()[0], [pair]);
+    assert_eq!(s.tables.spilled_pairs().unwrap()[0], [pair]);
+    send_udp_from(&s, Family::V4, FROM, &[second], PAYLOAD);
+    let (_, again) = udp_slots4(&s);
+    assert_eq!(again.len(), 4, "no new entry: {again:?}");
+    for (i, slot) in again.iter().filter(|(i, _)| i >> 1 == neighbour) {
+        let side = usize::from(slot.key.port[1] == FROM);
+        assert_eq!(
+            (slot.st.packets[side], slot.st.bytes[side]),
+            (6, 6 * frame),
+            "slot {i}"
+        );
+    }
+    // Deleting the second flow frees the neighbouring pair and the mark.
+    let seconds: Vec<TableKey> = again
+        .iter()
+        .filter(|(i, _)| i >> 1 == neighbour)
+        .map(|(_, slot)| TableKey::V4(slot.key))
+        .collect();
+    assert_eq!(s.tables.delete_flows(&seconds).unwrap(), 2);
+    assert_eq!(s.tables.spill_marks(), NONE_MARKED);
+    assert_eq!(udp_slots4(&s).1.len(), 2);
+}
+
 #[test]
 fn a_flow_seen_at_both_veths_takes_both_slots_of_one_pair() {
     let s = setup("pair", small_tables());
@@ -466,25 +570,16 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
     let s = setup("rehome", small_tables());
     const PAYLOAD: usize = 40;
     let frame = (14 + 20 + 8 + PAYLOAD) as u64;
-    // A socket at b takes the datagrams: no ICMP error flows, which could
-    // hash to the same pair and spill.
-    let b_ns = s.lab.endpoint("b").unwrap().netns.clone();
-    let b = addr(&s.lab, "b");
-    let _sink = std::thread::spawn(move || {
-        sysfs::enter_netns(&b_ns).unwrap();
-        UdpSocket::bind((b, 30_000)).unwrap()
-    })
-    .join()
-    .unwrap();
+    let _sinks = udp_sinks(&s, &[30_000]);
     let (a, a_port, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
     let (mut slots, udp) = udp_slots4(&s);
     assert_eq!(udp.len(), 2, "{udp:?}");
     let pair = udp[0].0 / 2;
-    // Both entries moved by hand to a free pair, where a build that hashed
-    // otherwise would have put them.
+    // Both entries moved by hand to a free pair other than their own and
+    // its neighbour, where a build that hashed otherwise would have put them.
     let free = (0..slots.len() / 2)
         .find(|&p| {
-            p != pair
+            p >> 1 != pair >> 1
                 && (0..2).all(|c| slots.get(&(2 * p + c), 0).unwrap().state == slot_state::FREE)
         })
         .expect("a free pair");
@@ -524,7 +619,7 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
     counted_at_both(&tables, 3);
     // The programs find them there: three more datagrams of the same flow
     // are counted in those entries, and no slot takes the flow again.
-    send_udp_from(&s, Family::V4, a_port, 1, PAYLOAD);
+    send_udp_from(&s, Family::V4, a_port, &[30_000], PAYLOAD);
     let (_, in_slots) = udp_slots4(&s);
     assert!(in_slots.is_empty(), "counted where they are: {in_slots:?}");
     counted_at_both(&tables, 6);
@@ -614,15 +709,16 @@ fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
 /// from one new socket of a over `family`; returns a's address and port, and
 /// the IP header's length.
 fn send_udp(s: &Setup, family: Family, flows: u16, payload: usize) -> (IpAddr, u16, usize) {
-    send_udp_from(s, family, 0, flows, payload)
+    let to: Vec<u16> = (30_000..30_000 + flows).collect();
+    send_udp_from(s, family, 0, &to, payload)
 }
 
-/// As `send_udp`, from a's port `from` (0: any).
+/// As `send_udp`, from a's port `from` (0: any) to b's ports `to`.
 fn send_udp_from(
     s: &Setup,
     family: Family,
     from: u16,
-    flows: u16,
+    to: &[u16],
     payload: usize,
 ) -> (IpAddr, u16, usize) {
     let src = s.lab.endpoint("a").unwrap().netns.clone();
@@ -636,13 +732,14 @@ fn send_udp_from(
         ),
     };
     let bind: IpAddr = bind.parse().unwrap();
+    let to = to.to_vec();
     let a_port = std::thread::spawn(move || {
         sysfs::enter_netns(&src).unwrap();
         let sock = UdpSocket::bind((bind, from)).unwrap();
         let data = vec![1u8; payload];
         for _ in 0..3 {
-            for port in 0..flows {
-                sock.send_to(&data, (b, 30_000 + port)).unwrap();
+            for &port in &to {
+                sock.send_to(&data, (b, port)).unwrap();
             }
         }
         sock.local_addr().unwrap().port()

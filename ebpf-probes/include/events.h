@@ -265,7 +265,7 @@ enum stat_index {
 	STAT_EVENTS_TRIED = 0,  /* ring buffer reservations attempted */
 	STAT_EVENTS_LOST = 1,   /* reservations that failed */
 	STAT_CT_FULL = 2,       /* connections not tracked: CT4 or CT6 was full */
-	STAT_SLOTS_TAKEN = 3,   /* new flows whose two slots were taken: counted in FLOWS4/FLOWS6 */
+	STAT_SLOTS_TAKEN = 3,   /* new flows whose slots and the neighbouring pair were taken: counted in FLOWS4/FLOWS6 */
 	STAT_MAX = 4,
 };
 

@@ -56,13 +56,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } FLOWS6 SEC(".maps");
 
-/* One bit per slot pair (slots 2n and 2n+1): set while FLOWS4/FLOWS6 may
- * hold a flow whose two slots these are. A packet without a slot whose pair's
- * bit is clear is new, and needs no LRU lookup, however many other flows
- * went there. IPv4's words first, then IPv6's (from spill_words, track.h);
- * flow-probe sizes it to 2 * spill_words. Set when a flow goes to the LRU
- * table (flows_insert); cleared by flow-probe, through its mapping, for pairs
- * with no flow left there (flow-probe/src/kernel/flow_tables.rs,
+/* One bit per slot pair (slots 2n and 2n+1): set while a flow whose two
+ * slots these are may live beyond them, in the neighbouring pair (slots
+ * 2n ^ 2 and 2n ^ 3) or in FLOWS4/FLOWS6. A packet without a slot whose
+ * pair's bit is clear is new, and looks no further, however many other flows
+ * went further. IPv4's words first, then IPv6's (from spill_words, track.h);
+ * flow-probe sizes it to 2 * spill_words. Set when a flow goes beyond its
+ * pair (flows_insert); cleared by flow-probe, through its mapping, for pairs
+ * with no flow left beyond them (flow-probe/src/kernel/flow_tables.rs,
  * clear_spill_marks). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -323,8 +323,9 @@ static __always_inline __u64 *spill_word(__u32 first, __u8 family, __u64 *bit)
 	return bpf_map_lookup_elem(&SLOT_SPILLS, &index);
 }
 
-/* A flow's counters: in its slots, else in the LRU table when a flow of
- * those slots went there (a lookup there costs more than the rest of the
+/* A flow's counters: in its slots; else, when a flow of those slots went
+ * beyond them, in the neighbouring pair (`first ^ 2`: the same 256 bytes),
+ * then in the LRU table (a lookup there costs more than the rest of the
  * packet). `first`: slot_of(key). */
 static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 family, __u32 first)
 {
@@ -337,34 +338,46 @@ static __always_inline struct flow_stats *flows_lookup(const void *key, __u8 fam
 	/* Without its word (the map smaller than the settings say) look anyway. */
 	if (spills && !(*spills & bit))
 		return NULL;
+	st = slot_find(key, family, first ^ 2);
+	if (st)
+		return st;
 	if (family == 4)
 		return bpf_map_lookup_elem(&FLOWS4, key);
 	return bpf_map_lookup_elem(&FLOWS6, key);
 }
 
-/* A new flow: into a slot, else into the LRU table (0, or the insert's error:
- * -EEXIST when another CPU made the entry first). Its pair's spill bit is set
- * before the insert, so other CPUs look there at once, and again after it
- * with an or that returns the old value (fully ordered on every JIT; the form
- * without fetch orders nothing on arm64): flow-probe clears bits of pairs it
- * finds nothing of in the table and then looks again
- * (FlowTables::clear_spill_marks), so a clear that missed this insert is
- * undone here. */
+static __always_inline long claim(const void *key, __u8 family, __u32 first,
+				  const struct flow_stats *st)
+{
+	return family == 4 ? slot_claim4(key, first, st) : slot_claim6(key, first, st);
+}
+
+/* A new flow: into a free one of its slots, else of the neighbouring pair's,
+ * else into the LRU table (0, or the insert's error: -EEXIST when another CPU
+ * made the entry first). Beyond its own pair, the pair's spill bit is set
+ * first, so other CPUs look further at once, and again after the claim or
+ * insert with an or that returns the old value (fully ordered on every JIT;
+ * the form without fetch orders nothing on arm64): flow-probe clears bits of
+ * pairs none of whose flows it finds beyond them and then looks again
+ * (FlowTables::clear_spill_marks), so a clear that missed this flow is undone
+ * here. */
 static __always_inline long flows_insert(const void *key, __u8 family, __u32 first,
 					 const struct flow_stats *st)
 {
-	if ((family == 4 ? slot_claim4(key, first, st) : slot_claim6(key, first, st)) == 0)
+	if (claim(key, family, first, st) == 0)
 		return 0;
 	__u64 bit, *spills = spill_word(first, family, &bit);
-	long err;
+	long err = 0;
 
-	stat_add(STAT_SLOTS_TAKEN, 1);
 	if (spills && !(*spills & bit))
 		__sync_fetch_and_or(spills, bit);
-	if (family == 4)
-		err = bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
-	else
-		err = bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);
+	if (claim(key, family, first ^ 2, st) != 0) {
+		stat_add(STAT_SLOTS_TAKEN, 1);
+		if (family == 4)
+			err = bpf_map_update_elem(&FLOWS4, key, st, BPF_NOEXIST);
+		else
+			err = bpf_map_update_elem(&FLOWS6, key, st, BPF_NOEXIST);
+	}
 	if (spills) {
 		/* Used, so that clang emits the fetching form. */
 		volatile __u64 before = __sync_fetch_and_or(spills, bit);

@@ -99,10 +99,11 @@ pub const FLOW_MAPS: [&str; 2] = ["FLOWS4", "FLOWS6"];
 pub const CT_MAPS: [&str; 2] = ["CT4", "CT6"];
 pub const SPILL_BITS: &str = "SLOT_SPILLS";
 
-/// Slots per family for a flow table of `entries`: the next power of two.
+/// Slots per family for a flow table of `entries`: the next power of two,
+/// at least two pairs (a pair's flows may go to its neighbour).
 pub fn slot_count(entries: u32) -> u32 {
     entries
-        .max(2)
+        .max(4)
         .checked_next_power_of_two()
         .unwrap_or(1 << 31)
 }
@@ -360,11 +361,12 @@ impl FlowTables {
         Ok(tables)
     }
 
-    /// Moves the flows found in slots outside their key's pair to the LRU
-    /// tables, marking their pairs first so the programs look there, then
+    /// Moves the flows found in slots outside their key's pair and its
+    /// neighbour to the LRU tables, marking their pairs first so the programs
+    /// look there, then
     /// frees those slots; returns how many it moved. Called once the new
     /// programs run: no program writes such a slot any more (a lookup only
-    /// reads its key's own pair, a claim only takes free slots). A flow with
+    /// reads its key's own pairs, a claim only takes free slots). A flow with
     /// a packet in between got a new entry too; the two are added up like
     /// any key found twice (see `flows`).
     fn rehome_misplaced(&self) -> anyhow::Result<usize> {
@@ -373,7 +375,8 @@ impl FlowTables {
             .each_used_at(|i, s| misplaced.push((i, TableKey::V4(s.key), s.st)));
         self.view6
             .each_used_at(|i, s| misplaced.push((i, TableKey::V6(s.key), s.st)));
-        misplaced.retain(|(i, key, _)| self.pair_of(key) != i >> 1);
+        // A flow's place is its pair or the neighbouring one (`^ 1`).
+        misplaced.retain(|(i, key, _)| self.pair_of(key) >> 1 != i >> 2);
         if misplaced.is_empty() {
             return Ok(0);
         }
@@ -447,12 +450,12 @@ impl FlowTables {
     /// of slots with no flow left there lose their spill bit (see
     /// `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
-        let mut freed = 0;
+        let (mut freed, mut beyond) = (0, false);
         {
             let mut slots4 = lock(&self.slots4);
             let mut slots6 = lock(&self.slots6);
             for key in keys {
-                let found = match key {
+                let place = match key {
                     TableKey::V4(k) => free_slot(&mut slots4, bytes_of(k), |s| {
                         s.state == slot_state::USED && s.key == *k
                     })?,
@@ -460,14 +463,15 @@ impl FlowTables {
                         s.state == slot_state::USED && s.key == *k
                     })?,
                 };
-                freed += usize::from(found);
+                freed += usize::from(place != Freed::Nothing);
+                beyond |= place == Freed::BeyondItsPair;
             }
         }
         let from_lru = delete_split(&self.flows4, &self.flows6, keys)?;
-        // Only a flow gone from the LRU tables frees a pair's mark (or the
-        // kernel evicting one: that mark waits for the next such delete),
-        // and clearing reads those tables whole.
-        if from_lru > 0
+        // Only a flow gone from beyond its pair frees a pair's mark (or the
+        // kernel evicting one from the LRU table: that mark waits for the
+        // next such delete), and clearing reads the LRU tables whole.
+        if (from_lru > 0 || beyond)
             && let Err(e) = self.clear_spill_marks()
         {
             // Only costs new flows an LRU lookup until the next try.
@@ -477,16 +481,29 @@ impl FlowTables {
     }
 
     /// Per family (IPv4, IPv6), the pairs of slots (a slot's index / 2)
-    /// whose new flows the programs look for in the LRU table, in order.
+    /// whose new flows the programs look for beyond them (in the
+    /// neighbouring pair, then the LRU table), in order.
     pub fn spill_marks(&self) -> [Vec<u32>; 2] {
         let spills = lock(&self.spills);
         [spills.marked(0), spills.marked(1)]
     }
 
-    /// Per family, the pairs of slots of the flows in its LRU table, in
-    /// order, without repeats.
+    /// Per family, the pairs of slots with flows beyond them: in the
+    /// neighbouring pair or in the LRU table; in order, without repeats.
     pub fn spilled_pairs(&self) -> io::Result<[Vec<u32>; 2]> {
         let mut out = [Vec::new(), Vec::new()];
+        self.view4.each_used_at(|i, s| {
+            let pair = self.pair_of(&TableKey::V4(s.key));
+            if pair != i >> 1 {
+                out[0].push(pair);
+            }
+        });
+        self.view6.each_used_at(|i, s| {
+            let pair = self.pair_of(&TableKey::V6(s.key));
+            if pair != i >> 1 {
+                out[1].push(pair);
+            }
+        });
         for (key, _) in read_both::<FlowStats>(&self.flows4, &self.flows6)? {
             let family = usize::from(key.family() == 6);
             out[family].push(self.pair_of(&key));
@@ -498,7 +515,8 @@ impl FlowTables {
         Ok(out)
     }
 
-    /// The pair of slots `key` lives at or would.
+    /// The pair of slots `key` lives at or would (or, once that pair is
+    /// full, its neighbour `^ 1`).
     pub fn pair_of(&self, key: &TableKey) -> u32 {
         let (bytes, slots) = match key {
             TableKey::V4(k) => (bytes_of(k), self.view4.slots),
@@ -507,13 +525,15 @@ impl FlowTables {
         first_slot(bytes, slots as u32) >> 1
     }
 
-    /// Clears the spill bits of pairs with no flow left in the LRU table,
-    /// so their new flows stop looking there. A program sets its pair's
-    /// bit before its insert and again after it with a full barrier
-    /// (track.h, `flows_insert`); here the bits are cleared, then, after a
-    /// fence, the table read again and a bit put back if a flow of its pair
-    /// went there meanwhile: either this second read sees the insert, or the
-    /// program's second mark comes after the clear.
+    /// Clears the spill bits of pairs with no flow left beyond them, so
+    /// their new flows stop looking there. A program sets its pair's bit
+    /// before it claims a neighbouring slot or inserts, and again after with
+    /// a full barrier (track.h, `flows_insert`); here the bits are cleared,
+    /// then, after a fence, the slots and the LRU table read again and a bit
+    /// put back if a flow of its pair went beyond it meanwhile: either this
+    /// second read sees the flow, or the program's second mark comes after
+    /// the clear. (A slot still being filled is not seen as used; its
+    /// program's second mark comes after it is.)
     pub fn clear_spill_marks(&self) -> io::Result<()> {
         let spills = lock(&self.spills);
         let marked = [spills.marked(0), spills.marked(1)];
@@ -601,26 +621,40 @@ fn add_to_lru<K: aya::Pod>(
     }
 }
 
+/// Where `free_slot` found its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freed {
+    Nothing,
+    InItsPair,
+    /// In the neighbouring pair, where it went when its own was full.
+    BeyondItsPair,
+}
+
 /// Frees the slot of the key whose bytes are `key` and that `is_key` knows,
-/// in either of its two places; returns whether it was there. Only a used
-/// slot: one a program is filling (busy) stays, and a used slot never turns
-/// busy again, so between this read and the write only its counters move.
+/// in any of its four places (its pair, then the neighbouring pair); says
+/// where it was. Only a used slot: one a program is filling (busy) stays,
+/// and a used slot never turns busy again, so between this read and the
+/// write only its counters move.
 fn free_slot<V: aya::Pod + Default>(
     slots: &mut Array<MapData, V>,
     key: &[u8],
     is_key: impl Fn(&V) -> bool,
-) -> io::Result<bool> {
+) -> io::Result<Freed> {
     let first = first_slot(key, slots.len());
-    for index in [first, first ^ 1] {
+    for index in [first, first ^ 1, first ^ 2, first ^ 3] {
         let slot = slots.get(&index, 0).map_err(io::Error::other)?;
         if is_key(&slot) {
             slots
                 .set(index, V::default(), 0)
                 .map_err(io::Error::other)?;
-            return Ok(true);
+            return Ok(if index >> 1 == first >> 1 {
+                Freed::InItsPair
+            } else {
+                Freed::BeyondItsPair
+            });
         }
     }
-    Ok(false)
+    Ok(Freed::Nothing)
 }
 
 /// Every entry of an IPv4 and an IPv6 table with values `V`.
@@ -652,7 +686,7 @@ mod tests {
 
     #[test]
     fn slot_counts_are_powers_of_two_at_least_the_entries() {
-        assert_eq!(slot_count(0), 2);
+        assert_eq!(slot_count(0), 4);
         assert_eq!(slot_count(256), 256);
         assert_eq!(slot_count(1000), 1024);
         assert_eq!(slot_count(65_536), 65_536);

@@ -100,7 +100,8 @@ pub struct KernelCounters {
     pub events_lost: u64,
     /// Connections not tracked because CT4 or CT6 was full.
     pub ct_full: u64,
-    /// New flows whose two slots were taken (counted in FLOWS4/FLOWS6).
+    /// New flows whose two slots and the neighbouring pair were taken
+    /// (counted in FLOWS4/FLOWS6).
     pub slots_taken: u64,
 }
 
