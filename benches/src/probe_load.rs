@@ -82,6 +82,15 @@ impl Sample {
     }
 }
 
+/// The host-side interfaces of the lab's endpoints, where the probe attaches.
+pub fn interfaces(lab: &Lab) -> Vec<String> {
+    lab.endpoints_file()
+        .endpoints
+        .into_iter()
+        .filter_map(|e| e.interface)
+        .collect()
+}
+
 /// Runs one round; `cfg.netns` is set to node1's namespace.
 pub fn round(
     lab: &Lab,
@@ -96,13 +105,7 @@ pub fn round(
             .context("no node1 in the lab")?
             .to_string(),
     );
-    let interfaces: Vec<String> = lab
-        .endpoints_file()
-        .endpoints
-        .into_iter()
-        .filter_map(|e| e.interface)
-        .collect();
-    let mut probe = LoadedProbe::start(&cfg, &interfaces, &KernelFeatures::probe())?;
+    let mut probe = LoadedProbe::start(&cfg, &interfaces(lab), &KernelFeatures::probe())?;
     setup(&mut probe)?;
     let mut ring = probe.take_ring().context("ring buffer already taken")?;
     let stop = AtomicBool::new(false);
