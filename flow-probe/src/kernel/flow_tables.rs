@@ -363,12 +363,11 @@ impl FlowTables {
 
     /// Moves the flows found in slots outside their key's pair and its
     /// neighbour to the LRU tables, marking their pairs first so the programs
-    /// look there, then
-    /// frees those slots; returns how many it moved. Called once the new
-    /// programs run: no program writes such a slot any more (a lookup only
-    /// reads its key's own pairs, a claim only takes free slots). A flow with
-    /// a packet in between got a new entry too; the two are added up like
-    /// any key found twice (see `flows`).
+    /// look there, then frees those slots; returns how many it moved. Called
+    /// once the new programs run: no program writes such a slot any more (a
+    /// lookup only reads its key's own pairs, a claim only takes free slots).
+    /// A flow with a packet in between got a new entry too; the two are added
+    /// up like any key found twice (see `flows`).
     fn rehome_misplaced(&self) -> anyhow::Result<usize> {
         let mut misplaced: Vec<(u32, TableKey, FlowStats)> = Vec::new();
         self.view4
@@ -405,7 +404,8 @@ impl FlowTables {
         Ok(misplaced.len())
     }
 
-    /// Sets the spill bit of the pair of every flow in the LRU tables.
+    /// Sets the spill bit of the pair of every flow beyond its pair (in the
+    /// neighbouring pair or the LRU tables).
     fn mark_spilled(&self) -> io::Result<()> {
         let pairs = self.spilled_pairs()?;
         let spills = lock(&self.spills);
@@ -446,9 +446,9 @@ impl FlowTables {
 
     /// Deletes the counters of `keys` (their slots are freed); returns how
     /// many entries it deleted (a key found in a slot and in the LRU table
-    /// counts twice, see `flows`). When it deleted from the LRU tables, pairs
-    /// of slots with no flow left there lose their spill bit (see
-    /// `clear_spill_marks`).
+    /// counts twice, see `flows`). When it deleted a flow from beyond its
+    /// pair (the neighbouring pair or the LRU tables), pairs with no flow
+    /// left beyond them lose their spill bit (see `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
         let (mut freed, mut beyond) = (0, false);
         {
