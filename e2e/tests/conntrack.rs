@@ -406,7 +406,7 @@ fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
     let s = setup("restart", small_tables());
     // 200 flows in 256 slots: some go to the LRU table.
     send_udp(&s, Family::V4, 100, 40);
-    let spilled = marks_match_the_lru_tables(&s.tables);
+    let spilled = marks_match_the_flows_beyond_their_pairs(&s.tables);
     assert!(!spilled[0].is_empty(), "flows went to the LRU table");
     // The marks gone, as a build with one mark per family leaves them.
     let netns = s.lab.node_netns("node1").unwrap().to_string();
@@ -419,7 +419,7 @@ fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
     assert_eq!(s.tables.spill_marks(), NONE_MARKED);
     // A probe started again re-adopts the pinned tables and marks them.
     let (_again, tables) = start_again(&s);
-    let marks = marks_match_the_lru_tables(&tables);
+    let marks = marks_match_the_flows_beyond_their_pairs(&tables);
     assert!(
         spilled[0].iter().all(|p| marks[0].contains(p)),
         "{spilled:?} marked again: {marks:?}"
@@ -625,22 +625,23 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
     counted_at_both(&tables, 6);
 }
 
-/// Checks that the marked pairs of slots are those of the flows in the LRU
-/// tables and returns them. Read between two reads of those tables, in case
-/// a packet of the lab spills meanwhile: each family's marks hold every pair
-/// of the first read and none missing from the second.
-fn marks_match_the_lru_tables(tables: &FlowTables) -> [Vec<u32>; 2] {
+/// Checks that the marked pairs of slots are those with flows beyond them
+/// (in the neighbouring pair or the LRU tables) and returns them. Read
+/// between two reads of those flows, in case a packet of the lab spills
+/// meanwhile: each family's marks hold every pair of the first read and none
+/// missing from the second.
+fn marks_match_the_flows_beyond_their_pairs(tables: &FlowTables) -> [Vec<u32>; 2] {
     let before = tables.spilled_pairs().unwrap();
     let marks = tables.spill_marks();
     let after = tables.spilled_pairs().unwrap();
     for family in 0..2 {
         assert!(
             before[family].iter().all(|p| marks[family].contains(p)),
-            "a pair of a flow in the LRU table unmarked: {before:?}, marked {marks:?}"
+            "a pair with a flow beyond it unmarked: {before:?}, marked {marks:?}"
         );
         assert!(
             marks[family].iter().all(|p| after[family].contains(p)),
-            "a pair marked without a flow in the LRU table: {after:?}, marked {marks:?}"
+            "a pair marked without a flow beyond it: {after:?}, marked {marks:?}"
         );
     }
     marks
@@ -693,7 +694,7 @@ fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
     );
     // Marked are exactly the pairs of slots whose flows went to the LRU
     // table: a new flow of any other pair is not looked for there.
-    let marks = marks_match_the_lru_tables(&s.tables);
+    let marks = marks_match_the_flows_beyond_their_pairs(&s.tables);
     let index = usize::from(family == Family::V6);
     assert!(!marks[index].is_empty(), "flows went to the LRU table");
     // Deleting finds every flow where it is: in the slot flow-probe computes

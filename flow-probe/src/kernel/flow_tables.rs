@@ -37,6 +37,11 @@ impl TableKey {
         }
     }
 
+    /// 0 for IPv4, 1 for IPv6: the index of per-family arrays.
+    pub fn family_index(&self) -> usize {
+        usize::from(matches!(self, TableKey::V6(_)))
+    }
+
     pub fn proto(&self) -> u8 {
         match self {
             TableKey::V4(k) => k.proto,
@@ -251,14 +256,10 @@ impl<V: aya::Pod> SlotsView<V> {
         })
     }
 
-    /// Calls `f` with every used slot. A slot the kernel writes meanwhile
-    /// may be seen half-written, as a copying read could see it too.
-    fn each_used(&self, mut f: impl FnMut(V)) {
-        self.each_used_at(|_, slot| f(slot));
-    }
-
-    /// As `each_used`, with each slot's index.
-    fn each_used_at(&self, mut f: impl FnMut(u32, V)) {
+    /// Calls `f` with every used slot and its index. A slot the kernel
+    /// writes meanwhile may be seen half-written, as a copying read could
+    /// see it too.
+    fn each_used(&self, mut f: impl FnMut(u32, V)) {
         for i in 0..self.slots {
             // SAFETY: `i < slots`: inside the mapping; every slot type starts
             // with its 32-bit state (`#[repr(C)]`), and any bytes are a valid
@@ -370,19 +371,19 @@ impl FlowTables {
     /// up like any key found twice (see `flows`).
     fn rehome_misplaced(&self) -> anyhow::Result<usize> {
         let mut misplaced: Vec<(u32, TableKey, FlowStats)> = Vec::new();
-        self.view4
-            .each_used_at(|i, s| misplaced.push((i, TableKey::V4(s.key), s.st)));
-        self.view6
-            .each_used_at(|i, s| misplaced.push((i, TableKey::V6(s.key), s.st)));
-        // A flow's place is its pair or the neighbouring one (`^ 1`).
-        misplaced.retain(|(i, key, _)| self.pair_of(key) >> 1 != i >> 2);
+        self.each_used_slot(|i, key, st| {
+            // A flow's place is its pair or the neighbouring one (`^ 1`).
+            if self.pair_of(&key) >> 1 != i >> 2 {
+                misplaced.push((i, key, st));
+            }
+        });
         if misplaced.is_empty() {
             return Ok(0);
         }
         {
             let spills = lock(&self.spills);
             for (_, key, _) in &misplaced {
-                spills.set(usize::from(key.family() == 6), self.pair_of(key));
+                spills.set(key.family_index(), self.pair_of(key));
             }
         }
         let mut lru4 = lru_table::<Flow4Key>(&self.flows4)?;
@@ -402,6 +403,13 @@ impl FlowTables {
             }
         }
         Ok(misplaced.len())
+    }
+
+    /// Calls `f` with every used slot of both families: its index, key and
+    /// counters.
+    fn each_used_slot(&self, mut f: impl FnMut(u32, TableKey, FlowStats)) {
+        self.view4.each_used(|i, s| f(i, TableKey::V4(s.key), s.st));
+        self.view6.each_used(|i, s| f(i, TableKey::V6(s.key), s.st));
     }
 
     /// Sets the spill bit of the pair of every flow beyond its pair (in the
@@ -431,8 +439,7 @@ impl FlowTables {
                 out.push((key, st));
             }
         };
-        self.view4.each_used(|s| add(TableKey::V4(s.key), s.st));
-        self.view6.each_used(|s| add(TableKey::V6(s.key), s.st));
+        self.each_used_slot(|_, key, st| add(key, st));
         for (key, st) in read_both::<FlowStats>(&self.flows4, &self.flows6)? {
             add(key, st);
         }
@@ -492,21 +499,14 @@ impl FlowTables {
     /// neighbouring pair or in the LRU table; in order, without repeats.
     pub fn spilled_pairs(&self) -> io::Result<[Vec<u32>; 2]> {
         let mut out = [Vec::new(), Vec::new()];
-        self.view4.each_used_at(|i, s| {
-            let pair = self.pair_of(&TableKey::V4(s.key));
+        self.each_used_slot(|i, key, _| {
+            let pair = self.pair_of(&key);
             if pair != i >> 1 {
-                out[0].push(pair);
-            }
-        });
-        self.view6.each_used_at(|i, s| {
-            let pair = self.pair_of(&TableKey::V6(s.key));
-            if pair != i >> 1 {
-                out[1].push(pair);
+                out[key.family_index()].push(pair);
             }
         });
         for (key, _) in read_both::<FlowStats>(&self.flows4, &self.flows6)? {
-            let family = usize::from(key.family() == 6);
-            out[family].push(self.pair_of(&key));
+            out[key.family_index()].push(self.pair_of(&key));
         }
         for pairs in &mut out {
             pairs.sort_unstable();
