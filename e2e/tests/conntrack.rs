@@ -545,6 +545,47 @@ fn a_flow_whose_pair_is_taken_goes_to_the_neighbouring_pair() {
 }
 
 #[test]
+fn deleting_a_flow_frees_every_slot_it_holds() {
+    let s = setup("twice", small_tables());
+    const PAYLOAD: usize = 40;
+    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    let _sinks = udp_sinks(&s, &[30_000]);
+    let (a, _, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
+    let (mut slots, udp) = udp_slots4(&s);
+    assert_eq!(udp.len(), 2, "{udp:?}");
+    // A second entry of the first key in the neighbouring pair, where a
+    // second CPU that missed the first one's claim would have put it.
+    let (first_index, first) = udp[0];
+    let neighbour = (first_index / 2) ^ 1;
+    let copy_at = (2 * neighbour..2 * neighbour + 2)
+        .find(|i| slots.get(i, 0).unwrap().state == slot_state::FREE)
+        .expect("a free slot in the neighbouring pair");
+    slots.set(copy_at, first, 0).unwrap();
+    let key = TableKey::V4(first.key);
+    let side = usize::from(key.addr(1) == a);
+    let flows = s.tables.flows().unwrap();
+    let (_, st) = flows.iter().find(|(k, _)| *k == key).unwrap();
+    assert_eq!(
+        (st.packets[side], st.bytes[side]),
+        (6, 6 * frame),
+        "both entries added up"
+    );
+    // Deleting the flow's keys frees all three slots, the copy too.
+    let keys: Vec<TableKey> = udp.iter().map(|(_, slot)| TableKey::V4(slot.key)).collect();
+    assert_eq!(s.tables.delete_flows(&keys).unwrap(), 3);
+    let (_, left) = udp_slots4(&s);
+    assert!(left.is_empty(), "every slot freed: {left:?}");
+    assert!(
+        !s.tables
+            .flows()
+            .unwrap()
+            .iter()
+            .any(|(k, _)| keys.contains(k))
+    );
+    assert_eq!(s.tables.spill_marks(), NONE_MARKED);
+}
+
+#[test]
 fn a_flow_seen_at_both_veths_takes_both_slots_of_one_pair() {
     let s = setup("pair", small_tables());
     let (_, a_port, _) = send_udp(&s, Family::V4, 1, 40);

@@ -78,7 +78,7 @@ struct {
  * it, so their later packets and replies pass without a new decision. A plain
  * hash, never evicted: a flood of new connections finds it full (and is judged
  * packet by packet) instead of pushing established ones out. flow-probe
- * deletes closed and idle entries (flow-probe/src/flow_tables/gc.rs). */
+ * deletes closed and idle entries (flow-probe/src/tables/gc.rs). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144);

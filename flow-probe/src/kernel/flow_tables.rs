@@ -452,8 +452,8 @@ impl FlowTables {
     }
 
     /// Deletes the counters of `keys` (their slots are freed); returns how
-    /// many entries it deleted (a key found in a slot and in the LRU table
-    /// counts twice, see `flows`). When it deleted a flow from beyond its
+    /// many entries it deleted (a key found in two places, two slots or a
+    /// slot and the LRU table, counts twice, see `flows`). When it deleted a flow from beyond its
     /// pair (the neighbouring pair or the LRU tables), pairs with no flow
     /// left beyond them lose their spill bit (see `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
@@ -462,7 +462,7 @@ impl FlowTables {
             let mut slots4 = lock(&self.slots4);
             let mut slots6 = lock(&self.slots6);
             for key in keys {
-                let place = match key {
+                let gone = match key {
                     TableKey::V4(k) => free_slot(&mut slots4, bytes_of(k), |s| {
                         s.state == slot_state::USED && s.key == *k
                     })?,
@@ -470,8 +470,8 @@ impl FlowTables {
                         s.state == slot_state::USED && s.key == *k
                     })?,
                 };
-                freed += usize::from(place != Freed::Nothing);
-                beyond |= place == Freed::BeyondItsPair;
+                freed += gone.slots;
+                beyond |= gone.beyond_its_pair;
             }
         }
         let from_lru = delete_split(&self.flows4, &self.flows6, keys)?;
@@ -621,40 +621,40 @@ fn add_to_lru<K: aya::Pod>(
     }
 }
 
-/// Where `free_slot` found its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Freed {
-    Nothing,
-    InItsPair,
-    /// In the neighbouring pair, where it went when its own was full.
-    BeyondItsPair,
+/// What `free_slot` freed of one key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Freed {
+    /// Slots freed: more than one when two CPUs made the key's first entry
+    /// at once, each in a slot of its own (a lookup finds only the first).
+    slots: usize,
+    /// Whether one of them was in the neighbouring pair, where a key goes
+    /// when its own pair is full.
+    beyond_its_pair: bool,
 }
 
-/// Frees the slot of the key whose bytes are `key` and that `is_key` knows,
-/// in any of its four places (its pair, then the neighbouring pair); says
-/// where it was. Only a used slot: one a program is filling (busy) stays,
-/// and a used slot never turns busy again, so between this read and the
-/// write only its counters move.
+/// Frees every slot of the key whose bytes are `key` and that `is_key`
+/// knows, in its four places (its pair, then the neighbouring pair). Only
+/// used slots: one a program is filling (busy) stays, and a used slot never
+/// turns busy again, so between this read and the write only its counters
+/// move.
 fn free_slot<V: aya::Pod + Default>(
     slots: &mut Array<MapData, V>,
     key: &[u8],
     is_key: impl Fn(&V) -> bool,
 ) -> io::Result<Freed> {
     let first = first_slot(key, slots.len());
+    let mut freed = Freed::default();
     for index in [first, first ^ 1, first ^ 2, first ^ 3] {
         let slot = slots.get(&index, 0).map_err(io::Error::other)?;
         if is_key(&slot) {
             slots
                 .set(index, V::default(), 0)
                 .map_err(io::Error::other)?;
-            return Ok(if index >> 1 == first >> 1 {
-                Freed::InItsPair
-            } else {
-                Freed::BeyondItsPair
-            });
+            freed.slots += 1;
+            freed.beyond_its_pair |= index >> 1 != first >> 1;
         }
     }
-    Ok(Freed::Nothing)
+    Ok(freed)
 }
 
 /// Every entry of an IPv4 and an IPv6 table with values `V`.
