@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use aya::maps::{Array, Map, MapData};
+use aya::maps::{Array, Map, MapData, PerCpuArray, ProgramArray};
 use e2e::in_process::enricher_for;
 use e2e::{ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
 use flow_probe::kernel::config::GcConfig;
 use flow_probe::kernel::events::slot_state;
-use flow_probe::kernel::events::{Flow4Key, FlowSlot4, FlowStats};
+use flow_probe::kernel::events::{EgressJump, Flow4Key, FlowSlot4, FlowStats};
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
@@ -583,6 +583,99 @@ fn deleting_a_flow_frees_every_slot_it_holds() {
             .any(|(k, _)| keys.contains(k))
     );
     assert_eq!(s.tables.spill_marks(), NONE_MARKED);
+}
+
+#[test]
+fn tc_egress_runs_tc_ingress_and_its_own_copy_once_the_jump_is_gone() {
+    let mut s = setup("jump", ProbeConfig::default());
+    const FROM: u16 = 41_000;
+    const PAYLOAD: usize = 40;
+    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
+    let _sinks = udp_sinks(&s, &[30_000, 30_001]);
+    send_udp_from(&s, Family::V4, FROM, &[30_000], PAYLOAD);
+    assert_eq!(own_copy_runs(&s), 0, "tc_egress jumped into tc_ingress");
+    // The kernel empties TC_BODY once no process holds it (flow-probe
+    // exited, its pinned links still attached); emptied here by hand.
+    let mut body = ProgramArray::try_from(Map::ProgramArray(probe_map(&s, "TC_BODY"))).unwrap();
+    assert_eq!(body.indices().map(Result::unwrap).collect::<Vec<_>>(), [0]);
+    body.clear_index(&0).unwrap();
+    send_udp_from(&s, Family::V4, FROM, &[30_001], PAYLOAD);
+    assert!(
+        own_copy_runs(&s) >= 3,
+        "its own copy for each datagram at b's veth"
+    );
+    // Either way: three datagrams counted at both veths, a trace where a
+    // sends and b's ingress policy's verdict where b receives.
+    let (a, b) = (addr(&s.lab, "a"), addr(&s.lab, "b"));
+    let flows = s.tables.flows().unwrap();
+    let flows_events = drain(&mut s);
+    for to in [30_000, 30_001] {
+        let entries: Vec<&FlowStats> = flows
+            .iter()
+            .filter(|(k, _)| {
+                let ports = [k.port(0), k.port(1)];
+                k.proto() == 17 && ports.contains(&FROM) && ports.contains(&to)
+            })
+            .map(|(_, st)| st)
+            .collect();
+        assert_eq!(entries.len(), 2, "one entry at each veth");
+        for st in entries {
+            let side = usize::from(st.packets[1] > 0);
+            assert_eq!((st.packets[side], st.bytes[side]), (3, 3 * frame));
+            assert_eq!(st.packets[side ^ 1], 0);
+        }
+        let mut seen: Vec<(i32, u32, i32)> = flows_events
+            .iter()
+            .filter(|f| ips(f) == (a, b) && ports(f) == Some((FROM, to)))
+            .map(|f| {
+                (
+                    f.trace_observation_point,
+                    f.event_type.as_ref().map_or(0, |e| e.r#type as u32),
+                    f.verdict,
+                )
+            })
+            .collect();
+        seen.sort_unstable();
+        let forwarded = Verdict::Forwarded as i32;
+        assert_eq!(
+            seen,
+            [
+                (TraceObservationPoint::FromEndpoint as i32, 4, forwarded),
+                (TraceObservationPoint::ToEndpoint as i32, 5, forwarded),
+            ],
+            "to port {to}"
+        );
+    }
+}
+
+/// A map of the probe's tc programs by name, opened by its kernel id.
+fn probe_map(s: &Setup, name: &str) -> MapData {
+    let ids: Vec<u32> = s.probe.program_ids.iter().map(|(_, id)| *id).collect();
+    for info in aya::programs::loaded_programs() {
+        let info = info.unwrap();
+        if !ids.contains(&info.id()) {
+            continue;
+        }
+        for id in info.map_ids().unwrap().unwrap_or_default() {
+            let map = MapData::from_id(id).unwrap();
+            if map.info().unwrap().name_as_str() == Some(name) {
+                return map;
+            }
+        }
+    }
+    panic!("no map {name} in the probe's programs");
+}
+
+/// Runs of tc_egress that ran its own copy of the body, all CPUs.
+fn own_copy_runs(s: &Setup) -> u64 {
+    let jumps: PerCpuArray<MapData, EgressJump> =
+        PerCpuArray::try_from(Map::PerCpuArray(probe_map(s, "EGRESS_JUMP"))).unwrap();
+    jumps
+        .get(&0, 0)
+        .unwrap()
+        .iter()
+        .map(|j| j.own_copy_runs)
+        .sum()
 }
 
 #[test]

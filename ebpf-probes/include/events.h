@@ -285,6 +285,13 @@ struct path_time {
 	__u64 ns;               /* from the run's first clock read to its last */
 };
 
+/* EGRESS_JUMP value (flow.bpf.c), per CPU. */
+struct egress_jump {
+	__u32 egress;           /* 1: tc_egress jumped into tc_ingress, which clears it */
+	__u32 _pad0;
+	__u64 own_copy_runs;    /* tc_egress runs that found TC_BODY empty and ran their own copy */
+};
+
 /*
  * Socket-level service load balancing (ebpf-probes/src/sock_lb.bpf.c).
  * Addresses as in struct flow_key: IPv4 in the first 4 bytes, ports in host

@@ -1,16 +1,20 @@
-//! The tc programs' path timing (`time_paths`), in the kernel without a lab:
-//! `tc_ingress` loaded from the real object runs crafted frames with
-//! `BPF_PROG_TEST_RUN`, and `PATH_TIMES` must count each run on the path it
-//! took: a frame that is not IP, a new flow, its first answer and a new FIN
-//! (events), plain packets of the flow. Loaded without `time_paths`, nothing is
-//! counted there at all (the verifier prunes the timing).
+//! The tc programs in the kernel without a lab: loaded from the real object,
+//! they run crafted frames with `BPF_PROG_TEST_RUN`.
+//! - Path timing (`time_paths`): `PATH_TIMES` must count each run of
+//!   `tc_ingress` on the path it took: a frame that is not IP, a new flow, its
+//!   first answer and a new FIN (events), plain packets of the flow. Loaded
+//!   without `time_paths`, nothing is counted there at all (the verifier
+//!   prunes the timing).
+//! - The hook of a run: egress only when `tc_egress` jumped into
+//!   `tc_ingress` (or ran its own copy, `TC_BODY` empty), whatever another
+//!   program left in the control block.
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
-use flow_probe::kernel::events::{self, Event, PathTime, reason, tc_path};
+use flow_probe::kernel::events::{self, EgressJump, Event, PathTime, hook, reason, tc_path};
 use flow_probe::kernel::loader::read_path_times;
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use flow_probe::kernel::pins;
@@ -132,5 +136,79 @@ fn without_time_paths_nothing_is_timed() {
     assert_eq!(
         path_times(&ebpf),
         vec![PathTime::default(); tc_path::MAX as usize]
+    );
+}
+
+/// `struct __sk_buff` up to the end of `cb`, with `cb[0]` = `cb0`: the
+/// context a test run may set (the rest must be zero).
+fn ctx_with_cb0(cb0: u32) -> [u8; 68] {
+    const CB: usize = 48; // offsetof(struct __sk_buff, cb)
+    let mut ctx = [0u8; 68];
+    ctx[CB..CB + 4].copy_from_slice(&cb0.to_ne_bytes());
+    ctx
+}
+
+#[test]
+fn a_run_is_egress_only_when_tc_egress_jumped_into_tc_ingress() {
+    /// What tc_egress writes into the control block with the jump (flow.bpf.c).
+    const EGRESS_JUMP_MARK: u32 = 0x6a75_6d70;
+    test_support::require_root("it loads eBPF programs");
+    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-hooks-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    let mut ebpf = load(&dir.0, 0);
+    let egress: &mut SchedClassifier = ebpf.program_mut("tc_egress").unwrap().try_into().unwrap();
+    egress.load().expect("the verifier accepts tc_egress");
+    let ingress: &SchedClassifier = ebpf.program("tc_ingress").unwrap().try_into().unwrap();
+    let body = ingress.fd().unwrap().try_clone().unwrap();
+    let mut bodies = ProgramArray::try_from(ebpf.take_map("TC_BODY").unwrap()).unwrap();
+    bodies.set(0, &body, 0).unwrap();
+
+    // Each run a SYN of a flow of its own, so each emits a new-flow event.
+    let syn = |port| tcp((CLIENT.0, port), SERVER, SYN, 0);
+    let run_as = |name: &str, port: u16, cb0: u32| {
+        let prog: &SchedClassifier = ebpf.program(name).unwrap().try_into().unwrap();
+        let ctx = ctx_with_cb0(cb0);
+        prog.test_run(TestRunOptions {
+            data_in: Some(&syn(port)),
+            ctx_in: Some(&ctx),
+            repeat: 1,
+            ..Default::default()
+        })
+        .expect("test run");
+    };
+    // tc_ingress with the mark another program could have left: ingress.
+    run_as("tc_ingress", 41_001, EGRESS_JUMP_MARK);
+    // tc_egress, jumping into tc_ingress: egress.
+    run_as("tc_egress", 41_002, 0);
+    // tc_ingress after it: ingress again (the jump's flag is cleared).
+    run_as("tc_ingress", 41_003, EGRESS_JUMP_MARK);
+    // TC_BODY emptied (as the kernel does once no process holds it):
+    // tc_egress runs its own copy, still egress.
+    bodies.clear_index(&0).unwrap();
+    run_as("tc_egress", 41_004, EGRESS_JUMP_MARK);
+    run_as("tc_ingress", 41_005, EGRESS_JUMP_MARK);
+
+    let jumps: PerCpuArray<&MapData, EgressJump> =
+        PerCpuArray::try_from(ebpf.map("EGRESS_JUMP").unwrap()).unwrap();
+    let jumps = jumps.get(&0, 0).unwrap();
+    assert!(jumps.iter().all(|j| j.egress == 0), "no flag left set");
+    assert_eq!(jumps.iter().map(|j| j.own_copy_runs).sum::<u64>(), 1);
+    let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
+    let mut hooks = Vec::new();
+    while let Some(record) = ring.next() {
+        match events::decode(&record).expect("decodes") {
+            Event::Flow(f) => hooks.push((f.key.sport, f.key.hook)),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    assert_eq!(
+        hooks,
+        [
+            (41_001, hook::TC_INGRESS),
+            (41_002, hook::TC_EGRESS),
+            (41_003, hook::TC_INGRESS),
+            (41_004, hook::TC_EGRESS),
+            (41_005, hook::TC_INGRESS),
+        ]
     );
 }

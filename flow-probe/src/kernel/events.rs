@@ -115,6 +115,17 @@ pub struct PathTime {
     pub ns: u64,
 }
 
+/// `EGRESS_JUMP` value, on one CPU: whether `tc_egress` just jumped into
+/// `tc_ingress`, and how often `tc_egress` found `TC_BODY` empty and ran its
+/// own copy of the body.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EgressJump {
+    pub egress: u32,
+    pub _pad0: u32,
+    pub own_copy_runs: u64,
+}
+
 impl std::ops::AddAssign for PathTime {
     fn add_assign(&mut self, other: PathTime) {
         self.runs += other.runs;
@@ -340,6 +351,8 @@ unsafe impl aya::Pod for CtEntry {}
 // SAFETY: as above.
 unsafe impl aya::Pod for PathTime {}
 // SAFETY: as above.
+unsafe impl aya::Pod for EgressJump {}
+// SAFETY: as above.
 unsafe impl aya::Pod for FlowSlot4 {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowSlot6 {}
@@ -360,6 +373,7 @@ const _: () = assert!(size_of::<Flow6Key>() == 44);
 const _: () = assert!(size_of::<FlowStats>() == 40);
 const _: () = assert!(size_of::<CtEntry>() == 8);
 const _: () = assert!(size_of::<PathTime>() == 16);
+const _: () = assert!(size_of::<EgressJump>() == 16);
 const _: () = assert!(size_of::<FlowSlot4>() == 64);
 const _: () = assert!(size_of::<FlowSlot6>() == 88);
 const _: () = assert!(size_of::<EndpointInfo>() == 12);
@@ -416,6 +430,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             opener_hook => "opener_hook", resumed => "resumed", _pad0 => "_pad0",
         ]),
         layout!("path_time", PathTime, [runs => "runs", ns => "ns"]),
+        layout!("egress_jump", EgressJump, [egress => "egress", _pad0 => "_pad0", own_copy_runs => "own_copy_runs"]),
         layout!("flow4_slot", FlowSlot4, [state => "state", key => "key", st => "st"]),
         layout!("flow6_slot", FlowSlot6, [state => "state", key => "key", st => "st"]),
         layout!("ct_entry", CtEntry, [opener => "opener", opener_hook => "opener_hook", _pad0 => "_pad0"]),

@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf, lpm_trie::LpmTrie};
+use aya::maps::{
+    HashMap as BpfHashMap, MapData, PerCpuArray, ProgramArray, RingBuf, lpm_trie::LpmTrie,
+};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader};
 
@@ -79,6 +81,10 @@ pub struct ProgramRunStats {
 }
 
 const PROGRAMS: [&str; 2] = ["tc_ingress", "tc_egress"];
+/// The program whose instructions `tc_egress` runs too, jumping there
+/// through `TC_BODY` (flow.bpf.c): one copy in cache for the two sightings
+/// of a packet between two endpoints of the node.
+const BODY: &str = "tc_ingress";
 
 /// What the owner thread hands back once loaded and attached.
 struct Started {
@@ -400,5 +406,12 @@ fn load(
         prog.load()
             .with_context(|| format!("verifier rejected {name}"))?;
     }
+    // In place before anything is attached, so that tc_egress never runs
+    // its own copy while this process holds the array.
+    let body: &SchedClassifier = ebpf.program(BODY).context("program")?.try_into()?;
+    let body = body.fd()?.try_clone()?;
+    ProgramArray::try_from(ebpf.map_mut("TC_BODY").context("map TC_BODY")?)?
+        .set(0, &body, 0)
+        .with_context(|| format!("putting {BODY} into TC_BODY"))?;
     Ok(ebpf)
 }
