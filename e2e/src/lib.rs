@@ -20,6 +20,7 @@
 //! - [`cilium`]: clients generated from Cilium's own .proto files
 //!   (`tests/cilium/`, by `build.rs`), to see our servers as Hubble does.
 
+pub mod bpf_maps;
 pub mod cilium;
 pub mod containers;
 pub mod follower;

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use aya::maps::{Array, Map, MapData, PerCpuArray, ProgramArray};
+use aya::maps::{Array, Map, MapData, ProgramArray};
 use e2e::in_process::enricher_for;
-use e2e::{ips, ports};
+use e2e::{bpf_maps, ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
 use flow_probe::kernel::config::GcConfig;
 use flow_probe::kernel::events::slot_state;
-use flow_probe::kernel::events::{EgressJump, Flow4Key, FlowSlot4, FlowStats};
+use flow_probe::kernel::events::{Flow4Key, FlowSlot4, FlowStats};
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
@@ -561,6 +561,16 @@ fn deleting_a_flow_frees_every_slot_it_holds() {
         .find(|i| slots.get(i, 0).unwrap().state == slot_state::FREE)
         .expect("a free slot in the neighbouring pair");
     slots.set(copy_at, first, 0).unwrap();
+    // That CPU marked the pair first, as flows_insert does beyond a pair.
+    let pair = first_index / 2;
+    let netns = s.lab.node_netns("node1").unwrap();
+    let pin = flow_probe::kernel::pins::pin_dir(Some(netns)).join("SLOT_SPILLS");
+    let mut spills: Array<MapData, u64> =
+        Array::try_from(Map::Array(MapData::from_pin(&pin).unwrap())).unwrap();
+    let word = spills.get(&(pair / 64), 0).unwrap();
+    spills.set(pair / 64, word | 1 << (pair % 64), 0).unwrap();
+    assert_eq!(s.tables.spill_marks()[0], [pair]);
+    assert_eq!(s.tables.spilled_pairs().unwrap()[0], [pair]);
     let key = TableKey::V4(first.key);
     let side = usize::from(key.addr(1) == a);
     let flows = s.tables.flows().unwrap();
@@ -570,7 +580,8 @@ fn deleting_a_flow_frees_every_slot_it_holds() {
         (6, 6 * frame),
         "both entries added up"
     );
-    // Deleting the flow's keys frees all three slots, the copy too.
+    // Deleting the flow's keys frees all three slots, the copy too, and
+    // with nothing left beyond the pair its mark goes.
     let keys: Vec<TableKey> = udp.iter().map(|(_, slot)| TableKey::V4(slot.key)).collect();
     assert_eq!(s.tables.delete_flows(&keys).unwrap(), 3);
     let (_, left) = udp_slots4(&s);
@@ -594,10 +605,9 @@ fn tc_egress_runs_tc_ingress_and_its_own_copy_once_the_jump_is_gone() {
     let _sinks = udp_sinks(&s, &[30_000, 30_001]);
     send_udp_from(&s, Family::V4, FROM, &[30_000], PAYLOAD);
     assert_eq!(own_copy_runs(&s), 0, "tc_egress jumped into tc_ingress");
-    // The kernel empties TC_BODY once no process holds it (flow-probe
+    // The kernel empties TC_BODY once no fd or pin holds it (flow-probe
     // exited, its pinned links still attached); emptied here by hand.
     let mut body = ProgramArray::try_from(Map::ProgramArray(probe_map(&s, "TC_BODY"))).unwrap();
-    assert_eq!(body.indices().map(Result::unwrap).collect::<Vec<_>>(), [0]);
     body.clear_index(&0).unwrap();
     send_udp_from(&s, Family::V4, FROM, &[30_001], PAYLOAD);
     assert!(
@@ -650,32 +660,16 @@ fn tc_egress_runs_tc_ingress_and_its_own_copy_once_the_jump_is_gone() {
 
 /// A map of the probe's tc programs by name, opened by its kernel id.
 fn probe_map(s: &Setup, name: &str) -> MapData {
-    let ids: Vec<u32> = s.probe.program_ids.iter().map(|(_, id)| *id).collect();
-    for info in aya::programs::loaded_programs() {
-        let info = info.unwrap();
-        if !ids.contains(&info.id()) {
-            continue;
-        }
-        for id in info.map_ids().unwrap().unwrap_or_default() {
-            let map = MapData::from_id(id).unwrap();
-            if map.info().unwrap().name_as_str() == Some(name) {
-                return map;
-            }
-        }
-    }
-    panic!("no map {name} in the probe's programs");
+    s.probe
+        .program_ids
+        .iter()
+        .find_map(|(_, id)| bpf_maps::map_of_program(*id, name))
+        .unwrap_or_else(|| panic!("no map {name} in the probe's programs"))
 }
 
 /// Runs of tc_egress that ran its own copy of the body, all CPUs.
 fn own_copy_runs(s: &Setup) -> u64 {
-    let jumps: PerCpuArray<MapData, EgressJump> =
-        PerCpuArray::try_from(Map::PerCpuArray(probe_map(s, "EGRESS_JUMP"))).unwrap();
-    jumps
-        .get(&0, 0)
-        .unwrap()
-        .iter()
-        .map(|j| j.own_copy_runs)
-        .sum()
+    bpf_maps::own_copy_runs(probe_map(s, "EGRESS_JUMP"))
 }
 
 #[test]

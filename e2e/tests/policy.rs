@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use e2e::probe_metrics::POLICY_GENERATION;
-use e2e::{ips, ports};
+use e2e::{bpf_maps, ips, ports};
 use flow_probe::kernel::sysfs;
 use observe_lab::write_atomically;
 use observe_lab::{Outcome, Scenario, run_traffic_once};
@@ -370,6 +370,17 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
         "still enforced without a probe: {report}"
     );
     assert_eq!(pinned(), before);
+    // With no fd or pin left on TC_BODY the kernel emptied it: tc_egress
+    // ran its own copy of the body for what the endpoints received.
+    let own_copies: u64 = before
+        .iter()
+        .filter(|name| name.ends_with("_egress"))
+        .map(|name| {
+            let program = bpf_maps::program_of_pinned_link(&pins.join(name));
+            bpf_maps::own_copy_runs(bpf_maps::map_of_program(program, "EGRESS_JUMP").unwrap())
+        })
+        .sum();
+    assert!(own_copies > 0, "tc_egress ran its own copy");
 
     // Restart: the same pins are re-adopted, none added, enforcement unchanged.
     env.restart_probe();

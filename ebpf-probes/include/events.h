@@ -288,7 +288,7 @@ struct path_time {
 /* EGRESS_JUMP value (flow.bpf.c), per CPU. */
 struct egress_jump {
 	__u32 egress;           /* 1: tc_egress jumped into tc_ingress, which clears it */
-	__u32 _pad0;
+	__u32 cb0;              /* the control block's first word before tc_egress's mark */
 	__u64 own_copy_runs;    /* tc_egress runs that found TC_BODY empty and ran their own copy */
 };
 

@@ -36,8 +36,9 @@ enum tc_path *btf_anchor_tc_path __attribute__((unused));
 struct path_time *btf_anchor_path_time __attribute__((unused));
 struct egress_jump *btf_anchor_egress_jump __attribute__((unused));
 
-/* 1: parse the packet and return, nothing else. The cost benchmark's floor;
- * the verifier prunes whatever this constant makes dead. */
+/* 1: parse the packet and return, nothing else (tc_egress still jumps into
+ * tc_ingress first). The cost benchmark's floor; the verifier prunes
+ * whatever this constant makes dead. */
 const volatile __u32 parse_only = 0;
 /* Run counts and time by enum tc_path, per CPU, with time_paths (track.h)
  * on: two clock reads a run. */
@@ -119,11 +120,13 @@ struct {
 
 /* Per CPU: `egress` is set by tc_egress just before it jumps into tc_ingress,
  * which reads and clears it, so that run counts as egress. Nothing else runs
- * on the CPU in between (tc programs run with bottom halves off and
- * migration disabled). tc_ingress reads it only when the packet's control
- * block holds EGRESS_JUMP_MARK, which tc_egress writes there too: the skb's
- * line is in cache, the flag's may not be, and another program may have
- * left any value in the control block, so the flag decides. */
+ * on the CPU in between: tc programs run with bottom halves off (on
+ * PREEMPT_RT, under the CPU's softirq lock). tc_ingress reads it only when
+ * the packet's control block holds EGRESS_JUMP_MARK, which tc_egress writes
+ * there too: the skb's line is in cache, the flag's may not be, and another
+ * program may have left any value in the control block, so the flag
+ * decides. The word the mark replaced is kept in `cb0` and put back, for
+ * programs after these and beyond the veth. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -144,6 +147,7 @@ int tc_ingress(struct __sk_buff *skb)
 
 		if (j && j->egress) {
 			j->egress = 0;
+			skb->cb[0] = j->cb0;
 			hook = HOOK_TC_EGRESS;
 		}
 	}
@@ -158,13 +162,15 @@ int tc_egress(struct __sk_buff *skb)
 
 	if (j) {
 		j->egress = 1;
+		j->cb0 = skb->cb[0];
 		skb->cb[0] = EGRESS_JUMP_MARK;
 		bpf_tail_call(skb, &TC_BODY, 0);
 		/* TC_BODY is empty: the kernel empties a program array once no
-		 * process holds it, and pinned links keep the programs attached
-		 * after flow-probe exits. The same work, in this program's own
-		 * copy. */
+		 * fd or pin holds it, and pinned links keep the programs
+		 * attached after flow-probe exits. The same work, in this
+		 * program's own copy. */
 		j->egress = 0;
+		skb->cb[0] = j->cb0;
 		j->own_copy_runs += 1;
 	}
 	return observe(skb, HOOK_TC_EGRESS);

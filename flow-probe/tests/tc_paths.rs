@@ -165,27 +165,37 @@ fn a_run_is_egress_only_when_tc_egress_jumped_into_tc_ingress() {
 
     // Each run a SYN of a flow of its own, so each emits a new-flow event.
     let syn = |port| tcp((CLIENT.0, port), SERVER, SYN, 0);
-    let run_as = |name: &str, port: u16, cb0: u32| {
+    // Runs `name` on a SYN from `port` with `cb0` in the control block;
+    // returns the control block's first word after the run.
+    let run_as = |name: &str, port: u16, cb0: u32| -> u32 {
         let prog: &SchedClassifier = ebpf.program(name).unwrap().try_into().unwrap();
         let ctx = ctx_with_cb0(cb0);
+        // The kernel writes back all of struct __sk_buff, or fails.
+        let mut out = [0u8; 256];
         prog.test_run(TestRunOptions {
             data_in: Some(&syn(port)),
             ctx_in: Some(&ctx),
+            ctx_out: Some(&mut out),
             repeat: 1,
             ..Default::default()
         })
         .expect("test run");
+        u32::from_ne_bytes(out[48..52].try_into().unwrap())
     };
     // tc_ingress with the mark another program could have left: ingress.
-    run_as("tc_ingress", 41_001, EGRESS_JUMP_MARK);
-    // tc_egress, jumping into tc_ingress: egress.
-    run_as("tc_egress", 41_002, 0);
+    assert_eq!(
+        run_as("tc_ingress", 41_001, EGRESS_JUMP_MARK),
+        EGRESS_JUMP_MARK
+    );
+    // tc_egress, jumping into tc_ingress: egress, and the control block
+    // as it found it.
+    assert_eq!(run_as("tc_egress", 41_002, 0x1234), 0x1234);
     // tc_ingress after it: ingress again (the jump's flag is cleared).
     run_as("tc_ingress", 41_003, EGRESS_JUMP_MARK);
-    // TC_BODY emptied (as the kernel does once no process holds it):
+    // TC_BODY emptied (as the kernel does once no fd or pin holds it):
     // tc_egress runs its own copy, still egress.
     bodies.clear_index(&0).unwrap();
-    run_as("tc_egress", 41_004, EGRESS_JUMP_MARK);
+    assert_eq!(run_as("tc_egress", 41_004, 0x5678), 0x5678);
     run_as("tc_ingress", 41_005, EGRESS_JUMP_MARK);
 
     let jumps: PerCpuArray<&MapData, EgressJump> =

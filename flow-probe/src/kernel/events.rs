@@ -122,7 +122,7 @@ pub struct PathTime {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EgressJump {
     pub egress: u32,
-    pub _pad0: u32,
+    pub cb0: u32,
     pub own_copy_runs: u64,
 }
 
@@ -430,7 +430,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             opener_hook => "opener_hook", resumed => "resumed", _pad0 => "_pad0",
         ]),
         layout!("path_time", PathTime, [runs => "runs", ns => "ns"]),
-        layout!("egress_jump", EgressJump, [egress => "egress", _pad0 => "_pad0", own_copy_runs => "own_copy_runs"]),
+        layout!("egress_jump", EgressJump, [egress => "egress", cb0 => "cb0", own_copy_runs => "own_copy_runs"]),
         layout!("flow4_slot", FlowSlot4, [state => "state", key => "key", st => "st"]),
         layout!("flow6_slot", FlowSlot6, [state => "state", key => "key", st => "st"]),
         layout!("ct_entry", CtEntry, [opener => "opener", opener_hook => "opener_hook", _pad0 => "_pad0"]),
