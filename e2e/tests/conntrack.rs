@@ -426,6 +426,37 @@ fn a_restarted_probe_marks_the_pairs_of_flows_it_finds_in_the_lru_tables() {
     );
 }
 
+/// The UDP payload of the slot tests' datagrams, and its IPv4 frame.
+const PAYLOAD: usize = 40;
+const FRAME4: u64 = (14 + 20 + 8 + PAYLOAD) as u64;
+/// a's port of the slot tests' flows that need a fixed one.
+const FROM: u16 = 41_000;
+
+/// One UDP flow of three datagrams from a new socket of a to b:30000,
+/// which has a socket there (kept here), so no ICMP error flow appears.
+struct UdpFlow {
+    _sinks: Vec<UdpSocket>,
+    a: IpAddr,
+    a_port: u16,
+    /// `FLOW_SLOTS4`, and the flow's two used slots (one at each veth).
+    slots: Array<MapData, FlowSlot4>,
+    entries: Vec<(u32, FlowSlot4)>,
+}
+
+fn one_udp_flow(s: &Setup) -> UdpFlow {
+    let _sinks = udp_sinks(s, &[30_000]);
+    let (a, a_port, _) = send_udp(s, Family::V4, 1, PAYLOAD);
+    let (slots, entries) = udp_slots4(s);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    UdpFlow {
+        _sinks,
+        a,
+        a_port,
+        slots,
+        entries,
+    }
+}
+
 /// The used slots of `FLOW_SLOTS4` holding UDP flows, with their indexes,
 /// read from its pin.
 fn udp_slots4(s: &Setup) -> (Array<MapData, FlowSlot4>, Vec<(u32, FlowSlot4)>) {
@@ -486,9 +517,6 @@ fn udp_key4(s: &Setup, from: u16, to: u16) -> Flow4Key {
 #[test]
 fn a_flow_whose_pair_is_taken_goes_to_the_neighbouring_pair() {
     let s = setup("neighbour", small_tables());
-    const FROM: u16 = 41_000;
-    const PAYLOAD: usize = 40;
-    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
     // Two ports of b whose flows from a:FROM hash to the same pair.
     let pair_of = |to| s.tables.pair_of(&TableKey::V4(udp_key4(&s, FROM, to)));
     let pair = pair_of(30_000);
@@ -516,7 +544,10 @@ fn a_flow_whose_pair_is_taken_goes_to_the_neighbouring_pair() {
     assert_eq!(s.probe.counters().unwrap().slots_taken, 0);
     for (_, slot) in &udp {
         let side = usize::from(slot.key.port[1] == FROM);
-        assert_eq!((slot.st.packets[side], slot.st.bytes[side]), (3, 3 * frame));
+        assert_eq!(
+            (slot.st.packets[side], slot.st.bytes[side]),
+            (3, 3 * FRAME4)
+        );
     }
     // Its pair is marked, so the programs look beyond it: three more
     // datagrams of the second flow are counted where it is.
@@ -529,7 +560,7 @@ fn a_flow_whose_pair_is_taken_goes_to_the_neighbouring_pair() {
         let side = usize::from(slot.key.port[1] == FROM);
         assert_eq!(
             (slot.st.packets[side], slot.st.bytes[side]),
-            (6, 6 * frame),
+            (6, 6 * FRAME4),
             "slot {i}"
         );
     }
@@ -547,12 +578,13 @@ fn a_flow_whose_pair_is_taken_goes_to_the_neighbouring_pair() {
 #[test]
 fn deleting_a_flow_frees_every_slot_it_holds() {
     let s = setup("twice", small_tables());
-    const PAYLOAD: usize = 40;
-    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
-    let _sinks = udp_sinks(&s, &[30_000]);
-    let (a, _, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
-    let (mut slots, udp) = udp_slots4(&s);
-    assert_eq!(udp.len(), 2, "{udp:?}");
+    let UdpFlow {
+        _sinks,
+        a,
+        mut slots,
+        entries: udp,
+        ..
+    } = one_udp_flow(&s);
     // A second entry of the first key in the neighbouring pair, where a
     // second CPU that missed the first one's claim would have put it.
     let (first_index, first) = udp[0];
@@ -577,7 +609,7 @@ fn deleting_a_flow_frees_every_slot_it_holds() {
     let (_, st) = flows.iter().find(|(k, _)| *k == key).unwrap();
     assert_eq!(
         (st.packets[side], st.bytes[side]),
-        (6, 6 * frame),
+        (6, 6 * FRAME4),
         "both entries added up"
     );
     // Deleting the flow's keys frees all three slots, the copy too, and
@@ -599,9 +631,6 @@ fn deleting_a_flow_frees_every_slot_it_holds() {
 #[test]
 fn tc_egress_runs_tc_ingress_and_its_own_copy_once_the_jump_is_gone() {
     let mut s = setup("jump", ProbeConfig::default());
-    const FROM: u16 = 41_000;
-    const PAYLOAD: usize = 40;
-    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
     let _sinks = udp_sinks(&s, &[30_000, 30_001]);
     send_udp_from(&s, Family::V4, FROM, &[30_000], PAYLOAD);
     assert_eq!(own_copy_runs(&s), 0, "tc_egress jumped into tc_ingress");
@@ -631,7 +660,7 @@ fn tc_egress_runs_tc_ingress_and_its_own_copy_once_the_jump_is_gone() {
         assert_eq!(entries.len(), 2, "one entry at each veth");
         for st in entries {
             let side = usize::from(st.packets[1] > 0);
-            assert_eq!((st.packets[side], st.bytes[side]), (3, 3 * frame));
+            assert_eq!((st.packets[side], st.bytes[side]), (3, 3 * FRAME4));
             assert_eq!(st.packets[side ^ 1], 0);
         }
         let mut seen: Vec<(i32, u32, i32)> = flows_events
@@ -696,12 +725,13 @@ fn a_flow_seen_at_both_veths_takes_both_slots_of_one_pair() {
 #[test]
 fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables() {
     let s = setup("rehome", small_tables());
-    const PAYLOAD: usize = 40;
-    let frame = (14 + 20 + 8 + PAYLOAD) as u64;
-    let _sinks = udp_sinks(&s, &[30_000]);
-    let (a, a_port, _) = send_udp(&s, Family::V4, 1, PAYLOAD);
-    let (mut slots, udp) = udp_slots4(&s);
-    assert_eq!(udp.len(), 2, "{udp:?}");
+    let UdpFlow {
+        _sinks,
+        a,
+        a_port,
+        mut slots,
+        entries: udp,
+    } = one_udp_flow(&s);
     let pair = udp[0].0 / 2;
     // Both entries moved by hand to a free pair other than their own and
     // its neighbour, where a build that hashed otherwise would have put them.
@@ -727,7 +757,7 @@ fn a_restarted_probe_moves_flows_it_finds_outside_their_pair_to_the_lru_tables()
         for (k, st) in &udp {
             let side = usize::from(k.addr(1) == a);
             let counted = (st.packets[side], st.bytes[side]);
-            assert_eq!(counted, (datagrams, datagrams * frame), "{k:?}");
+            assert_eq!(counted, (datagrams, datagrams * FRAME4), "{k:?}");
         }
     };
     counted_at_both(&s.tables, 3);
@@ -792,7 +822,6 @@ enum Family {
 /// returns `slots_taken` after.
 fn udp_beyond_slots(s: &Setup, family: Family) -> u64 {
     const FLOWS: u16 = 100;
-    const PAYLOAD: usize = 40;
     let taken_before = s.probe.counters().unwrap().slots_taken;
     let (a, a_port, ip_header) = send_udp(s, family, FLOWS, PAYLOAD);
     // b has no sockets there: it answers each datagram with an ICMP error,
