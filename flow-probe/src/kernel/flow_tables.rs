@@ -453,9 +453,10 @@ impl FlowTables {
 
     /// Deletes the counters of `keys` (their slots are freed); returns how
     /// many entries it deleted (a key found in two places, two slots or a
-    /// slot and the LRU table, counts twice, see `flows`). When it deleted a flow from beyond its
-    /// pair (the neighbouring pair or the LRU tables), pairs with no flow
-    /// left beyond them lose their spill bit (see `clear_spill_marks`).
+    /// slot and the LRU table, counts twice, see `flows`). When it deleted a
+    /// flow from beyond its pair (the neighbouring pair or the LRU tables),
+    /// pairs with no flow left beyond them lose their spill bit (see
+    /// `clear_spill_marks`).
     pub fn delete_flows(&self, keys: &[TableKey]) -> io::Result<usize> {
         let (mut freed, mut beyond) = (0, false);
         {
