@@ -285,6 +285,12 @@ struct path_time {
 	__u64 ns;               /* from the run's first clock read to its last */
 };
 
+/* What tc_egress writes into the packet's control block before it jumps
+ * into tc_ingress (flow.bpf.c, EGRESS_JUMP). */
+enum egress_jump_mark {
+	EGRESS_JUMP_MARK = 0x6a756d70, /* "jump" */
+};
+
 /* EGRESS_JUMP value (flow.bpf.c), per CPU. */
 struct egress_jump {
 	__u32 egress;           /* 1: tc_egress jumped into tc_ingress, which clears it */
@@ -418,6 +424,7 @@ struct mirrored_enums {
 	enum reserved_identity reserved_identity;
 	enum hook_point hook_point;
 	enum stat_index stat_index;
+	enum egress_jump_mark egress_jump_mark;
 	enum sock_xlate_point sock_xlate_point;
 	enum sock_hook sock_hook;
 };

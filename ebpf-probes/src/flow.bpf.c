@@ -134,8 +134,6 @@ struct {
 	__type(value, struct egress_jump);
 } EGRESS_JUMP SEC(".maps");
 
-#define EGRESS_JUMP_MARK 0x6a756d70 /* "jump" */
-
 SEC("classifier")
 int tc_ingress(struct __sk_buff *skb)
 {

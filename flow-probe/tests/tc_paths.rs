@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
-use flow_probe::kernel::events::{self, EgressJump, Event, PathTime, hook, reason, tc_path};
+use flow_probe::kernel::events::{
+    self, EGRESS_JUMP_MARK, EgressJump, Event, PathTime, hook, reason, tc_path,
+};
 use flow_probe::kernel::loader::read_path_times;
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use flow_probe::kernel::pins;
@@ -150,8 +152,6 @@ fn ctx_with_cb0(cb0: u32) -> [u8; 68] {
 
 #[test]
 fn a_run_is_egress_only_when_tc_egress_jumped_into_tc_ingress() {
-    /// What tc_egress writes into the control block with the jump (flow.bpf.c).
-    const EGRESS_JUMP_MARK: u32 = 0x6a75_6d70;
     test_support::require_root("it loads eBPF programs");
     let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-hooks-{}", std::process::id())));
     pins::create_dir(&dir.0).unwrap();

@@ -204,6 +204,14 @@ c_enum! {
 }
 
 c_enum! {
+    /// `enum egress_jump_mark`: what `tc_egress` writes into the packet's
+    /// control block before it jumps into `tc_ingress`.
+    pub const EGRESS_JUMP_MARKS: enum egress_jump_mark as u32 {
+        EGRESS_JUMP_MARK = 0x6a75_6d70,
+    }
+}
+
+c_enum! {
     /// `enum sock_xlate_point`: Hubble's SocketTranslationPoint numbers.
     pub mod xlate_point: enum sock_xlate_point as u8, prefix "XLATE_" {
         PRE_DIRECTION_FWD = 1,
@@ -241,6 +249,7 @@ pub const MIRRORED_ENUMS: &[EnumMirror] = &[
     stat::MIRROR,
     tc_path::MIRROR,
     slot_state::MIRROR,
+    EGRESS_JUMP_MARKS,
     xlate_point::MIRROR,
     sock_hook::MIRROR,
 ];
