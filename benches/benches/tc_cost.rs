@@ -5,11 +5,15 @@
 //! A packet between two endpoints is seen twice (ingress of the sender's `lxc`,
 //! egress of the receiver's); "packets" counts program runs.
 //!
-//! Three modes in the same run, rounds interleaved F A B F A B: the floor (the
-//! programs parse each packet and return, nothing else: `parse_only`), the
-//! default mode (aggregation in the kernel) and "every packet" (`aggregate:
-//! false`, one ring-buffer event per packet). Each round loads a fresh probe, so
-//! its statistics start at zero, and a thread drains the ring buffer meanwhile.
+//! Five modes in the same run, rounds interleaved F L C A B F L C A B: the
+//! floor (the programs parse each packet and return, nothing else: `cost_stop`
+//! `PARSED`), two rungs of the default mode stopped short (`LOOKED_UP`: the
+//! flow's lookup and nothing more, so every run misses; `BEFORE_EVENTS`:
+//! counting, new flows and policy, no events sent), the default mode
+//! (aggregation in the kernel) and "every packet" (`aggregate: false`, one
+//! ring-buffer event per packet). The rungs split default's cost above the
+//! floor. Each round loads a fresh probe, so its statistics start at zero, and
+//! a thread drains the ring buffer meanwhile.
 //! Goal: default mode ≤ 150 ns/packet; printed with its ratio to the floor,
 //! and with the load: program runs a second, the programs' share of the CPUs'
 //! time and how idle the CPUs were. Nothing is asserted about timing.
@@ -17,8 +21,8 @@
 //! `cargo bench -p benches --bench tc_cost` as root (it builds a lab of network
 //! namespaces and loads BPF; otherwise it prints "skipped: needs root" and exits 0).
 //! `TC_COST_SECS`: seconds of traffic per round (default 5), `TC_COST_ROUNDS`:
-//! rounds per mode (default 2). `TC_COST_ONLY`: `floor`, `default` or `every`
-//! runs that mode alone (for a profiler). After the table, one more default round
+//! rounds per mode (default 2). `TC_COST_ONLY`: `floor`, `lookup`, `count`,
+//! `default` or `every` runs that mode alone (for a profiler). After the table, one more default round
 //! with `time_paths` on splits its runs by path (a new flow, an event, neither)
 //! with each path's time; `TC_COST_PATHS=0` skips it. `TC_COST_DRAIN_US`:
 //! how long the drain thread sleeps when the ring is empty (default 500). A reader
@@ -29,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use benches::probe_load::{Sample, round};
-use flow_probe::kernel::events::tc_path;
+use flow_probe::kernel::events::{cost_stop, tc_path};
 use flow_probe::kernel::loader::ProbeConfig;
 use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
 
@@ -59,6 +63,10 @@ traffic:
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Floor,
+    /// The floor and the flow's lookup, nothing more.
+    Lookup,
+    /// Everything but sending events.
+    Count,
     Default,
     EveryPacket,
 }
@@ -67,6 +75,8 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Floor => "floor (parse only)",
+            Mode::Lookup => "lookup (no count)",
+            Mode::Count => "count (no events)",
             Mode::Default => "default (aggregate)",
             Mode::EveryPacket => "every packet",
         }
@@ -76,6 +86,8 @@ impl Mode {
     fn key(self) -> &'static str {
         match self {
             Mode::Floor => "floor",
+            Mode::Lookup => "lookup",
+            Mode::Count => "count",
             Mode::Default => "default",
             Mode::EveryPacket => "every",
         }
@@ -84,7 +96,12 @@ impl Mode {
     fn config(self) -> ProbeConfig {
         ProbeConfig {
             aggregate: self != Mode::EveryPacket,
-            parse_only: self == Mode::Floor,
+            cost_stop: match self {
+                Mode::Floor => cost_stop::PARSED,
+                Mode::Lookup => cost_stop::LOOKED_UP,
+                Mode::Count => cost_stop::BEFORE_EVENTS,
+                Mode::Default | Mode::EveryPacket => cost_stop::NOWHERE,
+            },
             ..ProbeConfig::default()
         }
     }
@@ -122,12 +139,18 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(ROUNDS);
-    let modes = [Mode::Floor, Mode::Default, Mode::EveryPacket];
+    let modes = [
+        Mode::Floor,
+        Mode::Lookup,
+        Mode::Count,
+        Mode::Default,
+        Mode::EveryPacket,
+    ];
     let only = std::env::var("TC_COST_ONLY").ok();
     if let Some(m) = &only
         && !modes.iter().any(|mode| mode.key() == m)
     {
-        anyhow::bail!("TC_COST_ONLY={m:?}: expected floor, default or every");
+        anyhow::bail!("TC_COST_ONLY={m:?}: expected floor, lookup, count, default or every");
     }
     let by_path = std::env::var("TC_COST_PATHS").map_or(true, |v| v != "0");
     let scenario = Scenario::parse(SCENARIO, "<tc_cost scenario>")?;
@@ -147,7 +170,7 @@ fn main() -> anyhow::Result<()> {
         "{:<20} {:>5} {:>10} {:>10} {:>7} {:>7} {:>9} {:>9} {:>9}",
         "mode", "round", "packets", "events", "ev/pkt", "lost", "ns/pkt in", "ns/pkt eg", "ns/pkt"
     );
-    let mut totals = [Sample::default(); 3];
+    let mut totals = [Sample::default(); 5];
     for r in 1..=rounds {
         for (i, mode) in modes.into_iter().enumerate() {
             if only.as_deref().is_some_and(|m| m != mode.key()) {
@@ -174,11 +197,17 @@ fn main() -> anyhow::Result<()> {
     for (mode, total) in modes.into_iter().zip(&totals) {
         row(total, mode, "all");
     }
-    let (floor, base, every) = (totals[0].ns_all(), totals[1].ns_all(), totals[2].ns_all());
+    let [floor, lookup, count, base, every] = totals.map(|t| t.ns_all());
     println!(
         "default vs floor: {:.2}x ns/packet (+{:.1} ns over parsing alone)",
         base / floor,
         base - floor
+    );
+    println!(
+        "default over the floor, rung by rung: the flow's lookup {:+.1} ns (each run a miss: both slots and the spill bit), then counting, new flows and policy {:+.1}, then sending events {:+.1}",
+        lookup - floor,
+        count - lookup,
+        base - count
     );
     println!(
         "every packet vs default (baseline): {:.2}x ns/packet",

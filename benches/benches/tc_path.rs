@@ -4,7 +4,7 @@
 //! flows in rotation, so each entry is cold as it is between a connection's
 //! packets under real traffic; a new flow's first packet (insert and event);
 //! and an event on an established flow (every-packet mode). Baseline in the
-//! same run: the floor (`parse_only`) measured the same way. Explains where
+//! same run: the floor (`cost_stop` `PARSED`) measured the same way. Explains where
 //! `tc_cost`'s time goes; nothing is asserted about timing.
 //!
 //! A second table runs the new flow and the cold established flow again with
@@ -38,7 +38,7 @@ use anyhow::Context;
 use aya::EbpfLoader;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
-use flow_probe::kernel::events::Flow4Key;
+use flow_probe::kernel::events::{Flow4Key, cost_stop};
 use flow_probe::kernel::flow_tables::{FlowTables, TableKey};
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use test_support::frames;
@@ -77,14 +77,14 @@ struct Probe {
 }
 
 impl Probe {
-    fn load(pins: &PinDir, aggregate: u32, parse_only: u32) -> anyhow::Result<Probe> {
+    fn load(pins: &PinDir, aggregate: u32, stop: u32) -> anyhow::Result<Probe> {
         // Fresh maps for every mode.
         let _ = std::fs::remove_dir_all(&pins.0);
         std::fs::create_dir_all(&pins.0)?;
         let wakeup: u64 = 32 << 10;
         let mut ebpf = EbpfLoader::new()
             .override_global("aggregate", &aggregate, true)
-            .override_global("parse_only", &parse_only, true)
+            .override_global("cost_stop", &stop, true)
             .override_global("wakeup_bytes", &wakeup, true)
             .default_map_pin_directory(&pins.0)
             .load(FLOW_OBJECT)
@@ -446,12 +446,12 @@ fn main() -> anyhow::Result<()> {
         std::process::id()
     )));
     let mut results = Vec::new();
-    for (name, aggregate, parse_only) in [
-        ("floor (parse only)", 1, 1),
-        ("default (aggregate)", 1, 0),
-        ("every packet", 0, 0),
+    for (name, aggregate, stop) in [
+        ("floor (parse only)", 1, cost_stop::PARSED),
+        ("default (aggregate)", 1, cost_stop::NOWHERE),
+        ("every packet", 0, cost_stop::NOWHERE),
     ] {
-        let mut probe = Probe::load(&pins, aggregate, parse_only)?;
+        let mut probe = Probe::load(&pins, aggregate, stop)?;
         results.push((name, measure(&mut probe, flows)?));
     }
     let floor = &results[0].1;
@@ -507,8 +507,8 @@ fn main() -> anyhow::Result<()> {
     );
     for what in Evict::ALL {
         let mut row = Vec::new();
-        for (aggregate, parse_only) in [(1, 1), (1, 0)] {
-            let mut probe = Probe::load(&pins, aggregate, parse_only)?;
+        for stop in [cost_stop::PARSED, cost_stop::NOWHERE] {
+            let mut probe = Probe::load(&pins, 1, stop)?;
             row.push(measure_evicted(&mut probe, evict_flows, &evictor, what)?);
         }
         let ((floor_new, floor_est), (new, est)) = (row[0], row[1]);

@@ -272,7 +272,7 @@ enum stat_index {
 /* The path a tc run took, for the cost benchmark's breakdown: with the
  * time_paths tunable on, PATH_TIMES[path] sums the runs and their time. */
 enum tc_path {
-	TC_PATH_UNTRACKED = 0,  /* not IP, or parse_only: parsed and passed */
+	TC_PATH_UNTRACKED = 0,  /* not IP, or cost_stop PARSED: parsed and passed */
 	TC_PATH_COUNTED = 1,    /* a packet of a flow with an entry: counted, no event */
 	TC_PATH_EVENT = 2,      /* the same, with an event */
 	TC_PATH_MISS = 3,       /* no entry: a new flow, a resumed one or a denied packet */
@@ -287,6 +287,15 @@ struct path_time {
 
 /* What tc_egress writes into the packet's control block before it jumps
  * into tc_ingress (flow.bpf.c, EGRESS_JUMP). */
+/* Where a tc run stops short of its whole path (track.h, cost_stop): the
+ * cost benchmark's rungs between parsing a packet and all it does. */
+enum cost_stop {
+	COST_STOP_NOWHERE = 0,       /* the whole path: what flow-probe runs */
+	COST_STOP_PARSED = 1,        /* parsed, then passed: the floor */
+	COST_STOP_LOOKED_UP = 2,     /* ... and its flow looked up, nothing more */
+	COST_STOP_BEFORE_EVENTS = 3, /* everything but sending events */
+};
+
 enum egress_jump_mark {
 	EGRESS_JUMP_MARK = 0x6a756d70, /* "jump" */
 };
@@ -425,6 +434,7 @@ struct mirrored_enums {
 	enum hook_point hook_point;
 	enum stat_index stat_index;
 	enum egress_jump_mark egress_jump_mark;
+	enum cost_stop cost_stop;
 	enum sock_xlate_point sock_xlate_point;
 	enum sock_hook sock_hook;
 };

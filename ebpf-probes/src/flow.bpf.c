@@ -36,10 +36,6 @@ enum tc_path *btf_anchor_tc_path __attribute__((unused));
 struct path_time *btf_anchor_path_time __attribute__((unused));
 struct egress_jump *btf_anchor_egress_jump __attribute__((unused));
 
-/* 1: parse the packet and return, nothing else (tc_egress still jumps into
- * tc_ingress first). The cost benchmark's floor; the verifier prunes
- * whatever this constant makes dead. */
-const volatile __u32 parse_only = 0;
 /* Run counts and time by enum tc_path, per CPU, with time_paths (track.h)
  * on: two clock reads a run. */
 struct {
@@ -66,7 +62,7 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 
 		if (!ip && pull_more(skb))
 			ip = parse_ipv4((void *)(long)skb->data, (void *)(long)skb->data_end, p);
-		if (!ip || parse_only)
+		if (!ip || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
 		s->side = key4(&k, ip, p, s->ifindex);
 		s->key = &k;
@@ -78,7 +74,7 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 
 		if (!ip6 && pull_more(skb))
 			ip6 = parse_ipv6((void *)(long)skb->data, (void *)(long)skb->data_end, p);
-		if (!ip6 || parse_only)
+		if (!ip6 || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
 		s->side = key6(&k, ip6, p, s->ifindex);
 		s->key = &k;

@@ -8,6 +8,9 @@
 //! - The hook of a run: egress only when `tc_egress` jumped into
 //!   `tc_ingress` (or ran its own copy, `TC_BODY` empty), whatever another
 //!   program left in the control block.
+//! - Where runs stop (`cost_stop`, the cost benchmark's rungs): after
+//!   parsing, after the flow's lookup, before sending events; what each leaves
+//!   behind (paths, entries, events) is exactly what it says.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +18,10 @@ use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 use flow_probe::kernel::events::{
-    self, EGRESS_JUMP_MARK, EgressJump, Event, PathTime, hook, reason, tc_path,
+    self, EGRESS_JUMP_MARK, EgressJump, Event, FlowStats, PathTime, cost_stop, hook, reason,
+    tc_path,
 };
+use flow_probe::kernel::flow_tables::FlowTables;
 use flow_probe::kernel::loader::read_path_times;
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use flow_probe::kernel::pins;
@@ -43,8 +48,13 @@ impl Drop for Pins {
 }
 
 fn load(dir: &Path, time_paths: u32) -> Ebpf {
+    load_stopped(dir, time_paths, cost_stop::NOWHERE)
+}
+
+fn load_stopped(dir: &Path, time_paths: u32, stop: u32) -> Ebpf {
     let mut ebpf = EbpfLoader::new()
         .override_global("time_paths", &time_paths, true)
+        .override_global("cost_stop", &stop, true)
         .default_map_pin_directory(dir)
         .load(FLOW_OBJECT)
         .expect("the tc object loads");
@@ -220,5 +230,85 @@ fn a_run_is_egress_only_when_tc_egress_jumped_into_tc_ingress() {
             (41_004, hook::TC_EGRESS),
             (41_005, hook::TC_INGRESS),
         ]
+    );
+}
+
+/// What `connection()` through `tc_ingress` leaves with `cost_stop` = `stop`:
+/// runs by path, the flow entries (client side first) and the events sent.
+fn stopped_run(stop: u32) -> (Vec<u64>, Vec<FlowStats>, Vec<u8>) {
+    let dir =
+        Pins(Path::new(pins::PIN_ROOT).join(format!("tc-stop-{stop}-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    let mut ebpf = load_stopped(&dir.0, 1, stop);
+    run(&ebpf, &connection());
+    let runs = path_times(&ebpf).iter().map(|t| t.runs).collect();
+    let tables = FlowTables::take_from(&mut ebpf).unwrap();
+    let entries = tables
+        .flows()
+        .unwrap()
+        .into_iter()
+        .map(|(key, mut st)| {
+            // Side 0 of the key is its lower address: put the client first.
+            if key.addr(0) != std::net::IpAddr::from(CLIENT.0) {
+                st.packets.swap(0, 1);
+                st.bytes.swap(0, 1);
+            }
+            st
+        })
+        .collect();
+    let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
+    let mut reasons = Vec::new();
+    while let Some(record) = ring.next() {
+        match events::decode(&record).expect("decodes") {
+            Event::Flow(f) => reasons.push(f.reason),
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    (runs, entries, reasons)
+}
+
+#[test]
+fn each_cost_stop_ends_the_run_where_it_says() {
+    test_support::require_root("it loads eBPF programs");
+    let frames = connection();
+    let len = |i: usize| frames[i].len() as u64;
+    // The client sent frames 1, 3, 4, 5 and 6; the server frame 2.
+    let client_bytes = len(1) + len(3) + len(4) + len(5) + len(6);
+    let by_path = |untracked, counted, event, miss| {
+        let mut v = vec![0u64; tc_path::MAX as usize];
+        v[tc_path::UNTRACKED as usize] = untracked;
+        v[tc_path::COUNTED as usize] = counted;
+        v[tc_path::EVENT as usize] = event;
+        v[tc_path::MISS as usize] = miss;
+        v
+    };
+    let stats = |(runs, entries, reasons): &(Vec<u64>, Vec<FlowStats>, Vec<u8>)| {
+        let counts: Vec<_> = entries.iter().map(|st| (st.packets, st.bytes)).collect();
+        (runs.clone(), counts, reasons.clone())
+    };
+    let counted = vec![([5, 1], [client_bytes, len(2)])];
+
+    // Parsed, then passed: every run untracked, nothing made, nothing sent.
+    assert_eq!(
+        stats(&stopped_run(cost_stop::PARSED)),
+        (by_path(7, 0, 0, 0), vec![], vec![])
+    );
+    // Looked up, nothing more: the IP runs all miss, as nothing is inserted.
+    assert_eq!(
+        stats(&stopped_run(cost_stop::LOOKED_UP)),
+        (by_path(1, 0, 0, 6), vec![], vec![])
+    );
+    // Everything but events: the same paths and counters as the whole run.
+    assert_eq!(
+        stats(&stopped_run(cost_stop::BEFORE_EVENTS)),
+        (by_path(1, 3, 2, 1), counted.clone(), vec![])
+    );
+    assert_eq!(
+        stats(&stopped_run(cost_stop::NOWHERE)),
+        (
+            by_path(1, 3, 2, 1),
+            counted,
+            vec![reason::NEW_FLOW, reason::NEW_FLOW, reason::TCP_FLAGS]
+        )
     );
 }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use super::events;
+
 /// How the tc flow probe is loaded.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -35,9 +37,10 @@ pub struct ProbeConfig {
     pub ct_entries: u32,
     /// When tracked connections are forgotten.
     pub gc: GcConfig,
-    /// Load programs that parse each packet and return, nothing else: the
-    /// floor of the cost benchmark. Nothing is observed or enforced.
-    pub parse_only: bool,
+    /// Where the tc programs stop short of their whole path, one of
+    /// `events::cost_stop`: the cost benchmark's floor (`PARSED`: nothing is
+    /// observed or enforced) and rungs above it. `NOWHERE` for real use.
+    pub cost_stop: u32,
     /// Time each tc run by the path it took (`LoadedProbe::path_times`): the
     /// cost benchmark's breakdown. Adds two clock reads to every packet.
     pub time_paths: bool,
@@ -99,7 +102,7 @@ impl Default for ProbeConfig {
             flow_table_entries: 65_536,
             ct_entries: 262_144,
             gc: GcConfig::default(),
-            parse_only: false,
+            cost_stop: events::cost_stop::NOWHERE,
             time_paths: false,
             netns: None,
             drop_netns: Vec::new(),

@@ -367,7 +367,6 @@ fn load(
     let (skbaddr_off, reason_off, benign_lo, benign_hi) =
         drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));
     let aggregate = u32::from(cfg.aggregate);
-    let parse_only = u32::from(cfg.parse_only);
     let time_paths = u32::from(cfg.time_paths);
     // A ring smaller than the threshold must still wake the reader before it fills.
     let wakeup = cfg.wakeup_bytes.min(u64::from(cfg.ringbuf_bytes) / 2);
@@ -377,7 +376,7 @@ fn load(
     let mut ebpf = EbpfLoader::new()
         .override_global("aggregate", &aggregate, true)
         .override_global("emit_tcp_flags", &cfg.emit_tcp_flags, true)
-        .override_global("parse_only", &parse_only, true)
+        .override_global("cost_stop", &cfg.cost_stop, true)
         .override_global("time_paths", &time_paths, true)
         .override_global("wakeup_bytes", &wakeup, true)
         .override_global("kfree_skbaddr_off", &skbaddr_off, true)

@@ -180,7 +180,7 @@ c_enum! {
 c_enum! {
     /// `enum tc_path`: the path a tc run took, indexes `PATH_TIMES`.
     pub mod tc_path: enum tc_path as u32, prefix "TC_PATH_" {
-        /// Not IP, or `parse_only`.
+        /// Not IP, or stopped after parsing (`cost_stop::PARSED`).
         UNTRACKED = 0,
         /// A packet of a flow with an entry, counted, no event.
         COUNTED = 1,
@@ -200,6 +200,21 @@ c_enum! {
         /// Claimed by a program that is writing it.
         BUSY = 1,
         USED = 2,
+    }
+}
+
+c_enum! {
+    /// `enum cost_stop`: where tc runs stop short of their whole path
+    /// (`ProbeConfig::cost_stop`), for the cost benchmark's rungs.
+    pub mod cost_stop: enum cost_stop as u32, prefix "COST_STOP_" {
+        /// The whole path: what flow-probe runs.
+        NOWHERE = 0,
+        /// Parsed, then passed: the benchmark's floor.
+        PARSED = 1,
+        /// Parsed and its flow looked up, nothing more.
+        LOOKED_UP = 2,
+        /// Everything but sending events: counted, inserted, judged.
+        BEFORE_EVENTS = 3,
     }
 }
 
@@ -250,6 +265,7 @@ pub const MIRRORED_ENUMS: &[EnumMirror] = &[
     tc_path::MIRROR,
     slot_state::MIRROR,
     EGRESS_JUMP_MARKS,
+    cost_stop::MIRROR,
     xlate_point::MIRROR,
     sock_hook::MIRROR,
 ];
