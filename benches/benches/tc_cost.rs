@@ -22,12 +22,13 @@
 //! namespaces and loads BPF; otherwise it prints "skipped: needs root" and exits 0).
 //! `TC_COST_SECS`: seconds of traffic per round (default 5), `TC_COST_ROUNDS`:
 //! rounds per mode (default 2). `TC_COST_ONLY`: `floor`, `lookup`, `count`,
-//! `default` or `every` runs that mode alone (for a profiler). After the table, one more default round
-//! with `time_paths` on splits its runs by path (a new flow, an event, neither)
-//! with each path's time; `TC_COST_PATHS=0` skips it. `TC_COST_DRAIN_US`:
-//! how long the drain thread sleeps when the ring is empty (default 500). A reader
-//! that keeps up makes every event that finds the ring empty send a wake-up
-//! (irq_work, a self-IPI), which is part of the measured cost; see benches/README.md.
+//! `default` or `every` runs that mode alone (for a profiler). After the table,
+//! one more default round with `time_paths` on splits its runs by path (a new
+//! flow, an event, neither) with each path's time; `TC_COST_PATHS=0` skips it.
+//! `TC_COST_DRAIN_US`: how long the drain thread sleeps when the ring is empty
+//! (default 500). A reader that keeps up makes every event that finds the ring
+//! empty send a wake-up (irq_work, a self-IPI), which is part of the measured
+//! cost; see benches/README.md.
 
 use std::time::Duration;
 

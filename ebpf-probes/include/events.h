@@ -285,8 +285,6 @@ struct path_time {
 	__u64 ns;               /* from the run's first clock read to its last */
 };
 
-/* What tc_egress writes into the packet's control block before it jumps
- * into tc_ingress (flow.bpf.c, EGRESS_JUMP). */
 /* Where a tc run stops short of its whole path (track.h, cost_stop): the
  * cost benchmark's rungs between parsing a packet and all it does. */
 enum cost_stop {
@@ -296,6 +294,8 @@ enum cost_stop {
 	COST_STOP_BEFORE_EVENTS = 3, /* everything but sending events */
 };
 
+/* What tc_egress writes into the packet's control block before it jumps
+ * into tc_ingress (flow.bpf.c, EGRESS_JUMP). */
 enum egress_jump_mark {
 	EGRESS_JUMP_MARK = 0x6a756d70, /* "jump" */
 };
