@@ -286,7 +286,10 @@ struct path_time {
 };
 
 /* Where a tc run stops short of its whole path (track.h, cost_stop): the
- * cost benchmark's rungs between parsing a packet and all it does. */
+ * cost benchmark's rungs between parsing a packet and all it does. With
+ * LOOKED_UP a run's tc_path is COUNTED when it found its flow (not counted
+ * though), MISS when not; with BEFORE_EVENTS, EVENT when it would have sent
+ * one. */
 enum cost_stop {
 	COST_STOP_NOWHERE = 0,       /* the whole path: what flow-probe runs */
 	COST_STOP_PARSED = 1,        /* parsed, then passed: the floor */

@@ -9,8 +9,10 @@
 //!   `tc_ingress` (or ran its own copy, `TC_BODY` empty), whatever another
 //!   program left in the control block.
 //! - Where runs stop (`cost_stop`, the cost benchmark's rungs): after
-//!   parsing, after the flow's lookup, before sending events; what each leaves
-//!   behind (paths, entries, events) is exactly what it says.
+//!   parsing, after the flow's lookup (in empty tables and in tables that
+//!   hold the flow), before sending events (a denied packet still dropped);
+//!   what each leaves behind (return values, paths, entries, events) is
+//!   exactly what it says.
 
 use std::path::{Path, PathBuf};
 
@@ -18,8 +20,8 @@ use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 use flow_probe::kernel::events::{
-    self, EGRESS_JUMP_MARK, EgressJump, Event, FlowStats, PathTime, cost_stop, hook, reason,
-    tc_path,
+    self, EGRESS_JUMP_MARK, EgressJump, EndpointInfo, Event, PathTime, cost_stop, enforcement,
+    hook, reason, tc_path,
 };
 use flow_probe::kernel::flow_tables::FlowTables;
 use flow_probe::kernel::loader::read_path_times;
@@ -63,17 +65,23 @@ fn load_stopped(dir: &Path, time_paths: u32, stop: u32) -> Ebpf {
     ebpf
 }
 
-/// Runs each frame through `tc_ingress` once, in order.
-fn run(ebpf: &Ebpf, frames: &[Vec<u8>]) {
+/// Runs each frame through `tc_ingress` once, in order; returns what each
+/// run returned.
+fn run(ebpf: &Ebpf, frames: &[Vec<u8>]) -> Vec<i32> {
     let prog: &SchedClassifier = ebpf.program("tc_ingress").unwrap().try_into().unwrap();
-    for frame in frames {
-        prog.test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat: 1,
-            ..Default::default()
+    frames
+        .iter()
+        .map(|frame| {
+            let out = prog
+                .test_run(TestRunOptions {
+                    data_in: Some(frame),
+                    repeat: 1,
+                    ..Default::default()
+                })
+                .expect("test run");
+            out.return_value as i32
         })
-        .expect("test run");
-    }
+        .collect()
 }
 
 /// `PATH_TIMES` summed over CPUs.
@@ -233,27 +241,37 @@ fn a_run_is_egress_only_when_tc_egress_jumped_into_tc_ingress() {
     );
 }
 
-/// What `connection()` through `tc_ingress` leaves with `cost_stop` = `stop`:
-/// runs by path, the flow entries (client side first) and the events sent.
-fn stopped_run(stop: u32) -> (Vec<u64>, Vec<FlowStats>, Vec<u8>) {
-    let dir =
-        Pins(Path::new(pins::PIN_ROOT).join(format!("tc-stop-{stop}-{}", std::process::id())));
-    pins::create_dir(&dir.0).unwrap();
-    let mut ebpf = load_stopped(&dir.0, 1, stop);
-    run(&ebpf, &connection());
-    let runs = path_times(&ebpf).iter().map(|t| t.runs).collect();
-    let tables = FlowTables::take_from(&mut ebpf).unwrap();
-    let entries = tables
+const TC_ACT_UNSPEC: i32 = -1;
+const TC_ACT_SHOT: i32 = 2;
+
+/// What runs of `tc_ingress` left behind.
+#[derive(Debug, PartialEq)]
+struct Left {
+    /// What each run returned.
+    returned: Vec<i32>,
+    /// Runs by `tc_path`.
+    paths: Vec<u64>,
+    /// Each flow entry's (packets, bytes), the client's side first.
+    counters: Vec<([u64; 2], [u64; 2])>,
+    /// The reason of each event in the ring not read before.
+    reasons: Vec<u8>,
+}
+
+fn left(ebpf: &mut Ebpf, returned: Vec<i32>) -> Left {
+    let paths = path_times(ebpf).iter().map(|t| t.runs).collect();
+    let counters = FlowTables::take_from(ebpf)
+        .unwrap()
         .flows()
         .unwrap()
         .into_iter()
-        .map(|(key, mut st)| {
-            // Side 0 of the key is its lower address: put the client first.
-            if key.addr(0) != std::net::IpAddr::from(CLIENT.0) {
-                st.packets.swap(0, 1);
-                st.bytes.swap(0, 1);
-            }
-            st
+        .map(|(key, st)| {
+            // The key's sides are in the order key4 put them: client first.
+            let (c, s) = if key.addr(0) == std::net::IpAddr::from(CLIENT.0) {
+                (0, 1)
+            } else {
+                (1, 0)
+            };
+            ([st.packets[c], st.packets[s]], [st.bytes[c], st.bytes[s]])
         })
         .collect();
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").unwrap()).unwrap();
@@ -264,7 +282,29 @@ fn stopped_run(stop: u32) -> (Vec<u64>, Vec<FlowStats>, Vec<u8>) {
             other => panic!("unexpected event {other:?}"),
         }
     }
-    (runs, entries, reasons)
+    Left {
+        returned,
+        paths,
+        counters,
+        reasons,
+    }
+}
+
+fn by_path(untracked: u64, counted: u64, event: u64, miss: u64) -> Vec<u64> {
+    let mut v = vec![0u64; tc_path::MAX as usize];
+    v[tc_path::UNTRACKED as usize] = untracked;
+    v[tc_path::COUNTED as usize] = counted;
+    v[tc_path::EVENT as usize] = event;
+    v[tc_path::MISS as usize] = miss;
+    v
+}
+
+/// A pin folder of its own for one case of the cost_stop test.
+fn stop_pins(case: &str) -> Pins {
+    let dir =
+        Pins(Path::new(pins::PIN_ROOT).join(format!("tc-stop-{case}-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    dir
 }
 
 #[test]
@@ -273,42 +313,102 @@ fn each_cost_stop_ends_the_run_where_it_says() {
     let frames = connection();
     let len = |i: usize| frames[i].len() as u64;
     // The client sent frames 1, 3, 4, 5 and 6; the server frame 2.
-    let client_bytes = len(1) + len(3) + len(4) + len(5) + len(6);
-    let by_path = |untracked, counted, event, miss| {
-        let mut v = vec![0u64; tc_path::MAX as usize];
-        v[tc_path::UNTRACKED as usize] = untracked;
-        v[tc_path::COUNTED as usize] = counted;
-        v[tc_path::EVENT as usize] = event;
-        v[tc_path::MISS as usize] = miss;
-        v
+    let counted = vec![([5, 1], [len(1) + len(3) + len(4) + len(5) + len(6), len(2)])];
+    let passed = vec![TC_ACT_UNSPEC; frames.len()];
+    let alone = |stop: u32| {
+        let dir = stop_pins(&stop.to_string());
+        let mut ebpf = load_stopped(&dir.0, 1, stop);
+        let returned = run(&ebpf, &frames);
+        left(&mut ebpf, returned)
     };
-    let stats = |(runs, entries, reasons): &(Vec<u64>, Vec<FlowStats>, Vec<u8>)| {
-        let counts: Vec<_> = entries.iter().map(|st| (st.packets, st.bytes)).collect();
-        (runs.clone(), counts, reasons.clone())
-    };
-    let counted = vec![([5, 1], [client_bytes, len(2)])];
 
     // Parsed, then passed: every run untracked, nothing made, nothing sent.
     assert_eq!(
-        stats(&stopped_run(cost_stop::PARSED)),
-        (by_path(7, 0, 0, 0), vec![], vec![])
+        alone(cost_stop::PARSED),
+        Left {
+            returned: passed.clone(),
+            paths: by_path(7, 0, 0, 0),
+            counters: vec![],
+            reasons: vec![]
+        }
     );
-    // Looked up, nothing more: the IP runs all miss, as nothing is inserted.
+    // Looked up, nothing more: with nothing ever inserted, the IP runs miss.
     assert_eq!(
-        stats(&stopped_run(cost_stop::LOOKED_UP)),
-        (by_path(1, 0, 0, 6), vec![], vec![])
+        alone(cost_stop::LOOKED_UP),
+        Left {
+            returned: passed.clone(),
+            paths: by_path(1, 0, 0, 6),
+            counters: vec![],
+            reasons: vec![]
+        }
     );
     // Everything but events: the same paths and counters as the whole run.
     assert_eq!(
-        stats(&stopped_run(cost_stop::BEFORE_EVENTS)),
-        (by_path(1, 3, 2, 1), counted.clone(), vec![])
+        alone(cost_stop::BEFORE_EVENTS),
+        Left {
+            returned: passed.clone(),
+            paths: by_path(1, 3, 2, 1),
+            counters: counted.clone(),
+            reasons: vec![]
+        }
     );
     assert_eq!(
-        stats(&stopped_run(cost_stop::NOWHERE)),
-        (
-            by_path(1, 3, 2, 1),
-            counted,
-            vec![reason::NEW_FLOW, reason::NEW_FLOW, reason::TCP_FLAGS]
-        )
+        alone(cost_stop::NOWHERE),
+        Left {
+            returned: passed.clone(),
+            paths: by_path(1, 3, 2, 1),
+            counters: counted.clone(),
+            reasons: vec![reason::NEW_FLOW, reason::NEW_FLOW, reason::TCP_FLAGS],
+        }
     );
+
+    // Looked up in tables that hold the flow (pinned, so a second object
+    // shares them): found, and not counted.
+    let dir = stop_pins("found");
+    let mut whole = load_stopped(&dir.0, 1, cost_stop::NOWHERE);
+    let returned = run(&whole, &frames);
+    assert_eq!(left(&mut whole, returned).counters, counted);
+    let mut looking = load_stopped(&dir.0, 1, cost_stop::LOOKED_UP);
+    let returned = run(&looking, &frames);
+    assert_eq!(
+        left(&mut looking, returned),
+        Left {
+            returned: passed,
+            paths: by_path(1, 6, 0, 0),
+            counters: counted,
+            reasons: vec![]
+        }
+    );
+}
+
+#[test]
+fn before_events_a_denied_packet_is_still_dropped_only_not_reported() {
+    test_support::require_root("it loads eBPF programs");
+    // A test run's packet comes in on the loopback device.
+    const LOOPBACK: u32 = 1;
+    // Denies all the endpoint sends (default deny, no rule): its SYN.
+    let denied = |stop: u32| {
+        let dir = stop_pins(&format!("deny-{stop}"));
+        let mut ebpf = load_stopped(&dir.0, 1, stop);
+        let mut endpoints: aya::maps::HashMap<&mut MapData, u32, EndpointInfo> =
+            aya::maps::HashMap::try_from(ebpf.map_mut("ENDPOINTS").unwrap()).unwrap();
+        let info = EndpointInfo {
+            endpoint_id: 7,
+            identity: 70_007,
+            ingress: enforcement::NONE,
+            egress: enforcement::ON,
+            _pad0: [0; 2],
+        };
+        endpoints.insert(LOOPBACK, info, 0).unwrap();
+        let returned = run(&ebpf, &[tcp(CLIENT, SERVER, SYN, 0)]);
+        left(&mut ebpf, returned)
+    };
+    let dropped = |reasons| Left {
+        returned: vec![TC_ACT_SHOT],
+        paths: by_path(0, 0, 0, 1),
+        counters: vec![],
+        reasons,
+    };
+    assert_eq!(denied(cost_stop::NOWHERE), dropped(vec![reason::NEW_FLOW]));
+    assert_eq!(denied(cost_stop::BEFORE_EVENTS), dropped(vec![]));
 }

@@ -38,8 +38,10 @@ pub struct ProbeConfig {
     /// When tracked connections are forgotten.
     pub gc: GcConfig,
     /// Where the tc programs stop short of their whole path, one of
-    /// `events::cost_stop`: the cost benchmark's floor (`PARSED`: nothing is
-    /// observed or enforced) and rungs above it. `NOWHERE` for real use.
+    /// `events::cost_stop`, for the cost benchmark: its floor (`PARSED`) and
+    /// rungs above it. `PARSED` and `LOOKED_UP` observe and enforce nothing;
+    /// `BEFORE_EVENTS` drops denied packets without reporting them. `NOWHERE`
+    /// for real use; anything else is refused.
     pub cost_stop: u32,
     /// Time each tc run by the path it took (`LoadedProbe::path_times`): the
     /// cost benchmark's breakdown. Adds two clock reads to every packet.

@@ -23,7 +23,8 @@ use super::attacher::{Command, attach, remove_clsact};
 use super::btf_layout;
 pub use super::config::ProbeConfig;
 use super::events::{
-    EndpointInfo, IpcacheAddr, IpcacheValue, PathTime, PolicyKey, PolicyValue, stat, tc_path,
+    EndpointInfo, IpcacheAddr, IpcacheValue, PathTime, PolicyKey, PolicyValue, cost_stop, stat,
+    tc_path,
 };
 use super::features::KernelFeatures;
 use super::flow_tables::{
@@ -121,6 +122,13 @@ impl LoadedProbe {
         if FLOW_OBJECT.is_empty() {
             bail!(
                 "flow-probe was built without its eBPF objects (clang-19 was missing); run the README's setup command and rebuild"
+            );
+        }
+        if cfg.cost_stop > cost_stop::BEFORE_EVENTS {
+            bail!(
+                "cost_stop {}: not a stop the tc programs know (0 to {})",
+                cfg.cost_stop,
+                cost_stop::BEFORE_EVENTS
             );
         }
         btf_layout::check_embedded()?;
@@ -413,4 +421,24 @@ fn load(
         .set(0, &body, 0)
         .with_context(|| format!("putting {BODY} into TC_BODY"))?;
     Ok(ebpf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cost_stop_the_programs_do_not_know_is_refused_before_anything_loads() {
+        let cfg = ProbeConfig {
+            cost_stop: cost_stop::BEFORE_EVENTS + 1,
+            ..ProbeConfig::default()
+        };
+        let err = LoadedProbe::start(&cfg, &[], &KernelFeatures::default())
+            .err()
+            .expect("refused");
+        assert_eq!(
+            err.to_string(),
+            "cost_stop 4: not a stop the tc programs know (0 to 3)"
+        );
+    }
 }
