@@ -42,6 +42,13 @@ fn tcp(src: End, dst: End, flags: u8, payload: usize) -> Vec<u8> {
 /// The probe object's maps pinned in a folder of their own, removed on drop.
 struct Pins(PathBuf);
 
+/// A pin folder for `case`, unique to this process.
+fn pins_for(case: &str) -> Pins {
+    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("{case}-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    dir
+}
+
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -107,20 +114,15 @@ fn connection() -> Vec<Vec<u8>> {
 #[test]
 fn each_run_is_counted_on_the_path_it_took() {
     test_support::require_root("it loads eBPF programs");
-    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-paths-{}", std::process::id())));
-    pins::create_dir(&dir.0).unwrap();
+    let dir = pins_for("tc-paths");
     let mut ebpf = load(&dir.0, 1);
     run(&ebpf, &connection());
 
     let times = path_times(&ebpf);
     let runs: Vec<u64> = times.iter().map(|t| t.runs).collect();
-    let mut expected = vec![0u64; tc_path::MAX as usize];
-    expected[tc_path::UNTRACKED as usize] = 1;
-    expected[tc_path::MISS as usize] = 1;
-    expected[tc_path::EVENT as usize] = 2;
-    expected[tc_path::COUNTED as usize] = 3;
     assert_eq!(
-        runs, expected,
+        runs,
+        by_path(1, 3, 2, 1),
         "runs by path: untracked, counted, event, miss"
     );
     for (path, t) in times.iter().enumerate() {
@@ -149,8 +151,7 @@ fn each_run_is_counted_on_the_path_it_took() {
 #[test]
 fn without_time_paths_nothing_is_timed() {
     test_support::require_root("it loads eBPF programs");
-    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-paths-off-{}", std::process::id())));
-    pins::create_dir(&dir.0).unwrap();
+    let dir = pins_for("tc-paths-off");
     let ebpf = load(&dir.0, 0);
     run(&ebpf, &connection());
     assert_eq!(
@@ -171,8 +172,7 @@ fn ctx_with_cb0(cb0: u32) -> [u8; 68] {
 #[test]
 fn a_run_is_egress_only_when_tc_egress_jumped_into_tc_ingress() {
     test_support::require_root("it loads eBPF programs");
-    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("tc-hooks-{}", std::process::id())));
-    pins::create_dir(&dir.0).unwrap();
+    let dir = pins_for("tc-hooks");
     let mut ebpf = load(&dir.0, 0);
     let egress: &mut SchedClassifier = ebpf.program_mut("tc_egress").unwrap().try_into().unwrap();
     egress.load().expect("the verifier accepts tc_egress");
@@ -299,14 +299,6 @@ fn by_path(untracked: u64, counted: u64, event: u64, miss: u64) -> Vec<u64> {
     v
 }
 
-/// A pin folder of its own for one case of the cost_stop test.
-fn stop_pins(case: &str) -> Pins {
-    let dir =
-        Pins(Path::new(pins::PIN_ROOT).join(format!("tc-stop-{case}-{}", std::process::id())));
-    pins::create_dir(&dir.0).unwrap();
-    dir
-}
-
 #[test]
 fn each_cost_stop_ends_the_run_where_it_says() {
     test_support::require_root("it loads eBPF programs");
@@ -316,7 +308,7 @@ fn each_cost_stop_ends_the_run_where_it_says() {
     let counted = vec![([5, 1], [len(1) + len(3) + len(4) + len(5) + len(6), len(2)])];
     let passed = vec![TC_ACT_UNSPEC; frames.len()];
     let alone = |stop: u32| {
-        let dir = stop_pins(&stop.to_string());
+        let dir = pins_for(&format!("tc-stop-{stop}"));
         let mut ebpf = load_stopped(&dir.0, 1, stop);
         let returned = run(&ebpf, &frames);
         left(&mut ebpf, returned)
@@ -364,7 +356,7 @@ fn each_cost_stop_ends_the_run_where_it_says() {
 
     // Looked up in tables that hold the flow (pinned, so a second object
     // shares them): found, and not counted.
-    let dir = stop_pins("found");
+    let dir = pins_for("tc-stop-found");
     let mut whole = load_stopped(&dir.0, 1, cost_stop::NOWHERE);
     let returned = run(&whole, &frames);
     assert_eq!(left(&mut whole, returned).counters, counted);
@@ -388,7 +380,7 @@ fn before_events_a_denied_packet_is_still_dropped_only_not_reported() {
     const LOOPBACK: u32 = 1;
     // Denies all the endpoint sends (default deny, no rule): its SYN.
     let denied = |stop: u32| {
-        let dir = stop_pins(&format!("deny-{stop}"));
+        let dir = pins_for(&format!("tc-stop-deny-{stop}"));
         let mut ebpf = load_stopped(&dir.0, 1, stop);
         let mut endpoints: aya::maps::HashMap<&mut MapData, u32, EndpointInfo> =
             aya::maps::HashMap::try_from(ebpf.map_mut("ENDPOINTS").unwrap()).unwrap();
