@@ -42,18 +42,18 @@ fn tcp(src: End, dst: End, flags: u8, payload: usize) -> Vec<u8> {
 /// The probe object's maps pinned in a folder of their own, removed on drop.
 struct Pins(PathBuf);
 
-/// A pin folder for `case`, unique to this process.
-fn pins_for(case: &str) -> Pins {
-    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("{case}-{}", std::process::id())));
-    pins::create_dir(&dir.0).unwrap();
-    dir
-}
-
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
         let _ = std::fs::remove_dir(pins::PIN_ROOT); // only if nothing else is there
     }
+}
+
+/// A pin folder for `case`, unique to this process.
+fn pins_for(case: &str) -> Pins {
+    let dir = Pins(Path::new(pins::PIN_ROOT).join(format!("{case}-{}", std::process::id())));
+    pins::create_dir(&dir.0).unwrap();
+    dir
 }
 
 fn load(dir: &Path, time_paths: u32) -> Ebpf {

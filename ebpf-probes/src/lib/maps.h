@@ -17,10 +17,9 @@
  * call), else, when both of a new flow's slots and both of the neighbouring
  * pair's are taken, in FLOWS4/6, LRU hash maps: under pressure their least
  * recently used flows are forgotten (their connection tracking is not).
- * A connection's entries on different
- * interfaces hash to the same pair of slots (track.h, slot_hash). flow-probe
- * frees the slots of closed and idle flows; the slot count is a power of two
- * (flow_slot_mask + 1). */
+ * A connection's entries on different interfaces hash to the same pair of
+ * slots (track.h, slot_hash). flow-probe frees the slots of closed and idle
+ * flows; the slot count is a power of two (flow_slot_mask + 1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 65536);
