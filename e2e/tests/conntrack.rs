@@ -871,26 +871,6 @@ fn send_udp(s: &Setup, family: Family, flows: u16, payload: usize) -> (IpAddr, u
     send_udp_from(s, family, 0, &to, payload)
 }
 
-/// Binds `at`, which a socket of this test may have held a moment ago.
-/// A parallel test's `Command::spawn` copies every open descriptor into
-/// its child until that child's exec closes them, so a socket just
-/// dropped can keep its port for that long: wait for it (CI once failed
-/// on it with EADDRINUSE), but not forever.
-fn bind_udp_again(at: SocketAddr) -> UdpSocket {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match UdpSocket::bind(at) {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            bound => return bound.unwrap_or_else(|e| panic!("bind {at}: {e}")),
-        }
-    }
-}
-
 /// As `send_udp`, from a's port `from` (0: any) to b's ports `to`.
 fn send_udp_from(
     s: &Setup,
@@ -913,7 +893,8 @@ fn send_udp_from(
     let to = to.to_vec();
     let a_port = std::thread::spawn(move || {
         sysfs::enter_netns(&src).unwrap();
-        let sock = bind_udp_again((bind, from).into());
+        // This test bound the same port a moment ago.
+        let sock = observe_lab::bind_when_free((bind, from).into(), UdpSocket::bind).unwrap();
         let data = vec![1u8; payload];
         for _ in 0..3 {
             for &port in &to {

@@ -341,9 +341,66 @@ fn unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long [`bind_when_free`] waits for its address: under [`OP_TIMEOUT`],
+/// which the item's client waits for its server to be ready.
+pub const BIND_WAIT: Duration = Duration::from_millis(1500);
+
+/// Binds `addr` with `bind`, waiting up to [`BIND_WAIT`] while it is in use.
+/// A server of the previous item or round may have held the port a moment
+/// ago, and a child any thread of this process spawns meanwhile holds a copy
+/// of every open descriptor until its exec closes them: the socket outlives
+/// its drop by that long.
+pub fn bind_when_free<T>(
+    addr: SocketAddr,
+    bind: impl Fn(SocketAddr) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let deadline = Instant::now() + BIND_WAIT;
+    loop {
+        match bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            bound => return bound,
+        }
+    }
+}
+
 /// Keeps the remaining time of a deadline as a socket timeout (never zero,
 /// which would mean "no timeout").
 fn remaining(deadline: Instant) -> Option<Duration> {
     let left = deadline.checked_duration_since(Instant::now())?;
     (!left.is_zero()).then_some(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+
+    #[test]
+    fn bind_when_free_waits_for_a_socket_that_lets_go_of_its_port() {
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        assert_eq!(
+            UdpSocket::bind(addr).unwrap_err().kind(),
+            std::io::ErrorKind::AddrInUse
+        );
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(held);
+        });
+        let bound = bind_when_free(addr, UdpSocket::bind).unwrap();
+        assert_eq!(bound.local_addr().unwrap(), addr);
+        holder.join().unwrap();
+    }
+
+    #[test]
+    fn bind_when_free_gives_up_on_a_port_that_stays_taken() {
+        let held = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let err = bind_when_free(addr, UdpSocket::bind).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        drop(held);
+    }
 }

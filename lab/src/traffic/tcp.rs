@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use socket2::{Domain, Socket, Type};
 
 use super::{
-    Exchange, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, client_only, payload, with_server,
+    Exchange, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, bind_when_free, client_only,
+    payload, with_server,
 };
 use crate::scenario::Expect;
 
@@ -40,7 +41,8 @@ pub(super) fn server(
     response: u32,
     ctl: &ServerCtl,
 ) -> Result<ServerCounts> {
-    let listener = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    let listener =
+        bind_when_free(addr, TcpListener::bind).with_context(|| format!("listening on {addr}"))?;
     listener.set_nonblocking(true)?;
     let _ = ctl.ready.send(());
     let deadline = Instant::now() + OP_TIMEOUT;

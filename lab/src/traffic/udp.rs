@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::{
-    Exchange, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, client_only, payload, remaining,
-    with_server,
+    Exchange, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, bind_when_free, client_only,
+    payload, remaining, with_server,
 };
 use crate::scenario::Expect;
 
@@ -37,7 +37,8 @@ pub(super) fn run(job: &Job) -> Exchange {
 const SERVER_POLL: Duration = Duration::from_millis(20);
 
 pub(super) fn server(addr: SocketAddr, ctl: &ServerCtl) -> Result<ServerCounts> {
-    let socket = UdpSocket::bind(addr).with_context(|| format!("binding {addr}"))?;
+    let socket =
+        bind_when_free(addr, UdpSocket::bind).with_context(|| format!("binding {addr}"))?;
     socket.set_write_timeout(Some(OP_TIMEOUT))?;
     let _ = ctl.ready.send(());
     let deadline = Instant::now() + OP_TIMEOUT;
