@@ -4,7 +4,7 @@
 //! one-second deadline ([`RelayProcess::answers_within_1s`]).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,23 +22,19 @@ pub struct RelayProcess {
     _dir: ScratchDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl RelayProcess {
     /// The relay with an empty history in a fresh folder, `args` added.
     pub fn start(tag: &str, args: &[&str]) -> Self {
         let dir = ScratchDir::new(tag);
         let ready = dir.path().join("relay.addr");
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics_ready = dir.path().join("metrics.addr");
         let child = Command::new(observe_lab::binaries::binary("relay").expect("relay binary"))
             // No flow-probe listens there: the SQL is over history only.
             .args(["--listen", "127.0.0.1:0", "--peer", "127.0.0.1:1"])
-            .args(["--metrics-listen", &metrics.to_string()])
+            // Any free port: one chosen here could be taken before the relay binds it.
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .arg("--metrics-ready-file")
+            .arg(&metrics_ready)
             .arg("--history-dir")
             .arg(dir.path().join("history"))
             .arg("--ready-file")
@@ -52,7 +48,7 @@ impl RelayProcess {
         let mut relay = RelayProcess {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
-            metrics,
+            metrics: "0.0.0.0:0".parse().unwrap(),
             _dir: dir,
         };
         let deadline = Instant::now() + WAIT;
@@ -66,6 +62,12 @@ impl RelayProcess {
             assert!(Instant::now() < deadline, "the relay never got ready");
             std::thread::sleep(Duration::from_millis(20));
         };
+        // Written before the ready file.
+        relay.metrics = std::fs::read_to_string(&metrics_ready)
+            .expect("the metrics ready file")
+            .trim()
+            .parse()
+            .expect("an address in the metrics ready file");
         relay
     }
 

@@ -239,9 +239,9 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     // endpoints receive what the policies select).
     let probe_metrics = env.metrics_addr();
 
-    let relay_metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    // The relay's history and address file live in the lab's folder, removed with it.
+    // The relay's history and address files live in the lab's folder, removed with it.
     let relay_ready = env.state_dir.join("relay.addr");
+    let relay_metrics_ready = env.state_dir.join("relay.metrics");
     let relay = Command::new(observe_lab::binaries::binary("relay").expect("relay binary"))
         .args([
             "--listen",
@@ -249,7 +249,8 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
             "--peer",
             &env.probe.addr.to_string(),
         ])
-        .args(["--metrics-listen", &relay_metrics.to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0", "--metrics-ready-file"])
+        .arg(&relay_metrics_ready)
         .arg("--history-dir")
         .arg(env.state_dir.join("history"))
         .arg("--ready-file")
@@ -267,6 +268,7 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         dir: None,
     };
     let relay_addr = wait_file(&relay_ready);
+    let relay_metrics = wait_file(&relay_metrics_ready);
 
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");

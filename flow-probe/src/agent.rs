@@ -218,7 +218,7 @@ pub async fn run(
             let bound = l.local_addr()?;
             log::info!("serving Prometheus metrics on http://{bound}/metrics");
             if let Some(path) = &cfg.metrics_ready_file {
-                write_ready(path, bound)?;
+                observer_runtime::ready_file::write(path, bound)?;
             }
             Some(l)
         }
@@ -235,11 +235,7 @@ pub async fn run(
         cfg.tls.as_ref().map_or("plaintext", ServerTls::describe)
     );
     if let Some(path) = &cfg.ready_file {
-        // Written via a temporary name so a reader never sees half a line.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{bound}\n"))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("writing ready file {}", path.display()))?;
+        observer_runtime::ready_file::write(path, bound)?;
     }
     let node = NodeInfo {
         // As in flows: `cluster/node` in a named cluster.
@@ -337,12 +333,4 @@ pub async fn run(
     drop(probe); // detaches every program
     served?;
     captured
-}
-
-/// Writes `addr` to `path` through a temporary name, so a reader never sees half a line.
-fn write_ready(path: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, format!("{addr}\n"))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing ready file {}", path.display()))
 }

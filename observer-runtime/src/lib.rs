@@ -14,7 +14,8 @@
 //! future every server waits on; [`tls`] holds the TLS settings of servers
 //! and clients (mTLS, Hubble's flags) and the rules that tie an address's
 //! scheme to them; [`backoff`] spaces the attempts to reach a peer or a
-//! runtime again.
+//! runtime again; [`ready_file`] tells whoever started a server where it
+//! listens.
 
 pub mod accept;
 pub mod backoff;
@@ -23,6 +24,7 @@ pub mod filter;
 pub mod metrics_http;
 pub mod peer_service;
 pub mod query;
+pub mod ready_file;
 pub mod shutdown;
 pub mod store;
 pub mod tls;

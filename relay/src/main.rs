@@ -78,6 +78,9 @@ struct Args {
     /// Prometheus `/metrics` listen address, or "off".
     #[arg(long, default_value = relay::metrics::DEFAULT_METRICS_LISTEN)]
     metrics_listen: String,
+    /// File to write the bound metrics address to once serving.
+    #[arg(long)]
+    metrics_ready_file: Option<PathBuf>,
     /// Flow history directory (Parquet, partitioned by hour), or "off".
     #[arg(long, default_value = relay::history::DEFAULT_DIR)]
     history_dir: String,
@@ -198,13 +201,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(_) => "TLS",
         }
     );
-    if let Some(path) = &args.ready_file {
-        // Through a temporary name, so a reader never sees half a line.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{bound}\n"))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("writing ready file {}", path.display()))?;
-    }
     let metrics_listen =
         relay::metrics::parse_listen(&args.metrics_listen).map_err(anyhow::Error::msg)?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -212,14 +208,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("serving metrics on {addr}"))?;
-        log::info!(
-            "serving Prometheus metrics on http://{}/metrics",
-            l.local_addr()?
-        );
+        let metrics_bound = l.local_addr()?;
+        log::info!("serving Prometheus metrics on http://{metrics_bound}/metrics");
+        if let Some(path) = &args.metrics_ready_file {
+            observer_runtime::ready_file::write(path, metrics_bound)?;
+        }
         let m = std::sync::Arc::new(relay::metrics::RelayMetrics::new(relay.state()));
         tokio::spawn(relay::metrics::serve(l, m, async {
             let _ = metrics_stopped.await;
         }));
+    }
+    // Last, once both servers listen: a metrics port that is taken stops the
+    // relay before anyone takes it for ready.
+    if let Some(path) = &args.ready_file {
+        observer_runtime::ready_file::write(path, bound)?;
     }
     let served = relay::server::run(
         grpc,
