@@ -38,6 +38,17 @@ pub use relay_harness::RelayUnderTest;
 /// How long a test waits for anything.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A child process killed (SIGKILL) and reaped when dropped, also while a
+/// failed assertion unwinds.
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The `observe` executable (built by `cargo build --bins`, which
 /// `scripts/test.sh` runs first).
 pub fn observe_binary() -> std::path::PathBuf {

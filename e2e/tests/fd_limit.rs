@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use observer_proto::observer::ServerStatusRequest;
@@ -18,16 +18,6 @@ use tonic::transport::Channel;
 
 /// Descriptors the relay may have open.
 const NOFILE: usize = 64;
-
-/// Kills the relay when dropped (also during a panic).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Polls `path` until `find` returns something, or fails after 30 s.
 fn wait_in_file<T>(path: &Path, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
@@ -102,7 +92,7 @@ async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
         .stderr(out)
         .spawn()
         .expect("prlimit runs the relay");
-    let _relay = Killed(relay);
+    let _relay = e2e::KilledOnDrop(relay);
     let grpc: SocketAddr = wait_in_file(&ready, "address", |t| t.trim().parse().ok());
     let metrics: SocketAddr = wait_in_file(&log, "metrics address", |t| {
         let rest = t.split_once("serving Prometheus metrics on http://")?.1;

@@ -7,11 +7,12 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
 use arrow::array::{Array, Int64Array, StringArray};
+use e2e::KilledOnDrop;
 use observer_proto::flow::Flow;
 use relay::history::{History, HistoryConfig, files};
 use test_support::history_flows::{T0, response};
@@ -50,8 +51,9 @@ fn small_files(dir: &Path) -> BTreeSet<String> {
     uuids
 }
 
-/// A relay over `dir` (its peer never answers), and its stderr lines.
-fn relay(dir: &Path, extra: &[&str]) -> (Child, Receiver<String>) {
+/// A relay over `dir` (its peer never answers), killed when dropped, and
+/// its stderr lines.
+fn relay(dir: &Path, extra: &[&str]) -> (KilledOnDrop, Receiver<String>) {
     let bin = observe_lab::binaries::binary("relay").expect("the relay binary");
     let mut child = Command::new(bin)
         .args(["--peer", "127.0.0.1:1", "--listen", "127.0.0.1:0"])
@@ -72,7 +74,7 @@ fn relay(dir: &Path, extra: &[&str]) -> (Child, Receiver<String>) {
             }
         }
     });
-    (child, rx)
+    (KilledOnDrop(child), rx)
 }
 
 /// Waits for a line containing `text`; the lines read meanwhile go to `seen`.
@@ -131,15 +133,14 @@ async fn kill_during_compaction_then_restart(point: &str) {
     let uuids = small_files(&dir);
     let inputs = files::list(&dir).unwrap();
 
-    let (mut child, lines) = relay(
+    let (child, lines) = relay(
         &dir,
         &["--compaction-interval", "1s", "--history-pause-at", point],
     );
     let mut seen = Vec::new();
     wait_for(&lines, "compaction paused at", &mut seen);
     // SIGKILL, to the relay's pid.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     let on_disk = files::list(&dir).unwrap();
     let compacted: Vec<_> = on_disk.iter().filter(|f| f.is_compacted()).collect();
@@ -161,7 +162,7 @@ async fn kill_during_compaction_then_restart(point: &str) {
     }
 
     // Started again (without compaction): each row once.
-    let (mut again, lines) = relay(&dir, &["--compaction-interval", "0s"]);
+    let (again, lines) = relay(&dir, &["--compaction-interval", "0s"]);
     let addr = address(&lines, &mut seen);
     let (n, got) = rows(&addr).await;
     assert_eq!(n, uuids.len() as i64, "{point}: count");
@@ -177,8 +178,7 @@ async fn kill_during_compaction_then_restart(point: &str) {
         assert_eq!(after.len(), 1, "{point}: the inputs removed at start");
         assert!(after[0].is_compacted());
     }
-    again.kill().unwrap();
-    again.wait().unwrap();
+    drop(again);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

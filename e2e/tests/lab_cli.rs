@@ -19,10 +19,25 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Takes the lab down if a failed assertion left it up: its namespaces, its
+/// probes on 4244 and 9965, its relay on 4245 and 9966 would otherwise fail
+/// the next run on this machine.
+struct DownOnPanic(std::path::PathBuf);
+
+impl Drop for DownOnPanic {
+    fn drop(&mut self) {
+        if self.0.join("state.json").exists() {
+            let _ = observe_lab::down(&self.0);
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn lab_up_traffic_status_down_leaves_nothing_behind() {
     test_support::require_root("`observe lab up` builds network namespaces");
     let dir = std::env::temp_dir().join(format!("observe-labcli-{}", std::process::id()));
+    let _down = DownOnPanic(dir.clone());
     let state = dir.to_str().unwrap();
     let up = observe(&["lab", "up", "--state-dir", state]);
     assert!(up.status.success(), "{}", text(&up));

@@ -2,7 +2,6 @@
 //! a metrics port that is taken stops it, with an error that names the
 //! port, before it writes that file.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +17,8 @@ fn a_taken_metrics_port_stops_the_relay_before_its_ready_file() {
     let metrics_ready = dir.path().join("relay.metrics");
     let mut relay = Command::new(env!("CARGO_BIN_EXE_relay"))
         .args(["--listen", "127.0.0.1:0", "--peer", "127.0.0.1:1"])
-        .args(["--history-dir", "off", "--metrics-listen", &port.to_string()])
+        .args(["--history-dir", "off"])
+        .args(["--metrics-listen", &port.to_string()])
         .arg("--metrics-ready-file")
         .arg(&metrics_ready)
         .arg("--ready-file")
@@ -40,8 +40,7 @@ fn a_taken_metrics_port_stops_the_relay_before_its_ready_file() {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let mut stderr = String::new();
-    relay.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let stderr = std::io::read_to_string(relay.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("relay: serving metrics on {port}: ")),
