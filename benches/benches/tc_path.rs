@@ -80,7 +80,7 @@ impl Probe {
     fn load(pins: &PinDir, aggregate: u32, stop: u32) -> anyhow::Result<Probe> {
         // Fresh maps for every mode.
         let _ = std::fs::remove_dir_all(&pins.0);
-        std::fs::create_dir_all(&pins.0)?;
+        flow_probe::kernel::pins::create_dir(&pins.0)?;
         let wakeup: u64 = 32 << 10;
         let mut ebpf = EbpfLoader::new()
             .override_global("aggregate", &aggregate, true)

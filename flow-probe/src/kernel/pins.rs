@@ -30,11 +30,23 @@ pub const PINNED_MAPS: [&str; 10] = [
 
 /// Creates a pin folder, mounting bpffs first when the folder lives there, so
 /// every caller (the agent, tests, benchmarks) works on a machine without it.
+/// Another probe that stops meanwhile removes [`PIN_ROOT`] once it is empty
+/// ([`remove_all`]), possibly between the creation of the root and of `dir`:
+/// then the root is made again (one retry does for a probe that stops; the
+/// bound holds against a loop that removes the root nonstop).
 pub fn create_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.starts_with(super::sysfs::BPFFS) {
         super::sysfs::ensure_bpffs().context("pins live in bpffs")?;
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating pin folder {}", dir.display()))
+    let mut attempts = 0;
+    loop {
+        match std::fs::create_dir_all(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 100 => attempts += 1,
+            done => {
+                return done.with_context(|| format!("creating pin folder {}", dir.display()));
+            }
+        }
+    }
 }
 
 /// Which pinned maps already exist (and so will be re-adopted with their content).
@@ -97,4 +109,38 @@ pub fn remove_all(dir: &Path) -> std::io::Result<()> {
     }
     let _ = std::fs::remove_dir(PIN_ROOT); // fails while not empty, as intended
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_pin_folder_is_made_while_another_probe_removes_the_empty_root() {
+        let root = std::env::temp_dir().join(format!("pins-race-{}", std::process::id()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let remover = {
+            let (root, stop) = (root.clone(), Arc::clone(&stop));
+            // What a stopping probe's remove_all does to the root, again and again.
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = std::fs::remove_dir(&root);
+                }
+            })
+        };
+        let made = (0..2_000)
+            .map(|i| {
+                let dir = root.join(format!("probe-{i}"));
+                let made = super::create_dir(&dir).map(|()| dir.is_dir());
+                let _ = std::fs::remove_dir(&dir);
+                made
+            })
+            .filter(|made| matches!(made, Ok(true)))
+            .count();
+        stop.store(true, Ordering::Relaxed);
+        remover.join().unwrap();
+        let _ = std::fs::remove_dir(&root);
+        assert_eq!(made, 2_000);
+    }
 }
