@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use aya::maps::{Array, Map, MapData, ProgramArray};
-use e2e::in_process::enricher_for;
+use e2e::in_process::{enricher_for, watched_netns};
 use e2e::{bpf_maps, ips, ports};
 use flow_probe::datapath::{Datapath, PolicyNames};
 use flow_probe::kernel::config::GcConfig;
@@ -71,6 +71,7 @@ fn setup(tag: &str, cfg: ProbeConfig) -> Setup {
     let file = lab.endpoints_file();
     let cfg = ProbeConfig {
         netns: Some(lab.node_netns("node1").unwrap().to_string()),
+        drop_netns: watched_netns(&lab),
         ..cfg
     };
     let ifaces: Vec<String> = file

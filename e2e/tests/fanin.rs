@@ -92,6 +92,8 @@ fn restart_probe(lab: &mut Lab, opts: &ProbeOptions, node: &str, addr: SocketAdd
         .args(["--netns", &netns, "--node-name", node, "--attach-endpoints"])
         .arg("--listen")
         .arg(addr.to_string())
+        // Not the default 9965: another probe of this machine may hold it.
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .arg("--endpoints")
         .arg(lab.endpoints_path())
         .arg("--ready-file")

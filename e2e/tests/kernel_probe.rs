@@ -6,7 +6,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::in_process::enricher_for;
+use e2e::in_process::{enricher_for, watched_netns};
 use flow_probe::enrich::Enricher;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
@@ -30,18 +30,6 @@ fn lab(tag: &str) -> Lab {
         &LabOptions::with_state_dir(dir),
     )
     .expect("lab up")
-}
-
-/// The lab's node and endpoint namespaces, for the tracepoint programs.
-fn watched_netns(lab: &Lab) -> Vec<String> {
-    let endpoints = lab
-        .endpoints_file()
-        .endpoints
-        .into_iter()
-        .filter_map(|e| e.netns);
-    endpoints
-        .chain(lab.node_netns("node1").map(str::to_string))
-        .collect()
 }
 
 fn host_interfaces(lab: &Lab) -> Vec<String> {
