@@ -35,6 +35,11 @@ pub mod scenario_graph;
 pub use probe_env::*;
 pub use relay_harness::RelayUnderTest;
 
+/// A peer address nothing listens on, so connecting is refused at once:
+/// port 1 is privileged and no test binds it, where a port bound and closed
+/// could be taken by a parallel test's server.
+pub const REFUSING_PEER: &str = "127.0.0.1:1";
+
 /// How long a test waits for anything.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -30,7 +30,7 @@ impl RelayProcess {
         let metrics_ready = dir.path().join("metrics.addr");
         let child = Command::new(observe_lab::binaries::binary("relay").expect("relay binary"))
             // No flow-probe listens there: the SQL is over history only.
-            .args(["--listen", "127.0.0.1:0", "--peer", "127.0.0.1:1"])
+            .args(["--listen", "127.0.0.1:0", "--peer", crate::REFUSING_PEER])
             // Any free port: one chosen here could be taken before the relay binds it.
             .args(["--metrics-listen", "127.0.0.1:0"])
             .arg("--metrics-ready-file")

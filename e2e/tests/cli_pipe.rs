@@ -13,10 +13,7 @@ use observer_proto::flow::Flow;
 /// A relay holding 4,000 flows (far more text than a pipe buffers), and the
 /// address of its one peer, which cannot be reached.
 async fn relay_with_flows() -> (RelayUnderTest, String) {
-    let dead = {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        closed.local_addr().unwrap().to_string()
-    };
+    let dead = e2e::REFUSING_PEER.to_string();
     let relay = RelayUnderTest::start(vec![dead.clone()]).await;
     let fixture = test_support::graph_flows::flows();
     for i in 0..4_000 {

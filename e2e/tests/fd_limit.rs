@@ -71,18 +71,15 @@ fn ask_metrics(addr: SocketAddr) -> TcpStream {
 async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
     let dir = ScratchDir::new("fd-limit");
     let (ready, log) = (dir.path().join("relay.addr"), dir.path().join("relay.log"));
-    // The peer's address: bound, then closed, so connecting is refused at
-    // once (a listener that never answers would hold a descriptor for the
-    // peer's timeout, and free it in the middle of the test).
-    let dead = {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        closed.local_addr().unwrap().to_string()
-    };
+    // Connecting to the peer is refused at once (a listener that never
+    // answers would hold a descriptor for the peer's timeout, and free it in
+    // the middle of the test).
+    let dead = e2e::REFUSING_PEER;
     let out = std::fs::File::create(&log).unwrap();
     let relay = Command::new("prlimit")
         .arg(format!("--nofile={NOFILE}:{NOFILE}"))
         .arg(observe_lab::binaries::binary("relay").expect("the relay binary"))
-        .args(["--peer", &dead, "--listen", "127.0.0.1:0"])
+        .args(["--peer", dead, "--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "127.0.0.1:0", "--history-dir", "off"])
         .arg("--ready-file")
         .arg(&ready)

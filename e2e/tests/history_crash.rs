@@ -56,7 +56,7 @@ fn small_files(dir: &Path) -> BTreeSet<String> {
 fn relay(dir: &Path, extra: &[&str]) -> (KilledOnDrop, Receiver<String>) {
     let bin = observe_lab::binaries::binary("relay").expect("the relay binary");
     let mut child = Command::new(bin)
-        .args(["--peer", "127.0.0.1:1", "--listen", "127.0.0.1:0"])
+        .args(["--peer", e2e::REFUSING_PEER, "--listen", "127.0.0.1:0"])
         .args(["--metrics-listen", "off", "--retention-age", "36500d"])
         .arg("--history-dir")
         .arg(dir)

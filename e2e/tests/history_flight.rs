@@ -29,7 +29,7 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
         // The ring keeps only the last 3 flows: older ones come from history.
         ring_capacity: 3,
         // No flow-probe answers here: flows are pushed into the store below.
-        ..RelayConfig::new(vec!["127.0.0.1:1".into()])
+        ..RelayConfig::new(vec![e2e::REFUSING_PEER.into()])
     };
     let relay = e2e::relay_harness::RelayUnderTest::start_config(cfg).await;
     let addr = relay.addr().to_string();
@@ -133,7 +133,7 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
             ..HistoryConfig::new(&dir)
         }),
         ring_capacity: 3,
-        ..RelayConfig::new(vec!["127.0.0.1:1".into()])
+        ..RelayConfig::new(vec![e2e::REFUSING_PEER.into()])
     };
     let relay = e2e::relay_harness::RelayUnderTest::start_config(cfg).await;
     let addr = relay.addr().to_string();

@@ -11,15 +11,9 @@ use relay::peer::state::NOT_CONNECTED_YET;
 use e2e::RelayUnderTest;
 use e2e::responses::{event, node_status, shape};
 
-/// An address nothing listens on: bound, then closed.
-fn dead_address() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn bad_requests_are_invalid_arguments() {
-    let relay = RelayUnderTest::start(vec![dead_address()]).await;
+    let relay = RelayUnderTest::start(vec![e2e::REFUSING_PEER.to_string()]).await;
     let mut client = relay.client().await;
     let err = client
         .get_flows(GetFlowsRequest {
@@ -51,7 +45,7 @@ async fn bad_requests_are_invalid_arguments() {
 
 #[tokio::test]
 async fn an_unreachable_peer_is_unavailable_with_its_error_and_flows_still_answer() {
-    let dead = dead_address();
+    let dead = e2e::REFUSING_PEER.to_string();
     let relay = RelayUnderTest::start(vec![dead.clone()]).await;
     // The first attempt fails fast (connection refused); wait for it.
     let deadline = Instant::now() + Duration::from_secs(10);

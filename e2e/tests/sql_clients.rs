@@ -58,7 +58,7 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
             ..HistoryConfig::new(dir.path())
         }),
         // No flow-probe answers here: flows are pushed into the store below.
-        ..RelayConfig::new(vec!["127.0.0.1:1".into()])
+        ..RelayConfig::new(vec![e2e::REFUSING_PEER.into()])
     };
     let relay = e2e::relay_harness::RelayUnderTest::start_config(cfg).await;
     let addr = relay.addr().to_string();
