@@ -4,7 +4,6 @@
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use test_support::scratch::ScratchDir;
 
@@ -15,7 +14,10 @@ fn a_taken_metrics_port_stops_the_relay_before_its_ready_file() {
     let dir = ScratchDir::new("relay-start-up");
     let ready = dir.path().join("relay.addr");
     let metrics_ready = dir.path().join("relay.metrics");
-    let mut relay = Command::new(env!("CARGO_BIN_EXE_relay"))
+    // coreutils' timeout ends a relay that would run on (exit 124).
+    let out = Command::new("timeout")
+        .arg("30")
+        .arg(env!("CARGO_BIN_EXE_relay"))
         .args(["--listen", "127.0.0.1:0", "--peer", "127.0.0.1:1"])
         .args(["--history-dir", "off"])
         .args(["--metrics-listen", &port.to_string()])
@@ -24,24 +26,10 @@ fn a_taken_metrics_port_stops_the_relay_before_its_ready_file() {
         .arg("--ready-file")
         .arg(&ready)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output()
         .expect("the relay starts");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = relay.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = relay.kill();
-            let _ = relay.wait();
-            panic!("the relay kept running without its metrics port");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = std::io::read_to_string(relay.stderr.take().unwrap()).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!("relay: serving metrics on {port}: ")),
         "{stderr}"
