@@ -32,8 +32,7 @@ pub const PINNED_MAPS: [&str; 10] = [
 /// every caller (the agent, tests, benchmarks) works on a machine without it.
 /// Another probe that stops meanwhile removes [`PIN_ROOT`] once it is empty
 /// ([`remove_all`]), possibly between the creation of the root and of `dir`:
-/// then the root is made again (one retry does for a probe that stops; the
-/// bound holds against a loop that removes the root nonstop).
+/// then the root is made again: once for each probe that stops meanwhile.
 pub fn create_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.starts_with(super::sysfs::BPFFS) {
         super::sysfs::ensure_bpffs().context("pins live in bpffs")?;
@@ -114,23 +113,32 @@ pub fn remove_all(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     #[test]
-    fn a_pin_folder_is_made_while_another_probe_removes_the_empty_root() {
+    fn a_pin_folder_is_made_while_other_probes_stop_and_remove_the_empty_root() {
         let root = std::env::temp_dir().join(format!("pins-race-{}", std::process::id()));
         let stop = Arc::new(AtomicBool::new(false));
-        let remover = {
-            let (root, stop) = (root.clone(), Arc::clone(&stop));
-            // What a stopping probe's remove_all does to the root, again and again.
+        let round = Arc::new(AtomicUsize::new(0));
+        // A probe stops during each creation: its remove_all removes the root
+        // once, whenever it finds it empty (at the start, or between the
+        // creation of the root and of the folder). Without the retry 121 to
+        // 337 of 2,000 creations failed so.
+        let stopping = {
+            let (root, stop, round) = (root.clone(), Arc::clone(&stop), Arc::clone(&round));
             std::thread::spawn(move || {
+                let mut removed_in = usize::MAX;
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = std::fs::remove_dir(&root);
+                    let now = round.load(Ordering::Acquire);
+                    if now != removed_in && std::fs::remove_dir(&root).is_ok() {
+                        removed_in = now;
+                    }
                 }
             })
         };
         let made = (0..2_000)
             .map(|i| {
+                round.store(i, Ordering::Release);
                 let dir = root.join(format!("probe-{i}"));
                 let made = super::create_dir(&dir).map(|()| dir.is_dir());
                 let _ = std::fs::remove_dir(&dir);
@@ -139,7 +147,7 @@ mod tests {
             .filter(|made| matches!(made, Ok(true)))
             .count();
         stop.store(true, Ordering::Relaxed);
-        remover.join().unwrap();
+        stopping.join().unwrap();
         let _ = std::fs::remove_dir(&root);
         assert_eq!(made, 2_000);
     }
