@@ -19,12 +19,13 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// Takes the lab down if a failed assertion left it up: its namespaces, its
-/// probes on 4244 and 9965, its relay on 4245 and 9966 would otherwise fail
-/// the next run on this machine.
-struct DownOnPanic(std::path::PathBuf);
+/// Removes the lab's state folder when the test ends, first taking the lab
+/// down if a failed assertion left it up: its namespaces, its probes on 4244
+/// and 9965, its relay on 4245 and 9966 would otherwise fail the next run on
+/// this machine.
+struct LabCleanup(std::path::PathBuf);
 
-impl Drop for DownOnPanic {
+impl Drop for LabCleanup {
     fn drop(&mut self) {
         if self.0.join("state.json").exists() {
             let _ = observe_lab::down(&self.0);
@@ -37,7 +38,7 @@ impl Drop for DownOnPanic {
 fn lab_up_traffic_status_down_leaves_nothing_behind() {
     test_support::require_root("`observe lab up` builds network namespaces");
     let dir = std::env::temp_dir().join(format!("observe-labcli-{}", std::process::id()));
-    let _down = DownOnPanic(dir.clone());
+    let _cleanup = LabCleanup(dir.clone());
     let state = dir.to_str().unwrap();
     let up = observe(&["lab", "up", "--state-dir", state]);
     assert!(up.status.success(), "{}", text(&up));
