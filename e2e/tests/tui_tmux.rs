@@ -1,8 +1,11 @@
 //! `observe flows --follow` on a real terminal (tmux) against a real lab: the TUI
 //! shows the lab's flows, Tab switches to the service map, `q` quits and the
-//! terminal is restored.
+//! terminal is restored. And on a terminal that never answers a query (a pty
+//! under `script`), the TUI still opens.
 
-use std::process::Command;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use observe_lab::{Scenario, run_traffic_once};
@@ -119,4 +122,74 @@ async fn follow_opens_the_tui_which_quits_cleanly() {
         words.contains(&"icanon") && words.contains(&"echo"),
         "terminal not restored: {modes}"
     );
+}
+
+/// A pty whose other end only copies bytes (`script`, with nothing behind it
+/// that answers the terminal's queries, as in some editors' shells): the TUI
+/// opens there too, and `q` quits it. It used to ask for the cursor position
+/// on start and exit after two seconds without an answer.
+#[test]
+fn the_tui_opens_on_a_terminal_that_never_answers() {
+    let env = e2e::start(&Scenario::builtin_capture(), &[]);
+    // A pty starts at 0 x 0, where the TUI draws nothing.
+    let command = format!(
+        "stty rows 45 cols 180 && exec {} flows --follow {}",
+        e2e::observe_binary().display(),
+        env.server_args(env.probe.addr).join(" ")
+    );
+    let mut script = e2e::KilledOnDrop(
+        Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("script (bsdutils)"),
+    );
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = script.0.stdout.take().unwrap();
+    let copy = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            copy.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Drawn cell by cell, words apart: the key help is one run of text.
+    while !text().contains("/ filter  space pause  enter detail  tab view  q quit") {
+        if let Some(status) = script.0.try_wait().unwrap() {
+            let mut err = String::new();
+            script
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!(
+                "the TUI exited ({status}) before its key help: {err}{}",
+                text()
+            );
+        }
+        let shown = text();
+        assert!(
+            Instant::now() < deadline,
+            "no TUI key help within 15 s: {}",
+            shown.escape_debug()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    script.0.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = script.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the TUI did not quit on q");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
 }

@@ -8,7 +8,8 @@ use std::sync::Once;
 use crossterm::cursor::Show;
 use crossterm::execute;
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode,
+    enable_raw_mode,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -26,10 +27,12 @@ pub fn enter() -> io::Result<TerminalGuard> {
         let _ = restore();
         e
     };
-    execute!(stdout(), EnterAlternateScreen).map_err(guard)?;
+    // Cleared here rather than with `Terminal::clear`, which first asks the
+    // terminal where its cursor is: one that never answers (a pty under
+    // `script`, some editors' shells) would fail the TUI after two seconds.
+    execute!(stdout(), EnterAlternateScreen, Clear(ClearType::All)).map_err(guard)?;
     let mut terminal = Terminal::new(CrosstermBackend::new(stdout())).map_err(guard)?;
     terminal.hide_cursor().map_err(guard)?;
-    terminal.clear().map_err(guard)?;
     Ok(TerminalGuard { terminal })
 }
 
