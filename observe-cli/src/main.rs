@@ -129,8 +129,14 @@ enum PolicyCommand {
     Check { file: PathBuf },
     /// Validate a policy file and install it in the lab; probes apply it at once.
     Apply { file: PathBuf },
-    /// Remove an installed policy file by name.
-    Delete { name: String },
+    /// Remove an installed policy: the file holding it in the lab's policy
+    /// folder goes (with any other policy in it).
+    Delete {
+        /// The file's name there (`deny-client.yaml`), or the policy's
+        /// `namespace/name` as `apply` printed it (or its name alone when
+        /// one file holds it).
+        name: String,
+    },
     /// What draft policies would have done to the flows in a relay's
     /// history: flows that would flip between allowed and denied, by edge.
     /// Exits 3 when a flow allowed today would be denied.

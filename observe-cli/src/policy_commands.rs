@@ -2,7 +2,8 @@
 //! same parser flow-probe uses, then placed in the lab's policy directory, which
 //! every node's flow-probe watches and applies without a restart.
 
-use std::path::Path;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use cluster_spec::policy;
@@ -40,11 +41,148 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes an installed policy file by its file name.
+/// Removes an installed policy: its file in the lab's policy directory, found
+/// by [`installed_file`]. Nothing outside that directory is ever removed.
 pub fn delete(name: &str, state_dir: &Path) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
-    let target = lab.policy_dir().join(name);
+    let target = installed_file(&lab.policy_dir(), name)?;
     std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
-    crate::outln!("{name}: removed")?;
+    crate::outln!("{name}: removed ({})", target.display())?;
     Ok(())
+}
+
+/// The file of `dir` that `name` means: a file name there (`deny-client.yaml`),
+/// or a policy as `apply` printed it (`namespace/name`, or the name alone
+/// when one file holds it). A path (`../state.json`, `/etc/x`) is no file
+/// name, and is refused as unknown.
+fn installed_file(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    if let Some(file) = files
+        .iter()
+        .find(|f| f.file_name() == Some(OsStr::new(name)))
+    {
+        return Ok(file.clone());
+    }
+    // Files that do not parse are left to be deleted by file name.
+    let holding: Vec<(&PathBuf, Vec<String>)> = files
+        .iter()
+        .filter_map(|f| policy::load_file(f).ok().map(|ps| (f, ps)))
+        .map(|(f, ps)| (f, ps.iter().map(describe).collect()))
+        .collect();
+    let matches: Vec<&PathBuf> = holding
+        .iter()
+        .filter(|(_, names)| {
+            names
+                .iter()
+                .any(|n| n == name || n.rsplit_once('/').is_some_and(|(_, short)| short == name))
+        })
+        .map(|(f, _)| *f)
+        .collect();
+    match matches.as_slice() {
+        [file] => Ok((*file).clone()),
+        [] => {
+            let listed: Vec<String> = holding
+                .iter()
+                .map(|(f, names)| format!("{} ({})", file_name(f), names.join(", ")))
+                .collect();
+            anyhow::bail!(
+                "no installed policy or policy file named {name:?} in {}; installed: {}",
+                dir.display(),
+                if listed.is_empty() {
+                    "none".to_string()
+                } else {
+                    listed.join("; ")
+                }
+            )
+        }
+        several => {
+            let listed: Vec<String> = several.iter().map(|f| file_name(f)).collect();
+            anyhow::bail!(
+                "{name:?} is in several policy files ({}): name the file, or the policy as namespace/name",
+                listed.join(", ")
+            )
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::scratch::ScratchDir;
+
+    const DENY: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: frontend}}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {app: client}}]
+";
+
+    /// A lab's state folder (`tag`: one per test) with three policy files.
+    fn policies(tag: &str) -> (ScratchDir, PathBuf) {
+        let dir = ScratchDir::new(tag);
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        std::fs::write(policies.join("deny.yaml"), DENY).unwrap();
+        std::fs::write(
+            policies.join("other.yaml"),
+            DENY.replace("namespace: default", "namespace: other"),
+        )
+        .unwrap();
+        std::fs::write(policies.join("broken.yaml"), "{").unwrap();
+        std::fs::write(dir.path().join("state.json"), "{}").unwrap();
+        (dir, policies)
+    }
+
+    #[test]
+    fn a_file_name_or_a_policy_name_finds_its_file() {
+        let (_dir, policies) = policies("policy-delete-names");
+        let found = |name: &str| installed_file(&policies, name).map_err(|e| e.to_string());
+        assert_eq!(found("deny.yaml"), Ok(policies.join("deny.yaml")));
+        assert_eq!(found("broken.yaml"), Ok(policies.join("broken.yaml")));
+        assert_eq!(found("default/deny-client"), Ok(policies.join("deny.yaml")));
+        assert_eq!(found("other/deny-client"), Ok(policies.join("other.yaml")));
+        let both = found("deny-client").unwrap_err();
+        assert!(
+            both.contains("several policy files (deny.yaml, other.yaml)"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn a_path_out_of_the_policy_directory_is_refused() {
+        let (dir, policies) = policies("policy-delete-paths");
+        for name in [
+            "../state.json",
+            dir.path().join("state.json").to_str().unwrap(),
+            "..",
+            ".",
+        ] {
+            let err = installed_file(&policies, name).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!(
+                    "no installed policy or policy file named {name:?}"
+                )),
+                "{err}"
+            );
+            assert!(
+                err.ends_with(
+                    "installed: deny.yaml (default/deny-client); other.yaml (other/deny-client)"
+                ),
+                "{err}"
+            );
+        }
+        assert!(dir.path().join("state.json").exists());
+    }
 }
