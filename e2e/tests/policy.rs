@@ -5,7 +5,7 @@
 //! the policy in force.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -436,4 +436,90 @@ async fn a_malformed_policy_file_leaves_the_policy_in_force() {
     }
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
     assert!(report.all_as_expected(), "{report}");
+}
+
+/// A bridge that has forgotten where a MAC lives floods the frame to every
+/// port, so every endpoint's veth sees it going out. With learning off on
+/// every port of the node's bridge, every frame is flooded; still, each SYN
+/// is judged once, at its destination's veth, and no other endpoint counts,
+/// judges, drops or audits it, nor reports the kernel's discard of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_frame_is_seen_only_at_its_destination() {
+    let scenario = scenario();
+    let env = e2e::start(&scenario, &[]);
+    let endpoints: Vec<_> = ["frontend", "api", "client", "audited"]
+        .map(|n| env.lab.endpoint(n).unwrap().clone())
+        .into();
+    let node = env.lab.node_netns("node1").unwrap().to_string();
+    for ep in &endpoints {
+        let args = ["link", "set", "dev", &ep.host_interface, "learning", "off"];
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", &node, "bridge"])
+            .args(args)
+            .status()
+            .expect("bridge (iproute2)");
+        assert!(ok.success(), "bridge {args:?}");
+    }
+    let ok = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &node, "bridge", "fdb", "flush", "dev", "br0",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "bridge fdb flush");
+
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    let [ok, other_port, other_client, audited] = &report.items[..] else {
+        panic!()
+    };
+    let flows = env
+        .wait_for("the audited SYN", |f| {
+            !syn_at_server(f, audited.src_ip, audited.dst_ip, 7000).is_empty()
+        })
+        .await;
+
+    // Each SYN once at its destination, with its own verdict.
+    let allowed = syn_at_server(&flows, ok.src_ip, ok.dst_ip, 8080);
+    assert_eq!(allowed.len(), 1, "{allowed:#?}");
+    assert_eq!(allowed[0].verdict, Verdict::Forwarded as i32);
+    let a = syn_at_server(&flows, audited.src_ip, audited.dst_ip, 7000);
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0].verdict, Verdict::Audit as i32);
+    for (item, port) in [(other_port, 8081), (other_client, 8080)] {
+        assert!(!denial_at_server(&flows, item.src_ip, item.dst_ip, port, 1).is_empty());
+    }
+    // Nothing seen at an endpoint's veth is another endpoint's traffic (its
+    // link-local and multicast traffic aside: MLD reports, neighbour
+    // discovery).
+    let own = |f: &Flow, ep: &observe_lab::EndpointPlan| {
+        let (s, d) = ips(f);
+        let local = |a: IpAddr| match a {
+            IpAddr::V6(a) => a.is_unicast_link_local() || a.is_multicast(),
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        };
+        local(s) || local(d) || [s, d].iter().any(|a| *a == ep.ipv4 || *a == ep.ipv6)
+    };
+    let mut seen = 0;
+    for f in &flows {
+        let Some(i) = &f.interface else { continue };
+        let Some(ep) = endpoints.iter().find(|e| e.host_interface == i.name) else {
+            continue;
+        };
+        if f.kernel_drop.is_none() {
+            seen += 1;
+            assert!(own(f, ep), "{}'s veth {} reported {f:#?}", ep.name, i.name);
+        }
+    }
+    assert!(seen > 0);
+    let discards: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| {
+            f.kernel_drop
+                .as_ref()
+                .is_some_and(|k| k.name.contains("OTHERHOST"))
+        })
+        .collect();
+    assert!(discards.is_empty(), "{discards:#?}");
 }

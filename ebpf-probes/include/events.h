@@ -86,9 +86,12 @@ enum policy_id {
 	POLICY_ID_NONE = 0,
 };
 
-/* Reserved security identities, with Cilium's numbers. */
+/* Reserved security identities, with Cilium's numbers, and where the ranges
+ * of assigned ones start. */
 enum reserved_identity {
 	IDENTITY_WORLD = 2,  /* any address the ipcache does not know */
+	IDENTITY_FIRST_ENDPOINT = 256,    /* endpoints' label sets, up to ... */
+	IDENTITY_FIRST_CIDR = 16777217,   /* ... here: policies' CIDRs */
 };
 
 /* Hook that saw the packet. */

@@ -170,6 +170,23 @@ static __always_inline __u8 opened_by_peer(const struct pkt *p)
 	return 0;
 }
 
+/* Whether a packet going out to endpoint `ep` is addressed to another
+ * endpoint: a frame the bridge flooded, its forwarding table having
+ * forgotten the destination's MAC, reaches every port. It is not `ep`'s
+ * traffic to count or judge (its destination's interface does both, and
+ * `ep`'s kernel discards it: OTHERHOST). An address that is no endpoint's
+ * (world, a CIDR) stays `ep`'s: it may route. */
+static __always_inline int sent_to_another_endpoint(const struct endpoint_info *ep,
+						   const struct sighting *s, __u8 family)
+{
+	__u32 id;
+
+	if (s->hook != HOOK_TC_EGRESS)
+		return 0;
+	id = identity_of(key_addr(s->key, family, s->side ^ 1), family);
+	return id >= IDENTITY_FIRST_ENDPOINT && id < IDENTITY_FIRST_CIDR && id != ep->identity;
+}
+
 /* Judges the first packet of a connection on an endpoint's interface. */
 static __always_inline void judge(const struct endpoint_info *ep, const struct sighting *s,
 				  __u8 family, struct policy_decision *d)
@@ -462,6 +479,8 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 	struct ct_entry *ct = NULL;
 	__u8 side = s->side, reason = EMIT_NEW_FLOW;
 
+	if (ep && sent_to_another_endpoint(ep, s, family))
+		return TC_ACT_UNSPEC;
 	if (enforced)
 		ct = ct_lookup(s->key, family);
 	if (ct) {

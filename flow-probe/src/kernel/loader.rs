@@ -334,10 +334,12 @@ impl Drop for LoadedProbe {
 }
 
 /// Kernel drop reasons not reported: normal frees and teardown; tc drops, which
-/// are our own policy drops, already reported with their verdict; and NO_SOCKET,
+/// are our own policy drops, already reported with their verdict; NO_SOCKET,
 /// which a refused connection (answered with a RST we already show) or an echo
-/// reply consumed by a raw socket also produce.
-const BENIGN_DROP_REASONS: [&str; 8] = [
+/// reply consumed by a raw socket also produce; and frames for another host
+/// (OTHERHOST, and a neighbour solicitation for another's address), which
+/// every endpoint on a bridge discards whenever the bridge floods a frame.
+const BENIGN_DROP_REASONS: [&str; 10] = [
     "NOT_SPECIFIED",
     "NO_SOCKET",
     "SOCKET_CLOSE",
@@ -346,6 +348,8 @@ const BENIGN_DROP_REASONS: [&str; 8] = [
     "QUEUE_PURGE",
     "TC_INGRESS",
     "TC_EGRESS",
+    "OTHERHOST",
+    "IPV6_NDISC_NS_OTHERHOST",
 ];
 
 /// What the drop tracepoint needs from the running kernel: field offsets and the

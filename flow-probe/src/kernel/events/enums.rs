@@ -148,9 +148,11 @@ c_enum! {
 
 c_enum! {
     /// `enum reserved_identity`: the identities the kernel assigns itself,
-    /// cluster-spec's numbers.
+    /// and where endpoints' and CIDRs' identities start; cluster-spec's numbers.
     pub const RESERVED_IDENTITIES: enum reserved_identity as u32 {
         IDENTITY_WORLD = cluster_spec::endpoints::reserved::WORLD,
+        IDENTITY_FIRST_ENDPOINT = cluster_spec::endpoints::reserved::FIRST_CLUSTER_LOCAL,
+        IDENTITY_FIRST_CIDR = cluster_spec::policy::FIRST_CIDR_IDENTITY,
     }
 }
 
