@@ -28,6 +28,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// following stream then runs on): a connection the server dropped at a bad
 /// moment must end in an error, not a wait without end.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings while a call without a deadline runs (a SQL query runs as
+/// long as it needs): a server that stopped answering (hung, or never a gRPC
+/// server) fails it within interval + timeout; a busy relay still answers
+/// pings, which its connection task handles. Not on calls with a deadline:
+/// gRPC-Go servers (Cilium's) close connections that ping more often than
+/// every 5 minutes while no data flows, as a long quiet follow would.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The connection flags of every command that talks to a server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
@@ -184,7 +192,7 @@ impl Target {
 
     /// The first address that accepts a connection, and its channel; a call
     /// on it may wait for its answer as long as the server takes (Flight SQL
-    /// answers when the query has run).
+    /// answers when the query has run), as long as the server answers pings.
     pub async fn channel(&self) -> anyhow::Result<(Channel, &str)> {
         self.connect(None).await
     }
@@ -197,9 +205,12 @@ impl Target {
             let mut endpoint = Endpoint::from_shared(uri.clone())
                 .with_context(|| format!("invalid server address {address:?}"))?
                 .connect_timeout(CONNECT_TIMEOUT);
-            if let Some(t) = call_timeout {
-                endpoint = endpoint.timeout(t);
-            }
+            endpoint = match call_timeout {
+                Some(t) => endpoint.timeout(t),
+                None => endpoint
+                    .http2_keep_alive_interval(PING_INTERVAL)
+                    .keep_alive_timeout(PING_TIMEOUT),
+            };
             if let Some(tls) = &self.tls {
                 endpoint = tls.apply(endpoint)?;
             }
@@ -224,7 +235,31 @@ impl Target {
     /// A failed call as a person reads it: the server's message and, for a
     /// connection that TLS (or its absence) broke, what to change.
     pub fn status_error(&self, s: tonic::Status) -> anyhow::Error {
-        self.connection_error(&s).unwrap_or_else(|| status_error(s))
+        self.connection_error(&s)
+            .or_else(|| self.silence_error(&s))
+            .unwrap_or_else(|| status_error(s))
+    }
+
+    /// A call that ended because the server said nothing: it accepted the
+    /// connection, then left the call's start or the HTTP/2 pings unanswered.
+    /// `None` for any other failure.
+    pub fn silence_error(&self, s: &tonic::Status) -> Option<anyhow::Error> {
+        let chain = explain::chain(s);
+        let waited = if chain.contains("keep-alive timed out") {
+            PING_INTERVAL + PING_TIMEOUT
+        } else if s.code() == tonic::Code::Cancelled && chain.contains("Timeout expired") {
+            CALL_TIMEOUT
+        } else {
+            return None;
+        };
+        let who = match &self.candidates[..] {
+            [(address, _)] => address.as_str(),
+            _ => "the server",
+        };
+        Some(anyhow::anyhow!(
+            "no answer from {who} within {} s: it accepted the connection but answered nothing (is it an observe relay or flow-probe, and is it running?)",
+            waited.as_secs()
+        ))
     }
 
     /// A failed call as [`Target::status_error`] says it, when TLS (or its

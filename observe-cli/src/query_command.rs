@@ -212,7 +212,12 @@ async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
     let info: FlightInfo = client
         .get_flight_info(descriptor)
         .await
-        .map_err(|s| server.connection_error(&s).unwrap_or_else(|| message(&s)))?
+        .map_err(|s| {
+            server
+                .connection_error(&s)
+                .or_else(|| server.silence_error(&s))
+                .unwrap_or_else(|| message(&s))
+        })?
         .into_inner();
     let schema = std::sync::Arc::new(
         info.clone()

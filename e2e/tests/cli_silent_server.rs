@@ -1,0 +1,64 @@
+//! `observe` against a server that accepts connections and never answers (a
+//! hung process, or something that is not a gRPC server): each command ends
+//! with an error naming the address instead of waiting without end. `query`
+//! has no deadline on its call (a SQL query runs as long as it needs), so the
+//! unanswered HTTP/2 pings end it; `flows` has its call deadline.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+
+/// A listener that accepts and keeps every connection, reading nothing.
+fn silent_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+/// `observe ARGS --server ADDR` bounded by coreutils' timeout (124 when it
+/// runs on): (exit code, stdout, stderr).
+fn observe(args: &[&str], server: SocketAddr) -> (Option<i32>, String, String) {
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(e2e::observe_binary())
+        .args(args)
+        .args(["--server", &server.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("observe runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn no_answer(server: SocketAddr) -> String {
+    format!(
+        "observe: no answer from {server} within 30 s: it accepted the connection but answered \
+         nothing (is it an observe relay or flow-probe, and is it running?)\n"
+    )
+}
+
+#[test]
+fn query_ends_when_the_server_never_answers() {
+    let server = silent_server();
+    assert_eq!(
+        observe(&["query", "select 1"], server),
+        (Some(1), String::new(), no_answer(server))
+    );
+}
+
+#[test]
+fn flows_ends_when_the_server_never_answers() {
+    let server = silent_server();
+    assert_eq!(
+        observe(&["flows", "--last", "1"], server),
+        (Some(1), String::new(), no_answer(server))
+    );
+}
