@@ -70,6 +70,7 @@ pub struct ConnectArgs {
     /// the lab's CA and client certificate.
     #[arg(
         long,
+        visible_alias = "state-dir",
         value_name = "STATE_DIR",
         conflicts_with_all = ["tls", "tls_ca_cert_files", "tls_client_cert_file", "tls_client_key_file", "tls_allow_insecure"]
     )]

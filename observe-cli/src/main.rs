@@ -77,16 +77,13 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
-        /// The lab's state directory.
-        #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
     },
     /// Build, drive and remove a lab of network namespaces.
     Lab {
         #[command(subcommand)]
         command: LabCommand,
         /// Where the lab keeps its state.
-        #[arg(long, global = true, default_value = DEFAULT_STATE_DIR)]
+        #[arg(long, visible_alias = "lab", global = true, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
     /// Lab up, continuous traffic and `flows --follow`; Ctrl-C tears it all down.
@@ -97,7 +94,7 @@ enum Command {
         /// Docker Engine API.
         #[arg(long)]
         containers: bool,
-        #[arg(long, default_value = "/run/observe-demo")]
+        #[arg(long, visible_alias = "lab", default_value = "/run/observe-demo")]
         state_dir: PathBuf,
         #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
         output: Format,
@@ -123,12 +120,25 @@ enum CertsCommand {
     },
 }
 
+/// The lab a policy command changes; `--lab` too, as the commands that
+/// talk to a lab's servers call it.
+#[derive(Debug, clap::Args)]
+struct LabDir {
+    /// The lab's state directory.
+    #[arg(long, visible_alias = "lab", value_name = "STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Parse a policy file and report what is wrong with it.
     Check { file: PathBuf },
     /// Validate a policy file and install it in the lab; probes apply it at once.
-    Apply { file: PathBuf },
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        lab: LabDir,
+    },
     /// Remove an installed policy: the file holding it in the lab's policy
     /// folder goes (with any other policy in it).
     Delete {
@@ -136,6 +146,8 @@ enum PolicyCommand {
         /// `namespace/name` as `apply` printed it (or its name alone when
         /// one file holds it).
         name: String,
+        #[command(flatten)]
+        lab: LabDir,
     },
     /// What draft policies would have done to the flows in a relay's
     /// history: flows that would flip between allowed and denied, by edge.
@@ -233,10 +245,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => observe_cli::certs_command::generate(&dir, names, valid_days, force),
         Command::Query(args) => observe_cli::query_command::run(args).await,
-        Command::Policy { command, state_dir } => match command {
+        Command::Policy { command } => match command {
             PolicyCommand::Check { file } => policy_commands::check(&file),
-            PolicyCommand::Apply { file } => policy_commands::apply(&file, &state_dir),
-            PolicyCommand::Delete { name } => policy_commands::delete(&name, &state_dir),
+            PolicyCommand::Apply { file, lab } => policy_commands::apply(&file, &lab.state_dir),
+            PolicyCommand::Delete { name, lab } => policy_commands::delete(&name, &lab.state_dir),
             PolicyCommand::Whatif(args) => {
                 if observe_cli::policy_whatif::run(*args).await? {
                     std::process::exit(observe_cli::policy_whatif::WOULD_DENY);
