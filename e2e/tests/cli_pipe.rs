@@ -133,3 +133,18 @@ async fn flows_into_head_prints_one_line_and_exits_0() {
     assert!(line.ends_with('\n') && line.contains(&status), "{line}");
     relay.shutdown().await;
 }
+
+/// `observe graph -o tui` into a pipe: a full-screen view needs a terminal,
+/// so it says so and which formats a pipe takes, before connecting anywhere.
+#[test]
+fn the_graph_tui_into_a_pipe_names_the_formats_a_pipe_takes() {
+    let out = observe(&["graph", "-o", "tui", "--server", e2e::REFUSING_PEER])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "observe: -o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json\n"
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod diff_args;
 
+use std::io::IsTerminal;
 use std::time::SystemTime;
 
 use observer_proto::observer::observer_client::ObserverClient;
@@ -56,6 +57,11 @@ pub async fn run(
     diff: &DiffArgs,
     format: GraphFormat,
 ) -> anyhow::Result<()> {
+    if format == GraphFormat::Tui && !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "-o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json"
+        );
+    }
     if let Some(plan) = diff.plan(query, SystemTime::now())? {
         return run_diff(target, query, &plan, format).await;
     }
