@@ -29,16 +29,13 @@ pub mod reserved {
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointsError {
     /// The file could not be read.
-    #[error("endpoints file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("endpoints file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// The file is not valid YAML of the expected shape.
-    #[error("endpoints file {path}: {source}")]
+    #[error("endpoints file {path}: {error}")]
     Parse {
         path: String,
-        source: crate::yaml::YamlError,
+        error: crate::yaml::YamlError,
     },
     /// The file parsed but its content is inconsistent.
     #[error("endpoints file {path}: {problem}")]
@@ -94,9 +91,9 @@ impl EndpointsFile {
     /// Reads and validates a file; errors name the file and the problem.
     pub fn load(path: &Path) -> Result<Self, EndpointsError> {
         let shown = path.display().to_string();
-        let text = crate::input::read_text(path).map_err(|source| EndpointsError::Io {
+        let text = crate::input::read_text(path).map_err(|error| EndpointsError::Io {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &shown)
     }
@@ -104,9 +101,9 @@ impl EndpointsFile {
     /// Parses and validates file text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, EndpointsError> {
         let file: EndpointsFile =
-            crate::yaml::from_str(text).map_err(|source| EndpointsError::Parse {
+            crate::yaml::from_str(text).map_err(|error| EndpointsError::Parse {
                 path: origin.to_string(),
-                source,
+                error,
             })?;
         file.validate().map_err(|problem| EndpointsError::Invalid {
             path: origin.to_string(),

@@ -39,10 +39,10 @@ pub enum CertError {
     #[error("{} exists: remove it or choose another folder", .0.display())]
     Exists(PathBuf),
     /// A file or the folder could not be written.
-    #[error("writing {}: {source}", path.display())]
+    #[error("writing {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The key or certificate could not be made.
     #[error("making the certificates: {0}")]
@@ -138,9 +138,9 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| CertError::Io {
+        .map_err(|error| CertError::Io {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
     let contents = [
         made.ca_cert,
@@ -270,9 +270,9 @@ fn is_dns_name(n: &str) -> bool {
 /// Writes `text` to `path` as a new file of mode 0600 (an old one is removed
 /// first, so its mode does not carry over).
 fn write_private(path: &Path, text: &str) -> Result<(), CertError> {
-    let io = |source| CertError::Io {
+    let io = |error| CertError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     match std::fs::remove_file(path) {
         Ok(()) => {}

@@ -89,16 +89,13 @@ pub const BUILTIN_CAPTURE_ORIGIN: &str = "<built-in capture>";
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read.
-    #[error("scenario {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("scenario {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// Not YAML of the expected shape (serde's message carries the field path).
-    #[error("scenario {path}: {source}")]
+    #[error("scenario {path}: {error}")]
     Parse {
         path: String,
-        source: cluster_spec::yaml::YamlError,
+        error: cluster_spec::yaml::YamlError,
     },
     /// Well-formed but inconsistent.
     #[error("scenario {path}: {field}: {problem}")]

@@ -30,16 +30,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
     /// The file could not be read.
-    #[error("services file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("services file {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// Not YAML of the expected shape (serde's message carries the field path).
-    #[error("services file {path}: {source}")]
+    #[error("services file {path}: {error}")]
     Parse {
         path: String,
-        source: crate::yaml::YamlError,
+        error: crate::yaml::YamlError,
     },
     /// Well-formed but inconsistent.
     #[error("services file {path}: {field}: {problem}")]
@@ -155,9 +152,9 @@ impl ServicesFile {
     /// Reads and validates a file.
     pub fn load(path: &Path) -> Result<Self, ServicesError> {
         let shown = path.display().to_string();
-        let text = crate::input::read_text(path).map_err(|source| ServicesError::Io {
+        let text = crate::input::read_text(path).map_err(|error| ServicesError::Io {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &shown)
     }
@@ -172,9 +169,9 @@ impl ServicesFile {
             return Ok(ServicesFile::default());
         }
         let file: ServicesFile =
-            crate::yaml::from_str(text).map_err(|source| ServicesError::Parse {
+            crate::yaml::from_str(text).map_err(|error| ServicesError::Parse {
                 path: origin.to_string(),
-                source,
+                error,
             })?;
         file.validate()
             .map_err(|(field, problem)| ServicesError::Invalid {

@@ -5,7 +5,12 @@ use std::time::Duration;
 use crate::*;
 
 fn parse_err(text: &str) -> String {
-    Scenario::parse(text, "lab.yaml").unwrap_err().to_string()
+    shown(Scenario::parse(text, "lab.yaml").unwrap_err())
+}
+
+/// An error as `observe` prints it: with its chain of sources, each once.
+fn shown(e: ScenarioError) -> String {
+    format!("{:#}", anyhow::Error::new(e))
 }
 
 const TWO: &str = "endpoints:\n\
@@ -300,9 +305,7 @@ fn serde_errors_carry_the_file_and_the_field_path() {
         err.starts_with("scenario lab.yaml: traffic[0].protocol: unknown variant `sctp`"),
         "{err}"
     );
-    let err = Scenario::load(std::path::Path::new("/nonexistent/lab.yaml"))
-        .unwrap_err()
-        .to_string();
+    let err = shown(Scenario::load(std::path::Path::new("/nonexistent/lab.yaml")).unwrap_err());
     assert_eq!(
         err,
         "scenario /nonexistent/lab.yaml: No such file or directory (os error 2)"
@@ -314,7 +317,7 @@ fn only_regular_files_of_bounded_depth_are_read() {
     let dir = test_support::scratch::ScratchDir::new("scenario-inputs");
     let fifo = dir.fifo("scenario.yaml");
     assert_eq!(
-        Scenario::load(&fifo).unwrap_err().to_string(),
+        shown(Scenario::load(&fifo).unwrap_err()),
         format!(
             "scenario {}: not a regular file but a FIFO; only regular files are read",
             fifo.display()
@@ -322,7 +325,7 @@ fn only_regular_files_of_bounded_depth_are_read() {
     );
     let nested = dir.path().join("nested.yaml");
     std::fs::write(&nested, format!("endpoints: {}", "[".repeat(200_000))).unwrap();
-    let err = Scenario::load(&nested).unwrap_err().to_string();
+    let err = shown(Scenario::load(&nested).unwrap_err());
     assert_eq!(
         err,
         format!(

@@ -29,9 +29,9 @@ impl Scenario {
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let shown = path.display().to_string();
-        let text = cluster_spec::input::read_text(path).map_err(|source| ScenarioError::Io {
+        let text = cluster_spec::input::read_text(path).map_err(|error| ScenarioError::Io {
             path: shown.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text, &shown)
     }
@@ -53,9 +53,9 @@ impl Scenario {
     /// Parses and validates scenario text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
         let mut scenario: Scenario =
-            cluster_spec::yaml::from_str(text).map_err(|source| ScenarioError::Parse {
+            cluster_spec::yaml::from_str(text).map_err(|error| ScenarioError::Parse {
                 path: origin.to_string(),
-                source,
+                error,
             })?;
         scenario.origin = origin.to_string();
         scenario.validate()?;

@@ -65,11 +65,11 @@ pub enum TlsError {
     #[error("{0} and {1} cannot be given together: {2}")]
     Conflict(&'static str, &'static str, &'static str),
     /// A file could not be read.
-    #[error("reading {what} {}: {source}", path.display())]
+    #[error("reading {what} {}: {error}", path.display())]
     Read {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file without what it should hold.
     #[error("{what} {}: {problem}", path.display())]

@@ -63,10 +63,10 @@ pub(crate) fn certificate_bundle(
 /// A regular file of at most [`MAX_BYTES`]: a FIFO or a device is refused
 /// at once instead of blocking or filling memory.
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    let io = |source| TlsError::Read {
+    let io = |error| TlsError::Read {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
