@@ -232,4 +232,15 @@ async fn prepared_statements_take_parameters_and_stay_read_only() {
         "refused: DROP is not allowed: history is read-only, only SELECT, WITH and EXPLAIN \
          queries run"
     );
+
+    // Not SQL: the parser's own words, once.
+    let err = c.prepare("SELEC 1".into(), None).await.unwrap_err();
+    let arrow_flight::error::FlightError::Tonic(status) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "SQL syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"
+    );
 }

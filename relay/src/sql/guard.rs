@@ -31,6 +31,15 @@ pub const CATALOG: &str = "observe";
 /// The one schema of [`CATALOG`].
 pub const SCHEMA: &str = "public";
 
+/// What the parser says, without the wrappers' names (DataFusion shows its
+/// parser's error with `Debug`: `SQL error: ParserError("Expected: ...")`).
+fn parser_message(e: &ParserError) -> String {
+    match e {
+        ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Parses `sql` and checks it is one read-only query of [`TABLES`], within
 /// the [`shape`] limits.
 pub fn check(sql: &str) -> Result<Statement, SqlError> {
@@ -47,6 +56,7 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
         DataFusionError::SQL(e, _) if matches!(*e, ParserError::RecursionLimitExceeded) => {
             shape::too_deep()
         }
+        DataFusionError::SQL(e, _) => SqlError::Parse(parser_message(&e)),
         e => SqlError::Parse(e.to_string()),
     };
     let mut statements = DFParserBuilder::new(tokens)
