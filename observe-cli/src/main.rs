@@ -60,7 +60,8 @@ enum Command {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`, `graph_edges`).
+    /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`,
+    /// `graph_edges`, `policy_states`; functions `policy_whatif`, `policy_replay`).
     Query(observe_cli::query_command::QueryArgs),
     /// The nodes behind a probe or relay, like `hubble list nodes`.
     Nodes {
@@ -169,7 +170,8 @@ enum LabCommand {
     },
     /// Generate the scenario's traffic: one round, or rounds for --duration seconds.
     Traffic {
-        #[arg(long)]
+        /// Keep generating rounds for this many seconds (one round without it).
+        #[arg(long, value_name = "SECONDS")]
         duration: Option<u64>,
     },
     /// Stop the lab's processes and remove everything it created.

@@ -47,7 +47,8 @@ pub enum QueryFormat {
 #[command(group(clap::ArgGroup::new("statement").required(true).args(["sql", "file"])))]
 pub struct QueryArgs {
     /// The SQL: SELECT, WITH or EXPLAIN over the tables `flows`, `graph_nodes`,
-    /// `graph_edges`; `-` reads it from stdin.
+    /// `graph_edges`, `policy_states` and the table functions `policy_whatif`,
+    /// `policy_replay`; `-` reads it from stdin.
     pub sql: Option<String>,
     /// Read the SQL from FILE (`-`: stdin), for statements longer than an argument.
     #[arg(long, short = 'f', value_name = "FILE")]
