@@ -2,7 +2,7 @@
 //! `hubble list nodes`.
 
 use observer_proto::observe::v1::endpoint_status::State;
-use observer_proto::observer::{GetNodesRequest, ServerStatusRequest, ServerStatusResponse};
+use observer_proto::observer::{GetNodesRequest, Node, ServerStatusRequest, ServerStatusResponse};
 use observer_proto::relay::NodeState;
 
 use crate::connect::Target;
@@ -111,36 +111,82 @@ pub async fn nodes(target: &Target) -> anyhow::Result<()> {
         "FLOWS/S",
         "ADDRESS"
     )?;
-    for n in resp.nodes {
-        let state = NodeState::try_from(n.state).map(|s| match s {
-            NodeState::NodeConnected => "Connected",
-            NodeState::NodeUnavailable => "Unavailable",
-            NodeState::NodeGone => "Gone",
-            NodeState::NodeError => "Error",
-            NodeState::UnknownNodeState => "Unknown",
-        });
-        let age = n.uptime_ns / 1_000_000_000;
-        let rate = if age == 0 {
-            0.0
-        } else {
-            n.seen_flows as f64 / age as f64
-        };
-        crate::outln!(
-            "{:<20} {:<12} {:<10} {:>12.2} {:<22}",
-            n.name,
-            state.unwrap_or("Unknown"),
-            format!("{age}s"),
-            rate,
-            n.address
-        )?;
+    for n in &resp.nodes {
+        crate::outln!("{}", node_row(n))?;
     }
     Ok(())
+}
+
+/// One line of `observe nodes`: a node without uptime (never connected, or
+/// unavailable) shows `-` for its age and rate.
+fn node_row(n: &Node) -> String {
+    let state = NodeState::try_from(n.state).map_or("Unknown", |s| match s {
+        NodeState::NodeConnected => "Connected",
+        NodeState::NodeUnavailable => "Unavailable",
+        NodeState::NodeGone => "Gone",
+        NodeState::NodeError => "Error",
+        NodeState::UnknownNodeState => "Unknown",
+    });
+    let (age, rate) = if n.uptime_ns == 0 {
+        ("-".to_string(), "-".to_string())
+    } else {
+        let secs = n.uptime_ns as f64 / 1e9;
+        (
+            age(n.uptime_ns / 1_000_000_000),
+            format!("{:.2}", n.seen_flows as f64 / secs),
+        )
+    };
+    format!(
+        "{:<20} {:<12} {:<10} {:>12} {:<22}",
+        n.name, state, age, rate, n.address
+    )
+}
+
+/// An age as `kubectl get` shows one: `45s`, `11m16s`, `3h5m`, `2d3h`.
+fn age(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s}s"),
+        (0, _, _) => format!("{h}h{m}m"),
+        _ => format!("{d}d{h}h"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use observer_proto::observe::v1::{EndpointSourceStatus, EndpointStatus};
+
+    #[test]
+    fn nodes_show_their_age_as_kubectl_does_and_none_when_unavailable() {
+        assert_eq!(
+            [0, 45, 676, 11_100, 183_600].map(age),
+            ["0s", "45s", "11m16s", "3h5m", "2d3h"]
+        );
+        let up = Node {
+            name: "node1".into(),
+            state: NodeState::NodeConnected as i32,
+            uptime_ns: 676_000_000_000,
+            seen_flows: 1_352,
+            address: "127.0.0.1:4244".into(),
+            ..Node::default()
+        };
+        assert_eq!(
+            node_row(&up),
+            "node1                Connected    11m16s             2.00 127.0.0.1:4244        "
+        );
+        let down = Node {
+            name: "node2".into(),
+            state: NodeState::NodeUnavailable as i32,
+            address: "127.0.0.1:4246".into(),
+            ..Node::default()
+        };
+        assert_eq!(
+            node_row(&down),
+            "node2                Unavailable  -                     - 127.0.0.1:4246        "
+        );
+    }
 
     #[test]
     fn sources_and_endpoints_show_their_state_and_why_one_is_not_attached() {

@@ -9,7 +9,7 @@ use observer_proto::flow::{
     LostEventSource, TraceObservationPoint, Verdict, layer4::Protocol,
 };
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
-use observer_proto::relay::NodeStatusEvent;
+use observer_proto::relay::{NodeState, NodeStatusEvent};
 use observer_runtime::filter::compile;
 
 use test_support::flows::{flags, l4, tcp, udp};
@@ -540,4 +540,38 @@ fn node_status_goes_to_stderr_in_dict_and_table() {
         );
         assert_eq!(p.finish(), "");
     }
+}
+
+#[test]
+fn node_status_names_the_state_and_the_reason() {
+    let line = |state: NodeState, message: &str| {
+        let resp = GetFlowsResponse {
+            node_name: String::new(),
+            time: sample()[0].time,
+            response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+                state_change: state as i32,
+                node_names: vec!["node1".into(), "node2".into()],
+                message: message.into(),
+            })),
+        };
+        let mut p = Printer::new(Options {
+            format: Format::Compact,
+            print_node: false,
+            color: false,
+            follow: false,
+        });
+        p.push(&resp).unwrap().out
+    };
+    assert_eq!(
+        line(NodeState::NodeConnected, ""),
+        "Nov 26 15:04:06.123: NODE STATUS: node1,node2 connected\n"
+    );
+    assert_eq!(
+        line(NodeState::NodeUnavailable, "connecting: connection refused"),
+        "Nov 26 15:04:06.123: NODE STATUS: node1,node2 unavailable: connecting: connection refused\n"
+    );
+    assert_eq!(
+        line(NodeState::UnknownNodeState, ""),
+        "Nov 26 15:04:06.123: NODE STATUS: node1,node2\n"
+    );
 }

@@ -3,6 +3,7 @@
 
 use observer_proto::flow::{Endpoint, Flow};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+use observer_proto::relay::NodeState;
 
 use super::color::paint_verdict;
 use super::fields::{flow_type, hosts, lost_source, node_name, verdict};
@@ -31,17 +32,34 @@ pub fn compact(resp: &GetFlowsResponse, print_node: bool, color: bool) -> Option
     }
 }
 
-/// `time: NODE STATUS: nodes message`, for every human format.
+/// `time: NODE STATUS: nodes state: message`, for every human format; the
+/// state or the message alone when the other is not given.
 pub fn node_status(resp: &GetFlowsResponse) -> String {
     let Some(ResponseTypes::NodeStatus(n)) = resp.response_types.as_ref() else {
         return String::new();
     };
-    format!(
-        "{}: NODE STATUS: {} {}",
+    let state = match NodeState::try_from(n.state_change) {
+        Ok(NodeState::NodeConnected) => "connected",
+        Ok(NodeState::NodeUnavailable) => "unavailable",
+        Ok(NodeState::NodeGone) => "gone",
+        Ok(NodeState::NodeError) => "error",
+        Ok(NodeState::UnknownNodeState) | Err(_) => "",
+    };
+    let what = match (state, n.message.as_str()) {
+        ("", message) => message.to_string(),
+        (state, "") => state.to_string(),
+        (state, message) => format!("{state}: {message}"),
+    };
+    let line = format!(
+        "{}: NODE STATUS: {}",
         timestamp(resp.time.as_ref()),
-        n.node_names.join(","),
-        n.message
-    )
+        n.node_names.join(",")
+    );
+    if what.is_empty() {
+        line
+    } else {
+        format!("{line} {what}")
+    }
 }
 
 /// `src (identity) -> dst (identity) TYPE VERDICT (summary)` as `hubble
