@@ -64,6 +64,20 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         "two nodes and five endpoints: {netns:?}"
     );
 
+    // A second lab would serve on the same ports: refused before it builds
+    // anything.
+    let second = dir.with_extension("second");
+    let again = observe(&["lab", "up", "--state-dir", second.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        text(&again),
+        "observe: 127.0.0.1:4244, where a lab serves, is taken (Address already in use (os error \
+         98)): is a lab up already? `observe lab down --state-dir DIR` takes it down; `observe \
+         demo` serves on free ports\n"
+    );
+    assert!(!second.exists());
+    assert_eq!(observe_lab::netns_list().unwrap(), netns);
+
     let traffic = observe(&["lab", "traffic", "--state-dir", state]);
     assert!(traffic.status.success(), "{}", text(&traffic));
     assert_eq!(
