@@ -187,7 +187,7 @@ int kfree_skb(void *ctx)
 		return 0;
 	if (!netns_watched(skb))
 		return 0;
-	if (skb_flow_key(skb, &info) < 0)
+	if (skb_flow_key(skb, &info) < 0 || to_a_group(&info.key))
 		return 0;
 	/* Only packets to or from endpoints we know. */
 	if (identity_of(info.key.saddr, info.key.family) == IDENTITY_WORLD &&

@@ -196,4 +196,18 @@ static __always_inline int skb_flow_key(struct sk_buff *skb, struct drop_info *i
 	return 0;
 }
 
+/* Whether the packet went to a group: IPv4 multicast (224.0.0.0/4) or
+ * broadcast, IPv6 multicast (ff00::/8). Such a frame reaches every port and
+ * namespace of the segment, and each that does not want it (not in the group,
+ * IPv6 off, a neighbour solicitation for another's address) discards its
+ * copy: those discards say nothing about whether it reached its group. */
+static __always_inline int to_a_group(const struct flow_key *k)
+{
+	if (k->family == 6)
+		return k->daddr[0] == 0xff;
+	return (k->daddr[0] & 0xf0) == 0xe0 ||
+	       (k->daddr[0] == 0xff && k->daddr[1] == 0xff && k->daddr[2] == 0xff &&
+		k->daddr[3] == 0xff);
+}
+
 #endif
