@@ -198,9 +198,12 @@ impl SqlEngine {
             // Counted and freed before the caller hears of the end.
             drop(timer);
             drop(admitted);
-            if let Err(e) = outcome {
-                let _ = report.send(Msg::Failed(e)).await;
-            }
+            let _ = report
+                .send(match outcome {
+                    Ok(()) => Msg::Done,
+                    Err(e) => Msg::Failed(e),
+                })
+                .await;
         }
     }
 

@@ -44,6 +44,10 @@ pub enum Msg {
     Batch(RecordBatch, MemoryReservation),
     /// The query failed; nothing follows.
     Failed(SqlError),
+    /// Every batch was sent. Without it, a channel that closes means the
+    /// task died (a panic in DataFusion or arrow): an error, never a short
+    /// result that looks whole.
+    Done,
 }
 
 /// Aborts its task when dropped.
@@ -60,15 +64,23 @@ pub async fn described(rx: &mut mpsc::Receiver<Msg>) -> Result<Described, SqlErr
     match rx.recv().await {
         Some(Msg::Described(d)) => Ok(d),
         Some(Msg::Failed(e)) => Err(e),
-        Some(Msg::Batch(..)) => Err(SqlError::Query("a batch came before the plan".into())),
+        Some(Msg::Batch(..) | Msg::Done) => {
+            Err(SqlError::Query("a batch came before the plan".into()))
+        }
         None => Err(SqlError::Query("the query ended without an answer".into())),
     }
 }
+
+/// What a caller is told when a query's task ended without finishing.
+pub const DIED: &str = "the query stopped inside the relay without finishing (a fault: \
+                        the relay's log says where)";
 
 /// The batches of a running query.
 pub struct QueryStream {
     schema: SchemaRef,
     rx: mpsc::Receiver<Msg>,
+    /// [`Msg::Done`] or [`Msg::Failed`] came: the channel may close.
+    ended: bool,
     /// The last batch's memory, freed when the next is asked for.
     held: Option<MemoryReservation>,
     _task: AbortOnDrop,
@@ -79,6 +91,7 @@ impl QueryStream {
         QueryStream {
             schema,
             rx,
+            ended: false,
             held: None,
             _task: task,
         }
@@ -92,10 +105,23 @@ impl QueryStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(RecordBatch, MemoryReservation), SqlError>>> {
-        self.rx.poll_recv(cx).map(|m| match m? {
-            Msg::Batch(b, r) => Some(Ok((b, r))),
-            Msg::Failed(e) => Some(Err(e)),
-            Msg::Described(_) => Some(Err(SqlError::Query("the plan came twice".into()))),
+        self.rx.poll_recv(cx).map(|m| {
+            let Some(m) = m else {
+                return (!std::mem::replace(&mut self.ended, true))
+                    .then(|| Err(SqlError::Query(DIED.into())));
+            };
+            match m {
+                Msg::Batch(b, r) => Some(Ok((b, r))),
+                Msg::Failed(e) => {
+                    self.ended = true;
+                    Some(Err(e))
+                }
+                Msg::Done => {
+                    self.ended = true;
+                    None
+                }
+                Msg::Described(_) => Some(Err(SqlError::Query("the plan came twice".into()))),
+            }
         })
     }
 
@@ -129,5 +155,53 @@ impl Stream for QueryStream {
                 })
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, UnboundedMemoryPool};
+    use futures::StreamExt;
+
+    use super::*;
+
+    /// A stream fed by hand: a task that sends one batch, then `last` (or
+    /// nothing: it died).
+    async fn fed(last: Option<Msg>) -> Vec<Result<usize, String>> {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
+                .unwrap();
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Msg::Batch(batch, MemoryConsumer::new("t").register(&pool)))
+            .await
+            .unwrap_or_else(|_| panic!("send"));
+        if let Some(last) = last {
+            tx.send(last).await.unwrap_or_else(|_| panic!("send"));
+        }
+        drop(tx);
+        let task = AbortOnDrop(tokio::spawn(async {}));
+        QueryStream::new(schema, rx, task)
+            .map(|r| r.map(|b| b.num_rows()).map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_task_that_dies_midway_is_an_error_not_a_short_result() {
+        assert_eq!(fed(Some(Msg::Done)).await, [Ok(2)]);
+        assert_eq!(
+            fed(Some(Msg::Failed(SqlError::Query("no".into())))).await,
+            [Ok(2), Err(SqlError::Query("no".into()).to_string())]
+        );
+        assert_eq!(
+            fed(None).await,
+            [Ok(2), Err(SqlError::Query(DIED.into()).to_string())]
+        );
     }
 }
