@@ -202,6 +202,18 @@ fn dashboards_are_consistent_with_the_exporters() {
                     .as_str()
                     .unwrap_or_else(|| panic!("{file}: target without expr or queryText"));
                 exprs += 1;
+                // The volume metrics count a transfer at each end (the
+                // sender's veth, direction egress; the receiver's, ingress):
+                // by source and destination, a panel takes one side, or the
+                // other where there is no such side (world).
+                if expr.contains("observe_flow_") && expr.contains("by (source_workload") {
+                    assert!(
+                        expr.contains(r#"direction="egress"}"#)
+                            && expr.contains(" or ")
+                            && expr.contains(r#"direction="ingress"}"#),
+                        "{file}: {expr:?} counts each transfer twice"
+                    );
+                }
                 let metrics = promql_metrics(expr);
                 assert!(!metrics.is_empty(), "{file}: {expr:?} names no metric");
                 for m in metrics {
