@@ -228,7 +228,15 @@ impl SqlEngine {
         if tx.send(Msg::Described(described)).await.is_err() || run == Run::Describe {
             return Ok(());
         }
-        let mut batches = df.execute_stream().await.map_err(|e| session.error(e))?;
+        let task = Arc::new(df.task_ctx());
+        let plan = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| session.error(e))?;
+        super::guard::check_joins(&plan)?;
+        let plan = super::guard::cooperative_joins(plan).map_err(|e| session.error(e))?;
+        let mut batches =
+            datafusion::physical_plan::execute_stream(plan, task).map_err(|e| session.error(e))?;
         let results = MemoryConsumer::new("results").register(&session.pool());
         while let Some(batch) = batches.next().await {
             let batch = batch.map_err(|e| session.error(e))?;

@@ -9,7 +9,13 @@
 //! path used as a table or another table function such as `read_csv(...)`
 //! or `generate_series(...)`, is refused with the reason.
 
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::joins::{CrossJoinExec, NestedLoopJoinExec};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::Statement as Sql;
@@ -119,4 +125,58 @@ fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<&'s Sql, SqlE
             _ => refuse("EXPLAIN of anything but a query"),
         },
     }
+}
+
+/// Rows a join without a condition (every row with every row) may make, by
+/// the plan's statistics: a cross join of a few large tables makes more than
+/// any query could read in its time limit, and without columns to hold (as
+/// under `count(*)`) no memory limit stops it, nor, in a single long batch,
+/// the time limit.
+pub const MAX_UNCONDITIONED_JOIN_ROWS: usize = 1_000_000_000;
+
+/// Refuses a plan with a join without a condition over
+/// [`MAX_UNCONDITIONED_JOIN_ROWS`] rows (as far as statistics know).
+pub fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
+    if plan.is::<CrossJoinExec>() || plan.is::<NestedLoopJoinExec>() {
+        let [left, right] = plan.children()[..] else {
+            return Ok(());
+        };
+        let rows = |p: &Arc<dyn ExecutionPlan>| {
+            p.partition_statistics(None)
+                .ok()
+                .and_then(|s| s.num_rows.get_value().copied())
+        };
+        if let (Some(l), Some(r)) = (rows(left), rows(right)) {
+            let product = l.saturating_mul(r);
+            if product > MAX_UNCONDITIONED_JOIN_ROWS {
+                return Err(SqlError::Refused(format!(
+                    "a join without a condition pairs {l} rows with {r}: {product} rows, over \
+                     the {MAX_UNCONDITIONED_JOIN_ROWS} allowed; join on a condition, or \
+                     narrow its sides first"
+                )));
+            }
+        }
+    }
+    plan.children().into_iter().try_for_each(check_joins)
+}
+
+/// `plan` with every join's output made cooperative: each batch it hands up
+/// spends the task's scheduling budget, so that a stopped query (dropped,
+/// past its time limit, shut down) ends at its next batch. Otherwise a join
+/// whose inputs are read to their end (a cross join streaming over sides it
+/// holds) never returns to the scheduler again, and keeps its thread until
+/// it is done, for hours perhaps.
+pub fn cooperative_joins(
+    plan: Arc<dyn ExecutionPlan>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        Ok(
+            if node.is::<CrossJoinExec>() || node.is::<NestedLoopJoinExec>() {
+                Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
+            } else {
+                Transformed::no(node)
+            },
+        )
+    })
+    .map(|t| t.data)
 }

@@ -85,8 +85,11 @@ impl Session {
                 .map(|f| ListingTableUrl::parse(f.path.to_string_lossy()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| session.error(e))?;
+            // Statistics (rows per file, from each footer) let the plan's
+            // guard see what a join makes (guard::check_joins).
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
+                .with_file_extension(".parquet")
+                .with_collect_stat(true);
             let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema);
