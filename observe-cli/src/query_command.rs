@@ -42,6 +42,9 @@ pub enum QueryFormat {
     Json,
 }
 
+/// The largest message (one batch of the result) observe decodes.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// `observe query`'s arguments.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("statement").required(true).args(["sql", "file"])))]
@@ -188,6 +191,18 @@ impl<W: Write> Write for Output<W> {
 }
 
 fn message(status: &tonic::Status) -> anyhow::Error {
+    // tonic's words for a message over the client's decoding limit.
+    if status
+        .message()
+        .contains("decoded message length too large")
+    {
+        return anyhow::anyhow!(
+            "a batch of the result is larger than the {} MiB a message may carry ({}): \
+             select fewer or shorter columns, or aggregate more",
+            MAX_MESSAGE_BYTES >> 20,
+            status.message()
+        );
+    }
     anyhow::anyhow!("{}", status.message())
 }
 
@@ -204,7 +219,7 @@ struct Asked {
 /// Asks `server` to plan `sql`.
 async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
     let (channel, _) = server.channel().await?;
-    let mut client = FlightServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut client = FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let command = CommandStatementQuery {
         query: sql.to_string(),
         transaction_id: None,
@@ -394,6 +409,25 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_over_the_message_limit_says_what_to_do() {
+        // As tonic's decoder words it.
+        let status = tonic::Status::internal(
+            "Error, decoded message length too large: found 69240977 bytes, the limit is: \
+             67108864 bytes",
+        );
+        assert_eq!(
+            message(&status).to_string(),
+            "a batch of the result is larger than the 64 MiB a message may carry (Error, \
+             decoded message length too large: found 69240977 bytes, the limit is: 67108864 \
+             bytes): select fewer or shorter columns, or aggregate more"
+        );
+        assert_eq!(
+            message(&tonic::Status::invalid_argument("refused: x")).to_string(),
+            "refused: x"
+        );
+    }
 
     #[test]
     fn a_statement_is_read_whole_up_to_the_relay_limit() {
