@@ -442,7 +442,7 @@ async fn all_queries_share_one_memory_limit() {
 }
 
 #[tokio::test]
-async fn a_join_without_a_condition_over_a_billion_rows_is_refused() {
+async fn a_join_without_an_equality_over_a_billion_pairs_is_refused() {
     let e = engine(&golden("limits-cross-join"));
     let n: usize = value(&e, "SELECT count(*) FROM flows")
         .await
@@ -469,8 +469,9 @@ async fn a_join_without_a_condition_over_a_billion_rows_is_refused() {
     assert_eq!(
         value(&e, &sum(sides)).await.map_err(|e| e.to_string()),
         Err(format!(
-            "refused: a join without a condition pairs {n} rows with {}: {} rows, over the \
-             1000000000 allowed; join on a condition, or narrow its sides first",
+            "refused: a join without an equality condition pairs each of {n} rows with each \
+             of {}: {} pairs, over the 1000000000 allowed; join on an equality, or narrow its \
+             sides first",
             n.pow(sides - 1),
             n.pow(sides)
         ))

@@ -127,15 +127,15 @@ fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<&'s Sql, SqlE
     }
 }
 
-/// Rows a join without a condition (every row with every row) may make, by
-/// the plan's statistics: a cross join of a few large tables makes more than
-/// any query could read in its time limit, and without columns to hold (as
-/// under `count(*)`) no memory limit stops it, nor, in a single long batch,
-/// the time limit.
+/// Pairs of rows a join without an equality condition (a cross join, or one
+/// on `<` or `!=`: every row of one side with every row of the other) may
+/// take, by the plan's statistics: a few large tables make more than any
+/// query could go through in its time limit, and without columns to hold
+/// (as under `count(*)`) no memory limit stops it.
 pub const MAX_UNCONDITIONED_JOIN_ROWS: usize = 1_000_000_000;
 
-/// Refuses a plan with a join without a condition over
-/// [`MAX_UNCONDITIONED_JOIN_ROWS`] rows (as far as statistics know).
+/// Refuses a plan with a join without an equality condition over
+/// [`MAX_UNCONDITIONED_JOIN_ROWS`] pairs (as far as statistics know).
 pub fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
     if plan.is::<CrossJoinExec>() || plan.is::<NestedLoopJoinExec>() {
         let [left, right] = plan.children()[..] else {
@@ -150,9 +150,9 @@ pub fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
             let product = l.saturating_mul(r);
             if product > MAX_UNCONDITIONED_JOIN_ROWS {
                 return Err(SqlError::Refused(format!(
-                    "a join without a condition pairs {l} rows with {r}: {product} rows, over \
-                     the {MAX_UNCONDITIONED_JOIN_ROWS} allowed; join on a condition, or \
-                     narrow its sides first"
+                    "a join without an equality condition pairs each of {l} rows with each \
+                     of {r}: {product} pairs, over the {MAX_UNCONDITIONED_JOIN_ROWS} allowed; \
+                     join on an equality, or narrow its sides first"
                 )));
             }
         }
