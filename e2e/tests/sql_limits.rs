@@ -181,8 +181,8 @@ async fn hostile_statements_get_an_answer_or_a_refusal_and_the_relay_stays_up() 
     assert_eq!(relay.metric("observe_relay_sql_queries_running"), 0.0);
 }
 
-/// A cross join of 30^6 rows, under the relay's limit on joins without a
-/// condition (10^9): minutes of work unless stopped.
+/// A cross join of 30^6 rows, under the relay's limit on joins without an
+/// equality (10^9 pairs): minutes of work unless stopped.
 fn endless() -> String {
     let values: Vec<String> = (0..30).map(|i| format!("('{i}')")).collect();
     let tables: Vec<String> = (0..6)
