@@ -14,6 +14,19 @@ use anyhow::{Context, bail};
 use crate::certs::CertFiles;
 use crate::instance::Lab;
 
+/// Hubble's ports, which `observe lab up` serves on (other labs take free
+/// ones): the first node's probe, its metrics, the relay, its metrics.
+pub const PROBE_PORT: u16 = 4244;
+pub const PROBE_METRICS_PORT: u16 = 9965;
+pub const RELAY_PORT: u16 = 4245;
+pub const RELAY_METRICS_PORT: u16 = 9966;
+pub const HUBBLE_PORTS: [u16; 4] = [
+    PROBE_PORT,
+    PROBE_METRICS_PORT,
+    RELAY_PORT,
+    RELAY_METRICS_PORT,
+];
+
 /// Where the probes listen and what extra flags they get.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
@@ -131,11 +144,14 @@ fn metrics_args(lab: &Lab, node: &str, port: u16, opts: &ProbeOptions) -> Vec<Os
     if opts.extra_args.iter().any(|a| a == "--metrics-listen") {
         return Vec::new();
     }
-    let listen = if port == 4244 {
-        "127.0.0.1:9965"
-    } else {
-        "127.0.0.1:0"
-    };
+    let listen = format!(
+        "127.0.0.1:{}",
+        if port == PROBE_PORT {
+            PROBE_METRICS_PORT
+        } else {
+            0
+        }
+    );
     let ready = lab.state_dir().join(format!("probe-{node}.metrics"));
     vec![
         "--metrics-listen".into(),
@@ -207,11 +223,14 @@ pub fn start_relay(
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--metrics-listen")
-        .arg(if port == 4245 {
-            "127.0.0.1:9966"
-        } else {
-            "127.0.0.1:0"
-        })
+        .arg(format!(
+            "127.0.0.1:{}",
+            if port == RELAY_PORT {
+                RELAY_METRICS_PORT
+            } else {
+                0
+            }
+        ))
         // Each lab keeps its own history, removed with the lab.
         .arg("--history-dir")
         .arg(lab.state_dir().join("history"))

@@ -25,15 +25,11 @@ fn options(state_dir: &Path, containers: bool) -> LabOptions {
     }
 }
 
-/// Where `lab up` serves: node1's probe (gRPC, metrics) and the relay (gRPC,
-/// metrics), Hubble's ports.
-const LAB_PORTS: [u16; 4] = [4244, 9965, 4245, 9966];
-
 /// Refuses before anything is built when a port `lab up` serves on is taken,
 /// most often by a lab already up: otherwise the namespaces and probes are
 /// made, then taken down again once the last bind fails.
 fn ports_free() -> anyhow::Result<()> {
-    for port in LAB_PORTS {
+    for port in node_probes::HUBBLE_PORTS {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             anyhow::bail!(
                 "127.0.0.1:{port}, where a lab serves, is taken ({e}): is a lab up already? \
@@ -51,8 +47,8 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
     let scenario = load_scenario(scenario)?;
     ports_free()?;
     let mut lab = Lab::up(&scenario, &options(state_dir, containers))?;
-    let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(4244))?)?;
-    let relay = node_probes::start_relay(&mut lab, &probes, 4245)?;
+    let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(node_probes::PROBE_PORT))?)?;
+    let relay = node_probes::start_relay(&mut lab, &probes, node_probes::RELAY_PORT)?;
     let endpoints = lab.endpoints_file().endpoints.len();
     let mut text = format!(
         "lab {} is up ({endpoints} endpoints, state in {})\n",
