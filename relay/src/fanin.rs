@@ -48,6 +48,13 @@ fn start_history(
         RelayError::History(format!("{what} {}: {e}", hc.dir.display()))
     };
     let h = History::open(hc.clone()).map_err(|e| failed("opening", e))?;
+    // The ring goes on from history: the flows a restart would otherwise
+    // ask the peers for again (and store twice) are there at once.
+    // A file it cannot read leaves the ring empty, not the relay stopped.
+    match h.newest_flows(state.store().capacity()) {
+        Ok(newest) => newest.into_iter().for_each(|r| state.store().push(r)),
+        Err(e) => log::warn!("history: the ring starts empty: {e}"),
+    }
     state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
     let (feed, intake) = history::feed::channel(hc.queue_flows, h.losses().clone());
     state.set_history_feed(feed);
@@ -92,6 +99,11 @@ impl Relay {
             FlowStore::new(cfg.ring_capacity),
             Peers::with_naming(&addresses, cfg.naming()),
         ));
+        // Before the peers: their first sessions resume from it.
+        let history = match &cfg.history {
+            Some(hc) => Some(start_history(hc, cfg, &state)?),
+            None => None,
+        };
         let (stop, stop_rx) = watch::channel(false);
         let (merge_tx, merge_rx) = mpsc::channel(merge::QUEUE);
         let mut window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
@@ -111,10 +123,6 @@ impl Relay {
             };
             tasks.push(tokio::spawn(task::run(ctx, stop_rx.clone())));
         }
-        let history = match &cfg.history {
-            Some(hc) => Some(start_history(hc, cfg, &state)?),
-            None => None,
-        };
         // The policies each peer puts in force, kept with the flows.
         if let Some(h) = state.sql().history() {
             for uri in uris {

@@ -24,7 +24,8 @@
 //!   files readers see and when a removed one may be deleted.
 //! - [`compact`]: small files of an hour merged into large ones.
 //! - [`scan`]: rows of a time range in time order, or the last N, with
-//!   bounded memory; [`read`]: rows back into flows.
+//!   bounded memory; [`read`]: rows back into flows; [`tail`]: a node's
+//!   newest flows, where a peer resumes after a restart.
 //! - [`policies`]: the policy states the nodes had in force (files and
 //!   endpoints, by version), and when each was put in force.
 //!
@@ -115,6 +116,7 @@ pub mod read;
 pub mod recent;
 pub mod scan;
 pub mod schema;
+pub mod tail;
 pub mod units;
 pub mod writer;
 
@@ -478,6 +480,26 @@ impl History {
             history: self.clone(),
             epoch,
         }
+    }
+
+    /// The newest `n` flows, oldest first; blocks on file reads.
+    pub fn newest_flows(self: &Arc<Self>, n: usize) -> io::Result<Vec<GetFlowsResponse>> {
+        let snap = self.snapshot()?;
+        let sources = scan::sources(snap.files, snap.recent);
+        scan::last(sources, scan::Range::ALL, n, &mut |_| true)
+    }
+
+    /// `node`'s newest flow at or after `from` (ns) and the UUIDs of its
+    /// flows within `overlap` of it ([`tail`]); blocks on file reads.
+    pub fn node_tail(
+        self: &Arc<Self>,
+        node: &str,
+        from: i64,
+        overlap: Duration,
+    ) -> io::Result<Option<tail::NodeTail>> {
+        let snap = self.snapshot()?;
+        let overlap = i64::try_from(overlap.as_nanos()).unwrap_or(i64::MAX);
+        tail::node_tail(scan::sources(snap.files, snap.recent), node, from, overlap)
     }
 
     /// The files and the rows in memory, taken consistently, with a lease

@@ -58,7 +58,7 @@ pub enum Source {
 
 impl Source {
     /// Time of its first and last row (`None`: no rows).
-    fn bounds(&self) -> Option<(i64, i64)> {
+    pub(super) fn bounds(&self) -> Option<(i64, i64)> {
         match self {
             Source::File(f) => Some((f.first, f.last)),
             Source::Memory(batches) => {
@@ -83,7 +83,7 @@ pub fn sources(files: Vec<HistoryFile>, recent: Vec<RecordBatch>) -> Vec<Source>
     s
 }
 
-fn err(path: &std::path::Path, e: impl std::fmt::Display) -> io::Error {
+pub(super) fn err(path: &std::path::Path, e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("reading {}: {e}", path.display()))
 }
 
@@ -103,11 +103,11 @@ fn row_group_times(meta: &ParquetMetaData, rg: usize) -> Option<(i64, i64)> {
 type Batches = Box<dyn Iterator<Item = io::Result<RecordBatch>> + Send>;
 
 /// Row groups of a file with their `time` statistics (`None` without).
-type Groups = Vec<(usize, Option<(i64, i64)>)>;
+pub(super) type Groups = Vec<(usize, Option<(i64, i64)>)>;
 
 /// A reader of `path` and the row groups `pick` keeps (given their time
 /// statistics).
-fn read_file(
+pub(super) fn read_file(
     path: &PathBuf,
     batch_rows: usize,
     pick: impl Fn(Option<(i64, i64)>) -> bool,

@@ -16,8 +16,10 @@ use super::resume::Resume;
 use super::state::PeerId;
 use crate::config::PeerOptions;
 use crate::error::PeerError;
+use crate::history::tail::NodeTail;
 use crate::merge::MergeInput;
 use crate::state::RelayState;
+use observer_proto::time::now_nanos;
 use observer_runtime::backoff::Backoff;
 
 /// How often an idle connection is pinged (a peer that vanished without closing
@@ -76,8 +78,12 @@ async fn session(
         client.server_status(ServerStatusRequest {}),
     )
     .await?;
+    if resume.wants_seed() {
+        resume.seed(history_tail(ctx, name.as_deref(), status.uptime_ns).await);
+    }
     let request = GetFlowsRequest {
-        // The peer's whole ring: what happened before we connected counts too.
+        // The peer's whole ring (after what history has of it): what happened
+        // before we connected counts too.
         number: status.max_flows.max(1),
         follow: true,
         since: resume.since(opts.resume_overlap),
@@ -121,6 +127,40 @@ async fn session(
             }
         }
     }
+}
+
+/// How far a node's clock may be ahead of the relay's when history is
+/// searched for flows of the peer's current run.
+const CLOCK_SLACK: Duration = Duration::from_secs(60);
+
+/// What history holds of the peer named `name` from its current run (it
+/// has been up `uptime_ns`; 0: unknown, all of history): where its first
+/// session resumes. A read that fails is logged and resumes from nothing.
+async fn history_tail(ctx: &PeerCtx, name: Option<&str>, uptime_ns: u64) -> Option<NodeTail> {
+    let history = ctx.state.sql().history()?.clone();
+    let node = ctx.state.peers().naming().full_name(name?);
+    let from = match uptime_ns {
+        0 => i64::MIN,
+        up => {
+            let start = now_nanos() - i128::from(up) - CLOCK_SLACK.as_nanos() as i128;
+            i64::try_from(start).unwrap_or(i64::MIN)
+        }
+    };
+    let overlap = ctx.opts.resume_overlap;
+    let read = {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || history.node_tail(&node, from, overlap))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|tail| tail)
+    };
+    read.unwrap_or_else(|e| {
+        log::warn!(
+            "history: reading where {node}'s flows end failed ({e}); \
+             the flows it still buffers may be stored twice"
+        );
+        None
+    })
 }
 
 /// Hands `input` to the merge (waiting while its queue is full).

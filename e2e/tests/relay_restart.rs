@@ -1,0 +1,158 @@
+//! A relay restarted over its history stores each flow once: the flows a
+//! probe still buffers from before the restart are neither asked for again
+//! nor written twice, the ones it buffered while the relay was down are, and
+//! the relay's ring goes on from history. The probe here is flow-probe's
+//! gRPC service in-process over a store of made-up flows: no kernel needed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::util::pretty::pretty_format_batches;
+use e2e::relay_harness::RelayUnderTest;
+use flow_probe::server::{NodeInfo, ObserverService};
+use observer_proto::flow::Flow;
+use observer_proto::observer::GetFlowsRequest;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::time::{now_nanos, timestamp};
+use observer_runtime::store::FlowStore;
+use relay::RelayConfig;
+use relay::history::HistoryConfig;
+use test_support::history_flows::response;
+
+const MS: i128 = 1_000_000;
+
+fn flow(i: usize, time: i128) -> Flow {
+    Flow {
+        uuid: format!("u{i:02}"),
+        node_name: "n1".into(),
+        time: Some(timestamp(time)),
+        ..Default::default()
+    }
+}
+
+/// flow-probe's service for node `n1` over `store`, on 127.0.0.1:0; up for
+/// two minutes as far as ServerStatus says.
+async fn probe(store: Arc<FlowStore>) -> (String, tokio::sync::watch::Sender<bool>) {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let node = NodeInfo {
+        name: "n1".into(),
+        address: "127.0.0.1".into(),
+        version: "test".into(),
+        started: Instant::now() - Duration::from_secs(120),
+        kernel_features: Vec::new(),
+    };
+    let service = ObserverService::new(store, node, stopping.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut until = stopping;
+    tokio::spawn(flow_probe::server::run(
+        tonic::transport::Server::builder(),
+        listener,
+        service,
+        false,
+        async move {
+            let _ = until.wait_for(|s| *s).await;
+        },
+    ));
+    (addr, stop)
+}
+
+async fn answer(relay: &RelayUnderTest, sql: &str) -> String {
+    let r = relay.state().sql().query(sql).await.unwrap();
+    pretty_format_batches(&r.batches).unwrap().to_string()
+}
+
+/// Polls `sql` until it answers `want`.
+async fn wait_answer(relay: &RelayUnderTest, sql: &str, want: &str) {
+    let deadline = Instant::now() + e2e::WAIT;
+    loop {
+        let got = answer(relay, sql).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: still\n{got}\nnot\n{want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_relay_stores_each_buffered_flow_once() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-restart");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(FlowStore::new(1000));
+    // 50 flows 100 ms apart: the last ten are within the relay's resume
+    // overlap (1 s), so they come again and must be told apart by UUID.
+    let base = now_nanos() - 60_000 * MS;
+    for i in 0..50 {
+        store.push(response(flow(i, base + i as i128 * 100 * MS)));
+    }
+    let (addr, stop_probe) = probe(store.clone()).await;
+    let cfg = RelayConfig {
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_millis(100),
+            ..HistoryConfig::new(&dir)
+        }),
+        ..RelayUnderTest::config(vec![addr], None)
+    };
+    let counts = "SELECT count(*) AS rows, count(DISTINCT uuid) AS uuids FROM flows";
+    let table = |n: usize| {
+        format!(
+            "+------+-------+\n| rows | uuids |\n+------+-------+\n| {n:<4} | {n:<5} |\n+------+-------+"
+        )
+    };
+
+    let relay = RelayUnderTest::start_config(cfg.clone()).await;
+    wait_answer(&relay, counts, &table(50)).await;
+    relay.shutdown().await;
+
+    // While the relay is down the probe sees five more.
+    for i in 50..55 {
+        store.push(response(flow(i, base + 10_000 * MS + i as i128 * MS)));
+    }
+    let relay = RelayUnderTest::start_config(cfg).await;
+    // The ring is history's before any peer answers.
+    let ring: Vec<String> = relay
+        .state()
+        .store()
+        .snapshot()
+        .iter()
+        .filter_map(|e| match &e.response.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.uuid.clone()),
+            _ => None,
+        })
+        .collect();
+    let first_50: Vec<String> = (0..50).map(|i| format!("u{i:02}")).collect();
+    assert_eq!(ring, first_50);
+    // The five new ones arrive after what the probe sends again (it sends
+    // in time order, and history is written in the merge's time order).
+    wait_answer(
+        &relay,
+        "SELECT count(*) AS new FROM flows WHERE uuid >= 'u50'",
+        "+-----+\n| new |\n+-----+\n| 5   |\n+-----+",
+    )
+    .await;
+    assert_eq!(answer(&relay, counts).await, table(55));
+
+    // GetFlows through the relay: every flow once, in time order.
+    let got: Vec<String> = relay
+        .get_flows(GetFlowsRequest {
+            number: 100,
+            ..Default::default()
+        })
+        .await
+        .into_iter()
+        .filter_map(|r| match r.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.uuid),
+            _ => None,
+        })
+        .collect();
+    let all: Vec<String> = (0..55).map(|i| format!("u{i:02}")).collect();
+    assert_eq!(got, all);
+    relay.shutdown().await;
+    let _ = stop_probe.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
