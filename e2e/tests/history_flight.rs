@@ -170,6 +170,27 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
     assert!(ok);
     assert_eq!(err, "");
 
+    // A table past --max-rows: its first rows, and a word on stderr (the
+    // whole range has the losses above).
+    let sql = "SELECT uuid FROM flows ORDER BY time, uuid";
+    let (ok, limited, err) = query(&format!("{sql} LIMIT 2")).await.unwrap();
+    assert!(ok, "{err}");
+    let cut = {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            observe(&["query", "--server", &addr, "--max-rows", "2", sql])
+        })
+    };
+    let (ok, out, err) = cut.await.unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(out, limited);
+    assert_eq!(
+        err,
+        "showing the first 2 rows; the answer has more: add a LIMIT, raise --max-rows \
+         (0: all), or print them as they come with -o csv or -o json\n\
+         history is missing 1,234 flows of n1 in this range\n"
+    );
+
     // A history file that cannot be read: `observe flows --since` fails,
     // it does not print the ring alone.
     let oldest = history.files()[0].path.clone();

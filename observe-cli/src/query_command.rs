@@ -5,7 +5,8 @@
 //!
 //! The SQL comes from the argument, or from a file (`-f FILE`) or stdin
 //! (`-` or `-f -`) when it is longer than an argument may be. CSV and JSON
-//! are printed as the batches arrive; a table needs them all first. When
+//! are printed as the batches arrive; a table needs its rows first, so it
+//! shows at most `--max-rows` of them and says when there were more. When
 //! the reader of stdout goes away (`observe query ... | head`), printing
 //! stops quietly with success, and the relay's query is cancelled.
 
@@ -42,6 +43,9 @@ pub enum QueryFormat {
     Json,
 }
 
+/// Rows a table shows by default: its widths need every row in memory.
+pub const DEFAULT_TABLE_ROWS: usize = 10_000;
+
 /// The largest message (one batch of the result) observe decodes.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
@@ -58,6 +62,9 @@ pub struct QueryArgs {
     pub file: Option<PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,
+    /// The most rows a table shows (0: all); csv and json print every row.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TABLE_ROWS)]
+    pub max_rows: usize,
     /// The relay (default localhost:4245) and how to reach it.
     #[command(flatten)]
     pub connect: ConnectArgs,
@@ -69,14 +76,17 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let sql = statement(&args)?;
     let target = args.connect.target(&[DEFAULT_SERVER])?;
     let mut out = Output::new(std::io::BufWriter::new(std::io::stdout()));
-    let printed = print(&target, &sql, args.output, &mut out).await;
-    let flushed = printed.and_then(|missing| {
+    let printed = print(&target, &sql, args.output, args.max_rows, &mut out).await;
+    let flushed = printed.and_then(|printed| {
         out.flush()?;
-        Ok(missing)
+        Ok(printed)
     });
     match flushed {
-        Ok(missing) => {
-            for line in missing_lines(&missing) {
+        Ok(printed) => {
+            if let Some(shown) = printed.cut_at {
+                crate::pipe::eprint(&format!("{}\n", cut_line(shown)));
+            }
+            for line in missing_lines(&printed.missing) {
                 crate::pipe::eprint(&format!("{line}\n"));
             }
             Ok(())
@@ -87,23 +97,74 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `n` with a comma between groups of three digits.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `history is missing 1,234 flows of node1 in this range`, one per node.
 pub fn missing_lines(missing: &[(String, u64)]) -> Vec<String> {
     missing
         .iter()
         .map(|(node, n)| {
-            let digits = n.to_string();
-            let mut grouped = String::new();
-            for (i, c) in digits.chars().enumerate() {
-                if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                    grouped.push(',');
-                }
-                grouped.push(c);
-            }
             let flows = if *n == 1 { "flow" } else { "flows" };
-            format!("history is missing {grouped} {flows} of {node} in this range")
+            format!(
+                "history is missing {} {flows} of {node} in this range",
+                grouped(*n)
+            )
         })
         .collect()
+}
+
+/// What stderr says after a table cut at `shown` rows.
+fn cut_line(shown: usize) -> String {
+    format!(
+        "showing the first {} rows; the answer has more: add a LIMIT, raise --max-rows \
+         (0: all), or print them as they come with -o csv or -o json",
+        grouped(shown as u64)
+    )
+}
+
+/// A table's rows: at most `max` (0: no limit), and whether there were more.
+struct TableRows {
+    max: usize,
+    rows: usize,
+    batches: Vec<RecordBatch>,
+    more: bool,
+}
+
+impl TableRows {
+    fn new(max: usize) -> Self {
+        TableRows {
+            max: if max == 0 { usize::MAX } else { max },
+            rows: 0,
+            batches: Vec::new(),
+            more: false,
+        }
+    }
+
+    /// Keeps what fits of `batch`; false once the table is full and more
+    /// rows came (nothing more is read then).
+    fn push(&mut self, batch: RecordBatch) -> bool {
+        let room = self.max - self.rows;
+        if batch.num_rows() > room {
+            self.more = true;
+        }
+        let keep = batch.num_rows().min(room);
+        if keep > 0 {
+            self.batches.push(batch.slice(0, keep));
+            self.rows += keep;
+        }
+        !self.more
+    }
 }
 
 /// `history_missing<TAB>node<TAB>flows` lines of the relay's
@@ -312,18 +373,46 @@ async fn ask_all(server: &Target, sql: &str) -> anyhow::Result<(Asked, Vec<Recor
     Ok((asked, batches))
 }
 
-/// Runs `sql` on `server` and prints the answer in `format` as it comes;
-/// returns the flows history is missing in the query's range, per node.
+/// What [`print`] printed.
+struct Printed {
+    /// The flows history is missing in the query's range, per node.
+    missing: Vec<(String, u64)>,
+    /// A table cut at this many rows (the answer had more).
+    cut_at: Option<usize>,
+}
+
+/// Reads a table's rows (at most `max`, 0: all), and stops the query once
+/// there are more.
+async fn table_rows(server: &Target, sql: &str, max: usize) -> anyhow::Result<(Asked, TableRows)> {
+    let mut asked = ask(server, sql).await?;
+    let mut table = TableRows::new(max);
+    'read: for ticket in std::mem::take(&mut asked.tickets) {
+        let mut stream = asked.batches(ticket).await?.boxed();
+        while let Some(batch) = stream.try_next().await? {
+            if !table.push(batch) {
+                break 'read;
+            }
+        }
+    }
+    Ok((asked, table))
+}
+
+/// Runs `sql` on `server` and prints the answer in `format` as it comes (a
+/// table: at most `max_rows`, 0: all).
 async fn print(
     server: &Target,
     sql: &str,
     format: QueryFormat,
+    max_rows: usize,
     out: &mut impl Write,
-) -> anyhow::Result<Vec<(String, u64)>> {
+) -> anyhow::Result<Printed> {
     if format == QueryFormat::Table {
-        let (asked, batches) = ask_all(server, sql).await?;
-        write(out, format, &asked.schema, &batches)?;
-        return Ok(asked.missing);
+        let (asked, table) = table_rows(server, sql, max_rows).await?;
+        write(out, format, &asked.schema, &table.batches)?;
+        return Ok(Printed {
+            missing: asked.missing,
+            cut_at: table.more.then_some(table.rows),
+        });
     }
     let mut asked = ask(server, sql).await?;
     let schema = asked.schema.clone();
@@ -355,7 +444,10 @@ async fn print(
         // The header alone, as for a table without rows.
         write(out, format, &schema, &[])?;
     }
-    Ok(asked.missing)
+    Ok(Printed {
+        missing: asked.missing,
+        cut_at: None,
+    })
 }
 
 /// Where streamed rows are written (one per query: its size does not matter).
@@ -409,6 +501,50 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numbers(range: std::ops::Range<u32>) -> RecordBatch {
+        let column = arrow::array::UInt32Array::from_iter_values(range);
+        RecordBatch::try_from_iter([("n", std::sync::Arc::new(column) as _)]).unwrap()
+    }
+
+    fn kept(t: &TableRows) -> Vec<u32> {
+        t.batches
+            .iter()
+            .flat_map(|b| {
+                let c = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt32Array>();
+                c.unwrap().values().to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_table_keeps_at_most_its_rows_and_knows_there_were_more() {
+        let mut t = TableRows::new(5);
+        assert!(t.push(numbers(0..3)));
+        assert!(!t.push(numbers(3..7)), "full, with rows left over");
+        assert_eq!(kept(&t), [0, 1, 2, 3, 4]);
+        assert!(t.more);
+
+        let mut exact = TableRows::new(5);
+        assert!(exact.push(numbers(0..5)));
+        assert!(!exact.more, "exactly full is not cut");
+        assert!(!exact.push(numbers(5..6)));
+        assert_eq!(kept(&exact), [0, 1, 2, 3, 4]);
+        assert!(exact.more);
+
+        let mut all = TableRows::new(0);
+        assert!(all.push(numbers(0..20_000)));
+        assert_eq!(all.rows, 20_000);
+        assert!(!all.more);
+        assert_eq!(
+            cut_line(10_000),
+            "showing the first 10,000 rows; the answer has more: add a LIMIT, raise \
+             --max-rows (0: all), or print them as they come with -o csv or -o json"
+        );
+    }
 
     #[test]
     fn a_batch_over_the_message_limit_says_what_to_do() {
