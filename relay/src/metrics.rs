@@ -60,6 +60,7 @@ impl Collector for SqlCollector {
             t.queries.desc(),
             t.refused.desc(),
             t.busy.desc(),
+            t.failed.desc(),
             t.running.desc(),
             t.memory.desc(),
             t.duration.desc(),
@@ -76,6 +77,7 @@ impl Collector for SqlCollector {
             s.queries.collect(),
             s.refused.collect(),
             s.busy.collect(),
+            s.failed.collect(),
             s.running.collect(),
             s.memory.collect(),
             s.duration.collect(),
@@ -197,6 +199,7 @@ impl RelayMetrics {
             "observe_relay_sql_queries_total",
             "observe_relay_sql_queries_refused_total",
             "observe_relay_sql_queries_busy_total",
+            "observe_relay_sql_queries_failed_total",
             "observe_relay_sql_queries_running",
             "observe_relay_sql_memory_reserved_bytes",
             "observe_relay_sql_query_duration_seconds",
@@ -397,6 +400,7 @@ mod tests {
                 "observe_relay_reorder_released_total",
                 "observe_relay_sql_memory_reserved_bytes",
                 "observe_relay_sql_queries_busy_total",
+                "observe_relay_sql_queries_failed_total",
                 "observe_relay_sql_queries_refused_total",
                 "observe_relay_sql_queries_running",
                 "observe_relay_sql_queries_total",
@@ -453,6 +457,15 @@ mod tests {
             engine.schema("DELETE FROM flows").await,
             Err(SqlError::Refused(_))
         ));
+        // Failed: while planned (an unknown column), and while run.
+        assert!(matches!(
+            engine.query("SELECT nosuch FROM flows").await,
+            Err(SqlError::UnknownColumn { .. })
+        ));
+        assert!(matches!(
+            engine.query("SELECT CAST(uuid AS INT) FROM flows").await,
+            Err(SqlError::Query(_))
+        ));
         let (files, bytes) = history.disk_usage().unwrap();
         assert_eq!(files, 1);
         assert!(bytes > 0);
@@ -476,15 +489,17 @@ mod tests {
             "observe_relay_history_rows_written_total 3".to_string(),
             "observe_relay_sql_memory_reserved_bytes 0".to_string(),
             "observe_relay_sql_queries_busy_total 0".to_string(),
+            "observe_relay_sql_queries_failed_total 2".to_string(),
             "observe_relay_sql_queries_refused_total 2".to_string(),
             "observe_relay_sql_queries_running 0".to_string(),
-            "observe_relay_sql_queries_total 2".to_string(),
-            "observe_relay_sql_query_duration_seconds_count 2".to_string(),
+            "observe_relay_sql_queries_total 4".to_string(),
+            "observe_relay_sql_query_duration_seconds_count 4".to_string(),
         ];
         assert_eq!(lines, expected);
-        // Two queries, each well under the largest bucket.
+        // Four queries run (one refused, two failed), each well under the
+        // largest bucket.
         assert!(
-            text.contains(r#"observe_relay_sql_query_duration_seconds_bucket{le="+Inf"} 2"#),
+            text.contains(r#"observe_relay_sql_query_duration_seconds_bucket{le="+Inf"} 4"#),
             "{text}"
         );
         // A second scrape adds only what is new.

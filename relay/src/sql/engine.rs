@@ -6,12 +6,13 @@
 //! caller drops the stream.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 
 use observer_proto::observer::GetFlowsResponse;
@@ -189,12 +190,24 @@ impl SqlEngine {
             });
             let timeout = this.inner.limits.timeout;
             let report = tx.clone();
+            // A panic (inside DataFusion or arrow) ends the query, not the task
+            // unheard: the caller and the failure count learn of it.
+            let running = AssertUnwindSafe(this.run(&sql, values, run, tx)).catch_unwind();
             let outcome = tokio::select! {
-                r = tokio::time::timeout(timeout, this.run(&sql, values, run, tx)) => {
-                    r.unwrap_or(Err(SqlError::Timeout(timeout)))
-                }
+                r = tokio::time::timeout(timeout, running) => match r {
+                    Err(_) => Err(SqlError::Timeout(timeout)),
+                    Ok(Err(_panic)) => Err(SqlError::Query(stream::DIED.into())),
+                    Ok(Ok(done)) => done,
+                },
                 () = admitted.stopping() => Err(SqlError::ShuttingDown),
             };
+            // Planned or run (a syntax error fails while planned, before any
+            // run); refusals have their own count.
+            if let Err(e) = &outcome
+                && !matches!(e, SqlError::Refused(_))
+            {
+                stats.failed.inc();
+            }
             // Counted and freed before the caller hears of the end.
             drop(timer);
             drop(admitted);

@@ -14,6 +14,7 @@ pub struct SqlStats {
     pub queries: prometheus::IntCounter,
     pub refused: prometheus::IntCounter,
     pub busy: prometheus::IntCounter,
+    pub failed: prometheus::IntCounter,
     pub running: prometheus::IntGauge,
     pub memory: prometheus::IntGauge,
     pub duration: prometheus::Histogram,
@@ -37,6 +38,12 @@ impl SqlStats {
             busy: counter(
                 "observe_relay_sql_queries_busy_total",
                 "SQL queries refused because --sql-max-concurrent queries were running",
+            ),
+            failed: counter(
+                "observe_relay_sql_queries_failed_total",
+                "SQL queries that ended in an error while planned or run: syntax, unknown \
+                 names, a runtime error, a memory or time limit, a fault, or the relay \
+                 stopping (refusals are counted apart)",
             ),
             running: gauge(
                 "observe_relay_sql_queries_running",
