@@ -1,7 +1,8 @@
 //! `observe policy check` (the real binary, the parser flow-probe's watcher
 //! uses) on inputs that once hung it or ate memory: a FIFO, a symlink to
 //! /dev/zero, a file over 4 MiB, 200 KB of nested `[`. Each is refused at
-//! once with exit 1 and an error naming the file.
+//! once with exit 1 and an error naming the file. And flags: an error found
+//! after the words are parsed shows the usage of its subcommand.
 
 use std::io::Read;
 use std::path::Path;
@@ -91,4 +92,28 @@ fn fifos_devices_large_and_deep_files_are_refused_at_once() {
         check(&good),
         (Some(0), "default/a: ok\n".to_string(), String::new())
     );
+}
+
+#[test]
+fn a_not_without_a_filter_shows_the_usage_of_its_subcommand() {
+    for (sub, args) in [
+        ("flows", vec!["flows", "--not"]),
+        ("graph", vec!["graph", "-n", "x", "--not"]),
+    ] {
+        let out = Command::new(e2e::observe_binary())
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("observe runs");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "error: --not must be followed by the filter flag it negates\n\n\
+                 Usage: observe {sub} [OPTIONS]\n\n\
+                 For more information, try '--help'.\n"
+            )
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use observe_cli::connect::ConnectArgs;
 use observe_cli::flows::output::{ColorChoice, Format};
 use observe_cli::flows::{self, request::DEFAULT_SERVERS, request::QueryArgs};
@@ -191,7 +191,7 @@ enum LabCommand {
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let cli = parse();
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -206,6 +206,29 @@ fn main() {
             observe_cli::pipe::eprint(&format!("observe: {e:#}\n"));
             std::process::exit(1);
         }
+    }
+}
+
+/// The command line, or exit with clap's message. An error found once the
+/// words are parsed (`--not` with no filter after it) shows the usage of the
+/// subcommand it belongs to, as clap's own errors do.
+fn parse() -> Cli {
+    let matches = Cli::command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| {
+        let mut root = Cli::command();
+        root.build();
+        e.format(innermost(&mut root, &matches)).exit()
+    })
+}
+
+/// The subcommand `matches` went deepest into.
+fn innermost<'a>(cmd: &'a mut clap::Command, matches: &clap::ArgMatches) -> &'a mut clap::Command {
+    match matches.subcommand() {
+        Some((name, sub)) if cmd.find_subcommand(name).is_some() => innermost(
+            cmd.find_subcommand_mut(name).expect("found just above"),
+            sub,
+        ),
+        _ => cmd,
     }
 }
 
