@@ -1,8 +1,11 @@
 //! `observe flows` filter flags → Hubble `FlowFilter`s, with Hubble's semantics:
-//! flags of different kinds are ANDed, repeated flags of one kind are ORed, and a
-//! direction-neutral flag (`--ip`, `--pod`, `--label`, `--port`, `--namespace`)
-//! matches either side, so it splits the filter into a source variant and a
-//! destination variant.
+//! flags of different kinds are ANDed, repeated flags of one kind are ORed, and
+//! the direction-neutral flags (`--ip`, `--pod`, `--label`, `--port`,
+//! `--namespace`) match either end: the filter becomes a source variant and a
+//! destination variant, each with all of them on its side. Namespace flags
+//! place the pods of their side in the namespace (`-n other --pod client` is
+//! `other/client` at either end); a neutral flag with a directional one for
+//! the same field is refused, as Hubble refuses it.
 
 use observer_proto::flow::{
     EventTypeFilter, FlowFilter, IpVersion, TcpFlags, TrafficDirection, Verdict,
@@ -185,53 +188,107 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
     })
 }
 
-/// Appends `value` to one side's field of every filter in `fs`.
-fn set_all(
-    fs: &mut [FlowFilter],
-    values: &[String],
-    field: fn(&mut FlowFilter) -> &mut Vec<String>,
-) {
-    if values.is_empty() {
-        return;
-    }
-    for f in fs {
-        field(f).extend(values.iter().cloned());
+/// Which end of a flow a flag names.
+#[derive(Clone, Copy)]
+enum Side {
+    Source,
+    Destination,
+}
+
+fn pods(f: &mut FlowFilter, side: Side) -> &mut Vec<String> {
+    match side {
+        Side::Source => &mut f.source_pod,
+        Side::Destination => &mut f.destination_pod,
     }
 }
 
-/// Doubles every filter: one copy gets the values on the source side, the other
-/// on the destination side.
-fn split_either(
-    fs: Vec<FlowFilter>,
-    values: &[String],
-    src: fn(&mut FlowFilter) -> &mut Vec<String>,
-    dst: fn(&mut FlowFilter) -> &mut Vec<String>,
-) -> Vec<FlowFilter> {
-    if values.is_empty() {
-        return fs;
+/// Puts one side's pods of `f` in the namespaces `ns`, as Hubble does: a
+/// pod without a namespace is looked for in each of them, no pod at all
+/// means any pod there, and a pod in another namespace is an error (its
+/// flag, `ns_flag`, says which).
+fn in_namespaces(
+    f: &mut FlowFilter,
+    side: Side,
+    ns: &[String],
+    ns_flag: &'static str,
+) -> Result<(), FlagError> {
+    if ns.is_empty() {
+        return Ok(());
     }
-    let mut out = Vec::with_capacity(fs.len() * 2);
-    for f in fs {
-        let mut a = f.clone();
-        src(&mut a).extend(values.iter().cloned());
-        let mut b = f;
-        dst(&mut b).extend(values.iter().cloned());
-        out.push(a);
-        out.push(b);
+    let ns: Vec<&str> = ns.iter().map(|n| n.trim_end_matches('/')).collect();
+    let given = std::mem::take(pods(f, side));
+    let given = if given.is_empty() {
+        vec![String::new()]
+    } else {
+        given
+    };
+    let mut out = Vec::new();
+    for pod in given {
+        match pod.split_once('/') {
+            Some((pod_ns, _)) => {
+                if let Some(other) = ns.iter().find(|n| **n != pod_ns) {
+                    return Err(bad(
+                        ns_flag,
+                        other,
+                        &format!("the namespace does not hold the pod {pod:?}"),
+                    ));
+                }
+                out.push(pod);
+            }
+            None => out.extend(ns.iter().map(|n| format!("{n}/{pod}"))),
+        }
     }
-    out
+    *pods(f, side) = out;
+    Ok(())
 }
 
-/// A namespace alone is a pod filter on the `namespace/` prefix, as in Hubble.
-fn namespaces_as_pods(ns: &[String]) -> Vec<String> {
-    ns.iter()
-        .map(|n| format!("{}/", n.trim_end_matches('/')))
-        .collect()
+/// Flags that feed one field from both a direction-neutral and a directional
+/// flag (they would OR where flags of different kinds AND), refused as Hubble
+/// refuses them.
+fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
+    let pairs: [(&'static str, &[String], &'static str, &[String]); 12] = [
+        ("ip", &a.ip, "from-ip", &a.from_ip),
+        ("ip", &a.ip, "to-ip", &a.to_ip),
+        ("pod", &a.pod, "from-pod", &a.from_pod),
+        ("pod", &a.pod, "to-pod", &a.to_pod),
+        ("namespace", &a.namespace, "from-pod", &a.from_pod),
+        ("namespace", &a.namespace, "to-pod", &a.to_pod),
+        (
+            "namespace",
+            &a.namespace,
+            "from-namespace",
+            &a.from_namespace,
+        ),
+        ("namespace", &a.namespace, "to-namespace", &a.to_namespace),
+        ("label", &a.label, "from-label", &a.from_label),
+        ("label", &a.label, "to-label", &a.to_label),
+        ("port", &a.port, "from-port", &a.from_port),
+        ("port", &a.port, "to-port", &a.to_port),
+    ];
+    for (neutral, values, directional, others) in pairs {
+        if let (Some(v), false) = (values.first(), others.is_empty()) {
+            return Err(bad(
+                neutral,
+                v,
+                &format!(
+                    "cannot be combined with --{directional}: --{neutral} names either end \
+                     of a flow, --{directional} one; use --from-{neutral} or --to-{neutral}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl FilterArgs {
     /// The whitelist these flags describe; empty when no flag was given.
+    ///
+    /// As in Hubble: flags of different kinds AND, values of one flag OR,
+    /// and the direction-neutral flags (`--ip`, `--pod`, `--namespace`,
+    /// `--label`, `--port`) make two filters, one with all of them on the
+    /// source side and one with all of them on the destination side.
     pub fn whitelist(&self) -> Result<Vec<FlowFilter>, FlagError> {
+        check_combinations(self)?;
         let mut base = FlowFilter {
             verdict: self
                 .verdict
@@ -255,6 +312,14 @@ impl FilterArgs {
                 .collect::<Result<_, _>>()?,
             protocol: self.protocol.clone(),
             node_name: self.node_name.clone(),
+            source_ip: self.from_ip.clone(),
+            destination_ip: self.to_ip.clone(),
+            source_pod: self.from_pod.clone(),
+            destination_pod: self.to_pod.clone(),
+            source_label: self.from_label.clone(),
+            destination_label: self.to_label.clone(),
+            source_port: self.from_port.clone(),
+            destination_port: self.to_port.clone(),
             ..Default::default()
         };
         if self.ipv4 {
@@ -263,55 +328,38 @@ impl FilterArgs {
         if self.ipv6 {
             base.ip_version.push(IpVersion::IPv6 as i32);
         }
-        let mut fs = vec![base];
-        set_all(&mut fs, &self.from_ip, |f| &mut f.source_ip);
-        set_all(&mut fs, &self.to_ip, |f| &mut f.destination_ip);
-        set_all(&mut fs, &self.from_pod, |f| &mut f.source_pod);
-        set_all(&mut fs, &self.to_pod, |f| &mut f.destination_pod);
-        set_all(&mut fs, &namespaces_as_pods(&self.from_namespace), |f| {
-            &mut f.source_pod
-        });
-        set_all(&mut fs, &namespaces_as_pods(&self.to_namespace), |f| {
-            &mut f.destination_pod
-        });
-        set_all(&mut fs, &self.from_label, |f| &mut f.source_label);
-        set_all(&mut fs, &self.to_label, |f| &mut f.destination_label);
-        set_all(&mut fs, &self.from_port, |f| &mut f.source_port);
-        set_all(&mut fs, &self.to_port, |f| &mut f.destination_port);
-        fs = split_either(
-            fs,
+        let neutral = [
             &self.ip,
-            |f| &mut f.source_ip,
-            |f| &mut f.destination_ip,
-        );
-        fs = split_either(
-            fs,
             &self.pod,
-            |f| &mut f.source_pod,
-            |f| &mut f.destination_pod,
-        );
-        fs = split_either(
-            fs,
-            &namespaces_as_pods(&self.namespace),
-            |f| &mut f.source_pod,
-            |f| &mut f.destination_pod,
-        );
-        fs = split_either(
-            fs,
+            &self.namespace,
             &self.label,
-            |f| &mut f.source_label,
-            |f| &mut f.destination_label,
-        );
-        fs = split_either(
-            fs,
             &self.port,
-            |f| &mut f.source_port,
-            |f| &mut f.destination_port,
-        );
-        if fs.len() == 1 && fs[0] == FlowFilter::default() {
+        ];
+        let mut variants = if neutral.iter().all(|v| v.is_empty()) {
+            vec![base]
+        } else {
+            let (mut from, mut to) = (base.clone(), base);
+            from.source_ip.extend(self.ip.iter().cloned());
+            to.destination_ip.extend(self.ip.iter().cloned());
+            from.source_pod.extend(self.pod.iter().cloned());
+            to.destination_pod.extend(self.pod.iter().cloned());
+            from.source_label.extend(self.label.iter().cloned());
+            to.destination_label.extend(self.label.iter().cloned());
+            from.source_port.extend(self.port.iter().cloned());
+            to.destination_port.extend(self.port.iter().cloned());
+            in_namespaces(&mut from, Side::Source, &self.namespace, "namespace")?;
+            in_namespaces(&mut to, Side::Destination, &self.namespace, "namespace")?;
+            vec![from, to]
+        };
+        // After every pod is in place: they are the pods put in the namespace.
+        for f in &mut variants {
+            in_namespaces(f, Side::Source, &self.from_namespace, "from-namespace")?;
+            in_namespaces(f, Side::Destination, &self.to_namespace, "to-namespace")?;
+        }
+        if variants == [FlowFilter::default()] {
             return Ok(Vec::new());
         }
-        Ok(fs)
+        Ok(variants)
     }
 }
 

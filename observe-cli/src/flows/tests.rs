@@ -213,6 +213,35 @@ fn each_flag_alone_and_combined_selects_exactly() {
         ),
         (&["--to-port", "80", "--to-port", "5432"], &["f4", "f6"]),
         (&["--pod", "default/db", "--protocol", "tcp"], &["f4"]),
+        // Neutral flags together: all at the source, or all at the destination.
+        (
+            &["--ip", "198.18.1.3", "--port", "8080"],
+            &["f1", "f2", "f3"],
+        ),
+        (&["--ip", "198.18.1.3", "--port", "5432"], &[]),
+        // A namespace with pods: the pods of that side, in the namespace.
+        (&["-n", "default", "--pod", "db"], &["f4", "f5", "f7"]),
+        (&["-n", "other", "--pod", "api"], &[]),
+        (
+            &["--from-namespace", "other", "--to-pod", "default/api"],
+            &["f3"],
+        ),
+        (
+            &["--from-namespace", "default", "--from-pod", "frontend"],
+            &["f1", "f5"],
+        ),
+        (
+            &["--to-namespace", "default", "--to-pod", "api"],
+            &["f1", "f3"],
+        ),
+        (
+            &["--from-namespace", "other", "--from-ip", "198.18.2.2"],
+            &["f3"],
+        ),
+        (
+            &["--from-namespace", "default", "--to-namespace", "other"],
+            &[],
+        ),
     ];
     for (words, want) in cases {
         assert_eq!(select(words).unwrap(), set(want), "{words:?}");
@@ -573,5 +602,29 @@ fn node_status_names_the_state_and_the_reason() {
     assert_eq!(
         line(NodeState::UnknownNodeState, ""),
         "Nov 26 15:04:06.123: NODE STATUS: node1,node2\n"
+    );
+}
+
+#[test]
+fn a_namespace_and_a_pod_that_cannot_meet_are_refused() {
+    let refused = |words: &[&str]| select(words).unwrap_err();
+    assert_eq!(
+        refused(&["--namespace", "other", "--to-pod", "default/api"]),
+        "--namespace \"other\": cannot be combined with --to-pod: --namespace names either \
+         end of a flow, --to-pod one; use --from-namespace or --to-namespace"
+    );
+    assert_eq!(
+        refused(&[
+            "--from-namespace",
+            "other",
+            "--from-pod",
+            "default/frontend"
+        ]),
+        "--from-namespace \"other\": the namespace does not hold the pod \"default/frontend\""
+    );
+    assert_eq!(
+        refused(&["--port", "80", "--to-port", "8080"]),
+        "--port \"80\": cannot be combined with --to-port: --port names either end of a \
+         flow, --to-port one; use --from-port or --to-port"
     );
 }
