@@ -48,13 +48,6 @@ fn start_history(
         RelayError::History(format!("{what} {}: {e}", hc.dir.display()))
     };
     let h = History::open(hc.clone()).map_err(|e| failed("opening", e))?;
-    // The ring goes on from history: the flows a restart would otherwise
-    // ask the peers for again (and store twice) are there at once.
-    // A file it cannot read leaves the ring empty, not the relay stopped.
-    match h.newest_flows(state.store().capacity()) {
-        Ok(newest) => newest.into_iter().for_each(|r| state.store().push(r)),
-        Err(e) => log::warn!("history: the ring starts empty: {e}"),
-    }
     state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
     let (feed, intake) = history::feed::channel(hc.queue_flows, h.losses().clone());
     state.set_history_feed(feed);
@@ -99,7 +92,7 @@ impl Relay {
             FlowStore::new(cfg.ring_capacity),
             Peers::with_naming(&addresses, cfg.naming()),
         ));
-        // Before the peers: their first sessions resume from it.
+        // Before the peers: their first sessions ask it what it holds.
         let history = match &cfg.history {
             Some(hc) => Some(start_history(hc, cfg, &state)?),
             None => None,

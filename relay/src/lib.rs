@@ -5,10 +5,10 @@
 //! Data moves top to bottom:
 //! - [`peer`]: one task per flow-probe (`peer::task`). A session connects,
 //!   asks GetNodes (the node's name) and ServerStatus, then follows GetFlows
-//!   from the peer's whole ring (the first session after a restart only from
-//!   where history's flows of that node end, [`history::tail`]; the ring
-//!   itself starts with history's newest flows); a periodic ServerStatus
-//!   poll keeps the peer's counters and notices a silent failure. When a
+//!   from the peer's whole ring (after a restart, what history already
+//!   holds of it goes to the ring only, [`history::tail`]); a periodic
+//!   ServerStatus poll keeps the peer's counters and notices a silent
+//!   failure. When a
 //!   session fails the peer turns unavailable and is dialled again with
 //!   exponential backoff
 //!   ([`observer_runtime::backoff`]); the next session resumes without repeats

@@ -1,7 +1,7 @@
 //! The newest flows one node has in history: where a peer's stream was when
-//! the relay stopped, so that the first session after a restart asks only for
-//! what history lacks ([`crate::peer::resume`]) instead of storing the
-//! peer's buffered flows a second time.
+//! the relay stopped, so that the flows a peer still buffers, which a
+//! restarted relay asks for again, are not stored a second time
+//! ([`crate::peer::resume`]).
 //!
 //! Only the `time`, `node` and `uuid` columns are read, files from the newest
 //! back, row groups by their time statistics, and no further once the rest is

@@ -3,9 +3,10 @@
 //! A new session asks for the peer's flows since the last one seen minus an
 //! overlap (a node's flow times are not strictly ordered), and drops what was
 //! already taken: flows by UUID (a bounded set of recent ones), other records by
-//! time. The relay's first session with a peer starts where the peer's flows
-//! in history end ([`Resume::seed`]), so a restarted relay does not store the
-//! flows a peer still buffers a second time.
+//! time. A restarted relay still asks for the peer's whole ring (its own ring
+//! starts empty), but knows where the peer's flows in history end
+//! ([`Resume::seed`]): what history holds goes to the ring and not to history
+//! again ([`Resume::in_history`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -32,6 +33,16 @@ pub struct Resume {
     floor: Option<i128>,
     /// Whether [`Self::seed`] was called.
     seeded: bool,
+    /// What history held of the peer when the relay started.
+    stored: Option<Stored>,
+}
+
+/// A peer's flows in history: every one before `before`, and those of
+/// `uuids` from then on.
+#[derive(Debug)]
+struct Stored {
+    before: i128,
+    uuids: HashSet<String>,
 }
 
 impl Resume {
@@ -46,17 +57,27 @@ impl Resume {
         !self.seeded && self.last_time.is_none()
     }
 
-    /// Starts from what history holds of the peer: its newest flow's time
-    /// and the UUIDs of those near it (`None`: nothing, start from the
-    /// peer's whole ring).
-    pub fn seed(&mut self, tail: Option<NodeTail>) {
+    /// What history holds of the peer: its newest flow's time and the UUIDs
+    /// of those within `overlap` of it (`None`: nothing).
+    pub fn seed(&mut self, tail: Option<NodeTail>, overlap: Duration) {
         self.seeded = true;
-        if let Some(tail) = tail {
-            self.last_time = Some(i128::from(tail.last));
-            for uuid in &tail.uuids {
-                self.remember(uuid);
-            }
+        self.stored = tail.map(|t| Stored {
+            before: i128::from(t.last) - overlap.as_nanos() as i128,
+            uuids: t.uuids.into_iter().collect(),
+        });
+    }
+
+    /// Whether history held `r` (a flow) when the relay started.
+    pub fn in_history(&self, r: &GetFlowsResponse) -> bool {
+        let Some(stored) = &self.stored else {
+            return false;
+        };
+        if let Some(ResponseTypes::Flow(f)) = &r.response_types
+            && stored.uuids.contains(&f.uuid)
+        {
+            return true;
         }
+        event_time(r).is_some_and(|t| t < stored.before)
     }
 
     /// A new session starts now.
@@ -118,40 +139,46 @@ mod tests {
     }
 
     #[test]
-    fn a_seeded_first_session_starts_where_history_ends() {
+    fn after_a_restart_what_history_holds_is_told_apart() {
         let mut r = Resume::default();
         assert!(r.wants_seed());
-        r.seed(Some(NodeTail {
-            last: 6_000_000_000,
-            uuids: vec!["a".into(), "b".into()],
-        }));
+        r.seed(
+            Some(NodeTail {
+                last: 6_000_000_000,
+                uuids: vec!["a".into(), "b".into()],
+            }),
+            Duration::from_secs(1),
+        );
         assert!(!r.wants_seed());
-        assert_eq!(
-            r.since(Duration::from_secs(1)),
-            Some(timestamp(5_000_000_000))
-        );
+        // The whole ring is asked for: the relay's own ring starts empty.
+        assert_eq!(r.since(Duration::from_secs(1)), None);
         r.start_session();
-        // What history has, then what it missed within the overlap, then new.
-        assert!(!r.accept(&flow("a", 5_200_000_000)));
-        assert!(!r.accept(&flow("b", 6_000_000_000)));
-        assert!(
-            !r.accept(&lost(5_900_000_000)),
-            "a loss from before history ends"
-        );
-        assert!(r.accept(&flow("x", 5_800_000_000)), "not in history");
-        assert!(r.accept(&flow("c", 6_100_000_000)));
-        assert!(r.accept(&lost(6_200_000_000)));
+        let old = flow("o", 4_999_999_999);
+        let (a, b) = (flow("a", 5_200_000_000), flow("b", 6_000_000_000));
+        let missed = flow("x", 5_800_000_000);
+        let new = flow("c", 6_100_000_000);
+        for f in [&old, &a, &b, &missed, &new] {
+            assert!(r.accept(f), "new to this relay: {f:?}");
+        }
+        assert!(r.in_history(&old), "before the overlap");
+        assert!(r.in_history(&a) && r.in_history(&b), "by UUID");
+        assert!(!r.in_history(&missed), "within the overlap, not stored");
+        assert!(!r.in_history(&new));
+        // A reconnect drops them all as before.
+        r.start_session();
+        assert!(!r.accept(&a));
+        assert!(!r.accept(&missed));
     }
 
     #[test]
-    fn a_seed_without_history_asks_for_the_whole_ring() {
+    fn without_history_nothing_is_in_it() {
         let mut r = Resume::default();
-        r.seed(None);
+        r.seed(None, Duration::from_secs(1));
         assert!(!r.wants_seed());
         assert_eq!(r.since(Duration::from_secs(1)), None);
         r.start_session();
-        assert!(r.accept(&lost(1_000)));
         assert!(r.accept(&flow("a", 2_000)));
+        assert!(!r.in_history(&flow("a", 2_000)));
     }
 
     #[test]

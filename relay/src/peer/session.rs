@@ -79,11 +79,11 @@ async fn session(
     )
     .await?;
     if resume.wants_seed() {
-        resume.seed(history_tail(ctx, name.as_deref(), status.uptime_ns).await);
+        let tail = history_tail(ctx, name.as_deref(), status.uptime_ns).await;
+        resume.seed(tail, opts.resume_overlap);
     }
     let request = GetFlowsRequest {
-        // The peer's whole ring (after what history has of it): what happened
-        // before we connected counts too.
+        // The peer's whole ring: what happened before we connected counts too.
         number: status.max_flows.max(1),
         follow: true,
         since: resume.since(opts.resume_overlap),
@@ -119,7 +119,12 @@ async fn session(
                 }
                 ctx.state.peers().naming().rename(&mut response);
                 ctx.state.peers().count_flow(ctx.id);
-                merge(ctx, MergeInput::Response(ctx.id, response)).await?;
+                let input = if resume.in_history(&response) {
+                    MergeInput::Stored(ctx.id, response)
+                } else {
+                    MergeInput::Response(ctx.id, response)
+                };
+                merge(ctx, input).await?;
             }
             _ = poll.tick() => {
                 let status = call(opts, "ServerStatus", client.server_status(ServerStatusRequest {})).await?;
@@ -134,8 +139,9 @@ async fn session(
 const CLOCK_SLACK: Duration = Duration::from_secs(60);
 
 /// What history holds of the peer named `name` from its current run (it
-/// has been up `uptime_ns`; 0: unknown, all of history): where its first
-/// session resumes. A read that fails is logged and resumes from nothing.
+/// has been up `uptime_ns`; 0: unknown, all of history): what its sessions
+/// need not store again. A read that fails is logged, and then nothing is
+/// known to be stored.
 async fn history_tail(ctx: &PeerCtx, name: Option<&str>, uptime_ns: u64) -> Option<NodeTail> {
     let history = ctx.state.sql().history()?.clone();
     let node = ctx.state.peers().naming().full_name(name?);
