@@ -1,4 +1,4 @@
-//! GetFlows with `since` older than the ring, through the relay's gRPC
+//! GetFlows with `since` older than the ring (or `until` alone), through the relay's gRPC
 //! server: history and ring answer as one in time order, `number` counts
 //! both (the last N read history only for what the ring lacks, the first N
 //! stop the read), filters and `until` apply to history rows, flows history
@@ -183,6 +183,22 @@ async fn history_and_ring_answer_as_one_with_number_filters_and_until() {
         ..Default::default()
     };
     assert_eq!(ask(&s, window).await, flows(10..=20));
+    // `until` alone: the last N before it, from history too.
+    let until = |number: u64, first: bool| GetFlowsRequest {
+        until: since(20),
+        number,
+        first,
+        ..Default::default()
+    };
+    assert_eq!(ask(&s, until(3, false)).await, flows(18..=20));
+    assert_eq!(ask(&s, until(3, true)).await, flows(0..3));
+    assert_eq!(ask(&s, until(0, false)).await, flows(0..=20));
+    let in_ring = GetFlowsRequest {
+        until: since(97),
+        number: 12,
+        ..Default::default()
+    };
+    assert_eq!(ask(&s, in_ring).await, flows(86..=97), "ring and history");
     // Not older than the ring: the ring alone.
     assert_eq!(
         ask(

@@ -1,5 +1,5 @@
-//! GetFlows with a `since` older than the ring: the flow history from
-//! `since` up to the ring's first flow goes first, read from a snapshot of
+//! GetFlows with a `since` older than the ring (or an `until` alone): the
+//! flow history from `since` up to the ring's first flow goes first, read from a snapshot of
 //! the history on a blocking thread and sent as it is read, so memory stays
 //! bounded whatever the range: files outside the range are not opened, row
 //! groups are chosen by their time statistics, the request's filters apply
@@ -49,13 +49,14 @@ fn clamp(t: i128) -> i64 {
 }
 
 /// The history part `query` needs before `ring`: `None` without history,
-/// without `since`, or when the ring starts at or before `since`.
+/// without `since` or `until`, or when the ring starts at or before `since`
+/// (`until` alone: from the oldest flow history holds).
 pub(super) fn plan(
     history: Option<&Arc<History>>,
     query: &FlowQuery,
     ring: &[Entry],
 ) -> Option<Older> {
-    let since = query.since?;
+    let since = query.since.or(query.until.map(|_| i128::MIN))?;
     let history = history?;
     let first = ring.iter().find_map(|e| event_time(&e.response));
     if first.is_some_and(|f| f <= since) {
