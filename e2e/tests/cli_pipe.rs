@@ -148,3 +148,27 @@ fn the_graph_tui_into_a_pipe_names_the_formats_a_pipe_takes() {
         "observe: -o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json\n"
     );
 }
+
+/// `observe graph --follow` draws a live graph only in the TUI: with another
+/// format it says so, before connecting anywhere, instead of printing one
+/// window's graph as if --follow had not been given.
+#[test]
+fn graph_follow_without_the_tui_says_what_it_needs() {
+    let out = observe(&[
+        "graph",
+        "--follow",
+        "-o",
+        "text",
+        "--server",
+        e2e::REFUSING_PEER,
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "observe: --follow keeps the graph live, which only -o tui draws; the other formats \
+         print the graph of one window (--since, 15m by default)\n"
+    );
+}

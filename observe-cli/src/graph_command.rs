@@ -62,11 +62,17 @@ pub async fn run(
             "-o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json"
         );
     }
+    if query.follow && format != GraphFormat::Tui {
+        anyhow::bail!(
+            "--follow keeps the graph live, which only -o tui draws; the other formats \
+             print the graph of one window (--since, {DEFAULT_SINCE} by default)"
+        );
+    }
     if let Some(plan) = diff.plan(query, SystemTime::now())? {
         return run_diff(target, query, &plan, format).await;
     }
     let mut query = query.clone();
-    if query.since.is_none() && query.last.is_none() && query.first.is_none() {
+    if !query.has_window() {
         query.since = Some(DEFAULT_SINCE.to_string());
     }
     query.follow = format == GraphFormat::Tui;

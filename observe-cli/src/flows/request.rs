@@ -19,6 +19,7 @@ pub const DEFAULT_SERVERS: [&str; 2] = ["localhost:4245", "localhost:4244"];
 pub struct QueryArgs {
     pub last: Option<u64>,
     pub first: Option<u64>,
+    pub all: bool,
     pub follow: bool,
     pub since: Option<String>,
     pub until: Option<String>,
@@ -32,12 +33,15 @@ pub struct QueryArgs {
 /// that `--not` can see where each filter flag stood.
 #[derive(Debug, clap::Args)]
 struct QueryFlags {
-    /// The last N flows.
+    /// The last N flows (0: as if not given).
     #[arg(long)]
     last: Option<u64>,
-    /// The first N flows.
+    /// The first N flows (0: as if not given).
     #[arg(long, conflicts_with_all = ["last", "follow"])]
     first: Option<u64>,
+    /// Every flow the server holds (with --since, history's too): may be many.
+    #[arg(long, conflicts_with_all = ["last", "first"])]
+    all: bool,
     /// Keep streaming new flows.
     #[arg(long, short = 'f')]
     follow: bool,
@@ -68,6 +72,7 @@ impl clap::FromArgMatches for QueryArgs {
         Ok(QueryArgs {
             last: flags.last,
             first: flags.first,
+            all: flags.all,
             follow: flags.follow,
             since: flags.since,
             until: flags.until,
@@ -105,9 +110,20 @@ impl QueryArgs {
         Ok((self.filters.whitelist()?, self.negated.whitelist()?))
     }
 
+    /// Whether the flags say which flows (a time, a count or all), not only
+    /// which kind.
+    pub fn has_window(&self) -> bool {
+        self.since.is_some()
+            || self.all
+            || self.last.is_some_and(|n| n > 0)
+            || self.first.is_some_and(|n| n > 0)
+    }
+
     pub fn request(&self) -> anyhow::Result<GetFlowsRequest> {
         let now = SystemTime::now();
-        let (number, first) = match (self.first, self.last) {
+        // As in `hubble observe`, a count of 0 is no count.
+        let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
+            _ if self.all => (0, false),
             (Some(n), _) => (n, true),
             (None, Some(n)) => (n, false),
             // Like `hubble observe`: without a window, the last 20.
@@ -219,5 +235,13 @@ mod tests {
         assert_eq!(q(|a| a.last = Some(5)), (5, false, false));
         assert_eq!(q(|a| a.first = Some(3)), (3, true, false));
         assert_eq!(q(|a| a.follow = true), (0, false, true));
+        // As in hubble observe: 0 is no count, --all is every flow.
+        assert_eq!(q(|a| a.last = Some(0)), (20, false, false));
+        assert_eq!(q(|a| a.first = Some(0)), (20, false, false));
+        assert_eq!(q(|a| a.all = true), (0, false, false));
+        let words = QueryArgs::try_parse_words(["--all"]).unwrap();
+        assert_eq!(words.request().unwrap().number, 0);
+        let both = QueryArgs::try_parse_words(["--all", "--last", "5"]).unwrap_err();
+        assert!(both.to_string().contains("cannot be used with"), "{both}");
     }
 }
