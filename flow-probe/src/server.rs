@@ -32,6 +32,9 @@ use crate::policy_log::{PolicyLog, PolicyStatesService};
 use crate::sources::status::StatusBoard;
 use observer_runtime::store::{Entry, FlowStore};
 
+/// What a follow cut short by the probe's shutdown ends with.
+pub const SHUTTING_DOWN: &str = "flow-probe is shutting down; the answer ends here";
+
 /// What the service knows about the node it runs on.
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -168,9 +171,14 @@ impl Observer for ObserverService {
                 }
             }
             if let Some(follow_rx) = follow_rx {
-                tokio::select! {
-                    () = follow(query, follow_rx, last_seq, tx, node_name) => {}
-                    _ = stopping.wait_for(|s| *s) => {}
+                let end = tx.clone();
+                let cut = tokio::select! {
+                    () = follow(query, follow_rx, last_seq, tx, node_name) => false,
+                    _ = stopping.wait_for(|s| *s) => true,
+                };
+                if cut {
+                    // Not a clean end: a follower must tell it from one.
+                    let _ = end.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                 }
             }
         });

@@ -28,6 +28,9 @@ use observer_proto::time::{event_time, now_nanos, timestamp};
 use observer_runtime::query::FlowQuery;
 use observer_runtime::store::Entry;
 
+/// What an answer cut short by the relay's shutdown ends with.
+pub const SHUTTING_DOWN: &str = "the relay is shutting down; the answer ends here";
+
 /// Responses queued per client before the sending task waits for it.
 const CLIENT_QUEUE: usize = 256;
 
@@ -87,10 +90,15 @@ pub(super) fn open(
             }
             Ok::<(), Gone>(())
         };
-        tokio::select! {
-            _ = answer => {}
-            _ = stopping.wait_for(|s| *s) => {}
-            () = tx.closed() => {}
+        let cut = tokio::select! {
+            _ = answer => false,
+            _ = stopping.wait_for(|s| *s) => true,
+            () = tx.closed() => false,
+        };
+        if cut {
+            // Not a clean end: a follower (or a script) must tell it from an
+            // answer that is complete.
+            let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
         }
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
@@ -283,6 +291,35 @@ mod tests {
         let next = rx.recv().await.unwrap().unwrap();
         assert_eq!(event_time(&next), Some(6));
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_follow_cut_by_shutdown_ends_with_unavailable() {
+        let state = state();
+        let (stop, stopping) = watch::channel(false);
+        let req = GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        };
+        let mut stream = open(&state, &req, stopping).unwrap();
+        state.store().push(flow_at(now_nanos() + 1));
+        let mut flows = 0;
+        let end = loop {
+            match stream.next().await.unwrap() {
+                Ok(r) if matches!(r.response_types, Some(ResponseTypes::Flow(_))) => {
+                    flows += 1;
+                    stop.send(true).unwrap();
+                }
+                Ok(_) => {}
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(flows, 1);
+        assert_eq!(
+            (end.code(), end.message()),
+            (tonic::Code::Unavailable, SHUTTING_DOWN)
+        );
+        assert!(stream.next().await.is_none());
     }
 
     #[tokio::test]
