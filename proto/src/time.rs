@@ -83,7 +83,15 @@ pub fn parse_rfc3339(text: &str) -> Result<i128, TimeError> {
     trimmed
         .parse::<jiff::Timestamp>()
         .map(|t| t.as_nanosecond())
-        .map_err(|e| TimeError::NotATime(trimmed.to_string(), e.to_string()))
+        .map_err(|e| {
+            // A civil time alone is ambiguous: say what is missing.
+            let why = if trimmed.parse::<jiff::civil::DateTime>().is_ok() {
+                "it has no time zone: add Z for UTC or an offset such as +01:00".to_string()
+            } else {
+                e.to_string()
+            };
+            TimeError::NotATime(trimmed.to_string(), why)
+        })
 }
 
 /// `2026-11-26T15:04:05Z`: RFC 3339 in UTC, whole seconds. Seconds beyond
@@ -165,6 +173,13 @@ mod tests {
             Ok(1_795_705_445_000_000_000)
         );
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Ok(-1_000_000_000));
+        assert_eq!(
+            parse_rfc3339("2026-12-05T22:27:00")
+                .unwrap_err()
+                .to_string(),
+            "\"2026-12-05T22:27:00\" is not a time such as 2026-11-26T10:00:00Z: it has no \
+             time zone: add Z for UTC or an offset such as +01:00"
+        );
         let err = parse_rfc3339("2026-02-31T00:00:00Z")
             .unwrap_err()
             .to_string();

@@ -289,6 +289,15 @@ impl FilterArgs {
     /// source side and one with all of them on the destination side.
     pub fn whitelist(&self) -> Result<Vec<FlowFilter>, FlagError> {
         check_combinations(self)?;
+        for (flag, values) in [
+            ("from-port", &self.from_port),
+            ("to-port", &self.to_port),
+            ("port", &self.port),
+        ] {
+            if let Some(v) = values.iter().find(|v| v.parse::<u16>().is_err()) {
+                return Err(bad(flag, v, "not a port number (0 to 65535)"));
+            }
+        }
         let mut base = FlowFilter {
             verdict: self
                 .verdict

@@ -84,6 +84,12 @@ pub fn split(m: &ArgMatches) -> Result<(FilterArgs, FilterArgs), clap::Error> {
                     "--not must be followed by the filter flag it negates",
                 ));
             };
+            if negated[next] {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--not twice before one filter flag: each --not negates the one after it",
+                ));
+            }
             negated[next] = true;
         }
     }

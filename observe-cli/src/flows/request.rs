@@ -46,10 +46,11 @@ struct QueryFlags {
     #[arg(long, short = 'f')]
     follow: bool,
     /// Flows since a time: a duration ago (`30s`, `5m`, `2h`, `1d`) or RFC 3339 (`2026-11-26T10:00:00Z`).
-    #[arg(long)]
+    // A leading `-` is a value here, so `-5m` gets the duration's own error.
+    #[arg(long, allow_hyphen_values = true)]
     since: Option<String>,
     /// Flows until a time, same forms as --since.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     until: Option<String>,
     #[command(flatten)]
     filters: FilterArgs,
@@ -241,6 +242,11 @@ mod tests {
         assert_eq!(q(|a| a.all = true), (0, false, false));
         let words = QueryArgs::try_parse_words(["--all"]).unwrap();
         assert_eq!(words.request().unwrap().number, 0);
+        let negative = QueryArgs::try_parse_words(["--since", "-5m"]).unwrap();
+        assert_eq!(
+            negative.request().unwrap_err().to_string(),
+            "--since \"-5m\": a duration cannot be negative"
+        );
         let both = QueryArgs::try_parse_words(["--all", "--last", "5"]).unwrap_err();
         assert!(both.to_string().contains("cannot be used with"), "{both}");
     }

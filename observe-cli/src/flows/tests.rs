@@ -303,7 +303,6 @@ fn not_negates_the_next_filter_flag_only() {
             ],
             &["f1", "f2", "f3", "f4", "f6", "f7"],
         ),
-        (&["--not", "--not", "--node-name", "node1"], &["f3"]),
     ];
     for (words, want) in cases {
         assert_eq!(select(words).unwrap(), set(want), "{words:?}");
@@ -347,6 +346,36 @@ fn a_trailing_not_is_an_error() {
     );
     let err = select(&["--not", "--last", "3"]).unwrap_err();
     assert!(err.contains("--not must be followed"), "{err}");
+    let err = select(&["--not", "--not", "--verdict", "DROPPED"]).unwrap_err();
+    assert!(
+        err.contains("--not twice before one filter flag: each --not negates the one after it"),
+        "{err}"
+    );
+    // One --not each: both negated.
+    assert_eq!(
+        select(&[
+            "--not",
+            "--verdict",
+            "DROPPED",
+            "--not",
+            "--verdict",
+            "AUDIT"
+        ])
+        .unwrap(),
+        set(&["f1", "f2", "f4", "f5", "f7"])
+    );
+}
+
+#[test]
+fn a_port_that_is_no_port_is_named_by_its_flag() {
+    assert_eq!(
+        select(&["--port", "abc"]).unwrap_err(),
+        "--port \"abc\": not a port number (0 to 65535)"
+    );
+    assert_eq!(
+        select(&["--not", "--to-port", "70000"]).unwrap_err(),
+        "--to-port \"70000\": not a port number (0 to 65535)"
+    );
 }
 
 fn resp(f: Flow) -> GetFlowsResponse {
