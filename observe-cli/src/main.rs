@@ -67,6 +67,8 @@ enum Command {
     Nodes {
         #[command(flatten)]
         connect: ConnectArgs,
+        #[arg(long, short = 'o', value_enum, default_value_t = observe_cli::status::NodesFormat::Table)]
+        output: observe_cli::status::NodesFormat,
     },
     /// Make certificates for mTLS between the components.
     Certs {
@@ -257,8 +259,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { connect } => {
             observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?).await
         }
-        Command::Nodes { connect } => {
-            observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?).await
+        Command::Nodes { connect, output } => {
+            observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?, output).await
         }
         Command::Certs {
             command:

@@ -96,7 +96,17 @@ fn render_endpoints(s: &ServerStatusResponse) -> String {
     out
 }
 
-pub async fn nodes(target: &Target) -> anyhow::Result<()> {
+/// How `observe nodes` prints, as `hubble list nodes -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NodesFormat {
+    Table,
+    /// The table with each node's flows held (current/max) and version.
+    Wide,
+    /// A JSON array of the nodes (protojson, proto field names).
+    Json,
+}
+
+pub async fn nodes(target: &Target, format: NodesFormat) -> anyhow::Result<()> {
     let (mut client, _) = target.observer().await?;
     let resp = client
         .get_nodes(GetNodesRequest {})
@@ -104,17 +114,39 @@ pub async fn nodes(target: &Target) -> anyhow::Result<()> {
         .map_err(|s| target.status_error(s))?
         .into_inner();
     crate::outln!(
-        "{:<20} {:<12} {:<10} {:>12} {:<22}",
-        "NAME",
-        "STATUS",
-        "AGE",
-        "FLOWS/S",
-        "ADDRESS"
+        "{}",
+        nodes_text(&resp.nodes, format)?.trim_end_matches('\n')
     )?;
-    for n in &resp.nodes {
-        crate::outln!("{}", node_row(n))?;
-    }
     Ok(())
+}
+
+/// What `observe nodes` prints for `nodes` in `format`.
+fn nodes_text(nodes: &[Node], format: NodesFormat) -> anyhow::Result<String> {
+    if format == NodesFormat::Json {
+        let objects = nodes
+            .iter()
+            .map(|n| observer_proto::json::to_json("observer.Node", n))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(format!("[{}]\n", objects.join(",")));
+    }
+    let wide = format == NodesFormat::Wide;
+    let mut out = format!(
+        "{:<20} {:<12} {:<10} {:>12} {:<22}",
+        "NAME", "STATUS", "AGE", "FLOWS/S", "ADDRESS"
+    );
+    if wide {
+        out.push_str(&format!(" {:>17} {}", "CURRENT/MAX-FLOWS", "VERSION"));
+    }
+    out.push('\n');
+    for n in nodes {
+        out.push_str(&node_row(n));
+        if wide {
+            let held = format!("{}/{}", n.num_flows, n.max_flows);
+            out.push_str(&format!(" {held:>17} {}", n.version));
+        }
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// One line of `observe nodes`: a node without uptime (never connected, or
@@ -186,6 +218,48 @@ mod tests {
             node_row(&down),
             "node2                Unavailable  -                     - 127.0.0.1:4246        "
         );
+    }
+
+    #[test]
+    fn nodes_print_as_a_table_a_wide_table_or_json() {
+        let n = Node {
+            name: "node1".into(),
+            version: "flow-probe 0.1.0".into(),
+            state: NodeState::NodeConnected as i32,
+            uptime_ns: 676_000_000_000,
+            num_flows: 4095,
+            max_flows: 4095,
+            seen_flows: 1_352,
+            address: "127.0.0.1:4244".into(),
+        };
+        let table = nodes_text(std::slice::from_ref(&n), NodesFormat::Table).unwrap();
+        assert_eq!(
+            table,
+            "NAME                 STATUS       AGE             FLOWS/S ADDRESS               \n\
+             node1                Connected    11m16s             2.00 127.0.0.1:4244        \n"
+        );
+        let wide = nodes_text(std::slice::from_ref(&n), NodesFormat::Wide).unwrap();
+        let lines: Vec<&str> = wide.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                concat!(
+                    "NAME                 STATUS       AGE             FLOWS/S ",
+                    "ADDRESS                CURRENT/MAX-FLOWS VERSION"
+                ),
+                concat!(
+                    "node1                Connected    11m16s             2.00 ",
+                    "127.0.0.1:4244                 4095/4095 flow-probe 0.1.0"
+                ),
+            ]
+        );
+        let json = nodes_text(&[n], NodesFormat::Json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v[0]["name"], "node1");
+        assert_eq!(v[0]["state"], "NODE_CONNECTED");
+        assert_eq!(v[0]["uptime_ns"], "676000000000");
+        assert_eq!(v[0]["max_flows"], "4095");
+        assert_eq!(v.as_array().unwrap().len(), 1);
     }
 
     #[test]
