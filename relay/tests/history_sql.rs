@@ -144,7 +144,7 @@ async fn an_unknown_column_lists_the_columns_that_exist() {
         msg.starts_with("unknown column `bytes`; the columns of `flows` are: time, node, uuid,"),
         "{msg}"
     );
-    assert!(msg.ends_with("lifecycle_retransmits, summary"), "{msg}");
+    assert!(msg.ends_with("socket_cookie, cgroup_id, summary"), "{msg}");
 }
 
 /// 300 flows: a cross join sorted needs far more than 1 MiB.

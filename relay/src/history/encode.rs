@@ -431,20 +431,21 @@ mod tests {
     /// A flow with every field history keeps set, each to its own value.
     fn full_flow(time: i64) -> Flow {
         use observer_proto::flow::{
-            CiliumEventType, DropReason, Endpoint, FlowType, Ip, IpVersion, Policy, Service,
-            SocketTranslationPoint, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict,
-            Workload,
+            CiliumEventType, DropReason, Endpoint, Ethernet, FlowType, Ip, IpVersion,
+            NetworkInterface, Policy, Service, SocketTranslationPoint, TcpFlags,
+            TraceObservationPoint, TrafficDirection, Verdict, Workload,
         };
         use observer_proto::observe::v1::tcp_lifecycle::Kind;
         use observer_proto::observe::v1::{FlowVolume, KernelDrop, TcpLifecycle};
         let endpoint = |identity, ns: &str, pod: &str, app: &str| Endpoint {
+            id: identity - 12_000,
             identity,
             namespace: ns.into(),
             pod_name: pod.into(),
             labels: vec![format!("k8s:app={app}"), format!("k8s:ns={ns}")],
             workloads: vec![Workload {
                 name: app.into(),
-                kind: String::new(),
+                kind: "Deployment".into(),
             }],
             ..Default::default()
         };
@@ -458,7 +459,19 @@ mod tests {
             node_name: "node-7".into(),
             uuid: "3f2a9c41-07d5-8e1b-8000-00000000002a".into(),
             verdict: Verdict::Dropped as i32,
+            drop_reason: DropReason::PolicyDenied as u32,
             drop_reason_desc: DropReason::PolicyDenied as i32,
+            ethernet: Some(Ethernet {
+                source: "02:42:c6:12:00:05".into(),
+                destination: "02:42:c6:12:00:09".into(),
+            }),
+            interface: Some(NetworkInterface {
+                index: 17,
+                name: "lxc5d9f".into(),
+            }),
+            policy_match_type: 2,
+            socket_cookie: 4_242,
+            cgroup_id: 9_001,
             kernel_drop: Some(KernelDrop {
                 reason: 0,
                 name: "SKB_DROP_REASON_NETFILTER_DROP".into(),

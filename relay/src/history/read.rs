@@ -12,9 +12,9 @@ use datafusion::arrow::array::{
 };
 use observer_proto::flow::layer4::Protocol;
 use observer_proto::flow::{
-    CiliumEventType, DropReason, Endpoint, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion, Layer4,
-    Policy, Sctp, Service, SocketTranslationPoint, Tcp, TcpFlags, TraceObservationPoint,
-    TraceReason, TrafficDirection, Udp, Verdict, Workload,
+    CiliumEventType, DropReason, Endpoint, Ethernet, Flow, FlowType, IcmPv4, IcmPv6, Ip, IpVersion,
+    Layer4, NetworkInterface, Policy, Sctp, Service, SocketTranslationPoint, Tcp, TcpFlags,
+    TraceObservationPoint, TraceReason, TrafficDirection, Udp, Verdict, Workload,
 };
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
 use observer_proto::observe::v1::{FlowVolume, KernelDrop, PolicyStamp, TcpLifecycle};
@@ -58,6 +58,7 @@ impl Row<'_> {
     fn endpoint(&self, side: &str) -> Option<Endpoint> {
         let identity = self.u32(&format!("{side}_identity"))?;
         Some(Endpoint {
+            id: self.u32(&format!("{side}_endpoint_id")).unwrap_or(0),
             identity,
             namespace: self.text(&format!("{side}_namespace")),
             pod_name: self.text(&format!("{side}_pod")),
@@ -66,7 +67,7 @@ impl Row<'_> {
                 .s(&format!("{side}_workload"))
                 .map(|name| Workload {
                     name,
-                    kind: String::new(),
+                    kind: self.text(&format!("{side}_workload_kind")),
                 })
                 .into_iter()
                 .collect(),
@@ -169,14 +170,22 @@ fn flow(r: &Row, time: i64) -> Flow {
         })
     });
     let fwd_bytes = r.u64("fwd_bytes");
+    let verdict = enum_of("verdict", |s| Verdict::from_str_name(s).map(|v| v as i32));
+    let drop_reason_desc = enum_of("drop_reason", |s| {
+        DropReason::from_str_name(s).map(|v| v as i32)
+    });
+    let is_reply = r
+        .col::<BooleanArray>("is_reply")
+        .and_then(|a| a.is_valid(r.i).then(|| a.value(r.i)));
+    let (source_mac, destination_mac) = (r.s("source_mac"), r.s("destination_mac"));
     Flow {
         time: Some(timestamp(i128::from(time))),
         node_name: r.text("node"),
         uuid: r.text("uuid"),
-        verdict: enum_of("verdict", |s| Verdict::from_str_name(s).map(|v| v as i32)),
-        drop_reason_desc: enum_of("drop_reason", |s| {
-            DropReason::from_str_name(s).map(|v| v as i32)
-        }),
+        verdict,
+        // The deprecated number carries the same value as its description.
+        drop_reason: u32::try_from(drop_reason_desc).unwrap_or(0),
+        drop_reason_desc,
         kernel_drop: r
             .s("kernel_drop")
             .map(|name| KernelDrop { reason: 0, name }),
@@ -207,9 +216,20 @@ fn flow(r: &Row, time: i64) -> Flow {
         sock_xlate_point: enum_of("sock_xlate_point", |s| {
             SocketTranslationPoint::from_str_name(s).map(|v| v as i32)
         }),
-        is_reply: r
-            .col::<BooleanArray>("is_reply")
-            .and_then(|a| a.is_valid(r.i).then(|| a.value(r.i))),
+        is_reply,
+        // The deprecated flag: a reply that was not dropped, as flow-probe sets it.
+        reply: is_reply == Some(true) && verdict != Verdict::Dropped as i32,
+        policy_match_type: r.u32("policy_match_type").unwrap_or(0),
+        interface: r.u32("interface_index").map(|index| NetworkInterface {
+            index,
+            name: r.text("interface_name"),
+        }),
+        ethernet: (source_mac.is_some() || destination_mac.is_some()).then(|| Ethernet {
+            source: source_mac.unwrap_or_default(),
+            destination: destination_mac.unwrap_or_default(),
+        }),
+        socket_cookie: r.u64("socket_cookie").unwrap_or(0),
+        cgroup_id: r.u64("cgroup_id").unwrap_or(0),
         trace_reason: enum_of("trace_reason", |s| {
             TraceReason::from_str_name(s).map(|v| v as i32)
         }),

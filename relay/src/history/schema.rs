@@ -199,6 +199,13 @@ fn workload(e: Option<&Endpoint>, b: &mut StringBuilder) {
     );
 }
 
+fn workload_kind(e: Option<&Endpoint>, b: &mut StringBuilder) {
+    put(
+        b,
+        e.and_then(|e| e.workloads.first()).map(|w| w.kind.as_str()),
+    );
+}
+
 fn labels(e: Option<&Endpoint>, b: &mut StringBuilder) {
     put_joined(
         b,
@@ -453,6 +460,50 @@ pub static COLUMNS: &[Column] = &[
     col(
         "lifecycle_retransmits",
         Get::U32(|r| lifecycle(r).map(|l| l.retransmits)),
+    ),
+    col(
+        "policy_match_type",
+        Get::U32(|r| Some(r.flow.policy_match_type).filter(|m| *m != 0)),
+    ),
+    col(
+        "interface_index",
+        Get::U32(|r| r.flow.interface.as_ref().map(|i| i.index)),
+    ),
+    col(
+        "interface_name",
+        Get::Str(|r, b| put(b, r.flow.interface.as_ref().map(|i| i.name.as_str()))),
+    ),
+    col(
+        "source_endpoint_id",
+        Get::U32(|r| src(r).map(|e| e.id).filter(|id| *id != 0)),
+    ),
+    col(
+        "destination_endpoint_id",
+        Get::U32(|r| dst(r).map(|e| e.id).filter(|id| *id != 0)),
+    ),
+    col(
+        "source_workload_kind",
+        Get::Str(|r, b| workload_kind(src(r), b)),
+    ),
+    col(
+        "destination_workload_kind",
+        Get::Str(|r, b| workload_kind(dst(r), b)),
+    ),
+    col(
+        "source_mac",
+        Get::Str(|r, b| put(b, r.flow.ethernet.as_ref().map(|e| e.source.as_str()))),
+    ),
+    col(
+        "destination_mac",
+        Get::Str(|r, b| put(b, r.flow.ethernet.as_ref().map(|e| e.destination.as_str()))),
+    ),
+    col(
+        "socket_cookie",
+        Get::U64(|r| Some(r.flow.socket_cookie).filter(|c| *c != 0)),
+    ),
+    col(
+        "cgroup_id",
+        Get::U64(|r| Some(r.flow.cgroup_id).filter(|c| *c != 0)),
     ),
     col("summary", Get::Str(|r, b| put(b, Some(&r.flow.summary)))),
 ];
