@@ -7,6 +7,13 @@
 //! volume so far, so an edge's bytes add each connection once, at the largest
 //! volume seen for it (`fwd_bytes + rev_bytes`).
 //!
+//! The same 5-tuple can carry several connections: a client port used again,
+//! or ICMP, whose flows have no ports (each ping is its own flow in the
+//! probe). A connection's first packet (trace reason `NEW`) more than
+//! [`NEW_CONNECTION_GAP`] after the one that began the tracked connection
+//! begins another: counted again, its volume added to the first's. The `NEW`
+//! of the same packet at another observation point comes within the gap.
+//!
 //! With a window, edges not seen for that long are dropped, and so are the
 //! connections behind them; a connection silent for longer than the window
 //! counts as a new one when it shows up again.
@@ -21,7 +28,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use observer_proto::flow::{DropReason, Flow, Verdict, layer4::Protocol};
+use observer_proto::flow::{DropReason, Flow, TraceReason, Verdict, layer4::Protocol};
 use petgraph::stable_graph::EdgeIndex;
 
 use crate::group::group_of;
@@ -39,9 +46,15 @@ struct ConnKey {
     server: (IpAddr, u32),
 }
 
+/// How long after a connection's first packet another first packet of the
+/// same 5-tuple is still the same packet seen elsewhere, not a new connection.
+pub const NEW_CONNECTION_GAP: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct Conn {
     edge: Option<EdgeIndex>,
+    /// When the first packet of the connection tracked now was seen.
+    began_ns: Option<i128>,
     /// Largest volume seen: (bytes, packets) of both directions.
     max: (u64, u64),
     /// The part of `max` already added to the edge.
@@ -177,6 +190,21 @@ impl GraphBuilder {
                 self.forget_oldest(max - max / 8 - 1);
             }
             let conn = self.conns.entry(key).or_default();
+            if flow.trace_reason == TraceReason::New as i32 {
+                let gap = NEW_CONNECTION_GAP.as_nanos() as i128;
+                match conn.began_ns {
+                    Some(began) if t - began > gap => {
+                        // Another connection on the same 5-tuple: counted
+                        // again, its volume on top of the last one's.
+                        *conn = Conn {
+                            began_ns: Some(t),
+                            ..Conn::default()
+                        };
+                    }
+                    Some(_) => {}
+                    None => conn.began_ns = Some(t),
+                }
+            }
             if let Some(e) = edge
                 && conn.edge.is_none()
             {
@@ -368,6 +396,42 @@ mod tests {
         assert_eq!(e.ports.iter().collect::<Vec<_>>(), ["TCP/8080", "TCP/9999"]);
         assert_eq!(e.hops.path(), "from-endpoint (4) -> to-endpoint (4)");
         assert!(e.drops.is_empty());
+    }
+
+    /// The host probe's first packet from `port`, `micros` after T0, with
+    /// the volume so far.
+    fn first_packet(port: u32, micros: i64, bytes: u64) -> Flow {
+        let mut f = probe_from_port(port, 0);
+        f.time = Some(prost_types::Timestamp {
+            seconds: fixtures::T0 + micros / 1_000_000,
+            nanos: (micros % 1_000_000) as i32 * 1000,
+        });
+        f.trace_reason = TraceReason::New as i32;
+        f.volume.as_mut().unwrap().fwd_bytes = bytes;
+        f
+    }
+
+    #[test]
+    fn the_same_five_tuple_again_later_is_another_connection() {
+        let mut b = GraphBuilder::new();
+        // One connection's first packet at two points, 1 ms apart, then an
+        // established report with more volume.
+        b.add(&first_packet(45_000, 0, 60));
+        b.add(&first_packet(45_000, 1_000, 60));
+        let mut later = probe_from_port(45_000, 1);
+        later.volume.as_mut().unwrap().fwd_bytes = 500;
+        b.add(&later);
+        // The port used again 18 s later: another connection, volume added.
+        b.add(&first_packet(45_000, 18_000_000, 60));
+        b.add(&first_packet(45_000, 18_000_400, 60));
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.flows, e.connections, e.bytes), (5, 2, 560));
+        // Without NEW (a report of the first connection), nothing begins.
+        let mut again = probe_from_port(45_000, 30);
+        again.volume.as_mut().unwrap().fwd_bytes = 60;
+        b.add(&again);
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.flows, e.connections, e.bytes), (6, 2, 560));
     }
 
     #[test]
