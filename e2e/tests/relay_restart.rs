@@ -1,7 +1,8 @@
 //! A relay restarted over its history stores each flow once: the flows a
 //! probe still buffers from before the restart come to the relay's ring
 //! again, as the probe sent them, but are not written twice; the ones it
-//! buffered while the relay was down are written. The probe here is
+//! buffered while the relay was down are written, and those its buffer
+//! dropped before the relay came back are counted as lost. The probe here is
 //! flow-probe's gRPC service in-process over a store of made-up flows: no
 //! kernel needed.
 
@@ -148,6 +149,54 @@ async fn a_restarted_relay_stores_each_buffered_flow_once() {
         .map(|i| (format!("u{i:02}"), format!("lxc{i}")))
         .collect();
     assert_eq!(got, all);
+    relay.shutdown().await;
+    let _ = stop_probe.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-restart-gap");
+    let _ = std::fs::remove_dir_all(&dir);
+    // A ring of 20 and flow-probe's own UUIDs (a run's prefix and a count).
+    let store = Arc::new(FlowStore::new(20));
+    let mut ids = flow_probe::flow_builder::FlowIds::with_prefix(0x5eed);
+    let base = now_nanos() - 60_000 * MS;
+    let mut push = |i: usize, time: i128| {
+        let mut f = flow(i, time);
+        f.uuid = ids.next_uuid();
+        store.push(response(f));
+    };
+    for i in 1..=20 {
+        push(i, base + i as i128 * 100 * MS);
+    }
+    let (addr, stop_probe) = probe(store.clone()).await;
+    let cfg = RelayConfig {
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_millis(100),
+            ..HistoryConfig::new(&dir)
+        }),
+        ..RelayUnderTest::config(vec![addr], None)
+    };
+    let counts = "SELECT count(*) AS rows, count(DISTINCT uuid) AS uuids FROM flows";
+    let table = |n: usize| {
+        format!(
+            "+------+-------+\n| rows | uuids |\n+------+-------+\n| {n:<4} | {n:<5} |\n+------+-------+"
+        )
+    };
+    let relay = RelayUnderTest::start_config(cfg.clone()).await;
+    wait_answer(&relay, counts, &table(20)).await;
+    relay.shutdown().await;
+
+    // 30 more while the relay is down: the ring keeps the last 20 (31..=50),
+    // 21..=30 are gone before anyone read them.
+    for i in 21..=50 {
+        push(i, base + 10_000 * MS + i as i128 * MS);
+    }
+    let relay = RelayUnderTest::start_config(cfg).await;
+    wait_answer(&relay, counts, &table(40)).await;
+    let history = relay.state().sql().history().unwrap().clone();
+    assert_eq!(history.losses().since_start(), [("n1".to_string(), 10)]);
     relay.shutdown().await;
     let _ = stop_probe.send(true);
     let _ = std::fs::remove_dir_all(&dir);

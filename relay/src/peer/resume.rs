@@ -35,6 +35,62 @@ pub struct Resume {
     seeded: bool,
     /// What history held of the peer when the relay started.
     stored: Option<Stored>,
+    /// The highest flow-probe flow number taken from the peer.
+    numbered: Option<Numbered>,
+    /// `numbered` when the current session started, until the session's
+    /// first flow is compared with it.
+    gap_check: Option<Numbered>,
+}
+
+/// A flow-probe flow's place in its probe's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Numbered {
+    run: u64,
+    number: u64,
+    time: i128,
+}
+
+/// Flows a peer's buffer dropped between two sessions before the relay read
+/// them: after the one numbered last in the previous session, before the
+/// first of this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    pub flows: u64,
+    /// The time of the last flow taken before the gap and of the first after.
+    pub after: i128,
+    pub before: i128,
+}
+
+/// A flow-probe flow UUID's run (its first 8 bytes) and the flow's number in
+/// that run (its last 8, without the variant's 2 bits): flow-probe numbers
+/// the flows of a run in order (UUID version 8, see flow-probe's
+/// `flow_builder::ids`), so two numbers of one run count the flows between
+/// them. `None` for any other UUID (Cilium's are random, version 4).
+fn run_and_number(uuid: &str) -> Option<(u64, u64)> {
+    let b = uuid.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+    let variant = u8::from_str_radix(&hex[16..17], 16).ok()?;
+    if &hex[12..13] != "8" || variant >> 2 != 0b10 {
+        return None;
+    }
+    let run = u64::from_str_radix(&hex[..16], 16).ok()?;
+    let number = u64::from_str_radix(&hex[16..], 16).ok()? & (u64::MAX >> 2);
+    Some((run, number))
+}
+
+fn numbered(r: &GetFlowsResponse) -> Option<Numbered> {
+    let Some(ResponseTypes::Flow(f)) = &r.response_types else {
+        return None;
+    };
+    let (run, number) = run_and_number(&f.uuid)?;
+    Some(Numbered {
+        run,
+        number,
+        time: event_time(r)?,
+    })
 }
 
 /// A peer's flows in history: every one before `before`, and those of
@@ -61,6 +117,23 @@ impl Resume {
     /// of those within `overlap` of it (`None`: nothing).
     pub fn seed(&mut self, tail: Option<NodeTail>, overlap: Duration) {
         self.seeded = true;
+        if let Some(t) = &tail
+            && let Some((run, _)) = t.uuids.last().and_then(|u| run_and_number(u))
+        {
+            // The highest number of the newest flow's run near history's end.
+            self.numbered = t
+                .uuids
+                .iter()
+                .filter_map(|u| run_and_number(u))
+                .filter(|(r, _)| *r == run)
+                .map(|(_, number)| number)
+                .max()
+                .map(|number| Numbered {
+                    run,
+                    number,
+                    time: i128::from(t.last),
+                });
+        }
         self.stored = tail.map(|t| Stored {
             before: i128::from(t.last) - overlap.as_nanos() as i128,
             uuids: t.uuids.into_iter().collect(),
@@ -83,6 +156,23 @@ impl Resume {
     /// A new session starts now.
     pub fn start_session(&mut self) {
         self.floor = self.last_time;
+        self.gap_check = self.numbered;
+    }
+
+    /// For the session's first flow (before [`Self::accept`]): the flows of
+    /// the same probe run the peer no longer had, when its number is past
+    /// the next one expected.
+    pub fn gap(&mut self, r: &GetFlowsResponse) -> Option<Gap> {
+        if !matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
+            return None;
+        }
+        let before = self.gap_check.take()?;
+        let first = numbered(r)?;
+        (first.run == before.run && first.number > before.number + 1).then(|| Gap {
+            flows: first.number - before.number - 1,
+            after: before.time,
+            before: first.time,
+        })
     }
 
     /// Whether `r` is new (and remembers it).
@@ -94,6 +184,19 @@ impl Resume {
         };
         if new && let Some(t) = time {
             self.last_time = Some(self.last_time.map_or(t, |l| l.max(t)));
+        }
+        if new && let Some(n) = numbered(r) {
+            // A new run (the probe restarted) replaces the old one's count.
+            let newer = self.numbered.is_none_or(|o| {
+                if o.run == n.run {
+                    n.number > o.number
+                } else {
+                    n.time >= o.time
+                }
+            });
+            if newer {
+                self.numbered = Some(n);
+            }
         }
         new
     }
@@ -168,6 +271,74 @@ mod tests {
         r.start_session();
         assert!(!r.accept(&a));
         assert!(!r.accept(&missed));
+    }
+
+    /// A flow-probe UUID: run `run`, flow `n`.
+    fn probe_uuid(run: u64, n: u64) -> String {
+        let hi = (run & !0xf000) | 0x8000;
+        let lo = n | (0b10 << 62);
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xffff,
+            hi & 0xffff,
+            lo >> 48,
+            lo & 0xffff_ffff_ffff
+        )
+    }
+
+    #[test]
+    fn flow_probe_uuids_give_their_run_and_number_and_others_nothing() {
+        assert_eq!(
+            run_and_number("3f2a9c41-07d5-8e1b-8000-00000000002a"),
+            Some((0x3f2a_9c41_07d5_8e1b, 42))
+        );
+        assert_eq!(run_and_number(&probe_uuid(0x1234, 7)).map(|r| r.1), Some(7));
+        // Random (version 4), a wrong variant, not a UUID.
+        assert_eq!(run_and_number("3f2a9c41-07d5-4e1b-8000-00000000002a"), None);
+        assert_eq!(run_and_number("3f2a9c41-07d5-8e1b-c000-00000000002a"), None);
+        assert_eq!(run_and_number("uuid-7"), None);
+    }
+
+    #[test]
+    fn a_session_that_starts_past_the_next_number_reports_the_gap() {
+        let run = 0x0abc_0000_0000_0123;
+        let f = |n: u64, t: i128| flow(&probe_uuid(run, n), t);
+        let mut r = Resume::default();
+        r.start_session();
+        assert_eq!(r.gap(&f(1, 1_000)), None, "nothing before");
+        for n in 1..=20 {
+            assert!(r.accept(&f(n, 1_000 * n as i128)));
+        }
+        // The next session's first flow is 31: 21..=30 were lost.
+        r.start_session();
+        assert_eq!(r.gap(&lost(25_000)), None, "only flows count");
+        assert_eq!(
+            r.gap(&f(31, 31_000)),
+            Some(Gap {
+                flows: 10,
+                after: 20_000,
+                before: 31_000
+            })
+        );
+        assert_eq!(r.gap(&f(40, 40_000)), None, "the first flow only");
+        assert!(r.accept(&f(31, 31_000)));
+        // The ring again from 25 (overlap): no gap; nor after a probe restart.
+        r.start_session();
+        assert_eq!(r.gap(&f(25, 25_000)), None);
+        r.start_session();
+        assert_eq!(r.gap(&flow(&probe_uuid(run + 1, 900), 50_000)), None);
+        // Seeded from history: its newest numbered flow is the reference.
+        let mut seeded = Resume::default();
+        seeded.seed(
+            Some(NodeTail {
+                last: 20_000,
+                uuids: vec![probe_uuid(run, 19), probe_uuid(run, 20)],
+            }),
+            Duration::from_secs(1),
+        );
+        seeded.start_session();
+        assert_eq!(seeded.gap(&f(23, 23_000)).map(|g| g.flows), Some(2));
     }
 
     #[test]

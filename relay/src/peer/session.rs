@@ -12,10 +12,11 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::transport::Endpoint;
 
-use super::resume::Resume;
+use super::resume::{Gap, Resume};
 use super::state::PeerId;
 use crate::config::PeerOptions;
 use crate::error::PeerError;
+use crate::history::feed::lost_event;
 use crate::history::tail::NodeTail;
 use crate::merge::MergeInput;
 use crate::state::RelayState;
@@ -106,6 +107,11 @@ async fn session(
                 let mut response = message
                     .map_err(PeerError::rpc("GetFlows", tls))?
                     .ok_or(PeerError::StreamEnded)?;
+                if let Some(gap) = resume.gap(&response) {
+                    let node = name.as_deref().unwrap_or(&response.node_name);
+                    let node = ctx.state.peers().naming().full_name(node);
+                    report_gap(ctx, node, gap).await?;
+                }
                 if !resume.accept(&response) {
                     continue;
                 }
@@ -132,6 +138,28 @@ async fn session(
             }
         }
     }
+}
+
+/// Flows the peer's buffer dropped before this session could read them: in
+/// the log, in history's losses (so `observe query` and `flows --since` say
+/// history is missing them) and as a `LostEvent` to followers.
+async fn report_gap(ctx: &PeerCtx, node: String, gap: Gap) -> Result<(), PeerError> {
+    let clamp = |t: i128| i64::try_from(t).unwrap_or(i64::MAX);
+    let second = |t: i128| observer_proto::time::rfc3339(clamp(t / 1_000_000_000));
+    log::warn!(
+        "{node}: {} flows were dropped from its buffer before the relay could read them \
+         (after {}, before {})",
+        gap.flows,
+        second(gap.after),
+        second(gap.before)
+    );
+    if let Some(history) = ctx.state.sql().history() {
+        history
+            .losses()
+            .record(&node, clamp(gap.after + 1), gap.flows);
+    }
+    let lost = lost_event(node, gap.flows, clamp(gap.after + 1), clamp(gap.before - 1));
+    merge(ctx, MergeInput::Response(ctx.id, lost)).await
 }
 
 /// How far a node's clock may be ahead of the relay's when history is
