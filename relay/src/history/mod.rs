@@ -74,7 +74,7 @@
 //! | `summary` | utf8 | |
 //!
 //! On disk every column is ZSTD-compressed and encoded by its kind (see
-//! [`encode`]); the relay_ingest benchmark measures about 24 bytes per lab
+//! [`encode`]); the relay_ingest benchmark measures about 26 bytes per lab
 //! flow in full files, and compaction brings the small files of a quiet
 //! relay there too. `uuid` stays text in SQL: flow-probe's UUIDs are a random
 //! prefix per probe run plus a counter (`flow_probe::enrich::FlowIds`), which
