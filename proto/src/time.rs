@@ -50,6 +50,9 @@ pub enum TimeError {
     /// Below zero (`-5s`, `5s ago`).
     #[error("{0:?}: a duration cannot be negative")]
     Negative(String),
+    /// A duration past what a span holds (about 20,000 years).
+    #[error("{0:?}: too long a duration")]
+    TooLong(String),
     /// Not an RFC 3339 time with an offset.
     #[error("{0:?} is not a time such as 2026-11-26T10:00:00Z: {1}")]
     NotATime(String, String),
@@ -61,9 +64,15 @@ pub enum TimeError {
 /// refused.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, TimeError> {
     let trimmed = text.trim();
-    let span: jiff::Span = trimmed
-        .parse()
-        .map_err(|_| TimeError::NotADuration(trimmed.to_string()))?;
+    let span: jiff::Span = trimmed.parse().map_err(|e: jiff::Error| {
+        // jiff's words for a number or unit value past its range.
+        let e = e.to_string();
+        if e.contains("too big") || e.contains("failed to set value") {
+            TimeError::TooLong(trimmed.to_string())
+        } else {
+            TimeError::NotADuration(trimmed.to_string())
+        }
+    })?;
     if span.get_years() != 0 || span.get_months() != 0 {
         return Err(TimeError::CalendarUnit(trimmed.to_string()));
     }
@@ -158,8 +167,9 @@ mod tests {
         assert_eq!(e("-5s"), r#""-5s": a duration cannot be negative"#);
         assert_eq!(
             e("99999999999999999999h"),
-            r#""99999999999999999999h" is not a duration such as 500ms, 30s, 5m, 2h or 1d"#
+            r#""99999999999999999999h": too long a duration"#
         );
+        assert_eq!(e("999999999h"), r#""999999999h": too long a duration"#);
     }
 
     #[test]
