@@ -235,15 +235,30 @@ fn expected(flows: &[Flow]) -> (Vec<Value>, Vec<Value>) {
 
 #[tokio::test]
 async fn the_tables_say_what_the_builders_json_says() {
+    // The same 5-tuple's first packet three times, 2 s apart: three
+    // connections (the builder reads the trace reason).
+    let again: Vec<Flow> = (0..3)
+        .map(|i| {
+            let mut f = graph_flows::host_probe();
+            f.uuid = format!("again-{i}");
+            f.time.as_mut().unwrap().seconds += 2 * i;
+            f.trace_reason = observer_proto::flow::TraceReason::New as i32;
+            f
+        })
+        .collect();
     let fixtures = [
         ("graph-json-script", graph_flows::flows()),
         ("graph-json-history", history_flows::golden()),
+        ("graph-json-again", again),
     ];
     for (name, flows) in fixtures {
         let h = ingest(&scratch(name), flows.clone(), 3);
         let e = engine(&h);
         let (nodes, edges) = expected(&flows);
         assert!(!edges.is_empty(), "{name}");
+        if name == "graph-json-again" {
+            assert_eq!(edges[0]["detail__connections"], 3);
+        }
         let node_rows = json_rows(
             &e,
             "SELECT id, title, subtitle, mainstat, secondarystat, detail__kind \

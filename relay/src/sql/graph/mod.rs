@@ -85,6 +85,8 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "observation_point",
     "sock_xlate_point",
     "is_reply",
+    // A connection's first packet: the same 5-tuple later is another one.
+    "trace_reason",
     "fwd_bytes",
     "fwd_packets",
     "rev_bytes",
