@@ -41,9 +41,16 @@ fn flow(i: usize, time: i128) -> Flow {
 /// flow-probe's service for node `n1` over `store`, on 127.0.0.1:0; up for
 /// two minutes as far as ServerStatus says.
 async fn probe(store: Arc<FlowStore>) -> (String, tokio::sync::watch::Sender<bool>) {
+    probe_named("n1", store).await
+}
+
+async fn probe_named(
+    name: &str,
+    store: Arc<FlowStore>,
+) -> (String, tokio::sync::watch::Sender<bool>) {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let node = NodeInfo {
-        name: "n1".into(),
+        name: name.into(),
         address: "127.0.0.1".into(),
         version: "test".into(),
         started: Instant::now() - Duration::from_secs(120),
@@ -199,5 +206,72 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
     assert_eq!(history.losses().since_start(), [("n1".to_string(), 10)]);
     relay.shutdown().await;
     let _ = stop_probe.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// After a restart the relay's ring must hold, for every node, all flows
+/// from its first one on: GetFlows reads history only up to the ring's first
+/// flow. A quiet node's buffer reaches further back than a busy one's, so a
+/// ring refilled from the buffers alone would leave out the busy node's
+/// stored flows between the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_ring_after_a_restart_hold_every_nodes_flows_once() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-restart-nodes");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (busy, quiet) = (Arc::new(FlowStore::new(10)), Arc::new(FlowStore::new(1000)));
+    let base = now_nanos() - 60_000 * MS;
+    let named = |node: &str, uuid: String, time: i128| {
+        let mut f = flow(0, time);
+        f.node_name = node.into();
+        f.uuid = uuid;
+        response(f)
+    };
+    // The quiet node's one flow comes first; the busy node's ten after it.
+    quiet.push(named("n2", "b1".into(), base + 50 * MS));
+    for i in 1..=10 {
+        busy.push(named("n1", format!("a{i:02}"), base + i as i128 * 100 * MS));
+    }
+    let (busy_addr, stop_busy) = probe_named("n1", busy.clone()).await;
+    let (quiet_addr, stop_quiet) = probe_named("n2", quiet.clone()).await;
+    let cfg = RelayConfig {
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_millis(100),
+            ..HistoryConfig::new(&dir)
+        }),
+        ..RelayUnderTest::config(vec![busy_addr, quiet_addr], None)
+    };
+    let rows = "SELECT count(*) AS n FROM flows";
+    let n = |n: usize| format!("+----+\n| n  |\n+----+\n| {n:<2} |\n+----+");
+    let relay = RelayUnderTest::start_config(cfg.clone()).await;
+    wait_answer(&relay, rows, &n(11)).await;
+    relay.shutdown().await;
+    // While the relay is down the busy node's buffer moves on past a10.
+    for i in 11..=20 {
+        busy.push(named(
+            "n1",
+            format!("a{i:02}"),
+            base + 5_000 * MS + i as i128 * MS,
+        ));
+    }
+    let relay = RelayUnderTest::start_config(cfg).await;
+    wait_answer(&relay, rows, &n(21)).await;
+    let got: Vec<String> = relay
+        .get_flows(GetFlowsRequest {
+            since: Some(timestamp(base)),
+            ..Default::default()
+        })
+        .await
+        .into_iter()
+        .filter_map(|r| match r.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.uuid),
+            _ => None,
+        })
+        .collect();
+    let mut want = vec!["b1".to_string()];
+    want.extend((1..=20).map(|i| format!("a{i:02}")));
+    assert_eq!(got, want);
+    relay.shutdown().await;
+    let _ = stop_busy.send(true);
+    let _ = stop_quiet.send(true);
     let _ = std::fs::remove_dir_all(&dir);
 }

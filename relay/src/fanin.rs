@@ -48,6 +48,14 @@ fn start_history(
         RelayError::History(format!("{what} {}: {e}", hc.dir.display()))
     };
     let h = History::open(hc.clone()).map_err(|e| failed("opening", e))?;
+    // The ring goes on from history, so that for every node it holds all
+    // flows from its first one on (GetFlows reads history up to that flow);
+    // what a probe still buffers of them is not taken again. A file it
+    // cannot read leaves the ring empty, not the relay stopped.
+    match h.newest_flows(state.store().capacity()) {
+        Ok(newest) => newest.into_iter().for_each(|r| state.store().push(r)),
+        Err(e) => log::warn!("history: the ring starts empty: {e}"),
+    }
     state.set_sql(SqlEngine::new(Some(h.clone()), cfg.sql));
     let (feed, intake) = history::feed::channel(hc.queue_flows, h.losses().clone());
     state.set_history_feed(feed);

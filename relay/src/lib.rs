@@ -5,8 +5,9 @@
 //! Data moves top to bottom:
 //! - [`peer`]: one task per flow-probe (`peer::task`). A session connects,
 //!   asks GetNodes (the node's name) and ServerStatus, then follows GetFlows
-//!   from the peer's whole ring (after a restart, what history already
-//!   holds of it goes to the ring only, [`history::tail`]); a periodic
+//!   from the peer's whole ring (after a restart, the ring starts with
+//!   history's newest flows, and what history holds of a peer is not taken
+//!   again, [`history::tail`]); a periodic
 //!   ServerStatus poll keeps the peer's counters and notices a silent
 //!   failure. When a
 //!   session fails the peer turns unavailable and is dialled again with

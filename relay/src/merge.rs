@@ -24,32 +24,25 @@ use observer_proto::time::{event_time, now_nanos};
 pub const QUEUE: usize = 1024;
 
 /// What a peer task tells the merge, in the order it happens.
-/// Responses travel by value: a box would cost an allocation per flow.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the queue carries responses by value, as before; a box would cost an allocation per flow"
+)]
 pub enum MergeInput {
     /// The peer's flow stream began: flows wait for it to pass their time.
     Connected(PeerId),
     /// One response of the peer's stream.
     Response(PeerId, GetFlowsResponse),
-    /// One response history already holds (a restarted relay's first
-    /// session asks for the peer's whole ring): to the ring, not to history.
-    Stored(PeerId, GetFlowsResponse),
     /// The peer's session ended: nothing waits for it any more.
     Gone(PeerId),
-}
-
-/// A response in the window, and whether history already holds it.
-#[derive(Debug)]
-pub struct Merged {
-    response: GetFlowsResponse,
-    in_history: bool,
 }
 
 /// Runs until every sender is gone, then flushes the window into the store.
 pub(crate) async fn run(
     mut rx: mpsc::Receiver<MergeInput>,
     state: Arc<RelayState>,
-    mut window: ReorderWindow<Merged>,
+    mut window: ReorderWindow<GetFlowsResponse>,
 ) {
     let mut out = Vec::new();
     loop {
@@ -61,10 +54,8 @@ pub(crate) async fn run(
         tokio::select! {
             received = rx.recv() => match received {
                 Some(MergeInput::Response(peer, response)) => {
-                    push(&mut window, peer, response, false, &mut out);
-                }
-                Some(MergeInput::Stored(peer, response)) => {
-                    push(&mut window, peer, response, true, &mut out);
+                    let time = event_time(&response).unwrap_or_else(now_nanos);
+                    window.push(peer, time, response, Instant::now(), &mut out);
                 }
                 Some(MergeInput::Connected(peer)) => window.connect(peer, Instant::now()),
                 Some(MergeInput::Gone(peer)) => window.disconnect(peer, Instant::now(), &mut out),
@@ -83,31 +74,16 @@ pub(crate) async fn run(
     }
 }
 
-fn push(
-    window: &mut ReorderWindow<Merged>,
-    peer: PeerId,
-    response: GetFlowsResponse,
-    in_history: bool,
-    out: &mut Vec<Merged>,
+fn publish(
+    state: &RelayState,
+    window: &ReorderWindow<GetFlowsResponse>,
+    out: &mut Vec<GetFlowsResponse>,
 ) {
-    let time = event_time(&response).unwrap_or_else(now_nanos);
-    let item = Merged {
-        response,
-        in_history,
-    };
-    window.push(peer, time, item, Instant::now(), out);
-}
-
-fn publish(state: &RelayState, window: &ReorderWindow<Merged>, out: &mut Vec<Merged>) {
     if out.is_empty() {
         return;
     }
-    for m in out.drain(..) {
-        if m.in_history {
-            state.store().push(m.response);
-        } else {
-            state.publish(m.response);
-        }
+    for response in out.drain(..) {
+        state.publish(response);
     }
     state.set_reorder_stats(window.stats());
 }

@@ -25,7 +25,7 @@
 //! - [`compact`]: small files of an hour merged into large ones.
 //! - [`scan`]: rows of a time range in time order, or the last N, with
 //!   bounded memory; [`read`]: rows back into flows; [`tail`]: a node's
-//!   newest flows, what a restarted relay need not store again.
+//!   newest flows, what a restarted relay need not take again.
 //! - [`policies`]: the policy states the nodes had in force (files and
 //!   endpoints, by version), and when each was put in force.
 //!
@@ -486,6 +486,13 @@ impl History {
             history: self.clone(),
             epoch,
         }
+    }
+
+    /// The newest `n` flows, oldest first; blocks on file reads.
+    pub fn newest_flows(self: &Arc<Self>, n: usize) -> io::Result<Vec<GetFlowsResponse>> {
+        let snap = self.snapshot()?;
+        let sources = scan::sources(snap.files, snap.recent);
+        scan::last(sources, scan::Range::ALL, n, &mut |_| true)
     }
 
     /// `node`'s newest flow at or after `from` (ns) and the UUIDs of its

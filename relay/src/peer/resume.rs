@@ -3,10 +3,10 @@
 //! A new session asks for the peer's flows since the last one seen minus an
 //! overlap (a node's flow times are not strictly ordered), and drops what was
 //! already taken: flows by UUID (a bounded set of recent ones), other records by
-//! time. A restarted relay still asks for the peer's whole ring (its own ring
-//! starts empty), but knows where the peer's flows in history end
-//! ([`Resume::seed`]): what history holds goes to the ring and not to history
-//! again ([`Resume::in_history`]).
+//! time. A restarted relay's ring starts with history's newest flows, and it
+//! knows where each peer's flows in history end ([`Resume::seed`]): of the
+//! peer's whole ring, what history holds is not taken again
+//! ([`Resume::in_history`]).
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -253,7 +253,7 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(!r.wants_seed());
-        // The whole ring is asked for: the relay's own ring starts empty.
+        // The whole ring is asked for (the gap check wants its first flow).
         assert_eq!(r.since(Duration::from_secs(1)), None);
         r.start_session();
         let old = flow("o", 4_999_999_999);

@@ -84,7 +84,8 @@ async fn session(
         resume.seed(tail, opts.resume_overlap);
     }
     let request = GetFlowsRequest {
-        // The peer's whole ring: what happened before we connected counts too.
+        // The peer's whole ring: what happened before we connected counts
+        // too (what history already holds of it is dropped below).
         number: status.max_flows.max(1),
         follow: true,
         since: resume.since(opts.resume_overlap),
@@ -112,7 +113,8 @@ async fn session(
                     let node = ctx.state.peers().naming().full_name(node);
                     report_gap(ctx, node, gap).await?;
                 }
-                if !resume.accept(&response) {
+                // History (and so the ring, which starts from it) has it.
+                if !resume.accept(&response) || resume.in_history(&response) {
                     continue;
                 }
                 match &name {
@@ -125,12 +127,7 @@ async fn session(
                 }
                 ctx.state.peers().naming().rename(&mut response);
                 ctx.state.peers().count_flow(ctx.id);
-                let input = if resume.in_history(&response) {
-                    MergeInput::Stored(ctx.id, response)
-                } else {
-                    MergeInput::Response(ctx.id, response)
-                };
-                merge(ctx, input).await?;
+                merge(ctx, MergeInput::Response(ctx.id, response)).await?;
             }
             _ = poll.tick() => {
                 let status = call(opts, "ServerStatus", client.server_status(ServerStatusRequest {})).await?;
