@@ -132,7 +132,9 @@ impl RelayMetrics {
         let history_lost = IntCounterVec::new(
             Opts::new(
                 "observe_relay_history_flows_lost_total",
-                "Flows history did not keep (its writer fell behind, or writes kept failing), by node",
+                "Flows history did not keep since the relay started (its writer fell behind, writes \
+                 kept failing, or a probe's buffer dropped them before the relay read them), by \
+                 node",
             ),
             &["node"],
         )?;
