@@ -138,15 +138,21 @@ async fn flows_into_head_prints_one_line_and_exits_0() {
 /// so it says so and which formats a pipe takes, before connecting anywhere.
 #[test]
 fn the_graph_tui_into_a_pipe_names_the_formats_a_pipe_takes() {
-    let out = observe(&["graph", "-o", "tui", "--server", e2e::REFUSING_PEER])
-        .output()
-        .unwrap();
+    refused_at_once(
+        &["graph", "-o", "tui"],
+        "observe: -o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json\n",
+    );
+}
+
+/// `observe ARGS` against a server that cannot be reached: exit 1, nothing
+/// on stdout, `stderr` exactly (it never got as far as connecting).
+fn refused_at_once(args: &[&str], stderr: &str) {
+    let mut all = args.to_vec();
+    all.extend(["--server", e2e::REFUSING_PEER]);
+    let out = observe(&all).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "observe: -o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), stderr);
 }
 
 /// `observe graph --follow` draws a live graph only in the TUI: with another
@@ -154,21 +160,9 @@ fn the_graph_tui_into_a_pipe_names_the_formats_a_pipe_takes() {
 /// window's graph as if --follow had not been given.
 #[test]
 fn graph_follow_without_the_tui_says_what_it_needs() {
-    let out = observe(&[
-        "graph",
-        "--follow",
-        "-o",
-        "text",
-        "--server",
-        e2e::REFUSING_PEER,
-    ])
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+    refused_at_once(
+        &["graph", "--follow", "-o", "text"],
         "observe: --follow keeps the graph live, which only -o tui draws; the other formats \
-         print the graph of one window (--since, 15m by default)\n"
+         print the graph of one window (--since, 15m by default)\n",
     );
 }

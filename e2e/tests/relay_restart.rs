@@ -72,6 +72,27 @@ async fn probe_named(
     (addr, stop)
 }
 
+/// A relay over `peers` with history in `dir`, written every 100 ms.
+fn config(dir: &std::path::Path, peers: Vec<String>) -> RelayConfig {
+    RelayConfig {
+        history: Some(HistoryConfig {
+            flush_interval: Duration::from_millis(100),
+            ..HistoryConfig::new(dir)
+        }),
+        ..RelayUnderTest::config(peers, None)
+    }
+}
+
+/// Rows and distinct UUIDs in history: equal when nothing is stored twice.
+const COUNTS: &str = "SELECT count(*) AS rows, count(DISTINCT uuid) AS uuids FROM flows";
+
+/// [`COUNTS`]' answer for `n` flows, each once.
+fn counts(n: usize) -> String {
+    format!(
+        "+------+-------+\n| rows | uuids |\n+------+-------+\n| {n:<4} | {n:<5} |\n+------+-------+"
+    )
+}
+
 async fn answer(relay: &RelayUnderTest, sql: &str) -> String {
     let r = relay.state().sql().query(sql).await.unwrap();
     pretty_format_batches(&r.batches).unwrap().to_string()
@@ -105,22 +126,10 @@ async fn a_restarted_relay_stores_each_buffered_flow_once() {
         store.push(response(flow(i, base + i as i128 * 100 * MS)));
     }
     let (addr, stop_probe) = probe(store.clone()).await;
-    let cfg = RelayConfig {
-        history: Some(HistoryConfig {
-            flush_interval: Duration::from_millis(100),
-            ..HistoryConfig::new(&dir)
-        }),
-        ..RelayUnderTest::config(vec![addr], None)
-    };
-    let counts = "SELECT count(*) AS rows, count(DISTINCT uuid) AS uuids FROM flows";
-    let table = |n: usize| {
-        format!(
-            "+------+-------+\n| rows | uuids |\n+------+-------+\n| {n:<4} | {n:<5} |\n+------+-------+"
-        )
-    };
+    let cfg = config(&dir, vec![addr]);
 
     let relay = RelayUnderTest::start_config(cfg.clone()).await;
-    wait_answer(&relay, counts, &table(50)).await;
+    wait_answer(&relay, COUNTS, &counts(50)).await;
     relay.shutdown().await;
 
     // While the relay is down the probe sees five more.
@@ -136,7 +145,7 @@ async fn a_restarted_relay_stores_each_buffered_flow_once() {
         "+-----+\n| new |\n+-----+\n| 5   |\n+-----+",
     )
     .await;
-    assert_eq!(answer(&relay, counts).await, table(55));
+    assert_eq!(answer(&relay, COUNTS).await, counts(55));
 
     // GetFlows through the relay: every flow once, in time order, as the
     // probe sent it.
@@ -178,21 +187,9 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
         push(i, base + i as i128 * 100 * MS);
     }
     let (addr, stop_probe) = probe(store.clone()).await;
-    let cfg = RelayConfig {
-        history: Some(HistoryConfig {
-            flush_interval: Duration::from_millis(100),
-            ..HistoryConfig::new(&dir)
-        }),
-        ..RelayUnderTest::config(vec![addr], None)
-    };
-    let counts = "SELECT count(*) AS rows, count(DISTINCT uuid) AS uuids FROM flows";
-    let table = |n: usize| {
-        format!(
-            "+------+-------+\n| rows | uuids |\n+------+-------+\n| {n:<4} | {n:<5} |\n+------+-------+"
-        )
-    };
+    let cfg = config(&dir, vec![addr]);
     let relay = RelayUnderTest::start_config(cfg.clone()).await;
-    wait_answer(&relay, counts, &table(20)).await;
+    wait_answer(&relay, COUNTS, &counts(20)).await;
     relay.shutdown().await;
 
     // 30 more while the relay is down: the ring keeps the last 20 (31..=50),
@@ -201,7 +198,7 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
         push(i, base + 10_000 * MS + i as i128 * MS);
     }
     let relay = RelayUnderTest::start_config(cfg).await;
-    wait_answer(&relay, counts, &table(40)).await;
+    wait_answer(&relay, COUNTS, &counts(40)).await;
     let history = relay.state().sql().history().unwrap().clone();
     assert_eq!(history.losses().since_start(), [("n1".to_string(), 10)]);
     relay.shutdown().await;
@@ -233,13 +230,7 @@ async fn history_and_ring_after_a_restart_hold_every_nodes_flows_once() {
     }
     let (busy_addr, stop_busy) = probe_named("n1", busy.clone()).await;
     let (quiet_addr, stop_quiet) = probe_named("n2", quiet.clone()).await;
-    let cfg = RelayConfig {
-        history: Some(HistoryConfig {
-            flush_interval: Duration::from_millis(100),
-            ..HistoryConfig::new(&dir)
-        }),
-        ..RelayUnderTest::config(vec![busy_addr, quiet_addr], None)
-    };
+    let cfg = config(&dir, vec![busy_addr, quiet_addr]);
     let rows = "SELECT count(*) AS n FROM flows";
     let n = |n: usize| format!("+----+\n| n  |\n+----+\n| {n:<2} |\n+----+");
     let relay = RelayUnderTest::start_config(cfg.clone()).await;
