@@ -56,7 +56,13 @@ impl Stats {
     pub fn node_status(&mut self, ev: &NodeStatusEvent) {
         let state = NodeState::try_from(ev.state_change).unwrap_or(NodeState::UnknownNodeState);
         for n in &ev.node_names {
-            self.nodes.insert(n.clone(), state);
+            // Gone: not a node any more (a relay's peer known by its address
+            // until it had a name, for one).
+            if state == NodeState::NodeGone {
+                self.nodes.remove(n);
+            } else {
+                self.nodes.insert(n.clone(), state);
+            }
         }
     }
 

@@ -302,6 +302,19 @@ fn lost_events_banner_and_node_status() {
     assert_eq!(b[(0, 2)].fg, Color::Red);
     // The table moves down a row to make room.
     assert!(row(&b, 3).starts_with("TIME"));
+    // A relay's peer known by its address until named: gone, not unavailable.
+    app.on_response(GetFlowsResponse {
+        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+            state_change: NodeState::NodeGone as i32,
+            node_names: vec!["node3".into()],
+            message: "named node4".into(),
+        })),
+        ..Default::default()
+    });
+    assert_eq!(
+        row(&draw(&app), 1),
+        "0.0 flows/s  2 seen  2 buffered  2 shown  nodes: node1, node2"
+    );
 }
 
 #[test]

@@ -212,7 +212,7 @@ impl Peers {
         let mut entries = self.lock();
         let e = &mut entries[id];
         if let Some(name) = name {
-            e.name = Some(self.naming.full_name(&name));
+            self.name_entry(e, &name);
         }
         e.version = status.version.clone();
         e.status = Some(PeerStatus {
@@ -230,6 +230,21 @@ impl Peers {
             message: String::new(),
         });
         self.sync_directory(&entries);
+    }
+
+    /// Names a peer. Followers may have been told of it under its address
+    /// (never connected, so unavailable): that entry is gone, and the
+    /// event says under which name it goes on.
+    fn name_entry(&self, e: &mut PeerEntry, name: &str) {
+        let full = self.naming.full_name(name);
+        if e.name.is_none() && full != e.address {
+            let _ = self.events.send(NodeStatusEvent {
+                state_change: NodeState::NodeGone as i32,
+                node_names: vec![e.address.clone()],
+                message: format!("named {full}"),
+            });
+        }
+        e.name = Some(full);
     }
 
     /// The peer failed (or could not be reached again); tells followers when it
@@ -262,7 +277,7 @@ impl Peers {
         }
         let mut entries = self.lock();
         if entries[id].name.is_none() {
-            entries[id].name = Some(self.naming.full_name(name));
+            self.name_entry(&mut entries[id], name);
             self.sync_directory(&entries);
         }
     }
@@ -398,6 +413,11 @@ mod tests {
             ServerStatusResponse::default(),
             client(),
         );
+        // The address followers knew it by is gone: it goes on as node1.
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            event(NodeState::NodeGone, &["10.0.0.1:4244"], "named node1")
+        );
         assert_eq!(
             rx.recv().await.unwrap(),
             event(NodeState::NodeConnected, &["node1"], "")
@@ -410,7 +430,11 @@ mod tests {
         );
         assert!(rx.try_recv().is_err(), "no event without a transition");
         peers.mark_connected(0, None, ServerStatusResponse::default(), client());
-        let _ = rx.recv().await.unwrap();
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            event(NodeState::NodeConnected, &["node1"], ""),
+            "named once: no second gone"
+        );
         assert_eq!(
             peers.status_events(),
             [

@@ -387,7 +387,7 @@ mod tests {
         );
         state.peers().mark_unavailable(0, "stream broke".into());
         let mut changes = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..3 {
             let r = rx.recv().await.unwrap().unwrap();
             let Some(ResponseTypes::NodeStatus(e)) = r.response_types else {
                 panic!("expected node status, got {r:?}");
@@ -397,6 +397,11 @@ mod tests {
         assert_eq!(
             changes,
             [
+                (
+                    NodeState::NodeGone as i32,
+                    vec!["127.0.0.1:1".to_string()],
+                    "named node1".to_string()
+                ),
                 (
                     NodeState::NodeConnected as i32,
                     vec!["node1".to_string()],
