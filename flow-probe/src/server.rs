@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use observer_proto::flow::{LostEvent, LostEventSource};
 use observer_proto::observe::v1::KernelFeature;
@@ -133,6 +133,23 @@ pub async fn run(
     Ok(())
 }
 
+/// Flows a second over the last minute (or the uptime, if shorter), from
+/// the times of the flows in the ring. A full ring whose oldest flow is
+/// younger than that covers less: its rate is over its own span, as Hubble
+/// computes it (otherwise a busy node's rate stops at capacity / 60).
+pub fn flow_rate(times: &[i128], now_ns: i128, uptime: Duration, full: bool) -> f64 {
+    const MINUTE_NS: i128 = 60_000_000_000;
+    let recent = times.iter().filter(|t| **t >= now_ns - MINUTE_NS).count();
+    let mut span = uptime.as_secs_f64().clamp(1.0, 60.0);
+    if full
+        && let Some(oldest) = times.iter().min()
+        && now_ns - oldest < MINUTE_NS
+    {
+        span = span.min(((now_ns - oldest) as f64 / 1e9).max(0.001));
+    }
+    recent as f64 / span
+}
+
 type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -193,17 +210,13 @@ impl Observer for ObserverService {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let minute_ago = now.as_nanos() as i128 - 60_000_000_000;
-        let recent = ring
-            .iter()
-            .filter(|e| {
-                e.response
-                    .time
-                    .as_ref()
-                    .is_some_and(|t| nanos(t) >= minute_ago)
-            })
-            .count();
         let uptime = self.node.started.elapsed();
+        let times: Vec<i128> = ring
+            .iter()
+            .filter_map(|e| e.response.time.as_ref().map(nanos))
+            .collect();
+        let full = ring.len() >= self.store.capacity();
+        let flows_rate = flow_rate(&times, now.as_nanos() as i128, uptime, full);
         Ok(Response::new(ServerStatusResponse {
             num_flows: ring.len() as u64,
             max_flows: self.store.capacity() as u64,
@@ -212,7 +225,7 @@ impl Observer for ObserverService {
             num_connected_nodes: Some(1),
             num_unavailable_nodes: Some(0),
             version: self.node.version.clone(),
-            flows_rate: recent as f64 / uptime.as_secs_f64().clamp(1.0, 60.0),
+            flows_rate,
             kernel_features: self.node.kernel_features.clone(),
             endpoints: self
                 .endpoints
@@ -318,4 +331,31 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4244";
 pub fn parse_listen(s: &str) -> anyhow::Result<SocketAddr> {
     s.parse()
         .map_err(|e| anyhow::anyhow!("invalid listen address {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i128 = 1_000_000_000;
+
+    #[test]
+    fn the_rate_is_over_the_minute_or_over_a_full_rings_span() {
+        let now = 1_000 * S;
+        let up = Duration::from_secs(600);
+        // 30 flows in the last 30 s, the ring not full: over the minute.
+        let sparse: Vec<i128> = (0..30).map(|i| now - i * S).collect();
+        assert_eq!(flow_rate(&sparse, now, up, false), 0.5);
+        // A full ring of 4,000 flows from the last 8 s: 500 a second, not
+        // 4,000 / 60.
+        let busy: Vec<i128> = (0..4_000).map(|i| now - i * 2_000_000).collect();
+        assert_eq!(flow_rate(&busy, now, up, true), 4_000.0 / 7.998);
+        // Not full: the same flows are all there were in the minute.
+        assert_eq!(flow_rate(&busy, now, up, false), 4_000.0 / 60.0);
+        // Up for 10 s: over the uptime.
+        assert_eq!(
+            flow_rate(&sparse[..10], now, Duration::from_secs(10), false),
+            1.0
+        );
+    }
 }
