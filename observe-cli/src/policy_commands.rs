@@ -32,11 +32,56 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
     let dir = lab.policy_dir();
     let name = file.file_name().context("policy file has no name")?;
+    check_install(&dir, name, &policies, file)?;
     let target = dir.join(name);
     observe_lab::write_atomically(&target, &text)
         .with_context(|| format!("installing {} into {}", file.display(), dir.display()))?;
     for p in &policies {
         crate::outln!("{}: applied ({})", describe(p), target.display())?;
+    }
+    Ok(())
+}
+
+/// Refuses what the probes would refuse or ignore: a file without a policy,
+/// and a policy whose name another installed file defines (a file of the
+/// same name is replaced, so its policies do not count).
+fn check_install(
+    dir: &Path,
+    name: &OsStr,
+    policies: &[policy::Policy],
+    file: &Path,
+) -> anyhow::Result<()> {
+    if policies.is_empty() {
+        anyhow::bail!(
+            "{}: no CiliumNetworkPolicy in it, nothing to apply",
+            file.display()
+        );
+    }
+    let mut others: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file() && path.file_name() != Some(name))
+        .collect();
+    others.sort();
+    for other in others {
+        // A file the probes cannot read defines nothing.
+        let Ok(installed) = policy::load_file(&other) else {
+            continue;
+        };
+        if let Some(p) = policies
+            .iter()
+            .find(|p| installed.iter().any(|i| describe(i) == describe(p)))
+        {
+            anyhow::bail!(
+                "{}: {} is already installed from {}; the probes would keep that one. \
+                 Delete it first (observe policy delete {}), or apply the new text under \
+                 that file's name to replace it",
+                file.display(),
+                describe(p),
+                other.display(),
+                describe(p)
+            );
+        }
     }
     Ok(())
 }
@@ -143,6 +188,31 @@ spec:
         std::fs::write(policies.join("broken.yaml"), "{").unwrap();
         std::fs::write(dir.path().join("state.json"), "{}").unwrap();
         (dir, policies)
+    }
+
+    #[test]
+    fn a_policy_another_file_defines_or_an_empty_file_is_refused() {
+        let (_dir, dir) = policies("policy-install");
+        let new = Path::new("/drafts/new.yaml");
+        let deny = policy::parse(DENY, "new.yaml").unwrap();
+        let err = check_install(&dir, OsStr::new("new.yaml"), &deny, new).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "/drafts/new.yaml: default/deny-client is already installed from {}; the \
+                 probes would keep that one. Delete it first (observe policy delete \
+                 default/deny-client), or apply the new text under that file's name to \
+                 replace it",
+                dir.join("deny.yaml").display()
+            )
+        );
+        // The same file name replaces the file: no clash (broken.yaml is skipped).
+        check_install(&dir, OsStr::new("deny.yaml"), &deny, new).unwrap();
+        let err = check_install(&dir, OsStr::new("new.yaml"), &[], new).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/drafts/new.yaml: no CiliumNetworkPolicy in it, nothing to apply"
+        );
     }
 
     #[test]
