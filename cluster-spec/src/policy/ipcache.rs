@@ -39,11 +39,22 @@ pub fn entries(compiled: &CompiledPolicy, endpoints: &EndpointsFile) -> Vec<Ipca
             });
         }
     }
-    out.extend(compiled.cidrs.iter().map(|c| IpcacheEntry {
-        addr: c.addr,
-        prefix_len: c.prefix_len,
-        identity: c.identity,
-    }));
+    // A CIDR that is exactly an endpoint's address does not take it over:
+    // the endpoint keeps its identity (as in Cilium, CIDR rules do not
+    // select endpoints), and no other policy's verdict on it changes.
+    let endpoint_prefixes: std::collections::HashSet<(IpAddr, u8)> =
+        out.iter().map(|e| (e.addr, e.prefix_len)).collect();
+    out.extend(
+        compiled
+            .cidrs
+            .iter()
+            .filter(|c| !endpoint_prefixes.contains(&(c.addr, c.prefix_len)))
+            .map(|c| IpcacheEntry {
+                addr: c.addr,
+                prefix_len: c.prefix_len,
+                identity: c.identity,
+            }),
+    );
     out
 }
 
@@ -151,5 +162,32 @@ mod tests {
         // /0 has no identity of its own: world.
         assert_eq!(at("192.0.2.1"), reserved::WORLD);
         assert_eq!(at("2001:db8::1"), reserved::WORLD);
+    }
+
+    #[test]
+    fn a_cidr_that_is_an_endpoints_address_leaves_it_the_endpoints() {
+        let endpoints = EndpointsFile::parse(
+            "endpoints:\n- {id: 1, name: api, namespace: default, labels: {app: api}, \
+             ipv4: 10.1.2.3, ipv6: 'fd42::3', node: n1}\n",
+            "e",
+        )
+        .unwrap();
+        let policies = parse(
+            "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n\
+             spec:\n  endpointSelector: {}\n  ingress:\n  - fromCIDR: [10.1.2.3/32, \
+             'fd42::3/128', 10.1.2.4/32]\n",
+            "p",
+        )
+        .unwrap();
+        let compiled = compile(&policies, &endpoints);
+        let entries = entries(&compiled, &endpoints);
+        let api = entries[0].identity;
+        let cache = Ipcache::new(&entries);
+        let at = |a: &str| cache.identity_of(a.parse().unwrap());
+        assert_eq!(at("10.1.2.3"), api);
+        assert_eq!(at("fd42::3"), api);
+        // Only the CIDR that is no endpoint's is in the table.
+        assert_eq!(entries.len(), 3);
+        assert!(at("10.1.2.4") >= crate::policy::compile::FIRST_CIDR_IDENTITY);
     }
 }
