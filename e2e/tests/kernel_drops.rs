@@ -74,7 +74,11 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
             "TCP Flags: SYN (kernel drop: NETFILTER_DROP)".into(),
             None,
         ),
-        (0, "TCP closed after 0.000 ms, 1 retransmits".into(), None),
+        (
+            0,
+            "TCP closed before it was established, 1 retransmit".into(),
+            None,
+        ),
     ];
     let of_connection = |flows: &[Flow]| -> Vec<Flow> {
         flows

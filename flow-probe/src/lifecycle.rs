@@ -17,14 +17,7 @@ pub fn lifecycle_flow(ev: &TcpLifecycleEvent, cx: FlowContext<'_>) -> Flow {
     let (local, remote) = (addr(ev.family, &ev.saddr), addr(ev.family, &ev.daddr));
     let (kind, summary) = match ev.kind {
         lifecycle::ESTABLISHED => (Kind::Established, "TCP established".to_string()),
-        lifecycle::CLOSED => (
-            Kind::Closed,
-            format!(
-                "TCP closed after {:.3} ms, {} retransmits",
-                ev.duration_ns as f64 / 1e6,
-                ev.retransmits
-            ),
-        ),
+        lifecycle::CLOSED => (Kind::Closed, closed_summary(ev)),
         lifecycle::RETRANSMIT => (
             Kind::Retransmit,
             format!("TCP retransmit #{}", ev.retransmits),
@@ -41,6 +34,31 @@ pub fn lifecycle_flow(ev: &TcpLifecycleEvent, cx: FlowContext<'_>) -> Flow {
             retransmits: ev.retransmits,
         }),
         ..cx.flow_between_endpoints(FlowType::UnknownType, ev.ktime_ns, local, remote)
+    }
+}
+
+/// The kernel's TCP states a socket leaves for CLOSE without ever having been
+/// established: its SYN (or SYN-ACK) went unanswered or was refused.
+const TCP_SYN_SENT: u8 = 2;
+const TCP_SYN_RECV: u8 = 3;
+
+/// A closed connection's summary. Its duration runs from the time the probe
+/// saw it established; a socket that never was (or was before the probe
+/// watched it) has none to give, and "after 0.000 ms" would be wrong.
+fn closed_summary(ev: &TcpLifecycleEvent) -> String {
+    let retransmits = match ev.retransmits {
+        1 => "1 retransmit".to_string(),
+        n => format!("{n} retransmits"),
+    };
+    if matches!(ev.old_state, TCP_SYN_SENT | TCP_SYN_RECV) {
+        format!("TCP closed before it was established, {retransmits}")
+    } else if ev.duration_ns == 0 {
+        format!("TCP closed (established before it was watched), {retransmits}")
+    } else {
+        format!(
+            "TCP closed after {:.3} ms, {retransmits}",
+            ev.duration_ns as f64 / 1e6
+        )
     }
 }
 
@@ -93,6 +111,42 @@ mod tests {
         assert_eq!(
             (lc.kind, lc.duration_ns, lc.retransmits),
             (Kind::Closed as i32, 2_500_000, 3)
+        );
+    }
+
+    fn closed(old_state: u8, duration_ns: u64, retransmits: u32) -> TcpLifecycleEvent {
+        TcpLifecycleEvent {
+            family: 4,
+            kind: lifecycle::CLOSED,
+            old_state,
+            new_state: 7,
+            duration_ns,
+            retransmits,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_socket_closed_before_it_was_established_has_no_duration() {
+        // A SYN that went unanswered (SYN_SENT) and a handshake a server
+        // gave up on (SYN_RECV).
+        assert_eq!(
+            closed_summary(&closed(TCP_SYN_SENT, 0, 1)),
+            "TCP closed before it was established, 1 retransmit"
+        );
+        assert_eq!(
+            closed_summary(&closed(TCP_SYN_RECV, 0, 5)),
+            "TCP closed before it was established, 5 retransmits"
+        );
+        // Established before the probe watched it (LAST_ACK = 9): no start.
+        assert_eq!(
+            closed_summary(&closed(9, 0, 0)),
+            "TCP closed (established before it was watched), 0 retransmits"
+        );
+        // From ESTABLISHED (1) by a reset: its duration.
+        assert_eq!(
+            closed_summary(&closed(1, 1_250_000, 1)),
+            "TCP closed after 1.250 ms, 1 retransmit"
         );
     }
 }
