@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use cluster_spec::endpoints::EndpointsFile;
 use cluster_spec::policy;
 
 use observe_lab::Lab;
@@ -36,10 +37,39 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let target = dir.join(name);
     observe_lab::write_atomically(&target, &text)
         .with_context(|| format!("installing {} into {}", file.display(), dir.display()))?;
+    let endpoints = lab.endpoints_file();
     for p in &policies {
         crate::outln!("{}: applied ({})", describe(p), target.display())?;
+        if let Some(note) = selects_nothing(p, &endpoints) {
+            crate::pipe::eprint(&format!("observe: note: {note}\n"));
+        }
     }
     Ok(())
+}
+
+/// Says so when `p` applies to none of the lab's endpoints: installed, it
+/// changes nothing until an endpoint with those labels appears, which a typo
+/// in a label otherwise hides.
+fn selects_nothing(p: &policy::Policy, endpoints: &EndpointsFile) -> Option<String> {
+    if !policy::subjects(p, endpoints).is_empty() {
+        return None;
+    }
+    let labels: Vec<String> = p
+        .endpoint_selector
+        .match_labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let wanted = if labels.is_empty() {
+        "any labels".to_string()
+    } else {
+        labels.join(", ")
+    };
+    Some(format!(
+        "{} selects no endpoint of the lab (namespace {}, {wanted}): it has no effect until one matches",
+        describe(p),
+        p.namespace
+    ))
 }
 
 /// Refuses what the probes would refuse or ignore: a file without a policy,
@@ -212,6 +242,51 @@ spec:
         assert_eq!(
             err.to_string(),
             "/drafts/new.yaml: no CiliumNetworkPolicy in it, nothing to apply"
+        );
+    }
+
+    #[test]
+    fn a_policy_that_selects_no_endpoint_is_noted() {
+        let endpoints = EndpointsFile::parse(
+            "endpoints:\n\
+             - {id: 1, name: frontend, namespace: default, labels: {app: frontend}, node: n1}\n\
+             - {id: 2, name: client, namespace: other, labels: {app: client}, node: n1}\n",
+            "endpoints.yaml",
+        )
+        .unwrap();
+        let note = |text: &str| {
+            let p = policy::parse(text, "p.yaml").unwrap().remove(0);
+            selects_nothing(&p, &endpoints)
+        };
+        assert_eq!(note(DENY), None);
+        assert_eq!(
+            note(&DENY.replace("app: frontend", "app: frontend, tier: web")),
+            Some(
+                "default/deny-client selects no endpoint of the lab (namespace default, \
+                 app=frontend, tier=web): it has no effect until one matches"
+                    .into()
+            )
+        );
+        // The labels are right but the namespace is not the endpoint's.
+        assert_eq!(
+            note(&DENY.replace("namespace: default", "namespace: shop")),
+            Some(
+                "shop/deny-client selects no endpoint of the lab (namespace shop, \
+                 app=frontend): it has no effect until one matches"
+                    .into()
+            )
+        );
+        assert_eq!(
+            note(
+                &DENY
+                    .replace("namespace: default", "namespace: empty")
+                    .replace("{matchLabels: {app: frontend}}", "{}")
+            ),
+            Some(
+                "empty/deny-client selects no endpoint of the lab (namespace empty, any \
+                 labels): it has no effect until one matches"
+                    .into()
+            )
         );
     }
 

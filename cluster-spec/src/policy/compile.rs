@@ -110,19 +110,7 @@ pub fn compile(policies: &[Policy], endpoints: &EndpointsFile) -> CompiledPolicy
     };
     let cidrs = cidr_identities(policies);
 
-    // The endpoints each policy applies to.
-    let subjects: Vec<Vec<&Endpoint>> = policies
-        .iter()
-        .map(|p| {
-            endpoints
-                .endpoints
-                .iter()
-                .filter(|ep| {
-                    ep.namespace == p.namespace && selects(&p.endpoint_selector, &p.namespace, ep)
-                })
-                .collect()
-        })
-        .collect();
+    let subjects: Vec<Vec<&Endpoint>> = policies.iter().map(|p| subjects(p, endpoints)).collect();
 
     // Enforcement: any enforcing policy wins over audit ones.
     let mut modes: BTreeMap<(u32, Direction), Enforcement> = BTreeMap::new();
@@ -228,6 +216,19 @@ pub fn compile(policies: &[Policy], endpoints: &EndpointsFile) -> CompiledPolicy
 
 /// Whether `sel` selects `ep`; the selector's namespace label, or else
 /// `namespace`, must be the endpoint's namespace.
+/// The endpoints `policy` applies to: those of its namespace its endpoint
+/// selector matches.
+pub fn subjects<'a>(policy: &Policy, endpoints: &'a EndpointsFile) -> Vec<&'a Endpoint> {
+    endpoints
+        .endpoints
+        .iter()
+        .filter(|ep| {
+            ep.namespace == policy.namespace
+                && selects(&policy.endpoint_selector, &policy.namespace, ep)
+        })
+        .collect()
+}
+
 fn selects(sel: &Selector, namespace: &str, ep: &Endpoint) -> bool {
     ep.namespace == sel.namespace.as_deref().unwrap_or(namespace)
         && sel

@@ -108,7 +108,7 @@ mod tests;
 
 pub use compile::{
     Action, CidrIdentity, CompiledPolicy, EndpointPolicy, Enforcement, FIRST_CIDR_IDENTITY,
-    PolicyKey, PolicyRef, PolicyValue, compile,
+    PolicyKey, PolicyRef, PolicyValue, compile, subjects,
 };
 pub use ipcache::{Ipcache, IpcacheEntry};
 pub use judge::{Decision, Denial, FirstPacket, Judge, Match, Verdict};
