@@ -31,7 +31,7 @@ use crate::datapath::PolicyNames;
 // The public path of the flow ids stays here, where flows are made.
 pub use crate::flow_builder::FlowIds;
 use crate::flow_builder::reuse::set_str;
-use crate::flow_builder::{Endpoints, NodeFlows, addr};
+use crate::flow_builder::{NodeFlows, addr};
 use crate::kernel::events::{
     FlowEvent, drop_reason, hook, kind, policy_direction, reason, verdict,
 };
@@ -105,7 +105,7 @@ impl Enricher {
             return;
         }
         let set = updates.borrow_and_update().clone();
-        self.node.set_endpoints(Endpoints::new(&set.file));
+        self.node.set_endpoints(&set.file);
         self.interfaces.clear();
         for a in &set.interfaces {
             let ep = a

@@ -52,7 +52,7 @@ impl NodeFlows {
             cluster_name: String::new(),
             node_labels: Vec::new(),
             ids: FlowIds::new(),
-            endpoints: Endpoints::new(file),
+            endpoints: Endpoints::new(file, node_name),
         }
     }
 
@@ -65,7 +65,7 @@ impl NodeFlows {
         self.node_labels = node_labels;
         let endpoints = std::mem::replace(
             &mut self.endpoints,
-            Endpoints::new(&EndpointsFile::default()),
+            Endpoints::new(&EndpointsFile::default(), ""),
         );
         self.endpoints = endpoints.in_cluster(cluster_name);
     }
@@ -89,8 +89,8 @@ impl NodeFlows {
     }
 
     /// The endpoints from here on (a source changed them).
-    pub fn set_endpoints(&mut self, endpoints: Endpoints) {
-        self.endpoints = endpoints.in_cluster(&self.cluster_name);
+    pub fn set_endpoints(&mut self, file: &EndpointsFile) {
+        self.endpoints = Endpoints::new(file, &self.node).in_cluster(&self.cluster_name);
     }
 
     /// Writes into `f`, in its memory, what every flow of this node shares:

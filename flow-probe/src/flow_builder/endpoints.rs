@@ -35,13 +35,16 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    pub fn new(file: &EndpointsFile) -> Self {
+    /// The endpoints of `file`, seen from `node`: an endpoint ID names one
+    /// of the node's own endpoints, so those of other nodes carry none (0),
+    /// as Hubble gives remote endpoints identity, labels and names only.
+    pub fn new(file: &EndpointsFile, node: &str) -> Self {
         let identities = file.identities();
         let mut by_ip = HashMap::default();
         for ep in &file.endpoints {
             let labels = ep.identity_labels();
             let proto_ep = Endpoint {
-                id: ep.id,
+                id: if ep.node == node { ep.id } else { 0 },
                 identity: identities
                     .get(&labels)
                     .copied()
@@ -110,5 +113,45 @@ impl Endpoints {
 impl EndpointOf for Endpoints {
     fn endpoint_of(&self, ip: IpAddr) -> Endpoint {
         self.get(ip).unwrap_or(&self.world).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_nodes_own_endpoints_carry_their_id() {
+        let file = EndpointsFile::parse(
+            "endpoints:\n\
+             - {id: 7, name: web, namespace: shop, labels: {app: web}, ipv4: 198.18.2.7, node: node1}\n\
+             - {id: 9, name: db, namespace: shop, labels: {app: db}, ipv4: 198.18.2.9, ipv6: \"fd42::9\", node: node2}\n",
+            "endpoints.yaml",
+        )
+        .unwrap();
+        let at_node1 = Endpoints::new(&file, "node1");
+        let web = at_node1.endpoint_of([198, 18, 2, 7].into());
+        let db = at_node1.endpoint_of([198, 18, 2, 9].into());
+        let db_v6 = at_node1.endpoint_of("fd42::9".parse().unwrap());
+        assert_eq!((web.id, web.pod_name.as_str()), (7, "web"));
+        // A remote endpoint keeps what names it, not its ID.
+        assert_eq!(
+            (db.id, db.pod_name.as_str(), db.namespace.as_str()),
+            (0, "db", "shop")
+        );
+        assert_eq!(
+            db.labels,
+            vec!["k8s:app=db", "k8s:io.kubernetes.pod.namespace=shop"]
+        );
+        assert!(db.identity >= 256);
+        assert_eq!(db_v6, db);
+        // Seen from node2, the other way round.
+        let at_node2 = Endpoints::new(&file, "node2");
+        assert_eq!(at_node2.endpoint_of([198, 18, 2, 7].into()).id, 0);
+        assert_eq!(at_node2.endpoint_of([198, 18, 2, 9].into()).id, 9);
+        assert_eq!(
+            at_node2.endpoint_of([198, 18, 2, 9].into()).identity,
+            db.identity
+        );
     }
 }

@@ -67,7 +67,7 @@
 //! | `lifecycle_retransmits` | uint32 | |
 //! | `policy_match_type` | uint32 | null when 0 |
 //! | `interface_index`, `interface_name` | uint32, utf8 | `interface` |
-//! | `source_endpoint_id`, `destination_endpoint_id` | uint32 | endpoint `ID`, null when 0 |
+//! | `source_endpoint_id`, `destination_endpoint_id` | uint32 | endpoint `ID` (the observing node's endpoints only), null when 0 |
 //! | `source_workload_kind`, `destination_workload_kind` | utf8 | first workload's kind |
 //! | `source_mac`, `destination_mac` | utf8 | `ethernet` |
 //! | `socket_cookie`, `cgroup_id` | uint64 | null when 0 |
