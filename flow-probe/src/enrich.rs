@@ -209,6 +209,7 @@ impl Enricher {
                 sub_type: 0,
             }),
             volume: None,
+            policy_match_type: u32::from(ev.policy_match),
             ..flow.clone()
         };
         self.add_policy_names(&mut verdict, ev);
@@ -414,15 +415,16 @@ impl Enricher {
         self.kernel_drop_reasons = names;
     }
 
-    /// Drop reason and match type of a judged flow; the policy that allowed
-    /// it (a Drop names none: its PolicyVerdict does, see [`Self::flows`]).
+    /// Drop reason of a judged flow; its match type and the policy that
+    /// allowed it. A Drop has neither, as Hubble's drop notifications: its
+    /// PolicyVerdict carries them (see [`Self::flows`]).
     fn add_policy_verdict(&self, flow: &mut Flow, ev: &FlowEvent) {
         if ev.verdict == verdict::DROPPED {
             flow.drop_reason = u32::from(ev.drop_reason);
             flow.drop_reason_desc = i32::from(ev.drop_reason);
         }
-        flow.policy_match_type = u32::from(ev.policy_match);
         if ev.kind != kind::DROP {
+            flow.policy_match_type = u32::from(ev.policy_match);
             self.add_policy_names(flow, ev);
         }
     }

@@ -470,13 +470,14 @@ fn dropped(flow: Flow, reason: i32) -> Flow {
     }
 }
 
-/// The flows of a denial: the PolicyVerdict naming the policy (no volume,
-/// its own UUID), then the Drop.
-fn denial(drop: Flow, names: impl FnOnce(&mut Flow)) -> Vec<Flow> {
+/// The flows of a denial: the PolicyVerdict naming the policy and its match
+/// type (no volume, its own UUID), then the Drop, which has neither.
+fn denial(drop: Flow, match_type: u32, names: impl FnOnce(&mut Flow)) -> Vec<Flow> {
     let mut verdict = Flow {
         uuid: "00000000-0000-8000-8000-000000000002".into(),
         event_type: event_type(5, 0),
         volume: None,
+        policy_match_type: match_type,
         ..drop.clone()
     };
     names(&mut verdict);
@@ -493,18 +494,15 @@ fn a_default_deny_is_a_verdict_and_a_drop_with_policy_denied_and_no_policy() {
         policy_match: 0,
         ..judged(kind::DROP, verdict::DROPPED, 133, None)
     };
-    assert_eq!(enrich_all(ev), denial(dropped(at_server(), 133), |_| ()));
+    assert_eq!(enrich_all(ev), denial(dropped(at_server(), 133), 0, |_| ()));
 }
 
 #[test]
 fn an_explicit_ingress_deny_is_policy_deny_in_the_verdicts_ingress_denied_by() {
-    let drop = Flow {
-        policy_match_type: 2,
-        ..dropped(at_server(), 181)
-    };
     assert_eq!(
         enrich_all(judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))),
-        denial(drop, |v| v.ingress_denied_by = policy(DENY))
+        denial(dropped(at_server(), 181), 2, |v| v.ingress_denied_by =
+            policy(DENY))
     );
 }
 
@@ -516,14 +514,13 @@ fn an_explicit_egress_deny_is_policy_deny_in_the_verdicts_egress_denied_by() {
         ..judged(kind::DROP, verdict::DROPPED, 181, Some(DENY))
     };
     let drop = Flow {
-        policy_match_type: 2,
         traffic_direction: TrafficDirection::Egress as i32,
         interface: interface(CLIENT_VETH, "lxc-client"),
         ..dropped(syn_flow(), 181)
     };
     assert_eq!(
         enrich_all(ev),
-        denial(drop, |v| v.egress_denied_by = policy(DENY))
+        denial(drop, 2, |v| v.egress_denied_by = policy(DENY))
     );
 }
 
