@@ -123,14 +123,19 @@ mod tests {
     use super::*;
     use crate::policy::{compile, parse};
 
-    #[test]
-    fn an_address_gets_its_most_specific_prefix_and_else_world() {
-        let endpoints = EndpointsFile::parse(
+    /// One endpoint, api, at 10.1.2.3 and fd42::3.
+    fn api_endpoint() -> EndpointsFile {
+        EndpointsFile::parse(
             "endpoints:\n- {id: 1, name: api, namespace: default, labels: {app: api}, \
              ipv4: 10.1.2.3, ipv6: 'fd42::3', node: n1}\n",
             "e",
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn an_address_gets_its_most_specific_prefix_and_else_world() {
+        let endpoints = api_endpoint();
         let policies = parse(
             "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n\
              spec:\n  endpointSelector: {}\n  egress:\n  - toCIDR: [10.0.0.0/8, 10.1.0.0/16, \
@@ -166,12 +171,7 @@ mod tests {
 
     #[test]
     fn a_cidr_that_is_an_endpoints_address_leaves_it_the_endpoints() {
-        let endpoints = EndpointsFile::parse(
-            "endpoints:\n- {id: 1, name: api, namespace: default, labels: {app: api}, \
-             ipv4: 10.1.2.3, ipv6: 'fd42::3', node: n1}\n",
-            "e",
-        )
-        .unwrap();
+        let endpoints = api_endpoint();
         let policies = parse(
             "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\n\
              spec:\n  endpointSelector: {}\n  ingress:\n  - fromCIDR: [10.1.2.3/32, \
