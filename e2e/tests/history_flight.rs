@@ -165,6 +165,26 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
     assert!(ok);
     assert_eq!(err, "");
 
+    // History's UTC times print in every format (the CLI's arrow needs
+    // chrono-tz to read the zone's name).
+    let first = "SELECT min(time) AS first FROM flows WHERE time >= '2024-05-01T10:01:00Z'";
+    let (ok, out, err) = query(first).await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("| 2024-05-01T10:01:10Z |"), "{out}");
+    for (format, want) in [
+        ("csv", "first\n2024-05-01T10:01:10Z\n"),
+        ("json", "{\"first\":\"2024-05-01T10:01:10Z\"}\n"),
+    ] {
+        let addr = addr.clone();
+        let (ok, out, err) = tokio::task::spawn_blocking(move || {
+            observe(&["query", "--server", &addr, "-o", format, first])
+        })
+        .await
+        .unwrap();
+        assert!(ok, "{format}: {err}");
+        assert_eq!(out, want, "{format}");
+    }
+
     // A table past --max-rows: its first rows, and a word on stderr (the
     // whole range has the losses above).
     let sql = "SELECT uuid FROM flows ORDER BY time, uuid";

@@ -502,6 +502,41 @@ pub fn write(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_utc_timestamp_prints_in_every_format() {
+        // History's `time`: nanoseconds, zone "UTC" (a name, not an offset).
+        let time = arrow::array::TimestampNanosecondArray::from(vec![1_764_979_200_123_456_789])
+            .with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([("time", std::sync::Arc::new(time) as _)]).unwrap();
+        let printed = |format| {
+            let mut out = Vec::new();
+            write(
+                &mut out,
+                format,
+                &batch.schema(),
+                std::slice::from_ref(&batch),
+            )
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            printed(QueryFormat::Table),
+            "+--------------------------------+\n\
+             | time                           |\n\
+             +--------------------------------+\n\
+             | 2025-12-06T00:00:00.123456789Z |\n\
+             +--------------------------------+\n"
+        );
+        assert_eq!(
+            printed(QueryFormat::Csv),
+            "time\n2025-12-06T00:00:00.123456789Z\n"
+        );
+        assert_eq!(
+            printed(QueryFormat::Json),
+            "{\"time\":\"2025-12-06T00:00:00.123456789Z\"}\n"
+        );
+    }
+
     fn numbers(range: std::ops::Range<u32>) -> RecordBatch {
         let column = arrow::array::UInt32Array::from_iter_values(range);
         RecordBatch::try_from_iter([("n", std::sync::Arc::new(column) as _)]).unwrap()
