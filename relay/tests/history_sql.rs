@@ -145,6 +145,15 @@ async fn an_unknown_column_lists_the_columns_that_exist() {
         "{msg}"
     );
     assert!(msg.ends_with("socket_cookie, cgroup_id, summary"), "{msg}");
+    // A query's own relation: its columns, not flows'.
+    let err = e
+        .query("WITH x AS (SELECT 1 AS n, 'a' AS m) SELECT nn FROM x")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown column `nn`; the columns of `x` are: n, m"
+    );
 }
 
 /// 300 flows: a cross join sorted needs far more than 1 MiB.

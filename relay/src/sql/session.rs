@@ -194,14 +194,31 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
                     .is_some_and(|t| t.table().starts_with(m.name()))
             })
         });
+        // A relation of the query's own (a CTE, a subquery's alias): its
+        // columns as DataFusion found them, not `flows`'.
+        let mut own: Vec<&str> = valid_fields
+            .iter()
+            .filter_map(|c| c.relation.as_ref().map(|t| t.table()))
+            .filter(|t| *t != guard::FLOWS)
+            .collect();
+        own.dedup();
+        let reads_flows = valid_fields.iter().any(|c| {
+            c.relation
+                .as_ref()
+                .is_some_and(|t| t.table() == guard::FLOWS)
+        });
         let (table, columns) = match (graph, whatif) {
-            (Some(r), _) => (r.name(), r.column_names()),
-            (None, Some(m)) => (m.name(), super::whatif::rows::column_names()),
-            (None, None) => (guard::FLOWS, schema::column_names()),
+            (Some(r), _) => (r.name().to_string(), r.column_names()),
+            (None, Some(m)) => (m.name().to_string(), super::whatif::rows::column_names()),
+            (None, None) if !reads_flows && !valid_fields.is_empty() => {
+                let names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
+                (own.join("`, `"), names.join(", "))
+            }
+            (None, None) => (guard::FLOWS.to_string(), schema::column_names()),
         };
         return SqlError::UnknownColumn {
             column: field.name().to_string(),
-            table: table.to_string(),
+            table,
             columns,
         };
     }
