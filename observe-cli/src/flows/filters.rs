@@ -94,6 +94,43 @@ pub struct FlagError {
     pub problem: String,
 }
 
+/// IPs and label selectors checked here, with the server's own parser, so
+/// that an error names the flag given rather than a `FlowFilter` field.
+fn check_ips_and_labels(args: &FilterArgs) -> Result<(), FlagError> {
+    use observer_runtime::filter::{FilterError, compile};
+    let ip = |v: &str| FlowFilter {
+        source_ip: vec![v.to_string()],
+        ..Default::default()
+    };
+    let label = |v: &str| FlowFilter {
+        source_label: vec![v.to_string()],
+        ..Default::default()
+    };
+    type OneEntry<'a> = &'a dyn Fn(&str) -> FlowFilter;
+    let flags: [(&'static str, &Vec<String>, OneEntry); 6] = [
+        ("from-ip", &args.from_ip, &ip),
+        ("to-ip", &args.to_ip, &ip),
+        ("ip", &args.ip, &ip),
+        ("from-label", &args.from_label, &label),
+        ("to-label", &args.to_label, &label),
+        ("label", &args.label, &label),
+    ];
+    for (flag, values, filter) in flags {
+        for v in values {
+            match compile(&[filter(v)], &[]) {
+                Err(FilterError::InvalidCidr { .. }) => {
+                    return Err(bad(flag, v, "not an IP address or CIDR"));
+                }
+                Err(FilterError::InvalidLabelSelector { reason, .. }) => {
+                    return Err(bad(flag, v, &format!("not a label selector: {reason}")));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 fn bad(flag: &'static str, value: &str, problem: &str) -> FlagError {
     FlagError {
         flag,
@@ -298,6 +335,7 @@ impl FilterArgs {
                 return Err(bad(flag, v, "not a port number (0 to 65535)"));
             }
         }
+        check_ips_and_labels(self)?;
         let mut base = FlowFilter {
             verdict: self
                 .verdict

@@ -367,6 +367,28 @@ fn a_trailing_not_is_an_error() {
 }
 
 #[test]
+fn an_ip_or_label_that_does_not_parse_is_named_by_its_flag() {
+    assert_eq!(
+        select(&["--ip", "198.18.1.0/33"]).unwrap_err(),
+        "--ip \"198.18.1.0/33\": not an IP address or CIDR"
+    );
+    assert_eq!(
+        select(&["--not", "--to-ip", "fd42::1::2"]).unwrap_err(),
+        "--to-ip \"fd42::1::2\": not an IP address or CIDR"
+    );
+    let err = select(&["--label", "!!!"]).unwrap_err();
+    assert!(
+        err.starts_with("--label \"!!!\": not a label selector: "),
+        "{err}"
+    );
+    let err = select(&["--from-label", "app=web", "--to-label", "a b"]).unwrap_err();
+    assert!(
+        err.starts_with("--to-label \"a b\": not a label selector: "),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_port_that_is_no_port_is_named_by_its_flag() {
     assert_eq!(
         select(&["--port", "abc"]).unwrap_err(),

@@ -167,7 +167,7 @@ mod tests {
         );
         assert_eq!(
             LiveFilter::parse("--from-ip 10.0.0.0/99").unwrap_err(),
-            "source_ip: invalid IP address or CIDR \"10.0.0.0/99\""
+            "--from-ip \"10.0.0.0/99\": not an IP address or CIDR"
         );
         assert_eq!(
             LiveFilter::parse("--label 'app=a").unwrap_err(),
