@@ -131,21 +131,31 @@ pub(crate) fn teardown(
     }
 }
 
-/// Removes the state and endpoints files, the policy directory and the
-/// certificates, and the state directory if then empty.
+/// Removes the state and endpoints files, the policy directory, the
+/// certificates, the relay's history and the processes' address files
+/// (logs stay), and the state directory if then empty.
 pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
     if let Err(e) = probe_files::remove_policy_dir(state_dir) {
         report.errors.push(format!("{e:#}"));
     }
-    let certs = CertFiles::of_lab(state_dir).dir;
-    match std::fs::remove_dir_all(&certs) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => report
-            .errors
-            .push(format!("removing {}: {e}", certs.display())),
+    // A later lab in the same folder must not show this one's flows.
+    for dir in [CertFiles::of_lab(state_dir).dir, state_dir.join("history")] {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report
+                .errors
+                .push(format!("removing {}: {e}", dir.display())),
+        }
     }
-    for file in [STATE_FILE, ENDPOINTS_FILE, SERVICES_FILE] {
+    let ready_files = std::fs::read_dir(state_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".addr") || (n.starts_with("probe-") && n.ends_with(".metrics")));
+    let fixed = [STATE_FILE, ENDPOINTS_FILE, SERVICES_FILE].map(str::to_string);
+    for file in fixed.into_iter().chain(ready_files) {
         let path = state_dir.join(file);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -157,4 +167,37 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
     }
     // Only succeeds when empty, which is what we want.
     let _ = std::fs::remove_dir(state_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::scratch::ScratchDir;
+
+    #[test]
+    fn down_removes_history_and_address_files_and_keeps_logs() {
+        let scratch = ScratchDir::new("lab-state-files");
+        let dir = scratch.path();
+        std::fs::create_dir_all(dir.join("history/flows")).unwrap();
+        for f in [
+            "history/flows/a.parquet",
+            STATE_FILE,
+            "relay.addr",
+            "probe-node1.addr",
+            "probe-node1.metrics",
+            "relay.log",
+            "probe-node1.log",
+        ] {
+            std::fs::write(dir.join(f), "x").unwrap();
+        }
+        let mut report = DownReport::default();
+        remove_state_files(dir, &mut report);
+        assert_eq!(report.errors, Vec::<String>::new());
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["probe-node1.log", "relay.log"]);
+    }
 }
