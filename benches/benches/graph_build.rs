@@ -70,6 +70,7 @@ fn set(f: &mut Flow, n: u64) {
         fwd_packets: n % 4 + 1,
         rev_bytes: 1000,
         rev_packets: 1,
+        first_packet: false,
     });
 }
 

@@ -78,6 +78,7 @@ fn synthetic(i: u32) -> Flow {
             fwd_packets: 1,
             rev_bytes: 0,
             rev_packets: 0,
+            first_packet: false,
         }),
         ..Default::default()
     }

@@ -369,6 +369,7 @@ impl Enricher {
             fwd_packets: fwd.1,
             rev_bytes: rev.0,
             rev_packets: rev.1,
+            first_packet: ev.reason == reason::NEW_FLOW,
         });
         *kernel_drop = None;
         *tcp_lifecycle = None;

@@ -162,6 +162,7 @@ fn build(e: Ev) -> Flow {
             fwd_packets: fp,
             rev_bytes: rb,
             rev_packets: rp,
+            first_packet: false,
         }),
         ..Default::default()
     }

@@ -52,6 +52,7 @@ fn volume(fwd: u64, rev: u64) -> Option<FlowVolume> {
         fwd_packets: fwd / 100,
         rev_bytes: rev,
         rev_packets: rev / 100,
+        first_packet: false,
     })
 }
 

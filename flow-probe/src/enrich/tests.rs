@@ -211,13 +211,15 @@ fn event_type(r#type: i32, sub_type: i32) -> Option<CiliumEventType> {
     Some(CiliumEventType { r#type, sub_type })
 }
 
-/// Volume with the connection's opener first.
+/// Volume with the connection's opener first, of an event whose packet
+/// was the first its direction counted (as [`event`]'s).
 fn volume() -> Option<FlowVolume> {
     Some(FlowVolume {
         fwd_bytes: REQUESTS.0,
         fwd_packets: REQUESTS.1,
         rev_bytes: REPLIES.0,
         rev_packets: REPLIES.1,
+        first_packet: true,
     })
 }
 
@@ -702,6 +704,10 @@ fn later_events_of_the_opener_are_established_and_every_flow_carries_the_policy_
         (flow.trace_reason(), flow.policy_in_force),
         (TraceReason::Established, None)
     );
+    // A report's counts did not begin with its packet; a first packet's did.
+    assert_eq!(flow.volume.map(|v| v.first_packet), Some(false));
+    let first = e.flow(&syn(hook::TC_EGRESS, SERVER_VETH), UNIX_OFFSET);
+    assert_eq!(first.volume.map(|v| v.first_packet), Some(true));
     let stamp = PolicyStamp {
         generation: 3,
         version: "0123456789abcdef".into(),

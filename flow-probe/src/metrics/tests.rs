@@ -260,6 +260,7 @@ fn with_volume(mut f: Flow, fwd: (u64, u64), rev: (u64, u64)) -> Flow {
         fwd_packets: fwd.1,
         rev_bytes: rev.0,
         rev_packets: rev.1,
+        first_packet: false,
     });
     f
 }
@@ -290,6 +291,56 @@ fn volume_counts_increases_per_connection_and_point() {
         [
             r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 6"#,
             r#"observe_flow_packets_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 3"#,
+        ]
+    );
+}
+
+#[test]
+fn each_ping_counts_though_it_counts_the_same() {
+    // Three pings from frontend to api: each echo identifier is its own
+    // kernel entry, and each reports 98 B / 1 packet at its first packet
+    // (and its first answer), all under one ICMP key of the flow.
+    let m = Metrics::new(&MetricsConfig::default());
+    let ping = |reply: bool, first_packet: bool| {
+        let mut f = forwarded(0, 0);
+        f.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv4(flow::IcmPv4 {
+                r#type: if reply { 0 } else { 8 },
+                code: 0,
+            })),
+        });
+        f.volume = Some(FlowVolume {
+            fwd_bytes: 98,
+            fwd_packets: 1,
+            rev_bytes: if reply { 98 } else { 0 },
+            rev_packets: u64::from(reply),
+            first_packet,
+        });
+        if reply {
+            f.is_reply = Some(true);
+            f.source = Some(endpoint("default", "api"));
+            f.destination = Some(endpoint("default", "frontend"));
+        }
+        f
+    };
+    for _ in 0..3 {
+        m.flow(&ping(false, true));
+        m.flow(&ping(true, true));
+    }
+    // A later report of the last ping, with nothing new: adds nothing.
+    m.flow(&ping(false, false));
+    assert_eq!(
+        series(&m, "observe_flow_packets_total"),
+        [
+            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 3"#,
+            r#"observe_flow_packets_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 3"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "observe_flow_bytes_total"),
+        [
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 294"#,
+            r#"observe_flow_bytes_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 294"#,
         ]
     );
 }

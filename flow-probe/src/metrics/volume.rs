@@ -50,8 +50,16 @@ impl VolumeTracker {
             }
             last
         };
-        // A smaller count is a new connection on the same addresses and ports.
-        let grow = |now: u64, then: u64| if now >= then { now - then } else { now };
+        // The counts begin with this packet, or a smaller count: a new
+        // connection on the same addresses and ports (ICMP echoes of one
+        // type share a key and often count the same).
+        let grow = |now: u64, then: u64| {
+            if v.first_packet || now < then {
+                now
+            } else {
+                now - then
+            }
+        };
         Some((grow(own.0, last.0), grow(own.1, last.1)))
     }
 

@@ -522,6 +522,7 @@ mod tests {
                 fwd_packets: 11,
                 rev_bytes: 2_002,
                 rev_packets: 22,
+                first_packet: false,
             }),
             tcp_lifecycle: Some(TcpLifecycle {
                 kind: Kind::Retransmit as i32,

@@ -246,6 +246,7 @@ fn flow(r: &Row, time: i64) -> Flow {
             fwd_packets: r.u64("fwd_packets").unwrap_or(0),
             rev_bytes: r.u64("rev_bytes").unwrap_or(0),
             rev_packets: r.u64("rev_packets").unwrap_or(0),
+            first_packet: false,
         }),
         tcp_lifecycle: r.s("lifecycle_kind").map(|k| TcpLifecycle {
             kind: Kind::from_str_name(&k).map_or(0, |k| k as i32),
