@@ -254,6 +254,27 @@ fn flows_to_world_and_lost_events() {
     );
 }
 
+/// The volume series between frontend and api: (to api, to frontend) in
+/// bytes and in packets.
+fn assert_frontend_api_volume(m: &Metrics, bytes: (u64, u64), packets: (u64, u64)) {
+    for (metric, (to_api, to_frontend)) in [
+        ("observe_flow_bytes_total", bytes),
+        ("observe_flow_packets_total", packets),
+    ] {
+        assert_eq!(
+            series(m, metric),
+            [
+                format!(
+                    r#"{metric}{{destination_workload="default/api",direction="ingress",source_workload="default/frontend"}} {to_api}"#
+                ),
+                format!(
+                    r#"{metric}{{destination_workload="default/frontend",direction="ingress",source_workload="default/api"}} {to_frontend}"#
+                ),
+            ]
+        );
+    }
+}
+
 fn with_volume(mut f: Flow, fwd: (u64, u64), rev: (u64, u64)) -> Flow {
     f.volume = Some(FlowVolume {
         fwd_bytes: fwd.0,
@@ -279,20 +300,7 @@ fn volume_counts_increases_per_connection_and_point() {
     m.flow(&reply);
     // Another connection from the same workloads adds up.
     m.flow(&with_volume(forwarded(40001, 8080), (50, 1), (0, 0)));
-    assert_eq!(
-        series(&m, "observe_flow_bytes_total"),
-        [
-            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 350"#,
-            r#"observe_flow_bytes_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 1000"#,
-        ]
-    );
-    assert_eq!(
-        series(&m, "observe_flow_packets_total"),
-        [
-            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 6"#,
-            r#"observe_flow_packets_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 3"#,
-        ]
-    );
+    assert_frontend_api_volume(&m, (350, 1000), (6, 3));
 }
 
 #[test]
@@ -329,20 +337,7 @@ fn each_ping_counts_though_it_counts_the_same() {
     }
     // A later report of the last ping, with nothing new: adds nothing.
     m.flow(&ping(false, false));
-    assert_eq!(
-        series(&m, "observe_flow_packets_total"),
-        [
-            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 3"#,
-            r#"observe_flow_packets_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 3"#,
-        ]
-    );
-    assert_eq!(
-        series(&m, "observe_flow_bytes_total"),
-        [
-            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 294"#,
-            r#"observe_flow_bytes_total{destination_workload="default/frontend",direction="ingress",source_workload="default/api"} 294"#,
-        ]
-    );
+    assert_frontend_api_volume(&m, (294, 294), (3, 3));
 }
 
 #[test]
