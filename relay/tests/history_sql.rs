@@ -154,6 +154,11 @@ async fn an_unknown_column_lists_the_columns_that_exist() {
         err.to_string(),
         "unknown column `nn`; the columns of `x` are: n, m"
     );
+    let err = e.query("SELECT nn FROM (SELECT 1 AS n)").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown column `nn`; the columns of `(subquery)` are: n"
+    );
 }
 
 /// 300 flows: a cross join sorted needs far more than 1 MiB.

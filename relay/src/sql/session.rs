@@ -194,14 +194,6 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
                     .is_some_and(|t| t.table().starts_with(m.name()))
             })
         });
-        // A relation of the query's own (a CTE, a subquery's alias): its
-        // columns as DataFusion found them, not `flows`'.
-        let mut own: Vec<&str> = valid_fields
-            .iter()
-            .filter_map(|c| c.relation.as_ref().map(|t| t.table()))
-            .filter(|t| *t != guard::FLOWS)
-            .collect();
-        own.dedup();
         let reads_flows = valid_fields.iter().any(|c| {
             c.relation
                 .as_ref()
@@ -210,9 +202,21 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
         let (table, columns) = match (graph, whatif) {
             (Some(r), _) => (r.name().to_string(), r.column_names()),
             (None, Some(m)) => (m.name().to_string(), super::whatif::rows::column_names()),
+            // A relation of the query's own (a CTE, a subquery): its columns
+            // as DataFusion found them, not `flows`'.
             (None, None) if !reads_flows && !valid_fields.is_empty() => {
+                let mut own: Vec<&str> = valid_fields
+                    .iter()
+                    .filter_map(|c| c.relation.as_ref().map(|t| t.table()))
+                    .collect();
+                own.dedup();
                 let names: Vec<&str> = valid_fields.iter().map(|c| c.name.as_str()).collect();
-                (own.join("`, `"), names.join(", "))
+                let table = if own.is_empty() {
+                    "(subquery)".to_string()
+                } else {
+                    own.join("`, `")
+                };
+                (table, names.join(", "))
             }
             (None, None) => (guard::FLOWS.to_string(), schema::column_names()),
         };
