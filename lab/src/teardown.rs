@@ -140,13 +140,7 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
     }
     // A later lab in the same folder must not show this one's flows.
     for dir in [CertFiles::of_lab(state_dir).dir, state_dir.join("history")] {
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => report
-                .errors
-                .push(format!("removing {}: {e}", dir.display())),
-        }
+        note_removal(&dir, std::fs::remove_dir_all(&dir), report);
     }
     let ready_files = std::fs::read_dir(state_dir)
         .into_iter()
@@ -157,16 +151,21 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
     let fixed = [STATE_FILE, ENDPOINTS_FILE, SERVICES_FILE].map(str::to_string);
     for file in fixed.into_iter().chain(ready_files) {
         let path = state_dir.join(file);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => report
-                .errors
-                .push(format!("removing {}: {e}", path.display())),
-        }
+        note_removal(&path, std::fs::remove_file(&path), report);
     }
     // Only succeeds when empty, which is what we want.
     let _ = std::fs::remove_dir(state_dir);
+}
+
+/// Reports a failed removal of `path`; one already gone is fine.
+fn note_removal(path: &Path, removed: std::io::Result<()>, report: &mut DownReport) {
+    match removed {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => report
+            .errors
+            .push(format!("removing {}: {e}", path.display())),
+    }
 }
 
 #[cfg(test)]
