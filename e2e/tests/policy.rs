@@ -387,7 +387,7 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
     let log = std::fs::read_to_string(&env.probe.log).unwrap();
     assert!(
         log.contains(
-            "re-adopted pinned maps [\"FLOW_SLOTS4\", \"FLOW_SLOTS6\", \"FLOWS4\", \"FLOWS6\", \"SLOT_SPILLS\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"POLICY\"]"
+            "re-adopted pinned maps [\"FLOW_SLOTS4\", \"FLOW_SLOTS6\", \"FLOWS4\", \"FLOWS6\", \"SLOT_SPILLS\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"ENDPOINT_ADDRS\", \"POLICY\"]"
         ),
         "{log}"
     );
@@ -450,23 +450,7 @@ async fn a_flooded_frame_is_seen_only_at_its_destination() {
     let endpoints: Vec<_> = ["frontend", "api", "client", "audited"]
         .map(|n| env.lab.endpoint(n).unwrap().clone())
         .into();
-    let node = env.lab.node_netns("node1").unwrap().to_string();
-    for ep in &endpoints {
-        let args = ["link", "set", "dev", &ep.host_interface, "learning", "off"];
-        let ok = std::process::Command::new("ip")
-            .args(["netns", "exec", &node, "bridge"])
-            .args(args)
-            .status()
-            .expect("bridge (iproute2)");
-        assert!(ok.success(), "bridge {args:?}");
-    }
-    let ok = std::process::Command::new("ip")
-        .args([
-            "netns", "exec", &node, "bridge", "fdb", "flush", "dev", "br0",
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "bridge fdb flush");
+    flood_every_frame(env.lab.node_netns("node1").unwrap());
 
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
@@ -500,28 +484,9 @@ async fn a_flooded_frame_is_seen_only_at_its_destination() {
     for (item, port) in [(other_port, 8081), (other_client, 8080)] {
         assert!(!denial_at_server(&flows, item.src_ip, item.dst_ip, port, 1).is_empty());
     }
-    // Nothing seen at an endpoint's veth is another endpoint's traffic (its
-    // link-local and multicast traffic aside: MLD reports, neighbour
-    // discovery).
-    let own = |f: &Flow, ep: &observe_lab::EndpointPlan| {
-        let (s, d) = ips(f);
-        let local = |a: IpAddr| match a {
-            IpAddr::V6(a) => a.is_unicast_link_local() || a.is_multicast(),
-            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
-        };
-        local(s) || local(d) || [s, d].iter().any(|a| *a == ep.ipv4 || *a == ep.ipv6)
-    };
-    let mut seen = 0;
-    for f in &flows {
-        let Some(i) = &f.interface else { continue };
-        let Some(ep) = endpoints.iter().find(|e| e.host_interface == i.name) else {
-            continue;
-        };
-        if f.kernel_drop.is_none() {
-            seen += 1;
-            assert!(own(f, ep), "{}'s veth {} reported {f:#?}", ep.name, i.name);
-        }
-    }
+    // Nothing seen at an endpoint's veth is another endpoint's traffic.
+    let (seen, others) = others_traffic(&flows, &endpoints);
+    assert!(others.is_empty(), "{others:#?}");
     assert!(seen > 0);
     // Nor is the discard of a copy: of a flooded frame by an endpoint it was
     // not for, or of a multicast one (neighbour solicitations) by the node,
@@ -535,4 +500,175 @@ async fn a_flooded_frame_is_seen_only_at_its_destination() {
         })
         .collect();
     assert!(discards.is_empty(), "{discards:#?}");
+}
+
+/// Makes node `netns`'s bridge flood every frame: no port learns, and what
+/// it had learnt is forgotten (as a quiet bridge forgets after 300 s).
+fn flood_every_frame(netns: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", netns, "-o", "link", "show", "master", "br0"])
+        .output()
+        .expect("ip (iproute2)");
+    assert!(out.status.success(), "ip link show master br0");
+    let ports: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap().to_string())
+        .collect();
+    assert!(!ports.is_empty(), "{netns}'s br0 has no ports");
+    for port in &ports {
+        let args = ["link", "set", "dev", port, "learning", "off"];
+        let ok = std::process::Command::new("bridge")
+            .args(["-n", netns])
+            .args(args)
+            .status()
+            .expect("bridge (iproute2)");
+        assert!(ok.success(), "bridge {args:?} in {netns}");
+    }
+    let ok = std::process::Command::new("bridge")
+        .args(["-n", netns, "fdb", "flush", "dev", "br0"])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "bridge fdb flush in {netns}");
+}
+
+/// Of the flows seen at the veth of one of `endpoints`: how many there are
+/// (kernel drops aside), and those that are not that endpoint's own traffic
+/// (its link-local and multicast traffic aside: MLD reports, neighbour
+/// discovery).
+fn others_traffic<'a>(
+    flows: &'a [Flow],
+    endpoints: &[observe_lab::EndpointPlan],
+) -> (usize, Vec<&'a Flow>) {
+    let local = |a: IpAddr| match a {
+        IpAddr::V6(a) => a.is_unicast_link_local() || a.is_multicast(),
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+    };
+    let mut seen = 0;
+    let mut others = Vec::new();
+    for f in flows.iter().filter(|f| f.kernel_drop.is_none()) {
+        let Some(i) = &f.interface else { continue };
+        let Some(ep) = endpoints.iter().find(|e| e.host_interface == i.name) else {
+            continue;
+        };
+        seen += 1;
+        let (s, d) = ips(f);
+        let own = [s, d].iter().any(|a| *a == ep.ipv4 || *a == ep.ipv6);
+        if !(local(s) || local(d) || own) {
+            others.push(f);
+        }
+    }
+    (seen, others)
+}
+
+const TWO_NODES: &str = r#"
+endpoints:
+  - {name: frontend, namespace: default, labels: {app: frontend}}
+  - {name: api, namespace: default, labels: {app: api}}
+  - {name: api-2, namespace: default, labels: {app: api}, node: node2}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: api-allow-frontend, namespace: default}
+    spec:
+      endpointSelector: {matchLabels: {app: api}}
+      ingress:
+        - fromEndpoints: [{matchLabels: {app: frontend}}]
+          toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
+traffic:
+  - {from: frontend, to: api, protocol: tcp, port: 8080}
+  - {from: frontend, to: api-2, protocol: tcp, port: 8080}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_flooded_to_a_replica_on_another_node_is_not_judged_there() {
+    let scenario = Scenario::parse(TWO_NODES, "two-nodes.yaml").expect("scenario parses");
+    let env = e2e::start(&scenario, &[]);
+    let endpoints: Vec<_> = ["frontend", "api", "api-2"]
+        .map(|n| env.lab.endpoint(n).unwrap().clone())
+        .into();
+    let [frontend, api, api_2] = &endpoints[..] else {
+        panic!()
+    };
+    // The lab's nodes share one L2 segment: a frame node1's bridge floods
+    // crosses to node2's, which floods it to api-2, a replica of api.
+    let node2 = env.lab.node_netns("node2").unwrap();
+    for node in ["node1", "node2"] {
+        flood_every_frame(env.lab.node_netns(node).unwrap());
+    }
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    let [to_api, to_api_2] = &report.items[..] else {
+        panic!()
+    };
+    // Datagrams, which the policy denies: five to api, which reach api-2's
+    // veth too, then one to api-2.
+    let before = tx_packets(node2, &api_2.host_interface);
+    send_datagrams(&frontend.netns, api.ipv4, 5);
+    let flooded = tx_packets(node2, &api_2.host_interface) - before;
+    assert!(flooded >= 5, "api-2's veth sent {flooded} frames");
+    send_datagrams(&frontend.netns, api_2.ipv4, 1);
+
+    // Each SYN once, at its destination's node, allowed there; each
+    // datagram denied there.
+    let node1 = env
+        .server(env.probes[0].addr)
+        .wait_for("the datagrams denied at api", |f| {
+            denial_at_server(f, frontend.ipv4.into(), api.ipv4.into(), 9999, 1).len() == 5
+        })
+        .await;
+    let node2 = env
+        .server(env.probes[1].addr)
+        .wait_for("the datagram denied at api-2", |f| {
+            !denial_at_server(f, frontend.ipv4.into(), api_2.ipv4.into(), 9999, 1).is_empty()
+        })
+        .await;
+    for (flows, item) in [(&node1, to_api), (&node2, to_api_2)] {
+        let syn = syn_at_server(flows, item.src_ip, item.dst_ip, 8080);
+        assert_eq!(syn.len(), 1, "{syn:#?}");
+        assert_eq!(syn[0].verdict, Verdict::Forwarded as i32);
+        assert_eq!(
+            policy_names(&syn[0].ingress_allowed_by),
+            ["default/api-allow-frontend"]
+        );
+    }
+    // And nowhere else: not at the replica on the other node, whose
+    // identity the destination shares.
+    assert!(syn_at_server(&node2, to_api.src_ip, to_api.dst_ip, 8080).is_empty());
+    assert!(syn_at_server(&node1, to_api_2.src_ip, to_api_2.dst_ip, 8080).is_empty());
+    let to_api_at_node2 = denial_at_server(&node2, frontend.ipv4.into(), api.ipv4.into(), 9999, 1);
+    assert!(to_api_at_node2.is_empty(), "{to_api_at_node2:#?}");
+    for flows in [&node1, &node2] {
+        let (seen, others) = others_traffic(flows, &endpoints);
+        assert!(others.is_empty(), "{others:#?}");
+        assert!(seen > 0);
+    }
+}
+
+/// Frames interface `dev` of namespace `netns` has sent.
+fn tx_packets(netns: &str, dev: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["-n", netns, "-s", "-j", "link", "show", "dev", dev])
+        .output()
+        .expect("ip (iproute2)");
+    assert!(out.status.success(), "ip link show {dev} in {netns}");
+    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j");
+    links[0]["stats64"]["tx"]["packets"]
+        .as_u64()
+        .expect("tx packets")
+}
+
+/// Sends `n` datagrams from namespace `netns` to `to`, port 9999.
+fn send_datagrams(netns: &str, to: std::net::Ipv4Addr, n: usize) {
+    let netns = netns.to_string();
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&netns).unwrap();
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..n {
+            sock.send_to(b"udp", (to, 9999)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
 }

@@ -247,6 +247,13 @@ struct ipcache_value {
 	__u32 identity;
 };
 
+/* ENDPOINT_ADDRS map key: one address of an endpoint. */
+struct endpoint_addr {
+	__u8 family;           /* 4 or 6 */
+	__u8 _pad0[3];
+	__u8 addr[16];
+};
+
 /* POLICY map key: one rule of one endpoint. 0 is the wildcard for identity,
  * port and protocol. */
 struct policy_key {

@@ -28,6 +28,7 @@ struct flow_event *btf_anchor_flow_event __attribute__((unused));
 struct endpoint_info *btf_anchor_endpoint_info __attribute__((unused));
 struct ipcache_key *btf_anchor_ipcache_key __attribute__((unused));
 struct ipcache_value *btf_anchor_ipcache_value __attribute__((unused));
+struct endpoint_addr *btf_anchor_endpoint_addr __attribute__((unused));
 struct policy_key *btf_anchor_policy_key __attribute__((unused));
 struct policy_value *btf_anchor_policy_value __attribute__((unused));
 struct tcp_lifecycle_event *btf_anchor_tcp_lifecycle_event __attribute__((unused));

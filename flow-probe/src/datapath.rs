@@ -1,5 +1,6 @@
 //! Programs the datapath maps from a compiled policy: the ipcache (address →
-//! identity), the endpoints (interface → endpoint, enforcement) and the policy
+//! identity), where each endpoint's address is (its interface here, or another
+//! node), the endpoints (interface → endpoint, enforcement) and the policy
 //! rules. Updates are ordered so that no packet of an allowed connection is ever
 //! judged against a half-written policy: new addresses and rules first, then
 //! enforcement, then removal of what is gone.
@@ -13,7 +14,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 use cluster_spec::endpoints::EndpointsFile;
 
 use crate::kernel::events::{
-    EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
+    EndpointAddr, EndpointInfo, IpcacheAddr, IpcacheValue, PolicyKey, PolicyValue, enforcement,
 };
 use crate::kernel::loader::DatapathMaps;
 use cluster_spec::policy::{Action, CompiledPolicy, Enforcement, PolicyRef, ipcache};
@@ -69,7 +70,12 @@ pub struct Datapath {
 }
 
 fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Key<IpcacheAddr> {
-    let mut a = IpcacheAddr::default();
+    // The LPM length covers family and padding (32 bits) before the address.
+    Key::new(32 + u32::from(prefix_len), kernel_addr(addr))
+}
+
+fn kernel_addr(addr: IpAddr) -> EndpointAddr {
+    let mut a = EndpointAddr::default();
     match addr {
         IpAddr::V4(v4) => {
             a.family = 4;
@@ -80,8 +86,7 @@ fn ipcache_key(addr: IpAddr, prefix_len: u8) -> Key<IpcacheAddr> {
             a.addr = v6.octets();
         }
     }
-    // The LPM length covers family and padding (32 bits) before the address.
-    Key::new(32 + u32::from(prefix_len), a)
+    a
 }
 
 fn addr_bytes(a: &IpcacheAddr) -> [u8; 20] {
@@ -158,6 +163,25 @@ impl Datapath {
                 .insert(k, IpcacheValue { identity: *id }, 0)?;
         }
         report.addresses = addrs.len();
+        // Where each endpoint's address is, so that a frame flooded to an
+        // endpoint it is not for is told apart even from a replica's.
+        let places: HashMap<EndpointAddr, u32> = endpoints
+            .endpoints
+            .iter()
+            .flat_map(|ep| {
+                let here = self.ifindex_of.get(&ep.id).copied().unwrap_or(0);
+                let v4 = ep.ipv4.map(IpAddr::V4);
+                let v6 = ep.ipv6.map(IpAddr::V6);
+                v4.into_iter()
+                    .chain(v6)
+                    .map(move |a| (kernel_addr(a), here))
+            })
+            .collect();
+        for (a, here) in &places {
+            if self.maps.endpoint_addrs.get(a, 0).ok() != Some(*here) {
+                self.maps.endpoint_addrs.insert(a, here, 0)?;
+            }
+        }
 
         // 2. Rules, before any enforcement that needs them.
         let wanted: BTreeMap<PolicyKey, PolicyValue> = compiled
@@ -212,6 +236,7 @@ impl Datapath {
         // is gone (a new interface may get the index), then stale addresses.
         report.rules_removed = remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
         remove_unwanted(&mut self.maps.endpoints, |i| enforced.contains(i))?;
+        remove_unwanted(&mut self.maps.endpoint_addrs, |a| places.contains_key(a))?;
         let live: HashSet<(u32, [u8; 20])> = addrs
             .iter()
             .map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data())))

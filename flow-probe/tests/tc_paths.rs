@@ -13,17 +13,27 @@
 //!   hold the flow), before sending events (a denied packet still dropped);
 //!   what each leaves behind (return values, paths, entries, events) is
 //!   exactly what it says.
+//! - A frame the bridge flooded: going out to an endpoint that shares the
+//!   destination's identity but not its address (a replica, here or on
+//!   another node), it is neither counted nor judged there; flow-probe's
+//!   sync writes where each endpoint address is, and forgets what went.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{MapData, PerCpuArray, ProgramArray, RingBuf};
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
+use cluster_spec::endpoints::EndpointsFile;
+use cluster_spec::policy::compile;
+use flow_probe::datapath::Datapath;
 use flow_probe::kernel::events::{
-    self, EGRESS_JUMP_MARK, EgressJump, EndpointInfo, Event, PathTime, cost_stop, enforcement,
-    hook, reason, tc_path,
+    self, EGRESS_JUMP_MARK, EgressJump, EndpointAddr, EndpointInfo, Event, IpcacheAddr,
+    IpcacheValue, PathTime, cost_stop, enforcement, hook, reason, tc_path,
 };
 use flow_probe::kernel::flow_tables::FlowTables;
+use flow_probe::kernel::loader::DatapathMaps;
 use flow_probe::kernel::loader::read_path_times;
 use flow_probe::kernel::objects::FLOW_OBJECT;
 use flow_probe::kernel::pins;
@@ -75,7 +85,11 @@ fn load_stopped(dir: &Path, time_paths: u32, stop: u32) -> Ebpf {
 /// Runs each frame through `tc_ingress` once, in order; returns what each
 /// run returned.
 fn run(ebpf: &Ebpf, frames: &[Vec<u8>]) -> Vec<i32> {
-    let prog: &SchedClassifier = ebpf.program("tc_ingress").unwrap().try_into().unwrap();
+    run_program(ebpf, "tc_ingress", frames)
+}
+
+fn run_program(ebpf: &Ebpf, name: &str, frames: &[Vec<u8>]) -> Vec<i32> {
+    let prog: &SchedClassifier = ebpf.program(name).unwrap().try_into().unwrap();
     frames
         .iter()
         .map(|frame| {
@@ -403,4 +417,141 @@ fn before_events_a_denied_packet_is_still_dropped_only_not_reported() {
     };
     assert_eq!(denied(cost_stop::NOWHERE), dropped(vec![reason::NEW_FLOW]));
     assert_eq!(denied(cost_stop::BEFORE_EVENTS), dropped(vec![]));
+}
+
+/// One SYN for SERVER through `tc_egress` (what an endpoint receives) of an
+/// endpoint that has SERVER's identity, ingress enforced without a rule (so
+/// all it receives is denied): SERVER is that endpoint, or a replica of it
+/// whose frame the bridge flooded here. `place`: SERVER's entry in
+/// `ENDPOINT_ADDRS` (None: none yet).
+fn syn_to_an_endpoint_of_its_identity(place: Option<u32>) -> Left {
+    const LOOPBACK: u32 = 1;
+    const IDENTITY: u32 = 70_007;
+    let dir = pins_for(&format!("tc-flooded-{}", place.map_or(-1, i64::from)));
+    let mut ebpf = load(&dir.0, 1);
+    let egress: &mut SchedClassifier = ebpf.program_mut("tc_egress").unwrap().try_into().unwrap();
+    egress.load().expect("the verifier accepts tc_egress");
+    let mut endpoints: aya::maps::HashMap<&mut MapData, u32, EndpointInfo> =
+        aya::maps::HashMap::try_from(ebpf.map_mut("ENDPOINTS").unwrap()).unwrap();
+    let info = EndpointInfo {
+        endpoint_id: 7,
+        identity: IDENTITY,
+        ingress: enforcement::ON,
+        egress: enforcement::NONE,
+        _pad0: [0; 2],
+    };
+    endpoints.insert(LOOPBACK, info, 0).unwrap();
+    let addr = |a: [u8; 4]| {
+        let mut k = EndpointAddr {
+            family: 4,
+            ..Default::default()
+        };
+        k.addr[..4].copy_from_slice(&a);
+        k
+    };
+    let mut ipcache: LpmTrie<&mut MapData, IpcacheAddr, IpcacheValue> =
+        LpmTrie::try_from(ebpf.map_mut("IPCACHE").unwrap()).unwrap();
+    for (a, identity) in [(SERVER.0, IDENTITY), (CLIENT.0, IDENTITY + 1)] {
+        let value = IpcacheValue { identity };
+        ipcache.insert(&Key::new(64, addr(a)), value, 0).unwrap();
+    }
+    if let Some(place) = place {
+        let mut places: aya::maps::HashMap<&mut MapData, EndpointAddr, u32> =
+            aya::maps::HashMap::try_from(ebpf.map_mut("ENDPOINT_ADDRS").unwrap()).unwrap();
+        places.insert(addr(SERVER.0), place, 0).unwrap();
+    }
+    let returned = run_program(&ebpf, "tc_egress", &[tcp(CLIENT, SERVER, SYN, 0)]);
+    left(&mut ebpf, returned)
+}
+
+#[test]
+fn a_frame_flooded_to_a_replica_is_neither_counted_nor_judged_there() {
+    test_support::require_root("it loads eBPF programs");
+    const LOOPBACK: u32 = 1;
+    let judged = Left {
+        returned: vec![TC_ACT_SHOT],
+        paths: by_path(0, 0, 0, 1),
+        counters: vec![],
+        reasons: vec![reason::NEW_FLOW],
+    };
+    let passed_by = Left {
+        returned: vec![TC_ACT_UNSPEC],
+        paths: by_path(0, 0, 0, 1),
+        counters: vec![],
+        reasons: vec![],
+    };
+    // SERVER is this interface's endpoint: judged (and denied).
+    assert_eq!(syn_to_an_endpoint_of_its_identity(Some(LOOPBACK)), judged);
+    // SERVER is a replica on another node (0), or behind another
+    // interface of this node: not this endpoint's frame.
+    assert_eq!(syn_to_an_endpoint_of_its_identity(Some(0)), passed_by);
+    assert_eq!(
+        syn_to_an_endpoint_of_its_identity(Some(LOOPBACK + 4)),
+        passed_by
+    );
+    // Not known yet (flow-probe has not written it): by identity, which a
+    // replica shares: judged, as before the addresses were known.
+    assert_eq!(syn_to_an_endpoint_of_its_identity(None), judged);
+}
+
+#[test]
+fn sync_writes_where_each_endpoint_address_is_and_forgets_what_went() {
+    test_support::require_root("it loads eBPF programs");
+    let dir = pins_for("tc-endpoint-addrs");
+    let mut ebpf = load(&dir.0, 0);
+    let maps = DatapathMaps {
+        endpoints: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINTS").unwrap()).unwrap(),
+        ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").unwrap()).unwrap(),
+        endpoint_addrs: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINT_ADDRS").unwrap())
+            .unwrap(),
+        policy: aya::maps::HashMap::try_from(ebpf.take_map("POLICY").unwrap()).unwrap(),
+    };
+    let places = || {
+        let map = aya::maps::Map::HashMap(MapData::from_pin(dir.0.join("ENDPOINT_ADDRS")).unwrap());
+        let map: aya::maps::HashMap<_, EndpointAddr, u32> =
+            aya::maps::HashMap::try_from(map).unwrap();
+        let mut v: Vec<(std::net::IpAddr, u32)> = map
+            .iter()
+            .map(|e| e.unwrap())
+            .map(|(k, place)| {
+                let addr = match k.family {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(&k.addr[..4]).unwrap()),
+                    _ => std::net::IpAddr::from(k.addr),
+                };
+                (addr, place)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let mut file = EndpointsFile::parse(test_support::specs::ENDPOINTS, "endpoints.yaml").unwrap();
+    let mut datapath = Datapath::new(maps, HashMap::from([(1, 11), (2, 12)]), Default::default());
+    datapath.sync(&compile(&[], &file), &file).unwrap();
+    // client and api-2 behind interfaces 11 and 12; api-1 and api-3 not here.
+    assert_eq!(
+        places(),
+        [
+            (ip("198.18.1.10"), 11),
+            (ip("198.18.1.11"), 0),
+            (ip("198.18.1.12"), 12),
+            (ip("198.18.1.13"), 0),
+            (ip("fd42::1:10"), 11),
+            (ip("fd42::1:12"), 12),
+        ]
+    );
+    // api-3 gone, api-2 moved away, api-1 here now.
+    file.endpoints.retain(|e| e.name != "api-3");
+    datapath.set_ifindex_of(HashMap::from([(1, 11), (3, 13)]));
+    datapath.sync(&compile(&[], &file), &file).unwrap();
+    assert_eq!(
+        places(),
+        [
+            (ip("198.18.1.10"), 11),
+            (ip("198.18.1.11"), 13),
+            (ip("198.18.1.12"), 0),
+            (ip("fd42::1:10"), 11),
+            (ip("fd42::1:12"), 0),
+        ]
+    );
 }

@@ -116,6 +116,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } IPCACHE SEC(".maps");
 
+/* Every endpoint's address (of the whole cluster) → the host-side interface
+ * of its endpoint on this node, 0 when it is on another node: tells a frame
+ * the bridge flooded to an endpoint from one addressed to it, even between
+ * replicas that share an identity (track.h, sent_to_another_endpoint). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct endpoint_addr);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ENDPOINT_ADDRS SEC(".maps");
+
 /* Compiled policy: identity-based L3/L4 rules per endpoint. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -170,20 +170,46 @@ static __always_inline __u8 opened_by_peer(const struct pkt *p)
 	return 0;
 }
 
+/* Where the endpoint of `addr` is: the host-side ifindex of its interface
+ * on this node, 0 on another node; -1 when ENDPOINT_ADDRS does not know the
+ * address (no endpoint's, or flow-probe has not written it yet). */
+static __always_inline long endpoint_place(const void *addr, __u8 family)
+{
+	struct endpoint_addr k = {};
+	__u32 *ifindex;
+
+	k.family = family;
+	if (family == 6)
+		__builtin_memcpy(k.addr, addr, 16);
+	else
+		__builtin_memcpy(k.addr, addr, 4);
+	ifindex = bpf_map_lookup_elem(&ENDPOINT_ADDRS, &k);
+	return ifindex ? (long)*ifindex : -1;
+}
+
 /* Whether a packet going out to endpoint `ep` is addressed to another
  * endpoint: a frame the bridge flooded, its forwarding table having
- * forgotten the destination's MAC, reaches every port. It is not `ep`'s
- * traffic to count or judge (its destination's interface does both, and
- * `ep`'s kernel discards it: OTHERHOST). An address that is no endpoint's
- * (world, a CIDR) stays `ep`'s: it may route. */
+ * forgotten the destination's MAC, reaches every port, of this node and,
+ * over the node links, of the others. It is not `ep`'s traffic to count or
+ * judge (its destination's interface does both, and `ep`'s kernel discards
+ * it: OTHERHOST). The address's place says so even for a replica of `ep`'s
+ * identity; an address it does not know is another endpoint's when its
+ * identity is another endpoint's. An address that is no endpoint's (world,
+ * a CIDR) stays `ep`'s: it may route. */
 static __always_inline int sent_to_another_endpoint(const struct endpoint_info *ep,
 						   const struct sighting *s, __u8 family)
 {
+	const void *dst;
+	long place;
 	__u32 id;
 
 	if (s->hook != HOOK_TC_EGRESS)
 		return 0;
-	id = identity_of(key_addr(s->key, family, s->side ^ 1), family);
+	dst = key_addr(s->key, family, s->side ^ 1);
+	place = endpoint_place(dst, family);
+	if (place >= 0)
+		return place != s->ifindex;
+	id = identity_of(dst, family);
 	return id >= IDENTITY_FIRST_ENDPOINT && id < IDENTITY_FIRST_CIDR && id != ep->identity;
 }
 

@@ -184,12 +184,16 @@ pub struct IpcacheKey {
 
 /// The part of `IpcacheKey` after `prefixlen`: aya's `LpmTrie` adds the length.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct IpcacheAddr {
     pub family: u8,
     pub _pad0: [u8; 3],
     pub addr: [u8; 16],
 }
+
+/// `ENDPOINT_ADDRS` key (`struct endpoint_addr`): an endpoint's address, laid
+/// out as the ipcache's after its prefix length.
+pub type EndpointAddr = IpcacheAddr;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -439,6 +443,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
         ]),
         layout!("ipcache_key", IpcacheKey, [prefixlen => "prefixlen", family => "family", _pad0 => "_pad0", addr => "addr"]),
         layout!("ipcache_value", IpcacheValue, [identity => "identity"]),
+        layout!("endpoint_addr", EndpointAddr, [family => "family", _pad0 => "_pad0", addr => "addr"]),
         layout!("policy_key", PolicyKey, [
             endpoint_id => "endpoint_id", remote_identity => "remote_identity", dport => "dport", proto => "proto",
             direction => "direction",

@@ -23,8 +23,8 @@ use super::attacher::{Command, attach, remove_clsact};
 use super::btf_layout;
 pub use super::config::ProbeConfig;
 use super::events::{
-    EndpointInfo, IpcacheAddr, IpcacheValue, PathTime, PolicyKey, PolicyValue, cost_stop, stat,
-    tc_path,
+    EndpointAddr, EndpointInfo, IpcacheAddr, IpcacheValue, PathTime, PolicyKey, PolicyValue,
+    cost_stop, stat, tc_path,
 };
 use super::features::KernelFeatures;
 use super::flow_tables::{
@@ -41,6 +41,8 @@ use super::tracepoints;
 pub struct DatapathMaps {
     pub endpoints: BpfHashMap<MapData, u32, EndpointInfo>,
     pub ipcache: LpmTrie<MapData, IpcacheAddr, IpcacheValue>,
+    /// Every endpoint's address → its host-side ifindex here, 0 elsewhere.
+    pub endpoint_addrs: BpfHashMap<MapData, EndpointAddr, u32>,
     pub policy: BpfHashMap<MapData, PolicyKey, PolicyValue>,
 }
 
@@ -185,6 +187,7 @@ impl LoadedProbe {
                     let datapath = DatapathMaps {
                         endpoints: BpfHashMap::try_from(ebpf.take_map("ENDPOINTS").context("map ENDPOINTS")?)?,
                         ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").context("map IPCACHE")?)?,
+                        endpoint_addrs: BpfHashMap::try_from(ebpf.take_map("ENDPOINT_ADDRS").context("map ENDPOINT_ADDRS")?)?,
                         policy: BpfHashMap::try_from(ebpf.take_map("POLICY").context("map POLICY")?)?,
                     };
                     let flow_tables = FlowTables::take_from(&mut ebpf)?;

@@ -15,7 +15,7 @@ use aya::programs::{
 pub use cluster_spec::pins::{PIN_ROOT, pin_dir};
 
 /// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 11] = [
     "FLOW_SLOTS4",
     "FLOW_SLOTS6",
     "FLOWS4",
@@ -25,6 +25,7 @@ pub const PINNED_MAPS: [&str; 10] = [
     "CT6",
     "ENDPOINTS",
     "IPCACHE",
+    "ENDPOINT_ADDRS",
     "POLICY",
 ];
 
