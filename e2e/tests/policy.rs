@@ -561,28 +561,26 @@ fn others_traffic<'a>(
     (seen, others)
 }
 
-const TWO_NODES: &str = r#"
-endpoints:
-  - {name: frontend, namespace: default, labels: {app: frontend}}
-  - {name: api, namespace: default, labels: {app: api}}
-  - {name: api-2, namespace: default, labels: {app: api}, node: node2}
-policies:
-  - apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: api-allow-frontend, namespace: default}
-    spec:
-      endpointSelector: {matchLabels: {app: api}}
-      ingress:
-        - fromEndpoints: [{matchLabels: {app: frontend}}]
-          toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
-traffic:
-  - {from: frontend, to: api, protocol: tcp, port: 8080}
-  - {from: frontend, to: api-2, protocol: tcp, port: 8080}
-"#;
+/// The scenario's frontend and api, and api-2, a replica of api on node2;
+/// only api's policy; a connection from frontend to api and to api-2.
+fn two_nodes() -> Scenario {
+    let mut s = scenario();
+    s.endpoints
+        .retain(|e| ["frontend", "api"].contains(&e.name.as_str()));
+    let mut replica = s.endpoints[1].clone();
+    (replica.name, replica.node) = ("api-2".into(), "node2".into());
+    s.endpoints.push(replica);
+    s.policies.truncate(1);
+    s.traffic.truncate(1);
+    let mut to_replica = s.traffic[0].clone();
+    to_replica.to = "api-2".into();
+    s.traffic.push(to_replica);
+    s
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_flooded_to_a_replica_on_another_node_is_not_judged_there() {
-    let scenario = Scenario::parse(TWO_NODES, "two-nodes.yaml").expect("scenario parses");
+    let scenario = two_nodes();
     let env = e2e::start(&scenario, &[]);
     let endpoints: Vec<_> = ["frontend", "api", "api-2"]
         .map(|n| env.lab.endpoint(n).unwrap().clone())
