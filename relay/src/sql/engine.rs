@@ -236,7 +236,7 @@ impl SqlEngine {
                 .clone()
                 .into_optimized_plan()
                 .map_err(|e| session.error(e))?;
-            described.window = super::missing::window(&plan);
+            described.reads = super::missing::reads(&plan);
         }
         if tx.send(Msg::Described(described)).await.is_err() || run == Run::Describe {
             return Ok(());

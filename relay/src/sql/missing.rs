@@ -8,13 +8,19 @@
 //! windows; a scan without a bound reads the whole history. A condition on
 //! `time` that is not a bound cannot narrow the range and is ignored, so the
 //! count may be larger than what the query's rows lack, never smaller.
+//! Conditions `node = '…'` and `node IN (…)` narrow the nodes the same way
+//! (the union over scans; a scan without one reads every node's); other
+//! conditions cannot tell which lost flows they would have kept.
 //!
 //! Flight SQL carries the counts in `FlightInfo.app_metadata` of the
 //! statement ([`encode`]), which other clients ignore.
 
+use std::collections::BTreeSet;
+
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Expr, LogicalPlan, TableScan};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableScan};
 
 use super::graph::window::Window;
 use super::stream::Described;
@@ -30,21 +36,80 @@ const FLOW_TABLES: &[&str] = &[
     "graph_edges",
 ];
 
-/// The bounds on `time` among `exprs` (each split into its conjuncts).
-fn bounds<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> Window {
-    let mut w = Window::default();
+/// What a query reads of the flows: a time range, and the nodes when its
+/// conditions name them (`None`: every node).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowReads {
+    pub window: Window,
+    pub nodes: Option<BTreeSet<String>>,
+}
+
+/// The bounds on `time` and the nodes named among `exprs` (each split into
+/// its conjuncts).
+fn bounds<'a>(exprs: impl IntoIterator<Item = &'a Expr>) -> FlowReads {
+    let mut r = FlowReads::default();
     for e in exprs {
         for c in split_conjunction(e) {
             if let Ok(Some(b)) = Window::bound(c) {
-                w.from = w.from.max(b.from);
-                w.to = match (w.to, b.to) {
+                r.window.from = r.window.from.max(b.from);
+                r.window.to = match (r.window.to, b.to) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+            } else if let Some(named) = nodes_named(c) {
+                r.nodes = Some(match r.nodes {
+                    Some(before) => before.intersection(&named).cloned().collect(),
+                    None => named,
+                });
             }
         }
     }
-    w
+    r
+}
+
+/// The nodes a condition `node = '…'` or `node IN (…)` keeps (which the
+/// optimizer may have made `node = '…' OR node = '…'`).
+fn nodes_named(e: &Expr) -> Option<BTreeSet<String>> {
+    let is_node = |e: &Expr| matches!(strip_cast(e), Expr::Column(c) if c.name == "node");
+    let text = |e: &Expr| match strip_cast(e) {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
+            Some(s.clone())
+        }
+        Expr::Literal(ScalarValue::Dictionary(_, v), _) => match v.as_ref() {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => {
+            let value = match (is_node(left), is_node(right)) {
+                (true, false) => text(right)?,
+                (false, true) => text(left)?,
+                _ => return None,
+            };
+            Some(BTreeSet::from([value]))
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => Some(&nodes_named(left)? | &nodes_named(right)?),
+        Expr::InList(l) if !l.negated && is_node(&l.expr) => l.list.iter().map(text).collect(),
+        _ => None,
+    }
+}
+
+fn strip_cast(e: &Expr) -> &Expr {
+    match e {
+        Expr::Cast(c) => strip_cast(&c.expr),
+        Expr::TryCast(c) => strip_cast(&c.expr),
+        other => other,
+    }
 }
 
 fn flow_scan(plan: &LogicalPlan) -> Option<&TableScan> {
@@ -54,31 +119,39 @@ fn flow_scan(plan: &LogicalPlan) -> Option<&TableScan> {
     }
 }
 
-/// The hull of the time windows of every scan of flows in `plan`; `None`
-/// when it scans none.
-pub fn window(plan: &LogicalPlan) -> Option<Window> {
-    let mut windows: Vec<Window> = Vec::new();
+/// What every scan of flows in `plan` reads together: the hull of their
+/// time windows and the union of their nodes; `None` when it scans none.
+pub fn reads(plan: &LogicalPlan) -> Option<FlowReads> {
+    let mut scans: Vec<FlowReads> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         match node {
             LogicalPlan::Filter(f) => {
                 if let Some(scan) = flow_scan(&f.input) {
-                    windows.push(bounds(scan.filters.iter().chain([&f.predicate])));
+                    scans.push(bounds(scan.filters.iter().chain([&f.predicate])));
                     // The scan is counted here, with the filter.
                     return Ok(TreeNodeRecursion::Jump);
                 }
             }
             _ => {
                 if let Some(scan) = flow_scan(node) {
-                    windows.push(bounds(&scan.filters));
+                    scans.push(bounds(&scan.filters));
                 }
             }
         }
         Ok(TreeNodeRecursion::Continue)
     });
-    let first = *windows.first()?;
-    Some(windows.iter().fold(first, |hull, w| Window {
-        from: hull.from.zip(w.from).map(|(a, b)| a.min(b)),
-        to: hull.to.zip(w.to).map(|(a, b)| a.max(b)),
+    let first = scans.first()?.clone();
+    Some(scans.iter().fold(first, |all, r| {
+        FlowReads {
+            window: Window {
+                from: all.window.from.zip(r.window.from).map(|(a, b)| a.min(b)),
+                to: all.window.to.zip(r.window.to).map(|(a, b)| a.max(b)),
+            },
+            nodes: all
+                .nodes
+                .zip(r.nodes.clone())
+                .map(|(a, b)| a.union(&b).cloned().collect()),
+        }
     }))
 }
 
@@ -93,8 +166,14 @@ impl SqlEngine {
     /// Per node, the flows history did not keep in the time range of a
     /// described statement.
     pub fn missing_in(&self, described: &Described) -> Vec<Missing> {
-        match (self.history(), described.window) {
-            (Some(history), Some(w)) => history.losses().between(w.from, w.to),
+        match (self.history(), &described.reads) {
+            (Some(history), Some(r)) => {
+                let mut missing = history.losses().between(r.window.from, r.window.to);
+                if let Some(nodes) = &r.nodes {
+                    missing.retain(|m| nodes.contains(&m.node));
+                }
+                missing
+            }
             _ => Vec::new(),
         }
     }
@@ -185,6 +264,41 @@ mod tests {
                  SELECT 1 FROM flows WHERE time <= '2024-05-01T10:00:40Z' AND time >= '2024-05-01T10:00:20Z'"
             )
             .await,
+            [n("node1", 1_240), n("node2", 5)]
+        );
+        // Nodes named: only theirs; in every scan, or any scan reads all.
+        assert_eq!(
+            count("SELECT count(*) FROM flows WHERE node = 'node2'").await,
+            [n("node2", 5)]
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM flows WHERE 'node1' = node AND verdict = 'DROPPED'").await,
+            [n("node1", 1_240)]
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM flows WHERE node IN ('node2', 'node3')").await,
+            [n("node2", 5)]
+        );
+        assert!(
+            count("SELECT count(*) FROM flows WHERE node = 'node1' AND node = 'node2'")
+                .await
+                .is_empty()
+        );
+        assert_eq!(
+            count(
+                "SELECT 1 FROM flows WHERE node = 'node1' AND time < '2024-05-01T10:10:00Z' \
+                 UNION ALL SELECT 1 FROM flows WHERE node = 'node2'"
+            )
+            .await,
+            [n("node1", 1_240), n("node2", 5)]
+        );
+        assert_eq!(
+            count("SELECT 1 FROM flows WHERE node = 'node2' UNION ALL SELECT 1 FROM flows").await,
+            [n("node1", 1_240), n("node2", 5)]
+        );
+        // Not a plain naming of nodes: every node.
+        assert_eq!(
+            count("SELECT count(*) FROM flows WHERE node <> 'node1' OR node = 'node2'").await,
             [n("node1", 1_240), n("node2", 5)]
         );
         assert!(count("SELECT 1").await.is_empty(), "no flows read");

@@ -161,7 +161,7 @@ impl Session {
             Described {
                 schema,
                 parameters,
-                window: None,
+                reads: None,
             },
         ))
     }

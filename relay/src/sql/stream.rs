@@ -31,9 +31,9 @@ pub struct Described {
     pub schema: SchemaRef,
     /// The statement's parameters (`$1` first), with their types if known.
     pub parameters: Vec<Option<DataType>>,
-    /// The time range of the flows it reads (`None`: it reads none); only
-    /// when described, not when run.
-    pub window: Option<super::graph::window::Window>,
+    /// The time range and nodes of the flows it reads (`None`: it reads
+    /// none); only when described, not when run.
+    pub reads: Option<super::missing::FlowReads>,
 }
 
 /// From a query's task to its caller.
