@@ -142,8 +142,16 @@ impl Enricher {
         unix_offset_ns: i128,
     ) -> Vec<Flow> {
         self.refresh(false);
-        let post_uuid = self.node.next_uuid();
-        let cx = self.node.next(unix_offset_ns);
+        // Numbered in the order they are kept (pre, then post), and no
+        // number for a post that is not made: the relay counts the flows a
+        // probe's buffer dropped by the gaps in these numbers.
+        let pre_uuid = self.node.next_uuid();
+        let post_uuid = if ev.no_backend == 0 {
+            self.node.next_uuid()
+        } else {
+            String::new()
+        };
+        let cx = self.node.context(pre_uuid, unix_offset_ns);
         crate::services::flows::sock_flows(ev, self.services.as_deref(), cx, post_uuid)
     }
 
@@ -198,12 +206,15 @@ impl Enricher {
     /// The flows of one event: a policy denial is a PolicyVerdict flow, then
     /// the Drop ([`Self::flow`]); any other event is its one flow.
     pub fn flows(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Vec<Flow> {
-        let flow = self.flow(ev, unix_offset_ns);
+        let mut flow = self.flow(ev, unix_offset_ns);
         if !Self::is_pair(ev) {
             return vec![flow];
         }
+        // The verdict comes first, so it takes the first number (see
+        // `sock_flows`).
+        let uuid = std::mem::replace(&mut flow.uuid, self.node.next_uuid());
         let mut verdict = Flow {
-            uuid: self.node.next_uuid(),
+            uuid,
             event_type: Some(CiliumEventType {
                 r#type: i32::from(kind::POLICY_VERDICT),
                 sub_type: 0,

@@ -134,8 +134,15 @@ impl NodeFlows {
     /// What the next flow is built from (it takes the next UUID);
     /// `unix_offset_ns` turns kernel monotonic time into Unix time.
     pub fn next(&mut self, unix_offset_ns: i128) -> FlowContext<'_> {
+        let uuid = self.ids.next_uuid();
+        self.context(uuid, unix_offset_ns)
+    }
+
+    /// What a flow is built from, with a UUID drawn before (by
+    /// [`Self::next_uuid`]).
+    pub fn context(&self, uuid: String, unix_offset_ns: i128) -> FlowContext<'_> {
         FlowContext {
-            uuid: self.ids.next_uuid(),
+            uuid,
             node_name: &self.node_name,
             node_labels: &self.node_labels,
             unix_offset_ns,

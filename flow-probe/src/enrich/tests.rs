@@ -21,7 +21,8 @@ use test_support::flows::{flags, ip, l4, tcp, udp, world};
 use super::{Enricher, FlowIds, monitor};
 use crate::datapath::{PolicyNames, policy_id};
 use crate::kernel::events::{
-    EVENT_FLOW, EVENT_VERSION, EventHeader, FlowEvent, FlowKey, hook, kind, reason, verdict,
+    EVENT_FLOW, EVENT_VERSION, EventHeader, FlowEvent, FlowKey, SockXlateEvent, hook, kind, reason,
+    verdict,
 };
 
 const ENDPOINTS: &str = "endpoints:\n\
@@ -472,17 +473,21 @@ fn dropped(flow: Flow, reason: i32) -> Flow {
     }
 }
 
-/// The flows of a denial: the PolicyVerdict naming the policy and its match
-/// type (no volume, its own UUID), then the Drop, which has neither.
+/// The flows of a denial, numbered in their order: the PolicyVerdict naming
+/// the policy and its match type (no volume), then the Drop, which has
+/// neither, with the next UUID.
 fn denial(drop: Flow, match_type: u32, names: impl FnOnce(&mut Flow)) -> Vec<Flow> {
     let mut verdict = Flow {
-        uuid: "00000000-0000-8000-8000-000000000002".into(),
         event_type: event_type(5, 0),
         volume: None,
         policy_match_type: match_type,
         ..drop.clone()
     };
     names(&mut verdict);
+    let drop = Flow {
+        uuid: "00000000-0000-8000-8000-000000000002".into(),
+        ..drop
+    };
     vec![verdict, drop]
 }
 
@@ -858,4 +863,44 @@ fn a_flow_written_over_any_other_is_the_one_built_new() {
             assert_eq!(f, new, "{ev:?} written over {old:?}");
         }
     }
+}
+
+/// The relay counts what a probe's buffer dropped by the gaps in these
+/// numbers: the flows of one event come numbered in the order they are kept,
+/// and no number goes unused.
+#[test]
+fn the_flows_of_every_event_are_numbered_in_the_order_they_are_kept() {
+    let mut e = enricher();
+    let xlate = |no_backend| SockXlateEvent {
+        family: 4,
+        proto: 6,
+        vip_port: 80,
+        backend_port: 8080,
+        no_backend,
+        ..Default::default()
+    };
+    let denied = judged(kind::DROP, verdict::DROPPED, 133, None);
+    let mut kept = Vec::new();
+    kept.extend(e.flows(&denied, UNIX_OFFSET));
+    kept.extend(e.sock_flows(&xlate(0), UNIX_OFFSET));
+    kept.extend(e.sock_flows(&xlate(1), UNIX_OFFSET));
+    kept.extend(e.flows(&syn(hook::TC_INGRESS, CLIENT_VETH), UNIX_OFFSET));
+    let kinds: Vec<(i32, i32)> = kept
+        .iter()
+        .map(|f| (f.event_type.as_ref().unwrap().r#type, f.verdict))
+        .collect();
+    let (sock, verdict) = (7, 5); // TraceSock, PolicyVerdict
+    assert_eq!(
+        kinds,
+        [
+            (verdict, Verdict::Dropped as i32),
+            (1, Verdict::Dropped as i32),
+            (sock, Verdict::Traced as i32),
+            (sock, Verdict::Translated as i32),
+            (sock, Verdict::Dropped as i32),
+            (4, Verdict::Forwarded as i32),
+        ]
+    );
+    let numbers: Vec<&str> = kept.iter().map(|f| &f.uuid[f.uuid.len() - 2..]).collect();
+    assert_eq!(numbers, ["01", "02", "03", "04", "05", "06"]);
 }

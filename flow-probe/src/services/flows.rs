@@ -50,7 +50,8 @@ struct Peer {
 }
 
 /// The SOCK flows of a translation event (see the module's overview);
-/// `post_uuid` is the UUID of the post-translation flow.
+/// `post_uuid` is the UUID of the post-translation flow (none is made, and it
+/// may be empty, when the service has no backend).
 pub fn sock_flows(
     ev: &SockXlateEvent,
     table: Option<&ServiceTable>,
