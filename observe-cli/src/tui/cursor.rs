@@ -19,13 +19,14 @@ impl App {
         self.shown().matching().len()
     }
 
-    /// Position of the selected flow (the newest when following).
+    /// Position of the selected flow (the newest when following), among the
+    /// flows on screen: while paused the live buffer holds only later flows.
     pub fn selected_pos(&self) -> Option<usize> {
         let len = self.visible_len();
         let last = len.checked_sub(1)?;
         Some(match self.selected {
             Some(seq) => self
-                .buffer
+                .shown()
                 .matching()
                 .partition_point(|&s| s < seq)
                 .min(last),

@@ -367,6 +367,61 @@ fn pause_freezes_the_view() {
     assert!(resumed[21].starts_with("15:04:05.050 node2    198.18.0.1:45000 (host)"));
 }
 
+// The reported bug: the selection was looked up among the flows that came
+// after the pause, so every key landed on the oldest frozen flow.
+#[test]
+fn keys_move_over_the_frozen_flows_while_paused() {
+    let flows = fixtures::flows();
+    let mut app = app_with(&flows[..10]);
+    draw(&app);
+    app.handle_event(&key(KeyCode::Char(' ')));
+    for f in &flows[10..] {
+        app.on_response(flow(f.clone()));
+    }
+    let reversed = |b: &Buffer, y: u16| {
+        b[(0, y)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    };
+    // Frozen rows 3..=12 hold flows 0..=9; Up selects the second newest.
+    app.handle_event(&key(KeyCode::Up));
+    assert_eq!(app.current_seq(), Some(8));
+    let b = draw(&app);
+    assert!(reversed(&b, 11) && !reversed(&b, 3));
+    app.handle_event(&key(KeyCode::Up));
+    assert_eq!(app.current_seq(), Some(7));
+    app.handle_event(&key(KeyCode::Down));
+    app.handle_event(&key(KeyCode::Down));
+    // The newest frozen flow, still selected: paused, nothing to follow.
+    assert_eq!((app.selected, app.current_seq()), (Some(9), Some(9)));
+    app.handle_event(&key(KeyCode::Down));
+    assert_eq!(app.current_seq(), Some(9));
+    app.handle_event(&key(KeyCode::Home));
+    assert_eq!(app.current_seq(), Some(0));
+    app.handle_event(&key(KeyCode::Down));
+    assert_eq!(app.current_seq(), Some(1));
+    let b = draw(&app);
+    assert!(reversed(&b, 4) && !reversed(&b, 3) && !reversed(&b, 12));
+    app.handle_event(&key(KeyCode::PageDown));
+    assert_eq!(app.current_seq(), Some(9));
+    app.handle_event(&key(KeyCode::PageUp));
+    assert_eq!(app.current_seq(), Some(0));
+    // Enter opens the selected flow, not the oldest.
+    app.handle_event(&key(KeyCode::Down));
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!((app.mode, app.detail), (Mode::Detail, Some(1)));
+    let r = rows(&draw_sized(&app, 100, 50));
+    // (The oldest, flow 0, was seen on node1.)
+    assert_eq!(
+        r[3..6],
+        [
+            "  time          Nov 26 15:04:05.000",
+            "  uuid          uuid-100",
+            "  node          node2"
+        ]
+    );
+}
+
 #[test]
 fn scrolling_keeps_the_selection_still_while_flows_arrive() {
     let flows = fixtures::flows();
