@@ -16,7 +16,7 @@ use super::buffer::{DEFAULT_CAPACITY, FlowBuffer};
 use super::changes::ChangesCache;
 use super::filter::LiveFilter;
 use super::stats::Stats;
-use service_graph::GraphBuilder;
+use service_graph::{GraphBuilder, ServiceGraph};
 
 /// How often the screen is redrawn and the rate sampled.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -76,6 +76,24 @@ pub struct FilterBar {
     pub error: Option<String>,
 }
 
+/// The service map's graph and connection counts, kept at a pause.
+#[derive(Debug)]
+pub struct FrozenMap {
+    pub graph: ServiceGraph,
+    pub connections: usize,
+    pub forgotten: u64,
+}
+
+impl FrozenMap {
+    pub fn of(b: &GraphBuilder) -> Self {
+        FrozenMap {
+            graph: b.graph().clone(),
+            connections: b.connections(),
+            forgotten: b.forgotten(),
+        }
+    }
+}
+
 /// The whole state of `observe flows --follow`.
 #[derive(Debug)]
 pub struct App {
@@ -87,6 +105,8 @@ pub struct App {
     pub graph: GraphBuilder,
     /// While paused: the flows on screen, frozen; new flows go to `buffer`.
     pub frozen: Option<FlowBuffer>,
+    /// While paused: the service map as it was (`graph` goes on counting).
+    pub frozen_map: Option<FrozenMap>,
     /// The selected flow; `None` follows the newest.
     pub selected: Option<u64>,
     /// First flow shown at the top of the table, once the user scrolled.
@@ -127,6 +147,7 @@ impl App {
             graph: GraphBuilder::with_window(GRAPH_WINDOW)
                 .with_max_connections(GRAPH_MAX_CONNECTIONS),
             frozen: None,
+            frozen_map: None,
             selected: None,
             top: None,
             detail: None,
@@ -175,8 +196,13 @@ impl App {
                 }
                 self.graph = GraphBuilder::with_window(GRAPH_WINDOW)
                     .with_max_connections(GRAPH_MAX_CONNECTIONS);
-                let frozen = self.frozen.iter().flat_map(|b| b.iter_matching());
-                for fl in frozen.chain(self.buffer.iter_matching()) {
+                // The frozen map is what the frozen flows make under the new
+                // filter; the later flows then count on, out of sight.
+                if let Some(frozen) = &self.frozen {
+                    frozen.iter_matching().for_each(|fl| self.graph.add(fl));
+                    self.frozen_map = Some(FrozenMap::of(&self.graph));
+                }
+                for fl in self.buffer.iter_matching() {
                     self.graph.add(fl);
                 }
                 self.filter.input = f.text.clone();

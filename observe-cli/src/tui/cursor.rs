@@ -1,11 +1,14 @@
 //! Where the flow table is: which buffer is on screen (the live one, or the
-//! one frozen by a pause), which passing flow is selected, and which rows fit.
+//! one frozen by a pause, with the service map), which passing flow is
+//! selected, and which rows fit.
 //! Positions are indices into the passing flows; the app stores sequence
 //! numbers, so new and evicted flows never move what the user is looking at.
 
 use std::mem;
 
-use super::app::App;
+use service_graph::ServiceGraph;
+
+use super::app::{App, FrozenMap};
 use super::buffer::FlowBuffer;
 
 impl App {
@@ -85,19 +88,35 @@ impl App {
         self.top = None;
     }
 
-    /// Freezes the table (new flows are buffered aside), or merges what came
-    /// meanwhile back in and unfreezes it.
+    /// Freezes the table (new flows are buffered aside) and the map (new flows
+    /// are counted on, out of sight), or merges what came meanwhile back in
+    /// and unfreezes both.
     pub fn toggle_pause(&mut self) {
         match self.frozen.take() {
             Some(frozen) => {
                 let live = mem::replace(&mut self.buffer, frozen);
                 let filter = &self.filter.applied;
                 self.buffer.append(live, |f| filter.matches(f));
+                self.frozen_map = None;
             }
             None => {
                 let live = self.buffer.continuing();
                 self.frozen = Some(mem::replace(&mut self.buffer, live));
+                self.frozen_map = Some(FrozenMap::of(&self.graph));
             }
+        }
+    }
+
+    /// The service map on screen, with its connections tracked and
+    /// forgotten: frozen while paused, else the live one.
+    pub fn shown_map(&self) -> (&ServiceGraph, usize, u64) {
+        match &self.frozen_map {
+            Some(m) => (&m.graph, m.connections, m.forgotten),
+            None => (
+                self.graph.graph(),
+                self.graph.connections(),
+                self.graph.forgotten(),
+            ),
         }
     }
 

@@ -367,6 +367,58 @@ fn pause_freezes_the_view() {
     assert!(resumed[21].starts_with("15:04:05.050 node2    198.18.0.1:45000 (host)"));
 }
 
+// The reported bug: the map kept counting while the header said PAUSED.
+#[test]
+fn pause_freezes_the_service_map_and_top_talkers() {
+    let flows = fixtures::flows();
+    let mut app = app_with(&flows[..10]);
+    app.handle_event(&key(KeyCode::Tab));
+    let map = rows(&draw(&app));
+    app.handle_event(&key(KeyCode::Tab));
+    let talkers = rows(&draw(&app));
+    app.handle_event(&key(KeyCode::Char(' ')));
+    for f in &flows[10..] {
+        app.on_response(flow(f.clone()));
+    }
+    // Top talkers and the map, while paused: as at the pause.
+    assert_eq!(rows(&draw(&app))[2..], talkers[2..]);
+    app.handle_event(&key(KeyCode::BackTab));
+    let paused = rows(&draw(&app));
+    assert!(paused[1].ends_with("PAUSED (+9 new)"), "{}", paused[1]);
+    assert_eq!(paused[2..], map[2..]);
+    assert_eq!(
+        paused[3],
+        "default/frontend -> default/api        8      2      2.1 kB    forwarded 8 TCP/8080, TCP/9999"
+    );
+    // A filter applied while paused applies to the frozen flows only: no
+    // world edge yet, though a later flow to port 25 has one.
+    app.handle_event(&key(KeyCode::Char('/')));
+    type_text(&mut app, "--to-port 9999 --to-port 25");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(
+        rows(&draw(&app))[2..6],
+        [
+            "SOURCE -> DESTINATION                  FLOWS  CONNS  BYTES     VERDICTS    PORTS",
+            "default/frontend -> default/api        2      1      60 B      forwarded 2 TCP/9999",
+            "  from-endpoint (1) -> to-endpoint (1)",
+            "",
+        ]
+    );
+    // Resuming shows the flows that came meanwhile, under that filter.
+    app.handle_event(&key(KeyCode::Char(' ')));
+    assert_eq!(
+        rows(&draw(&app))[2..8],
+        [
+            "SOURCE -> DESTINATION                  FLOWS  CONNS  BYTES     VERDICTS        PORTS",
+            "default/frontend -> default/api        2      1      60 B      forwarded 2     TCP/9999",
+            "  from-endpoint (1) -> to-endpoint (1)",
+            "default/frontend -> world              1      1      0 B       dropped 1       TCP/25",
+            "  drop (1)                                                     POLICY_DENIED 1",
+            "",
+        ]
+    );
+}
+
 // The reported bug: the selection was looked up among the flows that came
 // after the pause, so every key landed on the oldest frozen flow.
 #[test]

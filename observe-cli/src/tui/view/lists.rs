@@ -17,7 +17,8 @@ fn bold() -> Style {
 
 impl App {
     pub(super) fn render_service_map(&self, frame: &mut Frame, area: Rect) {
-        let edges = self.graph.graph().edges();
+        let (graph, connections, forgotten) = self.shown_map();
+        let edges = graph.edges();
         if edges.is_empty() {
             frame.render_widget(Paragraph::new("no flows yet"), area);
             return;
@@ -89,13 +90,12 @@ impl App {
             "PORTS",
         ])
         .style(bold());
-        let forgotten = self.graph.forgotten();
         let table_area = if forgotten > 0 {
             let [table, note] =
                 Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
             let text = format!(
                 "{} connections tracked, {forgotten} older ones forgotten (cap {}): a forgotten connection seen again counts again",
-                self.graph.connections(),
+                connections,
                 self.graph.max_connections().unwrap_or_default(),
             );
             frame.render_widget(
@@ -112,7 +112,7 @@ impl App {
     pub(super) fn render_top_talkers(&self, frame: &mut Frame, area: Rect) {
         let [by_bytes, by_flows] =
             Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(area);
-        let mut edges = self.graph.graph().edges();
+        let mut edges = self.shown_map().0.edges();
         edges.sort_by(|a, b| b.edge.bytes.cmp(&a.edge.bytes).then(a.id().cmp(&b.id())));
         self.talkers(frame, by_bytes, " by bytes ", &edges);
         edges.sort_by(|a, b| b.edge.flows.cmp(&a.edge.flows).then(a.id().cmp(&b.id())));
