@@ -1,7 +1,7 @@
 //! The application state and its event loop: [`App`] takes responses from the
 //! flow stream ([`App::on_response`]), terminal events ([`App::handle_event`],
-//! in `input`) and ticks ([`App::on_tick`]), and draws itself
-//! ([`App::render`], in `view`) at most once per tick.
+//! in `input`), ticks ([`App::on_tick`]) and a signal that ends it, and draws
+//! itself ([`App::render`], in `view`) at most once per tick.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use tokio_stream::{Stream, StreamExt};
 use super::buffer::{DEFAULT_CAPACITY, FlowBuffer};
 use super::changes::ChangesCache;
 use super::filter::LiveFilter;
+use super::signals::{Signal, Stopped};
 use super::stats::Stats;
 use service_graph::{GraphBuilder, ServiceGraph};
 
@@ -217,13 +218,15 @@ impl App {
         }
     }
 
-    /// Runs until `q`, the end of the terminal events, or a terminal error. The
-    /// flow stream ending (or failing) is shown, not fatal.
+    /// Runs until `q`, the end of the terminal events, a terminal error, or
+    /// `stop` (a signal: the error is then [`Stopped`]). The flow stream
+    /// ending (or failing) is shown, not fatal.
     pub async fn run<B, S, E>(
         &mut self,
         terminal: &mut Terminal<B>,
         mut flows: S,
         mut events: E,
+        stop: impl Future<Output = Signal>,
     ) -> anyhow::Result<()>
     where
         B: Backend,
@@ -234,8 +237,10 @@ impl App {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut flows_open = true;
+        tokio::pin!(stop);
         loop {
             tokio::select! {
+                sig = &mut stop => return Err(Stopped(sig).into()),
                 _ = tick.tick() => {
                     self.on_tick(Instant::now());
                     self.draw(terminal)?;

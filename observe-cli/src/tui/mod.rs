@@ -2,8 +2,8 @@
 //! a detail pane, and the service map and top talkers of the same flows.
 //!
 //! [`run_follow`] sets up the terminal ([`terminal`]) and runs the [`App`]
-//! ([`app`]): its loop selects over a tick, terminal events and the flow
-//! stream. Flows land in a bounded buffer ([`buffer`]) and, when they pass the
+//! ([`app`]): its loop selects over a tick, terminal events, the flow stream
+//! and the signals that end it ([`signals`]). Flows land in a bounded buffer ([`buffer`]) and, when they pass the
 //! live filter ([`filter`]: the `observe flows` flags), in the table and the
 //! service graph (`service_graph`). Keys ([`input`]) move the cursor
 //! ([`cursor`]), pause, edit the filter, open the detail pane ([`detail`],
@@ -20,6 +20,7 @@ pub mod detail;
 pub mod filter;
 pub mod input;
 pub mod path;
+pub mod signals;
 pub mod stats;
 pub mod terminal;
 pub mod text;
@@ -62,9 +63,23 @@ async fn run(
     let mut app =
         App::new(&filter::describe(initial_filter)).map_err(|e| anyhow::anyhow!("filter: {e}"))?;
     app.tab = tab;
+    // Said before the screen switches, where it could not be read.
+    let signals = signals::Signals::install()
+        .inspect_err(|e| {
+            log::warn!(
+                "cannot handle SIGTERM/SIGHUP/SIGINT ({e}): one would leave the terminal raw"
+            )
+        })
+        .ok();
+    let stop = async {
+        match signals {
+            Some(mut s) => s.recv().await,
+            None => std::future::pending().await,
+        }
+    };
     let mut guard = terminal::enter()?;
     let result = app
-        .run(&mut guard.terminal, stream, EventStream::new())
+        .run(&mut guard.terminal, stream, EventStream::new(), stop)
         .await;
     drop(guard);
     result

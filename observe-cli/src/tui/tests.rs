@@ -15,6 +15,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use super::app::{App, Control, Mode, Tab};
+use super::signals::{Signal, Stopped};
 use test_support::graph_flows as fixtures;
 
 pub(super) const W: u16 = 140;
@@ -626,7 +627,9 @@ async fn run_loop_draws_flows_and_quits_on_q() {
         tx.send(Ok(key(KeyCode::Char('q')))).await.unwrap();
     });
     let keys = tokio_stream::wrappers::ReceiverStream::new(rx);
-    app.run(&mut terminal, flows, keys).await.unwrap();
+    app.run(&mut terminal, flows, keys, std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(app.stats.flows_seen, 19);
     assert_eq!(app.stats.stream_end.as_deref(), Some("stream ended"));
     let b = terminal.backend().buffer().clone();
@@ -636,6 +639,37 @@ async fn run_loop_draws_flows_and_quits_on_q() {
         rows(&b)
     );
     assert_eq!(row(&b, 2), "stream ended");
+}
+
+// A signal (here a stand-in future) ends the loop like `q`, with an error that
+// names it, so `run` returns and the terminal guard restores the terminal.
+#[tokio::test(start_paused = true)]
+async fn run_loop_ends_on_a_signal_with_the_signal_as_error() {
+    let mut app = App::new("").unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(W, H)).unwrap();
+    let flows = tokio_stream::iter(fixtures::flows().into_iter().map(|f| Ok(flow(f))));
+    // No key ever comes; the stream of keys stays open.
+    let keys = tokio_stream::pending::<std::io::Result<Event>>();
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Signal::Term
+    };
+    // (Time is paused: the 10 s pass at once if the loop never ends.)
+    let run = app.run(&mut terminal, flows, keys, stop);
+    let err = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the signal ends the loop")
+        .expect_err("a signal is an error");
+    assert_eq!(err.downcast_ref::<Stopped>(), Some(&Stopped(Signal::Term)));
+    assert_eq!(format!("{err:#}"), "stopped by SIGTERM");
+    // It ran until then: every flow taken and drawn.
+    assert_eq!(app.stats.flows_seen, 19);
+    let b = terminal.backend().buffer().clone();
+    assert!(
+        row(&b, 22).starts_with("15:04:05.050 node2"),
+        "{:#?}",
+        rows(&b)
+    );
 }
 
 #[test]
