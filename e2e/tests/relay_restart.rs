@@ -14,8 +14,8 @@ use arrow::util::pretty::pretty_format_batches;
 use e2e::relay_harness::RelayUnderTest;
 use flow_probe::server::{NodeInfo, ObserverService};
 use observer_proto::flow::{Flow, NetworkInterface};
-use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use observer_proto::time::{now_nanos, timestamp};
 use observer_runtime::store::FlowStore;
 use relay::RelayConfig;
@@ -197,13 +197,110 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
     for i in 21..=50 {
         push(i, base + 10_000 * MS + i as i128 * MS);
     }
-    let relay = RelayUnderTest::start_config(cfg).await;
+    // The same history again, for a second restart that finds the gap.
+    let again = dir.with_extension("again");
+    let _ = std::fs::remove_dir_all(&again);
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .args([&dir, &again])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+
+    // A ring of 20: after the restart it holds 31..=50 and the record of
+    // the gap, which the relay found; 1..=20 are in history only.
+    let relay = RelayUnderTest::start_config(RelayConfig {
+        ring_capacity: 20,
+        ..cfg.clone()
+    })
+    .await;
     wait_answer(&relay, COUNTS, &counts(40)).await;
     let history = relay.state().sql().history().unwrap().clone();
     assert_eq!(history.losses().since_start(), [("n1".to_string(), 10)]);
+    let (after_20, before_31) = (base + 2_000 * MS, base + 10_031 * MS);
+    wait_for_lost_record(&relay).await;
+    // From before the ring: 1..=20 from history, then the ring; the loss
+    // told once, by history, which keeps losses by the second.
+    let all = relay
+        .get_flows(GetFlowsRequest {
+            since: Some(timestamp(base)),
+            ..Default::default()
+        })
+        .await;
+    let second = (after_20 + 1) / 1_000_000_000 * 1_000_000_000;
+    assert_eq!(told(&all), (40, vec![(10, second)]));
+    relay.shutdown().await;
+
+    // The default ring holds every flow (history's newest first) and the
+    // gap's record: a window inside the gap, read from the ring, is told of
+    // it.
+    let relay = RelayUnderTest::start_config(RelayConfig {
+        history: cfg.history.clone().map(|h| HistoryConfig {
+            dir: again.clone(),
+            ..h
+        }),
+        ..cfg
+    })
+    .await;
+    wait_answer(&relay, COUNTS, &counts(40)).await;
+    wait_for_lost_record(&relay).await;
+    let inside = relay
+        .get_flows(GetFlowsRequest {
+            since: Some(timestamp(base + 5_000 * MS)),
+            until: Some(timestamp(base + 8_000 * MS)),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(told(&inside), (0, vec![(10, after_20 + 1)]));
+    let lost = inside.iter().find_map(|r| match &r.response_types {
+        Some(ResponseTypes::LostEvents(l)) => Some(*l),
+        _ => None,
+    });
+    let last = lost
+        .and_then(|l| l.last)
+        .map(|t| observer_proto::time::nanos(&t));
+    assert_eq!(last, Some(before_31 - 1));
     relay.shutdown().await;
     let _ = stop_probe.send(true);
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&again);
+}
+
+/// Polls until the relay's ring holds a lost-event record (the merge holds
+/// it in its reorder window a while: no later flow of its node passes it).
+async fn wait_for_lost_record(relay: &RelayUnderTest) {
+    let deadline = Instant::now() + e2e::WAIT;
+    loop {
+        let ring = relay.get_flows(GetFlowsRequest::default()).await;
+        if told(&ring).1.len() == 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no lost-event record in the ring"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Of a GetFlows answer: its flows, and each lost-event record's count and
+/// first time.
+fn told(answer: &[GetFlowsResponse]) -> (usize, Vec<(u64, i128)>) {
+    let flows = answer
+        .iter()
+        .filter(|r| matches!(r.response_types, Some(ResponseTypes::Flow(_))))
+        .count();
+    let lost = answer
+        .iter()
+        .filter_map(|r| match &r.response_types {
+            Some(ResponseTypes::LostEvents(l)) => Some((
+                l.num_events_lost,
+                l.first.as_ref().map_or(0, observer_proto::time::nanos),
+            )),
+            _ => None,
+        })
+        .collect();
+    (flows, lost)
 }
 
 /// After a restart the relay's ring must hold, for every node, all flows

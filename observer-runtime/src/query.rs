@@ -89,10 +89,25 @@ impl FlowQuery {
     }
 
     fn in_window(&self, r: &GetFlowsResponse) -> bool {
+        let within =
+            |t: i128| self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u);
         match event_time(r) {
-            Some(t) => self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u),
+            Some(t) => within(t) || self.overlaps_lost_span(r),
             None => true,
         }
+    }
+
+    /// Whether `r` is a lost-event record whose lost events' span (`first`
+    /// to `last`) overlaps the window: it is reported when the loss is
+    /// found, which may be long after.
+    fn overlaps_lost_span(&self, r: &GetFlowsResponse) -> bool {
+        let Some(ResponseTypes::LostEvents(l)) = &r.response_types else {
+            return false;
+        };
+        let (Some(first), Some(last)) = (&l.first, &l.last) else {
+            return false;
+        };
+        self.since.is_none_or(|s| nanos(last) >= s) && self.until.is_none_or(|u| nanos(first) <= u)
     }
 
     /// Whether a stored response goes to the client. Lost-event records pass
@@ -166,7 +181,7 @@ async fn off_workers<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use observer_proto::flow::{Flow, FlowFilter};
+    use observer_proto::flow::{Flow, FlowFilter, LostEvent};
 
     use super::*;
     use observer_proto::time::timestamp;
@@ -240,6 +255,49 @@ mod tests {
         assert_eq!(times(&q.history(ring(&[1, 2, 3, 4]))), [3]);
         assert!(q.is_past_until(&ring(&[4])[0].response));
         assert!(!q.is_past_until(&ring(&[3])[0].response));
+    }
+
+    #[test]
+    fn a_lost_event_is_in_a_window_that_its_time_or_its_losses_span_meet() {
+        // Reported at 10 (when the loss was found); lost from 4 to 6.
+        let lost = |span: Option<(i128, i128)>| GetFlowsResponse {
+            time: Some(timestamp(10)),
+            response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                num_events_lost: 3,
+                first: span.map(|s| timestamp(s.0)),
+                last: span.map(|s| timestamp(s.1)),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let window = |since: i128, until: Option<i128>| {
+            FlowQuery::parse(&GetFlowsRequest {
+                since: Some(timestamp(since)),
+                until: until.map(timestamp),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let spanned = lost(Some((4, 6)));
+        for (since, until, selected) in [
+            (1, Some(3), false),
+            (1, Some(4), true),
+            (5, Some(5), true),
+            (6, Some(8), true),
+            (7, Some(9), false),
+            (7, None, true), // its time
+            (10, Some(10), true),
+            (11, None, false),
+        ] {
+            assert_eq!(
+                window(since, until).selects(&spanned),
+                selected,
+                "{since}..{until:?}"
+            );
+        }
+        // Without a span: its time alone.
+        assert!(!window(4, Some(6)).selects(&lost(None)));
+        assert!(window(9, Some(10)).selects(&lost(None)));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::FlowStream;
 use super::older::{self, Older, Stopped, Take};
 use crate::error::RequestError;
 use crate::state::RelayState;
-use observer_proto::time::{event_time, now_nanos, timestamp};
+use observer_proto::time::{event_time, nanos, now_nanos, timestamp};
 use observer_runtime::query::FlowQuery;
 use observer_runtime::store::Entry;
 
@@ -113,9 +113,13 @@ async fn with_older(
     ring: Vec<Entry>,
     tx: &Tx,
 ) -> Result<Vec<Entry>, Gone> {
+    // History's losses in its part are told with it: a lost-event record
+    // of the ring for flows of that part (a gap the relay found when a
+    // probe came back) would tell them twice.
+    let told = older.last_time();
     let mut selected: Vec<Entry> = ring
         .into_iter()
-        .filter(|e| query.selects(&e.response))
+        .filter(|e| query.selects(&e.response) && !lost_before(&e.response, told))
         .collect();
     let n = query.number;
     let take = if n == 0 {
@@ -138,6 +142,14 @@ async fn with_older(
         // The client was told; nothing more follows an incomplete answer.
         Err(Stopped::Gone | Stopped::Failed) => Err(Gone),
     }
+}
+
+/// Whether `r` reports flows a buffer dropped (source `HUBBLE_RING_BUFFER`)
+/// from at or before `t`.
+fn lost_before(r: &GetFlowsResponse, t: i64) -> bool {
+    matches!(&r.response_types, Some(ResponseTypes::LostEvents(l))
+        if l.source == LostEventSource::HubbleRingBuffer as i32
+            && l.first.as_ref().is_some_and(|f| nanos(f) <= i128::from(t)))
 }
 
 async fn send(tx: &Tx, response: GetFlowsResponse) -> Result<(), Gone> {

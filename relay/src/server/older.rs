@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::time::{event_time, now_nanos};
 use observer_runtime::query::FlowQuery;
 use observer_runtime::store::Entry;
@@ -58,7 +59,12 @@ pub(super) fn plan(
 ) -> Option<Older> {
     let since = query.since.or(query.until.map(|_| i128::MIN))?;
     let history = history?;
-    let first = ring.iter().find_map(|e| event_time(&e.response));
+    // A flow's time: a lost-event record at the ring's head is stamped when
+    // the loss was found, later than the flows after it.
+    let first = ring.iter().find_map(|e| match &e.response.response_types {
+        Some(ResponseTypes::Flow(_)) => event_time(&e.response),
+        _ => None,
+    });
     if first.is_some_and(|f| f <= since) {
         return None;
     }
@@ -75,6 +81,11 @@ pub(super) fn plan(
 }
 
 impl Older {
+    /// The newest time of the history part (Unix ns).
+    pub(super) fn last_time(&self) -> i64 {
+        self.range.to
+    }
+
     /// Sends the history part (as `take` says, filtered by `query`) and
     /// the losses of its range; returns how many flows it sent.
     pub(super) async fn send(
