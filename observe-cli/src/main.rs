@@ -32,8 +32,10 @@ enum Command {
         /// a probe) and TLS.
         #[command(flatten)]
         connect: ConnectArgs,
-        #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
-        output: Format,
+        /// Output format. Without one, --follow on a terminal opens the
+        /// terminal UI; otherwise flows print as compact lines.
+        #[arg(long, short = 'o', value_enum)]
+        output: Option<Format>,
         /// Print the node name in each line.
         #[arg(long)]
         print_node_name: bool,

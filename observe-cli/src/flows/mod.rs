@@ -18,12 +18,22 @@ use crate::connect::Target;
 /// How `observe flows` prints, as given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Display {
-    pub format: output::Format,
+    /// `-o`, if given: the TUI opens only without one.
+    pub format: Option<output::Format>,
     pub print_node: bool,
     pub color: output::ColorChoice,
 }
 
-/// Runs one `observe flows` invocation with colours decided by the terminal.
+/// Whether `observe flows` opens the terminal UI: following, on a terminal,
+/// with no `-o`. A given `-o` streams text, `-o compact` too, as
+/// `hubble observe -f -o compact` does.
+pub fn opens_tui(format: Option<output::Format>, follow: bool, terminal: bool) -> bool {
+    follow && terminal && format.is_none()
+}
+
+/// Runs `observe demo`'s follow with colours decided by the terminal. The
+/// demo's `-o` defaults to compact, which it cannot tell from a given one, so
+/// compact opens the TUI on a terminal there.
 pub async fn run(
     target: &Target,
     query: &request::QueryArgs,
@@ -31,7 +41,7 @@ pub async fn run(
     print_node: bool,
 ) -> anyhow::Result<()> {
     let display = Display {
-        format,
+        format: (format != output::Format::Compact).then_some(format),
         print_node,
         color: output::ColorChoice::Auto,
     };
@@ -52,13 +62,11 @@ pub async fn run_with(
         .map_err(|s| target.status_error(s))?
         .into_inner();
     let terminal = std::io::stdout().is_terminal();
-    // On a terminal, following in the default format opens the TUI; piped, or
-    // in another format, it streams text.
-    if query.follow && terminal && display.format == output::Format::Compact {
+    if opens_tui(display.format, query.follow, terminal) {
         return crate::tui::run_follow(stream, &query.filters).await;
     }
     let mut printer = output::Printer::new(output::Options {
-        format: display.format,
+        format: display.format.unwrap_or(output::Format::Compact),
         print_node: display.print_node,
         color: display.color.enabled(terminal),
         follow: query.follow,

@@ -679,3 +679,22 @@ fn a_namespace_and_a_pod_that_cannot_meet_are_refused() {
          flow, --to-port one; use --from-port or --to-port"
     );
 }
+
+// `hubble observe -f -o compact` prints lines: any given -o does, compact too.
+#[test]
+fn only_a_follow_on_a_terminal_without_o_opens_the_tui() {
+    use super::opens_tui;
+    assert!(opens_tui(None, true, true));
+    for f in [
+        Format::Compact,
+        Format::Dict,
+        Format::Json,
+        Format::Jsonpb,
+        Format::Table,
+    ] {
+        assert!(!opens_tui(Some(f), true, true), "-o {f:?}");
+    }
+    // Piped, or not following: lines.
+    assert!(!opens_tui(None, true, false));
+    assert!(!opens_tui(None, false, true));
+}
