@@ -15,6 +15,12 @@ use observe_lab::Lab;
 /// field and the problem.
 pub fn check(file: &Path) -> anyhow::Result<()> {
     let policies = policy::load_file(file)?;
+    // What `apply` and `whatif` refuse: an empty or truncated file.
+    anyhow::ensure!(
+        !policies.is_empty(),
+        "{}: no CiliumNetworkPolicy in it",
+        file.display()
+    );
     for p in &policies {
         crate::outln!("{}: ok", describe(p))?;
     }
@@ -243,6 +249,22 @@ spec:
             err.to_string(),
             "/drafts/new.yaml: no CiliumNetworkPolicy in it, nothing to apply"
         );
+    }
+
+    #[test]
+    fn check_refuses_a_file_without_a_policy() {
+        let dir = ScratchDir::new("policy-check-empty");
+        for (name, text) in [("empty.yaml", ""), ("dashes.yaml", "---\n---\n")] {
+            let file = dir.path().join(name);
+            std::fs::write(&file, text).unwrap();
+            assert_eq!(
+                check(&file).unwrap_err().to_string(),
+                format!("{}: no CiliumNetworkPolicy in it", file.display())
+            );
+        }
+        let file = dir.path().join("deny.yaml");
+        std::fs::write(&file, DENY).unwrap();
+        check(&file).unwrap();
     }
 
     #[test]

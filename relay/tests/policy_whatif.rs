@@ -275,6 +275,17 @@ async fn only_our_table_functions_pass_and_a_bad_draft_is_named() {
         let err = e.query(&sql).await.unwrap_err().to_string();
         assert!(err.contains(want), "{sql}: {err}");
     }
+    // Said as it is, without DataFusion's "Error during planning: ".
+    let err = e
+        .query(&format!(
+            "SELECT * FROM policy_whatif({}, {})",
+            quoted(DRAFT),
+            quoted(DRAFT)
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("policy_whatif: policy draft 2: "), "{err}");
 }
 
 /// A history file written before the what-if's columns existed (no

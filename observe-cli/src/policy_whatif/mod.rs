@@ -90,14 +90,38 @@ pub fn whatif_sql(drafts: &[String], window: &str, namespaces: &[String]) -> Str
     sql
 }
 
+/// The drafts' texts, checked here so that errors name the files: each
+/// must hold a policy (an empty or truncated file would flip nothing and
+/// pass a CI gate), and no two may define the same namespace and name.
+pub fn load_drafts(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut drafts = Vec::new();
+    let mut defined: BTreeMap<String, &PathBuf> = BTreeMap::new();
+    for f in files {
+        let (text, policies) = policy::load_file_with_text(f)?;
+        anyhow::ensure!(
+            !policies.is_empty(),
+            "{}: no CiliumNetworkPolicy in it, nothing to replay",
+            f.display()
+        );
+        for p in &policies {
+            let name = format!("{}/{}", p.namespace, p.name);
+            if let Some(first) = defined.insert(name.clone(), f) {
+                anyhow::bail!(
+                    "{}: {name} is already defined in {}",
+                    f.display(),
+                    first.display()
+                );
+            }
+        }
+        drafts.push(text);
+    }
+    Ok(drafts)
+}
+
 /// Runs the what-if and prints it; `Ok(true)` when a flow allowed today
 /// would be denied.
 pub async fn run(args: WhatIfArgs) -> anyhow::Result<bool> {
-    let mut drafts = Vec::new();
-    for f in &args.files {
-        let (text, _) = policy::load_file_with_text(f)?;
-        drafts.push(text);
-    }
+    let drafts = load_drafts(&args.files)?;
     let now = SystemTime::now();
     let since = time::nanos(&parse_time("since", &args.since, now)?);
     let until = match &args.until {
@@ -147,6 +171,49 @@ pub async fn run(args: WhatIfArgs) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drafts_must_hold_policies_each_named_once() {
+        let dir = test_support::scratch::ScratchDir::new("whatif-drafts");
+        let draft = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n\
+                     metadata: {name: dup, namespace: default}\n\
+                     spec: {endpointSelector: {matchLabels: {app: api}}}\n";
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (a, b, empty) = (
+            write("a.yaml", draft),
+            write("b.yaml", draft),
+            write("e.yaml", "---\n"),
+        );
+        assert_eq!(load_drafts(&[a.clone()]).unwrap(), [draft]);
+        let err = |files: &[PathBuf]| load_drafts(files).unwrap_err().to_string();
+        assert_eq!(
+            err(&[a.clone(), b.clone()]),
+            format!(
+                "{}: default/dup is already defined in {}",
+                b.display(),
+                a.display()
+            )
+        );
+        assert_eq!(
+            err(&[a.clone(), a.clone()]),
+            format!(
+                "{}: default/dup is already defined in {}",
+                a.display(),
+                a.display()
+            )
+        );
+        assert_eq!(
+            err(&[empty.clone()]),
+            format!(
+                "{}: no CiliumNetworkPolicy in it, nothing to replay",
+                empty.display()
+            )
+        );
+    }
 
     #[test]
     fn drafts_become_string_literals_and_namespaces_a_condition() {

@@ -239,5 +239,10 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
             },
         };
     }
-    SqlError::Query(root.strip_backtrace())
+    match root {
+        // Our own table functions' refusals are whole sentences; DataFusion's
+        // "Error during planning: " before them tells a user nothing.
+        DataFusionError::Plan(message) => SqlError::Query(message.clone()),
+        _ => SqlError::Query(root.strip_backtrace()),
+    }
 }
