@@ -188,7 +188,7 @@ mod tests {
             write("b.yaml", draft),
             write("e.yaml", "---\n"),
         );
-        assert_eq!(load_drafts(&[a.clone()]).unwrap(), [draft]);
+        assert_eq!(load_drafts(std::slice::from_ref(&a)).unwrap(), [draft]);
         let err = |files: &[PathBuf]| load_drafts(files).unwrap_err().to_string();
         assert_eq!(
             err(&[a.clone(), b.clone()]),
@@ -207,7 +207,7 @@ mod tests {
             )
         );
         assert_eq!(
-            err(&[empty.clone()]),
+            err(std::slice::from_ref(&empty)),
             format!(
                 "{}: no CiliumNetworkPolicy in it, nothing to replay",
                 empty.display()
