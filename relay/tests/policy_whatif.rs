@@ -213,6 +213,27 @@ async fn every_first_packet_is_replayed_against_the_policy_it_passed_under() {
 | u6   |                |               |                            | UNREPLAYED        |
 +------+----------------+---------------+----------------------------+-------------------+"
     );
+    // The same draft in audit mode: frontend's first packet would be a
+    // would-be drop (AUDIT), not a drop.
+    let audit = DRAFT.replace(
+        "metadata: {name: api-allow-frontend}",
+        "metadata: {name: api-allow-frontend, annotations: {observe.io/audit: 'true'}}",
+    );
+    let sql = format!(
+        "SELECT uuid, verdict_before, verdict_after, rule_after, change FROM policy_whatif({}) \
+         WHERE time >= '2024-05-01T10:00:00Z' AND time <= '2024-05-01T10:00:06Z' ORDER BY uuid",
+        quoted(&audit)
+    );
+    assert_eq!(
+        table(&e, &sql).await,
+        "+------+----------------+---------------+----------------------------+-------------------+
+| uuid | verdict_before | verdict_after | rule_after                 | change            |
++------+----------------+---------------+----------------------------+-------------------+
+| u1   | FORWARDED      | AUDIT         | default deny               | ALLOWED_TO_AUDIT  |
+| u2   | DROPPED        | FORWARDED     | default/api-allow-frontend | DENIED_TO_ALLOWED |
+| u6   |                |               |                            | UNREPLAYED        |
++------+----------------+---------------+----------------------------+-------------------+"
+    );
     assert_eq!(
         table(
             &e,

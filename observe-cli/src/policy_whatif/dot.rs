@@ -10,7 +10,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 use service_graph::dot::quote;
 
-use super::report::{ALLOWED_TO_DENIED, Report};
+use super::report::{ALLOWED_TO_AUDIT, ALLOWED_TO_DENIED, Report};
 
 /// One edge of the window's graph: flows and ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub fn to_dot(edges: &BTreeMap<(String, String), GraphEdge>, report: &Report) ->
             .or_default();
         if k.change == ALLOWED_TO_DENIED {
             slot.0.push(format!("{} would be denied ({rule})", g.flows));
+        } else if k.change == ALLOWED_TO_AUDIT {
+            slot.0
+                .push(format!("{} would be audited ({rule})", g.flows));
         } else {
             slot.1
                 .push(format!("{} would be allowed ({rule})", g.flows));

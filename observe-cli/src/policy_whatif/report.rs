@@ -114,6 +114,33 @@ pub struct Report {
 
 pub const ALLOWED_TO_DENIED: &str = "ALLOWED_TO_DENIED";
 pub const DENIED_TO_ALLOWED: &str = "DENIED_TO_ALLOWED";
+pub const ALLOWED_TO_AUDIT: &str = "ALLOWED_TO_AUDIT";
+pub const AUDIT_TO_ALLOWED: &str = "AUDIT_TO_ALLOWED";
+
+/// The changes the report keeps, in its order, with their titles; the
+/// audit ones are shown only when they happen.
+const CHANGES: [(&str, &str, bool); 4] = [
+    (
+        ALLOWED_TO_DENIED,
+        "allowed today, denied with the draft",
+        true,
+    ),
+    (
+        DENIED_TO_ALLOWED,
+        "denied today, allowed with the draft",
+        true,
+    ),
+    (
+        ALLOWED_TO_AUDIT,
+        "allowed today, audited with the draft (denied once enforced)",
+        false,
+    ),
+    (
+        AUDIT_TO_ALLOWED,
+        "audited today, allowed with the draft",
+        false,
+    ),
+];
 
 impl Report {
     /// A report keeping `examples` examples per group.
@@ -165,7 +192,7 @@ impl Report {
         };
         for i in 0..batch.num_rows() {
             let change = get("change", i).unwrap_or_default();
-            if change != ALLOWED_TO_DENIED && change != DENIED_TO_ALLOWED {
+            if !CHANGES.iter().any(|(c, _, _)| *c == change) {
                 if change == "UNREPLAYED" {
                     let why = get("problem", i).unwrap_or_default();
                     *self.unreplayed.entry(why).or_default() += 1;
@@ -251,6 +278,8 @@ impl Report {
             "drafts": drafts,
             "allowed_to_denied": self.flows(ALLOWED_TO_DENIED),
             "denied_to_allowed": self.flows(DENIED_TO_ALLOWED),
+            "allowed_to_audit": self.flows(ALLOWED_TO_AUDIT),
+            "audit_to_allowed": self.flows(AUDIT_TO_ALLOWED),
             "edges": groups,
             "unreplayed": unreplayed,
         })
@@ -259,11 +288,11 @@ impl Report {
     /// The report for a person.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
-        for (change, title) in [
-            (ALLOWED_TO_DENIED, "allowed today, denied with the draft"),
-            (DENIED_TO_ALLOWED, "denied today, allowed with the draft"),
-        ] {
+        for (change, title, always) in CHANGES {
             let n = self.flows(change);
+            if n == 0 && !always {
+                continue;
+            }
             out.push_str(&format!("{title}: {n} {}\n", plural(n, "flow")));
             for (k, g) in self.groups.iter().filter(|(k, _)| k.change == change) {
                 let ports: Vec<&str> = g.ports.iter().map(String::as_str).collect();
@@ -323,6 +352,15 @@ mod tests {
     /// (time, uuid, change, rule_after, port) of a row.
     type Row<'a> = (i64, &'a str, &'a str, Option<&'a str>, Option<u32>);
 
+    /// The verdicts before and after of a row of `change`.
+    fn verdicts(change: &str) -> (&'static str, &'static str) {
+        match change {
+            ALLOWED_TO_AUDIT => ("FORWARDED", "AUDIT"),
+            AUDIT_TO_ALLOWED => ("AUDIT", "FORWARDED"),
+            _ => ("AUDIT", "DROPPED"),
+        }
+    }
+
     /// A batch of the relay's columns.
     fn batch(rows: &[Row]) -> RecordBatch {
         let ts = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
@@ -345,9 +383,9 @@ mod tests {
                     "source" => Some("other/client"),
                     "target" => Some("default/frontend"),
                     "protocol" => Some(if r.4.is_some() { "TCP" } else { "ICMPv4" }),
-                    "verdict_before" => Some("AUDIT"),
+                    "verdict_before" => Some(verdicts(r.2).0),
                     "rule_before" => Some("default deny"),
-                    "verdict_after" => Some("DROPPED"),
+                    "verdict_after" => Some(verdicts(r.2).1),
                     _ => Some("x"),
                 })
                 .collect();
@@ -424,5 +462,44 @@ mod tests {
             text.ends_with("denied today, allowed with the draft: 0 flows\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_audit_mode_drafts_would_be_drops_have_their_own_section() {
+        let mut r = Report::new(1);
+        let audit = Some("default/api-audit");
+        r.add(&batch(&[
+            (10, "a", ALLOWED_TO_AUDIT, audit, Some(8080)),
+            (20, "b", ALLOWED_TO_AUDIT, audit, Some(8080)),
+            (30, "c", AUDIT_TO_ALLOWED, audit, None),
+        ]))
+        .unwrap();
+        // Nothing denied: the exit status says so.
+        assert!(!r.would_deny());
+        let text = r.to_text();
+        let sections: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+        assert_eq!(
+            sections,
+            [
+                "allowed today, denied with the draft: 0 flows",
+                "denied today, allowed with the draft: 0 flows",
+                "allowed today, audited with the draft (denied once enforced): 2 flows",
+                "audited today, allowed with the draft: 1 flow",
+            ]
+        );
+        assert!(
+            text.contains("    FORWARDED by default deny  ->  AUDIT by default/api-audit\n"),
+            "{text}"
+        );
+        let v = r.to_json(("s", "u"), &["d.yaml".into()]);
+        assert_eq!(
+            (
+                v["allowed_to_audit"].as_u64(),
+                v["audit_to_allowed"].as_u64()
+            ),
+            (Some(2), Some(1))
+        );
+        // Without them, no such sections.
+        assert!(!Report::new(1).to_text().contains("audit"));
     }
 }

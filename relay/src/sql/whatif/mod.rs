@@ -5,8 +5,9 @@
 //! [`first_packets`]) against the policy its node had in force when it
 //! passed and against that policy with the draft applied, with the matcher
 //! the datapath's rules are checked by (`cluster_spec::policy::Judge`).
-//! `policy_whatif` keeps the flows whose verdict flips and the ones that
-//! could not be replayed; `policy_replay` keeps every one (how the replay is
+//! `policy_whatif` keeps the flows whose verdict changes (flips between
+//! allowed and denied, or to or from an audit-mode would-be drop) and the
+//! ones that could not be replayed; `policy_replay` keeps every one (how the replay is
 //! held to the kernel's own verdicts). `observe policy whatif` asks
 //! `policy_whatif`; a Grafana panel or a notebook can ask the same.
 //!
@@ -32,7 +33,7 @@
 //! | `verdict` | utf8 | what the datapath reported |
 //! | `verdict_before`, `rule_before` | utf8 | replayed against the policy in force: `FORWARDED`, `AUDIT`, `DROPPED`; the policy (`namespace/name`) that decided, `default deny`, or null when no policy judges it |
 //! | `verdict_after`, `rule_after` | utf8 | the same with the draft |
-//! | `change` | utf8 | `ALLOWED_TO_DENIED`, `DENIED_TO_ALLOWED`, `UNCHANGED`, `UNREPLAYED` |
+//! | `change` | utf8 | `ALLOWED_TO_DENIED`, `DENIED_TO_ALLOWED`, `ALLOWED_TO_AUDIT` (forwarded, then audited: an audit-mode draft's would-be drop), `AUDIT_TO_ALLOWED` (audited, then forwarded), `UNCHANGED`, `UNREPLAYED` |
 //! | `problem` | utf8 | why a flow was not replayed (its policy version is not in history, ...) |
 //!
 //! - [`packet`]: a row's first packet, from its columns; [`replay`]: one
@@ -92,7 +93,7 @@ pub const FLOW_COLUMNS: &[&str] = &[
 /// Which of the two table functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `policy_whatif`: flips and flows not replayed.
+    /// `policy_whatif`: changed verdicts and flows not replayed.
     Flips,
     /// `policy_replay`: every replayed flow.
     All,

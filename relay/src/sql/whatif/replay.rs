@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cluster_spec::policy::{
-    self, Decision, Direction, FirstPacket, Judge, Policy, PolicyError, PolicyState,
+    self, Decision, Direction, FirstPacket, Judge, Policy, PolicyError, PolicyState, Verdict,
 };
 
 use crate::history::policies::PolicyStates;
@@ -26,6 +26,12 @@ pub enum Change {
     AllowedToDenied,
     /// Dropped today, allowed with the draft.
     DeniedToAllowed,
+    /// Forwarded today, audited with the draft: what an audit-mode draft
+    /// would deny once enforced.
+    AllowedToAudit,
+    /// Audited today (a would-be drop), forwarded with the draft: what the
+    /// draft's rules cover before enforcement is turned on.
+    AuditToAllowed,
     Unchanged,
     /// Not replayed: [`Outcome::problem`] says why.
     Unreplayed,
@@ -36,14 +42,11 @@ impl Change {
         match self {
             Change::AllowedToDenied => "ALLOWED_TO_DENIED",
             Change::DeniedToAllowed => "DENIED_TO_ALLOWED",
+            Change::AllowedToAudit => "ALLOWED_TO_AUDIT",
+            Change::AuditToAllowed => "AUDIT_TO_ALLOWED",
             Change::Unchanged => "UNCHANGED",
             Change::Unreplayed => "UNREPLAYED",
         }
-    }
-
-    /// Whether the verdict flips.
-    pub fn flips(self) -> bool {
-        matches!(self, Change::AllowedToDenied | Change::DeniedToAllowed)
     }
 }
 
@@ -200,9 +203,11 @@ impl Judges {
                 packet.local
             ));
         };
-        let change = match (before.verdict.allows(), after.verdict.allows()) {
-            (true, false) => Change::AllowedToDenied,
-            (false, true) => Change::DeniedToAllowed,
+        let change = match (before.verdict, after.verdict) {
+            (b, a) if b.allows() && !a.allows() => Change::AllowedToDenied,
+            (b, a) if !b.allows() && a.allows() => Change::DeniedToAllowed,
+            (Verdict::Forwarded, Verdict::Audit) => Change::AllowedToAudit,
+            (Verdict::Audit, Verdict::Forwarded) => Change::AuditToAllowed,
             _ => Change::Unchanged,
         };
         Outcome {
