@@ -27,6 +27,7 @@ pub mod follower;
 pub mod in_process;
 pub mod probe_env;
 pub mod probe_metrics;
+pub mod prometheus;
 pub mod relay_harness;
 pub mod relay_process;
 pub mod responses;

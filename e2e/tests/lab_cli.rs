@@ -3,6 +3,9 @@
 //! Malformed files get errors that name the file and the problem.
 
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use e2e::prometheus::{query, start_prometheus};
 
 fn observe(args: &[&str]) -> Output {
     Command::new(e2e::observe_binary())
@@ -63,6 +66,56 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         7,
         "two nodes and five endpoints: {netns:?}"
     );
+
+    // Prometheus finds every metrics endpoint through the lab's targets
+    // file: node1's probe on Hubble's port, node2's on a free one, the relay.
+    let node2_metrics = std::fs::read_to_string(dir.join("probe-node2.metrics")).unwrap();
+    let targets: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("prometheus-targets.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        targets,
+        serde_json::json!([
+            {"targets": ["127.0.0.1:9965"], "labels": {"job": "flow-probe"}},
+            {"targets": [node2_metrics.trim()], "labels": {"job": "flow-probe"}},
+            {"targets": ["127.0.0.1:9966"], "labels": {"job": "relay"}},
+        ])
+    );
+    let (_prometheus, prom) = start_prometheus(&format!(
+        "  - job_name: observe-lab\n    file_sd_configs: [{{files: ['{}']}}]\n",
+        dir.join("prometheus-targets.json").display()
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let up = || {
+        let mut up: Vec<(String, String)> = query(prom, "up == 1")
+            .iter()
+            .map(|s| {
+                let m = &s["metric"];
+                (
+                    m["job"].as_str().unwrap_or("").to_string(),
+                    m["instance"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        up.sort();
+        up
+    };
+    let want = vec![
+        ("flow-probe".to_string(), "127.0.0.1:9965".to_string()),
+        ("flow-probe".to_string(), node2_metrics.trim().to_string()),
+        ("relay".to_string(), "127.0.0.1:9966".to_string()),
+    ];
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    while up() != want_sorted {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus scrapes {:?}, not {want:?}",
+            up()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // A second lab would serve on the same ports: refused before it builds
     // anything.
@@ -152,6 +205,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         "flow-probe {pid} still runs: {stat}"
     );
     assert!(!dir.join("state.json").exists());
+    assert!(!dir.join("prometheus-targets.json").exists());
 }
 
 #[test]

@@ -3,11 +3,12 @@
 //! second; every query of every dashboard panel must return data, and the
 //! counters must match the flows the probe returns.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use e2e::prometheus::{Guard, http_get, query, start_prometheus, static_targets, value};
 
 use observe_lab::node_probes;
 use observe_lab::{Scenario, run_traffic_once};
@@ -15,32 +16,6 @@ use std::collections::HashMap;
 
 use observer_proto::flow::{DropReason, Endpoint, Flow, Verdict};
 use serde_json::Value;
-
-/// A child process killed (and reaped) on drop, and a folder removed on drop.
-struct Guard {
-    child: Option<Child>,
-    dir: Option<PathBuf>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d).or_else(|_| std::fs::remove_file(d));
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_file(path: &Path) -> SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -51,82 +26,6 @@ fn wait_file(path: &Path) -> SocketAddr {
         assert!(Instant::now() < deadline, "{} not written", path.display());
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// GET over HTTP/1.0 (no chunking); the body.
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("{path}: {head}\n{body}")));
-    }
-    Ok(body.to_string())
-}
-
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The result vector of an instant query (empty on any error).
-fn query(prom: SocketAddr, q: &str) -> Vec<Value> {
-    http_get(prom, &format!("/api/v1/query?query={}", encode(q)))
-        .ok()
-        .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-        .and_then(|v| v["data"]["result"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// The single value of a scalar-like query.
-fn value(prom: SocketAddr, q: &str) -> Option<f64> {
-    let r = query(prom, q);
-    r.first()?["value"][1].as_str()?.parse().ok()
-}
-
-fn start_prometheus(targets: &[(&str, SocketAddr)]) -> (Guard, SocketAddr) {
-    let dir = std::env::temp_dir().join(format!("observe-prom-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let mut cfg = String::from(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
-    );
-    for (job, addr) in targets {
-        cfg += &format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n");
-    }
-    std::fs::write(dir.join("prometheus.yml"), cfg).unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address={addr}"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("prometheus runs (scripts/setup.sh installs the Debian package)");
-    (
-        Guard {
-            child: Some(child),
-            dir: Some(dir),
-        },
-        addr,
-    )
 }
 
 /// Every `expr` of every dashboard panel, with Grafana's variables replaced:
@@ -361,8 +260,10 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
         assert!(icmp6_names.contains(ty), "{l} not among {icmp6_names:?}");
     }
 
-    let (_prom, prom) =
-        start_prometheus(&[("flow-probe", probe_metrics), ("relay", relay_metrics)]);
+    let (_prom, prom) = start_prometheus(&static_targets(&[
+        ("flow-probe", probe_metrics),
+        ("relay", relay_metrics),
+    ]));
     let deadline = Instant::now() + Duration::from_secs(30);
     while value(prom, "sum(up)") != Some(2.0) {
         assert!(

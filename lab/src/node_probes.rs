@@ -212,8 +212,10 @@ pub fn start_relay(
     }
     let binary = crate::binaries::binary("relay")?;
     let ready = lab.state_dir().join("relay.addr");
+    let metrics_ready = lab.state_dir().join(RELAY_METRICS_FILE);
     let log = lab.state_dir().join("relay.log");
     let _ = std::fs::remove_file(&ready);
+    let _ = std::fs::remove_file(&metrics_ready);
     let log_file = crate::owner_only::open_file(&log, false)?;
     let mut cmd = Command::new(&binary);
     for p in probes {
@@ -231,6 +233,8 @@ pub fn start_relay(
                 0
             }
         ))
+        .arg("--metrics-ready-file")
+        .arg(&metrics_ready)
         // Each lab keeps its own history, removed with the lab.
         .arg("--history-dir")
         .arg(lab.state_dir().join("history"))
@@ -251,6 +255,8 @@ pub fn start_relay(
     lab.adopt_child(child, "relay")?;
     let addr = wait_ready(&ready, &log, pid)?;
     lab.save_state()?;
+    let relay_metrics = wait_ready(&metrics_ready, &log, pid)?;
+    write_prometheus_targets(lab.state_dir(), probes, relay_metrics)?;
     Ok(StartedProbe {
         node: "relay".to_string(),
         addr,
@@ -289,4 +295,39 @@ fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Where the relay writes its metrics address in the lab's state folder.
+pub const RELAY_METRICS_FILE: &str = "relay.metrics";
+/// The lab's Prometheus targets (file-based discovery) in its state folder.
+pub const PROMETHEUS_TARGETS_FILE: &str = "prometheus-targets.json";
+
+/// Writes the lab's metrics endpoints as a Prometheus `file_sd_configs` file:
+/// every node's probe under job `flow-probe` (only node1's has a fixed port)
+/// and the relay under job `relay`. Probes without a metrics address file
+/// (metrics off) are left out.
+pub fn write_prometheus_targets(
+    state_dir: &Path,
+    probes: &[StartedProbe],
+    relay_metrics: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    let mut groups = Vec::new();
+    for p in probes {
+        let file = state_dir.join(format!("probe-{}.metrics", p.node));
+        let Ok(addr) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        groups.push(serde_json::json!({
+            "targets": [addr.trim()],
+            "labels": {"job": "flow-probe"},
+        }));
+    }
+    groups.push(serde_json::json!({
+        "targets": [relay_metrics.to_string()],
+        "labels": {"job": "relay"},
+    }));
+    let path = state_dir.join(PROMETHEUS_TARGETS_FILE);
+    let text = serde_json::to_string_pretty(&groups)? + "\n";
+    crate::write_atomically(&path, &text)?;
+    Ok(path)
 }

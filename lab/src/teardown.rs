@@ -147,8 +147,14 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".addr") || (n.starts_with("probe-") && n.ends_with(".metrics")));
-    let fixed = [STATE_FILE, ENDPOINTS_FILE, SERVICES_FILE].map(str::to_string);
+        .filter(|n| n.ends_with(".addr") || n.ends_with(".metrics"));
+    let fixed = [
+        STATE_FILE,
+        ENDPOINTS_FILE,
+        SERVICES_FILE,
+        crate::node_probes::PROMETHEUS_TARGETS_FILE,
+    ]
+    .map(str::to_string);
     for file in fixed.into_iter().chain(ready_files) {
         let path = state_dir.join(file);
         note_removal(&path, std::fs::remove_file(&path), report);
@@ -184,6 +190,8 @@ mod tests {
             "relay.addr",
             "probe-node1.addr",
             "probe-node1.metrics",
+            "relay.metrics",
+            "prometheus-targets.json",
             "relay.log",
             "probe-node1.log",
         ] {
