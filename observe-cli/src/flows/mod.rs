@@ -57,13 +57,17 @@ pub async fn run_with(
     let req = query.request()?;
     let (mut client, _) = target.observer().await?;
     let mut stream = client
-        .get_flows(req)
+        .get_flows(req.clone())
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
     let terminal = std::io::stdout().is_terminal();
     if opens_tui(display.format, query.follow, terminal) {
-        return crate::tui::run_follow(stream, &query.filters).await;
+        let source = crate::tui::reconnect::GetFlowsSource {
+            target: target.clone(),
+            request: req,
+        };
+        return crate::tui::run_follow(stream, source, &query.filters).await;
     }
     let mut printer = output::Printer::new(output::Options {
         format: display.format.unwrap_or(output::Format::Compact),

@@ -15,6 +15,7 @@ use tokio_stream::{Stream, StreamExt};
 use super::buffer::{DEFAULT_CAPACITY, FlowBuffer};
 use super::changes::ChangesCache;
 use super::filter::LiveFilter;
+use super::reconnect::{self, Backoff, FlowSource, Link, RecentIds, Step};
 use super::signals::{Signal, Stopped};
 use super::stats::Stats;
 use service_graph::{GraphBuilder, ServiceGraph};
@@ -26,6 +27,9 @@ pub const GRAPH_WINDOW: Duration = Duration::from_secs(300);
 /// Connections the service map tracks at most (about 150 bytes each), so a
 /// flood of new connections cannot grow memory without bound.
 pub const GRAPH_MAX_CONNECTIONS: usize = 50_000;
+/// Flow uuids remembered to drop repeats after a reconnect. Only flows at the
+/// newest time shown come again, so a few thousand is plenty.
+pub const RECENT_IDS: usize = 4096;
 
 /// What the keyboard is driving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +129,14 @@ pub struct App {
     pub table_rows: Cell<u16>,
     /// Something changed since the last draw.
     pub dirty: bool,
+    /// The newest flow time received: a reconnect asks from there on.
+    pub newest: Option<prost_types::Timestamp>,
+    /// Recent flows' uuids, to drop those a reconnect sends again.
+    pub recent: RecentIds,
+    /// The stream was reopened at least once.
+    pub reopened: bool,
+    /// The wait before the next reconnect attempt.
+    pub backoff: Backoff,
 }
 
 impl App {
@@ -158,6 +170,10 @@ impl App {
             changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
             dirty: true,
+            newest: None,
+            recent: RecentIds::new(RECENT_IDS),
+            reopened: false,
+            backoff: Backoff::default(),
         })
     }
 
@@ -165,6 +181,19 @@ impl App {
     pub fn on_response(&mut self, resp: GetFlowsResponse) {
         match resp.response_types {
             Some(ResponseTypes::Flow(flow)) => {
+                // Only a reopened stream repeats flows; the first one is
+                // taken as the server sends it.
+                if !self.recent.insert(&flow.uuid) && self.reopened {
+                    return;
+                }
+                if let Some(t) = &flow.time
+                    && self
+                        .newest
+                        .as_ref()
+                        .is_none_or(|n| (t.seconds, t.nanos) > (n.seconds, n.nanos))
+                {
+                    self.newest = Some(*t);
+                }
                 self.stats.flows_seen += 1;
                 self.stats.flow_from(&flow.node_name);
                 let pass = self.filter.applied.matches(&flow);
@@ -219,24 +248,27 @@ impl App {
     }
 
     /// Runs until `q`, the end of the terminal events, a terminal error, or
-    /// `stop` (a signal: the error is then [`Stopped`]). The flow stream
-    /// ending (or failing) is shown, not fatal.
-    pub async fn run<B, S, E>(
+    /// `stop` (a signal: the error is then [`Stopped`]). When the flow stream
+    /// ends or fails, `source` reopens it, with backoff; when it cannot, the
+    /// end is shown, not fatal.
+    pub async fn run<B, S, R, E>(
         &mut self,
         terminal: &mut Terminal<B>,
-        mut flows: S,
+        flows: S,
+        mut source: R,
         mut events: E,
         stop: impl Future<Output = Signal>,
     ) -> anyhow::Result<()>
     where
         B: Backend,
         B::Error: Send + Sync + 'static,
-        S: Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+        S: Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
+        R: FlowSource,
         E: Stream<Item = std::io::Result<Event>> + Unpin,
     {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut flows_open = true;
+        let mut link = Link::Open(Box::pin(flows));
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -255,21 +287,65 @@ impl App {
                     Some(Err(e)) => return Err(e.into()),
                     None => return Ok(()),
                 },
-                item = flows.next(), if flows_open => {
-                    match item {
-                        Some(Ok(resp)) => self.on_response(resp),
-                        Some(Err(s)) => {
-                            self.stats.stream_end = Some(format!("server: {} ({:?})", s.message(), s.code()));
-                            flows_open = false;
-                        }
-                        None => {
-                            self.stats.stream_end = Some("stream ended".into());
-                            flows_open = false;
-                        }
-                    }
-                }
+                step = link.step() => self.on_step(step, &mut link, &mut source),
             }
         }
+    }
+
+    /// Takes what happened on the flow stream `link`: a response, its end or
+    /// failure (then `link` becomes the attempt to reopen it), or a reopening.
+    pub fn on_step(&mut self, step: Step, link: &mut Link, source: &mut impl FlowSource) {
+        match step {
+            Step::Item(Some(Ok(resp))) => self.on_response(resp),
+            Step::Item(Some(Err(s))) => {
+                let detail = match s.message() {
+                    "" => format!("{:?}", s.code()),
+                    m => m.to_string(),
+                };
+                let end = format!("server: {} ({:?})", s.message(), s.code());
+                *link = self.on_lost(source, reconnect::short_reason(&detail), &detail, end);
+            }
+            Step::Item(None) => {
+                *link = self.on_lost(source, "the stream ended", "", "stream ended".into());
+            }
+            Step::Opened(Ok(stream)) => {
+                self.backoff.reset();
+                self.reopened = true;
+                self.stats.reconnecting = None;
+                self.dirty = true;
+                *link = Link::Open(stream);
+            }
+            Step::Opened(Err(e)) => {
+                let detail = format!("{e:#}");
+                let reason = reconnect::short_reason(&detail);
+                *link = self.on_lost(source, reason, &detail, detail.clone());
+            }
+        }
+    }
+
+    /// The stream is gone: reopen it from the newest flow after the backoff,
+    /// saying so, or show `end` when `source` cannot.
+    fn on_lost(
+        &mut self,
+        source: &mut impl FlowSource,
+        reason: &str,
+        detail: &str,
+        end: String,
+    ) -> Link {
+        self.dirty = true;
+        let Some(open) = source.reopen(self.newest) else {
+            self.stats.reconnecting = None;
+            self.stats.stream_end = Some(end);
+            return Link::Closed;
+        };
+        let delay = self.backoff.next_delay();
+        self.stats.reconnecting = Some(reconnect::banner(reason, detail));
+        // Which nodes are up is unknown until the relay tells again.
+        self.stats.nodes.clear();
+        Link::Opening(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            open.await
+        }))
     }
 
     fn draw<B>(&mut self, terminal: &mut Terminal<B>) -> anyhow::Result<()>

@@ -3,9 +3,11 @@
 //!
 //! [`run_follow`] sets up the terminal ([`terminal`]) and runs the [`App`]
 //! ([`app`]): its loop selects over a tick, terminal events, the flow stream
-//! and the signals that end it ([`signals`]). Flows land in a bounded buffer ([`buffer`]) and, when they pass the
-//! live filter ([`filter`]: the `observe flows` flags), in the table and the
-//! service graph (`service_graph`). Keys ([`input`]) move the cursor
+//! and the signals that end it ([`signals`]); when the relay goes away,
+//! [`reconnect`] gets the stream back from the newest flow shown. Flows land
+//! in a bounded buffer ([`buffer`]) and, when they pass the live filter
+//! ([`filter`]: the `observe flows` flags), in the table and the service
+//! graph (`service_graph`). Keys ([`input`]) move the cursor
 //! ([`cursor`]), pause, edit the filter, open the detail pane ([`detail`],
 //! with the connection's hops from [`path`]), switch tabs and, on the service
 //! map, show what changed ([`changes`]: the newest window against the one
@@ -20,6 +22,7 @@ pub mod detail;
 pub mod filter;
 pub mod input;
 pub mod path;
+pub mod reconnect;
 pub mod signals;
 pub mod stats;
 pub mod terminal;
@@ -36,27 +39,32 @@ use observer_proto::observer::GetFlowsResponse;
 use tokio_stream::Stream;
 
 use crate::flows::filters::FilterArgs;
+use reconnect::{FlowSource, NoReconnect};
 
-/// Runs the TUI over `stream` until the user quits. `initial_filter` is the
-/// filter bar's starting text (applied on the client to what the stream
-/// brings, so the server may or may not have applied it too).
+/// Runs the TUI over `stream` until the user quits, reopening it from
+/// `source` when it ends or fails. `initial_filter` is the filter bar's
+/// starting text (applied on the client to what the stream brings, so the
+/// server may or may not have applied it too).
 pub async fn run_follow(
-    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
+    source: impl FlowSource,
     initial_filter: &FilterArgs,
 ) -> anyhow::Result<()> {
-    run(stream, initial_filter, Tab::Flows).await
+    run(stream, source, initial_filter, Tab::Flows).await
 }
 
-/// [`run_follow`] opened on the service map tab (`observe graph -o tui`).
+/// [`run_follow`] opened on the service map tab (`observe graph -o tui`),
+/// over one stream: its end is shown, not reopened.
 pub async fn run_graph(
-    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
     initial_filter: &FilterArgs,
 ) -> anyhow::Result<()> {
-    run(stream, initial_filter, Tab::ServiceMap).await
+    run(stream, NoReconnect, initial_filter, Tab::ServiceMap).await
 }
 
 async fn run(
-    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
+    source: impl FlowSource,
     initial_filter: &FilterArgs,
     tab: Tab,
 ) -> anyhow::Result<()> {
@@ -79,7 +87,13 @@ async fn run(
     };
     let mut guard = terminal::enter()?;
     let result = app
-        .run(&mut guard.terminal, stream, EventStream::new(), stop)
+        .run(
+            &mut guard.terminal,
+            stream,
+            source,
+            EventStream::new(),
+            stop,
+        )
         .await;
     drop(guard);
     result

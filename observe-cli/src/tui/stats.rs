@@ -48,8 +48,10 @@ pub struct Stats {
     pub nodes: BTreeMap<String, NodeState>,
     /// Lost events by source name.
     pub lost: BTreeMap<&'static str, u64>,
-    /// Why the stream stopped, once it has.
+    /// Why the stream stopped, once it has for good.
     pub stream_end: Option<String>,
+    /// While the stream is being reopened: the banner saying why.
+    pub reconnecting: Option<String>,
 }
 
 impl Stats {

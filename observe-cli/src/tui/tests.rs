@@ -15,6 +15,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use super::app::{App, Control, Mode, Tab};
+use super::reconnect::NoReconnect;
 use super::signals::{Signal, Stopped};
 use test_support::graph_flows as fixtures;
 
@@ -627,9 +628,15 @@ async fn run_loop_draws_flows_and_quits_on_q() {
         tx.send(Ok(key(KeyCode::Char('q')))).await.unwrap();
     });
     let keys = tokio_stream::wrappers::ReceiverStream::new(rx);
-    app.run(&mut terminal, flows, keys, std::future::pending())
-        .await
-        .unwrap();
+    app.run(
+        &mut terminal,
+        flows,
+        NoReconnect,
+        keys,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
     assert_eq!(app.stats.flows_seen, 19);
     assert_eq!(app.stats.stream_end.as_deref(), Some("stream ended"));
     let b = terminal.backend().buffer().clone();
@@ -655,7 +662,7 @@ async fn run_loop_ends_on_a_signal_with_the_signal_as_error() {
         Signal::Term
     };
     // (Time is paused: the 10 s pass at once if the loop never ends.)
-    let run = app.run(&mut terminal, flows, keys, stop);
+    let run = app.run(&mut terminal, flows, NoReconnect, keys, stop);
     let err = tokio::time::timeout(Duration::from_secs(10), run)
         .await
         .expect("the signal ends the loop")
@@ -695,4 +702,146 @@ fn service_map_says_when_the_connection_cap_forgot_connections() {
         )
     );
     assert_eq!(b[(x, y)].fg, Color::Yellow);
+}
+
+/// Streams handed out in turn, and the `since` each reopening asked for.
+struct FakeSource {
+    streams: std::collections::VecDeque<Vec<Result<GetFlowsResponse, tonic::Status>>>,
+    asked: Vec<Option<prost_types::Timestamp>>,
+}
+
+impl FakeSource {
+    fn new(streams: Vec<Vec<Result<GetFlowsResponse, tonic::Status>>>) -> Self {
+        FakeSource {
+            streams: streams.into(),
+            asked: Vec::new(),
+        }
+    }
+}
+
+impl super::reconnect::FlowSource for FakeSource {
+    fn reopen(
+        &mut self,
+        since: Option<prost_types::Timestamp>,
+    ) -> Option<super::reconnect::Opening> {
+        self.asked.push(since);
+        let items = self.streams.pop_front()?;
+        // Open until the test quits, as a follow stream is.
+        let stream =
+            tokio_stream::StreamExt::chain(tokio_stream::iter(items), tokio_stream::pending());
+        Some(Box::pin(async move {
+            Ok(Box::pin(stream) as super::reconnect::FlowStream)
+        }))
+    }
+}
+
+/// The first stream: three flows, then the relay goes away (as after kill -9).
+/// The second: the third flow again (sent from its time on) and two new ones.
+fn relay_restart() -> (
+    Vec<Result<GetFlowsResponse, tonic::Status>>,
+    FakeSource,
+    Vec<Flow>,
+) {
+    let all = fixtures::flows();
+    let first = all[..3]
+        .iter()
+        .map(|f| Ok(flow(f.clone())))
+        .chain([Err(tonic::Status::unavailable(
+            "h2 protocol error: error reading a body from connection",
+        ))])
+        .collect();
+    let second = all[2..5].iter().map(|f| Ok(flow(f.clone()))).collect();
+    (first, FakeSource::new(vec![second]), all[..5].to_vec())
+}
+
+fn uuids(app: &App) -> Vec<String> {
+    app.buffer.iter_matching().map(|f| f.uuid.clone()).collect()
+}
+
+// Step by step: the banner and the unknown nodes while the relay is away, the
+// reopening from the third flow's time after 1 s, and the repeat dropped.
+#[tokio::test(start_paused = true)]
+async fn relay_gone_shows_reconnecting_then_resumes_without_repeats() {
+    use super::reconnect::{Link, Step};
+    let (first, mut source, want) = relay_restart();
+    let mut app = App::new("").unwrap();
+    let mut link = Link::Open(Box::pin(tokio_stream::iter(first)));
+    for _ in 0..4 {
+        let step = link.step().await;
+        app.on_step(step, &mut link, &mut source);
+    }
+    assert_eq!(uuids(&app), uuids(&app_with(&want[..3])));
+    let banner = "relay unavailable: connection lost; reconnecting… \
+                  (h2 protocol error: error reading a body from connection)";
+    assert_eq!(app.stats.reconnecting.as_deref(), Some(banner));
+    assert_eq!(source.asked, [want[2].time]);
+    let b = draw(&app);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  3 seen  3 buffered  3 shown  nodes: unknown"
+    );
+    assert_eq!(row(&b, 2), banner);
+
+    // The first backoff is 1 s, then the second stream opens.
+    let start = tokio::time::Instant::now();
+    let step = link.step().await;
+    assert!(matches!(step, Step::Opened(Ok(_))));
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+    app.on_step(step, &mut link, &mut source);
+    assert_eq!(app.stats.reconnecting, None);
+    for _ in 0..3 {
+        let step = link.step().await;
+        app.on_step(step, &mut link, &mut source);
+    }
+    let want_ids: Vec<String> = want.iter().map(|f| f.uuid.clone()).collect();
+    assert_eq!(uuids(&app), want_ids);
+    assert_eq!(app.stats.flows_seen, 5);
+    let b = draw(&app);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  5 seen  5 buffered  5 shown  nodes: node1"
+    );
+    // No banner: the table's header is right under the header line.
+    assert!(row(&b, 2).starts_with("TIME "), "{:#?}", rows(&b));
+    assert_eq!(
+        (0..5)
+            .map(|y| row(&b, 3 + y)[..18].to_string())
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|f| format!(
+                "{} {:<5}",
+                super::text::clock(f.time.as_ref(), false),
+                f.node_name
+            ))
+            .collect::<Vec<_>>()
+    );
+}
+
+// The same through the event loop, whose ticks cut in while it waits out the
+// backoff: the reopening must not start over at each tick.
+#[tokio::test(start_paused = true)]
+async fn run_loop_reconnects_after_the_relay_went_away() {
+    let (first, mut source, want) = relay_restart();
+    let mut app = App::new("").unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(W, H)).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        tx.send(Ok(key(KeyCode::Char('q')))).await.unwrap();
+    });
+    let keys = tokio_stream::wrappers::ReceiverStream::new(rx);
+    app.run(
+        &mut terminal,
+        tokio_stream::iter(first),
+        &mut source,
+        keys,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    let want_ids: Vec<String> = want.iter().map(|f| f.uuid.clone()).collect();
+    assert_eq!(uuids(&app), want_ids);
+    assert_eq!(source.asked, [want[2].time]);
+    assert_eq!(app.stats.reconnecting, None);
+    assert_eq!(app.stats.stream_end, None);
 }

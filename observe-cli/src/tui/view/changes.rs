@@ -298,9 +298,15 @@ mod tests {
             tx.send(Ok(key(KeyCode::Char('q')))).await.unwrap();
         });
         let keys = tokio_stream::wrappers::ReceiverStream::new(rx);
-        app.run(&mut terminal, flows, keys, std::future::pending())
-            .await
-            .unwrap();
+        app.run(
+            &mut terminal,
+            flows,
+            crate::tui::reconnect::NoReconnect,
+            keys,
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
         let b = terminal.backend().buffer().clone();
         assert_eq!(row(&b, 0), " Flows │ Service map: changes │ Top talkers");
         // The stream's end is in the banner; the view starts below it.

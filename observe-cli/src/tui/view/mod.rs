@@ -71,7 +71,9 @@ impl App {
             self.shown().matching().len()
         ))];
         let up = s.nodes_in(NodeState::NodeConnected);
-        if !up.is_empty() {
+        if s.reconnecting.is_some() {
+            spans.push(Span::raw("  nodes: unknown"));
+        } else if !up.is_empty() {
             spans.push(Span::raw(format!("  nodes: {}", up.join(", "))));
         }
         let down: Vec<&str> = s
@@ -96,7 +98,8 @@ impl App {
         Line::from(spans)
     }
 
-    /// Lost events (red) and the end of the stream, if either happened.
+    /// Lost events (red) and the end of the stream (or the attempt to get it
+    /// back), if either happened.
     fn banner(&self) -> Option<Line<'_>> {
         let lost = self.stats.lost_total();
         let mut spans = Vec::new();
@@ -112,7 +115,12 @@ impl App {
                 Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
             ));
         }
-        if let Some(end) = &self.stats.stream_end {
+        if let Some(end) = self
+            .stats
+            .reconnecting
+            .as_ref()
+            .or(self.stats.stream_end.as_ref())
+        {
             if !spans.is_empty() {
                 spans.push(Span::raw("  "));
             }
