@@ -10,6 +10,7 @@ use observe_cli::flows::output::{ColorChoice, Format};
 use observe_cli::flows::{self, request::DEFAULT_SERVERS, request::QueryArgs};
 use observe_cli::graph_command::diff_args::DiffArgs;
 use observe_cli::graph_command::{self, GraphFormat};
+use observe_cli::tui::signals::Stopped;
 use observe_cli::{lab_commands, policy_commands};
 use observe_lab::DEFAULT_STATE_DIR;
 
@@ -208,9 +209,15 @@ fn main() {
         Err(e) if observe_cli::pipe::is_closed(&e) => {}
         Err(e) => {
             observe_cli::pipe::eprint(&format!("observe: {e:#}\n"));
-            std::process::exit(1);
+            std::process::exit(exit_status(&e));
         }
     }
+}
+
+/// 1 for an error; for the TUI ended by a signal, what a shell expects of a
+/// process that signal ended (143 for SIGTERM).
+fn exit_status(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<Stopped>().map_or(1, Stopped::exit_status)
 }
 
 /// The command line, or exit with clap's message. An error found once the
@@ -309,5 +316,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             output,
         } => lab_commands::demo(scenario, state_dir, containers, output).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observe_cli::tui::signals::Signal;
+
+    #[test]
+    fn a_signal_exits_128_plus_its_number() {
+        let status = |sig| exit_status(&Stopped(sig).into());
+        assert_eq!(status(Signal::Term), 143);
+        assert_eq!(status(Signal::Hup), 129);
+        assert_eq!(status(Signal::Int), 130);
+        // Through a context too, and any other error is 1.
+        let wrapped = anyhow::Error::from(Stopped(Signal::Term)).context("flows");
+        assert_eq!(exit_status(&wrapped), 143);
+        assert_eq!(exit_status(&anyhow::anyhow!("server: gone")), 1);
     }
 }

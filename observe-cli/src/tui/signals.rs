@@ -24,12 +24,28 @@ impl Signal {
             Signal::Int => "SIGINT",
         }
     }
+
+    pub fn number(self) -> i32 {
+        match self {
+            Signal::Term => libc::SIGTERM,
+            Signal::Hup => libc::SIGHUP,
+            Signal::Int => libc::SIGINT,
+        }
+    }
 }
 
 /// The TUI's error when a signal ended it.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("stopped by {}", .0.name())]
 pub struct Stopped(pub Signal);
+
+impl Stopped {
+    /// 128 + the signal's number, as a shell reports a process the signal
+    /// killed (`timeout` and scripts check for it): 143, 129, 130.
+    pub fn exit_status(&self) -> i32 {
+        128 + self.0.number()
+    }
+}
 
 /// Handlers for the three signals. Installed before the terminal changes, so
 /// from then on none of them can end the process with the terminal raw.
