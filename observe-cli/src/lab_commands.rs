@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::connect::ConnectArgs;
-use crate::flows::{self, output::Format, request::QueryArgs};
+use crate::flows::output::{ColorChoice, Format};
+use crate::flows::{self, request::QueryArgs};
 use observe_lab::node_probes::{self, ProbeOptions};
 use observe_lab::{self as lab, Lab, LabOptions, Scenario};
 
@@ -126,11 +127,13 @@ pub fn down(state_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Lab up + continuous traffic + `flows --follow`; Ctrl-C tears it all down.
+/// `format` is `-o`: without one, the TUI opens on a terminal, as for
+/// `observe flows`.
 pub async fn demo(
     scenario: Option<PathBuf>,
     state_dir: PathBuf,
     containers: bool,
-    format: Format,
+    format: Option<Format>,
 ) -> anyhow::Result<()> {
     let scenario = load_scenario(scenario.as_deref())?;
     let (lab, server) = tokio::task::spawn_blocking({
@@ -165,8 +168,13 @@ pub async fn demo(
         ..ConnectArgs::default()
     }
     .target(&[])?;
+    let display = flows::Display {
+        format,
+        print_node: false,
+        color: ColorChoice::Auto,
+    };
     let result = tokio::select! {
-        r = flows::run(&target, &query, format, false) => r,
+        r = flows::run_with(&target, &query, display) => r,
         _ = observer_runtime::shutdown::signal() => Ok(()),
     };
     stop.store(true, Ordering::Relaxed);

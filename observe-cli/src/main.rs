@@ -102,8 +102,10 @@ enum Command {
         containers: bool,
         #[arg(long, visible_alias = "lab", default_value = "/run/observe-demo")]
         state_dir: PathBuf,
-        #[arg(long, short = 'o', value_enum, default_value_t = Format::Compact)]
-        output: Format,
+        /// Output format. Without one, the terminal UI opens on a terminal;
+        /// otherwise flows print as compact lines.
+        #[arg(long, short = 'o', value_enum)]
+        output: Option<Format>,
     },
 }
 
@@ -334,5 +336,22 @@ mod tests {
         let wrapped = anyhow::Error::from(Stopped(Signal::Term)).context("flows");
         assert_eq!(exit_status(&wrapped), 143);
         assert_eq!(exit_status(&anyhow::anyhow!("server: gone")), 1);
+    }
+
+    /// The demo's `-o`, as parsed, and whether the demo opens the TUI on a
+    /// terminal with it.
+    fn demo(words: &[&str]) -> (Option<Format>, bool) {
+        let cli = Cli::try_parse_from(["observe", "demo"].iter().chain(words)).unwrap();
+        let Command::Demo { output, .. } = cli.command else {
+            panic!("not the demo: {:?}", cli.command);
+        };
+        (output, flows::opens_tui(output, true, true))
+    }
+
+    #[test]
+    fn the_demo_opens_the_tui_only_without_o() {
+        assert_eq!(demo(&[]), (None, true));
+        assert_eq!(demo(&["-o", "compact"]), (Some(Format::Compact), false));
+        assert_eq!(demo(&["-o", "json"]), (Some(Format::Json), false));
     }
 }

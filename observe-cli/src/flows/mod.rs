@@ -31,23 +31,6 @@ pub fn opens_tui(format: Option<output::Format>, follow: bool, terminal: bool) -
     follow && terminal && format.is_none()
 }
 
-/// Runs `observe demo`'s follow with colours decided by the terminal. The
-/// demo's `-o` defaults to compact, which it cannot tell from a given one, so
-/// compact opens the TUI on a terminal there.
-pub async fn run(
-    target: &Target,
-    query: &request::QueryArgs,
-    format: output::Format,
-    print_node: bool,
-) -> anyhow::Result<()> {
-    let display = Display {
-        format: (format != output::Format::Compact).then_some(format),
-        print_node,
-        color: output::ColorChoice::Auto,
-    };
-    run_with(target, query, display).await
-}
-
 /// Runs one `observe flows` invocation, printing to stdout until the stream ends.
 pub async fn run_with(
     target: &Target,
