@@ -18,6 +18,7 @@ use observer_proto::flow::{
     self, DropReason, Flow, TraceObservationPoint, TrafficDirection, Verdict,
 };
 use observer_proto::observe::v1::EndpointStatus;
+use observer_proto::observe::v1::tcp_lifecycle::Kind;
 
 /// The label that makes a container's compose project its namespace.
 const PROJECT: &str = "com.docker.compose.project";
@@ -208,6 +209,12 @@ async fn containers_are_named_in_flows_and_followed_as_they_start_and_stop() {
         assert_eq!(programs, ["tc_ingress", "tc_egress"], "{}", e.interface);
     }
 
+    // A TCP connection of the host's own, over loopback: no endpoint's.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host_addr = host.local_addr().unwrap();
+    let conn = TcpStream::connect(host_addr).unwrap();
+    drop((conn, host.accept().unwrap()));
+
     // HTTP and UDP from client to web.
     let (web_ns, client_ns) = (env.name_netns(&web), env.name_netns(&client));
     let (web_ip, client_ip) = (IpAddr::V4(env.ip(10)), IpAddr::V4(env.ip(11)));
@@ -277,6 +284,49 @@ async fn containers_are_named_in_flows_and_followed_as_they_start_and_stop() {
             );
         }
     }
+
+    // TCP lifecycle: the HTTP connection's two sockets, the containers'; not
+    // the host's loopback connection made before it (nor the host's other
+    // sockets, the gRPC connections to the probe among them).
+    let lifecycle = |flows: &[Flow]| -> Vec<(i32, IpAddr, u16, IpAddr, u16)> {
+        let mut v: Vec<_> = flows
+            .iter()
+            .filter_map(|f| {
+                let lc = f.tcp_lifecycle.as_ref()?;
+                let ((s, d), (sp, dp)) = (ips(f), ports(f)?);
+                Some((lc.kind, s, sp, d, dp))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let established = Kind::Established as i32;
+    let flows = probe
+        .wait_for("both sockets of the HTTP connection established", |f| {
+            lifecycle(f)
+                .iter()
+                .filter(|(k, _, _, _, _)| *k == established)
+                .count()
+                >= 2
+        })
+        .await;
+    let seen = lifecycle(&flows);
+    let foreign: Vec<_> = seen
+        .iter()
+        .filter(|(_, s, _, d, _)| ![s, d].contains(&&web_ip) && ![s, d].contains(&&client_ip))
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:?}");
+    let opened: Vec<_> = seen
+        .iter()
+        .filter(|(k, _, _, _, _)| *k == established)
+        .copied()
+        .collect();
+    let mut want = vec![
+        (established, client_ip, sport, web_ip, 8080),
+        (established, web_ip, 8080, client_ip, sport),
+    ];
+    want.sort();
+    assert_eq!(opened, want);
 
     // The client stops: detached, its programs' links gone, out of the status.
     let ours: Vec<u32> = tcx_programs(&w.interface)

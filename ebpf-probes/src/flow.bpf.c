@@ -232,7 +232,8 @@ int inet_sock_set_state(struct set_state_args *args)
 		return 0;
 	key = (__u64)ctx->skaddr;
 
-	if (ctx->protocol != IPPROTO_TCP || !sock_watched(ctx->skaddr))
+	if (ctx->protocol != IPPROTO_TCP || !sock_watched(ctx->skaddr) ||
+	    !endpoint_sock(ctx->family, ctx->saddr, ctx->saddr_v6))
 		return 0;
 	now = bpf_ktime_get_ns();
 	if (ctx->newstate == TCP_STATE_ESTABLISHED) {
@@ -269,7 +270,7 @@ int tcp_retransmit_skb(struct retransmit_args *args)
 		return 0;
 	key = (__u64)ctx->skaddr;
 
-	if (!sock_watched(ctx->skaddr))
+	if (!sock_watched(ctx->skaddr) || !endpoint_sock(ctx->family, ctx->saddr, ctx->saddr_v6))
 		return 0;
 	now = bpf_ktime_get_ns();
 	life = bpf_map_lookup_elem(&SOCKS, &key);

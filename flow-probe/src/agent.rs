@@ -118,6 +118,8 @@ pub async fn run(
 
     let store = Arc::new(FlowStore::new(cfg.ring_capacity));
     let attaching = cfg.attach_endpoints || docker.is_some();
+    // TCP lifecycle of the endpoints' own sockets, not the host's.
+    probe_cfg.lifecycle_endpoints_only = attaching;
     let mut probe = match features.missing(FLOW_CAPTURE_NEEDS) {
         Some(missing) => {
             log::error!("flow capture disabled: the kernel lacks {missing}");

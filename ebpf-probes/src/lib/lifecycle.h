@@ -1,16 +1,26 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* TCP connection lifecycle from tracepoints: established and closed (with the
  * connection's duration) from sock:inet_sock_set_state, and retransmissions from
- * tcp:tcp_retransmit_skb, for sockets in the namespaces this probe watches. */
+ * tcp:tcp_retransmit_skb, for sockets in the namespaces this probe watches
+ * and, with endpoints, only for its endpoints' own sockets. */
 #ifndef OBSERVE_LIFECYCLE_H
 #define OBSERVE_LIFECYCLE_H
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 #include "events.h"
 #include "lib/maps.h"
 #include "lib/drops.h"
+#include "lib/policy.h"
+
+/* 1 (set by flow-probe when it attaches to endpoints): only sockets whose
+ * own address is one of this node's endpoints' (ENDPOINT_ADDRS) are
+ * reported. The tracepoints see every namespace's sockets: the host's own
+ * (a CLI talking to the relay over loopback), and in a lab whose nodes share
+ * one kernel, the other nodes' endpoints'. */
+const volatile __u32 lifecycle_endpoints_only = 0;
 
 #define TCP_STATE_ESTABLISHED 1
 #define TCP_STATE_CLOSE 7
@@ -81,6 +91,29 @@ static __always_inline int sock_watched(const void *skaddr)
 	return bpf_map_lookup_elem(&DROP_NETNS, &inum) != NULL;
 }
 
+/* Whether an IPv6 address is an IPv4-mapped one (::ffff:a.b.c.d): an
+ * AF_INET6 socket talking IPv4, as a server listening on [::] does. */
+static __always_inline int v4_mapped(const __u8 *a6)
+{
+	__u32 w[3];
+
+	__builtin_memcpy(w, a6, sizeof(w));
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+}
+
+/* Whether the socket's own address (`s4`, or `s6` for AF_INET6, where an
+ * IPv4-mapped address is its IPv4 one) is an endpoint's of this node. */
+static __always_inline int endpoint_sock(__u16 family, const __u8 *s4, const __u8 *s6)
+{
+	if (!lifecycle_endpoints_only)
+		return 1;
+	if (family != AF_INET6_)
+		return endpoint_place(s4, 4) > 0;
+	if (v4_mapped(s6))
+		return endpoint_place(s6 + 12, 4) > 0;
+	return endpoint_place(s6, 6) > 0;
+}
+
 static __always_inline void emit_lifecycle(__u8 kind, __u16 family, const __u8 *s4, const __u8 *d4,
 					   const __u8 *s6, const __u8 *d6, __u16 sport, __u16 dport,
 					   int old_state, int new_state, const struct sock_life *life,
@@ -92,7 +125,12 @@ static __always_inline void emit_lifecycle(__u8 kind, __u16 family, const __u8 *
 	if (!ev)
 		return;
 	ev->ktime_ns = now;
-	if (family == AF_INET6_) {
+	/* The packets of an IPv4-mapped connection are IPv4, as its tc flows. */
+	if (family == AF_INET6_ && v4_mapped(s6) && v4_mapped(d6)) {
+		ev->family = 4;
+		__builtin_memcpy(ev->saddr, s6 + 12, 4);
+		__builtin_memcpy(ev->daddr, d6 + 12, 4);
+	} else if (family == AF_INET6_) {
 		ev->family = 6;
 		__builtin_memcpy(ev->saddr, s6, 16);
 		__builtin_memcpy(ev->daddr, d6, 16);

@@ -36,6 +36,23 @@ static __always_inline __u32 identity_of(const void *addr, __u8 family)
 	return v ? v->identity : IDENTITY_WORLD;
 }
 
+/* Where the endpoint of `addr` is: the host-side ifindex of its interface
+ * on this node, 0 on another node; -1 when ENDPOINT_ADDRS does not know the
+ * address (no endpoint's, or flow-probe has not written it yet). */
+static __always_inline long endpoint_place(const void *addr, __u8 family)
+{
+	struct endpoint_addr k = {};
+	__u32 *ifindex;
+
+	k.family = family;
+	if (family == 6)
+		__builtin_memcpy(k.addr, addr, 16);
+	else
+		__builtin_memcpy(k.addr, addr, 4);
+	ifindex = bpf_map_lookup_elem(&ENDPOINT_ADDRS, &k);
+	return ifindex ? (long)*ifindex : -1;
+}
+
 /* Decides a new connection of endpoint `ep` in `direction` with peer `remote`. */
 static __always_inline void policy_decide(const struct endpoint_info *ep, __u8 direction,
 					  __u32 remote, __u16 dport, __u8 proto,

@@ -170,23 +170,6 @@ static __always_inline __u8 opened_by_peer(const struct pkt *p)
 	return 0;
 }
 
-/* Where the endpoint of `addr` is: the host-side ifindex of its interface
- * on this node, 0 on another node; -1 when ENDPOINT_ADDRS does not know the
- * address (no endpoint's, or flow-probe has not written it yet). */
-static __always_inline long endpoint_place(const void *addr, __u8 family)
-{
-	struct endpoint_addr k = {};
-	__u32 *ifindex;
-
-	k.family = family;
-	if (family == 6)
-		__builtin_memcpy(k.addr, addr, 16);
-	else
-		__builtin_memcpy(k.addr, addr, 4);
-	ifindex = bpf_map_lookup_elem(&ENDPOINT_ADDRS, &k);
-	return ifindex ? (long)*ifindex : -1;
-}
-
 /* Whether a packet going out to endpoint `ep` is addressed to another
  * endpoint: a frame the bridge flooded, its forwarding table having
  * forgotten the destination's MAC, reaches every port, of this node and,

@@ -51,6 +51,11 @@ pub struct ProbeConfig {
     /// Network namespaces (`ip netns` names) whose kernel drops are reported: the
     /// node's endpoints'. Empty reports drops from every namespace.
     pub drop_netns: Vec<String>,
+    /// Report TCP lifecycle only for sockets whose own address is one of
+    /// this node's endpoints' (`ENDPOINT_ADDRS`): set when the probe attaches
+    /// to endpoints, so the host's own sockets and, where nodes share a
+    /// kernel, other nodes' endpoints' stay out.
+    pub lifecycle_endpoints_only: bool,
     /// Keep the pinned links and maps at exit, so policy stays enforced while no
     /// probe runs. Without it a clean exit removes every pin (a killed probe
     /// leaves them, and the next start re-adopts them).
@@ -108,6 +113,7 @@ impl Default for ProbeConfig {
             time_paths: false,
             netns: None,
             drop_netns: Vec::new(),
+            lifecycle_endpoints_only: false,
             persist: false,
             lb_cgroup: None,
         }

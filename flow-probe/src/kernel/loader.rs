@@ -379,6 +379,7 @@ fn load(
     drops: Option<&tracefs::Format>,
 ) -> anyhow::Result<Ebpf> {
     let filter_netns = u32::from(!cfg.drop_netns.is_empty());
+    let lifecycle_endpoints_only = u32::from(cfg.lifecycle_endpoints_only);
     let (skbaddr_off, reason_off, benign_lo, benign_hi) =
         drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));
     let aggregate = u32::from(cfg.aggregate);
@@ -399,6 +400,7 @@ fn load(
         .override_global("benign_reasons_lo", &benign_lo, true)
         .override_global("benign_reasons_hi", &benign_hi, true)
         .override_global("filter_netns", &filter_netns, true)
+        .override_global("lifecycle_endpoints_only", &lifecycle_endpoints_only, true)
         .override_global("flow_slot_mask", &slot_mask, true)
         .override_global("spill_words", &spill_words, true)
         .map_max_entries("EVENTS", cfg.ringbuf_bytes)
