@@ -186,6 +186,53 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         .collect();
     assert_eq!(listed, [("node1", true), ("node2", true)], "{nodes}");
 
+    // node2's probe and the relay restarted where they served; the lab
+    // records the new processes (down stops them below) and the relay
+    // follows node2's new probe.
+    let node2_addr = std::fs::read_to_string(dir.join("probe-node2.addr")).unwrap();
+    let node2 = observe(&["lab", "restart", "node2", "--state-dir", state]);
+    assert!(
+        text(&node2).starts_with(&format!(
+            "restarted node2's flow-probe on {} (pid ",
+            node2_addr.trim()
+        )),
+        "{}",
+        text(&node2)
+    );
+    let relay = observe(&["lab", "restart", "relay", "--state-dir", state]);
+    assert!(
+        text(&relay).starts_with("restarted the relay on 127.0.0.1:4245 (pid "),
+        "{}",
+        text(&relay)
+    );
+    // node2's metrics moved to a new free port: so did its target.
+    let node2_metrics = std::fs::read_to_string(dir.join("probe-node2.metrics")).unwrap();
+    let targets: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("prometheus-targets.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(targets[1]["targets"][0], node2_metrics.trim());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let nodes = text(&observe(&["nodes", "--lab", state]));
+        let connected = nodes
+            .lines()
+            .skip(1)
+            .filter(|l| l.contains("Connected"))
+            .count();
+        if connected == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "after the restarts: {nodes}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let unknown = observe(&["lab", "restart", "node9", "--state-dir", state]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        text(&unknown),
+        "observe: no node node9 in the lab: restart one of node1, node2 or relay\n"
+    );
+
     let down = observe(&["lab", "down", "--state-dir", state]);
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(

@@ -293,6 +293,22 @@ impl Lab {
         self.save_state()
     }
 
+    /// Stops the processes recorded as `what` (those still running) and
+    /// forgets them; saves the state. Returns how many were recorded.
+    pub fn stop_process(&mut self, what: &str) -> Result<usize> {
+        let (gone, kept): (Vec<ProcessRecord>, Vec<ProcessRecord>) =
+            std::mem::take(&mut self.processes)
+                .into_iter()
+                .partition(|p| p.what == what);
+        for p in &gone {
+            procs::stop(p);
+        }
+        self.children.retain(|(_, w)| w != what);
+        self.processes = kept;
+        self.save_state()?;
+        Ok(gone.len())
+    }
+
     /// Leaves the lab up after this value is gone; returns its saved state.
     /// Adopted children keep running.
     pub fn detach(mut self) -> Result<LabState> {

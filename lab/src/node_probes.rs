@@ -256,7 +256,8 @@ pub fn start_relay(
     let addr = wait_ready(&ready, &log, pid)?;
     lab.save_state()?;
     let relay_metrics = wait_ready(&metrics_ready, &log, pid)?;
-    write_prometheus_targets(lab.state_dir(), probes, relay_metrics)?;
+    let nodes: Vec<String> = probes.iter().map(|p| p.node.clone()).collect();
+    write_prometheus_targets(lab.state_dir(), &nodes, relay_metrics)?;
     Ok(StartedProbe {
         node: "relay".to_string(),
         addr,
@@ -303,17 +304,17 @@ pub const RELAY_METRICS_FILE: &str = "relay.metrics";
 pub const PROMETHEUS_TARGETS_FILE: &str = "prometheus-targets.json";
 
 /// Writes the lab's metrics endpoints as a Prometheus `file_sd_configs` file:
-/// every node's probe under job `flow-probe` (only node1's has a fixed port)
-/// and the relay under job `relay`. Probes without a metrics address file
-/// (metrics off) are left out.
+/// the probe of each of `nodes` under job `flow-probe` (only node1's has a
+/// fixed port) and the relay under job `relay`. Probes without a metrics
+/// address file (metrics off) are left out.
 pub fn write_prometheus_targets(
     state_dir: &Path,
-    probes: &[StartedProbe],
+    nodes: &[String],
     relay_metrics: SocketAddr,
 ) -> anyhow::Result<PathBuf> {
     let mut groups = Vec::new();
-    for p in probes {
-        let file = state_dir.join(format!("probe-{}.metrics", p.node));
+    for node in nodes {
+        let file = state_dir.join(format!("probe-{node}.metrics"));
         let Ok(addr) = std::fs::read_to_string(&file) else {
             continue;
         };
@@ -330,4 +331,67 @@ pub fn write_prometheus_targets(
     let text = serde_json::to_string_pretty(&groups)? + "\n";
     crate::write_atomically(&path, &text)?;
     Ok(path)
+}
+
+/// Restarts one of the lab's processes on the address it served: `name` is
+/// a node (its probe) or `relay`. The recorded process is stopped if it
+/// still runs, another is started and recorded in its place (so `observe
+/// lab down` stops it), and the Prometheus targets follow. The relay
+/// reconnects to a restarted probe by itself.
+pub fn restart(lab: &mut Lab, name: &str) -> anyhow::Result<StartedProbe> {
+    let state_dir = lab.state_dir().to_path_buf();
+    let port_in = |file: &str| -> anyhow::Result<u16> {
+        let path = state_dir.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("its address is unknown ({} is missing)", path.display()))?;
+        let addr: SocketAddr = text
+            .trim()
+            .parse()
+            .with_context(|| format!("bad address in {}", path.display()))?;
+        Ok(addr.port())
+    };
+    let tls = lab.certs().ca_cert.exists();
+    let nodes: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
+    if name == "relay" {
+        let port = port_in("relay.addr")?;
+        let probes = nodes
+            .iter()
+            .map(|node| {
+                let file = format!("probe-{node}.addr");
+                let addr = std::fs::read_to_string(state_dir.join(&file))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .with_context(|| format!("{node}'s probe address is unknown ({file})"))?;
+                Ok(StartedProbe {
+                    node: node.clone(),
+                    addr,
+                    pid: 0,
+                    log: state_dir.join(format!("probe-{node}.log")),
+                    tls,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        lab.stop_process("relay")?;
+        return start_relay(lab, &probes, port);
+    }
+    if !nodes.iter().any(|n| n == name) {
+        bail!(
+            "no node {name} in the lab: restart one of {} or relay",
+            nodes.join(", ")
+        );
+    }
+    let port = port_in(&format!("probe-{name}.addr"))?;
+    lab.stop_process(&format!("flow-probe {name}"))?;
+    let opts = ProbeOptions {
+        tls,
+        ..ProbeOptions::new(None)?
+    };
+    let started = start_node(lab, name, port, &opts)?;
+    // A node other than the first gets a new metrics port.
+    if let Ok(text) = std::fs::read_to_string(state_dir.join(RELAY_METRICS_FILE))
+        && let Ok(relay_metrics) = text.trim().parse()
+    {
+        write_prometheus_targets(&state_dir, &nodes, relay_metrics)?;
+    }
+    Ok(started)
 }

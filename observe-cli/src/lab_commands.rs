@@ -112,6 +112,26 @@ pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<(
     Ok(())
 }
 
+/// Restarts a node's probe or the relay of the lab in `state_dir`.
+pub fn restart(state_dir: &Path, name: &str) -> anyhow::Result<()> {
+    let mut lab = Lab::attach(state_dir)?;
+    let started = node_probes::restart(&mut lab, name)?;
+    crate::outln!(
+        "restarted {} on {} (pid {}, log {})",
+        if name == "relay" {
+            "the relay".to_string()
+        } else {
+            format!("{name}'s flow-probe")
+        },
+        started.addr,
+        started.pid,
+        started.log.display()
+    )?;
+    // Detached: the new process outlives this command, as `lab up`'s do.
+    lab.detach()?;
+    Ok(())
+}
+
 pub fn down(state_dir: &Path) -> anyhow::Result<()> {
     let report = lab::down(state_dir)?;
     crate::outln!(

@@ -183,6 +183,12 @@ enum LabCommand {
     },
     /// Stop the lab's processes and remove everything it created.
     Down,
+    /// Restart a node's flow-probe (`node2`) or the relay (`relay`) on the
+    /// address it served, e.g. after it was killed.
+    Restart {
+        /// A node of the lab, or `relay`.
+        name: String,
+    },
     /// Run one traffic item inside the lab's cgroup and print its report as
     /// JSON (the traffic generator runs service items this way).
     #[command(hide = true)]
@@ -304,6 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     lab_commands::traffic(&state_dir, duration.map(Duration::from_secs))
                 }
                 LabCommand::Down => lab_commands::down(&state_dir),
+                LabCommand::Restart { name } => lab_commands::restart(&state_dir, &name),
                 LabCommand::Client { item, spec } => {
                     let report = observe_lab::run_client(&state_dir, item, &spec)?;
                     observe_cli::outln!("{}", serde_json::to_string(&report)?)?;
