@@ -88,22 +88,25 @@ fn table_rows_and_verdict_colours() {
         r[1],
         "0.0 flows/s  19 seen  19 buffered  19 shown  nodes: node1, node2"
     );
+    // Node, type and verdict as wide as their longest names; source,
+    // destination and summary as wide as what they show, the summary taking
+    // the rest.
     assert_eq!(
         r[2],
-        "TIME         NODE     SOURCE                              DESTINATION                        TYPE          VERDICT   SUMMARY"
+        "TIME         NODE  SOURCE                     DESTINATION                TYPE           VERDICT         SUMMARY"
     );
     // 19 flows fit; the newest is at the bottom, right above the filter bar.
     assert_eq!(
         r[3],
-        "15:04:05.000 node1    default/frontend-7d9:40000          default/api-0:8080                 from-endpoint FORWARDED TCP Flags: SYN"
+        "15:04:05.000 node1 default/frontend-7d9:40000 default/api-0:8080         from-endpoint  FORWARDED       TCP Flags: SYN"
     );
     assert_eq!(
         r[20],
-        "15:04:05.040 node1    default/frontend-7d9:41001          203.0.113.7:25 (world)             drop          DROPPED   TCP Flags: SYN"
+        "15:04:05.040 node1 default/frontend-7d9:41001 203.0.113.7:25 (world)     drop           DROPPED         TCP Flags: SYN"
     );
     assert_eq!(
         r[21],
-        "15:04:05.050 node2    198.18.0.1:45000 (host)             default/api-0:8080                 to-endpoint   FORWARDED TCP Flags: SYN"
+        "15:04:05.050 node2 198.18.0.1:45000 (host)    default/api-0:8080         to-endpoint    FORWARDED       TCP Flags: SYN"
     );
     assert_eq!(
         r[29],
@@ -128,6 +131,57 @@ fn audit_is_yellow_and_others_default() {
     assert_eq!((y, b[(x, y)].fg), (4, Color::Reset));
 }
 
+/// Two flows with the longest values the exploratory test saw cut: a
+/// `TRANSLATED` and a `VERDICT_UNKNOWN` verdict, a policy verdict with a
+/// sub-type, and a connection-close summary.
+fn long_value_flows() -> Vec<Flow> {
+    let mut flows = fixtures::flows();
+    flows.truncate(2);
+    flows[0].verdict = observer_proto::flow::Verdict::Translated as i32;
+    flows[0].summary = "TCP closed after 2.775 ms, 0 retransmits".into();
+    flows[1].verdict = 0;
+    flows[1].event_type = Some(observer_proto::flow::CiliumEventType {
+        r#type: 5,
+        sub_type: 2,
+    });
+    flows
+}
+
+#[test]
+fn wide_table_cuts_no_type_verdict_or_summary() {
+    let r = rows(&draw_sized(&app_with(&long_value_flows()), 160, 6));
+    assert_eq!(
+        r[2..5],
+        [
+            "TIME         NODE  SOURCE                     DESTINATION          TYPE             VERDICT         SUMMARY",
+            "15:04:05.000 node1 default/frontend-7d9:40000 default/api-0:8080   from-endpoint    TRANSLATED      TCP closed after 2.775 ms, 0 retransmits",
+            "15:04:05.000 node2 default/frontend-7d9:40000 default/api-0:8080   policy-verdict:2 VERDICT_UNKNOWN TCP Flags: SYN",
+        ]
+    );
+}
+
+#[test]
+fn narrow_table_drops_node_type_summary_time_then_verdict() {
+    let r = rows(&draw_sized(&app_with(&long_value_flows()), 60, 6));
+    assert_eq!(
+        r[2..5],
+        [
+            "SOURCE                  DESTINATION          VERDICT",
+            "default/frontend-7d9:40 default/api-0:8080   TRANSLATED",
+            "default/frontend-7d9:40 default/api-0:8080   VERDICT_UNKNOWN",
+        ]
+    );
+    let r = rows(&draw_sized(&app_with(&long_value_flows()), 40, 6));
+    assert_eq!(
+        r[2..5],
+        [
+            "SOURCE               DESTINATION",
+            "default/frontend-7d9 default/api-0:8080",
+            "default/frontend-7d9 default/api-0:8080",
+        ]
+    );
+}
+
 #[test]
 fn filter_bar_applies_live_and_keeps_the_old_filter_on_error() {
     let mut app = app_with(&fixtures::flows());
@@ -143,7 +197,7 @@ fn filter_bar_applies_live_and_keeps_the_old_filter_on_error() {
         row(&b, 1),
         "0.0 flows/s  19 seen  19 buffered  1 shown  nodes: node1, node2"
     );
-    assert!(row(&b, 3).starts_with("15:04:05.040 node1    default/frontend-7d9:41001"));
+    assert!(row(&b, 3).starts_with("15:04:05.040 node1 default/frontend-7d9:41001"));
     assert_eq!(row(&b, 4), "");
     assert!(row(&b, 29).starts_with("filter: --verdict dropped  / filter"));
     // New flows go through the same filter.
@@ -366,7 +420,7 @@ fn pause_freezes_the_view() {
     // Resuming shows the new flows, newest at the bottom.
     app.handle_event(&key(KeyCode::Char(' ')));
     let resumed = rows(&draw(&app));
-    assert!(resumed[21].starts_with("15:04:05.050 node2    198.18.0.1:45000 (host)"));
+    assert!(resumed[21].starts_with("15:04:05.050 node2 198.18.0.1:45000 (host)"));
 }
 
 // The reported bug: the map kept counting while the header said PAUSED.

@@ -1,12 +1,13 @@
 //! Drawing the app: tabs, the header (flow rate, flows seen, nodes, pause),
 //! the lost-events banner, the current tab's body and the filter bar.
 //!
-//! - `table`: the flow table.
+//! - `table`: the flow table, its widths from `columns`.
 //! - `pane`: the detail pane.
 //! - `lists`: the service map and top talkers tabs.
 //! - `changes`: the service map's changes view (`c`).
 
 mod changes;
+mod columns;
 mod lists;
 mod pane;
 mod table;

@@ -1,24 +1,15 @@
 //! The flow table: time, node, source, destination, type, verdict (coloured)
 //! and summary; the newest flow at the bottom while following, the selected
-//! row reversed once the user moves.
+//! row reversed once the user moves. Column widths come from `columns`.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::style::{Modifier, Style};
+use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
+use super::columns::{self, NODE, TITLES, TYPE};
 use crate::tui::app::App;
 use crate::tui::text;
-
-const WIDTHS: [Constraint; 7] = [
-    Constraint::Length(12),
-    Constraint::Length(8),
-    Constraint::Fill(3),
-    Constraint::Fill(3),
-    Constraint::Length(13),
-    Constraint::Length(9),
-    Constraint::Fill(2),
-];
 
 impl App {
     pub(super) fn render_table(&self, frame: &mut Frame, area: Rect) {
@@ -36,36 +27,65 @@ impl App {
         let top = self.top_pos(usize::from(rows));
         let end = (top + usize::from(rows)).min(self.visible_len());
         let selected = self.selected.and(self.selected_pos());
-        let body = (top..end).filter_map(|pos| {
-            let seq = self.shown().matching()[pos];
-            let f = self.shown().get(seq)?;
-            let (src, dst) = text::source_and_destination(f);
-            let row = Row::new(vec![
-                Cell::from(text::clock(f.time.as_ref(), false)),
-                Cell::from(f.node_name.clone()),
-                Cell::from(src),
-                Cell::from(dst),
-                Cell::from(text::kind(f)),
-                Cell::from(observer_proto::names::verdict(f.verdict))
-                    .style(Style::new().fg(text::verdict_colour(f))),
-                Cell::from(f.summary.clone()),
-            ]);
-            Some(if selected == Some(pos) {
+        // The cells first: the flexible columns are as wide as what they show.
+        let cells: Vec<(usize, [String; 7], Color)> = (top..end)
+            .filter_map(|pos| {
+                let seq = self.shown().matching()[pos];
+                let f = self.shown().get(seq)?;
+                let (src, dst) = text::source_and_destination(f);
+                let texts = [
+                    text::clock(f.time.as_ref(), false),
+                    f.node_name.clone(),
+                    src,
+                    dst,
+                    text::kind(f),
+                    observer_proto::names::verdict(f.verdict).to_string(),
+                    f.summary.clone(),
+                ];
+                Some((pos, texts, text::verdict_colour(f)))
+            })
+            .collect();
+        let mut want = TITLES.map(columns::cells);
+        for (_, texts, _) in &cells {
+            for (w, t) in want.iter_mut().zip(texts) {
+                *w = (*w).max(columns::cells(t));
+            }
+        }
+        // Nodes not on screen count too, so the column keeps its width.
+        for n in self.stats.nodes.keys() {
+            want[NODE] = want[NODE].max(columns::cells(n));
+        }
+        want[NODE] = want[NODE].min(columns::NODE_MAX);
+        want[columns::TIME] = columns::TIME_WIDTH;
+        want[TYPE] = want[TYPE].max(*columns::TYPE_WIDTH);
+        want[columns::VERDICT] = *columns::VERDICT_WIDTH;
+        let widths = columns::widths(area.width, want);
+        let kept: Vec<usize> = (0..7).filter(|&i| widths[i].is_some()).collect();
+        let body = cells.into_iter().map(|(pos, texts, colour)| {
+            let row = Row::new(kept.iter().map(|&i| {
+                let cell = Cell::from(texts[i].clone());
+                if i == columns::VERDICT {
+                    cell.style(Style::new().fg(colour))
+                } else {
+                    cell
+                }
+            }));
+            if selected == Some(pos) {
                 row.style(Style::new().add_modifier(Modifier::REVERSED))
             } else {
                 row
-            })
+            }
         });
-        let header = Row::new([
-            "TIME",
-            "NODE",
-            "SOURCE",
-            "DESTINATION",
-            "TYPE",
-            "VERDICT",
-            "SUMMARY",
-        ])
-        .style(Style::new().add_modifier(Modifier::BOLD));
-        frame.render_widget(Table::new(body, WIDTHS).header(header), area);
+        let header = Row::new(kept.iter().map(|&i| TITLES[i]))
+            .style(Style::new().add_modifier(Modifier::BOLD));
+        let constraints = kept
+            .iter()
+            .filter_map(|&i| widths[i].map(Constraint::Length));
+        frame.render_widget(
+            Table::new(body, constraints)
+                .header(header)
+                .column_spacing(columns::GAP),
+            area,
+        );
     }
 }

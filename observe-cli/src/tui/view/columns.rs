@@ -1,0 +1,168 @@
+//! The flow table's column widths. Time, node, type and verdict are as wide
+//! as their longest value can be, so they never cut and never jump; source,
+//! destination and summary share the rest by what they hold on screen. On a
+//! narrow terminal whole columns go, the least telling first, so that source
+//! and destination stay readable.
+
+use std::sync::LazyLock;
+
+use observer_proto::flow::{CiliumEventType, Flow};
+
+use crate::tui::text;
+
+pub const TIME: usize = 0;
+pub const NODE: usize = 1;
+pub const SOURCE: usize = 2;
+pub const DESTINATION: usize = 3;
+pub const TYPE: usize = 4;
+pub const VERDICT: usize = 5;
+pub const SUMMARY: usize = 6;
+
+pub const TITLES: [&str; 7] = [
+    "TIME",
+    "NODE",
+    "SOURCE",
+    "DESTINATION",
+    "TYPE",
+    "VERDICT",
+    "SUMMARY",
+];
+
+/// Columns that take what the fixed ones leave.
+const FLEXIBLE: [usize; 3] = [SOURCE, DESTINATION, SUMMARY];
+/// Below this a source or destination is no longer readable.
+pub const FLEX_MIN: u16 = 20;
+/// Node names are the user's; a very long one must not push the rest out.
+pub const NODE_MAX: u16 = 24;
+/// Dropped in this order when the terminal is too narrow.
+const DROP_ORDER: [usize; 5] = [NODE, TYPE, SUMMARY, TIME, VERDICT];
+/// Space between columns (ratatui's default).
+pub const GAP: u16 = 1;
+
+/// `15:04:05.123`.
+pub const TIME_WIDTH: u16 = 12;
+
+/// The longest verdict name: every number maps to a name of the enum or
+/// `UNKNOWN`, and the enum's numbers are small, so 0..32 covers them all.
+pub static VERDICT_WIDTH: LazyLock<u16> = LazyLock::new(|| {
+    (0..32)
+        .map(|v| observer_proto::names::verdict(v).len())
+        .chain([TITLES[VERDICT].len()])
+        .max()
+        .map_or(0, width)
+});
+
+/// The longest type without a sub-type number (`policy-verdict`, an
+/// observation point): monitor types and points are small numbers, so 0..32
+/// covers them. Rarer forms (`type-9:3`) widen the column while on screen.
+pub static TYPE_WIDTH: LazyLock<u16> = LazyLock::new(|| {
+    let events = (0..32).map(|t| Flow {
+        event_type: Some(CiliumEventType {
+            r#type: t,
+            sub_type: 0,
+        }),
+        ..Default::default()
+    });
+    let points = (0..32).map(|p| Flow {
+        trace_observation_point: p,
+        ..Default::default()
+    });
+    events
+        .chain(points)
+        .map(|f| text::kind(&f).len())
+        .max()
+        .map_or(0, width)
+});
+
+fn width(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// Display width of `s` in cells (flow fields are ASCII but for odd names).
+pub fn cells(s: &str) -> u16 {
+    width(s.chars().count())
+}
+
+/// The widths of the columns for a table `total` cells wide, `None` for a
+/// column left out. `want[i]` is what column `i` needs: for the fixed ones
+/// their longest value, for the flexible ones the longest on screen.
+pub fn widths(total: u16, want: [u16; 7]) -> [Option<u16>; 7] {
+    let min = |i: usize| {
+        if FLEXIBLE.contains(&i) {
+            FLEX_MIN
+        } else {
+            want[i]
+        }
+    };
+    let mut keep = [true; 7];
+    let needed = |keep: &[bool; 7]| {
+        let kept = (0..7).filter(|&i| keep[i]);
+        let n = kept.clone().count() as u16;
+        kept.map(min).sum::<u16>() + GAP * n.saturating_sub(1)
+    };
+    for i in DROP_ORDER {
+        if needed(&keep) <= total {
+            break;
+        }
+        keep[i] = false;
+    }
+    let n = keep.iter().filter(|k| **k).count() as u16;
+    let fixed: u16 = (0..7)
+        .filter(|&i| keep[i] && !FLEXIBLE.contains(&i))
+        .map(|i| want[i])
+        .sum();
+    let mut rest = total.saturating_sub(fixed + GAP * n.saturating_sub(1));
+    // Water-filling: the column that needs least is served first; the others
+    // split what is left evenly, none getting more than it shows.
+    let mut flex: Vec<usize> = FLEXIBLE.into_iter().filter(|&i| keep[i]).collect();
+    flex.sort_by_key(|&i| want[i]);
+    let mut out = [None; 7];
+    for (served, &i) in flex.iter().enumerate() {
+        let share = rest / (flex.len() - served) as u16;
+        let w = want[i].max(FLEX_MIN).min(share);
+        out[i] = Some(w);
+        rest -= w;
+    }
+    // Whatever no one needs goes to the summary, the last column.
+    if let Some(w) = &mut out[SUMMARY] {
+        *w += rest;
+    }
+    for i in (0..7).filter(|&i| keep[i] && !FLEXIBLE.contains(&i)) {
+        out[i] = Some(want[i]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_widths_are_the_longest_names() {
+        assert_eq!(*VERDICT_WIDTH, cells("VERDICT_UNKNOWN"));
+        assert_eq!(*TYPE_WIDTH, cells("policy-verdict"));
+    }
+
+    #[test]
+    fn flexible_columns_share_what_is_left() {
+        // time, node, source, destination, type, verdict, summary
+        let want = [12, 5, 26, 24, 14, 15, 41];
+        // Room for all: the summary takes the spare cells.
+        assert_eq!(widths(160, want), [12, 5, 26, 24, 14, 15, 58].map(Some));
+        // 88 cells for three that want 91: the two that fit get theirs.
+        assert_eq!(widths(140, want), [12, 5, 26, 24, 14, 15, 38].map(Some));
+        // Too narrow: node, type, summary, time and verdict go, in turn.
+        assert_eq!(
+            widths(80, want),
+            [Some(12), None, Some(26), Some(24), None, Some(15), None]
+        );
+        assert_eq!(
+            widths(60, want),
+            [None, None, Some(22), Some(21), None, Some(15), None]
+        );
+        assert_eq!(
+            widths(40, want),
+            [None, None, Some(20), Some(19), None, None, None]
+        );
+    }
+}
