@@ -127,6 +127,8 @@ pub struct App {
     pub changes_cache: ChangesCache,
     /// Rows the flow table had at the last render (for paging).
     pub table_rows: Cell<u16>,
+    /// The key help (`?`) is open over the view.
+    pub help: bool,
     /// Something changed since the last draw.
     pub dirty: bool,
     /// The newest flow time received: a reconnect asks from there on.
@@ -169,6 +171,7 @@ impl App {
             show_changes: false,
             changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
+            help: false,
             dirty: true,
             newest: None,
             recent: RecentIds::new(RECENT_IDS),

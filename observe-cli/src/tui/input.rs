@@ -1,7 +1,8 @@
 //! Keys → state changes, by [`Mode`]: the table and tabs in normal mode, the
 //! filter bar's line editing, and the detail pane; `c` on the service map
-//! switches between the map and its changes. `q` (or Esc outside the bar and
-//! the pane) and Ctrl-C quit.
+//! switches between the map and its changes; `?` opens the key help outside
+//! the bar. `q` (or Esc outside the bar, the pane and the help) and Ctrl-C
+//! quit.
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -21,6 +22,13 @@ impl App {
         self.dirty = true;
         if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
             return Control::Quit;
+        }
+        if self.help {
+            return self.help_key(key);
+        }
+        if key.code == KeyCode::Char('?') && self.mode != Mode::Filter {
+            self.help = true;
+            return Control::Continue;
         }
         match self.mode {
             Mode::Filter => {
@@ -64,6 +72,17 @@ impl App {
                     self.mode = Mode::Detail;
                 }
             }
+            _ => {}
+        }
+        Control::Continue
+    }
+
+    /// While the help is open only closing it and quitting do anything, so
+    /// a key pressed to try it out changes nothing behind it.
+    fn help_key(&mut self, key: &KeyEvent) -> Control {
+        match key.code {
+            KeyCode::Char('q') => return Control::Quit,
+            KeyCode::Char('?') | KeyCode::Esc => self.help = false,
             _ => {}
         }
         Control::Continue

@@ -110,7 +110,7 @@ fn table_rows_and_verdict_colours() {
     );
     assert_eq!(
         r[29],
-        "filter: none  / filter  space pause  enter detail  tab view  q quit"
+        "filter: none  / filter  space pause  enter detail  tab view  q quit  ? keys"
     );
     let verdict_x = r[2].find("VERDICT").unwrap() as u16;
     assert_eq!(b[(verdict_x, 3)].fg, Color::Green);
@@ -648,6 +648,65 @@ fn quit_keys() {
     );
     assert_eq!(app.filter.input, "q");
     assert_eq!(app.handle_event(&ctrl_c), Control::Quit);
+}
+
+#[test]
+fn question_mark_shows_the_keys_and_esc_closes_them() {
+    let mut app = app_with(&fixtures::flows());
+    let before = rows(&draw(&app));
+    assert_eq!(
+        app.handle_event(&key(KeyCode::Char('?'))),
+        Control::Continue
+    );
+    let b = draw(&app);
+    // A box in the middle of the table: its text, without the borders.
+    let (x, y) = find(&b, "┌ keys ─").unwrap();
+    let (right, _) = find(&b, "┐").unwrap();
+    let inside: Vec<String> = (y + 1..)
+        .take_while(|&y| b[(x, y)].symbol() == "│")
+        .map(|y| {
+            let s: String = (x + 1..right).map(|x| b[(x, y)].symbol()).collect();
+            s.trim_end().to_string()
+        })
+        .collect();
+    assert_eq!(
+        inside,
+        [
+            " space         pause / resume",
+            " ↑ ↓ k j       move the selection (scroll on the other tabs)",
+            " PgUp PgDn     move a page",
+            " Home g        oldest flow",
+            " End G         follow the newest flow",
+            " Enter         flow detail (Esc: back)",
+            " /             filter (Enter: apply, Esc: cancel)",
+            " Tab           next tab (Shift-Tab: previous)",
+            " c             service map: what changed / the map",
+            " q Esc Ctrl-C  quit",
+            " ?             this help (? or Esc: close)",
+        ]
+    );
+    assert_eq!(b[(x, y + 12)].symbol(), "└");
+    // Keys behind it do nothing while it is open.
+    app.handle_event(&key(KeyCode::Up));
+    app.handle_event(&key(KeyCode::Char('/')));
+    assert_eq!((app.selected, app.mode), (None, Mode::Normal));
+    // Esc closes it without quitting; the view is as it was.
+    assert_eq!(app.handle_event(&key(KeyCode::Esc)), Control::Continue);
+    assert_eq!(rows(&draw(&app)), before);
+    // `?` closes it too, and opens it over the detail pane; in the filter
+    // bar it is text.
+    app.handle_event(&key(KeyCode::Char('?')));
+    app.handle_event(&key(KeyCode::Char('?')));
+    assert_eq!(rows(&draw(&app)), before);
+    app.handle_event(&key(KeyCode::Enter));
+    app.handle_event(&key(KeyCode::Char('?')));
+    assert!(find(&draw(&app), "┌ keys ─").is_some());
+    app.handle_event(&key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Detail);
+    app.handle_event(&key(KeyCode::Esc));
+    app.handle_event(&key(KeyCode::Char('/')));
+    app.handle_event(&key(KeyCode::Char('?')));
+    assert_eq!((app.help, app.filter.input.as_str()), (false, "?"));
 }
 
 #[test]

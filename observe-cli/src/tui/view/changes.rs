@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(row(&b, 8), "");
         assert_eq!(
             row(&b, H - 1),
-            "filter: none  / filter  space pause  tab view  c changes  q quit"
+            "filter: none  / filter  space pause  tab view  c changes  q quit  ? keys"
         );
 
         // c again: the map.

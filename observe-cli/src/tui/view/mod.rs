@@ -5,9 +5,11 @@
 //! - `pane`: the detail pane.
 //! - `lists`: the service map and top talkers tabs.
 //! - `changes`: the service map's changes view (`c`).
+//! - `help`: the key help (`?`), over whatever is shown.
 
 mod changes;
 mod columns;
+mod help;
 mod lists;
 mod pane;
 mod table;
@@ -21,9 +23,9 @@ use ratatui::widgets::{Paragraph, Tabs};
 use super::app::{App, Mode, Tab};
 use observer_proto::relay::NodeState;
 
-const HELP: &str = "/ filter  space pause  enter detail  tab view  q quit";
+const HELP: &str = "/ filter  space pause  enter detail  tab view  q quit  ? keys";
 /// The service map's help: `c` switches between the map and its changes.
-const MAP_HELP: &str = "/ filter  space pause  tab view  c changes  q quit";
+const MAP_HELP: &str = "/ filter  space pause  tab view  c changes  q quit  ? keys";
 
 impl App {
     /// Draws the whole screen.
@@ -59,6 +61,9 @@ impl App {
             (_, Tab::TopTalkers) => self.render_top_talkers(frame, body),
         }
         self.render_bar(frame, bar);
+        if self.help {
+            self.render_help(frame, body);
+        }
     }
 
     /// `12.5 flows/s  19 seen  19 buffered  9 shown  nodes: node1, node2`.
