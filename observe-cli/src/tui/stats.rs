@@ -1,4 +1,4 @@
-//! What the header shows besides flows: the flow rate over the last second,
+//! What the header shows besides flows: the flow rate over the last 10 s,
 //! node status from `NodeStatus` events (and the nodes flows come from), lost
 //! events by source, and how the stream ended.
 
@@ -8,7 +8,14 @@ use std::time::{Duration, Instant};
 use observer_proto::flow::{LostEvent, LostEventSource};
 use observer_proto::relay::{NodeState, NodeStatusEvent};
 
-/// Flows per second, from the flow count sampled at every tick.
+/// How far back the flow rate looks. Flows come in bursts (a node flushes
+/// its events, a client polls every few seconds): a 1 s window showed 12 and
+/// 70 flows/s in turn for a steady 41/s. Ten seconds averages such bursts out
+/// and still falls to 0 within 10 s of the last flow.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Flows per second over [`RATE_WINDOW`], from the flow count sampled at
+/// every tick (until the window has filled, over the time since the first).
 #[derive(Debug, Default)]
 pub struct RateMeter {
     samples: VecDeque<(Instant, u64)>,
@@ -19,9 +26,8 @@ impl RateMeter {
     /// Records the running `total` at `now` and updates the rate.
     pub fn sample(&mut self, now: Instant, total: u64) {
         self.samples.push_back((now, total));
-        while self.samples.len() > 2
-            && now.duration_since(self.samples[1].0) >= Duration::from_secs(1)
-        {
+        // Keep one sample at least a window old, as the window's start.
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= RATE_WINDOW {
             self.samples.pop_front();
         }
         let (t0, n0) = self.samples[0];
@@ -101,16 +107,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_covers_the_last_second() {
+    fn rate_covers_the_window_from_the_first_sample_on() {
         let t0 = Instant::now();
         let mut r = RateMeter::default();
         r.sample(t0, 0);
         r.sample(t0 + Duration::from_millis(500), 5);
         r.sample(t0 + Duration::from_secs(1), 10);
         assert_eq!(r.rate(), 10.0);
-        r.sample(t0 + Duration::from_millis(1500), 40);
-        r.sample(t0 + Duration::from_secs(2), 40);
-        // The window now starts at the 1 s sample: 30 flows in 1 s.
-        assert_eq!(r.rate(), 30.0);
+        r.sample(t0 + Duration::from_secs(10), 100);
+        r.sample(t0 + Duration::from_secs(11), 200);
+        // The window now starts at the 1 s sample: 190 flows in 10 s.
+        assert_eq!(r.rate(), 19.0);
+    }
+
+    /// The reported swing: a steady 41 flows/s that come as 82 in one second
+    /// and none in the next, sampled every 100 ms as the TUI does.
+    #[test]
+    fn bursty_flows_show_a_steady_rate_that_falls_to_0_when_they_stop() {
+        let tick = Duration::from_millis(100);
+        let t0 = Instant::now();
+        let mut r = RateMeter::default();
+        let mut total = 0;
+        let mut shown = Vec::new();
+        // 60 s of bursts: the 82 flows of an odd second spread over its ten
+        // ticks (8 each, 9 in the last two).
+        for i in 1..=600u32 {
+            if (i - 1) / 10 % 2 == 1 {
+                total += if (i - 1) % 10 >= 8 { 9 } else { 8 };
+            }
+            r.sample(t0 + tick * i, total);
+            if i > 100 {
+                shown.push(r.rate());
+            }
+        }
+        assert_eq!(total, 30 * 82);
+        let (lo, hi) = shown
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        assert!(
+            (40.5..=41.5).contains(&lo) && (40.5..=41.5).contains(&hi),
+            "{lo}..{hi}"
+        );
+        // Then nothing: 2 s later one burst fewer in the window (4 × 82 in
+        // 10 s), 0 once the window holds no flow.
+        r.sample(t0 + tick * 620, total);
+        assert_eq!(r.rate(), 32.8);
+        r.sample(t0 + tick * 700, total);
+        assert_eq!(r.rate(), 0.0);
     }
 }
