@@ -186,6 +186,23 @@ fn lab_relay(dir: &Path) -> Option<String> {
 }
 
 impl Target {
+    /// The addresses tried, in order.
+    pub fn addresses(&self) -> Vec<&str> {
+        self.candidates.iter().map(|(a, _)| a.as_str()).collect()
+    }
+
+    /// This target with `address` as its only candidate, if it is one: a
+    /// connection made again then reaches the server the first one did, not
+    /// the next default that answers (a probe on 4244 while the relay on
+    /// 4245 restarts). TLS and the lab stay as they are.
+    pub fn pinned(&self, address: &str) -> Target {
+        let mut t = self.clone();
+        if t.candidates.iter().any(|(a, _)| a == address) {
+            t.candidates.retain(|(a, _)| a == address);
+        }
+        t
+    }
+
     /// Whether the connection uses TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -400,6 +417,18 @@ mod tests {
             uris(&t),
             ["https://localhost:4245", "https://localhost:4244"]
         );
+    }
+
+    #[test]
+    fn pinning_keeps_only_the_address_used() {
+        let t = args(&["--tls", "--tls-allow-insecure"])
+            .target(&DEFAULTS)
+            .unwrap();
+        let p = t.pinned("localhost:4244");
+        assert_eq!(uris(&p), ["https://localhost:4244"]);
+        assert_eq!((p.addresses(), &p.tls), (vec!["localhost:4244"], &t.tls));
+        // Not a candidate: nothing to pin to, the target stays whole.
+        assert_eq!(t.pinned("elsewhere:1"), t);
     }
 
     #[test]

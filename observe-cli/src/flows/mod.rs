@@ -38,7 +38,7 @@ pub async fn run_with(
     display: Display,
 ) -> anyhow::Result<()> {
     let req = query.request()?;
-    let (mut client, _) = target.observer().await?;
+    let (mut client, used) = target.observer().await?;
     let mut stream = client
         .get_flows(req.clone())
         .await
@@ -46,10 +46,7 @@ pub async fn run_with(
         .into_inner();
     let terminal = std::io::stdout().is_terminal();
     if opens_tui(display.format, query.follow, terminal) {
-        let source = crate::tui::reconnect::GetFlowsSource {
-            target: target.clone(),
-            request: req,
-        };
+        let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
         return crate::tui::run_follow(stream, source, &query.filters).await;
     }
     let mut printer = output::Printer::new(output::Options {

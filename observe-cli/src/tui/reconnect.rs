@@ -48,6 +48,19 @@ pub struct GetFlowsSource {
     pub request: GetFlowsRequest,
 }
 
+impl GetFlowsSource {
+    /// `request` again at `used`, the address of `target` the first stream
+    /// came from: without `--server`, `target` tries the relay's port, then a
+    /// probe's, and a reconnect while the relay is down must not land on one
+    /// node's probe and show its flows as if they were all.
+    pub fn new(target: &Target, used: &str, request: GetFlowsRequest) -> Self {
+        GetFlowsSource {
+            target: target.pinned(used),
+            request,
+        }
+    }
+}
+
 impl FlowSource for GetFlowsSource {
     fn reopen(&mut self, since: Option<Timestamp>) -> Option<Opening> {
         // Past `--until` the stream has nothing more to give.
@@ -279,6 +292,19 @@ mod tests {
                 "x".repeat(80)
             )
         );
+    }
+
+    #[test]
+    fn reconnects_go_to_the_address_first_used() {
+        let args = crate::connect::ConnectArgs {
+            tls: true,
+            tls_allow_insecure: true,
+            ..Default::default()
+        };
+        let target = args.target(&["localhost:4245", "localhost:4244"]).unwrap();
+        let source = GetFlowsSource::new(&target, "localhost:4244", GetFlowsRequest::default());
+        assert_eq!(source.target.addresses(), ["localhost:4244"]);
+        assert!(source.target.is_tls());
     }
 
     #[test]
