@@ -250,6 +250,20 @@ impl Target {
         ))
     }
 
+    /// Opens `client`'s GetFlows stream of `req`; a refusal worded as
+    /// [`Self::status_error`] words it.
+    pub async fn get_flows(
+        &self,
+        client: &mut ObserverClient<Channel>,
+        req: observer_proto::observer::GetFlowsRequest,
+    ) -> anyhow::Result<tonic::Streaming<observer_proto::observer::GetFlowsResponse>> {
+        Ok(client
+            .get_flows(req)
+            .await
+            .map_err(|s| self.status_error(s))?
+            .into_inner())
+    }
+
     /// A failed call as a person reads it: the server's message and, for a
     /// connection that TLS (or its absence) broke, what to change.
     pub fn status_error(&self, s: tonic::Status) -> anyhow::Error {

@@ -78,11 +78,7 @@ pub async fn run(
     query.follow = format == GraphFormat::Tui;
     let req = query.request()?;
     let (mut client, _) = target.observer().await?;
-    let stream = client
-        .get_flows(req)
-        .await
-        .map_err(|s| target.status_error(s))?
-        .into_inner();
+    let stream = target.get_flows(&mut client, req).await?;
     if format == GraphFormat::Tui {
         return crate::tui::run_graph(stream, &query.filters).await;
     }
@@ -129,11 +125,7 @@ async fn window_graph(
     req.follow = false;
     req.since = Some(time::timestamp(w.since));
     req.until = Some(time::timestamp(w.until));
-    let stream = client
-        .get_flows(req)
-        .await
-        .map_err(|s| target.status_error(s))?
-        .into_inner();
+    let stream = target.get_flows(client, req).await?;
     service_graph::collect(stream)
         .await
         .map_err(|s| target.status_error(s))

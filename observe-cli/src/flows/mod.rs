@@ -39,11 +39,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let req = query.request()?;
     let (mut client, used) = target.observer().await?;
-    let mut stream = client
-        .get_flows(req.clone())
-        .await
-        .map_err(|s| target.status_error(s))?
-        .into_inner();
+    let mut stream = target.get_flows(&mut client, req.clone()).await?;
     let terminal = std::io::stdout().is_terminal();
     if opens_tui(display.format, query.follow, terminal) {
         let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);

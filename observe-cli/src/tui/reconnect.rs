@@ -79,11 +79,7 @@ impl FlowSource for GetFlowsSource {
         }
         Some(Box::pin(async move {
             let (mut client, _) = target.observer().await?;
-            let stream = client
-                .get_flows(req)
-                .await
-                .map_err(|s| target.status_error(s))?
-                .into_inner();
+            let stream = target.get_flows(&mut client, req).await?;
             Ok(Box::pin(stream) as FlowStream)
         }))
     }
