@@ -7,6 +7,7 @@
 //! of the scenario with the containers named as their scenario endpoints.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
 
 use e2e::ProbeAddr;
 use e2e::scenario_graph::SCENARIO_EDGES;
@@ -119,6 +120,34 @@ async fn the_default_scenario_with_containers_through_the_relay() {
         .map(named)
         .collect();
     assert!(direct.is_subset(&pods), "{direct:?} in {pods:?}");
+
+    // A container restarted (a new network namespace, its routes and
+    // sysctls gone): the next traffic sets it up again, and every item
+    // goes as expected once more.
+    let client = lab
+        .endpoint("client")
+        .expect("the scenario's client")
+        .netns
+        .clone();
+    let before = std::fs::metadata(format!("/var/run/netns/{client}"))
+        .unwrap()
+        .ino();
+    observe_lab::podman::podman(&["restart", "--time", "1", &client]).expect("podman restart");
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&lab, &scenario)).expect("traffic runs");
+    assert!(
+        report.all_as_expected(),
+        "after restarting {client}: {report}"
+    );
+    let pid = observe_lab::podman::pid(&client).unwrap();
+    let named = std::fs::metadata(format!("/var/run/netns/{client}"))
+        .unwrap()
+        .ino();
+    let current = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .ino();
+    assert_eq!(named, current, "the name follows the restarted container");
+    assert_ne!(named, before);
 
     let prefix = lab.prefix().to_string();
     tokio::task::block_in_place(|| lab.down()).expect("lab down");

@@ -17,17 +17,18 @@
 //!   other nodes' subnets are added there.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::addr;
-use super::ip::{ip, ip_in, netns_attach};
-use super::netns::write_sysctls;
+use super::ip::{ip, ip_in, netns_attach, netns_del};
+use super::netns::{NETNS_DIR, write_sysctls};
 use super::podman::{self, ApiService, ContainerSpec, PodmanSet};
 use super::setup::ENDPOINT_SYSCTLS;
-use super::topology::Topology;
+use super::topology::{EndpointPlan, Topology};
 
 /// The label every container of a lab carries (its prefix); the probes
 /// follow only those.
@@ -137,22 +138,7 @@ pub fn build(topo: &mut Topology, state_dir: &Path, made: &mut ContainerLab) -> 
             command: IDLE.iter().map(|s| s.to_string()).collect(),
         })?;
         let pid = podman::pid(&ep.netns)?;
-        netns_attach(&ep.netns, pid)
-            .with_context(|| format!("naming the network namespace of {}", ep.name))?;
-        write_sysctls(&ep.netns, ENDPOINT_SYSCTLS)?;
-        for net in &ep.routes_v4 {
-            let to = format!("{net}/{}", addr::V4_PREFIX_LEN);
-            ip_in(&ep.netns, &["route", "add", &to, "dev", &ep.interface])?;
-        }
-        for net in &ep.routes_v6 {
-            let to = format!("{net}/{}", addr::V6_PREFIX_LEN);
-            ip_in(
-                &ep.netns,
-                &["-6", "route", "add", &to, "dev", &ep.interface],
-            )?;
-        }
-        ep.host_interface = host_side(pid, &ep.interface)
-            .with_context(|| format!("the host side of {}'s veth", ep.name))?;
+        ep.host_interface = set_up_endpoint(ep, pid)?;
     }
     // Podman makes a network's bridge with its first container.
     for (k, node) in topo.nodes.iter().enumerate().skip(1) {
@@ -164,6 +150,55 @@ pub fn build(topo: &mut Topology, state_dir: &Path, made: &mut ContainerLab) -> 
     }
     made.socket = state_dir.join("podman.sock");
     ApiService::start(&made.socket, &state_dir.join("podman.log"))
+}
+
+/// Names the network namespace of endpoint `ep`'s container (process `pid`)
+/// after it, sets its sysctls and its on-link routes to the other nodes'
+/// subnets; returns the host side of its veth.
+fn set_up_endpoint(ep: &EndpointPlan, pid: u32) -> Result<String> {
+    netns_attach(&ep.netns, pid)
+        .with_context(|| format!("naming the network namespace of {}", ep.name))?;
+    write_sysctls(&ep.netns, ENDPOINT_SYSCTLS)?;
+    for net in &ep.routes_v4 {
+        let to = format!("{net}/{}", addr::V4_PREFIX_LEN);
+        ip_in(&ep.netns, &["route", "add", &to, "dev", &ep.interface])?;
+    }
+    for net in &ep.routes_v6 {
+        let to = format!("{net}/{}", addr::V6_PREFIX_LEN);
+        ip_in(
+            &ep.netns,
+            &["-6", "route", "add", &to, "dev", &ep.interface],
+        )?;
+    }
+    host_side(pid, &ep.interface).with_context(|| format!("the host side of {}'s veth", ep.name))
+}
+
+/// Sets up again the endpoints whose container restarted since the lab
+/// named its namespace (a new namespace: the name still holds the old one,
+/// without the container's veth, and the routes and sysctls went with it);
+/// returns their names. A container that is not running is left as it is:
+/// its traffic fails and says so.
+pub fn refresh_restarted(topo: &Topology) -> Result<Vec<String>> {
+    let mut refreshed = Vec::new();
+    for ep in &topo.endpoints {
+        let Ok(pid) = podman::pid(&ep.netns) else {
+            continue;
+        };
+        let current = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| m.ino());
+        let named = std::fs::metadata(Path::new(NETNS_DIR).join(&ep.netns)).map(|m| m.ino());
+        if let (Ok(current), Ok(named)) = (&current, &named)
+            && current == named
+        {
+            continue;
+        }
+        if named.is_ok() {
+            netns_del(&ep.netns)
+                .with_context(|| format!("forgetting {}'s old network namespace", ep.name))?;
+        }
+        set_up_endpoint(ep, pid)?;
+        refreshed.push(ep.name.clone());
+    }
+    Ok(refreshed)
 }
 
 /// The host-side name of the veth whose container end is `ifname` in process

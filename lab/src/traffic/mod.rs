@@ -116,6 +116,26 @@ struct ServerCounts {
 /// Fails only when the lab does not fit the scenario (unknown endpoint, missing
 /// namespace); how each item went is in the report.
 pub fn run_traffic_once(lab: &Lab, scenario: &Scenario) -> Result<TrafficReport> {
+    refresh_restarted_containers(lab)?;
+    run_round(lab, scenario)
+}
+
+/// A container of a container lab restarted (`podman restart`) has a new
+/// network namespace: set up again before traffic enters it. Asks podman
+/// for every container, so once per run, not per round.
+fn refresh_restarted_containers(lab: &Lab) -> Result<()> {
+    if lab.containers().is_some() {
+        for name in crate::containers::refresh_restarted(lab.topology())? {
+            log::info!(
+                "lab {}: {name}'s container restarted: its namespace is set up again",
+                lab.prefix()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_round(lab: &Lab, scenario: &Scenario) -> Result<TrafficReport> {
     let jobs = resolve(lab, scenario)?;
     let mut items = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.iter().enumerate() {
@@ -183,8 +203,9 @@ pub fn run_traffic_with(
 ) -> Result<TrafficSummary> {
     let end = Instant::now() + duration;
     let mut summary = TrafficSummary::default();
+    refresh_restarted_containers(lab)?;
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-        let report = run_traffic_once(lab, scenario)?;
+        let report = run_round(lab, scenario)?;
         summary.rounds += 1;
         summary.items += report.items.len() as u64;
         for item in report.unexpected() {
