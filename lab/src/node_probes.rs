@@ -13,6 +13,7 @@ use anyhow::{Context, bail};
 
 use crate::certs::CertFiles;
 use crate::instance::Lab;
+use crate::probe_files::{PROMETHEUS_TARGETS_FILE, RELAY_METRICS_FILE};
 
 /// Hubble's ports, which `observe lab up` serves on (other labs take free
 /// ones): the first node's probe, its metrics, the relay, its metrics.
@@ -297,11 +298,6 @@ fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-/// Where the relay writes its metrics address in the lab's state folder.
-pub const RELAY_METRICS_FILE: &str = "relay.metrics";
-/// The lab's Prometheus targets (file-based discovery) in its state folder.
-pub const PROMETHEUS_TARGETS_FILE: &str = "prometheus-targets.json";
 
 /// Writes the lab's metrics endpoints as a Prometheus `file_sd_configs` file:
 /// the probe of each of `nodes` under job `flow-probe` (only node1's has a

@@ -5,6 +5,9 @@
 //! - `policies/`: one `NN-<name>.yaml` per policy of the scenario, NN its index
 //!   (`--policy-dir`; `observe policy apply` adds more);
 //! - `services.yaml`: the [`cluster_spec::services`] file (`--services`).
+//!
+//! Also the names of the files the processes and `node_probes` add: the
+//! relay's metrics address and the Prometheus targets.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +25,10 @@ pub const ENDPOINTS_FILE: &str = "endpoints.yaml";
 pub const POLICY_DIR: &str = "policies";
 /// Name of the services file in a state directory.
 pub const SERVICES_FILE: &str = "services.yaml";
+/// Where the relay writes its metrics address.
+pub const RELAY_METRICS_FILE: &str = "relay.metrics";
+/// Every metrics address of the lab, for Prometheus' file-based discovery.
+pub const PROMETHEUS_TARGETS_FILE: &str = "prometheus-targets.json";
 
 /// Path of the endpoints file in `state_dir`.
 pub fn endpoints_path(state_dir: &Path) -> PathBuf {

@@ -14,7 +14,7 @@ use super::cgroup;
 use super::containers::ContainerLab;
 use super::ip::{netns_del, netns_exists, netns_list};
 use super::prefix;
-use super::probe_files::{self, ENDPOINTS_FILE, SERVICES_FILE};
+use super::probe_files::{self, ENDPOINTS_FILE, PROMETHEUS_TARGETS_FILE, SERVICES_FILE};
 use super::procs::{self, ProcessRecord};
 use super::state::{LabState, STATE_FILE};
 
@@ -152,7 +152,7 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
         STATE_FILE,
         ENDPOINTS_FILE,
         SERVICES_FILE,
-        crate::node_probes::PROMETHEUS_TARGETS_FILE,
+        PROMETHEUS_TARGETS_FILE,
     ]
     .map(str::to_string);
     for file in fixed.into_iter().chain(ready_files) {

@@ -23,7 +23,6 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableScan};
 
 use super::graph::window::Window;
-use super::stream::Described;
 use super::{SqlEngine, SqlError, guard};
 use crate::history::losses::Missing;
 
@@ -160,13 +159,13 @@ impl SqlEngine {
     /// reads (none when it reads no flows).
     pub async fn history_missing(&self, sql: &str) -> Result<Vec<Missing>, SqlError> {
         let described = self.describe(sql, None).await?;
-        Ok(self.missing_in(&described))
+        Ok(self.missing_in(described.reads.as_ref()))
     }
 
-    /// Per node, the flows history did not keep in the time range of a
-    /// described statement.
-    pub fn missing_in(&self, described: &Described) -> Vec<Missing> {
-        match (self.history(), &described.reads) {
+    /// Per node, the flows history did not keep of what a described
+    /// statement reads (`Described::reads`).
+    pub fn missing_in(&self, reads: Option<&FlowReads>) -> Vec<Missing> {
+        match (self.history(), reads) {
             (Some(history), Some(r)) => {
                 let mut missing = history.losses().between(r.window.from, r.window.to);
                 if let Some(nodes) = &r.nodes {

@@ -148,7 +148,7 @@ impl FlightSqlService for FlightSql {
             .await
             .map_err(status)?;
         // Flows history lacks in the query's range, for `observe query`.
-        let missing = self.engine.missing_in(&described);
+        let missing = self.engine.missing_in(described.reads.as_ref());
         let handle = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
         };
