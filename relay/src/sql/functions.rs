@@ -1,10 +1,15 @@
 //! Functions whose result could outgrow every memory limit before anything
 //! counts it, bounded. DataFusion counts the state of joins, sorts and
 //! aggregates in the query's pool, not the values an expression computes:
-//! `repeat('x', 10000000000)` asked the allocator for 10 GB at once. Here
-//! `repeat` is DataFusion's own, checked first: one call makes at most
-//! [`MAX_REPEAT_BYTES`]; and `arrow_cast` to a `Large` type, whose strings
-//! and lists have no 2 GiB bound, is refused ([`refused_call`]).
+//! `repeat('x', 10000000000)` asked the allocator for 10 GB at once, and
+//! `rpad('a', 1000000000)` (folded to a constant while planning, where no
+//! timeout can stop it) ran 168 s and took 4 GB. Here the functions that can
+//! make more than their arguments hold (`repeat`, `lpad`, `rpad`, `replace`,
+//! `regexp_replace`) are DataFusion's own, checked first: one call makes at
+//! most [`MAX_REPEAT_BYTES`], and a statement calls them at most
+//! [`MAX_EXPANDING_CALLS`] times ([`refused_call`] counts), so what they make
+//! together stays within one query's memory limit; `arrow_cast` to a `Large`
+//! type, whose strings and lists have no 2 GiB bound, is refused.
 
 use std::sync::Arc;
 
@@ -20,12 +25,24 @@ use datafusion::sql::sqlparser::ast::{
     Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
 };
 
-/// The most bytes one call of `repeat` makes (all its rows together).
+/// The most bytes one call of a function that makes more than its arguments
+/// hold makes (all its rows together).
 pub const MAX_REPEAT_BYTES: u64 = 64 << 20;
+
+/// The most calls of those functions in one statement.
+pub const MAX_EXPANDING_CALLS: usize = 8;
+
+/// The functions that can make more than their arguments hold.
+pub const EXPANDING: [&str; 5] = ["repeat", "lpad", "rpad", "replace", "regexp_replace"];
+
+/// The lower-case name a call `f` calls.
+pub fn call_name(f: &Function) -> Option<String> {
+    Some(f.name.0.last()?.as_ident()?.value.to_lowercase())
+}
 
 /// Why the call `f` is refused, if it is.
 pub fn refused_call(f: &Function) -> Option<String> {
-    let name = f.name.0.last()?.as_ident()?.value.to_lowercase();
+    let name = call_name(f)?;
     if name != "arrow_cast" {
         return None;
     }
@@ -45,18 +62,46 @@ pub fn refused_call(f: &Function) -> Option<String> {
 
 /// The functions that replace DataFusion's.
 pub fn bounded() -> Vec<ScalarUDF> {
-    vec![ScalarUDF::new_from_impl(BoundedRepeat {
-        inner: datafusion::functions::string::repeat(),
-    })]
+    let bound =
+        |inner: Arc<ScalarUDF>, made: Made| ScalarUDF::new_from_impl(Bounded { inner, made });
+    vec![
+        bound(datafusion::functions::string::repeat(), repeated_bytes),
+        bound(datafusion::functions::unicode::lpad(), padded_bytes),
+        bound(datafusion::functions::unicode::rpad(), padded_bytes),
+        bound(datafusion::functions::string::replace(), replaced_bytes),
+        bound(
+            datafusion::functions::regex::regexp_replace(),
+            replaced_bytes,
+        ),
+    ]
 }
 
-/// DataFusion's `repeat`, refused past [`MAX_REPEAT_BYTES`].
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct BoundedRepeat {
+/// At most how many bytes a call makes over `rows` rows, from its arguments.
+type Made = fn(&[ColumnarValue], usize) -> Result<u64>;
+
+/// One of DataFusion's functions, refused past [`MAX_REPEAT_BYTES`].
+#[derive(Debug)]
+struct Bounded {
     inner: Arc<ScalarUDF>,
+    made: Made,
 }
 
-impl ScalarUDFImpl for BoundedRepeat {
+// The inner function says which one it is (`made` follows from it).
+impl PartialEq for Bounded {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner == other.inner
+    }
+}
+
+impl Eq for Bounded {}
+
+impl std::hash::Hash for Bounded {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for Bounded {
     fn name(&self) -> &str {
         self.inner.name()
     }
@@ -74,14 +119,13 @@ impl ScalarUDFImpl for BoundedRepeat {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        if let [text, count] = args.args.as_slice() {
-            let bytes = repeated_bytes(text, count, args.number_rows)?;
-            if bytes > MAX_REPEAT_BYTES {
-                return exec_err!(
-                    "repeat would make {bytes} bytes; at most {MAX_REPEAT_BYTES} (64 MiB) \
-                     are allowed per call"
-                );
-            }
+        let bytes = (self.made)(&args.args, args.number_rows)?;
+        if bytes > MAX_REPEAT_BYTES {
+            return exec_err!(
+                "{} would make up to {bytes} bytes; at most {MAX_REPEAT_BYTES} (64 MiB) \
+                 are allowed per call",
+                self.inner.name()
+            );
         }
         self.inner.invoke_with_args(args)
     }
@@ -140,14 +184,59 @@ fn counts(v: &ColumnarValue) -> Result<PerRow> {
     })
 }
 
-/// What `repeat(text, count)` makes over `rows` rows.
-fn repeated_bytes(text: &ColumnarValue, count: &ColumnarValue, rows: usize) -> Result<u64> {
-    let (t, n) = (text_bytes(text)?, counts(count)?);
-    if let (PerRow::All(t), PerRow::All(n)) = (&t, &n) {
-        return Ok(t.saturating_mul(*n));
+/// The sum over `rows` rows of `per_row(a, b)`, once when both are scalars.
+fn over_rows(a: &PerRow, b: &PerRow, rows: usize, per_row: impl Fn(u64, u64) -> u64) -> u64 {
+    if let (PerRow::All(a), PerRow::All(b)) = (a, b) {
+        return per_row(*a, *b);
     }
-    Ok((0..rows).fold(0u64, |total, row| {
-        total.saturating_add(t.get(row).saturating_mul(n.get(row)))
+    (0..rows).fold(0u64, |total, row| {
+        total.saturating_add(per_row(a.get(row), b.get(row)))
+    })
+}
+
+/// What `repeat(text, count)` makes: the text, count times.
+fn repeated_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    let [text, count] = args else {
+        return Ok(0);
+    };
+    let (t, n) = (text_bytes(text)?, counts(count)?);
+    Ok(over_rows(&t, &n, rows, u64::saturating_mul))
+}
+
+/// What `lpad`/`rpad(text, length[, fill])` makes: `length` characters of
+/// up to 4 bytes each.
+fn padded_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    let Some(length) = args.get(1) else {
+        return Ok(0);
+    };
+    let n = counts(length)?;
+    Ok(over_rows(&n, &PerRow::All(4), rows, u64::saturating_mul))
+}
+
+/// What `replace(text, from, to)` or `regexp_replace(text, pattern,
+/// replacement[, flags])` makes at most: every byte of the text replaced, or
+/// with the replacement put beside it (an empty `from` matches between
+/// bytes); a replacement that names a match (`$0`, `\1`) can hold the whole
+/// text each time.
+fn replaced_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    let (Some(text), Some(to)) = (args.first(), args.get(2)) else {
+        return Ok(0);
+    };
+    let (t, r) = (text_bytes(text)?, text_bytes(to)?);
+    let names_a_match = match to {
+        ColumnarValue::Scalar(ScalarValue::Utf8(Some(r)) | ScalarValue::Utf8View(Some(r))) => {
+            r.contains('$') || r.contains('\\')
+        }
+        ColumnarValue::Scalar(_) => false,
+        ColumnarValue::Array(_) => true,
+    };
+    Ok(over_rows(&t, &r, rows, |t, r| {
+        let each = if names_a_match {
+            r.saturating_mul(t)
+        } else {
+            r
+        };
+        t.saturating_mul(each.saturating_add(1))
     }))
 }
 
@@ -163,25 +252,41 @@ mod tests {
         ColumnarValue::Scalar(ScalarValue::Int64(Some(n)))
     }
 
+    fn repeat(text: &ColumnarValue, n: &ColumnarValue, rows: usize) -> u64 {
+        repeated_bytes(&[text.clone(), n.clone()], rows).unwrap()
+    }
+
     #[test]
     fn the_bytes_repeat_would_make() {
-        assert_eq!(repeated_bytes(&scalar("ab"), &count(3), 1).unwrap(), 6);
-        assert_eq!(repeated_bytes(&scalar("ab"), &count(-3), 1).unwrap(), 0);
-        assert_eq!(
-            repeated_bytes(&scalar("x"), &count(i64::MAX), 1).unwrap(),
-            i64::MAX as u64
-        );
+        assert_eq!(repeat(&scalar("ab"), &count(3), 1), 6);
+        assert_eq!(repeat(&scalar("ab"), &count(-3), 1), 0);
+        assert_eq!(repeat(&scalar("x"), &count(i64::MAX), 1), i64::MAX as u64);
         let texts =
             ColumnarValue::Array(Arc::new(datafusion::arrow::array::StringArray::from(vec![
                 Some("a"),
                 None,
                 Some("abc"),
             ])));
-        assert_eq!(repeated_bytes(&texts, &count(10), 3).unwrap(), 40);
+        assert_eq!(repeat(&texts, &count(10), 3), 40);
         let counts =
             ColumnarValue::Array(Arc::new(datafusion::arrow::array::Int64Array::from(vec![
                 1, 2, 3,
             ])));
-        assert_eq!(repeated_bytes(&scalar("ab"), &counts, 3).unwrap(), 12);
+        assert_eq!(repeat(&scalar("ab"), &counts, 3), 12);
+    }
+
+    #[test]
+    fn the_bytes_padding_and_replacing_would_make_at_most() {
+        let pad =
+            |n: i64, rows| padded_bytes(&[scalar("a"), count(n), scalar("xy")], rows).unwrap();
+        assert_eq!(pad(10, 1), 40);
+        assert_eq!(pad(1_000_000_000, 1), 4_000_000_000);
+        let replace = |text: &str, to: &str| {
+            replaced_bytes(&[scalar(text), scalar("a"), scalar(to)], 1).unwrap()
+        };
+        assert_eq!(replace("abc", "xy"), 9);
+        assert_eq!(replace("abc", ""), 3);
+        // A replacement naming the match can hold the text each time.
+        assert_eq!(replace("abcd", "$0$0"), 4 * (4 * 4 + 1));
     }
 }

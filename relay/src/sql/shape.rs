@@ -173,6 +173,8 @@ struct Shape {
     with_bodies: HashMap<*const Query, String>,
     /// The table reads of each `WITH` name seen.
     with_reads: HashMap<String, u64>,
+    /// Calls of functions that make more than their arguments hold.
+    expanding_calls: usize,
 }
 
 impl Shape {
@@ -257,10 +259,21 @@ impl Visitor for Shape {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<SqlError> {
-        if let Expr::Function(f) = expr
-            && let Some(why) = super::functions::refused_call(f)
-        {
-            return ControlFlow::Break(SqlError::Refused(why));
+        use super::functions::{EXPANDING, MAX_EXPANDING_CALLS, call_name, refused_call};
+        if let Expr::Function(f) = expr {
+            if let Some(why) = refused_call(f) {
+                return ControlFlow::Break(SqlError::Refused(why));
+            }
+            if call_name(f).is_some_and(|n| EXPANDING.contains(&n.as_str())) {
+                self.expanding_calls += 1;
+                if self.expanding_calls > MAX_EXPANDING_CALLS {
+                    return ControlFlow::Break(SqlError::Refused(format!(
+                        "a statement may call {} at most {MAX_EXPANDING_CALLS} times in all: \
+                         each can make up to 64 MiB",
+                        EXPANDING.join(", ")
+                    )));
+                }
+            }
         }
         self.enter()
     }
