@@ -174,7 +174,7 @@ impl GraphBuilder {
         if is_pre_translation(flow) || is_denial_verdict(flow) {
             return;
         }
-        let reply = flow.is_reply == Some(true);
+        let reply = flow.is_reply == Some(true) || is_reverse_translation(flow);
         let edge = (!reply).then(|| self.count_request(flow, t));
         // A socket translation names the service port, not the connection's
         // 5-tuple: it counts on the edge, not as a connection of its own.
@@ -337,6 +337,20 @@ fn is_pre_translation(flow: &Flow) -> bool {
             Ok(P::SockXlatePointPreDirectionFwd | P::SockXlatePointPreDirectionRev)
         )
         && flow.verdict != observer_proto::flow::Verdict::Dropped as i32
+}
+
+/// A SOCK flow of a reply's translation (recvmsg of a UDP answer: the
+/// backend shown as the service, to the client). SOCK flows carry no reply
+/// bit; drawn as requests, each answer made a service -> client edge.
+fn is_reverse_translation(flow: &Flow) -> bool {
+    use observer_proto::flow::SocketTranslationPoint as P;
+    flow.event_type
+        .as_ref()
+        .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
+        && matches!(
+            P::try_from(flow.sock_xlate_point),
+            Ok(P::SockXlatePointPostDirectionRev | P::SockXlatePointPreDirectionRev)
+        )
 }
 
 /// The PolicyVerdict flow of a policy denial (its Drop flow follows).
@@ -581,7 +595,7 @@ mod tests {
             verdict: observer_proto::flow::Verdict::Traced as i32,
             ..sock.clone()
         };
-        more.push(sock);
+        more.push(sock.clone());
         more.push(pre);
         let mut denial = flows[0].clone();
         denial.verdict = observer_proto::flow::Verdict::Dropped as i32;
@@ -590,6 +604,16 @@ mod tests {
             sub_type: 0,
         });
         more.push(denial);
+        // A reply's reverse translation (recvmsg of a UDP answer: backend
+        // shown as the service, to the client): an answer, no request edge.
+        let reverse = Flow {
+            source: flows[0].destination.clone(),
+            destination: flows[0].source.clone(),
+            sock_xlate_point:
+                observer_proto::flow::SocketTranslationPoint::SockXlatePointPostDirectionRev as i32,
+            ..sock.clone()
+        };
+        more.push(reverse);
         let g = GraphBuilder::build(&more);
         assert!(g.find("default/api", "default/frontend").is_none());
         let e = g.find("default/frontend", "default/api").unwrap();
