@@ -6,6 +6,7 @@
 //! flow-probe and the relay both answer `GetFlows` with it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::field_mask::{FieldMask, FieldMaskError};
 use crate::filter::{self, FilterError, FlowMatcher};
@@ -134,26 +135,44 @@ impl FlowQuery {
 
     /// [`Self::history`] on tokio's blocking pool, for the same reason: a
     /// large filter over a full ring takes a while. Hands the query back.
+    /// Dropped (the client went away), it stops the work too: thousands of
+    /// filters over a full ring kept a core busy for minutes after the
+    /// client had given up.
     pub async fn history_off_workers(
         self,
         ring: Vec<Entry>,
     ) -> Result<(Self, Vec<Entry>), tonic::Status> {
-        off_workers(move || {
-            let history = self.history(ring);
+        let stop = StopOnDrop::default();
+        let flag = stop.0.clone();
+        let picked = off_workers(move || {
+            let history = self.history_until(ring, &flag);
             (self, history)
         })
-        .await
+        .await;
+        drop(stop);
+        picked
     }
 
     /// The part of the ring to send before following (or instead of it).
     pub fn history(&self, ring: Vec<Entry>) -> Vec<Entry> {
+        self.history_until(ring, &AtomicBool::new(false))
+    }
+
+    /// [`Self::history`], given up (empty) once `stop` is set; it is looked
+    /// at every [`STOP_CHECK_EVERY`] entries.
+    fn history_until(&self, ring: Vec<Entry>, stop: &AtomicBool) -> Vec<Entry> {
         if self.follow && self.number == 0 && self.since.is_none() {
             return Vec::new();
         }
-        let mut picked: Vec<Entry> = ring
-            .into_iter()
-            .filter(|e| self.selects(&e.response))
-            .collect();
+        let mut picked: Vec<Entry> = Vec::new();
+        for (i, e) in ring.into_iter().enumerate() {
+            if i % STOP_CHECK_EVERY == 0 && stop.load(Ordering::Relaxed) {
+                return Vec::new();
+            }
+            if self.selects(&e.response) {
+                picked.push(e);
+            }
+        }
         if self.number != 0 && picked.len() > self.number {
             if self.first {
                 picked.truncate(self.number);
@@ -167,6 +186,20 @@ impl FlowQuery {
             }
         }
         picked
+    }
+}
+
+/// How many ring entries [`FlowQuery::history_until`] matches between two
+/// looks at its stop flag.
+const STOP_CHECK_EVERY: usize = 256;
+
+/// Sets its flag when dropped.
+#[derive(Debug, Default)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -255,6 +288,22 @@ mod tests {
         assert_eq!(times(&q.history(ring(&[1, 2, 3, 4]))), [3]);
         assert!(q.is_past_until(&ring(&[4])[0].response));
         assert!(!q.is_past_until(&ring(&[3])[0].response));
+    }
+
+    #[test]
+    fn history_stops_when_told_and_the_guard_tells_it_when_dropped() {
+        // Set: given up at the first look, nothing picked.
+        let q = FlowQuery::parse(&GetFlowsRequest::default()).unwrap();
+        let stop = AtomicBool::new(true);
+        assert!(q.history_until(ring(&[1, 2, 3]), &stop).is_empty());
+        let stop = AtomicBool::new(false);
+        assert_eq!(times(&q.history_until(ring(&[1, 2, 3]), &stop)), [1, 2, 3]);
+        // Dropped: the guard sets the flag that the blocking work reads.
+        let guard = StopOnDrop::default();
+        let flag = guard.0.clone();
+        assert!(!flag.load(Ordering::Relaxed));
+        drop(guard);
+        assert!(flag.load(Ordering::Relaxed));
     }
 
     #[test]
