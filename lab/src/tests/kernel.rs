@@ -571,3 +571,36 @@ fn policy_files_are_written_and_dropped_items_get_no_answer() {
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
     assert!(!dir.exists(), "state dir {} still there", dir.display());
 }
+
+#[test]
+fn a_services_file_that_cannot_be_read_fails_its_service_items_alone() {
+    test_support::require_root("the lab builds network namespaces");
+    let dir = state_dir("badservices");
+    let scenario = Scenario::parse(
+        "endpoints:\n\
+         - {name: client, namespace: default, labels: {app: client}}\n\
+         - {name: api, namespace: default, labels: {app: api}}\n\
+         services:\n\
+         - {name: api, namespace: default, vip: {ipv4: 198.18.100.10}, ports: [{port: 80, targetPort: 8080}], selector: {app: api}}\n\
+         traffic:\n\
+         - {from: client, to: api, protocol: tcp, port: 8080}\n\
+         - {from: client, to_service: api, protocol: tcp, port: 80}\n",
+        "bad-services.yaml",
+    )
+    .unwrap();
+    let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&dir)).unwrap();
+    // Being edited: an unknown field, as the exploratory run's typo.
+    std::fs::write(lab.services_path(), "services: [{name: api, bogus: 1}]\n").unwrap();
+    let report = run_traffic_once(&lab, &scenario).unwrap();
+    assert_eq!(report.items[0].outcome, Outcome::Completed, "{report}");
+    let Outcome::Failed { error } = &report.items[1].outcome else {
+        panic!("{report}");
+    };
+    assert!(
+        error.starts_with(&format!(
+            "traffic[1].to_service: services file {}: ",
+            lab.services_path().display()
+        )) && error.contains("bogus"),
+        "{error}"
+    );
+}

@@ -80,6 +80,9 @@ struct Job {
     /// How long the client waits for the first answer: [`DROP_WAIT`] when the
     /// item expects `dropped`, else [`OP_TIMEOUT`].
     wait: Duration,
+    /// Why the item cannot run this round (its service could not be read):
+    /// it fails alone, and the next round tries again.
+    problem: Option<String>,
 }
 
 /// What one exchange produced (filled into an [`ItemReport`]).
@@ -142,6 +145,9 @@ fn run_round(lab: &Lab, scenario: &Scenario) -> Result<TrafficReport> {
         let spec = &scenario.traffic[index];
         let started_unix_ns = unix_ns();
         let exchange = match spec.protocol {
+            _ if job.problem.is_some() => {
+                Exchange::default().failed(job.problem.as_deref().unwrap_or_default())
+            }
             _ if spec.to_service.is_some() => service::run(lab, index, spec, job),
             Protocol::Tcp => tcp::run(job),
             Protocol::Udp => udp::run(job),
@@ -241,7 +247,7 @@ fn resolve(lab: &Lab, scenario: &Scenario) -> Result<Vec<Job>> {
                     src.netns
                 );
             }
-            jobs.push(service::job(lab, i, t, src)?);
+            jobs.push(service::job(lab, i, t, src));
             continue;
         }
         let dst = find("to", &t.to)?;
@@ -264,6 +270,7 @@ fn resolve(lab: &Lab, scenario: &Scenario) -> Result<Vec<Job>> {
             response,
             expect: t.expect,
             wait: wait_for(t.expect),
+            problem: None,
         });
     }
     Ok(jobs)

@@ -13,7 +13,7 @@
 //! once the client is done. With `expect: refused` no server runs (a service
 //! without backends refuses the connect at once).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -30,26 +30,38 @@ use crate::cgroup;
 use crate::instance::Lab;
 use crate::lb;
 use crate::netns;
-use crate::scenario::{Expect, Protocol, TrafficSpec};
+use crate::scenario::{Expect, Family, Protocol, TrafficSpec};
 use crate::topology::EndpointPlan;
 
 /// The job of a service item: from the client to the VIP (servers are found
 /// when the item runs).
-pub(super) fn job(lab: &Lab, index: usize, t: &TrafficSpec, src: &EndpointPlan) -> Result<Job> {
-    let frontend =
-        lb::frontend_of(lab, t).with_context(|| format!("traffic[{index}].to_service"))?;
+/// The item's job; a service that cannot be read (its file being edited,
+/// or broken) leaves the job with that problem, and the item fails alone.
+pub(super) fn job(lab: &Lab, index: usize, t: &TrafficSpec, src: &EndpointPlan) -> Job {
+    let frontend = lb::frontend_of(lab, t).with_context(|| format!("traffic[{index}].to_service"));
+    let (dst_ip, port, problem) = match frontend {
+        Ok(f) => (f.vip, f.port, None),
+        Err(e) => {
+            let nowhere = match t.family {
+                Family::Ipv6 => IpAddr::from(Ipv6Addr::UNSPECIFIED),
+                _ => IpAddr::from(Ipv4Addr::UNSPECIFIED),
+            };
+            (nowhere, t.port.unwrap_or(0), Some(format!("{e:#}")))
+        }
+    };
     let (request, response) = t.exchange_bytes();
-    Ok(Job {
+    Job {
         src_netns: src.netns.clone(),
         dst_netns: String::new(),
         src_ip: src.ip(t.family),
-        dst_ip: frontend.vip,
-        port: frontend.port,
+        dst_ip,
+        port,
         request,
         response,
         expect: t.expect,
         wait: wait_for(t.expect),
-    })
+        problem,
+    }
 }
 
 /// Runs a service item: in a child process in the lab's cgroup, or here when
