@@ -34,12 +34,33 @@ fn flow_descriptor() -> MessageDescriptor {
         .expect("flow.Flow is in the descriptor set")
 }
 
-/// A path of the mask that names no field of Flow.
+/// Paths a mask may list: more than Flow has fields, nested ones included.
+pub const MAX_PATHS: usize = 256;
+/// Bytes a path may have; a longer one is shown cut in its error.
+pub const MAX_PATH_BYTES: usize = 256;
+
+/// Why a mask is refused: a path that names no field of Flow, or too many
+/// paths. An error quotes at most [`MAX_PATH_BYTES`] of a path: an error
+/// echoing a client's 20 KB path twice outgrew gRPC's metadata limit, and the
+/// client got a transport error instead of this one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("field_mask: invalid path {path:?}: {reason}")]
-pub struct FieldMaskError {
-    pub path: String,
-    pub reason: String,
+pub enum FieldMaskError {
+    #[error("field_mask: invalid path {path:?}: {reason}")]
+    Path { path: String, reason: String },
+    #[error("field_mask: {0} paths; at most {MAX_PATHS} are accepted")]
+    TooMany(usize),
+}
+
+/// `path` as an error quotes it: cut at [`MAX_PATH_BYTES`] bytes.
+fn quoted(path: &str) -> String {
+    if path.len() <= MAX_PATH_BYTES {
+        return path.to_string();
+    }
+    let mut end = MAX_PATH_BYTES;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end])
 }
 
 /// A checked field mask: the tree of fields to keep.
@@ -55,13 +76,22 @@ impl FieldMask {
         if paths.is_empty() {
             return Ok(None);
         }
+        if paths.len() > MAX_PATHS {
+            return Err(FieldMaskError::TooMany(paths.len()));
+        }
         let flow = flow_descriptor();
         let mut mask = FieldMask::default();
         for path in paths {
-            let bad = |reason: String| FieldMaskError {
-                path: path.clone(),
+            let bad = |reason: String| FieldMaskError::Path {
+                path: quoted(path),
                 reason,
             };
+            if path.len() > MAX_PATH_BYTES {
+                return Err(bad(format!(
+                    "{} bytes long; at most {MAX_PATH_BYTES}",
+                    path.len()
+                )));
+            }
             let parts: Vec<&str> = path.split('.').collect();
             if parts.iter().any(|p| p.is_empty()) {
                 return Err(bad("an empty field name".into()));
@@ -209,13 +239,28 @@ mod tests {
     #[test]
     fn a_path_to_no_field_is_refused_by_name() {
         let err = FieldMask::parse(&paths(&["verdict", "source.pod"])).unwrap_err();
-        assert_eq!(err.path, "source.pod");
         assert_eq!(
             err.to_string(),
             "field_mask: invalid path \"source.pod\": flow.Endpoint has no field \"pod\""
         );
         assert!(FieldMask::parse(&paths(&["verdict.x"])).is_err());
         assert!(FieldMask::parse(&paths(&["source..id"])).is_err());
+        // A 20 KB path is quoted cut; more paths than Flow has fields are
+        // refused by their number.
+        let long = "x".repeat(20_000);
+        assert_eq!(
+            FieldMask::parse(&[long]).unwrap_err().to_string(),
+            format!(
+                "field_mask: invalid path \"{}…\": 20000 bytes long; at most 256",
+                "x".repeat(256)
+            )
+        );
+        let many: Vec<String> = (0..257).map(|_| "verdict".to_string()).collect();
+        assert_eq!(
+            FieldMask::parse(&many).unwrap_err().to_string(),
+            "field_mask: 257 paths; at most 256 are accepted"
+        );
+        assert!(FieldMask::parse(&many[..256]).is_ok());
         // Cilium's fields we never fill are valid, and empty.
         let mask = FieldMask::parse(&paths(&["l7"])).unwrap().unwrap();
         assert_eq!(mask.apply(&flow()), Flow::default());

@@ -28,6 +28,10 @@ pub enum RequestError {
     /// The time window is empty.
     #[error("since is after until")]
     SinceAfterUntil,
+    /// A timestamp's nanoseconds outside 0..=999,999,999 (protobuf's
+    /// Timestamp allows no other).
+    #[error("{0}: nanos {1} is out of range (0 to 999999999)")]
+    BadTimestamp(&'static str, i32),
     /// A field mask path names no Flow field.
     #[error(transparent)]
     FieldMask(#[from] FieldMaskError),
@@ -59,6 +63,13 @@ impl FlowQuery {
         let matcher = filter::compile(&req.whitelist, &req.blacklist)?;
         let paths = req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]);
         let mask = FieldMask::parse(paths)?;
+        for (name, t) in [("since", &req.since), ("until", &req.until)] {
+            if let Some(t) = t
+                && !(0..1_000_000_000).contains(&t.nanos)
+            {
+                return Err(RequestError::BadTimestamp(name, t.nanos));
+            }
+        }
         let since = req.since.as_ref().map(nanos);
         let until = req.until.as_ref().map(nanos);
         if let (Some(s), Some(u)) = (since, until)
@@ -369,6 +380,16 @@ mod tests {
             FlowQuery::parse(&window).unwrap_err(),
             RequestError::SinceAfterUntil
         );
+        for nanos in [-5, 1_000_000_000] {
+            let odd = GetFlowsRequest {
+                until: Some(prost_types::Timestamp { seconds: 9, nanos }),
+                ..Default::default()
+            };
+            assert_eq!(
+                FlowQuery::parse(&odd).unwrap_err().to_string(),
+                format!("until: nanos {nanos} is out of range (0 to 999999999)")
+            );
+        }
         let bad_ip = GetFlowsRequest {
             whitelist: vec![FlowFilter {
                 source_ip: vec!["10.0.0.300".into()],
