@@ -214,8 +214,10 @@ impl ServicesFile {
                 ("ipv4", svc.vip.ipv4.map(IpAddr::V4)),
                 ("ipv6", svc.vip.ipv6.map(IpAddr::V6)),
             ] {
+                // Loopback: every process's own address, in every namespace;
+                // translating it would take over the node's own connections.
                 if let Some(a) = addr
-                    && (a.is_unspecified() || a.is_multicast())
+                    && (a.is_unspecified() || a.is_multicast() || a.is_loopback())
                 {
                     return Err((
                         format!("{at}.vip.{key}"),
@@ -383,6 +385,14 @@ services:
         assert_eq!(
             err(&svc(&format!("    vip: {{ipv4: 0.0.0.0}}\n{ports}"))),
             "services file svc.yaml: services[0].vip.ipv4: 0.0.0.0 cannot be a service address"
+        );
+        assert_eq!(
+            err(&svc(&format!("    vip: {{ipv4: 127.0.0.1}}\n{ports}"))),
+            "services file svc.yaml: services[0].vip.ipv4: 127.0.0.1 cannot be a service address"
+        );
+        assert_eq!(
+            err(&svc(&format!("    vip: {{ipv6: \"::1\"}}\n{ports}"))),
+            "services file svc.yaml: services[0].vip.ipv6: ::1 cannot be a service address"
         );
         assert_eq!(
             err(&svc(&format!("{vip}{ports}    selector: {{}}\n"))),
