@@ -28,15 +28,16 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use observer_proto::flow::SocketTranslationPoint as XlatePoint;
 use observer_proto::flow::{DropReason, Flow, TraceReason, Verdict, layer4::Protocol};
 use petgraph::stable_graph::EdgeIndex;
 
 use crate::group::group_of;
 use crate::hops::HopKey;
+use crate::model::{Edge, ServiceGraph};
 
 /// Cilium's monitor type of socket-translation traces.
 const TYPE_TRACE_SOCK: i32 = 7;
-use crate::model::{Edge, ServiceGraph};
 
 /// A connection, client side first, whichever way the packet went.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -325,32 +326,37 @@ fn count_flow(w: &mut Edge, flow: &Flow, t: i128) {
     }
 }
 
-/// A SOCK flow before the translation that was translated (a service
-/// without backends is only a pre-translation flow, and counts).
-fn is_pre_translation(flow: &Flow) -> bool {
-    use observer_proto::flow::SocketTranslationPoint as P;
+/// Whether `flow` is a SOCK flow at one of `points`.
+fn sock_flow_at(flow: &Flow, points: &[XlatePoint]) -> bool {
     flow.event_type
         .as_ref()
         .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
-        && matches!(
-            P::try_from(flow.sock_xlate_point),
-            Ok(P::SockXlatePointPreDirectionFwd | P::SockXlatePointPreDirectionRev)
-        )
-        && flow.verdict != observer_proto::flow::Verdict::Dropped as i32
+        && XlatePoint::try_from(flow.sock_xlate_point).is_ok_and(|p| points.contains(&p))
+}
+
+/// A SOCK flow before the translation that was translated (a service
+/// without backends is only a pre-translation flow, and counts).
+fn is_pre_translation(flow: &Flow) -> bool {
+    sock_flow_at(
+        flow,
+        &[
+            XlatePoint::SockXlatePointPreDirectionFwd,
+            XlatePoint::SockXlatePointPreDirectionRev,
+        ],
+    ) && flow.verdict != observer_proto::flow::Verdict::Dropped as i32
 }
 
 /// A SOCK flow of a reply's translation (recvmsg of a UDP answer: the
 /// backend shown as the service, to the client). SOCK flows carry no reply
 /// bit; drawn as requests, each answer made a service -> client edge.
 fn is_reverse_translation(flow: &Flow) -> bool {
-    use observer_proto::flow::SocketTranslationPoint as P;
-    flow.event_type
-        .as_ref()
-        .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
-        && matches!(
-            P::try_from(flow.sock_xlate_point),
-            Ok(P::SockXlatePointPostDirectionRev | P::SockXlatePointPreDirectionRev)
-        )
+    sock_flow_at(
+        flow,
+        &[
+            XlatePoint::SockXlatePointPostDirectionRev,
+            XlatePoint::SockXlatePointPreDirectionRev,
+        ],
+    )
 }
 
 /// The PolicyVerdict flow of a policy denial (its Drop flow follows).
