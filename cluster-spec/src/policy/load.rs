@@ -109,8 +109,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Policy>, PolicyError> {
     Ok(out)
 }
 
-/// A namespace and name may be defined once.
-pub(super) fn check_duplicates(policies: &[Policy]) -> Result<(), PolicyError> {
+/// A namespace and name may be defined once: in one file, or in the files
+/// read together (errors name both files).
+pub fn check_duplicates(policies: &[Policy]) -> Result<(), PolicyError> {
     let mut seen: BTreeMap<(&str, &str), &str> = BTreeMap::new();
     for p in policies {
         if let Some(first) = seen.insert((&p.namespace, &p.name), &p.origin) {

@@ -95,7 +95,7 @@ pub fn whatif_sql(drafts: &[String], window: &str, namespaces: &[String]) -> Str
 /// pass a CI gate), and no two may define the same namespace and name.
 pub fn load_drafts(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut drafts = Vec::new();
-    let mut defined: BTreeMap<String, &PathBuf> = BTreeMap::new();
+    let mut all = Vec::new();
     for f in files {
         let (text, policies) = policy::load_file_with_text(f)?;
         anyhow::ensure!(
@@ -103,18 +103,10 @@ pub fn load_drafts(files: &[PathBuf]) -> anyhow::Result<Vec<String>> {
             "{}: no CiliumNetworkPolicy in it, nothing to replay",
             f.display()
         );
-        for p in &policies {
-            let name = format!("{}/{}", p.namespace, p.name);
-            if let Some(first) = defined.insert(name.clone(), f) {
-                anyhow::bail!(
-                    "{}: {name} is already defined in {}",
-                    f.display(),
-                    first.display()
-                );
-            }
-        }
+        all.extend(policies);
         drafts.push(text);
     }
+    policy::check_duplicates(&all)?;
     Ok(drafts)
 }
 
@@ -193,7 +185,7 @@ mod tests {
         assert_eq!(
             err(&[a.clone(), b.clone()]),
             format!(
-                "{}: default/dup is already defined in {}",
+                "policy {}: metadata.name: default/dup is already defined in {}",
                 b.display(),
                 a.display()
             )
@@ -201,7 +193,7 @@ mod tests {
         assert_eq!(
             err(&[a.clone(), a.clone()]),
             format!(
-                "{}: default/dup is already defined in {}",
+                "policy {}: metadata.name: default/dup is already defined in {}",
                 a.display(),
                 a.display()
             )
