@@ -268,14 +268,22 @@ pub fn start_relay(
     })
 }
 
+/// The address a ready file (`--ready-file`, `--metrics-ready-file`) holds;
+/// errors name the file.
+fn read_addr(path: &Path) -> anyhow::Result<SocketAddr> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.trim()
+        .parse()
+        .with_context(|| format!("bad address in {}", path.display()))
+}
+
 fn wait_ready(ready: &Path, log: &Path, pid: u32) -> anyhow::Result<SocketAddr> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(text) = std::fs::read_to_string(ready) {
-            return text
-                .trim()
-                .parse()
-                .with_context(|| format!("bad address in {}", ready.display()));
+        // Written whole, through a rename: once there, it is complete.
+        if ready.exists() {
+            return read_addr(ready);
         }
         let alive = Path::new(&format!("/proc/{pid}")).exists()
             && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -310,12 +318,11 @@ pub fn write_prometheus_targets(
 ) -> anyhow::Result<PathBuf> {
     let mut groups = Vec::new();
     for node in nodes {
-        let file = state_dir.join(format!("probe-{node}.metrics"));
-        let Ok(addr) = std::fs::read_to_string(&file) else {
+        let Ok(addr) = read_addr(&state_dir.join(format!("probe-{node}.metrics"))) else {
             continue;
         };
         groups.push(serde_json::json!({
-            "targets": [addr.trim()],
+            "targets": [addr.to_string()],
             "labels": {"job": "flow-probe"},
         }));
     }
@@ -336,28 +343,18 @@ pub fn write_prometheus_targets(
 /// reconnects to a restarted probe by itself.
 pub fn restart(lab: &mut Lab, name: &str) -> anyhow::Result<StartedProbe> {
     let state_dir = lab.state_dir().to_path_buf();
-    let port_in = |file: &str| -> anyhow::Result<u16> {
-        let path = state_dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("its address is unknown ({} is missing)", path.display()))?;
-        let addr: SocketAddr = text
-            .trim()
-            .parse()
-            .with_context(|| format!("bad address in {}", path.display()))?;
-        Ok(addr.port())
-    };
+    let addr_in = |file: &str| read_addr(&state_dir.join(file));
     let tls = lab.certs().ca_cert.exists();
     let nodes: Vec<String> = lab.nodes().iter().map(|n| n.name.clone()).collect();
     if name == "relay" {
-        let port = port_in("relay.addr")?;
+        let port = addr_in("relay.addr")
+            .context("the relay's address is unknown")?
+            .port();
         let probes = nodes
             .iter()
             .map(|node| {
-                let file = format!("probe-{node}.addr");
-                let addr = std::fs::read_to_string(state_dir.join(&file))
-                    .ok()
-                    .and_then(|t| t.trim().parse().ok())
-                    .with_context(|| format!("{node}'s probe address is unknown ({file})"))?;
+                let addr = addr_in(&format!("probe-{node}.addr"))
+                    .with_context(|| format!("{node}'s probe address is unknown"))?;
                 Ok(StartedProbe {
                     node: node.clone(),
                     addr,
@@ -376,7 +373,9 @@ pub fn restart(lab: &mut Lab, name: &str) -> anyhow::Result<StartedProbe> {
             nodes.join(", ")
         );
     }
-    let port = port_in(&format!("probe-{name}.addr"))?;
+    let port = addr_in(&format!("probe-{name}.addr"))
+        .with_context(|| format!("{name}'s probe address is unknown"))?
+        .port();
     lab.stop_process(&format!("flow-probe {name}"))?;
     let opts = ProbeOptions {
         tls,
@@ -384,9 +383,7 @@ pub fn restart(lab: &mut Lab, name: &str) -> anyhow::Result<StartedProbe> {
     };
     let started = start_node(lab, name, port, &opts)?;
     // A node other than the first gets a new metrics port.
-    if let Ok(text) = std::fs::read_to_string(state_dir.join(RELAY_METRICS_FILE))
-        && let Ok(relay_metrics) = text.trim().parse()
-    {
+    if let Ok(relay_metrics) = addr_in(RELAY_METRICS_FILE) {
         write_prometheus_targets(&state_dir, &nodes, relay_metrics)?;
     }
     Ok(started)
