@@ -72,6 +72,39 @@ fn run(lab: &Lab, i: usize, n: usize) -> Vec<ItemReport> {
         .collect()
 }
 
+/// Runs test-support's `cgroup-client` with `action` against `target` in the
+/// lab's cgroup and in endpoint `name`'s network namespace (entered by the
+/// child itself: `ip netns exec` would hide the cgroup mount); its result line.
+fn unbound_client(lab: &Lab, name: &str, action: &str, target: &str) -> String {
+    let bin = observe_lab::binaries::binary("cgroup-client").unwrap();
+    let netns = Path::new("/var/run/netns").join(&lab.endpoint(name).unwrap().netns);
+    let file = std::fs::File::open(&netns).unwrap();
+    let mut cmd = std::process::Command::new(&bin);
+    // SAFETY: between fork and exec the child only calls setns, which takes
+    // no lock and allocates nothing.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            use std::os::fd::AsFd;
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd
+        .arg(lab.cgroup_path())
+        .args([action, target])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cgroup-client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn is_sock(f: &Flow) -> bool {
     f.r#type == FlowType::Sock as i32
 }
@@ -305,6 +338,25 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
             )
         );
     }
+
+    // A client that connects without binding first (as curl does): at the
+    // connect its socket has no address yet, and the endpoint whose network
+    // namespace made the call is named as the client.
+    let out = unbound_client(lab, "client", "refused", "198.18.100.11:80");
+    assert_eq!(out, format!("errno={}", libc::ECONNREFUSED));
+    let flows = env
+        .wait_for("the unbound client's refused connect", |flows| {
+            sock_flow(flows, client4, 0).is_some()
+        })
+        .await;
+    let unbound = sock_flow(&flows, client4, 0).unwrap();
+    assert_eq!(unbound.verdict, Verdict::Dropped as i32);
+    assert_eq!(
+        unbound.source.as_ref().map(|s| s.pod_name.as_str()),
+        Some("client")
+    );
+    assert_eq!(ips(unbound), (client4, "198.18.100.11".parse().unwrap()));
+    assert_eq!(ports(unbound), Some((0, 80)));
 
     // Everything goes with the lab: cgroup, pins.
     let pins =

@@ -15,7 +15,7 @@
 #include <linux/types.h>
 
 enum event_version {
-	EVENT_VERSION = 6,
+	EVENT_VERSION = 7,
 };
 
 enum event_type {
@@ -404,6 +404,8 @@ struct sock_xlate_event {
 	__u16 src_port;        /* the socket's bound port, zero when unbound */
 	__u8 hook;             /* enum sock_hook */
 	__u8 _pad0;
+	__u64 netns_cookie;    /* the socket's network namespace: names the client
+				* when the socket is not bound yet */
 };
 
 /* A TCP socket of a watched endpoint namespace became established or closed, or

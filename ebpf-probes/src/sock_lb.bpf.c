@@ -145,6 +145,7 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct xlate *
 	ev->hook = x->hook;
 	ev->service_id = x->service_id;
 	sock_source(ctx, x->family, ev->src, &ev->src_port);
+	ev->netns_cookie = bpf_get_netns_cookie(ctx);
 	bpf_ringbuf_submit(ev, 0);
 }
 

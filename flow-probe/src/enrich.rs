@@ -61,6 +61,9 @@ struct Interface {
 pub struct Enricher {
     node: NodeFlows,
     interfaces: HashMap<u32, Interface>,
+    /// Network namespace cookie → the addresses of the endpoint whose
+    /// namespace it is: the client of a socket that is not bound yet.
+    netns_addrs: HashMap<u64, Vec<IpAddr>>,
     /// The endpoint sets to follow, when the endpoints can change.
     updates: Option<EndpointWatch>,
     policy_names: Option<std::sync::Arc<PolicyNames>>,
@@ -78,6 +81,7 @@ impl Enricher {
         Enricher {
             node: NodeFlows::new(node_name, file),
             interfaces: HashMap::new(),
+            netns_addrs: HashMap::new(),
             updates: None,
             policy_names: None,
             kernel_drop_reasons: Default::default(),
@@ -114,6 +118,15 @@ impl Enricher {
             let ip = ep.and_then(|e| e.ipv4.map(IpAddr::V4).or(e.ipv6.map(IpAddr::V6)));
             self.add_interface(a.ifindex, &a.ifname, ip);
         }
+        self.netns_addrs = set
+            .netns_cookies
+            .iter()
+            .filter_map(|(cookie, id)| {
+                let ep = set.file.endpoints.iter().find(|e| e.id == *id)?;
+                let addrs = ep.ipv4.map(IpAddr::V4).into_iter();
+                Some((*cookie, addrs.chain(ep.ipv6.map(IpAddr::V6)).collect()))
+            })
+            .collect();
     }
 
     /// Registers an attached interface; `endpoint_ip` names the endpoint behind a
@@ -151,8 +164,20 @@ impl Enricher {
         } else {
             String::new()
         };
+        // An unbound socket has no source address yet: its namespace's
+        // endpoint is the client.
+        let unbound_client = self.netns_addrs.get(&ev.netns_cookie).and_then(|addrs| {
+            let v4 = ev.family == 4;
+            addrs.iter().find(|a| a.is_ipv4() == v4).copied()
+        });
         let cx = self.node.context(pre_uuid, unix_offset_ns);
-        crate::services::flows::sock_flows(ev, self.services.as_deref(), cx, post_uuid)
+        crate::services::flows::sock_flows(
+            ev,
+            self.services.as_deref(),
+            cx,
+            post_uuid,
+            unbound_client,
+        )
     }
 
     /// Builds the flow of a TCP lifecycle event (see [`crate::lifecycle`]).

@@ -66,12 +66,52 @@ impl Drop for Scratch {
     }
 }
 
+/// A named network namespace that goes away with the test, also on panic.
+struct TempNetns(String);
+
+impl TempNetns {
+    fn new() -> Self {
+        let name = format!("obs-lbtest-{}", std::process::id());
+        let status = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(status.unwrap().success(), "ip netns add {name}");
+        TempNetns(name)
+    }
+}
+
+impl Drop for TempNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
 /// Runs `cgroup-client` in the cgroup with `action` against `target`; returns
 /// its result line. The client is test-support's binary, found next to this
 /// test (build it with `cargo build --bins`) or at `$CGROUP_CLIENT_BIN`.
 fn client(cgroup: &Path, action: &str, target: &str) -> String {
+    client_in(None, cgroup, action, target)
+}
+
+/// [`client`], in the named network namespace when one is given (entered
+/// by the child itself: `ip netns exec` would hide the cgroup mount).
+fn client_in(netns: Option<&str>, cgroup: &Path, action: &str, target: &str) -> String {
     let bin = observe_lab::binaries::binary("cgroup-client").unwrap();
-    let out = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    if let Some(ns) = netns {
+        let file = std::fs::File::open(Path::new("/var/run/netns").join(ns)).unwrap();
+        // SAFETY: between fork and exec the child only calls setns, which
+        // takes no lock and allocates nothing.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                use std::os::fd::AsFd;
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let out = cmd
         .arg(cgroup)
         .args([action, target])
         .output()
@@ -179,11 +219,19 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     );
     server.join().unwrap();
 
-    // No backend: the connect itself is refused.
+    // No backend: the connect itself is refused. The client runs in a
+    // namespace of its own: the event names it.
+    let ns = TempNetns::new();
     assert_eq!(
-        client(&scratch.cgroup, "refused", "198.18.100.13:80"),
+        client_in(Some(&ns.0), &scratch.cgroup, "refused", "198.18.100.13:80"),
         format!("errno={}", rustix::io::Errno::CONNREFUSED.raw_os_error())
     );
+    let ns_path = Path::new("/var/run/netns").join(&ns.0);
+    let [Ok(client_ns)] = &flow_probe::kernel::sysfs::netns_cookies(&[&ns_path])[..] else {
+        panic!("the client's namespace has a cookie")
+    };
+    let own_ns = flow_probe::kernel::sysfs::own_netns_cookie().unwrap();
+    assert_ne!(*client_ns, own_ns);
 
     let evs = drain(&mut ring);
     let cg = cgroup_id(&scratch.cgroup).unwrap();
@@ -192,6 +240,10 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
             .all(|e| e.cgroup_id == cg && e.socket_cookie != 0),
         "{evs:?}"
     );
+    // Every call but the last came from this test's namespace.
+    let (last, others) = evs.split_last().expect("events");
+    assert_eq!(last.netns_cookie, *client_ns, "{last:?}");
+    assert!(others.iter().all(|e| e.netns_cookie == own_ns), "{evs:?}");
     let fwd4 = evs
         .iter()
         .find(|e| e.vip == v4([198, 18, 100, 10]) && e.hook == sock_hook::CONNECT)
@@ -202,6 +254,11 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         (80, v4([127, 0, 0, 1]), p4)
     );
     assert_eq!((fwd4.family, fwd4.proto, fwd4.no_backend), (4, 6, 0));
+    assert_eq!(
+        (fwd4.src, fwd4.src_port),
+        ([0; 16], 0),
+        "a socket connects before it is bound"
+    );
     let fwd6 = evs
         .iter()
         .find(|e| e.family == 6 && e.hook == sock_hook::CONNECT)

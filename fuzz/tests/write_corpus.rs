@@ -91,6 +91,7 @@ fn events() -> Seeds {
         service_id: 1,
         src: tcp.key.saddr,
         src_port: 40000,
+        netns_cookie: 4097,
         ..Default::default()
     };
     let size = size_of::<TcpLifecycleEvent>();

@@ -904,3 +904,46 @@ fn the_flows_of_every_event_are_numbered_in_the_order_they_are_kept() {
     let numbers: Vec<&str> = kept.iter().map(|f| &f.uuid[f.uuid.len() - 2..]).collect();
     assert_eq!(numbers, ["01", "02", "03", "04", "05", "06"]);
 }
+
+/// A socket not bound yet has no source address at connect: the endpoint
+/// whose network namespace made the call is the client, in the family of the
+/// call; a namespace no endpoint owns leaves the source unknown.
+#[test]
+fn an_unbound_sockets_client_is_the_endpoint_of_its_namespace() {
+    let mut set = crate::sources::EndpointSet {
+        version: 1,
+        file: file(),
+        ..Default::default()
+    };
+    set.netns_cookies.insert(4097, 1);
+    let (_tx, watch) = tokio::sync::watch::channel(Arc::new(set));
+    let mut e = Enricher::following("node1", watch);
+    let unbound = |family, netns_cookie| SockXlateEvent {
+        family,
+        proto: 6,
+        vip_port: 80,
+        no_backend: 1,
+        netns_cookie,
+        ..Default::default()
+    };
+    let source = |flows: Vec<Flow>| {
+        let f = &flows[0];
+        (
+            f.ip.as_ref().unwrap().source.clone(),
+            f.source.as_ref().map(|s| s.pod_name.clone()),
+        )
+    };
+    let client = Some("client".to_string());
+    assert_eq!(
+        source(e.sock_flows(&unbound(4, 4097), UNIX_OFFSET)),
+        ("198.18.1.10".into(), client.clone())
+    );
+    assert_eq!(
+        source(e.sock_flows(&unbound(6, 4097), UNIX_OFFSET)),
+        ("fd42::10".into(), client)
+    );
+    assert_eq!(
+        source(e.sock_flows(&unbound(4, 4098), UNIX_OFFSET)),
+        ("0.0.0.0".into(), None)
+    );
+}

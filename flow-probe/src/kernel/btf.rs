@@ -197,7 +197,7 @@ mod tests {
         let lb = read_object(SOCK_LB_OBJECT).unwrap();
         assert_eq!(
             lb.enums["event_version"].members,
-            [("EVENT_VERSION".to_string(), 6)]
+            [("EVENT_VERSION".to_string(), 7)]
         );
         let anchor = &lb.structs["mirrored_enums"].members[0];
         assert_eq!(lb.enum_ids[&anchor.type_id], "event_version");

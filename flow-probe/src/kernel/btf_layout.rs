@@ -237,7 +237,7 @@ mod tests {
         let err = check_objects(&all(), &layouts, MIRRORED_ENUMS).unwrap_err();
         assert_eq!(
             mismatch_of(err),
-            ["struct sock_xlate_event: size is 96 bytes in C, 88 in Rust (object sock_lb)"]
+            ["struct sock_xlate_event: size is 104 bytes in C, 88 in Rust (object sock_lb)"]
         );
         let missing = [Layout {
             name: "no_such_struct",
@@ -326,14 +326,14 @@ mod tests {
 
     #[test]
     fn a_wrong_event_version_fails_loudly() {
-        let v7 = EnumMirror {
+        let v8 = EnumMirror {
             name: "event_version",
-            members: &[("EVENT_VERSION", 7)],
+            members: &[("EVENT_VERSION", 8)],
         };
-        let err = check(&flow_btf(), &[], &enums_with("event_version", Some(v7))).unwrap_err();
+        let err = check(&flow_btf(), &[], &enums_with("event_version", Some(v8))).unwrap_err();
         assert_eq!(
             mismatch_of(err),
-            ["enum event_version: EVENT_VERSION is 6 in C, 7 in Rust"]
+            ["enum event_version: EVENT_VERSION is 7 in C, 8 in Rust"]
         );
     }
 

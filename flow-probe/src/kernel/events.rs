@@ -241,6 +241,9 @@ pub struct SockXlateEvent {
     pub src_port: u16,
     pub hook: u8,
     pub _pad0: u8,
+    /// The caller's network namespace (`bpf_get_netns_cookie`): who the
+    /// client is when its socket is not bound yet.
+    pub netns_cookie: u64,
 }
 
 /// `SERVICES` key: one frontend (VIP, port, protocol).
@@ -334,7 +337,7 @@ unsafe impl aya::Pod for LbBackendKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for LbBackend {}
 
-const _: () = assert!(size_of::<SockXlateEvent>() == 96);
+const _: () = assert!(size_of::<SockXlateEvent>() == 104);
 const _: () = assert!(size_of::<LbServiceKey>() == 20);
 const _: () = assert!(size_of::<LbService>() == 8);
 const _: () = assert!(size_of::<LbBackendKey>() == 8);
@@ -454,6 +457,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
             vip => "vip", backend => "backend", vip_port => "vip_port", backend_port => "backend_port",
             family => "family", proto => "proto", xlate_point => "xlate_point", no_backend => "no_backend",
             service_id => "service_id", src => "src", src_port => "src_port", hook => "hook", _pad0 => "_pad0",
+            netns_cookie => "netns_cookie",
         ]),
         layout!("lb_service_key", LbServiceKey, [addr => "addr", port => "port", family => "family", proto => "proto"]),
         layout!("lb_service", LbService, [service_id => "service_id", backend_count => "backend_count", _pad0 => "_pad0"]),

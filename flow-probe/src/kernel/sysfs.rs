@@ -58,6 +58,56 @@ pub fn enter_netns(name: &str) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("entering network namespace {name}: {e}")))
 }
 
+/// `SO_NETNS_COOKIE` (include/uapi/asm-generic/socket.h): the cookie of a
+/// socket's network namespace, what `bpf_get_netns_cookie` returns.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the calling thread's network namespace.
+pub fn own_netns_cookie() -> io::Result<u64> {
+    let sock = rustix::net::socket(AddressFamily::INET, SocketType::DGRAM, None)?;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the buffer and its length describe `cookie`, which outlives the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// The cookies of the network namespaces at `paths` (`/var/run/netns/NAME`,
+/// `/proc/PID/ns/net`), each or why not. A thread of its own enters them in
+/// turn, so no other thread changes namespace.
+pub fn netns_cookies(paths: &[&Path]) -> Vec<io::Result<u64>> {
+    let one = |path: &Path| -> io::Result<u64> {
+        let file = File::open(path)?;
+        rustix::thread::move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))?;
+        own_netns_cookie()
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            paths
+                .iter()
+                .map(|p| {
+                    one(p).map_err(|e| {
+                        io::Error::new(e.kind(), format!("network namespace {}: {e}", p.display()))
+                    })
+                })
+                .collect()
+        })
+        .join()
+        .unwrap_or_else(|_| vec![])
+    })
+}
+
 /// Offset to add to a `CLOCK_MONOTONIC` time (what `bpf_ktime_get_ns` returns) to
 /// get Unix time, in nanoseconds.
 pub fn monotonic_to_unix_offset_ns() -> i128 {
@@ -101,6 +151,45 @@ mod tests {
             .lines()
             .filter(|l| l.split_whitespace().nth(1) == target.to_str())
             .count()
+    }
+
+    /// A named network namespace that goes away with the test, also on panic.
+    struct TempNetns(String);
+    impl TempNetns {
+        fn new() -> Self {
+            let name = format!("obs-cookie-{}", std::process::id());
+            let ip = |args: &[&str]| std::process::Command::new("ip").args(args).status();
+            assert!(ip(&["netns", "add", &name]).unwrap().success());
+            TempNetns(name)
+        }
+    }
+    impl Drop for TempNetns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+
+    #[test]
+    fn namespace_cookies_are_the_sockets_cookies_of_each_namespace() {
+        test_support::require_root("entering network namespaces");
+        let own = own_netns_cookie().unwrap();
+        assert_ne!(own, 0);
+        let ns = TempNetns::new();
+        let named = Path::new("/var/run/netns").join(&ns.0);
+        let missing = Path::new("/var/run/netns/observe-no-such-namespace");
+        let got = netns_cookies(&[Path::new("/proc/self/ns/net"), &named, missing]);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().unwrap(), &own);
+        let other = *got[1].as_ref().unwrap();
+        assert!(other != 0 && other != own, "{other} is another namespace's");
+        assert_eq!(
+            got[2].as_ref().unwrap_err().to_string(),
+            "network namespace /var/run/netns/observe-no-such-namespace: No such file or directory (os error 2)"
+        );
+        // The caller stayed where it was.
+        assert_eq!(own_netns_cookie().unwrap(), own);
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! and drop reason SERVICE_BACKEND_NOT_FOUND (the client's call failed with
 //! ECONNREFUSED).
 //!
+//! The client is the socket's bound address, or, for a socket not bound yet
+//! (a plain connect), the endpoint whose network namespace made the call,
+//! with source port 0: the port is chosen after the translation.
+//!
 //! Like Hubble's, SOCK flows carry the event type of Cilium's socket trace
 //! (monitor message 7, the translation point as sub-type), the socket cookie
 //! and the cgroup id of the caller, and no direction or reply bit. tc flows
@@ -51,16 +55,23 @@ struct Peer {
 
 /// The SOCK flows of a translation event (see the module's overview);
 /// `post_uuid` is the UUID of the post-translation flow (none is made, and it
-/// may be empty, when the service has no backend).
+/// may be empty, when the service has no backend). `unbound_client`: the
+/// address of the endpoint whose network namespace made the call, the
+/// client when the socket is not bound yet (its source port is then 0).
 pub fn sock_flows(
     ev: &SockXlateEvent,
     table: Option<&ServiceTable>,
     cx: FlowContext<'_>,
     post_uuid: String,
+    unbound_client: Option<IpAddr>,
 ) -> Vec<Flow> {
     let vip = addr(ev.family, &ev.vip);
     let backend = addr(ev.family, &ev.backend);
-    let src = addr(ev.family, &ev.src);
+    let bound = addr(ev.family, &ev.src);
+    let src = match unbound_client {
+        Some(client) if bound.is_unspecified() => client,
+        _ => bound,
+    };
     let service = table
         .and_then(|t| t.frontend(ev.service_id))
         .map(|f| f.service);
@@ -230,7 +241,7 @@ mod tests {
             hdr: EventHeader {
                 r#type: EVENT_SOCK_XLATE,
                 version: EVENT_VERSION,
-                len: 96,
+                len: 104,
                 _pad0: 0,
             },
             ktime_ns: 1_000,
@@ -269,7 +280,11 @@ mod tests {
             namespace: "default".into(),
             ..Default::default()
         };
-        let [pre, post] = &sock_flows(&event(&t, "api"), Some(&t), cx(&ep), "u2".into())[..] else {
+        // A bound socket's own address is the client, whatever namespace
+        // made the call.
+        let elsewhere = Some("198.18.1.99".parse().unwrap());
+        let [pre, post] = &sock_flows(&event(&t, "api"), Some(&t), cx(&ep), "u2".into(), elsewhere)[..]
+        else {
             panic!("two flows")
         };
         let shape = |f: &Flow| {
@@ -373,7 +388,7 @@ mod tests {
             src_port: 0,
             ..event(&t, "none")
         };
-        let flows = sock_flows(&ev, Some(&t), cx(&world), "u2".into());
+        let flows = sock_flows(&ev, Some(&t), cx(&world), "u2".into(), None);
         assert_eq!(flows.len(), 1);
         let f = flows.into_iter().next().unwrap();
         assert_eq!(f.verdict, Verdict::Dropped as i32);
@@ -386,7 +401,25 @@ mod tests {
             "198.18.100.11:80: no backend for default/none (SERVICE_BACKEND_NOT_FOUND)"
         );
         assert_eq!(f.destination, None);
-        assert_eq!(f.source, None, "an unbound socket has no known source");
+        assert_eq!(
+            f.source, None,
+            "an unbound socket of an unknown namespace has no known source"
+        );
         assert_eq!(f.ip.unwrap().source, "0.0.0.0");
+
+        // The same call from an endpoint's namespace: that endpoint is the
+        // client, with no port yet.
+        let pod = |ip: IpAddr| Endpoint {
+            pod_name: format!("pod-{ip}"),
+            ..Default::default()
+        };
+        let client = Some("198.18.1.10".parse().unwrap());
+        let [f] = &sock_flows(&ev, Some(&t), cx(&pod), "u2".into(), client)[..] else {
+            panic!("one flow")
+        };
+        assert_eq!(f.ip.as_ref().unwrap().source, "198.18.1.10");
+        assert_eq!(f.source.as_ref().unwrap().pod_name, "pod-198.18.1.10");
+        assert_eq!(f.l4, ports(6, 0, 80, None));
+        assert_eq!(f.verdict, Verdict::Dropped as i32);
     }
 }

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cluster_spec::endpoints::EndpointsFile;
@@ -76,6 +77,10 @@ pub struct EndpointSet {
     pub file: EndpointsFile,
     /// Endpoint id → ifindex of its host-side interface, where attached.
     pub ifindex_of: HashMap<u32, u32>,
+    /// Network namespace cookie → the endpoint whose namespace it is (of
+    /// any node whose namespace this machine can open): SOCK flows name the
+    /// client of a socket not bound yet by it.
+    pub netns_cookies: HashMap<u64, u32>,
     /// Every interface the programs are on.
     pub interfaces: Vec<Attached>,
     /// This node's endpoints, with what became of them.
@@ -131,6 +136,7 @@ impl Attachments {
 
     /// Makes the attachments match `merged` and publishes the new set.
     pub async fn reconcile(&mut self, merged: Merged) {
+        let netns_cookies = netns_cookies(&merged).await;
         let local: Vec<(&'static str, Discovered)> = merged
             .entries
             .into_iter()
@@ -193,10 +199,15 @@ impl Attachments {
                 }
             }
         }
-        self.publish(merged.file, local);
+        self.publish(merged.file, local, netns_cookies);
     }
 
-    fn publish(&mut self, file: EndpointsFile, local: Vec<(&'static str, Discovered)>) {
+    fn publish(
+        &mut self,
+        file: EndpointsFile,
+        local: Vec<(&'static str, Discovered)>,
+        netns_cookies: HashMap<u64, u32>,
+    ) {
         let previous = self.published.borrow().clone();
         let version = previous.version + 1;
         let mut ifindex_of = HashMap::new();
@@ -243,10 +254,43 @@ impl Attachments {
             version,
             file,
             ifindex_of,
+            netns_cookies,
             interfaces,
             endpoints,
         }));
     }
+}
+
+/// The cookies of the merged endpoints' network namespaces (those without a
+/// conflict), each naming its endpoint. A namespace that cannot be opened
+/// (another node's, a container that just stopped) is left out.
+async fn netns_cookies(merged: &Merged) -> HashMap<u64, u32> {
+    let wanted: Vec<(u32, PathBuf)> = merged
+        .entries
+        .iter()
+        .filter(|e| e.found.problem.is_none())
+        .filter_map(|e| Some((e.found.endpoint.id, e.found.netns_path.clone()?)))
+        .collect();
+    if wanted.is_empty() {
+        return HashMap::new();
+    }
+    let paths: Vec<PathBuf> = wanted.iter().map(|(_, p)| p.clone()).collect();
+    let found = tokio::task::spawn_blocking(move || {
+        let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        crate::kernel::sysfs::netns_cookies(&paths)
+    })
+    .await
+    .unwrap_or_default();
+    let mut out = HashMap::new();
+    for ((id, _), cookie) in wanted.iter().zip(found) {
+        match cookie {
+            Ok(c) => {
+                out.insert(c, *id);
+            }
+            Err(e) => log::debug!("endpoint {id}: {e}"),
+        }
+    }
+    out
 }
 
 /// Applies every source's updates until `stop` resolves (or every source is
@@ -274,5 +318,57 @@ pub async fn run(
         if changed {
             attachments.reconcile(catalog.merged()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::catalog::Entry;
+    use cluster_spec::endpoints::Endpoint;
+
+    fn entry(id: u32, ns: &str, problem: Option<&str>) -> Entry {
+        let endpoint = Endpoint {
+            id,
+            name: format!("ep{id}"),
+            namespace: "default".into(),
+            labels: Default::default(),
+            workload: None,
+            ipv4: None,
+            ipv6: None,
+            node: "node1".into(),
+            interface: None,
+            netns: None,
+        };
+        Entry {
+            source: "file",
+            found: Discovered {
+                netns_path: Some(PathBuf::from(ns)),
+                problem: problem.map(str::to_string),
+                ..Discovered::new(id.to_string(), endpoint)
+            },
+        }
+    }
+
+    /// The published set names each endpoint by its namespace's cookie,
+    /// leaving out a namespace that cannot be opened and an endpoint kept
+    /// out for a conflict.
+    #[tokio::test]
+    async fn the_set_names_each_endpoint_by_its_network_namespace() {
+        test_support::require_root("entering network namespaces");
+        let own = crate::kernel::sysfs::own_netns_cookie().unwrap();
+        let merged = Merged {
+            file: EndpointsFile::default(),
+            entries: vec![
+                entry(7, "/proc/self/ns/net", None),
+                entry(8, "/var/run/netns/observe-no-such-namespace", None),
+                entry(9, "/proc/self/ns/net", Some("address 198.18.1.1 is also ep7's")),
+            ],
+        };
+        let mut a = Attachments::new("node1", Err("off".into()), Vec::new());
+        let watch = a.subscribe();
+        a.reconcile(merged).await;
+        let set = watch.borrow().clone();
+        assert_eq!(set.netns_cookies, HashMap::from([(own, 7)]));
     }
 }

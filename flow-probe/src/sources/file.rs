@@ -11,6 +11,9 @@ use cluster_spec::endpoints::EndpointsFile;
 use super::{Discovered, EndpointSource, Sink, SourceState, Update};
 use crate::file_watch::FileWatch;
 
+/// Where `ip netns` keeps the namespaces it names.
+const NETNS_DIR: &str = "/var/run/netns";
+
 /// The endpoints file (`--endpoints`).
 #[derive(Debug, Clone)]
 pub struct FileSource {
@@ -23,6 +26,7 @@ pub fn discovered(file: &EndpointsFile) -> Vec<Discovered> {
         .iter()
         .map(|ep| Discovered {
             netns: ep.netns.clone().unwrap_or_default(),
+            netns_path: ep.netns.as_ref().map(|n| Path::new(NETNS_DIR).join(n)),
             ..Discovered::new(ep.id.to_string(), ep.clone())
         })
         .collect()

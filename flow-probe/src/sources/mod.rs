@@ -32,6 +32,7 @@ pub mod status;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use cluster_spec::endpoints::{Endpoint, EndpointsFile};
@@ -57,6 +58,10 @@ pub struct Discovered {
     /// Its network namespace as people see it (`net:[4026532…]`, an
     /// `ip netns` name), when known.
     pub netns: String,
+    /// Where its network namespace can be opened (`/var/run/netns/NAME`,
+    /// `/proc/PID/ns/net`), to learn the namespace's cookie: SOCK flows name
+    /// the client of a socket not bound yet by it.
+    pub netns_path: Option<PathBuf>,
     /// Why the endpoint cannot be attached (no veth found, host network);
     /// it still names its addresses in flows.
     pub problem: Option<String>,
@@ -71,6 +76,7 @@ impl Discovered {
             ifindex: None,
             image: String::new(),
             netns: String::new(),
+            netns_path: None,
             problem: None,
         }
     }
@@ -205,6 +211,7 @@ pub fn fixed(file: &EndpointsFile) -> EndpointWatch {
         version: 1,
         file: file.clone(),
         ifindex_of: HashMap::new(),
+        netns_cookies: HashMap::new(),
         interfaces: Vec::new(),
         endpoints: Vec::new(),
     };

@@ -154,6 +154,7 @@ pub fn encode_sock_xlate(ev: &SockXlateEvent) -> Vec<u8> {
     out.extend(ev.src);
     out.extend(ev.src_port.to_ne_bytes());
     out.extend([ev.hook, ev._pad0]);
+    out.extend(ev.netns_cookie.to_ne_bytes());
     out
 }
 
@@ -167,7 +168,7 @@ mod tests {
             hdr: EventHeader {
                 r#type: EVENT_SOCK_XLATE,
                 version: EVENT_VERSION,
-                len: 96,
+                len: 104,
                 _pad0: 0,
             },
             ktime_ns: 7,
@@ -182,6 +183,7 @@ mod tests {
             xlate_point: xlate_point::POST_DIRECTION_FWD,
             service_id: 5,
             src_port: 40000,
+            netns_cookie: 0x4000_0001,
             hook: sock_hook::CONNECT,
             ..Default::default()
         }
@@ -272,13 +274,13 @@ mod tests {
         );
         let mut long = encode_sock_xlate(&xlate_sample());
         long.extend([0; 8]);
-        long[2..4].copy_from_slice(&104u16.to_ne_bytes());
+        long[2..4].copy_from_slice(&112u16.to_ne_bytes());
         assert_eq!(
             decode(&long),
             Err(DecodeError::Size {
                 what: "sock_xlate_event",
-                len: 104,
-                need: 96
+                len: 112,
+                need: 104
             })
         );
     }
@@ -291,7 +293,7 @@ mod tests {
         assert_eq!(err, DecodeError::Version { got: 4 });
         assert_eq!(
             err.to_string(),
-            "event version 4, expected 6: probe and flow-probe were built apart"
+            "event version 4, expected 7: probe and flow-probe were built apart"
         );
         // The version is judged before the size: an older, longer layout says so.
         v4.extend([0; 8]);

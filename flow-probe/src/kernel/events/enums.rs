@@ -44,7 +44,7 @@ macro_rules! c_enum {
 c_enum! {
     /// `enum event_version`: bumped on every layout change.
     pub const EVENT_VERSIONS: enum event_version as u8 {
-        EVENT_VERSION = 6,
+        EVENT_VERSION = 7,
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 
 use bollard::models::{ContainerInspectResponse, EndpointSettings};
 use cluster_spec::endpoints::{Endpoint, NAMESPACE_LABEL, Workload};
@@ -91,6 +92,7 @@ pub fn discovered(c: &ContainerInspectResponse, node: &str, find_veth: VethLooku
             .or_else(|| c.image.clone())
             .unwrap_or_default(),
         netns: pid.map(netns_of).unwrap_or_default(),
+        netns_path: pid.map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))),
         ..Discovered::new(
             id,
             Endpoint {
