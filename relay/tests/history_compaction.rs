@@ -213,3 +213,55 @@ fn a_stopped_compaction_leaves_the_files_as_they_were() {
         .count();
     assert_eq!(hidden, 0, "the temporary file is removed");
 }
+
+/// Retention deletes whole files: compaction caps a file's time span at a
+/// quarter of the retention age, so that once retention runs no row is kept
+/// more than that past the age (a quiet relay's hour file used to take every
+/// new flush and keep its oldest rows for up to an hour).
+#[tokio::test]
+async fn compaction_keeps_files_short_enough_for_retention_to_take_old_rows() {
+    let dir = scratch("compact-retention");
+    let age = std::time::Duration::from_secs(2 * 3600);
+    let cap = (age / 4).as_nanos() as i64;
+    let now = std::time::SystemTime::now();
+    let now_ns = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let h = History::open(relay::history::HistoryConfig {
+        retention_age: age,
+        ..config(&dir)
+    })
+    .unwrap();
+    // One flush every 3 minutes for the last 111 minutes, one row each.
+    let mut uuids = BTreeSet::new();
+    for i in 0..38i64 {
+        let t = now_ns - (111 - 3 * i) * 60_000_000_000;
+        let uuid = format!("3f2a9c41-07d5-8e1b-8000-{i:012}");
+        h.ingest(Arc::new(response(Flow {
+            time: Some(prost_types::Timestamp {
+                seconds: t / 1_000_000_000,
+                nanos: (t % 1_000_000_000) as i32,
+            }),
+            uuid: uuid.clone(),
+            node_name: "node1".into(),
+            ..Default::default()
+        })));
+        uuids.insert(uuid);
+        h.flush().unwrap();
+    }
+    assert_eq!(h.files().len(), 38);
+    h.compact_now(&everything(), &mut || true).unwrap();
+    let left = h.files();
+    assert!(left.len() < 38, "compaction merged files: {} left", left.len());
+    for f in &left {
+        assert!(f.last - f.first <= cap, "{f:?} spans more than {cap} ns");
+    }
+    let e = engine(&h);
+    assert_eq!(count(&e).await, (38, 38));
+    // An hour later, retention leaves no row older than the age plus the cap.
+    let later = now + std::time::Duration::from_secs(3600);
+    let cutoff = now_ns + 3600 * 1_000_000_000 - age.as_nanos() as i64;
+    let gone = files::retention(&left, later, age, u64::MAX);
+    assert!(!gone.is_empty());
+    for f in left.iter().filter(|f| !gone.contains(f)) {
+        assert!(f.first >= cutoff - cap, "{f:?} keeps rows from before {}", cutoff - cap);
+    }
+}

@@ -39,6 +39,12 @@ pub struct CompactionConfig {
     pub target_bytes: u64,
     /// At most this many inputs at once.
     pub max_inputs: usize,
+    /// A run's rows span at most this much time, oldest to newest.
+    /// Retention deletes whole files once their newest row is past the
+    /// retention age, so a file that kept taking new rows would keep its old
+    /// ones forever: [`History::compact_now`] caps this at a quarter of the
+    /// retention age, so no row outlives it by more than that.
+    pub max_span: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -50,6 +56,7 @@ impl Default for CompactionConfig {
             small_bytes: 1 << 20,
             target_bytes: 16 << 20,
             max_inputs: 512,
+            max_span: Duration::MAX,
         }
     }
 }
@@ -81,9 +88,10 @@ impl std::str::FromStr for PausePoint {
 
 /// The runs of files to merge now: per directory, neighbours in sequence
 /// number smaller than `small_bytes`, at most `target_bytes` and
-/// `max_inputs` together, two or more; never a run whose range would also
-/// cover a file outside it.
+/// `max_inputs` together, rows spanning at most `max_span`, two or more;
+/// never a run whose range would also cover a file outside it.
 pub fn plan(all: &[HistoryFile], cfg: &CompactionConfig) -> Vec<Vec<HistoryFile>> {
+    let max_span = i64::try_from(cfg.max_span.as_nanos()).unwrap_or(i64::MAX);
     let mut dirs: std::collections::BTreeMap<_, Vec<&HistoryFile>> = Default::default();
     for f in all {
         dirs.entry(f.path.parent()).or_default().push(f);
@@ -102,7 +110,12 @@ pub fn plan(all: &[HistoryFile], cfg: &CompactionConfig) -> Vec<Vec<HistoryFile>
         };
         for f in &dir {
             let small = f.bytes < cfg.small_bytes;
-            let fits = bytes + f.bytes <= cfg.target_bytes && run.len() < cfg.max_inputs;
+            let first = run.iter().map(|r| r.first).chain([f.first]).min();
+            let last = run.iter().map(|r| r.last).chain([f.last]).max();
+            let span = last.zip(first).map_or(0, |(l, f)| l.saturating_sub(f));
+            let fits = bytes + f.bytes <= cfg.target_bytes
+                && run.len() < cfg.max_inputs
+                && span <= max_span;
             // Equal single numbers: two files of an older version that started
             // its numbers at 0 on every start; merged together they are safe.
             let after = run.last().is_none_or(|l| f.lo >= l.hi);
@@ -262,8 +275,12 @@ impl History {
         cfg: &CompactionConfig,
         pace: &mut dyn FnMut() -> bool,
     ) -> io::Result<usize> {
+        let cfg = CompactionConfig {
+            max_span: cfg.max_span.min(self.cfg.retention_age / 4),
+            ..cfg.clone()
+        };
         let mut done = 0;
-        for run in plan(&self.files(), cfg) {
+        for run in plan(&self.files(), &cfg) {
             match self.compact(&run, pace)? {
                 Some(f) => {
                     log::info!(
@@ -398,6 +415,34 @@ mod tests {
         let runs = plan(&files, &cfg);
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].len(), 3);
+    }
+
+    /// Retention deletes whole files: a file that kept taking the newest
+    /// rows would never be old enough to go, and its oldest rows would stay.
+    #[test]
+    fn a_run_spans_at_most_max_span_of_time() {
+        let cfg = CompactionConfig {
+            small_bytes: 10,
+            max_span: Duration::from_nanos(100),
+            ..CompactionConfig::default()
+        };
+        let at = |lo: u64, first: i64, last: i64| HistoryFile {
+            first,
+            last,
+            ..file("/h/a", lo, lo, 5)
+        };
+        let files = [
+            at(1, 0, 40),
+            at(2, 41, 100),  // 0..=100: fits exactly
+            at(3, 101, 150), // would span 150: a new run
+            at(4, 151, 160),
+            at(5, 161, 300), // 101..=300 is 199: alone
+        ];
+        let runs: Vec<Vec<u64>> = plan(&files, &cfg)
+            .iter()
+            .map(|r| r.iter().map(|f| f.lo).collect())
+            .collect();
+        assert_eq!(runs, [vec![1, 2], vec![3, 4]]);
     }
 
     #[test]
