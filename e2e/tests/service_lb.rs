@@ -358,6 +358,30 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
     assert_eq!(ips(unbound), (client4, "198.18.100.11".parse().unwrap()));
     assert_eq!(ports(unbound), Some((0, 80)));
 
+    // `observe flows --to-service`, Hubble's flag: the SOCK flows to the
+    // frontend of `empty`, in the namespace --to-namespace names.
+    let mut args = vec!["flows".to_string(), "--all".into(), "-o".into(), "json".into()];
+    args.extend(env.server_args(env.probe.addr));
+    args.extend(["--to-service", "empty", "--to-namespace", "default"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tokio::task::block_in_place(|| e2e::observe(&args));
+    let empty_vip: IpAddr = "198.18.100.11".parse().unwrap();
+    let want = env
+        .all_flows()
+        .await
+        .iter()
+        .filter(|f| service_of(&f.destination_service).as_deref() == Some("default/empty"))
+        .count();
+    // Three refused connects: TCP and UDP items, and the unbound client's.
+    assert_eq!(want, 3);
+    let lines: Vec<&str> = out.lines().filter(|l| l.contains("\"flow\"")).collect();
+    assert_eq!(lines.len(), want, "{out}");
+    assert!(
+        lines.iter().all(|l| l.contains(&format!("\"destination\":\"{empty_vip}\""))
+            && l.contains("\"DROPPED\"")),
+        "{out}"
+    );
+
     // Everything goes with the lab: cgroup, pins.
     let pins =
         PathBuf::from(flow_probe::kernel::pins::PIN_ROOT).join(lab.node_netns("node1").unwrap());

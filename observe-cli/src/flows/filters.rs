@@ -1,14 +1,16 @@
 //! `observe flows` filter flags → Hubble `FlowFilter`s, with Hubble's semantics:
 //! flags of different kinds are ANDed, repeated flags of one kind are ORed, and
 //! the direction-neutral flags (`--ip`, `--pod`, `--label`, `--port`,
-//! `--namespace`) match either end: the filter becomes a source variant and a
-//! destination variant, each with all of them on its side. Namespace flags
-//! place the pods of their side in the namespace (`-n other --pod client` is
-//! `other/client` at either end); a neutral flag with a directional one for
-//! the same field is refused, as Hubble refuses it.
+//! `--namespace`, `--service`, `--workload`, `--identity`) match either end:
+//! the filter becomes a source variant and a destination variant, each with
+//! all of them on its side. Namespace flags place the pods and services of
+//! their side in the namespace (`-n other --pod client` is `other/client` at
+//! either end); a neutral flag with a directional one for the same field is
+//! refused, as Hubble refuses it.
 
 use observer_proto::flow::{
-    EventTypeFilter, FlowFilter, IpVersion, TcpFlags, TrafficDirection, Verdict,
+    DropReason, EventTypeFilter, FlowFilter, IpVersion, NetworkInterface, TcpFlags,
+    TrafficDirection, Verdict, Workload,
 };
 
 /// The filter flags as given on the command line.
@@ -50,6 +52,33 @@ pub struct FilterArgs {
     /// Source or destination label selector.
     #[arg(long = "label", short = 'l')]
     pub label: Vec<String>,
+    /// Source service, `[namespace/]name-prefix`.
+    #[arg(long = "from-service")]
+    pub from_service: Vec<String>,
+    /// Destination service (a flow to its frontend, or a SOCK translation).
+    #[arg(long = "to-service")]
+    pub to_service: Vec<String>,
+    /// Source or destination service.
+    #[arg(long = "service")]
+    pub service: Vec<String>,
+    /// Source workload, `[kind/]name`, e.g. `Deployment/api`.
+    #[arg(long = "from-workload")]
+    pub from_workload: Vec<String>,
+    /// Destination workload.
+    #[arg(long = "to-workload")]
+    pub to_workload: Vec<String>,
+    /// Source or destination workload.
+    #[arg(long = "workload")]
+    pub workload: Vec<String>,
+    /// Source security identity: a number or a reserved name (host, world, ...).
+    #[arg(long = "from-identity")]
+    pub from_identity: Vec<String>,
+    /// Destination security identity.
+    #[arg(long = "to-identity")]
+    pub to_identity: Vec<String>,
+    /// Source or destination security identity.
+    #[arg(long = "identity")]
+    pub identity: Vec<String>,
     /// Source port.
     #[arg(long = "from-port")]
     pub from_port: Vec<String>,
@@ -74,6 +103,15 @@ pub struct FilterArgs {
     /// Node name or `*` glob.
     #[arg(long = "node-name")]
     pub node_name: Vec<String>,
+    /// Drop reason, as Hubble names it: POLICY_DENIED, POLICY_DENY, ...
+    #[arg(long = "drop-reason-desc")]
+    pub drop_reason_desc: Vec<String>,
+    /// Interface the flow was observed on, e.g. `lxc1a2b3c`.
+    #[arg(long = "interface")]
+    pub interface: Vec<String>,
+    /// Flow UUID.
+    #[arg(long = "uuid")]
+    pub uuid: Vec<String>,
     /// ingress or egress.
     #[arg(long = "traffic-direction")]
     pub traffic_direction: Vec<String>,
@@ -179,6 +217,67 @@ fn parse_tcp_flags(v: &str) -> Result<TcpFlags, FlagError> {
     Ok(f)
 }
 
+/// Cilium's reserved security identities by name.
+const RESERVED_IDENTITIES: [(&str, u32); 10] = [
+    ("host", 1),
+    ("world", 2),
+    ("unmanaged", 3),
+    ("health", 4),
+    ("init", 5),
+    ("remote-node", 6),
+    ("kube-apiserver", 7),
+    ("ingress", 8),
+    ("world-ipv4", 9),
+    ("world-ipv6", 10),
+];
+
+fn parse_identity(flag: &'static str, v: &str) -> Result<u32, FlagError> {
+    if let Some((_, id)) = RESERVED_IDENTITIES.iter().find(|(n, _)| *n == v) {
+        return Ok(*id);
+    }
+    v.parse().map_err(|_| {
+        let names: Vec<&str> = RESERVED_IDENTITIES.iter().map(|(n, _)| *n).collect();
+        bad(
+            flag,
+            v,
+            &format!("not a security identity: a number or one of {}", names.join(", ")),
+        )
+    })
+}
+
+/// `[kind/]name`, as Hubble takes it.
+fn parse_workload(flag: &'static str, v: &str) -> Result<Workload, FlagError> {
+    let (kind, name) = v.split_once('/').unwrap_or(("", v));
+    if name.is_empty() || name.contains('/') {
+        return Err(bad(flag, v, "expected [kind/]name, e.g. Deployment/api"));
+    }
+    Ok(Workload {
+        name: name.to_string(),
+        kind: kind.to_string(),
+    })
+}
+
+fn parse_drop_reason(v: &str) -> Result<i32, FlagError> {
+    DropReason::from_str_name(&v.to_ascii_uppercase())
+        .map(|r| r as i32)
+        .ok_or_else(|| {
+            bad(
+                "drop-reason-desc",
+                v,
+                "unknown drop reason (POLICY_DENIED, POLICY_DENY, ...)",
+            )
+        })
+}
+
+/// Parses every value of `flag` with `parse`.
+fn each<T>(
+    flag: &'static str,
+    values: &[String],
+    parse: impl Fn(&'static str, &str) -> Result<T, FlagError>,
+) -> Result<Vec<T>, FlagError> {
+    values.iter().map(|v| parse(flag, v)).collect()
+}
+
 /// Hubble's event type names and their monitor numbers.
 fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
     let (name, sub) = match v.split_once(':') {
@@ -239,10 +338,17 @@ fn pods(f: &mut FlowFilter, side: Side) -> &mut Vec<String> {
     }
 }
 
-/// Puts one side's pods of `f` in the namespaces `ns`, as Hubble does: a
-/// pod without a namespace is looked for in each of them, no pod at all
-/// means any pod there, and a pod in another namespace is an error (its
-/// flag, `ns_flag`, says which).
+fn services(f: &mut FlowFilter, side: Side) -> &mut Vec<String> {
+    match side {
+        Side::Source => &mut f.source_service,
+        Side::Destination => &mut f.destination_service,
+    }
+}
+
+/// Puts one side's pods and services of `f` in the namespaces `ns`, as
+/// Hubble does: a name without a namespace is looked for in each of them,
+/// neither pod nor service means any pod there, and a name in another
+/// namespace is an error (its flag, `ns_flag`, says which).
 fn in_namespaces(
     f: &mut FlowFilter,
     side: Side,
@@ -253,37 +359,38 @@ fn in_namespaces(
         return Ok(());
     }
     let ns: Vec<&str> = ns.iter().map(|n| n.trim_end_matches('/')).collect();
-    let given = std::mem::take(pods(f, side));
-    let given = if given.is_empty() {
-        vec![String::new()]
-    } else {
-        given
-    };
-    let mut out = Vec::new();
-    for pod in given {
-        match pod.split_once('/') {
-            Some((pod_ns, _)) => {
-                if let Some(other) = ns.iter().find(|n| **n != pod_ns) {
-                    return Err(bad(
-                        ns_flag,
-                        other,
-                        &format!("the namespace does not hold the pod {pod:?}"),
-                    ));
-                }
-                out.push(pod);
-            }
-            None => out.extend(ns.iter().map(|n| format!("{n}/{pod}"))),
-        }
+    if pods(f, side).is_empty() && services(f, side).is_empty() {
+        pods(f, side).push(String::new());
     }
-    *pods(f, side) = out;
-    Ok(())
+    let place = |what: &str, names: &mut Vec<String>| {
+        let mut out = Vec::new();
+        for name in std::mem::take(names) {
+            match name.split_once('/') {
+                Some((name_ns, _)) => {
+                    if let Some(other) = ns.iter().find(|n| **n != name_ns) {
+                        return Err(bad(
+                            ns_flag,
+                            other,
+                            &format!("the namespace does not hold the {what} {name:?}"),
+                        ));
+                    }
+                    out.push(name);
+                }
+                None => out.extend(ns.iter().map(|n| format!("{n}/{name}"))),
+            }
+        }
+        *names = out;
+        Ok(())
+    };
+    place("pod", pods(f, side))?;
+    place("service", services(f, side))
 }
 
 /// Flags that feed one field from both a direction-neutral and a directional
 /// flag (they would OR where flags of different kinds AND), refused as Hubble
 /// refuses them.
 fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
-    let pairs: [(&'static str, &[String], &'static str, &[String]); 12] = [
+    let pairs: [(&'static str, &[String], &'static str, &[String]); 20] = [
         ("ip", &a.ip, "from-ip", &a.from_ip),
         ("ip", &a.ip, "to-ip", &a.to_ip),
         ("pod", &a.pod, "from-pod", &a.from_pod),
@@ -301,6 +408,14 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
         ("label", &a.label, "to-label", &a.to_label),
         ("port", &a.port, "from-port", &a.from_port),
         ("port", &a.port, "to-port", &a.to_port),
+        ("service", &a.service, "from-service", &a.from_service),
+        ("service", &a.service, "to-service", &a.to_service),
+        ("namespace", &a.namespace, "from-service", &a.from_service),
+        ("namespace", &a.namespace, "to-service", &a.to_service),
+        ("workload", &a.workload, "from-workload", &a.from_workload),
+        ("workload", &a.workload, "to-workload", &a.to_workload),
+        ("identity", &a.identity, "from-identity", &a.from_identity),
+        ("identity", &a.identity, "to-identity", &a.to_identity),
     ];
     for (neutral, values, directional, others) in pairs {
         if let (Some(v), false) = (values.first(), others.is_empty()) {
@@ -336,6 +451,22 @@ impl FilterArgs {
             }
         }
         check_ips_and_labels(self)?;
+        for (flag, values) in [
+            ("from-service", &self.from_service),
+            ("to-service", &self.to_service),
+            ("service", &self.service),
+        ] {
+            let malformed = |v: &&String| {
+                let mut parts = v.split('/');
+                let (first, second) = (parts.next(), parts.next());
+                parts.next().is_some()
+                    || first.is_none_or(str::is_empty)
+                    || second.is_some_and(str::is_empty)
+            };
+            if let Some(v) = values.iter().find(malformed) {
+                return Err(bad(flag, v, "expected [namespace/]name, e.g. default/api"));
+            }
+        }
         let mut base = FlowFilter {
             verdict: self
                 .verdict
@@ -367,6 +498,26 @@ impl FilterArgs {
             destination_label: self.to_label.clone(),
             source_port: self.from_port.clone(),
             destination_port: self.to_port.clone(),
+            source_service: self.from_service.clone(),
+            destination_service: self.to_service.clone(),
+            source_workload: each("from-workload", &self.from_workload, parse_workload)?,
+            destination_workload: each("to-workload", &self.to_workload, parse_workload)?,
+            source_identity: each("from-identity", &self.from_identity, parse_identity)?,
+            destination_identity: each("to-identity", &self.to_identity, parse_identity)?,
+            drop_reason_desc: self
+                .drop_reason_desc
+                .iter()
+                .map(|v| parse_drop_reason(v))
+                .collect::<Result<_, _>>()?,
+            interface: self
+                .interface
+                .iter()
+                .map(|name| NetworkInterface {
+                    index: 0,
+                    name: name.clone(),
+                })
+                .collect(),
+            uuid: self.uuid.clone(),
             ..Default::default()
         };
         if self.ipv4 {
@@ -381,6 +532,9 @@ impl FilterArgs {
             &self.namespace,
             &self.label,
             &self.port,
+            &self.service,
+            &self.workload,
+            &self.identity,
         ];
         let mut variants = if neutral.iter().all(|v| v.is_empty()) {
             vec![base]
@@ -394,6 +548,14 @@ impl FilterArgs {
             to.destination_label.extend(self.label.iter().cloned());
             from.source_port.extend(self.port.iter().cloned());
             to.destination_port.extend(self.port.iter().cloned());
+            from.source_service.extend(self.service.iter().cloned());
+            to.destination_service.extend(self.service.iter().cloned());
+            let workloads = each("workload", &self.workload, parse_workload)?;
+            from.source_workload.extend(workloads.iter().cloned());
+            to.destination_workload.extend(workloads);
+            let identities = each("identity", &self.identity, parse_identity)?;
+            from.source_identity.extend(identities.iter().copied());
+            to.destination_identity.extend(identities);
             in_namespaces(&mut from, Side::Source, &self.namespace, "namespace")?;
             in_namespaces(&mut to, Side::Destination, &self.namespace, "namespace")?;
             vec![from, to]
@@ -502,5 +664,100 @@ mod tests {
             err.to_string(),
             "--tcp-flags \"SYN,BOGUS\": unknown TCP flag \"BOGUS\""
         );
+    }
+
+    #[test]
+    fn services_workloads_identities_and_the_rest_of_hubbles_flags() {
+        let w = args(|a| {
+            a.to_service = vec!["api".into()];
+            a.to_namespace = vec!["shop".into()];
+            a.from_workload = vec!["Deployment/frontend".into(), "batch".into()];
+            a.from_identity = vec!["world".into(), "4242".into()];
+            a.drop_reason_desc = vec!["policy_denied".into()];
+            a.interface = vec!["lxc1".into()];
+            a.uuid = vec!["u-1".into()];
+        })
+        .whitelist()
+        .unwrap();
+        let want = FlowFilter {
+            destination_service: vec!["shop/api".into()],
+            source_workload: vec![
+                Workload {
+                    name: "frontend".into(),
+                    kind: "Deployment".into(),
+                },
+                Workload {
+                    name: "batch".into(),
+                    kind: String::new(),
+                },
+            ],
+            source_identity: vec![2, 4242],
+            drop_reason_desc: vec![DropReason::PolicyDenied as i32],
+            interface: vec![NetworkInterface {
+                index: 0,
+                name: "lxc1".into(),
+            }],
+            uuid: vec!["u-1".into()],
+            ..Default::default()
+        };
+        assert_eq!(w, [want]);
+
+        // Neutral: either end, the namespace on each side's services.
+        let w = args(|a| {
+            a.service = vec!["api".into()];
+            a.identity = vec!["host".into()];
+            a.from_namespace = vec!["shop".into()];
+        })
+        .whitelist()
+        .unwrap();
+        assert_eq!(w.len(), 2);
+        assert_eq!(
+            (&w[0].source_service, &w[0].source_identity, &w[0].source_pod),
+            (&vec!["shop/api".to_string()], &vec![1], &vec![])
+        );
+        assert_eq!(
+            (&w[1].destination_service, &w[1].destination_identity),
+            (&vec!["api".to_string()], &vec![1])
+        );
+        assert_eq!(w[1].source_pod, ["shop/"], "no source name: any pod there");
+
+        for (set, message) in [
+            (
+                Box::new(|a: &mut FilterArgs| a.from_identity = vec!["nobody".into()])
+                    as Box<dyn Fn(&mut FilterArgs)>,
+                "--from-identity \"nobody\": not a security identity: a number or one of host, world, unmanaged, health, init, remote-node, kube-apiserver, ingress, world-ipv4, world-ipv6",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.to_workload = vec!["Deployment/".into()]),
+                "--to-workload \"Deployment/\": expected [kind/]name, e.g. Deployment/api",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.service = vec!["a/b/c".into()]),
+                "--service \"a/b/c\": expected [namespace/]name, e.g. default/api",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.drop_reason_desc = vec!["oops".into()]),
+                "--drop-reason-desc \"oops\": unknown drop reason (POLICY_DENIED, POLICY_DENY, ...)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| {
+                    a.service = vec!["api".into()];
+                    a.to_service = vec!["db".into()];
+                }),
+                "--service \"api\": cannot be combined with --to-service: --service names either end of a flow, --to-service one; use --from-service or --to-service",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| {
+                    a.to_service = vec!["other/api".into()];
+                    a.to_namespace = vec!["shop".into()];
+                }),
+                "--to-namespace \"shop\": the namespace does not hold the service \"other/api\"",
+            ),
+        ] {
+            let mut a = FilterArgs::default();
+            set(&mut a);
+            let err = a.whitelist().unwrap_err().to_string();
+            assert!(err.starts_with(message), "{err}");
+        }
     }
 }
