@@ -127,9 +127,16 @@ impl DiffArgs {
             since: at("since", query.since.as_deref().unwrap_or(DEFAULT_SINCE))?,
             until: at("until", query.until.as_deref().unwrap_or("0s"))?,
         };
+        let now_ns = at("since", "0s")?;
         anyhow::ensure!(
-            window.since <= window.until,
-            "--since is after --until: the window is empty"
+            window.since < window.until,
+            "--since is not before --until: the window is empty"
+        );
+        anyhow::ensure!(
+            window.since <= now_ns,
+            "--since {}: the window starts after now ({}): there are no flows yet",
+            rfc3339(window.since),
+            rfc3339(now_ns)
         );
         let Some((from, to)) = against.split_once("..") else {
             anyhow::bail!(
@@ -143,6 +150,15 @@ impl DiffArgs {
         anyhow::ensure!(
             against_window.since <= against_window.until,
             "--against {against:?}: the start is after the end (durations count back from now: 2h..1h)"
+        );
+        anyhow::ensure!(
+            against_window.since < against_window.until,
+            "--against {against:?}: the window is empty (durations count back from now: 2h..1h)"
+        );
+        anyhow::ensure!(
+            against_window.since <= now_ns,
+            "--against {against:?}: the window starts after now ({}): there are no flows yet",
+            rfc3339(now_ns)
         );
         Ok(Some(DiffPlan {
             window,
@@ -296,7 +312,26 @@ mod tests {
         );
         assert_eq!(
             err(&["--since", "1h", "--until", "2h", "--against", "3h..2h"]),
-            "--since is after --until: the window is empty"
+            "--since is not before --until: the window is empty"
+        );
+        assert_eq!(
+            err(&["--against", "2m..2m"]),
+            "--against \"2m..2m\": the window is empty (durations count back from now: 2h..1h)"
+        );
+        assert_eq!(
+            err(&["--against", "2026-11-27T00:00:00Z..2026-11-28T00:00:00Z"]),
+            "--against \"2026-11-27T00:00:00Z..2026-11-28T00:00:00Z\": the window starts after now (2026-11-26T15:04:05Z): there are no flows yet"
+        );
+        assert_eq!(
+            err(&[
+                "--since",
+                "2026-11-27T00:00:00Z",
+                "--until",
+                "2026-11-28T00:00:00Z",
+                "--against",
+                "2h..1h"
+            ]),
+            "--since 2026-11-27T00:00:00Z: the window starts after now (2026-11-26T15:04:05Z): there are no flows yet"
         );
         assert_eq!(
             err(&["--diff", "1h", "--diff-threshold", "half"]),
