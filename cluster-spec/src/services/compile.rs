@@ -52,6 +52,9 @@ pub struct Frontend {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompiledServices {
     pub frontends: Vec<Frontend>,
+    /// VIPs left out, each with why: a VIP that is an endpoint's address
+    /// would send the endpoint's own traffic to the service's backends.
+    pub refused: Vec<String>,
 }
 
 /// Most backends one frontend can have (slots are 16-bit).
@@ -74,6 +77,12 @@ fn frontend_hash(service: &ServiceRef, port: u16, protocol: ServiceProtocol, ipv
 /// Compiles `file` against `endpoints`.
 pub fn compile(file: &ServicesFile, endpoints: &EndpointsFile) -> CompiledServices {
     let mut frontends = Vec::new();
+    let mut refused = Vec::new();
+    let owner_of = |vip: IpAddr| {
+        endpoints.endpoints.iter().find(|ep| {
+            ep.ipv4.map(IpAddr::V4) == Some(vip) || ep.ipv6.map(IpAddr::V6) == Some(vip)
+        })
+    };
     for svc in &file.services {
         let service = ServiceRef {
             namespace: svc.namespace.clone(),
@@ -90,6 +99,13 @@ pub fn compile(file: &ServicesFile, endpoints: &EndpointsFile) -> CompiledServic
         };
         members.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
         for vip in svc.vip.addrs() {
+            if let Some(ep) = owner_of(vip) {
+                refused.push(format!(
+                    "service {service}: VIP {vip} is the address of endpoint {}/{}; its frontends are left out",
+                    ep.namespace, ep.name
+                ));
+                continue;
+            }
             for p in &svc.ports {
                 let backends: Vec<Backend> = members
                     .iter()
@@ -133,7 +149,7 @@ pub fn compile(file: &ServicesFile, endpoints: &EndpointsFile) -> CompiledServic
             f.id = f.id.wrapping_add(1);
         }
     }
-    CompiledServices { frontends }
+    CompiledServices { frontends, refused }
 }
 
 impl CompiledServices {
@@ -193,5 +209,32 @@ mod tests {
 
         // Ids are stable: the same input compiles to the same ids.
         assert_eq!(compile(&svcs, &eps), c);
+        assert!(c.refused.is_empty());
+    }
+
+    #[test]
+    fn a_vip_that_is_an_endpoints_address_is_left_out_and_named() {
+        let eps = EndpointsFile::parse(ENDPOINTS, "eps").unwrap();
+        let taken = eps.endpoints[0].clone();
+        let svcs = ServicesFile::parse(
+            &format!(
+                "services:\n  - {{name: clash, namespace: default, vip: {{ipv4: {}, ipv6: \"fd42:100::77\"}}, ports: [{{port: 80}}]}}\n",
+                taken.ipv4.unwrap()
+            ),
+            "svcs",
+        )
+        .unwrap();
+        let c = compile(&svcs, &eps);
+        let vips: Vec<String> = c.frontends.iter().map(|f| f.vip.to_string()).collect();
+        assert_eq!(vips, ["fd42:100::77"], "the IPv6 VIP stays");
+        assert_eq!(
+            c.refused,
+            [format!(
+                "service default/clash: VIP {} is the address of endpoint {}/{}; its frontends are left out",
+                taken.ipv4.unwrap(),
+                taken.namespace,
+                taken.name
+            )]
+        );
     }
 }

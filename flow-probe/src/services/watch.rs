@@ -102,6 +102,9 @@ impl Watcher {
             &self.services,
             &endpoints.file,
         )?;
+        for why in &compiled.refused {
+            log::error!("{}: {why}", self.services.display());
+        }
         let frontends = compiled.frontends.len();
         let backends: usize = compiled.frontends.iter().map(|f| f.backends.len()).sum();
         let generation = self.in_force.put(compiled);
