@@ -492,7 +492,12 @@ impl History {
     pub fn newest_flows(self: &Arc<Self>, n: usize) -> io::Result<Vec<GetFlowsResponse>> {
         let snap = self.snapshot()?;
         let sources = scan::sources(snap.files, snap.recent);
-        scan::last(sources, scan::Range::ALL, n, &mut |_| true)
+        let mut out = Vec::new();
+        scan::last(sources, scan::Range::ALL, n, &mut |_| true, &mut |r| {
+            out.push(r);
+            true
+        })?;
+        Ok(out)
     }
 
     /// `node`'s newest flow at or after `from` (ns) and the UUIDs of its

@@ -345,54 +345,75 @@ impl Iterator for Merge {
     }
 }
 
-/// A row kept by [`last`]: ordered by time, then by reading order (a later
-/// row of a file, or a newer file, is later).
-struct Kept {
-    key: (i64, Reverse<usize>, usize),
-    response: GetFlowsResponse,
-}
-
-impl PartialEq for Kept {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-    }
-}
-impl Eq for Kept {}
-impl PartialOrd for Kept {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Kept {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
-/// The newest `n` rows in `range` that `keep` accepts, oldest first: files
-/// from the newest back, row groups from the last back, and no further
-/// once the rest is older than all `n` kept. Memory: `n` flows and one batch.
+/// The newest `n` rows in `range` that `keep` accepts, oldest first, each
+/// given to `emit` as it is read (`emit` returns false to stop: the client
+/// went away). Two passes, so memory holds `n` times, not `n` flows:
+/// 1. [`newest_times`]: files from the newest back, row groups from the last
+///    back, and no further once the rest is older than all `n` kept: the
+///    oldest time wanted and how many of its rows are;
+/// 2. a [`Merge`] from that time on, in time order.
 pub fn last(
     sources: Vec<Source>,
     range: Range,
     n: usize,
     keep: &mut dyn FnMut(&GetFlowsResponse) -> bool,
-) -> io::Result<Vec<GetFlowsResponse>> {
+    emit: &mut dyn FnMut(GetFlowsResponse) -> bool,
+) -> io::Result<()> {
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    let mut by_last: Vec<((i64, i64), Source)> = sources
-        .into_iter()
+    let floor = newest_times(&sources, range, n, keep)?;
+    let (from, mut at_floor) = match floor {
+        Some((t, count)) => (t.max(range.from), count),
+        None => (range.from, usize::MAX),
+    };
+    let floor_time = floor.map(|(t, _)| t);
+    for batch in Merge::new(sources, Range { from, to: range.to }, BATCH_ROWS) {
+        let batch = batch?;
+        let Some(times) = schema::times(&batch) else {
+            continue;
+        };
+        let times = times.values().clone();
+        for (row, response) in read::responses(&batch).into_iter().enumerate() {
+            let at = Some(times[row]) == floor_time;
+            if at && at_floor == 0 {
+                continue;
+            }
+            if !keep(&response) {
+                continue;
+            }
+            if at {
+                at_floor -= 1;
+            }
+            if !emit(response) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pass 1 of [`last`]: the times of the newest `n` rows in `range` that
+/// `keep` accepts; `None` when there are fewer (take them all), else the
+/// oldest of those times and how many of the `n` have it.
+fn newest_times(
+    sources: &[Source],
+    range: Range,
+    n: usize,
+    keep: &mut dyn FnMut(&GetFlowsResponse) -> bool,
+) -> io::Result<Option<(i64, usize)>> {
+    let mut by_last: Vec<((i64, i64), &Source)> = sources
+        .iter()
         .filter_map(|s| Some((s.bounds()?, s)))
         .filter(|((first, last), _)| range.meets(*first, *last))
         .collect();
     by_last.sort_by_key(|((_, last), _)| Reverse(*last));
-    let mut heap: BinaryHeap<Reverse<Kept>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<i64>> = BinaryHeap::new();
     // The oldest time still wanted: past `n` kept, rows must be newer.
-    let floor = |heap: &BinaryHeap<Reverse<Kept>>| {
-        (heap.len() >= n).then(|| heap.peek().map_or(i64::MIN, |k| k.0.key.0))
+    let floor = |heap: &BinaryHeap<Reverse<i64>>| {
+        (heap.len() >= n).then(|| heap.peek().map_or(i64::MIN, |t| t.0))
     };
-    let mut offer = |heap: &mut BinaryHeap<Reverse<Kept>>, source: usize, batch: &RecordBatch| {
+    let mut offer = |heap: &mut BinaryHeap<Reverse<i64>>, batch: &RecordBatch| {
         let Some(times) = schema::times(batch) else {
             return;
         };
@@ -405,23 +426,20 @@ pub fn last(
             if !keep(&response) {
                 continue;
             }
-            heap.push(Reverse(Kept {
-                key: (t, Reverse(source), row),
-                response,
-            }));
+            heap.push(Reverse(t));
             if heap.len() > n {
                 heap.pop();
             }
         }
     };
-    for (source, ((_, last), s)) in by_last.into_iter().enumerate() {
+    for ((_, last), s) in by_last {
         if floor(&heap).is_some_and(|f| last < f) {
             break;
         }
         match s {
             Source::Memory(batches) => {
-                for b in &batches {
-                    offer(&mut heap, source, b);
+                for b in batches {
+                    offer(&mut heap, b);
                 }
             }
             Source::File(f) => {
@@ -452,15 +470,17 @@ pub fn last(
                     for b in reader {
                         let b = b.map_err(|e| err(&f.path, e))?;
                         let b = schema::conform(b).map_err(|e| err(&f.path, e))?;
-                        offer(&mut heap, source, &b);
+                        offer(&mut heap, &b);
                     }
                 }
             }
         }
     }
-    let mut kept: Vec<Kept> = heap.into_iter().map(|k| k.0).collect();
-    kept.sort();
-    Ok(kept.into_iter().map(|k| k.response).collect())
+    let Some(oldest) = floor(&heap) else {
+        return Ok(None);
+    };
+    let at_oldest = heap.iter().filter(|t| t.0 == oldest).count();
+    Ok(Some((oldest, at_oldest)))
 }
 
 #[cfg(test)]
@@ -561,31 +581,25 @@ mod tests {
             file(p, 2, &[T + 3, T + 4, T + 8], "b"),
             Source::Memory(vec![rows(&[T + 6, T + 5], "m")]),
         ];
-        let mut seen = 0;
-        let mut keep = |r: &GetFlowsResponse| {
-            seen += 1;
-            match &r.response_types {
-                Some(ResponseTypes::Flow(f)) => !f.uuid.ends_with(&(T + 5).to_string()),
-                _ => false,
-            }
+        let uuid = |r: &GetFlowsResponse| match &r.response_types {
+            Some(ResponseTypes::Flow(f)) => f.uuid.clone(),
+            _ => String::new(),
         };
-        let got = last(
-            sources,
-            Range {
-                from: T + 1,
-                to: T + 7,
-            },
-            3,
-            &mut keep,
-        )
+        let mut seen = Vec::new();
+        let mut keep = |r: &GetFlowsResponse| {
+            seen.push(uuid(r));
+            !uuid(r).ends_with(&(T + 5).to_string())
+        };
+        let mut got = Vec::new();
+        let range = Range {
+            from: T + 1,
+            to: T + 7,
+        };
+        last(sources, range, 3, &mut keep, &mut |r| {
+            got.push(uuid(&r));
+            true
+        })
         .unwrap();
-        let got: Vec<String> = got
-            .iter()
-            .map(|r| match &r.response_types {
-                Some(ResponseTypes::Flow(f)) => f.uuid.clone(),
-                _ => String::new(),
-            })
-            .collect();
         assert_eq!(
             got,
             [
@@ -594,7 +608,47 @@ mod tests {
                 format!("m{}", T + 6)
             ]
         );
-        assert!(seen < 8, "file a is not read: {seen} rows looked at");
+        assert!(
+            !seen.iter().any(|u| u.starts_with('a')),
+            "file a is not read: {seen:?}"
+        );
+    }
+
+    /// Rows of the oldest time wanted: only as many as the newest `n` hold,
+    /// and `emit` saying stop stops the read.
+    #[test]
+    fn the_last_n_take_only_their_share_of_the_oldest_time() {
+        let root = test_support::scratch::ScratchDir::new("history-last-ties");
+        let p = root.path();
+        let written: Vec<HistoryFile> = [
+            file(p, 1, &[T, T + 1, T + 1, T + 1], "a"),
+            file(p, 2, &[T + 2, T + 3], "b"),
+        ]
+        .into_iter()
+        .map(|s| match s {
+            Source::File(f) => f,
+            Source::Memory(_) => unreachable!(),
+        })
+        .collect();
+        let sources = || written.iter().cloned().map(Source::File).collect();
+        let uuids = |n: usize, stop_after: usize| {
+            let mut got = Vec::new();
+            last(sources(), Range::ALL, n, &mut |_| true, &mut |r| {
+                if let Some(ResponseTypes::Flow(f)) = r.response_types {
+                    got.push(f.uuid);
+                }
+                got.len() < stop_after
+            })
+            .unwrap();
+            got
+        };
+        let one = format!("a{}", T + 1);
+        assert_eq!(
+            uuids(4, usize::MAX),
+            [one.clone(), one.clone(), format!("b{}", T + 2), format!("b{}", T + 3)]
+        );
+        assert_eq!(uuids(9, usize::MAX).len(), 6, "fewer than n: all of them");
+        assert_eq!(uuids(4, 2), [one.clone(), one]);
     }
 
     #[test]

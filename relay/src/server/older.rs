@@ -160,11 +160,16 @@ fn read_range(
     let mut sent = 0;
     match take {
         Take::Last(n) => {
-            let rows =
-                scan::last(sources, range, n, &mut |r| query.selects(r)).map_err(ReadEnd::Io)?;
-            for r in rows {
-                send(r)?;
-                sent += 1;
+            let mut gone = false;
+            let mut emit = |r| {
+                gone = send(r).is_err();
+                sent += usize::from(!gone);
+                !gone
+            };
+            scan::last(sources, range, n, &mut |r| query.selects(r), &mut emit)
+                .map_err(ReadEnd::Io)?;
+            if gone {
+                return Err(ReadEnd::Gone);
             }
         }
         Take::All | Take::First(_) => {
