@@ -192,6 +192,7 @@ pub async fn demo(
         format,
         print_node: false,
         color: ColorChoice::Auto,
+        debug: false,
     };
     let result = tokio::select! {
         r = flows::run_with(&target, &query, display) => r,

@@ -40,6 +40,10 @@ enum Command {
         /// Print the node name in each line.
         #[arg(long)]
         print_node_name: bool,
+        /// Also tell (on stderr) nodes connecting and leaving, not only
+        /// nodes that are unavailable.
+        #[arg(long)]
+        debug: bool,
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
@@ -257,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connect,
             output,
             print_node_name,
+            debug,
             color,
             query,
         } => {
@@ -264,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 format: output,
                 print_node: print_node_name,
                 color,
+                debug,
             };
             flows::run_with(&connect.target(&DEFAULT_SERVERS)?, &query, display).await
         }

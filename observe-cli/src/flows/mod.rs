@@ -22,6 +22,8 @@ pub struct Display {
     pub format: Option<output::Format>,
     pub print_node: bool,
     pub color: output::ColorChoice,
+    /// `--debug`: informational node status too (to stderr).
+    pub debug: bool,
 }
 
 /// Whether `observe flows` opens the terminal UI: following, on a terminal,
@@ -50,6 +52,7 @@ pub async fn run_with(
         print_node: display.print_node,
         color: display.color.enabled(terminal),
         follow: query.follow,
+        debug: display.debug,
     });
     while let Some(item) = stream.next().await {
         let resp = match item {

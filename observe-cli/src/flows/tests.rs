@@ -14,7 +14,7 @@ use observer_runtime::filter::compile;
 
 use test_support::flows::{flags, l4, tcp, udp};
 
-use super::output::{Format, Options, Printer};
+use super::output::{Emit, Format, Options, Printer};
 use super::request::QueryArgs;
 
 /// An endpoint from `namespace/pod` (labelled `k8s:app=pod`), or the world.
@@ -436,6 +436,7 @@ fn print(format: Format, print_node: bool, color: bool, follow: bool) -> String 
         print_node,
         color,
         follow,
+        debug: false,
     });
     let mut out = String::new();
     for r in sample() {
@@ -551,6 +552,7 @@ fn followed_table_has_fixed_widths() {
         print_node: false,
         color: false,
         follow: true,
+        debug: false,
     });
     let first = p.push(&sample()[0]).unwrap().out;
     assert_eq!(
@@ -589,35 +591,42 @@ fn json_and_jsonpb_print_the_response() {
 }
 
 #[test]
-fn node_status_goes_to_stderr_in_dict_and_table() {
-    let status = GetFlowsResponse {
+fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
+    let status = |state: NodeState| GetFlowsResponse {
         node_name: String::new(),
         time: sample()[0].time,
         response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
-            state_change: 0,
+            state_change: state as i32,
             node_names: vec!["node2".into()],
-            message: "unavailable".into(),
+            message: "connecting: connection refused".into(),
         })),
     };
-    let line = "Nov 26 15:04:06.123: NODE STATUS: node2 unavailable\n";
-    for format in [Format::Dict, Format::Table, Format::Compact] {
-        let mut p = Printer::new(Options {
-            format,
-            print_node: false,
-            color: false,
-            follow: false,
-        });
-        let emit = p.push(&status).unwrap();
-        let (out, err) = if format == Format::Compact {
-            (line, "")
-        } else {
-            ("", line)
+    let line = "Nov 26 15:04:06.123: NODE STATUS: node2 unavailable: connecting: connection refused\n";
+    let down = status(NodeState::NodeUnavailable);
+    let json = observer_proto::json::response_to_json(&down).unwrap() + "\n";
+    for format in [Format::Dict, Format::Table, Format::Compact, Format::Json, Format::Jsonpb] {
+        let printer = |debug| {
+            Printer::new(Options {
+                format,
+                print_node: false,
+                color: false,
+                follow: false,
+                debug,
+            })
         };
-        assert_eq!(
-            (emit.out.as_str(), emit.err.as_str()),
-            (out, err),
-            "{format:?}"
-        );
+        let mut p = printer(false);
+        let emit = p.push(&down).unwrap();
+        let want = if matches!(format, Format::Json | Format::Jsonpb) {
+            json.as_str()
+        } else {
+            line
+        };
+        assert_eq!((emit.out.as_str(), emit.err.as_str()), ("", want), "{format:?}");
+        // A node connecting is news only with --debug.
+        let up = status(NodeState::NodeConnected);
+        assert_eq!(p.push(&up).unwrap(), Emit::default(), "{format:?}");
+        let told = printer(true).push(&up).unwrap();
+        assert_eq!((told.out.as_str(), told.err.is_empty()), ("", false), "{format:?}");
         assert_eq!(p.finish(), "");
     }
 }
@@ -639,8 +648,9 @@ fn node_status_names_the_state_and_the_reason() {
             print_node: false,
             color: false,
             follow: false,
+            debug: true,
         });
-        p.push(&resp).unwrap().out
+        p.push(&resp).unwrap().err
     };
     assert_eq!(
         line(NodeState::NodeConnected, ""),

@@ -17,6 +17,7 @@ pub use fields::{Row, flow_type, hosts, ports, row};
 pub use time::{timestamp, utc};
 
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
+use observer_proto::relay::NodeState;
 
 /// Output formats of `observe flows`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +39,8 @@ pub struct Options {
     pub color: bool,
     /// A followed stream: tables print as rows come, in fixed widths.
     pub follow: bool,
+    /// `--debug`: informational node status (connected, gone) too.
+    pub debug: bool,
 }
 
 /// What one response prints, to stdout and to stderr (each complete lines).
@@ -65,12 +68,25 @@ impl Printer {
         }
     }
 
-    /// The text for one response. Node status goes to stderr in `dict` and
-    /// `table`, which have no line for it.
+    /// The text for one response. Node status goes to stderr, as Hubble
+    /// prints it, so stdout holds flows alone; without `--debug` only a node
+    /// that is unavailable or failing is told.
     pub fn push(&mut self, resp: &GetFlowsResponse) -> anyhow::Result<Emit> {
         let o = self.opts;
         let mut emit = Emit::default();
-        let status = matches!(resp.response_types, Some(ResponseTypes::NodeStatus(_)));
+        if let Some(ResponseTypes::NodeStatus(s)) = &resp.response_types {
+            let told = matches!(
+                NodeState::try_from(s.state_change),
+                Ok(NodeState::NodeUnavailable | NodeState::NodeError)
+            );
+            if told || o.debug {
+                emit.err = match o.format {
+                    Format::Json | Format::Jsonpb => observer_proto::json::response_to_json(resp)?,
+                    _ => compact::node_status(resp),
+                } + "\n";
+            }
+            return Ok(emit);
+        }
         match o.format {
             Format::Json | Format::Jsonpb => {
                 emit.out = observer_proto::json::response_to_json(resp)? + "\n";
@@ -79,9 +95,6 @@ impl Printer {
                 if let Some(line) = compact(resp, o.print_node, o.color) {
                     emit.out = line + "\n";
                 }
-            }
-            Format::Dict | Format::Table if status => {
-                emit.err = compact::node_status(resp) + "\n";
             }
             Format::Dict => {
                 if let Some(r) = row(resp) {
