@@ -58,6 +58,35 @@ async fn golden_queries_answer_exactly_from_files_and_memory() {
     check_golden(&engine(&h)).await;
 }
 
+/// Every row of a connection repeats its running totals: the golden top
+/// talkers query counts the connection once, for the address that opened it
+/// (a plain sum over the rows would say 15,656 bytes for 10.0.0.1 and 296
+/// for 10.0.0.2, which opened nothing).
+#[tokio::test]
+async fn top_talkers_count_each_connection_once() {
+    let dir = scratch("top-talkers");
+    let e = engine(&ingest(&dir, flows::one_connection_many_rows(), 3));
+    let sql = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/top_talkers.sql"),
+    )
+    .unwrap();
+    let want = "+-----------+-------+\n\
+                | source_ip | bytes |\n\
+                +-----------+-------+\n\
+                | 10.0.0.1  | 3910  |\n\
+                +-----------+-------+";
+    assert_eq!(table(&e, &sql).await, want);
+    let naive = "SELECT source_ip, sum(fwd_bytes + rev_bytes) AS bytes FROM flows \
+                 GROUP BY 1 ORDER BY 1";
+    let naive_want = "+-----------+-------+\n\
+                      | source_ip | bytes |\n\
+                      +-----------+-------+\n\
+                      | 10.0.0.1  | 15656 |\n\
+                      | 10.0.0.2  | 296   |\n\
+                      +-----------+-------+";
+    assert_eq!(table(&e, naive).await, naive_want);
+}
+
 #[tokio::test]
 async fn a_restarted_relay_still_answers_from_its_files() {
     let dir = scratch("restart");

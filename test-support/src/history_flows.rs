@@ -190,6 +190,41 @@ pub fn golden() -> Vec<Flow> {
     out
 }
 
+/// One TCP connection web → api (port 41000 → 8080) as the probes report
+/// it: every row carries the connection's running totals (initiator →
+/// responder, and back), replies name api as their source, and both nodes
+/// report it with the same totals. Counted once it is 638 + 3272 bytes.
+pub fn one_connection_many_rows() -> Vec<Flow> {
+    let mut out = Vec::new();
+    for node in ["n1", "n2"] {
+        for (at, reply, fwd, rev) in [
+            (200, false, 74, 0),
+            (201, true, 74, 74),
+            (202, false, 572, 3272),
+            (203, false, 638, 3272),
+        ] {
+            let (src, dst) = if reply { (API, WEB) } else { (WEB, API) };
+            let mut x = base(F {
+                at,
+                node,
+                src,
+                dst,
+                v6: false,
+            });
+            x.uuid = format!("{node}-{at}");
+            x.l4 = if reply {
+                tcp(8080, 41000, at == 201, true)
+            } else {
+                tcp(41000, 8080, at == 200, at != 200)
+            };
+            x.is_reply = Some(reply);
+            x.volume = volume(fwd, rev);
+            out.push(x);
+        }
+    }
+    out
+}
+
 /// A flow as the store holds it.
 pub fn response(flow: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
