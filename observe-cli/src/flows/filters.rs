@@ -452,6 +452,36 @@ impl FilterArgs {
         }
         check_ips_and_labels(self)?;
         for (flag, values) in [
+            ("from-pod", &self.from_pod),
+            ("to-pod", &self.to_pod),
+            ("pod", &self.pod),
+        ] {
+            let malformed = |v: &&String| match v.split_once('/') {
+                Some((ns, name)) => ns.is_empty() || name.contains('/'),
+                None => v.is_empty(),
+            };
+            if let Some(v) = values.iter().find(malformed) {
+                return Err(bad(
+                    flag,
+                    v,
+                    "expected [namespace/][name-prefix], e.g. default/api or default/",
+                ));
+            }
+        }
+        for (flag, values) in [
+            ("from-namespace", &self.from_namespace),
+            ("to-namespace", &self.to_namespace),
+            ("namespace", &self.namespace),
+        ] {
+            let malformed = |v: &&String| {
+                let ns = v.trim_end_matches('/');
+                ns.is_empty() || ns.contains('/')
+            };
+            if let Some(v) = values.iter().find(malformed) {
+                return Err(bad(flag, v, "expected a namespace name, e.g. default"));
+            }
+        }
+        for (flag, values) in [
             ("from-service", &self.from_service),
             ("to-service", &self.to_service),
             ("service", &self.service),
@@ -734,6 +764,18 @@ mod tests {
             (
                 Box::new(|a: &mut FilterArgs| a.service = vec!["a/b/c".into()]),
                 "--service \"a/b/c\": expected [namespace/]name, e.g. default/api",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.from_pod = vec!["/".into()]),
+                "--from-pod \"/\": expected [namespace/][name-prefix], e.g. default/api or default/",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.pod = vec!["x/y/z".into()]),
+                "--pod \"x/y/z\": expected [namespace/][name-prefix], e.g. default/api or default/",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.from_namespace = vec![String::new()]),
+                "--from-namespace \"\": expected a namespace name, e.g. default",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.drop_reason_desc = vec!["oops".into()]),
