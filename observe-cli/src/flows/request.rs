@@ -132,22 +132,35 @@ impl QueryArgs {
             (None, None) => (0, false),
         };
         let (whitelist, blacklist) = self.filter_lists()?;
+        let mut since = self
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s, now))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|s| parse_time("until", s, now))
+            .transpose()?;
+        if let (true, Some(u)) = (self.follow, until) {
+            let now = parse_time("until", "0s", now)?;
+            anyhow::ensure!(
+                time::nanos(&u) > time::nanos(&now),
+                "--until {} is not in the future: --follow would have nothing new to show (without --follow, the flows up to then)",
+                self.until.as_deref().unwrap_or_default()
+            );
+            // A follow starts now, not at the oldest flow held, as an
+            // --until alone would.
+            since.get_or_insert(now);
+        }
         Ok(GetFlowsRequest {
             number,
             first,
             follow: self.follow,
             whitelist,
             blacklist,
-            since: self
-                .since
-                .as_deref()
-                .map(|s| parse_time("since", s, now))
-                .transpose()?,
-            until: self
-                .until
-                .as_deref()
-                .map(|s| parse_time("until", s, now))
-                .transpose()?,
+            since,
+            until,
             ..Default::default()
         })
     }
@@ -242,6 +255,23 @@ mod tests {
         assert_eq!(q(|a| a.all = true), (0, false, false));
         let words = QueryArgs::try_parse_words(["--all"]).unwrap();
         assert_eq!(words.request().unwrap().number, 0);
+        // A follow until a past time has nothing new to show; until a later
+        // one, it starts now rather than at the oldest flow held.
+        let past = QueryArgs::try_parse_words(["--follow", "--until", "1m"]).unwrap();
+        assert_eq!(
+            past.request().unwrap_err().to_string(),
+            "--until 1m is not in the future: --follow would have nothing new to show (without --follow, the flows up to then)"
+        );
+        let before = observer_proto::time::now_nanos();
+        let later = QueryArgs::try_parse_words(["-f", "--until", "2999-01-01T00:00:00Z"])
+            .unwrap()
+            .request()
+            .unwrap();
+        let since = observer_proto::time::nanos(&later.since.unwrap());
+        assert!(since >= before && since <= observer_proto::time::now_nanos());
+        let with_since = ["-f", "--since", "1h", "--until", "2999-01-01T00:00:00Z"];
+        let r = QueryArgs::try_parse_words(with_since).unwrap().request().unwrap();
+        assert!(observer_proto::time::nanos(&r.since.unwrap()) < before, "--since kept");
         let negative = QueryArgs::try_parse_words(["--since", "-5m"]).unwrap();
         assert_eq!(
             negative.request().unwrap_err().to_string(),
