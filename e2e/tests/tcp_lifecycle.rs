@@ -178,4 +178,35 @@ async fn establishment_close_and_retransmissions_are_flows() {
         [(est, 7001, sport, 0)]
     );
     drop(server);
+
+    // A connect nobody answers with a SYN-ACK: cart has no listener on 7002
+    // and resets; web's socket closes before it was established, with no
+    // retransmission to make it known before.
+    let (web_ns, dst) = (web.netns.clone(), SocketAddr::from((cart.ipv4, 7002)));
+    let refused = std::thread::spawn(move || {
+        sysfs::enter_netns(&web_ns).unwrap();
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::from((web.ipv4, 0)).into()).unwrap();
+        let sport = s.local_addr().unwrap().as_socket().unwrap().port();
+        let err = s.connect(&dst.into()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        sport
+    })
+    .join()
+    .unwrap();
+    let flows = env
+        .wait_for("the refused connect's close", |f| {
+            kinds(f, 7002).iter().any(|k| k.0 == closed)
+        })
+        .await;
+    assert_eq!(kinds(&flows, 7002), [(closed, refused, 7002, 0)]);
+    let close = flows
+        .iter()
+        .find(|f| f.tcp_lifecycle.is_some() && ports(f) == Some((refused, 7002)))
+        .unwrap();
+    assert_eq!(
+        close.summary,
+        "TCP closed before it was established, 0 retransmits"
+    );
+    assert_eq!(close.tcp_lifecycle.as_ref().unwrap().duration_ns, 0);
 }

@@ -246,14 +246,16 @@ int inet_sock_set_state(struct set_state_args *args)
 			       &fresh, now);
 	} else if (ctx->newstate == TCP_STATE_CLOSE) {
 		life = bpf_map_lookup_elem(&SOCKS, &key);
-		/* Only connections we saw established or retransmitting: not every
-		 * listener or never-connected socket. */
-		if (!life)
+		/* Connections we saw established or retransmitting, and connects
+		 * that failed (refused, or given up before a retransmission): not
+		 * every listener or never-connected socket. */
+		if (!life && ctx->oldstate != TCP_STATE_SYN_SENT)
 			return 0;
 		emit_lifecycle(TCP_LC_CLOSED, ctx->family, ctx->saddr, ctx->daddr, ctx->saddr_v6,
 			       ctx->daddr_v6, ctx->sport, ctx->dport, ctx->oldstate, ctx->newstate,
 			       life, now);
-		bpf_map_delete_elem(&SOCKS, &key);
+		if (life)
+			bpf_map_delete_elem(&SOCKS, &key);
 	}
 	return 0;
 }

@@ -23,6 +23,7 @@
 const volatile __u32 lifecycle_endpoints_only = 0;
 
 #define TCP_STATE_ESTABLISHED 1
+#define TCP_STATE_SYN_SENT 2
 #define TCP_STATE_CLOSE 7
 #define AF_INET_ 2
 #define AF_INET6_ 10
