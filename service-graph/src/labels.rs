@@ -29,6 +29,12 @@ pub fn drops(e: &Edge) -> Option<String> {
     ))
 }
 
+/// `3 audit (would be denied)`: flows an audit-mode policy let pass; `None`
+/// when none did.
+pub fn audit(e: &Edge) -> Option<String> {
+    (e.verdicts.audit > 0).then(|| format!("{} audit (would be denied)", e.verdicts.audit))
+}
+
 /// `TCP/25, TCP/443`.
 pub fn ports(e: &Edge) -> String {
     let ports: Vec<&str> = e.ports.iter().map(String::as_str).collect();
@@ -42,10 +48,11 @@ pub fn drop_reasons(e: &Edge) -> String {
     parts.join(", ")
 }
 
-/// The lines of an edge label: ports, volume, drops.
+/// The lines of an edge label: ports, volume, drops, audits.
 pub fn edge_lines(e: &Edge) -> Vec<String> {
     let mut v = vec![ports(e), volume(e)];
     v.extend(drops(e));
+    v.extend(audit(e));
     v
 }
 
@@ -80,5 +87,22 @@ mod tests {
         let api = g.find("default/frontend", "default/api").unwrap();
         assert_eq!(ports(api), "TCP/8080, TCP/9999");
         assert_eq!(drop_reasons(api), "");
+    }
+
+    #[test]
+    fn audited_flows_are_a_line_of_their_own() {
+        let mut flows = fixtures::flows();
+        let to_api = |f: &observer_proto::flow::Flow| {
+            f.destination.as_ref().is_some_and(|d| d.pod_name.starts_with("api"))
+                && f.is_reply == Some(false)
+        };
+        let before = GraphBuilder::build(&flows);
+        let plain = edge_lines(before.find("default/frontend", "default/api").unwrap());
+        let f = flows.iter_mut().find(|f| to_api(f)).unwrap();
+        f.verdict = observer_proto::flow::Verdict::Audit as i32;
+        let g = GraphBuilder::build(&flows);
+        let mut want = plain;
+        want.push("1 audit (would be denied)".to_string());
+        assert_eq!(edge_lines(g.find("default/frontend", "default/api").unwrap()), want);
     }
 }
