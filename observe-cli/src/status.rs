@@ -141,7 +141,12 @@ fn nodes_text(nodes: &[Node], format: NodesFormat) -> anyhow::Result<String> {
     for n in nodes {
         out.push_str(&node_row(n));
         if wide {
-            let held = format!("{}/{}", n.num_flows, n.max_flows);
+            // An unavailable node's buffer is not known now, only its last.
+            let held = if n.state == NodeState::NodeConnected as i32 {
+                format!("{}/{}", n.num_flows, n.max_flows)
+            } else {
+                "-".to_string()
+            };
             out.push_str(&format!(" {held:>17} {}", n.version));
         }
         out.push('\n');
@@ -238,7 +243,13 @@ mod tests {
             "NAME                 STATUS       AGE             FLOWS/S ADDRESS               \n\
              node1                Connected    11m16s             2.00 127.0.0.1:4244        \n"
         );
-        let wide = nodes_text(std::slice::from_ref(&n), NodesFormat::Wide).unwrap();
+        let gone = Node {
+            name: "node2".into(),
+            state: NodeState::NodeUnavailable as i32,
+            uptime_ns: 0,
+            ..n.clone()
+        };
+        let wide = nodes_text(&[n.clone(), gone], NodesFormat::Wide).unwrap();
         let lines: Vec<&str> = wide.lines().collect();
         assert_eq!(
             lines,
@@ -250,6 +261,10 @@ mod tests {
                 concat!(
                     "node1                Connected    11m16s             2.00 ",
                     "127.0.0.1:4244                 4095/4095 flow-probe 0.1.0"
+                ),
+                concat!(
+                    "node2                Unavailable  -                     - ",
+                    "127.0.0.1:4244                         - flow-probe 0.1.0"
                 ),
             ]
         );
