@@ -287,7 +287,7 @@ impl Enricher {
             ),
             (false, false) => (TraceObservationPoint::ToNetwork, monitor::TRACE_TO_NETWORK),
         };
-        let reply = ev.is_reply != 0;
+        let reply = is_reply(ev);
         // Cilium cannot tell whether a dropped packet was a reply, and its
         // drops come from no trace point.
         let dropped = ev.kind == kind::DROP;
@@ -513,9 +513,27 @@ fn write_mac(out: &mut String, mac: &[u8; 6]) {
     }
 }
 
+/// Whether the event's packet answers its peer. The flow table tells by who
+/// opened the entry, but IPv6 neighbour discovery and multicast listener
+/// messages share one entry per address pair whatever their type (no ports,
+/// no identifier): for them the type tells. An advertisement answers a
+/// solicitation (or tells news unasked); a solicitation, query or report
+/// answers nothing, whichever end sent first.
+fn is_reply(ev: &FlowEvent) -> bool {
+    const ROUTER_ADVERTISEMENT: u8 = 134;
+    const NEIGHBOR_ADVERTISEMENT: u8 = 136;
+    let k = &ev.key;
+    let ndp_or_mld = k.proto == crate::flow_builder::ipproto::ICMPV6
+        && matches!(ev.icmp_type, 130..=137 | 143);
+    if ndp_or_mld {
+        return matches!(ev.icmp_type, ROUTER_ADVERTISEMENT | NEIGHBOR_ADVERTISEMENT);
+    }
+    ev.is_reply != 0
+}
+
 /// Cilium's trace reason of a traced packet: its connection's state.
 fn trace_reason_of(ev: &FlowEvent) -> TraceReason {
-    if ev.is_reply != 0 {
+    if is_reply(ev) {
         TraceReason::Reply
     } else if ev.reason == reason::NEW_FLOW {
         TraceReason::New

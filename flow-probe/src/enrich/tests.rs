@@ -947,3 +947,36 @@ fn an_unbound_sockets_client_is_the_endpoint_of_its_namespace() {
         ("0.0.0.0".into(), None)
     );
 }
+
+/// Neighbour discovery shares one flow-table entry per address pair, so the
+/// table's opener says nothing of a message: its type does. A solicitation
+/// is never a reply, whichever end sent first; an advertisement is.
+#[test]
+fn neighbour_solicitations_are_requests_and_advertisements_replies() {
+    let mut e = enricher();
+    let ndp = |icmp_type, table_says_reply| FlowEvent {
+        icmp_type,
+        is_reply: u8::from(table_says_reply),
+        reason: reason::PACKET,
+        ..event(
+            hook::TC_INGRESS,
+            CLIENT_VETH,
+            58,
+            "fe80::1",
+            "fe80::2",
+            (0, 0),
+        )
+    };
+    let shape = |f: Flow| (f.is_reply, f.trace_reason);
+    let (reply, request) = (
+        (Some(true), TraceReason::Reply as i32),
+        (Some(false), TraceReason::Established as i32),
+    );
+    assert_eq!(shape(e.flow(&ndp(135, true), UNIX_OFFSET)), request);
+    assert_eq!(shape(e.flow(&ndp(133, true), UNIX_OFFSET)), request);
+    assert_eq!(shape(e.flow(&ndp(136, false), UNIX_OFFSET)), reply);
+    assert_eq!(shape(e.flow(&ndp(134, false), UNIX_OFFSET)), reply);
+    // Echo keeps the table's word: its identifier makes an entry its own.
+    assert_eq!(shape(e.flow(&ndp(129, true), UNIX_OFFSET)), reply);
+    assert_eq!(shape(e.flow(&ndp(128, false), UNIX_OFFSET)), request);
+}
