@@ -1,4 +1,6 @@
 //! [`GraphBuilder`]: folds flows, one at a time, into a [`ServiceGraph`].
+//! TCP lifecycle reports and IPv6 neighbour discovery (the link's
+//! housekeeping, like ARP) are no edges.
 //!
 //! Edges come from request-direction flows: `is_reply` false, or unknown (drops
 //! often carry no direction; Hubble UI draws those too). A reply only adds to
@@ -169,6 +171,13 @@ impl GraphBuilder {
         if flow.tcp_lifecycle.is_some() {
             return;
         }
+        // Neighbour discovery and multicast listener messages are the link's
+        // housekeeping, as ARP is (which no flow shows): no dependency of
+        // one workload on another, and mostly from link-local addresses no
+        // endpoint file names (world -> world).
+        if is_link_housekeeping(flow) {
+            return;
+        }
         // One packet, one count: a socket translation's pre-translation flow
         // (to the VIP) has its post-translation twin (to the backend), and a
         // policy denial's verdict its Drop, which carries the reason.
@@ -332,6 +341,13 @@ fn sock_flow_at(flow: &Flow, points: &[XlatePoint]) -> bool {
         .as_ref()
         .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
         && XlatePoint::try_from(flow.sock_xlate_point).is_ok_and(|p| points.contains(&p))
+}
+
+/// An ICMPv6 neighbour discovery or multicast listener message (types
+/// 130-137 and 143).
+fn is_link_housekeeping(flow: &Flow) -> bool {
+    let l4 = flow.l4.as_ref().and_then(|l| l.protocol.as_ref());
+    matches!(l4, Some(Protocol::IcmPv6(i)) if matches!(i.r#type, 130..=137 | 143))
 }
 
 /// A SOCK flow before the translation that was translated (a service
@@ -626,5 +642,26 @@ mod tests {
         assert_eq!((e.connections, e.flows), (conns, nflows + 1));
         assert!(e.ports.contains("TCP/80"));
         assert!(e.hops.path().starts_with("trace-sock (1) -> from-endpoint"));
+    }
+
+    /// Neighbour discovery between two addresses no endpoint file names
+    /// drew world -> world edges in every IPv6 lab; an echo request still
+    /// draws its edge.
+    #[test]
+    fn neighbour_discovery_draws_no_edge() {
+        use observer_proto::flow::{IcmPv6, Layer4};
+        let icmp6 = |r#type: u32| {
+            let mut f = fixtures::flows()[0].clone();
+            f.l4 = Some(Layer4 {
+                protocol: Some(Protocol::IcmPv6(IcmPv6 { r#type, code: 0 })),
+            });
+            f
+        };
+        let ndp: Vec<Flow> = [133, 134, 135, 136, 143].map(icmp6).to_vec();
+        let g = GraphBuilder::build(&ndp);
+        assert!(g.edges().is_empty(), "{:?}", g.edges().len());
+        let g = GraphBuilder::build(&[icmp6(128)]);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.flows, e.ports.iter().next().map(String::as_str)), (1, Some("ICMPv6")));
     }
 }

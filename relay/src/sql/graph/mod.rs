@@ -72,6 +72,8 @@ pub const FLOW_COLUMNS: &[&str] = &[
     "source_port",
     "destination_port",
     "protocol",
+    // Neighbour discovery draws no edge (`service_graph::builder`).
+    "icmp_type",
     "source_identity",
     "source_namespace",
     "source_pod",
