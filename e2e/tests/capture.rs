@@ -321,18 +321,20 @@ async fn default_scenario_traffic_becomes_exact_flows() {
 
     expect.tcp_exchange(&flows, &items[0], &V4);
     // Both sockets of the first connection were established and closed, without
-    // retransmissions; the refused one never was.
+    // retransmissions; the refused one never was, and its client's socket closed.
+    let closes = |fl: &[Flow], item: &ItemReport| {
+        connection(
+            fl,
+            (item.src_ip, item.src_port.unwrap()),
+            (item.dst_ip, item.dst_port.unwrap()),
+        )
+        .iter()
+        .filter(|f| f.tcp_lifecycle.as_ref().is_some_and(|l| l.kind == 2))
+        .count()
+    };
     let env_flows = env
-        .wait_for("both sockets closed", |fl| {
-            connection(
-                fl,
-                (items[0].src_ip, items[0].src_port.unwrap()),
-                (items[0].dst_ip, 8080),
-            )
-            .iter()
-            .filter(|f| f.tcp_lifecycle.as_ref().is_some_and(|l| l.kind == 2))
-            .count()
-                == 2
+        .wait_for("both sockets closed, and the refused one", |fl| {
+            closes(fl, &items[0]) == 2 && closes(fl, &items[3]) == 1
         })
         .await;
     let flows = env_flows;
@@ -352,8 +354,8 @@ async fn default_scenario_traffic_becomes_exact_flows() {
     );
     assert_eq!(
         lifecycle(&items[3]),
-        [],
-        "a refused connection is never established"
+        [(2, 0)],
+        "a refused connection is never established: only the client's close"
     );
     expect.tcp_exchange(&flows, &items[1], &V6);
     expect.tcp_exchange(&flows, &items[2], &V4);
