@@ -6,14 +6,18 @@
 //!
 //! With `--diff` or `--against` ([`diff_args`]) it asks for two windows, builds
 //! a graph of each and prints `service_graph::GraphDiff`: what is new, what
-//! vanished, what changed.
+//! vanished, what changed; on stderr, notes of what may make a change that
+//! is none ([`coverage`]: a node silent in one window, flows history lost).
 
+pub mod coverage;
 pub mod diff_args;
 
 use std::io::IsTerminal;
 use std::time::SystemTime;
 
+use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::observer_client::ObserverClient;
+use tokio_stream::StreamExt;
 use observer_proto::time;
 use service_graph::{GraphDiff, ServiceGraph};
 use tonic::transport::Channel;
@@ -104,29 +108,44 @@ async fn run_diff(
         crate::pipe::eprint(&format!("observe: note: {note}\n"));
     }
     let (mut client, _) = target.observer().await?;
-    let before = window_graph(target, &mut client, query, plan.against).await?;
-    let after = window_graph(target, &mut client, query, plan.window).await?;
+    let (before, before_cover) = window_graph(target, &mut client, query, plan.against).await?;
+    let (after, after_cover) = window_graph(target, &mut client, query, plan.window).await?;
     let diff = GraphDiff::new(&before, &after, plan.threshold)
         .with_compared(plan.window.label(), plan.against.label());
+    let labels = (
+        format!("the baseline {}", plan.against.label()),
+        format!("the window {}", plan.window.label()),
+    );
+    for note in coverage::notes(&before_cover, &after_cover, &labels.0, &labels.1) {
+        crate::pipe::eprint(&format!("observe: note: {note}\n"));
+    }
     print_as!(diff, format);
     Ok(())
 }
 
-/// The graph of the flows that pass the query's filters within `w`.
+/// The graph of the flows that pass the query's filters within `w`, and
+/// which nodes sent them.
 async fn window_graph(
     target: &Target,
     client: &mut ObserverClient<Channel>,
     query: &QueryArgs,
     w: Window,
-) -> anyhow::Result<ServiceGraph> {
+) -> anyhow::Result<(ServiceGraph, coverage::Coverage)> {
     let mut req = query.request()?;
     req.number = 0;
     req.first = false;
     req.follow = false;
     req.since = Some(time::timestamp(w.since));
     req.until = Some(time::timestamp(w.until));
-    let stream = target.get_flows(client, req).await?;
-    service_graph::collect(stream)
-        .await
-        .map_err(|s| target.status_error(s))
+    let mut stream = target.get_flows(client, req).await?;
+    let mut graph = service_graph::GraphBuilder::new();
+    let mut cover = coverage::Coverage::default();
+    while let Some(resp) = stream.next().await {
+        let resp = resp.map_err(|s| target.status_error(s))?;
+        cover.record(&resp);
+        if let Some(ResponseTypes::Flow(f)) = &resp.response_types {
+            graph.add(f);
+        }
+    }
+    Ok((graph.into_graph(), cover))
 }
