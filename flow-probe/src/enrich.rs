@@ -110,6 +110,16 @@ impl Enricher {
         }
         let set = updates.borrow_and_update().clone();
         self.node.set_endpoints(&set.file);
+        // An endpoint's link-local addresses (neighbour discovery) are its.
+        let address_of = |id: &u32| {
+            let ep = set.file.endpoints.iter().find(|e| e.id == *id)?;
+            ep.ipv6.map(IpAddr::V6).or(ep.ipv4.map(IpAddr::V4))
+        };
+        self.node.alias_endpoints(
+            set.link_local
+                .iter()
+                .filter_map(|(extra, id)| Some((*extra, address_of(id)?))),
+        );
         self.interfaces.clear();
         for a in &set.interfaces {
             let ep = a

@@ -93,6 +93,14 @@ impl NodeFlows {
         self.endpoints = Endpoints::new(file, &self.node).in_cluster(&self.cluster_name);
     }
 
+    /// Names each `(extra, of)`'s extra address as the endpoint of `of`
+    /// (see [`Endpoints::alias`]).
+    pub fn alias_endpoints(&mut self, aliases: impl IntoIterator<Item = (IpAddr, IpAddr)>) {
+        for (extra, of) in aliases {
+            self.endpoints.alias(extra, of);
+        }
+    }
+
     /// Writes into `f`, in its memory, what every flow of this node shares:
     /// its time (kernel time `ktime_ns` plus `unix_offset_ns`), the next
     /// UUID, the type, the node's name and labels, the IP header and the

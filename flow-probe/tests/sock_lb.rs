@@ -227,9 +227,10 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         format!("errno={}", rustix::io::Errno::CONNREFUSED.raw_os_error())
     );
     let ns_path = Path::new("/var/run/netns").join(&ns.0);
-    let [Ok(client_ns)] = &flow_probe::kernel::sysfs::netns_cookies(&[&ns_path])[..] else {
+    let [Ok(facts)] = &flow_probe::kernel::sysfs::netns_facts(&[&ns_path])[..] else {
         panic!("the client's namespace has a cookie")
     };
+    let client_ns = &facts.cookie;
     let own_ns = flow_probe::kernel::sysfs::own_netns_cookie().unwrap();
     assert_ne!(*client_ns, own_ns);
 

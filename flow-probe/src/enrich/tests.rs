@@ -980,3 +980,47 @@ fn neighbour_solicitations_are_requests_and_advertisements_replies() {
     assert_eq!(shape(e.flow(&ndp(129, true), UNIX_OFFSET)), reply);
     assert_eq!(shape(e.flow(&ndp(128, false), UNIX_OFFSET)), request);
 }
+
+/// An endpoint's IPv6 link-local addresses (its neighbour discovery) name
+/// it; one no endpoint has stays world.
+#[test]
+fn an_endpoints_link_local_address_names_it() {
+    let mut set = crate::sources::EndpointSet {
+        version: 1,
+        file: file(),
+        ..Default::default()
+    };
+    set.link_local.insert("fe80::10".parse().unwrap(), 1);
+    let (_tx, watch) = tokio::sync::watch::channel(Arc::new(set));
+    let mut e = Enricher::following("node1", watch);
+    let ns = FlowEvent {
+        icmp_type: 135,
+        ..event(
+            hook::TC_INGRESS,
+            CLIENT_VETH,
+            58,
+            "fe80::10",
+            "fe80::99",
+            (0, 0),
+        )
+    };
+    let f = e.flow(&ns, UNIX_OFFSET);
+    let name = |ep: &Option<observer_proto::flow::Endpoint>| {
+        ep.as_ref().map(|e| (e.pod_name.clone(), e.labels.clone()))
+    };
+    assert_eq!(
+        name(&f.source),
+        Some((
+            "client".to_string(),
+            vec![
+                "k8s:app=client".to_string(),
+                "k8s:io.kubernetes.pod.namespace=default".to_string()
+            ]
+        ))
+    );
+    assert_eq!(
+        name(&f.destination),
+        Some((String::new(), vec!["reserved:world".to_string()]))
+    );
+    assert_eq!(f.ip.unwrap().source, "fe80::10");
+}

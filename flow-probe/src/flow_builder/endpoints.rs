@@ -89,6 +89,18 @@ impl Endpoints {
         self
     }
 
+    /// Names `extra` (an IPv6 link-local address) as the endpoint that has
+    /// `of`; nothing when none has `of`, or when a file endpoint has `extra`.
+    pub fn alias(&mut self, extra: IpAddr, of: IpAddr) {
+        if self.by_ip.contains_key(&extra) {
+            return;
+        }
+        if let Some(endpoint) = self.by_ip.get(&of).map(|k| k.endpoint.clone()) {
+            let text = extra.to_string();
+            self.by_ip.insert(extra, Known { text, endpoint });
+        }
+    }
+
     /// The endpoint that has `ip`, if one does.
     pub fn get(&self, ip: IpAddr) -> Option<&Endpoint> {
         self.by_ip.get(&ip).map(|k| &k.endpoint)

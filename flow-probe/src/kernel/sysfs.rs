@@ -83,14 +83,49 @@ pub fn own_netns_cookie() -> io::Result<u64> {
     Ok(cookie)
 }
 
-/// The cookies of the network namespaces at `paths` (`/var/run/netns/NAME`,
-/// `/proc/PID/ns/net`), each or why not. A thread of its own enters them in
-/// turn, so no other thread changes namespace.
-pub fn netns_cookies(paths: &[&Path]) -> Vec<io::Result<u64>> {
-    let one = |path: &Path| -> io::Result<u64> {
+/// What a network namespace tells of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetnsFacts {
+    /// What `bpf_get_netns_cookie` returns for its sockets.
+    pub cookie: u64,
+    /// Its interfaces' IPv6 link-local addresses (fe80::/10), loopback aside.
+    pub link_local: Vec<std::net::Ipv6Addr>,
+}
+
+/// The IPv6 link-local addresses of the calling thread's network namespace,
+/// from `/proc/thread-self/net/if_inet6` (address, ifindex, prefix, scope,
+/// flags, name; scope 0x20 is link).
+fn own_link_local() -> io::Result<Vec<std::net::Ipv6Addr>> {
+    let text = match std::fs::read_to_string("/proc/thread-self/net/if_inet6") {
+        Ok(t) => t,
+        // IPv6 turned off: no addresses.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (hex, scope, name) = (f.first()?, f.get(3)?, f.get(5)?);
+            if *scope != "20" || *name == "lo" {
+                return None;
+            }
+            u128::from_str_radix(hex, 16).ok().map(std::net::Ipv6Addr::from)
+        })
+        .collect())
+}
+
+/// What the network namespaces at `paths` (`/var/run/netns/NAME`,
+/// `/proc/PID/ns/net`) tell, each or why not. A thread of its own enters them
+/// in turn, so no other thread changes namespace.
+pub fn netns_facts(paths: &[&Path]) -> Vec<io::Result<NetnsFacts>> {
+    let one = |path: &Path| -> io::Result<NetnsFacts> {
         let file = File::open(path)?;
         rustix::thread::move_into_link_name_space(file.as_fd(), Some(LinkNameSpaceType::Network))?;
-        own_netns_cookie()
+        Ok(NetnsFacts {
+            cookie: own_netns_cookie()?,
+            link_local: own_link_local()?,
+        })
     };
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -177,13 +212,28 @@ mod tests {
         let own = own_netns_cookie().unwrap();
         assert_ne!(own, 0);
         let ns = TempNetns::new();
+        // A veth pair inside it, one end with a link-local address of our
+        // choosing (and a global one, which is not link-local), the other
+        // with none.
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip").args(args).status();
+            assert!(status.unwrap().success(), "ip {args:?}");
+        };
+        ip(&["-n", &ns.0, "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        for dev in ["v0", "v1"] {
+            ip(&["-n", &ns.0, "link", "set", dev, "addrgenmode", "none"]);
+            ip(&["-n", &ns.0, "link", "set", dev, "up"]);
+        }
+        ip(&["-n", &ns.0, "addr", "add", "fe80::42:1/64", "dev", "v0", "nodad"]);
+        ip(&["-n", &ns.0, "addr", "add", "fd42:99::1/64", "dev", "v0", "nodad"]);
         let named = Path::new("/var/run/netns").join(&ns.0);
         let missing = Path::new("/var/run/netns/observe-no-such-namespace");
-        let got = netns_cookies(&[Path::new("/proc/self/ns/net"), &named, missing]);
+        let got = netns_facts(&[Path::new("/proc/self/ns/net"), &named, missing]);
         assert_eq!(got.len(), 3);
-        assert_eq!(got[0].as_ref().unwrap(), &own);
-        let other = *got[1].as_ref().unwrap();
-        assert!(other != 0 && other != own, "{other} is another namespace's");
+        assert_eq!(got[0].as_ref().unwrap().cookie, own);
+        let other = got[1].as_ref().unwrap();
+        assert!(other.cookie != 0 && other.cookie != own, "{other:?} is another namespace's");
+        assert_eq!(other.link_local, ["fe80::42:1".parse::<std::net::Ipv6Addr>().unwrap()]);
         assert_eq!(
             got[2].as_ref().unwrap_err().to_string(),
             "network namespace /var/run/netns/observe-no-such-namespace: No such file or directory (os error 2)"

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -81,6 +82,9 @@ pub struct EndpointSet {
     /// any node whose namespace this machine can open): SOCK flows name the
     /// client of a socket not bound yet by it.
     pub netns_cookies: HashMap<u64, u32>,
+    /// IPv6 link-local address → the endpoint whose interface has it:
+    /// neighbour discovery and other link-local traffic name the endpoint.
+    pub link_local: HashMap<IpAddr, u32>,
     /// Every interface the programs are on.
     pub interfaces: Vec<Attached>,
     /// This node's endpoints, with what became of them.
@@ -136,7 +140,7 @@ impl Attachments {
 
     /// Makes the attachments match `merged` and publishes the new set.
     pub async fn reconcile(&mut self, merged: Merged) {
-        let netns_cookies = netns_cookies(&merged).await;
+        let netns = netns_index(&merged).await;
         let local: Vec<(&'static str, Discovered)> = merged
             .entries
             .into_iter()
@@ -199,14 +203,14 @@ impl Attachments {
                 }
             }
         }
-        self.publish(merged.file, local, netns_cookies);
+        self.publish(merged.file, local, netns);
     }
 
     fn publish(
         &mut self,
         file: EndpointsFile,
         local: Vec<(&'static str, Discovered)>,
-        netns_cookies: HashMap<u64, u32>,
+        netns: NetnsIndex,
     ) {
         let previous = self.published.borrow().clone();
         let version = previous.version + 1;
@@ -254,17 +258,26 @@ impl Attachments {
             version,
             file,
             ifindex_of,
-            netns_cookies,
+            netns_cookies: netns.cookies,
+            link_local: netns.link_local,
             interfaces,
             endpoints,
         }));
     }
 }
 
-/// The cookies of the merged endpoints' network namespaces (those without a
+/// What the merged endpoints' network namespaces tell (of those without a
 /// conflict), each naming its endpoint. A namespace that cannot be opened
 /// (another node's, a container that just stopped) is left out.
-async fn netns_cookies(merged: &Merged) -> HashMap<u64, u32> {
+#[derive(Debug, Default)]
+struct NetnsIndex {
+    cookies: HashMap<u64, u32>,
+    /// IPv6 link-local address → endpoint; one that two endpoints have
+    /// (another link, the same MAC) names neither.
+    link_local: HashMap<IpAddr, u32>,
+}
+
+async fn netns_index(merged: &Merged) -> NetnsIndex {
     let wanted: Vec<(u32, PathBuf)> = merged
         .entries
         .iter()
@@ -272,23 +285,32 @@ async fn netns_cookies(merged: &Merged) -> HashMap<u64, u32> {
         .filter_map(|e| Some((e.found.endpoint.id, e.found.netns_path.clone()?)))
         .collect();
     if wanted.is_empty() {
-        return HashMap::new();
+        return NetnsIndex::default();
     }
     let paths: Vec<PathBuf> = wanted.iter().map(|(_, p)| p.clone()).collect();
     let found = tokio::task::spawn_blocking(move || {
         let paths: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-        crate::kernel::sysfs::netns_cookies(&paths)
+        crate::kernel::sysfs::netns_facts(&paths)
     })
     .await
     .unwrap_or_default();
-    let mut out = HashMap::new();
-    for ((id, _), cookie) in wanted.iter().zip(found) {
-        match cookie {
-            Ok(c) => {
-                out.insert(c, *id);
+    let mut out = NetnsIndex::default();
+    let mut shared = Vec::new();
+    for ((id, _), facts) in wanted.iter().zip(found) {
+        match facts {
+            Ok(f) => {
+                out.cookies.insert(f.cookie, *id);
+                for a in f.link_local {
+                    if out.link_local.insert(IpAddr::V6(a), *id).is_some_and(|o| o != *id) {
+                        shared.push(IpAddr::V6(a));
+                    }
+                }
             }
             Err(e) => log::debug!("endpoint {id}: {e}"),
         }
+    }
+    for a in shared {
+        out.link_local.remove(&a);
     }
     out
 }
@@ -370,5 +392,7 @@ mod tests {
         a.reconcile(merged).await;
         let set = watch.borrow().clone();
         assert_eq!(set.netns_cookies, HashMap::from([(own, 7)]));
+        // This namespace's link-local addresses (its uplink's) are ep7's.
+        assert!(set.link_local.values().all(|id| *id == 7), "{:?}", set.link_local);
     }
 }

@@ -212,6 +212,7 @@ pub fn fixed(file: &EndpointsFile) -> EndpointWatch {
         file: file.clone(),
         ifindex_of: HashMap::new(),
         netns_cookies: HashMap::new(),
+        link_local: HashMap::new(),
         interfaces: Vec::new(),
         endpoints: Vec::new(),
     };
