@@ -81,10 +81,11 @@ pub async fn run(
     }
     query.follow = format == GraphFormat::Tui;
     let req = query.request()?;
-    let (mut client, _) = target.observer().await?;
-    let stream = target.get_flows(&mut client, req).await?;
+    let (mut client, used) = target.observer().await?;
+    let stream = target.get_flows(&mut client, req.clone()).await?;
     if format == GraphFormat::Tui {
-        return crate::tui::run_graph(stream, &query.filters).await;
+        let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
+        return crate::tui::run_graph(stream, source, &query.filters).await;
     }
     let graph = service_graph::collect(stream)
         .await

@@ -39,7 +39,7 @@ use observer_proto::observer::GetFlowsResponse;
 use tokio_stream::Stream;
 
 use crate::flows::filters::FilterArgs;
-use reconnect::{FlowSource, NoReconnect};
+use reconnect::FlowSource;
 
 /// Runs the TUI over `stream` until the user quits, reopening it from
 /// `source` when it ends or fails. `initial_filter` is the filter bar's
@@ -53,13 +53,14 @@ pub async fn run_follow(
     run(stream, source, initial_filter, Tab::Flows).await
 }
 
-/// [`run_follow`] opened on the service map tab (`observe graph -o tui`),
-/// over one stream: its end is shown, not reopened.
+/// [`run_follow`] opened on the service map tab (`observe graph -o tui`):
+/// a stream that ends or fails is reopened from `source`, as the flows'.
 pub async fn run_graph(
     stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
+    source: impl FlowSource,
     initial_filter: &FilterArgs,
 ) -> anyhow::Result<()> {
-    run(stream, NoReconnect, initial_filter, Tab::ServiceMap).await
+    run(stream, source, initial_filter, Tab::ServiceMap).await
 }
 
 async fn run(
