@@ -44,6 +44,10 @@ enum Command {
         /// nodes that are unavailable.
         #[arg(long)]
         debug: bool,
+        /// Print the filters the flags make (allowlist and denylist, as
+        /// `hubble observe`) and exit without asking a server.
+        #[arg(long)]
+        print_raw_filters: bool,
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
@@ -262,9 +266,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             output,
             print_node_name,
             debug,
+            print_raw_filters,
             color,
             query,
         } => {
+            if print_raw_filters {
+                let text = flows::raw_filters(&query)?;
+                observe_cli::outln!("{}", text.trim_end())?;
+                return Ok(());
+            }
             let display = flows::Display {
                 format: output,
                 print_node: print_node_name,

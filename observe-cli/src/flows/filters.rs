@@ -121,6 +121,9 @@ pub struct FilterArgs {
     /// Only IPv6 flows.
     #[arg(long = "ipv6", short = '6')]
     pub ipv6: bool,
+    /// IP version: 4 or 6 (also v4, ipv4, ip4, ...).
+    #[arg(long = "ip-version")]
+    pub ip_version: Vec<String>,
 }
 
 /// A flag value that cannot become a filter.
@@ -550,6 +553,14 @@ impl FilterArgs {
             uuid: self.uuid.clone(),
             ..Default::default()
         };
+        for v in &self.ip_version {
+            let version = match v.to_ascii_lowercase().as_str() {
+                "4" | "v4" | "ipv4" | "ip4" => IpVersion::IPv4,
+                "6" | "v6" | "ipv6" | "ip6" => IpVersion::IPv6,
+                _ => return Err(bad("ip-version", v, "expected 4 or 6")),
+            };
+            base.ip_version.push(version as i32);
+        }
         if self.ipv4 {
             base.ip_version.push(IpVersion::IPv4 as i32);
         }
@@ -680,6 +691,17 @@ mod tests {
             }
         );
         assert_eq!(w[0].ip_version, [IpVersion::IPv6 as i32]);
+        let w = args(|a| a.ip_version = vec!["v4".into(), "6".into()])
+            .whitelist()
+            .unwrap();
+        assert_eq!(
+            w[0].ip_version,
+            [IpVersion::IPv4 as i32, IpVersion::IPv6 as i32]
+        );
+        let err = args(|a| a.ip_version = vec!["5".into()])
+            .whitelist()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "--ip-version \"5\": expected 4 or 6");
         let err = args(|a| a.verdict = vec!["maybe".into()])
             .whitelist()
             .unwrap_err();

@@ -75,6 +75,25 @@ pub async fn run_with(
     Ok(())
 }
 
+/// The filters the flags make, as `hubble observe --print-raw-filters` shows
+/// them: each `FlowFilter` as one JSON line of an allowlist and a denylist
+/// (a list left out when empty).
+pub fn raw_filters(query: &request::QueryArgs) -> anyhow::Result<String> {
+    let (allow, deny) = query.filter_lists()?;
+    let mut out = String::new();
+    for (name, list) in [("allowlist", allow), ("denylist", deny)] {
+        if list.is_empty() {
+            continue;
+        }
+        out += &format!("{name}:\n");
+        for f in &list {
+            let json = observer_proto::json::to_json("flow.FlowFilter", f)?;
+            out += &format!("    - '{}'\n", json.replace('\'', "''"));
+        }
+    }
+    Ok(out)
+}
+
 /// Writes and flushes `text`; `false` when the reader went away.
 fn write_out(text: &str) -> anyhow::Result<bool> {
     if text.is_empty() {

@@ -708,3 +708,24 @@ fn only_a_follow_on_a_terminal_without_o_opens_the_tui() {
     assert!(!opens_tui(None, true, false));
     assert!(!opens_tui(None, false, true));
 }
+
+#[test]
+fn raw_filters_print_as_hubble_prints_them() {
+    let q = QueryArgs::try_parse_words([
+        "--from-pod",
+        "default/web",
+        "--protocol",
+        "tcp",
+        "--not",
+        "--to-port",
+        "53",
+    ])
+    .unwrap();
+    assert_eq!(
+        super::raw_filters(&q).unwrap(),
+        "allowlist:\n    - '{\"source_pod\":[\"default/web\"],\"protocol\":[\"tcp\"]}'\n\
+         denylist:\n    - '{\"destination_port\":[\"53\"]}'\n"
+    );
+    let none = QueryArgs::try_parse_words(Vec::<String>::new()).unwrap();
+    assert_eq!(super::raw_filters(&none).unwrap(), "");
+}

@@ -107,8 +107,9 @@ pub fn describe(args: &FilterArgs) -> String {
         traffic_direction,
         ipv4,
         ipv6,
+        ip_version,
     } = args;
-    let lists: [(&str, &Vec<String>); 33] = [
+    let lists: [(&str, &Vec<String>); 34] = [
         ("from-ip", from_ip),
         ("to-ip", to_ip),
         ("ip", ip),
@@ -142,6 +143,7 @@ pub fn describe(args: &FilterArgs) -> String {
         ("interface", interface),
         ("uuid", uuid),
         ("traffic-direction", traffic_direction),
+        ("ip-version", ip_version),
     ];
     let mut words = Vec::new();
     for (flag, values) in lists {
