@@ -142,6 +142,14 @@ impl QueryArgs {
             .as_deref()
             .map(|s| parse_time("until", s, now))
             .transpose()?;
+        if let Some(s) = since.filter(|_| !self.follow) {
+            let now = parse_time("since", "0s", now)?;
+            anyhow::ensure!(
+                time::nanos(&s) <= time::nanos(&now),
+                "--since {} is in the future: there are no flows from then yet",
+                self.since.as_deref().unwrap_or_default()
+            );
+        }
         if let (true, Some(u)) = (self.follow, until) {
             let now = parse_time("until", "0s", now)?;
             anyhow::ensure!(
@@ -269,6 +277,11 @@ mod tests {
             .unwrap();
         let since = observer_proto::time::nanos(&later.since.unwrap());
         assert!(since >= before && since <= observer_proto::time::now_nanos());
+        let future = QueryArgs::try_parse_words(["--since", "2999-01-01T00:00:00Z"]).unwrap();
+        assert_eq!(
+            future.request().unwrap_err().to_string(),
+            "--since 2999-01-01T00:00:00Z is in the future: there are no flows from then yet"
+        );
         let with_since = ["-f", "--since", "1h", "--until", "2999-01-01T00:00:00Z"];
         let r = QueryArgs::try_parse_words(with_since).unwrap().request().unwrap();
         assert!(observer_proto::time::nanos(&r.since.unwrap()) < before, "--since kept");
