@@ -78,20 +78,8 @@ fn run(lab: &Lab, i: usize, n: usize) -> Vec<ItemReport> {
 fn unbound_client(lab: &Lab, name: &str, action: &str, target: &str) -> String {
     let bin = observe_lab::binaries::binary("cgroup-client").unwrap();
     let netns = Path::new("/var/run/netns").join(&lab.endpoint(name).unwrap().netns);
-    let file = std::fs::File::open(&netns).unwrap();
     let mut cmd = std::process::Command::new(&bin);
-    // SAFETY: between fork and exec the child only calls setns, which takes
-    // no lock and allocates nothing.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            use std::os::fd::AsFd;
-            rustix::thread::move_into_link_name_space(
-                file.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
+    test_support::netns::start_in(&mut cmd, &netns).unwrap();
     let out = cmd
         .arg(lab.cgroup_path())
         .args([action, target])

@@ -66,24 +66,6 @@ impl Drop for Scratch {
     }
 }
 
-/// A named network namespace that goes away with the test, also on panic.
-struct TempNetns(String);
-
-impl TempNetns {
-    fn new() -> Self {
-        let name = format!("obs-lbtest-{}", std::process::id());
-        let status = Command::new("ip").args(["netns", "add", &name]).status();
-        assert!(status.unwrap().success(), "ip netns add {name}");
-        TempNetns(name)
-    }
-}
-
-impl Drop for TempNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
 /// Runs `cgroup-client` in the cgroup with `action` against `target`; returns
 /// its result line. The client is test-support's binary, found next to this
 /// test (build it with `cargo build --bins`) or at `$CGROUP_CLIENT_BIN`.
@@ -91,25 +73,12 @@ fn client(cgroup: &Path, action: &str, target: &str) -> String {
     client_in(None, cgroup, action, target)
 }
 
-/// [`client`], in the named network namespace when one is given (entered
-/// by the child itself: `ip netns exec` would hide the cgroup mount).
-fn client_in(netns: Option<&str>, cgroup: &Path, action: &str, target: &str) -> String {
+/// [`client`], in the named network namespace when one is given.
+fn client_in(netns: Option<&Path>, cgroup: &Path, action: &str, target: &str) -> String {
     let bin = observe_lab::binaries::binary("cgroup-client").unwrap();
     let mut cmd = Command::new(&bin);
     if let Some(ns) = netns {
-        let file = std::fs::File::open(Path::new("/var/run/netns").join(ns)).unwrap();
-        // SAFETY: between fork and exec the child only calls setns, which
-        // takes no lock and allocates nothing.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                use std::os::fd::AsFd;
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(std::io::Error::from)
-            });
-        }
+        test_support::netns::start_in(&mut cmd, ns).unwrap();
     }
     let out = cmd
         .arg(cgroup)
@@ -221,13 +190,12 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
 
     // No backend: the connect itself is refused. The client runs in a
     // namespace of its own: the event names it.
-    let ns = TempNetns::new();
+    let ns = test_support::netns::TempNetns::new("lbtest");
     assert_eq!(
-        client_in(Some(&ns.0), &scratch.cgroup, "refused", "198.18.100.13:80"),
+        client_in(Some(&ns.path()), &scratch.cgroup, "refused", "198.18.100.13:80"),
         format!("errno={}", rustix::io::Errno::CONNREFUSED.raw_os_error())
     );
-    let ns_path = Path::new("/var/run/netns").join(&ns.0);
-    let [Ok(facts)] = &flow_probe::kernel::sysfs::netns_facts(&[&ns_path])[..] else {
+    let [Ok(facts)] = &flow_probe::kernel::sysfs::netns_facts(&[&ns.path()])[..] else {
         panic!("the client's namespace has a cookie")
     };
     let client_ns = &facts.cookie;

@@ -9,6 +9,8 @@
 //! - [`graphviz`]: DOT output rendered by Graphviz, which must accept it.
 //! - [`history_flows`]: the known flows the relay's history and SQL tests
 //!   ingest, built field by field.
+//! - [`netns`]: a named network namespace removed with the test, and a child
+//!   process started inside one.
 //! - [`root`]: the one way to mark a test that needs root and the real kernel.
 //! - [`specs`]: endpoints and services files for their compilers' tests.
 //! - [`scratch`]: a folder for one test, removed even when it panics.
@@ -23,6 +25,7 @@ pub mod frames;
 pub mod graph_flows;
 pub mod graphviz;
 pub mod history_flows;
+pub mod netns;
 pub mod root;
 pub mod scratch;
 pub mod specs;

@@ -188,30 +188,12 @@ mod tests {
             .count()
     }
 
-    /// A named network namespace that goes away with the test, also on panic.
-    struct TempNetns(String);
-    impl TempNetns {
-        fn new() -> Self {
-            let name = format!("obs-cookie-{}", std::process::id());
-            let ip = |args: &[&str]| std::process::Command::new("ip").args(args).status();
-            assert!(ip(&["netns", "add", &name]).unwrap().success());
-            TempNetns(name)
-        }
-    }
-    impl Drop for TempNetns {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
-        }
-    }
-
     #[test]
     fn namespace_cookies_are_the_sockets_cookies_of_each_namespace() {
         test_support::require_root("entering network namespaces");
         let own = own_netns_cookie().unwrap();
         assert_ne!(own, 0);
-        let ns = TempNetns::new();
+        let ns = test_support::netns::TempNetns::new("cookie");
         // A veth pair inside it, one end with a link-local address of our
         // choosing (and a global one, which is not link-local), the other
         // with none.
@@ -219,14 +201,15 @@ mod tests {
             let status = std::process::Command::new("ip").args(args).status();
             assert!(status.unwrap().success(), "ip {args:?}");
         };
-        ip(&["-n", &ns.0, "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        let n = ns.name();
+        ip(&["-n", n, "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
         for dev in ["v0", "v1"] {
-            ip(&["-n", &ns.0, "link", "set", dev, "addrgenmode", "none"]);
-            ip(&["-n", &ns.0, "link", "set", dev, "up"]);
+            ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
+            ip(&["-n", n, "link", "set", dev, "up"]);
         }
-        ip(&["-n", &ns.0, "addr", "add", "fe80::42:1/64", "dev", "v0", "nodad"]);
-        ip(&["-n", &ns.0, "addr", "add", "fd42:99::1/64", "dev", "v0", "nodad"]);
-        let named = Path::new("/var/run/netns").join(&ns.0);
+        ip(&["-n", n, "addr", "add", "fe80::42:1/64", "dev", "v0", "nodad"]);
+        ip(&["-n", n, "addr", "add", "fd42:99::1/64", "dev", "v0", "nodad"]);
+        let named = ns.path();
         let missing = Path::new("/var/run/netns/observe-no-such-namespace");
         let got = netns_facts(&[Path::new("/proc/self/ns/net"), &named, missing]);
         assert_eq!(got.len(), 3);
