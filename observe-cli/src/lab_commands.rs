@@ -193,6 +193,7 @@ pub async fn demo(
         print_node: false,
         color: ColorChoice::Auto,
         debug: false,
+        time: Default::default(),
     };
     let result = tokio::select! {
         r = flows::run_with(&target, &query, display) => r,

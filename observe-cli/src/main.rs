@@ -48,6 +48,9 @@ enum Command {
         /// `hubble observe`) and exit without asking a server.
         #[arg(long)]
         print_raw_filters: bool,
+        /// Layout of times in compact, dict and table output (UTC).
+        #[arg(long, value_enum, default_value_t)]
+        time_format: observe_cli::flows::output::TimeFormat,
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
@@ -267,6 +270,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_node_name,
             debug,
             print_raw_filters,
+            time_format,
             color,
             query,
         } => {
@@ -280,6 +284,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_node: print_node_name,
                 color,
                 debug,
+                time: time_format,
             };
             flows::run_with(&connect.target(&DEFAULT_SERVERS)?, &query, display).await
         }

@@ -24,6 +24,8 @@ pub struct Display {
     pub color: output::ColorChoice,
     /// `--debug`: informational node status too (to stderr).
     pub debug: bool,
+    /// `--time-format`.
+    pub time: output::TimeFormat,
 }
 
 /// Whether `observe flows` opens the terminal UI: following, on a terminal,
@@ -53,6 +55,7 @@ pub async fn run_with(
         color: display.color.enabled(terminal),
         follow: query.follow,
         debug: display.debug,
+        time: display.time,
     });
     while let Some(item) = stream.next().await {
         let resp = match item {

@@ -437,6 +437,7 @@ fn print(format: Format, print_node: bool, color: bool, follow: bool) -> String 
         color,
         follow,
         debug: false,
+        time: Default::default(),
     });
     let mut out = String::new();
     for r in sample() {
@@ -553,6 +554,7 @@ fn followed_table_has_fixed_widths() {
         color: false,
         follow: true,
         debug: false,
+        time: Default::default(),
     });
     let first = p.push(&sample()[0]).unwrap().out;
     assert_eq!(
@@ -612,6 +614,7 @@ fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
                 color: false,
                 follow: false,
                 debug,
+                time: Default::default(),
             })
         };
         let mut p = printer(false);
@@ -649,6 +652,7 @@ fn node_status_names_the_state_and_the_reason() {
             color: false,
             follow: false,
             debug: true,
+            time: Default::default(),
         });
         p.push(&resp).unwrap().err
     };
@@ -728,4 +732,33 @@ fn raw_filters_print_as_hubble_prints_them() {
     );
     let none = QueryArgs::try_parse_words(Vec::<String>::new()).unwrap();
     assert_eq!(super::raw_filters(&none).unwrap(), "");
+}
+
+#[test]
+fn time_format_sets_every_human_formats_times() {
+    let mut p = Printer::new(Options {
+        format: Format::Compact,
+        print_node: false,
+        color: false,
+        follow: false,
+        debug: false,
+        time: super::output::TimeFormat::RFC3339Nano,
+    });
+    let lines: Vec<String> = sample()
+        .iter()
+        .map(|r| p.push(r).unwrap().out)
+        .collect();
+    assert!(
+        lines[0].starts_with("2026-11-26T15:04:06.123000000Z: default/frontend:40000"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[2].starts_with("2026-11-26T15:04:09.123000000Z: EVENTS LOST"));
+    let mut dict = Printer::new(Options {
+        format: Format::Dict,
+        time: super::output::TimeFormat::RFC1123Z,
+        ..p.options()
+    });
+    let block = dict.push(&sample()[0]).unwrap().out;
+    assert!(block.contains("Thu, 26 Nov 2026 15:04:06 +0000"), "{block}");
 }

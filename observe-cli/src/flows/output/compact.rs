@@ -7,10 +7,16 @@ use observer_proto::relay::NodeState;
 
 use super::color::paint_verdict;
 use super::fields::{flow_type, hosts, lost_source, node_name, verdict};
-use super::time::timestamp;
+use super::time::{TimeFormat, timestamp_as};
 
 /// One response as a compact line (without newline); `None` for an empty one.
-pub fn compact(resp: &GetFlowsResponse, print_node: bool, color: bool) -> Option<String> {
+pub fn compact(
+    resp: &GetFlowsResponse,
+    print_node: bool,
+    color: bool,
+    time: TimeFormat,
+) -> Option<String> {
+    let timestamp = |t| timestamp_as(t, time);
     let node = if print_node {
         format!(" [{}]", node_name(resp))
     } else {
@@ -28,13 +34,13 @@ pub fn compact(resp: &GetFlowsResponse, print_node: bool, color: bool) -> Option
             lost_source(l.source),
             l.num_events_lost
         )),
-        ResponseTypes::NodeStatus(_) => Some(node_status(resp)),
+        ResponseTypes::NodeStatus(_) => Some(node_status(resp, time)),
     }
 }
 
 /// `time: NODE STATUS: nodes state: message`, for every human format; the
 /// state or the message alone when the other is not given.
-pub fn node_status(resp: &GetFlowsResponse) -> String {
+pub fn node_status(resp: &GetFlowsResponse, time: TimeFormat) -> String {
     let Some(ResponseTypes::NodeStatus(n)) = resp.response_types.as_ref() else {
         return String::new();
     };
@@ -52,7 +58,7 @@ pub fn node_status(resp: &GetFlowsResponse) -> String {
     };
     let line = format!(
         "{}: NODE STATUS: {}",
-        timestamp(resp.time.as_ref()),
+        timestamp_as(resp.time.as_ref(), time),
         n.node_names.join(",")
     );
     if what.is_empty() {
@@ -166,7 +172,7 @@ mod tests {
             flow_line(&f),
             "198.18.1.3:8080 (world) <- default/frontend:40000 (ID:300) from-endpoint FORWARDED (TCP Flags: SYN, ACK)"
         );
-        assert_eq!(timestamp(f.time.as_ref()), "Nov 26 15:04:05.123");
+        assert_eq!(super::super::timestamp(f.time.as_ref()), "Nov 26 15:04:05.123");
 
         // Each kind of event reads as hubble observe's line for it.
         let event = |t, sub| {

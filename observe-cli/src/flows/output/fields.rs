@@ -9,7 +9,7 @@ use observer_proto::flow::{
 use observer_proto::names;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
-use super::time::timestamp;
+use super::time::{TimeFormat, timestamp_as};
 
 /// One flow (or lost-events notice) as the columns of `dict` and `table`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,8 @@ pub struct Row {
 
 /// The row of a flow or lost-events response; `None` for node status and
 /// empty responses.
-pub fn row(resp: &GetFlowsResponse) -> Option<Row> {
+pub fn row(resp: &GetFlowsResponse, time: TimeFormat) -> Option<Row> {
+    let timestamp = |t| timestamp_as(t, time);
     match resp.response_types.as_ref()? {
         ResponseTypes::Flow(f) => {
             let (source, destination) = hosts(f);

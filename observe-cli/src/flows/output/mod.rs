@@ -14,7 +14,7 @@ mod time;
 pub use color::{ColorChoice, paint_verdict};
 pub use compact::{compact, flow_line, styled_flow_line};
 pub use fields::{Row, flow_type, hosts, ports, row};
-pub use time::{timestamp, utc};
+pub use time::{TimeFormat, timestamp, timestamp_as, utc};
 
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::NodeState;
@@ -41,6 +41,8 @@ pub struct Options {
     pub follow: bool,
     /// `--debug`: informational node status (connected, gone) too.
     pub debug: bool,
+    /// `--time-format`.
+    pub time: TimeFormat,
 }
 
 /// What one response prints, to stdout and to stderr (each complete lines).
@@ -82,7 +84,7 @@ impl Printer {
             if told || o.debug {
                 emit.err = match o.format {
                     Format::Json | Format::Jsonpb => observer_proto::json::response_to_json(resp)?,
-                    _ => compact::node_status(resp),
+                    _ => compact::node_status(resp, o.time),
                 } + "\n";
             }
             return Ok(emit);
@@ -92,12 +94,12 @@ impl Printer {
                 emit.out = observer_proto::json::response_to_json(resp)? + "\n";
             }
             Format::Compact => {
-                if let Some(line) = compact(resp, o.print_node, o.color) {
+                if let Some(line) = compact(resp, o.print_node, o.color, o.time) {
                     emit.out = line + "\n";
                 }
             }
             Format::Dict => {
-                if let Some(r) = row(resp) {
+                if let Some(r) = row(resp, o.time) {
                     if self.blocks > 0 {
                         emit.out = format!("{}\n", dict::SEPARATOR);
                     }
@@ -106,12 +108,17 @@ impl Printer {
                 }
             }
             Format::Table => {
-                if let Some(r) = row(resp) {
+                if let Some(r) = row(resp, o.time) {
                     emit.out = self.table.push(&r);
                 }
             }
         }
         Ok(emit)
+    }
+
+    /// How this printer prints.
+    pub fn options(&self) -> Options {
+        self.opts
     }
 
     /// What is left at the end of the stream: a buffered table.
