@@ -49,7 +49,7 @@ enum Command {
         #[arg(long)]
         print_raw_filters: bool,
         /// Layout of times in compact, dict and table output (UTC).
-        #[arg(long, value_enum, default_value_t)]
+        #[arg(long, value_enum, default_value_t, ignore_case = true)]
         time_format: observe_cli::flows::output::TimeFormat,
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
