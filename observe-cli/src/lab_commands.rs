@@ -194,6 +194,7 @@ pub async fn demo(
         color: ColorChoice::Auto,
         debug: false,
         time: Default::default(),
+        ip_translation: true,
     };
     let result = tokio::select! {
         r = flows::run_with(&target, &query, display) => r,

@@ -51,6 +51,10 @@ enum Command {
         /// Layout of times in compact, dict and table output (UTC).
         #[arg(long, value_enum, default_value_t, ignore_case = true)]
         time_format: observe_cli::flows::output::TimeFormat,
+        /// Name the ends of a flow by pod, service or DNS name (false:
+        /// by address), as Hubble's flag of the same name.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        ip_translation: bool,
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
@@ -271,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             debug,
             print_raw_filters,
             time_format,
+            ip_translation,
             color,
             query,
         } => {
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 color,
                 debug,
                 time: time_format,
+                ip_translation,
             };
             flows::run_with(&connect.target(&DEFAULT_SERVERS)?, &query, display).await
         }

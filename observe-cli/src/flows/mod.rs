@@ -26,6 +26,8 @@ pub struct Display {
     pub debug: bool,
     /// `--time-format`.
     pub time: output::TimeFormat,
+    /// `--ip-translation`.
+    pub ip_translation: bool,
 }
 
 /// Whether `observe flows` opens the terminal UI: following, on a terminal,
@@ -56,6 +58,7 @@ pub async fn run_with(
         follow: query.follow,
         debug: display.debug,
         time: display.time,
+        ip_translation: display.ip_translation,
     });
     while let Some(item) = stream.next().await {
         let resp = match item {

@@ -438,6 +438,7 @@ fn print(format: Format, print_node: bool, color: bool, follow: bool) -> String 
         follow,
         debug: false,
         time: Default::default(),
+        ip_translation: true,
     });
     let mut out = String::new();
     for r in sample() {
@@ -555,6 +556,7 @@ fn followed_table_has_fixed_widths() {
         follow: true,
         debug: false,
         time: Default::default(),
+        ip_translation: true,
     });
     let first = p.push(&sample()[0]).unwrap().out;
     assert_eq!(
@@ -615,6 +617,7 @@ fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
                 follow: false,
                 debug,
                 time: Default::default(),
+        ip_translation: true,
             })
         };
         let mut p = printer(false);
@@ -653,6 +656,7 @@ fn node_status_names_the_state_and_the_reason() {
             follow: false,
             debug: true,
             time: Default::default(),
+        ip_translation: true,
         });
         p.push(&resp).unwrap().err
     };
@@ -743,6 +747,7 @@ fn time_format_sets_every_human_formats_times() {
         follow: false,
         debug: false,
         time: super::output::TimeFormat::RFC3339Nano,
+        ip_translation: true,
     });
     let lines: Vec<String> = sample()
         .iter()
@@ -761,4 +766,29 @@ fn time_format_sets_every_human_formats_times() {
     });
     let block = dict.push(&sample()[0]).unwrap().out;
     assert!(block.contains("Thu, 26 Nov 2026 15:04:06 +0000"), "{block}");
+}
+
+#[test]
+fn without_ip_translation_hosts_are_addresses() {
+    let mut p = Printer::new(Options {
+        format: Format::Compact,
+        print_node: false,
+        color: false,
+        follow: false,
+        debug: false,
+        time: Default::default(),
+        ip_translation: false,
+    });
+    let line = p.push(&sample()[0]).unwrap().out;
+    let ip = match &sample()[0].response_types {
+        Some(ResponseTypes::Flow(f)) => f.ip.clone().unwrap(),
+        _ => unreachable!(),
+    };
+    assert!(
+        line.starts_with(&format!(
+            "Nov 26 15:04:06.123: {}:40000 (ID:308) -> {}:8080 (ID:303) to-endpoint",
+            ip.source, ip.destination
+        )),
+        "{line}"
+    );
 }

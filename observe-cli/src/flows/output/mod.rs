@@ -43,6 +43,25 @@ pub struct Options {
     pub debug: bool,
     /// `--time-format`.
     pub time: TimeFormat,
+    /// `--ip-translation` (Hubble's): hosts by pod, service or name; off,
+    /// by address.
+    pub ip_translation: bool,
+}
+
+/// `resp` with no names for its flow's ends (pod, service, DNS names), so
+/// that the human formats show addresses; identities stay.
+fn untranslated(resp: &GetFlowsResponse) -> GetFlowsResponse {
+    let mut r = resp.clone();
+    if let Some(ResponseTypes::Flow(f)) = r.response_types.as_mut() {
+        for ep in [f.source.as_mut(), f.destination.as_mut()].into_iter().flatten() {
+            ep.pod_name.clear();
+        }
+        f.source_service = None;
+        f.destination_service = None;
+        f.source_names.clear();
+        f.destination_names.clear();
+    }
+    r
 }
 
 /// What one response prints, to stdout and to stderr (each complete lines).
@@ -75,6 +94,13 @@ impl Printer {
     /// that is unavailable or failing is told.
     pub fn push(&mut self, resp: &GetFlowsResponse) -> anyhow::Result<Emit> {
         let o = self.opts;
+        let numeric;
+        let resp = if o.ip_translation {
+            resp
+        } else {
+            numeric = untranslated(resp);
+            &numeric
+        };
         let mut emit = Emit::default();
         if let Some(ResponseTypes::NodeStatus(s)) = &resp.response_types {
             let told = matches!(
@@ -117,6 +143,7 @@ impl Printer {
     }
 
     /// How this printer prints.
+    #[must_use]
     pub fn options(&self) -> Options {
         self.opts
     }
