@@ -34,10 +34,12 @@ pub struct QueryArgs {
 #[derive(Debug, clap::Args)]
 struct QueryFlags {
     /// The last N flows (0: as if not given).
-    #[arg(long)]
+    // A negative number is a value, refused by its own parser (not taken
+    // for a flag).
+    #[arg(long, allow_negative_numbers = true)]
     last: Option<u64>,
     /// The first N flows (0: as if not given).
-    #[arg(long, conflicts_with_all = ["last", "follow"])]
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["last", "follow"])]
     first: Option<u64>,
     /// Every flow the server holds (with --since, history's too): may be many.
     #[arg(long, conflicts_with_all = ["last", "first"])]
@@ -261,6 +263,13 @@ mod tests {
         assert_eq!(q(|a| a.last = Some(0)), (20, false, false));
         assert_eq!(q(|a| a.first = Some(0)), (20, false, false));
         assert_eq!(q(|a| a.all = true), (0, false, false));
+        let negative = QueryArgs::try_parse_words(["--last", "-1"]).unwrap_err();
+        assert!(
+            negative
+                .to_string()
+                .starts_with("error: invalid value '-1' for '--last <LAST>'"),
+            "{negative}"
+        );
         let words = QueryArgs::try_parse_words(["--all"]).unwrap();
         assert_eq!(words.request().unwrap().number, 0);
         // A follow until a past time has nothing new to show; until a later
