@@ -197,14 +197,19 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // The probe's own /metrics already has them, with the namespaces of the
-    // denied client (other) and servers (default).
-    let text = http_get(probe_metrics, "/metrics").expect("probe /metrics");
-    assert!(
-        text.lines().any(|l| l
-            == r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"} 2"#),
-        "{text}"
-    );
+    // The probe's own /metrics has them, with the namespaces of the denied
+    // client (other) and servers (default); a new labelled series shows 0 at
+    // its first scrape (Prometheus' or this one) and counts from the next.
+    let want = r#"hubble_drop_total{destination="default",protocol="TCP",reason="POLICY_DENIED",source="other"} 2"#;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = http_get(probe_metrics, "/metrics").expect("probe /metrics");
+        if text.lines().any(|l| l == want) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
 
     // Policy verdicts are PolicyVerdict events only, labelled as Hubble does;
     // the lab's denials are each one of them.

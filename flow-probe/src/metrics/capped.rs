@@ -14,6 +14,14 @@
 //! sweep that followed the update: never early, at most one sweep (scrape)
 //! interval late.
 //!
+//! A series of an expiring family is shown at 0 by the first scrape after it
+//! appears (or comes back after expiring), and counts from the next one on:
+//! Prometheus sees a counter's increase only between two samples, so one
+//! that appeared already holding its first burst would lose that burst from
+//! `rate()` and `increase()`, each time it came back. Its first amounts wait
+//! in the series until [`CappedFamily::settle`], after the scrape that showed
+//! it.
+//!
 //! Label sets are [`super::key`] bytes, and each accepted set keeps its
 //! Prometheus counter handle, so an update of a known set is one hash lookup
 //! and an atomic add. A family holds no lock: [`super::Metrics`] keeps every
@@ -85,9 +93,47 @@ struct Series {
     last: Instant,
     /// Updated since `last`.
     touched: bool,
+    /// Amounts not added yet: the series has not been scraped at 0.
+    pending: Option<Box<[u64]>>,
+    /// The scrape epoch it was created in ([`CappedFamily::begin_scrape`]).
+    born: u64,
 }
 
 impl Series {
+    /// A new series at 0; `amounts` wait for [`CappedFamily::settle`] when
+    /// `delay`, else they count now.
+    fn new(counters: Box<[IntCounter]>, amounts: &[u64], delay: bool, now: Instant, born: u64) -> Self {
+        let pending = if delay {
+            Some(amounts.into())
+        } else {
+            add(&counters, amounts);
+            None
+        };
+        Series {
+            counters,
+            last: now,
+            touched: false,
+            pending,
+            born,
+        }
+    }
+
+    fn add(&mut self, amounts: &[u64]) {
+        match &mut self.pending {
+            Some(p) => p.iter_mut().zip(amounts).for_each(|(p, n)| *p += n),
+            None => add(&self.counters, amounts),
+        }
+    }
+
+    /// Adds what waited, if the series was created by `cutoff`.
+    fn settle(&mut self, cutoff: u64) {
+        if self.born <= cutoff
+            && let Some(p) = self.pending.take()
+        {
+            add(&self.counters, &p);
+        }
+    }
+
     /// Whether the set has not been updated for `grace` at `now`; takes in
     /// an update mark first.
     fn stale(&mut self, now: Instant, grace: Duration) -> bool {
@@ -116,6 +162,10 @@ pub struct CappedFamily {
     overflow: Option<Series>,
     /// [`Self::inc_memo`]: a caller's id of a label set → its counter.
     memo: HashMap<u64, IntCounter, BuildKeyHasher>,
+    /// Scrape epoch: series created now are born in it.
+    epoch: u64,
+    /// The last epoch a running scrape shows.
+    cutoff: u64,
 }
 
 impl CappedFamily {
@@ -146,6 +196,8 @@ impl CappedFamily {
             sets: HashMap::default(),
             overflow: None,
             memo: HashMap::default(),
+            epoch: 1,
+            cutoff: 0,
         })
     }
 
@@ -158,8 +210,9 @@ impl CappedFamily {
     /// the overflow series when the family already has `cap` other label sets.
     pub fn add(&mut self, key: &[u8], amounts: &[u64], now: &mut Now<'_>) {
         debug_assert_eq!(amounts.len(), self.members.len());
+        let delay = self.expiry == Expiry::AfterGrace;
         if let Some(s) = self.sets.get_mut(key) {
-            add(&s.counters, amounts);
+            s.add(amounts);
             s.touched = true;
             return;
         }
@@ -171,26 +224,24 @@ impl CappedFamily {
                 .iter()
                 .map(|m| m.vec.with_label_values(&values))
                 .collect();
-            add(&counters, amounts);
-            let series = Series {
-                counters,
-                last: now.get(),
-                touched: false,
-            };
+            let series = Series::new(counters, amounts, delay, now.get(), self.epoch);
             self.sets.insert(key.into(), series);
             return;
         }
-        let (members, arity) = (&self.members, self.arity);
-        let slot = self.overflow.get_or_insert_with(|| Series {
-            counters: members
-                .iter()
-                .map(|m| m.vec.with_label_values(&vec![OVERFLOW; arity]))
-                .collect(),
-            last: now.get(),
-            touched: false,
-        });
-        add(&slot.counters, amounts);
-        slot.touched = true;
+        let (members, arity, epoch) = (&self.members, self.arity, self.epoch);
+        match &mut self.overflow {
+            Some(slot) => slot.add(amounts),
+            None => {
+                let counters = members
+                    .iter()
+                    .map(|m| m.vec.with_label_values(&vec![OVERFLOW; arity]))
+                    .collect();
+                self.overflow = Some(Series::new(counters, amounts, delay, now.get(), epoch));
+            }
+        }
+        if let Some(slot) = &mut self.overflow {
+            slot.touched = true;
+        }
         for m in members {
             m.overflowed.inc();
         }
@@ -227,6 +278,21 @@ impl CappedFamily {
     /// Adds 1 (a family of one metric).
     pub fn inc(&mut self, key: &[u8], now: &mut Now<'_>) {
         self.add(key, &[1], now);
+    }
+
+    /// A scrape starts: the series created so far are shown by it.
+    pub fn begin_scrape(&mut self) {
+        self.cutoff = self.epoch;
+        self.epoch += 1;
+    }
+
+    /// After the scrape: the series it showed at 0 count what waited.
+    pub fn settle(&mut self) {
+        let cutoff = self.cutoff;
+        self.sets.values_mut().for_each(|s| s.settle(cutoff));
+        if let Some(s) = &mut self.overflow {
+            s.settle(cutoff);
+        }
     }
 
     /// Distinct label sets accepted and not removed (the overflow set not included).

@@ -49,8 +49,8 @@ pub struct MetricsConfig {
     pub options: MetricOptions,
     /// Connections remembered for the volume increases.
     pub volume_capacity: usize,
-    /// Label sets of the churning families (ports, TCP flags, per-workload
-    /// volume, and every metric given source / destination labels) not
+    /// Label sets of the churning families (ports, per-workload volume, and
+    /// every metric given source / destination labels) not
     /// updated for this long are removed at the next scrape; `None`: kept forever.
     pub grace: Option<Duration>,
 }
@@ -182,11 +182,13 @@ impl Metrics {
             &["reason", "protocol"],
             Expiry::Never,
         )?;
+        // Flags and families are a small fixed set: kept (with a context
+        // label they churn, and expire as every context-labelled metric).
         let tcp_flags = hubble(
             FlowMetric::Tcp,
             "TCP flag occurrences",
             &["flag", "family"],
-            Expiry::AfterGrace,
+            Expiry::Never,
         )?;
         let ports = hubble(
             FlowMetric::PortDistribution,
@@ -364,10 +366,23 @@ impl Metrics {
             .sum()
     }
 
-    /// The Prometheus text exposition of every metric, after a [`Self::sweep`].
+    /// The Prometheus text exposition of every metric, after a [`Self::sweep`]:
+    /// a scrape. New series of the expiring families show 0, and count what
+    /// waited from the next scrape on (see [`capped`]).
     pub fn render(&self) -> String {
         self.sweep();
-        self.encode()
+        self.lock()
+            .families
+            .all_mut()
+            .into_iter()
+            .for_each(CappedFamily::begin_scrape);
+        let text = self.encode();
+        self.lock()
+            .families
+            .all_mut()
+            .into_iter()
+            .for_each(CappedFamily::settle);
+        text
     }
 
     /// The text exposition of every metric as it stands (no sweep).
