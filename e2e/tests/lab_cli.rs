@@ -77,8 +77,8 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     assert_eq!(
         targets,
         serde_json::json!([
-            {"targets": ["127.0.0.1:9965"], "labels": {"job": "flow-probe"}},
-            {"targets": [node2_metrics.trim()], "labels": {"job": "flow-probe"}},
+            {"targets": ["127.0.0.1:9965"], "labels": {"job": "flow-probe", "node": "node1"}},
+            {"targets": [node2_metrics.trim()], "labels": {"job": "flow-probe", "node": "node2"}},
             {"targets": ["127.0.0.1:9966"], "labels": {"job": "relay"}},
         ])
     );
@@ -205,8 +205,9 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         "{}",
         text(&relay)
     );
-    // node2's metrics moved to a new free port: so did its target.
-    let node2_metrics = std::fs::read_to_string(dir.join("probe-node2.metrics")).unwrap();
+    // node2's metrics are served where they were: its target is the same.
+    let again = std::fs::read_to_string(dir.join("probe-node2.metrics")).unwrap();
+    assert_eq!(again.trim(), node2_metrics.trim());
     let targets: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("prometheus-targets.json")).unwrap(),
     )

@@ -321,9 +321,11 @@ pub fn write_prometheus_targets(
         let Ok(addr) = read_addr(&state_dir.join(format!("probe-{node}.metrics"))) else {
             continue;
         };
+        // The node names the series: a probe's instance (its address) tells
+        // nothing of which node it is.
         groups.push(serde_json::json!({
             "targets": [addr.to_string()],
-            "labels": {"job": "flow-probe"},
+            "labels": {"job": "flow-probe", "node": node},
         }));
     }
     groups.push(serde_json::json!({
@@ -376,13 +378,24 @@ pub fn restart(lab: &mut Lab, name: &str) -> anyhow::Result<StartedProbe> {
     let port = addr_in(&format!("probe-{name}.addr"))
         .with_context(|| format!("{name}'s probe address is unknown"))?
         .port();
+    // Metrics on the address they were served on too, so the series of
+    // the node's target stay the same ones.
+    let metrics_file = state_dir.join(format!("probe-{name}.metrics"));
+    let metrics = read_addr(&metrics_file).ok();
     lab.stop_process(&format!("flow-probe {name}"))?;
-    let opts = ProbeOptions {
+    let mut opts = ProbeOptions {
         tls,
         ..ProbeOptions::new(None)?
     };
+    if let Some(m) = metrics {
+        opts.extra_args = vec![
+            "--metrics-listen".into(),
+            m.to_string(),
+            "--metrics-ready-file".into(),
+            metrics_file.display().to_string(),
+        ];
+    }
     let started = start_node(lab, name, port, &opts)?;
-    // A node other than the first gets a new metrics port.
     if let Ok(relay_metrics) = addr_in(RELAY_METRICS_FILE) {
         write_prometheus_targets(&state_dir, &nodes, relay_metrics)?;
     }
