@@ -519,10 +519,18 @@ impl Metrics {
             ctx(key, FlowMetric::Policy);
             f.policy_verdicts.inc(key.bytes(), &mut now);
         }
-        let to_world = flow
-            .destination
-            .as_ref()
-            .is_some_and(|d| d.labels.iter().any(|l| l == "reserved:world"));
+        // IPv6 neighbour discovery and multicast listener reports go to
+        // link-local and multicast addresses no endpoint has: the link's
+        // housekeeping, nothing leaving the cluster.
+        let housekeeping = matches!(
+            flow.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+            Some(Protocol::IcmPv6(i)) if matches!(i.r#type, 130..=137 | 143)
+        );
+        let to_world = !housekeeping
+            && flow
+                .destination
+                .as_ref()
+                .is_some_and(|d| d.labels.iter().any(|l| l == "reserved:world"));
         // As Hubble's handler: of drops only POLICY_DENIED ones (a denial's
         // PolicyVerdict and Drop flows both), of the rest no replies.
         if to_world

@@ -226,6 +226,16 @@ fn flows_to_world_and_lost_events() {
     unroutable.drop_reason_desc = DropReason::UnsupportedL3Protocol as i32;
     unroutable.destination = out.destination.clone();
     m.flow(&unroutable);
+    // A neighbour solicitation to a multicast address no endpoint has, and
+    // an echo request to the world: only the echo leaves the cluster.
+    for icmp_type in [135, 128] {
+        let mut f = out.clone();
+        f.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 { r#type: icmp_type, code: 0 })),
+        });
+        f.ip.as_mut().unwrap().ip_version = IpVersion::IPv6 as i32;
+        m.flow(&f);
+    }
     m.lost(
         flow::LostEventSource::PerfEventRingBuffer,
         stage::KERNEL_RING,
@@ -234,6 +244,7 @@ fn flows_to_world_and_lost_events() {
     assert_eq!(
         series(&m, "hubble_flows_to_world_total"),
         [
+            r#"hubble_flows_to_world_total{protocol="ICMPv6",verdict="FORWARDED"} 1"#,
             r#"hubble_flows_to_world_total{protocol="TCP",verdict="DROPPED"} 2"#,
             r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#,
         ]
