@@ -172,6 +172,51 @@ async fn dashboards_queries_return_data_from_a_real_prometheus() {
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
+    // The scenario has no flow to the world: one datagram from frontend to
+    // an address of its own /24 that no endpoint has, for the flows-to-world
+    // panel. A static neighbour entry gives it the node bridge's own MAC, so
+    // it leaves frontend (no ARP answer would come) and ends at the bridge
+    // (an unknown MAC would be flooded to every endpoint's veth, and judged
+    // there); frontend's veth sees it leave.
+    let frontend = env.lab.endpoint("frontend").unwrap().clone();
+    let octets = frontend.ipv4.octets();
+    let nobody = std::net::Ipv4Addr::new(octets[0], octets[1], octets[2], 250);
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("ip runs");
+        assert!(out.status.success(), "ip {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bridge = ip(&[
+        "-n",
+        &frontend.node_netns,
+        "-j",
+        "link",
+        "show",
+        "dev",
+        observe_lab::topology::BRIDGE,
+    ]);
+    let bridge: Value = serde_json::from_str(&bridge).unwrap();
+    let mac = bridge[0]["address"]
+        .as_str()
+        .expect("the bridge's MAC")
+        .to_string();
+    ip(&[
+        "-n",
+        &frontend.netns,
+        "neigh",
+        "replace",
+        &nobody.to_string(),
+    ]
+    .into_iter()
+    .chain(["lladdr", &mac, "dev", &frontend.interface])
+    .collect::<Vec<_>>());
+    std::thread::spawn(move || {
+        flow_probe::kernel::sysfs::enter_netns(&frontend.netns).unwrap();
+        let s = std::net::UdpSocket::bind((frontend.ipv4, 0)).unwrap();
+        s.send_to(b"anyone?", (nobody, 9)).unwrap();
+    })
+    .join()
+    .unwrap();
     // The scenario's two policy drops: client's one SYN to api (default deny)
     // and its datagram to db (explicit deny).
     let flows = env

@@ -348,7 +348,12 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
 
     // `observe flows --to-service`, Hubble's flag: the SOCK flows to the
     // frontend of `empty`, in the namespace --to-namespace names.
-    let mut args = vec!["flows".to_string(), "--all".into(), "-o".into(), "json".into()];
+    let mut args = vec![
+        "flows".to_string(),
+        "--all".into(),
+        "-o".into(),
+        "json".into(),
+    ];
     args.extend(env.server_args(env.probe.addr));
     args.extend(["--to-service", "empty", "--to-namespace", "default"].map(String::from));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -365,8 +370,10 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("\"flow\"")).collect();
     assert_eq!(lines.len(), want, "{out}");
     assert!(
-        lines.iter().all(|l| l.contains(&format!("\"destination\":\"{empty_vip}\""))
-            && l.contains("\"DROPPED\"")),
+        lines
+            .iter()
+            .all(|l| l.contains(&format!("\"destination\":\"{empty_vip}\""))
+                && l.contains("\"DROPPED\"")),
         "{out}"
     );
 

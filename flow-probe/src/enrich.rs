@@ -533,8 +533,8 @@ fn is_reply(ev: &FlowEvent) -> bool {
     const ROUTER_ADVERTISEMENT: u8 = 134;
     const NEIGHBOR_ADVERTISEMENT: u8 = 136;
     let k = &ev.key;
-    let ndp_or_mld = k.proto == crate::flow_builder::ipproto::ICMPV6
-        && matches!(ev.icmp_type, 130..=137 | 143);
+    let ndp_or_mld =
+        k.proto == crate::flow_builder::ipproto::ICMPV6 && matches!(ev.icmp_type, 130..=137 | 143);
     if ndp_or_mld {
         return matches!(ev.icmp_type, ROUTER_ADVERTISEMENT | NEIGHBOR_ADVERTISEMENT);
     }

@@ -192,7 +192,12 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     // namespace of its own: the event names it.
     let ns = test_support::netns::TempNetns::new("lbtest");
     assert_eq!(
-        client_in(Some(&ns.path()), &scratch.cgroup, "refused", "198.18.100.13:80"),
+        client_in(
+            Some(&ns.path()),
+            &scratch.cgroup,
+            "refused",
+            "198.18.100.13:80"
+        ),
         format!("errno={}", rustix::io::Errno::CONNREFUSED.raw_os_error())
     );
     let [Ok(facts)] = &flow_probe::kernel::sysfs::netns_facts(&[&ns.path()])[..] else {

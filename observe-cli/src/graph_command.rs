@@ -17,9 +17,9 @@ use std::time::SystemTime;
 
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::observer_client::ObserverClient;
-use tokio_stream::StreamExt;
 use observer_proto::time;
 use service_graph::{GraphDiff, ServiceGraph};
+use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use crate::connect::Target;

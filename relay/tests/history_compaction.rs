@@ -224,7 +224,10 @@ async fn compaction_keeps_files_short_enough_for_retention_to_take_old_rows() {
     let age = std::time::Duration::from_secs(2 * 3600);
     let cap = (age / 4).as_nanos() as i64;
     let now = std::time::SystemTime::now();
-    let now_ns = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let now_ns = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let h = History::open(relay::history::HistoryConfig {
         retention_age: age,
         ..config(&dir)
@@ -250,7 +253,11 @@ async fn compaction_keeps_files_short_enough_for_retention_to_take_old_rows() {
     assert_eq!(h.files().len(), 38);
     h.compact_now(&everything(), &mut || true).unwrap();
     let left = h.files();
-    assert!(left.len() < 38, "compaction merged files: {} left", left.len());
+    assert!(
+        left.len() < 38,
+        "compaction merged files: {} left",
+        left.len()
+    );
     for f in &left {
         assert!(f.last - f.first <= cap, "{f:?} spans more than {cap} ns");
     }
@@ -262,6 +269,10 @@ async fn compaction_keeps_files_short_enough_for_retention_to_take_old_rows() {
     let gone = files::retention(&left, later, age, u64::MAX);
     assert!(!gone.is_empty());
     for f in left.iter().filter(|f| !gone.contains(f)) {
-        assert!(f.first >= cutoff - cap, "{f:?} keeps rows from before {}", cutoff - cap);
+        assert!(
+            f.first >= cutoff - cap,
+            "{f:?} keeps rows from before {}",
+            cutoff - cap
+        );
     }
 }

@@ -662,6 +662,9 @@ mod tests {
         assert!(g.edges().is_empty(), "{:?}", g.edges().len());
         let g = GraphBuilder::build(&[icmp6(128)]);
         let e = g.find("default/frontend", "default/api").unwrap();
-        assert_eq!((e.flows, e.ports.iter().next().map(String::as_str)), (1, Some("ICMPv6")));
+        assert_eq!(
+            (e.flows, e.ports.iter().next().map(String::as_str)),
+            (1, Some("ICMPv6"))
+        );
     }
 }

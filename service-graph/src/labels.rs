@@ -93,7 +93,9 @@ mod tests {
     fn audited_flows_are_a_line_of_their_own() {
         let mut flows = fixtures::flows();
         let to_api = |f: &observer_proto::flow::Flow| {
-            f.destination.as_ref().is_some_and(|d| d.pod_name.starts_with("api"))
+            f.destination
+                .as_ref()
+                .is_some_and(|d| d.pod_name.starts_with("api"))
                 && f.is_reply == Some(false)
         };
         let before = GraphBuilder::build(&flows);
@@ -103,6 +105,9 @@ mod tests {
         let g = GraphBuilder::build(&flows);
         let mut want = plain;
         want.push("1 audit (would be denied)".to_string());
-        assert_eq!(edge_lines(g.find("default/frontend", "default/api").unwrap()), want);
+        assert_eq!(
+            edge_lines(g.find("default/frontend", "default/api").unwrap()),
+            want
+        );
     }
 }

@@ -79,9 +79,10 @@ pub fn compile(file: &ServicesFile, endpoints: &EndpointsFile) -> CompiledServic
     let mut frontends = Vec::new();
     let mut refused = Vec::new();
     let owner_of = |vip: IpAddr| {
-        endpoints.endpoints.iter().find(|ep| {
-            ep.ipv4.map(IpAddr::V4) == Some(vip) || ep.ipv6.map(IpAddr::V6) == Some(vip)
-        })
+        endpoints
+            .endpoints
+            .iter()
+            .find(|ep| ep.ipv4.map(IpAddr::V4) == Some(vip) || ep.ipv6.map(IpAddr::V6) == Some(vip))
     };
     for svc in &file.services {
         let service = ServiceRef {

@@ -110,7 +110,9 @@ fn own_link_local() -> io::Result<Vec<std::net::Ipv6Addr>> {
             if *scope != "20" || *name == "lo" {
                 return None;
             }
-            u128::from_str_radix(hex, 16).ok().map(std::net::Ipv6Addr::from)
+            u128::from_str_radix(hex, 16)
+                .ok()
+                .map(std::net::Ipv6Addr::from)
         })
         .collect())
 }
@@ -197,26 +199,33 @@ mod tests {
         // A veth pair inside it, one end with a link-local address of our
         // choosing (and a global one, which is not link-local), the other
         // with none.
-        let ip = |args: &[&str]| {
-            let status = std::process::Command::new("ip").args(args).status();
-            assert!(status.unwrap().success(), "ip {args:?}");
+        let ip = |line: String| {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let status = std::process::Command::new("ip").args(&args).status();
+            assert!(status.unwrap().success(), "ip {line}");
         };
         let n = ns.name();
-        ip(&["-n", n, "link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+        ip(format!("-n {n} link add v0 type veth peer name v1"));
         for dev in ["v0", "v1"] {
-            ip(&["-n", n, "link", "set", dev, "addrgenmode", "none"]);
-            ip(&["-n", n, "link", "set", dev, "up"]);
+            ip(format!("-n {n} link set {dev} addrgenmode none"));
+            ip(format!("-n {n} link set {dev} up"));
         }
-        ip(&["-n", n, "addr", "add", "fe80::42:1/64", "dev", "v0", "nodad"]);
-        ip(&["-n", n, "addr", "add", "fd42:99::1/64", "dev", "v0", "nodad"]);
+        ip(format!("-n {n} addr add fe80::42:1/64 dev v0 nodad"));
+        ip(format!("-n {n} addr add fd42:99::1/64 dev v0 nodad"));
         let named = ns.path();
         let missing = Path::new("/var/run/netns/observe-no-such-namespace");
         let got = netns_facts(&[Path::new("/proc/self/ns/net"), &named, missing]);
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].as_ref().unwrap().cookie, own);
         let other = got[1].as_ref().unwrap();
-        assert!(other.cookie != 0 && other.cookie != own, "{other:?} is another namespace's");
-        assert_eq!(other.link_local, ["fe80::42:1".parse::<std::net::Ipv6Addr>().unwrap()]);
+        assert!(
+            other.cookie != 0 && other.cookie != own,
+            "{other:?} is another namespace's"
+        );
+        assert_eq!(
+            other.link_local,
+            ["fe80::42:1".parse::<std::net::Ipv6Addr>().unwrap()]
+        );
         assert_eq!(
             got[2].as_ref().unwrap_err().to_string(),
             "network namespace /var/run/netns/observe-no-such-namespace: No such file or directory (os error 2)"

@@ -102,7 +102,13 @@ struct Series {
 impl Series {
     /// A new series at 0; `amounts` wait for [`CappedFamily::settle`] when
     /// `delay`, else they count now.
-    fn new(counters: Box<[IntCounter]>, amounts: &[u64], delay: bool, now: Instant, born: u64) -> Self {
+    fn new(
+        counters: Box<[IntCounter]>,
+        amounts: &[u64],
+        delay: bool,
+        now: Instant,
+        born: u64,
+    ) -> Self {
         let pending = if delay {
             Some(amounts.into())
         } else {

@@ -231,7 +231,10 @@ fn flows_to_world_and_lost_events() {
     for icmp_type in [135, 128] {
         let mut f = out.clone();
         f.l4 = Some(Layer4 {
-            protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 { r#type: icmp_type, code: 0 })),
+            protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
+                r#type: icmp_type,
+                code: 0,
+            })),
         });
         f.ip.as_mut().unwrap().ip_version = IpVersion::IPv6 as i32;
         m.flow(&f);
@@ -949,7 +952,11 @@ fn new_series_show_0_first_then_count() {
             .map(str::to_string)
             .collect()
     };
-    let at = |n: u32| [format!(r#"hubble_port_distribution_total{{port="8080",protocol="TCP"}} {n}"#)];
+    let at = |n: u32| {
+        [format!(
+            r#"hubble_port_distribution_total{{port="8080",protocol="TCP"}} {n}"#
+        )]
+    };
     m.flow(&forwarded(40000, 8080));
     m.flow(&forwarded(40001, 8080));
     assert_eq!(port(&m), at(0), "first scrape");

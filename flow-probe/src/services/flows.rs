@@ -283,7 +283,8 @@ mod tests {
         // A bound socket's own address is the client, whatever namespace
         // made the call.
         let elsewhere = Some("198.18.1.99".parse().unwrap());
-        let [pre, post] = &sock_flows(&event(&t, "api"), Some(&t), cx(&ep), "u2".into(), elsewhere)[..]
+        let [pre, post] =
+            &sock_flows(&event(&t, "api"), Some(&t), cx(&ep), "u2".into(), elsewhere)[..]
         else {
             panic!("two flows")
         };

@@ -301,7 +301,11 @@ async fn netns_index(merged: &Merged) -> NetnsIndex {
             Ok(f) => {
                 out.cookies.insert(f.cookie, *id);
                 for a in f.link_local {
-                    if out.link_local.insert(IpAddr::V6(a), *id).is_some_and(|o| o != *id) {
+                    if out
+                        .link_local
+                        .insert(IpAddr::V6(a), *id)
+                        .is_some_and(|o| o != *id)
+                    {
                         shared.push(IpAddr::V6(a));
                     }
                 }
@@ -384,7 +388,11 @@ mod tests {
             entries: vec![
                 entry(7, "/proc/self/ns/net", None),
                 entry(8, "/var/run/netns/observe-no-such-namespace", None),
-                entry(9, "/proc/self/ns/net", Some("address 198.18.1.1 is also ep7's")),
+                entry(
+                    9,
+                    "/proc/self/ns/net",
+                    Some("address 198.18.1.1 is also ep7's"),
+                ),
             ],
         };
         let mut a = Attachments::new("node1", Err("off".into()), Vec::new());
@@ -393,6 +401,10 @@ mod tests {
         let set = watch.borrow().clone();
         assert_eq!(set.netns_cookies, HashMap::from([(own, 7)]));
         // This namespace's link-local addresses (its uplink's) are ep7's.
-        assert!(set.link_local.values().all(|id| *id == 7), "{:?}", set.link_local);
+        assert!(
+            set.link_local.values().all(|id| *id == 7),
+            "{:?}",
+            set.link_local
+        );
     }
 }

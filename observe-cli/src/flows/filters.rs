@@ -243,7 +243,10 @@ fn parse_identity(flag: &'static str, v: &str) -> Result<u32, FlagError> {
         bad(
             flag,
             v,
-            &format!("not a security identity: a number or one of {}", names.join(", ")),
+            &format!(
+                "not a security identity: a number or one of {}",
+                names.join(", ")
+            ),
         )
     })
 }
@@ -764,7 +767,11 @@ mod tests {
         .unwrap();
         assert_eq!(w.len(), 2);
         assert_eq!(
-            (&w[0].source_service, &w[0].source_identity, &w[0].source_pod),
+            (
+                &w[0].source_service,
+                &w[0].source_identity,
+                &w[0].source_pod
+            ),
             (&vec!["shop/api".to_string()], &vec![1], &vec![])
         );
         assert_eq!(

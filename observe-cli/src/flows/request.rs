@@ -292,8 +292,14 @@ mod tests {
             "--since 2999-01-01T00:00:00Z is in the future: there are no flows from then yet"
         );
         let with_since = ["-f", "--since", "1h", "--until", "2999-01-01T00:00:00Z"];
-        let r = QueryArgs::try_parse_words(with_since).unwrap().request().unwrap();
-        assert!(observer_proto::time::nanos(&r.since.unwrap()) < before, "--since kept");
+        let r = QueryArgs::try_parse_words(with_since)
+            .unwrap()
+            .request()
+            .unwrap();
+        assert!(
+            observer_proto::time::nanos(&r.since.unwrap()) < before,
+            "--since kept"
+        );
         let negative = QueryArgs::try_parse_words(["--since", "-5m"]).unwrap();
         assert_eq!(
             negative.request().unwrap_err().to_string(),

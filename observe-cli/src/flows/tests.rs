@@ -605,10 +605,17 @@ fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
             message: "connecting: connection refused".into(),
         })),
     };
-    let line = "Nov 26 15:04:06.123: NODE STATUS: node2 unavailable: connecting: connection refused\n";
+    let line =
+        "Nov 26 15:04:06.123: NODE STATUS: node2 unavailable: connecting: connection refused\n";
     let down = status(NodeState::NodeUnavailable);
     let json = observer_proto::json::response_to_json(&down).unwrap() + "\n";
-    for format in [Format::Dict, Format::Table, Format::Compact, Format::Json, Format::Jsonpb] {
+    for format in [
+        Format::Dict,
+        Format::Table,
+        Format::Compact,
+        Format::Json,
+        Format::Jsonpb,
+    ] {
         let printer = |debug| {
             Printer::new(Options {
                 format,
@@ -617,7 +624,7 @@ fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
                 follow: false,
                 debug,
                 time: Default::default(),
-        ip_translation: true,
+                ip_translation: true,
             })
         };
         let mut p = printer(false);
@@ -627,12 +634,20 @@ fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
         } else {
             line
         };
-        assert_eq!((emit.out.as_str(), emit.err.as_str()), ("", want), "{format:?}");
+        assert_eq!(
+            (emit.out.as_str(), emit.err.as_str()),
+            ("", want),
+            "{format:?}"
+        );
         // A node connecting is news only with --debug.
         let up = status(NodeState::NodeConnected);
         assert_eq!(p.push(&up).unwrap(), Emit::default(), "{format:?}");
         let told = printer(true).push(&up).unwrap();
-        assert_eq!((told.out.as_str(), told.err.is_empty()), ("", false), "{format:?}");
+        assert_eq!(
+            (told.out.as_str(), told.err.is_empty()),
+            ("", false),
+            "{format:?}"
+        );
         assert_eq!(p.finish(), "");
     }
 }
@@ -656,7 +671,7 @@ fn node_status_names_the_state_and_the_reason() {
             follow: false,
             debug: true,
             time: Default::default(),
-        ip_translation: true,
+            ip_translation: true,
         });
         p.push(&resp).unwrap().err
     };
@@ -749,10 +764,7 @@ fn time_format_sets_every_human_formats_times() {
         time: super::output::TimeFormat::RFC3339Nano,
         ip_translation: true,
     });
-    let lines: Vec<String> = sample()
-        .iter()
-        .map(|r| p.push(r).unwrap().out)
-        .collect();
+    let lines: Vec<String> = sample().iter().map(|r| p.push(r).unwrap().out).collect();
     assert!(
         lines[0].starts_with("2026-11-26T15:04:06.123000000Z: default/frontend:40000"),
         "{}",

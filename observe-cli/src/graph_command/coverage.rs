@@ -108,7 +108,12 @@ mod tests {
 
     #[test]
     fn a_node_silent_in_one_window_and_losses_are_told() {
-        let before = coverage(&[flow("node1"), flow("node2"), flow("node2"), lost("node1", 7)]);
+        let before = coverage(&[
+            flow("node1"),
+            flow("node2"),
+            flow("node2"),
+            lost("node1", 7),
+        ]);
         let after = coverage(&[flow("node1"), flow("node3")]);
         assert_eq!(
             notes(&before, &after, "the baseline", "the window"),

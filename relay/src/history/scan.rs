@@ -645,7 +645,12 @@ mod tests {
         let one = format!("a{}", T + 1);
         assert_eq!(
             uuids(4, usize::MAX),
-            [one.clone(), one.clone(), format!("b{}", T + 2), format!("b{}", T + 3)]
+            [
+                one.clone(),
+                one.clone(),
+                format!("b{}", T + 2),
+                format!("b{}", T + 3)
+            ]
         );
         assert_eq!(uuids(9, usize::MAX).len(), 6, "fewer than n: all of them");
         assert_eq!(uuids(4, 2), [one.clone(), one]);

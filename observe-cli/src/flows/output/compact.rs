@@ -172,7 +172,10 @@ mod tests {
             flow_line(&f),
             "198.18.1.3:8080 (world) <- default/frontend:40000 (ID:300) from-endpoint FORWARDED (TCP Flags: SYN, ACK)"
         );
-        assert_eq!(super::super::timestamp(f.time.as_ref()), "Nov 26 15:04:05.123");
+        assert_eq!(
+            super::super::timestamp(f.time.as_ref()),
+            "Nov 26 15:04:05.123"
+        );
 
         // Each kind of event reads as hubble observe's line for it.
         let event = |t, sub| {

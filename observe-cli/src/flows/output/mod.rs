@@ -53,7 +53,10 @@ pub struct Options {
 fn untranslated(resp: &GetFlowsResponse) -> GetFlowsResponse {
     let mut r = resp.clone();
     if let Some(ResponseTypes::Flow(f)) = r.response_types.as_mut() {
-        for ep in [f.source.as_mut(), f.destination.as_mut()].into_iter().flatten() {
+        for ep in [f.source.as_mut(), f.destination.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             ep.pod_name.clear();
         }
         f.source_service = None;
