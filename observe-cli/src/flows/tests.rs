@@ -753,16 +753,24 @@ fn raw_filters_print_as_hubble_prints_them() {
     assert_eq!(super::raw_filters(&none).unwrap(), "");
 }
 
-#[test]
-fn time_format_sets_every_human_formats_times() {
-    let mut p = Printer::new(Options {
+/// Compact lines, no colour, and every other switch at its default.
+fn plain_compact() -> Options {
+    Options {
         format: Format::Compact,
         print_node: false,
         color: false,
         follow: false,
         debug: false,
-        time: super::output::TimeFormat::RFC3339Nano,
+        time: Default::default(),
         ip_translation: true,
+    }
+}
+
+#[test]
+fn time_format_sets_every_human_formats_times() {
+    let mut p = Printer::new(Options {
+        time: super::output::TimeFormat::RFC3339Nano,
+        ..plain_compact()
     });
     let lines: Vec<String> = sample().iter().map(|r| p.push(r).unwrap().out).collect();
     assert!(
@@ -783,13 +791,8 @@ fn time_format_sets_every_human_formats_times() {
 #[test]
 fn without_ip_translation_hosts_are_addresses() {
     let mut p = Printer::new(Options {
-        format: Format::Compact,
-        print_node: false,
-        color: false,
-        follow: false,
-        debug: false,
-        time: Default::default(),
         ip_translation: false,
+        ..plain_compact()
     });
     let line = p.push(&sample()[0]).unwrap().out;
     let ip = match &sample()[0].response_types {
