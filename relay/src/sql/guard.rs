@@ -134,19 +134,42 @@ fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<&'s Sql, SqlE
 /// (as under `count(*)`) no memory limit stops it.
 pub const MAX_UNCONDITIONED_JOIN_ROWS: usize = 1_000_000_000;
 
+/// At most how many rows `p` makes, as far as statistics tell: its own, or
+/// where it has none (a join on `<` knows nothing of how many pairs pass),
+/// the product of a join's sides and the sum of any other node's inputs
+/// (a filter or a projection makes no more than it reads).
+fn upper_rows(p: &Arc<dyn ExecutionPlan>) -> Option<usize> {
+    let own = p
+        .partition_statistics(None)
+        .ok()
+        .and_then(|s| s.num_rows.get_value().copied());
+    if own.is_some() {
+        return own;
+    }
+    let children = p.children();
+    if children.is_empty() {
+        return None;
+    }
+    let sides = children
+        .into_iter()
+        .map(upper_rows)
+        .collect::<Option<Vec<usize>>>()?;
+    Some(if p.is::<CrossJoinExec>() || p.is::<NestedLoopJoinExec>() {
+        sides.into_iter().fold(1, usize::saturating_mul)
+    } else {
+        sides.into_iter().fold(0, usize::saturating_add)
+    })
+}
+
 /// Refuses a plan with a join without an equality condition over
-/// [`MAX_UNCONDITIONED_JOIN_ROWS`] pairs (as far as statistics know).
+/// [`MAX_UNCONDITIONED_JOIN_ROWS`] pairs (as far as statistics know, a
+/// filtered join taken at its most).
 pub fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
     if plan.is::<CrossJoinExec>() || plan.is::<NestedLoopJoinExec>() {
         let [left, right] = plan.children()[..] else {
             return Ok(());
         };
-        let rows = |p: &Arc<dyn ExecutionPlan>| {
-            p.partition_statistics(None)
-                .ok()
-                .and_then(|s| s.num_rows.get_value().copied())
-        };
-        if let (Some(l), Some(r)) = (rows(left), rows(right)) {
+        if let (Some(l), Some(r)) = (upper_rows(left), upper_rows(right)) {
             let product = l.saturating_mul(r);
             if product > MAX_UNCONDITIONED_JOIN_ROWS {
                 return Err(SqlError::Refused(format!(
