@@ -129,10 +129,7 @@ fn sent_by(f: &Flow, item: &ItemReport, at: TraceObservationPoint) -> bool {
 
 /// IPv6 neighbour discovery and multicast listener messages: never judged.
 fn exempt(f: &Flow) -> bool {
-    matches!(
-        f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
-        Some(Protocol::IcmPv6(i)) if matches!(i.r#type, 130..=137 | 143)
-    )
+    observer_proto::icmpv6::flow_is_link_housekeeping(f)
 }
 
 /// The rule the datapath named for a flow: the policy in its verdict,

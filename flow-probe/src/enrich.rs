@@ -530,13 +530,12 @@ fn write_mac(out: &mut String, mac: &[u8; 6]) {
 /// solicitation (or tells news unasked); a solicitation, query or report
 /// answers nothing, whichever end sent first.
 fn is_reply(ev: &FlowEvent) -> bool {
-    const ROUTER_ADVERTISEMENT: u8 = 134;
-    const NEIGHBOR_ADVERTISEMENT: u8 = 136;
-    let k = &ev.key;
-    let ndp_or_mld =
-        k.proto == crate::flow_builder::ipproto::ICMPV6 && matches!(ev.icmp_type, 130..=137 | 143);
-    if ndp_or_mld {
-        return matches!(ev.icmp_type, ROUTER_ADVERTISEMENT | NEIGHBOR_ADVERTISEMENT);
+    use observer_proto::icmpv6::{self, NEIGHBOR_ADVERTISEMENT, ROUTER_ADVERTISEMENT};
+    let icmp_type = u32::from(ev.icmp_type);
+    if ev.key.proto == crate::flow_builder::ipproto::ICMPV6
+        && icmpv6::is_link_housekeeping(icmp_type)
+    {
+        return matches!(icmp_type, ROUTER_ADVERTISEMENT | NEIGHBOR_ADVERTISEMENT);
     }
     ev.is_reply != 0
 }

@@ -11,6 +11,9 @@
 //!   observation points, trace sub-types), for every printer, metric and graph.
 //! - [`hubble_text`]: texts Hubble derives from numbers (ICMP type and code,
 //!   drop reason as `hubble observe` prints them).
+//! - [`icmpv6`]: the ICMPv6 messages that keep a link working (neighbour
+//!   discovery, multicast listeners), which graph, metrics and replies treat
+//!   apart.
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
 //! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch, and the
 //!   one parser of flag durations (`30s`, `2h`) and RFC 3339 times (jiff).
@@ -49,6 +52,7 @@ pub mod observe {
 }
 
 pub mod hubble_text;
+pub mod icmpv6;
 pub mod json;
 pub mod names;
 pub mod time;

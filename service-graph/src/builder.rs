@@ -175,7 +175,7 @@ impl GraphBuilder {
         // housekeeping, as ARP is (which no flow shows): no dependency of
         // one workload on another, and mostly from link-local addresses no
         // endpoint file names (world -> world).
-        if is_link_housekeeping(flow) {
+        if observer_proto::icmpv6::flow_is_link_housekeeping(flow) {
             return;
         }
         // One packet, one count: a socket translation's pre-translation flow
@@ -341,13 +341,6 @@ fn sock_flow_at(flow: &Flow, points: &[XlatePoint]) -> bool {
         .as_ref()
         .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK)
         && XlatePoint::try_from(flow.sock_xlate_point).is_ok_and(|p| points.contains(&p))
-}
-
-/// An ICMPv6 neighbour discovery or multicast listener message (types
-/// 130-137 and 143).
-fn is_link_housekeeping(flow: &Flow) -> bool {
-    let l4 = flow.l4.as_ref().and_then(|l| l.protocol.as_ref());
-    matches!(l4, Some(Protocol::IcmPv6(i)) if matches!(i.r#type, 130..=137 | 143))
 }
 
 /// A SOCK flow before the translation that was translated (a service

@@ -522,11 +522,7 @@ impl Metrics {
         // IPv6 neighbour discovery and multicast listener reports go to
         // link-local and multicast addresses no endpoint has: the link's
         // housekeeping, nothing leaving the cluster.
-        let housekeeping = matches!(
-            flow.l4.as_ref().and_then(|l| l.protocol.as_ref()),
-            Some(Protocol::IcmPv6(i)) if matches!(i.r#type, 130..=137 | 143)
-        );
-        let to_world = !housekeeping
+        let to_world = !observer_proto::icmpv6::flow_is_link_housekeeping(flow)
             && flow
                 .destination
                 .as_ref()
