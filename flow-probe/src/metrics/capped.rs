@@ -100,26 +100,14 @@ struct Series {
 }
 
 impl Series {
-    /// A new series at 0; `amounts` wait for [`CappedFamily::settle`] when
-    /// `delay`, else they count now.
-    fn new(
-        counters: Box<[IntCounter]>,
-        amounts: &[u64],
-        delay: bool,
-        now: Instant,
-        born: u64,
-    ) -> Self {
-        let pending = if delay {
-            Some(amounts.into())
-        } else {
-            add(&counters, amounts);
-            None
-        };
+    /// A new series at 0; with `delay`, what it is given waits for
+    /// [`CappedFamily::settle`].
+    fn new(counters: Box<[IntCounter]>, delay: bool, now: Instant, born: u64) -> Self {
         Series {
+            pending: delay.then(|| vec![0; counters.len()].into()),
             counters,
             last: now,
             touched: false,
-            pending,
             born,
         }
     }
@@ -230,24 +218,21 @@ impl CappedFamily {
                 .iter()
                 .map(|m| m.vec.with_label_values(&values))
                 .collect();
-            let series = Series::new(counters, amounts, delay, now.get(), self.epoch);
+            let mut series = Series::new(counters, delay, now.get(), self.epoch);
+            series.add(amounts);
             self.sets.insert(key.into(), series);
             return;
         }
         let (members, arity, epoch) = (&self.members, self.arity, self.epoch);
-        match &mut self.overflow {
-            Some(slot) => slot.add(amounts),
-            None => {
-                let counters = members
-                    .iter()
-                    .map(|m| m.vec.with_label_values(&vec![OVERFLOW; arity]))
-                    .collect();
-                self.overflow = Some(Series::new(counters, amounts, delay, now.get(), epoch));
-            }
-        }
-        if let Some(slot) = &mut self.overflow {
-            slot.touched = true;
-        }
+        let slot = self.overflow.get_or_insert_with(|| {
+            let counters = members
+                .iter()
+                .map(|m| m.vec.with_label_values(&vec![OVERFLOW; arity]))
+                .collect();
+            Series::new(counters, delay, now.get(), epoch)
+        });
+        slot.add(amounts);
+        slot.touched = true;
         for m in members {
             m.overflowed.inc();
         }
