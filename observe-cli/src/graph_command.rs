@@ -15,7 +15,6 @@ pub mod diff_args;
 use std::io::IsTerminal;
 use std::time::SystemTime;
 
-use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::time;
 use service_graph::{GraphDiff, ServiceGraph};
@@ -138,15 +137,16 @@ async fn window_graph(
     req.follow = false;
     req.since = Some(time::timestamp(w.since));
     req.until = Some(time::timestamp(w.until));
-    let mut stream = target.get_flows(client, req).await?;
-    let mut graph = service_graph::GraphBuilder::new();
+    let stream = target.get_flows(client, req).await?;
     let mut cover = coverage::Coverage::default();
-    while let Some(resp) = stream.next().await {
-        let resp = resp.map_err(|s| target.status_error(s))?;
-        cover.record(&resp);
-        if let Some(ResponseTypes::Flow(f)) = &resp.response_types {
-            graph.add(f);
+    let counted = stream.map(|r| {
+        if let Ok(resp) = &r {
+            cover.record(resp);
         }
-    }
-    Ok((graph.into_graph(), cover))
+        r
+    });
+    let graph = service_graph::collect(counted)
+        .await
+        .map_err(|s| target.status_error(s))?;
+    Ok((graph, cover))
 }
