@@ -392,6 +392,21 @@ fn in_namespaces(
     place("service", services(f, side))
 }
 
+/// The first value of the flags of one field (`from-X`, `to-X`, `X`) that
+/// `valid` refuses, named by its flag with `problem`.
+fn check_values(
+    flags: [(&'static str, &Vec<String>); 3],
+    valid: impl Fn(&str) -> bool,
+    problem: &str,
+) -> Result<(), FlagError> {
+    for (flag, values) in flags {
+        if let Some(v) = values.iter().find(|v| !valid(v)) {
+            return Err(bad(flag, v, problem));
+        }
+    }
+    Ok(())
+}
+
 /// Flags that feed one field from both a direction-neutral and a directional
 /// flag (they would OR where flags of different kinds AND), refused as Hubble
 /// refuses them.
@@ -447,62 +462,52 @@ impl FilterArgs {
     /// source side and one with all of them on the destination side.
     pub fn whitelist(&self) -> Result<Vec<FlowFilter>, FlagError> {
         check_combinations(self)?;
-        for (flag, values) in [
-            ("from-port", &self.from_port),
-            ("to-port", &self.to_port),
-            ("port", &self.port),
-        ] {
-            if let Some(v) = values.iter().find(|v| v.parse::<u16>().is_err()) {
-                return Err(bad(flag, v, "not a port number (0 to 65535)"));
-            }
-        }
-        check_ips_and_labels(self)?;
-        for (flag, values) in [
-            ("from-pod", &self.from_pod),
-            ("to-pod", &self.to_pod),
-            ("pod", &self.pod),
-        ] {
-            let malformed = |v: &&String| match v.split_once('/') {
-                Some((ns, name)) => ns.is_empty() || name.contains('/'),
-                None => v.is_empty(),
-            };
-            if let Some(v) = values.iter().find(malformed) {
-                return Err(bad(
-                    flag,
-                    v,
-                    "expected [namespace/][name-prefix], e.g. default/api or default/",
-                ));
-            }
-        }
-        for (flag, values) in [
-            ("from-namespace", &self.from_namespace),
-            ("to-namespace", &self.to_namespace),
-            ("namespace", &self.namespace),
-        ] {
-            let malformed = |v: &&String| {
+        check_values(
+            [
+                ("from-port", &self.from_port),
+                ("to-port", &self.to_port),
+                ("port", &self.port),
+            ],
+            |v| v.parse::<u16>().is_ok(),
+            "not a port number (0 to 65535)",
+        )?;
+        check_values(
+            [
+                ("from-pod", &self.from_pod),
+                ("to-pod", &self.to_pod),
+                ("pod", &self.pod),
+            ],
+            |v| match v.split_once('/') {
+                Some((ns, name)) => !ns.is_empty() && !name.contains('/'),
+                None => !v.is_empty(),
+            },
+            "expected [namespace/][name-prefix], e.g. default/api or default/",
+        )?;
+        check_values(
+            [
+                ("from-namespace", &self.from_namespace),
+                ("to-namespace", &self.to_namespace),
+                ("namespace", &self.namespace),
+            ],
+            |v| {
                 let ns = v.trim_end_matches('/');
-                ns.is_empty() || ns.contains('/')
-            };
-            if let Some(v) = values.iter().find(malformed) {
-                return Err(bad(flag, v, "expected a namespace name, e.g. default"));
-            }
-        }
-        for (flag, values) in [
-            ("from-service", &self.from_service),
-            ("to-service", &self.to_service),
-            ("service", &self.service),
-        ] {
-            let malformed = |v: &&String| {
-                let mut parts = v.split('/');
-                let (first, second) = (parts.next(), parts.next());
-                parts.next().is_some()
-                    || first.is_none_or(str::is_empty)
-                    || second.is_some_and(str::is_empty)
-            };
-            if let Some(v) = values.iter().find(malformed) {
-                return Err(bad(flag, v, "expected [namespace/]name, e.g. default/api"));
-            }
-        }
+                !ns.is_empty() && !ns.contains('/')
+            },
+            "expected a namespace name, e.g. default",
+        )?;
+        check_values(
+            [
+                ("from-service", &self.from_service),
+                ("to-service", &self.to_service),
+                ("service", &self.service),
+            ],
+            |v| match v.split_once('/') {
+                Some((ns, name)) => !ns.is_empty() && !name.is_empty() && !name.contains('/'),
+                None => !v.is_empty(),
+            },
+            "expected [namespace/]name, e.g. default/api",
+        )?;
+        check_ips_and_labels(self)?;
         let mut base = FlowFilter {
             verdict: self
                 .verdict
