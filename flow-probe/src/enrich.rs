@@ -110,31 +110,28 @@ impl Enricher {
         }
         let set = updates.borrow_and_update().clone();
         self.node.set_endpoints(&set.file);
+        let by_id: HashMap<u32, &cluster_spec::endpoints::Endpoint> =
+            set.file.endpoints.iter().map(|e| (e.id, e)).collect();
+        let v4 = |e: &cluster_spec::endpoints::Endpoint| e.ipv4.map(IpAddr::V4);
+        let v6 = |e: &cluster_spec::endpoints::Endpoint| e.ipv6.map(IpAddr::V6);
         // An endpoint's link-local addresses (neighbour discovery) are its.
-        let address_of = |id: &u32| {
-            let ep = set.file.endpoints.iter().find(|e| e.id == *id)?;
-            ep.ipv6.map(IpAddr::V6).or(ep.ipv4.map(IpAddr::V4))
-        };
-        self.node.alias_endpoints(
-            set.link_local
-                .iter()
-                .filter_map(|(extra, id)| Some((*extra, address_of(id)?))),
-        );
+        self.node
+            .alias_endpoints(set.link_local.iter().filter_map(|(extra, id)| {
+                let ep = by_id.get(id)?;
+                Some((*extra, v6(ep).or(v4(ep))?))
+            }));
         self.interfaces.clear();
         for a in &set.interfaces {
-            let ep = a
-                .endpoint
-                .and_then(|id| set.file.endpoints.iter().find(|e| e.id == id));
-            let ip = ep.and_then(|e| e.ipv4.map(IpAddr::V4).or(e.ipv6.map(IpAddr::V6)));
+            let ep = a.endpoint.and_then(|id| by_id.get(&id));
+            let ip = ep.and_then(|e| v4(e).or(v6(e)));
             self.add_interface(a.ifindex, &a.ifname, ip);
         }
         self.netns_addrs = set
             .netns_cookies
             .iter()
             .filter_map(|(cookie, id)| {
-                let ep = set.file.endpoints.iter().find(|e| e.id == *id)?;
-                let addrs = ep.ipv4.map(IpAddr::V4).into_iter();
-                Some((*cookie, addrs.chain(ep.ipv6.map(IpAddr::V6)).collect()))
+                let ep = by_id.get(id)?;
+                Some((*cookie, v4(ep).into_iter().chain(v6(ep)).collect()))
             })
             .collect();
     }
