@@ -144,8 +144,9 @@ impl QueryArgs {
             .as_deref()
             .map(|s| parse_time("until", s, now))
             .transpose()?;
+        // The same instant the durations above count back from.
+        let now = parse_time("since", "0s", now)?;
         if let Some(s) = since.filter(|_| !self.follow) {
-            let now = parse_time("since", "0s", now)?;
             anyhow::ensure!(
                 time::nanos(&s) <= time::nanos(&now),
                 "--since {} is in the future: there are no flows from then yet",
@@ -153,7 +154,6 @@ impl QueryArgs {
             );
         }
         if let (true, Some(u)) = (self.follow, until) {
-            let now = parse_time("until", "0s", now)?;
             anyhow::ensure!(
                 time::nanos(&u) > time::nanos(&now),
                 "--until {} is not in the future: --follow would have nothing new to show (without --follow, the flows up to then)",
