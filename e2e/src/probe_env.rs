@@ -61,6 +61,21 @@ fn unique() -> u64 {
 }
 
 impl Env {
+    /// SIGKILLs node1's probe (no clean-up of its own runs: its pins stay)
+    /// and waits until it is gone.
+    pub async fn kill_probe(&self) {
+        let pid = self.probe.pid;
+        let raw = i32::try_from(pid).expect("a pid");
+        // SAFETY: kill(2) on our own child's pid, no memory involved.
+        assert_eq!(unsafe { libc::kill(raw, libc::SIGKILL) }, 0, "kill {pid}");
+        // Dead once a zombie or reaped.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.contains(") Z "))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Starts node1's probe again on the same address (after it was killed).
     pub fn restart_probe(&mut self) {
         let opts = ProbeOptions::new(None).expect("flow-probe binary");

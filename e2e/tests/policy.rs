@@ -353,17 +353,7 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
     assert!(report.all_as_expected(), "{report}");
 
     // SIGKILL: no clean-up runs; the pinned links keep enforcing.
-    let pid = env.probe.pid;
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.kill_probe().await;
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
     assert!(
         report.all_as_expected(),
@@ -387,7 +377,7 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
     let log = std::fs::read_to_string(&env.probe.log).unwrap();
     assert!(
         log.contains(
-            "re-adopted pinned maps [\"FLOW_SLOTS4\", \"FLOW_SLOTS6\", \"FLOWS4\", \"FLOWS6\", \"SLOT_SPILLS\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"ENDPOINT_ADDRS\", \"POLICY\"]"
+            "re-adopted pinned maps [\"FLOW_SLOTS4\", \"FLOW_SLOTS6\", \"FLOWS4\", \"FLOWS6\", \"SLOT_SPILLS\", \"CT4\", \"CT6\", \"ENDPOINTS\", \"IPCACHE\", \"ENDPOINT_ADDRS\", \"POLICY\", \"SOCKS\"]"
         ),
         "{log}"
     );

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use e2e::probe_metrics::SERVICES_GENERATION;
 use e2e::{ips, ports};
@@ -512,17 +511,7 @@ async fn the_load_balancer_survives_a_killed_probe_and_is_readopted() {
     assert_eq!(attached(&cgroup, CONNECT4), 1);
 
     // SIGKILL: no clean-up runs; the pinned links keep balancing.
-    let pid = env.probe.pid;
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    env.kill_probe().await;
     tokio::task::block_in_place(|| run(&env.lab, 0, 4));
     assert_eq!(links(), before);
 

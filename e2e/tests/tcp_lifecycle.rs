@@ -210,3 +210,147 @@ async fn establishment_close_and_retransmissions_are_flows() {
     );
     assert_eq!(close.tcp_lifecycle.as_ref().unwrap().duration_ns, 0);
 }
+
+/// Connects from `netns` to `dst`, writes and closes; returns the client port.
+fn connect_write_close(netns: String, dst: SocketAddr) -> u16 {
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&netns).unwrap();
+        let mut s = TcpStream::connect(dst).unwrap();
+        s.write_all(b"hello").unwrap();
+        s.local_addr().unwrap().port()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A connection from `netns` to a server of [`serve`] at `dst`, held open
+/// until [`Held::close`].
+struct Held {
+    port: u16,
+    close: std::sync::mpsc::Sender<()>,
+    client: std::thread::JoinHandle<()>,
+    server: std::thread::JoinHandle<()>,
+}
+
+impl Held {
+    fn open(client_netns: String, server_netns: String, dst: SocketAddr) -> Held {
+        let server = serve(server_netns, dst);
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (close, close_rx) = std::sync::mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            sysfs::enter_netns(&client_netns).unwrap();
+            let mut s = TcpStream::connect(dst).unwrap();
+            s.write_all(b"hello").unwrap();
+            port_tx.send(s.local_addr().unwrap().port()).unwrap();
+            let _ = close_rx.recv(); // or the test is gone: close either way
+        });
+        let port = port_rx.recv().expect("connected");
+        Held {
+            port,
+            close,
+            client,
+            server,
+        }
+    }
+
+    /// Closes both ends; returns once the server's end is closed too.
+    fn close(self) {
+        self.close.send(()).unwrap();
+        self.client.join().unwrap();
+        self.server.join().unwrap();
+    }
+}
+
+/// The close of the client socket of port `sport` to `dport`, and how long
+/// that socket lived by the kernel's clock.
+fn client_close(flows: &[Flow], sport: u16, dport: u16) -> (&Flow, Duration) {
+    let close = flows
+        .iter()
+        .find(|f| {
+            f.tcp_lifecycle
+                .as_ref()
+                .is_some_and(|l| l.kind == Kind::Closed as i32)
+                && ports(f) == Some((sport, dport))
+        })
+        .unwrap();
+    let lived = close.tcp_lifecycle.as_ref().unwrap().duration_ns;
+    (close, Duration::from_nanos(lived))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_goes_on_while_the_probe_is_down() {
+    let mut env = e2e::start(
+        &Scenario::parse(TWO, "lifecycle-restart.yaml").unwrap(),
+        &[],
+    );
+    let web = env.lab.endpoint("web").unwrap().clone();
+    let cart = env.lab.endpoint("cart").unwrap().clone();
+    let (est, closed) = (Kind::Established as i32, Kind::Closed as i32);
+    let open = |port: u16| {
+        let (web_ns, cart_ns) = (web.netns.clone(), cart.netns.clone());
+        tokio::task::block_in_place(|| Held::open(web_ns, cart_ns, (cart.ipv4, port).into()))
+    };
+
+    // A and C: established while the probe runs. A closes while it is down,
+    // C after it is back.
+    let (a, c) = (open(7010), open(7012));
+    let (sport_a, sport_c) = (a.port, c.port);
+    env.wait_for("A and C established on both sides", |f| {
+        [7010, 7012]
+            .iter()
+            .all(|p| kinds(f, *p).iter().filter(|k| k.0 == est).count() == 2)
+    })
+    .await;
+    let held_from = std::time::Instant::now();
+    env.kill_probe().await;
+    // The kernel releases a dead process's BPF links a moment later, from a
+    // work queue: without pinned links A's close must come after that to be
+    // missed, as it would be in any real downtime.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::block_in_place(|| a.close());
+    let a_held = held_from.elapsed();
+
+    // B: opened and closed while the probe is down.
+    let server_b = serve(cart.netns.clone(), (cart.ipv4, 7011).into());
+    let sport_b = connect_write_close(web.netns.clone(), (cart.ipv4, 7011).into());
+    server_b.join().unwrap();
+
+    // The pinned tracepoint programs kept writing into the pinned ring; the
+    // restarted probe reads it. What the killed one had read (A's and C's
+    // establishment) went with it.
+    env.restart_probe();
+    tokio::task::block_in_place(|| c.close());
+    let c_held = held_from.elapsed();
+    let flows = env
+        .wait_for("A's, B's and C's closes", |f| {
+            [7010, 7011, 7012]
+                .iter()
+                .all(|p| kinds(f, *p).iter().filter(|k| k.0 == closed).count() == 2)
+        })
+        .await;
+    let mut a = kinds(&flows, 7010);
+    a.sort();
+    assert_eq!(a, [(closed, 7010, sport_a, 0), (closed, sport_a, 7010, 0)]);
+    let mut b = kinds(&flows, 7011);
+    b.sort();
+    assert_eq!(
+        b,
+        [
+            (est, 7011, sport_b, 0),
+            (est, sport_b, 7011, 0),
+            (closed, 7011, sport_b, 0),
+            (closed, sport_b, 7011, 0)
+        ]
+    );
+    let mut c = kinds(&flows, 7012);
+    c.sort();
+    assert_eq!(c, [(closed, 7012, sport_c, 0), (closed, sport_c, 7012, 0)]);
+    // Each close measures the whole life, from before the probe went down:
+    // C's by the restarted probe's program, which found C in the pinned
+    // socket map.
+    let (a_close, a_lived) = client_close(&flows, sport_a, 7010);
+    assert!(a_lived > a_held, "A lived {a_lived:?}, at least {a_held:?}");
+    assert_eq!(a_close.source.as_ref().unwrap().pod_name, "web");
+    let (_, c_lived) = client_close(&flows, sport_c, 7012);
+    assert!(c_lived > c_held, "C lived {c_lived:?}, at least {c_held:?}");
+}

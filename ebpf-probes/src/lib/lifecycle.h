@@ -74,12 +74,16 @@ struct sock_life {
 	__u32 _pad0;
 };
 
-/* Per socket: when it was established and how often it retransmitted. */
+/* Per socket: when it was established and how often it retransmitted.
+ * Pinned, like the programs' links (flow-probe, kernel/tracepoints.rs): a
+ * connection established before a probe restart still closes with its
+ * duration and count. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
 	__type(value, struct sock_life);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } SOCKS SEC(".maps");
 
 static __always_inline int sock_watched(const void *skaddr)

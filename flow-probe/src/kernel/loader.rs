@@ -158,11 +158,11 @@ impl LoadedProbe {
                     if let Err(e) = tracepoints::watch_netns(&mut ebpf, &cfg.drop_netns) {
                         log::warn!("kernel drops and TCP lifecycle watch every namespace: {e:#}");
                     }
-                    if let Err(e) = tracepoints::attach_lifecycle(&mut ebpf) {
+                    if let Err(e) = tracepoints::attach_lifecycle(&mut ebpf, &dir) {
                         log::warn!("TCP lifecycle reporting disabled: {e:#}");
                     }
                     let drops = match drops {
-                        Some(format) => match tracepoints::attach_drops(&mut ebpf) {
+                        Some(format) => match tracepoints::attach_drops(&mut ebpf, &dir) {
                             Ok(()) => Some(format),
                             Err(e) => {
                                 log::warn!("kernel drop reporting disabled: {e:#}");

@@ -1,8 +1,10 @@
-//! What the probe leaves in bpffs so that enforcement outlives the process: the
-//! policy, flow and connection-tracking maps (pinned by name by the loader) and one tcx link per
-//! interface and direction. A restarted probe re-adopts them: it reuses the maps
-//! with their content and swaps its new program into each pinned link
-//! atomically, so no packet ever passes unjudged.
+//! What the probe leaves in bpffs so that enforcement and reporting outlive
+//! the process: the policy, flow, connection-tracking and socket maps (pinned
+//! by name by the loader), one tcx link per interface and direction, and the
+//! tracepoint programs' links (`super::tracepoints`). A restarted probe
+//! re-adopts them: it reuses the maps with their content and swaps its new
+//! program into each pinned tcx link atomically, so no packet ever passes
+//! unjudged.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,7 @@ use aya::programs::{
 pub use cluster_spec::pins::{PIN_ROOT, pin_dir};
 
 /// Maps pinned by name (see `ebpf-probes/src/lib/maps.h`).
-pub const PINNED_MAPS: [&str; 11] = [
+pub const PINNED_MAPS: [&str; 12] = [
     "FLOW_SLOTS4",
     "FLOW_SLOTS6",
     "FLOWS4",
@@ -27,6 +29,7 @@ pub const PINNED_MAPS: [&str; 11] = [
     "IPCACHE",
     "ENDPOINT_ADDRS",
     "POLICY",
+    "SOCKS",
 ];
 
 /// Creates a pin folder, mounting bpffs first when the folder lives there, so

@@ -1,10 +1,17 @@
 //! The tracepoint programs (kernel drops, TCP lifecycle): which namespaces they
 //! watch, and attaching them once the running kernel's record layout is known
 //! to match what the programs read. A mismatch disables only that program.
+//!
+//! Their links are pinned next to the tc links (`super::pins`): while no probe
+//! runs (killed, or restarting with `--persist`) they go on writing into the
+//! pinned ring, and the next probe reads what they wrote.
+
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use aya::Ebpf;
 use aya::programs::TracePoint;
+use aya::programs::links::{FdLink, PinnedLink};
 
 use super::tracefs;
 
@@ -51,15 +58,53 @@ pub fn watch_netns(ebpf: &mut Ebpf, names: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn attach(ebpf: &mut Ebpf, program: &str, group: &str, event: &str) -> anyhow::Result<()> {
+/// Where the link of the program on tracepoint `event` is pinned.
+fn link_pin(dir: &Path, event: &str) -> std::path::PathBuf {
+    dir.join(format!("tracepoint_{event}"))
+}
+
+/// Attaches `program` to `group:event` and pins its link in `dir`. A link an
+/// earlier probe pinned there is detached only once this one is attached:
+/// for that instant both report (an event may come twice) rather than
+/// neither. On a kernel without BPF links for perf events (before 5.15) the
+/// program is attached unpinned, as before pinning.
+fn attach(
+    ebpf: &mut Ebpf,
+    dir: &Path,
+    program: &str,
+    group: &str,
+    event: &str,
+) -> anyhow::Result<()> {
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
         .with_context(|| format!("program {program}"))?
         .try_into()?;
     prog.load()
         .with_context(|| format!("verifier rejected {program}"))?;
-    prog.attach(group, event)
-        .with_context(|| format!("attaching to {group}:{event}"))?;
+    let attaching = || format!("attaching to {group}:{event}");
+    let id = prog.attach(group, event).with_context(attaching)?;
+    let link = match FdLink::try_from(prog.take_link(id)?) {
+        Ok(link) => link,
+        Err(e) => {
+            log::warn!("{program} is not pinned ({e}): it stops with this process");
+            prog.attach(group, event).with_context(attaching)?;
+            return Ok(());
+        }
+    };
+    let pin = link_pin(dir, event);
+    let earlier = if pin.exists() {
+        let old = PinnedLink::from_pin(&pin)
+            .with_context(|| format!("opening pinned link {}", pin.display()))?;
+        Some(
+            old.unpin()
+                .with_context(|| format!("unpinning {}", pin.display()))?,
+        )
+    } else {
+        None
+    };
+    link.pin(&pin)
+        .with_context(|| format!("pinning {}", pin.display()))?;
+    drop(earlier); // its last fd: the earlier program detaches
     Ok(())
 }
 
@@ -78,18 +123,26 @@ fn check_layout(group: &str, event: &str, fields: &[(&str, u32)]) -> anyhow::Res
     Ok(())
 }
 
-/// Attaches the kernel-drop program (tracepoint skb:kfree_skb).
-pub fn attach_drops(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    attach(ebpf, "kfree_skb", "skb", "kfree_skb")
+/// Attaches the kernel-drop program (tracepoint skb:kfree_skb), its link
+/// pinned in `dir`.
+pub fn attach_drops(ebpf: &mut Ebpf, dir: &Path) -> anyhow::Result<()> {
+    attach(ebpf, dir, "kfree_skb", "skb", "kfree_skb")
 }
 
 /// Attaches the TCP lifecycle programs (sock:inet_sock_set_state,
-/// tcp:tcp_retransmit_skb) after checking their record layouts.
-pub fn attach_lifecycle(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+/// tcp:tcp_retransmit_skb) after checking their record layouts, their links
+/// pinned in `dir`.
+pub fn attach_lifecycle(ebpf: &mut Ebpf, dir: &Path) -> anyhow::Result<()> {
     check_layout("sock", "inet_sock_set_state", SET_STATE_FIELDS)?;
     check_layout("tcp", "tcp_retransmit_skb", RETRANSMIT_FIELDS)?;
-    attach(ebpf, "inet_sock_set_state", "sock", "inet_sock_set_state")?;
-    attach(ebpf, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb")
+    attach(
+        ebpf,
+        dir,
+        "inet_sock_set_state",
+        "sock",
+        "inet_sock_set_state",
+    )?;
+    attach(ebpf, dir, "tcp_retransmit_skb", "tcp", "tcp_retransmit_skb")
 }
 
 #[cfg(test)]
