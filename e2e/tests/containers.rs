@@ -444,6 +444,75 @@ spec:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_probe_keeps_the_pinned_policy_until_the_runtime_lists_its_containers() {
+    let mut env = ContainerEnv::new(204);
+    let policies = env.dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("web.yaml"),
+        r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web-allow-allowed, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: allowed}}]
+"#,
+    )
+    .unwrap();
+    let web = env.run("web", 10, &[("app", "web"), (PROJECT, "shop")], WEB);
+    let denied = env.run("denied", 12, &[("app", "denied"), (PROJECT, "shop")], IDLE);
+    let args = ["--policy-dir", policies.to_str().unwrap()];
+    env.start_probe(&args);
+    env.wait_ready(&[&denied, &web]).await;
+    let (web_ip, d_ip) = (IpAddr::V4(env.ip(10)), IpAddr::V4(env.ip(12)));
+    let server = SocketAddr::new(web_ip, 8080);
+    let denied_ns = env.name_netns(&denied);
+    assert!(connect_is_dropped(&denied_ns, server));
+
+    // Killed, and started again while the runtime does not answer: the
+    // probe is up, but knows no container yet. Compiled now, the policy
+    // would have no endpoint to protect; the pinned one stays instead.
+    let socket = env.api.socket().to_path_buf();
+    env.api.stop();
+    let old = &mut env.probe.as_mut().unwrap().child;
+    old.kill().unwrap();
+    old.wait().unwrap();
+    env.start_probe(&args);
+    env.wait_log("policy waits for every endpoint source's first list", 1)
+        .await;
+    assert!(
+        connect_is_dropped(&denied_ns, server),
+        "still denied:\n{}",
+        env.log()
+    );
+    assert!(!env.log().contains("policy in force"), "{}", env.log());
+
+    // The runtime is back: the policy is compiled with the containers, and
+    // the drop that waited in the ring meanwhile is named after them.
+    env.api = observe_lab::podman::ApiService::start(&socket, &env.dir.join("podman-again.log"))
+        .expect("podman system service again");
+    let eps = env.wait_ready(&[&denied, &web]).await;
+    env.wait_log("policy in force: 1 policies", 1).await;
+    let flows = env
+        .probe()
+        .addr
+        .wait_for("the drop", |f| {
+            !drops_of(f, (d_ip, web_ip, 8080)).is_empty()
+        })
+        .await;
+    let drops = drops_of(&flows, (d_ip, web_ip, 8080));
+    assert_eq!(drops.len(), 1, "{drops:#?}");
+    assert_eq!(
+        (drops[0].verdict, drops[0].drop_reason_desc),
+        (Verdict::Dropped as i32, DropReason::PolicyDenied as i32)
+    );
+    assert_eq!(drops[0].source, Some(named(&eps[&denied])));
+    assert_eq!(drops[0].destination, Some(named(&eps[&web])));
+    assert!(connect_is_dropped(&denied_ns, server));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_going_away_and_coming_back_is_retried_and_resumed() {
     let mut env = ContainerEnv::new(203);
     let web = env.run("web", 10, &[("app", "web")], WEB);

@@ -65,6 +65,25 @@ pub struct AgentConfig {
     pub metrics: crate::metrics::MetricsConfig,
 }
 
+/// How long flow capture waits for every endpoint source's first list before
+/// it reads the ring anyway: a ring that fills meanwhile loses events, worse
+/// than flows without names.
+const FIRST_LISTS_WAIT: Duration = Duration::from_secs(30);
+
+/// Returns once every endpoint source has sent its first whole list, or
+/// after [`FIRST_LISTS_WAIT`] (saying so).
+async fn every_source_listed(mut sets: crate::sources::EndpointWatch) {
+    let listed = sets.wait_for(|s| s.complete);
+    if tokio::time::timeout(FIRST_LISTS_WAIT, listed)
+        .await
+        .is_err()
+    {
+        log::warn!(
+            "the container runtime has not listed its containers after {FIRST_LISTS_WAIT:?}: flows name no container until it does"
+        );
+    }
+}
+
 /// Runs until `shutdown` resolves, then detaches everything.
 pub async fn run(
     cfg: AgentConfig,
@@ -157,8 +176,12 @@ pub async fn run(
     let gauge = metrics.clone();
     let attachments = Attachments::new(&cfg.node_name, attacher, fixed)
         .on_change(move |n| gauge.set_attached_programs(2 * n));
-    // The endpoints file's endpoints are attached before the probe reports ready.
+    // The endpoints file's endpoints are attached before the probe reports
+    // ready; containers come when the runtime has listed them.
     let mut hub = Hub::new(attachments);
+    if docker.is_some() {
+        hub.await_first("docker");
+    }
     hub.first("file", Update::Replace(file::discovered(&endpoints)))
         .await;
     let names = Arc::new(PolicyNames::default());
@@ -269,9 +292,16 @@ pub async fn run(
         cfg.tls.is_some(),
         stopped(stop_rx.clone()),
     );
+    let sets = hub.subscribe();
     let capture = async {
         match probe.as_mut() {
             Some(p) => {
+                // Events wait in the ring meanwhile (a restarted probe's
+                // backlog among them), to be named after their endpoints.
+                tokio::select! {
+                    () = every_source_listed(sets) => {}
+                    () = stopped(stop_rx.clone()) => return Ok(()),
+                }
                 let mut pipeline = Pipeline::new(enricher, store.clone());
                 pipeline.metrics = Some(metrics.clone());
                 pipeline::run(

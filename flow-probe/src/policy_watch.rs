@@ -100,6 +100,14 @@ impl PolicyWatcher {
     /// errors leave the datapath untouched.
     fn apply(&mut self) -> anyhow::Result<()> {
         let endpoints = self.endpoints.borrow_and_update().clone();
+        if !endpoints.complete {
+            // Compiled now, the policy would leave out endpoints not listed
+            // yet: a restarted probe would open their pinned policy.
+            log::info!(
+                "policy waits for every endpoint source's first list; the policy in the maps stays in force"
+            );
+            return Ok(());
+        }
         let (state, policies) = PolicyState::read(self.dir.as_deref(), endpoints.file.clone())?;
         self.datapath.set_ifindex_of(endpoints.ifindex_of.clone());
         let compiled = policy::compile(&policies, &endpoints.file);

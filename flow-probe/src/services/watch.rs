@@ -96,6 +96,12 @@ impl Watcher {
 
     fn apply(&mut self) -> anyhow::Result<()> {
         let endpoints = self.endpoints.borrow_and_update().clone();
+        if !endpoints.complete {
+            log::info!(
+                "services wait for every endpoint source's first list; those in the maps stay in force"
+            );
+            return Ok(());
+        }
         let (compiled, report) = apply(
             self.maps.as_mut(),
             &self.table,

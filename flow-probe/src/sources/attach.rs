@@ -89,6 +89,11 @@ pub struct EndpointSet {
     pub interfaces: Vec<Attached>,
     /// This node's endpoints, with what became of them.
     pub endpoints: Vec<LocalEndpoint>,
+    /// Every source has sent its first whole list ([`Merged::complete`]).
+    /// Until then policy and services leave the datapath as they found it
+    /// (a restarted probe's pinned maps stay in force) and flows are not
+    /// named from it.
+    pub complete: bool,
 }
 
 /// What is attached where, kept in step with the endpoints.
@@ -203,7 +208,7 @@ impl Attachments {
                 }
             }
         }
-        self.publish(merged.file, local, netns);
+        self.publish(merged.file, local, netns, merged.complete);
     }
 
     fn publish(
@@ -211,6 +216,7 @@ impl Attachments {
         file: EndpointsFile,
         local: Vec<(&'static str, Discovered)>,
         netns: NetnsIndex,
+        complete: bool,
     ) {
         let previous = self.published.borrow().clone();
         let version = previous.version + 1;
@@ -262,6 +268,7 @@ impl Attachments {
             link_local: netns.link_local,
             interfaces,
             endpoints,
+            complete,
         }));
     }
 }
@@ -394,6 +401,7 @@ mod tests {
                     Some("address 198.18.1.1 is also ep7's"),
                 ),
             ],
+            complete: true,
         };
         let mut a = Attachments::new("node1", Err("off".into()), Vec::new());
         let watch = a.subscribe();

@@ -30,6 +30,9 @@ pub struct Merged {
     pub file: EndpointsFile,
     /// Every endpoint, those with a conflict carrying it as their problem.
     pub entries: Vec<Entry>,
+    /// Every source awaited ([`Catalog::await_first`]) has sent its first
+    /// whole list: an endpoint missing here is gone, not just not listed yet.
+    pub complete: bool,
 }
 
 /// What every source sent, merged.
@@ -39,6 +42,8 @@ pub struct Catalog {
     /// Ids handed out, by source and key.
     assigned: HashMap<(&'static str, String), u32>,
     next_id: u32,
+    /// Sources whose first whole list has not come yet.
+    awaited: BTreeSet<&'static str>,
 }
 
 impl Catalog {
@@ -46,13 +51,22 @@ impl Catalog {
         Catalog::default()
     }
 
-    /// Applies one update of `source`; returns whether anything changed.
+    /// Counts the list incomplete until `source` has sent its first whole
+    /// list ([`Update::Replace`]).
+    pub fn await_first(&mut self, source: &'static str) {
+        self.awaited.insert(source);
+    }
+
+    /// Applies one update of `source`; returns whether anything changed
+    /// (a first whole list always does: the list may be complete now).
     pub fn apply(&mut self, source: &'static str, update: Update) -> bool {
         let known = self.by_source.entry(source).or_default();
         let before = known.clone();
+        let mut first = false;
         match update {
             Update::Replace(all) => {
                 *known = all.into_iter().map(|d| (d.key.clone(), d)).collect();
+                first = self.awaited.remove(source);
             }
             Update::Upsert(one) => {
                 known.insert(one.key.clone(), *one);
@@ -61,7 +75,7 @@ impl Catalog {
                 known.remove(&key);
             }
         }
-        let changed = *known != before;
+        let changed = first || *known != before;
         let live: BTreeSet<String> = known.keys().cloned().collect();
         self.assigned
             .retain(|(s, key), _| *s != source || live.contains(key));
@@ -84,7 +98,10 @@ impl Catalog {
             .map(|(_, d)| d.endpoint.id)
             .filter(|id| *id != 0)
             .collect();
-        let mut merged = Merged::default();
+        let mut merged = Merged {
+            complete: self.awaited.is_empty(),
+            ..Merged::default()
+        };
         for (source, mut found) in order {
             if found.endpoint.id == 0 {
                 found.endpoint.id = self.id_for(source, &found.key, &own_ids);
@@ -236,5 +253,25 @@ mod tests {
         // A Replace that leaves the clash out removes it.
         assert!(c.apply("docker", Update::Replace(Vec::new())));
         assert_eq!(c.merged().entries.len(), 1);
+    }
+
+    #[test]
+    fn the_list_is_complete_once_every_awaited_source_sent_a_whole_list() {
+        let mut c = Catalog::new();
+        c.await_first("docker");
+        let file = vec![Discovered::new("1", ep(1, "api", "198.18.1.10"))];
+        assert!(c.apply("file", Update::Replace(file)));
+        assert!(!c.merged().complete, "docker has not listed yet");
+        // An empty first list changes nothing known, and still completes.
+        assert!(c.apply("docker", Update::Replace(Vec::new())));
+        assert!(c.merged().complete);
+        assert!(!c.apply("docker", Update::Replace(Vec::new())));
+        assert!(c.merged().complete);
+
+        let mut c = Catalog::new();
+        c.await_first("docker");
+        let web = Discovered::new("c-web", ep(0, "web", "198.18.1.20"));
+        assert!(c.apply("docker", Update::Upsert(Box::new(web))));
+        assert!(!c.merged().complete, "one event is no whole list");
     }
 }

@@ -165,6 +165,12 @@ impl Hub {
         }
     }
 
+    /// Counts the endpoints incomplete until `source` has sent its first
+    /// whole list (see [`EndpointSet::complete`]).
+    pub fn await_first(&mut self, source: &'static str) {
+        self.catalog.await_first(source);
+    }
+
     /// Takes what a source read before the probe reports ready, attaches
     /// and publishes at once.
     pub async fn first(&mut self, source: &'static str, update: Update) {
@@ -215,6 +221,7 @@ pub fn fixed(file: &EndpointsFile) -> EndpointWatch {
         link_local: HashMap::new(),
         interfaces: Vec::new(),
         endpoints: Vec::new(),
+        complete: true,
     };
     watch::Sender::new(Arc::new(set)).subscribe()
 }
