@@ -512,6 +512,101 @@ spec:
     assert!(connect_is_dropped(&denied_ns, server));
 }
 
+/// Runs `ip ARGS`, which must succeed.
+fn ip(args: &[&str]) {
+    let status = std::process::Command::new("ip").args(args).status();
+    assert!(status.is_ok_and(|s| s.success()), "ip {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_lifecycle_comes_from_the_containers_namespaces_not_others_with_their_addresses() {
+    let mut env = ContainerEnv::new(205);
+    let web = env.run("web", 10, &[("app", "web")], WEB);
+    let client = env.run("client", 11, &[("app", "client")], IDLE);
+    env.start_probe(&[]);
+    env.wait_ready(&[&client, &web]).await;
+    env.wait_log(
+        "kernel drops and TCP lifecycle from 3 network namespaces",
+        1,
+    )
+    .await;
+    let (web_ip, client_ip) = (env.ip(10), env.ip(11));
+
+    // Two namespaces of no container's, with the containers' addresses
+    // (another lab, another runtime's containers): a connection there.
+    let (fa, fb) = (
+        test_support::netns::TempNetns::new("lc-fa205"),
+        test_support::netns::TempNetns::new("lc-fb205"),
+    );
+    let (va, vb) = (
+        format!("lca{}", std::process::id()),
+        format!("lcb{}", std::process::id()),
+    );
+    ip(&[
+        "link",
+        "add",
+        &va,
+        "netns",
+        fa.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &vb,
+        "netns",
+        fb.name(),
+    ]);
+    for (ns, dev, addr) in [(fa.name(), &va, client_ip), (fb.name(), &vb, web_ip)] {
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+    }
+    let fb_name = fb.name().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        flow_probe::kernel::sysfs::enter_netns(&fb_name).unwrap();
+        let l = std::net::TcpListener::bind((web_ip, 7300)).unwrap();
+        tx.send(()).unwrap();
+        let (mut c, _) = l.accept().unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    });
+    rx.recv().unwrap();
+    let fa_name = fa.name().to_string();
+    std::thread::spawn(move || {
+        flow_probe::kernel::sysfs::enter_netns(&fa_name).unwrap();
+        let mut s = TcpStream::connect((web_ip, 7300)).unwrap();
+        s.write_all(b"not a container's").unwrap();
+    })
+    .join()
+    .unwrap();
+    server.join().unwrap();
+
+    // Then the containers' own connection: once its sockets are reported,
+    // the foreign ones would have been (the ring keeps the order).
+    let client_ns = env.name_netns(&client);
+    let (sport, _) = http_get(&client_ns, SocketAddr::new(IpAddr::V4(web_ip), 8080));
+    let flows = env
+        .probe()
+        .addr
+        .wait_for("the containers' connection closed on both sides", |f| {
+            f.iter()
+                .filter(|f| {
+                    f.tcp_lifecycle
+                        .as_ref()
+                        .is_some_and(|l| l.kind == Kind::Closed as i32)
+                        && ports(f).is_some_and(|p| p == (sport, 8080) || p == (8080, sport))
+                })
+                .count()
+                == 2
+        })
+        .await;
+    let foreign: Vec<&Flow> = flows
+        .iter()
+        .filter(|f| f.tcp_lifecycle.is_some())
+        .filter(|f| ports(f).is_some_and(|(s, d)| s == 7300 || d == 7300))
+        .collect();
+    assert!(foreign.is_empty(), "{foreign:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_runtime_going_away_and_coming_back_is_retried_and_resumed() {
     let mut env = ContainerEnv::new(203);

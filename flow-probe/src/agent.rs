@@ -15,6 +15,7 @@ use crate::enrich::Enricher;
 use crate::generation::Generation;
 use crate::kernel::features::{FLOW_CAPTURE_NEEDS, KernelFeatures};
 use crate::kernel::loader::{LoadedProbe, ProbeConfig};
+use crate::kernel::tracepoints::NetnsFilter;
 use crate::pipeline::{self, Pipeline};
 use crate::policy_log::PolicyLog;
 use crate::policy_watch::PolicyWatcher;
@@ -84,6 +85,35 @@ async fn every_source_listed(mut sets: crate::sources::EndpointWatch) {
     }
 }
 
+/// Keeps the tracepoint programs reporting from this node's endpoints'
+/// network namespaces as endpoints come and go, until `stop` resolves.
+async fn follow_endpoint_netns(
+    mut filter: NetnsFilter,
+    mut sets: crate::sources::EndpointWatch,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let paths: Vec<PathBuf> = sets
+            .borrow_and_update()
+            .endpoints
+            .iter()
+            .filter_map(|e| e.found.netns_path.clone())
+            .collect();
+        let (added, removed) = filter.follow(&paths);
+        if added + removed > 0 {
+            log::info!(
+                "kernel drops and TCP lifecycle from {} network namespaces ({added} added, {removed} removed)",
+                filter.watched().len()
+            );
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            changed = sets.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// Runs until `shutdown` resolves, then detaches everything.
 pub async fn run(
     cfg: AgentConfig,
@@ -120,12 +150,13 @@ pub async fn run(
         None => None,
     };
 
-    // Kernel drops are this node's when they happen in its endpoints' namespaces.
-    // Containers come later than this list is read: with them, every
-    // namespace's drops are reported (the node's own included).
+    // Kernel drops and TCP lifecycle are this node's when they happen in
+    // its endpoints' namespaces (or its own). Containers come later than
+    // this list is read: their namespaces are followed as they come and go.
     let mut probe_cfg = cfg.probe.clone();
+    probe_cfg.follow_endpoint_netns = docker.is_some();
     probe_cfg.drop_netns = match docker {
-        Some(_) => Vec::new(),
+        Some(_) => cfg.probe.netns.clone().into_iter().collect(),
         None => endpoints
             .endpoints
             .iter()
@@ -189,6 +220,7 @@ pub async fn run(
         .with_policy_names(names.clone())
         .with_cluster(&cfg.cluster_name, cfg.node_labels.clone());
     let mut datapath = None;
+    let mut netns_filter = None;
     if let Some(p) = probe.as_mut() {
         if !p.adopted_maps.is_empty() {
             log::info!(
@@ -197,6 +229,7 @@ pub async fn run(
             );
         }
         enricher.set_kernel_drop_reasons(p.kernel_drop_reasons.clone());
+        netns_filter = p.take_netns_filter();
         datapath = p
             .take_datapath()
             .map(|maps| Datapath::new(maps, HashMap::new(), names.clone()));
@@ -326,6 +359,12 @@ pub async fn run(
             w.run(stopped(stop_rx.clone())).await;
         }
     };
+    let netns_sets = hub.subscribe();
+    let netns = async {
+        if let Some(f) = netns_filter {
+            follow_endpoint_netns(f, netns_sets, stopped(stop_rx.clone())).await;
+        }
+    };
     let file_sink = hub.sink("file");
     let docker_sink = hub.sink("docker");
     let sources = async {
@@ -353,11 +392,12 @@ pub async fn run(
         log::info!("shutting down");
         let _ = stop_tx.send(true);
     };
-    let (served, captured, (), (), (), (), ()) = tokio::join!(
+    let (served, captured, (), (), (), (), (), ()) = tokio::join!(
         serve,
         capture,
         policies,
         services,
+        netns,
         serve_metrics,
         trigger,
         sources

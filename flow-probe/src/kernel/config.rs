@@ -48,9 +48,14 @@ pub struct ProbeConfig {
     pub time_paths: bool,
     /// Network namespace (an `ip netns` name) whose interfaces to attach to.
     pub netns: Option<String>,
-    /// Network namespaces (`ip netns` names) whose kernel drops are reported: the
-    /// node's endpoints'. Empty reports drops from every namespace.
+    /// Network namespaces (`ip netns` names) whose kernel drops and TCP
+    /// lifecycle are reported: the node's and its endpoints'. Empty (and
+    /// `follow_endpoint_netns` off) reports them from every namespace.
     pub drop_netns: Vec<String>,
+    /// Also report from the probe's own namespace and from the namespaces of
+    /// the endpoints as they come and go (`LoadedProbe::take_netns_filter`):
+    /// containers, not known when the probe loads.
+    pub follow_endpoint_netns: bool,
     /// Report TCP lifecycle only for sockets whose own address is one of
     /// this node's endpoints' (`ENDPOINT_ADDRS`): set when the probe attaches
     /// to endpoints, so the host's own sockets and, where nodes share a
@@ -113,6 +118,7 @@ impl Default for ProbeConfig {
             time_paths: false,
             netns: None,
             drop_netns: Vec::new(),
+            follow_endpoint_netns: false,
             lifecycle_endpoints_only: false,
             persist: false,
             lb_cgroup: None,

@@ -34,7 +34,7 @@ use super::objects::FLOW_OBJECT;
 use super::pins;
 use super::sysfs;
 use super::tracefs;
-use super::tracepoints;
+use super::tracepoints::{self, NetnsFilter};
 
 /// The maps through which flow-probe programs the datapath (identities,
 /// endpoints and policy). Pinned: they outlive the process.
@@ -66,6 +66,9 @@ pub struct LoadedProbe {
     /// Taken by the pipeline (reports, garbage collection) with
     /// [`LoadedProbe::take_flow_tables`].
     flow_tables: Option<FlowTables>,
+    /// The namespaces the tracepoint programs report from, when they do not
+    /// report from all; taken with [`LoadedProbe::take_netns_filter`].
+    netns_filter: Option<NetnsFilter>,
     /// What it was loaded with.
     pub config: ProbeConfig,
     /// The socket load balancer, when `ProbeConfig::lb_cgroup` is set.
@@ -100,6 +103,7 @@ struct Started {
     datapath: DatapathMaps,
     flow_tables: FlowTables,
     drop_reasons: std::collections::BTreeMap<u32, String>,
+    netns_filter: Option<NetnsFilter>,
 }
 
 /// Totals of the per-CPU counters.
@@ -155,9 +159,26 @@ impl LoadedProbe {
                     // Kernel drops need the tracepoint's format; without it they are off.
                     let drops = if use_drops { tracefs::read_format("skb", "kfree_skb").ok() } else { None };
                     let mut ebpf = load(&cfg, &dir, drops.as_ref())?;
-                    if let Err(e) = tracepoints::watch_netns(&mut ebpf, &cfg.drop_netns) {
-                        log::warn!("kernel drops and TCP lifecycle watch every namespace: {e:#}");
-                    }
+                    let netns_filter = if cfg.drop_netns.is_empty() && !cfg.follow_endpoint_netns {
+                        None
+                    } else {
+                        let mut fixed: Vec<std::path::PathBuf> = cfg
+                            .drop_netns
+                            .iter()
+                            .map(|n| std::path::Path::new("/var/run/netns").join(n))
+                            .collect();
+                        if cfg.follow_endpoint_netns {
+                            // This thread's: the node's (entered above, when named).
+                            fixed.push("/proc/thread-self/ns/net".into());
+                        }
+                        match NetnsFilter::take(&mut ebpf, &fixed) {
+                            Ok(f) => Some(f),
+                            Err(e) => {
+                                log::warn!("kernel drops and TCP lifecycle miss namespaces: {e:#}");
+                                None
+                            }
+                        }
+                    };
                     if let Err(e) = tracepoints::attach_lifecycle(&mut ebpf, &dir) {
                         log::warn!("TCP lifecycle reporting disabled: {e:#}");
                     }
@@ -198,7 +219,7 @@ impl LoadedProbe {
                         ids.push((name, prog.info()?.id()));
                     }
                     let drop_reasons = drops.map(|f| f.symbols).unwrap_or_default();
-                    anyhow::Ok((ebpf, dir, Started { ring, stats, path_times, attached, ids, adopted, datapath, flow_tables, drop_reasons }))
+                    anyhow::Ok((ebpf, dir, Started { ring, stats, path_times, attached, ids, adopted, datapath, flow_tables, drop_reasons, netns_filter }))
                 })();
                 match loaded {
                     Ok((mut ebpf, dir, started)) => {
@@ -238,6 +259,7 @@ impl LoadedProbe {
             datapath: Some(started.datapath),
             commands: commands_tx,
             flow_tables: Some(started.flow_tables),
+            netns_filter: started.netns_filter,
             config: lb_cfg.clone(),
             owner: Some(owner),
             lb: None,
@@ -262,6 +284,12 @@ impl LoadedProbe {
     /// The datapath maps; `None` once taken.
     pub fn take_datapath(&mut self) -> Option<DatapathMaps> {
         self.datapath.take()
+    }
+
+    /// Which namespaces kernel drops and TCP lifecycle are reported from;
+    /// `None` when from every one, or once taken.
+    pub fn take_netns_filter(&mut self) -> Option<NetnsFilter> {
+        self.netns_filter.take()
     }
 
     /// The flow tables and connection tracking; `None` once taken.
@@ -378,7 +406,7 @@ fn load(
     pin_dir: &std::path::Path,
     drops: Option<&tracefs::Format>,
 ) -> anyhow::Result<Ebpf> {
-    let filter_netns = u32::from(!cfg.drop_netns.is_empty());
+    let filter_netns = u32::from(!cfg.drop_netns.is_empty() || cfg.follow_endpoint_netns);
     let lifecycle_endpoints_only = u32::from(cfg.lifecycle_endpoints_only);
     let (skbaddr_off, reason_off, benign_lo, benign_hi) =
         drops.and_then(kfree_skb_settings).unwrap_or((8, 36, 0, 0));

@@ -6,10 +6,13 @@
 //! runs (killed, or restarting with `--persist`) they go on writing into the
 //! pinned ring, and the next probe reads what they wrote.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use aya::Ebpf;
+use aya::maps::MapData;
 use aya::programs::TracePoint;
 use aya::programs::links::{FdLink, PinnedLink};
 
@@ -41,21 +44,72 @@ const RETRANSMIT_FIELDS: &[(&str, u32)] = &[
     ("daddr_v6", 58),
 ];
 
-/// Restricts the tracepoint programs to these network namespaces (`ip netns`
-/// names): the node's endpoints'. Others may reuse the same addresses.
-pub fn watch_netns(ebpf: &mut Ebpf, names: &[String]) -> anyhow::Result<()> {
-    let mut watched: aya::maps::HashMap<_, u32, u8> =
-        aya::maps::HashMap::try_from(ebpf.map_mut("DROP_NETNS").context("map DROP_NETNS")?)?;
-    for name in names {
-        let path = std::path::Path::new("/var/run/netns").join(name);
-        let meta = std::fs::metadata(&path).with_context(|| format!("network namespace {name}"))?;
-        watched.insert(
-            u32::try_from(std::os::unix::fs::MetadataExt::ino(&meta))?,
-            1,
-            0,
-        )?;
+/// The network namespaces the tracepoint programs report from (`DROP_NETNS`,
+/// by inode, when `filter_netns` is on): other namespaces may reuse the
+/// node's addresses (other labs, containers of another runtime). Some are
+/// fixed at start (the node's own, the endpoints file's); the endpoints'
+/// are followed as they come and go ([`NetnsFilter::follow`]).
+pub struct NetnsFilter {
+    map: aya::maps::HashMap<MapData, u32, u8>,
+    fixed: BTreeSet<u32>,
+    followed: BTreeSet<u32>,
+}
+
+/// The inode of the network namespace at `path` (an `ip netns` file,
+/// `/proc/PID/ns/net`): what the kernel calls the namespace's `inum`.
+pub fn netns_inode(path: &Path) -> anyhow::Result<u32> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("network namespace {}", path.display()))?;
+    Ok(u32::try_from(meta.ino())?)
+}
+
+impl NetnsFilter {
+    /// Takes `DROP_NETNS` from `ebpf` and puts the namespaces at `fixed` in it.
+    pub fn take(ebpf: &mut Ebpf, fixed: &[PathBuf]) -> anyhow::Result<Self> {
+        let map =
+            aya::maps::HashMap::try_from(ebpf.take_map("DROP_NETNS").context("map DROP_NETNS")?)?;
+        let mut filter = NetnsFilter {
+            map,
+            fixed: BTreeSet::new(),
+            followed: BTreeSet::new(),
+        };
+        for path in fixed {
+            let inode = netns_inode(path)?;
+            filter.map.insert(inode, 1, 0)?;
+            filter.fixed.insert(inode);
+        }
+        Ok(filter)
     }
-    Ok(())
+
+    /// Reports from the fixed namespaces and exactly these (a namespace
+    /// that cannot be opened is gone: its process ended); returns how many
+    /// were added and removed.
+    pub fn follow(&mut self, paths: &[PathBuf]) -> (usize, usize) {
+        let now: BTreeSet<u32> = paths
+            .iter()
+            .filter_map(|p| netns_inode(p).ok())
+            .filter(|i| !self.fixed.contains(i))
+            .collect();
+        let gone: Vec<u32> = self.followed.difference(&now).copied().collect();
+        let new: Vec<u32> = now.difference(&self.followed).copied().collect();
+        for inode in &gone {
+            if let Err(e) = self.map.remove(inode) {
+                log::warn!("DROP_NETNS: removing namespace {inode}: {e}");
+            }
+        }
+        for inode in &new {
+            if let Err(e) = self.map.insert(*inode, 1, 0) {
+                log::warn!("DROP_NETNS: adding namespace {inode}: {e}");
+            }
+        }
+        self.followed = now;
+        (new.len(), gone.len())
+    }
+
+    /// Every namespace reported from, by inode.
+    pub fn watched(&self) -> BTreeSet<u32> {
+        self.fixed.union(&self.followed).copied().collect()
+    }
 }
 
 /// Where the link of the program on tracepoint `event` is pinned.
