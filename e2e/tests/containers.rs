@@ -18,6 +18,7 @@ use observer_proto::flow::{
     self, DropReason, Flow, TraceObservationPoint, TrafficDirection, Verdict,
 };
 use observer_proto::observe::v1::EndpointStatus;
+use observer_proto::observe::v1::endpoint_status::State;
 use observer_proto::observe::v1::tcp_lifecycle::Kind;
 
 /// The label that makes a container's compose project its namespace.
@@ -605,6 +606,60 @@ async fn tcp_lifecycle_comes_from_the_containers_namespaces_not_others_with_thei
         .filter(|f| ports(f).is_some_and(|(s, d)| s == 7300 || d == 7300))
         .collect();
     assert!(foreign.is_empty(), "{foreign:#?}");
+}
+
+/// Removes a container by name when dropped, also when the test panics:
+/// for one renamed away from the name the test's set knows.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = observe_lab::podman::remove_container(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_or_reconnected_container_is_followed() {
+    let mut env = ContainerEnv::new(206);
+    let first = env.run("first", 10, &[("app", "mover")], IDLE);
+    env.start_probe(&[]);
+    let before = env.wait_ready(&[&first]).await[&first].clone();
+
+    // Renamed: the same container, named anew.
+    let renamed = format!("{}-renamed", env.prefix);
+    let _cleanup = RemoveContainer(renamed.clone());
+    observe_lab::podman::podman(&["rename", &first, &renamed]).unwrap();
+    let eps = env.wait_ready(&[&renamed]).await;
+    assert_eq!(
+        (eps[&renamed].interface.as_str(), eps[&renamed].ips.clone()),
+        (before.interface.as_str(), vec![env.ip(10).to_string()])
+    );
+
+    // Disconnected and connected again at another address: a new veth.
+    let network = env.network.clone();
+    observe_lab::podman::podman(&["network", "disconnect", &network, &renamed]).unwrap();
+    let new_ip = env.ip(41).to_string();
+    observe_lab::podman::podman(&["network", "connect", "--ip", &new_ip, &network, &renamed])
+        .unwrap();
+    let eps = env
+        .wait_endpoints("the container at its new address, attached", |eps| {
+            eps.get(&renamed)
+                .is_some_and(|e| e.ips == [new_ip.clone()] && e.state == State::Ready as i32)
+        })
+        .await;
+    let after = &eps[&renamed];
+    // Podman may give the new veth the old one's name: its index tells.
+    assert_ne!(after.ifindex, before.ifindex, "a new veth");
+    assert_eq!(
+        tcx_programs(&after.interface).len(),
+        2,
+        "ingress and egress"
+    );
+    env.wait_log(
+        &format!("detached from {}: its endpoint is gone", before.interface),
+        1,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,8 @@
 //!
 //! A session subscribes to the event stream, lists the running containers
 //! (sent whole: what was known and is not running any more is gone), then
-//! follows `start` and `die` events. An event for a container the runtime or
+//! follows `start`, `rename` and `die` events and the network `connect` and
+//! `disconnect` events of the containers it knows. An event for a container the runtime or
 //! the source does not know, and any failure, gets a log line and a fresh
 //! list after a [`Backoff`]; an unreachable or restarted runtime is tried
 //! again the same way. What the source sent stays in force meanwhile, so the
@@ -77,6 +78,13 @@ impl DockerSource {
     pub fn with_labels(mut self, labels: Vec<String>) -> Self {
         self.labels = labels;
         self
+    }
+
+    /// The API's filters for network events: all of them (a label filter
+    /// would apply to the network's labels); the source keeps those of the
+    /// containers it knows.
+    fn network_filters() -> HashMap<String, Vec<String>> {
+        HashMap::from([("type".to_string(), vec!["network".to_string()])])
     }
 
     /// The API's filters: containers (events only), with our labels.
@@ -168,10 +176,15 @@ impl DockerSource {
         };
         let address = socket.display().to_string();
         // Subscribed before listing, so no start between the two is missed.
-        let mut events = Box::pin(docker.events(Some(EventsOptions {
+        let containers = docker.events(Some(EventsOptions {
             filters: Some(self.filters(true)),
             ..Default::default()
-        })));
+        }));
+        let networks = docker.events(Some(EventsOptions {
+            filters: Some(Self::network_filters()),
+            ..Default::default()
+        }));
+        let mut events = Box::pin(futures::stream::select(containers, networks));
         let mut known: BTreeSet<String> = BTreeSet::new();
         let mut resync = Some(tokio::time::Instant::now());
         loop {
@@ -260,6 +273,23 @@ impl DockerSource {
                 Ok(None) => Ok(None), // stopped already; its die follows
                 Err(e) => Err(e.context(format!(
                     "start of container {} that the runtime cannot inspect",
+                    short(&id)
+                ))),
+            },
+            Wanted::Reinspect(id, why) => match self.inspect(docker, &id).await {
+                Ok(Some(d)) => {
+                    log::info!(
+                        "docker: container {} changed ({why}): {}/{} on {}",
+                        short(&id),
+                        d.endpoint.namespace,
+                        d.endpoint.name,
+                        d.endpoint.interface.as_deref().unwrap_or("no interface")
+                    );
+                    Ok(Some(Update::Upsert(Box::new(d))))
+                }
+                Ok(None) => Ok(None), // stopped meanwhile; its die follows
+                Err(e) => Err(e.context(format!(
+                    "{why} of container {} that the runtime cannot inspect",
                     short(&id)
                 ))),
             },
