@@ -44,6 +44,7 @@ struct Served {
     _dir: ScratchDir,
     addr: String,
     history: Arc<History>,
+    state: Arc<RelayState>,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -78,7 +79,7 @@ async fn serve(name: &str) -> Served {
     tokio::spawn(relay::server::run(
         tonic::transport::Server::builder(),
         listener,
-        state,
+        state.clone(),
         async {
             let _ = stopped.await;
         },
@@ -87,6 +88,7 @@ async fn serve(name: &str) -> Served {
         _dir: dir,
         addr,
         history,
+        state,
         stop: Some(stop),
     }
 }
@@ -210,6 +212,58 @@ async fn history_and_ring_answer_as_one_with_number_filters_and_until() {
         )
         .await,
         flows(95..100)
+    );
+}
+
+/// A flow of number `n` (100 and up) at `secs` and a half: one a node sent
+/// late (after a restart, from what it buffered meanwhile).
+fn late(n: i64, secs: i64) -> Flow {
+    Flow {
+        time: Some(prost_types::Timestamp {
+            seconds: T0 + secs,
+            nanos: 500_000_000,
+        }),
+        ..flow(n)
+    }
+}
+
+#[tokio::test]
+async fn late_flows_are_answered_in_time_order_and_once() {
+    let s = serve("getflows-late").await;
+    // Arrived after flow 99, as the relay passes late flows on: at the
+    // ring's end, and into history.
+    for f in [late(150, 50), late(195, 95)] {
+        s.history.ingest(Arc::new(response(f.clone())));
+        s.state.store().push(response(f));
+    }
+    let with = |range: std::ops::Range<i64>| {
+        let mut v: Vec<i64> = range.collect();
+        for (n, after) in [(150, 50), (195, 95)] {
+            if let Some(i) = v.iter().position(|x| *x == after) {
+                v.insert(i + 1, n);
+            }
+        }
+        flows(v)
+    };
+    let since_secs = |secs| GetFlowsRequest {
+        since: since(secs),
+        ..Default::default()
+    };
+    // From history and the ring: 150 once, from history, in its place.
+    assert_eq!(ask(&s, since_secs(40)).await, with(40..100));
+    // From the ring alone (it starts before `since`).
+    assert_eq!(ask(&s, since_secs(93)).await, with(93..100));
+    assert_eq!(
+        ask(
+            &s,
+            GetFlowsRequest {
+                number: 3,
+                ..Default::default()
+            }
+        )
+        .await,
+        flows([97, 98, 99]),
+        "the last three by time"
     );
 }
 

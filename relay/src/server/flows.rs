@@ -2,7 +2,8 @@
 //!
 //! Every answer starts with node-status events describing each peer (one
 //! `NODE_CONNECTED` naming the connected ones, one `NODE_UNAVAILABLE` per other
-//! peer with its last error), then the selected part of the merged ring. With
+//! peer with its last error), then the selected part of the merged ring, by
+//! flow time (a late flow, passed on by the merge as it came, in its place). With
 //! follow, live flows come next, and a peer failing or coming back arrives
 //! in-band as another node-status event: the client's stream never fails for it.
 //! A follow that asks for no history (`number` 0, no `since`) gets no flow
@@ -55,8 +56,10 @@ pub(super) fn open(
         (state.store().snapshot(), None)
     };
     let after = ring.last().map(|e| e.seq);
-    // A `since` older than the ring starts from the flow history.
+    // A `since` older than the ring starts from the flow history: up to the
+    // time of the ring's first arrival (what came before it left the ring).
     let older = older::plan(state.sql().history(), &query, &ring);
+    let ring = in_time_order(ring);
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let state = state.clone();
     tokio::spawn(async move {
@@ -115,11 +118,12 @@ async fn with_older(
 ) -> Result<Vec<Entry>, Gone> {
     // History's losses in its part are told with it: a lost-event record
     // of the ring for flows of that part (a gap the relay found when a
-    // probe came back) would tell them twice.
+    // probe came back) would tell them twice. So would a late flow of the
+    // ring from that part: history has it too, in its place.
     let told = older.last_time();
     let mut selected: Vec<Entry> = ring
         .into_iter()
-        .filter(|e| query.selects(&e.response) && !lost_before(&e.response, told))
+        .filter(|e| query.selects(&e.response) && !told_before(&e.response, told))
         .collect();
     let n = query.number;
     let take = if n == 0 {
@@ -144,12 +148,42 @@ async fn with_older(
     }
 }
 
-/// Whether `r` reports flows a buffer dropped (source `HUBBLE_RING_BUFFER`)
-/// from at or before `t`.
-fn lost_before(r: &GetFlowsResponse, t: i64) -> bool {
-    matches!(&r.response_types, Some(ResponseTypes::LostEvents(l))
-        if l.source == LostEventSource::HubbleRingBuffer as i32
-            && l.first.as_ref().is_some_and(|f| nanos(f) <= i128::from(t)))
+/// Whether history's part, up to `t`, already told `r`: a flow of that
+/// time, or a report of flows a buffer dropped (source
+/// `HUBBLE_RING_BUFFER`) from then.
+fn told_before(r: &GetFlowsResponse, t: i64) -> bool {
+    match &r.response_types {
+        Some(ResponseTypes::Flow(_)) => event_time(r).is_some_and(|at| at <= i128::from(t)),
+        Some(ResponseTypes::LostEvents(l)) => {
+            l.source == LostEventSource::HubbleRingBuffer as i32
+                && l.first.as_ref().is_some_and(|f| nanos(f) <= i128::from(t))
+        }
+        _ => false,
+    }
+}
+
+/// The ring's entries by flow time: it holds them as they arrived, and a
+/// late flow (a node's backlog after a restart) arrives after newer ones.
+/// Other entries keep their place after the flow before them.
+fn in_time_order(mut ring: Vec<Entry>) -> Vec<Entry> {
+    let mut last = i128::MIN;
+    let keys: Vec<i128> = ring
+        .iter()
+        .map(|e| {
+            if let Some(ResponseTypes::Flow(_)) = e.response.response_types
+                && let Some(t) = event_time(&e.response)
+            {
+                last = t;
+            }
+            last
+        })
+        .collect();
+    if keys.is_sorted() {
+        return ring;
+    }
+    let mut keyed: Vec<(i128, Entry)> = keys.into_iter().zip(ring.drain(..)).collect();
+    keyed.sort_by_key(|(k, _)| *k); // stable: arrivals of one time keep their order
+    keyed.into_iter().map(|(_, e)| e).collect()
 }
 
 async fn send(tx: &Tx, response: GetFlowsResponse) -> Result<(), Gone> {
