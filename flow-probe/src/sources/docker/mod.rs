@@ -186,6 +186,9 @@ impl DockerSource {
         }));
         let mut events = Box::pin(futures::stream::select(containers, networks));
         let mut known: BTreeSet<String> = BTreeSet::new();
+        // Of those, this node's (where nodes share a runtime, as in the lab,
+        // the others' are known for their addresses): what status counts.
+        let mut local: BTreeSet<String> = BTreeSet::new();
         let mut resync = Some(tokio::time::Instant::now());
         loop {
             let at = resync;
@@ -202,6 +205,11 @@ impl DockerSource {
                     match self.list(&docker).await {
                         Ok(all) => {
                             known = all.iter().map(|d| d.key.clone()).collect();
+                            local = all
+                                .iter()
+                                .filter(|d| d.endpoint.node == self.node)
+                                .map(|d| d.key.clone())
+                                .collect();
                             log::info!(
                                 "docker: {address} ({version}): {} running containers",
                                 all.len()
@@ -210,7 +218,7 @@ impl DockerSource {
                                 address: address.clone(),
                                 connected: true,
                                 detail: version.clone(),
-                                endpoints: all.len(),
+                                endpoints: local.len(),
                             });
                             if !sink.send(Update::Replace(all)).await {
                                 return Ended::Stopped;
@@ -228,11 +236,23 @@ impl DockerSource {
                     };
                     match self.on_event(&docker, &event, &mut known).await {
                         Ok(Some(update)) => {
+                            match &update {
+                                Update::Upsert(d) if d.endpoint.node == self.node => {
+                                    local.insert(d.key.clone());
+                                }
+                                Update::Upsert(d) => {
+                                    local.remove(&d.key);
+                                }
+                                Update::Remove(key) => {
+                                    local.remove(key);
+                                }
+                                Update::Replace(_) => {}
+                            }
                             sink.report(SourceState {
                                 address: address.clone(),
                                 connected: true,
                                 detail: version.clone(),
-                                endpoints: known.len(),
+                                endpoints: local.len(),
                             });
                             if !sink.send(update).await {
                                 return Ended::Stopped;
