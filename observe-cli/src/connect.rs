@@ -272,6 +272,22 @@ impl Target {
             .unwrap_or_else(|| status_error(s))
     }
 
+    /// A stream from `address` that failed after it began. The server's own
+    /// error reads as [`Self::status_error`] says it; a connection that broke
+    /// under it (the server stopped or restarted, the network went away) has
+    /// no status from the server, only the transport's words, and is named
+    /// as such (never as TLS trouble: the stream had begun).
+    pub fn stream_error(&self, s: tonic::Status, address: &str) -> anyhow::Error {
+        let Some(cause) = std::error::Error::source(&s).map(explain::chain) else {
+            return self.status_error(s);
+        };
+        self.silence_error(&s).unwrap_or_else(|| {
+            anyhow::anyhow!(
+                "the connection to {address} broke during the stream (did the server stop or restart?): {cause}"
+            )
+        })
+    }
+
     /// A call that ended because the server said nothing: it accepted the
     /// connection, then left the call's start or the HTTP/2 pings unanswered.
     /// `None` for any other failure.
@@ -351,6 +367,27 @@ mod tests {
     }
 
     const DEFAULTS: [&str; 2] = ["localhost:4245", "localhost:4244"];
+
+    #[test]
+    fn a_stream_broken_under_the_client_is_told_from_the_servers_own_error() {
+        let t = args(&["--server", "127.0.0.1:4245"])
+            .target(&DEFAULTS)
+            .unwrap();
+        // What tonic makes of a body the connection stopped delivering.
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "error reading a body from connection",
+        )));
+        assert_eq!(
+            t.stream_error(broken, "127.0.0.1:4245").to_string(),
+            "the connection to 127.0.0.1:4245 broke during the stream (did the server stop or restart?): error reading a body from connection"
+        );
+        let said = tonic::Status::unavailable("the relay is shutting down; the answer ends here");
+        assert_eq!(
+            t.stream_error(said, "127.0.0.1:4245").to_string(),
+            "server: the relay is shutting down; the answer ends here (Unavailable)"
+        );
+    }
 
     #[test]
     fn the_hubble_flags_make_a_tls_target() {

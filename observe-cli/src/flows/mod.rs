@@ -66,7 +66,7 @@ pub async fn run_with(
             Err(e) => {
                 // What was buffered (a table) is still worth printing.
                 write_out(&printer.finish())?;
-                return Err(target.status_error(e));
+                return Err(target.stream_error(e, used));
             }
         };
         let emit = printer.push(&resp)?;
