@@ -391,6 +391,24 @@ async fn policy_survives_a_killed_probe_and_is_readopted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_stays_in_force_while_the_lab_restarts_a_probe() {
+    let scenario = scenario();
+    let mut env = e2e::start(&scenario, &[]);
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(report.all_as_expected(), "{report}");
+    // A clean stop (SIGTERM), as `observe lab restart` does first.
+    assert_eq!(env.lab.stop_process("flow-probe node1").unwrap(), 1);
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(
+        report.all_as_expected(),
+        "still enforced while no probe runs: {report}"
+    );
+    env.restart_probe();
+    let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
+    assert!(report.all_as_expected(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_policy_file_leaves_the_policy_in_force() {
     let scenario = scenario();
     let env = e2e::start(&scenario, &[]);

@@ -115,6 +115,10 @@ pub fn start_node(
         .args(crate::lb::probe_args(lab))
         .arg("--ready-file")
         .arg(&ready)
+        // As Cilium's datapath outlives its agent: a probe stopped (`observe
+        // lab restart`) leaves enforcement in place for the next one; the
+        // lab's teardown removes the pins.
+        .arg("--persist")
         .args(metrics_args(lab, node, port, opts))
         .args(if opts.tls {
             server_tls_args(&lab.certs())
