@@ -125,23 +125,27 @@ async fn the_default_scenario_with_containers_through_the_relay() {
         .collect();
     assert!(direct.is_subset(&pods), "{direct:?} in {pods:?}");
 
-    // A container restarted (a new network namespace, its routes and
-    // sysctls gone): the next traffic sets it up again, and every item
-    // goes as expected once more.
-    let client = lab
-        .endpoint("client")
-        .expect("the scenario's client")
-        .netns
-        .clone();
+    // Containers restarted (a new network namespace, its routes and
+    // sysctls gone, a new MAC address): the next traffic sets them up again,
+    // and every item goes as expected once more. db serves: its peers still
+    // had its old MAC address.
+    let [client, db] = ["client", "db"].map(|name| {
+        lab.endpoint(name)
+            .expect("the scenario's endpoint")
+            .netns
+            .clone()
+    });
     let before = std::fs::metadata(format!("/var/run/netns/{client}"))
         .unwrap()
         .ino();
-    observe_lab::podman::podman(&["restart", "--time", "1", &client]).expect("podman restart");
+    for c in [&client, &db] {
+        observe_lab::podman::podman(&["restart", "--time", "1", c]).expect("podman restart");
+    }
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&lab, &scenario)).expect("traffic runs");
     assert!(
         report.all_as_expected(),
-        "after restarting {client}: {report}"
+        "after restarting {client} and {db}: {report}"
     );
     let pid = observe_lab::podman::pid(&client).unwrap();
     let named = std::fs::metadata(format!("/var/run/netns/{client}"))

@@ -197,8 +197,29 @@ pub fn refresh_restarted(topo: &Topology) -> Result<Vec<String>> {
         }
         set_up_endpoint(ep, pid)?;
         refreshed.push(ep.name.clone());
+        forget_neighbour(topo, ep);
     }
     Ok(refreshed)
+}
+
+/// Makes every other namespace of the lab forget `ep`'s link-layer address:
+/// a restarted container has a new one, and a peer that still sends to the
+/// old one (a server's clients, which do not hear from it first) gets no
+/// answer until its entry fails. Namespaces that are gone are skipped.
+fn forget_neighbour(topo: &Topology, ep: &EndpointPlan) {
+    let others = topo
+        .endpoints
+        .iter()
+        .filter(|o| o.name != ep.name)
+        .map(|o| o.netns.as_str())
+        .chain(topo.nodes.iter().map(|n| n.netns.as_str()));
+    for netns in others {
+        for addr in [ep.ipv4.to_string(), ep.ipv6.to_string()] {
+            if let Err(e) = ip_in(netns, &["neigh", "flush", "to", &addr]) {
+                log::debug!("forgetting {addr} in {netns}: {e:#}");
+            }
+        }
+    }
 }
 
 /// The host-side name of the veth whose container end is `ifname` in process
