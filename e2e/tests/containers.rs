@@ -366,9 +366,9 @@ async fn containers_are_named_in_flows_and_followed_as_they_start_and_stop() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_selecting_a_container_label_drops_denied_traffic() {
-    let mut env = ContainerEnv::new(202);
+/// A policy folder of the test with one policy: `app=web` of `shop` takes
+/// TCP 8080 from `app=allowed` only.
+fn web_allows_allowed(env: &ContainerEnv) -> std::path::PathBuf {
     let policies = env.dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(
@@ -384,6 +384,13 @@ spec:
 "#,
     )
     .unwrap();
+    policies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_selecting_a_container_label_drops_denied_traffic() {
+    let mut env = ContainerEnv::new(202);
+    let policies = web_allows_allowed(&env);
     let web = env.run("web", 10, &[("app", "web"), (PROJECT, "shop")], WEB);
     let allowed = env.run(
         "allowed",
@@ -447,20 +454,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_probe_keeps_the_pinned_policy_until_the_runtime_lists_its_containers() {
     let mut env = ContainerEnv::new(204);
-    let policies = env.dir.join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(
-        policies.join("web.yaml"),
-        r#"apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: web-allow-allowed, namespace: shop}
-spec:
-  endpointSelector: {matchLabels: {app: web}}
-  ingress:
-    - fromEndpoints: [{matchLabels: {app: allowed}}]
-"#,
-    )
-    .unwrap();
+    let policies = web_allows_allowed(&env);
     let web = env.run("web", 10, &[("app", "web"), (PROJECT, "shop")], WEB);
     let denied = env.run("denied", 12, &[("app", "denied"), (PROJECT, "shop")], IDLE);
     let args = ["--policy-dir", policies.to_str().unwrap()];
