@@ -550,3 +550,52 @@ async fn a_join_without_an_equality_over_a_billion_pairs_is_refused() {
         Ok(n.pow(sides).to_string())
     );
 }
+
+/// Four at once, each a hash join whose one key matches every row of the
+/// other side (40,000 flows of one node: 1.6 billion pairs), past a limit
+/// of 2 s: each ends with the time limit, and the threads are free again.
+/// (The join made batch after batch of one it read without handing its
+/// thread back, and the limit's timer, on the same threads, never fired:
+/// found with four such queries running for ten minutes past a 10 s limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_time_limit_stops_hash_joins_that_never_yield() {
+    let base = flows::golden();
+    let many: Vec<_> = (0..40_000)
+        .map(|i| {
+            let mut f = base[i % base.len()].clone();
+            f.uuid = format!("{i:08}-0000-0000-0000-000000000000");
+            f.node_name = "node1".into();
+            f
+        })
+        .collect();
+    let e = SqlEngine::new(
+        Some(ingest(&scratch("limits-hash-join"), many, 100)),
+        SqlLimits {
+            timeout: Duration::from_secs(2),
+            max_concurrent: 4,
+            ..SqlLimits::default()
+        },
+    );
+    let queries: Vec<_> = (0..4)
+        .map(|_| {
+            let e = e.clone();
+            tokio::spawn(async move {
+                value(
+                    &e,
+                    "SELECT count(*) FROM flows a JOIN flows b ON a.node = b.node",
+                )
+                .await
+            })
+        })
+        .collect();
+    for q in queries {
+        // Bounds the test, not the query: without the fix it never ends.
+        let ended = tokio::time::timeout(Duration::from_secs(300), q).await;
+        assert_eq!(
+            ended.expect("the query ended").unwrap(),
+            Err(SqlError::Timeout(Duration::from_secs(2)))
+        );
+    }
+    wait_running(&e, 0).await;
+    assert_eq!(value(&e, "SELECT 1").await.unwrap(), "1");
+}

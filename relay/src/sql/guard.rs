@@ -15,7 +15,9 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::coop::CooperativeExec;
-use datafusion::physical_plan::joins::{CrossJoinExec, NestedLoopJoinExec};
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec, SymmetricHashJoinExec,
+};
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::Statement as Sql;
@@ -186,15 +188,22 @@ pub fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
 /// `plan` with every join's output made cooperative: each batch it hands up
 /// spends the task's scheduling budget, so that a stopped query (dropped,
 /// past its time limit, shut down) ends at its next batch. Otherwise a join
-/// whose inputs are read to their end (a cross join streaming over sides it
-/// holds) never returns to the scheduler again, and keeps its thread until
-/// it is done, for hours perhaps.
+/// that makes many batches of each it reads (a cross join streaming over
+/// sides it holds; a hash join whose key matches every row of the other
+/// side) never returns to the scheduler again, and keeps its thread until
+/// it is done, for hours perhaps, with the time limit's timer starved on
+/// the same threads.
 pub fn cooperative_joins(
     plan: Arc<dyn ExecutionPlan>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         Ok(
-            if node.is::<CrossJoinExec>() || node.is::<NestedLoopJoinExec>() {
+            if node.is::<CrossJoinExec>()
+                || node.is::<NestedLoopJoinExec>()
+                || node.is::<HashJoinExec>()
+                || node.is::<SortMergeJoinExec>()
+                || node.is::<SymmetricHashJoinExec>()
+            {
                 Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
             } else {
                 Transformed::no(node)
