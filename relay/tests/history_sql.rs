@@ -120,6 +120,76 @@ async fn a_crashed_writers_file_is_never_read_and_is_cleaned_at_start() {
 }
 
 #[tokio::test]
+async fn a_truncated_or_foreign_file_is_moved_aside_at_start_and_the_rest_answers() {
+    use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    let dir = scratch("quarantine");
+    let h = ingest_golden(&dir);
+    h.flush().unwrap();
+    let real = files::list(&dir).unwrap()[0].clone();
+    let hour = real.path.parent().unwrap().to_path_buf();
+    drop(h);
+    // Half of a real file, and a Parquet file of other columns, both named
+    // as history files with sequence numbers far above the real ones.
+    let bytes = std::fs::read(&real.path).unwrap();
+    let truncated = hour.join(format!("{}-{}-900001.parquet", real.first, real.last));
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("a", DataType::Int64, false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 3])),
+            Arc::new(TimestampNanosecondArray::from(vec![real.first; 3]).with_timezone("UTC")),
+        ],
+    )
+    .unwrap();
+    let foreign = hour.join(format!("{}-{}-900010.parquet", real.first, real.first));
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&foreign).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let again = History::open(config(&dir)).unwrap();
+    let count = "SELECT count(*) AS n FROM flows";
+    assert_eq!(
+        table(&engine(&again), count).await,
+        "+---+\n| n |\n+---+\n| 9 |\n+---+",
+        "the real flows, and only they"
+    );
+    for moved in [&truncated, &foreign] {
+        let to = dir
+            .join(files::QUARANTINE)
+            .join(moved.strip_prefix(&dir).unwrap());
+        assert!(
+            !moved.exists() && to.exists(),
+            "{} moved to {}",
+            moved.display(),
+            to.display()
+        );
+    }
+    // Their sequence numbers are no history's: the next file follows the real ones.
+    again.ingest(Arc::new(flows::response(flows::golden()[0].clone())));
+    again.flush().unwrap();
+    let highest = files::list(&dir)
+        .unwrap()
+        .iter()
+        .map(|f| f.hi)
+        .max()
+        .unwrap();
+    assert!(highest < 900_000, "{highest}");
+}
+
+#[tokio::test]
 async fn writes_and_other_tables_are_refused_with_the_reason() {
     let dir = scratch("refused");
     let e = engine(&ingest_golden(&dir));

@@ -197,10 +197,26 @@ pub fn superseded(files: &[HistoryFile]) -> Vec<HistoryFile> {
     gone
 }
 
+/// Where files that are no readable history are moved at start, below the
+/// history directory (hidden: never read, never counted by retention).
+pub const QUARANTINE: &str = ".quarantine";
+
+/// A file [`open_dir`] moved out of the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub from: PathBuf,
+    /// Where it is now (`None`: it could not be moved; it is left out all the same).
+    pub to: Option<PathBuf>,
+    pub why: String,
+}
+
 /// What [`open_dir`] found and did.
 pub struct Opened {
     /// The files to read: finished and not superseded, oldest first.
     pub files: Vec<HistoryFile>,
+    /// Files named like history that `check` refused (truncated, not
+    /// Parquet, not flows), moved to [`QUARANTINE`].
+    pub quarantined: Vec<Quarantined>,
     /// Temporary files of a writer that stopped, removed.
     pub leftovers: usize,
     /// Inputs of a compaction that stopped after its commit, removed.
@@ -210,9 +226,10 @@ pub struct Opened {
 }
 
 /// Opens (creating) a history directory after a start or a crash: makes it
-/// owner-only, removes temporary files and superseded inputs, and lists
-/// what is left.
-pub fn open_dir(root: &Path) -> io::Result<Opened> {
+/// owner-only, removes temporary files, moves the files `check` refuses to
+/// [`QUARANTINE`] (one bad file must not stop every read of the rest),
+/// removes superseded inputs, and lists what is left.
+pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io::Result<Opened> {
     create_dir(root)?;
     restrict(root, DIR_MODE)?;
     let mut leftovers = 0;
@@ -227,7 +244,20 @@ pub fn open_dir(root: &Path) -> io::Result<Opened> {
         }
         restrict(path, FILE_MODE)
     })?;
-    let all = list(root)?;
+    let mut all = list(root)?;
+    let mut quarantined = Vec::new();
+    all.retain(|f| match check(&f.path) {
+        Ok(()) => true,
+        Err(why) => {
+            let to = quarantine(root, &f.path).ok();
+            quarantined.push(Quarantined {
+                from: f.path.clone(),
+                to,
+                why,
+            });
+            false
+        }
+    });
     let gone = superseded(&all);
     for f in &gone {
         fs::remove_file(&f.path)?;
@@ -239,10 +269,22 @@ pub fn open_dir(root: &Path) -> io::Result<Opened> {
     let files = all.into_iter().filter(|f| !gone.contains(f)).collect();
     Ok(Opened {
         files,
+        quarantined,
         leftovers,
         superseded: gone.len(),
         next_seq,
     })
+}
+
+/// Moves `path` (below `root`) to the same place below [`QUARANTINE`].
+fn quarantine(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    let to = root.join(QUARANTINE).join(relative);
+    if let Some(dir) = to.parent() {
+        create_dir(dir)?;
+    }
+    fs::rename(path, &to)?;
+    Ok(to)
 }
 
 /// Calls `f` for every regular file below `dir` not starting with `.`.

@@ -246,7 +246,22 @@ impl History {
     /// temporary files and a stopped compaction's inputs, and applies
     /// retention.
     pub fn open(cfg: HistoryConfig) -> io::Result<Arc<History>> {
-        let opened = files::open_dir(&cfg.dir)?;
+        let opened = files::open_dir(&cfg.dir, &schema::check_file)?;
+        for q in &opened.quarantined {
+            match &q.to {
+                Some(to) => log::warn!(
+                    "history: {} is no flow history this relay can read ({}): moved to {}",
+                    q.from.display(),
+                    q.why,
+                    to.display()
+                ),
+                None => log::warn!(
+                    "history: {} is no flow history this relay can read ({}): left out (it could not be moved)",
+                    q.from.display(),
+                    q.why
+                ),
+            }
+        }
         if opened.leftovers > 0 {
             log::warn!(
                 "history: removed {} unfinished file(s) of an earlier run",
@@ -636,11 +651,17 @@ mod tests {
         h.losses().save().unwrap();
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         let new_file = h.files().last().unwrap().path.clone();
+        // Empty, it is no history: moved aside, owner-only all the same.
+        let moved = root
+            .join(files::QUARANTINE)
+            .join(old_file.strip_prefix(&root).unwrap());
         let mut checked = vec![
             (root.clone(), 0o700),
             (old.clone(), 0o700),
             (old.parent().unwrap().to_path_buf(), 0o700),
-            (old_file, 0o600),
+            (moved.clone(), 0o600),
+            (moved.parent().unwrap().to_path_buf(), 0o700),
+            (root.join(files::QUARANTINE), 0o700),
             (new_file.clone(), 0o600),
             (new_file.parent().unwrap().to_path_buf(), 0o700),
             (

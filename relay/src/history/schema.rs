@@ -508,6 +508,38 @@ pub static COLUMNS: &[Column] = &[
     col("summary", Get::Str(|r, b| put(b, Some(&r.flow.summary)))),
 ];
 
+/// Whether the file at `path` is flow history this relay reads: Parquet
+/// whose footer can be read, with a `time` column of the schema's type and
+/// no column the schema does not have (files of an older relay may lack
+/// newer columns: those read as nulls). Otherwise why not.
+pub fn check_file(path: &std::path::Path) -> Result<(), String> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let ours = schema();
+    let theirs = reader.schema();
+    if let Some(f) = theirs
+        .fields()
+        .iter()
+        .find(|f| ours.field_with_name(f.name()).is_err())
+    {
+        return Err(format!("its column {} is no flow history column", f.name()));
+    }
+    match theirs.field_with_name("time") {
+        Ok(f)
+            if f.data_type()
+                == ours
+                    .field_with_name("time")
+                    .map_err(|e| e.to_string())?
+                    .data_type() =>
+        {
+            Ok(())
+        }
+        Ok(f) => Err(format!("its time column is {}", f.data_type())),
+        Err(_) => Err("it has no time column".into()),
+    }
+}
+
 fn data_type(get: &Get) -> DataType {
     match get {
         Get::Time => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
