@@ -199,7 +199,24 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         "{}",
         text(&node2)
     );
+    // Meanwhile the relay's address stays published: a client that found
+    // none would fall back to node1's probe on 4244 and take it for the
+    // cluster.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let (done, address) = (done.clone(), dir.join("relay.addr"));
+        std::thread::spawn(move || {
+            let mut missing = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                missing += usize::from(!address.exists());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            missing
+        })
+    };
     let relay = observe(&["lab", "restart", "relay", "--state-dir", state]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(watch.join().unwrap(), 0, "polls that found no relay.addr");
     assert!(
         text(&relay).starts_with("restarted the relay on 127.0.0.1:4245 (pid "),
         "{}",

@@ -216,7 +216,11 @@ pub fn start_relay(
         bail!("the relay cannot follow probes with TLS and probes without at once");
     }
     let binary = crate::binaries::binary("relay")?;
-    let ready = lab.state_dir().join("relay.addr");
+    // The relay's address file is replaced only once the new relay serves:
+    // a client reading it meanwhile finds the relay's address (and no
+    // answer), not no relay, which would send it to a probe instead.
+    let address = lab.state_dir().join("relay.addr");
+    let ready = lab.state_dir().join("relay.addr.starting");
     let metrics_ready = lab.state_dir().join(RELAY_METRICS_FILE);
     let log = lab.state_dir().join("relay.log");
     let _ = std::fs::remove_file(&ready);
@@ -259,6 +263,8 @@ pub fn start_relay(
     let pid = child.id();
     lab.adopt_child(child, "relay")?;
     let addr = wait_ready(&ready, &log, pid)?;
+    std::fs::rename(&ready, &address)
+        .with_context(|| format!("publishing the relay's address in {}", address.display()))?;
     lab.save_state()?;
     let relay_metrics = wait_ready(&metrics_ready, &log, pid)?;
     let nodes: Vec<String> = probes.iter().map(|p| p.node.clone()).collect();

@@ -147,7 +147,9 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".addr") || n.ends_with(".metrics"));
+        .filter(|n| {
+            n.ends_with(".addr") || n.ends_with(".addr.starting") || n.ends_with(".metrics")
+        });
     let fixed = [
         STATE_FILE,
         ENDPOINTS_FILE,
@@ -188,6 +190,7 @@ mod tests {
             "history/flows/a.parquet",
             STATE_FILE,
             "relay.addr",
+            "relay.addr.starting",
             "probe-node1.addr",
             "probe-node1.metrics",
             "relay.metrics",
