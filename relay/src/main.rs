@@ -67,10 +67,10 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     reorder_window_ms: u64,
     /// At most this many flows are held in the reorder window.
-    #[arg(long, default_value_t = DEFAULT_BUFFER_CAPACITY)]
+    #[arg(long, default_value_t = DEFAULT_BUFFER_CAPACITY, value_parser = at_least_one)]
     buffer_capacity: usize,
     /// Merged flows kept in memory for GetFlows.
-    #[arg(long, default_value_t = DEFAULT_RING_CAPACITY)]
+    #[arg(long, default_value_t = DEFAULT_RING_CAPACITY, value_parser = at_least_one)]
     ring_capacity: usize,
     /// File to write the bound address to once serving.
     #[arg(long)]
@@ -91,14 +91,14 @@ struct Args {
     #[arg(long, default_value = "1GiB", value_parser = units::parse_bytes)]
     retention_bytes: u64,
     /// Flows in memory are written to history at least this often.
-    #[arg(long, default_value = "5s", value_parser = observer_proto::time::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = longer_than_zero)]
     flush_interval: Duration,
     /// Flows per history batch (written at once when reached).
-    #[arg(long, default_value_t = relay::history::DEFAULT_BATCH_ROWS)]
+    #[arg(long, default_value_t = relay::history::DEFAULT_BATCH_ROWS, value_parser = at_least_one)]
     batch_rows: usize,
     /// Flows the queue from the merge to the history writer holds; when it
     /// is full, flows are dropped from history and counted.
-    #[arg(long, default_value_t = relay::history::DEFAULT_QUEUE_FLOWS)]
+    #[arg(long, default_value_t = relay::history::DEFAULT_QUEUE_FLOWS, value_parser = at_least_one)]
     history_queue_flows: usize,
     /// How often small history files are compacted (e.g. 60s); 0s: never.
     #[arg(long, default_value = "60s", value_parser = observer_proto::time::parse_duration)]
@@ -108,13 +108,13 @@ struct Args {
     #[arg(long, hide = true)]
     history_pause_at: Option<relay::history::compact::PausePoint>,
     /// Time limit of one SQL query.
-    #[arg(long, default_value = "30s", value_parser = observer_proto::time::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = longer_than_zero)]
     sql_timeout: Duration,
     /// Memory limit of one SQL query (e.g. 512MiB).
-    #[arg(long, default_value = "512MiB", value_parser = units::parse_bytes)]
+    #[arg(long, default_value = "512MiB", value_parser = some_bytes)]
     sql_memory: u64,
     /// Memory limit of all running SQL queries together (e.g. 1GiB).
-    #[arg(long, default_value = "1GiB", value_parser = units::parse_bytes)]
+    #[arg(long, default_value = "1GiB", value_parser = some_bytes)]
     sql_memory_total: u64,
     /// SQL queries that run at once; more wait for --sql-queue-wait, then are refused.
     #[arg(long, default_value_t = relay::sql::DEFAULT_MAX_CONCURRENT as u64,
@@ -234,6 +234,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
     log::info!("shutting down");
     relay.shutdown().await;
     Ok(served?)
+}
+
+/// A count of at least one: 0 flows per batch or in a queue or ring would
+/// write a file per flow, drop every flow, or keep none.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 is not in 1..".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A duration above zero: a limit of 0 fails every query, a flush interval
+/// of 0 writes without pause.
+fn longer_than_zero(s: &str) -> Result<Duration, String> {
+    match observer_proto::time::parse_duration(s).map_err(|e| e.to_string())? {
+        d if d.is_zero() => Err(format!("{s} is no time at all: give more than 0")),
+        d => Ok(d),
+    }
+}
+
+/// A byte count above zero (a memory limit of 0 fails every query).
+fn some_bytes(s: &str) -> Result<u64, String> {
+    match units::parse_bytes(s)? {
+        0 => Err(format!("{s} is no memory at all: give more than 0")),
+        n => Ok(n),
+    }
 }
 
 fn main() {

@@ -38,3 +38,47 @@ fn a_taken_metrics_port_stops_the_relay_before_its_ready_file() {
     assert!(!metrics_ready.exists());
     drop(taken);
 }
+
+#[test]
+fn zero_sizes_and_times_that_would_break_history_or_sql_are_refused() {
+    for (flag, value, why) in [
+        ("--batch-rows", "0", "0 is not in 1.."),
+        ("--history-queue-flows", "0", "0 is not in 1.."),
+        ("--ring-capacity", "0", "0 is not in 1.."),
+        ("--buffer-capacity", "0", "0 is not in 1.."),
+        (
+            "--flush-interval",
+            "0s",
+            "0s is no time at all: give more than 0",
+        ),
+        (
+            "--sql-timeout",
+            "0ms",
+            "0ms is no time at all: give more than 0",
+        ),
+        (
+            "--sql-memory",
+            "0",
+            "0 is no memory at all: give more than 0",
+        ),
+        (
+            "--sql-memory-total",
+            "0MiB",
+            "0MiB is no memory at all: give more than 0",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["--peer", "127.0.0.1:1", "--history-dir", "off"])
+            .args([flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .expect("the relay runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.starts_with(&format!("error: invalid value '{value}' for '{flag} <"))
+                && err.contains(why),
+            "{flag} {value}: {err}"
+        );
+    }
+}
