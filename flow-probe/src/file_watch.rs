@@ -64,12 +64,15 @@ impl FileWatch {
         w
     }
 
-    /// The folder that holds `file` (`.` for a bare file name).
+    /// The folder that holds `file`, absolute (the current folder for a
+    /// bare file name): the paths of the watch's events are absolute, and
+    /// a relative folder would never equal theirs.
     pub fn folder_of(file: &Path) -> PathBuf {
-        match file.parent() {
+        let folder = match file.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
-        }
+        };
+        std::path::absolute(&folder).unwrap_or(folder)
     }
 
     /// Drops the watch and watches the folders again (after a removed or
@@ -160,8 +163,21 @@ fn wakes(ev: &notify::Event, relevant: &dyn Fn(&Path) -> bool) -> bool {
 mod tests {
     use super::*;
     use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind, RenameMode};
-
     use test_support::scratch::ScratchDir;
+
+    #[test]
+    fn the_folder_of_a_relative_file_is_absolute() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(FileWatch::folder_of(Path::new("svc.yaml")), here);
+        assert_eq!(
+            FileWatch::folder_of(Path::new("conf/svc.yaml")),
+            here.join("conf")
+        );
+        assert_eq!(
+            FileWatch::folder_of(Path::new("/etc/observe/svc.yaml")),
+            Path::new("/etc/observe")
+        );
+    }
 
     fn yaml_only() -> Relevant {
         Arc::new(|p: &Path| p.extension().is_some_and(|e| e == "yaml"))

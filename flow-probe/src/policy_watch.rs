@@ -36,7 +36,10 @@ fn fingerprint(dir: &Path) -> Fingerprint {
                 .is_some_and(|x| x == "yaml" || x == "yml")
         })
         .map(|e| {
-            let meta = e.metadata().ok();
+            // Through a symlink: its target's size and time (a file linked
+            // from elsewhere changes there, where no event of the folder's
+            // tells; the re-check does).
+            let meta = std::fs::metadata(e.path()).ok();
             (
                 e.path(),
                 meta.as_ref().map_or(0, |m| m.len()),
@@ -158,5 +161,30 @@ impl PolicyWatcher {
                 log::error!("{e:#}; the previous policy stays in force");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fingerprint;
+
+    #[test]
+    fn a_change_to_a_linked_files_target_elsewhere_is_seen() {
+        let dir = test_support::scratch::ScratchDir::new("policy-fingerprint");
+        let (folder, elsewhere) = (dir.path().join("policies"), dir.path().join("ext.yaml"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(&elsewhere, "one: 1\n").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, folder.join("link.yaml")).unwrap();
+        let before = fingerprint(&folder);
+        // Replaced as editors and config tools do: a new file renamed over it.
+        let next = dir.path().join("ext.yaml.new");
+        std::fs::write(&next, "one: 1\ntwo: 2\n").unwrap();
+        std::fs::rename(&next, &elsewhere).unwrap();
+        let after = fingerprint(&folder);
+        assert_eq!(
+            (before[0].1, after[0].1),
+            (7, 14),
+            "the target's size, not the link's"
+        );
     }
 }
