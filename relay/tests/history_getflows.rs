@@ -268,6 +268,24 @@ async fn late_flows_are_answered_in_time_order_and_once() {
 }
 
 #[tokio::test]
+async fn a_file_removed_by_hand_leaves_the_rest_answering() {
+    let s = serve("getflows-removed").await;
+    let first = s.history.files()[0].clone();
+    std::fs::remove_file(&first.path).unwrap();
+    let all = GetFlowsRequest {
+        since: since(0),
+        ..Default::default()
+    };
+    // Its flows (0..10) are gone; the others come, and no error.
+    assert_eq!(ask(&s, all.clone()).await, flows(10..100));
+    // The next retention stops listing it.
+    s.history.retain().unwrap();
+    assert!(!s.history.files().contains(&first));
+    assert_eq!(s.history.files().len(), 6);
+    assert_eq!(ask(&s, all).await, flows(10..100));
+}
+
+#[tokio::test]
 async fn flows_history_lost_in_the_range_come_as_lost_events() {
     let s = serve("getflows-lost").await;
     let at = |secs: i64| (T0 + secs) * 1_000_000_000;

@@ -461,6 +461,22 @@ impl History {
         let now = SystemTime::now();
         let gone = {
             let mut state = self.lock();
+            // Removed from the disk by hand: no longer listed, so no
+            // query plans to read it.
+            let missing: Vec<HistoryFile> = state
+                .manifest
+                .files()
+                .iter()
+                .filter(|f| !f.path.exists())
+                .cloned()
+                .collect();
+            for f in &missing {
+                log::warn!(
+                    "history: {} is gone from the disk (removed by hand?): its flows are no longer read",
+                    f.path.display()
+                );
+            }
+            state.manifest.replace(&missing, None);
             let gone = files::retention(
                 state.manifest.files(),
                 now,
