@@ -258,6 +258,29 @@ fn stopping_the_probe_unloads_its_programs_and_links() {
     );
 }
 
+#[test]
+fn a_start_that_fails_leaves_no_pins_behind() {
+    let lab = lab("failed-start");
+    let node = lab.node_netns("node1").unwrap().to_string();
+    let cfg = ProbeConfig {
+        netns: Some(node),
+        ..ProbeConfig::default()
+    };
+    let mut interfaces = host_interfaces(&lab);
+    interfaces.push("nosuchif0".into());
+    let err = LoadedProbe::start(&cfg, &interfaces, &KernelFeatures::probe())
+        .err()
+        .expect("no such interface");
+    assert!(format!("{err:#}").contains("nosuchif0"), "{err:#}");
+    // The interfaces before it were attached and pinned; all went with it.
+    let pin_dir = flow_probe::kernel::pins::pin_dir(cfg.netns.as_deref());
+    assert!(
+        !pin_dir.exists(),
+        "{:?}",
+        std::fs::read_dir(&pin_dir).map(|d| d.count())
+    );
+}
+
 /// The port the trickle's last datagram goes to: a new flow, so always an event.
 const MARKER_PORT: u16 = 7778;
 

@@ -149,12 +149,20 @@ impl LoadedProbe {
         let owner = std::thread::Builder::new()
             .name("probe-owner".into())
             .spawn(move || {
+                // A pin folder this start made: a failed start removes it
+                // again. One an earlier probe left (its links and maps hold
+                // enforcement) stays as it was found.
+                let mut made_dir = None;
                 let loaded = (|| {
                     if let Some(ns) = &cfg.netns {
                         sysfs::enter_netns(ns)?;
                     }
                     let dir = pins::pin_dir(cfg.netns.as_deref());
+                    let fresh = std::fs::read_dir(&dir).map_or(true, |mut d| d.next().is_none());
                     pins::create_dir(&dir)?;
+                    if fresh {
+                        made_dir = Some(dir.clone());
+                    }
                     let adopted = pins::existing_maps(&dir);
                     // Kernel drops need the tracepoint's format; without it they are off.
                     let drops = if use_drops { tracefs::read_format("skb", "kfree_skb").ok() } else { None };
@@ -243,6 +251,12 @@ impl LoadedProbe {
                         }
                     }
                     Err(e) => {
+                        // The links and maps pinned so far go with their pins.
+                        if let Some(dir) = made_dir
+                            && let Err(removing) = pins::remove_all(&dir)
+                        {
+                            log::warn!("could not remove pins in {}: {removing}", dir.display());
+                        }
                         let _ = ready_tx.send(Err(e));
                     }
                 }
