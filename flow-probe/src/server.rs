@@ -118,7 +118,11 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Backs off at the file-descriptor limit instead of spinning.
-    let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
+    let incoming = observer_runtime::accept::incoming(
+        listener,
+        "gRPC listener",
+        observer_runtime::accept::FIRST_BYTE_WITHIN,
+    );
     let peers = service.peer_service(tls);
     let policy_states = service
         .policy_log

@@ -58,7 +58,11 @@ pub async fn run(
     let peers = state.peers().directory().service(stopping.clone());
     let service = RelayService { state, stopping };
     // Backs off at the file-descriptor limit instead of spinning.
-    let incoming = observer_runtime::accept::incoming(listener, "gRPC listener");
+    let incoming = observer_runtime::accept::incoming(
+        listener,
+        "gRPC listener",
+        observer_runtime::accept::FIRST_BYTE_WITHIN,
+    );
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
