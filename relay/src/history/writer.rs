@@ -147,16 +147,39 @@ fn encode(
     }
 }
 
-/// `history-commit`: temporary files → published files, in order.
+/// How often a run of failed writes is logged again.
+const FAILING_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `history-commit`: temporary files → published files, in order. A run of
+/// failures (a full disk fails every segment) is logged when it starts, then
+/// every [`FAILING_LOG_EVERY`] with its count, and once when writing works
+/// again.
 fn commit(history: &History, written: &Receiver<Vec<(u64, std::io::Result<Written>)>>) {
+    let mut failing: Option<(u64, std::time::Instant)> = None;
     for job in written {
         for (id, w) in job {
-            if let Err(e) = w.and_then(|w| history.commit(id, w)) {
-                log::error!(
-                    "history: writing to {} failed (rows kept in memory, tried again): {e}",
-                    history.config().dir.display()
-                );
-                history.write_failed(id);
+            match w.and_then(|w| history.commit(id, w)) {
+                Ok(_) => {
+                    if let Some((failed, _)) = failing.take() {
+                        log::info!(
+                            "history: writing to {} works again, after {failed} failed write(s)",
+                            history.config().dir.display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    let logged = failing.get_or_insert((0, std::time::Instant::now()));
+                    logged.0 += 1;
+                    if logged.0 == 1 || logged.1.elapsed() >= FAILING_LOG_EVERY {
+                        log::error!(
+                            "history: writing to {} failed (rows kept in memory, tried again; {} failure(s) so far): {e}",
+                            history.config().dir.display(),
+                            logged.0
+                        );
+                        logged.1 = std::time::Instant::now();
+                    }
+                    history.write_failed(id);
+                }
             }
         }
         if let Err(e) = history.retain() {
