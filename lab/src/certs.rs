@@ -36,7 +36,7 @@ pub enum CertError {
     #[error("a validity of {0} days is out of range (1 to 36500)")]
     InvalidValidity(u32),
     /// A file of the set is already there and replacing was not asked for.
-    #[error("{} exists: remove it or choose another folder", .0.display())]
+    #[error("{} exists: remove it, choose another folder or give --force to replace the set", .0.display())]
     Exists(PathBuf),
     /// A file or the folder could not be written.
     #[error("writing {}: {error}", path.display())]
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "{} exists: remove it or choose another folder",
+                "{} exists: remove it, choose another folder or give --force to replace the set",
                 files.server_key.display()
             )
         );

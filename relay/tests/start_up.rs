@@ -82,3 +82,25 @@ fn zero_sizes_and_times_that_would_break_history_or_sql_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_history_dir_that_is_a_file_is_named_as_such() {
+    let dir = ScratchDir::new("relay-history-file");
+    let file = dir.path().join("history");
+    std::fs::write(&file, "not a folder").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relay"))
+        .args(["--listen", "127.0.0.1:0", "--peer", "127.0.0.1:1"])
+        .args(["--metrics-listen", "off", "--history-dir"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the relay runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
+        format!(
+            "relay: history: opening {}: it is a file, not a folder",
+            file.display()
+        )
+    );
+}

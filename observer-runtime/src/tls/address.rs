@@ -91,7 +91,16 @@ pub fn dial_uri(address: &str, tls: bool, flags: &TlsFlags) -> Result<String, Ad
         return Err(invalid("no host"));
     }
     if parsed.port_u16().is_none() {
-        return Err(invalid("no port"));
+        // A number past 65535 reads as no port at all: say which it is.
+        let given = parsed
+            .authority()
+            .and_then(|a| a.as_str().rsplit_once(':'))
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        return Err(match given {
+            Some(p) => invalid(&format!("port {p} is out of range (0 to 65535)")),
+            None => invalid("no port"),
+        });
     }
     if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
         return Err(invalid("an address has no path"));
@@ -179,6 +188,10 @@ mod tests {
             "unix:///run/x.sock: unknown scheme unix:// (use HOST:PORT, http://, https:// or tls://)"
         );
         assert_eq!(dial("127.0.0.1", false).unwrap_err(), "127.0.0.1: no port");
+        assert_eq!(
+            dial("127.0.0.1:99999", false).unwrap_err(),
+            "127.0.0.1:99999: port 99999 is out of range (0 to 65535)"
+        );
         assert_eq!(
             dial("http://:4245", false).unwrap_err(),
             "http://:4245: no host"

@@ -230,6 +230,13 @@ pub struct Opened {
 /// [`QUARANTINE`] (one bad file must not stop every read of the rest),
 /// removes superseded inputs, and lists what is left.
 pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io::Result<Opened> {
+    if root.exists() && !root.is_dir() {
+        // Else creating it says only "File exists".
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "it is a file, not a folder",
+        ));
+    }
     create_dir(root)?;
     restrict(root, DIR_MODE)?;
     let mut leftovers = 0;
