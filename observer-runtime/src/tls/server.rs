@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use super::{TlsError, pem};
+use super::{TlsError, explain, pem};
 
 /// The server certificate flag (Hubble's `--tls-cert-file`).
 pub const CERT_FLAG: &str = "--tls-cert-file";
@@ -98,8 +98,17 @@ pub fn builder(tls: Option<&ServerTls>) -> Result<Server, TlsError> {
     let server = Server::builder();
     match tls {
         None => Ok(server),
-        Some(t) => server
-            .tls_config(t.config()?)
-            .map_err(|e| TlsError::config(&e)),
+        Some(t) => server.tls_config(t.config()?).map_err(|e| {
+            // rustls checks the pair; its words name neither file.
+            if explain::chain(&e).contains("KeyMismatch") {
+                TlsError::Content {
+                    what: "server key",
+                    path: t.key_file.clone(),
+                    problem: format!("not the key of the certificate {}", t.cert_file.display()),
+                }
+            } else {
+                TlsError::config(&e)
+            }
+        }),
     }
 }

@@ -262,7 +262,9 @@ impl Peers {
                 message: error.clone(),
             });
         } else if e.last_error.as_deref() != Some(error.as_str()) {
-            log::debug!("peer {} ({}): {error}", e.name(), e.address);
+            // Once per reason, not once per retry: a peer that never
+            // answers (its TLS settings wrong, its address wrong) says why.
+            log::warn!("peer {} ({}) not connected: {error}", e.name(), e.address);
         }
         e.last_error = Some(error);
         if was_connected {
