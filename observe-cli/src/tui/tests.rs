@@ -167,8 +167,8 @@ fn narrow_table_drops_node_type_summary_time_then_verdict() {
         r[2..5],
         [
             "SOURCE                  DESTINATION          VERDICT",
-            "default/frontend-7d9:40 default/api-0:8080   TRANSLATED",
-            "default/frontend-7d9:40 default/api-0:8080   VERDICT_UNKNOWN",
+            "default/frontend-7d9:4… default/api-0:8080   TRANSLATED",
+            "default/frontend-7d9:4… default/api-0:8080   VERDICT_UNKNOWN",
         ]
     );
     let r = rows(&draw_sized(&app_with(&long_value_flows()), 40, 6));
@@ -176,8 +176,8 @@ fn narrow_table_drops_node_type_summary_time_then_verdict() {
         r[2..5],
         [
             "SOURCE               DESTINATION",
-            "default/frontend-7d9 default/api-0:8080",
-            "default/frontend-7d9 default/api-0:8080",
+            "default/frontend-7d… default/api-0:8080",
+            "default/frontend-7d… default/api-0:8080",
         ]
     );
 }

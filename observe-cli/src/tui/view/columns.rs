@@ -78,6 +78,20 @@ fn width(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// `s` cut to `width` cells with `…` as its last one when it is longer: a
+/// cut without a mark changes what it says (`cache:35` of `cache:35842`).
+pub fn fit(s: &str, width: u16) -> String {
+    let width = usize::from(width);
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut cut: String = s.chars().take(width.saturating_sub(1)).collect();
+    if width > 0 {
+        cut.push('…');
+    }
+    cut
+}
+
 /// Display width of `s` in cells (flow fields are ASCII but for odd names).
 pub fn cells(s: &str) -> u16 {
     width(s.chars().count())
@@ -136,6 +150,14 @@ pub fn widths(total: u16, want: [u16; 7]) -> [Option<u16>; 7] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_field_ends_with_an_ellipsis() {
+        assert_eq!(fit("infra/cache:35842", 14), "infra/cache:3…");
+        assert_eq!(fit("infra/cache:35842", 17), "infra/cache:35842");
+        assert_eq!(fit("api", 1), "…");
+        assert_eq!(fit("api", 0), "");
+    }
 
     #[test]
     fn fixed_widths_are_the_longest_names() {

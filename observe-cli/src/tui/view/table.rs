@@ -63,7 +63,8 @@ impl App {
         let kept: Vec<usize> = (0..7).filter(|&i| widths[i].is_some()).collect();
         let body = cells.into_iter().map(|(pos, texts, colour)| {
             let row = Row::new(kept.iter().map(|&i| {
-                let cell = Cell::from(texts[i].clone());
+                let width = widths[i].unwrap_or(0);
+                let cell = Cell::from(columns::fit(&texts[i], width));
                 if i == columns::VERDICT {
                     cell.style(Style::new().fg(colour))
                 } else {
