@@ -151,6 +151,9 @@ fn error(e: &serde_saphyr::Error, path: &str) -> YamlError {
             String::new(),
             format!("nested deeper than the limit of {MAX_DEPTH} levels"),
         )
+    } else if let serde_saphyr::Error::Budget { breach, .. } = unwrapped(plain) {
+        // The reader's own words are its debug text (`Nodes { nodes: 250001 }`).
+        (String::new(), over_budget(breach))
     } else {
         (shown_path(path, &message), message)
     };
@@ -158,6 +161,38 @@ fn error(e: &serde_saphyr::Error, path: &str) -> YamlError {
         path,
         message,
         at: e.location().map(|l| (l.line(), l.column())),
+    }
+}
+
+/// The error inside the reader's wrappers (the alias that led there, a
+/// snippet of the text).
+fn unwrapped(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = e
+    {
+        e = error;
+    }
+    e
+}
+
+/// What limit a text broke, as a person reads it: aliases that expand a small
+/// text into millions of nodes ("billion laughs") end here.
+fn over_budget(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let limits = budget();
+    match breach {
+        B::Nodes { .. } => format!(
+            "more than {} nodes once its aliases (*name) are expanded",
+            limits.max_nodes
+        ),
+        B::Aliases { .. } => format!("more than {} aliases (*name)", limits.max_aliases),
+        B::Anchors { .. } => format!("more than {} anchors (&name)", limits.max_anchors),
+        B::Events { .. } => format!("more than {} YAML events", limits.max_events),
+        B::Documents { .. } => format!("more than {} documents", limits.max_documents),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases of {anchors} anchors: more than a text needs")
+        }
+        other => format!("past a limit of the YAML reader ({other:?})"),
     }
 }
 
@@ -196,6 +231,25 @@ mod tests {
 
     fn err(text: &str) -> String {
         from_str::<Doc>(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn aliases_that_expand_past_the_node_limit_are_named_so() {
+        // Each level ten times the one before: 10^6 names from 60 lines.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..7 {
+            let p = i - 1;
+            text += &format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            );
+        }
+        text += "name: laughs\n";
+        let e = from_str::<BTreeMap<String, serde::de::IgnoredAny>>(&text).unwrap_err();
+        assert_eq!(e.path, "");
+        assert_eq!(
+            e.message,
+            "more than 250000 nodes once its aliases (*name) are expanded"
+        );
     }
 
     #[test]
