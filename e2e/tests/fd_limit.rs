@@ -150,10 +150,16 @@ async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
     let again = tokio::task::block_in_place(|| scrape_answer(ask_metrics(metrics)));
     assert!(again.starts_with("HTTP/1.0 200 OK\r\n"), "{again:.200}");
 
-    // The whole log: two lines at start, one per listener when accepting
+    // The whole log: two lines at start and one for the peer that does not
+    // answer (once, not once per retry), one per listener when accepting
     // failed and one when it worked again; nothing else.
     let messages = messages(&log);
-    assert_eq!(messages.len(), 6, "{messages:#?}");
+    assert_eq!(messages.len(), 7, "{messages:#?}");
+    assert_eq!(
+        count(&messages, |m| m
+            .starts_with("peer 127.0.0.1:1 (127.0.0.1:1) not connected: ")),
+        1
+    );
     for listener in ["gRPC listener", "metrics listener"] {
         assert_eq!(count(&messages, |m| m == emfile(listener)), 1);
         let again = format!("{listener}: accepting again after ");
