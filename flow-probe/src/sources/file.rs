@@ -46,15 +46,17 @@ impl FileSource {
         Ok(EndpointsFile::load(&self.path)?)
     }
 
-    fn state(&self, result: &anyhow::Result<EndpointsFile>) -> SourceState {
+    /// What `observe status` says of the file after a read: a refused file
+    /// counts the endpoints still in force, `kept`, those read before.
+    fn state(&self, result: &anyhow::Result<EndpointsFile>, kept: usize) -> SourceState {
         SourceState {
             address: self.path.display().to_string(),
             connected: result.is_ok(),
             detail: match result {
                 Ok(_) => "read".to_string(),
-                Err(e) => format!("{e:#}; the endpoints read before stay"),
+                Err(e) => format!("{e:#}; the {kept} endpoints read before stay"),
             },
-            endpoints: result.as_ref().map_or(0, |f| f.endpoints.len()),
+            endpoints: result.as_ref().map_or(kept, |f| f.endpoints.len()),
         }
     }
 }
@@ -78,7 +80,8 @@ impl EndpointSource for FileSource {
         // and the watch is not missed (the same content changes nothing).
         loop {
             let result = self.load();
-            sink.report(self.state(&result));
+            let kept = sink.last_state().map_or(0, |s| s.endpoints);
+            sink.report(self.state(&result, kept));
             match result {
                 Ok(f) => {
                     if !sink.send(Update::Replace(discovered(&f))).await {
@@ -92,5 +95,30 @@ impl EndpointSource for FileSource {
                 () = watch.changed(&mut seen, read) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_file_counts_the_endpoints_still_in_force() {
+        let source = FileSource::new(PathBuf::from("/etc/observe/endpoints.yaml"));
+        let refused = source.state(&Err(anyhow::anyhow!("endpoints[1].ipv4: bad address")), 2);
+        assert_eq!(
+            (
+                refused.connected,
+                refused.endpoints,
+                refused.detail.as_str()
+            ),
+            (
+                false,
+                2,
+                "endpoints[1].ipv4: bad address; the 2 endpoints read before stay"
+            )
+        );
+        let read = source.state(&Ok(EndpointsFile::default()), 2);
+        assert_eq!((read.connected, read.endpoints), (true, 0));
     }
 }
