@@ -1,5 +1,5 @@
 //! A [`ServiceGraph`] as text for a terminal: one line per edge, its ports,
-//! volume and drops.
+//! volume and drops, and under it the datapath hops its flows were seen at.
 
 use std::fmt::Write;
 
@@ -7,7 +7,8 @@ use crate::labels;
 use crate::model::ServiceGraph;
 
 impl ServiceGraph {
-    /// `source -> target  ports; volume; drops`, one line per edge.
+    /// `source -> target  ports; volume; drops`, one line per edge, then
+    /// `via hop (n) -> hop (n)` under its details.
     pub fn to_text(&self) -> String {
         let edges = self.edges();
         let names: Vec<String> = edges
@@ -22,6 +23,9 @@ impl ServiceGraph {
                 "{name:<width$}  {}",
                 labels::edge_lines(e.edge).join("; ")
             );
+            if !e.edge.hops.is_empty() {
+                let _ = writeln!(out, "{:width$}  via {}", "", e.edge.hops.path());
+            }
         }
         if edges.is_empty() {
             out.push_str("no flows\n");
@@ -41,9 +45,13 @@ mod tests {
             GraphBuilder::build(&fixtures::flows()).to_text(),
             "\
 default/frontend -> default/api            TCP/8080, TCP/9999; 8 flows, 2.2 kB
+                                           via from-endpoint (4) -> to-endpoint (4)
 default/frontend -> kube-system/coredns-1  UDP/53; 2 flows, 160 B
+                                           via from-endpoint (1) -> to-endpoint (1)
 default/frontend -> world                  TCP/25, TCP/443; 2 flows, 120 B; 1 dropped (POLICY_DENIED)
+                                           via from-endpoint (1) -> drop (1)
 host -> default/api                        TCP/8080; 1 flow, 60 B
+                                           via to-endpoint (1)
 "
         );
         assert_eq!(ServiceGraph::default().to_text(), "no flows\n");
