@@ -121,7 +121,7 @@ pub async fn run(
     let incoming = observer_runtime::accept::incoming(
         listener,
         "gRPC listener",
-        observer_runtime::accept::FIRST_BYTE_WITHIN,
+        observer_runtime::accept::OPENING_WITHIN,
     );
     let peers = service.peer_service(tls);
     let policy_states = service

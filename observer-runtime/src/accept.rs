@@ -6,9 +6,10 @@
 //! own loop retries at once. [`Acceptor`] logs the first failure of a burst
 //! and the recovery, and pauses before each retry; [`incoming`] is the same
 //! as the connection stream a tonic server takes, each connection closed
-//! when it sends nothing at all for [`FIRST_BYTE_WITHIN`]: a client that
-//! connects and stays silent would otherwise hold its descriptor for good,
-//! and a few thousand such reach the limit.
+//! when its opening bytes have not all come within [`OPENING_WITHIN`]: a
+//! client that connects and stays silent, or sends a byte and stalls, would
+//! otherwise hold its descriptor for good (plaintext HTTP/2 waits for its
+//! preface without a deadline), and a few thousand such reach the limit.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,9 +26,14 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 /// Pause after a failed accept before trying again.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// How long a new connection may wait before its first byte (a TLS hello,
-/// HTTP/2's preface): a client that means to talk sends it at once.
-pub const FIRST_BYTE_WITHIN: Duration = Duration::from_secs(20);
+/// How long a new connection may take to send its [`OPENING_BYTES`] (a TLS
+/// hello, HTTP/2's preface): a client that means to talk sends them at once.
+pub const OPENING_WITHIN: Duration = Duration::from_secs(20);
+
+/// The bytes every client sends first: HTTP/2's preface is exactly this
+/// long (`PRI * HTTP/2.0` and the rest), and a TLS ClientHello is longer.
+/// After them, TLS's handshake deadline or HTTP/2 itself takes over.
+pub const OPENING_BYTES: usize = 24;
 
 /// A listener whose [`Acceptor::accept`] waits out failures.
 pub struct Acceptor {
@@ -78,33 +84,36 @@ impl Acceptor {
 }
 
 /// The connections of `listener` as a stream that never fails, for tonic's
-/// `serve_with_incoming_shutdown`; each must send its first byte within
-/// `first_byte` ([`FIRST_BYTE_WITHIN`] for the servers).
+/// `serve_with_incoming_shutdown`; each must send its [`OPENING_BYTES`]
+/// within `opening` ([`OPENING_WITHIN`] for the servers).
 pub fn incoming(
     listener: TcpListener,
     what: &'static str,
-    first_byte: Duration,
+    opening: Duration,
 ) -> impl Stream<Item = Result<Talking, Infallible>> + Send + 'static {
     let acceptor = Acceptor::new(listener, what, DEFAULT_BACKOFF);
     futures::stream::unfold(acceptor, move |mut acceptor| async move {
         let stream = acceptor.accept().await;
-        Some((Ok(Talking::new(stream, first_byte)), acceptor))
+        Some((Ok(Talking::new(stream, opening)), acceptor))
     })
 }
 
-/// A connection whose reads fail (and the server closes it) when its first
-/// byte has not come within a deadline; after that byte, a plain stream.
+/// A connection whose reads fail (and the server closes it) when its
+/// opening bytes have not all come within a deadline; after them, a plain
+/// stream.
 pub struct Talking {
     stream: TcpStream,
-    /// Until the first byte came.
+    /// Opening bytes still to come; the deadline ends with them.
+    opening_left: usize,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Talking {
-    fn new(stream: TcpStream, first_byte: Duration) -> Self {
+    fn new(stream: TcpStream, opening: Duration) -> Self {
         Talking {
             stream,
-            deadline: Some(Box::pin(tokio::time::sleep(first_byte))),
+            opening_left: OPENING_BYTES,
+            deadline: Some(Box::pin(tokio::time::sleep(opening))),
         }
     }
 }
@@ -116,15 +125,37 @@ impl AsyncRead for Talking {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let polled = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if polled.is_ready() {
-            this.deadline = None; // a byte, the end, or an error
-        } else if let Some(deadline) = this.deadline.as_mut()
+        if this.deadline.is_none() {
+            return polled;
+        }
+        match &polled {
+            Poll::Ready(Ok(())) => {
+                let read = buf.filled().len() - before;
+                // No bytes is the end of the stream: nothing left to wait for.
+                this.opening_left = if read == 0 {
+                    0
+                } else {
+                    this.opening_left.saturating_sub(read)
+                };
+            }
+            Poll::Ready(Err(_)) => this.opening_left = 0,
+            Poll::Pending => {}
+        }
+        if this.opening_left == 0 {
+            this.deadline = None;
+        } else if polled.is_pending()
+            && let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the client sent nothing after connecting",
+                format!(
+                    "the client sent {} of its {OPENING_BYTES} opening bytes (a TLS hello or \
+                     HTTP/2's preface) in time",
+                    OPENING_BYTES - this.opening_left
+                ),
             )));
         }
         polled
@@ -180,7 +211,7 @@ mod tests {
     async fn the_stream_yields_each_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut connections = Box::pin(incoming(listener, "test listener", FIRST_BYTE_WITHIN));
+        let mut connections = Box::pin(incoming(listener, "test listener", OPENING_WITHIN));
         let mut client = TcpStream::connect(addr).await.unwrap();
         let Some(Ok(mut served)) = connections.next().await else {
             panic!("no connection");
@@ -203,18 +234,63 @@ mod tests {
         };
         let err = served.read(&mut [0u8; 4]).await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            err.to_string(),
+            "the client sent 0 of its 24 opening bytes (a TLS hello or HTTP/2's preface) in time"
+        );
 
         let mut talking = TcpStream::connect(addr).await.unwrap();
         let Some(Ok(mut served)) = connections.next().await else {
             panic!("no connection");
         };
-        talking.write_all(b"p").await.unwrap();
-        let mut got = [0u8; 1];
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        assert_eq!(preface.len(), OPENING_BYTES);
+        talking.write_all(preface).await.unwrap();
+        let mut got = [0u8; OPENING_BYTES];
         served.read_exact(&mut got).await.unwrap();
-        // Quiet past the deadline after its first byte: still open.
+        // Quiet past the deadline after its opening: still open.
         tokio::time::sleep(within * 2).await;
         talking.write_all(b"q").await.unwrap();
+        served.read_exact(&mut got[..1]).await.unwrap();
+        assert_eq!(&got[..1], b"q");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_stalls_inside_its_opening_is_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let within = Duration::from_millis(300);
+        let mut connections = Box::pin(incoming(listener, "test listener", within));
+        let mut stalling = TcpStream::connect(addr).await.unwrap();
+        let Some(Ok(mut served)) = connections.next().await else {
+            panic!("no connection");
+        };
+        stalling.write_all(b"PRI * HTTP").await.unwrap();
+        let mut got = [0u8; 10];
         served.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"q");
+        assert_eq!(&got, b"PRI * HTTP");
+        let err = served.read(&mut [0u8; 4]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            err.to_string(),
+            "the client sent 10 of its 24 opening bytes (a TLS hello or HTTP/2's preface) in time"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_before_its_opening_reads_as_the_end() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let within = Duration::from_millis(300);
+        let mut connections = Box::pin(incoming(listener, "test listener", within));
+        let mut leaving = TcpStream::connect(addr).await.unwrap();
+        let Some(Ok(mut served)) = connections.next().await else {
+            panic!("no connection");
+        };
+        leaving.write_all(b"P").await.unwrap();
+        drop(leaving);
+        let mut got = Vec::new();
+        served.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"P");
     }
 }

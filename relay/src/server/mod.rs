@@ -61,7 +61,7 @@ pub async fn run(
     let incoming = observer_runtime::accept::incoming(
         listener,
         "gRPC listener",
-        observer_runtime::accept::FIRST_BYTE_WITHIN,
+        observer_runtime::accept::OPENING_WITHIN,
     );
     let shutdown = async move {
         shutdown.await;
