@@ -442,6 +442,35 @@ async fn a_malformed_policy_file_leaves_the_policy_in_force() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // `observe status` says so too, not only the log.
+    let mut args = vec!["status".to_string()];
+    args.extend(env.server_args(env.probe.addr));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = e2e::observe(&args);
+    let line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("policy "))
+        .unwrap_or_else(|| panic!("no policy line: {status}"));
+    let dir = env.lab.policy_dir().display().to_string();
+    assert!(
+        line.starts_with(&format!(
+            "  policy   REFUSED      {dir}  policy {}",
+            bad.display()
+        )) && line.contains("ingressDenny")
+            && line.ends_with("; the previous policy stays in force"),
+        "{status}"
+    );
+    // Removed, the directory is in force again.
+    std::fs::remove_file(&bad).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = e2e::observe(&args);
+        if status.contains(&format!("  policy   in force     {dir}  ")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
     assert!(report.all_as_expected(), "{report}");
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use cluster_spec::endpoints::EndpointsFile;
 use observer_proto::observe::v1::KernelFeature;
 
+use crate::config_status::ConfigStates;
 use crate::datapath::{Datapath, PolicyNames};
 use crate::enrich::Enricher;
 use crate::generation::Generation;
@@ -238,10 +239,12 @@ pub async fn run(
     // Policy and services are in force before the probe reports ready.
     let policy_log = PolicyLog::new();
     enricher = enricher.with_policy_stamp(policy_log.stamp());
+    let config_states = ConfigStates::default();
     let policies = datapath.map(|dp| {
         let generation = Generation::new().with_gauge(metrics.policy_generation());
-        let log = policy_log.clone();
-        PolicyWatcher::start(dp, cfg.policy_dir.clone(), hub.subscribe(), generation, log)
+        let (log, states) = (policy_log.clone(), config_states.clone());
+        let dir = cfg.policy_dir.clone();
+        PolicyWatcher::start(dp, dir, hub.subscribe(), generation, log, states)
     });
     let board = StatusBoard::new(
         hub.subscribe(),
@@ -263,6 +266,7 @@ pub async fn run(
             path,
             hub.subscribe(),
             Generation::new().with_gauge(metrics.services_generation()),
+            config_states.clone(),
         ));
     } else if lb_maps.is_some() {
         log::warn!("the socket load balancer is attached but no --services file names any service");
@@ -314,6 +318,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = ObserverService::new(store.clone(), node, stop_rx.clone())
         .with_endpoints(board)
+        .with_config_states(config_states)
         .with_policy_log(policy_log);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

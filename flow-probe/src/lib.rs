@@ -32,11 +32,14 @@
 //!   (`observe.v1.PolicyStates`) for its history.
 //! - [`services`]: the services file compiled to the socket load balancer's maps,
 //!   kept in step with the files; SOCK flows of its translations.
+//!   Both watchers tell [`config_status`] whether each file is in force or
+//!   was refused, for `observe status`.
 //! - [`metrics`]: Prometheus metrics (Hubble's names) counted per flow, served
 //!   on `/metrics`.
 //! - [`agent`]: wires them together for the `flow-probe` binary.
 
 pub mod agent;
+pub mod config_status;
 pub mod datapath;
 pub mod enrich;
 pub mod file_watch;

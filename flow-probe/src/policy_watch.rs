@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use cluster_spec::policy::{self, CompiledPolicy, PolicyState};
 use tokio::sync::watch;
 
+use crate::config_status::ConfigStates;
 use crate::datapath::Datapath;
 use crate::file_watch::FileWatch;
 use crate::generation::{Generation, InForce};
@@ -63,6 +64,8 @@ pub struct PolicyWatcher {
     seen: Fingerprint,
     /// `None` without a directory.
     watch: Option<FileWatch>,
+    /// Where `observe status` learns whether the directory is in force.
+    states: ConfigStates,
 }
 
 impl PolicyWatcher {
@@ -76,6 +79,7 @@ impl PolicyWatcher {
         endpoints: EndpointWatch,
         generation: Generation,
         log: Arc<PolicyLog>,
+        states: ConfigStates,
     ) -> Self {
         let every_file = Arc::new(|_: &Path| true);
         let mut w = PolicyWatcher {
@@ -87,10 +91,9 @@ impl PolicyWatcher {
             applied: watch::Sender::new(0),
             in_force: InForce::new(generation),
             log,
+            states,
         };
-        if let Err(e) = w.apply() {
-            log::error!("{e:#}; the pinned policy stays in force");
-        }
+        w.apply_and_tell("the pinned policy stays in force");
         w
     }
 
@@ -99,9 +102,25 @@ impl PolicyWatcher {
         self.applied.subscribe()
     }
 
-    /// Loads, compiles and syncs once against the latest endpoint set;
-    /// errors leave the datapath untouched.
-    fn apply(&mut self) -> anyhow::Result<()> {
+    /// [`Self::apply`], with its outcome logged and told to `observe
+    /// status`; `kept` says what stays in force after a failure.
+    fn apply_and_tell(&mut self, kept: &str) {
+        let dir = self.dir.clone().unwrap_or_default();
+        match self.apply() {
+            Ok(Some(in_force)) => self.states.in_force("policy", &dir, in_force),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("{e:#}; {kept}");
+                self.states
+                    .refused("policy", &dir, format!("{e:#}; {kept}"));
+            }
+        }
+    }
+
+    /// Loads, compiles and syncs once against the latest endpoint set, and
+    /// says what is in force (`None`: it waits for the endpoints); errors
+    /// leave the datapath untouched.
+    fn apply(&mut self) -> anyhow::Result<Option<String>> {
         let endpoints = self.endpoints.borrow_and_update().clone();
         if !endpoints.complete {
             // Compiled now, the policy would leave out endpoints not listed
@@ -109,7 +128,7 @@ impl PolicyWatcher {
             log::info!(
                 "policy waits for every endpoint source's first list; the policy in the maps stays in force"
             );
-            return Ok(());
+            return Ok(None);
         }
         let (state, policies) = PolicyState::read(self.dir.as_deref(), endpoints.file.clone())?;
         self.datapath.set_ifindex_of(endpoints.ifindex_of.clone());
@@ -128,7 +147,9 @@ impl PolicyWatcher {
             report.rules_removed,
             report.endpoints
         );
-        Ok(())
+        Ok(Some(format!(
+            "{policies} policies, {rules} rules in force; generation {generation}"
+        )))
     }
 
     /// Re-applies on every change of the directory or the endpoints until
@@ -157,9 +178,7 @@ impl PolicyWatcher {
                 () = files => {}
                 () = endpoints => {}
             }
-            if let Err(e) = self.apply() {
-                log::error!("{e:#}; the previous policy stays in force");
-            }
+            self.apply_and_tell("the previous policy stays in force");
         }
     }
 }

@@ -28,6 +28,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::config_status::ConfigStates;
 use crate::policy_log::{PolicyLog, PolicyStatesService};
 use crate::sources::status::StatusBoard;
 use observer_runtime::store::{Entry, FlowStore};
@@ -52,6 +53,8 @@ pub struct ObserverService {
     endpoints: Option<StatusBoard>,
     /// The policies put in force, served as `observe.v1.PolicyStates`.
     policy_log: Option<Arc<PolicyLog>>,
+    /// The policy directory's and services file's state, for ServerStatus.
+    config: ConfigStates,
     /// Turns true at shutdown; following streams end then, so the server can stop.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -67,6 +70,7 @@ impl ObserverService {
             node,
             endpoints: None,
             policy_log: None,
+            config: ConfigStates::default(),
             stopping,
         }
     }
@@ -74,6 +78,12 @@ impl ObserverService {
     /// Reports this node's endpoints and their sources in ServerStatus.
     pub fn with_endpoints(mut self, board: StatusBoard) -> Self {
         self.endpoints = Some(board);
+        self
+    }
+
+    /// Reports whether the policy directory and services file are in force.
+    pub fn with_config_states(mut self, config: ConfigStates) -> Self {
+        self.config = config;
         self
     }
 
@@ -241,6 +251,7 @@ impl Observer for ObserverService {
                 .as_ref()
                 .map(StatusBoard::sources)
                 .unwrap_or_default(),
+            config_files: self.config.rows(),
             ..Default::default()
         }))
     }

@@ -48,7 +48,22 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
             );
         }
     }
+    out += &render_config_files(s);
     out += &render_endpoints(s);
+    out
+}
+
+/// The policy directory and the services file: in force, or refused and
+/// why (a flow-probe's answer; a relay sends none).
+fn render_config_files(s: &ServerStatusResponse) -> String {
+    let mut out = String::new();
+    if !s.config_files.is_empty() {
+        out += "Configuration:\n";
+        for f in &s.config_files {
+            let state = if f.in_force { "in force" } else { "REFUSED" };
+            out += &format!("  {:<8} {:<12} {}  {}\n", f.name, state, f.path, f.detail);
+        }
+    }
     out
 }
 
@@ -193,7 +208,7 @@ fn age(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use observer_proto::observe::v1::{EndpointSourceStatus, EndpointStatus};
+    use observer_proto::observe::v1::{ConfigFileStatus, EndpointSourceStatus, EndpointStatus};
 
     #[test]
     fn nodes_show_their_age_as_kubectl_does_and_none_when_unavailable() {
@@ -275,6 +290,37 @@ mod tests {
         assert_eq!(v[0]["uptime_ns"], "676000000000");
         assert_eq!(v[0]["max_flows"], "4095");
         assert_eq!(v.as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_refused_file_says_why_and_one_in_force_what() {
+        let s = ServerStatusResponse {
+            config_files: vec![
+                ConfigFileStatus {
+                    name: "policy".into(),
+                    path: "/run/observe-lab/policies".into(),
+                    in_force: false,
+                    detail: "policy /run/observe-lab/policies/70-bad.yaml: unknown field \
+                             `ingressDenny`; the previous policy stays in force"
+                        .into(),
+                },
+                ConfigFileStatus {
+                    name: "services".into(),
+                    path: "/run/observe-lab/services.yaml".into(),
+                    in_force: true,
+                    detail: "1 frontends, 2 backends in force; generation 3".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            render_config_files(&s),
+            "Configuration:\n  \
+             policy   REFUSED      /run/observe-lab/policies  policy /run/observe-lab/policies/70-bad.yaml: \
+             unknown field `ingressDenny`; the previous policy stays in force\n  \
+             services in force     /run/observe-lab/services.yaml  1 frontends, 2 backends in force; generation 3\n"
+        );
+        assert_eq!(render_config_files(&ServerStatusResponse::default()), "");
     }
 
     #[test]

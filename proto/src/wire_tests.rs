@@ -109,6 +109,11 @@ fn response_and_extension_numbers() {
         ..Default::default()
     };
     assert_eq!(tag(&status), 1002);
+    let status = ServerStatusResponse {
+        config_files: vec![Default::default()],
+        ..Default::default()
+    };
+    assert_eq!(tag(&status), 1003);
     let filter = FlowFilter {
         tcp_flags: vec![TcpFlags::default()],
         ..Default::default()

@@ -16,6 +16,7 @@ use cluster_spec::endpoints::EndpointsFile;
 
 use super::sync::{ServiceMaps, SyncReport};
 use super::table::ServiceTable;
+use crate::config_status::ConfigStates;
 use crate::file_watch::FileWatch;
 use crate::generation::{Generation, InForce};
 use crate::sources::EndpointWatch;
@@ -59,6 +60,8 @@ pub struct Watcher {
     seen: Option<Vec<u8>>,
     in_force: InForce<CompiledServices>,
     watch: FileWatch,
+    /// Where `observe status` learns whether the file is in force.
+    states: ConfigStates,
 }
 
 impl Watcher {
@@ -72,6 +75,7 @@ impl Watcher {
         services: PathBuf,
         endpoints: EndpointWatch,
         generation: Generation,
+        states: ConfigStates,
     ) -> Self {
         let file = services.clone();
         let relevant = move |p: &Path| {
@@ -87,20 +91,35 @@ impl Watcher {
             services,
             endpoints,
             in_force: InForce::new(generation),
+            states,
         };
-        if let Err(e) = w.apply() {
-            log::error!("{e:#}; the pinned services stay in force");
-        }
+        w.apply_and_tell("the pinned services stay in force");
         w
     }
 
-    fn apply(&mut self) -> anyhow::Result<()> {
+    /// [`Self::apply`], with its outcome logged and told to `observe
+    /// status`; `kept` says what stays in force after a failure.
+    fn apply_and_tell(&mut self, kept: &str) {
+        match self.apply() {
+            Ok(Some(in_force)) => self.states.in_force("services", &self.services, in_force),
+            Ok(None) => {}
+            Err(e) => {
+                log::error!("{e:#}; {kept}");
+                let why = format!("{e:#}; {kept}");
+                self.states.refused("services", &self.services, why);
+            }
+        }
+    }
+
+    /// Compiles the file against the latest endpoint set into the maps, and
+    /// says what is in force (`None`: it waits for the endpoints).
+    fn apply(&mut self) -> anyhow::Result<Option<String>> {
         let endpoints = self.endpoints.borrow_and_update().clone();
         if !endpoints.complete {
             log::info!(
                 "services wait for every endpoint source's first list; those in the maps stay in force"
             );
-            return Ok(());
+            return Ok(None);
         }
         let (compiled, report) = apply(
             self.maps.as_mut(),
@@ -113,7 +132,16 @@ impl Watcher {
         }
         let frontends = compiled.frontends.len();
         let backends: usize = compiled.frontends.iter().map(|f| f.backends.len()).sum();
+        let mut summary = format!("{frontends} frontends, {backends} backends in force");
+        if let Some(first) = compiled.refused.first() {
+            let more = compiled.refused.len() - 1;
+            summary += &format!("; {} refused: {first}", compiled.refused.len());
+            if more > 0 {
+                summary += &format!(" (and {more} more in the log)");
+            }
+        }
         let generation = self.in_force.put(compiled);
+        summary += &format!("; generation {generation}");
         match report {
             Some(r) => log::info!(
                 "services in force: {frontends} frontends, {backends} backends ({} frontends and {} backends written, {} and {} removed); generation {generation}",
@@ -126,7 +154,7 @@ impl Watcher {
                 "services known (no load balancer attached): {frontends} frontends, {backends} backends; generation {generation}"
             ),
         }
-        Ok(())
+        Ok(Some(summary))
     }
 
     /// Re-applies on every change of the file or the endpoints until `stop`
@@ -148,9 +176,7 @@ impl Watcher {
                 () = watch.changed(seen, || snapshot(services)) => {}
                 () = endpoints => {}
             }
-            if let Err(e) = self.apply() {
-                log::error!("{e:#}; the previous services stay in force");
-            }
+            self.apply_and_tell("the previous services stay in force");
         }
     }
 
@@ -207,15 +233,31 @@ mod tests {
         let table = Arc::new(ServiceTable::new());
         let generation = Generation::new();
         let mut applied = generation.subscribe();
+        let states = ConfigStates::default();
         let w = Watcher::start(
             None,
             table.clone(),
             services.clone(),
             hub.subscribe(),
             generation,
+            states.clone(),
         );
         assert_eq!(*applied.borrow_and_update(), 1, "in force at start");
         assert_eq!(backends(&table), ["198.18.1.11:8080", "198.18.1.12:8080"]);
+        let told = |states: &ConfigStates| {
+            let rows = states.rows();
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            assert_eq!(rows[0].name, "services");
+            assert_eq!(rows[0].path, services.display().to_string());
+            (rows[0].in_force, rows[0].detail.clone())
+        };
+        assert_eq!(
+            told(&states),
+            (
+                true,
+                "1 frontends, 2 backends in force; generation 1".to_string()
+            )
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -246,6 +288,24 @@ mod tests {
         std::fs::write(&services, SERVICES.replace("app: api", "app: gone")).unwrap();
         assert_eq!(next(3).await, 3);
         assert_eq!(backends(&table), Vec::<String>::new());
+
+        // A file that does not parse: refused, and `observe status` says why.
+        std::fs::write(&services, "services: [{name: api, vip: }\n").unwrap();
+        let refused = async {
+            while told(&states).0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(crate::file_watch::RECHECK / 2, refused)
+            .await
+            .expect("refused before the re-check");
+        let (_, why) = told(&states);
+        assert!(
+            why.starts_with(&format!("services file {}", services.display()))
+                && why.ends_with("; the previous services stay in force"),
+            "{why}"
+        );
+        assert_eq!(*applied.borrow(), 3, "nothing new in force");
 
         stop_tx.send(true).unwrap();
         let w = running.await.unwrap();
