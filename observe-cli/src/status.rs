@@ -74,7 +74,12 @@ fn render_endpoints(s: &ServerStatusResponse) -> String {
     if !s.endpoint_sources.is_empty() {
         out += "Endpoint sources:\n";
         for src in &s.endpoint_sources {
-            let state = if src.connected { "ok" } else { "UNREACHABLE" };
+            // A file is read, not reached: when it fails, it was refused.
+            let state = match (src.connected, src.name.as_str()) {
+                (true, _) => "ok",
+                (false, "file") => "REFUSED",
+                (false, _) => "UNREACHABLE",
+            };
             out += &format!(
                 "  {:<8} {:<12} {} endpoints  {}  {}\n",
                 src.name, state, src.endpoints, src.address, src.detail
@@ -321,6 +326,26 @@ mod tests {
              services in force     /run/observe-lab/services.yaml  1 frontends, 2 backends in force; generation 3\n"
         );
         assert_eq!(render_config_files(&ServerStatusResponse::default()), "");
+    }
+
+    #[test]
+    fn a_refused_endpoints_file_is_refused_not_unreachable() {
+        let s = ServerStatusResponse {
+            endpoint_sources: vec![EndpointSourceStatus {
+                name: "file".into(),
+                address: "/run/observe-lab/endpoints.yaml".into(),
+                connected: false,
+                detail: "endpoints[1].ipv4: bad address; the 2 endpoints read before stay".into(),
+                endpoints: 2,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            render_endpoints(&s),
+            "Endpoint sources:\n  \
+             file     REFUSED      2 endpoints  /run/observe-lab/endpoints.yaml  \
+             endpoints[1].ipv4: bad address; the 2 endpoints read before stay\n"
+        );
     }
 
     #[test]
