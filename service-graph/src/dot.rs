@@ -69,7 +69,7 @@ impl ServiceGraph {
                 "    {} -> {} [label={}{colour}];",
                 quote(&e.source.id),
                 quote(&e.target.id),
-                label(&labels::edge_lines(e.edge))
+                label(&labels::drawn_lines(e.edge))
             );
         }
         out.push_str("}\n");
@@ -91,10 +91,10 @@ mod tests {
     "host" [label="host", shape=ellipse];
     "kube-system/coredns-1" [label="coredns-1\nkube-system"];
     "world" [label="world", shape=ellipse];
-    "default/frontend" -> "default/api" [label="TCP/8080, TCP/9999\n8 flows, 2.2 kB"];
-    "default/frontend" -> "kube-system/coredns-1" [label="UDP/53\n2 flows, 160 B"];
-    "default/frontend" -> "world" [label="TCP/25, TCP/443\n2 flows, 120 B\n1 dropped (POLICY_DENIED)", color=red, fontcolor=red];
-    "host" -> "default/api" [label="TCP/8080\n1 flow, 60 B"];
+    "default/frontend" -> "default/api" [label="TCP/8080, TCP/9999\n8 flows, 2.2 kB\nvia from-endpoint (4) -> to-endpoint (4)"];
+    "default/frontend" -> "kube-system/coredns-1" [label="UDP/53\n2 flows, 160 B\nvia from-endpoint (1) -> to-endpoint (1)"];
+    "default/frontend" -> "world" [label="TCP/25, TCP/443\n2 flows, 120 B\n1 dropped (POLICY_DENIED)\nvia from-endpoint (1) -> drop (1)", color=red, fontcolor=red];
+    "host" -> "default/api" [label="TCP/8080\n1 flow, 60 B\nvia to-endpoint (1)"];
 }
 "#;
 

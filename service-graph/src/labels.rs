@@ -56,6 +56,20 @@ pub fn edge_lines(e: &Edge) -> Vec<String> {
     v
 }
 
+/// `via from-endpoint (4) -> to-endpoint (4)`: the datapath hops the edge's
+/// flows were seen at; none when no flow named one.
+pub fn hops(e: &Edge) -> Option<String> {
+    (!e.hops.is_empty()).then(|| format!("via {}", e.hops.path()))
+}
+
+/// The lines of an edge's label in a drawing (DOT, Mermaid): those of
+/// [`edge_lines`], then its [`hops`].
+pub fn drawn_lines(e: &Edge) -> Vec<String> {
+    let mut v = edge_lines(e);
+    v.extend(hops(e));
+    v
+}
+
 /// `forwarded 8, dropped 1`: the non-zero verdict counts.
 pub fn verdicts(e: &Edge) -> String {
     let v = &e.verdicts;

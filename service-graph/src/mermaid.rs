@@ -61,7 +61,7 @@ impl ServiceGraph {
                 out,
                 "    {} -->|{}| {}",
                 ids[e.source.id.as_str()],
-                label(&labels::edge_lines(e.edge)),
+                label(&labels::drawn_lines(e.edge)),
                 ids[e.target.id.as_str()]
             );
             if e.edge.verdicts.dropped > 0 {
@@ -92,10 +92,10 @@ mod tests {
     n2(["host"])
     n3["coredns-1<br/>kube-system"]
     n4(["world"])
-    n1 -->|"TCP/8080, TCP/9999<br/>8 flows, 2.2 kB"| n0
-    n1 -->|"UDP/53<br/>2 flows, 160 B"| n3
-    n1 -->|"TCP/25, TCP/443<br/>2 flows, 120 B<br/>1 dropped (POLICY_DENIED)"| n4
-    n2 -->|"TCP/8080<br/>1 flow, 60 B"| n0
+    n1 -->|"TCP/8080, TCP/9999<br/>8 flows, 2.2 kB<br/>via from-endpoint (4) -#gt; to-endpoint (4)"| n0
+    n1 -->|"UDP/53<br/>2 flows, 160 B<br/>via from-endpoint (1) -#gt; to-endpoint (1)"| n3
+    n1 -->|"TCP/25, TCP/443<br/>2 flows, 120 B<br/>1 dropped (POLICY_DENIED)<br/>via from-endpoint (1) -#gt; drop (1)"| n4
+    n2 -->|"TCP/8080<br/>1 flow, 60 B<br/>via to-endpoint (1)"| n0
     linkStyle 2 stroke:red,color:red
 "#
         );

@@ -23,8 +23,8 @@ impl ServiceGraph {
                 "{name:<width$}  {}",
                 labels::edge_lines(e.edge).join("; ")
             );
-            if !e.edge.hops.is_empty() {
-                let _ = writeln!(out, "{:width$}  via {}", "", e.edge.hops.path());
+            if let Some(hops) = labels::hops(e.edge) {
+                let _ = writeln!(out, "{:width$}  {hops}", "");
             }
         }
         if edges.is_empty() {

@@ -90,10 +90,10 @@ mod tests {
     "host" [label="host", shape=ellipse, color="#2e7d32", fontcolor="#2e7d32"];
     "kube-system/coredns-1" [label="coredns-1\nkube-system", color="#9e9e9e", fontcolor="#9e9e9e", style="rounded,dashed"];
     "world" [label="world", shape=ellipse];
-    "default/frontend" -> "default/api" [label="TCP/8080, TCP/9999\n8 flows, 2.2 kB"];
-    "default/frontend" -> "kube-system/coredns-1" [label="vanished\nUDP/53\n2 flows, 160 B", color="#9e9e9e", fontcolor="#9e9e9e", style=dashed];
-    "default/frontend" -> "world" [label="TCP/25, TCP/443\n2 flows, 120 B\n1 dropped (POLICY_DENIED)\nDROPPED appeared (1 flow)\nnew drop reason POLICY_DENIED (1 flow)\nflows 1 -> 2 (+100%)", color="#c62828", fontcolor="#c62828", penwidth=2];
-    "host" -> "default/api" [label="new\nTCP/8080\n1 flow, 60 B", color="#2e7d32", fontcolor="#2e7d32"];
+    "default/frontend" -> "default/api" [label="TCP/8080, TCP/9999\n8 flows, 2.2 kB\nvia from-endpoint (4) -> to-endpoint (4)"];
+    "default/frontend" -> "kube-system/coredns-1" [label="vanished\nUDP/53\n2 flows, 160 B\nvia from-endpoint (1) -> to-endpoint (1)", color="#9e9e9e", fontcolor="#9e9e9e", style=dashed];
+    "default/frontend" -> "world" [label="TCP/25, TCP/443\n2 flows, 120 B\n1 dropped (POLICY_DENIED)\nvia from-endpoint (1) -> drop (1)\nDROPPED appeared (1 flow)\nnew drop reason POLICY_DENIED (1 flow)\nflows 1 -> 2 (+100%)", color="#c62828", fontcolor="#c62828", penwidth=2];
+    "host" -> "default/api" [label="new\nTCP/8080\n1 flow, 60 B\nvia to-endpoint (1)", color="#2e7d32", fontcolor="#2e7d32"];
     subgraph cluster_legend {
         label="legend";
         color="#9e9e9e";

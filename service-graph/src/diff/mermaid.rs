@@ -103,10 +103,10 @@ mod tests {
     n2(["host"]):::new
     n3["coredns-1<br/>kube-system"]:::vanished
     n4(["world"])
-    n1 -->|"TCP/8080, TCP/9999<br/>8 flows, 2.2 kB"| n0
-    n1 -.->|"vanished<br/>UDP/53<br/>2 flows, 160 B"| n3
-    n1 -->|"TCP/25, TCP/443<br/>2 flows, 120 B<br/>1 dropped (POLICY_DENIED)<br/>DROPPED appeared (1 flow)<br/>new drop reason POLICY_DENIED (1 flow)<br/>flows 1 -#gt; 2 (+100%)"| n4
-    n2 -->|"new<br/>TCP/8080<br/>1 flow, 60 B"| n0
+    n1 -->|"TCP/8080, TCP/9999<br/>8 flows, 2.2 kB<br/>via from-endpoint (4) -#gt; to-endpoint (4)"| n0
+    n1 -.->|"vanished<br/>UDP/53<br/>2 flows, 160 B<br/>via from-endpoint (1) -#gt; to-endpoint (1)"| n3
+    n1 -->|"TCP/25, TCP/443<br/>2 flows, 120 B<br/>1 dropped (POLICY_DENIED)<br/>via from-endpoint (1) -#gt; drop (1)<br/>DROPPED appeared (1 flow)<br/>new drop reason POLICY_DENIED (1 flow)<br/>flows 1 -#gt; 2 (+100%)"| n4
+    n2 -->|"new<br/>TCP/8080<br/>1 flow, 60 B<br/>via to-endpoint (1)"| n0
     subgraph legend ["changes in 15:04 against 15:03 (flows and bytes beyond 50%)"]
         legend0["new"]:::new
         legend1["vanished"]:::vanished

@@ -337,13 +337,13 @@ impl GraphDiff {
 }
 
 /// The lines of an edge's label in DOT and Mermaid: `new` or `vanished`
-/// first, the plain label (ports, volume, drops), then what changed.
+/// first, the plain label (ports, volume, drops, hops), then what changed.
 pub(crate) fn edge_lines(e: &EdgeDiff) -> Vec<String> {
     let mut lines = match e.change {
         Change::New | Change::Vanished => vec![e.change.as_str().to_string()],
         Change::Changed | Change::Unchanged => Vec::new(),
     };
-    lines.extend(labels::edge_lines(e.edge()));
+    lines.extend(labels::drawn_lines(e.edge()));
     lines.extend(e.reasons.iter().map(Reason::to_string));
     lines
 }

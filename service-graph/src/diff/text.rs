@@ -23,7 +23,7 @@ fn rank(p: Paint) -> (u8, &'static str) {
 fn what(e: &EdgeDiff) -> String {
     match e.change {
         Change::Changed => e.reasons_text(),
-        _ => labels::edge_lines(e.edge()).join("; "),
+        _ => labels::drawn_lines(e.edge()).join("; "),
     }
 }
 
@@ -90,9 +90,9 @@ mod tests {
             "changes in 15:04 against 15:03 (flows and bytes beyond 50%)
 
 flipped   default/frontend -> world                  DROPPED appeared (1 flow); new drop reason POLICY_DENIED (1 flow); flows 1 -> 2 (+100%)
-new       host -> default/api                        TCP/8080; 1 flow, 60 B
-vanished  default/frontend -> kube-system/coredns-1  UDP/53; 2 flows, 160 B
-unchanged default/frontend -> default/api            TCP/8080, TCP/9999; 8 flows, 2.2 kB
+new       host -> default/api                        TCP/8080; 1 flow, 60 B; via to-endpoint (1)
+vanished  default/frontend -> kube-system/coredns-1  UDP/53; 2 flows, 160 B; via from-endpoint (1) -> to-endpoint (1)
+unchanged default/frontend -> default/api            TCP/8080, TCP/9999; 8 flows, 2.2 kB; via from-endpoint (4) -> to-endpoint (4)
 
 nodes: new host; vanished kube-system/coredns-1
 edges: 1 new, 1 vanished, 1 changed (1 with a verdict flip), 1 unchanged
