@@ -4,7 +4,7 @@
 //! itself ([`App::render`], in `view`) at most once per tick.
 
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use crossterm::event::Event;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
@@ -17,7 +17,7 @@ use super::changes::ChangesCache;
 use super::filter::LiveFilter;
 use super::reconnect::{self, Backoff, FlowSource, Link, RecentIds, Step};
 use super::signals::{Signal, Stopped};
-use super::stats::Stats;
+use super::stats::{self, Stats};
 use service_graph::{GraphBuilder, ServiceGraph};
 
 /// How often the screen is redrawn and the rate sampled.
@@ -198,6 +198,11 @@ impl App {
                     self.newest = Some(*t);
                 }
                 self.stats.flows_seen += 1;
+                let time = flow.time.as_ref().map_or_else(
+                    || stats::epoch_ns(SystemTime::now()),
+                    |t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos),
+                );
+                self.stats.rate.flow_at(time);
                 self.stats.flow_from(&flow.node_name);
                 let pass = self.filter.applied.matches(&flow);
                 if pass {
@@ -214,8 +219,8 @@ impl App {
 
     /// Samples the flow rate. (The service map ages by flow time, as flows
     /// arrive, so history replayed with `--since` keeps its edges.)
-    pub fn on_tick(&mut self, now: Instant) {
-        self.stats.rate.sample(now, self.stats.flows_seen);
+    pub fn on_tick(&mut self, now: SystemTime) {
+        self.stats.rate.sample(now);
         self.dirty = true;
     }
 
@@ -277,7 +282,7 @@ impl App {
             tokio::select! {
                 sig = &mut stop => return Err(Stopped(sig).into()),
                 _ = tick.tick() => {
-                    self.on_tick(Instant::now());
+                    self.on_tick(SystemTime::now());
                     self.draw(terminal)?;
                 }
                 ev = events.next() => match ev {

@@ -3,7 +3,7 @@
 //! bar, the detail pane, the lost-events banner and the graph tabs, and what
 //! the keys do. The helpers serve the views' own tests too.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use observer_proto::flow::{Flow, LostEvent, LostEventSource};
@@ -376,7 +376,8 @@ fn lost_events_banner_and_node_status() {
 #[test]
 fn flow_rate_in_the_header() {
     let mut app = app_with(&[]);
-    let t0 = Instant::now();
+    // The script's flows all fall within 0.5 s of T0.
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(fixtures::T0 as u64);
     app.on_tick(t0);
     for f in fixtures::flows() {
         app.on_response(flow(f));
@@ -387,6 +388,24 @@ fn flow_rate_in_the_header() {
         row(&b, 1).starts_with("38.0 flows/s  19 seen"),
         "{}",
         row(&b, 1)
+    );
+}
+
+/// `--since 2h --follow`: two hours of history arrive within the first
+/// tick; the header's rate counts them by their times, not as a burst.
+#[test]
+fn history_replayed_at_start_is_not_counted_as_a_burst() {
+    let mut app = app_with(&[]);
+    let t0 = std::time::UNIX_EPOCH + Duration::from_secs(fixtures::T0 as u64 + 7200);
+    app.on_tick(t0);
+    for f in fixtures::flows() {
+        app.on_response(flow(f)); // two hours before t0
+    }
+    app.on_tick(t0 + Duration::from_millis(100));
+    assert!(
+        row(&draw(&app), 1).starts_with("0.0 flows/s  19 seen"),
+        "{}",
+        row(&draw(&app), 1)
     );
 }
 
