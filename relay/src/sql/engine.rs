@@ -20,7 +20,7 @@ use observer_proto::observer::GetFlowsResponse;
 use super::admission::{Admission, Admitted};
 use super::session::Session;
 use super::stats::SqlStats;
-use super::stream::{self, AbortOnDrop, Described, Msg, QueryStream};
+use super::stream::{self, AbortOnDrop, Described, Msg, QueryStream, Running, Watchdog};
 use super::{QueryResult, SqlError, SqlLimits, runtime};
 use crate::history::{History, read};
 
@@ -122,11 +122,11 @@ impl SqlEngine {
         values: Option<Vec<ScalarValue>>,
     ) -> Result<Described, SqlError> {
         let result = async {
-            let (mut rx, _task) = self.start(sql, values, Run::Describe).await?;
-            let described = stream::described(&mut rx).await?;
+            let mut running = self.start(sql, values, Run::Describe).await?;
+            let described = running.described().await?;
             // The task ends right after: wait for it, so it is not counted
             // as running once this returns.
-            while rx.recv().await.is_some() {}
+            running.ended().await;
             Ok(described)
         }
         .await;
@@ -148,27 +148,32 @@ impl SqlEngine {
         values: Vec<ScalarValue>,
     ) -> Result<QueryStream, SqlError> {
         let result = async {
-            let (mut rx, task) = self.start(sql, Some(values), Run::Execute).await?;
-            let d = stream::described(&mut rx).await?;
-            Ok(QueryStream::new(d.schema, rx, task))
+            let mut running = self.start(sql, Some(values), Run::Execute).await?;
+            let d = running.described().await?;
+            Ok(running.into_stream(d.schema))
         }
         .await;
         self.inner.stats.count_refused(&result);
         result
     }
 
-    /// Admits the query and spawns its task on the SQL runtime.
+    /// Admits the query and spawns its task on the SQL runtime; the
+    /// caller's watchdog starts with it.
     async fn start(
         &self,
         sql: &str,
         values: Option<Vec<ScalarValue>>,
         run: Run,
-    ) -> Result<(mpsc::Receiver<Msg>, AbortOnDrop), SqlError> {
+    ) -> Result<Running, SqlError> {
         let admitted = self.inner.admission.admit().await?;
         let (tx, rx) = mpsc::channel(stream::CHANNEL);
         let task = self.task(admitted, tx, sql.to_string(), values, run);
         let handle = runtime::handle()?.spawn(task);
-        Ok((rx, AbortOnDrop(handle)))
+        Ok(Running {
+            rx,
+            task: AbortOnDrop(handle),
+            watchdog: Watchdog::start(self.inner.limits.timeout),
+        })
     }
 
     /// The query's whole life, within its time limit and the relay's.

@@ -8,9 +8,16 @@
 //! Dropping the stream aborts the task: DataFusion's streams and the tasks
 //! they spawned are dropped at their next pause, and the query's place,
 //! memory and running-gauge count are given back.
+//!
+//! The task keeps its own time limit, on the SQL threads; the caller keeps a
+//! [`Watchdog`] on its own runtime, so that a query whose computation never
+//! pauses (and so holds its SQL thread past the limit) is still answered in
+//! time.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -59,15 +66,86 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Waits for the task's first message: its description, or why it failed.
-pub async fn described(rx: &mut mpsc::Receiver<Msg>) -> Result<Described, SqlError> {
-    match rx.recv().await {
-        Some(Msg::Described(d)) => Ok(d),
-        Some(Msg::Failed(e)) => Err(e),
-        Some(Msg::Batch(..) | Msg::Done) => {
-            Err(SqlError::Query("a batch came before the plan".into()))
+/// How long past the query's time limit the caller waits for the task's
+/// own word before it answers [`SqlError::Timeout`] itself.
+pub const WATCHDOG_GRACE: Duration = Duration::from_secs(1);
+
+/// The caller's clock on a query, on the caller's runtime: it runs out
+/// [`WATCHDOG_GRACE`] after the query's time limit.
+pub struct Watchdog {
+    limit: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Watchdog {
+    /// Starts now; needs the caller's tokio runtime.
+    pub fn start(limit: Duration) -> Self {
+        Watchdog {
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit.saturating_add(WATCHDOG_GRACE))),
         }
-        None => Err(SqlError::Query("the query ended without an answer".into())),
+    }
+
+    /// The time-out, once the clock has run out.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<SqlError> {
+        self.deadline
+            .as_mut()
+            .poll(cx)
+            .map(|()| SqlError::Timeout(self.limit))
+    }
+
+    /// Resolves when the clock has run out.
+    pub async fn expired(&mut self) -> SqlError {
+        std::future::poll_fn(|cx| self.poll_expired(cx)).await
+    }
+}
+
+/// A query just started: its messages, its task, the caller's clock.
+pub struct Running {
+    pub rx: mpsc::Receiver<Msg>,
+    pub task: AbortOnDrop,
+    pub watchdog: Watchdog,
+}
+
+impl Running {
+    /// Waits for the task's first message: its description, or why it
+    /// failed (or the watchdog's time-out).
+    pub async fn described(&mut self) -> Result<Described, SqlError> {
+        let first = tokio::select! {
+            m = self.rx.recv() => m,
+            e = self.watchdog.expired() => return Err(e),
+        };
+        match first {
+            Some(Msg::Described(d)) => Ok(d),
+            Some(Msg::Failed(e)) => Err(e),
+            Some(Msg::Batch(..) | Msg::Done) => {
+                Err(SqlError::Query("a batch came before the plan".into()))
+            }
+            None => Err(SqlError::Query("the query ended without an answer".into())),
+        }
+    }
+
+    /// Waits for the task to end (its channel to close), or the watchdog.
+    pub async fn ended(&mut self) {
+        loop {
+            tokio::select! {
+                m = self.rx.recv() => if m.is_none() { return },
+                _ = self.watchdog.expired() => return,
+            }
+        }
+    }
+
+    /// The batches to come, after its description.
+    pub fn into_stream(self, schema: SchemaRef) -> QueryStream {
+        QueryStream {
+            schema,
+            rx: self.rx,
+            ended: false,
+            held: None,
+            watchdog: self.watchdog,
+            timed_out: false,
+            task: self.task,
+        }
     }
 }
 
@@ -83,20 +161,13 @@ pub struct QueryStream {
     ended: bool,
     /// The last batch's memory, freed when the next is asked for.
     held: Option<MemoryReservation>,
-    _task: AbortOnDrop,
+    watchdog: Watchdog,
+    /// The watchdog ended the stream.
+    timed_out: bool,
+    task: AbortOnDrop,
 }
 
 impl QueryStream {
-    pub fn new(schema: SchemaRef, rx: mpsc::Receiver<Msg>, task: AbortOnDrop) -> Self {
-        QueryStream {
-            schema,
-            rx,
-            ended: false,
-            held: None,
-            _task: task,
-        }
-    }
-
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -105,7 +176,20 @@ impl QueryStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(RecordBatch, MemoryReservation), SqlError>>> {
-        self.rx.poll_recv(cx).map(|m| {
+        if self.timed_out {
+            return Poll::Ready(None);
+        }
+        let polled = self.rx.poll_recv(cx);
+        if polled.is_pending() && !self.ended {
+            // The task is silent past its limit: its thread is held. It is
+            // told to stop (at its next pause) and nothing more is read.
+            if let Poll::Ready(e) = self.watchdog.poll_expired(cx) {
+                self.timed_out = true;
+                self.task.0.abort();
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+        polled.map(|m| {
             let Some(m) = m else {
                 return (!std::mem::replace(&mut self.ended, true))
                     .then(|| Err(SqlError::Query(DIED.into())));
@@ -185,8 +269,13 @@ mod tests {
             tx.send(last).await.unwrap_or_else(|_| panic!("send"));
         }
         drop(tx);
-        let task = AbortOnDrop(tokio::spawn(async {}));
-        QueryStream::new(schema, rx, task)
+        let running = Running {
+            rx,
+            task: AbortOnDrop(tokio::spawn(async {})),
+            watchdog: Watchdog::start(Duration::from_secs(3600)),
+        };
+        running
+            .into_stream(schema)
             .map(|r| r.map(|b| b.num_rows()).map_err(|e| e.to_string()))
             .collect()
             .await
