@@ -541,12 +541,21 @@ impl Metrics {
             ctx(key, FlowMetric::FlowsToWorld);
             f.to_world.inc(key.bytes(), &mut now);
         }
-        if let Some((bytes, packets)) = volume.delta(flow) {
+        if let Some(d) = volume.deltas(flow) {
             key.clear()
                 .push_with(|b| self.context.write(flow, true, b))
                 .push_with(|b| self.context.write(flow, false, b))
                 .push(labels::direction(flow));
-            f.volume.add(key.bytes(), &[bytes, packets], &mut now);
+            f.volume.add(key.bytes(), &[d.own.0, d.own.1], &mut now);
+            // The other direction, named the other way round; only when it
+            // grew, so one-way traffic has no empty reverse series.
+            if d.other != (0, 0) {
+                key.clear()
+                    .push_with(|b| self.context.write(flow, false, b))
+                    .push_with(|b| self.context.write(flow, true, b))
+                    .push(labels::direction(flow));
+                f.volume.add(key.bytes(), &[d.other.0, d.other.1], &mut now);
+            }
         }
     }
 

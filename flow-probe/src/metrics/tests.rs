@@ -44,6 +44,19 @@ fn forwarded(sport: u32, dport: u32) -> Flow {
     }
 }
 
+/// `f` as its reply: from api back to frontend, ports swapped.
+fn as_reply(mut f: Flow) -> Flow {
+    f.is_reply = Some(true);
+    std::mem::swap(&mut f.source, &mut f.destination);
+    if let Some(ip) = f.ip.as_mut() {
+        std::mem::swap(&mut ip.source, &mut ip.destination);
+    }
+    if let Some(layer4::Protocol::Tcp(t)) = f.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
+        std::mem::swap(&mut t.source_port, &mut t.destination_port);
+    }
+    f
+}
+
 fn denied(sport: u32) -> Flow {
     Flow {
         verdict: Verdict::Dropped as i32,
@@ -310,14 +323,42 @@ fn volume_counts_increases_per_connection_and_point() {
     m.flow(&with_volume(forwarded(40000, 8080), (100, 2), (0, 0)));
     m.flow(&with_volume(forwarded(40000, 8080), (300, 5), (60, 1)));
     // The reply direction of the same connection counts its own (reverse) side.
-    let mut reply = with_volume(forwarded(8080, 40000), (300, 5), (1000, 3));
-    reply.is_reply = Some(true);
-    reply.source = Some(endpoint("default", "api"));
-    reply.destination = Some(endpoint("default", "frontend"));
-    m.flow(&reply);
+    m.flow(&as_reply(with_volume(
+        forwarded(40000, 8080),
+        (300, 5),
+        (1000, 3),
+    )));
     // Another connection from the same workloads adds up.
     m.flow(&with_volume(forwarded(40001, 8080), (50, 1), (0, 0)));
     assert_frontend_api_volume(&m, (350, 1000), (6, 3));
+}
+
+/// A download with periodic reports, which come from the opener's side:
+/// the replies' growth counts as the reports tell it, not only at the
+/// server's next flag, and what the server sends after its last flag (here
+/// an ACK of the client's FIN) counts too.
+#[test]
+fn reports_count_the_replies_growth_as_it_happens() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let request = |fwd, rev| with_volume(forwarded(40000, 8080), fwd, rev);
+    let reply = |fwd, rev| as_reply(with_volume(forwarded(40000, 8080), fwd, rev));
+    let mut syn = request((74, 1), (0, 0));
+    syn.volume.as_mut().unwrap().first_packet = true;
+    m.flow(&syn);
+    let mut syn_ack = reply((74, 1), (74, 1));
+    syn_ack.volume.as_mut().unwrap().first_packet = true;
+    m.flow(&syn_ack);
+    assert_frontend_api_volume(&m, (74, 74), (1, 1));
+    // Two reports mid-download.
+    m.flow(&request((500, 5), (4_000_000, 100)));
+    assert_frontend_api_volume(&m, (500, 4_000_000), (5, 100));
+    m.flow(&request((800, 8), (12_000_000, 200)));
+    assert_frontend_api_volume(&m, (800, 12_000_000), (8, 200));
+    // The server's FIN, then a report after the client's FIN and the
+    // server's last ACK.
+    m.flow(&reply((800, 8), (12_000_066, 201)));
+    m.flow(&request((866, 9), (12_000_132, 202)));
+    assert_frontend_api_volume(&m, (866, 12_000_132), (9, 202));
 }
 
 #[test]
@@ -341,12 +382,7 @@ fn each_ping_counts_though_it_counts_the_same() {
             rev_packets: u64::from(reply),
             first_packet,
         });
-        if reply {
-            f.is_reply = Some(true);
-            f.source = Some(endpoint("default", "api"));
-            f.destination = Some(endpoint("default", "frontend"));
-        }
-        f
+        if reply { as_reply(f) } else { f }
     };
     for _ in 0..3 {
         m.flow(&ping(false, true));

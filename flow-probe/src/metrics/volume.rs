@@ -1,6 +1,11 @@
 //! Byte and packet increases of a connection, from `Flow.volume`: the kernel
-//! reports cumulative counts per connection, so each event adds what grew since
-//! the previous event of the same direction at the same observation point.
+//! reports cumulative counts of both directions of a connection at an
+//! interface (one entry for both hooks), so each event adds, for each
+//! direction, what grew since the last event that carried that direction's
+//! count. Both directions count from every event: a periodic report comes
+//! from the opener's side and carries the replies' growth too, and after a
+//! connection's last reply event (a final ACK, echo replies after the first)
+//! only the requests' events and reports carry it.
 //!
 //! The last values are kept in two generations of at most `capacity / 2`
 //! entries each (a bounded, approximate LRU): a connection not seen for a whole
@@ -15,6 +20,14 @@ use super::key::{BuildKeyHasher, KeyHasher};
 
 /// Default number of connections remembered.
 pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// What a flow adds to each direction of its connection: its own (source to
+/// destination) and the other (destination to source), as (bytes, packets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deltas {
+    pub own: (u64, u64),
+    pub other: (u64, u64),
+}
 
 pub struct VolumeTracker {
     current: HashMap<u64, (u64, u64), BuildKeyHasher>,
@@ -31,36 +44,47 @@ impl VolumeTracker {
         }
     }
 
-    /// (bytes, packets) this flow adds; `None` for a flow without volume.
-    pub fn delta(&mut self, flow: &Flow) -> Option<(u64, u64)> {
+    /// What this flow adds to each direction; `None` for a flow without
+    /// volume.
+    pub fn deltas(&mut self, flow: &Flow) -> Option<Deltas> {
         let v = flow.volume.as_ref()?;
-        let own = if flow.is_reply == Some(true) {
-            (v.rev_bytes, v.rev_packets)
+        let (fwd, rev) = ((v.fwd_bytes, v.fwd_packets), (v.rev_bytes, v.rev_packets));
+        let (own, other) = if flow.is_reply == Some(true) {
+            (rev, fwd)
         } else {
-            (v.fwd_bytes, v.fwd_packets)
+            (fwd, rev)
         };
-        let key = key(flow);
+        // The own counts begin with this packet when it is its direction's
+        // first: a new connection on the same addresses and ports (ICMP
+        // echoes of one type share a key and often count the same).
+        Some(Deltas {
+            own: self.grow(key(flow, false), own, v.first_packet),
+            other: self.grow(key(flow, true), other, false),
+        })
+    }
+
+    /// What `now`, a direction's cumulative count, adds to the last one
+    /// remembered under `key`; remembers `now`.
+    fn grow(&mut self, key: u64, now: (u64, u64), restarted: bool) -> (u64, u64) {
         let last = if let Some(slot) = self.current.get_mut(&key) {
-            std::mem::replace(slot, own)
+            std::mem::replace(slot, now)
         } else {
             let last = self.previous.remove(&key).unwrap_or((0, 0));
-            self.current.insert(key, own);
+            self.current.insert(key, now);
             if self.current.len() >= self.generation {
                 self.previous = std::mem::take(&mut self.current);
             }
             last
         };
-        // The counts begin with this packet, or a smaller count: a new
-        // connection on the same addresses and ports (ICMP echoes of one
-        // type share a key and often count the same).
-        let grow = |now: u64, then: u64| {
-            if v.first_packet || now < then {
+        // A smaller count: a new connection on the same key.
+        let grown = |now: u64, then: u64| {
+            if restarted || now < then {
                 now
             } else {
                 now - then
             }
         };
-        Some((grow(own.0, last.0), grow(own.1, last.1)))
+        (grown(now.0, last.0), grown(now.1, last.1))
     }
 
     /// Connections remembered.
@@ -73,22 +97,32 @@ impl VolumeTracker {
     }
 }
 
-/// The connection's direction as this event saw it, and where it was seen.
-fn key(flow: &Flow) -> u64 {
+/// One direction of a connection at one interface: the flow's own
+/// (`reversed` false: source to destination) or the other. ICMP echo
+/// requests and replies are one connection (the kernel's entry is keyed by
+/// the identifier, which flows do not carry); other ICMP messages between
+/// two addresses share one entry, whatever their type.
+fn key(flow: &Flow, reversed: bool) -> u64 {
     let mut h = KeyHasher::default();
     if let Some(ip) = &flow.ip {
-        (&ip.source, &ip.destination).hash(&mut h);
+        let (from, to) = (&ip.source, &ip.destination);
+        if reversed { (to, from) } else { (from, to) }.hash(&mut h);
     }
-    let ports = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+    let echo = |is_echo: bool| if is_echo { 1 } else { 2 };
+    let (proto, from, to) = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => (6, t.source_port, t.destination_port),
         Some(Protocol::Udp(u)) => (17, u.source_port, u.destination_port),
-        Some(Protocol::IcmPv4(i)) => (1, i.r#type, i.code),
-        Some(Protocol::IcmPv6(i)) => (58, i.r#type, i.code),
+        Some(Protocol::IcmPv4(i)) => (1, echo(matches!(i.r#type, 0 | 8)), 0),
+        Some(Protocol::IcmPv6(i)) => (58, echo(matches!(i.r#type, 128 | 129)), 0),
         _ => (0, 0, 0),
     };
-    ports.hash(&mut h);
+    let ports = if reversed && matches!(proto, 6 | 17) {
+        (to, from)
+    } else {
+        (from, to)
+    };
+    (proto, ports).hash(&mut h);
     flow.interface.as_ref().map(|i| i.index).hash(&mut h);
-    flow.trace_observation_point.hash(&mut h);
     flow.node_name.hash(&mut h);
     h.finish()
 }
