@@ -10,6 +10,12 @@ use crate::kernel::events::{
 };
 use crate::kernel::flow_tables::TableKey;
 
+/// FIN, SYN and RST: a report leaves them out of its flags. Their own
+/// events told them; in a report they would count again, in
+/// `hubble_tcp_flags_total` (a client's SYN and ACK as a SYN-ACK) and in
+/// `--tcp-flags` filters, at every report of the connection.
+const CONTROL_FLAGS: u8 = 0x01 | 0x02 | 0x04;
+
 /// ICMP echo requests, which open an echo flow.
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
@@ -89,7 +95,7 @@ pub fn report_event(key: &TableKey, st: &FlowStats, ktime_ns: u64) -> FlowEvent 
         bytes: st.bytes[s],
         rev_packets: st.packets[p],
         rev_bytes: st.bytes[p],
-        tcp_flags: st.flags[s],
+        tcp_flags: st.flags[s] & !CONTROL_FLAGS,
         reason: reason::REPORT,
         icmp_type,
         verdict: verdict::FORWARDED,
@@ -142,7 +148,8 @@ mod tests {
         );
         assert_eq!(
             (ev.reason, ev.is_reply, ev.tcp_flags, ev.ktime_ns),
-            (reason::REPORT, 0, 0x1a, 99)
+            // The client's SYN, ACK and PSH so far: ACK and PSH.
+            (reason::REPORT, 0, 0x18, 99)
         );
         assert_eq!(
             crate::kernel::events::decode(&crate::kernel::events::encode_flow(&ev)),
