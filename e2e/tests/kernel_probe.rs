@@ -384,3 +384,67 @@ async fn aggregation_levels_and_periodic_reports() {
         "{counts:?}"
     );
 }
+
+/// ICMP messages other than echo have no ports, so all of them between two
+/// addresses share one flow entry at an interface: each must still be a
+/// flow, or only the first port unreachable of a pair would ever show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_icmp_error_is_a_flow() {
+    let lab = lab("icmp-errors");
+    let cfg = ProbeConfig {
+        netns: Some(lab.node_netns("node1").unwrap().to_string()),
+        ..ProbeConfig::default()
+    };
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let enricher = enricher_for(&probe, &lab);
+    let store = Arc::new(FlowStore::new(10_000));
+    // Three closed ports of b: three port unreachables back to a (fewer than
+    // the six the kernel sends to one peer before it rate-limits).
+    flood(&lab, "a", "b", 3);
+    let unreachable = |f: &&Flow| {
+        matches!(
+            f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+            Some(observer_proto::flow::layer4::Protocol::IcmPv4(i)) if (i.r#type, i.code) == (3, 3)
+        )
+    };
+    let stop = stored(&store, |seen| {
+        flows_of(seen).filter(unreachable).count() >= 6
+    });
+    pipeline::run(
+        &mut probe,
+        Pipeline::new(enricher, store.clone()),
+        Duration::from_millis(100),
+        stop,
+    )
+    .await
+    .unwrap();
+    let responses = stored_responses(&store);
+    let b = lab.endpoint("b").unwrap().ipv4.to_string();
+    let mut seen: Vec<(i32, String)> = flows_of(&responses)
+        .filter(unreachable)
+        .map(|f| {
+            let ip = f.ip.as_ref().unwrap();
+            assert_eq!(ip.source, b, "{f:?}");
+            (f.trace_observation_point, f.summary.clone())
+        })
+        .collect();
+    seen.sort();
+    let at = |point: TraceObservationPoint| {
+        (
+            point as i32,
+            "ICMPv4 DestinationUnreachable(Port)".to_string(),
+        )
+    };
+    assert_eq!(
+        seen,
+        [
+            at(TraceObservationPoint::FromEndpoint),
+            at(TraceObservationPoint::FromEndpoint),
+            at(TraceObservationPoint::FromEndpoint),
+            at(TraceObservationPoint::ToEndpoint),
+            at(TraceObservationPoint::ToEndpoint),
+            at(TraceObservationPoint::ToEndpoint),
+        ]
+    );
+}

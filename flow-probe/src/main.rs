@@ -17,7 +17,8 @@ use observer_runtime::tls::ServerTls;
 enum Aggregation {
     /// An event for every packet (debugging; expensive).
     None,
-    /// Events on a flow's first packet and on new TCP flags per direction.
+    /// Events on a flow's first packet, on new TCP flags (SYN, FIN, RST) per
+    /// direction and on every ICMP message other than echo.
     Medium,
 }
 

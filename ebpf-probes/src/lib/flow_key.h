@@ -19,6 +19,12 @@ static __always_inline int is_echo(const struct pkt *p)
 	return p->icmp_type == 128 || p->icmp_type == 129;
 }
 
+/* An ICMP error or control message (unreachable, neighbour discovery...). */
+static __always_inline int icmp_not_echo(const struct pkt *p)
+{
+	return (p->proto == IPPROTO_ICMP || p->proto == IPPROTO_ICMPV6) && !is_echo(p);
+}
+
 /* The key's ports of the packet's source and destination: ICMP echo request
  * and reply share the identifier; other ICMP messages have no ports. */
 static __always_inline void key_ports(const struct pkt *p, __u16 *src, __u16 *dst)

@@ -572,7 +572,9 @@ static __always_inline int track(struct sighting *s, __u8 family)
 		reason = EMIT_NEW_FLOW; /* the first answer */
 	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
 		reason = EMIT_TCP_FLAGS;
-	if (!reason && !aggregate)
+	/* ICMP messages other than echo share one entry per address pair (they
+	 * have no ports): each is told, or only the first would be. */
+	if (!reason && (!aggregate || icmp_not_echo(s->p)))
 		reason = EMIT_PACKET;
 	if (!reason)
 		return TC_ACT_UNSPEC;

@@ -39,6 +39,11 @@ impl Reporter {
         let mut next = HashMap::with_capacity(flows.len());
         let mut out = Vec::new();
         for (key, st) in flows {
+            if key_is_icmp_not_echo(key) {
+                // Every packet of it was an event: nothing left to report,
+                // and no type to name.
+                continue;
+            }
             let told = self
                 .last
                 .get(key)
@@ -52,6 +57,11 @@ impl Reporter {
         self.last = next;
         out
     }
+}
+
+/// ICMP messages other than echo: no ports (an echo's are its identifier).
+fn key_is_icmp_not_echo(key: &TableKey) -> bool {
+    matches!(key.proto(), 1 | 58) && key.port(0) == 0
 }
 
 /// A report of one connection as an event from its opener's side.
@@ -154,6 +164,33 @@ mod tests {
         assert_eq!(
             crate::kernel::events::decode(&crate::kernel::events::encode_flow(&ev)),
             Ok(crate::kernel::events::Event::Flow(ev))
+        );
+    }
+
+    #[test]
+    fn icmp_errors_are_not_reported_their_packets_were_events() {
+        let errors = TableKey::V4(Flow4Key {
+            addr: [[198, 18, 0, 2], [198, 18, 0, 3]],
+            port: [0, 0],
+            ifindex: 7,
+            proto: 1,
+            ..Default::default()
+        });
+        let echo = TableKey::V4(Flow4Key {
+            port: [77, 77],
+            ..match errors {
+                TableKey::V4(k) => k,
+                TableKey::V6(_) => unreachable!(),
+            }
+        });
+        let mut r = Reporter::new();
+        let reported = r.reports(&[(errors, stats(3, 0)), (echo, stats(3, 3))], 1);
+        assert_eq!(
+            reported
+                .iter()
+                .map(|e| (e.key.sport, e.icmp_type))
+                .collect::<Vec<_>>(),
+            [(77, ICMP_ECHO_REQUEST)]
         );
     }
 
