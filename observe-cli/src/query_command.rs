@@ -264,6 +264,21 @@ fn message(status: &tonic::Status) -> anyhow::Error {
             status.message()
         );
     }
+    if status.code() == tonic::Code::Unimplemented {
+        // A server without Flight SQL (a flow-probe) answers with no words.
+        return anyhow::anyhow!(
+            "the server does not answer SQL (Flight SQL is not implemented there{}): \
+             SQL is the relay's, whose history it reads; give --server the relay's \
+             address (default {DEFAULT_SERVER})",
+            match status.message() {
+                "" => String::new(),
+                m => format!(": {m}"),
+            }
+        );
+    }
+    if status.message().is_empty() {
+        return anyhow::anyhow!("the server failed without saying why ({:?})", status.code());
+    }
     anyhow::anyhow!("{}", status.message())
 }
 
@@ -597,6 +612,22 @@ mod tests {
         assert_eq!(
             message(&tonic::Status::invalid_argument("refused: x")).to_string(),
             "refused: x"
+        );
+    }
+
+    #[test]
+    fn a_server_without_sql_or_without_words_is_named_so() {
+        assert_eq!(
+            message(&tonic::Status::unimplemented("")).to_string(),
+            format!(
+                "the server does not answer SQL (Flight SQL is not implemented there): SQL is \
+                 the relay's, whose history it reads; give --server the relay's address \
+                 (default {DEFAULT_SERVER})"
+            )
+        );
+        assert_eq!(
+            message(&tonic::Status::internal("")).to_string(),
+            "the server failed without saying why (Internal)"
         );
     }
 
