@@ -260,6 +260,28 @@ async fn an_unknown_column_lists_the_columns_that_exist() {
     );
 }
 
+/// SQL's string functions users reach for first, standard forms included.
+#[tokio::test]
+async fn standard_string_functions_answer() {
+    let dir = scratch("string-functions");
+    let e = engine(&ingest_golden(&dir));
+    let got = table(
+        &e,
+        "SELECT substr('observe', 1, 3) AS a, substring('observe' FROM 4 FOR 2) AS b, \
+         character_length('flow') AS c, strpos('a.b.c', '.') AS d, lpad('7', 3, '0') AS e, \
+         right('pod-1', 1) AS f, reverse('ab') AS g",
+    )
+    .await;
+    assert_eq!(
+        got,
+        "+-----+----+---+---+-----+---+----+\n\
+         | a   | b  | c | d | e   | f | g  |\n\
+         +-----+----+---+---+-----+---+----+\n\
+         | obs | er | 4 | 2 | 007 | 1 | ba |\n\
+         +-----+----+---+---+-----+---+----+"
+    );
+}
+
 /// 300 flows: a cross join sorted needs far more than 1 MiB.
 fn many(dir: &Path) -> Arc<History> {
     let h = History::open(config(dir)).unwrap();
