@@ -460,6 +460,20 @@ async fn a_malformed_policy_file_leaves_the_policy_in_force() {
             && line.ends_with("; the previous policy stays in force"),
         "{status}"
     );
+    // And `-o json`, for scripts.
+    let mut json_args = args.clone();
+    json_args.extend(["-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&e2e::observe(&json_args)).unwrap();
+    let file = &v["config_files"][0];
+    assert_eq!(file["name"], "policy", "{v}");
+    // protojson leaves a false boolean out.
+    assert_eq!(file.get("in_force"), None, "{v}");
+    assert!(
+        file["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("ingressDenny")),
+        "{v}"
+    );
     // Removed, the directory is in force again.
     std::fs::remove_file(&bad).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

@@ -77,6 +77,8 @@ enum Command {
     Status {
         #[command(flatten)]
         connect: ConnectArgs,
+        #[arg(long, short = 'o', value_enum, default_value_t = observe_cli::status::StatusFormat::Text)]
+        output: observe_cli::status::StatusFormat,
     },
     /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`,
     /// `graph_edges`, `policy_states`; functions `policy_whatif`, `policy_replay`).
@@ -300,8 +302,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             query,
             diff,
         } => graph_command::run(&connect.target(&DEFAULT_SERVERS)?, &query, &diff, output).await,
-        Command::Status { connect } => {
-            observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?).await
+        Command::Status { connect, output } => {
+            observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?, output).await
         }
         Command::Nodes { connect, output } => {
             observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?, output).await

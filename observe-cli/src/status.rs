@@ -7,14 +7,31 @@ use observer_proto::relay::NodeState;
 
 use crate::connect::Target;
 
-pub async fn status(target: &Target) -> anyhow::Result<()> {
+/// How `observe status` prints, as `hubble status -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// Lines for people.
+    Text,
+    /// The ServerStatus answer as one JSON object (protojson, proto field
+    /// names), for scripts.
+    #[value(alias = "jsonpb")]
+    Json,
+}
+
+pub async fn status(target: &Target, format: StatusFormat) -> anyhow::Result<()> {
     let (mut client, address) = target.observer().await?;
     let s = client
         .server_status(ServerStatusRequest {})
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
-    crate::pipe::print(&render_status(address, &s))?;
+    let text = match format {
+        StatusFormat::Text => render_status(address, &s),
+        StatusFormat::Json => {
+            observer_proto::json::to_json("observer.ServerStatusResponse", &s)? + "\n"
+        }
+    };
+    crate::pipe::print(&text)?;
     Ok(())
 }
 
@@ -326,6 +343,27 @@ mod tests {
              services in force     /run/observe-lab/services.yaml  1 frontends, 2 backends in force; generation 3\n"
         );
         assert_eq!(render_config_files(&ServerStatusResponse::default()), "");
+    }
+
+    #[test]
+    fn status_as_json_has_the_proto_names_and_our_extensions() {
+        let s = ServerStatusResponse {
+            num_flows: 2,
+            max_flows: 4095,
+            config_files: vec![ConfigFileStatus {
+                name: "policy".into(),
+                path: "/p".into(),
+                in_force: true,
+                detail: "1 policies, 2 rules in force; generation 1".into(),
+            }],
+            ..Default::default()
+        };
+        let json = observer_proto::json::to_json("observer.ServerStatusResponse", &s).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["num_flows"], "2");
+        assert_eq!(v["max_flows"], "4095");
+        assert_eq!(v["config_files"][0]["in_force"], true);
+        assert_eq!(v["config_files"][0]["path"], "/p");
     }
 
     #[test]
