@@ -35,7 +35,7 @@ enum Command {
         connect: ConnectArgs,
         /// Output format. Without one, --follow on a terminal opens the
         /// terminal UI; otherwise flows print as compact lines.
-        #[arg(long, short = 'o', value_enum)]
+        #[arg(long, short = 'o', ignore_case = true, value_enum)]
         output: Option<Format>,
         /// Print the node name in each line.
         #[arg(long)]
@@ -66,7 +66,7 @@ enum Command {
     Graph {
         #[command(flatten)]
         connect: ConnectArgs,
-        #[arg(long, short = 'o', value_enum, default_value_t = GraphFormat::Dot)]
+        #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = GraphFormat::Dot)]
         output: GraphFormat,
         #[command(flatten)]
         query: QueryArgs,
@@ -77,7 +77,7 @@ enum Command {
     Status {
         #[command(flatten)]
         connect: ConnectArgs,
-        #[arg(long, short = 'o', value_enum, default_value_t = observe_cli::status::StatusFormat::Text)]
+        #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = observe_cli::status::StatusFormat::Text)]
         output: observe_cli::status::StatusFormat,
     },
     /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`,
@@ -87,7 +87,7 @@ enum Command {
     Nodes {
         #[command(flatten)]
         connect: ConnectArgs,
-        #[arg(long, short = 'o', value_enum, default_value_t = observe_cli::status::NodesFormat::Table)]
+        #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = observe_cli::status::NodesFormat::Table)]
         output: observe_cli::status::NodesFormat,
     },
     /// Make certificates for mTLS between the components.
@@ -121,7 +121,7 @@ enum Command {
         state_dir: PathBuf,
         /// Output format. Without one, the terminal UI opens on a terminal;
         /// otherwise flows print as compact lines.
-        #[arg(long, short = 'o', value_enum)]
+        #[arg(long, short = 'o', ignore_case = true, value_enum)]
         output: Option<Format>,
     },
 }
@@ -388,6 +388,9 @@ mod tests {
     fn the_demo_opens_the_tui_only_without_o() {
         assert_eq!(demo(&[]), (None, true));
         assert_eq!(demo(&["-o", "compact"]), (Some(Format::Compact), false));
+        // As hubble takes them: any case, and `tab`.
+        assert_eq!(demo(&["-o", "JSON"]), (Some(Format::Json), false));
+        assert_eq!(demo(&["-o", "tab"]), (Some(Format::Table), false));
         assert_eq!(demo(&["-o", "json"]), (Some(Format::Json), false));
     }
 }

@@ -60,7 +60,7 @@ pub struct QueryArgs {
     /// Read the SQL from FILE (`-`: stdin), for statements longer than an argument.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
-    #[arg(long, short = 'o', value_enum, default_value_t = QueryFormat::Table)]
+    #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,
     /// The most rows a table shows (0: all); csv and json print every row.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_TABLE_ROWS)]

@@ -86,9 +86,17 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, TimeError> {
 }
 
 /// Nanoseconds since the Unix epoch of an RFC 3339 time with an offset
-/// (`2026-11-26T10:00:00Z`, `2026-11-26T11:00:00.5+01:00`).
+/// (`2026-11-26T10:00:00Z`, `2026-11-26T11:00:00.5+01:00`, or shorter as
+/// hubble takes them: `2026-11-26T10:00Z`, `2026-11-26T10Z`), or of a date
+/// alone (`2026-11-26`: its midnight in UTC, as hubble reads it).
 pub fn parse_rfc3339(text: &str) -> Result<i128, TimeError> {
     let trimmed = text.trim();
+    if trimmed.len() == "2026-11-26".len()
+        && let Ok(date) = trimmed.parse::<jiff::civil::Date>()
+        && let Ok(midnight) = format!("{date}T00:00:00Z").parse::<jiff::Timestamp>()
+    {
+        return Ok(midnight.as_nanosecond());
+    }
     trimmed
         .parse::<jiff::Timestamp>()
         .map(|t| t.as_nanosecond())
@@ -121,6 +129,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn shorter_times_and_a_date_alone_as_hubble_takes_them() {
+        let at = |s: &str| parse_rfc3339(s).map(|n| (n / 1_000_000_000) as i64);
+        assert_eq!(at("2026-11-26"), Ok(1_795_651_200));
+        assert_eq!(at("2026-11-26T15:04Z"), Ok(1_795_705_440));
+        assert_eq!(at("2026-11-26T15Z"), Ok(1_795_705_200));
+        assert_eq!(at("2026-11-26T16+01:00"), Ok(1_795_705_200));
+        assert_eq!(
+            at("2026-11-26T15:04:05"),
+            Err(TimeError::NotATime(
+                "2026-11-26T15:04:05".into(),
+                "it has no time zone: add Z for UTC or an offset such as +01:00".into()
+            ))
+        );
+    }
 
     #[test]
     fn calendar_dates_in_utc() {

@@ -565,7 +565,9 @@ impl FilterArgs {
             let version = match v.to_ascii_lowercase().as_str() {
                 "4" | "v4" | "ipv4" | "ip4" => IpVersion::IPv4,
                 "6" | "v6" | "ipv6" | "ip6" => IpVersion::IPv6,
-                _ => return Err(bad("ip-version", v, "expected 4 or 6")),
+                // Flows without IP (hubble's `none`).
+                "none" => IpVersion::IpNotUsed,
+                _ => return Err(bad("ip-version", v, "expected 4, 6 or none")),
             };
             base.ip_version.push(version as i32);
         }
@@ -706,10 +708,14 @@ mod tests {
             w[0].ip_version,
             [IpVersion::IPv4 as i32, IpVersion::IPv6 as i32]
         );
+        let w = args(|a| a.ip_version = vec!["none".into()])
+            .whitelist()
+            .unwrap();
+        assert_eq!(w[0].ip_version, [IpVersion::IpNotUsed as i32]);
         let err = args(|a| a.ip_version = vec!["5".into()])
             .whitelist()
             .unwrap_err();
-        assert_eq!(err.to_string(), "--ip-version \"5\": expected 4 or 6");
+        assert_eq!(err.to_string(), "--ip-version \"5\": expected 4, 6 or none");
         let err = args(|a| a.verdict = vec!["maybe".into()])
             .whitelist()
             .unwrap_err();

@@ -47,7 +47,7 @@ struct QueryFlags {
     /// Keep streaming new flows.
     #[arg(long, short = 'f')]
     follow: bool,
-    /// Flows since a time: a duration ago (`30s`, `5m`, `2h`, `1d`) or RFC 3339 (`2026-11-26T10:00:00Z`).
+    /// Flows since a time: a duration ago (`30s`, `5m`, `2h`, `1d`), RFC 3339 (`2026-11-26T10:00:00Z`, `2026-11-26T10Z`) or a date (`2026-11-26`, midnight UTC).
     // A leading `-` is a value here, so `-5m` gets the duration's own error.
     #[arg(long, allow_hyphen_values = true)]
     since: Option<String>,
@@ -176,13 +176,19 @@ impl QueryArgs {
     }
 }
 
-/// A duration ago (`30s`, `2h`, `1d`) or an RFC 3339 time
+/// A duration ago (`30s`, `2h`, `1d`, `0`) or an RFC 3339 time or a date
 /// ([`observer_proto::time`]'s parsers).
 pub fn parse_time(flag: &str, s: &str, now: SystemTime) -> anyhow::Result<prost_types::Timestamp> {
     let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
-    let at = match time::parse_duration(s) {
+    // A bare 0 is no duration to jiff; to Go's (hubble's) it is: now.
+    let duration = if s.trim() == "0" {
+        Ok(std::time::Duration::ZERO)
+    } else {
+        time::parse_duration(s)
+    };
+    let at = match duration {
         Ok(ago) => now - ago.as_nanos() as i128,
         Err(TimeError::NotADuration(_)) => match time::parse_rfc3339(s) {
             Ok(at) => at,
@@ -215,6 +221,11 @@ mod tests {
         assert_eq!(
             parse_time("since", "2h", now).unwrap().seconds,
             1_000_000 - 7200
+        );
+        assert_eq!(parse_time("since", "0", now).unwrap().seconds, 1_000_000);
+        assert_eq!(
+            parse_time("since", "2026-11-26", now).unwrap().seconds,
+            1_795_651_200
         );
         assert_eq!(
             parse_time("since", "90s", now).unwrap().seconds,

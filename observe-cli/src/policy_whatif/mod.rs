@@ -57,7 +57,7 @@ pub struct WhatIfArgs {
     /// Only flows from or to this namespace (repeat for several).
     #[arg(long)]
     pub namespace: Vec<String>,
-    #[arg(long, short = 'o', value_enum, default_value_t = WhatIfFormat::Table)]
+    #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = WhatIfFormat::Table)]
     pub output: WhatIfFormat,
     /// Examples kept per edge (the earliest flows).
     #[arg(long, default_value_t = 3)]

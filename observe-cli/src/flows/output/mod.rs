@@ -26,6 +26,7 @@ pub enum Format {
     Dict,
     Json,
     Jsonpb,
+    #[value(alias = "tab")]
     Table,
 }
 
