@@ -206,8 +206,16 @@ pub async fn run(
         );
     }
     let gauge = metrics.clone();
+    // The node's own addresses are where the programs attach: the
+    // `--netns` namespace, or the probe's own.
+    let host_netns = cfg
+        .probe
+        .netns
+        .as_ref()
+        .map(|n| std::path::Path::new("/var/run/netns").join(n));
     let attachments = Attachments::new(&cfg.node_name, attacher, fixed)
-        .on_change(move |n| gauge.set_attached_programs(2 * n));
+        .on_change(move |n| gauge.set_attached_programs(2 * n))
+        .host_netns(host_netns);
     // The endpoints file's endpoints are attached before the probe reports
     // ready; containers come when the runtime has listed them.
     let mut hub = Hub::new(attachments);

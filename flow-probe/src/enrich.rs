@@ -120,6 +120,7 @@ impl Enricher {
                 let ep = by_id.get(id)?;
                 Some((*extra, v6(ep).or(v4(ep))?))
             }));
+        self.node.host_addresses(set.host_addresses.iter().copied());
         self.interfaces.clear();
         for a in &set.interfaces {
             let ep = a.endpoint.and_then(|id| by_id.get(&id));

@@ -101,6 +101,13 @@ impl NodeFlows {
         }
     }
 
+    /// Names the node's own addresses `reserved:host` (see [`Endpoints::host`]).
+    pub fn host_addresses(&mut self, addresses: impl IntoIterator<Item = IpAddr>) {
+        for ip in addresses {
+            self.endpoints.host(ip);
+        }
+    }
+
     /// Writes into `f`, in its memory, what every flow of this node shares:
     /// its time (kernel time `ktime_ns` plus `unix_offset_ns`), the next
     /// UUID, the type, the node's name and labels, the IP header and the

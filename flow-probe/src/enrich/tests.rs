@@ -1024,3 +1024,44 @@ fn an_endpoints_link_local_address_names_it() {
     );
     assert_eq!(f.ip.unwrap().source, "fe80::10");
 }
+
+/// The node's own addresses are `reserved:host` (identity 1), as Cilium
+/// names them; an endpoint's address stays the endpoint's even when the node
+/// has it too.
+#[test]
+fn the_nodes_own_addresses_are_the_host() {
+    let set = crate::sources::EndpointSet {
+        version: 1,
+        file: file(),
+        host_addresses: vec![
+            "198.18.1.1".parse().unwrap(),
+            "198.18.1.10".parse().unwrap(),
+        ],
+        ..Default::default()
+    };
+    let (_tx, watch) = tokio::sync::watch::channel(Arc::new(set));
+    let mut e = Enricher::following("node1", watch);
+    let f = e.flow(
+        &event(
+            hook::TC_INGRESS,
+            CLIENT_VETH,
+            6,
+            "198.18.1.10",
+            "198.18.1.1",
+            (40000, 22),
+        ),
+        UNIX_OFFSET,
+    );
+    let who = |ep: &Option<observer_proto::flow::Endpoint>| {
+        ep.as_ref()
+            .map(|e| (e.identity, e.pod_name.clone(), e.labels.clone()))
+    };
+    assert_eq!(
+        who(&f.destination),
+        Some((1, String::new(), vec!["reserved:host".to_string()]))
+    );
+    assert_eq!(
+        who(&f.source).map(|(_, pod, _)| pod),
+        Some("client".to_string())
+    );
+}

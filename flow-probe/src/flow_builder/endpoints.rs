@@ -1,4 +1,5 @@
-//! The endpoint behind an address: from the endpoints file, or reserved:world;
+//! The endpoint behind an address: from the endpoints file, the node itself
+//! (reserved:host), or reserved:world;
 //! with each known address's text, made once.
 
 use std::collections::HashMap;
@@ -99,6 +100,19 @@ impl Endpoints {
             let text = extra.to_string();
             self.by_ip.insert(extra, Known { text, endpoint });
         }
+    }
+
+    /// Names `ip`, one of the node's own addresses, `reserved:host`
+    /// (identity 1), unless an endpoint has it.
+    pub fn host(&mut self, ip: IpAddr) {
+        self.by_ip.entry(ip).or_insert_with(|| Known {
+            text: ip.to_string(),
+            endpoint: Endpoint {
+                identity: reserved::HOST,
+                labels: vec!["reserved:host".to_string()],
+                ..Default::default()
+            },
+        });
     }
 
     /// The endpoint that has `ip`, if one does.

@@ -117,6 +117,63 @@ fn own_link_local() -> io::Result<Vec<std::net::Ipv6Addr>> {
         .collect())
 }
 
+/// The addresses of the calling thread's network namespace, loopback's
+/// aside, sorted: IPv4 from its local routes (`/proc/thread-self/net/fib_trie`:
+/// an address line `|-- A`, then `/32 host LOCAL`), IPv6 from `if_inet6`.
+fn own_addresses() -> io::Result<Vec<std::net::IpAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut out = Vec::new();
+    let trie = std::fs::read_to_string("/proc/thread-self/net/fib_trie")?;
+    let mut last: Option<Ipv4Addr> = None;
+    for line in trie.lines() {
+        let line = line.trim();
+        if let Some(a) = line.strip_prefix("|-- ") {
+            last = a.parse().ok();
+        } else if line == "/32 host LOCAL"
+            && let Some(a) = last.take()
+            && !a.is_loopback()
+        {
+            out.push(IpAddr::V4(a));
+        }
+    }
+    match std::fs::read_to_string("/proc/thread-self/net/if_inet6") {
+        Ok(text) => out.extend(text.lines().filter_map(|l| {
+            let hex = l.split_whitespace().next()?;
+            let a = Ipv6Addr::from(u128::from_str_radix(hex, 16).ok()?);
+            (!a.is_loopback()).then_some(IpAddr::V6(a))
+        })),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The addresses of the network namespace at `path` (the caller's own
+/// without one), loopback's aside: the node's own, which flows name
+/// `reserved:host`. A thread of its own enters the namespace.
+pub fn netns_addresses(path: Option<&Path>) -> io::Result<Vec<std::net::IpAddr>> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if let Some(path) = path {
+                let file = File::open(path)?;
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(LinkNameSpaceType::Network),
+                )?;
+            }
+            own_addresses()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("reading addresses panicked")))
+    })
+    .map_err(|e| match path {
+        Some(p) => io::Error::new(e.kind(), format!("network namespace {}: {e}", p.display())),
+        None => e,
+    })
+}
+
 /// What the network namespaces at `paths` (`/var/run/netns/NAME`,
 /// `/proc/PID/ns/net`) tell, each or why not. A thread of its own enters them
 /// in turn, so no other thread changes namespace.
@@ -232,6 +289,40 @@ mod tests {
         );
         // The caller stayed where it was.
         assert_eq!(own_netns_cookie().unwrap(), own);
+    }
+
+    #[test]
+    fn a_namespaces_own_addresses_leave_loopback_out() {
+        test_support::require_root("entering network namespaces");
+        let ns = test_support::netns::TempNetns::new("addrs");
+        let n = ns.name();
+        for line in [
+            format!("-n {n} link set lo up"),
+            format!("-n {n} link add v0 type veth peer name v1"),
+            format!("-n {n} link set v0 addrgenmode none"),
+            format!("-n {n} link set v0 up"),
+            format!("-n {n} addr add 198.18.77.1/24 dev v0"),
+            format!("-n {n} addr add 198.18.78.1/32 dev v0"),
+            format!("-n {n} addr add fd42:77::1/64 dev v0 nodad"),
+            format!("-n {n} addr add fe80::77:1/64 dev v0 nodad"),
+        ] {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let status = std::process::Command::new("ip").args(&args).status();
+            assert!(status.unwrap().success(), "ip {line}");
+        }
+        let got = netns_addresses(Some(&ns.path())).unwrap();
+        let want: Vec<std::net::IpAddr> =
+            ["198.18.77.1", "198.18.78.1", "fd42:77::1", "fe80::77:1"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        assert_eq!(got, want);
+        let err = netns_addresses(Some(Path::new("/var/run/netns/observe-no-such-namespace")))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "network namespace /var/run/netns/observe-no-such-namespace: No such file or directory (os error 2)"
+        );
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct EndpointSet {
     /// IPv6 link-local address → the endpoint whose interface has it:
     /// neighbour discovery and other link-local traffic name the endpoint.
     pub link_local: HashMap<IpAddr, u32>,
+    /// The node's own addresses (of the namespace the probe attaches in):
+    /// flows name them `reserved:host`, as Cilium's.
+    pub host_addresses: Vec<IpAddr>,
     /// Every interface the programs are on.
     pub interfaces: Vec<Attached>,
     /// This node's endpoints, with what became of them.
@@ -110,6 +113,13 @@ pub struct Attachments {
     published: watch::Sender<Arc<EndpointSet>>,
     /// Called with the number of attached interfaces after each change.
     on_change: Option<Box<dyn Fn(usize) + Send>>,
+    /// Where the node's own addresses are read: `None`, none are (tests);
+    /// `Some(None)`, the probe's own namespace.
+    host_netns: Option<Option<PathBuf>>,
+    /// What they were at the last reading.
+    host_addresses: Vec<IpAddr>,
+    /// How often [`run`] reads them again.
+    host_recheck: std::time::Duration,
 }
 
 impl Attachments {
@@ -129,6 +139,49 @@ impl Attachments {
             failed: HashMap::new(),
             published: watch::Sender::new(Arc::new(EndpointSet::default())),
             on_change: None,
+            host_netns: None,
+            host_addresses: Vec::new(),
+            host_recheck: HOST_ADDRESSES_RECHECK,
+        }
+    }
+
+    /// Reads the node's addresses again every `every` instead of
+    /// [`HOST_ADDRESSES_RECHECK`].
+    pub fn recheck_host_every(mut self, every: std::time::Duration) -> Self {
+        self.host_recheck = every;
+        self
+    }
+
+    /// Reads the node's own addresses in the namespace at `netns` (the
+    /// probe's own without one), now and at every [`run`] re-check.
+    pub fn host_netns(mut self, netns: Option<PathBuf>) -> Self {
+        self.host_netns = Some(netns);
+        self
+    }
+
+    /// Reads the node's addresses again; true when they changed.
+    async fn read_host_addresses(&mut self) -> bool {
+        let Some(netns) = self.host_netns.clone() else {
+            return false;
+        };
+        let read = tokio::task::spawn_blocking(move || {
+            crate::kernel::sysfs::netns_addresses(netns.as_deref())
+        })
+        .await;
+        match read {
+            Ok(Ok(addresses)) if addresses != self.host_addresses => {
+                self.host_addresses = addresses;
+                true
+            }
+            Ok(Ok(_)) => false,
+            Ok(Err(e)) => {
+                log::debug!("the node's addresses: {e}");
+                false
+            }
+            Err(e) => {
+                log::debug!("the node's addresses: {e}");
+                false
+            }
         }
     }
 
@@ -145,6 +198,7 @@ impl Attachments {
 
     /// Makes the attachments match `merged` and publishes the new set.
     pub async fn reconcile(&mut self, merged: Merged) {
+        self.read_host_addresses().await;
         let netns = netns_index(&merged).await;
         let local: Vec<(&'static str, Discovered)> = merged
             .entries
@@ -266,6 +320,7 @@ impl Attachments {
             ifindex_of,
             netns_cookies: netns.cookies,
             link_local: netns.link_local,
+            host_addresses: self.host_addresses.clone(),
             interfaces,
             endpoints,
             complete,
@@ -326,8 +381,12 @@ async fn netns_index(merged: &Merged) -> NetnsIndex {
     out
 }
 
+/// How often [`run`] reads the node's own addresses again.
+pub const HOST_ADDRESSES_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Applies every source's updates until `stop` resolves (or every source is
-/// gone): merge, attach, publish.
+/// gone): merge, attach, publish; and names the node's addresses anew when
+/// they change.
 pub async fn run(
     mut updates: mpsc::Receiver<(&'static str, Update)>,
     mut catalog: Catalog,
@@ -335,9 +394,19 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let mut recheck = tokio::time::interval(attachments.host_recheck);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    recheck.reset();
     loop {
         let (source, update) = tokio::select! {
             () = &mut stop => return,
+            _ = recheck.tick() => {
+                // An address added to or removed from the node: named anew.
+                if attachments.read_host_addresses().await {
+                    attachments.reconcile(catalog.merged()).await;
+                }
+                continue;
+            }
             next = updates.recv() => match next {
                 Some(u) => u,
                 None => return,
@@ -414,5 +483,66 @@ mod tests {
             "{:?}",
             set.link_local
         );
+    }
+
+    /// The node's own addresses are read at each reconcile and again every
+    /// re-check; an address added to the node is published without any
+    /// endpoint changing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_nodes_addresses_are_published_and_followed() {
+        test_support::require_root("entering network namespaces");
+        let ns = test_support::netns::TempNetns::new("host-addrs");
+        let n = ns.name().to_string();
+        let ip = |line: String| {
+            let args: Vec<&str> = line.split_whitespace().collect();
+            let status = std::process::Command::new("ip").args(&args).status();
+            assert!(status.unwrap().success(), "ip {line}");
+        };
+        ip(format!("-n {n} link add br0 type bridge"));
+        ip(format!("-n {n} link set br0 addrgenmode none"));
+        ip(format!("-n {n} link set br0 up"));
+        ip(format!("-n {n} addr add 198.18.79.1/24 dev br0"));
+        let a = Attachments::new("node1", Err("off".into()), Vec::new())
+            .host_netns(Some(ns.path()))
+            .recheck_host_every(std::time::Duration::from_millis(50));
+        let mut watch = a.subscribe();
+        let (tx, rx) = mpsc::channel(4);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let running = tokio::spawn(run(rx, Catalog::default(), a, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+        tx.send(("file", Update::Replace(Vec::new())))
+            .await
+            .unwrap();
+        let addresses = |want: usize| {
+            let mut watch = watch.clone();
+            async move {
+                let set = watch
+                    .wait_for(|s| s.host_addresses.len() == want)
+                    .await
+                    .unwrap()
+                    .clone();
+                set.host_addresses.clone()
+            }
+        };
+        let within = std::time::Duration::from_secs(60);
+        let first = tokio::time::timeout(within, addresses(1))
+            .await
+            .expect("published");
+        assert_eq!(first, ["198.18.79.1".parse::<IpAddr>().unwrap()]);
+        ip(format!("-n {n} addr add fd42:79::1/64 dev br0 nodad"));
+        let second = tokio::time::timeout(within, addresses(2))
+            .await
+            .expect("followed");
+        assert_eq!(
+            second,
+            [
+                "198.18.79.1".parse::<IpAddr>().unwrap(),
+                "fd42:79::1".parse().unwrap()
+            ]
+        );
+        assert!(watch.borrow_and_update().version >= 2);
+        stop_tx.send(true).unwrap();
+        running.await.unwrap();
     }
 }

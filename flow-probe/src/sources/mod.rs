@@ -219,6 +219,7 @@ pub fn fixed(file: &EndpointsFile) -> EndpointWatch {
         ifindex_of: HashMap::new(),
         netns_cookies: HashMap::new(),
         link_local: HashMap::new(),
+        host_addresses: Vec::new(),
         interfaces: Vec::new(),
         endpoints: Vec::new(),
         complete: true,
