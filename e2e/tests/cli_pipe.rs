@@ -148,7 +148,7 @@ async fn flows_into_head_prints_one_line_and_exits_0() {
 fn the_graph_tui_into_a_pipe_names_the_formats_a_pipe_takes() {
     refused_at_once(
         &["graph", "-o", "tui"],
-        "observe: -o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json\n",
+        "observe: -o tui draws on a terminal, and standard output is not one: use -o text, dot, mermaid or json\n",
     );
 }
 

@@ -62,7 +62,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     if format == GraphFormat::Tui && !std::io::stdout().is_terminal() {
         anyhow::bail!(
-            "-o tui draws on a terminal, and the output is none: use -o text, dot, mermaid or json"
+            "-o tui draws on a terminal, and standard output is not one: use -o text, dot, mermaid or json"
         );
     }
     if query.follow && format != GraphFormat::Tui {

@@ -36,19 +36,26 @@ pub async fn status(target: &Target, format: StatusFormat) -> anyhow::Result<()>
 }
 
 pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
-    let pct = if s.max_flows == 0 {
-        0.0
+    // As hubble status: no share of nothing, node counts only from a
+    // server that keeps them, one line per unavailable node.
+    let share = if s.max_flows == 0 {
+        String::new()
     } else {
-        100.0 * s.num_flows as f64 / s.max_flows as f64
+        format!(" ({:.2}%)", 100.0 * s.num_flows as f64 / s.max_flows as f64)
     };
-    let connected = s.num_connected_nodes.unwrap_or(0);
-    let total = connected + s.num_unavailable_nodes.unwrap_or(0);
     let mut out = format!(
-        "Healthcheck (via {server}): Ok\nCurrent/Max Flows: {}/{} ({pct:.2}%)\nFlows/s: {:.2}\nConnected Nodes: {connected}/{total}\n",
+        "Healthcheck (via {server}): Ok\nCurrent/Max Flows: {}/{}{share}\nFlows/s: {:.2}\n",
         s.num_flows, s.max_flows, s.flows_rate
     );
+    if let Some(connected) = s.num_connected_nodes {
+        let total = connected + s.num_unavailable_nodes.unwrap_or(0);
+        out += &format!("Connected Nodes: {connected}/{total}\n");
+    }
     if !s.unavailable_nodes.is_empty() {
-        out += &format!("Unavailable Nodes: {}\n", s.unavailable_nodes.join(", "));
+        out += &format!("Unavailable Nodes: {}\n", s.unavailable_nodes.len());
+        for n in &s.unavailable_nodes {
+            out += &format!("  - {n}\n");
+        }
     }
     if !s.kernel_features.is_empty() {
         out += "Kernel features:\n";
@@ -58,10 +65,12 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
             } else {
                 format!(" ({})", k.detail)
             };
+            let width = s.kernel_features.iter().map(|k| k.name.len()).max();
+            let available = if k.available { "yes" } else { "NO" };
             out += &format!(
-                "  {:<28} {}{detail}\n",
+                "  {:<width$} {available}{detail}\n",
                 k.name,
-                if k.available { "yes" } else { "NO" }
+                width = width.unwrap_or(0),
             );
         }
     }
@@ -312,6 +321,33 @@ mod tests {
         assert_eq!(v[0]["uptime_ns"], "676000000000");
         assert_eq!(v[0]["max_flows"], "4095");
         assert_eq!(v.as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn status_reads_as_hubble_status() {
+        let relay = ServerStatusResponse {
+            num_flows: 100,
+            max_flows: 8190,
+            flows_rate: 2.5,
+            num_connected_nodes: Some(1),
+            num_unavailable_nodes: Some(1),
+            unavailable_nodes: vec!["node2".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            render_status("127.0.0.1:4245", &relay),
+            "Healthcheck (via 127.0.0.1:4245): Ok\n\
+             Current/Max Flows: 100/8190 (1.22%)\n\
+             Flows/s: 2.50\n\
+             Connected Nodes: 1/2\n\
+             Unavailable Nodes: 1\n  \
+             - node2\n"
+        );
+        let empty = ServerStatusResponse::default();
+        assert_eq!(
+            render_status("127.0.0.1:4244", &empty),
+            "Healthcheck (via 127.0.0.1:4244): Ok\nCurrent/Max Flows: 0/0\nFlows/s: 0.00\n"
+        );
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl RelayConfig {
 fn peer_uri(address: &str, tls: bool) -> Result<String, RelayError> {
     dial_uri(address, tls, &PEER_TLS_FLAGS).map_err(|e| match e {
         AddressError::Invalid { address, reason } => RelayError::InvalidPeer {
-            reason: if reason == "no port" {
+            reason: if reason.starts_with("no port") {
                 "no port (flow-probe listens on 4244)".to_string()
             } else {
                 reason

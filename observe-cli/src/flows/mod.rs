@@ -97,6 +97,10 @@ pub fn raw_filters(query: &request::QueryArgs) -> anyhow::Result<String> {
             out += &format!("    - '{}'\n", json.replace('\'', "''"));
         }
     }
+    if out.is_empty() {
+        // No filter at all: an empty document, as hubble prints it.
+        out.push_str("{}\n");
+    }
     Ok(out)
 }
 

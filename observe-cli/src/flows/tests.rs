@@ -750,7 +750,7 @@ fn raw_filters_print_as_hubble_prints_them() {
          denylist:\n    - '{\"destination_port\":[\"53\"]}'\n"
     );
     let none = QueryArgs::try_parse_words(Vec::<String>::new()).unwrap();
-    assert_eq!(super::raw_filters(&none).unwrap(), "");
+    assert_eq!(super::raw_filters(&none).unwrap(), "{}\n");
 }
 
 /// Compact lines, no colour, and every other switch at its default.

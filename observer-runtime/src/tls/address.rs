@@ -92,14 +92,16 @@ pub fn dial_uri(address: &str, tls: bool, flags: &TlsFlags) -> Result<String, Ad
     }
     if parsed.port_u16().is_none() {
         // A number past 65535 reads as no port at all: say which it is.
-        let given = parsed
-            .authority()
-            .and_then(|a| a.as_str().rsplit_once(':'))
-            .map(|(_, p)| p)
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        // IPv6 hosts are bracketed: a colon after `]`, or the only one.
+        let authority = parsed.authority().map_or("", |a| a.as_str());
+        let after_host = authority.rsplit_once(']').map_or(authority, |(_, p)| p);
+        let given = after_host.rsplit_once(':').map(|(_, p)| p);
         return Err(match given {
-            Some(p) => invalid(&format!("port {p} is out of range (0 to 65535)")),
-            None => invalid("no port"),
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                invalid(&format!("port {p} is out of range (0 to 65535)"))
+            }
+            Some(p) if !p.is_empty() => invalid(&format!("port {p:?} is not a number")),
+            _ => invalid("no port: give one, as in HOST:PORT"),
         });
     }
     if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
@@ -187,7 +189,14 @@ mod tests {
             dial("unix:///run/x.sock", false).unwrap_err(),
             "unix:///run/x.sock: unknown scheme unix:// (use HOST:PORT, http://, https:// or tls://)"
         );
-        assert_eq!(dial("127.0.0.1", false).unwrap_err(), "127.0.0.1: no port");
+        assert_eq!(
+            dial("127.0.0.1", false).unwrap_err(),
+            "127.0.0.1: no port: give one, as in HOST:PORT"
+        );
+        assert_eq!(
+            dial("127.0.0.1:abc", false).unwrap_err(),
+            "127.0.0.1:abc: port \"abc\" is not a number"
+        );
         assert_eq!(
             dial("127.0.0.1:99999", false).unwrap_err(),
             "127.0.0.1:99999: port 99999 is out of range (0 to 65535)"
