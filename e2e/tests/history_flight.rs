@@ -68,7 +68,8 @@ async fn observe_query_answers_over_flight_sql_on_the_relay_port() {
     let err = query(&target, "DROP TABLE flows").await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "refused: DROP is not allowed: history is read-only, only SELECT, WITH and EXPLAIN queries run"
+        "refused: DROP is not allowed: history is read-only, only SELECT, WITH, EXPLAIN, \
+         DESCRIBE, SHOW TABLES and SHOW COLUMNS run"
     );
     let err = query(&target, "SELECT nope FROM flows").await.unwrap_err();
     assert!(

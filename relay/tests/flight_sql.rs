@@ -229,8 +229,8 @@ async fn prepared_statements_take_parameters_and_stay_read_only() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(
         status.message(),
-        "refused: DROP is not allowed: history is read-only, only SELECT, WITH and EXPLAIN \
-         queries run"
+        "refused: DROP is not allowed: history is read-only, only SELECT, WITH, EXPLAIN, \
+         DESCRIBE, SHOW TABLES and SHOW COLUMNS run"
     );
 
     // Not SQL: the parser's own words, once.

@@ -290,7 +290,7 @@ async fn other_conditions_on_time_and_other_tables_are_refused() {
     assert!(matches!(err, SqlError::Refused(_)), "{err:?}");
     assert!(
         err.to_string()
-            .contains("policy_replay(...)` can be read, not `graph_links`"),
+            .contains("`schemata` can be read, not `graph_links`"),
         "{err}"
     );
     for sql in [

@@ -260,6 +260,88 @@ async fn an_unknown_column_lists_the_columns_that_exist() {
     );
 }
 
+/// The `name` column of `sql`'s answer, row by row.
+async fn column(e: &SqlEngine, sql: &str, name: &str) -> Vec<String> {
+    let r = e.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    for b in &r.batches {
+        let c = b
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("{sql}: no {name}"));
+        let c = datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8)
+            .unwrap();
+        let c = c
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::StringArray>()
+            .unwrap();
+        out.extend(c.iter().map(|v| v.unwrap_or("NULL").to_string()));
+    }
+    out
+}
+
+/// What there is to read, asked as SQL users ask: SHOW TABLES, DESCRIBE,
+/// SHOW COLUMNS and `information_schema`; DataFusion's settings stay shut.
+#[tokio::test]
+async fn the_tables_and_their_columns_can_be_listed() {
+    let dir = scratch("describe");
+    let e = engine(&ingest_golden(&dir));
+    let public = ["flows", "graph_edges", "graph_nodes", "policy_states"];
+    let names = column(
+        &e,
+        "SELECT table_name FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY table_name",
+        "table_name",
+    )
+    .await;
+    assert_eq!(names, public);
+    let shown = e.query("SHOW TABLES").await.unwrap();
+    let mut listed = Vec::new();
+    for b in &shown.batches {
+        let cols = ["table_catalog", "table_schema", "table_name"].map(|n| {
+            datafusion::arrow::array::cast::as_string_array(b.column_by_name(n).unwrap()).clone()
+        });
+        for i in 0..b.num_rows() {
+            if cols[1].value(i) == "public" {
+                listed.push(format!("{}.{}", cols[0].value(i), cols[2].value(i)));
+            }
+        }
+    }
+    listed.sort();
+    assert_eq!(listed, public.map(|t| format!("observe.{t}")));
+
+    let fields: Vec<String> = relay::history::schema::schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(column(&e, "DESCRIBE flows", "column_name").await, fields);
+    assert_eq!(
+        column(&e, "SHOW COLUMNS FROM flows", "column_name").await,
+        fields
+    );
+    let bytes = column(
+        &e,
+        "SELECT data_type FROM information_schema.columns \
+         WHERE table_name = 'graph_edges' AND column_name = 'secondarystat'",
+        "data_type",
+    )
+    .await;
+    assert_eq!(bytes, ["UInt64"]);
+
+    for (sql, want) in [
+        (
+            "SELECT * FROM information_schema.df_settings",
+            "not `information_schema.df_settings`",
+        ),
+        ("SHOW ALL", "SHOW is not allowed"),
+        ("DESCRIBE other", "not `other`"),
+    ] {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(matches!(err, SqlError::Refused(_)), "{sql}: {err:?}");
+        assert!(err.to_string().contains(want), "{sql}: {err}");
+    }
+}
+
 /// SQL's string functions users reach for first, standard forms included.
 #[tokio::test]
 async fn standard_string_functions_answer() {

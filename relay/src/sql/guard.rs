@@ -5,6 +5,8 @@
 //! `graph_edges`, and `policy_states`, also as `public.flows` or
 //! `observe.public.flows`), the relay's own table functions
 //! ([`TABLE_FUNCTIONS`]: the policy what-if) and its own `WITH` names.
+//! What describes them runs too: `DESCRIBE flows`, `SHOW TABLES`, `SHOW
+//! COLUMNS FROM flows` and the [`INFORMATION_SCHEMA`] views they read.
 //! Everything else, DDL, DML, `COPY`, `CREATE EXTERNAL TABLE`, `SET`, a file
 //! path used as a table or another table function such as `read_csv(...)`
 //! or `generate_series(...)`, is refused with the reason.
@@ -34,6 +36,9 @@ pub const TABLES: [&str; 4] = [FLOWS, "graph_nodes", "graph_edges", "policy_stat
 /// The only table functions there are: the policy what-if over the flows
 /// (`super::whatif`); they read nothing else.
 pub const TABLE_FUNCTIONS: [&str; 2] = ["policy_whatif", "policy_replay"];
+/// The views of `information_schema` a query may read: what tables and
+/// columns there are (not DataFusion's settings).
+pub const INFORMATION_SCHEMA: [&str; 4] = ["tables", "columns", "views", "schemata"];
 /// The one catalog, as Flight SQL clients list it.
 pub const CATALOG: &str = "observe";
 /// The one schema of [`CATALOG`].
@@ -82,48 +87,64 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
             ));
         }
     };
-    shape::check(query(&statement, &first_word)?)?;
+    let describes = match query(&statement, &first_word)? {
+        Some(q) => {
+            shape::check(q)?;
+            false
+        }
+        None => true,
+    };
     let (tables, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| SqlError::Parse(e.to_string()))?;
     for table in tables {
         let name = table.table();
-        let ours = (TABLES.contains(&name) || TABLE_FUNCTIONS.contains(&name))
+        let catalog_ok = table.catalog().is_none_or(|c| c == CATALOG);
+        let ours = ((TABLES.contains(&name) || TABLE_FUNCTIONS.contains(&name))
             && table.schema().is_none_or(|s| s == SCHEMA)
-            && table.catalog().is_none_or(|c| c == CATALOG);
+            && catalog_ok)
+            // SHOW TABLES and SHOW COLUMNS name every view DataFusion may
+            // read for them; it reads `tables` or `columns`.
+            || ((describes || INFORMATION_SCHEMA.contains(&name))
+                && table.schema() == Some("information_schema")
+                && catalog_ok);
         if !ours {
             return Err(SqlError::Refused(format!(
-                "only the tables `flows`, `graph_nodes`, `graph_edges` and `policy_states` \
-                 and the table functions `policy_whatif(...)` and `policy_replay(...)` can be \
-                 read, not `{table}` (files, URLs and other table functions are not readable)"
+                "only the tables `flows`, `graph_nodes`, `graph_edges` and `policy_states`, \
+                 the table functions `policy_whatif(...)` and `policy_replay(...)`, and \
+                 `information_schema`'s `tables`, `columns`, `views` and `schemata` can be \
+                 read, not `{table}` \
+                 (files, URLs and other table functions are not readable)"
             )));
         }
     }
     Ok(statement)
 }
 
-/// The query `statement` runs (itself, or what `EXPLAIN` explains), or why
-/// it is refused.
-fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<&'s Sql, SqlError> {
+/// The query `statement` runs (itself, or what `EXPLAIN` explains), `None`
+/// for a statement that describes the tables (`DESCRIBE`, `SHOW TABLES`,
+/// `SHOW COLUMNS`), or why it is refused.
+fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<Option<&'s Sql>, SqlError> {
     let refuse = |what: &str| {
         Err(SqlError::Refused(format!(
-            "{what} is not allowed: history is read-only, only SELECT, WITH and \
-             EXPLAIN queries run"
+            "{what} is not allowed: history is read-only, only SELECT, WITH, EXPLAIN, \
+             DESCRIBE, SHOW TABLES and SHOW COLUMNS run"
         )))
     };
     match statement {
         Statement::Statement(s) => match s.as_ref() {
-            Sql::Query(_) => Ok(s),
+            Sql::Query(_) => Ok(Some(s)),
             Sql::Explain { statement, .. } => match statement.as_ref() {
-                Sql::Query(_) => Ok(statement),
+                Sql::Query(_) => Ok(Some(statement)),
                 _ => refuse("EXPLAIN of anything but a query"),
             },
+            Sql::ExplainTable { .. } | Sql::ShowTables { .. } | Sql::ShowColumns { .. } => Ok(None),
             _ => refuse(first_word),
         },
         Statement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE"),
         Statement::CopyTo(_) => refuse("COPY"),
         Statement::Reset(_) => refuse("RESET"),
         Statement::Explain(e) => match e.statement.as_ref() {
-            Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(s),
+            Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(Some(s)),
             _ => refuse("EXPLAIN of anything but a query"),
         },
     }

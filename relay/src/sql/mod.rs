@@ -18,7 +18,8 @@
 //!   with a [`session`] of its own:
 //!   - the [`guard`] parses it within the [`shape`] limits (statement size,
 //!     tokens, nesting, subqueries) and lets through one `SELECT` / `WITH` /
-//!     `EXPLAIN` of those tables only; [`params`] numbers `?` and binds
+//!     `EXPLAIN` of those tables only, or what lists them (`SHOW TABLES`,
+//!     `DESCRIBE`); [`params`] numbers `?` and binds
 //!     values to `$1`, `$2`, ...;
 //!   - memory comes from a [`pool`] per query ([`SqlLimits::memory_bytes`])
 //!     within one pool for all ([`SqlLimits::memory_total_bytes`]), with no

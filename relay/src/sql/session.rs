@@ -17,10 +17,12 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use super::graph::GraphTable;
@@ -62,7 +64,9 @@ impl Session {
         let config = SessionConfig::new()
             .with_extension(Arc::new(snap.lease))
             .with_target_partitions(runtime::THREADS)
-            .with_default_catalog_and_schema(guard::CATALOG, guard::SCHEMA);
+            .with_default_catalog_and_schema(guard::CATALOG, guard::SCHEMA)
+            // SHOW TABLES and SHOW COLUMNS read it (see guard).
+            .with_information_schema(true);
         let runtime = runtime.map_err(|e| error(e, &pool, &limits))?;
         let session = Session {
             ctx: SessionContext::new_with_config_rt(config, runtime),
@@ -94,15 +98,16 @@ impl Session {
                 .with_listing_options(options)
                 .with_schema(schema);
             let files = ListingTable::try_new(config).map_err(|e| session.error(e))?;
-            ctx.register_table("flows_memory", Arc::new(recent))
+            // Scans of their own, not tables: SHOW TABLES lists only what
+            // a query may read.
+            let scan = |name: &str, table: Arc<dyn TableProvider>| {
+                LogicalPlanBuilder::scan(name, provider_as_source(table), None)
+            };
+            let union = scan("flows_memory", Arc::new(recent))
+                .and_then(|memory| memory.union(scan("flows_files", Arc::new(files))?.build()?))
+                .and_then(|union| union.build())
                 .map_err(|e| session.error(e))?;
-            ctx.register_table("flows_files", Arc::new(files))
-                .map_err(|e| session.error(e))?;
-            let union = ctx
-                .sql("SELECT * FROM flows_memory UNION ALL SELECT * FROM flows_files")
-                .await
-                .map_err(|e| session.error(e))?;
-            union.into_view()
+            DataFrame::new(ctx.state(), union).into_view()
         };
         for rows in [Rows::Nodes, Rows::Edges] {
             ctx.register_table(rows.name(), Arc::new(GraphTable::new(rows, table.clone())))
