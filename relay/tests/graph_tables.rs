@@ -11,6 +11,8 @@ use std::sync::Arc;
 use common::{engine, ingest, scratch, table};
 use datafusion::arrow::array::StringArray;
 use datafusion::arrow::json::ArrayWriter;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::common::ScalarValue;
 use observer_proto::flow::Flow;
 use observer_proto::flow::layer4::Protocol;
 use relay::history::History;
@@ -166,6 +168,55 @@ async fn the_time_condition_chooses_the_flows_the_graph_is_built_from() {
 +-------------------------+-----------------+
 | default/frontend->world | 1               |
 +-------------------------+-----------------+"
+    );
+}
+
+/// A prepared statement's `time >= ? AND time < ?` (Grafana's Flight SQL
+/// data source sends such): described before its values are bound, then run
+/// with them, it reads the same window as the values written in.
+#[tokio::test]
+async fn a_prepared_time_window_is_described_then_bound() {
+    let (_h, e) = script("graph-prepared");
+    let sql = "SELECT id, mainstat FROM graph_edges WHERE time >= ? AND time < ? ORDER BY id";
+    let described = e.describe(sql, None).await.unwrap();
+    assert_eq!(described.parameters.len(), 2);
+    assert_eq!(
+        described
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>(),
+        ["id", "mainstat"]
+    );
+    let values = vec![
+        ScalarValue::Utf8(Some("2026-11-26T15:04:05Z".into())),
+        ScalarValue::Utf8(Some("2026-11-26T15:04:05.010Z".into())),
+    ];
+    let bound = e
+        .stream(sql, values)
+        .await
+        .unwrap()
+        .into_result()
+        .await
+        .unwrap();
+    let written = table(
+        &e,
+        "SELECT id, mainstat FROM graph_edges \
+         WHERE time >= '2026-11-26T15:04:05Z' AND time < '2026-11-26T15:04:05.010Z' ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        pretty_format_batches(&bound.batches).unwrap().to_string(),
+        written
+    );
+    assert_eq!(
+        written,
+        "+-------------------------------+----------+\n\
+         | id                            | mainstat |\n\
+         +-------------------------------+----------+\n\
+         | default/frontend->default/api | 6        |\n\
+         +-------------------------------+----------+"
     );
 }
 

@@ -100,6 +100,9 @@ impl Window {
         }
         match comparison(filter) {
             Some(w) => Ok(Some(w)),
+            // A prepared statement's `time >= ?` described before its values
+            // are bound: no bound yet (the run binds them first).
+            None if has_placeholder(filter) => Ok(Some(Window::default())),
             None => plan_err!(
                 "the graph tables and the policy what-if read a condition on `{TIME}` as the \
                  window of flows to build from, so it must compare `{TIME}` with a constant \
@@ -124,6 +127,12 @@ impl Window {
             (a, b) => a.or(b),
         }
     }
+}
+
+fn has_placeholder(e: &Expr) -> bool {
+    use datafusion::common::tree_node::TreeNode;
+    e.exists(|e| Ok(matches!(e, Expr::Placeholder(_))))
+        .unwrap_or(false)
 }
 
 fn is_time(e: &Expr) -> bool {
