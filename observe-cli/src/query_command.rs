@@ -446,8 +446,8 @@ async fn print(
             while let Some(batch) = stream.try_next().await? {
                 rows += batch.num_rows();
                 match &mut sink {
-                    Sink::Csv(w) => w.write(&batch)?,
-                    Sink::Json(w) => w.write(&batch)?,
+                    Sink::Csv(w) => w.write(&flat(&batch)?)?,
+                    Sink::Json(w) => w.write(&unique_names(&batch)?)?,
                 }
             }
         }
@@ -498,19 +498,95 @@ pub fn write(
                 writeln!(out, "{}", names.join(","))?;
             } else {
                 for b in batches {
-                    w.write(b)?;
+                    w.write(&flat(b)?)?;
                 }
             }
         }
         QueryFormat::Json => {
             let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
             for b in batches {
-                w.write(b)?;
+                w.write(&unique_names(b)?)?;
             }
             w.finish()?;
         }
     }
     Ok(())
+}
+
+/// `batch` with the columns CSV cannot hold (lists, structs, maps: what
+/// `array_agg` or a struct literal make) as the text a table shows of them.
+fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    use arrow::datatypes::DataType;
+    let nested = |t: &DataType| {
+        matches!(
+            t,
+            DataType::List(_)
+                | DataType::LargeList(_)
+                | DataType::FixedSizeList(..)
+                | DataType::ListView(_)
+                | DataType::LargeListView(_)
+                | DataType::Struct(_)
+                | DataType::Map(..)
+                | DataType::Union(..)
+        )
+    };
+    let schema = batch.schema();
+    if !schema.fields().iter().any(|f| nested(f.data_type())) {
+        return Ok(batch.clone());
+    }
+    let options = arrow::util::display::FormatOptions::default();
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let shown = arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)?;
+        let text: arrow::array::StringArray = (0..column.len())
+            .map(|i| column.is_valid(i).then(|| shown.value(i).to_string()))
+            .collect();
+        fields.push(arrow::datatypes::Field::new(
+            field.name(),
+            DataType::Utf8,
+            true,
+        ));
+        columns.push(std::sync::Arc::new(text) as arrow::array::ArrayRef);
+    }
+    let schema = arrow::datatypes::Schema::new(fields);
+    Ok(RecordBatch::try_new(std::sync::Arc::new(schema), columns)?)
+}
+
+/// `batch` with each column name that repeats an earlier one numbered
+/// (`node`, `node_2`, as a join of two tables gives): a JSON object holds
+/// each key once.
+fn unique_names(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let schema = batch.schema();
+    let mut seen = std::collections::HashSet::new();
+    let mut renamed = false;
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut name = f.name().clone();
+            let mut n = 1;
+            while !seen.insert(name.clone()) {
+                n += 1;
+                name = format!("{}_{n}", f.name());
+                renamed = true;
+            }
+            f.as_ref().clone().with_name(name)
+        })
+        .collect();
+    if !renamed {
+        return Ok(batch.clone());
+    }
+    let schema = arrow::datatypes::Schema::new(fields);
+    Ok(RecordBatch::try_new(
+        std::sync::Arc::new(schema),
+        batch.columns().to_vec(),
+    )?)
 }
 
 #[cfg(test)]
@@ -549,6 +625,47 @@ mod tests {
         assert_eq!(
             printed(QueryFormat::Json),
             "{\"time\":\"2025-12-06T00:00:00.123456789Z\"}\n"
+        );
+    }
+
+    /// What `SELECT a.node, b.node, array_agg(port)` of a self-join gives:
+    /// two columns of one name and a list.
+    #[test]
+    fn a_list_prints_as_text_in_csv_and_repeated_names_are_numbered_in_json() {
+        use arrow::array::{Array, ListArray, StringArray};
+        use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+        use std::sync::Arc;
+        let ports = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(53), Some(8080)]),
+            None,
+        ]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("node", DataType::Utf8, true),
+            Field::new("node", DataType::Utf8, true),
+            Field::new("ports", ports.data_type().clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["n1", "n2"])),
+                Arc::new(StringArray::from(vec!["n3", "n4"])),
+                Arc::new(ports),
+            ],
+        )
+        .unwrap();
+        let printed = |format| {
+            let mut out = Vec::new();
+            write(&mut out, format, &schema, std::slice::from_ref(&batch)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            printed(QueryFormat::Csv),
+            "node,node,ports\nn1,n3,\"[53, 8080]\"\nn2,n4,\n"
+        );
+        assert_eq!(
+            printed(QueryFormat::Json),
+            "{\"node\":\"n1\",\"node_2\":\"n3\",\"ports\":[53,8080]}\n\
+             {\"node\":\"n2\",\"node_2\":\"n4\"}\n"
         );
     }
 
