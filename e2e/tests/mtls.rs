@@ -269,6 +269,21 @@ async fn the_lab_speaks_mtls_and_refuses_every_other_client() {
         "observe: --tls-client-cert-file needs --tls-client-key-file"
     );
 
+    // The same flags from the Hubble CLI's environment variables.
+    let from_env = Command::new(e2e::observe_binary())
+        .arg("status")
+        .env("HUBBLE_SERVER", &relay_addr)
+        .env("HUBBLE_TLS", "true")
+        .env("HUBBLE_TLS_CA_CERT_FILES", &lab.ca_cert)
+        .env("HUBBLE_TLS_CLIENT_CERT_FILE", &lab.client_cert)
+        .env("HUBBLE_TLS_CLIENT_KEY_FILE", &lab.client_key)
+        .output()
+        .expect("run observe");
+    let status = stdout(&from_env);
+    assert!(
+        status.contains(&format!("Healthcheck (via {relay_addr}): Ok\n")),
+        "{status}"
+    );
     // With the lab's certificates: status through the relay (found in the
     // lab's state directory), flows, and SQL over Flight on the same port.
     let status = stdout(&observe(&["status", "--lab", &state]));

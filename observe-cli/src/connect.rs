@@ -8,6 +8,9 @@
 //! without TLS, or `http://` with it, is an error, never plaintext. Without
 //! `--server` and TLS flags, a lab that is up in the default state directory
 //! is used with its certificates; otherwise the defaults are plaintext.
+//! Each flag but `--lab` may come from the environment under the name the
+//! Hubble CLI reads (`HUBBLE_SERVER`, `HUBBLE_TLS`,
+//! `HUBBLE_TLS_CA_CERT_FILES`, ...); the flag wins over its variable.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,28 +45,33 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct ConnectArgs {
     /// Server address: HOST:PORT, or http://, https:// or tls://HOST:PORT
     /// (https and tls need --tls).
-    #[arg(long, value_name = "ADDRESS")]
+    #[arg(long, value_name = "ADDRESS", env = "HUBBLE_SERVER")]
     pub server: Option<String>,
     /// Connect with TLS (needs --tls-ca-cert-files or --tls-allow-insecure).
-    #[arg(long)]
+    #[arg(long, env = "HUBBLE_TLS")]
     pub tls: bool,
     /// CA certificates (PEM) the server's certificate must chain to;
     /// comma-separated or repeated.
-    #[arg(long, value_name = "FILES", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "FILES",
+        value_delimiter = ',',
+        env = "HUBBLE_TLS_CA_CERT_FILES"
+    )]
     pub tls_ca_cert_files: Vec<PathBuf>,
     /// Client certificate (PEM) for servers that require one (mTLS).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HUBBLE_TLS_CLIENT_CERT_FILE")]
     pub tls_client_cert_file: Option<PathBuf>,
     /// The private key of --tls-client-cert-file (PEM).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "HUBBLE_TLS_CLIENT_KEY_FILE")]
     pub tls_client_key_file: Option<PathBuf>,
     /// The name the server's certificate must be valid for; by default the
     /// host of the address.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HUBBLE_TLS_SERVER_NAME")]
     pub tls_server_name: Option<String>,
     /// Do not check the server's certificate (still encrypted; for trying
     /// things out only).
-    #[arg(long)]
+    #[arg(long, env = "HUBBLE_TLS_ALLOW_INSECURE")]
     pub tls_allow_insecure: bool,
     /// Talk to the lab whose state directory this is (`observe lab up
     /// --state-dir`): its relay unless --server is given, over mTLS with
