@@ -124,6 +124,13 @@ enum Command {
         #[arg(long, short = 'o', ignore_case = true, value_enum)]
         output: Option<Format>,
     },
+    /// Print the shell completion script, like `hubble completion`: e.g.
+    /// `source <(observe completion bash)`, or save it where the shell
+    /// loads completions from.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,7 +361,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state_dir,
             output,
         } => lab_commands::demo(scenario, state_dir, containers, output).await,
+        Command::Completion { shell } => {
+            observe_cli::pipe::print(&completion(shell))?;
+            Ok(())
+        }
     }
+}
+
+/// The completion script of `observe` for `shell`.
+fn completion(shell: clap_complete::Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "observe", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 #[cfg(test)]
@@ -382,6 +400,23 @@ mod tests {
             panic!("not the demo: {:?}", cli.command);
         };
         (output, flows::opens_tui(output, true, true))
+    }
+
+    #[test]
+    fn completion_scripts_name_the_subcommands_and_their_flags() {
+        let bash = completion(clap_complete::Shell::Bash);
+        assert!(bash.contains("_observe() {"), "{bash}");
+        assert!(bash.contains("complete -F _observe"), "{bash}");
+        // `observe flows` completes its flags, Hubble's among them.
+        assert!(bash.contains("observe__subcmd__flows)"), "{bash}");
+        for flag in ["--since", "--from-pod", "--verdict", "--follow"] {
+            assert!(bash.contains(flag), "{flag}");
+        }
+        let zsh = completion(clap_complete::Shell::Zsh);
+        assert!(zsh.starts_with("#compdef observe\n"), "{zsh}");
+        assert!(zsh.contains("'--server=[Server address"), "{zsh}");
+        let fish = completion(clap_complete::Shell::Fish);
+        assert!(fish.contains("-a \"query\""), "{fish}");
     }
 
     #[test]
