@@ -245,13 +245,40 @@ async fn the_lab_speaks_mtls_and_refuses_every_other_client() {
          give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS); \
          for a lab's servers, --lab STATE_DIR"
     );
-    // https:// without TLS configured is an error, not plaintext.
-    let https = observe(&["status", "--server", &format!("https://{relay_addr}")]);
+    // https:// (or tls://) asks for TLS, as with the Hubble CLI; without CA
+    // files the system's CAs check the server: the lab's CA is none of them.
+    let https = Command::new(e2e::observe_binary())
+        .args(["status", "--server", &format!("https://{relay_addr}")])
+        .env("SSL_CERT_FILE", &other.ca_cert)
+        .output()
+        .expect("run observe");
     assert_eq!(
         String::from_utf8_lossy(&https.stderr).trim(),
         format!(
-            "observe: invalid server address: https://{relay_addr} asks for TLS, but TLS is not configured: give --tls and --tls-ca-cert-files"
+            "observe: cannot reach a server (https://{relay_addr}: transport error: invalid peer \
+             certificate: UnknownIssuer: the server's certificate is not signed by a CA of \
+             --tls-ca-cert-files (without it, by one the system trusts))"
         )
+    );
+    // The system's CAs are what SSL_CERT_FILE names: with the lab's CA
+    // there, tls:// and the client certificate are all it takes.
+    let system = Command::new(e2e::observe_binary())
+        .args([
+            "status",
+            "--server",
+            &format!("tls://{relay_addr}"),
+            "--tls-client-cert-file",
+            lab.client_cert.to_str().unwrap(),
+            "--tls-client-key-file",
+            lab.client_key.to_str().unwrap(),
+        ])
+        .env("SSL_CERT_FILE", &lab.ca_cert)
+        .output()
+        .expect("run observe");
+    let status = stdout(&system);
+    assert!(
+        status.contains(&format!("Healthcheck (via tls://{relay_addr}): Ok\n")),
+        "{status}"
     );
     // The lab's client certificate but no key: named before connecting.
     let half = observe(&[

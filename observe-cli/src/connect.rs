@@ -3,9 +3,10 @@
 //! a relay: `flows` (and its TUI), `graph`, `status`, `nodes`, `query`,
 //! `demo`.
 //!
-//! TLS is on with `--tls` (or `--lab`); the scheme of `--server` must agree
-//! with it ([`observer_runtime::tls::dial_uri`]): `https://` or `tls://`
-//! without TLS, or `http://` with it, is an error, never plaintext. Without
+//! TLS is on with `--tls`, a `tls://` or `https://` address (as the Hubble
+//! CLI), or `--lab`; `http://` with TLS is an error, never plaintext
+//! ([`observer_runtime::tls::dial_uri`]). Without CA files the server is
+//! checked against the system's CAs. Without
 //! `--server` and TLS flags, a lab that is up in the default state directory
 //! is used with its certificates; otherwise the defaults are plaintext.
 //! Each flag but `--lab` may come from the environment under the name the
@@ -44,10 +45,11 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct ConnectArgs {
     /// Server address: HOST:PORT, or http://, https:// or tls://HOST:PORT
-    /// (https and tls need --tls).
+    /// (https and tls turn TLS on).
     #[arg(long, value_name = "ADDRESS", env = "HUBBLE_SERVER")]
     pub server: Option<String>,
-    /// Connect with TLS (needs --tls-ca-cert-files or --tls-allow-insecure).
+    /// Connect with TLS; the server's certificate is checked against
+    /// --tls-ca-cert-files, or without it the system's CAs.
     #[arg(long, env = "HUBBLE_TLS")]
     pub tls: bool,
     /// CA certificates (PEM) the server's certificate must chain to;
@@ -83,6 +85,14 @@ pub struct ConnectArgs {
         conflicts_with_all = ["tls", "tls_ca_cert_files", "tls_client_cert_file", "tls_client_key_file", "tls_allow_insecure"]
     )]
     pub lab: Option<PathBuf>,
+}
+
+/// Whether `address` names TLS by its scheme (`tls://`, `https://`).
+fn names_tls(address: &str) -> bool {
+    let scheme = address
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase());
+    matches!(scheme.as_deref(), Some("tls" | "https"))
 }
 
 /// Where to connect and how, checked.
@@ -126,7 +136,8 @@ impl ConnectArgs {
         let tls = match &lab {
             Some(dir) => Some(lab_tls(dir, self.tls_server_name.clone())?),
             None => ClientTlsFlags {
-                enabled: self.tls,
+                // As the Hubble CLI: an address that names TLS asks for it.
+                enabled: self.tls || self.server.as_deref().is_some_and(names_tls),
                 ca_files: self.tls_ca_cert_files.clone(),
                 cert_file: self.tls_client_cert_file.clone(),
                 key_file: self.tls_client_key_file.clone(),
@@ -430,14 +441,26 @@ mod tests {
     #[test]
     fn plaintext_and_tls_addresses_must_agree_with_the_flags() {
         let err = |words: &[&str]| format!("{:#}", args(words).target(&DEFAULTS).unwrap_err());
-        assert_eq!(
-            err(&["--server", "https://relay:4245"]),
-            "invalid server address: https://relay:4245 asks for TLS, but TLS is not configured: give --tls and --tls-ca-cert-files"
-        );
-        assert_eq!(
-            err(&["--server", "tls://relay:4245"]),
-            "invalid server address: tls://relay:4245 asks for TLS, but TLS is not configured: give --tls and --tls-ca-cert-files"
-        );
+        // As the Hubble CLI: a TLS scheme turns TLS on, and without CA
+        // files the system's CAs check the server.
+        let system = Some(ClientTls {
+            ca_files: Vec::new(),
+            identity: None,
+            server_name: None,
+            allow_insecure: false,
+        });
+        for scheme in ["https", "tls", "TLS"] {
+            let t = args(&["--server", &format!("{scheme}://relay:4245")])
+                .target(&DEFAULTS)
+                .unwrap();
+            assert_eq!(uris(&t), ["https://relay:4245"], "{scheme}");
+            assert_eq!(t.tls, system, "{scheme}");
+        }
+        let t = args(&["--server", "relay:4245", "--tls"])
+            .target(&DEFAULTS)
+            .unwrap();
+        assert_eq!(uris(&t), ["https://relay:4245"]);
+        assert_eq!(t.tls, system);
         assert_eq!(
             err(&[
                 "--server",
@@ -447,7 +470,6 @@ mod tests {
             ]),
             "invalid server address: http://relay:4245 asks for plaintext, but TLS is configured (--tls): drop http:// or the TLS flags"
         );
-        assert_eq!(err(&["--tls"]), "--tls needs --tls-ca-cert-files");
         assert_eq!(
             err(&["--tls-client-cert-file", "c.crt"]),
             "--tls-client-cert-file needs --tls"

@@ -12,4 +12,5 @@ pub const PEER_TLS_FLAGS: TlsFlags = TlsFlags {
     key_file: "--tls-hubble-client-key-file",
     server_name: "--tls-hubble-server-name",
     allow_insecure: None,
+    system_roots: false,
 };

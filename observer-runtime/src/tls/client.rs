@@ -10,7 +10,7 @@ use rustls::pki_types::ServerName;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::server::HANDSHAKE_TIMEOUT;
-use super::{TlsError, TlsFlags, insecure, pem};
+use super::{TlsError, TlsFlags, explain, insecure, pem};
 
 /// A client's TLS flags as given, before [`ClientTlsFlags::resolve`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,8 +27,8 @@ pub struct ClientTlsFlags {
 /// A client's TLS settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTls {
-    /// The CAs a server's certificate must chain to (empty only when
-    /// `allow_insecure`).
+    /// The CAs a server's certificate must chain to; empty: the system's
+    /// (or none, with `allow_insecure`).
     pub ca_files: Vec<PathBuf>,
     /// The client certificate and key, presented to servers that ask (mTLS).
     pub identity: Option<(PathBuf, PathBuf)>,
@@ -84,7 +84,7 @@ impl ClientTlsFlags {
             self.allow_insecure,
             flags.allow_insecure,
         ) {
-            (true, false, _) => {
+            (true, false, _) if !flags.system_roots => {
                 return Err(TlsError::Needs {
                     flag: flags.enable,
                     needs: flags.ca_files,
@@ -136,12 +136,23 @@ impl ClientTls {
                 pem::private_key("client key", key)?,
             ));
         }
-        let endpoint = if self.allow_insecure {
-            endpoint.tls_config_with_verifier(cfg, Arc::new(insecure::AnyServer::new()))
+        if self.allow_insecure {
+            endpoint
+                .tls_config_with_verifier(cfg, Arc::new(insecure::AnyServer::new()))
+                .map_err(|e| TlsError::config(&e))
+        } else if self.ca_files.is_empty() {
+            // The system's CAs (`SSL_CERT_FILE` and `SSL_CERT_DIR` are heeded).
+            endpoint
+                .tls_config(cfg.with_native_roots())
+                .map_err(|e| match explain::chain(&e) {
+                    text if text.contains("native") => TlsError::NoSystemRoots,
+                    text => TlsError::Config(text),
+                })
         } else {
             let cas = pem::certificate_bundle("CA certificate", &self.ca_files)?;
-            endpoint.tls_config(cfg.ca_certificate(Certificate::from_pem(cas)))
-        };
-        endpoint.map_err(|e| TlsError::config(&e))
+            endpoint
+                .tls_config(cfg.ca_certificate(Certificate::from_pem(cas)))
+                .map_err(|e| TlsError::config(&e))
+        }
     }
 }

@@ -172,10 +172,18 @@ pub fn hint(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<St
             flags.cert_file
         ),
         R::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
-            format!(
-                "the server's certificate is not signed by a CA of {}",
-                flags.ca_files
-            )
+            if flags.system_roots {
+                format!(
+                    "the server's certificate is not signed by a CA of {} (without it, by one \
+                     the system trusts)",
+                    flags.ca_files
+                )
+            } else {
+                format!(
+                    "the server's certificate is not signed by a CA of {}",
+                    flags.ca_files
+                )
+            }
         }
         R::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },

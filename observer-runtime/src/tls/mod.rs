@@ -38,6 +38,9 @@ pub struct TlsFlags {
     pub server_name: &'static str,
     /// The flag that skips checking the server, if the program has one.
     pub allow_insecure: Option<&'static str>,
+    /// Without CA files, the system's CAs (as the Hubble CLI); otherwise CA
+    /// files are needed.
+    pub system_roots: bool,
 }
 
 impl TlsFlags {
@@ -49,6 +52,7 @@ impl TlsFlags {
         key_file: "--tls-client-key-file",
         server_name: "--tls-server-name",
         allow_insecure: Some("--tls-allow-insecure"),
+        system_roots: true,
     };
 }
 
@@ -85,6 +89,12 @@ pub enum TlsError {
     /// not the certificate's).
     #[error("TLS settings: {0}")]
     Config(String),
+    /// No CA file given, and the system has no CA certificates.
+    #[error(
+        "the system has no CA certificates to check the server's with \
+         (SSL_CERT_FILE, /etc/ssl/certs): give --tls-ca-cert-files"
+    )]
+    NoSystemRoots,
 }
 
 impl TlsError {

@@ -248,7 +248,8 @@ async fn a_server_of_another_ca_is_not_trusted() {
     );
     assert_eq!(
         explain::hint(&*err, true, &FLAGS).unwrap(),
-        "the server's certificate is not signed by a CA of --tls-ca-cert-files"
+        "the server's certificate is not signed by a CA of --tls-ca-cert-files (without it, by \
+         one the system trusts)"
     );
 }
 
@@ -387,12 +388,27 @@ fn client_flags_are_checked_together() {
         }),
         "--tls-allow-insecure needs --tls"
     );
+    // The relay's peers need CA files; observe, as the Hubble CLI, takes
+    // the system's CAs without them.
+    let without_system = TlsFlags {
+        system_roots: false,
+        ..FLAGS
+    };
+    let no_ca = ClientTlsFlags {
+        ca_files: Vec::new(),
+        ..on.clone()
+    };
     assert_eq!(
-        err(ClientTlsFlags {
-            ca_files: Vec::new(),
-            ..on.clone()
-        }),
+        no_ca
+            .clone()
+            .resolve(&without_system)
+            .unwrap_err()
+            .to_string(),
         "--tls needs --tls-ca-cert-files"
+    );
+    assert_eq!(
+        no_ca.resolve(&FLAGS).unwrap().map(|t| t.ca_files),
+        Some(Vec::new())
     );
     assert_eq!(
         err(ClientTlsFlags {
