@@ -38,10 +38,10 @@ fn observe(args: &[&str], server: SocketAddr) -> (Option<i32>, String, String) {
     )
 }
 
-fn no_answer(server: SocketAddr) -> String {
+fn no_answer(server: SocketAddr, within: &str) -> String {
     format!(
-        "observe: no answer from {server} within 30 s: it accepted the connection but answered \
-         nothing (is it an observe relay or flow-probe, and is it running?)\n"
+        "observe: no answer from {server} within {within}: it accepted the connection but \
+         answered nothing (is it an observe relay or flow-probe, and is it running?)\n"
     )
 }
 
@@ -50,7 +50,7 @@ fn query_ends_when_the_server_never_answers() {
     let server = silent_server();
     assert_eq!(
         observe(&["query", "select 1"], server),
-        (Some(1), String::new(), no_answer(server))
+        (Some(1), String::new(), no_answer(server, "30s"))
     );
 }
 
@@ -59,6 +59,25 @@ fn flows_ends_when_the_server_never_answers() {
     let server = silent_server();
     assert_eq!(
         observe(&["flows", "--last", "1"], server),
-        (Some(1), String::new(), no_answer(server))
+        (Some(1), String::new(), no_answer(server, "30s"))
+    );
+}
+
+/// hubble's --request-timeout: the call's deadline, named in the error.
+#[test]
+fn the_request_timeout_flag_sets_the_calls_deadline() {
+    let server = silent_server();
+    assert_eq!(
+        observe(&["status", "--request-timeout", "1500ms"], server),
+        (Some(1), String::new(), no_answer(server, "1.5s"))
+    );
+    let (code, _, err) = observe(&["status", "--timeout", "0s"], server);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with(
+            "error: invalid value '0s' for '--timeout <DURATION>': a timeout of 0 would fail \
+             every call"
+        ),
+        "{err}"
     );
 }

@@ -26,11 +26,11 @@ use tonic::transport::{Channel, Endpoint};
 /// `observe`'s TLS flags: the Hubble CLI's.
 pub const FLAGS: TlsFlags = TlsFlags::HUBBLE_CLI;
 
-/// How long connecting to one address may take.
+/// How long connecting to one address may take (`--timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an observer.Observer call may wait for its answer to begin (a
 /// following stream then runs on): a connection the server dropped at a bad
-/// moment must end in an error, not a wait without end.
+/// moment must end in an error, not a wait without end (`--request-timeout`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 pings while a call without a deadline runs (a SQL query runs as
 /// long as it needs): a server that stopped answering (hung, or never a gRPC
@@ -85,6 +85,29 @@ pub struct ConnectArgs {
         conflicts_with_all = ["tls", "tls_ca_cert_files", "tls_client_cert_file", "tls_client_key_file", "tls_allow_insecure"]
     )]
     pub lab: Option<PathBuf>,
+    /// How long connecting to an address may take, e.g. 5s (default 3s),
+    /// as hubble's --timeout.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, env = "HUBBLE_TIMEOUT")]
+    pub timeout: Option<Duration>,
+    /// How long a call may wait for the server's answer to begin (default
+    /// 30s); a stream then runs as long as it lasts. As hubble's
+    /// --request-timeout; SQL queries have the relay's own limit instead.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = positive_duration,
+        env = "HUBBLE_REQUEST_TIMEOUT"
+    )]
+    pub request_timeout: Option<Duration>,
+}
+
+/// A duration flag (`500ms`, `5s`, `1m`) that is more than zero.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match observer_proto::time::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("a timeout of 0 would fail every call".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Whether `address` names TLS by its scheme (`tls://`, `https://`).
@@ -103,6 +126,8 @@ pub struct Target {
     tls: Option<ClientTls>,
     /// The lab whose certificates are used, if any (for messages).
     lab: Option<PathBuf>,
+    connect_timeout: Duration,
+    call_timeout: Duration,
 }
 
 impl ConnectArgs {
@@ -169,6 +194,8 @@ impl ConnectArgs {
             candidates,
             tls,
             lab,
+            connect_timeout: self.timeout.unwrap_or(CONNECT_TIMEOUT),
+            call_timeout: self.request_timeout.unwrap_or(CALL_TIMEOUT),
         })
     }
 }
@@ -241,7 +268,7 @@ impl Target {
         for (address, uri) in &self.candidates {
             let mut endpoint = Endpoint::from_shared(uri.clone())
                 .with_context(|| format!("invalid server address {address:?}"))?
-                .connect_timeout(CONNECT_TIMEOUT);
+                .connect_timeout(self.connect_timeout);
             endpoint = match call_timeout {
                 Some(t) => endpoint.timeout(t),
                 None => endpoint
@@ -262,7 +289,7 @@ impl Target {
     /// An observer.Observer client of the first address that answers, and
     /// that address.
     pub async fn observer(&self) -> anyhow::Result<(ObserverClient<Channel>, &str)> {
-        let (channel, address) = self.connect(Some(CALL_TIMEOUT)).await?;
+        let (channel, address) = self.connect(Some(self.call_timeout)).await?;
         Ok((
             ObserverClient::new(channel).max_decoding_message_size(64 << 20),
             address,
@@ -315,7 +342,7 @@ impl Target {
         let waited = if chain.contains("keep-alive timed out") {
             PING_INTERVAL + PING_TIMEOUT
         } else if s.code() == tonic::Code::Cancelled && chain.contains("Timeout expired") {
-            CALL_TIMEOUT
+            self.call_timeout
         } else {
             return None;
         };
@@ -324,8 +351,7 @@ impl Target {
             _ => "the server",
         };
         Some(anyhow::anyhow!(
-            "no answer from {who} within {} s: it accepted the connection but answered nothing (is it an observe relay or flow-probe, and is it running?)",
-            waited.as_secs()
+            "no answer from {who} within {waited:?}: it accepted the connection but answered nothing (is it an observe relay or flow-probe, and is it running?)"
         ))
     }
 
