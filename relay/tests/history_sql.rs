@@ -342,6 +342,34 @@ async fn the_tables_and_their_columns_can_be_listed() {
     }
 }
 
+/// `now()` is in UTC, as `time` is: one type to compare, printed with its Z.
+#[tokio::test]
+async fn now_is_utc_as_flow_times_are() {
+    let dir = scratch("now-utc");
+    let e = engine(&ingest_golden(&dir));
+    assert_eq!(
+        column(
+            &e,
+            "SELECT arrow_typeof(now()) AS t, arrow_typeof(time) AS f FROM flows LIMIT 1",
+            "t"
+        )
+        .await,
+        column(&e, "SELECT arrow_typeof(time) AS f FROM flows LIMIT 1", "f").await,
+    );
+    let day = column(&e, "SELECT date_trunc('day', now()) AS d", "d").await;
+    assert!(day[0].ends_with("T00:00:00Z"), "{day:?}");
+    // Every golden flow is older than now.
+    assert_eq!(
+        column(
+            &e,
+            "SELECT count(*) AS n FROM flows WHERE time < now() - INTERVAL '1 day'",
+            "n"
+        )
+        .await,
+        ["9"]
+    );
+}
+
 /// SQL's string functions users reach for first, standard forms included.
 #[tokio::test]
 async fn standard_string_functions_answer() {

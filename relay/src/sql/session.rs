@@ -61,12 +61,14 @@ impl Session {
             .map_err(|e| SqlError::Io(e.to_string()))?;
         // The lease keeps the snapshot's files on disk while the session
         // (and any stream of it) lives.
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_extension(Arc::new(snap.lease))
             .with_target_partitions(runtime::THREADS)
             .with_default_catalog_and_schema(guard::CATALOG, guard::SCHEMA)
             // SHOW TABLES and SHOW COLUMNS read it (see guard).
             .with_information_schema(true);
+        // now() in the zone of `time`: printed with its Z, as flows' times are.
+        config.options_mut().execution.time_zone = Some("UTC".into());
         let runtime = runtime.map_err(|e| error(e, &pool, &limits))?;
         let session = Session {
             ctx: SessionContext::new_with_config_rt(config, runtime),
