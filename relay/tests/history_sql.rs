@@ -294,6 +294,7 @@ async fn the_tables_and_their_columns_can_be_listed() {
     )
     .await;
     assert_eq!(names, public);
+    // Only what a query may read: not df_settings, routines or parameters.
     let shown = e.query("SHOW TABLES").await.unwrap();
     let mut listed = Vec::new();
     for b in &shown.batches {
@@ -301,13 +302,27 @@ async fn the_tables_and_their_columns_can_be_listed() {
             datafusion::arrow::array::cast::as_string_array(b.column_by_name(n).unwrap()).clone()
         });
         for i in 0..b.num_rows() {
-            if cols[1].value(i) == "public" {
-                listed.push(format!("{}.{}", cols[0].value(i), cols[2].value(i)));
-            }
+            listed.push(format!(
+                "{}.{}.{}",
+                cols[0].value(i),
+                cols[1].value(i),
+                cols[2].value(i)
+            ));
         }
     }
-    listed.sort();
-    assert_eq!(listed, public.map(|t| format!("observe.{t}")));
+    assert_eq!(
+        listed,
+        [
+            "observe.information_schema.columns",
+            "observe.information_schema.schemata",
+            "observe.information_schema.tables",
+            "observe.information_schema.views",
+            "observe.public.flows",
+            "observe.public.graph_edges",
+            "observe.public.graph_nodes",
+            "observe.public.policy_states",
+        ]
+    );
 
     let fields: Vec<String> = relay::history::schema::schema()
         .fields()
@@ -335,6 +350,14 @@ async fn the_tables_and_their_columns_can_be_listed() {
         ),
         ("SHOW ALL", "SHOW is not allowed"),
         ("DESCRIBE other", "not `other`"),
+        (
+            "DESCRIBE information_schema.df_settings",
+            "not `information_schema.df_settings`",
+        ),
+        (
+            "SHOW TABLES FROM information_schema",
+            "SHOW TABLES takes no FROM",
+        ),
     ] {
         let err = e.query(sql).await.unwrap_err();
         assert!(matches!(err, SqlError::Refused(_)), "{sql}: {err:?}");
@@ -355,6 +378,11 @@ async fn now_is_utc_as_flow_times_are() {
         )
         .await,
         column(&e, "SELECT arrow_typeof(time) AS f FROM flows LIMIT 1", "f").await,
+    );
+    let err = e.query("SELECT [1, 2] AS a").await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("arrays and maps (`[1, 2]`"),
+        "{err}"
     );
     let day = column(&e, "SELECT date_trunc('day', now()) AS d", "d").await;
     assert!(day[0].ends_with("T00:00:00Z"), "{day:?}");

@@ -39,6 +39,12 @@ pub const TABLE_FUNCTIONS: [&str; 2] = ["policy_whatif", "policy_replay"];
 /// The views of `information_schema` a query may read: what tables and
 /// columns there are (not DataFusion's settings).
 pub const INFORMATION_SCHEMA: [&str; 4] = ["tables", "columns", "views", "schemata"];
+/// What `SHOW TABLES` runs: the tables a query may read.
+const SHOW_TABLES: &str = "SELECT table_catalog, table_schema, table_name, table_type \
+     FROM information_schema.tables \
+     WHERE table_schema <> 'information_schema' \
+     OR table_name IN ('tables', 'columns', 'views', 'schemata') \
+     ORDER BY table_schema, table_name";
 /// The one catalog, as Flight SQL clients list it.
 pub const CATALOG: &str = "observe";
 /// The one schema of [`CATALOG`].
@@ -87,12 +93,27 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
             ));
         }
     };
-    let describes = match query(&statement, &first_word)? {
+    if let Statement::Statement(s) = &statement
+        && let Sql::ShowTables { show_options, .. } = s.as_ref()
+    {
+        if show_options.show_in.is_some() || show_options.filter_position.is_some() {
+            return Err(SqlError::Refused(
+                "SHOW TABLES takes no FROM, IN or LIKE here; it lists every table \
+                 (ask information_schema.tables with a WHERE for fewer)"
+                    .into(),
+            ));
+        }
+        // DataFusion's own listing names views no query may read.
+        return check(SHOW_TABLES);
+    }
+    let shows_columns = match query(&statement, &first_word)? {
         Some(q) => {
             shape::check(q)?;
             false
         }
-        None => true,
+        None => {
+            matches!(&statement, Statement::Statement(s) if matches!(s.as_ref(), Sql::ShowColumns { .. }))
+        }
     };
     let (tables, _ctes) =
         resolve_table_references(&statement, true).map_err(|e| SqlError::Parse(e.to_string()))?;
@@ -102,9 +123,9 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
         let ours = ((TABLES.contains(&name) || TABLE_FUNCTIONS.contains(&name))
             && table.schema().is_none_or(|s| s == SCHEMA)
             && catalog_ok)
-            // SHOW TABLES and SHOW COLUMNS name every view DataFusion may
-            // read for them; it reads `tables` or `columns`.
-            || ((describes || INFORMATION_SCHEMA.contains(&name))
+            // SHOW COLUMNS names every view DataFusion may read for it; it
+            // reads `columns`.
+            || ((shows_columns || INFORMATION_SCHEMA.contains(&name))
                 && table.schema() == Some("information_schema")
                 && catalog_ok);
         if !ours {

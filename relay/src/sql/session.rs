@@ -247,6 +247,12 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
         };
     }
     match root {
+        // A build hint (`[1, 2]`, `a['k']`): the relay has no array functions.
+        e if e.to_string().contains("nested_expressions") => SqlError::Query(
+            "arrays and maps (`[1, 2]`, `make_array`, `x['key']`) are not available in the \
+                 relay's SQL; array_agg works, and -o csv prints its lists as text"
+                .into(),
+        ),
         // Our own table functions' refusals are whole sentences; DataFusion's
         // "Error during planning: " before them tells a user nothing.
         DataFusionError::Plan(message) => SqlError::Query(message.clone()),
