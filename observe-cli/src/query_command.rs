@@ -55,7 +55,8 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub struct QueryArgs {
     /// The SQL: SELECT, WITH or EXPLAIN over the tables `flows`, `graph_nodes`,
     /// `graph_edges`, `policy_states` and the table functions `policy_whatif`,
-    /// `policy_replay`; `-` reads it from stdin.
+    /// `policy_replay` (SHOW TABLES and DESCRIBE flows list them); `-` reads it
+    /// from stdin.
     pub sql: Option<String>,
     /// Read the SQL from FILE (`-`: stdin), for statements longer than an argument.
     #[arg(long, short = 'f', value_name = "FILE")]
@@ -434,7 +435,7 @@ async fn print(
     let mut rows = 0;
     {
         let mut sink = match format {
-            QueryFormat::Json => Sink::Json(arrow::json::LineDelimitedWriter::new(&mut *out)),
+            QueryFormat::Json => Sink::Json(json_lines(&mut *out)),
             _ => Sink::Csv(
                 arrow::csv::WriterBuilder::new()
                     .with_header(true)
@@ -503,7 +504,7 @@ pub fn write(
             }
         }
         QueryFormat::Json => {
-            let mut w = arrow::json::LineDelimitedWriter::new(&mut *out);
+            let mut w = json_lines(&mut *out);
             for b in batches {
                 w.write(&unique_names(b)?)?;
             }
@@ -511,6 +512,14 @@ pub fn write(
         }
     }
     Ok(())
+}
+
+/// A JSON lines writer that keeps null columns (`"x":null`): a row has
+/// every key of the result, whatever its values.
+fn json_lines<W: Write>(out: W) -> arrow::json::LineDelimitedWriter<W> {
+    arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build(out)
 }
 
 /// `batch` with the columns CSV cannot hold (lists, structs, maps: what
@@ -665,7 +674,7 @@ mod tests {
         assert_eq!(
             printed(QueryFormat::Json),
             "{\"node\":\"n1\",\"node_2\":\"n3\",\"ports\":[53,8080]}\n\
-             {\"node\":\"n2\",\"node_2\":\"n4\"}\n"
+             {\"node\":\"n2\",\"node_2\":\"n4\",\"ports\":null}\n"
         );
     }
 
