@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use observe_lab::DEFAULT_STATE_DIR;
 use observe_lab::certs::CertFiles;
 use observer_proto::observer::observer_client::ObserverClient;
@@ -50,7 +51,7 @@ pub struct ConnectArgs {
     pub server: Option<String>,
     /// Connect with TLS; the server's certificate is checked against
     /// --tls-ca-cert-files, or without it the system's CAs.
-    #[arg(long, env = "HUBBLE_TLS")]
+    #[arg(long, env = "HUBBLE_TLS", value_parser = BoolishValueParser::new())]
     pub tls: bool,
     /// CA certificates (PEM) the server's certificate must chain to;
     /// comma-separated or repeated.
@@ -73,7 +74,7 @@ pub struct ConnectArgs {
     pub tls_server_name: Option<String>,
     /// Do not check the server's certificate (still encrypted; for trying
     /// things out only).
-    #[arg(long, env = "HUBBLE_TLS_ALLOW_INSECURE")]
+    #[arg(long, env = "HUBBLE_TLS_ALLOW_INSECURE", value_parser = BoolishValueParser::new())]
     pub tls_allow_insecure: bool,
     /// Talk to the lab whose state directory this is (`observe lab up
     /// --state-dir`): its relay unless --server is given, over mTLS with
