@@ -22,7 +22,7 @@ fn silent_server() -> SocketAddr {
 
 /// `observe ARGS --server ADDR` bounded by coreutils' timeout (124 when it
 /// runs on): (exit code, stdout, stderr).
-fn observe(args: &[&str], server: SocketAddr) -> (Option<i32>, String, String) {
+fn observe(args: &[&str], server: impl std::fmt::Display) -> (Option<i32>, String, String) {
     let out = Command::new("timeout")
         .arg("120")
         .arg(e2e::observe_binary())
@@ -70,6 +70,19 @@ fn the_request_timeout_flag_sets_the_calls_deadline() {
     assert_eq!(
         observe(&["status", "--request-timeout", "1500ms"], server),
         (Some(1), String::new(), no_answer(server, "1.5s"))
+    );
+    // --timeout bounds the TLS handshake too, not only the TCP connect.
+    let (code, _, err) = observe(
+        &["status", "--timeout", "1500ms"],
+        format!("tls://{server}"),
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        err,
+        format!(
+            "observe: cannot reach a server (tls://{server}: the TLS handshake did not finish \
+             within 1.5s (--timeout): is it a TLS server, and is it answering?)\n"
+        )
     );
     let (code, _, err) = observe(&["status", "--timeout", "0s"], server);
     assert_eq!(code, Some(2));

@@ -128,6 +128,8 @@ pub struct Target {
     /// The lab whose certificates are used, if any (for messages).
     lab: Option<PathBuf>,
     connect_timeout: Duration,
+    /// `--timeout` as given: it bounds the TLS handshake too.
+    handshake_timeout: Option<Duration>,
     call_timeout: Duration,
 }
 
@@ -196,6 +198,7 @@ impl ConnectArgs {
             tls,
             lab,
             connect_timeout: self.timeout.unwrap_or(CONNECT_TIMEOUT),
+            handshake_timeout: self.timeout,
             call_timeout: self.request_timeout.unwrap_or(CALL_TIMEOUT),
         })
     }
@@ -277,7 +280,10 @@ impl Target {
                     .keep_alive_timeout(PING_TIMEOUT),
             };
             if let Some(tls) = &self.tls {
-                endpoint = tls.apply(endpoint)?;
+                endpoint = match self.handshake_timeout {
+                    Some(t) => tls.apply_within(endpoint, t)?,
+                    None => tls.apply(endpoint)?,
+                };
             }
             match endpoint.connect().await {
                 Ok(channel) => return Ok((channel, address)),
@@ -369,6 +375,15 @@ impl Target {
     /// `e`'s whole chain, with what to change when TLS is behind it.
     fn describe(&self, e: &(dyn std::error::Error + 'static)) -> String {
         let text = explain::chain(e);
+        if text.contains("TLS handshake timeout") {
+            let within = self
+                .handshake_timeout
+                .unwrap_or(observer_runtime::tls::server::HANDSHAKE_TIMEOUT);
+            return format!(
+                "the TLS handshake did not finish within {within:?} (--timeout): is it a TLS \
+                 server, and is it answering?"
+            );
+        }
         match self.hint(e) {
             Some(hint) => format!("{text}: {hint}"),
             None => text,

@@ -126,7 +126,16 @@ impl ClientTls {
     /// `https://`, see [`super::dial_uri`]); the files are read now, so a
     /// renewed certificate is picked up by the next connection.
     pub fn apply(&self, endpoint: Endpoint) -> Result<Endpoint, TlsError> {
-        let mut cfg = ClientTlsConfig::new().timeout(HANDSHAKE_TIMEOUT);
+        self.apply_within(endpoint, HANDSHAKE_TIMEOUT)
+    }
+
+    /// [`ClientTls::apply`] with the handshake bounded by `handshake`.
+    pub fn apply_within(
+        &self,
+        endpoint: Endpoint,
+        handshake: std::time::Duration,
+    ) -> Result<Endpoint, TlsError> {
+        let mut cfg = ClientTlsConfig::new().timeout(handshake);
         if let Some(name) = &self.server_name {
             cfg = cfg.domain_name(name.clone());
         }
