@@ -90,6 +90,25 @@ async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) {
     let _ = tokio::time::timeout(e2e::WAIT, follow).await;
 }
 
+/// Runs `probe`'s pipeline into `store` until `done` holds for what it
+/// stored (or `e2e::WAIT` passed, see [`stored`]).
+async fn read_until(
+    probe: &mut LoadedProbe,
+    enricher: Enricher,
+    store: &Arc<FlowStore>,
+    done: impl Fn(&[GetFlowsResponse]) -> bool,
+) {
+    let stop = stored(store, done);
+    pipeline::run(
+        probe,
+        Pipeline::new(enricher, store.clone()),
+        Duration::from_millis(100),
+        stop,
+    )
+    .await
+    .unwrap();
+}
+
 /// Everything in the store, oldest first.
 fn stored_responses(store: &FlowStore) -> Vec<GetFlowsResponse> {
     store
@@ -325,15 +344,10 @@ async fn trickle_events(cfg: ProbeConfig, lab: &Lab, n: u32, gap: Duration) -> V
     // is in the store, so is every event of the trickle.
     let marker =
         |f: &Flow| leaving_a(f) && udp_ports(f).is_some_and(|(_, d)| d == u32::from(MARKER_PORT));
-    let stop = stored(&store, |seen| flows_of(seen).any(marker));
-    pipeline::run(
-        &mut probe,
-        Pipeline::new(enricher, store.clone()),
-        Duration::from_millis(100),
-        stop,
-    )
-    .await
-    .unwrap();
+    read_until(&mut probe, enricher, &store, |seen| {
+        flows_of(seen).any(marker)
+    })
+    .await;
     let sport = u32::from(sender.join().unwrap());
     let responses = stored_responses(&store);
     assert!(
@@ -408,17 +422,10 @@ async fn every_icmp_error_is_a_flow() {
             Some(observer_proto::flow::layer4::Protocol::IcmPv4(i)) if (i.r#type, i.code) == (3, 3)
         )
     };
-    let stop = stored(&store, |seen| {
+    read_until(&mut probe, enricher, &store, |seen| {
         flows_of(seen).filter(unreachable).count() >= 6
-    });
-    pipeline::run(
-        &mut probe,
-        Pipeline::new(enricher, store.clone()),
-        Duration::from_millis(100),
-        stop,
-    )
-    .await
-    .unwrap();
+    })
+    .await;
     let responses = stored_responses(&store);
     let b = lab.endpoint("b").unwrap().ipv4.to_string();
     let mut seen: Vec<(i32, String)> = flows_of(&responses)
