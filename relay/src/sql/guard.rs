@@ -39,12 +39,6 @@ pub const TABLE_FUNCTIONS: [&str; 2] = ["policy_whatif", "policy_replay"];
 /// The views of `information_schema` a query may read: what tables and
 /// columns there are (not DataFusion's settings).
 pub const INFORMATION_SCHEMA: [&str; 4] = ["tables", "columns", "views", "schemata"];
-/// What `SHOW TABLES` runs: the tables a query may read.
-const SHOW_TABLES: &str = "SELECT table_catalog, table_schema, table_name, table_type \
-     FROM information_schema.tables \
-     WHERE table_schema <> 'information_schema' \
-     OR table_name IN ('tables', 'columns', 'views', 'schemata') \
-     ORDER BY table_schema, table_name";
 /// The one catalog, as Flight SQL clients list it.
 pub const CATALOG: &str = "observe";
 /// The one schema of [`CATALOG`].
@@ -104,7 +98,7 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
             ));
         }
         // DataFusion's own listing names views no query may read.
-        return check(SHOW_TABLES);
+        return check(&show_tables());
     }
     let shows_columns = match query(&statement, &first_word)? {
         Some(q) => {
@@ -141,9 +135,20 @@ pub fn check(sql: &str) -> Result<Statement, SqlError> {
     Ok(statement)
 }
 
+/// What `SHOW TABLES` runs: the tables a query may read.
+fn show_tables() -> String {
+    let views = INFORMATION_SCHEMA.map(|v| format!("'{v}'")).join(", ");
+    format!(
+        "SELECT table_catalog, table_schema, table_name, table_type \
+         FROM information_schema.tables \
+         WHERE table_schema <> 'information_schema' OR table_name IN ({views}) \
+         ORDER BY table_schema, table_name"
+    )
+}
+
 /// The query `statement` runs (itself, or what `EXPLAIN` explains), `None`
-/// for a statement that describes the tables (`DESCRIBE`, `SHOW TABLES`,
-/// `SHOW COLUMNS`), or why it is refused.
+/// for a statement that describes the tables (`DESCRIBE`, `SHOW COLUMNS`;
+/// `check` turns `SHOW TABLES` into a query first), or why it is refused.
 fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<Option<&'s Sql>, SqlError> {
     let refuse = |what: &str| {
         Err(SqlError::Refused(format!(
@@ -158,7 +163,7 @@ fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<Option<&'s Sq
                 Sql::Query(_) => Ok(Some(statement)),
                 _ => refuse("EXPLAIN of anything but a query"),
             },
-            Sql::ExplainTable { .. } | Sql::ShowTables { .. } | Sql::ShowColumns { .. } => Ok(None),
+            Sql::ExplainTable { .. } | Sql::ShowColumns { .. } => Ok(None),
             _ => refuse(first_word),
         },
         Statement::CreateExternalTable(_) => refuse("CREATE EXTERNAL TABLE"),
