@@ -3,7 +3,9 @@
 //! EMFILE. The relay must not spin writing logs (once it wrote 787,000 lines
 //! in 3 s): each listener logs the failure once and its recovery once. An
 //! established gRPC connection keeps answering meanwhile, and once the flood
-//! closes, /metrics and new gRPC connections are served again.
+//! closes, /metrics and new gRPC connections are served again. And the
+//! relay at its connection cap (`--max-connections`): a new client is
+//! closed at once, said once in the log, and served once another leaves.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -166,4 +168,88 @@ async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
         assert_eq!(count(&messages, |m| m.starts_with(&again)), 1);
     }
     assert_eq!(count(&messages, |m| m.starts_with("serving ")), 2);
+}
+
+/// ServerStatus from a new client with a 1 s deadline: its unavailable nodes,
+/// or why the connection or the call failed.
+async fn status_of_a_new_client(addr: SocketAddr) -> Result<u32, String> {
+    let call = async {
+        let mut client = ObserverClient::connect(format!("http://{addr}"))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut request = tonic::Request::new(ServerStatusRequest {});
+        request.set_timeout(Duration::from_secs(1));
+        let status = client
+            .server_status(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(status
+            .into_inner()
+            .num_unavailable_nodes
+            .unwrap_or_default())
+    };
+    tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .map_err(|_| "no answer within 2 s".to_string())?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_its_connection_cap_the_relay_closes_new_clients_until_one_leaves() {
+    let dir = ScratchDir::new("conn-cap");
+    let (ready, log) = (dir.path().join("relay.addr"), dir.path().join("relay.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let relay = Command::new(observe_lab::binaries::binary("relay").expect("the relay binary"))
+        .args(["--peer", e2e::REFUSING_PEER, "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "off", "--history-dir", "off"])
+        .args(["--max-connections", "1"])
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("the relay runs");
+    let _relay = e2e::KilledOnDrop(relay);
+    let grpc: SocketAddr = wait_in_file(&ready, "address", |t| t.trim().parse().ok());
+    let mut first = ObserverClient::connect(format!("http://{grpc}"))
+        .await
+        .unwrap();
+    assert_eq!(status_within_1s(&mut first).await, 1);
+
+    for _ in 0..3 {
+        let refused = status_of_a_new_client(grpc).await;
+        assert!(refused.is_err(), "a second client was served: {refused:?}");
+    }
+    // The first client is still served.
+    assert_eq!(status_within_1s(&mut first).await, 1);
+    let at_cap = "gRPC listener: open connections at the cap (1, --max-connections); \
+                  closing new ones until one ends";
+    wait_in_file(&log, at_cap, |t| t.contains(at_cap).then_some(()));
+
+    drop(first);
+    // The relay sees the first connection end a moment later.
+    let deadline = Instant::now() + e2e::WAIT;
+    loop {
+        match status_of_a_new_client(grpc).await {
+            Ok(unavailable) => {
+                assert_eq!(unavailable, 1);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never served again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = "gRPC listener: taking connections again after closing ";
+    wait_in_file(&log, again, |t| t.contains(again).then_some(()));
+    let messages = messages(&log);
+    assert_eq!(count(&messages, |m| m == at_cap), 1, "{messages:#?}");
+    let closed = |m: &str| {
+        m.strip_prefix(again)
+            .and_then(|rest| rest.strip_suffix(" at the cap"))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let closed: Vec<u64> = messages.iter().filter_map(|m| closed(m)).collect();
+    assert_eq!(closed.len(), 1, "{messages:#?}");
+    assert!(closed[0] >= 3, "{messages:#?}");
 }

@@ -153,6 +153,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         text(&plain).trim(),
         "observe: the connection to the server failed: the server closed the connection or did not answer in HTTP/2: if it serves TLS, \
          give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS); \
+         if its log says it is at its connection cap, wait or raise its --max-connections; \
          for a lab's servers, --lab STATE_DIR"
     );
     let status = observe(&["status", "--server", "127.0.0.1:4244", "--lab", state]);

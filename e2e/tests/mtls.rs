@@ -243,6 +243,7 @@ async fn the_lab_speaks_mtls_and_refuses_every_other_client() {
         String::from_utf8_lossy(&plain.stderr).trim(),
         "observe: the connection to the server failed: the server closed the connection or did not answer in HTTP/2: if it serves TLS, \
          give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS); \
+         if its log says it is at its connection cap, wait or raise its --max-connections; \
          for a lab's servers, --lab STATE_DIR"
     );
     // https:// (or tls://) asks for TLS, as with the Hubble CLI; without CA

@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub listen: std::net::SocketAddr,
     /// TLS (mTLS with client CAs) on the gRPC port; plaintext without.
     pub tls: Option<ServerTls>,
+    /// gRPC connections served at once; past it new ones are closed.
+    pub max_connections: usize,
     pub interfaces: Vec<String>,
     pub endpoints: Option<PathBuf>,
     /// Attach to the host-side interface of every endpoint of this node.
@@ -333,7 +335,10 @@ pub async fn run(
     };
     let serve = server::run(
         grpc,
-        listener,
+        observer_runtime::accept::ServerListener {
+            listener,
+            max_connections: cfg.max_connections,
+        },
         service,
         cfg.tls.is_some(),
         stopped(stop_rx.clone()),

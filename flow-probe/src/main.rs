@@ -106,6 +106,11 @@ struct Args {
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, default_value_t = 4 << 20)]
     ringbuf_size: u32,
+    /// gRPC connections served at once; past it a new one is closed at once
+    /// (the log says so).
+    #[arg(long, default_value_t = observer_runtime::accept::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
     /// Prometheus `/metrics` listen address, or "off".
     #[arg(long, default_value = metrics::DEFAULT_LISTEN)]
     metrics_listen: String,
@@ -161,6 +166,7 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
             args.tls_key_file,
             args.tls_client_ca_files,
         )?,
+        max_connections: args.max_connections,
         interfaces: args.interfaces,
         endpoints: args.endpoints,
         attach_endpoints: args.attach_endpoints,

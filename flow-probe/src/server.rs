@@ -119,17 +119,18 @@ impl ObserverService {
 
 /// Serves `observer.Observer` and `peer.Peer` on `server` (plaintext or TLS,
 /// from [`observer_runtime::tls::server::builder`]; `tls` says which) until
-/// `shutdown` resolves.
+/// `shutdown` resolves; a plain `TcpListener` serves
+/// [`observer_runtime::accept::DEFAULT_MAX_CONNECTIONS`] connections at once.
 pub async fn run(
     mut server: tonic::transport::Server,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<observer_runtime::accept::ServerListener>,
     service: ObserverService,
     tls: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(
-        listener,
+        listener.into(),
         "gRPC listener",
         observer_runtime::accept::OPENING_WITHIN,
     );

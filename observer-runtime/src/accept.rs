@@ -10,11 +10,17 @@
 //! client that connects and stays silent, or sends a byte and stalls, would
 //! otherwise hold its descriptor for good (plaintext HTTP/2 waits for its
 //! preface without a deadline), and a few thousand such reach the limit.
+//! [`incoming`] also serves at most a set number of connections at once
+//! ([`ServerListener`]): past it a new connection is closed as soon as it is
+//! accepted, so a flood of clients never takes the descriptors the server
+//! needs for its own files, maps and peers.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -83,19 +89,107 @@ impl Acceptor {
     }
 }
 
+/// Connections a gRPC server serves at once unless told otherwise: half of
+/// the 1,024 descriptors a process may open by default, the other half left
+/// for the server's own files, maps and peers.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// A gRPC server's listening socket and how many connections it serves at
+/// once (`--max-connections`). A plain listener gets
+/// [`DEFAULT_MAX_CONNECTIONS`].
+pub struct ServerListener {
+    pub listener: TcpListener,
+    pub max_connections: usize,
+}
+
+impl From<TcpListener> for ServerListener {
+    fn from(listener: TcpListener) -> Self {
+        ServerListener {
+            listener,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// The connections of `listener` as a stream that never fails, for tonic's
 /// `serve_with_incoming_shutdown`; each must send its [`OPENING_BYTES`]
-/// within `opening` ([`OPENING_WITHIN`] for the servers).
+/// within `opening` ([`OPENING_WITHIN`] for the servers). While
+/// `max_connections` are open, a new one is closed at once; the log says so
+/// once, and once more when connections are taken again.
 pub fn incoming(
-    listener: TcpListener,
+    server: ServerListener,
     what: &'static str,
     opening: Duration,
 ) -> impl Stream<Item = Result<Talking, Infallible>> + Send + 'static {
+    let ServerListener {
+        listener,
+        max_connections,
+    } = server;
+    let gate = Gate {
+        open: Arc::new(AtomicUsize::new(0)),
+        max: max_connections,
+        turned_away: 0,
+    };
     let acceptor = Acceptor::new(listener, what, DEFAULT_BACKOFF);
-    futures::stream::unfold(acceptor, move |mut acceptor| async move {
-        let stream = acceptor.accept().await;
-        Some((Ok(Talking::new(stream, opening)), acceptor))
-    })
+    futures::stream::unfold(
+        (acceptor, gate),
+        move |(mut acceptor, mut gate)| async move {
+            loop {
+                let stream = acceptor.accept().await;
+                match gate.admit(what) {
+                    Some(place) => {
+                        return Some((Ok(Talking::new(stream, opening, place)), (acceptor, gate)));
+                    }
+                    // Closed unread: the client sees the connection end at once.
+                    None => drop(stream),
+                }
+            }
+        },
+    )
+}
+
+/// Counts the open connections of one listener against its cap.
+struct Gate {
+    open: Arc<AtomicUsize>,
+    max: usize,
+    /// Connections closed since the cap was last reached.
+    turned_away: u64,
+}
+
+impl Gate {
+    /// A place for one more connection, or `None` at the cap.
+    fn admit(&mut self, what: &str) -> Option<Place> {
+        // Only this task adds; connections ending only subtract.
+        if self.open.load(Ordering::Acquire) >= self.max {
+            if self.turned_away == 0 {
+                log::warn!(
+                    "{what}: open connections at the cap ({}, --max-connections); \
+                     closing new ones until one ends",
+                    self.max
+                );
+            }
+            self.turned_away += 1;
+            return None;
+        }
+        if self.turned_away > 0 {
+            log::info!(
+                "{what}: taking connections again after closing {} at the cap",
+                self.turned_away
+            );
+            self.turned_away = 0;
+        }
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Some(Place(self.open.clone()))
+    }
+}
+
+/// One open connection's share of its listener's cap, given back on drop.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A connection whose reads fail (and the server closes it) when its
@@ -106,14 +200,17 @@ pub struct Talking {
     /// Opening bytes still to come; the deadline ends with them.
     opening_left: usize,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Held while the server holds the connection.
+    _place: Place,
 }
 
 impl Talking {
-    fn new(stream: TcpStream, opening: Duration) -> Self {
+    fn new(stream: TcpStream, opening: Duration, place: Place) -> Self {
         Talking {
             stream,
             opening_left: OPENING_BYTES,
             deadline: Some(Box::pin(tokio::time::sleep(opening))),
+            _place: place,
         }
     }
 }
@@ -211,7 +308,7 @@ mod tests {
     async fn the_stream_yields_each_connection() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut connections = Box::pin(incoming(listener, "test listener", OPENING_WITHIN));
+        let mut connections = Box::pin(incoming(listener.into(), "test listener", OPENING_WITHIN));
         let mut client = TcpStream::connect(addr).await.unwrap();
         let Some(Ok(mut served)) = connections.next().await else {
             panic!("no connection");
@@ -227,7 +324,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let within = Duration::from_millis(300);
-        let mut connections = Box::pin(incoming(listener, "test listener", within));
+        let mut connections = Box::pin(incoming(listener.into(), "test listener", within));
         let _silent = TcpStream::connect(addr).await.unwrap();
         let Some(Ok(mut served)) = connections.next().await else {
             panic!("no connection");
@@ -260,7 +357,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let within = Duration::from_millis(300);
-        let mut connections = Box::pin(incoming(listener, "test listener", within));
+        let mut connections = Box::pin(incoming(listener.into(), "test listener", within));
         let mut stalling = TcpStream::connect(addr).await.unwrap();
         let Some(Ok(mut served)) = connections.next().await else {
             panic!("no connection");
@@ -278,11 +375,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_the_cap_a_new_connection_is_closed_until_one_ends() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = ServerListener {
+            listener,
+            max_connections: 2,
+        };
+        let mut connections = Box::pin(incoming(server, "test listener", OPENING_WITHIN));
+        let mut served = Vec::new();
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+            let Some(Ok(s)) = connections.next().await else {
+                panic!("no connection");
+            };
+            served.push(s);
+        }
+        // The third is accepted and closed: its client reads the end, and
+        // the stream yields nothing for it.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let next = tokio::spawn(async move {
+            let yielded = connections.next().await.map(|c| c.is_ok());
+            (yielded, connections)
+        });
+        let end = tokio::time::timeout(Duration::from_secs(10), third.read(&mut [0u8; 1])).await;
+        assert_eq!(end.expect("the third connection closed").unwrap(), 0);
+        assert!(!next.is_finished());
+        // Both served connections still carry bytes.
+        for (client, s) in clients.iter_mut().zip(served.iter_mut()) {
+            client.write_all(b"x").await.unwrap();
+            let mut got = [0u8; 1];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"x");
+        }
+        // One ends: the next connection is served.
+        drop(served.pop());
+        let mut fourth = TcpStream::connect(addr).await.unwrap();
+        let (yielded, _connections) = next.await.unwrap();
+        assert_eq!(yielded, Some(true));
+        fourth.write_all(b"y").await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_client_that_closes_before_its_opening_reads_as_the_end() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let within = Duration::from_millis(300);
-        let mut connections = Box::pin(incoming(listener, "test listener", within));
+        let mut connections = Box::pin(incoming(listener.into(), "test listener", within));
         let mut leaving = TcpStream::connect(addr).await.unwrap();
         let Some(Ok(mut served)) = connections.next().await else {
             panic!("no connection");

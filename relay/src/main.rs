@@ -33,6 +33,11 @@ struct Args {
     /// gRPC listen address.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// gRPC connections served at once; past it a new one is closed at once
+    /// (the log says so).
+    #[arg(long, default_value_t = observer_runtime::accept::DEFAULT_MAX_CONNECTIONS,
+          value_parser = at_least_one)]
+    max_connections: usize,
     /// Serve TLS with this certificate (PEM; with --tls-key-file).
     #[arg(long, value_name = "FILE", alias = "tls-relay-server-cert-file")]
     tls_cert_file: Option<PathBuf>,
@@ -225,7 +230,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let served = relay::server::run(
         grpc,
-        listener,
+        observer_runtime::accept::ServerListener {
+            listener,
+            max_connections: args.max_connections,
+        },
         relay.state(),
         observer_runtime::shutdown::signal(),
     )

@@ -128,6 +128,10 @@ pub fn broken_connection(e: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// The other reason a server closes a new connection unread.
+const AT_CAP: &str =
+    "if its log says it is at its connection cap, wait or raise its --max-connections";
+
 /// What the person connecting should change, when `e` is a TLS failure or
 /// looks like plaintext spoken to a TLS server (`tls`: whether the client
 /// used TLS).
@@ -140,14 +144,15 @@ pub fn hint(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<St
         // A TLS server closes a plaintext connection at once, and an mTLS
         // server one without an acceptable client certificate right after
         // the handshake (whether its alert reaches the caller is timing).
+        // A server at its connection cap closes every new one at once.
         return Some(if tls {
             format!(
-                "the server closed the connection after the TLS handshake: if it requires a client certificate, give one signed by a CA it trusts ({} and {})",
+                "the server closed the connection after the TLS handshake: if it requires a client certificate, give one signed by a CA it trusts ({} and {}); {AT_CAP}",
                 flags.cert_file, flags.key_file
             )
         } else {
             format!(
-                "the server closed the connection or did not answer in HTTP/2: if it serves TLS, give {} with {} (and {} and {} for mTLS)",
+                "the server closed the connection or did not answer in HTTP/2: if it serves TLS, give {} with {} (and {} and {} for mTLS); {AT_CAP}",
                 flags.enable, flags.ca_files, flags.cert_file, flags.key_file
             )
         });

@@ -152,7 +152,8 @@ fn told_to_present_a_certificate(hint: &str, alert: &str) {
         hint == alert
             || hint
                 == "the server closed the connection after the TLS handshake: if it requires a client certificate, \
-                    give one signed by a CA it trusts (--tls-client-cert-file and --tls-client-key-file)",
+                    give one signed by a CA it trusts (--tls-client-cert-file and --tls-client-key-file); \
+                    if its log says it is at its connection cap, wait or raise its --max-connections",
         "{hint}"
     );
 }
@@ -225,7 +226,7 @@ async fn plaintext_is_answered_with_a_fatal_tls_alert_and_closed() {
     assert!(explain::broken_connection(&*err), "{err:?}");
     assert_eq!(
         explain::hint(&*err, false, &FLAGS).unwrap(),
-        "the server closed the connection or did not answer in HTTP/2: if it serves TLS, give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS)"
+        "the server closed the connection or did not answer in HTTP/2: if it serves TLS, give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS); if its log says it is at its connection cap, wait or raise its --max-connections"
     );
 }
 

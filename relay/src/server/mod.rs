@@ -45,10 +45,11 @@ pub struct RelayService {
 
 /// Serves `observer.Observer` and Flight SQL on `listener` through `grpc`
 /// (plaintext or TLS, from [`observer_runtime::tls::server::builder`]) until
-/// `shutdown` resolves.
+/// `shutdown` resolves; a plain `TcpListener` serves
+/// [`observer_runtime::accept::DEFAULT_MAX_CONNECTIONS`] connections at once.
 pub async fn run(
     mut grpc: tonic::transport::Server,
-    listener: tokio::net::TcpListener,
+    listener: impl Into<observer_runtime::accept::ServerListener>,
     state: Arc<RelayState>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RelayError> {
@@ -59,7 +60,7 @@ pub async fn run(
     let service = RelayService { state, stopping };
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(
-        listener,
+        listener.into(),
         "gRPC listener",
         observer_runtime::accept::OPENING_WITHIN,
     );
