@@ -2,7 +2,8 @@
 //! uses) on inputs that once hung it or ate memory: a FIFO, a symlink to
 //! /dev/zero, a file over 4 MiB, 200 KB of nested `[`. Each is refused at
 //! once with exit 1 and an error naming the file. And flags: an error found
-//! after the words are parsed shows the usage of its subcommand.
+//! after the words are parsed shows the usage of its subcommand; an empty
+//! HUBBLE_* variable reads as unset, as with the Hubble CLI.
 
 use std::io::Read;
 use std::path::Path;
@@ -116,4 +117,43 @@ fn a_not_without_a_filter_shows_the_usage_of_its_subcommand() {
             )
         );
     }
+}
+
+/// Every variable the Hubble CLI reads that `observe` reads too.
+const HUBBLE_VARIABLES: [&str; 9] = [
+    "HUBBLE_SERVER",
+    "HUBBLE_TLS",
+    "HUBBLE_TLS_CA_CERT_FILES",
+    "HUBBLE_TLS_CLIENT_CERT_FILE",
+    "HUBBLE_TLS_CLIENT_KEY_FILE",
+    "HUBBLE_TLS_SERVER_NAME",
+    "HUBBLE_TLS_ALLOW_INSECURE",
+    "HUBBLE_TIMEOUT",
+    "HUBBLE_REQUEST_TIMEOUT",
+];
+
+#[test]
+fn an_empty_hubble_variable_reads_as_unset() {
+    let status = |extra: &[&str]| {
+        let mut cmd = Command::new(e2e::observe_binary());
+        cmd.arg("status").args(extra).stdin(Stdio::null());
+        for name in HUBBLE_VARIABLES {
+            cmd.env(name, "");
+        }
+        cmd.output().expect("observe runs")
+    };
+    // Nothing listens on port 1: the one error is that, plaintext, with the
+    // default timeouts.
+    let out = status(&["--server", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "observe: cannot reach a server (127.0.0.1:1: transport error: tcp connect error: \
+         Connection refused (os error 111))\n"
+    );
+    // Without --server the default addresses are tried, not "".
+    let out = status(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("invalid server address"), "{err}");
+    assert!(!err.contains("invalid value ''"), "{err}");
 }

@@ -256,12 +256,29 @@ fn exit_status(e: &anyhow::Error) -> i32 {
 /// words are parsed (`--not` with no filter after it) shows the usage of the
 /// subcommand it belongs to, as clap's own errors do.
 fn parse() -> Cli {
-    let matches = Cli::command().get_matches();
+    let matches = without_empty_env(Cli::command()).get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| {
-        let mut root = Cli::command();
+        let mut root = without_empty_env(Cli::command());
         root.build();
         e.format(innermost(&mut root, &matches)).exit()
     })
+}
+
+/// `cmd` with the flags whose variable (HUBBLE_SERVER, HUBBLE_TLS...) is set
+/// but empty reading no variable: the Hubble CLI takes an empty one as unset,
+/// where clap would parse "" and refuse it.
+fn without_empty_env(cmd: clap::Command) -> clap::Command {
+    let cmd = cmd.mut_args(|arg| match arg.get_env() {
+        Some(name) if std::env::var_os(name).is_some_and(|v| v.is_empty()) => arg.env(None),
+        _ => arg,
+    });
+    let subcommands: Vec<String> = cmd
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_string())
+        .collect();
+    subcommands
+        .into_iter()
+        .fold(cmd, |cmd, name| cmd.mut_subcommand(name, without_empty_env))
 }
 
 /// The subcommand `matches` went deepest into.
