@@ -38,6 +38,31 @@ pub fn to_json<M: Message>(full_name: &str, msg: &M) -> Result<String, JsonError
     String::from_utf8(out.into_inner()).map_err(|e| JsonError::Encode(e.to_string()))
 }
 
+/// Every message in `text`: JSON objects back to back (or none), as `hubble
+/// observe --allowlist` reads them. Field names as in the .proto file or in
+/// lowerCamelCase, enums by name or number (protojson).
+pub fn from_json_stream<M: Message + Default>(
+    full_name: &str,
+    text: &str,
+) -> Result<Vec<M>, JsonError> {
+    let desc = pool()
+        .get_message_by_name(full_name)
+        .ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut out = Vec::new();
+    // `end` succeeds once only whitespace is left.
+    while de.end().is_err() {
+        let dynamic = DynamicMessage::deserialize(desc.clone(), &mut de)
+            .map_err(|e| JsonError::Parse(e.to_string()))?;
+        out.push(
+            dynamic
+                .transcode_to::<M>()
+                .map_err(|e| JsonError::Decode(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
 /// One `GetFlowsResponse` as a JSON line, as `hubble observe -o json` prints it.
 pub fn response_to_json(resp: &GetFlowsResponse) -> Result<String, JsonError> {
     to_json("observer.GetFlowsResponse", resp)
@@ -55,6 +80,9 @@ pub enum JsonError {
     /// Serializing failed.
     #[error("encoding JSON: {0}")]
     Encode(String),
+    /// The text is not JSON of the message.
+    #[error("{0}")]
+    Parse(String),
 }
 
 #[cfg(test)]
@@ -106,5 +134,46 @@ mod tests {
         assert_eq!(f["l4"]["TCP"]["destination_port"], 8080);
         assert_eq!(f["l4"]["TCP"]["flags"]["SYN"], true);
         assert_eq!(f["is_reply"], false);
+    }
+
+    #[test]
+    fn reads_filters_back_to_back_by_either_field_name() {
+        use crate::flow::FlowFilter;
+        let text = r#"{"source_pod":["default/"],"verdict":["DROPPED"]} {"destinationPort":["53"]}
+            {"tcp_flags":[{"SYN":true}]}"#;
+        let filters: Vec<FlowFilter> = from_json_stream("flow.FlowFilter", text).unwrap();
+        assert_eq!(
+            filters,
+            vec![
+                FlowFilter {
+                    source_pod: vec!["default/".into()],
+                    verdict: vec![Verdict::Dropped as i32],
+                    ..Default::default()
+                },
+                FlowFilter {
+                    destination_port: vec!["53".into()],
+                    ..Default::default()
+                },
+                FlowFilter {
+                    tcp_flags: vec![TcpFlags {
+                        syn: true,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            ]
+        );
+        let none: Vec<FlowFilter> = from_json_stream("flow.FlowFilter", " \n").unwrap();
+        assert_eq!(none, vec![]);
+        let typo = from_json_stream::<FlowFilter>("flow.FlowFilter", r#"{"source_pods":["a"]}"#);
+        assert_eq!(
+            typo.unwrap_err().to_string(),
+            "unrecognized field name 'source_pods' at line 1 column 14"
+        );
+        let not_a_list = from_json_stream::<FlowFilter>("flow.FlowFilter", r#"{"source_pod":"a"}"#);
+        assert_eq!(
+            not_a_list.unwrap_err().to_string(),
+            "invalid type: string \"a\", expected a list at line 1 column 17"
+        );
     }
 }

@@ -27,6 +27,10 @@ pub struct QueryArgs {
     pub filters: FilterArgs,
     /// The filter flags each preceded by `--not`: the request's blacklist.
     pub negated: FilterArgs,
+    /// `--allowlist`: JSON `FlowFilter`s added to the whitelist.
+    pub allowlist: Vec<String>,
+    /// `--denylist`: JSON `FlowFilter`s added to the blacklist.
+    pub denylist: Vec<String>,
 }
 
 /// The flags as clap declares them; [`QueryArgs`] is built from their matches so
@@ -56,6 +60,15 @@ struct QueryFlags {
     until: Option<String>,
     #[command(flatten)]
     filters: FilterArgs,
+    /// A filter as JSON `FlowFilter`s, e.g. '{"source_pod":["default/"]}' (the
+    /// form --print-raw-filters prints); a flow matching any of them or the
+    /// filter flags is shown. Repeatable.
+    #[arg(long, value_name = "JSON")]
+    allowlist: Vec<String>,
+    /// JSON `FlowFilter`s as for --allowlist: a flow matching any of them is
+    /// left out. Repeatable.
+    #[arg(long, value_name = "JSON")]
+    denylist: Vec<String>,
 }
 
 impl clap::Args for QueryArgs {
@@ -81,6 +94,8 @@ impl clap::FromArgMatches for QueryArgs {
             until: flags.until,
             filters,
             negated,
+            allowlist: flags.allowlist,
+            denylist: flags.denylist,
         })
     }
 
@@ -110,7 +125,11 @@ impl QueryArgs {
 
     /// (whitelist, blacklist) of the filter flags.
     pub fn filter_lists(&self) -> Result<(Vec<FlowFilter>, Vec<FlowFilter>), FlagError> {
-        Ok((self.filters.whitelist()?, self.negated.whitelist()?))
+        let mut whitelist = self.filters.whitelist()?;
+        whitelist.extend(raw_filters("allowlist", &self.allowlist)?);
+        let mut blacklist = self.negated.whitelist()?;
+        blacklist.extend(raw_filters("denylist", &self.denylist)?);
+        Ok((whitelist, blacklist))
     }
 
     /// Whether the flags say which flows (a time, a count or all), not only
@@ -207,6 +226,25 @@ pub fn parse_time(flag: &str, s: &str, now: SystemTime) -> anyhow::Result<prost_
 fn looks_like_a_date(s: &str) -> bool {
     let b = s.trim().as_bytes();
     b.len() > 4 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
+}
+
+/// The filters given to `--{flag}` as JSON, each value one or several
+/// `FlowFilter` objects; checked as the server will check them.
+fn raw_filters(flag: &'static str, values: &[String]) -> Result<Vec<FlowFilter>, FlagError> {
+    let mut all = Vec::new();
+    for value in values {
+        let bad = |problem: String| FlagError {
+            flag,
+            value: value.clone(),
+            problem,
+        };
+        let filters: Vec<FlowFilter> =
+            observer_proto::json::from_json_stream("flow.FlowFilter", value)
+                .map_err(|e| bad(format!("not a JSON FlowFilter: {e}")))?;
+        observer_runtime::filter::compile(&filters, &[]).map_err(|e| bad(e.to_string()))?;
+        all.extend(filters);
+    }
+    Ok(all)
 }
 
 #[cfg(test)]

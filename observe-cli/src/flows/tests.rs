@@ -310,6 +310,86 @@ fn not_negates_the_next_filter_flag_only() {
 }
 
 #[test]
+fn raw_allowlist_and_denylist_join_the_flags_filters() {
+    // An allowlist filter ORs with the flags' filter; a denylist one leaves
+    // its flows out, as `--not` does.
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--allowlist", r#"{"verdict":["DROPPED"]}"#], &["f3"]),
+        (
+            &[
+                "--from-pod",
+                "default/frontend",
+                "--allowlist",
+                r#"{"verdict":["AUDIT"]} {"source_pod":["other/"]}"#,
+            ],
+            &["f1", "f3", "f5", "f6"],
+        ),
+        (
+            &[
+                "--to-port",
+                "8080",
+                "--denylist",
+                r#"{"source_pod":["other/client"]}"#,
+            ],
+            &["f1"],
+        ),
+        (
+            &[
+                "--allowlist",
+                r#"{"destinationPort":["5432"]}"#,
+                "--allowlist",
+                r#"{"protocol":["udp"]}"#,
+            ],
+            &["f4", "f5"],
+        ),
+    ];
+    for (words, want) in cases {
+        assert_eq!(select(words).unwrap(), set(want), "{words:?}");
+    }
+    // --print-raw-filters shows them with the flags' own.
+    let q = QueryArgs::try_parse_words([
+        "--to-port",
+        "53",
+        "--allowlist",
+        r#"{"verdict":["DROPPED"]}"#,
+        "--denylist",
+        r#"{"source_ip":["198.18.0.0/15"]}"#,
+    ])
+    .unwrap();
+    assert_eq!(
+        super::raw_filters(&q).unwrap(),
+        "allowlist:\n    - '{\"destination_port\":[\"53\"]}'\n    - '{\"verdict\":[\"DROPPED\"]}'\n\
+         denylist:\n    - '{\"source_ip\":[\"198.18.0.0/15\"]}'\n"
+    );
+}
+
+#[test]
+fn a_raw_filter_that_is_not_one_names_its_flag_and_the_problem() {
+    for (words, error) in [
+        (
+            ["--allowlist", r#"{"source_pods":["a/"]}"#],
+            r#"--allowlist "{\"source_pods\":[\"a/\"]}": not a JSON FlowFilter: unrecognized field name 'source_pods' at line 1 column 14"#,
+        ),
+        (
+            ["--denylist", r#"{"verdict":["SOMETIMES"]}"#],
+            r#"--denylist "{\"verdict\":[\"SOMETIMES\"]}": not a JSON FlowFilter: unrecognized enum value 'SOMETIMES' at line 1 column 23"#,
+        ),
+        (
+            ["--allowlist", "{"],
+            r#"--allowlist "{": not a JSON FlowFilter: EOF while parsing an object at line 1 column 1"#,
+        ),
+    ] {
+        let err = select(&words).unwrap_err();
+        assert_eq!(err, error, "{words:?}");
+    }
+    let err = select(&["--allowlist", r#"{"source_ip":["nope"]}"#]).unwrap_err();
+    assert!(
+        err.starts_with(r#"--allowlist "{\"source_ip\":[\"nope\"]}": "#),
+        "{err}"
+    );
+}
+
+#[test]
 fn negated_neutral_flag_blacklists_both_variants() {
     let q = QueryArgs::try_parse_words(["--from-pod", "a/x", "--not", "--pod", "b/y"]).unwrap();
     let (white, black) = q.filter_lists().unwrap();
