@@ -1,7 +1,7 @@
 //! `observe flows` filter flags → Hubble `FlowFilter`s, with Hubble's semantics:
 //! flags of different kinds are ANDed, repeated flags of one kind are ORed, and
 //! the direction-neutral flags (`--ip`, `--pod`, `--label`, `--port`,
-//! `--namespace`, `--service`, `--workload`, `--identity`) match either end:
+//! `--namespace`, `--service`, `--workload`, `--identity`, `--cluster`) match either end:
 //! the filter becomes a source variant and a destination variant, each with
 //! all of them on its side. Namespace flags place the pods and services of
 //! their side in the namespace (`-n other --pod client` is `other/client` at
@@ -103,6 +103,18 @@ pub struct FilterArgs {
     /// Node name or `*` glob.
     #[arg(long = "node-name")]
     pub node_name: Vec<String>,
+    /// Node label selector, e.g. `zone=a`: flows observed on nodes whose labels match.
+    #[arg(long = "node-label")]
+    pub node_label: Vec<String>,
+    /// Source cluster name (exact).
+    #[arg(long = "from-cluster")]
+    pub from_cluster: Vec<String>,
+    /// Destination cluster name (exact).
+    #[arg(long = "to-cluster")]
+    pub to_cluster: Vec<String>,
+    /// Source or destination cluster name (exact).
+    #[arg(long = "cluster")]
+    pub cluster: Vec<String>,
     /// Drop reason, as Hubble names it: POLICY_DENIED, POLICY_DENY, ...
     #[arg(long = "drop-reason-desc")]
     pub drop_reason_desc: Vec<String>,
@@ -147,14 +159,19 @@ fn check_ips_and_labels(args: &FilterArgs) -> Result<(), FlagError> {
         source_label: vec![v.to_string()],
         ..Default::default()
     };
+    let node_label = |v: &str| FlowFilter {
+        node_labels: vec![v.to_string()],
+        ..Default::default()
+    };
     type OneEntry<'a> = &'a dyn Fn(&str) -> FlowFilter;
-    let flags: [(&'static str, &Vec<String>, OneEntry); 6] = [
+    let flags: [(&'static str, &Vec<String>, OneEntry); 7] = [
         ("from-ip", &args.from_ip, &ip),
         ("to-ip", &args.to_ip, &ip),
         ("ip", &args.ip, &ip),
         ("from-label", &args.from_label, &label),
         ("to-label", &args.to_label, &label),
         ("label", &args.label, &label),
+        ("node-label", &args.node_label, &node_label),
     ];
     for (flag, values, filter) in flags {
         for v in values {
@@ -411,7 +428,7 @@ fn check_values(
 /// flag (they would OR where flags of different kinds AND), refused as Hubble
 /// refuses them.
 fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
-    let pairs: [(&'static str, &[String], &'static str, &[String]); 20] = [
+    let pairs: [(&'static str, &[String], &'static str, &[String]); 22] = [
         ("ip", &a.ip, "from-ip", &a.from_ip),
         ("ip", &a.ip, "to-ip", &a.to_ip),
         ("pod", &a.pod, "from-pod", &a.from_pod),
@@ -437,6 +454,8 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
         ("workload", &a.workload, "to-workload", &a.to_workload),
         ("identity", &a.identity, "from-identity", &a.from_identity),
         ("identity", &a.identity, "to-identity", &a.to_identity),
+        ("cluster", &a.cluster, "from-cluster", &a.from_cluster),
+        ("cluster", &a.cluster, "to-cluster", &a.to_cluster),
     ];
     for (neutral, values, directional, others) in pairs {
         if let (Some(v), false) = (values.first(), others.is_empty()) {
@@ -507,6 +526,15 @@ impl FilterArgs {
             },
             "expected [namespace/]name, e.g. default/api",
         )?;
+        check_values(
+            [
+                ("from-cluster", &self.from_cluster),
+                ("to-cluster", &self.to_cluster),
+                ("cluster", &self.cluster),
+            ],
+            |v| !v.is_empty(),
+            "expected a cluster name",
+        )?;
         check_ips_and_labels(self)?;
         let mut base = FlowFilter {
             verdict: self
@@ -531,6 +559,9 @@ impl FilterArgs {
                 .collect::<Result<_, _>>()?,
             protocol: self.protocol.clone(),
             node_name: self.node_name.clone(),
+            node_labels: self.node_label.clone(),
+            source_cluster_name: self.from_cluster.clone(),
+            destination_cluster_name: self.to_cluster.clone(),
             source_ip: self.from_ip.clone(),
             destination_ip: self.to_ip.clone(),
             source_pod: self.from_pod.clone(),
@@ -586,6 +617,7 @@ impl FilterArgs {
             &self.service,
             &self.workload,
             &self.identity,
+            &self.cluster,
         ];
         let mut variants = if neutral.iter().all(|v| v.is_empty()) {
             vec![base]
@@ -607,6 +639,10 @@ impl FilterArgs {
             let identities = each("identity", &self.identity, parse_identity)?;
             from.source_identity.extend(identities.iter().copied());
             to.destination_identity.extend(identities);
+            from.source_cluster_name
+                .extend(self.cluster.iter().cloned());
+            to.destination_cluster_name
+                .extend(self.cluster.iter().cloned());
             in_namespaces(&mut from, Side::Source, &self.namespace, "namespace")?;
             in_namespaces(&mut to, Side::Destination, &self.namespace, "namespace")?;
             vec![from, to]
@@ -654,6 +690,63 @@ mod tests {
         assert_eq!(w[0].source_pod, ["default/frontend"]);
         assert_eq!(w[0].destination_port, ["8080"]);
         assert_eq!(w[0].verdict, [Verdict::Forwarded as i32]);
+    }
+
+    #[test]
+    fn node_labels_and_clusters_become_their_fields() {
+        let w = args(|a| {
+            a.node_label = vec!["zone=a".into()];
+            a.from_cluster = vec!["east".into()];
+        })
+        .whitelist()
+        .unwrap();
+        assert_eq!(
+            w,
+            [FlowFilter {
+                node_labels: vec!["zone=a".into()],
+                source_cluster_name: vec!["east".into()],
+                ..Default::default()
+            }]
+        );
+        // --cluster names either end.
+        let w = args(|a| {
+            a.cluster = vec!["east".into(), "west".into()];
+            a.to_port = vec!["53".into()];
+        })
+        .whitelist()
+        .unwrap();
+        let side = |src: bool| FlowFilter {
+            source_cluster_name: if src {
+                vec!["east".into(), "west".into()]
+            } else {
+                vec![]
+            },
+            destination_cluster_name: if src {
+                vec![]
+            } else {
+                vec!["east".into(), "west".into()]
+            },
+            destination_port: vec!["53".into()],
+            ..Default::default()
+        };
+        assert_eq!(w, [side(true), side(false)]);
+        let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
+        assert_eq!(
+            refused(|a| a.node_label = vec!["zone in (".into()]),
+            refused(|a| a.label = vec!["zone in (".into()]).replacen("--label", "--node-label", 1)
+        );
+        assert_eq!(
+            refused(|a| a.to_cluster = vec![String::new()]),
+            "--to-cluster \"\": expected a cluster name"
+        );
+        assert_eq!(
+            refused(|a| {
+                a.cluster = vec!["east".into()];
+                a.to_cluster = vec!["west".into()];
+            }),
+            "--cluster \"east\": cannot be combined with --to-cluster: --cluster names either \
+             end of a flow, --to-cluster one; use --from-cluster or --to-cluster"
+        );
     }
 
     #[test]

@@ -101,6 +101,10 @@ pub fn describe(args: &FilterArgs) -> String {
         tcp_flags,
         event_type,
         node_name,
+        node_label,
+        from_cluster,
+        to_cluster,
+        cluster,
         drop_reason_desc,
         interface,
         uuid,
@@ -109,7 +113,7 @@ pub fn describe(args: &FilterArgs) -> String {
         ipv6,
         ip_version,
     } = args;
-    let lists: [(&str, &Vec<String>); 34] = [
+    let lists: [(&str, &Vec<String>); 38] = [
         ("from-ip", from_ip),
         ("to-ip", to_ip),
         ("ip", ip),
@@ -139,6 +143,10 @@ pub fn describe(args: &FilterArgs) -> String {
         ("tcp-flags", tcp_flags),
         ("type", event_type),
         ("node-name", node_name),
+        ("node-label", node_label),
+        ("from-cluster", from_cluster),
+        ("to-cluster", to_cluster),
+        ("cluster", cluster),
         ("drop-reason-desc", drop_reason_desc),
         ("interface", interface),
         ("uuid", uuid),
