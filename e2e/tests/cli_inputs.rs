@@ -3,7 +3,8 @@
 //! /dev/zero, a file over 4 MiB, 200 KB of nested `[`. Each is refused at
 //! once with exit 1 and an error naming the file. And flags: an error found
 //! after the words are parsed shows the usage of its subcommand; an empty
-//! HUBBLE_* variable reads as unset, as with the Hubble CLI.
+//! HUBBLE_* variable reads as unset, as with the Hubble CLI. And
+//! `observe flows --input-file` over a file and standard input.
 
 use std::io::Read;
 use std::path::Path;
@@ -156,4 +157,78 @@ fn an_empty_hubble_variable_reads_as_unset() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("invalid server address"), "{err}");
     assert!(!err.contains("invalid value ''"), "{err}");
+}
+
+/// Two saved flows as hubble's `-o jsonpb` writes them, and a line that is none.
+const SAVED: &str = r#"{"flow":{"time":"2026-11-26T15:04:06.123Z","uuid":"u1","verdict":"DROPPED","IP":{"source":"198.18.1.10","destination":"198.18.1.11","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":40000,"destination_port":8080,"flags":{"SYN":true}}},"node_name":"node1","Type":"L3_L4"},"node_name":"node1","time":"2026-11-26T15:04:06.123Z"}
+not json
+{"flow":{"time":"2026-11-26T15:04:07.123Z","uuid":"u2","verdict":"FORWARDED","IP":{"source":"198.18.1.11","destination":"198.18.1.10","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":8080,"destination_port":40000,"flags":{"SYN":true,"ACK":true}}},"node_name":"node1","Type":"L3_L4","is_reply":true},"node_name":"node1","time":"2026-11-26T15:04:07.123Z"}
+"#;
+
+#[test]
+fn flows_saved_as_json_are_read_back_from_a_file_or_standard_input() {
+    let dir = ScratchDir::new("input-file");
+    let file = dir.path().join("flows.json");
+    std::fs::write(&file, SAVED).unwrap();
+    let forwarded = r#"{"flow":{"time":"2026-11-26T15:04:07.123Z","verdict":"FORWARDED","IP":{"source":"198.18.1.11","destination":"198.18.1.10","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":8080,"destination_port":40000,"flags":{"SYN":true,"ACK":true}}},"Type":"L3_L4","node_name":"node1","is_reply":true,"uuid":"u2"},"node_name":"node1","time":"2026-11-26T15:04:07.123Z"}"#;
+    let skipped = |name: &str| {
+        format!(
+            "observe: {name} line 2: not a flow response in JSON (expected ident at line 1 \
+             column 2); skipped\n"
+        )
+    };
+    let from_file = Command::new(e2e::observe_binary())
+        .args([
+            "flows",
+            "-o",
+            "json",
+            "--verdict",
+            "FORWARDED",
+            "--input-file",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .expect("observe runs");
+    assert_eq!(from_file.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&from_file.stdout),
+        format!("{forwarded}\n")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&from_file.stderr),
+        skipped(&file.display().to_string())
+    );
+
+    let mut child = Command::new(e2e::observe_binary())
+        .args(["flows", "-o", "json", "--first", "1", "--input-file", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("observe runs");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), SAVED.as_bytes()).unwrap();
+    let from_stdin = child.wait_with_output().unwrap();
+    assert_eq!(from_stdin.status.code(), Some(0));
+    let first = String::from_utf8_lossy(&from_stdin.stdout);
+    assert!(
+        first.starts_with(r#"{"flow":{"time":"2026-11-26T15:04:06.123Z","verdict":"DROPPED""#),
+        "{first}"
+    );
+    assert_eq!(first.lines().count(), 1, "{first}");
+    assert_eq!(String::from_utf8_lossy(&from_stdin.stderr), "");
+
+    let missing = Command::new(e2e::observe_binary())
+        .args(["flows", "--input-file"])
+        .arg(dir.path().join("none.json"))
+        .output()
+        .expect("observe runs");
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        format!(
+            "observe: --input-file {}: No such file or directory (os error 2)\n",
+            dir.path().join("none.json").display()
+        )
+    );
 }

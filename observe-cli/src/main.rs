@@ -58,6 +58,11 @@ enum Command {
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
+        /// Read flows saved as JSON lines (`-o json`, or hubble's `-o jsonpb`)
+        /// from this file (`-`: standard input) instead of a server; the
+        /// filters, --since/--until and --first/--last/--all apply, --follow does not.
+        #[arg(long, value_name = "FILE")]
+        input_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         query: QueryArgs,
     },
@@ -303,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             time_format,
             ip_translation,
             color,
+            input_file,
             query,
         } => {
             if print_raw_filters {
@@ -318,6 +324,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 time: time_format,
                 ip_translation,
             };
+            if let Some(path) = input_file {
+                return flows::run_from_file(&path, &query, display);
+            }
             flows::run_with(&connect.target(&DEFAULT_SERVERS)?, &query, display).await
         }
         Command::Graph {

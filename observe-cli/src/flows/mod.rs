@@ -1,7 +1,9 @@
 //! `observe flows`: flags → request ([`request`], [`filters`], with `--not` split
-//! off by [`negate`]), stream → text ([`output`]).
+//! off by [`negate`]), stream → text ([`output`]); or flows saved in a file
+//! selected by the same flags ([`input_file`]).
 
 pub mod filters;
+pub mod input_file;
 pub mod negate;
 pub mod output;
 pub mod request;
@@ -69,16 +71,70 @@ pub async fn run_with(
                 return Err(target.stream_error(e, used));
             }
         };
-        let emit = printer.push(&resp)?;
-        if !emit.err.is_empty() {
-            crate::pipe::eprint(&emit.err);
-        }
-        if !write_out(&emit.out)? {
+        if !show(&mut printer, &resp)? {
             return Ok(());
         }
     }
     write_out(&printer.finish())?;
     Ok(())
+}
+
+/// `observe flows --input-file PATH` (`-`: standard input): the flows saved
+/// there that the flags select ([`input_file`]), printed as from a server.
+pub fn run_from_file(
+    path: &std::path::Path,
+    query: &request::QueryArgs,
+    display: Display,
+) -> anyhow::Result<()> {
+    // As with hubble: a file has nothing to follow.
+    let query = request::QueryArgs {
+        follow: false,
+        ..query.clone()
+    };
+    let selection = input_file::Selection::new(&query.request()?)?;
+    let stdin;
+    let (input, name): (Box<dyn std::io::BufRead>, String) = if path.as_os_str() == "-" {
+        stdin = std::io::stdin();
+        (Box::new(stdin.lock()), "standard input".into())
+    } else {
+        let file = std::fs::File::open(path)
+            .map_err(|e| anyhow::anyhow!("--input-file {}: {e}", path.display()))?;
+        (
+            Box::new(std::io::BufReader::new(file)),
+            path.display().to_string(),
+        )
+    };
+    let terminal = std::io::stdout().is_terminal();
+    let mut printer = output::Printer::new(output::Options {
+        format: display.format.unwrap_or(output::Format::Compact),
+        print_node: display.print_node,
+        color: display.color.enabled(terminal),
+        follow: false,
+        debug: display.debug,
+        time: display.time,
+        ip_translation: display.ip_translation,
+    });
+    input_file::select(
+        input,
+        &name,
+        &selection,
+        |resp| show(&mut printer, resp),
+        |skipped| crate::pipe::eprint(&format!("observe: {skipped}\n")),
+    )?;
+    write_out(&printer.finish())?;
+    Ok(())
+}
+
+/// Prints one response; `false` when the reader went away.
+fn show(
+    printer: &mut output::Printer,
+    resp: &observer_proto::observer::GetFlowsResponse,
+) -> anyhow::Result<bool> {
+    let emit = printer.push(resp)?;
+    if !emit.err.is_empty() {
+        crate::pipe::eprint(&emit.err);
+    }
+    write_out(&emit.out)
 }
 
 /// The filters the flags make, as `hubble observe --print-raw-filters` shows

@@ -887,3 +887,106 @@ fn without_ip_translation_hosts_are_addresses() {
         "{line}"
     );
 }
+
+/// A file as `observe flows -o json` writes it: a node's status first, then
+/// f1..f7, with a line that is no response after f2 and a blank one.
+fn saved_flows() -> String {
+    let line = |resp: &GetFlowsResponse| observer_proto::json::response_to_json(resp).unwrap();
+    let status = GetFlowsResponse {
+        node_name: String::new(),
+        time: flows()[0].time,
+        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+            state_change: NodeState::NodeUnavailable as i32,
+            node_names: vec!["node2".into()],
+            message: "connecting: connection refused".into(),
+        })),
+    };
+    let mut lines = vec![line(&status)];
+    for (i, f) in flows().into_iter().enumerate() {
+        lines.push(line(&GetFlowsResponse {
+            node_name: f.node_name.clone(),
+            time: f.time,
+            response_types: Some(ResponseTypes::Flow(f)),
+        }));
+        if i == 1 {
+            lines.push("{\"flow\": {\"uuid\": 7}}".into());
+            lines.push("   ".into());
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// What `--input-file` selects from `text` with the flag `words`: each
+/// response as its flow's uuid (`status` for a node status), and the lines
+/// skipped.
+fn from_file(words: &[&str], text: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let q = QueryArgs::try_parse_words(words).map_err(|e| e.to_string())?;
+    let selection = super::input_file::Selection::new(&q.request().map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let (mut shown, mut skipped) = (Vec::new(), Vec::new());
+    super::input_file::select(
+        text.as_bytes(),
+        "flows.json",
+        &selection,
+        |resp| {
+            shown.push(match &resp.response_types {
+                Some(ResponseTypes::Flow(f)) => f.uuid.clone(),
+                _ => "status".into(),
+            });
+            Ok(true)
+        },
+        |message| skipped.push(message),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((shown, skipped))
+}
+
+#[test]
+fn an_input_file_is_selected_as_a_server_selects() {
+    let text = saved_flows();
+    let bad_line = "flows.json line 4: not a flow response in JSON (invalid type: integer `7`, \
+                    expected a string at line 1 column 19); skipped";
+    let cases: &[(&[&str], &[&str])] = &[
+        // Without a window, the last 20: everything.
+        (&[], &["status", "f1", "f2", "f3", "f4", "f5", "f6", "f7"]),
+        (&["--verdict", "DROPPED"], &["f3"]),
+        (&["--first", "4"], &["status", "f1", "f2", "f3"]),
+        (&["--last", "2"], &["f6", "f7"]),
+        (&["--all", "--not", "--protocol", "tcp"], &["f5", "f7"]),
+        (&["--since", "2026-11-26T15:04:10Z"], &["f5", "f6", "f7"]),
+        (
+            &[
+                "--since",
+                "2026-11-26T15:04:07Z",
+                "--until",
+                "2026-11-26T15:04:09Z",
+            ],
+            &["f2", "f3"],
+        ),
+        // Nothing to follow in a file: as without --follow.
+        (&["--follow", "--last", "1"], &["f7"]),
+    ];
+    for (words, want) in cases {
+        let (shown, skipped) = from_file(words, &text).unwrap();
+        assert_eq!(shown, *want, "{words:?}");
+        assert_eq!(skipped, [bad_line], "{words:?}");
+    }
+    // --first stops reading at its count: the bad line after it is never read.
+    let (shown, skipped) = from_file(&["--first", "2"], &text).unwrap();
+    assert_eq!(shown, ["status", "f1"]);
+    assert_eq!(skipped, Vec::<String>::new());
+}
+
+#[test]
+fn an_input_file_without_line_ends_is_refused_at_its_limit() {
+    let endless = "x".repeat(super::input_file::MAX_LINE + 1);
+    assert_eq!(
+        from_file(&[], &endless).unwrap_err(),
+        "flows.json line 1: longer than 1 MiB, not a flow: is it a file of \
+         `observe flows -o json` lines?"
+    );
+    assert_eq!(
+        from_file(&["--last", "1000001"], "").unwrap_err(),
+        "--last 1000001 with --input-file: at most 1000000 flows are kept to print the last ones"
+    );
+}
