@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,44 @@ fn messages(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The relay binary with its log (at level info) in `dir` and `args` added,
+/// under `prlimit` with `limit` when given: the running process (killed on
+/// drop), its gRPC address and its log file. Its peer refuses at once (a
+/// listener that never answers would hold a descriptor for the peer's
+/// timeout, and free it in the middle of a test).
+fn start_relay(
+    dir: &ScratchDir,
+    limit: Option<&str>,
+    args: &[&str],
+) -> (e2e::KilledOnDrop, SocketAddr, PathBuf) {
+    let (ready, log) = (dir.path().join("relay.addr"), dir.path().join("relay.log"));
+    let out = std::fs::File::create(&log).unwrap();
+    let relay_binary = observe_lab::binaries::binary("relay").expect("the relay binary");
+    let mut cmd = match limit {
+        Some(limit) => {
+            let mut cmd = Command::new("prlimit");
+            cmd.arg(limit).arg(relay_binary);
+            cmd
+        }
+        None => Command::new(relay_binary),
+    };
+    let relay = cmd
+        .args(["--peer", e2e::REFUSING_PEER, "--listen", "127.0.0.1:0"])
+        .args(["--history-dir", "off"])
+        .args(args)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("the relay runs");
+    let relay = e2e::KilledOnDrop(relay);
+    let grpc = wait_in_file(&ready, "address", |t| t.trim().parse().ok());
+    (relay, grpc, log)
+}
+
 fn count(messages: &[String], pred: impl Fn(&str) -> bool) -> usize {
     messages.iter().filter(|m| pred(m)).count()
 }
@@ -72,27 +110,9 @@ fn ask_metrics(addr: SocketAddr) -> TcpStream {
 #[tokio::test(flavor = "multi_thread")]
 async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
     let dir = ScratchDir::new("fd-limit");
-    let (ready, log) = (dir.path().join("relay.addr"), dir.path().join("relay.log"));
-    // Connecting to the peer is refused at once (a listener that never
-    // answers would hold a descriptor for the peer's timeout, and free it in
-    // the middle of the test).
-    let dead = e2e::REFUSING_PEER;
-    let out = std::fs::File::create(&log).unwrap();
-    let relay = Command::new("prlimit")
-        .arg(format!("--nofile={NOFILE}:{NOFILE}"))
-        .arg(observe_lab::binaries::binary("relay").expect("the relay binary"))
-        .args(["--peer", dead, "--listen", "127.0.0.1:0"])
-        .args(["--metrics-listen", "127.0.0.1:0", "--history-dir", "off"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("prlimit runs the relay");
-    let _relay = e2e::KilledOnDrop(relay);
-    let grpc: SocketAddr = wait_in_file(&ready, "address", |t| t.trim().parse().ok());
+    let nofile = format!("--nofile={NOFILE}:{NOFILE}");
+    let (_relay, grpc, log) =
+        start_relay(&dir, Some(&nofile), &["--metrics-listen", "127.0.0.1:0"]);
     let metrics: SocketAddr = wait_in_file(&log, "metrics address", |t| {
         let rest = t.split_once("serving Prometheus metrics on http://")?.1;
         rest.split_once("/metrics")?.0.parse().ok()
@@ -196,22 +216,11 @@ async fn status_of_a_new_client(addr: SocketAddr) -> Result<u32, String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn past_its_connection_cap_the_relay_closes_new_clients_until_one_leaves() {
     let dir = ScratchDir::new("conn-cap");
-    let (ready, log) = (dir.path().join("relay.addr"), dir.path().join("relay.log"));
-    let out = std::fs::File::create(&log).unwrap();
-    let relay = Command::new(observe_lab::binaries::binary("relay").expect("the relay binary"))
-        .args(["--peer", e2e::REFUSING_PEER, "--listen", "127.0.0.1:0"])
-        .args(["--metrics-listen", "off", "--history-dir", "off"])
-        .args(["--max-connections", "1"])
-        .arg("--ready-file")
-        .arg(&ready)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("the relay runs");
-    let _relay = e2e::KilledOnDrop(relay);
-    let grpc: SocketAddr = wait_in_file(&ready, "address", |t| t.trim().parse().ok());
+    let (_relay, grpc, log) = start_relay(
+        &dir,
+        None,
+        &["--metrics-listen", "off", "--max-connections", "1"],
+    );
     let mut first = ObserverClient::connect(format!("http://{grpc}"))
         .await
         .unwrap();
