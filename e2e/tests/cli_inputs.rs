@@ -232,3 +232,39 @@ fn flows_saved_as_json_are_read_back_from_a_file_or_standard_input() {
         )
     );
 }
+
+#[test]
+fn numeric_prints_addresses_and_silent_errors_keeps_stderr_empty() {
+    let dir = ScratchDir::new("numeric");
+    let file = dir.path().join("flows.json");
+    std::fs::write(
+        &file,
+        r#"{"flow":{"time":"2026-11-26T15:04:06.123Z","verdict":"FORWARDED","IP":{"source":"198.18.1.10","destination":"198.18.1.11","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":40000,"destination_port":8080,"flags":{"SYN":true}}},"source":{"identity":301,"namespace":"default","pod_name":"frontend"},"destination":{"identity":302,"namespace":"default","pod_name":"api"},"Type":"L3_L4","node_name":"node1","event_type":{"type":4},"trace_observation_point":"TO_ENDPOINT"},"node_name":"node1","time":"2026-11-26T15:04:06.123Z"}
+garbage
+"#,
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(e2e::observe_binary())
+            .args(["flows", "--input-file"])
+            .arg(&file)
+            .args(extra)
+            .output()
+            .expect("observe runs")
+    };
+    let named = run(&[]);
+    assert_eq!(
+        String::from_utf8_lossy(&named.stdout),
+        "Nov 26 15:04:06.123: default/frontend:40000 (ID:301) <> default/api:8080 (ID:302) \
+         to-endpoint FORWARDED ()\n"
+    );
+    assert!(!named.stderr.is_empty());
+    let numeric = run(&["--numeric", "-s"]);
+    assert_eq!(numeric.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&numeric.stdout),
+        "Nov 26 15:04:06.123: 198.18.1.10:40000 (ID:301) <> 198.18.1.11:8080 (ID:302) \
+         to-endpoint FORWARDED ()\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&numeric.stderr), "");
+}

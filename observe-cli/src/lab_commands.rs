@@ -195,6 +195,7 @@ pub async fn demo(
         debug: false,
         time: Default::default(),
         ip_translation: true,
+        silent: false,
     };
     let result = tokio::select! {
         r = flows::run_with(&target, &query, display) => r,

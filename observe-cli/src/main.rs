@@ -55,6 +55,14 @@ enum Command {
         /// by address), as Hubble's flag of the same name.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         ip_translation: bool,
+        /// Addresses and numbers only, no names: as --ip-translation=false
+        /// (Hubble's flag of the same name).
+        #[arg(long)]
+        numeric: bool,
+        /// Nothing on stderr but a fatal error: no node status, no skipped
+        /// line of --input-file (Hubble's -s).
+        #[arg(long, short = 's')]
+        silent_errors: bool,
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
@@ -307,6 +315,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_raw_filters,
             time_format,
             ip_translation,
+            numeric,
+            silent_errors,
             color,
             input_file,
             query,
@@ -322,7 +332,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 color,
                 debug,
                 time: time_format,
-                ip_translation,
+                ip_translation: ip_translation && !numeric,
+                silent: silent_errors,
             };
             if let Some(path) = input_file {
                 return flows::run_from_file(&path, &query, display);

@@ -30,6 +30,8 @@ pub struct Display {
     pub time: output::TimeFormat,
     /// `--ip-translation`.
     pub ip_translation: bool,
+    /// `--silent-errors`: nothing but a fatal error on stderr.
+    pub silent: bool,
 }
 
 /// Whether `observe flows` opens the terminal UI: following, on a terminal,
@@ -71,7 +73,7 @@ pub async fn run_with(
                 return Err(target.stream_error(e, used));
             }
         };
-        if !show(&mut printer, &resp)? {
+        if !show(&mut printer, &resp, display.silent)? {
             return Ok(());
         }
     }
@@ -118,20 +120,26 @@ pub fn run_from_file(
         input,
         &name,
         &selection,
-        |resp| show(&mut printer, resp),
-        |skipped| crate::pipe::eprint(&format!("observe: {skipped}\n")),
+        |resp| show(&mut printer, resp, display.silent),
+        |skipped| {
+            if !display.silent {
+                crate::pipe::eprint(&format!("observe: {skipped}\n"));
+            }
+        },
     )?;
     write_out(&printer.finish())?;
     Ok(())
 }
 
-/// Prints one response; `false` when the reader went away.
+/// Prints one response (what goes to stderr only unless `silent`); `false`
+/// when the reader went away.
 fn show(
     printer: &mut output::Printer,
     resp: &observer_proto::observer::GetFlowsResponse,
+    silent: bool,
 ) -> anyhow::Result<bool> {
     let emit = printer.push(resp)?;
-    if !emit.err.is_empty() {
+    if !emit.err.is_empty() && !silent {
         crate::pipe::eprint(&emit.err);
     }
     write_out(&emit.out)
