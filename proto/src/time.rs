@@ -111,6 +111,39 @@ pub fn parse_rfc3339(text: &str) -> Result<i128, TimeError> {
         })
 }
 
+/// Nanoseconds since the Unix epoch of a time as compact output prints it
+/// (Go's `StampMilli`: `Nov 26 15:04:05.123`, the fraction optional), read
+/// in UTC as printed, in the year of `now` unless that puts it more than a
+/// day after `now`: then in the year before (a line from late December read
+/// in January). `None` when `text` is not such a time.
+pub fn parse_stamp(text: &str, now: i128) -> Option<i128> {
+    let utc = jiff::tz::Offset::UTC;
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let year = utc
+        .to_datetime(jiff::Timestamp::from_nanosecond(now).ok()?)
+        .year();
+    let at = |year: i16| {
+        let civil =
+            jiff::civil::DateTime::strptime("%Y %b %d %H:%M:%S%.f", format!("{year} {words}"))
+                .ok()?;
+        utc.to_timestamp(civil).ok().map(|t| t.as_nanosecond())
+    };
+    const DAY: i128 = 86_400 * 1_000_000_000;
+    match at(year)? {
+        t if t > now + DAY => at(year - 1),
+        t => Some(t),
+    }
+}
+
+/// Nanoseconds since the Unix epoch of an RFC 1123 time with a numeric zone
+/// (`Thu, 26 Nov 2026 15:04:05 +0000`, Go's `RFC1123Z`, a layout hubble's
+/// `--since` takes); `None` when `text` is not one.
+pub fn parse_rfc1123z(text: &str) -> Option<i128> {
+    jiff::Timestamp::strptime("%a, %d %b %Y %H:%M:%S %z", text.trim())
+        .ok()
+        .map(|t| t.as_nanosecond())
+}
+
 /// `2026-11-26T15:04:05Z`: RFC 3339 in UTC, whole seconds. Seconds beyond
 /// jiff's range (years -9999 to 9999) are clamped to it.
 pub fn rfc3339(unix_secs: i64) -> String {
@@ -144,6 +177,32 @@ mod tests {
                 "it has no time zone: add Z for UTC or an offset such as +01:00".into()
             ))
         );
+    }
+
+    #[test]
+    fn compact_output_times_and_rfc1123z_as_hubble_takes_them() {
+        let now = parse_rfc3339("2026-12-06T14:00:00Z").unwrap();
+        let at = |t: &str| parse_rfc3339(t).unwrap();
+        assert_eq!(
+            parse_stamp("Nov 26 15:04:05.123", now),
+            Some(at("2026-11-26T15:04:05.123Z"))
+        );
+        assert_eq!(
+            parse_stamp("Dec  6 13:59:59", now),
+            Some(at("2026-12-06T13:59:59Z"))
+        );
+        // More than a day ahead of now: last year's.
+        assert_eq!(
+            parse_stamp("Dec 31 23:00:00.000", now),
+            Some(at("2025-12-31T23:00:00Z"))
+        );
+        assert_eq!(parse_stamp("Nov 31 10:00:00", now), None);
+        assert_eq!(parse_stamp("2026-11-26", now), None);
+        assert_eq!(
+            parse_rfc1123z("Thu, 26 Nov 2026 15:04:05 +0100"),
+            Some(at("2026-11-26T14:04:05Z"))
+        );
+        assert_eq!(parse_rfc1123z("Thu, 26 Nov 2026 15:04:05"), None);
     }
 
     #[test]

@@ -213,9 +213,14 @@ pub fn parse_time(flag: &str, s: &str, now: SystemTime) -> anyhow::Result<prost_
             Ok(at) => at,
             // Say what is wrong with what was meant as a date.
             Err(e) if looks_like_a_date(s) => anyhow::bail!("--{flag} {e}"),
-            Err(_) => anyhow::bail!(
-                "--{flag} {s:?}: expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z"
-            ),
+            // A time copied from compact output, or hubble's RFC1123Z.
+            Err(_) => match time::parse_stamp(s, now).or_else(|| time::parse_rfc1123z(s)) {
+                Some(at) => at,
+                None => anyhow::bail!(
+                    "--{flag} {s:?}: expected a duration like 30s, 5m, 2h, 1d or a time like \
+                     2026-11-26T10:00:00Z or Nov 26 10:00:00.000 (UTC)"
+                ),
+            },
         },
         Err(e) => anyhow::bail!("--{flag} {e}"),
     };
@@ -280,7 +285,7 @@ mod tests {
         let err = |s: &str| parse_time("since", s, now).unwrap_err().to_string();
         assert_eq!(
             err("yesterday"),
-            "--since \"yesterday\": expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z"
+            "--since \"yesterday\": expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z or Nov 26 10:00:00.000 (UTC)"
         );
         assert_eq!(err("-5m"), "--since \"-5m\": a duration cannot be negative");
         assert_eq!(

@@ -308,7 +308,7 @@ mod tests {
         );
         assert_eq!(
             err(&["--against", "2h..yesterday"]),
-            "--against \"yesterday\": expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z"
+            "--against \"yesterday\": expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z or Nov 26 10:00:00.000 (UTC)"
         );
         assert_eq!(
             err(&["--since", "1h", "--until", "2h", "--against", "3h..2h"]),
