@@ -282,6 +282,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [2, 3]);
+        // hubble's --all --follow: every flow held, then new ones.
+        let q = FlowQuery::parse(&GetFlowsRequest {
+            follow: true,
+            number: u64::MAX,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [1, 2, 3]);
     }
 
     #[test]

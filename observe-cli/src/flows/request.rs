@@ -145,6 +145,10 @@ impl QueryArgs {
         let now = SystemTime::now();
         // As in `hubble observe`, a count of 0 is no count.
         let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
+            // Every flow held; a follow must say so with a count (0 asks for
+            // new flows only), as hubble's u64::MAX does. With --since the
+            // window says it, and 0 streams history instead of counting it.
+            _ if self.all && self.follow && self.since.is_none() => (u64::MAX, false),
             _ if self.all => (0, false),
             (Some(n), _) => (n, true),
             (None, Some(n)) => (n, false),
@@ -317,6 +321,20 @@ mod tests {
         assert_eq!(q(|a| a.last = Some(0)), (20, false, false));
         assert_eq!(q(|a| a.first = Some(0)), (20, false, false));
         assert_eq!(q(|a| a.all = true), (0, false, false));
+        // Following, --all still sends what is held first.
+        let all_then_follow = |a: &mut QueryArgs| {
+            a.all = true;
+            a.follow = true;
+        };
+        assert_eq!(q(all_then_follow), (u64::MAX, false, true));
+        assert_eq!(
+            q(|a| {
+                a.all = true;
+                a.follow = true;
+                a.since = Some("1h".into());
+            }),
+            (0, false, true)
+        );
         let negative = QueryArgs::try_parse_words(["--last", "-1"]).unwrap_err();
         assert!(
             negative

@@ -413,6 +413,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_follow_for_every_flow_gets_what_is_held_then_new_ones() {
+        // hubble observe --all -f: number u64::MAX, no since.
+        let state = state();
+        state.store().push(flow_at(1));
+        state.store().push(flow_at(2));
+        let (_stop, stopping) = watch::channel(false);
+        let req = GetFlowsRequest {
+            follow: true,
+            number: u64::MAX,
+            ..Default::default()
+        };
+        let mut stream = open(&state, &req, stopping).unwrap();
+        let later = now_nanos() + 1;
+        state.store().push(flow_at(later));
+        let mut times = Vec::new();
+        while times.len() < 3 {
+            let r = stream.next().await.unwrap().unwrap();
+            if matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
+                times.push(event_time(&r));
+            }
+        }
+        assert_eq!(times, [Some(1), Some(2), Some(later)]);
+    }
+
+    #[tokio::test]
     async fn peer_changes_arrive_in_band_between_flows() {
         let state = state();
         let live = live(&state);
