@@ -457,6 +457,46 @@ mod tests {
     }
 
     #[test]
+    fn a_leading_minus_is_a_value_the_flag_itself_judges() {
+        let sql =
+            |words: &[&str]| match Cli::try_parse_from(["observe", "query"].iter().chain(words)) {
+                Ok(Cli {
+                    command: Command::Query(q),
+                }) => Ok((q.sql, q.output)),
+                Ok(other) => panic!("not a query: {other:?}"),
+                Err(e) => Err(e.to_string()),
+            };
+        // A statement that starts with a comment or a minus sign is the SQL.
+        assert_eq!(
+            sql(&["-- top talkers\nSELECT 1"]),
+            Ok((
+                Some("-- top talkers\nSELECT 1".into()),
+                observe_cli::query_command::QueryFormat::Table
+            ))
+        );
+        assert_eq!(
+            sql(&["-o", "json", "-1"]),
+            Ok((
+                Some("-1".into()),
+                observe_cli::query_command::QueryFormat::Json
+            ))
+        );
+        let refused = sql(&["SELECT 1", "--max-rows", "-5"]).unwrap_err();
+        assert!(
+            refused.starts_with("error: invalid value '-5' for '--max-rows <N>'"),
+            "{refused}"
+        );
+        let port = observe_cli::flows::request::QueryArgs::try_parse_words(["--to-port", "-1"])
+            .unwrap()
+            .filter_lists()
+            .unwrap_err();
+        assert_eq!(
+            port.to_string(),
+            "--to-port \"-1\": not a port number (0 to 65535)"
+        );
+    }
+
+    #[test]
     fn the_demo_opens_the_tui_only_without_o() {
         assert_eq!(demo(&[]), (None, true));
         assert_eq!(demo(&["-o", "compact"]), (Some(Format::Compact), false));

@@ -57,6 +57,8 @@ pub struct QueryArgs {
     /// `graph_edges`, `policy_states` and the table functions `policy_whatif`,
     /// `policy_replay` (SHOW TABLES and DESCRIBE flows list them); `-` reads it
     /// from stdin.
+    // A statement may start with a `--` comment or a minus sign.
+    #[arg(allow_hyphen_values = true)]
     pub sql: Option<String>,
     /// Read the SQL from FILE (`-`: stdin), for statements longer than an argument.
     #[arg(long, short = 'f', value_name = "FILE")]
@@ -64,7 +66,8 @@ pub struct QueryArgs {
     #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = QueryFormat::Table)]
     pub output: QueryFormat,
     /// The most rows a table shows (0: all); csv and json print every row.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_TABLE_ROWS)]
+    // A negative number is a value, refused by its own parser.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TABLE_ROWS, allow_negative_numbers = true)]
     pub max_rows: usize,
     /// The relay (default localhost:4245) and how to reach it.
     #[command(flatten)]

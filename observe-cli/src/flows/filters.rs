@@ -80,13 +80,13 @@ pub struct FilterArgs {
     #[arg(long = "identity")]
     pub identity: Vec<String>,
     /// Source port.
-    #[arg(long = "from-port")]
+    #[arg(long = "from-port", allow_negative_numbers = true)]
     pub from_port: Vec<String>,
     /// Destination port.
-    #[arg(long = "to-port")]
+    #[arg(long = "to-port", allow_negative_numbers = true)]
     pub to_port: Vec<String>,
     /// Source or destination port.
-    #[arg(long = "port")]
+    #[arg(long = "port", allow_negative_numbers = true)]
     pub port: Vec<String>,
     /// L4 protocol: tcp, udp, icmp, icmpv4, icmpv6.
     #[arg(long = "protocol")]
