@@ -409,6 +409,17 @@ fn globs(field: &'static str, values: &[String]) -> Result<Vec<Glob>, FilterErro
         .collect()
 }
 
+/// The cluster of an endpoint: a pod of a probe whose cluster has no name is
+/// in Cilium's unnamed cluster, `default` (as node names treat it); an
+/// endpoint outside every cluster (the world) is in none.
+fn cluster_of(e: &Endpoint) -> &str {
+    if e.cluster_name.is_empty() && !e.pod_name.is_empty() {
+        "default"
+    } else {
+        &e.cluster_name
+    }
+}
+
 fn node_patterns(values: &[String]) -> Result<Vec<NodePattern>, FilterError> {
     values
         .iter()
@@ -519,7 +530,7 @@ impl Check {
                 })
             }),
             Check::Cluster(side, names) => {
-                let name = side.endpoint(flow).map_or("", |e| e.cluster_name.as_str());
+                let name = side.endpoint(flow).map_or("", cluster_of);
                 names.contains(name)
             }
             Check::TrafficDirection(dirs) => dirs.contains(&flow.traffic_direction),

@@ -532,7 +532,14 @@ fn identity_workload_cluster_fqdn_interface_encrypted() {
         source_cluster_name: strs(&["default"]),
         ..Default::default()
     };
-    assert_eq!(only(c), strs(&["u1", "u2", "u5"]));
+    // The backend's pod has no cluster name: Cilium's unnamed cluster.
+    assert_eq!(only(c), strs(&["u1", "u2", "u3", "u5"]));
+    let c = FlowFilter {
+        destination_cluster_name: strs(&["default"]),
+        ..Default::default()
+    };
+    // Not u2: the world is in no cluster.
+    assert_eq!(only(c), strs(&["u1", "u3"]));
     let c = FlowFilter {
         destination_cluster_name: strs(&[""]),
         ..Default::default()
