@@ -1,7 +1,8 @@
 //! `observe flows` filter flags → Hubble `FlowFilter`s, with Hubble's semantics:
 //! flags of different kinds are ANDed, repeated flags of one kind are ORed, and
 //! the direction-neutral flags (`--ip`, `--pod`, `--label`, `--port`,
-//! `--namespace`, `--service`, `--workload`, `--identity`, `--cluster`) match either end:
+//! `--namespace`, `--service`, `--workload`, `--identity`, `--cluster`,
+//! `--fqdn`) match either end:
 //! the filter becomes a source variant and a destination variant, each with
 //! all of them on its side. Namespace flags place the pods and services of
 //! their side in the namespace (`-n other --pod client` is `other/client` at
@@ -115,6 +116,32 @@ pub struct FilterArgs {
     /// Source or destination cluster name (exact).
     #[arg(long = "cluster")]
     pub cluster: Vec<String>,
+    /// Source DNS name, a glob such as `*.example.com`, matched against a
+    /// flow's `source_names`. No DNS is captured, so no flow has names yet.
+    #[arg(long = "from-fqdn")]
+    pub from_fqdn: Vec<String>,
+    /// Destination DNS name glob (a flow's `destination_names`; none yet).
+    #[arg(long = "to-fqdn")]
+    pub to_fqdn: Vec<String>,
+    /// Source or destination DNS name glob (none yet).
+    #[arg(long = "fqdn")]
+    pub fqdn: Vec<String>,
+    /// HTTP status code prefix (`404`, `5+`). No L7 is captured: matches no
+    /// flow, as Hubble's for flows without L7 data.
+    #[arg(long = "http-status")]
+    pub http_status: Vec<String>,
+    /// HTTP method. No L7 is captured: matches no flow.
+    #[arg(long = "http-method")]
+    pub http_method: Vec<String>,
+    /// HTTP path regular expression. No L7 is captured: matches no flow.
+    #[arg(long = "http-path")]
+    pub http_path: Vec<String>,
+    /// HTTP URL regular expression. No L7 is captured: matches no flow.
+    #[arg(long = "http-url")]
+    pub http_url: Vec<String>,
+    /// Trace ID. No L7 is captured: matches no flow.
+    #[arg(long = "trace-id")]
+    pub trace_id: Vec<String>,
     /// Drop reason, as Hubble names it: POLICY_DENIED, POLICY_DENY, ...
     #[arg(long = "drop-reason-desc")]
     pub drop_reason_desc: Vec<String>,
@@ -428,7 +455,7 @@ fn check_values(
 /// flag (they would OR where flags of different kinds AND), refused as Hubble
 /// refuses them.
 fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
-    let pairs: [(&'static str, &[String], &'static str, &[String]); 22] = [
+    let pairs: [(&'static str, &[String], &'static str, &[String]); 24] = [
         ("ip", &a.ip, "from-ip", &a.from_ip),
         ("ip", &a.ip, "to-ip", &a.to_ip),
         ("pod", &a.pod, "from-pod", &a.from_pod),
@@ -456,6 +483,8 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
         ("identity", &a.identity, "to-identity", &a.to_identity),
         ("cluster", &a.cluster, "from-cluster", &a.from_cluster),
         ("cluster", &a.cluster, "to-cluster", &a.to_cluster),
+        ("fqdn", &a.fqdn, "from-fqdn", &a.from_fqdn),
+        ("fqdn", &a.fqdn, "to-fqdn", &a.to_fqdn),
     ];
     for (neutral, values, directional, others) in pairs {
         if let (Some(v), false) = (values.first(), others.is_empty()) {
@@ -562,6 +591,13 @@ impl FilterArgs {
             node_labels: self.node_label.clone(),
             source_cluster_name: self.from_cluster.clone(),
             destination_cluster_name: self.to_cluster.clone(),
+            source_fqdn: self.from_fqdn.clone(),
+            destination_fqdn: self.to_fqdn.clone(),
+            http_status_code: self.http_status.clone(),
+            http_method: self.http_method.clone(),
+            http_path: self.http_path.clone(),
+            http_url: self.http_url.clone(),
+            trace_id: self.trace_id.clone(),
             source_ip: self.from_ip.clone(),
             destination_ip: self.to_ip.clone(),
             source_pod: self.from_pod.clone(),
@@ -618,6 +654,7 @@ impl FilterArgs {
             &self.workload,
             &self.identity,
             &self.cluster,
+            &self.fqdn,
         ];
         let mut variants = if neutral.iter().all(|v| v.is_empty()) {
             vec![base]
@@ -643,6 +680,8 @@ impl FilterArgs {
                 .extend(self.cluster.iter().cloned());
             to.destination_cluster_name
                 .extend(self.cluster.iter().cloned());
+            from.source_fqdn.extend(self.fqdn.iter().cloned());
+            to.destination_fqdn.extend(self.fqdn.iter().cloned());
             in_namespaces(&mut from, Side::Source, &self.namespace, "namespace")?;
             in_namespaces(&mut to, Side::Destination, &self.namespace, "namespace")?;
             vec![from, to]
@@ -690,6 +729,69 @@ mod tests {
         assert_eq!(w[0].source_pod, ["default/frontend"]);
         assert_eq!(w[0].destination_port, ["8080"]);
         assert_eq!(w[0].verdict, [Verdict::Forwarded as i32]);
+    }
+
+    #[test]
+    fn dns_names_match_either_end_and_l7_flags_match_no_flow() {
+        use observer_runtime::filter::compile;
+        let w = args(|a| a.fqdn = vec!["*.example.com".into()])
+            .whitelist()
+            .unwrap();
+        assert_eq!(
+            w,
+            [
+                FlowFilter {
+                    source_fqdn: vec!["*.example.com".into()],
+                    ..Default::default()
+                },
+                FlowFilter {
+                    destination_fqdn: vec!["*.example.com".into()],
+                    ..Default::default()
+                },
+            ]
+        );
+        let to_api = observer_proto::flow::Flow {
+            destination_names: vec!["api.example.com".into()],
+            ..Default::default()
+        };
+        assert!(compile(&w, &[]).unwrap().matches(&to_api));
+        let other = args(|a| a.to_fqdn = vec!["*.example.org".into()])
+            .whitelist()
+            .unwrap();
+        assert!(!compile(&other, &[]).unwrap().matches(&to_api));
+        // Hubble's L7 flags are taken, and match nothing: no L7 is captured.
+        let l7 = args(|a| {
+            a.http_status = vec!["5+".into()];
+            a.http_method = vec!["get".into()];
+            a.http_path = vec!["/api".into()];
+            a.http_url = vec!["http://api".into()];
+            a.trace_id = vec!["abc".into()];
+        })
+        .whitelist()
+        .unwrap();
+        assert_eq!(
+            l7,
+            [FlowFilter {
+                http_status_code: vec!["5+".into()],
+                http_method: vec!["get".into()],
+                http_path: vec!["/api".into()],
+                http_url: vec!["http://api".into()],
+                trace_id: vec!["abc".into()],
+                ..Default::default()
+            }]
+        );
+        assert!(!compile(&l7, &[]).unwrap().matches(&to_api));
+        let both = args(|a| {
+            a.fqdn = vec!["a".into()];
+            a.from_fqdn = vec!["b".into()];
+        })
+        .whitelist()
+        .unwrap_err();
+        assert_eq!(
+            both.to_string(),
+            "--fqdn \"a\": cannot be combined with --from-fqdn: --fqdn names either end of a \
+             flow, --from-fqdn one; use --from-fqdn or --to-fqdn"
+        );
     }
 
     #[test]
