@@ -10,8 +10,14 @@ use crate::connect::Target;
 /// How `observe status` prints, as `hubble status -o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFormat {
-    /// Lines for people.
+    /// Lines for people (hubble's `compact`).
+    #[value(alias = "compact")]
     Text,
+    /// The counters as `KEY: value` lines, as `hubble status -o dict`.
+    Dict,
+    /// The counters as a header and one row, as `hubble status -o table`.
+    #[value(alias = "tab")]
+    Table,
     /// The ServerStatus answer as one JSON object (protojson, proto field
     /// names), for scripts.
     #[value(alias = "jsonpb")]
@@ -27,6 +33,8 @@ pub async fn status(target: &Target, format: StatusFormat) -> anyhow::Result<()>
         .into_inner();
     let text = match format {
         StatusFormat::Text => render_status(address, &s),
+        StatusFormat::Dict => render_counters(&s, false),
+        StatusFormat::Table => render_counters(&s, true),
         StatusFormat::Json => {
             observer_proto::json::to_json("observer.ServerStatusResponse", &s)? + "\n"
         }
@@ -44,8 +52,10 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
         format!(" ({:.2}%)", 100.0 * s.num_flows as f64 / s.max_flows as f64)
     };
     let mut out = format!(
-        "Healthcheck (via {server}): Ok\nCurrent/Max Flows: {}/{}{share}\nFlows/s: {:.2}\n",
-        s.num_flows, s.max_flows, s.flows_rate
+        "Healthcheck (via {server}): Ok\nCurrent/Max Flows: {}/{}{share}\nFlows/s: {}\n",
+        grouped(s.num_flows),
+        grouped(s.max_flows),
+        flows_per_second(s, true)
     );
     if let Some(connected) = s.num_connected_nodes {
         let total = connected + s.num_unavailable_nodes.unwrap_or(0);
@@ -77,6 +87,107 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
     out += &render_config_files(s);
     out += &render_endpoints(s);
     out
+}
+
+/// The counters of a status as `hubble status -o dict` (or `-o table`)
+/// prints them.
+fn render_counters(s: &ServerStatusResponse, table: bool) -> String {
+    let or_empty = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+    let fields = [
+        ("NUM FLOWS", grouped(s.num_flows)),
+        ("MAX FLOWS", grouped(s.max_flows)),
+        ("SEEN FLOWS", grouped(s.seen_flows)),
+        ("FLOWS PER SECOND", flows_per_second(s, false)),
+        ("UPTIME", go_duration(s.uptime_ns)),
+        ("NUM CONNECTED NODES", or_empty(s.num_connected_nodes)),
+        ("NUM UNAVAIL. NODES", or_empty(s.num_unavailable_nodes)),
+        ("VERSION", s.version.clone()),
+    ];
+    if table {
+        // Hubble's table spells the unavailable nodes' header out.
+        let header = |k: &str| {
+            if k == "NUM UNAVAIL. NODES" {
+                "NUM UNAVAILABLE NODES".to_string()
+            } else {
+                k.to_string()
+            }
+        };
+        let widths: Vec<usize> = fields
+            .iter()
+            .map(|(k, v)| header(k).len().max(v.len()))
+            .collect();
+        let row = |cells: Vec<String>| {
+            let padded: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            padded.join("   ").trim_end().to_string() + "\n"
+        };
+        return row(fields.iter().map(|(k, _)| header(k)).collect())
+            + &row(fields.iter().map(|(_, v)| v.clone()).collect());
+    }
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k:>width$}: {v}\n"))
+        .collect()
+}
+
+/// `n` with its digits grouped by three (`8,190`), as hubble prints counts.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The server's flow rate; `N/A` without one. `or_seen`: else the flows seen
+/// over the uptime (as hubble's compact status reckons it).
+fn flows_per_second(s: &ServerStatusResponse, or_seen: bool) -> String {
+    if s.flows_rate > 0.0 {
+        format!("{:.2}", s.flows_rate)
+    } else if or_seen && s.uptime_ns > 0 {
+        format!("{:.2}", s.seen_flows as f64 / (s.uptime_ns as f64 / 1e9))
+    } else {
+        "N/A".to_string()
+    }
+}
+
+/// A duration as Go prints one (`1h2m3.5s`, `1m40s`, `250ms`, `0s`), as
+/// hubble shows an uptime.
+fn go_duration(ns: u64) -> String {
+    /// `value / unit` with its fraction, trailing zeros dropped.
+    fn decimal(value: u64, unit: u64) -> String {
+        let (whole, frac) = (value / unit, value % unit);
+        if frac == 0 {
+            return whole.to_string();
+        }
+        let places = unit.ilog10() as usize;
+        let frac = format!("{frac:0places$}");
+        format!("{whole}.{}", frac.trim_end_matches('0'))
+    }
+    const SECOND: u64 = 1_000_000_000;
+    match ns {
+        0 => "0s".to_string(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", decimal(n, 1_000)),
+        n if n < SECOND => format!("{}ms", decimal(n, 1_000_000)),
+        n => {
+            let (h, m) = (n / (3600 * SECOND), n / (60 * SECOND) % 60);
+            let s = decimal(n % (60 * SECOND), SECOND);
+            match (h, m) {
+                (0, 0) => format!("{s}s"),
+                (0, m) => format!("{m}m{s}s"),
+                (h, m) => format!("{h}h{m}m{s}s"),
+            }
+        }
+    }
 }
 
 /// The policy directory and the services file: in force, or refused and
@@ -337,7 +448,7 @@ mod tests {
         assert_eq!(
             render_status("127.0.0.1:4245", &relay),
             "Healthcheck (via 127.0.0.1:4245): Ok\n\
-             Current/Max Flows: 100/8190 (1.22%)\n\
+             Current/Max Flows: 100/8,190 (1.22%)\n\
              Flows/s: 2.50\n\
              Connected Nodes: 1/2\n\
              Unavailable Nodes: 1\n  \
@@ -346,8 +457,66 @@ mod tests {
         let empty = ServerStatusResponse::default();
         assert_eq!(
             render_status("127.0.0.1:4244", &empty),
-            "Healthcheck (via 127.0.0.1:4244): Ok\nCurrent/Max Flows: 0/0\nFlows/s: 0.00\n"
+            "Healthcheck (via 127.0.0.1:4244): Ok\nCurrent/Max Flows: 0/0\nFlows/s: N/A\n"
         );
+        // Counts grouped by thousands; without a rate, the flows seen over
+        // the uptime.
+        let busy = ServerStatusResponse {
+            num_flows: 16_380,
+            max_flows: 1_234_567,
+            seen_flows: 300,
+            uptime_ns: 120_000_000_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            render_status("127.0.0.1:4245", &busy),
+            "Healthcheck (via 127.0.0.1:4245): Ok\n\
+             Current/Max Flows: 16,380/1,234,567 (1.33%)\n\
+             Flows/s: 2.50\n"
+        );
+    }
+
+    #[test]
+    fn counters_print_as_hubble_status_dict_and_table() {
+        let s = ServerStatusResponse {
+            num_flows: 4095,
+            max_flows: 4095,
+            seen_flows: 1_234_567,
+            flows_rate: 12.345,
+            uptime_ns: 3_723_500_000_000,
+            num_connected_nodes: Some(2),
+            num_unavailable_nodes: Some(0),
+            version: "observe 0.1.0".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            render_counters(&s, false),
+            "          NUM FLOWS: 4,095\n\
+             \x20         MAX FLOWS: 4,095\n\
+             \x20        SEEN FLOWS: 1,234,567\n\
+             \x20  FLOWS PER SECOND: 12.35\n\
+             \x20            UPTIME: 1h2m3.5s\n\
+             NUM CONNECTED NODES: 2\n\
+             \x20NUM UNAVAIL. NODES: 0\n\
+             \x20           VERSION: observe 0.1.0\n"
+        );
+        assert_eq!(
+            render_counters(&ServerStatusResponse::default(), true),
+            "NUM FLOWS   MAX FLOWS   SEEN FLOWS   FLOWS PER SECOND   UPTIME   \
+             NUM CONNECTED NODES   NUM UNAVAILABLE NODES   VERSION\n\
+             0           0           0            N/A                0s\n"
+        );
+        for (ns, text) in [
+            (999, "999ns"),
+            (1_500, "1.5µs"),
+            (250_000_000, "250ms"),
+            (100_000_000_000, "1m40s"),
+            (3_600_000_000_000, "1h0m0s"),
+        ] {
+            assert_eq!(go_duration(ns), text);
+        }
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
     }
 
     #[test]
