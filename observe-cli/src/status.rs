@@ -105,27 +105,11 @@ fn render_counters(s: &ServerStatusResponse, table: bool) -> String {
     ];
     if table {
         // Hubble's table spells the unavailable nodes' header out.
-        let header = |k: &str| {
-            if k == "NUM UNAVAIL. NODES" {
-                "NUM UNAVAILABLE NODES".to_string()
-            } else {
-                k.to_string()
-            }
-        };
-        let widths: Vec<usize> = fields
-            .iter()
-            .map(|(k, v)| header(k).len().max(v.len()))
-            .collect();
-        let row = |cells: Vec<String>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            padded.join("   ").trim_end().to_string() + "\n"
-        };
-        return row(fields.iter().map(|(k, _)| header(k)).collect())
-            + &row(fields.iter().map(|(_, v)| v.clone()).collect());
+        let header = |k: &str| k.replace("UNAVAIL.", "UNAVAILABLE");
+        return aligned(&[
+            fields.iter().map(|(k, _)| header(k)).collect(),
+            fields.iter().map(|(_, v)| v.clone()).collect(),
+        ]);
     }
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     fields
@@ -257,7 +241,7 @@ fn render_endpoints(s: &ServerStatusResponse) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NodesFormat {
     Table,
-    /// The table with each node's flows held (current/max) and version.
+    /// The table with each node's version and address.
     Wide,
     /// A JSON array of the nodes (protojson, proto field names).
     Json,
@@ -287,33 +271,24 @@ fn nodes_text(nodes: &[Node], format: NodesFormat) -> anyhow::Result<String> {
         return Ok(format!("[{}]\n", objects.join(",")));
     }
     let wide = format == NodesFormat::Wide;
-    let mut out = format!(
-        "{:<20} {:<12} {:<10} {:>12} {:<22}",
-        "NAME", "STATUS", "AGE", "FLOWS/S", "ADDRESS"
-    );
+    let mut header = vec!["NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"];
     if wide {
-        out.push_str(&format!(" {:>17} {}", "CURRENT/MAX-FLOWS", "VERSION"));
+        header.extend(["VERSION", "ADDRESS"]);
     }
-    out.push('\n');
-    for n in nodes {
-        out.push_str(&node_row(n));
+    let mut rows = vec![header.iter().map(|h| h.to_string()).collect()];
+    rows.extend(nodes.iter().map(|n| {
+        let mut row = node_row(n);
         if wide {
-            // An unavailable node's buffer is not known now, only its last.
-            let held = if n.state == NodeState::NodeConnected as i32 {
-                format!("{}/{}", n.num_flows, n.max_flows)
-            } else {
-                "-".to_string()
-            };
-            out.push_str(&format!(" {held:>17} {}", n.version));
+            row.extend([n.version.clone(), n.address.clone()]);
         }
-        out.push('\n');
-    }
-    Ok(out)
+        row
+    }));
+    Ok(aligned(&rows))
 }
 
-/// One line of `observe nodes`: a node without uptime (never connected, or
-/// unavailable) shows `-` for its age and rate.
-fn node_row(n: &Node) -> String {
+/// A node's cells as `hubble list nodes` fills them: a node that is not
+/// connected has no age, rate or flows held now (`N/A`).
+fn node_row(n: &Node) -> Vec<String> {
     let state = NodeState::try_from(n.state).map_or("Unknown", |s| match s {
         NodeState::NodeConnected => "Connected",
         NodeState::NodeUnavailable => "Unavailable",
@@ -321,30 +296,62 @@ fn node_row(n: &Node) -> String {
         NodeState::NodeError => "Error",
         NodeState::UnknownNodeState => "Unknown",
     });
-    let (age, rate) = if n.uptime_ns == 0 {
-        ("-".to_string(), "-".to_string())
-    } else {
+    let mut row = vec![n.name.clone(), state.to_string()];
+    if n.state == NodeState::NodeConnected as i32 {
+        const SECOND: u64 = 1_000_000_000;
         let secs = n.uptime_ns as f64 / 1e9;
-        (
-            age(n.uptime_ns / 1_000_000_000),
-            format!("{:.2}", n.seen_flows as f64 / secs),
-        )
-    };
-    format!(
-        "{:<20} {:<12} {:<10} {:>12} {:<22}",
-        n.name, state, age, rate, n.address
-    )
+        let rate = if secs > 0.0 {
+            n.seen_flows as f64 / secs
+        } else {
+            0.0
+        };
+        let share = if n.max_flows > 0 {
+            100.0 * n.num_flows as f64 / n.max_flows as f64
+        } else {
+            0.0
+        };
+        row.extend([
+            go_duration(n.uptime_ns / SECOND * SECOND),
+            format!("{rate:.2}"),
+            format!(
+                "{}/{} ({share:6.2}%)",
+                grouped(n.num_flows),
+                grouped(n.max_flows)
+            ),
+        ]);
+    } else {
+        row.extend(["N/A", "N/A", "N/A"].map(String::from));
+    }
+    row
 }
 
-/// An age as `kubectl get` shows one: `45s`, `11m16s`, `3h5m`, `2d3h`.
-fn age(secs: u64) -> String {
-    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{s}s"),
-        (0, _, _) => format!("{h}h{m}m"),
-        _ => format!("{d}d{h}h"),
+/// Rows in columns as Go's tabwriter lays out hubble's tables: each column
+/// as wide as its widest cell and three spaces, the last one unpadded.
+fn aligned(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
 #[cfg(test)]
@@ -353,84 +360,51 @@ mod tests {
     use observer_proto::observe::v1::{ConfigFileStatus, EndpointSourceStatus, EndpointStatus};
 
     #[test]
-    fn nodes_show_their_age_as_kubectl_does_and_none_when_unavailable() {
-        assert_eq!(
-            [0, 45, 676, 11_100, 183_600].map(age),
-            ["0s", "45s", "11m16s", "3h5m", "2d3h"]
-        );
-        let up = Node {
-            name: "node1".into(),
-            state: NodeState::NodeConnected as i32,
-            uptime_ns: 676_000_000_000,
-            seen_flows: 1_352,
-            address: "127.0.0.1:4244".into(),
-            ..Node::default()
-        };
-        assert_eq!(
-            node_row(&up),
-            "node1                Connected    11m16s             2.00 127.0.0.1:4244        "
-        );
-        let down = Node {
-            name: "node2".into(),
-            state: NodeState::NodeUnavailable as i32,
-            address: "127.0.0.1:4246".into(),
-            ..Node::default()
-        };
-        assert_eq!(
-            node_row(&down),
-            "node2                Unavailable  -                     - 127.0.0.1:4246        "
-        );
-    }
-
-    #[test]
-    fn nodes_print_as_a_table_a_wide_table_or_json() {
+    fn nodes_print_as_hubble_list_nodes_a_wide_table_or_json() {
         let n = Node {
             name: "node1".into(),
             version: "flow-probe 0.1.0".into(),
             state: NodeState::NodeConnected as i32,
-            uptime_ns: 676_000_000_000,
-            num_flows: 4095,
-            max_flows: 4095,
-            seen_flows: 1_352,
+            uptime_ns: 1_000_700_000_000,
+            num_flows: 500,
+            max_flows: 1000,
+            seen_flows: 2_001,
             address: "127.0.0.1:4244".into(),
         };
-        let table = nodes_text(std::slice::from_ref(&n), NodesFormat::Table).unwrap();
-        assert_eq!(
-            table,
-            "NAME                 STATUS       AGE             FLOWS/S ADDRESS               \n\
-             node1                Connected    11m16s             2.00 127.0.0.1:4244        \n"
-        );
         let gone = Node {
             name: "node2".into(),
             state: NodeState::NodeUnavailable as i32,
             uptime_ns: 0,
+            address: "127.0.0.1:4246".into(),
             ..n.clone()
         };
-        let wide = nodes_text(&[n.clone(), gone], NodesFormat::Wide).unwrap();
-        let lines: Vec<&str> = wide.lines().collect();
+        let full = Node {
+            name: "node3".into(),
+            uptime_ns: 11_100_000_000_000,
+            num_flows: 16_383,
+            max_flows: 16_383,
+            ..n.clone()
+        };
+        let nodes = [n.clone(), gone, full];
         assert_eq!(
-            lines,
-            [
-                concat!(
-                    "NAME                 STATUS       AGE             FLOWS/S ",
-                    "ADDRESS                CURRENT/MAX-FLOWS VERSION"
-                ),
-                concat!(
-                    "node1                Connected    11m16s             2.00 ",
-                    "127.0.0.1:4244                 4095/4095 flow-probe 0.1.0"
-                ),
-                concat!(
-                    "node2                Unavailable  -                     - ",
-                    "127.0.0.1:4244                         - flow-probe 0.1.0"
-                ),
-            ]
+            nodes_text(&nodes, NodesFormat::Table).unwrap(),
+            "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS\n\
+             node1   Connected     16m40s   2.00      500/1,000 ( 50.00%)\n\
+             node2   Unavailable   N/A      N/A       N/A\n\
+             node3   Connected     3h5m0s   0.18      16,383/16,383 (100.00%)\n"
+        );
+        assert_eq!(
+            nodes_text(&nodes[..2], NodesFormat::Wide).unwrap(),
+            "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS     VERSION            ADDRESS\n\
+             node1   Connected     16m40s   2.00      500/1,000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244\n\
+             node2   Unavailable   N/A      N/A       N/A                   flow-probe 0.1.0   127.0.0.1:4246\n"
         );
         let json = nodes_text(&[n], NodesFormat::Json).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v[0]["name"], "node1");
         assert_eq!(v[0]["state"], "NODE_CONNECTED");
-        assert_eq!(v[0]["uptime_ns"], "676000000000");
-        assert_eq!(v[0]["max_flows"], "4095");
+        assert_eq!(v[0]["uptime_ns"], "1000700000000");
+        assert_eq!(v[0]["max_flows"], "1000");
         assert_eq!(v.as_array().unwrap().len(), 1);
     }
 
