@@ -160,7 +160,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     let s = text(&status);
     assert!(status.status.success(), "{s}");
     assert!(s.contains("Healthcheck (via 127.0.0.1:4244): Ok"), "{s}");
-    assert!(s.contains("/4095 ("), "{s}");
+    assert!(s.contains("/4,095 ("), "{s}");
     assert!(
         s.lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["tcx", "yes"]),
