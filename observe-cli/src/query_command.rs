@@ -102,7 +102,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
 }
 
 /// `n` with a comma between groups of three digits.
-fn grouped(n: u64) -> String {
+pub(crate) fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

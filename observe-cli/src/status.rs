@@ -6,6 +6,8 @@ use observer_proto::observer::{GetNodesRequest, Node, ServerStatusRequest, Serve
 use observer_proto::relay::NodeState;
 
 use crate::connect::Target;
+// Counts grouped by three digits (`8,190`), as hubble prints them.
+use crate::query_command::grouped;
 
 /// How `observe status` prints, as `hubble status -o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -116,19 +118,6 @@ fn render_counters(s: &ServerStatusResponse, table: bool) -> String {
         .iter()
         .map(|(k, v)| format!("{k:>width$}: {v}\n"))
         .collect()
-}
-
-/// `n` with its digits grouped by three (`8,190`), as hubble prints counts.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The server's flow rate; `N/A` without one. `or_seen`: else the flows seen
