@@ -218,6 +218,19 @@ fn flows_saved_as_json_are_read_back_from_a_file_or_standard_input() {
     assert_eq!(first.lines().count(), 1, "{first}");
     assert_eq!(String::from_utf8_lossy(&from_stdin.stderr), "");
 
+    // The field mask as a server applies it: only those fields of the flow.
+    let masked = Command::new(e2e::observe_binary())
+        .args(["flows", "-o", "json", "--verdict", "FORWARDED", "-s"])
+        .args(["--experimental-field-mask", "uuid,verdict", "--input-file"])
+        .arg(&file)
+        .output()
+        .expect("observe runs");
+    assert_eq!(
+        String::from_utf8_lossy(&masked.stdout),
+        "{\"flow\":{\"verdict\":\"FORWARDED\",\"uuid\":\"u2\"},\"node_name\":\"node1\",\
+         \"time\":\"2026-11-26T15:04:07.123Z\"}\n"
+    );
+
     let missing = Command::new(e2e::observe_binary())
         .args(["flows", "--input-file"])
         .arg(dir.path().join("none.json"))

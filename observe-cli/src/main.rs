@@ -66,6 +66,11 @@ enum Command {
         /// Colour verdicts: on a terminal (auto), always or never.
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
+        /// Only these Flow fields of each flow, comma-separated paths such as
+        /// `time,source.pod_name,verdict` (the server leaves the others out),
+        /// as hubble's flag of the same name.
+        #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+        experimental_field_mask: Vec<String>,
         /// Read flows saved as JSON lines (`-o json`, or hubble's `-o jsonpb`)
         /// from this file (`-`: standard input) instead of a server; the
         /// filters, --since/--until and --first/--last/--all apply, --follow does not.
@@ -318,9 +323,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             numeric,
             silent_errors,
             color,
+            experimental_field_mask,
             input_file,
-            query,
+            mut query,
         } => {
+            query.field_mask = experimental_field_mask;
             if print_raw_filters {
                 let text = flows::raw_filters(&query)?;
                 observe_cli::outln!("{}", text.trim_end())?;

@@ -1,15 +1,16 @@
 //! `observe flows --input-file`: flows saved as JSON lines (`-o json`, ours or
 //! `hubble observe -o jsonpb`'s) read back and selected here, as `hubble
-//! observe --input-file` does: the filter flags, `--since`/`--until` and
-//! `--first`/`--last`/`--all` apply (without any, the last 20); `--follow` and
-//! the server flags do not. A line that is not a response is reported and
-//! skipped; the others are not lost for it.
+//! observe --input-file` does: the filter flags, `--since`/`--until`,
+//! `--first`/`--last`/`--all` and the field mask apply (without a count, the
+//! last 20); `--follow` and the server flags do not. A line that is not a
+//! response is reported and skipped; the others are not lost for it.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 
 use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response};
 use observer_proto::time::nanos;
+use observer_runtime::field_mask::FieldMask;
 use observer_runtime::filter::{FlowMatcher, compile};
 
 /// Longer lines are refused: a flow is a few kilobytes, and a file without
@@ -28,6 +29,8 @@ pub struct Selection {
     /// `--first N`: stop after N; `--last N`: keep the last N; 0: all.
     number: u64,
     first: bool,
+    /// The fields each flow keeps, as a server applies the request's mask.
+    mask: Option<FieldMask>,
 }
 
 impl Selection {
@@ -44,7 +47,18 @@ impl Selection {
             until: req.until.as_ref().map(nanos),
             number: req.number,
             first: req.first,
+            mask: FieldMask::parse(req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]))?,
         })
+    }
+
+    /// `resp` with its flow cut to the field mask, if there is one.
+    fn masked(&self, mut resp: GetFlowsResponse) -> GetFlowsResponse {
+        if let (Some(mask), Some(get_flows_response::ResponseTypes::Flow(flow))) =
+            (&self.mask, &mut resp.response_types)
+        {
+            *flow = mask.apply(flow);
+        }
+        resp
     }
 
     /// Whether `resp` is one to show (before counting). A response that is
@@ -115,6 +129,7 @@ pub fn select(
         if !selection.wants(&resp) {
             continue;
         }
+        let resp = selection.masked(resp);
         if keep_last {
             if last.len() as u64 == selection.number {
                 last.pop_front();

@@ -31,6 +31,9 @@ pub struct QueryArgs {
     pub allowlist: Vec<String>,
     /// `--denylist`: JSON `FlowFilter`s added to the blacklist.
     pub denylist: Vec<String>,
+    /// `observe flows --experimental-field-mask`: the Flow fields to get
+    /// (empty: all).
+    pub field_mask: Vec<String>,
 }
 
 /// The flags as clap declares them; [`QueryArgs`] is built from their matches so
@@ -96,6 +99,7 @@ impl clap::FromArgMatches for QueryArgs {
             negated,
             allowlist: flags.allowlist,
             denylist: flags.denylist,
+            field_mask: Vec::new(),
         })
     }
 
@@ -186,6 +190,12 @@ impl QueryArgs {
             // --until alone would.
             since.get_or_insert(now);
         }
+        // Checked here, so that a bad path names the flag.
+        observer_runtime::field_mask::FieldMask::parse(&self.field_mask)
+            .map_err(|e| anyhow::anyhow!("--experimental-field-mask: {e}"))?;
+        let field_mask = (!self.field_mask.is_empty()).then(|| prost_types::FieldMask {
+            paths: self.field_mask.clone(),
+        });
         Ok(GetFlowsRequest {
             number,
             first,
@@ -194,7 +204,7 @@ impl QueryArgs {
             blacklist,
             since,
             until,
-            ..Default::default()
+            field_mask,
         })
     }
 }

@@ -978,6 +978,61 @@ fn an_input_file_is_selected_as_a_server_selects() {
 }
 
 #[test]
+fn an_input_files_flows_are_filtered_then_cut_to_the_field_mask() {
+    let text = saved_flows();
+    let masked = |fields: &[&str], words: &[&str]| {
+        let mut q = QueryArgs::try_parse_words(words).unwrap();
+        q.field_mask = fields.iter().map(|f| f.to_string()).collect();
+        let selection = super::input_file::Selection::new(&q.request().unwrap()).unwrap();
+        let mut flows = Vec::new();
+        super::input_file::select(
+            text.as_bytes(),
+            "flows.json",
+            &selection,
+            |resp| {
+                if let Some(ResponseTypes::Flow(f)) = &resp.response_types {
+                    flows.push(f.clone());
+                }
+                Ok(true)
+            },
+            |_| {},
+        )
+        .unwrap();
+        flows
+    };
+    // The filter sees the whole flow; the mask then keeps the uuid alone.
+    let dropped = masked(&["uuid"], &["--verdict", "DROPPED"]);
+    assert_eq!(
+        dropped,
+        [Flow {
+            uuid: "f3".into(),
+            ..Default::default()
+        }]
+    );
+    let verdicts = masked(&["verdict"], &["--last", "2"]);
+    assert_eq!(
+        verdicts,
+        [Verdict::Audit, Verdict::Forwarded].map(|v| Flow {
+            verdict: v as i32,
+            ..Default::default()
+        })
+    );
+    let mut q = QueryArgs::try_parse_words(["--last", "1"]).unwrap();
+    q.field_mask = vec!["source.nonsense".into()];
+    assert!(
+        q.request()
+            .unwrap_err()
+            .to_string()
+            .starts_with("--experimental-field-mask: field_mask: invalid path \"source.nonsense\""),
+    );
+    q.field_mask = vec!["time".into(), "verdict".into()];
+    assert_eq!(
+        q.request().unwrap().field_mask.unwrap().paths,
+        ["time", "verdict"]
+    );
+}
+
+#[test]
 fn an_input_file_without_line_ends_is_refused_at_its_limit() {
     let endless = "x".repeat(super::input_file::MAX_LINE + 1);
     assert_eq!(
