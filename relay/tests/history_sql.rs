@@ -398,6 +398,35 @@ async fn now_is_utc_as_flow_times_are() {
     );
 }
 
+/// DataFusion's words for a LIMIT past i64 and for count(*) over a
+/// recursive CTE (its bug) say what to do instead.
+#[tokio::test]
+async fn a_huge_limit_and_a_recursive_count_star_say_what_is_wrong() {
+    let dir = scratch("huge-limit");
+    let e = engine(&ingest_golden(&dir));
+    let err = async |sql: &str| e.query(sql).await.unwrap_err().to_string();
+    assert_eq!(
+        err("SELECT node FROM flows LIMIT 99999999999999999999").await,
+        "LIMIT is too large: at most 9223372036854775807 rows"
+    );
+    assert_eq!(
+        err("SELECT node FROM flows LIMIT 18446744073709551615").await,
+        "Arrow error: Cast error: Can't cast value 18446744073709551615 to type Int64: a whole \
+         number there holds at most 9223372036854775807"
+    );
+    let recursive = "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 5)";
+    let count_star = err(&format!("{recursive} SELECT count(*) FROM r")).await;
+    assert!(
+        count_star.ends_with(
+            "(DataFusion cannot run count(*) over a recursive CTE: count a column instead, \
+             such as count(n))"
+        ),
+        "{count_star}"
+    );
+    let counted = column(&e, &format!("{recursive} SELECT count(n) AS c FROM r"), "c").await;
+    assert_eq!(counted, ["5"]);
+}
+
 /// SQL's string functions users reach for first, standard forms included.
 #[tokio::test]
 async fn standard_string_functions_answer() {

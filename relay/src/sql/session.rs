@@ -253,6 +253,29 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
                  relay's SQL; array_agg works, and -o csv prints its lists as text"
                 .into(),
         ),
+        // DataFusion's words for a LIMIT past i64 (read as a float, or a
+        // cast that fails) name neither the limit nor the reason.
+        e if e.to_string().contains("Expected LIMIT to be an integer") => {
+            SqlError::Query(format!("LIMIT is too large: at most {} rows", i64::MAX))
+        }
+        e if e.to_string().contains("to type Int64")
+            && e.to_string().contains("Can't cast value") =>
+        {
+            SqlError::Query(format!(
+                "{}: a whole number there holds at most {}",
+                root.strip_backtrace(),
+                i64::MAX
+            ))
+        }
+        // A DataFusion bug: an aggregate that reads no column of a recursive
+        // CTE (count(*)) plans a projection of nothing.
+        e if e.to_string().contains("project index") && e.to_string().contains("out of bounds") => {
+            SqlError::Query(format!(
+                "{} (DataFusion cannot run count(*) over a recursive CTE: count a column \
+                 instead, such as count(n))",
+                root.strip_backtrace()
+            ))
+        }
         // Our own table functions' refusals are whole sentences; DataFusion's
         // "Error during planning: " before them tells a user nothing.
         DataFusionError::Plan(message) => SqlError::Query(message.clone()),
