@@ -92,12 +92,17 @@ impl FlowQuery {
     /// the fields of the field mask; anything else as it is.
     pub fn respond(&self, r: &Arc<GetFlowsResponse>) -> Arc<GetFlowsResponse> {
         match (&self.mask, &r.response_types) {
-            (Some(mask), Some(ResponseTypes::Flow(f))) => Arc::new(GetFlowsResponse {
-                response_types: Some(ResponseTypes::Flow(mask.apply(f))),
-                ..(**r).clone()
-            }),
+            (Some(_), Some(ResponseTypes::Flow(_))) => Arc::new(self.masked((**r).clone())),
             _ => r.clone(),
         }
+    }
+
+    /// [`Self::respond`] for a response of one's own (a file's).
+    pub fn masked(&self, mut r: GetFlowsResponse) -> GetFlowsResponse {
+        if let (Some(mask), Some(ResponseTypes::Flow(f))) = (&self.mask, &mut r.response_types) {
+            *f = mask.apply(f);
+        }
+        r
     }
 
     fn in_window(&self, r: &GetFlowsResponse) -> bool {

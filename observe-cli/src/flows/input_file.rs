@@ -9,9 +9,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 
 use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response};
-use observer_proto::time::nanos;
-use observer_runtime::field_mask::FieldMask;
-use observer_runtime::filter::{FlowMatcher, compile};
+use observer_runtime::query::FlowQuery;
 
 /// Longer lines are refused: a flow is a few kilobytes, and a file without
 /// line ends (`/dev/zero`) would otherwise be read whole.
@@ -20,17 +18,14 @@ pub const MAX_LINE: usize = 1 << 20;
 /// `--last` keeps at most this many flows in memory, as Hubble's reader does.
 pub const MAX_LAST: u64 = 1_000_000;
 
-/// Which responses of a file `req` selects.
+/// Which responses of a file `req` selects: the server's own reading of the
+/// request (window, filters, count, field mask).
 pub struct Selection {
-    matcher: FlowMatcher,
+    query: FlowQuery,
+    /// Whether the request has filters: then a response that is not a flow
+    /// (a node's status) has nothing to match and is left out, as hubble's
+    /// reader leaves it.
     filtered: bool,
-    since: Option<i128>,
-    until: Option<i128>,
-    /// `--first N`: stop after N; `--last N`: keep the last N; 0: all.
-    number: u64,
-    first: bool,
-    /// The fields each flow keeps, as a server applies the request's mask.
-    mask: Option<FieldMask>,
 }
 
 impl Selection {
@@ -41,44 +36,18 @@ impl Selection {
             req.number
         );
         Ok(Selection {
-            matcher: compile(&req.whitelist, &req.blacklist)?,
+            query: FlowQuery::parse(req)?,
             filtered: !req.whitelist.is_empty() || !req.blacklist.is_empty(),
-            since: req.since.as_ref().map(nanos),
-            until: req.until.as_ref().map(nanos),
-            number: req.number,
-            first: req.first,
-            mask: FieldMask::parse(req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]))?,
         })
     }
 
-    /// `resp` with its flow cut to the field mask, if there is one.
-    fn masked(&self, mut resp: GetFlowsResponse) -> GetFlowsResponse {
-        if let (Some(mask), Some(get_flows_response::ResponseTypes::Flow(flow))) =
-            (&self.mask, &mut resp.response_types)
-        {
-            *flow = mask.apply(flow);
-        }
-        resp
-    }
-
-    /// Whether `resp` is one to show (before counting). A response that is
-    /// not a flow (a node's status, lost events) passes only without filters.
+    /// Whether `resp` is one to show (before counting).
     fn wants(&self, resp: &GetFlowsResponse) -> bool {
-        let time = resp.time.as_ref().map(nanos);
-        if let (Some(since), Some(t)) = (self.since, time)
-            && t < since
-        {
-            return false;
-        }
-        if let (Some(until), Some(t)) = (self.until, time)
-            && t > until
-        {
-            return false;
-        }
-        match &resp.response_types {
-            Some(get_flows_response::ResponseTypes::Flow(flow)) => self.matcher.matches(flow),
-            _ => !self.filtered,
-        }
+        let flow = matches!(
+            resp.response_types,
+            Some(get_flows_response::ResponseTypes::Flow(_))
+        );
+        self.query.selects(resp) && (flow || !self.filtered)
     }
 }
 
@@ -92,9 +61,10 @@ pub fn select(
     mut show: impl FnMut(&GetFlowsResponse) -> anyhow::Result<bool>,
     mut skipped: impl FnMut(String),
 ) -> anyhow::Result<()> {
-    let keep_last = !selection.first && selection.number > 0;
+    let (number, first) = (selection.query.number, selection.query.first);
+    let keep_last = !first && number > 0;
     let mut last: VecDeque<GetFlowsResponse> = VecDeque::new();
-    let mut shown = 0u64;
+    let mut shown = 0usize;
     let mut lines = Lines { input, number: 0 };
     while let Some(line) = lines.next_line(name)? {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -129,9 +99,9 @@ pub fn select(
         if !selection.wants(&resp) {
             continue;
         }
-        let resp = selection.masked(resp);
+        let resp = selection.query.masked(resp);
         if keep_last {
-            if last.len() as u64 == selection.number {
+            if last.len() == number {
                 last.pop_front();
             }
             last.push_back(resp);
@@ -141,7 +111,7 @@ pub fn select(
             return Ok(());
         }
         shown += 1;
-        if selection.first && shown == selection.number {
+        if first && shown == number {
             return Ok(());
         }
     }

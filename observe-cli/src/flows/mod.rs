@@ -55,15 +55,7 @@ pub async fn run_with(
         let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
         return crate::tui::run_follow(stream, source, &query.filters).await;
     }
-    let mut printer = output::Printer::new(output::Options {
-        format: display.format.unwrap_or(output::Format::Compact),
-        print_node: display.print_node,
-        color: display.color.enabled(terminal),
-        follow: query.follow,
-        debug: display.debug,
-        time: display.time,
-        ip_translation: display.ip_translation,
-    });
+    let mut printer = printer(display, query.follow);
     while let Some(item) = stream.next().await {
         let resp = match item {
             Ok(resp) => resp,
@@ -106,16 +98,7 @@ pub fn run_from_file(
             path.display().to_string(),
         )
     };
-    let terminal = std::io::stdout().is_terminal();
-    let mut printer = output::Printer::new(output::Options {
-        format: display.format.unwrap_or(output::Format::Compact),
-        print_node: display.print_node,
-        color: display.color.enabled(terminal),
-        follow: false,
-        debug: display.debug,
-        time: display.time,
-        ip_translation: display.ip_translation,
-    });
+    let mut printer = printer(display, false);
     input_file::select(
         input,
         &name,
@@ -129,6 +112,19 @@ pub fn run_from_file(
     )?;
     write_out(&printer.finish())?;
     Ok(())
+}
+
+/// The printer `display` asks for, compact lines when it names no format.
+fn printer(display: Display, follow: bool) -> output::Printer {
+    output::Printer::new(output::Options {
+        format: display.format.unwrap_or(output::Format::Compact),
+        print_node: display.print_node,
+        color: display.color.enabled(std::io::stdout().is_terminal()),
+        follow,
+        debug: display.debug,
+        time: display.time,
+        ip_translation: display.ip_translation,
+    })
 }
 
 /// Prints one response (what goes to stderr only unless `silent`); `false`
