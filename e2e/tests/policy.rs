@@ -229,6 +229,28 @@ async fn verdicts_explicit_deny_and_audit_on_the_real_datapath() {
         policy_names(&v.ingress_denied_by),
         ["default/api-deny-client"]
     );
+    // And `observe flows --print-policy-names` prints it, as hubble does.
+    let mut args: Vec<String> = [
+        "flows",
+        "--print-policy-names",
+        "--type",
+        "policy-verdict",
+        "--from-ip",
+        &item.src_ip.to_string(),
+        "--last",
+        "1000",
+    ]
+    .map(String::from)
+    .into();
+    args.extend(env.server_args(env.probe.addr));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = e2e::observe(&args);
+    assert!(
+        text.lines().any(|l| l.contains(
+            "policy-verdict:L3-Only INGRESS DENIED BY api-deny-client (CiliumNetworkPolicy) (TCP Flags: SYN)"
+        )),
+        "{text}"
+    );
 }
 
 /// A TCP stream from endpoint `from` to a server in `to`: the client writes

@@ -191,6 +191,7 @@ pub async fn demo(
     let display = flows::Display {
         format,
         print_node: false,
+        print_policies: false,
         color: ColorChoice::Auto,
         debug: false,
         time: Default::default(),

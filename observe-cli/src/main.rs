@@ -40,6 +40,11 @@ enum Command {
         /// Print the node name in each line.
         #[arg(long)]
         print_node_name: bool,
+        /// After a policy verdict's ALLOWED, DENIED or AUDITED, the
+        /// policies that decided it (`DENIED BY name (kind)`), as Hubble's
+        /// flag of the same name.
+        #[arg(long)]
+        print_policy_names: bool,
         /// Also tell (on stderr) nodes connecting and leaving, not only
         /// nodes that are unavailable.
         #[arg(long)]
@@ -316,6 +321,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connect,
             output,
             print_node_name,
+            print_policy_names,
             debug,
             print_raw_filters,
             time_format,
@@ -336,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let display = flows::Display {
                 format: output,
                 print_node: print_node_name,
+                print_policies: print_policy_names,
                 color,
                 debug,
                 time: time_format,

@@ -23,6 +23,8 @@ pub struct Display {
     /// `-o`, if given: the TUI opens only without one.
     pub format: Option<output::Format>,
     pub print_node: bool,
+    /// `--print-policy-names`.
+    pub print_policies: bool,
     pub color: output::ColorChoice,
     /// `--debug`: informational node status too (to stderr).
     pub debug: bool,
@@ -124,6 +126,7 @@ fn printer(display: Display, follow: bool) -> output::Printer {
         debug: display.debug,
         time: display.time,
         ip_translation: display.ip_translation,
+        print_policies: display.print_policies,
     })
 }
 

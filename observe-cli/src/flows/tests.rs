@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use observer_proto::flow::{
     CiliumEventType, Endpoint, Flow, FlowFilter, IcmPv4, Ip, IpVersion, Layer4, LostEvent,
-    LostEventSource, TraceObservationPoint, Verdict, layer4::Protocol,
+    LostEventSource, Policy, TraceObservationPoint, TrafficDirection, Verdict, layer4::Protocol,
 };
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::{NodeState, NodeStatusEvent};
@@ -519,6 +519,7 @@ fn print(format: Format, print_node: bool, color: bool, follow: bool) -> String 
         debug: false,
         time: Default::default(),
         ip_translation: true,
+        print_policies: false,
     });
     let mut out = String::new();
     for r in sample() {
@@ -637,6 +638,7 @@ fn followed_table_has_fixed_widths() {
         debug: false,
         time: Default::default(),
         ip_translation: true,
+        print_policies: false,
     });
     let first = p.push(&sample()[0]).unwrap().out;
     assert_eq!(
@@ -705,6 +707,7 @@ fn node_status_goes_to_stderr_in_every_format_as_hubble_prints_it() {
                 debug,
                 time: Default::default(),
                 ip_translation: true,
+                print_policies: false,
             })
         };
         let mut p = printer(false);
@@ -752,6 +755,7 @@ fn node_status_names_the_state_and_the_reason() {
             debug: true,
             time: Default::default(),
             ip_translation: true,
+            print_policies: false,
         });
         p.push(&resp).unwrap().err
     };
@@ -843,6 +847,7 @@ fn plain_compact() -> Options {
         debug: false,
         time: Default::default(),
         ip_translation: true,
+        print_policies: false,
     }
 }
 
@@ -1044,4 +1049,39 @@ fn an_input_file_without_line_ends_is_refused_at_its_limit() {
         from_file(&["--last", "1000001"], "").unwrap_err(),
         "--last 1000001 with --input-file: at most 1000000 flows are kept to print the last ones"
     );
+}
+
+#[test]
+fn print_policy_names_names_the_deciders_in_every_human_format() {
+    let mut verdict = flows()[2].clone();
+    verdict.event_type = Some(CiliumEventType {
+        r#type: 5,
+        sub_type: 0,
+    });
+    verdict.traffic_direction = TrafficDirection::Ingress as i32;
+    verdict.ingress_denied_by = vec![Policy {
+        name: "api-deny-client".into(),
+        namespace: "default".into(),
+        kind: "CiliumNetworkPolicy".into(),
+        ..Default::default()
+    }];
+    let r = resp(verdict);
+    let by = "DENIED BY api-deny-client (CiliumNetworkPolicy)";
+    for format in [Format::Compact, Format::Dict, Format::Table] {
+        let text = |print_policies| {
+            let mut p = Printer::new(Options {
+                format,
+                print_policies,
+                ..plain_compact()
+            });
+            p.push(&r).unwrap().out + &p.finish()
+        };
+        assert!(text(true).contains(by), "{format:?}: {}", text(true));
+        assert!(!text(false).contains("BY"), "{format:?}: {}", text(false));
+        assert!(
+            text(false).contains("DENIED"),
+            "{format:?}: {}",
+            text(false)
+        );
+    }
 }

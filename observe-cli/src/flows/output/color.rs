@@ -1,5 +1,6 @@
-//! Verdict colours for people: FORWARDED green, DROPPED red, AUDIT yellow, the
-//! rest uncoloured; ANSI codes on a terminal only, unless asked otherwise.
+//! Verdict colours for people: what passed green (FORWARDED, ALLOWED), what
+//! was stopped red (DROPPED, DENIED), audits yellow, the rest uncoloured; ANSI
+//! codes on a terminal only, unless asked otherwise.
 
 /// When to colour: `auto` colours on a terminal (and not with `NO_COLOR` set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -28,12 +29,14 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
-/// `verdict` wrapped in its colour when `on` and it has one.
+/// `verdict` wrapped in its colour when `on` and it has one: green for what
+/// passed, red for what was stopped, yellow for the rest, as Hubble colours
+/// them. The first word decides, so `DENIED BY …` is red whole.
 pub fn paint_verdict(verdict: &str, on: bool) -> String {
-    let code = match verdict {
-        "FORWARDED" => GREEN,
-        "DROPPED" => RED,
-        "AUDIT" => YELLOW,
+    let code = match verdict.split(' ').next().unwrap_or_default() {
+        "FORWARDED" | "REDIRECTED" | "ALLOWED" => GREEN,
+        "DROPPED" | "ERROR" | "DENIED" => RED,
+        "AUDIT" | "AUDITED" | "TRACED" | "TRANSLATED" => YELLOW,
         _ => "",
     };
     if on && !code.is_empty() {

@@ -5,19 +5,15 @@ use observer_proto::flow::{Endpoint, Flow};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::NodeState;
 
+use super::Options;
 use super::color::paint_verdict;
-use super::fields::{flow_type, hosts, lost_source, node_name, verdict};
+use super::fields::{flow_type, hosts, lost_source, node_name, verdict_by};
 use super::time::{TimeFormat, timestamp_as};
 
 /// One response as a compact line (without newline); `None` for an empty one.
-pub fn compact(
-    resp: &GetFlowsResponse,
-    print_node: bool,
-    color: bool,
-    time: TimeFormat,
-) -> Option<String> {
-    let timestamp = |t| timestamp_as(t, time);
-    let node = if print_node {
+pub fn compact(resp: &GetFlowsResponse, o: &Options) -> Option<String> {
+    let timestamp = |t| timestamp_as(t, o.time);
+    let node = if o.print_node {
         format!(" [{}]", node_name(resp))
     } else {
         String::new()
@@ -26,7 +22,7 @@ pub fn compact(
         ResponseTypes::Flow(f) => Some(format!(
             "{}{node}: {}",
             timestamp(f.time.as_ref()),
-            styled_flow_line(f, color)
+            line(f, o.color, o.print_policies)
         )),
         ResponseTypes::LostEvents(l) => Some(format!(
             "{}{node}: EVENTS LOST: {} {}",
@@ -34,7 +30,7 @@ pub fn compact(
             lost_source(l.source),
             l.num_events_lost
         )),
-        ResponseTypes::NodeStatus(_) => Some(node_status(resp, time)),
+        ResponseTypes::NodeStatus(_) => Some(node_status(resp, o.time)),
     }
 }
 
@@ -78,6 +74,11 @@ pub fn flow_line(f: &Flow) -> String {
 
 /// [`flow_line`], with the verdict coloured when `color`.
 pub fn styled_flow_line(f: &Flow, color: bool) -> String {
+    line(f, color, false)
+}
+
+/// The line, with a policy verdict's deciders when `policies`.
+fn line(f: &Flow, color: bool, policies: bool) -> String {
     let (src_host, dst_host) = hosts(f);
     let src = format!("{src_host} {}", identity(f.source.as_ref()));
     let dst = format!("{dst_host} {}", identity(f.destination.as_ref()));
@@ -86,7 +87,7 @@ pub fn styled_flow_line(f: &Flow, color: bool) -> String {
         Some(false) => (src, "->", dst),
         None => (src, "<>", dst),
     };
-    let verdict = paint_verdict(verdict(f), color);
+    let verdict = paint_verdict(&verdict_by(f, policies), color);
     format!(
         "{left} {arrow} {right} {} {verdict} ({})",
         flow_type(f),
@@ -121,8 +122,8 @@ fn identity(ep: Option<&Endpoint>) -> String {
 mod tests {
     use super::*;
     use observer_proto::flow::{
-        CiliumEventType, Ip, Layer4, Tcp, TcpFlags, TraceObservationPoint, TrafficDirection,
-        Verdict, layer4::Protocol,
+        CiliumEventType, Ip, Layer4, Policy, Tcp, TcpFlags, TraceObservationPoint,
+        TrafficDirection, Verdict, layer4::Protocol,
     };
     #[test]
     fn compact_line_reads_like_hubble() {
@@ -215,5 +216,41 @@ mod tests {
             flow_line(&lifecycle),
             "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) UNKNOWN VERDICT_UNKNOWN (TCP established)"
         );
+
+        // --print-policy-names: the deciders of the verdict's own direction
+        // and outcome, the rest left out.
+        let policy = |name: &str| Policy {
+            name: name.into(),
+            namespace: "default".into(),
+            kind: "CiliumNetworkPolicy".into(),
+            ..Default::default()
+        };
+        let named = Flow {
+            egress_denied_by: vec![policy("deny-world"), policy("deny-all")],
+            ingress_denied_by: vec![policy("not-this-direction")],
+            egress_allowed_by: vec![policy("not-this-outcome")],
+            ..denied.clone()
+        };
+        assert_eq!(
+            line(&named, false, true),
+            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) policy-verdict:none EGRESS DENIED BY deny-world (CiliumNetworkPolicy), deny-all (CiliumNetworkPolicy) (TCP Flags: SYN)"
+        );
+        assert_eq!(line(&named, false, false), flow_line(&denied));
+        let allowed = Flow {
+            verdict: Verdict::Forwarded as i32,
+            traffic_direction: TrafficDirection::Ingress as i32,
+            ingress_allowed_by: vec![policy("allow-frontend")],
+            ..named.clone()
+        };
+        assert_eq!(
+            line(&allowed, true, true),
+            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) policy-verdict:none INGRESS \x1b[32mALLOWED BY allow-frontend (CiliumNetworkPolicy)\x1b[0m (TCP Flags: SYN)"
+        );
+        // Not a policy verdict: a drop names no policy, as in Hubble.
+        let dropped = Flow {
+            egress_denied_by: vec![policy("deny-world")],
+            ..drop.clone()
+        };
+        assert_eq!(line(&dropped, false, true), flow_line(&drop));
     }
 }

@@ -4,7 +4,8 @@
 //! every format reads (node, ports, lost-events source).
 
 use observer_proto::flow::{
-    Endpoint, Flow, LostEventSource, Service, SocketTranslationPoint, Verdict, layer4::Protocol,
+    Endpoint, Flow, LostEventSource, Policy, Service, SocketTranslationPoint, TrafficDirection,
+    Verdict, layer4::Protocol,
 };
 use observer_proto::names;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
@@ -25,7 +26,7 @@ pub struct Row {
 
 /// The row of a flow or lost-events response; `None` for node status and
 /// empty responses.
-pub fn row(resp: &GetFlowsResponse, time: TimeFormat) -> Option<Row> {
+pub fn row(resp: &GetFlowsResponse, time: TimeFormat, policies: bool) -> Option<Row> {
     let timestamp = |t| timestamp_as(t, time);
     match resp.response_types.as_ref()? {
         ResponseTypes::Flow(f) => {
@@ -36,7 +37,7 @@ pub fn row(resp: &GetFlowsResponse, time: TimeFormat) -> Option<Row> {
                 source,
                 destination,
                 kind: flow_type(f),
-                verdict: verdict(f).to_string(),
+                verdict: verdict_by(f, policies),
                 summary: f.summary.clone(),
             })
         }
@@ -167,6 +168,40 @@ pub fn verdict(f: &Flow) -> &'static str {
         Ok(Verdict::Dropped | Verdict::Error) if policy => "DENIED",
         Ok(Verdict::Audit) if policy => "AUDITED",
         _ => names::verdict(f.verdict),
+    }
+}
+
+/// [`verdict`], and with `policies` (`--print-policy-names`) a policy
+/// verdict's deciders after it, as Hubble prints them: `DENIED BY name
+/// (kind), …`, from its direction's allowed or denied list (an audit from
+/// either). A default deny has no policy to name.
+pub fn verdict_by(f: &Flow, policies: bool) -> String {
+    let name = verdict(f);
+    let policy = f.event_type.as_ref().is_some_and(|e| e.r#type == 5);
+    if !policies || !policy {
+        return name.to_string();
+    }
+    let ingress = f.traffic_direction == TrafficDirection::Ingress as i32;
+    let (allowed, denied) = if ingress {
+        (&f.ingress_allowed_by, &f.ingress_denied_by)
+    } else {
+        (&f.egress_allowed_by, &f.egress_denied_by)
+    };
+    let deciders: Vec<&Policy> = match name {
+        "ALLOWED" => allowed.iter().collect(),
+        "DENIED" => denied.iter().collect(),
+        "AUDITED" => denied.iter().chain(allowed).collect(),
+        _ => Vec::new(),
+    };
+    let named: Vec<String> = deciders
+        .into_iter()
+        .filter(|p| !p.name.is_empty() && !p.kind.is_empty())
+        .map(|p| format!("{} ({})", p.name, p.kind))
+        .collect();
+    if named.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} BY {}", named.join(", "))
     }
 }
 

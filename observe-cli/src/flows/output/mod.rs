@@ -47,6 +47,8 @@ pub struct Options {
     /// `--ip-translation` (Hubble's): hosts by pod, service or name; off,
     /// by address.
     pub ip_translation: bool,
+    /// `--print-policy-names`: a policy verdict's deciders after it.
+    pub print_policies: bool,
 }
 
 /// `resp` with no names for its flow's ends (pod, service, DNS names), so
@@ -124,12 +126,12 @@ impl Printer {
                 emit.out = observer_proto::json::response_to_json(resp)? + "\n";
             }
             Format::Compact => {
-                if let Some(line) = compact(resp, o.print_node, o.color, o.time) {
+                if let Some(line) = compact(resp, &o) {
                     emit.out = line + "\n";
                 }
             }
             Format::Dict => {
-                if let Some(r) = row(resp, o.time) {
+                if let Some(r) = row(resp, o.time, o.print_policies) {
                     if self.blocks > 0 {
                         emit.out = format!("{}\n", dict::SEPARATOR);
                     }
@@ -138,7 +140,7 @@ impl Printer {
                 }
             }
             Format::Table => {
-                if let Some(r) = row(resp, o.time) {
+                if let Some(r) = row(resp, o.time, o.print_policies) {
                     emit.out = self.table.push(&r);
                 }
             }
