@@ -98,7 +98,9 @@ pub struct FilterArgs {
     /// TCP flags that must all be set, comma-separated: `SYN,ACK`.
     #[arg(long = "tcp-flags")]
     pub tcp_flags: Vec<String>,
-    /// Event type: trace, drop, policy-verdict, `trace:to-endpoint`, or a number.
+    /// Event type: trace, drop, policy-verdict, trace-sock, or a number;
+    /// `trace:to-endpoint` (an observation point) or `drop:133` (a reason's
+    /// number) matches one sub-type.
     #[arg(long = "type", short = 't')]
     pub event_type: Vec<String>,
     /// Node name or `*` glob.
@@ -343,9 +345,13 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         "trace-sock" | "sock" => 7,
         "l7" => 129,
         "agent" => 130,
-        n => n
-            .parse()
-            .map_err(|_| bad("type", v, "unknown event type"))?,
+        n => n.parse().map_err(|_| {
+            bad(
+                "type",
+                v,
+                "unknown event type (trace, drop, policy-verdict, trace-sock, capture, debug, l7, agent, or a number)",
+            )
+        })?,
     };
     let sub_type = match sub {
         None => None,
@@ -362,9 +368,20 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
             (4, "from-overlay") => 9,
             (4, "from-network") => 10,
             (4, "to-network") => 11,
-            (_, n) => n
-                .parse()
-                .map_err(|_| bad("type", v, "unknown event sub-type"))?,
+            (4, n) => n.parse().map_err(|_| {
+                bad(
+                    "type",
+                    v,
+                    "unknown observation point (to-endpoint, to-proxy, to-host, to-stack, to-overlay, to-network, from-endpoint, from-proxy, from-host, from-stack, from-overlay, from-network, or a number)",
+                )
+            })?,
+            (_, n) => n.parse().map_err(|_| {
+                bad(
+                    "type",
+                    v,
+                    "unknown event sub-type: only trace has named ones; give a number (for drop, its reason's, e.g. drop:133)",
+                )
+            })?,
         }),
     };
     Ok(EventTypeFilter {
@@ -1015,6 +1032,18 @@ mod tests {
             (
                 Box::new(|a: &mut FilterArgs| a.drop_reason_desc = vec!["oops".into()]),
                 "--drop-reason-desc \"oops\": unknown drop reason (POLICY_DENIED, POLICY_DENY, ...)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["trace:to-pod".into()]),
+                "--type \"trace:to-pod\": unknown observation point (to-endpoint, to-proxy, to-host, to-stack, to-overlay, to-network, from-endpoint, from-proxy, from-host, from-stack, from-overlay, from-network, or a number)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["drop:policy".into()]),
+                "--type \"drop:policy\": unknown event sub-type: only trace has named ones; give a number (for drop, its reason's, e.g. drop:133)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["dropped".into()]),
+                "--type \"dropped\": unknown event type (trace, drop, policy-verdict, trace-sock, capture, debug, l7, agent, or a number)",
             ),
             (
                 Box::new(|a: &mut FilterArgs| {
