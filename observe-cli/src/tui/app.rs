@@ -27,9 +27,10 @@ pub const GRAPH_WINDOW: Duration = Duration::from_secs(300);
 /// Connections the service map tracks at most (about 150 bytes each), so a
 /// flood of new connections cannot grow memory without bound.
 pub const GRAPH_MAX_CONNECTIONS: usize = 50_000;
-/// Flow uuids remembered to drop repeats after a reconnect. Only flows at the
-/// newest time shown come again, so a few thousand is plenty.
-pub const RECENT_IDS: usize = 4096;
+/// Flow uuids remembered at most to drop repeats after a reconnect (those of
+/// the last [`reconnect::REOPEN_MARGIN`]): 100,000 flows a second for 5 s,
+/// about 16 MB.
+pub const RECENT_IDS: usize = 500_000;
 
 /// What the keyboard is driving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,9 +185,17 @@ impl App {
     pub fn on_response(&mut self, resp: GetFlowsResponse) {
         match resp.response_types {
             Some(ResponseTypes::Flow(flow)) => {
+                let ns = |t: &prost_types::Timestamp| {
+                    i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+                };
+                let time = flow
+                    .time
+                    .as_ref()
+                    .map_or_else(|| stats::epoch_ns(SystemTime::now()), ns);
+                let newest = self.newest.as_ref().map_or(time, |n| ns(n).max(time));
                 // Only a reopened stream repeats flows; the first one is
                 // taken as the server sends it.
-                if !self.recent.insert(&flow.uuid) && self.reopened {
+                if !self.recent.insert(&flow.uuid, time, newest) && self.reopened {
                     return;
                 }
                 if let Some(t) = &flow.time
@@ -198,10 +207,6 @@ impl App {
                     self.newest = Some(*t);
                 }
                 self.stats.flows_seen += 1;
-                let time = flow.time.as_ref().map_or_else(
-                    || stats::epoch_ns(SystemTime::now()),
-                    |t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos),
-                );
                 self.stats.rate.flow_at(time);
                 self.stats.flow_from(&flow.node_name);
                 let pass = self.filter.applied.matches(&flow);
@@ -331,7 +336,8 @@ impl App {
         }
     }
 
-    /// The stream is gone: reopen it from the newest flow after the backoff,
+    /// The stream is gone: reopen it a margin before the newest flow (late
+    /// flows of a lagging node come then too) after the backoff,
     /// saying so, or show `end` when `source` cannot.
     fn on_lost(
         &mut self,
@@ -341,7 +347,7 @@ impl App {
         end: String,
     ) -> Link {
         self.dirty = true;
-        let Some(open) = source.reopen(self.newest) else {
+        let Some(open) = source.reopen(reconnect::reopen_from(self.newest)) else {
             self.stats.reconnecting = None;
             self.stats.stream_end = Some(end);
             return Link::Closed;

@@ -70,18 +70,30 @@ impl FlowSource for GetFlowsSource {
             return None;
         }
         let target = self.target.clone();
-        let mut req = self.request.clone();
-        if let Some(since) = since {
-            // Everything from there on, not `--last N` of it.
-            req.since = Some(since);
-            req.number = 0;
-            req.first = false;
-        }
+        let req = self.reopened(since);
         Some(Box::pin(async move {
             let (mut client, _) = target.observer().await?;
             let stream = target.get_flows(&mut client, req).await?;
             Ok(Box::pin(stream) as FlowStream)
         }))
+    }
+}
+
+impl GetFlowsSource {
+    /// The request that reopens the stream from `since`: everything from
+    /// there on, not `--last N` of it, and never before the `--since` asked
+    /// for.
+    fn reopened(&self, since: Option<Timestamp>) -> GetFlowsRequest {
+        let mut req = self.request.clone();
+        if let Some(since) = since {
+            let asked = req
+                .since
+                .filter(|a| (a.seconds, a.nanos) > (since.seconds, since.nanos));
+            req.since = Some(asked.unwrap_or(since));
+            req.number = 0;
+            req.first = false;
+        }
+        req
     }
 }
 
@@ -151,13 +163,22 @@ impl Default for Backoff {
     }
 }
 
-/// The uuids of the last `capacity` flows, so a flow sent again after a
-/// reconnect (from the newest time shown, inclusive) is dropped.
+/// How far before the newest flow shown a reopened stream starts. The relay
+/// sends flows in time order only within its reorder window: a node that
+/// lags under load has older flows still on the way, or still in its probe's
+/// buffer while the relay is down, and a stream reopened at the newest time
+/// would never show them.
+pub const REOPEN_MARGIN: Duration = Duration::from_secs(5);
+
+/// The uuids of the flows shown within [`REOPEN_MARGIN`] of the newest, so a
+/// flow sent again by a reopened stream is dropped; at most `capacity` of
+/// them (memory stays bounded at any rate; past it, a repeat may show twice).
 #[derive(Debug)]
 pub struct RecentIds {
     capacity: usize,
-    order: VecDeque<String>,
-    set: HashSet<String>,
+    /// (flow time in ns, uuid hash), in the order the flows came.
+    order: VecDeque<(i128, u64)>,
+    set: HashSet<u64>,
 }
 
 impl RecentIds {
@@ -169,23 +190,56 @@ impl RecentIds {
         }
     }
 
-    /// Records `uuid`; `false` when it was seen already. Flows without a uuid
-    /// cannot be told apart and always count as new.
-    pub fn insert(&mut self, uuid: &str) -> bool {
+    /// Records `uuid`, of a flow at `time_ns`, and forgets what came before
+    /// `newest_ns - REOPEN_MARGIN`; `false` when it was seen already. Flows
+    /// without a uuid cannot be told apart and always count as new.
+    pub fn insert(&mut self, uuid: &str, time_ns: i128, newest_ns: i128) -> bool {
         if uuid.is_empty() {
             return true;
         }
-        if !self.set.insert(uuid.to_string()) {
+        let id = id_of(uuid);
+        if !self.set.insert(id) {
             return false;
         }
-        self.order.push_back(uuid.to_string());
-        if self.order.len() > self.capacity
-            && let Some(old) = self.order.pop_front()
+        self.order.push_back((time_ns, id));
+        let horizon = newest_ns - REOPEN_MARGIN.as_nanos() as i128;
+        while let Some(&(t, old)) = self.order.front()
+            && (t < horizon || self.order.len() > self.capacity)
         {
+            self.order.pop_front();
             self.set.remove(&old);
         }
         true
     }
+
+    /// Uuids remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// A uuid as 64 bits: a few hundred thousand of them make a collision about
+/// one chance in a billion, and a tenth of the memory of the strings.
+fn id_of(uuid: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(uuid)
+}
+
+/// Where a stream lost after showing flows up to `newest` reopens:
+/// [`REOPEN_MARGIN`] before it.
+pub fn reopen_from(newest: Option<Timestamp>) -> Option<Timestamp> {
+    newest.map(|t| {
+        let ns = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+            - REOPEN_MARGIN.as_nanos() as i128;
+        Timestamp {
+            seconds: ns.div_euclid(1_000_000_000) as i64,
+            nanos: ns.rem_euclid(1_000_000_000) as i32,
+        }
+    })
 }
 
 /// Why the stream stopped, in a few plain words, from the error's text.
@@ -247,16 +301,53 @@ mod tests {
 
     #[test]
     fn recent_ids_drop_repeats_and_forget_the_oldest() {
-        let mut ids = RecentIds::new(2);
-        assert!(ids.insert("a"));
-        assert!(ids.insert("b"));
-        assert!(!ids.insert("a"));
-        assert!(ids.insert("c"));
-        // "a" fell out of the two kept; "b" and "c" are still known.
-        assert!(ids.insert("a"));
-        assert!(!ids.insert("c"));
-        assert!(ids.insert(""));
-        assert!(ids.insert(""));
+        const S: i128 = 1_000_000_000;
+        let mut ids = RecentIds::new(100);
+        assert!(ids.insert("a", 100 * S, 100 * S));
+        // A late flow, older than the newest, is kept while within the margin.
+        assert!(ids.insert("late", 96 * S, 100 * S));
+        assert!(ids.insert("b", 101 * S, 101 * S));
+        assert!(!ids.insert("a", 100 * S, 101 * S));
+        assert!(!ids.insert("late", 96 * S, 101 * S));
+        // At 106 s, what came before 101 s is forgotten, 101 s and later kept.
+        assert!(ids.insert("c", 106 * S, 106 * S));
+        assert_eq!(ids.len(), 2);
+        assert!(!ids.insert("b", 101 * S, 106 * S));
+        assert!(ids.insert("a", 100 * S, 106 * S));
+        assert!(ids.insert("", 0, 0));
+        assert!(ids.insert("", 0, 0));
+
+        // Past the capacity, the first in goes.
+        let mut few = RecentIds::new(2);
+        for id in ["x", "y", "z"] {
+            assert!(few.insert(id, S, S));
+        }
+        assert!(!few.insert("z", S, S));
+        assert!(few.insert("x", S, S));
+    }
+
+    #[test]
+    fn a_reopened_stream_starts_the_margin_before_the_newest_flow() {
+        let t = |seconds, nanos| Timestamp { seconds, nanos };
+        assert_eq!(reopen_from(Some(t(100, 250))), Some(t(95, 250)));
+        assert_eq!(reopen_from(None), None);
+        // Not before the --since asked for; and all of it, not --last N.
+        let target = crate::connect::ConnectArgs::server("127.0.0.1:1")
+            .target(&[])
+            .unwrap();
+        let mut source = GetFlowsSource {
+            target,
+            request: GetFlowsRequest {
+                since: Some(t(97, 0)),
+                number: 20,
+                ..Default::default()
+            },
+        };
+        let req = source.reopened(reopen_from(Some(t(100, 250))));
+        assert_eq!((req.since, req.number), (Some(t(97, 0)), 0));
+        source.request.since = None;
+        let req = source.reopened(reopen_from(Some(t(100, 250))));
+        assert_eq!(req.since, Some(t(95, 250)));
     }
 
     #[test]
