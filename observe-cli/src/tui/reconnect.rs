@@ -332,17 +332,11 @@ mod tests {
         assert_eq!(reopen_from(Some(t(100, 250))), Some(t(95, 250)));
         assert_eq!(reopen_from(None), None);
         // Not before the --since asked for; and all of it, not --last N.
-        let target = crate::connect::ConnectArgs::server("127.0.0.1:1")
-            .target(&[])
-            .unwrap();
-        let mut source = GetFlowsSource {
-            target,
-            request: GetFlowsRequest {
-                since: Some(t(97, 0)),
-                number: 20,
-                ..Default::default()
-            },
-        };
+        let mut source = source_of(GetFlowsRequest {
+            since: Some(t(97, 0)),
+            number: 20,
+            ..Default::default()
+        });
         let req = source.reopened(reopen_from(Some(t(100, 250))));
         assert_eq!((req.since, req.number), (Some(t(97, 0)), 0));
         source.request.since = None;
@@ -394,21 +388,23 @@ mod tests {
         assert!(source.target.is_tls());
     }
 
-    #[test]
-    fn past_until_there_is_nothing_to_reopen() {
+    /// A source of `request` on an address nothing answers.
+    fn source_of(request: GetFlowsRequest) -> GetFlowsSource {
         let target = crate::connect::ConnectArgs::server("127.0.0.1:1")
             .target(&[])
             .unwrap();
-        let mut source = GetFlowsSource {
-            target,
-            request: GetFlowsRequest {
-                until: Some(Timestamp {
-                    seconds: 1,
-                    nanos: 0,
-                }),
-                ..Default::default()
-            },
-        };
+        GetFlowsSource { target, request }
+    }
+
+    #[test]
+    fn past_until_there_is_nothing_to_reopen() {
+        let mut source = source_of(GetFlowsRequest {
+            until: Some(Timestamp {
+                seconds: 1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        });
         assert!(source.reopen(None).is_none());
         source.request.until = None;
         assert!(source.reopen(None).is_some());
