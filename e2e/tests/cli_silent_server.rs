@@ -69,7 +69,14 @@ fn the_request_timeout_flag_sets_the_calls_deadline() {
     let server = silent_server();
     assert_eq!(
         observe(&["status", "--request-timeout", "1500ms"], server),
-        (Some(1), String::new(), no_answer(server, "1.5s"))
+        (
+            Some(1),
+            String::new(),
+            no_answer(
+                server,
+                "1.5s (--request-timeout; the default is 30s, and a busy server may need more)"
+            )
+        )
     );
     // --timeout bounds the TLS handshake too, not only the TCP connect.
     let (code, _, err) = observe(

@@ -131,6 +131,8 @@ pub struct Target {
     /// `--timeout` as given: it bounds the TLS handshake too.
     handshake_timeout: Option<Duration>,
     call_timeout: Duration,
+    /// `--request-timeout` was given (an error then names it).
+    call_timeout_given: bool,
 }
 
 impl ConnectArgs {
@@ -200,6 +202,7 @@ impl ConnectArgs {
             connect_timeout: self.timeout.unwrap_or(CONNECT_TIMEOUT),
             handshake_timeout: self.timeout,
             call_timeout: self.request_timeout.unwrap_or(CALL_TIMEOUT),
+            call_timeout_given: self.request_timeout.is_some(),
         })
     }
 }
@@ -346,10 +349,10 @@ impl Target {
     /// `None` for any other failure.
     pub fn silence_error(&self, s: &tonic::Status) -> Option<anyhow::Error> {
         let chain = explain::chain(s);
-        let waited = if chain.contains("keep-alive timed out") {
-            PING_INTERVAL + PING_TIMEOUT
+        let (waited, flag) = if chain.contains("keep-alive timed out") {
+            (PING_INTERVAL + PING_TIMEOUT, false)
         } else if s.code() == tonic::Code::Cancelled && chain.contains("Timeout expired") {
-            self.call_timeout
+            (self.call_timeout, self.call_timeout_given)
         } else {
             return None;
         };
@@ -357,8 +360,16 @@ impl Target {
             [(address, _)] => address.as_str(),
             _ => "the server",
         };
+        // A deadline of the user's own may be too short for a healthy server.
+        let given = if flag {
+            format!(
+                " (--request-timeout; the default is {CALL_TIMEOUT:?}, and a busy server may need more)"
+            )
+        } else {
+            String::new()
+        };
         Some(anyhow::anyhow!(
-            "no answer from {who} within {waited:?}: it accepted the connection but answered nothing (is it an observe relay or flow-probe, and is it running?)"
+            "no answer from {who} within {waited:?}{given}: it accepted the connection but answered nothing (is it an observe relay or flow-probe, and is it running?)"
         ))
     }
 
