@@ -275,7 +275,7 @@ fn collect(tables: &FlowTables, gc: GcConfig, phase: &AtomicU8) -> Collected {
             continue;
         }
         let start = Instant::now();
-        done.forgotten += tables::collect(tables, &mut collector).0;
+        done.forgotten += tables::collect(tables, &mut collector).forgotten;
         done.runs += 1;
         done.took += start.elapsed();
         next = start + gc.interval;

@@ -362,12 +362,26 @@ fn garbage_collection_forgets_closed_connections_and_keeps_open_ones() {
         close_grace: Duration::ZERO,
         ..GcConfig::default()
     });
-    let (forgotten, deleted) = tables::collect(&s.tables, &mut collector);
+    let collected = tables::collect(&s.tables, &mut collector);
     assert_eq!(
-        (forgotten, deleted),
+        (collected.forgotten, collected.deleted),
         (1, 2),
         "the closed connection, at both veths"
     );
+    // Their counters as last read, for the connection's last report.
+    let ended_at: Vec<bool> = collected
+        .ended
+        .iter()
+        .map(|(k, st)| {
+            let here = s
+                .probe
+                .attached
+                .iter()
+                .any(|i| is_conn(k, &s.lab, closed_port, PORT + 1, i.ifindex));
+            here && st.packets[0] + st.packets[1] > 2
+        })
+        .collect();
+    assert_eq!(ended_at, [true, true], "{:?}", collected.ended);
     assert_eq!(state(&s), ((1, 2), (0, 0)));
     // The open connection still passes on its tracking.
     assert_eq!(open.send(100), 200);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use e2e::in_process::{enricher_for, watched_netns};
 use flow_probe::enrich::Enricher;
+use flow_probe::kernel::config::GcConfig;
 use flow_probe::kernel::features::KernelFeatures;
 use flow_probe::kernel::loader::{LoadedProbe, ProbeConfig};
 use flow_probe::kernel::sysfs;
@@ -397,6 +398,49 @@ async fn aggregation_levels_and_periodic_reports() {
         counts.len() >= 3 && counts.windows(2).all(|w| w[1] > w[0]) && counts.last() <= Some(&20),
         "{counts:?}"
     );
+}
+
+/// A UDP stream has no FIN and, without periodic reports, no event after its
+/// first packet: when the garbage collection deletes it (idle), its last
+/// report carries the whole of it, or its volume would stop at one packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_udp_stream_is_told_whole_when_it_is_collected() {
+    let lab = lab("udp-end");
+    let cfg = ProbeConfig {
+        netns: Some(lab.node_netns("node1").unwrap().to_string()),
+        gc: GcConfig {
+            interval: Duration::from_millis(200),
+            other_idle: Duration::from_secs(1),
+            ..GcConfig::default()
+        },
+        ..ProbeConfig::default()
+    };
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let enricher = enricher_for(&probe, &lab);
+    let store = Arc::new(FlowStore::new(10_000));
+    let netns = lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sport = u32::from(
+        std::thread::spawn(move || trickle(netns, dst, 12, Duration::from_millis(10)))
+            .join()
+            .unwrap(),
+    );
+    let stream = |f: &&Flow| leaving_a(f) && udp_ports(f) == Some((sport, 7777));
+    read_until(&mut probe, enricher, &store, |seen| {
+        flows_of(seen).filter(stream).count() >= 2
+    })
+    .await;
+    let responses = stored_responses(&store);
+    let told: Vec<(u64, u64, bool)> = flows_of(&responses)
+        .filter(stream)
+        .map(|f| {
+            let v = f.volume.unwrap();
+            (v.fwd_packets, v.rev_packets, f.is_reply == Some(false))
+        })
+        .collect();
+    // The first packet's event, then the end: 12 datagrams, none back.
+    assert_eq!(told, [(1, 0, true), (12, 0, true)]);
 }
 
 /// ICMP messages other than echo have no ports, so all of them between two

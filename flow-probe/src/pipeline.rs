@@ -164,7 +164,8 @@ pub async fn run(
     let report_every = probe.config.report_interval;
     let mut reporter = Reporter::new();
     let collector = Arc::new(std::sync::Mutex::new(Collector::new(probe.config.gc)));
-    let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
+    let emitted = probe.config.emit_tcp_flags;
+    let mut collecting: Option<tokio::task::JoinHandle<tables::Collected>> = None;
     // A timer that never fires stands in for reports that are off.
     let mut report_timer = tokio::time::interval(if report_every.is_zero() {
         Duration::from_secs(86_400)
@@ -206,14 +207,19 @@ pub async fn run(
             }
             _ = gc_timer.tick(), if tables.is_some() => {
                 // One collection at a time; a tick during one is skipped.
-                let idle = collecting.as_ref().is_none_or(tokio::task::JoinHandle::is_finished);
-                if let (Some(t), true) = (&tables, idle) {
+                if let (Some(t), None) = (&tables, &collecting) {
                     let (t, c) = (t.clone(), collector.clone());
                     collecting = Some(tokio::task::spawn_blocking(move || {
                         let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                        tables::collect(&t, &mut c);
+                        tables::collect(&t, &mut c)
                     }));
                 }
+            }
+            done = async { collecting.as_mut().expect("guarded").await }, if collecting.is_some() => {
+                collecting = None;
+                // Events first, as for periodic reports.
+                drain(ring.get_mut(), &mut pipeline);
+                tell_ended(done, &mut reporter, emitted, &mut pipeline);
             }
             () = &mut shutdown => break,
         }
@@ -221,9 +227,28 @@ pub async fn run(
     drain(ring.get_mut(), &mut pipeline);
     report_lost(stats, &pipeline, lost_seen)?;
     if let Some(c) = collecting {
-        let _ = c.await; // its deletes finish before the probe goes
+        // Its deletes finish before the probe goes, and are told.
+        tell_ended(c.await, &mut reporter, emitted, &mut pipeline);
     }
     Ok(pipeline)
+}
+
+/// Puts the last reports of the connections a collection deleted into the
+/// stream.
+fn tell_ended(
+    done: Result<tables::Collected, tokio::task::JoinError>,
+    reporter: &mut Reporter,
+    emitted: u8,
+    pipeline: &mut Pipeline,
+) {
+    match done {
+        Ok(c) => {
+            for ev in reporter.ended(&c.ended, emitted, tables::ktime_ns()) {
+                pipeline.ingest_event(&Event::Flow(ev));
+            }
+        }
+        Err(e) => log::warn!("connection tracking: the collection failed: {e}"),
+    }
 }
 
 /// Ingests every record in the ring.

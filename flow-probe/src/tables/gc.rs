@@ -50,8 +50,20 @@ pub struct Collector {
 }
 
 fn closed(st: &FlowStats) -> bool {
+    closed_by(st).is_some()
+}
+
+/// The flag that closed a TCP connection: RST (from either side), or FIN
+/// (from each side); `None` while it is open (or not TCP).
+pub fn closed_by(st: &FlowStats) -> Option<u8> {
     let both = st.flags[0] | st.flags[1];
-    both & tcp_flag::RST != 0 || st.flags[0] & st.flags[1] & tcp_flag::FIN != 0
+    if both & tcp_flag::RST != 0 {
+        Some(tcp_flag::RST)
+    } else if st.flags[0] & st.flags[1] & tcp_flag::FIN != 0 {
+        Some(tcp_flag::FIN)
+    } else {
+        None
+    }
 }
 
 impl Collector {

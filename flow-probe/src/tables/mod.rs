@@ -1,6 +1,7 @@
 //! What flow-probe does with the kernel's flow tables besides the events:
-//! periodic reports of live flows ([`report`]) and the garbage collection of
-//! connection tracking ([`gc`]). Both read the tables in batches through
+//! periodic reports of live flows ([`report`]), the garbage collection of
+//! connection tracking ([`gc`]) and a last report of each connection it
+//! deletes ([`Reporter::ended`]). The first two read the tables in batches through
 //! [`crate::kernel::flow_tables`]; the pipeline runs [`report`] and
 //! [`collect`] on their timers.
 
@@ -10,11 +11,14 @@ pub mod report;
 pub use gc::Collector;
 pub use report::Reporter;
 
-use crate::kernel::events::FlowEvent;
-use crate::kernel::flow_tables::FlowTables;
+use std::collections::HashSet;
+
+use crate::kernel::events::{FlowEvent, FlowStats};
+use crate::kernel::flow_tables::{FlowTables, TableKey};
+use crate::metrics::key::BuildKeyHasher;
 
 /// Kernel time now: the clock of `bpf_ktime_get_ns()`.
-fn ktime_ns() -> u64 {
+pub fn ktime_ns() -> u64 {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
@@ -30,15 +34,27 @@ pub fn report(tables: &FlowTables, reporter: &mut Reporter) -> Vec<FlowEvent> {
     }
 }
 
+/// What one collection did.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Connections forgotten in connection tracking.
+    pub forgotten: usize,
+    /// Counters deleted from the flow tables.
+    pub deleted: usize,
+    /// The deleted counters as last read: what [`Reporter::ended`] tells of
+    /// the connections' ends.
+    pub ended: Vec<(TableKey, FlowStats)>,
+}
+
 /// Reads the flow tables and connection tracking, and deletes what is closed
-/// or idle; returns (connections forgotten, counters deleted).
-pub fn collect(tables: &FlowTables, collector: &mut Collector) -> (usize, usize) {
+/// or idle.
+pub fn collect(tables: &FlowTables, collector: &mut Collector) -> Collected {
     let read = tables.flows().and_then(|f| Ok((f, tables.tracked()?)));
     let (flows, tracked) = match read {
         Ok(r) => r,
         Err(e) => {
             log::warn!("connection tracking: reading the tables: {e}");
-            return (0, 0);
+            return Collected::default();
         }
     };
     let sweep = collector.sweep(&flows, &tracked, std::time::Instant::now());
@@ -47,19 +63,26 @@ pub fn collect(tables: &FlowTables, collector: &mut Collector) -> (usize, usize)
         .delete_flows(&sweep.flows)
         .and_then(|f| Ok((tables.delete_tracked(&sweep.tracked)?, f)));
     match deleted {
-        Ok(done) => {
-            if done != (0, 0) {
+        Ok((forgotten, deleted)) => {
+            if (forgotten, deleted) != (0, 0) {
                 log::debug!(
-                    "connection tracking: forgot {} connections, {} counters",
-                    done.0,
-                    done.1
+                    "connection tracking: forgot {forgotten} connections, {deleted} counters"
                 );
             }
-            done
+            let gone: HashSet<&TableKey, BuildKeyHasher> = sweep.flows.iter().collect();
+            let ended = flows
+                .into_iter()
+                .filter(|(k, _)| gone.contains(k))
+                .collect();
+            Collected {
+                forgotten,
+                deleted,
+                ended,
+            }
         }
         Err(e) => {
             log::warn!("connection tracking: deleting: {e}");
-            (0, 0)
+            Collected::default()
         }
     }
 }

@@ -59,6 +59,35 @@ impl Reporter {
     }
 }
 
+impl Reporter {
+    /// The last reports of connections the garbage collection deleted
+    /// (`ended`, their counters as last read), at kernel time `ktime_ns`:
+    /// what their events and reports did not tell yet. Without it a UDP
+    /// stream's volume would stop at its first packet, as nothing else
+    /// follows it. A TCP connection closed by a flag in `emitted` (the
+    /// probe's `emit_tcp_flags`) told its counts in that event.
+    pub fn ended(
+        &mut self,
+        ended: &[(TableKey, FlowStats)],
+        emitted: u8,
+        ktime_ns: u64,
+    ) -> Vec<FlowEvent> {
+        let mut out = Vec::new();
+        for (key, st) in ended {
+            let told = self
+                .last
+                .remove(key)
+                .unwrap_or(st.packets.map(|p| p.min(1)));
+            let closed_told = key.proto() == 6
+                && super::gc::closed_by(st).is_some_and(|flag| emitted & flag != 0);
+            if st.packets != told && !closed_told && !key_is_icmp_not_echo(key) {
+                out.push(report_event(key, st, ktime_ns));
+            }
+        }
+        out
+    }
+}
+
 /// ICMP messages other than echo: no ports (an echo's are its identifier).
 fn key_is_icmp_not_echo(key: &TableKey) -> bool {
     matches!(key.proto(), 1 | 58) && key.port(0) == 0
@@ -205,5 +234,46 @@ mod tests {
         // Seen first with more than that: reported at once.
         let mut r = Reporter::new();
         assert_eq!(r.reports(&[(conn(), stats(4, 2))], 1).len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_connection_tells_what_its_events_did_not() {
+        const FIN: u8 = 0x01;
+        const SYN: u8 = 0x02;
+        let udp = match conn() {
+            TableKey::V4(k) => TableKey::V4(Flow4Key { proto: 17, ..k }),
+            TableKey::V6(_) => unreachable!(),
+        };
+        let mut udp_stream = stats(300, 300);
+        udp_stream.flags = [0, 0];
+        let mut one_each = stats(1, 1);
+        one_each.flags = [0, 0];
+        let mut r = Reporter::new();
+        // A UDP stream of 300 datagrams each way: its first packets were
+        // events, the rest nothing until now.
+        let ended = r.ended(&[(udp, udp_stream), (udp, one_each)], FIN | SYN, 7);
+        assert_eq!(
+            ended
+                .iter()
+                .map(|e| (e.packets, e.rev_packets, e.bytes, e.reason, e.ktime_ns))
+                .collect::<Vec<_>>(),
+            [(300, 300, 3000, reason::REPORT, 7)]
+        );
+        // TCP closed by FIN from each side: its FINs were events, with their
+        // counts, unless FIN is not emitted.
+        let mut fin = stats(6, 5);
+        fin.flags = [0x11, 0x11];
+        assert_eq!(r.ended(&[(conn(), fin)], FIN | SYN, 8), []);
+        assert_eq!(r.ended(&[(conn(), fin)], SYN, 8).len(), 1);
+        // Periodic reports told 3 packets: nothing more at the end, unless
+        // more came.
+        assert_eq!(r.reports(&[(conn(), stats(3, 1))], 9).len(), 1);
+        assert_eq!(r.ended(&[(conn(), stats(3, 1))], FIN | SYN, 10), []);
+        assert_eq!(
+            r.reports(&[(conn(), stats(3, 1))], 11).len(),
+            1,
+            "forgotten"
+        );
+        assert_eq!(r.ended(&[(conn(), stats(5, 1))], FIN | SYN, 12).len(), 1);
     }
 }
