@@ -217,6 +217,13 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     };
     let relay = observe(&["lab", "restart", "relay", "--state-dir", state]);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
+    // The earlier relay's log stays, as the probes' do: both starts are in it.
+    let relay_log = std::fs::read_to_string(dir.join("relay.log")).unwrap();
+    assert_eq!(
+        relay_log.matches("serving observer.Observer on ").count(),
+        2,
+        "{relay_log}"
+    );
     assert_eq!(watch.join().unwrap(), 0, "polls that found no relay.addr");
     assert!(
         text(&relay).starts_with("restarted the relay on 127.0.0.1:4245 (pid "),

@@ -225,7 +225,7 @@ pub fn start_relay(
     let log = lab.state_dir().join("relay.log");
     let _ = std::fs::remove_file(&ready);
     let _ = std::fs::remove_file(&metrics_ready);
-    let log_file = crate::owner_only::open_file(&log, false)?;
+    let log_file = crate::owner_only::open_file(&log, true)?;
     let mut cmd = Command::new(&binary);
     for p in probes {
         cmd.arg("--peer").arg(p.addr.to_string());
