@@ -141,6 +141,15 @@ pub fn hint(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<St
         if !broken_connection(e) {
             return None;
         }
+        // Reset while the TCP connection was being made (hyper's words for
+        // that stage): no TLS had begun, and no request was read. A server
+        // that is stopping resets the connections it had not accepted yet.
+        if chain(e).contains("tcp connect error") {
+            return Some(
+                "the server reset the connection before it was made: is it stopping or restarting? Try again"
+                    .to_string(),
+            );
+        }
         // A TLS server closes a plaintext connection at once, and an mTLS
         // server one without an acceptable client certificate right after
         // the handshake (whether its alert reaches the caller is timing).

@@ -499,3 +499,26 @@ fn bad_files_are_named_before_anything_listens() {
     );
     assert!(server::builder(Some(&mtls(&s.ours))).is_ok());
 }
+
+/// A reset while the TCP connection is made (a relay stopping for a
+/// restart): no TLS had begun, so no certificate is to blame.
+#[test]
+fn a_reset_during_the_tcp_connect_blames_no_certificate() {
+    #[derive(Debug)]
+    struct ConnectError(std::io::Error);
+    impl std::fmt::Display for ConnectError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("tcp connect error")
+        }
+    }
+    impl std::error::Error for ConnectError {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    let reset = ConnectError(std::io::ErrorKind::ConnectionReset.into());
+    let want = "the server reset the connection before it was made: is it stopping or restarting? Try again";
+    for tls in [true, false] {
+        assert_eq!(explain::hint(&reset, tls, &FLAGS).as_deref(), Some(want));
+    }
+}
