@@ -447,6 +447,10 @@ async fn the_time_limit_stops_a_streaming_query() {
             Ok(mut running) => running.next().await.unwrap().unwrap_err(),
         };
         assert_eq!(err, SqlError::Timeout(Duration::from_millis(300)));
+        assert_eq!(
+            err.to_string(),
+            "the query took longer than its time limit of 300ms (--sql-timeout)"
+        );
         wait_running(&e, 0).await;
     }
     // Stopped, not only abandoned: their threads answer the next query (a

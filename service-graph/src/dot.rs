@@ -59,8 +59,12 @@ impl ServiceGraph {
             let _ = writeln!(out, "    {} [{}];", quote(&n.id), node_attrs(n));
         }
         for e in self.edges() {
+            // Red where something was dropped; orange where policy only
+            // audited (it would have been dropped), for a policy review.
             let colour = if e.edge.verdicts.dropped > 0 {
                 ", color=red, fontcolor=red"
+            } else if e.edge.verdicts.audit > 0 {
+                ", color=darkorange, fontcolor=darkorange"
             } else {
                 ""
             };
@@ -102,6 +106,20 @@ mod tests {
     fn dot_of_the_scripted_traffic() {
         let g = GraphBuilder::build(&fixtures::flows());
         assert_eq!(g.to_dot(), EXPECTED);
+    }
+
+    #[test]
+    fn an_audited_edge_is_orange() {
+        let mut flows = fixtures::flows();
+        let probe = flows.last_mut().unwrap();
+        probe.verdict = observer_proto::flow::Verdict::Audit as i32;
+        let dot = GraphBuilder::build(&flows).to_dot();
+        assert!(
+            dot.contains(
+                "\"host\" -> \"default/api\" [label=\"TCP/8080\\n1 flow, 60 B\\n1 audit (would be denied)\\nvia to-endpoint (1)\", color=darkorange, fontcolor=darkorange];"
+            ),
+            "{dot}"
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ impl ServiceGraph {
             ids.insert(n.id.as_str(), format!("n{i}"));
             let _ = writeln!(out, "    n{i}{}", node_shape(n));
         }
-        let mut red = Vec::new();
+        let (mut red, mut orange) = (Vec::new(), Vec::new());
         for (i, e) in self.edges().into_iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -64,12 +64,22 @@ impl ServiceGraph {
                 label(&labels::drawn_lines(e.edge)),
                 ids[e.target.id.as_str()]
             );
+            // Red where something was dropped; orange where policy only
+            // audited (it would have been dropped).
             if e.edge.verdicts.dropped > 0 {
                 red.push(i.to_string());
+            } else if e.edge.verdicts.audit > 0 {
+                orange.push(i.to_string());
             }
         }
-        if !red.is_empty() {
-            let _ = writeln!(out, "    linkStyle {} stroke:red,color:red", red.join(","));
+        for (links, colour) in [(red, "red"), (orange, "darkorange")] {
+            if !links.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    linkStyle {} stroke:{colour},color:{colour}",
+                    links.join(",")
+                );
+            }
         }
         out
     }
@@ -98,6 +108,20 @@ mod tests {
     n2 -->|"TCP/8080<br/>1 flow, 60 B<br/>via to-endpoint (1)"| n0
     linkStyle 2 stroke:red,color:red
 "#
+        );
+    }
+
+    #[test]
+    fn an_audited_edge_is_orange() {
+        let mut flows = fixtures::flows();
+        let probe = flows.last_mut().unwrap();
+        probe.verdict = observer_proto::flow::Verdict::Audit as i32;
+        let text = GraphBuilder::build(&flows).to_mermaid();
+        assert!(
+            text.ends_with(
+                "    linkStyle 2 stroke:red,color:red\n    linkStyle 3 stroke:darkorange,color:darkorange\n"
+            ),
+            "{text}"
         );
     }
 

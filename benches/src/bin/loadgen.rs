@@ -78,11 +78,17 @@ fn client_cmd(f: &HashMap<String, String>) -> Result<()> {
     Ok(())
 }
 
+const USAGE: &str = "usage: loadgen run|server|client|proxy|cleanup [--flag value ...]";
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first() else {
-        bail!("usage: loadgen run|server|client|proxy|cleanup [--flag value ...]");
+        bail!(USAGE);
     };
+    if matches!(cmd.as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}\n(benches/run-latency.sh runs it; see benches/README.md)");
+        return Ok(());
+    }
     let f = flags(&args[1..])?;
     match cmd.as_str() {
         "server" => server::serve(f.get("listen").context("--listen")?.parse()?),

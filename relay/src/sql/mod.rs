@@ -135,7 +135,7 @@ pub enum SqlError {
     )]
     MemoryTotal { limit: usize, detail: String },
     /// Over the time limit.
-    #[error("the query took longer than its time limit of {0:?}")]
+    #[error("the query took longer than its time limit of {0:?} (--sql-timeout)")]
     Timeout(Duration),
     /// All places taken for longer than the queue wait.
     #[error(
