@@ -118,11 +118,12 @@ async fn graph_of_the_default_scenario() {
     // Each connection: its SYN and its FIN at from-endpoint and again at
     // api's ingress (the SYN judged by policy; the datapath reports a
     // connection's first packet and its SYN/FIN/RST, not every packet), plus
-    // one TRANSLATED socket event per VIP connection.
+    // one TRANSLATED socket event per VIP connection. A verdict counts once
+    // per packet, where it arrived: 8 forwarded.
     assert_eq!(fa["mainstat"], 18, "{fa}");
     assert_eq!(
         fa["verdicts"],
-        json!({"forwarded": 16, "dropped": 0, "audit": 0, "other": 2})
+        json!({"forwarded": 8, "dropped": 0, "audit": 0, "other": 2})
     );
     assert_eq!(fa["drops"], json!({}));
     assert_eq!(
@@ -141,7 +142,7 @@ async fn graph_of_the_default_scenario() {
     assert_eq!(strings(&ad["ports"]), ["TCP/5432"]);
     assert_eq!(
         ad["verdicts"],
-        json!({"forwarded": 4, "dropped": 0, "audit": 0, "other": 0})
+        json!({"forwarded": 2, "dropped": 0, "audit": 0, "other": 0})
     );
 
     // client -> api: default deny; the SYN is dropped at api's ingress.
@@ -151,7 +152,7 @@ async fn graph_of_the_default_scenario() {
     assert_eq!(ca["drops"], json!({"POLICY_DENIED": 1}));
     assert_eq!(
         ca["verdicts"],
-        json!({"forwarded": 1, "dropped": 1, "audit": 0, "other": 0})
+        json!({"forwarded": 0, "dropped": 1, "audit": 0, "other": 0})
     );
 
     // client -> db: the explicit deny.
@@ -160,7 +161,7 @@ async fn graph_of_the_default_scenario() {
     assert_eq!(cd["drops"], json!({"POLICY_DENY": 1}));
     assert_eq!(
         cd["verdicts"],
-        json!({"forwarded": 1, "dropped": 1, "audit": 0, "other": 0})
+        json!({"forwarded": 0, "dropped": 1, "audit": 0, "other": 0})
     );
 
     // client -> frontend: audited ping (both families) and SYN to 9999.
@@ -170,7 +171,7 @@ async fn graph_of_the_default_scenario() {
     assert_eq!(cf["drops"], json!({}));
     assert_eq!(
         cf["verdicts"],
-        json!({"forwarded": 3, "dropped": 0, "audit": 3, "other": 0})
+        json!({"forwarded": 0, "dropped": 0, "audit": 3, "other": 0})
     );
 
     // DOT renders with Graphviz.

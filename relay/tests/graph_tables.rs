@@ -45,8 +45,8 @@ async fn edges_and_nodes_of_the_scripted_flows_row_by_row() {
 +-----------------------------------------+----------+---------------+-------+---------+-----+---------+--------------------+----------------------+--------------------------------------+
 | id                                      | mainstat | secondarystat | conns | packets | fwd | dropped | detail__ports      | detail__drop_reasons | detail__hops                         |
 +-----------------------------------------+----------+---------------+-------+---------+-----+---------+--------------------+----------------------+--------------------------------------+
-| default/frontend->default/api           | 8        | 2180          | 2     | 10      | 8   | 0       | TCP/8080, TCP/9999 |                      | from-endpoint (4) -> to-endpoint (4) |
-| default/frontend->kube-system/coredns-1 | 2        | 160           | 1     | 2       | 2   | 0       | UDP/53             |                      | from-endpoint (1) -> to-endpoint (1) |
+| default/frontend->default/api           | 8        | 2180          | 2     | 10      | 4   | 0       | TCP/8080, TCP/9999 |                      | from-endpoint (4) -> to-endpoint (4) |
+| default/frontend->kube-system/coredns-1 | 2        | 160           | 1     | 2       | 1   | 0       | UDP/53             |                      | from-endpoint (1) -> to-endpoint (1) |
 | default/frontend->world                 | 2        | 120           | 2     | 2       | 1   | 1       | TCP/25, TCP/443    | POLICY_DENIED (1)    | from-endpoint (1) -> drop (1)        |
 | host->default/api                       | 1        | 60            | 1     | 1       | 1   | 0       | TCP/8080           |                      | to-endpoint (1)                      |
 +-----------------------------------------+----------+---------------+-------+---------+-----+---------+--------------------+----------------------+--------------------------------------+");
@@ -113,7 +113,7 @@ async fn the_time_condition_chooses_the_flows_the_graph_is_built_from() {
 +-------------------------------+----------+---------------+-------+---------+-----+---------+---------------+----------------------+--------------------------------------+
 | id                            | mainstat | secondarystat | conns | packets | fwd | dropped | detail__ports | detail__drop_reasons | detail__hops                         |
 +-------------------------------+----------+---------------+-------+---------+-----+---------+---------------+----------------------+--------------------------------------+
-| default/frontend->default/api | 6        | 2080          | 1     | 8       | 6   | 0       | TCP/8080      |                      | from-endpoint (3) -> to-endpoint (3) |
+| default/frontend->default/api | 6        | 2080          | 1     | 8       | 3   | 0       | TCP/8080      |                      | from-endpoint (3) -> to-endpoint (3) |
 +-------------------------------+----------+---------------+-------+---------+-----+---------+---------------+----------------------+--------------------------------------+");
     // From the world connection on: world and the host probe.
     let late = table(

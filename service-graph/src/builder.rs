@@ -63,6 +63,11 @@ struct Conn {
     /// The part of `max` already added to the edge.
     counted: (u64, u64),
     last_seen_ns: i128,
+    /// Request packets seen leaving their pod whose arrival (or drop) was
+    /// not seen yet, and the other way round: the two sightings of one
+    /// packet pair up, so its verdict counts once ([`count_verdict`]).
+    unpaired_sources: u64,
+    unpaired_destinations: u64,
 }
 
 /// Builds a [`ServiceGraph`] from flows, optionally over a sliding window.
@@ -186,6 +191,7 @@ impl GraphBuilder {
         }
         let reply = flow.is_reply == Some(true) || is_reverse_translation(flow);
         let edge = (!reply).then(|| self.count_request(flow, t));
+        let mut verdict_counted = false;
         // A socket translation names the service port, not the connection's
         // 5-tuple: it counts on the edge, not as a connection of its own.
         let sock = flow
@@ -234,6 +240,13 @@ impl GraphBuilder {
                 w.last_seen_ns = w.last_seen_ns.max(t);
                 conn.counted = conn.max;
             }
+            if let Some(w) = edge.and_then(|e| self.graph.edge_mut(e)) {
+                count_verdict(w, Some(conn), flow);
+                verdict_counted = true;
+            }
+        }
+        if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), verdict_counted) {
+            count_verdict(w, None, flow);
         }
         if let Some(w) = self.window_ns
             && self.latest_ns >= self.next_prune_ns
@@ -309,10 +322,66 @@ impl GraphBuilder {
     }
 }
 
-/// Adds one request-direction flow to an edge's counters.
+/// Adds one request-direction flow to an edge's counters (its verdict
+/// apart: [`count_verdict`]).
 fn count_flow(w: &mut Edge, flow: &Flow, t: i128) {
     w.flows += 1;
     w.last_seen_ns = w.last_seen_ns.max(t);
+    w.ports.insert(port_label(flow));
+    if let Some(k) = HopKey::of(flow) {
+        w.hops.record(k, t);
+    }
+}
+
+/// Where a request flow saw its packet: leaving its pod, or where it was
+/// delivered or judged (arriving at its pod, a drop, a policy verdict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sighting {
+    Source,
+    Destination,
+    Other,
+}
+
+fn sighting(flow: &Flow) -> Sighting {
+    use observer_proto::flow::TraceObservationPoint as P;
+    let point = P::try_from(flow.trace_observation_point);
+    match flow.event_type.as_ref().map(|e| e.r#type) {
+        Some(4) if point == Ok(P::FromEndpoint) => Sighting::Source,
+        Some(4) if point == Ok(P::ToEndpoint) => Sighting::Destination,
+        Some(1 | 5) => Sighting::Destination,
+        _ => Sighting::Other,
+    }
+}
+
+/// Counts a request flow's verdict once per packet, at the packet's last
+/// sighting: a packet seen leaving its pod and then arriving (or dropped)
+/// counts there, not also as forwarded where it left, so a path policy
+/// denies reads all dropped, not half forwarded. The two sightings pair up
+/// within the connection (`conn`), in whichever order they come (they may
+/// come from two nodes); a packet seen only leaving (to the world, or to a
+/// node not observed) counts where it left.
+fn count_verdict(w: &mut Edge, conn: Option<&mut Conn>, flow: &Flow) {
+    let forwarded = flow.verdict == Verdict::Forwarded as i32;
+    match (sighting(flow), conn) {
+        (Sighting::Source, Some(c)) if forwarded => {
+            if c.unpaired_destinations > 0 {
+                // Its arrival, or its drop, was counted already.
+                c.unpaired_destinations -= 1;
+                return;
+            }
+            c.unpaired_sources += 1;
+        }
+        (Sighting::Destination, Some(c)) => {
+            if c.unpaired_sources > 0 {
+                // It left its pod, counted forwarded there: it ends here.
+                c.unpaired_sources -= 1;
+                w.verdicts.forwarded = w.verdicts.forwarded.saturating_sub(1);
+            } else {
+                c.unpaired_destinations += 1;
+            }
+        }
+        _ => {}
+    }
     match Verdict::try_from(flow.verdict) {
         Ok(Verdict::Forwarded) => w.verdicts.forwarded += 1,
         Ok(Verdict::Dropped) => {
@@ -328,10 +397,6 @@ fn count_flow(w: &mut Edge, flow: &Flow, t: i128) {
         }
         Ok(Verdict::Audit) => w.verdicts.audit += 1,
         _ => w.verdicts.other += 1,
-    }
-    w.ports.insert(port_label(flow));
-    if let Some(k) = HopKey::of(flow) {
-        w.hops.record(k, t);
     }
 }
 
@@ -415,16 +480,67 @@ mod tests {
         // 2080 B / 8 packets at the largest report of connection 1, 100 B / 2
         // packets for the SYN + RST of connection 2.
         assert_eq!((e.bytes, e.packets), (2180, 10));
+        // Each of the 4 request packets seen leaving frontend and arriving
+        // at api: forwarded once.
         assert_eq!(
             e.verdicts,
             crate::Verdicts {
-                forwarded: 8,
+                forwarded: 4,
                 ..Default::default()
             }
         );
         assert_eq!(e.ports.iter().collect::<Vec<_>>(), ["TCP/8080", "TCP/9999"]);
         assert_eq!(e.hops.path(), "from-endpoint (4) -> to-endpoint (4)");
         assert!(e.drops.is_empty());
+    }
+
+    /// A path policy denies: each SYN (and its retransmissions) is seen
+    /// leaving frontend on node1 and dropped at api on node2. The edge reads
+    /// all dropped, not half forwarded, whichever node's flow comes first;
+    /// a packet seen only leaving stays forwarded.
+    #[test]
+    fn a_packet_dropped_at_its_destination_counts_once_as_dropped() {
+        let all = fixtures::flows();
+        let (left, arrived) = (all[8].clone(), all[9].clone());
+        let dropped = Flow {
+            verdict: Verdict::Dropped as i32,
+            drop_reason_desc: DropReason::PolicyDenied as i32,
+            event_type: Some(observer_proto::flow::CiliumEventType {
+                r#type: 1,
+                sub_type: 133,
+            }),
+            trace_observation_point: 0,
+            is_reply: None,
+            ..arrived.clone()
+        };
+        let later = |f: &Flow, ms: i32| {
+            let mut f = f.clone();
+            f.time.as_mut().unwrap().nanos += ms * 1_000_000;
+            f
+        };
+        let syns = |first: &Flow, second: &Flow| -> Vec<Flow> {
+            (0..3)
+                .flat_map(|i| [later(first, 200 * i), later(second, 200 * i)])
+                .collect()
+        };
+        for flows in [syns(&left, &dropped), syns(&dropped, &left)] {
+            let g = GraphBuilder::build(&flows);
+            let e = g.find("default/frontend", "default/api").unwrap();
+            assert_eq!(e.flows, 6);
+            assert_eq!(
+                e.verdicts,
+                crate::Verdicts {
+                    dropped: 3,
+                    ..Default::default()
+                }
+            );
+            assert_eq!(e.drops.get("POLICY_DENIED"), Some(&3));
+        }
+        // Two leave, one of them arrives: one forwarded where it arrived,
+        // the other where it left.
+        let g = GraphBuilder::build(&[left.clone(), later(&left, 200), later(&arrived, 300)]);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.flows, e.verdicts.forwarded), (3, 2));
     }
 
     /// The host probe's first packet from `port`, `micros` after T0, with

@@ -12,7 +12,9 @@ use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use crate::group::Group;
 use crate::hops::Hops;
 
-/// How many flows of an edge got each verdict.
+/// How an edge's packets ended, each counted once, at its last sighting: a
+/// packet seen leaving its pod and then arriving (or dropped) counts where it
+/// arrived (or was dropped), one seen only leaving counts there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Verdicts {
     pub forwarded: u64,
