@@ -246,6 +246,20 @@ mod tests {
             line(&allowed, true, true),
             "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) policy-verdict:none INGRESS \x1b[32mALLOWED BY allow-frontend (CiliumNetworkPolicy)\x1b[0m (TCP Flags: SYN)"
         );
+        // A flow read back from history has no policy kind: the name alone.
+        let from_history = Flow {
+            egress_denied_by: vec![Policy {
+                kind: String::new(),
+                ..policy("deny-world")
+            }],
+            ..named.clone()
+        };
+        assert!(
+            line(&from_history, false, true)
+                .ends_with(" EGRESS DENIED BY deny-world (TCP Flags: SYN)"),
+            "{}",
+            line(&from_history, false, true)
+        );
         // Not a policy verdict: a drop names no policy, as in Hubble.
         let dropped = Flow {
             egress_denied_by: vec![policy("deny-world")],

@@ -193,10 +193,14 @@ pub fn verdict_by(f: &Flow, policies: bool) -> String {
         "AUDITED" => denied.iter().chain(allowed).collect(),
         _ => Vec::new(),
     };
+    // Flows read back from history keep no policy kind: the name alone then.
     let named: Vec<String> = deciders
         .into_iter()
-        .filter(|p| !p.name.is_empty() && !p.kind.is_empty())
-        .map(|p| format!("{} ({})", p.name, p.kind))
+        .filter(|p| !p.name.is_empty())
+        .map(|p| match p.kind.as_str() {
+            "" => p.name.clone(),
+            kind => format!("{} ({kind})", p.name),
+        })
         .collect();
     if named.is_empty() {
         name.to_string()
