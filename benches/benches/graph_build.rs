@@ -71,6 +71,7 @@ fn set(f: &mut Flow, n: u64) {
         rev_bytes: 1000,
         rev_packets: 1,
         first_packet: false,
+        report: false,
     });
 }
 

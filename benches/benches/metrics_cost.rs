@@ -79,6 +79,7 @@ fn synthetic(i: u32) -> Flow {
             rev_bytes: 0,
             rev_packets: 0,
             first_packet: false,
+            report: false,
         }),
         ..Default::default()
     }

@@ -432,15 +432,28 @@ async fn an_idle_udp_stream_is_told_whole_when_it_is_collected() {
     })
     .await;
     let responses = stored_responses(&store);
-    let told: Vec<(u64, u64, bool)> = flows_of(&responses)
+    let told: Vec<(u64, u64, bool, bool)> = flows_of(&responses)
         .filter(stream)
         .map(|f| {
             let v = f.volume.unwrap();
-            (v.fwd_packets, v.rev_packets, f.is_reply == Some(false))
+            (
+                v.fwd_packets,
+                v.rev_packets,
+                f.is_reply == Some(false),
+                v.report,
+            )
         })
         .collect();
-    // The first packet's event, then the end: 12 datagrams, none back.
-    assert_eq!(told, [(1, 0, true), (12, 0, true)]);
+    // The first packet's event, then the end, marked as a report (no
+    // packet): 12 datagrams, none back.
+    assert_eq!(told, [(1, 0, true, false), (12, 0, true, true)]);
+    let end = flows_of(&responses).filter(stream).last().unwrap();
+    assert!(
+        end.summary
+            .contains("; report of the connection so far: 12 packets / "),
+        "{}",
+        end.summary
+    );
 }
 
 /// ICMP messages other than echo have no ports, so all of them between two

@@ -362,6 +362,15 @@ impl Enricher {
         set_ethernet(ethernet, ev);
         summary.clear();
         *l4 = layer4(ev, summary);
+        let report = ev.reason == reason::REPORT;
+        if report {
+            // No packet: say so where people read (`observe flows`).
+            let _ = write!(
+                summary,
+                "; report of the connection so far: {} packets / {} B sent, {} / {} B back",
+                fwd.1, fwd.0, rev.1, rev.0
+            );
+        }
         source_names.clear();
         destination_names.clear();
         *deprecated_reply = reply && !dropped;
@@ -414,6 +423,7 @@ impl Enricher {
             rev_bytes: rev.0,
             rev_packets: rev.1,
             first_packet: ev.reason == reason::NEW_FLOW,
+            report,
         });
         *kernel_drop = None;
         *tcp_lifecycle = None;

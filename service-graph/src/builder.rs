@@ -190,8 +190,17 @@ impl GraphBuilder {
             return;
         }
         let reply = flow.is_reply == Some(true) || is_reverse_translation(flow);
-        let edge = (!reply).then(|| self.count_request(flow, t));
-        let mut verdict_counted = false;
+        // A report of a connection's counters adds its volume only: it is no
+        // packet seen, so no flow, hop or verdict.
+        let report = flow.volume.as_ref().is_some_and(|v| v.report);
+        let edge = (!reply).then(|| {
+            if report {
+                self.edge_of(flow, t)
+            } else {
+                self.count_request(flow, t)
+            }
+        });
+        let mut verdict_counted = report;
         // A socket translation names the service port, not the connection's
         // 5-tuple: it counts on the edge, not as a connection of its own.
         let sock = flow
@@ -240,7 +249,7 @@ impl GraphBuilder {
                 w.last_seen_ns = w.last_seen_ns.max(t);
                 conn.counted = conn.max;
             }
-            if let Some(w) = edge.and_then(|e| self.graph.edge_mut(e)) {
+            if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), report) {
                 count_verdict(w, Some(conn), flow);
                 verdict_counted = true;
             }
@@ -258,11 +267,22 @@ impl GraphBuilder {
 
     /// Counts a request-direction flow on its edge; returns the edge.
     fn count_request(&mut self, flow: &Flow, t: i128) -> EdgeIndex {
+        let e = self.edge_of(flow, t);
+        if let Some(w) = self.graph.edge_mut(e) {
+            count_flow(w, flow, t);
+        }
+        e
+    }
+
+    /// The edge of a request-direction flow (made when new), seen at `t`,
+    /// with the flow's port.
+    fn edge_of(&mut self, flow: &Flow, t: i128) -> EdgeIndex {
         let a = self.graph.node(group_of(flow.source.as_ref()));
         let b = self.graph.node(group_of(flow.destination.as_ref()));
         let e = self.graph.edge(a, b);
         if let Some(w) = self.graph.edge_mut(e) {
-            count_flow(w, flow, t);
+            w.last_seen_ns = w.last_seen_ns.max(t);
+            w.ports.insert(port_label(flow));
         }
         e
     }
@@ -326,8 +346,6 @@ impl GraphBuilder {
 /// apart: [`count_verdict`]).
 fn count_flow(w: &mut Edge, flow: &Flow, t: i128) {
     w.flows += 1;
-    w.last_seen_ns = w.last_seen_ns.max(t);
-    w.ports.insert(port_label(flow));
     if let Some(k) = HopKey::of(flow) {
         w.hops.record(k, t);
     }
@@ -541,6 +559,48 @@ mod tests {
         let g = GraphBuilder::build(&[left.clone(), later(&left, 200), later(&arrived, 300)]);
         let e = g.find("default/frontend", "default/api").unwrap();
         assert_eq!((e.flows, e.verdicts.forwarded), (3, 2));
+    }
+
+    /// A report of a connection's counters (flow-probe's, when it forgot an
+    /// idle UDP stream) adds volume only: no flow, hop or verdict, so an
+    /// audited or denied path does not read as forwarded.
+    #[test]
+    fn a_report_adds_volume_only() {
+        let all = fixtures::flows();
+        // The DNS query leaving frontend, then its stream's report from the
+        // same side: 40 datagrams each way.
+        let query = all[11].clone();
+        let mut report = query.clone();
+        report.trace_reason = TraceReason::Established as i32;
+        report.time.as_mut().unwrap().seconds += 60;
+        report.volume = Some(observer_proto::observe::v1::FlowVolume {
+            fwd_bytes: 1600,
+            fwd_packets: 40,
+            rev_bytes: 4800,
+            rev_packets: 40,
+            first_packet: false,
+            report: true,
+        });
+        let g = GraphBuilder::build(&[query.clone(), report.clone()]);
+        let e = g.find("default/frontend", "kube-system/coredns-1").unwrap();
+        assert_eq!(
+            (e.flows, e.connections, e.bytes, e.packets),
+            (1, 1, 6400, 80)
+        );
+        assert_eq!(
+            e.verdicts,
+            crate::Verdicts {
+                forwarded: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(e.hops.path(), "from-endpoint (1)");
+        // A window holding the report alone: the volume, and nothing seen.
+        let g = GraphBuilder::build(&[report]);
+        let e = g.find("default/frontend", "kube-system/coredns-1").unwrap();
+        assert_eq!((e.flows, e.connections, e.bytes), (0, 1, 6400));
+        assert_eq!(e.verdicts, crate::Verdicts::default());
+        assert!(e.hops.is_empty());
     }
 
     /// The host probe's first packet from `port`, `micros` after T0, with

@@ -163,6 +163,7 @@ fn build(e: Ev) -> Flow {
             rev_bytes: rb,
             rev_packets: rp,
             first_packet: false,
+            report: false,
         }),
         ..Default::default()
     }

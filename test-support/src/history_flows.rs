@@ -53,6 +53,7 @@ fn volume(fwd: u64, rev: u64) -> Option<FlowVolume> {
         rev_bytes: rev,
         rev_packets: rev / 100,
         first_packet: false,
+        report: false,
     })
 }
 

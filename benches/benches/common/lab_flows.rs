@@ -227,6 +227,7 @@ impl LabFlows {
                 rev_bytes: if is_reply { 0 } else { bytes / 3 },
                 rev_packets: if is_reply { 0 } else { 1 + packets / 2 },
                 first_packet: false,
+                report: false,
             }),
             ..Default::default()
         };

@@ -221,6 +221,7 @@ fn volume() -> Option<FlowVolume> {
         rev_bytes: REPLIES.0,
         rev_packets: REPLIES.1,
         first_packet: true,
+        report: false,
     })
 }
 
@@ -710,9 +711,26 @@ fn later_events_of_the_opener_are_established_and_every_flow_carries_the_policy_
         (TraceReason::Established, None)
     );
     // A report's counts did not begin with its packet; a first packet's did.
-    assert_eq!(flow.volume.map(|v| v.first_packet), Some(false));
+    // It is marked as no packet, in its volume and where people read.
+    assert_eq!(
+        flow.volume.map(|v| (v.first_packet, v.report)),
+        Some((false, true))
+    );
+    let v = flow.volume.unwrap();
+    assert!(
+        flow.summary.ends_with(&format!(
+            "; report of the connection so far: {} packets / {} B sent, {} / {} B back",
+            v.fwd_packets, v.fwd_bytes, v.rev_packets, v.rev_bytes
+        )),
+        "{}",
+        flow.summary
+    );
     let first = e.flow(&syn(hook::TC_EGRESS, SERVER_VETH), UNIX_OFFSET);
-    assert_eq!(first.volume.map(|v| v.first_packet), Some(true));
+    assert_eq!(
+        first.volume.map(|v| (v.first_packet, v.report)),
+        Some((true, false))
+    );
+    assert!(!first.summary.contains("report"), "{}", first.summary);
     let stamp = PolicyStamp {
         generation: 3,
         version: "0123456789abcdef".into(),

@@ -405,7 +405,8 @@ impl Metrics {
     }
 
     /// Counts one flow in every metric (the record it came from is counted
-    /// by [`Self::flows`]).
+    /// by [`Self::flows`]); a report of a connection's counters, in the
+    /// volume metrics only.
     pub fn flow(&self, flow: &Flow) {
         if flow.tcp_lifecycle.is_some() {
             // A socket's lifecycle is not a flow Hubble would process.
@@ -418,6 +419,27 @@ impl Metrics {
             key,
         } = &mut *guard;
         let mut now = Now::new(&self.clock);
+        if let Some(d) = volume.deltas(flow) {
+            key.clear()
+                .push_with(|b| self.context.write(flow, true, b))
+                .push_with(|b| self.context.write(flow, false, b))
+                .push(labels::direction(flow));
+            f.volume.add(key.bytes(), &[d.own.0, d.own.1], &mut now);
+            // The other direction, named the other way round; only when it
+            // grew, so one-way traffic has no empty reverse series.
+            if d.other != (0, 0) {
+                key.clear()
+                    .push_with(|b| self.context.write(flow, false, b))
+                    .push_with(|b| self.context.write(flow, true, b))
+                    .push(labels::direction(flow));
+                f.volume.add(key.bytes(), &[d.other.0, d.other.1], &mut now);
+            }
+        }
+        // A report of a connection's counters is no packet: volume only, in
+        // none of Hubble's flow metrics.
+        if flow.volume.as_ref().is_some_and(|v| v.report) {
+            return;
+        }
         let opts = &self.options;
         // The key of metric `m`: its own values, then its context values.
         let ctx = |key: &mut KeyBuf, m: FlowMetric| {
@@ -540,22 +562,6 @@ impl Metrics {
             key.clear().push(protocol).push(verdict);
             ctx(key, FlowMetric::FlowsToWorld);
             f.to_world.inc(key.bytes(), &mut now);
-        }
-        if let Some(d) = volume.deltas(flow) {
-            key.clear()
-                .push_with(|b| self.context.write(flow, true, b))
-                .push_with(|b| self.context.write(flow, false, b))
-                .push(labels::direction(flow));
-            f.volume.add(key.bytes(), &[d.own.0, d.own.1], &mut now);
-            // The other direction, named the other way round; only when it
-            // grew, so one-way traffic has no empty reverse series.
-            if d.other != (0, 0) {
-                key.clear()
-                    .push_with(|b| self.context.write(flow, false, b))
-                    .push_with(|b| self.context.write(flow, true, b))
-                    .push(labels::direction(flow));
-                f.volume.add(key.bytes(), &[d.other.0, d.other.1], &mut now);
-            }
         }
     }
 

@@ -312,6 +312,7 @@ fn with_volume(mut f: Flow, fwd: (u64, u64), rev: (u64, u64)) -> Flow {
         rev_bytes: rev.0,
         rev_packets: rev.1,
         first_packet: false,
+        report: false,
     });
     f
 }
@@ -361,6 +362,29 @@ fn reports_count_the_replies_growth_as_it_happens() {
     assert_frontend_api_volume(&m, (866, 12_000_132), (9, 202));
 }
 
+/// A report marked as such (`volume.report`) is no packet: it adds volume,
+/// and counts in none of Hubble's flow metrics.
+#[test]
+fn a_marked_report_adds_volume_only() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let mut first = with_volume(forwarded(40000, 8080), (74, 1), (0, 0));
+    first.volume.as_mut().unwrap().first_packet = true;
+    m.flow(&first);
+    let processed = series(&m, "hubble_flows_processed_total");
+    let ports = series(&m, "hubble_port_distribution_total");
+    assert_eq!(
+        (processed.len(), ports.len()),
+        (1, 1),
+        "{processed:?} {ports:?}"
+    );
+    let mut report = with_volume(forwarded(40000, 8080), (7400, 100), (5200, 80));
+    report.volume.as_mut().unwrap().report = true;
+    m.flow(&report);
+    assert_frontend_api_volume(&m, (7400, 5200), (100, 80));
+    assert_eq!(series(&m, "hubble_flows_processed_total"), processed);
+    assert_eq!(series(&m, "hubble_port_distribution_total"), ports);
+}
+
 #[test]
 fn each_ping_counts_though_it_counts_the_same() {
     // Three pings from frontend to api: each echo identifier is its own
@@ -381,6 +405,7 @@ fn each_ping_counts_though_it_counts_the_same() {
             rev_bytes: if reply { 98 } else { 0 },
             rev_packets: u64::from(reply),
             first_packet,
+            report: false,
         });
         if reply { as_reply(f) } else { f }
     };

@@ -523,6 +523,7 @@ mod tests {
                 rev_bytes: 2_002,
                 rev_packets: 22,
                 first_packet: false,
+                report: false,
             }),
             tcp_lifecycle: Some(TcpLifecycle {
                 kind: Kind::Retransmit as i32,

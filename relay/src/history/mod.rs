@@ -58,7 +58,7 @@
 //! | `traffic_direction` | utf8 | `INGRESS`, `EGRESS` |
 //! | `observation_point` | utf8 | `TO_ENDPOINT`, ... |
 //! | `is_reply` | boolean | null when unknown |
-//! | `trace_reason` | utf8 | traces only, as Hubble: `NEW` (a connection's first packet), `ESTABLISHED`, `REPLY` |
+//! | `trace_reason` | utf8 | traces only, as Hubble: `NEW` (a connection's first packet), `ESTABLISHED`, `REPLY`; and `REPORT`: no packet, flow-probe's report of the connection's counters (`volume.report`) |
 //! | `ingress_allowed_by`, `ingress_denied_by`, `egress_allowed_by`, `egress_denied_by` | utf8 | policies as `namespace/name` joined by `,` |
 //! | `policy_generation`, `policy_version` | uint64, utf8 | the policy in force on the node (`policy_in_force`; see [`policies`]) |
 //! | `fwd_bytes`, `fwd_packets`, `rev_bytes`, `rev_packets` | uint64 | `volume` (null without it) |

@@ -231,6 +231,12 @@ fn flow(r: &Row, time: i64) -> Flow {
         socket_cookie: r.u64("socket_cookie").unwrap_or(0),
         cgroup_id: r.u64("cgroup_id").unwrap_or(0),
         trace_reason: enum_of("trace_reason", |s| {
+            // A report is told by its volume; its reason is Hubble's.
+            let s = if s == super::schema::REPORT {
+                "ESTABLISHED"
+            } else {
+                s
+            };
             TraceReason::from_str_name(s).map(|v| v as i32)
         }),
         policy_in_force: r.s("policy_version").map(|version| PolicyStamp {
@@ -247,6 +253,7 @@ fn flow(r: &Row, time: i64) -> Flow {
             rev_bytes: r.u64("rev_bytes").unwrap_or(0),
             rev_packets: r.u64("rev_packets").unwrap_or(0),
             first_packet: false,
+            report: r.s("trace_reason").as_deref() == Some(super::schema::REPORT),
         }),
         tcp_lifecycle: r.s("lifecycle_kind").map(|k| TcpLifecycle {
             kind: Kind::from_str_name(&k).map_or(0, |k| k as i32),

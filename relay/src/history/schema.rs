@@ -214,6 +214,10 @@ fn labels(e: Option<&Endpoint>, b: &mut StringBuilder) {
     );
 }
 
+/// The `trace_reason` of a report of a connection's counters (`volume.report`),
+/// which Hubble's enum has no name for.
+pub const REPORT: &str = "REPORT";
+
 /// Policies as `namespace/name`, comma separated; null when there are none.
 fn policies(ps: &[Policy], b: &mut StringBuilder) {
     if ps.is_empty() {
@@ -407,6 +411,8 @@ pub static COLUMNS: &[Column] = &[
     col(
         "trace_reason",
         Get::Str(|r, b| match TraceReason::try_from(r.flow.trace_reason) {
+            // No packet: flow-probe's report of a connection's counters.
+            _ if r.flow.volume.as_ref().is_some_and(|v| v.report) => b.append_value(REPORT),
             Ok(TraceReason::Unknown) | Err(_) => b.append_null(),
             Ok(t) => b.append_value(t.as_str_name()),
         }),
@@ -943,6 +949,44 @@ mod tests {
             (&f.l4, f.trace_reason, &f.policy_in_force)
         );
         assert_eq!((back[1].trace_reason, &back[1].policy_in_force), (0, &None));
+    }
+
+    /// A report of a connection's counters keeps its mark through history:
+    /// `REPORT` in `trace_reason`, read back as Hubble's ESTABLISHED with
+    /// `volume.report`.
+    #[test]
+    fn a_report_comes_back_from_a_row_as_a_report() {
+        use observer_proto::observe::v1::FlowVolume;
+        let volume = |report| FlowVolume {
+            fwd_bytes: 4260,
+            fwd_packets: 30,
+            rev_bytes: 0,
+            rev_packets: 0,
+            first_packet: false,
+            report,
+        };
+        let flows = [true, false].map(|report| Flow {
+            trace_reason: TraceReason::Established as i32,
+            volume: Some(volume(report)),
+            ..Default::default()
+        });
+        let recs: Vec<Rec> = flows
+            .iter()
+            .map(|flow| Rec {
+                node: "n",
+                time: 0,
+                flow,
+            })
+            .collect();
+        let batch = to_batch(&recs);
+        assert_eq!(
+            strings(&batch, "trace_reason"),
+            [Some("REPORT".into()), Some("ESTABLISHED".into())]
+        );
+        let back = super::super::read::flows(&batch);
+        for (b, f) in back.iter().zip(&flows) {
+            assert_eq!((b.trace_reason, &b.volume), (f.trace_reason, &f.volume));
+        }
     }
 
     #[test]
