@@ -248,6 +248,9 @@ pub fn short_reason(error: &str) -> &'static str {
     let has = |words: &[&str]| words.iter().any(|w| e.contains(w));
     if has(&["connection refused"]) {
         "connection refused"
+    } else if has(&["shutting down"]) {
+        // A relay stopping, as for a restart, says so before it goes.
+        "the relay is shutting down"
     } else if has(&["timed out", "timeout", "no answer", "deadline"]) {
         "no answer"
     } else if has(&["dns", "lookup", "name or service not known"]) {
@@ -359,6 +362,10 @@ mod tests {
                  Connection refused (os error 111))"
             ),
             "connection refused"
+        );
+        assert_eq!(
+            short_reason("status: Unavailable, message: \"the relay is shutting down\""),
+            "the relay is shutting down"
         );
         assert_eq!(
             banner("the stream ended", ""),
