@@ -110,10 +110,7 @@ mod tests {
 
     #[test]
     fn an_audited_edge_is_orange() {
-        let mut flows = fixtures::flows();
-        let probe = flows.last_mut().unwrap();
-        probe.verdict = observer_proto::flow::Verdict::Audit as i32;
-        let dot = GraphBuilder::build(&flows).to_dot();
+        let dot = GraphBuilder::build(&fixtures::flows_with_an_audited_probe()).to_dot();
         assert!(
             dot.contains(
                 "\"host\" -> \"default/api\" [label=\"TCP/8080\\n1 flow, 60 B\\n1 audit (would be denied)\\nvia to-endpoint (1)\", color=darkorange, fontcolor=darkorange];"

@@ -113,10 +113,7 @@ mod tests {
 
     #[test]
     fn an_audited_edge_is_orange() {
-        let mut flows = fixtures::flows();
-        let probe = flows.last_mut().unwrap();
-        probe.verdict = observer_proto::flow::Verdict::Audit as i32;
-        let text = GraphBuilder::build(&flows).to_mermaid();
+        let text = GraphBuilder::build(&fixtures::flows_with_an_audited_probe()).to_mermaid();
         assert!(
             text.ends_with(
                 "    linkStyle 2 stroke:red,color:red\n    linkStyle 3 stroke:darkorange,color:darkorange\n"

@@ -212,6 +212,16 @@ pub fn host_probe() -> Flow {
     )
 }
 
+/// The script with the host's health probe audited (a policy in audit mode
+/// would have denied it): an edge with an audit and no drop.
+pub fn flows_with_an_audited_probe() -> Vec<Flow> {
+    let mut v = flows();
+    if let Some(probe) = v.last_mut() {
+        probe.verdict = Verdict::Audit as i32;
+    }
+    v
+}
+
 /// The whole script, in time order (19 flows).
 pub fn flows() -> Vec<Flow> {
     use Dir::{Reply, Request};
