@@ -44,6 +44,16 @@ pub struct FilterArgs {
     /// Source or destination namespace.
     #[arg(long = "namespace", short = 'n')]
     pub namespace: Vec<String>,
+    /// Flows with either end in any namespace (a pod or a service), as
+    /// Hubble's flag: not those between the host, the world and the like.
+    #[arg(long = "all-namespaces", short = 'A')]
+    pub all_namespaces: bool,
+    /// Flows from any namespace.
+    #[arg(long = "from-all-namespaces")]
+    pub from_all_namespaces: bool,
+    /// Flows to any namespace.
+    #[arg(long = "to-all-namespaces")]
+    pub to_all_namespaces: bool,
     /// Source label selector, e.g. `app=frontend`.
     #[arg(long = "from-label")]
     pub from_label: Vec<String>,
@@ -468,6 +478,9 @@ fn check_values(
     Ok(())
 }
 
+/// A flag's name and its values.
+type FlagValues<'a> = (&'static str, &'a Vec<String>);
+
 /// Flags that feed one field from both a direction-neutral and a directional
 /// flag (they would OR where flags of different kinds AND), refused as Hubble
 /// refuses them.
@@ -503,6 +516,46 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
         ("fqdn", &a.fqdn, "from-fqdn", &a.from_fqdn),
         ("fqdn", &a.fqdn, "to-fqdn", &a.to_fqdn),
     ];
+    // Any namespace does not go with a namespace or a pod or service of
+    // that side, as in Hubble.
+    let all = [
+        ("namespace", &a.namespace),
+        ("from-namespace", &a.from_namespace),
+        ("to-namespace", &a.to_namespace),
+        ("pod", &a.pod),
+        ("from-pod", &a.from_pod),
+        ("to-pod", &a.to_pod),
+        ("from-service", &a.from_service),
+        ("to-service", &a.to_service),
+    ];
+    let any: [(&str, bool, &[FlagValues]); 3] = [
+        ("all-namespaces", a.all_namespaces, &all),
+        (
+            "from-all-namespaces",
+            a.from_all_namespaces,
+            &[
+                ("namespace", &a.namespace),
+                ("from-namespace", &a.from_namespace),
+            ],
+        ),
+        (
+            "to-all-namespaces",
+            a.to_all_namespaces,
+            &[
+                ("namespace", &a.namespace),
+                ("to-namespace", &a.to_namespace),
+            ],
+        ),
+    ];
+    for (flag, on, others) in any {
+        if let (true, Some((other, _))) = (on, others.iter().find(|(_, v)| !v.is_empty())) {
+            return Err(bad(
+                flag,
+                "true",
+                &format!("cannot be combined with --{other}"),
+            ));
+        }
+    }
     for (neutral, values, directional, others) in pairs {
         if let (Some(v), false) = (values.first(), others.is_empty()) {
             return Err(bad(
@@ -661,10 +714,22 @@ impl FilterArgs {
         if self.ipv6 {
             base.ip_version.push(IpVersion::IPv6 as i32);
         }
+        // Any namespace is the namespace "" (pods `/`), which the server
+        // reads as any.
+        let with_any = |names: &[String], any: bool| -> Vec<String> {
+            let mut v = names.to_vec();
+            if any {
+                v.push(String::new());
+            }
+            v
+        };
+        let namespace = with_any(&self.namespace, self.all_namespaces);
+        let from_namespace = with_any(&self.from_namespace, self.from_all_namespaces);
+        let to_namespace = with_any(&self.to_namespace, self.to_all_namespaces);
         let neutral = [
             &self.ip,
             &self.pod,
-            &self.namespace,
+            &namespace,
             &self.label,
             &self.port,
             &self.service,
@@ -699,14 +764,14 @@ impl FilterArgs {
                 .extend(self.cluster.iter().cloned());
             from.source_fqdn.extend(self.fqdn.iter().cloned());
             to.destination_fqdn.extend(self.fqdn.iter().cloned());
-            in_namespaces(&mut from, Side::Source, &self.namespace, "namespace")?;
-            in_namespaces(&mut to, Side::Destination, &self.namespace, "namespace")?;
+            in_namespaces(&mut from, Side::Source, &namespace, "namespace")?;
+            in_namespaces(&mut to, Side::Destination, &namespace, "namespace")?;
             vec![from, to]
         };
         // After every pod is in place: they are the pods put in the namespace.
         for f in &mut variants {
-            in_namespaces(f, Side::Source, &self.from_namespace, "from-namespace")?;
-            in_namespaces(f, Side::Destination, &self.to_namespace, "to-namespace")?;
+            in_namespaces(f, Side::Source, &from_namespace, "from-namespace")?;
+            in_namespaces(f, Side::Destination, &to_namespace, "to-namespace")?;
         }
         if variants == [FlowFilter::default()] {
             return Ok(Vec::new());

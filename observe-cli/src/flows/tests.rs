@@ -183,6 +183,15 @@ fn each_flag_alone_and_combined_selects_exactly() {
         (&["--from-namespace", "other"], &["f3"]),
         (&["--to-namespace", "other"], &[]),
         (&["-n", "other"], &["f3"]),
+        // Any namespace: not the world's flow, from no pod (f6).
+        (
+            &["--from-all-namespaces"],
+            &["f1", "f2", "f3", "f4", "f5", "f7"],
+        ),
+        (&["--to-all-namespaces"], &all),
+        (&["-A"], &all),
+        (&["--not", "--from-all-namespaces"], &["f6"]),
+        (&["--from-all-namespaces", "--to-namespace", "other"], &[]),
         (&["--from-label", "app=api"], &["f2", "f4"]),
         (&["--to-label", "app=frontend"], &["f2", "f6", "f7"]),
         (&["-l", "app=db"], &["f4", "f5", "f7"]),
@@ -789,6 +798,14 @@ fn a_namespace_and_a_pod_that_cannot_meet_are_refused() {
             "default/frontend"
         ]),
         "--from-namespace \"other\": the namespace does not hold the pod \"default/frontend\""
+    );
+    assert_eq!(
+        refused(&["-A", "--to-pod", "default/api"]),
+        "--all-namespaces \"true\": cannot be combined with --to-pod"
+    );
+    assert_eq!(
+        refused(&["--from-all-namespaces", "--from-namespace", "other"]),
+        "--from-all-namespaces \"true\": cannot be combined with --from-namespace"
     );
     assert_eq!(
         refused(&["--port", "80", "--to-port", "8080"]),

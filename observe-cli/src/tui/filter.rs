@@ -120,6 +120,9 @@ pub fn describe(args: &FilterArgs) -> String {
         ipv4,
         ipv6,
         ip_version,
+        all_namespaces,
+        from_all_namespaces,
+        to_all_namespaces,
     } = args;
     let lists: [(&str, &Vec<String>); 46] = [
         ("from-ip", from_ip),
@@ -180,11 +183,16 @@ pub fn describe(args: &FilterArgs) -> String {
             });
         }
     }
-    if *ipv4 {
-        words.push("-4".into());
-    }
-    if *ipv6 {
-        words.push("-6".into());
+    for (on, switch) in [
+        (ipv4, "-4"),
+        (ipv6, "-6"),
+        (all_namespaces, "-A"),
+        (from_all_namespaces, "--from-all-namespaces"),
+        (to_all_namespaces, "--to-all-namespaces"),
+    ] {
+        if *on {
+            words.push(switch.into());
+        }
     }
     words.join(" ")
 }
