@@ -185,9 +185,7 @@ impl App {
     pub fn on_response(&mut self, resp: GetFlowsResponse) {
         match resp.response_types {
             Some(ResponseTypes::Flow(flow)) => {
-                let ns = |t: &prost_types::Timestamp| {
-                    i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
-                };
+                let ns = observer_proto::time::nanos;
                 let time = flow
                     .time
                     .as_ref()

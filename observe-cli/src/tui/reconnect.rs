@@ -232,14 +232,8 @@ fn id_of(uuid: &str) -> u64 {
 /// Where a stream lost after showing flows up to `newest` reopens:
 /// [`REOPEN_MARGIN`] before it.
 pub fn reopen_from(newest: Option<Timestamp>) -> Option<Timestamp> {
-    newest.map(|t| {
-        let ns = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
-            - REOPEN_MARGIN.as_nanos() as i128;
-        Timestamp {
-            seconds: ns.div_euclid(1_000_000_000) as i64,
-            nanos: ns.rem_euclid(1_000_000_000) as i32,
-        }
-    })
+    use observer_proto::time;
+    newest.map(|t| time::timestamp(time::nanos(&t) - REOPEN_MARGIN.as_nanos() as i128))
 }
 
 /// Why the stream stopped, in a few plain words, from the error's text.
