@@ -200,13 +200,13 @@ impl GraphBuilder {
                 self.count_request(flow, t)
             }
         });
-        let mut verdict_counted = report;
         // A socket translation names the service port, not the connection's
         // 5-tuple: it counts on the edge, not as a connection of its own.
         let sock = flow
             .event_type
             .as_ref()
             .is_some_and(|e| e.r#type == TYPE_TRACE_SOCK);
+        let mut conn: Option<&mut Conn> = None;
         if let Some(key) = conn_key(flow, reply).filter(|_| !sock) {
             if let Some(max) = self.max_connections
                 && self.conns.len() >= max
@@ -214,7 +214,8 @@ impl GraphBuilder {
             {
                 self.forget_oldest(max - max / 8 - 1);
             }
-            let conn = self.conns.entry(key).or_default();
+            // Kept for the verdict below, which pairs the packet's sightings.
+            let conn: &mut Conn = conn.insert(self.conns.entry(key).or_default());
             if flow.trace_reason == TraceReason::New as i32 {
                 let gap = NEW_CONNECTION_GAP.as_nanos() as i128;
                 match conn.began_ns {
@@ -249,13 +250,9 @@ impl GraphBuilder {
                 w.last_seen_ns = w.last_seen_ns.max(t);
                 conn.counted = conn.max;
             }
-            if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), report) {
-                count_verdict(w, Some(conn), flow);
-                verdict_counted = true;
-            }
         }
-        if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), verdict_counted) {
-            count_verdict(w, None, flow);
+        if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), report) {
+            count_verdict(w, conn, flow);
         }
         if let Some(w) = self.window_ns
             && self.latest_ns >= self.next_prune_ns
