@@ -22,9 +22,10 @@ pub enum RequestError {
     /// `first` asks for the oldest flows, `follow` for what comes next.
     #[error("first cannot be combined with follow")]
     FirstWithFollow,
-    /// A whitelist or blacklist filter does not compile.
+    /// A whitelist or blacklist filter does not compile. Its text is in the
+    /// message, not a source as well, so an error chain says it once.
     #[error("invalid flow filter: {0}")]
-    Filter(#[from] FilterError),
+    Filter(FilterError),
     /// The time window is empty.
     #[error("since is after until")]
     SinceAfterUntil,
@@ -35,6 +36,12 @@ pub enum RequestError {
     /// A field mask path names no Flow field.
     #[error(transparent)]
     FieldMask(#[from] FieldMaskError),
+}
+
+impl From<FilterError> for RequestError {
+    fn from(e: FilterError) -> Self {
+        RequestError::Filter(e)
+    }
 }
 
 impl From<RequestError> for tonic::Status {
@@ -425,5 +432,8 @@ mod tests {
                 .starts_with("invalid flow filter: source_ip: invalid IP"),
             "{err}"
         );
+        // The filter's error is in the message and not a source as well,
+        // so a printed chain of causes says it once.
+        assert!(std::error::Error::source(&err).is_none());
     }
 }
