@@ -173,8 +173,8 @@ fn flows_saved_as_json_are_read_back_from_a_file_or_standard_input() {
     let forwarded = r#"{"flow":{"time":"2026-11-26T15:04:07.123Z","verdict":"FORWARDED","IP":{"source":"198.18.1.11","destination":"198.18.1.10","ipVersion":"IPv4"},"l4":{"TCP":{"source_port":8080,"destination_port":40000,"flags":{"SYN":true,"ACK":true}}},"Type":"L3_L4","node_name":"node1","is_reply":true,"uuid":"u2"},"node_name":"node1","time":"2026-11-26T15:04:07.123Z"}"#;
     let skipped = |name: &str| {
         format!(
-            "observe: {name} line 2: not a flow response in JSON (expected ident at line 1 \
-             column 2); skipped\n"
+            "observe: {name} line 2: not a flow response in JSON (expected ident at column 2); \
+             skipped\n"
         )
     };
     let from_file = Command::new(e2e::observe_binary())

@@ -83,7 +83,7 @@ async fn a_closed_pipe_ends_every_command_quietly() {
         let status = if args.contains(&"json") {
             format!("\"node_names\":[\"{dead}\"]")
         } else {
-            format!(": NODE STATUS: {dead} ")
+            format!(": 1 nodes are unavailable: {dead}")
         };
         let expected = usize::from(args[0] == "flows");
         assert_eq!(
@@ -118,7 +118,7 @@ async fn flows_into_head_prints_one_line_and_exits_0() {
     assert_eq!(all.status.code(), Some(0));
     let out = String::from_utf8(all.stdout).unwrap();
     assert_eq!(out.lines().count(), 4_000, "the flows alone on stdout");
-    let status = format!(": NODE STATUS: {dead} ");
+    let status = format!(": 1 nodes are unavailable: {dead}");
     let err = String::from_utf8(all.stderr).unwrap();
     assert!(err.lines().next().unwrap().contains(&status), "{err:.300}");
     // As `observe flows --last 4000 2>&1 | head -1`: stderr goes into the

@@ -334,6 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mut query,
         } => {
             query.field_mask = experimental_field_mask;
+            flows::check_field_mask(&query.field_mask, output)?;
             if print_raw_filters {
                 let text = flows::raw_filters(&query)?;
                 observe_cli::outln!("{}", text.trim_end())?;

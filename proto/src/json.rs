@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, SerializeOptions};
 
 use crate::observer::GetFlowsResponse;
 
@@ -45,14 +45,45 @@ pub fn from_json_stream<M: Message + Default>(
     full_name: &str,
     text: &str,
 ) -> Result<Vec<M>, JsonError> {
+    read_stream(full_name, text, true)
+}
+
+/// [`from_json_stream`], but a field our .proto files do not declare (one a
+/// newer Hubble writes, or L7 data we do not hold) is skipped, as Go's
+/// protojson skips it with `DiscardUnknown`; the second value names the first
+/// such field, when there was one.
+pub fn from_json_stream_lenient<M: Message + Default>(
+    full_name: &str,
+    text: &str,
+) -> Result<(Vec<M>, Option<String>), JsonError> {
+    const UNKNOWN: &str = "unrecognized field name '";
+    match read_stream(full_name, text, true) {
+        Ok(messages) => Ok((messages, None)),
+        Err(JsonError::Parse(e)) if e.contains(UNKNOWN) => {
+            let field = e
+                .split_once(UNKNOWN)
+                .and_then(|(_, rest)| rest.split_once('\''))
+                .map_or_else(|| e.clone(), |(name, _)| name.to_string());
+            Ok((read_stream(full_name, text, false)?, Some(field)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn read_stream<M: Message + Default>(
+    full_name: &str,
+    text: &str,
+    deny_unknown_fields: bool,
+) -> Result<Vec<M>, JsonError> {
     let desc = pool()
         .get_message_by_name(full_name)
         .ok_or_else(|| JsonError::UnknownMessage(full_name.to_string()))?;
+    let options = DeserializeOptions::new().deny_unknown_fields(deny_unknown_fields);
     let mut de = serde_json::Deserializer::from_str(text);
     let mut out = Vec::new();
     // `end` succeeds once only whitespace is left.
     while de.end().is_err() {
-        let dynamic = DynamicMessage::deserialize(desc.clone(), &mut de)
+        let dynamic = DynamicMessage::deserialize_with_options(desc.clone(), &mut de, &options)
             .map_err(|e| JsonError::Parse(e.to_string()))?;
         out.push(
             dynamic
@@ -134,6 +165,37 @@ mod tests {
         assert_eq!(f["l4"]["TCP"]["destination_port"], 8080);
         assert_eq!(f["l4"]["TCP"]["flags"]["SYN"], true);
         assert_eq!(f["is_reply"], false);
+    }
+
+    #[test]
+    fn a_lenient_read_skips_fields_we_do_not_declare_and_names_the_first() {
+        // A hubble L7 flow: `l7` (field 15) is reserved in our flow.proto.
+        let line = r#"{"flow":{"verdict":"FORWARDED","Type":"L7","l7":{"type":"REQUEST",
+            "http":{"method":"GET"}},"auth_type":"SPIRE"},"node_name":"kind-worker"}"#;
+        assert!(matches!(
+            from_json_stream::<GetFlowsResponse>("observer.GetFlowsResponse", line),
+            Err(JsonError::Parse(e)) if e.contains("unrecognized field name 'l7'")
+        ));
+        let (read, skipped) =
+            from_json_stream_lenient::<GetFlowsResponse>("observer.GetFlowsResponse", line)
+                .unwrap();
+        assert_eq!(skipped.as_deref(), Some("l7"));
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].node_name, "kind-worker");
+        let Some(ResponseTypes::Flow(f)) = &read[0].response_types else {
+            panic!("{read:?}")
+        };
+        assert_eq!(f.verdict, Verdict::Forwarded as i32);
+        // A line we know whole skips nothing; bad JSON stays an error.
+        let (_, none) = from_json_stream_lenient::<GetFlowsResponse>(
+            "observer.GetFlowsResponse",
+            r#"{"node_name":"n"}"#,
+        )
+        .unwrap();
+        assert_eq!(none, None);
+        assert!(
+            from_json_stream_lenient::<GetFlowsResponse>("observer.GetFlowsResponse", "{").is_err()
+        );
     }
 
     #[test]

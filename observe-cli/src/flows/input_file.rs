@@ -1,15 +1,19 @@
 //! `observe flows --input-file`: flows saved as JSON lines (`-o json`, ours or
 //! `hubble observe -o jsonpb`'s) read back and selected here, as `hubble
 //! observe --input-file` does: the filter flags, `--since`/`--until`,
-//! `--first`/`--last`/`--all` and the field mask apply (without a count, the
-//! last 20); `--follow` and the server flags do not. A line that is not a
-//! response is reported and skipped; the others are not lost for it.
+//! `--first`/`--last`/`--all` and the field mask apply (without a count,
+//! every selected line); `--follow` and the server flags do not. A line that
+//! is not a response is reported and skipped; the others are not lost for it.
+//! Fields our .proto files do not hold (L7, auth, a newer Hubble's) are
+//! skipped with one warning, as hubble's reader skips what it does not know.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
 
 use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response};
 use observer_runtime::query::FlowQuery;
+
+use super::request::QueryArgs;
 
 /// Longer lines are refused: a flow is a few kilobytes, and a file without
 /// line ends (`/dev/zero`) would otherwise be read whole.
@@ -18,13 +22,28 @@ pub const MAX_LINE: usize = 1 << 20;
 /// `--last` keeps at most this many flows in memory, as Hubble's reader does.
 pub const MAX_LAST: u64 = 1_000_000;
 
+/// The request the flags make for a file: as for a server, but nothing to
+/// follow, and without a count every selected line, as hubble reads a file
+/// (a server's default of the last 20 is for its buffer).
+pub fn request(query: &QueryArgs) -> anyhow::Result<GetFlowsRequest> {
+    let query = QueryArgs {
+        follow: false,
+        ..query.clone()
+    };
+    let mut request = query.request()?;
+    if !query.has_count() {
+        request.number = 0;
+    }
+    Ok(request)
+}
+
 /// Which responses of a file `req` selects: the server's own reading of the
 /// request (window, filters, count, field mask).
 pub struct Selection {
     query: FlowQuery,
-    /// Whether the request has filters: then a response that is not a flow
-    /// (a node's status) has nothing to match and is left out, as hubble's
-    /// reader leaves it.
+    /// Whether the request has an allowlist: then a response that is not a
+    /// flow (a node's status, lost events) matches none of it and is left
+    /// out, as hubble's reader leaves it; a denylist alone keeps it.
     filtered: bool,
 }
 
@@ -37,7 +56,7 @@ impl Selection {
         );
         Ok(Selection {
             query: FlowQuery::parse(req)?,
-            filtered: !req.whitelist.is_empty() || !req.blacklist.is_empty(),
+            filtered: !req.whitelist.is_empty(),
         })
     }
 
@@ -66,21 +85,34 @@ pub fn select(
     let mut last: VecDeque<GetFlowsResponse> = VecDeque::new();
     let mut shown = 0usize;
     let mut lines = Lines { input, number: 0 };
+    let mut warned_unknown = false;
     while let Some(line) = lines.next_line(name)? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let resp = match std::str::from_utf8(&line)
+        let read = std::str::from_utf8(&line)
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                observer_proto::json::from_json_stream::<GetFlowsResponse>(
+                observer_proto::json::from_json_stream_lenient::<GetFlowsResponse>(
                     "observer.GetFlowsResponse",
-                    text,
+                    text.trim_end(),
                 )
-                .map_err(|e| e.to_string())
-            }) {
-            Ok(mut responses) if responses.len() == 1 => responses.remove(0),
-            Ok(responses) => {
+                .map_err(|e| position_in_line(&e.to_string()))
+            });
+        let resp = match read {
+            Ok((mut responses, unknown)) if responses.len() == 1 => {
+                if let (Some(field), false) = (unknown, warned_unknown) {
+                    warned_unknown = true;
+                    skipped(format!(
+                        "{name} line {}: field '{field}' (and any other this build does not \
+                         know, here and in later lines) ignored: observe reads the L3/L4 part \
+                         of flows, without L7 or auth data",
+                        lines.number
+                    ));
+                }
+                responses.remove(0)
+            }
+            Ok((responses, _)) => {
                 skipped(format!(
                     "{name} line {}: {} JSON objects, not one response; skipped",
                     lines.number,
@@ -121,6 +153,17 @@ pub fn select(
         }
     }
     Ok(())
+}
+
+/// A JSON error about one line, its position said as a column: the parser
+/// counts lines within the text it was given, which is always its first.
+fn position_in_line(error: &str) -> String {
+    match error.rsplit_once(" at line 1 column ") {
+        Some((what, column)) if column.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("{what} at column {column}")
+        }
+        _ => error.to_string(),
+    }
 }
 
 /// Lines of at most [`MAX_LINE`] bytes, counted from 1.

@@ -82,12 +82,7 @@ pub fn run_from_file(
     query: &request::QueryArgs,
     display: Display,
 ) -> anyhow::Result<()> {
-    // As with hubble: a file has nothing to follow.
-    let query = request::QueryArgs {
-        follow: false,
-        ..query.clone()
-    };
-    let selection = input_file::Selection::new(&query.request()?)?;
+    let selection = input_file::Selection::new(&input_file::request(query)?)?;
     let stdin;
     let (input, name): (Box<dyn std::io::BufRead>, String) = if path.as_os_str() == "-" {
         stdin = std::io::stdin();
@@ -114,6 +109,28 @@ pub fn run_from_file(
     )?;
     write_out(&printer.finish())?;
     Ok(())
+}
+
+/// Refuses a field mask with a format that prints whole lines (compact,
+/// dict, table, the terminal UI): their columns would be left blank, so, as
+/// Hubble, only JSON takes one.
+pub fn check_field_mask(mask: &[String], format: Option<output::Format>) -> anyhow::Result<()> {
+    use output::Format;
+    match format {
+        _ if mask.is_empty() => Ok(()),
+        Some(Format::Json | Format::Jsonpb) => Ok(()),
+        other => {
+            let name = match other {
+                Some(Format::Dict) => "dict",
+                Some(Format::Table) => "table",
+                _ => "compact",
+            };
+            anyhow::bail!(
+                "--experimental-field-mask: the {name} output shows whole flows and is not \
+                 compatible with a field mask; use -o json or -o jsonpb"
+            )
+        }
+    }
 }
 
 /// The printer `display` asks for, compact lines when it names no format.

@@ -139,10 +139,13 @@ impl QueryArgs {
     /// Whether the flags say which flows (a time, a count or all), not only
     /// which kind.
     pub fn has_window(&self) -> bool {
-        self.since.is_some()
-            || self.all
-            || self.last.is_some_and(|n| n > 0)
-            || self.first.is_some_and(|n| n > 0)
+        self.since.is_some() || self.has_count()
+    }
+
+    /// Whether the flags ask for a number of flows (`--first`, `--last` above
+    /// 0, or `--all`).
+    pub fn has_count(&self) -> bool {
+        self.all || self.last.is_some_and(|n| n > 0) || self.first.is_some_and(|n| n > 0)
     }
 
     pub fn request(&self) -> anyhow::Result<GetFlowsRequest> {

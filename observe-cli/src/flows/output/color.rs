@@ -29,6 +29,9 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
+/// Every code this module writes (the escaping of flow text lets them pass).
+pub const CODES: [&str; 4] = [GREEN, RED, YELLOW, RESET];
+
 /// `verdict` wrapped in its colour when `on` and it has one: green for what
 /// passed, red for what was stopped, yellow for the rest, as Hubble colours
 /// them. The first word decides, so `DENIED BY …` is red whole.

@@ -1,7 +1,7 @@
 //! The `compact` format: one line per flow, as `hubble observe` prints it, with
 //! the client on the left and the verdict coloured when asked.
 
-use observer_proto::flow::{Endpoint, Flow};
+use observer_proto::flow::{Endpoint, Flow, LostEvent};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::NodeState;
 
@@ -28,39 +28,101 @@ pub fn compact(resp: &GetFlowsResponse, o: &Options) -> Option<String> {
             "{}{node}: EVENTS LOST: {} {}",
             timestamp(resp.time.as_ref()),
             lost_source(l.source),
-            l.num_events_lost
+            lost_count(l, " ")
         )),
         ResponseTypes::NodeStatus(_) => Some(node_status(resp, o.time)),
     }
 }
 
-/// `time: NODE STATUS: nodes state: message`, for every human format; the
-/// state or the message alone when the other is not given.
+/// Node names in a status line: as many as fit in about 50 characters (one
+/// at least), then `(and N more)`, as Hubble cuts them.
+fn joined_names(names: &[String]) -> String {
+    const CUT_OFF: usize = 50;
+    let mut len = 0;
+    let mut end = names.len();
+    for (i, name) in names.iter().enumerate() {
+        len += name.len() + 2;
+        if len > CUT_OFF && i > 0 {
+            end = i;
+            break;
+        }
+    }
+    let joined = names[..end].join(", ");
+    match names.len() - end {
+        0 => joined,
+        more => format!("{joined} (and {more} more)"),
+    }
+}
+
+/// A node status as Hubble's compact and table formats tell it (on stderr):
+/// `time [relay]: 1 nodes are unavailable: node2` (the node that tells it in
+/// brackets, when named), `Receiving flows from 2
+/// nodes: …`, `… nodes removed from cluster: …`, `Error "message" on 1
+/// nodes: …`. The server's reason, when it gives one for an unavailable,
+/// gone or connected node, follows in parentheses.
 pub fn node_status(resp: &GetFlowsResponse, time: TimeFormat) -> String {
     let Some(ResponseTypes::NodeStatus(n)) = resp.response_types.as_ref() else {
         return String::new();
     };
-    let state = match NodeState::try_from(n.state_change) {
-        Ok(NodeState::NodeConnected) => "connected",
-        Ok(NodeState::NodeUnavailable) => "unavailable",
-        Ok(NodeState::NodeGone) => "gone",
-        Ok(NodeState::NodeError) => "error",
-        Ok(NodeState::UnknownNodeState) | Err(_) => "",
-    };
-    let what = match (state, n.message.as_str()) {
-        ("", message) => message.to_string(),
-        (state, "") => state.to_string(),
-        (state, message) => format!("{state}: {message}"),
-    };
-    let line = format!(
-        "{}: NODE STATUS: {}",
-        timestamp_as(resp.time.as_ref(), time),
-        n.node_names.join(",")
-    );
-    if what.is_empty() {
-        line
+    let mut prefix = timestamp_as(resp.time.as_ref(), time);
+    if !resp.node_name.is_empty() {
+        prefix += &format!(" [{}]", resp.node_name);
+    }
+    let (count, names) = (n.node_names.len(), joined_names(&n.node_names));
+    let reason = if n.message.is_empty() {
+        String::new()
     } else {
-        format!("{line} {what}")
+        format!(" ({})", n.message)
+    };
+    match NodeState::try_from(n.state_change) {
+        Ok(NodeState::NodeConnected) => {
+            format!("{prefix}: Receiving flows from {count} nodes: {names}{reason}")
+        }
+        Ok(NodeState::NodeUnavailable) => {
+            format!("{prefix}: {count} nodes are unavailable: {names}{reason}")
+        }
+        Ok(NodeState::NodeGone) => {
+            format!("{prefix}: {count} nodes removed from cluster: {names}{reason}")
+        }
+        Ok(NodeState::NodeError) => {
+            format!("{prefix}: Error {:?} on {count} nodes: {names}", n.message)
+        }
+        Ok(NodeState::UnknownNodeState) | Err(_) => format!(
+            "{prefix}: unknown node status event: state {}, nodes {names}{reason}",
+            n.state_change
+        ),
+    }
+}
+
+/// A node status as Hubble's dict format tells it: `TIMESTAMP`, `STATE`,
+/// `NODES` and the quoted `MESSAGE` (`N/A` without one).
+pub fn node_status_block(resp: &GetFlowsResponse, time: TimeFormat) -> String {
+    let Some(ResponseTypes::NodeStatus(n)) = resp.response_types.as_ref() else {
+        return String::new();
+    };
+    let state = NodeState::try_from(n.state_change)
+        .map(|s| s.as_str_name().to_string())
+        .unwrap_or_else(|_| n.state_change.to_string());
+    let message = if n.message.is_empty() {
+        "N/A".to_string()
+    } else {
+        format!("{:?}", n.message)
+    };
+    format!(
+        "  TIMESTAMP: {}\n      STATE: {state}\n      NODES: {}\n    MESSAGE: {message}\n",
+        timestamp_as(resp.time.as_ref(), time),
+        joined_names(&n.node_names)
+    )
+}
+
+/// What a lost-events notice says after its source: `CPU(3) 42` in compact
+/// (`sep` " "), `CPU(3) - 42` in dict and table (`sep` " - "), as Hubble
+/// prints it; the count alone when the server names no CPU (a ring shared
+/// by every CPU, as ours).
+pub fn lost_count(l: &LostEvent, sep: &str) -> String {
+    match l.cpu {
+        Some(cpu) => format!("CPU({cpu}){sep}{}", l.num_events_lost),
+        None => l.num_events_lost.to_string(),
     }
 }
 
@@ -113,7 +175,7 @@ fn identity(ep: Option<&Endpoint>) -> String {
         8 => "ingress",
         9 => "world-ipv4",
         10 => "world-ipv6",
-        n => return format!("({n})"),
+        n => return format!("(ID:{n})"),
     };
     format!("({name})")
 }

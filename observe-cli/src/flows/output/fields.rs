@@ -41,14 +41,15 @@ pub fn row(resp: &GetFlowsResponse, time: TimeFormat, policies: bool) -> Option<
                 summary: f.summary.clone(),
             })
         }
+        // Hubble's layout: the source where the events were lost.
         ResponseTypes::LostEvents(l) => Some(Row {
             time: timestamp(resp.time.as_ref()),
             node: node_name(resp),
-            source: String::new(),
+            source: lost_source(l.source).to_string(),
             destination: String::new(),
             kind: "EVENTS LOST".to_string(),
             verdict: String::new(),
-            summary: format!("{}: {}", lost_source(l.source), l.num_events_lost),
+            summary: super::compact::lost_count(l, " - "),
         }),
         ResponseTypes::NodeStatus(_) => None,
     }
@@ -79,10 +80,14 @@ pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
     }
 }
 
-/// (source, destination) as Hubble's table and dict print them.
+/// (source, destination) as Hubble's table and dict print them; a flow
+/// without IP (ARP, say) by its Ethernet addresses.
 pub fn hosts(f: &Flow) -> (String, String) {
     let (sport, dport) = ports(f);
     let ip = f.ip.as_ref();
+    if let (None, Some(eth)) = (ip, f.ethernet.as_ref()) {
+        return (eth.source.clone(), eth.destination.clone());
+    }
     (
         host(
             f.source.as_ref(),

@@ -2,17 +2,20 @@
 //! `dict` (a block of `KEY: value` lines per flow), `table` (aligned columns),
 //! and `json`/`jsonpb` (each `GetFlowsResponse` as one protojson line with the
 //! proto field names — Hubble prints the response for both). Verdicts are
-//! coloured in the human formats when asked ([`ColorChoice`]).
+//! coloured in compact and dict when asked ([`ColorChoice`]); control
+//! characters in the human formats read as text ([`escape`]).
 
 mod color;
 mod compact;
 mod dict;
+mod escape;
 mod fields;
 mod table;
 mod time;
 
 pub use color::{ColorChoice, paint_verdict};
 pub use compact::{compact, flow_line, styled_flow_line};
+pub use escape::escape_controls;
 pub use fields::{Row, flow_type, hosts, ports, row};
 pub use time::{TimeFormat, timestamp, timestamp_as, utc};
 
@@ -91,7 +94,8 @@ impl Printer {
         Printer {
             opts,
             blocks: 0,
-            table: table::Table::new(opts.follow, opts.print_node, opts.color),
+            // Colour codes would break a table's columns; Hubble's are plain.
+            table: table::Table::new(opts.follow, opts.print_node, false),
         }
     }
 
@@ -115,9 +119,22 @@ impl Printer {
             );
             if told || o.debug {
                 emit.err = match o.format {
-                    Format::Json | Format::Jsonpb => observer_proto::json::response_to_json(resp)?,
-                    _ => compact::node_status(resp, o.time),
-                } + "\n";
+                    Format::Json | Format::Jsonpb => {
+                        observer_proto::json::response_to_json(resp)? + "\n"
+                    }
+                    // A block like a flow's, after a separator, as Hubble's.
+                    Format::Dict => {
+                        let separator = if self.blocks > 0 {
+                            format!("{}\n", dict::SEPARATOR)
+                        } else {
+                            self.blocks += 1;
+                            String::new()
+                        };
+                        separator + &compact::node_status_block(resp, o.time)
+                    }
+                    Format::Compact | Format::Table => compact::node_status(resp, o.time) + "\n",
+                };
+                emit.err = escape_controls(&emit.err).into_owned();
             }
             return Ok(emit);
         }
@@ -144,6 +161,9 @@ impl Printer {
                     emit.out = self.table.push(&r);
                 }
             }
+        }
+        if !matches!(o.format, Format::Json | Format::Jsonpb) {
+            emit.out = escape_controls(&emit.out).into_owned();
         }
         Ok(emit)
     }

@@ -4,6 +4,7 @@
 //! is printed as it comes, in fixed widths that a longer cell just pushes.
 
 use super::color::paint_verdict;
+use super::escape::escape_controls;
 use super::fields::Row;
 
 /// Space between two columns.
@@ -81,19 +82,23 @@ impl Table {
         h.into_iter().map(str::to_string).collect()
     }
 
+    /// The row's cells, control characters shown as text before the widths
+    /// are measured.
     fn cells(&self, row: &Row) -> Vec<String> {
-        let mut c = vec![row.time.clone()];
+        let mut c = vec![&row.time];
         if self.print_node {
-            c.push(row.node.clone());
+            c.push(&row.node);
         }
         c.extend([
-            row.source.clone(),
-            row.destination.clone(),
-            row.kind.clone(),
-            row.verdict.clone(),
-            row.summary.clone(),
+            &row.source,
+            &row.destination,
+            &row.kind,
+            &row.verdict,
+            &row.summary,
         ]);
-        c
+        c.into_iter()
+            .map(|cell| escape_controls(cell).into_owned())
+            .collect()
     }
 
     /// One line: every cell but the last padded to its width plus the gap; the

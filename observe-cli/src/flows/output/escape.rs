@@ -1,0 +1,62 @@
+//! Flow text is data from servers and files: a control character in a pod
+//! name or a summary (an ESC starting a terminal sequence, a CR that moves
+//! back over the line) is shown as text, as Hubble's printer shows it, so a
+//! crafted flow cannot drive the reader's terminal. ESC reads `^[` and CR
+//! `\r` as in Hubble; other control characters in caret notation (`^G`) or,
+//! past ASCII, as `\u{9b}`. Tabs and line ends stay, and so do our own
+//! colours.
+
+use std::borrow::Cow;
+
+use super::color::CODES;
+
+/// `text` with its control characters shown as text, the colour codes we
+/// write ([`CODES`]) kept.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(code) = CODES.iter().find(|code| rest.starts_with(**code)) {
+            out += code;
+            rest = &rest[code.len()..];
+            continue;
+        }
+        match c {
+            '\x1b' => out += "^[",
+            '\r' => out += "\\r",
+            c if needs_escape(c) && c.is_ascii() => {
+                out.push('^');
+                out.push(char::from((c as u8) ^ 0x40));
+            }
+            c if needs_escape(c) => out += &format!("\\u{{{:x}}}", c as u32),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_read_as_text() {
+        assert_eq!(
+            escape_controls("p\x1b]0;title\x07 a\rb \u{9b}2J"),
+            "p^[]0;title^G a\\rb \\u{9b}2J"
+        );
+        assert_eq!(escape_controls("\x1b[2Jclear\x7f"), "^[[2Jclear^?");
+        // Our verdict colours pass; tabs and line ends stay.
+        let coloured = "\x1b[32mFORWARDED\x1b[0m (a\tb)\n";
+        assert_eq!(escape_controls(coloured), coloured);
+        assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
+    }
+}
