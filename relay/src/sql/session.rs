@@ -26,6 +26,7 @@ use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use super::graph::GraphTable;
+use super::graph::exec::Flows;
 use super::graph::rows::Rows;
 use super::pool::{Exhausted, QueryPool};
 use super::stream::Described;
@@ -80,6 +81,10 @@ impl Session {
         }
         let ctx = &session.ctx;
         let schema = schema::schema();
+        let graph_flows = Arc::new(Flows {
+            files: snap.files.clone(),
+            recent: snap.recent.clone(),
+        });
         let recent =
             MemTable::try_new(schema.clone(), vec![snap.recent]).map_err(|e| session.error(e))?;
         let table: Arc<dyn TableProvider> = if snap.files.is_empty() {
@@ -112,8 +117,11 @@ impl Session {
             DataFrame::new(ctx.state(), union).into_view()
         };
         for rows in [Rows::Nodes, Rows::Edges] {
-            ctx.register_table(rows.name(), Arc::new(GraphTable::new(rows, table.clone())))
-                .map_err(|e| session.error(e))?;
+            ctx.register_table(
+                rows.name(),
+                Arc::new(GraphTable::new(rows, graph_flows.clone())),
+            )
+            .map_err(|e| session.error(e))?;
         }
         let policies = history.policies();
         for mode in Mode::BOTH {

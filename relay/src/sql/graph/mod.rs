@@ -1,11 +1,12 @@
 //! The service graph as SQL: the read-only tables `graph_nodes` and
 //! `graph_edges`, built by `service_graph::GraphBuilder` (the builder behind
 //! `observe graph` and the TUI's service map) from the flows of the window
-//! the query's `time` condition names, read from the same history `flows`
-//! reads (files and rows in memory).
+//! the query's `time` condition names, read in time order from the same
+//! history `flows` reads (files and rows in memory).
 //!
 //! - [`window`]: the query's conditions on `time` → the window of flows.
-//! - [`exec`]: the plan node that folds the window's flows into the builder.
+//! - [`exec`]: the plan node that reads the window's flows in time order and
+//!   folds them into the builder.
 //! - [`rows`]: the graph → rows of either table.
 //!
 //! `SELECT ... FROM graph_edges WHERE $__timeFilter(time)` (Grafana's time
@@ -54,57 +55,18 @@ use datafusion::common::Result;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 
-use exec::GraphExec;
+use exec::{Flows, GraphExec};
 use rows::Rows;
 
-/// The columns of `flows` the builder reads (through the history's row
-/// reader); the others are not read.
-pub const FLOW_COLUMNS: &[&str] = &[
-    "time",
-    "verdict",
-    "drop_reason",
-    "kernel_drop",
-    "event_type",
-    "event_subtype",
-    "ip_version",
-    "source_ip",
-    "destination_ip",
-    "source_port",
-    "destination_port",
-    "protocol",
-    // Neighbour discovery draws no edge (`service_graph::builder`).
-    "icmp_type",
-    "source_identity",
-    "source_namespace",
-    "source_pod",
-    "source_workload",
-    "source_labels",
-    "destination_identity",
-    "destination_namespace",
-    "destination_pod",
-    "destination_workload",
-    "destination_labels",
-    "observation_point",
-    "sock_xlate_point",
-    "is_reply",
-    // A connection's first packet: the same 5-tuple later is another one.
-    "trace_reason",
-    "fwd_bytes",
-    "fwd_packets",
-    "rev_bytes",
-    "rev_packets",
-    "lifecycle_kind",
-];
-
-/// `graph_nodes` or `graph_edges` over a `flows` table.
+/// `graph_nodes` or `graph_edges` over the session's history.
 #[derive(Debug)]
 pub struct GraphTable {
     rows: Rows,
-    flows: Arc<dyn TableProvider>,
+    flows: Arc<Flows>,
 }
 
 impl GraphTable {
-    pub fn new(rows: Rows, flows: Arc<dyn TableProvider>) -> Self {
+    pub fn new(rows: Rows, flows: Arc<Flows>) -> Self {
         GraphTable { rows, flows }
     }
 }
@@ -128,14 +90,14 @@ impl TableProvider for GraphTable {
 
     async fn scan(
         &self,
-        state: &dyn Session,
+        _state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = window::scan(state, &self.flows, FLOW_COLUMNS, filters, None).await?;
         Ok(Arc::new(GraphExec::try_new(
-            input,
+            self.flows.clone(),
+            window::Window::of(filters)?,
             self.rows,
             projection.cloned(),
         )?))

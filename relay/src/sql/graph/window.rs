@@ -7,8 +7,10 @@
 //! other condition naming `time` is refused: it cannot be applied to the
 //! flows, and applied to the graph's rows it would not choose the flows.
 //! The policy what-if's tables (`crate::sql::whatif`) choose their window
-//! the same way: [`pushdown`] and [`scan`] serve every table built from a
-//! window of flows.
+//! the same way: [`pushdown`] serves every table built from a window of
+//! flows; [`scan`] reads the what-if's (each first packet is replayed on its
+//! own, in any order), while the graph reads history in time order itself
+//! (`super::exec`).
 
 use std::sync::Arc;
 
