@@ -72,15 +72,17 @@ fn run(lab: &Lab, i: usize, n: usize) -> Vec<ItemReport> {
 }
 
 /// Runs test-support's `cgroup-client` with `action` against `target` in the
-/// lab's cgroup and in endpoint `name`'s network namespace (entered by the
-/// child itself: `ip netns exec` would hide the cgroup mount); its result line.
+/// cgroup of endpoint `name`'s node and in its network namespace (entered by
+/// the child itself: `ip netns exec` would hide the cgroup mount); its result
+/// line.
 fn unbound_client(lab: &Lab, name: &str, action: &str, target: &str) -> String {
     let bin = observe_lab::binaries::binary("cgroup-client").unwrap();
-    let netns = Path::new("/var/run/netns").join(&lab.endpoint(name).unwrap().netns);
+    let endpoint = lab.endpoint(name).unwrap();
+    let netns = Path::new("/var/run/netns").join(&endpoint.netns);
     let mut cmd = std::process::Command::new(&bin);
     test_support::netns::start_in(&mut cmd, &netns).unwrap();
     let out = cmd
-        .arg(lab.cgroup_path())
+        .arg(lab.node_cgroup_path(&endpoint.node))
         .args([action, target])
         .output()
         .unwrap();
@@ -159,10 +161,11 @@ fn per_backend(flows: &[Flow], vip: &str) -> BTreeMap<String, usize> {
 async fn connections_to_the_vip_are_balanced_translated_and_observed() {
     let env = e2e::start(&scenario(), &[]);
     let lab = &env.lab;
-    let cgroup = lab.cgroup_path();
+    // The client's node's cgroup, where node1's probe balances.
+    let cgroup = lab.node_cgroup_path("node1");
     assert!(
         cgroup.is_dir(),
-        "the lab made its cgroup {}",
+        "the lab made its node's cgroup {}",
         cgroup.display()
     );
     let cgroup_id = std::fs::metadata(&cgroup).unwrap().ino();
@@ -202,7 +205,10 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
         assert_eq!(post.verdict, Verdict::Translated as i32);
         for f in [sock, post] {
             assert_ne!(f.socket_cookie, 0);
-            assert_eq!(f.cgroup_id, cgroup_id, "the client ran in the lab's cgroup");
+            assert_eq!(
+                f.cgroup_id, cgroup_id,
+                "the client ran in its node's cgroup"
+            );
             assert_eq!(f.is_reply, None);
             assert_eq!(f.event_type.as_ref().map(|e| e.r#type), Some(7));
         }
@@ -376,12 +382,18 @@ async fn connections_to_the_vip_are_balanced_translated_and_observed() {
         "{out}"
     );
 
-    // Everything goes with the lab: cgroup, pins.
+    // Everything goes with the lab: cgroups, pins.
+    let lab_cgroup = lab.cgroup_path();
     let pins =
         PathBuf::from(flow_probe::kernel::pins::PIN_ROOT).join(lab.node_netns("node1").unwrap());
     assert!(pins.join("SERVICES").exists());
     drop(env);
     assert!(!cgroup.exists(), "cgroup {} removed", cgroup.display());
+    assert!(
+        !lab_cgroup.exists(),
+        "the lab's cgroup {} removed",
+        lab_cgroup.display()
+    );
     assert!(!pins.exists(), "pins {} removed", pins.display());
 }
 
@@ -493,7 +505,7 @@ async fn the_load_balancer_survives_a_killed_probe_and_is_readopted() {
     let mut env = e2e::start(&scenario(), &[]);
     let pins = PathBuf::from(flow_probe::kernel::pins::PIN_ROOT)
         .join(env.lab.node_netns("node1").unwrap());
-    let cgroup = env.lab.cgroup_path();
+    let cgroup = env.lab.node_cgroup_path("node1");
     let links = || {
         let mut v: Vec<String> = std::fs::read_dir(&pins)
             .unwrap()
@@ -541,4 +553,90 @@ async fn the_load_balancer_survives_a_killed_probe_and_is_readopted() {
             .all(|r| sock_flow(flows, client4, r.src_port.unwrap()).is_some())
     })
     .await;
+}
+
+/// Two nodes: the client on node2, a backend on each.
+const TWO_NODES: &str = r#"
+endpoints:
+  - {name: client, namespace: default, labels: {app: client}, node: node2}
+  - {name: api-1, namespace: default, labels: {app: api}, node: node1}
+  - {name: api-2, namespace: default, labels: {app: api}, node: node2}
+services:
+  - name: api
+    namespace: default
+    vip: {ipv4: 198.18.100.10}
+    ports: [{port: 80, protocol: TCP, targetPort: 8080}]
+    selector: {app: api}
+  - name: empty
+    namespace: default
+    vip: {ipv4: 198.18.100.11}
+    ports: [{port: 80, targetPort: 8080}]
+    selector: {app: nothing}
+traffic:
+  - {from: client, to_service: api, protocol: tcp, port: 80}
+  - {from: client, to_service: empty, protocol: tcp, port: 80, expect: refused}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_balances_and_reports_only_its_own_clients_connects() {
+    let scenario = Scenario::parse(TWO_NODES, "two_nodes.yaml").expect("scenario parses");
+    let env = e2e::start(&scenario, &[]);
+    let lab = &env.lab;
+    let probe_of = |node: &str| {
+        let p = env
+            .probes
+            .iter()
+            .find(|p| p.node == node)
+            .expect("a probe per node");
+        env.server(p.addr)
+    };
+    let (node1, node2) = (probe_of("node1"), probe_of("node2"));
+    let one = |i: usize| Scenario {
+        traffic: vec![scenario.traffic[i].clone()],
+        ..scenario.clone()
+    };
+    let completed: Vec<ItemReport> = tokio::task::block_in_place(|| {
+        (0..4)
+            .map(|_| {
+                let r = run_traffic_once(lab, &one(0)).expect("traffic runs");
+                assert!(r.all_as_expected(), "{r}");
+                r.items.into_iter().next().unwrap()
+            })
+            .collect()
+    });
+    let refused = tokio::task::block_in_place(|| run_traffic_once(lab, &one(1)).unwrap());
+    assert!(refused.all_as_expected(), "{refused}");
+    let client4 = ip_of(lab, "client", false);
+    // node2, the client's node, translated every connect and says so once.
+    let flows = node2
+        .wait_for("node2's SOCK flows of every connect", |flows| {
+            completed
+                .iter()
+                .all(|r| post_flow(flows, client4, r.src_port.unwrap()).is_some())
+        })
+        .await;
+    let socks: Vec<&Flow> = flows.iter().filter(|f| is_sock(f)).collect();
+    assert!(socks.iter().all(|f| f.node_name == "node2"));
+    for r in &completed {
+        let sport = r.src_port.unwrap();
+        let pre = socks
+            .iter()
+            .filter(|f| ports(f) == Some((sport, 80)) && f.verdict == Verdict::Traced as i32)
+            .count();
+        assert_eq!(pre, 1, "one pre-translation flow of port {sport}");
+    }
+    let not_found: Vec<&&Flow> = socks
+        .iter()
+        .filter(|f| f.drop_reason_desc == DropReason::ServiceBackendNotFound as i32)
+        .collect();
+    assert_eq!(not_found.len(), 1, "the refused connect, once");
+    // node1's balancer is attached to node1's cgroup: it saw none of them.
+    let on_node1: Vec<String> = node1
+        .all_flows()
+        .await
+        .into_iter()
+        .filter(is_sock)
+        .map(|f| f.summary)
+        .collect();
+    assert_eq!(on_node1, Vec::<String>::new());
 }

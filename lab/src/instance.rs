@@ -135,7 +135,8 @@ impl Lab {
         )
         .with_context(|| format!("lab {prefix}'s certificates"))?;
         // The cgroup is needed only for services; without them a failure is no error.
-        match cgroup::create(&prefix) {
+        let nodes = lab.topology.nodes.iter().map(|n| n.name.as_str());
+        match cgroup::create(&prefix, nodes) {
             Ok(_) => {}
             Err(e) if lab.scenario.services.is_empty() => log::debug!("no lab cgroup: {e:#}"),
             Err(e) => return Err(e),
@@ -214,10 +215,17 @@ impl Lab {
         probe_files::services_path(&self.state_dir)
     }
 
-    /// The lab's cgroup (`<cgroup v2 mount>/<prefix>`), where flow-probe attaches
-    /// the socket load balancer and the clients of service items run.
+    /// The lab's cgroup (`<cgroup v2 mount>/<prefix>`), the parent of its
+    /// nodes' ([`Lab::node_cgroup_path`]).
     pub fn cgroup_path(&self) -> PathBuf {
         cgroup::path_for(self.prefix())
+    }
+
+    /// A node's cgroup (`<prefix>/<node>`), where its flow-probe attaches the
+    /// socket load balancer and the clients of its endpoints' service items
+    /// run.
+    pub fn node_cgroup_path(&self, node: &str) -> PathBuf {
+        self.cgroup_path().join(node)
     }
 
     /// The policy directory written for flow-probe's `--policy-dir`

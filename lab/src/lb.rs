@@ -1,7 +1,7 @@
 //! Services in a running lab: the scenario's `services:` (the format of
 //! flow-probe's services file, see [`cluster_spec::services::file`]; checked by
 //! [`super::validate`], written by [`super::probe_files`] to
-//! `<state_dir>/services.yaml`) are flow-probe's `--services`, with the lab's
+//! `<state_dir>/services.yaml`) are flow-probe's `--services`, with the node's
 //! cgroup as `--lb-cgroup` ([`probe_args`]); traffic items with
 //! `to_service: NAME` connect to the VIP and port of [`frontend_of`].
 //!
@@ -28,9 +28,10 @@ use cluster_spec::services::{CompiledServices, Frontend, ServicesFile, compile};
 use super::instance::Lab;
 use super::scenario::{Family, TrafficSpec, find_service};
 
-/// flow-probe's flags for the lab's services: `--services` and `--lb-cgroup`,
-/// when the scenario has services (none otherwise: no load balancer is loaded).
-pub fn probe_args(lab: &Lab) -> Vec<OsString> {
+/// `node`'s flow-probe flags for the lab's services: `--services` and its
+/// node's `--lb-cgroup`, when the scenario has services (none otherwise: no
+/// load balancer is loaded).
+pub fn probe_args(lab: &Lab, node: &str) -> Vec<OsString> {
     if lab.scenario().services.is_empty() {
         return Vec::new();
     }
@@ -38,7 +39,7 @@ pub fn probe_args(lab: &Lab) -> Vec<OsString> {
         "--services".into(),
         lab.services_path().into(),
         "--lb-cgroup".into(),
-        lab.cgroup_path().into(),
+        lab.node_cgroup_path(node).into(),
     ]
 }
 

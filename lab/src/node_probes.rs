@@ -112,7 +112,7 @@ pub fn start_node(
         .args(endpoints)
         .arg("--policy-dir")
         .arg(lab.policy_dir())
-        .args(crate::lb::probe_args(lab))
+        .args(crate::lb::probe_args(lab, node))
         .arg("--ready-file")
         .arg(&ready)
         // As Cilium's datapath outlives its agent: a probe stopped (`observe

@@ -1,11 +1,12 @@
 //! Traffic items to a service (`to_service`): the client connects to the VIP and
 //! the socket load balancer picks the backend.
 //!
-//! The load balancer's hooks apply to the processes of the lab's cgroup, so the
-//! client must run in a process there: the item runs in a child process,
-//! `observe lab client --state-dir D --item N --spec JSON`, which joins the
-//! cgroup first, runs the item and prints its [`ItemReport`] as JSON. A process
-//! that is in the cgroup already runs the item itself.
+//! A node's load balancer hooks apply to the processes of the node's cgroup,
+//! so the client must run in a process there, as a pod's runs on its node:
+//! the item runs in a child process, `observe lab client --state-dir D --item
+//! N --spec JSON`, which joins the cgroup of its `from` endpoint's node first,
+//! runs the item and prints its [`ItemReport`] as JSON. A process that is in
+//! that cgroup already runs the item itself.
 //!
 //! Servers run on every backend of the service as flow-probe compiles it now
 //! (the lab's services and endpoints files, which may have been edited since
@@ -64,11 +65,21 @@ pub(super) fn job(lab: &Lab, index: usize, t: &TrafficSpec, src: &EndpointPlan) 
     }
 }
 
-/// Runs a service item: in a child process in the lab's cgroup, or here when
-/// this process is in it.
+/// The cgroup the client of `spec` runs in: its endpoint's node's.
+fn client_cgroup(lab: &Lab, spec: &TrafficSpec) -> Result<std::path::PathBuf> {
+    let from = lab
+        .endpoint(&spec.from)
+        .ok_or_else(|| anyhow!("no endpoint {:?} in the lab", spec.from))?;
+    Ok(lab.node_cgroup_path(&from.node))
+}
+
+/// Runs a service item: in a child process in its node's cgroup, or here
+/// when this process is in it.
 pub(super) fn run(lab: &Lab, index: usize, spec: &TrafficSpec, job: &Job) -> Exchange {
-    if cgroup::contains_self(&lab.cgroup_path()) {
-        return run_here(lab, spec, job);
+    match client_cgroup(lab, spec) {
+        Ok(cgroup) if cgroup::contains_self(&cgroup) => return run_here(lab, spec, job),
+        Ok(_) => {}
+        Err(e) => return Exchange::default().failed(format!("{e:#}")),
     }
     match spawn_client(lab, index, spec) {
         Ok(r) => Exchange {
@@ -109,12 +120,12 @@ fn spawn_client(lab: &Lab, index: usize, spec: &TrafficSpec) -> Result<ItemRepor
     serde_json::from_str(line).with_context(|| format!("lab client report {line:?}"))
 }
 
-/// `observe lab client`: joins the lab's cgroup, runs one traffic item and
-/// returns its report (with `index` as given).
+/// `observe lab client`: joins the cgroup of the item's node, runs the item
+/// and returns its report (with `index` as given).
 pub fn run_client(state_dir: &Path, index: usize, spec: &str) -> Result<ItemReport> {
     let lab = Lab::attach(state_dir)?;
     let spec: TrafficSpec = serde_json::from_str(spec).context("--spec")?;
-    cgroup::join(&lab.cgroup_path())?;
+    cgroup::join(&client_cgroup(&lab, &spec)?)?;
     let mut scenario = lab.scenario().clone();
     scenario.traffic = vec![spec];
     let mut report = run_traffic_once(&lab, &scenario)?;
