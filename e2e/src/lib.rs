@@ -81,8 +81,18 @@ pub fn observe(args: &[&str]) -> String {
 /// `port` on input (table `inet obs`, gone with the namespace): a drop that
 /// only the kernel's kfree_skb reports.
 pub fn firewall_drop_tcp_port(netns: &str, port: u16) {
+    firewall_drop(netns, "input", port);
+}
+
+/// Adds an nftables rule in `netns` that drops what it sends to TCP `port`
+/// (the output hook: the packet never reaches the endpoint's interface).
+pub fn firewall_drop_outgoing_tcp_port(netns: &str, port: u16) {
+    firewall_drop(netns, "output", port);
+}
+
+fn firewall_drop(netns: &str, hook: &str, port: u16) {
     let nft = format!(
-        "add table inet obs; add chain inet obs input {{ type filter hook input priority 0; }}; add rule inet obs input tcp dport {port} drop"
+        "add table inet obs; add chain inet obs {hook} {{ type filter hook {hook} priority 0; }}; add rule inet obs {hook} tcp dport {port} drop"
     );
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", netns, "nft", &nft])

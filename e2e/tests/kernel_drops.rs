@@ -1,5 +1,6 @@
 //! Kernel drops on the real datapath: a packet a netfilter rule drops inside an
-//! endpoint's namespace comes back as a DROPPED flow with the kernel's reason.
+//! endpoint's namespace, on its way in or on its way out, comes back as a
+//! DROPPED flow with the kernel's reason.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,33 +20,7 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
     // cart's own firewall drops everything to port 9000.
     e2e::firewall_drop_tcp_port(&cart.netns, 9000);
 
-    let dst: SocketAddr = (cart.ipv4, 9000).into();
-    let web_ns = web.netns.clone();
-    let sport = tokio::task::spawn_blocking(move || {
-        sysfs::enter_netns(&web_ns).unwrap();
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
-            .unwrap();
-        let port = sock.local_addr().unwrap().as_socket().unwrap().port();
-        // Exactly two SYNs, however late the timers fire: the first
-        // retransmission (after 1 s) always goes out, as the kernel checks the
-        // user timeout only once it has retransmitted; by the next one the
-        // 500 ms are long past and the connect fails.
-        sock.set_tcp_user_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let err = sock
-            .connect_timeout(&dst.into(), Duration::from_secs(10))
-            .unwrap_err();
-        assert_eq!(
-            err.kind(),
-            std::io::ErrorKind::TimedOut,
-            "the SYN is dropped, not refused"
-        );
-        port
-    })
-    .await
-    .unwrap();
+    let sport = connect_twice(&web.netns, (cart.ipv4, 9000).into()).await;
 
     let iface = |name: &str| {
         env.lab
@@ -118,4 +93,91 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
         assert_eq!(drop.source.as_ref().unwrap().pod_name, "web");
         assert_eq!(drop.destination.as_ref().unwrap().pod_name, "cart");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_on_the_senders_way_out_is_a_flow_too() {
+    let env = e2e::start(&Scenario::parse(TWO, "drops-out.yaml").unwrap(), &[]);
+    let cart = env.lab.endpoint("cart").unwrap().clone();
+    let web = env.lab.endpoint("web").unwrap().clone();
+    // web's own firewall drops what it sends to port 9001: the SYNs never
+    // reach its interface, so no tc program sees them, and the dropped
+    // packet has no device yet (its namespace is its socket's).
+    e2e::firewall_drop_outgoing_tcp_port(&web.netns, 9001);
+    let sport = connect_twice(&web.netns, (cart.ipv4, 9001).into()).await;
+    let of_connection = |flows: &[Flow]| -> Vec<Flow> {
+        flows
+            .iter()
+            .filter(|f| ports(f) == Some((sport, 9001)))
+            .cloned()
+            .collect()
+    };
+    let flows = env
+        .wait_for("both SYNs' drops and the close", |f| {
+            of_connection(f)
+                .iter()
+                .any(|f| f.summary.starts_with("TCP closed"))
+        })
+        .await;
+    let summaries: Vec<String> = of_connection(&flows)
+        .into_iter()
+        .map(|f| f.summary)
+        .collect();
+    assert_eq!(
+        summaries,
+        // The retransmission is told once it was sent, and it was dropped
+        // on the way, in the same call: its drop comes first.
+        [
+            "TCP Flags: SYN (kernel drop: NETFILTER_DROP)",
+            "TCP Flags: SYN (kernel drop: NETFILTER_DROP)",
+            "TCP retransmit #1",
+            "TCP closed before it was established, 1 retransmit",
+        ]
+    );
+    for drop in of_connection(&flows)
+        .iter()
+        .filter(|f| f.kernel_drop.is_some())
+    {
+        assert_eq!(drop.verdict, Verdict::Dropped as i32);
+        assert_eq!(
+            ips(drop),
+            (
+                std::net::IpAddr::V4(web.ipv4),
+                std::net::IpAddr::V4(cart.ipv4)
+            )
+        );
+        assert_eq!(drop.source.as_ref().unwrap().pod_name, "web");
+        assert_eq!(drop.destination.as_ref().unwrap().pod_name, "cart");
+    }
+}
+
+/// Connects from namespace `netns` to `dst`, whose SYNs are dropped: exactly
+/// two SYNs go out before the connect fails. The client's port.
+async fn connect_twice(netns: &str, dst: SocketAddr) -> u16 {
+    let netns = netns.to_string();
+    tokio::task::spawn_blocking(move || {
+        sysfs::enter_netns(&netns).unwrap();
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+            .unwrap();
+        let port = sock.local_addr().unwrap().as_socket().unwrap().port();
+        // Exactly two SYNs, however late the timers fire: the first
+        // retransmission (after 1 s) always goes out, as the kernel checks the
+        // user timeout only once it has retransmitted; by the next one the
+        // 500 ms are long past and the connect fails.
+        sock.set_tcp_user_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let err = sock
+            .connect_timeout(&dst.into(), Duration::from_secs(10))
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::TimedOut,
+            "the SYN is dropped, not refused"
+        );
+        port
+    })
+    .await
+    .unwrap()
 }

@@ -37,6 +37,14 @@ struct net_device {
 	possible_net_t nd_net;
 } __attribute__((preserve_access_index));
 
+struct sock_common {
+	possible_net_t skc_net;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+} __attribute__((preserve_access_index));
+
 struct sk_buff {
 	unsigned char *head;
 	__u16 mac_header;
@@ -45,6 +53,7 @@ struct sk_buff {
 	__u16 protocol;
 	unsigned int len;
 	struct net_device *dev;
+	struct sock *sk;
 } __attribute__((preserve_access_index));
 
 /* Tracepoint field offsets, read by flow-probe from the event's format file. */
@@ -67,14 +76,24 @@ struct {
 	__type(value, __u8);
 } DROP_NETNS SEC(".maps");
 
+/* The network namespace a dropped packet was in: its device's, or, for a
+ * packet sent here and dropped before it had one (an output hook of the
+ * sender's firewall), its socket's. */
+static __always_inline __u32 skb_netns(struct sk_buff *skb)
+{
+	if (BPF_CORE_READ(skb, dev))
+		return BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	return BPF_CORE_READ(skb, sk, __sk_common.skc_net.net, ns.inum);
+}
+
 static __always_inline int netns_watched(struct sk_buff *skb)
 {
 	__u32 inum;
 
 	if (!filter_netns)
 		return 1;
-	inum = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-	return bpf_map_lookup_elem(&DROP_NETNS, &inum) != NULL;
+	inum = skb_netns(skb);
+	return inum && bpf_map_lookup_elem(&DROP_NETNS, &inum) != NULL;
 }
 
 struct drop_bucket {

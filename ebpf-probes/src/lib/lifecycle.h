@@ -60,14 +60,6 @@ struct retransmit_args {
 	int err;                /* 76 */
 };
 
-struct sock_common {
-	possible_net_t skc_net;
-} __attribute__((preserve_access_index));
-
-struct sock {
-	struct sock_common __sk_common;
-} __attribute__((preserve_access_index));
-
 struct sock_life {
 	__u64 established_ns;
 	__u32 retransmits;
