@@ -177,13 +177,27 @@ pub struct FilterArgs {
     pub ip_version: Vec<String>,
 }
 
-/// A flag value that cannot become a filter.
+/// A flag value that cannot become a filter. A long value (a raw
+/// `--allowlist` of thousands of entries) is shown by its start and length,
+/// so the problem stays on screen.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("--{flag} {value:?}: {problem}")]
+#[error("--{flag} {}: {problem}", shown(value))]
 pub struct FlagError {
     pub flag: &'static str,
     pub value: String,
     pub problem: String,
+}
+
+/// `value` quoted, its first 80 characters only when longer than 100.
+fn shown(value: &str) -> String {
+    const LONG: usize = 100;
+    const START: usize = 80;
+    let chars = value.chars().count();
+    if chars <= LONG {
+        return format!("{value:?}");
+    }
+    let start: String = value.chars().take(START).collect();
+    format!("{start:?}… ({chars} characters)")
 }
 
 /// IPs and label selectors checked here, with the server's own parser, so

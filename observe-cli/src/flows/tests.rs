@@ -396,6 +396,20 @@ fn a_raw_filter_that_is_not_one_names_its_flag_and_the_problem() {
         err.starts_with(r#"--allowlist "{\"source_ip\":[\"nope\"]}": "#),
         "{err}"
     );
+    // A list too long to show is shown by its start and length: the reason
+    // stays readable.
+    let ips: Vec<String> = (0..5000)
+        .map(|i| format!("\"10.{}.{}.1\"", i / 256, i % 256))
+        .collect();
+    let huge = format!("{{\"source_ip\":[{}]}}", ips.join(","));
+    let err = select(&["--allowlist", &huge]).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            r#"--allowlist "{{\"source_ip\":[\"10.0.0.1\",\"10.0.1.1\",\"10.0.2.1\",\"10.0.3.1\",\"10.0.4.1\",\"10.0.5.1\","… ({} characters): source_ip: too many entries: 5000 (limit 4096 per field)"#,
+            huge.len()
+        )
+    );
 }
 
 #[test]

@@ -63,7 +63,7 @@
 //! | `policy_generation`, `policy_version` | uint64, utf8 | the policy in force on the node (`policy_in_force`; see [`policies`]) |
 //! | `fwd_bytes`, `fwd_packets`, `rev_bytes`, `rev_packets` | uint64 | `volume` (null without it) |
 //! | `lifecycle_kind` | utf8 | `ESTABLISHED`, `CLOSED`, `RETRANSMIT` |
-//! | `lifecycle_duration_ns` | uint64 | |
+//! | `lifecycle_duration_ns` | uint64 | a close's connection lifetime; null otherwise |
 //! | `lifecycle_retransmits` | uint32 | |
 //! | `policy_match_type` | uint32 | null when 0 |
 //! | `interface_index`, `interface_name` | uint32, utf8 | `interface` |

@@ -458,9 +458,12 @@ pub static COLUMNS: &[Column] = &[
             Some(Ok(k)) => b.append_value(k.as_str_name()),
         }),
     ),
+    // Only a close of an established connection has a duration: null, not
+    // 0, for ESTABLISHED, RETRANSMIT and a connect that failed, so an average
+    // over CLOSED rows is one of lifetimes.
     col(
         "lifecycle_duration_ns",
-        Get::U64(|r| lifecycle(r).map(|l| l.duration_ns)),
+        Get::U64(|r| lifecycle(r).map(|l| l.duration_ns).filter(|d| *d != 0)),
     )
     .stored(Store::Delta),
     col(
@@ -986,6 +989,48 @@ mod tests {
         let back = super::super::read::flows(&batch);
         for (b, f) in back.iter().zip(&flows) {
             assert_eq!((b.trace_reason, &b.volume), (f.trace_reason, &f.volume));
+        }
+    }
+
+    #[test]
+    fn a_lifecycle_without_a_duration_stores_none() {
+        use datafusion::arrow::datatypes::UInt64Type;
+        use observer_proto::observe::v1::{TcpLifecycle, tcp_lifecycle::Kind};
+        let life = |kind: Kind, duration_ns| Flow {
+            tcp_lifecycle: Some(TcpLifecycle {
+                kind: kind as i32,
+                duration_ns,
+                retransmits: 1,
+            }),
+            ..Default::default()
+        };
+        let flows = [
+            life(Kind::Established, 0),
+            life(Kind::Retransmit, 0),
+            life(Kind::Closed, 0),
+            life(Kind::Closed, 2_500_000),
+        ];
+        let recs: Vec<Rec> = flows
+            .iter()
+            .map(|flow| Rec {
+                node: "n",
+                time: 0,
+                flow,
+            })
+            .collect();
+        let batch = to_batch(&recs);
+        let durations = batch
+            .column_by_name("lifecycle_duration_ns")
+            .unwrap()
+            .as_primitive::<UInt64Type>();
+        let got: Vec<Option<u64>> = (0..durations.len())
+            .map(|i| durations.is_valid(i).then(|| durations.value(i)))
+            .collect();
+        assert_eq!(got, [None, None, None, Some(2_500_000)]);
+        // Read back, a missing duration is the proto's 0 again.
+        let back = super::super::read::flows(&batch);
+        for (b, f) in back.iter().zip(&flows) {
+            assert_eq!(b.tcp_lifecycle, f.tcp_lifecycle);
         }
     }
 
