@@ -137,11 +137,32 @@ pub fn parse_stamp(text: &str, now: i128) -> Option<i128> {
 
 /// Nanoseconds since the Unix epoch of an RFC 1123 time with a numeric zone
 /// (`Thu, 26 Nov 2026 15:04:05 +0000`, Go's `RFC1123Z`, a layout hubble's
-/// `--since` takes); `None` when `text` is not one.
+/// `--since` takes) or the zone `GMT`, `UT` or `UTC` (as HTTP dates and
+/// `date -R`'s relatives write it); `None` when `text` is not one.
 pub fn parse_rfc1123z(text: &str) -> Option<i128> {
-    jiff::Timestamp::strptime("%a, %d %b %Y %H:%M:%S %z", text.trim())
+    let text = text.trim();
+    let numeric = ["GMT", "UTC", "UT"]
+        .iter()
+        .find_map(|zone| text.strip_suffix(zone).filter(|t| t.ends_with(' ')))
+        .map_or_else(|| text.to_string(), |t| format!("{t}+0000"));
+    jiff::Timestamp::strptime("%a, %d %b %Y %H:%M:%S %z", &numeric)
         .ok()
         .map(|t| t.as_nanosecond())
+}
+
+/// Why `text`, an RFC 1123 time in form, is none: its weekday is not its
+/// date's (`Sat, 06 Dec 2026 …`: "6 Dec 2026 is a Sunday").
+pub fn rfc1123_weekday_mismatch(text: &str) -> Option<String> {
+    let (day, rest) = text.trim().split_once(", ")?;
+    if day.len() != 3 || parse_rfc1123z(text).is_some() {
+        return None;
+    }
+    let date = jiff::civil::Date::strptime("%d %b %Y", rest.get(..11)?).ok()?;
+    let weekday = date.strftime("%A").to_string();
+    date.strftime("%a")
+        .to_string()
+        .ne(day)
+        .then(|| format!("{} is a {weekday}, not {day}", date.strftime("%-d %b %Y")))
 }
 
 /// `2026-11-26T15:04:05Z`: RFC 3339 in UTC, whole seconds. Seconds beyond
@@ -203,6 +224,22 @@ mod tests {
             Some(at("2026-11-26T14:04:05Z"))
         );
         assert_eq!(parse_rfc1123z("Thu, 26 Nov 2026 15:04:05"), None);
+        for zone in ["GMT", "UTC", "UT", "+0000"] {
+            assert_eq!(
+                parse_rfc1123z(&format!("Sun, 06 Dec 2026 18:30:00 {zone}")),
+                Some(at("2026-12-06T18:30:00Z")),
+                "{zone}"
+            );
+        }
+        assert_eq!(
+            rfc1123_weekday_mismatch("Sat, 06 Dec 2026 18:30:00 +0000").as_deref(),
+            Some("6 Dec 2026 is a Sunday, not Sat")
+        );
+        assert_eq!(
+            rfc1123_weekday_mismatch("Sun, 06 Dec 2026 18:30:00 GMT"),
+            None
+        );
+        assert_eq!(rfc1123_weekday_mismatch("2h"), None);
     }
 
     #[test]

@@ -233,10 +233,13 @@ pub fn parse_time(flag: &str, s: &str, now: SystemTime) -> anyhow::Result<prost_
             // A time copied from compact output, or hubble's RFC1123Z.
             Err(_) => match time::parse_stamp(s, now).or_else(|| time::parse_rfc1123z(s)) {
                 Some(at) => at,
-                None => anyhow::bail!(
-                    "--{flag} {s:?}: expected a duration like 30s, 5m, 2h, 1d or a time like \
+                None => match time::rfc1123_weekday_mismatch(s) {
+                    Some(why) => anyhow::bail!("--{flag} {s:?}: {why}"),
+                    None => anyhow::bail!(
+                        "--{flag} {s:?}: expected a duration like 30s, 5m, 2h, 1d or a time like \
                      2026-11-26T10:00:00Z or Nov 26 10:00:00.000 (UTC)"
-                ),
+                    ),
+                },
             },
         },
         Err(e) => anyhow::bail!("--{flag} {e}"),
@@ -308,6 +311,14 @@ mod tests {
         assert_eq!(
             err("1y"),
             "--since \"1y\": years and months have no fixed length (use w, d, h, m, s or ms)"
+        );
+        // RFC 1123 with a zone name, as HTTP dates write it; a wrong weekday
+        // is named.
+        let t = parse_time("since", "Sun, 06 Dec 2026 18:30:00 GMT", now).unwrap();
+        assert_eq!(t.seconds, 1_796_581_800);
+        assert_eq!(
+            err("Sat, 06 Dec 2026 18:30:00 +0000"),
+            "--since \"Sat, 06 Dec 2026 18:30:00 +0000\": 6 Dec 2026 is a Sunday, not Sat"
         );
         let date = err("2026-02-31T10:00:00Z");
         assert!(
