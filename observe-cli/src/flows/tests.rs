@@ -573,8 +573,10 @@ fn compact_lines() {
         (
             false,
             true,
-            "Nov 26 15:04:06.123: default/frontend:40000 (ID:308) -> default/api:8080 (ID:303) to-endpoint \x1b[32mFORWARDED\x1b[0m (TCP Flags: SYN)\n\
-             Nov 26 15:04:08.123: other/client:50000 (ID:306) <> default/api:8080 (ID:303) Policy denied \x1b[31mDROPPED\x1b[0m (TCP Flags: SYN)\n\
+            // Hubble's colours: hosts cyan with their ports yellow,
+            // identities magenta, verdicts by outcome.
+            "Nov 26 15:04:06.123: \x1b[36mdefault/frontend:\x1b[33m40000\x1b[0m\x1b[0m \x1b[35m(ID:308)\x1b[0m -> \x1b[36mdefault/api:\x1b[33m8080\x1b[0m\x1b[0m \x1b[35m(ID:303)\x1b[0m to-endpoint \x1b[32mFORWARDED\x1b[0m (TCP Flags: SYN)\n\
+             Nov 26 15:04:08.123: \x1b[36mother/client:\x1b[33m50000\x1b[0m\x1b[0m \x1b[35m(ID:306)\x1b[0m <> \x1b[36mdefault/api:\x1b[33m8080\x1b[0m\x1b[0m \x1b[35m(ID:303)\x1b[0m Policy denied \x1b[31mDROPPED\x1b[0m (TCP Flags: SYN)\n\
              Nov 26 15:04:09.123: EVENTS LOST: PERF_EVENT_RING_BUFFER 7\n",
         ),
     ];
@@ -1174,7 +1176,8 @@ fn control_characters_in_flow_text_are_shown_not_obeyed() {
     .out;
     assert_eq!(
         compact,
-        "Nov 26 15:04:06.123: default/p^[]0;title^G:40000 (ID:308) -> default/api:8080 (ID:303) \
+        "Nov 26 15:04:06.123: \x1b[36mdefault/p^[]0;title^G:\x1b[33m40000\x1b[0m\x1b[0m \
+         \x1b[35m(ID:308)\x1b[0m -> \x1b[36mdefault/api:\x1b[33m8080\x1b[0m\x1b[0m \x1b[35m(ID:303)\x1b[0m \
          to-endpoint \x1b[32mFORWARDED\x1b[0m (^[[2Jclear\\rover)\n"
     );
     for format in [Format::Dict, Format::Table] {

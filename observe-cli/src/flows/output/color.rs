@@ -1,6 +1,7 @@
-//! Verdict colours for people: what passed green (FORWARDED, ALLOWED), what
-//! was stopped red (DROPPED, DENIED), audits yellow, the rest uncoloured; ANSI
-//! codes on a terminal only, unless asked otherwise.
+//! Colours for people, Hubble's: verdicts (what passed green, FORWARDED and
+//! ALLOWED; what was stopped red, DROPPED and DENIED; audits yellow), hosts
+//! cyan with their ports yellow, identities magenta; ANSI codes on a
+//! terminal only, unless asked otherwise.
 
 /// When to colour: `auto` colours on a terminal (and not with `NO_COLOR` set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -27,10 +28,35 @@ impl ColorChoice {
 const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
+const MAGENTA: &str = "\x1b[35m";
+const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
 /// Every code this module writes (the escaping of flow text lets them pass).
-pub const CODES: [&str; 4] = [GREEN, RED, YELLOW, RESET];
+pub const CODES: [&str; 6] = [GREEN, RED, YELLOW, MAGENTA, CYAN, RESET];
+
+fn paint(text: &str, code: &str, on: bool) -> String {
+    if on {
+        format!("{code}{text}{RESET}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// A host (cyan), as Hubble's compact and dict lines colour it.
+pub fn paint_host(host: &str, on: bool) -> String {
+    paint(host, CYAN, on)
+}
+
+/// A port (yellow), inside its host's colour as in Hubble's lines.
+pub fn paint_port(port: u32, on: bool) -> String {
+    paint(&port.to_string(), YELLOW, on)
+}
+
+/// An identity column, `(ID:12001)` or `(world)` (magenta), as Hubble's.
+pub fn paint_identity(identity: &str, on: bool) -> String {
+    paint(identity, MAGENTA, on)
+}
 
 /// `verdict` wrapped in its colour when `on` and it has one: green for what
 /// passed, red for what was stopped, yellow for the rest, as Hubble colours

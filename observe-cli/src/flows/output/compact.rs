@@ -6,8 +6,8 @@ use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTyp
 use observer_proto::relay::NodeState;
 
 use super::Options;
-use super::color::paint_verdict;
-use super::fields::{flow_type, hosts, lost_source, node_name, verdict_by};
+use super::color::{paint_host, paint_identity, paint_port, paint_verdict};
+use super::fields::{flow_type, lost_source, node_name, painted_hosts, verdict_by};
 use super::time::{TimeFormat, timestamp_as};
 
 /// One response as a compact line (without newline); `None` for an empty one.
@@ -141,9 +141,16 @@ pub fn styled_flow_line(f: &Flow, color: bool) -> String {
 
 /// The line, with a policy verdict's deciders when `policies`.
 fn line(f: &Flow, color: bool, policies: bool) -> String {
-    let (src_host, dst_host) = hosts(f);
-    let src = format!("{src_host} {}", identity(f.source.as_ref()));
-    let dst = format!("{dst_host} {}", identity(f.destination.as_ref()));
+    let (src_host, dst_host) = painted_hosts(f, &|port| paint_port(port, color));
+    let side = |host: &str, ep: Option<&Endpoint>| {
+        format!(
+            "{} {}",
+            paint_host(host, color),
+            paint_identity(&identity(ep), color)
+        )
+    };
+    let src = side(&src_host, f.source.as_ref());
+    let dst = side(&dst_host, f.destination.as_ref());
     let (left, arrow, right) = match f.is_reply {
         Some(true) => (dst, "<-", src),
         Some(false) => (src, "->", dst),
@@ -306,7 +313,9 @@ mod tests {
         };
         assert_eq!(
             line(&allowed, true, true),
-            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) policy-verdict:none INGRESS \x1b[32mALLOWED BY allow-frontend (CiliumNetworkPolicy)\x1b[0m (TCP Flags: SYN)"
+            "\x1b[36mdefault/frontend:\x1b[33m40000\x1b[0m\x1b[0m \x1b[35m(ID:300)\x1b[0m <> \
+             \x1b[36m198.18.1.3:\x1b[33m8080\x1b[0m\x1b[0m \x1b[35m(world)\x1b[0m policy-verdict:none \
+             INGRESS \x1b[32mALLOWED BY allow-frontend (CiliumNetworkPolicy)\x1b[0m (TCP Flags: SYN)"
         );
         // A flow read back from history has no policy kind: the name alone.
         let from_history = Flow {

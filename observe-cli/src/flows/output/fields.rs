@@ -83,7 +83,14 @@ pub fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
 /// (source, destination) as Hubble's table and dict print them; a flow
 /// without IP (ARP, say) by its Ethernet addresses.
 pub fn hosts(f: &Flow) -> (String, String) {
+    painted_hosts(f, &|port| port.to_string())
+}
+
+/// [`hosts`], each port as `port` writes it (coloured, in compact).
+pub fn painted_hosts(f: &Flow, port: &dyn Fn(u32) -> String) -> (String, String) {
+    // Port 0 is none, as Hubble leaves it out.
     let (sport, dport) = ports(f);
+    let (sport, dport) = (sport.filter(|p| *p != 0), dport.filter(|p| *p != 0));
     let ip = f.ip.as_ref();
     if let (None, Some(eth)) = (ip, f.ethernet.as_ref()) {
         return (eth.source.clone(), eth.destination.clone());
@@ -94,14 +101,14 @@ pub fn hosts(f: &Flow) -> (String, String) {
             f.source_service.as_ref(),
             &f.source_names,
             ip.map(|i| i.source.as_str()).unwrap_or(""),
-            sport,
+            sport.map(port),
         ),
         host(
             f.destination.as_ref(),
             f.destination_service.as_ref(),
             &f.destination_names,
             ip.map(|i| i.destination.as_str()).unwrap_or(""),
-            dport,
+            dport.map(port),
         ),
     )
 }
@@ -111,7 +118,7 @@ fn host(
     svc: Option<&Service>,
     names: &[String],
     ip: &str,
-    port: Option<u32>,
+    port: Option<String>,
 ) -> String {
     let join = |ns: &str, name: &str| {
         if ns.is_empty() {
@@ -127,9 +134,9 @@ fn host(
         _ => ip.to_string(),
     };
     match port {
-        Some(p) if p != 0 && host.contains(':') => format!("[{host}]:{p}"),
-        Some(p) if p != 0 => format!("{host}:{p}"),
-        _ => host,
+        Some(p) if host.contains(':') => format!("[{host}]:{p}"),
+        Some(p) => format!("{host}:{p}"),
+        None => host,
     }
 }
 
