@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e::{ips, ports};
 use flow_probe::kernel::sysfs;
-use observe_lab::Scenario;
+use observe_lab::{EndpointPlan, Scenario};
 use observer_proto::flow::{Flow, Verdict};
 
 const TWO: &str = "endpoints:\n  - {name: web, namespace: shop, labels: {app: web}}\n  - {name: cart, namespace: shop, labels: {app: cart}}\n";
@@ -55,13 +55,7 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
             None,
         ),
     ];
-    let of_connection = |flows: &[Flow]| -> Vec<Flow> {
-        flows
-            .iter()
-            .filter(|f| ports(f) == Some((sport, 9000)))
-            .cloned()
-            .collect()
-    };
+    let of_connection = |flows: &[Flow]| of_ports(flows, (sport, 9000));
     let shape = |flows: &[Flow]| -> Vec<(i32, String, Option<String>)> {
         flows
             .iter()
@@ -78,21 +72,7 @@ async fn a_netfilter_drop_is_a_flow_with_its_kernel_reason() {
         .await;
     let flows = of_connection(&flows);
     assert_eq!(shape(&flows), want);
-    let drops: Vec<&Flow> = flows.iter().filter(|f| f.kernel_drop.is_some()).collect();
-    for drop in drops {
-        assert_eq!(drop.kernel_drop.as_ref().unwrap().name, "NETFILTER_DROP");
-        assert_eq!(drop.verdict, Verdict::Dropped as i32);
-        assert_eq!(drop.event_type.as_ref().map(|e| e.r#type), Some(1));
-        assert_eq!(
-            ips(drop),
-            (
-                std::net::IpAddr::V4(web.ipv4),
-                std::net::IpAddr::V4(cart.ipv4)
-            )
-        );
-        assert_eq!(drop.source.as_ref().unwrap().pod_name, "web");
-        assert_eq!(drop.destination.as_ref().unwrap().pod_name, "cart");
-    }
+    assert_drops_from_web_to_cart(&flows, &web, &cart);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,13 +85,7 @@ async fn a_drop_on_the_senders_way_out_is_a_flow_too() {
     // packet has no device yet (its namespace is its socket's).
     e2e::firewall_drop_outgoing_tcp_port(&web.netns, 9001);
     let sport = connect_twice(&web.netns, (cart.ipv4, 9001).into()).await;
-    let of_connection = |flows: &[Flow]| -> Vec<Flow> {
-        flows
-            .iter()
-            .filter(|f| ports(f) == Some((sport, 9001)))
-            .cloned()
-            .collect()
-    };
+    let of_connection = |flows: &[Flow]| of_ports(flows, (sport, 9001));
     let flows = env
         .wait_for("both SYNs' drops and the close", |f| {
             of_connection(f)
@@ -134,11 +108,25 @@ async fn a_drop_on_the_senders_way_out_is_a_flow_too() {
             "TCP closed before it was established, 1 retransmit",
         ]
     );
-    for drop in of_connection(&flows)
+    assert_drops_from_web_to_cart(&of_connection(&flows), &web, &cart);
+}
+
+/// The flows of the connection with these (client, server) ports.
+fn of_ports(flows: &[Flow], ports_of_connection: (u16, u16)) -> Vec<Flow> {
+    flows
         .iter()
-        .filter(|f| f.kernel_drop.is_some())
-    {
+        .filter(|f| ports(f) == Some(ports_of_connection))
+        .cloned()
+        .collect()
+}
+
+/// Every kernel drop among `flows` is a netfilter drop from web to cart,
+/// named by its endpoints.
+fn assert_drops_from_web_to_cart(flows: &[Flow], web: &EndpointPlan, cart: &EndpointPlan) {
+    for drop in flows.iter().filter(|f| f.kernel_drop.is_some()) {
+        assert_eq!(drop.kernel_drop.as_ref().unwrap().name, "NETFILTER_DROP");
         assert_eq!(drop.verdict, Verdict::Dropped as i32);
+        assert_eq!(drop.event_type.as_ref().map(|e| e.r#type), Some(1));
         assert_eq!(
             ips(drop),
             (

@@ -955,6 +955,19 @@ mod tests {
     }
 
     /// A report of a connection's counters keeps its mark through history:
+    /// `flows` as one history batch (node `n`, time 0).
+    fn batch_of(flows: &[Flow]) -> RecordBatch {
+        let recs: Vec<Rec> = flows
+            .iter()
+            .map(|flow| Rec {
+                node: "n",
+                time: 0,
+                flow,
+            })
+            .collect();
+        to_batch(&recs)
+    }
+
     /// `REPORT` in `trace_reason`, read back as Hubble's ESTABLISHED with
     /// `volume.report`.
     #[test]
@@ -973,15 +986,7 @@ mod tests {
             volume: Some(volume(report)),
             ..Default::default()
         });
-        let recs: Vec<Rec> = flows
-            .iter()
-            .map(|flow| Rec {
-                node: "n",
-                time: 0,
-                flow,
-            })
-            .collect();
-        let batch = to_batch(&recs);
+        let batch = batch_of(&flows);
         assert_eq!(
             strings(&batch, "trace_reason"),
             [Some("REPORT".into()), Some("ESTABLISHED".into())]
@@ -1010,15 +1015,7 @@ mod tests {
             life(Kind::Closed, 0),
             life(Kind::Closed, 2_500_000),
         ];
-        let recs: Vec<Rec> = flows
-            .iter()
-            .map(|flow| Rec {
-                node: "n",
-                time: 0,
-                flow,
-            })
-            .collect();
-        let batch = to_batch(&recs);
+        let batch = batch_of(&flows);
         let durations = batch
             .column_by_name("lifecycle_duration_ns")
             .unwrap()
