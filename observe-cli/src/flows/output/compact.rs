@@ -1,13 +1,13 @@
 //! The `compact` format: one line per flow, as `hubble observe` prints it, with
 //! the client on the left and the verdict coloured when asked.
 
-use observer_proto::flow::{Endpoint, Flow, LostEvent};
+use observer_proto::flow::{Endpoint, Flow};
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use observer_proto::relay::NodeState;
 
 use super::Options;
 use super::color::{paint_host, paint_identity, paint_port, paint_verdict};
-use super::fields::{flow_type, lost_source, node_name, painted_hosts, verdict_by};
+use super::fields::{flow_type, lost_count, lost_source, node_name, painted_hosts, verdict_by};
 use super::time::{TimeFormat, timestamp_as};
 
 /// One response as a compact line (without newline); `None` for an empty one.
@@ -113,17 +113,6 @@ pub fn node_status_block(resp: &GetFlowsResponse, time: TimeFormat) -> String {
         timestamp_as(resp.time.as_ref(), time),
         joined_names(&n.node_names)
     )
-}
-
-/// What a lost-events notice says after its source: `CPU(3) 42` in compact
-/// (`sep` " "), `CPU(3) - 42` in dict and table (`sep` " - "), as Hubble
-/// prints it; the count alone when the server names no CPU (a ring shared
-/// by every CPU, as ours).
-pub fn lost_count(l: &LostEvent, sep: &str) -> String {
-    match l.cpu {
-        Some(cpu) => format!("CPU({cpu}){sep}{}", l.num_events_lost),
-        None => l.num_events_lost.to_string(),
-    }
 }
 
 /// `src (identity) -> dst (identity) TYPE VERDICT (summary)` as `hubble

@@ -4,8 +4,8 @@
 //! every format reads (node, ports, lost-events source).
 
 use observer_proto::flow::{
-    Endpoint, Flow, LostEventSource, Policy, Service, SocketTranslationPoint, TrafficDirection,
-    Verdict, layer4::Protocol,
+    Endpoint, Flow, LostEvent, LostEventSource, Policy, Service, SocketTranslationPoint,
+    TrafficDirection, Verdict, layer4::Protocol,
 };
 use observer_proto::names;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
@@ -49,7 +49,7 @@ pub fn row(resp: &GetFlowsResponse, time: TimeFormat, policies: bool) -> Option<
             destination: String::new(),
             kind: "EVENTS LOST".to_string(),
             verdict: String::new(),
-            summary: super::compact::lost_count(l, " - "),
+            summary: lost_count(l, " - "),
         }),
         ResponseTypes::NodeStatus(_) => None,
     }
@@ -68,6 +68,17 @@ pub fn lost_source(source: i32) -> &'static str {
     LostEventSource::try_from(source)
         .map(|s| s.as_str_name())
         .unwrap_or("UNKNOWN")
+}
+
+/// What a lost-events notice says after its source: `CPU(3) 42` in compact
+/// (`sep` " "), `CPU(3) - 42` in dict and table (`sep` " - "), as Hubble
+/// prints it; the count alone when the server names no CPU (a ring shared
+/// by every CPU, as ours).
+pub fn lost_count(l: &LostEvent, sep: &str) -> String {
+    match l.cpu {
+        Some(cpu) => format!("CPU({cpu}){sep}{}", l.num_events_lost),
+        None => l.num_events_lost.to_string(),
+    }
 }
 
 /// (source port, destination port) of a TCP, UDP or SCTP flow.
