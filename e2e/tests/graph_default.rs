@@ -174,6 +174,29 @@ async fn graph_of_the_default_scenario() {
         json!({"forwarded": 0, "dropped": 0, "audit": 3, "other": 0})
     );
 
+    // Asked for one direction, an edge keeps both directions' bytes: the
+    // replies to the client come with it (as volume only: the same flows,
+    // connections and verdicts). Its pings would otherwise lose their echo
+    // replies' bytes.
+    let mut from_other = addr.clone();
+    from_other.extend(["--from-namespace".to_string(), "other".to_string()]);
+    let v: Value = serde_json::from_str(&observe_graph(&from_other, "json")).expect("JSON");
+    let filtered = v["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .find(|e| e["id"] == "other/client->default/frontend")
+        .expect("client -> frontend from namespace other");
+    for field in [
+        "secondarystat",
+        "packets",
+        "connections",
+        "mainstat",
+        "verdicts",
+    ] {
+        assert_eq!(filtered[field], cf[field], "{field}: {filtered} vs {cf}");
+    }
+
     // DOT renders with Graphviz.
     let dot = observe_graph(&addr, "dot");
     assert!(

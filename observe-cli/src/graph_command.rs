@@ -8,9 +8,12 @@
 //! a graph of each and prints `service_graph::GraphDiff`: what is new, what
 //! vanished, what changed; on stderr, notes of what may make a change that
 //! is none ([`coverage`]: a node silent in one window, flows history lost).
+//! A filter naming one side asks for the replies to that side too
+//! ([`replies`]), so edges keep both directions' bytes.
 
 pub mod coverage;
 pub mod diff_args;
+pub mod replies;
 
 use std::io::IsTerminal;
 use std::time::SystemTime;
@@ -79,7 +82,8 @@ pub async fn run(
         query.since = Some(DEFAULT_SINCE.to_string());
     }
     query.follow = format == GraphFormat::Tui;
-    let req = query.request()?;
+    let mut req = query.request()?;
+    req.whitelist = replies::with_reply_mirrors(req.whitelist);
     let (mut client, used) = target.observer().await?;
     let stream = target.get_flows(&mut client, req.clone()).await?;
     if format == GraphFormat::Tui {
@@ -132,6 +136,7 @@ async fn window_graph(
     w: Window,
 ) -> anyhow::Result<(ServiceGraph, coverage::Coverage)> {
     let mut req = query.request()?;
+    req.whitelist = replies::with_reply_mirrors(req.whitelist);
     req.number = 0;
     req.first = false;
     req.follow = false;
