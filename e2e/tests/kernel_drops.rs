@@ -111,6 +111,42 @@ async fn a_drop_on_the_senders_way_out_is_a_flow_too() {
     assert_drops_from_web_to_cart(&of_connection(&flows), &web, &cart);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_port_used_again_after_a_failed_connect_is_a_new_connection() {
+    let env = e2e::start(&Scenario::parse(TWO, "drops-again.yaml").unwrap(), &[]);
+    let cart = env.lab.endpoint("cart").unwrap().clone();
+    let web = env.lab.endpoint("web").unwrap().clone();
+    e2e::firewall_drop_tcp_port(&cart.netns, 9002);
+    let dst: SocketAddr = (cart.ipv4, 9002).into();
+    // Two attempts from one client port: each new SYN (another sequence
+    // number) opens a connection at web's veth, whose entry nothing closed
+    // after the first (no answer, no FIN, no RST); its retransmission does
+    // not.
+    let sport = connect_twice(&web.netns, dst).await;
+    assert_eq!(connect_twice_from(&web.netns, sport, dst).await, sport);
+    let opened_at_web = |flows: &[Flow]| -> Vec<(u64, u64)> {
+        of_ports(flows, (sport, 9002))
+            .iter()
+            .filter(|f| f.trace_observation_point == 5 && f.summary == "TCP Flags: SYN")
+            .map(|f| {
+                let v = f.volume.as_ref().expect("a tc flow's volume");
+                (v.fwd_packets, v.fwd_bytes)
+            })
+            .collect()
+    };
+    let flows = env
+        .wait_for("both attempts' close", |f| {
+            of_ports(f, (sport, 9002))
+                .iter()
+                .filter(|f| f.summary.starts_with("TCP closed"))
+                .count()
+                == 2
+        })
+        .await;
+    // Each attempt's first SYN, counted from itself: one packet of 74 bytes.
+    assert_eq!(opened_at_web(&flows), [(1, 74), (1, 74)]);
+}
+
 /// The flows of the connection with these (client, server) ports.
 fn of_ports(flows: &[Flow], ports_of_connection: (u16, u16)) -> Vec<Flow> {
     flows
@@ -142,12 +178,18 @@ fn assert_drops_from_web_to_cart(flows: &[Flow], web: &EndpointPlan, cart: &Endp
 /// Connects from namespace `netns` to `dst`, whose SYNs are dropped: exactly
 /// two SYNs go out before the connect fails. The client's port.
 async fn connect_twice(netns: &str, dst: SocketAddr) -> u16 {
+    connect_twice_from(netns, 0, dst).await
+}
+
+/// [`connect_twice`] from client port `port` (0: any).
+async fn connect_twice_from(netns: &str, port: u16, dst: SocketAddr) -> u16 {
     let netns = netns.to_string();
     tokio::task::spawn_blocking(move || {
         sysfs::enter_netns(&netns).unwrap();
         let sock =
             socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+        sock.set_reuse_address(true).unwrap();
+        sock.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
             .unwrap();
         let port = sock.local_addr().unwrap().as_socket().unwrap().port();
         // Exactly two SYNs, however late the timers fire: the first

@@ -161,7 +161,9 @@ struct flow_stats {
 	__u8 opener;        /* the side that opened the connection */
 	__u8 opener_hook;   /* enum hook_point where the opener's packets pass */
 	__u8 resumed;       /* 1: made again for a tracked connection (no first-packet events) */
-	__u8 _pad0[3];
+	__u8 syn_seq[3];    /* low 24 bits of the opening SYN's sequence number, little end
+			     * first: a SYN with another one opens a new connection on the
+			     * same 5-tuple (a retransmitted SYN has the same) */
 };
 
 /*

@@ -28,6 +28,7 @@ struct pkt {
 	__u8 tcp_flags;
 	__u8 icmp_type;
 	__u8 icmp_code;
+	__u32 syn_seq;    /* a SYN without ACK: its sequence number (host order) */
 };
 
 /* Makes the first PULL_LEN bytes (or the whole packet) directly readable when
@@ -60,6 +61,9 @@ static __always_inline int parse_l4(const __u8 *l4, const void *end, struct pkt 
 		p->sport = load_be16(l4);
 		p->dport = load_be16(l4 + 2);
 		p->tcp_flags = l4[13];
+		/* Only a connection's opening SYN: the rest never read it. */
+		if ((p->tcp_flags & 0x12) == 0x02)
+			p->syn_seq = bpf_ntohl(*(const __u32 *)(l4 + 4));
 		return 0;
 	case IPPROTO_UDP:
 		if ((const void *)(l4 + 4) > end)

@@ -438,10 +438,17 @@ static __always_inline long ct_insert(const void *key, __u8 family, const struct
  * verifier refuses the pointer arithmetic clang makes of a variable index
  * into the stack. */
 
-/* A new entry's counters: this packet. */
+/* A connection's opening SYN: SYN without ACK. */
+static __always_inline int opening_syn(const struct pkt *p)
+{
+	return p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/* A new entry's counters: this packet (and an opening SYN's sequence). */
 static __always_inline void first_packet(struct flow_stats *st, const struct sighting *s)
 {
 	__u8 side = s->side;
+	__u32 seq = opening_syn(s->p) ? s->p->syn_seq : 0;
 
 	st->packets[0] = side ? 0 : 1;
 	st->packets[1] = side ? 1 : 0;
@@ -449,6 +456,21 @@ static __always_inline void first_packet(struct flow_stats *st, const struct sig
 	st->bytes[1] = side ? s->p->len : 0;
 	st->flags[0] = side ? 0 : s->p->tcp_flags;
 	st->flags[1] = side ? s->p->tcp_flags : 0;
+	st->syn_seq[0] = seq;
+	st->syn_seq[1] = seq >> 8;
+	st->syn_seq[2] = seq >> 16;
+}
+
+/* An opening SYN on an entry that some other SYN opened: a new connection on
+ * the same 5-tuple (a client port used again after a connect that never got
+ * an answer, whose entry nothing closed). A retransmitted SYN carries the
+ * sequence number of the first. */
+static __always_inline int reopens(const struct flow_stats *st, const struct pkt *p)
+{
+	__u32 seq = p->syn_seq;
+
+	return opening_syn(p) && (st->syn_seq[0] != (__u8)seq || st->syn_seq[1] != (__u8)(seq >> 8) ||
+				  st->syn_seq[2] != (__u8)(seq >> 16));
 }
 
 /* Counts a packet from `side`; returns that side's packets so far. */
@@ -568,7 +590,14 @@ static __always_inline int track(struct sighting *s, __u8 family)
 		return family == 4 ? miss4(s) : miss6(s);
 	}
 	note_path(s, TC_PATH_COUNTED);
-	if (count(st, s->side, s->p->len) == 1 && !st->resumed)
+	if (reopens(st, s->p)) {
+		/* Counted from this SYN on, as a new entry would be. */
+		first_packet(st, s);
+		st->opener = s->side;
+		st->opener_hook = s->hook;
+		st->resumed = 0;
+		reason = EMIT_NEW_FLOW;
+	} else if (count(st, s->side, s->p->len) == 1 && !st->resumed)
 		reason = EMIT_NEW_FLOW; /* the first answer */
 	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
 		reason = EMIT_TCP_FLAGS;

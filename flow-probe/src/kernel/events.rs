@@ -104,7 +104,9 @@ pub struct FlowStats {
     pub opener: u8,
     pub opener_hook: u8,
     pub resumed: u8,
-    pub _pad0: [u8; 3],
+    /// Low 24 bits of the opening SYN's sequence number (a SYN with other
+    /// ones opens a new connection on the same 5-tuple).
+    pub syn_seq: [u8; 3],
 }
 
 /// `PATH_TIMES` value: runs of one `tc_path` and their time, on one CPU.
@@ -434,7 +436,7 @@ pub fn mirrored_layouts() -> Vec<Layout> {
         ]),
         layout!("flow_stats", FlowStats, [
             packets => "packets", bytes => "bytes", flags => "flags", opener => "opener",
-            opener_hook => "opener_hook", resumed => "resumed", _pad0 => "_pad0",
+            opener_hook => "opener_hook", resumed => "resumed", syn_seq => "syn_seq",
         ]),
         layout!("path_time", PathTime, [runs => "runs", ns => "ns"]),
         layout!("egress_jump", EgressJump, [egress => "egress", cb0 => "cb0", own_copy_runs => "own_copy_runs"]),
