@@ -38,7 +38,7 @@
 //! | `secondarystat` | uint64 | bytes of both directions, each connection once at its largest report |
 //! | `detail__connections` | uint64 | distinct connections |
 //! | `detail__packets` | uint64 | packets, counted like bytes |
-//! | `detail__forwarded`, `detail__dropped`, `detail__audit`, `detail__other` | uint64 | flows by verdict |
+//! | `detail__forwarded`, `detail__dropped`, `detail__audit`, `detail__other` | uint64 | packets by verdict, each once where the probes last saw it (so they add up to fewer than `mainstat`, which counts every sighting) |
 //! | `detail__ports` | utf8 | `TCP/8080, UDP/53` |
 //! | `detail__drop_reasons` | utf8 | `POLICY_DENIED (1)`, empty without drops |
 //! | `detail__hops` | utf8 | the datapath hops in order with their flows: `from-endpoint (4) -> to-endpoint (4)` |
