@@ -48,23 +48,29 @@ pub fn from_json_stream<M: Message + Default>(
     read_stream(full_name, text, true)
 }
 
-/// [`from_json_stream`], but a field our .proto files do not declare (one a
-/// newer Hubble writes, or L7 data we do not hold) is skipped, as Go's
-/// protojson skips it with `DiscardUnknown`; the second value names the first
-/// such field, when there was one.
+/// [`from_json_stream`], but a field or enum value our .proto files do not
+/// declare (one a newer Hubble writes, or L7 data we do not hold) is
+/// skipped, as Go's protojson skips them with `DiscardUnknown`; the second
+/// value names the first such, when there was one (`l7`, `enum value
+/// 'DROP_SOMETHING_NEW'`).
 pub fn from_json_stream_lenient<M: Message + Default>(
     full_name: &str,
     text: &str,
 ) -> Result<(Vec<M>, Option<String>), JsonError> {
-    const UNKNOWN: &str = "unrecognized field name '";
+    const FIELD: &str = "unrecognized field name '";
+    const VALUE: &str = "unrecognized enum value '";
     match read_stream(full_name, text, true) {
         Ok(messages) => Ok((messages, None)),
-        Err(JsonError::Parse(e)) if e.contains(UNKNOWN) => {
-            let field = e
-                .split_once(UNKNOWN)
-                .and_then(|(_, rest)| rest.split_once('\''))
-                .map_or_else(|| e.clone(), |(name, _)| name.to_string());
-            Ok((read_stream(full_name, text, false)?, Some(field)))
+        Err(JsonError::Parse(e)) if e.contains(FIELD) || e.contains(VALUE) => {
+            let quoted = |marker: &str| {
+                e.split_once(marker)
+                    .and_then(|(_, rest)| rest.split_once('\''))
+                    .map(|(name, _)| name.to_string())
+            };
+            let what = quoted(FIELD)
+                .or_else(|| quoted(VALUE).map(|v| format!("enum value '{v}'")))
+                .unwrap_or_else(|| e.clone());
+            Ok((read_stream(full_name, text, false)?, Some(what)))
         }
         Err(e) => Err(e),
     }
@@ -186,6 +192,24 @@ mod tests {
             panic!("{read:?}")
         };
         assert_eq!(f.verdict, Verdict::Forwarded as i32);
+        // An enum value of a newer Hubble is skipped too (the field reads as
+        // unset), as protojson's DiscardUnknown does.
+        let (read, skipped) = from_json_stream_lenient::<GetFlowsResponse>(
+            "observer.GetFlowsResponse",
+            r#"{"flow":{"verdict":"DROPPED","drop_reason_desc":"DROP_FROM_THE_FUTURE"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            skipped.as_deref(),
+            Some("enum value 'DROP_FROM_THE_FUTURE'")
+        );
+        let Some(ResponseTypes::Flow(f)) = &read[0].response_types else {
+            panic!("{read:?}")
+        };
+        assert_eq!(
+            (f.verdict, f.drop_reason_desc),
+            (Verdict::Dropped as i32, 0)
+        );
         // A line we know whole skips nothing; bad JSON stays an error.
         let (_, none) = from_json_stream_lenient::<GetFlowsResponse>(
             "observer.GetFlowsResponse",

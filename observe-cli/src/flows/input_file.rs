@@ -103,10 +103,15 @@ pub fn select(
             Ok((mut responses, unknown)) if responses.len() == 1 => {
                 if let (Some(field), false) = (unknown, warned_unknown) {
                     warned_unknown = true;
+                    let what = if field.starts_with("enum value") {
+                        field
+                    } else {
+                        format!("field '{field}'")
+                    };
                     skipped(format!(
-                        "{name} line {}: field '{field}' (and any other this build does not \
-                         know, here and in later lines) ignored: observe reads the L3/L4 part \
-                         of flows, without L7 or auth data",
+                        "{name} line {}: {what} (and any other this build does not know, \
+                         here and in later lines) ignored: observe reads the L3/L4 part of \
+                         flows, without L7 or auth data",
                         lines.number
                     ));
                 }

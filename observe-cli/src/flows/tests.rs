@@ -1165,7 +1165,8 @@ fn control_characters_in_flow_text_are_shown_not_obeyed() {
     let syn = tcp(40000, 8080, flags("SYN"));
     let mut f = flow(1, FRONTEND, API, syn, Verdict::Forwarded, "node1");
     f.source.as_mut().unwrap().pod_name = "p\x1b]0;title\x07".into();
-    f.summary = "\x1b[2Jclear\rover".into();
+    // A colour code in the data is shown too: only our own colours paint.
+    f.summary = "\x1b[2Jclear\rover\x1b[32m".into();
     let r = resp(f);
     let compact = Printer::new(Options {
         color: true,
@@ -1178,7 +1179,7 @@ fn control_characters_in_flow_text_are_shown_not_obeyed() {
         compact,
         "Nov 26 15:04:06.123: \x1b[36mdefault/p^[]0;title^G:\x1b[33m40000\x1b[0m\x1b[0m \
          \x1b[35m(ID:308)\x1b[0m -> \x1b[36mdefault/api:\x1b[33m8080\x1b[0m\x1b[0m \x1b[35m(ID:303)\x1b[0m \
-         to-endpoint \x1b[32mFORWARDED\x1b[0m (^[[2Jclear\\rover)\n"
+         to-endpoint \x1b[32mFORWARDED\x1b[0m (^[[2Jclear\\rover^[[32m)\n"
     );
     for format in [Format::Dict, Format::Table] {
         let mut p = Printer::new(Options {
@@ -1194,7 +1195,10 @@ fn control_characters_in_flow_text_are_shown_not_obeyed() {
             text.contains("default/p^[]0;title^G:40000"),
             "{format:?}: {text}"
         );
-        assert!(text.contains("^[[2Jclear\\rover"), "{format:?}: {text}");
+        assert!(
+            text.contains("^[[2Jclear\\rover^[[32m"),
+            "{format:?}: {text}"
+        );
     }
 }
 

@@ -32,9 +32,6 @@ const MAGENTA: &str = "\x1b[35m";
 const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
-/// Every code this module writes (the escaping of flow text lets them pass).
-pub const CODES: [&str; 6] = [GREEN, RED, YELLOW, MAGENTA, CYAN, RESET];
-
 fn paint(text: &str, code: &str, on: bool) -> String {
     if on {
         format!("{code}{text}{RESET}")

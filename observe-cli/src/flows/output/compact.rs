@@ -7,6 +7,7 @@ use observer_proto::relay::NodeState;
 
 use super::Options;
 use super::color::{paint_host, paint_identity, paint_port, paint_verdict};
+use super::escape::escape_controls;
 use super::fields::{flow_type, lost_count, lost_source, node_name, painted_hosts, verdict_by};
 use super::time::{TimeFormat, timestamp_as};
 
@@ -47,7 +48,7 @@ fn joined_names(names: &[String]) -> String {
             break;
         }
     }
-    let joined = names[..end].join(", ");
+    let joined = escape_controls(&names[..end].join(", ")).into_owned();
     match names.len() - end {
         0 => joined,
         more => format!("{joined} (and {more} more)"),
@@ -66,13 +67,13 @@ pub fn node_status(resp: &GetFlowsResponse, time: TimeFormat) -> String {
     };
     let mut prefix = timestamp_as(resp.time.as_ref(), time);
     if !resp.node_name.is_empty() {
-        prefix += &format!(" [{}]", resp.node_name);
+        prefix += &format!(" [{}]", escape_controls(&resp.node_name));
     }
     let (count, names) = (n.node_names.len(), joined_names(&n.node_names));
     let reason = if n.message.is_empty() {
         String::new()
     } else {
-        format!(" ({})", n.message)
+        format!(" ({})", escape_controls(&n.message))
     };
     match NodeState::try_from(n.state_change) {
         Ok(NodeState::NodeConnected) => {
@@ -149,7 +150,7 @@ fn line(f: &Flow, color: bool, policies: bool) -> String {
     format!(
         "{left} {arrow} {right} {} {verdict} ({})",
         flow_type(f),
-        f.summary
+        escape_controls(&f.summary)
     )
 }
 

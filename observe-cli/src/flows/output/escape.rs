@@ -3,27 +3,19 @@
 //! back over the line) is shown as text, as Hubble's printer shows it, so a
 //! crafted flow cannot drive the reader's terminal. ESC reads `^[` and CR
 //! `\r` as in Hubble; other control characters in caret notation (`^G`) or,
-//! past ASCII, as `\u{9b}`. Tabs and line ends stay, and so do our own
-//! colours.
+//! past ASCII, as `\u{9b}`. Tabs and line ends stay. The printers escape each
+//! piece of flow text before they colour it, so even a colour code in the
+//! data is shown, not obeyed.
 
 use std::borrow::Cow;
 
-use super::color::CODES;
-
-/// `text` with its control characters shown as text, the colour codes we
-/// write ([`CODES`]) kept.
+/// `text` with its control characters shown as text.
 pub fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if let Some(code) = CODES.iter().find(|code| rest.starts_with(**code)) {
-            out += code;
-            rest = &rest[code.len()..];
-            continue;
-        }
+    for c in text.chars() {
         match c {
             '\x1b' => out += "^[",
             '\r' => out += "\\r",
@@ -34,7 +26,6 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
             c if needs_escape(c) => out += &format!("\\u{{{:x}}}", c as u32),
             c => out.push(c),
         }
-        rest = &rest[c.len_utf8()..];
     }
     Cow::Owned(out)
 }
@@ -54,9 +45,12 @@ mod tests {
             "p^[]0;title^G a\\rb \\u{9b}2J"
         );
         assert_eq!(escape_controls("\x1b[2Jclear\x7f"), "^[[2Jclear^?");
-        // Our verdict colours pass; tabs and line ends stay.
-        let coloured = "\x1b[32mFORWARDED\x1b[0m (a\tb)\n";
-        assert_eq!(escape_controls(coloured), coloured);
+        // Tabs and line ends stay; a colour code in the data is shown too.
+        assert_eq!(escape_controls("a\tb\n"), "a\tb\n");
+        assert_eq!(
+            escape_controls("\x1b[32mFORWARDED\x1b[0m"),
+            "^[[32mFORWARDED^[[0m"
+        );
         assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
     }
 }

@@ -10,6 +10,7 @@ use observer_proto::flow::{
 use observer_proto::names;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
+use super::escape::escape_controls;
 use super::time::{TimeFormat, timestamp_as};
 
 /// One flow (or lost-events notice) as the columns of `dict` and `table`.
@@ -38,7 +39,7 @@ pub fn row(resp: &GetFlowsResponse, time: TimeFormat, policies: bool) -> Option<
                 destination,
                 kind: flow_type(f),
                 verdict: verdict_by(f, policies),
-                summary: f.summary.clone(),
+                summary: escape_controls(&f.summary).into_owned(),
             })
         }
         // Hubble's layout: the source where the events were lost.
@@ -55,12 +56,14 @@ pub fn row(resp: &GetFlowsResponse, time: TimeFormat, policies: bool) -> Option<
     }
 }
 
-/// The node that saw a flow: the flow's own, else the response's.
+/// The node that saw a flow: the flow's own, else the response's (its
+/// control characters shown as text).
 pub fn node_name(resp: &GetFlowsResponse) -> String {
-    match resp.response_types.as_ref() {
-        Some(ResponseTypes::Flow(f)) if !f.node_name.is_empty() => f.node_name.clone(),
-        _ => resp.node_name.clone(),
-    }
+    let name = match resp.response_types.as_ref() {
+        Some(ResponseTypes::Flow(f)) if !f.node_name.is_empty() => &f.node_name,
+        _ => &resp.node_name,
+    };
+    escape_controls(name).into_owned()
 }
 
 /// The name of a lost-events source, `UNKNOWN` when out of range.
@@ -104,7 +107,8 @@ pub fn painted_hosts(f: &Flow, port: &dyn Fn(u32) -> String) -> (String, String)
     let (sport, dport) = (sport.filter(|p| *p != 0), dport.filter(|p| *p != 0));
     let ip = f.ip.as_ref();
     if let (None, Some(eth)) = (ip, f.ethernet.as_ref()) {
-        return (eth.source.clone(), eth.destination.clone());
+        let mac = |m: &str| escape_controls(m).into_owned();
+        return (mac(&eth.source), mac(&eth.destination));
     }
     (
         host(
@@ -144,10 +148,11 @@ fn host(
         _ if !names.is_empty() => names.join(","),
         _ => ip.to_string(),
     };
+    let host = escape_controls(&host);
     match port {
         Some(p) if host.contains(':') => format!("[{host}]:{p}"),
         Some(p) => format!("{host}:{p}"),
-        None => host,
+        None => host.into_owned(),
     }
 }
 
@@ -221,8 +226,8 @@ pub fn verdict_by(f: &Flow, policies: bool) -> String {
         .into_iter()
         .filter(|p| !p.name.is_empty())
         .map(|p| match p.kind.as_str() {
-            "" => p.name.clone(),
-            kind => format!("{} ({kind})", p.name),
+            "" => escape_controls(&p.name).into_owned(),
+            kind => format!("{} ({})", escape_controls(&p.name), escape_controls(kind)),
         })
         .collect();
     if named.is_empty() {

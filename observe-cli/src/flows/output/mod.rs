@@ -134,7 +134,6 @@ impl Printer {
                     }
                     Format::Compact | Format::Table => compact::node_status(resp, o.time) + "\n",
                 };
-                emit.err = escape_controls(&emit.err).into_owned();
             }
             return Ok(emit);
         }
@@ -161,9 +160,6 @@ impl Printer {
                     emit.out = self.table.push(&r);
                 }
             }
-        }
-        if !matches!(o.format, Format::Json | Format::Jsonpb) {
-            emit.out = escape_controls(&emit.out).into_owned();
         }
         Ok(emit)
     }
