@@ -444,6 +444,14 @@ static __always_inline int opening_syn(const struct pkt *p)
 	return p->proto == IPPROTO_TCP && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
 }
 
+/* Keeps the low 24 bits of an opening SYN's sequence number. */
+static __always_inline void note_syn(struct flow_stats *st, __u32 seq)
+{
+	st->syn_seq[0] = seq;
+	st->syn_seq[1] = seq >> 8;
+	st->syn_seq[2] = seq >> 16;
+}
+
 /* A new entry's counters: this packet (and an opening SYN's sequence). */
 static __always_inline void first_packet(struct flow_stats *st, const struct sighting *s)
 {
@@ -456,21 +464,28 @@ static __always_inline void first_packet(struct flow_stats *st, const struct sig
 	st->bytes[1] = side ? s->p->len : 0;
 	st->flags[0] = side ? 0 : s->p->tcp_flags;
 	st->flags[1] = side ? s->p->tcp_flags : 0;
-	st->syn_seq[0] = seq;
-	st->syn_seq[1] = seq >> 8;
-	st->syn_seq[2] = seq >> 16;
+	note_syn(st, seq);
 }
 
-/* An opening SYN on an entry that some other SYN opened: a new connection on
- * the same 5-tuple (a client port used again after a connect that never got
- * an answer, whose entry nothing closed). A retransmitted SYN carries the
- * sequence number of the first. */
-static __always_inline int reopens(const struct flow_stats *st, const struct pkt *p)
+/* An opening SYN from a side that sent another SYN before, with another
+ * sequence number: a new connection on the same 5-tuple (a client port used
+ * again after a connect that never got an answer, whose entry nothing
+ * closed). A retransmitted SYN carries the sequence number of the first. A
+ * side's first SYN on an entry made otherwise (from the peer's answer after
+ * a probe restart, say) is noted, so its retransmissions match. */
+static __always_inline int reopens(struct flow_stats *st, const struct sighting *s)
 {
-	__u32 seq = p->syn_seq;
+	__u8 sent = s->side ? st->flags[1] : st->flags[0];
+	__u32 seq = s->p->syn_seq;
 
-	return opening_syn(p) && (st->syn_seq[0] != (__u8)seq || st->syn_seq[1] != (__u8)(seq >> 8) ||
-				  st->syn_seq[2] != (__u8)(seq >> 16));
+	if (!opening_syn(s->p))
+		return 0;
+	if (!(sent & TCP_SYN)) {
+		note_syn(st, seq);
+		return 0;
+	}
+	return st->syn_seq[0] != (__u8)seq || st->syn_seq[1] != (__u8)(seq >> 8) ||
+	       st->syn_seq[2] != (__u8)(seq >> 16);
 }
 
 /* Counts a packet from `side`; returns that side's packets so far. */
@@ -590,7 +605,7 @@ static __always_inline int track(struct sighting *s, __u8 family)
 		return family == 4 ? miss4(s) : miss6(s);
 	}
 	note_path(s, TC_PATH_COUNTED);
-	if (reopens(st, s->p)) {
+	if (reopens(st, s)) {
 		/* Counted from this SYN on, as a new entry would be. */
 		first_packet(st, s);
 		st->opener = s->side;

@@ -27,8 +27,10 @@ const TCP: u8 = 6;
 /// What one connection looked like at the last reads.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    /// Packets of both sides; `None` while its counters are not in the table.
-    packets: Option<u64>,
+    /// Packets of both sides and the opening SYN's sequence bits (a SYN
+    /// that reopens the 5-tuple restarts the counters: another connection);
+    /// `None` while its counters are not in the table.
+    packets: Option<(u64, [u8; 3])>,
     /// When `packets` last changed (or the connection was first seen).
     changed: Instant,
     /// When it was first seen closed.
@@ -130,7 +132,7 @@ impl Collector {
     /// closed for `close_grace`, or its packet count unchanged for its idle
     /// time. `st`: its counters, `None` when they are not in the tables.
     fn judge(&self, key: &TableKey, st: Option<&FlowStats>, now: Instant) -> Result<Seen, ()> {
-        let packets = st.map(|s| s.packets[0] + s.packets[1]);
+        let packets = st.map(|s| (s.packets[0] + s.packets[1], s.syn_seq));
         let mut seen = self.seen.get(key).copied().unwrap_or(Seen {
             packets,
             changed: now,
@@ -251,6 +253,29 @@ mod tests {
         let rst = [(tcp, stats([3, 2], [ACK, 0x14]))];
         assert_eq!(c.sweep(&rst, ct, t0), Sweep::default());
         assert_eq!(c.sweep(&rst, ct, t0 + 10 * S).tracked, [tcp]);
+    }
+
+    #[test]
+    fn a_reopened_syn_entry_is_idle_from_its_new_connection() {
+        let mut c = Collector::new(cfg());
+        let t0 = Instant::now();
+        let syn = key(3, TCP);
+        // An unanswered SYN and its retransmission, then at 20 s the port
+        // used again: the datapath restarted the counters at the new SYN,
+        // whose retransmission brings them back to the same total.
+        let attempt = |seq| FlowStats {
+            syn_seq: seq,
+            ..stats([2, 0], [0x02, 0])
+        };
+        assert_eq!(
+            c.sweep(&[(syn, attempt([1, 2, 3]))], &[], t0),
+            Sweep::default()
+        );
+        let again = [(syn, attempt([7, 8, 9]))];
+        assert_eq!(c.sweep(&again, &[], t0 + 20 * S), Sweep::default());
+        // Idle 30 s from the new connection (50 s), not from the first (30 s).
+        assert_eq!(c.sweep(&again, &[], t0 + 49 * S), Sweep::default());
+        assert_eq!(c.sweep(&again, &[], t0 + 50 * S).flows, [syn]);
     }
 
     #[test]

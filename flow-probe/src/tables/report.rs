@@ -24,7 +24,40 @@ const ICMPV6_ECHO_REQUEST: u8 = 128;
 /// said.
 #[derive(Default)]
 pub struct Reporter {
-    last: HashMap<TableKey, [u64; 2]>,
+    last: HashMap<TableKey, Told>,
+}
+
+/// What was told of one entry: its packet counts, and which connection they
+/// were of (the opening SYN's sequence bits: the datapath restarts an
+/// entry's counters when a new SYN reopens its 5-tuple).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Told {
+    packets: [u64; 2],
+    syn_seq: [u8; 3],
+}
+
+impl Told {
+    fn of(st: &FlowStats) -> Told {
+        Told {
+            packets: st.packets,
+            syn_seq: st.syn_seq,
+        }
+    }
+
+    /// What `st`'s events told of it when nothing else was: the first packet
+    /// of each side.
+    fn by_events(st: &FlowStats) -> [u64; 2] {
+        st.packets.map(|p| p.min(1))
+    }
+
+    /// What was told of `st`'s connection: `self` when it is the same one,
+    /// else (reopened since) what its own events told.
+    fn of_same(told: Option<Told>, st: &FlowStats) -> [u64; 2] {
+        match told {
+            Some(t) if t.syn_seq == st.syn_seq => t.packets,
+            _ => Told::by_events(st),
+        }
+    }
 }
 
 impl Reporter {
@@ -44,15 +77,11 @@ impl Reporter {
                 // and no type to name.
                 continue;
             }
-            let told = self
-                .last
-                .get(key)
-                .copied()
-                .unwrap_or(st.packets.map(|p| p.min(1)));
+            let told = Told::of_same(self.last.get(key).copied(), st);
             if st.packets != told {
                 out.push(report_event(key, st, ktime_ns));
             }
-            next.insert(*key, st.packets);
+            next.insert(*key, Told::of(st));
         }
         self.last = next;
         out
@@ -74,10 +103,7 @@ impl Reporter {
     ) -> Vec<FlowEvent> {
         let mut out = Vec::new();
         for (key, st) in ended {
-            let told = self
-                .last
-                .remove(key)
-                .unwrap_or(st.packets.map(|p| p.min(1)));
+            let told = Told::of_same(self.last.remove(key), st);
             let closed_told = key.proto() == 6
                 && super::gc::closed_by(st).is_some_and(|flag| emitted & flag != 0);
             if st.packets != told && !closed_told && !key_is_icmp_not_echo(key) {
@@ -234,6 +260,27 @@ mod tests {
         // Seen first with more than that: reported at once.
         let mut r = Reporter::new();
         assert_eq!(r.reports(&[(conn(), stats(4, 2))], 1).len(), 1);
+    }
+
+    #[test]
+    fn a_reopened_entry_is_another_connection_to_report() {
+        // An unanswered connect: its SYN and a retransmission, told by a report.
+        let attempt = |seq: [u8; 3], client| {
+            let mut st = stats(client, 0);
+            st.syn_seq = seq;
+            st
+        };
+        let mut r = Reporter::new();
+        assert_eq!(r.reports(&[(conn(), attempt([1, 2, 3], 2))], 1).len(), 1);
+        // The port used again: the datapath restarted the counters at the new
+        // SYN (told by its event) and counted its retransmission. The same
+        // count as the last report, of another connection: reported.
+        let again = r.reports(&[(conn(), attempt([9, 9, 9], 2))], 2);
+        assert_eq!(again.iter().map(|e| e.packets).collect::<Vec<_>>(), [2]);
+        // Its SYN alone: what its event told, nothing to report.
+        let mut r = Reporter::new();
+        r.reports(&[(conn(), attempt([1, 2, 3], 2))], 1);
+        assert_eq!(r.reports(&[(conn(), attempt([9, 9, 9], 1))], 2), []);
     }
 
     #[test]
