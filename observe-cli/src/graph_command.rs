@@ -83,7 +83,11 @@ pub async fn run(
     }
     query.follow = format == GraphFormat::Tui;
     let mut req = query.request()?;
-    req.whitelist = replies::with_reply_mirrors(req.whitelist);
+    // Not in the TUI, whose filter bar shows the flows as asked, nor with a
+    // count, which the replies would take a share of.
+    if format != GraphFormat::Tui && req.number == 0 {
+        req.whitelist = replies::with_reply_mirrors(req.whitelist);
+    }
     let (mut client, used) = target.observer().await?;
     let stream = target.get_flows(&mut client, req.clone()).await?;
     if format == GraphFormat::Tui {

@@ -20,22 +20,15 @@ use crate::flows::request::{QueryArgs, parse_time};
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DiffArgs {
     /// Compare the last DURATION (`1h`, `30m`) with the DURATION before it.
-    // Hyphen values reach the parser, which says a duration is not negative.
     #[arg(
         long,
         value_name = "DURATION",
-        allow_hyphen_values = true,
         conflicts_with_all = ["since", "until", "against", "last", "first"]
     )]
     pub diff: Option<String>,
     /// Compare the window of --since/--until (default: the last 15m) against
     /// T3..T4, each a duration ago or RFC 3339 (`2h..1h`).
-    #[arg(
-        long,
-        value_name = "T3..T4",
-        allow_hyphen_values = true,
-        conflicts_with_all = ["last", "first"]
-    )]
+    #[arg(long, value_name = "T3..T4", conflicts_with_all = ["last", "first"])]
     pub against: Option<String>,
     /// With --diff or --against: an edge whose flows or bytes moved by more
     /// than this share of the earlier window's counts is changed [default: 50%].
@@ -305,10 +298,13 @@ mod tests {
             err(&["--diff", "0s"]),
             "--diff \"0s\": the window cannot be empty"
         );
-        // A leading hyphen is a value, not a flag clap would not know.
-        assert_eq!(
-            err(&["--diff", "-5m"]),
-            "--diff \"-5m\": a duration cannot be negative"
+        // A flag after --diff is a value left out, as clap says; so is a
+        // negative duration (clap reads it as a flag).
+        for words in [["--diff", "--follow"], ["--diff", "-5m"]] {
+            assert!(plan(&words).is_err(), "{words:?}");
+        }
+        assert!(
+            err(&["--diff", "--follow"]).contains("a value is required for '--diff <DURATION>'")
         );
         assert_eq!(
             err(&["--against", "2h"]),

@@ -7,7 +7,10 @@
 //! not in the window draws nothing. Without them an ICMP edge read half its
 //! bytes: each echo is its own connection, and its request's flow carries no
 //! reply bytes yet. (TCP connections tell both directions in their later
-//! request-direction flows, so their bytes were whole either way.)
+//! request-direction flows, so their bytes were whole either way.) The
+//! printed graph of a time window asks for them (`--since`, `--diff`); the
+//! TUI, whose filter bar shows the flows as asked, and `--last`/`--first`,
+//! whose count they would share, do not.
 
 use observer_proto::flow::FlowFilter;
 
