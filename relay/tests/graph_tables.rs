@@ -380,9 +380,6 @@ async fn the_plan_builds_the_graph_over_the_windowed_scan_of_flows() {
         .position(|t| t == "physical_plan")
         .expect("a physical plan");
     let plan = column("plan")[physical].clone();
-    // The graph node over the union of memory and files, each read with the
-    // window (the file's row groups pruned by it) and only the columns the
-    // builder reads.
     let lines: Vec<&str> = plan.lines().map(str::trim).collect();
     let at = |prefix: &str| {
         lines

@@ -11,9 +11,11 @@
 //!
 //! The builder's connection table and edges are held in memory until the
 //! window ends, so they are reserved in the query's memory pool as they grow
-//! ([`BYTES_PER_CONNECTION`], [`BYTES_PER_EDGE`]): a window with more
-//! connections than the memory limit allows fails like any other query over
-//! its limit.
+//! ([`BYTES_PER_CONNECTION`], [`BYTES_PER_EDGE`]), and so is the merge's
+//! time-ordered copy of the rows in memory: a window with more connections
+//! than the memory limit allows fails like any other query over its limit.
+//! The files are read a few batches at a time, every column (the reader
+//! GetFlows shares), on one thread.
 
 use std::fmt;
 use std::sync::Arc;
@@ -148,6 +150,13 @@ impl ExecutionPlan for GraphExec {
         let stopped = stop.clone();
         let fold = move || -> Result<RecordBatch> {
             let mut builder = GraphBuilder::new();
+            // The merge puts the rows in memory in time order in a copy.
+            let sorted_copy: usize = flows
+                .recent
+                .iter()
+                .map(RecordBatch::get_array_memory_size)
+                .sum();
+            reservation.try_resize(sorted_copy)?;
             let sources = scan::sources(flows.files.clone(), flows.recent.clone());
             for batch in scan::Merge::new(sources, range, scan::BATCH_ROWS) {
                 if stopped.load(Ordering::Relaxed) {
@@ -159,7 +168,9 @@ impl ExecutionPlan for GraphExec {
                 }
                 let edges = builder.graph().petgraph().edge_count();
                 reservation.try_resize(
-                    builder.connections() * BYTES_PER_CONNECTION + edges * BYTES_PER_EDGE,
+                    sorted_copy
+                        + builder.connections() * BYTES_PER_CONNECTION
+                        + edges * BYTES_PER_EDGE,
                 )?;
             }
             let batch = rows.batch(builder.graph())?;
