@@ -45,6 +45,12 @@ impl App {
             .saturating_sub(1)
             .max(1);
         match key.code {
+            // Esc steps back out of the map's changes first, as it does out
+            // of the detail, the help and the filter bar; then it quits.
+            KeyCode::Esc if self.tab == Tab::ServiceMap && self.show_changes => {
+                self.show_changes = false;
+                self.list_scroll = 0;
+            }
             KeyCode::Char('q') | KeyCode::Esc => return Control::Quit,
             KeyCode::Tab => self.switch_tab(1),
             KeyCode::BackTab => self.switch_tab(Tab::ALL.len() - 1),

@@ -597,6 +597,26 @@ fn page_keys_move_by_a_screen() {
 }
 
 #[test]
+fn an_audited_edge_is_yellow_and_says_what_would_be_denied() {
+    let mut app = app_with(&fixtures::flows_with_an_audited_probe());
+    app.handle_event(&key(KeyCode::Tab));
+    let b = draw(&app);
+    let r = rows(&b);
+    let at = r
+        .iter()
+        .position(|l| l.starts_with("host -> default/api"))
+        .expect("the probe's edge");
+    assert!(r[at].contains("audit 1"), "{}", r[at]);
+    assert!(
+        r[at + 1].contains("1 audit (would be denied)"),
+        "{}",
+        r[at + 1]
+    );
+    let verdict_x = r[2].find("VERDICTS").unwrap() as u16;
+    assert_eq!(b[(verdict_x, at as u16)].fg, Color::Yellow);
+}
+
+#[test]
 fn tab_switches_views_and_graph_tabs_render() {
     let mut app = app_with(&fixtures::flows());
     app.handle_event(&key(KeyCode::Tab));
@@ -651,6 +671,19 @@ fn tab_switches_views_and_graph_tabs_render() {
     assert_eq!(app.tab, Tab::Flows);
     app.handle_event(&key(KeyCode::BackTab));
     assert_eq!(app.tab, Tab::TopTalkers);
+}
+
+#[test]
+fn esc_leaves_the_maps_changes_before_it_quits() {
+    let mut app = app_with(&[]);
+    while app.tab != Tab::ServiceMap {
+        app.handle_event(&key(KeyCode::Tab));
+    }
+    app.handle_event(&key(KeyCode::Char('c')));
+    assert!(app.show_changes);
+    assert_eq!(app.handle_event(&key(KeyCode::Esc)), Control::Continue);
+    assert!(!app.show_changes);
+    assert_eq!(app.handle_event(&key(KeyCode::Esc)), Control::Quit);
 }
 
 #[test]

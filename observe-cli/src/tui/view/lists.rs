@@ -23,17 +23,20 @@ impl App {
             frame.render_widget(Paragraph::new("no flows yet"), area);
             return;
         }
-        // Two lines per edge: the hops under its name, the drops under its verdicts.
+        // Two lines per edge: the hops under its name, the drops (and what
+        // an audit-mode policy would have denied) under its verdicts.
         let cells: Vec<[String; 4]> = edges
             .iter()
             .map(|e| {
                 let w = e.edge;
-                let drops: Vec<String> = w.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                let mut under: Vec<String> =
+                    w.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                under.extend(labels::audit(w));
                 [
                     format!("{} -> {}", e.source.id, e.target.id),
                     format!("  {}", w.hops.path()),
                     labels::verdicts(w),
-                    drops.join(", "),
+                    under.join(", "),
                 ]
             })
             .collect();
@@ -59,8 +62,12 @@ impl App {
             .skip(self.list_scroll)
             .map(|(e, c)| {
                 let w = e.edge;
+                // As the flows' verdicts and the DOT drawing: red where
+                // something was dropped, yellow where policy only audited.
                 let verdict_style = if w.verdicts.dropped > 0 {
                     Style::new().fg(Color::Red)
+                } else if w.verdicts.audit > 0 {
+                    Style::new().fg(Color::Yellow)
                 } else {
                     Style::new().fg(Color::Green)
                 };
