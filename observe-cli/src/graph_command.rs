@@ -92,7 +92,7 @@ pub async fn run(
     let stream = target.get_flows(&mut client, req.clone()).await?;
     if format == GraphFormat::Tui {
         let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
-        return crate::tui::run_graph(stream, source, &query.filters).await;
+        return crate::tui::run_graph(stream, source, &query).await;
     }
     let graph = service_graph::collect(stream)
         .await

@@ -55,7 +55,7 @@ pub async fn run_with(
     let terminal = std::io::stdout().is_terminal();
     if opens_tui(display.format, query.follow, terminal) {
         let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
-        return crate::tui::run_follow(stream, source, &query.filters).await;
+        return crate::tui::run_follow(stream, source, query).await;
     }
     let mut printer = printer(display, query.follow);
     while let Some(item) = stream.next().await {

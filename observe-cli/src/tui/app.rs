@@ -130,6 +130,10 @@ pub struct App {
     pub table_rows: Cell<u16>,
     /// The key help (`?`) is open over the view.
     pub help: bool,
+    /// The command line's filters, which the server applies to the stream
+    /// (`--verdict DROPPED`, `--allowlist …`): the bar narrows within them
+    /// and cannot widen past them. Empty when there were none.
+    pub server_filter: String,
     /// Something changed since the last draw.
     pub dirty: bool,
     /// The newest flow time received: a reconnect asks from there on.
@@ -173,6 +177,7 @@ impl App {
             changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
             help: false,
+            server_filter: String::new(),
             dirty: true,
             newest: None,
             recent: RecentIds::new(RECENT_IDS),

@@ -6,6 +6,7 @@ use observer_proto::flow::Flow;
 use observer_runtime::filter::{FlowMatcher, compile};
 
 use crate::flows::filters::FilterArgs;
+use crate::flows::request::QueryArgs;
 
 /// The filter flags as the bar parses them.
 #[derive(Debug, clap::Parser)]
@@ -66,6 +67,29 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
     }
     words.extend(word);
     Ok(words)
+}
+
+/// The command line's filters, which the server applies to the stream, as
+/// the footer shows them: the flags, the negated ones after `--not`, and how
+/// many raw `--allowlist` / `--denylist` filters there were.
+pub fn describe_query(query: &QueryArgs) -> String {
+    let mut parts = vec![describe(&query.filters)];
+    let negated = describe(&query.negated);
+    if !negated.is_empty() {
+        parts.push(format!("--not ({negated})"));
+    }
+    for (flag, values) in [
+        ("allowlist", &query.allowlist),
+        ("denylist", &query.denylist),
+    ] {
+        match values.len() {
+            0 => {}
+            1 => parts.push(format!("--{flag} {}", values[0])),
+            n => parts.push(format!("--{flag} ×{n}")),
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join(" ")
 }
 
 /// The flags `args` was parsed from, as the bar shows them.

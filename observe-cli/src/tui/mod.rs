@@ -38,7 +38,7 @@ use crossterm::event::EventStream;
 use observer_proto::observer::GetFlowsResponse;
 use tokio_stream::Stream;
 
-use crate::flows::filters::FilterArgs;
+use crate::flows::request::QueryArgs;
 use reconnect::FlowSource;
 
 /// Runs the TUI over `stream` until the user quits, reopening it from
@@ -48,9 +48,9 @@ use reconnect::FlowSource;
 pub async fn run_follow(
     stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
     source: impl FlowSource,
-    initial_filter: &FilterArgs,
+    query: &QueryArgs,
 ) -> anyhow::Result<()> {
-    run(stream, source, initial_filter, Tab::Flows).await
+    run(stream, source, query, Tab::Flows).await
 }
 
 /// [`run_follow`] opened on the service map tab (`observe graph -o tui`):
@@ -58,20 +58,21 @@ pub async fn run_follow(
 pub async fn run_graph(
     stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
     source: impl FlowSource,
-    initial_filter: &FilterArgs,
+    query: &QueryArgs,
 ) -> anyhow::Result<()> {
-    run(stream, source, initial_filter, Tab::ServiceMap).await
+    run(stream, source, query, Tab::ServiceMap).await
 }
 
 async fn run(
     stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
     source: impl FlowSource,
-    initial_filter: &FilterArgs,
+    query: &QueryArgs,
     tab: Tab,
 ) -> anyhow::Result<()> {
     let mut app =
-        App::new(&filter::describe(initial_filter)).map_err(|e| anyhow::anyhow!("filter: {e}"))?;
+        App::new(&filter::describe(&query.filters)).map_err(|e| anyhow::anyhow!("filter: {e}"))?;
     app.tab = tab;
+    app.server_filter = filter::describe_query(query);
     // Said before the screen switches, where it could not be read.
     let signals = signals::Signals::install()
         .inspect_err(|e| {

@@ -674,6 +674,35 @@ fn tab_switches_views_and_graph_tabs_render() {
 }
 
 #[test]
+fn the_command_lines_filters_show_as_the_servers() {
+    use crate::flows::request::QueryArgs;
+    let query = QueryArgs::try_parse_words([
+        "--verdict",
+        "DROPPED",
+        "--not",
+        "--protocol",
+        "udp",
+        "--allowlist",
+        r#"{"source_pod":["other/"]}"#,
+    ])
+    .unwrap();
+    let text = super::filter::describe_query(&query);
+    assert_eq!(
+        text,
+        r#"--verdict DROPPED --not (--protocol udp) --allowlist {"source_pod":["other/"]}"#
+    );
+    // Clearing the bar cannot widen what the server sends: the footer says so.
+    let mut app = app_with(&fixtures::flows());
+    app.server_filter = text.clone();
+    let b = draw(&app);
+    assert!(
+        row(&b, 29).starts_with(&format!("filter: none  [server: {text}]  / filter")),
+        "{}",
+        row(&b, 29)
+    );
+}
+
+#[test]
 fn esc_leaves_the_maps_changes_before_it_quits() {
     let mut app = app_with(&[]);
     while app.tab != Tab::ServiceMap {

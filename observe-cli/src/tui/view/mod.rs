@@ -156,17 +156,22 @@ impl App {
             } else {
                 f.applied.text.as_str()
             };
-            Line::from(vec![
-                Span::raw(format!("filter: {text}  ")),
-                Span::styled(
-                    if self.tab == Tab::ServiceMap {
-                        MAP_HELP
-                    } else {
-                        HELP
-                    },
-                    Style::new().fg(Color::DarkGray),
-                ),
-            ])
+            let mut spans = vec![Span::raw(format!("filter: {text}  "))];
+            if !self.server_filter.is_empty() {
+                spans.push(Span::styled(
+                    format!("[server: {}]  ", self.server_filter),
+                    Style::new().fg(Color::Cyan),
+                ));
+            }
+            spans.push(Span::styled(
+                if self.tab == Tab::ServiceMap {
+                    MAP_HELP
+                } else {
+                    HELP
+                },
+                Style::new().fg(Color::DarkGray),
+            ));
+            Line::from(spans)
         };
         frame.render_widget(Paragraph::new(line), area);
     }
