@@ -120,6 +120,9 @@ pub struct App {
     /// The flow in the detail pane, and how far it is scrolled.
     pub detail: Option<u64>,
     pub detail_scroll: u16,
+    /// How far the detail pane can scroll: its lines past the last screenful,
+    /// as it was last drawn.
+    pub detail_max_scroll: Cell<u16>,
     /// First row shown on the service map and top talkers tabs.
     pub list_scroll: usize,
     /// The service map shows what changed (`c`) instead of the map.
@@ -172,6 +175,7 @@ impl App {
             top: None,
             detail: None,
             detail_scroll: 0,
+            detail_max_scroll: Cell::new(u16::MAX),
             list_scroll: 0,
             show_changes: false,
             changes_cache: ChangesCache::default(),

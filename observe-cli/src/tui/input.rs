@@ -149,10 +149,18 @@ impl App {
                 self.detail_scroll = self.detail_scroll.saturating_sub(1);
             }
             KeyCode::Down | KeyCode::Char('j') => {
-                self.detail_scroll = self.detail_scroll.saturating_add(1);
+                self.detail_scroll = self
+                    .detail_scroll
+                    .saturating_add(1)
+                    .min(self.detail_max_scroll.get());
             }
             KeyCode::PageUp => self.detail_scroll = self.detail_scroll.saturating_sub(10),
-            KeyCode::PageDown => self.detail_scroll = self.detail_scroll.saturating_add(10),
+            KeyCode::PageDown => {
+                self.detail_scroll = self
+                    .detail_scroll
+                    .saturating_add(10)
+                    .min(self.detail_max_scroll.get());
+            }
             _ => {}
         }
         Control::Continue

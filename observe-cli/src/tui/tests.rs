@@ -241,6 +241,24 @@ fn cursor_sits_after_the_typed_text() {
 }
 
 #[test]
+fn the_detail_pane_scrolls_no_further_than_its_last_line() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Up));
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Detail);
+    draw_sized(&app, 60, 15);
+    let max = app.detail_max_scroll.get();
+    assert!(max > 0 && max < 100, "{max}");
+    for _ in 0..100 {
+        app.handle_event(&key(KeyCode::Down));
+    }
+    assert_eq!(app.detail_scroll, max);
+    // One Up scrolls back at once.
+    app.handle_event(&key(KeyCode::Up));
+    assert_eq!(app.detail_scroll, max - 1);
+}
+
+#[test]
 fn detail_pane_shows_every_field_and_the_hops() {
     let mut app = app_with(&fixtures::flows());
     // Select the ACK,PSH request seen leaving frontend (the 5th flow): up from

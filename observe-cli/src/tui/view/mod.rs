@@ -26,6 +26,8 @@ use observer_proto::relay::NodeState;
 const HELP: &str = "/ filter  space pause  enter detail  tab view  q quit  ? keys";
 /// The service map's help: `c` switches between the map and its changes.
 const MAP_HELP: &str = "/ filter  space pause  tab view  c changes  q quit  ? keys";
+/// Top talkers have no detail to open.
+const TOP_HELP: &str = "/ filter  space pause  tab view  q quit  ? keys";
 
 impl App {
     /// Draws the whole screen.
@@ -164,10 +166,10 @@ impl App {
                 ));
             }
             spans.push(Span::styled(
-                if self.tab == Tab::ServiceMap {
-                    MAP_HELP
-                } else {
-                    HELP
+                match self.tab {
+                    Tab::ServiceMap => MAP_HELP,
+                    Tab::TopTalkers => TOP_HELP,
+                    Tab::Flows => HELP,
                 },
                 Style::new().fg(Color::DarkGray),
             ));

@@ -36,10 +36,16 @@ impl App {
         let block = Block::new()
             .borders(Borders::TOP)
             .title(" flow detail (esc: back, up/down: scroll) ");
+        // Lines below the top border; scrolled no further than the last line.
+        let visible = area.height.saturating_sub(1);
+        let max = u16::try_from(lines.len())
+            .unwrap_or(u16::MAX)
+            .saturating_sub(visible);
+        self.detail_max_scroll.set(max);
         frame.render_widget(
             Paragraph::new(lines)
                 .block(block)
-                .scroll((self.detail_scroll, 0)),
+                .scroll((self.detail_scroll.min(max), 0)),
             area,
         );
     }
