@@ -102,7 +102,7 @@ fn table_rows_and_verdict_colours() {
     );
     assert_eq!(
         r[20],
-        "15:04:05.040 node1 default/frontend-7d9:41001 203.0.113.7:25 (world)     drop           DROPPED         TCP Flags: SYN"
+        "15:04:05.040 node1 default/frontend-7d9:41001 203.0.113.7:25 (world)     Policy denied  DROPPED         TCP Flags: SYN"
     );
     assert_eq!(
         r[21],

@@ -55,9 +55,15 @@ pub fn source_and_destination(f: &Flow) -> (String, String) {
     )
 }
 
-/// Where the flow was seen: `from-endpoint`, `drop`, ...
+/// Where the flow was seen: `from-endpoint`, `policy-verdict`, ...; a drop
+/// by its reason (`Policy denied`), as hubble's TYPE column names it, and a
+/// TCP lifecycle report as `tcp-lifecycle`.
 pub fn kind(f: &Flow) -> String {
-    HopKey::of(f).map(HopKey::name).unwrap_or_default()
+    match f.event_type.as_ref() {
+        Some(e) if e.r#type == 1 => observer_proto::hubble_text::drop_reason_text(e.sub_type),
+        _ if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
+        _ => HopKey::of(f).map(HopKey::name).unwrap_or_default(),
+    }
 }
 
 /// FORWARDED green, DROPPED red, AUDIT yellow, others the terminal's default.
@@ -90,6 +96,34 @@ pub fn tcp_flags(f: &TcpFlags) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drop_names_its_reason_and_a_lifecycle_report_its_kind() {
+        use observer_proto::flow::{CiliumEventType, TraceObservationPoint};
+        use observer_proto::observe::v1::TcpLifecycle;
+        let drop = Flow {
+            event_type: Some(CiliumEventType {
+                r#type: 1,
+                sub_type: 133,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(kind(&drop), "Policy denied");
+        let life = Flow {
+            tcp_lifecycle: Some(TcpLifecycle::default()),
+            ..Default::default()
+        };
+        assert_eq!(kind(&life), "tcp-lifecycle");
+        let trace = Flow {
+            event_type: Some(CiliumEventType {
+                r#type: 4,
+                sub_type: 0,
+            }),
+            trace_observation_point: TraceObservationPoint::ToEndpoint as i32,
+            ..Default::default()
+        };
+        assert_eq!(kind(&trace), "to-endpoint");
+    }
 
     #[test]
     fn endpoints_read_like_the_compact_output() {
