@@ -4,7 +4,6 @@
 //! is printed as it comes, in fixed widths that a longer cell just pushes.
 
 use super::color::paint_verdict;
-use super::escape::escape_controls;
 use super::fields::Row;
 
 /// Space between two columns.
@@ -82,23 +81,20 @@ impl Table {
         h.into_iter().map(str::to_string).collect()
     }
 
-    /// The row's cells, control characters shown as text before the widths
-    /// are measured.
+    /// The row's cells (their flow text already escaped by `fields::row`).
     fn cells(&self, row: &Row) -> Vec<String> {
-        let mut c = vec![&row.time];
+        let mut c = vec![row.time.clone()];
         if self.print_node {
-            c.push(&row.node);
+            c.push(row.node.clone());
         }
         c.extend([
-            &row.source,
-            &row.destination,
-            &row.kind,
-            &row.verdict,
-            &row.summary,
+            row.source.clone(),
+            row.destination.clone(),
+            row.kind.clone(),
+            row.verdict.clone(),
+            row.summary.clone(),
         ]);
-        c.into_iter()
-            .map(|cell| escape_controls(cell).into_owned())
-            .collect()
+        c
     }
 
     /// One line: every cell but the last padded to its width plus the gap; the
