@@ -38,13 +38,19 @@ impl Drop for RemoveDir {
 
 /// A lab from `scenario`, with a flow-probe on every node given `extra_args`.
 pub fn start(scenario: &Scenario, extra_args: &[&str]) -> Env {
+    let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
+    opts.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+    start_with(scenario, &opts)
+}
+
+/// A lab from `scenario`, with a flow-probe on every node started as `opts`
+/// say.
+pub fn start_with(scenario: &Scenario, opts: &ProbeOptions) -> Env {
     test_support::require_root("it builds a lab of namespaces and loads eBPF");
     let state_dir =
         std::env::temp_dir().join(format!("observe-e2e-{}-{}", std::process::id(), unique()));
     let mut lab = Lab::up(scenario, &LabOptions::with_state_dir(&state_dir)).expect("lab up");
-    let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
-    opts.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
-    let probes = node_probes::start(&mut lab, &opts).expect("flow-probe starts");
+    let probes = node_probes::start(&mut lab, opts).expect("flow-probe starts");
     Env {
         probe: probes[0].clone(),
         probes,

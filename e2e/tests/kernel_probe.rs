@@ -367,12 +367,13 @@ async fn aggregation_levels_and_periodic_reports() {
     let lab = lab("aggregation");
     let node = Some(lab.node_netns("node1").unwrap().to_string());
     let gap = Duration::from_millis(40);
-    // Default aggregation: one event, on the flow's first packet.
+    // Default aggregation: one event, on the flow's first packet, and the
+    // last report at the stop.
     let cfg = ProbeConfig {
         netns: node.clone(),
         ..ProbeConfig::default()
     };
-    assert_eq!(trickle_events(cfg, &lab, 10, gap).await, [1]);
+    assert_eq!(trickle_events(cfg, &lab, 10, gap).await, [1, 10]);
     // "Every packet": one event per packet, counters rising by one.
     let cfg = ProbeConfig {
         netns: node.clone(),
@@ -386,7 +387,7 @@ async fn aggregation_levels_and_periodic_reports() {
     // Periodic reports every 150 ms over 20 packets at least 40 ms apart (760 ms
     // or more from first to last, five ticks; a late tick delays the next):
     // the first packet, then at least two reports, each carrying the counters
-    // so far.
+    // so far; the last, at the stop at the latest, all 20.
     let cfg = ProbeConfig {
         netns: node,
         report_interval: Duration::from_millis(150),
@@ -395,7 +396,7 @@ async fn aggregation_levels_and_periodic_reports() {
     let counts = trickle_events(cfg, &lab, 20, gap).await;
     assert_eq!(counts.first(), Some(&1), "{counts:?}");
     assert!(
-        counts.len() >= 3 && counts.windows(2).all(|w| w[1] > w[0]) && counts.last() <= Some(&20),
+        counts.len() >= 3 && counts.windows(2).all(|w| w[1] > w[0]) && counts.last() == Some(&20),
         "{counts:?}"
     );
 }
@@ -453,6 +454,64 @@ async fn an_idle_udp_stream_is_told_whole_when_it_is_collected() {
             .contains("; report of the connection so far: 12 packets / "),
         "{}",
         end.summary
+    );
+}
+
+/// A probe that stops without `--persist` takes its tables with it: what no
+/// event told of a live connection (here a UDP stream's packets after its
+/// first) is told by a last report at the stop, at both veths, or it would be
+/// lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_tells_what_no_event_told() {
+    let lab = lab("stop-words");
+    let cfg = ProbeConfig {
+        netns: Some(lab.node_netns("node1").unwrap().to_string()),
+        ..ProbeConfig::default()
+    };
+    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let enricher = enricher_for(&probe, &lab);
+    let store = Arc::new(FlowStore::new(10_000));
+    let netns = lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sport = u32::from(
+        std::thread::spawn(move || trickle(netns, dst, 12, Duration::from_millis(10)))
+            .join()
+            .unwrap(),
+    );
+    let port = |f: &Flow| udp_ports(f).is_some_and(|(s, _)| s == sport);
+    // Stopped once the marker's first packet reached b: the stream's 12 are
+    // in the tables, and their events (only the first) in the store.
+    let marker_at_b = |f: &Flow| {
+        !leaving_a(f) && port(f) && udp_ports(f).is_some_and(|(_, d)| d == u32::from(MARKER_PORT))
+    };
+    read_until(&mut probe, enricher, &store, |seen| {
+        flows_of(seen).any(marker_at_b)
+    })
+    .await;
+    let responses = stored_responses(&store);
+    let mut told: Vec<(bool, u32, u64, u64, bool)> = flows_of(&responses)
+        .filter(|f| port(f))
+        .map(|f| {
+            let v = f.volume.unwrap();
+            let (_, dport) = udp_ports(f).unwrap();
+            (leaving_a(f), dport, v.fwd_packets, v.fwd_bytes, v.report)
+        })
+        .collect();
+    told.sort();
+    // Whole frames: 14 + 20 + 8 + 4 bytes of "tick" or "done".
+    let marker = u32::from(MARKER_PORT);
+    assert_eq!(
+        told,
+        [
+            (false, 7777, 1, 46, false),
+            (false, 7777, 12, 552, true),
+            (false, marker, 1, 46, false),
+            (true, 7777, 1, 46, false),
+            (true, 7777, 12, 552, true),
+            (true, marker, 1, 46, false),
+        ],
+        "each veth: the stream's first packet, its last report at the stop, the marker's one packet"
     );
 }
 

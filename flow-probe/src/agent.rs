@@ -326,7 +326,11 @@ pub async fn run(
             .collect(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = ObserverService::new(store.clone(), node, stop_rx.clone())
+    // The server stops after the capture, so that followers (the relay) get
+    // what the capture stores last.
+    let (serve_stop_tx, serve_stop_rx) = tokio::sync::watch::channel(false);
+    let (captured_tx, captured_rx) = tokio::sync::watch::channel(false);
+    let service = ObserverService::new(store.clone(), node, serve_stop_rx.clone())
         .with_endpoints(board)
         .with_config_states(config_states)
         .with_policy_log(policy_log);
@@ -341,31 +345,36 @@ pub async fn run(
         },
         service,
         cfg.tls.is_some(),
-        stopped(stop_rx.clone()),
+        stopped(serve_stop_rx),
     );
     let sets = hub.subscribe();
     let capture = async {
-        match probe.as_mut() {
-            Some(p) => {
-                // Events wait in the ring meanwhile (a restarted probe's
-                // backlog among them), to be named after their endpoints.
-                tokio::select! {
-                    () = every_source_listed(sets) => {}
-                    () = stopped(stop_rx.clone()) => return Ok(()),
+        let captured = async {
+            match probe.as_mut() {
+                Some(p) => {
+                    // Events wait in the ring meanwhile (a restarted probe's
+                    // backlog among them), to be named after their endpoints.
+                    tokio::select! {
+                        () = every_source_listed(sets) => {}
+                        () = stopped(stop_rx.clone()) => return Ok(()),
+                    }
+                    let mut pipeline = Pipeline::new(enricher, store.clone());
+                    pipeline.metrics = Some(metrics.clone());
+                    pipeline::run(
+                        p,
+                        pipeline,
+                        Duration::from_secs(1),
+                        stopped(stop_rx.clone()),
+                    )
+                    .await
+                    .map(|_| ())
                 }
-                let mut pipeline = Pipeline::new(enricher, store.clone());
-                pipeline.metrics = Some(metrics.clone());
-                pipeline::run(
-                    p,
-                    pipeline,
-                    Duration::from_secs(1),
-                    stopped(stop_rx.clone()),
-                )
-                .await
-                .map(|_| ())
+                None => Ok(()),
             }
-            None => Ok(()),
         }
+        .await;
+        let _ = captured_tx.send(true);
+        captured
     };
     let policies = async {
         if let Some(w) = policies {
@@ -409,6 +418,8 @@ pub async fn run(
         shutdown.await;
         log::info!("shutting down");
         let _ = stop_tx.send(true);
+        stopped(captured_rx).await;
+        let _ = serve_stop_tx.send(true);
     };
     let (served, captured, (), (), (), (), (), ()) = tokio::join!(
         serve,

@@ -149,7 +149,9 @@ impl Pipeline {
 /// Reads the ring buffer until `shutdown` resolves; every `lost_check` it reads the
 /// kernel's lost counter and puts what is new into the stream. Before it returns
 /// it reads the ring to the end and the lost counter once more, so everything
-/// the kernel wrote before the stop is in the store.
+/// the kernel wrote before the stop is in the store; unless the probe persists,
+/// its tables go with it, so it also tells the last report of every connection
+/// they hold whose volume no event told.
 pub async fn run(
     probe: &mut LoadedProbe,
     mut pipeline: Pipeline,
@@ -229,6 +231,14 @@ pub async fn run(
     if let Some(c) = collecting {
         // Its deletes finish before the probe goes, and are told.
         tell_ended(c.await, &mut reporter, emitted, &mut pipeline);
+    }
+    if let (Some(t), false, true) = (&tables, probe.config.persist, probe.config.aggregate) {
+        // The tables go with the probe: every connection ends here, and
+        // what no event told of it would be lost (with an event per packet,
+        // they told everything).
+        for ev in tables::last_words(t, &mut reporter, emitted) {
+            pipeline.ingest_event(&Event::Flow(ev));
+        }
     }
     Ok(pipeline)
 }

@@ -202,15 +202,20 @@ impl Observer for ObserverService {
                     return;
                 }
             }
-            if let Some(follow_rx) = follow_rx {
-                let end = tx.clone();
+            if let Some(mut follow_rx) = follow_rx {
+                let mut unsent = None;
                 let cut = tokio::select! {
-                    () = follow(query, follow_rx, last_seq, tx, node_name) => false,
+                    () = follow(&query, &mut follow_rx, last_seq, &tx, &node_name, &mut unsent) => false,
                     _ = stopping.wait_for(|s| *s) => true,
                 };
                 if cut {
+                    // The capture has stopped: what it stored last (the
+                    // connections' last reports) still goes out, unless the
+                    // client reads too slowly to let the server stop.
+                    let rest = send_stored(&query, follow_rx, last_seq, &tx, unsent);
+                    let _ = tokio::time::timeout(LAST_FLOWS_GRACE, rest).await;
                     // Not a clean end: a follower must tell it from one.
-                    let _ = end.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                    let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                 }
             }
         });
@@ -297,11 +302,12 @@ impl Observer for ObserverService {
 }
 
 async fn follow(
-    query: FlowQuery,
-    mut rx: broadcast::Receiver<Entry>,
+    query: &FlowQuery,
+    rx: &mut broadcast::Receiver<Entry>,
     after: Option<u64>,
-    tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
-    node_name: String,
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    node_name: &str,
+    unsent: &mut Option<Arc<GetFlowsResponse>>,
 ) {
     loop {
         let entry = match rx.recv().await {
@@ -309,7 +315,7 @@ async fn follow(
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // This client fell behind; say how much it missed and go on.
                 let lost = GetFlowsResponse {
-                    node_name: node_name.clone(),
+                    node_name: node_name.to_string(),
                     time: None,
                     response_types: Some(ResponseTypes::LostEvents(LostEvent {
                         source: LostEventSource::ObserverEventsQueue as i32,
@@ -324,19 +330,68 @@ async fn follow(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if after.is_some_and(|a| entry.seq <= a) {
-            continue;
+        match picked(query, &entry, after) {
+            Picked::Skip => continue,
+            Picked::PastUntil => return,
+            Picked::Send(response) => {
+                // Kept while it waits for room, so a stop does not lose it.
+                *unsent = Some(response.clone());
+                if tx.send(Ok((*response).clone())).await.is_err() {
+                    return;
+                }
+                *unsent = None;
+            }
         }
-        if query.is_past_until(&entry.response) {
-            return;
-        }
-        if query.selects(&entry.response)
-            && tx
-                .send(Ok((*query.respond(&entry.response)).clone()))
-                .await
-                .is_err()
-        {
-            return;
+    }
+}
+
+/// What a follow does with one stored entry.
+enum Picked {
+    Skip,
+    PastUntil,
+    Send(Arc<GetFlowsResponse>),
+}
+
+fn picked(query: &FlowQuery, entry: &Entry, after: Option<u64>) -> Picked {
+    if after.is_some_and(|a| entry.seq <= a) {
+        Picked::Skip
+    } else if query.is_past_until(&entry.response) {
+        Picked::PastUntil
+    } else if query.selects(&entry.response) {
+        Picked::Send(query.respond(&entry.response))
+    } else {
+        Picked::Skip
+    }
+}
+
+/// How long a follow cut by the stop may take to send what the store holds
+/// already: a client that reads slower than that must not hold the stop.
+const LAST_FLOWS_GRACE: Duration = Duration::from_secs(2);
+
+/// Sends a follow's `unsent` entry and then every selected entry already
+/// queued for it, without waiting for more.
+async fn send_stored(
+    query: &FlowQuery,
+    mut rx: broadcast::Receiver<Entry>,
+    after: Option<u64>,
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    unsent: Option<Arc<GetFlowsResponse>>,
+) {
+    if let Some(response) = unsent
+        && tx.send(Ok((*response).clone())).await.is_err()
+    {
+        return;
+    }
+    // A lag here has been said already or never will be: the stream ends.
+    while let Ok(entry) = rx.try_recv() {
+        match picked(query, &entry, after) {
+            Picked::Skip => continue,
+            Picked::PastUntil => return,
+            Picked::Send(response) => {
+                if tx.send(Ok((*response).clone())).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct ProbeOptions {
     pub extra_args: Vec<String>,
     /// Serve mTLS with the lab's certificates (the default); plaintext without.
     pub tls: bool,
+    /// `--persist` (the default): a stopped probe leaves its programs and
+    /// tables in place for the next one.
+    pub persist: bool,
 }
 
 impl ProbeOptions {
@@ -49,6 +52,7 @@ impl ProbeOptions {
             first_port,
             extra_args: Vec::new(),
             tls: true,
+            persist: true,
         })
     }
 }
@@ -118,7 +122,7 @@ pub fn start_node(
         // As Cilium's datapath outlives its agent: a probe stopped (`observe
         // lab restart`) leaves enforcement in place for the next one; the
         // lab's teardown removes the pins.
-        .arg("--persist")
+        .args(opts.persist.then_some("--persist"))
         .args(metrics_args(lab, node, port, opts))
         .args(if opts.tls {
             server_tls_args(&lab.certs())

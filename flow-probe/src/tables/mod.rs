@@ -1,7 +1,8 @@
 //! What flow-probe does with the kernel's flow tables besides the events:
 //! periodic reports of live flows ([`report`]), the garbage collection of
 //! connection tracking ([`gc`]) and a last report of each connection it
-//! deletes ([`Reporter::ended`]). The first two read the tables in batches through
+//! deletes ([`Reporter::ended`]), or of each one left at a stop that takes
+//! the tables away ([`last_words`]). The first two read the tables in batches through
 //! [`crate::kernel::flow_tables`]; the pipeline runs [`report`] and
 //! [`collect`] on their timers.
 
@@ -29,6 +30,18 @@ pub fn report(tables: &FlowTables, reporter: &mut Reporter) -> Vec<FlowEvent> {
         Ok(flows) => reporter.reports(&flows, ktime_ns()),
         Err(e) => {
             log::warn!("periodic reports: reading the flow tables: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Reads the flow tables at a stop that takes them away: the last report of
+/// every connection in them, as if a collection had deleted them all.
+pub fn last_words(tables: &FlowTables, reporter: &mut Reporter, emitted: u8) -> Vec<FlowEvent> {
+    match tables.flows() {
+        Ok(flows) => reporter.ended(&flows, emitted, ktime_ns()),
+        Err(e) => {
+            log::warn!("last reports at the stop: reading the flow tables: {e}");
             Vec::new()
         }
     }

@@ -1,0 +1,109 @@
+//! A flow-probe stopped cleanly without `--persist` takes its flow tables
+//! with it. Before its server stops, a follower gets the last report of every
+//! connection whose volume no event told; then the stream ends with
+//! "shutting down", which a follower tells from a clean end.
+//!
+//! Needs root and the flow-probe binary (`cargo build --bins`).
+
+use std::net::{SocketAddr, UdpSocket};
+
+use e2e::WAIT;
+use flow_probe::kernel::sysfs;
+use observe_lab::Scenario;
+use observe_lab::node_probes::ProbeOptions;
+use observer_proto::flow::{Flow, TraceObservationPoint};
+use observer_proto::observer::GetFlowsRequest;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use test_support::flows::udp_ports;
+
+const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
+
+/// Sends 12 datagrams of 4 bytes from `netns` to `dst`, one socket; returns
+/// its port.
+fn twelve_datagrams(netns: String, dst: SocketAddr) -> u32 {
+    sysfs::enter_netns(&netns).unwrap();
+    let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+    for _ in 0..12 {
+        sock.send_to(b"tick", dst).unwrap();
+    }
+    u32::from(sock.local_addr().unwrap().port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
+    let opts = ProbeOptions {
+        persist: false,
+        ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
+    };
+    let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
+    let mut stream = env
+        .client()
+        .await
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let netns = env.lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (env.lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sport = std::thread::spawn(move || twelve_datagrams(netns, dst))
+        .join()
+        .unwrap();
+
+    let mut told: Vec<Flow> = Vec::new();
+    let mut next = async |told: &mut Vec<Flow>| -> Option<tonic::Status> {
+        loop {
+            let got = tokio::time::timeout(WAIT, stream.message())
+                .await
+                .expect("the stream neither went on nor ended");
+            match got {
+                Ok(Some(r)) => {
+                    if let Some(ResponseTypes::Flow(f)) = r.response_types
+                        && udp_ports(&f).is_some_and(|(s, _)| s == sport)
+                    {
+                        told.push(f);
+                        return None;
+                    }
+                }
+                Ok(None) => panic!("the follow ended without a status"),
+                Err(status) => return Some(status),
+            }
+        }
+    };
+    // The stream's first packet, at a's veth and at b's.
+    while told.len() < 2 {
+        assert!(next(&mut told).await.is_none(), "the stream ended early");
+    }
+    let stopped = tokio::task::block_in_place(|| env.lab.stop_process("flow-probe node1"));
+    assert_eq!(stopped.unwrap(), 1);
+    let end = loop {
+        if let Some(status) = next(&mut told).await {
+            break status;
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
+    assert_eq!(end.message(), flow_probe::server::SHUTTING_DOWN);
+
+    let mut seen: Vec<(bool, u64, u64, bool)> = told
+        .iter()
+        .map(|f| {
+            let v = f.volume.unwrap();
+            let from_a = f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32;
+            (from_a, v.fwd_packets, v.fwd_bytes, v.report)
+        })
+        .collect();
+    seen.sort();
+    // Whole frames: 14 + 20 + 8 + 4 bytes.
+    assert_eq!(
+        seen,
+        [
+            (false, 1, 46, false),
+            (false, 12, 552, true),
+            (true, 1, 46, false),
+            (true, 12, 552, true),
+        ],
+        "each veth: the first packet's event, then the last report at the stop"
+    );
+}
