@@ -391,6 +391,96 @@ fn lost_events_banner_and_node_status() {
     );
 }
 
+/// At 60 columns the node list becomes a count and the buffered count
+/// goes, so an unavailable node and the pause stay on screen.
+#[test]
+fn a_narrow_header_keeps_its_warnings() {
+    let flows = fixtures::flows();
+    let mut app = app_with(&flows[..10]);
+    app.on_response(GetFlowsResponse {
+        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+            state_change: NodeState::NodeUnavailable as i32,
+            node_names: vec!["node3".into()],
+            message: "connection refused".into(),
+        })),
+        ..Default::default()
+    });
+    app.handle_event(&key(KeyCode::Char(' ')));
+    for f in &flows[10..] {
+        app.on_response(flow(f.clone()));
+    }
+    assert_eq!(
+        row(&draw_sized(&app, 100, H), 1),
+        "0.0 flows/s  19 seen  10 buffered  10 shown  nodes: 2 up  unavailable: node3  PAUSED (+9 new)"
+    );
+    let b = draw_sized(&app, 80, H);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  19 seen  10 shown  nodes: 2 up  unavailable: node3  PAUSED (+9 new)"
+    );
+    let (x, _) = find(&b, "PAUSED").unwrap();
+    assert_eq!(b[(x, 1)].fg, Color::Yellow);
+}
+
+/// A selection holds the table still; the header counts the flows that
+/// arrive below it until End follows again.
+#[test]
+fn flows_below_a_held_selection_are_counted() {
+    let flows = fixtures::flows();
+    let mut app = app_with(&flows[..10]);
+    draw(&app);
+    app.handle_event(&key(KeyCode::Up));
+    assert_eq!(app.selected_pos(), Some(8));
+    for f in &flows[10..13] {
+        app.on_response(flow(f.clone()));
+    }
+    // 25 rows fit: the 10 old flows and the 3 new are all on screen.
+    assert_eq!(
+        row(&draw(&app), 1),
+        "0.0 flows/s  13 seen  13 buffered  13 shown  nodes: node1, node2"
+    );
+    let b = draw_sized(&app, W, 10);
+    assert_eq!(
+        row(&b, 1),
+        "0.0 flows/s  13 seen  13 buffered  13 shown  nodes: node1, node2  +4 below (End: follow)"
+    );
+    app.handle_event(&key(KeyCode::End));
+    assert_eq!(
+        row(&draw_sized(&app, W, 10), 1),
+        "0.0 flows/s  13 seen  13 buffered  13 shown  nodes: node1, node2"
+    );
+}
+
+/// At 80 columns a long filter shows its end, where the cursor is, and
+/// leaves the rest of the bar to its error.
+#[test]
+fn a_long_filter_scrolls_in_a_narrow_bar() {
+    let mut app = app_with(&[]);
+    app.handle_event(&key(KeyCode::Char('/')));
+    let long = "--from-namespace default --to-namespace kube-system --from-label app=frontend --verdict maybe";
+    assert_eq!(long.len(), 93);
+    type_text(&mut app, long);
+    let mut t = Terminal::new(TestBackend::new(80, H)).unwrap();
+    t.draw(|f| app.render(f)).unwrap();
+    // 77 cells after "/ ": "…" and the last 76 characters, then the cursor.
+    assert_eq!(
+        row(t.backend().buffer(), H - 1),
+        format!("/ …{}", &long[93 - 76..])
+    );
+    t.backend_mut().assert_cursor_position((79, H - 1));
+    app.handle_event(&key(KeyCode::Enter));
+    t.draw(|f| app.render(f)).unwrap();
+    // The error needs more than the bar: the input keeps 20 cells.
+    assert_eq!(
+        row(t.backend().buffer(), H - 1),
+        format!(
+            "/ …{}  error: --verdict \"maybe\": unknown verdict (FORWARDED, DR",
+            &long[93 - 19..]
+        )
+    );
+    t.backend_mut().assert_cursor_position((22, H - 1));
+}
+
 #[test]
 fn flow_rate_in_the_header() {
     let mut app = app_with(&[]);

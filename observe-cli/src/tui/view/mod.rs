@@ -51,7 +51,6 @@ impl App {
                 .highlight_style(Style::new().add_modifier(Modifier::REVERSED)),
             tabs,
         );
-        frame.render_widget(Paragraph::new(self.header()), header);
         if let Some(b) = banner {
             frame.render_widget(Paragraph::new(b), banner_area);
         }
@@ -62,48 +61,88 @@ impl App {
             (_, Tab::ServiceMap) => self.render_service_map(frame, body),
             (_, Tab::TopTalkers) => self.render_top_talkers(frame, body),
         }
+        // After the table, which sets how many rows fit (the header counts
+        // the flows below them).
+        frame.render_widget(Paragraph::new(self.header(header.width)), header);
         self.render_bar(frame, bar);
         if self.help {
             self.render_help(frame, body);
         }
     }
 
-    /// `12.5 flows/s  19 seen  19 buffered  9 shown  nodes: node1, node2`.
-    fn header(&self) -> Line<'_> {
+    /// `12.5 flows/s  19 seen  19 buffered  9 shown  nodes: node1, node2`,
+    /// then nodes unavailable and the table's state (paused, or new flows
+    /// below a selection that stopped following). On a narrow screen the
+    /// node list becomes a count and the buffered count goes first, so the
+    /// warnings after them stay on screen.
+    fn header(&self, width: u16) -> Line<'_> {
         let s = &self.stats;
-        let mut spans = vec![Span::raw(format!(
-            "{:.1} flows/s  {} seen  {} buffered  {} shown",
-            s.rate.rate(),
-            s.flows_seen,
-            self.shown().len(),
-            self.shown().matching().len()
-        ))];
+        let (rate, seen, shown) = (s.rate.rate(), s.flows_seen, self.shown().matching().len());
+        let buffered = self.shown().len();
         let up = s.nodes_in(NodeState::NodeConnected);
-        if s.reconnecting.is_some() {
-            spans.push(Span::raw("  nodes: unknown"));
-        } else if !up.is_empty() {
-            spans.push(Span::raw(format!("  nodes: {}", up.join(", "))));
-        }
+        let (nodes, nodes_short) = if s.reconnecting.is_some() {
+            (
+                "  nodes: unknown".to_string(),
+                "  nodes: unknown".to_string(),
+            )
+        } else if up.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (
+                format!("  nodes: {}", up.join(", ")),
+                format!("  nodes: {} up", up.len()),
+            )
+        };
         let down: Vec<&str> = s
             .nodes
             .iter()
             .filter(|(_, st)| **st != NodeState::NodeConnected)
             .map(|(n, _)| n.as_str())
             .collect();
+        let mut warnings = Vec::new();
         if !down.is_empty() {
-            spans.push(Span::styled(
+            warnings.push(Span::styled(
                 format!("  unavailable: {}", down.join(", ")),
                 Style::new().fg(Color::Red),
             ));
         }
         if let Some(frozen) = &self.frozen {
             let new = self.buffer.next_seq() - frozen.next_seq();
-            spans.push(Span::styled(
+            warnings.push(Span::styled(
                 format!("  PAUSED (+{new} new)"),
                 Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
             ));
+        } else if let Some(below) = self.rows_below().filter(|n| *n > 0) {
+            warnings.push(Span::styled(
+                format!("  +{below} below (End: follow)"),
+                Style::new().fg(Color::Yellow),
+            ));
         }
+        let warned: usize = warnings.iter().map(|w| w.content.chars().count()).sum();
+        let fits = |counts: &str, nodes: &str| {
+            counts.chars().count() + nodes.chars().count() + warned <= usize::from(width)
+        };
+        let full = format!("{rate:.1} flows/s  {seen} seen  {buffered} buffered  {shown} shown");
+        let short = format!("{rate:.1} flows/s  {seen} seen  {shown} shown");
+        let (counts, nodes) = if fits(&full, &nodes) {
+            (full, nodes)
+        } else if fits(&full, &nodes_short) {
+            (full, nodes_short)
+        } else {
+            (short, nodes_short)
+        };
+        let mut spans = vec![Span::raw(counts), Span::raw(nodes)];
+        spans.extend(warnings);
         Line::from(spans)
+    }
+
+    /// While a selection holds the table still (not paused): how many
+    /// passing flows are below its last row.
+    fn rows_below(&self) -> Option<usize> {
+        self.selected?;
+        let rows = usize::from(self.table_rows.get()).max(1);
+        let last_shown = self.top_pos(rows) + rows;
+        Some(self.visible_len().saturating_sub(last_shown))
     }
 
     /// Lost events (red) and the end of the stream (or the attempt to get it
@@ -142,14 +181,17 @@ impl App {
     fn render_bar(&self, frame: &mut Frame, area: Rect) {
         let f = &self.filter;
         let line = if self.mode == Mode::Filter {
-            let mut spans = vec![Span::raw(format!("/ {}", f.input))];
-            if let Some(e) = &f.error {
-                spans.push(Span::styled(
-                    format!("  error: {e}"),
-                    Style::new().fg(Color::Red),
-                ));
+            let error = f.error.as_ref().map(|e| format!("  error: {e}"));
+            let error_len = error.as_ref().map_or(0, |e| e.chars().count());
+            let input = input_tail(
+                &f.input,
+                input_room(area.width, f.input.chars().count(), error_len),
+            );
+            let x = area.x + 2 + input.chars().count() as u16;
+            let mut spans = vec![Span::raw(format!("/ {input}"))];
+            if let Some(e) = error {
+                spans.push(Span::styled(e, Style::new().fg(Color::Red)));
             }
-            let x = area.x + 2 + f.input.chars().count() as u16;
             frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
             Line::from(spans)
         } else {
@@ -177,4 +219,25 @@ impl App {
         };
         frame.render_widget(Paragraph::new(line), area);
     }
+}
+
+/// Cells the line being edited (`input` characters long) may take in a bar
+/// `width` wide after `/ `, with the cursor after it and an error of
+/// `error_len` after that: all of it when everything fits, else what the
+/// error leaves, but at least 20 characters (the error is cut at its end).
+fn input_room(width: u16, input: usize, error: usize) -> usize {
+    let room = usize::from(width).saturating_sub(3);
+    room.saturating_sub(error).max(input.min(20)).min(room)
+}
+
+/// The end of `input` in `room` cells: the part before the cursor that
+/// matters while typing, after `…` when cut.
+fn input_tail(input: &str, room: usize) -> std::borrow::Cow<'_, str> {
+    let n = input.chars().count();
+    if n <= room {
+        return input.into();
+    }
+    let keep = room.saturating_sub(1);
+    let tail: String = input.chars().skip(n - keep).collect();
+    format!("…{tail}").into()
 }
