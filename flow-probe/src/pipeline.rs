@@ -202,7 +202,7 @@ pub async fn run(
                 // Events first: a report follows what the kernel already said.
                 drain(ring.get_mut(), &mut pipeline);
                 if let Some(t) = &tables {
-                    for ev in tables::report(t, &mut reporter) {
+                    for ev in tables::report(t, &mut reporter, emitted) {
                         pipeline.ingest_event(&Event::Flow(ev));
                     }
                 }

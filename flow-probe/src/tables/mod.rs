@@ -24,10 +24,11 @@ pub fn ktime_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Reads the flow tables; a report event for every connection that moved.
-pub fn report(tables: &FlowTables, reporter: &mut Reporter) -> Vec<FlowEvent> {
+/// Reads the flow tables; a report event for every connection that moved
+/// (the probe emits the TCP flags in `emitted`).
+pub fn report(tables: &FlowTables, reporter: &mut Reporter, emitted: u8) -> Vec<FlowEvent> {
     match tables.flows() {
-        Ok(flows) => reporter.reports(&flows, ktime_ns()),
+        Ok(flows) => reporter.reports(&flows, emitted, ktime_ns()),
         Err(e) => {
             log::warn!("periodic reports: reading the flow tables: {e}");
             Vec::new()

@@ -67,8 +67,15 @@ impl Reporter {
 
     /// The reports of `flows` (the tables as just read) at kernel time
     /// `ktime_ns`. A connection seen for the first time is reported when it
-    /// has more than the first packet of each side, which its events told.
-    pub fn reports(&mut self, flows: &[(TableKey, FlowStats)], ktime_ns: u64) -> Vec<FlowEvent> {
+    /// has more than the first packet of each side, which its events told;
+    /// one closed by a flag in `emitted` told its counts in that event (a
+    /// short connection would otherwise get a report after its end).
+    pub fn reports(
+        &mut self,
+        flows: &[(TableKey, FlowStats)],
+        emitted: u8,
+        ktime_ns: u64,
+    ) -> Vec<FlowEvent> {
         let mut next = HashMap::with_capacity(flows.len());
         let mut out = Vec::new();
         for (key, st) in flows {
@@ -78,7 +85,7 @@ impl Reporter {
                 continue;
             }
             let told = Told::of_same(self.last.get(key).copied(), st);
-            if st.packets != told {
+            if st.packets != told && !closed_told(key, st, emitted) {
                 out.push(report_event(key, st, ktime_ns));
             }
             next.insert(*key, Told::of(st));
@@ -104,14 +111,18 @@ impl Reporter {
         let mut out = Vec::new();
         for (key, st) in ended {
             let told = Told::of_same(self.last.remove(key), st);
-            let closed_told = key.proto() == 6
-                && super::gc::closed_by(st).is_some_and(|flag| emitted & flag != 0);
-            if st.packets != told && !closed_told && !key_is_icmp_not_echo(key) {
+            if st.packets != told && !closed_told(key, st, emitted) && !key_is_icmp_not_echo(key) {
                 out.push(report_event(key, st, ktime_ns));
             }
         }
         out
     }
+}
+
+/// A TCP connection closed by a flag in `emitted`: that flag's event told
+/// its counts (all but the last ACK).
+fn closed_told(key: &TableKey, st: &FlowStats, emitted: u8) -> bool {
+    key.proto() == 6 && super::gc::closed_by(st).is_some_and(|flag| emitted & flag != 0)
 }
 
 /// ICMP messages other than echo: no ports (an echo's are its identifier).
@@ -173,6 +184,9 @@ pub fn report_event(key: &TableKey, st: &FlowStats, ktime_ns: u64) -> FlowEvent 
 mod tests {
     use super::*;
     use crate::kernel::events::{Flow4Key, hook};
+
+    /// FIN, SYN and RST: the probe's default `emit_tcp_flags`.
+    const EMITTED: u8 = 0x07;
 
     /// A TCP connection 198.18.0.3:40000 → 198.18.0.2:8080 on ifindex 7: the
     /// server is side 0 (the smaller address), the client opened it.
@@ -239,7 +253,7 @@ mod tests {
             }
         });
         let mut r = Reporter::new();
-        let reported = r.reports(&[(errors, stats(3, 0)), (echo, stats(3, 3))], 1);
+        let reported = r.reports(&[(errors, stats(3, 0)), (echo, stats(3, 3))], EMITTED, 1);
         assert_eq!(
             reported
                 .iter()
@@ -253,13 +267,30 @@ mod tests {
     fn only_connections_that_changed_are_reported() {
         let mut r = Reporter::new();
         // First sight: one packet each way is what the first-packet events said.
-        assert_eq!(r.reports(&[(conn(), stats(1, 1))], 1), []);
-        let grown = r.reports(&[(conn(), stats(3, 1))], 2);
+        assert_eq!(r.reports(&[(conn(), stats(1, 1))], EMITTED, 1), []);
+        let grown = r.reports(&[(conn(), stats(3, 1))], EMITTED, 2);
         assert_eq!(grown.iter().map(|e| e.packets).collect::<Vec<_>>(), [3]);
-        assert_eq!(r.reports(&[(conn(), stats(3, 1))], 3), []);
+        assert_eq!(r.reports(&[(conn(), stats(3, 1))], EMITTED, 3), []);
         // Seen first with more than that: reported at once.
         let mut r = Reporter::new();
-        assert_eq!(r.reports(&[(conn(), stats(4, 2))], 1).len(), 1);
+        assert_eq!(r.reports(&[(conn(), stats(4, 2))], EMITTED, 1).len(), 1);
+    }
+
+    #[test]
+    fn a_connection_closed_by_an_emitted_flag_is_not_reported_again() {
+        // A short request: FIN from each side, whose events told the counts.
+        let mut closed = stats(6, 5);
+        closed.flags = [0x11, 0x11];
+        let mut r = Reporter::new();
+        assert_eq!(r.reports(&[(conn(), closed)], EMITTED, 1), []);
+        // Half closed: still open, reported.
+        let mut r = Reporter::new();
+        let mut half = stats(6, 5);
+        half.flags = [0x10, 0x11];
+        assert_eq!(r.reports(&[(conn(), half)], EMITTED, 2).len(), 1);
+        // FIN not emitted: its end told nothing, so the report does.
+        let mut r = Reporter::new();
+        assert_eq!(r.reports(&[(conn(), closed)], 0x02, 3).len(), 1);
     }
 
     #[test]
@@ -271,16 +302,23 @@ mod tests {
             st
         };
         let mut r = Reporter::new();
-        assert_eq!(r.reports(&[(conn(), attempt([1, 2, 3], 2))], 1).len(), 1);
+        assert_eq!(
+            r.reports(&[(conn(), attempt([1, 2, 3], 2))], EMITTED, 1)
+                .len(),
+            1
+        );
         // The port used again: the datapath restarted the counters at the new
         // SYN (told by its event) and counted its retransmission. The same
         // count as the last report, of another connection: reported.
-        let again = r.reports(&[(conn(), attempt([9, 9, 9], 2))], 2);
+        let again = r.reports(&[(conn(), attempt([9, 9, 9], 2))], EMITTED, 2);
         assert_eq!(again.iter().map(|e| e.packets).collect::<Vec<_>>(), [2]);
         // Its SYN alone: what its event told, nothing to report.
         let mut r = Reporter::new();
-        r.reports(&[(conn(), attempt([1, 2, 3], 2))], 1);
-        assert_eq!(r.reports(&[(conn(), attempt([9, 9, 9], 1))], 2), []);
+        r.reports(&[(conn(), attempt([1, 2, 3], 2))], EMITTED, 1);
+        assert_eq!(
+            r.reports(&[(conn(), attempt([9, 9, 9], 1))], EMITTED, 2),
+            []
+        );
     }
 
     #[test]
@@ -314,10 +352,10 @@ mod tests {
         assert_eq!(r.ended(&[(conn(), fin)], SYN, 8).len(), 1);
         // Periodic reports told 3 packets: nothing more at the end, unless
         // more came.
-        assert_eq!(r.reports(&[(conn(), stats(3, 1))], 9).len(), 1);
+        assert_eq!(r.reports(&[(conn(), stats(3, 1))], EMITTED, 9).len(), 1);
         assert_eq!(r.ended(&[(conn(), stats(3, 1))], FIN | SYN, 10), []);
         assert_eq!(
-            r.reports(&[(conn(), stats(3, 1))], 11).len(),
+            r.reports(&[(conn(), stats(3, 1))], EMITTED, 11).len(),
             1,
             "forgotten"
         );
