@@ -93,20 +93,20 @@ fn table_rows_and_verdict_colours() {
     // the rest.
     assert_eq!(
         r[2],
-        "TIME         NODE  SOURCE                     DESTINATION                TYPE           VERDICT         SUMMARY"
+        "TIME         NODE  SOURCE                     DESTINATION                TYPE          VERDICT         SUMMARY"
     );
     // 19 flows fit; the newest is at the bottom, right above the filter bar.
     assert_eq!(
         r[3],
-        "15:04:05.000 node1 default/frontend-7d9:40000 default/api-0:8080         from-endpoint  FORWARDED       TCP Flags: SYN"
+        "15:04:05.000 node1 default/frontend-7d9:40000 default/api-0:8080         from-endpoint FORWARDED       TCP Flags: SYN"
     );
     assert_eq!(
         r[20],
-        "15:04:05.040 node1 default/frontend-7d9:41001 203.0.113.7:25 (world)     Policy denied  DROPPED         TCP Flags: SYN"
+        "15:04:05.040 node1 default/frontend-7d9:41001 203.0.113.7:25 (world)     Policy denied DROPPED         TCP Flags: SYN"
     );
     assert_eq!(
         r[21],
-        "15:04:05.050 node2 198.18.0.1:45000 (host)    default/api-0:8080         to-endpoint    FORWARDED       TCP Flags: SYN"
+        "15:04:05.050 node2 198.18.0.1:45000 (host)    default/api-0:8080         to-endpoint   FORWARDED       TCP Flags: SYN"
     );
     assert_eq!(
         r[29],
@@ -132,8 +132,8 @@ fn audit_is_yellow_and_others_default() {
 }
 
 /// Two flows with the longest values the exploratory test saw cut: a
-/// `TRANSLATED` and a `VERDICT_UNKNOWN` verdict, a policy verdict with a
-/// sub-type, and a connection-close summary.
+/// `TRANSLATED` and a `VERDICT_UNKNOWN` verdict, a policy verdict (named by
+/// its match and direction), and a connection-close summary.
 fn long_value_flows() -> Vec<Flow> {
     let mut flows = fixtures::flows();
     flows.truncate(2);
@@ -144,6 +144,7 @@ fn long_value_flows() -> Vec<Flow> {
         r#type: 5,
         sub_type: 2,
     });
+    flows[1].policy_match_type = 2;
     flows
 }
 
@@ -153,9 +154,9 @@ fn wide_table_cuts_no_type_verdict_or_summary() {
     assert_eq!(
         r[2..5],
         [
-            "TIME         NODE  SOURCE                     DESTINATION          TYPE             VERDICT         SUMMARY",
-            "15:04:05.000 node1 default/frontend-7d9:40000 default/api-0:8080   from-endpoint    TRANSLATED      TCP closed after 2.775 ms, 0 retransmits",
-            "15:04:05.000 node2 default/frontend-7d9:40000 default/api-0:8080   policy-verdict:2 VERDICT_UNKNOWN TCP Flags: SYN",
+            "TIME         NODE  SOURCE                     DESTINATION          TYPE                         VERDICT         SUMMARY",
+            "15:04:05.000 node1 default/frontend-7d9:40000 default/api-0:8080   from-endpoint                TRANSLATED      TCP closed after 2.775 ms, 0 retransmits",
+            "15:04:05.000 node2 default/frontend-7d9:40000 default/api-0:8080   policy-verdict:L3-L4 INGRESS VERDICT_UNKNOWN TCP Flags: SYN",
         ]
     );
 }

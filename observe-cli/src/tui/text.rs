@@ -55,12 +55,14 @@ pub fn source_and_destination(f: &Flow) -> (String, String) {
     )
 }
 
-/// Where the flow was seen: `from-endpoint`, `policy-verdict`, ...; a drop
-/// by its reason (`Policy denied`), as hubble's TYPE column names it, and a
-/// TCP lifecycle report as `tcp-lifecycle`.
+/// Where the flow was seen: `from-endpoint`, `to-stack`, ...; as hubble's
+/// TYPE column names them, a drop by its reason (`Policy denied`), a policy
+/// verdict by its match and direction (`policy-verdict:L3-L4 INGRESS`) and
+/// a socket translation by its point (`post-xlate-fwd`); a TCP lifecycle
+/// report as `tcp-lifecycle`.
 pub fn kind(f: &Flow) -> String {
     match f.event_type.as_ref() {
-        Some(e) if e.r#type == 1 => observer_proto::hubble_text::drop_reason_text(e.sub_type),
+        Some(e) if matches!(e.r#type, 1 | 5 | 7) => crate::flows::output::flow_type(f),
         _ if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
         _ => HopKey::of(f).map(HopKey::name).unwrap_or_default(),
     }

@@ -52,11 +52,13 @@ pub static VERDICT_WIDTH: LazyLock<u16> = LazyLock::new(|| {
         .map_or(0, width)
 });
 
-/// The longest type without a sub-type number (`policy-verdict`, an
-/// observation point): monitor types and points are small numbers, so 0..32
-/// covers them. Rarer forms (`type-9:3`) widen the column while on screen.
+/// The longest type without a sub-type number (an observation point):
+/// monitor types and points are small numbers, so 0..32 covers them. Rarer
+/// forms (`type-9:3`) and those that say more (a drop's reason, a policy
+/// verdict's match and direction, a socket translation's point) widen the
+/// column while on screen.
 pub static TYPE_WIDTH: LazyLock<u16> = LazyLock::new(|| {
-    let events = (0..32).map(|t| Flow {
+    let events = (0..32).filter(|t| !matches!(t, 5 | 7)).map(|t| Flow {
         event_type: Some(CiliumEventType {
             r#type: t,
             sub_type: 0,
@@ -162,7 +164,7 @@ mod tests {
     #[test]
     fn fixed_widths_are_the_longest_names() {
         assert_eq!(*VERDICT_WIDTH, cells("VERDICT_UNKNOWN"));
-        assert_eq!(*TYPE_WIDTH, cells("policy-verdict"));
+        assert_eq!(*TYPE_WIDTH, cells("from-endpoint"));
     }
 
     #[test]
