@@ -6,11 +6,12 @@ use observer_proto::flow::{
     TrafficDirection, layer4::Protocol,
 };
 use observer_proto::names;
+use observer_proto::observe::v1::tcp_lifecycle::Kind;
 
 use super::text::{ports, tcp_flags};
 use crate::flows::output::timestamp;
 use service_graph::hops::point_name;
-use service_graph::{HopKey, human_bytes};
+use service_graph::human_bytes;
 
 /// `(label, value)` rows, empty values left out.
 #[derive(Default)]
@@ -123,14 +124,11 @@ pub fn field_lines(f: &Flow) -> Vec<String> {
     );
     r.add("type", enum_name(f.r#type, FlowType::as_str_name, false));
     if let Some(e) = &f.event_type {
+        // The table's TYPE: a policy verdict's match and direction, a socket
+        // translation's point, a drop's reason.
         r.add(
             "event",
-            format!(
-                "{} ({}/{})",
-                HopKey::of(f).map(HopKey::name).unwrap_or_default(),
-                e.r#type,
-                e.sub_type
-            ),
+            format!("{} ({}/{})", super::text::kind(f), e.r#type, e.sub_type),
         );
     }
     r.add(
@@ -175,15 +173,40 @@ pub fn field_lines(f: &Flow) -> Vec<String> {
     r.add("l4", l4(f));
     r.add("summary", f.summary.clone());
     if let Some(v) = &f.volume {
+        let mark = match (v.report, v.first_packet) {
+            (true, _) => " (a report, no packet)",
+            (false, true) => " (its direction's first packet)",
+            (false, false) => "",
+        };
         r.add(
             "volume",
             format!(
-                "fwd {} / {} pkts, rev {} / {} pkts",
+                "fwd {} / {} pkts, rev {} / {} pkts{mark}",
                 human_bytes(v.fwd_bytes),
                 v.fwd_packets,
                 human_bytes(v.rev_bytes),
                 v.rev_packets
             ),
+        );
+    }
+    if let Some(t) = &f.tcp_lifecycle {
+        let kind = enum_name(t.kind, Kind::as_str_name, true);
+        let duration = match t.duration_ns {
+            0 => String::new(),
+            ns => format!(" after {:.3} ms", ns as f64 / 1e6),
+        };
+        r.add(
+            "tcp lifecycle",
+            format!("{kind}{duration}, {} retransmits", t.retransmits),
+        );
+    }
+    if let Some(p) = &f.policy_in_force {
+        r.add(
+            "policy",
+            match p.version.as_str() {
+                "" => format!("generation {} in force", p.generation),
+                v => format!("generation {} in force ({v})", p.generation),
+            },
         );
     }
     if f.socket_cookie != 0 {
@@ -233,4 +256,63 @@ pub fn endpoint_lines(f: &Flow) -> Vec<String> {
         r.lines("  ", &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_proto::flow::CiliumEventType;
+    use observer_proto::observe::v1::{FlowVolume, PolicyStamp, TcpLifecycle};
+
+    #[test]
+    fn a_verdict_a_report_and_a_lifecycle_say_what_they_are() {
+        let verdict = Flow {
+            event_type: Some(CiliumEventType {
+                r#type: 5,
+                sub_type: 0,
+            }),
+            policy_match_type: 2,
+            traffic_direction: TrafficDirection::Ingress as i32,
+            volume: Some(FlowVolume {
+                fwd_bytes: 74,
+                fwd_packets: 1,
+                first_packet: true,
+                ..Default::default()
+            }),
+            policy_in_force: Some(PolicyStamp {
+                generation: 3,
+                version: "sha256:0a1b".into(),
+            }),
+            ..Default::default()
+        };
+        let lines = field_lines(&verdict);
+        for want in [
+            "  event         policy-verdict:L3-L4 INGRESS (5/0)",
+            "  volume        fwd 74 B / 1 pkts, rev 0 B / 0 pkts (its direction's first packet)",
+            "  policy        generation 3 in force (sha256:0a1b)",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "{want:?} in {lines:#?}");
+        }
+        let report = Flow {
+            volume: Some(FlowVolume {
+                fwd_bytes: 552,
+                fwd_packets: 12,
+                report: true,
+                ..Default::default()
+            }),
+            tcp_lifecycle: Some(TcpLifecycle {
+                kind: Kind::Closed as i32,
+                duration_ns: 2_775_000,
+                retransmits: 1,
+            }),
+            ..Default::default()
+        };
+        let lines = field_lines(&report);
+        for want in [
+            "  volume        fwd 552 B / 12 pkts, rev 0 B / 0 pkts (a report, no packet)",
+            "  tcp lifecycle CLOSED after 2.775 ms, 1 retransmits",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "{want:?} in {lines:#?}");
+        }
+    }
 }

@@ -330,7 +330,7 @@ fn detail_of_a_drop_names_the_reason() {
     let r = rows(&b);
     assert_eq!(r[6], "  verdict       DROPPED");
     assert_eq!(r[7], "  drop reason   POLICY_DENIED");
-    assert_eq!(r[9], "  event         drop (1/133)");
+    assert_eq!(r[9], "  event         Policy denied (1/133)");
     assert!(r.contains(
         &"  > 15:04:05.040000 node1    drop                    DROPPED    SYN".to_string()
     ));
