@@ -401,6 +401,26 @@ async fn aggregation_levels_and_periodic_reports() {
     );
 }
 
+/// A probe started as `cfg` says, and 12 datagrams 10 ms apart from a to
+/// b:7777 (then the marker, see [`trickle`]) already sent: the probe, an
+/// enricher and a store for its pipeline, and the stream's source port.
+fn trickled_twelve(lab: &Lab, cfg: &ProbeConfig) -> (LoadedProbe, Enricher, Arc<FlowStore>, u32) {
+    let probe = LoadedProbe::start(cfg, &host_interfaces(lab), &KernelFeatures::probe())
+        .expect("probe loads");
+    let enricher = enricher_for(&probe, lab);
+    let netns = lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sport = std::thread::spawn(move || trickle(netns, dst, 12, Duration::from_millis(10)))
+        .join()
+        .unwrap();
+    (
+        probe,
+        enricher,
+        Arc::new(FlowStore::new(10_000)),
+        u32::from(sport),
+    )
+}
+
 /// A UDP stream has no FIN and, without periodic reports, no event after its
 /// first packet: when the garbage collection deletes it (idle), its last
 /// report carries the whole of it, or its volume would stop at one packet.
@@ -416,17 +436,7 @@ async fn an_idle_udp_stream_is_told_whole_when_it_is_collected() {
         },
         ..ProbeConfig::default()
     };
-    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
-        .expect("probe loads");
-    let enricher = enricher_for(&probe, &lab);
-    let store = Arc::new(FlowStore::new(10_000));
-    let netns = lab.endpoint("a").unwrap().netns.clone();
-    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
-    let sport = u32::from(
-        std::thread::spawn(move || trickle(netns, dst, 12, Duration::from_millis(10)))
-            .join()
-            .unwrap(),
-    );
+    let (mut probe, enricher, store, sport) = trickled_twelve(&lab, &cfg);
     let stream = |f: &&Flow| leaving_a(f) && udp_ports(f) == Some((sport, 7777));
     read_until(&mut probe, enricher, &store, |seen| {
         flows_of(seen).filter(stream).count() >= 2
@@ -468,17 +478,7 @@ async fn a_clean_stop_tells_what_no_event_told() {
         netns: Some(lab.node_netns("node1").unwrap().to_string()),
         ..ProbeConfig::default()
     };
-    let mut probe = LoadedProbe::start(&cfg, &host_interfaces(&lab), &KernelFeatures::probe())
-        .expect("probe loads");
-    let enricher = enricher_for(&probe, &lab);
-    let store = Arc::new(FlowStore::new(10_000));
-    let netns = lab.endpoint("a").unwrap().netns.clone();
-    let dst: SocketAddr = (lab.endpoint("b").unwrap().ipv4, 7777).into();
-    let sport = u32::from(
-        std::thread::spawn(move || trickle(netns, dst, 12, Duration::from_millis(10)))
-            .join()
-            .unwrap(),
-    );
+    let (mut probe, enricher, store, sport) = trickled_twelve(&lab, &cfg);
     let port = |f: &Flow| udp_ports(f).is_some_and(|(s, _)| s == sport);
     // Stopped once the marker's first packet reached b: the stream's 12 are
     // in the tables, and their events (only the first) in the store.

@@ -330,38 +330,36 @@ async fn follow(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        match picked(query, &entry, after) {
-            Picked::Skip => continue,
-            Picked::PastUntil => return,
-            Picked::Send(response) => {
-                // Kept while it waits for room, so a stop does not lose it.
-                *unsent = Some(response.clone());
-                if tx.send(Ok((*response).clone())).await.is_err() {
-                    return;
-                }
-                *unsent = None;
-            }
+        if !forward(query, &entry, after, tx, unsent).await {
+            return;
         }
     }
 }
 
-/// What a follow does with one stored entry.
-enum Picked {
-    Skip,
-    PastUntil,
-    Send(Arc<GetFlowsResponse>),
-}
-
-fn picked(query: &FlowQuery, entry: &Entry, after: Option<u64>) -> Picked {
+/// Sends `entry` to a follow if its query selects it. False once the follow
+/// is over: past its `until`, or the client gone. The response is kept in
+/// `unsent` while it waits for room, so a stop that cuts the wait does not
+/// lose it.
+async fn forward(
+    query: &FlowQuery,
+    entry: &Entry,
+    after: Option<u64>,
+    tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    unsent: &mut Option<Arc<GetFlowsResponse>>,
+) -> bool {
     if after.is_some_and(|a| entry.seq <= a) {
-        Picked::Skip
-    } else if query.is_past_until(&entry.response) {
-        Picked::PastUntil
-    } else if query.selects(&entry.response) {
-        Picked::Send(query.respond(&entry.response))
-    } else {
-        Picked::Skip
+        return true;
     }
+    if query.is_past_until(&entry.response) {
+        return false;
+    }
+    if !query.selects(&entry.response) {
+        return true;
+    }
+    let response = unsent.insert(query.respond(&entry.response));
+    let sent = tx.send(Ok((**response).clone())).await.is_ok();
+    *unsent = None;
+    sent
 }
 
 /// How long a follow cut by the stop may take to send what the store holds
@@ -384,14 +382,8 @@ async fn send_stored(
     }
     // A lag here has been said already or never will be: the stream ends.
     while let Ok(entry) = rx.try_recv() {
-        match picked(query, &entry, after) {
-            Picked::Skip => continue,
-            Picked::PastUntil => return,
-            Picked::Send(response) => {
-                if tx.send(Ok((*response).clone())).await.is_err() {
-                    return;
-                }
-            }
+        if !forward(query, &entry, after, tx, &mut None).await {
+            return;
         }
     }
 }
