@@ -30,6 +30,18 @@ pub(super) fn flow(f: Flow) -> GetFlowsResponse {
     }
 }
 
+/// A node-status event: `node` changed to `state`, for `message`.
+fn node_status(state: NodeState, node: &str, message: &str) -> GetFlowsResponse {
+    GetFlowsResponse {
+        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
+            state_change: state as i32,
+            node_names: vec![node.into()],
+            message: message.into(),
+        })),
+        ..Default::default()
+    }
+}
+
 pub(super) fn app_with(flows: &[Flow]) -> App {
     let mut app = App::new("").unwrap();
     for f in flows {
@@ -355,14 +367,11 @@ fn lost_events_banner_and_node_status() {
         })),
         ..Default::default()
     });
-    app.on_response(GetFlowsResponse {
-        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
-            state_change: NodeState::NodeUnavailable as i32,
-            node_names: vec!["node3".into()],
-            message: "connection refused".into(),
-        })),
-        ..Default::default()
-    });
+    app.on_response(node_status(
+        NodeState::NodeUnavailable,
+        "node3",
+        "connection refused",
+    ));
     let b = draw(&app);
     assert_eq!(
         row(&b, 1),
@@ -378,14 +387,7 @@ fn lost_events_banner_and_node_status() {
     // The table moves down a row to make room.
     assert!(row(&b, 3).starts_with("TIME"));
     // A relay's peer known by its address until named: gone, not unavailable.
-    app.on_response(GetFlowsResponse {
-        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
-            state_change: NodeState::NodeGone as i32,
-            node_names: vec!["node3".into()],
-            message: "named node4".into(),
-        })),
-        ..Default::default()
-    });
+    app.on_response(node_status(NodeState::NodeGone, "node3", "named node4"));
     assert_eq!(
         row(&draw(&app), 1),
         "0.0 flows/s  2 seen  2 buffered  2 shown  nodes: node1, node2"
@@ -398,14 +400,11 @@ fn lost_events_banner_and_node_status() {
 fn a_narrow_header_keeps_its_warnings() {
     let flows = fixtures::flows();
     let mut app = app_with(&flows[..10]);
-    app.on_response(GetFlowsResponse {
-        response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
-            state_change: NodeState::NodeUnavailable as i32,
-            node_names: vec!["node3".into()],
-            message: "connection refused".into(),
-        })),
-        ..Default::default()
-    });
+    app.on_response(node_status(
+        NodeState::NodeUnavailable,
+        "node3",
+        "connection refused",
+    ));
     app.handle_event(&key(KeyCode::Char(' ')));
     for f in &flows[10..] {
         app.on_response(flow(f.clone()));
