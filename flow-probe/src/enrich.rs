@@ -364,6 +364,11 @@ impl Enricher {
         *l4 = layer4(ev, summary);
         let report = ev.reason == reason::REPORT;
         if report {
+            // A report leaves SYN, FIN and RST out; with nothing left, the
+            // summary names no flags rather than an empty list.
+            if summary == "TCP Flags: " {
+                summary.truncate("TCP".len());
+            }
             // No packet: say so where people read (`observe flows`).
             let _ = write!(
                 summary,

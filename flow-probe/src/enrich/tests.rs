@@ -725,6 +725,21 @@ fn later_events_of_the_opener_are_established_and_every_flow_carries_the_policy_
         "{}",
         flow.summary
     );
+    // Of a connection that only ever sent SYNs: no flags left to name.
+    let syns_only = e.flow(
+        &FlowEvent {
+            tcp_flags: 0,
+            ..report
+        },
+        UNIX_OFFSET,
+    );
+    assert!(
+        syns_only
+            .summary
+            .starts_with("TCP; report of the connection so far: "),
+        "{}",
+        syns_only.summary
+    );
     let first = e.flow(&syn(hook::TC_EGRESS, SERVER_VETH), UNIX_OFFSET);
     assert_eq!(
         first.volume.map(|v| (v.first_packet, v.report)),
