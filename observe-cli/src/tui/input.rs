@@ -127,13 +127,20 @@ impl App {
                 self.filter.error = None;
                 self.mode = Mode::Normal;
             }
+            // An edit answers the error: it is said again at the next Enter
+            // if the text still has it.
             KeyCode::Backspace => {
                 self.filter.input.pop();
+                self.filter.error = None;
             }
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.filter.input.clear();
+                self.filter.error = None;
             }
-            KeyCode::Char(c) => self.filter.input.push(c),
+            KeyCode::Char(c) => {
+                self.filter.input.push(c);
+                self.filter.error = None;
+            }
             _ => {}
         }
     }

@@ -235,6 +235,9 @@ fn filter_bar_applies_live_and_keeps_the_old_filter_on_error() {
     assert_eq!(b[(x, 29)].fg, Color::Red);
     assert_eq!(app.filter.applied.text, "--verdict dropped");
     assert_eq!(app.buffer.matching().len(), 1);
+    // An edit clears the error until the next Enter.
+    app.handle_event(&key(KeyCode::Backspace));
+    assert_eq!(row(&draw(&app), 29), "/ --verdict mayb");
     // Esc gives up the edit.
     app.handle_event(&key(KeyCode::Esc));
     assert_eq!(
@@ -420,6 +423,25 @@ fn a_narrow_header_keeps_its_warnings() {
     );
     let (x, _) = find(&b, "PAUSED").unwrap();
     assert_eq!(b[(x, 1)].fg, Color::Yellow);
+    // Narrower: the counts go, then the node count, then the warnings say less.
+    let at = |app: &App, w: u16| row(&draw_sized(app, w, H), 1);
+    assert_eq!(
+        at(&app, 60),
+        "10 shown  nodes: 2 up  unavailable: node3  PAUSED (+9 new)"
+    );
+    assert_eq!(
+        at(&app, 48),
+        "10 shown  unavailable: node3  PAUSED (+9 new)"
+    );
+    assert_eq!(at(&app, 40), "10 shown  unavailable: node3  PAUSED +9");
+    // The count is of the flows a resume shows: those the filter passes.
+    app.handle_event(&key(KeyCode::Char('/')));
+    type_text(&mut app, "--verdict dropped");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(
+        at(&app, 100),
+        "0.0 flows/s  19 seen  10 buffered  0 shown  nodes: node1, node2  unavailable: node3  PAUSED (+1 new)"
+    );
 }
 
 /// A selection holds the table still; the header counts the flows that
@@ -474,7 +496,7 @@ fn a_long_filter_scrolls_in_a_narrow_bar() {
     assert_eq!(
         row(t.backend().buffer(), H - 1),
         format!(
-            "/ …{}  error: --verdict \"maybe\": unknown verdict (FORWARDED, DR",
+            "/ …{}  error: --verdict \"maybe\": unknown verdict (FORWARDED, D…",
             &long[93 - 19..]
         )
     );
@@ -799,14 +821,20 @@ fn the_command_lines_filters_show_as_the_servers() {
         text,
         r#"--verdict DROPPED --not (--protocol udp) --allowlist {"source_pod":["other/"]}"#
     );
-    // Clearing the bar cannot widen what the server sends: the footer says so.
+    // Clearing the bar cannot widen what the server sends: the footer says
+    // so, the key hints shrinking to make room.
     let mut app = app_with(&fixtures::flows());
     app.server_filter = text.clone();
     let b = draw(&app);
-    assert!(
-        row(&b, 29).starts_with(&format!("filter: none  [server: {text}]  / filter")),
-        "{}",
-        row(&b, 29)
+    assert_eq!(
+        row(&b, 29),
+        format!("filter: none  [server: {text}]  ? keys")
+    );
+    // Narrower: the server's filter is cut with a mark.
+    let b = draw_sized(&app, 60, H);
+    assert_eq!(
+        row(&b, 29),
+        "filter: none  [server: --verdict DROPPED --not (--p…  ? keys"
     );
 }
 
@@ -1093,6 +1121,16 @@ async fn relay_gone_shows_reconnecting_then_resumes_without_repeats() {
         "0.0 flows/s  3 seen  3 buffered  3 shown  nodes: unknown"
     );
     assert_eq!(row(&b, 2), banner);
+    // Too long for 80 columns: it wraps to a second line, the table below.
+    let narrow = draw_sized(&app, 80, H);
+    assert_eq!(
+        [row(&narrow, 2), row(&narrow, 3)],
+        [
+            "relay unavailable: connection lost; reconnecting… (h2 protocol error: error",
+            "reading a body from connection)",
+        ]
+    );
+    assert!(row(&narrow, 4).starts_with("TIME"), "{}", row(&narrow, 4));
 
     // The first backoff is 1 s, then the second stream opens.
     let start = tokio::time::Instant::now();

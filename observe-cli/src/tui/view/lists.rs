@@ -8,8 +8,42 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Text};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
+use super::columns;
 use crate::tui::app::App;
 use service_graph::{EdgeView, human_bytes, labels};
+
+/// What the service map's flexible columns need: the edge column (its name
+/// and hops lines), the names alone, the verdicts and the ports.
+struct MapWants {
+    edge: usize,
+    name: usize,
+    verdicts: usize,
+    ports: usize,
+}
+
+/// Cells of the fixed columns (flows, connections, bytes) and the gaps
+/// between the six.
+const MAP_FIXED: usize = 6 + 6 + 9 + 5;
+
+/// Widths of the edge, verdicts and ports columns in a map `total` cells
+/// wide. Each gets what it needs when all fit; else the hops give way first
+/// (down to the names), then the ports, then the names, then the verdicts,
+/// each to a floor, and the cuts are marked.
+fn map_widths(total: u16, want: MapWants) -> [u16; 3] {
+    let room = usize::from(total).saturating_sub(MAP_FIXED);
+    let mut w = [want.edge.max(21), want.verdicts.max(8), want.ports.max(5)];
+    let floors = [
+        (0, want.name.max(21)),
+        (2, want.ports.clamp(5, 12)),
+        (0, 21),
+        (1, 8),
+    ];
+    for (i, floor) in floors {
+        let over = (w[0] + w[1] + w[2]).saturating_sub(room);
+        w[i] = w[i].saturating_sub(over).max(floor.min(w[i]));
+    }
+    w.map(|n| u16::try_from(n).unwrap_or(u16::MAX))
+}
 
 fn bold() -> Style {
     Style::new().add_modifier(Modifier::BOLD)
@@ -40,27 +74,36 @@ impl App {
                 ]
             })
             .collect();
-        let width = |i: usize, j: usize, min: usize| {
-            let w = cells
-                .iter()
-                .map(|c| c[i].chars().count().max(c[j].chars().count()))
-                .max()
-                .unwrap_or(0);
-            Constraint::Length(u16::try_from(w.max(min)).unwrap_or(u16::MAX))
-        };
+        let longest = |f: &dyn Fn(&[String; 4]) -> usize| cells.iter().map(f).max().unwrap_or(0);
+        let ports: Vec<String> = edges
+            .iter()
+            .map(|e| e.edge.ports.iter().cloned().collect::<Vec<_>>().join(", "))
+            .collect();
+        let [edge_w, verdict_w, ports_w] = map_widths(
+            area.width,
+            MapWants {
+                edge: longest(&|c| c[0].chars().count().max(c[1].chars().count())),
+                name: longest(&|c| c[0].chars().count()),
+                verdicts: longest(&|c| c[2].chars().count().max(c[3].chars().count())),
+                ports: ports.iter().map(|p| p.chars().count()).max().unwrap_or(0),
+            },
+        );
         let widths = [
-            width(0, 1, 21),
+            Constraint::Length(edge_w),
             Constraint::Length(6),
             Constraint::Length(6),
             Constraint::Length(9),
-            width(2, 3, 8),
-            Constraint::Fill(1),
+            Constraint::Length(verdict_w),
+            Constraint::Length(ports_w),
         ];
+        // Cut with a mark: a cut count must not read as a smaller one.
+        let cut = |s: &str, w: u16| Line::raw(columns::fit(s, w));
         let rows = edges
             .iter()
             .zip(&cells)
+            .zip(&ports)
             .skip(self.list_scroll)
-            .map(|(e, c)| {
+            .map(|((e, c), ports)| {
                 let w = e.edge;
                 // As the flows' verdicts and the DOT drawing: red where
                 // something was dropped, yellow where policy only audited.
@@ -72,19 +115,16 @@ impl App {
                     Style::new().fg(Color::Green)
                 };
                 Row::new(vec![
-                    Cell::from(Text::from(vec![
-                        Line::raw(c[0].clone()),
-                        Line::raw(c[1].clone()),
-                    ])),
-                    Cell::from(w.flows.to_string()),
-                    Cell::from(w.connections.to_string()),
+                    Cell::from(Text::from(vec![cut(&c[0], edge_w), cut(&c[1], edge_w)])),
+                    Cell::from(cut(&w.flows.to_string(), 6)),
+                    Cell::from(cut(&w.connections.to_string(), 6)),
                     Cell::from(human_bytes(w.bytes)),
                     Cell::from(Text::from(vec![
-                        Line::raw(c[2].clone()),
-                        Line::raw(c[3].clone()),
+                        cut(&c[2], verdict_w),
+                        cut(&c[3], verdict_w),
                     ]))
                     .style(verdict_style),
-                    Cell::from(w.ports.iter().cloned().collect::<Vec<_>>().join(", ")),
+                    Cell::from(cut(ports, ports_w)),
                 ])
                 .height(2)
             });
@@ -148,5 +188,37 @@ impl App {
         ];
         let block = Block::new().borders(Borders::TOP).title(title.to_string());
         frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hops_give_way_first_then_the_ports_the_names_and_the_verdicts() {
+        let want = || MapWants {
+            edge: 60,
+            name: 35,
+            verdicts: 26,
+            ports: 30,
+        };
+        // All fit in 60 + 26 + 30 + 26.
+        assert_eq!(map_widths(142, want()), [60, 26, 30]);
+        assert_eq!(map_widths(200, want()), [60, 26, 30]);
+        // The hops shrink to the names.
+        assert_eq!(map_widths(120, want()), [38, 26, 30]);
+        assert_eq!(map_widths(100, want()), [35, 26, 13]);
+        // The ports to 12, then the names to 21, then the verdicts to 8.
+        assert_eq!(map_widths(80, want()), [21, 21, 12]);
+        assert_eq!(map_widths(60, want()), [21, 8, 12]);
+        // Small wants stay as they are.
+        let small = MapWants {
+            edge: 10,
+            name: 10,
+            verdicts: 5,
+            ports: 3,
+        };
+        assert_eq!(map_widths(80, small), [21, 8, 5]);
     }
 }

@@ -18,7 +18,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Tabs};
+use ratatui::widgets::{Paragraph, Tabs, Wrap};
 
 use super::app::{App, Mode, Tab};
 use observer_proto::relay::NodeState;
@@ -28,15 +28,25 @@ const HELP: &str = "/ filter  space pause  enter detail  tab view  q quit  ? key
 const MAP_HELP: &str = "/ filter  space pause  tab view  c changes  q quit  ? keys";
 /// Top talkers have no detail to open.
 const TOP_HELP: &str = "/ filter  space pause  tab view  q quit  ? keys";
+/// The hints when the filters need the bar.
+const SHORT_HELP: &str = "? keys";
 
 impl App {
     /// Draws the whole screen.
     pub fn render(&self, frame: &mut Frame) {
         let banner = self.banner();
+        // A long banner (a reconnect's cause) wraps to a second line.
+        let banner_lines = banner.as_ref().map_or(0, |b| {
+            if b.width() > usize::from(frame.area().width) {
+                2
+            } else {
+                1
+            }
+        });
         let [tabs, header, banner_area, body, bar] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
-            Constraint::Length(u16::from(banner.is_some())),
+            Constraint::Length(banner_lines),
             Constraint::Fill(1),
             Constraint::Length(1),
         ])
@@ -52,7 +62,7 @@ impl App {
             tabs,
         );
         if let Some(b) = banner {
-            frame.render_widget(Paragraph::new(b), banner_area);
+            frame.render_widget(Paragraph::new(b).wrap(Wrap { trim: true }), banner_area);
         }
         match (self.mode, self.tab) {
             (Mode::Detail, _) => self.render_detail(frame, body),
@@ -71,27 +81,32 @@ impl App {
     }
 
     /// `12.5 flows/s  19 seen  19 buffered  9 shown  nodes: node1, node2`,
-    /// then nodes unavailable and the table's state (paused, or new flows
-    /// below a selection that stopped following). On a narrow screen the
-    /// node list becomes a count and the buffered count goes first, so the
-    /// warnings after them stay on screen.
+    /// then nodes unavailable and the table's state (paused, or passing
+    /// flows below a selection that stopped following). On a narrow screen
+    /// the node list becomes a count, then the counts and the node count go,
+    /// then the warnings say less, so that they stay whole on screen.
     fn header(&self, width: u16) -> Line<'_> {
         let s = &self.stats;
         let (rate, seen, shown) = (s.rate.rate(), s.flows_seen, self.shown().matching().len());
         let buffered = self.shown().len();
+        let counts = [
+            format!("{rate:.1} flows/s  {seen} seen  {buffered} buffered  {shown} shown"),
+            format!("{rate:.1} flows/s  {seen} seen  {shown} shown"),
+            format!("{shown} shown"),
+        ];
         let up = s.nodes_in(NodeState::NodeConnected);
-        let (nodes, nodes_short) = if s.reconnecting.is_some() {
-            (
+        let nodes = if s.reconnecting.is_some() {
+            [
                 "  nodes: unknown".to_string(),
                 "  nodes: unknown".to_string(),
-            )
+            ]
         } else if up.is_empty() {
-            (String::new(), String::new())
+            [String::new(), String::new()]
         } else {
-            (
+            [
                 format!("  nodes: {}", up.join(", ")),
                 format!("  nodes: {} up", up.len()),
-            )
+            ]
         };
         let down: Vec<&str> = s
             .nodes
@@ -99,40 +114,62 @@ impl App {
             .filter(|(_, st)| **st != NodeState::NodeConnected)
             .map(|(n, _)| n.as_str())
             .collect();
-        let mut warnings = Vec::new();
-        if !down.is_empty() {
-            warnings.push(Span::styled(
-                format!("  unavailable: {}", down.join(", ")),
-                Style::new().fg(Color::Red),
-            ));
-        }
-        if let Some(frozen) = &self.frozen {
-            let new = self.buffer.next_seq() - frozen.next_seq();
-            warnings.push(Span::styled(
-                format!("  PAUSED (+{new} new)"),
-                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
-            ));
-        } else if let Some(below) = self.rows_below().filter(|n| *n > 0) {
-            warnings.push(Span::styled(
-                format!("  +{below} below (End: follow)"),
-                Style::new().fg(Color::Yellow),
-            ));
-        }
-        let warned: usize = warnings.iter().map(|w| w.content.chars().count()).sum();
-        let fits = |counts: &str, nodes: &str| {
-            counts.chars().count() + nodes.chars().count() + warned <= usize::from(width)
+        let warnings = |short: bool| {
+            let mut w = Vec::new();
+            if !down.is_empty() {
+                w.push(Span::styled(
+                    format!("  unavailable: {}", down.join(", ")),
+                    Style::new().fg(Color::Red),
+                ));
+            }
+            if self.frozen.is_some() {
+                // The passing flows a resume will show.
+                let new = self.buffer.matching().len();
+                w.push(Span::styled(
+                    if short {
+                        format!("  PAUSED +{new}")
+                    } else {
+                        format!("  PAUSED (+{new} new)")
+                    },
+                    Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                ));
+            } else if let Some(below) = self.rows_below().filter(|n| *n > 0) {
+                w.push(Span::styled(
+                    if short {
+                        format!("  +{below} below")
+                    } else {
+                        format!("  +{below} below (End: follow)")
+                    },
+                    Style::new().fg(Color::Yellow),
+                ));
+            }
+            w
         };
-        let full = format!("{rate:.1} flows/s  {seen} seen  {buffered} buffered  {shown} shown");
-        let short = format!("{rate:.1} flows/s  {seen} seen  {shown} shown");
-        let (counts, nodes) = if fits(&full, &nodes) {
-            (full, nodes)
-        } else if fits(&full, &nodes_short) {
-            (full, nodes_short)
-        } else {
-            (short, nodes_short)
+        let cells = |spans: &[Span]| {
+            spans
+                .iter()
+                .map(|w| w.content.chars().count())
+                .sum::<usize>()
         };
-        let mut spans = vec![Span::raw(counts), Span::raw(nodes)];
-        spans.extend(warnings);
+        let none = String::new();
+        // (counts, nodes, short warnings), from the most said to the least.
+        let stages = [
+            (&counts[0], &nodes[0], false),
+            (&counts[0], &nodes[1], false),
+            (&counts[1], &nodes[1], false),
+            (&counts[2], &nodes[1], false),
+            (&counts[2], &none, false),
+            (&counts[2], &none, true),
+        ];
+        let fits = |(c, n, short): &&(&String, &String, bool)| {
+            c.chars().count() + n.chars().count() + cells(&warnings(*short)) <= usize::from(width)
+        };
+        let (c, n, short) = stages
+            .iter()
+            .find(fits)
+            .unwrap_or(&stages[stages.len() - 1]);
+        let mut spans = vec![Span::raw((*c).clone()), Span::raw((*n).clone())];
+        spans.extend(warnings(*short));
         Line::from(spans)
     }
 
@@ -190,7 +227,12 @@ impl App {
             let x = area.x + 2 + input.chars().count() as u16;
             let mut spans = vec![Span::raw(format!("/ {input}"))];
             if let Some(e) = error {
-                spans.push(Span::styled(e, Style::new().fg(Color::Red)));
+                // Cut with a mark, so a cut error does not read as whole.
+                let room = area.width.saturating_sub(x - area.x);
+                spans.push(Span::styled(
+                    columns::fit(&e, room),
+                    Style::new().fg(Color::Red),
+                ));
             }
             frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
             Line::from(spans)
@@ -200,21 +242,43 @@ impl App {
             } else {
                 f.applied.text.as_str()
             };
-            let mut spans = vec![Span::raw(format!("filter: {text}  "))];
-            if !self.server_filter.is_empty() {
-                spans.push(Span::styled(
-                    format!("[server: {}]  ", self.server_filter),
-                    Style::new().fg(Color::Cyan),
-                ));
+            let server = (!self.server_filter.is_empty())
+                .then(|| format!("[server: {}]  ", self.server_filter));
+            let help = match self.tab {
+                Tab::ServiceMap => MAP_HELP,
+                Tab::TopTalkers => TOP_HELP,
+                Tab::Flows => HELP,
+            };
+            let applied = format!("filter: {text}  ");
+            // Too long for the bar: the key hints shrink to `? keys`, and
+            // the filters share what is left, each cut with a mark.
+            let width = usize::from(area.width);
+            let whole = applied.chars().count()
+                + server.as_ref().map_or(0, |s| s.chars().count())
+                + help.chars().count();
+            let (help, rooms) = if whole <= width {
+                (help, [usize::MAX; 2])
+            } else {
+                let left = width.saturating_sub(SHORT_HELP.len());
+                let own = applied.chars().count();
+                match &server {
+                    None => (SHORT_HELP, [left, 0]),
+                    Some(_) => {
+                        let own = own.min(left / 2);
+                        (SHORT_HELP, [own, left - own])
+                    }
+                }
+            };
+            // Each keeps its two spaces after a cut.
+            let cut = |text: &str, i: usize| {
+                let room = u16::try_from(rooms[i].saturating_sub(2)).unwrap_or(u16::MAX);
+                format!("{}  ", columns::fit(text.trim_end(), room))
+            };
+            let mut spans = vec![Span::raw(cut(&applied, 0))];
+            if let Some(server) = server {
+                spans.push(Span::styled(cut(&server, 1), Style::new().fg(Color::Cyan)));
             }
-            spans.push(Span::styled(
-                match self.tab {
-                    Tab::ServiceMap => MAP_HELP,
-                    Tab::TopTalkers => TOP_HELP,
-                    Tab::Flows => HELP,
-                },
-                Style::new().fg(Color::DarkGray),
-            ));
+            spans.push(Span::styled(help, Style::new().fg(Color::DarkGray)));
             Line::from(spans)
         };
         frame.render_widget(Paragraph::new(line), area);
