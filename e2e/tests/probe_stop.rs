@@ -107,3 +107,64 @@ async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
         "each veth: the first packet's event, then the last report at the stop"
     );
 }
+
+/// Sends `n` datagrams from `netns` to `n` ports of `dst`: a new flow each.
+fn datagrams_to_ports(netns: String, dst: std::net::Ipv4Addr, n: u16) {
+    sysfs::enter_netns(&netns).unwrap();
+    let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+    for port in 0..n {
+        sock.send_to(b"x", (dst, 20_000 + port)).unwrap();
+    }
+}
+
+/// A follower that never reads fills its stream's windows and the server's
+/// queue; the probe must still stop on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_never_reads_does_not_hold_the_stop() {
+    let mut env = e2e::start(&Scenario::parse(TWO, "two.yaml").unwrap(), &[]);
+    let stream = env
+        .client()
+        .await
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let netns = env.lab.endpoint("a").unwrap().netns.clone();
+    let dst = env.lab.endpoint("b").unwrap().ipv4;
+    for _ in 0..4 {
+        let netns = netns.clone();
+        std::thread::spawn(move || datagrams_to_ports(netns, dst, 5000))
+            .join()
+            .unwrap();
+    }
+    let pid = env.probe.pid;
+    // SAFETY: kill(2) on the pid of a child the lab started and holds.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + WAIT;
+    let exited = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    while !exited() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flow-probe {pid} did not stop while a follower did not read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(&env.probe.log).unwrap();
+    assert!(
+        log.contains(
+            "stopped without waiting longer (5 s) for clients that do not read their answers"
+        ),
+        "{log}"
+    );
+    drop(stream);
+    let _ = env.lab.stop_process("flow-probe node1");
+}

@@ -119,7 +119,8 @@ impl ObserverService {
 
 /// Serves `observer.Observer` and `peer.Peer` on `server` (plaintext or TLS,
 /// from [`observer_runtime::tls::server::builder`]; `tls` says which) until
-/// `shutdown` resolves; a plain `TcpListener` serves
+/// `shutdown` resolves (and its answers are sent, for at most
+/// [`observer_runtime::shutdown::STOP_GRACE`]); a plain `TcpListener` serves
 /// [`observer_runtime::accept::DEFAULT_MAX_CONNECTIONS`] connections at once.
 pub async fn run(
     mut server: tonic::transport::Server,
@@ -139,12 +140,13 @@ pub async fn run(
         .policy_log
         .clone()
         .map(|log| PolicyStatesService::new(log, &service.node.name).into_server());
-    server
+    let grace = observer_runtime::shutdown::Grace::new();
+    let serve = server
         .add_service(service.into_server())
         .add_service(peers)
         .add_optional_service(policy_states)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, grace.signal(shutdown));
+    grace.run(serve).await.transpose()?;
     Ok(())
 }
 

@@ -45,7 +45,8 @@ pub struct RelayService {
 
 /// Serves `observer.Observer` and Flight SQL on `listener` through `grpc`
 /// (plaintext or TLS, from [`observer_runtime::tls::server::builder`]) until
-/// `shutdown` resolves; a plain `TcpListener` serves
+/// `shutdown` resolves (and its answers are sent, for at most
+/// [`observer_runtime::shutdown::STOP_GRACE`]); a plain `TcpListener` serves
 /// [`observer_runtime::accept::DEFAULT_MAX_CONNECTIONS`] connections at once.
 pub async fn run(
     mut grpc: tonic::transport::Server,
@@ -70,11 +71,13 @@ pub async fn run(
         // Running queries end now: graceful shutdown waits for their streams.
         queries.shutdown();
     };
-    grpc.add_service(ObserverServer::new(service))
+    let grace = observer_runtime::shutdown::Grace::new();
+    let serve = grpc
+        .add_service(ObserverServer::new(service))
         .add_service(crate::sql::flight::service(sql))
         .add_service(peers)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, grace.signal(shutdown));
+    grace.run(serve).await.transpose()?;
     Ok(())
 }
 
