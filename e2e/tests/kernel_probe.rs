@@ -72,10 +72,10 @@ fn links_down(lab: &Lab) {
     }
 }
 
-/// Resolves once `done` holds for everything pushed to `store` so far, or
-/// after `e2e::WAIT` (the caller then finds out what is missing): the stop
-/// signal of a pipeline that must first have read what the test expects.
-async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) {
+/// Resolves once `done` holds for everything pushed to `store` so far
+/// (true), or after `e2e::WAIT` (false): the stop signal of a pipeline that
+/// must first have read what the test expects.
+async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) -> bool {
     // The snapshot holds what was pushed before we subscribed: nothing is missed.
     let (snapshot, mut rx) = store.snapshot_and_follow();
     let mut seen: Vec<GetFlowsResponse> = snapshot.iter().map(|e| (*e.response).clone()).collect();
@@ -84,22 +84,30 @@ async fn stored(store: &FlowStore, done: impl Fn(&[GetFlowsResponse]) -> bool) {
             match rx.recv().await {
                 Ok(e) => seen.push((*e.response).clone()),
                 Err(RecvError::Lagged(n)) => panic!("the test's follower lagged by {n}"),
-                Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => return false,
             }
         }
+        true
     };
-    let _ = tokio::time::timeout(e2e::WAIT, follow).await;
+    tokio::time::timeout(e2e::WAIT, follow)
+        .await
+        .unwrap_or(false)
 }
 
 /// Runs `probe`'s pipeline into `store` until `done` holds for what it
-/// stored (or `e2e::WAIT` passed, see [`stored`]).
+/// stored; fails when it did not within `e2e::WAIT` (see [`stored`]), so
+/// that what the pipeline tells at its stop cannot make up for it.
 async fn read_until(
     probe: &mut LoadedProbe,
     enricher: Enricher,
     store: &Arc<FlowStore>,
     done: impl Fn(&[GetFlowsResponse]) -> bool,
 ) {
-    let stop = stored(store, done);
+    let held = std::sync::atomic::AtomicBool::new(false);
+    let stop = async {
+        let done = stored(store, done).await;
+        held.store(done, std::sync::atomic::Ordering::Relaxed);
+    };
     pipeline::run(
         probe,
         Pipeline::new(enricher, store.clone()),
@@ -108,6 +116,11 @@ async fn read_until(
     )
     .await
     .unwrap();
+    assert!(
+        held.load(std::sync::atomic::Ordering::Relaxed),
+        "the pipeline did not store what the test waited for within {:?}",
+        e2e::WAIT
+    );
 }
 
 /// Everything in the store, oldest first.
@@ -159,10 +172,13 @@ async fn delivered_plus_reported_lost_equals_what_the_kernel_tried() {
     let pipeline = Pipeline::new(Enricher::new("node1", &lab.endpoints_file()), store.clone());
     // Stop once every event the kernel tried is in the stream, as a flow or
     // as counted lost.
-    let stop = stored(&store, |seen| {
-        let (flows, lost) = delivered_and_lost(seen);
-        flows + lost >= before.events_tried
-    });
+    let stop = async {
+        stored(&store, |seen| {
+            let (flows, lost) = delivered_and_lost(seen);
+            flows + lost >= before.events_tried
+        })
+        .await;
+    };
     pipeline::run(&mut probe, pipeline, Duration::from_millis(50), stop)
         .await
         .unwrap();

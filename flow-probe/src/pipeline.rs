@@ -227,7 +227,7 @@ pub async fn run(
         }
     }
     drain(ring.get_mut(), &mut pipeline);
-    report_lost(stats, &pipeline, lost_seen)?;
+    let lost = report_lost(stats, &pipeline, lost_seen);
     if let Some(c) = collecting {
         // Its deletes finish before the probe goes, and are told.
         tell_ended(c.await, &mut reporter, emitted, &mut pipeline);
@@ -235,11 +235,16 @@ pub async fn run(
     if let (Some(t), false, true) = (&tables, probe.config.persist, probe.config.aggregate) {
         // The tables go with the probe: every connection ends here, and
         // what no event told of it would be lost (with an event per packet,
-        // they told everything).
+        // they told everything). The programs still run: a first packet's
+        // event written meanwhile is read before the tables (which count
+        // it as told), and once more after them.
+        drain(ring.get_mut(), &mut pipeline);
         for ev in tables::last_words(t, &mut reporter, emitted) {
             pipeline.ingest_event(&Event::Flow(ev));
         }
+        drain(ring.get_mut(), &mut pipeline);
     }
+    lost?;
     Ok(pipeline)
 }
 

@@ -212,12 +212,14 @@ impl Observer for ObserverService {
                 };
                 if cut {
                     // The capture has stopped: what it stored last (the
-                    // connections' last reports) still goes out, unless the
-                    // client reads too slowly to let the server stop.
-                    let rest = send_stored(&query, follow_rx, last_seq, &tx, unsent);
+                    // connections' last reports) still goes out, then the
+                    // end, unless the client reads too slowly for that.
+                    let rest = async {
+                        send_stored(&query, follow_rx, last_seq, &tx, &node_name, unsent).await;
+                        // Not a clean end: a follower must tell it from one.
+                        let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                    };
                     let _ = tokio::time::timeout(LAST_FLOWS_GRACE, rest).await;
-                    // Not a clean end: a follower must tell it from one.
-                    let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                 }
             }
         });
@@ -316,16 +318,7 @@ async fn follow(
             Ok(entry) => entry,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // This client fell behind; say how much it missed and go on.
-                let lost = GetFlowsResponse {
-                    node_name: node_name.to_string(),
-                    time: None,
-                    response_types: Some(ResponseTypes::LostEvents(LostEvent {
-                        source: LostEventSource::ObserverEventsQueue as i32,
-                        num_events_lost: n,
-                        ..Default::default()
-                    })),
-                };
-                if tx.send(Ok(lost)).await.is_err() {
+                if tx.send(Ok(lagged(node_name, n))).await.is_err() {
                     return;
                 }
                 continue;
@@ -335,6 +328,19 @@ async fn follow(
         if !forward(query, &entry, after, tx, unsent).await {
             return;
         }
+    }
+}
+
+/// What a follow that fell `n` entries behind is told.
+fn lagged(node_name: &str, n: u64) -> GetFlowsResponse {
+    GetFlowsResponse {
+        node_name: node_name.to_string(),
+        time: None,
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::ObserverEventsQueue as i32,
+            num_events_lost: n,
+            ..Default::default()
+        })),
     }
 }
 
@@ -365,16 +371,18 @@ async fn forward(
 }
 
 /// How long a follow cut by the stop may take to send what the store holds
-/// already: a client that reads slower than that must not hold the stop.
+/// already and its end: a client that reads slower than that is cut.
 const LAST_FLOWS_GRACE: Duration = Duration::from_secs(2);
 
 /// Sends a follow's `unsent` entry and then every selected entry already
-/// queued for it, without waiting for more.
+/// queued for it, without waiting for more; a lag is told as in a follow
+/// (the capture's last reports come all at once).
 async fn send_stored(
     query: &FlowQuery,
     mut rx: broadcast::Receiver<Entry>,
     after: Option<u64>,
     tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    node_name: &str,
     unsent: Option<Arc<GetFlowsResponse>>,
 ) {
     if let Some(response) = unsent
@@ -382,9 +390,15 @@ async fn send_stored(
     {
         return;
     }
-    // A lag here has been said already or never will be: the stream ends.
-    while let Ok(entry) = rx.try_recv() {
-        if !forward(query, &entry, after, tx, &mut None).await {
+    loop {
+        let sent = match rx.try_recv() {
+            Ok(entry) => forward(query, &entry, after, tx, &mut None).await,
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                tx.send(Ok(lagged(node_name, n))).await.is_ok()
+            }
+            Err(_) => return,
+        };
+        if !sent {
             return;
         }
     }

@@ -433,7 +433,7 @@ fn a_narrow_header_keeps_its_warnings() {
         at(&app, 48),
         "10 shown  unavailable: node3  PAUSED (+9 new)"
     );
-    assert_eq!(at(&app, 40), "10 shown  unavailable: node3  PAUSED +9");
+    assert_eq!(at(&app, 40), "10 shown  1 unavailable  PAUSED +9");
     // The count is of the flows a resume shows: those the filter passes.
     app.handle_event(&key(KeyCode::Char('/')));
     type_text(&mut app, "--verdict dropped");
@@ -466,6 +466,13 @@ fn flows_below_a_held_selection_are_counted() {
         row(&b, 1),
         "0.0 flows/s  13 seen  13 buffered  13 shown  nodes: node1, node2  +4 below (End: follow)"
     );
+    // Not where End does nothing: the other tabs, the detail pane.
+    app.handle_event(&key(KeyCode::Tab));
+    assert!(!row(&draw_sized(&app, W, 10), 1).contains("below"));
+    app.handle_event(&key(KeyCode::BackTab));
+    app.handle_event(&key(KeyCode::Enter));
+    assert!(!row(&draw_sized(&app, W, 10), 1).contains("below"));
+    app.handle_event(&key(KeyCode::Esc));
     app.handle_event(&key(KeyCode::End));
     assert_eq!(
         row(&draw_sized(&app, W, 10), 1),
@@ -835,6 +842,23 @@ fn the_command_lines_filters_show_as_the_servers() {
     assert_eq!(
         row(&b, 29),
         "filter: none  [server: --verdict DROPPED --not (--p…  ? keys"
+    );
+    // Both too long: each gets half; a shorter one leaves its rest to the
+    // other, no cell blank.
+    app.server_filter = "--verdict DROPPED".into();
+    app.handle_event(&key(KeyCode::Char('/')));
+    type_text(
+        &mut app,
+        "--from-namespace default --to-namespace kube-system",
+    );
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(
+        row(&draw_sized(&app, 60, H), 29),
+        "filter: --from-namespace…  [server: --verdict DROPP…  ? keys"
+    );
+    assert_eq!(
+        row(&draw_sized(&app, 70, H), 29),
+        "filter: --from-namespace default…  [server: --verdict DROPPED]  ? keys"
     );
 }
 

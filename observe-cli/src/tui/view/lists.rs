@@ -28,7 +28,9 @@ const MAP_FIXED: usize = 6 + 6 + 9 + 5;
 /// Widths of the edge, verdicts and ports columns in a map `total` cells
 /// wide. Each gets what it needs when all fit; else the hops give way first
 /// (down to the names), then the ports, then the names, then the verdicts,
-/// each to a floor, and the cuts are marked.
+/// each to a floor; on a screen too narrow for the floors the ports, the
+/// verdicts and the edge column shrink further, so the table never needs
+/// more than the screen (ratatui would cut its cells again, unmarked).
 fn map_widths(total: u16, want: MapWants) -> [u16; 3] {
     let room = usize::from(total).saturating_sub(MAP_FIXED);
     let mut w = [want.edge.max(21), want.verdicts.max(8), want.ports.max(5)];
@@ -37,6 +39,9 @@ fn map_widths(total: u16, want: MapWants) -> [u16; 3] {
         (2, want.ports.clamp(5, 12)),
         (0, 21),
         (1, 8),
+        (2, 0),
+        (1, 0),
+        (0, 0),
     ];
     for (i, floor) in floors {
         let over = (w[0] + w[1] + w[2]).saturating_sub(room);
@@ -211,7 +216,13 @@ mod tests {
         assert_eq!(map_widths(100, want()), [35, 26, 13]);
         // The ports to 12, then the names to 21, then the verdicts to 8.
         assert_eq!(map_widths(80, want()), [21, 21, 12]);
-        assert_eq!(map_widths(60, want()), [21, 8, 12]);
+        assert_eq!(map_widths(67, want()), [21, 8, 12]);
+        // Narrower than the floors: the ports, then the verdicts, then the
+        // edge column give way, the columns never more than the room.
+        assert_eq!(map_widths(60, want()), [21, 8, 5]);
+        assert_eq!(map_widths(50, want()), [21, 3, 0]);
+        assert_eq!(map_widths(30, want()), [4, 0, 0]);
+        assert_eq!(map_widths(10, want()), [0, 0, 0]);
         // Small wants stay as they are.
         let small = MapWants {
             edge: 10,

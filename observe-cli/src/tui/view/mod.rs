@@ -118,7 +118,11 @@ impl App {
             let mut w = Vec::new();
             if !down.is_empty() {
                 w.push(Span::styled(
-                    format!("  unavailable: {}", down.join(", ")),
+                    if short {
+                        format!("  {} unavailable", down.len())
+                    } else {
+                        format!("  unavailable: {}", down.join(", "))
+                    },
                     Style::new().fg(Color::Red),
                 ));
             }
@@ -173,10 +177,13 @@ impl App {
         Line::from(spans)
     }
 
-    /// While a selection holds the table still (not paused): how many
-    /// passing flows are below its last row.
+    /// While a selection holds the flow table still (not paused, on screen):
+    /// how many passing flows are below its last row.
     fn rows_below(&self) -> Option<usize> {
         self.selected?;
+        if self.tab != Tab::Flows || self.mode == Mode::Detail {
+            return None;
+        }
         let rows = usize::from(self.table_rows.get()).max(1);
         let last_shown = self.top_pos(rows) + rows;
         Some(self.visible_len().saturating_sub(last_shown))
@@ -260,12 +267,14 @@ impl App {
                 (help, [usize::MAX; 2])
             } else {
                 let left = width.saturating_sub(SHORT_HELP.len());
-                let own = applied.chars().count();
                 match &server {
                     None => (SHORT_HELP, [left, 0]),
-                    Some(_) => {
-                        let own = own.min(left / 2);
-                        (SHORT_HELP, [own, left - own])
+                    Some(server) => {
+                        // Each at least half, if it needs it; the rest to
+                        // the applied filter.
+                        let own = applied.chars().count().min(left / 2);
+                        let theirs = server.chars().count().min(left - own);
+                        (SHORT_HELP, [left - theirs, theirs])
                     }
                 }
             };
