@@ -131,8 +131,11 @@ pub struct App {
     pub changes_cache: ChangesCache,
     /// Rows the flow table had at the last render (for paging).
     pub table_rows: Cell<u16>,
-    /// The key help (`?`) is open over the view.
+    /// The key help (`?`) is open over the view, scrolled this far (on a
+    /// screen too small for it), at most `help_max_scroll` as last drawn.
     pub help: bool,
+    pub help_scroll: u16,
+    pub help_max_scroll: Cell<u16>,
     /// The command line's filters, which the server applies to the stream
     /// (`--verdict DROPPED`, `--allowlist …`): the bar narrows within them
     /// and cannot widen past them. Empty when there were none.
@@ -181,6 +184,8 @@ impl App {
             changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
             help: false,
+            help_scroll: 0,
+            help_max_scroll: Cell::new(0),
             server_filter: String::new(),
             dirty: true,
             newest: None,

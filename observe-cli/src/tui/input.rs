@@ -88,7 +88,19 @@ impl App {
     fn help_key(&mut self, key: &KeyEvent) -> Control {
         match key.code {
             KeyCode::Char('q') => return Control::Quit,
-            KeyCode::Char('?') | KeyCode::Esc => self.help = false,
+            KeyCode::Char('?') | KeyCode::Esc => {
+                self.help = false;
+                self.help_scroll = 0;
+            }
+            KeyCode::Up | KeyCode::Char('k') => {
+                self.help_scroll = self.help_scroll.saturating_sub(1);
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                self.help_scroll = self
+                    .help_scroll
+                    .saturating_add(1)
+                    .min(self.help_max_scroll.get());
+            }
             _ => {}
         }
         Control::Continue

@@ -950,6 +950,42 @@ fn question_mark_shows_the_keys_and_esc_closes_them() {
     assert_eq!((app.help, app.filter.input.as_str()), (false, "?"));
 }
 
+/// On a screen too small for the key help, it says so and scrolls.
+#[test]
+fn the_key_help_scrolls_on_a_small_screen() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Char('?')));
+    let inside = |app: &App| {
+        let b = draw_sized(app, 70, 10);
+        let (x, y) = find(&b, "┌ keys (↑ ↓ more) ─").expect("the title says it scrolls");
+        let (right, _) = find(&b, "┐").unwrap();
+        (y + 1..)
+            .take_while(|&y| b[(x, y)].symbol() == "│")
+            .map(|y| {
+                let s: String = (x + 1..right).map(|x| b[(x, y)].symbol()).collect();
+                s.trim_end().to_string()
+            })
+            .collect::<Vec<String>>()
+    };
+    // 7 rows for the box: 5 of the 11 keys.
+    assert_eq!(inside(&app).len(), 5);
+    assert_eq!(inside(&app)[0], " space         pause / resume");
+    for _ in 0..20 {
+        app.handle_event(&key(KeyCode::Down));
+    }
+    assert_eq!(app.help_scroll, 6);
+    assert_eq!(
+        inside(&app)[4],
+        " ?             this help (? or Esc: close)"
+    );
+    app.handle_event(&key(KeyCode::Up));
+    assert_eq!(inside(&app)[4], " q Esc Ctrl-C  quit");
+    // Closed and opened again: from the top.
+    app.handle_event(&key(KeyCode::Esc));
+    app.handle_event(&key(KeyCode::Char('?')));
+    assert_eq!(inside(&app)[0], " space         pause / resume");
+}
+
 #[test]
 fn buffer_is_bounded_and_counters_go_on() {
     let mut app = App::with_capacity("", 5).unwrap();

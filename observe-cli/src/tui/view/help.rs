@@ -49,12 +49,23 @@ impl App {
             width: w,
             height: h,
         };
-        let block = Block::new().borders(Borders::ALL).title(" keys ");
+        // Inside the border: the lines that do not fit scroll (↑ ↓).
+        let hidden = u16::try_from(lines.len())
+            .unwrap_or(u16::MAX)
+            .saturating_sub(h.saturating_sub(2));
+        self.help_max_scroll.set(hidden);
+        let scroll = self.help_scroll.min(hidden);
+        let title = if hidden > 0 {
+            " keys (↑ ↓ more) "
+        } else {
+            " keys "
+        };
+        let block = Block::new().borders(Borders::ALL).title(title);
         let text: Vec<Line> = lines
             .into_iter()
             .map(|l| Line::raw(format!(" {l}")))
             .collect();
         frame.render_widget(Clear, r);
-        frame.render_widget(Paragraph::new(text).block(block), r);
+        frame.render_widget(Paragraph::new(text).block(block).scroll((scroll, 0)), r);
     }
 }
