@@ -36,13 +36,27 @@ fn l4(f: &Flow) -> String {
     match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => {
             let fl = t.flags.as_ref().map(tcp_flags).unwrap_or_default();
-            format!("TCP {} -> {} [{fl}]", t.source_port, t.destination_port)
+            let fl = if fl.is_empty() {
+                fl
+            } else {
+                format!(" [{fl}]")
+            };
+            format!("TCP {} -> {}{fl}", t.source_port, t.destination_port)
         }
         Some(Protocol::Udp(u)) => format!("UDP {} -> {}", u.source_port, u.destination_port),
         Some(Protocol::Sctp(s)) => format!("SCTP {} -> {}", s.source_port, s.destination_port),
         Some(Protocol::IcmPv4(i)) => format!("ICMPv4 type {} code {}", i.r#type, i.code),
         Some(Protocol::IcmPv6(i)) => format!("ICMPv6 type {} code {}", i.r#type, i.code),
         None => String::new(),
+    }
+}
+
+/// `1 pkt`, `4 pkts`.
+fn packets(n: u64) -> String {
+    if n == 1 {
+        "1 pkt".to_string()
+    } else {
+        format!("{n} pkts")
     }
 }
 
@@ -181,11 +195,11 @@ pub fn field_lines(f: &Flow) -> Vec<String> {
         r.add(
             "volume",
             format!(
-                "fwd {} / {} pkts, rev {} / {} pkts{mark}",
+                "fwd {} / {}, rev {} / {}{mark}",
                 human_bytes(v.fwd_bytes),
-                v.fwd_packets,
+                packets(v.fwd_packets),
                 human_bytes(v.rev_bytes),
-                v.rev_packets
+                packets(v.rev_packets)
             ),
         );
     }
@@ -288,7 +302,7 @@ mod tests {
         let lines = field_lines(&verdict);
         for want in [
             "  event         policy-verdict:L3-L4 INGRESS (5/0)",
-            "  volume        fwd 74 B / 1 pkts, rev 0 B / 0 pkts (its direction's first packet)",
+            "  volume        fwd 74 B / 1 pkt, rev 0 B / 0 pkts (its direction's first packet)",
             "  policy        generation 3 in force (sha256:0a1b)",
         ] {
             assert!(lines.iter().any(|l| l == want), "{want:?} in {lines:#?}");
@@ -299,6 +313,13 @@ mod tests {
                 fwd_packets: 12,
                 report: true,
                 ..Default::default()
+            }),
+            l4: Some(observer_proto::flow::Layer4 {
+                protocol: Some(Protocol::Tcp(observer_proto::flow::Tcp {
+                    source_port: 55873,
+                    destination_port: 5432,
+                    flags: Some(observer_proto::flow::TcpFlags::default()),
+                })),
             }),
             tcp_lifecycle: Some(TcpLifecycle {
                 kind: Kind::Closed as i32,
@@ -311,6 +332,8 @@ mod tests {
         for want in [
             "  volume        fwd 552 B / 12 pkts, rev 0 B / 0 pkts (a report, no packet)",
             "  tcp lifecycle CLOSED after 2.775 ms, 1 retransmits",
+            // No flags, no empty brackets.
+            "  l4            TCP 55873 -> 5432",
         ] {
             assert!(lines.iter().any(|l| l == want), "{want:?} in {lines:#?}");
         }

@@ -56,7 +56,11 @@ impl App {
             KeyCode::BackTab => self.switch_tab(Tab::ALL.len() - 1),
             KeyCode::Char('/') => {
                 self.mode = Mode::Filter;
-                self.filter.input = self.filter.applied.text.clone();
+                // Ready for one more flag after the applied ones.
+                self.filter.input = match self.filter.applied.text.as_str() {
+                    "" => String::new(),
+                    text => format!("{text} "),
+                };
                 self.filter.error = None;
             }
             KeyCode::Char(' ') => self.toggle_pause(),

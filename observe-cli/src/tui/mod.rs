@@ -42,9 +42,8 @@ use crate::flows::request::QueryArgs;
 use reconnect::FlowSource;
 
 /// Runs the TUI over `stream` until the user quits, reopening it from
-/// `source` when it ends or fails. `initial_filter` is the filter bar's
-/// starting text (applied on the client to what the stream brings, so the
-/// server may or may not have applied it too).
+/// `source` when it ends or fails. `query`'s filters are the server's; the
+/// filter bar narrows within them on the client.
 pub async fn run_follow(
     stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + 'static,
     source: impl FlowSource,
@@ -69,8 +68,9 @@ async fn run(
     query: &QueryArgs,
     tab: Tab,
 ) -> anyhow::Result<()> {
-    let mut app =
-        App::new(&filter::describe(&query.filters)).map_err(|e| anyhow::anyhow!("filter: {e}"))?;
+    // The command line's filters are the server's: the footer shows them,
+    // and the bar starts empty (a copy there only took the footer's room).
+    let mut app = App::new("").map_err(|e| anyhow::anyhow!("filter: {e}"))?;
     app.tab = tab;
     app.server_filter = filter::describe_query(query);
     // Said before the screen switches, where it could not be read.

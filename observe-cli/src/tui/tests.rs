@@ -217,9 +217,11 @@ fn filter_bar_applies_live_and_keeps_the_old_filter_on_error() {
     app.on_response(flow(fixtures::host_probe()));
     assert_eq!(app.buffer.matching().len(), 1);
 
-    // A bad filter: the error in red, the old filter still applied.
+    // A bad filter: the error in red, the old filter still applied. The
+    // bar opens with the applied filter and a space, ready for more.
     app.handle_event(&key(KeyCode::Char('/')));
-    for _ in 0.."dropped".len() {
+    assert_eq!(app.filter.input, "--verdict dropped ");
+    for _ in 0.."dropped ".len() {
         app.handle_event(&key(KeyCode::Backspace));
     }
     type_text(&mut app, "maybe");
@@ -434,6 +436,8 @@ fn a_narrow_header_keeps_its_warnings() {
         "10 shown  unavailable: node3  PAUSED (+9 new)"
     );
     assert_eq!(at(&app, 40), "10 shown  1 unavailable  PAUSED +9");
+    // Narrower still: cut, with a mark.
+    assert_eq!(at(&app, 30), "10 shown  1 unavailable  PAUS…");
     // The count is of the flows a resume shows: those the filter passes.
     app.handle_event(&key(KeyCode::Char('/')));
     type_text(&mut app, "--verdict dropped");
@@ -1191,6 +1195,15 @@ async fn relay_gone_shows_reconnecting_then_resumes_without_repeats() {
         ]
     );
     assert!(row(&narrow, 4).starts_with("TIME"), "{}", row(&narrow, 4));
+    // Too long for two lines of 40: the second is cut with a mark.
+    let tiny = draw_sized(&app, 40, H);
+    assert_eq!(
+        [row(&tiny, 2), row(&tiny, 3)],
+        [
+            "relay unavailable: connection lost;",
+            "reconnecting… (h2 protocol error: error…",
+        ]
+    );
 
     // The first backoff is 1 s, then the second stream opens.
     let start = tokio::time::Instant::now();

@@ -11,6 +11,7 @@ use ratatui::widgets::{Paragraph, Row, Table};
 use service_graph::diff::{EdgeDiff, Paint};
 use service_graph::{Change, Threshold, human_bytes, labels};
 
+use super::columns::fit;
 use crate::tui::app::{App, GRAPH_WINDOW};
 use crate::tui::changes::{Changes, ChangesKey, compare};
 
@@ -70,20 +71,31 @@ impl App {
         };
         let [top, table] =
             Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(area);
-        frame.render_widget(Paragraph::new(c.describe()), top);
+        frame.render_widget(Paragraph::new(fit(&c.describe(), area.width)), top);
         let names: Vec<String> = c
             .diff
             .edges
             .iter()
             .map(|e| format!("{} -> {}", e.source.id, e.target.id))
             .collect();
-        let name_width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let name_want = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(21);
+        // The fixed columns and four gaps; what changed gets at least 20
+        // cells before the names give way, and every cut is marked.
+        let room = usize::from(area.width).saturating_sub(8 + 6 + 9 + 4);
+        let name_w = name_want.min(room.saturating_sub(20).max(21)).min(room);
+        let [name_w, detail_w] =
+            [name_w, room - name_w].map(|w| u16::try_from(w).unwrap_or(u16::MAX));
         let widths = [
-            Constraint::Length(u16::try_from(name_width.max(21)).unwrap_or(u16::MAX)),
+            Constraint::Length(name_w),
             Constraint::Length(8),
             Constraint::Length(6),
             Constraint::Length(9),
-            Constraint::Fill(1),
+            Constraint::Length(detail_w),
         ];
         let rows = c
             .diff
@@ -95,11 +107,11 @@ impl App {
                 let p = e.paint();
                 let w = e.edge();
                 let row = Row::new(vec![
-                    name,
+                    fit(&name, name_w),
                     word(p).to_string(),
-                    w.flows.to_string(),
+                    fit(&w.flows.to_string(), 6),
                     human_bytes(w.bytes),
-                    detail(e),
+                    fit(&detail(e), detail_w),
                 ]);
                 match colour(p) {
                     Some(col) => row.style(Style::new().fg(col)),
@@ -226,6 +238,22 @@ mod tests {
         assert_eq!(
             row(&b, H - 1),
             "filter: none  / filter  space pause  tab view  c changes  q quit  ? keys"
+        );
+
+        // At 80 columns the names give way until what changed has 20 cells;
+        // every cut is marked.
+        let b = draw_sized(&app, 80, H);
+        assert_eq!(
+            row(&b, 2),
+            "15:04:05.525-15:04:06.050 against 15:04:05.000-15:04:05.525 (525.0ms each: as f…"
+        );
+        assert_eq!(
+            row(&b, 6),
+            "default/frontend -> world         flipped  2      120 B     DROPPED appeared (1…"
+        );
+        assert_eq!(
+            row(&b, 5),
+            "default/frontend -> kube-system/… vanished 2      160 B     forwarded 1"
         );
 
         // c again: the map.

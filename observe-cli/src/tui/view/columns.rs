@@ -7,6 +7,8 @@
 use std::sync::LazyLock;
 
 use observer_proto::flow::{CiliumEventType, Flow};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
 
 use crate::tui::text;
 
@@ -94,6 +96,76 @@ pub fn fit(s: &str, width: u16) -> String {
     cut
 }
 
+/// `line` cut to `width` cells as [`fit`] cuts a string, each part keeping
+/// its style.
+pub fn fit_line(line: Line<'_>, width: u16) -> Line<'static> {
+    let room = usize::from(width);
+    let total: usize = line.spans.iter().map(|s| s.content.chars().count()).sum();
+    let keep = if total <= room {
+        total
+    } else {
+        room.saturating_sub(1)
+    };
+    let mut left = keep;
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    for span in line.spans {
+        if left == 0 {
+            break;
+        }
+        let text: String = span.content.chars().take(left).collect();
+        left -= text.chars().count();
+        spans.push(Span::styled(text, span.style));
+    }
+    if total > room && room > 0 {
+        let style = spans.last().map(|s| s.style).unwrap_or_default();
+        spans.push(Span::styled("…", style));
+    }
+    Line::from(spans).style(line.style)
+}
+
+/// `line` over at most `rows` lines of `width` cells, broken after a space
+/// where the row has one (else anywhere), the last one cut with a mark if it
+/// still does not fit.
+pub fn wrap_line(line: Line<'_>, width: u16, rows: usize) -> Vec<Line<'static>> {
+    let room = usize::from(width).max(1);
+    let chars: Vec<(char, Style)> = line
+        .spans
+        .iter()
+        .flat_map(|s| s.content.chars().map(move |c| (c, s.style)))
+        .collect();
+    let mut out = Vec::new();
+    let mut rest = &chars[..];
+    while !rest.is_empty() {
+        if out.len() + 1 == rows || rest.len() <= room {
+            out.push(fit_line(styled_line(rest), width));
+            break;
+        }
+        let cut = rest[..=room]
+            .iter()
+            .rposition(|(c, _)| *c == ' ')
+            .filter(|&i| i > 0)
+            .unwrap_or(room);
+        out.push(styled_line(&rest[..cut]));
+        rest = &rest[cut..];
+        if rest.first().is_some_and(|(c, _)| *c == ' ') {
+            rest = &rest[1..];
+        }
+    }
+    out
+}
+
+/// Characters with their styles as a line, one span per run of a style.
+fn styled_line(chars: &[(char, Style)]) -> Line<'static> {
+    let mut spans: Vec<Span<'static>> = Vec::new();
+    for &(c, style) in chars {
+        match spans.last_mut() {
+            Some(last) if last.style == style => last.content.to_mut().push(c),
+            _ => spans.push(Span::styled(c.to_string(), style)),
+        }
+    }
+    Line::from(spans)
+}
+
 /// Display width of `s` in cells (flow fields are ASCII but for odd names).
 pub fn cells(s: &str) -> u16 {
     width(s.chars().count())
@@ -159,6 +231,55 @@ mod tests {
         assert_eq!(fit("infra/cache:35842", 17), "infra/cache:35842");
         assert_eq!(fit("api", 1), "…");
         assert_eq!(fit("api", 0), "");
+    }
+
+    #[test]
+    fn a_cut_line_keeps_its_styles_and_ends_with_an_ellipsis() {
+        use ratatui::style::Color;
+        let red = Style::new().fg(Color::Red);
+        let line = || {
+            Line::from(vec![
+                Span::raw("12 shown  "),
+                Span::styled("PAUSED +34", red),
+            ])
+        };
+        let texts = |l: &Line| {
+            l.spans
+                .iter()
+                .map(|s| s.content.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&fit_line(line(), 20)), ["12 shown  ", "PAUSED +34"]);
+        let cut = fit_line(line(), 16);
+        assert_eq!(texts(&cut), ["12 shown  ", "PAUSE", "…"]);
+        assert_eq!(cut.spans[2].style, red);
+        assert_eq!(texts(&fit_line(line(), 0)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_wrapped_line_breaks_after_spaces_and_marks_what_does_not_fit() {
+        let rows = |text: &str, width, n| {
+            wrap_line(Line::raw(text.to_string()), width, n)
+                .iter()
+                .map(|l| {
+                    l.spans
+                        .iter()
+                        .map(|s| s.content.to_string())
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            rows("relay down; reconnecting", 12, 2),
+            ["relay down;", "reconnecting"]
+        );
+        assert_eq!(
+            rows("relay down; reconnecting now", 12, 2),
+            ["relay down;", "reconnectin…"]
+        );
+        // No space to break at: anywhere.
+        assert_eq!(rows("abcdefghij", 4, 3), ["abcd", "efgh", "ij"]);
+        assert_eq!(rows("short", 12, 2), ["short"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use ratatui::layout::Rect;
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
+use super::columns::fit;
 use crate::tui::app::App;
 
 /// Keys and what they do, in the order a user meets them.
@@ -61,9 +62,11 @@ impl App {
             " keys "
         };
         let block = Block::new().borders(Borders::ALL).title(title);
+        // Inside the borders, cut with a mark on a narrow screen.
+        let inner = w.saturating_sub(2);
         let text: Vec<Line> = lines
             .into_iter()
-            .map(|l| Line::raw(format!(" {l}")))
+            .map(|l| Line::raw(fit(&format!(" {l}"), inner)))
             .collect();
         frame.render_widget(Clear, r);
         frame.render_widget(Paragraph::new(text).block(block).scroll((scroll, 0)), r);

@@ -172,6 +172,8 @@ impl App {
     }
 
     fn talkers(&self, frame: &mut Frame, area: Rect, title: &str, edges: &[EdgeView<'_>]) {
+        // What the fixed columns and the three gaps leave the names.
+        let name_w = area.width.saturating_sub(3 + 9 + 6 + 3);
         let rows = edges
             .iter()
             .enumerate()
@@ -179,9 +181,9 @@ impl App {
             .map(|(i, e)| {
                 Row::new(vec![
                     (i + 1).to_string(),
-                    format!("{} -> {}", e.source.id, e.target.id),
+                    columns::fit(&format!("{} -> {}", e.source.id, e.target.id), name_w),
                     human_bytes(e.edge.bytes),
-                    e.edge.flows.to_string(),
+                    columns::fit(&e.edge.flows.to_string(), 6),
                 ])
             });
         let header = Row::new(["#", "SOURCE -> DESTINATION", "BYTES", "FLOWS"]).style(bold());

@@ -18,7 +18,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Tabs, Wrap};
+use ratatui::widgets::{Paragraph, Tabs};
 
 use super::app::{App, Mode, Tab};
 use observer_proto::relay::NodeState;
@@ -34,15 +34,13 @@ const SHORT_HELP: &str = "? keys";
 impl App {
     /// Draws the whole screen.
     pub fn render(&self, frame: &mut Frame) {
-        let banner = self.banner();
-        // A long banner (a reconnect's cause) wraps to a second line.
-        let banner_lines = banner.as_ref().map_or(0, |b| {
-            if b.width() > usize::from(frame.area().width) {
-                2
-            } else {
-                1
-            }
-        });
+        // A long banner (a reconnect's cause) wraps to a second line, and is
+        // cut with a mark past that.
+        let banner = self
+            .banner()
+            .map(|b| columns::wrap_line(b, frame.area().width, 2))
+            .unwrap_or_default();
+        let banner_lines = u16::try_from(banner.len()).unwrap_or(2);
         let [tabs, header, banner_area, body, bar] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
@@ -61,8 +59,8 @@ impl App {
                 .highlight_style(Style::new().add_modifier(Modifier::REVERSED)),
             tabs,
         );
-        if let Some(b) = banner {
-            frame.render_widget(Paragraph::new(b).wrap(Wrap { trim: true }), banner_area);
+        if !banner.is_empty() {
+            frame.render_widget(Paragraph::new(banner), banner_area);
         }
         match (self.mode, self.tab) {
             (Mode::Detail, _) => self.render_detail(frame, body),
@@ -85,7 +83,7 @@ impl App {
     /// flows below a selection that stopped following). On a narrow screen
     /// the node list becomes a count, then the counts and the node count go,
     /// then the warnings say less, so that they stay whole on screen.
-    fn header(&self, width: u16) -> Line<'_> {
+    fn header(&self, width: u16) -> Line<'static> {
         let s = &self.stats;
         let (rate, seen, shown) = (s.rate.rate(), s.flows_seen, self.shown().matching().len());
         let buffered = self.shown().len();
@@ -174,7 +172,8 @@ impl App {
             .unwrap_or(&stages[stages.len() - 1]);
         let mut spans = vec![Span::raw((*c).clone()), Span::raw((*n).clone())];
         spans.extend(warnings(*short));
-        Line::from(spans)
+        // Narrower than all that: cut, with a mark.
+        columns::fit_line(Line::from(spans), width)
     }
 
     /// While a selection holds the flow table still (not paused, on screen):

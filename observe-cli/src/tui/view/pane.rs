@@ -33,6 +33,11 @@ impl App {
             lines.push(Line::raw(format!("  {l}")));
         }
         lines.extend(detail::endpoint_lines(f).into_iter().map(text));
+        // A long value is cut with a mark, not silently by the edge.
+        let lines: Vec<Line> = lines
+            .into_iter()
+            .map(|l| super::columns::fit_line(l, area.width))
+            .collect();
         let block = Block::new()
             .borders(Borders::TOP)
             .title(" flow detail (esc: back, up/down: scroll) ");
