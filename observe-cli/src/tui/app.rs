@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
 use crossterm::event::Event;
+use futures::FutureExt;
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 use ratatui::Terminal;
 use ratatui::backend::Backend;
@@ -302,16 +303,24 @@ impl App {
                     self.on_tick(SystemTime::now());
                     self.draw(terminal)?;
                 }
-                ev = events.next() => match ev {
-                    Some(Ok(ev)) => {
-                        if self.handle_event(&ev) == Control::Quit {
-                            return Ok(());
+                ev = events.next() => {
+                    // Every key already waiting (typed fast, pasted) is
+                    // taken before one draw: a draw per key lagged behind.
+                    let mut next = Some(ev);
+                    while let Some(ev) = next {
+                        match ev {
+                            Some(Ok(ev)) => {
+                                if self.handle_event(&ev) == Control::Quit {
+                                    return Ok(());
+                                }
+                            }
+                            Some(Err(e)) => return Err(e.into()),
+                            None => return Ok(()),
                         }
-                        self.draw(terminal)?;
+                        next = events.next().now_or_never();
                     }
-                    Some(Err(e)) => return Err(e.into()),
-                    None => return Ok(()),
-                },
+                    self.draw(terminal)?;
+                }
                 step = link.step() => self.on_step(step, &mut link, &mut source),
             }
         }

@@ -1042,6 +1042,49 @@ async fn run_loop_draws_flows_and_quits_on_q() {
     assert_eq!(row(&b, 2), "stream ended");
 }
 
+/// Frames drawn by a run in which `text` is typed into the filter bar in
+/// one burst (keys already waiting when the loop wakes), and what the bar
+/// then holds.
+async fn frames_after_typing(text: &str) -> (usize, String) {
+    let mut app = App::new("").unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(W, H)).unwrap();
+    let flows = tokio_stream::iter(fixtures::flows().into_iter().map(|f| Ok(flow(f))));
+    let mut keys = vec![key(KeyCode::Char('/'))];
+    keys.extend(text.chars().map(|c| key(KeyCode::Char(c))));
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for k in keys {
+            tx.send(Ok(k)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        tx.send(Ok(ctrl_c)).await.unwrap();
+    });
+    let keys = tokio_stream::wrappers::ReceiverStream::new(rx);
+    app.run(
+        &mut terminal,
+        flows,
+        NoReconnect,
+        keys,
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    (terminal.get_frame().count(), app.filter.input.clone())
+}
+
+// Typing fast (or pasting) draws once per burst, not once per key.
+#[tokio::test(start_paused = true)]
+async fn keys_that_wait_together_are_drawn_once() {
+    let (one, typed) = frames_after_typing("-").await;
+    assert_eq!(typed, "-");
+    let long = "--from-namespace default --to-namespace kube-system";
+    let (burst, typed) = frames_after_typing(long).await;
+    assert_eq!(typed, long);
+    assert_eq!(burst, one);
+}
+
 // A signal (here a stand-in future) ends the loop like `q`, with an error that
 // names it, so `run` returns and the terminal guard restores the terminal.
 #[tokio::test(start_paused = true)]
