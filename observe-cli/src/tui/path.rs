@@ -27,6 +27,16 @@ fn conn(f: &Flow) -> Option<(i32, [(String, u32); 2])> {
     Some((proto, ends))
 }
 
+/// Where an event was seen, as the graph names it; a TCP lifecycle report,
+/// no hop, as the table's TYPE column does.
+fn hop_name(f: &Flow) -> String {
+    match HopKey::of(f) {
+        Some(h) => h.name(),
+        None if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
+        None => String::new(),
+    }
+}
+
 /// The buffered events of `f`'s connection in time order, one line each;
 /// `f` itself is marked with `>`.
 pub fn hop_lines<'a>(f: &Flow, buffered: impl Iterator<Item = &'a Flow>) -> Vec<String> {
@@ -53,11 +63,36 @@ pub fn hop_lines<'a>(f: &Flow, buffered: impl Iterator<Item = &'a Flow>) -> Vec<
                 "{mark} {} {:<8} {:<14} {:<8} {:<10} {flags}",
                 clock(g.time.as_ref(), true),
                 g.node_name,
-                HopKey::of(g).map(HopKey::name).unwrap_or_default(),
+                hop_name(g),
                 dir,
                 observer_proto::names::verdict(g.verdict),
             );
             line.trim_end().to_string()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_proto::observe::v1::TcpLifecycle;
+
+    #[test]
+    fn a_lifecycle_report_among_the_hops_is_named() {
+        let flows = test_support::graph_flows::flows();
+        let trace = flows[0].clone();
+        let closed = Flow {
+            event_type: None,
+            trace_observation_point: 0,
+            tcp_lifecycle: Some(TcpLifecycle {
+                kind: 2,
+                duration_ns: 1_000_000,
+                retransmits: 0,
+            }),
+            ..trace.clone()
+        };
+        let lines = hop_lines(&trace, [&trace, &closed].into_iter());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains(" tcp-lifecycle "), "{lines:?}");
+    }
 }
