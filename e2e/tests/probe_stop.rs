@@ -12,8 +12,8 @@ use flow_probe::kernel::sysfs;
 use observe_lab::Scenario;
 use observe_lab::node_probes::ProbeOptions;
 use observer_proto::flow::{Flow, TraceObservationPoint};
-use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use test_support::flows::udp_ports;
 
 const TWO: &str = "endpoints:\n  - {name: a, namespace: t, labels: {app: a}}\n  - {name: b, namespace: t, labels: {app: b}}\n";
@@ -29,15 +29,9 @@ fn twelve_datagrams(netns: String, dst: SocketAddr) -> u32 {
     u32::from(sock.local_addr().unwrap().port())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
-    let opts = ProbeOptions {
-        persist: false,
-        ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
-    };
-    let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
-    let mut stream = env
-        .client()
+/// A follow of node1's probe, from now on.
+async fn follow(env: &e2e::Env) -> tonic::Streaming<GetFlowsResponse> {
+    env.client()
         .await
         .get_flows(GetFlowsRequest {
             follow: true,
@@ -45,7 +39,17 @@ async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
         })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
+    let opts = ProbeOptions {
+        persist: false,
+        ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
+    };
+    let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
+    let mut stream = follow(&env).await;
     let netns = env.lab.endpoint("a").unwrap().netns.clone();
     let dst: SocketAddr = (env.lab.endpoint("b").unwrap().ipv4, 7777).into();
     let sport = std::thread::spawn(move || twelve_datagrams(netns, dst))
@@ -122,16 +126,7 @@ fn datagrams_to_ports(netns: String, dst: std::net::Ipv4Addr, n: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_never_reads_does_not_hold_the_stop() {
     let mut env = e2e::start(&Scenario::parse(TWO, "two.yaml").unwrap(), &[]);
-    let stream = env
-        .client()
-        .await
-        .get_flows(GetFlowsRequest {
-            follow: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stream = follow(&env).await;
     let netns = env.lab.endpoint("a").unwrap().netns.clone();
     let dst = env.lab.endpoint("b").unwrap().ipv4;
     for _ in 0..4 {
