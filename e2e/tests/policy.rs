@@ -351,6 +351,117 @@ async fn changing_policy_never_cuts_an_allowed_stream() {
     assert!(drops.is_empty(), "no drop on the stream: {drops:?}");
 }
 
+/// Denies frontend everything on api.
+const DENY_FRONTEND: &str = r#"apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-deny-frontend, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+"#;
+
+/// Connects from `port` of namespace `netns` to `dst` (waiting at most 1 s)
+/// and, connected, sends a byte and waits for the server to close first;
+/// whether it connected.
+fn connect_from_port(netns: &str, port: u16, dst: SocketAddr) -> bool {
+    let netns = netns.to_string();
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&netns).unwrap();
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_reuse_address(true).unwrap();
+        sock.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
+            .unwrap();
+        if sock
+            .connect_timeout(&dst.into(), Duration::from_secs(1))
+            .is_err()
+        {
+            return false;
+        }
+        let mut s: TcpStream = sock.into();
+        s.write_all(b"x").unwrap();
+        let _ = s.read(&mut [0u8; 1]);
+        true
+    })
+    .join()
+    .unwrap()
+}
+
+/// A client port used again for a new connection (after the last one
+/// closed, while its entry and tracking are still in the tables) opens a
+/// connection that policy judges again: allowed, its SYN is a policy verdict
+/// as any first one; denied by a policy changed meanwhile, it is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_port_used_again_is_judged_again() {
+    let env = e2e::start(&scenario(), &[]);
+    let api = env.lab.endpoint("api").unwrap().clone();
+    let frontend = env.lab.endpoint("frontend").unwrap().clone();
+    let dst: SocketAddr = (api.ipv4, 8080).into();
+    // The server reads a byte and closes first, so the client's port is
+    // free (its TIME_WAIT is the server's).
+    let server_ns = api.netns.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        sysfs::enter_netns(&server_ns).unwrap();
+        let listener = TcpListener::bind(dst).unwrap();
+        ready_tx.send(()).unwrap();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let _ = conn.read(&mut [0u8; 1]);
+        }
+    });
+    ready_rx.recv().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let ns = frontend.netns.clone();
+    assert!(tokio::task::block_in_place(|| connect_from_port(
+        &ns, port, dst
+    )));
+    assert!(tokio::task::block_in_place(|| connect_from_port(
+        &ns, port, dst
+    )));
+    let before = env.metric(POLICY_GENERATION);
+    write_atomically(
+        &env.lab.policy_dir().join("50-deny-frontend.yaml"),
+        DENY_FRONTEND,
+    )
+    .unwrap();
+    assert_eq!(
+        env.wait_for_metric(POLICY_GENERATION, before + 1),
+        before + 1
+    );
+    assert!(
+        !tokio::task::block_in_place(|| connect_from_port(&ns, port, dst)),
+        "the third connection is denied"
+    );
+    let (client, server) = (IpAddr::V4(frontend.ipv4), IpAddr::V4(api.ipv4));
+    let verdicts = |flows: &[Flow]| -> Vec<(i32, bool)> {
+        flows
+            .iter()
+            .filter(|f| f.event_type.as_ref().is_some_and(|e| e.r#type == 5))
+            .filter(|f| ips(f) == (client, server) && ports(f) == Some((port, 8080)))
+            .map(|f| (f.verdict, f.summary.starts_with("TCP Flags: SYN")))
+            .collect()
+    };
+    let flows = env
+        .wait_for("three policy verdicts of the port", |f| {
+            verdicts(f).len() >= 3
+        })
+        .await;
+    let (fwd, dropped) = (Verdict::Forwarded as i32, Verdict::Dropped as i32);
+    // The denied SYN's retransmissions within the second are judged too.
+    let seen = verdicts(&flows);
+    assert_eq!(
+        seen[..3],
+        [(fwd, true), (fwd, true), (dropped, true)],
+        "{seen:?}"
+    );
+    assert!(seen[3..].iter().all(|v| *v == (dropped, true)), "{seen:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_survives_a_killed_probe_and_is_readopted() {
     let scenario = scenario();

@@ -587,6 +587,46 @@ static __noinline int miss6(const struct sighting *s)
 	return miss(s, 6);
 }
 
+/* An opening SYN that reopens an entry's 5-tuple (see reopens()): a new
+ * connection, judged by policy as a missing entry's first packet is; a
+ * policy changed since the last one applies to it. Allowed, the entry counts
+ * from this SYN on; denied, it is dropped and the entry keeps the earlier
+ * connection's counters and sequence, so a retransmission is judged (and
+ * dropped) again. */
+static __always_inline int reopen(const struct sighting *s, __u8 family, struct flow_stats *st)
+{
+	__u32 ifindex = s->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&ENDPOINTS, &ifindex);
+	struct policy_decision d = { .verdict = VERDICT_FORWARDED, .kind = KIND_TRACE };
+
+	if (ep && !sent_to_another_endpoint(ep, s, family))
+		judge(ep, s, family, &d);
+	if (d.verdict == VERDICT_DROPPED) {
+		struct flow_stats fresh = { .opener = s->side, .opener_hook = s->hook };
+
+		d.kind = KIND_DROP;
+		first_packet(&fresh, s);
+		emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
+		return TC_ACT_SHOT;
+	}
+	first_packet(st, s);
+	st->opener = s->side;
+	st->opener_hook = s->hook;
+	st->resumed = 0;
+	emit(s, family, st, EMIT_NEW_FLOW, &d);
+	return TC_ACT_UNSPEC;
+}
+
+static __noinline int reopen4(const struct sighting *s, struct flow_stats *st)
+{
+	return reopen(s, 4, st);
+}
+
+static __noinline int reopen6(const struct sighting *s, struct flow_stats *st)
+{
+	return reopen(s, 6, st);
+}
+
 /* Counts a packet; an event only when it tells something new. */
 static __always_inline int track(struct sighting *s, __u8 family)
 {
@@ -605,14 +645,9 @@ static __always_inline int track(struct sighting *s, __u8 family)
 		return family == 4 ? miss4(s) : miss6(s);
 	}
 	note_path(s, TC_PATH_COUNTED);
-	if (reopens(st, s)) {
-		/* Counted from this SYN on, as a new entry would be. */
-		first_packet(st, s);
-		st->opener = s->side;
-		st->opener_hook = s->hook;
-		st->resumed = 0;
-		reason = EMIT_NEW_FLOW;
-	} else if (count(st, s->side, s->p->len) == 1 && !st->resumed)
+	if (reopens(st, s))
+		return family == 4 ? reopen4(s, st) : reopen6(s, st);
+	if (count(st, s->side, s->p->len) == 1 && !st->resumed)
 		reason = EMIT_NEW_FLOW; /* the first answer */
 	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
 		reason = EMIT_TCP_FLAGS;
