@@ -122,10 +122,15 @@ fn datagrams_to_ports(netns: String, dst: std::net::Ipv4Addr, n: u16) {
 }
 
 /// A follower that never reads fills its stream's windows and the server's
-/// queue; the probe must still stop on SIGTERM.
+/// queue; the probe must still stop on SIGTERM. Without `--persist` it
+/// detaches as soon as its capture ends, before it waits for the follower.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_that_never_reads_does_not_hold_the_stop() {
-    let mut env = e2e::start(&Scenario::parse(TWO, "two.yaml").unwrap(), &[]);
+    let opts = ProbeOptions {
+        persist: false,
+        ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
+    };
+    let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
     let stream = follow(&env).await;
     let netns = env.lab.endpoint("a").unwrap().netns.clone();
     let dst = env.lab.endpoint("b").unwrap().ipv4;
@@ -154,10 +159,13 @@ async fn a_follower_that_never_reads_does_not_hold_the_stop() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let log = std::fs::read_to_string(&env.probe.log).unwrap();
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in {log}"))
+    };
     assert!(
-        log.contains(
-            "stopped without waiting longer (5 s) for clients that do not read their answers"
-        ),
+        at("detached from 2 interfaces, pins removed")
+            < at("stopped without waiting longer (5 s) for clients that do not read their answers"),
         "{log}"
     );
     drop(stream);

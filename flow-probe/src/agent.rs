@@ -373,6 +373,11 @@ pub async fn run(
             }
         }
         .await;
+        if *stop_rx.borrow() {
+            // Detached now (unless it persists), not after the server's
+            // grace: a packet meanwhile would go uncounted and untold.
+            drop(probe.take());
+        }
         let _ = captured_tx.send(true);
         captured
     };
@@ -431,7 +436,7 @@ pub async fn run(
         trigger,
         sources
     );
-    drop(probe); // detaches every program
+    drop(probe); // detaches every program, if the capture did not
     served?;
     captured
 }

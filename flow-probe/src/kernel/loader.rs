@@ -249,6 +249,15 @@ impl LoadedProbe {
                         for ifname in clsact {
                             remove_clsact(&ifname);
                         }
+                        if cfg.persist {
+                            log::info!(
+                                "left the programs attached to {} interfaces and their pins in {} (--persist)",
+                                attached.len(),
+                                dir.display()
+                            );
+                        } else {
+                            log::info!("detached from {} interfaces, pins removed", attached.len());
+                        }
                     }
                     Err(e) => {
                         // The links and maps pinned so far go with their pins.
