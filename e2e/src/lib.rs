@@ -77,6 +77,17 @@ pub fn observe(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// An IPv4 TCP socket bound to `port` (0: any) with `SO_REUSEADDR`, in the
+/// caller's network namespace: a client port a test can use again.
+pub fn tcp_socket_on_port(port: u16) -> socket2::Socket {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a TCP socket");
+    sock.set_reuse_address(true).expect("SO_REUSEADDR");
+    sock.bind(&std::net::SocketAddr::from(([0, 0, 0, 0], port)).into())
+        .expect("bind the client port");
+    sock
+}
+
 /// Makes the firewall of network namespace `netns` drop every TCP packet to
 /// `port` on input (table `inet obs`, gone with the namespace): a drop that
 /// only the kernel's kfree_skb reports.

@@ -186,11 +186,7 @@ async fn connect_twice_from(netns: &str, port: u16, dst: SocketAddr) -> u16 {
     let netns = netns.to_string();
     tokio::task::spawn_blocking(move || {
         sysfs::enter_netns(&netns).unwrap();
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.set_reuse_address(true).unwrap();
-        sock.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
-            .unwrap();
+        let sock = e2e::tcp_socket_on_port(port);
         let port = sock.local_addr().unwrap().as_socket().unwrap().port();
         // Exactly two SYNs, however late the timers fire: the first
         // retransmission (after 1 s) always goes out, as the kernel checks the

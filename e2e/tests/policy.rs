@@ -368,11 +368,7 @@ fn connect_from_port(netns: &str, port: u16, dst: SocketAddr) -> bool {
     let netns = netns.to_string();
     std::thread::spawn(move || {
         sysfs::enter_netns(&netns).unwrap();
-        let sock =
-            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        sock.set_reuse_address(true).unwrap();
-        sock.bind(&SocketAddr::from(([0, 0, 0, 0], port)).into())
-            .unwrap();
+        let sock = e2e::tcp_socket_on_port(port);
         if sock
             .connect_timeout(&dst.into(), Duration::from_secs(1))
             .is_err()
