@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use flow_probe::agent::{self, AgentConfig};
+use flow_probe::kernel::config::DEFAULT_REPORT_INTERVAL;
 use flow_probe::kernel::loader::ProbeConfig;
 use flow_probe::metrics::{self, MetricsConfig};
 use flow_probe::server;
@@ -100,8 +101,9 @@ struct Args {
     ring_capacity: usize,
     #[arg(long, value_enum, default_value_t = Aggregation::Medium)]
     monitor_aggregation: Aggregation,
-    /// Seconds between periodic reports of a live flow; 0 turns them off.
-    #[arg(long, default_value_t = 0)]
+    /// Seconds between periodic reports of a live flow's volume; 0 turns
+    /// them off.
+    #[arg(long, default_value_t = DEFAULT_REPORT_INTERVAL.as_secs())]
     report_interval: u64,
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, default_value_t = 4 << 20)]

@@ -8,6 +8,12 @@ use std::time::Duration;
 
 use super::events;
 
+/// How often flow-probe reports a live connection's volume that no event
+/// told (a long download, a UDP stream), unless told otherwise: the volume
+/// metrics, history and graph see a long connection's bytes at this pace,
+/// not only when it ends.
+pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// How the tc flow probe is loaded.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -19,7 +25,9 @@ pub struct ProbeConfig {
     /// in the TCP header: FIN 0x01, SYN 0x02, RST 0x04, ...).
     pub emit_tcp_flags: u8,
     /// Periodic report of live flows, read from the flow tables by
-    /// flow-probe; zero disables it.
+    /// flow-probe; zero disables it. The binary's default is
+    /// [`DEFAULT_REPORT_INTERVAL`]; this struct's is off, for tests that
+    /// want only the kernel's events.
     pub report_interval: Duration,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub ringbuf_bytes: u32,

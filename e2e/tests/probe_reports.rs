@@ -1,6 +1,8 @@
-//! A flow-probe stopped cleanly without `--persist` takes its flow tables
-//! with it. Before its server stops, a follower gets the last report of every
-//! connection whose volume no event told; then the stream ends with
+//! flow-probe tells the volume of a connection that no event told (a UDP
+//! stream's packets after its first, a download's bytes) in reports: every
+//! `--report-interval` (10 s unless told otherwise) while the connection
+//! lives, and, at a clean stop without `--persist` (which takes the flow
+//! tables away), before its server stops; then the stream ends with
 //! "shutting down", which a follower tells from a clean end.
 //!
 //! Needs root and the flow-probe binary (`cargo build --bins`).
@@ -29,6 +31,20 @@ fn twelve_datagrams(netns: String, dst: SocketAddr) -> u32 {
     u32::from(sock.local_addr().unwrap().port())
 }
 
+/// `(sent from a's side, packets, bytes, a report)` of each flow, sorted.
+fn volumes(told: &[Flow]) -> Vec<(bool, u64, u64, bool)> {
+    let mut seen: Vec<_> = told
+        .iter()
+        .map(|f| {
+            let v = f.volume.unwrap();
+            let from_a = f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32;
+            (from_a, v.fwd_packets, v.fwd_bytes, v.report)
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
 /// A follow of node1's probe, from now on.
 async fn follow(env: &e2e::Env) -> tonic::Streaming<GetFlowsResponse> {
     env.client()
@@ -42,10 +58,71 @@ async fn follow(env: &e2e::Env) -> tonic::Streaming<GetFlowsResponse> {
         .into_inner()
 }
 
+/// Reads `stream` until the next flow of the UDP stream from `sport`
+/// (added to `told`), or its end's status.
+async fn next_flow(
+    stream: &mut tonic::Streaming<GetFlowsResponse>,
+    sport: u32,
+    told: &mut Vec<Flow>,
+) -> Option<tonic::Status> {
+    loop {
+        let got = tokio::time::timeout(WAIT, stream.message())
+            .await
+            .expect("the stream neither went on nor ended");
+        match got {
+            Ok(Some(r)) => {
+                if let Some(ResponseTypes::Flow(f)) = r.response_types
+                    && udp_ports(&f).is_some_and(|(s, _)| s == sport)
+                {
+                    told.push(f);
+                    return None;
+                }
+            }
+            Ok(None) => panic!("the follow ended without a status"),
+            Err(status) => return Some(status),
+        }
+    }
+}
+
+/// Without `--report-interval`, a live connection's volume is told every
+/// 10 s: a UDP stream of 12 datagrams, by its first packet's events and
+/// then one report at each veth, while the probe runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_connection_is_reported_by_default() {
+    let mut env = e2e::start(&Scenario::parse(TWO, "two.yaml").unwrap(), &[]);
+    let mut stream = follow(&env).await;
+    let netns = env.lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (env.lab.endpoint("b").unwrap().ipv4, 7777).into();
+    let sport = std::thread::spawn(move || twelve_datagrams(netns, dst))
+        .join()
+        .unwrap();
+
+    let mut told: Vec<Flow> = Vec::new();
+    while told.len() < 4 {
+        assert!(
+            next_flow(&mut stream, sport, &mut told).await.is_none(),
+            "the stream ended"
+        );
+    }
+    assert_eq!(
+        volumes(&told),
+        [
+            (false, 1, 46, false),
+            (false, 12, 552, true),
+            (true, 1, 46, false),
+            (true, 12, 552, true),
+        ],
+        "each veth: the first packet's event, then a periodic report"
+    );
+    let _ = env.lab.stop_process("flow-probe node1");
+}
+
+/// Periodic reports off, so what is told at the stop is the stop's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
     let opts = ProbeOptions {
         persist: false,
+        extra_args: vec!["--report-interval".into(), "0".into()],
         ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
     };
     let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
@@ -57,51 +134,26 @@ async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
         .unwrap();
 
     let mut told: Vec<Flow> = Vec::new();
-    let mut next = async |told: &mut Vec<Flow>| -> Option<tonic::Status> {
-        loop {
-            let got = tokio::time::timeout(WAIT, stream.message())
-                .await
-                .expect("the stream neither went on nor ended");
-            match got {
-                Ok(Some(r)) => {
-                    if let Some(ResponseTypes::Flow(f)) = r.response_types
-                        && udp_ports(&f).is_some_and(|(s, _)| s == sport)
-                    {
-                        told.push(f);
-                        return None;
-                    }
-                }
-                Ok(None) => panic!("the follow ended without a status"),
-                Err(status) => return Some(status),
-            }
-        }
-    };
     // The stream's first packet, at a's veth and at b's.
     while told.len() < 2 {
-        assert!(next(&mut told).await.is_none(), "the stream ended early");
+        assert!(
+            next_flow(&mut stream, sport, &mut told).await.is_none(),
+            "the stream ended early"
+        );
     }
     let stopped = tokio::task::block_in_place(|| env.lab.stop_process("flow-probe node1"));
     assert_eq!(stopped.unwrap(), 1);
     let end = loop {
-        if let Some(status) = next(&mut told).await {
+        if let Some(status) = next_flow(&mut stream, sport, &mut told).await {
             break status;
         }
     };
     assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
     assert_eq!(end.message(), flow_probe::server::SHUTTING_DOWN);
 
-    let mut seen: Vec<(bool, u64, u64, bool)> = told
-        .iter()
-        .map(|f| {
-            let v = f.volume.unwrap();
-            let from_a = f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32;
-            (from_a, v.fwd_packets, v.fwd_bytes, v.report)
-        })
-        .collect();
-    seen.sort();
     // Whole frames: 14 + 20 + 8 + 4 bytes.
     assert_eq!(
-        seen,
+        volumes(&told),
         [
             (false, 1, 46, false),
             (false, 12, 552, true),
