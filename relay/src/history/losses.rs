@@ -132,10 +132,14 @@ impl Losses {
     /// Per node, the flows lost with a time in `from..=to` (ns since the
     /// epoch, `None` unbounded). Counted by whole seconds: a bound inside a
     /// second takes that second's losses whole, so the count never falls
-    /// short.
+    /// short. An empty range (`from` after `to`, as a query's contradictory
+    /// bounds make) has none.
     pub fn between(&self, from: Option<i64>, to: Option<i64>) -> Vec<Missing> {
         let lo = from.map_or(i64::MIN, second);
         let hi = to.map_or(i64::MAX, second);
+        if lo > hi {
+            return Vec::new();
+        }
         let inner = self.lock();
         inner
             .by_node
@@ -239,6 +243,10 @@ mod tests {
             .collect();
         assert_eq!(some, [("n1".to_string(), 3), ("n2".to_string(), 7)]);
         assert!(l.between(Some(13 * S), None).is_empty());
+        assert!(
+            l.between(Some(12 * S), Some(10 * S)).is_empty(),
+            "an empty range"
+        );
         assert_eq!(l.total_since_start(), 14);
         l.save().unwrap();
         let mode = std::fs::metadata(dir.path().join(FILE))
