@@ -68,7 +68,8 @@ pub struct Gap {
 /// them. `None` for any other UUID (Cilium's are random, version 4).
 fn run_and_number(uuid: &str) -> Option<(u64, u64)> {
     let b = uuid.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+    // ASCII first: the hex digits are sliced by byte below.
+    if !uuid.is_ascii() || b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
         return None;
     }
     let hex: String = uuid.chars().filter(|c| *c != '-').collect();
@@ -298,6 +299,12 @@ mod tests {
         assert_eq!(run_and_number("3f2a9c41-07d5-4e1b-8000-00000000002a"), None);
         assert_eq!(run_and_number("3f2a9c41-07d5-8e1b-c000-00000000002a"), None);
         assert_eq!(run_and_number("uuid-7"), None);
+        // 36 bytes with its dashes in place, but a two-byte character where
+        // the variant's digit is.
+        assert_eq!(
+            run_and_number("00000000-0000-8000-\u{e9}00-000000000000"),
+            None
+        );
     }
 
     #[test]
