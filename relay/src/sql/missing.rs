@@ -3,7 +3,8 @@
 //!
 //! The range is read from the optimized plan the way [`super::graph::window`]
 //! reads the graph tables' window: the comparisons of `time` with a constant
-//! on every scan of `flows` (and of the graph tables), pushed into the scan
+//! on every scan of `flows` (and of the graph tables and the what-if
+//! functions, which replay flows), pushed into the scan
 //! or in a filter right above it. Several scans take the hull of their
 //! windows; a scan without a bound reads the whole history. A condition on
 //! `time` that is not a bound cannot narrow the range and is ignored, so the
@@ -23,6 +24,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableScan};
 
 use super::graph::window::Window;
+use super::whatif::Mode;
 use super::{SqlEngine, SqlError, guard};
 use crate::history::losses::Missing;
 
@@ -111,9 +113,18 @@ fn strip_cast(e: &Expr) -> &Expr {
     }
 }
 
+/// A scan of flows: of a table of [`FLOW_TABLES`], or of a what-if
+/// function's table (which DataFusion names `policy_whatif()`), which
+/// replays flows.
 fn flow_scan(plan: &LogicalPlan) -> Option<&TableScan> {
+    let reads_flows = |table: &str| {
+        FLOW_TABLES.contains(&table)
+            || table
+                .strip_suffix("()")
+                .is_some_and(|f| Mode::BOTH.iter().any(|m| m.name() == f))
+    };
     match plan {
-        LogicalPlan::TableScan(s) if FLOW_TABLES.contains(&s.table_name.table()) => Some(s),
+        LogicalPlan::TableScan(s) if reads_flows(s.table_name.table()) => Some(s),
         _ => None,
     }
 }
@@ -299,6 +310,20 @@ mod tests {
         assert_eq!(
             count("SELECT count(*) FROM flows WHERE node <> 'node1' OR node = 'node2'").await,
             [n("node1", 1_240), n("node2", 5)]
+        );
+        // The what-if functions replay the flows of the window their
+        // condition on `time` chooses.
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM policy_whatif('') WHERE time BETWEEN \
+                 '2024-05-01T10:20:00Z' AND '2024-05-01T12:00:00Z'"
+            )
+            .await,
+            [n("node1", 6), n("node2", 5)]
+        );
+        assert_eq!(
+            count("SELECT * FROM policy_replay('') WHERE node = 'node1'").await,
+            [n("node1", 1_240)]
         );
         assert!(count("SELECT 1").await.is_empty(), "no flows read");
         assert!(
