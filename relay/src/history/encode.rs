@@ -84,6 +84,16 @@ impl Written {
     /// numbers `lo..=hi` (the moment it exists for the next start) and syncs
     /// the directory.
     pub fn publish(self, lo: u64, hi: u64) -> io::Result<HistoryFile> {
+        self.publish_with(lo, hi, files::sync_dir)
+    }
+
+    /// [`Self::publish`] with the directory synced by `sync_dir`.
+    fn publish_with(
+        self,
+        lo: u64,
+        hi: u64,
+        sync_dir: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> io::Result<HistoryFile> {
         if let Err(e) = self.file.sync_all() {
             self.discard();
             return Err(e);
@@ -102,8 +112,17 @@ impl Written {
             self.discard();
             return Err(e);
         }
-        files::sync_dir(&self.dir)?;
-        let bytes = fs::metadata(&path)?.len();
+        // Renamed, the file is read at the next start. An error from here on
+        // keeps its rows to be written again under other numbers, so the
+        // file goes: kept, it would count them twice.
+        let bytes = match sync_dir(&self.dir).and_then(|()| fs::metadata(&path)) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                let _ = files::sync_dir(&self.dir);
+                return Err(e);
+            }
+        };
         Ok(HistoryFile {
             first: self.first,
             last: self.last,
@@ -351,6 +370,22 @@ mod tests {
             })
             .collect();
         to_batch(&recs)
+    }
+
+    #[test]
+    fn a_file_whose_directory_sync_failed_is_not_left_to_count_twice() {
+        let root = test_support::scratch::ScratchDir::new("history-encode-sync");
+        let t = 1_709_211_900_000_000_000;
+        let err = write_file(root.path(), &[batch(t, 3)], 1)
+            .unwrap()
+            .publish_with(7, 7, |_| Err(io::Error::other("EIO")))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "EIO");
+        assert_eq!(
+            files::list(root.path()).unwrap().len(),
+            0,
+            "the rows are written again under other numbers: none may stay"
+        );
     }
 
     #[test]
