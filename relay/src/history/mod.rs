@@ -319,7 +319,9 @@ impl History {
             return false;
         }
         let time = event_time(&r).unwrap_or_else(now_nanos);
-        let time = i64::try_from(time).unwrap_or(i64::MAX);
+        // A time before 1970 (a peer's broken clock) is kept at the epoch:
+        // file names hold times as unsigned digits.
+        let time = i64::try_from(time.max(0)).unwrap_or(i64::MAX);
         let mut state = self.lock();
         state.recent.stage(time, r);
         state.recent.open_rows() >= self.cfg.batch_rows.max(1)
@@ -627,6 +629,28 @@ mod tests {
             })
             .collect();
         assert_eq!(uuids, [a, b]);
+    }
+
+    #[tokio::test]
+    async fn a_flow_dated_before_1970_is_kept_at_the_epoch_across_a_restart() {
+        let dir = test_support::scratch::ScratchDir::new("history-before-1970");
+        let h = History::open(keep_all(dir.path())).unwrap();
+        h.ingest(response("3f2a9c41-07d5-8e1b-8000-000000000001", -5));
+        h.flush().unwrap();
+        drop(h);
+        let again = History::open(keep_all(dir.path())).unwrap();
+        let engine = SqlEngine::new(Some(again), SqlLimits::default());
+        let r = engine
+            .query("SELECT uuid, CAST(time AS BIGINT) AS t FROM flows")
+            .await
+            .unwrap();
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&r.batches)
+            .unwrap()
+            .to_string();
+        assert!(
+            text.contains("| 3f2a9c41-07d5-8e1b-8000-000000000001 | 0 |"),
+            "{text}"
+        );
     }
 
     #[test]
