@@ -526,10 +526,18 @@ impl History {
         let snap = self.snapshot()?;
         let sources = scan::sources(snap.files, snap.recent);
         let mut out = Vec::new();
-        scan::last(sources, scan::Range::ALL, n, &mut |_| true, &mut |r| {
+        let mut emit = |r| {
             out.push(r);
             true
-        })?;
+        };
+        scan::last(
+            sources,
+            scan::Range::ALL,
+            n,
+            &mut |_| true,
+            &mut emit,
+            &|| false,
+        )?;
         Ok(out)
     }
 

@@ -51,6 +51,7 @@ impl Range {
 }
 
 /// Where rows come from: a file, or rows in memory (any order).
+#[derive(Clone)]
 pub enum Source {
     File(HistoryFile),
     Memory(Vec<RecordBatch>),
@@ -348,24 +349,87 @@ impl Iterator for Merge {
     }
 }
 
+/// Past this many rows [`last`] holds no times (8 bytes each): it counts
+/// the rows it keeps in one pass and skips all but the last `n` in a
+/// second, so memory stays bounded whatever `number` a client asks for.
+const LAST_TIMES_MAX: usize = 1 << 20;
+
+/// Every row in `range` that `keep` accepts, in time order, to `emit`, until
+/// `emit` returns false or `stop` true (checked at each batch: the client
+/// went away).
+pub fn each_kept(
+    sources: Vec<Source>,
+    range: Range,
+    keep: &mut dyn FnMut(&GetFlowsResponse) -> bool,
+    stop: &dyn Fn() -> bool,
+    emit: &mut dyn FnMut(GetFlowsResponse) -> bool,
+) -> io::Result<()> {
+    for batch in Merge::new(sources, range, BATCH_ROWS) {
+        let batch = batch?;
+        if stop() {
+            return Ok(());
+        }
+        for r in read::responses(&batch) {
+            if keep(&r) && !emit(r) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The newest `n` rows in `range` that `keep` accepts, oldest first, each
-/// given to `emit` as it is read (`emit` returns false to stop: the client
-/// went away). Two passes, so memory holds `n` times, not `n` flows:
+/// given to `emit` as it is read (`emit` returns false to stop; `stop`,
+/// checked at each batch, returning true stops too: the client went away).
+/// Two passes, so memory holds `n` times, not `n` flows:
 /// 1. [`newest_times`]: files from the newest back, row groups from the last
 ///    back, and no further once the rest is older than all `n` kept: the
 ///    oldest time wanted and how many of its rows are;
 /// 2. a [`Merge`] from that time on, in time order.
+///
+/// Past [`LAST_TIMES_MAX`] rows, the count and skip of [`LAST_TIMES_MAX`].
 pub fn last(
     sources: Vec<Source>,
     range: Range,
     n: usize,
     keep: &mut dyn FnMut(&GetFlowsResponse) -> bool,
     emit: &mut dyn FnMut(GetFlowsResponse) -> bool,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<()> {
+    last_within(sources, range, (n, LAST_TIMES_MAX), keep, emit, stop)
+}
+
+/// [`last`], holding times for at most `times_max` rows.
+fn last_within(
+    sources: Vec<Source>,
+    range: Range,
+    (n, times_max): (usize, usize),
+    keep: &mut dyn FnMut(&GetFlowsResponse) -> bool,
+    emit: &mut dyn FnMut(GetFlowsResponse) -> bool,
+    stop: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     if n == 0 {
         return Ok(());
     }
-    let floor = newest_times(&sources, range, n, keep)?;
+    if n > times_max {
+        let mut kept = 0usize;
+        each_kept(sources.clone(), range, keep, stop, &mut |_| {
+            kept += 1;
+            true
+        })?;
+        let mut skip = kept.saturating_sub(n);
+        return each_kept(sources, range, keep, stop, &mut |r| {
+            if skip > 0 {
+                skip -= 1;
+                return true;
+            }
+            emit(r)
+        });
+    }
+    let floor = newest_times(&sources, range, n, keep, stop)?;
+    if stop() {
+        return Ok(());
+    }
     let (from, mut at_floor) = match floor {
         Some((t, count)) => (t.max(range.from), count),
         None => (range.from, usize::MAX),
@@ -373,6 +437,9 @@ pub fn last(
     let floor_time = floor.map(|(t, _)| t);
     for batch in Merge::new(sources, Range { from, to: range.to }, BATCH_ROWS) {
         let batch = batch?;
+        if stop() {
+            return Ok(());
+        }
         let Some(times) = schema::times(&batch) else {
             continue;
         };
@@ -404,6 +471,7 @@ fn newest_times(
     range: Range,
     n: usize,
     keep: &mut dyn FnMut(&GetFlowsResponse) -> bool,
+    stop: &dyn Fn() -> bool,
 ) -> io::Result<Option<(i64, usize)>> {
     let mut by_last: Vec<((i64, i64), &Source)> = sources
         .iter()
@@ -436,7 +504,7 @@ fn newest_times(
         }
     };
     for ((_, last), s) in by_last {
-        if floor(&heap).is_some_and(|f| last < f) {
+        if floor(&heap).is_some_and(|f| last < f) || stop() {
             break;
         }
         match s {
@@ -457,6 +525,9 @@ fn newest_times(
                         && hi < f
                     {
                         continue;
+                    }
+                    if stop() {
+                        return Ok(None);
                     }
                     let file = File::open(&f.path).map_err(|e| err(&f.path, e))?;
                     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
@@ -599,11 +670,11 @@ mod tests {
             from: T + 1,
             to: T + 7,
         };
-        last(sources, range, 3, &mut keep, &mut |r| {
+        let mut emit = |r: GetFlowsResponse| {
             got.push(uuid(&r));
             true
-        })
-        .unwrap();
+        };
+        last(sources.clone(), range, 3, &mut keep, &mut emit, &|| false).unwrap();
         assert_eq!(
             got,
             [
@@ -616,6 +687,44 @@ mod tests {
             !seen.iter().any(|u| u.starts_with('a')),
             "file a is not read: {seen:?}"
         );
+
+        // Past the times it may hold: the same rows, counted and skipped.
+        let mut counted = Vec::new();
+        let mut emit = |r: GetFlowsResponse| {
+            counted.push(uuid(&r));
+            true
+        };
+        let mut keep = |r: &GetFlowsResponse| !uuid(r).ends_with(&(T + 5).to_string());
+        last_within(
+            sources.clone(),
+            range,
+            (3, 2),
+            &mut keep,
+            &mut emit,
+            &|| false,
+        )
+        .unwrap();
+        assert_eq!(counted, got);
+
+        // A client gone: no row is looked at after the first batch.
+        let mut looked = 0;
+        let mut keep = |_: &GetFlowsResponse| {
+            looked += 1;
+            false
+        };
+        for times_max in [2, 3] {
+            last_within(
+                sources.clone(),
+                range,
+                (3, times_max),
+                &mut keep,
+                &mut |_| true,
+                &|| true,
+            )
+            .unwrap();
+        }
+        each_kept(sources, range, &mut keep, &|| true, &mut |_| true).unwrap();
+        assert_eq!(looked, 0);
     }
 
     /// Rows of the oldest time wanted: only as many as the newest `n` hold,
@@ -635,15 +744,29 @@ mod tests {
         })
         .collect();
         let sources = || written.iter().cloned().map(Source::File).collect();
-        let uuids = |n: usize, stop_after: usize| {
+        let uuids_within = |n: usize, stop_after: usize, times_max: usize| {
             let mut got = Vec::new();
-            last(sources(), Range::ALL, n, &mut |_| true, &mut |r| {
+            let mut emit = |r: GetFlowsResponse| {
                 if let Some(ResponseTypes::Flow(f)) = r.response_types {
                     got.push(f.uuid);
                 }
                 got.len() < stop_after
-            })
+            };
+            let all = Range::ALL;
+            last_within(
+                sources(),
+                all,
+                (n, times_max),
+                &mut |_| true,
+                &mut emit,
+                &|| false,
+            )
             .unwrap();
+            got
+        };
+        let uuids = |n: usize, stop_after: usize| {
+            let got = uuids_within(n, stop_after, LAST_TIMES_MAX);
+            assert_eq!(got, uuids_within(n, stop_after, 1), "counted and skipped");
             got
         };
         let one = format!("a{}", T + 1);

@@ -20,8 +20,8 @@ use observer_runtime::store::Entry;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::history::scan::{self, Merge, Range};
-use crate::history::{History, feed, read};
+use crate::history::scan::{self, Range};
+use crate::history::{History, feed};
 
 /// How much of the history part to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,41 +156,86 @@ fn read_range(
 ) -> Result<usize, ReadEnd> {
     let snap = history.snapshot().map_err(ReadEnd::Io)?;
     let sources = scan::sources(snap.files, snap.recent);
-    let send = |r: GetFlowsResponse| tx.blocking_send(Ok(r)).map_err(|_| ReadEnd::Gone);
-    let mut sent = 0;
+    let (mut sent, mut gone) = (0, false);
+    let max = match take {
+        Take::First(n) => n,
+        Take::All | Take::Last(_) => usize::MAX,
+    };
+    let mut emit = |r| {
+        gone = tx.blocking_send(Ok(r)).is_err();
+        sent += usize::from(!gone);
+        !gone && sent < max
+    };
+    let mut keep = |r: &GetFlowsResponse| query.selects(r);
+    // A client that went away ends the read at the next batch, also while
+    // nothing it asked for is found.
+    let stop = || tx.is_closed();
     match take {
-        Take::Last(n) => {
-            let mut gone = false;
-            let mut emit = |r| {
-                gone = send(r).is_err();
-                sent += usize::from(!gone);
-                !gone
-            };
-            scan::last(sources, range, n, &mut |r| query.selects(r), &mut emit)
-                .map_err(ReadEnd::Io)?;
-            if gone {
-                return Err(ReadEnd::Gone);
-            }
-        }
-        Take::All | Take::First(_) => {
-            let max = match take {
-                Take::First(n) => n,
-                _ => usize::MAX,
-            };
-            for batch in Merge::new(sources, range, scan::BATCH_ROWS) {
-                let batch = batch.map_err(ReadEnd::Io)?;
-                for r in read::responses(&batch) {
-                    if sent == max {
-                        return Ok(sent);
-                    }
-                    if query.selects(&r) {
-                        send(r)?;
-                        sent += 1;
-                    }
-                }
-            }
-        }
+        Take::Last(n) => scan::last(sources, range, n, &mut keep, &mut emit, &stop),
+        Take::First(0) => Ok(()),
+        Take::All | Take::First(_) => scan::each_kept(sources, range, &mut keep, &stop, &mut emit),
+    }
+    .map_err(ReadEnd::Io)?;
+    if gone || tx.is_closed() {
+        return Err(ReadEnd::Gone);
     }
     drop(snap.lease);
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use observer_proto::flow::{Flow, FlowFilter};
+    use observer_proto::observer::GetFlowsRequest;
+
+    use super::*;
+    use crate::history::HistoryConfig;
+
+    /// A client gone while nothing it asks for is found: the read ends at
+    /// once instead of going through all of history.
+    #[test]
+    fn a_read_for_a_client_that_went_away_ends_at_the_next_batch() {
+        let dir = test_support::scratch::ScratchDir::new("older-gone");
+        let history = History::open(HistoryConfig {
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        })
+        .unwrap();
+        for i in 0..3 {
+            let time = Some(prost_types::Timestamp {
+                seconds: 1_700_000_000 + i,
+                nanos: 0,
+            });
+            history.ingest(Arc::new(GetFlowsResponse {
+                node_name: "n1".into(),
+                time,
+                response_types: Some(ResponseTypes::Flow(Flow {
+                    time,
+                    ..Default::default()
+                })),
+            }));
+        }
+        history.flush().unwrap();
+        let query = FlowQuery::parse(&GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                node_name: vec!["nosuch".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        let takes = [Take::All, Take::First(5), Take::Last(5)];
+        let (tx, rx) = mpsc::channel(1);
+        for take in takes {
+            let read = read_range(&history, Range::ALL, &query, take, &tx);
+            assert!(matches!(read, Ok(0)), "{take:?}");
+        }
+        drop(rx);
+        for take in takes {
+            let read = read_range(&history, Range::ALL, &query, take, &tx);
+            assert!(matches!(read, Err(ReadEnd::Gone)), "{take:?}");
+        }
+    }
 }
