@@ -200,6 +200,20 @@ async fn writes_and_other_tables_are_refused_with_the_reason() {
             "CREATE EXTERNAL TABLE is not allowed",
         ),
         ("INSERT INTO flows VALUES (1)", "INSERT is not allowed"),
+        // Writes that parse as queries.
+        ("SELECT * INTO t FROM flows", "SELECT INTO is not allowed"),
+        (
+            "WITH x AS (SELECT 1) INSERT INTO flows SELECT * FROM flows",
+            "INSERT is not allowed",
+        ),
+        (
+            "EXPLAIN WITH x AS (SELECT 1) DELETE FROM flows",
+            "DELETE is not allowed",
+        ),
+        (
+            "SELECT 1 UNION ALL (SELECT 2 INTO t)",
+            "SELECT INTO is not allowed",
+        ),
         ("DROP TABLE flows", "DROP is not allowed"),
         ("CREATE TABLE t AS SELECT 1", "CREATE is not allowed"),
         (

@@ -22,7 +22,7 @@ use datafusion::physical_plan::joins::{
 };
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::resolve::resolve_table_references;
-use datafusion::sql::sqlparser::ast::Statement as Sql;
+use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement as Sql};
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
@@ -156,11 +156,15 @@ fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<Option<&'s Sq
              DESCRIBE, SHOW TABLES and SHOW COLUMNS run"
         )))
     };
+    let read_only = |s: &'s Sql, q: &Query| match writes(q) {
+        Some(what) => refuse(what),
+        None => Ok(Some(s)),
+    };
     match statement {
         Statement::Statement(s) => match s.as_ref() {
-            Sql::Query(_) => Ok(Some(s)),
+            Sql::Query(q) => read_only(s, q),
             Sql::Explain { statement, .. } => match statement.as_ref() {
-                Sql::Query(_) => Ok(Some(statement)),
+                Sql::Query(q) => read_only(statement, q),
                 _ => refuse("EXPLAIN of anything but a query"),
             },
             Sql::ExplainTable { .. } | Sql::ShowColumns { .. } => Ok(None),
@@ -170,9 +174,37 @@ fn query<'s>(statement: &'s Statement, first_word: &str) -> Result<Option<&'s Sq
         Statement::CopyTo(_) => refuse("COPY"),
         Statement::Reset(_) => refuse("RESET"),
         Statement::Explain(e) => match e.statement.as_ref() {
-            Statement::Statement(s) if matches!(s.as_ref(), Sql::Query(_)) => Ok(Some(s)),
+            Statement::Statement(s) => match s.as_ref() {
+                Sql::Query(q) => read_only(s, q),
+                _ => refuse("EXPLAIN of anything but a query"),
+            },
             _ => refuse("EXPLAIN of anything but a query"),
         },
+    }
+}
+
+/// What a query would write, if anything: `WITH … INSERT` (or `UPDATE`,
+/// `DELETE`, `MERGE`) and `SELECT … INTO` parse as queries.
+fn writes(q: &Query) -> Option<&'static str> {
+    let in_ctes = q.with.iter().flat_map(|w| &w.cte_tables);
+    in_ctes
+        .into_iter()
+        .find_map(|c| writes(&c.query))
+        .or_else(|| body_writes(&q.body))
+}
+
+fn body_writes(body: &SetExpr) -> Option<&'static str> {
+    match body {
+        SetExpr::Insert(_) => Some("INSERT"),
+        SetExpr::Update(_) => Some("UPDATE"),
+        SetExpr::Delete(_) => Some("DELETE"),
+        SetExpr::Merge(_) => Some("MERGE"),
+        SetExpr::Select(s) if s.into.is_some() => Some("SELECT INTO"),
+        SetExpr::Query(q) => writes(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            body_writes(left).or_else(|| body_writes(right))
+        }
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => None,
     }
 }
 
