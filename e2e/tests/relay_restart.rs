@@ -218,6 +218,17 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
     let history = relay.state().sql().history().unwrap().clone();
     assert_eq!(history.losses().since_start(), [("n1".to_string(), 10)]);
     let (after_20, before_31) = (base + 2_000 * MS, base + 10_031 * MS);
+    // A window inside the gap, as `observe query` asks: told of it.
+    let inside_gap: Vec<(String, u64)> = history
+        .losses()
+        .between(
+            Some((base + 5_000 * MS) as i64),
+            Some((base + 8_000 * MS) as i64),
+        )
+        .into_iter()
+        .map(|m| (m.node, m.flows))
+        .collect();
+    assert_eq!(inside_gap, [("n1".to_string(), 10)]);
     wait_for_lost_record(&relay).await;
     // From before the ring: 1..=20 from history, then the ring; the loss
     // told once, by history, which keeps losses by the second.

@@ -1,11 +1,15 @@
 //! Flows history did not keep, per node and second of flow time, so a reader
 //! of a time range learns how much of it is missing (`observe query`, and a
-//! `LostEvent` in GetFlows).
+//! `LostEvent` in GetFlows). A flow dropped here has its own time; flows a
+//! probe's buffer dropped before the relay read them have none, only the gap
+//! between the flows read before and after: a span of seconds, whose whole
+//! count goes to every range that meets it.
 //!
-//! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; one
-//! line each), rewritten through a temporary file when it changed, and read
-//! back at start: a restarted relay still knows what its files lack. Seconds
-//! older than retention are forgotten with the files.
+//! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; a span:
+//! node, first second, last second, flows; one line each), rewritten
+//! through a temporary file when it changed, and read back at start: a
+//! restarted relay still knows what its files lack. Seconds older than
+//! retention are forgotten with the files.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,10 +21,40 @@ use super::files;
 /// The file name in the history directory.
 pub const FILE: &str = "losses.tsv";
 
+/// One node's losses.
+#[derive(Default)]
+struct NodeLosses {
+    /// second → flows lost.
+    secs: BTreeMap<i64, u64>,
+    /// (first second, last second) → flows lost somewhere in it.
+    spans: BTreeMap<(i64, i64), u64>,
+}
+
+impl NodeLosses {
+    fn is_empty(&self) -> bool {
+        self.secs.is_empty() && self.spans.is_empty()
+    }
+
+    /// The flows lost in seconds `lo..=hi`, and the first and last second
+    /// with a loss there (a span's taken within `lo..=hi`).
+    fn between(&self, lo: i64, hi: i64) -> Option<(u64, i64, i64)> {
+        let secs = self.secs.range(lo..=hi).map(|(&s, &n)| (s, s, n));
+        let spans = self
+            .spans
+            .range(..=(hi, i64::MAX))
+            .filter(|((_, last), _)| *last >= lo)
+            .map(|(&(first, last), &n)| (first.max(lo), last.min(hi), n));
+        secs.chain(spans)
+            .fold(None, |acc, (first, last, n)| match acc {
+                None => Some((n, first, last)),
+                Some((all, f, l)) => Some((all + n, f.min(first), l.max(last))),
+            })
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    /// node → second → flows lost.
-    by_node: BTreeMap<String, BTreeMap<i64, u64>>,
+    by_node: BTreeMap<String, NodeLosses>,
     /// node → flows lost since this start (the metric).
     since_start: BTreeMap<String, u64>,
     dirty: bool,
@@ -67,18 +101,23 @@ impl Losses {
                     let mut f = line.split('\t');
                     let parsed = (|| {
                         let node = f.next()?.to_string();
-                        let sec = f.next()?.parse().ok()?;
-                        let n: u64 = f.next()?.parse().ok()?;
-                        f.next().is_none().then_some((node, sec, n))
+                        let nums: Vec<i64> = f.map(|n| n.parse().ok()).collect::<Option<_>>()?;
+                        match nums[..] {
+                            [sec, n] if n >= 0 => Some((node, sec, sec, n as u64)),
+                            [first, last, n] if n >= 0 && first < last => {
+                                Some((node, first, last, n as u64))
+                            }
+                            _ => None,
+                        }
                     })();
                     match parsed {
-                        Some((node, sec, n)) => {
-                            *inner
-                                .by_node
-                                .entry(node)
-                                .or_default()
-                                .entry(sec)
-                                .or_default() += n;
+                        Some((node, first, last, n)) => {
+                            let at = inner.by_node.entry(node).or_default();
+                            if first == last {
+                                *at.secs.entry(first).or_default() += n;
+                            } else {
+                                *at.spans.entry((first, last)).or_default() += n;
+                            }
                         }
                         None => bad += 1,
                     }
@@ -109,7 +148,24 @@ impl Losses {
     pub fn record(&self, node: &str, time: i64, n: u64) {
         let mut inner = self.lock();
         *entry(&mut inner.by_node, node)
+            .secs
             .entry(second(time))
+            .or_default() += n;
+        *entry(&mut inner.since_start, node) += n;
+        inner.dirty = true;
+    }
+
+    /// `n` flows of `node` from somewhere between `from` and `to` (ns since
+    /// the epoch) were not kept: a gap in a probe's buffer.
+    pub fn record_span(&self, node: &str, from: i64, to: i64, n: u64) {
+        let (first, last) = (second(from), second(to.max(from)));
+        if first == last {
+            return self.record(node, from, n);
+        }
+        let mut inner = self.lock();
+        *entry(&mut inner.by_node, node)
+            .spans
+            .entry((first, last))
             .or_default() += n;
         *entry(&mut inner.since_start, node) += n;
         inner.dirty = true;
@@ -131,8 +187,8 @@ impl Losses {
 
     /// Per node, the flows lost with a time in `from..=to` (ns since the
     /// epoch, `None` unbounded). Counted by whole seconds: a bound inside a
-    /// second takes that second's losses whole, so the count never falls
-    /// short. An empty range (`from` after `to`, as a query's contradictory
+    /// second takes that second's losses whole, and a span that meets the
+    /// range counts whole, so the count never falls short. An empty range (`from` after `to`, as a query's contradictory
     /// bounds make) has none.
     pub fn between(&self, from: Option<i64>, to: Option<i64>) -> Vec<Missing> {
         let lo = from.map_or(i64::MIN, second);
@@ -144,14 +200,8 @@ impl Losses {
         inner
             .by_node
             .iter()
-            .filter_map(|(node, secs)| {
-                let mut range = secs.range(lo..=hi);
-                let (&first_sec, _) = range.next()?;
-                let flows = secs.range(lo..=hi).map(|(_, n)| n).sum();
-                let last_sec = secs
-                    .range(lo..=hi)
-                    .next_back()
-                    .map_or(first_sec, |(s, _)| *s);
+            .filter_map(|(node, losses)| {
+                let (flows, first_sec, last_sec) = losses.between(lo, hi)?;
                 Some(Missing {
                     node: node.clone(),
                     flows,
@@ -167,11 +217,12 @@ impl Losses {
         let cut = second(nanos);
         let mut inner = self.lock();
         let mut changed = false;
-        inner.by_node.retain(|_, secs| {
-            let before = secs.len();
-            *secs = secs.split_off(&cut);
-            changed |= secs.len() != before;
-            !secs.is_empty()
+        inner.by_node.retain(|_, losses| {
+            let before = (losses.secs.len(), losses.spans.len());
+            losses.secs = losses.secs.split_off(&cut);
+            losses.spans.retain(|(_, last), _| *last >= cut);
+            changed |= (losses.secs.len(), losses.spans.len()) != before;
+            !losses.is_empty()
         });
         inner.dirty |= changed;
     }
@@ -185,9 +236,12 @@ impl Losses {
             }
             inner.dirty = false;
             let mut text = String::new();
-            for (node, secs) in &inner.by_node {
-                for (sec, n) in secs {
+            for (node, losses) in &inner.by_node {
+                for (sec, n) in &losses.secs {
                     text.push_str(&format!("{node}\t{sec}\t{n}\n"));
+                }
+                for ((first, last), n) in &losses.spans {
+                    text.push_str(&format!("{node}\t{first}\t{last}\t{n}\n"));
                 }
             }
             text
@@ -208,6 +262,52 @@ mod tests {
     use super::*;
 
     const S: i64 = 1_000_000_000;
+
+    /// A probe's gap: flows lost somewhere between two flows read, told to
+    /// every range that meets it, within that range.
+    #[test]
+    fn a_span_counts_whole_in_every_range_that_meets_it() {
+        let dir = test_support::scratch::ScratchDir::new("history-loss-spans");
+        let l = Losses::open(dir.path()).unwrap();
+        l.record_span("n1", 20 * S + 1, 39 * S + 7, 353);
+        l.record("n1", 41 * S, 2);
+        l.record_span("n2", 50 * S + 1, 50 * S + 9, 4);
+        let got = |l: &Losses, from: i64, to: i64| -> Vec<(String, u64, i64, i64)> {
+            l.between(Some(from), Some(to))
+                .into_iter()
+                .map(|m| (m.node, m.flows, m.first_sec, m.last_sec))
+                .collect()
+        };
+        let n1 = |flows, first, last| ("n1".to_string(), flows, first, last);
+        assert_eq!(got(&l, 25 * S, 30 * S), [n1(353, 25, 30)], "inside");
+        assert_eq!(
+            got(&l, 10 * S, 20 * S),
+            [n1(353, 20, 20)],
+            "its first second"
+        );
+        assert_eq!(got(&l, 39 * S, 45 * S), [n1(355, 39, 41)], "with a second");
+        assert!(got(&l, 40 * S, 40 * S).is_empty(), "between them");
+        assert_eq!(
+            got(&l, 50 * S, 50 * S),
+            [("n2".to_string(), 4, 50, 50)],
+            "a span within one second is that second"
+        );
+        assert_eq!(l.total_since_start(), 359);
+        l.save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(text, "n1\t41\t2\nn1\t20\t39\t353\nn2\t50\t4\n");
+
+        let again = Losses::open(dir.path()).unwrap();
+        assert_eq!(got(&again, 25 * S, 30 * S), [n1(353, 25, 30)]);
+        again.forget_before(39 * S);
+        assert_eq!(
+            got(&again, 0, 45 * S)[0],
+            n1(355, 20, 41),
+            "ends at 39: kept"
+        );
+        again.forget_before(40 * S);
+        assert_eq!(got(&again, 0, 45 * S)[0], n1(2, 41, 41));
+    }
 
     #[test]
     fn losses_add_up_per_node_and_range_and_survive_a_restart() {

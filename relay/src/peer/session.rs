@@ -151,9 +151,12 @@ async fn report_gap(ctx: &PeerCtx, node: String, gap: Gap) -> Result<(), PeerErr
         second(gap.before)
     );
     if let Some(history) = ctx.state.sql().history() {
-        history
-            .losses()
-            .record(&node, clamp(gap.after + 1), gap.flows);
+        history.losses().record_span(
+            &node,
+            clamp(gap.after + 1),
+            clamp(gap.before - 1),
+            gap.flows,
+        );
     }
     let lost = lost_event(node, gap.flows, clamp(gap.after + 1), clamp(gap.before - 1));
     merge(ctx, MergeInput::Response(ctx.id, lost)).await
