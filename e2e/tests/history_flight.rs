@@ -165,6 +165,27 @@ async fn observe_says_what_history_is_missing_and_fails_when_it_cannot_read_it()
         .unwrap();
     assert!(ok);
     assert_eq!(err, "");
+    // The graph of that minute says so too.
+    let graph = |since: &str, until: &str| {
+        let args = [
+            "graph", "--server", &addr, "--since", since, "--until", until, "-o", "json",
+        ]
+        .map(String::from);
+        tokio::task::spawn_blocking(move || observe(&args.each_ref().map(String::as_str)))
+    };
+    let (ok, _, err) = graph("2024-05-01T10:00:00Z", "2024-05-01T10:01:00Z")
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(
+        err,
+        "observe: note: history lost 1234 flows of n1 in the window: its counts there are low\n"
+    );
+    let (ok, _, err) = graph("2024-05-01T10:01:00Z", "2024-05-01T10:02:00Z")
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(err, "");
 
     // History's UTC times print in every format (the CLI's arrow needs
     // chrono-tz to read the zone's name).

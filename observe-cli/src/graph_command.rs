@@ -18,6 +18,7 @@ pub mod replies;
 use std::io::IsTerminal;
 use std::time::SystemTime;
 
+use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::time;
 use service_graph::{GraphDiff, ServiceGraph};
@@ -94,9 +95,10 @@ pub async fn run(
         let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
         return crate::tui::run_graph(stream, source, &query).await;
     }
-    let graph = service_graph::collect(stream)
-        .await
-        .map_err(|s| target.status_error(s))?;
+    let (graph, cover) = collect_covered(target, stream).await?;
+    for note in coverage::lost_notes(&cover, "the window") {
+        crate::pipe::eprint(&format!("observe: note: {note}\n"));
+    }
     print_as!(graph, format);
     Ok(())
 }
@@ -147,6 +149,15 @@ async fn window_graph(
     req.since = Some(time::timestamp(w.since));
     req.until = Some(time::timestamp(w.until));
     let stream = target.get_flows(client, req).await?;
+    collect_covered(target, stream).await
+}
+
+/// The graph of `stream`'s flows, and which nodes sent them and what
+/// history lost.
+async fn collect_covered(
+    target: &Target,
+    stream: tonic::Streaming<GetFlowsResponse>,
+) -> anyhow::Result<(ServiceGraph, coverage::Coverage)> {
     let mut cover = coverage::Coverage::default();
     let counted = stream.map(|r| {
         if let Ok(resp) = &r {

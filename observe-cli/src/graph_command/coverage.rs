@@ -64,14 +64,25 @@ pub fn notes(
             ));
         }
         for (lost, label) in [(b.lost, before_label), (a.lost, after_label)] {
-            if lost > 0 {
-                out.push(format!(
-                    "history lost {lost} flows of {node} in {label}: its counts there are low"
-                ));
-            }
+            out.extend(lost_note(node, lost, label));
         }
     }
     out
+}
+
+/// The flows history lost of each node in one window (`label`).
+pub fn lost_notes(cover: &Coverage, label: &str) -> Vec<String> {
+    cover
+        .nodes
+        .iter()
+        .filter_map(|(node, c)| lost_note(node, c.lost, label))
+        .collect()
+}
+
+fn lost_note(node: &str, lost: u64, label: &str) -> Option<String> {
+    (lost > 0).then(|| {
+        format!("history lost {lost} flows of {node} in {label}: its counts there are low")
+    })
 }
 
 #[cfg(test)]
@@ -128,5 +139,11 @@ mod tests {
         // Both windows heard from every node, nothing lost: nothing to say.
         let same = coverage(&[flow("node1"), flow("node2")]);
         assert!(notes(&same, &same.clone(), "a", "b").is_empty());
+        // One window (a plain graph): its losses.
+        assert_eq!(
+            lost_notes(&before, "the window"),
+            ["history lost 7 flows of node1 in the window: its counts there are low"]
+        );
+        assert!(lost_notes(&after, "the window").is_empty());
     }
 }
