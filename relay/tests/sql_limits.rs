@@ -603,3 +603,47 @@ async fn the_time_limit_stops_hash_joins_that_never_yield() {
     wait_running(&e, 0).await;
     assert_eq!(value(&e, "SELECT 1").await.unwrap(), "1");
 }
+
+/// A join that reads batch after batch without making one (a filter no
+/// triple passes): when its caller hears of the time limit, the query has
+/// stopped and its place is free. (Under load such a join kept its thread,
+/// and the place, for seconds past the limit, past the caller's own clock:
+/// found in the lab, where the next query was refused as if four still ran;
+/// `relay::sql::yielding`'s tests show the yield before each batch a join
+/// reads that ends it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_that_makes_no_batch_stops_at_its_time_limit() {
+    let base = flows::golden();
+    let many: Vec<_> = (0..20_000)
+        .map(|i| {
+            let mut f = base[i % base.len()].clone();
+            f.uuid = format!("{i:08}-0000-0000-0000-000000000000");
+            f
+        })
+        .collect();
+    let e = SqlEngine::new(
+        Some(ingest(&scratch("limits-no-batch"), many, 100)),
+        SqlLimits {
+            timeout: Duration::from_secs(1),
+            ..limits()
+        },
+    );
+    // Over a million pairs of a and b (148 batches), each joined with 20
+    // rows of c by a condition that joins three strings: no batch of pairs
+    // is cheap, and no triple passes.
+    let side = |n: usize| format!("(SELECT uuid FROM flows LIMIT {n})");
+    let sql = format!(
+        "SELECT count(*) FROM {} a, {} b, {} c \
+         WHERE length(a.uuid || b.uuid || c.uuid) = 7",
+        side(1_100),
+        side(1_100),
+        side(20)
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            value(&e, &sql).await,
+            Err(SqlError::Timeout(Duration::from_secs(1)))
+        );
+        assert_eq!(e.stats().running.get(), 0, "its place is free");
+    }
+}

@@ -26,6 +26,7 @@ use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement as Sql};
 use datafusion::sql::sqlparser::parser::ParserError;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
+use super::yielding::YieldEachBatchExec;
 use super::{SqlError, shape};
 
 /// The flow history.
@@ -264,30 +265,39 @@ pub fn check_joins(plan: &Arc<dyn ExecutionPlan>) -> Result<(), SqlError> {
     plan.children().into_iter().try_for_each(check_joins)
 }
 
-/// `plan` with every join's output made cooperative: each batch it hands up
-/// spends the task's scheduling budget, so that a stopped query (dropped,
-/// past its time limit, shut down) ends at its next batch. Otherwise a join
-/// that makes many batches of each it reads (a cross join streaming over
-/// sides it holds; a hash join whose key matches every row of the other
-/// side) never returns to the scheduler again, and keeps its thread until
-/// it is done, for hours perhaps, with the time limit's timer starved on
-/// the same threads.
+/// `plan` with every join made cooperative, so that a stopped query
+/// (dropped, past its time limit, shut down) ends at its next batch:
+/// - each batch a join hands up spends the task's scheduling budget.
+///   Otherwise a join that makes many batches of each it reads (a cross
+///   join streaming over sides it holds; a hash join whose key matches every
+///   row of the other side) never returns to the scheduler again, and keeps
+///   its thread until it is done, for hours perhaps, with the time limit's
+///   timer starved on the same threads;
+/// - before each batch a join reads, the thread goes back to the scheduler
+///   ([`super::yielding`]): one that reads many without making one (a
+///   filter no pair passes) kept it for seconds after its time limit, and
+///   its place with it.
 pub fn cooperative_joins(
     plan: Arc<dyn ExecutionPlan>,
 ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
-        Ok(
-            if node.is::<CrossJoinExec>()
-                || node.is::<NestedLoopJoinExec>()
-                || node.is::<HashJoinExec>()
-                || node.is::<SortMergeJoinExec>()
-                || node.is::<SymmetricHashJoinExec>()
-            {
-                Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
-            } else {
-                Transformed::no(node)
-            },
-        )
+        if !(node.is::<CrossJoinExec>()
+            || node.is::<NestedLoopJoinExec>()
+            || node.is::<HashJoinExec>()
+            || node.is::<SortMergeJoinExec>()
+            || node.is::<SymmetricHashJoinExec>())
+        {
+            return Ok(Transformed::no(node));
+        }
+        let inputs = node
+            .children()
+            .into_iter()
+            .map(|c| Arc::new(YieldEachBatchExec::new(c.clone())) as Arc<dyn ExecutionPlan>)
+            .collect();
+        let node = node.with_new_children(inputs)?;
+        Ok(Transformed::yes(
+            Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+        ))
     })
     .map(|t| t.data)
 }

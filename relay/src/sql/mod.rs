@@ -58,6 +58,7 @@ pub mod shape;
 pub mod stats;
 pub mod stream;
 pub mod whatif;
+pub mod yielding;
 
 use std::time::Duration;
 
