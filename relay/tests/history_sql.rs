@@ -158,6 +158,24 @@ async fn a_truncated_or_foreign_file_is_moved_aside_at_start_and_the_rest_answer
         ArrowWriter::try_new(std::fs::File::create(&foreign).unwrap(), schema, None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
+    // History's column names, one of another type: it could not be read.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("node", DataType::Int64, false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap();
+    let typed = hour.join(format!("{}-{}-900020.parquet", real.first, real.first));
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&typed).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    assert_eq!(
+        relay::history::schema::check_file(&typed).unwrap_err(),
+        "its node column is Int64, not Utf8"
+    );
 
     let again = History::open(config(&dir)).unwrap();
     let count = "SELECT count(*) AS n FROM flows";
@@ -166,7 +184,7 @@ async fn a_truncated_or_foreign_file_is_moved_aside_at_start_and_the_rest_answer
         "+---+\n| n |\n+---+\n| 9 |\n+---+",
         "the real flows, and only they"
     );
-    for moved in [&truncated, &foreign] {
+    for moved in [&truncated, &foreign, &typed] {
         let to = dir
             .join(files::QUARANTINE)
             .join(moved.strip_prefix(&dir).unwrap());

@@ -518,35 +518,32 @@ pub static COLUMNS: &[Column] = &[
 ];
 
 /// Whether the file at `path` is flow history this relay reads: Parquet
-/// whose footer can be read, with a `time` column of the schema's type and
-/// no column the schema does not have (files of an older relay may lack
-/// newer columns: those read as nulls). Otherwise why not.
+/// whose footer can be read, with a `time` column, and each of its columns
+/// one of the schema's, of the schema's type (files of an older relay may
+/// lack newer columns: those read as nulls). Otherwise why not.
 pub fn check_file(path: &std::path::Path) -> Result<(), String> {
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
     let ours = schema();
     let theirs = reader.schema();
-    if let Some(f) = theirs
-        .fields()
-        .iter()
-        .find(|f| ours.field_with_name(f.name()).is_err())
-    {
-        return Err(format!("its column {} is no flow history column", f.name()));
-    }
-    match theirs.field_with_name("time") {
-        Ok(f)
-            if f.data_type()
-                == ours
-                    .field_with_name("time")
-                    .map_err(|e| e.to_string())?
-                    .data_type() =>
-        {
-            Ok(())
+    for f in theirs.fields() {
+        let Ok(want) = ours.field_with_name(f.name()) else {
+            return Err(format!("its column {} is no flow history column", f.name()));
+        };
+        if f.data_type() != want.data_type() {
+            return Err(format!(
+                "its {} column is {}, not {}",
+                f.name(),
+                f.data_type(),
+                want.data_type()
+            ));
         }
-        Ok(f) => Err(format!("its time column is {}", f.data_type())),
-        Err(_) => Err("it has no time column".into()),
     }
+    if theirs.field_with_name("time").is_err() {
+        return Err("it has no time column".into());
+    }
+    Ok(())
 }
 
 fn data_type(get: &Get) -> DataType {
