@@ -13,6 +13,7 @@ use observer_proto::flow::{
     DropReason, EventTypeFilter, FlowFilter, IpVersion, NetworkInterface, TcpFlags,
     TrafficDirection, Verdict, Workload,
 };
+use observer_proto::names::TRACE_SUB_TYPES;
 
 /// The filter flags as given on the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -321,11 +322,15 @@ fn parse_identity(flag: &'static str, v: &str) -> Result<u32, FlagError> {
     })
 }
 
-/// `[kind/]name`, as Hubble takes it.
+/// `[kind/]name` or `kind/` (any of that kind), as Hubble takes it.
 fn parse_workload(flag: &'static str, v: &str) -> Result<Workload, FlagError> {
     let (kind, name) = v.split_once('/').unwrap_or(("", v));
-    if name.is_empty() || name.contains('/') {
-        return Err(bad(flag, v, "expected [kind/]name, e.g. Deployment/api"));
+    if (name.is_empty() && kind.is_empty()) || name.contains('/') {
+        return Err(bad(
+            flag,
+            v,
+            "expected [kind/]name or kind/, e.g. Deployment/api or Deployment/",
+        ));
     }
     Ok(Workload {
         name: name.to_string(),
@@ -380,25 +385,19 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
     let sub_type = match sub {
         None => None,
         Some(s) => Some(match (r#type, s) {
-            (4, "to-endpoint") => 0,
-            (4, "to-proxy") => 1,
-            (4, "to-host") => 2,
-            (4, "to-stack") => 3,
-            (4, "to-overlay") => 4,
-            (4, "from-endpoint") => 5,
-            (4, "from-proxy") => 6,
-            (4, "from-host") => 7,
-            (4, "from-stack") => 8,
-            (4, "from-overlay") => 9,
-            (4, "from-network") => 10,
-            (4, "to-network") => 11,
-            (4, n) => n.parse().map_err(|_| {
-                bad(
-                    "type",
-                    v,
-                    "unknown observation point (to-endpoint, to-proxy, to-host, to-stack, to-overlay, to-network, from-endpoint, from-proxy, from-host, from-stack, from-overlay, from-network, or a number)",
-                )
-            })?,
+            (4, name) => match TRACE_SUB_TYPES.iter().position(|n| *n == name) {
+                Some(i) => i as i32,
+                None => name.parse().map_err(|_| {
+                    bad(
+                        "type",
+                        v,
+                        &format!(
+                            "unknown observation point ({}, or a number)",
+                            TRACE_SUB_TYPES.join(", ")
+                        ),
+                    )
+                })?,
+            },
             (_, n) => n.parse().map_err(|_| {
                 bad(
                     "type",
@@ -530,13 +529,12 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
         ("fqdn", &a.fqdn, "from-fqdn", &a.from_fqdn),
         ("fqdn", &a.fqdn, "to-fqdn", &a.to_fqdn),
     ];
-    // Any namespace does not go with a namespace or a pod or service of
-    // that side, as in Hubble.
+    // Any namespace does not go with a namespace or a directional pod or
+    // service, as in Hubble; `-A --pod coredns` is the pod in any namespace.
     let all = [
         ("namespace", &a.namespace),
         ("from-namespace", &a.from_namespace),
         ("to-namespace", &a.to_namespace),
-        ("pod", &a.pod),
         ("from-pod", &a.from_pod),
         ("to-pod", &a.to_pod),
         ("from-service", &a.from_service),
@@ -609,11 +607,12 @@ impl FilterArgs {
                 ("to-pod", &self.to_pod),
                 ("pod", &self.pod),
             ],
+            // `/name`: that pod in any namespace.
             |v| match v.split_once('/') {
-                Some((ns, name)) => !ns.is_empty() && !name.contains('/'),
+                Some((ns, name)) => !name.contains('/') && (ns, name) != ("", ""),
                 None => !v.is_empty(),
             },
-            "expected [namespace/][name-prefix], e.g. default/api or default/",
+            "expected [namespace/][name-prefix], e.g. default/api, default/ or /api",
         )?;
         check_values(
             [
@@ -992,6 +991,12 @@ mod tests {
             }
         );
         assert_eq!(w[0].ip_version, [IpVersion::IPv6 as i32]);
+        // Cilium's crypto points (12, 13), as hubble names them.
+        let w = args(|a| a.event_type = vec!["trace:from-crypto".into(), "trace:to-crypto".into()])
+            .whitelist()
+            .unwrap();
+        let subs: Vec<i32> = w[0].event_type.iter().map(|t| t.sub_type).collect();
+        assert_eq!(subs, [12, 13]);
         let w = args(|a| a.ip_version = vec!["v4".into(), "6".into()])
             .whitelist()
             .unwrap();
@@ -1028,7 +1033,11 @@ mod tests {
         let w = args(|a| {
             a.to_service = vec!["api".into()];
             a.to_namespace = vec!["shop".into()];
-            a.from_workload = vec!["Deployment/frontend".into(), "batch".into()];
+            a.from_workload = vec![
+                "Deployment/frontend".into(),
+                "batch".into(),
+                "StatefulSet/".into(),
+            ];
             a.from_identity = vec!["world".into(), "4242".into()];
             a.drop_reason_desc = vec!["policy_denied".into()];
             a.interface = vec!["lxc1".into()];
@@ -1046,6 +1055,11 @@ mod tests {
                 Workload {
                     name: "batch".into(),
                     kind: String::new(),
+                },
+                // Any StatefulSet, as hubble's `StatefulSet/`.
+                Workload {
+                    name: String::new(),
+                    kind: "StatefulSet".into(),
                 },
             ],
             source_identity: vec![2, 4242],
@@ -1089,8 +1103,8 @@ mod tests {
                 "--from-identity \"nobody\": not a security identity: a number or one of host, world, unmanaged, health, init, remote-node, kube-apiserver, ingress, world-ipv4, world-ipv6",
             ),
             (
-                Box::new(|a: &mut FilterArgs| a.to_workload = vec!["Deployment/".into()]),
-                "--to-workload \"Deployment/\": expected [kind/]name, e.g. Deployment/api",
+                Box::new(|a: &mut FilterArgs| a.to_workload = vec!["/".into()]),
+                "--to-workload \"/\": expected [kind/]name or kind/, e.g. Deployment/api or Deployment/",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.service = vec!["a/b/c".into()]),
@@ -1098,11 +1112,11 @@ mod tests {
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.from_pod = vec!["/".into()]),
-                "--from-pod \"/\": expected [namespace/][name-prefix], e.g. default/api or default/",
+                "--from-pod \"/\": expected [namespace/][name-prefix], e.g. default/api, default/ or /api",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.pod = vec!["x/y/z".into()]),
-                "--pod \"x/y/z\": expected [namespace/][name-prefix], e.g. default/api or default/",
+                "--pod \"x/y/z\": expected [namespace/][name-prefix], e.g. default/api, default/ or /api",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.from_namespace = vec![String::new()]),
@@ -1114,7 +1128,7 @@ mod tests {
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["trace:to-pod".into()]),
-                "--type \"trace:to-pod\": unknown observation point (to-endpoint, to-proxy, to-host, to-stack, to-overlay, to-network, from-endpoint, from-proxy, from-host, from-stack, from-overlay, from-network, or a number)",
+                "--type \"trace:to-pod\": unknown observation point (to-endpoint, to-proxy, to-host, to-stack, to-overlay, from-endpoint, from-proxy, from-host, from-stack, from-overlay, from-network, to-network, from-crypto, to-crypto, or a number)",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["drop:policy".into()]),

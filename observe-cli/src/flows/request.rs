@@ -190,8 +190,11 @@ impl QueryArgs {
                 self.until.as_deref().unwrap_or_default()
             );
             // A follow starts now, not at the oldest flow held, as an
-            // --until alone would.
-            since.get_or_insert(now);
+            // --until alone would; unless a count (--last, --first, --all)
+            // asks for held flows first.
+            if number == 0 {
+                since.get_or_insert(now);
+            }
         }
         // Checked here, so that a bad path names the flag.
         observer_runtime::field_mask::FieldMask::parse(&self.field_mask)
@@ -382,6 +385,13 @@ mod tests {
             .unwrap();
         let since = observer_proto::time::nanos(&later.since.unwrap());
         assert!(since >= before && since <= observer_proto::time::now_nanos());
+        // A count asks for held flows first: the last 5, then new ones.
+        let last = ["-f", "--last", "5", "--until", "2999-01-01T00:00:00Z"];
+        let r = QueryArgs::try_parse_words(last).unwrap().request().unwrap();
+        assert_eq!((r.number, r.since, r.follow), (5, None, true));
+        let all = ["-f", "--all", "--until", "2999-01-01T00:00:00Z"];
+        let r = QueryArgs::try_parse_words(all).unwrap().request().unwrap();
+        assert_eq!((r.number, r.since), (u64::MAX, None));
         let future = QueryArgs::try_parse_words(["--since", "2999-01-01T00:00:00Z"]).unwrap();
         assert_eq!(
             future.request().unwrap_err().to_string(),

@@ -174,6 +174,10 @@ fn each_flag_alone_and_combined_selects_exactly() {
         (&["--from-pod", "default/frontend"], &["f1", "f5"]),
         (&["--to-pod", "default/api"], &["f1", "f3"]),
         (&["--pod", "default/db"], &["f4", "f5", "f7"]),
+        // A pod in any namespace, as hubble's `-A --pod db` and `--pod /db`.
+        (&["-A", "--pod", "db"], &["f4", "f5", "f7"]),
+        (&["--pod", "/db"], &["f4", "f5", "f7"]),
+        (&["--from-pod", "/front"], &["f1", "f5"]),
         (&["--from-ip", "198.18.1.3"], &["f2", "f4"]),
         (
             &["--to-ip", "198.18.1.0/24"],
@@ -938,6 +942,18 @@ fn without_ip_translation_hosts_are_addresses() {
         )),
         "{line}"
     );
+    // JSON keeps every field, names included, as hubble's does.
+    for format in [Format::Json, Format::Jsonpb] {
+        let mut p = Printer::new(Options {
+            format,
+            ip_translation: false,
+            ..plain_compact()
+        });
+        let line = p.push(&sample()[0]).unwrap().out;
+        let want = observer_proto::json::response_to_json(&sample()[0]).unwrap() + "\n";
+        assert_eq!(line, want);
+        assert!(line.contains("\"pod_name\":\"frontend\""), "{line}");
+    }
 }
 
 /// A file as `observe flows -o json` writes it: a node's status first, then

@@ -104,7 +104,9 @@ impl Printer {
     pub fn push(&mut self, resp: &GetFlowsResponse) -> anyhow::Result<Emit> {
         let o = self.opts;
         let numeric;
-        let resp = if o.ip_translation {
+        // Names give way to addresses in the text formats only; JSON keeps
+        // every field, as hubble's does.
+        let resp = if o.ip_translation || matches!(o.format, Format::Json | Format::Jsonpb) {
             resp
         } else {
             numeric = untranslated(resp);
