@@ -57,6 +57,12 @@ pub enum FilterError {
         value: String,
         reason: &'static str,
     },
+    /// An HTTP status code entry is neither a code (`404`) nor a prefix
+    /// (`4+`, `40+`), as Hubble checks it.
+    #[error(
+        "http_status_code: invalid status code prefix {value:?} (a code such as 404, or a prefix such as 4+ or 40+)"
+    )]
+    InvalidHttpStatus { value: String },
     /// More entries across all filters than [`limits::MAX_TOTAL_ENTRIES`].
     #[error("too many entries: {count} across the whitelist and blacklist (limit {limit})")]
     TooManyEntries { count: usize, limit: usize },
@@ -206,6 +212,9 @@ impl Compiled {
         use Side::{Destination as Dst, Source as Src};
         let mut checks = Vec::new();
         let mut push = |check: Check| checks.push(check);
+        if let Some(v) = f.http_status_code.iter().find(|v| !http_status(v)) {
+            return Err(FilterError::InvalidHttpStatus { value: v.clone() });
+        }
         if absent_data(f) {
             push(Check::Never);
         }
@@ -360,6 +369,16 @@ fn absent_data(f: &FlowFilter) -> bool {
         || !f.http_header.is_empty()
         || !f.trace_id.is_empty()
         || !f.ip_trace_id.is_empty()
+}
+
+/// A status code as Hubble's filter takes it: three digits from 100 to 599,
+/// or a prefix of one or two of them followed by `+`.
+fn http_status(v: &str) -> bool {
+    let digits = v.strip_suffix('+').unwrap_or(v);
+    let want = if v.ends_with('+') { 1..=2 } else { 3..=3 };
+    want.contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (b'1'..=b'5').contains(&digits.as_bytes()[0])
 }
 
 fn ips(field: &'static str, values: &[String]) -> Result<IpSet, FilterError> {

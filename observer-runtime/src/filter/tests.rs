@@ -662,6 +662,26 @@ fn l7_trace_and_cel_filters_match_no_flow_as_hubbles_do_without_l7_data() {
             "{f:?}"
         );
     }
+    // Status codes are checked as Hubble checks them.
+    for good in ["200", "599", "4+", "40+"] {
+        let f = FlowFilter {
+            http_status_code: strs(&[good]),
+            ..Default::default()
+        };
+        assert!(only(f).is_empty(), "{good}");
+    }
+    for bad in ["600", "abc", "2000", "+", "4", "099", "404+", "٣٠٠"] {
+        let f = FlowFilter {
+            http_status_code: strs(&[bad]),
+            ..Default::default()
+        };
+        assert_eq!(
+            compile(&[f], &[]).unwrap_err().to_string(),
+            format!(
+                "http_status_code: invalid status code prefix {bad:?} (a code such as 404, or a prefix such as 4+ or 40+)"
+            )
+        );
+    }
     // An empty Experimental block is harmless.
     let empty = FlowFilter {
         experimental: Some(Experimental::default()),
