@@ -269,7 +269,9 @@ fn item_flows(flows: &[Flow], item: &ItemReport) -> Vec<Flow> {
     match (item.src_port, item.dst_port) {
         (Some(sp), Some(dp)) => {
             let mut c = connection(flows, (item.src_ip, sp), (item.dst_ip, dp));
-            c.retain(|f| f.tcp_lifecycle.is_none());
+            // Packets only: no lifecycle report, nor the periodic report a
+            // stream alive at a tick (every 10 s) gets.
+            c.retain(|f| f.tcp_lifecycle.is_none() && !f.volume.is_some_and(|v| v.report));
             c
         }
         _ => flows
