@@ -5,10 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use observer_proto::flow::LostEventSource;
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
-/// Per node, in one window: the flows it sent and those history lost.
+/// Per node, in one window: the flows it sent, those history lost, and the
+/// events its probe lost (its kernel ring or its queue was full).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Coverage {
     nodes: BTreeMap<String, Counts>,
@@ -18,6 +20,7 @@ pub struct Coverage {
 struct Counts {
     flows: u64,
     lost: u64,
+    probe_lost: u64,
 }
 
 impl Coverage {
@@ -28,8 +31,13 @@ impl Coverage {
                 self.nodes.entry(f.node_name.clone()).or_default().flows += 1;
             }
             Some(ResponseTypes::LostEvents(l)) => {
-                let node = resp.node_name.clone();
-                self.nodes.entry(node).or_default().lost += l.num_events_lost;
+                let c = self.nodes.entry(resp.node_name.clone()).or_default();
+                // The relay's history tells its losses with this source.
+                if l.source == LostEventSource::HubbleRingBuffer as i32 {
+                    c.lost += l.num_events_lost;
+                } else {
+                    c.probe_lost += l.num_events_lost;
+                }
             }
             _ => {}
         }
@@ -63,8 +71,8 @@ pub fn notes(
                 a.flows
             ));
         }
-        for (lost, label) in [(b.lost, before_label), (a.lost, after_label)] {
-            out.extend(lost_note(node, lost, label));
+        for (c, label) in [(b, before_label), (a, after_label)] {
+            out.extend(lost_note(node, c, label));
         }
     }
     out
@@ -75,14 +83,25 @@ pub fn lost_notes(cover: &Coverage, label: &str) -> Vec<String> {
     cover
         .nodes
         .iter()
-        .filter_map(|(node, c)| lost_note(node, c.lost, label))
+        .flat_map(|(node, c)| lost_note(node, *c, label))
         .collect()
 }
 
-fn lost_note(node: &str, lost: u64, label: &str) -> Option<String> {
-    (lost > 0).then(|| {
-        format!("history lost {lost} flows of {node} in {label}: its counts there are low")
-    })
+fn lost_note(node: &str, c: Counts, label: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.lost > 0 {
+        out.push(format!(
+            "history lost {} flows of {node} in {label}: its counts there are low",
+            c.lost
+        ));
+    }
+    if c.probe_lost > 0 {
+        out.push(format!(
+            "the probe of {node} lost {} events in {label}: its counts there are low",
+            c.probe_lost
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -100,11 +119,12 @@ mod tests {
         }
     }
 
-    fn lost(node: &str, n: u64) -> GetFlowsResponse {
+    fn lost(node: &str, n: u64, source: LostEventSource) -> GetFlowsResponse {
         GetFlowsResponse {
             node_name: node.into(),
             response_types: Some(ResponseTypes::LostEvents(LostEvent {
                 num_events_lost: n,
+                source: source as i32,
                 ..Default::default()
             })),
             ..Default::default()
@@ -123,7 +143,7 @@ mod tests {
             flow("node1"),
             flow("node2"),
             flow("node2"),
-            lost("node1", 7),
+            lost("node1", 7, LostEventSource::HubbleRingBuffer),
         ]);
         let after = coverage(&[flow("node1"), flow("node3")]);
         assert_eq!(
@@ -139,10 +159,15 @@ mod tests {
         // Both windows heard from every node, nothing lost: nothing to say.
         let same = coverage(&[flow("node1"), flow("node2")]);
         assert!(notes(&same, &same.clone(), "a", "b").is_empty());
-        // One window (a plain graph): its losses.
+        // One window (a plain graph): its losses, history's and a probe's.
         assert_eq!(
             lost_notes(&before, "the window"),
             ["history lost 7 flows of node1 in the window: its counts there are low"]
+        );
+        let probe = coverage(&[lost("node2", 3, LostEventSource::PerfEventRingBuffer)]);
+        assert_eq!(
+            lost_notes(&probe, "the window"),
+            ["the probe of node2 lost 3 events in the window: its counts there are low"]
         );
         assert!(lost_notes(&after, "the window").is_empty());
     }
