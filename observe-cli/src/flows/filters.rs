@@ -457,7 +457,8 @@ fn in_namespaces(
         for name in std::mem::take(names) {
             match name.split_once('/') {
                 Some((name_ns, _)) => {
-                    if let Some(other) = ns.iter().find(|n| **n != name_ns) {
+                    // Any namespace ("", from -A) holds every name.
+                    if let Some(other) = ns.iter().find(|n| !n.is_empty() && **n != name_ns) {
                         return Err(bad(
                             ns_flag,
                             other,

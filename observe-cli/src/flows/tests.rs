@@ -176,6 +176,7 @@ fn each_flag_alone_and_combined_selects_exactly() {
         (&["--pod", "default/db"], &["f4", "f5", "f7"]),
         // A pod in any namespace, as hubble's `-A --pod db` and `--pod /db`.
         (&["-A", "--pod", "db"], &["f4", "f5", "f7"]),
+        (&["-A", "--pod", "default/db"], &["f4", "f5", "f7"]),
         (&["--pod", "/db"], &["f4", "f5", "f7"]),
         (&["--from-pod", "/front"], &["f1", "f5"]),
         (&["--from-ip", "198.18.1.3"], &["f2", "f4"]),
