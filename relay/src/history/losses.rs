@@ -191,11 +191,11 @@ impl Losses {
     /// range counts whole, so the count never falls short. An empty range (`from` after `to`, as a query's contradictory
     /// bounds make) has none.
     pub fn between(&self, from: Option<i64>, to: Option<i64>) -> Vec<Missing> {
-        let lo = from.map_or(i64::MIN, second);
-        let hi = to.map_or(i64::MAX, second);
-        if lo > hi {
+        if from.zip(to).is_some_and(|(from, to)| from > to) {
             return Vec::new();
         }
+        let lo = from.map_or(i64::MIN, second);
+        let hi = to.map_or(i64::MAX, second);
         let inner = self.lock();
         inner
             .by_node
@@ -346,6 +346,10 @@ mod tests {
         assert!(
             l.between(Some(12 * S), Some(10 * S)).is_empty(),
             "an empty range"
+        );
+        assert!(
+            l.between(Some(10 * S + 700), Some(10 * S + 200)).is_empty(),
+            "an empty range within one second"
         );
         assert_eq!(l.total_since_start(), 14);
         l.save().unwrap();
