@@ -510,6 +510,9 @@ fn newest_times(
         match s {
             Source::Memory(batches) => {
                 for b in batches {
+                    if stop() {
+                        return Ok(None);
+                    }
                     offer(&mut heap, b);
                 }
             }
@@ -543,6 +546,9 @@ fn newest_times(
                     .build()
                     .map_err(|e| err(&f.path, e))?;
                     for b in reader {
+                        if stop() {
+                            return Ok(None);
+                        }
                         let b = b.map_err(|e| err(&f.path, e))?;
                         let b = schema::conform(b).map_err(|e| err(&f.path, e))?;
                         offer(&mut heap, &b);
