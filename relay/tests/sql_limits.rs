@@ -628,16 +628,17 @@ async fn a_join_that_makes_no_batch_stops_at_its_time_limit() {
             ..limits()
         },
     );
-    // Over a million pairs of a and b (148 batches), each joined with 20
+    // Over a million pairs of a and b (148 batches), each joined with 60
     // rows of c by a condition that joins three strings: no batch of pairs
-    // is cheap, and no triple passes.
+    // is cheap, no triple passes, and all of them take seconds even in a
+    // release build.
     let side = |n: usize| format!("(SELECT uuid FROM flows LIMIT {n})");
     let sql = format!(
         "SELECT count(*) FROM {} a, {} b, {} c \
          WHERE length(a.uuid || b.uuid || c.uuid) = 7",
         side(1_100),
         side(1_100),
-        side(20)
+        side(60)
     );
     for _ in 0..3 {
         assert_eq!(
