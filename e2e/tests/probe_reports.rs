@@ -84,19 +84,37 @@ async fn next_flow(
     }
 }
 
-/// Without `--report-interval`, a live connection's volume is told every
-/// 10 s: a UDP stream of 12 datagrams, by its first packet's events and
-/// then one report at each veth, while the probe runs on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_connection_is_reported_by_default() {
-    let mut env = e2e::start(&Scenario::parse(TWO, "two.yaml").unwrap(), &[]);
-    let mut stream = follow(&env).await;
+/// A lab of a and b with node1's probe started as `opts`, a follow of it,
+/// and 12 datagrams sent from a to b; their source port.
+async fn followed_datagrams(
+    opts: &ProbeOptions,
+) -> (e2e::Env, tonic::Streaming<GetFlowsResponse>, u32) {
+    let env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), opts);
+    let stream = follow(&env).await;
     let netns = env.lab.endpoint("a").unwrap().netns.clone();
     let dst: SocketAddr = (env.lab.endpoint("b").unwrap().ipv4, 7777).into();
     let sport = std::thread::spawn(move || twelve_datagrams(netns, dst))
         .join()
         .unwrap();
+    (env, stream, sport)
+}
 
+/// At each veth, sorted as [`volumes`]: the first packet's event, then a
+/// report of all 12 (whole frames: 14 + 20 + 8 + 4 bytes).
+const FIRST_THEN_REPORT: [(bool, u64, u64, bool); 4] = [
+    (false, 1, 46, false),
+    (false, 12, 552, true),
+    (true, 1, 46, false),
+    (true, 12, 552, true),
+];
+
+/// Without `--report-interval`, a live connection's volume is told every
+/// 10 s: a UDP stream of 12 datagrams, by its first packet's events and
+/// then one report at each veth, while the probe runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_connection_is_reported_by_default() {
+    let opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
+    let (mut env, mut stream, sport) = followed_datagrams(&opts).await;
     let mut told: Vec<Flow> = Vec::new();
     while told.len() < 4 {
         assert!(
@@ -106,12 +124,7 @@ async fn a_live_connection_is_reported_by_default() {
     }
     assert_eq!(
         volumes(&told),
-        [
-            (false, 1, 46, false),
-            (false, 12, 552, true),
-            (true, 1, 46, false),
-            (true, 12, 552, true),
-        ],
+        FIRST_THEN_REPORT,
         "each veth: the first packet's event, then a periodic report"
     );
     let _ = env.lab.stop_process("flow-probe node1");
@@ -125,14 +138,7 @@ async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
         extra_args: vec!["--report-interval".into(), "0".into()],
         ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
     };
-    let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
-    let mut stream = follow(&env).await;
-    let netns = env.lab.endpoint("a").unwrap().netns.clone();
-    let dst: SocketAddr = (env.lab.endpoint("b").unwrap().ipv4, 7777).into();
-    let sport = std::thread::spawn(move || twelve_datagrams(netns, dst))
-        .join()
-        .unwrap();
-
+    let (mut env, mut stream, sport) = followed_datagrams(&opts).await;
     let mut told: Vec<Flow> = Vec::new();
     // The stream's first packet, at a's veth and at b's.
     while told.len() < 2 {
@@ -151,15 +157,9 @@ async fn a_follower_gets_the_last_reports_before_a_clean_stop() {
     assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
     assert_eq!(end.message(), flow_probe::server::SHUTTING_DOWN);
 
-    // Whole frames: 14 + 20 + 8 + 4 bytes.
     assert_eq!(
         volumes(&told),
-        [
-            (false, 1, 46, false),
-            (false, 12, 552, true),
-            (true, 1, 46, false),
-            (true, 12, 552, true),
-        ],
+        FIRST_THEN_REPORT,
         "each veth: the first packet's event, then the last report at the stop"
     );
 }
