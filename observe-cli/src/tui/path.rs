@@ -1,6 +1,8 @@
 //! The datapath hops of a flow's connection for the detail pane: every
 //! buffered event of the same 5-tuple, either way, in time order, with where
-//! it was seen, on which node, and its verdict and TCP flags.
+//! it was seen, on which node, and its verdict and TCP flags. A report of
+//! the connection's volume (no packet, no hop the graph counts) says
+//! `report` where a packet says `request` or `reply`.
 
 use observer_proto::flow::{Flow, layer4::Protocol};
 
@@ -51,6 +53,7 @@ pub fn hop_lines<'a>(f: &Flow, buffered: impl Iterator<Item = &'a Flow>) -> Vec<
         .map(|g| {
             let mark = if std::ptr::eq(*g, f) { ">" } else { " " };
             let dir = match g.is_reply {
+                _ if super::text::is_volume_report(g) => "report",
                 Some(true) => "reply",
                 Some(false) => "request",
                 None => "",
@@ -94,5 +97,29 @@ mod tests {
         let lines = hop_lines(&trace, [&trace, &closed].into_iter());
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[1].contains(" tcp-lifecycle "), "{lines:?}");
+    }
+
+    #[test]
+    fn a_volume_report_among_the_hops_says_report_not_request() {
+        let trace = test_support::graph_flows::flows()[0].clone();
+        assert_eq!(trace.is_reply, Some(false));
+        let mut report = trace.clone();
+        report.time = report.time.map(|t| prost_types::Timestamp {
+            seconds: t.seconds + 10,
+            ..t
+        });
+        report.volume = Some(observer_proto::observe::v1::FlowVolume {
+            report: true,
+            ..Default::default()
+        });
+        let lines = hop_lines(&trace, [&trace, &report].into_iter());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(" request "), "{lines:?}");
+        assert!(lines[1].contains(" report "), "{lines:?}");
+        assert!(!lines[1].contains(" request "), "{lines:?}");
+        assert_eq!(
+            super::super::text::kind(&report),
+            format!("{} report", super::super::text::kind(&trace))
+        );
     }
 }

@@ -59,13 +59,26 @@ pub fn source_and_destination(f: &Flow) -> (String, String) {
 /// TYPE column names them, a drop by its reason (`Policy denied`), a policy
 /// verdict by its match and direction (`policy-verdict:L3-L4 INGRESS`) and
 /// a socket translation by its point (`post-xlate-fwd`); a TCP lifecycle
-/// report as `tcp-lifecycle`.
+/// report as `tcp-lifecycle`, a report of a connection's volume by its
+/// point and `report` (`from-endpoint report`: no packet).
 pub fn kind(f: &Flow) -> String {
     match f.event_type.as_ref() {
         Some(e) if matches!(e.r#type, 1 | 5 | 7) => crate::flows::output::flow_type(f),
         _ if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
-        _ => HopKey::of(f).map(HopKey::name).unwrap_or_default(),
+        _ => {
+            let point = HopKey::of(f).map(HopKey::name).unwrap_or_default();
+            if is_volume_report(f) {
+                format!("{point} report")
+            } else {
+                point
+            }
+        }
     }
+}
+
+/// Whether `f` is flow-probe's report of a connection's volume, no packet.
+pub fn is_volume_report(f: &Flow) -> bool {
+    f.volume.as_ref().is_some_and(|v| v.report)
 }
 
 /// FORWARDED green, DROPPED red, AUDIT yellow, others the terminal's default.
