@@ -65,6 +65,9 @@ pub enum PeerError {
     /// The merge task is gone (the relay is shutting down).
     #[error("the relay is shutting down")]
     MergeClosed,
+    /// The session panicked; the text is the panic's.
+    #[error("the session panicked: {0}")]
+    Panicked(String),
 }
 
 impl PeerError {
