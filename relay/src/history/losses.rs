@@ -6,7 +6,8 @@
 //! count goes to every range that meets it.
 //!
 //! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; a span:
-//! node, first second, last second, flows; one line each), rewritten
+//! node, first second, last second, flows; one line each; a tab, line break
+//! or backslash in a node's name written as `\t`, `\n`, `\r`, `\\`), rewritten
 //! through a temporary file when it changed, and read back at start: a
 //! restarted relay still knows what its files lack. Seconds older than
 //! retention are forgotten with the files.
@@ -84,6 +85,43 @@ pub(super) fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str)
     map.get_mut(key).expect("inserted above")
 }
 
+/// A node name as one field of a line: a peer names itself, so its name may
+/// hold a tab or a line break.
+fn escape(node: &str) -> String {
+    let mut out = String::with_capacity(node.len());
+    for c in node.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The name `escape` wrote (an unknown escape stays as it is).
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.extend(['\\', other]),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn second(nanos: i64) -> i64 {
     nanos.div_euclid(1_000_000_000)
 }
@@ -100,7 +138,7 @@ impl Losses {
                 for line in text.lines() {
                     let mut f = line.split('\t');
                     let parsed = (|| {
-                        let node = f.next()?.to_string();
+                        let node = unescape(f.next()?);
                         let nums: Vec<i64> = f.map(|n| n.parse().ok()).collect::<Option<_>>()?;
                         match nums[..] {
                             [sec, n] if n >= 0 => Some((node, sec, sec, n as u64)),
@@ -238,10 +276,10 @@ impl Losses {
             let mut text = String::new();
             for (node, losses) in &inner.by_node {
                 for (sec, n) in &losses.secs {
-                    text.push_str(&format!("{node}\t{sec}\t{n}\n"));
+                    text.push_str(&format!("{}\t{sec}\t{n}\n", escape(node)));
                 }
                 for ((first, last), n) in &losses.spans {
-                    text.push_str(&format!("{node}\t{first}\t{last}\t{n}\n"));
+                    text.push_str(&format!("{}\t{first}\t{last}\t{n}\n", escape(node)));
                 }
             }
             text
@@ -307,6 +345,41 @@ mod tests {
         );
         again.forget_before(40 * S);
         assert_eq!(got(&again, 0, 45 * S)[0], n1(2, 41, 41));
+    }
+
+    /// A peer names itself: a tab or line break in its name must not break
+    /// the file's lines (before, such lines were skipped at the next start).
+    #[test]
+    fn a_node_name_with_a_tab_or_line_break_survives_a_restart() {
+        let dir = test_support::scratch::ScratchDir::new("history-loss-names");
+        let l = Losses::open(dir.path()).unwrap();
+        let names = ["a\tb", "c\nd\r", "e\\tf", "plain"];
+        for (i, name) in names.iter().enumerate() {
+            l.record(name, 10 * S, i as u64 + 1);
+            l.record_span(name, 20 * S, 30 * S, 10);
+        }
+        l.save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(text.lines().count(), 8, "{text:?}");
+        assert!(
+            text.starts_with("a\\tb\t10\t1\na\\tb\t20\t30\t10\n"),
+            "{text:?}"
+        );
+
+        let again = Losses::open(dir.path()).unwrap();
+        let mut got: Vec<(String, u64)> = again
+            .between(Some(10 * S), Some(25 * S))
+            .into_iter()
+            .map(|m| (m.node, m.flows))
+            .collect();
+        got.sort();
+        let mut want: Vec<(String, u64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), i as u64 + 11))
+            .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 
     #[test]
