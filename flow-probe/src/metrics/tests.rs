@@ -362,6 +362,35 @@ fn reports_count_the_replies_growth_as_it_happens() {
     assert_frontend_api_volume(&m, (866, 12_000_132), (9, 202));
 }
 
+/// A report read from the tables before an event's packet can reach the
+/// metrics after that event: its smaller counts are older, not a new
+/// connection on the same ports, and add nothing (before, its whole
+/// volume counted once more).
+#[test]
+fn a_report_older_than_the_last_event_adds_nothing() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let mut syn = with_volume(forwarded(40000, 8080), (74, 1), (0, 0));
+    syn.volume.as_mut().unwrap().first_packet = true;
+    m.flow(&syn);
+    let report = |fwd, rev| {
+        let mut f = with_volume(forwarded(40000, 8080), fwd, rev);
+        f.volume.as_mut().unwrap().report = true;
+        f
+    };
+    m.flow(&report((500, 5), (4_000_000, 100)));
+    // The client's FIN, then a report read just before it.
+    m.flow(&with_volume(
+        forwarded(40000, 8080),
+        (900, 9),
+        (12_000_000, 200),
+    ));
+    m.flow(&report((866, 8), (11_000_000, 190)));
+    assert_frontend_api_volume(&m, (900, 12_000_000), (9, 200));
+    // A later report still adds what grew since the FIN.
+    m.flow(&report((966, 10), (12_000_066, 201)));
+    assert_frontend_api_volume(&m, (966, 12_000_066), (10, 201));
+}
+
 /// A report marked as such (`volume.report`) is no packet: it adds volume,
 /// and counts in none of Hubble's flow metrics.
 #[test]

@@ -58,16 +58,26 @@ impl VolumeTracker {
         // first: a new connection on the same addresses and ports (ICMP
         // echoes of one type share a key and often count the same).
         Some(Deltas {
-            own: self.grow(key(flow, false), own, v.first_packet),
-            other: self.grow(key(flow, true), other, false),
+            own: self.grow(key(flow, false), own, v.first_packet, v.report),
+            other: self.grow(key(flow, true), other, false, v.report),
         })
     }
 
     /// What `now`, a direction's cumulative count, adds to the last one
-    /// remembered under `key`; remembers `now`.
-    fn grow(&mut self, key: u64, now: (u64, u64), restarted: bool) -> (u64, u64) {
+    /// remembered under `key`; remembers `now`. A report with a smaller
+    /// count is older than the event already counted (its tables were read
+    /// before that event's packet): it adds nothing and the larger stays.
+    fn grow(&mut self, key: u64, now: (u64, u64), restarted: bool, report: bool) -> (u64, u64) {
+        let stale = |last: (u64, u64)| report && (now.0 < last.0 || now.1 < last.1);
         let last = if let Some(slot) = self.current.get_mut(&key) {
+            if stale(*slot) {
+                return (0, 0);
+            }
             std::mem::replace(slot, now)
+        } else if let Some(&last) = self.previous.get(&key)
+            && stale(last)
+        {
+            return (0, 0);
         } else {
             let last = self.previous.remove(&key).unwrap_or((0, 0));
             self.current.insert(key, now);
