@@ -167,7 +167,11 @@ pub async fn run(
     let mut reporter = Reporter::new();
     let collector = Arc::new(std::sync::Mutex::new(Collector::new(probe.config.gc)));
     let emitted = probe.config.emit_tcp_flags;
-    let mut collecting: Option<tokio::task::JoinHandle<tables::Collected>> = None;
+    // One read of the tables at a time (a report's or a collection's): a
+    // report read before a collection but told after it would tell the
+    // connections it deleted once more.
+    let mut table_job: Option<tokio::task::JoinHandle<TableJob>> = None;
+    let (mut report_due, mut collect_due) = (false, false);
     // A timer that never fires stands in for reports that are off.
     let mut report_timer = tokio::time::interval(if report_every.is_zero() {
         Duration::from_secs(86_400)
@@ -198,39 +202,39 @@ pub async fn run(
                 pipeline.refresh_clock();
                 lost_seen = report_lost(stats, &pipeline, lost_seen)?;
             }
-            _ = report_timer.tick(), if reporting => {
-                // Events first: a report follows what the kernel already said.
+            _ = report_timer.tick(), if reporting => report_due = true,
+            _ = gc_timer.tick(), if tables.is_some() => collect_due = true,
+            done = async { table_job.as_mut().expect("guarded").await }, if table_job.is_some() => {
+                table_job = None;
+                // Events first: a report or a connection's end follows what
+                // the kernel already said.
                 drain(ring.get_mut(), &mut pipeline);
-                if let Some(t) = &tables {
-                    for ev in tables::report(t, &mut reporter, emitted) {
-                        pipeline.ingest_event(&Event::Flow(ev));
-                    }
-                }
-            }
-            _ = gc_timer.tick(), if tables.is_some() => {
-                // One collection at a time; a tick during one is skipped.
-                if let (Some(t), None) = (&tables, &collecting) {
-                    let (t, c) = (t.clone(), collector.clone());
-                    collecting = Some(tokio::task::spawn_blocking(move || {
-                        let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
-                        tables::collect(&t, &mut c)
-                    }));
-                }
-            }
-            done = async { collecting.as_mut().expect("guarded").await }, if collecting.is_some() => {
-                collecting = None;
-                // Events first, as for periodic reports.
-                drain(ring.get_mut(), &mut pipeline);
-                tell_ended(done, &mut reporter, emitted, &mut pipeline);
+                tell(done, &mut reporter, emitted, &mut pipeline);
             }
             () = &mut shutdown => break,
+        }
+        // A tick during a job waits for its end; a second one is not kept.
+        if let (Some(t), None) = (&tables, &table_job) {
+            let t = t.clone();
+            if std::mem::take(&mut collect_due) {
+                let c = collector.clone();
+                table_job = Some(tokio::task::spawn_blocking(move || {
+                    let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                    TableJob::Collected(tables::collect(&t, &mut c))
+                }));
+            } else if std::mem::take(&mut report_due) {
+                table_job = Some(tokio::task::spawn_blocking(move || {
+                    TableJob::Report(tables::read_for_report(&t))
+                }));
+            }
         }
     }
     drain(ring.get_mut(), &mut pipeline);
     let lost = report_lost(stats, &pipeline, lost_seen);
-    if let Some(c) = collecting {
-        // Its deletes finish before the probe goes, and are told.
-        tell_ended(c.await, &mut reporter, emitted, &mut pipeline);
+    if let Some(job) = table_job {
+        // A collection's deletes finish before the probe goes, and are told
+        // (a report too: the last words below tell only what it did not).
+        tell(job.await, &mut reporter, emitted, &mut pipeline);
     }
     if let (Some(t), false, true) = (&tables, probe.config.persist, probe.config.aggregate) {
         // The tables go with the probe: every connection ends here, and
@@ -248,21 +252,33 @@ pub async fn run(
     Ok(pipeline)
 }
 
-/// Puts the last reports of the connections a collection deleted into the
-/// stream.
-fn tell_ended(
-    done: Result<tables::Collected, tokio::task::JoinError>,
+/// What a blocking thread did with the flow tables.
+enum TableJob {
+    /// Read them for a periodic report (`None`: the read failed).
+    Report(Option<tables::ReportRead>),
+    /// Collected connection tracking's garbage.
+    Collected(tables::Collected),
+}
+
+/// Puts what a job found into the stream: the reports of the connections
+/// that moved, or the last reports of the connections a collection deleted.
+fn tell(
+    done: Result<TableJob, tokio::task::JoinError>,
     reporter: &mut Reporter,
     emitted: u8,
     pipeline: &mut Pipeline,
 ) {
-    match done {
-        Ok(c) => {
-            for ev in reporter.ended(&c.ended, emitted, tables::ktime_ns()) {
-                pipeline.ingest_event(&Event::Flow(ev));
-            }
+    let events = match done {
+        Ok(TableJob::Report(Some(read))) => tables::report(&read, reporter, emitted),
+        Ok(TableJob::Report(None)) => Vec::new(),
+        Ok(TableJob::Collected(c)) => reporter.ended(&c.ended, emitted, tables::ktime_ns()),
+        Err(e) => {
+            log::warn!("flow tables: the report or collection failed: {e}");
+            Vec::new()
         }
-        Err(e) => log::warn!("connection tracking: the collection failed: {e}"),
+    };
+    for ev in events {
+        pipeline.ingest_event(&Event::Flow(ev));
     }
 }
 

@@ -24,16 +24,32 @@ pub fn ktime_ns() -> u64 {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
-/// Reads the flow tables; a report event for every connection that moved
-/// (the probe emits the TCP flags in `emitted`).
-pub fn report(tables: &FlowTables, reporter: &mut Reporter, emitted: u8) -> Vec<FlowEvent> {
+/// The flow tables as read for a periodic report, and the kernel time then.
+pub struct ReportRead {
+    pub flows: Vec<(TableKey, FlowStats)>,
+    pub ktime_ns: u64,
+}
+
+/// Reads the flow tables for a periodic report (a few ms with full tables:
+/// the pipeline runs it on a blocking thread); `None` when the read failed,
+/// which it logs.
+pub fn read_for_report(tables: &FlowTables) -> Option<ReportRead> {
     match tables.flows() {
-        Ok(flows) => reporter.reports(&flows, emitted, ktime_ns()),
+        Ok(flows) => Some(ReportRead {
+            flows,
+            ktime_ns: ktime_ns(),
+        }),
         Err(e) => {
             log::warn!("periodic reports: reading the flow tables: {e}");
-            Vec::new()
+            None
         }
     }
+}
+
+/// A report event for every connection of `read` that moved (the probe
+/// emits the TCP flags in `emitted`).
+pub fn report(read: &ReportRead, reporter: &mut Reporter, emitted: u8) -> Vec<FlowEvent> {
+    reporter.reports(&read.flows, emitted, read.ktime_ns)
 }
 
 /// Reads the flow tables at a stop that takes them away: the last report of
