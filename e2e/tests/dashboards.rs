@@ -202,16 +202,19 @@ fn dashboards_are_consistent_with_the_exporters() {
                     .as_str()
                     .unwrap_or_else(|| panic!("{file}: target without expr or queryText"));
                 exprs += 1;
-                // The volume metrics count a transfer at each end (the
-                // sender's veth, direction egress; the receiver's, ingress):
-                // by source and destination, a panel takes one side, or the
-                // other where there is no such side (world).
+                // The volume metrics count a transfer at each end that
+                // observed it (the sender's veth, `observed_at="source"`;
+                // the receiver's, `"destination"`): by source and
+                // destination, a panel takes the sender's, or the
+                // receiver's where the sender was not observed (world).
+                // `direction` is the connection's: it cannot tell them apart.
                 if expr.contains("observe_flow_") && expr.contains("by (source_workload") {
                     assert!(
-                        expr.contains(r#"direction="egress"}"#)
+                        expr.contains(r#"observed_at="source"}"#)
                             && expr.contains(" or ")
-                            && expr.contains(r#"direction="ingress"}"#),
-                        "{file}: {expr:?} counts each transfer twice"
+                            && expr.contains(r#"observed_at="destination"}"#)
+                            && !expr.contains("direction="),
+                        "{file}: {expr:?} counts each transfer twice, or loses one"
                     );
                 }
                 let metrics = promql_metrics(expr);

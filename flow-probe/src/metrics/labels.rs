@@ -102,6 +102,24 @@ pub fn direction(flow: &Flow) -> &'static str {
     }
 }
 
+/// Which end of one direction of a flow's connection observed it, for the
+/// volume metrics: `source` where the observing endpoint sent those bytes,
+/// `destination` where it received them (`reversed`: the flow's
+/// destination-to-source direction). A connection between two observed
+/// endpoints is counted at both ends; a sum over one of them counts it
+/// once, and traffic from or to an unobserved peer (world) is counted at
+/// the one end there is.
+pub fn observed_at(flow: &Flow, reversed: bool) -> &'static str {
+    // The connection's direction says whether the observing endpoint opened
+    // it (egress) or answered (ingress); a reply's source is the answerer.
+    let from_opener = (flow.is_reply != Some(true)) != reversed;
+    match (flow.traffic_direction(), from_opener) {
+        (TrafficDirection::Egress, true) | (TrafficDirection::Ingress, false) => "source",
+        (TrafficDirection::Egress, false) | (TrafficDirection::Ingress, true) => "destination",
+        (TrafficDirection::Unknown, _) => "unknown",
+    }
+}
+
 /// Cilium's policy match types, lower case as in `hubble_policy_verdicts_total`.
 pub fn match_type(m: u32) -> &'static str {
     match m {

@@ -232,7 +232,12 @@ impl Metrics {
                     "Packets of flows, from the kernel's per-connection counts",
                 ),
             ],
-            &["source_workload", "destination_workload", "direction"],
+            &[
+                "source_workload",
+                "destination_workload",
+                "direction",
+                "observed_at",
+            ],
             Expiry::AfterGrace,
         )?;
         let ringbuf_events = IntCounter::new(
@@ -423,7 +428,8 @@ impl Metrics {
             key.clear()
                 .push_with(|b| self.context.write(flow, true, b))
                 .push_with(|b| self.context.write(flow, false, b))
-                .push(labels::direction(flow));
+                .push(labels::direction(flow))
+                .push(labels::observed_at(flow, false));
             f.volume.add(key.bytes(), &[d.own.0, d.own.1], &mut now);
             // The other direction, named the other way round; only when it
             // grew, so one-way traffic has no empty reverse series.
@@ -431,7 +437,8 @@ impl Metrics {
                 key.clear()
                     .push_with(|b| self.context.write(flow, false, b))
                     .push_with(|b| self.context.write(flow, true, b))
-                    .push(labels::direction(flow));
+                    .push(labels::direction(flow))
+                    .push(labels::observed_at(flow, true));
                 f.volume.add(key.bytes(), &[d.other.0, d.other.1], &mut now);
             }
         }

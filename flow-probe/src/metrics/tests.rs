@@ -295,10 +295,10 @@ fn assert_frontend_api_volume(m: &Metrics, bytes: (u64, u64), packets: (u64, u64
             series(m, metric),
             [
                 format!(
-                    r#"{metric}{{destination_workload="default/api",direction="ingress",source_workload="default/frontend"}} {to_api}"#
+                    r#"{metric}{{destination_workload="default/api",direction="ingress",observed_at="destination",source_workload="default/frontend"}} {to_api}"#
                 ),
                 format!(
-                    r#"{metric}{{destination_workload="default/frontend",direction="ingress",source_workload="default/api"}} {to_frontend}"#
+                    r#"{metric}{{destination_workload="default/frontend",direction="ingress",observed_at="source",source_workload="default/api"}} {to_frontend}"#
                 ),
             ]
         );
@@ -447,6 +447,56 @@ fn each_ping_counts_though_it_counts_the_same() {
     assert_frontend_api_volume(&m, (294, 294), (3, 3));
 }
 
+/// A pod that calls the world and is called from it, observed at its own
+/// veth only: the world's bytes to it are all `observed_at="destination"`,
+/// its replies' and its requests' alike, whatever the connection's
+/// direction. A panel taking `observed_at="source"` where there is such a
+/// series, else `"destination"`, counts both connections once (taking
+/// `direction="egress"`, else `"ingress"`, lost the calls in).
+#[test]
+fn calls_out_and_in_are_told_apart_by_the_end_that_observed_them() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let world = Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".into()],
+        ..Default::default()
+    };
+    let at_api = |from_api: bool, direction: TrafficDirection, fwd, rev| {
+        let mut f = with_volume(forwarded(40000, 443), fwd, rev);
+        f.traffic_direction = direction as i32;
+        if from_api {
+            f.source = Some(endpoint("default", "api"));
+            f.destination = Some(world.clone());
+        } else {
+            f.source = Some(world.clone());
+            f.destination = Some(endpoint("default", "api"));
+        }
+        f
+    };
+    // api calls out (its veth: egress), the world calls in (ingress).
+    m.flow(&at_api(
+        true,
+        TrafficDirection::Egress,
+        (500, 5),
+        (9000, 10),
+    ));
+    m.flow(&at_api(
+        false,
+        TrafficDirection::Ingress,
+        (300, 3),
+        (700, 4),
+    ));
+    assert_eq!(
+        series(&m, "observe_flow_bytes_total"),
+        [
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="egress",observed_at="destination",source_workload="reserved:world"} 9000"#,
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",observed_at="destination",source_workload="reserved:world"} 300"#,
+            r#"observe_flow_bytes_total{destination_workload="reserved:world",direction="egress",observed_at="source",source_workload="default/api"} 500"#,
+            r#"observe_flow_bytes_total{destination_workload="reserved:world",direction="ingress",observed_at="source",source_workload="default/api"} 700"#,
+        ]
+    );
+}
+
 #[test]
 fn context_fallback_and_options() {
     let cfg = MetricsConfig {
@@ -460,7 +510,7 @@ fn context_fallback_and_options() {
     assert_eq!(
         series(&m, "observe_flow_packets_total"),
         [
-            r#"observe_flow_packets_total{destination_workload="198.18.1.11",direction="ingress",source_workload="frontend"} 1"#
+            r#"observe_flow_packets_total{destination_workload="198.18.1.11",direction="ingress",observed_at="destination",source_workload="frontend"} 1"#
         ]
     );
     assert!(Context::parse("workload|nonsense").is_err());
@@ -581,8 +631,8 @@ fn series_not_updated_for_the_grace_period_are_removed() {
     assert_eq!(
         series(&m, "observe_flow_bytes_total"),
         [
-            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 150"#,
-            r#"observe_flow_bytes_total{destination_workload="default/old",direction="ingress",source_workload="default/frontend"} 40"#,
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",observed_at="destination",source_workload="default/frontend"} 150"#,
+            r#"observe_flow_bytes_total{destination_workload="default/old",direction="ingress",observed_at="destination",source_workload="default/frontend"} 40"#,
         ]
     );
     // 600 s after its last update it is removed; 8080 (300 s) stays.
@@ -594,13 +644,13 @@ fn series_not_updated_for_the_grace_period_are_removed() {
     assert_eq!(
         series(&m, "observe_flow_bytes_total"),
         [
-            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 150"#
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",observed_at="destination",source_workload="default/frontend"} 150"#
         ]
     );
     assert_eq!(
         series(&m, "observe_flow_packets_total"),
         [
-            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",source_workload="default/frontend"} 3"#
+            r#"observe_flow_packets_total{destination_workload="default/api",direction="ingress",observed_at="destination",source_workload="default/frontend"} 3"#
         ]
     );
     assert_eq!(
