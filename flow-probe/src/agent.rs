@@ -415,7 +415,11 @@ pub async fn run(
     let serve_metrics = async {
         if let Some(l) = metrics_listener {
             let m = metrics.clone();
-            let render = Arc::new(move || m.render());
+            // A HEAD looks: it takes no new series' first 0 from a scraper.
+            let render = Arc::new(move |ask| match ask {
+                observer_runtime::metrics_http::Ask::Scrape => m.render(),
+                observer_runtime::metrics_http::Ask::Look => m.encode(),
+            });
             observer_runtime::metrics_http::serve(l, render, stopped(stop_rx.clone())).await;
         }
     };

@@ -332,7 +332,7 @@ pub async fn serve(
     metrics: Arc<RelayMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let render = Arc::new(move || metrics.render());
+    let render = Arc::new(move |_| metrics.render());
     observer_runtime::metrics_http::serve(listener, render, shutdown).await;
 }
 

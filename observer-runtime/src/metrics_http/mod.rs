@@ -33,6 +33,15 @@ use room::{Activity, Room};
 /// Prometheus' text exposition format.
 pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What the text is asked for: a `GET` scrapes (flow-probe's new series show
+/// their 0 to the first scrape only), a `HEAD` only looks, so a health check
+/// takes no scraper's 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    Scrape,
+    Look,
+}
+
 /// What a connection may take of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -60,24 +69,24 @@ impl Default for Limits {
     }
 }
 
-/// Serves `render()` on `/metrics` with the default [`Limits`] until
+/// Serves `render(ask)` on `/metrics` with the default [`Limits`] until
 /// `shutdown` resolves.
 pub async fn serve<F>(listener: TcpListener, render: Arc<F>, shutdown: impl Future<Output = ()>)
 where
-    F: Fn() -> String + Send + Sync + 'static,
+    F: Fn(Ask) -> String + Send + Sync + 'static,
 {
     serve_with(listener, render, Limits::default(), shutdown).await;
 }
 
-/// Serves `render()` on `/metrics` within `limits` until `shutdown` resolves;
-/// open connections are closed then.
+/// Serves `render(ask)` on `/metrics` within `limits` until `shutdown`
+/// resolves; open connections are closed then.
 pub async fn serve_with<F>(
     listener: TcpListener,
     render: Arc<F>,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) where
-    F: Fn() -> String + Send + Sync + 'static,
+    F: Fn(Ask) -> String + Send + Sync + 'static,
 {
     let room = Room::new(limits.max_connections);
     let mut acceptor = Acceptor::new(listener, "metrics listener", limits.accept_backoff);
@@ -122,7 +131,7 @@ async fn connection<F>(
     activity: Activity,
 ) -> hyper::Result<()>
 where
-    F: Fn() -> String + Send + Sync + 'static,
+    F: Fn(Ask) -> String + Send + Sync + 'static,
 {
     let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout, activity));
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -141,7 +150,7 @@ where
 fn respond(
     method: &Method,
     path: &str,
-    render: &(dyn Fn() -> String + Send + Sync),
+    render: &(dyn Fn(Ask) -> String + Send + Sync),
 ) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: &'static str| {
         let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -161,7 +170,12 @@ fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let mut r = Response::new(Full::new(Bytes::from(render())));
+    let ask = if method == Method::GET {
+        Ask::Scrape
+    } else {
+        Ask::Look
+    };
+    let mut r = Response::new(Full::new(Bytes::from(render(ask))));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_TEXT));
     r
@@ -268,11 +282,35 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let render = Arc::new(|| "up 1\n".to_string());
+        let render = Arc::new(|_| "up 1\n".to_string());
         let server = tokio::spawn(serve_with(listener, render, limits, async {
             let _ = stopped.await;
         }));
         (addr, stop, server)
+    }
+
+    /// A HEAD (a health check) must not take the 0 a new series shows to
+    /// the first scrape only.
+    #[tokio::test]
+    async fn a_head_looks_and_a_get_scrapes() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let render = Arc::new(move |ask| {
+            seen.lock().unwrap().push(ask);
+            "up 1\n".to_string()
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, render, async {
+            let _ = stopped.await;
+        }));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(ask(&mut s, "HEAD", "/metrics").await.body, "");
+        assert_eq!(ask(&mut s, "GET", "/metrics").await.body, "up 1\n");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert_eq!(*asked.lock().unwrap(), [Ask::Look, Ask::Scrape]);
     }
 
     #[tokio::test]
@@ -348,7 +386,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // An answer far larger than the socket buffers.
-        let render = Arc::new(|| "x".repeat(BIG));
+        let render = Arc::new(|_| "x".repeat(BIG));
         let server = tokio::spawn(serve_with(listener, render, limits, async {
             let _ = stopped.await;
         }));
