@@ -49,6 +49,11 @@ struct ConnKey {
     server: (IpAddr, u32),
 }
 
+/// How long after a packet's arrival (its verdict or `to-endpoint`) a kernel
+/// drop of the connection is taken for that packet's, dropped in the
+/// receiver's stack after its verdict.
+const KERNEL_DROP_AFTER_ARRIVAL: Duration = Duration::from_secs(1);
+
 /// How long after a connection's first packet another first packet of the
 /// same 5-tuple is still the same packet seen elsewhere, not a new connection.
 pub const NEW_CONNECTION_GAP: Duration = Duration::from_secs(1);
@@ -68,6 +73,11 @@ struct Conn {
     /// packet pair up, so its verdict counts once ([`count_verdict`]).
     unpaired_sources: u64,
     unpaired_destinations: u64,
+    /// Request packets last counted forwarded where they arrived, and when
+    /// the last of them was: a kernel drop soon after is one of them
+    /// dropped in the receiver's stack (a packet filter in its pod).
+    arrived_unconfirmed: u64,
+    arrived_ns: i128,
 }
 
 /// Builds a [`ServiceGraph`] from flows, optionally over a sliding window.
@@ -251,7 +261,8 @@ impl GraphBuilder {
                 conn.counted = conn.max;
             }
         }
-        if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), report) {
+        // A socket translation is no packet either: no verdict.
+        if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), report || sock) {
             count_verdict(w, conn, flow);
         }
         if let Some(w) = self.window_ns
@@ -377,7 +388,18 @@ fn sighting(flow: &Flow) -> Sighting {
 /// node not observed) counts where it left.
 fn count_verdict(w: &mut Edge, conn: Option<&mut Conn>, flow: &Flow) {
     let forwarded = flow.verdict == Verdict::Forwarded as i32;
+    let t = flow_ns(flow).unwrap_or_default();
     match (sighting(flow), conn) {
+        // A kernel drop soon after a packet was counted forwarded where it
+        // arrived: that packet, dropped after its verdict. It ends there.
+        (Sighting::Destination, Some(c))
+            if flow.kernel_drop.is_some()
+                && c.arrived_unconfirmed > 0
+                && t - c.arrived_ns <= KERNEL_DROP_AFTER_ARRIVAL.as_nanos() as i128 =>
+        {
+            c.arrived_unconfirmed -= 1;
+            w.verdicts.forwarded = w.verdicts.forwarded.saturating_sub(1);
+        }
         (Sighting::Source, Some(c)) if forwarded => {
             if c.unpaired_destinations > 0 {
                 // Its arrival, or its drop, was counted already.
@@ -393,6 +415,15 @@ fn count_verdict(w: &mut Edge, conn: Option<&mut Conn>, flow: &Flow) {
                 w.verdicts.forwarded = w.verdicts.forwarded.saturating_sub(1);
             } else {
                 c.unpaired_destinations += 1;
+            }
+            if forwarded {
+                c.arrived_unconfirmed =
+                    if t - c.arrived_ns <= KERNEL_DROP_AFTER_ARRIVAL.as_nanos() as i128 {
+                        c.arrived_unconfirmed + 1
+                    } else {
+                        1
+                    };
+                c.arrived_ns = t;
             }
         }
         _ => {}
@@ -556,6 +587,64 @@ mod tests {
         let g = GraphBuilder::build(&[left.clone(), later(&left, 200), later(&arrived, 300)]);
         let e = g.find("default/frontend", "default/api").unwrap();
         assert_eq!((e.flows, e.verdicts.forwarded), (3, 2));
+    }
+
+    /// Policy allows a SYN, then a packet filter in the receiving pod drops
+    /// it (a kernel drop), and its retransmission too: two packets, both
+    /// dropped, the drop last on the path. Before, the first read forwarded
+    /// at its verdict and dropped, and the path read `drop -> policy-verdict`.
+    #[test]
+    fn a_kernel_drop_after_the_verdict_ends_that_packet() {
+        let all = fixtures::flows();
+        let left = all[8].clone();
+        let at = |f: &Flow, ms: i32| {
+            let mut f = f.clone();
+            f.time.as_mut().unwrap().nanos += ms * 1_000_000;
+            f
+        };
+        let allowed = Flow {
+            event_type: Some(observer_proto::flow::CiliumEventType {
+                r#type: 5,
+                sub_type: 0,
+            }),
+            trace_observation_point: 0,
+            ..all[9].clone()
+        };
+        let kernel_drop = Flow {
+            verdict: Verdict::Dropped as i32,
+            drop_reason_desc: DropReason::PolicyDenied as i32,
+            event_type: Some(observer_proto::flow::CiliumEventType {
+                r#type: 1,
+                sub_type: 133,
+            }),
+            trace_observation_point: 0,
+            is_reply: None,
+            kernel_drop: Some(observer_proto::observe::v1::KernelDrop {
+                reason: 6,
+                name: "NETFILTER_DROP".into(),
+            }),
+            ..all[9].clone()
+        };
+        let g = GraphBuilder::build(&[
+            at(&left, 1),
+            at(&allowed, 2),
+            at(&kernel_drop, 3),
+            at(&left, 600),
+            at(&kernel_drop, 601),
+        ]);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!(
+            e.verdicts,
+            crate::Verdicts {
+                dropped: 2,
+                ..Default::default()
+            }
+        );
+        assert_eq!(e.drops.get("NETFILTER_DROP"), Some(&2));
+        assert_eq!(
+            e.hops.path(),
+            "from-endpoint (2) -> policy-verdict (1) -> drop (2)"
+        );
     }
 
     /// A report of a connection's counters (flow-probe's, when it forgot an
@@ -755,7 +844,7 @@ mod tests {
         let flows = fixtures::flows();
         let before = GraphBuilder::build(&flows);
         let e = before.find("default/frontend", "default/api").unwrap();
-        let (conns, nflows) = (e.connections, e.flows);
+        let (conns, nflows, verdicts) = (e.connections, e.flows, e.verdicts);
         let mut more = flows.clone();
         // The server's "TCP established": local (api) to remote (frontend).
         let mut life = flows[0].clone();
@@ -768,6 +857,7 @@ mod tests {
         let mut sock = flows[0].clone();
         sock.trace_observation_point = 0;
         sock.is_reply = None;
+        sock.verdict = observer_proto::flow::Verdict::Translated as i32;
         sock.event_type = Some(observer_proto::flow::CiliumEventType {
             r#type: TYPE_TRACE_SOCK,
             sub_type: 2,
@@ -808,6 +898,8 @@ mod tests {
         assert_eq!((e.connections, e.flows), (conns, nflows + 1));
         assert!(e.ports.contains("TCP/80"));
         assert!(e.hops.path().starts_with("trace-sock (1) -> from-endpoint"));
+        // A translation is no packet: no verdict (it read as `other`).
+        assert_eq!(e.verdicts, verdicts);
     }
 
     /// Neighbour discovery between two addresses no endpoint file names

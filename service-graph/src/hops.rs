@@ -6,7 +6,9 @@
 //! Event kinds other than traces are keyed by monitor type and sub-type:
 //! socket translation (`trace-sock`, at `connect()`, before the first packet
 //! leaves the endpoint) comes first, a policy verdict (which the datapath
-//! reports at the point it judged the packet) just before `to-endpoint`.
+//! reports at the point it judged the packet) just before `to-endpoint`, and
+//! a drop last: nothing sees a packet after it (a kernel drop after the
+//! packet's delivery, or a denial after its verdict).
 
 use observer_proto::flow::{Flow, TraceObservationPoint};
 
@@ -67,6 +69,9 @@ impl HopKey {
                 r#type: TYPE_POLICY_VERDICT,
                 ..
             } => 80,
+            HopKey::Event {
+                r#type: TYPE_DROP, ..
+            } => 95,
             HopKey::Point(p) => match p {
                 P::FromEndpoint => 10,
                 P::ToProxy => 12,
@@ -201,7 +206,7 @@ mod tests {
             sub_type: 133,
         });
         let k = HopKey::of(&f).unwrap();
-        assert_eq!((k.name().as_str(), k.rank()), ("drop", 50));
+        assert_eq!((k.name().as_str(), k.rank()), ("drop", 95));
     }
 
     #[test]
