@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::containers::ContainerLab;
@@ -50,8 +50,14 @@ impl LabState {
     /// Reads `<state_dir>/state.json`.
     pub fn load(state_dir: &Path) -> Result<LabState> {
         let path = state_path(state_dir);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading lab state {}", path.display()))?;
+        let text = match std::fs::read_to_string(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no lab state at {}: is a lab up there? (`observe lab up` starts one; \
+                 a lab in another folder: give its --state-dir)",
+                path.display()
+            ),
+            read => read.with_context(|| format!("reading lab state {}", path.display()))?,
+        };
         let mut state: LabState =
             serde_json::from_str(&text).with_context(|| format!("lab state {}", path.display()))?;
         state.scenario.origin = path.display().to_string();
@@ -83,5 +89,26 @@ impl LabState {
             .chain(&self.node_netns)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command aimed at a folder without a lab says so and how to aim it
+    /// (it said only "No such file or directory").
+    #[test]
+    fn no_lab_in_the_folder_is_named_as_such() {
+        let dir = test_support::scratch::ScratchDir::new("lab-state-missing");
+        let err = LabState::load(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "no lab state at {}/state.json: is a lab up there? (`observe lab up` starts one; \
+                 a lab in another folder: give its --state-dir)",
+                dir.path().display()
+            )
+        );
     }
 }

@@ -54,7 +54,7 @@ struct QueryFlags {
     /// Keep streaming new flows.
     #[arg(long, short = 'f')]
     follow: bool,
-    /// Flows since a time: a duration ago (`30s`, `5m`, `2h`, `1d`), RFC 3339 (`2026-11-26T10:00:00Z`, `2026-11-26T10Z`) or a date (`2026-11-26`, midnight UTC).
+    /// Flows since a time: a duration ago (`30s`, `5m`, `2h`, `1d`), RFC 3339 (`2026-11-26T10:00:00Z`, `2026-11-26T10Z`), a date (`2026-11-26`, midnight UTC), a time as compact output prints it (`Nov 26 15:04:05.123`, UTC) or RFC 1123 with a zone (`Thu, 26 Nov 2026 15:04:05 GMT`).
     // A leading `-` is a value here, so `-5m` gets the duration's own error.
     #[arg(long, allow_hyphen_values = true)]
     since: Option<String>,
