@@ -32,6 +32,13 @@ pub fn discovered(file: &EndpointsFile) -> Vec<Discovered> {
         .collect()
 }
 
+/// The file's bytes, to tell a change (`None` when missing or refused): read
+/// as the file itself is, so a FIFO, a device or a huge file put in its
+/// place neither blocks the agent nor fills its memory.
+fn snapshot(file: &Path) -> Option<Vec<u8>> {
+    cluster_spec::input::read_bytes(file).ok()
+}
+
 impl FileSource {
     pub fn new(path: PathBuf) -> Self {
         FileSource { path }
@@ -73,7 +80,7 @@ impl EndpointSource for FileSource {
             move |p: &Path| p.file_name() == file.file_name()
         };
         let mut watch = FileWatch::new(vec![FileWatch::folder_of(&file)], Arc::new(relevant));
-        let read = || std::fs::read(&file).ok();
+        let read = || snapshot(&file);
         let mut seen = read();
         tokio::pin!(stop);
         // Sent once now as well, so a change between the start-up read
@@ -101,6 +108,18 @@ impl EndpointSource for FileSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A FIFO put in the file's place: the snapshot of every wake opened it
+    /// and waited for a writer, holding the agent's one task.
+    #[test]
+    fn a_fifo_in_the_files_place_does_not_block_the_snapshot() {
+        let dir = test_support::scratch::ScratchDir::new("endpoints-fifo");
+        let fifo = dir.fifo("endpoints.yaml");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(snapshot(&fifo)));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(got, Ok(None), "the snapshot blocked or read a FIFO");
+    }
 
     #[test]
     fn a_refused_file_counts_the_endpoints_still_in_force() {
