@@ -87,6 +87,24 @@ pub struct EndpointsFile {
     pub endpoints: Vec<Endpoint>,
 }
 
+/// A name the kernel or `ip netns` keeps as one path component: a netns
+/// name becomes `/var/run/netns/NAME`, an interface's `/sys/class/net/NAME`.
+fn plain_name(name: &str, max: usize) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err("not a name".into());
+    }
+    if name.len() > max {
+        return Err(format!("longer than {max} bytes"));
+    }
+    match name
+        .chars()
+        .find(|c| *c == '/' || c.is_whitespace() || c.is_control())
+    {
+        Some(c) => Err(format!("holds {c:?}")),
+        None => Ok(()),
+    }
+}
+
 impl EndpointsFile {
     /// Reads and validates a file; errors name the file and the problem.
     pub fn load(path: &Path) -> Result<Self, EndpointsError> {
@@ -122,6 +140,25 @@ impl EndpointsFile {
             }
             if !ids.insert(ep.id) {
                 return Err(format!("{at}: duplicate id {}", ep.id));
+            }
+            if let Some(v6) = ep.ipv6
+                && let Some(v4) = v6.to_ipv4_mapped()
+            {
+                return Err(format!(
+                    "{at}: ipv6 {v6} is an IPv4-mapped address; give {v4} as ipv4"
+                ));
+            }
+            if let Some(n) = &ep.netns
+                && let Err(why) = plain_name(n, usize::from(u8::MAX))
+            {
+                return Err(format!("{at}: netns {n:?}: {why} (an `ip netns` name)"));
+            }
+            if let Some(i) = &ep.interface
+                && let Err(why) = plain_name(i, 15)
+            {
+                return Err(format!(
+                    "{at}: interface {i:?}: {why} (a Linux interface name)"
+                ));
             }
             let v4 = ep.ipv4.map(std::net::IpAddr::V4);
             let v6 = ep.ipv6.map(std::net::IpAddr::V6);
@@ -198,6 +235,56 @@ mod tests {
                 "endpoints file {}: not a regular file but a FIFO; only regular files are read",
                 fifo.display()
             )
+        );
+    }
+
+    /// A netns or interface name is joined into a path: one that climbs out
+    /// of `/var/run/netns` or names a FIFO elsewhere would have been opened
+    /// (and blocked the agent); a mapped IPv6 address hid a duplicate IPv4.
+    #[test]
+    fn names_joined_into_paths_and_mapped_addresses_are_refused() {
+        let one = |extra: &str| {
+            let text = format!(
+                "endpoints:\n- {{id: 1, name: a, namespace: ns, ipv4: 198.18.0.2, node: n1, {extra}}}\n"
+            );
+            EndpointsFile::parse(&text, "e.yaml")
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let refused = |problem: &str| {
+            Err(format!(
+                "endpoints file e.yaml: endpoints[0] (ns/a): {problem}"
+            ))
+        };
+        assert_eq!(
+            one("netns: ../../tmp/x"),
+            refused(r#"netns "../../tmp/x": holds '/' (an `ip netns` name)"#)
+        );
+        assert_eq!(
+            one("netns: /tmp/x"),
+            refused(r#"netns "/tmp/x": holds '/' (an `ip netns` name)"#)
+        );
+        assert_eq!(
+            one("netns: '..'"),
+            refused(r#"netns "..": not a name (an `ip netns` name)"#)
+        );
+        assert_eq!(
+            one("interface: lxc-with-a-long-name"),
+            refused(
+                r#"interface "lxc-with-a-long-name": longer than 15 bytes (a Linux interface name)"#
+            )
+        );
+        assert_eq!(
+            one("interface: 'a b'"),
+            refused(r#"interface "a b": holds ' ' (a Linux interface name)"#)
+        );
+        assert_eq!(
+            one("ipv6: '::ffff:198.18.0.2'"),
+            refused("ipv6 ::ffff:198.18.0.2 is an IPv4-mapped address; give 198.18.0.2 as ipv4")
+        );
+        assert_eq!(
+            one("netns: lab-a, interface: lxc-a, ipv6: 'fd42::2'"),
+            Ok(())
         );
     }
 

@@ -169,6 +169,18 @@ impl Cidr {
         self.0.prefix_len()
     }
 
+    /// The IPv4 range an IPv4-mapped IPv6 range (`::ffff:10.0.0.0/104`)
+    /// stands for: IPv4 traffic never matches it as written.
+    pub fn ipv4_mapped(&self) -> Option<Cidr> {
+        match self.0 {
+            IpNet::V6(n) if n.prefix_len() >= 96 => {
+                let v4 = n.network().to_ipv4_mapped()?;
+                Cidr::new(IpAddr::V4(v4), n.prefix_len() - 96)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether every address of `other` is in `self` (same family).
     pub fn contains(&self, other: &Cidr) -> bool {
         self.0.contains(&other.0)
@@ -502,6 +514,14 @@ fn rule(
                 format!("{text:?} is not a CIDR"),
             )
         })?;
+        if let Some(v4) = cidr.ipv4_mapped() {
+            return Err((
+                format!("{at}.{cidr_field}[{i}]"),
+                format!(
+                    "{text:?} is an IPv4-mapped range, which IPv4 traffic never matches; give {v4}"
+                ),
+            ));
+        }
         out.cidrs.push(cidr);
     }
     for (i, entry) in to_ports.into_iter().flatten().enumerate() {

@@ -747,6 +747,13 @@ fn errors_name_the_file_the_field_and_the_problem() {
             r#"policy deny.yaml: spec.egress[1].toCIDR[0]: "10.0.0.0/" is not a CIDR"#,
         ),
         (
+            edited(
+                "  ingress:\n",
+                "  egressDeny:\n    - toCIDR: ['::ffff:10.0.0.0/104']\n  ingress:\n",
+            ),
+            r#"policy deny.yaml: spec.egressDeny[0].toCIDR[0]: "::ffff:10.0.0.0/104" is an IPv4-mapped range, which IPv4 traffic never matches; give 10.0.0.0/8"#,
+        ),
+        (
             edited("  name: api-allow-frontend\n", ""),
             "policy deny.yaml: metadata.name: missing",
         ),

@@ -224,6 +224,16 @@ impl ServicesFile {
                         format!("{a} cannot be a service address"),
                     ));
                 }
+                // An IPv4 connection from a dual-stack socket is looked up
+                // under this form: `::ffff:127.0.0.1` would be loopback.
+                if let Some(IpAddr::V6(a)) = addr
+                    && let Some(v4) = a.to_ipv4_mapped()
+                {
+                    return Err((
+                        format!("{at}.vip.{key}"),
+                        format!("{a} is an IPv4-mapped address; give {v4} as ipv4"),
+                    ));
+                }
             }
             if svc.ports.is_empty() {
                 return Err((format!("{at}.ports"), "must list at least one port".into()));
@@ -393,6 +403,12 @@ services:
         assert_eq!(
             err(&svc(&format!("    vip: {{ipv6: \"::1\"}}\n{ports}"))),
             "services file svc.yaml: services[0].vip.ipv6: ::1 cannot be a service address"
+        );
+        assert_eq!(
+            err(&svc(&format!(
+                "    vip: {{ipv6: \"::ffff:127.0.0.1\"}}\n{ports}"
+            ))),
+            "services file svc.yaml: services[0].vip.ipv6: ::ffff:127.0.0.1 is an IPv4-mapped address; give 127.0.0.1 as ipv4"
         );
         assert_eq!(
             err(&svc(&format!("{vip}{ports}    selector: {{}}\n"))),
