@@ -101,9 +101,10 @@ struct Args {
     ring_capacity: usize,
     #[arg(long, value_enum, default_value_t = Aggregation::Medium)]
     monitor_aggregation: Aggregation,
-    /// Seconds between periodic reports of a live flow's volume; 0 turns
-    /// them off.
-    #[arg(long, default_value_t = DEFAULT_REPORT_INTERVAL.as_secs())]
+    /// Seconds between periodic reports of a live flow's volume (at most
+    /// 86400, a day); 0 turns them off.
+    #[arg(long, default_value_t = DEFAULT_REPORT_INTERVAL.as_secs(),
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
     report_interval: u64,
     /// Kernel ring buffer size in bytes (a power of two, at least 4096).
     #[arg(long, default_value_t = 4 << 20)]
@@ -214,5 +215,24 @@ fn main() {
     if let Err(e) = result {
         eprintln!("flow-probe: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A period past what the timer can add to now panicked at the first
+    /// tick, after the probes were attached.
+    #[test]
+    fn a_report_interval_past_a_day_is_refused() {
+        let parsed = |v: &str| Args::try_parse_from(["flow-probe", "--report-interval", v]);
+        assert_eq!(parsed("86400").unwrap().report_interval, 86_400);
+        assert_eq!(parsed("0").unwrap().report_interval, 0);
+        let err = parsed("18446744073709551615").unwrap_err().to_string();
+        assert!(
+            err.starts_with("error: invalid value '18446744073709551615' for '--report-interval <REPORT_INTERVAL>': 18446744073709551615 is not in 0..=86400"),
+            "{err}"
+        );
     }
 }
