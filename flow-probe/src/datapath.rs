@@ -5,12 +5,12 @@
 //! judged against a half-written policy: new addresses and rules first, then
 //! enforcement, then removal of what is gone.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
 use aya::maps::lpm_trie::Key;
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData};
 use cluster_spec::endpoints::EndpointsFile;
 
 use crate::kernel::events::{
@@ -112,6 +112,22 @@ fn remove_unwanted<K: aya::Pod, V: aya::Pod>(
     Ok(stale.len())
 }
 
+/// How many entries a kernel table holds.
+fn capacity(map: &MapData) -> anyhow::Result<usize> {
+    Ok(map.info()?.max_entries() as usize)
+}
+
+/// Refuses `wanted` entries of `what` for a table that holds fewer.
+fn room(what: &str, wanted: usize, map: &MapData) -> anyhow::Result<()> {
+    let capacity = capacity(map)?;
+    if wanted > capacity {
+        anyhow::bail!(
+            "{wanted} {what}, more than the datapath's table holds ({capacity}); nothing was changed"
+        );
+    }
+    Ok(())
+}
+
 fn mode(e: &Enforcement) -> u8 {
     match e {
         Enforcement::None => enforcement::NONE,
@@ -151,12 +167,63 @@ impl Datapath {
             self.names.insert(*id, p.clone());
         }
 
-        // 1. Addresses: endpoint addresses and CIDR identities (the table
-        // the what-if's judge looks addresses up in too).
+        // The rules wanted, computed before anything is written.
+        let wanted: BTreeMap<PolicyKey, PolicyValue> = compiled
+            .entries
+            .iter()
+            .map(|(k, v)| {
+                let key = PolicyKey {
+                    endpoint_id: k.endpoint_id,
+                    remote_identity: k.remote_identity,
+                    dport: k.dport,
+                    proto: k.proto,
+                    direction: k.direction as u8,
+                };
+                let deny = u8::from(matches!(v.action, Action::Deny));
+                let policy_id = ids.get(v.policy_id as usize).copied().unwrap_or(0);
+                (
+                    key,
+                    PolicyValue {
+                        deny,
+                        _pad0: [0; 3],
+                        policy_id,
+                    },
+                )
+            })
+            .collect();
         let addrs: Vec<(Key<IpcacheAddr>, u32)> = ipcache::entries(compiled, endpoints)
             .iter()
             .map(|e| (ipcache_key(e.addr, e.prefix_len), e.identity))
             .collect();
+        // 0. Room, before anything is written: a table that fills midway
+        // would leave the datapath half old, half new.
+        room("rules", wanted.len(), self.maps.policy.map())?;
+        room(
+            "addresses (endpoints' and CIDRs')",
+            addrs.len(),
+            self.maps.ipcache.map(),
+        )?;
+        let endpoint_addrs = endpoints
+            .endpoints
+            .iter()
+            .map(|ep| usize::from(ep.ipv4.is_some()) + usize::from(ep.ipv6.is_some()))
+            .sum();
+        room(
+            "endpoint addresses",
+            endpoint_addrs,
+            self.maps.endpoint_addrs.map(),
+        )?;
+        // Stale rules go only after the new ones are written, unless the
+        // table cannot hold both: then first (they are not wanted anyway).
+        let held: BTreeSet<PolicyKey> = self.maps.policy.keys().filter_map(Result::ok).collect();
+        let new = wanted.keys().filter(|k| !held.contains(k)).count();
+        if held.len() + new > capacity(self.maps.policy.map())? {
+            report.rules_removed =
+                remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
+        }
+
+        // 1. Addresses: endpoint addresses and CIDR identities (the table
+        // the what-if's judge looks addresses up in too).
         for (k, id) in &addrs {
             self.maps
                 .ipcache
@@ -184,29 +251,6 @@ impl Datapath {
         }
 
         // 2. Rules, before any enforcement that needs them.
-        let wanted: BTreeMap<PolicyKey, PolicyValue> = compiled
-            .entries
-            .iter()
-            .map(|(k, v)| {
-                let key = PolicyKey {
-                    endpoint_id: k.endpoint_id,
-                    remote_identity: k.remote_identity,
-                    dport: k.dport,
-                    proto: k.proto,
-                    direction: k.direction as u8,
-                };
-                let deny = u8::from(matches!(v.action, Action::Deny));
-                let policy_id = ids.get(v.policy_id as usize).copied().unwrap_or(0);
-                (
-                    key,
-                    PolicyValue {
-                        deny,
-                        _pad0: [0; 3],
-                        policy_id,
-                    },
-                )
-            })
-            .collect();
         for (k, v) in &wanted {
             if self.maps.policy.get(k, 0).ok() != Some(*v) {
                 self.maps.policy.insert(k, v, 0)?;
@@ -234,7 +278,7 @@ impl Datapath {
 
         // 4. What is no longer wanted: stale rules, interfaces whose endpoint
         // is gone (a new interface may get the index), then stale addresses.
-        report.rules_removed = remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
+        report.rules_removed += remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
         remove_unwanted(&mut self.maps.endpoints, |i| enforced.contains(i))?;
         remove_unwanted(&mut self.maps.endpoint_addrs, |a| places.contains_key(a))?;
         let live: HashSet<(u32, [u8; 20])> = addrs

@@ -148,6 +148,25 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     let mut maps = ServiceMaps::new(lb.take_maps().unwrap());
     let report = maps.sync(&compile(&services, &endpoints)).unwrap();
     assert_eq!((report.frontends, report.backends), (5, 4), "{report:?}");
+    // A file past the frontend table (4,096) changes nothing: it filled
+    // the table midway, leaving old and new services mixed.
+    let many: String = (0..4097)
+        .map(|i| {
+            format!(
+                "  - {{name: s{i}, namespace: default, vip: {{ipv4: 198.18.{}.{}}}, ports: [{{port: 80}}]}}\n",
+                128 + i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let many = ServicesFile::parse(&format!("services:\n{many}"), "many").unwrap();
+    let before = maps.snapshot();
+    let err = maps.sync(&compile(&many, &endpoints)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "4097 service frontends, more than the load balancer's table holds (4096); nothing was changed"
+    );
+    assert_eq!(maps.snapshot(), before);
     let mut ring = events_of(&scratch.pins);
 
     // TCP over IPv4: the backend on loopback answers; getpeername shows the VIP.

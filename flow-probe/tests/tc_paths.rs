@@ -17,6 +17,8 @@
 //!   destination's identity but not its address (a replica, here or on
 //!   another node), it is neither counted nor judged there; flow-probe's
 //!   sync writes where each endpoint address is, and forgets what went.
+//! - The sync's room: a policy past the rule table changes nothing, and a
+//!   change whose old and new rules would not fit together still goes in.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -492,6 +494,85 @@ fn a_frame_flooded_to_a_replica_is_neither_counted_nor_judged_there() {
     // Not known yet (flow-probe has not written it): by identity, which a
     // replica shares: judged, as before the addresses were known.
     assert_eq!(syn_to_an_endpoint_of_its_identity(None), judged);
+}
+
+/// The rule table holds 65,536: a policy that compiles to more is refused
+/// before anything is written (it filled the table midway, leaving old and
+/// new rules mixed), and a change whose old and new rules do not fit
+/// together removes the old first.
+#[test]
+fn a_policy_past_the_rule_table_changes_nothing_and_a_big_change_fits() {
+    use cluster_spec::policy::{Action, Direction, PolicyKey, PolicyValue};
+    let dir = pins_for("tc-policy-room");
+    let mut ebpf = load(&dir.0, 0);
+    let maps = DatapathMaps {
+        endpoints: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINTS").unwrap()).unwrap(),
+        ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").unwrap()).unwrap(),
+        endpoint_addrs: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINT_ADDRS").unwrap())
+            .unwrap(),
+        policy: aya::maps::HashMap::try_from(ebpf.take_map("POLICY").unwrap()).unwrap(),
+    };
+    let rules_in_the_kernel = || {
+        let map = aya::maps::Map::HashMap(MapData::from_pin(dir.0.join("POLICY")).unwrap());
+        let map: aya::maps::HashMap<
+            _,
+            flow_probe::kernel::events::PolicyKey,
+            flow_probe::kernel::events::PolicyValue,
+        > = aya::maps::HashMap::try_from(map).unwrap();
+        let mut ports: Vec<u16> = map.keys().map(|k| k.unwrap().dport).collect();
+        ports.sort_unstable();
+        ports
+    };
+    let file = EndpointsFile::parse(test_support::specs::ENDPOINTS, "endpoints.yaml").unwrap();
+    // Rules of endpoint 1 for identities 1.., each on its own port.
+    let with_rules = |first_identity: u32, n: u32| {
+        let mut compiled = compile(&[], &file);
+        compiled.entries = (first_identity..first_identity + n)
+            .map(|id| {
+                let key = PolicyKey {
+                    endpoint_id: 1,
+                    remote_identity: id,
+                    dport: u16::try_from(id % 65_536).unwrap(),
+                    proto: 6,
+                    direction: Direction::Ingress,
+                };
+                let value = PolicyValue {
+                    action: Action::Allow,
+                    policy_id: 0,
+                };
+                (key, value)
+            })
+            .collect();
+        compiled
+    };
+    let mut datapath = Datapath::new(maps, HashMap::from([(1, 11)]), Default::default());
+    datapath.sync(&with_rules(1, 3), &file).unwrap();
+    assert_eq!(rules_in_the_kernel(), [1, 2, 3]);
+
+    let err = datapath.sync(&with_rules(100, 65_537), &file).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "65537 rules, more than the datapath's table holds (65536); nothing was changed"
+    );
+    assert_eq!(rules_in_the_kernel(), [1, 2, 3]);
+
+    // 40,000 rules, then 40,000 others: 80,000 at once would not fit.
+    datapath.sync(&with_rules(1, 40_000), &file).unwrap();
+    let report = datapath.sync(&with_rules(50_001, 40_000), &file).unwrap();
+    assert_eq!(
+        (report.rules_written, report.rules_removed),
+        (40_000, 40_000)
+    );
+    let ports = rules_in_the_kernel();
+    assert_eq!(ports.len(), 40_000);
+    let want: Vec<u16> = {
+        let mut v: Vec<u16> = (50_001..90_001u32)
+            .map(|id| u16::try_from(id % 65_536).unwrap())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(ports, want);
 }
 
 #[test]

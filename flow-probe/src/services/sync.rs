@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 
+use aya::maps::{IterableMap, MapData};
+
 use crate::kernel::events::{LbBackend, LbBackendKey, LbService, LbServiceKey};
 use crate::kernel::sock_lb::LbMaps;
 
@@ -30,8 +32,32 @@ pub struct SyncReport {
 /// Why a sync failed (the maps may then hold part of the new state, never an
 /// inconsistent one: see the module's order).
 #[derive(Debug, thiserror::Error)]
-#[error("writing the service maps: {0}")]
-pub struct SyncError(#[from] aya::maps::MapError);
+pub enum SyncError {
+    #[error("writing the service maps: {0}")]
+    Map(#[from] aya::maps::MapError),
+    /// Refused before anything was written.
+    #[error(
+        "{wanted} {what}, more than the load balancer's table holds ({capacity}); nothing was changed"
+    )]
+    Full {
+        what: &'static str,
+        wanted: usize,
+        capacity: usize,
+    },
+}
+
+/// Refuses `wanted` entries of `what` for a table that holds fewer.
+fn room(what: &'static str, wanted: usize, map: &MapData) -> Result<(), SyncError> {
+    let capacity = map.info()?.max_entries() as usize;
+    if wanted > capacity {
+        return Err(SyncError::Full {
+            what,
+            wanted,
+            capacity,
+        });
+    }
+    Ok(())
+}
 
 /// Owner of the `SERVICES` and `BACKENDS` maps.
 pub struct ServiceMaps {
@@ -46,6 +72,14 @@ impl ServiceMaps {
     /// Makes the maps hold exactly `compiled`.
     pub fn sync(&mut self, compiled: &CompiledServices) -> Result<SyncReport, SyncError> {
         let (services, backends) = super::entries::entries(compiled);
+        // Before anything is written: a table that fills midway would leave
+        // the services half old, half new.
+        room(
+            "service frontends",
+            services.len(),
+            self.maps.services.map(),
+        )?;
+        room("service backends", backends.len(), self.maps.backends.map())?;
         let mut report = SyncReport {
             frontends: services.len(),
             backends: backends.len(),
