@@ -6,7 +6,7 @@
 //! ([`crate::sql::SqlStats`]).
 //! [`serve`] answers `GET /metrics` (text format) on its own listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -39,8 +39,9 @@ pub struct RelayMetrics {
     history_lost: IntCounterVec,
     history_queue: IntGauge,
     history_compactions: IntCounter,
-    /// Counts already added: per peer (flows seen), and released, late, forced.
-    last: Mutex<(Vec<u64>, [u64; 3])>,
+    /// Counts already added: per peer (flows seen), and released, late,
+    /// forced; and the node names whose ingest series exists.
+    last: Mutex<(Vec<u64>, [u64; 3], BTreeSet<String>)>,
     /// History counts already added: rows, compactions, lost per node.
     last_history: Mutex<(u64, u64, BTreeMap<String, u64>)>,
 }
@@ -207,7 +208,7 @@ impl RelayMetrics {
             "observe_relay_sql_query_duration_seconds",
         ]);
         Ok(RelayMetrics {
-            last: Mutex::new((vec![0; state.peers().len()], [0; 3])),
+            last: Mutex::new((vec![0; state.peers().len()], [0; 3], BTreeSet::new())),
             state,
             registry,
             names,
@@ -244,15 +245,27 @@ impl RelayMetrics {
         let stats = self.state.reorder_stats();
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            for (seen, v) in last.0.iter_mut().zip(&views) {
+            let (seen_all, reorder, started) = &mut *last;
+            for (seen, v) in seen_all.iter_mut().zip(&views) {
+                // A peer is named by its address until it says its name: no
+                // series under that passing name while it has sent nothing.
+                if !v.named && v.flows_seen == *seen {
+                    continue;
+                }
                 let node = self.ingested.with_label_values(&[v.name.as_str()]);
+                // A new series shows 0 first and counts from the next scrape:
+                // one that appeared holding its first flows would lose them
+                // from rate().
+                if started.insert(v.name.clone()) {
+                    continue;
+                }
                 node.inc_by(v.flows_seen.saturating_sub(*seen));
                 *seen = v.flows_seen.max(*seen);
             }
             let now = [stats.released, stats.late, stats.forced];
             for ((c, then), now) in [&self.released, &self.late, &self.forced]
                 .into_iter()
-                .zip(&mut last.1)
+                .zip(reorder)
                 .zip(now)
             {
                 c.inc_by(now.saturating_sub(*then));
@@ -267,6 +280,12 @@ impl RelayMetrics {
                 self.history_lost.with_label_values(&[v.name.as_str()]);
             }
         }
+        self.encode()
+    }
+
+    /// The metrics as they stand, nothing brought up to date: what a `HEAD`
+    /// looks at (a new series' first 0 stays for the next scrape).
+    pub fn encode(&self) -> String {
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::warn!("encoding metrics: {e}");
@@ -332,7 +351,10 @@ pub async fn serve(
     metrics: Arc<RelayMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let render = Arc::new(move |_| metrics.render());
+    let render = Arc::new(move |ask| match ask {
+        observer_runtime::metrics_http::Ask::Scrape => metrics.render(),
+        observer_runtime::metrics_http::Ask::Look => metrics.encode(),
+    });
     observer_runtime::metrics_http::serve(listener, render, shutdown).await;
 }
 
@@ -364,11 +386,12 @@ mod tests {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.contains("_history_") && !l.contains("_sql_"))
             .collect();
+        // a, unnamed, sent flows: its series shows 0 first; b, unnamed,
+        // sent nothing: none yet (it would be named by its address).
         assert_eq!(
             lines,
             [
-                r#"observe_relay_flows_ingested_total{node="a:1"} 3"#,
-                r#"observe_relay_flows_ingested_total{node="b:2"} 0"#,
+                r#"observe_relay_flows_ingested_total{node="a:1"} 0"#,
                 r#"observe_relay_peers{state="connected"} 0"#,
                 r#"observe_relay_peers{state="unavailable"} 2"#,
                 "observe_relay_reorder_forced_total 1",
@@ -509,6 +532,40 @@ mod tests {
         assert!(text.contains("observe_relay_history_rows_written_total 3"));
         assert!(text.contains(r#"observe_relay_history_flows_lost_total{node="n9"} 2"#));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A peer is named by its address until it says its name: its ingest
+    /// series was made under the address at the first scrape and stayed
+    /// there, flat, beside the named one, which appeared holding its first
+    /// flows (lost from rate()).
+    #[test]
+    fn a_peer_named_later_has_one_ingest_series_that_starts_at_0() {
+        let state = Arc::new(RelayState::new(
+            FlowStore::new(10),
+            Peers::new(&["a:1".into()]),
+        ));
+        let m = RelayMetrics::new(state.clone());
+        let ingest = || -> Vec<String> {
+            m.render()
+                .lines()
+                .filter(|l| l.starts_with("observe_relay_flows_ingested_total{"))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(ingest(), Vec::<String>::new());
+        state.peers().learn_name(0, "node1");
+        for _ in 0..2 {
+            state.peers().count_flow(0);
+        }
+        assert_eq!(
+            ingest(),
+            [r#"observe_relay_flows_ingested_total{node="node1"} 0"#]
+        );
+        state.peers().count_flow(0);
+        assert_eq!(
+            ingest(),
+            [r#"observe_relay_flows_ingested_total{node="node1"} 3"#]
+        );
     }
 
     #[test]

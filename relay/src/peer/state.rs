@@ -36,6 +36,8 @@ pub struct PeerView {
     pub address: String,
     /// The node name it reports, else its address.
     pub name: String,
+    /// Whether `name` is the one it reports (not its address).
+    pub named: bool,
     /// `Some(since)` while connected.
     pub connected_since: Option<Instant>,
     /// Why it is unavailable (the last error), when it is.
@@ -311,6 +313,7 @@ impl Peers {
             .map(|(e, seen)| PeerView {
                 address: e.address.clone(),
                 name: e.name(),
+                named: e.name.is_some(),
                 connected_since: e.connected_since,
                 last_error: e.last_error.clone(),
                 flows_seen: seen.load(Ordering::Relaxed),

@@ -77,6 +77,7 @@ mod tests {
         PeerView {
             address: format!("{name}:4244"),
             name: name.into(),
+            named: true,
             connected_since: connected.then(Instant::now),
             last_error: (!connected).then(|| "refused".to_string()),
             flows_seen: flows,
