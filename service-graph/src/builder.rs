@@ -261,8 +261,13 @@ impl GraphBuilder {
                 conn.counted = conn.max;
             }
         }
-        // A socket translation is no packet either: no verdict.
-        if let (Some(w), false) = (edge.and_then(|e| self.graph.edge_mut(e)), report || sock) {
+        // A socket translation is no packet either: no verdict, unless it
+        // is a connect() dropped for want of a backend.
+        let translated = sock && flow.verdict != Verdict::Dropped as i32;
+        if let (Some(w), false) = (
+            edge.and_then(|e| self.graph.edge_mut(e)),
+            report || translated,
+        ) {
             count_verdict(w, conn, flow);
         }
         if let Some(w) = self.window_ns
@@ -390,12 +395,16 @@ fn count_verdict(w: &mut Edge, conn: Option<&mut Conn>, flow: &Flow) {
     let forwarded = flow.verdict == Verdict::Forwarded as i32;
     let t = flow_ns(flow).unwrap_or_default();
     match (sighting(flow), conn) {
-        // A kernel drop soon after a packet was counted forwarded where it
-        // arrived: that packet, dropped after its verdict. It ends there.
+        // A packet filter's kernel drop soon after a packet was counted
+        // forwarded where it arrived: that packet, dropped after its
+        // verdict. It ends there. (Other kernel drops, a full socket
+        // buffer or old data, are of packets no event told.)
         (Sighting::Destination, Some(c))
             if flow.kernel_drop.is_some()
+                && flow.drop_reason_desc == DropReason::PolicyDenied as i32
                 && c.arrived_unconfirmed > 0
-                && t - c.arrived_ns <= KERNEL_DROP_AFTER_ARRIVAL.as_nanos() as i128 =>
+                && (0..=KERNEL_DROP_AFTER_ARRIVAL.as_nanos() as i128)
+                    .contains(&(t - c.arrived_ns)) =>
         {
             c.arrived_unconfirmed -= 1;
             w.verdicts.forwarded = w.verdicts.forwarded.saturating_sub(1);
@@ -641,6 +650,19 @@ mod tests {
             }
         );
         assert_eq!(e.drops.get("NETFILTER_DROP"), Some(&2));
+        // Another kernel drop (old data, a full socket buffer) is of a
+        // packet no event told: the one that arrived stays forwarded.
+        let old_data = Flow {
+            drop_reason_desc: DropReason::Unknown as i32,
+            kernel_drop: Some(observer_proto::observe::v1::KernelDrop {
+                reason: 108,
+                name: "TCP_OLD_DATA".into(),
+            }),
+            ..kernel_drop.clone()
+        };
+        let g = GraphBuilder::build(&[at(&left, 1), at(&allowed, 2), at(&old_data, 3)]);
+        let v = g.find("default/frontend", "default/api").unwrap().verdicts;
+        assert_eq!((v.forwarded, v.dropped), (1, 1));
         assert_eq!(
             e.hops.path(),
             "from-endpoint (2) -> policy-verdict (1) -> drop (2)"
@@ -900,6 +922,18 @@ mod tests {
         assert!(e.hops.path().starts_with("trace-sock (1) -> from-endpoint"));
         // A translation is no packet: no verdict (it read as `other`).
         assert_eq!(e.verdicts, verdicts);
+        // A connect() dropped for want of a backend keeps its verdict.
+        let no_backend = Flow {
+            verdict: observer_proto::flow::Verdict::Dropped as i32,
+            drop_reason_desc: DropReason::ServiceBackendNotFound as i32,
+            sock_xlate_point:
+                observer_proto::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32,
+            ..sock.clone()
+        };
+        let g = GraphBuilder::build(&[no_backend]);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.verdicts.dropped, e.verdicts.other), (1, 0));
+        assert_eq!(e.drops.get("SERVICE_BACKEND_NOT_FOUND"), Some(&1));
     }
 
     /// Neighbour discovery between two addresses no endpoint file names
