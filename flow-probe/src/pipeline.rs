@@ -171,7 +171,7 @@ pub async fn run(
     // report read before a collection but told after it would tell the
     // connections it deleted once more.
     let mut table_job: Option<tokio::task::JoinHandle<TableJob>> = None;
-    let (mut report_due, mut collect_due) = (false, false);
+    let (mut report_due, mut collect_due, mut last_was_collection) = (false, false, false);
     // A timer that never fires stands in for reports that are off.
     let mut report_timer = tokio::time::interval(if report_every.is_zero() {
         Duration::from_secs(86_400)
@@ -214,27 +214,38 @@ pub async fn run(
             () = &mut shutdown => break,
         }
         // A tick during a job waits for its end; a second one is not kept.
+        // When both are due they take turns: a collection slower than its
+        // interval would otherwise hold reports off for good.
         if let (Some(t), None) = (&tables, &table_job) {
             let t = t.clone();
-            if std::mem::take(&mut collect_due) {
+            let collect = collect_due && !(report_due && last_was_collection);
+            if collect {
+                collect_due = false;
+                last_was_collection = true;
                 let c = collector.clone();
                 table_job = Some(tokio::task::spawn_blocking(move || {
                     let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                     TableJob::Collected(tables::collect(&t, &mut c))
                 }));
             } else if std::mem::take(&mut report_due) {
+                last_was_collection = false;
                 table_job = Some(tokio::task::spawn_blocking(move || {
                     TableJob::Report(tables::read_for_report(&t))
                 }));
             }
         }
     }
+    // A collection's deletes finish before the probe goes, and are told (a
+    // report too: the last words below tell only what it did not); events
+    // first, as in the loop.
+    let job = match table_job {
+        Some(job) => Some(job.await),
+        None => None,
+    };
     drain(ring.get_mut(), &mut pipeline);
     let lost = report_lost(stats, &pipeline, lost_seen);
-    if let Some(job) = table_job {
-        // A collection's deletes finish before the probe goes, and are told
-        // (a report too: the last words below tell only what it did not).
-        tell(job.await, &mut reporter, emitted, &mut pipeline);
+    if let Some(done) = job {
+        tell(done, &mut reporter, emitted, &mut pipeline);
     }
     if let (Some(t), false, true) = (&tables, probe.config.persist, probe.config.aggregate) {
         // The tables go with the probe: every connection ends here, and

@@ -461,13 +461,16 @@ fn calls_out_and_in_are_told_apart_by_the_end_that_observed_them() {
         labels: vec!["reserved:world".into()],
         ..Default::default()
     };
+    // Two connections, each with its own addresses and ports.
     let at_api = |from_api: bool, direction: TrafficDirection, fwd, rev| {
         let mut f = with_volume(forwarded(40000, 443), fwd, rev);
         f.traffic_direction = direction as i32;
         if from_api {
             f.source = Some(endpoint("default", "api"));
             f.destination = Some(world.clone());
+            f.ip.as_mut().unwrap().destination = "198.18.9.9".into();
         } else {
+            f.l4 = tcp(50000, 8080, flags("SYN"));
             f.source = Some(world.clone());
             f.destination = Some(endpoint("default", "api"));
         }

@@ -57,9 +57,16 @@ impl VolumeTracker {
         // The own counts begin with this packet when it is its direction's
         // first: a new connection on the same addresses and ports (ICMP
         // echoes of one type share a key and often count the same).
+        // Only a TCP or UDP key is one connection: ICMP echoes of one type
+        // share theirs, and a smaller count there is another echo's.
+        let report = v.report
+            && matches!(
+                flow.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+                Some(Protocol::Tcp(_) | Protocol::Udp(_))
+            );
         Some(Deltas {
-            own: self.grow(key(flow, false), own, v.first_packet, v.report),
-            other: self.grow(key(flow, true), other, false, v.report),
+            own: self.grow(key(flow, false), own, v.first_packet, report),
+            other: self.grow(key(flow, true), other, false, report),
         })
     }
 
