@@ -5,11 +5,11 @@
 //! judged against a half-written policy: new addresses and rules first, then
 //! enforcement, then removal of what is gone.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use aya::maps::lpm_trie::Key;
+use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData};
 use cluster_spec::endpoints::EndpointsFile;
 
@@ -112,6 +112,51 @@ fn remove_unwanted<K: aya::Pod, V: aya::Pod>(
     Ok(stale.len())
 }
 
+/// Removes just enough entries that `wanted` refuses for the keys of
+/// `wanting` not held yet to fit, those `first` picks before the others;
+/// returns how many went.
+fn make_room<'a, K: aya::Pod + Eq + std::hash::Hash + 'a, V: aya::Pod>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    wanted: impl Fn(&K) -> bool,
+    wanting: impl Iterator<Item = &'a K>,
+    first: impl Fn(&K) -> bool,
+) -> anyhow::Result<usize> {
+    let held: HashSet<K> = map.keys().filter_map(Result::ok).collect();
+    let all = held.len() + wanting.filter(|k| !held.contains(k)).count();
+    let excess = all.saturating_sub(capacity(map.map())?);
+    if excess == 0 {
+        return Ok(0);
+    }
+    let mut stale: Vec<K> = held.into_iter().filter(|k| !wanted(k)).collect();
+    stale.sort_by_key(|k| !first(k));
+    stale.truncate(excess);
+    for k in &stale {
+        map.remove(k)?;
+    }
+    Ok(stale.len())
+}
+
+/// [`make_room`] for the address trie, whose keys are (prefix length,
+/// address) pairs; `live`: those wanted.
+fn make_address_room(
+    trie: &mut LpmTrie<MapData, IpcacheAddr, IpcacheValue>,
+    live: &HashSet<(u32, [u8; 20])>,
+) -> anyhow::Result<()> {
+    let pair = |k: &Key<IpcacheAddr>| (k.prefix_len(), addr_bytes(&k.data()));
+    let held: Vec<Key<IpcacheAddr>> = trie.keys().filter_map(Result::ok).collect();
+    let held_pairs: HashSet<(u32, [u8; 20])> = held.iter().map(pair).collect();
+    let all = held.len() + live.iter().filter(|k| !held_pairs.contains(k)).count();
+    let excess = all.saturating_sub(capacity(trie.map())?);
+    for k in held
+        .iter()
+        .filter(|k| !live.contains(&pair(k)))
+        .take(excess)
+    {
+        trie.remove(k)?;
+    }
+    Ok(())
+}
+
 /// How many entries a kernel table holds.
 fn capacity(map: &MapData) -> anyhow::Result<usize> {
     Ok(map.info()?.max_entries() as usize)
@@ -195,41 +240,6 @@ impl Datapath {
             .iter()
             .map(|e| (ipcache_key(e.addr, e.prefix_len), e.identity))
             .collect();
-        // 0. Room, before anything is written: a table that fills midway
-        // would leave the datapath half old, half new.
-        room("rules", wanted.len(), self.maps.policy.map())?;
-        room(
-            "addresses (endpoints' and CIDRs')",
-            addrs.len(),
-            self.maps.ipcache.map(),
-        )?;
-        let endpoint_addrs = endpoints
-            .endpoints
-            .iter()
-            .map(|ep| usize::from(ep.ipv4.is_some()) + usize::from(ep.ipv6.is_some()))
-            .sum();
-        room(
-            "endpoint addresses",
-            endpoint_addrs,
-            self.maps.endpoint_addrs.map(),
-        )?;
-        // Stale rules go only after the new ones are written, unless the
-        // table cannot hold both: then first (they are not wanted anyway).
-        let held: BTreeSet<PolicyKey> = self.maps.policy.keys().filter_map(Result::ok).collect();
-        let new = wanted.keys().filter(|k| !held.contains(k)).count();
-        if held.len() + new > capacity(self.maps.policy.map())? {
-            report.rules_removed =
-                remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
-        }
-
-        // 1. Addresses: endpoint addresses and CIDR identities (the table
-        // the what-if's judge looks addresses up in too).
-        for (k, id) in &addrs {
-            self.maps
-                .ipcache
-                .insert(k, IpcacheValue { identity: *id }, 0)?;
-        }
-        report.addresses = addrs.len();
         // Where each endpoint's address is, so that a frame flooded to an
         // endpoint it is not for is told apart even from a replica's.
         let places: HashMap<EndpointAddr, u32> = endpoints
@@ -244,6 +254,53 @@ impl Datapath {
                     .map(move |a| (kernel_addr(a), here))
             })
             .collect();
+        let live: HashSet<(u32, [u8; 20])> = addrs
+            .iter()
+            .map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data())))
+            .collect();
+        // 0. Room, before anything is written: a table that fills midway
+        // would leave the datapath half old, half new.
+        room("rules", wanted.len(), self.maps.policy.map())?;
+        room(
+            "addresses (endpoints' and CIDRs')",
+            addrs.len(),
+            self.maps.ipcache.map(),
+        )?;
+        room(
+            "endpoint addresses",
+            places.len(),
+            self.maps.endpoint_addrs.map(),
+        )?;
+        // What is no longer wanted goes after the new is written (step 4),
+        // but where a table cannot hold both, just enough of it goes first:
+        // it is not wanted anyway. Rules of endpoints not attached here
+        // first, which the datapath never looks up.
+        let elsewhere = |k: &PolicyKey| !self.ifindex_of.contains_key(&k.endpoint_id);
+        report.rules_removed = make_room(
+            &mut self.maps.policy,
+            |k| wanted.contains_key(k),
+            wanted.keys(),
+            elsewhere,
+        )?;
+        make_room(
+            &mut self.maps.endpoint_addrs,
+            |a| places.contains_key(a),
+            places.keys(),
+            |_| false,
+        )?;
+        make_address_room(&mut self.maps.ipcache, &live)?;
+
+        // 1. Addresses: endpoint addresses and CIDR identities (the table
+        // the what-if's judge looks addresses up in too).
+        for (k, id) in &addrs {
+            // Unchanged entries are not written again (a full trie refuses
+            // even an update on kernels before 6.14).
+            let value = IpcacheValue { identity: *id };
+            if self.maps.ipcache.get(k, 0).ok() != Some(value) {
+                self.maps.ipcache.insert(k, value, 0)?;
+            }
+        }
+        report.addresses = addrs.len();
         for (a, here) in &places {
             if self.maps.endpoint_addrs.get(a, 0).ok() != Some(*here) {
                 self.maps.endpoint_addrs.insert(a, here, 0)?;
@@ -281,10 +338,6 @@ impl Datapath {
         report.rules_removed += remove_unwanted(&mut self.maps.policy, |k| wanted.contains_key(k))?;
         remove_unwanted(&mut self.maps.endpoints, |i| enforced.contains(i))?;
         remove_unwanted(&mut self.maps.endpoint_addrs, |a| places.contains_key(a))?;
-        let live: HashSet<(u32, [u8; 20])> = addrs
-            .iter()
-            .map(|(k, _)| (k.prefix_len(), addr_bytes(&k.data())))
-            .collect();
         let stale: Vec<Key<IpcacheAddr>> = self
             .maps
             .ipcache

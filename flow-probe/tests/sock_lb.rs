@@ -167,6 +167,24 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         "4097 service frontends, more than the load balancer's table holds (4096); nothing was changed"
     );
     assert_eq!(maps.snapshot(), before);
+    // 4,092 other services fit alone, not with the 5 frontends in force,
+    // which go only after the new ones are in.
+    let other: String = (0..4092)
+        .map(|i| {
+            format!(
+                "  - {{name: o{i}, namespace: default, vip: {{ipv4: 198.19.{}.{}}}, ports: [{{port: 80}}]}}\n",
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let other = ServicesFile::parse(&format!("services:\n{other}"), "other").unwrap();
+    let err = maps.sync(&compile(&other, &endpoints)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "4097 service frontends, old and new together, more than the load balancer's table holds (4096); nothing was changed"
+    );
+    assert_eq!(maps.snapshot(), before);
     let mut ring = events_of(&scratch.pins);
 
     // TCP over IPv4: the backend on loopback answers; getpeername shows the VIP.

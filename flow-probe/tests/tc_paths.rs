@@ -503,6 +503,7 @@ fn a_frame_flooded_to_a_replica_is_neither_counted_nor_judged_there() {
 #[test]
 fn a_policy_past_the_rule_table_changes_nothing_and_a_big_change_fits() {
     use cluster_spec::policy::{Action, Direction, PolicyKey, PolicyValue};
+    test_support::require_root("it loads eBPF programs");
     let dir = pins_for("tc-policy-room");
     let mut ebpf = load(&dir.0, 0);
     let maps = DatapathMaps {

@@ -89,6 +89,20 @@ impl ServiceMaps {
             self.maps.backends.iter().filter_map(Result::ok).collect();
         let have_services: BTreeMap<LbServiceKey, LbService> =
             self.maps.services.iter().filter_map(Result::ok).collect();
+        // Gone entries are removed last (steps 3 and 4): old and new must
+        // fit together.
+        let new = services.keys().filter(|k| !have_services.contains_key(k));
+        room(
+            "service frontends, old and new together",
+            have_services.len() + new.count(),
+            self.maps.services.map(),
+        )?;
+        let new = backends.keys().filter(|k| !have_backends.contains_key(k));
+        room(
+            "service backends, old and new together",
+            have_backends.len() + new.count(),
+            self.maps.backends.map(),
+        )?;
 
         for (k, v) in &backends {
             if have_backends.get(k) != Some(v) {
