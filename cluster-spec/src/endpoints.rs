@@ -215,7 +215,7 @@ pub fn label_strings(labels: &BTreeMap<String, String>) -> Vec<String> {
     labels.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect()
 }
 
-fn fnv1a(bytes: &[u8]) -> u32 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, b| {
         (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     })

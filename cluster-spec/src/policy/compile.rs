@@ -80,8 +80,8 @@ pub struct CompiledPolicy {
     /// Every endpoint of the endpoints file, sorted by id.
     pub endpoints: Vec<EndpointPolicy>,
     pub entries: BTreeMap<PolicyKey, PolicyValue>,
-    /// Distinct CIDRs of all policies except /0, sorted, numbered from
-    /// [`FIRST_CIDR_IDENTITY`].
+    /// Distinct CIDRs of all policies except /0, sorted, each with its
+    /// identity (from [`FIRST_CIDR_IDENTITY`], stable: see `cidr_identities`).
     pub cidrs: Vec<CidrIdentity>,
 }
 
@@ -97,6 +97,10 @@ impl CompiledPolicy {
 
 /// First identity of CIDRs (Cilium's node-local identity range starts at 2^24).
 pub const FIRST_CIDR_IDENTITY: u32 = (1 << 24) + 1;
+
+/// How many CIDR identities there are (from [`FIRST_CIDR_IDENTITY`]): within
+/// Cilium's node-local range, wide enough that hashes seldom meet.
+pub const CIDR_IDENTITY_SPAN: u32 = 1 << 23;
 
 /// Compiles `policies` against the endpoints they may select. Deterministic: the
 /// same input gives the same output on every node.
@@ -238,7 +242,11 @@ fn selects(sel: &Selector, namespace: &str, ep: &Endpoint) -> bool {
 }
 
 /// Every distinct CIDR of every rule, except /0 (that is world), sorted, with its
-/// identity.
+/// identity: [`FIRST_CIDR_IDENTITY`] plus a hash of the CIDR (taken in sorted
+/// order, the next free number on a collision), so a CIDR keeps its identity
+/// when others come or go. Numbered by position, adding one CIDR moved every
+/// later one's: between a reload's address and rule writes, traffic was
+/// judged against another CIDR's rules.
 fn cidr_identities(policies: &[Policy]) -> Vec<(Cidr, u32)> {
     let all: BTreeSet<Cidr> = policies
         .iter()
@@ -249,7 +257,16 @@ fn cidr_identities(policies: &[Policy]) -> Vec<(Cidr, u32)> {
         .filter(|c| c.prefix_len() > 0)
         .copied()
         .collect();
-    all.into_iter().zip(FIRST_CIDR_IDENTITY..).collect()
+    let mut taken = BTreeSet::new();
+    all.into_iter()
+        .map(|cidr| {
+            let mut n = crate::endpoints::fnv1a(cidr.to_string().as_bytes()) % CIDR_IDENTITY_SPAN;
+            while !taken.insert(n) {
+                n = (n + 1) % CIDR_IDENTITY_SPAN;
+            }
+            (cidr, FIRST_CIDR_IDENTITY + n)
+        })
+        .collect()
 }
 
 /// The peers of a rule as identities; `{0}` means any peer.

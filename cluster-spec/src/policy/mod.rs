@@ -71,8 +71,9 @@
 //!
 //! # CIDRs and world
 //! Each distinct CIDR of any rule (host bits cleared; a bare address is a /32 or
-//! /128) gets a CIDR identity, numbered from [`FIRST_CIDR_IDENTITY`] (2^24 + 1) in
-//! sorted order (IPv4 first), listed in [`CompiledPolicy::cidrs`]. The datapath's
+//! /128) gets a CIDR identity from [`FIRST_CIDR_IDENTITY`] (2^24 + 1) on, by a hash
+//! of the CIDR, so it keeps it when other CIDRs come or go; they are listed in
+//! [`CompiledPolicy::cidrs`] in sorted order (IPv4 first). The datapath's
 //! longest-prefix-match ipcache maps endpoint addresses to their identities, these
 //! CIDRs to theirs, and anything else to world (2). Because an address gets the
 //! identity of its most specific CIDR, a CIDR rule selects the identities of every

@@ -328,20 +328,20 @@ fn from_cidr_gets_a_cidr_identity() {
         [CidrIdentity {
             addr: "10.0.0.0".parse().unwrap(),
             prefix_len: 8,
-            identity: 16_777_217,
+            identity: 23_278_678,
         }]
     );
     assert_eq!(
         c.entries,
         BTreeMap::from([
-            (key(API, 16_777_217, 0, 0, Ingress), allow(0)),
-            (key(API_2, 16_777_217, 0, 0, Ingress), allow(0)),
+            (key(API, 23_278_678, 0, 0, Ingress), allow(0)),
+            (key(API_2, 23_278_678, 0, 0, Ingress), allow(0)),
         ])
     );
 }
 
 #[test]
-fn cidrs_are_numbered_in_order_and_select_the_cidrs_inside_them() {
+fn cidrs_get_identities_by_hash_and_select_the_cidrs_inside_them() {
     let text = doc(
         "cidrs",
         "{endpointSelector: {matchLabels: {app: frontend}}, \
@@ -359,30 +359,40 @@ fn cidrs_are_numbered_in_order_and_select_the_cidrs_inside_them() {
     assert_eq!(
         cidrs,
         [
-            ("10.0.0.0/8".to_string(), 16_777_217),
-            ("10.1.0.0/16".to_string(), 16_777_218),
-            ("192.0.2.7/32".to_string(), 16_777_219),
-            ("2001:db8::/32".to_string(), 16_777_220),
+            ("10.0.0.0/8".to_string(), 23_278_678),
+            ("10.1.0.0/16".to_string(), 17_753_370),
+            ("192.0.2.7/32".to_string(), 17_404_067),
+            ("2001:db8::/32".to_string(), 21_797_381),
         ]
     );
+    // A CIDR that sorts first moves no other CIDR's identity (numbered by
+    // position, it moved them all).
+    let more = compiled(&text.replace("[10.0.0.0/8]", "[1.2.3.0/24, 10.0.0.0/8]"));
+    let again: Vec<(String, u32)> = more
+        .cidrs
+        .iter()
+        .map(|c| (format!("{}/{}", c.addr, c.prefix_len), c.identity))
+        .collect();
+    assert_eq!(again[0], ("1.2.3.0/24".to_string(), 22_781_485));
+    assert_eq!(again[1..], cidrs[..]);
     let world = reserved::WORLD;
     let f = FRONTEND;
     assert_eq!(
         c.entries,
         BTreeMap::from([
             // 10.0.0.0/8 also selects 10.1.0.0/16, whose addresses have its identity.
-            (key(f, 16_777_217, 0, 0, Ingress), allow(0)),
-            (key(f, 16_777_218, 0, 0, Ingress), allow(0)),
-            (key(f, 16_777_218, 443, 6, Ingress), allow(0)),
+            (key(f, 23_278_678, 0, 0, Ingress), allow(0)),
+            (key(f, 17_753_370, 0, 0, Ingress), allow(0)),
+            (key(f, 17_753_370, 443, 6, Ingress), allow(0)),
             // 0.0.0.0/0: world and every IPv4 CIDR identity.
             (key(f, world, 0, 0, Egress), allow(0)),
-            (key(f, 16_777_217, 0, 0, Egress), allow(0)),
-            (key(f, 16_777_218, 0, 0, Egress), allow(0)),
-            (key(f, 16_777_219, 0, 0, Egress), allow(0)),
-            (key(f, 16_777_220, 0, 0, Egress), allow(0)),
+            (key(f, 23_278_678, 0, 0, Egress), allow(0)),
+            (key(f, 17_753_370, 0, 0, Egress), allow(0)),
+            (key(f, 17_404_067, 0, 0, Egress), allow(0)),
+            (key(f, 21_797_381, 0, 0, Egress), allow(0)),
             // ::/0: world and every IPv6 CIDR identity.
             (key(f, world, 25, 6, Egress), deny(0)),
-            (key(f, 16_777_220, 25, 6, Egress), deny(0)),
+            (key(f, 21_797_381, 25, 6, Egress), deny(0)),
         ])
     );
 }
@@ -501,7 +511,7 @@ fn rule_shapes() {
         "ingress: [{fromEndpoints: [{matchLabels: {app: api}}, {}], fromCIDR: [10.0.0.0/8, 10.0.0.0/8]}]",
     );
     let remotes: Vec<u32> = c.entries.keys().map(|k| k.remote_identity).collect();
-    let mut want = vec![identity(FRONTEND), identity(API), identity(DB), 16_777_217];
+    let mut want = vec![identity(FRONTEND), identity(API), identity(DB), 23_278_678];
     want.sort();
     assert_eq!(remotes, want);
 }
