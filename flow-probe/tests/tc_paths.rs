@@ -68,6 +68,17 @@ fn pins_for(case: &str) -> Pins {
     dir
 }
 
+/// The maps flow-probe's policy sync writes, taken from `ebpf`.
+fn datapath_maps(ebpf: &mut Ebpf) -> DatapathMaps {
+    let mut take = |name: &str| ebpf.take_map(name).unwrap();
+    DatapathMaps {
+        endpoints: aya::maps::HashMap::try_from(take("ENDPOINTS")).unwrap(),
+        ipcache: LpmTrie::try_from(take("IPCACHE")).unwrap(),
+        endpoint_addrs: aya::maps::HashMap::try_from(take("ENDPOINT_ADDRS")).unwrap(),
+        policy: aya::maps::HashMap::try_from(take("POLICY")).unwrap(),
+    }
+}
+
 fn load(dir: &Path, time_paths: u32) -> Ebpf {
     load_stopped(dir, time_paths, cost_stop::NOWHERE)
 }
@@ -506,13 +517,7 @@ fn a_policy_past_the_rule_table_changes_nothing_and_a_big_change_fits() {
     test_support::require_root("it loads eBPF programs");
     let dir = pins_for("tc-policy-room");
     let mut ebpf = load(&dir.0, 0);
-    let maps = DatapathMaps {
-        endpoints: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINTS").unwrap()).unwrap(),
-        ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").unwrap()).unwrap(),
-        endpoint_addrs: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINT_ADDRS").unwrap())
-            .unwrap(),
-        policy: aya::maps::HashMap::try_from(ebpf.take_map("POLICY").unwrap()).unwrap(),
-    };
+    let maps = datapath_maps(&mut ebpf);
     let rules_in_the_kernel = || {
         let map = aya::maps::Map::HashMap(MapData::from_pin(dir.0.join("POLICY")).unwrap());
         let map: aya::maps::HashMap<
@@ -581,13 +586,7 @@ fn sync_writes_where_each_endpoint_address_is_and_forgets_what_went() {
     test_support::require_root("it loads eBPF programs");
     let dir = pins_for("tc-endpoint-addrs");
     let mut ebpf = load(&dir.0, 0);
-    let maps = DatapathMaps {
-        endpoints: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINTS").unwrap()).unwrap(),
-        ipcache: LpmTrie::try_from(ebpf.take_map("IPCACHE").unwrap()).unwrap(),
-        endpoint_addrs: aya::maps::HashMap::try_from(ebpf.take_map("ENDPOINT_ADDRS").unwrap())
-            .unwrap(),
-        policy: aya::maps::HashMap::try_from(ebpf.take_map("POLICY").unwrap()).unwrap(),
-    };
+    let maps = datapath_maps(&mut ebpf);
     let places = || {
         let map = aya::maps::Map::HashMap(MapData::from_pin(dir.0.join("ENDPOINT_ADDRS")).unwrap());
         let map: aya::maps::HashMap<_, EndpointAddr, u32> =

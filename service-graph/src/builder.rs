@@ -549,15 +549,10 @@ mod tests {
         assert!(e.drops.is_empty());
     }
 
-    /// A path policy denies: each SYN (and its retransmissions) is seen
-    /// leaving frontend on node1 and dropped at api on node2. The edge reads
-    /// all dropped, not half forwarded, whichever node's flow comes first;
-    /// a packet seen only leaving stays forwarded.
-    #[test]
-    fn a_packet_dropped_at_its_destination_counts_once_as_dropped() {
-        let all = fixtures::flows();
-        let (left, arrived) = (all[8].clone(), all[9].clone());
-        let dropped = Flow {
+    /// `arrived`'s packet dropped there instead, for want of a policy (a
+    /// Drop flow: no observation point, no direction).
+    fn denied(arrived: &Flow) -> Flow {
+        Flow {
             verdict: Verdict::Dropped as i32,
             drop_reason_desc: DropReason::PolicyDenied as i32,
             event_type: Some(observer_proto::flow::CiliumEventType {
@@ -567,7 +562,18 @@ mod tests {
             trace_observation_point: 0,
             is_reply: None,
             ..arrived.clone()
-        };
+        }
+    }
+
+    /// A path policy denies: each SYN (and its retransmissions) is seen
+    /// leaving frontend on node1 and dropped at api on node2. The edge reads
+    /// all dropped, not half forwarded, whichever node's flow comes first;
+    /// a packet seen only leaving stays forwarded.
+    #[test]
+    fn a_packet_dropped_at_its_destination_counts_once_as_dropped() {
+        let all = fixtures::flows();
+        let (left, arrived) = (all[8].clone(), all[9].clone());
+        let dropped = denied(&arrived);
         let later = |f: &Flow, ms: i32| {
             let mut f = f.clone();
             f.time.as_mut().unwrap().nanos += ms * 1_000_000;
@@ -620,19 +626,11 @@ mod tests {
             ..all[9].clone()
         };
         let kernel_drop = Flow {
-            verdict: Verdict::Dropped as i32,
-            drop_reason_desc: DropReason::PolicyDenied as i32,
-            event_type: Some(observer_proto::flow::CiliumEventType {
-                r#type: 1,
-                sub_type: 133,
-            }),
-            trace_observation_point: 0,
-            is_reply: None,
             kernel_drop: Some(observer_proto::observe::v1::KernelDrop {
                 reason: 6,
                 name: "NETFILTER_DROP".into(),
             }),
-            ..all[9].clone()
+            ..denied(&all[9])
         };
         let g = GraphBuilder::build(&[
             at(&left, 1),
