@@ -424,7 +424,12 @@ impl Metrics {
             key,
         } = &mut *guard;
         let mut now = Now::new(&self.clock);
-        if let Some(d) = volume.deltas(flow) {
+        // The link's housekeeping (IPv6 neighbour discovery, multicast
+        // listener reports) is no workload's traffic: one multicast
+        // solicitation arrives at every endpoint of the link, each counting
+        // it as bytes to world.
+        let housekeeping = observer_proto::icmpv6::flow_is_link_housekeeping(flow);
+        if !housekeeping && let Some(d) = volume.deltas(flow) {
             key.clear()
                 .push_with(|b| self.context.write(flow, true, b))
                 .push_with(|b| self.context.write(flow, false, b))

@@ -500,6 +500,38 @@ fn calls_out_and_in_are_told_apart_by_the_end_that_observed_them() {
     );
 }
 
+/// One multicast neighbour solicitation arrives at every endpoint of the
+/// link: each counted it as bytes to world (lab QA). It counts in Hubble's
+/// flow metrics, as Hubble's do, and in no volume; an echo does.
+#[test]
+fn neighbour_discovery_adds_no_volume() {
+    let m = Metrics::new(&MetricsConfig::default());
+    for icmp_type in [135, 128] {
+        let mut f = with_volume(forwarded(0, 0), (86, 1), (0, 0));
+        f.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
+                r#type: icmp_type,
+                code: 0,
+            })),
+        });
+        f.volume.as_mut().unwrap().first_packet = true;
+        m.flow(&f);
+    }
+    assert_eq!(
+        series(&m, "observe_flow_bytes_total"),
+        [
+            r#"observe_flow_bytes_total{destination_workload="default/api",direction="ingress",observed_at="destination",source_workload="default/frontend"} 86"#
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_icmp_total"),
+        [
+            r#"hubble_icmp_total{family="IPv6",type="EchoRequest"} 1"#,
+            r#"hubble_icmp_total{family="IPv6",type="NeighborSolicitation"} 1"#,
+        ]
+    );
+}
+
 #[test]
 fn context_fallback_and_options() {
     let cfg = MetricsConfig {
