@@ -63,8 +63,9 @@ fn dashboard_queries() -> Vec<(String, String)> {
 /// What `observe_flow_bytes_total{source_workload=src, destination_workload=dst}`
 /// must add up to, from the flows: the metric adds what each event's volume
 /// grew by, per direction of a connection, interface and observation point,
-/// so it ends at the last cumulative count of each. Also how many of those
-/// (connection direction, interface, observation point) there are.
+/// so it ends at the last cumulative count of each; IPv6 neighbour discovery
+/// (the link's housekeeping) adds none. Also how many of those (connection
+/// direction, interface, observation point) there are.
 fn volume_bytes(flows: &[Flow], src: &str, dst: &str) -> (usize, u64) {
     let workload = |ep: Option<&Endpoint>| {
         ep.map(|e| {
@@ -77,6 +78,9 @@ fn volume_bytes(flows: &[Flow], src: &str, dst: &str) -> (usize, u64) {
         let (Some(v), Some(ip)) = (&f.volume, &f.ip) else {
             continue;
         };
+        if observer_proto::icmpv6::flow_is_link_housekeeping(f) {
+            continue;
+        }
         if workload(f.source.as_ref()).as_deref() != Some(src)
             || workload(f.destination.as_ref()).as_deref() != Some(dst)
         {
