@@ -217,18 +217,18 @@ pub async fn run(
         // When both are due they take turns: a collection slower than its
         // interval would otherwise hold reports off for good.
         if let (Some(t), None) = (&tables, &table_job) {
-            let t = t.clone();
             let collect = collect_due && !(report_due && last_was_collection);
             if collect {
                 collect_due = false;
                 last_was_collection = true;
-                let c = collector.clone();
+                let (t, c) = (t.clone(), collector.clone());
                 table_job = Some(tokio::task::spawn_blocking(move || {
                     let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
                     TableJob::Collected(tables::collect(&t, &mut c))
                 }));
             } else if std::mem::take(&mut report_due) {
                 last_was_collection = false;
+                let t = t.clone();
                 table_job = Some(tokio::task::spawn_blocking(move || {
                     TableJob::Report(tables::read_for_report(&t))
                 }));
