@@ -112,6 +112,30 @@ fn remove_unwanted<K: aya::Pod, V: aya::Pod>(
     Ok(stale.len())
 }
 
+/// `compiled`'s rules as the kernel keys them; `ids`: the policies' ids, by
+/// their index in `compiled`.
+fn kernel_rules(compiled: &CompiledPolicy, ids: &[u32]) -> BTreeMap<PolicyKey, PolicyValue> {
+    compiled
+        .entries
+        .iter()
+        .map(|(k, v)| {
+            let key = PolicyKey {
+                endpoint_id: k.endpoint_id,
+                remote_identity: k.remote_identity,
+                dport: k.dport,
+                proto: k.proto,
+                direction: k.direction as u8,
+            };
+            let value = PolicyValue {
+                deny: u8::from(matches!(v.action, Action::Deny)),
+                _pad0: [0; 3],
+                policy_id: ids.get(v.policy_id as usize).copied().unwrap_or(0),
+            };
+            (key, value)
+        })
+        .collect()
+}
+
 /// Removes just enough entries that `wanted` refuses for the keys of
 /// `wanting` not held yet to fit, those `first` picks before the others;
 /// returns how many went.
@@ -212,30 +236,8 @@ impl Datapath {
             self.names.insert(*id, p.clone());
         }
 
-        // The rules wanted, computed before anything is written.
-        let wanted: BTreeMap<PolicyKey, PolicyValue> = compiled
-            .entries
-            .iter()
-            .map(|(k, v)| {
-                let key = PolicyKey {
-                    endpoint_id: k.endpoint_id,
-                    remote_identity: k.remote_identity,
-                    dport: k.dport,
-                    proto: k.proto,
-                    direction: k.direction as u8,
-                };
-                let deny = u8::from(matches!(v.action, Action::Deny));
-                let policy_id = ids.get(v.policy_id as usize).copied().unwrap_or(0);
-                (
-                    key,
-                    PolicyValue {
-                        deny,
-                        _pad0: [0; 3],
-                        policy_id,
-                    },
-                )
-            })
-            .collect();
+        // What the tables should hold, worked out before anything is written.
+        let wanted = kernel_rules(compiled, &ids);
         let addrs: Vec<(Key<IpcacheAddr>, u32)> = ipcache::entries(compiled, endpoints)
             .iter()
             .map(|e| (ipcache_key(e.addr, e.prefix_len), e.identity))
