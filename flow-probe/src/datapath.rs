@@ -147,7 +147,7 @@ fn make_room<'a, K: aya::Pod + Eq + std::hash::Hash + 'a, V: aya::Pod>(
 ) -> anyhow::Result<usize> {
     let held: HashSet<K> = map.keys().filter_map(Result::ok).collect();
     let all = held.len() + wanting.filter(|k| !held.contains(k)).count();
-    let excess = all.saturating_sub(capacity(map.map())?);
+    let excess = all.saturating_sub(crate::kernel::capacity(map.map())?);
     if excess == 0 {
         return Ok(0);
     }
@@ -170,7 +170,7 @@ fn make_address_room(
     let held: Vec<Key<IpcacheAddr>> = trie.keys().filter_map(Result::ok).collect();
     let held_pairs: HashSet<(u32, [u8; 20])> = held.iter().map(pair).collect();
     let all = held.len() + live.iter().filter(|k| !held_pairs.contains(k)).count();
-    let excess = all.saturating_sub(capacity(trie.map())?);
+    let excess = all.saturating_sub(crate::kernel::capacity(trie.map())?);
     for k in held
         .iter()
         .filter(|k| !live.contains(&pair(k)))
@@ -181,14 +181,9 @@ fn make_address_room(
     Ok(())
 }
 
-/// How many entries a kernel table holds.
-fn capacity(map: &MapData) -> anyhow::Result<usize> {
-    Ok(map.info()?.max_entries() as usize)
-}
-
 /// Refuses `wanted` entries of `what` for a table that holds fewer.
 fn room(what: &str, wanted: usize, map: &MapData) -> anyhow::Result<()> {
-    let capacity = capacity(map)?;
+    let capacity = crate::kernel::capacity(map)?;
     if wanted > capacity {
         anyhow::bail!(
             "{wanted} {what}, more than the datapath's table holds ({capacity}); nothing was changed"

@@ -23,3 +23,9 @@ pub mod sock_lb;
 pub mod sysfs;
 pub mod tracefs;
 pub mod tracepoints;
+
+/// How many entries a kernel table holds (its `max_entries`): the policy and
+/// service syncs count against it before they write.
+pub fn capacity(map: &aya::maps::MapData) -> Result<usize, aya::maps::MapError> {
+    Ok(map.info()?.max_entries() as usize)
+}

@@ -48,7 +48,7 @@ pub enum SyncError {
 
 /// Refuses `wanted` entries of `what` for a table that holds fewer.
 fn room(what: &'static str, wanted: usize, map: &MapData) -> Result<(), SyncError> {
-    let capacity = map.info()?.max_entries() as usize;
+    let capacity = crate::kernel::capacity(map)?;
     if wanted > capacity {
         return Err(SyncError::Full {
             what,
@@ -72,14 +72,6 @@ impl ServiceMaps {
     /// Makes the maps hold exactly `compiled`.
     pub fn sync(&mut self, compiled: &CompiledServices) -> Result<SyncReport, SyncError> {
         let (services, backends) = super::entries::entries(compiled);
-        // Before anything is written: a table that fills midway would leave
-        // the services half old, half new.
-        room(
-            "service frontends",
-            services.len(),
-            self.maps.services.map(),
-        )?;
-        room("service backends", backends.len(), self.maps.backends.map())?;
         let mut report = SyncReport {
             frontends: services.len(),
             backends: backends.len(),
@@ -89,20 +81,28 @@ impl ServiceMaps {
             self.maps.backends.iter().filter_map(Result::ok).collect();
         let have_services: BTreeMap<LbServiceKey, LbService> =
             self.maps.services.iter().filter_map(Result::ok).collect();
-        // Gone entries are removed last (steps 3 and 4): old and new must
-        // fit together.
-        let new = services.keys().filter(|k| !have_services.contains_key(k));
-        room(
-            "service frontends, old and new together",
-            have_services.len() + new.count(),
-            self.maps.services.map(),
-        )?;
-        let new = backends.keys().filter(|k| !have_backends.contains_key(k));
-        room(
-            "service backends, old and new together",
-            have_backends.len() + new.count(),
-            self.maps.backends.map(),
-        )?;
+        // Before anything is written: a table that fills midway would leave
+        // the services half old, half new. Gone entries are removed last
+        // (steps 3 and 4), so old and new must fit together too.
+        let new_frontends = services.keys().filter(|k| !have_services.contains_key(k));
+        let new_backends = backends.keys().filter(|k| !have_backends.contains_key(k));
+        let (frontends_map, backends_map) = (self.maps.services.map(), self.maps.backends.map());
+        for (what, count, map) in [
+            ("service frontends", services.len(), frontends_map),
+            ("service backends", backends.len(), backends_map),
+            (
+                "service frontends, old and new together",
+                have_services.len() + new_frontends.count(),
+                frontends_map,
+            ),
+            (
+                "service backends, old and new together",
+                have_backends.len() + new_backends.count(),
+                backends_map,
+            ),
+        ] {
+            room(what, count, map)?;
+        }
 
         for (k, v) in &backends {
             if have_backends.get(k) != Some(v) {
