@@ -144,6 +144,43 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         "{}",
         text(&traffic)
     );
+    assert!(
+        text(&traffic).ends_with("\n1 round, 10 items, 0 not as expected\n"),
+        "{}",
+        text(&traffic)
+    );
+
+    // With db's port held by someone else, its item fails, says why, and the
+    // command fails so that a script sees it.
+    let db = observe_lab::Lab::attach(&dir)
+        .unwrap()
+        .endpoint("db")
+        .unwrap()
+        .clone();
+    let held = observe_lab::run_in_netns(&db.netns, move || {
+        Ok(std::net::TcpListener::bind((db.ipv4, 5432))?)
+    })
+    .unwrap();
+    let blocked = observe(&["lab", "traffic", "--state-dir", state]);
+    drop(held);
+    let out = text(&blocked);
+    assert_eq!(blocked.status.code(), Some(1), "{out}");
+    let db_item = out.lines().find(|l| l.starts_with("[2] ")).unwrap();
+    assert!(
+        db_item.ends_with(&format!(
+            ": failed: server: listening on {}:5432: Address already in use (os error 98), \
+             sent 0 B, received 0 B (UNEXPECTED: wanted ok)",
+            db.ipv4
+        )),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "\n1 round, 10 items, 1 not as expected\nobserve: 1 of 10 items did not end as \
+             the scenario expects: see the lines marked UNEXPECTED\n"
+        ),
+        "{out}"
+    );
 
     // Everything in the lab talks mTLS: without its certificates the probe
     // refuses, and observe says which flags would do.

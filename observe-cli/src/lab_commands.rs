@@ -87,27 +87,35 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
 }
 
 /// Generates the scenario's traffic: one round, or rounds for `duration`.
+/// Fails (after printing what happened) when an item did not end as the
+/// scenario expects, so a script sees it.
 pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
     let scenario = lab.scenario().clone();
-    match duration {
+    let summary = match duration {
         None => {
             let report = lab::run_traffic_once(&lab, &scenario)?;
             crate::outln!("{report}")?;
+            let mut summary = lab::TrafficSummary::default();
+            summary.add(&report);
+            summary
         }
         Some(d) => {
             let stop = AtomicBool::new(false);
-            let s = lab::run_traffic(&lab, &scenario, d, &stop)?;
-            crate::outln!(
-                "{} rounds, {} items, {} not as expected",
-                s.rounds,
-                s.items,
-                s.unexpected
-            )?;
-            if let Some(last) = &s.last_unexpected {
-                crate::outln!("  last unexpected: {last}")?;
+            let summary = lab::run_traffic(&lab, &scenario, d, &stop)?;
+            if let Some(last) = &summary.last_unexpected {
+                crate::outln!("last unexpected: {last}")?;
             }
+            summary
         }
+    };
+    crate::outln!("{summary}")?;
+    if summary.unexpected > 0 {
+        anyhow::bail!(
+            "{} of {} items did not end as the scenario expects: see the lines marked UNEXPECTED",
+            summary.unexpected,
+            summary.items
+        );
     }
     Ok(())
 }

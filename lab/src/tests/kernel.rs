@@ -604,3 +604,46 @@ fn a_services_file_that_cannot_be_read_fails_its_service_items_alone() {
         "{error}"
     );
 }
+
+#[test]
+fn a_server_port_held_by_someone_else_fails_the_item_saying_so() {
+    test_support::require_root("the lab builds network namespaces");
+    let dir = state_dir("heldport");
+    let scenario = Scenario::parse(
+        "endpoints:\n\
+         - {name: client, namespace: default, labels: {app: client}}\n\
+         - {name: api, namespace: default, labels: {app: api}}\n\
+         services:\n\
+         - {name: api, namespace: default, vip: {ipv4: 198.18.100.10}, ports: [{port: 80, targetPort: 8080}], selector: {app: api}}\n\
+         traffic:\n\
+         - {from: client, to: api, protocol: tcp, port: 8080}\n\
+         - {from: client, to_service: api, protocol: tcp, port: 80}\n",
+        "held-port.yaml",
+    )
+    .unwrap();
+    let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&dir)).unwrap();
+    let api = lab.endpoint("api").unwrap().clone();
+    let held = crate::netns::run_in(&api.netns, move || {
+        Ok(std::net::TcpListener::bind((api.ipv4, 8080))?)
+    })
+    .unwrap();
+    let report = run_traffic_once(&lab, &scenario).unwrap();
+    drop(held);
+    let taken = format!(
+        "listening on {}:8080: Address already in use (os error 98)",
+        api.ipv4
+    );
+    let failures: Vec<_> = report.items.iter().map(|i| i.outcome.clone()).collect();
+    assert_eq!(
+        failures,
+        [
+            Outcome::Failed {
+                error: format!("server: {taken}")
+            },
+            Outcome::Failed {
+                error: format!("server on default/api: {taken}")
+            },
+        ],
+        "{report}"
+    );
+}

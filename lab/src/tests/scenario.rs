@@ -812,3 +812,21 @@ fn dropped_outcomes_match_only_dropped_expectations() {
     );
     assert_eq!(DROP_WAIT, Duration::from_millis(500));
 }
+
+#[test]
+fn a_summary_counts_rounds_items_and_the_unexpected() {
+    let round = |outcomes: [Outcome; 2]| TrafficReport {
+        prefix: "obsx".into(),
+        items: outcomes.into_iter().map(|o| item(Expect::Ok, o)).collect(),
+    };
+    let mut summary = TrafficSummary::default();
+    summary.add(&round([Outcome::Completed, Outcome::Completed]));
+    assert_eq!(summary.to_string(), "1 round, 2 items, 0 not as expected");
+    assert_eq!(summary.last_unexpected, None);
+    summary.add(&round([Outcome::Dropped, Outcome::Completed]));
+    assert_eq!(summary.to_string(), "2 rounds, 4 items, 1 not as expected");
+    assert_eq!(
+        summary.last_unexpected,
+        Some(item(Expect::Ok, Outcome::Dropped))
+    );
+}

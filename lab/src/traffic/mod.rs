@@ -41,6 +41,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
@@ -212,12 +213,7 @@ pub fn run_traffic_with(
     refresh_restarted_containers(lab)?;
     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
         let report = run_round(lab, scenario)?;
-        summary.rounds += 1;
-        summary.items += report.items.len() as u64;
-        for item in report.unexpected() {
-            summary.unexpected += 1;
-            summary.last_unexpected = Some(item.clone());
-        }
+        summary.add(&report);
         on_round(summary.rounds, &report);
         let pause_end = Instant::now() + pause;
         while !stop.load(Ordering::Relaxed) && Instant::now() < pause_end.min(end) {
@@ -322,11 +318,7 @@ where
     };
     if ready_rx.recv_timeout(OP_TIMEOUT).is_err() {
         client_done.store(true, Ordering::Relaxed);
-        let why = match netns::join(server) {
-            Err(e) => format!("server: {e:#}"),
-            Ok(_) => "server: not ready in time".to_string(),
-        };
-        return Exchange::default().failed(why);
+        return Exchange::default().failed(format!("server: {}", not_ready(server)));
     }
     let mut exchange = match netns::spawn_in(&job.src_netns, move || Ok(client())) {
         Ok(handle) => {
@@ -346,6 +338,15 @@ where
         Err(e) => log::debug!("server after a failed client: {e:#}"),
     }
     exchange
+}
+
+/// Why a server never said it was ready: the error its thread ended with
+/// (a port that stayed taken, say), else that it was too slow.
+fn not_ready(server: JoinHandle<Result<ServerCounts>>) -> String {
+    match netns::join(server) {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => "not ready in time".to_string(),
+    }
 }
 
 /// Runs a client alone in `job.src_netns`.

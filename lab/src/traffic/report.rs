@@ -119,6 +119,32 @@ pub struct TrafficSummary {
     pub last_unexpected: Option<ItemReport>,
 }
 
+impl TrafficSummary {
+    /// Counts one round.
+    pub fn add(&mut self, round: &TrafficReport) {
+        self.rounds += 1;
+        self.items += round.items.len() as u64;
+        for item in round.unexpected() {
+            self.unexpected += 1;
+            self.last_unexpected = Some(item.clone());
+        }
+    }
+}
+
+impl fmt::Display for TrafficSummary {
+    /// `2 rounds, 20 items, 0 not as expected`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} round{}, {} items, {} not as expected",
+            self.rounds,
+            if self.rounds == 1 { "" } else { "s" },
+            self.items,
+            self.unexpected
+        )
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

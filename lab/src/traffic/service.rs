@@ -24,8 +24,8 @@ use std::sync::mpsc;
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::{
-    Exchange, ItemReport, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, run_traffic_once, tcp,
-    udp, wait_for,
+    Exchange, ItemReport, Job, OP_TIMEOUT, Outcome, ServerCounts, ServerCtl, not_ready,
+    run_traffic_once, tcp, udp, wait_for,
 };
 use crate::cgroup;
 use crate::instance::Lab;
@@ -172,11 +172,13 @@ fn run_here(lab: &Lab, spec: &TrafficSpec, job: &Job) -> Exchange {
                 }
             }
         }
-        for (_, ready_rx, name) in &servers {
-            if ready_rx.recv_timeout(OP_TIMEOUT).is_err() {
-                client_done.store(true, Ordering::Relaxed);
-                return Exchange::default().failed(format!("server on {name}: not ready in time"));
-            }
+        let late = servers
+            .iter()
+            .position(|(_, ready_rx, _)| ready_rx.recv_timeout(OP_TIMEOUT).is_err());
+        if let Some(late) = late {
+            client_done.store(true, Ordering::Relaxed);
+            let (handle, _, name) = servers.swap_remove(late);
+            return Exchange::default().failed(format!("server on {name}: {}", not_ready(handle)));
         }
     }
     let src = SocketAddr::new(job.src_ip, 0);
