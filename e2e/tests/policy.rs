@@ -603,17 +603,36 @@ async fn a_malformed_policy_file_leaves_the_policy_in_force() {
             .is_some_and(|d| d.contains("ingressDenny")),
         "{v}"
     );
-    // Removed, the directory is in force again.
-    std::fs::remove_file(&bad).unwrap();
+    // Emptied, as a truncated file is, the directory is in force again; the
+    // file enforces nothing, and the status and the log say so.
+    std::fs::write(&bad, "# emptied\n").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    let status = loop {
         let status = e2e::observe(&args);
         if status.contains(&format!("  policy   in force     {dir}  ")) {
-            break;
+            break status;
         }
         assert!(std::time::Instant::now() < deadline, "{status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    let line = status
+        .lines()
+        .find(|l| l.trim_start().starts_with("policy "))
+        .unwrap();
+    assert!(
+        line.ends_with(" rules in force; generation 1; no policy in 70-bad.yaml"),
+        "{status}"
+    );
+    let log = std::fs::read_to_string(&env.probe.log).unwrap();
+    assert_eq!(
+        log.matches(&format!(
+            "policy file {}: holds no policy (empty, or only comments), so it enforces nothing",
+            bad.display()
+        ))
+        .count(),
+        1,
+        "{log}"
+    );
     let report = tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).unwrap();
     assert!(report.all_as_expected(), "{report}");
 }

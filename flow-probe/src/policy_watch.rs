@@ -8,6 +8,7 @@
 //! [`Generation`] and is recorded, with the files and endpoints it came
 //! from, in the [`PolicyLog`].
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -66,6 +67,9 @@ pub struct PolicyWatcher {
     watch: Option<FileWatch>,
     /// Where `observe status` learns whether the directory is in force.
     states: ConfigStates,
+    /// The directory's files that hold no policy, as last read (warned
+    /// about when this changes).
+    without_policies: Vec<String>,
 }
 
 impl PolicyWatcher {
@@ -92,6 +96,7 @@ impl PolicyWatcher {
             in_force: InForce::new(generation),
             log,
             states,
+            without_policies: Vec::new(),
         };
         w.apply_and_tell("the pinned policy stays in force");
         w
@@ -130,7 +135,18 @@ impl PolicyWatcher {
             );
             return Ok(None);
         }
-        let (state, policies) = PolicyState::read(self.dir.as_deref(), endpoints.file.clone())?;
+        let (state, loaded) = PolicyState::read(self.dir.as_deref(), endpoints.file.clone())?;
+        let policies = loaded.policies;
+        let dir = self.dir.clone().unwrap_or_default();
+        if loaded.without_policies != self.without_policies {
+            for name in &loaded.without_policies {
+                log::warn!(
+                    "policy file {}: holds no policy (empty, or only comments), so it enforces nothing",
+                    dir.join(name).display()
+                );
+            }
+            self.without_policies = loaded.without_policies;
+        }
         self.datapath.set_ifindex_of(endpoints.ifindex_of.clone());
         let compiled = policy::compile(&policies, &endpoints.file);
         let report = self.datapath.sync(&compiled, &endpoints.file)?;
@@ -147,9 +163,16 @@ impl PolicyWatcher {
             report.rules_removed,
             report.endpoints
         );
-        Ok(Some(format!(
-            "{policies} policies, {rules} rules in force; generation {generation}"
-        )))
+        let mut in_force =
+            format!("{policies} policies, {rules} rules in force; generation {generation}");
+        if !self.without_policies.is_empty() {
+            let _ = write!(
+                in_force,
+                "; no policy in {}",
+                self.without_policies.join(", ")
+            );
+        }
+        Ok(Some(in_force))
     }
 
     /// Re-applies on every change of the directory or the endpoints until

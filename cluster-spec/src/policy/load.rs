@@ -35,11 +35,22 @@ pub fn load_file_with_text(path: &Path) -> Result<(String, Vec<Policy>), PolicyE
 /// Reads every `*.yaml` and `*.yml` file of a directory (not its subdirectories,
 /// not hidden files), in file-name order. Any problem fails the whole directory.
 pub fn load_dir(dir: &Path) -> Result<Vec<Policy>, PolicyError> {
-    load_dir_with_texts(dir).map(|(_, policies)| policies)
+    load_dir_with_texts(dir).map(|loaded| loaded.policies)
+}
+
+/// What [`load_dir_with_texts`] read.
+#[derive(Debug, Default)]
+pub struct LoadedDir {
+    /// Each file's name and the text that was read and checked.
+    pub files: Vec<PolicyFile>,
+    pub policies: Vec<Policy>,
+    /// Files that hold no policy (empty, or only comments): worth a warning,
+    /// since a truncated file lifts what it used to enforce.
+    pub without_policies: Vec<String>,
 }
 
 /// [`load_dir`], with each file's name and the text that was read and checked.
-pub fn load_dir_with_texts(dir: &Path) -> Result<(Vec<PolicyFile>, Vec<Policy>), PolicyError> {
+pub fn load_dir_with_texts(dir: &Path) -> Result<LoadedDir, PolicyError> {
     let io = |error| PolicyError::Io {
         path: dir.display().to_string(),
         error,
@@ -60,19 +71,21 @@ pub fn load_dir_with_texts(dir: &Path) -> Result<(Vec<PolicyFile>, Vec<Policy>),
         }
     }
     files.sort();
-    let mut texts = Vec::new();
-    let mut out = Vec::new();
+    let mut out = LoadedDir::default();
     for file in files {
         let (text, policies) = load_file_with_text(&file)?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        texts.push(PolicyFile { name, text });
-        out.extend(policies);
+        if policies.is_empty() {
+            out.without_policies.push(name.clone());
+        }
+        out.files.push(PolicyFile { name, text });
+        out.policies.extend(policies);
     }
-    check_duplicates(&out)?;
-    Ok((texts, out))
+    check_duplicates(&out.policies)?;
+    Ok(out)
 }
 
 /// Parses the text of one file; `origin` names the file in errors.

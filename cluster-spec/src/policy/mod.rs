@@ -114,8 +114,8 @@ pub use compile::{
 pub use ipcache::{Ipcache, IpcacheEntry};
 pub use judge::{Decision, Denial, FirstPacket, Judge, Match, Verdict};
 pub use load::{
-    PolicyFile, check_duplicates, load_dir, load_dir_with_texts, load_file, load_file_with_text,
-    parse,
+    LoadedDir, PolicyFile, check_duplicates, load_dir, load_dir_with_texts, load_file,
+    load_file_with_text, parse,
 };
 pub use spec::{
     API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, Direction, KIND, NAMESPACE_LABEL,

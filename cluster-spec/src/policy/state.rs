@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::endpoints::{EndpointsError, EndpointsFile};
 
-use super::load::{self, PolicyFile};
+use super::load::{self, LoadedDir, PolicyFile};
 use super::{CompiledPolicy, Policy, PolicyError, compile, parse};
 
 /// The policy files and the endpoints one compiled policy came from.
@@ -42,16 +42,18 @@ pub const VERSION_DIGITS: usize = 16;
 
 impl PolicyState {
     /// Reads every policy file of `dir` (none: no policy) as
-    /// [`super::load_dir`] does, with their texts.
+    /// [`super::load_dir`] does, with their texts; the rest of what was
+    /// read comes alongside (its `files` moved into the state).
     pub fn read(
         dir: Option<&Path>,
         endpoints: EndpointsFile,
-    ) -> Result<(PolicyState, Vec<Policy>), PolicyError> {
-        let (files, policies) = match dir {
+    ) -> Result<(PolicyState, LoadedDir), PolicyError> {
+        let mut loaded = match dir {
             Some(d) => load::load_dir_with_texts(d)?,
-            None => Default::default(),
+            None => LoadedDir::default(),
         };
-        Ok((PolicyState { files, endpoints }, policies))
+        let files = std::mem::take(&mut loaded.files);
+        Ok((PolicyState { files, endpoints }, loaded))
     }
 
     /// A state from its recorded parts: the files and the endpoints file's

@@ -586,6 +586,10 @@ fn multi_document_files_and_sorted_directories() {
     assert!(from_file[0].enforces(Ingress) && !from_file[0].enforces(Egress));
     assert!(from_file[1].enforces(Egress) && !from_file[1].enforces(Ingress));
 
+    let loaded = load_dir_with_texts(&dir.0).unwrap();
+    assert_eq!(loaded.without_policies, ["empty.yaml"]);
+    let read: Vec<_> = loaded.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(read, ["a.yml", "b.yaml", "empty.yaml"]);
     let all = load_dir(&dir.0).unwrap();
     let a = shown("a.yml");
     assert_eq!(
