@@ -232,12 +232,15 @@ async fn values_no_pool_counts_are_bounded() {
             1_200_000_000,
         ),
         (
-            "SELECT length(replace(repeat('a', 60000000), 'a', 'bbbb')) AS v",
+            // On a column: a constant this long is refused as one.
+            "SELECT length(replace(repeat(uuid, 6000000), 'a', 'bbbb')) AS v FROM flows \
+             WHERE uuid = 'uuid-00000'",
             "replace",
             300_000_000,
         ),
         (
-            "SELECT length(regexp_replace(repeat('a', 10000), 'a', '$0$0$0', 'g')) AS v",
+            "SELECT length(regexp_replace(repeat(uuid, 1000), 'a', '$0$0$0', 'g')) AS v FROM \
+             flows WHERE uuid = 'uuid-00000'",
             "regexp_replace",
             10_000 * (6 * 10_000 + 1),
         ),
@@ -276,6 +279,123 @@ async fn values_no_pool_counts_are_bounded() {
             .unwrap(),
         "1"
     );
+}
+
+/// A constant is repeated for every row of a batch, and `concat` or `||`
+/// makes what all its rows hold: `concat(uuid, rpad('a', 16000000))` asked
+/// the allocator for 128 GiB for one batch, which aborts the process.
+#[tokio::test]
+async fn constants_and_joined_texts_are_bounded() {
+    let e = engine(&golden("limits-joined"));
+    let one_row = "FROM flows WHERE uuid = 'uuid-00000'";
+    let within = "x".repeat(4096);
+    for (sql, v) in [
+        (
+            format!("SELECT length(concat(uuid, '{within}')) AS v {one_row}"),
+            "4106",
+        ),
+        (
+            format!("SELECT length(uuid || '{within}') AS v {one_row}"),
+            "4106",
+        ),
+        (
+            format!("SELECT uuid || '-' || uuid AS v {one_row}"),
+            "uuid-00000-uuid-00000",
+        ),
+        (
+            format!("SELECT concat_ws('/', uuid, uuid) AS v {one_row}"),
+            "uuid-00000/uuid-00000",
+        ),
+        // NULL on either side is NULL, as DataFusion's operator has it.
+        (
+            format!("SELECT (uuid || NULL) IS NULL AS v {one_row}"),
+            "true",
+        ),
+        ("SELECT 1 || 'a' AS v".to_string(), "1a"),
+        // Worked out while planning, to a number: no text constant is left.
+        (
+            format!("SELECT length('{}') AS v", "y".repeat(100_000)),
+            "100000",
+        ),
+    ] {
+        assert_eq!(value(&e, &sql).await.unwrap(), v, "{sql}");
+    }
+    // The operator's column is named as DataFusion names it.
+    let named = e
+        .query(&format!("SELECT uuid || 'x' {one_row}"))
+        .await
+        .unwrap();
+    assert_eq!(named.schema.field(0).name(), "flows.uuid || Utf8(\"x\")");
+
+    let constant = |bytes: usize| {
+        format!(
+            "refused: the query holds a text constant of {bytes} bytes (as written, bound, or \
+             made by a call on constants); at most 4096 are allowed, since a constant is \
+             repeated for every row of a batch"
+        )
+    };
+    for (sql, bytes) in [
+        (
+            format!("SELECT '{}' AS v FROM flows", "x".repeat(4097)),
+            4097,
+        ),
+        (
+            format!("SELECT length(concat(uuid, rpad('a', 16000000))) AS v {one_row}"),
+            16_000_000,
+        ),
+        (
+            format!(
+                "SELECT length(uuid || '{}') AS v {one_row}",
+                "x".repeat(1_000_000)
+            ),
+            1_000_000,
+        ),
+    ] {
+        assert_eq!(
+            e.query(&sql).await.unwrap_err().to_string(),
+            constant(bytes)
+        );
+    }
+    // A column made by repeat, joined to itself: each join is bounded.
+    let r = "WITH t AS (SELECT repeat(uuid, 700000) AS r FROM flows WHERE uuid = 'uuid-00000')";
+    assert_eq!(
+        value(&e, &format!("{r} SELECT length(r || r || r) AS v FROM t"))
+            .await
+            .unwrap(),
+        "21000000"
+    );
+    for (sql, name, bytes) in [
+        (
+            format!(
+                "{r} SELECT length({}) AS v FROM t",
+                vec!["r"; 10].join(" || ")
+            ),
+            "||",
+            70_000_000u64,
+        ),
+        (
+            format!(
+                "{r} SELECT length(concat({})) AS v FROM t",
+                vec!["r"; 10].join(", ")
+            ),
+            "concat",
+            70_000_000,
+        ),
+        (
+            format!("{r} SELECT length(concat_ws(r, r, r, r, r, r, r)) AS v FROM t"),
+            "concat_ws",
+            11 * 7_000_000,
+        ),
+    ] {
+        assert_eq!(
+            e.query(&sql).await.unwrap_err().to_string(),
+            format!(
+                "Execution error: {name} would make up to {bytes} bytes; at most 67108864 \
+                 (64 MiB) are allowed per call"
+            ),
+            "{sql}"
+        );
+    }
 }
 
 #[tokio::test]

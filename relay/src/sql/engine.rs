@@ -247,8 +247,12 @@ impl SqlEngine {
             return Ok(());
         }
         let task = Arc::new(df.task_ctx());
-        let plan = df
-            .create_physical_plan()
+        let (state, plan) = df.into_parts();
+        let plan = state.optimize(&plan).map_err(|e| session.error(e))?;
+        super::functions::check_constants(&plan)?;
+        let plan = state
+            .query_planner()
+            .create_physical_plan(&plan, &state)
             .await
             .map_err(|e| session.error(e))?;
         super::guard::check_joins(&plan)?;

@@ -10,20 +10,40 @@
 //! [`MAX_EXPANDING_CALLS`] times ([`refused_call`] counts), so what they make
 //! together stays within one query's memory limit; `arrow_cast` to a `Large`
 //! type, whose strings and lists have no 2 GiB bound, is refused.
+//!
+//! Joining texts makes what its arguments hold, but a constant argument
+//! counts once for every row: `concat(uuid, <a 16 MB constant>)` asked for
+//! 128 GiB for one batch of 8,192 rows, which aborts the process. So
+//! `concat`, `concat_ws` and the `||` operator ([`ConcatPlanner`]) are
+//! bounded the same way, and a plan may hold no text constant longer than
+//! [`MAX_CONSTANT_TEXT_BYTES`] once its constant expressions are worked out
+//! ([`check_constants`]): any function, and a projection, may repeat a
+//! constant for every row of a batch.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::length::length;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
+    Signature, Volatility,
 };
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column};
 use datafusion::sql::sqlparser::ast::{
-    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, Value,
+    BinaryOperator, Expr as SqlExpr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    Value,
 };
+
+use super::SqlError;
 
 /// The most bytes one call of a function that makes more than its arguments
 /// hold makes (all its rows together).
@@ -50,7 +70,7 @@ pub fn refused_call(f: &Function) -> Option<String> {
         return None;
     };
     list.args.iter().find_map(|a| match a {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))) => match &v.value {
             Value::SingleQuotedString(t) if t.to_lowercase().contains("large") => Some(format!(
                 "arrow_cast to {t} is not allowed: the memory limits do not bound its values"
             )),
@@ -60,11 +80,178 @@ pub fn refused_call(f: &Function) -> Option<String> {
     })
 }
 
+/// The longest text constant a plan may hold once its constant expressions
+/// are worked out: a batch of 8,192 rows repeats it to at most 32 MiB.
+pub const MAX_CONSTANT_TEXT_BYTES: usize = 4096;
+
+/// Refuses a plan that holds a text constant longer than
+/// [`MAX_CONSTANT_TEXT_BYTES`] (a literal, a bound parameter, or what a
+/// call on constants made while the plan was optimized).
+pub fn check_constants(plan: &LogicalPlan) -> std::result::Result<(), SqlError> {
+    let mut longest = 0;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::Literal(value, _) = e {
+                    longest = longest.max(constant_bytes(value));
+                }
+                Ok(if longest > MAX_CONSTANT_TEXT_BYTES {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        })
+    });
+    if longest > MAX_CONSTANT_TEXT_BYTES {
+        return Err(SqlError::Refused(format!(
+            "the query holds a text constant of {longest} bytes (as written, bound, or \
+             made by a call on constants); at most {MAX_CONSTANT_TEXT_BYTES} are allowed, \
+             since a constant is repeated for every row of a batch"
+        )));
+    }
+    Ok(())
+}
+
+/// Bytes of a text or binary constant (0 for any other).
+fn constant_bytes(value: &ScalarValue) -> usize {
+    match value {
+        ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) => t.len(),
+        ScalarValue::Utf8View(Some(t)) => t.len(),
+        ScalarValue::Binary(Some(b))
+        | ScalarValue::LargeBinary(Some(b))
+        | ScalarValue::BinaryView(Some(b))
+        | ScalarValue::FixedSizeBinary(_, Some(b)) => b.len(),
+        ScalarValue::Dictionary(_, inner) => constant_bytes(inner),
+        _ => 0,
+    }
+}
+
+/// Plans `a || b` as a bounded call ([`concat_operator`]) instead of
+/// DataFusion's operator, which no limit sees.
+#[derive(Debug)]
+pub struct ConcatPlanner;
+
+impl ExprPlanner for ConcatPlanner {
+    fn plan_binary_op(
+        &self,
+        expr: RawBinaryExpr,
+        _schema: &DFSchema,
+    ) -> Result<PlannerResult<RawBinaryExpr>> {
+        if expr.op != BinaryOperator::StringConcat {
+            return Ok(PlannerResult::Original(expr));
+        }
+        Ok(PlannerResult::Planned(Expr::ScalarFunction(
+            ScalarFunction::new_udf(Arc::new(concat_operator()), vec![expr.left, expr.right]),
+        )))
+    }
+}
+
+/// `||`, bounded as [`bounded`]'s functions are.
+pub fn concat_operator() -> ScalarUDF {
+    ScalarUDF::new_from_impl(Bounded {
+        inner: Arc::new(ScalarUDF::new_from_impl(ConcatOperator {
+            signature: Signature::user_defined(Volatility::Immutable),
+        })),
+        made: joined_bytes,
+    })
+}
+
+/// DataFusion's `||` on texts, as a function: the operator itself works
+/// out each batch.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ConcatOperator {
+    signature: Signature,
+}
+
+/// The text type both sides of `||` are cast to.
+fn joined_type(types: &[DataType]) -> DataType {
+    if types.contains(&DataType::Utf8View) {
+        DataType::Utf8View
+    } else if types.contains(&DataType::LargeUtf8) {
+        DataType::LargeUtf8
+    } else {
+        DataType::Utf8
+    }
+}
+
+impl ScalarUDFImpl for ConcatOperator {
+    fn name(&self) -> &str {
+        "||"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        Ok(vec![joined_type(arg_types); arg_types.len()])
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(joined_type(arg_types))
+    }
+
+    /// As the operator names its column: `a || b`.
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        let [left, right] = args else {
+            return exec_err!("|| takes two arguments, not {}", args.len());
+        };
+        Ok(format!("{} || {}", left.schema_name(), right.schema_name()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let constant = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let [left, right] = &arrays[..] else {
+            return exec_err!("|| takes two arguments, not {}", arrays.len());
+        };
+        let field = |name: &str, a: &ArrayRef| Field::new(name, a.data_type().clone(), true);
+        let schema = Schema::new(vec![field("left", left), field("right", right)]);
+        let batch = RecordBatch::try_new(Arc::new(schema), arrays.clone())?;
+        let operator = BinaryExpr::new(
+            Arc::new(Column::new("left", 0)),
+            Operator::StringConcat,
+            Arc::new(Column::new("right", 1)),
+        );
+        let joined = operator.evaluate(&batch)?;
+        if constant {
+            let one = joined.into_array(1)?;
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&one, 0)?));
+        }
+        Ok(joined)
+    }
+}
+
+/// What `concat(...)` or `||` makes at most: every argument's text on
+/// every row.
+fn joined_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    args.iter().try_fold(0u64, |total, arg| {
+        Ok(total.saturating_add(text_bytes(arg)?.total(rows)))
+    })
+}
+
+/// What `concat_ws(separator, ...)` makes at most: the texts, and the
+/// separator between each two of them.
+fn separated_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    let Some(separator) = args.first() else {
+        return Ok(0);
+    };
+    let between = args.len().saturating_sub(2) as u64;
+    let separators = text_bytes(separator)?.total(rows).saturating_mul(between);
+    Ok(joined_bytes(&args[1..], rows)?.saturating_add(separators))
+}
+
 /// The functions that replace DataFusion's.
 pub fn bounded() -> Vec<ScalarUDF> {
     let bound =
         |inner: Arc<ScalarUDF>, made: Made| ScalarUDF::new_from_impl(Bounded { inner, made });
     vec![
+        bound(datafusion::functions::string::concat(), joined_bytes),
+        bound(datafusion::functions::string::concat_ws(), separated_bytes),
         bound(datafusion::functions::string::repeat(), repeated_bytes),
         bound(datafusion::functions::unicode::lpad(), padded_bytes),
         bound(datafusion::functions::unicode::rpad(), padded_bytes),
@@ -106,6 +293,10 @@ impl ScalarUDFImpl for Bounded {
         self.inner.name()
     }
 
+    fn schema_name(&self, args: &[Expr]) -> Result<String> {
+        self.inner.schema_name(args)
+    }
+
     fn signature(&self) -> &Signature {
         self.inner.signature()
     }
@@ -144,15 +335,19 @@ impl PerRow {
             PerRow::Each(v) => v.get(row).copied().unwrap_or(0),
         }
     }
+
+    /// The sum over `rows` rows (a constant counts on every row).
+    fn total(&self, rows: usize) -> u64 {
+        match self {
+            PerRow::All(v) => v.saturating_mul(rows as u64),
+            PerRow::Each(v) => v.iter().fold(0u64, |t, b| t.saturating_add(*b)),
+        }
+    }
 }
 
 fn text_bytes(v: &ColumnarValue) -> Result<PerRow> {
     Ok(match v {
-        ColumnarValue::Scalar(s) => PerRow::All(match s {
-            ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) => t.len() as u64,
-            ScalarValue::Utf8View(Some(t)) => t.len() as u64,
-            _ => 0,
-        }),
+        ColumnarValue::Scalar(s) => PerRow::All(constant_bytes(s) as u64),
         ColumnarValue::Array(a) => {
             let lengths = cast(&length(a)?, &DataType::Int64)?;
             let lengths = lengths.as_primitive::<Int64Type>();

@@ -25,7 +25,8 @@
 //!     within one pool for all ([`SqlLimits::memory_total_bytes`]), with no
 //!     spilling to disk; over either the query fails ([`SqlError::Memory`],
 //!     [`SqlError::MemoryTotal`]), the relay goes on; [`functions`] bounds
-//!     the values that no pool counts (`repeat`, `arrow_cast` to `Large`);
+//!     the values that no pool counts (`repeat`, `concat`, `||`, long text
+//!     constants, `arrow_cast` to `Large`);
 //!   - the time limit ([`SqlLimits::timeout`]) ends the task:
 //!     [`SqlError::Timeout`].
 //! - [`stream`]: results flow to the caller through a short channel, each

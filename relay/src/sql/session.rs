@@ -19,6 +19,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
+use datafusion::execution::FunctionRegistry;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -71,7 +72,7 @@ impl Session {
         // now() in the zone of `time`: printed with its Z, as flows' times are.
         config.options_mut().execution.time_zone = Some("UTC".into());
         let runtime = runtime.map_err(|e| error(e, &pool, &limits))?;
-        let session = Session {
+        let mut session = Session {
             ctx: SessionContext::new_with_config_rt(config, runtime),
             pool,
             limits,
@@ -79,6 +80,10 @@ impl Session {
         for f in functions::bounded() {
             session.ctx.register_udf(f);
         }
+        session
+            .ctx
+            .register_expr_planner(Arc::new(functions::ConcatPlanner))
+            .map_err(|e| session.error(e))?;
         let ctx = &session.ctx;
         let schema = schema::schema();
         let graph_flows = Arc::new(Flows {
