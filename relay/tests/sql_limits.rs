@@ -366,17 +366,14 @@ async fn constants_and_joined_texts_are_bounded() {
     );
     for (sql, name, bytes) in [
         (
-            format!(
-                "{r} SELECT length({}) AS v FROM t",
-                vec!["r"; 10].join(" || ")
-            ),
+            format!("{r} SELECT length({}) AS v FROM t", ["r"; 10].join(" || ")),
             "||",
             70_000_000u64,
         ),
         (
             format!(
                 "{r} SELECT length(concat({})) AS v FROM t",
-                vec!["r"; 10].join(", ")
+                ["r"; 10].join(", ")
             ),
             "concat",
             70_000_000,
