@@ -281,3 +281,31 @@ garbage
     );
     assert_eq!(String::from_utf8_lossy(&numeric.stderr), "");
 }
+
+/// A warning quotes the file: a field name holding a terminal sequence is
+/// shown as text on stderr, as flow text is on stdout.
+#[test]
+fn warnings_show_control_characters_as_text() {
+    let dir = ScratchDir::new("input-escape");
+    let file = dir.path().join("crafted.json");
+    std::fs::write(
+        &file,
+        "{\"flow\":{\"\\u001b]0;pwn\\u0007x\":1},\"node_name\":\"node1\"}\n",
+    )
+    .unwrap();
+    let out = Command::new(e2e::observe_binary())
+        .args(["flows", "-o", "json", "--input-file"])
+        .arg(&file)
+        .output()
+        .expect("observe runs");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "observe: {} line 1: field '^[]0;pwn^Gx' (and any other this build does not know, \
+             here and in later lines) ignored: observe reads the L3/L4 part of flows, without \
+             L7 or auth data\n",
+            file.display()
+        )
+    );
+}

@@ -17,9 +17,11 @@ pub fn print(text: &str) -> io::Result<()> {
     out.flush()
 }
 
-/// Writes `text` to stderr; a failure is dropped (there is nowhere left to
-/// report it).
+/// Writes `text` to stderr, its control characters shown as text (errors
+/// and warnings quote servers, files and flows, which must not drive the
+/// terminal); a failure is dropped (there is nowhere left to report it).
 pub fn eprint(text: &str) {
+    let text = crate::flows::output::escape_controls(text);
     let mut err = io::stderr().lock();
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
