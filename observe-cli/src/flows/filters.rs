@@ -374,7 +374,7 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         "trace-sock" | "sock" => 7,
         "l7" => 129,
         "agent" => 130,
-        n => n.parse().map_err(|_| {
+        n => event_number(n).ok_or_else(|| {
             bad(
                 "type",
                 v,
@@ -387,7 +387,7 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         Some(s) => Some(match (r#type, s) {
             (4, name) => match TRACE_SUB_TYPES.iter().position(|n| *n == name) {
                 Some(i) => i as i32,
-                None => name.parse().map_err(|_| {
+                None => event_number(name).ok_or_else(|| {
                     bad(
                         "type",
                         v,
@@ -398,7 +398,7 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
                     )
                 })?,
             },
-            (_, n) => n.parse().map_err(|_| {
+            (_, n) => event_number(n).ok_or_else(|| {
                 bad(
                     "type",
                     v,
@@ -412,6 +412,20 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         match_sub_type: sub_type.is_some(),
         sub_type: sub_type.unwrap_or(0),
     })
+}
+
+/// An event type or sub-type given as a number: unsigned, as Hubble reads
+/// it (`-5` would match nothing).
+fn event_number(text: &str) -> Option<i32> {
+    is_digits(text)
+        .then(|| text.parse::<u32>().ok())
+        .flatten()
+        .and_then(|n| i32::try_from(n).ok())
+}
+
+/// Only ASCII digits, at least one (`+80` is no port, for the server).
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Which end of a flow a flag names.
@@ -599,7 +613,7 @@ impl FilterArgs {
                 ("to-port", &self.to_port),
                 ("port", &self.port),
             ],
-            |v| v.parse::<u16>().is_ok(),
+            |v| is_digits(v) && v.parse::<u16>().is_ok(),
             "not a port number (0 to 65535)",
         )?;
         check_values(

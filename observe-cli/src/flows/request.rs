@@ -174,6 +174,14 @@ impl QueryArgs {
             .as_deref()
             .map(|s| parse_time("until", s, now))
             .transpose()?;
+        if let (Some(s), Some(u)) = (&since, &until) {
+            anyhow::ensure!(
+                time::nanos(s) <= time::nanos(u),
+                "--since {} is after --until {}: no flow can be between them",
+                self.since.as_deref().unwrap_or_default(),
+                self.until.as_deref().unwrap_or_default()
+            );
+        }
         // The same instant the durations above count back from.
         let now = parse_time("since", "0s", now)?;
         if let Some(s) = since.filter(|_| !self.follow) {
@@ -397,6 +405,19 @@ mod tests {
             future.request().unwrap_err().to_string(),
             "--since 2999-01-01T00:00:00Z is in the future: there are no flows from then yet"
         );
+        // Swapped durations: an empty window, named by the flags.
+        let swapped = QueryArgs::try_parse_words(["--since", "1h", "--until", "2h"]).unwrap();
+        assert_eq!(
+            swapped.request().unwrap_err().to_string(),
+            "--since 1h is after --until 2h: no flow can be between them"
+        );
+        let same = [
+            "--since",
+            "2026-01-01T00:00:00Z",
+            "--until",
+            "2026-01-01T00:00:00Z",
+        ];
+        assert!(QueryArgs::try_parse_words(same).unwrap().request().is_ok());
         let with_since = ["-f", "--since", "1h", "--until", "2999-01-01T00:00:00Z"];
         let r = QueryArgs::try_parse_words(with_since)
             .unwrap()

@@ -506,6 +506,26 @@ fn a_port_that_is_no_port_is_named_by_its_flag() {
         select(&["--not", "--to-port", "70000"]).unwrap_err(),
         "--to-port \"70000\": not a port number (0 to 65535)"
     );
+    // Rust's parse takes a sign; the server does not.
+    assert_eq!(
+        select(&["--port", "+80"]).unwrap_err(),
+        "--port \"+80\": not a port number (0 to 65535)"
+    );
+}
+
+#[test]
+fn an_event_type_number_is_unsigned() {
+    for v in ["-5", "trace:-1", "drop:+133", "4294967295"] {
+        let err = select(&[&format!("--type={v}")]).unwrap_err();
+        assert!(
+            err.starts_with(&format!("--type \"{v}\": unknown ")),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        select(&["--type", "4:0"]),
+        select(&["--type", "trace:to-endpoint"])
+    );
 }
 
 fn resp(f: Flow) -> GetFlowsResponse {
