@@ -126,7 +126,9 @@ pub struct FilterArgs {
     /// Destination cluster name (exact).
     #[arg(long = "to-cluster")]
     pub to_cluster: Vec<String>,
-    /// Source or destination cluster name (exact).
+    /// Flows observed in these clusters, as Hubble's: the cluster part of
+    /// the node name (`cluster/node`; a node without one is in `default`),
+    /// globs allowed (`prod-*`).
     #[arg(long = "cluster")]
     pub cluster: Vec<String>,
     /// Source DNS name, a glob such as `*.example.com`, matched against a
@@ -513,7 +515,7 @@ type FlagValues<'a> = (&'static str, &'a Vec<String>);
 /// flag (they would OR where flags of different kinds AND), refused as Hubble
 /// refuses them.
 fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
-    let pairs: [(&'static str, &[String], &'static str, &[String]); 24] = [
+    let pairs: [(&'static str, &[String], &'static str, &[String]); 22] = [
         ("ip", &a.ip, "from-ip", &a.from_ip),
         ("ip", &a.ip, "to-ip", &a.to_ip),
         ("pod", &a.pod, "from-pod", &a.from_pod),
@@ -539,8 +541,6 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
         ("workload", &a.workload, "to-workload", &a.to_workload),
         ("identity", &a.identity, "from-identity", &a.from_identity),
         ("identity", &a.identity, "to-identity", &a.to_identity),
-        ("cluster", &a.cluster, "from-cluster", &a.from_cluster),
-        ("cluster", &a.cluster, "to-cluster", &a.to_cluster),
         ("fqdn", &a.fqdn, "from-fqdn", &a.from_fqdn),
         ("fqdn", &a.fqdn, "to-fqdn", &a.to_fqdn),
     ];
@@ -659,7 +659,7 @@ impl FilterArgs {
                 ("to-cluster", &self.to_cluster),
                 ("cluster", &self.cluster),
             ],
-            |v| !v.is_empty(),
+            |v| !v.is_empty() && !v.contains('/'),
             "expected a cluster name",
         )?;
         check_ips_and_labels(self)?;
@@ -685,7 +685,10 @@ impl FilterArgs {
                 .map(|v| parse_event_type(v))
                 .collect::<Result<_, _>>()?,
             protocol: self.protocol.clone(),
-            node_name: self.node_name.clone(),
+            // `cluster/`: every node of the cluster.
+            node_name: (self.node_name.iter().cloned())
+                .chain(self.cluster.iter().map(|c| format!("{c}/")))
+                .collect(),
             node_labels: self.node_label.clone(),
             source_cluster_name: self.from_cluster.clone(),
             destination_cluster_name: self.to_cluster.clone(),
@@ -763,7 +766,6 @@ impl FilterArgs {
             &self.service,
             &self.workload,
             &self.identity,
-            &self.cluster,
             &self.fqdn,
         ];
         let mut variants = if neutral.iter().all(|v| v.is_empty()) {
@@ -786,10 +788,6 @@ impl FilterArgs {
             let identities = each("identity", &self.identity, parse_identity)?;
             from.source_identity.extend(identities.iter().copied());
             to.destination_identity.extend(identities);
-            from.source_cluster_name
-                .extend(self.cluster.iter().cloned());
-            to.destination_cluster_name
-                .extend(self.cluster.iter().cloned());
             from.source_fqdn.extend(self.fqdn.iter().cloned());
             to.destination_fqdn.extend(self.fqdn.iter().cloned());
             in_namespaces(&mut from, Side::Source, &namespace, "namespace")?;
@@ -920,28 +918,23 @@ mod tests {
                 ..Default::default()
             }]
         );
-        // --cluster names either end.
+        // --cluster names where the flow was seen, as Hubble's: the
+        // cluster part of the node name.
         let w = args(|a| {
-            a.cluster = vec!["east".into(), "west".into()];
+            a.cluster = vec!["east".into(), "prod-*".into()];
+            a.node_name = vec!["node1".into()];
             a.to_port = vec!["53".into()];
         })
         .whitelist()
         .unwrap();
-        let side = |src: bool| FlowFilter {
-            source_cluster_name: if src {
-                vec!["east".into(), "west".into()]
-            } else {
-                vec![]
-            },
-            destination_cluster_name: if src {
-                vec![]
-            } else {
-                vec!["east".into(), "west".into()]
-            },
-            destination_port: vec!["53".into()],
-            ..Default::default()
-        };
-        assert_eq!(w, [side(true), side(false)]);
+        assert_eq!(
+            w,
+            [FlowFilter {
+                node_name: vec!["node1".into(), "east/".into(), "prod-*/".into()],
+                destination_port: vec!["53".into()],
+                ..Default::default()
+            }]
+        );
         let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
         assert_eq!(
             refused(|a| a.node_label = vec!["zone in (".into()]),
@@ -952,12 +945,8 @@ mod tests {
             "--to-cluster \"\": expected a cluster name"
         );
         assert_eq!(
-            refused(|a| {
-                a.cluster = vec!["east".into()];
-                a.to_cluster = vec!["west".into()];
-            }),
-            "--cluster \"east\": cannot be combined with --to-cluster: --cluster names either \
-             end of a flow, --to-cluster one; use --from-cluster or --to-cluster"
+            refused(|a| a.cluster = vec!["east/node1".into()]),
+            "--cluster \"east/node1\": expected a cluster name"
         );
     }
 
