@@ -4,14 +4,17 @@
 //! once with exit 1 and an error naming the file. And flags: an error found
 //! after the words are parsed shows the usage of its subcommand; an empty
 //! HUBBLE_* variable reads as unset, as with the Hubble CLI. And
-//! `observe flows --input-file` over a file and standard input.
+//! `observe flows --input-file` over a file and standard input, and Ctrl-C
+//! during a stream.
 
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use observer_proto::observer;
 use test_support::scratch::ScratchDir;
+use tokio_stream::StreamExt as _;
 
 /// `observe policy check FILE`: (exit code, stdout, stderr). Fails the test,
 /// killing the process, if it has not ended within 20 s (the hang it guards
@@ -307,5 +310,133 @@ fn warnings_show_control_characters_as_text() {
              L7 or auth data\n",
             file.display()
         )
+    );
+}
+
+/// Streams two flows, says so on `sent`, then holds the stream open.
+struct TwoThenWait {
+    sent: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+#[tonic::async_trait]
+impl observer::observer_server::Observer for TwoThenWait {
+    type GetFlowsStream = tonic::codegen::BoxStream<observer::GetFlowsResponse>;
+
+    async fn get_flows(
+        &self,
+        _: tonic::Request<observer::GetFlowsRequest>,
+    ) -> Result<tonic::Response<Self::GetFlowsStream>, tonic::Status> {
+        let flow = |port: u32| {
+            let flow = observer_proto::flow::Flow {
+                time: Some(prost_types::Timestamp {
+                    seconds: 1_764_169_446,
+                    nanos: 0,
+                }),
+                verdict: observer_proto::flow::Verdict::Forwarded as i32,
+                ip: Some(observer_proto::flow::Ip {
+                    source: "198.18.0.1".into(),
+                    destination: "198.18.0.2".into(),
+                    ip_version: observer_proto::flow::IpVersion::IPv4 as i32,
+                    ..Default::default()
+                }),
+                l4: Some(observer_proto::flow::Layer4 {
+                    protocol: Some(observer_proto::flow::layer4::Protocol::Tcp(
+                        observer_proto::flow::Tcp {
+                            source_port: port,
+                            destination_port: 8080,
+                            ..Default::default()
+                        },
+                    )),
+                }),
+                node_name: "node1".into(),
+                ..Default::default()
+            };
+            Ok(observer::GetFlowsResponse {
+                node_name: "node1".into(),
+                time: flow.time,
+                response_types: Some(observer::get_flows_response::ResponseTypes::Flow(flow)),
+            })
+        };
+        let sent = self.sent.clone();
+        let then = tokio_stream::iter([()]).filter_map(move |()| {
+            let _ = sent.send(());
+            None
+        });
+        let stream = tokio_stream::iter([flow(40000), flow(40001)])
+            .chain(then)
+            .chain(tokio_stream::pending());
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
+
+    async fn server_status(
+        &self,
+        _: tonic::Request<observer::ServerStatusRequest>,
+    ) -> Result<tonic::Response<observer::ServerStatusResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("test"))
+    }
+
+    async fn get_nodes(
+        &self,
+        _: tonic::Request<observer::GetNodesRequest>,
+    ) -> Result<tonic::Response<observer::GetNodesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("test"))
+    }
+
+    async fn get_namespaces(
+        &self,
+        _: tonic::Request<observer::GetNamespacesRequest>,
+    ) -> Result<tonic::Response<observer::GetNamespacesResponse>, tonic::Status> {
+        Err(tonic::Status::unimplemented("test"))
+    }
+}
+
+/// Ctrl-C ends a stream as its end would, as with Hubble: a table, held
+/// until the end, is printed, and the exit is a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_prints_the_table_held_so_far() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (sent, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(observer::observer_server::ObserverServer::new(
+                TwoThenWait { sent },
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let child = tokio::process::Command::new(e2e::observe_binary())
+        .args(["flows", "-o", "table", "--last", "5", "--server"])
+        .arg(addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("observe runs");
+    tokio::time::timeout(Duration::from_secs(20), told.recv())
+        .await
+        .expect("observe asked for flows")
+        .unwrap();
+    // Both flows are on their way; give the client a moment to read them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = rustix::process::Pid::from_raw(child.id().unwrap() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("observe ends at Ctrl-C")
+        .unwrap();
+    server.abort();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(rows[0].starts_with("TIMESTAMP"), "{stdout}");
+    assert!(
+        rows[1].contains("198.18.0.1:40000") && rows[2].contains("198.18.0.1:40001"),
+        "{stdout}"
     );
 }

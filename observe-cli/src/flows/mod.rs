@@ -58,7 +58,16 @@ pub async fn run_with(
         return crate::tui::run_follow(stream, source, query).await;
     }
     let mut printer = printer(display, query.follow);
-    while let Some(item) = stream.next().await {
+    // Ctrl-C ends the stream as its end would, as Hubble's does: what was
+    // held (a table) is printed, and the exit is a success.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => item,
+            _ = &mut interrupted => break,
+        };
+        let Some(item) = item else { break };
         let resp = match item {
             Ok(resp) => resp,
             Err(e) => {
