@@ -276,3 +276,24 @@ async fn compaction_keeps_files_short_enough_for_retention_to_take_old_rows() {
         );
     }
 }
+
+/// A file that cannot be read ends its hour's run, and only that: the
+/// later hours are compacted in the same pass, and the next pass does not
+/// try the damaged file again (it used to stop every pass at the oldest
+/// hour, so nothing later was ever compacted).
+#[test]
+fn a_damaged_file_holds_back_only_its_own_run() {
+    let dir = scratch("compact-damaged");
+    let (h, _) = small_files(&dir, 4, 100);
+    let before = h.files();
+    let hours: BTreeSet<_> = before.iter().map(|f| f.path.parent().unwrap()).collect();
+    assert_eq!((before.len(), hours.len()), (4, 2), "{before:?}");
+    std::fs::write(&before[0].path, b"not parquet").unwrap();
+    assert_eq!(h.compact_now(&everything(), &mut || true).unwrap(), 1);
+    let after = h.files();
+    assert_eq!(after[..2], before[..2], "the damaged file's hour as it was");
+    assert_eq!(after.len(), 3);
+    assert_eq!((after[2].lo, after[2].hi), (before[2].lo, before[3].hi));
+    assert_eq!(h.compact_now(&everything(), &mut || true).unwrap(), 0);
+    assert_eq!(h.files(), after);
+}

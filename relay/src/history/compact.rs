@@ -91,6 +91,16 @@ impl std::str::FromStr for PausePoint {
 /// `max_inputs` together, rows spanning at most `max_span`, two or more;
 /// never a run whose range would also cover a file outside it.
 pub fn plan(all: &[HistoryFile], cfg: &CompactionConfig) -> Vec<Vec<HistoryFile>> {
+    plan_around(all, cfg, &|_| false)
+}
+
+/// [`plan`], leaving out the files `skip` names: each ends a run, as a
+/// large file does, and no run's range covers it.
+pub fn plan_around(
+    all: &[HistoryFile],
+    cfg: &CompactionConfig,
+    skip: &dyn Fn(&HistoryFile) -> bool,
+) -> Vec<Vec<HistoryFile>> {
     let max_span = i64::try_from(cfg.max_span.as_nanos()).unwrap_or(i64::MAX);
     let mut dirs: std::collections::BTreeMap<_, Vec<&HistoryFile>> = Default::default();
     for f in all {
@@ -109,7 +119,7 @@ pub fn plan(all: &[HistoryFile], cfg: &CompactionConfig) -> Vec<Vec<HistoryFile>
             *bytes = 0;
         };
         for f in &dir {
-            let small = f.bytes < cfg.small_bytes;
+            let small = f.bytes < cfg.small_bytes && !skip(f);
             let first = run.iter().map(|r| r.first).chain([f.first]).min();
             let last = run.iter().map(|r| r.last).chain([f.last]).max();
             let span = last.zip(first).map_or(0, |(l, f)| l.saturating_sub(f));
@@ -279,9 +289,31 @@ impl History {
             max_span: cfg.max_span.min(self.cfg.retention_age / 4),
             ..cfg.clone()
         };
+        let files = self.files();
+        let unreadable = {
+            let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+            unreadable.retain(|p| files.iter().any(|f| &f.path == p));
+            unreadable.clone()
+        };
         let mut done = 0;
-        for run in plan(&self.files(), &cfg) {
-            match self.compact(&run, pace)? {
+        for run in plan_around(&files, &cfg, &|f| unreadable.contains(&f.path)) {
+            let result = self.compact(&run, pace);
+            // A damaged input: the other hours' runs go on without it.
+            if let Err(e) = &result
+                && let Some(bad) =
+                    scan::ReadError::of(e).filter(|r| run.iter().any(|f| f.path == r.path))
+            {
+                log::error!(
+                    "history: {bad}; compaction leaves that file as it is from now on (a restart \
+                     moves a file that cannot be read aside)"
+                );
+                self.unreadable
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(bad.path.clone());
+                continue;
+            }
+            match result? {
                 Some(f) => {
                     log::info!(
                         "history: compacted {} file(s) into {}",

@@ -239,6 +239,8 @@ pub struct History {
     written_rows: AtomicU64,
     written_bytes: AtomicU64,
     compactions: AtomicU64,
+    /// Listed files compaction could not read: left out of its runs.
+    unreadable: Mutex<std::collections::BTreeSet<PathBuf>>,
 }
 
 impl History {
@@ -288,6 +290,7 @@ impl History {
             written_rows: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            unreadable: Mutex::default(),
         };
         history.retain()?;
         Ok(Arc::new(history))

@@ -85,7 +85,33 @@ pub fn sources(files: Vec<HistoryFile>, recent: Vec<RecordBatch>) -> Vec<Source>
 }
 
 pub(super) fn err(path: &std::path::Path, e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(format!("reading {}: {e}", path.display()))
+    io::Error::other(ReadError {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+/// A history file that could not be read, inside the [`io::Error`]s of a
+/// scan: which file it was ([`ReadError::of`]).
+#[derive(Debug)]
+pub struct ReadError {
+    pub path: std::path::PathBuf,
+    pub why: String,
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reading {}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl ReadError {
+    /// The read error inside `e`, if it is one.
+    pub fn of(e: &io::Error) -> Option<&ReadError> {
+        e.get_ref()?.downcast_ref()
+    }
 }
 
 /// The `time` statistics of a row group: `(min, max)`.
