@@ -92,6 +92,11 @@ impl Manifest {
         }
     }
 
+    /// How many readers hold a lease.
+    pub fn readers(&self) -> usize {
+        self.readers.values().sum()
+    }
+
     /// The unlisted files no reader can still read, taken out of the list.
     pub fn reapable(&mut self) -> Vec<PathBuf> {
         let oldest = self.readers.keys().next().copied().unwrap_or(u64::MAX);

@@ -506,6 +506,12 @@ impl History {
     }
 
     /// Deletes the files that left the manifest and no reader can still read.
+    /// How many readers hold a lease now.
+    #[cfg(test)]
+    pub(crate) fn readers(&self) -> usize {
+        self.lock().manifest.readers()
+    }
+
     pub(crate) fn reap(&self) {
         let paths = self.lock().manifest.reapable();
         for p in paths {

@@ -98,12 +98,20 @@ impl Older {
         let history = self.history.clone();
         let read_tx = tx.clone();
         let read = tokio::task::spawn_blocking(move || {
-            read_range(&history, range, &query, take, &read_tx)
+            read_range(&history, range, &query, take, &read_tx, STALLED_READER)
         })
         .await;
         let sent = match read {
             Ok(Ok(sent)) => sent,
             Ok(Err(ReadEnd::Gone)) => return Err(Stopped::Gone),
+            Ok(Err(ReadEnd::Stalled)) => {
+                let why = format!(
+                    "the client took nothing for {} s while history was read; ask again from \
+                     the last flow received (--since)",
+                    STALLED_READER.as_secs()
+                );
+                return fail(&tx, why).await;
+            }
             Ok(Err(ReadEnd::Io(e))) => return fail(&tx, e.to_string()).await,
             Err(e) => return fail(&tx, format!("the reader failed: {e}")).await,
         };
@@ -142,29 +150,43 @@ async fn fail(
 
 enum ReadEnd {
     Gone,
+    /// The client took nothing for [`STALLED_READER`]: the read ends, so
+    /// that its lease no longer keeps removed files on disk.
+    Stalled,
     Io(std::io::Error),
 }
 
-/// On a blocking thread: reads the range from a snapshot and sends what
-/// `query` selects, as `take` says.
+/// How long the history part waits for a client that takes nothing (a
+/// pager left open): its snapshot holds every file compaction or retention
+/// removes meanwhile on disk.
+const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// On a blocking thread of the runtime: reads the range from a snapshot
+/// and sends what `query` selects, as `take` says; a client that takes
+/// nothing for `stall` ends the read.
 fn read_range(
     history: &Arc<History>,
     range: Range,
     query: &FlowQuery,
     take: Take,
     tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    stall: std::time::Duration,
 ) -> Result<usize, ReadEnd> {
     let snap = history.snapshot().map_err(ReadEnd::Io)?;
     let sources = scan::sources(snap.files, snap.recent);
-    let (mut sent, mut gone) = (0, false);
+    let (mut sent, mut gone, mut stalled) = (0, false, false);
     let max = match take {
         Take::First(n) => n,
         Take::All | Take::Last(_) => usize::MAX,
     };
+    let runtime = tokio::runtime::Handle::current();
     let mut emit = |r| {
-        gone = tx.blocking_send(Ok(r)).is_err();
-        sent += usize::from(!gone);
-        !gone && sent < max
+        match runtime.block_on(tokio::time::timeout(stall, tx.send(Ok(r)))) {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) => gone = true,
+            Err(_) => stalled = true,
+        }
+        !gone && !stalled && sent < max
     };
     let mut keep = |r: &GetFlowsResponse| query.selects(r);
     // A client that went away ends the read at the next batch, also while
@@ -178,6 +200,9 @@ fn read_range(
     .map_err(ReadEnd::Io)?;
     if gone || tx.is_closed() {
         return Err(ReadEnd::Gone);
+    }
+    if stalled {
+        return Err(ReadEnd::Stalled);
     }
     drop(snap.lease);
     Ok(sent)
@@ -193,14 +218,11 @@ mod tests {
     use super::*;
     use crate::history::HistoryConfig;
 
-    /// A client gone while nothing it asks for is found: the read ends at
-    /// once instead of going through all of history.
-    #[test]
-    fn a_read_for_a_client_that_went_away_ends_at_the_next_batch() {
-        let dir = test_support::scratch::ScratchDir::new("older-gone");
+    /// Three flows a second apart, flushed to a file.
+    fn three_flows(dir: &std::path::Path) -> Arc<History> {
         let history = History::open(HistoryConfig {
             retention_age: Duration::from_secs(100 * 365 * 86_400),
-            ..HistoryConfig::new(dir.path())
+            ..HistoryConfig::new(dir)
         })
         .unwrap();
         for i in 0..3 {
@@ -218,6 +240,31 @@ mod tests {
             }));
         }
         history.flush().unwrap();
+        history
+    }
+
+    /// `read_range` on a blocking thread, as the server runs it.
+    async fn read(
+        history: &Arc<History>,
+        query: &FlowQuery,
+        take: Take,
+        tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
+        stall: Duration,
+    ) -> Result<usize, ReadEnd> {
+        let (history, query, tx) = (history.clone(), query.clone(), tx.clone());
+        tokio::task::spawn_blocking(move || {
+            read_range(&history, Range::ALL, &query, take, &tx, stall)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A client gone while nothing it asks for is found: the read ends at
+    /// once instead of going through all of history.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_for_a_client_that_went_away_ends_at_the_next_batch() {
+        let dir = test_support::scratch::ScratchDir::new("older-gone");
+        let history = three_flows(dir.path());
         let query = FlowQuery::parse(&GetFlowsRequest {
             whitelist: vec![FlowFilter {
                 node_name: vec!["nosuch".into()],
@@ -228,14 +275,33 @@ mod tests {
         .unwrap();
         let takes = [Take::All, Take::First(5), Take::Last(5)];
         let (tx, rx) = mpsc::channel(1);
+        let stall = Duration::from_secs(60);
         for take in takes {
-            let read = read_range(&history, Range::ALL, &query, take, &tx);
+            let read = read(&history, &query, take, &tx, stall).await;
             assert!(matches!(read, Ok(0)), "{take:?}");
         }
         drop(rx);
         for take in takes {
-            let read = read_range(&history, Range::ALL, &query, take, &tx);
+            let read = read(&history, &query, take, &tx, stall).await;
             assert!(matches!(read, Err(ReadEnd::Gone)), "{take:?}");
         }
+    }
+
+    /// A client that takes nothing (a pager left open) ends the read, and
+    /// with it the lease that kept removed files on disk: what it had
+    /// queued it still gets.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_for_a_client_that_takes_nothing_ends_after_the_stall_limit() {
+        let dir = test_support::scratch::ScratchDir::new("older-stalled");
+        let history = three_flows(dir.path());
+        let everything = FlowQuery::parse(&GetFlowsRequest::default()).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let stall = Duration::from_millis(200);
+        let read = read(&history, &everything, Take::All, &tx, stall).await;
+        assert!(matches!(read, Err(ReadEnd::Stalled)));
+        let queued = rx.recv().await.unwrap().unwrap();
+        assert_eq!(queued.time.unwrap().seconds, 1_700_000_000);
+        assert!(rx.try_recv().is_err(), "one flow queued, no more");
+        assert_eq!(history.readers(), 0, "the read's lease is released");
     }
 }
