@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::time::event_time;
 use tokio::sync::broadcast;
 
 /// Hubble's default ring capacity.
@@ -41,6 +43,9 @@ pub struct FlowStore {
 struct Ring {
     entries: VecDeque<Entry>,
     evicted: VecDeque<Arc<GetFlowsResponse>>,
+    /// The newest time of a flow the ring let go of (Unix ns): arrivals
+    /// are not in time order, so the first entry's time does not say it.
+    evicted_newest: Option<i128>,
 }
 
 /// Evicted entries kept for reuse at most; past that the oldest is let go.
@@ -53,6 +58,11 @@ impl Ring {
             return;
         }
         if let Some(old) = self.entries.pop_front() {
+            if let Some(ResponseTypes::Flow(_)) = &old.response.response_types
+                && let Some(at) = event_time(&old.response)
+            {
+                self.evicted_newest = Some(self.evicted_newest.map_or(at, |n| n.max(at)));
+            }
             self.evicted.push_back(old.response);
             if self.evicted.len() > EVICTED_KEPT {
                 self.evicted.pop_front();
@@ -81,7 +91,7 @@ impl FlowStore {
             capacity,
             ring: Mutex::new(Ring {
                 entries: VecDeque::with_capacity(capacity.min(65_536)),
-                evicted: VecDeque::new(),
+                ..Ring::default()
             }),
             next_seq: AtomicU64::new(0),
             followers,
@@ -148,6 +158,11 @@ impl FlowStore {
         self.len() == 0
     }
 
+    /// The newest time (Unix ns) of a flow the ring no longer holds.
+    pub fn evicted_newest(&self) -> Option<i128> {
+        self.lock().evicted_newest
+    }
+
     /// A copy of the ring, oldest first.
     pub fn snapshot(&self) -> Vec<Entry> {
         self.lock().entries.iter().cloned().collect()
@@ -170,6 +185,35 @@ mod tests {
             node_name: n.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_newest_flow_let_go_of_is_kept_whatever_the_order() {
+        let at = |secs: i64| GetFlowsResponse {
+            time: Some(prost_types::Timestamp {
+                seconds: secs,
+                nanos: 0,
+            }),
+            response_types: Some(ResponseTypes::Flow(Default::default())),
+            ..Default::default()
+        };
+        let store = FlowStore::new(1);
+        store.push(at(5));
+        assert_eq!(store.evicted_newest(), None);
+        for secs in [9, 3, 7] {
+            store.push(at(secs));
+        }
+        assert_eq!(store.evicted_newest(), Some(9_000_000_000));
+        // A lost-events record is no flow: its time says when it was found.
+        store.push(GetFlowsResponse {
+            time: Some(prost_types::Timestamp {
+                seconds: 99,
+                nanos: 0,
+            }),
+            ..Default::default()
+        });
+        store.push(at(1));
+        assert_eq!(store.evicted_newest(), Some(9_000_000_000));
     }
 
     #[test]

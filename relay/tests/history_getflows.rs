@@ -267,6 +267,35 @@ async fn late_flows_are_answered_in_time_order_and_once() {
     );
 }
 
+/// A late flow can head the ring once the flows that came before it left:
+/// history then answers up to the newest flow the ring let go of, not up
+/// to the late flow's time (flows 51..99 were in history and never sent).
+#[tokio::test]
+async fn a_late_flow_at_the_rings_head_leaves_no_gap() {
+    let s = serve("getflows-late-head").await;
+    let arrive = |f: Flow| {
+        s.history.ingest(Arc::new(response(f.clone())));
+        s.state.store().push(response(f));
+    };
+    arrive(late(150, 50));
+    for n in 100..109 {
+        arrive(flow(n));
+    }
+    let head = s.state.store().snapshot()[0].response.clone();
+    assert_eq!(
+        head.time.unwrap().seconds,
+        T0 + 50,
+        "the late flow heads the ring"
+    );
+    let mut want: Vec<i64> = (40..109).collect();
+    want.insert(11, 150);
+    let req = GetFlowsRequest {
+        since: since(40),
+        ..Default::default()
+    };
+    assert_eq!(ask(&s, req).await, flows(want));
+}
+
 #[tokio::test]
 async fn a_file_removed_by_hand_leaves_the_rest_answering() {
     let s = serve("getflows-removed").await;

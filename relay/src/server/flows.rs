@@ -55,10 +55,12 @@ pub(super) fn open(
     } else {
         (state.store().snapshot(), None)
     };
+    // Read after the copy: a flow let go of meanwhile is still in it.
+    let evicted_newest = state.store().evicted_newest();
     let after = ring.last().map(|e| e.seq);
-    // A `since` older than the ring starts from the flow history: up to the
-    // time of the ring's first arrival (what came before it left the ring).
-    let older = older::plan(state.sql().history(), &query, &ring);
+    // A `since` older than the ring starts from the flow history: up to
+    // what left the ring (older::plan).
+    let older = older::plan(state.sql().history(), &query, &ring, evicted_newest);
     let ring = in_time_order(ring);
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let state = state.clone();

@@ -50,12 +50,14 @@ fn clamp(t: i128) -> i64 {
 }
 
 /// The history part `query` needs before `ring`: `None` without history,
-/// without `since` or `until`, or when the ring starts at or before `since`
-/// (`until` alone: from the oldest flow history holds).
+/// without `since` or `until`, or when the ring holds every flow from
+/// `since` on (`until` alone: from the oldest flow history holds).
+/// `evicted_newest` is the newest time of a flow the ring let go of.
 pub(super) fn plan(
     history: Option<&Arc<History>>,
     query: &FlowQuery,
     ring: &[Entry],
+    evicted_newest: Option<i128>,
 ) -> Option<Older> {
     let since = query.since.or(query.until.map(|_| i128::MIN))?;
     let history = history?;
@@ -65,12 +67,15 @@ pub(super) fn plan(
         Some(ResponseTypes::Flow(_)) => event_time(&e.response),
         _ => None,
     });
-    if first.is_some_and(|f| f <= since) {
+    // Up to the ring's first flow (or now: a newer flow comes live), and
+    // at least up to the newest flow the ring let go of: a late flow
+    // (a node's backlog) can arrive, and head the ring, after newer ones.
+    let before = first.unwrap_or_else(now_nanos) - 1;
+    let upto = evicted_newest.map_or(before, |e| e.max(before));
+    if upto < since {
         return None;
     }
-    // Up to the ring's first flow, or now: a newer flow comes live.
-    let before = first.unwrap_or_else(now_nanos);
-    let to = query.until.map_or(before - 1, |u| u.min(before - 1));
+    let to = query.until.map_or(upto, |u| u.min(upto));
     Some(Older {
         history: history.clone(),
         range: Range {
