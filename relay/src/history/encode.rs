@@ -143,7 +143,7 @@ impl Written {
 fn temporary(root: &Path, first: i64) -> io::Result<(PathBuf, PathBuf, File)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = files::partition_dir(root, first);
-    files::create_dir(&dir)?;
+    files::create_dir_synced(&dir)?;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{first:019}-{}-{n}.tmp", std::process::id()));
     let file = files::create_file(&tmp)?;

@@ -114,6 +114,32 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
+/// [`create_dir`], then the parent of each directory it made fsynced: a
+/// file renamed into a new hour's folder is durable only once the folder
+/// itself is (POSIX does not promise that a `mkdir` reaches the disk with
+/// the file).
+pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
+    create_dir_synced_with(dir, sync_dir)
+}
+
+/// [`create_dir_synced`] with the directories synced by `sync`.
+fn create_dir_synced_with(
+    dir: &Path,
+    mut sync: impl FnMut(&Path) -> io::Result<()>,
+) -> io::Result<()> {
+    let made: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    if made.is_empty() {
+        return Ok(());
+    }
+    create_dir(dir)?;
+    for d in made.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// A new owner-only file, failing if it exists.
 pub fn create_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
@@ -405,6 +431,30 @@ mod tests {
                 "{a} {b}"
             );
         }
+    }
+
+    #[test]
+    fn a_new_partition_is_synced_into_its_parents() {
+        let dir = test_support::scratch::ScratchDir::new("history-dir-synced");
+        let root = dir.path().join("history");
+        create_dir(&root).unwrap();
+        let hour = partition_dir(&root, 1_709_211_900_000_000_000);
+        let made = |dir: &Path| {
+            let mut synced = Vec::new();
+            create_dir_synced_with(dir, |d: &Path| {
+                synced.push(d.to_path_buf());
+                Ok(())
+            })
+            .unwrap();
+            synced
+        };
+        // The new date folder into the root, the new hour into the date.
+        assert_eq!(
+            made(&hour),
+            [root.clone(), hour.parent().unwrap().to_path_buf()]
+        );
+        assert!(hour.is_dir());
+        assert!(made(&hour).is_empty(), "nothing new, nothing synced");
     }
 
     #[test]

@@ -196,6 +196,14 @@ impl HistoryConfig {
     }
 }
 
+/// The time a flow's row is kept at (Unix ns): its own, or now. A time
+/// before 1970 (a peer's broken clock) is kept at the epoch: file names
+/// hold times as unsigned digits.
+pub(crate) fn row_time(r: &GetFlowsResponse) -> i64 {
+    let time = event_time(r).unwrap_or_else(now_nanos);
+    i64::try_from(time.max(0)).unwrap_or(i64::MAX)
+}
+
 /// What a query reads: the finished files and the rows still in memory,
 /// and the lease that keeps those files on disk while it is held.
 pub struct Snapshot {
@@ -321,10 +329,7 @@ impl History {
         if !matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
             return false;
         }
-        let time = event_time(&r).unwrap_or_else(now_nanos);
-        // A time before 1970 (a peer's broken clock) is kept at the epoch:
-        // file names hold times as unsigned digits.
-        let time = i64::try_from(time.max(0)).unwrap_or(i64::MAX);
+        let time = row_time(&r);
         let mut state = self.lock();
         state.recent.stage(time, r);
         state.recent.open_rows() >= self.cfg.batch_rows.max(1)

@@ -21,14 +21,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use observer_proto::observer::GetFlowsResponse;
-use observer_proto::time::{event_time, now_nanos};
-
 use super::History;
 use super::chunk::{CHUNK_FLOWS, Chunk};
 use super::encode::Written;
 use super::feed::{Intake, Item};
 use super::recent::Segment;
+use super::row_time;
 
 /// The running writer; [`Writer::join`] waits for it after the feed's stop.
 pub struct Writer {
@@ -71,12 +69,6 @@ impl Writer {
     }
 }
 
-fn time_of(r: &GetFlowsResponse) -> i64 {
-    event_time(r)
-        .unwrap_or_else(now_nanos)
-        .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
-}
-
 /// `history-rows`: flows → batches in memory → sealed segments.
 fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>) {
     let interval = history
@@ -94,7 +86,7 @@ fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>
             .rx
             .recv_timeout(wake.saturating_duration_since(Instant::now()))
         {
-            Ok(Item::Flow(r)) => chunk.push(time_of(&r), r),
+            Ok(Item::Flow(r)) => chunk.push(row_time(&r), r),
             Ok(Item::Stop) | Err(RecvTimeoutError::Disconnected) => stopping = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -102,7 +94,7 @@ fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>
         let room = batch_rows.saturating_sub(open).clamp(1, CHUNK_FLOWS);
         while !stopping && chunk.len() < room {
             match intake.rx.try_recv() {
-                Ok(Item::Flow(r)) => chunk.push(time_of(&r), r),
+                Ok(Item::Flow(r)) => chunk.push(row_time(&r), r),
                 Ok(Item::Stop) => stopping = true,
                 Err(_) => break,
             }
@@ -196,6 +188,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use observer_proto::flow::Flow;
+    use observer_proto::observer::GetFlowsResponse;
     use observer_proto::observer::get_flows_response::ResponseTypes;
 
     use super::*;
@@ -277,6 +270,27 @@ mod tests {
             .map(|m| m.flows)
             .sum();
         assert_eq!(fifth, 0, "second 4 was kept");
+    }
+
+    /// The writer keeps a flow dated before 1970 at the epoch, as
+    /// `History::ingest` does: its file gets a name a start can read.
+    #[test]
+    fn a_flow_dated_before_1970_is_written_at_the_epoch() {
+        let dir = test_support::scratch::ScratchDir::new("history-writer-1970");
+        let cfg = HistoryConfig {
+            retention_age: Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        };
+        let history = History::open(cfg.clone()).unwrap();
+        let (feed, intake) = feed::channel(10, history.losses().clone());
+        let writer = Writer::start(history.clone(), intake).unwrap();
+        assert!(feed.offer(&flow("n", -5, 0)));
+        feed.stop();
+        writer.join();
+        drop(history);
+        let listed = crate::history::files::list(dir.path()).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!((listed[0].first, listed[0].last), (0, 0));
     }
 
     #[test]
