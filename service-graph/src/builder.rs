@@ -34,7 +34,7 @@ use observer_proto::flow::SocketTranslationPoint as XlatePoint;
 use observer_proto::flow::{DropReason, Flow, TraceReason, Verdict, layer4::Protocol};
 use petgraph::stable_graph::EdgeIndex;
 
-use crate::group::group_of;
+use crate::group::{destination_group, group_of};
 use crate::hops::HopKey;
 use crate::model::{Edge, ServiceGraph};
 
@@ -291,7 +291,7 @@ impl GraphBuilder {
     /// with the flow's port.
     fn edge_of(&mut self, flow: &Flow, t: i128) -> EdgeIndex {
         let a = self.graph.node(group_of(flow.source.as_ref()));
-        let b = self.graph.node(group_of(flow.destination.as_ref()));
+        let b = self.graph.node(destination_group(flow));
         let e = self.graph.edge(a, b);
         if let Some(w) = self.graph.edge_mut(e) {
             w.last_seen_ns = w.last_seen_ns.max(t);

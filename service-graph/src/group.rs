@@ -2,7 +2,7 @@
 //! workload's name, else its `app` label, else its pod name), or one node for
 //! everything outside the cluster (`world`) and one for the node itself (`host`).
 
-use observer_proto::flow::Endpoint;
+use observer_proto::flow::{Endpoint, Flow};
 
 /// Cilium's reserved identities that get a node of their own.
 const IDENTITY_HOST: u32 = 1;
@@ -17,6 +17,9 @@ pub enum GroupKind {
     World,
     /// The node's own network stack (`reserved:host`).
     Host,
+    /// A service whose flow reached no endpoint (a connect to a VIP
+    /// without a backend).
+    Service,
     /// An endpoint with no name and no reserved label.
     Unknown,
 }
@@ -27,6 +30,7 @@ impl GroupKind {
             GroupKind::Workload => "workload",
             GroupKind::World => "world",
             GroupKind::Host => "host",
+            GroupKind::Service => "service",
             GroupKind::Unknown => "unknown",
         }
     }
@@ -62,6 +66,25 @@ fn label<'a>(labels: &'a [String], key: &str) -> Option<&'a str> {
         let k = k.rsplit_once(':').map_or(k, |(_, k)| k);
         (k == key && !v.is_empty()).then_some(v)
     })
+}
+
+/// The node a flow's destination is drawn as: its endpoint's, or, when
+/// that names nothing (a VIP without a backend), the service it was for.
+pub fn destination_group(flow: &Flow) -> Group {
+    let group = group_of(flow.destination.as_ref());
+    match &flow.destination_service {
+        Some(svc) if group.kind == GroupKind::Unknown && !svc.name.is_empty() => Group {
+            id: if svc.namespace.is_empty() {
+                svc.name.clone()
+            } else {
+                format!("{}/{}", svc.namespace, svc.name)
+            },
+            title: svc.name.clone(),
+            namespace: svc.namespace.clone(),
+            kind: GroupKind::Service,
+        },
+        _ => group,
+    }
 }
 
 /// The node an endpoint is drawn as.
@@ -167,5 +190,34 @@ mod tests {
         };
         assert_eq!(group_of(Some(&health)).id, "reserved:health");
         assert_eq!(group_of(None).id, "unknown");
+    }
+
+    #[test]
+    fn a_flow_to_no_endpoint_goes_to_its_service() {
+        let svc = observer_proto::flow::Service {
+            name: "api".into(),
+            namespace: "default".into(),
+        };
+        let to_vip = Flow {
+            destination_service: Some(svc.clone()),
+            ..Default::default()
+        };
+        let g = destination_group(&to_vip);
+        assert_eq!(
+            (
+                g.id.as_str(),
+                g.title.as_str(),
+                g.namespace.as_str(),
+                g.kind
+            ),
+            ("default/api", "api", "default", GroupKind::Service)
+        );
+        // A backend reached: its endpoint, as always.
+        let reached = Flow {
+            destination: Some(ep(|e| e.pod_name = "api-1".into())),
+            ..to_vip
+        };
+        assert_eq!(destination_group(&reached).kind, GroupKind::Workload);
+        assert_eq!(destination_group(&Flow::default()).id, "unknown");
     }
 }

@@ -25,7 +25,7 @@ pub mod text;
 
 pub use builder::{GraphBuilder, l4, unix_ns};
 pub use diff::{Change, GraphDiff, Threshold};
-pub use group::{Group, GroupKind, group_of};
+pub use group::{Group, GroupKind, destination_group, group_of};
 pub use hops::{Hop, HopKey, Hops};
 pub use model::{Edge, EdgeView, ServiceGraph, Verdicts, human_bytes};
 pub use stream::collect;

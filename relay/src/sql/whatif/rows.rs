@@ -1,6 +1,7 @@
 //! The rows of `policy_whatif` and `policy_replay`: one per replayed flow,
-//! the flow's own columns, its service-graph edge (`service_graph::group_of`,
-//! as `graph_edges` names it) and what the replay says.
+//! the flow's own columns, its service-graph edge
+//! (`service_graph::group_of`, `destination_group`, as `graph_edges` names
+//! it) and what the replay says.
 
 use std::sync::{Arc, LazyLock};
 
@@ -10,7 +11,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::Result;
 use observer_proto::flow::Flow;
-use service_graph::{group_of, l4};
+use service_graph::{destination_group, group_of, l4};
 
 use super::replay::Outcome;
 use crate::history::schema::protocol_name;
@@ -82,7 +83,7 @@ pub fn batch(rows: &[(Flow, i64, Outcome)]) -> Result<RecordBatch> {
     for (f, t, o) in rows {
         time.append_value(*t);
         let (src, dst) = (f.source.as_ref(), f.destination.as_ref());
-        let (source, target) = (group_of(src).id, group_of(dst).id);
+        let (source, target) = (group_of(src).id, destination_group(f).id);
         let edge = format!("{source}->{target}");
         let ip = f.ip.as_ref();
         let values: [Option<&str>; 13] = [
