@@ -422,7 +422,9 @@ impl Enricher {
         ingress_allowed_by.clear();
         egress_denied_by.clear();
         ingress_denied_by.clear();
-        *volume = Some(FlowVolume {
+        // A dropped packet went nowhere: no volume, or the metrics would
+        // count a denied connection's bytes as traffic where it was denied.
+        *volume = (!dropped).then_some(FlowVolume {
             fwd_bytes: fwd.0,
             fwd_packets: fwd.1,
             rev_bytes: rev.0,

@@ -461,7 +461,8 @@ fn a_verdict_of_a_policy_not_yet_named_has_no_policy() {
     );
 }
 
-/// `flow` as Cilium's drop of it: no observation point, reply bit or policy.
+/// `flow` as Cilium's drop of it: no observation point, reply bit or policy;
+/// and no volume (the packet went nowhere).
 fn dropped(flow: Flow, reason: i32) -> Flow {
     Flow {
         verdict: Verdict::Dropped as i32,
@@ -470,6 +471,7 @@ fn dropped(flow: Flow, reason: i32) -> Flow {
         drop_reason_desc: reason,
         trace_observation_point: TraceObservationPoint::UnknownPoint as i32,
         is_reply: None,
+        volume: None,
         ..flow
     }
 }
