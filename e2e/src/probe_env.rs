@@ -84,8 +84,12 @@ impl Env {
 
     /// Starts node1's probe again on the same address (after it was killed).
     pub fn restart_probe(&mut self) {
-        let opts = ProbeOptions::new(None).expect("flow-probe binary");
-        self.probe = node_probes::start_node(&mut self.lab, "node1", self.probe.addr.port(), &opts)
+        self.restart_probe_with(&ProbeOptions::new(None).expect("flow-probe binary"));
+    }
+
+    /// [`Self::restart_probe`] with `opts`.
+    pub fn restart_probe_with(&mut self, opts: &ProbeOptions) {
+        self.probe = node_probes::start_node(&mut self.lab, "node1", self.probe.addr.port(), opts)
             .expect("probe restarts");
     }
 

@@ -48,6 +48,11 @@ impl Env {
             .expect("an address in the metrics ready file")
     }
 
+    /// The probe's `/metrics` now, as text.
+    pub fn metrics_text(&self) -> String {
+        get_metrics(self.metrics_addr()).expect("the probe's /metrics")
+    }
+
     /// The probe's gauge or counter `name` now.
     pub fn metric(&self, name: &str) -> u64 {
         let text = get_metrics(self.metrics_addr()).expect("the probe's /metrics");

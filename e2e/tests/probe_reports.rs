@@ -3,7 +3,9 @@
 //! `--report-interval` (10 s unless told otherwise) while the connection
 //! lives, and, at a clean stop without `--persist` (which takes the flow
 //! tables away), before its server stops; then the stream ends with
-//! "shutting down", which a follower tells from a clean end.
+//! "shutting down", which a follower tells from a clean end. A probe
+//! restarted over the tables a killed one left reports and counts their
+//! connections from their growth on, not again from their start.
 //!
 //! Needs root and the flow-probe binary (`cargo build --bins`).
 
@@ -221,5 +223,121 @@ async fn a_follower_that_never_reads_does_not_hold_the_stop() {
         "{log}"
     );
     drop(stream);
+    let _ = env.lab.stop_process("flow-probe node1");
+}
+
+/// Sum of the series of `name` whose labels hold every one of `labels`.
+fn sum_of(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+        .sum()
+}
+
+/// The reports of the UDP stream from `sport` seen at a's veth, until one
+/// says `packets`; the packet counts of each.
+async fn reports_until(
+    stream: &mut tonic::Streaming<GetFlowsResponse>,
+    sport: u32,
+    packets: u64,
+) -> Vec<u64> {
+    let mut seen = Vec::new();
+    while seen.last() != Some(&packets) {
+        let mut told = Vec::new();
+        assert!(
+            next_flow(stream, sport, &mut told).await.is_none(),
+            "the stream ended"
+        );
+        let f = &told[0];
+        let v = f.volume.unwrap();
+        if v.report && f.trace_observation_point == TraceObservationPoint::FromEndpoint as i32 {
+            seen.push(v.fwd_packets);
+        }
+    }
+    seen
+}
+
+/// A probe killed and started again adopts the flow tables with what its
+/// predecessor told of them: the connection is reported when it grows, with
+/// its whole count, and the volume metrics count only the growth (before,
+/// the new probe reported 12 datagrams at once and counted them again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_probe_tells_and_counts_only_what_grew() {
+    let opts = ProbeOptions {
+        extra_args: vec!["--report-interval".into(), "1".into()],
+        ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
+    };
+    let mut env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
+    let netns = env.lab.endpoint("a").unwrap().netns.clone();
+    let dst: SocketAddr = (env.lab.endpoint("b").unwrap().ipv4, 7777).into();
+    // One socket across the restart: its datagrams are one connection.
+    let (send, sends) = std::sync::mpsc::channel::<u32>();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        sysfs::enter_netns(&netns).unwrap();
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        port_tx
+            .send(u32::from(sock.local_addr().unwrap().port()))
+            .unwrap();
+        for n in sends {
+            for _ in 0..n {
+                sock.send_to(b"tick", dst).unwrap();
+            }
+        }
+    });
+    let sport = port_rx.recv().unwrap();
+    let mut stream = follow(&env).await;
+    send.send(12).unwrap();
+    assert_eq!(
+        reports_until(&mut stream, sport, 12).await.last(),
+        Some(&12)
+    );
+
+    env.kill_probe().await;
+    tokio::task::block_in_place(|| env.restart_probe_with(&opts));
+    // Everything the new probe held too: its first report runs at its start.
+    let mut stream = env
+        .client()
+        .await
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            number: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Reports run every second from the start: a report of the adopted
+    // entry as it was would come before this one.
+    send.send(3).unwrap();
+    assert_eq!(reports_until(&mut stream, sport, 15).await, [15]);
+    drop(send);
+    sender.join().unwrap();
+    // 3 datagrams counted at a's veth, not 15 (a new series shows 0 at its
+    // first scrape); b's answers (ICMP port unreachable, rate-limited) at
+    // most one each, not every one since the start.
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        let text = tokio::task::block_in_place(|| env.metrics_text());
+        let sent = sum_of(
+            &text,
+            "observe_flow_packets_total",
+            &["source_workload=\"t/a\""],
+        );
+        if sent > 0 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let at_source = |from: &str| {
+        let from = format!("source_workload=\"{from}\"");
+        sum_of(
+            &text,
+            "observe_flow_packets_total",
+            &["observed_at=\"source\"", &from],
+        )
+    };
+    assert_eq!(at_source("t/a"), 3, "{text}");
+    assert!(at_source("t/b") <= 3, "{text}");
     let _ = env.lab.stop_process("flow-probe node1");
 }

@@ -123,6 +123,14 @@ impl Pipeline {
         });
     }
 
+    /// Takes the counts of a connection a previous probe left in the
+    /// tables (`report`, a report of them) as counted in the volume metrics.
+    pub fn remember_volume(&mut self, report: &FlowEvent) {
+        if let Some(m) = &self.metrics {
+            m.remember_volume(&self.enricher.flow(report, self.unix_offset_ns));
+        }
+    }
+
     /// Records that `n` events were lost at `source`.
     pub fn push_lost(&self, source: LostEventSource, n: u64) {
         if let Some(m) = &self.metrics {
@@ -165,6 +173,21 @@ pub async fn run(
     let stats = &probe.stats;
     let report_every = probe.config.report_interval;
     let mut reporter = Reporter::new();
+    let adopted = probe.adopted_maps.iter().any(|m| m.starts_with("FLOW"));
+    if let (Some(t), true) = (&tables, adopted) {
+        // A previous probe's tables: what it reported and counted of them
+        // went with it. Taken as told, so that a connection is reported
+        // and counted from its growth on, not once more from its start.
+        let t = t.clone();
+        if let Ok(Some(read)) =
+            tokio::task::spawn_blocking(move || tables::read_for_report(&t)).await
+        {
+            reporter.baseline(&read.flows);
+            for (key, st) in &read.flows {
+                pipeline.remember_volume(&tables::report_event(key, st, read.ktime_ns));
+            }
+        }
+    }
     let collector = Arc::new(std::sync::Mutex::new(Collector::new(probe.config.gc)));
     let emitted = probe.config.emit_tcp_flags;
     // One read of the tables at a time (a report's or a collection's): a

@@ -409,6 +409,12 @@ impl Metrics {
         }
     }
 
+    /// Takes a report of counters a previous probe left as the volume
+    /// already counted: later reports of the connection count its growth.
+    pub fn remember_volume(&self, report: &Flow) {
+        let _ = self.lock().volume.deltas(report);
+    }
+
     /// Counts one flow in every metric (the record it came from is counted
     /// by [`Self::flows`]); a report of a connection's counters, in the
     /// volume metrics only.

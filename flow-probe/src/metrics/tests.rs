@@ -414,6 +414,23 @@ fn a_marked_report_adds_volume_only() {
     assert_eq!(series(&m, "hubble_port_distribution_total"), ports);
 }
 
+/// After a restart, the counters a previous probe left in the tables were
+/// counted by that probe (its counters went with it, and Prometheus takes
+/// the new ones as counting from 0): only the growth counts here.
+#[test]
+fn a_remembered_report_counts_only_what_grows_after_it() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let report = |fwd, rev| {
+        let mut f = with_volume(forwarded(40000, 8080), fwd, rev);
+        f.volume.as_mut().unwrap().report = true;
+        f
+    };
+    m.remember_volume(&report((7400, 100), (5200, 80)));
+    m.flow(&report((7400, 100), (5200, 80)));
+    m.flow(&report((7500, 101), (5300, 81)));
+    assert_frontend_api_volume(&m, (100, 100), (1, 1));
+}
+
 #[test]
 fn each_ping_counts_though_it_counts_the_same() {
     // Three pings from frontend to api: each echo identifier is its own

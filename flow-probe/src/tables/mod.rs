@@ -10,7 +10,7 @@ pub mod gc;
 pub mod report;
 
 pub use gc::Collector;
-pub use report::Reporter;
+pub use report::{Reporter, report_event};
 
 use std::collections::HashSet;
 

@@ -19,6 +19,8 @@ const CONTROL_FLAGS: u8 = 0x01 | 0x02 | 0x04;
 /// ICMP echo requests, which open an echo flow.
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMPV6_ECHO_REQUEST: u8 = 128;
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+const ICMPV6_DEST_UNREACHABLE: u8 = 1;
 
 /// Remembers what each connection's last report (or first-packet events)
 /// said.
@@ -63,6 +65,13 @@ impl Told {
 impl Reporter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Takes `flows` (tables a previous probe left, as just read) as told:
+    /// what that probe reported of them went with it, so from here on a
+    /// connection is reported when it grows, not again from its start.
+    pub fn baseline(&mut self, flows: &[(TableKey, FlowStats)]) {
+        self.last = flows.iter().map(|(k, st)| (*k, Told::of(st))).collect();
     }
 
     /// The reports of `flows` (the tables as just read) at kernel time
@@ -137,9 +146,13 @@ pub fn report_event(key: &TableKey, st: &FlowStats, ktime_ns: u64) -> FlowEvent 
     let (s, p) = (usize::from(side), usize::from(peer));
     let proto = key.proto();
     let icmp = matches!(proto, 1 | 58);
-    // An echo flow (ports are the identifier) is opened by a request.
+    // An echo flow (ports are the identifier) is opened by a request. Other
+    // messages between two addresses share one entry, reported only as a
+    // restarted probe's baseline (`Reporter::baseline`): named an error, as
+    // the events that counted it were.
     let icmp_type = match (icmp, key.port(side), proto) {
-        (true, 0, _) => 0,
+        (true, 0, 1) => ICMP_DEST_UNREACHABLE,
+        (true, 0, _) => ICMPV6_DEST_UNREACHABLE,
         (true, _, 1) => ICMP_ECHO_REQUEST,
         (true, _, _) => ICMPV6_ECHO_REQUEST,
         _ => 0,
@@ -274,6 +287,26 @@ mod tests {
         // Seen first with more than that: reported at once.
         let mut r = Reporter::new();
         assert_eq!(r.reports(&[(conn(), stats(4, 2))], EMITTED, 1).len(), 1);
+    }
+
+    /// After a restart the tables hold what the previous probe reported:
+    /// taken as told, a connection is reported only once it grows.
+    #[test]
+    fn an_adopted_entry_is_reported_only_when_it_grows() {
+        let mut r = Reporter::new();
+        r.baseline(&[(conn(), stats(3, 0))]);
+        assert_eq!(r.reports(&[(conn(), stats(3, 0))], EMITTED, 1), []);
+        let grown = r.reports(&[(conn(), stats(5, 2))], EMITTED, 2);
+        assert_eq!(
+            grown
+                .iter()
+                .map(|e| (e.packets, e.rev_packets))
+                .collect::<Vec<_>>(),
+            [(5, 2)]
+        );
+        // Without the baseline the same entry is told again from its start.
+        let mut fresh = Reporter::new();
+        assert_eq!(fresh.reports(&[(conn(), stats(3, 0))], EMITTED, 1).len(), 1);
     }
 
     #[test]
