@@ -46,7 +46,10 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
     let endpoints = lab.endpoints_file();
     for p in &policies {
         crate::outln!("{}: applied ({})", describe(p), target.display())?;
-        if let Some(note) = selects_nothing(p, &endpoints) {
+        let notes = selects_nothing(p, &endpoints)
+            .into_iter()
+            .chain(peers_match_nothing(p, &endpoints));
+        for note in notes {
             crate::pipe::eprint(&format!("observe: note: {note}\n"));
         }
     }
@@ -60,22 +63,44 @@ fn selects_nothing(p: &policy::Policy, endpoints: &EndpointsFile) -> Option<Stri
     if !policy::subjects(p, endpoints).is_empty() {
         return None;
     }
-    let labels: Vec<String> = p
-        .endpoint_selector
+    Some(format!(
+        "{} selects no endpoint of the lab (namespace {}, {}): it has no effect until one matches",
+        describe(p),
+        p.namespace,
+        wanted(&p.endpoint_selector)
+    ))
+}
+
+/// Says so for each peer selector of `p` that matches none of the lab's
+/// endpoints (a typo, or a peer of another namespace without its
+/// `io.kubernetes.pod.namespace` label): its rule allows or denies nothing.
+fn peers_match_nothing(p: &policy::Policy, endpoints: &EndpointsFile) -> Vec<String> {
+    policy::unmatched_peers(p, endpoints)
+        .into_iter()
+        .map(|(key, sel)| {
+            format!(
+                "{}: {key} (namespace {}, {}) matches no endpoint of the lab: its rule allows or \
+                 denies no endpoint until one matches",
+                describe(p),
+                sel.namespace.as_deref().unwrap_or(&p.namespace),
+                wanted(sel)
+            )
+        })
+        .collect()
+}
+
+/// A selector's labels as `k=v, ...`, or `any labels`.
+fn wanted(sel: &policy::Selector) -> String {
+    let labels: Vec<String> = sel
         .match_labels
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let wanted = if labels.is_empty() {
+    if labels.is_empty() {
         "any labels".to_string()
     } else {
         labels.join(", ")
-    };
-    Some(format!(
-        "{} selects no endpoint of the lab (namespace {}, {wanted}): it has no effect until one matches",
-        describe(p),
-        p.namespace
-    ))
+    }
 }
 
 /// Refuses what the probes would refuse or ignore: a file without a policy,
@@ -310,6 +335,35 @@ spec:
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn a_peer_that_matches_no_endpoint_is_noted() {
+        let endpoints = EndpointsFile::parse(
+            "endpoints:\n\
+             - {id: 1, name: frontend, namespace: default, labels: {app: frontend}, node: n1}\n\
+             - {id: 2, name: client, namespace: other, labels: {app: client}, node: n1}\n",
+            "endpoints.yaml",
+        )
+        .unwrap();
+        let notes = |text: &str| {
+            let p = policy::parse(text, "p.yaml").unwrap().remove(0);
+            peers_match_nothing(&p, &endpoints)
+        };
+        // client is in `other`: a peer without the namespace label is in the
+        // policy's own (Cilium's rule), where no client is.
+        assert_eq!(
+            notes(DENY),
+            [
+                "default/deny-client: fromEndpoints (namespace default, app=client) matches no \
+              endpoint of the lab: its rule allows or denies no endpoint until one matches"
+            ]
+        );
+        let other = DENY.replace(
+            "{matchLabels: {app: client}}",
+            "{matchLabels: {app: client, io.kubernetes.pod.namespace: other}}",
+        );
+        assert_eq!(notes(&other), Vec::<String>::new());
     }
 
     #[test]

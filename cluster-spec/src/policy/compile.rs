@@ -233,6 +233,34 @@ pub fn subjects<'a>(policy: &Policy, endpoints: &'a EndpointsFile) -> Vec<&'a En
         .collect()
 }
 
+/// The peer selectors of `policy` (`fromEndpoints`, `toEndpoints`, in its
+/// allow and deny rules) that select none of `endpoints`, each with the key
+/// it was given under: such a rule allows or denies nothing yet.
+pub fn unmatched_peers<'p>(
+    policy: &'p Policy,
+    endpoints: &EndpointsFile,
+) -> Vec<(&'static str, &'p Selector)> {
+    let rules = [
+        ("fromEndpoints", &policy.ingress),
+        ("fromEndpoints", &policy.ingress_deny),
+        ("toEndpoints", &policy.egress),
+        ("toEndpoints", &policy.egress_deny),
+    ];
+    let mut out = Vec::new();
+    for (key, rules) in rules {
+        for sel in rules.iter().flatten().flat_map(|r| &r.endpoints) {
+            let matched = endpoints
+                .endpoints
+                .iter()
+                .any(|ep| selects(sel, &policy.namespace, ep));
+            if !matched && !out.iter().any(|(k, s)| *k == key && *s == sel) {
+                out.push((key, sel));
+            }
+        }
+    }
+    out
+}
+
 fn selects(sel: &Selector, namespace: &str, ep: &Endpoint) -> bool {
     ep.namespace == sel.namespace.as_deref().unwrap_or(namespace)
         && sel

@@ -109,7 +109,7 @@ mod tests;
 
 pub use compile::{
     Action, CidrIdentity, CompiledPolicy, EndpointPolicy, Enforcement, FIRST_CIDR_IDENTITY,
-    PolicyKey, PolicyRef, PolicyValue, compile, subjects,
+    PolicyKey, PolicyRef, PolicyValue, compile, subjects, unmatched_peers,
 };
 pub use ipcache::{Ipcache, IpcacheEntry};
 pub use judge::{Decision, Denial, FirstPacket, Judge, Match, Verdict};
