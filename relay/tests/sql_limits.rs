@@ -312,7 +312,7 @@ async fn constants_and_joined_texts_are_bounded() {
             "true",
         ),
         ("SELECT 1 || 'a' AS v".to_string(), "1a"),
-        // Worked out while planning, to a number: no text constant is left.
+        // Worked out while planning, to a number: no text is left.
         (
             format!("SELECT length('{}') AS v", "y".repeat(100_000)),
             "100000",
@@ -329,9 +329,9 @@ async fn constants_and_joined_texts_are_bounded() {
 
     let constant = |bytes: usize| {
         format!(
-            "refused: the query holds a text constant of {bytes} bytes (as written, bound, or \
-             made by a call on constants); at most 4096 are allowed, since a constant is \
-             repeated for every row of a batch"
+            "refused: the query holds a constant of {bytes} bytes (as written, bound, or made \
+             by a call on constants); at most 4096 are allowed: a constant is repeated for \
+             every row of a batch"
         )
     };
     for (sql, bytes) in [
@@ -356,6 +356,73 @@ async fn constants_and_joined_texts_are_bounded() {
             constant(bytes)
         );
     }
+    // In a struct, the text is as large.
+    let err = e
+        .query(&format!(
+            "SELECT uuid, named_struct('v', rpad('a', 16000000)) AS s {one_row}"
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("refused: the query holds a constant of 16")
+            && err.ends_with(
+                "at most 4096 are allowed: a constant is repeated for every row of a batch"
+            ),
+        "{err}"
+    );
+    // Each within, too many together.
+    let list: Vec<String> = (0..20)
+        .map(|i| format!("'{i:04}{}'", "x".repeat(3996)))
+        .collect();
+    assert_eq!(
+        e.query(&format!(
+            "SELECT uuid FROM flows WHERE summary IN ({})",
+            list.join(", ")
+        ))
+        .await
+        .unwrap_err()
+        .to_string(),
+        "refused: the query's constants hold 80000 bytes in all; at most 65536 are allowed: a \
+         constant is repeated for every row of a batch"
+    );
+    // Joining calls are counted: each can make 64 MiB of a batch.
+    let calls = |n: usize| {
+        let columns: Vec<String> = (0..n).map(|i| format!("concat(uuid, '{i}')")).collect();
+        format!("SELECT {} {one_row}", columns.join(", "))
+    };
+    assert_eq!(
+        e.query(&calls(16)).await.unwrap().batches[0].num_columns(),
+        16
+    );
+    assert_eq!(
+        e.query(&calls(17)).await.unwrap_err().to_string(),
+        "refused: a statement may call concat, concat_ws and `||` at most 16 times in all: each \
+         can make up to 64 MiB"
+    );
+    // Bytes stay DataFusion's to join.
+    assert_eq!(
+        value(&e, "SELECT arrow_typeof(X'01' || X'02') AS v")
+            .await
+            .unwrap(),
+        "Binary"
+    );
+    // A wide value a join would repeat for each row of the other side.
+    let err = e
+        .query(
+            "SELECT f.uuid, t.s FROM flows f CROSS JOIN (SELECT max(repeat(uuid, 10000)) AS s \
+             FROM flows WHERE uuid = 'uuid-00000') t",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "a row of 100000 bytes reaches a join, which may repeat it for every row of a \
+             batch; at most 65536 bytes a row are allowed"
+        ),
+        "{err}"
+    );
     // A column made by repeat, joined to itself: each join is bounded.
     let r = "WITH t AS (SELECT repeat(uuid, 700000) AS r FROM flows WHERE uuid = 'uuid-00000')";
     assert_eq!(

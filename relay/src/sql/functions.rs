@@ -15,15 +15,16 @@
 //! counts once for every row: `concat(uuid, <a 16 MB constant>)` asked for
 //! 128 GiB for one batch of 8,192 rows, which aborts the process. So
 //! `concat`, `concat_ws` and the `||` operator ([`ConcatPlanner`]) are
-//! bounded the same way, and a plan may hold no text constant longer than
-//! [`MAX_CONSTANT_TEXT_BYTES`] once its constant expressions are worked out
-//! ([`check_constants`]): any function, and a projection, may repeat a
+//! bounded the same way (and counted, [`MAX_JOINING_CALLS`]), and a plan
+//! may hold no constant larger than [`MAX_CONSTANT_BYTES`], nor more than
+//! [`MAX_CONSTANTS_BYTES`] in all, once its constant expressions are worked
+//! out ([`check_constants`]): any function, and a projection, may repeat a
 //! constant for every row of a batch.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::compute::kernels::length::length;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
@@ -33,8 +34,8 @@ use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs, ScalarUDF,
+    ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column};
@@ -54,6 +55,13 @@ pub const MAX_EXPANDING_CALLS: usize = 8;
 
 /// The functions that can make more than their arguments hold.
 pub const EXPANDING: [&str; 5] = ["repeat", "lpad", "rpad", "replace", "regexp_replace"];
+
+/// The functions that join texts (and the `||` operator, counted with them).
+pub const JOINING: [&str; 2] = ["concat", "concat_ws"];
+
+/// The most calls of [`JOINING`] and `||` in one statement: each can make
+/// up to [`MAX_REPEAT_BYTES`] of a batch.
+pub const MAX_JOINING_CALLS: usize = 16;
 
 /// The lower-case name a call `f` calls.
 pub fn call_name(f: &Function) -> Option<String> {
@@ -80,22 +88,36 @@ pub fn refused_call(f: &Function) -> Option<String> {
     })
 }
 
-/// The longest text constant a plan may hold once its constant expressions
-/// are worked out: a batch of 8,192 rows repeats it to at most 32 MiB.
-pub const MAX_CONSTANT_TEXT_BYTES: usize = 4096;
+/// The largest constant a plan may hold once its constant expressions are
+/// worked out (text, or a list or struct's values): a batch of 8,192 rows
+/// repeats it to at most 32 MiB.
+pub const MAX_CONSTANT_BYTES: usize = 4096;
 
-/// Refuses a plan that holds a text constant longer than
-/// [`MAX_CONSTANT_TEXT_BYTES`] (a literal, a bound parameter, or what a
-/// call on constants made while the plan was optimized).
+/// What all of a plan's constants may hold together: a batch repeats each
+/// one it projects.
+pub const MAX_CONSTANTS_BYTES: usize = 64 << 10;
+
+/// Refuses a plan that holds a constant larger than [`MAX_CONSTANT_BYTES`],
+/// or constants past [`MAX_CONSTANTS_BYTES`] in all (literals, bound
+/// parameters, and what calls on constants made while the plan was
+/// optimized).
 pub fn check_constants(plan: &LogicalPlan) -> std::result::Result<(), SqlError> {
-    let mut longest = 0;
+    let (mut largest, mut total) = (0, 0usize);
+    // Each once: a filter pushed into both scans of `flows` holds its
+    // constants twice more.
+    let mut seen = std::collections::HashSet::new();
     let _ = plan.apply_with_subqueries(|node| {
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::Literal(value, _) = e {
-                    longest = longest.max(constant_bytes(value));
+                    let bytes = constant_bytes(value);
+                    largest = largest.max(bytes);
+                    if bytes > 0 && seen.insert(value.clone()) {
+                        total = total.saturating_add(bytes);
+                    }
                 }
-                Ok(if longest > MAX_CONSTANT_TEXT_BYTES {
+                // All of them counted: the error says how much they hold.
+                Ok(if largest > MAX_CONSTANT_BYTES {
                     TreeNodeRecursion::Stop
                 } else {
                     TreeNodeRecursion::Continue
@@ -103,17 +125,23 @@ pub fn check_constants(plan: &LogicalPlan) -> std::result::Result<(), SqlError> 
             })
         })
     });
-    if longest > MAX_CONSTANT_TEXT_BYTES {
+    let why = "a constant is repeated for every row of a batch";
+    if largest > MAX_CONSTANT_BYTES {
         return Err(SqlError::Refused(format!(
-            "the query holds a text constant of {longest} bytes (as written, bound, or \
-             made by a call on constants); at most {MAX_CONSTANT_TEXT_BYTES} are allowed, \
-             since a constant is repeated for every row of a batch"
+            "the query holds a constant of {largest} bytes (as written, bound, or made by a \
+             call on constants); at most {MAX_CONSTANT_BYTES} are allowed: {why}"
+        )));
+    }
+    if total > MAX_CONSTANTS_BYTES {
+        return Err(SqlError::Refused(format!(
+            "the query's constants hold {total} bytes in all; at most {MAX_CONSTANTS_BYTES} \
+             are allowed: {why}"
         )));
     }
     Ok(())
 }
 
-/// Bytes of a text or binary constant (0 for any other).
+/// Bytes of a constant's text, binary or nested values (0 for a number).
 fn constant_bytes(value: &ScalarValue) -> usize {
     match value {
         ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) => t.len(),
@@ -122,6 +150,12 @@ fn constant_bytes(value: &ScalarValue) -> usize {
         | ScalarValue::LargeBinary(Some(b))
         | ScalarValue::BinaryView(Some(b))
         | ScalarValue::FixedSizeBinary(_, Some(b)) => b.len(),
+        ScalarValue::List(a) => a.get_array_memory_size(),
+        ScalarValue::LargeList(a) => a.get_array_memory_size(),
+        ScalarValue::FixedSizeList(a) => a.get_array_memory_size(),
+        ScalarValue::Struct(a) => a.get_array_memory_size(),
+        ScalarValue::Map(a) => a.get_array_memory_size(),
+        ScalarValue::Union(Some((_, v)), _, _) => constant_bytes(v),
         ScalarValue::Dictionary(_, inner) => constant_bytes(inner),
         _ => 0,
     }
@@ -136,9 +170,21 @@ impl ExprPlanner for ConcatPlanner {
     fn plan_binary_op(
         &self,
         expr: RawBinaryExpr,
-        _schema: &DFSchema,
+        schema: &DFSchema,
     ) -> Result<PlannerResult<RawBinaryExpr>> {
-        if expr.op != BinaryOperator::StringConcat {
+        let binary = |e: &Expr| {
+            e.get_type(schema).is_ok_and(|t| {
+                matches!(
+                    t,
+                    DataType::Binary
+                        | DataType::LargeBinary
+                        | DataType::BinaryView
+                        | DataType::FixedSizeBinary(_)
+                )
+            })
+        };
+        // Bytes stay DataFusion's to join (as bytes, not text).
+        if expr.op != BinaryOperator::StringConcat || binary(&expr.left) || binary(&expr.right) {
             return Ok(PlannerResult::Original(expr));
         }
         Ok(PlannerResult::Planned(Expr::ScalarFunction(

@@ -25,8 +25,9 @@
 //!     within one pool for all ([`SqlLimits::memory_total_bytes`]), with no
 //!     spilling to disk; over either the query fails ([`SqlError::Memory`],
 //!     [`SqlError::MemoryTotal`]), the relay goes on; [`functions`] bounds
-//!     the values that no pool counts (`repeat`, `concat`, `||`, long text
-//!     constants, `arrow_cast` to `Large`);
+//!     the values that no pool counts (`repeat`, `concat`, `||`, large
+//!     constants, `arrow_cast` to `Large`), and [`join_rows`] the rows a
+//!     join repeats;
 //!   - the time limit ([`SqlLimits::timeout`]) ends the task:
 //!     [`SqlError::Timeout`].
 //! - [`stream`]: results flow to the caller through a short channel, each
@@ -49,6 +50,7 @@ pub mod flight;
 pub mod functions;
 pub mod graph;
 pub mod guard;
+pub mod join_rows;
 pub mod missing;
 pub mod params;
 pub mod policy_states;

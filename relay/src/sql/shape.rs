@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, ObjectName, Query, Statement, TableFactor, Visit, Visitor,
+    BinaryOperator, Expr, ObjectName, Query, Statement, TableFactor, Visit, Visitor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -175,6 +175,8 @@ struct Shape {
     with_reads: HashMap<String, u64>,
     /// Calls of functions that make more than their arguments hold.
     expanding_calls: usize,
+    /// Calls of functions that join texts, and `||`.
+    joining_calls: usize,
 }
 
 impl Shape {
@@ -259,7 +261,24 @@ impl Visitor for Shape {
     }
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<SqlError> {
-        use super::functions::{EXPANDING, MAX_EXPANDING_CALLS, call_name, refused_call};
+        use super::functions::{
+            EXPANDING, JOINING, MAX_EXPANDING_CALLS, MAX_JOINING_CALLS, call_name, refused_call,
+        };
+        let joining = match expr {
+            Expr::Function(f) => call_name(f).is_some_and(|n| JOINING.contains(&n.as_str())),
+            Expr::BinaryOp { op, .. } => *op == BinaryOperator::StringConcat,
+            _ => false,
+        };
+        if joining {
+            self.joining_calls += 1;
+            if self.joining_calls > MAX_JOINING_CALLS {
+                return ControlFlow::Break(SqlError::Refused(format!(
+                    "a statement may call {} and `||` at most {MAX_JOINING_CALLS} times in all: \
+                     each can make up to 64 MiB",
+                    JOINING.join(", ")
+                )));
+            }
+        }
         if let Expr::Function(f) = expr {
             if let Some(why) = refused_call(f) {
                 return ControlFlow::Break(SqlError::Refused(why));

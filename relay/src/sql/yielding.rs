@@ -1,5 +1,7 @@
 //! [`YieldEachBatchExec`]: passes its input's batches through unchanged, and
-//! hands the thread back to the scheduler before each one it reads.
+//! hands the thread back to the scheduler before each one it reads; a batch
+//! with a row too wide for a join to repeat is an error instead
+//! ([`super::join_rows`]).
 //!
 //! Put under each join's inputs ([`super::guard::cooperative_joins`]): a
 //! join that reads batch after batch without making one (a filter no pair
@@ -100,7 +102,13 @@ impl Stream for YieldEachBatch {
         if matches!(next, Poll::Ready(Some(_))) {
             self.due = true;
         }
-        next
+        // A row a join would repeat past every limit is refused here.
+        match next {
+            Poll::Ready(Some(Ok(batch))) => {
+                Poll::Ready(Some(super::join_rows::check(&batch).map(|()| batch)))
+            }
+            other => other,
+        }
     }
 }
 
