@@ -298,10 +298,11 @@ impl History {
         let mut done = 0;
         for run in plan_around(&files, &cfg, &|f| unreadable.contains(&f.path)) {
             let result = self.compact(&run, pace);
-            // A damaged input: the other hours' runs go on without it.
+            // A damaged input: the other hours' runs go on without it (an
+            // error opening it may pass: the pass stops and tries again).
             if let Err(e) = &result
-                && let Some(bad) =
-                    scan::ReadError::of(e).filter(|r| run.iter().any(|f| f.path == r.path))
+                && let Some(bad) = scan::ReadError::of(e)
+                    .filter(|r| r.damaged && run.iter().any(|f| f.path == r.path))
             {
                 log::error!(
                     "history: {bad}; compaction leaves that file as it is from now on (a restart \

@@ -84,10 +84,22 @@ pub fn sources(files: Vec<HistoryFile>, recent: Vec<RecordBatch>) -> Vec<Source>
     s
 }
 
+/// A file whose content could not be decoded.
 pub(super) fn err(path: &std::path::Path, e: impl std::fmt::Display) -> io::Error {
+    read_error(path, e, true)
+}
+
+/// A file that could not be opened (its content unknown: the error may
+/// pass, as too many open files does).
+fn open_err(path: &std::path::Path, e: io::Error) -> io::Error {
+    read_error(path, e, false)
+}
+
+fn read_error(path: &std::path::Path, e: impl std::fmt::Display, damaged: bool) -> io::Error {
     io::Error::other(ReadError {
         path: path.to_path_buf(),
         why: e.to_string(),
+        damaged,
     })
 }
 
@@ -97,6 +109,8 @@ pub(super) fn err(path: &std::path::Path, e: impl std::fmt::Display) -> io::Erro
 pub struct ReadError {
     pub path: std::path::PathBuf,
     pub why: String,
+    /// Its content could not be decoded (not an error opening it).
+    pub damaged: bool,
 }
 
 impl std::fmt::Display for ReadError {
@@ -139,7 +153,7 @@ pub(super) fn read_file(
     batch_rows: usize,
     pick: impl Fn(Option<(i64, i64)>) -> bool,
 ) -> io::Result<(Groups, ParquetRecordBatchReaderBuilder<File>)> {
-    let file = File::open(path).map_err(|e| err(path, e))?;
+    let file = File::open(path).map_err(|e| open_err(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| err(path, e))?
         .with_batch_size(batch_rows);
@@ -558,7 +572,7 @@ fn newest_times(
                     if stop() {
                         return Ok(None);
                     }
-                    let file = File::open(&f.path).map_err(|e| err(&f.path, e))?;
+                    let file = File::open(&f.path).map_err(|e| open_err(&f.path, e))?;
                     let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
                         file,
                         datafusion::parquet::arrow::arrow_reader::ArrowReaderMetadata::try_new(
