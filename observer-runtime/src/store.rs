@@ -61,6 +61,8 @@ impl Ring {
             if let Some(ResponseTypes::Flow(_)) = &old.response.response_types
                 && let Some(at) = event_time(&old.response)
             {
+                // A node whose clock runs ahead would hold it in the future.
+                let at = at.min(observer_proto::time::now_nanos());
                 self.evicted_newest = Some(self.evicted_newest.map_or(at, |n| n.max(at)));
             }
             self.evicted.push_back(old.response);

@@ -1,5 +1,6 @@
 //! GetFlows with a `since` older than the ring (or an `until` alone): the
-//! flow history from `since` up to the ring's first flow goes first, read from a snapshot of
+//! flow history from `since` up to what the ring no longer holds goes
+//! first ([`plan`]), read from a snapshot of
 //! the history on a blocking thread and sent as it is read, so memory stays
 //! bounded whatever the range: files outside the range are not opened, row
 //! groups are chosen by their time statistics, the request's filters apply
