@@ -65,7 +65,8 @@ pub async fn run_with(
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
-            _ = &mut interrupted => break,
+            // A handler that could not be set up (Err) never ends it.
+            Ok(()) = &mut interrupted => break,
         };
         let Some(item) = item else { break };
         let resp = match item {
