@@ -1,6 +1,7 @@
 //! What the lab writes is its owner's alone: the state folder and the policy
 //! folder are 0700; the state, endpoints, services and policy files and the
-//! logs of the probe and the relay are 0600.
+//! logs of the probe and the relay are 0600. A relay run as another user
+//! starts over a history folder holding what it may not read or change.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -44,4 +45,76 @@ fn the_state_folder_files_and_logs_are_owner_only() {
         .map(|(i, (p, _))| (p.clone(), if i < 2 { 0o700 } else { 0o600 }))
         .collect();
     assert_eq!(modes, expected);
+}
+
+/// The relay run as a user of its own over a history folder that holds
+/// what it may not read or change: an ext4 volume's `lost+found` (root's,
+/// 0700) and a file an admin copied in. It starts, naming each in a
+/// warning (it refused to start: `opening …: Permission denied`).
+#[test]
+fn the_relay_as_another_user_starts_over_what_it_may_not_touch() {
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65534;
+    let dir = test_support::scratch::ScratchDir::new("relay-nobody");
+    let root = dir.path();
+    std::os::unix::fs::chown(root, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let history = root.join("history");
+    std::fs::create_dir(&history).unwrap();
+    std::os::unix::fs::chown(&history, Some(NOBODY), Some(NOBODY)).unwrap();
+    std::fs::set_permissions(&history, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let lost = history.join("lost+found");
+    std::fs::create_dir(&lost).unwrap();
+    std::fs::set_permissions(&lost, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let notes = history.join("notes.txt");
+    std::fs::write(&notes, "copied in by root\n").unwrap();
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The binary where that user can reach it (a clone's target folder may
+    // be under a home it cannot enter).
+    let relay = root.join("relay");
+    let built = observe_lab::binaries::binary("relay").expect("relay binary");
+    if std::fs::hard_link(&built, &relay).is_err() {
+        std::fs::copy(&built, &relay).unwrap();
+    }
+    let log = root.join("relay.log");
+    let ready = root.join("relay.addr");
+    let mut child = std::process::Command::new(&relay)
+        .args(["--listen", "127.0.0.1:0", "--peer", e2e::REFUSING_PEER])
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .arg("--history-dir")
+        .arg(&history)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .expect("relay starts");
+    let deadline = std::time::Instant::now() + e2e::WAIT;
+    let started = loop {
+        if ready.exists() {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(started, "the relay did not start: {text}");
+    assert!(
+        text.contains(&format!("history: {} cannot be read (", lost.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "history: {} is not the relay's to make owner-only (",
+            notes.display()
+        )),
+        "{text}"
+    );
 }

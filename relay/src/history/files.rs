@@ -174,6 +174,26 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> 
 }
 
 /// Makes `path` owner-only if it is not (history written by older versions).
+/// [`restrict`], where an entry the relay does not own (a file an admin
+/// copied in, a volume's `lost+found`) only gets a warning naming it.
+fn restrict_or_warn(path: &Path, mode: u32) -> io::Result<()> {
+    match restrict(path, mode) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            log::warn!(
+                "history: {} is not the relay's to make owner-only ({e}); left as it is",
+                path.display()
+            );
+            Ok(())
+        }
+        other => other.map_err(|e| at(path, e)),
+    }
+}
+
+/// `e`, naming `path`.
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 fn restrict(path: &Path, mode: u32) -> io::Result<()> {
     let now = fs::metadata(path)?.permissions().mode();
     if now & 0o077 != 0 {
@@ -268,14 +288,14 @@ pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io:
     let mut leftovers = 0;
     walk_all(root, &mut |path, name, is_dir| {
         if is_dir {
-            return restrict(path, DIR_MODE);
+            return restrict_or_warn(path, DIR_MODE);
         }
         if name.starts_with('.') && name.ends_with(".tmp") {
-            fs::remove_file(path)?;
+            fs::remove_file(path).map_err(|e| at(path, e))?;
             leftovers += 1;
             return Ok(());
         }
-        restrict(path, FILE_MODE)
+        restrict_or_warn(path, FILE_MODE)
     })?;
     let mut all = list(root)?;
     let mut quarantined = Vec::new();
@@ -332,22 +352,36 @@ fn walk(dir: &Path, f: &mut dyn FnMut(&Path, &str) -> io::Result<()>) -> io::Res
 }
 
 /// Calls `f` for every directory (`true`) and regular file (`false`) below
-/// `dir`; hidden directories are not entered.
+/// `dir`; hidden directories are not entered, and one the relay may not
+/// read (a volume's `lost+found`) is left out with a warning.
 fn walk_all(dir: &Path, f: &mut dyn FnMut(&Path, &str, bool) -> io::Result<()>) -> io::Result<()> {
+    walk_below(dir, f, true)
+}
+
+fn walk_below(
+    dir: &Path,
+    f: &mut dyn FnMut(&Path, &str, bool) -> io::Result<()>,
+    top: bool,
+) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+        Err(e) if !top && e.kind() == io::ErrorKind::PermissionDenied => {
+            log::warn!("history: {} cannot be read ({e}); left out", dir.display());
+            return Ok(());
+        }
+        Err(e) if top => return Err(e),
+        Err(e) => return Err(at(dir, e)),
     };
     for entry in entries {
-        let entry = entry?;
+        let entry = entry.map_err(|e| at(dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let path = entry.path();
-        let kind = entry.file_type()?;
+        let kind = entry.file_type().map_err(|e| at(&path, e))?;
         if kind.is_dir() && !name.starts_with('.') {
             f(&path, name, true)?;
-            walk_all(&path, f)?;
+            walk_below(&path, f, false)?;
         } else if kind.is_file() {
             f(&path, name, false)?;
         }
