@@ -166,7 +166,7 @@ pub async fn run(
     lost_check: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Pipeline> {
-    let ring: RingBuf<MapData> = probe
+    let mut ring: RingBuf<MapData> = probe
         .take_ring()
         .context("the ring buffer is already being read")?;
     let tables = probe.take_flow_tables().map(Arc::new);
@@ -177,7 +177,10 @@ pub async fn run(
     if let (Some(t), true) = (&tables, adopted) {
         // A previous probe's tables: what it reported and counted of them
         // went with it. Taken as told, so that a connection is reported
-        // and counted from its growth on, not once more from its start.
+        // and counted from its growth on, not once more from its start;
+        // after the events it left unread, whose smaller counts would
+        // otherwise read as new connections.
+        drain(&mut ring, &mut pipeline);
         let t = t.clone();
         if let Ok(Some(read)) =
             tokio::task::spawn_blocking(move || tables::read_for_report(&t)).await
