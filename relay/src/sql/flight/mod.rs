@@ -192,7 +192,7 @@ impl FlightSqlService for FlightSql {
                 .collect::<Vec<_>>(),
         );
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: self.prepared.open(query.query),
+            prepared_statement_handle: self.prepared.open(query.query)?,
             dataset_schema: ipc(&described.schema)?,
             parameter_schema: ipc(&parameters)?,
         })

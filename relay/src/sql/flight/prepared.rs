@@ -1,7 +1,9 @@
 //! Prepared statements: the text (checked and planned when created, again
-//! at each run) and the values a client bound with DoPut, under an opaque
-//! handle. At most [`MAX_OPEN`] stay open; past that the oldest is closed,
-//! so a client that never closes its statements cannot fill the relay.
+//! at each run) and the values a client bound with DoPut, under a handle
+//! no other client can guess (it holds a random token). At most
+//! [`MAX_OPEN`] stay open, holding at most [`MAX_OPEN_BYTES`] of text and
+//! values; past either the oldest is closed, so a client that never closes
+//! its statements cannot fill the relay.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,10 +14,14 @@ use arrow_flight::sql::server::PeekableFlightDataStream;
 use datafusion::common::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 use prost::bytes::Bytes;
+use ring::rand::{SecureRandom, SystemRandom};
 use tonic::Status;
 
 /// Prepared statements open at once.
 pub const MAX_OPEN: usize = 256;
+
+/// Bytes of text and bound values the open statements hold together.
+pub const MAX_OPEN_BYTES: usize = 64 << 20;
 
 const PREFIX: &str = "observe-prepared-";
 
@@ -27,68 +33,133 @@ pub struct Prepared {
     pub values: Vec<ScalarValue>,
 }
 
-/// The open prepared statements.
+impl Prepared {
+    fn bytes(&self) -> usize {
+        self.sql.len() + self.values.iter().map(ScalarValue::size).sum::<usize>()
+    }
+}
+
+/// An open statement and the token its handle must carry.
+struct Entry {
+    token: u64,
+    prepared: Prepared,
+}
+
+/// The open prepared statements, oldest first.
 #[derive(Default)]
+struct Open {
+    next: u64,
+    statements: BTreeMap<u64, Entry>,
+    bytes: usize,
+}
+
+impl Open {
+    /// Closes the oldest statements (but `keep`) until within the bounds.
+    fn evict(&mut self, keep: u64) {
+        while self.statements.len() > MAX_OPEN || self.bytes > MAX_OPEN_BYTES {
+            let Some(oldest) = self.statements.keys().copied().find(|n| *n != keep) else {
+                return;
+            };
+            if let Some(e) = self.statements.remove(&oldest) {
+                self.bytes -= e.prepared.bytes();
+            }
+        }
+    }
+}
+
+/// The open prepared statements.
 pub struct PreparedStatements {
-    open: Mutex<(u64, BTreeMap<u64, Prepared>)>,
+    open: Mutex<Open>,
+    random: SystemRandom,
+}
+
+impl Default for PreparedStatements {
+    fn default() -> Self {
+        PreparedStatements {
+            open: Mutex::default(),
+            random: SystemRandom::new(),
+        }
+    }
 }
 
 impl PreparedStatements {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, BTreeMap<u64, Prepared>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Opens `sql`: its handle.
-    pub fn open(&self, sql: String) -> Bytes {
+    pub fn open(&self, sql: String) -> Result<Bytes, Status> {
+        let mut token = [0u8; 8];
+        self.random
+            .fill(&mut token)
+            .map_err(|_| Status::internal("no random token for a prepared statement handle"))?;
+        let token = u64::from_le_bytes(token);
+        let prepared = Prepared {
+            sql,
+            values: Vec::new(),
+        };
         let mut open = self.lock();
-        let (next, statements) = &mut *open;
-        *next += 1;
-        statements.insert(
-            *next,
-            Prepared {
-                sql,
-                values: Vec::new(),
-            },
-        );
-        while statements.len() > MAX_OPEN {
-            statements.pop_first();
-        }
-        Bytes::from(format!("{PREFIX}{next}"))
+        open.next += 1;
+        let n = open.next;
+        open.bytes += prepared.bytes();
+        open.statements.insert(n, Entry { token, prepared });
+        open.evict(n);
+        Ok(Bytes::from(format!("{PREFIX}{n}-{token:016x}")))
     }
 
     pub fn get(&self, handle: &[u8]) -> Result<Prepared, Status> {
-        let id = id(handle)?;
-        self.lock().1.get(&id).cloned().ok_or_else(|| gone(handle))
+        let (n, token) = id(handle)?;
+        let open = self.lock();
+        match open.statements.get(&n) {
+            Some(e) if e.token == token => Ok(e.prepared.clone()),
+            _ => Err(gone(handle)),
+        }
     }
 
     pub fn bind(&self, handle: &[u8], values: Vec<ScalarValue>) -> Result<(), Status> {
-        let id = id(handle)?;
+        let (n, token) = id(handle)?;
         let mut open = self.lock();
-        let statement = open.1.get_mut(&id).ok_or_else(|| gone(handle))?;
-        statement.values = values;
+        let entry = match open.statements.get_mut(&n) {
+            Some(e) if e.token == token => e,
+            _ => return Err(gone(handle)),
+        };
+        let before = entry.prepared.bytes();
+        entry.prepared.values = values;
+        let after = entry.prepared.bytes();
+        open.bytes = open.bytes - before + after;
+        open.evict(n);
         Ok(())
     }
 
     /// Closes the statement; closing one that is not open is no error.
     pub fn close(&self, handle: &[u8]) -> Result<(), Status> {
-        let id = id(handle)?;
-        self.lock().1.remove(&id);
+        let (n, token) = id(handle)?;
+        let mut open = self.lock();
+        if open.statements.get(&n).is_some_and(|e| e.token == token)
+            && let Some(e) = open.statements.remove(&n)
+        {
+            open.bytes -= e.prepared.bytes();
+        }
         Ok(())
     }
 }
 
-fn id(handle: &[u8]) -> Result<u64, Status> {
+/// The number and token of a handle.
+fn id(handle: &[u8]) -> Result<(u64, u64), Status> {
     std::str::from_utf8(handle)
         .ok()
         .and_then(|h| h.strip_prefix(PREFIX))
-        .and_then(|n| n.parse().ok())
+        .and_then(|rest| rest.split_once('-'))
+        .and_then(|(n, token)| Some((n.parse().ok()?, u64::from_str_radix(token, 16).ok()?)))
         .ok_or_else(|| Status::invalid_argument("not a prepared statement handle of this relay"))
 }
 
 fn gone(handle: &[u8]) -> Status {
     Status::not_found(format!(
-        "prepared statement {} is closed (or was the oldest of more than {MAX_OPEN} open)",
-        String::from_utf8_lossy(handle)
+        "prepared statement {} is closed (or was the oldest of more than {MAX_OPEN} open, or \
+         of more than {} MiB of text and values)",
+        String::from_utf8_lossy(handle),
+        MAX_OPEN_BYTES >> 20
     ))
 }
 
@@ -124,24 +195,63 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_oldest_is_closed_past_the_limit() {
+    fn a_statement_is_bound_got_and_closed() {
         let p = PreparedStatements::default();
-        let first = p.open("SELECT 1".into());
-        assert_eq!(&first[..], b"observe-prepared-1");
-        for _ in 0..MAX_OPEN {
-            p.open("SELECT 2".into());
-        }
-        assert_eq!(p.get(&first).unwrap_err().code(), tonic::Code::NotFound);
-        let last = Bytes::from(format!("{PREFIX}{}", MAX_OPEN + 1));
-        p.bind(&last, vec![ScalarValue::Int64(Some(7))]).unwrap();
-        let got = p.get(&last).unwrap();
-        assert_eq!(got.sql, "SELECT 2");
+        let handle = p.open("SELECT $1".into()).unwrap();
+        assert!(handle.starts_with(b"observe-prepared-1-"), "{handle:?}");
+        p.bind(&handle, vec![ScalarValue::Int64(Some(7))]).unwrap();
+        let got = p.get(&handle).unwrap();
+        assert_eq!(got.sql, "SELECT $1");
         assert_eq!(got.values, vec![ScalarValue::Int64(Some(7))]);
-        p.close(&last).unwrap();
-        assert_eq!(p.get(&last).unwrap_err().code(), tonic::Code::NotFound);
+        p.close(&handle).unwrap();
+        assert_eq!(p.get(&handle).unwrap_err().code(), tonic::Code::NotFound);
         assert_eq!(
             p.get(b"nope").unwrap_err().message(),
             "not a prepared statement handle of this relay"
         );
+    }
+
+    #[test]
+    fn a_handle_works_only_with_its_token() {
+        let p = PreparedStatements::default();
+        let handle = p.open("SELECT 1".into()).unwrap();
+        assert_eq!(p.get(&handle).unwrap().sql, "SELECT 1");
+        // The same number with another token: another client's guess.
+        let text = String::from_utf8(handle.to_vec()).unwrap();
+        let (number, _) = text.rsplit_once('-').unwrap();
+        let guess = format!("{number}-0000000000000001");
+        assert_eq!(
+            p.get(guess.as_bytes()).unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+        p.close(guess.as_bytes()).unwrap();
+        assert!(p.get(&handle).is_ok(), "a guessed handle closes nothing");
+        assert_eq!(
+            p.get(b"observe-prepared-1").unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn the_oldest_goes_past_the_count_or_the_bytes() {
+        let p = PreparedStatements::default();
+        let first = p.open("SELECT 1".into()).unwrap();
+        let rest: Vec<Bytes> = (0..MAX_OPEN)
+            .map(|i| p.open(format!("SELECT {i}")).unwrap())
+            .collect();
+        assert!(
+            p.get(&first).is_err(),
+            "the oldest of {} went",
+            MAX_OPEN + 1
+        );
+        assert!(rest.iter().all(|h| p.get(h).is_ok()));
+        // Values that fill the bytes close the oldest others, not their own.
+        let big = ScalarValue::Utf8(Some("x".repeat(MAX_OPEN_BYTES - 1024)));
+        let last = rest.last().unwrap();
+        p.bind(last, vec![big]).unwrap();
+        assert!(p.get(last).is_ok());
+        let still = rest.iter().filter(|h| p.get(h).is_ok()).count();
+        assert!(still < MAX_OPEN, "{still} left open");
+        assert!(p.lock().bytes <= MAX_OPEN_BYTES);
     }
 }
