@@ -292,15 +292,20 @@ spec:
         check(&file).unwrap();
     }
 
-    #[test]
-    fn a_policy_that_selects_no_endpoint_is_noted() {
-        let endpoints = EndpointsFile::parse(
+    /// frontend in `default`, client in `other`.
+    fn frontend_and_other_client() -> EndpointsFile {
+        EndpointsFile::parse(
             "endpoints:\n\
              - {id: 1, name: frontend, namespace: default, labels: {app: frontend}, node: n1}\n\
              - {id: 2, name: client, namespace: other, labels: {app: client}, node: n1}\n",
             "endpoints.yaml",
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_policy_that_selects_no_endpoint_is_noted() {
+        let endpoints = frontend_and_other_client();
         let note = |text: &str| {
             let p = policy::parse(text, "p.yaml").unwrap().remove(0);
             selects_nothing(&p, &endpoints)
@@ -339,13 +344,7 @@ spec:
 
     #[test]
     fn a_peer_that_matches_no_endpoint_is_noted() {
-        let endpoints = EndpointsFile::parse(
-            "endpoints:\n\
-             - {id: 1, name: frontend, namespace: default, labels: {app: frontend}, node: n1}\n\
-             - {id: 2, name: client, namespace: other, labels: {app: client}, node: n1}\n",
-            "endpoints.yaml",
-        )
-        .unwrap();
+        let endpoints = frontend_and_other_client();
         let notes = |text: &str| {
             let p = policy::parse(text, "p.yaml").unwrap().remove(0);
             peers_match_nothing(&p, &endpoints)

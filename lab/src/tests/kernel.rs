@@ -572,11 +572,10 @@ fn policy_files_are_written_and_dropped_items_get_no_answer() {
     assert!(!dir.exists(), "state dir {} still there", dir.display());
 }
 
-#[test]
-fn a_services_file_that_cannot_be_read_fails_its_service_items_alone() {
-    test_support::require_root("the lab builds network namespaces");
-    let dir = state_dir("badservices");
-    let scenario = Scenario::parse(
+/// client and api, api also behind a service: an item to api, one to the
+/// service.
+fn client_and_api_service(name: &str) -> Scenario {
+    Scenario::parse(
         "endpoints:\n\
          - {name: client, namespace: default, labels: {app: client}}\n\
          - {name: api, namespace: default, labels: {app: api}}\n\
@@ -585,9 +584,16 @@ fn a_services_file_that_cannot_be_read_fails_its_service_items_alone() {
          traffic:\n\
          - {from: client, to: api, protocol: tcp, port: 8080}\n\
          - {from: client, to_service: api, protocol: tcp, port: 80}\n",
-        "bad-services.yaml",
+        name,
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn a_services_file_that_cannot_be_read_fails_its_service_items_alone() {
+    test_support::require_root("the lab builds network namespaces");
+    let dir = state_dir("badservices");
+    let scenario = client_and_api_service("bad-services.yaml");
     let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&dir)).unwrap();
     // Being edited: an unknown field, as the exploratory run's typo.
     std::fs::write(lab.services_path(), "services: [{name: api, bogus: 1}]\n").unwrap();
@@ -609,18 +615,7 @@ fn a_services_file_that_cannot_be_read_fails_its_service_items_alone() {
 fn a_server_port_held_by_someone_else_fails_the_item_saying_so() {
     test_support::require_root("the lab builds network namespaces");
     let dir = state_dir("heldport");
-    let scenario = Scenario::parse(
-        "endpoints:\n\
-         - {name: client, namespace: default, labels: {app: client}}\n\
-         - {name: api, namespace: default, labels: {app: api}}\n\
-         services:\n\
-         - {name: api, namespace: default, vip: {ipv4: 198.18.100.10}, ports: [{port: 80, targetPort: 8080}], selector: {app: api}}\n\
-         traffic:\n\
-         - {from: client, to: api, protocol: tcp, port: 8080}\n\
-         - {from: client, to_service: api, protocol: tcp, port: 80}\n",
-        "held-port.yaml",
-    )
-    .unwrap();
+    let scenario = client_and_api_service("held-port.yaml");
     let lab = Lab::up(&scenario, &LabOptions::with_state_dir(&dir)).unwrap();
     let api = lab.endpoint("api").unwrap().clone();
     let held = crate::netns::run_in(&api.netns, move || {
