@@ -335,7 +335,10 @@ async fn follow(
 fn lagged(node_name: &str, n: u64) -> GetFlowsResponse {
     GetFlowsResponse {
         node_name: node_name.to_string(),
-        time: None,
+        // When the loss was found: a time window then leaves it out.
+        time: Some(observer_proto::time::timestamp(
+            observer_proto::time::now_nanos(),
+        )),
         response_types: Some(ResponseTypes::LostEvents(LostEvent {
             source: LostEventSource::ObserverEventsQueue as i32,
             num_events_lost: n,

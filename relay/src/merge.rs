@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::peer::PeerId;
 use crate::reorder::ReorderWindow;
 use crate::state::RelayState;
-use observer_proto::time::{event_time, now_nanos};
+use observer_proto::time::{event_time, now_nanos, timestamp};
 
 /// Capacity of the queue from the peer tasks to the merge.
 pub const QUEUE: usize = 1024;
@@ -53,8 +53,11 @@ pub(crate) async fn run(
             .map(Instant::from_std);
         tokio::select! {
             received = rx.recv() => match received {
-                Some(MergeInput::Response(peer, response)) => {
+                Some(MergeInput::Response(peer, mut response)) => {
                     let time = event_time(&response).unwrap_or_else(now_nanos);
+                    // Stamped when it came (a lost-events record may carry
+                    // no time): a time window must be able to leave it out.
+                    response.time.get_or_insert_with(|| timestamp(time));
                     window.push(peer, time, response, Instant::now(), &mut out);
                 }
                 Some(MergeInput::Connected(peer)) => window.connect(peer, Instant::now()),
@@ -188,5 +191,33 @@ mod tests {
         let e = follow.recv().await.unwrap();
         assert_eq!(event_time(&e.response), Some(WALL0 + 35 * MS));
         assert_eq!(state.reorder_stats().released, 6);
+    }
+
+    /// A probe's lost-events record without a time (its follower fell
+    /// behind) is stamped when it came: a GetFlows time window then leaves
+    /// it out, where before it matched every window.
+    #[tokio::test]
+    async fn a_record_without_a_time_is_stamped_when_it_comes() {
+        let state = Arc::new(RelayState::new(
+            FlowStore::new(100),
+            Peers::new(&["a:1".into()]),
+        ));
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let window =
+            ReorderWindow::with_clock(Duration::from_millis(10), 100, (Instant::now(), WALL0));
+        let merge = tokio::spawn(run(rx, state.clone(), window));
+        let (_, mut follow) = state.store().snapshot_and_follow();
+        let before = now_nanos();
+        let lost = GetFlowsResponse {
+            node_name: "n1".into(),
+            time: None,
+            response_types: Some(ResponseTypes::LostEvents(Default::default())),
+        };
+        tx.send(MergeInput::Response(0, lost)).await.unwrap();
+        drop(tx);
+        let e = follow.recv().await.unwrap();
+        let t = event_time(&e.response).expect("a time");
+        assert!(t >= before && t <= now_nanos(), "{t}");
+        merge.await.unwrap();
     }
 }
