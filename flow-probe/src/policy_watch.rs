@@ -139,7 +139,9 @@ impl PolicyWatcher {
         let policies = loaded.policies;
         let dir = self.dir.clone().unwrap_or_default();
         if loaded.without_policies != self.without_policies {
-            for name in &loaded.without_policies {
+            let new =
+                (loaded.without_policies.iter()).filter(|n| !self.without_policies.contains(n));
+            for name in new {
                 log::warn!(
                     "policy file {}: holds no policy (empty, or only comments), so it enforces nothing",
                     dir.join(name).display()

@@ -111,8 +111,13 @@ pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<(
     };
     crate::outln!("{summary}")?;
     if summary.unexpected > 0 {
+        let shown = if duration.is_some() {
+            "the last one is shown above"
+        } else {
+            "see the lines marked UNEXPECTED"
+        };
         anyhow::bail!(
-            "{} of {} items did not end as the scenario expects: see the lines marked UNEXPECTED",
+            "{} of {} items did not end as the scenario expects: {shown}",
             summary.unexpected,
             summary.items
         );
