@@ -18,6 +18,7 @@ use tokio::io::unix::AsyncFd;
 use crate::enrich::Enricher;
 use crate::flow_builder::reuse::set_str;
 use crate::kernel::events::{self, Event, FlowEvent};
+use crate::kernel::flow_tables::FlowTables;
 use crate::kernel::loader::{LoadedProbe, read_counters};
 use crate::kernel::sysfs;
 use crate::tables::{self, Collector, Reporter};
@@ -175,21 +176,7 @@ pub async fn run(
     let mut reporter = Reporter::new();
     let adopted = probe.adopted_maps.iter().any(|m| m.starts_with("FLOW"));
     if let (Some(t), true) = (&tables, adopted) {
-        // A previous probe's tables: what it reported and counted of them
-        // went with it. Taken as told, so that a connection is reported
-        // and counted from its growth on, not once more from its start;
-        // after the events it left unread, whose smaller counts would
-        // otherwise read as new connections.
-        drain(&mut ring, &mut pipeline);
-        let t = t.clone();
-        if let Ok(Some(read)) =
-            tokio::task::spawn_blocking(move || tables::read_for_report(&t)).await
-        {
-            reporter.baseline(&read.flows);
-            for (key, st) in &read.flows {
-                pipeline.remember_volume(&tables::report_event(key, st, read.ktime_ns));
-            }
-        }
+        take_adopted_as_told(t, &mut ring, &mut reporter, &mut pipeline).await;
     }
     let collector = Arc::new(std::sync::Mutex::new(Collector::new(probe.config.gc)));
     let emitted = probe.config.emit_tcp_flags;
@@ -287,6 +274,27 @@ pub async fn run(
     }
     lost?;
     Ok(pipeline)
+}
+
+/// A previous probe's tables: what it reported and counted of them went
+/// with it. Their counts are taken as told, so that a connection is reported
+/// and counted from its growth on, not once more from its start; after the
+/// events it left unread, whose smaller counts would otherwise read as new
+/// connections.
+async fn take_adopted_as_told(
+    adopted: &Arc<FlowTables>,
+    ring: &mut RingBuf<MapData>,
+    reporter: &mut Reporter,
+    pipeline: &mut Pipeline,
+) {
+    drain(ring, pipeline);
+    let t = adopted.clone();
+    if let Ok(Some(read)) = tokio::task::spawn_blocking(move || tables::read_for_report(&t)).await {
+        reporter.baseline(&read.flows);
+        for (key, st) in &read.flows {
+            pipeline.remember_volume(&tables::report_event(key, st, read.ktime_ns));
+        }
+    }
 }
 
 /// What a blocking thread did with the flow tables.
