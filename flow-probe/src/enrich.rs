@@ -268,6 +268,15 @@ impl Enricher {
         flow
     }
 
+    /// [`Self::flow`] for a flow that is never kept (a restart's baseline):
+    /// its number is given back, so the kept flows' numbers have no gap the
+    /// relay would count as flows lost.
+    pub fn unkept_flow(&mut self, ev: &FlowEvent, unix_offset_ns: i128) -> Flow {
+        let flow = self.flow(ev, unix_offset_ns);
+        self.node.give_back_uuid();
+        flow
+    }
+
     /// Writes the flow of `ev` into `f`, in its memory: every field, so `f`
     /// ends as [`Self::flow`] would build it, whatever it held before.
     pub fn fill_flow(&mut self, f: &mut Flow, ev: &FlowEvent, unix_offset_ns: i128) {

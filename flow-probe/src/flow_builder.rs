@@ -75,6 +75,11 @@ impl NodeFlows {
         self.ids.next_uuid()
     }
 
+    /// Takes back the last UUID's number ([`FlowIds::give_back`]).
+    pub fn give_back_uuid(&mut self) {
+        self.ids.give_back();
+    }
+
     /// Draws flow UUIDs from `ids` instead.
     pub fn set_ids(&mut self, ids: FlowIds) {
         self.ids = ids;

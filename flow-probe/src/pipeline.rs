@@ -128,7 +128,7 @@ impl Pipeline {
     /// tables (`report`, a report of them) as counted in the volume metrics.
     pub fn remember_volume(&mut self, report: &FlowEvent) {
         if let Some(m) = &self.metrics {
-            m.remember_volume(&self.enricher.flow(report, self.unix_offset_ns));
+            m.remember_volume(&self.enricher.unkept_flow(report, self.unix_offset_ns));
         }
     }
 
@@ -419,5 +419,36 @@ mod tests {
             .collect();
         assert_eq!(got, want[7..]);
         assert_eq!(store.seen(), 11);
+    }
+
+    /// The relay counts a gap in a probe's flow numbers as flows lost on
+    /// their way, so a flow made only for the metrics takes no number.
+    #[test]
+    fn a_restarts_baseline_leaves_no_gap_in_the_flow_numbers() {
+        let file = EndpointsFile::parse(ENDPOINTS, "endpoints.yaml").unwrap();
+        let store = Arc::new(FlowStore::new(8));
+        let mut pipeline = Pipeline::new(enricher(&file), store.clone());
+        pipeline.metrics = Some(Arc::new(crate::metrics::Metrics::new(
+            &crate::metrics::MetricsConfig::default(),
+        )));
+        pipeline.ingest_event(&Event::Flow(event(0)));
+        pipeline.remember_volume(&event(1));
+        pipeline.remember_volume(&event(2));
+        pipeline.ingest_event(&Event::Flow(event(3)));
+        let uuids: Vec<String> = store
+            .snapshot()
+            .iter()
+            .map(|e| match &e.response.response_types {
+                Some(ResponseTypes::Flow(f)) => f.uuid.clone(),
+                other => panic!("not a flow: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            uuids,
+            [
+                "00000000-0000-8000-8000-000000000001",
+                "00000000-0000-8000-8000-000000000002"
+            ]
+        );
     }
 }

@@ -54,6 +54,13 @@ impl FlowIds {
             .encode_lower(&mut text);
         super::reuse::set_str(out, text);
     }
+
+    /// Takes back the number the last UUID drew, for a flow that is never
+    /// kept: kept flows' numbers stay consecutive, and the relay counts a
+    /// gap in them as flows lost on their way.
+    pub fn give_back(&mut self) {
+        self.counter = self.counter.wrapping_sub(1) & (u64::MAX >> 2);
+    }
 }
 
 impl Default for FlowIds {
