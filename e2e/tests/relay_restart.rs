@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::util::pretty::pretty_format_batches;
 use e2e::relay_harness::RelayUnderTest;
 use flow_probe::server::{NodeInfo, ObserverService};
-use observer_proto::flow::{Flow, NetworkInterface};
+use observer_proto::flow::{Flow, LostEvent, LostEventSource, NetworkInterface};
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse};
 use observer_proto::time::{now_nanos, timestamp};
@@ -275,6 +275,81 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
     let _ = stop_probe.send(true);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&again);
+}
+
+/// A relay that falls behind a probe while following it: the probe's queue
+/// to it lets flows go and says how many entries it skipped. The relay counts
+/// the flows from the gap in their numbers, as history's loss (so
+/// `observe query` tells it) and in one `LostEvent` with their times; the
+/// probe's own count is not passed on as a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_a_following_relay_fell_behind_on_are_counted_lost_once() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-follow-gap");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(FlowStore::new(64));
+    let mut ids = flow_probe::flow_builder::FlowIds::with_prefix(0xfa11);
+    let base = now_nanos() - 60_000 * MS;
+    let at = |i: usize| base + i as i128 * 100 * MS;
+    let (addr, stop_probe) = probe(store.clone()).await;
+    let relay = RelayUnderTest::start_config(config(&dir, vec![addr])).await;
+    // Flow `i`, numbered; `sent`: the relay's follow gets it.
+    let mut push = |i: usize, sent: bool| {
+        let mut f = flow(i, at(i));
+        f.uuid = ids.next_uuid();
+        if sent {
+            store.push(response(f));
+        }
+    };
+    for i in 1..=5 {
+        push(i, true);
+    }
+    wait_answer(&relay, COUNTS, &counts(5)).await;
+    // What a probe's follow sends after skipping entries: its count, then
+    // the next it holds. 6..=8 never reach the relay.
+    for i in 6..=8 {
+        push(i, false);
+    }
+    store.push(GetFlowsResponse {
+        node_name: "n1".into(),
+        time: Some(timestamp(now_nanos())),
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::ObserverEventsQueue as i32,
+            num_events_lost: 3,
+            ..Default::default()
+        })),
+    });
+    push(9, true);
+    push(10, true);
+    wait_answer(&relay, COUNTS, &counts(7)).await;
+    let history = relay.state().sql().history().unwrap().clone();
+    assert_eq!(history.losses().since_start(), [("n1".to_string(), 3)]);
+    let missing: Vec<(String, u64)> = history
+        .losses()
+        .between(Some(at(6) as i64), Some(at(8) as i64))
+        .into_iter()
+        .map(|m| (m.node, m.flows))
+        .collect();
+    assert_eq!(missing, [("n1".to_string(), 3)]);
+    wait_for_lost_record(&relay).await;
+    let ring = relay.get_flows(GetFlowsRequest::default()).await;
+    let lost: Vec<(i32, u64, i128)> = ring
+        .iter()
+        .filter_map(|r| match &r.response_types {
+            Some(ResponseTypes::LostEvents(l)) => Some((
+                l.source,
+                l.num_events_lost,
+                l.first.as_ref().map_or(0, observer_proto::time::nanos),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lost,
+        [(LostEventSource::HubbleRingBuffer as i32, 3, at(5) + 1)]
+    );
+    relay.shutdown().await;
+    let _ = stop_probe.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Polls until the relay's ring holds a lost-event record (the merge holds

@@ -37,9 +37,6 @@ pub struct Resume {
     stored: Option<Stored>,
     /// The highest flow-probe flow number taken from the peer.
     numbered: Option<Numbered>,
-    /// `numbered` when the current session started, until the session's
-    /// first flow is compared with it.
-    gap_check: Option<Numbered>,
 }
 
 /// A flow-probe flow's place in its probe's run.
@@ -50,9 +47,10 @@ struct Numbered {
     time: i128,
 }
 
-/// Flows a peer's buffer dropped between two sessions before the relay read
-/// them: after the one numbered last in the previous session, before the
-/// first of this one.
+/// Flows of a peer the relay never read: after the one numbered highest so
+/// far, before the one now taken. Between two sessions its buffer dropped
+/// them; within one, the relay fell so far behind that the peer's queue to
+/// it let them go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
     pub flows: u64,
@@ -157,23 +155,27 @@ impl Resume {
     /// A new session starts now.
     pub fn start_session(&mut self) {
         self.floor = self.last_time;
-        self.gap_check = self.numbered;
     }
 
-    /// For the session's first flow (before [`Self::accept`]): the flows of
-    /// the same probe run the peer no longer had, when its number is past
-    /// the next one expected.
-    pub fn gap(&mut self, r: &GetFlowsResponse) -> Option<Gap> {
-        if !matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
-            return None;
-        }
-        let before = self.gap_check.take()?;
-        let first = numbered(r)?;
-        (first.run == before.run && first.number > before.number + 1).then(|| Gap {
-            flows: first.number - before.number - 1,
+    /// For each flow, before [`Self::accept`]: the flows of the same probe
+    /// run never read, when its number is past the next one expected. A
+    /// probe keeps its flows in number order and a session reads them in
+    /// that order, so a number skipped is a flow lost (a flow a session's
+    /// `since` left out too: it never reached the relay).
+    pub fn gap(&self, r: &GetFlowsResponse) -> Option<Gap> {
+        let before = self.numbered?;
+        let now = numbered(r)?;
+        (now.run == before.run && now.number > before.number + 1).then(|| Gap {
+            flows: now.number - before.number - 1,
             after: before.time,
-            before: first.time,
+            before: now.time,
         })
+    }
+
+    /// Whether the peer numbers its flows (a flow-probe): its gaps are
+    /// counted from the numbers.
+    pub fn numbers_flows(&self) -> bool {
+        self.numbered.is_some()
     }
 
     /// Whether `r` is new (and remembers it).
@@ -308,13 +310,14 @@ mod tests {
     }
 
     #[test]
-    fn a_session_that_starts_past_the_next_number_reports_the_gap() {
+    fn a_flow_past_the_next_number_reports_the_gap() {
         let run = 0x0abc_0000_0000_0123;
         let f = |n: u64, t: i128| flow(&probe_uuid(run, n), t);
         let mut r = Resume::default();
         r.start_session();
         assert_eq!(r.gap(&f(1, 1_000)), None, "nothing before");
         for n in 1..=20 {
+            assert_eq!(r.gap(&f(n, 1_000 * n as i128)), None);
             assert!(r.accept(&f(n, 1_000 * n as i128)));
         }
         // The next session's first flow is 31: 21..=30 were lost.
@@ -328,11 +331,19 @@ mod tests {
                 before: 31_000
             })
         );
-        assert_eq!(r.gap(&f(40, 40_000)), None, "the first flow only");
         assert!(r.accept(&f(31, 31_000)));
+        // Within the session: 32..=39 never came.
+        assert_eq!(r.gap(&f(32, 32_000)), None, "the next one");
+        assert_eq!(
+            r.gap(&f(40, 40_000)).map(|g| (g.flows, g.after)),
+            Some((8, 31_000))
+        );
+        assert!(r.accept(&f(40, 40_000)));
         // The ring again from 25 (overlap): no gap; nor after a probe restart.
         r.start_session();
         assert_eq!(r.gap(&f(25, 25_000)), None);
+        assert!(!r.accept(&f(31, 31_000)), "taken before");
+        assert_eq!(r.gap(&f(41, 41_000)), None);
         r.start_session();
         assert_eq!(r.gap(&flow(&probe_uuid(run + 1, 900), 50_000)), None);
         // Seeded from history: its newest numbered flow is the reference.

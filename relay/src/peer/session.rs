@@ -6,8 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use observer_proto::flow::LostEventSource;
+use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::observer_client::ObserverClient;
-use observer_proto::observer::{GetFlowsRequest, GetNodesRequest, ServerStatusRequest};
+use observer_proto::observer::{
+    GetFlowsRequest, GetFlowsResponse, GetNodesRequest, ServerStatusRequest,
+};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::transport::Endpoint;
@@ -102,6 +106,7 @@ async fn session(
     let mut poll =
         tokio::time::interval_at(Instant::now() + opts.status_interval, opts.status_interval);
     poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut flows_read = false;
     loop {
         tokio::select! {
             message = stream.message() => {
@@ -111,8 +116,15 @@ async fn session(
                 if let Some(gap) = resume.gap(&response) {
                     let node = name.as_deref().unwrap_or(&response.node_name);
                     let node = ctx.state.peers().naming().full_name(node);
-                    report_gap(ctx, node, gap).await?;
+                    report_gap(ctx, node, gap, flows_read).await?;
                 }
+                // The gap in its flows' numbers tells that loss exactly,
+                // with its times (above); the queue's own count would tell
+                // it twice.
+                if resume.numbers_flows() && is_queue_loss(&response) {
+                    continue;
+                }
+                flows_read |= matches!(response.response_types, Some(ResponseTypes::Flow(_)));
                 // History (and so the ring, which starts from it) has it.
                 if !resume.accept(&response) || resume.in_history(&response) {
                     continue;
@@ -137,15 +149,32 @@ async fn session(
     }
 }
 
-/// Flows the peer's buffer dropped before this session could read them: in
-/// the log, in history's losses (so `observe query` and `flows --since` say
-/// history is missing them) and as a `LostEvent` to followers.
-async fn report_gap(ctx: &PeerCtx, node: String, gap: Gap) -> Result<(), PeerError> {
+/// Whether `r` is a peer's count of entries its queue to this follow let go.
+fn is_queue_loss(r: &GetFlowsResponse) -> bool {
+    matches!(&r.response_types, Some(ResponseTypes::LostEvents(l))
+        if l.source == LostEventSource::ObserverEventsQueue as i32)
+}
+
+/// Flows of the peer the relay never read: in the log, in history's losses
+/// (so `observe query` and `flows --since` say history is missing them) and
+/// as a `LostEvent` to followers. `in_session`: found after this session's
+/// first flow (the relay fell behind), not at its start (the peer's buffer
+/// dropped them while no session read it).
+async fn report_gap(
+    ctx: &PeerCtx,
+    node: String,
+    gap: Gap,
+    in_session: bool,
+) -> Result<(), PeerError> {
     let clamp = |t: i128| i64::try_from(t).unwrap_or(i64::MAX);
     let second = |t: i128| observer_proto::time::rfc3339(clamp(t / 1_000_000_000));
+    let how = if in_session {
+        "were dropped by its queue to the relay, which fell behind"
+    } else {
+        "were dropped from its buffer before the relay could read them"
+    };
     log::warn!(
-        "{node}: {} flows were dropped from its buffer before the relay could read them \
-         (after {}, before {})",
+        "{node}: {} flows {how} (after {}, before {})",
         gap.flows,
         second(gap.after),
         second(gap.before)
