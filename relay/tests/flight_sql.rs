@@ -244,3 +244,91 @@ async fn prepared_statements_take_parameters_and_stay_read_only() {
         "SQL syntax error: Expected: an SQL statement, found: SELEC at Line: 1, Column: 1"
     );
 }
+
+/// Arrow takes a compressed buffer's stated length on trust and allocates
+/// it before decompressing; a failed allocation ends the process. A DoPut
+/// of such a batch is refused by name, and the relay goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_batch_bound_to_a_statement_is_refused() {
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use arrow_flight::sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+        CommandPreparedStatementQuery, ProstMessageExt,
+    };
+    use arrow_flight::{Action, FlightData, FlightDescriptor};
+    use datafusion::arrow::array::BinaryArray;
+    use datafusion::arrow::ipc::CompressionType;
+    use datafusion::arrow::ipc::writer::IpcWriteOptions;
+    use prost::Message;
+
+    let (mut c, _e) = serve("flight-compressed-put").await;
+    let create = Action {
+        r#type: "CreatePreparedStatement".into(),
+        body: ActionCreatePreparedStatementRequest {
+            query: "SELECT $1".into(),
+            transaction_id: None,
+        }
+        .as_any()
+        .encode_to_vec()
+        .into(),
+    };
+    let mut results = c.inner_mut().do_action(create).await.unwrap().into_inner();
+    let created = results.message().await.unwrap().unwrap();
+    let created: ActionCreatePreparedStatementResult = Any::decode(&*created.body)
+        .unwrap()
+        .unpack()
+        .unwrap()
+        .unwrap();
+    let descriptor = FlightDescriptor::new_cmd(
+        CommandPreparedStatementQuery {
+            prepared_statement_handle: created.prepared_statement_handle,
+        }
+        .as_any()
+        .encode_to_vec(),
+    );
+    let schema = Arc::new(Schema::new(vec![Field::new("$1", DataType::Binary, false)]));
+    let value = vec![0u8; 64];
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(BinaryArray::from(vec![value.as_slice()]))],
+    )
+    .unwrap();
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .unwrap();
+    let mut messages: Vec<FlightData> = FlightDataEncoderBuilder::new()
+        .with_options(options)
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter([Ok(batch)]))
+        .try_collect()
+        .await
+        .unwrap();
+    // The last message is the batch: its first compressed buffer (an LZ4
+    // frame, magic 04 22 4d 18) is told to decompress to 2^60 bytes.
+    let body = messages.last_mut().unwrap();
+    let mut bytes = body.data_body.to_vec();
+    let frame = bytes
+        .windows(4)
+        .position(|w| w == [0x04, 0x22, 0x4d, 0x18])
+        .expect("an LZ4 frame in the body");
+    bytes[frame - 8..frame].copy_from_slice(&(1i64 << 60).to_le_bytes());
+    body.data_body = bytes.into();
+
+    let put = c.do_put(futures::stream::iter(messages)).await;
+    let status = match put {
+        Err(arrow_flight::error::FlightError::Tonic(status)) => *status,
+        Ok(mut results) => results.message().await.unwrap_err(),
+        Err(other) => panic!("{other:?}"),
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "compressed Arrow IPC parameter values are not taken: send them uncompressed"
+    );
+    // Still answering.
+    let info = c.execute("SELECT 1 AS one".into(), None).await.unwrap();
+    assert_eq!(
+        pretty(&fetch(&mut c, info).await),
+        "+-----+\n| one |\n+-----+\n| 1   |\n+-----+"
+    );
+}

@@ -203,8 +203,10 @@ impl FlightSqlService for FlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let values = prepared::values(request.into_inner()).await?;
         let handle = query.prepared_statement_handle;
+        // A handle not open is told before any value is read.
+        self.prepared.get(&handle)?;
+        let values = prepared::values(request.into_inner()).await?;
         self.prepared.bind(&handle, values)?;
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle),

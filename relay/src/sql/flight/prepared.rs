@@ -8,9 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use arrow_flight::FlightData;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
-use arrow_flight::sql::server::PeekableFlightDataStream;
+use datafusion::arrow::ipc::{MessageHeader, root_as_message};
 use datafusion::common::ScalarValue;
 use futures::{StreamExt, TryStreamExt};
 use prost::bytes::Bytes;
@@ -163,9 +164,19 @@ fn gone(handle: &[u8]) -> Status {
     ))
 }
 
-/// The one row of values a DoPut binds (none: no values).
-pub async fn values(stream: PeekableFlightDataStream) -> Result<Vec<ScalarValue>, Status> {
-    let data = stream.map_err(|s| FlightError::Tonic(Box::new(s)));
+/// Bytes one DoPut may send: a row of parameter values, each a constant of
+/// at most 4 KiB (`super::super::guard`), needs far fewer.
+pub const MAX_PUT_BYTES: usize = 1 << 20;
+
+/// The one row of values a DoPut binds (none: no values). Each message is
+/// looked at before Arrow decodes it ([`admit`]).
+pub async fn values(
+    stream: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> Result<Vec<ScalarValue>, Status> {
+    let mut sent = 0;
+    let data = stream
+        .and_then(move |d| std::future::ready(admit(d, &mut sent)))
+        .map_err(|s| FlightError::Tonic(Box::new(s)));
     let mut batches = FlightRecordBatchStream::new_from_flight_data(data).boxed();
     let mut row: Option<Vec<ScalarValue>> = None;
     while let Some(batch) = batches.try_next().await.map_err(Status::from)? {
@@ -188,6 +199,42 @@ pub async fn values(stream: PeekableFlightDataStream) -> Result<Vec<ScalarValue>
         }
     }
     Ok(row.unwrap_or_default())
+}
+
+/// Passes a DoPut message on to Arrow's decoder, or refuses it: past
+/// [`MAX_PUT_BYTES`] in all, or a compressed body. Arrow takes a compressed
+/// buffer's stated length on trust and allocates it before it decompresses,
+/// and a failed allocation ends the process: a 600-byte message stating
+/// 2^60 bytes did.
+fn admit(d: FlightData, sent: &mut usize) -> Result<FlightData, Status> {
+    *sent += d.data_header.len() + d.data_body.len() + d.app_metadata.len();
+    if *sent > MAX_PUT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "parameter values over {} KiB: bind one row of values",
+            MAX_PUT_BYTES >> 10
+        )));
+    }
+    if d.data_header.is_empty() {
+        return Ok(d);
+    }
+    let message = root_as_message(&d.data_header)
+        .map_err(|e| Status::invalid_argument(format!("not an Arrow IPC message: {e}")))?;
+    let compressed = match message.header_type() {
+        MessageHeader::RecordBatch => message
+            .header_as_record_batch()
+            .is_some_and(|b| b.compression().is_some()),
+        MessageHeader::DictionaryBatch => message
+            .header_as_dictionary_batch()
+            .and_then(|b| b.data())
+            .is_some_and(|b| b.compression().is_some()),
+        _ => false,
+    };
+    if compressed {
+        return Err(Status::invalid_argument(
+            "compressed Arrow IPC parameter values are not taken: send them uncompressed",
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
