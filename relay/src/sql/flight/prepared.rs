@@ -242,6 +242,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_put_over_its_bytes_is_refused() {
+        let half = || FlightData {
+            data_body: vec![0u8; MAX_PUT_BYTES / 2].into(),
+            ..Default::default()
+        };
+        let mut sent = 0;
+        assert!(admit(half(), &mut sent).is_ok());
+        assert!(admit(half(), &mut sent).is_ok());
+        let err = admit(half(), &mut sent).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            err.message(),
+            "parameter values over 1024 KiB: bind one row of values"
+        );
+    }
+
+    #[test]
     fn a_statement_is_bound_got_and_closed() {
         let p = PreparedStatements::default();
         let handle = p.open("SELECT $1".into()).unwrap();
