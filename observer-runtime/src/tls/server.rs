@@ -92,10 +92,41 @@ impl ServerTls {
     }
 }
 
+/// What one HTTP/2 connection may hold on a server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Streams open at once (tonic's default is no limit: one connection
+    /// opened 20,000 follows and 430 MB in a security review, whatever the
+    /// cap on connections). Past it the client waits for one to end.
+    pub streams: u32,
+    /// A connection is pinged after this long without a frame, and closed
+    /// when the ping is not answered within `ping_timeout`: a client that
+    /// sent its preface and then nothing would hold its place for good.
+    pub ping_after: Duration,
+    pub ping_timeout: Duration,
+}
+
+/// flow-probe's and the relay's limits: a relay's follows, a UI's and a
+/// few CLIs fit in 128 streams.
+pub const CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits {
+    streams: 128,
+    ping_after: Duration::from_secs(30),
+    ping_timeout: Duration::from_secs(20),
+};
+
 /// A tonic server, serving TLS with `tls` (checked now: a bad file or a key
-/// that is not the certificate's fails here, before anything listens).
+/// that is not the certificate's fails here, before anything listens), each
+/// connection held to [`CONNECTION_LIMITS`].
 pub fn builder(tls: Option<&ServerTls>) -> Result<Server, TlsError> {
-    let server = Server::builder();
+    builder_with(tls, CONNECTION_LIMITS)
+}
+
+/// [`builder`] with other limits.
+pub fn builder_with(tls: Option<&ServerTls>, limits: ConnectionLimits) -> Result<Server, TlsError> {
+    let server = Server::builder()
+        .max_concurrent_streams(limits.streams)
+        .http2_keepalive_interval(Some(limits.ping_after))
+        .http2_keepalive_timeout(Some(limits.ping_timeout));
     match tls {
         None => Ok(server),
         Some(t) => server.tls_config(t.config()?).map_err(|e| {

@@ -522,3 +522,65 @@ fn a_reset_during_the_tcp_connect_blames_no_certificate() {
         assert_eq!(explain::hint(&reset, tls, &FLAGS).as_deref(), Some(want));
     }
 }
+
+/// One frame of HTTP/2 read off a raw connection: (type, payload), or
+/// `None` at the end of the connection.
+async fn frame(tcp: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    tcp.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some((head[3], payload))
+}
+
+/// A server tells each connection how many streams it may open, pings a
+/// connection that has gone quiet, and closes it when no answer comes: a
+/// client that sends HTTP/2's preface and then nothing holds no place.
+#[tokio::test]
+async fn a_connection_is_told_its_streams_and_closed_when_it_answers_no_ping() {
+    use tokio::io::AsyncWriteExt;
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const MAX_CONCURRENT_STREAMS: u16 = 0x3;
+    let limits = server::ConnectionLimits {
+        streams: 3,
+        ping_after: std::time::Duration::from_millis(300),
+        ping_timeout: std::time::Duration::from_millis(300),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = server::builder_with(None, limits)
+        .unwrap()
+        .add_service(ObserverServer::new(Seven));
+    tokio::spawn(
+        router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The preface, then an empty SETTINGS frame.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        let mut seen = Vec::new();
+        while let Some((kind, payload)) = frame(&mut tcp).await {
+            if kind == SETTINGS && !payload.is_empty() {
+                let streams = payload.chunks(6).find_map(|s| {
+                    (u16::from_be_bytes([s[0], s[1]]) == MAX_CONCURRENT_STREAMS)
+                        .then(|| u32::from_be_bytes([s[2], s[3], s[4], s[5]]))
+                });
+                seen.push(format!("streams {streams:?}"));
+                // Its settings acknowledged, as any client does.
+                tcp.write_all(b"\0\0\0\x04\x01\0\0\0\0").await.unwrap();
+            } else if kind == PING {
+                seen.push("ping".to_string());
+            }
+        }
+        seen
+    })
+    .await
+    .expect("the server closed the connection");
+    assert_eq!(seen.first().map(String::as_str), Some("streams Some(3)"));
+    assert!(seen.iter().any(|s| s == "ping"), "{seen:?}");
+}
