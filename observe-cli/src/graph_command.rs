@@ -40,7 +40,12 @@ macro_rules! print_as {
             GraphFormat::Text => $what.to_text(),
             GraphFormat::Tui => String::new(),
         };
-        crate::outln!("{}", text.trim_end())?;
+        // Names come from flows: shown, never obeyed (JSON escapes its own).
+        let text = match $format {
+            GraphFormat::Json => std::borrow::Cow::Borrowed(text.trim_end()),
+            _ => crate::flows::output::escape_controls(text.trim_end()),
+        };
+        crate::outln!("{text}")?;
     }};
 }
 

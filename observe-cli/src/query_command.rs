@@ -25,6 +25,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 
 use crate::connect::{ConnectArgs, Target};
+use crate::flows::output::escape_controls;
 use tonic::transport::Channel;
 
 /// The relay's default address.
@@ -488,9 +489,17 @@ pub fn write(
 ) -> anyhow::Result<()> {
     match format {
         QueryFormat::Table => {
-            let table =
-                arrow::util::pretty::pretty_format_batches_with_schema(schema.clone(), batches)?;
-            writeln!(out, "{table}")?;
+            // Text is data: its control characters are shown, never obeyed
+            // (an ESC in a pod name would drive the terminal). Names and
+            // text columns are escaped before the table is laid out, so it
+            // keeps its widths; text inside lists and structs after.
+            let schema = escape_names(schema);
+            let escaped = batches
+                .iter()
+                .map(|b| escape_text_columns(&schema, b))
+                .collect::<Result<Vec<_>, _>>()?;
+            let table = arrow::util::pretty::pretty_format_batches_with_schema(schema, &escaped)?;
+            writeln!(out, "{}", escape_controls(&table.to_string()))?;
         }
         QueryFormat::Csv => {
             let mut w = arrow::csv::WriterBuilder::new()
@@ -601,9 +610,86 @@ fn unique_names(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
     )?)
 }
 
+/// `schema` with the control characters of its column names shown as text.
+fn escape_names(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_name(escape_controls(f.name())))
+        .collect();
+    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// `batch`, under `schema` (its own, names escaped), with the control
+/// characters of its text columns shown as text.
+fn escape_text_columns(
+    schema: &SchemaRef,
+    batch: &RecordBatch,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    use arrow::array::{Array, ArrayRef, StringArray};
+    use arrow::datatypes::DataType;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| -> Result<ArrayRef, arrow::error::ArrowError> {
+            if !matches!(
+                c.data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) {
+                return Ok(c.clone());
+            }
+            let text = arrow::compute::cast(c, &DataType::Utf8)?;
+            let text = text.as_any().downcast_ref::<StringArray>();
+            let Some(text) = text else {
+                return Ok(c.clone());
+            };
+            let escaped: StringArray = text
+                .iter()
+                .map(|v| v.map(|v| escape_controls(v).into_owned()))
+                .collect();
+            arrow::compute::cast(&escaped, c.data_type())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_table_shows_control_characters_as_text() {
+        use arrow::array::{Array, ListArray, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let names = ListArray::from_iter_primitive::<arrow::datatypes::Int32Type, _, _>(vec![
+            Some(vec![Some(1)]),
+        ]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("pod\x1b", DataType::Utf8, true),
+            Field::new("n", names.data_type().clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec![
+                    "\x1b]0;pwned\x07\x1b[2J\u{202e}cba",
+                ])),
+                Arc::new(names),
+            ],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        write(&mut out, QueryFormat::Table, &schema, &[batch]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "+------------------------------+-----+\n\
+             | pod^[                        | n   |\n\
+             +------------------------------+-----+\n\
+             | ^[]0;pwned^G^[[2J\\u{202e}cba | [1] |\n\
+             +------------------------------+-----+\n"
+        );
+    }
 
     #[test]
     fn a_utc_timestamp_prints_in_every_format() {

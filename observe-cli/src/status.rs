@@ -38,10 +38,12 @@ pub async fn status(target: &Target, format: StatusFormat) -> anyhow::Result<()>
         StatusFormat::Dict => render_counters(&s, false),
         StatusFormat::Table => render_counters(&s, true),
         StatusFormat::Json => {
-            observer_proto::json::to_json("observer.ServerStatusResponse", &s)? + "\n"
+            let json = observer_proto::json::to_json("observer.ServerStatusResponse", &s)?;
+            return Ok(crate::pipe::print(&(json + "\n"))?);
         }
     };
-    crate::pipe::print(&text)?;
+    // Node names and messages are the servers' words: shown, never obeyed.
+    crate::pipe::print(&crate::flows::output::escape_controls(&text))?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 pub mod dot;
 pub mod report;
 
+use crate::flows::output::escape_controls;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -143,7 +144,7 @@ pub async fn run(args: WhatIfArgs) -> anyhow::Result<bool> {
     }
     let names: Vec<String> = args.files.iter().map(|f| f.display().to_string()).collect();
     match args.output {
-        WhatIfFormat::Table => crate::pipe::print(&report.to_text())?,
+        WhatIfFormat::Table => crate::pipe::print(&escape_controls(&report.to_text()))?,
         WhatIfFormat::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&report.to_json((&since, &until), &names))?
@@ -154,7 +155,7 @@ pub async fn run(args: WhatIfArgs) -> anyhow::Result<bool> {
                 dot::add_edges(&mut edges, b)
             })
             .await?;
-            crate::pipe::print(&dot::to_dot(&edges, &report))?;
+            crate::pipe::print(&escape_controls(&dot::to_dot(&edges, &report)))?;
         }
     }
     Ok(report.would_deny())

@@ -3,7 +3,8 @@
 //! back over the line) is shown as text, as Hubble's printer shows it, so a
 //! crafted flow cannot drive the reader's terminal. ESC reads `^[` and CR
 //! `\r` as in Hubble; other control characters in caret notation (`^G`) or,
-//! past ASCII, as `\u{9b}`. Tabs and line ends stay. The printers escape each
+//! past ASCII, as `\u{9b}`, as are the marks that reorder a line (U+202E).
+//! Tabs and line ends stay. The printers escape each
 //! piece of flow text before they colour it, so even a colour code in the
 //! data is shown, not obeyed.
 
@@ -31,7 +32,13 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
 }
 
 fn needs_escape(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c)
+}
+
+/// The marks and overrides that reorder how a line reads (U+202E shows
+/// `abc` as `cba`): shown too, so a name reads as it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
 }
 
 #[cfg(test)]
@@ -52,5 +59,6 @@ mod tests {
             "^[[32mFORWARDED^[[0m"
         );
         assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
+        assert_eq!(escape_controls("a\u{202e}cba"), "a\\u{202e}cba");
     }
 }
