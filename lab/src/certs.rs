@@ -44,6 +44,12 @@ pub enum CertError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// The folder belongs to another user.
+    #[error(
+        "{} belongs to user {owner}, who could replace the CA in it: give the certificates a folder of your own",
+        dir.display()
+    )]
+    NotOurs { dir: PathBuf, owner: u32 },
     /// The key or certificate could not be made.
     #[error("making the certificates: {0}")]
     Generate(#[from] rcgen::Error),
@@ -142,6 +148,7 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
             path: dir.to_path_buf(),
             error,
         })?;
+    own_folder(dir)?;
     let contents = [
         made.ca_cert,
         made.server_cert,
@@ -153,6 +160,29 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
         write_private(path, &text)?;
     }
     Ok(files)
+}
+
+/// Makes `dir` 0700 if it is ours; refuses it if it is someone else's,
+/// who could then replace the CA servers trust clients by (a folder made
+/// before in /tmp, say), and let their own client certificates in.
+fn own_folder(dir: &Path) -> Result<(), CertError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |error| CertError::Io {
+        path: dir.to_path_buf(),
+        error,
+    };
+    let meta = std::fs::metadata(dir).map_err(io)?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(CertError::NotOurs {
+            dir: dir.to_path_buf(),
+            owner: meta.uid(),
+        });
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The PEM texts of one set.
@@ -319,6 +349,35 @@ mod tests {
             };
             assert!(text.starts_with(header), "{what}: {text}");
         }
+    }
+
+    /// A folder someone made before: ours is narrowed to 0700, another
+    /// user's refused (they could swap the CA afterwards).
+    #[test]
+    fn an_existing_folder_is_made_owner_only_or_refused_if_not_ours() {
+        let scratch = ScratchDir::new("certs-open");
+        let dir = scratch.path().join("open");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        generate(&dir, &CertOptions::default()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+
+        if !rustix::process::geteuid().is_root() {
+            return; // only root can give a folder away
+        }
+        let theirs = scratch.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65_534), None).unwrap();
+        let err = generate(&theirs, &CertOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} belongs to user 65534, who could replace the CA in it: give the \
+                 certificates a folder of your own",
+                theirs.display()
+            )
+        );
+        assert!(!CertFiles::in_dir(&theirs).ca_cert.exists());
     }
 
     #[test]
