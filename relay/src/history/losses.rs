@@ -17,7 +17,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::files;
+use super::{files, tsv};
 
 /// The file name in the history directory.
 pub const FILE: &str = "losses.tsv";
@@ -85,43 +85,6 @@ pub(super) fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str)
     map.get_mut(key).expect("inserted above")
 }
 
-/// A node name as one field of a line: a peer names itself, so its name may
-/// hold a tab or a line break.
-fn escape(node: &str) -> String {
-    let mut out = String::with_capacity(node.len());
-    for c in node.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// The name `escape` wrote (an unknown escape stays as it is).
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut chars = field.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some(other) => out.extend(['\\', other]),
-            None => out.push('\\'),
-        }
-    }
-    out
-}
-
 fn second(nanos: i64) -> i64 {
     nanos.div_euclid(1_000_000_000)
 }
@@ -138,7 +101,7 @@ impl Losses {
                 for line in text.lines() {
                     let mut f = line.split('\t');
                     let parsed = (|| {
-                        let node = unescape(f.next()?);
+                        let node = tsv::unfield(f.next()?);
                         let nums: Vec<i64> = f.map(|n| n.parse().ok()).collect::<Option<_>>()?;
                         match nums[..] {
                             [sec, n] if n >= 0 => Some((node, sec, sec, n as u64)),
@@ -276,10 +239,10 @@ impl Losses {
             let mut text = String::new();
             for (node, losses) in &inner.by_node {
                 for (sec, n) in &losses.secs {
-                    text.push_str(&format!("{}\t{sec}\t{n}\n", escape(node)));
+                    text.push_str(&format!("{}\t{sec}\t{n}\n", tsv::field(node)));
                 }
                 for ((first, last), n) in &losses.spans {
-                    text.push_str(&format!("{}\t{first}\t{last}\t{n}\n", escape(node)));
+                    text.push_str(&format!("{}\t{first}\t{last}\t{n}\n", tsv::field(node)));
                 }
             }
             text

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cluster_spec::policy::{PolicyFile, PolicyState};
 use serde::{Deserialize, Serialize};
 
-use super::files;
+use super::{files, tsv};
 
 /// The folder in the history directory.
 pub const DIR: &str = "policies";
@@ -191,7 +191,11 @@ impl PolicyStates {
                 .map(|f| {
                     format!(
                         "{}\t{}\t{}\t{}\t{}\n",
-                        f.node, f.run, f.generation, f.version, f.applied_ns
+                        tsv::field(&f.node),
+                        f.run,
+                        f.generation,
+                        f.version,
+                        f.applied_ns
                     )
                 })
                 .collect::<String>()
@@ -221,7 +225,7 @@ fn parse_in_force(text: &str) -> BTreeSet<InForce> {
         let f: Vec<&str> = line.split('\t').collect();
         let parsed = (|| match f[..] {
             [node, run, generation, version, applied] if valid_version(version) => Some(InForce {
-                node: node.to_string(),
+                node: tsv::unfield(node),
                 run: run.parse().ok()?,
                 generation: generation.parse().ok()?,
                 version: version.to_string(),
@@ -292,6 +296,26 @@ mod tests {
                 .map(|f| (f.node.as_str(), f.generation))
                 .collect::<Vec<_>>(),
             [("n1", 1), ("n1", 2), ("n2", 1)]
+        );
+    }
+
+    /// A peer names itself: a name holding a tab and a line break, written
+    /// as is, read back as another node's record.
+    #[test]
+    fn a_node_name_with_a_line_break_is_one_record() {
+        let dir = test_support::scratch::ScratchDir::new("history-policies-names");
+        let p = PolicyStates::open(dir.path()).unwrap();
+        let a = state("a");
+        let name = format!("n1\nn2\t7\t9\t{}\t0\\", a.version().unwrap());
+        assert!(p.record(at(&name, 1, &a), a.clone()).unwrap());
+        let again = PolicyStates::open(dir.path()).unwrap();
+        assert_eq!(
+            again
+                .in_force()
+                .iter()
+                .map(|f| (f.node.as_str(), f.generation))
+                .collect::<Vec<_>>(),
+            [(name.as_str(), 1)]
         );
     }
 
