@@ -90,6 +90,11 @@ pub struct GraphBuilder {
     forgotten: u64,
     latest_ns: i128,
     next_prune_ns: i128,
+    /// A policy denial's PolicyVerdict flow, held until the next flow says
+    /// whether its Drop follows (it comes right after it, with its time):
+    /// then the Drop counts the packet; alone (a filter kept only
+    /// verdicts), the verdict does.
+    pending_denial: Option<Flow>,
 }
 
 /// Unix time in nanoseconds.
@@ -172,12 +177,34 @@ impl GraphBuilder {
         &self.graph
     }
 
-    pub fn into_graph(self) -> ServiceGraph {
+    /// The graph once no flow follows (a denial's verdict still held counts).
+    pub fn into_graph(mut self) -> ServiceGraph {
+        self.finish();
         self.graph
+    }
+
+    /// Counts a denial's verdict still held: no more flows come.
+    pub fn finish(&mut self) {
+        if let Some(verdict) = self.pending_denial.take() {
+            self.fold(&verdict);
+        }
     }
 
     /// Folds one flow into the graph.
     pub fn add(&mut self, flow: &Flow) {
+        if let Some(verdict) = self.pending_denial.take()
+            && !is_drop_of(flow, &verdict)
+        {
+            self.fold(&verdict);
+        }
+        if is_denial_verdict(flow) {
+            self.pending_denial = Some(flow.clone());
+            return;
+        }
+        self.fold(flow);
+    }
+
+    fn fold(&mut self, flow: &Flow) {
         let t = flow_ns(flow).unwrap_or(self.latest_ns);
         self.latest_ns = self.latest_ns.max(t);
         // A TCP lifecycle report (established, closed) comes from each socket,
@@ -194,9 +221,10 @@ impl GraphBuilder {
             return;
         }
         // One packet, one count: a socket translation's pre-translation flow
-        // (to the VIP) has its post-translation twin (to the backend), and a
-        // policy denial's verdict its Drop, which carries the reason.
-        if is_pre_translation(flow) || is_denial_verdict(flow) {
+        // (to the VIP) has its post-translation twin (to the backend); a
+        // policy denial's verdict its Drop, which carries the reason, is
+        // left out in `add`.
+        if is_pre_translation(flow) {
             return;
         }
         let reply = flow.is_reply == Some(true) || is_reverse_translation(flow);
@@ -494,10 +522,67 @@ fn is_denial_verdict(flow: &Flow) -> bool {
         && flow.verdict == observer_proto::flow::Verdict::Dropped as i32
 }
 
+/// Whether `flow` is the Drop of the denial `verdict` reported: made from
+/// the same event, it has its time, node and packet.
+fn is_drop_of(flow: &Flow, verdict: &Flow) -> bool {
+    flow.event_type.as_ref().is_some_and(|e| e.r#type == 1)
+        && flow.verdict == observer_proto::flow::Verdict::Dropped as i32
+        && flow.time == verdict.time
+        && flow.node_name == verdict.node_name
+        && flow.ip == verdict.ip
+        && flow.l4 == verdict.l4
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use test_support::graph_flows as fixtures;
+
+    /// A denial is two flows of one packet: its PolicyVerdict, then its
+    /// Drop with the reason. The Drop counts it; a verdict whose Drop a
+    /// filter left out counts it itself.
+    #[test]
+    fn a_denial_counts_once_with_its_drop_or_without() {
+        let packet = fixtures::flows()[0].clone();
+        // As flow-probe makes them: the verdict is the Drop's copy, its
+        // reason too.
+        let verdict = Flow {
+            verdict: Verdict::Dropped as i32,
+            event_type: Some(observer_proto::flow::CiliumEventType {
+                r#type: 5,
+                sub_type: 0,
+            }),
+            drop_reason_desc: DropReason::PolicyDenied as i32,
+            ..packet.clone()
+        };
+        let drop = Flow {
+            event_type: Some(observer_proto::flow::CiliumEventType {
+                r#type: 1,
+                sub_type: 133,
+            }),
+            ..verdict.clone()
+        };
+        let later = |f: &Flow| Flow {
+            time: f.time.map(|t| prost_types::Timestamp {
+                seconds: t.seconds + 1,
+                ..t
+            }),
+            ..f.clone()
+        };
+        let counted = |flows: &[Flow]| {
+            let g = GraphBuilder::build(flows);
+            let e = g.find("default/frontend", "default/api").unwrap();
+            (e.flows, e.verdicts.dropped, e.drops.clone())
+        };
+        let denied = |n| std::collections::BTreeMap::from([("POLICY_DENIED".to_string(), n)]);
+        assert_eq!(counted(&[verdict.clone(), drop.clone()]), (1, 1, denied(1)));
+        // Verdicts alone (`--type policy-verdict`): each counts, the last
+        // one too.
+        let next = later(&verdict);
+        assert_eq!(counted(&[verdict.clone(), next.clone()]), (2, 2, denied(2)));
+        // A Drop of another packet is no twin.
+        assert_eq!(counted(&[verdict.clone(), later(&drop)]), (2, 2, denied(2)));
+    }
 
     #[test]
     fn nodes_and_edges_of_the_scripted_traffic() {
@@ -885,8 +970,8 @@ mod tests {
         if let Some(Protocol::Tcp(t)) = sock.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
             t.destination_port = 80;
         }
-        // Its pre-translation twin (the same connect, to the VIP) and a
-        // denial's PolicyVerdict (its Drop is the same packet) count nothing.
+        // Its pre-translation twin (the same connect, to the VIP) counts
+        // nothing.
         let pre = Flow {
             sock_xlate_point:
                 observer_proto::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32,
@@ -895,13 +980,6 @@ mod tests {
         };
         more.push(sock.clone());
         more.push(pre);
-        let mut denial = flows[0].clone();
-        denial.verdict = observer_proto::flow::Verdict::Dropped as i32;
-        denial.event_type = Some(observer_proto::flow::CiliumEventType {
-            r#type: 5,
-            sub_type: 0,
-        });
-        more.push(denial);
         // A reply's reverse translation (recvmsg of a UDP answer: backend
         // shown as the service, to the client): an answer, no request edge.
         let reverse = Flow {

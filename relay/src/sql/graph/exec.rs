@@ -173,6 +173,7 @@ impl ExecutionPlan for GraphExec {
                         + edges * BYTES_PER_EDGE,
                 )?;
             }
+            builder.finish();
             let batch = rows.batch(builder.graph())?;
             match &projection {
                 Some(p) => Ok(batch.project(p)?),
