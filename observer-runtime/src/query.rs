@@ -196,12 +196,8 @@ impl FlowQuery {
                 picked.push(e);
             }
         }
-        if self.number != 0 && picked.len() > self.number {
-            if self.first {
-                picked.truncate(self.number);
-            } else {
-                picked.drain(..picked.len() - self.number);
-            }
+        if self.number != 0 {
+            keep_flows(&mut picked, self.number, self.first);
         }
         if self.mask.is_some() {
             for e in &mut picked {
@@ -209,6 +205,42 @@ impl FlowQuery {
             }
         }
         picked
+    }
+}
+
+/// Whether `e` is a flow (not a lost-events or node record).
+pub fn is_flow(e: &Entry) -> bool {
+    matches!(e.response.response_types, Some(ResponseTypes::Flow(_)))
+}
+
+/// Keeps the first (`first`) or last `n` flows of `entries`, and the other
+/// records among them: as Hubble counts `number`, a lost-events record is
+/// no flow (it would take one's place), and one between two flows kept is
+/// kept.
+pub fn keep_flows(entries: &mut Vec<Entry>, n: usize, first: bool) {
+    if n == 0 {
+        entries.clear();
+        return;
+    }
+    if first {
+        if let Some(nth) = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| is_flow(e))
+            .nth(n - 1)
+        {
+            let end = nth.0 + 1;
+            entries.truncate(end);
+        }
+    } else if let Some(nth) = entries
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, e)| is_flow(e))
+        .nth(n - 1)
+    {
+        let start = nth.0;
+        entries.drain(..start);
     }
 }
 
@@ -277,6 +309,35 @@ mod tests {
         assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [2, 3]);
         let q = FlowQuery::parse(&GetFlowsRequest { first: true, ..req }).unwrap();
         assert_eq!(times(&q.history(ring(&[1, 2, 3]))), [1, 2]);
+    }
+
+    /// As Hubble counts: a lost-events record is no flow; one between the
+    /// flows kept goes with them.
+    #[test]
+    fn number_counts_flows_not_lost_event_records() {
+        let mut entries = ring(&[1, 2, 4, 5]);
+        entries[2] = Entry {
+            seq: 2,
+            response: Arc::new(GetFlowsResponse {
+                time: Some(timestamp(3)),
+                response_types: Some(ResponseTypes::LostEvents(LostEvent::default())),
+                ..Default::default()
+            }),
+        };
+        let req = GetFlowsRequest {
+            number: 2,
+            ..Default::default()
+        };
+        let q = FlowQuery::parse(&req).unwrap();
+        assert_eq!(times(&q.history(entries.clone())), [2, 3, 5]);
+        let q = FlowQuery::parse(&GetFlowsRequest {
+            first: true,
+            ..req.clone()
+        })
+        .unwrap();
+        assert_eq!(times(&q.history(entries.clone())), [1, 2]);
+        let q = FlowQuery::parse(&GetFlowsRequest { number: 3, ..req }).unwrap();
+        assert_eq!(times(&q.history(entries)), [1, 2, 3, 5]);
     }
 
     #[test]

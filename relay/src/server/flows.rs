@@ -26,7 +26,7 @@ use super::older::{self, Older, Stopped, Take};
 use crate::error::RequestError;
 use crate::state::RelayState;
 use observer_proto::time::{event_time, nanos, now_nanos, timestamp};
-use observer_runtime::query::FlowQuery;
+use observer_runtime::query::{FlowQuery, is_flow, keep_flows};
 use observer_runtime::store::Entry;
 
 /// What an answer cut short by the relay's shutdown ends with.
@@ -134,16 +134,16 @@ async fn with_older(
         Take::All
     } else if query.first {
         Take::First(n)
-    } else if selected.len() >= n {
-        selected.drain(..selected.len() - n);
+    } else if selected.iter().filter(|e| is_flow(e)).count() >= n {
+        keep_flows(&mut selected, n, false);
         return Ok(selected);
     } else {
-        Take::Last(n - selected.len())
+        Take::Last(n - selected.iter().filter(|e| is_flow(e)).count())
     };
     match older.send(query.clone(), take, tx.clone()).await {
         Ok(sent) => {
             if let Take::First(n) = take {
-                selected.truncate(n - sent);
+                keep_flows(&mut selected, n - sent, true);
             }
             Ok(selected)
         }
