@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use observer_proto::flow::{LostEvent, LostEventSource};
-use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::relay::NodeStatusEvent;
@@ -23,7 +22,6 @@ use tonic::Status;
 
 use super::FlowStream;
 use super::older::{self, Older, Stopped, Take};
-use crate::error::RequestError;
 use crate::state::RelayState;
 use observer_proto::time::{event_time, nanos, now_nanos, timestamp};
 use observer_runtime::query::{FlowQuery, is_flow, keep_flows};
@@ -40,13 +38,12 @@ struct Gone;
 
 type Tx = mpsc::Sender<Result<GetFlowsResponse, Status>>;
 
-/// Validates the request and starts the task that answers it.
+/// Starts the task that answers `query`.
 pub(super) fn open(
     state: &Arc<RelayState>,
-    req: &GetFlowsRequest,
+    query: FlowQuery,
     mut stopping: watch::Receiver<bool>,
-) -> Result<FlowStream, RequestError> {
-    let query = FlowQuery::parse(req)?;
+) -> FlowStream {
     let not_before = (query.follow && query.number == 0 && query.since.is_none()).then(now_nanos);
     let (statuses, status_rx) = state.peers().status_and_subscribe();
     let (ring, flow_rx) = if query.follow {
@@ -106,7 +103,7 @@ pub(super) fn open(
             let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
         }
     });
-    Ok(Box::pin(ReceiverStream::new(rx)))
+    Box::pin(ReceiverStream::new(rx))
 }
 
 /// Sends the history part of the answer and returns the part of the ring
@@ -123,10 +120,22 @@ async fn with_older(
     // probe came back) would tell them twice. So would a late flow of the
     // ring from that part: history has it too, in its place.
     let told = older.last_time();
-    let mut selected: Vec<Entry> = ring
-        .into_iter()
-        .filter(|e| query.selects(&e.response) && !told_before(&e.response, told))
-        .collect();
+    // Filters are matched on the blocking pool, off the workers.
+    let q = query.clone();
+    let picked = tokio::task::spawn_blocking(move || -> Vec<Entry> {
+        ring.into_iter()
+            .filter(|e| q.selects(&e.response) && !told_before(&e.response, told))
+            .collect()
+    })
+    .await;
+    let mut selected = match picked {
+        Ok(selected) => selected,
+        Err(e) => {
+            let status = Status::internal(format!("GetFlows filter task failed: {e}"));
+            let _ = tx.send(Err(status)).await;
+            return Err(Gone);
+        }
+    };
     let n = query.number;
     // A count no history could hold (hubble's --all --follow asks for
     // u64::MAX) is every flow: read once, not counted first to skip none.
@@ -275,8 +284,8 @@ fn lost(n: u64) -> GetFlowsResponse {
 #[cfg(test)]
 mod tests {
     use observer_proto::flow::Flow;
-    use observer_proto::observer::ServerStatusResponse;
     use observer_proto::observer::observer_client::ObserverClient;
+    use observer_proto::observer::{GetFlowsRequest, ServerStatusResponse};
     use observer_proto::relay::NodeState;
     use tokio_stream::StreamExt;
     use tonic::transport::Channel;
@@ -351,7 +360,7 @@ mod tests {
             follow: true,
             ..Default::default()
         };
-        let mut stream = open(&state, &req, stopping).unwrap();
+        let mut stream = open(&state, FlowQuery::parse(&req).unwrap(), stopping);
         state.store().push(flow_at(now_nanos() + 1));
         let mut flows = 0;
         let end = loop {
@@ -381,7 +390,7 @@ mod tests {
             follow: true,
             ..Default::default()
         };
-        let mut stream = open(&state, &req, stopping).unwrap();
+        let mut stream = open(&state, FlowQuery::parse(&req).unwrap(), stopping);
         let after = now_nanos();
         // Released by the merge after the request: one from before it (held
         // in the reorder window until now), one from after, a lost-events
@@ -428,7 +437,7 @@ mod tests {
             number: u64::MAX,
             ..Default::default()
         };
-        let mut stream = open(&state, &req, stopping).unwrap();
+        let mut stream = open(&state, FlowQuery::parse(&req).unwrap(), stopping);
         let later = now_nanos() + 1;
         state.store().push(flow_at(later));
         let mut times = Vec::new();

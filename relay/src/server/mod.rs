@@ -89,7 +89,11 @@ impl Observer for RelayService {
         &self,
         request: Request<GetFlowsRequest>,
     ) -> Result<Response<FlowStream>, Status> {
-        let stream = flows::open(&self.state, request.get_ref(), self.stopping.clone())?;
+        // Compiled on the blocking pool: a filter of many thousand entries
+        // never holds a worker ServerStatus and the peers need.
+        let query =
+            observer_runtime::query::FlowQuery::parse_off_workers(request.into_inner()).await?;
+        let stream = flows::open(&self.state, query, self.stopping.clone());
         Ok(Response::new(stream))
     }
 
