@@ -35,6 +35,8 @@ pub struct FlowStore {
     capacity: usize,
     ring: Mutex<Ring>,
     next_seq: AtomicU64,
+    /// Flows pushed since start (lost-events records are no flows).
+    flows_seen: AtomicU64,
     followers: broadcast::Sender<Entry>,
 }
 
@@ -96,6 +98,7 @@ impl FlowStore {
                 ..Ring::default()
             }),
             next_seq: AtomicU64::new(0),
+            flows_seen: AtomicU64::new(0),
             followers,
         }
     }
@@ -138,6 +141,9 @@ impl FlowStore {
     }
 
     fn append(&self, ring: &mut Ring, response: Arc<GetFlowsResponse>) {
+        if let Some(ResponseTypes::Flow(_)) = response.response_types {
+            self.flows_seen.fetch_add(1, Ordering::Relaxed);
+        }
         let entry = Entry {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             response,
@@ -150,6 +156,12 @@ impl FlowStore {
     /// Everything pushed since start, including what the ring no longer holds.
     pub fn seen(&self) -> u64 {
         self.next_seq.load(Ordering::Relaxed)
+    }
+
+    /// The flows among [`Self::seen`] (ServerStatus' `seen_flows`, which
+    /// Hubble counts of flows only).
+    pub fn flows_seen(&self) -> u64 {
+        self.flows_seen.load(Ordering::Relaxed)
     }
 
     pub fn len(&self) -> usize {
@@ -238,6 +250,24 @@ mod tests {
                 .iter()
                 .all(|e| e.response.response_types.is_none())
         );
+    }
+
+    #[test]
+    fn flows_seen_leaves_lost_event_records_out() {
+        let store = FlowStore::new(2);
+        let flow = || GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(Default::default())),
+            ..Default::default()
+        };
+        store.push(flow());
+        store.push(resp("no flow"));
+        store.push(GetFlowsResponse {
+            response_types: Some(ResponseTypes::LostEvents(Default::default())),
+            ..Default::default()
+        });
+        store.push(flow());
+        store.push_with(|r| *r = flow());
+        assert_eq!((store.seen(), store.flows_seen()), (5, 3));
     }
 
     /// Pushes with `push_with`, naming the entry `name`; returns the name the
