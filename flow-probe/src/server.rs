@@ -4,7 +4,7 @@
 //! so a stock hubble-relay given this probe as `--peer-service` follows it.
 //! Beside them `observe.v1.PolicyStates` ([`crate::policy_log`]).
 
-use std::collections::BTreeSet;
+use observer_runtime::namespaces::NamespaceMemory;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use observer_proto::observe::v1::KernelFeature;
 use observer_proto::observer::observer_server::{Observer, ObserverServer};
 use observer_proto::observer::{
     GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
-    GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
+    GetNodesRequest, GetNodesResponse, Node, ServerStatusRequest, ServerStatusResponse,
     get_flows_response::ResponseTypes,
 };
 use observer_proto::peer::peer_server::PeerServer;
@@ -57,6 +57,8 @@ pub struct ObserverService {
     config: ConfigStates,
     /// Turns true at shutdown; following streams end then, so the server can stop.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// The namespaces GetNamespaces answered within the hour.
+    namespaces: NamespaceMemory,
 }
 
 impl ObserverService {
@@ -72,6 +74,7 @@ impl ObserverService {
             policy_log: None,
             config: ConfigStates::default(),
             stopping,
+            namespaces: NamespaceMemory::default(),
         }
     }
 
@@ -289,20 +292,9 @@ impl Observer for ObserverService {
         &self,
         _: Request<GetNamespacesRequest>,
     ) -> Result<Response<GetNamespacesResponse>, Status> {
-        let mut seen = BTreeSet::new();
-        for entry in self.store.snapshot() {
-            if let Some(ResponseTypes::Flow(f)) = &entry.response.response_types {
-                for ep in [&f.source, &f.destination].into_iter().flatten() {
-                    if !ep.namespace.is_empty() {
-                        seen.insert((ep.cluster_name.clone(), ep.namespace.clone()));
-                    }
-                }
-            }
-        }
-        let namespaces = seen
-            .into_iter()
-            .map(|(cluster, namespace)| Namespace { cluster, namespace })
-            .collect();
+        let namespaces = self
+            .namespaces
+            .note_and_list(&self.store.snapshot(), Instant::now());
         Ok(Response::new(GetNamespacesResponse { namespaces }))
     }
 }

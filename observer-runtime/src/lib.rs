@@ -6,6 +6,7 @@
 //! first, follow, since/until), whose whitelist and blacklist compile with
 //! [`filter`] (Hubble's semantics; `observe`'s live filter uses it too) and
 //! whose `field_mask` [`field_mask`] checks and applies;
+//! [`namespaces`] keeps GetNamespaces' answer for an hour after a flow;
 //! [`metrics_http`] serves Prometheus' `/metrics`; [`accept`] takes
 //! connections for it and for the gRPC servers without spinning at the
 //! file-descriptor limit; [`peer_service`] is Hubble's `peer.Peer` over a
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod field_mask;
 pub mod filter;
 pub mod metrics_http;
+pub mod namespaces;
 pub mod peer_service;
 pub mod query;
 pub mod ready_file;

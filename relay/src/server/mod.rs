@@ -41,6 +41,8 @@ pub struct RelayService {
     /// Turns true when the server shuts down: ends following streams, which
     /// graceful shutdown waits for.
     stopping: watch::Receiver<bool>,
+    /// The namespaces GetNamespaces answered within the hour.
+    namespaces: observer_runtime::namespaces::NamespaceMemory,
 }
 
 /// Serves `observer.Observer` and Flight SQL on `listener` through `grpc`
@@ -58,7 +60,11 @@ pub async fn run(
     let sql = state.sql();
     let queries = sql.clone();
     let peers = state.peers().directory().service(stopping.clone());
-    let service = RelayService { state, stopping };
+    let service = RelayService {
+        state,
+        stopping,
+        namespaces: Default::default(),
+    };
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(
         listener.into(),
@@ -118,7 +124,7 @@ impl Observer for RelayService {
         _: Request<GetNamespacesRequest>,
     ) -> Result<Response<GetNamespacesResponse>, Status> {
         Ok(Response::new(GetNamespacesResponse {
-            namespaces: namespaces::union(&self.state).await,
+            namespaces: namespaces::union(&self.state, &self.namespaces).await,
         }))
     }
 }

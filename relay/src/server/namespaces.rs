@@ -1,18 +1,20 @@
 //! GetNamespaces: the union of what the connected peers answer and what the
-//! merged ring holds (so an unavailable node's recent namespaces still show).
+//! merged ring holds (so an unavailable node's recent namespaces still show),
+//! each kept for the hour after it was last seen ([`NamespaceMemory`]).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::{GetNamespacesRequest, Namespace};
+
+use observer_runtime::namespaces::NamespaceMemory;
 
 use crate::state::RelayState;
 
 /// How long a peer gets to answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(super) async fn union(state: &RelayState) -> Vec<Namespace> {
+pub(super) async fn union(state: &RelayState, memory: &NamespaceMemory) -> Vec<Namespace> {
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     let calls =
         state
@@ -40,15 +42,8 @@ pub(super) async fn union(state: &RelayState) -> Vec<Namespace> {
     for ns in futures::future::join_all(calls).await.into_iter().flatten() {
         seen.insert((ns.cluster, ns.namespace));
     }
-    for entry in state.store().snapshot() {
-        if let Some(ResponseTypes::Flow(f)) = &entry.response.response_types {
-            for ep in [&f.source, &f.destination].into_iter().flatten() {
-                if !ep.namespace.is_empty() {
-                    seen.insert((ep.cluster_name.clone(), ep.namespace.clone()));
-                }
-            }
-        }
-    }
+    let ring = memory.note_and_list(&state.store().snapshot(), Instant::now());
+    seen.extend(ring.into_iter().map(|n| (n.cluster, n.namespace)));
     seen.into_iter()
         .map(|(cluster, namespace)| Namespace { cluster, namespace })
         .collect()
