@@ -53,6 +53,13 @@ pub enum TimeError {
     /// A duration past what a span holds (about 20,000 years).
     #[error("{0:?}: too long a duration")]
     TooLong(String),
+    /// A clock time (`05:12:00`), which jiff's friendly format would read
+    /// as a duration (5 h 12 min): a user means a time of day.
+    #[error(
+        "{0:?} reads as a time of day, which needs its date and zone (2026-11-26T{0}Z); \
+         a duration has units (5h12m)"
+    )]
+    ClockTime(String),
     /// Not an RFC 3339 time with an offset.
     #[error("{0:?} is not a time such as 2026-11-26T10:00:00Z: {1}")]
     NotATime(String, String),
@@ -64,6 +71,13 @@ pub enum TimeError {
 /// refused.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, TimeError> {
     let trimmed = text.trim();
+    if trimmed.contains(':')
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+    {
+        return Err(TimeError::ClockTime(trimmed.to_string()));
+    }
     let span: jiff::Span = trimmed.parse().map_err(|e: jiff::Error| {
         // jiff's words for a number or unit value past its range.
         let e = e.to_string();
@@ -290,6 +304,11 @@ mod tests {
             r#""99999999999999999999h": too long a duration"#
         );
         assert_eq!(e("999999999h"), r#""999999999h": too long a duration"#);
+        // jiff would read 5 h 12 min; a user typing it means a time of day.
+        assert_eq!(
+            e("05:12:00"),
+            r#""05:12:00" reads as a time of day, which needs its date and zone (2026-11-26T05:12:00Z); a duration has units (5h12m)"#
+        );
     }
 
     #[test]

@@ -319,6 +319,12 @@ mod tests {
             "--since \"yesterday\": expected a duration like 30s, 5m, 2h, 1d or a time like 2026-11-26T10:00:00Z or Nov 26 10:00:00.000 (UTC)"
         );
         assert_eq!(err("-5m"), "--since \"-5m\": a duration cannot be negative");
+        // Not 5 h 12 min ago, as jiff alone would read it.
+        assert_eq!(
+            err("05:12:00"),
+            "--since \"05:12:00\" reads as a time of day, which needs its date and zone \
+             (2026-11-26T05:12:00Z); a duration has units (5h12m)"
+        );
         assert_eq!(
             err("1y"),
             "--since \"1y\": years and months have no fixed length (use w, d, h, m, s or ms)"
