@@ -2,10 +2,10 @@
 //! event kind and the verdict with its colour. Shared by the table and the
 //! detail pane.
 
-use observer_proto::flow::{Endpoint, Flow, TcpFlags, Verdict};
+use observer_proto::flow::{Endpoint, Flow, Service, TcpFlags, Verdict};
 use ratatui::style::Color;
 
-use crate::flows::output::utc;
+use crate::flows::output::{escape_controls, utc};
 use service_graph::HopKey;
 
 /// `15:04:05.123`, or with `micros` `15:04:05.123456`; `-` without a time.
@@ -21,13 +21,23 @@ pub fn clock(ts: Option<&prost_types::Timestamp>, micros: bool) -> String {
 
 pub use crate::flows::output::ports;
 
-/// `default/api-0:8080`, `203.0.113.7:443 (world)`, `[fd42::1]:53`.
-pub fn endpoint(ep: Option<&Endpoint>, ip: &str, port: Option<u32>) -> String {
-    let host = match ep {
-        Some(e) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
+/// `default/api-0:8080`, `default/api:80` (a service's address, as compact
+/// output names it), `203.0.113.7:443 (world)`, `[fd42::1]:53`; control
+/// characters shown as text.
+pub fn endpoint(
+    ep: Option<&Endpoint>,
+    service: Option<&Service>,
+    ip: &str,
+    port: Option<u32>,
+) -> String {
+    let host = match (ep, service) {
+        (Some(e), _) if !e.pod_name.is_empty() => format!("{}/{}", e.namespace, e.pod_name),
+        (_, Some(s)) if !s.name.is_empty() && s.namespace.is_empty() => s.name.clone(),
+        (_, Some(s)) if !s.name.is_empty() => format!("{}/{}", s.namespace, s.name),
         _ if ip.contains(':') && port.is_some() => format!("[{ip}]"),
         _ => ip.to_string(),
     };
+    let host = escape_controls(&host);
     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
     let reserved = ep
         .filter(|e| e.pod_name.is_empty())
@@ -44,11 +54,13 @@ pub fn source_and_destination(f: &Flow) -> (String, String) {
     (
         endpoint(
             f.source.as_ref(),
+            f.source_service.as_ref(),
             ip.map_or("", |i| i.source.as_str()),
             sport,
         ),
         endpoint(
             f.destination.as_ref(),
+            f.destination_service.as_ref(),
             ip.map_or("", |i| i.destination.as_str()),
             dport,
         ),
@@ -148,11 +160,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            endpoint(Some(&world), "203.0.113.7", Some(443)),
+            endpoint(Some(&world), None, "203.0.113.7", Some(443)),
             "203.0.113.7:443 (world)"
         );
-        assert_eq!(endpoint(None, "fd42::1", Some(53)), "[fd42::1]:53");
-        assert_eq!(endpoint(None, "198.18.0.1", None), "198.18.0.1");
+        assert_eq!(endpoint(None, None, "fd42::1", Some(53)), "[fd42::1]:53");
+        assert_eq!(endpoint(None, None, "198.18.0.1", None), "198.18.0.1");
+        // A connect to a service's address names the service, as compact
+        // output does.
+        let api = Service {
+            name: "api".into(),
+            namespace: "default".into(),
+        };
+        assert_eq!(
+            endpoint(None, Some(&api), "fd42:100::10", Some(80)),
+            "default/api:80"
+        );
+        let pod = Endpoint {
+            namespace: "default".into(),
+            pod_name: "p\x1b[2J".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            endpoint(Some(&pod), None, "198.18.0.1", Some(1)),
+            "default/p^[[2J:1"
+        );
         let t = prost_types::Timestamp {
             seconds: 1_795_705_445,
             nanos: 1_100_000,
