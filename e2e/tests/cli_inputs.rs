@@ -99,6 +99,24 @@ fn fifos_devices_large_and_deep_files_are_refused_at_once() {
     );
 }
 
+/// The graph TUI follows new flows: a past window is refused before
+/// anything connects, naming the formats that print one.
+#[test]
+fn the_graph_tui_refuses_an_until() {
+    let out = Command::new(e2e::observe_binary())
+        .args(["graph", "-o", "tui", "--since", "2h", "--until", "1h"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("observe runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "observe: -o tui is live: it follows new flows, so it takes no --until; the graph of a \
+         past window prints with -o text, dot, mermaid or json\n"
+    );
+}
+
 #[test]
 fn a_not_without_a_filter_shows_the_usage_of_its_subcommand() {
     for (sub, args) in [

@@ -69,6 +69,12 @@ pub async fn run(
     diff: &DiffArgs,
     format: GraphFormat,
 ) -> anyhow::Result<()> {
+    if format == GraphFormat::Tui && query.until.is_some() {
+        anyhow::bail!(
+            "-o tui is live: it follows new flows, so it takes no --until; the graph of a past \
+             window prints with -o text, dot, mermaid or json"
+        );
+    }
     if format == GraphFormat::Tui && !std::io::stdout().is_terminal() {
         anyhow::bail!(
             "-o tui draws on a terminal, and standard output is not one: use -o text, dot, mermaid or json"
