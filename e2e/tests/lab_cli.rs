@@ -150,6 +150,41 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         text(&traffic)
     );
 
+    // Rounds for a while, ended by SIGTERM: the round running ends, then
+    // the summary, and the exit is the rounds' (as Ctrl-C).
+    let mut rounds = Command::new(e2e::observe_binary())
+        .args(["lab", "traffic", "--duration", "600", "--state-dir", state])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run observe");
+    let mut stdout = std::io::BufReader::new(rounds.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(
+        first.starts_with("traffic for 600 s, a round every 1 s;"),
+        "{first}"
+    );
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&rounds),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = rounds.wait().unwrap();
+    assert!(status.success(), "{status:?}: {rest}");
+    // `N round(s), 10×N items, 0 not as expected`.
+    let last = rest.lines().last().unwrap_or_default();
+    let counts: Vec<u64> = last
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        matches!(counts[..], [r, i, 0] if r >= 1 && i == 10 * r)
+            && last.ends_with(" items, 0 not as expected"),
+        "{rest}"
+    );
+
     // With db's port held by someone else, its item fails, says why, and the
     // command fails so that a script sees it.
     let db = observe_lab::Lab::attach(&dir)

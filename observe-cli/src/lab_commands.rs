@@ -86,10 +86,18 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
     Ok(())
 }
 
-/// Generates the scenario's traffic: one round, or rounds for `duration`.
-/// Fails (after printing what happened) when an item did not end as the
-/// scenario expects, so a script sees it.
-pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+/// How often rounds for a `--duration` say how they are going.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// Generates the scenario's traffic: one round, or rounds for `duration`
+/// (or until `stop`, which SIGINT and SIGTERM set: the round running ends,
+/// then the summary is printed). Fails (after printing what happened) when
+/// an item did not end as the scenario expects, so a script sees it.
+pub fn traffic(
+    state_dir: &Path,
+    duration: Option<Duration>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
     let scenario = lab.scenario().clone();
     let summary = match duration {
@@ -101,8 +109,29 @@ pub fn traffic(state_dir: &Path, duration: Option<Duration>) -> anyhow::Result<(
             summary
         }
         Some(d) => {
-            let stop = AtomicBool::new(false);
-            let summary = lab::run_traffic(&lab, &scenario, d, &stop)?;
+            crate::outln!(
+                "traffic for {} s, a round every {} s; how it goes every {} s, a round not as \
+                 expected when it ends; Ctrl-C ends it after the round",
+                d.as_secs(),
+                lab::ROUND_PAUSE.as_secs(),
+                PROGRESS_EVERY.as_secs()
+            )?;
+            let started = std::time::Instant::now();
+            let mut told = started;
+            let mut so_far = lab::TrafficSummary::default();
+            let on_round = |round: u64, report: &lab::TrafficReport| {
+                so_far.add(report);
+                // A reader that went away is told at the summary.
+                if !report.all_as_expected() {
+                    let _ = crate::outln!("round {round}: {report}");
+                }
+                if told.elapsed() >= PROGRESS_EVERY {
+                    told = std::time::Instant::now();
+                    let _ = crate::outln!("after {} s: {so_far}", started.elapsed().as_secs());
+                }
+            };
+            let summary =
+                lab::run_traffic_with(&lab, &scenario, d, lab::ROUND_PAUSE, stop, on_round)?;
             if let Some(last) = &summary.last_unexpected {
                 crate::outln!("last unexpected: {last}")?;
             }

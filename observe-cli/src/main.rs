@@ -2,6 +2,8 @@
 //! subcommand's module builds its real configuration from them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -389,13 +391,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Lab { command, state_dir } => {
+            // SIGINT and SIGTERM end `traffic --duration` after its round,
+            // with its summary.
+            let stop = Arc::new(AtomicBool::new(false));
+            if matches!(command, LabCommand::Traffic { duration: Some(_) }) {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    observer_runtime::shutdown::signal().await;
+                    stop.store(true, Ordering::Relaxed);
+                });
+            }
             tokio::task::spawn_blocking(move || match command {
                 LabCommand::Up {
                     scenario,
                     containers,
                 } => lab_commands::up(scenario.as_deref(), &state_dir, containers),
                 LabCommand::Traffic { duration } => {
-                    lab_commands::traffic(&state_dir, duration.map(Duration::from_secs))
+                    lab_commands::traffic(&state_dir, duration.map(Duration::from_secs), &stop)
                 }
                 LabCommand::Down => lab_commands::down(&state_dir),
                 LabCommand::Restart { name } => lab_commands::restart(&state_dir, &name),
