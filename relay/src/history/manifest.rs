@@ -6,10 +6,17 @@
 //! reader holds a [`Lease`] on the manifest's epoch while it reads; a file
 //! that left the manifest (compacted or past retention) is deleted only when
 //! no reader of an earlier epoch is left, so a running query never loses a
-//! file under it.
+//! file under it, for [`LEASE_LIMIT`]: a reader that never ends (a client
+//! that reads a message a minute, streams opened one after another) would
+//! otherwise keep every file compaction and retention let go on disk.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How long a lease keeps the files its epoch saw. SQL ends within its
+/// timeout (30 s); a GetFlows history part within this (`server::older`).
+pub const LEASE_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 use super::files::HistoryFile;
 
@@ -21,8 +28,8 @@ pub struct Manifest {
     next_seq: u64,
     /// Raised whenever files leave the manifest.
     epoch: u64,
-    /// Live leases per epoch.
-    readers: BTreeMap<u64, usize>,
+    /// Live leases per epoch, and when the newest of them was taken.
+    readers: BTreeMap<u64, (usize, Instant)>,
     /// Files that left, with the epoch from which no reader sees them.
     doomed: Vec<(u64, PathBuf)>,
 }
@@ -78,13 +85,19 @@ impl Manifest {
 
     /// A reader starts: its epoch.
     pub fn lease(&mut self) -> u64 {
-        *self.readers.entry(self.epoch).or_default() += 1;
+        self.lease_at(Instant::now())
+    }
+
+    fn lease_at(&mut self, now: Instant) -> u64 {
+        let (n, newest) = self.readers.entry(self.epoch).or_insert((0, now));
+        *n += 1;
+        *newest = now;
         self.epoch
     }
 
     /// A reader of `epoch` is done.
     pub fn release(&mut self, epoch: u64) {
-        if let Some(n) = self.readers.get_mut(&epoch) {
+        if let Some((n, _)) = self.readers.get_mut(&epoch) {
             *n -= 1;
             if *n == 0 {
                 self.readers.remove(&epoch);
@@ -94,12 +107,21 @@ impl Manifest {
 
     /// How many readers hold a lease.
     pub fn readers(&self) -> usize {
-        self.readers.values().sum()
+        self.readers.values().map(|(n, _)| n).sum()
     }
 
-    /// The unlisted files no reader can still read, taken out of the list.
+    /// The unlisted files no reader can still read (or whose readers'
+    /// leases are past [`LEASE_LIMIT`]), taken out of the list.
     pub fn reapable(&mut self) -> Vec<PathBuf> {
-        let oldest = self.readers.keys().next().copied().unwrap_or(u64::MAX);
+        self.reapable_at(Instant::now())
+    }
+
+    fn reapable_at(&mut self, now: Instant) -> Vec<PathBuf> {
+        let oldest = self
+            .readers
+            .iter()
+            .find(|(_, (_, newest))| now.saturating_duration_since(*newest) < LEASE_LIMIT)
+            .map_or(u64::MAX, |(epoch, _)| *epoch);
         let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.doomed)
             .into_iter()
             .partition(|(epoch, _)| *epoch <= oldest);
@@ -123,6 +145,27 @@ mod tests {
             lo: n,
             hi: n,
         }
+    }
+
+    /// A reader that never ends keeps what it saw for the lease's limit,
+    /// not for ever.
+    #[test]
+    fn a_lease_past_its_limit_keeps_no_file() {
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut m = Manifest::new(vec![file(1), file(2)], 3);
+        let slow = m.lease_at(t0);
+        // A second reader of the same files, five minutes on: the limit
+        // counts from the newest lease of what they saw.
+        let second = m.lease_at(t0 + 5 * minute);
+        m.replace(&[file(1)], None);
+        let fresh = m.lease_at(t0 + 6 * minute);
+        assert!(m.reapable_at(t0 + LEASE_LIMIT).is_empty());
+        assert_eq!(m.reapable_at(t0 + 5 * minute + LEASE_LIMIT), [file(1).path]);
+        for epoch in [slow, second, fresh] {
+            m.release(epoch);
+        }
+        assert_eq!(m.readers(), 0);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use observer_runtime::store::Entry;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::history::manifest::LEASE_LIMIT;
 use crate::history::scan::{self, Range};
 use crate::history::{History, feed};
 
@@ -104,7 +105,14 @@ impl Older {
         let history = self.history.clone();
         let read_tx = tx.clone();
         let read = tokio::task::spawn_blocking(move || {
-            read_range(&history, range, &query, take, &read_tx, STALLED_READER)
+            read_range(
+                &history,
+                range,
+                &query,
+                take,
+                &read_tx,
+                (STALLED_READER, LEASE_LIMIT),
+            )
         })
         .await;
         let sent = match read {
@@ -115,6 +123,14 @@ impl Older {
                     "the client took nothing for {} s while history was read; ask again from \
                      the last flow received (--since)",
                     STALLED_READER.as_secs()
+                );
+                return fail(&tx, why).await;
+            }
+            Ok(Err(ReadEnd::TooLong)) => {
+                let why = format!(
+                    "the client read it for over {} min, longer than history keeps a reader's \
+                     files; ask again from the last flow received (--since)",
+                    LEASE_LIMIT.as_secs() / 60
                 );
                 return fail(&tx, why).await;
             }
@@ -159,6 +175,9 @@ enum ReadEnd {
     /// The client took nothing for [`STALLED_READER`]: the read ends, so
     /// that its lease no longer keeps removed files on disk.
     Stalled,
+    /// The read took longer than its lease keeps files
+    /// ([`crate::history::manifest::LEASE_LIMIT`]).
+    TooLong,
     Io(std::io::Error),
 }
 
@@ -169,18 +188,20 @@ const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// On a blocking thread of the runtime: reads the range from a snapshot
 /// and sends what `query` selects, as `take` says; a client that takes
-/// nothing for `stall` ends the read.
+/// nothing for `stall` ends the read, and so does a read going on after
+/// `whole`.
 fn read_range(
     history: &Arc<History>,
     range: Range,
     query: &FlowQuery,
     take: Take,
     tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
-    stall: std::time::Duration,
+    (stall, whole): (std::time::Duration, std::time::Duration),
 ) -> Result<usize, ReadEnd> {
     let snap = history.snapshot().map_err(ReadEnd::Io)?;
     let sources = scan::sources(snap.files, snap.recent);
-    let (mut sent, mut gone, mut stalled) = (0, false, false);
+    let (mut sent, mut gone, mut stalled, mut too_long) = (0, false, false, false);
+    let deadline = std::time::Instant::now() + whole;
     let max = match take {
         Take::First(n) => n,
         Take::All | Take::Last(_) => usize::MAX,
@@ -192,7 +213,8 @@ fn read_range(
             Ok(Err(_)) => gone = true,
             Err(_) => stalled = true,
         }
-        !gone && !stalled && sent < max
+        too_long = std::time::Instant::now() >= deadline;
+        !gone && !stalled && !too_long && sent < max
     };
     let mut keep = |r: &GetFlowsResponse| query.selects(r);
     // A client that went away ends the read at the next batch, also while
@@ -209,6 +231,9 @@ fn read_range(
     }
     if stalled {
         return Err(ReadEnd::Stalled);
+    }
+    if too_long {
+        return Err(ReadEnd::TooLong);
     }
     drop(snap.lease);
     Ok(sent)
@@ -255,11 +280,11 @@ mod tests {
         query: &FlowQuery,
         take: Take,
         tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
-        stall: Duration,
+        limits: (Duration, Duration),
     ) -> Result<usize, ReadEnd> {
         let (history, query, tx) = (history.clone(), query.clone(), tx.clone());
         tokio::task::spawn_blocking(move || {
-            read_range(&history, Range::ALL, &query, take, &tx, stall)
+            read_range(&history, Range::ALL, &query, take, &tx, limits)
         })
         .await
         .unwrap()
@@ -281,7 +306,7 @@ mod tests {
         .unwrap();
         let takes = [Take::All, Take::First(5), Take::Last(5)];
         let (tx, rx) = mpsc::channel(1);
-        let stall = Duration::from_secs(60);
+        let stall = (Duration::from_secs(60), LEASE_LIMIT);
         for take in takes {
             let read = read(&history, &query, take, &tx, stall).await;
             assert!(matches!(read, Ok(0)), "{take:?}");
@@ -302,12 +327,29 @@ mod tests {
         let history = three_flows(dir.path());
         let everything = FlowQuery::parse(&GetFlowsRequest::default()).unwrap();
         let (tx, mut rx) = mpsc::channel(1);
-        let stall = Duration::from_millis(200);
+        let stall = (Duration::from_millis(200), LEASE_LIMIT);
         let read = read(&history, &everything, Take::All, &tx, stall).await;
         assert!(matches!(read, Err(ReadEnd::Stalled)));
         let queued = rx.recv().await.unwrap().unwrap();
         assert_eq!(queued.time.unwrap().seconds, 1_700_000_000);
         assert!(rx.try_recv().is_err(), "one flow queued, no more");
+        assert_eq!(history.readers(), 0, "the read's lease is released");
+    }
+
+    /// A read that goes on past its lease's limit (a client reading a
+    /// message now and then) ends, before its files may be deleted under it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_ends_when_its_lease_would_keep_files_no_longer() {
+        let dir = test_support::scratch::ScratchDir::new("older-too-long");
+        let history = three_flows(dir.path());
+        let everything = FlowQuery::parse(&GetFlowsRequest::default()).unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        let limits = (Duration::from_secs(60), Duration::ZERO);
+        let read = read(&history, &everything, Take::All, &tx, limits).await;
+        assert!(matches!(read, Err(ReadEnd::TooLong)));
+        let sent = rx.recv().await.unwrap().unwrap();
+        assert_eq!(sent.time.unwrap().seconds, 1_700_000_000);
+        assert!(rx.try_recv().is_err(), "the first flow, no more");
         assert_eq!(history.readers(), 0, "the read's lease is released");
     }
 }
