@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -122,11 +122,24 @@ pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
     create_dir_synced_with(dir, sync_dir)
 }
 
-/// [`create_dir_synced`] with the directories synced by `sync`.
+/// [`create_dir_synced`] with the directories synced by `sync`. A symbolic
+/// link on the way (`date=…` or `hour=…` pointing elsewhere) is refused:
+/// history writes only into its own folders.
 fn create_dir_synced_with(
     dir: &Path,
     mut sync: impl FnMut(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
+    for d in dir.ancestors().take(2) {
+        if fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is a symbolic link: history writes only into folders of its own",
+                    d.display()
+                ),
+            ));
+        }
+    }
     let made: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
     if made.is_empty() {
         return Ok(());
@@ -284,6 +297,18 @@ pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io:
         ));
     }
     create_dir(root)?;
+    let owner = fs::metadata(root)?.uid();
+    let me = rustix::process::geteuid().as_raw();
+    if owner != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "it belongs to user {owner}, not to the relay's (user {me}), who could plant \
+                 links or files there for the relay to write through or read: give the relay \
+                 a folder of its own, or chown it"
+            ),
+        ));
+    }
     restrict(root, DIR_MODE)?;
     let mut leftovers = 0;
     walk_all(root, &mut |path, name, is_dir| {
@@ -489,6 +514,43 @@ mod tests {
         );
         assert!(hour.is_dir());
         assert!(made(&hour).is_empty(), "nothing new, nothing synced");
+    }
+
+    /// A history folder someone else owns could hold their links: the
+    /// relay refuses it; and never writes through a link to an hour.
+    #[test]
+    fn a_folder_not_the_relays_and_links_to_elsewhere_are_refused() {
+        let dir = test_support::scratch::ScratchDir::new("history-dir-theirs");
+        let root = dir.path().join("history");
+        create_dir(&root).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        create_dir(&elsewhere).unwrap();
+        let hour = partition_dir(&root, 1_709_211_900_000_000_000);
+        create_dir(hour.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &hour).unwrap();
+        let err = create_dir_synced(&hour).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is a symbolic link: history writes only into folders of its own",
+                hour.display()
+            )
+        );
+
+        if !rustix::process::geteuid().is_root() {
+            return; // only root can give a folder away
+        }
+        let theirs = dir.path().join("theirs");
+        create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65_534), None).unwrap();
+        let err = open_dir(&theirs, &|_| Ok(())).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            err.to_string(),
+            "it belongs to user 65534, not to the relay's (user 0), who could plant links or \
+             files there for the relay to write through or read: give the relay a folder of \
+             its own, or chown it"
+        );
     }
 
     #[test]
