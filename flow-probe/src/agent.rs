@@ -302,6 +302,11 @@ pub async fn run(
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let bound = listener.local_addr()?;
+    if let Some(warning) =
+        observer_runtime::tls::server::exposed_plaintext(bound, cfg.tls.is_some())
+    {
+        log::warn!("{warning}");
+    }
     log::info!(
         "serving observer.Observer on {bound} ({})",
         cfg.tls.as_ref().map_or("plaintext", ServerTls::describe)

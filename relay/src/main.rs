@@ -196,6 +196,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let bound = listener.local_addr()?;
+    if let Some(warning) =
+        observer_runtime::tls::server::exposed_plaintext(bound, server_tls.is_some())
+    {
+        log::warn!("{warning} (and runs SQL over the history)");
+    }
     log::info!(
         "serving observer.Observer on {bound} ({}) for {} peer(s) ({})",
         server_tls.as_ref().map_or("plaintext", ServerTls::describe),

@@ -106,6 +106,20 @@ pub struct ConnectionLimits {
     pub ping_timeout: Duration,
 }
 
+/// What the log says when a server answers in plaintext on an address
+/// other hosts reach: anyone there reads every flow (and, on the relay,
+/// runs SQL). A warning, not a refusal: Hubble's relay serves plaintext
+/// too, behind a network that is trusted.
+pub fn exposed_plaintext(bound: std::net::SocketAddr, tls: bool) -> Option<String> {
+    (!tls && !bound.ip().is_loopback()).then(|| {
+        format!(
+            "{bound} serves plaintext and is not on loopback: anyone who reaches it reads every \
+             flow; give {CERT_FLAG} and {KEY_FLAG} (and {CLIENT_CA_FLAG} for mTLS), or listen \
+             on 127.0.0.1"
+        )
+    })
+}
+
 /// flow-probe's and the relay's limits: a relay's follows, a UI's and a
 /// few CLIs fit in 128 streams.
 pub const CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits {

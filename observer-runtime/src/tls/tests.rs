@@ -584,3 +584,19 @@ async fn a_connection_is_told_its_streams_and_closed_when_it_answers_no_ping() {
     assert_eq!(seen.first().map(String::as_str), Some("streams Some(3)"));
     assert!(seen.iter().any(|s| s == "ping"), "{seen:?}");
 }
+
+#[test]
+fn plaintext_off_loopback_is_warned_about() {
+    let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+    assert_eq!(server::exposed_plaintext(at("127.0.0.1:4245"), false), None);
+    assert_eq!(server::exposed_plaintext(at("[::1]:4245"), false), None);
+    assert_eq!(server::exposed_plaintext(at("0.0.0.0:4245"), true), None);
+    assert_eq!(
+        server::exposed_plaintext(at("0.0.0.0:4245"), false).as_deref(),
+        Some(
+            "0.0.0.0:4245 serves plaintext and is not on loopback: anyone who reaches it reads \
+             every flow; give --tls-cert-file and --tls-key-file (and --tls-client-ca-files for \
+             mTLS), or listen on 127.0.0.1"
+        )
+    );
+}
