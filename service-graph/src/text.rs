@@ -28,7 +28,8 @@ impl ServiceGraph {
             }
         }
         if edges.is_empty() {
-            out.push_str("no flows\n");
+            // Flows may have come: replies and lifecycle reports draw none.
+            out.push_str("no edges (no flow in a request's direction)\n");
         }
         out
     }
@@ -54,6 +55,9 @@ host -> default/api                        TCP/8080; 1 flow, 60 B
                                            via to-endpoint (1)
 "
         );
-        assert_eq!(ServiceGraph::default().to_text(), "no flows\n");
+        assert_eq!(
+            ServiceGraph::default().to_text(),
+            "no edges (no flow in a request's direction)\n"
+        );
     }
 }
