@@ -37,6 +37,21 @@ pub struct Resume {
     stored: Option<Stored>,
     /// The highest flow-probe flow number taken from the peer.
     numbered: Option<Numbered>,
+    /// The probe run of this session's flows, while they all have one: a
+    /// flow-probe's session is one run in number order. A peer that merges
+    /// several (a relay) sends runs interleaved and each in time order,
+    /// whose numbers say nothing of losses.
+    session_run: SessionRun,
+}
+
+/// What this session's flows said of their runs so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SessionRun {
+    #[default]
+    NoneYet,
+    One(u64),
+    /// Several runs, or a flow without a probe's number.
+    Mixed,
 }
 
 /// A flow-probe flow's place in its probe's run.
@@ -155,14 +170,19 @@ impl Resume {
     /// A new session starts now.
     pub fn start_session(&mut self) {
         self.floor = self.last_time;
+        self.session_run = SessionRun::NoneYet;
     }
 
     /// For each flow, before [`Self::accept`]: the flows of the same probe
     /// run never read, when its number is past the next one expected. A
     /// probe keeps its flows in number order and a session reads them in
     /// that order, so a number skipped is a flow lost (a flow a session's
-    /// `since` left out too: it never reached the relay).
+    /// `since` left out too: it never reached the relay). Not once the
+    /// session has mixed runs (the peer merges several probes).
     pub fn gap(&self, r: &GetFlowsResponse) -> Option<Gap> {
+        if self.session_run == SessionRun::Mixed {
+            return None;
+        }
         let before = self.numbered?;
         let now = numbered(r)?;
         (now.run == before.run && now.number > before.number + 1).then(|| Gap {
@@ -172,10 +192,10 @@ impl Resume {
         })
     }
 
-    /// Whether the peer numbers its flows (a flow-probe): its gaps are
-    /// counted from the numbers.
-    pub fn numbers_flows(&self) -> bool {
-        self.numbered.is_some()
+    /// Whether this session's flows so far are one flow-probe run: its
+    /// gaps are counted from the numbers.
+    pub fn counts_gaps(&self) -> bool {
+        matches!(self.session_run, SessionRun::One(_))
     }
 
     /// Whether `r` is new (and remembers it).
@@ -187,6 +207,14 @@ impl Resume {
         };
         if new && let Some(t) = time {
             self.last_time = Some(self.last_time.map_or(t, |l| l.max(t)));
+        }
+        if matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
+            let run = numbered(r).map(|n| n.run);
+            self.session_run = match (self.session_run, run) {
+                (SessionRun::NoneYet, Some(run)) => SessionRun::One(run),
+                (SessionRun::One(one), Some(run)) if one == run => SessionRun::One(one),
+                _ => SessionRun::Mixed,
+            };
         }
         if new && let Some(n) = numbered(r) {
             // A new run (the probe restarted) replaces the old one's count.
@@ -357,6 +385,28 @@ mod tests {
         );
         seeded.start_session();
         assert_eq!(seeded.gap(&f(23, 23_000)).map(|g| g.flows), Some(2));
+    }
+
+    /// A peer that merges several probes (a relay) sends their runs
+    /// interleaved, each in time order: no gap is counted from them.
+    #[test]
+    fn a_session_of_several_runs_counts_no_gaps() {
+        let (a, b) = (0x0a00_0000_0000_0001, 0x0b00_0000_0000_0001);
+        let f = |run: u64, n: u64, t: i128| flow(&probe_uuid(run, n), t);
+        let mut r = Resume::default();
+        r.start_session();
+        assert!(r.accept(&f(a, 1, 1_000)));
+        assert!(r.counts_gaps());
+        assert!(r.accept(&f(b, 1, 1_100)));
+        assert!(!r.counts_gaps());
+        // a's 7 before its 6 (their times the other way round), then a gap.
+        assert_eq!(r.gap(&f(a, 7, 1_200)), None);
+        assert!(r.accept(&f(a, 7, 1_200)));
+        assert_eq!(r.gap(&f(a, 20, 1_300)), None);
+        // A flow without a probe's number mixes a session too.
+        r.start_session();
+        assert!(r.accept(&flow("not-a-probe-uuid", 2_000)));
+        assert!(!r.counts_gaps());
     }
 
     #[test]

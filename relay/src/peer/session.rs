@@ -118,10 +118,11 @@ async fn session(
                     let node = ctx.state.peers().naming().full_name(node);
                     report_gap(ctx, node, gap, flows_read).await?;
                 }
-                // The gap in its flows' numbers tells that loss exactly,
-                // with its times (above); the queue's own count would tell
-                // it twice.
-                if resume.numbers_flows() && is_queue_loss(&response) {
+                // From one flow-probe run, the gap in its flows' numbers
+                // tells that loss exactly, with its times (above); the
+                // queue's own count would tell it twice. (A record before
+                // this session's first flow is passed on.)
+                if resume.counts_gaps() && is_queue_loss(&response) {
                     continue;
                 }
                 flows_read |= matches!(response.response_types, Some(ResponseTypes::Flow(_)));
