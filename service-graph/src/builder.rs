@@ -90,12 +90,18 @@ pub struct GraphBuilder {
     forgotten: u64,
     latest_ns: i128,
     next_prune_ns: i128,
-    /// A policy denial's PolicyVerdict flow, held until the next flow says
-    /// whether its Drop follows (it comes right after it, with its time):
-    /// then the Drop counts the packet; alone (a filter kept only
-    /// verdicts), the verdict does.
-    pending_denial: Option<Flow>,
+    /// Per node, a policy denial's PolicyVerdict flow, held until the
+    /// node's next flow says whether its Drop follows: then the Drop counts
+    /// the packet; alone (a filter kept only verdicts), the verdict does.
+    pending_denials: HashMap<String, Flow>,
+    /// Per node, the last denial Drop counted: a verdict that comes after
+    /// its Drop (equal times sorted the other way) counts nothing.
+    last_denial_drop: HashMap<String, Flow>,
 }
+
+/// How far apart a denial's PolicyVerdict and Drop may be: flow-probe gives
+/// both the packet's time; Cilium sends two events microseconds apart.
+const DENIAL_PAIR_WITHIN_NS: i128 = 1_000_000;
 
 /// Unix time in nanoseconds.
 pub fn unix_ns(t: SystemTime) -> i128 {
@@ -183,23 +189,42 @@ impl GraphBuilder {
         self.graph
     }
 
-    /// Counts a denial's verdict still held: no more flows come.
+    /// Counts the denials' verdicts still held: no more flows come.
     pub fn finish(&mut self) {
-        if let Some(verdict) = self.pending_denial.take() {
-            self.fold(&verdict);
+        let mut held: Vec<Flow> = self.pending_denials.drain().map(|(_, f)| f).collect();
+        held.sort_by_key(flow_ns);
+        for verdict in &held {
+            self.fold(verdict);
         }
     }
 
     /// Folds one flow into the graph.
     pub fn add(&mut self, flow: &Flow) {
-        if let Some(verdict) = self.pending_denial.take()
-            && !is_drop_of(flow, &verdict)
+        if !self.pending_denials.is_empty()
+            && let Some(verdict) = self.pending_denials.remove(flow.node_name.as_str())
         {
+            if is_denial_pair(flow, &verdict) {
+                // The Drop counts the packet.
+                return self.fold(flow);
+            }
             self.fold(&verdict);
         }
         if is_denial_verdict(flow) {
-            self.pending_denial = Some(flow.clone());
+            let drop_before = self
+                .last_denial_drop
+                .get(flow.node_name.as_str())
+                .is_some_and(|d| is_denial_pair(d, flow));
+            if drop_before {
+                self.last_denial_drop.remove(flow.node_name.as_str());
+            } else {
+                self.pending_denials
+                    .insert(flow.node_name.clone(), flow.clone());
+            }
             return;
+        }
+        if is_denial_drop(flow) {
+            self.last_denial_drop
+                .insert(flow.node_name.clone(), flow.clone());
         }
         self.fold(flow);
     }
@@ -522,15 +547,28 @@ fn is_denial_verdict(flow: &Flow) -> bool {
         && flow.verdict == observer_proto::flow::Verdict::Dropped as i32
 }
 
-/// Whether `flow` is the Drop of the denial `verdict` reported: made from
-/// the same event, it has its time, node and packet.
-fn is_drop_of(flow: &Flow, verdict: &Flow) -> bool {
+/// A Drop flow a policy denied (its PolicyVerdict may come with it).
+fn is_denial_drop(flow: &Flow) -> bool {
     flow.event_type.as_ref().is_some_and(|e| e.r#type == 1)
         && flow.verdict == observer_proto::flow::Verdict::Dropped as i32
-        && flow.time == verdict.time
-        && flow.node_name == verdict.node_name
-        && flow.ip == verdict.ip
-        && flow.l4 == verdict.l4
+        && matches!(
+            DropReason::try_from(flow.drop_reason_desc),
+            Ok(DropReason::PolicyDenied | DropReason::PolicyDeny)
+        )
+}
+
+/// Whether `drop` is the Drop of the denial `verdict` reported: the same
+/// node and packet, at (about) the same time.
+fn is_denial_pair(drop: &Flow, verdict: &Flow) -> bool {
+    is_denial_drop(drop)
+        && drop.node_name == verdict.node_name
+        && drop.ip == verdict.ip
+        && drop.l4 == verdict.l4
+        && match (flow_ns(drop), flow_ns(verdict)) {
+            (Some(d), Some(v)) => (d - v).abs() <= DENIAL_PAIR_WITHIN_NS,
+            (None, None) => true,
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -582,6 +620,25 @@ mod tests {
         assert_eq!(counted(&[verdict.clone(), next.clone()]), (2, 2, denied(2)));
         // A Drop of another packet is no twin.
         assert_eq!(counted(&[verdict.clone(), later(&drop)]), (2, 2, denied(2)));
+        // Cilium sends the two events microseconds apart; a sort of equal
+        // times may put the Drop first; another node's flow may come
+        // between them.
+        let apart = Flow {
+            time: drop.time.map(|t| prost_types::Timestamp {
+                nanos: t.nanos + 30_000,
+                ..t
+            }),
+            ..drop.clone()
+        };
+        assert_eq!(counted(&[verdict.clone(), apart]), (1, 1, denied(1)));
+        assert_eq!(counted(&[drop.clone(), verdict.clone()]), (1, 1, denied(1)));
+        let elsewhere = Flow {
+            node_name: "node2".into(),
+            ..later(&packet)
+        };
+        let g = GraphBuilder::build(&[verdict.clone(), elsewhere, drop.clone()]);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.flows, e.verdicts.dropped), (2, 1));
     }
 
     #[test]
