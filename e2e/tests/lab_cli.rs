@@ -2,6 +2,7 @@
 //! serves, traffic runs, status reports the kernel contract, down leaves nothing.
 //! Malformed files get errors that name the file and the problem.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -150,11 +151,13 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         text(&traffic)
     );
 
-    // Rounds for a while, ended by SIGTERM: the round running ends, then
-    // the summary, and the exit is the rounds' (as Ctrl-C).
+    // Rounds for a while, ended by Ctrl-C (SIGINT to the terminal's whole
+    // process group): the round running ends, its clients untouched, then
+    // the summary, and the exit is the rounds'.
     let mut rounds = Command::new(e2e::observe_binary())
         .args(["lab", "traffic", "--duration", "600", "--state-dir", state])
         .stdout(std::process::Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("run observe");
     let mut stdout = std::io::BufReader::new(rounds.stdout.take().unwrap());
@@ -164,9 +167,11 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         first.starts_with("traffic for 600 s, a round every 1 s;"),
         "{first}"
     );
-    rustix::process::kill_process(
+    // Into a round with a service item (a client process of its own).
+    std::thread::sleep(Duration::from_millis(300));
+    rustix::process::kill_process_group(
         rustix::process::Pid::from_child(&rounds),
-        rustix::process::Signal::TERM,
+        rustix::process::Signal::INT,
     )
     .unwrap();
     let mut rest = String::new();

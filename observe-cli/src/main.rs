@@ -399,6 +399,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::spawn(async move {
                     observer_runtime::shutdown::signal().await;
                     stop.store(true, Ordering::Relaxed);
+                    // A second one when a round does not end.
+                    observer_runtime::shutdown::signal().await;
+                    std::process::exit(130);
                 });
             }
             tokio::task::spawn_blocking(move || match command {

@@ -15,6 +15,7 @@
 //! without backends refuses the connect at once).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -104,6 +105,10 @@ fn spawn_client(lab: &Lab, index: usize, spec: &TrafficSpec) -> Result<ItemRepor
         .args(["--item", &index.to_string(), "--spec"])
         .arg(serde_json::to_string(spec)?)
         .stdin(Stdio::null())
+        // A group of its own: Ctrl-C at the terminal reaches `traffic
+        // --duration`, which ends after its round, and not the clients
+        // running that round.
+        .process_group(0)
         .output()
         .with_context(|| format!("starting {}", exe.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
