@@ -493,10 +493,12 @@ pub fn write(
             // (an ESC in a pod name would drive the terminal). Names and
             // text columns are escaped before the table is laid out, so it
             // keeps its widths; text inside lists and structs after.
+            // Each batch under its own schema: the plan's (the header's)
+            // may differ from what execution gave in nullability.
             let schema = escape_names(schema);
             let escaped = batches
                 .iter()
-                .map(|b| escape_text_columns(&schema, b))
+                .map(|b| escape_text_columns(&escape_names(&b.schema()), b))
                 .collect::<Result<Vec<_>, _>>()?;
             let table = arrow::util::pretty::pretty_format_batches_with_schema(schema, &escaped)?;
             writeln!(out, "{}", escape_controls(&table.to_string()))?;
@@ -645,7 +647,8 @@ fn escape_text_columns(
             };
             let escaped: StringArray = text
                 .iter()
-                .map(|v| v.map(|v| escape_controls(v).into_owned()))
+                // A tab would break the table's columns too.
+                .map(|v| v.map(|v| escape_controls(v).replace('\t', "\\t")))
                 .collect();
             arrow::compute::cast(&escaped, c.data_type())
         })
@@ -656,6 +659,27 @@ fn escape_text_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan's schema (the header) may say non-null where execution gave
+    /// nulls: the table prints as before.
+    #[test]
+    fn a_table_prints_batches_whose_nullability_differs_from_the_plan() {
+        use arrow::array::StringArray;
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let planned = Arc::new(Schema::new(vec![Field::new("pod", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_from_iter([(
+            "pod",
+            Arc::new(StringArray::from(vec![None, Some("a")])) as _,
+        )])
+        .unwrap();
+        let mut out = Vec::new();
+        write(&mut out, QueryFormat::Table, &planned, &[batch]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "+-----+\n| pod |\n+-----+\n|     |\n| a   |\n+-----+\n"
+        );
+    }
 
     #[test]
     fn a_table_shows_control_characters_as_text() {
@@ -673,7 +697,7 @@ mod tests {
             schema.clone(),
             vec![
                 Arc::new(StringArray::from(vec![
-                    "\x1b]0;pwned\x07\x1b[2J\u{202e}cba",
+                    "\x1b]0;pwned\x07\x1b[2J\u{202e}cba\t",
                 ])),
                 Arc::new(names),
             ],
@@ -683,11 +707,11 @@ mod tests {
         write(&mut out, QueryFormat::Table, &schema, &[batch]).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "+------------------------------+-----+\n\
-             | pod^[                        | n   |\n\
-             +------------------------------+-----+\n\
-             | ^[]0;pwned^G^[[2J\\u{202e}cba | [1] |\n\
-             +------------------------------+-----+\n"
+            "+--------------------------------+-----+\n\
+             | pod^[                          | n   |\n\
+             +--------------------------------+-----+\n\
+             | ^[]0;pwned^G^[[2J\\u{202e}cba\\t | [1] |\n\
+             +--------------------------------+-----+\n"
         );
     }
 

@@ -199,7 +199,9 @@ impl App {
     /// Takes one response of the flow stream.
     pub fn on_response(&mut self, resp: GetFlowsResponse) {
         match resp.response_types {
-            Some(ResponseTypes::Flow(flow)) => {
+            Some(ResponseTypes::Flow(mut flow)) => {
+                // Every view shows these names: escaped once, here.
+                crate::flows::output::escape_flow_text(&mut flow);
                 let ns = observer_proto::time::nanos;
                 let time = flow
                     .time

@@ -31,6 +31,42 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Every text of `f` a screen shows (names, labels, node, summary,
+/// interface) with its control characters as text, in place: for the TUI,
+/// whose views (table, detail pane, service map, top talkers) all show
+/// them.
+pub fn escape_flow_text(f: &mut observer_proto::flow::Flow) {
+    fn fix(s: &mut String) {
+        if let Cow::Owned(o) = escape_controls(s) {
+            *s = o;
+        }
+    }
+    for ep in [&mut f.source, &mut f.destination].into_iter().flatten() {
+        fix(&mut ep.cluster_name);
+        fix(&mut ep.namespace);
+        fix(&mut ep.pod_name);
+        ep.labels.iter_mut().for_each(fix);
+        for w in &mut ep.workloads {
+            fix(&mut w.name);
+            fix(&mut w.kind);
+        }
+    }
+    for svc in [&mut f.source_service, &mut f.destination_service]
+        .into_iter()
+        .flatten()
+    {
+        fix(&mut svc.name);
+        fix(&mut svc.namespace);
+    }
+    f.source_names.iter_mut().for_each(fix);
+    f.destination_names.iter_mut().for_each(fix);
+    fix(&mut f.node_name);
+    fix(&mut f.summary);
+    if let Some(i) = &mut f.interface {
+        fix(&mut i.name);
+    }
+}
+
 fn needs_escape(c: char) -> bool {
     (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c)
 }
@@ -60,5 +96,27 @@ mod tests {
         );
         assert!(matches!(escape_controls("plain"), Cow::Borrowed("plain")));
         assert_eq!(escape_controls("a\u{202e}cba"), "a\\u{202e}cba");
+        let mut f = observer_proto::flow::Flow {
+            node_name: "n\x1b".into(),
+            destination: Some(observer_proto::flow::Endpoint {
+                pod_name: "db\u{202e}x".into(),
+                workloads: vec![observer_proto::flow::Workload {
+                    name: "w\x07".into(),
+                    kind: "Deployment".into(),
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        escape_flow_text(&mut f);
+        let d = f.destination.unwrap();
+        assert_eq!(
+            (
+                f.node_name.as_str(),
+                d.pod_name.as_str(),
+                d.workloads[0].name.as_str()
+            ),
+            ("n^[", "db\\u{202e}x", "w^G")
+        );
     }
 }
