@@ -164,7 +164,7 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     let mut first = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
     assert!(
-        first.starts_with("traffic for 600 s, a round every 1 s;"),
+        first.starts_with("traffic for 600 s, rounds 1 s apart;"),
         "{first}"
     );
     // Into a round with a service item (a client process of its own).

@@ -110,7 +110,7 @@ pub fn traffic(
         }
         Some(d) => {
             crate::outln!(
-                "traffic for {} s, a round every {} s; how it goes every {} s, a round not as \
+                "traffic for {} s, rounds {} s apart; how it goes every {} s, a round not as \
                  expected when it ends; Ctrl-C ends it after the round",
                 d.as_secs(),
                 lab::ROUND_PAUSE.as_secs(),

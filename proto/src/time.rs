@@ -54,11 +54,8 @@ pub enum TimeError {
     #[error("{0:?}: too long a duration")]
     TooLong(String),
     /// A clock time (`05:12:00`), which jiff's friendly format would read
-    /// as a duration (5 h 12 min): a user means a time of day.
-    #[error(
-        "{0:?} reads as a time of day, which needs its date and zone (2026-11-26T{0}Z); \
-         a duration has units (5h12m)"
-    )]
+    /// as a duration (5 h 12 min): refused, a duration has units.
+    #[error("{0:?} reads as a time of day, not a duration: a duration has units (30s, 5m12s)")]
     ClockTime(String),
     /// Not an RFC 3339 time with an offset.
     #[error("{0:?} is not a time such as 2026-11-26T10:00:00Z: {1}")]
@@ -307,7 +304,7 @@ mod tests {
         // jiff would read 5 h 12 min; a user typing it means a time of day.
         assert_eq!(
             e("05:12:00"),
-            r#""05:12:00" reads as a time of day, which needs its date and zone (2026-11-26T05:12:00Z); a duration has units (5h12m)"#
+            r#""05:12:00" reads as a time of day, not a duration: a duration has units (30s, 5m12s)"#
         );
     }
 

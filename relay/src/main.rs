@@ -113,7 +113,7 @@ struct Args {
     #[arg(long, hide = true)]
     history_pause_at: Option<relay::history::compact::PausePoint>,
     /// Time limit of one SQL query.
-    #[arg(long, default_value = "30s", value_parser = longer_than_zero)]
+    #[arg(long, default_value = "30s", value_parser = sql_timeout)]
     sql_timeout: Duration,
     /// Memory limit of one SQL query (e.g. 512MiB).
     #[arg(long, default_value = "512MiB", value_parser = some_bytes)]
@@ -199,7 +199,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(warning) =
         observer_runtime::tls::server::exposed_plaintext(bound, server_tls.is_some())
     {
-        log::warn!("{warning} (and runs SQL over the history)");
+        log::warn!("{warning}; here that reader also runs SQL over the history");
     }
     log::info!(
         "serving observer.Observer on {bound} ({}) for {} peer(s) ({})",
@@ -268,6 +268,19 @@ fn longer_than_zero(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A query's time limit: above zero, and within what history keeps a
+/// reader's files for (a longer query could lose a file under it).
+fn sql_timeout(s: &str) -> Result<Duration, String> {
+    let limit = relay::history::manifest::LEASE_LIMIT;
+    match longer_than_zero(s)? {
+        d if d > limit => Err(format!(
+            "{s} is longer than history keeps a reader's files ({} min)",
+            limit.as_secs() / 60
+        )),
+        d => Ok(d),
+    }
+}
+
 /// A byte count above zero (a memory limit of 0 fails every query).
 fn some_bytes(s: &str) -> Result<u64, String> {
     match units::parse_bytes(s)? {
@@ -288,5 +301,23 @@ fn main() {
     if let Err(e) = result {
         eprintln!("relay: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sql_timeout_past_the_history_lease_is_refused() {
+        assert_eq!(sql_timeout("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(
+            sql_timeout("16m"),
+            Err("16m is longer than history keeps a reader's files (15 min)".to_string())
+        );
+        assert_eq!(
+            sql_timeout("0s"),
+            Err("0s is no time at all: give more than 0".to_string())
+        );
     }
 }

@@ -253,6 +253,13 @@ pub fn parse_time(flag: &str, s: &str, now: SystemTime) -> anyhow::Result<prost_
                 },
             },
         },
+        Err(TimeError::ClockTime(_)) => anyhow::bail!(
+            "--{flag} {s:?} reads as a time of day, which needs its date and zone: \
+             {}T{s}Z, say; a duration has units (30s, 5m12s)",
+            jiff::Timestamp::from_nanosecond(now)
+                .map(|t| t.strftime("%Y-%m-%d").to_string())
+                .unwrap_or_else(|_| "2026-11-26".into())
+        ),
         Err(e) => anyhow::bail!("--{flag} {e}"),
     };
     Ok(time::timestamp(at))
@@ -322,8 +329,8 @@ mod tests {
         // Not 5 h 12 min ago, as jiff alone would read it.
         assert_eq!(
             err("05:12:00"),
-            "--since \"05:12:00\" reads as a time of day, which needs its date and zone \
-             (2026-11-26T05:12:00Z); a duration has units (5h12m)"
+            "--since \"05:12:00\" reads as a time of day, which needs its date and zone: \
+             1970-01-12T05:12:00Z, say; a duration has units (30s, 5m12s)"
         );
         assert_eq!(
             err("1y"),

@@ -120,10 +120,11 @@ pub fn exposed_plaintext(bound: std::net::SocketAddr, tls: bool) -> Option<Strin
     })
 }
 
-/// flow-probe's and the relay's limits: a relay's follows, a UI's and a
-/// few CLIs fit in 128 streams.
+/// flow-probe's and the relay's limits. A hubble-relay opens every
+/// client's stream to a node on its one connection to it: 1,024 follows at
+/// once (a few kB each while idle).
 pub const CONNECTION_LIMITS: ConnectionLimits = ConnectionLimits {
-    streams: 128,
+    streams: 1024,
     ping_after: Duration::from_secs(30),
     ping_timeout: Duration::from_secs(20),
 };

@@ -305,7 +305,8 @@ pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io:
             format!(
                 "it belongs to user {owner}, not to the relay's (user {me}), who could plant \
                  links or files there for the relay to write through or read: give the relay \
-                 a folder of its own, or chown it"
+                 a folder of its own, or `chown -R {me} {}`",
+                root.display()
             ),
         ));
     }
@@ -547,9 +548,12 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
         assert_eq!(
             err.to_string(),
-            "it belongs to user 65534, not to the relay's (user 0), who could plant links or \
-             files there for the relay to write through or read: give the relay a folder of \
-             its own, or chown it"
+            format!(
+                "it belongs to user 65534, not to the relay's (user 0), who could plant links or \
+                 files there for the relay to write through or read: give the relay a folder \
+                 of its own, or `chown -R 0 {}`",
+                theirs.display()
+            )
         );
     }
 

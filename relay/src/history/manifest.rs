@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How long a lease keeps the files its epoch saw. SQL ends within its
-/// timeout (30 s); a GetFlows history part within this (`server::older`).
+/// timeout (30 s by default, at most this); a GetFlows history part within
+/// this (`server::older`).
 pub const LEASE_LIMIT: Duration = Duration::from_secs(15 * 60);
 
 use super::files::HistoryFile;
