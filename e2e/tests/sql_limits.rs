@@ -218,7 +218,7 @@ async fn a_client_that_goes_away_stops_its_query_and_past_the_limit_one_waits_th
             "--sql-queue-wait",
             "300ms",
             "--sql-timeout",
-            "1h",
+            "15m",
         ],
     );
     let mut heavy = spawn_endless(&relay).await;
@@ -308,7 +308,7 @@ async fn all_queries_share_one_memory_limit_and_results_stream_within_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_cancels_a_running_query_and_the_relay_exits() {
-    let mut relay = RelayProcess::start("sql-sigterm", &["--sql-timeout", "1h"]);
+    let mut relay = RelayProcess::start("sql-sigterm", &["--sql-timeout", "15m"]);
     let heavy = spawn_endless(&relay).await;
     let status = relay.terminate();
     assert!(status.success(), "{status}");
@@ -324,7 +324,7 @@ async fn sigterm_cancels_a_running_query_and_the_relay_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_pipe_ends_observe_quietly_and_cancels_the_query() {
-    let relay = RelayProcess::start("sql-pipe", &["--sql-timeout", "1h"]);
+    let relay = RelayProcess::start("sql-pipe", &["--sql-timeout", "15m"]);
     let values = |n: usize| {
         let v: Vec<String> = (0..n).map(|i| format!("({i})")).collect();
         v.join(", ")
