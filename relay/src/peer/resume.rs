@@ -180,11 +180,23 @@ impl Resume {
     /// `since` left out too: it never reached the relay). Not once the
     /// session has mixed runs (the peer merges several probes).
     pub fn gap(&self, r: &GetFlowsResponse) -> Option<Gap> {
+        self.gap_to(numbered(r))
+    }
+
+    /// [`Self::gap`] then [`Self::accept`], the UUID read once (every flow
+    /// of a session goes through here).
+    pub fn take(&mut self, r: &GetFlowsResponse) -> (bool, Option<Gap>) {
+        let n = numbered(r);
+        let gap = self.gap_to(n);
+        (self.accept_numbered(r, n), gap)
+    }
+
+    fn gap_to(&self, now: Option<Numbered>) -> Option<Gap> {
         if self.session_run == SessionRun::Mixed {
             return None;
         }
         let before = self.numbered?;
-        let now = numbered(r)?;
+        let now = now?;
         (now.run == before.run && now.number > before.number + 1).then(|| Gap {
             flows: now.number - before.number - 1,
             after: before.time,
@@ -200,6 +212,10 @@ impl Resume {
 
     /// Whether `r` is new (and remembers it).
     pub fn accept(&mut self, r: &GetFlowsResponse) -> bool {
+        self.accept_numbered(r, numbered(r))
+    }
+
+    fn accept_numbered(&mut self, r: &GetFlowsResponse, n: Option<Numbered>) -> bool {
         let time = event_time(r);
         let new = match &r.response_types {
             Some(ResponseTypes::Flow(f)) if !f.uuid.is_empty() => self.remember(&f.uuid),
@@ -209,14 +225,14 @@ impl Resume {
             self.last_time = Some(self.last_time.map_or(t, |l| l.max(t)));
         }
         if matches!(r.response_types, Some(ResponseTypes::Flow(_))) {
-            let run = numbered(r).map(|n| n.run);
+            let run = n.map(|n| n.run);
             self.session_run = match (self.session_run, run) {
                 (SessionRun::NoneYet, Some(run)) => SessionRun::One(run),
                 (SessionRun::One(one), Some(run)) if one == run => SessionRun::One(one),
                 _ => SessionRun::Mixed,
             };
         }
-        if new && let Some(n) = numbered(r) {
+        if new && let Some(n) = n {
             // A new run (the probe restarted) replaces the old one's count.
             let newer = self.numbered.is_none_or(|o| {
                 if o.run == n.run {

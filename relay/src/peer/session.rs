@@ -113,7 +113,8 @@ async fn session(
                 let mut response = message
                     .map_err(PeerError::rpc("GetFlows", tls))?
                     .ok_or(PeerError::StreamEnded)?;
-                if let Some(gap) = resume.gap(&response) {
+                let (new, gap) = resume.take(&response);
+                if let Some(gap) = gap {
                     let node = name.as_deref().unwrap_or(&response.node_name);
                     let node = ctx.state.peers().naming().full_name(node);
                     report_gap(ctx, node, gap, flows_read).await?;
@@ -127,7 +128,7 @@ async fn session(
                 }
                 flows_read |= matches!(response.response_types, Some(ResponseTypes::Flow(_)));
                 // History (and so the ring, which starts from it) has it.
-                if !resume.accept(&response) || resume.in_history(&response) {
+                if !new || resume.in_history(&response) {
                     continue;
                 }
                 match &name {
