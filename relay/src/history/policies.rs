@@ -290,17 +290,25 @@ mod tests {
         assert_eq!(again.state(&version_a).as_deref(), Some(&a));
         assert_eq!(again.in_force(), p.in_force());
         assert_eq!(
-            again
-                .in_force()
-                .iter()
-                .map(|f| (f.node.as_str(), f.generation))
-                .collect::<Vec<_>>(),
-            [("n1", 1), ("n1", 2), ("n2", 1)]
+            nodes_and_generations(&again),
+            [
+                ("n1".to_string(), 1),
+                ("n1".to_string(), 2),
+                ("n2".to_string(), 1)
+            ]
         );
     }
 
-    /// A peer names itself: a name holding a tab and a line break, written
-    /// as is, read back as another node's record.
+    /// (node, generation) of each time in force, as read back.
+    fn nodes_and_generations(p: &PolicyStates) -> Vec<(String, u64)> {
+        p.in_force()
+            .iter()
+            .map(|f| (f.node.clone(), f.generation))
+            .collect()
+    }
+
+    /// A peer names itself: a name holding a tab and a line break (which,
+    /// written as is, read back as another node's record) is one record.
     #[test]
     fn a_node_name_with_a_line_break_is_one_record() {
         let dir = test_support::scratch::ScratchDir::new("history-policies-names");
@@ -309,14 +317,7 @@ mod tests {
         let name = format!("n1\nn2\t7\t9\t{}\t0\\", a.version().unwrap());
         assert!(p.record(at(&name, 1, &a), a.clone()).unwrap());
         let again = PolicyStates::open(dir.path()).unwrap();
-        assert_eq!(
-            again
-                .in_force()
-                .iter()
-                .map(|f| (f.node.as_str(), f.generation))
-                .collect::<Vec<_>>(),
-            [(name.as_str(), 1)]
-        );
+        assert_eq!(nodes_and_generations(&again), [(name, 1)]);
     }
 
     #[test]
