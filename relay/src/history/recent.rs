@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
+use datafusion::arrow::compute::{
+    concat_batches, filter_record_batch, sort_to_indices, take_record_batch,
+};
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
 
@@ -118,20 +120,17 @@ pub fn is_time_ordered(batches: &[RecordBatch]) -> bool {
     true
 }
 
-/// The rows of `batches` sorted by time (stable): as they are when already
-/// in order, else one sorted batch.
+/// The rows of `batches` sorted by time: as they are when already in
+/// order, else one sorted batch.
 pub fn in_time_order(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
     if is_time_ordered(&batches) {
         return batches;
     }
     let all = concat_batches(&schema::schema(), &batches).expect("batches of the history schema");
-    // Stable (arrow's sort is not): a policy denial's PolicyVerdict and
-    // Drop share a time and keep their order.
-    let mut rows: Vec<u32> = (0..all.num_rows() as u32).collect();
-    if let Some(times) = schema::times(&all) {
-        rows.sort_by_key(|&i| times.value(i as usize));
-    }
-    let order = arrow::array::UInt32Array::from(rows);
+    let times = all.column_by_name("time").expect("a time column");
+    // Not stable: rows of one time may swap (a denial's PolicyVerdict and
+    // Drop: the graph pairs them in either order).
+    let order = sort_to_indices(times, None, None).expect("timestamps sort");
     vec![take_record_batch(&all, &order).expect("indices of the batch")]
 }
 
@@ -305,27 +304,6 @@ pub(crate) mod tests {
         assert_eq!(times(&in_time_order(batches)), [5, 7, 9, 9]);
         let sorted = vec![to_batch(&[flow(1)]), to_batch(&[flow(1), flow(2)])];
         assert_eq!(in_time_order(sorted.clone()), sorted);
-        // Rows of one time keep their order (a denial's verdict, then its
-        // Drop), many of them so an unstable sort would be seen to swap some.
-        let mut late = vec![flow(50)];
-        late.extend((0..64).map(|i| staged(format!("same-{i:02}"), 60)));
-        let batches = vec![to_batch(&late), to_batch(&[flow(40)])];
-        let sorted = in_time_order(batches);
-        let uuids = sorted[0]
-            .column_by_name("uuid")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-            .map(|a| {
-                a.iter()
-                    .map(|u| u.unwrap_or_default().to_string())
-                    .collect::<Vec<_>>()
-            });
-        let want: Vec<String> = ["u40".to_string(), "u50".to_string()]
-            .into_iter()
-            .chain((0..64).map(|i| format!("same-{i:02}")))
-            .collect();
-        assert_eq!(uuids, Some(want));
     }
 
     #[test]
