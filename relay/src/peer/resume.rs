@@ -173,18 +173,19 @@ impl Resume {
         self.session_run = SessionRun::NoneYet;
     }
 
-    /// For each flow, before [`Self::accept`]: the flows of the same probe
+    /// For each flow, before it is taken: the flows of the same probe
     /// run never read, when its number is past the next one expected. A
     /// probe keeps its flows in number order and a session reads them in
     /// that order, so a number skipped is a flow lost (a flow a session's
     /// `since` left out too: it never reached the relay). Not once the
     /// session has mixed runs (the peer merges several probes).
-    pub fn gap(&self, r: &GetFlowsResponse) -> Option<Gap> {
+    #[cfg(test)]
+    fn gap(&self, r: &GetFlowsResponse) -> Option<Gap> {
         self.gap_to(numbered(r))
     }
 
-    /// [`Self::gap`] then [`Self::accept`], the UUID read once (every flow
-    /// of a session goes through here).
+    /// Whether `r` is new (remembering it), and the gap before it (see
+    /// `gap`), its UUID read once: every flow of a session goes through here.
     pub fn take(&mut self, r: &GetFlowsResponse) -> (bool, Option<Gap>) {
         let n = numbered(r);
         let gap = self.gap_to(n);
@@ -211,7 +212,8 @@ impl Resume {
     }
 
     /// Whether `r` is new (and remembers it).
-    pub fn accept(&mut self, r: &GetFlowsResponse) -> bool {
+    #[cfg(test)]
+    fn accept(&mut self, r: &GetFlowsResponse) -> bool {
         self.accept_numbered(r, numbered(r))
     }
 
