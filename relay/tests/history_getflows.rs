@@ -94,11 +94,12 @@ async fn serve(name: &str) -> Served {
 }
 
 /// What the answer holds: flows as their numbers, lost events as
-/// `(node, lost)`, and the error that ended it, if any.
+/// `(node, lost, flows before it, its time in seconds after T0)`, and the
+/// error that ended it, if any.
 #[derive(Debug, Default, PartialEq)]
 struct Answer {
     flows: Vec<i64>,
-    lost: Vec<(String, u64)>,
+    lost: Vec<(String, u64, usize, i64)>,
     error: Option<String>,
 }
 
@@ -116,11 +117,13 @@ async fn ask(s: &Served, req: GetFlowsRequest) -> Answer {
             })) => a.flows.push(f.uuid[5..].parse().unwrap()),
             Ok(Some(GetFlowsResponse {
                 node_name,
+                time,
                 response_types: Some(ResponseTypes::LostEvents(l)),
-                ..
             })) => {
                 assert_eq!(l.source, LostEventSource::HubbleRingBuffer as i32);
-                a.lost.push((node_name, l.num_events_lost));
+                let secs = time.expect("a lost event's time").seconds - T0;
+                a.lost
+                    .push((node_name, l.num_events_lost, a.flows.len(), secs));
             }
             Ok(Some(_)) => {}
             Ok(None) => break,
@@ -329,7 +332,12 @@ async fn flows_history_lost_in_the_range_come_as_lost_events() {
     )
     .await;
     assert_eq!(a.flows, (0..100).collect::<Vec<_>>());
-    assert_eq!(a.lost, [("node0".into(), 2), ("node2".into(), 7)]);
+    // Each where its losses begin, stamped with that time: after flow 20,
+    // which is at the second of node0's loss, and after flow 50.
+    assert_eq!(
+        a.lost,
+        [("node0".into(), 2, 21, 20), ("node2".into(), 7, 51, 50)]
+    );
     let later = ask(
         &s,
         GetFlowsRequest {

@@ -7,15 +7,16 @@
 //! as rows are read, and `number` stops the read (the first N) or reads
 //! backwards from the newest rows (the last N, [`scan::last`]).
 //!
-//! Flows history could not keep in the range follow as one `LostEvent` per
-//! node (source `HUBBLE_RING_BUFFER`, [`crate::history::feed`]). A failed
-//! read ends the answer with an error: never only the ring in silence.
+//! Flows history could not keep in the range come as one `LostEvent` per
+//! node (source `HUBBLE_RING_BUFFER`, [`crate::history::feed`]), stamped
+//! with the second its losses begin and sent among the flows there. A
+//! failed read ends the answer with an error: never only the ring in silence.
 
 use std::sync::Arc;
 
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
-use observer_proto::time::{event_time, now_nanos};
+use observer_proto::time::{event_time, now_nanos, timestamp};
 use observer_runtime::query::FlowQuery;
 use observer_runtime::store::Entry;
 use tokio::sync::mpsc;
@@ -104,10 +105,11 @@ impl Older {
         let range = self.range;
         let history = self.history.clone();
         let read_tx = tx.clone();
+        let losses = losses_between(&history, range);
         let read = tokio::task::spawn_blocking(move || {
             read_range(
                 &history,
-                range,
+                (range, losses),
                 &query,
                 take,
                 &read_tx,
@@ -137,25 +139,29 @@ impl Older {
             Ok(Err(ReadEnd::Io(e))) => return fail(&tx, e.to_string()).await,
             Err(e) => return fail(&tx, format!("the reader failed: {e}")).await,
         };
-        for m in self
-            .history
-            .losses()
-            .between(Some(range.from), Some(range.to))
-        {
+        Ok(sent)
+    }
+}
+
+/// One `LostEvent` per node for the flows history lacks in `range`, in
+/// time order; each is stamped with the start of its losses (whole
+/// seconds, as history counts them), where it goes among the flows.
+fn losses_between(history: &History, range: Range) -> Vec<GetFlowsResponse> {
+    let mut missing = history.losses().between(Some(range.from), Some(range.to));
+    missing.sort_by_key(|m| m.first_sec);
+    missing
+        .into_iter()
+        .map(|m| {
+            let first = m.first_sec.saturating_mul(1_000_000_000);
             let last = m
                 .last_sec
                 .saturating_mul(1_000_000_000)
                 .saturating_add(999_999_999);
-            let lost = feed::lost_event(
-                m.node,
-                m.flows,
-                m.first_sec.saturating_mul(1_000_000_000),
-                last,
-            );
-            tx.send(Ok(lost)).await.map_err(|_| Stopped::Gone)?;
-        }
-        Ok(sent)
-    }
+            let mut lost = feed::lost_event(m.node, m.flows, first, last);
+            lost.time = Some(timestamp(i128::from(first)));
+            lost
+        })
+        .collect()
 }
 
 async fn fail(
@@ -187,12 +193,13 @@ enum ReadEnd {
 const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// On a blocking thread of the runtime: reads the range from a snapshot
-/// and sends what `query` selects, as `take` says; a client that takes
-/// nothing for `stall` ends the read, and so does a read going on after
-/// `whole`.
+/// and sends what `query` selects, as `take` says, each of `losses` (in
+/// time order, not counted as flows) before the first flow later than it
+/// and the rest at the end; a client that takes nothing for `stall` ends
+/// the read, and so does a read going on after `whole`.
 fn read_range(
     history: &Arc<History>,
-    range: Range,
+    (range, losses): (Range, Vec<GetFlowsResponse>),
     query: &FlowQuery,
     take: Take,
     tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
@@ -200,24 +207,42 @@ fn read_range(
 ) -> Result<usize, ReadEnd> {
     let snap = history.snapshot().map_err(ReadEnd::Io)?;
     let sources = scan::sources(snap.files, snap.recent);
-    let (mut sent, mut gone, mut stalled, mut too_long) = (0, false, false, false);
+    let (mut sent, mut too_long) = (0, false);
+    let (gone, stalled) = (std::cell::Cell::new(false), std::cell::Cell::new(false));
     let deadline = std::time::Instant::now() + whole;
     let max = match take {
         Take::First(n) => n,
         Take::All | Take::Last(_) => usize::MAX,
     };
     let runtime = tokio::runtime::Handle::current();
-    let mut emit = |r| {
+    let mut losses = losses.into_iter().peekable();
+    // Whether the client took `r`.
+    let give = |r| match runtime.block_on(tokio::time::timeout(stall, tx.send(Ok(r)))) {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => {
+            gone.set(true);
+            false
+        }
+        Err(_) => {
+            stalled.set(true);
+            false
+        }
+    };
+    let mut emit = |r: GetFlowsResponse| {
         if std::time::Instant::now() >= deadline {
             too_long = true;
             return false;
         }
-        match runtime.block_on(tokio::time::timeout(stall, tx.send(Ok(r)))) {
-            Ok(Ok(())) => sent += 1,
-            Ok(Err(_)) => gone = true,
-            Err(_) => stalled = true,
+        let time = event_time(&r);
+        while let Some(lost) = losses.next_if(|l| event_time(l) < time) {
+            if !give(lost) {
+                return false;
+            }
         }
-        !gone && !stalled && sent < max
+        if give(r) {
+            sent += 1;
+        }
+        !gone.get() && !stalled.get() && sent < max
     };
     let mut keep = |r: &GetFlowsResponse| query.selects(r);
     // A client that went away ends the read at the next batch, also while
@@ -235,10 +260,15 @@ fn read_range(
         Take::All | Take::First(_) => scan::each_kept(sources, range, &mut keep, &stop, &mut emit),
     }
     .map_err(ReadEnd::Io)?;
-    if gone || tx.is_closed() {
+    for lost in losses.by_ref() {
+        if gone.get() || stalled.get() || !give(lost) {
+            break;
+        }
+    }
+    if gone.get() || tx.is_closed() {
         return Err(ReadEnd::Gone);
     }
-    if stalled {
+    if stalled.get() {
         return Err(ReadEnd::Stalled);
     }
     if too_long || expired.get() {
@@ -293,7 +323,14 @@ mod tests {
     ) -> Result<usize, ReadEnd> {
         let (history, query, tx) = (history.clone(), query.clone(), tx.clone());
         tokio::task::spawn_blocking(move || {
-            read_range(&history, Range::ALL, &query, take, &tx, limits)
+            read_range(
+                &history,
+                (Range::ALL, Vec::new()),
+                &query,
+                take,
+                &tx,
+                limits,
+            )
         })
         .await
         .unwrap()
