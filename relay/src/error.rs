@@ -74,21 +74,41 @@ impl PeerError {
     /// A failed connection, with what a TLS failure behind it means (`tls`:
     /// whether TLS was used).
     pub(crate) fn connect(e: &tonic::transport::Error, tls: bool) -> PeerError {
-        PeerError::Connect(format!("{}{}", explain::chain(e), hint(e, tls)))
+        let hint = hint(e, tls, Connection::New);
+        PeerError::Connect(format!("{}{hint}", explain::chain(e)))
     }
 
-    pub(crate) fn rpc(call: &'static str, tls: bool) -> impl FnOnce(tonic::Status) -> PeerError {
+    pub(crate) fn rpc(
+        call: &'static str,
+        tls: bool,
+        connection: Connection,
+    ) -> impl FnOnce(tonic::Status) -> PeerError {
         move |status| PeerError::Rpc {
             call,
-            hint: hint(&status, tls),
+            hint: hint(&status, tls, connection),
             status,
         }
     }
 }
 
-/// ` (what to change)` when `e` is a TLS failure, else nothing.
-fn hint(e: &(dyn std::error::Error + 'static), tls: bool) -> String {
-    explain::hint(e, tls, &PEER_TLS_FLAGS).map_or_else(String::new, |h| format!(" ({h})"))
+/// Whether a call's connection has answered a call before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Connection {
+    /// Nothing yet: a close may be TLS refused, or a connection cap.
+    New,
+    /// It has: a close is the peer ending it (stopping, or a stall it timed
+    /// out), not a matter of settings.
+    Answered,
+}
+
+/// ` (what to change)` when `e` is (or, on a new connection, looks like) a
+/// TLS failure, else nothing.
+fn hint(e: &(dyn std::error::Error + 'static), tls: bool, connection: Connection) -> String {
+    let hint = match connection {
+        Connection::New => explain::hint(e, tls, &PEER_TLS_FLAGS),
+        Connection::Answered => explain::hint_answered(e, tls, &PEER_TLS_FLAGS),
+    };
+    hint.map_or_else(String::new, |h| format!(" ({h})"))
 }
 
 #[cfg(test)]

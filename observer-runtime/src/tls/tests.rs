@@ -228,6 +228,8 @@ async fn plaintext_is_answered_with_a_fatal_tls_alert_and_closed() {
         explain::hint(&*err, false, &FLAGS).unwrap(),
         "the server closed the connection or did not answer in HTTP/2: if it serves TLS, give --tls with --tls-ca-cert-files (and --tls-client-cert-file and --tls-client-key-file for mTLS); if its log says it is at its connection cap, wait or raise its --max-connections"
     );
+    // On a connection that answered before, a close is no sign of either.
+    assert_eq!(explain::hint_answered(&*err, false, &FLAGS), None);
 }
 
 #[tokio::test]
@@ -251,6 +253,11 @@ async fn a_server_of_another_ca_is_not_trusted() {
         explain::hint(&*err, true, &FLAGS).unwrap(),
         "the server's certificate is not signed by a CA of --tls-ca-cert-files (without it, by \
          one the system trusts)"
+    );
+    // A reconnect's TLS failure is explained whatever the connection did before.
+    assert_eq!(
+        explain::hint_answered(&*err, true, &FLAGS),
+        explain::hint(&*err, true, &FLAGS)
     );
 }
 

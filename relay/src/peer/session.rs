@@ -19,7 +19,7 @@ use tonic::transport::Endpoint;
 use super::resume::{Gap, Resume};
 use super::state::PeerId;
 use crate::config::PeerOptions;
-use crate::error::PeerError;
+use crate::error::{Connection, PeerError};
 use crate::history::feed::lost_event;
 use crate::history::tail::NodeTail;
 use crate::merge::MergeInput;
@@ -71,7 +71,12 @@ async fn session(
         .await
         .map_err(|e| PeerError::connect(&e, tls))?;
     let mut client = ObserverClient::new(channel);
-    let nodes = call(opts, "GetNodes", client.get_nodes(GetNodesRequest {})).await?;
+    let nodes = call(
+        opts,
+        ("GetNodes", Connection::New),
+        client.get_nodes(GetNodesRequest {}),
+    )
+    .await?;
     let mut name = nodes
         .nodes
         .into_iter()
@@ -79,7 +84,7 @@ async fn session(
         .find(|n| !n.is_empty());
     let status = call(
         opts,
-        "ServerStatus",
+        ("ServerStatus", Connection::Answered),
         client.server_status(ServerStatusRequest {}),
     )
     .await?;
@@ -96,7 +101,12 @@ async fn session(
         ..Default::default()
     };
     resume.start_session();
-    let mut stream = call(opts, "GetFlows", client.get_flows(request)).await?;
+    let mut stream = call(
+        opts,
+        ("GetFlows", Connection::Answered),
+        client.get_flows(request),
+    )
+    .await?;
     ctx.state
         .peers()
         .mark_connected(ctx.id, name.clone(), status, client.clone());
@@ -111,7 +121,7 @@ async fn session(
         tokio::select! {
             message = stream.message() => {
                 let mut response = message
-                    .map_err(PeerError::rpc("GetFlows", tls))?
+                    .map_err(PeerError::rpc("GetFlows", tls, Connection::Answered))?
                     .ok_or(PeerError::StreamEnded)?;
                 let (new, gap) = resume.take(&response);
                 if let Some(gap) = gap {
@@ -144,7 +154,12 @@ async fn session(
                 merge(ctx, MergeInput::Response(ctx.id, response)).await?;
             }
             _ = poll.tick() => {
-                let status = call(opts, "ServerStatus", client.server_status(ServerStatusRequest {})).await?;
+                let status = call(
+                    opts,
+                    ("ServerStatus", Connection::Answered),
+                    client.server_status(ServerStatusRequest {}),
+                )
+                .await?;
                 ctx.state.peers().update_status(ctx.id, status);
             }
         }
@@ -236,16 +251,17 @@ pub(crate) async fn merge(ctx: &PeerCtx, input: MergeInput) -> Result<(), PeerEr
         .map_err(|_| PeerError::MergeClosed)
 }
 
-/// A call with the configured time limit.
+/// A call (its name, and whether the connection answered one before) with
+/// the configured time limit.
 async fn call<T>(
     opts: &PeerOptions,
-    what: &'static str,
+    (what, connection): (&'static str, Connection),
     call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, PeerError> {
     match tokio::time::timeout(opts.call_timeout, call).await {
         Err(_) => Err(PeerError::Timeout(what)),
         Ok(answer) => answer
             .map(tonic::Response::into_inner)
-            .map_err(PeerError::rpc(what, opts.tls.is_some())),
+            .map_err(PeerError::rpc(what, opts.tls.is_some(), connection)),
     }
 }
