@@ -376,6 +376,14 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         "trace-sock" | "sock" => 7,
         "l7" => 129,
         "agent" => 130,
+        // As in Hubble, one type a flag; a list is a common first try.
+        n if n.contains(',') => {
+            return Err(bad(
+                "type",
+                v,
+                "one event type per --type: give the flag once for each (--type policy-verdict --type drop)",
+            ));
+        }
         n => event_number(n).ok_or_else(|| {
             bad(
                 "type",
@@ -1141,6 +1149,10 @@ mod tests {
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["dropped".into()]),
                 "--type \"dropped\": unknown event type (trace, drop, policy-verdict, trace-sock, capture, debug, l7, agent, or a number)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["policy-verdict,drop".into()]),
+                "--type \"policy-verdict,drop\": one event type per --type: give the flag once for each (--type policy-verdict --type drop)",
             ),
             (
                 Box::new(|a: &mut FilterArgs| {
