@@ -50,6 +50,13 @@ pub enum CertError {
         dir.display()
     )]
     NotOurs { dir: PathBuf, owner: u32 },
+    /// A folder above it that other users may write, without the sticky
+    /// bit that keeps them from renaming what is not theirs.
+    #[error(
+        "{} can be written by other users (mode {mode:o}), who could swap the certificates' folder in it: give the certificates a folder whose parents only you or root can change",
+        dir.display()
+    )]
+    OpenParent { dir: PathBuf, mode: u32 },
     /// The key or certificate could not be made.
     #[error("making the certificates: {0}")]
     Generate(#[from] rcgen::Error),
@@ -164,7 +171,10 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
 
 /// Makes `dir` 0700 if it is ours; refuses it if it is someone else's,
 /// who could then replace the CA servers trust clients by (a folder made
-/// before in /tmp, say), and let their own client certificates in.
+/// before in /tmp, say), and let their own client certificates in. The
+/// same holds for every folder above it: whoever may rename entries there
+/// can put another folder in its place, so each must be ours or root's,
+/// and not writable by others unless sticky (as /tmp is).
 fn own_folder(dir: &Path) -> Result<(), CertError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let io = |error| CertError::Io {
@@ -178,6 +188,26 @@ fn own_folder(dir: &Path) -> Result<(), CertError> {
             dir: dir.to_path_buf(),
             owner: meta.uid(),
         });
+    }
+    let real = std::fs::canonicalize(dir).map_err(io)?;
+    for parent in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(parent).map_err(|error| CertError::Io {
+            path: parent.to_path_buf(),
+            error,
+        })?;
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(CertError::NotOurs {
+                dir: parent.to_path_buf(),
+                owner: meta.uid(),
+            });
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(CertError::OpenParent {
+                dir: parent.to_path_buf(),
+                mode,
+            });
+        }
     }
     if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
@@ -378,6 +408,44 @@ mod tests {
             )
         );
         assert!(!CertFiles::in_dir(&theirs).ca_cert.exists());
+
+        // Our folder inside theirs: they could rename it and put their own there.
+        let inside = theirs.join("ours");
+        let err = generate(&inside, &CertOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} belongs to user 65534, who could replace the CA in it: give the \
+                 certificates a folder of your own",
+                theirs.display()
+            )
+        );
+        assert!(!CertFiles::in_dir(&inside).ca_cert.exists());
+    }
+
+    /// A parent anyone may write, without the sticky bit /tmp has, lets
+    /// anyone swap the folder; with it, only its owner could.
+    #[test]
+    fn a_parent_others_may_write_is_refused_unless_sticky() {
+        let scratch = ScratchDir::new("certs-parent");
+        let open = scratch.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = generate(&open.join("certs"), &CertOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} can be written by other users (mode 777), who could swap the \
+                 certificates' folder in it: give the certificates a folder whose parents \
+                 only you or root can change",
+                open.display()
+            )
+        );
+        assert!(!CertFiles::in_dir(open.join("certs")).ca_cert.exists());
+
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let files = generate(&open.join("certs"), &CertOptions::default()).unwrap();
+        assert!(files.exist());
     }
 
     #[test]
