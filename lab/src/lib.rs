@@ -122,6 +122,6 @@ pub use topology::{EndpointPlan, NodeLink, NodePlan, Topology};
 /// `observe lab client`: one traffic item from inside the lab's cgroup.
 pub use traffic::run_client;
 pub use traffic::{
-    BIND_WAIT, DROP_WAIT, ItemReport, OP_TIMEOUT, Outcome, ROUND_PAUSE, TrafficReport,
-    TrafficSummary, bind_when_free, run_traffic, run_traffic_once, run_traffic_with,
+    BIND_WAIT, DROP_WAIT, ItemReport, OP_TIMEOUT, Outcome, ROUND_PAUSE, TRAFFIC_LOCK, TrafficLock,
+    TrafficReport, TrafficSummary, bind_when_free, run_traffic, run_traffic_once, run_traffic_with,
 };

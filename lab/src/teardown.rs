@@ -132,8 +132,8 @@ pub(crate) fn teardown(
 }
 
 /// Removes the state and endpoints files, the policy directory, the
-/// certificates, the relay's history and the processes' address files
-/// (logs stay), and the state directory if then empty.
+/// certificates, the relay's history, the processes' address files and the
+/// traffic lock (logs stay), and the state directory if then empty.
 pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
     if let Err(e) = probe_files::remove_policy_dir(state_dir) {
         report.errors.push(format!("{e:#}"));
@@ -155,6 +155,7 @@ pub(crate) fn remove_state_files(state_dir: &Path, report: &mut DownReport) {
         ENDPOINTS_FILE,
         SERVICES_FILE,
         PROMETHEUS_TARGETS_FILE,
+        crate::TRAFFIC_LOCK,
     ]
     .map(str::to_string);
     for file in fixed.into_iter().chain(ready_files) {
@@ -195,6 +196,7 @@ mod tests {
             "probe-node1.metrics",
             "relay.metrics",
             "prometheus-targets.json",
+            "traffic.lock",
             "relay.log",
             "probe-node1.log",
         ] {

@@ -99,6 +99,7 @@ pub fn traffic(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
+    let _sending = lab::TrafficLock::take(state_dir)?;
     let scenario = lab.scenario().clone();
     let summary = match duration {
         None => {
@@ -198,14 +199,15 @@ pub async fn demo(
     format: Option<Format>,
 ) -> anyhow::Result<()> {
     let scenario = load_scenario(scenario.as_deref())?;
-    let (lab, server) = tokio::task::spawn_blocking({
+    let (lab, server, _sending) = tokio::task::spawn_blocking({
         let scenario = scenario.clone();
         let state_dir = state_dir.clone();
-        move || -> anyhow::Result<(Lab, String)> {
+        move || -> anyhow::Result<(Lab, String, lab::TrafficLock)> {
             let mut lab = Lab::up(&scenario, &options(&state_dir, containers))?;
+            let sending = lab::TrafficLock::take(&state_dir)?;
             let probes = node_probes::start(&mut lab, &ProbeOptions::new(None)?)?;
             let relay = node_probes::start_relay(&mut lab, &probes, 0)?;
-            Ok((lab, relay.addr.to_string()))
+            Ok((lab, relay.addr.to_string(), sending))
         }
     })
     .await??;

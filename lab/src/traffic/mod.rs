@@ -32,6 +32,7 @@
 //! between two endpoints whose neighbour entries are not fresh.
 
 mod icmp;
+mod lock;
 mod report;
 mod service;
 mod tcp;
@@ -46,6 +47,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
 
+pub use lock::{TRAFFIC_LOCK, TrafficLock};
 pub use report::{ItemReport, Outcome, TrafficReport, TrafficSummary};
 pub use service::run_client;
 
