@@ -1,4 +1,4 @@
-//! `observe lab up|traffic|down` and `observe demo`.
+//! `observe lab up|traffic|restart|down` and `observe demo`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -23,7 +23,7 @@
 //! - [`policy_commands`]: `observe policy check|apply|delete`;
 //!   [`policy_whatif`]: `observe policy whatif`, the relay's replay of its
 //!   history against draft policies, as a report, JSON or a coloured graph.
-//! - [`lab_commands`]: `observe lab up|traffic|down` and `observe demo`, over
+//! - [`lab_commands`]: `observe lab up|traffic|restart|down` and `observe demo`, over
 //!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
 //! - [`pipe`]: stdout and stderr that end quietly when the reader goes away
 //!   (`observe flows | head -1` exits 0), for every command.

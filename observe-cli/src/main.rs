@@ -214,7 +214,8 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum LabCommand {
-    /// Build the scenario's endpoints and start a flow-probe per node.
+    /// Build the scenario's endpoints and start a flow-probe per node and
+    /// the relay.
     Up {
         /// Scenario file; the built-in default without one.
         scenario: Option<PathBuf>,
@@ -230,7 +231,8 @@ enum LabCommand {
         #[arg(long, value_name = "SECONDS")]
         duration: Option<u64>,
     },
-    /// Stop the lab's processes and remove everything it created.
+    /// Stop the lab's processes and remove its namespaces, state,
+    /// certificates and history (logs stay).
     Down,
     /// Restart a node's flow-probe (`node2`) or the relay (`relay`) on the
     /// address it served, e.g. after it was killed.

@@ -21,19 +21,20 @@
 //!   by flow time as soon as every connected node has passed their time
 //!   ([`watermark`]), and holds none longer than the window (late ones pass
 //!   at once, counted; memory is bounded).
-//! - [`store`]: the ring of merged flows and the broadcast to followers; a slow
-//!   follower loses flows (and is told), ingestion never waits.
+//! - `observer_runtime::store`: the ring of merged flows and the broadcast
+//!   to followers; a slow follower loses flows (and is told), ingestion
+//!   never waits.
 //! - [`server`]: the gRPC service, plaintext or (m)TLS (the peers are dialled
 //!   with TLS too when [`config::PeerOptions::tls`] is set; both through
 //!   `observer_runtime::tls`): GetFlows (node-status events first, history,
 //!   follow with in-band node-status changes; a follow without history
 //!   sends nothing older than its request), ServerStatus, GetNodes,
-//!   GetNamespaces; requests are checked by [`query`]. Hubble's `peer.Peer`
+//!   GetNamespaces; requests are checked by `observer_runtime::query`. Hubble's `peer.Peer`
 //!   on the same port lists the connected peers, so a stock hubble-relay
 //!   can follow our probes (`--peer-service`).
 //! - [`fanin`] wires the tasks over one [`state::RelayState`]; [`config`] holds
 //!   the settings ([`peer_tls`]: the TLS flags towards the probes); [`error`]
-//!   the error types; [`time`] flow-time arithmetic.
+//!   the error types.
 //! - [`metrics`]: Prometheus `/metrics` (peers, ingest per node, reorder counts,
 //!   history rows, files and bytes, SQL queries and durations).
 //!
@@ -63,8 +64,9 @@
 //!   with the same builder, and Grafana's service map reads the tables, so
 //!   all of them draw the same nodes and edges from the same flows.
 //!
-//! The store, the GetFlows request checks ([`query`]) and the `/metrics`
-//! endpoint are `observer_proto`'s, shared with flow-probe.
+//! The store, the GetFlows request checks and the `/metrics` endpoint are
+//! `observer_runtime`'s (`store`, `query`, `metrics_http`), shared with
+//! flow-probe.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), relay::RelayError> {

@@ -68,7 +68,8 @@ struct Args {
     /// host of each --peer.
     #[arg(long, value_name = "NAME")]
     tls_hubble_server_name: Option<String>,
-    /// How long each flow is held to be put in time order with other nodes'.
+    /// The longest a flow is held to be put in time order with other
+    /// nodes' (most go sooner: once every connected node has passed its time).
     #[arg(long, default_value_t = 500)]
     reorder_window_ms: u64,
     /// At most this many flows are held in the reorder window.

@@ -57,6 +57,7 @@
 //! | `source_service`, `destination_service` | utf8 | `namespace/name` |
 //! | `traffic_direction` | utf8 | `INGRESS`, `EGRESS` |
 //! | `observation_point` | utf8 | `TO_ENDPOINT`, ... |
+//! | `sock_xlate_point` | utf8 | a socket translation's point (`SOCK_XLATE_POINT_PRE_DIRECTION_FWD`, ...), null otherwise |
 //! | `is_reply` | boolean | null when unknown |
 //! | `trace_reason` | utf8 | traces only, as Hubble: `NEW` (a connection's first packet), `ESTABLISHED`, `REPLY`; and `REPORT`: no packet, flow-probe's report of the connection's counters (`volume.report`) |
 //! | `ingress_allowed_by`, `ingress_denied_by`, `egress_allowed_by`, `egress_denied_by` | utf8 | policies as `namespace/name` joined by `,` |

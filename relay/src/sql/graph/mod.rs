@@ -26,7 +26,7 @@
 //! | `subtitle` | utf8 | the namespace, empty for reserved nodes |
 //! | `mainstat` | uint64 | flows on its edges, in and out (a self-loop once) |
 //! | `secondarystat` | uint64 | bytes on its edges, in and out |
-//! | `detail__kind` | utf8 | `workload`, `world`, `host`, `unknown` |
+//! | `detail__kind` | utf8 | `workload`, `world`, `host`, `service`, `unknown` |
 //!
 //! # `graph_edges`: one row per source → target
 //! | column | type | |
