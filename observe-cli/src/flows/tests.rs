@@ -677,7 +677,7 @@ Nov 26 15:04:09.123   node2   PERF_EVENT_RING_BUFFER                      EVENTS
 }
 
 #[test]
-fn followed_table_has_fixed_widths() {
+fn followed_table_starts_fixed_and_widens_for_a_longer_cell() {
     let mut p = Printer::new(Options {
         format: Format::Table,
         print_node: false,
@@ -698,6 +698,19 @@ fn followed_table_has_fixed_widths() {
     assert_eq!(
         second,
         "Nov 26 15:04:08.123   other/client:50000               default/api:8080                 Policy denied    DROPPED      TCP Flags: SYN\n"
+    );
+    // A source longer than its column widens it for the rows after it.
+    let mut long = sample()[0].clone();
+    if let Some(ResponseTypes::Flow(f)) = &mut long.response_types {
+        f.source.as_mut().unwrap().pod_name = "frontend-with-a-long-pod-name-x7".into();
+    }
+    assert_eq!(
+        p.push(&long).unwrap().out,
+        "Nov 26 15:04:06.123   default/frontend-with-a-long-pod-name-x7:40000   default/api:8080                 to-endpoint      FORWARDED    TCP Flags: SYN\n"
+    );
+    assert_eq!(
+        p.push(&sample()[1]).unwrap().out,
+        "Nov 26 15:04:08.123   other/client:50000                               default/api:8080                 Policy denied    DROPPED      TCP Flags: SYN\n"
     );
     assert_eq!(p.finish(), "");
 }

@@ -1,15 +1,16 @@
 //! The `table` format: a header and aligned columns, as `hubble observe -o
 //! table` prints them (three spaces between columns, the last one unpadded).
 //! A bounded query is buffered so the widths fit every row; a followed stream
-//! is printed as it comes, in fixed widths that a longer cell just pushes.
+//! is printed as it comes, from fixed widths that a longer cell widens for
+//! the rows after it (its own line is pushed along, as it is printed).
 
 use super::color::paint_verdict;
 use super::fields::Row;
 
 /// Space between two columns.
 const GAP: usize = 3;
-/// Column widths while following: timestamp, node, source, destination, type,
-/// verdict (the summary is last and unpadded).
+/// Column widths a followed table starts with: timestamp, node, source,
+/// destination, type, verdict (the summary is last and unpadded).
 const FOLLOW_WIDTHS: [usize; 6] = [19, 12, 30, 30, 14, 10];
 
 /// Rows waiting for their widths, or the state of a followed table.
@@ -19,7 +20,8 @@ pub struct Table {
     print_node: bool,
     color: bool,
     rows: Vec<Vec<String>>,
-    header_done: bool,
+    /// While following: the widths so far (empty before the first row).
+    follow_widths: Vec<usize>,
 }
 
 impl Table {
@@ -39,17 +41,19 @@ impl Table {
             self.rows.push(cells);
             return String::new();
         }
-        let widths: Vec<usize> = if self.print_node {
-            FOLLOW_WIDTHS.to_vec()
-        } else {
-            [&FOLLOW_WIDTHS[..1], &FOLLOW_WIDTHS[2..]].concat()
-        };
         let mut out = String::new();
-        if !self.header_done {
-            self.header_done = true;
-            out += &self.line(&self.header(), &widths, false);
+        if self.follow_widths.is_empty() {
+            self.follow_widths = if self.print_node {
+                FOLLOW_WIDTHS.to_vec()
+            } else {
+                [&FOLLOW_WIDTHS[..1], &FOLLOW_WIDTHS[2..]].concat()
+            };
+            out += &self.line(&self.header(), &self.follow_widths, false);
         }
-        out += &self.line(&cells, &widths, self.color);
+        for (w, cell) in self.follow_widths.iter_mut().zip(&cells) {
+            *w = (*w).max(cell.chars().count());
+        }
+        out += &self.line(&cells, &self.follow_widths, self.color);
         out
     }
 
