@@ -50,13 +50,19 @@ pub enum CertError {
         dir.display()
     )]
     NotOurs { dir: PathBuf, owner: u32 },
-    /// A folder above it that other users may write, without the sticky
-    /// bit that keeps them from renaming what is not theirs.
+    /// A folder above it that another user owns, or that other users may
+    /// write without the sticky bit that keeps them from renaming what is
+    /// not theirs: they could swap the certificates' folder for their own.
     #[error(
-        "{} can be written by other users (mode {mode:o}), who could swap the certificates' folder in it: give the certificates a folder whose parents only you or root can change",
+        "{} {why}, who could swap {} for a folder with their own CA: give the certificates a folder whose parents only you or root can change",
+        parent.display(),
         dir.display()
     )]
-    OpenParent { dir: PathBuf, mode: u32 },
+    OpenParent {
+        parent: PathBuf,
+        dir: PathBuf,
+        why: String,
+    },
     /// The key or certificate could not be made.
     #[error("making the certificates: {0}")]
     Generate(#[from] rcgen::Error),
@@ -147,6 +153,7 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
         return Err(CertError::Exists(p.to_path_buf()));
     }
     let made = make(&names, opts.valid_days)?;
+    check_parents(dir)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -169,12 +176,58 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
     Ok(files)
 }
 
+/// Refuses `dir` when someone else could swap it for a folder of theirs:
+/// whoever may rename entries in a folder above it (on the path as given,
+/// symbolic links included, and on the path they lead to) can. So each
+/// existing one must belong to us, root or, under sudo, the user who ran
+/// it, and be writable by no one else unless it is sticky (as /tmp is);
+/// a group may write where the group is ours. Checked before anything is
+/// made.
+fn check_parents(dir: &Path) -> Result<(), CertError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| CertError::Io { path, error }
+    };
+    let given = std::path::absolute(dir).map_err(io(dir))?;
+    // The nearest folder that exists, resolved: the rest is made by us.
+    let existing = given
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    let real = std::fs::canonicalize(existing).map_err(io(existing))?;
+    let me = rustix::process::geteuid().as_raw();
+    let my_group = rustix::process::getegid().as_raw();
+    // Under sudo, the user who asked: their own folder is no threat to them.
+    let asker = (me == 0)
+        .then(|| std::env::var("SUDO_UID").ok()?.parse::<u32>().ok())
+        .flatten();
+    let parents = given.ancestors().skip(1).filter(|a| a.exists());
+    // `dir` itself, when it exists, is own_folder's to check.
+    let own = usize::from(existing == given.as_path());
+    for parent in parents.chain(real.ancestors().skip(own)) {
+        let meta = std::fs::metadata(parent).map_err(io(parent))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        let why = if meta.uid() != me && meta.uid() != 0 && Some(meta.uid()) != asker {
+            format!("belongs to user {}", meta.uid())
+        } else if !sticky && (mode & 0o002 != 0 || (mode & 0o020 != 0 && meta.gid() != my_group)) {
+            format!("can be written by other users (mode {mode:o})")
+        } else {
+            continue;
+        };
+        return Err(CertError::OpenParent {
+            parent: parent.to_path_buf(),
+            dir: dir.to_path_buf(),
+            why,
+        });
+    }
+    Ok(())
+}
+
 /// Makes `dir` 0700 if it is ours; refuses it if it is someone else's,
 /// who could then replace the CA servers trust clients by (a folder made
-/// before in /tmp, say), and let their own client certificates in. The
-/// same holds for every folder above it: whoever may rename entries there
-/// can put another folder in its place, so each must be ours or root's,
-/// and not writable by others unless sticky (as /tmp is).
+/// before in /tmp, say), and let their own client certificates in.
 fn own_folder(dir: &Path) -> Result<(), CertError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let io = |error| CertError::Io {
@@ -188,26 +241,6 @@ fn own_folder(dir: &Path) -> Result<(), CertError> {
             dir: dir.to_path_buf(),
             owner: meta.uid(),
         });
-    }
-    let real = std::fs::canonicalize(dir).map_err(io)?;
-    for parent in real.ancestors().skip(1) {
-        let meta = std::fs::metadata(parent).map_err(|error| CertError::Io {
-            path: parent.to_path_buf(),
-            error,
-        })?;
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(CertError::NotOurs {
-                dir: parent.to_path_buf(),
-                owner: meta.uid(),
-            });
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            return Err(CertError::OpenParent {
-                dir: parent.to_path_buf(),
-                mode,
-            });
-        }
     }
     if meta.permissions().mode() & 0o077 != 0 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
@@ -409,18 +442,34 @@ mod tests {
         );
         assert!(!CertFiles::in_dir(&theirs).ca_cert.exists());
 
-        // Our folder inside theirs: they could rename it and put their own there.
+        // Our folder inside theirs: they could rename it and put their own
+        // there. Refused before anything is made.
         let inside = theirs.join("ours");
         let err = generate(&inside, &CertOptions::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "{} belongs to user 65534, who could replace the CA in it: give the \
-                 certificates a folder of your own",
-                theirs.display()
+                "{} belongs to user 65534, who could swap {} for a folder with their own CA: \
+                 give the certificates a folder whose parents only you or root can change",
+                theirs.display(),
+                inside.display()
             )
         );
-        assert!(!CertFiles::in_dir(&inside).ca_cert.exists());
+        assert!(!inside.exists());
+
+        // Reached through a symbolic link in their folder, which they could
+        // point elsewhere later: the link's folder counts too.
+        let mine = scratch.path().join("mine");
+        std::fs::create_dir(&mine).unwrap();
+        let link = theirs.join("link");
+        std::os::unix::fs::symlink(&mine, &link).unwrap();
+        let err = generate(&link, &CertOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{} belongs to user 65534", theirs.display())),
+            "{err}"
+        );
+        assert!(!CertFiles::in_dir(&mine).ca_cert.exists());
     }
 
     /// A parent anyone may write, without the sticky bit /tmp has, lets
@@ -431,21 +480,40 @@ mod tests {
         let open = scratch.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = generate(&open.join("certs"), &CertOptions::default()).unwrap_err();
+        let certs = open.join("certs");
+        let err = generate(&certs, &CertOptions::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "{} can be written by other users (mode 777), who could swap the \
-                 certificates' folder in it: give the certificates a folder whose parents \
-                 only you or root can change",
-                open.display()
+                "{} can be written by other users (mode 777), who could swap {} for a folder \
+                 with their own CA: give the certificates a folder whose parents only you or \
+                 root can change",
+                open.display(),
+                certs.display()
             )
         );
-        assert!(!CertFiles::in_dir(open.join("certs")).ca_cert.exists());
+        assert!(!certs.exists(), "nothing made before the check");
+
+        // Writable by our own group only (a user's private group, umask 002).
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::os::unix::fs::chown(&open, None, Some(rustix::process::getegid().as_raw())).unwrap();
+        assert!(generate(&certs, &CertOptions::default()).unwrap().exist());
+        std::fs::remove_dir_all(&certs).unwrap();
+        // Another group's members may write: refused (root can give it away).
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&open, None, Some(65_534)).unwrap();
+            let err = generate(&certs, &CertOptions::default()).unwrap_err();
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "{} can be written by other users (mode 775)",
+                    open.display()
+                )),
+                "{err}"
+            );
+        }
 
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let files = generate(&open.join("certs"), &CertOptions::default()).unwrap();
-        assert!(files.exist());
+        assert!(generate(&certs, &CertOptions::default()).unwrap().exist());
     }
 
     #[test]
