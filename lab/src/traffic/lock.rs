@@ -3,6 +3,7 @@
 //! the other's items fail as "address in use".
 
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -28,21 +29,29 @@ impl TrafficLock {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = if holder.is_empty() {
-                "another process".to_string()
-            } else {
-                format!("process {holder}")
-            };
-            bail!(
-                "{who} is already sending this lab's traffic (`observe lab traffic` or the \
-                 demo): its servers hold the scenario's ports; wait for it to end or stop it"
-            );
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("process {holder}")
+                };
+                bail!(
+                    "{who} is already sending this lab's traffic (`observe lab traffic` or the \
+                     demo): its servers hold the scenario's ports; wait for it to end or stop it"
+                );
+            }
+            Err(e) => {
+                return Err(std::io::Error::from(e))
+                    .with_context(|| format!("locking {}", path.display()));
+            }
         }
         file.set_len(0)
             .and_then(|()| file.rewind())
@@ -71,6 +80,12 @@ mod tests {
                 std::process::id()
             )
         );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join(TRAFFIC_LOCK))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         drop(first);
         TrafficLock::take(dir.path()).expect("free once the first is dropped");
     }
