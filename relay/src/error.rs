@@ -97,7 +97,8 @@ pub(crate) enum Connection {
     /// Nothing yet: a close may be TLS refused, or a connection cap.
     New,
     /// It has: a close is the peer ending it (stopping, or a stall it timed
-    /// out), not a matter of settings.
+    /// out), not a matter of settings; a reconnect the channel makes may
+    /// still fail its handshake or its connect, and is explained.
     Answered,
 }
 

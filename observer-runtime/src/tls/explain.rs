@@ -132,12 +132,15 @@ pub fn broken_connection(e: &(dyn Error + 'static)) -> bool {
 const AT_CAP: &str =
     "if its log says it is at its connection cap, wait or raise its --max-connections";
 
-/// As [`hint`], for a call on a connection that has answered one before:
-/// its closing or reset then says nothing of TLS settings or a connection
-/// cap (a server that timed out a stalled connection closes it too), so
-/// only a TLS failure itself, of a reconnect, is explained.
+/// As [`hint`], for a call on a channel whose connection has answered one
+/// before: its closing or reset then says nothing of TLS settings or a
+/// connection cap (a server that timed out a stalled connection closes it
+/// too), so only a TLS failure itself, or a reconnect that could not
+/// connect, is explained.
 pub fn hint_answered(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<String> {
-    tls_failure(e)?;
+    if tls_failure(e).is_none() && !chain(e).contains("tcp connect error") {
+        return None;
+    }
     hint(e, tls, flags)
 }
 

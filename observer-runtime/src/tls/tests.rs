@@ -527,6 +527,11 @@ fn a_reset_during_the_tcp_connect_blames_no_certificate() {
     let want = "the server reset the connection before it was made: is it stopping or restarting? Try again";
     for tls in [true, false] {
         assert_eq!(explain::hint(&reset, tls, &FLAGS).as_deref(), Some(want));
+        // Also when the channel had answered before: its reconnect failed.
+        assert_eq!(
+            explain::hint_answered(&reset, tls, &FLAGS).as_deref(),
+            Some(want)
+        );
     }
 }
 
