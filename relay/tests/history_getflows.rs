@@ -348,6 +348,19 @@ async fn flows_history_lost_in_the_range_come_as_lost_events() {
     .await;
     assert!(later.lost.is_empty(), "{:?}", later.lost);
     assert_eq!(later.flows, (60..100).collect::<Vec<_>>());
+    // The first 30: the losses among them, none from after the last.
+    let first = ask(
+        &s,
+        GetFlowsRequest {
+            since: since(0),
+            number: 30,
+            first: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(first.flows, (0..30).collect::<Vec<_>>());
+    assert_eq!(first.lost, [("node0".into(), 2, 21, 20)]);
 }
 
 #[tokio::test]

@@ -195,8 +195,9 @@ const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(60);
 /// On a blocking thread of the runtime: reads the range from a snapshot
 /// and sends what `query` selects, as `take` says, each of `losses` (in
 /// time order, not counted as flows) before the first flow later than it
-/// and the rest at the end; a client that takes nothing for `stall` ends
-/// the read, and so does a read going on after `whole`.
+/// and the rest at the end (not when the first N stopped the read); a
+/// client that takes nothing for `stall` ends the read, and so does a
+/// read going on after `whole`.
 fn read_range(
     history: &Arc<History>,
     (range, losses): (Range, Vec<GetFlowsResponse>),
@@ -260,8 +261,12 @@ fn read_range(
         Take::All | Take::First(_) => scan::each_kept(sources, range, &mut keep, &stop, &mut emit),
     }
     .map_err(ReadEnd::Io)?;
+    // The losses after the last flow, unless the read ended early: a read
+    // cut short is asked again from its last flow and would get them
+    // twice, and the first N end at their last flow.
+    let complete = !too_long && !expired.get() && sent < max;
     for lost in losses.by_ref() {
-        if gone.get() || stalled.get() || !give(lost) {
+        if !complete || gone.get() || stalled.get() || !give(lost) {
             break;
         }
     }
