@@ -363,6 +363,21 @@ fn each<T>(
 
 /// Hubble's event type names and their monitor numbers.
 fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
+    // As in Hubble, one type a flag; a list is a common first try.
+    if v.contains(',') {
+        let each: Vec<String> = v
+            .split(',')
+            .map(|t| format!("--type {}", t.trim()))
+            .collect();
+        return Err(bad(
+            "type",
+            v,
+            &format!(
+                "one event type per --type: give the flag once for each ({})",
+                each.join(" ")
+            ),
+        ));
+    }
     let (name, sub) = match v.split_once(':') {
         Some((n, s)) => (n, Some(s)),
         None => (v, None),
@@ -376,14 +391,6 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         "trace-sock" | "sock" => 7,
         "l7" => 129,
         "agent" => 130,
-        // As in Hubble, one type a flag; a list is a common first try.
-        n if n.contains(',') => {
-            return Err(bad(
-                "type",
-                v,
-                "one event type per --type: give the flag once for each (--type policy-verdict --type drop)",
-            ));
-        }
         n => event_number(n).ok_or_else(|| {
             bad(
                 "type",
@@ -1153,6 +1160,10 @@ mod tests {
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["policy-verdict,drop".into()]),
                 "--type \"policy-verdict,drop\": one event type per --type: give the flag once for each (--type policy-verdict --type drop)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["trace:to-endpoint,drop".into()]),
+                "--type \"trace:to-endpoint,drop\": one event type per --type: give the flag once for each (--type trace:to-endpoint --type drop)",
             ),
             (
                 Box::new(|a: &mut FilterArgs| {
