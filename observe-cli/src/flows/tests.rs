@@ -712,6 +712,19 @@ fn followed_table_starts_fixed_and_widens_for_a_longer_cell() {
         p.push(&sample()[1]).unwrap().out,
         "Nov 26 15:04:08.123   other/client:50000                               default/api:8080                 Policy denied    DROPPED      TCP Flags: SYN\n"
     );
+    // Up to twice the first width (30): a longer cell only pushes its line.
+    let mut huge = sample()[0].clone();
+    if let Some(ResponseTypes::Flow(f)) = &mut huge.response_types {
+        f.source.as_mut().unwrap().pod_name = "p".repeat(70);
+    }
+    p.push(&huge).unwrap();
+    assert_eq!(
+        p.push(&sample()[1]).unwrap().out,
+        format!(
+            "Nov 26 15:04:08.123   other/client:50000{}   default/api:8080                 Policy denied    DROPPED      TCP Flags: SYN\n",
+            " ".repeat(60 - "other/client:50000".len())
+        )
+    );
     assert_eq!(p.finish(), "");
 }
 

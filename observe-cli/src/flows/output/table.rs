@@ -2,7 +2,8 @@
 //! table` prints them (three spaces between columns, the last one unpadded).
 //! A bounded query is buffered so the widths fit every row; a followed stream
 //! is printed as it comes, from fixed widths that a longer cell widens for
-//! the rows after it (its own line is pushed along, as it is printed).
+//! the rows after it, up to twice the first (its own line is pushed along,
+//! as it is printed; the header keeps the first widths).
 
 use super::color::paint_verdict;
 use super::fields::Row;
@@ -43,18 +44,24 @@ impl Table {
         }
         let mut out = String::new();
         if self.follow_widths.is_empty() {
-            self.follow_widths = if self.print_node {
-                FOLLOW_WIDTHS.to_vec()
-            } else {
-                [&FOLLOW_WIDTHS[..1], &FOLLOW_WIDTHS[2..]].concat()
-            };
+            self.follow_widths = self.follow_start();
             out += &self.line(&self.header(), &self.follow_widths, false);
         }
-        for (w, cell) in self.follow_widths.iter_mut().zip(&cells) {
-            *w = (*w).max(cell.chars().count());
+        let start = self.follow_start();
+        for ((w, start), cell) in self.follow_widths.iter_mut().zip(start).zip(&cells) {
+            *w = (*w).max(cell.chars().count().min(2 * start));
         }
         out += &self.line(&cells, &self.follow_widths, self.color);
         out
+    }
+
+    /// The widths a followed table starts from.
+    fn follow_start(&self) -> Vec<usize> {
+        if self.print_node {
+            FOLLOW_WIDTHS.to_vec()
+        } else {
+            [&FOLLOW_WIDTHS[..1], &FOLLOW_WIDTHS[2..]].concat()
+        }
     }
 
     /// The buffered table, header first; empty when no row came.
