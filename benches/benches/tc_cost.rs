@@ -167,6 +167,7 @@ fn main() -> anyhow::Result<()> {
         lab.prefix(),
         rounds
     );
+    println!("machine: {}", benches::machine());
     println!(
         "{:<20} {:>5} {:>10} {:>10} {:>7} {:>7} {:>9} {:>9} {:>9}",
         "mode", "round", "packets", "events", "ev/pkt", "lost", "ns/pkt in", "ns/pkt eg", "ns/pkt"

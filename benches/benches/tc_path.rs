@@ -458,6 +458,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "tc_ingress per run by path, BPF_PROG_TEST_RUN; warm: {BATCH} runs a call; the rest one run a call, {flows} flows"
     );
+    println!("machine: {}", benches::machine());
     println!(
         "{:<20} {:>18} {:>18} {:>18}",
         "mode", "established, warm", "new flow", "established, cold"

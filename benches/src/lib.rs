@@ -1,6 +1,7 @@
 //! Benchmarks live in `benches/`; this library holds what they share: timing a
 //! loop and printing a result next to the baseline measured in the same run
-//! ([`rate`], [`report`]), memory of this process ([`memory_mb`]), synthetic
+//! ([`rate`], [`report`]), the machine it ran on ([`machine`]), memory of
+//! this process ([`memory_mb`]), synthetic
 //! endpoints ([`workload_endpoint`]), a measured round of the tc probe
 //! under lab traffic ([`probe_load`]), and the history benchmarks' settings
 //! and history ([`history`]); [`loadgen`] is the latency benchmark's load
@@ -22,6 +23,39 @@ pub fn rate(n: u64, mut f: impl FnMut(u64)) -> (f64, Duration) {
     }
     let took = start.elapsed();
     (n as f64 / took.as_secs_f64(), took)
+}
+
+/// The CPU's model name (`/proc/cpuinfo`), empty when unknown.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// One line naming the machine: CPU, count, kernel, and the two speculation
+/// mitigations that set what an indirect call and a return cost (every BPF
+/// program run and helper call pays them): a kernel cost measured on
+/// another CPU or with other mitigations is not comparable.
+pub fn machine() -> String {
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mitigation = |name: &str| {
+        std::fs::read_to_string(format!("/sys/devices/system/cpu/vulnerabilities/{name}"))
+            .map_or_else(|_| "unknown".to_string(), |s| s.trim().to_string())
+    };
+    format!(
+        "{nproc} x {}, kernel {}; spectre_v2: {}; spec_rstack_overflow: {}",
+        cpu_model(),
+        kernel.trim(),
+        mitigation("spectre_v2"),
+        mitigation("spec_rstack_overflow")
+    )
 }
 
 /// A field of `/proc/self/status` in MB: `"VmRSS:"` (now) or `"VmHWM:"` (peak).

@@ -750,15 +750,7 @@ fn render(
     let mut s = String::new();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_default();
+    let cpu_model = crate::cpu_model();
     let _ = writeln!(
         s,
         "# Latency overhead of observing: sidecar vs eBPF (issue 7)\n"
