@@ -153,7 +153,7 @@ async fn the_lab_speaks_mtls_and_refuses_every_other_client() {
     let probe_log = std::fs::read_to_string(&env.probe.log).unwrap();
     assert!(
         probe_log.contains(&format!(
-            "serving observer.Observer on {} (mTLS (client certificates required))",
+            "serving observer.Observer on {} over mTLS (client certificates required)",
             env.probe.addr
         )),
         "{probe_log}"
@@ -161,7 +161,7 @@ async fn the_lab_speaks_mtls_and_refuses_every_other_client() {
     let relay_log = std::fs::read_to_string(&relay.log).unwrap();
     assert!(
         relay_log.contains(&format!(
-            "serving observer.Observer on {} (mTLS (client certificates required)) for 1 peer(s) (mTLS)",
+            "serving observer.Observer on {} over mTLS (client certificates required); following 1 peer(s) over mTLS",
             relay.addr
         )),
         "{relay_log}"

@@ -308,7 +308,7 @@ pub async fn run(
         log::warn!("{warning}");
     }
     log::info!(
-        "serving observer.Observer on {bound} ({})",
+        "serving observer.Observer on {bound} over {}",
         cfg.tls.as_ref().map_or("plaintext", ServerTls::describe)
     );
     if let Some(path) = &cfg.ready_file {

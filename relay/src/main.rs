@@ -203,7 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         log::warn!("{warning}; here that reader also runs SQL over the history");
     }
     log::info!(
-        "serving observer.Observer on {bound} ({}) for {} peer(s) ({})",
+        "serving observer.Observer on {bound} over {}; following {} peer(s) over {}",
         server_tls.as_ref().map_or("plaintext", ServerTls::describe),
         args.peers.len(),
         match &cfg.peer.tls {

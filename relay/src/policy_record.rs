@@ -53,7 +53,11 @@ pub(crate) async fn follow(
             Err(e) => {
                 client = None;
                 if !failing {
-                    log::info!("policy states of {uri}: {e}; asking again later");
+                    log::info!(
+                        "policy states of {uri}: {:?}: {}; asking again later",
+                        e.code(),
+                        e.message()
+                    );
                 }
                 failing = true;
                 match e.code() {

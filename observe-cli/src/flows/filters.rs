@@ -27,10 +27,12 @@ pub struct FilterArgs {
     /// Source or destination IP or CIDR.
     #[arg(long = "ip")]
     pub ip: Vec<String>,
-    /// Source pod, `[namespace/]name-prefix`.
+    /// Source pod, `[namespace/]name-prefix` (namespace `default` when not
+    /// given, as in Hubble; `/prefix` for any namespace).
     #[arg(long = "from-pod")]
     pub from_pod: Vec<String>,
-    /// Destination pod, `[namespace/]name-prefix`.
+    /// Destination pod, `[namespace/]name-prefix` (namespace `default` when
+    /// not given, as in Hubble; `/prefix` for any namespace).
     #[arg(long = "to-pod")]
     pub to_pod: Vec<String>,
     /// Source or destination pod.
