@@ -361,6 +361,40 @@ async fn flows_history_lost_in_the_range_come_as_lost_events() {
     .await;
     assert_eq!(first.flows, (0..30).collect::<Vec<_>>());
     assert_eq!(first.lost, [("node0".into(), 2, 21, 20)]);
+
+    // A window inside the loss's second: its times stay within the window
+    // (the count is the second's whole, so it never falls short).
+    let at_ns = |secs: i64, nanos: i32| prost_types::Timestamp {
+        seconds: T0 + secs,
+        nanos,
+    };
+    let mut client = ObserverClient::connect(format!("http://{}", s.addr))
+        .await
+        .unwrap();
+    let mut stream = client
+        .get_flows(GetFlowsRequest {
+            since: Some(at_ns(20, 500_000_000)),
+            until: Some(at_ns(20, 700_000_000)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lost = Vec::new();
+    while let Some(r) = stream.message().await.unwrap() {
+        if let Some(ResponseTypes::LostEvents(l)) = r.response_types {
+            lost.push((r.time, l.num_events_lost, l.first, l.last));
+        }
+    }
+    assert_eq!(
+        lost,
+        [(
+            Some(at_ns(20, 500_000_000)),
+            2,
+            Some(at_ns(20, 500_000_000)),
+            Some(at_ns(20, 700_000_000))
+        )]
+    );
 }
 
 #[tokio::test]

@@ -145,18 +145,21 @@ impl Older {
 
 /// One `LostEvent` per node for the flows history lacks in `range`, in
 /// time order; each is stamped with the start of its losses (whole
-/// seconds, as history counts them), where it goes among the flows.
+/// seconds, as history counts them, cut to the range), where it goes
+/// among the flows.
 fn losses_between(history: &History, range: Range) -> Vec<GetFlowsResponse> {
     let mut missing = history.losses().between(Some(range.from), Some(range.to));
     missing.sort_by_key(|m| m.first_sec);
     missing
         .into_iter()
         .map(|m| {
-            let first = m.first_sec.saturating_mul(1_000_000_000);
+            // Whole seconds, within the range asked for.
+            let first = m.first_sec.saturating_mul(1_000_000_000).max(range.from);
             let last = m
                 .last_sec
                 .saturating_mul(1_000_000_000)
-                .saturating_add(999_999_999);
+                .saturating_add(999_999_999)
+                .min(range.to);
             let mut lost = feed::lost_event(m.node, m.flows, first, last);
             lost.time = Some(timestamp(i128::from(first)));
             lost
