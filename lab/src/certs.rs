@@ -153,7 +153,8 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
         return Err(CertError::Exists(p.to_path_buf()));
     }
     let made = make(&names, opts.valid_days)?;
-    check_parents(dir)?;
+    let trust = Trust::here();
+    check_parents(dir, &trust)?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -162,6 +163,7 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
             path: dir.to_path_buf(),
             error,
         })?;
+    check_resolved(dir, &trust)?;
     own_folder(dir)?;
     let contents = [
         made.ca_cert,
@@ -176,53 +178,132 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
     Ok(files)
 }
 
+/// Who may own, or write, a folder on the certificates' path without
+/// being able to swap the folder for one of theirs.
+struct Trust {
+    me: u32,
+    /// Under sudo, the user who asked: their own folders are no threat to them.
+    asker: Option<u32>,
+    /// Groups whose write is ours alone: our own (or the asker's) private
+    /// group, named as its user and listing no members.
+    groups: Vec<u32>,
+}
+
+impl Trust {
+    fn here() -> Trust {
+        let me = rustix::process::geteuid().as_raw();
+        let sudo = |var: &str| {
+            (me == 0)
+                .then(|| std::env::var(var).ok()?.parse::<u32>().ok())
+                .flatten()
+        };
+        let asker = sudo("SUDO_UID");
+        let mut candidates = vec![(me, rustix::process::getegid().as_raw())];
+        candidates.extend(asker.zip(sudo("SUDO_GID")));
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let groups = candidates
+            .into_iter()
+            .filter(|&(uid, gid)| private_group(&passwd, &group, uid, gid))
+            .map(|(_, gid)| gid)
+            .collect();
+        Trust { me, asker, groups }
+    }
+
+    fn owns(&self, uid: u32) -> bool {
+        uid == self.me || uid == 0 || Some(uid) == self.asker
+    }
+
+    /// Why a folder with `meta` lets someone else rename what is in it.
+    fn doubt(&self, meta: &std::fs::Metadata) -> Option<String> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let mode = meta.permissions().mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        if !self.owns(meta.uid()) {
+            Some(format!("belongs to user {}", meta.uid()))
+        } else if !sticky
+            && (mode & 0o002 != 0 || (mode & 0o020 != 0 && !self.groups.contains(&meta.gid())))
+        {
+            Some(format!("can be written by other users (mode {mode:o})"))
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether group `gid` is user `uid`'s private group in these
+/// `/etc/passwd` and `/etc/group` texts: named as the user, no members.
+fn private_group(passwd: &str, group: &str, uid: u32, gid: u32) -> bool {
+    let user = passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0])
+    });
+    group.lines().any(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        f.len() > 3 && f[2].parse() == Ok(gid) && Some(f[0]) == user && f[3].trim().is_empty()
+    })
+}
+
 /// Refuses `dir` when someone else could swap it for a folder of theirs:
-/// whoever may rename entries in a folder above it (on the path as given,
-/// symbolic links included, and on the path they lead to) can. So each
-/// existing one must belong to us, root or, under sudo, the user who ran
-/// it, and be writable by no one else unless it is sticky (as /tmp is);
-/// a group may write where the group is ours. Checked before anything is
-/// made.
-fn check_parents(dir: &Path) -> Result<(), CertError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| CertError::Io { path, error }
-    };
-    let given = std::path::absolute(dir).map_err(io(dir))?;
-    // The nearest folder that exists, resolved: the rest is made by us.
+/// whoever may rename entries in a folder above it, or re-point a symbolic
+/// link on the way, can. Each existing folder above it, on the path as
+/// given and on the path it resolves to, must pass [`Trust::doubt`], and
+/// each link must be ours (root's, the asker's). Checked before anything
+/// is made; [`check_resolved`] looks again once the folder exists.
+fn check_parents(dir: &Path, trust: &Trust) -> Result<(), CertError> {
+    use std::os::unix::fs::MetadataExt;
+    let given = std::path::absolute(dir).map_err(io_at(dir))?;
+    for p in given.ancestors() {
+        if let Ok(link) = std::fs::symlink_metadata(p)
+            && link.file_type().is_symlink()
+            && !trust.owns(link.uid())
+        {
+            let why = format!("is a symbolic link of user {}", link.uid());
+            return Err(open_parent(p, dir, why));
+        }
+    }
+    // The nearest folder that exists, resolved: the rest does not exist yet.
     let existing = given
         .ancestors()
         .find(|a| a.exists())
         .unwrap_or(Path::new("/"));
-    let real = std::fs::canonicalize(existing).map_err(io(existing))?;
-    let me = rustix::process::geteuid().as_raw();
-    let my_group = rustix::process::getegid().as_raw();
-    // Under sudo, the user who asked: their own folder is no threat to them.
-    let asker = (me == 0)
-        .then(|| std::env::var("SUDO_UID").ok()?.parse::<u32>().ok())
-        .flatten();
+    let real = std::fs::canonicalize(existing).map_err(io_at(existing))?;
     let parents = given.ancestors().skip(1).filter(|a| a.exists());
     // `dir` itself, when it exists, is own_folder's to check.
     let own = usize::from(existing == given.as_path());
     for parent in parents.chain(real.ancestors().skip(own)) {
-        let meta = std::fs::metadata(parent).map_err(io(parent))?;
-        let mode = meta.permissions().mode() & 0o7777;
-        let sticky = mode & 0o1000 != 0;
-        let why = if meta.uid() != me && meta.uid() != 0 && Some(meta.uid()) != asker {
-            format!("belongs to user {}", meta.uid())
-        } else if !sticky && (mode & 0o002 != 0 || (mode & 0o020 != 0 && meta.gid() != my_group)) {
-            format!("can be written by other users (mode {mode:o})")
-        } else {
-            continue;
-        };
-        return Err(CertError::OpenParent {
-            parent: parent.to_path_buf(),
-            dir: dir.to_path_buf(),
-            why,
-        });
+        let meta = std::fs::metadata(parent).map_err(io_at(parent))?;
+        if let Some(why) = trust.doubt(&meta) {
+            return Err(open_parent(parent, dir, why));
+        }
     }
     Ok(())
+}
+
+/// Once `dir` exists: the folders above where it really is, which a `..`
+/// or a link in the part that did not exist before could have moved.
+fn check_resolved(dir: &Path, trust: &Trust) -> Result<(), CertError> {
+    let real = std::fs::canonicalize(dir).map_err(io_at(dir))?;
+    for parent in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(parent).map_err(io_at(parent))?;
+        if let Some(why) = trust.doubt(&meta) {
+            return Err(open_parent(parent, dir, why));
+        }
+    }
+    Ok(())
+}
+
+fn open_parent(parent: &Path, dir: &Path, why: String) -> CertError {
+    CertError::OpenParent {
+        parent: parent.to_path_buf(),
+        dir: dir.to_path_buf(),
+        why,
+    }
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> CertError {
+    let path = path.to_path_buf();
+    move |error| CertError::Io { path, error }
 }
 
 /// Makes `dir` 0700 if it is ours; refuses it if it is someone else's,
@@ -470,6 +551,52 @@ mod tests {
             "{err}"
         );
         assert!(!CertFiles::in_dir(&mine).ca_cert.exists());
+
+        // A `..` after a folder that does not exist yet leads into theirs:
+        // found once the folder is made, before anything is written.
+        let around = scratch.path().join("missing/../theirs/certs");
+        let err = generate(&around, &CertOptions::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{} belongs to user 65534", theirs.display())),
+            "{err}"
+        );
+        assert!(!CertFiles::in_dir(theirs.join("certs")).ca_cert.exists());
+
+        // A link of theirs in a sticky folder (as /tmp is): they may point
+        // it elsewhere whatever it points at now.
+        let sticky = scratch.path().join("sticky");
+        std::fs::create_dir(&sticky).unwrap();
+        std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let their_link = sticky.join("link");
+        std::os::unix::fs::symlink(&mine, &their_link).unwrap();
+        std::os::unix::fs::lchown(&their_link, Some(65_534), None).unwrap();
+        let err = generate(&their_link, &CertOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is a symbolic link of user 65534, who could swap {} for a folder with \
+                 their own CA: give the certificates a folder whose parents only you or root \
+                 can change",
+                their_link.display(),
+                their_link.display()
+            )
+        );
+        assert!(!CertFiles::in_dir(&mine).ca_cert.exists());
+    }
+
+    #[test]
+    fn only_a_private_group_may_write_a_parent() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        let group = "root:x:0:\nalice:x:1000:\nusers:x:100:alice,bob\nstaff:x:50:\n";
+        assert!(private_group(passwd, group, 1000, 1000));
+        assert!(private_group(passwd, group, 0, 0));
+        assert!(
+            !private_group(passwd, group, 1000, 100),
+            "shared, with members"
+        );
+        assert!(!private_group(passwd, group, 1000, 50), "another name");
+        assert!(!private_group(passwd, group, 2000, 1000), "unknown user");
     }
 
     /// A parent anyone may write, without the sticky bit /tmp has, lets
