@@ -91,7 +91,7 @@ fn wait_for(lines: &Receiver<String>, text: &str, seen: &mut Vec<String>) -> Str
     }
 }
 
-/// The address in "serving observer.Observer on ADDR for ...".
+/// The address in "serving observer.Observer on ADDR over ...".
 fn address(lines: &Receiver<String>, seen: &mut Vec<String>) -> String {
     let line = wait_for(lines, "serving observer.Observer on ", seen);
     let rest = line.split("serving observer.Observer on ").nth(1).unwrap();

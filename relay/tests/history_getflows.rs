@@ -361,6 +361,19 @@ async fn flows_history_lost_in_the_range_come_as_lost_events() {
     .await;
     assert_eq!(first.flows, (0..30).collect::<Vec<_>>());
     assert_eq!(first.lost, [("node0".into(), 2, 21, 20)]);
+    // The last 55 (45..100): node2's loss at 50 among them, not node0's
+    // from before their first.
+    let last = ask(
+        &s,
+        GetFlowsRequest {
+            since: since(0),
+            number: 55,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(last.flows, (45..100).collect::<Vec<_>>());
+    assert_eq!(last.lost, [("node2".into(), 7, 6, 50)]);
 
     // A window inside the loss's second: its times stay within the window
     // (the count is the second's whole, so it never falls short).

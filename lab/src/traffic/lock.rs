@@ -3,7 +3,7 @@
 //! the other's items fail as "address in use".
 
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -32,6 +32,12 @@ impl TrafficLock {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        // Made 0600 above; one an older version left open is narrowed.
+        let mode = file.metadata().map(|m| m.permissions().mode()).unwrap_or(0);
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("narrowing {}", path.display()))?;
+        }
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
@@ -80,7 +86,6 @@ mod tests {
                 std::process::id()
             )
         );
-        use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(TRAFFIC_LOCK))
             .unwrap()
             .permissions()

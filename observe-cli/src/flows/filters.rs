@@ -369,7 +369,9 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
     if v.contains(',') {
         let each: Vec<String> = v
             .split(',')
-            .map(|t| format!("--type {}", t.trim()))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| format!("--type {t}"))
             .collect();
         return Err(bad(
             "type",

@@ -9,8 +9,10 @@
 //!
 //! Flows history could not keep in the range come as one `LostEvent` per
 //! node (source `HUBBLE_RING_BUFFER`, [`crate::history::feed`]), stamped
-//! with the second its losses begin and sent among the flows there. A
-//! failed read ends the answer with an error: never only the ring in silence.
+//! with the second its losses begin (within the range) and sent among the
+//! flows there; the first or last N get those among their own flows only.
+//! A failed read ends the answer with an error: never only the ring in
+//! silence.
 
 use std::sync::Arc;
 
@@ -198,7 +200,8 @@ const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(60);
 /// On a blocking thread of the runtime: reads the range from a snapshot
 /// and sends what `query` selects, as `take` says, each of `losses` (in
 /// time order, not counted as flows) before the first flow later than it
-/// and the rest at the end (not when the first N stopped the read); a
+/// and the rest at the end (not when the first N stopped the read; the
+/// last N get none from before their first); a
 /// client that takes nothing for `stall` ends the read, and so does a
 /// read going on after `whole`.
 fn read_range(
@@ -239,6 +242,10 @@ fn read_range(
         }
         let time = event_time(&r);
         while let Some(lost) = losses.next_if(|l| event_time(l) < time) {
+            // The last N: losses before the first of them are not theirs.
+            if sent == 0 && matches!(take, Take::Last(_)) {
+                continue;
+            }
             if !give(lost) {
                 return false;
             }
