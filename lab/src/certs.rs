@@ -271,23 +271,26 @@ fn check_parents(dir: &Path, trust: &Trust) -> Result<(), CertError> {
     let parents = given.ancestors().skip(1).filter(|a| a.exists());
     // `dir` itself, when it exists, is own_folder's to check.
     let own = usize::from(existing == given.as_path());
-    for parent in parents.chain(real.ancestors().skip(own)) {
-        let meta = std::fs::metadata(parent).map_err(io_at(parent))?;
-        if let Some(why) = trust.doubt(&meta) {
-            return Err(open_parent(parent, dir, why));
-        }
-    }
-    Ok(())
+    check_folders(parents.chain(real.ancestors().skip(own)), dir, trust)
 }
 
 /// Once `dir` exists: the folders above where it really is, which a `..`
 /// or a link in the part that did not exist before could have moved.
 fn check_resolved(dir: &Path, trust: &Trust) -> Result<(), CertError> {
     let real = std::fs::canonicalize(dir).map_err(io_at(dir))?;
-    for parent in real.ancestors().skip(1) {
-        let meta = std::fs::metadata(parent).map_err(io_at(parent))?;
+    check_folders(real.ancestors().skip(1), dir, trust)
+}
+
+/// [`Trust::doubt`] of each of `folders` above `dir`.
+fn check_folders<'a>(
+    folders: impl Iterator<Item = &'a Path>,
+    dir: &Path,
+    trust: &Trust,
+) -> Result<(), CertError> {
+    for folder in folders {
+        let meta = std::fs::metadata(folder).map_err(io_at(folder))?;
         if let Some(why) = trust.doubt(&meta) {
-            return Err(open_parent(parent, dir, why));
+            return Err(open_parent(folder, dir, why));
         }
     }
     Ok(())

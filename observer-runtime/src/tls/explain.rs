@@ -128,6 +128,12 @@ pub fn broken_connection(e: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// Whether `e` happened while the TCP connection was being made (hyper's
+/// words for that stage): no TLS had begun, and no request was read.
+fn in_tcp_connect(e: &(dyn Error + 'static)) -> bool {
+    chain(e).contains("tcp connect error")
+}
+
 /// The other reason a server closes a new connection unread.
 const AT_CAP: &str =
     "if its log says it is at its connection cap, wait or raise its --max-connections";
@@ -138,7 +144,7 @@ const AT_CAP: &str =
 /// too), so only a TLS failure itself, or a reconnect that could not
 /// connect, is explained.
 pub fn hint_answered(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<String> {
-    if tls_failure(e).is_none() && !chain(e).contains("tcp connect error") {
+    if tls_failure(e).is_none() && !in_tcp_connect(e) {
         return None;
     }
     hint(e, tls, flags)
@@ -153,10 +159,9 @@ pub fn hint(e: &(dyn Error + 'static), tls: bool, flags: &TlsFlags) -> Option<St
         if !broken_connection(e) {
             return None;
         }
-        // Reset while the TCP connection was being made (hyper's words for
-        // that stage): no TLS had begun, and no request was read. A server
-        // that is stopping resets the connections it had not accepted yet.
-        if chain(e).contains("tcp connect error") {
+        // A server that is stopping resets the connections it had not
+        // accepted yet.
+        if in_tcp_connect(e) {
             return Some(
                 "the server reset the connection before it was made: is it stopping or restarting? Try again"
                     .to_string(),

@@ -21,8 +21,10 @@ pub struct Table {
     print_node: bool,
     color: bool,
     rows: Vec<Vec<String>>,
-    /// While following: the widths so far (empty before the first row).
+    /// While following: the widths so far and the first ones (empty before
+    /// the first row).
     follow_widths: Vec<usize>,
+    follow_first: Vec<usize>,
 }
 
 impl Table {
@@ -44,12 +46,13 @@ impl Table {
         }
         let mut out = String::new();
         if self.follow_widths.is_empty() {
-            self.follow_widths = self.follow_start();
+            self.follow_first = self.follow_start();
+            self.follow_widths = self.follow_first.clone();
             out += &self.line(&self.header(), &self.follow_widths, false);
         }
-        let start = self.follow_start();
-        for ((w, start), cell) in self.follow_widths.iter_mut().zip(start).zip(&cells) {
-            *w = (*w).max(cell.chars().count().min(2 * start));
+        let first = &self.follow_first;
+        for ((w, first), cell) in self.follow_widths.iter_mut().zip(first).zip(&cells) {
+            *w = (*w).max(cell.chars().count().min(2 * first));
         }
         out += &self.line(&cells, &self.follow_widths, self.color);
         out
