@@ -1,8 +1,8 @@
 //! The real `observe` binary writing into a pipe its reader has closed
 //! (`observe flows --last 100 | head -1`): the output ends quietly with exit
 //! 0, never "Broken pipe" and never a panic, also when stderr is a closed
-//! pipe too. The server is the relay in-process (no root needed) holding
-//! known flows.
+//! pipe too; and into a pipe no one reads, a second Ctrl-C ends it. The
+//! server is the relay in-process (no root needed) holding known flows.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -173,4 +173,60 @@ fn graph_follow_without_the_tui_says_what_it_needs() {
         "observe: --follow keeps the graph live, which only -o tui draws; the other formats \
          print the graph of one window (--since, 15m by default)\n",
     );
+}
+
+/// `observe flows --follow` writing into a pipe no one reads (a paused
+/// pager): once the pipe is full its write never returns, so the first
+/// Ctrl-C is not heard; the second ends it at once with exit 130.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_ctrl_c_ends_a_follow_whose_output_is_not_read() {
+    let (relay, _dead) = relay_with_flows().await;
+    let server = relay.addr().to_string();
+    let mut child = observe(&[
+        "flows", "--server", &server, "--last", "4000", "--follow", "-o", "json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("observe runs");
+    let unread = child.stdout.take().expect("piped stdout");
+    // Wait until one of its threads sits in write(1, …) for 10 looks in a
+    // row: the pipe is full (a write that goes through is over at once).
+    let writing = |pid: u32| {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten();
+        tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| s.starts_with("1 0x1 "))
+        })
+    };
+    let deadline = std::time::Instant::now() + e2e::WAIT;
+    let mut seen = 0;
+    while seen < 10 {
+        seen = if writing(child.id()) { seen + 1 } else { 0 };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "observe never blocked writing its output"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    for _ in 0..2 {
+        // SAFETY: a signal to the child this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let deadline = std::time::Instant::now() + e2e::WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("observe still runs after two SIGINTs");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(130));
+    drop(unread);
 }

@@ -58,6 +58,7 @@ pub async fn run_with(
         return crate::tui::run_follow(stream, source, query).await;
     }
     let mut printer = printer(display, query.follow);
+    second_interrupt_exits();
     // Ctrl-C ends the stream as its end would, as Hubble's does: what was
     // held (a table) is printed, and the exit is a success.
     let interrupted = tokio::signal::ctrl_c();
@@ -83,6 +84,20 @@ pub async fn run_with(
     }
     write_out(&printer.finish())?;
     Ok(())
+}
+
+/// A second Ctrl-C ends the process at once (exit 130). The first is heard
+/// between writes only, and a write to a stdout no one reads (a paused
+/// pager, a terminal stopped with Ctrl-S) does not return.
+fn second_interrupt_exits() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let Ok(mut interrupts) = signal(SignalKind::interrupt()) {
+        tokio::spawn(async move {
+            interrupts.recv().await;
+            interrupts.recv().await;
+            std::process::exit(130);
+        });
+    }
 }
 
 /// `observe flows --input-file PATH` (`-`: standard input): the flows saved
