@@ -111,6 +111,17 @@ impl Lab {
         };
         // From here on a crash leaves a state file that `down` can use.
         lab.save_state()?;
+        // A fresh CA per lab: the probes, the relay and `observe` talk mTLS.
+        // Made before the namespaces: a state folder whose parents others
+        // could change is refused before anything is built.
+        certs::generate(
+            &lab.certs().dir,
+            &CertOptions {
+                replace: true,
+                ..CertOptions::default()
+            },
+        )
+        .with_context(|| format!("lab {prefix}'s certificates"))?;
         match lab.containers.take() {
             Some(mut made) => {
                 let built = containers::build(&mut lab.topology, &lab.state_dir, &mut made);
@@ -125,15 +136,6 @@ impl Lab {
             }
         }
         probe_files::write_all(&lab.state_dir, &lab.topology, &lab.scenario)?;
-        // A fresh CA per lab: the probes, the relay and `observe` talk mTLS.
-        certs::generate(
-            &lab.certs().dir,
-            &CertOptions {
-                replace: true,
-                ..CertOptions::default()
-            },
-        )
-        .with_context(|| format!("lab {prefix}'s certificates"))?;
         // The cgroup is needed only for services; without them a failure is no error.
         let nodes = lab.topology.nodes.iter().map(|n| n.name.as_str());
         match cgroup::create(&prefix, nodes) {
