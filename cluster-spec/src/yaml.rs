@@ -138,6 +138,17 @@ fn error(e: &serde_saphyr::Error, path: &str) -> YamlError {
     let message = serde_saphyr::DefaultMessageFormatter
         .format_message(plain)
         .into_owned();
+    // The reader's advice is to its own caller (an option of its API).
+    let message = match message.strip_prefix("duplicate mapping key: ") {
+        Some(rest) => {
+            let key = rest
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(rest);
+            format!("duplicate key `{key}`")
+        }
+        None => message,
+    };
     let too_deep = matches!(
         plain,
         serde_saphyr::Error::Budget {
@@ -285,6 +296,10 @@ mod tests {
         assert_eq!(
             err("just text"),
             "expected mapping start at line 1 column 1"
+        );
+        assert_eq!(
+            err("name: a\nname: b\n"),
+            "duplicate key `name` at line 2 column 1"
         );
         // A later document's error carries its line in the whole text.
         assert_eq!(

@@ -117,6 +117,43 @@ fn the_graph_tui_refuses_an_until() {
     );
 }
 
+/// A what-if window that ends before it begins is refused before anything
+/// connects, by the flags given: `--since` in the future without `--until`
+/// says so, not that it is after an `--until` never given.
+#[test]
+fn a_whatif_window_that_ends_before_it_begins_names_its_flags() {
+    let dir = test_support::scratch::ScratchDir::new("whatif-window");
+    let draft = dir.path().join("draft.yaml");
+    std::fs::write(
+        &draft,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec: {endpointSelector: {}}\n",
+    )
+    .unwrap();
+    let draft = draft.display().to_string();
+    for (window, said) in [
+        (
+            vec!["--since", "2099-01-01T00:00:00Z"],
+            "--since 2099-01-01T00:00:00Z is in the future: no flow is recorded there yet",
+        ),
+        (
+            vec!["--since", "1h", "--until", "2h"],
+            "--since 1h is after --until 2h: no flow can be between them",
+        ),
+    ] {
+        let out = Command::new(e2e::observe_binary())
+            .args(["policy", "whatif", &draft])
+            .args(&window)
+            .stdin(Stdio::null())
+            .output()
+            .expect("observe runs");
+        assert_eq!(out.status.code(), Some(1), "{window:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("observe: {said}\n")
+        );
+    }
+}
+
 #[test]
 fn a_not_without_a_filter_shows_the_usage_of_its_subcommand() {
     for (sub, args) in [

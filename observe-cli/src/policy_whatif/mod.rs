@@ -121,7 +121,18 @@ pub async fn run(args: WhatIfArgs) -> anyhow::Result<bool> {
         Some(u) => time::nanos(&parse_time("until", u, now)?),
         None => time::now_nanos(),
     };
-    anyhow::ensure!(since <= until, "--since is after --until");
+    match &args.until {
+        Some(u) => anyhow::ensure!(
+            since <= until,
+            "--since {} is after --until {u}: no flow can be between them",
+            args.since
+        ),
+        None => anyhow::ensure!(
+            since <= until,
+            "--since {} is in the future: no flow is recorded there yet",
+            args.since
+        ),
+    }
     let (since, until) = (rfc3339(since), rfc3339(until));
     let window = format!(
         "time >= {} AND time <= {}",
