@@ -30,7 +30,15 @@ impl LiveFilter {
         let line = <FilterLine as clap::Parser>::try_parse_from(&words).map_err(|e| {
             let msg = e.to_string();
             let first = msg.lines().next().unwrap_or_default();
-            first.strip_prefix("error: ").unwrap_or(first).to_string()
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            // A word that is no flag (`verdict:DROPPED`, Grafana's or a
+            // query's habit): the bar takes `observe flows` flags.
+            match first.strip_prefix("unexpected argument '") {
+                Some(word) if !word.starts_with('-') => {
+                    format!("{first}: filters are observe flows flags, e.g. --verdict DROPPED")
+                }
+                _ => first.to_string(),
+            }
         })?;
         let whitelist = line.args.whitelist().map_err(|e| e.to_string())?;
         let matcher = compile(&whitelist, &[]).map_err(|e| e.to_string())?;
@@ -242,6 +250,11 @@ mod tests {
         assert_eq!(
             LiveFilter::parse("--bogus").unwrap_err(),
             "unexpected argument '--bogus' found"
+        );
+        assert_eq!(
+            LiveFilter::parse("verdict:DROPPED").unwrap_err(),
+            "unexpected argument 'verdict:DROPPED' found: filters are observe flows flags, e.g. \
+             --verdict DROPPED"
         );
         assert_eq!(
             LiveFilter::parse("--verdict maybe").unwrap_err(),

@@ -271,6 +271,10 @@ pub fn short_reason(error: &str) -> &'static str {
 pub fn banner(reason: &str, detail: &str) -> String {
     const DETAIL: usize = 80;
     let mut text = format!("relay unavailable: {reason}; reconnecting…");
+    // The reason may be the detail's own words; said once, then the rest.
+    let detail = detail.strip_prefix(reason).map_or(detail, |rest| {
+        rest.trim_start_matches([';', ':', ',', ' '])
+    });
     if !detail.is_empty() {
         let cut: String = detail.chars().take(DETAIL).collect();
         let more = if detail.chars().count() > DETAIL {
@@ -364,6 +368,13 @@ mod tests {
         assert_eq!(
             banner("the stream ended", ""),
             "relay unavailable: the stream ended; reconnecting…"
+        );
+        assert_eq!(
+            banner(
+                "the relay is shutting down",
+                "the relay is shutting down; the answer ends here"
+            ),
+            "relay unavailable: the relay is shutting down; reconnecting… (the answer ends here)"
         );
         let long = "x".repeat(100);
         assert_eq!(short_reason(&long), "server error");
