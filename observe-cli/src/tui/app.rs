@@ -132,6 +132,10 @@ pub struct App {
     pub changes_cache: ChangesCache,
     /// Rows the flow table had at the last render (for paging).
     pub table_rows: Cell<u16>,
+    /// The widest type shown so far: the column keeps it, so that it does
+    /// not jump as a long type (`policy-verdict:L3-Only INGRESS`) scrolls
+    /// in and out.
+    pub type_width: Cell<u16>,
     /// The key help (`?`) is open over the view, scrolled this far (on a
     /// screen too small for it), at most `help_max_scroll` as last drawn.
     pub help: bool,
@@ -184,6 +188,7 @@ impl App {
             show_changes: false,
             changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
+            type_width: Cell::new(0),
             help: false,
             help_scroll: 0,
             help_max_scroll: Cell::new(0),

@@ -272,9 +272,9 @@ pub fn banner(reason: &str, detail: &str) -> String {
     const DETAIL: usize = 80;
     let mut text = format!("relay unavailable: {reason}; reconnecting…");
     // The reason may be the detail's own words; said once, then the rest.
-    let detail = detail.strip_prefix(reason).map_or(detail, |rest| {
-        rest.trim_start_matches([';', ':', ',', ' '])
-    });
+    let detail = detail
+        .strip_prefix(reason)
+        .map_or(detail, |rest| rest.trim_start_matches([';', ':', ',', ' ']));
     if !detail.is_empty() {
         let cut: String = detail.chars().take(DETAIL).collect();
         let more = if detail.chars().count() > DETAIL {

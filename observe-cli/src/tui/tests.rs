@@ -143,6 +143,31 @@ fn audit_is_yellow_and_others_default() {
     assert_eq!((y, b[(x, y)].fg), (4, Color::Reset));
 }
 
+/// A long type widens its column from when it is first on screen, and the
+/// column keeps that width once it has scrolled away: the table does not
+/// jump as such rows come and go.
+#[test]
+fn the_type_column_keeps_the_width_a_long_type_gave_it() {
+    let mut app = app_with(&long_value_flows());
+    // The TYPE column's width: from its title to the next one.
+    let header = |b: &Buffer| {
+        let r = row(b, 2);
+        r.find("VERDICT").unwrap() - r.find("TYPE").unwrap()
+    };
+    let b = draw(&app);
+    assert!(find(&b, "policy-verdict:L3-L4 INGRESS").is_some());
+    let with_long = header(&b);
+    let plain = fixtures::flows();
+    for i in 0..40 {
+        let mut f = plain[i % plain.len()].clone();
+        f.uuid = format!("more-{i}");
+        app.on_response(flow(f));
+    }
+    let b = draw(&app);
+    assert!(find(&b, "policy-verdict").is_none(), "scrolled away");
+    assert_eq!(header(&b), with_long);
+}
+
 /// Two flows with the longest values the exploratory test saw cut: a
 /// `TRANSLATED` and a `VERDICT_UNKNOWN` verdict, a policy verdict (named by
 /// its match and direction), and a connection-close summary.

@@ -58,7 +58,7 @@ pub static VERDICT_WIDTH: LazyLock<u16> = LazyLock::new(|| {
 /// monitor types and points are small numbers, so 0..32 covers them. Rarer
 /// forms (`type-9:3`) and those that say more (a drop's reason, a policy
 /// verdict's match and direction, a socket translation's point) widen the
-/// column while on screen.
+/// column from when they are first on screen (`App::type_width`).
 pub static TYPE_WIDTH: LazyLock<u16> = LazyLock::new(|| {
     let events = (0..32).filter(|t| !matches!(t, 5 | 7)).map(|t| Flow {
         event_type: Some(CiliumEventType {

@@ -57,7 +57,10 @@ impl App {
         }
         want[NODE] = want[NODE].min(columns::NODE_MAX);
         want[columns::TIME] = columns::TIME_WIDTH;
-        want[TYPE] = want[TYPE].max(*columns::TYPE_WIDTH);
+        want[TYPE] = want[TYPE]
+            .max(*columns::TYPE_WIDTH)
+            .max(self.type_width.get());
+        self.type_width.set(want[TYPE]);
         want[columns::VERDICT] = *columns::VERDICT_WIDTH;
         let widths = columns::widths(area.width, want);
         let kept: Vec<usize> = (0..7).filter(|&i| widths[i].is_some()).collect();
