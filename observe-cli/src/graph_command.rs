@@ -18,10 +18,11 @@ pub mod replies;
 use std::io::IsTerminal;
 use std::time::SystemTime;
 
+use observer_proto::flow::FlowFilter;
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::time;
-use service_graph::{GraphDiff, ServiceGraph};
+use service_graph::{GraphBuilder, GraphDiff, ServiceGraph};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
@@ -106,7 +107,7 @@ pub async fn run(
         let source = crate::tui::reconnect::GetFlowsSource::new(target, used, req);
         return crate::tui::run_graph(stream, source, &query).await;
     }
-    let (graph, cover) = collect_covered(target, stream).await?;
+    let (graph, cover) = collect_covered(target, stream, &req.whitelist).await?;
     for note in coverage::lost_notes(&cover, "the window") {
         crate::pipe::eprint(&format!("observe: note: {note}\n"));
     }
@@ -159,15 +160,31 @@ async fn window_graph(
     req.follow = false;
     req.since = Some(time::timestamp(w.since));
     req.until = Some(time::timestamp(w.until));
+    let whitelist = req.whitelist.clone();
     let stream = target.get_flows(client, req).await?;
-    collect_covered(target, stream).await
+    collect_covered(target, stream, &whitelist).await
 }
 
-/// The graph of `stream`'s flows, and which nodes sent them and what
-/// history lost.
+/// The builder for a stream the request's `whitelist` selected: when every
+/// entry asks for a service, the stream holds a socket translation's
+/// connect to the VIP (which names the service) but never its
+/// post-translation twin (which names the backend), so the connect counts.
+fn builder_for(whitelist: &[FlowFilter]) -> GraphBuilder {
+    let by_service =
+        |f: &FlowFilter| !f.destination_service.is_empty() || !f.source_service.is_empty();
+    if !whitelist.is_empty() && whitelist.iter().all(by_service) {
+        GraphBuilder::new().counting_pre_translations()
+    } else {
+        GraphBuilder::new()
+    }
+}
+
+/// The graph of `stream`'s flows (selected by `whitelist`), and which
+/// nodes sent them and what history lost.
 async fn collect_covered(
     target: &Target,
     stream: tonic::Streaming<GetFlowsResponse>,
+    whitelist: &[FlowFilter],
 ) -> anyhow::Result<(ServiceGraph, coverage::Coverage)> {
     let mut cover = coverage::Coverage::default();
     let counted = stream.map(|r| {
@@ -176,8 +193,54 @@ async fn collect_covered(
         }
         r
     });
-    let graph = service_graph::collect(counted)
+    let graph = service_graph::stream::collect_with(builder_for(whitelist), counted)
         .await
         .map_err(|s| target.status_error(s))?;
     Ok((graph, cover))
+}
+
+#[cfg(test)]
+mod tests {
+    use observer_proto::flow::{CiliumEventType, Flow, Service, SocketTranslationPoint};
+
+    use super::*;
+
+    /// A connect from frontend to the VIP of default/api, before translation.
+    fn connect_to_vip() -> Flow {
+        Flow {
+            verdict: observer_proto::flow::Verdict::Traced as i32,
+            event_type: Some(CiliumEventType {
+                r#type: 7,
+                sub_type: 2,
+            }),
+            sock_xlate_point: SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32,
+            destination: None,
+            destination_service: Some(Service {
+                name: "api".into(),
+                namespace: "default".into(),
+            }),
+            ..test_support::graph_flows::flows()[0].clone()
+        }
+    }
+
+    #[test]
+    fn a_stream_selected_by_service_counts_the_connects_to_its_vip() {
+        let to_service = FlowFilter {
+            destination_service: vec!["default/api".into()],
+            ..Default::default()
+        };
+        let edges = |whitelist: Vec<FlowFilter>| {
+            let mut b = builder_for(&replies::with_reply_mirrors(whitelist));
+            b.add(&connect_to_vip());
+            b.into_graph().edges().len()
+        };
+        assert_eq!(edges(vec![to_service.clone()]), 1);
+        // Another entry lets post-translation twins through: they count.
+        let pod = FlowFilter {
+            source_pod: vec!["default/frontend".into()],
+            ..Default::default()
+        };
+        assert_eq!(edges(vec![to_service, pod]), 0);
+        assert_eq!(edges(Vec::new()), 0);
+    }
 }

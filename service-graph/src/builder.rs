@@ -97,6 +97,9 @@ pub struct GraphBuilder {
     /// Per node, the last denial Drop counted: a verdict that comes after
     /// its Drop (equal times sorted the other way) counts nothing.
     last_denial_drop: HashMap<String, Flow>,
+    /// Count a socket translation's pre-translation flow (to the VIP): for
+    /// a stream filtered by service, which holds no post-translation twin.
+    count_pre_translations: bool,
 }
 
 /// How far apart a denial's PolicyVerdict and Drop may be: flow-probe gives
@@ -169,6 +172,14 @@ impl GraphBuilder {
     /// recently seen connections are forgotten.
     pub fn with_max_connections(mut self, max: usize) -> Self {
         self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// Counts pre-translation flows (a connect to a VIP, drawn to the
+    /// service): for a stream selected by service (`--to-service`), where
+    /// only they name it and their post-translation twins never come.
+    pub fn counting_pre_translations(mut self) -> Self {
+        self.count_pre_translations = true;
         self
     }
 
@@ -249,7 +260,7 @@ impl GraphBuilder {
         // (to the VIP) has its post-translation twin (to the backend); a
         // policy denial's verdict its Drop, which carries the reason, is
         // left out in `add`.
-        if is_pre_translation(flow) {
+        if is_pre_translation(flow) && !self.count_pre_translations {
             return;
         }
         let reply = flow.is_reply == Some(true) || is_reverse_translation(flow);
@@ -1067,6 +1078,42 @@ mod tests {
         let e = g.find("default/frontend", "default/api").unwrap();
         assert_eq!((e.verdicts.dropped, e.verdicts.other), (1, 0));
         assert_eq!(e.drops.get("SERVICE_BACKEND_NOT_FOUND"), Some(&1));
+    }
+
+    /// Selected by service (`--to-service default/api`), a stream holds the
+    /// connects to the VIP only: counted when asked, they draw the client's
+    /// edge to the service; by default they count nothing.
+    #[test]
+    fn pre_translations_count_when_the_stream_was_selected_by_service() {
+        let mut pre = fixtures::flows()[0].clone();
+        pre.trace_observation_point = 0;
+        pre.is_reply = None;
+        pre.verdict = observer_proto::flow::Verdict::Traced as i32;
+        pre.event_type = Some(observer_proto::flow::CiliumEventType {
+            r#type: TYPE_TRACE_SOCK,
+            sub_type: 2,
+        });
+        pre.sock_xlate_point =
+            observer_proto::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32;
+        pre.destination = None;
+        pre.destination_service = Some(observer_proto::flow::Service {
+            name: "api".into(),
+            namespace: "default".into(),
+        });
+        assert!(GraphBuilder::build(&[pre.clone()]).edges().is_empty());
+        let mut b = GraphBuilder::new().counting_pre_translations();
+        b.add(&pre);
+        b.add(&pre);
+        let g = b.into_graph();
+        assert_eq!(g.edges().len(), 1);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.flows, e.connections), (2, 0));
+        assert!(
+            e.hops.path().starts_with("trace-sock (2)"),
+            "{}",
+            e.hops.path()
+        );
+        assert_eq!(e.verdicts.other + e.verdicts.forwarded, 0, "no packet");
     }
 
     /// Neighbour discovery between two addresses no endpoint file names

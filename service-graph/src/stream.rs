@@ -8,9 +8,16 @@ use crate::model::ServiceGraph;
 
 /// Folds every flow of `stream` into a graph (no window); other responses are skipped.
 pub async fn collect(
+    stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
+) -> Result<ServiceGraph, tonic::Status> {
+    collect_with(GraphBuilder::new(), stream).await
+}
+
+/// As [`collect`], into `b` (a builder with its options set).
+pub async fn collect_with(
+    mut b: GraphBuilder,
     mut stream: impl Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Unpin,
 ) -> Result<ServiceGraph, tonic::Status> {
-    let mut b = GraphBuilder::new();
     while let Some(resp) = stream.next().await {
         if let Some(ResponseTypes::Flow(f)) = resp?.response_types {
             b.add(&f);
