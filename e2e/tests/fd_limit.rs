@@ -174,8 +174,16 @@ async fn at_the_descriptor_limit_the_relay_logs_once_and_recovers() {
 
     // The whole log: two lines at start and one for the peer that does not
     // answer (once, not once per retry), one per listener when accepting
-    // failed and one when it worked again; nothing else.
-    let messages = messages(&log);
+    // failed and one when it worked again; nothing else. A retry of the
+    // peer that falls while every descriptor is taken fails otherwise, and
+    // says so once more: left out here, at most once.
+    let peer_emfile = |m: &str| {
+        m.starts_with("peer 127.0.0.1:1 (127.0.0.1:1) not connected: ")
+            && m.contains("Too many open files")
+    };
+    let all = messages(&log);
+    assert!(count(&all, peer_emfile) <= 1, "{all:#?}");
+    let messages: Vec<String> = all.into_iter().filter(|m| !peer_emfile(m)).collect();
     assert_eq!(messages.len(), 7, "{messages:#?}");
     assert_eq!(
         count(&messages, |m| m
