@@ -201,25 +201,22 @@ async fn collect_covered(
 
 #[cfg(test)]
 mod tests {
-    use observer_proto::flow::{CiliumEventType, Flow, Service, SocketTranslationPoint};
+    use observer_proto::flow::{Flow, Service, SocketTranslationPoint, Verdict};
 
     use super::*;
 
     /// A connect from frontend to the VIP of default/api, before translation.
     fn connect_to_vip() -> Flow {
         Flow {
-            verdict: observer_proto::flow::Verdict::Traced as i32,
-            event_type: Some(CiliumEventType {
-                r#type: 7,
-                sub_type: 2,
-            }),
-            sock_xlate_point: SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32,
             destination: None,
             destination_service: Some(Service {
                 name: "api".into(),
                 namespace: "default".into(),
             }),
-            ..test_support::graph_flows::flows()[0].clone()
+            ..test_support::graph_flows::sock_translation(
+                SocketTranslationPoint::SockXlatePointPreDirectionFwd,
+                Verdict::Traced,
+            )
         }
     }
 

@@ -1027,14 +1027,10 @@ mod tests {
         life.tcp_lifecycle = Some(Default::default());
         more.push(life);
         // connect() to the VIP, translated: the backend's address, service port.
-        let mut sock = flows[0].clone();
-        sock.trace_observation_point = 0;
-        sock.is_reply = None;
-        sock.verdict = observer_proto::flow::Verdict::Translated as i32;
-        sock.event_type = Some(observer_proto::flow::CiliumEventType {
-            r#type: TYPE_TRACE_SOCK,
-            sub_type: 2,
-        });
+        let mut sock = fixtures::sock_translation(
+            observer_proto::flow::SocketTranslationPoint::SockXlatePointUnknown,
+            Verdict::Translated,
+        );
         if let Some(Protocol::Tcp(t)) = sock.l4.as_mut().and_then(|l| l.protocol.as_mut()) {
             t.destination_port = 80;
         }
@@ -1085,16 +1081,10 @@ mod tests {
     /// edge to the service; by default they count nothing.
     #[test]
     fn pre_translations_count_when_the_stream_was_selected_by_service() {
-        let mut pre = fixtures::flows()[0].clone();
-        pre.trace_observation_point = 0;
-        pre.is_reply = None;
-        pre.verdict = observer_proto::flow::Verdict::Traced as i32;
-        pre.event_type = Some(observer_proto::flow::CiliumEventType {
-            r#type: TYPE_TRACE_SOCK,
-            sub_type: 2,
-        });
-        pre.sock_xlate_point =
-            observer_proto::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd as i32;
+        let mut pre = fixtures::sock_translation(
+            observer_proto::flow::SocketTranslationPoint::SockXlatePointPreDirectionFwd,
+            Verdict::Traced,
+        );
         pre.destination = None;
         pre.destination_service = Some(observer_proto::flow::Service {
             name: "api".into(),

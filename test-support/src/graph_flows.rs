@@ -5,7 +5,8 @@
 
 use observer_proto::flow::{
     CiliumEventType, DropReason, Endpoint, Flow, FlowType, Ip, IpVersion, Layer4, NetworkInterface,
-    Tcp, TraceObservationPoint, TrafficDirection, Udp, Verdict, Workload, layer4::Protocol,
+    SocketTranslationPoint, Tcp, TraceObservationPoint, TrafficDirection, Udp, Verdict, Workload,
+    layer4::Protocol,
 };
 use observer_proto::observe::v1::FlowVolume;
 
@@ -298,4 +299,20 @@ pub fn flows() -> Vec<Flow> {
     v.push(drop);
     v.push(host_probe());
     v
+}
+
+/// A socket translation of the frontend's connect (a SOCK trace, monitor
+/// type 7) at `point`, with `verdict`: the first flow's addresses, no
+/// observation point, no reply bit.
+pub fn sock_translation(point: SocketTranslationPoint, verdict: Verdict) -> Flow {
+    let mut sock = flows()[0].clone();
+    sock.trace_observation_point = 0;
+    sock.is_reply = None;
+    sock.verdict = verdict as i32;
+    sock.event_type = Some(CiliumEventType {
+        r#type: 7,
+        sub_type: 2,
+    });
+    sock.sock_xlate_point = point as i32;
+    sock
 }
