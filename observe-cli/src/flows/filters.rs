@@ -617,6 +617,84 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
     Ok(())
 }
 
+/// Flags Hubble refuses together (in its groups, any two): both would name
+/// one end of a flow, once by address or DNS name and once by pod or
+/// namespace (`--ip X -n prod` would need X to be a pod of prod).
+const SAME_END: [&[&str]; 4] = [
+    &[
+        "from-fqdn",
+        "from-ip",
+        "ip",
+        "fqdn",
+        "from-namespace",
+        "namespace",
+        "from-all-namespaces",
+        "all-namespaces",
+    ],
+    &["from-fqdn", "from-ip", "ip", "fqdn", "from-pod", "pod"],
+    &[
+        "to-fqdn",
+        "to-ip",
+        "ip",
+        "fqdn",
+        "to-namespace",
+        "namespace",
+        "to-all-namespaces",
+        "all-namespaces",
+    ],
+    &["to-fqdn", "to-ip", "ip", "fqdn", "to-pod", "pod"],
+];
+
+/// The first value of one of [`SAME_END`]'s flags or `--node-name`/`--cluster`.
+fn first_value(a: &FilterArgs, flag: &str) -> Option<String> {
+    let on = |set: bool| set.then(|| "true".to_string());
+    let values = match flag {
+        "ip" => &a.ip,
+        "from-ip" => &a.from_ip,
+        "to-ip" => &a.to_ip,
+        "fqdn" => &a.fqdn,
+        "from-fqdn" => &a.from_fqdn,
+        "to-fqdn" => &a.to_fqdn,
+        "namespace" => &a.namespace,
+        "from-namespace" => &a.from_namespace,
+        "to-namespace" => &a.to_namespace,
+        "pod" => &a.pod,
+        "from-pod" => &a.from_pod,
+        "to-pod" => &a.to_pod,
+        "node-name" => &a.node_name,
+        "cluster" => &a.cluster,
+        "all-namespaces" => return on(a.all_namespaces),
+        "from-all-namespaces" => return on(a.from_all_namespaces),
+        "to-all-namespaces" => return on(a.to_all_namespaces),
+        _ => unreachable!("no flag --{flag}"),
+    };
+    values.first().cloned()
+}
+
+/// [`SAME_END`]'s pairs, and `--cluster` beside `--node-name` (both are
+/// node names: they would OR where flags of different kinds AND).
+fn check_same_end(a: &FilterArgs) -> Result<(), FlagError> {
+    let same_end = "an end of a flow is named by its address, its DNS name, or its pod and \
+                    namespace, not two of these (as in Hubble); use --from-* for one end and \
+                    --to-* for the other";
+    let nodes = "--cluster C selects the nodes named C/*; give the node with its cluster \
+                 instead (--node-name C/NODE)";
+    let groups = SAME_END.iter().map(|g| (*g, same_end));
+    for (group, why) in groups.chain([(&["node-name", "cluster"][..], nodes)]) {
+        let mut given = group
+            .iter()
+            .filter_map(|f| first_value(a, f).map(|v| (*f, v)));
+        if let (Some((flag, value)), Some((other, _))) = (given.next(), given.next()) {
+            return Err(bad(
+                flag,
+                &value,
+                &format!("cannot be combined with --{other}: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl FilterArgs {
     /// The whitelist these flags describe; empty when no flag was given.
     ///
@@ -626,6 +704,7 @@ impl FilterArgs {
     /// source side and one with all of them on the destination side.
     pub fn whitelist(&self) -> Result<Vec<FlowFilter>, FlagError> {
         check_combinations(self)?;
+        check_same_end(self)?;
         check_values(
             [
                 ("from-port", &self.from_port),
@@ -941,7 +1020,6 @@ mod tests {
         // cluster part of the node name.
         let w = args(|a| {
             a.cluster = vec!["east".into(), "prod-*".into()];
-            a.node_name = vec!["node1".into()];
             a.to_port = vec!["53".into()];
         })
         .whitelist()
@@ -949,12 +1027,22 @@ mod tests {
         assert_eq!(
             w,
             [FlowFilter {
-                node_name: vec!["node1".into(), "east/".into(), "prod-*/".into()],
+                node_name: vec!["east/".into(), "prod-*/".into()],
                 destination_port: vec!["53".into()],
                 ..Default::default()
             }]
         );
         let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
+        // Beside --node-name it would OR with it (one field), so Hubble
+        // refuses the pair.
+        assert_eq!(
+            refused(|a| {
+                a.node_name = vec!["node1".into()];
+                a.cluster = vec!["east".into()];
+            }),
+            "--node-name \"node1\": cannot be combined with --cluster: --cluster C selects the \
+             nodes named C/*; give the node with its cluster instead (--node-name C/NODE)"
+        );
         assert_eq!(
             refused(|a| a.node_label = vec!["zone in (".into()]),
             refused(|a| a.label = vec!["zone in (".into()]).replacen("--label", "--node-label", 1)
@@ -992,6 +1080,59 @@ mod tests {
             .unwrap();
         assert_eq!(ns[0].source_pod, ["other/"]);
         assert_eq!(ns[1].destination_pod, ["other/"]);
+    }
+
+    #[test]
+    fn one_end_named_by_address_and_by_pod_is_refused_as_in_hubble() {
+        let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
+        let why = "an end of a flow is named by its address, its DNS name, or its pod and \
+                   namespace, not two of these (as in Hubble); use --from-* for one end and \
+                   --to-* for the other";
+        // `--ip X -n prod` would need X to be a pod of prod at the same end.
+        assert_eq!(
+            refused(|a| {
+                a.ip = vec!["198.18.0.5".into()];
+                a.namespace = vec!["prod".into()];
+            }),
+            format!("--ip \"198.18.0.5\": cannot be combined with --namespace: {why}")
+        );
+        assert_eq!(
+            refused(|a| {
+                a.from_ip = vec!["198.18.0.5".into()];
+                a.from_pod = vec!["default/api".into()];
+            }),
+            format!("--from-ip \"198.18.0.5\": cannot be combined with --from-pod: {why}")
+        );
+        assert_eq!(
+            refused(|a| {
+                a.to_fqdn = vec!["api.example".into()];
+                a.all_namespaces = true;
+            }),
+            format!("--to-fqdn \"api.example\": cannot be combined with --all-namespaces: {why}")
+        );
+        assert_eq!(
+            refused(|a| {
+                a.ip = vec!["198.18.0.5".into()];
+                a.fqdn = vec!["api.example".into()];
+            }),
+            format!("--ip \"198.18.0.5\": cannot be combined with --fqdn: {why}")
+        );
+        // The two ends named differently are one filter.
+        let w = args(|a| {
+            a.from_ip = vec!["198.18.0.5".into()];
+            a.to_namespace = vec!["prod".into()];
+            a.to_pod = vec!["api".into()];
+        })
+        .whitelist()
+        .unwrap();
+        assert_eq!(
+            w,
+            [FlowFilter {
+                source_ip: vec!["198.18.0.5".into()],
+                destination_pod: vec!["prod/api".into()],
+                ..Default::default()
+            }]
+        );
     }
 
     #[test]
