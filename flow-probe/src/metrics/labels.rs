@@ -40,7 +40,8 @@ pub fn event_type(flow: &Flow) -> (&'static str, Cow<'static, str>) {
 
 /// A number that determines the labels of `hubble_flows_processed_total`
 /// (event type, sub-type, verdict, protocol) as [`event_type`], [`verdict`]
-/// and [`protocol`] derive them: equal ids, equal label values.
+/// and [`protocol`] derive them (from the event type and the L4 record's
+/// kind): equal ids, equal label values.
 pub fn flows_processed_id(flow: &Flow) -> u64 {
     let (ty, sub) = flow
         .event_type
@@ -57,7 +58,8 @@ pub fn flows_processed_id(flow: &Flow) -> u64 {
         Some(Protocol::Udp(_)) => 2,
         Some(Protocol::IcmPv4(_)) => 3,
         Some(Protocol::IcmPv6(_)) => 4,
-        _ => 0,
+        Some(Protocol::Sctp(_)) => 5,
+        None => 0,
     };
     u64::from(ty as u32)
         | u64::from(sub) << 32
@@ -65,14 +67,25 @@ pub fn flows_processed_id(flow: &Flow) -> u64 {
         | u64::from(protocol) << 48
 }
 
-/// Hubble's `FlowProtocol`: the L4 protocol name, "Unknown" without L4.
+/// Hubble's `FlowProtocol`: for a drop, trace, policy verdict or capture
+/// the L4 protocol's name ("Unknown L4" without one); "Unknown L7" for an
+/// access log (we carry no L7 record); "Unknown flow" for every other event
+/// type, such as a socket translation (type 7) or a TCP lifecycle report.
 pub fn protocol(flow: &Flow) -> &'static str {
-    match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(Protocol::Tcp(_)) => "TCP",
-        Some(Protocol::Udp(_)) => "UDP",
-        Some(Protocol::IcmPv4(_)) => "ICMPv4",
-        Some(Protocol::IcmPv6(_)) => "ICMPv6",
-        _ => "Unknown",
+    let ty = flow.event_type.as_ref().map_or(0, |e| e.r#type);
+    match ty {
+        message::DROP | message::TRACE | message::POLICY_VERDICT | message::CAPTURE => {
+            match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+                Some(Protocol::Tcp(_)) => "TCP",
+                Some(Protocol::Udp(_)) => "UDP",
+                Some(Protocol::IcmPv4(_)) => "ICMPv4",
+                Some(Protocol::IcmPv6(_)) => "ICMPv6",
+                Some(Protocol::Sctp(_)) => "SCTP",
+                None => "Unknown L4",
+            }
+        }
+        message::ACCESS_LOG => "Unknown L7",
+        _ => "Unknown flow",
     }
 }
 

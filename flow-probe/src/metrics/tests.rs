@@ -989,6 +989,49 @@ fn context_labels_expire_after_the_grace_period() {
     assert!(series(&m, "hubble_drop_total").is_empty());
 }
 
+/// Hubble names the protocol by the event type first: only drops, traces,
+/// policy verdicts and captures have an L4 name, "Unknown L4" without one;
+/// a socket translation is "Unknown flow" even though it carries TCP ports.
+#[test]
+fn the_protocol_label_is_hubbles_by_event_type() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let sock = Flow {
+        event_type: Some(CiliumEventType {
+            r#type: 7,
+            sub_type: 2,
+        }),
+        ..forwarded(40000, 8080)
+    };
+    let no_backend = Flow {
+        verdict: Verdict::Dropped as i32,
+        drop_reason_desc: DropReason::ServiceBackendNotFound as i32,
+        ..sock.clone()
+    };
+    // A kernel drop of a packet whose L4 header was not read.
+    let kernel = Flow {
+        l4: None,
+        ..denied(0)
+    };
+    for f in [&sock, &no_backend, &kernel] {
+        m.flow(f);
+    }
+    assert_eq!(
+        series(&m, "hubble_flows_processed_total"),
+        [
+            r#"hubble_flows_processed_total{protocol="Unknown L4",subtype="",type="Drop",verdict="DROPPED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="Unknown flow",subtype="7",type="Unknown",verdict="DROPPED"} 1"#,
+            r#"hubble_flows_processed_total{protocol="Unknown flow",subtype="7",type="Unknown",verdict="FORWARDED"} 1"#,
+        ]
+    );
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [
+            r#"hubble_drop_total{protocol="Unknown L4",reason="POLICY_DENIED"} 1"#,
+            r#"hubble_drop_total{protocol="Unknown flow",reason="SERVICE_BACKEND_NOT_FOUND"} 1"#,
+        ]
+    );
+}
+
 #[test]
 fn equal_flows_processed_ids_mean_equal_labels() {
     let mut seen: std::collections::HashMap<u64, (String, String, &str, &str)> =
@@ -1012,6 +1055,12 @@ fn equal_flows_processed_ids_mean_equal_labels() {
             protocol: Some(layer4::Protocol::IcmPv6(flow::IcmPv6 {
                 r#type: 128,
                 code: 0,
+            })),
+        }),
+        Some(Layer4 {
+            protocol: Some(layer4::Protocol::Sctp(flow::Sctp {
+                source_port: 1,
+                destination_port: 2,
             })),
         }),
     ];
