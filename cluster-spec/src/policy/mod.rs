@@ -119,7 +119,7 @@ pub use load::{
 };
 pub use spec::{
     API_VERSION, AUDIT_ANNOTATION, Cidr, DEFAULT_NAMESPACE, Direction, KIND, NAMESPACE_LABEL,
-    Policy, PortProtocol, Protocol, Rule, Selector,
+    Policy, PortProtocol, Protocol, Rule, Selector, policy_labels,
 };
 pub use state::{PolicyState, StateError};
 

@@ -67,12 +67,17 @@ impl Policy {
 
     /// Cilium's labels of a policy derived from a CiliumNetworkPolicy, sorted.
     pub fn labels(&self) -> Vec<String> {
-        vec![
-            format!("k8s:io.cilium.k8s.policy.derived-from={KIND}"),
-            format!("k8s:io.cilium.k8s.policy.name={}", self.name),
-            format!("k8s:io.cilium.k8s.policy.namespace={}", self.namespace),
-        ]
+        policy_labels(&self.name, &self.namespace)
     }
+}
+
+/// Cilium's labels of the CiliumNetworkPolicy `namespace/name`, sorted.
+pub fn policy_labels(name: &str, namespace: &str) -> Vec<String> {
+    vec![
+        format!("k8s:io.cilium.k8s.policy.derived-from={KIND}"),
+        format!("k8s:io.cilium.k8s.policy.name={name}"),
+        format!("k8s:io.cilium.k8s.policy.namespace={namespace}"),
+    ]
 }
 
 /// An endpoint selector: `matchLabels` with the namespace label taken apart.

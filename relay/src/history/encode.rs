@@ -477,21 +477,24 @@ mod tests {
             identity,
             namespace: ns.into(),
             pod_name: pod.into(),
+            cluster_name: format!("cluster-{ns}"),
             labels: vec![format!("k8s:app={app}"), format!("k8s:ns={ns}")],
             workloads: vec![Workload {
                 name: app.into(),
                 kind: "Deployment".into(),
             }],
-            ..Default::default()
         };
         let policy = |ns: &str, name: &str| Policy {
             namespace: ns.into(),
             name: name.into(),
+            labels: cluster_spec::policy::policy_labels(name, ns),
+            kind: cluster_spec::policy::KIND.into(),
             ..Default::default()
         };
         Flow {
             time: Some(observer_proto::time::timestamp(i128::from(time))),
             node_name: "node-7".into(),
+            node_labels: vec!["zone=b".into(), "rack=3".into()],
             uuid: "3f2a9c41-07d5-8e1b-8000-00000000002a".into(),
             verdict: Verdict::Dropped as i32,
             drop_reason: DropReason::PolicyDenied as u32,

@@ -73,6 +73,8 @@
 //! | `source_mac`, `destination_mac` | utf8 | `ethernet` |
 //! | `socket_cookie`, `cgroup_id` | uint64 | null when 0 |
 //! | `summary` | utf8 | |
+//! | `source_cluster`, `destination_cluster` | utf8 | endpoint `cluster_name` (null when empty) |
+//! | `node_labels` | utf8 | the observing node's labels joined by `,` |
 //!
 //! On disk every column is ZSTD-compressed and encoded by its kind (see
 //! [`encode`]); the relay_ingest benchmark measures about 26 bytes per lab

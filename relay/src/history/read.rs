@@ -4,8 +4,9 @@
 //! fields: time, node, UUID, verdict, drop reasons, event type, addresses,
 //! ports, protocol and TCP flags, both endpoints (identity, namespace, pod,
 //! first workload, labels), services, direction, observation point, reply,
-//! trace reason, ICMP type and code, policies, the policy in force, volume,
-//! lifecycle and summary. Interfaces and Ethernet addresses are not kept.
+//! trace reason, ICMP type and code, policies (with the labels and kind
+//! flow-probe gives every policy), the policy in force, volume, lifecycle,
+//! interface, Ethernet addresses, endpoint clusters, node labels and summary.
 
 use datafusion::arrow::array::{
     Array, BooleanArray, Int32Array, RecordBatch, StringArray, UInt8Array, UInt32Array, UInt64Array,
@@ -62,6 +63,7 @@ impl Row<'_> {
             identity,
             namespace: self.text(&format!("{side}_namespace")),
             pod_name: self.text(&format!("{side}_pod")),
+            cluster_name: self.text(&format!("{side}_cluster")),
             labels: split(self.s(&format!("{side}_labels"))),
             workloads: self
                 .s(&format!("{side}_workload"))
@@ -71,7 +73,6 @@ impl Row<'_> {
                 })
                 .into_iter()
                 .collect(),
-            ..Default::default()
         })
     }
     fn policies(&self, name: &str) -> Vec<Policy> {
@@ -79,9 +80,13 @@ impl Row<'_> {
             .into_iter()
             .map(|p| {
                 let (namespace, name) = p.split_once('/').unwrap_or(("", &p));
+                // Every policy flow-probe names is a CiliumNetworkPolicy,
+                // its labels made of its name and namespace.
                 Policy {
                     namespace: namespace.into(),
                     name: name.into(),
+                    labels: cluster_spec::policy::policy_labels(name, namespace),
+                    kind: cluster_spec::policy::KIND.into(),
                     ..Default::default()
                 }
             })
@@ -181,6 +186,7 @@ fn flow(r: &Row, time: i64) -> Flow {
     Flow {
         time: Some(timestamp(i128::from(time))),
         node_name: r.text("node"),
+        node_labels: split(r.s("node_labels")),
         uuid: r.text("uuid"),
         verdict,
         // The deprecated number carries the same value as its description.

@@ -151,7 +151,9 @@ pub fn protocol_name(f: &Flow) -> Option<&'static str> {
     })
 }
 
-/// The names of the set flags, in Hubble's order.
+/// The names of the set flags: SYN, ACK, PSH, FIN, RST, then the rare ones.
+/// Not the order of Hubble's summaries (RST and FIN before PSH): stored
+/// values stay as history already holds them.
 fn flag_names(t: &TcpFlags) -> impl Iterator<Item = &'static str> {
     [
         (t.syn, "SYN"),
@@ -168,7 +170,7 @@ fn flag_names(t: &TcpFlags) -> impl Iterator<Item = &'static str> {
     .filter_map(|(on, name)| on.then_some(name))
 }
 
-/// The set flags in Hubble's order, comma separated: "SYN,ACK".
+/// The set flags in [`flag_names`]' order, comma separated: "SYN,ACK".
 pub fn flags_string(t: &TcpFlags) -> String {
     flag_names(t).collect::<Vec<_>>().join(",")
 }
@@ -515,6 +517,18 @@ pub static COLUMNS: &[Column] = &[
         Get::U64(|r| Some(r.flow.cgroup_id).filter(|c| *c != 0)),
     ),
     col("summary", Get::Str(|r, b| put(b, Some(&r.flow.summary)))),
+    col(
+        "source_cluster",
+        Get::Str(|r, b| put(b, src(r).map(|e| e.cluster_name.as_str()))),
+    ),
+    col(
+        "destination_cluster",
+        Get::Str(|r, b| put(b, dst(r).map(|e| e.cluster_name.as_str()))),
+    ),
+    col(
+        "node_labels",
+        Get::Str(|r, b| put_joined(b, r.flow.node_labels.iter().map(String::as_str))),
+    ),
 ];
 
 /// Whether the file at `path` is flow history this relay reads: Parquet
@@ -882,7 +896,7 @@ mod tests {
     }
 
     #[test]
-    fn flags_keep_hubbles_order() {
+    fn flags_keep_their_stored_order() {
         let t = TcpFlags {
             ack: true,
             syn: true,
@@ -1026,6 +1040,41 @@ mod tests {
         for (b, f) in back.iter().zip(&flows) {
             assert_eq!(b.tcp_lifecycle, f.tcp_lifecycle);
         }
+    }
+
+    /// What cluster and node-label filters read comes back from a row, so
+    /// they select a flow from history as they select it live.
+    #[test]
+    fn clusters_node_labels_and_policy_kinds_come_back_from_a_row() {
+        use observer_proto::flow::FlowFilter;
+        use observer_runtime::filter::compile;
+        let mut f = flow();
+        f.source.as_mut().unwrap().cluster_name = "east".into();
+        f.node_labels = vec!["zone=a".into(), "rack=7".into()];
+        f.ingress_allowed_by[0].kind = cluster_spec::policy::KIND.into();
+        f.ingress_allowed_by[0].labels = cluster_spec::policy::policy_labels("allow-web", "shop");
+        let batch = batch_of(std::slice::from_ref(&f));
+        assert_eq!(strings(&batch, "source_cluster"), [Some("east".into())]);
+        assert_eq!(strings(&batch, "destination_cluster"), [None]);
+        assert_eq!(
+            strings(&batch, "node_labels"),
+            [Some("zone=a,rack=7".into())]
+        );
+        let back = &super::super::read::flows(&batch)[0];
+        assert_eq!(back.source.as_ref().unwrap().cluster_name, "east");
+        assert_eq!(back.destination.as_ref().unwrap().cluster_name, "");
+        assert_eq!(back.node_labels, f.node_labels);
+        assert_eq!(back.ingress_allowed_by[0], f.ingress_allowed_by[0]);
+        let selects = |filter: FlowFilter| compile(&[filter], &[]).unwrap().matches(back);
+        assert!(selects(FlowFilter {
+            source_cluster_name: vec!["east".into()],
+            node_labels: vec!["zone=a".into()],
+            ..Default::default()
+        }));
+        assert!(!selects(FlowFilter {
+            source_cluster_name: vec!["default".into()],
+            ..Default::default()
+        }));
     }
 
     #[test]
