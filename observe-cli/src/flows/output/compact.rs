@@ -184,6 +184,8 @@ mod tests {
         CiliumEventType, Ip, Layer4, Policy, Tcp, TcpFlags, TraceObservationPoint,
         TrafficDirection, Verdict, layer4::Protocol,
     };
+    use observer_proto::observe::v1::{TcpLifecycle, tcp_lifecycle};
+
     #[test]
     fn compact_line_reads_like_hubble() {
         let f = Flow {
@@ -269,11 +271,15 @@ mod tests {
             event_type: None,
             is_reply: None,
             summary: "TCP established".into(),
+            tcp_lifecycle: Some(TcpLifecycle {
+                kind: tcp_lifecycle::Kind::Established as i32,
+                ..Default::default()
+            }),
             ..f.clone()
         };
         assert_eq!(
             flow_line(&lifecycle),
-            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) UNKNOWN VERDICT_UNKNOWN (TCP established)"
+            "default/frontend:40000 (ID:300) <> 198.18.1.3:8080 (world) tcp-lifecycle VERDICT_UNKNOWN (TCP established)"
         );
 
         // --print-policy-names: the deciders of the verdict's own direction

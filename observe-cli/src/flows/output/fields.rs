@@ -158,8 +158,9 @@ fn host(
 
 /// Hubble's flow TYPE column: the trace point of a trace (its sub-type), the
 /// drop reason of a drop (Cilium's text), `policy-verdict:MATCH DIRECTION`
-/// of a policy verdict, the translation point of a socket event, else
-/// `UNKNOWN` (as for our TCP lifecycle reports, which have no event type).
+/// of a policy verdict, the translation point of a socket event,
+/// `tcp-lifecycle` for our TCP lifecycle reports (no event type: Hubble
+/// prints `UNKNOWN` there), else `UNKNOWN`.
 pub fn flow_type(f: &Flow) -> String {
     let (ty, sub) = f
         .event_type
@@ -183,6 +184,7 @@ pub fn flow_type(f: &Flow) -> String {
             Ok(SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev".into(),
             _ => "SOCK_XLATE_POINT_UNKNOWN".into(),
         },
+        _ if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
         _ => "UNKNOWN".to_string(),
     }
 }
