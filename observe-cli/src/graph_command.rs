@@ -60,9 +60,20 @@ pub enum GraphFormat {
     Text,
 }
 
-/// Without a window, the graph covers the last 15 minutes (a graph of 20 flows,
-/// the `flows` default, shows almost nothing).
+/// Without a window, the graph covers 15 minutes, up to `--until` or now (a
+/// graph of 20 flows, the `flows` default, shows almost nothing).
 pub const DEFAULT_SINCE: &str = "15m";
+
+/// `--since` when none is given: [`DEFAULT_SINCE`] before `--until`, or
+/// before now without one (`--until 1h` draws from 1h15m ago to 1h ago).
+pub fn default_since(until: Option<&str>, now: SystemTime) -> anyhow::Result<String> {
+    let Some(until) = until else {
+        return Ok(DEFAULT_SINCE.to_string());
+    };
+    let until = time::nanos(&crate::flows::request::parse_time("until", until, now)?);
+    let span = time::parse_duration(DEFAULT_SINCE).map_or(0, |d| d.as_nanos() as i128);
+    Ok(diff_args::rfc3339(until - span))
+}
 
 pub async fn run(
     target: &Target,
@@ -92,7 +103,7 @@ pub async fn run(
     }
     let mut query = query.clone();
     if !query.has_window() {
-        query.since = Some(DEFAULT_SINCE.to_string());
+        query.since = Some(default_since(query.until.as_deref(), SystemTime::now())?);
     }
     query.follow = format == GraphFormat::Tui;
     let mut req = query.request()?;
@@ -204,6 +215,22 @@ mod tests {
     use observer_proto::flow::{Flow, Service, SocketTranslationPoint, Verdict};
 
     use super::*;
+
+    #[test]
+    fn without_since_the_window_ends_at_until() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_169_445);
+        assert_eq!(default_since(None, now).unwrap(), "15m");
+        assert_eq!(
+            default_since(Some("2026-11-26T10:00:00Z"), now).unwrap(),
+            "2026-11-26T09:45:00Z"
+        );
+        // 1h before now (2025-11-26T15:04:05Z), 15 minutes more.
+        assert_eq!(
+            default_since(Some("1h"), now).unwrap(),
+            "2025-11-26T13:49:05Z"
+        );
+        assert!(default_since(Some("soon"), now).is_err());
+    }
 
     /// A connect from frontend to the VIP of default/api, before translation.
     fn connect_to_vip() -> Flow {

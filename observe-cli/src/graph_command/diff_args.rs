@@ -3,7 +3,7 @@
 //!
 //! - `--diff 1h`: the last hour against the hour before it.
 //! - `--since T1 [--until T2] --against T3..T4`: the window of `--since` and
-//!   `--until` (default: the last 15 minutes, until now) against T3..T4.
+//!   `--until` (default: the 15 minutes up to `--until`, or up to now) against T3..T4.
 //!
 //! Every time is a duration ago (`2h`) or RFC 3339 (`2026-11-26T10:00:00Z`),
 //! as `--since` takes them. Both ends of a window are included.
@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use observer_proto::time;
 use service_graph::Threshold;
 
-use super::DEFAULT_SINCE;
+use super::default_since;
 use crate::flows::request::{QueryArgs, parse_time};
 
 /// The diff flags, as parsed.
@@ -26,7 +26,7 @@ pub struct DiffArgs {
         conflicts_with_all = ["since", "until", "against", "last", "first"]
     )]
     pub diff: Option<String>,
-    /// Compare the window of --since/--until (default: the last 15m) against
+    /// Compare the window of --since/--until (default: the 15m up to --until or now) against
     /// T3..T4, each a duration ago or RFC 3339 (`2h..1h`).
     #[arg(long, value_name = "T3..T4", conflicts_with_all = ["last", "first"])]
     pub against: Option<String>,
@@ -123,8 +123,12 @@ impl DiffArgs {
         let Some(against) = &self.against else {
             return Ok(None);
         };
+        let since = match &query.since {
+            Some(s) => s.clone(),
+            None => default_since(query.until.as_deref(), now)?,
+        };
         let window = Window {
-            since: at("since", query.since.as_deref().unwrap_or(DEFAULT_SINCE))?,
+            since: at("since", &since)?,
             until: at("until", query.until.as_deref().unwrap_or("0s"))?,
         };
         let now_ns = at("since", "0s")?;
@@ -270,6 +274,14 @@ mod tests {
         assert_eq!(
             (p.against.since, p.against.until),
             (now - 1800 * S, now - 900 * S)
+        );
+        // --until alone: the 15 minutes before it.
+        let p = plan(&["--until", "1h", "--against", "3h..2h45m"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (p.window.since, p.window.until),
+            (now - 4500 * S, now - 3600 * S)
         );
         let p = plan(&["--since", "1h", "--against", "3h..2h30m"])
             .unwrap()
