@@ -210,9 +210,13 @@ impl Endpoint {
     }
 }
 
-/// Labels as Cilium prints them: `k8s:key=value`, sorted.
+/// Labels as Cilium prints them: `k8s:key=value`, sorted as whole strings
+/// (`k8s:app.kubernetes.io/name=x` before `k8s:app=y`, where the keys alone
+/// sort the other way).
 pub fn label_strings(labels: &BTreeMap<String, String>) -> Vec<String> {
-    labels.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect()
+    let mut all: Vec<String> = labels.iter().map(|(k, v)| format!("k8s:{k}={v}")).collect();
+    all.sort_unstable();
+    all
 }
 
 pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
@@ -224,6 +228,18 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_sort_as_cilium_prints_them() {
+        let labels = BTreeMap::from([
+            ("app".to_string(), "web".to_string()),
+            ("app.kubernetes.io/name".to_string(), "shop".to_string()),
+        ]);
+        assert_eq!(
+            label_strings(&labels),
+            ["k8s:app.kubernetes.io/name=shop", "k8s:app=web"]
+        );
+    }
 
     #[test]
     fn only_regular_files_are_read() {
