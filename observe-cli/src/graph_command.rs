@@ -64,13 +64,18 @@ pub enum GraphFormat {
 /// graph of 20 flows, the `flows` default, shows almost nothing).
 pub const DEFAULT_SINCE: &str = "15m";
 
-/// `--since` when none is given: [`DEFAULT_SINCE`] before `--until`, or
-/// before now without one (`--until 1h` draws from 1h15m ago to 1h ago).
+/// `--since` when none is given: [`DEFAULT_SINCE`] before `--until` (when
+/// that has passed), or before now (`--until 1h` draws from 1h15m ago to 1h
+/// ago).
 pub fn default_since(until: Option<&str>, now: SystemTime) -> anyhow::Result<String> {
     let Some(until) = until else {
         return Ok(DEFAULT_SINCE.to_string());
     };
-    let until = time::nanos(&crate::flows::request::parse_time("until", until, now)?);
+    let parse = |flag, at| crate::flows::request::parse_time(flag, at, now);
+    let until = time::nanos(&parse("until", until)?);
+    if until >= time::nanos(&parse("since", "0s")?) {
+        return Ok(DEFAULT_SINCE.to_string());
+    }
     let span = time::parse_duration(DEFAULT_SINCE).map_or(0, |d| d.as_nanos() as i128);
     Ok(diff_args::rfc3339(until - span))
 }
@@ -221,15 +226,21 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_764_169_445);
         assert_eq!(default_since(None, now).unwrap(), "15m");
         assert_eq!(
-            default_since(Some("2026-11-26T10:00:00Z"), now).unwrap(),
-            "2026-11-26T09:45:00Z"
+            default_since(Some("2025-11-26T10:00:00Z"), now).unwrap(),
+            "2025-11-26T09:45:00Z"
         );
+        assert_eq!(default_since(Some("0s"), now).unwrap(), "15m");
         // 1h before now (2025-11-26T15:04:05Z), 15 minutes more.
         assert_eq!(
             default_since(Some("1h"), now).unwrap(),
             "2025-11-26T13:49:05Z"
         );
         assert!(default_since(Some("soon"), now).is_err());
+        // Until a later time: the last 15 minutes, as without it.
+        assert_eq!(
+            default_since(Some("2999-01-01T00:00:00Z"), now).unwrap(),
+            "15m"
+        );
     }
 
     /// A connect from frontend to the VIP of default/api, before translation.
