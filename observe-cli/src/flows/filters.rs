@@ -1,13 +1,15 @@
 //! `observe flows` filter flags → Hubble `FlowFilter`s, with Hubble's semantics:
 //! flags of different kinds are ANDed, repeated flags of one kind are ORed, and
 //! the direction-neutral flags (`--ip`, `--pod`, `--label`, `--port`,
-//! `--namespace`, `--service`, `--workload`, `--identity`, `--cluster`,
-//! `--fqdn`) match either end:
+//! `--namespace`, `--service`, `--workload`, `--identity`, `--fqdn`) match
+//! either end:
 //! the filter becomes a source variant and a destination variant, each with
 //! all of them on its side. Namespace flags place the pods and services of
 //! their side in the namespace (`-n other --pod client` is `other/client` at
-//! either end); a neutral flag with a directional one for the same field is
-//! refused, as Hubble refuses it.
+//! either end). Refused as Hubble refuses them: a neutral flag with a
+//! directional one for the same field, one end named both by address or DNS
+//! name and by pod or namespace, and `--cluster` (the nodes `C/*`) beside
+//! `--node-name`.
 
 use observer_proto::flow::{
     DropReason, EventTypeFilter, FlowFilter, IpVersion, NetworkInterface, TcpFlags,
@@ -186,10 +188,11 @@ pub struct FilterArgs {
 /// `--allowlist` of thousands of entries) is shown by its start and length,
 /// so the problem stays on screen.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("--{flag} {}: {problem}", shown(value))]
+#[error("--{flag}{}: {problem}", value.as_deref().map(|v| format!(" {}", shown(v))).unwrap_or_default())]
 pub struct FlagError {
     pub flag: &'static str,
-    pub value: String,
+    /// None for a switch (`-A`), which has no value to show.
+    pub value: Option<String>,
     pub problem: String,
 }
 
@@ -250,7 +253,16 @@ fn check_ips_and_labels(args: &FilterArgs) -> Result<(), FlagError> {
 fn bad(flag: &'static str, value: &str, problem: &str) -> FlagError {
     FlagError {
         flag,
-        value: value.to_string(),
+        value: Some(value.to_string()),
+        problem: problem.to_string(),
+    }
+}
+
+/// A switch (a flag without a value) that cannot be given as it was.
+fn bad_switch(flag: &'static str, problem: &str) -> FlagError {
+    FlagError {
+        flag,
+        value: None,
         problem: problem.to_string(),
     }
 }
@@ -395,6 +407,16 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         "trace-sock" | "sock" => 7,
         "l7" => 129,
         "agent" => 130,
+        // The TYPE column's name for them, which no event type has.
+        crate::flows::output::TCP_LIFECYCLE => {
+            return Err(bad(
+                "type",
+                v,
+                "TCP lifecycle reports have no event type, so no --type selects them (as in \
+                 Hubble, whose type filters leave them out); SQL lists them: observe query \
+                 \"SELECT * FROM flows WHERE lifecycle_kind IS NOT NULL\"",
+            ));
+        }
         n => event_number(n).ok_or_else(|| {
             bad(
                 "type",
@@ -595,10 +617,12 @@ fn check_combinations(a: &FilterArgs) -> Result<(), FlagError> {
     ];
     for (flag, on, others) in any {
         if let (true, Some((other, _))) = (on, others.iter().find(|(_, v)| !v.is_empty())) {
-            return Err(bad(
+            return Err(bad_switch(
                 flag,
-                "true",
-                &format!("cannot be combined with --{other}"),
+                &format!(
+                    "cannot be combined with --{other}: --{flag} selects every namespace of \
+                     its end, --{other} names one; give one of them (as in Hubble)"
+                ),
             ));
         }
     }
@@ -645,9 +669,10 @@ const SAME_END: [&[&str]; 4] = [
     &["to-fqdn", "to-ip", "ip", "fqdn", "to-pod", "pod"],
 ];
 
-/// The first value of one of [`SAME_END`]'s flags or `--node-name`/`--cluster`.
-fn first_value(a: &FilterArgs, flag: &str) -> Option<String> {
-    let on = |set: bool| set.then(|| "true".to_string());
+/// The first value of one of [`SAME_END`]'s flags or `--node-name`/`--cluster`
+/// if given (`Some(None)` for a switch that is on).
+fn first_value(a: &FilterArgs, flag: &str) -> Option<Option<String>> {
+    let on = |set: bool| set.then_some(None);
     let values = match flag {
         "ip" => &a.ip,
         "from-ip" => &a.from_ip,
@@ -668,7 +693,7 @@ fn first_value(a: &FilterArgs, flag: &str) -> Option<String> {
         "to-all-namespaces" => return on(a.to_all_namespaces),
         _ => unreachable!("no flag --{flag}"),
     };
-    values.first().cloned()
+    values.first().cloned().map(Some)
 }
 
 /// [`SAME_END`]'s pairs, and `--cluster` beside `--node-name` (both are
@@ -684,12 +709,17 @@ fn check_same_end(a: &FilterArgs) -> Result<(), FlagError> {
         let mut given = group
             .iter()
             .filter_map(|f| first_value(a, f).map(|v| (*f, v)));
-        if let (Some((flag, value)), Some((other, _))) = (given.next(), given.next()) {
-            return Err(bad(
+        if let (Some((flag, value)), Some((other, other_value))) = (given.next(), given.next()) {
+            // Two switches: --from- or --to-all-namespaces beside -A.
+            let why = match (&value, other_value) {
+                (None, None) => "--all-namespaces already selects every namespace at both ends",
+                _ => why,
+            };
+            return Err(FlagError {
                 flag,
-                &value,
-                &format!("cannot be combined with --{other}: {why}"),
-            ));
+                value,
+                problem: format!("cannot be combined with --{other}: {why}"),
+            });
         }
     }
     Ok(())
@@ -1301,6 +1331,10 @@ mod tests {
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["dropped".into()]),
                 "--type \"dropped\": unknown event type (trace, drop, policy-verdict, trace-sock, capture, debug, l7, agent, or a number)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["tcp-lifecycle".into()]),
+                "--type \"tcp-lifecycle\": TCP lifecycle reports have no event type, so no --type selects them (as in Hubble, whose type filters leave them out); SQL lists them: observe query \"SELECT * FROM flows WHERE lifecycle_kind IS NOT NULL\"",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["policy-verdict,drop".into()]),

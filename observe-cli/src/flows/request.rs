@@ -278,7 +278,7 @@ fn raw_filters(flag: &'static str, values: &[String]) -> Result<Vec<FlowFilter>,
     for value in values {
         let bad = |problem: String| FlagError {
             flag,
-            value: value.clone(),
+            value: Some(value.clone()),
             problem,
         };
         let filters: Vec<FlowFilter> =

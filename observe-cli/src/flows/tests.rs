@@ -884,11 +884,20 @@ fn a_namespace_and_a_pod_that_cannot_meet_are_refused() {
     );
     assert_eq!(
         refused(&["-A", "--to-pod", "default/api"]),
-        "--all-namespaces \"true\": cannot be combined with --to-pod"
+        "--all-namespaces: cannot be combined with --to-pod: --all-namespaces selects every \
+         namespace of its end, --to-pod names one; give one of them (as in Hubble)"
     );
     assert_eq!(
         refused(&["--from-all-namespaces", "--from-namespace", "other"]),
-        "--from-all-namespaces \"true\": cannot be combined with --from-namespace"
+        "--from-all-namespaces: cannot be combined with --from-namespace: --from-all-namespaces \
+         selects every namespace of its end, --from-namespace names one; give one of them (as \
+         in Hubble)"
+    );
+    // A switch beside another (both in one of Hubble's groups) shows no value.
+    assert_eq!(
+        refused(&["-A", "--from-all-namespaces"]),
+        "--from-all-namespaces: cannot be combined with --all-namespaces: --all-namespaces \
+         already selects every namespace at both ends"
     );
     assert_eq!(
         refused(&["--port", "80", "--to-port", "8080"]),

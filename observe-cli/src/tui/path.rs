@@ -34,7 +34,7 @@ fn conn(f: &Flow) -> Option<(i32, [(String, u32); 2])> {
 fn hop_name(f: &Flow) -> String {
     match HopKey::of(f) {
         Some(h) => h.name(),
-        None if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
+        None if f.tcp_lifecycle.is_some() => crate::flows::output::TCP_LIFECYCLE.to_string(),
         None => String::new(),
     }
 }

@@ -76,7 +76,7 @@ pub fn source_and_destination(f: &Flow) -> (String, String) {
 pub fn kind(f: &Flow) -> String {
     match f.event_type.as_ref() {
         Some(e) if matches!(e.r#type, 1 | 5 | 7) => crate::flows::output::flow_type(f),
-        _ if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
+        _ if f.tcp_lifecycle.is_some() => crate::flows::output::TCP_LIFECYCLE.to_string(),
         _ => {
             let point = HopKey::of(f).map(HopKey::name).unwrap_or_default();
             if is_volume_report(f) {

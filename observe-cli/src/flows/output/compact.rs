@@ -313,8 +313,8 @@ mod tests {
              \x1b[36m198.18.1.3:\x1b[33m8080\x1b[0m\x1b[0m \x1b[35m(world)\x1b[0m policy-verdict:none \
              INGRESS \x1b[32mALLOWED BY allow-frontend (CiliumNetworkPolicy)\x1b[0m (TCP Flags: SYN)"
         );
-        // A flow read back from history has no policy kind: the name alone.
-        let from_history = Flow {
+        // A policy without a kind (another server's): the name alone.
+        let kindless = Flow {
             egress_denied_by: vec![Policy {
                 kind: String::new(),
                 ..policy("deny-world")
@@ -322,10 +322,9 @@ mod tests {
             ..named.clone()
         };
         assert!(
-            line(&from_history, false, true)
-                .ends_with(" EGRESS DENIED BY deny-world (TCP Flags: SYN)"),
+            line(&kindless, false, true).ends_with(" EGRESS DENIED BY deny-world (TCP Flags: SYN)"),
             "{}",
-            line(&from_history, false, true)
+            line(&kindless, false, true)
         );
         // Not a policy verdict: a drop names no policy, as in Hubble.
         let dropped = Flow {

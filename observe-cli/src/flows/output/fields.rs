@@ -156,6 +156,9 @@ fn host(
     }
 }
 
+/// The TYPE of our TCP lifecycle reports, which have no event type.
+pub const TCP_LIFECYCLE: &str = "tcp-lifecycle";
+
 /// Hubble's flow TYPE column: the trace point of a trace (its sub-type), the
 /// drop reason of a drop (Cilium's text), `policy-verdict:MATCH DIRECTION`
 /// of a policy verdict, the translation point of a socket event,
@@ -184,7 +187,7 @@ pub fn flow_type(f: &Flow) -> String {
             Ok(SocketTranslationPoint::SockXlatePointPostDirectionRev) => "post-xlate-rev".into(),
             _ => "SOCK_XLATE_POINT_UNKNOWN".into(),
         },
-        _ if f.tcp_lifecycle.is_some() => "tcp-lifecycle".to_string(),
+        _ if f.tcp_lifecycle.is_some() => TCP_LIFECYCLE.to_string(),
         _ => "UNKNOWN".to_string(),
     }
 }
@@ -223,7 +226,8 @@ pub fn verdict_by(f: &Flow, policies: bool) -> String {
         "AUDITED" => denied.iter().chain(allowed).collect(),
         _ => Vec::new(),
     };
-    // Flows read back from history keep no policy kind: the name alone then.
+    // A policy without a kind (from another server, or history written
+    // before kinds were restored): the name alone then.
     let named: Vec<String> = deciders
         .into_iter()
         .filter(|p| !p.name.is_empty())

@@ -16,7 +16,7 @@ mod time;
 pub use color::{ColorChoice, paint_verdict};
 pub use compact::{compact, flow_line, styled_flow_line};
 pub use escape::{escape_controls, escape_flow_text};
-pub use fields::{Row, flow_type, hosts, ports, row};
+pub use fields::{Row, TCP_LIFECYCLE, flow_type, hosts, ports, row};
 pub use time::{TimeFormat, timestamp, timestamp_as, utc};
 
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
