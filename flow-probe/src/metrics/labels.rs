@@ -75,18 +75,23 @@ pub fn protocol(flow: &Flow) -> &'static str {
     let ty = flow.event_type.as_ref().map_or(0, |e| e.r#type);
     match ty {
         message::DROP | message::TRACE | message::POLICY_VERDICT | message::CAPTURE => {
-            match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-                Some(Protocol::Tcp(_)) => "TCP",
-                Some(Protocol::Udp(_)) => "UDP",
-                Some(Protocol::IcmPv4(_)) => "ICMPv4",
-                Some(Protocol::IcmPv6(_)) => "ICMPv6",
-                Some(Protocol::Sctp(_)) => "SCTP",
-                None => "Unknown L4",
-            }
+            l4_name(flow).unwrap_or("Unknown L4")
         }
         message::ACCESS_LOG => "Unknown L7",
         _ => "Unknown flow",
     }
+}
+
+/// The L4 record's protocol name, whatever the event type (as
+/// `hubble_port_distribution_total` names it).
+pub fn l4_name(flow: &Flow) -> Option<&'static str> {
+    Some(match flow.l4.as_ref()?.protocol.as_ref()? {
+        Protocol::Tcp(_) => "TCP",
+        Protocol::Udp(_) => "UDP",
+        Protocol::IcmPv4(_) => "ICMPv4",
+        Protocol::IcmPv6(_) => "ICMPv6",
+        Protocol::Sctp(_) => "SCTP",
+    })
 }
 
 /// The verdict's enum name, e.g. "FORWARDED" ([`names::verdict`]); a number

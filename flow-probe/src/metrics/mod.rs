@@ -532,16 +532,18 @@ impl Metrics {
             }
             _ => {}
         }
-        // Destination ports of requests that passed (not of replies: ephemeral).
+        // Destination ports of requests that passed (not of replies:
+        // ephemeral), the protocol named by L4 alone, as Hubble's handler.
         if (forwarded || verdict == "REDIRECTED") && flow.is_reply == Some(false) {
             let port = match l4 {
                 Some(Protocol::Tcp(t)) => Some(t.destination_port),
                 Some(Protocol::Udp(u)) => Some(u.destination_port),
+                Some(Protocol::Sctp(s)) => Some(s.destination_port),
                 Some(Protocol::IcmPv4(_) | Protocol::IcmPv6(_)) => Some(0),
-                _ => None,
+                None => None,
             };
-            if let Some(port) = port {
-                key.clear().push(protocol).push_u32(port);
+            if let (Some(port), Some(name)) = (port, labels::l4_name(flow)) {
+                key.clear().push(name).push_u32(port);
                 ctx(key, FlowMetric::PortDistribution);
                 f.ports.inc(key.bytes(), &mut now);
             }

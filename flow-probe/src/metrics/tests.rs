@@ -1030,6 +1030,11 @@ fn the_protocol_label_is_hubbles_by_event_type() {
             r#"hubble_drop_total{protocol="Unknown flow",reason="SERVICE_BACKEND_NOT_FOUND"} 1"#,
         ]
     );
+    // The port distribution names L4 itself, whatever the event type.
+    assert_eq!(
+        series(&m, "hubble_port_distribution_total"),
+        [r#"hubble_port_distribution_total{port="8080",protocol="TCP"} 1"#]
+    );
 }
 
 #[test]
