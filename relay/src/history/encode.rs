@@ -484,12 +484,21 @@ mod tests {
                 kind: "Deployment".into(),
             }],
         };
-        let policy = |ns: &str, name: &str| Policy {
-            namespace: ns.into(),
-            name: name.into(),
-            labels: cluster_spec::policy::policy_labels(name, ns),
-            kind: cluster_spec::policy::KIND.into(),
-            ..Default::default()
+        // As flow-probe names a policy; one without a namespace is bare.
+        let policy = |ns: &str, name: &str| {
+            let bare = Policy {
+                namespace: ns.into(),
+                name: name.into(),
+                ..Default::default()
+            };
+            if ns.is_empty() {
+                return bare;
+            }
+            Policy {
+                labels: cluster_spec::policy::policy_labels(name, ns),
+                kind: cluster_spec::policy::KIND.into(),
+                ..bare
+            }
         };
         Flow {
             time: Some(observer_proto::time::timestamp(i128::from(time))),

@@ -80,13 +80,23 @@ impl Row<'_> {
             .into_iter()
             .map(|p| {
                 let (namespace, name) = p.split_once('/').unwrap_or(("", &p));
-                // Every policy flow-probe names is a CiliumNetworkPolicy,
-                // its labels made of its name and namespace.
+                // Every policy flow-probe names is a namespaced
+                // CiliumNetworkPolicy, its labels made of its name and
+                // namespace; one without a namespace is no such policy.
+                let ours = !namespace.is_empty();
                 Policy {
                     namespace: namespace.into(),
                     name: name.into(),
-                    labels: cluster_spec::policy::policy_labels(name, namespace),
-                    kind: cluster_spec::policy::KIND.into(),
+                    labels: if ours {
+                        cluster_spec::policy::policy_labels(name, namespace)
+                    } else {
+                        Vec::new()
+                    },
+                    kind: if ours {
+                        cluster_spec::policy::KIND.into()
+                    } else {
+                        String::new()
+                    },
                     ..Default::default()
                 }
             })

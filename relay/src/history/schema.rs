@@ -1065,6 +1065,14 @@ mod tests {
         assert_eq!(back.destination.as_ref().unwrap().cluster_name, "");
         assert_eq!(back.node_labels, f.node_labels);
         assert_eq!(back.ingress_allowed_by[0], f.ingress_allowed_by[0]);
+        // No namespace: no policy flow-probe names, so no kind is made up.
+        assert_eq!(
+            back.ingress_allowed_by[1],
+            Policy {
+                name: "cluster-wide".into(),
+                ..Default::default()
+            }
+        );
         let selects = |filter: FlowFilter| compile(&[filter], &[]).unwrap().matches(back);
         assert!(selects(FlowFilter {
             source_cluster_name: vec!["east".into()],
