@@ -158,6 +158,10 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
         if !l.contains('=') || l.starts_with('=') {
             anyhow::bail!("--node-label {l:?}: expected KEY=VALUE");
         }
+        // As in Kubernetes; history joins a node's labels with commas.
+        if l.contains(',') {
+            anyhow::bail!("--node-label {l:?}: a label holds no comma; give one flag a label");
+        }
     }
     Ok(AgentConfig {
         node_name: args.node_name.unwrap_or_else(hostname),
@@ -233,6 +237,25 @@ mod tests {
         assert!(
             err.starts_with("error: invalid value '18446744073709551615' for '--report-interval <REPORT_INTERVAL>': 18446744073709551615 is not in 0..=86400"),
             "{err}"
+        );
+    }
+
+    /// History joins a node's labels with commas: one holding a comma
+    /// would come back as two.
+    #[test]
+    fn a_node_label_is_key_equals_value_without_a_comma() {
+        let refused = |label: &str| {
+            let args = Args::try_parse_from(["flow-probe", "--node-label", label]).unwrap();
+            config(args).err().map(|e| e.to_string())
+        };
+        assert_eq!(refused("zone=a"), None);
+        assert_eq!(
+            refused("zone=a,b").as_deref(),
+            Some("--node-label \"zone=a,b\": a label holds no comma; give one flag a label")
+        );
+        assert_eq!(
+            refused("zone").as_deref(),
+            Some("--node-label \"zone\": expected KEY=VALUE")
         );
     }
 }
