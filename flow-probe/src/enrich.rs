@@ -509,7 +509,7 @@ impl Enricher {
             name: p.name,
             namespace: p.namespace,
             labels: p.labels,
-            kind: "CiliumNetworkPolicy".to_string(),
+            kind: cluster_spec::policy::KIND.to_string(),
             ..Default::default()
         };
         let denied = ev.drop_reason == drop_reason::POLICY_DENY;

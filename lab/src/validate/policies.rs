@@ -10,7 +10,7 @@ use super::problem::{Problem, fail};
 use crate::scenario::Scenario;
 
 /// The only policy kind a scenario may carry.
-pub const POLICY_KIND: &str = "CiliumNetworkPolicy";
+pub const POLICY_KIND: &str = cluster_spec::policy::KIND;
 /// Longest policy name (a Kubernetes object name; it also names the policy file).
 pub const MAX_POLICY_NAME_LEN: usize = 253;
 
