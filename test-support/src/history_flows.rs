@@ -38,10 +38,18 @@ fn tcp(sport: u32, dport: u32, syn: bool, ack: bool) -> Option<Layer4> {
     crate::flows::tcp(sport, dport, crate::flows::flags(names))
 }
 
+/// A policy as flow-probe names it: a CiliumNetworkPolicy with Cilium's
+/// labels (history gives them back).
 fn policy(ns: &str, name: &str) -> Vec<Policy> {
     vec![Policy {
         namespace: ns.into(),
         name: name.into(),
+        labels: vec![
+            "k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy".into(),
+            format!("k8s:io.cilium.k8s.policy.name={name}"),
+            format!("k8s:io.cilium.k8s.policy.namespace={ns}"),
+        ],
+        kind: "CiliumNetworkPolicy".into(),
         ..Default::default()
     }]
 }
