@@ -173,14 +173,15 @@ impl TableRows {
 }
 
 /// `history_missing<TAB>node<TAB>flows` lines of the relay's
-/// `FlightInfo.app_metadata` (other lines are skipped).
+/// `FlightInfo.app_metadata` (other lines are skipped; the node as
+/// [`observer_proto::tsv::field`] wrote it).
 fn decode_missing(app_metadata: &[u8]) -> Vec<(String, u64)> {
     String::from_utf8_lossy(app_metadata)
         .lines()
         .filter_map(|l| {
             let mut f = l.split('\t');
             (f.next()? == "history_missing").then_some(())?;
-            let node = f.next()?.to_string();
+            let node = observer_proto::tsv::unfield(f.next()?);
             let flows = f.next()?.parse().ok()?;
             Some((node, flows))
         })
@@ -941,5 +942,10 @@ mod tests {
             ["history is missing 1,234,567 flows of n in this range"]
         );
         assert!(decode_missing(b"").is_empty());
+        // A node name with a tab and a line break, escaped by the relay.
+        assert_eq!(
+            decode_missing(b"history_missing\ta\\tb\\nx\t7\n"),
+            [("a\tb\nx".to_string(), 7)]
+        );
     }
 }

@@ -17,6 +17,8 @@
 //! - [`json`]: protojson output with the proto field names, as Hubble prints.
 //! - [`time`]: protobuf timestamps as nanoseconds since the Unix epoch, and the
 //!   one parser of flag durations (`30s`, `2h`) and RFC 3339 times (jiff).
+//! - [`tsv`]: a node name as one field of a tab-separated line (history files,
+//!   the SQL answer's `app_metadata`).
 
 /// Flow events, endpoints and flow filters (protobuf package `flow`).
 pub mod flow {
@@ -56,6 +58,7 @@ pub mod icmpv6;
 pub mod json;
 pub mod names;
 pub mod time;
+pub mod tsv;
 
 #[cfg(test)]
 mod wire_tests;

@@ -17,7 +17,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{files, tsv};
+use observer_proto::tsv;
+
+use super::files;
 
 /// The file name in the history directory.
 pub const FILE: &str = "losses.tsv";

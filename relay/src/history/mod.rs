@@ -126,7 +126,6 @@ pub mod recent;
 pub mod scan;
 pub mod schema;
 pub mod tail;
-pub mod tsv;
 pub mod units;
 pub mod writer;
 

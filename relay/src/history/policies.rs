@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cluster_spec::policy::{PolicyFile, PolicyState};
 use serde::{Deserialize, Serialize};
 
-use super::{files, tsv};
+use observer_proto::tsv;
+
+use super::files;
 
 /// The folder in the history directory.
 pub const DIR: &str = "policies";

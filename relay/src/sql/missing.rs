@@ -22,6 +22,7 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, TableScan};
+use observer_proto::tsv;
 
 use super::graph::window::Window;
 use super::whatif::Mode;
@@ -193,11 +194,11 @@ impl SqlEngine {
 const PREFIX: &str = "history_missing";
 
 /// `missing` as `app_metadata`: one line per node,
-/// `history_missing<TAB>node<TAB>flows`.
+/// `history_missing<TAB>node<TAB>flows`, the node as [`tsv::field`] writes it.
 pub fn encode(missing: &[Missing]) -> Vec<u8> {
     missing
         .iter()
-        .map(|m| format!("{PREFIX}\t{}\t{}\n", m.node, m.flows))
+        .map(|m| format!("{PREFIX}\t{}\t{}\n", tsv::field(&m.node), m.flows))
         .collect::<String>()
         .into_bytes()
 }
@@ -343,5 +344,14 @@ mod tests {
         }];
         // `observe query` reads these lines (query_command::decode_missing).
         assert_eq!(encode(&m), b"history_missing\tnode1\t1234\n");
+        // A peer names itself: its tab or line break stays in its field.
+        let odd = [Missing {
+            node: "a\tb\nhistory_missing\tnode1\t999".into(),
+            ..m[0].clone()
+        }];
+        assert_eq!(
+            encode(&odd),
+            b"history_missing\ta\\tb\\nhistory_missing\\tnode1\\t999\t1234\n"
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! Node names in the history's tab-separated files (`losses.tsv`,
-//! `policies/in-force.tsv`): a peer names itself, so a name may hold the tab
-//! or line break that would otherwise make a field or a line of its own.
+//! Node names as one field of a tab-separated line: in the relay's history
+//! files (`losses.tsv`, `policies/in-force.tsv`) and in the lines of a SQL
+//! answer's `app_metadata` that `observe query` reads. A peer names itself,
+//! so a name may hold the tab or line break that would otherwise make a field
+//! or a line of its own.
 
 /// A node name as one field of a line: a peer names itself, so its name may
 /// hold a tab or a line break.
