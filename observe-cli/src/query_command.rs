@@ -218,7 +218,14 @@ fn read_bounded(input: impl Read, name: &str) -> anyhow::Result<String> {
              longest statement the relay accepts"
         );
     }
-    String::from_utf8(bytes).with_context(|| format!("the SQL in {name} is not UTF-8 text"))
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("the SQL in {name} is not UTF-8 text"))?;
+    // Editors may start a UTF-8 file with a byte-order mark, which no SQL
+    // parser reads as space.
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 /// stdout, remembering whether its reader went away.
@@ -293,6 +300,9 @@ fn message(status: &tonic::Status) -> anyhow::Error {
 /// dropped them: its writer fell behind).
 struct Asked {
     client: FlightServiceClient<Channel>,
+    /// The server asked and the address that answered, to say why a
+    /// stream broke.
+    server: (Target, String),
     schema: SchemaRef,
     tickets: Vec<Ticket>,
     missing: Vec<(String, u64)>,
@@ -300,7 +310,8 @@ struct Asked {
 
 /// Asks `server` to plan `sql`.
 async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
-    let (channel, _) = server.channel().await?;
+    let (channel, address) = server.channel().await?;
+    let address = address.to_string();
     let mut client = FlightServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let command = CommandStatementQuery {
         query: sql.to_string(),
@@ -330,6 +341,7 @@ async fn ask(server: &Target, sql: &str) -> anyhow::Result<Asked> {
         .collect::<anyhow::Result<_>>()?;
     Ok(Asked {
         client,
+        server: (server.clone(), address),
         schema,
         tickets,
         missing,
@@ -349,12 +361,22 @@ impl Asked {
             .map_err(|s| message(&s))?
             .into_inner()
             .map_err(|s| FlightError::Tonic(Box::new(s)));
-        Ok(
-            FlightRecordBatchStream::new_from_flight_data(data).map_err(|e| match e {
-                FlightError::Tonic(s) => message(&s),
-                other => anyhow::anyhow!("{other}"),
-            }),
-        )
+        let (server, address) = self.server.clone();
+        Ok(FlightRecordBatchStream::new_from_flight_data(data)
+            .map_err(move |e| stream_failure(&server, &address, e)))
+    }
+}
+
+/// Why reading the batches from `address` failed: the server's words, or
+/// the connection broken or gone silent mid-way, said as `observe flows`
+/// says it rather than in the transport's words.
+fn stream_failure(server: &Target, address: &str, e: FlightError) -> anyhow::Error {
+    match e {
+        FlightError::Tonic(s) if std::error::Error::source(&*s).is_some() => {
+            server.stream_error(*s, address)
+        }
+        FlightError::Tonic(s) => message(&s),
+        other => anyhow::anyhow!("{other}"),
     }
 }
 
@@ -437,7 +459,8 @@ async fn print(
     }
     let mut asked = ask(server, sql).await?;
     let schema = asked.schema.clone();
-    let mut rows = 0;
+    // A batch seen, even empty, has had the CSV header written.
+    let mut batches = 0;
     {
         let mut sink = match format {
             QueryFormat::Json => Sink::Json(json_lines(&mut *out)),
@@ -450,10 +473,15 @@ async fn print(
         for ticket in std::mem::take(&mut asked.tickets) {
             let mut stream = asked.batches(ticket).await?.boxed();
             while let Some(batch) = stream.try_next().await? {
-                rows += batch.num_rows();
+                batches += 1;
                 match &mut sink {
                     Sink::Csv(w) => w.write(&flat(&batch)?)?,
-                    Sink::Json(w) => w.write(&unique_names(&batch)?)?,
+                    // The JSON writer does not flush: rows are shown as
+                    // they come, as CSV's are.
+                    Sink::Json(w) => {
+                        w.write(&unique_names(&batch)?)?;
+                        w.get_mut().flush()?;
+                    }
                 }
             }
         }
@@ -461,7 +489,7 @@ async fn print(
             w.finish()?;
         }
     }
-    if format == QueryFormat::Csv && rows == 0 {
+    if format == QueryFormat::Csv && batches == 0 {
         // The header alone, as for a table without rows.
         write(out, format, &schema, &[])?;
     }
@@ -509,9 +537,8 @@ pub fn write(
                 .with_header(true)
                 .build(&mut *out);
             if batches.is_empty() {
-                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                drop(w);
-                writeln!(out, "{}", names.join(","))?;
+                // The header alone, quoted as the writer quotes it.
+                w.write(&flat(&RecordBatch::new_empty(schema.clone()))?)?;
             } else {
                 for b in batches {
                     w.write(&flat(b)?)?;
@@ -648,8 +675,9 @@ fn escape_text_columns(
             };
             let escaped: StringArray = text
                 .iter()
-                // A tab would break the table's columns too.
-                .map(|v| v.map(|v| escape_controls(v).replace('\t', "\\t")))
+                // A tab would break the table's columns too, and a line end
+                // would make one value read as two rows.
+                .map(|v| v.map(|v| escape_controls(v).replace('\t', "\\t").replace('\n', "\\n")))
                 .collect();
             arrow::compute::cast(&escaped, c.data_type())
         })
@@ -714,6 +742,48 @@ mod tests {
              | ^[]0;pwned^G^[[2J\\u{202e}cba\\t | [1] |\n\
              +--------------------------------+-----+\n"
         );
+    }
+
+    /// A value holding a line end is one row, and an empty answer's CSV
+    /// header is quoted as a full answer's (DataFusion names columns after
+    /// their expressions, commas and quotes included).
+    #[test]
+    fn a_line_end_stays_in_its_row_and_an_empty_csv_header_is_quoted() {
+        use arrow::array::StringArray;
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("summary", DataType::Utf8, true),
+            Field::new(
+                "date_trunc(Utf8(\"hour\"),flows.time)",
+                DataType::Utf8,
+                true,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["x\nALLOWED 10.0.0.1"])),
+                Arc::new(StringArray::from(vec!["h"])),
+            ],
+        )
+        .unwrap();
+        let printed = |format, batches: &[RecordBatch]| {
+            let mut out = Vec::new();
+            write(&mut out, format, &schema, batches).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            printed(QueryFormat::Table, std::slice::from_ref(&batch)),
+            "+---------------------+-------------------------------------+\n\
+             | summary             | date_trunc(Utf8(\"hour\"),flows.time) |\n\
+             +---------------------+-------------------------------------+\n\
+             | x\\nALLOWED 10.0.0.1 | h                                   |\n\
+             +---------------------+-------------------------------------+\n"
+        );
+        let header = "summary,\"date_trunc(Utf8(\"\"hour\"\"),flows.time)\"\n";
+        assert_eq!(printed(QueryFormat::Csv, &[]), header);
+        assert!(printed(QueryFormat::Csv, &[batch]).starts_with(header));
     }
 
     #[test]
@@ -872,9 +942,44 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_breaks_says_so_and_the_servers_words_stay_its_own() {
+        #[derive(clap::Parser)]
+        #[command(no_binary_name = true)]
+        struct Line {
+            #[command(flatten)]
+            connect: ConnectArgs,
+        }
+        let line = <Line as clap::Parser>::try_parse_from(["--server", "127.0.0.1:4245"]);
+        let target = line.unwrap().connect.target(&[DEFAULT_SERVER]).unwrap();
+        let failure = |s: tonic::Status| {
+            stream_failure(&target, "127.0.0.1:4245", FlightError::Tonic(Box::new(s))).to_string()
+        };
+        let broken = tonic::Status::from_error(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "error reading a body from connection",
+        )));
+        assert_eq!(
+            failure(broken),
+            "the connection to 127.0.0.1:4245 broke during the stream (did the server stop or \
+             restart?): error reading a body from connection"
+        );
+        assert_eq!(
+            failure(tonic::Status::deadline_exceeded(
+                "the query ran past --sql-timeout 30s"
+            )),
+            "the query ran past --sql-timeout 30s"
+        );
+    }
+
+    #[test]
     fn a_statement_is_read_whole_up_to_the_relay_limit() {
         let text = "SELECT 1 -- é\n";
         assert_eq!(read_bounded(text.as_bytes(), "t").unwrap(), text);
+        // A file saved with a byte-order mark reads without it.
+        assert_eq!(
+            read_bounded("\u{feff}SELECT 1\n".as_bytes(), "t").unwrap(),
+            "SELECT 1\n"
+        );
         let limit = usize::try_from(MAX_STATEMENT_BYTES).unwrap();
         assert_eq!(
             read_bounded(&vec![b' '; limit][..], "t").unwrap().len(),
