@@ -169,8 +169,24 @@ fn gone(handle: &[u8]) -> Status {
 pub const MAX_PUT_BYTES: usize = 1 << 20;
 
 /// The one row of values a DoPut binds (none: no values). Each message is
-/// looked at before Arrow decodes it ([`admit`]).
+/// looked at before Arrow decodes it ([`admit`]); a message that still
+/// makes Arrow's decoder panic (it asserts some lengths rather than
+/// checking them) is refused as not valid, the relay unharmed.
 pub async fn values(
+    stream: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> Result<Vec<ScalarValue>, Status> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(decode_values(stream))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_panic| {
+            Err(Status::invalid_argument(
+                "parameter values are not valid Arrow IPC (their lengths do not add up)",
+            ))
+        })
+}
+
+async fn decode_values(
     stream: impl futures::Stream<Item = Result<FlightData, Status>> + Send + 'static,
 ) -> Result<Vec<ScalarValue>, Status> {
     let mut sent = 0;
@@ -219,19 +235,33 @@ fn admit(d: FlightData, sent: &mut usize) -> Result<FlightData, Status> {
     }
     let message = root_as_message(&d.data_header)
         .map_err(|e| Status::invalid_argument(format!("not an Arrow IPC message: {e}")))?;
-    let compressed = match message.header_type() {
-        MessageHeader::RecordBatch => message
-            .header_as_record_batch()
-            .is_some_and(|b| b.compression().is_some()),
-        MessageHeader::DictionaryBatch => message
-            .header_as_dictionary_batch()
-            .and_then(|b| b.data())
-            .is_some_and(|b| b.compression().is_some()),
-        _ => false,
+    let batch = match message.header_type() {
+        MessageHeader::RecordBatch => message.header_as_record_batch(),
+        MessageHeader::DictionaryBatch => {
+            message.header_as_dictionary_batch().and_then(|b| b.data())
+        }
+        _ => None,
     };
-    if compressed {
+    let Some(batch) = batch else {
+        return Ok(d);
+    };
+    if batch.compression().is_some() {
         return Err(Status::invalid_argument(
             "compressed Arrow IPC parameter values are not taken: send them uncompressed",
+        ));
+    }
+    // Arrow slices each buffer out of the body with an assert.
+    let body = d.data_body.len() as u64;
+    let outside = batch.buffers().into_iter().flatten().any(|b| {
+        let (Ok(offset), Ok(length)) = (u64::try_from(b.offset()), u64::try_from(b.length()))
+        else {
+            return true;
+        };
+        offset.checked_add(length).is_none_or(|end| end > body)
+    });
+    if outside {
+        return Err(Status::invalid_argument(
+            "parameter values are not valid Arrow IPC: a buffer lies outside the message body",
         ));
     }
     Ok(d)
@@ -255,6 +285,36 @@ mod tests {
         assert_eq!(
             err.message(),
             "parameter values over 1024 KiB: bind one row of values"
+        );
+    }
+
+    /// Arrow slices a record batch's buffers out of the body with an
+    /// assert: a message whose buffers lie past its body is refused first.
+    #[tokio::test]
+    async fn a_buffer_outside_the_body_is_refused_not_a_panic() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::record_batch::RecordBatch;
+        let batch = RecordBatch::try_from_iter([(
+            "v",
+            std::sync::Arc::new(Int64Array::from(vec![7])) as _,
+        )])
+        .unwrap();
+        let data =
+            arrow_flight::utils::batches_to_flight_data(&batch.schema(), vec![batch]).unwrap();
+        // Whole, it binds its value.
+        let whole = futures::stream::iter(data.clone().into_iter().map(Ok));
+        assert_eq!(values(whole).await.unwrap(), [ScalarValue::Int64(Some(7))]);
+        // Its body cut off: the buffers point past it.
+        let mut cut = data;
+        let last = cut.last_mut().unwrap();
+        last.data_body = Bytes::new();
+        let err = values(futures::stream::iter(cut.into_iter().map(Ok)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            err.message(),
+            "parameter values are not valid Arrow IPC: a buffer lies outside the message body"
         );
     }
 
