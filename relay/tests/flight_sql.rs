@@ -151,6 +151,23 @@ async fn metadata_answers_what_clients_ask_first() {
         ["graph_edges", "graph_nodes"]
     );
 
+    // A filter past its limit is refused before a builder sees it.
+    let err = c
+        .get_tables(CommandGetTables {
+            catalog: None,
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("%".repeat(2048)),
+            table_types: vec![],
+            include_schema: false,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the table name filter pattern is 2048 bytes; at most 1024 are taken"),
+        "{err}"
+    );
+
     let info = c.get_table_types().await.unwrap();
     assert_eq!(
         strings(&fetch(&mut c, info).await, "table_type"),

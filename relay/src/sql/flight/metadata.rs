@@ -9,9 +9,9 @@ use arrow_flight::sql::metadata::{
     XdbcTypeInfoDataBuilder,
 };
 use arrow_flight::sql::{
-    CommandGetDbSchemas, CommandGetTableTypes, CommandGetTables, Nullable, Searchable, SqlInfo,
-    SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, XdbcDataType,
-    XdbcDatetimeSubcode,
+    CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, Nullable,
+    Searchable, SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction,
+    XdbcDataType, XdbcDatetimeSubcode,
 };
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -57,6 +57,70 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
+/// The longest catalog, schema or table-name filter a client may send: a
+/// pattern becomes a regular expression, parsed whole before any size
+/// limit of the regex applies.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+/// The most table types a GetTables may name (there are two).
+pub const MAX_TABLE_TYPES: usize = 16;
+/// The most distinct SqlInfo ids a GetSqlInfo may ask for: the builder
+/// keeps a column per id, so four million ids in a 4 MiB message took about
+/// a gigabyte no pool counts.
+pub const MAX_SQL_INFO_IDS: usize = 1024;
+
+fn check_pattern(what: &str, pattern: Option<&String>) -> Result<(), Status> {
+    match pattern {
+        Some(p) if p.len() > MAX_PATTERN_BYTES => Err(Status::invalid_argument(format!(
+            "the {what} is {} bytes; at most {MAX_PATTERN_BYTES} are taken",
+            p.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a GetDbSchemas whose filters are past the limits above.
+pub fn check_schemas(query: &CommandGetDbSchemas) -> Result<(), Status> {
+    check_pattern("catalog", query.catalog.as_ref())?;
+    check_pattern(
+        "schema filter pattern",
+        query.db_schema_filter_pattern.as_ref(),
+    )
+}
+
+/// Refuses a GetTables whose filters are past the limits above.
+pub fn check_tables(query: &CommandGetTables) -> Result<(), Status> {
+    check_pattern("catalog", query.catalog.as_ref())?;
+    check_pattern(
+        "schema filter pattern",
+        query.db_schema_filter_pattern.as_ref(),
+    )?;
+    check_pattern(
+        "table name filter pattern",
+        query.table_name_filter_pattern.as_ref(),
+    )?;
+    if query.table_types.len() > MAX_TABLE_TYPES {
+        return Err(Status::invalid_argument(format!(
+            "{} table types asked for; at most {MAX_TABLE_TYPES} are taken (there are {})",
+            query.table_types.len(),
+            TABLE_TYPES.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
+/// The ids of a GetSqlInfo once each, refused past [`MAX_SQL_INFO_IDS`].
+pub fn check_sql_info(mut query: CommandGetSqlInfo) -> Result<CommandGetSqlInfo, Status> {
+    query.info.sort_unstable();
+    query.info.dedup();
+    if query.info.len() > MAX_SQL_INFO_IDS {
+        return Err(Status::invalid_argument(format!(
+            "{} distinct SqlInfo ids asked for; at most {MAX_SQL_INFO_IDS} are taken",
+            query.info.len()
+        )));
+    }
+    Ok(query)
+}
+
 pub fn catalogs() -> Result<RecordBatch, Status> {
     let mut b = GetCatalogsBuilder::new();
     b.append(guard::CATALOG);
@@ -64,12 +128,14 @@ pub fn catalogs() -> Result<RecordBatch, Status> {
 }
 
 pub fn schemas(query: CommandGetDbSchemas) -> Result<RecordBatch, Status> {
+    check_schemas(&query)?;
     let mut b = query.into_builder();
     b.append(guard::CATALOG, guard::SCHEMA);
     b.build().map_err(internal)
 }
 
 pub fn tables_batch(query: CommandGetTables) -> Result<RecordBatch, Status> {
+    check_tables(&query)?;
     let mut b = query.into_builder();
     for t in tables() {
         b.append(guard::CATALOG, guard::SCHEMA, t.name, t.kind, &t.schema)
@@ -181,4 +247,52 @@ pub fn xdbc_types() -> Result<XdbcTypeInfoData, Status> {
         b.append(info);
     }
     b.build().map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_past_their_limits_are_refused_by_name() {
+        let tables = |f: fn(&mut CommandGetTables)| {
+            let mut q = CommandGetTables::default();
+            f(&mut q);
+            check_tables(&q).map_err(|s| (s.code(), s.message().to_string()))
+        };
+        assert_eq!(
+            tables(|q| q.table_name_filter_pattern = Some("graph%".into())),
+            Ok(())
+        );
+        assert_eq!(
+            tables(|q| q.table_name_filter_pattern = Some("%".repeat(2048))),
+            Err((
+                tonic::Code::InvalidArgument,
+                "the table name filter pattern is 2048 bytes; at most 1024 are taken".into()
+            ))
+        );
+        assert_eq!(
+            tables(|q| q.table_types = vec!["VIEW".into(); 17]),
+            Err((
+                tonic::Code::InvalidArgument,
+                "17 table types asked for; at most 16 are taken (there are TABLE and VIEW)".into()
+            ))
+        );
+        let schemas = CommandGetDbSchemas {
+            catalog: None,
+            db_schema_filter_pattern: Some("p".repeat(1025)),
+        };
+        assert_eq!(
+            check_schemas(&schemas).unwrap_err().message(),
+            "the schema filter pattern is 1025 bytes; at most 1024 are taken"
+        );
+        // Ids once each: a repeated id costs nothing more.
+        let info = |ids: Vec<u32>| check_sql_info(CommandGetSqlInfo { info: ids });
+        assert_eq!(info(vec![3, 1, 3, 1]).unwrap().info, [1, 3]);
+        assert_eq!(info(vec![7; 5000]).unwrap().info, [7]);
+        assert_eq!(
+            info((0..1025).collect()).unwrap_err().message(),
+            "1025 distinct SqlInfo ids asked for; at most 1024 are taken"
+        );
+    }
 }

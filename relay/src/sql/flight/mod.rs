@@ -251,6 +251,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let data = self.sql_info.as_ref().map_err(Clone::clone)?;
+        let query = metadata::check_sql_info(query)?;
         info(&data.schema(), query.as_any().encode_to_vec(), request)
     }
 
@@ -260,7 +261,7 @@ impl FlightSqlService for FlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let data = self.sql_info.as_ref().map_err(Clone::clone)?;
-        let b = query
+        let b = metadata::check_sql_info(query)?
             .into_builder(data)
             .build()
             .map_err(|e| Status::internal(e.to_string()))?;
@@ -311,6 +312,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        metadata::check_schemas(&query)?;
         let schema = query.clone().into_builder().schema();
         info(&schema, query.as_any().encode_to_vec(), request)
     }
@@ -328,6 +330,7 @@ impl FlightSqlService for FlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        metadata::check_tables(&query)?;
         let schema = query.clone().into_builder().schema();
         info(&schema, query.as_any().encode_to_vec(), request)
     }
