@@ -645,9 +645,17 @@ fn escape_names(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<arrow::datatypes::Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_name(escape_controls(f.name())))
+        .map(|f| f.as_ref().clone().with_name(cell_text(f.name())))
         .collect();
     std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// Text as a table cell shows it: control characters as text, and a tab or
+/// line end escaped too (either would break the table's columns or rows).
+fn cell_text(text: &str) -> String {
+    escape_controls(text)
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
 }
 
 /// `batch`, under `schema` (its own, names escaped), with the control
@@ -673,12 +681,7 @@ fn escape_text_columns(
             let Some(text) = text else {
                 return Ok(c.clone());
             };
-            let escaped: StringArray = text
-                .iter()
-                // A tab would break the table's columns too, and a line end
-                // would make one value read as two rows.
-                .map(|v| v.map(|v| escape_controls(v).replace('\t', "\\t").replace('\n', "\\n")))
-                .collect();
+            let escaped: StringArray = text.iter().map(|v| v.map(cell_text)).collect();
             arrow::compute::cast(&escaped, c.data_type())
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -781,6 +784,13 @@ mod tests {
              | x\\nALLOWED 10.0.0.1 | h                                   |\n\
              +---------------------+-------------------------------------+\n"
         );
+        // A column name with a line end or a tab reads as one header cell.
+        let names = escape_names(&Arc::new(Schema::new(vec![
+            Field::new("new\nline", DataType::Utf8, true),
+            Field::new("t\tab", DataType::Utf8, true),
+        ])));
+        let names: Vec<&str> = names.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["new\\nline", "t\\tab"]);
         let header = "summary,\"date_trunc(Utf8(\"\"hour\"\"),flows.time)\"\n";
         assert_eq!(printed(QueryFormat::Csv, &[]), header);
         assert!(printed(QueryFormat::Csv, &[batch]).starts_with(header));
