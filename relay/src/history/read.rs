@@ -83,21 +83,18 @@ impl Row<'_> {
                 // Every policy flow-probe names is a namespaced
                 // CiliumNetworkPolicy, its labels made of its name and
                 // namespace; one without a namespace is no such policy.
-                let ours = !namespace.is_empty();
-                Policy {
+                let bare = Policy {
                     namespace: namespace.into(),
                     name: name.into(),
-                    labels: if ours {
-                        cluster_spec::policy::policy_labels(name, namespace)
-                    } else {
-                        Vec::new()
-                    },
-                    kind: if ours {
-                        cluster_spec::policy::KIND.into()
-                    } else {
-                        String::new()
-                    },
                     ..Default::default()
+                };
+                if namespace.is_empty() {
+                    return bare;
+                }
+                Policy {
+                    labels: cluster_spec::policy::policy_labels(name, namespace),
+                    kind: cluster_spec::policy::KIND.into(),
+                    ..bare
                 }
             })
             .collect()
