@@ -596,6 +596,46 @@ async fn a_dropped_stream_stops_its_query_and_frees_its_place() {
     );
 }
 
+/// Many small batches: the cross join makes one for each row of its first
+/// side.
+const MANY_BATCHES: &str = "SELECT a.uuid, b.uuid AS b, c.uuid AS c FROM flows a, flows b, flows c";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_no_one_reads_gives_its_memory_back_at_the_time_limit() {
+    let limit = Duration::from_secs(5);
+    let e = SqlEngine::new(
+        Some(golden("limits-unread")),
+        SqlLimits {
+            timeout: limit,
+            ..limits()
+        },
+    );
+    let whole = e.query(MANY_BATCHES).await.unwrap();
+    let sizes: Vec<usize> = whole.batches.iter().map(|b| b.num_rows()).collect();
+    assert!(sizes.len() > 3, "{sizes:?}");
+    drop(whole);
+    // A caller that asks for nothing after the plan: the task fills the
+    // channel and waits on it until the time limit.
+    let mut unread = e.stream(MANY_BATCHES, vec![]).await.unwrap();
+    wait_for("batches waiting to be read", || e.memory_reserved() > 0).await;
+    wait_running(&e, 0).await;
+    wait_for("the memory back", || e.memory_reserved() == 0).await;
+    // The caller comes back: the two batches the channel held (its size),
+    // then why the rest never came.
+    let mut rows = Vec::new();
+    let mut end = None;
+    while let Some(next) = unread.next().await {
+        match next {
+            Ok(b) => rows.push(b.num_rows()),
+            Err(err) => end = Some(err),
+        }
+    }
+    // Which two depends on the order the partitions ran in.
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| sizes.contains(r)), "{rows:?} of {sizes:?}");
+    assert_eq!(end, Some(SqlError::Timeout(limit)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cancels_a_running_query() {
     let e = SqlEngine::new(Some(golden("limits-shutdown")), limits());

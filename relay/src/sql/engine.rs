@@ -2,8 +2,9 @@
 //! ([`super::admission`]), then runs as one task on the SQL runtime
 //! ([`super::runtime`]) with a [`Session`] of its own, which checks, plans
 //! and binds it; the task sends its description, then its batches
-//! ([`super::stream`]), and ends at the time limit, at shutdown, or when its
-//! caller drops the stream.
+//! ([`super::stream`]), and ends at the time limit (waiting on a caller that
+//! does not read counts), at shutdown, or when its caller drops the stream.
+//! Its place and the memory of its batches are given back when it ends.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -20,7 +21,9 @@ use observer_proto::observer::GetFlowsResponse;
 use super::admission::{Admission, Admitted};
 use super::session::Session;
 use super::stats::SqlStats;
-use super::stream::{self, AbortOnDrop, Described, Msg, QueryStream, Running, Watchdog};
+use super::stream::{
+    self, AbortOnDrop, Described, Ending, Leases, Msg, QueryStream, Running, Watchdog,
+};
 use super::{QueryResult, SqlError, SqlLimits, runtime};
 use crate::history::{History, read};
 
@@ -167,10 +170,12 @@ impl SqlEngine {
     ) -> Result<Running, SqlError> {
         let admitted = self.inner.admission.admit().await?;
         let (tx, rx) = mpsc::channel(stream::CHANNEL);
-        let task = self.task(admitted, tx, sql.to_string(), values, run);
+        let ending = Arc::new(Ending::default());
+        let task = self.task(admitted, tx, ending.clone(), sql.to_string(), values, run);
         let handle = runtime::handle()?.spawn(task);
         Ok(Running {
             rx,
+            ending,
             task: AbortOnDrop(handle),
             watchdog: Watchdog::start(self.inner.limits.timeout),
         })
@@ -181,6 +186,7 @@ impl SqlEngine {
         &self,
         mut admitted: Admitted,
         tx: mpsc::Sender<Msg>,
+        ending: Arc<Ending>,
         sql: String,
         values: Option<Vec<ScalarValue>>,
         run: Run,
@@ -194,10 +200,13 @@ impl SqlEngine {
                 stats.duration.start_timer()
             });
             let timeout = this.inner.limits.timeout;
-            let report = tx.clone();
+            // Keeps the channel open until the ending is told.
+            let open = tx.clone();
+            let mut leases = Leases::default();
             // A panic (inside DataFusion or arrow) ends the query, not the task
             // unheard: the caller and the failure count learn of it.
-            let running = AssertUnwindSafe(this.run(&sql, values, run, tx)).catch_unwind();
+            let running =
+                AssertUnwindSafe(this.run(&sql, values, run, tx, &mut leases)).catch_unwind();
             let outcome = tokio::select! {
                 r = tokio::time::timeout(timeout, running) => match r {
                     Err(_) => Err(SqlError::Timeout(timeout)),
@@ -213,15 +222,14 @@ impl SqlEngine {
             {
                 stats.failed.inc();
             }
-            // Counted and freed before the caller hears of the end.
+            // Counted and freed before the caller hears of the end. The
+            // batches the caller has not read yet leave the pool with the
+            // task: one that stopped reading holds no memory past the limit.
             drop(timer);
             drop(admitted);
-            let _ = report
-                .send(match outcome {
-                    Ok(()) => Msg::Done,
-                    Err(e) => Msg::Failed(e),
-                })
-                .await;
+            drop(leases);
+            ending.set(outcome);
+            drop(open);
         }
     }
 
@@ -231,6 +239,7 @@ impl SqlEngine {
         values: Option<Vec<ScalarValue>>,
         run: Run,
         tx: mpsc::Sender<Msg>,
+        leases: &mut Leases,
     ) -> Result<(), SqlError> {
         let inner = &self.inner;
         let session =
@@ -266,7 +275,11 @@ impl SqlEngine {
             memory
                 .try_grow(batch.get_array_memory_size())
                 .map_err(|e| session.error(e))?;
-            if tx.send(Msg::Batch(batch, memory)).await.is_err() {
+            if tx
+                .send(Msg::Batch(batch, leases.lend(memory)))
+                .await
+                .is_err()
+            {
                 // The caller is gone.
                 return Ok(());
             }

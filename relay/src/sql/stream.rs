@@ -1,10 +1,14 @@
 //! A running query seen from its caller: the task on the SQL runtime sends
 //! [`Msg`]s through a short channel ([`CHANNEL`] messages), and
-//! [`QueryStream`] reads them.
+//! [`QueryStream`] reads them. How the task ended is left in an [`Ending`]
+//! that the caller reads once the channel closes, so the task never waits
+//! on its caller to hear of its end.
 //!
-//! Each batch travels with a reservation in the query's memory pool, held
-//! until the caller asks for the next batch (or, collecting, until the end):
-//! results count against the query's memory limit like any other state.
+//! Each batch travels with a [`Lease`] on its memory in the query's pool,
+//! held until the caller asks for the next batch (or, collecting, until the
+//! end) or until the task ends, whichever comes first: results count against
+//! the query's memory limit like any other state, and a caller that stops
+//! reading holds none of the pool once the time limit has ended its task.
 //! Dropping the stream aborts the task: DataFusion's streams and the tasks
 //! they spawned are dropped at their next pause, and the query's place,
 //! memory and running-gauge count are given back.
@@ -16,6 +20,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -48,13 +53,56 @@ pub enum Msg {
     /// Planned: comes first.
     Described(Described),
     /// A batch of the result and its memory.
-    Batch(RecordBatch, MemoryReservation),
-    /// The query failed; nothing follows.
-    Failed(SqlError),
-    /// Every batch was sent. Without it, a channel that closes means the
-    /// task died (a panic in DataFusion or arrow): an error, never a short
-    /// result that looks whole.
-    Done,
+    Batch(RecordBatch, Lease),
+}
+
+/// How a query's task ended: set by the task before its channel closes.
+/// Unset when the channel closes, the task died unheard: an error, never a
+/// short result that looks whole.
+#[derive(Default)]
+pub struct Ending(Mutex<Option<Result<(), SqlError>>>);
+
+impl Ending {
+    pub fn set(&self, outcome: Result<(), SqlError>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
+    }
+
+    fn take(&self) -> Option<Result<(), SqlError>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+type Shared = Arc<Mutex<Option<MemoryReservation>>>;
+
+/// A batch's memory in the query's pool, freed when the caller drops the
+/// lease or when the task ends ([`Leases`]), whichever comes first.
+pub struct Lease {
+    _memory: Shared,
+}
+
+/// The task's side of the leases of the batches it sent: dropped with the
+/// task, it frees those the caller still holds.
+#[derive(Default)]
+pub struct Leases(Vec<Weak<Mutex<Option<MemoryReservation>>>>);
+
+impl Leases {
+    /// A lease on `memory` for a batch about to be sent.
+    pub fn lend(&mut self, memory: MemoryReservation) -> Lease {
+        // Those the caller dropped are gone: at most the channel's and the
+        // caller's batch stay listed.
+        self.0.retain(|l| l.strong_count() > 0);
+        let shared: Shared = Arc::new(Mutex::new(Some(memory)));
+        self.0.push(Arc::downgrade(&shared));
+        Lease { _memory: shared }
+    }
+}
+
+impl Drop for Leases {
+    fn drop(&mut self) {
+        for lease in self.0.iter().filter_map(Weak::upgrade) {
+            lease.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+    }
 }
 
 /// Aborts its task when dropped.
@@ -100,9 +148,11 @@ impl Watchdog {
     }
 }
 
-/// A query just started: its messages, its task, the caller's clock.
+/// A query just started: its messages, how it ended, its task, the
+/// caller's clock.
 pub struct Running {
     pub rx: mpsc::Receiver<Msg>,
+    pub ending: Arc<Ending>,
     pub task: AbortOnDrop,
     pub watchdog: Watchdog,
 }
@@ -117,11 +167,12 @@ impl Running {
         };
         match first {
             Some(Msg::Described(d)) => Ok(d),
-            Some(Msg::Failed(e)) => Err(e),
-            Some(Msg::Batch(..) | Msg::Done) => {
-                Err(SqlError::Query("a batch came before the plan".into()))
-            }
-            None => Err(SqlError::Query("the query ended without an answer".into())),
+            Some(Msg::Batch(..)) => Err(SqlError::Query("a batch came before the plan".into())),
+            None => Err(match self.ending.take() {
+                Some(Err(e)) => e,
+                Some(Ok(())) => SqlError::Query("the query ended without an answer".into()),
+                None => SqlError::Query(DIED.into()),
+            }),
         }
     }
 
@@ -140,6 +191,7 @@ impl Running {
         QueryStream {
             schema,
             rx: self.rx,
+            ending: self.ending,
             ended: false,
             held: None,
             watchdog: self.watchdog,
@@ -157,10 +209,11 @@ pub const DIED: &str = "the query stopped inside the relay without finishing (a 
 pub struct QueryStream {
     schema: SchemaRef,
     rx: mpsc::Receiver<Msg>,
-    /// [`Msg::Done`] or [`Msg::Failed`] came: the channel may close.
+    ending: Arc<Ending>,
+    /// The channel closed and the ending was told.
     ended: bool,
     /// The last batch's memory, freed when the next is asked for.
-    held: Option<MemoryReservation>,
+    held: Option<Lease>,
     watchdog: Watchdog,
     /// The watchdog ended the stream.
     timed_out: bool,
@@ -175,7 +228,7 @@ impl QueryStream {
     fn poll_batch(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<(RecordBatch, MemoryReservation), SqlError>>> {
+    ) -> Poll<Option<Result<(RecordBatch, Lease), SqlError>>> {
         if self.timed_out {
             return Poll::Ready(None);
         }
@@ -189,23 +242,15 @@ impl QueryStream {
                 return Poll::Ready(Some(Err(e)));
             }
         }
-        polled.map(|m| {
-            let Some(m) = m else {
-                return (!std::mem::replace(&mut self.ended, true))
-                    .then(|| Err(SqlError::Query(DIED.into())));
-            };
-            match m {
-                Msg::Batch(b, r) => Some(Ok((b, r))),
-                Msg::Failed(e) => {
-                    self.ended = true;
-                    Some(Err(e))
-                }
-                Msg::Done => {
-                    self.ended = true;
-                    None
-                }
-                Msg::Described(_) => Some(Err(SqlError::Query("the plan came twice".into()))),
-            }
+        polled.map(|m| match m {
+            Some(Msg::Batch(b, r)) => Some(Ok((b, r))),
+            Some(Msg::Described(_)) => Some(Err(SqlError::Query("the plan came twice".into()))),
+            None if std::mem::replace(&mut self.ended, true) => None,
+            None => match self.ending.take() {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some(Err(e)),
+                None => Some(Err(SqlError::Query(DIED.into()))),
+            },
         })
     }
 
@@ -253,24 +298,28 @@ mod tests {
 
     use super::*;
 
-    /// A stream fed by hand: a task that sends one batch, then `last` (or
-    /// nothing: it died).
-    async fn fed(last: Option<Msg>) -> Vec<Result<usize, String>> {
+    /// A stream fed by hand: a task that sends one batch, then ends as
+    /// `ending` says (or unheard: it died).
+    async fn fed(ending: Option<Result<(), SqlError>>) -> Vec<Result<usize, String>> {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
                 .unwrap();
         let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
         let (tx, rx) = mpsc::channel(4);
-        tx.send(Msg::Batch(batch, MemoryConsumer::new("t").register(&pool)))
+        let mut leases = Leases::default();
+        let lease = leases.lend(MemoryConsumer::new("t").register(&pool));
+        tx.send(Msg::Batch(batch, lease))
             .await
             .unwrap_or_else(|_| panic!("send"));
-        if let Some(last) = last {
-            tx.send(last).await.unwrap_or_else(|_| panic!("send"));
+        let told = Arc::new(Ending::default());
+        if let Some(outcome) = ending {
+            told.set(outcome);
         }
         drop(tx);
         let running = Running {
             rx,
+            ending: told,
             task: AbortOnDrop(tokio::spawn(async {})),
             watchdog: Watchdog::start(Duration::from_secs(3600)),
         };
@@ -283,14 +332,39 @@ mod tests {
 
     #[tokio::test]
     async fn a_task_that_dies_midway_is_an_error_not_a_short_result() {
-        assert_eq!(fed(Some(Msg::Done)).await, [Ok(2)]);
+        assert_eq!(fed(Some(Ok(()))).await, [Ok(2)]);
         assert_eq!(
-            fed(Some(Msg::Failed(SqlError::Query("no".into())))).await,
+            fed(Some(Err(SqlError::Query("no".into())))).await,
             [Ok(2), Err(SqlError::Query("no".into()).to_string())]
         );
         assert_eq!(
             fed(None).await,
             [Ok(2), Err(SqlError::Query(DIED.into()).to_string())]
         );
+    }
+
+    #[test]
+    fn a_lease_ends_with_its_batch_or_with_the_task() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
+        let reserved = |n: usize| {
+            let r = MemoryConsumer::new("t").register(&pool);
+            r.grow(n);
+            r
+        };
+        let mut leases = Leases::default();
+        let read = leases.lend(reserved(100));
+        let unread = leases.lend(reserved(10));
+        assert_eq!(pool.reserved(), 110);
+        // The caller is done with one batch: its memory is back at once, and
+        // the task no longer lists it.
+        drop(read);
+        assert_eq!(pool.reserved(), 10);
+        let _next = leases.lend(reserved(1));
+        assert_eq!(leases.0.len(), 2);
+        // The task ends while the caller still holds a batch it never read.
+        drop(leases);
+        assert_eq!(pool.reserved(), 0);
+        drop(unread);
+        assert_eq!(pool.reserved(), 0);
     }
 }
