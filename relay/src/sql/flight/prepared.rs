@@ -195,7 +195,7 @@ async fn decode_values(
         .map_err(|s| FlightError::Tonic(Box::new(s)));
     let mut batches = FlightRecordBatchStream::new_from_flight_data(data).boxed();
     let mut row: Option<Vec<ScalarValue>> = None;
-    while let Some(batch) = batches.try_next().await.map_err(Status::from)? {
+    while let Some(batch) = batches.try_next().await.map_err(not_ipc)? {
         match (batch.num_rows(), &row) {
             (0, _) => {}
             (1, None) => {
@@ -215,6 +215,15 @@ async fn decode_values(
         }
     }
     Ok(row.unwrap_or_default())
+}
+
+/// Why Arrow's decoder refused the values: the client's fault, unlike what
+/// arrow-flight makes of it (`INTERNAL`).
+fn not_ipc(e: FlightError) -> Status {
+    match e {
+        FlightError::Tonic(status) => *status,
+        e => Status::invalid_argument(format!("parameter values are not valid Arrow IPC: {e}")),
+    }
 }
 
 /// Passes a DoPut message on to Arrow's decoder, or refuses it: past
@@ -304,6 +313,8 @@ mod tests {
         // Whole, it binds its value.
         let whole = futures::stream::iter(data.clone().into_iter().map(Ok));
         assert_eq!(values(whole).await.unwrap(), [ScalarValue::Int64(Some(7))]);
+        // The batch without the schema before it.
+        let headless = data[1..].to_vec();
         // Its body cut off: the buffers point past it.
         let mut cut = data;
         let last = cut.last_mut().unwrap();
@@ -315,6 +326,15 @@ mod tests {
         assert_eq!(
             err.message(),
             "parameter values are not valid Arrow IPC: a buffer lies outside the message body"
+        );
+        // Without its schema, the batch cannot be read: the client's fault.
+        let err = values(futures::stream::iter(headless.into_iter().map(Ok)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            err.message(),
+            "parameter values are not valid Arrow IPC: Protocol error: Received RecordBatch prior to Schema"
         );
     }
 
