@@ -120,6 +120,30 @@ async fn a_crashed_writers_file_is_never_read_and_is_cleaned_at_start() {
 }
 
 #[tokio::test]
+async fn a_file_damaged_after_start_is_a_history_error_not_the_querys() {
+    let dir = scratch("damaged");
+    let h = ingest_golden(&dir);
+    h.flush().unwrap();
+    let real = &files::list(&dir).unwrap()[0];
+    // Cut short in place, behind the relay's back (a disk fault, a hand).
+    let bytes = std::fs::read(&real.path).unwrap();
+    std::fs::write(&real.path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = engine(&h)
+        .query("SELECT sum(length(uuid)) AS n FROM flows")
+        .await
+        .unwrap_err();
+    // Not the query's fault: INTERNAL over Flight SQL, not INVALID_ARGUMENT.
+    assert_eq!(
+        err.to_string(),
+        "reading history: Parquet error: Invalid Parquet file. Corrupt footer"
+    );
+    assert_eq!(
+        relay::sql::flight::status(err).code(),
+        tonic::Code::Internal
+    );
+}
+
+#[tokio::test]
 async fn a_truncated_or_foreign_file_is_moved_aside_at_start_and_the_rest_answers() {
     use datafusion::arrow::array::{Int64Array, TimestampNanosecondArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};

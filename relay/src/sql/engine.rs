@@ -210,7 +210,7 @@ impl SqlEngine {
             let outcome = tokio::select! {
                 r = tokio::time::timeout(timeout, running) => match r {
                     Err(_) => Err(SqlError::Timeout(timeout)),
-                    Ok(Err(_panic)) => Err(SqlError::Query(stream::DIED.into())),
+                    Ok(Err(_panic)) => Err(SqlError::Fault(stream::DIED.into())),
                     Ok(Ok(done)) => done,
                 },
                 () = admitted.stopping() => Err(SqlError::ShuttingDown),

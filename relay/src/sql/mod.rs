@@ -154,8 +154,14 @@ pub enum SqlError {
     NoHistory,
     #[error("reading history: {0}")]
     Io(String),
+    /// The query cannot run as written (a type that does not fit, a value
+    /// out of range, a function's refusal).
     #[error("{0}")]
     Query(String),
+    /// Not the query's fault: the relay failed running it (a panic inside
+    /// DataFusion or arrow, a bug DataFusion reports as internal).
+    #[error("{0}")]
+    Fault(String),
 }
 
 /// A query's answer.

@@ -37,6 +37,6 @@ static RUNTIME: LazyLock<Result<tokio::runtime::Runtime, String>> = LazyLock::ne
 pub fn handle() -> Result<&'static tokio::runtime::Handle, SqlError> {
     match &*RUNTIME {
         Ok(rt) => Ok(rt.handle()),
-        Err(e) => Err(SqlError::Query(e.clone())),
+        Err(e) => Err(SqlError::Fault(e.clone())),
     }
 }

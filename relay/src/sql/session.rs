@@ -292,6 +292,10 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
         // Our own table functions' refusals are whole sentences; DataFusion's
         // "Error during planning: " before them tells a user nothing.
         DataFusionError::Plan(message) => SqlError::Query(message.clone()),
+        // DataFusion's own prefix would say "Parquet error" twice.
+        DataFusionError::IoError(e) => SqlError::Io(e.to_string()),
+        DataFusionError::ParquetError(e) => SqlError::Io(e.to_string()),
+        DataFusionError::Internal(_) => SqlError::Fault(root.strip_backtrace()),
         _ => SqlError::Query(root.strip_backtrace()),
     }
 }

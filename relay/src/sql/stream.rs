@@ -167,11 +167,11 @@ impl Running {
         };
         match first {
             Some(Msg::Described(d)) => Ok(d),
-            Some(Msg::Batch(..)) => Err(SqlError::Query("a batch came before the plan".into())),
+            Some(Msg::Batch(..)) => Err(SqlError::Fault("a batch came before the plan".into())),
             None => Err(match self.ending.take() {
                 Some(Err(e)) => e,
-                Some(Ok(())) => SqlError::Query("the query ended without an answer".into()),
-                None => SqlError::Query(DIED.into()),
+                Some(Ok(())) => SqlError::Fault("the query ended without an answer".into()),
+                None => SqlError::Fault(DIED.into()),
             }),
         }
     }
@@ -244,12 +244,12 @@ impl QueryStream {
         }
         polled.map(|m| match m {
             Some(Msg::Batch(b, r)) => Some(Ok((b, r))),
-            Some(Msg::Described(_)) => Some(Err(SqlError::Query("the plan came twice".into()))),
+            Some(Msg::Described(_)) => Some(Err(SqlError::Fault("the plan came twice".into()))),
             None if std::mem::replace(&mut self.ended, true) => None,
             None => match self.ending.take() {
                 Some(Ok(())) => None,
                 Some(Err(e)) => Some(Err(e)),
-                None => Some(Err(SqlError::Query(DIED.into()))),
+                None => Some(Err(SqlError::Fault(DIED.into()))),
             },
         })
     }
@@ -339,7 +339,7 @@ mod tests {
         );
         assert_eq!(
             fed(None).await,
-            [Ok(2), Err(SqlError::Query(DIED.into()).to_string())]
+            [Ok(2), Err(SqlError::Fault(DIED.into()).to_string())]
         );
     }
 

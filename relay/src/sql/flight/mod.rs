@@ -15,7 +15,8 @@
 //! Errors keep their message and map to gRPC codes: refused or malformed →
 //! `INVALID_ARGUMENT`, memory or too many queries → `RESOURCE_EXHAUSTED`,
 //! time → `DEADLINE_EXCEEDED`, no history → `FAILED_PRECONDITION`, shutting
-//! down → `UNAVAILABLE`, a closed prepared statement → `NOT_FOUND`.
+//! down → `UNAVAILABLE`, a closed prepared statement → `NOT_FOUND`, history
+//! unreadable or a fault in the relay → `INTERNAL`.
 
 pub mod metadata;
 pub mod prepared;
@@ -83,7 +84,7 @@ pub fn status(e: SqlError) -> Status {
         SqlError::Timeout(_) => Status::deadline_exceeded(msg),
         SqlError::ShuttingDown => Status::unavailable(msg),
         SqlError::NoHistory => Status::failed_precondition(msg),
-        SqlError::Io(_) => Status::internal(msg),
+        SqlError::Io(_) | SqlError::Fault(_) => Status::internal(msg),
     }
 }
 
