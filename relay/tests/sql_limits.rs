@@ -632,7 +632,10 @@ async fn a_stream_no_one_reads_gives_its_memory_back_at_the_time_limit() {
     }
     // Which two depends on the order the partitions ran in.
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(rows.iter().all(|r| sizes.contains(r)), "{rows:?} of {sizes:?}");
+    assert!(
+        rows.iter().all(|r| sizes.contains(r)),
+        "{rows:?} of {sizes:?}"
+    );
     assert_eq!(end, Some(SqlError::Timeout(limit)));
 }
 

@@ -171,7 +171,7 @@ impl FlightSqlService for FlightSql {
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let described = self
             .engine
@@ -193,7 +193,9 @@ impl FlightSqlService for FlightSql {
                 .collect::<Vec<_>>(),
         );
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: self.prepared.open(query.query)?,
+            prepared_statement_handle: self
+                .prepared
+                .open(query.query, request.remote_addr().map(|a| a.ip()))?,
             dataset_schema: ipc(&described.schema)?,
             parameter_schema: ipc(&parameters)?,
         })

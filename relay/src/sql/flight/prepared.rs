@@ -2,10 +2,12 @@
 //! at each run) and the values a client bound with DoPut, under a handle
 //! no other client can guess (it holds a random token). At most
 //! [`MAX_OPEN`] stay open, holding at most [`MAX_OPEN_BYTES`] of text and
-//! values; past either the oldest is closed, so a client that never closes
-//! its statements cannot fill the relay.
+//! values; past either, the oldest statement of the client (by address)
+//! holding the most is closed, so a client that never closes its statements
+//! can neither fill the relay nor close other clients' statements.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use arrow_flight::FlightData;
@@ -40,9 +42,11 @@ impl Prepared {
     }
 }
 
-/// An open statement and the token its handle must carry.
+/// An open statement, the token its handle must carry, and the address of
+/// the client that opened it (if the connection has one).
 struct Entry {
     token: u64,
+    client: Option<IpAddr>,
     prepared: Prepared,
 }
 
@@ -55,13 +59,36 @@ struct Open {
 }
 
 impl Open {
-    /// Closes the oldest statements (but `keep`) until within the bounds.
+    /// Closes statements (but `keep`) until within the bounds: each time the
+    /// oldest of the client holding the most (statements when over the
+    /// count, bytes when over the bytes; the longest-held on a tie).
     fn evict(&mut self, keep: u64) {
         while self.statements.len() > MAX_OPEN || self.bytes > MAX_OPEN_BYTES {
-            let Some(oldest) = self.statements.keys().copied().find(|n| *n != keep) else {
+            let by_bytes = self.statements.len() <= MAX_OPEN;
+            // Per client: (statements or bytes, its oldest statement).
+            let mut held: HashMap<Option<IpAddr>, (usize, u64)> = HashMap::new();
+            for (&n, e) in &self.statements {
+                let h = held.entry(e.client).or_insert((0, n));
+                h.0 += if by_bytes { e.prepared.bytes() } else { 1 };
+            }
+            let Some(heaviest) = held
+                .into_iter()
+                .max_by_key(|(_, (amount, oldest))| (*amount, std::cmp::Reverse(*oldest)))
+                .map(|(client, _)| client)
+            else {
                 return;
             };
-            if let Some(e) = self.statements.remove(&oldest) {
+            let oldest = |of_heaviest: bool| {
+                self.statements
+                    .iter()
+                    .find(|(n, e)| **n != keep && (!of_heaviest || e.client == heaviest))
+                    .map(|(n, _)| *n)
+            };
+            // The heaviest may hold only `keep`: then the oldest of all.
+            let Some(victim) = oldest(true).or_else(|| oldest(false)) else {
+                return;
+            };
+            if let Some(e) = self.statements.remove(&victim) {
                 self.bytes -= e.prepared.bytes();
             }
         }
@@ -88,8 +115,8 @@ impl PreparedStatements {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Opens `sql`: its handle.
-    pub fn open(&self, sql: String) -> Result<Bytes, Status> {
+    /// Opens `sql` for `client`: its handle.
+    pub fn open(&self, sql: String, client: Option<IpAddr>) -> Result<Bytes, Status> {
         let mut token = [0u8; 8];
         self.random
             .fill(&mut token)
@@ -103,7 +130,14 @@ impl PreparedStatements {
         open.next += 1;
         let n = open.next;
         open.bytes += prepared.bytes();
-        open.statements.insert(n, Entry { token, prepared });
+        open.statements.insert(
+            n,
+            Entry {
+                token,
+                client,
+                prepared,
+            },
+        );
         open.evict(n);
         Ok(Bytes::from(format!("{PREFIX}{n}-{token:016x}")))
     }
@@ -157,8 +191,9 @@ fn id(handle: &[u8]) -> Result<(u64, u64), Status> {
 
 fn gone(handle: &[u8]) -> Status {
     Status::not_found(format!(
-        "prepared statement {} is closed (or was the oldest of more than {MAX_OPEN} open, or \
-         of more than {} MiB of text and values)",
+        "prepared statement {} is closed (or was closed to make room: past {MAX_OPEN} open, or \
+         {} MiB of text and values, the oldest statement of the client holding the most is \
+         closed)",
         String::from_utf8_lossy(handle),
         MAX_OPEN_BYTES >> 20
     ))
@@ -341,7 +376,7 @@ mod tests {
     #[test]
     fn a_statement_is_bound_got_and_closed() {
         let p = PreparedStatements::default();
-        let handle = p.open("SELECT $1".into()).unwrap();
+        let handle = p.open("SELECT $1".into(), None).unwrap();
         assert!(handle.starts_with(b"observe-prepared-1-"), "{handle:?}");
         p.bind(&handle, vec![ScalarValue::Int64(Some(7))]).unwrap();
         let got = p.get(&handle).unwrap();
@@ -358,7 +393,7 @@ mod tests {
     #[test]
     fn a_handle_works_only_with_its_token() {
         let p = PreparedStatements::default();
-        let handle = p.open("SELECT 1".into()).unwrap();
+        let handle = p.open("SELECT 1".into(), None).unwrap();
         assert_eq!(p.get(&handle).unwrap().sql, "SELECT 1");
         // The same number with another token: another client's guess.
         let text = String::from_utf8(handle.to_vec()).unwrap();
@@ -379,9 +414,9 @@ mod tests {
     #[test]
     fn the_oldest_goes_past_the_count_or_the_bytes() {
         let p = PreparedStatements::default();
-        let first = p.open("SELECT 1".into()).unwrap();
+        let first = p.open("SELECT 1".into(), None).unwrap();
         let rest: Vec<Bytes> = (0..MAX_OPEN)
-            .map(|i| p.open(format!("SELECT {i}")).unwrap())
+            .map(|i| p.open(format!("SELECT {i}"), None).unwrap())
             .collect();
         assert!(
             p.get(&first).is_err(),
@@ -397,5 +432,55 @@ mod tests {
         let still = rest.iter().filter(|h| p.get(h).is_ok()).count();
         assert!(still < MAX_OPEN, "{still} left open");
         assert!(p.lock().bytes <= MAX_OPEN_BYTES);
+    }
+
+    #[test]
+    fn a_client_that_never_closes_closes_only_its_own() {
+        let (a, b) = (
+            Some(IpAddr::from([198, 18, 0, 1])),
+            Some(IpAddr::from([198, 18, 0, 2])),
+        );
+        let p = PreparedStatements::default();
+        let open = |n: usize, client| -> Vec<Bytes> {
+            (0..n)
+                .map(|i| p.open(format!("SELECT {i}"), client).unwrap())
+                .collect()
+        };
+        let early = open(200, a);
+        let others = open(10, b);
+        let late = open(100, a);
+        // 310 opened, 256 kept: the 54 that went were a's oldest.
+        assert!(others.iter().all(|h| p.get(h).is_ok()));
+        let closed: Vec<usize> = (0..early.len())
+            .filter(|&i| p.get(&early[i]).is_err())
+            .collect();
+        assert_eq!(closed, (0..54).collect::<Vec<_>>());
+        assert!(late.iter().all(|h| p.get(h).is_ok()));
+        // The closed handle says why.
+        assert_eq!(
+            p.get(&early[0]).unwrap_err().message(),
+            format!(
+                "prepared statement {} is closed (or was closed to make room: past 256 open, or \
+                 64 MiB of text and values, the oldest statement of the client holding the most \
+                 is closed)",
+                String::from_utf8_lossy(&early[0])
+            )
+        );
+        // Bytes: b binds 8 MiB to each of its statements. Past 64 MiB in all
+        // b holds the most bytes, so b's oldest go (not the one being bound),
+        // none of a's.
+        let big = ScalarValue::Utf8(Some("x".repeat(8 << 20)));
+        for h in &others {
+            p.bind(h, vec![big.clone()]).unwrap();
+        }
+        assert!(p.lock().bytes <= MAX_OPEN_BYTES);
+        let b_open: Vec<bool> = others.iter().map(|h| p.get(h).is_ok()).collect();
+        assert_eq!(b_open, [[false; 3].as_slice(), &[true; 7]].concat());
+        let a_open = early
+            .iter()
+            .chain(&late)
+            .filter(|h| p.get(h).is_ok())
+            .count();
+        assert_eq!(a_open, 246);
     }
 }
