@@ -55,8 +55,10 @@ fn clamp(t: i128) -> i64 {
 }
 
 /// The history part `query` needs before `ring`: `None` without history,
-/// without `since` or `until`, or when the ring holds every flow from
-/// `since` on (`until` alone: from the oldest flow history holds).
+/// without `since` or `until`, for a follow that asks for no history (no
+/// `since`, no `number`: as from the ring, nothing from before it), or when
+/// the ring holds every flow from `since` on (`until` alone: from the oldest
+/// flow history holds).
 /// `evicted_newest` is the newest time of a flow the ring let go of.
 pub(super) fn plan(
     history: Option<&Arc<History>>,
@@ -64,6 +66,9 @@ pub(super) fn plan(
     ring: &[Entry],
     evicted_newest: Option<i128>,
 ) -> Option<Older> {
+    if query.follow && query.number == 0 && query.since.is_none() {
+        return None;
+    }
     let since = query.since.or(query.until.map(|_| i128::MIN))?;
     let history = history?;
     // A flow's time: a lost-event record at the ring's head is stamped when
@@ -250,7 +255,8 @@ fn read_range(
                 return false;
             }
         }
-        if give(r) {
+        // As the ring's flows are sent: only the fields the mask names.
+        if give(query.masked(r)) {
             sent += 1;
         }
         !gone.get() && !stalled.get() && sent < max
@@ -320,6 +326,7 @@ mod tests {
                 time,
                 response_types: Some(ResponseTypes::Flow(Flow {
                     time,
+                    node_name: "n1".into(),
                     ..Default::default()
                 })),
             }));
@@ -349,6 +356,81 @@ mod tests {
         })
         .await
         .unwrap()
+    }
+
+    /// The field mask applies to flows read from history as to the ring's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flows_from_history_keep_only_the_masked_fields() {
+        let dir = test_support::scratch::ScratchDir::new("older-masked");
+        let history = three_flows(dir.path());
+        let stall = (Duration::from_secs(60), LEASE_LIMIT);
+        let flows = |paths: &[&str]| {
+            let query = FlowQuery::parse(&GetFlowsRequest {
+                field_mask: (!paths.is_empty()).then(|| prost_types::FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+            let history = history.clone();
+            async move {
+                let (tx, mut rx) = mpsc::channel(8);
+                assert!(matches!(
+                    read(&history, &query, Take::All, &tx, stall).await,
+                    Ok(3)
+                ));
+                drop(tx);
+                let mut got = Vec::new();
+                while let Some(r) = rx.recv().await {
+                    match r.unwrap().response_types {
+                        Some(ResponseTypes::Flow(f)) => got.push(f),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                got
+            }
+        };
+        let whole = flows(&[]).await;
+        assert_eq!(whole.len(), 3);
+        assert!(whole.iter().all(|f| f.node_name == "n1"), "{whole:?}");
+        let masked = flows(&["time"]).await;
+        let times: Vec<Flow> = whole
+            .iter()
+            .map(|f| Flow {
+                time: f.time,
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(masked, times);
+    }
+
+    /// A follow that asks for no history (no `since`, no `number`) gets
+    /// none, whatever its `until`: as flow-probe answers it.
+    #[test]
+    fn a_follow_without_since_or_number_reads_no_history() {
+        let dir = test_support::scratch::ScratchDir::new("older-follow-until");
+        let history = three_flows(dir.path());
+        let until = Some(prost_types::Timestamp {
+            seconds: 1_700_000_001,
+            nanos: 0,
+        });
+        let query = |follow, number| {
+            FlowQuery::parse(&GetFlowsRequest {
+                follow,
+                number,
+                until,
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let planned = |q: &FlowQuery| plan(Some(&history), q, &[], None).map(|o| o.range);
+        assert_eq!(planned(&query(true, 0)), None);
+        let to_until = Some(Range {
+            from: i64::MIN,
+            to: 1_700_000_001_000_000_000,
+        });
+        assert_eq!(planned(&query(true, 5)), to_until);
+        assert_eq!(planned(&query(false, 0)), to_until);
     }
 
     /// A client gone while nothing it asks for is found: the read ends at
