@@ -81,9 +81,15 @@ fn variables(s: &str) -> Vec<String> {
 /// (`{` or `[`), and every `hubble_…` / `observe_…` identifier; strings and
 /// `$variables` skipped.
 pub fn promql_metrics(expr: &str) -> BTreeSet<String> {
+    metric_uses(expr).into_iter().map(|(m, _)| m).collect()
+}
+
+/// Each metric of [`promql_metrics`] where it is used, with the function it
+/// is the first argument of (`rate` in `rate(m{…}[5m])`), if any.
+fn metric_uses(expr: &str) -> Vec<(String, Option<String>)> {
     let b = expr.as_bytes();
     let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b':';
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -108,7 +114,13 @@ pub fn promql_metrics(expr: &str) -> BTreeSet<String> {
             let selector = matches!(next, Some(b'{' | b'['));
             // `by (a, b)` label lists are followed by `)`, not selectors.
             if selector || word.starts_with("hubble_") || word.starts_with("observe_") {
-                out.insert(word.to_string());
+                let before = expr[..start].trim_end();
+                let func = before.strip_suffix('(').map(|f| {
+                    let f = f.trim_end();
+                    let from = f.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+                    f[from.map_or(0, |i| i + 1)..].to_string()
+                });
+                out.push((word.to_string(), func.filter(|f| !f.is_empty())));
             }
         } else {
             i += 1;
@@ -168,6 +180,21 @@ fn dashboards_are_consistent_with_the_exporters() {
             defined.contains("datasource"),
             "{file}: no datasource variable"
         );
+        // The variables' own queries (`label_values(metric, label)`) name
+        // exported metrics too.
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            for q in [&v["query"]["query"], &v["definition"]] {
+                let Some(q) = q.as_str().filter(|q| q.starts_with("label_values(")) else {
+                    continue;
+                };
+                for m in promql_metrics(q) {
+                    assert!(
+                        exported.contains(m.as_str()),
+                        "{file}: {m} (in {q:?}) is not exported"
+                    );
+                }
+            }
+        }
         let mut texts = Vec::new();
         strings(d, &mut texts);
         for var in texts.iter().flat_map(|s| variables(s)) {
@@ -217,6 +244,19 @@ fn dashboards_are_consistent_with_the_exporters() {
                         "{file}: {expr:?} counts each transfer twice, or loses one"
                     );
                 }
+                // Counters (and a histogram's series) only through a rate;
+                // a gauge never.
+                for (m, func) in metric_uses(expr) {
+                    let counter = ["_total", "_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| m.ends_with(s));
+                    let rated = matches!(func.as_deref(), Some("rate" | "irate" | "increase"));
+                    assert_eq!(
+                        counter, rated,
+                        "{file}: {m} in {expr:?}: a counter needs rate() or increase(), a gauge \
+                         neither"
+                    );
+                }
                 let metrics = promql_metrics(expr);
                 assert!(!metrics.is_empty(), "{file}: {expr:?} names no metric");
                 for m in metrics {
@@ -255,6 +295,17 @@ fn promql_metric_extraction() {
     assert_eq!(
         got.into_iter().collect::<Vec<_>>(),
         ["hubble_port_distribution_total"]
+    );
+    assert_eq!(
+        metric_uses(
+            r#"sum(rate(a_total{x="1"}[5m])) / sum(increase (b_count[1h])) + max(observe_c_bytes) + d_bytes{}"#
+        ),
+        [
+            ("a_total".to_string(), Some("rate".to_string())),
+            ("b_count".to_string(), Some("increase".to_string())),
+            ("observe_c_bytes".to_string(), Some("max".to_string())),
+            ("d_bytes".to_string(), None),
+        ]
     );
     assert_eq!(
         variables("a ${datasource} $__rate_interval ${x:csv}"),
