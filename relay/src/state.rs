@@ -3,7 +3,6 @@
 //! of the history writer.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 
 use observer_proto::observer::GetFlowsResponse;
 
@@ -20,7 +19,6 @@ pub const VERSION: &str = concat!("relay ", env!("CARGO_PKG_VERSION"));
 pub struct RelayState {
     store: FlowStore,
     peers: Peers,
-    started: Instant,
     reorder: Mutex<ReorderStats>,
     /// SQL over the history; set once at start when history is on.
     sql: OnceLock<SqlEngine>,
@@ -33,7 +31,6 @@ impl RelayState {
         RelayState {
             store,
             peers,
-            started: Instant::now(),
             reorder: Mutex::new(ReorderStats::default()),
             sql: OnceLock::new(),
             history: OnceLock::new(),
@@ -79,10 +76,6 @@ impl RelayState {
     /// Sets the SQL engine (and so the history); only the first call counts.
     pub fn set_sql(&self, engine: SqlEngine) {
         let _ = self.sql.set(engine);
-    }
-
-    pub fn uptime(&self) -> std::time::Duration {
-        self.started.elapsed()
     }
 
     /// What the reorder window has done: released, late and forced flows.

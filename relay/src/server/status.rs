@@ -7,25 +7,33 @@ use observer_proto::relay::NodeState;
 use crate::peer::PeerView;
 use crate::state::{RelayState, VERSION};
 
-/// Sums over the connected peers' last status answers, the relay's own uptime,
-/// and which peers are unavailable.
+/// Unavailable peers named in ServerStatus (all are counted), as Hubble
+/// Relay names them: a long list says no more than ten.
+const UNAVAILABLE_NAMED: usize = 10;
+
+/// Sums over the connected peers' last status answers, the longest uptime
+/// among them (as Hubble Relay: the seen flows are theirs since they
+/// started, not since the relay did), and which peers are unavailable.
 pub(super) fn server_status(state: &RelayState) -> ServerStatusResponse {
-    summarize(&state.peers().views(), state.uptime().as_nanos() as u64)
+    summarize(&state.peers().views())
 }
 
-fn summarize(peers: &[PeerView], uptime_ns: u64) -> ServerStatusResponse {
+fn summarize(peers: &[PeerView]) -> ServerStatusResponse {
     let mut out = ServerStatusResponse {
-        uptime_ns,
         version: VERSION.to_string(),
         ..Default::default()
     };
-    let mut connected = 0;
+    let (mut connected, mut unavailable) = (0, 0);
     for peer in peers {
         if !peer.is_connected() {
-            out.unavailable_nodes.push(peer.name.clone());
+            unavailable += 1;
+            if out.unavailable_nodes.len() < UNAVAILABLE_NAMED {
+                out.unavailable_nodes.push(peer.name.clone());
+            }
             continue;
         }
         connected += 1;
+        out.uptime_ns = out.uptime_ns.max(peer.uptime_ns());
         if let Some(s) = &peer.status {
             out.num_flows += s.response.num_flows;
             out.max_flows += s.response.max_flows;
@@ -34,7 +42,7 @@ fn summarize(peers: &[PeerView], uptime_ns: u64) -> ServerStatusResponse {
         }
     }
     out.num_connected_nodes = Some(connected);
-    out.num_unavailable_nodes = Some(out.unavailable_nodes.len() as u32);
+    out.num_unavailable_nodes = Some(unavailable);
     out
 }
 
@@ -104,7 +112,7 @@ mod tests {
             peer("n2", false, 20),
             peer("n3", true, 5),
         ];
-        let s = summarize(&peers, 42);
+        let s = summarize(&peers);
         assert_eq!(
             (s.num_flows, s.max_flows, s.seen_flows, s.flows_rate),
             (15, 8190, 30, 3.0)
@@ -114,7 +122,30 @@ mod tests {
             (Some(2), Some(1))
         );
         assert_eq!(s.unavailable_nodes, ["n2"]);
-        assert_eq!((s.uptime_ns, s.version.as_str()), (42, VERSION));
+        assert_eq!(s.version, VERSION);
+    }
+
+    #[test]
+    fn uptime_is_the_oldest_peers_and_ten_unavailable_are_named() {
+        let mut old = peer("old", true, 1);
+        old.status.as_mut().unwrap().response.uptime_ns = 3_600_000_000_000;
+        let mut peers = vec![peer("young", true, 1), old];
+        peers.extend((0..12).map(|i| peer(&format!("down{i}"), false, 0)));
+        let s = summarize(&peers);
+        // The peers' uptime since their last poll, not the relay's own.
+        assert!(
+            (3_600_000_000_000..3_660_000_000_000).contains(&s.uptime_ns),
+            "{}",
+            s.uptime_ns
+        );
+        assert_eq!(
+            (s.num_connected_nodes, s.num_unavailable_nodes),
+            (Some(2), Some(12))
+        );
+        let named: Vec<String> = (0..10).map(|i| format!("down{i}")).collect();
+        assert_eq!(s.unavailable_nodes, named);
+        // None connected: no uptime to tell.
+        assert_eq!(summarize(&peers[2..]).uptime_ns, 0);
     }
 
     #[test]
