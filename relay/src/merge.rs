@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use observer_proto::observer::GetFlowsResponse;
+use observer_proto::observer::get_flows_response::ResponseTypes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -58,7 +59,13 @@ pub(crate) async fn run(
                     // Stamped when it came (a lost-events record may carry
                     // no time): a time window must be able to leave it out.
                     response.time.get_or_insert_with(|| timestamp(time));
-                    window.push(peer, time, response, Instant::now(), &mut out);
+                    // Only a flow's time says how far its node has got: a
+                    // lost-events record is stamped when the loss was found.
+                    if matches!(response.response_types, Some(ResponseTypes::Flow(_))) {
+                        window.push(peer, time, response, Instant::now(), &mut out);
+                    } else {
+                        window.push_report(time, response, Instant::now(), &mut out);
+                    }
                 }
                 Some(MergeInput::Connected(peer)) => window.connect(peer, Instant::now()),
                 Some(MergeInput::Gone(peer)) => window.disconnect(peer, Instant::now(), &mut out),

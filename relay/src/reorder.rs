@@ -163,8 +163,29 @@ impl<T> ReorderWindow<T> {
     /// others every node has passed, a late item, or what a full window
     /// pushes out). Never waits.
     pub fn push(&mut self, source: Source, time: i128, item: T, now: Instant, out: &mut Vec<T>) {
+        self.take(Some(source), time, item, now, out);
+    }
+
+    /// [`Self::push`] for an item whose time says nothing of how far its
+    /// node has got (a lost-events record, stamped when the loss was found:
+    /// ahead of the node's flows still to come): held and released by its
+    /// time like any other, but it moves no watermark.
+    pub fn push_report(&mut self, time: i128, item: T, now: Instant, out: &mut Vec<T>) {
+        self.take(None, time, item, now, out);
+    }
+
+    fn take(
+        &mut self,
+        source: Option<Source>,
+        time: i128,
+        item: T,
+        now: Instant,
+        out: &mut Vec<T>,
+    ) {
         self.make_room(out);
-        self.watermarks.observe(source, time, now);
+        if let Some(source) = source {
+            self.watermarks.observe(source, time, now);
+        }
         if self.released_up_to.is_some_and(|(t, _)| time < t) {
             self.stats.late += 1;
             self.stats.released += 1;
@@ -341,6 +362,27 @@ mod tests {
                 forced: 0
             }
         );
+    }
+
+    #[test]
+    fn a_report_stamped_ahead_of_its_nodes_flows_moves_no_watermark() {
+        let t0 = Instant::now();
+        let mut w = ReorderWindow::with_clock(WINDOW, 100, (t0, WALL0));
+        let mut out = Vec::new();
+        w.connect(1, t0);
+        w.connect(2, t0);
+        // Node 2 reports a gap it found (stamped 100 ms, when found), and
+        // its backlog from before follows.
+        w.push(1, at_ms(10), "a10", t0 + ms(10), &mut out);
+        w.push_report(at_ms(100), "lost2", t0 + ms(11), &mut out);
+        w.push(1, at_ms(20), "a20", t0 + ms(20), &mut out);
+        assert!(out.is_empty(), "node 2 has not passed 10 ms: {out:?}");
+        w.push(2, at_ms(5), "b5", t0 + ms(21), &mut out);
+        w.push(2, at_ms(15), "b15", t0 + ms(22), &mut out);
+        assert_eq!(out, ["b5", "a10"]);
+        w.flush(&mut out);
+        assert_eq!(out, ["b5", "a10", "b15", "a20", "lost2"]);
+        assert_eq!(w.stats().late, 0);
     }
 
     #[test]
