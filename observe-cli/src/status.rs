@@ -65,10 +65,16 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
         let total = connected + s.num_unavailable_nodes.unwrap_or(0);
         out += &format!("Connected Nodes: {connected}/{total}\n");
     }
-    if !s.unavailable_nodes.is_empty() {
-        out += &format!("Unavailable Nodes: {}\n", s.unavailable_nodes.len());
+    // A relay names at most ten of them and counts them all.
+    let named = s.unavailable_nodes.len() as u32;
+    let unavailable = s.num_unavailable_nodes.unwrap_or(named).max(named);
+    if unavailable > 0 {
+        out += &format!("Unavailable Nodes: {unavailable}\n");
         for n in &s.unavailable_nodes {
             out += &format!("  - {n}\n");
+        }
+        if unavailable > named {
+            out += &format!("  - and {} more...\n", unavailable - named);
         }
     }
     if !s.kernel_features.is_empty() {
@@ -418,6 +424,25 @@ mod tests {
              Connected Nodes: 1/2\n\
              Unavailable Nodes: 1\n  \
              - node2\n"
+        );
+        // Ten named of fourteen.
+        let named: Vec<String> = (0..10).map(|i| format!("node{i}")).collect();
+        let many = ServerStatusResponse {
+            num_connected_nodes: Some(6),
+            num_unavailable_nodes: Some(14),
+            unavailable_nodes: named.clone(),
+            ..relay.clone()
+        };
+        let list: String = named.iter().map(|n| format!("  - {n}\n")).collect();
+        assert_eq!(
+            render_status("127.0.0.1:4245", &many),
+            format!(
+                "Healthcheck (via 127.0.0.1:4245): Ok\n\
+                 Current/Max Flows: 100/8,190 (1.22%)\n\
+                 Flows/s: 2.50\n\
+                 Connected Nodes: 6/20\n\
+                 Unavailable Nodes: 14\n{list}  - and 4 more...\n"
+            )
         );
         let empty = ServerStatusResponse::default();
         assert_eq!(
