@@ -52,7 +52,13 @@ pub(super) fn nodes(state: &RelayState) -> Vec<Node> {
 }
 
 fn node(peer: &PeerView) -> Node {
-    let status = peer.status.as_ref().map(|s| &s.response);
+    // A node that is down has no counters to tell (Hubble Relay gives it
+    // none): its last ones would read as current.
+    let status = peer
+        .status
+        .as_ref()
+        .filter(|_| peer.is_connected())
+        .map(|s| &s.response);
     Node {
         name: peer.name.clone(),
         version: peer.version.clone(),
@@ -160,5 +166,6 @@ mod tests {
             (down.state, down.uptime_ns),
             (NodeState::NodeUnavailable as i32, 0)
         );
+        assert_eq!((down.num_flows, down.max_flows, down.seen_flows), (0, 0, 0));
     }
 }
