@@ -9,8 +9,9 @@
 //!
 //! [`FlowStore::push_with`] builds an entry in place, in the memory of one the
 //! ring let go of once nothing else holds it (the broadcast keeps a few
-//! recent ones a little longer): a writer that refills each field keeps its
-//! strings and lists, so a full ring turns over without allocating.
+//! recent ones a little longer): the same allocation, and a writer that
+//! refills each field keeps its strings and lists, so a full ring turns over
+//! without allocating or copying a response.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +49,9 @@ struct Ring {
     /// The newest time of a flow the ring let go of (Unix ns): arrivals
     /// are not in time order, so the first entry's time does not say it.
     evicted_newest: Option<i128>,
+    /// The clock when last read for [`Self::evicted_newest`]: a time at or
+    /// before it is not in the future, and needs no new read.
+    clock_read: i128,
 }
 
 /// Evicted entries kept for reuse at most; past that the oldest is let go.
@@ -64,7 +68,10 @@ impl Ring {
                 && let Some(at) = event_time(&old.response)
             {
                 // A node whose clock runs ahead would hold it in the future.
-                let at = at.min(observer_proto::time::now_nanos());
+                if at > self.clock_read {
+                    self.clock_read = observer_proto::time::now_nanos();
+                }
+                let at = at.min(self.clock_read);
                 self.evicted_newest = Some(self.evicted_newest.map_or(at, |n| n.max(at)));
             }
             self.evicted.push_back(old.response);
@@ -75,7 +82,7 @@ impl Ring {
     }
 
     /// The oldest evicted response when nothing else holds it any more.
-    fn reusable(&mut self) -> Option<GetFlowsResponse> {
+    fn reusable(&mut self) -> Option<Arc<GetFlowsResponse>> {
         let unique = self
             .evicted
             .front_mut()
@@ -83,7 +90,7 @@ impl Ring {
         if !unique {
             return None;
         }
-        self.evicted.pop_front().and_then(Arc::into_inner)
+        self.evicted.pop_front()
     }
 }
 
@@ -133,11 +140,26 @@ impl FlowStore {
             ring.make_room(self.capacity);
             ring.reusable()
         };
-        let mut response = reused.unwrap_or_default();
-        fill(&mut response);
+        // Unique when taken, and no one else could clone it since.
+        let response = match reused {
+            Some(mut shared) => match Arc::get_mut(&mut shared) {
+                Some(r) => {
+                    fill(r);
+                    shared
+                }
+                None => Self::filled(fill),
+            },
+            None => Self::filled(fill),
+        };
         let mut ring = self.lock();
         ring.make_room(self.capacity);
-        self.append(&mut ring, Arc::new(response));
+        self.append(&mut ring, response);
+    }
+
+    fn filled(fill: impl FnOnce(&mut GetFlowsResponse)) -> Arc<GetFlowsResponse> {
+        let mut response = GetFlowsResponse::default();
+        fill(&mut response);
+        Arc::new(response)
     }
 
     fn append(&self, ring: &mut Ring, response: Arc<GetFlowsResponse>) {
@@ -293,7 +315,13 @@ mod tests {
         let store = FlowStore::new(2);
         assert_eq!(push_named(&store, "a"), "", "not full: a fresh entry");
         assert_eq!(push_named(&store, "b"), "");
+        let a = Arc::as_ptr(&store.snapshot()[0].response);
         assert_eq!(push_named(&store, "c"), "a", "a's memory, rewritten");
+        assert_eq!(
+            Arc::as_ptr(&store.snapshot()[1].response),
+            a,
+            "in a's allocation, not a copy"
+        );
         // A snapshot holds b: when it goes, c is filled fresh.
         let held = store.snapshot();
         assert_eq!(push_named(&store, "d"), "");
