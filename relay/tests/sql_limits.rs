@@ -620,8 +620,8 @@ async fn a_stream_no_one_reads_gives_its_memory_back_at_the_time_limit() {
     wait_for("batches waiting to be read", || e.memory_reserved() > 0).await;
     wait_running(&e, 0).await;
     wait_for("the memory back", || e.memory_reserved() == 0).await;
-    // The caller comes back: the two batches the channel held (its size),
-    // then why the rest never came.
+    // The caller comes back: the batches that waited went back with the
+    // task; it is told why, where the next batch would have been.
     let mut rows = Vec::new();
     let mut end = None;
     while let Some(next) = unread.next().await {
@@ -630,12 +630,7 @@ async fn a_stream_no_one_reads_gives_its_memory_back_at_the_time_limit() {
             Err(err) => end = Some(err),
         }
     }
-    // Which two depends on the order the partitions ran in.
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    assert!(
-        rows.iter().all(|r| sizes.contains(r)),
-        "{rows:?} of {sizes:?}"
-    );
+    assert_eq!(rows, Vec::<usize>::new());
     assert_eq!(end, Some(SqlError::Timeout(limit)));
 }
 

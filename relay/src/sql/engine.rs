@@ -2,9 +2,10 @@
 //! ([`super::admission`]), then runs as one task on the SQL runtime
 //! ([`super::runtime`]) with a [`Session`] of its own, which checks, plans
 //! and binds it; the task sends its description, then its batches
-//! ([`super::stream`]), and ends at the time limit (waiting on a caller that
-//! does not read counts), at shutdown, or when its caller drops the stream.
-//! Its place and the memory of its batches are given back when it ends.
+//! ([`super::stream`]), and ends once its caller has taken the last one, at
+//! the time limit (waiting on a caller that does not read counts), at
+//! shutdown, or when its caller drops the stream. Its place, and the batches
+//! its caller has not taken, are given back when it ends.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -222,13 +223,17 @@ impl SqlEngine {
             {
                 stats.failed.inc();
             }
-            // Counted and freed before the caller hears of the end. The
-            // batches the caller has not read yet leave the pool with the
-            // task: one that stopped reading holds no memory past the limit.
+            // Counted and freed before the caller hears of the end.
             drop(timer);
             drop(admitted);
-            drop(leases);
+            let failed = outcome.is_err();
             ending.set(outcome);
+            // Batches the caller has not taken go with a failed query, once
+            // it is told why (one that succeeded waited for the caller to
+            // take them all).
+            if failed {
+                leases.take_back();
+            }
             drop(open);
         }
     }
@@ -276,7 +281,7 @@ impl SqlEngine {
                 .try_grow(batch.get_array_memory_size())
                 .map_err(|e| session.error(e))?;
             if tx
-                .send(Msg::Batch(batch, leases.lend(memory)))
+                .send(Msg::Batch(leases.lend(batch, memory)))
                 .await
                 .is_err()
             {
@@ -284,6 +289,10 @@ impl SqlEngine {
                 return Ok(());
             }
         }
+        // Done once the caller has taken every batch (the channel is empty),
+        // within the time limit: a caller that stops reading does not keep
+        // the last batches, their memory and the query's place.
+        let _ = tx.reserve_many(stream::CHANNEL).await;
         Ok(())
     }
 }

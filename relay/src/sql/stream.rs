@@ -4,11 +4,15 @@
 //! that the caller reads once the channel closes, so the task never waits
 //! on its caller to hear of its end.
 //!
-//! Each batch travels with a [`Lease`] on its memory in the query's pool,
-//! held until the caller asks for the next batch (or, collecting, until the
-//! end) or until the task ends, whichever comes first: results count against
-//! the query's memory limit like any other state, and a caller that stops
-//! reading holds none of the pool once the time limit has ended its task.
+//! Each batch travels in a [`Lease`] with its memory in the query's pool:
+//! results count against the query's memory limit like any other state. A
+//! batch the caller has taken stays counted until it asks for the next one
+//! (or, collecting, until the end). One still in the channel when the task
+//! ends goes back with the task, batch and memory both: the task ends on
+//! success only once the caller has taken every batch, so only a failure
+//! (the time limit, shutdown) takes one back, and the caller is told that
+//! failure where the batch would have been. A caller that stops reading
+//! holds at most the batch it took once the time limit has passed.
 //! Dropping the stream aborts the task: DataFusion's streams and the tasks
 //! they spawned are dropped at their next pause, and the query's place,
 //! memory and running-gauge count are given back.
@@ -53,7 +57,7 @@ pub enum Msg {
     /// Planned: comes first.
     Described(Described),
     /// A batch of the result and its memory.
-    Batch(RecordBatch, Lease),
+    Batch(Lease),
 }
 
 /// How a query's task ended: set by the task before its channel closes.
@@ -72,35 +76,63 @@ impl Ending {
     }
 }
 
-type Shared = Arc<Mutex<Option<MemoryReservation>>>;
-
-/// A batch's memory in the query's pool, freed when the caller drops the
-/// lease or when the task ends ([`Leases`]), whichever comes first.
-pub struct Lease {
-    _memory: Shared,
+/// A lent batch and its memory: the batch until the caller takes it, the
+/// memory until the caller drops the lease, or both until the task takes
+/// them back.
+#[derive(Default)]
+struct Lent {
+    batch: Option<RecordBatch>,
+    _memory: Option<MemoryReservation>,
 }
 
-/// The task's side of the leases of the batches it sent: dropped with the
-/// task, it frees those the caller still holds.
-#[derive(Default)]
-pub struct Leases(Vec<Weak<Mutex<Option<MemoryReservation>>>>);
+type Shared = Arc<Mutex<Lent>>;
 
-impl Leases {
-    /// A lease on `memory` for a batch about to be sent.
-    pub fn lend(&mut self, memory: MemoryReservation) -> Lease {
-        // Those the caller dropped are gone: at most the channel's and the
-        // caller's batch stay listed.
-        self.0.retain(|l| l.strong_count() > 0);
-        let shared: Shared = Arc::new(Mutex::new(Some(memory)));
-        self.0.push(Arc::downgrade(&shared));
-        Lease { _memory: shared }
+fn lock(lent: &Mutex<Lent>) -> std::sync::MutexGuard<'_, Lent> {
+    lent.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A batch of the result and its memory in the query's pool.
+pub struct Lease(Shared);
+
+impl Lease {
+    /// The batch, unless the task took it back (it failed meanwhile); the
+    /// memory stays counted until the lease is dropped.
+    fn take(&self) -> Option<RecordBatch> {
+        lock(&self.0).batch.take()
     }
 }
 
-impl Drop for Leases {
-    fn drop(&mut self) {
+/// The task's side of the batches it sent, to take back those the caller
+/// has not taken when the query fails.
+#[derive(Default)]
+pub struct Leases(Vec<Weak<Mutex<Lent>>>);
+
+impl Leases {
+    /// A lease on `batch` and its `memory`, about to be sent.
+    pub fn lend(&mut self, batch: RecordBatch, memory: MemoryReservation) -> Lease {
+        // Those the caller took or dropped are no longer the task's: at most
+        // the channel's stay listed.
+        self.0
+            .retain(|l| l.upgrade().is_some_and(|l| lock(&l).batch.is_some()));
+        let shared: Shared = Arc::new(Mutex::new(Lent {
+            batch: Some(batch),
+            _memory: Some(memory),
+        }));
+        self.0.push(Arc::downgrade(&shared));
+        Lease(shared)
+    }
+}
+
+impl Leases {
+    /// Takes back the batches the caller has not taken, and their memory.
+    /// Only for a query that failed: a caller that took the message but not
+    /// yet its batch would read the failure in its place.
+    pub fn take_back(self) {
         for lease in self.0.iter().filter_map(Weak::upgrade) {
-            lease.lock().unwrap_or_else(PoisonError::into_inner).take();
+            let mut lent = lock(&lease);
+            if lent.batch.is_some() {
+                *lent = Lent::default();
+            }
         }
     }
 }
@@ -167,7 +199,7 @@ impl Running {
         };
         match first {
             Some(Msg::Described(d)) => Ok(d),
-            Some(Msg::Batch(..)) => Err(SqlError::Fault("a batch came before the plan".into())),
+            Some(Msg::Batch(_)) => Err(SqlError::Fault("a batch came before the plan".into())),
             None => Err(match self.ending.take() {
                 Some(Err(e)) => e,
                 Some(Ok(())) => SqlError::Fault("the query ended without an answer".into()),
@@ -210,7 +242,7 @@ pub struct QueryStream {
     schema: SchemaRef,
     rx: mpsc::Receiver<Msg>,
     ending: Arc<Ending>,
-    /// The channel closed and the ending was told.
+    /// The ending was told: nothing more follows.
     ended: bool,
     /// The last batch's memory, freed when the next is asked for.
     held: Option<Lease>,
@@ -229,11 +261,14 @@ impl QueryStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(RecordBatch, Lease), SqlError>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
         if self.timed_out {
             return Poll::Ready(None);
         }
         let polled = self.rx.poll_recv(cx);
-        if polled.is_pending() && !self.ended {
+        if polled.is_pending() {
             // The task is silent past its limit: its thread is held. It is
             // told to stop (at its next pause) and nothing more is read.
             if let Poll::Ready(e) = self.watchdog.poll_expired(cx) {
@@ -243,15 +278,26 @@ impl QueryStream {
             }
         }
         polled.map(|m| match m {
-            Some(Msg::Batch(b, r)) => Some(Ok((b, r))),
-            Some(Msg::Described(_)) => Some(Err(SqlError::Fault("the plan came twice".into()))),
-            None if std::mem::replace(&mut self.ended, true) => None,
-            None => match self.ending.take() {
-                Some(Ok(())) => None,
-                Some(Err(e)) => Some(Err(e)),
-                None => Some(Err(SqlError::Fault(DIED.into()))),
+            Some(Msg::Batch(lease)) => match lease.take() {
+                Some(b) => Some(Ok((b, lease))),
+                // Taken back by the task: it failed, and says why.
+                None => self
+                    .end()
+                    .or_else(|| Some(Err(SqlError::Fault(DIED.into())))),
             },
+            Some(Msg::Described(_)) => Some(Err(SqlError::Fault("the plan came twice".into()))),
+            None => self.end(),
         })
+    }
+
+    /// What the task said of its end, once: nothing more after it.
+    fn end(&mut self) -> Option<Result<(RecordBatch, Lease), SqlError>> {
+        self.ended = true;
+        match self.ending.take() {
+            Some(Ok(())) => None,
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Err(SqlError::Fault(DIED.into()))),
+        }
     }
 
     /// Every batch, their memory held in the query's pool until all are in.
@@ -298,23 +344,34 @@ mod tests {
 
     use super::*;
 
-    /// A stream fed by hand: a task that sends one batch, then ends as
-    /// `ending` says (or unheard: it died).
-    async fn fed(ending: Option<Result<(), SqlError>>) -> Vec<Result<usize, String>> {
+    fn rows(n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
-        let batch =
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1, 2]))])
-                .unwrap();
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap()
+    }
+
+    /// The stream a caller reads from `batches` sent by a task that then
+    /// ended as `ending` says (or unheard: it died); a task that failed took
+    /// back the batches not taken yet.
+    async fn fed(
+        batches: &[i64],
+        ending: Option<Result<(), SqlError>>,
+    ) -> Vec<Result<usize, String>> {
         let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
         let (tx, rx) = mpsc::channel(4);
         let mut leases = Leases::default();
-        let lease = leases.lend(MemoryConsumer::new("t").register(&pool));
-        tx.send(Msg::Batch(batch, lease))
-            .await
-            .unwrap_or_else(|_| panic!("send"));
+        for &n in batches {
+            let lease = leases.lend(rows(n), MemoryConsumer::new("t").register(&pool));
+            tx.send(Msg::Batch(lease))
+                .await
+                .unwrap_or_else(|_| panic!("send"));
+        }
         let told = Arc::new(Ending::default());
+        let failed = matches!(ending, Some(Err(_)));
         if let Some(outcome) = ending {
             told.set(outcome);
+        }
+        if failed {
+            leases.take_back();
         }
         drop(tx);
         let running = Running {
@@ -324,27 +381,29 @@ mod tests {
             watchdog: Watchdog::start(Duration::from_secs(3600)),
         };
         running
-            .into_stream(schema)
+            .into_stream(rows(0).schema())
             .map(|r| r.map(|b| b.num_rows()).map_err(|e| e.to_string()))
             .collect()
             .await
     }
 
     #[tokio::test]
-    async fn a_task_that_dies_midway_is_an_error_not_a_short_result() {
-        assert_eq!(fed(Some(Ok(()))).await, [Ok(2)]);
+    async fn a_task_that_fails_or_dies_is_an_error_not_a_short_result() {
+        assert_eq!(fed(&[2, 3], Some(Ok(()))).await, [Ok(2), Ok(3)]);
+        // The batches it had not handed over went back with it.
+        let no = SqlError::Timeout(Duration::from_secs(1));
         assert_eq!(
-            fed(Some(Err(SqlError::Query("no".into())))).await,
-            [Ok(2), Err(SqlError::Query("no".into()).to_string())]
+            fed(&[2, 3], Some(Err(no.clone()))).await,
+            [Err(no.to_string())]
         );
         assert_eq!(
-            fed(None).await,
+            fed(&[2], None).await,
             [Ok(2), Err(SqlError::Fault(DIED.into()).to_string())]
         );
     }
 
     #[test]
-    fn a_lease_ends_with_its_batch_or_with_the_task() {
+    fn the_task_takes_back_what_the_caller_has_not_taken() {
         let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedMemoryPool::default());
         let reserved = |n: usize| {
             let r = MemoryConsumer::new("t").register(&pool);
@@ -352,19 +411,20 @@ mod tests {
             r
         };
         let mut leases = Leases::default();
-        let read = leases.lend(reserved(100));
-        let unread = leases.lend(reserved(10));
+        let taken = leases.lend(rows(1), reserved(100));
+        let waiting = leases.lend(rows(2), reserved(10));
         assert_eq!(pool.reserved(), 110);
-        // The caller is done with one batch: its memory is back at once, and
-        // the task no longer lists it.
-        drop(read);
-        assert_eq!(pool.reserved(), 10);
-        let _next = leases.lend(reserved(1));
+        // The caller takes a batch: counted while it holds it, and no
+        // longer the task's.
+        assert_eq!(taken.take().map(|b| b.num_rows()), Some(1));
+        assert_eq!(pool.reserved(), 110);
+        let next = leases.lend(rows(3), reserved(1));
         assert_eq!(leases.0.len(), 2);
-        // The task ends while the caller still holds a batch it never read.
-        drop(leases);
-        assert_eq!(pool.reserved(), 0);
-        drop(unread);
+        // The query fails: what was not taken goes, batch and memory.
+        leases.take_back();
+        assert_eq!(pool.reserved(), 100);
+        assert!(waiting.take().is_none() && next.take().is_none());
+        drop(taken);
         assert_eq!(pool.reserved(), 0);
     }
 }
