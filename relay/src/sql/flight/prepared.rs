@@ -4,7 +4,8 @@
 //! [`MAX_OPEN`] stay open, holding at most [`MAX_OPEN_BYTES`] of text and
 //! values; past either, the oldest statement of the client (by address)
 //! holding the most is closed, so a client that never closes its statements
-//! can neither fill the relay nor close other clients' statements.
+//! can neither fill the relay nor close other clients' statements. Clients
+//! behind one address (a port-forward, a NAT, a proxy) count as one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -59,33 +60,24 @@ struct Open {
 }
 
 impl Open {
-    /// Closes statements (but `keep`) until within the bounds: each time the
-    /// oldest of the client holding the most (statements when over the
-    /// count, bytes when over the bytes; the longest-held on a tie).
+    /// Closes statements (but `keep`, being opened or bound) until within
+    /// the bounds: each time the oldest of the client holding the most of the
+    /// others (statements when over the count, bytes when over the bytes;
+    /// the longest-held on a tie).
     fn evict(&mut self, keep: u64) {
         while self.statements.len() > MAX_OPEN || self.bytes > MAX_OPEN_BYTES {
             let by_bytes = self.statements.len() <= MAX_OPEN;
-            // Per client: (statements or bytes, its oldest statement).
+            // Per client: (statements or bytes, its oldest statement); the
+            // map is in age order, so the first seen is the oldest.
             let mut held: HashMap<Option<IpAddr>, (usize, u64)> = HashMap::new();
-            for (&n, e) in &self.statements {
+            for (&n, e) in self.statements.iter().filter(|(n, _)| **n != keep) {
                 let h = held.entry(e.client).or_insert((0, n));
                 h.0 += if by_bytes { e.prepared.bytes() } else { 1 };
             }
-            let Some(heaviest) = held
+            let Some((_, (_, victim))) = held
                 .into_iter()
                 .max_by_key(|(_, (amount, oldest))| (*amount, std::cmp::Reverse(*oldest)))
-                .map(|(client, _)| client)
             else {
-                return;
-            };
-            let oldest = |of_heaviest: bool| {
-                self.statements
-                    .iter()
-                    .find(|(n, e)| **n != keep && (!of_heaviest || e.client == heaviest))
-                    .map(|(n, _)| *n)
-            };
-            // The heaviest may hold only `keep`: then the oldest of all.
-            let Some(victim) = oldest(true).or_else(|| oldest(false)) else {
                 return;
             };
             if let Some(e) = self.statements.remove(&victim) {
