@@ -295,6 +295,12 @@ fn error(e: DataFusionError, pool: &QueryPool, limits: &SqlLimits) -> SqlError {
         // DataFusion's own prefix would say "Parquet error" twice.
         DataFusionError::IoError(e) => SqlError::Io(e.to_string()),
         DataFusionError::ParquetError(e) => SqlError::Io(e.to_string()),
+        DataFusionError::ObjectStore(e) => SqlError::Io(e.to_string()),
+        DataFusionError::External(e)
+            if e.is::<std::io::Error>() || e.is::<datafusion::parquet::errors::ParquetError>() =>
+        {
+            SqlError::Io(e.to_string())
+        }
         DataFusionError::Internal(_) => SqlError::Fault(root.strip_backtrace()),
         _ => SqlError::Query(root.strip_backtrace()),
     }
