@@ -157,6 +157,8 @@ impl FlowStore {
     }
 
     fn filled(fill: impl FnOnce(&mut GetFlowsResponse)) -> Arc<GetFlowsResponse> {
+        #[cfg(test)]
+        tests::FRESH.with(|n| n.set(n.get() + 1));
         let mut response = GetFlowsResponse::default();
         fill(&mut response);
         Arc::new(response)
@@ -214,7 +216,15 @@ impl FlowStore {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// Responses `push_with` built new (not in an evicted one's memory)
+        /// on this thread.
+        pub(super) static FRESH: Cell<usize> = const { Cell::new(0) };
+    }
 
     fn resp(n: &str) -> GetFlowsResponse {
         GetFlowsResponse {
@@ -316,11 +326,15 @@ mod tests {
         assert_eq!(push_named(&store, "a"), "", "not full: a fresh entry");
         assert_eq!(push_named(&store, "b"), "");
         let a = Arc::as_ptr(&store.snapshot()[0].response);
+        let fresh = FRESH.with(Cell::get);
         assert_eq!(push_named(&store, "c"), "a", "a's memory, rewritten");
         assert_eq!(
-            Arc::as_ptr(&store.snapshot()[1].response),
-            a,
-            "in a's allocation, not a copy"
+            (
+                Arc::as_ptr(&store.snapshot()[1].response),
+                FRESH.with(Cell::get)
+            ),
+            (a, fresh),
+            "in a's allocation, not a new one"
         );
         // A snapshot holds b: when it goes, c is filled fresh.
         let held = store.snapshot();
