@@ -73,7 +73,8 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Counts `n` flows taken from the queue.
+    /// Counts `n` flows taken from the queue and added to history's rows
+    /// (from then on a history snapshot has them).
     pub fn took(&self, n: usize) {
         self.taken.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -151,6 +152,25 @@ impl Feed {
             u.unlogged = 0;
             u.last_log = Some(now);
         }
+    }
+
+    /// Flows queued since start (those dropped are not).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Waits, at most `limit`, until history holds the first `n` flows
+    /// queued (the writer has added them to its rows); false if it did not
+    /// by then.
+    pub async fn holds(&self, n: u64, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.taken.load(Ordering::Relaxed) < n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Flows queued and not yet taken by the writer.
@@ -272,10 +292,36 @@ mod tests {
             assert!(matches!(intake.rx.recv().unwrap(), Item::Flow(_)));
         }
         intake.took(2);
-        assert_eq!(feed.depth(), 0);
+        assert_eq!((feed.depth(), feed.sent()), (0, 2));
         drop(intake);
         assert!(!feed.offer(&flow("a", 6)), "no writer: counted too");
         assert_eq!(losses.total_since_start(), 4);
+    }
+
+    /// A reader waits for history to hold what it needs, not longer than
+    /// its limit.
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_waits_until_history_holds_the_flows_it_needs() {
+        let dir = test_support::scratch::ScratchDir::new("history-feed-holds");
+        let losses = Arc::new(Losses::open(dir.path()).unwrap());
+        let (feed, intake) = channel(10, losses);
+        for s in 0..3 {
+            assert!(feed.offer(&flow("a", s)));
+        }
+        let limit = Duration::from_secs(2);
+        assert!(feed.holds(0, limit).await, "nothing needed");
+        assert!(!feed.holds(3, limit).await, "the writer took nothing");
+        let feed = Arc::new(feed);
+        let waiting = tokio::spawn({
+            let feed = feed.clone();
+            async move { feed.holds(3, limit).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        intake.took(2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "two of three");
+        intake.took(1);
+        assert!(waiting.await.unwrap());
     }
 
     /// Drops after a report start a new run: its first and last are its own

@@ -105,8 +105,8 @@ fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>
         if (chunk.ready(room, now) || due || stopping)
             && let Some(batch) = chunk.take()
         {
-            intake.took(taken);
             open = history.add_rows(batch);
+            intake.took(taken);
         }
         if open >= batch_rows || due || stopping {
             if due {

@@ -33,6 +33,11 @@ pub const SHUTTING_DOWN: &str = "the relay is shutting down; the answer ends her
 /// Responses queued per client before the sending task waits for it.
 const CLIENT_QUEUE: usize = 256;
 
+/// The longest an answer with a history part waits for history's writer to
+/// take in what the ring let go of (it takes a chunk at least every flush
+/// interval, 100 ms by default).
+const HISTORY_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The client went away.
 struct Gone;
 
@@ -54,6 +59,12 @@ pub(super) fn open(
     };
     // Read after the copy: a flow let go of meanwhile is still in it.
     let evicted_newest = state.store().evicted_newest();
+    // History must hold every flow the ring let go of before it is read:
+    // those still queued for its writer would be in neither part.
+    let ring_flows = ring.iter().filter(|e| is_flow(e)).count() as u64;
+    let history_needs = state
+        .history_feed()
+        .map(|feed| feed.sent().saturating_sub(ring_flows));
     let after = ring.last().map(|e| e.seq);
     // A `since` older than the ring starts from the flow history: up to
     // what left the ring (older::plan).
@@ -73,6 +84,16 @@ pub(super) fn open(
                     Err(status) => return tx.send(Err(status)).await.map_err(|_| Gone),
                 },
                 Some(older) => {
+                    if let (Some(feed), Some(n)) = (state.history_feed(), history_needs)
+                        && !feed.holds(n, HISTORY_CATCH_UP).await
+                    {
+                        log::warn!(
+                            "GetFlows: history's writer was {} flows behind for {:?}; this \
+                             answer may lack flows between history and the ring",
+                            n.saturating_sub(feed.sent() - feed.depth()),
+                            HISTORY_CATCH_UP
+                        );
+                    }
                     let ring = with_older(older, &query, ring, &tx).await?;
                     (query, ring)
                 }
