@@ -292,6 +292,9 @@ struct RawIngressRule {
     from_endpoints: Option<Vec<RawSelector>>,
     #[serde(default, rename = "fromCIDR")]
     from_cidr: Option<Vec<String>>,
+    /// Refused with a clear message rather than as an unknown field.
+    #[serde(default)]
+    from_entities: Option<IgnoredAny>,
     #[serde(default)]
     to_ports: Option<Vec<RawPortRule>>,
 }
@@ -307,6 +310,9 @@ struct RawEgressRule {
     to_endpoints: Option<Vec<RawSelector>>,
     #[serde(default, rename = "toCIDR")]
     to_cidr: Option<Vec<String>>,
+    /// Refused with a clear message rather than as an unknown field.
+    #[serde(default)]
+    to_entities: Option<IgnoredAny>,
     #[serde(default)]
     to_ports: Option<Vec<RawPortRule>>,
 }
@@ -400,6 +406,7 @@ impl RawPolicy {
                         .enumerate()
                         .map(|(i, r)| {
                             let at = format!("spec.{field}[{i}]");
+                            no_entities(&at, "from", r.from_entities.is_some())?;
                             rule(&at, r.from_endpoints, ("fromCIDR", r.from_cidr), r.to_ports)
                         })
                         .collect::<Result<Vec<_>, _>>()
@@ -414,6 +421,7 @@ impl RawPolicy {
                         .enumerate()
                         .map(|(i, r)| {
                             let at = format!("spec.{field}[{i}]");
+                            no_entities(&at, "to", r.to_entities.is_some())?;
                             rule(&at, r.to_endpoints, ("toCIDR", r.to_cidr), r.to_ports)
                         })
                         .collect::<Result<Vec<_>, _>>()
@@ -454,6 +462,21 @@ fn check_name(field: &str, name: &str, max: usize, dots: bool) -> Result<(), Pro
         format!(
             "{name:?} is not a valid name (at most {max} lowercase letters, digits{allowed}, \
              starting and ending with a letter or digit)"
+        ),
+    ))
+}
+
+/// Cilium's entities (`world`, `cluster`, `host`...) have no meaning here:
+/// a rule names its peers by label or by address.
+fn no_entities(at: &str, side: &str, given: bool) -> Result<(), Problem> {
+    if !given {
+        return Ok(());
+    }
+    Err((
+        format!("{at}.{side}Entities"),
+        format!(
+            "not supported: name the peers with {side}Endpoints (endpoints of the cluster) or \
+             {side}CIDR (addresses; `world` is 0.0.0.0/0 and ::/0)"
         ),
     ))
 }

@@ -820,7 +820,25 @@ fn errors_name_the_file_the_field_and_the_problem() {
         (
             edited("    - fromEndpoints:", "    - toEndpoints:"),
             "policy deny.yaml: spec.ingress[0]: unknown field `toEndpoints`, expected one of \
-             fromEndpoints, fromCIDR, toPorts at line 10 column 7",
+             fromEndpoints, fromCIDR, fromEntities, toPorts at line 10 column 7",
+        ),
+        (
+            edited(
+                "    - fromEndpoints:\n        - matchLabels: {app: frontend}\n",
+                "    - fromEntities: [world]\n",
+            ),
+            "policy deny.yaml: spec.ingress[0].fromEntities: not supported: name the peers with \
+             fromEndpoints (endpoints of the cluster) or fromCIDR (addresses; `world` is 0.0.0.0/0 \
+             and ::/0)",
+        ),
+        (
+            edited(
+                "  ingress:\n    - fromEndpoints:\n        - matchLabels: {app: frontend}\n",
+                "  egressDeny:\n    - toEntities: [cluster]\n",
+            ),
+            "policy deny.yaml: spec.egressDeny[0].toEntities: not supported: name the peers with \
+             toEndpoints (endpoints of the cluster) or toCIDR (addresses; `world` is 0.0.0.0/0 and \
+             ::/0)",
         ),
         (
             edited("  ingress:\n", "  ingress: {}\n  egress:\n"),
