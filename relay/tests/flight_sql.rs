@@ -349,3 +349,49 @@ async fn a_compressed_batch_bound_to_a_statement_is_refused() {
         "+-----+\n| one |\n+-----+\n| 1   |\n+-----+"
     );
 }
+
+/// A ticket that is no Flight SQL message is the client's fault, not the
+/// relay's; ListActions names only what the relay implements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_invalid_and_only_implemented_actions_are_listed() {
+    use arrow_flight::sql::{Any, CommandStatementQuery, ProstMessageExt};
+    use arrow_flight::{Empty, Ticket};
+    use prost::Message;
+
+    let (mut c, _e) = serve("flight-garbage").await;
+    // A statement ticket whose message does not decode (arrow-flight's
+    // dispatch alone answered INTERNAL).
+    let ticket = Any {
+        type_url: CommandStatementQuery::type_url().into(),
+        value: vec![0xffu8, 0xff, 0xff].into(),
+    };
+    let err = c
+        .inner_mut()
+        .do_get(Ticket::new(ticket.encode_to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(
+        err.message()
+            .starts_with("the ticket is not a Flight SQL command: "),
+        "{}",
+        err.message()
+    );
+    let mut listed = c
+        .inner_mut()
+        .list_actions(Empty {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names = Vec::new();
+    while let Some(a) = listed.message().await.unwrap() {
+        names.push(a.r#type);
+    }
+    assert_eq!(names, ["CreatePreparedStatement", "ClosePreparedStatement"]);
+    // Still answering.
+    let info = c.execute("SELECT 1 AS one".into(), None).await.unwrap();
+    assert_eq!(
+        pretty(&fetch(&mut c, info).await),
+        "+-----+\n| one |\n+-----+\n| 1   |\n+-----+"
+    );
+}

@@ -8,7 +8,9 @@
 //!   the result's schema and the parameters', `$1` or `?`), DoPut of one row
 //!   of values, GetFlightInfo and DoGet, ClosePreparedStatement;
 //! - [`metadata`]: GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables (with
-//!   each table's Arrow schema on request), GetTableTypes, GetXdbcTypeInfo.
+//!   each table's Arrow schema on request), GetTableTypes, GetXdbcTypeInfo;
+//! - [`checked`]: what clients reach, the requests' messages checked before
+//!   arrow-flight's dispatch, and ListActions naming what is implemented.
 //!
 //! Everything stays read-only: every run goes through the engine's guard.
 //! A client that goes away drops its DoGet stream, which cancels the query.
@@ -18,6 +20,7 @@
 //! down → `UNAVAILABLE`, a closed prepared statement → `NOT_FOUND`, history
 //! unreadable or a fault in the relay → `INTERNAL`.
 
+pub mod checked;
 pub mod metadata;
 pub mod prepared;
 
@@ -60,13 +63,13 @@ pub struct FlightSql {
 }
 
 /// The gRPC service to add to the relay's server.
-pub fn service(engine: SqlEngine) -> FlightServiceServer<FlightSql> {
-    FlightServiceServer::new(FlightSql {
+pub fn service(engine: SqlEngine) -> FlightServiceServer<checked::Checked> {
+    FlightServiceServer::new(checked::Checked(FlightSql {
         sql_info: metadata::sql_info(&engine.limits()),
         xdbc: metadata::xdbc_types(),
         prepared: PreparedStatements::default(),
         engine,
-    })
+    }))
 }
 
 /// `e` as the gRPC status a client gets.
