@@ -195,12 +195,13 @@ mod tests {
             .encode_to_vec(),
         ] {
             let err = command(&bad, "ticket").unwrap_err();
-            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
-            assert!(
-                err.message()
-                    .starts_with("the ticket is not a Flight SQL command: "),
-                "{}",
-                err.message()
+            let said = err.message().split_once(": ").map(|(what, _)| what);
+            assert_eq!(
+                (err.code(), said),
+                (
+                    tonic::Code::InvalidArgument,
+                    Some("the ticket is not a Flight SQL command")
+                )
             );
         }
         // An action whose body is another message.
