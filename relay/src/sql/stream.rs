@@ -121,9 +121,7 @@ impl Leases {
         self.0.push(Arc::downgrade(&shared));
         Lease(shared)
     }
-}
 
-impl Leases {
     /// Takes back the batches the caller has not taken, and their memory.
     /// Only for a query that failed: a caller that took the message but not
     /// yet its batch would read the failure in its place.
