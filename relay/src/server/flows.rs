@@ -60,10 +60,12 @@ pub(super) fn open(
     // Read after the copy: a flow let go of meanwhile is still in it.
     let evicted_newest = state.store().evicted_newest();
     // History must hold every flow the ring let go of before it is read:
-    // those still queued for its writer would be in neither part.
+    // those still queued for its writer would be in neither part. Read
+    // after the copy, the count may take in a few flows queued since (a
+    // wait for the writer's next chunk), never too few.
     let ring_flows = ring.iter().filter(|e| is_flow(e)).count() as u64;
-    let history_needs = state
-        .history_feed()
+    let history_needs = evicted_newest
+        .and(state.history_feed())
         .map(|feed| feed.sent().saturating_sub(ring_flows));
     let after = ring.last().map(|e| e.seq);
     // A `since` older than the ring starts from the flow history: up to
