@@ -63,10 +63,10 @@ pub(super) fn open(
     // those still queued for its writer would be in neither part. Read
     // after the copy, the count may take in a few flows queued since (a
     // wait for the writer's next chunk), never too few.
-    let ring_flows = ring.iter().filter(|e| is_flow(e)).count() as u64;
-    let history_needs = evicted_newest
-        .and(state.history_feed())
-        .map(|feed| feed.sent().saturating_sub(ring_flows));
+    let history_needs = evicted_newest.and(state.history_feed()).map(|feed| {
+        let ring_flows = ring.iter().filter(|e| is_flow(e)).count() as u64;
+        feed.sent().saturating_sub(ring_flows)
+    });
     let after = ring.last().map(|e| e.seq);
     // A `since` older than the ring starts from the flow history: up to
     // what left the ring (older::plan).
