@@ -35,12 +35,11 @@ type Inner = FlightSql;
 
 /// `bytes` as a Flight SQL command (in an `Any`), or why not.
 fn command(bytes: &[u8], what: &str) -> Result<(), Status> {
-    let any = Any::decode(bytes).map_err(|e| {
+    let not = |e: &dyn std::fmt::Display| {
         Status::invalid_argument(format!("the {what} is not a Flight SQL command: {e}"))
-    })?;
-    Command::try_from(any).map(drop).map_err(|e| {
-        Status::invalid_argument(format!("the {what} is not a Flight SQL command: {e}"))
-    })
+    };
+    let any = Any::decode(bytes).map_err(|e| not(&e))?;
+    Command::try_from(any).map(drop).map_err(|e| not(&e))
 }
 
 /// An action's body as the message its type needs, or why not; other
