@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 
 use super::columns;
 use crate::tui::app::App;
+use service_graph::group::Group;
 use service_graph::{EdgeView, human_bytes, labels};
 
 /// What the service map's flexible columns need: the edge column (its name
@@ -48,6 +49,47 @@ fn map_widths(total: u16, want: MapWants) -> [u16; 3] {
         w[i] = w[i].saturating_sub(over).max(floor.min(w[i]));
     }
     w.map(|n| u16::try_from(n).unwrap_or(u16::MAX))
+}
+
+/// `source -> destination` in at most `width` cells. When it does not fit,
+/// each end shares the room (a short one leaves its spare to the other) and
+/// an end too long for its share drops its namespace (`…/api`), then is cut
+/// at its end: two edges between long names of one namespace still read
+/// apart, where cutting the whole line left only the source.
+fn edge_name(e: &EdgeView<'_>, width: u16) -> String {
+    const ARROW: &str = " -> ";
+    let len = |s: &str| s.chars().count();
+    let (source, target) = (&e.source.id, &e.target.id);
+    let width = usize::from(width);
+    if len(source) + ARROW.len() + len(target) <= width {
+        return format!("{source}{ARROW}{target}");
+    }
+    let room = width.saturating_sub(ARROW.len());
+    // The target's share first: what the source does not take is its own.
+    let source_room = if len(target) <= room - room / 2 {
+        room - len(target)
+    } else {
+        room / 2
+    };
+    let source = end_in(e.source, source_room);
+    let target = end_in(e.target, room - len(&source));
+    format!("{source}{ARROW}{target}")
+}
+
+/// A graph node's name in `room` cells: whole, else without its namespace
+/// (marked), else cut.
+fn end_in(g: &Group, room: usize) -> String {
+    let cells = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    if g.id.chars().count() <= room {
+        return g.id.clone();
+    }
+    if g.namespace.is_empty() {
+        return columns::fit(&g.id, cells(room));
+    }
+    if g.title.chars().count() + 2 <= room {
+        return format!("…/{}", g.title);
+    }
+    columns::fit(&g.title, cells(room))
 }
 
 fn bold() -> Style {
@@ -120,7 +162,10 @@ impl App {
                     Style::new().fg(Color::Green)
                 };
                 Row::new(vec![
-                    Cell::from(Text::from(vec![cut(&c[0], edge_w), cut(&c[1], edge_w)])),
+                    Cell::from(Text::from(vec![
+                        Line::raw(edge_name(e, edge_w)),
+                        cut(&c[1], edge_w),
+                    ])),
                     Cell::from(cut(&w.flows.to_string(), 6)),
                     Cell::from(cut(&w.connections.to_string(), 6)),
                     Cell::from(human_bytes(w.bytes)),
@@ -181,7 +226,7 @@ impl App {
             .map(|(i, e)| {
                 Row::new(vec![
                     (i + 1).to_string(),
-                    columns::fit(&format!("{} -> {}", e.source.id, e.target.id), name_w),
+                    edge_name(e, name_w),
                     human_bytes(e.edge.bytes),
                     columns::fit(&e.edge.flows.to_string(), 6),
                 ])
@@ -201,6 +246,50 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_narrow_edge_name_keeps_both_ends_apart() {
+        use service_graph::group::GroupKind;
+        use service_graph::model::Edge;
+        let group = |namespace: &str, title: &str| Group {
+            id: if namespace.is_empty() {
+                title.to_string()
+            } else {
+                format!("{namespace}/{title}")
+            },
+            title: title.to_string(),
+            namespace: namespace.to_string(),
+            kind: GroupKind::Workload,
+        };
+        let edge = Edge::default();
+        let name = |source: &Group, target: &Group, width| {
+            edge_name(
+                &EdgeView {
+                    source,
+                    target,
+                    edge: &edge,
+                },
+                width,
+            )
+        };
+        let front = group("production", "frontend");
+        let (checkout, cart) = (group("production", "checkout"), group("production", "cart"));
+        let world = group("", "world");
+        assert_eq!(
+            name(&front, &checkout, 60),
+            "production/frontend -> production/checkout"
+        );
+        // Cut as one line, both would read `production/frontend -> p…`.
+        assert_eq!(name(&front, &checkout, 26), "…/frontend -> …/checkout");
+        assert_eq!(name(&front, &cart, 26), "…/frontend -> …/cart");
+        // A short end is whole and leaves the rest to the other.
+        assert_eq!(name(&world, &checkout, 26), "world -> …/checkout");
+        assert_eq!(name(&checkout, &world, 21), "…/checkout -> world");
+        // Too narrow for the marked name: its end is cut.
+        assert_eq!(name(&front, &checkout, 16), "front… -> check…");
+        assert_eq!(name(&front, &checkout, 4), " -> ");
+        assert_eq!(name(&front, &checkout, 0), " -> ");
+    }
 
     #[test]
     fn the_hops_give_way_first_then_the_ports_the_names_and_the_verdicts() {
