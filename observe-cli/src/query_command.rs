@@ -39,6 +39,8 @@ pub const MAX_STATEMENT_BYTES: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum QueryFormat {
     Table,
+    /// A header, then a row per line; a list or struct cell holds its
+    /// value as JSON text.
     Csv,
     /// One JSON object per row.
     Json,
@@ -565,7 +567,9 @@ fn json_lines<W: Write>(out: W) -> arrow::json::LineDelimitedWriter<W> {
 }
 
 /// `batch` with the columns CSV cannot hold (lists, structs, maps: what
-/// `array_agg` or a struct literal make) as the text a table shows of them.
+/// `array_agg` or a struct literal make) as JSON text, as `-o json` writes
+/// them: a table's display text (`[a, b,c]`) does not say where a string
+/// with a comma ends; JSON does, and scripts parse it.
 fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
     use arrow::datatypes::DataType;
     let nested = |t: &DataType| {
@@ -585,7 +589,7 @@ fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
     if !schema.fields().iter().any(|f| nested(f.data_type())) {
         return Ok(batch.clone());
     }
-    let options = arrow::util::display::FormatOptions::default();
+    let options = arrow::json::writer::EncoderOptions::default().with_explicit_nulls(true);
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
@@ -594,10 +598,19 @@ fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
             columns.push(column.clone());
             continue;
         }
-        let shown = arrow::util::display::ArrayFormatter::try_new(column.as_ref(), &options)?;
-        let text: arrow::array::StringArray = (0..column.len())
-            .map(|i| column.is_valid(i).then(|| shown.value(i).to_string()))
-            .collect();
+        let mut encoder = arrow::json::writer::make_encoder(field, column.as_ref(), &options)?;
+        let mut json = Vec::new();
+        let mut text = arrow::array::StringBuilder::new();
+        for i in 0..column.len() {
+            if encoder.is_null(i) {
+                text.append_null();
+                continue;
+            }
+            json.clear();
+            encoder.encode(i, &mut json);
+            text.append_value(String::from_utf8_lossy(&json));
+        }
+        let text = text.finish();
         fields.push(arrow::datatypes::Field::new(
             field.name(),
             DataType::Utf8,
@@ -834,7 +847,7 @@ mod tests {
     /// What `SELECT a.node, b.node, array_agg(port)` of a self-join gives:
     /// two columns of one name and a list.
     #[test]
-    fn a_list_prints_as_text_in_csv_and_repeated_names_are_numbered_in_json() {
+    fn a_list_prints_as_json_in_csv_and_repeated_names_are_numbered_in_json() {
         use arrow::array::{Array, ListArray, StringArray};
         use arrow::datatypes::{DataType, Field, Int32Type, Schema};
         use std::sync::Arc;
@@ -863,12 +876,46 @@ mod tests {
         };
         assert_eq!(
             printed(QueryFormat::Csv),
-            "node,node,ports\nn1,n3,\"[53, 8080]\"\nn2,n4,\n"
+            "node,node,ports\nn1,n3,\"[53,8080]\"\nn2,n4,\n"
         );
         assert_eq!(
             printed(QueryFormat::Json),
             "{\"node\":\"n1\",\"node_2\":\"n3\",\"ports\":[53,8080]}\n\
              {\"node\":\"n2\",\"node_2\":\"n4\",\"ports\":null}\n"
+        );
+    }
+
+    /// `array_agg` of labels, some with commas, and a struct: each cell reads
+    /// back as the values it holds.
+    #[test]
+    fn a_nested_cell_in_csv_says_where_each_string_ends() {
+        use arrow::array::{ArrayRef, Int64Array, ListBuilder, StringBuilder, StructArray};
+        use arrow::datatypes::{DataType, Field};
+        use std::sync::Arc;
+        let mut labels = ListBuilder::new(StringBuilder::new());
+        labels.values().append_value("k8s:app=web,db");
+        labels.values().append_value("say \"hi\"");
+        labels.append(true);
+        labels.values().append_null();
+        labels.append(true);
+        let pair = StructArray::from(vec![(
+            Arc::new(Field::new("port", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![Some(53), None])) as ArrayRef,
+        )]);
+        let batch = RecordBatch::try_from_iter([
+            ("labels", Arc::new(labels.finish()) as ArrayRef),
+            ("pair", Arc::new(pair) as ArrayRef),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        write(&mut out, QueryFormat::Csv, &batch.schema(), &[batch]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "labels,pair\n\
+             \"[\"\"k8s:app=web,db\"\",\"\"say \\\"\"hi\\\"\"\"\"]\",\"{\"\"port\"\":53}\"\n\
+             [null],\"{\"\"port\"\":null}\"\n",
+            "{text}"
         );
     }
 
