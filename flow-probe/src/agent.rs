@@ -338,7 +338,8 @@ pub async fn run(
     let service = ObserverService::new(store.clone(), node, serve_stop_rx.clone())
         .with_endpoints(board)
         .with_config_states(config_states)
-        .with_policy_log(policy_log);
+        .with_policy_log(policy_log)
+        .with_metrics(metrics.clone());
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

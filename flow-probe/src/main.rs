@@ -128,17 +128,22 @@ struct Args {
     #[arg(long, default_value = "10m")]
     metrics_grace: String,
     /// How the volume metrics name source and destination workloads: one of
-    /// namespace, workload, workload-name, pod, pod-name, app, identity,
-    /// reserved-identity, ip; `a|b` falls back to b when a is empty.
+    /// namespace, workload, workload-name, pod, pod-short, pod-name, app,
+    /// identity, reserved-identity, ip, dns; `a|b` falls back to b when a is
+    /// empty.
     #[arg(long, default_value = metrics::context::DEFAULT_CONTEXT)]
     metrics_context: String,
     /// Adds `source` / `destination` labels to one of Hubble's flow metrics,
     /// as Hubble's `--hubble-metrics` entries do:
     /// NAME:sourceContext=CONTEXT;destinationContext=CONTEXT, e.g.
     /// `drop:sourceContext=pod;destinationContext=namespace|ip`. NAME: flow,
-    /// drop, tcp, port-distribution, icmp, policy, flows-to-world; CONTEXT as
-    /// for --metrics-context. Repeatable; one value may hold several entries
-    /// separated by spaces. Metrics not named keep their usual labels.
+    /// drop, tcp, port-distribution, icmp, policy, flows-to-world (dns, http,
+    /// httpV2 and kafka are taken with a warning: no L7 is captured); CONTEXT
+    /// as for --metrics-context. Also Hubble's source/destination
+    /// Egress/IngressContext, labelsContext=source_pod,destination_namespace,...
+    /// and flows-to-world's any-drop, port, syn-only. Repeatable; one value may
+    /// hold several entries separated by spaces. Metrics not named keep their
+    /// usual labels.
     #[arg(long = "metric", value_name = "NAME:OPTIONS")]
     metric: Vec<String>,
 }
@@ -210,6 +215,11 @@ fn config(args: Args) -> anyhow::Result<AgentConfig> {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = config(Args::parse()).and_then(|cfg| {
+        for name in &cfg.metrics.options.not_captured {
+            log::warn!(
+                "--metric {name}: taken, and never exported: this probe captures no DNS or L7 records"
+            );
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

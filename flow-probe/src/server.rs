@@ -29,6 +29,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config_status::ConfigStates;
+use crate::metrics::Metrics;
 use crate::policy_log::{PolicyLog, PolicyStatesService};
 use crate::sources::status::StatusBoard;
 use observer_runtime::store::{Entry, FlowStore};
@@ -59,6 +60,36 @@ pub struct ObserverService {
     stopping: tokio::sync::watch::Receiver<bool>,
     /// The namespaces GetNamespaces answered within the hour.
     namespaces: NamespaceMemory,
+    /// Counts what followers that fell behind missed.
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// How a follow that fell behind tells it: a lost-events record to its
+/// client, and, as Hubble counts a reader that its ring left behind, in
+/// `hubble_lost_events_total` (under the source the record names).
+struct Lag {
+    node_name: String,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Lag {
+    fn missed(&self, n: u64) -> GetFlowsResponse {
+        if let Some(m) = &self.metrics {
+            m.follower_lagged(n);
+        }
+        GetFlowsResponse {
+            node_name: self.node_name.clone(),
+            // When the loss was found: a time window then leaves it out.
+            time: Some(observer_proto::time::timestamp(
+                observer_proto::time::now_nanos(),
+            )),
+            response_types: Some(ResponseTypes::LostEvents(LostEvent {
+                source: LostEventSource::ObserverEventsQueue as i32,
+                num_events_lost: n,
+                ..Default::default()
+            })),
+        }
+    }
 }
 
 impl ObserverService {
@@ -75,7 +106,14 @@ impl ObserverService {
             config: ConfigStates::default(),
             stopping,
             namespaces: NamespaceMemory::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts followers' losses in these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Reports this node's endpoints and their sources in ServerStatus.
@@ -191,7 +229,10 @@ impl Observer for ObserverService {
         };
         let last_seq = ring.last().map(|e| e.seq);
         let (tx, rx) = mpsc::channel(256);
-        let node_name = self.node.name.clone();
+        let lag = Lag {
+            node_name: self.node.name.clone(),
+            metrics: self.metrics.clone(),
+        };
         let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let (query, history) = match query.history_off_workers(ring).await {
@@ -210,7 +251,7 @@ impl Observer for ObserverService {
             if let Some(mut follow_rx) = follow_rx {
                 let mut unsent = None;
                 let cut = tokio::select! {
-                    () = follow(&query, &mut follow_rx, last_seq, &tx, &node_name, &mut unsent) => false,
+                    () = follow(&query, &mut follow_rx, last_seq, &tx, &lag, &mut unsent) => false,
                     _ = stopping.wait_for(|s| *s) => true,
                 };
                 if cut {
@@ -218,7 +259,7 @@ impl Observer for ObserverService {
                     // connections' last reports) still goes out, then the
                     // end, unless the client reads too slowly for that.
                     let rest = async {
-                        send_stored(&query, follow_rx, last_seq, &tx, &node_name, unsent).await;
+                        send_stored(&query, follow_rx, last_seq, &tx, &lag, unsent).await;
                         // Not a clean end: a follower must tell it from one.
                         let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                     };
@@ -304,7 +345,7 @@ async fn follow(
     rx: &mut broadcast::Receiver<Entry>,
     after: Option<u64>,
     tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
-    node_name: &str,
+    lag: &Lag,
     unsent: &mut Option<Arc<GetFlowsResponse>>,
 ) {
     loop {
@@ -312,7 +353,7 @@ async fn follow(
             Ok(entry) => entry,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 // This client fell behind; say how much it missed and go on.
-                if tx.send(Ok(lagged(node_name, n))).await.is_err() {
+                if tx.send(Ok(lag.missed(n))).await.is_err() {
                     return;
                 }
                 continue;
@@ -322,22 +363,6 @@ async fn follow(
         if !forward(query, &entry, after, tx, unsent).await {
             return;
         }
-    }
-}
-
-/// What a follow that fell `n` entries behind is told.
-fn lagged(node_name: &str, n: u64) -> GetFlowsResponse {
-    GetFlowsResponse {
-        node_name: node_name.to_string(),
-        // When the loss was found: a time window then leaves it out.
-        time: Some(observer_proto::time::timestamp(
-            observer_proto::time::now_nanos(),
-        )),
-        response_types: Some(ResponseTypes::LostEvents(LostEvent {
-            source: LostEventSource::ObserverEventsQueue as i32,
-            num_events_lost: n,
-            ..Default::default()
-        })),
     }
 }
 
@@ -379,7 +404,7 @@ async fn send_stored(
     mut rx: broadcast::Receiver<Entry>,
     after: Option<u64>,
     tx: &mpsc::Sender<Result<GetFlowsResponse, Status>>,
-    node_name: &str,
+    lag: &Lag,
     unsent: Option<Arc<GetFlowsResponse>>,
 ) {
     if let Some(response) = unsent
@@ -391,7 +416,7 @@ async fn send_stored(
         let sent = match rx.try_recv() {
             Ok(entry) => forward(query, &entry, after, tx, &mut None).await,
             Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                tx.send(Ok(lagged(node_name, n))).await.is_ok()
+                tx.send(Ok(lag.missed(n))).await.is_ok()
             }
             Err(_) => return,
         };

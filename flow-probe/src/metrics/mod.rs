@@ -162,6 +162,9 @@ impl Metrics {
         let mut hubble = |m: FlowMetric, help: &str, own: &[&str], expiry: Expiry| {
             let ctx = cfg.options.get(m);
             let mut labels = own.to_vec();
+            if m == FlowMetric::FlowsToWorld && cfg.options.to_world.port {
+                labels.push("port");
+            }
             labels.extend(ctx.label_names());
             let expiry = if ctx.is_empty() {
                 expiry
@@ -315,12 +318,17 @@ impl Metrics {
             volume: VolumeTracker::new(cfg.volume_capacity),
             key: KeyBuf::default(),
         };
-        let source = labels::lost_source(LostEventSource::PerfEventRingBuffer);
-        state.key.clear().push(&source);
-        let State { families, key, .. } = &mut state;
-        families
-            .lost_events
-            .add(key.bytes(), &[0], &mut Now::new(&clock));
+        // The sources a probe counts, at 0 from the start, as Hubble's.
+        for source in [
+            LostEventSource::PerfEventRingBuffer,
+            LostEventSource::ObserverEventsQueue,
+        ] {
+            let State { families, key, .. } = &mut state;
+            key.clear().push(&labels::lost_source(source));
+            families
+                .lost_events
+                .add(key.bytes(), &[0], &mut Now::new(&clock));
+        }
         Ok(Metrics {
             registry,
             names,
@@ -459,14 +467,21 @@ impl Metrics {
             return;
         }
         let opts = &self.options;
-        // The key of metric `m`: its own values, then its context values.
+        // The key of metric `m`: its own values, then its context values
+        // (`labelsContext`'s, then source and destination).
         let ctx = |key: &mut KeyBuf, m: FlowMetric| {
             let o = opts.get(m);
-            if let Some(c) = &o.source {
-                key.push_with(|b| c.write(flow, true, b));
+            for l in &o.labels {
+                key.push_with(|b| l.write(flow, b));
             }
-            if let Some(c) = &o.destination {
-                key.push_with(|b| c.write(flow, false, b));
+            for (end, source) in [(&o.source, true), (&o.destination, false)] {
+                if end.is_set() {
+                    key.push_with(|b| {
+                        if let Some(c) = end.for_flow(flow) {
+                            c.write(flow, source, b);
+                        }
+                    });
+                }
             }
         };
 
@@ -497,14 +512,17 @@ impl Metrics {
             f.drops.inc(key.bytes(), &mut now);
         }
         let family = match flow.ip.as_ref().map(|ip| ip.ip_version()) {
-            Some(IpVersion::IPv6) => "IPv6",
-            Some(IpVersion::IPv4) => "IPv4",
-            _ => "IP_NOT_USED",
+            Some(IpVersion::IPv6) => Some("IPv6"),
+            Some(IpVersion::IPv4) => Some("IPv4"),
+            _ => None,
         };
         let l4 = flow.l4.as_ref().and_then(|l| l.protocol.as_ref());
         let is_reply = flow.is_reply == Some(true);
+        let passed = forwarded || verdict == "REDIRECTED";
         match l4 {
-            Some(Protocol::Tcp(t)) if forwarded => {
+            // As Hubble's handler: flags of flows that passed, with an IP
+            // header.
+            Some(Protocol::Tcp(t)) if passed && let Some(family) = family => {
                 if let Some(fl) = &t.flags {
                     let syn = if fl.ack { "SYN-ACK" } else { "SYN" };
                     for (on, name) in [(fl.fin, "FIN"), (fl.syn, syn), (fl.rst, "RST")] {
@@ -534,7 +552,7 @@ impl Metrics {
         }
         // Destination ports of requests that passed (not of replies:
         // ephemeral), the protocol named by L4 alone, as Hubble's handler.
-        if (forwarded || verdict == "REDIRECTED") && flow.is_reply == Some(false) {
+        if passed && flow.is_reply == Some(false) {
             let port = match l4 {
                 Some(Protocol::Tcp(t)) => Some(t.destination_port),
                 Some(Protocol::Udp(u)) => Some(u.destination_port),
@@ -570,16 +588,28 @@ impl Metrics {
                 .as_ref()
                 .is_some_and(|d| d.labels.iter().any(|l| l == "reserved:world"));
         // As Hubble's handler: of drops only POLICY_DENIED ones (a denial's
-        // PolicyVerdict and Drop flows both), of the rest no replies.
+        // PolicyVerdict and Drop flows both; with `any-drop`, all), of the
+        // rest no replies; with `syn-only`, TCP SYNs that are no reply.
+        let world = &opts.to_world;
+        let syn = matches!(l4, Some(Protocol::Tcp(t)) if t.flags.as_ref().is_some_and(|f| f.syn));
         if to_world
             && l4.is_some()
             && (if dropped {
-                reason == DropReason::PolicyDenied
+                world.any_drop || reason == DropReason::PolicyDenied
             } else {
                 !is_reply
             })
+            && (!world.syn_only || (syn && !is_reply))
         {
             key.clear().push(protocol).push(verdict);
+            if world.port {
+                match l4 {
+                    Some(Protocol::Tcp(t)) => key.push_u32(t.destination_port),
+                    Some(Protocol::Udp(u)) => key.push_u32(u.destination_port),
+                    Some(Protocol::Sctp(s)) => key.push_u32(s.destination_port),
+                    _ => key.push(""),
+                };
+            }
             ctx(key, FlowMetric::FlowsToWorld);
             f.to_world.inc(key.bytes(), &mut now);
         }
@@ -603,6 +633,18 @@ impl Metrics {
                 .add(key.bytes(), &[n], &mut Now::new(&self.clock));
         }
         self.probe_lost.with_label_values(&[stage]).inc_by(n);
+    }
+
+    /// `n` flows a follower of the store missed, having fallen behind: each
+    /// client's own loss, so in Hubble's metric only (the store holds them).
+    pub fn follower_lagged(&self, n: u64) {
+        let mut guard = self.lock();
+        let State { families, key, .. } = &mut *guard;
+        key.clear()
+            .push(&labels::lost_source(LostEventSource::ObserverEventsQueue));
+        families
+            .lost_events
+            .add(key.bytes(), &[n], &mut Now::new(&self.clock));
     }
 
     pub fn set_attached_programs(&self, n: usize) {

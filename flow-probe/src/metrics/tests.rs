@@ -265,9 +265,13 @@ fn flows_to_world_and_lost_events() {
             r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#,
         ]
     );
+    m.follower_lagged(3);
     assert_eq!(
         series(&m, "hubble_lost_events_total"),
-        [r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 7"#]
+        [
+            r#"hubble_lost_events_total{source="observer_events_queue"} 3"#,
+            r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 7"#,
+        ]
     );
     assert_eq!(
         series(&m, "observe_probe_lost_events_total"),
@@ -719,7 +723,10 @@ fn series_not_updated_for_the_grace_period_are_removed() {
     );
     assert_eq!(
         series(&m, "hubble_lost_events_total"),
-        [r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 0"#]
+        [
+            r#"hubble_lost_events_total{source="observer_events_queue"} 0"#,
+            r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 0"#,
+        ]
     );
     assert_eq!(
         series(&m, "hubble_tcp_flags_total"),
@@ -923,8 +930,194 @@ fn context_labels_on_every_flow_metric_with_fallback() {
     assert_eq!(
         series(&m, "hubble_icmp_total"),
         [
-            r#"hubble_icmp_total{destination="198.18.1.11",family="IPv4",source="300",type="EchoReply"} 1"#
+            r#"hubble_icmp_total{destination="198.18.1.11",family="IPv4",source="k8s:app=frontend",type="EchoReply"} 1"#
         ]
+    );
+}
+
+/// Each context as Hubble's handlers value it.
+#[test]
+fn contexts_value_endpoints_as_hubble() {
+    let value = |context: &str, ep: Endpoint| {
+        let f = Flow {
+            source: Some(ep),
+            ..forwarded(40000, 8080)
+        };
+        Context::parse(context).unwrap().value(&f, true)
+    };
+    let labelled = |labels: &[&str]| Endpoint {
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        ..pod("shop", "cart-7d9f8b6c4-x2k4q")
+    };
+    assert_eq!(
+        value(
+            "identity",
+            labelled(&["k8s:app=web", "k8s:io.kubernetes.pod.namespace=shop"])
+        ),
+        "k8s:app=web,k8s:io.kubernetes.pod.namespace=shop"
+    );
+    // The first label with an app key, in the labels' order; only `k8s:` ones.
+    let app = |labels: &[&str]| value("app", labelled(labels));
+    assert_eq!(
+        app(&["k8s:app.kubernetes.io/name=shop", "k8s:app=web"]),
+        "shop"
+    );
+    assert_eq!(app(&["k8s:app=web", "k8s:k8s-app=dns"]), "web");
+    assert_eq!(app(&["app=web", "container:app=x"]), "");
+    assert_eq!(app(&["k8s:app=", "k8s:k8s-app=dns"]), "dns");
+    // Any identity's reserved labels; the API server's first.
+    let reserved = |labels: &[&str], identity| {
+        value(
+            "reserved-identity",
+            Endpoint {
+                identity,
+                ..labelled(labels)
+            },
+        )
+    };
+    assert_eq!(
+        reserved(&["cidr:1.2.3.4/32", "reserved:world"], 16777217),
+        "reserved:world"
+    );
+    assert_eq!(
+        reserved(&["reserved:host", "reserved:kube-apiserver"], 1),
+        "reserved:kube-apiserver"
+    );
+    assert_eq!(reserved(&["k8s:app=web"], 300), "");
+    // pod-short drops the one or two parts a controller generates.
+    assert_eq!(value("pod-short", labelled(&[])), "shop/cart");
+    for (name, short) in [
+        ("web-0", "web"),
+        ("my-app-7d9f8b-x2k4q", "my-app"),
+        ("api", "api"),
+        ("db-Primary-1", "db-Primary"),
+        ("-x", "-x"),
+    ] {
+        assert_eq!(value("POD-SHORT", pod("", name)), short, "{name}");
+    }
+    // `pod` is `namespace/` without a pod name, and stops the chain there.
+    assert_eq!(value("pod|ip", pod("shop", "")), "shop/");
+    // No DNS names are captured: `dns` falls through.
+    assert_eq!(value("dns|namespace", labelled(&[])), "shop");
+}
+
+/// `labelsContext` labels come first, in Hubble's order; a direction's
+/// context takes precedence for flows of that direction.
+#[test]
+fn labels_context_and_direction_contexts() {
+    let m = Metrics::new(&with_options(&[
+        "drop:labelsContext=traffic_direction,destination_app,source_namespace,source_ip;sourceEgressContext=pod;sourceContext=namespace",
+    ]));
+    let mut ingress = denied(40000);
+    ingress.traffic_direction = TrafficDirection::Ingress as i32;
+    m.flow(&ingress);
+    let mut egress = denied(40001);
+    egress.traffic_direction = TrafficDirection::Egress as i32;
+    m.flow(&egress);
+    let mut unknown = denied(40002);
+    unknown.traffic_direction = TrafficDirection::Unknown as i32;
+    unknown.destination = None;
+    m.flow(&unknown);
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [
+            r#"hubble_drop_total{destination_app="",protocol="TCP",reason="POLICY_DENIED",source="default",source_ip="198.18.1.10",source_namespace="default",traffic_direction="unknown"} 1"#,
+            r#"hubble_drop_total{destination_app="api",protocol="TCP",reason="POLICY_DENIED",source="default",source_ip="198.18.1.10",source_namespace="default",traffic_direction="ingress"} 1"#,
+            r#"hubble_drop_total{destination_app="api",protocol="TCP",reason="POLICY_DENIED",source="default/frontend-0",source_ip="198.18.1.10",source_namespace="default",traffic_direction="egress"} 1"#,
+        ]
+    );
+    // A direction's context alone: the label, empty for other flows.
+    let m = Metrics::new(&with_options(&["drop:destinationIngressContext=pod"]));
+    m.flow(&ingress);
+    m.flow(&egress);
+    assert_eq!(
+        series(&m, "hubble_drop_total"),
+        [
+            r#"hubble_drop_total{destination="",protocol="TCP",reason="POLICY_DENIED"} 1"#,
+            r#"hubble_drop_total{destination="default/api-0",protocol="TCP",reason="POLICY_DENIED"} 1"#,
+        ]
+    );
+}
+
+/// flows-to-world's own options: any-drop, port, syn-only.
+#[test]
+fn flows_to_world_options() {
+    let world = Endpoint {
+        identity: 2,
+        labels: vec!["reserved:world".into()],
+        ..Default::default()
+    };
+    let to_world = |mut f: Flow| {
+        f.destination = Some(world.clone());
+        f
+    };
+    let flows = {
+        let mut unrouted = to_world(denied(40000));
+        unrouted.drop_reason_desc = DropReason::UnknownL3TargetAddress as i32;
+        let mut ack = to_world(forwarded(40001, 443));
+        ack.l4 = tcp(40001, 443, flags("ACK"));
+        let mut dns = to_world(forwarded(40002, 53));
+        dns.l4 = Some(Layer4 {
+            protocol: Some(layer4::Protocol::Udp(flow::Udp {
+                source_port: 40002,
+                destination_port: 53,
+            })),
+        });
+        [
+            unrouted,
+            to_world(forwarded(40003, 443)),
+            ack,
+            dns,
+            to_world(denied(40004)),
+        ]
+    };
+    let count = |options: &str| {
+        let m = Metrics::new(&with_options(&[options]));
+        for f in &flows {
+            m.flow(f);
+        }
+        series(&m, "hubble_flows_to_world_total")
+    };
+    assert_eq!(
+        count("flows-to-world"),
+        [
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="DROPPED"} 1"#,
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 2"#,
+            r#"hubble_flows_to_world_total{protocol="UDP",verdict="FORWARDED"} 1"#,
+        ]
+    );
+    assert_eq!(
+        count("flows-to-world:any-drop;port"),
+        [
+            r#"hubble_flows_to_world_total{port="443",protocol="TCP",verdict="FORWARDED"} 2"#,
+            r#"hubble_flows_to_world_total{port="53",protocol="UDP",verdict="FORWARDED"} 1"#,
+            r#"hubble_flows_to_world_total{port="8080",protocol="TCP",verdict="DROPPED"} 2"#,
+        ]
+    );
+    // SYNs only: not the ACK, not UDP; the denied SYN still counts.
+    assert_eq!(
+        count("flows-to-world:syn-only"),
+        [
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="DROPPED"} 1"#,
+            r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#,
+        ]
+    );
+}
+
+/// TCP flags of redirected flows count, as forwarded ones; a flow without
+/// an IP header counts none.
+#[test]
+fn tcp_flags_of_redirected_flows_and_none_without_ip() {
+    let m = Metrics::new(&MetricsConfig::default());
+    let mut redirected = forwarded(40000, 8080);
+    redirected.verdict = Verdict::Redirected as i32;
+    m.flow(&redirected);
+    let mut no_ip = forwarded(40001, 8080);
+    no_ip.ip = None;
+    m.flow(&no_ip);
+    assert_eq!(
+        series(&m, "hubble_tcp_flags_total"),
+        [r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 1"#]
     );
 }
 
