@@ -102,15 +102,16 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
 /// The counters of a status as `hubble status -o dict` (or `-o table`)
 /// prints them.
 fn render_counters(s: &ServerStatusResponse, table: bool) -> String {
-    let or_empty = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
+    // As hubble: a server that keeps no node counts (a probe) has N/A.
+    let or_na = |n: Option<u32>| n.map_or_else(|| "N/A".to_string(), |n| n.to_string());
     let fields = [
         ("NUM FLOWS", grouped(s.num_flows)),
         ("MAX FLOWS", grouped(s.max_flows)),
         ("SEEN FLOWS", grouped(s.seen_flows)),
         ("FLOWS PER SECOND", flows_per_second(s, false)),
         ("UPTIME", go_duration(s.uptime_ns)),
-        ("NUM CONNECTED NODES", or_empty(s.num_connected_nodes)),
-        ("NUM UNAVAIL. NODES", or_empty(s.num_unavailable_nodes)),
+        ("NUM CONNECTED NODES", or_na(s.num_connected_nodes)),
+        ("NUM UNAVAIL. NODES", or_na(s.num_unavailable_nodes)),
         ("VERSION", s.version.clone()),
     ];
     if table {
@@ -494,7 +495,7 @@ mod tests {
             render_counters(&ServerStatusResponse::default(), true),
             "NUM FLOWS   MAX FLOWS   SEEN FLOWS   FLOWS PER SECOND   UPTIME   \
              NUM CONNECTED NODES   NUM UNAVAILABLE NODES   VERSION\n\
-             0           0           0            N/A                0s\n"
+             0           0           0            N/A                0s       N/A                   N/A\n"
         );
         for (ns, text) in [
             (999, "999ns"),
