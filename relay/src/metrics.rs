@@ -1,7 +1,7 @@
 //! Prometheus metrics of the relay, read from [`RelayState`] at every scrape:
 //! peers by state, flows taken from each node, what the reorder window did,
-//! and the history: rows written, flows it could not keep per node, its
-//! queue, compactions, files and bytes on disk, SQL queries run, refused,
+//! and the history: rows written, failed writes, flows it could not keep
+//! per node, its queue, compactions, files and bytes on disk, SQL queries run, refused,
 //! refused as busy, running, their memory and their durations
 //! ([`crate::sql::SqlStats`]).
 //! [`serve`] answers `GET /metrics` (text format) on its own listener.
@@ -39,11 +39,13 @@ pub struct RelayMetrics {
     history_lost: IntCounterVec,
     history_queue: IntGauge,
     history_compactions: IntCounter,
+    history_write_failures: IntCounter,
     /// Counts already added: per peer (flows seen), and released, late,
     /// forced; and the node names whose ingest series exists.
     last: Mutex<(Vec<u64>, [u64; 3], BTreeSet<String>)>,
-    /// History counts already added: rows, compactions, lost per node.
-    last_history: Mutex<(u64, u64, BTreeMap<String, u64>)>,
+    /// History counts already added: rows, compactions, failed writes,
+    /// lost per node.
+    last_history: Mutex<(u64, u64, u64, BTreeMap<String, u64>)>,
 }
 
 /// The SQL engine's own counters and histogram, taken from whichever engine
@@ -147,6 +149,12 @@ impl RelayMetrics {
             "observe_relay_history_compactions_total",
             "Compactions of small history files into a larger one",
         )?;
+        let history_write_failures = counter(
+            "observe_relay_history_write_failures_total",
+            "Writes of history rows to a file that failed (a full disk, a folder the relay may not \
+             write): the rows stay in memory to be tried again, the oldest beyond 4 batches are \
+             dropped and counted as lost",
+        )?;
         let mut names = Vec::new();
         for (name, c) in [
             (
@@ -190,6 +198,10 @@ impl RelayMetrics {
                 "observe_relay_history_compactions_total",
                 Box::new(history_compactions.clone()),
             ),
+            (
+                "observe_relay_history_write_failures_total",
+                Box::new(history_write_failures.clone()),
+            ),
         ] {
             registry.register(c)?;
             names.push(name);
@@ -223,7 +235,8 @@ impl RelayMetrics {
             history_lost,
             history_queue,
             history_compactions,
-            last_history: Mutex::new((0, 0, BTreeMap::new())),
+            history_write_failures,
+            last_history: Mutex::new((0, 0, 0, BTreeMap::new())),
         })
     }
 
@@ -309,8 +322,12 @@ impl RelayMetrics {
         self.history_compactions
             .inc_by(compactions.saturating_sub(last.1));
         last.1 = compactions.max(last.1);
+        let failures = history.write_failures();
+        self.history_write_failures
+            .inc_by(failures.saturating_sub(last.2));
+        last.2 = failures.max(last.2);
         for (node, lost) in history.losses().since_start() {
-            let seen = last.2.entry(node.clone()).or_default();
+            let seen = last.3.entry(node.clone()).or_default();
             self.history_lost
                 .with_label_values(&[node.as_str()])
                 .inc_by(lost.saturating_sub(*seen));
@@ -419,6 +436,7 @@ mod tests {
                 "observe_relay_history_flows_lost_total",
                 "observe_relay_history_queue_flows",
                 "observe_relay_history_rows_written_total",
+                "observe_relay_history_write_failures_total",
                 "observe_relay_peers",
                 "observe_relay_reorder_forced_total",
                 "observe_relay_reorder_late_total",
@@ -494,6 +512,15 @@ mod tests {
         let (files, bytes) = history.disk_usage().unwrap();
         assert_eq!(files, 1);
         assert!(bytes > 0);
+        // A write that failed: its rows stay in memory, the failure counts.
+        history.ingest(Arc::new(GetFlowsResponse {
+            time: Some(observer_proto::time::timestamp(1_000_000_009)),
+            response_types: Some(ResponseTypes::Flow(Flow::default())),
+            ..Default::default()
+        }));
+        for segment in history.seal(false) {
+            history.write_failed(segment.id);
+        }
 
         let text = m.render();
         let lines: Vec<&str> = text
@@ -512,6 +539,7 @@ mod tests {
             r#"observe_relay_history_flows_lost_total{node="n9"} 2"#.to_string(),
             "observe_relay_history_queue_flows 1".to_string(),
             "observe_relay_history_rows_written_total 3".to_string(),
+            "observe_relay_history_write_failures_total 1".to_string(),
             "observe_relay_sql_memory_reserved_bytes 0".to_string(),
             "observe_relay_sql_queries_busy_total 0".to_string(),
             "observe_relay_sql_queries_failed_total 2".to_string(),

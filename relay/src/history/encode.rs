@@ -143,11 +143,17 @@ impl Written {
 fn temporary(root: &Path, first: i64) -> io::Result<(PathBuf, PathBuf, File)> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = files::partition_dir(root, first);
-    files::create_dir_synced(&dir)?;
+    files::create_dir_synced(&dir).map_err(|e| at(&dir, e))?;
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{first:019}-{}-{n}.tmp", std::process::id()));
-    let file = files::create_file(&tmp)?;
+    let file = files::create_file(&tmp).map_err(|e| at(&tmp, e))?;
     Ok((dir, tmp, file))
+}
+
+/// `e` with the path it happened at in front (its kind kept): an operator
+/// told "Permission denied" must learn which folder to fix.
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 /// The time of the first and last row of `batches` (sorted by time).
@@ -178,7 +184,7 @@ pub fn write_file(root: &Path, batches: &[RecordBatch], threads: usize) -> io::R
         Ok(file) => file,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
-            return Err(e);
+            return Err(at(&tmp, e));
         }
     };
     Ok(Written {

@@ -255,6 +255,7 @@ impl Losses {
             self.lock().dirty = true;
         }
         written
+            .map_err(|e| io::Error::new(e.kind(), format!("saving {}: {e}", self.path.display())))
     }
 }
 

@@ -133,7 +133,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use datafusion::arrow::array::{Array, RecordBatch, StringArray};
 use observer_proto::observer::GetFlowsResponse;
@@ -163,6 +163,20 @@ pub const DEFAULT_QUEUE_FLOWS: usize = 65_536;
 /// Batches of `batch_rows` rows kept in memory while writes fail; past
 /// that the oldest failed one is dropped (and counted as lost).
 pub const MAX_MEMORY_BATCHES: usize = 4;
+
+/// The longest wait before rows whose write failed are tried again. The
+/// wait starts at the flush interval and doubles with each failed round:
+/// every try encodes all of them again, which on a full disk cost a third
+/// of a core at a 1 s interval.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
+
+/// When rows whose write failed are tried again.
+#[derive(Default)]
+struct Retry {
+    /// Rounds that failed since the last write that worked.
+    failed_rounds: u32,
+    at: Option<Instant>,
+}
 
 /// Where and how history is kept.
 #[derive(Debug, Clone)]
@@ -250,6 +264,9 @@ pub struct History {
     written_rows: AtomicU64,
     written_bytes: AtomicU64,
     compactions: AtomicU64,
+    /// Writes that failed since start.
+    write_failures: AtomicU64,
+    retry: Mutex<Retry>,
     /// Listed files compaction could not read: left out of its runs.
     unreadable: Mutex<std::collections::BTreeSet<PathBuf>>,
 }
@@ -301,6 +318,8 @@ impl History {
             written_rows: AtomicU64::new(0),
             written_bytes: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+            retry: Mutex::new(Retry::default()),
             unreadable: Mutex::default(),
         };
         history.retain()?;
@@ -365,6 +384,12 @@ impl History {
         self.compactions.load(Ordering::Relaxed)
     }
 
+    /// Writes of rows to a file that failed since start (each is tried
+    /// again, or its rows are dropped and counted as lost).
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures.load(Ordering::Relaxed)
+    }
+
     /// The files readers see now, oldest first.
     pub fn files(&self) -> Vec<HistoryFile> {
         self.lock().manifest.files().to_vec()
@@ -382,7 +407,7 @@ impl History {
     /// keeps its rows in memory for the next try.
     pub fn flush(&self) -> io::Result<()> {
         let mut result = Ok(());
-        for segment in self.seal() {
+        for segment in self.seal(true) {
             let id = segment.id;
             let written = self.write(segment).and_then(|w| self.commit(id, w));
             if let Err(e) = written {
@@ -396,9 +421,15 @@ impl History {
         self.retain()
     }
 
-    /// Takes the rows in memory not being written yet, to be written.
-    pub fn seal(&self) -> Vec<Segment> {
-        self.lock().recent.seal()
+    /// Takes the rows in memory not being written yet, to be written: new
+    /// rows always, rows whose write failed once their wait is over
+    /// ([`MAX_RETRY_WAIT`]) or with `every`.
+    pub fn seal(&self, every: bool) -> Vec<Segment> {
+        let retry = every || {
+            let r = self.retry.lock().unwrap_or_else(|p| p.into_inner());
+            r.at.is_none_or(|t| Instant::now() >= t)
+        };
+        self.lock().recent.seal(retry)
     }
 
     /// Writes a sealed segment's rows, sorted by time, under a temporary name.
@@ -419,6 +450,7 @@ impl History {
             state.manifest.add(file.clone());
             state.recent.remove(id);
         }
+        *self.retry.lock().unwrap_or_else(|p| p.into_inner()) = Retry::default();
         self.written_rows.fetch_add(rows, Ordering::Relaxed);
         self.written_bytes.fetch_add(file.bytes, Ordering::Relaxed);
         Ok(file)
@@ -427,6 +459,21 @@ impl History {
     /// A segment's write failed: its rows stay in memory for the next try,
     /// up to [`MAX_MEMORY_BATCHES`] batches; older ones are dropped, counted.
     pub fn write_failed(&self, id: u64) {
+        self.write_failures.fetch_add(1, Ordering::Relaxed);
+        {
+            // One round, however many of its segments failed: the wait
+            // grows only once what waited was tried again.
+            let mut r = self.retry.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if r.at.is_none_or(|t| now >= t) {
+                r.failed_rounds = r.failed_rounds.saturating_add(1);
+                let base = self.cfg.flush_interval.max(Duration::from_secs(1));
+                let wait = base
+                    .saturating_mul(1 << (r.failed_rounds - 1).min(16))
+                    .min(MAX_RETRY_WAIT);
+                r.at = Some(now + wait);
+            }
+        }
         let shed = {
             let mut state = self.lock();
             state.recent.failed(id);
@@ -676,6 +723,67 @@ mod tests {
             text.contains("| 3f2a9c41-07d5-8e1b-8000-000000000001 | 0 |"),
             "{text}"
         );
+    }
+
+    /// Rows whose write failed wait before they are tried again (each try
+    /// encodes them all again); new rows are tried at once; a stop tries
+    /// everything; the error names the folder; the failures are counted.
+    #[test]
+    fn failed_rows_wait_before_they_are_tried_again() {
+        let dir = test_support::scratch::ScratchDir::new("history-retry");
+        let cfg = HistoryConfig {
+            flush_interval: Duration::from_secs(3600),
+            ..keep_all(dir.path())
+        };
+        let h = History::open(cfg).unwrap();
+        // The hour's folder is a file: every write there fails.
+        let hour = files::partition_dir(dir.path(), 1_800_000_000_000_000_000);
+        std::fs::create_dir_all(hour.parent().unwrap()).unwrap();
+        std::fs::write(&hour, b"not a folder").unwrap();
+        let write = |h: &History, every: bool| -> Vec<(usize, String)> {
+            h.seal(every)
+                .into_iter()
+                .map(|s| {
+                    let (id, rows) = (s.id, s.rows);
+                    let Err(e) = h.write(s) else {
+                        panic!("the write fails")
+                    };
+                    h.write_failed(id);
+                    (rows, e.to_string())
+                })
+                .collect()
+        };
+        h.ingest(response("u1", 1_800_000_000));
+        h.ingest(response("u2", 1_800_000_001));
+        let first = write(&h, false);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].0, 2);
+        assert!(
+            first[0].1.starts_with(&hour.display().to_string())
+                && first[0].1.ends_with("Not a directory (os error 20)"),
+            "{}",
+            first[0].1
+        );
+        // New rows go at once; the two that failed wait (an hour here).
+        h.ingest(response("u3", 1_800_000_002));
+        assert_eq!(
+            write(&h, false).iter().map(|w| w.0).collect::<Vec<_>>(),
+            [1]
+        );
+        assert!(write(&h, false).is_empty());
+        // A stop (or flush) tries them all.
+        assert_eq!(
+            write(&h, true).iter().map(|w| w.0).collect::<Vec<_>>(),
+            [2, 1]
+        );
+        assert_eq!(h.write_failures(), 4);
+        assert_eq!(h.rows_in_memory(), 3);
+        // Writing works again: everything goes, the wait is over.
+        std::fs::remove_file(&hour).unwrap();
+        h.flush().unwrap();
+        assert_eq!((h.rows_in_memory(), h.written_rows()), (0, 3));
+        h.ingest(response("u4", 1_800_000_003));
+        assert_eq!(h.seal(false).len(), 1);
     }
 
     #[test]

@@ -190,13 +190,19 @@ impl Recent {
                 .sum::<usize>()
     }
 
-    /// Seals the open segments (and the staged flows) and those whose write
-    /// failed, and returns them, now being written.
-    pub fn seal(&mut self) -> Vec<Segment> {
+    /// Seals the open segments (and the staged flows), and those whose
+    /// write failed when `retry` says so, and returns them, now being
+    /// written.
+    pub fn seal(&mut self, retry: bool) -> Vec<Segment> {
         self.unstage();
         let mut out = Vec::new();
         for s in &mut self.segments {
-            if s.state != SegmentState::Writing {
+            let due = match s.state {
+                SegmentState::Open => true,
+                SegmentState::Failed => retry,
+                SegmentState::Writing => false,
+            };
+            if due {
                 s.state = SegmentState::Writing;
                 out.push(s.clone());
             }
@@ -282,17 +288,17 @@ pub(crate) mod tests {
         r.add(to_batch(&[flow(t), flow(t + HOUR), flow(t + 1)]));
         r.stage(t + 2, flow(t + 2).1);
         assert_eq!((r.rows(), r.open_rows()), (4, 4));
-        let sealed = r.seal();
+        let sealed = r.seal(true);
         let got: Vec<(i64, Vec<i64>)> =
             sealed.iter().map(|s| (s.hour, times(&s.batches))).collect();
         assert_eq!(got, [(100, vec![t, t + 1, t + 2]), (101, vec![t + HOUR])]);
         assert_eq!(r.open_rows(), 0);
         r.add(to_batch(&[flow(t + 3)]));
-        assert_eq!(r.seal().len(), 1, "only the new segment");
+        assert_eq!(r.seal(true).len(), 1, "only the new segment");
         r.remove(sealed[0].id);
         r.failed(sealed[1].id);
         assert_eq!(times(&r.batches()), [t + HOUR, t + 3]);
-        let again = r.seal();
+        let again = r.seal(true);
         assert_eq!(again.len(), 1, "the failed one again");
         assert_eq!(again[0].id, sealed[1].id);
     }
@@ -310,9 +316,9 @@ pub(crate) mod tests {
     fn failed_rows_are_shed_oldest_first_past_the_limit() {
         let mut r = Recent::default();
         r.add(to_batch(&[flow(1), flow(2)]));
-        let a = r.seal();
+        let a = r.seal(true);
         r.add(to_batch(&[flow(3)]));
-        let b = r.seal();
+        let b = r.seal(true);
         r.failed(a[0].id);
         r.failed(b[0].id);
         r.add(to_batch(&[flow(4)]));

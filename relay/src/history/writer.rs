@@ -112,7 +112,7 @@ fn take_rows(history: &History, intake: &Intake, seal: &SyncSender<Vec<Segment>>
             if due {
                 deadline = Instant::now() + interval;
             }
-            let segments = history.seal();
+            let segments = history.seal(stopping);
             open = 0;
             if !segments.is_empty() && seal.send(segments).is_err() {
                 log::error!("history: the encoder stopped; rows stay in memory");
@@ -148,6 +148,9 @@ const FAILING_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60
 /// again.
 fn commit(history: &History, written: &Receiver<Vec<(u64, std::io::Result<Written>)>>) {
     let mut failing: Option<(u64, std::time::Instant)> = None;
+    // Retention runs after every job: its error (saving losses.tsv on a
+    // full disk) is logged when it changes, else once a minute.
+    let mut retain_error: Option<(String, std::time::Instant)> = None;
     for job in written {
         for (id, w) in job {
             match w.and_then(|w| history.commit(id, w)) {
@@ -174,12 +177,31 @@ fn commit(history: &History, written: &Receiver<Vec<(u64, std::io::Result<Writte
                 }
             }
         }
-        if let Err(e) = history.retain() {
-            log::error!(
-                "history: retention in {}: {e}",
-                history.config().dir.display()
-            );
+        match history.retain() {
+            Ok(()) => retain_error = None,
+            Err(e) => {
+                let text = e.to_string();
+                let repeat = retain_error
+                    .as_ref()
+                    .is_some_and(|(last, at)| *last == text && at.elapsed() < FAILING_LOG_EVERY);
+                if !repeat {
+                    log::error!(
+                        "history: retention and the loss record in {}: {text}",
+                        history.config().dir.display()
+                    );
+                    retain_error = Some((text, std::time::Instant::now()));
+                }
+            }
         }
+    }
+    // The feed stopped and every write was tried: what is left goes with
+    // the process.
+    let unwritten = history.rows_in_memory();
+    if unwritten > 0 {
+        log::error!(
+            "history: {unwritten} flow(s) could not be written to {} before the relay stopped",
+            history.config().dir.display()
+        );
     }
 }
 
