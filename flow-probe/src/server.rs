@@ -66,7 +66,7 @@ pub struct ObserverService {
 
 /// How a follow that fell behind tells it: a lost-events record to its
 /// client, and, as Hubble counts a reader that its ring left behind, in
-/// `hubble_lost_events_total` (under the source the record names).
+/// `hubble_lost_events_total` ([`Metrics::follower_lagged`]).
 struct Lag {
     node_name: String,
     metrics: Option<Arc<Metrics>>,

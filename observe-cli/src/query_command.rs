@@ -598,17 +598,31 @@ fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
             columns.push(column.clone());
             continue;
         }
-        let mut encoder = arrow::json::writer::make_encoder(field, column.as_ref(), &options)?;
-        let mut json = Vec::new();
         let mut text = arrow::array::StringBuilder::new();
-        for i in 0..column.len() {
-            if encoder.is_null(i) {
-                text.append_null();
-                continue;
+        match arrow::json::writer::make_encoder(field, column.as_ref(), &options) {
+            Ok(mut encoder) => {
+                let mut json = Vec::new();
+                for i in 0..column.len() {
+                    if encoder.is_null(i) {
+                        text.append_null();
+                        continue;
+                    }
+                    json.clear();
+                    encoder.encode(i, &mut json);
+                    text.append_value(String::from_utf8_lossy(&json));
+                }
             }
-            json.clear();
-            encoder.encode(i, &mut json);
-            text.append_value(String::from_utf8_lossy(&json));
+            // JSON has no form for it (a union, a map keyed by numbers):
+            // the text a table shows.
+            Err(_) => {
+                let shown = arrow::util::display::ArrayFormatter::try_new(
+                    column.as_ref(),
+                    &arrow::util::display::FormatOptions::default(),
+                )?;
+                for i in 0..column.len() {
+                    text.append_option(column.is_valid(i).then(|| shown.value(i).to_string()));
+                }
+            }
         }
         let text = text.finish();
         fields.push(arrow::datatypes::Field::new(
@@ -917,6 +931,22 @@ mod tests {
              [null],\"{\"\"port\"\":null}\"\n",
             "{text}"
         );
+    }
+
+    /// A map keyed by numbers has no JSON form: its cell is the table's text.
+    #[test]
+    fn a_cell_json_cannot_hold_prints_as_the_table_shows_it() {
+        use arrow::array::{ArrayRef, Int32Builder, MapBuilder, StringBuilder};
+        use std::sync::Arc;
+        let mut map = MapBuilder::new(None, Int32Builder::new(), StringBuilder::new());
+        map.keys().append_value(1);
+        map.values().append_value("a,b");
+        map.append(true).unwrap();
+        let batch =
+            RecordBatch::try_from_iter([("m", Arc::new(map.finish()) as ArrayRef)]).unwrap();
+        let mut out = Vec::new();
+        write(&mut out, QueryFormat::Csv, &batch.schema(), &[batch]).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "m\n\"{1: a,b}\"\n");
     }
 
     fn numbers(range: std::ops::Range<u32>) -> RecordBatch {

@@ -166,11 +166,10 @@ impl Metrics {
                 labels.push("port");
             }
             labels.extend(ctx.label_names());
-            let expiry = if ctx.is_empty() {
-                expiry
-            } else {
-                Expiry::AfterGrace
-            };
+            // Context labels and flows-to-world's ports churn.
+            let churns =
+                !ctx.is_empty() || (m == FlowMetric::FlowsToWorld && cfg.options.to_world.port);
+            let expiry = if churns { Expiry::AfterGrace } else { expiry };
             CappedFamily::register(&mut r, &[(m.family(), help)], &labels, expiry)
         };
         let flows_processed = hubble(
@@ -511,19 +510,20 @@ impl Metrics {
             ctx(key, FlowMetric::Drop);
             f.drops.inc(key.bytes(), &mut now);
         }
-        let family = match flow.ip.as_ref().map(|ip| ip.ip_version()) {
-            Some(IpVersion::IPv6) => Some("IPv6"),
-            Some(IpVersion::IPv4) => Some("IPv4"),
-            _ => None,
-        };
+        // The IP record's version name, as Hubble's handler: none without one.
+        let family = flow.ip.as_ref().map(|ip| match ip.ip_version() {
+            IpVersion::IPv6 => "IPv6",
+            IpVersion::IPv4 => "IPv4",
+            IpVersion::IpNotUsed => "IP_NOT_USED",
+        });
         let l4 = flow.l4.as_ref().and_then(|l| l.protocol.as_ref());
         let is_reply = flow.is_reply == Some(true);
         let passed = forwarded || verdict == "REDIRECTED";
         match l4 {
             // As Hubble's handler: flags of flows that passed, with an IP
-            // header.
-            Some(Protocol::Tcp(t)) if passed && let Some(family) = family => {
-                if let Some(fl) = &t.flags {
+            // record.
+            Some(Protocol::Tcp(t)) if passed => {
+                if let (Some(fl), Some(family)) = (&t.flags, family) {
                     let syn = if fl.ack { "SYN-ACK" } else { "SYN" };
                     for (on, name) in [(fl.fin, "FIN"), (fl.syn, syn), (fl.rst, "RST")] {
                         if on {
@@ -636,12 +636,15 @@ impl Metrics {
     }
 
     /// `n` flows a follower of the store missed, having fallen behind: each
-    /// client's own loss, so in Hubble's metric only (the store holds them).
+    /// client's own loss, so in Hubble's metric only (the store holds
+    /// them), under the source Hubble counts a reader its ring left behind
+    /// (`hubble_ring_buffer`; the client's record says
+    /// `OBSERVER_EVENTS_QUEUE`, a parity decision of the stream).
     pub fn follower_lagged(&self, n: u64) {
         let mut guard = self.lock();
         let State { families, key, .. } = &mut *guard;
         key.clear()
-            .push(&labels::lost_source(LostEventSource::ObserverEventsQueue));
+            .push(&labels::lost_source(LostEventSource::HubbleRingBuffer));
         families
             .lost_events
             .add(key.bytes(), &[n], &mut Now::new(&self.clock));

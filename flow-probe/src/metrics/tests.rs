@@ -269,7 +269,8 @@ fn flows_to_world_and_lost_events() {
     assert_eq!(
         series(&m, "hubble_lost_events_total"),
         [
-            r#"hubble_lost_events_total{source="observer_events_queue"} 3"#,
+            r#"hubble_lost_events_total{source="hubble_ring_buffer"} 3"#,
+            r#"hubble_lost_events_total{source="observer_events_queue"} 0"#,
             r#"hubble_lost_events_total{source="perf_event_ring_buffer"} 7"#,
         ]
     );
@@ -1102,10 +1103,28 @@ fn flows_to_world_options() {
             r#"hubble_flows_to_world_total{protocol="TCP",verdict="FORWARDED"} 1"#,
         ]
     );
+    // Ports churn: their series expire as port-distribution's do; without
+    // the option the family's few series stay.
+    for (options, left) in [("flows-to-world:port", 0), ("flows-to-world", 1)] {
+        let (clock, now) = manual_clock();
+        let cfg = MetricsConfig {
+            grace: Some(Duration::from_secs(600)),
+            ..with_options(&[options])
+        };
+        let m = Metrics::with_clock(&cfg, clock);
+        m.flow(&flows[1]);
+        advance(&now, 601);
+        assert_eq!(
+            series(&m, "hubble_flows_to_world_total").len(),
+            left,
+            "{options}"
+        );
+    }
 }
 
 /// TCP flags of redirected flows count, as forwarded ones; a flow without
-/// an IP header counts none.
+/// an IP record counts none, one whose record has no version counts under
+/// its name (Hubble's handler).
 #[test]
 fn tcp_flags_of_redirected_flows_and_none_without_ip() {
     let m = Metrics::new(&MetricsConfig::default());
@@ -1115,9 +1134,15 @@ fn tcp_flags_of_redirected_flows_and_none_without_ip() {
     let mut no_ip = forwarded(40001, 8080);
     no_ip.ip = None;
     m.flow(&no_ip);
+    let mut no_version = forwarded(40002, 8080);
+    no_version.ip.as_mut().unwrap().ip_version = IpVersion::IpNotUsed as i32;
+    m.flow(&no_version);
     assert_eq!(
         series(&m, "hubble_tcp_flags_total"),
-        [r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 1"#]
+        [
+            r#"hubble_tcp_flags_total{family="IP_NOT_USED",flag="SYN"} 1"#,
+            r#"hubble_tcp_flags_total{family="IPv4",flag="SYN"} 1"#,
+        ]
     );
 }
 

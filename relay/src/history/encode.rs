@@ -95,6 +95,7 @@ impl Written {
         sync_dir: impl FnOnce(&Path) -> io::Result<()>,
     ) -> io::Result<HistoryFile> {
         if let Err(e) = self.file.sync_all() {
+            let e = at(&self.tmp, e);
             self.discard();
             return Err(e);
         }
@@ -109,6 +110,7 @@ impl Written {
             ));
         }
         if let Err(e) = fs::rename(&self.tmp, &path) {
+            let e = at(&path, e);
             self.discard();
             return Err(e);
         }
@@ -120,7 +122,7 @@ impl Written {
             Err(e) => {
                 let _ = fs::remove_file(&path);
                 let _ = files::sync_dir(&self.dir);
-                return Err(e);
+                return Err(at(&self.dir, e));
             }
         };
         Ok(HistoryFile {
@@ -386,7 +388,8 @@ mod tests {
             .unwrap()
             .publish_with(7, 7, |_| Err(io::Error::other("EIO")))
             .unwrap_err();
-        assert_eq!(err.to_string(), "EIO");
+        let dir = files::partition_dir(root.path(), t);
+        assert_eq!(err.to_string(), format!("{}: EIO", dir.display()));
         assert_eq!(
             files::list(root.path()).unwrap().len(),
             0,

@@ -495,6 +495,26 @@ impl History {
         }
     }
 
+    /// The writer has stopped with rows it could not write: they are
+    /// counted as lost (and the losses saved, if the disk lets it), so a
+    /// later query says history lacks them. Returns how many.
+    pub fn give_up_unwritten(&self) -> usize {
+        let left = self.lock().recent.take_all();
+        let mut lost = 0;
+        for segment in &left {
+            for b in &segment.batches {
+                lost += b.num_rows();
+                self.record_lost(b);
+            }
+        }
+        if lost > 0
+            && let Err(e) = self.losses.save()
+        {
+            log::error!("history: {e}");
+        }
+        lost
+    }
+
     /// Counts every row of `batch` as lost.
     fn record_lost(&self, batch: &RecordBatch) {
         let (Some(times), Some(nodes)) = (
@@ -726,64 +746,87 @@ mod tests {
     }
 
     /// Rows whose write failed wait before they are tried again (each try
-    /// encodes them all again); new rows are tried at once; a stop tries
-    /// everything; the error names the folder; the failures are counted.
+    /// encodes them all again), and do not count toward a full batch; new
+    /// rows are tried at once; a stop tries everything; a write that works
+    /// ends the wait; the error names the folder; failures are counted.
     #[test]
     fn failed_rows_wait_before_they_are_tried_again() {
         let dir = test_support::scratch::ScratchDir::new("history-retry");
         let cfg = HistoryConfig {
             flush_interval: Duration::from_secs(3600),
+            batch_rows: 2,
             ..keep_all(dir.path())
         };
         let h = History::open(cfg).unwrap();
-        // The hour's folder is a file: every write there fails.
-        let hour = files::partition_dir(dir.path(), 1_800_000_000_000_000_000);
+        // Hour A's folder is a file: every write there fails. Hour B is
+        // one hour later.
+        let (a, b) = (1_800_000_000, 1_800_003_600);
+        let hour = files::partition_dir(dir.path(), a * 1_000_000_000);
         std::fs::create_dir_all(hour.parent().unwrap()).unwrap();
         std::fs::write(&hour, b"not a folder").unwrap();
-        let write = |h: &History, every: bool| -> Vec<(usize, String)> {
+        // Each sealed segment's rows, and the write's error if it failed.
+        let write = |h: &History, every: bool| -> Vec<(usize, Option<String>)> {
             h.seal(every)
                 .into_iter()
                 .map(|s| {
                     let (id, rows) = (s.id, s.rows);
-                    let Err(e) = h.write(s) else {
-                        panic!("the write fails")
-                    };
-                    h.write_failed(id);
-                    (rows, e.to_string())
+                    match h.write(s).and_then(|w| h.commit(id, w)) {
+                        Ok(_) => (rows, None),
+                        Err(e) => {
+                            h.write_failed(id);
+                            (rows, Some(e.to_string()))
+                        }
+                    }
                 })
                 .collect()
         };
-        h.ingest(response("u1", 1_800_000_000));
-        h.ingest(response("u2", 1_800_000_001));
+        let rows = |w: Vec<(usize, Option<String>)>| -> Vec<usize> {
+            w.into_iter().map(|(n, _)| n).collect()
+        };
+        h.ingest(response("u1", a));
+        assert!(h.ingest(response("u2", a + 1)), "a full batch");
         let first = write(&h, false);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].0, 2);
+        let error = first[0].1.clone().unwrap();
         assert!(
-            first[0].1.starts_with(&hour.display().to_string())
-                && first[0].1.ends_with("Not a directory (os error 20)"),
-            "{}",
-            first[0].1
+            error.starts_with(&hour.display().to_string())
+                && error.ends_with("Not a directory (os error 20)"),
+            "{error}"
         );
-        // New rows go at once; the two that failed wait (an hour here).
-        h.ingest(response("u3", 1_800_000_002));
-        assert_eq!(
-            write(&h, false).iter().map(|w| w.0).collect::<Vec<_>>(),
-            [1]
-        );
+        // The two that failed are no part of the next batch, and wait
+        // (the flush interval, an hour, capped at MAX_RETRY_WAIT); new rows
+        // go at once.
+        assert!(!h.ingest(response("u3", a + 2)), "one row open, not three");
+        assert_eq!(rows(write(&h, false)), [1]);
         assert!(write(&h, false).is_empty());
         // A stop (or flush) tries them all.
-        assert_eq!(
-            write(&h, true).iter().map(|w| w.0).collect::<Vec<_>>(),
-            [2, 1]
-        );
+        assert_eq!(rows(write(&h, true)), [2, 1]);
         assert_eq!(h.write_failures(), 4);
         assert_eq!(h.rows_in_memory(), 3);
-        // Writing works again: everything goes, the wait is over.
+        // A write of hour B works: the wait is over, hour A's rows are
+        // taken at the next seal.
+        h.ingest(response("u4", b));
+        assert_eq!(write(&h, false), [(1, None)]);
+        assert_eq!(rows(write(&h, false)), [2, 1]);
+        // Writing works again: everything goes.
         std::fs::remove_file(&hour).unwrap();
         h.flush().unwrap();
-        assert_eq!((h.rows_in_memory(), h.written_rows()), (0, 3));
-        h.ingest(response("u4", 1_800_000_003));
-        assert_eq!(h.seal(false).len(), 1);
+        assert_eq!((h.rows_in_memory(), h.written_rows()), (0, 4));
+        assert_eq!(h.write_failures(), 6);
+    }
+
+    /// Rows a stopped writer could not write are counted as lost.
+    #[test]
+    fn rows_left_unwritten_are_counted_as_lost() {
+        let dir = test_support::scratch::ScratchDir::new("history-give-up");
+        let h = History::open(keep_all(dir.path())).unwrap();
+        h.ingest(response("u1", 1_800_000_000));
+        h.ingest(response("u2", 1_800_000_001));
+        assert_eq!(h.give_up_unwritten(), 2);
+        assert_eq!(h.rows_in_memory(), 0);
+        assert_eq!(h.losses().total_since_start(), 2);
+        assert_eq!(h.give_up_unwritten(), 0);
     }
 
     #[test]

@@ -179,15 +179,24 @@ impl Recent {
         self.staged.len() + self.segments.iter().map(|s| s.rows).sum::<usize>()
     }
 
-    /// Rows not yet taken by a writer, staged included.
+    /// Rows that the next seal takes whatever the retry wait: staged and
+    /// open ones. Rows whose write failed are not counted: they wait for
+    /// their own time, and counting them would seal every chunk that comes
+    /// meanwhile as a file of its own.
     pub fn open_rows(&self) -> usize {
         self.staged.len()
             + self
                 .segments
                 .iter()
-                .filter(|s| s.state != SegmentState::Writing)
+                .filter(|s| s.state == SegmentState::Open)
                 .map(|s| s.rows)
                 .sum::<usize>()
+    }
+
+    /// Takes every segment out (the writer has stopped).
+    pub fn take_all(&mut self) -> Vec<Segment> {
+        self.unstage();
+        std::mem::take(&mut self.segments)
     }
 
     /// Seals the open segments (and the staged flows), and those whose

@@ -195,11 +195,12 @@ fn commit(history: &History, written: &Receiver<Vec<(u64, std::io::Result<Writte
         }
     }
     // The feed stopped and every write was tried: what is left goes with
-    // the process.
-    let unwritten = history.rows_in_memory();
+    // the process, counted as lost.
+    let unwritten = history.give_up_unwritten();
     if unwritten > 0 {
         log::error!(
-            "history: {unwritten} flow(s) could not be written to {} before the relay stopped",
+            "history: {unwritten} flow(s) could not be written to {} before the relay stopped; \
+             counted as lost",
             history.config().dir.display()
         );
     }

@@ -58,13 +58,18 @@ fn map_widths(total: u16, want: MapWants) -> [u16; 3] {
 /// apart, where cutting the whole line left only the source.
 fn edge_name(e: &EdgeView<'_>, width: u16) -> String {
     const ARROW: &str = " -> ";
+    let cells = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
     let len = |s: &str| s.chars().count();
     let (source, target) = (&e.source.id, &e.target.id);
     let width = usize::from(width);
     if len(source) + ARROW.len() + len(target) <= width {
         return format!("{source}{ARROW}{target}");
     }
-    let room = width.saturating_sub(ARROW.len());
+    if width < ARROW.len() + 2 {
+        // No room for even one cell of each end.
+        return columns::fit(&format!("{source}{ARROW}{target}"), cells(width));
+    }
+    let room = width - ARROW.len();
     // The target's share first: what the source does not take is its own.
     let source_room = if len(target) <= room - room / 2 {
         room - len(target)
@@ -287,8 +292,8 @@ mod tests {
         assert_eq!(name(&checkout, &world, 21), "…/checkout -> world");
         // Too narrow for the marked name: its end is cut.
         assert_eq!(name(&front, &checkout, 16), "front… -> check…");
-        assert_eq!(name(&front, &checkout, 4), " -> ");
-        assert_eq!(name(&front, &checkout, 0), " -> ");
+        assert_eq!(name(&front, &checkout, 5), "prod…");
+        assert_eq!(name(&front, &checkout, 0), "");
     }
 
     #[test]
