@@ -178,6 +178,16 @@ struct Retry {
     at: Option<Instant>,
 }
 
+/// Rows dropped while writes fail, logged at most once a minute (one line
+/// per dropped batch flooded the log of a full disk).
+#[derive(Default)]
+struct DropLog {
+    unlogged: u64,
+    last: Option<Instant>,
+}
+
+const DROP_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Where and how history is kept.
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
@@ -267,6 +277,7 @@ pub struct History {
     /// Writes that failed since start.
     write_failures: AtomicU64,
     retry: Mutex<Retry>,
+    drop_log: Mutex<DropLog>,
     /// Listed files compaction could not read: left out of its runs.
     unreadable: Mutex<std::collections::BTreeSet<PathBuf>>,
 }
@@ -320,6 +331,7 @@ impl History {
             compactions: AtomicU64::new(0),
             write_failures: AtomicU64::new(0),
             retry: Mutex::new(Retry::default()),
+            drop_log: Mutex::new(DropLog::default()),
             unreadable: Mutex::default(),
         };
         history.retain()?;
@@ -489,9 +501,19 @@ impl History {
             }
         }
         if lost > 0 {
-            log::error!(
-                "history: writes keep failing; dropped {lost} flow(s) kept in memory for them"
-            );
+            let mut log = self.drop_log.lock().unwrap_or_else(|p| p.into_inner());
+            log.unlogged += lost as u64;
+            if log.last.is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY) {
+                log::error!(
+                    "history: writes to {} keep failing; dropped {} flow(s) kept in memory \
+                     for them, counted as lost, {} since start",
+                    self.cfg.dir.display(),
+                    log.unlogged,
+                    self.losses.total_since_start()
+                );
+                log.unlogged = 0;
+                log.last = Some(Instant::now());
+            }
         }
     }
 
