@@ -162,14 +162,17 @@ impl Metrics {
         let mut hubble = |m: FlowMetric, help: &str, own: &[&str], expiry: Expiry| {
             let ctx = cfg.options.get(m);
             let mut labels = own.to_vec();
-            if m == FlowMetric::FlowsToWorld && cfg.options.to_world.port {
+            let port = m == FlowMetric::FlowsToWorld && cfg.options.to_world.port;
+            if port {
                 labels.push("port");
             }
             labels.extend(ctx.label_names());
             // Context labels and flows-to-world's ports churn.
-            let churns =
-                !ctx.is_empty() || (m == FlowMetric::FlowsToWorld && cfg.options.to_world.port);
-            let expiry = if churns { Expiry::AfterGrace } else { expiry };
+            let expiry = if port || !ctx.is_empty() {
+                Expiry::AfterGrace
+            } else {
+                expiry
+            };
             CappedFamily::register(&mut r, &[(m.family(), help)], &labels, expiry)
         };
         let flows_processed = hubble(
@@ -591,7 +594,8 @@ impl Metrics {
         // PolicyVerdict and Drop flows both; with `any-drop`, all), of the
         // rest no replies; with `syn-only`, TCP SYNs that are no reply.
         let world = &opts.to_world;
-        let syn = matches!(l4, Some(Protocol::Tcp(t)) if t.flags.as_ref().is_some_and(|f| f.syn));
+        let syn =
+            || matches!(l4, Some(Protocol::Tcp(t)) if t.flags.as_ref().is_some_and(|f| f.syn));
         if to_world
             && l4.is_some()
             && (if dropped {
@@ -599,7 +603,7 @@ impl Metrics {
             } else {
                 !is_reply
             })
-            && (!world.syn_only || (syn && !is_reply))
+            && (!world.syn_only || (!is_reply && syn()))
         {
             key.clear().push(protocol).push(verdict);
             if world.port {
@@ -623,16 +627,18 @@ impl Metrics {
 
     /// `n` events lost at `source` (Hubble's metric) in `stage` (ours).
     pub fn lost(&self, source: LostEventSource, stage: &str, n: u64) {
-        let source = labels::lost_source(source);
-        {
-            let mut guard = self.lock();
-            let State { families, key, .. } = &mut *guard;
-            key.clear().push(&source);
-            families
-                .lost_events
-                .add(key.bytes(), &[n], &mut Now::new(&self.clock));
-        }
+        self.hubble_lost(source, n);
         self.probe_lost.with_label_values(&[stage]).inc_by(n);
+    }
+
+    /// Adds `n` to `hubble_lost_events_total` of `source`.
+    fn hubble_lost(&self, source: LostEventSource, n: u64) {
+        let mut guard = self.lock();
+        let State { families, key, .. } = &mut *guard;
+        key.clear().push(&labels::lost_source(source));
+        families
+            .lost_events
+            .add(key.bytes(), &[n], &mut Now::new(&self.clock));
     }
 
     /// `n` flows a follower of the store missed, having fallen behind: each
@@ -641,13 +647,7 @@ impl Metrics {
     /// (`hubble_ring_buffer`; the client's record says
     /// `OBSERVER_EVENTS_QUEUE`, a parity decision of the stream).
     pub fn follower_lagged(&self, n: u64) {
-        let mut guard = self.lock();
-        let State { families, key, .. } = &mut *guard;
-        key.clear()
-            .push(&labels::lost_source(LostEventSource::HubbleRingBuffer));
-        families
-            .lost_events
-            .add(key.bytes(), &[n], &mut Now::new(&self.clock));
+        self.hubble_lost(LostEventSource::HubbleRingBuffer, n);
     }
 
     pub fn set_attached_programs(&self, n: usize) {
