@@ -325,6 +325,8 @@ impl Observer for ObserverService {
             num_flows: self.store.len() as u64,
             max_flows: self.store.capacity() as u64,
             seen_flows: self.store.flows_seen(),
+            // Itself, not a node it dials: no TLS to tell.
+            tls: None,
         };
         Ok(Response::new(GetNodesResponse { nodes: vec![node] }))
     }

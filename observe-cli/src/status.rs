@@ -271,13 +271,20 @@ fn nodes_text(nodes: &[Node], format: NodesFormat) -> anyhow::Result<String> {
     let wide = format == NodesFormat::Wide;
     let mut header = vec!["NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"];
     if wide {
-        header.extend(["VERSION", "ADDRESS"]);
+        header.extend(["VERSION", "ADDRESS", "TLS"]);
     }
     let mut rows = vec![header.iter().map(|h| h.to_string()).collect()];
     rows.extend(nodes.iter().map(|n| {
         let mut row = node_row(n);
         if wide {
-            row.extend([n.version.clone(), n.address.clone()]);
+            // As hubble: how the relay reaches the node; N/A from a server
+            // that does not say.
+            let tls = match &n.tls {
+                None => "N/A",
+                Some(t) if t.enabled => "Enabled",
+                Some(_) => "Disabled",
+            };
+            row.extend([n.version.clone(), n.address.clone(), tls.to_string()]);
         }
         row
     }));
@@ -368,12 +375,17 @@ mod tests {
             max_flows: 1000,
             seen_flows: 2_001,
             address: "127.0.0.1:4244".into(),
+            tls: Some(observer_proto::observer::Tls {
+                enabled: true,
+                server_name: "127.0.0.1".into(),
+            }),
         };
         let gone = Node {
             name: "node2".into(),
             state: NodeState::NodeUnavailable as i32,
             uptime_ns: 0,
             address: "127.0.0.1:4246".into(),
+            tls: Some(Default::default()),
             ..n.clone()
         };
         let full = Node {
@@ -391,11 +403,17 @@ mod tests {
              node2   Unavailable   N/A      N/A       N/A\n\
              node3   Connected     3h5m0s   0.18      16,383/16,383 (100.00%)\n"
         );
+        let probe = Node {
+            name: "node4".into(),
+            tls: None,
+            ..n.clone()
+        };
         assert_eq!(
-            nodes_text(&nodes[..2], NodesFormat::Wide).unwrap(),
-            "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS     VERSION            ADDRESS\n\
-             node1   Connected     16m40s   2.00      500/1,000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244\n\
-             node2   Unavailable   N/A      N/A       N/A                   flow-probe 0.1.0   127.0.0.1:4246\n"
+            nodes_text(&[n.clone(), nodes[1].clone(), probe], NodesFormat::Wide).unwrap(),
+            "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS     VERSION            ADDRESS          TLS\n\
+             node1   Connected     16m40s   2.00      500/1,000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244   Enabled\n\
+             node2   Unavailable   N/A      N/A       N/A                   flow-probe 0.1.0   127.0.0.1:4246   Disabled\n\
+             node4   Connected     16m40s   2.00      500/1,000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244   N/A\n"
         );
         let json = nodes_text(&[n], NodesFormat::Json).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -403,6 +421,8 @@ mod tests {
         assert_eq!(v[0]["state"], "NODE_CONNECTED");
         assert_eq!(v[0]["uptime_ns"], "1000700000000");
         assert_eq!(v[0]["max_flows"], "1000");
+        assert_eq!(v[0]["tls"]["enabled"], true);
+        assert_eq!(v[0]["tls"]["server_name"], "127.0.0.1");
         assert_eq!(v.as_array().unwrap().len(), 1);
     }
 

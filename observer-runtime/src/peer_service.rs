@@ -205,7 +205,7 @@ impl Told {
 }
 
 /// `HOST` of `HOST:PORT` (an IPv6 address without its brackets).
-fn host_of(address: &str) -> &str {
+pub fn host_of(address: &str) -> &str {
     let host = address
         .rsplit_once(':')
         .filter(|(h, port)| !port.contains(']') && (!h.contains(':') || h.ends_with(']')))

@@ -1,8 +1,9 @@
 //! ServerStatus and GetNodes: the peers' last status answers and connection
 //! state, summed or listed.
 
-use observer_proto::observer::{Node, ServerStatusResponse};
+use observer_proto::observer::{Node, ServerStatusResponse, Tls};
 use observer_proto::relay::NodeState;
+use observer_runtime::peer_service::{PeerTls, host_of};
 
 use crate::peer::PeerView;
 use crate::state::{RelayState, VERSION};
@@ -48,10 +49,27 @@ fn summarize(peers: &[PeerView]) -> ServerStatusResponse {
 
 /// One `Node` per peer, in configuration order.
 pub(super) fn nodes(state: &RelayState) -> Vec<Node> {
-    state.peers().views().iter().map(node).collect()
+    let tls = &state.peers().naming().tls;
+    state.peers().views().iter().map(|p| node(p, tls)).collect()
 }
 
-fn node(peer: &PeerView) -> Node {
+/// How the relay dials `address`, as Hubble Relay reports it: TLS on or
+/// off, and the name it checks the node's certificate against.
+fn tls_to(address: &str, tls: &PeerTls) -> Tls {
+    match tls {
+        PeerTls::Off => Tls::default(),
+        PeerTls::ServerName(name) => Tls {
+            enabled: true,
+            server_name: name.clone(),
+        },
+        PeerTls::HostOfAddress => Tls {
+            enabled: true,
+            server_name: host_of(address).to_string(),
+        },
+    }
+}
+
+fn node(peer: &PeerView, tls: &PeerTls) -> Node {
     // A node that is down has no counters to tell (Hubble Relay gives it
     // none): its last ones would read as current.
     let status = peer
@@ -76,6 +94,7 @@ fn node(peer: &PeerView) -> Node {
         num_flows: status.map_or(0, |s| s.num_flows),
         max_flows: status.map_or(0, |s| s.max_flows),
         seen_flows: status.map_or(0, |s| s.seen_flows),
+        tls: Some(tls_to(&peer.address, tls)),
     }
 }
 
@@ -156,16 +175,41 @@ mod tests {
 
     #[test]
     fn nodes_carry_state_and_counters() {
-        let up = node(&peer("n1", true, 10));
+        let up = node(&peer("n1", true, 10), &PeerTls::Off);
         assert_eq!(up.state, NodeState::NodeConnected as i32);
         assert_eq!((up.num_flows, up.max_flows, up.seen_flows), (10, 4095, 20));
         assert!(up.uptime_ns >= 7);
         assert_eq!(up.address, "n1:4244");
-        let down = node(&peer("n2", false, 20));
+        assert_eq!(up.tls, Some(Tls::default()), "dialled without TLS");
+        let down = node(&peer("n2", false, 20), &PeerTls::Off);
         assert_eq!(
             (down.state, down.uptime_ns),
             (NodeState::NodeUnavailable as i32, 0)
         );
         assert_eq!((down.num_flows, down.max_flows, down.seen_flows), (0, 0, 0));
+    }
+
+    /// As Hubble Relay: each node says whether the relay dials it with TLS,
+    /// and the name it checks the node's certificate against.
+    #[test]
+    fn nodes_say_how_the_relay_reaches_them() {
+        let mut v6 = peer("n3", true, 1);
+        v6.address = "[fd42::3]:4244".into();
+        let tls = |p: &PeerView, how: PeerTls| node(p, &how).tls.unwrap();
+        assert_eq!(
+            tls(&peer("n1", true, 1), PeerTls::HostOfAddress),
+            Tls {
+                enabled: true,
+                server_name: "n1".into()
+            }
+        );
+        assert_eq!(tls(&v6, PeerTls::HostOfAddress).server_name, "fd42::3");
+        assert_eq!(
+            tls(&v6, PeerTls::ServerName("probe.example".into())),
+            Tls {
+                enabled: true,
+                server_name: "probe.example".into()
+            }
+        );
     }
 }
