@@ -277,6 +277,67 @@ async fn flows_a_full_buffer_dropped_while_the_relay_was_down_are_counted_lost()
     let _ = std::fs::remove_dir_all(&again);
 }
 
+/// A relay whose disk failed stopped with flows it could not write, and
+/// recorded them lost. Restarted on a working disk, it takes again what the
+/// probe still buffers of them and writes them: those are no longer
+/// missing. The ones the buffer let go meanwhile still are; the flows the
+/// probe saw after that stop, in the same second, never were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flows_taken_again_after_a_failed_disk_are_no_longer_missing() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-restart-retaken");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(FlowStore::new(20));
+    // Every flow in one second, 10 ms apart.
+    let second = (now_nanos() - 60_000 * MS) / 1_000_000_000 * 1_000_000_000;
+    let at = |i: usize| second + 100 * MS + i as i128 * 10 * MS;
+    for i in 0..20 {
+        store.push(response(flow(i, at(i))));
+    }
+    // That hour's folder is a file: every write of its rows fails.
+    let hour = relay::history::files::partition_dir(&dir, second as i64);
+    std::fs::create_dir_all(hour.parent().unwrap()).unwrap();
+    std::fs::write(&hour, b"not a folder").unwrap();
+    let (addr, stop_probe) = probe(store.clone()).await;
+    let cfg = config(&dir, vec![addr]);
+    let relay = RelayUnderTest::start_config(cfg.clone()).await;
+    let history = relay.state().sql().history().unwrap().clone();
+    let deadline = Instant::now() + e2e::WAIT;
+    while history.rows_in_memory() < 20 || history.write_failures() == 0 {
+        assert!(Instant::now() < deadline, "the relay took no 20 flows");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    relay.shutdown().await;
+    let missing = |h: &relay::history::History| -> Vec<(String, u64, i64, i64)> {
+        h.losses()
+            .between(None, None)
+            .into_iter()
+            .map(|m| (m.node, m.flows, m.first_sec, m.last_sec))
+            .collect()
+    };
+    let sec = (second / 1_000_000_000) as i64;
+    assert_eq!(missing(&history), [("n1".to_string(), 20, sec, sec)]);
+    drop(history);
+
+    // While the relay is down: five more (the buffer of 20 lets 0..=4 go).
+    for i in 20..25 {
+        store.push(response(flow(i, at(i))));
+    }
+    std::fs::remove_file(&hour).unwrap();
+    let relay = RelayUnderTest::start_config(cfg).await;
+    wait_answer(&relay, COUNTS, &counts(20)).await;
+    let history = relay.state().sql().history().unwrap().clone();
+    assert_eq!(
+        missing(&history),
+        [("n1".to_string(), 5, sec, sec)],
+        "0..=4 are gone; 5..=19 came again; 20..=24 were never lost"
+    );
+    relay.shutdown().await;
+    let saved = std::fs::read_to_string(dir.join(relay::history::losses::FILE)).unwrap();
+    assert_eq!(saved, format!("n1\tnewest\t{}\nn1\t{sec}\t5\n", at(19)));
+    let _ = stop_probe.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A relay that falls behind a probe while following it: the probe's queue
 /// to it lets flows go and says how many entries it skipped. The relay counts
 /// the flows from the gap in their numbers, as history's loss (so

@@ -97,7 +97,7 @@ pub fn channel(capacity: usize, losses: Arc<Losses>) -> (Feed, Intake) {
     )
 }
 
-fn node_of(r: &GetFlowsResponse) -> &str {
+pub(crate) fn node_of(r: &GetFlowsResponse) -> &str {
     match &r.response_types {
         Some(ResponseTypes::Flow(f)) if !f.node_name.is_empty() => &f.node_name,
         _ => &r.node_name,

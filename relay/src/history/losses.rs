@@ -6,16 +6,23 @@
 //! count goes to every range that meets it.
 //!
 //! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; a span:
-//! node, first second, last second, flows; one line each; a tab, line break
-//! or backslash in a node's name written as `\t`, `\n`, `\r`, `\\`), rewritten
-//! through a temporary file when it changed, and read back at start: a
-//! restarted relay still knows what its files lack. Seconds older than
-//! retention are forgotten with the files.
+//! node, first second, last second, flows; the newest flow recorded lost by
+//! its time: node, `newest`, ns since the epoch; one line each; a tab, line
+//! break or backslash in a node's name written as `\t`, `\n`, `\r`, `\\`),
+//! rewritten through a temporary file when it changed, and read back at
+//! start: a restarted relay still knows what its files lack. Seconds older
+//! than retention are forgotten with the files.
+//!
+//! A restarted relay takes again what the probes still buffer of the flows
+//! history does not hold, among them flows the last run took and then could
+//! not write (a failing disk, a stop with rows in memory): each such flow
+//! taken again ([`Losses::retaken`]) is one loss fewer in its second.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use observer_proto::tsv;
 
@@ -55,9 +62,22 @@ impl NodeLosses {
     }
 }
 
+/// A node's flows an earlier run recorded lost by their time, as read at
+/// start: what taking them again may give back.
+struct Carried {
+    secs: BTreeMap<i64, u64>,
+    /// The time of the newest of them (ns since the epoch): a flow after it
+    /// came after that run, and was never lost.
+    newest: i64,
+}
+
 #[derive(Default)]
 struct Inner {
     by_node: BTreeMap<String, NodeLosses>,
+    /// node → the time of the newest flow recorded lost by its time (ns).
+    newest: BTreeMap<String, i64>,
+    /// node → the losses by the second read at start, less those taken again.
+    carried: BTreeMap<String, Carried>,
     /// node → flows lost since this start (the metric).
     since_start: BTreeMap<String, u64>,
     dirty: bool,
@@ -67,6 +87,8 @@ struct Inner {
 pub struct Losses {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// Flows left in `Inner::carried`: while 0, [`Losses::retaken`] takes no lock.
+    carried_left: AtomicU64,
 }
 
 /// Flows of `node` lost in a range.
@@ -87,6 +109,29 @@ pub(super) fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str)
     map.get_mut(key).expect("inserted above")
 }
 
+/// The second field of a line that gives a node's newest lost flow.
+const NEWEST: &str = "newest";
+
+/// A line of the file.
+enum Line {
+    /// node, first second, last second, flows.
+    Lost(String, i64, i64, u64),
+    /// node, the newest lost flow's time.
+    Newest(String, i64),
+}
+
+/// Takes one from `secs[sec]` (removing it at 0): false when there is none.
+fn take_one(secs: &mut BTreeMap<i64, u64>, sec: i64) -> bool {
+    match secs.get_mut(&sec) {
+        Some(n) if *n > 1 => *n -= 1,
+        Some(_) => {
+            secs.remove(&sec);
+        }
+        None => return false,
+    }
+    true
+}
+
 fn second(nanos: i64) -> i64 {
     nanos.div_euclid(1_000_000_000)
 }
@@ -104,17 +149,24 @@ impl Losses {
                     let mut f = line.split('\t');
                     let parsed = (|| {
                         let node = tsv::unfield(f.next()?);
+                        if line.split('\t').nth(1) == Some(NEWEST) {
+                            let newest = f.nth(1)?.parse().ok()?;
+                            return Some(Line::Newest(node, newest));
+                        }
                         let nums: Vec<i64> = f.map(|n| n.parse().ok()).collect::<Option<_>>()?;
                         match nums[..] {
-                            [sec, n] if n >= 0 => Some((node, sec, sec, n as u64)),
+                            [sec, n] if n >= 0 => Some(Line::Lost(node, sec, sec, n as u64)),
                             [first, last, n] if n >= 0 && first < last => {
-                                Some((node, first, last, n as u64))
+                                Some(Line::Lost(node, first, last, n as u64))
                             }
                             _ => None,
                         }
                     })();
                     match parsed {
-                        Some((node, first, last, n)) => {
+                        Some(Line::Newest(node, newest)) => {
+                            inner.newest.insert(node, newest);
+                        }
+                        Some(Line::Lost(node, first, last, n)) => {
                             let at = inner.by_node.entry(node).or_default();
                             if first == last {
                                 *at.secs.entry(first).or_default() += n;
@@ -135,9 +187,26 @@ impl Losses {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        // Without a `newest` line (a file from before it was kept) nothing
+        // is given back: better too many missing than too few.
+        let mut carried_left = 0;
+        for (node, &newest) in &inner.newest {
+            let Some(losses) = inner.by_node.get(node) else {
+                continue;
+            };
+            carried_left += losses.secs.values().sum::<u64>();
+            inner.carried.insert(
+                node.clone(),
+                Carried {
+                    secs: losses.secs.clone(),
+                    newest,
+                },
+            );
+        }
         Ok(Losses {
             path,
             inner: Mutex::new(inner),
+            carried_left: AtomicU64::new(carried_left),
         })
     }
 
@@ -155,7 +224,41 @@ impl Losses {
             .entry(second(time))
             .or_default() += n;
         *entry(&mut inner.since_start, node) += n;
+        match inner.newest.get_mut(node) {
+            Some(newest) => *newest = (*newest).max(time),
+            None => {
+                inner.newest.insert(node.to_string(), time);
+            }
+        }
         inner.dirty = true;
+    }
+
+    /// A flow of `node` at `time` (ns since the epoch) that history did not
+    /// hold was taken again after a restart: when an earlier run recorded a
+    /// flow of that second lost, and this one is no newer than the newest it
+    /// lost, it is that flow, now kept; one loss fewer. Returns whether it
+    /// was. The flows a probe's buffer dropped (spans) cannot come again.
+    pub fn retaken(&self, node: &str, time: i64) -> bool {
+        if self.carried_left.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut inner = self.lock();
+        let sec = second(time);
+        let Some(carried) = inner.carried.get_mut(node) else {
+            return false;
+        };
+        if time > carried.newest || !take_one(&mut carried.secs, sec) {
+            return false;
+        }
+        self.carried_left.fetch_sub(1, Ordering::Relaxed);
+        if let Some(losses) = inner.by_node.get_mut(node) {
+            take_one(&mut losses.secs, sec);
+            if losses.is_empty() {
+                inner.by_node.remove(node);
+            }
+        }
+        inner.dirty = true;
+        true
     }
 
     /// `n` flows of `node` from somewhere between `from` and `to` (ns since
@@ -240,6 +343,9 @@ impl Losses {
             inner.dirty = false;
             let mut text = String::new();
             for (node, losses) in &inner.by_node {
+                if let Some(newest) = inner.newest.get(node) {
+                    text.push_str(&format!("{}\t{NEWEST}\t{newest}\n", tsv::field(node)));
+                }
                 for (sec, n) in &losses.secs {
                     text.push_str(&format!("{}\t{sec}\t{n}\n", tsv::field(node)));
                 }
@@ -299,7 +405,11 @@ mod tests {
         assert_eq!(l.total_since_start(), 359);
         l.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
-        assert_eq!(text, "n1\t41\t2\nn1\t20\t39\t353\nn2\t50\t4\n");
+        assert_eq!(
+            text,
+            "n1\tnewest\t41000000000\nn1\t41\t2\nn1\t20\t39\t353\n\
+             n2\tnewest\t50000000001\nn2\t50\t4\n"
+        );
 
         let again = Losses::open(dir.path()).unwrap();
         assert_eq!(got(&again, 25 * S, 30 * S), [n1(353, 25, 30)]);
@@ -326,9 +436,9 @@ mod tests {
         }
         l.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
-        assert_eq!(text.lines().count(), 8, "{text:?}");
+        assert_eq!(text.lines().count(), 12, "{text:?}");
         assert!(
-            text.starts_with("a\\tb\t10\t1\na\\tb\t20\t30\t10\n"),
+            text.starts_with("a\\tb\tnewest\t10000000000\na\\tb\t10\t1\na\\tb\t20\t30\t10\n"),
             "{text:?}"
         );
 
@@ -346,6 +456,69 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(got, want);
+    }
+
+    /// A restarted relay takes again, from the probes' buffers, flows the
+    /// run before took and could not write: each gives back one loss of
+    /// its second, only for that run's losses by the second, only up to the
+    /// newest flow it lost, never more than it lost.
+    #[test]
+    fn flows_taken_again_after_a_restart_are_no_longer_missing() {
+        let dir = test_support::scratch::ScratchDir::new("history-loss-retaken");
+        let l = Losses::open(dir.path()).unwrap();
+        l.record("n1", 10 * S + 100, 1);
+        l.record("n1", 10 * S + 200, 2);
+        l.record("n2", 11 * S, 1);
+        l.record_span("n1", 20 * S, 30 * S, 5);
+        assert!(
+            !l.retaken("n1", 10 * S + 100),
+            "this run's own losses: it took those flows already"
+        );
+        l.save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(
+            text,
+            "n1\tnewest\t10000000200\nn1\t10\t3\nn1\t20\t30\t5\n\
+             n2\tnewest\t11000000000\nn2\t11\t1\n"
+        );
+
+        let again = Losses::open(dir.path()).unwrap();
+        assert!(
+            !again.retaken("n1", 10 * S + 201),
+            "after the newest flow lost: it came after that run"
+        );
+        assert!(!again.retaken("n1", 9 * S), "a second without a loss");
+        assert!(!again.retaken("n3", 10 * S), "another node");
+        let given_back: Vec<bool> = (0..4)
+            .map(|i| again.retaken("n1", 10 * S + 150 + i))
+            .collect();
+        assert_eq!(given_back, [true, true, true, false], "three were lost");
+        assert!(
+            !again.retaken("n1", 25 * S),
+            "a probe's gap (a span): its flows never reached a relay"
+        );
+        let left: Vec<(String, u64, i64, i64)> = again
+            .between(None, None)
+            .into_iter()
+            .map(|m| (m.node, m.flows, m.first_sec, m.last_sec))
+            .collect();
+        assert_eq!(
+            left,
+            [("n1".to_string(), 5, 20, 30), ("n2".to_string(), 1, 11, 11)]
+        );
+        assert_eq!(again.total_since_start(), 0);
+        again.save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(
+            text,
+            "n1\tnewest\t10000000200\nn1\t20\t30\t5\nn2\tnewest\t11000000000\nn2\t11\t1\n"
+        );
+
+        // A file from before the newest flow was kept: nothing is given back.
+        std::fs::write(dir.path().join(FILE), "n1\t10\t3\n").unwrap();
+        let old = Losses::open(dir.path()).unwrap();
+        assert!(!old.retaken("n1", 10 * S));
+        assert_eq!(old.between(None, None)[0].flows, 3);
     }
 
     #[test]

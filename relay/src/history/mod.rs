@@ -537,6 +537,14 @@ impl History {
         lost
     }
 
+    /// `r` came again from its peer after a restart, and history does not
+    /// hold it: if an earlier run took it and recorded it lost, it is not
+    /// missing now (see [`Losses::retaken`]).
+    pub fn retaken(&self, r: &GetFlowsResponse) -> bool {
+        matches!(r.response_types, Some(ResponseTypes::Flow(_)))
+            && self.losses.retaken(feed::node_of(r), row_time(r))
+    }
+
     /// Counts every row of `batch` as lost.
     fn record_lost(&self, batch: &RecordBatch) {
         let (Some(times), Some(nodes)) = (

@@ -150,6 +150,9 @@ async fn session(
                     _ => {}
                 }
                 ctx.state.peers().naming().rename(&mut response);
+                if let Some(history) = ctx.state.sql().history() {
+                    history.retaken(&response);
+                }
                 ctx.state.peers().count_flow(ctx.id);
                 merge(ctx, MergeInput::Response(ctx.id, response)).await?;
             }
