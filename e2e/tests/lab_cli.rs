@@ -38,6 +38,28 @@ impl Drop for LabCleanup {
     }
 }
 
+/// `observe nodes` of the lab in `state`: each node's name and whether it
+/// is Connected.
+fn connected_nodes(state: &str) -> Vec<String> {
+    let nodes = observe(&["nodes", "--lab", state]);
+    assert!(nodes.status.success(), "{}", text(&nodes));
+    text(&nodes)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            format!(
+                "{} {}",
+                l.split_whitespace().next().unwrap_or(""),
+                if l.contains("Connected") {
+                    "connected"
+                } else {
+                    "not connected"
+                }
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn lab_up_traffic_status_down_leaves_nothing_behind() {
     test_support::require_root("`observe lab up` builds network namespaces");
@@ -58,6 +80,13 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         .unwrap()
         .parse()
         .unwrap();
+    // `lab up` returns once the relay follows both nodes: listed right
+    // away as connected, under their names.
+    assert!(!out.contains("note:"), "{out}");
+    assert_eq!(
+        connected_nodes(state),
+        ["node1 connected", "node2 connected"]
+    );
     let netns = observe_lab::netns_list().unwrap();
     assert_eq!(
         netns
@@ -251,18 +280,10 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
             && relay.contains("Connected Nodes: 2/2"),
         "{relay}"
     );
-    let nodes = text(&observe(&["nodes", "--lab", state]));
-    let listed: Vec<(&str, bool)> = nodes
-        .lines()
-        .skip(1)
-        .map(|l| {
-            (
-                l.split_whitespace().next().unwrap_or(""),
-                l.contains("Connected"),
-            )
-        })
-        .collect();
-    assert_eq!(listed, [("node1", true), ("node2", true)], "{nodes}");
+    assert_eq!(
+        connected_nodes(state),
+        ["node1 connected", "node2 connected"]
+    );
 
     // node2's probe and the relay restarted where they served; the lab
     // records the new processes (down stops them below) and the relay
@@ -315,20 +336,12 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     )
     .unwrap();
     assert_eq!(targets[1]["targets"][0], node2_metrics.trim());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let nodes = text(&observe(&["nodes", "--lab", state]));
-        let connected = nodes
-            .lines()
-            .skip(1)
-            .filter(|l| l.contains("Connected"))
-            .count();
-        if connected == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "after the restarts: {nodes}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    // `lab restart relay` too returns once the new relay follows both.
+    assert!(!text(&relay).contains("note:"), "{}", text(&relay));
+    assert_eq!(
+        connected_nodes(state),
+        ["node1 connected", "node2 connected"]
+    );
     let unknown = observe(&["lab", "restart", "node9", "--state-dir", state]);
     assert_eq!(unknown.status.code(), Some(1));
     assert_eq!(

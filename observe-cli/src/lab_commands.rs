@@ -50,6 +50,7 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
     let mut lab = Lab::up(&scenario, &options(state_dir, containers))?;
     let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(node_probes::PROBE_PORT))?)?;
     let relay = node_probes::start_relay(&mut lab, &probes, node_probes::RELAY_PORT)?;
+    let unreached = block_on(relay_unreached(state_dir, probes.len()));
     let endpoints = lab.endpoints_file().endpoints.len();
     let mut text = format!(
         "lab {} is up ({endpoints} endpoints, state in {})\n",
@@ -70,6 +71,7 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
         "  mTLS everywhere: CA, server and client certificates in {}\n",
         certs.dir.display()
     );
+    text += &unreached_note(&unreached);
     if state_dir == Path::new(lab::DEFAULT_STATE_DIR) {
         // observe finds a lab up in the default state directory by itself.
         text += "next: observe lab traffic; observe flows; observe status; observe lab down\n";
@@ -84,6 +86,87 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
     lab.detach()?;
     crate::pipe::print(&text)?;
     Ok(())
+}
+
+/// How long `lab up` waits for the relay to follow every node.
+const NODES_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits, up to [`NODES_WAIT`], until the relay of the lab in `state_dir`
+/// lists `nodes` nodes as connected: a command run right after `lab up`
+/// then reaches every node through it, and `observe nodes` lists them
+/// Connected under their names (not Unavailable by their addresses, as in
+/// the relay's first second). Returns the nodes it does not list as
+/// connected then, as GetNodes names them, or the error that stopped the
+/// asking. Never fails: the lab is up either way.
+async fn relay_unreached(state_dir: &Path, nodes: usize) -> Vec<String> {
+    let target = ConnectArgs {
+        lab: Some(state_dir.to_path_buf()),
+        ..ConnectArgs::default()
+    }
+    .target(&[]);
+    let deadline = tokio::time::Instant::now() + NODES_WAIT;
+    loop {
+        let answer = async {
+            let (mut client, _) = target
+                .as_ref()
+                .map_err(|e| e.to_string())?
+                .observer()
+                .await
+                .map_err(|e| e.to_string())?;
+            client
+                .get_nodes(observer_proto::observer::GetNodesRequest {})
+                .await
+                .map(|r| r.into_inner().nodes)
+                .map_err(|s| s.message().to_string())
+        }
+        .await;
+        let unreached: Vec<String> = match &answer {
+            Ok(listed) => {
+                let connected = listed
+                    .iter()
+                    .filter(|n| n.state == observer_proto::relay::NodeState::NodeConnected as i32)
+                    .count();
+                if connected >= nodes {
+                    return Vec::new();
+                }
+                listed
+                    .iter()
+                    .filter(|n| n.state != observer_proto::relay::NodeState::NodeConnected as i32)
+                    .map(|n| n.name.clone())
+                    .collect()
+            }
+            Err(e) => vec![format!("(asking the relay: {e})")],
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return unreached;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The line `lab up` adds when the relay does not follow every node yet.
+fn unreached_note(unreached: &[String]) -> String {
+    if unreached.is_empty() {
+        return String::new();
+    }
+    format!(
+        "  note: after {} s the relay does not follow {} yet (see its log)\n",
+        NODES_WAIT.as_secs(),
+        unreached.join(", ")
+    )
+}
+
+/// Runs `f` to its end from blocking code (the lab commands run on
+/// tokio's blocking pool).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(f),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(f),
+    }
 }
 
 /// How often rounds for a `--duration` say how they are going.
@@ -159,6 +242,11 @@ pub fn traffic(
 pub fn restart(state_dir: &Path, name: &str) -> anyhow::Result<()> {
     let mut lab = Lab::attach(state_dir)?;
     let started = node_probes::restart(&mut lab, name)?;
+    let unreached = if name == "relay" {
+        block_on(relay_unreached(state_dir, lab.nodes().len()))
+    } else {
+        Vec::new()
+    };
     crate::outln!(
         "restarted {} on {} (pid {}, log {})",
         if name == "relay" {
@@ -170,6 +258,7 @@ pub fn restart(state_dir: &Path, name: &str) -> anyhow::Result<()> {
         started.pid,
         started.log.display()
     )?;
+    crate::pipe::print(&unreached_note(&unreached))?;
     // Detached: the new process outlives this command, as `lab up`'s do.
     lab.detach()?;
     Ok(())
@@ -211,6 +300,9 @@ pub async fn demo(
         }
     })
     .await??;
+    // The first flows shown come from every node.
+    let unreached = relay_unreached(&state_dir, lab.nodes().len()).await;
+    crate::pipe::eprint(&unreached_note(&unreached));
     crate::pipe::eprint(&format!(
         "demo: lab {} is up, following flows from {server}; Ctrl-C ends the demo\n",
         lab.prefix()
