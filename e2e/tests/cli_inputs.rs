@@ -376,6 +376,14 @@ struct TwoThenWait {
 #[tonic::async_trait]
 impl observer::observer_server::Observer for TwoThenWait {
     type GetFlowsStream = tonic::codegen::BoxStream<observer::GetFlowsResponse>;
+    type GetAgentEventsStream = tonic::codegen::BoxStream<observer::GetAgentEventsResponse>;
+
+    async fn get_agent_events(
+        &self,
+        _: tonic::Request<observer::GetAgentEventsRequest>,
+    ) -> Result<tonic::Response<Self::GetAgentEventsStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("test"))
+    }
 
     async fn get_flows(
         &self,

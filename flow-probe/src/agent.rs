@@ -26,6 +26,7 @@ use crate::sources::docker::{DockerSource, veth};
 use crate::sources::file::{self, FileSource};
 use crate::sources::status::StatusBoard;
 use crate::sources::{EndpointSource, Hub, Update};
+use observer_runtime::agent_events::AgentEventLog;
 use observer_runtime::store::FlowStore;
 use observer_runtime::tls::ServerTls;
 
@@ -246,6 +247,12 @@ pub async fn run(
             .map(|maps| Datapath::new(maps, HashMap::new(), names.clone()));
     }
 
+    // Told from here on: the start, then each change in force.
+    let node_name = crate::flow_builder::absolute_node_name(&cfg.cluster_name, &cfg.node_name);
+    let agent_events = AgentEventLog::new(&node_name, observer_runtime::agent_events::CAPACITY);
+    agent_events.push([crate::agent_events::started(
+        observer_proto::time::now_nanos(),
+    )]);
     // Policy and services are in force before the probe reports ready.
     let policy_log = PolicyLog::new();
     enricher = enricher.with_policy_stamp(policy_log.stamp());
@@ -254,7 +261,8 @@ pub async fn run(
         let generation = Generation::new().with_gauge(metrics.policy_generation());
         let (log, states) = (policy_log.clone(), config_states.clone());
         let dir = cfg.policy_dir.clone();
-        PolicyWatcher::start(dp, dir, hub.subscribe(), generation, log, states)
+        let events = Some(agent_events.clone());
+        PolicyWatcher::start(dp, dir, hub.subscribe(), generation, log, states, events)
     });
     let board = StatusBoard::new(
         hub.subscribe(),
@@ -277,6 +285,7 @@ pub async fn run(
             hub.subscribe(),
             Generation::new().with_gauge(metrics.services_generation()),
             config_states.clone(),
+            Some(agent_events.clone()),
         ));
     } else if lb_maps.is_some() {
         log::warn!("the socket load balancer is attached but no --services file names any service");
@@ -316,7 +325,7 @@ pub async fn run(
     }
     let node = NodeInfo {
         // As in flows: `cluster/node` in a named cluster.
-        name: crate::flow_builder::absolute_node_name(&cfg.cluster_name, &cfg.node_name),
+        name: node_name,
         address: bound.to_string(),
         version: concat!("flow-probe ", env!("CARGO_PKG_VERSION")).to_string(),
         started: Instant::now(),
@@ -339,7 +348,8 @@ pub async fn run(
         .with_endpoints(board)
         .with_config_states(config_states)
         .with_policy_log(policy_log)
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_agent_events(agent_events.clone());
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -397,6 +407,11 @@ pub async fn run(
             w.run(stopped(stop_rx.clone())).await;
         }
     };
+    let endpoint_events = crate::agent_events::follow_endpoints(
+        hub.subscribe(),
+        agent_events,
+        stopped(stop_rx.clone()),
+    );
     let netns_sets = hub.subscribe();
     let netns = async {
         if let Some(f) = netns_filter {
@@ -436,11 +451,12 @@ pub async fn run(
         stopped(captured_rx).await;
         let _ = serve_stop_tx.send(true);
     };
-    let (served, captured, (), (), (), (), (), ()) = tokio::join!(
+    let (served, captured, (), (), (), (), (), (), ()) = tokio::join!(
         serve,
         capture,
         policies,
         services,
+        endpoint_events,
         netns,
         serve_metrics,
         trigger,

@@ -36,9 +36,13 @@
 //!   was refused, for `observe status`.
 //! - [`metrics`]: Prometheus metrics (Hubble's names) counted per flow, served
 //!   on `/metrics`.
+//! - [`agent_events`]: what the watchers and sources changed (policies,
+//!   ipcache entries, endpoints, services) and the probe's start, told as
+//!   Hubble's agent events (`GetAgentEvents`).
 //! - [`agent`]: wires them together for the `flow-probe` binary.
 
 pub mod agent;
+pub mod agent_events;
 pub mod config_status;
 pub mod datapath;
 pub mod enrich;

@@ -6,16 +6,20 @@
 //! the field and the problem) and the policy in force stays as it was. Each
 //! distinct policy put in force advances the policy
 //! [`Generation`] and is recorded, with the files and endpoints it came
-//! from, in the [`PolicyLog`].
+//! from, in the [`PolicyLog`]. What changed (policies, ipcache entries) is
+//! told as agent events ([`crate::agent_events`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cluster_spec::policy::{self, CompiledPolicy, PolicyState};
+use cluster_spec::endpoints::EndpointsFile;
+use cluster_spec::policy::{self, CompiledPolicy, IpcacheEntry, Policy, PolicyState};
+use observer_runtime::agent_events::AgentEventLog;
 use tokio::sync::watch;
 
+use crate::agent_events;
 use crate::config_status::ConfigStates;
 use crate::datapath::Datapath;
 use crate::file_watch::FileWatch;
@@ -70,13 +74,23 @@ pub struct PolicyWatcher {
     /// The directory's files that hold no policy, as last read (warned
     /// about when this changes).
     without_policies: Vec<String>,
+    /// Where changes are told, and what was in force when last told.
+    events: Option<Told>,
+}
+
+/// What the agent events last told was in force.
+struct Told {
+    log: Arc<AgentEventLog>,
+    policies: Vec<Policy>,
+    ipcache: Vec<IpcacheEntry>,
+    endpoints: EndpointsFile,
 }
 
 impl PolicyWatcher {
     /// Watches the directory and applies it (none: no policy) to the
     /// current endpoint set once, now, so a change from here on is seen; a
-    /// failure is logged and the pinned policy stays in force. Needs a tokio
-    /// runtime.
+    /// failure is logged and the pinned policy stays in force; what each
+    /// apply changes is told to `events`. Needs a tokio runtime.
     pub fn start(
         datapath: Datapath,
         dir: Option<PathBuf>,
@@ -84,6 +98,7 @@ impl PolicyWatcher {
         generation: Generation,
         log: Arc<PolicyLog>,
         states: ConfigStates,
+        events: Option<Arc<AgentEventLog>>,
     ) -> Self {
         let every_file = Arc::new(|_: &Path| true);
         let mut w = PolicyWatcher {
@@ -97,6 +112,12 @@ impl PolicyWatcher {
             log,
             states,
             without_policies: Vec::new(),
+            events: events.map(|log| Told {
+                log,
+                policies: Vec::new(),
+                ipcache: Vec::new(),
+                endpoints: EndpointsFile::default(),
+            }),
         };
         w.apply_and_tell("the pinned policy stays in force");
         w
@@ -153,20 +174,34 @@ impl PolicyWatcher {
         let compiled = policy::compile(&policies, &endpoints.file);
         let report = self.datapath.sync(&compiled, &endpoints.file)?;
         self.applied.send_replace(endpoints.version);
-        let (policies, rules) = (compiled.policies.len(), compiled.entries.len());
+        let ipcache =
+            (self.events.as_ref()).map(|_| policy::ipcache::entries(&compiled, &endpoints.file));
+        let (policy_count, rules) = (compiled.policies.len(), compiled.entries.len());
         let before = self.in_force.generation().get();
         let generation = self.in_force.put(compiled);
         if generation != before {
             self.log.record(generation, &state)?;
         }
+        if let (Some(told), Some(ipcache)) = (self.events.as_mut(), ipcache) {
+            let mut events = agent_events::policy_changes(&told.policies, &policies, generation);
+            events.extend(agent_events::ipcache_changes(
+                &told.ipcache,
+                &ipcache,
+                &told.endpoints,
+                &endpoints.file,
+            ));
+            told.log.push(events);
+            (told.policies, told.ipcache) = (policies, ipcache);
+            told.endpoints = endpoints.file.clone();
+        }
         log::info!(
-            "policy in force: {policies} policies, {rules} rules ({} written, {} removed), {} endpoints; generation {generation}",
+            "policy in force: {policy_count} policies, {rules} rules ({} written, {} removed), {} endpoints; generation {generation}",
             report.rules_written,
             report.rules_removed,
             report.endpoints
         );
         let mut in_force =
-            format!("{policies} policies, {rules} rules in force; generation {generation}");
+            format!("{policy_count} policies, {rules} rules in force; generation {generation}");
         if !self.without_policies.is_empty() {
             let _ = write!(
                 in_force,

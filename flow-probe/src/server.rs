@@ -1,5 +1,6 @@
 //! The `observer.Observer` gRPC service over the flow store: GetFlows (history,
-//! follow, filters, time window), ServerStatus, GetNodes, GetNamespaces; and
+//! follow, filters, time window), GetAgentEvents (over the node's
+//! [`AgentEventLog`]), ServerStatus, GetNodes, GetNamespaces; and
 //! `peer.Peer`, listing this node alone (as a Cilium agent lists its cluster),
 //! so a stock hubble-relay given this probe as `--peer-service` follows it.
 //! Beside them `observe.v1.PolicyStates` ([`crate::policy_log`]).
@@ -14,13 +15,14 @@ use observer_proto::flow::{LostEvent, LostEventSource};
 use observer_proto::observe::v1::KernelFeature;
 use observer_proto::observer::observer_server::{Observer, ObserverServer};
 use observer_proto::observer::{
-    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
-    GetNodesRequest, GetNodesResponse, Node, ServerStatusRequest, ServerStatusResponse,
-    get_flows_response::ResponseTypes,
+    GetAgentEventsRequest, GetAgentEventsResponse, GetFlowsRequest, GetFlowsResponse,
+    GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest, GetNodesResponse, Node,
+    ServerStatusRequest, ServerStatusResponse, get_flows_response::ResponseTypes,
 };
 use observer_proto::peer::peer_server::PeerServer;
 use observer_proto::relay::NodeState;
 use observer_proto::time::nanos;
+use observer_runtime::agent_events::{AgentEventLog, AgentEventQuery};
 use observer_runtime::peer_service::{Address, Listing, PeerDirectory, PeerService, PeerTls};
 use observer_runtime::query::FlowQuery;
 use tokio::sync::{broadcast, mpsc};
@@ -62,6 +64,8 @@ pub struct ObserverService {
     namespaces: NamespaceMemory,
     /// Counts what followers that fell behind missed.
     metrics: Option<Arc<Metrics>>,
+    /// What changed in the agent, for GetAgentEvents.
+    agent_events: Arc<AgentEventLog>,
 }
 
 /// How a follow that fell behind tells it: a lost-events record to its
@@ -100,6 +104,7 @@ impl ObserverService {
     ) -> Self {
         ObserverService {
             store,
+            agent_events: AgentEventLog::new(&node.name, observer_runtime::agent_events::CAPACITY),
             node,
             endpoints: None,
             policy_log: None,
@@ -108,6 +113,13 @@ impl ObserverService {
             namespaces: NamespaceMemory::default(),
             metrics: None,
         }
+    }
+
+    /// Serves these agent events (without, a log that only this service's
+    /// own start is in: none).
+    pub fn with_agent_events(mut self, log: Arc<AgentEventLog>) -> Self {
+        self.agent_events = log;
+        self
     }
 
     /// Counts followers' losses in these metrics.
@@ -209,10 +221,74 @@ pub fn flow_rate(times: &[i128], now_ns: i128, uptime: Duration, full: bool) -> 
 }
 
 type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+type AgentEventStream = Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
+
+/// Answers a GetAgentEvents request from `log`: the past events it asks for,
+/// then, with `follow`, each new one until one is past `until`, the client
+/// goes or `stopping` turns true. A follower that falls behind by more than
+/// the log's queue misses events (logged).
+pub fn agent_events_stream(
+    log: &AgentEventLog,
+    query: AgentEventQuery,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> AgentEventStream {
+    let (past, live) = if query.follow {
+        let (past, rx) = log.snapshot_and_follow();
+        (past, Some(rx))
+    } else {
+        (log.snapshot(), None)
+    };
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        for r in query.history(past) {
+            if tx.send(Ok((*r).clone())).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut live) = live else { return };
+        loop {
+            let next = tokio::select! {
+                next = live.recv() => Some(next),
+                _ = stopping.wait_for(|s| *s) => None,
+            };
+            let Some(next) = next else {
+                let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                return;
+            };
+            match next {
+                Ok(r) if query.is_past_until(&r) => return,
+                Ok(r) if query.selects(&r) => {
+                    if tx.send(Ok((*r).clone())).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    log::warn!("an agent-events follower fell behind and missed {n} event(s)");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
 
 #[tonic::async_trait]
 impl Observer for ObserverService {
     type GetFlowsStream = FlowStream;
+    type GetAgentEventsStream = AgentEventStream;
+
+    async fn get_agent_events(
+        &self,
+        request: Request<GetAgentEventsRequest>,
+    ) -> Result<Response<AgentEventStream>, Status> {
+        let query = AgentEventQuery::parse(request.get_ref())?;
+        Ok(Response::new(agent_events_stream(
+            &self.agent_events,
+            query,
+            self.stopping.clone(),
+        )))
+    }
 
     async fn get_flows(
         &self,

@@ -17,6 +17,8 @@
 //! - [`query_command`]: `observe query`: read-only SQL over a relay's history
 //!   through Arrow Flight SQL.
 //! - [`status`]: `observe status` and `observe nodes`.
+//! - [`agent_events_command`]: `observe agent-events`, what changed in the
+//!   agents (start, policies, endpoints, ipcache, services).
 //! - [`connect`]: the one place every command above (and `query`) gets its
 //!   channel from: `--server`, the TLS flags (Hubble's), `--lab`.
 //! - [`certs_command`]: `observe certs generate` (the lab's certificate maker).
@@ -28,6 +30,7 @@
 //! - [`pipe`]: stdout and stderr that end quietly when the reader goes away
 //!   (`observe flows | head -1` exits 0), for every command.
 
+pub mod agent_events_command;
 pub mod certs_command;
 pub mod connect;
 pub mod flows;

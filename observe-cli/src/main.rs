@@ -108,6 +108,10 @@ enum Command {
     /// Read-only SQL over a relay's flow history (tables `flows`, `graph_nodes`,
     /// `graph_edges`, `policy_states`; functions `policy_whatif`, `policy_replay`).
     Query(observe_cli::query_command::QueryArgs),
+    /// What changed in the agents: their start, policies, endpoints,
+    /// ipcache entries and services, like `hubble observe agent-events`
+    /// (through the relay, every node's).
+    AgentEvents(observe_cli::agent_events_command::AgentEventsArgs),
     /// The nodes behind a probe or relay, like `hubble list nodes`.
     Nodes {
         #[command(flatten)]
@@ -368,6 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { connect, output } => {
             observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?, output).await
         }
+        Command::AgentEvents(args) => observe_cli::agent_events_command::run(args).await,
         Command::Nodes { connect, output } => {
             observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?, output).await
         }

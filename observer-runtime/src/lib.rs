@@ -16,9 +16,12 @@
 //! and clients (mTLS, Hubble's flags) and the rules that tie an address's
 //! scheme to them; [`backoff`] spaces the attempts to reach a peer or a
 //! runtime again; [`ready_file`] tells whoever started a server where it
-//! listens.
+//! listens. [`agent_events`] keeps a probe's agent events (start, policy,
+//! endpoint, ipcache and service changes) and selects what a
+//! `GetAgentEvents` request asks for.
 
 pub mod accept;
+pub mod agent_events;
 pub mod backoff;
 pub mod field_mask;
 pub mod filter;

@@ -5,14 +5,17 @@
 //! removed backends at once. A file that does not parse is reported (naming
 //! the file, the field and the problem) and the services in force stay as
 //! they were. Each distinct set of services put in force advances the
-//! services [`Generation`]. Write the file atomically (temporary file, then
-//! rename) or in one write: a change is read when the file is closed.
+//! services [`Generation`], and tells its changed frontends as agent events
+//! ([`crate::agent_events::service_changes`]). Write the file atomically
+//! (temporary file, then rename) or in one write: a change is read when the
+//! file is closed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use cluster_spec::endpoints::EndpointsFile;
+use observer_runtime::agent_events::AgentEventLog;
 
 use super::sync::{ServiceMaps, SyncReport};
 use super::table::ServiceTable;
@@ -62,13 +65,16 @@ pub struct Watcher {
     watch: FileWatch,
     /// Where `observe status` learns whether the file is in force.
     states: ConfigStates,
+    /// Where changed frontends are told.
+    events: Option<Arc<AgentEventLog>>,
 }
 
 impl Watcher {
     /// Watches the file and applies it to the current endpoint set once,
     /// now (so the services are in force before the probe reports ready; a
     /// change from here on is seen); a failure is logged and the pinned
-    /// services stay. Needs a tokio runtime.
+    /// services stay; what each apply changes is told to `events`. Needs a
+    /// tokio runtime.
     pub fn start(
         maps: Option<ServiceMaps>,
         table: Arc<ServiceTable>,
@@ -76,6 +82,7 @@ impl Watcher {
         endpoints: EndpointWatch,
         generation: Generation,
         states: ConfigStates,
+        events: Option<Arc<AgentEventLog>>,
     ) -> Self {
         let file = services.clone();
         let relevant = move |p: &Path| {
@@ -92,6 +99,7 @@ impl Watcher {
             endpoints,
             in_force: InForce::new(generation),
             states,
+            events,
         };
         w.apply_and_tell("the pinned services stay in force");
         w
@@ -139,6 +147,13 @@ impl Watcher {
             if more > 0 {
                 summary += &format!(" (and {more} more in the log)");
             }
+        }
+        if let Some(log) = &self.events {
+            let before = self.in_force.state().map_or(&[][..], |c| &c.frontends[..]);
+            log.push(crate::agent_events::service_changes(
+                before,
+                &compiled.frontends,
+            ));
         }
         let generation = self.in_force.put(compiled);
         summary += &format!("; generation {generation}");
@@ -234,6 +249,7 @@ mod tests {
         let generation = Generation::new();
         let mut applied = generation.subscribe();
         let states = ConfigStates::default();
+        let events = AgentEventLog::new("n", 100);
         let w = Watcher::start(
             None,
             table.clone(),
@@ -241,9 +257,38 @@ mod tests {
             hub.subscribe(),
             generation,
             states.clone(),
+            Some(events.clone()),
         );
         assert_eq!(*applied.borrow_and_update(), 1, "in force at start");
         assert_eq!(backends(&table), ["198.18.1.11:8080", "198.18.1.12:8080"]);
+        // Each frontend put in force or changed, as agent events.
+        let told_events = |log: &AgentEventLog| -> Vec<String> {
+            use observer_proto::flow::agent_event::Notification;
+            log.snapshot()
+                .iter()
+                .map(|r| match &r.agent_event.as_ref().unwrap().notification {
+                    Some(Notification::ServiceUpsert(u)) => {
+                        let at = |a: &observer_proto::flow::ServiceUpsertNotificationAddr| {
+                            format!("{}:{}", a.ip, a.port)
+                        };
+                        format!(
+                            "upsert {}/{} {} -> {:?}",
+                            u.namespace,
+                            u.name,
+                            at(u.frontend_address.as_ref().unwrap()),
+                            u.backend_addresses.iter().map(at).collect::<Vec<_>>()
+                        )
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        let upsert =
+            |backends: &str| format!("upsert default/api 198.18.100.10:80 -> [{backends}]");
+        assert_eq!(
+            told_events(&events),
+            [upsert(r#""198.18.1.11:8080", "198.18.1.12:8080""#)]
+        );
         let told = |states: &ConfigStates| {
             let rows = states.rows();
             assert_eq!(rows.len(), 1, "{rows:?}");
@@ -283,11 +328,13 @@ mod tests {
         std::fs::rename(&tmp, &endpoints).unwrap();
         assert_eq!(next(2).await, 2);
         assert_eq!(backends(&table), ["198.18.1.11:8080"]);
+        assert_eq!(told_events(&events)[1..], [upsert(r#""198.18.1.11:8080""#)]);
 
         // The services file written in place: its selector matches nothing.
         std::fs::write(&services, SERVICES.replace("app: api", "app: gone")).unwrap();
         assert_eq!(next(3).await, 3);
         assert_eq!(backends(&table), Vec::<String>::new());
+        assert_eq!(told_events(&events)[2..], [upsert("")]);
 
         // A file that does not parse: refused, and `observe status` says why.
         std::fs::write(&services, "services: [{name: api, vip: }\n").unwrap();
@@ -306,6 +353,7 @@ mod tests {
             "{why}"
         );
         assert_eq!(*applied.borrow(), 3, "nothing new in force");
+        assert_eq!(told_events(&events).len(), 3, "nothing new to tell");
 
         stop_tx.send(true).unwrap();
         let w = running.await.unwrap();

@@ -24,11 +24,20 @@ struct Seven;
 #[tonic::async_trait]
 impl Observer for Seven {
     type GetFlowsStream = tonic::codegen::BoxStream<GetFlowsResponse>;
+    type GetAgentEventsStream =
+        tonic::codegen::BoxStream<observer_proto::observer::GetAgentEventsResponse>;
 
     async fn get_flows(
         &self,
         _: Request<GetFlowsRequest>,
     ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        Err(Status::unimplemented("test"))
+    }
+
+    async fn get_agent_events(
+        &self,
+        _: Request<observer_proto::observer::GetAgentEventsRequest>,
+    ) -> Result<Response<Self::GetAgentEventsStream>, Status> {
         Err(Status::unimplemented("test"))
     }
 

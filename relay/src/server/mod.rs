@@ -5,12 +5,14 @@
 //!   then (with follow) live flows interleaved with node-status changes.
 //! - `status`: ServerStatus and GetNodes from the peers' state.
 //! - `namespaces`: GetNamespaces, the union over peers and the merged ring.
+//! - `agent_events`: GetAgentEvents, the connected peers' merged in time.
 //! - `older`: the flow history before the ring, for a `since` older than it.
 //!
 //! Arrow Flight SQL ([`crate::sql::flight`]) and `peer.Peer` (the connected
 //! peers, [`crate::peer::Peers::directory`], for a stock hubble-relay's
 //! `--peer-service`) are served on the same address.
 
+mod agent_events;
 mod flows;
 mod namespaces;
 mod older;
@@ -22,8 +24,9 @@ use std::sync::Arc;
 
 use observer_proto::observer::observer_server::{Observer, ObserverServer};
 use observer_proto::observer::{
-    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
-    GetNodesRequest, GetNodesResponse, ServerStatusRequest, ServerStatusResponse,
+    GetAgentEventsRequest, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
+    GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
+    ServerStatusResponse,
 };
 use tokio::sync::watch;
 use tokio_stream::Stream;
@@ -90,6 +93,17 @@ pub async fn run(
 #[tonic::async_trait]
 impl Observer for RelayService {
     type GetFlowsStream = FlowStream;
+    type GetAgentEventsStream = agent_events::AgentEventStream;
+
+    async fn get_agent_events(
+        &self,
+        request: Request<GetAgentEventsRequest>,
+    ) -> Result<Response<agent_events::AgentEventStream>, Status> {
+        let query = observer_runtime::agent_events::AgentEventQuery::parse(request.get_ref())?;
+        Ok(Response::new(
+            agent_events::open(&self.state, query, self.stopping.clone()).await,
+        ))
+    }
 
     async fn get_flows(
         &self,

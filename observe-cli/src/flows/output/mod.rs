@@ -15,6 +15,7 @@ mod time;
 
 pub use color::{ColorChoice, paint_verdict};
 pub use compact::{compact, flow_line, styled_flow_line};
+pub use dict::SEPARATOR;
 pub use escape::{escape_controls, escape_flow_text};
 pub use fields::{Row, TCP_LIFECYCLE, flow_type, hosts, ports, row};
 pub use time::{TimeFormat, timestamp, timestamp_as, utc};

@@ -1,0 +1,436 @@
+//! `observe agent-events`: what changed in the agents (flow-probe): their
+//! start, policies, endpoints, ipcache entries and services, as `hubble
+//! observe agent-events` prints them: compact lines `TIME [NODE]: TYPE
+//! (details)`, dict blocks, or each response as a protojson line (`-o json`
+//! and `-o jsonpb`, as `observe flows`). Through the relay, every connected
+//! node's, in time order.
+
+use std::time::SystemTime;
+
+use observer_proto::flow::agent_event::Notification;
+use observer_proto::flow::{AgentEvent, AgentEventType, ServiceUpsertNotificationAddr};
+use observer_proto::observer::{GetAgentEventsRequest, GetAgentEventsResponse};
+use observer_proto::time::nanos;
+
+use crate::connect::ConnectArgs;
+use crate::flows::output::{SEPARATOR, TimeFormat, escape_controls, timestamp_as};
+use crate::flows::request::{DEFAULT_SERVERS, parse_time};
+
+/// How `observe agent-events` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentEventsFormat {
+    /// One line per event.
+    #[default]
+    Compact,
+    /// A block per event.
+    Dict,
+    /// Each response (event, node, time) as protojson, a line each.
+    Json,
+    /// As json.
+    Jsonpb,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentEventsArgs {
+    /// The server (default localhost:4245, the relay, then localhost:4244,
+    /// a probe) and TLS.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t)]
+    pub output: AgentEventsFormat,
+    /// The last N events (without --follow or --since: the last 20).
+    #[arg(long, allow_negative_numbers = true)]
+    pub last: Option<u64>,
+    /// The first N events.
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["last", "follow"])]
+    pub first: Option<u64>,
+    /// Keep printing events as they happen.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Events since a time: a duration ago (`30s`, `5m`) or a time, as
+    /// `observe flows --since` takes it.
+    #[arg(long, allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Events until a time, as --since.
+    #[arg(long, allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Print the node name in each line.
+    #[arg(long)]
+    pub print_node_name: bool,
+    /// Layout of times in compact and dict output (UTC).
+    #[arg(long, value_enum, default_value_t, ignore_case = true)]
+    pub time_format: TimeFormat,
+}
+
+impl AgentEventsArgs {
+    /// The request the flags make; bad flags are named.
+    pub fn request(&self, now: SystemTime) -> anyhow::Result<GetAgentEventsRequest> {
+        let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
+            (Some(n), _) => (n, true),
+            (None, Some(n)) => (n, false),
+            // As `observe flows`: without a window, the last 20.
+            (None, None) if !self.follow && self.since.is_none() => (20, false),
+            (None, None) => (0, false),
+        };
+        let since = (self.since.as_deref())
+            .map(|s| parse_time("since", s, now))
+            .transpose()?;
+        let until = (self.until.as_deref())
+            .map(|s| parse_time("until", s, now))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (&since, &until) {
+            anyhow::ensure!(
+                nanos(s) <= nanos(u),
+                "--since {} is after --until {}: no event can be between them",
+                self.since.as_deref().unwrap_or_default(),
+                self.until.as_deref().unwrap_or_default()
+            );
+        }
+        Ok(GetAgentEventsRequest {
+            number,
+            first,
+            follow: self.follow,
+            since,
+            until,
+        })
+    }
+}
+
+/// Asks the server and prints what it answers, as it comes.
+pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
+    let request = args.request(SystemTime::now())?;
+    let target = args.connect.target(&DEFAULT_SERVERS)?;
+    let (mut client, address) = target.observer().await?;
+    let mut answer = client
+        .get_agent_events(request)
+        .await
+        .map_err(|s| target.status_error(s))?
+        .into_inner();
+    let mut printed = 0usize;
+    loop {
+        let r = match answer.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(s) => return Err(target.stream_error(s, address)),
+        };
+        crate::pipe::print(&render(&r, &args, printed)?)?;
+        printed += 1;
+    }
+}
+
+/// One event as `args.output` prints it; `before`: how many were printed
+/// before it (a dict block after another is separated from it).
+pub fn render(
+    r: &GetAgentEventsResponse,
+    args: &AgentEventsArgs,
+    before: usize,
+) -> anyhow::Result<String> {
+    let event = r.agent_event.clone().unwrap_or_default();
+    let time = timestamp_as(r.time.as_ref(), args.time_format);
+    Ok(match args.output {
+        AgentEventsFormat::Json | AgentEventsFormat::Jsonpb => format!(
+            "{}\n",
+            observer_proto::json::to_json("observer.GetAgentEventsResponse", r)?
+        ),
+        AgentEventsFormat::Compact => {
+            let node = if args.print_node_name {
+                format!(" [{}]", r.node_name)
+            } else {
+                String::new()
+            };
+            let line = format!(
+                "{time}{node}: {} ({})",
+                type_name(&event),
+                details(&event, args.time_format)
+            );
+            format!("{}\n", escape_controls(&line))
+        }
+        AgentEventsFormat::Dict => {
+            let mut text = String::new();
+            if before > 0 {
+                text += SEPARATOR;
+                text += "\n";
+            }
+            text += &format!("  TIMESTAMP: {time}\n");
+            if args.print_node_name {
+                text += &format!("       NODE: {}\n", r.node_name);
+            }
+            text += &format!("       TYPE: {}\n", type_name(&event));
+            text += &format!("    DETAILS: {}\n", details(&event, args.time_format));
+            escape_controls(text.trim_end_matches('\n')).into_owned() + "\n"
+        }
+    })
+}
+
+/// The event's type as Hubble names it; a number it does not know, as the
+/// number.
+fn type_name(e: &AgentEvent) -> String {
+    AgentEventType::try_from(e.r#type)
+        .map_or_else(|_| e.r#type.to_string(), |t| t.as_str_name().to_string())
+}
+
+fn address(a: &ServiceUpsertNotificationAddr) -> String {
+    match a.ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", a.port),
+        _ => format!("{}:{}", a.ip, a.port),
+    }
+}
+
+/// What the event says, as `hubble observe agent-events` words it;
+/// `UNKNOWN` when its notification does not go with its type.
+fn details(e: &AgentEvent, time: TimeFormat) -> String {
+    use AgentEventType as T;
+    let kind = AgentEventType::try_from(e.r#type).unwrap_or(T::AgentEventUnknown);
+    match (kind, &e.notification) {
+        (T::AgentStarted, Some(Notification::AgentStart(s))) => {
+            format!("start time: {}", timestamp_as(s.time.as_ref(), time))
+        }
+        (T::PolicyUpdated | T::PolicyDeleted, Some(Notification::PolicyUpdate(p))) => format!(
+            "labels: [{}], revision: {}, count: {}",
+            p.labels.join(","),
+            p.revision,
+            p.rule_count
+        ),
+        (T::EndpointCreated | T::EndpointDeleted, Some(Notification::EndpointUpdate(ep))) => {
+            let mut text = format!("id: {}", ep.id);
+            if !ep.namespace.is_empty() {
+                text += &format!(", namespace: {}", ep.namespace);
+            }
+            if !ep.pod_name.is_empty() {
+                text += &format!(", pod name: {}", ep.pod_name);
+            }
+            text
+        }
+        (T::IpcacheUpserted | T::IpcacheDeleted, Some(Notification::IpcacheUpdate(i))) => {
+            let mut text = format!("cidr: {}, identity: {}", i.cidr, i.identity);
+            if let Some(old) = i.old_identity {
+                text += &format!(", old identity: {old}");
+            }
+            if !i.host_ip.is_empty() {
+                text += &format!(", host ip: {}", i.host_ip);
+            }
+            if !i.old_host_ip.is_empty() {
+                text += &format!(", old host ip: {}", i.old_host_ip);
+            }
+            text + &format!(", encrypt key: {}", i.encrypt_key)
+        }
+        (T::ServiceUpserted, Some(Notification::ServiceUpsert(s))) => {
+            let mut text = format!("id: {}", s.id);
+            if let Some(front) = &s.frontend_address {
+                text += &format!(", frontend: {}", address(front));
+            }
+            if !s.backend_addresses.is_empty() {
+                let backends: Vec<String> = s.backend_addresses.iter().map(address).collect();
+                text += &format!(", backends: [{}]", backends.join(","));
+            }
+            if !s.r#type.is_empty() {
+                text += &format!(", type: {}", s.r#type);
+            }
+            if !s.namespace.is_empty() {
+                text += &format!(", namespace: {}", s.namespace);
+            }
+            if !s.name.is_empty() {
+                text += &format!(", name: {}", s.name);
+            }
+            text
+        }
+        (T::ServiceDeleted, Some(Notification::ServiceDelete(s))) => format!("id: {}", s.id),
+        _ => "UNKNOWN".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use observer_proto::flow::{
+        EndpointUpdateNotification, IpCacheNotification, PolicyUpdateNotification,
+        ServiceDeleteNotification, ServiceUpsertNotification, TimeNotification,
+    };
+    use observer_proto::time::timestamp;
+
+    use super::*;
+
+    const T: i128 = 1_796_659_253_123_000_000; // Dec  7 2026 16:00:53.123 UTC
+
+    fn args(output: AgentEventsFormat, node: bool) -> AgentEventsArgs {
+        AgentEventsArgs {
+            connect: ConnectArgs::default(),
+            output,
+            last: None,
+            first: None,
+            follow: false,
+            since: None,
+            until: None,
+            print_node_name: node,
+            time_format: TimeFormat::default(),
+        }
+    }
+
+    fn response(kind: AgentEventType, n: Notification) -> GetAgentEventsResponse {
+        GetAgentEventsResponse {
+            agent_event: Some(AgentEvent {
+                r#type: kind as i32,
+                notification: Some(n),
+            }),
+            node_name: "node1".into(),
+            time: Some(timestamp(T)),
+        }
+    }
+
+    /// Each kind flow-probe tells, as hubble prints it.
+    #[test]
+    fn compact_lines_read_as_hubbles() {
+        let line = |r: &GetAgentEventsResponse| {
+            render(r, &args(AgentEventsFormat::Compact, false), 0).unwrap()
+        };
+        let cases = [
+            (
+                response(
+                    AgentEventType::AgentStarted,
+                    Notification::AgentStart(TimeNotification {
+                        time: Some(timestamp(T - 2_000_000)),
+                    }),
+                ),
+                "Dec  7 16:00:53.123: AGENT_STARTED (start time: Dec  7 16:00:53.121)\n",
+            ),
+            (
+                response(
+                    AgentEventType::PolicyUpdated,
+                    Notification::PolicyUpdate(PolicyUpdateNotification {
+                        labels: vec!["k8s:a=b".into(), "k8s:c=d".into()],
+                        revision: 3,
+                        rule_count: 1,
+                    }),
+                ),
+                "Dec  7 16:00:53.123: POLICY_UPDATED (labels: [k8s:a=b,k8s:c=d], revision: 3, count: 1)\n",
+            ),
+            (
+                response(
+                    AgentEventType::EndpointDeleted,
+                    Notification::EndpointUpdate(EndpointUpdateNotification {
+                        id: 12,
+                        namespace: "default".into(),
+                        pod_name: "api-1".into(),
+                        ..Default::default()
+                    }),
+                ),
+                "Dec  7 16:00:53.123: ENDPOINT_DELETED (id: 12, namespace: default, pod name: api-1)\n",
+            ),
+            (
+                response(
+                    AgentEventType::IpcacheUpserted,
+                    Notification::IpcacheUpdate(IpCacheNotification {
+                        cidr: "198.18.1.10/32".into(),
+                        identity: 4242,
+                        old_identity: Some(4241),
+                        ..Default::default()
+                    }),
+                ),
+                "Dec  7 16:00:53.123: IPCACHE_UPSERTED (cidr: 198.18.1.10/32, identity: 4242, old identity: 4241, encrypt key: 0)\n",
+            ),
+            (
+                response(
+                    AgentEventType::ServiceUpserted,
+                    Notification::ServiceUpsert(ServiceUpsertNotification {
+                        id: 7,
+                        frontend_address: Some(ServiceUpsertNotificationAddr {
+                            ip: "fd42::100".into(),
+                            port: 80,
+                        }),
+                        backend_addresses: vec![
+                            ServiceUpsertNotificationAddr {
+                                ip: "fd42::11".into(),
+                                port: 8080,
+                            },
+                            ServiceUpsertNotificationAddr {
+                                ip: "fd42::12".into(),
+                                port: 8080,
+                            },
+                        ],
+                        r#type: "ClusterIP".into(),
+                        name: "api".into(),
+                        namespace: "default".into(),
+                        ..Default::default()
+                    }),
+                ),
+                "Dec  7 16:00:53.123: SERVICE_UPSERTED (id: 7, frontend: [fd42::100]:80, backends: [[fd42::11]:8080,[fd42::12]:8080], type: ClusterIP, namespace: default, name: api)\n",
+            ),
+            (
+                response(
+                    AgentEventType::ServiceDeleted,
+                    Notification::ServiceDelete(ServiceDeleteNotification { id: 7 }),
+                ),
+                "Dec  7 16:00:53.123: SERVICE_DELETED (id: 7)\n",
+            ),
+            (
+                response(
+                    AgentEventType::ServiceDeleted,
+                    Notification::AgentStart(TimeNotification::default()),
+                ),
+                "Dec  7 16:00:53.123: SERVICE_DELETED (UNKNOWN)\n",
+            ),
+        ];
+        for (r, want) in cases {
+            assert_eq!(line(&r), want);
+        }
+    }
+
+    #[test]
+    fn node_names_dict_blocks_and_json() {
+        let r = response(
+            AgentEventType::ServiceDeleted,
+            Notification::ServiceDelete(ServiceDeleteNotification { id: 7 }),
+        );
+        assert_eq!(
+            render(&r, &args(AgentEventsFormat::Compact, true), 0).unwrap(),
+            "Dec  7 16:00:53.123 [node1]: SERVICE_DELETED (id: 7)\n"
+        );
+        assert_eq!(
+            render(&r, &args(AgentEventsFormat::Dict, true), 1).unwrap(),
+            "------------\n  TIMESTAMP: Dec  7 16:00:53.123\n       NODE: node1\n       TYPE: SERVICE_DELETED\n    DETAILS: id: 7\n"
+        );
+        let json = render(&r, &args(AgentEventsFormat::Json, false), 0).unwrap();
+        let jsonpb = render(&r, &args(AgentEventsFormat::Jsonpb, false), 0).unwrap();
+        assert!(
+            jsonpb.starts_with("{\"agent_event\":{\"type\":\"SERVICE_DELETED\"")
+                && jsonpb.contains("\"node_name\":\"node1\"")
+                && jsonpb.contains("\"time\":\"2026-12-07T16:00:53.123Z\""),
+            "{jsonpb}"
+        );
+        assert_eq!(json, jsonpb);
+    }
+
+    #[test]
+    fn flags_make_the_request_and_bad_ones_are_named() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let a = args(AgentEventsFormat::Compact, false);
+        let req = a.request(now).unwrap();
+        assert_eq!((req.number, req.first, req.follow), (20, false, false));
+        let follow = AgentEventsArgs {
+            follow: true,
+            ..a.clone()
+        };
+        assert_eq!(follow.request(now).unwrap().number, 0);
+        let first = AgentEventsArgs {
+            first: Some(3),
+            ..a.clone()
+        };
+        let req = first.request(now).unwrap();
+        assert_eq!((req.number, req.first), (3, true));
+        let window = AgentEventsArgs {
+            since: Some("1h".into()),
+            until: Some("2h".into()),
+            ..a.clone()
+        };
+        assert_eq!(
+            window.request(now).unwrap_err().to_string(),
+            "--since 1h is after --until 2h: no event can be between them"
+        );
+        let since = AgentEventsArgs {
+            since: Some("10s".into()),
+            ..a
+        };
+        let req = since.request(now).unwrap();
+        assert_eq!(req.number, 0, "a window: every event in it");
+        assert_eq!(req.since.unwrap().seconds, 1_000_000 - 10);
+    }
+}
