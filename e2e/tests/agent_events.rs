@@ -86,6 +86,7 @@ fn summary(r: &GetAgentEventsResponse) -> String {
             )
         }
         Some(Notification::ServiceDelete(s)) => format!("{kind} {}", s.id),
+        Some(other) => format!("{kind} {other:?}"),
     }
 }
 
@@ -259,6 +260,14 @@ async fn a_probe_tells_its_start_endpoints_policies_and_services_then_each_chang
         policy_labels("api-deny-client")
     );
     assert_eq!(removed, deleted);
+    // Each once in the probe's log too.
+    let told: Vec<String> = (events(&mut client, GetAgentEventsRequest::default())
+        .await
+        .iter())
+    .map(summary)
+    .filter(|s| s.contains("api-deny-client"))
+    .collect();
+    assert_eq!(told, [added, removed]);
 
     // `observe agent-events`, as hubble prints them.
     let mut args: Vec<String> = ["agent-events", "--last", "1", "--print-node-name"]

@@ -287,11 +287,27 @@ async fn flows_taken_again_after_a_failed_disk_are_no_longer_missing() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-restart-retaken");
     let _ = std::fs::remove_dir_all(&dir);
     let store = Arc::new(FlowStore::new(20));
-    // Every flow in one second, 10 ms apart.
+    // Every flow in one second, numbered as flow-probe does: 0..=19 10 ms
+    // apart, 20..=24 (seen after the relay's stop) stamped among 5..=9, as
+    // a node's clock may: their times cannot tell them from lost ones.
     let second = (now_nanos() - 60_000 * MS) / 1_000_000_000 * 1_000_000_000;
-    let at = |i: usize| second + 100 * MS + i as i128 * 10 * MS;
+    let at = |i: usize| {
+        let slot = if i < 20 {
+            i as i128 * 10
+        } else {
+            (i as i128 - 15) * 10 + 5
+        };
+        second + 100 * MS + slot * MS
+    };
+    let mut ids = flow_probe::flow_builder::FlowIds::with_prefix(0x7e7a);
+    let uuids: Vec<String> = (0..25).map(|_| ids.next_uuid()).collect();
+    let push = |i: usize| {
+        let mut f = flow(i, at(i));
+        f.uuid = uuids[i].clone();
+        store.push(response(f));
+    };
     for i in 0..20 {
-        store.push(response(flow(i, at(i))));
+        push(i);
     }
     // That hour's folder is a file: every write of its rows fails.
     let hour = relay::history::files::partition_dir(&dir, second as i64);
@@ -320,7 +336,7 @@ async fn flows_taken_again_after_a_failed_disk_are_no_longer_missing() {
 
     // While the relay is down: five more (the buffer of 20 lets 0..=4 go).
     for i in 20..25 {
-        store.push(response(flow(i, at(i))));
+        push(i);
     }
     std::fs::remove_file(&hour).unwrap();
     let relay = RelayUnderTest::start_config(cfg).await;
@@ -333,7 +349,11 @@ async fn flows_taken_again_after_a_failed_disk_are_no_longer_missing() {
     );
     relay.shutdown().await;
     let saved = std::fs::read_to_string(dir.join(relay::history::losses::FILE)).unwrap();
-    assert_eq!(saved, format!("n1\tnewest\t{}\nn1\t{sec}\t5\n", at(19)));
+    let (run, newest) = relay::flow_numbers::run_and_number(&uuids[19]).unwrap();
+    assert_eq!(
+        saved,
+        format!("n1\tnewest\t{run}\t{newest}\nn1\t{sec}\t5\n")
+    );
     let _ = stop_probe.send(true);
     let _ = std::fs::remove_dir_all(&dir);
 }

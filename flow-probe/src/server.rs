@@ -224,9 +224,9 @@ type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + 
 type AgentEventStream = Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
 
 /// Answers a GetAgentEvents request from `log`: the past events it asks for,
-/// then, with `follow`, each new one until one is past `until`, the client
-/// goes or `stopping` turns true. A follower that falls behind by more than
-/// the log's queue misses events (logged).
+/// then, with `follow`, each new one until `until` passes, the client goes
+/// or `stopping` turns true. A follower that falls behind by more than the
+/// log's queue misses events (logged).
 pub fn agent_events_stream(
     log: &AgentEventLog,
     query: AgentEventQuery,
@@ -250,6 +250,10 @@ pub fn agent_events_stream(
             let next = tokio::select! {
                 next = live.recv() => Some(next),
                 _ = stopping.wait_for(|s| *s) => None,
+                // Events are rare: a client gone is noticed here, not at
+                // the next send.
+                () = tx.closed() => return,
+                () = query.until_passed() => return,
             };
             let Some(next) = next else {
                 let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;

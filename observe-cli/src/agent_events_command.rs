@@ -182,6 +182,9 @@ fn details(e: &AgentEvent, time: TimeFormat) -> String {
     use AgentEventType as T;
     let kind = AgentEventType::try_from(e.r#type).unwrap_or(T::AgentEventUnknown);
     match (kind, &e.notification) {
+        (T::AgentEventUnknown, Some(Notification::Unknown(u))) => {
+            format!("type: {}, notification: {}", u.r#type, u.notification)
+        }
         (T::AgentStarted, Some(Notification::AgentStart(s))) => {
             format!("start time: {}", timestamp_as(s.time.as_ref(), time))
         }
@@ -191,6 +194,16 @@ fn details(e: &AgentEvent, time: TimeFormat) -> String {
             p.revision,
             p.rule_count
         ),
+        (
+            T::EndpointRegenerateSuccess | T::EndpointRegenerateFailure,
+            Some(Notification::EndpointRegenerate(r)),
+        ) => {
+            let mut text = format!("id: {}, labels: [{}]", r.id, r.labels.join(","));
+            if !r.error.is_empty() {
+                text += &format!(", error: {}", r.error);
+            }
+            text
+        }
         (T::EndpointCreated | T::EndpointDeleted, Some(Notification::EndpointUpdate(ep))) => {
             let mut text = format!("id: {}", ep.id);
             if !ep.namespace.is_empty() {
@@ -242,8 +255,9 @@ fn details(e: &AgentEvent, time: TimeFormat) -> String {
 #[cfg(test)]
 mod tests {
     use observer_proto::flow::{
-        EndpointUpdateNotification, IpCacheNotification, PolicyUpdateNotification,
-        ServiceDeleteNotification, ServiceUpsertNotification, TimeNotification,
+        AgentEventUnknown, EndpointRegenNotification, EndpointUpdateNotification,
+        IpCacheNotification, PolicyUpdateNotification, ServiceDeleteNotification,
+        ServiceUpsertNotification, TimeNotification,
     };
     use observer_proto::time::timestamp;
 
@@ -367,6 +381,28 @@ mod tests {
                     Notification::AgentStart(TimeNotification::default()),
                 ),
                 "Dec  7 16:00:53.123: SERVICE_DELETED (UNKNOWN)\n",
+            ),
+            // A Cilium agent's, through our relay.
+            (
+                response(
+                    AgentEventType::EndpointRegenerateFailure,
+                    Notification::EndpointRegenerate(EndpointRegenNotification {
+                        id: 3,
+                        labels: vec!["k8s:a=b".into()],
+                        error: "no space".into(),
+                    }),
+                ),
+                "Dec  7 16:00:53.123: ENDPOINT_REGENERATE_FAILURE (id: 3, labels: [k8s:a=b], error: no space)\n",
+            ),
+            (
+                response(
+                    AgentEventType::AgentEventUnknown,
+                    Notification::Unknown(AgentEventUnknown {
+                        r#type: "x".into(),
+                        notification: "y".into(),
+                    }),
+                ),
+                "Dec  7 16:00:53.123: AGENT_EVENT_UNKNOWN (type: x, notification: y)\n",
             ),
         ];
         for (r, want) in cases {

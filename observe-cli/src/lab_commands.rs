@@ -106,7 +106,7 @@ async fn relay_unreached(state_dir: &Path, nodes: usize) -> Vec<String> {
     .target(&[]);
     let deadline = tokio::time::Instant::now() + NODES_WAIT;
     loop {
-        let answer = async {
+        let answer = tokio::time::timeout_at(deadline, async {
             let (mut client, _) = target
                 .as_ref()
                 .map_err(|e| e.to_string())?
@@ -118,8 +118,9 @@ async fn relay_unreached(state_dir: &Path, nodes: usize) -> Vec<String> {
                 .await
                 .map(|r| r.into_inner().nodes)
                 .map_err(|s| s.message().to_string())
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer in {} s", NODES_WAIT.as_secs())));
         let unreached: Vec<String> = match &answer {
             Ok(listed) => {
                 let connected = listed
@@ -129,11 +130,14 @@ async fn relay_unreached(state_dir: &Path, nodes: usize) -> Vec<String> {
                 if connected >= nodes {
                     return Vec::new();
                 }
-                listed
-                    .iter()
+                let mut unreached: Vec<String> = (listed.iter())
                     .filter(|n| n.state != observer_proto::relay::NodeState::NodeConnected as i32)
                     .map(|n| n.name.clone())
-                    .collect()
+                    .collect();
+                if listed.len() < nodes {
+                    unreached.push(format!("({} of {nodes} nodes listed)", listed.len()));
+                }
+                unreached
             }
             Err(e) => vec![format!("(asking the relay: {e})")],
         };

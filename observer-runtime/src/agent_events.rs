@@ -145,6 +145,23 @@ impl AgentEventQuery {
             .is_some_and(|(u, t)| t > u)
     }
 
+    /// Resolves once the wall clock is past `until` (never without one): a
+    /// follow ends then, even when no event comes.
+    pub async fn until_passed(&self) {
+        let Some(until) = self.until else {
+            return std::future::pending().await;
+        };
+        loop {
+            let left = until - now_nanos();
+            if left < 0 {
+                return;
+            }
+            // Checked again after the wait: the clock may have been set back.
+            let wait = u64::try_from(left).unwrap_or(u64::MAX).saturating_add(1);
+            tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
+        }
+    }
+
     /// The past events the request asks for, of `events` in time order: all
     /// within the window, or its last `number` (its first, with `first`); a
     /// follow without `number` or `since` starts with none, as `GetFlows`.

@@ -81,6 +81,7 @@
 pub mod config;
 pub mod error;
 pub mod fanin;
+pub mod flow_numbers;
 pub mod history;
 pub mod merge;
 pub mod metrics;

@@ -128,7 +128,11 @@ impl Feed {
         let time = event_time(r)
             .unwrap_or_else(now_nanos)
             .clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-        self.losses.record(node, time, 1);
+        let uuid = match &r.response_types {
+            Some(ResponseTypes::Flow(f)) => f.uuid.as_str(),
+            _ => "",
+        };
+        self.losses.record_flow(node, time, 1, uuid);
         let mut u = self.unreported.lock().unwrap_or_else(|p| p.into_inner());
         let run = super::losses::entry(&mut u.runs, node);
         if run.flows == 0 {

@@ -6,17 +6,22 @@
 //! count goes to every range that meets it.
 //!
 //! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; a span:
-//! node, first second, last second, flows; the newest flow recorded lost by
-//! its time: node, `newest`, ns since the epoch; one line each; a tab, line
-//! break or backslash in a node's name written as `\t`, `\n`, `\r`, `\\`),
-//! rewritten through a temporary file when it changed, and read back at
-//! start: a restarted relay still knows what its files lack. Seconds older
-//! than retention are forgotten with the files.
+//! node, first second, last second, flows; the highest flow-probe flow
+//! number recorded lost: node, `newest`, the probe run, the number; one line
+//! each; a tab, line break or backslash in a node's name written as `\t`,
+//! `\n`, `\r`, `\\`), rewritten through a temporary file when it changed,
+//! and read back at start: a restarted relay still knows what its files
+//! lack. Seconds older than retention are forgotten with the files.
 //!
 //! A restarted relay takes again what the probes still buffer of the flows
 //! history does not hold, among them flows the last run took and then could
-//! not write (a failing disk, a stop with rows in memory): each such flow
-//! taken again ([`Losses::retaken`]) is one loss fewer in its second.
+//! not write (a failing disk, a stop with rows in memory). A flow-probe
+//! numbers its flows in the order it sends them
+//! ([`crate::flow_numbers`]): a flow of the run and at most the number of the
+//! newest one lost is one the last run took, so taking it again
+//! ([`Losses::retaken`]) is one loss fewer in its second. Other flows (of
+//! other servers, or without that line) give nothing back: the count errs
+//! toward too many missing, never too few.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -27,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use observer_proto::tsv;
 
 use super::files;
+use crate::flow_numbers::run_and_number;
 
 /// The file name in the history directory.
 pub const FILE: &str = "losses.tsv";
@@ -66,16 +72,16 @@ impl NodeLosses {
 /// start: what taking them again may give back.
 struct Carried {
     secs: BTreeMap<i64, u64>,
-    /// The time of the newest of them (ns since the epoch): a flow after it
-    /// came after that run, and was never lost.
-    newest: i64,
+    /// The probe run and number of the newest of them: that run took every
+    /// flow of the run up to it.
+    newest: (u64, u64),
 }
 
 #[derive(Default)]
 struct Inner {
     by_node: BTreeMap<String, NodeLosses>,
-    /// node → the time of the newest flow recorded lost by its time (ns).
-    newest: BTreeMap<String, i64>,
+    /// node → the probe run and number of the newest flow recorded lost.
+    newest: BTreeMap<String, (u64, u64)>,
     /// node → the losses by the second read at start, less those taken again.
     carried: BTreeMap<String, Carried>,
     /// node → flows lost since this start (the metric).
@@ -116,8 +122,8 @@ const NEWEST: &str = "newest";
 enum Line {
     /// node, first second, last second, flows.
     Lost(String, i64, i64, u64),
-    /// node, the newest lost flow's time.
-    Newest(String, i64),
+    /// node, the newest lost flow's probe run and number.
+    Newest(String, (u64, u64)),
 }
 
 /// Takes one from `secs[sec]` (removing it at 0): false when there is none.
@@ -150,8 +156,12 @@ impl Losses {
                     let parsed = (|| {
                         let node = tsv::unfield(f.next()?);
                         if line.split('\t').nth(1) == Some(NEWEST) {
-                            let newest = f.nth(1)?.parse().ok()?;
-                            return Some(Line::Newest(node, newest));
+                            let run = f.nth(1)?.parse().ok()?;
+                            let number = f.next()?.parse().ok()?;
+                            return f
+                                .next()
+                                .is_none()
+                                .then_some(Line::Newest(node, (run, number)));
                         }
                         let nums: Vec<i64> = f.map(|n| n.parse().ok()).collect::<Option<_>>()?;
                         match nums[..] {
@@ -218,37 +228,55 @@ impl Losses {
     /// Called for every flow a full queue drops, while the merge waits:
     /// a node seen before costs no allocation.
     pub fn record(&self, node: &str, time: i64, n: u64) {
+        self.record_flow(node, time, n, "");
+    }
+
+    /// [`Self::record`] for flows of which `uuid` is the newest: a
+    /// flow-probe's UUID says how far its run was taken.
+    pub fn record_flow(&self, node: &str, time: i64, n: u64, uuid: &str) {
         let mut inner = self.lock();
         *entry(&mut inner.by_node, node)
             .secs
             .entry(second(time))
             .or_default() += n;
         *entry(&mut inner.since_start, node) += n;
-        match inner.newest.get_mut(node) {
-            Some(newest) => *newest = (*newest).max(time),
-            None => {
-                inner.newest.insert(node.to_string(), time);
+        if let Some((run, number)) = run_and_number(uuid) {
+            match inner.newest.get_mut(node) {
+                // A new run (the probe restarted) starts again.
+                Some(newest) if newest.0 == run => newest.1 = newest.1.max(number),
+                Some(newest) => *newest = (run, number),
+                None => {
+                    inner.newest.insert(node.to_string(), (run, number));
+                }
             }
         }
         inner.dirty = true;
     }
 
-    /// A flow of `node` at `time` (ns since the epoch) that history did not
-    /// hold was taken again after a restart: when an earlier run recorded a
-    /// flow of that second lost, and this one is no newer than the newest it
-    /// lost, it is that flow, now kept; one loss fewer. Returns whether it
-    /// was. The flows a probe's buffer dropped (spans) cannot come again.
-    pub fn retaken(&self, node: &str, time: i64) -> bool {
+    /// A flow of `node` at `time` (ns since the epoch) with `uuid`, which
+    /// history did not hold, was taken again after a restart: when it is a
+    /// flow the last run took (see the module's overview) and that run
+    /// recorded a flow of its second lost, it is that flow, now kept; one
+    /// loss fewer. Returns whether it was; `None` once nothing more of
+    /// `node` can come back (it was never lost, or this flow is one the last
+    /// run never took, and so is every later one): the caller stops asking.
+    /// The flows a probe's buffer dropped (spans) cannot come again.
+    pub fn retaken(&self, node: &str, time: i64, uuid: &str) -> Option<bool> {
         if self.carried_left.load(Ordering::Relaxed) == 0 {
-            return false;
+            return None;
         }
         let mut inner = self.lock();
+        let carried = inner.carried.get_mut(node)?;
+        let (run, newest) = carried.newest;
+        if !run_and_number(uuid).is_some_and(|(r, number)| r == run && number <= newest) {
+            let left: u64 = carried.secs.values().sum();
+            inner.carried.remove(node);
+            self.carried_left.fetch_sub(left, Ordering::Relaxed);
+            return None;
+        }
         let sec = second(time);
-        let Some(carried) = inner.carried.get_mut(node) else {
-            return false;
-        };
-        if time > carried.newest || !take_one(&mut carried.secs, sec) {
-            return false;
+        if !take_one(&mut carried.secs, sec) {
+            return Some(false);
         }
         self.carried_left.fetch_sub(1, Ordering::Relaxed);
         if let Some(losses) = inner.by_node.get_mut(node) {
@@ -258,7 +286,7 @@ impl Losses {
             }
         }
         inner.dirty = true;
-        true
+        Some(true)
     }
 
     /// `n` flows of `node` from somewhere between `from` and `to` (ns since
@@ -343,8 +371,11 @@ impl Losses {
             inner.dirty = false;
             let mut text = String::new();
             for (node, losses) in &inner.by_node {
-                if let Some(newest) = inner.newest.get(node) {
-                    text.push_str(&format!("{}\t{NEWEST}\t{newest}\n", tsv::field(node)));
+                if let Some((run, number)) = inner.newest.get(node) {
+                    text.push_str(&format!(
+                        "{}\t{NEWEST}\t{run}\t{number}\n",
+                        tsv::field(node)
+                    ));
                 }
                 for (sec, n) in &losses.secs {
                     text.push_str(&format!("{}\t{sec}\t{n}\n", tsv::field(node)));
@@ -405,11 +436,7 @@ mod tests {
         assert_eq!(l.total_since_start(), 359);
         l.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
-        assert_eq!(
-            text,
-            "n1\tnewest\t41000000000\nn1\t41\t2\nn1\t20\t39\t353\n\
-             n2\tnewest\t50000000001\nn2\t50\t4\n"
-        );
+        assert_eq!(text, "n1\t41\t2\nn1\t20\t39\t353\nn2\t50\t4\n");
 
         let again = Losses::open(dir.path()).unwrap();
         assert_eq!(got(&again, 25 * S, 30 * S), [n1(353, 25, 30)]);
@@ -436,9 +463,9 @@ mod tests {
         }
         l.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
-        assert_eq!(text.lines().count(), 12, "{text:?}");
+        assert_eq!(text.lines().count(), 8, "{text:?}");
         assert!(
-            text.starts_with("a\\tb\tnewest\t10000000000\na\\tb\t10\t1\na\\tb\t20\t30\t10\n"),
+            text.starts_with("a\\tb\t10\t1\na\\tb\t20\t30\t10\n"),
             "{text:?}"
         );
 
@@ -458,44 +485,85 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// flow-probe's UUID of flow `number` of run `run` (see `flow_numbers`).
+    fn probe_uuid(run: u64, number: u64) -> String {
+        let lo = number | (0b10 << 62);
+        format!(
+            "{:08x}-{:04x}-8{:03x}-{:04x}-{:012x}",
+            run >> 32,
+            (run >> 16) & 0xffff,
+            run & 0xfff,
+            lo >> 48,
+            lo & 0xffff_ffff_ffff
+        )
+    }
+
     /// A restarted relay takes again, from the probes' buffers, flows the
     /// run before took and could not write: each gives back one loss of
-    /// its second, only for that run's losses by the second, only up to the
-    /// newest flow it lost, never more than it lost.
+    /// its second, only for that run's losses by the second, only for the
+    /// flows that run took (of the probe run and up to the number of the
+    /// newest it lost), never more than it lost.
     #[test]
     fn flows_taken_again_after_a_restart_are_no_longer_missing() {
         let dir = test_support::scratch::ScratchDir::new("history-loss-retaken");
         let l = Losses::open(dir.path()).unwrap();
-        l.record("n1", 10 * S + 100, 1);
-        l.record("n1", 10 * S + 200, 2);
+        let (run, other_run) = (0x8abc, 0x8def);
+        // Flows 5, 6 and 7 of the run lost in second 10; 7 the newest.
+        for (number, at) in [(5, 100), (7, 300), (6, 200)] {
+            l.record_flow("n1", 10 * S + at, 1, &probe_uuid(run, number));
+        }
         l.record("n2", 11 * S, 1);
         l.record_span("n1", 20 * S, 30 * S, 5);
-        assert!(
-            !l.retaken("n1", 10 * S + 100),
+        assert_eq!(
+            l.retaken("n1", 10 * S + 100, &probe_uuid(run, 5)),
+            None,
             "this run's own losses: it took those flows already"
         );
         l.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert_eq!(
             text,
-            "n1\tnewest\t10000000200\nn1\t10\t3\nn1\t20\t30\t5\n\
-             n2\tnewest\t11000000000\nn2\t11\t1\n"
+            format!("n1\tnewest\t{run}\t7\nn1\t10\t3\nn1\t20\t30\t5\nn2\t11\t1\n")
         );
 
         let again = Losses::open(dir.path()).unwrap();
-        assert!(
-            !again.retaken("n1", 10 * S + 201),
-            "after the newest flow lost: it came after that run"
+        assert_eq!(
+            again.retaken("n2", 11 * S, &probe_uuid(run, 1)),
+            None,
+            "n2's loss has no number"
         );
-        assert!(!again.retaken("n1", 9 * S), "a second without a loss");
-        assert!(!again.retaken("n3", 10 * S), "another node");
-        let given_back: Vec<bool> = (0..4)
-            .map(|i| again.retaken("n1", 10 * S + 150 + i))
-            .collect();
-        assert_eq!(given_back, [true, true, true, false], "three were lost");
-        assert!(
-            !again.retaken("n1", 25 * S),
-            "a probe's gap (a span): its flows never reached a relay"
+        assert_eq!(
+            again.retaken("n3", 10 * S, &probe_uuid(run, 1)),
+            None,
+            "another node"
+        );
+        assert_eq!(
+            again.retaken("n1", 9 * S, &probe_uuid(run, 4)),
+            Some(false),
+            "a flow the last run took, of a second without a loss"
+        );
+        assert_eq!(
+            again.retaken("n1", 10 * S + 150, &probe_uuid(run, 5)),
+            Some(true)
+        );
+        assert_eq!(
+            again.retaken("n1", 10 * S + 250, &probe_uuid(run, 6)),
+            Some(true)
+        );
+        assert_eq!(
+            again.retaken("n1", 10 * S + 300, &probe_uuid(run, 7)),
+            Some(true),
+            "the newest lost"
+        );
+        assert_eq!(
+            again.retaken("n1", 10 * S + 50, &probe_uuid(run, 8)),
+            None,
+            "past the newest lost: seen after that run, though stamped earlier"
+        );
+        assert_eq!(
+            again.retaken("n1", 10 * S + 150, &probe_uuid(run, 5)),
+            None,
+            "asked no more"
         );
         let left: Vec<(String, u64, i64, i64)> = again
             .between(None, None)
@@ -504,20 +572,38 @@ mod tests {
             .collect();
         assert_eq!(
             left,
-            [("n1".to_string(), 5, 20, 30), ("n2".to_string(), 1, 11, 11)]
+            [("n1".to_string(), 5, 20, 30), ("n2".to_string(), 1, 11, 11)],
+            "a probe's gap (a span) never comes again"
         );
         assert_eq!(again.total_since_start(), 0);
         again.save().unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
         assert_eq!(
             text,
-            "n1\tnewest\t10000000200\nn1\t20\t30\t5\nn2\tnewest\t11000000000\nn2\t11\t1\n"
+            format!("n1\tnewest\t{run}\t7\nn1\t20\t30\t5\nn2\t11\t1\n")
         );
 
+        // Another probe run's flow (the probe restarted): nothing back.
+        std::fs::write(
+            dir.path().join(FILE),
+            format!("n1\tnewest\t{run}\t7\nn1\t10\t3\n"),
+        )
+        .unwrap();
+        let restarted = Losses::open(dir.path()).unwrap();
+        assert_eq!(
+            restarted.retaken("n1", 10 * S, &probe_uuid(other_run, 1)),
+            None
+        );
+        assert_eq!(
+            restarted.retaken("n1", 10 * S, &probe_uuid(run, 5)),
+            None,
+            "asked no more"
+        );
+        assert_eq!(restarted.between(None, None)[0].flows, 3);
         // A file from before the newest flow was kept: nothing is given back.
         std::fs::write(dir.path().join(FILE), "n1\t10\t3\n").unwrap();
         let old = Losses::open(dir.path()).unwrap();
-        assert!(!old.retaken("n1", 10 * S));
+        assert_eq!(old.retaken("n1", 10 * S, &probe_uuid(run, 5)), None);
         assert_eq!(old.between(None, None)[0].flows, 3);
     }
 

@@ -539,29 +539,32 @@ impl History {
 
     /// `r` came again from its peer after a restart, and history does not
     /// hold it: if an earlier run took it and recorded it lost, it is not
-    /// missing now (see [`Losses::retaken`]).
-    pub fn retaken(&self, r: &GetFlowsResponse) -> bool {
-        matches!(r.response_types, Some(ResponseTypes::Flow(_)))
-            && self.losses.retaken(feed::node_of(r), row_time(r))
+    /// missing now. `None` once nothing more of its node can come back
+    /// (see [`Losses::retaken`]).
+    pub fn retaken(&self, r: &GetFlowsResponse) -> Option<bool> {
+        let Some(ResponseTypes::Flow(f)) = &r.response_types else {
+            return Some(false);
+        };
+        self.losses.retaken(feed::node_of(r), row_time(r), &f.uuid)
     }
 
     /// Counts every row of `batch` as lost.
     fn record_lost(&self, batch: &RecordBatch) {
-        let (Some(times), Some(nodes)) = (
-            schema::times(batch),
+        let strings = |name| {
             batch
-                .column_by_name("node")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-        ) else {
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        };
+        let (Some(times), Some(nodes)) = (schema::times(batch), strings("node")) else {
             return;
         };
+        let uuids = strings("uuid");
+        fn text(a: &StringArray, i: usize) -> &str {
+            if a.is_valid(i) { a.value(i) } else { "" }
+        }
         for i in 0..batch.num_rows() {
-            let node = if nodes.is_valid(i) {
-                nodes.value(i)
-            } else {
-                ""
-            };
-            self.losses.record(node, times.value(i), 1);
+            let uuid = uuids.map_or("", |u| text(u, i));
+            (self.losses).record_flow(text(nodes, i), times.value(i), 1, uuid);
         }
     }
 

@@ -88,9 +88,14 @@ async fn session(
         client.server_status(ServerStatusRequest {}),
     )
     .await?;
+    // Only in the first session after the relay's start, and only when
+    // history said what it holds of the peer: flows an earlier run recorded
+    // lost may come again (`History::retaken`).
+    let mut giving_back = false;
     if resume.wants_seed() {
         let tail = history_tail(ctx, name.as_deref(), status.uptime_ns).await;
-        resume.seed(tail, opts.resume_overlap);
+        giving_back = tail.is_some();
+        resume.seed(tail.flatten(), opts.resume_overlap);
     }
     let request = GetFlowsRequest {
         // The peer's whole ring: what happened before we connected counts
@@ -150,8 +155,8 @@ async fn session(
                     _ => {}
                 }
                 ctx.state.peers().naming().rename(&mut response);
-                if let Some(history) = ctx.state.sql().history() {
-                    history.retaken(&response);
+                if giving_back && let Some(history) = ctx.state.sql().history() {
+                    giving_back = history.retaken(&response).is_some();
                 }
                 ctx.state.peers().count_flow(ctx.id);
                 merge(ctx, MergeInput::Response(ctx.id, response)).await?;
@@ -217,9 +222,14 @@ const CLOCK_SLACK: Duration = Duration::from_secs(60);
 
 /// What history holds of the peer named `name` from its current run (it
 /// has been up `uptime_ns`; 0: unknown, all of history): what its sessions
-/// need not store again. A read that fails is logged, and then nothing is
-/// known to be stored.
-async fn history_tail(ctx: &PeerCtx, name: Option<&str>, uptime_ns: u64) -> Option<NodeTail> {
+/// need not store again (`Some(None)`: nothing). `None` when that is not
+/// known: no history, a peer without a name, or a read that failed
+/// (logged).
+async fn history_tail(
+    ctx: &PeerCtx,
+    name: Option<&str>,
+    uptime_ns: u64,
+) -> Option<Option<NodeTail>> {
     let history = ctx.state.sql().history()?.clone();
     let node = ctx.state.peers().naming().full_name(name?);
     let from = match uptime_ns {
@@ -237,13 +247,13 @@ async fn history_tail(ctx: &PeerCtx, name: Option<&str>, uptime_ns: u64) -> Opti
             .map_err(std::io::Error::other)
             .and_then(|tail| tail)
     };
-    read.unwrap_or_else(|e| {
+    read.map_err(|e| {
         log::warn!(
             "history: reading where {node}'s flows end failed ({e}); \
              the flows it still buffers may be stored twice"
         );
-        None
     })
+    .ok()
 }
 
 /// Hands `input` to the merge (waiting while its queue is full).

@@ -28,6 +28,9 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a follow cut short by the relay's shutdown ends with.
 const SHUTTING_DOWN: &str = "the relay is shutting down; the answer ends here";
 
+/// What a follow ends with when no node's follow is left.
+const NO_NODE_FOLLOWED: &str = "no node's agent events are followed any more (none connected, or each ended); the answer ends here";
+
 pub type AgentEventStream =
     Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
 
@@ -103,11 +106,18 @@ pub(super) async fn open(
             follow: true,
             ..Default::default()
         };
-        for (node, mut client) in nodes.clone() {
-            if let Some(answer) = ask(&node, &mut client, live_only).await {
-                live.push(answer.map(move |r| r.map(|r| named(r, &node))));
-            }
-        }
+        let asks = nodes
+            .clone()
+            .into_iter()
+            .map(|(node, mut client)| async move {
+                let answer = ask(&node, &mut client, live_only).await?;
+                Some(answer.map(move |r| r.map(|r| named(r, &node))))
+            });
+        live = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
     }
     let wants_past = !(query.follow && query.number == 0 && query.since.is_none());
     let mut past = Vec::new();
@@ -116,8 +126,7 @@ pub(super) async fn open(
             follow: false,
             ..query.request()
         };
-        let calls =
-            (nodes.into_iter()).map(|(node, client)| past_of(node, client, request));
+        let calls = (nodes.into_iter()).map(|(node, client)| past_of(node, client, request));
         past = futures::future::join_all(calls)
             .await
             .into_iter()
@@ -143,14 +152,21 @@ pub(super) async fn open(
             let next = tokio::select! {
                 next = live.next() => Some(next),
                 _ = stopping.wait_for(|s| *s) => None,
+                // Events are rare: a client gone is noticed here, not at
+                // the next send; the nodes' follows end with `live`.
+                () = tx.closed() => return,
+                () = query.until_passed() => return,
             };
             let r = match next {
                 None => {
                     let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                     return;
                 }
-                // Every node's follow ended.
-                Some(None) => return,
+                // Every node's follow ended (or no node was connected).
+                Some(None) => {
+                    let _ = tx.send(Err(Status::unavailable(NO_NODE_FOLLOWED))).await;
+                    return;
+                }
                 Some(Some(Err(status))) => {
                     log::warn!(
                         "GetAgentEvents: a node's follow ended: {}",
