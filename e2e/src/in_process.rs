@@ -1,10 +1,17 @@
 //! For tests that load the probe in-process (no flow-probe binary): an
 //! enricher that knows the probe's interfaces, as the agent's does, and the
-//! namespaces whose drops it reports.
+//! namespaces whose drops it reports; and flow-probe's gRPC service over a
+//! store of made-up flows ([`serve_probe`]), for tests of the relay.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flow_probe::enrich::Enricher;
 use flow_probe::kernel::loader::LoadedProbe;
+use flow_probe::server::{NodeInfo, ObserverService};
 use observe_lab::Lab;
+use observer_runtime::agent_events::AgentEventLog;
+use observer_runtime::store::FlowStore;
 
 /// An enricher that knows the probe's interfaces and the endpoints behind them.
 pub fn enricher_for(probe: &LoadedProbe, lab: &Lab) -> Enricher {
@@ -36,4 +43,40 @@ pub fn watched_netns(lab: &Lab) -> Vec<String> {
     endpoints
         .chain(lab.node_netns("node1").map(str::to_string))
         .collect()
+}
+
+/// flow-probe's service for node `name` over `store` (and the agent events
+/// of `events`, when given), in this process on 127.0.0.1:0, up for two
+/// minutes as far as ServerStatus says; it stops when `true` is sent on the
+/// returned sender. Returns its address.
+pub async fn serve_probe(
+    name: &str,
+    store: Arc<FlowStore>,
+    events: Option<Arc<AgentEventLog>>,
+) -> (String, tokio::sync::watch::Sender<bool>) {
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let node = NodeInfo {
+        name: name.into(),
+        address: "127.0.0.1".into(),
+        version: "test".into(),
+        started: Instant::now() - Duration::from_secs(120),
+        kernel_features: Vec::new(),
+    };
+    let mut service = ObserverService::new(store, node, stopping.clone());
+    if let Some(log) = events {
+        service = service.with_agent_events(log);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut until = stopping;
+    tokio::spawn(flow_probe::server::run(
+        tonic::transport::Server::builder(),
+        listener,
+        service,
+        false,
+        async move {
+            let _ = until.wait_for(|s| *s).await;
+        },
+    ));
+    (addr, stop)
 }

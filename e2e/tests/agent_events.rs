@@ -5,11 +5,11 @@
 //! merges every node's in time order.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e::in_process::serve_probe;
 use e2e::probe_metrics::POLICY_GENERATION;
 use e2e::relay_harness::RelayUnderTest;
-use flow_probe::server::{NodeInfo, ObserverService};
 use observe_lab::Scenario;
 use observer_proto::flow::agent_event::Notification;
 use observer_proto::flow::{AgentEvent, AgentEventType, TimeNotification};
@@ -283,34 +283,6 @@ async fn a_probe_tells_its_start_endpoints_policies_and_services_then_each_chang
     assert!(text.ends_with(&want) && text.lines().count() == 1, "{text}");
 }
 
-/// flow-probe's service for node `name` with `log`'s agent events, on
-/// 127.0.0.1:0.
-async fn probe(name: &str, log: Arc<AgentEventLog>) -> (String, tokio::sync::watch::Sender<bool>) {
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let node = NodeInfo {
-        name: name.into(),
-        address: "127.0.0.1".into(),
-        version: "test".into(),
-        started: Instant::now(),
-        kernel_features: Vec::new(),
-    };
-    let service = ObserverService::new(Arc::new(FlowStore::new(16)), node, stopping.clone())
-        .with_agent_events(log);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut until = stopping;
-    tokio::spawn(flow_probe::server::run(
-        tonic::transport::Server::builder(),
-        listener,
-        service,
-        false,
-        async move {
-            let _ = until.wait_for(|s| *s).await;
-        },
-    ));
-    (addr, stop)
-}
-
 fn service_deleted(id: u32) -> AgentEvent {
     AgentEvent {
         r#type: AgentEventType::ServiceDeleted as i32,
@@ -340,8 +312,8 @@ async fn the_relay_merges_every_nodes_agent_events_in_time_order() {
         log.push([service_deleted(id)]);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let (a1, stop1) = probe("n1", log1.clone()).await;
-    let (a2, stop2) = probe("n2", log2.clone()).await;
+    let (a1, stop1) = serve_probe("n1", Arc::new(FlowStore::new(16)), Some(log1.clone())).await;
+    let (a2, stop2) = serve_probe("n2", Arc::new(FlowStore::new(16)), Some(log2.clone())).await;
     let relay = RelayUnderTest::start(vec![a1, a2]).await;
     relay
         .wait_status("both nodes", |s| s.num_connected_nodes == Some(2))

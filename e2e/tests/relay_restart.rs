@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::util::pretty::pretty_format_batches;
+use e2e::in_process::serve_probe;
 use e2e::relay_harness::RelayUnderTest;
-use flow_probe::server::{NodeInfo, ObserverService};
 use observer_proto::flow::{Flow, LostEvent, LostEventSource, NetworkInterface};
 use observer_proto::observer::get_flows_response::ResponseTypes;
 use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse};
@@ -41,35 +41,7 @@ fn flow(i: usize, time: i128) -> Flow {
 /// flow-probe's service for node `n1` over `store`, on 127.0.0.1:0; up for
 /// two minutes as far as ServerStatus says.
 async fn probe(store: Arc<FlowStore>) -> (String, tokio::sync::watch::Sender<bool>) {
-    probe_named("n1", store).await
-}
-
-async fn probe_named(
-    name: &str,
-    store: Arc<FlowStore>,
-) -> (String, tokio::sync::watch::Sender<bool>) {
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let node = NodeInfo {
-        name: name.into(),
-        address: "127.0.0.1".into(),
-        version: "test".into(),
-        started: Instant::now() - Duration::from_secs(120),
-        kernel_features: Vec::new(),
-    };
-    let service = ObserverService::new(store, node, stopping.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut until = stopping;
-    tokio::spawn(flow_probe::server::run(
-        tonic::transport::Server::builder(),
-        listener,
-        service,
-        false,
-        async move {
-            let _ = until.wait_for(|s| *s).await;
-        },
-    ));
-    (addr, stop)
+    serve_probe("n1", store, None).await
 }
 
 /// A relay over `peers` with history in `dir`, written every 100 ms.
@@ -492,8 +464,8 @@ async fn history_and_ring_after_a_restart_hold_every_nodes_flows_once() {
     for i in 1..=10 {
         busy.push(named("n1", format!("a{i:02}"), base + i as i128 * 100 * MS));
     }
-    let (busy_addr, stop_busy) = probe_named("n1", busy.clone()).await;
-    let (quiet_addr, stop_quiet) = probe_named("n2", quiet.clone()).await;
+    let (busy_addr, stop_busy) = serve_probe("n1", busy.clone(), None).await;
+    let (quiet_addr, stop_quiet) = serve_probe("n2", quiet.clone(), None).await;
     let cfg = config(&dir, vec![busy_addr, quiet_addr]);
     let rows = "SELECT count(*) AS n FROM flows";
     let n = |n: usize| format!("+----+\n| n  |\n+----+\n| {n:<2} |\n+----+");

@@ -91,3 +91,30 @@ async fn an_unreachable_peer_is_unavailable_with_its_error_and_flows_still_answe
     );
     relay.shutdown().await;
 }
+
+/// ServerStatus through the relay counts what the nodes hold when it is
+/// asked, as Hubble Relay's does, not what they held at the last poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_status_counts_what_the_nodes_hold_now() {
+    let store = std::sync::Arc::new(observer_runtime::store::FlowStore::new(100));
+    let (addr, stop) = e2e::in_process::serve_probe("n1", store.clone(), None).await;
+    let mut cfg = RelayUnderTest::config(vec![addr], None);
+    // Polled once, when it connects.
+    cfg.peer.status_interval = Duration::from_secs(3600);
+    let relay = RelayUnderTest::start_config(cfg).await;
+    relay
+        .wait_status("the node", |s| s.num_connected_nodes == Some(1))
+        .await;
+    for i in 0..3 {
+        store.push(test_support::history_flows::response(
+            observer_proto::flow::Flow {
+                uuid: format!("u{i}"),
+                ..Default::default()
+            },
+        ));
+    }
+    let s = relay.status().await;
+    assert_eq!((s.num_flows, s.seen_flows, s.max_flows), (3, 3, 100));
+    relay.shutdown().await;
+    let _ = stop.send(true);
+}

@@ -323,6 +323,13 @@ impl Peers {
             .collect()
     }
 
+    /// Clients of the connected peers, by id.
+    pub fn connected_by_id(&self) -> Vec<(PeerId, ObserverClient<Channel>)> {
+        (self.lock().iter().enumerate())
+            .filter_map(|(id, e)| e.client.clone().map(|c| (id, c)))
+            .collect()
+    }
+
     /// Clients of the connected peers, with their names.
     pub fn connected_clients(&self) -> Vec<(String, ObserverClient<Channel>)> {
         self.lock()

@@ -3,7 +3,8 @@
 //!
 //! - `flows`: GetFlows: node-status events first, then the merged history,
 //!   then (with follow) live flows interleaved with node-status changes.
-//! - `status`: ServerStatus and GetNodes from the peers' state.
+//! - `status`: ServerStatus (the connected peers asked now) and GetNodes
+//!   (their last polls).
 //! - `namespaces`: GetNamespaces, the union over peers and the merged ring.
 //! - `agent_events`: GetAgentEvents, the connected peers' merged in time.
 //! - `older`: the flow history before the ring, for a `since` older than it.
@@ -121,7 +122,7 @@ impl Observer for RelayService {
         &self,
         _: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
-        Ok(Response::new(status::server_status(&self.state)))
+        Ok(Response::new(status::server_status(&self.state).await))
     }
 
     async fn get_nodes(

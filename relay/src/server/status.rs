@@ -1,7 +1,10 @@
-//! ServerStatus and GetNodes: the peers' last status answers and connection
-//! state, summed or listed.
+//! ServerStatus and GetNodes: the peers' status answers and connection
+//! state, summed or listed. ServerStatus asks the connected peers first, as
+//! Hubble Relay does; GetNodes lists their last polls.
 
-use observer_proto::observer::{Node, ServerStatusResponse, Tls};
+use std::time::Duration;
+
+use observer_proto::observer::{Node, ServerStatusRequest, ServerStatusResponse, Tls};
 use observer_proto::relay::NodeState;
 use observer_runtime::peer_service::{PeerTls, host_of};
 
@@ -12,10 +15,23 @@ use crate::state::{RelayState, VERSION};
 /// Relay names them: a long list says no more than ten.
 const UNAVAILABLE_NAMED: usize = 10;
 
-/// Sums over the connected peers' last status answers, the longest uptime
-/// among them (as Hubble Relay: the seen flows are theirs since they
+/// How long ServerStatus waits for the peers' answers; one that does not
+/// answer in time counts with its last poll (`status_interval` old at most).
+const ASK_WAIT: Duration = Duration::from_millis(1500);
+
+/// Sums over the connected peers' status answers, asked now, the longest
+/// uptime among them (as Hubble Relay: the seen flows are theirs since they
 /// started, not since the relay did), and which peers are unavailable.
-pub(super) fn server_status(state: &RelayState) -> ServerStatusResponse {
+pub(super) async fn server_status(state: &RelayState) -> ServerStatusResponse {
+    let asks = (state.peers().connected_by_id().into_iter()).map(|(id, mut client)| async move {
+        let answer = tokio::time::timeout(ASK_WAIT, client.server_status(ServerStatusRequest {}));
+        (id, answer.await)
+    });
+    for (id, answer) in futures::future::join_all(asks).await {
+        if let Ok(Ok(status)) = answer {
+            state.peers().update_status(id, status.into_inner());
+        }
+    }
     summarize(&state.peers().views())
 }
 
