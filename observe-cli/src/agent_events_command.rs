@@ -1,9 +1,9 @@
 //! `observe agent-events`: what changed in the agents (flow-probe): their
 //! start, policies, endpoints, ipcache entries and services, as `hubble
 //! observe agent-events` prints them: compact lines `TIME [NODE]: TYPE
-//! (details)`, dict blocks, or each response as a protojson line (`-o json`
-//! and `-o jsonpb`, as `observe flows`). Through the relay, every connected
-//! node's, in time order.
+//! (details)`, dict blocks, a table, or each response as a protojson line
+//! (`-o json` and `-o jsonpb`, as `observe flows`). Through the relay, every
+//! connected node's, in time order.
 
 use std::time::SystemTime;
 
@@ -13,7 +13,7 @@ use observer_proto::observer::{GetAgentEventsRequest, GetAgentEventsResponse};
 use observer_proto::time::nanos;
 
 use crate::connect::ConnectArgs;
-use crate::flows::output::{SEPARATOR, TimeFormat, escape_controls, timestamp_as};
+use crate::flows::output::{Columns, SEPARATOR, TimeFormat, escape_controls, timestamp_as};
 use crate::flows::request::{DEFAULT_SERVERS, parse_time};
 
 /// How `observe agent-events` prints.
@@ -24,6 +24,9 @@ pub enum AgentEventsFormat {
     Compact,
     /// A block per event.
     Dict,
+    /// Aligned columns (buffered to fit, or as they come with --follow).
+    #[value(alias = "tab")]
+    Table,
     /// Each response (event, node, time) as protojson, a line each.
     Json,
     /// As json.
@@ -106,20 +109,65 @@ pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
+    let mut table = (args.output == AgentEventsFormat::Table).then(|| table(&args));
     let mut printed = 0usize;
     loop {
         let r = match answer.message().await {
             Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(s) => return Err(target.stream_error(s, address)),
+            Ok(None) => break,
+            Err(s) => {
+                if let Some(t) = &mut table {
+                    crate::pipe::print(&t.finish())?;
+                }
+                return Err(target.stream_error(s, address));
+            }
         };
-        crate::pipe::print(&render(&r, &args, printed)?)?;
+        let text = match &mut table {
+            Some(t) => t.push(cells(&r, &args)),
+            None => render(&r, &args, printed)?,
+        };
+        crate::pipe::print(&text)?;
         printed += 1;
+    }
+    if let Some(t) = &mut table {
+        crate::pipe::print(&t.finish())?;
+    }
+    Ok(())
+}
+
+/// The table `-o table` prints: buffered, or row by row with --follow.
+pub fn table(args: &AgentEventsArgs) -> Columns {
+    let mut header = vec!["TIMESTAMP"];
+    let mut start = vec![19];
+    if args.print_node_name {
+        header.push("NODE");
+        start.push(12);
+    }
+    header.extend(["TYPE", "DETAILS"]);
+    start.push(20);
+    let header = header.into_iter().map(str::to_string).collect();
+    if args.follow {
+        Columns::followed(header, start)
+    } else {
+        Columns::buffered(header)
     }
 }
 
-/// One event as `args.output` prints it; `before`: how many were printed
-/// before it (a dict block after another is separated from it).
+/// An event's cells in [`table`].
+pub fn cells(r: &GetAgentEventsResponse, args: &AgentEventsArgs) -> Vec<String> {
+    let event = r.agent_event.clone().unwrap_or_default();
+    let mut out = vec![timestamp_as(r.time.as_ref(), args.time_format)];
+    if args.print_node_name {
+        out.push(escape_controls(&r.node_name).into_owned());
+    }
+    out.push(type_name(&event));
+    out.push(escape_controls(&details(&event, args.time_format)).into_owned());
+    out
+}
+
+/// One event as `args.output` prints it (a table's row: [`cells`]);
+/// `before`: how many were printed before it (a dict block after another
+/// is separated from it).
 pub fn render(
     r: &GetAgentEventsResponse,
     args: &AgentEventsArgs,
@@ -128,6 +176,10 @@ pub fn render(
     let event = r.agent_event.clone().unwrap_or_default();
     let time = timestamp_as(r.time.as_ref(), args.time_format);
     Ok(match args.output {
+        AgentEventsFormat::Table => {
+            let mut t = table(args);
+            t.push(cells(r, args)) + &t.finish()
+        }
         AgentEventsFormat::Json | AgentEventsFormat::Jsonpb => format!(
             "{}\n",
             observer_proto::json::to_json("observer.GetAgentEventsResponse", r)?
@@ -423,6 +475,17 @@ mod tests {
         assert_eq!(
             render(&r, &args(AgentEventsFormat::Dict, true), 1).unwrap(),
             "------------\n  TIMESTAMP: Dec  7 16:00:53.123\n       NODE: node1\n       TYPE: SERVICE_DELETED\n    DETAILS: id: 7\n"
+        );
+        let mut t = table(&args(AgentEventsFormat::Table, true));
+        t.push(cells(&r, &args(AgentEventsFormat::Table, true)));
+        let mut r2 = r.clone();
+        r2.node_name = "node-with-a-long-name".into();
+        t.push(cells(&r2, &args(AgentEventsFormat::Table, true)));
+        assert_eq!(
+            t.finish(),
+            "TIMESTAMP             NODE                    TYPE              DETAILS\n\
+             Dec  7 16:00:53.123   node1                   SERVICE_DELETED   id: 7\n\
+             Dec  7 16:00:53.123   node-with-a-long-name   SERVICE_DELETED   id: 7\n"
         );
         let json = render(&r, &args(AgentEventsFormat::Json, false), 0).unwrap();
         let jsonpb = render(&r, &args(AgentEventsFormat::Jsonpb, false), 0).unwrap();

@@ -18,6 +18,7 @@ pub use compact::{compact, flow_line, styled_flow_line};
 pub use dict::SEPARATOR;
 pub use escape::{escape_controls, escape_flow_text};
 pub use fields::{Row, TCP_LIFECYCLE, flow_type, hosts, ports, row};
+pub use table::Columns;
 pub use time::{TimeFormat, timestamp, timestamp_as, utc};
 
 use observer_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
