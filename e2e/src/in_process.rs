@@ -54,6 +54,17 @@ pub async fn serve_probe(
     store: Arc<FlowStore>,
     events: Option<Arc<AgentEventLog>>,
 ) -> (String, tokio::sync::watch::Sender<bool>) {
+    serve_probe_at("127.0.0.1:0", name, store, events).await
+}
+
+/// [`serve_probe`] on `addr` (a probe started again where it served: tried
+/// until the address is free, for 10 s).
+pub async fn serve_probe_at(
+    addr: &str,
+    name: &str,
+    store: Arc<FlowStore>,
+    events: Option<Arc<AgentEventLog>>,
+) -> (String, tokio::sync::watch::Sender<bool>) {
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let node = NodeInfo {
         name: name.into(),
@@ -66,7 +77,16 @@ pub async fn serve_probe(
     if let Some(log) = events {
         service = service.with_agent_events(log);
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => break l,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("binding {addr}: {e}"),
+        }
+    };
     let addr = listener.local_addr().unwrap().to_string();
     let mut until = stopping;
     tokio::spawn(flow_probe::server::run(

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::in_process::serve_probe;
+use e2e::in_process::{serve_probe, serve_probe_at};
 use e2e::probe_metrics::POLICY_GENERATION;
 use e2e::relay_harness::RelayUnderTest;
 use observe_lab::Scenario;
@@ -314,7 +314,7 @@ async fn the_relay_merges_every_nodes_agent_events_in_time_order() {
     }
     let (a1, stop1) = serve_probe("n1", Arc::new(FlowStore::new(16)), Some(log1.clone())).await;
     let (a2, stop2) = serve_probe("n2", Arc::new(FlowStore::new(16)), Some(log2.clone())).await;
-    let relay = RelayUnderTest::start(vec![a1, a2]).await;
+    let relay = RelayUnderTest::start(vec![a1, a2.clone()]).await;
     relay
         .wait_status("both nodes", |s| s.num_connected_nodes == Some(2))
         .await;
@@ -369,6 +369,25 @@ async fn the_relay_merges_every_nodes_agent_events_in_time_order() {
     assert_eq!(sources(&[next(&mut follow).await]), [n("n2", 5)]);
     log1.push([service_deleted(6)]);
     assert_eq!(sources(&[next(&mut follow).await]), [n("n1", 6)]);
+
+    // n2 restarts where it served, with a new log: the follow asks it
+    // again, for what it told since its follow ended (its start, here).
+    let _ = stop2.send(true);
+    relay
+        .wait_status("n2 gone", |s| s.num_connected_nodes == Some(1))
+        .await;
+    let restarted = AgentEventLog::new("n2", 100);
+    restarted.push([service_deleted(7)]);
+    let (_, stop2) = serve_probe_at(
+        &a2,
+        "n2",
+        Arc::new(FlowStore::new(16)),
+        Some(restarted.clone()),
+    )
+    .await;
+    assert_eq!(sources(&[next(&mut follow).await]), [n("n2", 7)]);
+    restarted.push([service_deleted(8)]);
+    assert_eq!(sources(&[next(&mut follow).await]), [n("n2", 8)]);
     drop(follow);
     relay.shutdown().await;
     let _ = (stop1.send(true), stop2.send(true));

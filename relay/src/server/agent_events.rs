@@ -1,10 +1,13 @@
 //! GetAgentEvents for every node at once (Hubble Relay answers it
 //! UNIMPLEMENTED): the connected nodes' past events, merged in time order and
 //! cut to the request's `number`, then, with `follow`, each node's live
-//! events as they come. A node that fails or does not answer within
-//! [`PEER_TIMEOUT`] is left out (logged); one that connects after the
-//! request is not followed by it.
+//! events as they come. A node whose follow ends (it restarted, the relay
+//! lost it) is asked again when it is connected again, for what it told
+//! since; so is a node that connects after the request, for what it told
+//! since the request. A node that fails or does not answer within
+//! [`PEER_TIMEOUT`] is left out (logged).
 
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +15,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{GetAgentEventsRequest, GetAgentEventsResponse};
-use observer_proto::time::nanos;
+use observer_proto::relay::NodeState;
+use observer_proto::time::{nanos, now_nanos, timestamp};
 use observer_runtime::agent_events::AgentEventQuery;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -27,9 +31,6 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a follow cut short by the relay's shutdown ends with.
 const SHUTTING_DOWN: &str = "the relay is shutting down; the answer ends here";
-
-/// What a follow ends with when no node's follow is left.
-const NO_NODE_FOLLOWED: &str = "no node's agent events are followed any more (none connected, or each ended); the answer ends here";
 
 pub type AgentEventStream =
     Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse, Status>> + Send>>;
@@ -91,33 +92,71 @@ async fn past_of(
     got
 }
 
+/// A node's live events, then the note that its follow ended.
+enum Live {
+    Event(Box<Result<GetAgentEventsResponse, Status>>),
+    Ended(String),
+}
+
+type LiveStream = Pin<Box<dyn Stream<Item = Live> + Send>>;
+
+/// What a follow's wait ended with.
+enum Next {
+    Live(Option<Live>),
+    Change(Result<observer_proto::relay::NodeStatusEvent, broadcast::error::RecvError>),
+    Stop,
+}
+
+/// `node`'s follow answer as [`Live`] items.
+fn live_of(node: String, answer: tonic::Streaming<GetAgentEventsResponse>) -> LiveStream {
+    let ended = node.clone();
+    let events = answer.map(move |r| Live::Event(Box::new(r.map(|r| named(r, &node)))));
+    Box::pin(events.chain(futures::stream::once(async move { Live::Ended(ended) })))
+}
+
+/// Asks the connected nodes of `names` (all connected ones: `None`) to
+/// follow from `since` (each its own, by name; else `from`), at once.
+async fn follow_nodes(
+    state: &RelayState,
+    names: Option<&[String]>,
+    since: &HashMap<String, i128>,
+    from: Option<i128>,
+) -> Vec<(String, LiveStream)> {
+    let nodes = state.peers().connected_clients();
+    let asks = (nodes.into_iter())
+        .filter(|(node, _)| names.is_none_or(|names| names.contains(node)))
+        .map(|(node, mut client)| {
+            let request = GetAgentEventsRequest {
+                follow: true,
+                since: since.get(&node).copied().or(from).map(timestamp),
+                ..Default::default()
+            };
+            async move {
+                let answer = ask(&node, &mut client, request).await?;
+                Some((node.clone(), live_of(node, answer)))
+            }
+        });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// The answer to `query` over the nodes connected now.
 pub(super) async fn open(
-    state: &RelayState,
+    state: Arc<RelayState>,
     query: AgentEventQuery,
     mut stopping: watch::Receiver<bool>,
 ) -> AgentEventStream {
+    let asked_at = now_nanos();
     let nodes = state.peers().connected_clients();
     // Live first, so that nothing between the past and the live is missed
-    // (what both hold is sent once).
+    // (what both hold is sent once); node changes from here on.
+    let (_, mut changes) = state.peers().status_and_subscribe();
     let mut live = Vec::new();
     if query.follow {
-        let live_only = GetAgentEventsRequest {
-            follow: true,
-            ..Default::default()
-        };
-        let asks = nodes
-            .clone()
-            .into_iter()
-            .map(|(node, mut client)| async move {
-                let answer = ask(&node, &mut client, live_only).await?;
-                Some(answer.map(move |r| r.map(|r| named(r, &node))))
-            });
-        live = futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        live = follow_nodes(&state, None, &HashMap::new(), None).await;
     }
     let wants_past = !(query.follow && query.number == 0 && query.since.is_none());
     let mut past = Vec::new();
@@ -147,34 +186,69 @@ pub(super) async fn open(
         if !query.follow {
             return;
         }
-        let mut live = futures::stream::select_all(live);
+        let mut followed: HashSet<String> = live.iter().map(|(node, _)| node.clone()).collect();
+        let mut live = futures::stream::select_all(live.into_iter().map(|(_, s)| s));
+        // Node → when its follow ended: asked again from then.
+        let mut ended: HashMap<String, i128> = HashMap::new();
         loop {
             let next = tokio::select! {
-                next = live.next() => Some(next),
-                _ = stopping.wait_for(|s| *s) => None,
+                // An empty set has nothing to wait for (it would end at once).
+                next = live.next(), if !live.is_empty() => Next::Live(next),
+                change = changes.recv() => Next::Change(change),
+                _ = stopping.wait_for(|s| *s) => Next::Stop,
                 // Events are rare: a client gone is noticed here, not at
                 // the next send; the nodes' follows end with `live`.
                 () = tx.closed() => return,
                 () = query.until_passed() => return,
             };
-            let r = match next {
-                None => {
+            let next = match next {
+                Next::Live(next) => next,
+                Next::Stop => {
                     let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                     return;
                 }
-                // Every node's follow ended (or no node was connected).
-                Some(None) => {
-                    let _ = tx.send(Err(Status::unavailable(NO_NODE_FOLLOWED))).await;
-                    return;
-                }
-                Some(Some(Err(status))) => {
-                    log::warn!(
-                        "GetAgentEvents: a node's follow ended: {}",
-                        status.message()
-                    );
+                Next::Change(change) => {
+                    // Connected (again): asked for what it told meanwhile.
+                    let names = match change {
+                        Ok(c) if c.state_change == NodeState::NodeConnected as i32 => c.node_names,
+                        Ok(_) => continue,
+                        // Missed changes: every connected node is looked at.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            (state.peers().connected_clients().into_iter())
+                                .map(|(n, _)| n)
+                                .collect()
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    let names: Vec<String> = names
+                        .into_iter()
+                        .filter(|n| !followed.contains(n))
+                        .collect();
+                    let asked = follow_nodes(&state, Some(&names), &ended, Some(asked_at)).await;
+                    for (node, stream) in asked {
+                        followed.insert(node);
+                        live.push(stream);
+                    }
                     continue;
                 }
-                Some(Some(Ok(r))) => r,
+            };
+            let r = match next {
+                None => continue,
+                Some(Live::Ended(node)) => {
+                    followed.remove(&node);
+                    ended.insert(node, now_nanos());
+                    continue;
+                }
+                Some(Live::Event(event)) => match *event {
+                    Ok(r) => r,
+                    Err(status) => {
+                        log::warn!(
+                            "GetAgentEvents: a node's follow ended: {}",
+                            status.message()
+                        );
+                        continue;
+                    }
+                },
             };
             if query.is_past_until(&r) {
                 return;

@@ -102,7 +102,7 @@ impl Observer for RelayService {
     ) -> Result<Response<agent_events::AgentEventStream>, Status> {
         let query = observer_runtime::agent_events::AgentEventQuery::parse(request.get_ref())?;
         Ok(Response::new(
-            agent_events::open(&self.state, query, self.stopping.clone()).await,
+            agent_events::open(self.state.clone(), query, self.stopping.clone()).await,
         ))
     }
 
