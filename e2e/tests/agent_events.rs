@@ -392,3 +392,40 @@ async fn the_relay_merges_every_nodes_agent_events_in_time_order() {
     relay.shutdown().await;
     let _ = (stop1.send(true), stop2.send(true));
 }
+
+/// Through the relay, a node it cannot reach is named on stderr, as hubble
+/// names unavailable nodes: the answer lacks its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_relay_an_unavailable_node_is_named_on_stderr() {
+    let log = AgentEventLog::new("n1", 10);
+    log.push([service_deleted(1)]);
+    let (a1, stop) = serve_probe("n1", Arc::new(FlowStore::new(16)), Some(log)).await;
+    let dead = e2e::REFUSING_PEER.to_string();
+    let relay = RelayUnderTest::start(vec![a1, dead.clone()]).await;
+    relay
+        .wait_status("n1 up, the other not", |s| {
+            (s.num_connected_nodes, s.num_unavailable_nodes) == (Some(1), Some(1))
+        })
+        .await;
+    let server = relay.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(e2e::observe_binary())
+            .args(["agent-events", "--server", &server])
+            .output()
+            .expect("run observe")
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.ends_with(": SERVICE_DELETED (id: 1)\n") && stdout.lines().count() == 1,
+        "{stdout}"
+    );
+    assert_eq!(stderr, format!("1 nodes are unavailable: {dead}\n"));
+    relay.shutdown().await;
+    let _ = stop.send(true);
+}

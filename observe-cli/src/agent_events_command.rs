@@ -109,6 +109,9 @@ pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
+    if args.follow {
+        tell_unavailable(&mut client).await;
+    }
     let mut table = (args.output == AgentEventsFormat::Table).then(|| table(&args));
     let mut printed = 0usize;
     loop {
@@ -132,7 +135,30 @@ pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
     if let Some(t) = &mut table {
         crate::pipe::print(&t.finish())?;
     }
+    tell_unavailable(&mut client).await;
     Ok(())
+}
+
+/// Through a relay: the nodes it cannot reach, whose events the answer
+/// lacks, on stderr as hubble words unavailable nodes. Nothing when the
+/// server is a probe or does not say.
+async fn tell_unavailable(
+    client: &mut observer_proto::observer::observer_client::ObserverClient<
+        tonic::transport::Channel,
+    >,
+) {
+    let asked = client
+        .server_status(observer_proto::observer::ServerStatusRequest {})
+        .await;
+    let Ok(status) = asked.map(tonic::Response::into_inner) else {
+        return;
+    };
+    if let Some(n) = status.num_unavailable_nodes.filter(|n| *n > 0) {
+        crate::pipe::eprint(&format!(
+            "{n} nodes are unavailable: {}\n",
+            status.unavailable_nodes.join(", ")
+        ));
+    }
 }
 
 /// The table `-o table` prints: buffered, or row by row with --follow.

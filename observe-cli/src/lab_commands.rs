@@ -246,11 +246,8 @@ pub fn traffic(
 pub fn restart(state_dir: &Path, name: &str) -> anyhow::Result<()> {
     let mut lab = Lab::attach(state_dir)?;
     let started = node_probes::restart(&mut lab, name)?;
-    let unreached = if name == "relay" {
-        block_on(relay_unreached(state_dir, lab.nodes().len()))
-    } else {
-        Vec::new()
-    };
+    // The relay follows the restarted probe (or, restarted, every probe).
+    let unreached = block_on(relay_unreached(state_dir, lab.nodes().len()));
     crate::outln!(
         "restarted {} on {} (pid {}, log {})",
         if name == "relay" {
