@@ -2,17 +2,19 @@
 //! UNIMPLEMENTED): the connected nodes' past events, merged in time order and
 //! cut to the request's `number`, then, with `follow`, each node's live
 //! events as they come. A node whose follow ends (it restarted, the relay
-//! lost it) is asked again when it is connected again, for what it told
-//! since; so is a node that connects after the request, for what it told
-//! since the request. A node that fails or does not answer within
-//! [`PEER_TIMEOUT`] is left out (logged).
+//! lost it) is asked again, [`ASK_AGAIN_AFTER`] later while it is connected,
+//! else when it connects again, from its newest event sent (by its clock;
+//! what it sends twice is sent once, [`Sent`]); a node that connects after
+//! the request is asked for what it told since the request. A node that
+//! fails or does not answer within [`PEER_TIMEOUT`] is left out (logged).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{GetAgentEventsRequest, GetAgentEventsResponse};
 use observer_proto::relay::NodeState;
@@ -92,10 +94,11 @@ async fn past_of(
     got
 }
 
-/// A node's live events, then the note that its follow ended.
+/// A node's live events, then the note that its follow ended; each with
+/// the node and the follow's number (a node asked again has a new one).
 enum Live {
-    Event(Box<Result<GetAgentEventsResponse, Status>>),
-    Ended(String),
+    Event(String, Box<Result<GetAgentEventsResponse, Status>>),
+    Ended(String, u64),
 }
 
 type LiveStream = Pin<Box<dyn Stream<Item = Live> + Send>>;
@@ -103,44 +106,81 @@ type LiveStream = Pin<Box<dyn Stream<Item = Live> + Send>>;
 /// What a follow's wait ended with.
 enum Next {
     Live(Option<Live>),
+    Asked(Option<(String, u64, Option<LiveStream>)>),
     Change(Result<observer_proto::relay::NodeStatusEvent, broadcast::error::RecvError>),
     Stop,
 }
 
-/// `node`'s follow answer as [`Live`] items.
-fn live_of(node: String, answer: tonic::Streaming<GetAgentEventsResponse>) -> LiveStream {
-    let ended = node.clone();
-    let events = answer.map(move |r| Live::Event(Box::new(r.map(|r| named(r, &node)))));
-    Box::pin(events.chain(futures::stream::once(async move { Live::Ended(ended) })))
+/// How long a node whose follow just ended waits before it is asked again
+/// (a node that ends every follow at once is not asked in a tight loop).
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
+/// Asks `node` (when connected) to follow from `since` (ns since the epoch,
+/// its clock), after `wait`: the follow numbered `number`, or `None`.
+async fn follow_node(
+    state: Arc<RelayState>,
+    node: String,
+    number: u64,
+    since: Option<i128>,
+    wait: Duration,
+) -> (String, u64, Option<LiveStream>) {
+    tokio::time::sleep(wait).await;
+    let client = (state.peers().connected_clients().into_iter()).find(|(n, _)| *n == node);
+    let Some((_, mut client)) = client else {
+        return (node, number, None);
+    };
+    let request = GetAgentEventsRequest {
+        follow: true,
+        since: since.map(timestamp),
+        ..Default::default()
+    };
+    let Some(answer) = ask(&node, &mut client, request).await else {
+        return (node, number, None);
+    };
+    let (events_of, ended) = (node.clone(), node.clone());
+    let events = answer
+        .map(move |r| Live::Event(events_of.clone(), Box::new(r.map(|r| named(r, &events_of)))));
+    let stream: LiveStream =
+        Box::pin(events.chain(futures::stream::once(
+            async move { Live::Ended(ended, number) },
+        )));
+    (node, number, Some(stream))
 }
 
-/// Asks the connected nodes of `names` (all connected ones: `None`) to
-/// follow from `since` (each its own, by name; else `from`), at once.
-async fn follow_nodes(
-    state: &RelayState,
-    names: Option<&[String]>,
-    since: &HashMap<String, i128>,
-    from: Option<i128>,
-) -> Vec<(String, LiveStream)> {
-    let nodes = state.peers().connected_clients();
-    let asks = (nodes.into_iter())
-        .filter(|(node, _)| names.is_none_or(|names| names.contains(node)))
-        .map(|(node, mut client)| {
-            let request = GetAgentEventsRequest {
-                follow: true,
-                since: since.get(&node).copied().or(from).map(timestamp),
-                ..Default::default()
-            };
-            async move {
-                let answer = ask(&node, &mut client, request).await?;
-                Some((node.clone(), live_of(node, answer)))
+/// Per node, the time of the newest event sent and those sent at that time:
+/// a node asked again from then sends them again, and they are not passed on.
+#[derive(Default)]
+struct Sent {
+    newest: HashMap<String, (i128, Vec<GetAgentEventsResponse>)>,
+}
+
+impl Sent {
+    /// Notes `r`; false when it was sent already (or is older than what was).
+    fn note(&mut self, r: &GetAgentEventsResponse) -> bool {
+        let Some(t) = r.time.as_ref().map(nanos) else {
+            return true;
+        };
+        match self.newest.get_mut(&r.node_name) {
+            Some((newest, _)) if t < *newest => false,
+            Some((newest, at)) if t == *newest => {
+                if at.contains(r) {
+                    return false;
+                }
+                at.push(r.clone());
+                true
             }
-        });
-    futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect()
+            _ => {
+                self.newest
+                    .insert(r.node_name.clone(), (t, vec![r.clone()]));
+                true
+            }
+        }
+    }
+
+    /// Where a node's follow starts again: its newest event sent.
+    fn since(&self, node: &str) -> Option<i128> {
+        self.newest.get(node).map(|(t, _)| *t)
+    }
 }
 
 /// The answer to `query` over the nodes connected now.
@@ -156,7 +196,9 @@ pub(super) async fn open(
     let (_, mut changes) = state.peers().status_and_subscribe();
     let mut live = Vec::new();
     if query.follow {
-        live = follow_nodes(&state, None, &HashMap::new(), None).await;
+        let asks = (nodes.iter())
+            .map(|(node, _)| follow_node(state.clone(), node.clone(), 0, None, Duration::ZERO));
+        live = futures::future::join_all(asks).await;
     }
     let wants_past = !(query.follow && query.number == 0 && query.since.is_none());
     let mut past = Vec::new();
@@ -170,30 +212,44 @@ pub(super) async fn open(
             .await
             .into_iter()
             .flatten()
-            .map(Arc::new)
             .collect();
         // Stable: each node's own order stays.
         past.sort_by_key(|r| r.time.as_ref().map(nanos));
-        past = query.history(past);
+        past = query
+            .history(past.into_iter().map(Arc::new).collect())
+            .into_iter()
+            .map(|r| (*r).clone())
+            .collect();
     }
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        for r in &past {
-            if tx.send(Ok((**r).clone())).await.is_err() {
+        let mut sent = Sent::default();
+        for r in past {
+            sent.note(&r);
+            if tx.send(Ok(r)).await.is_err() {
                 return;
             }
         }
         if !query.follow {
             return;
         }
-        let mut followed: HashSet<String> = live.iter().map(|(node, _)| node.clone()).collect();
-        let mut live = futures::stream::select_all(live.into_iter().map(|(_, s)| s));
-        // Node → when its follow ended: asked again from then.
-        let mut ended: HashMap<String, i128> = HashMap::new();
+        // Node → the number of its current follow (asked or open).
+        let mut current: HashMap<String, u64> = HashMap::new();
+        let mut numbers = 0u64;
+        let mut streams = Vec::new();
+        for (node, number, stream) in live {
+            if let Some(stream) = stream {
+                current.insert(node, number);
+                streams.push(stream);
+            }
+        }
+        let mut live = futures::stream::select_all(streams);
+        let mut asking = FuturesUnordered::new();
         loop {
             let next = tokio::select! {
                 // An empty set has nothing to wait for (it would end at once).
                 next = live.next(), if !live.is_empty() => Next::Live(next),
+                asked = asking.next(), if !asking.is_empty() => Next::Asked(asked),
                 change = changes.recv() => Next::Change(change),
                 _ = stopping.wait_for(|s| *s) => Next::Stop,
                 // Events are rare: a client gone is noticed here, not at
@@ -201,18 +257,18 @@ pub(super) async fn open(
                 () = tx.closed() => return,
                 () = query.until_passed() => return,
             };
-            let next = match next {
-                Next::Live(next) => next,
+            let r = match next {
                 Next::Stop => {
                     let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
                     return;
                 }
                 Next::Change(change) => {
-                    // Connected (again): asked for what it told meanwhile.
+                    // Connected (again): asked again, from its newest event
+                    // sent (a node new to this follow: from the request).
                     let names = match change {
                         Ok(c) if c.state_change == NodeState::NodeConnected as i32 => c.node_names,
                         Ok(_) => continue,
-                        // Missed changes: every connected node is looked at.
+                        // Missed changes: every connected node is asked.
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             (state.peers().connected_clients().into_iter())
                                 .map(|(n, _)| n)
@@ -220,30 +276,51 @@ pub(super) async fn open(
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
                     };
-                    let names: Vec<String> = names
-                        .into_iter()
-                        .filter(|n| !followed.contains(n))
-                        .collect();
-                    let asked = follow_nodes(&state, Some(&names), &ended, Some(asked_at)).await;
-                    for (node, stream) in asked {
-                        followed.insert(node);
+                    for node in names {
+                        numbers += 1;
+                        current.insert(node.clone(), numbers);
+                        let since = sent.since(&node).or(Some(asked_at));
+                        asking.push(follow_node(
+                            state.clone(),
+                            node,
+                            numbers,
+                            since,
+                            Duration::ZERO,
+                        ));
+                    }
+                    continue;
+                }
+                Next::Asked(asked) => {
+                    if let Some((node, number, Some(stream))) = asked
+                        && current.get(&node) == Some(&number)
+                    {
                         live.push(stream);
                     }
                     continue;
                 }
-            };
-            let r = match next {
-                None => continue,
-                Some(Live::Ended(node)) => {
-                    followed.remove(&node);
-                    ended.insert(node, now_nanos());
+                Next::Live(None) => continue,
+                // The node's current follow ended: asked again while it is
+                // connected (else at its next connection).
+                Next::Live(Some(Live::Ended(node, number))) => {
+                    if current.get(&node) == Some(&number) {
+                        numbers += 1;
+                        current.insert(node.clone(), numbers);
+                        let since = sent.since(&node).or(Some(asked_at));
+                        asking.push(follow_node(
+                            state.clone(),
+                            node,
+                            numbers,
+                            since,
+                            ASK_AGAIN_AFTER,
+                        ));
+                    }
                     continue;
                 }
-                Some(Live::Event(event)) => match *event {
+                Next::Live(Some(Live::Event(node, event))) => match *event {
                     Ok(r) => r,
                     Err(status) => {
                         log::warn!(
-                            "GetAgentEvents: a node's follow ended: {}",
+                            "GetAgentEvents: {node}'s follow ended: {}",
                             status.message()
                         );
                         continue;
@@ -253,11 +330,49 @@ pub(super) async fn open(
             if query.is_past_until(&r) {
                 return;
             }
-            let sent_already = past.iter().any(|p| **p == r);
-            if query.selects(&r) && !sent_already && tx.send(Ok(r)).await.is_err() {
+            if query.selects(&r) && sent.note(&r) && tx.send(Ok(r)).await.is_err() {
                 return;
             }
         }
     });
     Box::pin(ReceiverStream::new(rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(node: &str, t: i128, id: u32) -> GetAgentEventsResponse {
+        GetAgentEventsResponse {
+            agent_event: Some(observer_proto::flow::AgentEvent {
+                r#type: observer_proto::flow::AgentEventType::ServiceDeleted as i32,
+                notification: Some(
+                    observer_proto::flow::agent_event::Notification::ServiceDelete(
+                        observer_proto::flow::ServiceDeleteNotification { id },
+                    ),
+                ),
+            }),
+            node_name: node.into(),
+            time: Some(timestamp(t)),
+        }
+    }
+
+    /// A node asked again from its newest event sent sends that one (and
+    /// any of the same time) again: passed on once; another at that time,
+    /// and later ones, pass; other nodes are apart.
+    #[test]
+    fn what_a_node_sends_again_is_passed_on_once() {
+        let mut sent = Sent::default();
+        assert!(sent.note(&at("n1", 10, 1)));
+        assert!(sent.note(&at("n1", 20, 2)));
+        assert_eq!(sent.since("n1"), Some(20));
+        assert_eq!(sent.since("n2"), None);
+        assert!(!sent.note(&at("n1", 20, 2)), "again");
+        assert!(!sent.note(&at("n1", 10, 1)), "older than the newest");
+        assert!(sent.note(&at("n1", 20, 3)), "another at the same time");
+        assert!(!sent.note(&at("n1", 20, 3)));
+        assert!(sent.note(&at("n2", 5, 1)), "another node");
+        assert!(sent.note(&at("n1", 30, 4)));
+        assert_eq!(sent.since("n1"), Some(30));
+    }
 }

@@ -16,7 +16,7 @@ use crate::state::{RelayState, VERSION};
 const UNAVAILABLE_NAMED: usize = 10;
 
 /// How long ServerStatus waits for the peers' answers; one that does not
-/// answer in time counts with its last poll (`status_interval` old at most).
+/// answer in time counts with its last poll.
 const ASK_WAIT: Duration = Duration::from_millis(1500);
 
 /// Sums over the connected peers' status answers, asked now, the longest
