@@ -115,8 +115,7 @@ impl ObserverService {
         }
     }
 
-    /// Serves these agent events (without, a log that only this service's
-    /// own start is in: none).
+    /// Serves these agent events (without: an empty log).
     pub fn with_agent_events(mut self, log: Arc<AgentEventLog>) -> Self {
         self.agent_events = log;
         self
@@ -227,7 +226,7 @@ type AgentEventStream = Pin<Box<dyn Stream<Item = Result<GetAgentEventsResponse,
 /// then, with `follow`, each new one until `until` passes, the client goes
 /// or `stopping` turns true. A follower that falls behind by more than the
 /// log's queue misses events (logged).
-pub fn agent_events_stream(
+fn agent_events_stream(
     log: &AgentEventLog,
     query: AgentEventQuery,
     mut stopping: tokio::sync::watch::Receiver<bool>,
