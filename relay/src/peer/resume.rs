@@ -34,6 +34,10 @@ pub struct Resume {
     floor: Option<i128>,
     /// Whether [`Self::seed`] was called.
     seeded: bool,
+    /// Whether flows an earlier relay run recorded lost may still come
+    /// (`History::retaken`): from a seed that knew what history holds until
+    /// the first flow that cannot, over every session.
+    pub giving_back: bool,
     /// What history held of the peer when the relay started.
     stored: Option<Stored>,
     /// The highest flow-probe flow number taken from the peer.

@@ -88,13 +88,10 @@ async fn session(
         client.server_status(ServerStatusRequest {}),
     )
     .await?;
-    // Only in the first session after the relay's start, and only when
-    // history said what it holds of the peer: flows an earlier run recorded
-    // lost may come again (`History::retaken`).
-    let mut giving_back = false;
     if resume.wants_seed() {
         let tail = history_tail(ctx, name.as_deref(), status.uptime_ns).await;
-        giving_back = tail.is_some();
+        // Only when history said what it holds of the peer.
+        resume.giving_back = tail.is_some();
         resume.seed(tail.flatten(), opts.resume_overlap);
     }
     let request = GetFlowsRequest {
@@ -155,8 +152,8 @@ async fn session(
                     _ => {}
                 }
                 ctx.state.peers().naming().rename(&mut response);
-                if giving_back && let Some(history) = ctx.state.sql().history() {
-                    giving_back = history.retaken(&response).is_some();
+                if resume.giving_back && let Some(history) = ctx.state.sql().history() {
+                    resume.giving_back = history.retaken(&response).is_some();
                 }
                 ctx.state.peers().count_flow(ctx.id);
                 merge(ctx, MergeInput::Response(ctx.id, response)).await?;
