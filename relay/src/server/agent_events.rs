@@ -183,6 +183,38 @@ impl Sent {
     }
 }
 
+/// Each node's current follow (asked or open), by number: what an older
+/// one of the node sends or says of its end is not acted on.
+#[derive(Default)]
+struct Follows {
+    current: HashMap<String, u64>,
+    numbers: u64,
+    /// When the request came (the relay's clock): where a node that sent
+    /// nothing yet is asked from.
+    asked_at: i128,
+}
+
+impl Follows {
+    fn is_current(&self, node: &str, number: u64) -> bool {
+        self.current.get(node) == Some(&number)
+    }
+
+    /// A new follow of `node` (after `wait`), from its newest event sent:
+    /// the node's current one from now on.
+    fn ask(
+        &mut self,
+        state: &Arc<RelayState>,
+        sent: &Sent,
+        node: String,
+        wait: Duration,
+    ) -> impl Future<Output = (String, u64, Option<LiveStream>)> + use<> {
+        self.numbers += 1;
+        self.current.insert(node.clone(), self.numbers);
+        let since = sent.since(&node).or(Some(self.asked_at));
+        follow_node(state.clone(), node, self.numbers, since, wait)
+    }
+}
+
 /// The answer to `query` over the nodes connected now.
 pub(super) async fn open(
     state: Arc<RelayState>,
@@ -233,13 +265,14 @@ pub(super) async fn open(
         if !query.follow {
             return;
         }
-        // Node → the number of its current follow (asked or open).
-        let mut current: HashMap<String, u64> = HashMap::new();
-        let mut numbers = 0u64;
+        let mut follows = Follows {
+            asked_at,
+            ..Follows::default()
+        };
         let mut streams = Vec::new();
         for (node, number, stream) in live {
             if let Some(stream) = stream {
-                current.insert(node, number);
+                follows.current.insert(node, number);
                 streams.push(stream);
             }
         }
@@ -277,22 +310,13 @@ pub(super) async fn open(
                         Err(broadcast::error::RecvError::Closed) => return,
                     };
                     for node in names {
-                        numbers += 1;
-                        current.insert(node.clone(), numbers);
-                        let since = sent.since(&node).or(Some(asked_at));
-                        asking.push(follow_node(
-                            state.clone(),
-                            node,
-                            numbers,
-                            since,
-                            Duration::ZERO,
-                        ));
+                        asking.push(follows.ask(&state, &sent, node, Duration::ZERO));
                     }
                     continue;
                 }
                 Next::Asked(asked) => {
                     if let Some((node, number, Some(stream))) = asked
-                        && current.get(&node) == Some(&number)
+                        && follows.is_current(&node, number)
                     {
                         live.push(stream);
                     }
@@ -302,17 +326,8 @@ pub(super) async fn open(
                 // The node's current follow ended: asked again while it is
                 // connected (else at its next connection).
                 Next::Live(Some(Live::Ended(node, number))) => {
-                    if current.get(&node) == Some(&number) {
-                        numbers += 1;
-                        current.insert(node.clone(), numbers);
-                        let since = sent.since(&node).or(Some(asked_at));
-                        asking.push(follow_node(
-                            state.clone(),
-                            node,
-                            numbers,
-                            since,
-                            ASK_AGAIN_AFTER,
-                        ));
+                    if follows.is_current(&node, number) {
+                        asking.push(follows.ask(&state, &sent, node, ASK_AGAIN_AFTER));
                     }
                     continue;
                 }
