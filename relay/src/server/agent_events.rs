@@ -5,8 +5,10 @@
 //! lost it) is asked again, [`ASK_AGAIN_AFTER`] later while it is connected,
 //! else when it connects again, from its newest event sent (by its clock;
 //! what it sends twice is sent once, [`Sent`]); a node that connects after
-//! the request is asked for what it told since the request. A node that
-//! fails or does not answer within [`PEER_TIMEOUT`] is left out (logged).
+//! the request is asked for what it told since the request. Live events
+//! pass through a [`ReorderWindow`], as flows do, so that several nodes'
+//! leave in time order (held [`ORDER_WINDOW`] at most). A node that fails
+//! or does not answer within [`PEER_TIMEOUT`] is left out (logged).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -21,15 +23,25 @@ use observer_proto::relay::NodeState;
 use observer_proto::time::{nanos, now_nanos, timestamp};
 use observer_runtime::agent_events::AgentEventQuery;
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::reorder::ReorderWindow;
 use crate::state::RelayState;
+use crate::watermark::Source;
 
 /// How long a node gets to begin its answer, and to send its past events.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest a live event is held to leave in time order with the other
+/// nodes' (the flows' default reorder window).
+const ORDER_WINDOW: Duration = crate::config::DEFAULT_REORDER_WINDOW;
+
+/// Live events held at most this many at once (beyond, the earliest leave).
+const ORDER_CAPACITY: usize = 4096;
 
 /// What a follow cut short by the relay's shutdown ends with.
 const SHUTTING_DOWN: &str = "the relay is shutting down; the answer ends here";
@@ -108,6 +120,10 @@ enum Next {
     Live(Option<Live>),
     Asked(Option<(String, u64, Option<LiveStream>)>),
     Change(Result<observer_proto::relay::NodeStatusEvent, broadcast::error::RecvError>),
+    /// Something held may leave.
+    Due,
+    /// The request's `until` passed.
+    Until,
     Stop,
 }
 
@@ -215,6 +231,81 @@ impl Follows {
     }
 }
 
+/// The nodes' live events on their way out, in time order: each is held
+/// until every node followed has passed its time (or [`ORDER_WINDOW`]).
+struct InOrder {
+    window: ReorderWindow<GetAgentEventsResponse>,
+    sources: HashMap<String, Source>,
+    /// What may leave now, in order.
+    out: Vec<GetAgentEventsResponse>,
+}
+
+impl InOrder {
+    fn new() -> Self {
+        InOrder {
+            window: ReorderWindow::new(ORDER_WINDOW, ORDER_CAPACITY),
+            sources: HashMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    fn source(&mut self, node: &str) -> Source {
+        let next = self.sources.len();
+        *self.sources.entry(node.to_string()).or_insert(next)
+    }
+
+    /// `node` is followed: events wait for it to pass their time.
+    fn followed(&mut self, node: &str) {
+        let source = self.source(node);
+        self.window.connect(source, Instant::now());
+    }
+
+    /// `node`'s follow ended: nothing waits for it any more.
+    fn unfollowed(&mut self, node: &str) {
+        let source = self.source(node);
+        self.window
+            .disconnect(source, Instant::now(), &mut self.out);
+    }
+
+    fn push(&mut self, r: GetAgentEventsResponse) {
+        let Some(time) = r.time.as_ref().map(nanos) else {
+            self.out.push(r);
+            return;
+        };
+        let source = self.source(&r.node_name);
+        self.window
+            .push(source, time, r, Instant::now(), &mut self.out);
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.window.next_deadline()
+    }
+
+    fn release_due(&mut self) {
+        self.window.release_due(Instant::now(), &mut self.out);
+    }
+
+    /// Everything held may leave (the follow ends).
+    fn flush(&mut self) {
+        self.window.flush(&mut self.out);
+    }
+
+    /// Sends what may leave, up to the query's `until`; false when the
+    /// client is gone or `until` is past.
+    async fn send(
+        &mut self,
+        query: &AgentEventQuery,
+        tx: &mpsc::Sender<Result<GetAgentEventsResponse, Status>>,
+    ) -> bool {
+        for r in std::mem::take(&mut self.out) {
+            if query.is_past_until(&r) || tx.send(Ok(r)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// The answer to `query` over the nodes connected now.
 pub(super) async fn open(
     state: Arc<RelayState>,
@@ -269,9 +360,11 @@ pub(super) async fn open(
             asked_at,
             ..Follows::default()
         };
+        let mut in_order = InOrder::new();
         let mut streams = Vec::new();
         for (node, number, stream) in live {
             if let Some(stream) = stream {
+                in_order.followed(&node);
                 follows.current.insert(node, number);
                 streams.push(stream);
             }
@@ -279,21 +372,40 @@ pub(super) async fn open(
         let mut live = futures::stream::select_all(streams);
         let mut asking = FuturesUnordered::new();
         loop {
+            let due = in_order.deadline();
             let next = tokio::select! {
                 // An empty set has nothing to wait for (it would end at once).
                 next = live.next(), if !live.is_empty() => Next::Live(next),
                 asked = asking.next(), if !asking.is_empty() => Next::Asked(asked),
                 change = changes.recv() => Next::Change(change),
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    Next::Due
+                }
                 _ = stopping.wait_for(|s| *s) => Next::Stop,
                 // Events are rare: a client gone is noticed here, not at
                 // the next send; the nodes' follows end with `live`.
                 () = tx.closed() => return,
-                () = query.until_passed() => return,
+                () = query.until_passed() => Next::Until,
             };
             let r = match next {
                 Next::Stop => {
-                    let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                    in_order.flush();
+                    if in_order.send(&query, &tx).await {
+                        let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                    }
                     return;
+                }
+                Next::Until => {
+                    in_order.flush();
+                    in_order.send(&query, &tx).await;
+                    return;
+                }
+                Next::Due => {
+                    in_order.release_due();
+                    if !in_order.send(&query, &tx).await {
+                        return;
+                    }
+                    continue;
                 }
                 Next::Change(change) => {
                     // Connected (again): asked again, from its newest event
@@ -318,15 +430,21 @@ pub(super) async fn open(
                     if let Some((node, number, Some(stream))) = asked
                         && follows.is_current(&node, number)
                     {
+                        in_order.followed(&node);
                         live.push(stream);
                     }
                     continue;
                 }
                 Next::Live(None) => continue,
-                // The node's current follow ended: asked again while it is
-                // connected (else at its next connection).
+                // The node's current follow ended: what waited for it may
+                // leave; asked again while it is connected (else at its
+                // next connection).
                 Next::Live(Some(Live::Ended(node, number))) => {
                     if follows.is_current(&node, number) {
+                        in_order.unfollowed(&node);
+                        if !in_order.send(&query, &tx).await {
+                            return;
+                        }
                         asking.push(follows.ask(&state, &sent, node, ASK_AGAIN_AFTER));
                     }
                     continue;
@@ -343,10 +461,16 @@ pub(super) async fn open(
                 },
             };
             if query.is_past_until(&r) {
+                // What is held is earlier (by its own node's clock, at least).
+                in_order.flush();
+                in_order.send(&query, &tx).await;
                 return;
             }
-            if query.selects(&r) && sent.note(&r) && tx.send(Ok(r)).await.is_err() {
-                return;
+            if query.selects(&r) && sent.note(&r) {
+                in_order.push(r);
+                if !in_order.send(&query, &tx).await {
+                    return;
+                }
             }
         }
     });
@@ -389,5 +513,44 @@ mod tests {
         assert!(sent.note(&at("n2", 5, 1)), "another node");
         assert!(sent.note(&at("n1", 30, 4)));
         assert_eq!(sent.since("n1"), Some(30));
+    }
+
+    fn ids(out: &[GetAgentEventsResponse]) -> Vec<(&str, u32)> {
+        (out.iter())
+            .map(|r| match &r.agent_event.as_ref().unwrap().notification {
+                Some(observer_proto::flow::agent_event::Notification::ServiceDelete(s)) => {
+                    (r.node_name.as_str(), s.id)
+                }
+                other => panic!("not made here: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// An event that arrives first but happened later waits for the other
+    /// node's earlier one; both leave once each node has passed them.
+    #[tokio::test(start_paused = true)]
+    async fn live_events_of_several_nodes_leave_in_time_order() {
+        const MS: i128 = 1_000_000;
+        let mut o = InOrder::new();
+        o.followed("n1");
+        o.followed("n2");
+        let t0 = now_nanos();
+        o.push(at("n1", t0, 1));
+        o.push(at("n2", t0 - 3 * MS, 2));
+        assert!(o.out.is_empty(), "held until every node passed them");
+        while let Some(due) = o.deadline() {
+            tokio::time::sleep_until(due).await;
+            o.release_due();
+        }
+        assert_eq!(ids(&o.out), [("n2", 2), ("n1", 1)]);
+        // A node's follow ended: what waited for it alone leaves then.
+        o.out.clear();
+        o.unfollowed("n2");
+        o.push(at("n1", t0 + 900 * MS, 3));
+        assert!(o.out.is_empty(), "n1's own time has not passed yet");
+        tokio::time::sleep_until(o.deadline().expect("held")).await;
+        o.release_due();
+        assert_eq!(ids(&o.out), [("n1", 3)]);
+        assert_eq!(o.deadline(), None);
     }
 }
