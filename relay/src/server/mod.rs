@@ -47,6 +47,8 @@ pub struct RelayService {
     stopping: watch::Receiver<bool>,
     /// The namespaces GetNamespaces answered within the hour.
     namespaces: observer_runtime::namespaces::NamespaceMemory,
+    /// ServerStatus's calls to the peers in flight.
+    status_asks: Arc<status::Asks>,
 }
 
 /// Serves `observer.Observer` and Flight SQL on `listener` through `grpc`
@@ -68,6 +70,7 @@ pub async fn run(
         state,
         stopping,
         namespaces: Default::default(),
+        status_asks: Default::default(),
     };
     // Backs off at the file-descriptor limit instead of spinning.
     let incoming = observer_runtime::accept::incoming(
@@ -122,7 +125,9 @@ impl Observer for RelayService {
         &self,
         _: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
-        Ok(Response::new(status::server_status(&self.state).await))
+        Ok(Response::new(
+            status::server_status(&self.state, &self.status_asks).await,
+        ))
     }
 
     async fn get_nodes(

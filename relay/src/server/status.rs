@@ -1,37 +1,99 @@
 //! ServerStatus and GetNodes: the peers' status answers and connection
 //! state, summed or listed. ServerStatus asks the connected peers first, as
-//! Hubble Relay does; GetNodes lists their last polls.
+//! Hubble Relay does ([`Asks`]: one call per peer at a time); GetNodes lists
+//! their last polls.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use observer_proto::observer::{Node, ServerStatusRequest, ServerStatusResponse, Tls};
 use observer_proto::relay::NodeState;
 use observer_runtime::peer_service::{PeerTls, host_of};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::peer::PeerView;
+use crate::peer::{PeerId, PeerView};
 use crate::state::{RelayState, VERSION};
 
 /// Unavailable peers named in ServerStatus (all are counted), as Hubble
 /// Relay names them: a long list says no more than ten.
 const UNAVAILABLE_NAMED: usize = 10;
 
-/// How long ServerStatus waits for the peers' answers; one that does not
-/// answer in time counts with its last poll.
+/// How long after a peer was asked ServerStatus waits for its answer; one
+/// that does not answer in time counts with its last poll.
 const ASK_WAIT: Duration = Duration::from_millis(1500);
+
+/// How long a peer's call may last before it is given up (and the next
+/// ServerStatus asks again).
+const ASK_LIMIT: Duration = Duration::from_secs(5);
+
+/// The peers' status calls in flight, by peer. Concurrent ServerStatus
+/// requests share one call per peer; one that came after the call's
+/// [`ASK_WAIT`] does not wait for it at all: a hung peer costs one wait per
+/// [`ASK_LIMIT`], not one per request. A late answer still counts.
+#[derive(Default)]
+pub(super) struct Asks {
+    calls: Mutex<HashMap<PeerId, Call>>,
+}
+
+#[derive(Clone)]
+struct Call {
+    started: Instant,
+    ended: watch::Receiver<bool>,
+}
+
+impl Asks {
+    /// Waits for peer `id`'s call to end, at most until [`ASK_WAIT`] after
+    /// it began; `ask` makes the call when none is in flight.
+    async fn wait_for<F>(self: &Arc<Self>, id: PeerId, ask: impl FnOnce() -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let call = {
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            match calls.get(&id) {
+                Some(call) => call.clone(),
+                None => {
+                    let (end, ended) = watch::channel(false);
+                    let call = Call {
+                        started: Instant::now(),
+                        ended,
+                    };
+                    calls.insert(id, call.clone());
+                    let (asks, asking) = (self.clone(), ask());
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(ASK_LIMIT, asking).await;
+                        (asks.calls.lock().unwrap_or_else(|p| p.into_inner())).remove(&id);
+                        let _ = end.send(true);
+                    });
+                    call
+                }
+            }
+        };
+        let mut ended = call.ended;
+        let until = call.started + ASK_WAIT;
+        let _ = tokio::time::timeout_at(until, ended.wait_for(|e| *e)).await;
+    }
+}
 
 /// Sums over the connected peers' status answers, asked now, the longest
 /// uptime among them (as Hubble Relay: the seen flows are theirs since they
 /// started, not since the relay did), and which peers are unavailable.
-pub(super) async fn server_status(state: &RelayState) -> ServerStatusResponse {
-    let asks = (state.peers().connected_by_id().into_iter()).map(|(id, mut client)| async move {
-        let answer = tokio::time::timeout(ASK_WAIT, client.server_status(ServerStatusRequest {}));
-        (id, answer.await)
+pub(super) async fn server_status(
+    state: &Arc<RelayState>,
+    asks: &Arc<Asks>,
+) -> ServerStatusResponse {
+    let waits = (state.peers().connected_by_id().into_iter()).map(|(id, mut client)| {
+        let state = state.clone();
+        asks.wait_for(id, move || async move {
+            if let Ok(status) = client.server_status(ServerStatusRequest {}).await {
+                state.peers().update_status(id, status.into_inner());
+            }
+        })
     });
-    for (id, answer) in futures::future::join_all(asks).await {
-        if let Ok(Ok(status)) = answer {
-            state.peers().update_status(id, status.into_inner());
-        }
-    }
+    futures::future::join_all(waits).await;
     summarize(&state.peers().views())
 }
 
@@ -116,8 +178,9 @@ fn node(peer: &PeerView, tls: &PeerTls) -> Node {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+
     use observer_proto::observer::ServerStatusResponse;
-    use tokio::time::Instant;
 
     use super::*;
     use crate::peer::PeerStatus;
@@ -144,6 +207,43 @@ mod tests {
             }),
             version: "flow-probe 0.1.0".into(),
         }
+    }
+
+    /// A call that never ends: counts how often it was made.
+    fn hung(made: &Arc<AtomicUsize>) -> impl FnOnce() -> std::future::Pending<()> + use<> {
+        let made = made.clone();
+        move || {
+            made.fetch_add(1, AtomicOrdering::SeqCst);
+            std::future::pending()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_is_asked_once_at_a_time_and_a_hung_one_waited_for_once() {
+        let asks = Arc::new(Asks::default());
+        let made = Arc::new(AtomicUsize::new(0));
+        let t0 = Instant::now();
+        futures::future::join(asks.wait_for(0, hung(&made)), asks.wait_for(0, hung(&made))).await;
+        assert_eq!(made.load(AtomicOrdering::SeqCst), 1, "one call for both");
+        assert_eq!(t0.elapsed(), ASK_WAIT);
+        // Another peer is asked on its own.
+        asks.wait_for(1, || async {}).await;
+        // Still in flight, past its wait: not made again, not waited for.
+        let t1 = Instant::now();
+        asks.wait_for(0, hung(&made)).await;
+        assert_eq!(
+            (made.load(AtomicOrdering::SeqCst), t1.elapsed()),
+            (1, Duration::ZERO)
+        );
+        // Given up: the next request asks again.
+        tokio::time::sleep_until(t0 + ASK_LIMIT + Duration::from_millis(1)).await;
+        asks.wait_for(0, hung(&made)).await;
+        assert_eq!(made.load(AtomicOrdering::SeqCst), 2);
+        // An answer ends the wait at once.
+        tokio::time::sleep(ASK_LIMIT).await;
+        let t2 = Instant::now();
+        asks.wait_for(0, || async {}).await;
+        assert_eq!(t2.elapsed(), Duration::ZERO);
     }
 
     #[test]
