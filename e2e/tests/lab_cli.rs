@@ -60,6 +60,28 @@ fn connected_nodes(state: &str) -> Vec<String> {
         .collect()
 }
 
+/// `node`'s age in whole seconds, as `observe nodes` shows it (`1m5s`).
+fn node_age_secs(state: &str, node: &str) -> u64 {
+    let nodes = observe(&["nodes", "--lab", state]);
+    let listing = text(&nodes);
+    let line = (listing.lines())
+        .find(|l| l.split_whitespace().next() == Some(node))
+        .unwrap_or_else(|| panic!("{node} not listed: {listing}"));
+    let age = line.split_whitespace().nth(2).unwrap();
+    let (mut secs, mut number) = (0, 0);
+    for c in age.chars() {
+        match c {
+            '0'..='9' => number = number * 10 + u64::from(c as u8 - b'0'),
+            'h' | 'm' | 's' => {
+                secs += number * [3600, 60, 1]["hms".find(c).unwrap()];
+                number = 0;
+            }
+            _ => panic!("not an age: {age} in {line}"),
+        }
+    }
+    secs
+}
+
 #[test]
 fn lab_up_traffic_status_down_leaves_nothing_behind() {
     test_support::require_root("`observe lab up` builds network namespaces");
@@ -289,7 +311,17 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     // records the new processes (down stops them below) and the relay
     // follows node2's new probe.
     let node2_addr = std::fs::read_to_string(dir.join("probe-node2.addr")).unwrap();
+    let restarting = std::time::Instant::now();
     let node2 = observe(&["lab", "restart", "node2", "--state-dir", state]);
+    // It returned once the relay followed the new probe, not the old one
+    // it may not have seen end yet: node2's age is the new probe's.
+    let age = node_age_secs(state, "node2");
+    assert!(
+        age <= restarting.elapsed().as_secs(),
+        "node2 is {age} s old, restarted {:?} ago",
+        restarting.elapsed()
+    );
+    assert!(!text(&node2).contains("note:"), "{}", text(&node2));
     assert!(
         text(&node2).starts_with(&format!(
             "restarted node2's flow-probe on {} (pid ",

@@ -50,7 +50,7 @@ pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow
     let mut lab = Lab::up(&scenario, &options(state_dir, containers))?;
     let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(node_probes::PROBE_PORT))?)?;
     let relay = node_probes::start_relay(&mut lab, &probes, node_probes::RELAY_PORT)?;
-    let unreached = block_on(relay_unreached(state_dir, probes.len()));
+    let unreached = block_on(relay_unreached(state_dir, probes.len(), None));
     let endpoints = lab.endpoints_file().endpoints.len();
     let mut text = format!(
         "lab {} is up ({endpoints} endpoints, state in {})\n",
@@ -97,8 +97,15 @@ const NODES_WAIT: Duration = Duration::from_secs(10);
 /// Connected under their names (not Unavailable by their addresses, as in
 /// the relay's first second). Returns the nodes it does not list as
 /// connected then, as GetNodes names them, or the error that stopped the
-/// asking. Never fails: the lab is up either way.
-async fn relay_unreached(state_dir: &Path, nodes: usize) -> Vec<String> {
+/// asking. Never fails: the lab is up either way. `restarted`: a node
+/// whose probe was started again at that instant; only a session with the
+/// new probe counts (its uptime says so), not the old one the relay may
+/// not have seen end yet.
+async fn relay_unreached(
+    state_dir: &Path,
+    nodes: usize,
+    restarted: Option<(&str, std::time::Instant)>,
+) -> Vec<String> {
     let target = ConnectArgs {
         lab: Some(state_dir.to_path_buf()),
         ..ConnectArgs::default()
@@ -123,15 +130,17 @@ async fn relay_unreached(state_dir: &Path, nodes: usize) -> Vec<String> {
         .unwrap_or_else(|_| Err(format!("no answer in {} s", NODES_WAIT.as_secs())));
         let unreached: Vec<String> = match &answer {
             Ok(listed) => {
-                let connected = listed
-                    .iter()
-                    .filter(|n| n.state == observer_proto::relay::NodeState::NodeConnected as i32)
-                    .count();
-                if connected >= nodes {
+                let follows = |n: &observer_proto::observer::Node| {
+                    n.state == observer_proto::relay::NodeState::NodeConnected as i32
+                        && restarted.is_none_or(|(name, at)| {
+                            n.name != name || u128::from(n.uptime_ns) <= at.elapsed().as_nanos()
+                        })
+                };
+                if listed.iter().filter(|n| follows(n)).count() >= nodes {
                     return Vec::new();
                 }
                 let mut unreached: Vec<String> = (listed.iter())
-                    .filter(|n| n.state != observer_proto::relay::NodeState::NodeConnected as i32)
+                    .filter(|n| !follows(n))
                     .map(|n| n.name.clone())
                     .collect();
                 if listed.len() < nodes {
@@ -245,9 +254,11 @@ pub fn traffic(
 /// Restarts a node's probe or the relay of the lab in `state_dir`.
 pub fn restart(state_dir: &Path, name: &str) -> anyhow::Result<()> {
     let mut lab = Lab::attach(state_dir)?;
+    let stopping = std::time::Instant::now();
     let started = node_probes::restart(&mut lab, name)?;
     // The relay follows the restarted probe (or, restarted, every probe).
-    let unreached = block_on(relay_unreached(state_dir, lab.nodes().len()));
+    let node = (name != "relay").then_some((name, stopping));
+    let unreached = block_on(relay_unreached(state_dir, lab.nodes().len(), node));
     crate::outln!(
         "restarted {} on {} (pid {}, log {})",
         if name == "relay" {
@@ -302,7 +313,7 @@ pub async fn demo(
     })
     .await??;
     // The first flows shown come from every node.
-    let unreached = relay_unreached(&state_dir, lab.nodes().len()).await;
+    let unreached = relay_unreached(&state_dir, lab.nodes().len(), None).await;
     crate::pipe::eprint(&unreached_note(&unreached));
     crate::pipe::eprint(&format!(
         "demo: lab {} is up, following flows from {server}; Ctrl-C ends the demo\n",
