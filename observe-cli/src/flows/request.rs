@@ -159,8 +159,10 @@ impl QueryArgs {
             _ if self.all => (0, false),
             (Some(n), _) => (n, true),
             (None, Some(n)) => (n, false),
-            // Like `hubble observe`: without a window, the last 20.
-            (None, None) if !self.follow && self.since.is_none() => (20, false),
+            // Like `hubble observe`: without a window (neither end), the last 20.
+            (None, None) if !self.follow && self.since.is_none() && self.until.is_none() => {
+                (20, false)
+            }
             (None, None) => (0, false),
         };
         let (whitelist, blacklist) = self.filter_lists()?;
@@ -369,6 +371,9 @@ mod tests {
         assert_eq!(q(|a| a.last = Some(0)), (20, false, false));
         assert_eq!(q(|a| a.first = Some(0)), (20, false, false));
         assert_eq!(q(|a| a.all = true), (0, false, false));
+        // A window, either end: every flow in it.
+        assert_eq!(q(|a| a.since = Some("1h".into())), (0, false, false));
+        assert_eq!(q(|a| a.until = Some("1m".into())), (0, false, false));
         // Following, --all still sends what is held first.
         let all_then_follow = |a: &mut QueryArgs| {
             a.all = true;
