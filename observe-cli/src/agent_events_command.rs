@@ -41,7 +41,7 @@ pub struct AgentEventsArgs {
     pub connect: ConnectArgs,
     #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t)]
     pub output: AgentEventsFormat,
-    /// The last N events (without --follow or --since: the last 20).
+    /// The last N events (without --follow, --since or --until: the last 20).
     #[arg(long, allow_negative_numbers = true)]
     pub last: Option<u64>,
     /// The first N events.
@@ -71,8 +71,10 @@ impl AgentEventsArgs {
         let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
             (Some(n), _) => (n, true),
             (None, Some(n)) => (n, false),
-            // As `observe flows`: without a window, the last 20.
-            (None, None) if !self.follow && self.since.is_none() => (20, false),
+            // As `observe flows`: without a window (neither end), the last 20.
+            (None, None) if !self.follow && self.since.is_none() && self.until.is_none() => {
+                (20, false)
+            }
             (None, None) => (0, false),
         };
         let since = (self.since.as_deref())
@@ -552,10 +554,19 @@ mod tests {
         );
         let since = AgentEventsArgs {
             since: Some("10s".into()),
-            ..a
+            ..a.clone()
         };
         let req = since.request(now).unwrap();
         assert_eq!(req.number, 0, "a window: every event in it");
         assert_eq!(req.since.unwrap().seconds, 1_000_000 - 10);
+        let until = AgentEventsArgs {
+            until: Some("10s".into()),
+            ..a
+        };
+        assert_eq!(
+            until.request(now).unwrap().number,
+            0,
+            "every event up to then"
+        );
     }
 }
