@@ -118,3 +118,65 @@ async fn server_status_counts_what_the_nodes_hold_now() {
     relay.shutdown().await;
     let _ = stop.send(true);
 }
+
+/// Reads `answer` to its end: the flows' uuids and how many other
+/// responses came (node status). Panics if it has not ended after 30 s.
+async fn to_the_end(
+    mut answer: tonic::Streaming<observer_proto::observer::GetFlowsResponse>,
+) -> (Vec<String>, usize) {
+    use observer_proto::observer::get_flows_response::ResponseTypes;
+    let read = async {
+        let (mut flows, mut others) = (Vec::new(), 0);
+        while let Some(r) = answer.message().await.unwrap() {
+            match r.response_types {
+                Some(ResponseTypes::Flow(f)) => flows.push(f.uuid),
+                _ => others += 1,
+            }
+        }
+        (flows, others)
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the follow did not end after its --until")
+}
+
+/// A follow with an `until` ends once the clock passes it, on a probe and
+/// through the relay, although no later flow comes to end it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_follow_ends_after_its_until() {
+    let store = std::sync::Arc::new(observer_runtime::store::FlowStore::new(100));
+    let now = observer_proto::time::now_nanos();
+    store.push(test_support::history_flows::response(
+        observer_proto::flow::Flow {
+            uuid: "held".into(),
+            time: Some(observer_proto::time::timestamp(now - 1_000_000_000)),
+            ..Default::default()
+        },
+    ));
+    let (addr, stop) = e2e::in_process::serve_probe("n1", store.clone(), None).await;
+    let relay = RelayUnderTest::start(vec![addr.clone()]).await;
+    relay
+        .wait_status("the node", |s| s.num_connected_nodes == Some(1))
+        .await;
+    let request = || GetFlowsRequest {
+        number: 1,
+        follow: true,
+        until: Some(observer_proto::time::timestamp(
+            observer_proto::time::now_nanos() + 300_000_000,
+        )),
+        ..Default::default()
+    };
+    let mut probe = observer_proto::observer::observer_client::ObserverClient::connect(format!(
+        "http://{addr}"
+    ))
+    .await
+    .unwrap();
+    let direct = probe.get_flows(request()).await.unwrap().into_inner();
+    let relayed = relay.client().await.get_flows(request()).await.unwrap();
+    let (direct, relayed) = tokio::join!(to_the_end(direct), to_the_end(relayed.into_inner()));
+    assert_eq!(direct, (vec!["held".to_string()], 0));
+    // Through the relay, the node's status first.
+    assert_eq!(relayed, (vec!["held".to_string()], 1));
+    relay.shutdown().await;
+    let _ = stop.send(true);
+}

@@ -252,7 +252,7 @@ fn agent_events_stream(
                 // Events are rare: a client gone is noticed here, not at
                 // the next send.
                 () = tx.closed() => return,
-                () = query.until_passed() => return,
+                () = query.until_passed(Duration::ZERO) => return,
             };
             let Some(next) = next else {
                 let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
@@ -331,6 +331,8 @@ impl Observer for ObserverService {
                 let mut unsent = None;
                 let cut = tokio::select! {
                     () = follow(&query, &mut follow_rx, last_seq, &tx, &lag, &mut unsent) => false,
+                    // Quiet past `until`: nothing later comes to end it.
+                    () = query.until_passed() => false,
                     _ = stopping.wait_for(|s| *s) => true,
                 };
                 if cut {

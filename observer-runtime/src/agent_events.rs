@@ -145,21 +145,12 @@ impl AgentEventQuery {
             .is_some_and(|(u, t)| t > u)
     }
 
-    /// Resolves once the wall clock is past `until` (never without one): a
-    /// follow ends then, even when no event comes.
-    pub async fn until_passed(&self) {
-        let Some(until) = self.until else {
-            return std::future::pending().await;
-        };
-        loop {
-            let left = until - now_nanos();
-            if left < 0 {
-                return;
-            }
-            // Checked again after the wait: the clock may have been set back.
-            let wait = u64::try_from(left).unwrap_or(u64::MAX).saturating_add(1);
-            tokio::time::sleep(std::time::Duration::from_nanos(wait)).await;
-        }
+    /// Resolves once the wall clock is `grace` past `until` (never without
+    /// one): a follow ends then, even when no event comes. A probe stamps
+    /// its events as it logs them (no grace); a relay gives its nodes' the
+    /// time it holds them to put them in order.
+    pub async fn until_passed(&self, grace: std::time::Duration) {
+        crate::query::clock_past(self.until, grace).await
     }
 
     /// The past events the request asks for, of `events` in time order: all

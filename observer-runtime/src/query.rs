@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::field_mask::{FieldMask, FieldMaskError};
 use crate::filter::{self, FilterError, FlowMatcher};
@@ -14,7 +15,30 @@ use crate::store::Entry;
 use observer_proto::observer::GetFlowsRequest;
 use observer_proto::observer::GetFlowsResponse;
 use observer_proto::observer::get_flows_response::ResponseTypes;
-use observer_proto::time::{event_time, nanos};
+use observer_proto::time::{event_time, nanos, now_nanos};
+
+/// How long past its `until` (by the clock) a follow of flows still waits
+/// for flows stamped before it: they reach a server late (a probe drains
+/// its ring buffer on a timer; the relay holds flows in its reorder
+/// window). Then it ends, even when no later flow came to end it.
+pub const UNTIL_GRACE: Duration = Duration::from_secs(2);
+
+/// Resolves once the wall clock is `grace` past `until`; never without one.
+pub async fn clock_past(until: Option<i128>, grace: Duration) {
+    let Some(until) = until else {
+        return std::future::pending().await;
+    };
+    let end = until.saturating_add(grace.as_nanos() as i128);
+    loop {
+        let left = end - now_nanos();
+        if left < 0 {
+            return;
+        }
+        // Checked again after the wait: the clock may have been set back.
+        let wait = u64::try_from(left).unwrap_or(u64::MAX).saturating_add(1);
+        tokio::time::sleep(Duration::from_nanos(wait)).await;
+    }
+}
 
 /// A `GetFlows` request that cannot be served; `InvalidArgument` at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,10 +168,21 @@ impl FlowQuery {
             }
     }
 
-    /// Whether a live response ends a follow (it is past `until`).
+    /// Whether a live response ends a follow: a flow past `until`. A
+    /// lost-events record or node status is stamped when it was noticed,
+    /// ahead of flows still on their way: it ends nothing (the clock does,
+    /// [`Self::until_passed`]).
     pub fn is_past_until(&self, r: &GetFlowsResponse) -> bool {
-        self.until
-            .is_some_and(|u| event_time(r).is_some_and(|t| t > u))
+        matches!(r.response_types, Some(ResponseTypes::Flow(_)))
+            && self
+                .until
+                .is_some_and(|u| event_time(r).is_some_and(|t| t > u))
+    }
+
+    /// Resolves when a follow ends with no later flow: [`UNTIL_GRACE`]
+    /// after `until` passed (never without one).
+    pub async fn until_passed(&self) {
+        clock_past(self.until, UNTIL_GRACE).await
     }
 
     /// Parses `req` on tokio's blocking pool: compiling a filter of many
@@ -380,6 +415,15 @@ mod tests {
         assert_eq!(times(&q.history(ring(&[1, 2, 3, 4]))), [3]);
         assert!(q.is_past_until(&ring(&[4])[0].response));
         assert!(!q.is_past_until(&ring(&[3])[0].response));
+        let lost_later = GetFlowsResponse {
+            time: Some(timestamp(4)),
+            response_types: Some(ResponseTypes::LostEvents(LostEvent::default())),
+            ..Default::default()
+        };
+        assert!(
+            !q.is_past_until(&lost_later),
+            "a loss noticed later ends nothing"
+        );
     }
 
     #[test]

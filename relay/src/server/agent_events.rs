@@ -385,7 +385,7 @@ pub(super) async fn open(
                 // Events are rare: a client gone is noticed here, not at
                 // the next send; the nodes' follows end with `live`.
                 () = tx.closed() => return,
-                () = query.until_passed() => Next::Until,
+                () = query.until_passed(ORDER_WINDOW) => Next::Until,
             };
             let r = match next {
                 Next::Stop => {

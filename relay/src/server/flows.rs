@@ -276,6 +276,8 @@ impl Live {
                     Err(RecvError::Lagged(n)) => send(tx, lost(n)).await?,
                     Err(RecvError::Closed) => return Ok(()),
                 },
+                // Quiet past `until`: nothing later comes to end it.
+                () = self.query.until_passed() => return Ok(()),
             }
         }
     }
