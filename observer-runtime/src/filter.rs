@@ -50,6 +50,14 @@ pub enum FilterError {
         selector: String,
         reason: String,
     },
+    /// A regular expression (http_path, http_url, dns_query) does not
+    /// parse, as Hubble's `regexp.Compile` refuses it.
+    #[error("{field}: invalid regular expression {value:?}: {reason}")]
+    InvalidRegex {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
     /// An FQDN or node-name pattern is malformed.
     #[error("{field}: invalid pattern {value:?}: {reason}")]
     InvalidPattern {
@@ -215,6 +223,13 @@ impl Compiled {
         if let Some(v) = f.http_status_code.iter().find(|v| !http_status(v)) {
             return Err(FilterError::InvalidHttpStatus { value: v.clone() });
         }
+        for (field, values) in [
+            ("http_path", &f.http_path),
+            ("http_url", &f.http_url),
+            ("dns_query", &f.dns_query),
+        ] {
+            regexes(field, values)?;
+        }
         if absent_data(f) {
             push(Check::Never);
         }
@@ -369,6 +384,25 @@ fn absent_data(f: &FlowFilter) -> bool {
         || !f.http_header.is_empty()
         || !f.trace_id.is_empty()
         || !f.ip_trace_id.is_empty()
+}
+
+/// Fails on the first of `values` that is not a regular expression.
+/// Only checked: no flow of ours carries the data they match.
+fn regexes(field: &'static str, values: &[String]) -> Result<(), FilterError> {
+    for v in values {
+        let reason = match regex_syntax::Parser::new().parse(v) {
+            Ok(_) => continue,
+            Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
+            Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
+            Err(e) => e.to_string(),
+        };
+        return Err(FilterError::InvalidRegex {
+            field,
+            value: v.clone(),
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// A status code as Hubble's filter takes it: three digits from 100 to 599,

@@ -639,7 +639,7 @@ fn l7_trace_and_cel_filters_match_no_flow_as_hubbles_do_without_l7_data() {
         ..Default::default()
     };
     let dns = FlowFilter {
-        dns_query: strs(&["*.example.com"]),
+        dns_query: strs(&[r".*\.example\.com"]),
         ..Default::default()
     };
     let trace = FlowFilter {
@@ -680,6 +680,33 @@ fn l7_trace_and_cel_filters_match_no_flow_as_hubbles_do_without_l7_data() {
             format!(
                 "http_status_code: invalid status code prefix {bad:?} (a code such as 404, or a prefix such as 4+ or 40+)"
             )
+        );
+    }
+    // Regular expressions are checked as Hubble compiles them (RE2).
+    let with = |field: &str, v: &str| {
+        let mut f = FlowFilter::default();
+        match field {
+            "http_path" => f.http_path = strs(&[v]),
+            "http_url" => f.http_url = strs(&[v]),
+            _ => f.dns_query = strs(&[v]),
+        }
+        compile(&[f], &[])
+    };
+    for field in ["http_path", "http_url", "dns_query"] {
+        assert!(with(field, r"^/api/v[0-9]+/\w+$").is_ok(), "{field}");
+    }
+    for (field, bad, reason) in [
+        ("http_path", "(", "unclosed group"),
+        ("http_url", "[a-", "unclosed character class"),
+        (
+            "dns_query",
+            "*.example.com",
+            "repetition operator missing expression",
+        ),
+    ] {
+        assert_eq!(
+            with(field, bad).unwrap_err().to_string(),
+            format!("{field}: invalid regular expression {bad:?}: {reason}")
         );
     }
     // An empty Experimental block is harmless.
