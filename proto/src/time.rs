@@ -60,6 +60,9 @@ pub enum TimeError {
     /// Not an RFC 3339 time with an offset.
     #[error("{0:?} is not a time such as 2026-11-26T10:00:00Z: {1}")]
     NotATime(String, String),
+    /// A well-formed time after the last a protobuf `Timestamp` holds.
+    #[error("{0:?} is later than 9999-12-31T23:59:59Z, the last time a timestamp holds")]
+    TooLate(String),
 }
 
 /// A duration as flags write it: a number and a unit (`500ms`, `30s`, `5m`,
@@ -108,18 +111,43 @@ pub fn parse_rfc3339(text: &str) -> Result<i128, TimeError> {
     {
         return Ok(midnight.as_nanosecond());
     }
-    trimmed
-        .parse::<jiff::Timestamp>()
-        .map(|t| t.as_nanosecond())
-        .map_err(|e| {
-            // A civil time alone is ambiguous: say what is missing.
-            let why = if trimmed.parse::<jiff::civil::DateTime>().is_ok() {
-                "it has no time zone: add Z for UTC or an offset such as +01:00".to_string()
-            } else {
-                e.to_string()
-            };
-            TimeError::NotATime(trimmed.to_string(), why)
-        })
+    let e = match trimmed.parse::<jiff::Timestamp>() {
+        Ok(t) => return Ok(t.as_nanosecond()),
+        Err(e) => e,
+    };
+    match beyond_timestamps(trimmed) {
+        Some(Ok(at)) => return Ok(at),
+        Some(Err(())) => return Err(TimeError::TooLate(trimmed.to_string())),
+        None => {}
+    }
+    // A civil time alone is ambiguous: say what is missing.
+    let why = if trimmed.parse::<jiff::civil::DateTime>().is_ok() {
+        "it has no time zone: add Z for UTC or an offset such as +01:00".to_string()
+    } else {
+        e.to_string()
+    };
+    Err(TimeError::NotATime(trimmed.to_string(), why))
+}
+
+/// The last second a protobuf `Timestamp` holds: 9999-12-31T23:59:59Z.
+const LAST_TIMESTAMP_SECOND: i128 = 253_402_300_799;
+
+/// An RFC 3339 time past the last jiff's `Timestamp` holds (it stops a day
+/// short of year 9999's end, to leave room for any offset): within the last
+/// second a protobuf `Timestamp` holds (Go's parser takes it too), or
+/// `Err` past it; `None` when `text` is no such time.
+fn beyond_timestamps(text: &str) -> Option<Result<i128, ()>> {
+    let pieces = jiff::fmt::temporal::Pieces::parse(text).ok()?;
+    let offset = pieces.to_numeric_offset()?;
+    let civil = pieces.date().to_datetime(pieces.time()?);
+    let epoch = jiff::civil::date(1970, 1, 1).at(0, 0, 0, 0);
+    let local = civil.duration_since(epoch).as_nanos();
+    let at = local - i128::from(offset.seconds()) * 1_000_000_000;
+    Some(if at < (LAST_TIMESTAMP_SECOND + 1) * 1_000_000_000 {
+        Ok(at)
+    } else {
+        Err(())
+    })
 }
 
 /// Nanoseconds since the Unix epoch of a time as compact output prints it
@@ -319,6 +347,22 @@ mod tests {
             Ok(1_795_705_445_000_000_000)
         );
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Ok(-1_000_000_000));
+        // The last second a protobuf Timestamp holds, past jiff's Timestamp.
+        assert_eq!(
+            parse_rfc3339("9999-12-31T23:59:59Z"),
+            Ok(LAST_TIMESTAMP_SECOND * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("9999-12-31T22:59:59-01:00"),
+            Ok(LAST_TIMESTAMP_SECOND * 1_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("9999-12-31T23:59:59-01:00")
+                .unwrap_err()
+                .to_string(),
+            "\"9999-12-31T23:59:59-01:00\" is later than 9999-12-31T23:59:59Z, the last time a \
+             timestamp holds"
+        );
         assert_eq!(
             parse_rfc3339("2026-12-05T22:27:00")
                 .unwrap_err()
