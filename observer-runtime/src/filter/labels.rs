@@ -161,7 +161,14 @@ fn parse_key(text: &str) -> Result<Key, String> {
         Some((source, name)) => (Some(source), name),
         None => (None, text),
     };
-    let name_ok = !name.is_empty()
+    // As Kubernetes' qualified names: an optional DNS-subdomain prefix and
+    // `/`, then the name proper.
+    let (prefix, proper) = name.rsplit_once('/').unwrap_or(("", name));
+    let name_ok = !proper.is_empty()
+        && proper.len() <= NAME_MAX
+        && prefix.len() <= PREFIX_MAX
+        && (name.len() == proper.len() || !prefix.is_empty())
+        && ends_alphanumeric(proper)
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
@@ -171,6 +178,12 @@ fn parse_key(text: &str) -> Result<Key, String> {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     });
     if !(name_ok && source_ok) {
+        if proper.len() > NAME_MAX {
+            return Err(format!(
+                "invalid key {text:?}: its name is {} characters (at most {NAME_MAX})",
+                proper.len()
+            ));
+        }
         return Err(format!("invalid key {text:?}"));
     }
     Ok(Key {
@@ -179,12 +192,33 @@ fn parse_key(text: &str) -> Result<Key, String> {
     })
 }
 
-/// Label values: possibly empty, `[A-Za-z0-9._-]` only.
+/// The longest label name and value Kubernetes takes (as Hubble checks
+/// selectors, with Kubernetes' parser), and the longest key prefix.
+const NAME_MAX: usize = 63;
+const PREFIX_MAX: usize = 253;
+
+/// Begins and ends with a letter or digit (empty is not).
+fn ends_alphanumeric(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.first().is_some_and(u8::is_ascii_alphanumeric)
+        && b.last().is_some_and(u8::is_ascii_alphanumeric)
+}
+
+/// Label values: possibly empty; else at most 63 of `[A-Za-z0-9._-]`,
+/// beginning and ending with a letter or digit (Kubernetes' rule).
 fn parse_value(text: &str) -> Result<String, String> {
     let text = text.trim();
-    if text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    if text.len() > NAME_MAX {
+        return Err(format!(
+            "invalid value {text:?}: {} characters (at most {NAME_MAX})",
+            text.len()
+        ));
+    }
+    if text.is_empty()
+        || (ends_alphanumeric(text)
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
     {
         Ok(text.to_owned())
     } else {
@@ -238,5 +272,34 @@ mod tests {
         assert!(sel("app=").matches(&labels), "empty value is a value");
         assert!(sel("").matches(&[]), "empty selector selects everything");
         assert!(Selector::parse("a,,b").is_err());
+        // Kubernetes' limits: names and values of at most 63 characters,
+        // beginning and ending with a letter or digit; a prefix before `/`.
+        let long = "a".repeat(64);
+        assert_eq!(
+            Selector::parse(&format!("{long}=b")).unwrap_err(),
+            format!("invalid key \"{long}\": its name is 64 characters (at most 63)")
+        );
+        assert_eq!(
+            Selector::parse(&format!("app={long}")).unwrap_err(),
+            format!("invalid value \"{long}\": 64 characters (at most 63)")
+        );
+        for bad in [
+            "app=-web",
+            "app=web-",
+            "-app=web",
+            "/app",
+            "app in (web,-x)",
+        ] {
+            assert!(Selector::parse(bad).is_err(), "{bad}");
+        }
+        let fine = [
+            &"a".repeat(63),
+            "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop",
+            "app=",
+            "app in (web,a.b_c-d)",
+        ];
+        for good in fine {
+            assert!(Selector::parse(good).is_ok(), "{good}");
+        }
     }
 }

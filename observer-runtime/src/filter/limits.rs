@@ -231,7 +231,9 @@ mod tests {
     #[test]
     fn patterns_and_selectors_share_one_budget() {
         // 8 selectors and 8 node patterns of 512 bytes: exactly 8 KiB.
-        let selector = format!("k8s:app={}", "a".repeat(504));
+        // Values are at most 63 bytes: 8 requirements of 62 and one of 9.
+        let selector = vec![format!("k8s:a={}", "a".repeat(56)); 8].join(",") + ",k8s:b=cc";
+        assert_eq!(selector.len(), 512);
         let pattern = format!("n*{}", "b".repeat(510));
         let filter = |extra: usize| FlowFilter {
             source_label: vec![selector.clone(); 8],
