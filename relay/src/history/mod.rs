@@ -280,7 +280,14 @@ pub struct History {
     drop_log: Mutex<DropLog>,
     /// Listed files compaction could not read: left out of its runs.
     unreadable: Mutex<std::collections::BTreeSet<PathBuf>>,
+    /// A permit per GetFlows history read running ([`READERS`]).
+    readers: Arc<tokio::sync::Semaphore>,
 }
+
+/// GetFlows history reads at once. Each holds a thread of tokio's blocking
+/// pool while its client reads (up to the lease limit): more slow clients
+/// than that would leave none for the filters every GetFlows compiles there.
+pub const READERS: usize = 64;
 
 impl History {
     /// Opens (creating, owner-only) the directory, removes a crashed writer's
@@ -333,6 +340,7 @@ impl History {
             retry: Mutex::new(Retry::default()),
             drop_log: Mutex::new(DropLog::default()),
             unreadable: Mutex::default(),
+            readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
         };
         history.retain()?;
         Ok(Arc::new(history))
@@ -340,6 +348,11 @@ impl History {
 
     pub fn config(&self) -> &HistoryConfig {
         &self.cfg
+    }
+
+    /// The permits of GetFlows history reads ([`READERS`]).
+    pub fn read_permits(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.readers
     }
 
     /// Flows history did not keep.
@@ -613,13 +626,13 @@ impl History {
         self.losses.save()
     }
 
-    /// Deletes the files that left the manifest and no reader can still read.
     /// How many readers hold a lease now.
     #[cfg(test)]
     pub(crate) fn readers(&self) -> usize {
         self.lock().manifest.readers()
     }
 
+    /// Deletes the files that left the manifest and no reader can still read.
     pub(crate) fn reap(&self) {
         let paths = self.lock().manifest.reapable();
         for p in paths {

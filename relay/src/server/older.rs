@@ -111,9 +111,21 @@ impl Older {
     ) -> Result<usize, Stopped> {
         let range = self.range;
         let history = self.history.clone();
+        let waiting = history.read_permits().clone().acquire_owned();
+        let Ok(Ok(permit)) = tokio::time::timeout(READER_WAIT, waiting).await else {
+            let status = Status::resource_exhausted(format!(
+                "{} flow history reads are running, the most at once, and none ended within \
+                 {} s; ask again later",
+                crate::history::READERS,
+                READER_WAIT.as_secs()
+            ));
+            let _ = tx.send(Err(status)).await;
+            return Err(Stopped::Failed);
+        };
         let read_tx = tx.clone();
         let losses = losses_between(&history, range);
         let read = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             read_range(
                 &history,
                 (range, losses),
@@ -196,6 +208,10 @@ enum ReadEnd {
     TooLong,
     Io(std::io::Error),
 }
+
+/// How long a history read waits for one of the [`crate::history::READERS`]
+/// running to end before it is refused.
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long the history part waits for a client that takes nothing (a
 /// pager left open): its snapshot holds every file compaction or retention
@@ -402,6 +418,54 @@ mod tests {
             })
             .collect();
         assert_eq!(masked, times);
+    }
+
+    /// At most READERS history reads run at once: one more waits for one
+    /// to end, and is refused, with a reason, if none does in time.
+    #[tokio::test(start_paused = true)]
+    async fn history_reads_past_the_most_at_once_wait_then_are_refused() {
+        let dir = test_support::scratch::ScratchDir::new("older-readers");
+        let history = three_flows(dir.path());
+        let query = FlowQuery::parse(&GetFlowsRequest::default()).unwrap();
+        let older = || Older {
+            history: history.clone(),
+            range: Range::ALL,
+        };
+        let running = history.read_permits().clone();
+        let held = running
+            .clone()
+            .acquire_many_owned(crate::history::READERS as u32)
+            .await
+            .unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        assert!(matches!(
+            older().send(query.clone(), Take::All, tx).await,
+            Err(Stopped::Failed)
+        ));
+        let refused = rx.recv().await.unwrap().unwrap_err();
+        assert_eq!(
+            (refused.code(), refused.message()),
+            (
+                tonic::Code::ResourceExhausted,
+                "64 flow history reads are running, the most at once, and none ended within \
+                 10 s; ask again later"
+            )
+        );
+        // One ends while the next waits: it is read.
+        let (tx, mut rx) = mpsc::channel(8);
+        let waiting = tokio::spawn(older().send(query, Take::All, tx));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(held);
+        assert!(matches!(waiting.await.unwrap(), Ok(3)));
+        let mut flows = 0;
+        while let Some(r) = rx.recv().await {
+            flows += usize::from(matches!(
+                r.unwrap().response_types,
+                Some(ResponseTypes::Flow(_))
+            ));
+        }
+        assert_eq!(flows, 3);
+        assert_eq!(running.available_permits(), crate::history::READERS);
     }
 
     /// A follow that asks for no history (no `since`, no `number`) gets
