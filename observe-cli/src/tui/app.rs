@@ -33,6 +33,10 @@ pub const GRAPH_MAX_CONNECTIONS: usize = 50_000;
 /// about 16 MB.
 pub const RECENT_IDS: usize = 500_000;
 
+/// Lost-event records remembered to drop repeats after a reconnect (they
+/// are few: one per node and cause as it happens).
+const RECENT_LOST: usize = 1024;
+
 /// What the keyboard is driving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -120,12 +124,19 @@ pub struct App {
     pub top: Option<u64>,
     /// The flow in the detail pane, and how far it is scrolled.
     pub detail: Option<u64>,
+    /// A copy of that flow, taken when the pane opened: shown once the flow
+    /// has left the buffer (within a second on a busy cluster).
+    pub detail_flow: Option<Box<observer_proto::flow::Flow>>,
     pub detail_scroll: u16,
     /// How far the detail pane can scroll: its lines past the last screenful,
     /// as it was last drawn.
     pub detail_max_scroll: Cell<u16>,
     /// First row shown on the service map and top talkers tabs.
     pub list_scroll: usize,
+    /// As those lists were last drawn: the most `list_scroll` shows rows
+    /// at (the last screenful), and a screenful's rows.
+    pub list_max_scroll: Cell<usize>,
+    pub list_page: Cell<usize>,
     /// The service map shows what changed (`c`) instead of the map.
     pub show_changes: bool,
     /// The changes view's last comparison.
@@ -153,6 +164,9 @@ pub struct App {
     pub recent: RecentIds,
     /// The stream was reopened at least once.
     pub reopened: bool,
+    /// The last lost-event records counted: a reopened stream sends those
+    /// of its first seconds again.
+    pub recent_lost: std::collections::VecDeque<GetFlowsResponse>,
     /// The wait before the next reconnect attempt.
     pub backoff: Backoff,
 }
@@ -182,9 +196,12 @@ impl App {
             selected: None,
             top: None,
             detail: None,
+            detail_flow: None,
             detail_scroll: 0,
             detail_max_scroll: Cell::new(u16::MAX),
             list_scroll: 0,
+            list_max_scroll: Cell::new(0),
+            list_page: Cell::new(1),
             show_changes: false,
             changes_cache: ChangesCache::default(),
             table_rows: Cell::new(20),
@@ -197,6 +214,7 @@ impl App {
             newest: None,
             recent: RecentIds::new(RECENT_IDS),
             reopened: false,
+            recent_lost: std::collections::VecDeque::new(),
             backoff: Backoff::default(),
         })
     }
@@ -235,7 +253,16 @@ impl App {
                 }
                 self.buffer.push(flow, pass);
             }
-            Some(ResponseTypes::LostEvents(l)) => self.stats.lost_events(&l),
+            Some(ResponseTypes::LostEvents(ref l)) => {
+                if self.reopened && self.recent_lost.contains(&resp) {
+                    return;
+                }
+                self.stats.lost_events(l);
+                if self.recent_lost.len() == RECENT_LOST {
+                    self.recent_lost.pop_front();
+                }
+                self.recent_lost.push_back(resp);
+            }
             Some(ResponseTypes::NodeStatus(n)) => self.stats.node_status(&n),
             None => return,
         }
@@ -252,6 +279,13 @@ impl App {
     /// Applies the filter bar's text, or keeps the old filter and shows why not.
     pub fn apply_filter(&mut self) -> bool {
         match LiveFilter::parse(&self.filter.input) {
+            // The same filter again: the map keeps what it counted beyond
+            // the buffer's flows.
+            Ok(f) if f.text == self.filter.applied.text => {
+                self.filter.input = f.text;
+                self.filter.error = None;
+                true
+            }
             Ok(f) => {
                 self.buffer.refilter(|fl| f.matches(fl));
                 if let Some(frozen) = &mut self.frozen {

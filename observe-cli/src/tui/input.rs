@@ -68,7 +68,7 @@ impl App {
                 self.show_changes = !self.show_changes;
                 self.list_scroll = 0;
             }
-            _ if self.tab != Tab::Flows => self.list_key(key.code, page),
+            _ if self.tab != Tab::Flows => self.list_key(key.code),
             KeyCode::Up | KeyCode::Char('k') => self.move_selection(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_selection(1),
             KeyCode::PageUp => self.move_selection(-page),
@@ -78,6 +78,7 @@ impl App {
             KeyCode::Enter => {
                 if let Some(seq) = self.current_seq() {
                     self.detail = Some(seq);
+                    self.detail_flow = self.shown().get(seq).cloned().map(Box::new);
                     self.detail_scroll = 0;
                     self.mode = Mode::Detail;
                 }
@@ -116,17 +117,23 @@ impl App {
         self.list_scroll = 0;
     }
 
-    /// Scrolling on the service map and top talkers tabs.
-    fn list_key(&mut self, code: KeyCode, page: isize) {
+    /// Scrolling on the service map, top talkers and changes, by rows, up
+    /// to the last screenful as last drawn.
+    fn list_key(&mut self, code: KeyCode) {
+        let page = isize::try_from(self.list_page.get()).unwrap_or(isize::MAX);
+        let max = self.list_max_scroll.get();
         let delta = match code {
             KeyCode::Up | KeyCode::Char('k') => -1,
             KeyCode::Down | KeyCode::Char('j') => 1,
             KeyCode::PageUp => -page,
             KeyCode::PageDown => page,
             KeyCode::Home | KeyCode::Char('g') => isize::MIN,
+            KeyCode::End | KeyCode::Char('G') => isize::MAX,
             _ => 0,
         };
-        self.list_scroll = self.list_scroll.saturating_add_signed(delta);
+        // From what is shown: a list that shrank since may show less.
+        let shown = self.list_scroll.min(max);
+        self.list_scroll = shown.saturating_add_signed(delta).min(max);
     }
 
     fn filter_key(&mut self, key: &KeyEvent) {
@@ -149,10 +156,27 @@ impl App {
                 self.filter.input.pop();
                 self.filter.error = None;
             }
+            // Readline's: Ctrl-U clears the line, Ctrl-W the word before the
+            // cursor, Ctrl-H (what many terminals send for Ctrl-Backspace)
+            // the character.
             KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.filter.input.clear();
                 self.filter.error = None;
             }
+            KeyCode::Char('w') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                let kept = self.filter.input.trim_end().rfind(' ').map_or(0, |i| i + 1);
+                self.filter.input.truncate(kept);
+                self.filter.error = None;
+            }
+            KeyCode::Char('h') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.input.pop();
+                self.filter.error = None;
+            }
+            // Other Ctrl and Alt keys are not text.
+            KeyCode::Char(_)
+                if key
+                    .modifiers
+                    .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) => {}
             KeyCode::Char(c) => {
                 self.filter.input.push(c);
                 self.filter.error = None;
@@ -167,6 +191,7 @@ impl App {
             KeyCode::Esc | KeyCode::Enter | KeyCode::Backspace => {
                 self.mode = Mode::Normal;
                 self.detail = None;
+                self.detail_flow = None;
             }
             KeyCode::Up | KeyCode::Char('k') => {
                 self.detail_scroll = self.detail_scroll.saturating_sub(1);

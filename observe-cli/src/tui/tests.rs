@@ -1336,3 +1336,143 @@ async fn run_loop_reconnects_after_the_relay_went_away() {
     assert_eq!(app.stats.reconnecting, None);
     assert_eq!(app.stats.stream_end, None);
 }
+
+fn ctrl(c: char) -> Event {
+    Event::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+/// The map, top talkers and changes scroll by rows down to the last
+/// screenful, not past it: `j` held too long still shows the last edge, and
+/// one `k` moves up at once; `G` goes to the end, `g` to the top.
+#[test]
+fn lists_scroll_no_further_than_their_last_screenful() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Tab));
+    // 9 rows: tabs, header, then the table (its header, five lines: an
+    // edge takes two) above the filter bar.
+    let edges = [
+        "default/frontend -> default/api",
+        "default/frontend -> kube-system/coredns-1",
+        "default/frontend -> world",
+        "host -> default/api",
+    ];
+    let shown = |app: &App| {
+        let b = draw_sized(app, W, 9);
+        rows(&b)
+            .into_iter()
+            .filter_map(|r| edges.into_iter().find(|e| r.starts_with(e)))
+            .collect::<Vec<_>>()
+    };
+    // Two whole edges, and the first line of a third.
+    assert_eq!(shown(&app), edges[..3]);
+    for _ in 0..10 {
+        app.handle_event(&key(KeyCode::Char('j')));
+    }
+    // Four edges, two shown: the last two.
+    assert_eq!(app.list_scroll, 2);
+    assert_eq!(
+        shown(&app),
+        ["default/frontend -> world", "host -> default/api"]
+    );
+    app.handle_event(&key(KeyCode::Char('k')));
+    assert_eq!(app.list_scroll, 1);
+    app.handle_event(&key(KeyCode::Char('g')));
+    assert_eq!(app.list_scroll, 0);
+    app.handle_event(&key(KeyCode::Char('G')));
+    assert_eq!(app.list_scroll, 2);
+    app.handle_event(&key(KeyCode::PageUp));
+    assert_eq!(app.list_scroll, 0, "a page is the two edges shown");
+}
+
+/// In the filter bar, Ctrl-W takes the word before the cursor, Ctrl-H a
+/// character; other Ctrl and Alt keys type nothing.
+#[test]
+fn the_filter_bar_takes_readline_keys_and_types_no_ctrl_or_alt_letters() {
+    let mut app = app_with(&fixtures::flows());
+    app.handle_event(&key(KeyCode::Char('/')));
+    type_text(&mut app, "--verdict dropped --port 80");
+    app.handle_event(&ctrl('w'));
+    assert_eq!(app.filter.input, "--verdict dropped --port ");
+    app.handle_event(&ctrl('w'));
+    assert_eq!(app.filter.input, "--verdict dropped ");
+    app.handle_event(&ctrl('h'));
+    app.handle_event(&ctrl('a'));
+    app.handle_event(&ctrl('e'));
+    app.handle_event(&Event::Key(KeyEvent::new(
+        KeyCode::Char('b'),
+        KeyModifiers::ALT,
+    )));
+    assert_eq!(app.filter.input, "--verdict dropped");
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(
+        (app.mode, app.filter.applied.text.as_str()),
+        (Mode::Normal, "--verdict dropped")
+    );
+}
+
+/// The detail pane keeps showing its flow after the buffer let it go.
+#[test]
+fn the_detail_pane_keeps_its_flow_after_the_buffer_let_it_go() {
+    let all = fixtures::flows();
+    let mut app = App::with_capacity("", 5).unwrap();
+    for f in &all[..5] {
+        app.on_response(flow(f.clone()));
+    }
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Detail);
+    let before = rows(&draw_sized(&app, 100, 50));
+    for f in &all[5..] {
+        app.on_response(flow(f.clone()));
+    }
+    assert!(app.buffer.get(app.detail.unwrap()).is_none(), "evicted");
+    let after = rows(&draw_sized(&app, 100, 50));
+    // Below the header, whose counts went on.
+    let fields = |r: &[String]| r[2..12].to_vec();
+    assert_eq!(fields(&after), fields(&before));
+    assert!(!after.iter().any(|l| l.contains("left the buffer")));
+}
+
+/// Enter on the filter as applied changes nothing: the service map keeps
+/// what it counted beyond the buffer's flows.
+#[test]
+fn applying_the_same_filter_keeps_the_service_map() {
+    let mut app = App::with_capacity("", 3).unwrap();
+    for f in fixtures::flows() {
+        app.on_response(flow(f));
+    }
+    let flows_of = |app: &App| {
+        (app.graph.graph().edges().iter())
+            .map(|e| e.edge.flows)
+            .sum::<u64>()
+    };
+    let counted = flows_of(&app);
+    assert_eq!(counted, 13);
+    app.handle_event(&key(KeyCode::Char('/')));
+    app.handle_event(&key(KeyCode::Enter));
+    assert_eq!((app.mode, flows_of(&app)), (Mode::Normal, counted));
+}
+
+/// A reopened stream sends the lost-event records of its first seconds
+/// again: counted once.
+#[test]
+fn lost_events_sent_again_after_a_reopen_count_once() {
+    let mut app = app_with(&fixtures::flows()[..2]);
+    let lost = |n| GetFlowsResponse {
+        node_name: "node1".into(),
+        time: Some(prost_types::Timestamp {
+            seconds: 1_795_705_445,
+            nanos: 0,
+        }),
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::PerfEventRingBuffer as i32,
+            num_events_lost: n,
+            ..Default::default()
+        })),
+    };
+    app.on_response(lost(40));
+    app.reopened = true;
+    app.on_response(lost(40));
+    assert_eq!(app.stats.lost_total(), 40);
+    app.on_response(lost(3));
+    assert_eq!(app.stats.lost_total(), 43);
+}

@@ -97,27 +97,22 @@ impl App {
             Constraint::Length(9),
             Constraint::Length(detail_w),
         ];
-        let rows = c
-            .diff
-            .edges
-            .iter()
-            .zip(names)
-            .skip(self.list_scroll)
-            .map(|(e, name)| {
-                let p = e.paint();
-                let w = e.edge();
-                let row = Row::new(vec![
-                    fit(&name, name_w),
-                    word(p).to_string(),
-                    fit(&w.flows.to_string(), 6),
-                    human_bytes(w.bytes),
-                    fit(&detail(e), detail_w),
-                ]);
-                match colour(p) {
-                    Some(col) => row.style(Style::new().fg(col)),
-                    None => row,
-                }
-            });
+        let skip = self.list_window(names.len(), usize::from(table.height.saturating_sub(1)));
+        let rows = c.diff.edges.iter().zip(names).skip(skip).map(|(e, name)| {
+            let p = e.paint();
+            let w = e.edge();
+            let row = Row::new(vec![
+                fit(&name, name_w),
+                word(p).to_string(),
+                fit(&w.flows.to_string(), 6),
+                human_bytes(w.bytes),
+                fit(&detail(e), detail_w),
+            ]);
+            match colour(p) {
+                Some(col) => row.style(Style::new().fg(col)),
+                None => row,
+            }
+        });
         let header = Row::new([
             "SOURCE -> DESTINATION",
             "CHANGE",

@@ -148,13 +148,32 @@ impl App {
             Constraint::Length(verdict_w),
             Constraint::Length(ports_w),
         ];
+        let table_area = if forgotten > 0 {
+            let [table, note] =
+                Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
+            let text = format!(
+                "{} connections tracked, {forgotten} older ones forgotten (cap {}): a forgotten connection seen again counts again",
+                connections,
+                self.graph.max_connections().unwrap_or_default(),
+            );
+            frame.render_widget(
+                Paragraph::new(text).style(Style::new().fg(Color::Yellow)),
+                note,
+            );
+            table
+        } else {
+            area
+        };
+        // Two lines a row, under the header.
+        let fit = usize::from(table_area.height.saturating_sub(1)) / 2;
+        let skip = self.list_window(edges.len(), fit);
         // Cut with a mark: a cut count must not read as a smaller one.
         let cut = |s: &str, w: u16| Line::raw(columns::fit(s, w));
         let rows = edges
             .iter()
             .zip(&cells)
             .zip(&ports)
-            .skip(self.list_scroll)
+            .skip(skip)
             .map(|((e, c), ports)| {
                 let w = e.edge;
                 // As the flows' verdicts and the DOT drawing: red where
@@ -192,22 +211,6 @@ impl App {
             "PORTS",
         ])
         .style(bold());
-        let table_area = if forgotten > 0 {
-            let [table, note] =
-                Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(area);
-            let text = format!(
-                "{} connections tracked, {forgotten} older ones forgotten (cap {}): a forgotten connection seen again counts again",
-                connections,
-                self.graph.max_connections().unwrap_or_default(),
-            );
-            frame.render_widget(
-                Paragraph::new(text).style(Style::new().fg(Color::Yellow)),
-                note,
-            );
-            table
-        } else {
-            area
-        };
         frame.render_widget(Table::new(rows, widths).header(header), table_area);
     }
 
@@ -224,18 +227,16 @@ impl App {
     fn talkers(&self, frame: &mut Frame, area: Rect, title: &str, edges: &[EdgeView<'_>]) {
         // What the fixed columns and the three gaps leave the names.
         let name_w = area.width.saturating_sub(3 + 9 + 6 + 3);
-        let rows = edges
-            .iter()
-            .enumerate()
-            .skip(self.list_scroll)
-            .map(|(i, e)| {
-                Row::new(vec![
-                    (i + 1).to_string(),
-                    edge_name(e, name_w),
-                    human_bytes(e.edge.bytes),
-                    columns::fit(&e.edge.flows.to_string(), 6),
-                ])
-            });
+        // Under the title's border and the header.
+        let skip = self.list_window(edges.len(), usize::from(area.height.saturating_sub(2)));
+        let rows = edges.iter().enumerate().skip(skip).map(|(i, e)| {
+            Row::new(vec![
+                (i + 1).to_string(),
+                edge_name(e, name_w),
+                human_bytes(e.edge.bytes),
+                columns::fit(&e.edge.flows.to_string(), 6),
+            ])
+        });
         let header = Row::new(["#", "SOURCE -> DESTINATION", "BYTES", "FLOWS"]).style(bold());
         let widths = [
             Constraint::Length(3),

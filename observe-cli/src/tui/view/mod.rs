@@ -32,6 +32,17 @@ const TOP_HELP: &str = "/ filter  space pause  tab view  q quit  ? keys";
 const SHORT_HELP: &str = "? keys";
 
 impl App {
+    /// Notes a list of `rows` of which `fit` show at once, for scrolling
+    /// ([`App::list_max_scroll`], [`App::list_page`]); returns how many rows
+    /// to skip: `list_scroll`, or fewer where that would show less than a
+    /// screenful.
+    fn list_window(&self, rows: usize, fit: usize) -> usize {
+        let max = rows.saturating_sub(fit.max(1));
+        self.list_max_scroll.set(max);
+        self.list_page.set(fit.max(1));
+        self.list_scroll.min(max)
+    }
+
     /// Draws the whole screen.
     pub fn render(&self, frame: &mut Frame) {
         // A long banner (a reconnect's cause) wraps to a second line, and is

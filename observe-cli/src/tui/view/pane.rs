@@ -12,7 +12,8 @@ use crate::tui::{detail, path};
 
 impl App {
     pub(super) fn render_detail(&self, frame: &mut Frame, area: Rect) {
-        let Some(f) = self.detail.and_then(|s| self.shown().get(s)) else {
+        let shown = self.detail.and_then(|s| self.shown().get(s));
+        let Some(f) = shown.or(self.detail_flow.as_deref()) else {
             frame.render_widget(Paragraph::new("the flow left the buffer"), area);
             return;
         };
