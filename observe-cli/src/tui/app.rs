@@ -371,20 +371,28 @@ impl App {
     /// failure (then `link` becomes the attempt to reopen it), or a reopening.
     pub fn on_step(&mut self, step: Step, link: &mut Link, source: &mut impl FlowSource) {
         match step {
-            Step::Item(Some(Ok(resp))) => self.on_response(resp),
+            Step::Item(Some(Ok(resp))) => {
+                // Only a stream that answers ends the backoff: one that
+                // opens and fails at once is asked again later each time.
+                self.backoff.reset();
+                self.on_response(resp);
+            }
             Step::Item(Some(Err(s))) => {
                 let detail = match s.message() {
                     "" => format!("{:?}", s.code()),
                     m => m.to_string(),
                 };
                 let end = format!("server: {} ({:?})", s.message(), s.code());
+                if reconnect::is_final(s.code()) {
+                    *link = self.ended(end);
+                    return;
+                }
                 *link = self.on_lost(source, reconnect::short_reason(&detail), &detail, end);
             }
             Step::Item(None) => {
                 *link = self.on_lost(source, "the stream ended", "", "stream ended".into());
             }
             Step::Opened(Ok(stream)) => {
-                self.backoff.reset();
                 self.reopened = true;
                 self.stats.reconnecting = None;
                 self.dirty = true;
@@ -392,10 +400,23 @@ impl App {
             }
             Step::Opened(Err(e)) => {
                 let detail = format!("{e:#}");
+                let refused = e.chain().find_map(|c| c.downcast_ref::<tonic::Status>());
+                if refused.is_some_and(|s| reconnect::is_final(s.code())) {
+                    *link = self.ended(detail);
+                    return;
+                }
                 let reason = reconnect::short_reason(&detail);
                 *link = self.on_lost(source, reason, &detail, detail.clone());
             }
         }
+    }
+
+    /// The stream ended for good: `end` is shown, nothing is asked again.
+    fn ended(&mut self, end: String) -> Link {
+        self.stats.reconnecting = None;
+        self.stats.stream_end = Some(end);
+        self.dirty = true;
+        Link::Closed
     }
 
     /// The stream is gone: reopen it a margin before the newest flow (late
@@ -410,9 +431,7 @@ impl App {
     ) -> Link {
         self.dirty = true;
         let Some(open) = source.reopen(reconnect::reopen_from(self.newest)) else {
-            self.stats.reconnecting = None;
-            self.stats.stream_end = Some(end);
-            return Link::Closed;
+            return self.ended(end);
         };
         let delay = self.backoff.next_delay();
         self.stats.reconnecting = Some(reconnect::banner(reason, detail));

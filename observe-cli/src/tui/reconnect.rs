@@ -236,6 +236,20 @@ pub fn reopen_from(newest: Option<Timestamp>) -> Option<Timestamp> {
     newest.map(|t| time::timestamp(time::nanos(&t) - REOPEN_MARGIN.as_nanos() as i128))
 }
 
+/// Whether a server's refusal stays the same when asked again: a bad
+/// request, credentials it does not take, a call it does not serve. The
+/// stream's end is shown instead of reconnecting forever.
+pub fn is_final(code: tonic::Code) -> bool {
+    use tonic::Code;
+    matches!(
+        code,
+        Code::InvalidArgument
+            | Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::Unimplemented
+    )
+}
+
 /// Why the stream stopped, in a few plain words, from the error's text.
 pub fn short_reason(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();

@@ -1476,3 +1476,44 @@ fn lost_events_sent_again_after_a_reopen_count_once() {
     app.on_response(lost(3));
     assert_eq!(app.stats.lost_total(), 43);
 }
+
+/// A refusal that asking again would not change (credentials the server
+/// does not take, a bad filter) ends the stream, shown; nothing is asked
+/// again. A stream that opens and fails at once is asked again after a
+/// longer wait each time: only a response ends the backoff.
+#[tokio::test(start_paused = true)]
+async fn a_final_refusal_ends_the_stream_and_quick_failures_back_off() {
+    use super::reconnect::{Link, Step};
+    let mut app = App::new("").unwrap();
+    let mut source = FakeSource::new(Vec::new());
+    let refused = vec![Err(tonic::Status::permission_denied("not for you"))];
+    let mut link = Link::Open(Box::pin(tokio_stream::iter(refused)));
+    let step = link.step().await;
+    app.on_step(step, &mut link, &mut source);
+    assert!(matches!(link, Link::Closed));
+    assert!(source.asked.is_empty());
+    assert_eq!(
+        (
+            app.stats.stream_end.as_deref(),
+            app.stats.reconnecting.as_deref()
+        ),
+        (Some("server: not for you (PermissionDenied)"), None)
+    );
+
+    let failing = || vec![Err(tonic::Status::unavailable("gone"))];
+    let mut app = App::new("").unwrap();
+    let mut source = FakeSource::new(vec![failing(), failing(), failing()]);
+    let mut link = Link::Open(Box::pin(tokio_stream::iter(failing())));
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let step = link.step().await;
+        assert!(matches!(step, Step::Item(Some(Err(_)))));
+        app.on_step(step, &mut link, &mut source);
+        let start = tokio::time::Instant::now();
+        let step = link.step().await;
+        assert!(matches!(step, Step::Opened(Ok(_))));
+        waits.push(start.elapsed().as_secs());
+        app.on_step(step, &mut link, &mut source);
+    }
+    assert_eq!(waits, [1, 2, 4]);
+}
