@@ -177,6 +177,11 @@ impl Feed {
         true
     }
 
+    /// Flows the writer has taken (added to history's rows) since start.
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
     /// Flows queued and not yet taken by the writer.
     pub fn depth(&self) -> u64 {
         self.sent

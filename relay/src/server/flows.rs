@@ -8,6 +8,9 @@
 //! in-band as another node-status event: the client's stream never fails for it.
 //! A follow that asks for no history (`number` 0, no `since`) gets no flow
 //! from before its request, also none the reorder window releases after it.
+//! An answer that starts in history waits a while for history's writer to
+//! take what the ring let go of; what it still lacks then is told as one
+//! lost-events record between history's part and the ring's.
 
 use std::sync::Arc;
 
@@ -86,17 +89,23 @@ pub(super) fn open(
                     Err(status) => return tx.send(Err(status)).await.map_err(|_| Gone),
                 },
                 Some(older) => {
+                    let mut behind = None;
                     if let (Some(feed), Some(n)) = (state.history_feed(), history_needs)
                         && !feed.holds(n, HISTORY_CATCH_UP).await
                     {
+                        let missing = n.saturating_sub(feed.taken());
                         log::warn!(
-                            "GetFlows: history's writer was {} flows behind for {:?}; this \
-                             answer may lack flows between history and the ring",
-                            n.saturating_sub(feed.sent() - feed.depth()),
+                            "GetFlows: history's writer was {missing} flows behind for {:?}; \
+                             this answer lacks them, between history and the ring",
                             HISTORY_CATCH_UP
                         );
+                        behind = Some(missing);
                     }
                     let ring = with_older(older, &query, ring, &tx).await?;
+                    // Told where they are missing, as any gap is.
+                    if let Some(missing) = behind {
+                        send(&tx, not_in_history_yet(missing, evicted_newest)).await?;
+                    }
                     (query, ring)
                 }
             };
@@ -181,6 +190,24 @@ async fn with_older(
         }
         // The client was told; nothing more follows an incomplete answer.
         Err(Stopped::Gone | Stopped::Failed) => Err(Gone),
+    }
+}
+
+/// The record of `flows` flows an answer lacks: the ring let them go (the
+/// newest of them at `newest`) before history's writer took them in. The
+/// relay's own loss: no node's name.
+fn not_in_history_yet(flows: u64, newest: Option<i128>) -> GetFlowsResponse {
+    let at = newest.unwrap_or_else(now_nanos);
+    GetFlowsResponse {
+        node_name: String::new(),
+        time: Some(timestamp(at)),
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::HubbleRingBuffer as i32,
+            num_events_lost: flows,
+            cpu: None,
+            first: None,
+            last: Some(timestamp(at)),
+        })),
     }
 }
 
@@ -350,6 +377,66 @@ mod tests {
             FlowStore::new(10),
             Peers::new(&["127.0.0.1:1".into()]),
         ))
+    }
+
+    /// History's writer took nothing for longer than an answer waits: the
+    /// flows the ring let go of are in neither part, and the answer says so
+    /// between them (not only the relay's log).
+    #[tokio::test(start_paused = true)]
+    async fn flows_history_has_not_taken_yet_are_told_lost_between_the_parts() {
+        use crate::history::{History, HistoryConfig, feed};
+        let dir = test_support::scratch::ScratchDir::new("flows-writer-behind");
+        let history = History::open(HistoryConfig {
+            retention_age: std::time::Duration::from_secs(100 * 365 * 86_400),
+            ..HistoryConfig::new(dir.path())
+        })
+        .unwrap();
+        let state = Arc::new(RelayState::new(
+            FlowStore::new(4),
+            Peers::new(&["127.0.0.1:1".into()]),
+        ));
+        state.set_sql(crate::sql::SqlEngine::new(
+            Some(history.clone()),
+            Default::default(),
+        ));
+        // No writer takes from the queue.
+        let (feed, _intake) = feed::channel(100, history.losses().clone());
+        state.set_history_feed(feed);
+        const S: i128 = 1_000_000_000;
+        for t in 1..=10 {
+            state.publish(flow_at(t * S));
+        }
+        let (_stop, stopping) = watch::channel(false);
+        let req = GetFlowsRequest {
+            since: Some(timestamp(0)),
+            ..Default::default()
+        };
+        let mut stream = open(&state, FlowQuery::parse(&req).unwrap(), stopping);
+        let mut got = Vec::new();
+        while let Some(r) = stream.next().await {
+            let r = r.unwrap();
+            got.push(match r.response_types {
+                Some(ResponseTypes::NodeStatus(_)) => ("node status".to_string(), None),
+                Some(ResponseTypes::LostEvents(l)) => {
+                    (format!("{} lost", l.num_events_lost), event_time(&r))
+                }
+                Some(ResponseTypes::Flow(_)) => ("flow".to_string(), event_time(&r)),
+                None => ("nothing".to_string(), None),
+            });
+        }
+        let flow = |t: i128| ("flow".to_string(), Some(t * S));
+        // The ring holds the last 4; the 6 before it left the ring untaken.
+        assert_eq!(
+            got,
+            [
+                ("node status".to_string(), None),
+                ("6 lost".to_string(), Some(6 * S)),
+                flow(7),
+                flow(8),
+                flow(9),
+                flow(10),
+            ]
+        );
     }
 
     #[tokio::test]
