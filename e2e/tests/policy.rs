@@ -37,7 +37,7 @@ policies:
     metadata: {name: audited-allow-nothing, namespace: default, annotations: {observe.io/audit: "true"}}
     spec:
       endpointSelector: {matchLabels: {app: audited}}
-      ingress: []
+      ingress: [{}]
 traffic:
   - {from: frontend, to: api, protocol: tcp, port: 8080}
   - {from: frontend, to: api, protocol: tcp, port: 8081, expect: dropped}

@@ -44,10 +44,11 @@ pub struct Policy {
     pub audit: bool,
     /// Selects the endpoints of `namespace` the policy applies to.
     pub endpoint_selector: Selector,
-    /// `None` when the key is absent; `Some` (even empty) enforces ingress.
+    /// `None` when the key is absent (or null); a rule or more enforces
+    /// ingress, none does not (as Cilium: an empty list is as absent).
     pub ingress: Option<Vec<Rule>>,
     pub ingress_deny: Option<Vec<Rule>>,
-    /// `None` when the key is absent; `Some` (even empty) enforces egress.
+    /// As `ingress`, for egress.
     pub egress: Option<Vec<Rule>>,
     pub egress_deny: Option<Vec<Rule>>,
     /// Where it was read: the file, with the document number when the file holds
@@ -56,12 +57,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Whether the policy makes its endpoints default-deny in `direction`: it has
-    /// the `ingress` or `ingressDeny` key (egress: `egress`, `egressDeny`).
+    /// Whether the policy makes its endpoints default-deny in `direction`:
+    /// it has a rule in `ingress` or `ingressDeny` (egress: `egress`,
+    /// `egressDeny`), even an empty rule (`ingress: [{}]`, which matches
+    /// nothing: deny all). An empty or null list enforces nothing, as
+    /// Cilium's `len(r.Ingress) > 0 || len(r.IngressDeny) > 0`.
     pub fn enforces(&self, direction: Direction) -> bool {
+        let any = |rules: &Option<Vec<Rule>>| rules.as_ref().is_some_and(|r| !r.is_empty());
         match direction {
-            Direction::Ingress => self.ingress.is_some() || self.ingress_deny.is_some(),
-            Direction::Egress => self.egress.is_some() || self.egress_deny.is_some(),
+            Direction::Ingress => any(&self.ingress) || any(&self.ingress_deny),
+            Direction::Egress => any(&self.egress) || any(&self.egress_deny),
         }
     }
 

@@ -443,7 +443,7 @@ fn namespaces_of_selectors() {
 
     // endpointSelector: only the policy's own namespace.
     let in_other = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n\
-                    metadata: {name: p, namespace: other}\nspec: {endpointSelector: {}, ingress: []}\n";
+                    metadata: {name: p, namespace: other}\nspec: {endpointSelector: {}, ingress: [{}]}\n";
     let c = compiled(in_other);
     for id in [CLIENT, MONITOR] {
         assert_eq!(modes(&c, id), (Enforcement::Enforce, Enforcement::None));
@@ -474,17 +474,19 @@ fn rule_shapes() {
             &format!("{{endpointSelector: {{matchLabels: {{app: frontend}}}}, {rules}}}"),
         ))
     };
-    // The key present, even empty or null, enforces; an empty rule matches nothing.
-    for rules in [
-        "ingress: []",
-        "ingress: ",
-        "ingress: [{}]",
-        "ingressDeny: []",
+    // A rule enforces, an empty rule too (it matches nothing: deny all); an
+    // empty or null list does not, as in Cilium.
+    for (rules, ingress) in [
+        ("ingress: [{}]", Enforcement::Enforce),
+        ("ingressDeny: [{}]", Enforcement::Enforce),
+        ("ingress: []", Enforcement::None),
+        ("ingress: ", Enforcement::None),
+        ("ingressDeny: []", Enforcement::None),
     ] {
         let c = spec(rules);
         assert_eq!(
             modes(&c, FRONTEND),
-            (Enforcement::Enforce, Enforcement::None),
+            (ingress, Enforcement::None),
             "{rules}"
         );
         assert!(c.entries.is_empty(), "{rules}");
@@ -565,8 +567,8 @@ fn multi_document_files_and_sorted_directories() {
     let dir = TempDir::new("load");
     let two = format!(
         "# leading comment\n{}---\n{}---\n",
-        doc("b-one", "{endpointSelector: {}, ingress: []}"),
-        doc("b-two", "{endpointSelector: {}, egress: []}")
+        doc("b-one", "{endpointSelector: {}, ingress: [{}]}"),
+        doc("b-two", "{endpointSelector: {}, egress: [{}]}")
     );
     let b = dir.write("b.yaml", &two);
     dir.write("a.yml", &doc("a", "{endpointSelector: {}}"));
