@@ -152,9 +152,24 @@ fn check_install(
 pub fn delete(name: &str, state_dir: &Path) -> anyhow::Result<()> {
     let lab = Lab::attach(state_dir)?;
     let target = installed_file(&lab.policy_dir(), name)?;
+    // Every policy of the file goes with it: each is named.
+    let held: Vec<String> = policy::load_file(&target)
+        .map(|ps| ps.iter().map(describe).collect())
+        .unwrap_or_default();
     std::fs::remove_file(&target).with_context(|| format!("removing {}", target.display()))?;
-    crate::outln!("{name}: removed ({})", target.display())?;
+    crate::pipe::print(&removed(name, &target, &held))?;
     Ok(())
+}
+
+/// What `delete name` says it removed: `name` from `file`, and any other
+/// policy `held` in the same file, which went with it.
+fn removed(name: &str, file: &Path, held: &[String]) -> String {
+    let asked = |p: &String| p == name || p.rsplit_once('/').is_some_and(|(_, n)| n == name);
+    let mut text = format!("{name}: removed ({})\n", file.display());
+    for other in held.iter().filter(|p| !asked(p)) {
+        text += &format!("{other}: removed too (in the same file)\n");
+    }
+    text
 }
 
 /// The file of `dir` that `name` means: a file name there (`deny-client.yaml`),
@@ -377,6 +392,33 @@ spec:
         assert!(
             both.contains("several policy files (deny.yaml, other.yaml)"),
             "{both}"
+        );
+    }
+
+    #[test]
+    fn deleting_a_policy_names_the_others_its_file_took_along() {
+        let file = Path::new("/lab/policies/multi.yaml");
+        let held = ["default/multi-a".to_string(), "default/multi-b".to_string()];
+        assert_eq!(
+            removed("multi-a", file, &held),
+            "multi-a: removed (/lab/policies/multi.yaml)\n\
+             default/multi-b: removed too (in the same file)\n"
+        );
+        assert_eq!(
+            removed("default/multi-b", file, &held),
+            "default/multi-b: removed (/lab/policies/multi.yaml)\n\
+             default/multi-a: removed too (in the same file)\n"
+        );
+        // By file name: each of its policies is named.
+        assert_eq!(
+            removed("multi.yaml", file, &held),
+            "multi.yaml: removed (/lab/policies/multi.yaml)\n\
+             default/multi-a: removed too (in the same file)\n\
+             default/multi-b: removed too (in the same file)\n"
+        );
+        assert_eq!(
+            removed("one", file, &["default/one".to_string()]),
+            "one: removed (/lab/policies/multi.yaml)\n"
         );
     }
 

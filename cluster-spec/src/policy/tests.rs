@@ -484,11 +484,7 @@ fn rule_shapes() {
         ("ingressDeny: []", Enforcement::None),
     ] {
         let c = spec(rules);
-        assert_eq!(
-            modes(&c, FRONTEND),
-            (ingress, Enforcement::None),
-            "{rules}"
-        );
+        assert_eq!(modes(&c, FRONTEND), (ingress, Enforcement::None), "{rules}");
         assert!(c.entries.is_empty(), "{rules}");
     }
     // Selectors that select nobody match nothing (not "any peer").
