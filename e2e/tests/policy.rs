@@ -864,3 +864,98 @@ fn send_datagrams(netns: &str, to: std::net::Ipv4Addr, n: usize) {
     .join()
     .unwrap();
 }
+
+/// The MAC address of `netns`'s eth0.
+fn eth0_mac(netns: &str) -> String {
+    let out = observe_lab::netns_command(netns, "cat")
+        .arg("/sys/class/net/eth0/address")
+        .output()
+        .expect("cat runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// frontend takes nothing in (`ingress: [{}]`): the ICMP port unreachable
+/// its UDP datagrams to a closed port of db get back is related to the
+/// connection frontend opened, as Cilium's conntrack has it, and passes
+/// as a reply would, IPv4 and IPv6: the send is refused, not lost to a
+/// drop (path MTU discovery needs the same). The two know each other's MAC
+/// beforehand: neighbour discovery between them would otherwise make the
+/// pair's ICMPv6 entry first, and the error would pass as that one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_icmp_error_about_an_allowed_connection_passes_a_default_deny() {
+    const RELATED: &str = r#"
+endpoints:
+  - {name: frontend, namespace: default, labels: {app: frontend}}
+  - {name: db, namespace: default, labels: {app: db}}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: frontend-takes-nothing, namespace: default}
+    spec:
+      endpointSelector: {matchLabels: {app: frontend}}
+      ingress: [{}]
+traffic:
+  - {from: frontend, to: db, protocol: udp, port: 5999, expect: refused}
+  - {from: frontend, to: db, protocol: udp, port: 5999, family: ipv6, expect: refused}
+  - {from: db, to: frontend, protocol: udp, port: 5998, expect: dropped}
+"#;
+    let scenario = Scenario::parse(RELATED, "related.yaml").expect("scenario parses");
+    let env = e2e::start(&scenario, &[]);
+    let (frontend, db) = (
+        env.lab.endpoint("frontend").unwrap(),
+        env.lab.endpoint("db").unwrap(),
+    );
+    for (at, peer) in [(frontend, db), (db, frontend)] {
+        let (ip, mac) = (peer.ipv6.to_string(), eth0_mac(&peer.netns));
+        let status = observe_lab::netns_command(&at.netns, "ip")
+            .args(["-6", "neigh", "replace", &ip, "lladdr", &mac])
+            .args(["dev", "eth0", "nud", "permanent"])
+            .status()
+            .expect("ip runs");
+        assert!(status.success(), "a static neighbour in {}", at.netns);
+    }
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    let [v4, v6, _denied] = &report.items[..] else {
+        panic!()
+    };
+    // The unreachable message as frontend's veth hands it to frontend.
+    let unreachable_at_frontend = |flows: &[Flow], frontend: IpAddr, db: IpAddr| {
+        flows
+            .iter()
+            .filter(|f| ips(f) == (db, frontend))
+            .filter(|f| f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32)
+            .filter(|f| {
+                matches!(
+                    f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+                    Some(observer_proto::flow::layer4::Protocol::IcmPv4(i)) if i.r#type == 3
+                ) || matches!(
+                    f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
+                    Some(observer_proto::flow::layer4::Protocol::IcmPv6(i)) if i.r#type == 1
+                )
+            })
+            .map(|f| {
+                (
+                    f.verdict,
+                    f.is_reply,
+                    f.event_type.as_ref().map(|e| e.r#type),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let flows = env
+        .wait_for("both unreachable messages at frontend", |f| {
+            !unreachable_at_frontend(f, v4.src_ip, v4.dst_ip).is_empty()
+                && !unreachable_at_frontend(f, v6.src_ip, v6.dst_ip).is_empty()
+        })
+        .await;
+    for item in [v4, v6] {
+        assert_eq!(
+            unreachable_at_frontend(&flows, item.src_ip, item.dst_ip),
+            [(Verdict::Forwarded as i32, Some(true), Some(4))],
+            "{item}"
+        );
+    }
+}

@@ -13,7 +13,8 @@
  * A packet without an entry takes the slow path (`miss`): on an interface with
  * policy, connection tracking (CT4/CT6) tells a known connection, whose
  * counters were evicted, from a new one; a new connection is judged by the
- * endpoint's policy (replies never are), dropped and reported when denied,
+ * endpoint's policy (replies never are, nor an ICMP error about a tracked
+ * connection), dropped and reported when denied,
  * else tracked. Denied packets are reported every time; nothing else is
  * ever dropped.
  */
@@ -434,6 +435,90 @@ static __always_inline long ct_insert(const void *key, __u8 family, const struct
 	return bpf_map_update_elem(&CT6, key, ct, BPF_NOEXIST);
 }
 
+/* An ICMP error: it quotes the start of the packet that caused it (an
+ * unreachable port or host, a packet too big, an expired TTL). */
+static __always_inline int icmp_error(const struct pkt *p)
+{
+	if (p->proto == IPPROTO_ICMP)
+		return p->icmp_type == 3 || p->icmp_type == 11 || p->icmp_type == 12;
+	if (p->proto == IPPROTO_ICMPV6)
+		return p->icmp_type >= 1 && p->icmp_type <= 4;
+	return 0;
+}
+
+/* Ports (and ICMP echo's type and identifier) of a quoted packet from the
+ * first 8 bytes of its L4 header, as parse_l4 reads them; -1 for a protocol
+ * whose packets the flow tables do not key by ports. */
+static __always_inline int quoted_l4(const __u8 *l4, struct pkt *q)
+{
+	switch (q->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		q->sport = (__u16)l4[0] << 8 | l4[1];
+		q->dport = (__u16)l4[2] << 8 | l4[3];
+		return 0;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		q->icmp_type = l4[0];
+		q->icmp_code = l4[1];
+		q->sport = (__u16)l4[4] << 8 | l4[5];
+		q->dport = (__u16)l4[0] << 8 | l4[1];
+		return 0;
+	}
+	return -1;
+}
+
+/* Whether an IPv4 ICMP error quotes a packet of a connection this interface
+ * tracks (CT4): related to it, as Cilium's conntrack says, it passes as that
+ * connection's reply would. Read with bpf_skb_load_bytes: only a new ICMP
+ * error between two addresses comes here. */
+static __noinline int related4(struct __sk_buff *skb, __u32 ifindex)
+{
+	struct iphdr outer, quoted;
+	struct pkt q = {};
+	struct flow4_key k;
+	__u8 l4[8];
+	__u32 at;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &outer, sizeof(outer)) < 0)
+		return 0;
+	/* Past the outer header and the 8 bytes of the ICMP header. */
+	at = ETH_HLEN + outer.ihl * 4 + 8;
+	if (bpf_skb_load_bytes(skb, at, &quoted, sizeof(quoted)) < 0 || quoted.ihl < 5 ||
+	    quoted.frag_off & bpf_htons(0x1fff))
+		return 0;
+	if (bpf_skb_load_bytes(skb, at + quoted.ihl * 4, l4, sizeof(l4)) < 0)
+		return 0;
+	q.proto = quoted.protocol;
+	if (quoted_l4(l4, &q) < 0)
+		return 0;
+	key4(&k, &quoted, &q, ifindex);
+	return bpf_map_lookup_elem(&CT4, &k) != NULL;
+}
+
+/* related4 for ICMPv6, whose error quotes an IPv6 header right after its
+ * own (no extension header on either, or it is not taken as related). */
+static __noinline int related6(struct __sk_buff *skb, __u32 ifindex)
+{
+	struct ipv6hdr quoted;
+	struct pkt q = {};
+	struct flow6_key k;
+	__u8 next, l4[8];
+	__u32 at = ETH_HLEN + sizeof(struct ipv6hdr) + 8;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &next, 1) < 0 || next != IPPROTO_ICMPV6)
+		return 0;
+	if (bpf_skb_load_bytes(skb, at, &quoted, sizeof(quoted)) < 0)
+		return 0;
+	if (bpf_skb_load_bytes(skb, at + sizeof(quoted), l4, sizeof(l4)) < 0)
+		return 0;
+	q.proto = quoted.nexthdr;
+	if (quoted_l4(l4, &q) < 0)
+		return 0;
+	key6(&k, &quoted, &q, ifindex);
+	return bpf_map_lookup_elem(&CT6, &k) != NULL;
+}
+
 /* Side-indexed fields are written through branches, not an index: the
  * verifier refuses the pointer arithmetic clang makes of a variable index
  * into the stack. */
@@ -537,7 +622,10 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 		fresh.resumed = 1;
 		reason = 0;
 	} else {
-		__u8 reply = opened_by_peer(s->p);
+		/* An ICMP error about a tracked connection answers it too. */
+		__u8 reply = opened_by_peer(s->p) ||
+			     (enforced && icmp_error(s->p) &&
+			      (family == 4 ? related4(s->skb, ifindex) : related6(s->skb, ifindex)));
 
 		fresh.opener = reply ? side ^ 1 : side;
 		fresh.opener_hook = s->hook;
