@@ -53,7 +53,65 @@ pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
             crate::pipe::eprint(&format!("observe: note: {note}\n"));
         }
     }
+    // Audit policies this file's make silent, or this file's that others do
+    // (a folder the probes refuse has no notes: they keep the last one).
+    if let Ok(installed) = policy::load_dir(&dir) {
+        let ours: Vec<String> = policies.iter().map(describe).collect();
+        let enforcing_here = policies.iter().any(|p| !p.audit);
+        for (audit, note) in audit_silenced(&installed, &endpoints) {
+            if enforcing_here || ours.contains(&audit) {
+                crate::pipe::eprint(&format!("observe: note: {note}\n"));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Per audit policy of `installed`, what it reports nothing for: endpoints
+/// it selects in a direction where an enforcing policy selects them too
+/// (that one decides there, and the audit policy's rules are not put in
+/// force). Returns the audit policy and the note that says so.
+fn audit_silenced(
+    installed: &[policy::Policy],
+    endpoints: &EndpointsFile,
+) -> Vec<(String, String)> {
+    let mut notes = Vec::new();
+    for audit in installed.iter().filter(|p| p.audit) {
+        let subjects = policy::subjects(audit, endpoints);
+        for direction in policy::Direction::BOTH {
+            if !audit.enforces(direction) {
+                continue;
+            }
+            let enforced: Vec<String> = (subjects.iter())
+                .filter(|ep| {
+                    (installed.iter()).any(|q| {
+                        !q.audit
+                            && q.enforces(direction)
+                            && policy::subjects(q, endpoints).iter().any(|s| s.id == ep.id)
+                    })
+                })
+                .map(|ep| format!("{}/{}", ep.namespace, ep.name))
+                .collect();
+            if enforced.is_empty() {
+                continue;
+            }
+            let way = match direction {
+                policy::Direction::Ingress => "ingress",
+                policy::Direction::Egress => "egress",
+            };
+            notes.push((
+                describe(audit),
+                format!(
+                    "{}: audit mode reports nothing for {} ({way}): enforcing policies select \
+                     it there and decide alone; an audit policy speaks for endpoints no \
+                     enforcing policy selects in that direction",
+                    describe(audit),
+                    enforced.join(", ")
+                ),
+            ));
+        }
+    }
+    notes
 }
 
 /// Says so when `p` applies to none of the lab's endpoints: installed, it
@@ -354,6 +412,45 @@ spec:
                  labels): it has no effect until one matches"
                     .into()
             )
+        );
+    }
+
+    #[test]
+    fn an_audit_policy_silenced_by_an_enforcing_one_is_noted() {
+        let endpoints = frontend_and_other_client();
+        let audit = DENY.replace(
+            "name: deny-client",
+            "name: audit-deny, annotations: {observe.io/audit: \"true\"}",
+        );
+        let allow = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: allow-client, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: frontend}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: client, io.kubernetes.pod.namespace: other}}]
+";
+        let parse = |text: &str| policy::parse(text, "p.yaml").unwrap().remove(0);
+        // Alone, it speaks.
+        assert_eq!(audit_silenced(&[parse(&audit)], &endpoints), []);
+        let both = [parse(&audit), parse(allow)];
+        assert_eq!(
+            audit_silenced(&both, &endpoints),
+            [(
+                "default/audit-deny".to_string(),
+                "default/audit-deny: audit mode reports nothing for default/frontend (ingress): \
+                 enforcing policies select it there and decide alone; an audit policy speaks for \
+                 endpoints no enforcing policy selects in that direction"
+                    .to_string()
+            )]
+        );
+        // An enforcing policy in the other direction leaves it alone.
+        let egress = allow
+            .replace("ingress:", "egress:")
+            .replace("fromEndpoints", "toEndpoints");
+        assert_eq!(
+            audit_silenced(&[parse(&audit), parse(&egress)], &endpoints),
+            []
         );
     }
 
