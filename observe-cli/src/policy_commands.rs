@@ -35,36 +35,79 @@ fn describe(p: &policy::Policy) -> String {
 /// directory atomically (written aside, owner-only, then renamed), so a probe
 /// never reads half a file, and what is installed is what was checked.
 pub fn apply(file: &Path, state_dir: &Path) -> anyhow::Result<()> {
-    let (text, policies) = policy::load_file_with_text(file)?;
     let lab = Lab::attach(state_dir)?;
-    let dir = lab.policy_dir();
+    let installed = install(file, &lab.policy_dir(), &lab.endpoints_file());
+    // What was installed is said even when the folder as a whole is refused.
+    crate::pipe::print(&installed.applied)?;
+    for note in &installed.notes {
+        crate::pipe::eprint(&format!("observe: note: {note}\n"));
+    }
+    installed.result
+}
+
+/// What [`install`] did: the lines naming what it applied, the notes for
+/// stderr, and whether the probes will put it in force.
+struct Installed {
+    applied: String,
+    notes: Vec<String>,
+    result: anyhow::Result<()>,
+}
+
+/// [`apply`]'s work in the policy folder `dir`, for the lab's `endpoints`.
+fn install(file: &Path, dir: &Path, endpoints: &EndpointsFile) -> Installed {
+    let mut done = Installed {
+        applied: String::new(),
+        notes: Vec::new(),
+        result: Ok(()),
+    };
+    let policies = match install_file(file, dir) {
+        Ok((target, policies)) => {
+            for p in &policies {
+                done.applied += &format!("{}: applied ({})\n", describe(p), target.display());
+                done.notes.extend(selects_nothing(p, endpoints));
+                done.notes.extend(peers_match_nothing(p, endpoints));
+            }
+            policies
+        }
+        Err(e) => {
+            done.result = Err(e);
+            return done;
+        }
+    };
+    // The probes read the folder whole: another file they refuse (written
+    // there by hand) keeps this one out of force too.
+    let installed = match policy::load_dir(dir) {
+        Ok(installed) => installed,
+        Err(e) => {
+            done.result = Err(anyhow::anyhow!(
+                "{} is installed, but the probes refuse the policy folder, so it is not in \
+                 force: {e}; they keep the policies of before until that file is fixed or \
+                 deleted (observe policy delete FILE)",
+                file.display()
+            ));
+            return done;
+        }
+    };
+    // Audit policies this file's make silent, or this file's that others do.
+    let ours: Vec<String> = policies.iter().map(describe).collect();
+    let enforcing_here = policies.iter().any(|p| !p.audit);
+    for (audit, note) in audit_silenced(&installed, endpoints) {
+        if enforcing_here || ours.contains(&audit) {
+            done.notes.push(note);
+        }
+    }
+    done
+}
+
+/// Checks `file` and writes it into `dir`; its path there and its policies.
+fn install_file(file: &Path, dir: &Path) -> anyhow::Result<(PathBuf, Vec<policy::Policy>)> {
+    let (text, policies) = policy::load_file_with_text(file)?;
     let name = file.file_name().context("policy file has no name")?;
-    check_install(&dir, name, &policies, file)?;
+    check_install(dir, name, &policies, file)?;
     let target = dir.join(name);
     observe_lab::write_atomically(&target, &text)
         .with_context(|| format!("installing {} into {}", file.display(), dir.display()))?;
-    let endpoints = lab.endpoints_file();
-    for p in &policies {
-        crate::outln!("{}: applied ({})", describe(p), target.display())?;
-        let notes = selects_nothing(p, &endpoints)
-            .into_iter()
-            .chain(peers_match_nothing(p, &endpoints));
-        for note in notes {
-            crate::pipe::eprint(&format!("observe: note: {note}\n"));
-        }
-    }
-    // Audit policies this file's make silent, or this file's that others do
-    // (a folder the probes refuse has no notes: they keep the last one).
-    if let Ok(installed) = policy::load_dir(&dir) {
-        let ours: Vec<String> = policies.iter().map(describe).collect();
-        let enforcing_here = policies.iter().any(|p| !p.audit);
-        for (audit, note) in audit_silenced(&installed, &endpoints) {
-            if enforcing_here || ours.contains(&audit) {
-                crate::pipe::eprint(&format!("observe: note: {note}\n"));
-            }
-        }
-    }
-    Ok(())
+    Ok((target, policies))
 }
 
 /// Per audit policy of `installed`, what it reports nothing for: endpoints
@@ -413,6 +456,49 @@ spec:
                     .into()
             )
         );
+    }
+
+    /// A file the probes refuse in the folder (written there by hand) keeps
+    /// an applied one out of force: apply says so and fails; once it is
+    /// gone, apply succeeds, with its notes.
+    #[test]
+    fn apply_fails_while_the_folder_holds_a_file_the_probes_refuse() {
+        let (dir, policies) = policies("policy-apply-refused");
+        let endpoints = frontend_and_other_client();
+        let draft = dir.path().join("audit.yaml");
+        std::fs::write(
+            &draft,
+            DENY.replace(
+                "name: deny-client",
+                "name: audit-deny, annotations: {observe.io/audit: \"true\"}",
+            ),
+        )
+        .unwrap();
+        let first = install(&draft, &policies, &endpoints);
+        assert_eq!(
+            first.applied,
+            format!(
+                "default/audit-deny: applied ({})\n",
+                policies.join("audit.yaml").display()
+            )
+        );
+        let err = first.result.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{} is installed, but the probes refuse the policy folder, so it is not in force: ",
+                draft.display()
+            )) && err.contains("broken.yaml"),
+            "{err}"
+        );
+        std::fs::remove_file(policies.join("broken.yaml")).unwrap();
+        let again = install(&draft, &policies, &endpoints);
+        assert!(again.result.is_ok());
+        // deny.yaml enforces frontend's ingress: the audit policy is silent there.
+        assert_eq!(again.notes.len(), 2, "{:#?}", again.notes);
+        assert!(again.notes[0].starts_with("default/audit-deny: fromEndpoints"));
+        assert!(again.notes[1].starts_with(
+            "default/audit-deny: audit mode reports nothing for default/frontend (ingress)"
+        ));
     }
 
     #[test]
