@@ -411,10 +411,29 @@ impl Target {
     }
 }
 
-/// A gRPC error as a person reads it.
+/// A gRPC error as a person reads it, its code kept for those who act on
+/// it ([`ServerError`]).
 pub fn status_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("server: {} ({:?})", s.message(), s.code())
+    anyhow::Error::new(ServerError {
+        code: s.code(),
+        message: s.message().to_string(),
+    })
 }
+
+/// A call the server answered with an error: `server: MESSAGE (Code)`.
+#[derive(Debug)]
+pub struct ServerError {
+    pub code: tonic::Code,
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server: {} ({:?})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ServerError {}
 
 #[cfg(test)]
 mod tests {

@@ -372,9 +372,12 @@ impl App {
     pub fn on_step(&mut self, step: Step, link: &mut Link, source: &mut impl FlowSource) {
         match step {
             Step::Item(Some(Ok(resp))) => {
-                // Only a stream that answers ends the backoff: one that
-                // opens and fails at once is asked again later each time.
-                self.backoff.reset();
+                // Only a stream that sends flows ends the backoff: one that
+                // opens, says which nodes it has and fails is asked again
+                // later each time.
+                if matches!(resp.response_types, Some(ResponseTypes::Flow(_))) {
+                    self.backoff.reset();
+                }
                 self.on_response(resp);
             }
             Step::Item(Some(Err(s))) => {
@@ -400,8 +403,12 @@ impl App {
             }
             Step::Opened(Err(e)) => {
                 let detail = format!("{e:#}");
-                let refused = e.chain().find_map(|c| c.downcast_ref::<tonic::Status>());
-                if refused.is_some_and(|s| reconnect::is_final(s.code())) {
+                let refused = e.chain().find_map(|c| {
+                    (c.downcast_ref::<crate::connect::ServerError>()
+                        .map(|s| s.code))
+                    .or_else(|| c.downcast_ref::<tonic::Status>().map(tonic::Status::code))
+                });
+                if refused.is_some_and(reconnect::is_final) {
                     *link = self.ended(detail);
                     return;
                 }

@@ -1517,3 +1517,72 @@ async fn a_final_refusal_ends_the_stream_and_quick_failures_back_off() {
     }
     assert_eq!(waits, [1, 2, 4]);
 }
+
+/// Reopens that fail as `observe` words a server's refusal at open, and
+/// streams that send node status, then fail.
+struct Refusing {
+    opens: std::collections::VecDeque<
+        Result<Vec<Result<GetFlowsResponse, tonic::Status>>, tonic::Status>,
+    >,
+    asked: usize,
+}
+
+impl super::reconnect::FlowSource for Refusing {
+    fn reopen(&mut self, _: Option<prost_types::Timestamp>) -> Option<super::reconnect::Opening> {
+        self.asked += 1;
+        let next = self.opens.pop_front()?;
+        Some(Box::pin(async move {
+            match next {
+                Ok(items) => {
+                    Ok(Box::pin(tokio_stream::iter(items)) as super::reconnect::FlowStream)
+                }
+                Err(status) => Err(crate::connect::status_error(status)),
+            }
+        }))
+    }
+}
+
+/// A refusal at open (the server took the call but not its request) ends
+/// the stream as one in it does; a stream that only says which nodes it has
+/// before it fails does not end the backoff.
+#[tokio::test(start_paused = true)]
+async fn a_refusal_at_open_ends_the_stream_and_node_status_alone_backs_off() {
+    use super::reconnect::{Link, Step};
+    let gone = || Err(tonic::Status::unavailable("gone"));
+    let status_then_gone = || {
+        Ok(vec![
+            Ok(node_status(NodeState::NodeConnected, "node1", "")),
+            gone(),
+        ])
+    };
+    let mut source = Refusing {
+        opens: [
+            status_then_gone(),
+            status_then_gone(),
+            Err(tonic::Status::unauthenticated("who are you")),
+        ]
+        .into(),
+        asked: 0,
+    };
+    let mut app = App::new("").unwrap();
+    let mut link = Link::Open(Box::pin(tokio_stream::iter(vec![gone()])));
+    let mut waits = Vec::new();
+    let mut last = tokio::time::Instant::now();
+    while !matches!(link, Link::Closed) {
+        let step = link.step().await;
+        if matches!(step, Step::Opened(_)) {
+            waits.push(last.elapsed().as_secs());
+        }
+        last = tokio::time::Instant::now();
+        app.on_step(step, &mut link, &mut source);
+    }
+    assert_eq!(waits, [1, 2, 4], "the backoff went on through node status");
+    assert_eq!(source.asked, 3);
+    assert_eq!(
+        (
+            app.stats.stream_end.as_deref(),
+            app.stats.reconnecting.as_deref()
+        ),
+        (Some("server: who are you (Unauthenticated)"), None)
+    );
+}
