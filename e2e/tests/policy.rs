@@ -865,6 +865,38 @@ fn send_datagrams(netns: &str, to: std::net::Ipv4Addr, n: usize) {
     .unwrap();
 }
 
+/// Sends from `netns` an ICMP port unreachable to `to` quoting a UDP
+/// datagram `to`:`sport` → `quoted_dst`:`dport` that `to` never sent.
+fn forged_port_unreachable(netns: &str, to: std::net::Ipv4Addr, quoted_dst: std::net::Ipv4Addr) {
+    let (sport, dport) = (40_000u16, 40_001u16);
+    // The quoted packet: an IPv4 header and the first 8 bytes of UDP.
+    let mut quoted = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
+    quoted.extend(to.octets());
+    quoted.extend(quoted_dst.octets());
+    quoted.extend(sport.to_be_bytes());
+    quoted.extend(dport.to_be_bytes());
+    quoted.extend([0, 8, 0, 0]);
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend(quoted);
+    let sum = icmp
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    observe_lab::run_in_netns(netns, move || {
+        let raw = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::ICMPV4),
+        )?;
+        raw.send_to(&icmp, &SocketAddr::new(IpAddr::V4(to), 0).into())?;
+        Ok(())
+    })
+    .expect("the forged error is sent");
+}
+
 /// The MAC address of `netns`'s eth0.
 fn eth0_mac(netns: &str) -> String {
     let out = observe_lab::netns_command(netns, "cat")
@@ -921,12 +953,15 @@ traffic:
     let [v4, v6, _denied] = &report.items[..] else {
         panic!()
     };
-    // The unreachable message as frontend's veth hands it to frontend.
-    let unreachable_at_frontend = |flows: &[Flow], frontend: IpAddr, db: IpAddr| {
+    // The unreachable messages from db to frontend: those frontend's veth
+    // handed on (to-endpoint), or all of them.
+    let unreachable = |flows: &[Flow], frontend: IpAddr, db: IpAddr, handed_on: bool| {
         flows
             .iter()
             .filter(|f| ips(f) == (db, frontend))
-            .filter(|f| f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32)
+            .filter(|f| {
+                !handed_on || f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32
+            })
             .filter(|f| {
                 matches!(
                     f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
@@ -945,6 +980,8 @@ traffic:
             })
             .collect::<Vec<_>>()
     };
+    let unreachable_at_frontend =
+        |flows: &[Flow], frontend, db| unreachable(flows, frontend, db, true);
     let flows = env
         .wait_for("both unreachable messages at frontend", |f| {
             !unreachable_at_frontend(f, v4.src_ip, v4.dst_ip).is_empty()
@@ -958,4 +995,26 @@ traffic:
             "{item}"
         );
     }
+    // An error about nothing frontend sent is no reply: judged and dropped,
+    // although one between the same two passed just before (it left no
+    // entry that would let the next through).
+    let (IpAddr::V4(frontend_v4), IpAddr::V4(db_v4)) = (v4.src_ip, v4.dst_ip) else {
+        panic!("{v4}")
+    };
+    forged_port_unreachable(&db.netns, frontend_v4, db_v4);
+    let dropped = |flows: &[Flow]| {
+        let mut all = unreachable(flows, v4.src_ip, v4.dst_ip, false);
+        all.retain(|(verdict, ..)| *verdict == Verdict::Dropped as i32);
+        all
+    };
+    let flows = env
+        .wait_for("the forged error dropped", |f| dropped(f).len() == 2)
+        .await;
+    // Cilium's pair: the policy verdict, then the drop.
+    let dropped_verdict = |kind| (Verdict::Dropped as i32, None, Some(kind));
+    assert_eq!(dropped(&flows), [dropped_verdict(5), dropped_verdict(1)]);
+    assert_eq!(
+        unreachable_at_frontend(&flows, v4.src_ip, v4.dst_ip).len(),
+        1
+    );
 }

@@ -623,9 +623,9 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 		reason = 0;
 	} else {
 		/* An ICMP error about a tracked connection answers it too. */
-		__u8 reply = opened_by_peer(s->p) ||
-			     (enforced && icmp_error(s->p) &&
-			      (family == 4 ? related4(s->skb, ifindex) : related6(s->skb, ifindex)));
+		__u8 related = enforced && icmp_error(s->p) &&
+			       (family == 4 ? related4(s->skb, ifindex) : related6(s->skb, ifindex));
+		__u8 reply = related || opened_by_peer(s->p);
 
 		fresh.opener = reply ? side ^ 1 : side;
 		fresh.opener_hook = s->hook;
@@ -640,6 +640,14 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 			first_packet(&fresh, s);
 			emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
 			return TC_ACT_SHOT;
+		}
+		if (related) {
+			/* Passed and told, but not remembered: the entry would be
+			 * the pair's for every ICMP message but echo (they have no
+			 * ports), and would let the next one through unjudged. */
+			first_packet(&fresh, s);
+			emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
+			return TC_ACT_UNSPEC;
 		}
 		if (enforced) {
 			struct ct_entry c = { .opener = fresh.opener, .opener_hook = fresh.opener_hook };
