@@ -390,19 +390,51 @@ fn absent_data(f: &FlowFilter) -> bool {
 /// Only checked: no flow of ours carries the data they match.
 fn regexes(field: &'static str, values: &[String]) -> Result<(), FilterError> {
     for v in values {
-        let reason = match regex_syntax::Parser::new().parse(v) {
-            Ok(_) => continue,
-            Err(regex_syntax::Error::Parse(e)) => e.kind().to_string(),
-            Err(regex_syntax::Error::Translate(e)) => e.kind().to_string(),
-            Err(e) => e.to_string(),
-        };
-        return Err(FilterError::InvalidRegex {
-            field,
-            value: v.clone(),
-            reason,
-        });
+        if let Err(reason) = go_regex(v) {
+            return Err(FilterError::InvalidRegex {
+                field,
+                value: v.clone(),
+                reason,
+            });
+        }
     }
     Ok(())
+}
+
+/// Whether Go's `regexp.Compile` (Hubble's) takes `pattern`, as far as
+/// regex-syntax can tell: octal escapes and 1000 levels of nesting as Go
+/// has them, and a `{` that starts no valid repetition (`/users/{id}`,
+/// `a{`, `x{,3}`) a literal, as Go reads it. Else what is wrong.
+fn go_regex(pattern: &str) -> Result<(), String> {
+    use regex_syntax::ast::ErrorKind;
+    let mut pattern = pattern.to_string();
+    // Each round escapes one more brace, before which the pattern parsed.
+    for _ in 0..=pattern.matches('{').count() {
+        let parsed = regex_syntax::ParserBuilder::new()
+            .octal(true)
+            .nest_limit(1000)
+            .build()
+            .parse(&pattern);
+        let e = match parsed {
+            Ok(_) => return Ok(()),
+            Err(regex_syntax::Error::Parse(e)) => e,
+            Err(regex_syntax::Error::Translate(e)) => return Err(e.kind().to_string()),
+            Err(e) => return Err(e.to_string()),
+        };
+        // A count that is not one: Go takes its brace as a literal. The
+        // error's span starts at the brace or inside the count after it.
+        let literal = matches!(
+            e.kind(),
+            ErrorKind::RepetitionCountUnclosed | ErrorKind::RepetitionCountDecimalEmpty
+        );
+        let upto = (e.span().start.offset + 1).min(pattern.len());
+        let brace = pattern.get(..upto).and_then(|before| before.rfind('{'));
+        let Some(at) = brace.filter(|_| literal) else {
+            return Err(e.kind().to_string());
+        };
+        pattern.insert(at, '\\');
+    }
+    Err("too many braces that start no repetition".to_string())
 }
 
 /// A status code as Hubble's filter takes it: three digits from 100 to 599,

@@ -695,6 +695,20 @@ fn l7_trace_and_cel_filters_match_no_flow_as_hubbles_do_without_l7_data() {
     for field in ["http_path", "http_url", "dns_query"] {
         assert!(with(field, r"^/api/v[0-9]+/\w+$").is_ok(), "{field}");
     }
+    // What Go takes and regex-syntax alone would not: a brace that starts
+    // no repetition is a literal; octal escapes.
+    for good in [
+        "/users/{id}",
+        "a{",
+        "a{2",
+        "x{,3}",
+        "/a/{b}/{c}",
+        "é{x}",
+        r"\012",
+        "a{2,3}",
+    ] {
+        assert!(with("http_path", good).is_ok(), "{good}");
+    }
     for (field, bad, reason) in [
         ("http_path", "(", "unclosed group"),
         ("http_url", "[a-", "unclosed character class"),
@@ -703,6 +717,13 @@ fn l7_trace_and_cel_filters_match_no_flow_as_hubbles_do_without_l7_data() {
             "*.example.com",
             "repetition operator missing expression",
         ),
+        ("http_path", "{2}", "repetition operator missing expression"),
+        (
+            "http_path",
+            "a{3,2}",
+            "invalid repetition count range, the start must be <= the end",
+        ),
+        ("http_path", "(/users/{id}", "unclosed group"),
     ] {
         assert_eq!(
             with(field, bad).unwrap_err().to_string(),
