@@ -460,13 +460,10 @@ pub(super) async fn open(
                     }
                 },
             };
-            if query.is_past_until(&r) {
-                // What is held is earlier (by its own node's clock, at least).
-                in_order.flush();
-                in_order.send(&query, &tx).await;
-                return;
-            }
-            if query.selects(&r) && sent.note(&r) {
+            // One past `until` ends the follow once it leaves in order
+            // (InOrder::send): other nodes' earlier ones, still on their
+            // way, go first.
+            if (query.selects(&r) || query.is_past_until(&r)) && sent.note(&r) {
                 in_order.push(r);
                 if !in_order.send(&query, &tx).await {
                     return;
@@ -552,5 +549,41 @@ mod tests {
         o.release_due();
         assert_eq!(ids(&o.out), [("n1", 3)]);
         assert_eq!(o.deadline(), None);
+    }
+
+    /// One node's event past `until` ends the follow only once it leaves
+    /// in order: another's earlier event, arriving after it, is sent first.
+    #[tokio::test(start_paused = true)]
+    async fn an_event_past_until_ends_the_follow_after_the_earlier_ones() {
+        const MS: i128 = 1_000_000;
+        let t0 = now_nanos();
+        let query = AgentEventQuery::parse(&GetAgentEventsRequest {
+            follow: true,
+            until: Some(timestamp(t0)),
+            ..Default::default()
+        })
+        .unwrap();
+        let mut o = InOrder::new();
+        o.followed("n1");
+        o.followed("n2");
+        o.push(at("n1", t0 + MS, 1));
+        o.push(at("n2", t0 - MS, 2));
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut ended = false;
+        while let Some(due) = o.deadline() {
+            tokio::time::sleep_until(due).await;
+            o.release_due();
+            if !o.send(&query, &tx).await {
+                ended = true;
+                break;
+            }
+        }
+        assert!(ended, "the event past until ends it");
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(r) = rx.recv().await {
+            sent.push(r.unwrap());
+        }
+        assert_eq!(ids(&sent), [("n2", 2)]);
     }
 }
