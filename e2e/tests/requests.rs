@@ -180,3 +180,59 @@ async fn a_quiet_follow_ends_after_its_until() {
     relay.shutdown().await;
     let _ = stop.send(true);
 }
+
+/// A follow with an `until` whose client reads slowly: the flows from
+/// before `until` still queued for it when the clock ends the follow go
+/// out first, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_of_a_follow_with_until_gets_every_flow_before_it() {
+    const FLOWS: usize = 900;
+    let store = std::sync::Arc::new(observer_runtime::store::FlowStore::new(2 * FLOWS));
+    let (addr, stop) = e2e::in_process::serve_probe("n1", store.clone(), None).await;
+    let mut probe = observer_proto::observer::observer_client::ObserverClient::connect(format!(
+        "http://{addr}"
+    ))
+    .await
+    .unwrap();
+    let until = observer_proto::time::now_nanos() + 1_000_000_000;
+    let mut answer = probe
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            until: Some(observer_proto::time::timestamp(until)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // 5 kB each: more than the transport holds unread (2 MB a stream).
+    for i in 0..FLOWS {
+        store.push(test_support::history_flows::response(
+            observer_proto::flow::Flow {
+                uuid: format!("f{i}"),
+                summary: "x".repeat(5000),
+                time: Some(observer_proto::time::timestamp(
+                    observer_proto::time::now_nanos().min(until),
+                )),
+                ..Default::default()
+            },
+        ));
+    }
+    // Past until and its grace before the first read.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = Vec::new();
+    let read = async {
+        while let Some(r) = answer.message().await.unwrap() {
+            if let Some(observer_proto::observer::get_flows_response::ResponseTypes::Flow(f)) =
+                r.response_types
+            {
+                got.push(f.uuid);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("the follow ends");
+    let want: Vec<String> = (0..FLOWS).map(|i| format!("f{i}")).collect();
+    assert_eq!(got, want);
+    let _ = stop.send(true);
+}

@@ -329,13 +329,20 @@ impl Observer for ObserverService {
             }
             if let Some(mut follow_rx) = follow_rx {
                 let mut unsent = None;
-                let cut = tokio::select! {
-                    () = follow(&query, &mut follow_rx, last_seq, &tx, &lag, &mut unsent) => false,
+                let end = tokio::select! {
+                    () = follow(&query, &mut follow_rx, last_seq, &tx, &lag, &mut unsent) => {
+                        FollowEnd::Done
+                    }
                     // Quiet past `until`: nothing later comes to end it.
-                    () = query.until_passed() => false,
-                    _ = stopping.wait_for(|s| *s) => true,
+                    () = query.until_passed() => FollowEnd::Until,
+                    _ = stopping.wait_for(|s| *s) => FollowEnd::Stop,
                 };
-                if cut {
+                if end == FollowEnd::Until {
+                    // What a slow reader has not taken yet is still from
+                    // before `until` (forward stops at the first after).
+                    let rest = send_stored(&query, follow_rx, last_seq, &tx, &lag, unsent);
+                    let _ = tokio::time::timeout(UNTIL_QUEUE_GRACE, rest).await;
+                } else if end == FollowEnd::Stop {
                     // The capture has stopped: what it stored last (the
                     // connections' last reports) still goes out, then the
                     // end, unless the client reads too slowly for that.
@@ -474,6 +481,19 @@ async fn forward(
     *unsent = None;
     sent
 }
+
+/// How a follow ended: by itself (the client went, a flow past `until`),
+/// quiet past `until`, or cut by the stop.
+#[derive(PartialEq, Eq)]
+enum FollowEnd {
+    Done,
+    Until,
+    Stop,
+}
+
+/// How long a follow quiet past its `until` may take to send what is queued
+/// for it (a slow reader's backlog) before it ends.
+const UNTIL_QUEUE_GRACE: Duration = Duration::from_secs(30);
 
 /// How long a follow cut by the stop may take to send what the store holds
 /// already and its end: a client that reads slower than that is cut.
