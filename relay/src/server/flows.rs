@@ -101,9 +101,10 @@ pub(super) fn open(
                         );
                         behind = Some(missing);
                     }
-                    let ring = with_older(older, &query, ring, &tx).await?;
-                    // Told where they are missing, as any gap is.
-                    if let Some(missing) = behind {
+                    let (ring, read) = with_older(older, &query, ring, &tx).await?;
+                    // Told where they are missing, as any gap is, when the
+                    // answer has a history part to miss them from.
+                    if let (Some(missing), true) = (behind, read) {
                         send(&tx, not_in_history_yet(missing, evicted_newest)).await?;
                     }
                     (query, ring)
@@ -139,14 +140,15 @@ pub(super) fn open(
 }
 
 /// Sends the history part of the answer and returns the part of the ring
-/// that follows it: `number` counts both (the first N from the oldest, the
-/// last N from the newest, so history is read only for what the ring lacks).
+/// that follows it, and whether history was read: `number` counts both (the
+/// first N from the oldest, the last N from the newest, so history is read
+/// only for what the ring lacks).
 async fn with_older(
     older: Older,
     query: &FlowQuery,
     ring: Vec<Entry>,
     tx: &Tx,
-) -> Result<Vec<Entry>, Gone> {
+) -> Result<(Vec<Entry>, bool), Gone> {
     // History's losses in its part are told with it: a lost-event record
     // of the ring for flows of that part (a gap the relay found when a
     // probe came back) would tell them twice. So would a late flow of the
@@ -177,7 +179,7 @@ async fn with_older(
         Take::First(n)
     } else if selected.iter().filter(|e| is_flow(e)).count() >= n {
         keep_flows(&mut selected, n, false);
-        return Ok(selected);
+        return Ok((selected, false));
     } else {
         Take::Last(n - selected.iter().filter(|e| is_flow(e)).count())
     };
@@ -186,7 +188,7 @@ async fn with_older(
             if let Take::First(n) = take {
                 keep_flows(&mut selected, n - sent, true);
             }
-            Ok(selected)
+            Ok((selected, true))
         }
         // The client was told; nothing more follows an incomplete answer.
         Err(Stopped::Gone | Stopped::Failed) => Err(Gone),
@@ -195,7 +197,8 @@ async fn with_older(
 
 /// The record of `flows` flows an answer lacks: the ring let them go (the
 /// newest of them at `newest`) before history's writer took them in. The
-/// relay's own loss: no node's name.
+/// relay's own loss: no node's name. Counted before history is read: one
+/// the writer takes meanwhile is both sent and counted (at most that many).
 fn not_in_history_yet(flows: u64, newest: Option<i128>) -> GetFlowsResponse {
     let at = newest.unwrap_or_else(now_nanos);
     GetFlowsResponse {
@@ -437,6 +440,23 @@ mod tests {
                 flow(10),
             ]
         );
+        // The last 2 the ring holds: history is not read, nothing missed.
+        let (_stop, stopping) = watch::channel(false);
+        let req = GetFlowsRequest {
+            since: Some(timestamp(0)),
+            number: 2,
+            ..Default::default()
+        };
+        let mut stream = open(&state, FlowQuery::parse(&req).unwrap(), stopping);
+        let mut kinds = Vec::new();
+        while let Some(r) = stream.next().await {
+            kinds.push(match r.unwrap().response_types {
+                Some(ResponseTypes::Flow(_)) => "flow",
+                Some(ResponseTypes::LostEvents(_)) => "lost",
+                _ => "other",
+            });
+        }
+        assert_eq!(kinds, ["other", "flow", "flow"]);
     }
 
     #[tokio::test]
