@@ -108,6 +108,7 @@ impl Relay {
         let (stop, stop_rx) = watch::channel(false);
         let (merge_tx, merge_rx) = mpsc::channel(merge::QUEUE);
         let mut window = ReorderWindow::new(cfg.reorder_window, cfg.buffer_capacity);
+        state.set_reorder_window(cfg.reorder_window);
         // Every peer counts from the start: a flow of the first peer to
         // connect waits for the others' first flows (or the window).
         for id in 0..uris.len() {

@@ -24,6 +24,8 @@ pub struct RelayState {
     sql: OnceLock<SqlEngine>,
     /// The queue to the history writer; set once at start when history is on.
     history: OnceLock<Feed>,
+    /// The merge's reorder window: how late a flow may leave after its time.
+    reorder_window: OnceLock<std::time::Duration>,
 }
 
 impl RelayState {
@@ -34,7 +36,18 @@ impl RelayState {
             reorder: Mutex::new(ReorderStats::default()),
             sql: OnceLock::new(),
             history: OnceLock::new(),
+            reorder_window: OnceLock::new(),
         }
+    }
+
+    /// Notes the merge's reorder window; only the first call counts.
+    pub fn set_reorder_window(&self, window: std::time::Duration) {
+        let _ = self.reorder_window.set(window);
+    }
+
+    /// The merge's reorder window (none before the merge starts).
+    pub fn reorder_window(&self) -> std::time::Duration {
+        self.reorder_window.get().copied().unwrap_or_default()
     }
 
     /// A merged response: to the history writer (a flow it cannot take now

@@ -27,7 +27,7 @@ use super::FlowStream;
 use super::older::{self, Older, Stopped, Take};
 use crate::state::RelayState;
 use observer_proto::time::{event_time, nanos, now_nanos, timestamp};
-use observer_runtime::query::{FlowQuery, is_flow, keep_flows};
+use observer_runtime::query::{FlowQuery, UNTIL_GRACE, clock_past, is_flow, keep_flows};
 use observer_runtime::store::Entry;
 
 /// What an answer cut short by the relay's shutdown ends with.
@@ -277,6 +277,8 @@ struct Live {
 
 impl Live {
     async fn follow(mut self, state: &RelayState, tx: &Tx) -> Result<(), Gone> {
+        // Longer than the reorder window may hold a flow from before `until`.
+        let grace = UNTIL_GRACE.max(state.reorder_window() + UNTIL_GRACE / 2);
         loop {
             tokio::select! {
                 biased;
@@ -307,7 +309,7 @@ impl Live {
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 // Quiet past `until`: nothing later comes to end it.
-                () = self.query.until_passed() => return Ok(()),
+                () = clock_past(self.query.until, grace) => return Ok(()),
             }
         }
     }
@@ -457,6 +459,32 @@ mod tests {
             });
         }
         assert_eq!(kinds, ["other", "flow", "flow"]);
+    }
+
+    /// A follow with `until` waits past it at least as long as the reorder
+    /// window may hold a flow from before it.
+    #[tokio::test]
+    async fn a_follow_with_until_waits_out_the_reorder_window() {
+        let state = state();
+        state.set_reorder_window(std::time::Duration::from_secs(3));
+        let (_stop, stopping) = watch::channel(false);
+        let until = now_nanos() + 100_000_000;
+        let req = GetFlowsRequest {
+            follow: true,
+            until: Some(timestamp(until)),
+            ..Default::default()
+        };
+        let mut stream = open(&state, FlowQuery::parse(&req).unwrap(), stopping);
+        // Released by the window 2.5 s after it happened: past UNTIL_GRACE.
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        state.store().push(flow_at(until - 1));
+        let mut flows = Vec::new();
+        while let Some(r) = stream.next().await {
+            if let Some(ResponseTypes::Flow(_)) = r.as_ref().unwrap().response_types {
+                flows.push(event_time(&r.unwrap()));
+            }
+        }
+        assert_eq!(flows, [Some(until - 1)]);
     }
 
     #[tokio::test]
