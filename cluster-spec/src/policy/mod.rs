@@ -53,8 +53,9 @@
 //!   neither (`ingress: [{}]`) matches nothing. A rule whose selectors select no
 //!   endpoint matches nothing (never "any peer"). `protocol: ANY` or absent gives
 //!   one entry each for TCP, UDP and SCTP.
-//! - A policy with the `ingress` or `ingressDeny` key (even `[]` or null) makes
-//!   the endpoints it selects default-deny for ingress; likewise egress.
+//! - A policy with a rule in `ingress` or `ingressDeny` (even the empty rule
+//!   `{}`) makes the endpoints it selects default-deny for ingress; likewise
+//!   egress. An empty or null list does not, as in Cilium.
 //! - Deny beats allow on the same key; between two allows (or two denies) the
 //!   lower policy index wins, so the output does not depend on map order.
 //!
