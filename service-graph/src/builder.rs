@@ -263,7 +263,8 @@ impl GraphBuilder {
         if is_pre_translation(flow) && !self.count_pre_translations {
             return;
         }
-        let reply = flow.is_reply == Some(true) || is_reverse_translation(flow);
+        let dropped_reply = self.is_dropped_reply(flow);
+        let reply = flow.is_reply == Some(true) || is_reverse_translation(flow) || dropped_reply;
         // A report of a connection's counters adds its volume only: it is no
         // packet seen, so no flow, hop or verdict.
         let report = flow.volume.as_ref().is_some_and(|v| v.report);
@@ -325,6 +326,12 @@ impl GraphBuilder {
                 conn.counted = conn.max;
             }
         }
+        // A dropped reply counts as a drop on its connection's edge.
+        let conn_edge = conn.as_ref().and_then(|c| c.edge);
+        if dropped_reply && let Some(w) = conn_edge.and_then(|e| self.graph.edge_mut(e)) {
+            w.verdicts.dropped += 1;
+            *w.drops.entry(drop_reason(flow)).or_default() += 1;
+        }
         // A socket translation is no packet either: no verdict, unless it
         // is a connect() dropped for want of a backend.
         let translated = sock && flow.verdict != Verdict::Dropped as i32;
@@ -340,6 +347,16 @@ impl GraphBuilder {
             self.prune_ns(self.latest_ns);
             self.next_prune_ns = self.latest_ns + (w / 16).max(1);
         }
+    }
+
+    /// Whether `flow` is a drop of a reply: drops carry no reply bit (as
+    /// Cilium's), but a packet of a connection tracked the other way round,
+    /// and not this way, answers it (a reply the kernel dropped as old data
+    /// or invalid). Drawn as a request it would make a reverse edge.
+    fn is_dropped_reply(&self, flow: &Flow) -> bool {
+        let drop = flow.event_type.as_ref().is_some_and(|e| e.r#type == 1);
+        let tracked = |reply| conn_key(flow, reply).is_some_and(|k| self.conns.contains_key(&k));
+        drop && flow.is_reply.is_none() && tracked(true) && !tracked(false)
     }
 
     /// Counts a request-direction flow on its edge; returns the edge.
@@ -441,10 +458,22 @@ fn sighting(flow: &Flow) -> Sighting {
     use observer_proto::flow::TraceObservationPoint as P;
     let point = P::try_from(flow.trace_observation_point);
     match flow.event_type.as_ref().map(|e| e.r#type) {
-        Some(4) if point == Ok(P::FromEndpoint) => Sighting::Source,
+        // An egress policy's verdict is where the packet leaves its pod.
+        Some(4 | 5) if point == Ok(P::FromEndpoint) => Sighting::Source,
         Some(4) if point == Ok(P::ToEndpoint) => Sighting::Destination,
         Some(1 | 5) => Sighting::Destination,
         _ => Sighting::Other,
+    }
+}
+
+/// A drop's reason as the edge names it: a kernel drop the kernel's (Hubble's
+/// enum has none for it), else Hubble's.
+fn drop_reason(flow: &Flow) -> String {
+    match &flow.kernel_drop {
+        Some(k) => k.name.clone(),
+        None => DropReason::try_from(flow.drop_reason_desc)
+            .map(|r| r.as_str_name().to_string())
+            .unwrap_or_else(|_| format!("DROP_REASON_{}", flow.drop_reason_desc)),
     }
 }
 
@@ -505,14 +534,7 @@ fn count_verdict(w: &mut Edge, conn: Option<&mut Conn>, flow: &Flow) {
         Ok(Verdict::Forwarded) => w.verdicts.forwarded += 1,
         Ok(Verdict::Dropped) => {
             w.verdicts.dropped += 1;
-            // A kernel drop names the kernel's reason; Hubble's enum has none for it.
-            let reason = match &flow.kernel_drop {
-                Some(k) => k.name.clone(),
-                None => DropReason::try_from(flow.drop_reason_desc)
-                    .map(|r| r.as_str_name().to_string())
-                    .unwrap_or_else(|_| format!("DROP_REASON_{}", flow.drop_reason_desc)),
-            };
-            *w.drops.entry(reason).or_default() += 1;
+            *w.drops.entry(drop_reason(flow)).or_default() += 1;
         }
         Ok(Verdict::Audit) => w.verdicts.audit += 1,
         _ => w.verdicts.other += 1,
@@ -700,6 +722,63 @@ mod tests {
         assert_eq!(e.ports.iter().collect::<Vec<_>>(), ["TCP/8080", "TCP/9999"]);
         assert_eq!(e.hops.path(), "from-endpoint (4) -> to-endpoint (4)");
         assert!(e.drops.is_empty());
+    }
+
+    /// A reply the kernel dropped (old data): a Drop flow, no reply bit, the
+    /// server to the client. It counts as a drop on the connection's edge,
+    /// and draws no reverse edge, port or connection.
+    #[test]
+    fn a_dropped_reply_counts_on_its_connections_edge() {
+        let all = fixtures::flows();
+        let reply = all
+            .iter()
+            .find(|f| f.is_reply == Some(true) && l4(f) == ("TCP", 8080, 40000))
+            .expect("a reply of connection 1")
+            .clone();
+        let dropped = Flow {
+            time: all.last().unwrap().time,
+            is_reply: None,
+            trace_observation_point: 0,
+            ..denied(&reply)
+        };
+        let mut flows = all.clone();
+        flows.push(dropped.clone());
+        let g = GraphBuilder::build(&flows);
+        let edges: Vec<String> = g.edges().iter().map(|e| e.id()).collect();
+        assert!(
+            !edges.contains(&"default/api->default/frontend".to_string()),
+            "{edges:?}"
+        );
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!((e.flows, e.connections, e.verdicts.dropped), (8, 2, 1));
+        assert_eq!(e.drops.get("POLICY_DENIED"), Some(&1));
+        // Alone (its connection unseen), it is drawn as it went.
+        let g = GraphBuilder::build(&[dropped]);
+        assert!(g.find("default/api", "default/frontend").is_some());
+    }
+
+    /// The client's egress policy allows its packet (a PolicyVerdict where
+    /// it leaves its pod), then it arrives: forwarded once.
+    #[test]
+    fn an_egress_verdict_and_the_arrival_count_one_packet() {
+        let all = fixtures::flows();
+        let (left, arrived) = (all[8].clone(), all[9].clone());
+        let allowed = Flow {
+            event_type: Some(observer_proto::flow::CiliumEventType {
+                r#type: 5,
+                sub_type: 0,
+            }),
+            ..left
+        };
+        let g = GraphBuilder::build(&[allowed, arrived]);
+        let e = g.find("default/frontend", "default/api").unwrap();
+        assert_eq!(
+            e.verdicts,
+            crate::Verdicts {
+                forwarded: 1,
+                ..Default::default()
+            }
+        );
     }
 
     /// `arrived`'s packet dropped there instead, for want of a policy (a
