@@ -291,7 +291,15 @@ impl GraphBuilder {
             }
             // Kept for the verdict below, which pairs the packet's sightings.
             let conn: &mut Conn = conn.insert(self.conns.entry(key).or_default());
-            if flow.trace_reason == TraceReason::New as i32 {
+            // A connection's first packet: a trace says NEW; a policy
+            // verdict (no trace reason) carries its volume's first packet.
+            let first = flow.trace_reason == TraceReason::New as i32
+                || (!reply
+                    && flow
+                        .volume
+                        .as_ref()
+                        .is_some_and(|v| v.first_packet && !v.report));
+            if first {
                 let gap = NEW_CONNECTION_GAP.as_nanos() as i128;
                 match conn.began_ns {
                     Some(began) if t - began > gap => {
@@ -975,6 +983,18 @@ mod tests {
         b.add(&again);
         let e = b.graph().find("host", "default/api").unwrap();
         assert_eq!((e.flows, e.connections, e.bytes), (6, 2, 560));
+        // A policy verdict has no trace reason: its volume's first packet
+        // says a connection begins.
+        let mut verdict = first_packet(45_000, 60_000_000, 60);
+        verdict.trace_reason = TraceReason::Unknown as i32;
+        verdict.event_type = Some(observer_proto::flow::CiliumEventType {
+            r#type: 5,
+            sub_type: 0,
+        });
+        verdict.volume.as_mut().unwrap().first_packet = true;
+        b.add(&verdict);
+        let e = b.graph().find("host", "default/api").unwrap();
+        assert_eq!((e.flows, e.connections, e.bytes), (7, 3, 620));
     }
 
     #[test]
