@@ -289,6 +289,7 @@ impl GraphBuilder {
             {
                 self.forget_oldest(max - max / 8 - 1);
             }
+            let fresh = !self.conns.contains_key(&key);
             // Kept for the verdict below, which pairs the packet's sightings.
             let conn: &mut Conn = conn.insert(self.conns.entry(key).or_default());
             // A connection's first packet: a trace says NEW; a policy
@@ -325,6 +326,12 @@ impl GraphBuilder {
             if let Some(v) = &flow.volume {
                 conn.max.0 = conn.max.0.max(v.fwd_bytes + v.rev_bytes);
                 conn.max.1 = conn.max.1.max(v.fwd_packets + v.rev_packets);
+                // First seen in a report of its counters: it began before
+                // the window (or the stream), and its volume until now is
+                // not this graph's, only what it carries from here on.
+                if fresh && v.report {
+                    conn.counted = conn.max;
+                }
             }
             conn.last_seen_ns = conn.last_seen_ns.max(t);
             if let Some(w) = conn.edge.and_then(|e| self.graph.edge_mut(e)) {
@@ -941,10 +948,18 @@ mod tests {
             }
         );
         assert_eq!(e.hops.path(), "from-endpoint (1)");
-        // A window holding the report alone: the volume, and nothing seen.
-        let g = GraphBuilder::build(&[report]);
+        // A window holding its reports alone (the stream began before it):
+        // what it carried from the first report on, and nothing seen.
+        let mut next = report.clone();
+        next.time.as_mut().unwrap().seconds += 10;
+        next.volume.as_mut().unwrap().fwd_bytes += 1000;
+        next.volume.as_mut().unwrap().rev_bytes += 2000;
+        let g = GraphBuilder::build(&[report.clone()]);
         let e = g.find("default/frontend", "kube-system/coredns-1").unwrap();
-        assert_eq!((e.flows, e.connections, e.bytes), (0, 1, 6400));
+        assert_eq!((e.flows, e.connections, e.bytes), (0, 1, 0));
+        let g = GraphBuilder::build(&[report, next]);
+        let e = g.find("default/frontend", "kube-system/coredns-1").unwrap();
+        assert_eq!((e.flows, e.connections, e.bytes), (0, 1, 3000));
         assert_eq!(e.verdicts, crate::Verdicts::default());
         assert!(e.hops.is_empty());
     }
@@ -980,6 +995,7 @@ mod tests {
         // Without NEW (a report of the first connection), nothing begins.
         let mut again = probe_from_port(45_000, 30);
         again.volume.as_mut().unwrap().fwd_bytes = 60;
+        again.volume.as_mut().unwrap().first_packet = false;
         b.add(&again);
         let e = b.graph().find("host", "default/api").unwrap();
         assert_eq!((e.flows, e.connections, e.bytes), (6, 2, 560));
