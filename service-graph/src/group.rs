@@ -104,7 +104,10 @@ pub fn group_of(ep: Option<&Endpoint>) -> Group {
         .first()
         .map(|w| w.name.as_str())
         .filter(|n| !n.is_empty())
+        // The application labels Kubernetes add-ons use, in Hubble UI's order.
         .or_else(|| label(&ep.labels, "app"))
+        .or_else(|| label(&ep.labels, "k8s-app"))
+        .or_else(|| label(&ep.labels, "app.kubernetes.io/name"))
         .unwrap_or(ep.pod_name.as_str());
     if name.is_empty() {
         let reserved = ep.labels.iter().find(|l| l.starts_with("reserved:"));
@@ -164,6 +167,14 @@ mod tests {
         );
         let pod = ep(|e| e.labels = vec!["k8s:tier=backend".into()]);
         assert_eq!(group_of(Some(&pod)).id, "default/api-0");
+        // CoreDNS's replicas (k8s-app), a Helm chart's (app.kubernetes.io/name).
+        for label in [
+            "k8s:k8s-app=kube-dns",
+            "k8s:app.kubernetes.io/name=kube-dns",
+        ] {
+            let replica = ep(|e| e.labels = vec![label.into()]);
+            assert_eq!(group_of(Some(&replica)).id, "default/kube-dns", "{label}");
+        }
     }
 
     #[test]
