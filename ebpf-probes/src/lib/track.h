@@ -454,15 +454,15 @@ static __always_inline int quoted_l4(const __u8 *l4, struct pkt *q)
 	switch (q->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		q->sport = (__u16)l4[0] << 8 | l4[1];
-		q->dport = (__u16)l4[2] << 8 | l4[3];
+		q->sport = load_be16(l4);
+		q->dport = load_be16(l4 + 2);
 		return 0;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
 		q->icmp_type = l4[0];
 		q->icmp_code = l4[1];
-		q->sport = (__u16)l4[4] << 8 | l4[5];
-		q->dport = (__u16)l4[0] << 8 | l4[1];
+		q->sport = load_be16(l4 + 4);
+		q->dport = load_be16(l4);
 		return 0;
 	}
 	return -1;
@@ -470,8 +470,8 @@ static __always_inline int quoted_l4(const __u8 *l4, struct pkt *q)
 
 /* Whether an IPv4 ICMP error quotes a packet of a connection this interface
  * tracks (CT4): related to it, as Cilium's conntrack says, it passes as that
- * connection's reply would. Read with bpf_skb_load_bytes: only a new ICMP
- * error between two addresses comes here. */
+ * connection's reply would. Read with bpf_skb_load_bytes: only ICMP errors
+ * without an entry, on an interface with policy, come here. */
 static __noinline int related4(struct __sk_buff *skb, __u32 ifindex)
 {
 	struct iphdr outer, quoted;
