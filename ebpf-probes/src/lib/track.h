@@ -448,21 +448,23 @@ static __always_inline int icmp_error(const struct pkt *p)
 
 /* Ports (and ICMP echo's type and identifier) of a quoted packet from the
  * first 8 bytes of its L4 header, as parse_l4 reads them; -1 for a protocol
- * whose packets the flow tables do not key by ports. */
+ * whose packets the flow tables do not key by ports. Byte by byte: the
+ * bytes are on the stack, where the verifier refuses a misaligned 16-bit
+ * load (load_be16 reads the packet). */
 static __always_inline int quoted_l4(const __u8 *l4, struct pkt *q)
 {
 	switch (q->proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
-		q->sport = load_be16(l4);
-		q->dport = load_be16(l4 + 2);
+		q->sport = (__u16)l4[0] << 8 | l4[1];
+		q->dport = (__u16)l4[2] << 8 | l4[3];
 		return 0;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
 		q->icmp_type = l4[0];
 		q->icmp_code = l4[1];
-		q->sport = load_be16(l4 + 4);
-		q->dport = load_be16(l4);
+		q->sport = (__u16)l4[4] << 8 | l4[5];
+		q->dport = (__u16)l4[0] << 8 | l4[1];
 		return 0;
 	}
 	return -1;
