@@ -363,13 +363,25 @@ spec:
 
 /// Connects from `port` of namespace `netns` to `dst` (waiting at most 1 s)
 /// and, connected, sends a byte and waits for the server to close first;
-/// the connect's error when it did not connect.
+/// the connect's error when it did not connect. While the port's last
+/// connection still waits for its last ACK (LAST_ACK, a few ms on a busy
+/// machine) its 4-tuple is taken (EADDRNOTAVAIL): asked again, for a
+/// second at most.
 fn connect_from_port(netns: &str, port: u16, dst: SocketAddr) -> std::io::Result<()> {
     let netns = netns.to_string();
     std::thread::spawn(move || {
         sysfs::enter_netns(&netns).unwrap();
-        let sock = e2e::tcp_socket_on_port(port);
-        sock.connect_timeout(&dst.into(), Duration::from_secs(1))?;
+        let mut tries = 0;
+        let sock = loop {
+            let sock = e2e::tcp_socket_on_port(port);
+            match sock.connect_timeout(&dst.into(), Duration::from_secs(1)) {
+                Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                done => break done.map(|()| sock)?,
+            }
+        };
         let mut s: TcpStream = sock.into();
         s.write_all(b"x").unwrap();
         let _ = s.read(&mut [0u8; 1]);
