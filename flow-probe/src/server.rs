@@ -24,7 +24,7 @@ use observer_proto::relay::NodeState;
 use observer_proto::time::nanos;
 use observer_runtime::agent_events::{AgentEventLog, AgentEventQuery};
 use observer_runtime::peer_service::{Address, Listing, PeerDirectory, PeerService, PeerTls};
-use observer_runtime::query::FlowQuery;
+use observer_runtime::query::{FlowQuery, UNTIL_GRACE};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -334,24 +334,28 @@ impl Observer for ObserverService {
                         FollowEnd::Done
                     }
                     // Quiet past `until`: nothing later comes to end it.
-                    () = query.until_passed() => FollowEnd::Until,
+                    () = query.until_passed(UNTIL_GRACE) => FollowEnd::Until,
                     _ = stopping.wait_for(|s| *s) => FollowEnd::Stop,
                 };
-                if end == FollowEnd::Until {
-                    // What a slow reader has not taken yet is still from
-                    // before `until` (forward stops at the first after).
-                    let rest = send_stored(&query, follow_rx, last_seq, &tx, &lag, unsent);
-                    let _ = tokio::time::timeout(UNTIL_QUEUE_GRACE, rest).await;
-                } else if end == FollowEnd::Stop {
-                    // The capture has stopped: what it stored last (the
-                    // connections' last reports) still goes out, then the
-                    // end, unless the client reads too slowly for that.
-                    let rest = async {
-                        send_stored(&query, follow_rx, last_seq, &tx, &lag, unsent).await;
-                        // Not a clean end: a follower must tell it from one.
-                        let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
-                    };
-                    let _ = tokio::time::timeout(LAST_FLOWS_GRACE, rest).await;
+                match end {
+                    FollowEnd::Done => {}
+                    FollowEnd::Until => {
+                        // What a slow reader has not taken yet is still from
+                        // before `until` (forward stops at the first after).
+                        let rest = send_stored(&query, follow_rx, last_seq, &tx, &lag, unsent);
+                        let _ = tokio::time::timeout(UNTIL_QUEUE_GRACE, rest).await;
+                    }
+                    FollowEnd::Stop => {
+                        // The capture has stopped: what it stored last (the
+                        // connections' last reports) still goes out, then the
+                        // end, unless the client reads too slowly for that.
+                        let rest = async {
+                            send_stored(&query, follow_rx, last_seq, &tx, &lag, unsent).await;
+                            // Not a clean end: a follower must tell it from one.
+                            let _ = tx.send(Err(Status::unavailable(SHUTTING_DOWN))).await;
+                        };
+                        let _ = tokio::time::timeout(LAST_FLOWS_GRACE, rest).await;
+                    }
                 }
             }
         });
@@ -484,7 +488,6 @@ async fn forward(
 
 /// How a follow ended: by itself (the client went, a flow past `until`),
 /// quiet past `until`, or cut by the stop.
-#[derive(PartialEq, Eq)]
 enum FollowEnd {
     Done,
     Until,

@@ -24,7 +24,7 @@ use observer_proto::time::{event_time, nanos, now_nanos};
 pub const UNTIL_GRACE: Duration = Duration::from_secs(2);
 
 /// Resolves once the wall clock is `grace` past `until`; never without one.
-pub async fn clock_past(until: Option<i128>, grace: Duration) {
+pub(crate) async fn clock_past(until: Option<i128>, grace: Duration) {
     let Some(until) = until else {
         return std::future::pending().await;
     };
@@ -179,10 +179,11 @@ impl FlowQuery {
                 .is_some_and(|u| event_time(r).is_some_and(|t| t > u))
     }
 
-    /// Resolves when a follow ends with no later flow: [`UNTIL_GRACE`]
-    /// after `until` passed (never without one).
-    pub async fn until_passed(&self) {
-        clock_past(self.until, UNTIL_GRACE).await
+    /// Resolves when a follow ends with no later flow: `grace` (at least
+    /// [`UNTIL_GRACE`] where flows come late) after `until` passed (never
+    /// without one).
+    pub async fn until_passed(&self, grace: Duration) {
+        clock_past(self.until, grace).await
     }
 
     /// Parses `req` on tokio's blocking pool: compiling a filter of many

@@ -27,7 +27,7 @@ use super::FlowStream;
 use super::older::{self, Older, Stopped, Take};
 use crate::state::RelayState;
 use observer_proto::time::{event_time, nanos, now_nanos, timestamp};
-use observer_runtime::query::{FlowQuery, UNTIL_GRACE, clock_past, is_flow, keep_flows};
+use observer_runtime::query::{FlowQuery, UNTIL_GRACE, is_flow, keep_flows};
 use observer_runtime::store::Entry;
 
 /// What an answer cut short by the relay's shutdown ends with.
@@ -309,7 +309,7 @@ impl Live {
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 // Quiet past `until`: nothing later comes to end it.
-                () = clock_past(self.query.until, grace) => return Ok(()),
+                () = self.query.until_passed(grace) => return Ok(()),
             }
         }
     }
