@@ -877,55 +877,100 @@ fn send_datagrams(netns: &str, to: std::net::Ipv4Addr, n: usize) {
     .unwrap();
 }
 
-/// Sends from `netns` an ICMP port unreachable to `to` quoting a UDP
-/// datagram `to`:`sport` → `quoted_dst`:`dport` that `to` never sent.
-fn forged_port_unreachable(netns: &str, to: std::net::Ipv4Addr, quoted_dst: std::net::Ipv4Addr) {
+/// Sends from `netns` an ICMP (IPv4) or ICMPv6 port unreachable to `to`
+/// quoting a UDP datagram `to`:40000 → `quoted_dst`:40001 that `to` never
+/// sent.
+fn forged_port_unreachable(netns: &str, to: IpAddr, quoted_dst: IpAddr) {
     let (sport, dport) = (40_000u16, 40_001u16);
-    // The quoted packet: an IPv4 header and the first 8 bytes of UDP.
-    let mut quoted = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
-    quoted.extend(to.octets());
-    quoted.extend(quoted_dst.octets());
-    quoted.extend(sport.to_be_bytes());
-    quoted.extend(dport.to_be_bytes());
-    quoted.extend([0, 8, 0, 0]);
-    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
-    icmp.extend(quoted);
-    let sum = icmp
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum::<u32>();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
-    icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+    let udp = [sport.to_be_bytes(), dport.to_be_bytes(), [0, 8], [0, 0]].concat();
+    let (domain, protocol, icmp) = match (to, quoted_dst) {
+        (IpAddr::V4(to), IpAddr::V4(quoted_dst)) => {
+            // Destination unreachable, port; the quoted IPv4 header and UDP.
+            let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+            icmp.extend([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0]);
+            icmp.extend(to.octets());
+            icmp.extend(quoted_dst.octets());
+            icmp.extend(&udp);
+            let sum = icmp
+                .chunks(2)
+                .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+                .sum::<u32>();
+            let folded = (sum & 0xffff) + (sum >> 16);
+            let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+            icmp[2..4].copy_from_slice(&checksum.to_be_bytes());
+            (socket2::Domain::IPV4, socket2::Protocol::ICMPV4, icmp)
+        }
+        (IpAddr::V6(to), IpAddr::V6(quoted_dst)) => {
+            // The same for IPv6; the kernel fills an ICMPv6 raw socket's
+            // checksum.
+            let mut icmp = vec![1, 4, 0, 0, 0, 0, 0, 0];
+            icmp.extend([0x60, 0, 0, 0, 0, 8, 17, 64]);
+            icmp.extend(to.octets());
+            icmp.extend(quoted_dst.octets());
+            icmp.extend(&udp);
+            (socket2::Domain::IPV6, socket2::Protocol::ICMPV6, icmp)
+        }
+        _ => panic!("{to} and {quoted_dst}: one family"),
+    };
     observe_lab::run_in_netns(netns, move || {
-        let raw = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::ICMPV4),
-        )?;
-        raw.send_to(&icmp, &SocketAddr::new(IpAddr::V4(to), 0).into())?;
+        let raw = socket2::Socket::new(domain, socket2::Type::RAW, Some(protocol))?;
+        raw.send_to(&icmp, &SocketAddr::new(to, 0).into())?;
         Ok(())
     })
     .expect("the forged error is sent");
 }
 
-/// The MAC address of `netns`'s eth0.
-fn eth0_mac(netns: &str) -> String {
-    let out = observe_lab::netns_command(netns, "cat")
-        .arg("/sys/class/net/eth0/address")
-        .output()
-        .expect("cat runs");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+/// The ICMP destination unreachable messages from `from` to `to` (type 3
+/// over IPv4, 1 over IPv6), those `to`'s veth handed on (to-endpoint) or
+/// all of them: verdict, is_reply, event type.
+fn unreachable(
+    flows: &[Flow],
+    to: IpAddr,
+    from: IpAddr,
+    handed_on: bool,
+) -> Vec<(i32, Option<bool>, Option<i32>)> {
+    flows
+        .iter()
+        .filter(|f| ips(f) == (from, to))
+        .filter(|f| {
+            !handed_on || f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32
+        })
+        .filter(|f| icmp_type(f) == Some(if to.is_ipv4() { 3 } else { 1 }))
+        .map(|f| {
+            (
+                f.verdict,
+                f.is_reply,
+                f.event_type.as_ref().map(|e| e.r#type),
+            )
+        })
+        .collect()
+}
+
+/// A flow's ICMP or ICMPv6 type.
+fn icmp_type(f: &Flow) -> Option<u32> {
+    use observer_proto::flow::layer4::Protocol;
+    match f.l4.as_ref()?.protocol.as_ref()? {
+        Protocol::IcmPv4(i) => Some(i.r#type),
+        Protocol::IcmPv6(i) => Some(i.r#type),
+        _ => None,
+    }
+}
+
+/// The dropped ones among `unreachable`'s: Cilium's pair, the policy
+/// verdict, then the drop.
+fn dropped_unreachable(flows: &[Flow], to: IpAddr, from: IpAddr) -> Vec<i32> {
+    unreachable(flows, to, from, false)
+        .into_iter()
+        .filter(|(verdict, ..)| *verdict == Verdict::Dropped as i32)
+        .filter_map(|(_, _, kind)| kind)
+        .collect()
 }
 
 /// frontend takes nothing in (`ingress: [{}]`): the ICMP port unreachable
 /// its UDP datagrams to a closed port of db get back is related to the
 /// connection frontend opened, as Cilium's conntrack has it, and passes
 /// as a reply would, IPv4 and IPv6: the send is refused, not lost to a
-/// drop (path MTU discovery needs the same). The two know each other's MAC
-/// beforehand: neighbour discovery between them would otherwise make the
-/// pair's ICMPv6 entry first, and the error would pass as that one's.
+/// drop (path MTU discovery needs the same).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_icmp_error_about_an_allowed_connection_passes_a_default_deny() {
     const RELATED: &str = r#"
@@ -946,63 +991,24 @@ traffic:
 "#;
     let scenario = Scenario::parse(RELATED, "related.yaml").expect("scenario parses");
     let env = e2e::start(&scenario, &[]);
-    let (frontend, db) = (
-        env.lab.endpoint("frontend").unwrap(),
-        env.lab.endpoint("db").unwrap(),
-    );
-    for (at, peer) in [(frontend, db), (db, frontend)] {
-        let (ip, mac) = (peer.ipv6.to_string(), eth0_mac(&peer.netns));
-        let status = observe_lab::netns_command(&at.netns, "ip")
-            .args(["-6", "neigh", "replace", &ip, "lladdr", &mac])
-            .args(["dev", "eth0", "nud", "permanent"])
-            .status()
-            .expect("ip runs");
-        assert!(status.success(), "a static neighbour in {}", at.netns);
-    }
+    let db = env.lab.endpoint("db").unwrap();
     let report =
         tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
     assert!(report.all_as_expected(), "{report}");
     let [v4, v6, _denied] = &report.items[..] else {
         panic!()
     };
-    // The unreachable messages from db to frontend: those frontend's veth
-    // handed on (to-endpoint), or all of them.
-    let unreachable = |flows: &[Flow], frontend: IpAddr, db: IpAddr, handed_on: bool| {
-        flows
-            .iter()
-            .filter(|f| ips(f) == (db, frontend))
-            .filter(|f| {
-                !handed_on || f.trace_observation_point == TraceObservationPoint::ToEndpoint as i32
-            })
-            .filter(|f| {
-                matches!(
-                    f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
-                    Some(observer_proto::flow::layer4::Protocol::IcmPv4(i)) if i.r#type == 3
-                ) || matches!(
-                    f.l4.as_ref().and_then(|l| l.protocol.as_ref()),
-                    Some(observer_proto::flow::layer4::Protocol::IcmPv6(i)) if i.r#type == 1
-                )
-            })
-            .map(|f| {
-                (
-                    f.verdict,
-                    f.is_reply,
-                    f.event_type.as_ref().map(|e| e.r#type),
-                )
-            })
-            .collect::<Vec<_>>()
+    let at_frontend = |flows: &[Flow], item: &observe_lab::ItemReport| {
+        unreachable(flows, item.src_ip, item.dst_ip, true)
     };
-    let unreachable_at_frontend =
-        |flows: &[Flow], frontend, db| unreachable(flows, frontend, db, true);
     let flows = env
         .wait_for("both unreachable messages at frontend", |f| {
-            !unreachable_at_frontend(f, v4.src_ip, v4.dst_ip).is_empty()
-                && !unreachable_at_frontend(f, v6.src_ip, v6.dst_ip).is_empty()
+            !at_frontend(f, v4).is_empty() && !at_frontend(f, v6).is_empty()
         })
         .await;
     for item in [v4, v6] {
         assert_eq!(
-            unreachable_at_frontend(&flows, item.src_ip, item.dst_ip),
+            at_frontend(&flows, item),
             [(Verdict::Forwarded as i32, Some(true), Some(4))],
             "{item}"
         );
@@ -1010,23 +1016,71 @@ traffic:
     // An error about nothing frontend sent is no reply: judged and dropped,
     // although one between the same two passed just before (it left no
     // entry that would let the next through).
-    let (IpAddr::V4(frontend_v4), IpAddr::V4(db_v4)) = (v4.src_ip, v4.dst_ip) else {
-        panic!("{v4}")
-    };
-    forged_port_unreachable(&db.netns, frontend_v4, db_v4);
-    let dropped = |flows: &[Flow]| {
-        let mut all = unreachable(flows, v4.src_ip, v4.dst_ip, false);
-        all.retain(|(verdict, ..)| *verdict == Verdict::Dropped as i32);
-        all
+    forged_port_unreachable(&db.netns, v4.src_ip, v4.dst_ip);
+    let flows = env
+        .wait_for("the forged error dropped", |f| {
+            dropped_unreachable(f, v4.src_ip, v4.dst_ip).len() == 2
+        })
+        .await;
+    assert_eq!(dropped_unreachable(&flows, v4.src_ip, v4.dst_ip), [5, 1]);
+    assert_eq!(at_frontend(&flows, v4).len(), 1);
+}
+
+/// Neighbour discovery passes a policy unjudged, as ARP does, and so leaves
+/// no entry either: the address pair's ICMPv6 entry would let every later
+/// ICMPv6 message between the two but echo through unjudged. db's datagram
+/// to frontend (dropped) makes db ask for frontend's address; frontend's
+/// advertisement passes, told; an ICMPv6 error db forges right after is
+/// still judged and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbour_discovery_leaves_no_pass_for_other_icmpv6() {
+    const NEIGHBOURS: &str = r#"
+endpoints:
+  - {name: frontend, namespace: default, labels: {app: frontend}}
+  - {name: db, namespace: default, labels: {app: db}}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: frontend-takes-nothing, namespace: default}
+    spec:
+      endpointSelector: {matchLabels: {app: frontend}}
+      ingress: [{}]
+traffic:
+  - {from: db, to: frontend, protocol: udp, port: 5998, family: ipv6, expect: dropped}
+"#;
+    let scenario = Scenario::parse(NEIGHBOURS, "neighbours.yaml").expect("scenario parses");
+    let env = e2e::start(&scenario, &[]);
+    let db = env.lab.endpoint("db").unwrap();
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    let [udp] = &report.items[..] else { panic!() };
+    let (db_ip, frontend_ip) = (udp.src_ip, udp.dst_ip);
+    let advertised = |flows: &[Flow]| {
+        flows
+            .iter()
+            .filter(|f| ips(f) == (frontend_ip, db_ip) && icmp_type(f) == Some(136))
+            .map(|f| f.verdict)
+            .collect::<Vec<_>>()
     };
     let flows = env
-        .wait_for("the forged error dropped", |f| dropped(f).len() == 2)
+        .wait_for("frontend's neighbour advertisement to db", |f| {
+            !advertised(f).is_empty()
+        })
         .await;
-    // Cilium's pair: the policy verdict, then the drop.
-    let dropped_verdict = |kind| (Verdict::Dropped as i32, None, Some(kind));
-    assert_eq!(dropped(&flows), [dropped_verdict(5), dropped_verdict(1)]);
-    assert_eq!(
-        unreachable_at_frontend(&flows, v4.src_ip, v4.dst_ip).len(),
-        1
+    assert!(
+        advertised(&flows)
+            .iter()
+            .all(|v| *v == Verdict::Forwarded as i32),
+        "{:?}",
+        advertised(&flows)
     );
+    forged_port_unreachable(&db.netns, frontend_ip, db_ip);
+    let flows = env
+        .wait_for("the forged ICMPv6 error dropped", |f| {
+            dropped_unreachable(f, frontend_ip, db_ip).len() == 2
+        })
+        .await;
+    assert_eq!(dropped_unreachable(&flows, frontend_ip, db_ip), [5, 1]);
+    assert_eq!(unreachable(&flows, frontend_ip, db_ip, true), []);
 }

@@ -197,6 +197,14 @@ static __always_inline int sent_to_another_endpoint(const struct endpoint_info *
 	return id >= IDENTITY_FIRST_ENDPOINT && id < IDENTITY_FIRST_CIDR && id != ep->identity;
 }
 
+/* Neighbour discovery and multicast listener messages keep IPv6 working;
+ * like ARP for IPv4, policy does not apply to them. */
+static __always_inline int policy_exempt(const struct pkt *p)
+{
+	return p->proto == IPPROTO_ICMPV6 &&
+	       ((p->icmp_type >= 130 && p->icmp_type <= 137) || p->icmp_type == 143);
+}
+
 /* Judges the first packet of a connection on an endpoint's interface. */
 static __always_inline void judge(const struct endpoint_info *ep, const struct sighting *s,
 				  __u8 family, struct policy_decision *d)
@@ -208,12 +216,7 @@ static __always_inline void judge(const struct endpoint_info *ep, const struct s
 	__u16 dport = p->proto == IPPROTO_TCP || p->proto == IPPROTO_UDP ? p->dport : 0;
 	const void *peer = key_addr(s->key, family, sent ? s->side ^ 1 : s->side);
 
-	if (mode == ENFORCE_NONE)
-		return;
-	/* Neighbour discovery and multicast listener messages keep IPv6 working;
-	 * like ARP for IPv4, policy does not apply to them. */
-	if (p->proto == IPPROTO_ICMPV6 &&
-	    ((p->icmp_type >= 130 && p->icmp_type <= 137) || p->icmp_type == 143))
+	if (mode == ENFORCE_NONE || policy_exempt(p))
 		return;
 	policy_decide(ep, sent ? POLICY_EGRESS : POLICY_INGRESS, identity_of(peer, family),
 		      dport, p->proto, d);
@@ -643,10 +646,11 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 			emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
 			return TC_ACT_SHOT;
 		}
-		if (related) {
+		if (related || (enforced && policy_exempt(s->p))) {
 			/* Passed and told, but not remembered: the entry would be
 			 * the pair's for every ICMP message but echo (they have no
-			 * ports), and would let the next one through unjudged. */
+			 * ports), and would let the next one through unjudged. So
+			 * neighbour discovery, unjudged, leaves none either. */
 			first_packet(&fresh, s);
 			emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
 			return TC_ACT_UNSPEC;
