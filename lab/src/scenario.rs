@@ -39,9 +39,10 @@
 //!           toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 //! ```
 //!
-//! Policies are only checked lightly here (a mapping, `kind: CiliumNetworkPolicy`,
-//! a `metadata.name` usable in a file name, no duplicate namespace/name); flow-probe
-//! validates them fully when it reads the policy directory.
+//! Policies are checked here as flow-probe checks them when it reads the policy
+//! directory (a mapping, `kind: CiliumNetworkPolicy`, a `metadata.name` usable in a
+//! file name, no duplicate namespace/name, then the whole policy language): a
+//! policy the probes would refuse would leave its endpoints open.
 //!
 //! What one traffic item does:
 //! - `tcp`: a listener in `to` accepts one connection, reads `request_bytes`, writes

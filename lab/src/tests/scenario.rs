@@ -536,7 +536,7 @@ const TWO_POLICIES: &str = "endpoints:\n\
       kind: CiliumNetworkPolicy\n  \
       metadata: {name: one, namespace: ns}\n  \
       spec: {endpointSelector: {matchLabels: {app: a}}, ingress: [{fromCIDR: [10.0.0.0/8]}]}\n\
-    - {kind: CiliumNetworkPolicy, metadata: {name: two.x-1}, spec: {egressDeny: [{toPorts: [{ports: [{port: '53', protocol: UDP}]}]}]}}\n";
+    - {apiVersion: cilium.io/v2, kind: CiliumNetworkPolicy, metadata: {name: two.x-1}, spec: {endpointSelector: {}, egressDeny: [{toPorts: [{ports: [{port: '53', protocol: UDP}]}]}]}}\n";
 
 #[test]
 fn policies_are_kept_as_written_and_survive_the_state_file() {
@@ -657,6 +657,48 @@ fn policy_errors_name_the_field_and_problem() {
     assert_eq!(
         err,
         "scenario lab.yaml: policies: expected sequence start at line 3 column 11"
+    );
+}
+
+/// A policy flow-probe would refuse (it keeps what was in force, here
+/// nothing: the endpoint stays open) is refused with the scenario, naming
+/// the policy, the field and the problem.
+#[test]
+fn policies_the_probes_would_refuse_are_refused_up_front() {
+    let with = |spec: &str| {
+        format!(
+            "endpoints:\n- {{name: a, namespace: ns, labels: {{app: a}}}}\npolicies:\n\
+             - apiVersion: cilium.io/v2\n  kind: CiliumNetworkPolicy\n  \
+             metadata: {{name: p, namespace: ns}}\n  spec: {spec}\n"
+        )
+    };
+    let port = "{endpointSelector: {matchLabels: {app: a}}, ingress: [{toPorts: [{ports: \
+                [{port: '99999', protocol: TCP}]}]}]}";
+    let err = parse_err(&with(port));
+    assert!(
+        err.starts_with(
+            "scenario lab.yaml: policies[0].spec.ingress[0].toPorts[0].ports[0].port: "
+        ) && err.contains("99999"),
+        "{err}"
+    );
+    let unknown = "{endpointSelector: {matchLabels: {app: a}}, ingres: []}";
+    let err = parse_err(&with(unknown));
+    assert!(
+        err.starts_with("scenario lab.yaml: policies[0].spec") && err.contains("ingres"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(" line "),
+        "no line of a text the user never wrote: {err}"
+    );
+    let fine = "{endpointSelector: {matchLabels: {app: a}}, ingress: [{toPorts: [{ports: \
+                [{port: '8080', protocol: TCP}]}]}]}";
+    assert_eq!(
+        Scenario::parse(&with(fine), "lab.yaml")
+            .unwrap()
+            .policies
+            .len(),
+        1
     );
 }
 

@@ -1,9 +1,13 @@
-//! Policies, checked lightly (flow-probe validates them fully when it reads the
-//! policy directory): each is a mapping with `kind: CiliumNetworkPolicy` and a
-//! `metadata.name` fit for a file name, and no two share namespace and name.
+//! Policies: each is a mapping with `kind: CiliumNetworkPolicy` and a
+//! `metadata.name` fit for a file name, no two share namespace and name, and
+//! each passes the whole policy language's checks, as flow-probe makes them
+//! when it reads the policy directory: a policy the probes would refuse would
+//! leave its endpoints open, so the scenario is refused before anything is
+//! built.
 
 use std::collections::HashMap;
 
+use cluster_spec::policy::PolicyError;
 use serde_json::Value;
 
 use super::problem::{Problem, fail};
@@ -86,7 +90,31 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
             );
         }
     }
+    // Then, each well-formed, the language (its first problem only: the
+    // checks above come first for every policy).
+    for (i, policy) in s.policies.iter().enumerate() {
+        check_language(&format!("policies[{i}]"), policy)?;
+    }
     Ok(())
+}
+
+/// The policy as flow-probe will read it: written as the lab writes its file
+/// (probe_files), parsed and validated by the same code.
+fn check_language(at: &str, policy: &Value) -> Result<(), Problem> {
+    let text = match cluster_spec::yaml::to_string(policy) {
+        Ok(text) => text,
+        Err(e) => return fail(at, format!("cannot be written as YAML: {e}")),
+    };
+    match cluster_spec::policy::parse(&text, at) {
+        Ok(_) => Ok(()),
+        Err(PolicyError::Invalid { field, problem, .. }) => fail(format!("{at}.{field}"), problem),
+        // Lines would count in the text written here, not the scenario's.
+        Err(PolicyError::Yaml { error, .. }) if !error.path.is_empty() => {
+            fail(format!("{at}.{}", error.path), error.message)
+        }
+        Err(PolicyError::Yaml { error, .. }) => fail(at, error.message),
+        Err(other) => fail(at, other.to_string()),
+    }
 }
 
 /// A Kubernetes object name: `[a-z0-9]([a-z0-9.-]*[a-z0-9])?`, at most
