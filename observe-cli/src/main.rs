@@ -16,6 +16,10 @@ use observe_cli::tui::signals::Stopped;
 use observe_cli::{lab_commands, policy_commands};
 use observe_lab::DEFAULT_STATE_DIR;
 
+/// The longest `observe lab traffic --duration`: a year (a deadline further
+/// away overflows the clock's instant).
+const MAX_TRAFFIC_SECS: u64 = 365 * 24 * 3600;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "observe",
@@ -231,8 +235,10 @@ enum LabCommand {
     },
     /// Generate the scenario's traffic: one round, or rounds for --duration seconds.
     Traffic {
-        /// Keep generating rounds for this many seconds (one round without it).
-        #[arg(long, value_name = "SECONDS")]
+        /// Keep generating rounds for this many seconds (one round without it),
+        /// at most a year.
+        #[arg(long, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(0..=MAX_TRAFFIC_SECS))]
         duration: Option<u64>,
     },
     /// Stop the lab's processes and remove its namespaces, state,
@@ -474,6 +480,30 @@ mod tests {
             panic!("not the demo: {:?}", cli.command);
         };
         (output, flows::opens_tui(output, true, true))
+    }
+
+    #[test]
+    fn traffic_durations_past_a_year_are_refused_by_name() {
+        let duration = |d: &str| {
+            let cli = Cli::try_parse_from(["observe", "lab", "traffic", "--duration", d])?;
+            let Command::Lab {
+                command: LabCommand::Traffic { duration },
+                ..
+            } = cli.command
+            else {
+                panic!("not lab traffic: {:?}", cli.command);
+            };
+            Ok::<_, clap::Error>(duration)
+        };
+        assert_eq!(duration("0").unwrap(), Some(0));
+        assert_eq!(duration("31536000").unwrap(), Some(MAX_TRAFFIC_SECS));
+        for past in ["31536001", "18446744073709551615"] {
+            let err = duration(past).unwrap_err().to_string();
+            assert!(
+                err.contains("--duration") && err.contains("0..=31536000"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
