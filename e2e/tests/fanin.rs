@@ -16,8 +16,13 @@ use std::time::{Duration, Instant};
 
 use observe_lab::node_probes::{self, ProbeOptions};
 use observe_lab::{Lab, LabOptions, Scenario, run_traffic_once};
-use observer_proto::observer::{GetFlowsRequest, GetNamespacesRequest, GetNodesRequest};
+use observer_proto::flow::LostEventSource;
+use observer_proto::observer::get_flows_response::ResponseTypes;
+use observer_proto::observer::{
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNodesRequest,
+};
 use observer_proto::relay::NodeState;
+use relay::flow_numbers::run_and_number;
 use tokio::task::block_in_place;
 
 use e2e::responses::{assert_time_order, describe, event, flow, is_flow_on, node_status, shape};
@@ -90,6 +95,7 @@ fn restart_probe(lab: &mut Lab, opts: &ProbeOptions, node: &str, addr: SocketAdd
     let log_file = std::fs::File::create(&log).unwrap();
     let child = Command::new(&opts.binary)
         .args(["--netns", &netns, "--node-name", node, "--attach-endpoints"])
+        .args(&opts.extra_args)
         .arg("--listen")
         .arg(addr.to_string())
         // Not the default 9965: another probe of this machine may hold it.
@@ -354,6 +360,88 @@ async fn three_nodes_merge_in_time_order_and_a_node_failure_is_reported_in_band(
     // went out: the relay passes such flows as late, so order is only asserted
     // while every node was up.)
     assert_time_order(&follower.log[..down_at]);
+
+    drop(follower);
+    relay.shutdown().await;
+    block_in_place(|| lab.down()).expect("lab down");
+}
+
+/// A probe killed while traffic goes on finds, when it starts again, the
+/// kernel's backlog of events (its ring buffer is pinned): more than its
+/// buffer of recent flows holds, so the new run's first flows leave it
+/// before the relay comes back. The relay tells exactly those as lost (from
+/// the gap before the run's first flow it reads: runs number their flows
+/// from 1), and every flow of the run after it arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_probe_whose_buffer_let_its_backlog_go_is_told_lost() {
+    test_support::require_root("it builds network namespaces and loads eBPF");
+    const ONE_NODE: &str = "\
+endpoints:
+  - {name: web, namespace: shop, labels: {app: web}}
+  - {name: api, namespace: shop, labels: {app: api}}
+traffic:
+  - {from: web, to: api, protocol: tcp, port: 7000}
+";
+    let scenario = Scenario::parse(ONE_NODE, "backlog.yaml").unwrap();
+    let dir = DirGuard(std::env::temp_dir().join(format!("relay-backlog-{}", std::process::id())));
+    let mut lab =
+        block_in_place(|| Lab::up(&scenario, &LabOptions::with_state_dir(&dir.0))).expect("lab up");
+    let mut opts = ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)");
+    opts.extra_args = vec!["--ring-capacity".into(), "32".into()];
+    let probes = block_in_place(|| node_probes::start(&mut lab, &opts)).expect("probes start");
+    let peer_tls = observe_cli::connect::lab_tls(lab.state_dir(), None).expect("lab certificates");
+    let relay = RelayUnderTest::start_with(vec![probes[0].addr.to_string()], Some(peer_tls)).await;
+    relay
+        .wait_status("node1 connected", |s| s.num_connected_nodes == Some(1))
+        .await;
+    let mut follower = relay.follow().await;
+    run_traffic(&lab, &scenario);
+    follower.until_flows(0, &[("node1", 7000)]).await;
+    let run_of = |r: &GetFlowsResponse| flow(r).and_then(|f| run_and_number(&f.uuid));
+    let first_run = follower
+        .log
+        .iter()
+        .find_map(run_of)
+        .expect("a numbered flow")
+        .0;
+
+    // SIGKILL: nothing of the probe's own is flushed; its programs stay.
+    // SAFETY: kill(2) on the pid of a child the lab started and still holds.
+    let rc = unsafe { libc::kill(probes[0].pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill flow-probe node1");
+    block_in_place(|| wait_exited(probes[0].pid));
+    // Dozens of connections, each a few events at two hooks: hundreds of
+    // flows waiting in the kernel's ring for a buffer of 32.
+    let many = "  - {from: web, to: api, protocol: tcp, port: 7001}\n".repeat(40);
+    let head = ONE_NODE.split("traffic:").next().unwrap();
+    let backlog = Scenario::parse(&format!("{head}traffic:\n{many}"), "more.yaml").unwrap();
+    run_traffic(&lab, &backlog);
+    block_in_place(|| restart_probe(&mut lab, &opts, "node1", probes[0].addr));
+
+    let lost_at = follower
+        .until("the new run's lost flows", |r| {
+            matches!(&r.response_types, Some(ResponseTypes::LostEvents(l))
+                if l.source == LostEventSource::HubbleRingBuffer as i32 && r.node_name == "node1")
+        })
+        .await;
+    let Some(ResponseTypes::LostEvents(lost)) = &follower.log[lost_at].response_types else {
+        unreachable!()
+    };
+    let lost = lost.num_events_lost;
+    // What the relay holds of the new run: from its first number on, none
+    // missing.
+    let answer = relay.get_flows(GetFlowsRequest::default()).await;
+    let mut numbers: Vec<u64> = answer
+        .iter()
+        .filter_map(run_of)
+        .filter(|(run, _)| *run != first_run)
+        .map(|(_, n)| n)
+        .collect();
+    numbers.sort_unstable();
+    let (first, last) = (numbers[0], *numbers.last().unwrap());
+    assert!(lost > 0, "a backlog of hundreds through a buffer of 32");
+    assert_eq!(lost, first - 1, "the run's flows before the first read");
+    assert_eq!(numbers, (first..=last).collect::<Vec<_>>());
 
     drop(follower);
     relay.shutdown().await;
