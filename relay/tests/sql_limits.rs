@@ -262,8 +262,8 @@ async fn values_no_pool_counts_are_bounded() {
     assert_eq!(value(&e, &calls(2)).await.unwrap(), "32000000");
     assert_eq!(
         e.query(&calls(9)).await.unwrap_err().to_string(),
-        "refused: a statement may call repeat, lpad, rpad, replace, regexp_replace at most 8 \
-         times in all: each can make up to 64 MiB"
+        "refused: a statement may call repeat, lpad, rpad, replace, regexp_replace, to_char, \
+         date_format at most 8 times in all: each can make up to 64 MiB"
     );
     assert_eq!(
         e.query("SELECT arrow_cast('x', 'LargeUtf8') AS v")
@@ -460,6 +460,113 @@ async fn constants_and_joined_texts_are_bounded() {
             "{sql}"
         );
     }
+}
+
+/// From the SQL review: a constant is a column in every batch each time a
+/// projection writes it, so it counts each time there; `levenshtein`'s work
+/// (the product of its texts' lengths, a batch in one step no time limit
+/// interrupts) is bounded per call and in calls; `to_char` is bounded as the
+/// functions that make more than their arguments are; and a `WITH` named
+/// after a table function no longer reaches it.
+#[tokio::test]
+async fn repeated_constants_comparisons_and_hidden_table_functions_are_bounded() {
+    let e = engine(&golden("limits-repeated"));
+    let one_row = "FROM flows WHERE uuid = 'uuid-00000'";
+    let text = format!("'{}'", "x".repeat(4000));
+    let columns = |n: usize| {
+        let c: Vec<String> = (0..n).map(|i| format!("{text} AS c{i}")).collect();
+        format!("SELECT {} FROM flows", c.join(", "))
+    };
+    assert_eq!(
+        e.query(&columns(16)).await.unwrap().batches[0].num_columns(),
+        16
+    );
+    assert_eq!(
+        e.query(&columns(17)).await.unwrap_err().to_string(),
+        "refused: the query's constants hold 68000 bytes in all; at most 65536 are allowed: a \
+         constant is repeated for every row of a batch"
+    );
+
+    assert_eq!(
+        value(
+            &e,
+            &format!("SELECT levenshtein(uuid, 'uuid-00001') AS v {one_row}")
+        )
+        .await
+        .unwrap(),
+        "1"
+    );
+    let long = format!(
+        "SELECT levenshtein(uuid || '{}', '{}') AS v FROM flows",
+        "x".repeat(4000),
+        "y".repeat(4000)
+    );
+    let err = e.query(&long).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("Execution error: levenshtein would compare up to ")
+            && err.ends_with(" pairs of characters; at most 100000000 are allowed per call"),
+        "{err}"
+    );
+    let calls = |n: usize| {
+        let c: Vec<String> = (0..n)
+            .map(|i| format!("levenshtein(uuid, '{i}')"))
+            .collect();
+        format!("SELECT {} {one_row}", c.join(", "))
+    };
+    assert_eq!(
+        e.query(&calls(4)).await.unwrap().batches[0].num_columns(),
+        4
+    );
+    assert_eq!(
+        e.query(&calls(5)).await.unwrap_err().to_string(),
+        "refused: a statement may call levenshtein at most 4 times in all: each can compare up \
+         to 100000000 pairs of characters"
+    );
+
+    // to_char and its alias answer, and count among the expanding calls.
+    assert_eq!(
+        value(
+            &e,
+            &format!("SELECT date_format(time, '%Y') = to_char(time, '%Y') AS v {one_row}")
+        )
+        .await
+        .unwrap(),
+        "true"
+    );
+    let formats: Vec<String> = (0..9).map(|i| format!("to_char(time, '%Y{i}')")).collect();
+    let err = e
+        .query(&format!("SELECT {} {one_row}", formats.join(", ")))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "refused: a statement may call repeat, lpad, rpad, replace, \
+                         regexp_replace, to_char, date_format at most 8 times in all"
+        ),
+        "{err}"
+    );
+
+    // The name of a WITH query is its own; the table function is gone.
+    assert_eq!(
+        value(
+            &e,
+            "WITH generate_series AS (SELECT 7 AS v) SELECT v FROM generate_series"
+        )
+        .await
+        .unwrap(),
+        "7"
+    );
+    let err = e
+        .query(
+            "WITH generate_series AS (SELECT 1) \
+             SELECT count(*) AS v FROM generate_series(1, 9223372036854775807)",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("generate_series"), "{err}");
+    assert!(!err.starts_with("internal"), "{err}");
 }
 
 #[tokio::test]

@@ -51,8 +51,30 @@ pub const MAX_REPEAT_BYTES: u64 = 64 << 20;
 /// The most calls of those functions in one statement.
 pub const MAX_EXPANDING_CALLS: usize = 8;
 
-/// The functions that can make more than their arguments hold.
-pub const EXPANDING: [&str; 5] = ["repeat", "lpad", "rpad", "replace", "regexp_replace"];
+/// The functions that can make more than their arguments hold (`to_char`
+/// writes up to 16 times its format: `%+` is 32 characters of a date).
+pub const EXPANDING: [&str; 7] = [
+    "repeat",
+    "lpad",
+    "rpad",
+    "replace",
+    "regexp_replace",
+    "to_char",
+    "date_format",
+];
+
+/// The functions whose work grows with the product of their arguments'
+/// lengths: `levenshtein` compares every character of one text with every
+/// one of the other, all of a batch's rows in one step no time limit can
+/// interrupt.
+pub const COMPARING: [&str; 1] = ["levenshtein"];
+
+/// The most calls of [`COMPARING`] in one statement.
+pub const MAX_COMPARING_CALLS: usize = 4;
+
+/// The most pairs of characters one call of [`COMPARING`] compares (all
+/// its rows together): a fraction of a second.
+pub const MAX_COMPARED_PAIRS: u64 = 100_000_000;
 
 /// The functions that join texts (and the `||` operator, counted with them).
 pub const JOINING: [&str; 2] = ["concat", "concat_ws"];
@@ -101,16 +123,22 @@ pub const MAX_CONSTANTS_BYTES: usize = 64 << 10;
 /// optimized).
 pub fn check_constants(plan: &LogicalPlan) -> std::result::Result<(), SqlError> {
     let (mut largest, mut total) = (0, 0usize);
-    // Each once: a filter pushed into both scans of `flows` holds its
-    // constants twice more.
+    // Each once in a filter or join (a filter pushed into both scans of
+    // `flows` holds its constants twice more); each time it is written in a
+    // projection, aggregate or window, which make a column of it for every
+    // batch: `SELECT $1 AS a, $1 AS b, ...` is as many columns.
     let mut seen = std::collections::HashSet::new();
     let _ = plan.apply_with_subqueries(|node| {
+        let makes_columns = matches!(
+            node,
+            LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_) | LogicalPlan::Window(_)
+        );
         node.apply_expressions(|expr| {
             expr.apply(|e| {
                 if let Expr::Literal(value, _) = e {
                     let bytes = constant_bytes(value);
                     largest = largest.max(bytes);
-                    if bytes > 0 && seen.insert(value.clone()) {
+                    if bytes > 0 && (makes_columns || seen.insert(value.clone())) {
                         total = total.saturating_add(bytes);
                     }
                 }
@@ -198,6 +226,7 @@ pub fn concat_operator() -> ScalarUDF {
             signature: Signature::user_defined(Volatility::Immutable),
         })),
         made: joined_bytes,
+        limit: &BYTES,
     })
 }
 
@@ -289,10 +318,16 @@ fn separated_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
     Ok(joined_bytes(&args[1..], rows)?.saturating_add(separators))
 }
 
-/// The functions that replace DataFusion's.
+/// The functions that replace DataFusion's (under their names and aliases:
+/// `date_format` is `to_char`).
 pub fn bounded() -> Vec<ScalarUDF> {
-    let bound =
-        |inner: Arc<ScalarUDF>, made: Made| ScalarUDF::new_from_impl(Bounded { inner, made });
+    let bound = |inner: Arc<ScalarUDF>, made: Made| {
+        ScalarUDF::new_from_impl(Bounded {
+            inner,
+            made,
+            limit: &BYTES,
+        })
+    };
     vec![
         bound(datafusion::functions::string::concat(), joined_bytes),
         bound(datafusion::functions::string::concat_ws(), separated_bytes),
@@ -304,17 +339,49 @@ pub fn bounded() -> Vec<ScalarUDF> {
             datafusion::functions::regex::regexp_replace(),
             replaced_bytes,
         ),
+        bound(datafusion::functions::datetime::to_char(), formatted_bytes),
+        ScalarUDF::new_from_impl(Bounded {
+            inner: datafusion::functions::string::levenshtein(),
+            made: compared_pairs,
+            limit: &PAIRS,
+        }),
     ]
 }
 
-/// At most how many bytes a call makes over `rows` rows, from its arguments.
+/// At most how much a call makes (or does) over `rows` rows, from its
+/// arguments, in its [`Limit`]'s unit.
 type Made = fn(&[ColumnarValue], usize) -> Result<u64>;
 
-/// One of DataFusion's functions, refused past [`MAX_REPEAT_BYTES`].
+/// What a [`Bounded`] call may make or do, and how its refusal says so.
+#[derive(Debug)]
+struct Limit {
+    most: u64,
+    /// "make up to N bytes" / "compare up to N pairs of characters".
+    verb: &'static str,
+    unit: &'static str,
+    most_text: &'static str,
+}
+
+const BYTES: Limit = Limit {
+    most: MAX_REPEAT_BYTES,
+    verb: "make",
+    unit: "bytes",
+    most_text: "67108864 (64 MiB)",
+};
+
+const PAIRS: Limit = Limit {
+    most: MAX_COMPARED_PAIRS,
+    verb: "compare",
+    unit: "pairs of characters",
+    most_text: "100000000",
+};
+
+/// One of DataFusion's functions, refused past its [`Limit`].
 #[derive(Debug)]
 struct Bounded {
     inner: Arc<ScalarUDF>,
     made: Made,
+    limit: &'static Limit,
 }
 
 // The inner function says which one it is (`made` follows from it).
@@ -337,6 +404,10 @@ impl ScalarUDFImpl for Bounded {
         self.inner.name()
     }
 
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
     fn schema_name(&self, args: &[Expr]) -> Result<String> {
         self.inner.schema_name(args)
     }
@@ -354,11 +425,16 @@ impl ScalarUDFImpl for Bounded {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let bytes = (self.made)(&args.args, args.number_rows)?;
-        if bytes > MAX_REPEAT_BYTES {
+        let made = (self.made)(&args.args, args.number_rows)?;
+        let Limit {
+            most,
+            verb,
+            unit,
+            most_text,
+        } = self.limit;
+        if made > *most {
             return exec_err!(
-                "{} would make up to {bytes} bytes; at most {MAX_REPEAT_BYTES} (64 MiB) \
-                 are allowed per call",
+                "{} would {verb} up to {made} {unit}; at most {most_text} are allowed per call",
                 self.inner.name()
             );
         }
@@ -479,6 +555,29 @@ fn replaced_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
     }))
 }
 
+/// What `to_char(value, format)` makes at most: 16 bytes for each byte of
+/// the format (`%+`, two, writes a date of 32), and a little for each row.
+fn formatted_bytes(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    let Some(format) = args.get(1) else {
+        return Ok(0);
+    };
+    let per_row = (rows as u64).saturating_mul(64);
+    Ok(text_bytes(format)?
+        .total(rows)
+        .saturating_mul(16)
+        .saturating_add(per_row))
+}
+
+/// What `levenshtein(a, b)` compares: each character of `a` with each of
+/// `b`, on every row (bytes count for characters: at least as many).
+fn compared_pairs(args: &[ColumnarValue], rows: usize) -> Result<u64> {
+    let [a, b] = args else {
+        return Ok(0);
+    };
+    let (a, b) = (text_bytes(a)?, text_bytes(b)?);
+    Ok(over_rows(&a, &b, rows, u64::saturating_mul))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,6 +611,31 @@ mod tests {
                 1, 2, 3,
             ])));
         assert_eq!(repeat(&scalar("ab"), &counts, 3), 12);
+    }
+
+    #[test]
+    fn what_to_char_makes_and_levenshtein_compares_at_most() {
+        let format = |f: &str, rows| formatted_bytes(&[count(0), scalar(f)], rows).unwrap();
+        assert_eq!(format("%+", 1), 2 * 16 + 64);
+        assert_eq!(format("%Y-%m", 8192), 8192 * (5 * 16 + 64));
+        let pairs = |a: &str, b: &str, rows| compared_pairs(&[scalar(a), scalar(b)], rows).unwrap();
+        assert_eq!(pairs("abc", "de", 1), 6);
+        let texts =
+            ColumnarValue::Array(Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                Some("a"),
+                None,
+                Some("abcd"),
+            ])));
+        assert_eq!(
+            compared_pairs(&[texts, scalar("xyz")], 3).unwrap(),
+            3 + 0 + 12
+        );
+        // date_format is to_char, bounded under both names.
+        let to_char = bounded()
+            .into_iter()
+            .find(|f| f.name() == "to_char")
+            .unwrap();
+        assert_eq!(to_char.aliases(), ["date_format"]);
     }
 
     #[test]

@@ -177,6 +177,8 @@ struct Shape {
     expanding_calls: usize,
     /// Calls of functions that join texts, and `||`.
     joining_calls: usize,
+    /// Calls of functions whose work is the product of their texts' lengths.
+    comparing_calls: usize,
 }
 
 impl Shape {
@@ -262,7 +264,8 @@ impl Visitor for Shape {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<SqlError> {
         use super::functions::{
-            EXPANDING, JOINING, MAX_EXPANDING_CALLS, MAX_JOINING_CALLS, call_name, refused_call,
+            COMPARING, EXPANDING, JOINING, MAX_COMPARING_CALLS, MAX_EXPANDING_CALLS,
+            MAX_JOINING_CALLS, call_name, refused_call,
         };
         let joining = match expr {
             Expr::Function(f) => call_name(f).is_some_and(|n| JOINING.contains(&n.as_str())),
@@ -282,6 +285,16 @@ impl Visitor for Shape {
         if let Expr::Function(f) = expr {
             if let Some(why) = refused_call(f) {
                 return ControlFlow::Break(SqlError::Refused(why));
+            }
+            if call_name(f).is_some_and(|n| COMPARING.contains(&n.as_str())) {
+                self.comparing_calls += 1;
+                if self.comparing_calls > MAX_COMPARING_CALLS {
+                    return ControlFlow::Break(SqlError::Refused(format!(
+                        "a statement may call {} at most {MAX_COMPARING_CALLS} times in all: \
+                         each can compare up to 100000000 pairs of characters",
+                        COMPARING.join(", ")
+                    )));
+                }
             }
             if call_name(f).is_some_and(|n| EXPANDING.contains(&n.as_str())) {
                 self.expanding_calls += 1;
