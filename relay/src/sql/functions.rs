@@ -626,10 +626,7 @@ mod tests {
                 None,
                 Some("abcd"),
             ])));
-        assert_eq!(
-            compared_pairs(&[texts, scalar("xyz")], 3).unwrap(),
-            3 + 0 + 12
-        );
+        assert_eq!(compared_pairs(&[texts, scalar("xyz")], 3).unwrap(), 15);
         // date_format is to_char, bounded under both names.
         let to_char = bounded()
             .into_iter()
