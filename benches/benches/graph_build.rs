@@ -72,6 +72,7 @@ fn set(f: &mut Flow, n: u64) {
         rev_packets: 1,
         first_packet: false,
         report: false,
+        echo_id: 0,
     });
 }
 

@@ -80,6 +80,7 @@ fn synthetic(i: u32) -> Flow {
             rev_packets: 0,
             first_packet: false,
             report: false,
+            echo_id: 0,
         }),
         ..Default::default()
     }

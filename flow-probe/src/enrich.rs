@@ -440,6 +440,13 @@ impl Enricher {
             rev_packets: rev.1,
             first_packet: ev.reason == reason::NEW_FLOW,
             report,
+            // The kernel keys an echo by its identifier, in both ports;
+            // other ICMP messages have none.
+            echo_id: if matches!(k.proto, 1 | 58) {
+                u32::from(k.sport)
+            } else {
+                0
+            },
         });
         *kernel_drop = None;
         *tcp_lifecycle = None;

@@ -933,6 +933,7 @@ mod tests {
             rev_packets: 40,
             first_packet: false,
             report: true,
+            echo_id: 0,
         });
         let g = GraphBuilder::build(&[query.clone(), report.clone()]);
         let e = g.find("default/frontend", "kube-system/coredns-1").unwrap();

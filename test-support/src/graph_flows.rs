@@ -165,6 +165,7 @@ fn build(e: Ev) -> Flow {
             rev_packets: rp,
             first_packet: false,
             report: false,
+            echo_id: 0,
         }),
         ..Default::default()
     }

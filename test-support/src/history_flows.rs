@@ -62,6 +62,7 @@ fn volume(fwd: u64, rev: u64) -> Option<FlowVolume> {
         rev_packets: rev / 100,
         first_packet: false,
         report: false,
+        echo_id: 0,
     })
 }
 

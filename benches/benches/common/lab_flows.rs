@@ -228,6 +228,7 @@ impl LabFlows {
                 rev_packets: if is_reply { 0 } else { 1 + packets / 2 },
                 first_packet: false,
                 report: false,
+                echo_id: 0,
             }),
             ..Default::default()
         };

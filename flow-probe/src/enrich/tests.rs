@@ -222,6 +222,7 @@ fn volume() -> Option<FlowVolume> {
         rev_packets: REPLIES.1,
         first_packet: true,
         report: false,
+        echo_id: 0,
     })
 }
 

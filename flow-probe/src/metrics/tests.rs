@@ -318,6 +318,7 @@ fn with_volume(mut f: Flow, fwd: (u64, u64), rev: (u64, u64)) -> Flow {
         rev_packets: rev.1,
         first_packet: false,
         report: false,
+        echo_id: 0,
     });
     f
 }
@@ -457,6 +458,7 @@ fn each_ping_counts_though_it_counts_the_same() {
             rev_packets: u64::from(reply),
             first_packet,
             report: false,
+            echo_id: 0,
         });
         if reply { as_reply(f) } else { f }
     };

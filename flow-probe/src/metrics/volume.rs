@@ -9,7 +9,11 @@
 //!
 //! The last values are kept in two generations of at most `capacity / 2`
 //! entries each (a bounded, approximate LRU): a connection not seen for a whole
-//! generation is forgotten, and its next event counts its full volume again.
+//! generation is forgotten. A report (no packet: the connection's counters,
+//! read periodically) of a direction not remembered is its baseline, and
+//! counts from there on: counted whole, it added all the connection had
+//! carried once more each time a busy node forgot it between two reports.
+//! An event's count not remembered counts whole, as a new connection's.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -18,8 +22,10 @@ use observer_proto::flow::{Flow, layer4::Protocol};
 
 use super::key::{BuildKeyHasher, KeyHasher};
 
-/// Default number of connections remembered.
-pub const DEFAULT_CAPACITY: usize = 65_536;
+/// Default number of directions remembered: two for each entry of the
+/// kernel's default flow tables (65,536 slots and as many spill entries, for
+/// each family), at ~40 bytes each.
+pub const DEFAULT_CAPACITY: usize = 524_288;
 
 /// What a flow adds to each direction of its connection: its own (source to
 /// destination) and the other (destination to source), as (bytes, packets).
@@ -55,15 +61,9 @@ impl VolumeTracker {
             (fwd, rev)
         };
         // The own counts begin with this packet when it is its direction's
-        // first: a new connection on the same addresses and ports (ICMP
-        // echoes of one type share a key and often count the same).
-        // Only a TCP or UDP key is one connection: ICMP echoes of one type
-        // share theirs, and a smaller count there is another echo's.
-        let report = v.report
-            && matches!(
-                flow.l4.as_ref().and_then(|l| l.protocol.as_ref()),
-                Some(Protocol::Tcp(_) | Protocol::Udp(_))
-            );
+        // first: a new connection on the same addresses and ports (or a
+        // new echo of the same identifier).
+        let report = v.report;
         Some(Deltas {
             own: self.grow(key(flow, false), own, v.first_packet, report),
             other: self.grow(key(flow, true), other, false, report),
@@ -86,12 +86,17 @@ impl VolumeTracker {
         {
             return (0, 0);
         } else {
-            let last = self.previous.remove(&key).unwrap_or((0, 0));
+            let last = self.previous.remove(&key);
             self.current.insert(key, now);
             if self.current.len() >= self.generation {
                 self.previous = std::mem::take(&mut self.current);
             }
-            last
+            match last {
+                Some(last) => last,
+                // Not remembered: a report's count is a baseline.
+                None if report && !restarted => return (0, 0),
+                None => (0, 0),
+            }
         };
         // A smaller count: a new connection on the same key.
         let grown = |now: u64, then: u64| {
@@ -116,8 +121,8 @@ impl VolumeTracker {
 
 /// One direction of a connection at one interface: the flow's own
 /// (`reversed` false: source to destination) or the other. ICMP echo
-/// requests and replies are one connection (the kernel's entry is keyed by
-/// the identifier, which flows do not carry); other ICMP messages between
+/// requests and replies of one identifier (`volume.echo_id`, as the
+/// kernel's entry is keyed) are one connection; other ICMP messages between
 /// two addresses share one entry, whatever their type.
 fn key(flow: &Flow, reversed: bool) -> u64 {
     let mut h = KeyHasher::default();
@@ -129,8 +134,8 @@ fn key(flow: &Flow, reversed: bool) -> u64 {
     let (proto, from, to) = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
         Some(Protocol::Tcp(t)) => (6, t.source_port, t.destination_port),
         Some(Protocol::Udp(u)) => (17, u.source_port, u.destination_port),
-        Some(Protocol::IcmPv4(i)) => (1, echo(matches!(i.r#type, 0 | 8)), 0),
-        Some(Protocol::IcmPv6(i)) => (58, echo(matches!(i.r#type, 128 | 129)), 0),
+        Some(Protocol::IcmPv4(i)) => (1, echo(matches!(i.r#type, 0 | 8)), echo_id(flow)),
+        Some(Protocol::IcmPv6(i)) => (58, echo(matches!(i.r#type, 128 | 129)), echo_id(flow)),
         _ => (0, 0, 0),
     };
     let ports = if reversed && matches!(proto, 6 | 17) {
@@ -142,4 +147,94 @@ fn key(flow: &Flow, reversed: bool) -> u64 {
     flow.interface.as_ref().map(|i| i.index).hash(&mut h);
     flow.node_name.hash(&mut h);
     h.finish()
+}
+
+fn echo_id(flow: &Flow) -> u32 {
+    flow.volume.as_ref().map_or(0, |v| v.echo_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use observer_proto::flow::{IcmPv4, Ip, Layer4, NetworkInterface, Tcp};
+    use observer_proto::observe::v1::FlowVolume;
+
+    /// A flow of 198.18.1.10 → 198.18.1.11 at interface 7 with this volume.
+    fn flow(l4: Protocol, fwd: (u64, u64), first_packet: bool, report: bool, echo_id: u32) -> Flow {
+        Flow {
+            ip: Some(Ip {
+                source: "198.18.1.10".into(),
+                destination: "198.18.1.11".into(),
+                ..Default::default()
+            }),
+            l4: Some(Layer4 { protocol: Some(l4) }),
+            interface: Some(NetworkInterface {
+                index: 7,
+                name: "lxc1".into(),
+            }),
+            volume: Some(FlowVolume {
+                fwd_bytes: fwd.0,
+                fwd_packets: fwd.1,
+                first_packet,
+                report,
+                echo_id,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn tcp(sport: u32, fwd: (u64, u64), first_packet: bool, report: bool) -> Flow {
+        let l4 = Protocol::Tcp(Tcp {
+            source_port: sport,
+            destination_port: 8080,
+            ..Default::default()
+        });
+        flow(l4, fwd, first_packet, report, 0)
+    }
+
+    /// From the metrics review: a tracker that forgot a long connection
+    /// (other connections filled it) added its whole count again at its next
+    /// report, every report on a busy node. A report not remembered is now
+    /// its baseline.
+    #[test]
+    fn a_report_of_a_forgotten_connection_counts_from_there() {
+        let mut t = VolumeTracker::new(4);
+        let own = |t: &mut VolumeTracker, f: &Flow| t.deltas(f).unwrap().own;
+        assert_eq!(own(&mut t, &tcp(40000, (100, 1), true, false)), (100, 1));
+        assert_eq!(own(&mut t, &tcp(40000, (5000, 10), false, true)), (4900, 9));
+        // Four other connections' two directions push it out.
+        for port in 50000..50004 {
+            t.deltas(&tcp(port, (60, 1), true, false));
+        }
+        assert_eq!(own(&mut t, &tcp(40000, (6000, 12), false, true)), (0, 0));
+        assert_eq!(own(&mut t, &tcp(40000, (7000, 14), false, true)), (1000, 2));
+        // An event not remembered is a connection's first: counted whole.
+        assert_eq!(own(&mut t, &tcp(40009, (300, 3), false, false)), (300, 3));
+    }
+
+    /// Two pings between the same addresses at once: the kernel counts each
+    /// identifier apart, and so does the tracker (before, their reports,
+    /// alternating, each read as a new connection and added in full).
+    #[test]
+    fn concurrent_echoes_count_apart_by_identifier() {
+        let mut t = VolumeTracker::new(64);
+        let echo = |id: u32, fwd: (u64, u64), first: bool, report: bool| {
+            let l4 = Protocol::IcmPv4(IcmPv4 { r#type: 8, code: 0 });
+            flow(l4, fwd, first, report, id)
+        };
+        let mut total = (0, 0);
+        let mut add = |f: &Flow| {
+            let d = t.deltas(f).unwrap().own;
+            total = (total.0 + d.0, total.1 + d.1);
+        };
+        add(&echo(7, (98, 1), true, false));
+        add(&echo(9, (98, 1), true, false));
+        for n in 2..=5u64 {
+            add(&echo(7, (98 * (n + 10), n + 10), false, true));
+            add(&echo(9, (98 * n, n), false, true));
+        }
+        // 7: 1 + 14 packets; 9: 1 + 4.
+        assert_eq!(total, (98 * 15 + 98 * 5, 20));
+    }
 }

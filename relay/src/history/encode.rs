@@ -580,6 +580,7 @@ mod tests {
                 rev_packets: 22,
                 first_packet: false,
                 report: false,
+                echo_id: 0,
             }),
             tcp_lifecycle: Some(TcpLifecycle {
                 kind: Kind::Retransmit as i32,

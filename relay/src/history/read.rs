@@ -267,6 +267,7 @@ fn flow(r: &Row, time: i64) -> Flow {
             rev_packets: r.u64("rev_packets").unwrap_or(0),
             first_packet: false,
             report: r.s("trace_reason").as_deref() == Some(super::schema::REPORT),
+            echo_id: 0,
         }),
         tcp_lifecycle: r.s("lifecycle_kind").map(|k| TcpLifecycle {
             kind: Kind::from_str_name(&k).map_or(0, |k| k as i32),

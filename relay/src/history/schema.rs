@@ -991,6 +991,7 @@ mod tests {
             rev_packets: 0,
             first_packet: false,
             report,
+            echo_id: 0,
         };
         let flows = [true, false].map(|report| Flow {
             trace_reason: TraceReason::Established as i32,
