@@ -22,6 +22,9 @@ pub struct RelayState {
     reorder: Mutex<ReorderStats>,
     /// SQL over the history; set once at start when history is on.
     sql: OnceLock<SqlEngine>,
+    /// The engine that answers without history, made once: its counters are
+    /// the ones the metrics read.
+    without_history: OnceLock<SqlEngine>,
     /// The queue to the history writer; set once at start when history is on.
     history: OnceLock<Feed>,
     /// The merge's reorder window: how late a flow may leave after its time.
@@ -35,6 +38,7 @@ impl RelayState {
             peers,
             reorder: Mutex::new(ReorderStats::default()),
             sql: OnceLock::new(),
+            without_history: OnceLock::new(),
             history: OnceLock::new(),
             reorder_window: OnceLock::new(),
         }
@@ -80,10 +84,11 @@ impl RelayState {
 
     /// The SQL engine (without history unless [`Self::set_sql`] was called).
     pub fn sql(&self) -> SqlEngine {
-        self.sql
-            .get()
-            .cloned()
-            .unwrap_or_else(|| SqlEngine::new(None, Default::default()))
+        let engine = self.sql.get().unwrap_or_else(|| {
+            self.without_history
+                .get_or_init(|| SqlEngine::new(None, Default::default()))
+        });
+        engine.clone()
     }
 
     /// Sets the SQL engine (and so the history); only the first call counts.
@@ -98,5 +103,20 @@ impl RelayState {
 
     pub(crate) fn set_reorder_stats(&self, stats: ReorderStats) {
         *self.reorder.lock().unwrap_or_else(|p| p.into_inner()) = stats;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// From the metrics review: without history, each call made an engine
+    /// of its own, and the metrics read counters no query had touched.
+    #[tokio::test]
+    async fn without_history_one_engine_counts_every_query() {
+        let state = RelayState::new(FlowStore::new(16), Peers::new(&[]));
+        assert!(state.sql().query("SELECT 1").await.is_err());
+        assert!(state.sql().query("SELECT 2").await.is_err());
+        assert_eq!(state.sql().stats().queries.get(), 2);
     }
 }
