@@ -269,8 +269,55 @@ pub struct Quarantined {
     pub why: String,
 }
 
+/// The file in a history folder a relay holds locked while it uses the
+/// folder: two would number their files alike, and each one's compaction
+/// and retention would remove the other's.
+pub const LOCK: &str = ".lock";
+
+/// How long a relay waits for the folder's lock: a relay restarted may find
+/// the one before still exiting.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Locks `root` for this relay (until the file returned is closed), or says
+/// that another relay holds it.
+fn lock_dir(root: &Path) -> io::Result<File> {
+    let path = root.join(LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&path)
+        .map_err(|e| at(&path, e))?;
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let locked = loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => break other,
+        }
+    };
+    match locked {
+        Ok(()) => Ok(file),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "another relay uses this history folder (it holds {} locked): two relays \
+                 would number their files alike and remove each other's; give each its own \
+                 --history-dir",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(at(&path, e.into())),
+    }
+}
+
 /// What [`open_dir`] found and did.
 pub struct Opened {
+    /// The folder's lock ([`LOCK`]), held while this is kept.
+    pub lock: File,
     /// The files to read: finished and not superseded, oldest first.
     pub files: Vec<HistoryFile>,
     /// Files named like history that `check` refused (truncated, not
@@ -311,6 +358,9 @@ pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io:
         ));
     }
     restrict(root, DIR_MODE)?;
+    // Before anything is removed: the temporary files may be another
+    // relay's, being written.
+    let lock = lock_dir(root)?;
     let mut leftovers = 0;
     walk_all(root, &mut |path, name, is_dir| {
         if is_dir {
@@ -347,6 +397,7 @@ pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io:
     let next_seq = all.iter().map(|f| f.hi + 1).max().unwrap_or(0);
     let files = all.into_iter().filter(|f| !gone.contains(f)).collect();
     Ok(Opened {
+        lock,
         files,
         quarantined,
         leftovers,
@@ -555,6 +606,34 @@ mod tests {
                 theirs.display()
             )
         );
+    }
+
+    /// From the history review: two relays on one folder numbered their
+    /// files alike and removed each other's. The second is refused, without
+    /// touching the first one's unfinished file, until the first is gone.
+    #[test]
+    fn one_relay_at_a_time_uses_a_folder() {
+        let dir = test_support::scratch::ScratchDir::new("history-dir-locked");
+        let root = dir.path().join("history");
+        let first = open_dir(&root, &|_| Ok(())).unwrap();
+        let writing = root.join(".being-written.tmp");
+        fs::write(&writing, b"rows").unwrap();
+        let err = open_dir(&root, &|_| Ok(())).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "another relay uses this history folder (it holds {} locked): two relays would \
+                 number their files alike and remove each other's; give each its own \
+                 --history-dir",
+                root.join(LOCK).display()
+            )
+        );
+        assert!(writing.exists(), "the first relay's file stays");
+        drop(first);
+        let again = open_dir(&root, &|_| Ok(())).unwrap();
+        assert_eq!(again.leftovers, 1);
+        assert!(again.files.is_empty(), "the lock is no history file");
     }
 
     #[test]

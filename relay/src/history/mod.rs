@@ -282,6 +282,8 @@ pub struct History {
     unreadable: Mutex<std::collections::BTreeSet<PathBuf>>,
     /// A permit per GetFlows history read running ([`READERS`]).
     readers: Arc<tokio::sync::Semaphore>,
+    /// The folder's lock ([`files::LOCK`]), held while history is open.
+    _lock: std::fs::File,
 }
 
 /// GetFlows history reads at once. Each holds a thread of tokio's blocking
@@ -341,6 +343,7 @@ impl History {
             drop_log: Mutex::new(DropLog::default()),
             unreadable: Mutex::default(),
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            _lock: opened.lock,
         };
         history.retain()?;
         Ok(Arc::new(history))
