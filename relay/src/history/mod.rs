@@ -591,12 +591,17 @@ impl History {
         let gone = {
             let mut state = self.lock();
             // Removed from the disk by hand: no longer listed, so no
-            // query plans to read it.
+            // query plans to read it. Only when the disk says it is not
+            // there: another error (EIO, a stale NFS handle) may pass, and
+            // a file taken out here is deleted once no reader holds it.
             let missing: Vec<HistoryFile> = state
                 .manifest
                 .files()
                 .iter()
-                .filter(|f| !f.path.exists())
+                .filter(|f| {
+                    std::fs::symlink_metadata(&f.path)
+                        .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+                })
                 .cloned()
                 .collect();
             for f in &missing {
