@@ -410,10 +410,13 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
-    /// A ring-buffer record (or report) that became `flows`: counts the record
-    /// once and each flow in every metric.
-    pub fn flows(&self, flows: &[Flow]) {
+    /// One record read from the kernel's ring buffer (decodable or not).
+    pub fn ring_record(&self) {
         self.ringbuf_events.inc();
+    }
+
+    /// The flows of one ring-buffer record or report: each in every metric.
+    pub fn flows(&self, flows: &[Flow]) {
         for f in flows {
             self.flow(f);
         }
@@ -619,9 +622,9 @@ impl Metrics {
         }
     }
 
-    /// A ring-buffer record that could not be decoded.
+    /// A ring-buffer record that could not be decoded (counted as read by
+    /// [`Self::ring_record`]).
     pub fn decode_error(&self) {
-        self.ringbuf_events.inc();
         self.decode_errors.inc();
     }
 

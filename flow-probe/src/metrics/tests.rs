@@ -100,6 +100,7 @@ fn series(m: &Metrics, name: &str) -> Vec<String> {
 fn three_forwarded_tcp_flows_to_endpoint() {
     let m = Metrics::new(&MetricsConfig::default());
     for p in [40000, 40001, 40002] {
+        m.ring_record();
         m.flows(&[forwarded(p, 8080)]);
     }
     assert_eq!(
@@ -1374,6 +1375,7 @@ fn lifecycle_reports_are_no_flows_and_icmp_types_read_as_hubble_writes_them() {
         verdict: Verdict::Unknown as i32,
         ..forwarded(40000, 8080)
     };
+    m.ring_record();
     m.flows(&[lifecycle]);
     assert!(series(&m, "hubble_flows_processed_total").is_empty());
     assert_eq!(
