@@ -1084,3 +1084,150 @@ traffic:
     assert_eq!(dropped_unreachable(&flows, frontend_ip, db_ip), [5, 1]);
     assert_eq!(unreachable(&flows, frontend_ip, db_ip, true), []);
 }
+
+/// Sends from `netns` one raw IP packet (its header written here: IPv4's
+/// checksum and length the kernel fills).
+fn send_raw(netns: &str, to: IpAddr, packet: Vec<u8>) {
+    let domain = if to.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    observe_lab::run_in_netns(netns, move || {
+        // IPPROTO_RAW: the packet carries its own IP header.
+        let raw = socket2::Socket::new(
+            domain,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::from(libc::IPPROTO_RAW)),
+        )?;
+        raw.send_to(&packet, &SocketAddr::new(to, 0).into())?;
+        Ok(())
+    })
+    .expect("the raw packet is sent");
+}
+
+/// A TCP header's first 20 bytes: `sport` → `dport`, SYN.
+fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
+    let mut tcp = [sport.to_be_bytes(), dport.to_be_bytes()].concat();
+    tcp.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp
+}
+
+/// From the datapath review: a packet whose ports the probe cannot read
+/// cannot be judged by a rule of ports, and passed unjudged: a first IPv4
+/// fragment too short for its TCP header (the rest would come as later
+/// fragments, judged by addresses alone), a TCP SYN behind five IPv6
+/// extension headers (read as protocol 60, port 0). db takes TCP 5432 from
+/// api only: both are dropped at db's veth, each told as one Drop with
+/// Cilium's reason, no policy verdict (no rule was asked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_whose_ports_cannot_be_read_are_dropped_where_policy_applies() {
+    const UNREADABLE: &str = r#"
+endpoints:
+  - {name: api, namespace: default, labels: {app: api}}
+  - {name: db, namespace: default, labels: {app: db}}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: db-takes-api, namespace: default}
+    spec:
+      endpointSelector: {matchLabels: {app: db}}
+      ingress:
+        - fromEndpoints: [{matchLabels: {app: api}}]
+          toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
+traffic:
+  - {from: api, to: db, protocol: tcp, port: 5432}
+  - {from: api, to: db, protocol: tcp, port: 5432, family: ipv6}
+"#;
+    let scenario = Scenario::parse(UNREADABLE, "unreadable.yaml").expect("scenario parses");
+    let env = e2e::start(&scenario, &[]);
+    let api = env.lab.endpoint("api").unwrap();
+    // At db's veth, where its ingress policy applies.
+    let db_veth = Some(env.lab.endpoint("db").unwrap().host_interface.clone());
+    let report =
+        tokio::task::block_in_place(|| run_traffic_once(&env.lab, &scenario)).expect("traffic");
+    assert!(report.all_as_expected(), "{report}");
+    let [v4, v6] = &report.items[..] else {
+        panic!()
+    };
+    let (IpAddr::V4(api4), IpAddr::V4(db4)) = (v4.src_ip, v4.dst_ip) else {
+        panic!("{v4}")
+    };
+    let (IpAddr::V6(api6), IpAddr::V6(db6)) = (v6.src_ip, v6.dst_ip) else {
+        panic!("{v6}")
+    };
+
+    // IPv4: more fragments, offset 0, 8 bytes of TCP (ports and sequence).
+    let mut first = vec![0x45, 0, 0, 28, 0x12, 0x34, 0x20, 0, 64, 6, 0, 0];
+    first.extend(api4.octets());
+    first.extend(db4.octets());
+    first.extend(&tcp_syn(41_000, 22)[..8]);
+    send_raw(&api.netns, IpAddr::V4(db4), first);
+    // And a later fragment of an ICMP datagram (offset 8 bytes): its type
+    // is not in it, and 0 (echo reply) was read, which passed as the answer
+    // to an echo. It is judged as ICMP: denied.
+    let mut later = vec![0x45, 0, 0, 28, 0x12, 0x35, 0, 1, 64, 1, 0, 0];
+    later.extend(api4.octets());
+    later.extend(db4.octets());
+    later.extend([0; 8]);
+    send_raw(&api.netns, IpAddr::V4(db4), later);
+    // IPv6: five destination options headers (8 bytes each, PadN), then a SYN.
+    let syn = tcp_syn(41_001, 22);
+    let mut packet = vec![0x60, 0, 0, 0];
+    packet.extend(((5 * 8 + syn.len()) as u16).to_be_bytes());
+    packet.extend([60, 64]);
+    packet.extend(api6.octets());
+    packet.extend(db6.octets());
+    for i in 0..5 {
+        let next = if i == 4 { 6 } else { 60 };
+        packet.extend([next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    packet.extend(syn);
+    send_raw(&api.netns, IpAddr::V6(db6), packet);
+
+    let drops = |flows: &[Flow], from: IpAddr, to: IpAddr| {
+        flows
+            .iter()
+            .filter(|f| ips(f) == (from, to) && f.verdict == Verdict::Dropped as i32)
+            .map(|f| {
+                (
+                    f.drop_reason_desc,
+                    f.event_type.as_ref().map(|e| (e.r#type, e.sub_type)),
+                    f.trace_observation_point,
+                    f.interface.as_ref().map(|i| i.name.clone()),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let flows = env
+        .wait_for("the unreadable packets and the fragment dropped", |f| {
+            drops(f, v4.src_ip, v4.dst_ip).len() == 3 && !drops(f, v6.src_ip, v6.dst_ip).is_empty()
+        })
+        .await;
+    // A Drop has no observation point, as Hubble's drops.
+    let to_endpoint = TraceObservationPoint::UnknownPoint as i32;
+    let denied = DropReason::PolicyDenied as i32;
+    assert_eq!(
+        drops(&flows, v4.src_ip, v4.dst_ip),
+        [
+            (
+                DropReason::CtTruncatedOrInvalidHeader as i32,
+                Some((1, 135)),
+                to_endpoint,
+                db_veth.clone()
+            ),
+            // The fragment: the policy's verdict, then the drop.
+            (denied, Some((5, 0)), to_endpoint, db_veth.clone()),
+            (denied, Some((1, 133)), to_endpoint, db_veth.clone()),
+        ]
+    );
+    assert_eq!(
+        drops(&flows, v6.src_ip, v6.dst_ip),
+        [(
+            DropReason::InvalidIpv6ExtensionHeader as i32,
+            Some((1, 156)),
+            to_endpoint,
+            db_veth
+        )]
+    );
+}

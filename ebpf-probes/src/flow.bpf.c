@@ -61,24 +61,32 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 		const struct iphdr *ip = parse_ipv4(data, end, p);
 		struct flow4_key k;
 
-		if (!ip && pull_more(skb))
+		if ((!ip || p->unreadable) && pull_more(skb)) {
+			p->unreadable = READABLE;
 			ip = parse_ipv4((void *)(long)skb->data, (void *)(long)skb->data_end, p);
+		}
 		if (!ip || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
 		s->side = key4(&k, ip, p, s->ifindex);
 		s->key = &k;
+		if (p->unreadable)
+			return unreadable4(s);
 		return track(s, 4);
 	}
 	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		const struct ipv6hdr *ip6 = parse_ipv6(data, end, p);
 		struct flow6_key k;
 
-		if (!ip6 && pull_more(skb))
+		if ((!ip6 || p->unreadable) && pull_more(skb)) {
+			p->unreadable = READABLE;
 			ip6 = parse_ipv6((void *)(long)skb->data, (void *)(long)skb->data_end, p);
+		}
 		if (!ip6 || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
 		s->side = key6(&k, ip6, p, s->ifindex);
 		s->key = &k;
+		if (p->unreadable)
+			return unreadable6(s);
 		return track(s, 6);
 	}
 	return TC_ACT_UNSPEC;

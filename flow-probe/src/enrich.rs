@@ -233,7 +233,12 @@ impl Enricher {
     /// Whether `ev` is two flows (a policy denial: PolicyVerdict, then Drop)
     /// rather than the one [`Self::fill_flow`] writes.
     pub fn is_pair(ev: &FlowEvent) -> bool {
-        ev.kind == kind::DROP && ev.key.hook != hook::KFREE_SKB
+        ev.kind == kind::DROP
+            && ev.key.hook != hook::KFREE_SKB
+            && matches!(
+                ev.drop_reason,
+                drop_reason::POLICY_DENIED | drop_reason::POLICY_DENY
+            )
     }
 
     /// The flows of one event: a policy denial is a PolicyVerdict flow, then

@@ -14,6 +14,9 @@
 
 static __always_inline int is_echo(const struct pkt *p)
 {
+	/* A later fragment's type was never read (0 would be echo reply). */
+	if (p->frag)
+		return 0;
 	if (p->proto == IPPROTO_ICMP)
 		return p->icmp_type == 0 || p->icmp_type == 8;
 	return p->icmp_type == 128 || p->icmp_type == 129;

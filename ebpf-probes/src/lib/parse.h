@@ -29,19 +29,31 @@ struct pkt {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u32 syn_seq;    /* a SYN without ACK: its sequence number (host order) */
+	__u8 frag;        /* a fragment but the first: no L4 header, nothing of it read */
+	__u8 unreadable;  /* enum unreadable: why its L4 header could not be read */
+};
+
+/* A packet whose ports and flags could not be read: it cannot be judged. */
+enum unreadable {
+	READABLE = 0,
+	UNREADABLE_L4 = 1,      /* shorter than its L4 header (a first fragment of 8 bytes) */
+	UNREADABLE_EXTHDRS = 2, /* more IPv6 extension headers than the walk takes */
 };
 
 /* Makes the first PULL_LEN bytes (or the whole packet) directly readable when
- * the linear area holds less; returns whether it did. For a parse that did not
- * fit only: TCP's data packets carry their headers linear and the payload in
- * pages, and pulling such a cloned skb copies its head, on every packet. */
+ * the linear area holds less; returns whether it tried, and so whether the
+ * packet's pointers must be read again (the helper invalidates them, whether
+ * or not it pulled anything). For a parse that did not fit only: TCP's data
+ * packets carry their headers linear and the payload in pages, and pulling
+ * such a cloned skb copies its head, on every packet. */
 static __always_inline int pull_more(struct __sk_buff *skb)
 {
 	__u32 linear = skb->data_end - skb->data;
 
 	if (linear >= PULL_LEN || linear >= skb->len)
 		return 0;
-	return bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN) == 0;
+	bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
+	return 1;
 }
 
 /* A big-endian 16-bit field: one load and a swap (x86 and arm64 take any
@@ -96,10 +108,13 @@ static __always_inline const struct iphdr *parse_ipv4(const void *data, const vo
 		return NULL;
 	p->proto = ip->protocol;
 	/* Only the first fragment carries the L4 header. */
-	if (ip->frag_off & bpf_htons(0x1fff))
+	if (ip->frag_off & bpf_htons(0x1fff)) {
+		p->frag = 1;
 		return ip;
+	}
+	/* Unreadable here, the caller pulls the packet and parses it again. */
 	if (parse_l4((const __u8 *)ip + ip->ihl * 4, end, p) < 0)
-		return NULL;
+		p->unreadable = UNREADABLE_L4;
 	return ip;
 }
 
@@ -132,6 +147,7 @@ static __always_inline const struct ipv6hdr *parse_ipv6(const void *data, const 
 			/* A non-first fragment has no L4 header. */
 			if (load_be16(next + 2) & 0xfff8) {
 				p->proto = nexthdr;
+				p->frag = 1;
 				return ip6;
 			}
 			next += 8;
@@ -141,8 +157,11 @@ static __always_inline const struct ipv6hdr *parse_ipv6(const void *data, const 
 		next += (next[1] + 1) * 8;
 	}
 	p->proto = nexthdr;
-	if (parse_l4(next, end, p) < 0)
-		return NULL;
+	/* Its protocol would be an extension header's, its ports none. */
+	if (is_ipv6_ext(nexthdr))
+		p->unreadable = UNREADABLE_EXTHDRS;
+	else if (parse_l4(next, end, p) < 0)
+		p->unreadable = UNREADABLE_L4;
 	return ip6;
 }
 

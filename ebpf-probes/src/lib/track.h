@@ -164,9 +164,8 @@ static __always_inline __u8 opened_by_peer(const struct pkt *p)
 	case IPPROTO_TCP:
 		return (p->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK);
 	case IPPROTO_ICMP:
-		return p->icmp_type == 0; /* echo reply */
 	case IPPROTO_ICMPV6:
-		return p->icmp_type == 129; /* echo reply */
+		return is_echo(p) && p->icmp_type == (p->proto == IPPROTO_ICMP ? 0 : 129);
 	}
 	return 0;
 }
@@ -676,6 +675,39 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 	if (reason)
 		emit(s, family, &fresh, reason, &d);
 	return TC_ACT_UNSPEC;
+}
+
+/* A packet whose ports could not be read (enum unreadable): on an endpoint's
+ * interface whose policy applies in its direction it cannot be judged, and
+ * is dropped and told as Cilium tells such a drop; elsewhere (and in audit
+ * mode) it passes, uncounted, as before. Before, it passed unjudged
+ * everywhere: a TCP SYN behind five IPv6 extension headers, or a first
+ * fragment too short for its TCP header, went past a port's deny. */
+static __always_inline int unreadable(const struct sighting *s, __u8 family)
+{
+	__u32 ifindex = s->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&ENDPOINTS, &ifindex);
+	struct policy_decision d = { .verdict = VERDICT_DROPPED, .kind = KIND_DROP };
+	struct flow_stats fresh = { .opener = s->side, .opener_hook = s->hook };
+
+	if (!ep || (s->hook == HOOK_TC_INGRESS ? ep->egress : ep->ingress) != ENFORCE_ON ||
+	    sent_to_another_endpoint(ep, s, family))
+		return TC_ACT_UNSPEC;
+	d.drop_reason = s->p->unreadable == UNREADABLE_EXTHDRS ? DROP_INVALID_EXTHDR :
+								 DROP_CT_INVALID_HDR;
+	first_packet(&fresh, s);
+	emit(s, family, &fresh, EMIT_NEW_FLOW, &d);
+	return TC_ACT_SHOT;
+}
+
+static __noinline int unreadable4(const struct sighting *s)
+{
+	return unreadable(s, 4);
+}
+
+static __noinline int unreadable6(const struct sighting *s)
+{
+	return unreadable(s, 6);
 }
 
 /* Kept out of line: the common packet never goes there. */

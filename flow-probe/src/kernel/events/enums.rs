@@ -104,6 +104,10 @@ c_enum! {
     pub mod drop_reason: enum drop_reason as u16, prefix "DROP_" {
         /// Default deny: no rule allowed it.
         POLICY_DENIED = 133,
+        /// Its L4 header could not be read (Cilium's CT_TRUNCATED_OR_INVALID_HEADER).
+        CT_INVALID_HDR = 135,
+        /// More IPv6 extension headers than are read (INVALID_IPV6_EXTENSION_HEADER).
+        INVALID_EXTHDR = 156,
         /// An explicit deny rule.
         POLICY_DENY = 181,
     }
