@@ -393,6 +393,13 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
         .filter(|n| n.starts_with(&prefix))
         .collect();
     assert_eq!(left, Vec::<String>::new());
+    // Down again: nothing left to remove, and no failure (a script's trap).
+    let again = observe(&["lab", "down", "--state-dir", state]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        text(&again).trim(),
+        format!("no lab at {state}: nothing to remove")
+    );
     // Reparented to init once `lab up` exited: gone, or a zombie until init reaps it.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(

@@ -660,6 +660,30 @@ fn policy_errors_name_the_field_and_problem() {
     );
 }
 
+/// Each node runs a flow-probe: 33 nodes are refused before anything is
+/// built, 32 parse.
+#[test]
+fn a_scenario_of_more_nodes_than_probes_to_start_is_refused() {
+    let nodes = |n: usize| {
+        let eps: String = (0..n)
+            .map(|i| format!("- {{name: ep{i}, namespace: ns, node: n{i}}}\n"))
+            .collect();
+        format!("endpoints:\n{eps}")
+    };
+    assert_eq!(
+        Scenario::parse(&nodes(32), "lab.yaml")
+            .unwrap()
+            .nodes()
+            .len(),
+        32
+    );
+    assert_eq!(
+        parse_err(&nodes(33)),
+        "scenario lab.yaml: endpoints: 33 nodes; at most 32 are supported: each runs a \
+         flow-probe of its own (about 60 MB), started one after another"
+    );
+}
+
 /// A policy flow-probe would refuse (it keeps what was in force, here
 /// nothing: the endpoint stays open) is refused with the scenario, naming
 /// the policy, the field and the problem.
