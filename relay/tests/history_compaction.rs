@@ -278,11 +278,12 @@ async fn compaction_keeps_files_short_enough_for_retention_to_take_old_rows() {
 }
 
 /// A file that cannot be read ends its hour's run, and only that: the
-/// later hours are compacted in the same pass, and the next pass does not
-/// try the damaged file again (it used to stop every pass at the oldest
-/// hour, so nothing later was ever compacted).
+/// later hours are compacted in the same pass (it used to stop every pass
+/// at the oldest hour, so nothing later was ever compacted). The damaged
+/// file is set aside, in the quarantine folder, no longer read: before, it
+/// stayed listed, and every read of its hour failed until retention.
 #[test]
-fn a_damaged_file_holds_back_only_its_own_run() {
+fn a_damaged_file_holds_back_only_its_own_run_and_is_set_aside() {
     let dir = scratch("compact-damaged");
     let (h, _) = small_files(&dir, 4, 100);
     let before = h.files();
@@ -291,9 +292,40 @@ fn a_damaged_file_holds_back_only_its_own_run() {
     std::fs::write(&before[0].path, b"not parquet").unwrap();
     assert_eq!(h.compact_now(&everything(), &mut || true).unwrap(), 1);
     let after = h.files();
-    assert_eq!(after[..2], before[..2], "the damaged file's hour as it was");
-    assert_eq!(after.len(), 3);
-    assert_eq!((after[2].lo, after[2].hi), (before[2].lo, before[3].hi));
+    assert_eq!(after[0], before[1], "the damaged file's hour without it");
+    assert_eq!(after.len(), 2);
+    assert_eq!((after[1].lo, after[1].hi), (before[2].lo, before[3].hi));
+    let relative = before[0].path.strip_prefix(&dir).unwrap();
+    let aside = dir.join(files::QUARANTINE).join(relative);
+    assert_eq!(std::fs::read(&aside).unwrap(), b"not parquet");
+    assert!(!before[0].path.exists());
     assert_eq!(h.compact_now(&everything(), &mut || true).unwrap(), 0);
     assert_eq!(h.files(), after);
+}
+
+/// What a GetFlows read that met a damaged file does with it (as compaction
+/// does): a file that could not be opened (that may pass) stays listed; one
+/// whose content could not be decoded is set aside, once.
+#[test]
+fn only_a_file_whose_content_is_damaged_is_set_aside() {
+    let dir = scratch("set-aside");
+    let (h, _) = small_files(&dir, 2, 10);
+    let before = h.files();
+    let error = |damaged| scan::ReadError {
+        path: before[0].path.clone(),
+        why: "test".into(),
+        damaged,
+    };
+    h.set_aside(&error(false));
+    assert_eq!(h.files(), before);
+    h.set_aside(&error(true));
+    assert_eq!(h.files(), before[1..]);
+    let aside = dir
+        .join(files::QUARANTINE)
+        .join(before[0].path.strip_prefix(&dir).unwrap());
+    assert!(aside.exists() && !before[0].path.exists());
+    // Told again (another reader): nothing more happens.
+    h.set_aside(&error(true));
+    assert_eq!(h.files(), before[1..]);
+    assert!(aside.exists());
 }

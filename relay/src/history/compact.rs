@@ -290,28 +290,17 @@ impl History {
             ..cfg.clone()
         };
         let files = self.files();
-        let unreadable = {
-            let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
-            unreadable.retain(|p| files.iter().any(|f| &f.path == p));
-            unreadable.clone()
-        };
         let mut done = 0;
-        for run in plan_around(&files, &cfg, &|f| unreadable.contains(&f.path)) {
+        for run in plan(&files, &cfg) {
             let result = self.compact(&run, pace);
-            // A damaged input: the other hours' runs go on without it (an
-            // error opening it may pass: the pass stops and tries again).
+            // A damaged input: set aside, and the other hours' runs go on
+            // without it (an error opening it may pass: the pass stops and
+            // tries again).
             if let Err(e) = &result
                 && let Some(bad) = scan::ReadError::of(e)
                     .filter(|r| r.damaged && run.iter().any(|f| f.path == r.path))
             {
-                log::error!(
-                    "history: {bad}; compaction leaves that file as it is from now on (a restart \
-                     moves a file that cannot be read aside)"
-                );
-                self.unreadable
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(bad.path.clone());
+                self.set_aside(bad);
                 continue;
             }
             match result? {

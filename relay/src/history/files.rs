@@ -407,7 +407,7 @@ pub fn open_dir(root: &Path, check: &dyn Fn(&Path) -> Result<(), String>) -> io:
 }
 
 /// Moves `path` (below `root`) to the same place below [`QUARANTINE`].
-fn quarantine(root: &Path, path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn quarantine(root: &Path, path: &Path) -> io::Result<PathBuf> {
     let relative = path.strip_prefix(root).unwrap_or(path);
     let to = root.join(QUARANTINE).join(relative);
     if let Some(dir) = to.parent() {

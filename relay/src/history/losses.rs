@@ -148,7 +148,9 @@ impl Losses {
     pub fn open(dir: &Path) -> io::Result<Losses> {
         let path = dir.join(FILE);
         let mut inner = Inner::default();
-        match std::fs::read_to_string(&path) {
+        // Read as bytes: a line that is not UTF-8 is one more unreadable
+        // line, not a relay that cannot start.
+        match std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()) {
             Ok(text) => {
                 let mut bad = 0;
                 for line in text.lines() {
@@ -195,7 +197,7 @@ impl Losses {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         }
         // Without a `newest` line (a file from before it was kept) nothing
         // is given back: better too many missing than too few.
@@ -483,6 +485,26 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(got, want);
+    }
+
+    /// From the history review: a file with bytes that are not UTF-8 (a
+    /// damaged disk) stopped the relay at start, in a message that did not
+    /// name it. Now such a line is one more skipped.
+    #[test]
+    fn a_line_that_is_not_text_is_skipped_not_fatal() {
+        let dir = test_support::scratch::ScratchDir::new("history-loss-bytes");
+        let mut bytes = b"node1\t10\t3\n".to_vec();
+        bytes.extend(b"node\xff\xfe\t\x80\n");
+        bytes.extend(b"node2\t20\t30\t5\n");
+        std::fs::write(dir.path().join(FILE), bytes).unwrap();
+        let l = Losses::open(dir.path()).unwrap();
+        let mut got: Vec<(String, u64)> = l
+            .between(Some(0), Some(40 * S))
+            .into_iter()
+            .map(|m| (m.node, m.flows))
+            .collect();
+        got.sort();
+        assert_eq!(got, [("node1".to_string(), 3), ("node2".to_string(), 5)]);
     }
 
     /// flow-probe's UUID of flow `number` of run `run` (see `flow_numbers`).

@@ -11,7 +11,7 @@
 //! otherwise keep every file compaction and retention let go on disk.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a lease keeps the files its epoch saw. SQL ends within its
@@ -82,6 +82,18 @@ impl Manifest {
         if let Some(f) = with {
             self.add(f);
         }
+    }
+
+    /// Takes `file` out of the list without deleting it (it is moved aside);
+    /// whether it was listed.
+    pub fn set_aside(&mut self, file: &Path) -> bool {
+        let before = self.files.len();
+        self.files.retain(|f| f.path != file);
+        let listed = self.files.len() != before;
+        if listed {
+            self.epoch += 1;
+        }
+        listed
     }
 
     /// A reader starts: its epoch.

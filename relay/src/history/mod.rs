@@ -278,8 +278,6 @@ pub struct History {
     write_failures: AtomicU64,
     retry: Mutex<Retry>,
     drop_log: Mutex<DropLog>,
-    /// Listed files compaction could not read: left out of its runs.
-    unreadable: Mutex<std::collections::BTreeSet<PathBuf>>,
     /// A permit per GetFlows history read running ([`READERS`]).
     readers: Arc<tokio::sync::Semaphore>,
     /// The folder's lock ([`files::LOCK`]), held while history is open.
@@ -341,11 +339,16 @@ impl History {
             write_failures: AtomicU64::new(0),
             retry: Mutex::new(Retry::default()),
             drop_log: Mutex::new(DropLog::default()),
-            unreadable: Mutex::default(),
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             _lock: opened.lock,
         };
-        history.retain()?;
+        // A full disk must not keep the relay from starting: retention runs
+        // again after each write.
+        if let Err(e) = history.retain() {
+            log::warn!(
+                "history: applying retention at start failed: {e} (tried again after each write)"
+            );
+        }
         Ok(Arc::new(history))
     }
 
@@ -581,6 +584,28 @@ impl History {
         for i in 0..batch.num_rows() {
             let uuid = uuids.map_or("", |u| text(u, i));
             (self.losses).record_flow(text(nodes, i), times.value(i), 1, uuid);
+        }
+    }
+
+    /// A listed file whose content could not be decoded (`bad`, from a
+    /// read): no longer listed, and moved to [`files::QUARANTINE`], so that
+    /// reads of its hours work again without it; the start-up check reads
+    /// only a file's footer, and damage inside would otherwise fail every
+    /// read of its hours until retention removed it. Not a file that could
+    /// not be opened: that may pass.
+    pub fn set_aside(&self, bad: &scan::ReadError) {
+        if !bad.damaged || !self.lock().manifest.set_aside(&bad.path) {
+            return;
+        }
+        match files::quarantine(&self.cfg.dir, &bad.path) {
+            Ok(to) => log::error!(
+                "history: {bad}: moved to {}; its flows are no longer read",
+                to.display()
+            ),
+            Err(e) => log::error!(
+                "history: {bad}: left out from now on (moving it aside failed: {e}); its \
+                 flows are no longer read"
+            ),
         }
     }
 

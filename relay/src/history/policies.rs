@@ -115,10 +115,16 @@ impl PolicyStates {
                 Err(e) => log::warn!("skipping policy state {}: {e}", path.display()),
             }
         }
-        match std::fs::read_to_string(dir.join(IN_FORCE)) {
-            Ok(text) => inner.in_force = parse_in_force(&text),
+        let in_force = dir.join(IN_FORCE);
+        match std::fs::read(&in_force) {
+            Ok(bytes) => inner.in_force = parse_in_force(&String::from_utf8_lossy(&bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", in_force.display()),
+                ));
+            }
         }
         Ok(PolicyStates {
             dir,

@@ -155,7 +155,13 @@ impl Older {
                 );
                 return fail(&tx, why).await;
             }
-            Ok(Err(ReadEnd::Io(e))) => return fail(&tx, e.to_string()).await,
+            Ok(Err(ReadEnd::Io(e))) => {
+                // A damaged file fails this read; the next ones go without it.
+                if let Some(bad) = crate::history::scan::ReadError::of(&e) {
+                    self.history.set_aside(bad);
+                }
+                return fail(&tx, e.to_string()).await;
+            }
             Err(e) => return fail(&tx, format!("the reader failed: {e}")).await,
         };
         Ok(sent)
