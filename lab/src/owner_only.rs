@@ -4,7 +4,7 @@
 //! addresses and policies and hold whatever the components log.
 
 use std::fs::{DirBuilder, File, OpenOptions, Permissions};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -18,16 +18,30 @@ pub const FILE_MODE: u32 = 0o600;
 /// is made 0700 too when it is one of the lab's (empty, or holding a lab's
 /// `state.json`); any other folder open to others is refused rather than
 /// changed, so `--state-dir /tmp` never locks up `/tmp`.
+/// A folder (or a link to one) of another user is refused: that user could
+/// plant links there for the lab, root perhaps, to write through.
 pub fn create_dir(dir: &Path) -> Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))?;
-    let mode = std::fs::metadata(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .permissions()
-        .mode();
+    let link =
+        std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let meta = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let link_owner = link.file_type().is_symlink().then(|| link.uid());
+    let owners = [("a link of", link_owner), ("owned by", Some(meta.uid()))];
+    for (what, uid) in owners.into_iter().filter_map(|(w, u)| Some((w, u?))) {
+        if !trusted(uid) {
+            bail!(
+                "{} is {what} user {uid}, not this user ({}), who could plant links there for \
+                 the lab to write through: give the lab a folder of its own",
+                dir.display(),
+                rustix::process::geteuid().as_raw()
+            );
+        }
+    }
+    let mode = meta.permissions().mode();
     if mode & 0o077 == 0 {
         return Ok(());
     }
@@ -47,8 +61,21 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     set_mode(dir, DIR_MODE)
 }
 
+/// Whether files of user `uid` are ours: this user's, or, under sudo, the
+/// asking user's (their own folders are no threat to them).
+fn trusted(uid: u32) -> bool {
+    let me = rustix::process::geteuid().as_raw();
+    uid == me
+        || (me == 0
+            && std::env::var("SUDO_UID")
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                == Some(uid))
+}
+
 /// Opens `path` for writing as a 0600 file: truncated, or appended to with
-/// `append`. A file that existed with a wider mode is narrowed.
+/// `append`. A file that existed with a wider mode is narrowed. A link there
+/// is refused, not followed.
 pub fn open_file(path: &Path, append: bool) -> Result<File> {
     let file = OpenOptions::new()
         .write(true)
@@ -56,6 +83,7 @@ pub fn open_file(path: &Path, append: bool) -> Result<File> {
         .append(append)
         .truncate(!append)
         .mode(FILE_MODE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     file.set_permissions(Permissions::from_mode(FILE_MODE))
@@ -96,6 +124,39 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// From the TLS review: root running a lab in a folder another user
+    /// owns wrote its state through the link that user planted there
+    /// (`.state.json.tmp` → /etc/shadow).
+    #[test]
+    fn another_users_folder_and_links_are_refused() {
+        let scratch = ScratchDir::new("owner-only-theirs");
+        let file = scratch.path().join("f.yaml");
+        let target = scratch.path().join("target");
+        std::fs::write(&target, "kept").unwrap();
+        std::os::unix::fs::symlink(&target, &file).unwrap();
+        let err = format!("{:#}", write_file(&file, "lab").unwrap_err());
+        assert!(
+            err.starts_with(&format!("opening {}", file.display())),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept");
+        if !rustix::process::geteuid().is_root() {
+            return; // only root can give a folder away
+        }
+        let theirs = scratch.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65_534), None).unwrap();
+        let err = create_dir(&theirs).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{} is owned by user 65534, not this user (0), who could plant links there \
+                 for the lab to write through: give the lab a folder of its own",
+                theirs.display()
+            )
+        );
     }
 
     #[test]
