@@ -13,8 +13,10 @@
  * - recvmsg4/6 and getpeername4/6: the backend's address back to the VIP, so a
  *   UDP client sees replies come from the address it sent to.
  *
- * IPv4-mapped IPv6 destinations (::ffff:a.b.c.d on a dual-stack socket) are not
- * translated: the frontend is looked up as the IPv6 address it is.
+ * An IPv4-mapped address (::ffff:a.b.c.d) in a *6 hook is a dual-stack socket
+ * reaching IPv4: looked up and remembered as the IPv4 address it maps, written
+ * back mapped. (A datagram to one goes through sendmsg4: the kernel hands it
+ * to IPv4's sendmsg; its reply comes back through recvmsg6, mapped.)
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -40,11 +42,13 @@ struct lb_revnat_key *btf_anchor_lb_revnat_key __attribute__((unused));
 struct lb_revnat *btf_anchor_lb_revnat __attribute__((unused));
 
 /* The address the user passed (connect, sendmsg) or gets back (recvmsg,
- * getpeername), with the socket's protocol. `family` is a constant after
+ * getpeername), with the socket's protocol; an IPv4-mapped one as the IPv4
+ * address it maps (k->family 4 in a *6 hook). `family` is a constant after
  * inlining, so each program reads only its own fields. */
 static __always_inline void user_addr(struct bpf_sock_addr *ctx, __u8 family,
 				      struct lb_service_key *k)
 {
+	k->family = family;
 	if (family == 4) {
 		__u32 a = ctx->user_ip4;
 
@@ -56,15 +60,21 @@ static __always_inline void user_addr(struct bpf_sock_addr *ctx, __u8 family,
 		a[1] = ctx->user_ip6[1];
 		a[2] = ctx->user_ip6[2];
 		a[3] = ctx->user_ip6[3];
-		__builtin_memcpy(k->addr, a, 16);
+		if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+			__builtin_memcpy(k->addr, &a[3], 4);
+			k->family = 4;
+		} else {
+			__builtin_memcpy(k->addr, a, 16);
+		}
 	}
 	k->port = bpf_ntohs((__u16)ctx->user_port);
-	k->family = family;
 	k->proto = (__u8)ctx->protocol;
 }
 
+/* Writes `addr` of family `addr_family` where the hook of `family` reads it:
+ * an IPv4 address in a *6 hook mapped. */
 static __always_inline void set_user_addr(struct bpf_sock_addr *ctx, __u8 family,
-					  const __u8 *addr, __u16 port)
+					  __u8 addr_family, const __u8 *addr, __u16 port)
 {
 	if (family == 4) {
 		__u32 a;
@@ -74,7 +84,14 @@ static __always_inline void set_user_addr(struct bpf_sock_addr *ctx, __u8 family
 	} else {
 		__u32 a[4];
 
-		__builtin_memcpy(a, addr, 16);
+		if (addr_family == 4) {
+			a[0] = 0;
+			a[1] = 0;
+			a[2] = bpf_htonl(0xffff);
+			__builtin_memcpy(&a[3], addr, 4);
+		} else {
+			__builtin_memcpy(a, addr, 16);
+		}
 		ctx->user_ip6[0] = a[0];
 		ctx->user_ip6[1] = a[1];
 		ctx->user_ip6[2] = a[2];
@@ -149,6 +166,13 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct xlate *
 	bpf_ringbuf_submit(ev, 0);
 }
 
+static __always_inline int same_addr(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
 /* connect and sendmsg: VIP → backend. Returns the hook's verdict (1 pass, 0 fail). */
 static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u8 hook)
 {
@@ -156,6 +180,7 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u
 	struct lb_backend_key bkey = {};
 	struct lb_revnat_key rkey = {};
 	struct lb_revnat rval = {};
+	struct lb_revnat *known;
 	struct lb_backend *be = NULL;
 	struct lb_service *svc;
 	struct xlate x = {};
@@ -169,7 +194,7 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u
 		return 1;
 	x.vip = key.addr;
 	x.vip_port = key.port;
-	x.family = family;
+	x.family = key.family;
 	x.proto = key.proto;
 	x.hook = hook;
 	x.service_id = svc->service_id;
@@ -180,28 +205,33 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx, __u8 family, __u
 		bkey.slot = bpf_get_prandom_u32() % count;
 		be = bpf_map_lookup_elem(&BACKENDS, &bkey);
 	}
-	if (!be || be->family != family) {
+	if (!be || be->family != key.family) {
 		x.point = XLATE_PRE_DIRECTION_FWD;
 		emit(ctx, &x);
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
-	set_user_addr(ctx, family, be->addr, be->port);
+	set_user_addr(ctx, family, key.family, be->addr, be->port);
 
 	rkey.cookie = x.cookie;
 	__builtin_memcpy(rkey.addr, be->addr, 16);
 	rkey.port = be->port;
-	rkey.family = family;
+	rkey.family = key.family;
 	__builtin_memcpy(rval.vip, key.addr, 16);
 	rval.vip_port = key.port;
-	rval.family = family;
+	rval.family = key.family;
 	rval.service_id = x.service_id;
-	if (bpf_map_update_elem(&REVNAT, &rkey, &rval, BPF_NOEXIST) != 0) {
-		/* Known socket and backend: a datagram more needs no new event. */
+	/* Looked up first: an insert of a known key still takes the LRU's
+	 * locks (and, full, evicts), and this runs for every datagram. */
+	known = bpf_map_lookup_elem(&REVNAT, &rkey);
+	if (known && known->vip_port == rval.vip_port && same_addr(known->vip, rval.vip)) {
+		/* Known socket, backend and VIP: a datagram more needs no new event. */
 		if (hook == SOCK_HOOK_SENDMSG)
 			return 1;
-		bpf_map_update_elem(&REVNAT, &rkey, &rval, BPF_ANY);
 	}
+	/* A connect, a new pair, or another VIP of the same backend (two
+	 * ports of one service): the replies must show the VIP sent to last. */
+	bpf_map_update_elem(&REVNAT, &rkey, &rval, BPF_ANY);
 	x.backend = be->addr;
 	x.backend_port = be->port;
 	x.point = XLATE_POST_DIRECTION_FWD;
@@ -221,11 +251,11 @@ static __always_inline void xlate_rev(struct bpf_sock_addr *ctx, __u8 family, in
 	rkey.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(rkey.addr, peer.addr, 16);
 	rkey.port = peer.port;
-	rkey.family = family;
+	rkey.family = peer.family;
 	rv = bpf_map_lookup_elem(&REVNAT, &rkey);
 	if (!rv)
 		return;
-	set_user_addr(ctx, family, rv->vip, rv->vip_port);
+	set_user_addr(ctx, family, peer.family, rv->vip, rv->vip_port);
 	if (!report || rv->reported)
 		return;
 	rv->reported = 1; /* one reverse event per socket and backend */
@@ -233,7 +263,7 @@ static __always_inline void xlate_rev(struct bpf_sock_addr *ctx, __u8 family, in
 	x.vip_port = rv->vip_port;
 	x.backend = peer.addr;
 	x.backend_port = peer.port;
-	x.family = family;
+	x.family = peer.family;
 	x.proto = peer.proto;
 	x.service_id = rv->service_id;
 	x.cookie = rkey.cookie;

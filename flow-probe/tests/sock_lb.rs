@@ -42,8 +42,13 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
+        Self::named("")
+    }
+
+    /// Another test's scratch in the same process: its own cgroup and pins.
+    fn named(name: &str) -> Self {
         test_support::require_root("it loads eBPF programs and makes a cgroup");
-        let tag = format!("obs-lbtest-{}", std::process::id());
+        let tag = format!("obs-lbtest{name}-{}", std::process::id());
         let cgroup = cgroup2_root().join(&tag);
         std::fs::create_dir_all(&cgroup).unwrap();
         let pins = Path::new(flow_probe::kernel::pins::PIN_ROOT).join(&tag);
@@ -310,4 +315,110 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         !scratch.pins.join("link_cgroup_sock_connect4").exists(),
         "a clean stop removes the link pins"
     );
+}
+
+/// From the datapath review: a dual-stack socket (AF_INET6) reaching an IPv4
+/// service through its mapped address (::ffff:a.b.c.d). A datagram goes
+/// through sendmsg4 (the kernel hands it to IPv4's sendmsg) and was
+/// translated, but its reply came back through recvmsg6, mapped, and was not
+/// translated back: a resolver that checks the reply's source dropped it. A
+/// connect through connect6 was not translated at all. Both now are, both
+/// ways, and the events tell IPv4 addresses.
+#[test]
+fn dual_stack_sockets_reach_ipv4_services_both_ways() {
+    let scratch = Scratch::named("-dual");
+    let tcp4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (pt, pu) = (
+        tcp4.local_addr().unwrap().port(),
+        udp4.local_addr().unwrap().port(),
+    );
+    let endpoints = EndpointsFile::parse(
+        "endpoints:\n  - {id: 1, name: be, namespace: default, labels: {app: be}, ipv4: 127.0.0.1, node: n}\n",
+        "eps",
+    )
+    .unwrap();
+    let services = ServicesFile::parse(
+        &format!(
+            "services:\n  - {{name: web, namespace: default, vip: {{ipv4: 198.18.100.20}}, ports: [{{port: 80, targetPort: {pt}}}], selector: {{app: be}}}}\n  - {{name: dns, namespace: default, vip: {{ipv4: 198.18.100.21}}, ports: [{{port: 53, protocol: UDP, targetPort: {pu}}}], selector: {{app: be}}}}\n"
+        ),
+        "svcs",
+    )
+    .unwrap();
+    let cfg = ProbeConfig {
+        ringbuf_bytes: 1 << 16,
+        ..ProbeConfig::default()
+    };
+    let mut lb = LoadedLb::start(&cfg, &scratch.pins, &scratch.cgroup).expect("sock_lb loads");
+    let mut maps = ServiceMaps::new(lb.take_maps().unwrap());
+    maps.sync(&compile(&services, &endpoints)).unwrap();
+    let mut ring = events_of(&scratch.pins);
+
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = tcp4.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    });
+    assert_eq!(
+        client(&scratch.cgroup, "tcp", "[::ffff:198.18.100.20]:80"),
+        "peer=[::ffff:198.18.100.20]:80"
+    );
+    server.join().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        let (n, peer) = udp4.recv_from(&mut buf).unwrap();
+        udp4.send_to(&buf[..n], peer).unwrap();
+    });
+    assert_eq!(
+        client(&scratch.cgroup, "udp", "[::ffff:198.18.100.21]:53"),
+        "from=[::ffff:198.18.100.21]:53 bytes=4"
+    );
+    server.join().unwrap();
+
+    let evs = drain(&mut ring);
+    let shape: Vec<(u8, [u8; 16], u16, [u8; 16], u8, u8)> = evs
+        .iter()
+        .map(|e| {
+            (
+                e.family,
+                e.vip,
+                e.vip_port,
+                e.backend,
+                e.xlate_point,
+                e.hook,
+            )
+        })
+        .collect();
+    let lo = v4([127, 0, 0, 1]);
+    assert_eq!(
+        shape,
+        [
+            (
+                4,
+                v4([198, 18, 100, 20]),
+                80,
+                lo,
+                xlate_point::POST_DIRECTION_FWD,
+                sock_hook::CONNECT
+            ),
+            (
+                4,
+                v4([198, 18, 100, 21]),
+                53,
+                lo,
+                xlate_point::POST_DIRECTION_FWD,
+                sock_hook::SENDMSG
+            ),
+            (
+                4,
+                v4([198, 18, 100, 21]),
+                53,
+                lo,
+                xlate_point::POST_DIRECTION_REV,
+                sock_hook::RECVMSG
+            ),
+        ]
+    );
+    drop(lb);
 }

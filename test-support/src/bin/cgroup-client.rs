@@ -36,7 +36,11 @@ fn tcp(target: SocketAddr) -> std::io::Result<String> {
 }
 
 fn udp(target: SocketAddr) -> std::io::Result<String> {
-    let local: SocketAddr = if target.is_ipv6() {
+    // A dual-stack socket for an IPv4-mapped target (::ffff:a.b.c.d).
+    let mapped = matches!(target, SocketAddr::V6(t) if t.ip().to_ipv4_mapped().is_some());
+    let local: SocketAddr = if mapped {
+        "[::]:0"
+    } else if target.is_ipv6() {
         "[::1]:0"
     } else {
         "127.0.0.1:0"
