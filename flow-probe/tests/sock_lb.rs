@@ -377,7 +377,7 @@ fn dual_stack_sockets_reach_ipv4_services_both_ways() {
     server.join().unwrap();
 
     let evs = drain(&mut ring);
-    let shape: Vec<(u8, [u8; 16], u16, [u8; 16], u8, u8)> = evs
+    let shape: Vec<_> = evs
         .iter()
         .map(|e| {
             (
