@@ -346,8 +346,10 @@ fn make(server_names: &[SanType], valid_days: u32) -> Result<Made, CertError> {
     let today = jiff::tz::Offset::UTC.to_datetime(now).date();
     // From a day early: a peer whose clock is a little behind accepts them too.
     let from = today.yesterday().unwrap_or(today);
+    // To the midnight (UTC) after a whole `valid_days` from now: a set made
+    // at 23:59 with one day ended a minute later (TLS review).
     let until = today
-        .checked_add(jiff::Span::new().days(i64::from(valid_days)))
+        .checked_add(jiff::Span::new().days(i64::from(valid_days) + 1))
         .unwrap_or(jiff::civil::Date::MAX);
     let params = |cn: &str| {
         let mut p = CertificateParams::default();

@@ -73,7 +73,8 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "NAME", env = "HUBBLE_TLS_SERVER_NAME")]
     pub tls_server_name: Option<String>,
     /// Do not check the server's certificate (still encrypted; for trying
-    /// things out only).
+    /// things out only; a warning says so each time). Not with
+    /// --tls-ca-cert-files, which asks for the check.
     #[arg(long, env = "HUBBLE_TLS_ALLOW_INSECURE", value_parser = BoolishValueParser::new())]
     pub tls_allow_insecure: bool,
     /// Talk to the lab whose state directory this is (`observe lab up
@@ -176,6 +177,13 @@ impl ConnectArgs {
             }
             .resolve(&FLAGS)?,
         };
+        if tls.as_ref().is_some_and(|t| t.allow_insecure) {
+            // Set perhaps long ago, through HUBBLE_TLS_ALLOW_INSECURE.
+            eprintln!(
+                "observe: warning: --tls-allow-insecure: the server's certificate is not \
+                 checked; anyone on the way can read and answer as the server"
+            );
+        }
         let addresses: Vec<String> = match (&self.server, &lab) {
             (Some(s), _) => vec![s.clone()],
             (None, Some(dir)) => match lab_relay(dir) {

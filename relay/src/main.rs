@@ -202,6 +202,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         log::warn!("{warning}; here that reader also runs SQL over the history");
     }
+    // Hubble's relay asks for --disable-client-tls; here plaintext is the
+    // default without peer CA files: at least say so where it leaves the node.
+    if cfg.peer.tls.is_none() {
+        let remote: Vec<&String> = (args.peers.iter())
+            .filter(|p| !peer_is_loopback(p))
+            .collect();
+        if !remote.is_empty() {
+            log::warn!(
+                "following {} peer(s) beyond this host over plaintext ({}): every flow crosses \
+                 the network unencrypted; give --tls-hubble-server-ca-files for TLS",
+                remote.len(),
+                remote
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     log::info!(
         "serving observer.Observer on {bound} over {}; following {} peer(s) over {}",
         server_tls.as_ref().map_or("plaintext", ServerTls::describe),
@@ -305,9 +324,43 @@ fn main() {
     }
 }
 
+/// Whether a `--peer` address (`host:port`, `[v6]:port`, or a URL) names
+/// this host's loopback.
+fn peer_is_loopback(peer: &str) -> bool {
+    let rest = peer.split_once("://").map_or(peer, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_peers_are_told_from_the_others() {
+        for p in [
+            "127.0.0.1:4244",
+            "[::1]:4244",
+            "localhost:4244",
+            "http://127.0.0.2:1",
+        ] {
+            assert!(peer_is_loopback(p), "{p}");
+        }
+        for p in [
+            "198.18.1.1:4244",
+            "[fd42::1]:4244",
+            "node2:4244",
+            "https://10.0.0.5:4244",
+        ] {
+            assert!(!peer_is_loopback(p), "{p}");
+        }
+    }
 
     #[test]
     fn a_sql_timeout_past_the_history_lease_is_refused() {
