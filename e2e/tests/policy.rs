@@ -966,15 +966,10 @@ fn dropped_unreachable(flows: &[Flow], to: IpAddr, from: IpAddr) -> Vec<i32> {
         .collect()
 }
 
-/// frontend takes nothing in (`ingress: [{}]`): the ICMP port unreachable
-/// its UDP datagrams to a closed port of db get back is related to the
-/// connection frontend opened, as Cilium's conntrack has it, and passes
-/// as a reply would, IPv4 and IPv6: the send is refused, not lost to a
-/// drop (path MTU discovery needs the same).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_icmp_error_about_an_allowed_connection_passes_a_default_deny() {
-    const RELATED: &str = r#"
-endpoints:
+/// frontend and db, frontend taking nothing in (`ingress: [{}]`), with
+/// these traffic items.
+fn frontend_takes_nothing(traffic: &str) -> Scenario {
+    const HEAD: &str = "endpoints:
   - {name: frontend, namespace: default, labels: {app: frontend}}
   - {name: db, namespace: default, labels: {app: db}}
 policies:
@@ -985,11 +980,24 @@ policies:
       endpointSelector: {matchLabels: {app: frontend}}
       ingress: [{}]
 traffic:
-  - {from: frontend, to: db, protocol: udp, port: 5999, expect: refused}
+";
+    Scenario::parse(&format!("{HEAD}{traffic}"), "frontend-takes-nothing.yaml")
+        .expect("scenario parses")
+}
+
+/// frontend takes nothing in (`ingress: [{}]`): the ICMP port unreachable
+/// its UDP datagrams to a closed port of db get back is related to the
+/// connection frontend opened, as Cilium's conntrack has it, and passes
+/// as a reply would, IPv4 and IPv6: the send is refused, not lost to a
+/// drop (path MTU discovery needs the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_icmp_error_about_an_allowed_connection_passes_a_default_deny() {
+    let scenario = frontend_takes_nothing(
+        "  - {from: frontend, to: db, protocol: udp, port: 5999, expect: refused}
   - {from: frontend, to: db, protocol: udp, port: 5999, family: ipv6, expect: refused}
   - {from: db, to: frontend, protocol: udp, port: 5998, expect: dropped}
-"#;
-    let scenario = Scenario::parse(RELATED, "related.yaml").expect("scenario parses");
+",
+    );
     let env = e2e::start(&scenario, &[]);
     let db = env.lab.endpoint("db").unwrap();
     let report =
@@ -1034,21 +1042,9 @@ traffic:
 /// still judged and dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn neighbour_discovery_leaves_no_pass_for_other_icmpv6() {
-    const NEIGHBOURS: &str = r#"
-endpoints:
-  - {name: frontend, namespace: default, labels: {app: frontend}}
-  - {name: db, namespace: default, labels: {app: db}}
-policies:
-  - apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: frontend-takes-nothing, namespace: default}
-    spec:
-      endpointSelector: {matchLabels: {app: frontend}}
-      ingress: [{}]
-traffic:
-  - {from: db, to: frontend, protocol: udp, port: 5998, family: ipv6, expect: dropped}
-"#;
-    let scenario = Scenario::parse(NEIGHBOURS, "neighbours.yaml").expect("scenario parses");
+    let scenario = frontend_takes_nothing(
+        "  - {from: db, to: frontend, protocol: udp, port: 5998, family: ipv6, expect: dropped}\n",
+    );
     let env = e2e::start(&scenario, &[]);
     let db = env.lab.endpoint("db").unwrap();
     let report =
