@@ -180,7 +180,7 @@ pub fn generate(dir: &Path, opts: &CertOptions) -> Result<CertFiles, CertError> 
 
 /// Who may own, or write, a folder on the certificates' path without
 /// being able to swap the folder for one of theirs.
-struct Trust {
+pub(crate) struct Trust {
     me: u32,
     /// Under sudo, the user who asked: their own folders are no threat to them.
     asker: Option<u32>,
@@ -190,7 +190,7 @@ struct Trust {
 }
 
 impl Trust {
-    fn here() -> Trust {
+    pub(crate) fn here() -> Trust {
         let me = rustix::process::geteuid().as_raw();
         let sudo = |var: &str| {
             (me == 0)
@@ -210,7 +210,7 @@ impl Trust {
         Trust { me, asker, groups }
     }
 
-    fn owns(&self, uid: u32) -> bool {
+    pub(crate) fn owns(&self, uid: u32) -> bool {
         uid == self.me || uid == 0 || Some(uid) == self.asker
     }
 

@@ -29,10 +29,12 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     let link =
         std::fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
     let meta = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    // Ours, root's, or under sudo the asking user's, as for certificates.
+    let trust = crate::certs::Trust::here();
     let link_owner = link.file_type().is_symlink().then(|| link.uid());
     let owners = [("a link of", link_owner), ("owned by", Some(meta.uid()))];
     for (what, uid) in owners.into_iter().filter_map(|(w, u)| Some((w, u?))) {
-        if !trusted(uid) {
+        if !trust.owns(uid) {
             bail!(
                 "{} is {what} user {uid}, not this user ({}), who could plant links there for \
                  the lab to write through: give the lab a folder of its own",
@@ -59,18 +61,6 @@ pub fn create_dir(dir: &Path) -> Result<()> {
         );
     }
     set_mode(dir, DIR_MODE)
-}
-
-/// Whether files of user `uid` are ours: this user's, or, under sudo, the
-/// asking user's (their own folders are no threat to them).
-fn trusted(uid: u32) -> bool {
-    let me = rustix::process::geteuid().as_raw();
-    uid == me
-        || (me == 0
-            && std::env::var("SUDO_UID")
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                == Some(uid))
 }
 
 /// Opens `path` for writing as a 0600 file: truncated, or appended to with
