@@ -114,6 +114,25 @@ fn drain(ring: &mut RingBuf<MapData>) -> Vec<SockXlateEvent> {
     out
 }
 
+/// A backend that answers one TCP connection: it echoes the client's 5 bytes.
+fn tcp_echo_once(listener: TcpListener) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    })
+}
+
+/// A backend that echoes one datagram.
+fn udp_echo_once(socket: UdpSocket) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        let (n, peer) = socket.recv_from(&mut buf).unwrap();
+        socket.send_to(&buf[..n], peer).unwrap();
+    })
+}
+
 fn v4(a: [u8; 4]) -> [u8; 16] {
     let mut out = [0; 16];
     out[..4].copy_from_slice(&a);
@@ -193,12 +212,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     let mut ring = events_of(&scratch.pins);
 
     // TCP over IPv4: the backend on loopback answers; getpeername shows the VIP.
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = tcp4.accept().unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(&buf).unwrap();
-    });
+    let server = tcp_echo_once(tcp4);
     assert_eq!(
         client(&scratch.cgroup, "tcp", "198.18.100.10:80"),
         "peer=198.18.100.10:80"
@@ -206,12 +220,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     server.join().unwrap();
 
     // TCP over IPv6.
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = tcp6.accept().unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(&buf).unwrap();
-    });
+    let server = tcp_echo_once(tcp6);
     assert_eq!(
         client(&scratch.cgroup, "tcp", "[fd42:100::11]:80"),
         "peer=[fd42:100::11]:80"
@@ -219,11 +228,7 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
     server.join().unwrap();
 
     // Unconnected UDP: sendmsg translated, the echo comes "from" the VIP.
-    let server = std::thread::spawn(move || {
-        let mut buf = [0u8; 16];
-        let (n, peer) = udp4.recv_from(&mut buf).unwrap();
-        udp4.send_to(&buf[..n], peer).unwrap();
-    });
+    let server = udp_echo_once(udp4);
     assert_eq!(
         client(&scratch.cgroup, "udp", "198.18.100.12:53"),
         "from=198.18.100.12:53 bytes=4"
@@ -354,22 +359,13 @@ fn dual_stack_sockets_reach_ipv4_services_both_ways() {
     maps.sync(&compile(&services, &endpoints)).unwrap();
     let mut ring = events_of(&scratch.pins);
 
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = tcp4.accept().unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).unwrap();
-        s.write_all(&buf).unwrap();
-    });
+    let server = tcp_echo_once(tcp4);
     assert_eq!(
         client(&scratch.cgroup, "tcp", "[::ffff:198.18.100.20]:80"),
         "peer=[::ffff:198.18.100.20]:80"
     );
     server.join().unwrap();
-    let server = std::thread::spawn(move || {
-        let mut buf = [0u8; 16];
-        let (n, peer) = udp4.recv_from(&mut buf).unwrap();
-        udp4.send_to(&buf[..n], peer).unwrap();
-    });
+    let server = udp_echo_once(udp4);
     assert_eq!(
         client(&scratch.cgroup, "udp", "[::ffff:198.18.100.21]:53"),
         "from=[::ffff:198.18.100.21]:53 bytes=4"
