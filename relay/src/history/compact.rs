@@ -91,16 +91,6 @@ impl std::str::FromStr for PausePoint {
 /// `max_inputs` together, rows spanning at most `max_span`, two or more;
 /// never a run whose range would also cover a file outside it.
 pub fn plan(all: &[HistoryFile], cfg: &CompactionConfig) -> Vec<Vec<HistoryFile>> {
-    plan_around(all, cfg, &|_| false)
-}
-
-/// [`plan`], leaving out the files `skip` names: each ends a run, as a
-/// large file does, and no run's range covers it.
-pub fn plan_around(
-    all: &[HistoryFile],
-    cfg: &CompactionConfig,
-    skip: &dyn Fn(&HistoryFile) -> bool,
-) -> Vec<Vec<HistoryFile>> {
     let max_span = i64::try_from(cfg.max_span.as_nanos()).unwrap_or(i64::MAX);
     let mut dirs: std::collections::BTreeMap<_, Vec<&HistoryFile>> = Default::default();
     for f in all {
@@ -119,7 +109,7 @@ pub fn plan_around(
             *bytes = 0;
         };
         for f in &dir {
-            let small = f.bytes < cfg.small_bytes && !skip(f);
+            let small = f.bytes < cfg.small_bytes;
             let first = run.iter().map(|r| r.first).chain([f.first]).min();
             let last = run.iter().map(|r| r.last).chain([f.last]).max();
             let span = last.zip(first).map_or(0, |(l, f)| l.saturating_sub(f));
