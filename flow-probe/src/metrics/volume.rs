@@ -63,10 +63,9 @@ impl VolumeTracker {
         // The own counts begin with this packet when it is its direction's
         // first: a new connection on the same addresses and ports (or a
         // new echo of the same identifier).
-        let report = v.report;
         Some(Deltas {
-            own: self.grow(key(flow, false), own, v.first_packet, report),
-            other: self.grow(key(flow, true), other, false, report),
+            own: self.grow(key(flow, false), own, v.first_packet, v.report),
+            other: self.grow(key(flow, true), other, false, v.report),
         })
     }
 
