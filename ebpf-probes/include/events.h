@@ -58,6 +58,7 @@ enum drop_reason {
 	DROP_POLICY_DENIED = 133,  /* default deny: no rule allowed it */
 	DROP_CT_INVALID_HDR = 135, /* its L4 header could not be read */
 	DROP_INVALID_EXTHDR = 156, /* more IPv6 extension headers than are read */
+	DROP_FRAG_NOT_FOUND = 175, /* a later fragment whose first was not seen */
 	DROP_POLICY_DENY = 181,    /* an explicit deny rule */
 };
 

@@ -16,6 +16,7 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/flow_key.h"
+#include "lib/frag.h"
 #include "lib/track.h"
 #include "lib/policy.h"
 #include "lib/drops.h"
@@ -67,6 +68,8 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 		}
 		if (!ip || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
+		if (p->frag && !p->unreadable)
+			datagram_ports4(p, ip);
 		s->side = key4(&k, ip, p, s->ifindex);
 		s->key = &k;
 		if (p->unreadable)
@@ -83,6 +86,8 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 		}
 		if (!ip6 || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
+		if (p->frag && !p->unreadable)
+			datagram_ports6(p, ip6);
 		s->side = key6(&k, ip6, p, s->ifindex);
 		s->key = &k;
 		if (p->unreadable)

@@ -15,7 +15,7 @@
 static __always_inline int is_echo(const struct pkt *p)
 {
 	/* A later fragment's type was never read (0 would be echo reply). */
-	if (p->frag)
+	if (p->frag == FRAG_LATER)
 		return 0;
 	if (p->proto == IPPROTO_ICMP)
 		return p->icmp_type == 0 || p->icmp_type == 8;

@@ -97,6 +97,35 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } CT6 SEC(".maps");
 
+/* A datagram in fragments: its addresses, protocol and identification. */
+struct frag_key {
+	__u32 saddr[4]; /* IPv4: the first word only */
+	__u32 daddr[4];
+	__u32 id;       /* as on the wire (IPv4's 16 bits, IPv6's 32) */
+	__u8 proto;
+	__u8 family;
+	__u8 _pad[2];
+};
+
+/* Its first fragment's ports (struct pkt's sport and dport). */
+struct frag_ports {
+	__u16 sport;
+	__u16 dport;
+};
+
+/* The ports of datagrams whose first fragment was seen, for the later
+ * fragments, which carry none (lib/frag.h). An LRU: a datagram's fragments
+ * pass within moments of each other, and one forgotten costs only its later
+ * fragments, dropped where policy applies. Shared by every interface (a
+ * datagram's ports are the same on each), and not pinned: a restart forgets
+ * only the datagrams in flight. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+} FRAGS SEC(".maps");
+
 /* Endpoint behind each host-side interface, and its enforcement per direction. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

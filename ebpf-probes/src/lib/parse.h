@@ -29,8 +29,17 @@ struct pkt {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u32 syn_seq;    /* a SYN without ACK: its sequence number (host order) */
-	__u8 frag;        /* a fragment but the first: no L4 header, nothing of it read */
+	__u8 frag;        /* enum frag */
 	__u8 unreadable;  /* enum unreadable: why its L4 header could not be read */
+	__u32 frag_id;    /* a fragment's datagram identification (as on the wire) */
+};
+
+/* Where a packet stands in its datagram: only the first fragment carries
+ * the L4 header (lib/frag.h gives the later ones its ports). */
+enum frag {
+	FRAG_NONE = 0,  /* a whole datagram */
+	FRAG_LATER = 1, /* a fragment but the first: no L4 header, nothing of it read */
+	FRAG_FIRST = 2, /* the first fragment of several */
 };
 
 /* A packet whose ports and flags could not be read: it cannot be judged. */
@@ -38,6 +47,7 @@ enum unreadable {
 	READABLE = 0,
 	UNREADABLE_L4 = 1,      /* shorter than its L4 header (a first fragment of 8 bytes) */
 	UNREADABLE_EXTHDRS = 2, /* more IPv6 extension headers than the walk takes */
+	UNREADABLE_FRAG = 3,    /* a later fragment whose first was not seen */
 };
 
 /* Makes the first PULL_LEN bytes (or the whole packet) directly readable when
@@ -107,10 +117,15 @@ static __always_inline const struct iphdr *parse_ipv4(const void *data, const vo
 	if ((const void *)(ip + 1) > end || ip->ihl < 5)
 		return NULL;
 	p->proto = ip->protocol;
-	/* Only the first fragment carries the L4 header. */
-	if (ip->frag_off & bpf_htons(0x1fff)) {
-		p->frag = 1;
-		return ip;
+	/* More fragments, or an offset: a fragment. Only the first carries
+	 * the L4 header. */
+	if (ip->frag_off & bpf_htons(0x3fff)) {
+		p->frag_id = ip->id;
+		if (ip->frag_off & bpf_htons(0x1fff)) {
+			p->frag = FRAG_LATER;
+			return ip;
+		}
+		p->frag = FRAG_FIRST;
 	}
 	/* Unreadable here, the caller pulls the packet and parses it again. */
 	if (parse_l4((const __u8 *)ip + ip->ihl * 4, end, p) < 0)
@@ -143,13 +158,18 @@ static __always_inline const struct ipv6hdr *parse_ipv6(const void *data, const 
 		if ((const void *)(next + 8) > end)
 			return NULL;
 		if (nexthdr == IPPROTO_FRAGMENT) {
+			__u16 offset_more = load_be16(next + 2);
+
 			nexthdr = next[0];
+			p->frag_id = *(const __u32 *)(next + 4);
 			/* A non-first fragment has no L4 header. */
-			if (load_be16(next + 2) & 0xfff8) {
+			if (offset_more & 0xfff8) {
 				p->proto = nexthdr;
-				p->frag = 1;
+				p->frag = FRAG_LATER;
 				return ip6;
 			}
+			/* An atomic fragment (no more to come) is a whole datagram. */
+			p->frag = offset_more & 1 ? FRAG_FIRST : FRAG_NONE;
 			next += 8;
 			continue;
 		}

@@ -694,6 +694,7 @@ static __always_inline int unreadable(const struct sighting *s, __u8 family)
 	    sent_to_another_endpoint(ep, s, family))
 		return TC_ACT_UNSPEC;
 	d.drop_reason = s->p->unreadable == UNREADABLE_EXTHDRS ? DROP_INVALID_EXTHDR :
+			s->p->unreadable == UNREADABLE_FRAG    ? DROP_FRAG_NOT_FOUND :
 								 DROP_CT_INVALID_HDR;
 	first_packet(&fresh, s);
 	emit(s, family, &fresh, EMIT_NEW_FLOW, &d);

@@ -108,6 +108,9 @@ c_enum! {
         CT_INVALID_HDR = 135,
         /// More IPv6 extension headers than are read (INVALID_IPV6_EXTENSION_HEADER).
         INVALID_EXTHDR = 156,
+        /// A later fragment whose first was not seen
+        /// (FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND).
+        FRAG_NOT_FOUND = 175,
         /// An explicit deny rule.
         POLICY_DENY = 181,
     }
