@@ -341,3 +341,91 @@ async fn a_restarted_probe_tells_and_counts_only_what_grew() {
     assert!(at_source("t/b") <= 3, "{text}");
     let _ = env.lab.stop_process("flow-probe node1");
 }
+
+/// TCP segments the stack of namespace `netns` has sent (`TcpOutSegs`:
+/// a GSO packet counts as its segments; retransmissions do not count).
+fn tcp_segments_sent(netns: &str) -> u64 {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "cat", "/proc/net/snmp"])
+        .output()
+        .expect("ip (iproute2)");
+    assert!(out.status.success(), "/proc/net/snmp in {netns}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "OutSegs")
+        .unwrap();
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+/// A TCP send of a local socket leaves as one packet of up to 64 KiB (TSO),
+/// which the probe counted as one packet: a download of 4 MiB was some
+/// dozens of packets where the sender's TCP stack counted thousands of
+/// segments. At b's veth, each direction of the connection now counts the
+/// segments its sender's TCP stack sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gso_packet_counts_as_its_segments() {
+    use std::io::{Read, Write};
+
+    let opts = ProbeOptions {
+        extra_args: vec!["--report-interval".into(), "1".into()],
+        ..ProbeOptions::new(None).expect("flow-probe binary (cargo build --bins)")
+    };
+    let env = e2e::start_with(&Scenario::parse(TWO, "two.yaml").unwrap(), &opts);
+    let a_netns = env.lab.endpoint("a").unwrap().netns.clone();
+    let b = env.lab.endpoint("b").unwrap();
+    let b_netns = b.netns.clone();
+    let dst: SocketAddr = (b.ipv4, 8080).into();
+    let sent_before = [tcp_segments_sent(&a_netns), tcp_segments_sent(&b_netns)];
+    let listener = std::thread::spawn(move || {
+        sysfs::enter_netns(&b_netns).unwrap();
+        std::net::TcpListener::bind(dst).unwrap()
+    })
+    .join()
+    .unwrap();
+    const SENT: usize = 4 << 20;
+    let ns = a_netns.clone();
+    let client = std::thread::spawn(move || {
+        sysfs::enter_netns(&ns).unwrap();
+        let mut c = std::net::TcpStream::connect(dst).unwrap();
+        c.write_all(&vec![7u8; SENT]).unwrap();
+        c
+    });
+    let (mut server, _) = listener.accept().unwrap();
+    let mut got = vec![0u8; SENT];
+    server.read_exact(&mut got).unwrap();
+    // Both ends stay open: no FIN, so the reports tell the counts.
+    let client = client.join().unwrap();
+    let sport = u32::from(client.local_addr().unwrap().port());
+
+    let b_veth = b.host_interface.clone();
+    let b_netns = b.netns.clone();
+    let counted = |flows: &[Flow]| -> Option<(u64, u64)> {
+        flows
+            .iter()
+            .filter(|f| f.interface.as_ref().is_some_and(|i| i.name == b_veth))
+            .filter(|f| test_support::flows::ports(f) == Some((sport, 8080)))
+            .filter_map(|f| f.volume.filter(|v| v.report))
+            .map(|v| (v.fwd_packets, v.rev_packets))
+            .last()
+    };
+    let stacks = || {
+        (
+            tcp_segments_sent(&a_netns) - sent_before[0],
+            tcp_segments_sent(&b_netns) - sent_before[1],
+        )
+    };
+    // The last ACKs may still be on their way: the report catches up.
+    let flows = env
+        .wait_for("a report at b's veth with the TCP stacks' counts", |f| {
+            counted(f) == Some(stacks())
+        })
+        .await;
+    let (from_a, from_b) = counted(&flows).unwrap();
+    // 4 MiB in segments of at most 1,448 bytes (MSS 1,460 less timestamps).
+    assert!(from_a > (SENT / 1448) as u64, "{from_a} packets from a");
+    assert_eq!((from_a, from_b), stacks());
+    drop((client, server));
+}

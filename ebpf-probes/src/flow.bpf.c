@@ -55,6 +55,9 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 	const void *end = (void *)(long)skb->data_end;
 
 	p->len = skb->len;
+	/* A GSO packet (TSO from a local socket, GRO on receive) is several on
+	 * the wire, as the TCP stack's own counters count it. */
+	p->segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
 	s->ifindex = skb->ifindex;
 	/* Parsed where the packet is; pulled and parsed again only when a
 	 * header lies outside the linear area (the pull moves the data). */

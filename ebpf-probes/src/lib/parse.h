@@ -31,6 +31,7 @@ struct pkt {
 	__u32 syn_seq;    /* a SYN without ACK: its sequence number (host order) */
 	__u8 frag;        /* enum frag */
 	__u8 unreadable;  /* enum unreadable: why its L4 header could not be read */
+	__u16 segs;       /* the packets it stands for: a GSO packet's segments, else 1 */
 	__u32 frag_id;    /* a fragment's datagram identification (as on the wire) */
 };
 

@@ -547,8 +547,8 @@ static __always_inline void first_packet(struct flow_stats *st, const struct sig
 	__u8 side = s->side;
 	__u32 seq = opening_syn(s->p) ? s->p->syn_seq : 0;
 
-	st->packets[0] = side ? 0 : 1;
-	st->packets[1] = side ? 1 : 0;
+	st->packets[0] = side ? 0 : s->p->segs;
+	st->packets[1] = side ? s->p->segs : 0;
 	st->bytes[0] = side ? 0 : s->p->len;
 	st->bytes[1] = side ? s->p->len : 0;
 	st->flags[0] = side ? 0 : s->p->tcp_flags;
@@ -578,14 +578,22 @@ static __always_inline int reopens(struct flow_stats *st, const struct sighting 
 }
 
 /* Counts a packet from `side`; returns that side's packets so far. */
-static __always_inline __u64 count(struct flow_stats *st, __u8 side, __u32 len)
+/* Adds the packet to what `side` has sent; returns the packets it had sent
+ * before. */
+static __always_inline __u64 count(struct flow_stats *st, __u8 side, const struct pkt *p)
 {
+	__u64 before;
+
 	if (side) {
-		st->bytes[1] += len;
-		return st->packets[1] += 1;
+		st->bytes[1] += p->len;
+		before = st->packets[1];
+		st->packets[1] = before + p->segs;
+		return before;
 	}
-	st->bytes[0] += len;
-	return st->packets[0] += 1;
+	st->bytes[0] += p->len;
+	before = st->packets[0];
+	st->packets[0] = before + p->segs;
+	return before;
 }
 
 /* Adds `flags` to what `side` has sent; returns the ones new to it. */
@@ -668,7 +676,7 @@ static __always_inline int miss(const struct sighting *s, __u8 family)
 		struct flow_stats *st = flows_lookup(s->key, family, s->slot);
 
 		if (st)
-			count(st, side, s->p->len);
+			count(st, side, s->p);
 	}
 	if (!reason && !aggregate)
 		reason = EMIT_PACKET;
@@ -782,7 +790,7 @@ static __always_inline int track(struct sighting *s, __u8 family)
 	note_path(s, TC_PATH_COUNTED);
 	if (reopens(st, s))
 		return family == 4 ? reopen4(s, st) : reopen6(s, st);
-	if (count(st, s->side, s->p->len) == 1 && !st->resumed)
+	if (count(st, s->side, s->p) == 0 && !st->resumed)
 		reason = EMIT_NEW_FLOW; /* the first answer */
 	if (new_flags(st, s->side, s->p->tcp_flags) & emit_tcp_flags && !reason)
 		reason = EMIT_TCP_FLAGS;
