@@ -355,7 +355,7 @@ async fn a_compressed_batch_bound_to_a_statement_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_invalid_and_only_implemented_actions_are_listed() {
     use arrow_flight::sql::{Any, CommandStatementQuery, ProstMessageExt};
-    use arrow_flight::{Empty, Ticket};
+    use arrow_flight::{Empty, FlightData, FlightDescriptor, Ticket};
     use prost::Message;
 
     let (mut c, _e) = serve("flight-garbage").await;
@@ -376,6 +376,25 @@ async fn garbage_is_invalid_and_only_implemented_actions_are_listed() {
             .starts_with("the ticket is not a Flight SQL command: "),
         "{}",
         err.message()
+    );
+    // The same as DoPut's command, in its first message's descriptor.
+    let put = FlightData {
+        flight_descriptor: Some(FlightDescriptor::new_cmd(ticket.encode_to_vec())),
+        ..Default::default()
+    };
+    let err = c
+        .inner_mut()
+        .do_put(futures::stream::iter([put]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (
+            tonic::Code::InvalidArgument,
+            "the DoPut descriptor is not a Flight SQL command: \
+             Unable to decode Any value: failed to decode Protobuf message: \
+             invalid varint"
+        )
     );
     let mut listed = c
         .inner_mut()

@@ -7,6 +7,10 @@
 //!   if the relay had failed): it is checked here first, `INVALID_ARGUMENT`
 //!   (a message of a type Flight SQL does not know goes on, and is answered
 //!   as not implemented);
+//! - DoPut's command comes in its stream's first message, which the dispatch
+//!   must keep for the handler, so it cannot be read here: the dispatch's
+//!   `INTERNAL` for one that does not decode is turned into
+//!   `INVALID_ARGUMENT` after the fact (`put_refusal`);
 //! - ListActions lists every action of the protocol, transactions and
 //!   query cancellation included, which this relay does not implement: it
 //!   lists the two it does.
@@ -60,6 +64,22 @@ fn action_body(action: &Action) -> Result<(), Status> {
             "the body of action {} is not its Flight SQL request message",
             action.r#type
         )))
+    }
+}
+
+/// The dispatch's answer to a DoPut whose command names a Flight SQL
+/// message but does not decode as it: `INTERNAL` with the Debug text of
+/// the parse error. Ours never say that.
+const DISPATCH_PARSE_ERROR: &str = "ParseError(";
+
+/// `status` from DoPut's dispatch, the client's fault where it is.
+fn put_refusal(status: Status) -> Status {
+    match status.message().strip_prefix(DISPATCH_PARSE_ERROR) {
+        Some(rest) if status.code() == tonic::Code::Internal => Status::invalid_argument(format!(
+            "the DoPut descriptor is not a Flight SQL command: {}",
+            rest.trim_end_matches(')').trim_matches('"')
+        )),
+        _ => status,
     }
 }
 
@@ -145,7 +165,9 @@ impl FlightService for Checked {
         &self,
         request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        FlightService::do_put(&self.0, request).await
+        FlightService::do_put(&self.0, request)
+            .await
+            .map_err(put_refusal)
     }
 
     async fn do_exchange(
@@ -176,6 +198,25 @@ mod tests {
     use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
 
     use super::*;
+
+    #[test]
+    fn a_put_that_does_not_parse_is_the_clients_fault() {
+        let dispatch = Status::internal(
+            "ParseError(\"Unable to decode Any value: failed to decode Protobuf message\")",
+        );
+        let refused = put_refusal(dispatch);
+        assert_eq!(
+            (refused.code(), refused.message()),
+            (
+                tonic::Code::InvalidArgument,
+                "the DoPut descriptor is not a Flight SQL command: \
+                 Unable to decode Any value: failed to decode Protobuf message"
+            )
+        );
+        // Our own faults stay ours.
+        let ours = put_refusal(Status::internal("the query's task failed"));
+        assert_eq!(ours.code(), tonic::Code::Internal);
+    }
 
     #[test]
     fn garbage_is_the_clients_fault() {
