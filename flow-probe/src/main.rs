@@ -120,8 +120,10 @@ struct Args {
     /// File to write the bound metrics address to once serving.
     #[arg(long)]
     metrics_ready_file: Option<PathBuf>,
-    /// Distinct label sets each labelled metric keeps; more go to "__overflow__".
-    #[arg(long, default_value_t = metrics::DEFAULT_MAX_LABEL_SETS)]
+    /// Distinct label sets each labelled metric keeps (at least 1); more go
+    /// to "__overflow__".
+    #[arg(long, default_value_t = metrics::DEFAULT_MAX_LABEL_SETS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     metrics_max_label_sets: usize,
     /// Series of ports, TCP flags and workload volume not updated for this long
     /// are removed (a duration like 10m or 1h30m, or seconds; 0 or off: never).
@@ -246,6 +248,19 @@ mod tests {
         let err = parsed("18446744073709551615").unwrap_err().to_string();
         assert!(
             err.starts_with("error: invalid value '18446744073709551615' for '--report-interval <REPORT_INTERVAL>': 18446744073709551615 is not in 0..=86400"),
+            "{err}"
+        );
+    }
+
+    /// 0 was taken, and every series of every labelled metric went to
+    /// "__overflow__": the metrics told nothing, and nothing said why.
+    #[test]
+    fn no_label_set_kept_is_refused() {
+        let parsed = |v: &str| Args::try_parse_from(["flow-probe", "--metrics-max-label-sets", v]);
+        assert_eq!(parsed("1").unwrap().metrics_max_label_sets, 1);
+        let err = parsed("0").unwrap_err().to_string();
+        assert!(
+            err.starts_with("error: invalid value '0' for '--metrics-max-label-sets <METRICS_MAX_LABEL_SETS>': 0 is not in 1.."),
             "{err}"
         );
     }
