@@ -224,7 +224,7 @@ impl History {
         self.lock().manifest.release(epoch);
         let paths = self.lock().manifest.reapable();
         for (i, p) in paths.iter().enumerate() {
-            files::remove(p)?;
+            super::remove_unlisted(p);
             if i == 0 && result.as_ref().is_ok_and(Option::is_some) {
                 self.pause(PausePoint::RemovedOne);
             }

@@ -669,9 +669,7 @@ impl History {
     pub(crate) fn reap(&self) {
         let paths = self.lock().manifest.reapable();
         for p in paths {
-            if let Err(e) = files::remove(&p) {
-                log::warn!("history: removing {}: {e}", p.display());
-            }
+            remove_unlisted(&p);
         }
     }
 
@@ -733,6 +731,18 @@ impl History {
                 epoch,
             },
         })
+    }
+}
+
+/// Deletes a file that left the manifest. One that cannot be deleted is
+/// told and left: the others go on (the next start deletes it, as
+/// superseded by the file that replaced it).
+fn remove_unlisted(path: &std::path::Path) {
+    if let Err(e) = files::remove(path) {
+        log::warn!(
+            "history: removing {} (left for the next start): {e}",
+            path.display()
+        );
     }
 }
 
