@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use super::History;
 use super::encode::FileSink;
-use super::files::{self, HistoryFile};
+use super::files::HistoryFile;
 use super::scan::{self, Merge, Range, Source};
 
 /// When and what compaction merges.
@@ -367,6 +367,7 @@ impl Drop for Compactor {
 mod tests {
     use std::path::Path;
 
+    use super::super::files;
     use super::*;
 
     fn file(dir: &str, lo: u64, hi: u64, bytes: u64) -> HistoryFile {
