@@ -1,4 +1,5 @@
-//! Services: each as flow-probe checks it, no VIP that is an endpoint's address,
+//! Services: each as flow-probe checks it, VIPs in the lab's ranges (lab
+//! traffic never leaves the machine) and none an endpoint's address,
 //! and traffic items with `to_service` that name a service, one of its ports and
 //! a VIP of their family.
 
@@ -7,6 +8,7 @@ use std::net::IpAddr;
 use cluster_spec::services::ServicesFile;
 
 use super::problem::{Problem, fail};
+use crate::addr;
 use crate::scenario::{Family, Scenario, TrafficSpec};
 
 /// Checks the scenario's services (as flow-probe would) and that no VIP is an
@@ -23,6 +25,13 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
             ("ipv6", svc.vip.ipv6.map(IpAddr::V6)),
         ] {
             let Some(vip) = vip else { continue };
+            let in_lab = match vip {
+                IpAddr::V4(a) => addr::check_v4(a),
+                IpAddr::V6(a) => addr::check_v6(a),
+            };
+            if let Err(problem) = in_lab {
+                return fail(format!("services[{i}].vip.{key}"), problem);
+            }
             let owner = s.endpoints.iter().find(|ep| {
                 ep.ipv4.map(IpAddr::V4) == Some(vip) || ep.ipv6.map(IpAddr::V6) == Some(vip)
             });
@@ -162,6 +171,26 @@ mod tests {
                 "  - {name: web, namespace: default, vip: {ipv4: 198.18.100.11}, ports: [{port: 0}]}\n"
             ),
             "scenario s.yaml: services[1].ports[0].port: must be between 1 and 65535"
+        );
+    }
+
+    /// A VIP outside the lab's ranges was taken: the socket LB answers it
+    /// only in the lab's cgroup, and anything else sent there (a process
+    /// outside the cgroup, a probe not yet started) went towards a real
+    /// address.
+    #[test]
+    fn a_vip_outside_the_lab_ranges_is_refused() {
+        assert_eq!(
+            err(
+                "  - {name: web, namespace: default, vip: {ipv4: 10.96.0.10}, ports: [{port: 80}]}\n"
+            ),
+            "scenario s.yaml: services[1].vip.ipv4: 10.96.0.10 is outside the lab range 198.18.0.0/15"
+        );
+        assert_eq!(
+            err(
+                "  - {name: web, namespace: default, vip: {ipv6: \"fd00::10\"}, ports: [{port: 80}]}\n"
+            ),
+            "scenario s.yaml: services[1].vip.ipv6: fd00::10 is outside the lab range fd42::/16"
         );
     }
 }
