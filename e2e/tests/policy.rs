@@ -1167,6 +1167,14 @@ traffic:
     later.extend(db4.octets());
     later.extend([0; 8]);
     send_raw(&api.netns, IpAddr::V4(db4), later);
+    // A later fragment of GRE (47), whose first was not sent either: GRE has
+    // no ports, so the fragment has its whole key and is judged by it, as
+    // before fragments were tracked: denied by policy.
+    let mut gre = vec![0x45, 0, 0, 28, 0x12, 0x36, 0, 1, 64, 47, 0, 0];
+    gre.extend(api4.octets());
+    gre.extend(db4.octets());
+    gre.extend([0; 8]);
+    send_raw(&api.netns, IpAddr::V4(db4), gre);
     // IPv6: five destination options headers (8 bytes each, PadN), then a SYN.
     let syn = tcp_syn(41_001, 22);
     let mut packet = vec![0x60, 0, 0, 0];
@@ -1197,11 +1205,12 @@ traffic:
     };
     let flows = env
         .wait_for("the unreadable packets and the fragment dropped", |f| {
-            drops(f, v4.src_ip, v4.dst_ip).len() == 2 && !drops(f, v6.src_ip, v6.dst_ip).is_empty()
+            drops(f, v4.src_ip, v4.dst_ip).len() == 4 && !drops(f, v6.src_ip, v6.dst_ip).is_empty()
         })
         .await;
     // A Drop has no observation point, as Hubble's drops.
     let to_endpoint = TraceObservationPoint::UnknownPoint as i32;
+    let denied = DropReason::PolicyDenied as i32;
     assert_eq!(
         drops(&flows, v4.src_ip, v4.dst_ip),
         [
@@ -1217,6 +1226,9 @@ traffic:
                 to_endpoint,
                 db_veth.clone()
             ),
+            // The GRE fragment: the policy's verdict, then the drop.
+            (denied, Some((5, 0)), to_endpoint, db_veth.clone()),
+            (denied, Some((1, 133)), to_endpoint, db_veth.clone()),
         ]
     );
     assert_eq!(
@@ -1305,6 +1317,22 @@ policies:
         assert_eq!((len, from.port()), (3000, sport), "to {ip}");
         sports.push(u32::from(sport));
     }
+    // From the review of the first version: IPv6 allows extension headers
+    // after the fragment header, which hide the protocol from the later
+    // fragments; their record was keyed by it, missed, and the datagram
+    // was dropped. Two fragments, sent raw: a destination options header
+    // and UDP 41002 → 5353 in the first, the rest of the data in the second.
+    let IpAddr::V6(db6) = db_ips[1] else { panic!() };
+    let data = *b"sixteen bytes!!!";
+    for fragment in ipv6_udp_in_two_fragments(api.ipv6, db6, 41_002, 5353, data) {
+        send_raw(&api.netns, IpAddr::V6(db6), fragment);
+    }
+    let mut buf = [0u8; 64];
+    let (len, from) = receivers[1]
+        .recv_from(&mut buf)
+        .expect("the datagram behind options arrived");
+    assert_eq!((&buf[..len], from.port()), (&data[..], 41_002));
+    sports.push(41_002);
 
     // db's veth's reports of each datagram's flow: (packets, bytes) from api.
     let db_veth = db.host_interface.clone();
@@ -1318,7 +1346,7 @@ policies:
             .collect()
     };
     let flows = env
-        .wait_for("both datagrams' reports at db's veth", |f| {
+        .wait_for("the datagrams' reports at db's veth", |f| {
             sports.iter().all(|&s| !reported(f, s).is_empty())
         })
         .await;
@@ -1328,10 +1356,65 @@ policies:
     // 1,510 + 174.
     assert_eq!(reported(&flows, sports[0])[0], (3, 3110), "IPv4");
     assert_eq!(reported(&flows, sports[1])[0], (3, 3194), "IPv6");
+    // 14 + 40 + 8 + 8 + 8 (the headers) and 14 + 40 + 8 + 16 (the data).
+    assert_eq!(reported(&flows, 41_002)[0], (2, 156), "IPv6 behind options");
     let dropped: Vec<_> = flows
         .iter()
         .filter(|f| f.verdict == Verdict::Dropped as i32)
         .map(observe_cli::flows::output::flow_line)
         .collect();
     assert_eq!(dropped, Vec::<String>::new(), "nothing dropped");
+}
+
+/// A UDP datagram `sport` → `dport` carrying `data`, as two raw IPv6
+/// fragments: the first holds a fragment header, a destination options
+/// header (PadN) and the UDP header, the second the data.
+fn ipv6_udp_in_two_fragments(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    data: [u8; 16],
+) -> [Vec<u8>; 2] {
+    let udp_len = 8 + data.len() as u16;
+    // The checksum over IPv6's pseudo-header, the UDP header and the data.
+    let mut summed = [src.octets(), dst.octets()].concat();
+    summed.extend([0, 0].iter().chain(&udp_len.to_be_bytes()));
+    summed.extend([0, 0, 0, 17]);
+    let header = |checksum: u16| {
+        [sport, dport, udp_len, checksum]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect::<Vec<_>>()
+    };
+    summed.extend(header(0));
+    summed.extend(data);
+    let sum = summed
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+    let ip = |payload_len: usize| {
+        let mut h = vec![0x60, 0, 0, 0];
+        h.extend((payload_len as u16).to_be_bytes());
+        h.extend([44, 64]);
+        h.extend(src.octets());
+        h.extend(dst.octets());
+        h
+    };
+    let id = [0x5e, 0xed, 0x00, 0x01];
+    // Fragment header: next header 60, offset 0, more to come.
+    let mut first_payload = vec![60, 0, 0, 1];
+    first_payload.extend(id);
+    first_payload.extend([17, 0, 1, 4, 0, 0, 0, 0]);
+    first_payload.extend(header(checksum));
+    // The offset of the second: the 16 bytes of options and UDP header.
+    let mut second_payload = vec![60, 0, 0, 16];
+    second_payload.extend(id);
+    second_payload.extend(data);
+    [
+        [ip(first_payload.len()), first_payload].concat(),
+        [ip(second_payload.len()), second_payload].concat(),
+    ]
 }

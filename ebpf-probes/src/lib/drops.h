@@ -182,6 +182,9 @@ static __always_inline int skb_flow_key(struct sk_buff *skb, struct drop_info *i
 		info->key.proto = ip.protocol;
 		__builtin_memcpy(info->key.saddr, &ip.saddr, 4);
 		__builtin_memcpy(info->key.daddr, &ip.daddr, 4);
+		/* A later fragment holds data where the ports would be. */
+		if (ip.frag_off & bpf_htons(0x1fff))
+			return 0;
 		l4_off = nh + ip.ihl * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr ip6;

@@ -97,20 +97,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } CT6 SEC(".maps");
 
-/* A datagram in fragments: its addresses, protocol and identification. */
+/* A datagram in fragments: what its reassembly goes by. IPv4: addresses,
+ * protocol and identification; IPv6: addresses and identification only (an
+ * extension header after the fragment header hides the protocol from the
+ * later fragments). */
 struct frag_key {
 	__u32 saddr[4]; /* IPv4: the first word only */
 	__u32 daddr[4];
 	__u32 id;       /* as on the wire (IPv4's 16 bits, IPv6's 32) */
-	__u8 proto;
+	__u8 proto;     /* IPv4's; 0 for IPv6 */
 	__u8 family;
 	__u8 _pad[2];
 };
 
-/* Its first fragment's ports (struct pkt's sport and dport). */
+/* What its first fragment's L4 header said (struct pkt's fields). */
 struct frag_ports {
 	__u16 sport;
 	__u16 dport;
+	__u8 proto;
+	__u8 _pad[3];
 };
 
 /* The ports of datagrams whose first fragment was seen, for the later
