@@ -409,7 +409,7 @@ async fn a_gso_packet_counts_as_its_segments() {
             .filter(|f| test_support::flows::ports(f) == Some((sport, 8080)))
             .filter_map(|f| f.volume.filter(|v| v.report))
             .map(|v| (v.fwd_packets, v.rev_packets))
-            .last()
+            .next_back()
     };
     let stacks = || {
         (

@@ -577,7 +577,6 @@ static __always_inline int reopens(struct flow_stats *st, const struct sighting 
 	       st->syn_seq[2] != (__u8)(seq >> 16);
 }
 
-/* Counts a packet from `side`; returns that side's packets so far. */
 /* Adds the packet to what `side` has sent; returns the packets it had sent
  * before. */
 static __always_inline __u64 count(struct flow_stats *st, __u8 side, const struct pkt *p)
