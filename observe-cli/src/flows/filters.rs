@@ -130,9 +130,9 @@ pub struct FilterArgs {
     /// Destination cluster name (exact).
     #[arg(long = "to-cluster")]
     pub to_cluster: Vec<String>,
-    /// Flows observed in these clusters, as Hubble's: the cluster part of
-    /// the node name (`cluster/node`; a node without one is in `default`),
-    /// globs allowed (`prod-*`).
+    /// Source or destination cluster name (exact), as Hubble's: a flow
+    /// with either end in the cluster (a pod of a probe without a cluster
+    /// name is in `default`).
     #[arg(long = "cluster")]
     pub cluster: Vec<String>,
     /// Source DNS name, a glob such as `*.example.com`, matched against a
@@ -696,16 +696,12 @@ fn first_value(a: &FilterArgs, flag: &str) -> Option<Option<String>> {
     values.first().cloned().map(Some)
 }
 
-/// [`SAME_END`]'s pairs, and `--cluster` beside `--node-name` (both are
-/// node names: they would OR where flags of different kinds AND).
+/// [`SAME_END`]'s pairs.
 fn check_same_end(a: &FilterArgs) -> Result<(), FlagError> {
     let same_end = "an end of a flow is named by its address, its DNS name, or its pod and \
                     namespace, not two of these (as in Hubble); use --from-* for one end and \
                     --to-* for the other";
-    let nodes = "--cluster C selects the nodes named C/*; give the node with its cluster \
-                 instead (--node-name C/NODE)";
-    let groups = SAME_END.iter().map(|g| (*g, same_end));
-    for (group, why) in groups.chain([(&["node-name", "cluster"][..], nodes)]) {
+    for (group, why) in SAME_END.iter().map(|g| (*g, same_end)) {
         let mut given = group
             .iter()
             .filter_map(|f| first_value(a, f).map(|v| (*f, v)));
@@ -813,10 +809,7 @@ impl FilterArgs {
                 .map(|v| parse_event_type(v))
                 .collect::<Result<_, _>>()?,
             protocol: self.protocol.clone(),
-            // `cluster/`: every node of the cluster.
-            node_name: (self.node_name.iter().cloned())
-                .chain(self.cluster.iter().map(|c| format!("{c}/")))
-                .collect(),
+            node_name: self.node_name.clone(),
             node_labels: self.node_label.clone(),
             source_cluster_name: self.from_cluster.clone(),
             destination_cluster_name: self.to_cluster.clone(),
@@ -895,6 +888,7 @@ impl FilterArgs {
             &self.workload,
             &self.identity,
             &self.fqdn,
+            &self.cluster,
         ];
         let mut variants = if neutral.iter().all(|v| v.is_empty()) {
             vec![base]
@@ -918,6 +912,10 @@ impl FilterArgs {
             to.destination_identity.extend(identities);
             from.source_fqdn.extend(self.fqdn.iter().cloned());
             to.destination_fqdn.extend(self.fqdn.iter().cloned());
+            from.source_cluster_name
+                .extend(self.cluster.iter().cloned());
+            to.destination_cluster_name
+                .extend(self.cluster.iter().cloned());
             in_namespaces(&mut from, Side::Source, &namespace, "namespace")?;
             in_namespaces(&mut to, Side::Destination, &namespace, "namespace")?;
             vec![from, to]
@@ -1046,33 +1044,35 @@ mod tests {
                 ..Default::default()
             }]
         );
-        // --cluster names where the flow was seen, as Hubble's: the
-        // cluster part of the node name.
+        // --cluster is either end's cluster, as Hubble's (it had named
+        // where the flow was seen, the nodes `east/*`, as an older Hubble
+        // did, and refused --node-name beside it).
         let w = args(|a| {
-            a.cluster = vec!["east".into(), "prod-*".into()];
+            a.cluster = vec!["east".into()];
+            a.node_name = vec!["node1".into()];
             a.to_port = vec!["53".into()];
         })
         .whitelist()
         .unwrap();
+        let seen = FlowFilter {
+            node_name: vec!["node1".into()],
+            destination_port: vec!["53".into()],
+            ..Default::default()
+        };
         assert_eq!(
             w,
-            [FlowFilter {
-                node_name: vec!["east/".into(), "prod-*/".into()],
-                destination_port: vec!["53".into()],
-                ..Default::default()
-            }]
+            [
+                FlowFilter {
+                    source_cluster_name: vec!["east".into()],
+                    ..seen.clone()
+                },
+                FlowFilter {
+                    destination_cluster_name: vec!["east".into()],
+                    ..seen
+                }
+            ]
         );
         let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
-        // Beside --node-name it would OR with it (one field), so Hubble
-        // refuses the pair.
-        assert_eq!(
-            refused(|a| {
-                a.node_name = vec!["node1".into()];
-                a.cluster = vec!["east".into()];
-            }),
-            "--node-name \"node1\": cannot be combined with --cluster: --cluster C selects the \
-             nodes named C/*; give the node with its cluster instead (--node-name C/NODE)"
-        );
         assert_eq!(
             refused(|a| a.node_label = vec!["zone in (".into()]),
             refused(|a| a.label = vec!["zone in (".into()]).replacen("--label", "--node-label", 1)
