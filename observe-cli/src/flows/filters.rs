@@ -1,18 +1,17 @@
 //! `observe flows` filter flags → Hubble `FlowFilter`s, with Hubble's semantics:
 //! flags of different kinds are ANDed, repeated flags of one kind are ORed, and
 //! the direction-neutral flags (`--ip`, `--pod`, `--label`, `--port`,
-//! `--namespace`, `--service`, `--workload`, `--identity`, `--fqdn`) match
-//! either end:
+//! `--namespace`, `--service`, `--workload`, `--identity`, `--fqdn`,
+//! `--cluster`) match either end:
 //! the filter becomes a source variant and a destination variant, each with
 //! all of them on its side. Namespace flags place the pods and services of
 //! their side in the namespace (`-n other --pod client` is `other/client` at
 //! either end). Refused as Hubble refuses them: a neutral flag with a
 //! directional one for the same field, one end named both by address or DNS
-//! name and by pod or namespace, and `--cluster` (the nodes `C/*`) beside
-//! `--node-name`.
+//! name and by pod or namespace, and `--encrypted` with `--unencrypted`.
 
 use observer_proto::flow::{
-    DropReason, EventTypeFilter, FlowFilter, IpVersion, NetworkInterface, TcpFlags,
+    DropReason, EventTypeFilter, FlowFilter, HttpHeader, IpVersion, NetworkInterface, TcpFlags,
     TrafficDirection, Verdict, Workload,
 };
 use observer_proto::names::TRACE_SUB_TYPES;
@@ -158,9 +157,25 @@ pub struct FilterArgs {
     /// HTTP URL regular expression. No L7 is captured: matches no flow.
     #[arg(long = "http-url")]
     pub http_url: Vec<String>,
+    /// HTTP header `name:value`. No L7 is captured: matches no flow.
+    #[arg(long = "http-header")]
+    pub http_header: Vec<String>,
     /// Trace ID. No L7 is captured: matches no flow.
     #[arg(long = "trace-id")]
     pub trace_id: Vec<String>,
+    /// IP trace ID (of the IP option Cilium's tracing writes), above 0. No
+    /// datapath here writes one: matches no flow.
+    #[arg(long = "ip-trace-id")]
+    pub ip_trace_id: Vec<String>,
+    /// Source IP after source NAT (CIDR allowed).
+    #[arg(long = "snat-ip")]
+    pub snat_ip: Vec<String>,
+    /// Only flows whose packets were encrypted (IPsec, WireGuard).
+    #[arg(long = "encrypted")]
+    pub encrypted: bool,
+    /// Only flows whose packets were not encrypted.
+    #[arg(long = "unencrypted")]
+    pub unencrypted: bool,
     /// Drop reason, as Hubble names it: POLICY_DENIED, POLICY_DENY, ...
     #[arg(long = "drop-reason-desc")]
     pub drop_reason_desc: Vec<String>,
@@ -225,10 +240,11 @@ fn check_ips_and_labels(args: &FilterArgs) -> Result<(), FlagError> {
         ..Default::default()
     };
     type OneEntry<'a> = &'a dyn Fn(&str) -> FlowFilter;
-    let flags: [(&'static str, &Vec<String>, OneEntry); 7] = [
+    let flags: [(&'static str, &Vec<String>, OneEntry); 8] = [
         ("from-ip", &args.from_ip, &ip),
         ("to-ip", &args.to_ip, &ip),
         ("ip", &args.ip, &ip),
+        ("snat-ip", &args.snat_ip, &ip),
         ("from-label", &args.from_label, &label),
         ("to-label", &args.to_label, &label),
         ("label", &args.label, &label),
@@ -367,6 +383,25 @@ fn parse_drop_reason(v: &str) -> Result<i32, FlagError> {
 }
 
 /// Parses every value of `flag` with `parse`.
+/// `name:value`, as Hubble's `--http-header` takes it.
+fn parse_http_header(flag: &'static str, v: &str) -> Result<HttpHeader, FlagError> {
+    match v.split_once(':') {
+        Some((key, value)) if !key.is_empty() => Ok(HttpHeader {
+            key: key.to_string(),
+            value: value.to_string(),
+        }),
+        _ => Err(bad(flag, v, "expected name:value, e.g. x-request-id:42")),
+    }
+}
+
+/// A number above 0, as Hubble's `--ip-trace-id` takes it.
+fn parse_ip_trace_id(flag: &'static str, v: &str) -> Result<u64, FlagError> {
+    match v.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(bad(flag, v, "expected a number above 0")),
+    }
+}
+
 fn each<T>(
     flag: &'static str,
     values: &[String],
@@ -787,6 +822,13 @@ impl FilterArgs {
             "expected a cluster name",
         )?;
         check_ips_and_labels(self)?;
+        if self.encrypted && self.unencrypted {
+            return Err(FlagError {
+                flag: "encrypted",
+                value: None,
+                problem: "cannot be combined with --unencrypted: a flow is one or the other".into(),
+            });
+        }
         let mut base = FlowFilter {
             verdict: self
                 .verdict
@@ -819,7 +861,14 @@ impl FilterArgs {
             http_method: self.http_method.clone(),
             http_path: self.http_path.clone(),
             http_url: self.http_url.clone(),
+            http_header: each("http-header", &self.http_header, parse_http_header)?,
             trace_id: self.trace_id.clone(),
+            ip_trace_id: each("ip-trace-id", &self.ip_trace_id, parse_ip_trace_id)?,
+            source_ip_xlated: self.snat_ip.clone(),
+            encrypted: [(self.encrypted, true), (self.unencrypted, false)]
+                .into_iter()
+                .filter_map(|(given, wanted)| given.then_some(wanted))
+                .collect(),
             source_ip: self.from_ip.clone(),
             destination_ip: self.to_ip.clone(),
             source_pod: self.from_pod.clone(),
@@ -999,7 +1048,9 @@ mod tests {
             a.http_method = vec!["get".into()];
             a.http_path = vec!["/api".into()];
             a.http_url = vec!["http://api".into()];
+            a.http_header = vec!["x-request-id:4:2".into()];
             a.trace_id = vec!["abc".into()];
+            a.ip_trace_id = vec!["7".into()];
         })
         .whitelist()
         .unwrap();
@@ -1010,11 +1061,25 @@ mod tests {
                 http_method: vec!["get".into()],
                 http_path: vec!["/api".into()],
                 http_url: vec!["http://api".into()],
+                http_header: vec![HttpHeader {
+                    key: "x-request-id".into(),
+                    value: "4:2".into()
+                }],
                 trace_id: vec!["abc".into()],
+                ip_trace_id: vec![7],
                 ..Default::default()
             }]
         );
         assert!(!compile(&l7, &[]).unwrap().matches(&to_api));
+        let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
+        assert_eq!(
+            refused(|a| a.http_header = vec!["x-request-id".into()]),
+            "--http-header \"x-request-id\": expected name:value, e.g. x-request-id:42"
+        );
+        assert_eq!(
+            refused(|a| a.ip_trace_id = vec!["0".into()]),
+            "--ip-trace-id \"0\": expected a number above 0"
+        );
         let both = args(|a| {
             a.fqdn = vec!["a".into()];
             a.from_fqdn = vec!["b".into()];
@@ -1084,6 +1149,51 @@ mod tests {
         assert_eq!(
             refused(|a| a.cluster = vec!["east/node1".into()]),
             "--cluster \"east/node1\": expected a cluster name"
+        );
+    }
+
+    /// Hubble's --snat-ip and --encrypted/--unencrypted were missing (clap
+    /// stopped at them); the server matched both fields already.
+    #[test]
+    fn snat_ip_and_encryption_flags_as_hubble_has_them() {
+        use observer_runtime::filter::compile;
+        let w = args(|a| {
+            a.snat_ip = vec!["198.18.0.0/24".into()];
+            a.unencrypted = true;
+        })
+        .whitelist()
+        .unwrap();
+        assert_eq!(
+            w,
+            [FlowFilter {
+                source_ip_xlated: vec!["198.18.0.0/24".into()],
+                encrypted: vec![false],
+                ..Default::default()
+            }]
+        );
+        let flow = |xlated: &str, encrypted: bool| observer_proto::flow::Flow {
+            ip: Some(observer_proto::flow::Ip {
+                source_xlated: xlated.into(),
+                encrypted,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let filter = compile(&w, &[]).unwrap();
+        assert!(filter.matches(&flow("198.18.0.7", false)));
+        assert!(!filter.matches(&flow("198.18.1.7", false)));
+        assert!(!filter.matches(&flow("198.18.0.7", true)));
+        let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
+        assert_eq!(
+            refused(|a| a.snat_ip = vec!["nat".into()]),
+            "--snat-ip \"nat\": not an IP address or CIDR"
+        );
+        assert_eq!(
+            refused(|a| {
+                a.encrypted = true;
+                a.unencrypted = true;
+            }),
+            "--encrypted: cannot be combined with --unencrypted: a flow is one or the other"
         );
     }
 

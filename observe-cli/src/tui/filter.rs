@@ -144,7 +144,12 @@ pub fn describe(args: &FilterArgs) -> String {
         http_method,
         http_path,
         http_url,
+        http_header,
         trace_id,
+        ip_trace_id,
+        snat_ip,
+        encrypted,
+        unencrypted,
         drop_reason_desc,
         interface,
         uuid,
@@ -156,7 +161,7 @@ pub fn describe(args: &FilterArgs) -> String {
         from_all_namespaces,
         to_all_namespaces,
     } = args;
-    let lists: [(&str, &Vec<String>); 46] = [
+    let lists: [(&str, &Vec<String>); 49] = [
         ("from-ip", from_ip),
         ("to-ip", to_ip),
         ("ip", ip),
@@ -197,7 +202,10 @@ pub fn describe(args: &FilterArgs) -> String {
         ("http-method", http_method),
         ("http-path", http_path),
         ("http-url", http_url),
+        ("http-header", http_header),
         ("trace-id", trace_id),
+        ("ip-trace-id", ip_trace_id),
+        ("snat-ip", snat_ip),
         ("drop-reason-desc", drop_reason_desc),
         ("interface", interface),
         ("uuid", uuid),
@@ -221,6 +229,8 @@ pub fn describe(args: &FilterArgs) -> String {
         (all_namespaces, "-A"),
         (from_all_namespaces, "--from-all-namespaces"),
         (to_all_namespaces, "--to-all-namespaces"),
+        (encrypted, "--encrypted"),
+        (unencrypted, "--unencrypted"),
     ] {
         if *on {
             words.push(switch.into());
