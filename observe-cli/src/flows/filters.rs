@@ -383,6 +383,46 @@ fn parse_drop_reason(v: &str) -> Result<i32, FlagError> {
 }
 
 /// Parses every value of `flag` with `parse`.
+/// A pod of a namespace and a service of another at the same end select no
+/// flow (both must hold): refused, as Hubble refuses them (a service without
+/// a namespace too, beside a pod with one).
+fn check_pod_and_service_namespaces(a: &FilterArgs) -> Result<(), FlagError> {
+    let ends = [
+        (
+            [("from-pod", &a.from_pod), ("pod", &a.pod)],
+            [("from-service", &a.from_service), ("service", &a.service)],
+        ),
+        (
+            [("to-pod", &a.to_pod), ("pod", &a.pod)],
+            [("to-service", &a.to_service), ("service", &a.service)],
+        ),
+    ];
+    fn namespace(name: &str) -> &str {
+        name.split_once('/').map_or("", |(ns, _)| ns)
+    }
+    for (pods, services) in ends {
+        for (pod_flag, pods) in pods {
+            for pod in pods.iter().filter(|p| !namespace(p).is_empty()) {
+                let other = services
+                    .iter()
+                    .flat_map(|(flag, svcs)| svcs.iter().map(move |s| (*flag, s)))
+                    .find(|(_, svc)| namespace(svc) != namespace(pod));
+                if let Some((svc_flag, svc)) = other {
+                    return Err(bad(
+                        pod_flag,
+                        pod,
+                        &format!(
+                            "its namespace is not that of --{svc_flag} {svc:?}: a flow's end \
+                             is in one namespace (as in Hubble)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `name:value`, as Hubble's `--http-header` takes it.
 fn parse_http_header(flag: &'static str, v: &str) -> Result<HttpHeader, FlagError> {
     match v.split_once(':') {
@@ -822,6 +862,7 @@ impl FilterArgs {
             "expected a cluster name",
         )?;
         check_ips_and_labels(self)?;
+        check_pod_and_service_namespaces(self)?;
         if self.encrypted && self.unencrypted {
             return Err(FlagError {
                 flag: "encrypted",
@@ -1150,6 +1191,42 @@ mod tests {
             refused(|a| a.cluster = vec!["east/node1".into()]),
             "--cluster \"east/node1\": expected a cluster name"
         );
+    }
+
+    /// From the review against Hubble: a pod of one namespace and a service
+    /// of another at one end were taken, and selected nothing.
+    #[test]
+    fn a_pod_and_a_service_of_two_namespaces_at_one_end_are_refused() {
+        let refused = |f: fn(&mut FilterArgs)| args(f).whitelist().unwrap_err().to_string();
+        assert_eq!(
+            refused(|a| {
+                a.from_service = vec!["cilium/foo".into()];
+                a.from_pod = vec!["kube-system/hubble".into()];
+            }),
+            "--from-pod \"kube-system/hubble\": its namespace is not that of --from-service \
+             \"cilium/foo\": a flow's end is in one namespace (as in Hubble)"
+        );
+        assert_eq!(
+            refused(|a| {
+                a.pod = vec!["default/api".into()];
+                a.to_service = vec!["db".into()];
+            }),
+            "--pod \"default/api\": its namespace is not that of --to-service \"db\": a \
+             flow's end is in one namespace (as in Hubble)"
+        );
+        // One namespace, or the two ends apart: taken.
+        for ok in [
+            args(|a| {
+                a.from_service = vec!["default/api".into()];
+                a.from_pod = vec!["default/api-1".into()];
+            }),
+            args(|a| {
+                a.from_pod = vec!["kube-system/hubble".into()];
+                a.to_service = vec!["default/api".into()];
+            }),
+        ] {
+            assert!(ok.whitelist().is_ok(), "{ok:?}");
+        }
     }
 
     /// Hubble's --snat-ip and --encrypted/--unencrypted were missing (clap
