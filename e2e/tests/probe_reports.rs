@@ -402,15 +402,15 @@ async fn a_gso_packet_counts_as_its_segments() {
 
     let b_veth = b.host_interface.clone();
     let b_netns = b.netns.clone();
-    let counted = |flows: &[Flow]| -> Option<(u64, u64)> {
+    let reported = |flows: &[Flow]| {
         flows
             .iter()
             .filter(|f| f.interface.as_ref().is_some_and(|i| i.name == b_veth))
             .filter(|f| test_support::flows::ports(f) == Some((sport, 8080)))
             .filter_map(|f| f.volume.filter(|v| v.report))
-            .map(|v| (v.fwd_packets, v.rev_packets))
             .next_back()
     };
+    let counted = |flows: &[Flow]| reported(flows).map(|v| (v.fwd_packets, v.rev_packets));
     let stacks = || {
         (
             tcp_segments_sent(&a_netns) - sent_before[0],
@@ -427,5 +427,11 @@ async fn a_gso_packet_counts_as_its_segments() {
     // 4 MiB in segments of at most 1,448 bytes (MSS 1,460 less timestamps).
     assert!(from_a > (SENT / 1448) as u64, "{from_a} packets from a");
     assert_eq!((from_a, from_b), stacks());
+    // And bytes as on the wire: each segment with its headers (Ethernet,
+    // IPv4, TCP with timestamps: 66 bytes; the SYN's options 8 more).
+    assert_eq!(
+        reported(&flows).unwrap().fwd_bytes,
+        SENT as u64 + 74 + 66 * (from_a - 1)
+    );
     drop((client, server));
 }

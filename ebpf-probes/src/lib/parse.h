@@ -33,6 +33,7 @@ struct pkt {
 	__u8 unreadable;  /* enum unreadable: why its L4 header could not be read */
 	__u16 segs;       /* the packets it stands for: a GSO packet's segments, else 1 */
 	__u32 frag_id;    /* a fragment's datagram identification (as on the wire) */
+	__u16 hdr_len;    /* a GSO packet's headers, which each of its segments carries */
 };
 
 /* Where a packet stands in its datagram: only the first fragment carries
@@ -74,8 +75,10 @@ static __always_inline __u16 load_be16(const __u8 *b)
 	return bpf_ntohs(*(const __u16 *)b);
 }
 
-/* Fills ports and the L4 extras; returns 0 on success. */
-static __always_inline int parse_l4(const __u8 *l4, const void *end, struct pkt *p)
+/* Fills ports and the L4 extras; returns 0 on success. `frame` is where
+ * the packet starts. */
+static __always_inline int parse_l4(const void *frame, const __u8 *l4, const void *end,
+				    struct pkt *p)
 {
 	switch (p->proto) {
 	case IPPROTO_TCP:
@@ -87,12 +90,16 @@ static __always_inline int parse_l4(const __u8 *l4, const void *end, struct pkt 
 		/* Only a connection's opening SYN: the rest never read it. */
 		if ((p->tcp_flags & 0x12) == 0x02)
 			p->syn_seq = bpf_ntohl(*(const __u32 *)(l4 + 4));
+		if (p->segs > 1)
+			p->hdr_len = (const void *)l4 - frame + (l4[12] >> 4) * 4;
 		return 0;
 	case IPPROTO_UDP:
 		if ((const void *)(l4 + 4) > end)
 			return -1;
 		p->sport = load_be16(l4);
 		p->dport = load_be16(l4 + 2);
+		if (p->segs > 1)
+			p->hdr_len = (const void *)l4 - frame + 8;
 		return 0;
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6:
@@ -129,7 +136,7 @@ static __always_inline const struct iphdr *parse_ipv4(const void *data, const vo
 		p->frag = FRAG_FIRST;
 	}
 	/* Unreadable here, the caller pulls the packet and parses it again. */
-	if (parse_l4((const __u8 *)ip + ip->ihl * 4, end, p) < 0)
+	if (parse_l4(data, (const __u8 *)ip + ip->ihl * 4, end, p) < 0)
 		p->unreadable = UNREADABLE_L4;
 	return ip;
 }
@@ -181,7 +188,7 @@ static __always_inline const struct ipv6hdr *parse_ipv6(const void *data, const 
 	/* Its protocol would be an extension header's, its ports none. */
 	if (is_ipv6_ext(nexthdr))
 		p->unreadable = UNREADABLE_EXTHDRS;
-	else if (parse_l4(next, end, p) < 0)
+	else if (parse_l4(data, next, end, p) < 0)
 		p->unreadable = UNREADABLE_L4;
 	return ip6;
 }
