@@ -108,19 +108,7 @@ impl AgentEventQuery {
         if req.first && req.follow {
             return Err(RequestError::FirstWithFollow);
         }
-        for (name, t) in [("since", &req.since), ("until", &req.until)] {
-            if let Some(t) = t
-                && !(0..1_000_000_000).contains(&t.nanos)
-            {
-                return Err(RequestError::BadTimestamp(name, t.nanos));
-            }
-        }
-        let (since, until) = (req.since.as_ref().map(nanos), req.until.as_ref().map(nanos));
-        if let (Some(s), Some(u)) = (since, until)
-            && s > u
-        {
-            return Err(RequestError::SinceAfterUntil);
-        }
+        let (since, until) = crate::query::window(req.since.as_ref(), req.until.as_ref())?;
         Ok(AgentEventQuery {
             number: usize::try_from(req.number).unwrap_or(usize::MAX),
             first: req.first,

@@ -57,9 +57,41 @@ pub enum RequestError {
     /// Timestamp allows no other).
     #[error("{0}: nanos {1} is out of range (0 to 999999999)")]
     BadTimestamp(&'static str, i32),
+    /// A timestamp's seconds outside the years 1 to 9999 (protobuf's
+    /// Timestamp allows no other, and Hubble checks it).
+    #[error("{0}: {1} seconds is outside the years 0001 to 9999")]
+    TimestampOutOfRange(&'static str, i64),
     /// A field mask path names no Flow field.
     #[error(transparent)]
     FieldMask(#[from] FieldMaskError),
+}
+
+/// Seconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59Z, the range
+/// of protobuf's Timestamp.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// A request's `since` and `until` in nanoseconds, or why not: each a
+/// Timestamp protobuf allows, and not `since` after `until`.
+pub fn window(
+    since: Option<&prost_types::Timestamp>,
+    until: Option<&prost_types::Timestamp>,
+) -> Result<(Option<i128>, Option<i128>), RequestError> {
+    for (name, t) in [("since", since), ("until", until)] {
+        let Some(t) = t else { continue };
+        if !(0..1_000_000_000).contains(&t.nanos) {
+            return Err(RequestError::BadTimestamp(name, t.nanos));
+        }
+        if !TIMESTAMP_SECONDS.contains(&t.seconds) {
+            return Err(RequestError::TimestampOutOfRange(name, t.seconds));
+        }
+    }
+    let (since, until) = (since.map(nanos), until.map(nanos));
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err(RequestError::SinceAfterUntil);
+    }
+    Ok((since, until))
 }
 
 impl From<FilterError> for RequestError {
@@ -94,20 +126,7 @@ impl FlowQuery {
         let matcher = filter::compile(&req.whitelist, &req.blacklist)?;
         let paths = req.field_mask.as_ref().map_or(&[][..], |m| &m.paths[..]);
         let mask = FieldMask::parse(paths)?;
-        for (name, t) in [("since", &req.since), ("until", &req.until)] {
-            if let Some(t) = t
-                && !(0..1_000_000_000).contains(&t.nanos)
-            {
-                return Err(RequestError::BadTimestamp(name, t.nanos));
-            }
-        }
-        let since = req.since.as_ref().map(nanos);
-        let until = req.until.as_ref().map(nanos);
-        if let (Some(s), Some(u)) = (since, until)
-            && s > u
-        {
-            return Err(RequestError::SinceAfterUntil);
-        }
+        let (since, until) = window(req.since.as_ref(), req.until.as_ref())?;
         Ok(FlowQuery {
             matcher,
             number: usize::try_from(req.number).unwrap_or(usize::MAX),
@@ -516,6 +535,19 @@ mod tests {
                 format!("until: nanos {nanos} is out of range (0 to 999999999)")
             );
         }
+        // Past the year 9999 was taken: an empty answer, or a follow that
+        // waited for ever.
+        let far = GetFlowsRequest {
+            since: Some(prost_types::Timestamp {
+                seconds: 1_000_000_000_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            FlowQuery::parse(&far).unwrap_err().to_string(),
+            "since: 1000000000000000 seconds is outside the years 0001 to 9999"
+        );
         let bad_ip = GetFlowsRequest {
             whitelist: vec![FlowFilter {
                 source_ip: vec!["10.0.0.300".into()],
