@@ -846,11 +846,12 @@ impl FilterArgs {
                 ("to-service", &self.to_service),
                 ("service", &self.service),
             ],
+            // `/name`: that service in any namespace, as for pods.
             |v| match v.split_once('/') {
-                Some((ns, name)) => !ns.is_empty() && !name.is_empty() && !name.contains('/'),
+                Some((_, name)) => !name.is_empty() && !name.contains('/'),
                 None => !v.is_empty(),
             },
-            "expected [namespace/]name, e.g. default/api",
+            "expected [namespace/]name, e.g. default/api or /api",
         )?;
         check_values(
             [
@@ -1193,6 +1194,32 @@ mod tests {
         );
     }
 
+    /// `/api` is a service in any namespace, as it is a pod (and as `-A
+    /// --to-service api` asks for it): it was refused for services alone.
+    #[test]
+    fn a_service_in_any_namespace() {
+        use observer_runtime::filter::compile;
+        let w = args(|a| a.to_service = vec!["/api".into()])
+            .whitelist()
+            .unwrap();
+        assert_eq!(
+            w,
+            [FlowFilter {
+                destination_service: vec!["/api".into()],
+                ..Default::default()
+            }]
+        );
+        let to = |ns: &str| observer_proto::flow::Flow {
+            destination_service: Some(observer_proto::flow::Service {
+                name: "api".into(),
+                namespace: ns.into(),
+            }),
+            ..Default::default()
+        };
+        let filter = compile(&w, &[]).unwrap();
+        assert!(filter.matches(&to("shop")) && filter.matches(&to("default")));
+    }
+
     /// From the review against Hubble: a pod of one namespace and a service
     /// of another at one end were taken, and selected nothing.
     #[test]
@@ -1489,7 +1516,11 @@ mod tests {
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.service = vec!["a/b/c".into()]),
-                "--service \"a/b/c\": expected [namespace/]name, e.g. default/api",
+                "--service \"a/b/c\": expected [namespace/]name, e.g. default/api or /api",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.to_service = vec!["default/".into()]),
+                "--to-service \"default/\": expected [namespace/]name, e.g. default/api or /api",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.from_pod = vec!["/".into()]),
