@@ -1081,6 +1081,29 @@ async fn neighbour_discovery_leaves_no_pass_for_other_icmpv6() {
     assert_eq!(unreachable(&flows, frontend_ip, db_ip, true), []);
 }
 
+/// api and db, db taking `port` (`5432/TCP`) from api alone, then
+/// `traffic` (a `traffic:` list, or nothing).
+fn db_takes_api_on(port: &str, traffic: &str) -> Scenario {
+    let (port, protocol) = port.split_once('/').unwrap();
+    let yaml = format!(
+        r#"
+endpoints:
+  - {{name: api, namespace: default, labels: {{app: api}}}}
+  - {{name: db, namespace: default, labels: {{app: db}}}}
+policies:
+  - apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {{name: db-takes-api, namespace: default}}
+    spec:
+      endpointSelector: {{matchLabels: {{app: db}}}}
+      ingress:
+        - fromEndpoints: [{{matchLabels: {{app: api}}}}]
+          toPorts: [{{ports: [{{port: "{port}", protocol: {protocol}}}]}}]
+{traffic}"#
+    );
+    Scenario::parse(&yaml, "db-takes-api.yaml").expect("scenario parses")
+}
+
 /// Sends from `netns` one raw IP packet (its header written here: IPv4's
 /// checksum and length the kernel fills).
 fn send_raw(netns: &str, to: IpAddr, packet: Vec<u8>) {
@@ -1118,24 +1141,13 @@ fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
 /// Cilium's reason, no policy verdict (no rule was asked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packets_whose_ports_cannot_be_read_are_dropped_where_policy_applies() {
-    const UNREADABLE: &str = r#"
-endpoints:
-  - {name: api, namespace: default, labels: {app: api}}
-  - {name: db, namespace: default, labels: {app: db}}
-policies:
-  - apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: db-takes-api, namespace: default}
-    spec:
-      endpointSelector: {matchLabels: {app: db}}
-      ingress:
-        - fromEndpoints: [{matchLabels: {app: api}}]
-          toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-traffic:
+    let scenario = db_takes_api_on(
+        "5432/TCP",
+        "traffic:
   - {from: api, to: db, protocol: tcp, port: 5432}
   - {from: api, to: db, protocol: tcp, port: 5432, family: ipv6}
-"#;
-    let scenario = Scenario::parse(UNREADABLE, "unreadable.yaml").expect("scenario parses");
+",
+    );
     let env = e2e::start(&scenario, &[]);
     let api = env.lab.endpoint("api").unwrap();
     // At db's veth, where its ingress policy applies.
@@ -1286,21 +1298,7 @@ fn send_datagram(netns: &str, to: SocketAddr, len: usize) -> u16 {
 /// db's veth counts its three fragments in its flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_datagram_in_fragments_passes_to_its_allowed_port() {
-    const FRAGMENTS: &str = r#"
-endpoints:
-  - {name: api, namespace: default, labels: {app: api}}
-  - {name: db, namespace: default, labels: {app: db}}
-policies:
-  - apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: db-takes-api, namespace: default}
-    spec:
-      endpointSelector: {matchLabels: {app: db}}
-      ingress:
-        - fromEndpoints: [{matchLabels: {app: api}}]
-          toPorts: [{ports: [{port: "5353", protocol: UDP}]}]
-"#;
-    let scenario = Scenario::parse(FRAGMENTS, "fragments.yaml").expect("scenario parses");
+    let scenario = db_takes_api_on("5353/UDP", "");
     let env = e2e::start(&scenario, &["--report-interval", "1"]);
     let api = env.lab.endpoint("api").unwrap();
     let db = env.lab.endpoint("db").unwrap();
