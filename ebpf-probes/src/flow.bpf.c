@@ -57,7 +57,7 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 	p->len = skb->len;
 	/* A GSO packet (TSO from a local socket, GRO on receive) is several on
 	 * the wire, as the TCP stack's own counters count it; its bytes are
-	 * theirs too, each with its headers (added once parsed, below), as a
+	 * theirs too, each with its headers (wire_len, once parsed), as a
 	 * NIC's counters count a TSO send. */
 	p->segs = skb->gso_segs > 1 ? skb->gso_segs : 1;
 	s->ifindex = skb->ifindex;
@@ -73,8 +73,7 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 		}
 		if (!ip || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
-		if (p->segs > 1)
-			p->len += (p->segs - 1) * p->hdr_len;
+		wire_len(p);
 		if (p->frag && !p->unreadable)
 			datagram_ports4(p, ip);
 		s->side = key4(&k, ip, p, s->ifindex);
@@ -93,8 +92,7 @@ static __always_inline int observe_packet(struct sighting *s, struct pkt *p)
 		}
 		if (!ip6 || cost_stop == COST_STOP_PARSED)
 			return TC_ACT_UNSPEC;
-		if (p->segs > 1)
-			p->len += (p->segs - 1) * p->hdr_len;
+		wire_len(p);
 		if (p->frag && !p->unreadable)
 			datagram_ports6(p, ip6);
 		s->side = key6(&k, ip6, p, s->ifindex);

@@ -116,6 +116,14 @@ static __always_inline int parse_l4(const void *frame, const __u8 *l4, const voi
 	}
 }
 
+/* A GSO packet's bytes as its segments' on the wire: each but the first
+ * carries the headers again (p->hdr_len, from parse_l4). */
+static __always_inline void wire_len(struct pkt *p)
+{
+	if (p->segs > 1)
+		p->len += (p->segs - 1) * p->hdr_len;
+}
+
 /* The IPv4 header after Ethernet, or NULL; fills `p` from it and its L4 header. */
 static __always_inline const struct iphdr *parse_ipv4(const void *data, const void *end,
 						      struct pkt *p)
