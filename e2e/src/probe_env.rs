@@ -49,12 +49,15 @@ pub fn start_with(scenario: &Scenario, opts: &ProbeOptions) -> Env {
     test_support::require_root("it builds a lab of namespaces and loads eBPF");
     let state_dir =
         std::env::temp_dir().join(format!("observe-e2e-{}-{}", std::process::id(), unique()));
+    // Made first: a probe that fails to start (its log is in the folder)
+    // panics here, and the folder still goes.
+    let dir = RemoveDir(state_dir.clone());
     let mut lab = Lab::up(scenario, &LabOptions::with_state_dir(&state_dir)).expect("lab up");
     let probes = node_probes::start(&mut lab, opts).expect("flow-probe starts");
     Env {
         probe: probes[0].clone(),
         probes,
-        _dir: RemoveDir(state_dir.clone()),
+        _dir: dir,
         state_dir,
         lab,
     }
