@@ -99,6 +99,18 @@ fn client_in(netns: Option<&Path>, cgroup: &Path, action: &str, target: &str) ->
     stdout
 }
 
+/// The socket LB loaded into `scratch`'s cgroup (a small ring), and its
+/// service maps.
+fn load(scratch: &Scratch) -> (LoadedLb, ServiceMaps) {
+    let cfg = ProbeConfig {
+        ringbuf_bytes: 1 << 16,
+        ..ProbeConfig::default()
+    };
+    let mut lb = LoadedLb::start(&cfg, &scratch.pins, &scratch.cgroup).expect("sock_lb loads");
+    let maps = ServiceMaps::new(lb.take_maps().unwrap());
+    (lb, maps)
+}
+
 fn events_of(pins: &Path) -> RingBuf<MapData> {
     let data = MapData::from_pin(pins.join("EVENTS")).unwrap();
     RingBuf::try_from(Map::RingBuf(data)).unwrap()
@@ -162,14 +174,9 @@ fn connect_sendmsg_and_replies_are_translated_and_reported() {
         "svcs",
     )
     .unwrap();
-    let cfg = ProbeConfig {
-        ringbuf_bytes: 1 << 16,
-        ..ProbeConfig::default()
-    };
-    let mut lb = LoadedLb::start(&cfg, &scratch.pins, &scratch.cgroup).expect("sock_lb loads");
+    let (lb, mut maps) = load(&scratch);
     assert_eq!(lb.cgroup_id, cgroup_id(&scratch.cgroup).unwrap());
     assert!(!lb.adopted);
-    let mut maps = ServiceMaps::new(lb.take_maps().unwrap());
     let report = maps.sync(&compile(&services, &endpoints)).unwrap();
     assert_eq!((report.frontends, report.backends), (5, 4), "{report:?}");
     // A file past the frontend table (4,096) changes nothing: it filled
@@ -350,12 +357,7 @@ fn dual_stack_sockets_reach_ipv4_services_both_ways() {
         "svcs",
     )
     .unwrap();
-    let cfg = ProbeConfig {
-        ringbuf_bytes: 1 << 16,
-        ..ProbeConfig::default()
-    };
-    let mut lb = LoadedLb::start(&cfg, &scratch.pins, &scratch.cgroup).expect("sock_lb loads");
-    let mut maps = ServiceMaps::new(lb.take_maps().unwrap());
+    let (lb, mut maps) = load(&scratch);
     maps.sync(&compile(&services, &endpoints)).unwrap();
     let mut ring = events_of(&scratch.pins);
 
