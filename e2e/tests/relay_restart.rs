@@ -405,6 +405,88 @@ async fn flows_a_following_relay_fell_behind_on_are_counted_lost_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A probe's count of events its kernel ring dropped (a
+/// `PERF_EVENT_RING_BUFFER` record): those events never became flows, so
+/// history lacks them too. They are in history's losses at the record's
+/// time (`observe query` says they are missing) and GetFlows over history
+/// tells them once, though the ring holds the probe's record too. A
+/// restarted relay, sent the probe's buffer again with the record in it,
+/// does not count them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_probes_kernel_ring_dropped_are_missing_from_history_once() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("relay-kernel-lost");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Arc::new(FlowStore::new(64));
+    let base = now_nanos() - 60_000 * MS;
+    let at = |i: usize| base + i as i128 * 100 * MS;
+    for i in 1..=5 {
+        store.push(response(flow(i, at(i))));
+    }
+    // Stamped when the probe read the kernel's count.
+    let lost_at = at(5) + 50 * MS;
+    store.push(GetFlowsResponse {
+        node_name: "n1".into(),
+        time: Some(timestamp(lost_at)),
+        response_types: Some(ResponseTypes::LostEvents(LostEvent {
+            source: LostEventSource::PerfEventRingBuffer as i32,
+            num_events_lost: 9,
+            ..Default::default()
+        })),
+    });
+    for i in 6..=7 {
+        store.push(response(flow(i, at(i))));
+    }
+    let (addr, stop_probe) = probe(store.clone()).await;
+    // A ring of 3: the probe's record and the last two flows.
+    let cfg = RelayConfig {
+        ring_capacity: 3,
+        ..config(&dir, vec![addr])
+    };
+    let relay = RelayUnderTest::start_config(cfg.clone()).await;
+    wait_answer(&relay, COUNTS, &counts(7)).await;
+    let history = relay.state().sql().history().unwrap().clone();
+    assert_eq!(history.losses().since_start(), [("n1".to_string(), 9)]);
+    let missing = |h: &relay::history::History| -> Vec<(String, u64, i64)> {
+        h.losses()
+            .between(Some(base as i64), None)
+            .into_iter()
+            .map(|m| (m.node, m.flows, m.first_sec))
+            .collect()
+    };
+    let second = (lost_at / 1_000_000_000) as i64;
+    assert_eq!(missing(&history), [("n1".to_string(), 9, second)]);
+    wait_for_lost_record(&relay).await;
+    assert_eq!(
+        told(&relay.get_flows(GetFlowsRequest::default()).await),
+        (2, vec![(9, 0)]),
+        "the ring: the probe's record, without a first time"
+    );
+    let since_base = GetFlowsRequest {
+        since: Some(timestamp(base)),
+        ..Default::default()
+    };
+    // History tells its losses by whole seconds, within the range asked.
+    let told_once = (7, vec![(9, (i128::from(second) * 1_000_000_000).max(base))]);
+    assert_eq!(told(&relay.get_flows(since_base.clone()).await), told_once);
+    // Its history holds the folder's lock.
+    drop(history);
+    relay.shutdown().await;
+
+    // One more flow while the relay is down: when history has it, the
+    // restarted relay has read the probe's buffer past the record.
+    store.push(response(flow(8, at(8))));
+    let relay = RelayUnderTest::start_config(cfg).await;
+    wait_answer(&relay, COUNTS, &counts(8)).await;
+    let history = relay.state().sql().history().unwrap().clone();
+    assert!(history.losses().since_start().is_empty());
+    assert_eq!(missing(&history), [("n1".to_string(), 9, second)]);
+    let answer = relay.get_flows(since_base).await;
+    assert_eq!(told(&answer), (8, told_once.1));
+    relay.shutdown().await;
+    let _ = stop_probe.send(true);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Polls until the relay's ring holds a lost-event record (the merge holds
 /// it in its reorder window a while: no later flow of its node passes it).
 async fn wait_for_lost_record(relay: &RelayUnderTest) {

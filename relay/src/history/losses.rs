@@ -5,10 +5,16 @@
 //! between the flows read before and after: a span of seconds, whose whole
 //! count goes to every range that meets it.
 //!
+//! A probe's own count of events its kernel ring buffer dropped (a
+//! `PERF_EVENT_RING_BUFFER` record) is recorded at the second the probe
+//! stamped it: those events never became flows anywhere, so history lacks
+//! them too ([`Losses::record_probe_loss`]).
+//!
 //! Kept in `<dir>/losses.tsv` (node, second since the epoch, flows; a span:
 //! node, first second, last second, flows; the highest flow-probe flow
-//! number recorded lost: node, `newest`, the probe run, the number; one line
-//! each; a tab, line break or backslash in a node's name written as `\t`,
+//! number recorded lost: node, `newest`, the probe run, the number; the time
+//! of the newest probe record counted: node, `probe_lost`, ns since the
+//! epoch; one line each; a tab, line break or backslash in a node's name written as `\t`,
 //! `\n`, `\r`, `\\`), rewritten through a temporary file when it changed,
 //! and read back at start: a restarted relay still knows what its files
 //! lack. Seconds older than retention are forgotten with the files.
@@ -86,6 +92,9 @@ struct Inner {
     carried: BTreeMap<String, Carried>,
     /// node → flows lost since this start (the metric).
     since_start: BTreeMap<String, u64>,
+    /// node → the time of the newest probe record of dropped events counted:
+    /// a restarted relay is sent the probe's buffer again.
+    probe_lost: BTreeMap<String, i64>,
     dirty: bool,
 }
 
@@ -117,6 +126,9 @@ pub(super) fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str)
 
 /// The second field of a line that gives a node's newest lost flow.
 const NEWEST: &str = "newest";
+/// The second field of a line that gives the time of a node's newest probe
+/// record of dropped events counted.
+const PROBE_LOST: &str = "probe_lost";
 
 /// A line of the file.
 enum Line {
@@ -124,6 +136,8 @@ enum Line {
     Lost(String, i64, i64, u64),
     /// node, the newest lost flow's probe run and number.
     Newest(String, (u64, u64)),
+    /// node, the time of the newest probe record counted.
+    ProbeLost(String, i64),
 }
 
 /// Takes one from `secs[sec]` (removing it at 0): false when there is none.
@@ -165,6 +179,10 @@ impl Losses {
                                 .is_none()
                                 .then_some(Line::Newest(node, (run, number)));
                         }
+                        if line.split('\t').nth(1) == Some(PROBE_LOST) {
+                            let time = f.nth(1)?.parse().ok()?;
+                            return f.next().is_none().then_some(Line::ProbeLost(node, time));
+                        }
                         let nums: Vec<i64> = f.map(|n| n.parse().ok()).collect::<Option<_>>()?;
                         match nums[..] {
                             [sec, n] if n >= 0 => Some(Line::Lost(node, sec, sec, n as u64)),
@@ -177,6 +195,9 @@ impl Losses {
                     match parsed {
                         Some(Line::Newest(node, newest)) => {
                             inner.newest.insert(node, newest);
+                        }
+                        Some(Line::ProbeLost(node, time)) => {
+                            inner.probe_lost.insert(node, time);
                         }
                         Some(Line::Lost(node, first, last, n)) => {
                             let at = inner.by_node.entry(node).or_default();
@@ -307,6 +328,24 @@ impl Losses {
         inner.dirty = true;
     }
 
+    /// `n` events of `node` its probe's kernel ring dropped, as the probe's
+    /// record stamped at `time` (ns since the epoch) says: recorded at that
+    /// second unless a record of that node at or after `time` was (the same
+    /// record, sent again to a restarted relay). Returns whether it was
+    /// recorded.
+    pub fn record_probe_loss(&self, node: &str, time: i64, n: u64) -> bool {
+        {
+            let mut inner = self.lock();
+            let newest = entry(&mut inner.probe_lost, node);
+            if *newest >= time {
+                return false;
+            }
+            *newest = time;
+        }
+        self.record(node, time, n);
+        true
+    }
+
     /// Flows lost per node since this start.
     pub fn since_start(&self) -> Vec<(String, u64)> {
         self.lock()
@@ -372,6 +411,9 @@ impl Losses {
             }
             inner.dirty = false;
             let mut text = String::new();
+            for (node, time) in &inner.probe_lost {
+                text.push_str(&format!("{}\t{PROBE_LOST}\t{time}\n", tsv::field(node)));
+            }
             for (node, losses) in &inner.by_node {
                 if let Some((run, number)) = inner.newest.get(node) {
                     text.push_str(&format!(
@@ -485,6 +527,38 @@ mod tests {
             .collect();
         want.sort();
         assert_eq!(got, want);
+    }
+
+    /// A probe's record of events its kernel ring dropped is counted once:
+    /// a restarted relay is sent the probe's buffer again, that record in it.
+    #[test]
+    fn a_probe_record_of_dropped_events_counts_once_across_a_restart() {
+        let dir = test_support::scratch::ScratchDir::new("history-loss-probe");
+        let l = Losses::open(dir.path()).unwrap();
+        assert!(l.record_probe_loss("n1", 10 * S + 5, 9));
+        assert!(!l.record_probe_loss("n1", 10 * S + 5, 9), "the same record");
+        assert!(l.record_probe_loss("n2", 10 * S + 5, 1), "another node's");
+        assert!(l.record_probe_loss("n1", 12 * S, 4));
+        assert_eq!(l.total_since_start(), 14);
+        l.save().unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert_eq!(
+            text,
+            "n1\tprobe_lost\t12000000000\nn2\tprobe_lost\t10000000005\n\
+             n1\t10\t9\nn1\t12\t4\nn2\t10\t1\n"
+        );
+
+        let again = Losses::open(dir.path()).unwrap();
+        assert!(!again.record_probe_loss("n1", 10 * S + 5, 9));
+        assert!(!again.record_probe_loss("n1", 12 * S, 4));
+        assert!(again.record_probe_loss("n1", 13 * S, 2));
+        let got: Vec<(String, u64)> = again
+            .between(Some(0), Some(20 * S))
+            .into_iter()
+            .map(|m| (m.node, m.flows))
+            .collect();
+        assert_eq!(got, [("n1".to_string(), 15), ("n2".to_string(), 1)]);
+        assert_eq!(again.since_start(), [("n1".to_string(), 2)]);
     }
 
     /// From the history review: a file with bytes that are not UTF-8 (a

@@ -152,6 +152,7 @@ async fn session(
                     _ => {}
                 }
                 ctx.state.peers().naming().rename(&mut response);
+                count_probe_loss(ctx, &response);
                 if resume.giving_back && let Some(history) = ctx.state.sql().history() {
                     resume.giving_back = history.retaken(&response).is_some();
                 }
@@ -175,6 +176,26 @@ async fn session(
 fn is_queue_loss(r: &GetFlowsResponse) -> bool {
     matches!(&r.response_types, Some(ResponseTypes::LostEvents(l))
         if l.source == LostEventSource::ObserverEventsQueue as i32)
+}
+
+/// A probe's count of events its kernel ring dropped never became flows:
+/// history lacks them too, so its losses count them (`observe query`, and
+/// GetFlows over history, then tell them), once: a restarted relay is sent
+/// the probe's buffer again. The record still goes to the ring, as before
+/// the restart; an answer that reads history leaves out the ring's copy.
+fn count_probe_loss(ctx: &PeerCtx, r: &GetFlowsResponse) {
+    let sql = ctx.state.sql();
+    let (Some(ResponseTypes::LostEvents(l)), Some(history)) = (&r.response_types, sql.history())
+    else {
+        return;
+    };
+    if l.source == LostEventSource::PerfEventRingBuffer as i32 {
+        let time = observer_proto::time::event_time(r).unwrap_or_else(now_nanos);
+        let time = i64::try_from(time).unwrap_or(i64::MAX);
+        history
+            .losses()
+            .record_probe_loss(&r.node_name, time, l.num_events_lost);
+    }
 }
 
 /// Flows of the peer the relay never read: in the log, in history's losses

@@ -215,14 +215,22 @@ fn not_in_history_yet(flows: u64, newest: Option<i128>) -> GetFlowsResponse {
 }
 
 /// Whether history's part, up to `t`, already told `r`: a flow of that
-/// time, or a report of flows a buffer dropped (source
-/// `HUBBLE_RING_BUFFER`) from then.
+/// time, a report of flows a buffer dropped (source `HUBBLE_RING_BUFFER`)
+/// from then, or a probe's count of events its kernel ring dropped
+/// (`PERF_EVENT_RING_BUFFER`, in history's losses at its own time).
 fn told_before(r: &GetFlowsResponse, t: i64) -> bool {
+    let t = i128::from(t);
     match &r.response_types {
-        Some(ResponseTypes::Flow(_)) => event_time(r).is_some_and(|at| at <= i128::from(t)),
-        Some(ResponseTypes::LostEvents(l)) => {
-            l.source == LostEventSource::HubbleRingBuffer as i32
-                && l.first.as_ref().is_some_and(|f| nanos(f) <= i128::from(t))
+        Some(ResponseTypes::Flow(_)) => event_time(r).is_some_and(|at| at <= t),
+        Some(ResponseTypes::LostEvents(l))
+            if l.source == LostEventSource::HubbleRingBuffer as i32 =>
+        {
+            l.first.as_ref().is_some_and(|f| nanos(f) <= t)
+        }
+        Some(ResponseTypes::LostEvents(l))
+            if l.source == LostEventSource::PerfEventRingBuffer as i32 =>
+        {
+            event_time(r).is_some_and(|at| at <= t)
         }
         _ => false,
     }
