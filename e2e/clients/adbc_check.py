@@ -4,9 +4,10 @@
 Prints one JSON object: what the driver reads of the server (GetSqlInfo), the
 tables it lists (GetCatalogs, GetDbSchemas, GetTables), the flows table's
 schema (GetTables with schemas), the parameter schema of a prepared
-statement (CreatePreparedStatement), and the rows of that statement run with
-a bound parameter (DoPut of the value, GetFlightInfo, DoGet). The e2e test
-compares them with what `observe query` answers."""
+statement (CreatePreparedStatement), the rows of that statement run with
+a bound parameter (DoPut of the value, GetFlightInfo, DoGet), and a query's
+schema without running it (GetSchema). The e2e test compares them with what
+`observe query` answers."""
 
 import json
 import sys
@@ -33,6 +34,8 @@ def main() -> None:
             parameters = cur.adbc_prepare(QUERY)
             cur.execute(QUERY, parameters=(port,))
             rows = cur.fetch_arrow_table().to_pylist()
+        with conn.cursor() as cur:
+            planned = cur.adbc_execute_schema("SELECT destination_port AS port, uuid FROM flows")
     print(
         json.dumps(
             {
@@ -42,6 +45,7 @@ def main() -> None:
                 "flows_columns": [[f.name, str(f.type)] for f in flows],
                 "parameters": [[f.name, str(f.type)] for f in parameters] if parameters else None,
                 "rows": rows,
+                "execute_schema": [[f.name, str(f.type)] for f in planned],
             }
         )
     )

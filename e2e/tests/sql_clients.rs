@@ -113,6 +113,12 @@ async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
         serde_json::json!(["time", "timestamp[ns, tz=UTC]"])
     );
     assert_eq!(got["parameters"], serde_json::json!([["$1", "uint32"]]));
+    // GetSchema (arrow-flight's dispatch answered UNIMPLEMENTED).
+    assert_eq!(
+        got["execute_schema"][0],
+        serde_json::json!(["port", "uint32"])
+    );
+    assert_eq!(got["execute_schema"][1][0], "uuid");
 
     // The same rows as `observe query` prints for the query with the value in.
     let observe = run(tokio::process::Command::new(e2e::observe_binary()).args([

@@ -192,6 +192,159 @@ async fn metadata_answers_what_clients_ask_first() {
     );
 }
 
+/// The column names of `schema`.
+fn names(schema: &Schema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+/// What a JDBC client asks of a table it shows (its keys) and of a query
+/// before it runs it (GetSchema): both were UNIMPLEMENTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_answer_no_rows_and_get_schema_answers_a_planned_query() {
+    use arrow_flight::FlightDescriptor;
+    use arrow_flight::sql::{
+        CommandGetCrossReference, CommandGetExportedKeys, CommandGetImportedKeys,
+        CommandGetPrimaryKeys, CommandStatementQuery, ProstMessageExt,
+    };
+    use prost::Message;
+
+    let (mut c, _e) = serve("flight-keys").await;
+    let primary = [
+        "catalog_name",
+        "db_schema_name",
+        "table_name",
+        "column_name",
+        "key_name",
+        "key_sequence",
+    ];
+    let foreign = [
+        "pk_catalog_name",
+        "pk_db_schema_name",
+        "pk_table_name",
+        "pk_column_name",
+        "fk_catalog_name",
+        "fk_db_schema_name",
+        "fk_table_name",
+        "fk_column_name",
+        "key_sequence",
+        "fk_key_name",
+        "pk_key_name",
+        "update_rule",
+        "delete_rule",
+    ];
+    let info = c
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: None,
+            table: "flows".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&info.clone().try_decode_schema().unwrap()), primary);
+    let batches = fetch(&mut c, info).await;
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+
+    let exported = c
+        .get_exported_keys(CommandGetExportedKeys {
+            catalog: Some("observe".into()),
+            db_schema: Some("public".into()),
+            table: "flows".into(),
+        })
+        .await
+        .unwrap();
+    let imported = c
+        .get_imported_keys(CommandGetImportedKeys {
+            catalog: None,
+            db_schema: None,
+            table: "policy_states".into(),
+        })
+        .await
+        .unwrap();
+    let cross = c
+        .get_cross_reference(CommandGetCrossReference {
+            pk_catalog: None,
+            pk_db_schema: None,
+            pk_table: "flows".into(),
+            fk_catalog: None,
+            fk_db_schema: None,
+            fk_table: "graph_edges".into(),
+        })
+        .await
+        .unwrap();
+    for info in [exported, imported, cross] {
+        let schema = info.clone().try_decode_schema().unwrap();
+        assert_eq!(names(&schema), foreign);
+        assert_eq!(
+            schema.field(11).data_type(),
+            &DataType::UInt8,
+            "update_rule"
+        );
+        let batches = fetch(&mut c, info).await;
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    }
+    let err = c
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: None,
+            table: String::new(),
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the table is empty: name a table, e.g. flows"),
+        "{err}"
+    );
+
+    // GetSchema: the schema GetFlightInfo answers.
+    let flight = c.inner_mut().clone();
+    let schema_of = |cmd: Vec<u8>| {
+        let mut flight = flight.clone();
+        async move { flight.get_schema(FlightDescriptor::new_cmd(cmd)).await }
+    };
+    let query = |sql: &str| {
+        CommandStatementQuery {
+            query: sql.into(),
+            transaction_id: None,
+        }
+        .as_any()
+        .encode_to_vec()
+    };
+    let got = schema_of(query("SELECT uuid, destination_port AS port FROM flows"))
+        .await
+        .unwrap()
+        .into_inner();
+    let got = Schema::try_from(&got).unwrap();
+    assert_eq!(names(&got), ["uuid", "port"]);
+    assert_eq!(got.field(1).data_type(), &DataType::UInt32);
+    let keys = CommandGetPrimaryKeys {
+        catalog: None,
+        db_schema: None,
+        table: "flows".into(),
+    };
+    let got = schema_of(keys.as_any().encode_to_vec())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(names(&Schema::try_from(&got).unwrap()), primary);
+    let err = schema_of(query("SELECT no_such_column FROM flows"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(
+        err.message().contains("no_such_column"),
+        "{}",
+        err.message()
+    );
+    let err = flight
+        .clone()
+        .get_schema(FlightDescriptor::new_path(vec!["flows".into()]))
+        .await
+        .unwrap_err();
+    // As GetFlightInfo answers a path: Flight SQL names datasets by command.
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_take_parameters_and_stay_read_only() {
     let (mut c, e) = serve("flight-prepared").await;

@@ -2,7 +2,10 @@
 //! the one catalog (`observe`) and schema (`public`), the tables with their
 //! Arrow schemas, the table types, and the SQL types (XDBC type info), each
 //! built with arrow-flight's `sql::metadata` builders (which apply the
-//! client's catalog, schema, table-name and type filters).
+//! client's catalog, schema, table-name and type filters). No table has a
+//! primary or foreign key: those requests (a JDBC client's
+//! `getPrimaryKeys`, `getImportedKeys`, …) answer no rows, in the
+//! protocol's schemas ([`primary_keys_schema`], [`foreign_keys_schema`]).
 
 use arrow_flight::sql::metadata::{
     GetCatalogsBuilder, SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData,
@@ -14,7 +17,7 @@ use arrow_flight::sql::{
     XdbcDataType, XdbcDatetimeSubcode,
 };
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use tonic::Status;
 
 use crate::history::schema;
@@ -119,6 +122,52 @@ pub fn check_sql_info(mut query: CommandGetSqlInfo) -> Result<CommandGetSqlInfo,
         )));
     }
     Ok(query)
+}
+
+/// Refuses a keys request that names no table (the protocol requires one);
+/// `what` names the field.
+pub fn check_key_table(what: &str, table: &str) -> Result<(), Status> {
+    if table.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "the {what} is empty: name a table, e.g. {}",
+            guard::FLOWS
+        )));
+    }
+    check_pattern(what, Some(&table.to_string()))
+}
+
+/// GetPrimaryKeys' answer, as the protocol gives it.
+pub fn primary_keys_schema() -> SchemaRef {
+    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+    std::sync::Arc::new(Schema::new(vec![
+        text("catalog_name", true),
+        text("db_schema_name", true),
+        text("table_name", false),
+        text("column_name", false),
+        text("key_name", true),
+        Field::new("key_sequence", DataType::Int32, false),
+    ]))
+}
+
+/// The answer of GetExportedKeys, GetImportedKeys and GetCrossReference, as
+/// the protocol gives it.
+pub fn foreign_keys_schema() -> SchemaRef {
+    let text = |name: &str, nullable| Field::new(name, DataType::Utf8, nullable);
+    std::sync::Arc::new(Schema::new(vec![
+        text("pk_catalog_name", true),
+        text("pk_db_schema_name", true),
+        text("pk_table_name", false),
+        text("pk_column_name", false),
+        text("fk_catalog_name", true),
+        text("fk_db_schema_name", true),
+        text("fk_table_name", false),
+        text("fk_column_name", false),
+        Field::new("key_sequence", DataType::Int32, false),
+        text("fk_key_name", true),
+        text("pk_key_name", true),
+        Field::new("update_rule", DataType::UInt8, false),
+        Field::new("delete_rule", DataType::UInt8, false),
+    ]))
 }
 
 pub fn catalogs() -> Result<RecordBatch, Status> {

@@ -8,9 +8,13 @@
 //!   the result's schema and the parameters', `$1` or `?`), DoPut of one row
 //!   of values, GetFlightInfo and DoGet, ClosePreparedStatement;
 //! - [`metadata`]: GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables (with
-//!   each table's Arrow schema on request), GetTableTypes, GetXdbcTypeInfo;
+//!   each table's Arrow schema on request), GetTableTypes, GetXdbcTypeInfo,
+//!   and the keys (GetPrimaryKeys, GetExportedKeys, GetImportedKeys,
+//!   GetCrossReference: no table has any);
 //! - [`checked`]: what clients reach, the requests' messages checked before
-//!   arrow-flight's dispatch, and ListActions naming what is implemented.
+//!   arrow-flight's dispatch, GetSchema (the schema GetFlightInfo would
+//!   answer, the query planned, not run), and ListActions naming what is
+//!   implemented.
 //!
 //! Everything stays read-only: every run goes through the engine's guard.
 //! A client that goes away drops its DoGet stream, which cancels the query.
@@ -33,7 +37,8 @@ use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
     CommandPreparedStatementQuery, CommandStatementQuery, DoPutPreparedStatementResult,
     ProstMessageExt, SqlInfo, TicketStatementQuery,
@@ -127,6 +132,19 @@ fn info(
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(request.into_inner());
     Ok(Response::new(info))
+}
+
+/// The FlightInfo of a foreign-keys request: no rows, the protocol's schema.
+fn foreign_keys_info(
+    ticket: Vec<u8>,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    info(&metadata::foreign_keys_schema(), ticket, request)
+}
+
+/// A foreign-keys answer: no table has a key.
+fn no_foreign_keys() -> Response<DoGet> {
+    batch(RecordBatch::new_empty(metadata::foreign_keys_schema()))
 }
 
 /// A schema as Arrow IPC bytes.
@@ -364,6 +382,86 @@ impl FlightSqlService for FlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         Ok(batch(metadata::table_types(query)?))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata::check_key_table("table", &query.table)?;
+        info(
+            &metadata::primary_keys_schema(),
+            query.as_any().encode_to_vec(),
+            request,
+        )
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        metadata::check_key_table("table", &query.table)?;
+        Ok(batch(RecordBatch::new_empty(
+            metadata::primary_keys_schema(),
+        )))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata::check_key_table("table", &query.table)?;
+        foreign_keys_info(query.as_any().encode_to_vec(), request)
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        metadata::check_key_table("table", &query.table)?;
+        Ok(no_foreign_keys())
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata::check_key_table("table", &query.table)?;
+        foreign_keys_info(query.as_any().encode_to_vec(), request)
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        metadata::check_key_table("table", &query.table)?;
+        Ok(no_foreign_keys())
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        metadata::check_key_table("pk_table", &query.pk_table)?;
+        metadata::check_key_table("fk_table", &query.fk_table)?;
+        foreign_keys_info(query.as_any().encode_to_vec(), request)
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        metadata::check_key_table("pk_table", &query.pk_table)?;
+        metadata::check_key_table("fk_table", &query.fk_table)?;
+        Ok(no_foreign_keys())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
