@@ -20,7 +20,9 @@
 //! that appeared already holding its first burst would lose that burst from
 //! `rate()` and `increase()`, each time it came back. Its first amounts wait
 //! in the series until [`CappedFamily::settle`], after the scrape that showed
-//! it.
+//! it. Until a scrape has shown them the sweep keeps the series, however
+//! short the grace period: one shorter than the scrape interval removed a
+//! series before any scrape saw what it counted.
 //!
 //! Label sets are [`super::key`] bytes, and each accepted set keeps its
 //! Prometheus counter handle, so an update of a known set is one hash lookup
@@ -97,6 +99,8 @@ struct Series {
     pending: Option<Box<[u64]>>,
     /// The scrape epoch it was created in ([`CappedFamily::begin_scrape`]).
     born: u64,
+    /// What waited was added after the last scrape: no scrape showed it yet.
+    unshown: bool,
 }
 
 impl Series {
@@ -109,6 +113,7 @@ impl Series {
             last: now,
             touched: false,
             born,
+            unshown: false,
         }
     }
 
@@ -125,16 +130,18 @@ impl Series {
             && let Some(p) = self.pending.take()
         {
             add(&self.counters, &p);
+            self.unshown = p.iter().any(|&n| n > 0);
         }
     }
 
     /// Whether the set has not been updated for `grace` at `now`; takes in
-    /// an update mark first.
+    /// an update mark first. Never while a scrape has still to show what it
+    /// holds back or what it added after the last one.
     fn stale(&mut self, now: Instant, grace: Duration) -> bool {
         if std::mem::take(&mut self.touched) {
             self.last = self.last.max(now);
         }
-        now.saturating_duration_since(self.last) >= grace
+        self.pending.is_none() && !self.unshown && now.saturating_duration_since(self.last) >= grace
     }
 }
 
@@ -275,6 +282,12 @@ impl CappedFamily {
     pub fn begin_scrape(&mut self) {
         self.cutoff = self.epoch;
         self.epoch += 1;
+        if self.expiry == Expiry::AfterGrace {
+            self.sets.values_mut().for_each(|s| s.unshown = false);
+            if let Some(s) = &mut self.overflow {
+                s.unshown = false;
+            }
+        }
     }
 
     /// After the scrape: the series it showed at 0 count what waited.

@@ -87,6 +87,13 @@ fn denial(sport: u32) -> [Flow; 2] {
 /// The lines of the exposition that start with `name{` or `name `, as the
 /// second of two scrapes shows them (the first shows the expiring families'
 /// new series at 0: `new_series_show_0_first_then_count`).
+/// Two scrapes: a new series of an expiring family is shown at 0, then with
+/// what it counted; until then no sweep removes it.
+fn shown(m: &Metrics) {
+    m.render();
+    m.render();
+}
+
 fn series(m: &Metrics, name: &str) -> Vec<String> {
     m.render();
     m.render()
@@ -1116,6 +1123,7 @@ fn flows_to_world_options() {
         };
         let m = Metrics::with_clock(&cfg, clock);
         m.flow(&flows[1]);
+        shown(&m);
         advance(&now, 601);
         assert_eq!(
             series(&m, "hubble_flows_to_world_total").len(),
@@ -1188,6 +1196,7 @@ fn context_labels_expire_after_the_grace_period() {
     let mut old = denied(40000);
     old.source = Some(pod("a", "old"));
     m.flow(&old);
+    shown(&m);
     advance(&now, 30);
     let mut new = denied(40001);
     new.source = Some(pod("a", "new"));
@@ -1353,6 +1362,8 @@ fn an_update_is_seen_by_the_next_sweep_at_the_latest() {
     };
     let m = Metrics::with_clock(&cfg, clock);
     m.flow(&forwarded(40000, 8080));
+    // Scraped at 0, then with its count: from then on it may go.
+    shown(&m);
     assert_eq!(m.sweep(), 0);
     advance(&now, 10);
     m.flow(&forwarded(40001, 8080));
@@ -1399,6 +1410,41 @@ fn lifecycle_reports_are_no_flows_and_icmp_types_read_as_hubble_writes_them() {
             r#"hubble_icmp_total{family="IPv6",type="NeighborSolicitation"} 1"#,
         ]
     );
+}
+
+/// A grace period shorter than the scrape interval removed a series before
+/// a scrape showed what it counted: the first scrape shows it at 0 and
+/// holds its first amounts back, and the next sweep found it stale. Now a
+/// series is kept until a scrape has shown them, then goes.
+#[test]
+fn a_series_is_not_swept_before_a_scrape_shows_its_count() {
+    let (clock, now) = manual_clock();
+    let cfg = MetricsConfig {
+        grace: Some(Duration::from_secs(10)),
+        ..Default::default()
+    };
+    let m = Metrics::with_clock(&cfg, clock);
+    let port = |m: &Metrics| -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("hubble_port_distribution_total{"))
+            .map(str::to_string)
+            .collect()
+    };
+    let at = |n: u32| {
+        [format!(
+            r#"hubble_port_distribution_total{{port="8080",protocol="TCP"}} {n}"#
+        )]
+    };
+    m.flow(&forwarded(40000, 8080));
+    m.flow(&forwarded(40001, 8080));
+    // Scrapes 30 s apart, each past the grace period.
+    advance(&now, 30);
+    assert_eq!(port(&m), at(0), "first scrape");
+    advance(&now, 30);
+    assert_eq!(port(&m), at(2), "the next one shows what waited");
+    advance(&now, 30);
+    assert!(port(&m).is_empty(), "then it goes");
 }
 
 /// A series of an expiring family that appears (or comes back after
