@@ -125,8 +125,9 @@ struct Args {
     #[arg(long, default_value_t = metrics::DEFAULT_MAX_LABEL_SETS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     metrics_max_label_sets: usize,
-    /// Series of ports, TCP flags and workload volume not updated for this long
-    /// are removed (a duration like 10m or 1h30m, or seconds; 0 or off: never).
+    /// Series of ports, workload volume and context labels not updated for
+    /// this long are removed, once a scrape has shown their count (a duration
+    /// like 10m or 1h30m, or seconds; 0 or off: never).
     #[arg(long, default_value = "10m")]
     metrics_grace: String,
     /// How the volume metrics name source and destination workloads: one of
@@ -219,7 +220,8 @@ fn main() {
     let result = config(Args::parse()).and_then(|cfg| {
         for name in &cfg.metrics.options.not_captured {
             log::warn!(
-                "--metric {name}: taken, and never exported: this probe captures no DNS or L7 records"
+                "--metric {name}: taken, and never exported: this probe captures no DNS or L7 \
+                 records and no SCTP chunks"
             );
         }
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -77,10 +77,10 @@ impl FlowMetric {
 /// Names accepted by [`MetricOptions::parse`] before the `:`.
 pub const METRIC_NAMES: &str = "flow, drop, tcp, port-distribution, icmp, policy, flows-to-world";
 
-/// Hubble's metrics of DNS and L7 records, which no probe here captures:
-/// accepted (so a `--hubble-metrics` list can be pasted whole) with a
-/// warning, and never exported.
-pub const L7_METRICS: [&str; 4] = ["dns", "http", "httpV2", "kafka"];
+/// Hubble's metrics of what no probe here captures (DNS and L7 records,
+/// SCTP chunks): accepted (so a `--hubble-metrics` list can be pasted
+/// whole) with a warning, and never exported.
+pub const NOT_CAPTURED_METRICS: [&str; 5] = ["dns", "http", "httpV2", "kafka", "sctp"];
 
 /// Options accepted after the `:` (case-insensitive, as in Hubble).
 pub const OPTION_NAMES: &str = "sourceContext, destinationContext, sourceEgressContext, \
@@ -250,7 +250,8 @@ pub struct MetricOptions {
     contexts: [ContextOptions; 7],
     /// `flows-to-world`'s own options.
     pub to_world: ToWorldOptions,
-    /// DNS and L7 metrics named, which nothing exports ([`L7_METRICS`]).
+    /// Metrics named of what is not captured, which nothing exports
+    /// ([`NOT_CAPTURED_METRICS`]).
     pub not_captured: Vec<String>,
 }
 
@@ -270,7 +271,7 @@ impl MetricOptions {
         for entry in flags.iter().flat_map(|f| f.as_ref().split_whitespace()) {
             let err = |msg: String| format!("--metric {entry:?}: {msg}");
             let (name, rest) = entry.split_once(':').unwrap_or((entry, ""));
-            if L7_METRICS.contains(&name) {
+            if NOT_CAPTURED_METRICS.contains(&name) {
                 opts.not_captured.push(name.to_string());
                 continue;
             }
@@ -423,7 +424,7 @@ mod tests {
         let o = MetricOptions::parse(&[
             "policy:sourceContext=app|workload-name|pod|reserved-identity;destinationContext=app|workload-name|pod|dns|reserved-identity;labelsContext=source_namespace,destination_namespace",
             "flow:sourceEgressContext=pod;destinationIngressContext=Pod;labelsContext=traffic_direction,source_ip,source_ip",
-            "flows-to-world:any-drop;port;syn-only;destinationContext=ip dns:query;ignoreAAAA httpV2:exemplars=true",
+            "flows-to-world:any-drop;port;syn-only;destinationContext=ip dns:query;ignoreAAAA httpV2:exemplars=true sctp",
         ])
         .unwrap();
         let policy = o.get(FlowMetric::Policy);
@@ -463,7 +464,7 @@ mod tests {
                 syn_only: true
             }
         );
-        assert_eq!(o.not_captured, ["dns", "httpV2"]);
+        assert_eq!(o.not_captured, ["dns", "httpV2", "sctp"]);
     }
 
     #[test]
