@@ -137,18 +137,29 @@ pub fn icmp6_type_code(ty: u32, code: u32) -> String {
 }
 
 /// A drop reason code as `hubble observe` prints it in the TYPE column of a
-/// drop (`Policy denied`); a code without a text is printed as its number.
+/// drop (`Policy denied`), Cilium's table as of its drop reason 198; a code
+/// without a text is printed as Hubble prints it, the code and its extended
+/// error (`199, 0`).
 pub fn drop_reason_text(code: i32) -> String {
     let text = match code {
         0 => "Success",
         2 => "Invalid packet",
+        3 => "Interface",
+        4 => "Interface Decrypted",
+        5 => "LB, sock cgroup: No backend slot entry found",
+        6 => "LB, sock cgroup: No backend entry found",
+        7 => "LB, sock cgroup: Reverse entry update failed",
+        8 => "LB, sock cgroup: Reverse entry stale",
+        9 => "Fragmented packet",
+        10 => "Fragmented packet entry update failed",
+        11 => "Missed tail call to custom program",
         130 => "Invalid source mac",
         131 => "Invalid destination mac",
         132 => "Invalid source ip",
         133 => "Policy denied",
         134 => "Invalid packet",
         135 => "CT: Truncated or invalid header",
-        136 => "CT: Missing TCP ACK flag",
+        136 => "Fragmentation needed",
         137 => "CT: Unknown L4 protocol",
         138 => "CT: Can't create entry from packet",
         139 => "Unsupported L3 protocol",
@@ -172,7 +183,7 @@ pub fn drop_reason_text(code: i32) -> String {
         157 => "IP fragmentation not supported",
         158 => "Service backend not found",
         160 => "No tunnel/encapsulation endpoint (datapath BUG!)",
-        161 => "Failed to insert into proxymap",
+        161 => "NAT 46/64 not enabled",
         162 => "Reached EDT rate-limiting drop horizon",
         163 => "Unknown connection tracking state",
         164 => "Local host is unreachable",
@@ -193,7 +204,24 @@ pub fn drop_reason_text(code: i32) -> String {
         179 => "Socket assign failed",
         180 => "Proxy redirection not supported for protocol",
         181 => "Policy denied by denylist",
-        other => return other.to_string(),
+        182 => "VLAN traffic disallowed by VLAN filter",
+        183 => "Incorrect VNI from VTEP",
+        184 => "Failed to update or lookup TC buffer",
+        185 => "No SID was found for the IP address",
+        186 => "SRv6 state was removed during tail call",
+        187 => "L3 translation from IPv4 to IPv6 failed (NAT46)",
+        188 => "L3 translation from IPv6 to IPv4 failed (NAT64)",
+        189 => "Authentication required",
+        190 => "No conntrack map found",
+        191 => "No nat map found",
+        192 => "Invalid ClusterID",
+        193 => "Unsupported packet protocol for DSR encapsulation",
+        194 => "No egress gateway found",
+        195 => "Traffic is unencrypted",
+        196 => "TTL exceeded",
+        197 => "No node ID found",
+        198 => "Rate limited",
+        other => return format!("{other}, 0"),
     };
     text.to_string()
 }
@@ -221,6 +249,12 @@ mod tests {
     fn drop_reasons_read_as_the_type_column() {
         assert_eq!(drop_reason_text(133), "Policy denied");
         assert_eq!(drop_reason_text(181), "Policy denied by denylist");
-        assert_eq!(drop_reason_text(199), "199");
+        // Newer codes and texts (the table had stopped at 181, with older
+        // texts for 136 and 161); unknown ones as Hubble prints them.
+        assert_eq!(drop_reason_text(196), "TTL exceeded");
+        assert_eq!(drop_reason_text(136), "Fragmentation needed");
+        assert_eq!(drop_reason_text(161), "NAT 46/64 not enabled");
+        assert_eq!(drop_reason_text(9), "Fragmented packet");
+        assert_eq!(drop_reason_text(199), "199, 0");
     }
 }
