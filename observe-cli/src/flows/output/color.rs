@@ -3,7 +3,8 @@
 //! cyan with their ports yellow, identities magenta; ANSI codes on a
 //! terminal only, unless asked otherwise.
 
-/// When to colour: `auto` colours on a terminal (and not with `NO_COLOR` set).
+/// When to colour: `auto` colours on a terminal, unless `NO_COLOR` is set
+/// or `TERM` is `dumb` (as Hubble's colour library decides).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum ColorChoice {
     #[default]
@@ -15,11 +16,22 @@ pub enum ColorChoice {
 impl ColorChoice {
     /// Whether to colour output going to a terminal (`is_terminal`) or not.
     pub fn enabled(self, is_terminal: bool) -> bool {
+        self.enabled_in(is_terminal, |name| std::env::var_os(name))
+    }
+
+    /// [`Self::enabled`] with the environment read through `env`.
+    fn enabled_in(
+        self,
+        is_terminal: bool,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => {
-                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                is_terminal
+                    && env("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && env("TERM").is_none_or(|v| v != "dumb")
             }
         }
     }
@@ -69,5 +81,32 @@ pub fn paint_verdict(verdict: &str, on: bool) -> String {
         format!("{code}{verdict}{RESET}")
     } else {
         verdict.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_colours_a_terminal_unless_no_color_or_a_dumb_term() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let auto = ColorChoice::Auto;
+        assert!(auto.enabled_in(true, env(&[("TERM", "xterm-256color")])));
+        assert!(!auto.enabled_in(false, env(&[("TERM", "xterm-256color")])));
+        assert!(!auto.enabled_in(true, env(&[("TERM", "dumb")])));
+        assert!(!auto.enabled_in(true, env(&[("NO_COLOR", "1")])));
+        assert!(
+            auto.enabled_in(true, env(&[("NO_COLOR", "")])),
+            "empty: unset"
+        );
+        assert!(ColorChoice::Always.enabled_in(false, env(&[("TERM", "dumb")])));
+        assert!(!ColorChoice::Never.enabled_in(true, env(&[])));
     }
 }
