@@ -408,6 +408,53 @@ fn lab_up_traffic_status_down_leaves_nothing_behind() {
     );
     assert!(!dir.join("state.json").exists());
     assert!(!dir.join("prometheus-targets.json").exists());
+
+    // SIGINT while it builds: `lab up` takes down what it built (before,
+    // it died with the namespaces and probes made so far left up) and
+    // exits as SIGINT's would, 130; its steps were on stderr.
+    let child = Command::new(e2e::observe_binary())
+        .args(["lab", "up", "--state-dir", state])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !dir.join("state.json").exists() {
+        assert!(Instant::now() < deadline, "no state.json from lab up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    let prefix = err
+        .split("lab up: interrupted: taking lab ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no interruption line: {err}"));
+    assert!(
+        err.starts_with("lab up: building 5 endpoints on 2 node(s)\n"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!(
+            "observe: lab up interrupted: lab {prefix} taken down: stopped by SIGINT\n"
+        )),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    let left: Vec<String> = observe_lab::netns_list()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(!dir.join("state.json").exists());
+    for port in [4244, 4245] {
+        std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("127.0.0.1:{port} still taken: {e}"));
+    }
 }
 
 #[test]

@@ -42,15 +42,68 @@ fn ports_free() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `lab up` is doing, on stderr: a lab takes seconds to build.
+fn progress(step: &str) {
+    crate::pipe::eprint(&format!("lab up: {step}\n"));
+}
+
+/// `lab up`'s error once SIGINT or SIGTERM set `stop`: what it built is
+/// taken down as the lab is dropped (exit status 130).
+fn interrupted(stop: &AtomicBool, lab: &Lab) -> anyhow::Result<()> {
+    if !stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    progress(&format!("interrupted: taking lab {} down", lab.prefix()));
+    Err(anyhow::Error::from(crate::tui::signals::Stopped(
+        crate::tui::signals::Signal::Int,
+    ))
+    .context(format!(
+        "lab up interrupted: lab {} taken down",
+        lab.prefix()
+    )))
+}
+
 /// Builds the lab (its endpoints Podman containers with `containers`),
-/// starts its probes, and leaves both running.
-pub fn up(scenario: Option<&Path>, state_dir: &Path, containers: bool) -> anyhow::Result<()> {
+/// starts its probes, and leaves both running. Once `stop` is set (SIGINT,
+/// SIGTERM) it takes down what it built, at the end of the step running.
+pub fn up(
+    scenario: Option<&Path>,
+    state_dir: &Path,
+    containers: bool,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let scenario = load_scenario(scenario)?;
     ports_free()?;
-    let mut lab = Lab::up(&scenario, &options(state_dir, containers))?;
-    let probes = node_probes::start(&mut lab, &ProbeOptions::new(Some(node_probes::PROBE_PORT))?)?;
-    let relay = node_probes::start_relay(&mut lab, &probes, node_probes::RELAY_PORT)?;
-    let unreached = block_on(relay_unreached(state_dir, probes.len(), None));
+    progress(&format!(
+        "building {} endpoints on {} node(s){}",
+        scenario.endpoints.len(),
+        scenario.nodes().len(),
+        if containers { " as containers" } else { "" }
+    ));
+    // A Ctrl-C reaches the commands a step runs too, which then fail.
+    let step_failed = |e: anyhow::Error| match stop.load(Ordering::Relaxed) {
+        true => e.context("lab up interrupted: what it built is taken down"),
+        false => e,
+    };
+    let mut lab = Lab::up(&scenario, &options(state_dir, containers)).map_err(step_failed)?;
+    interrupted(stop, &lab)?;
+    let names: Vec<&str> = lab.nodes().iter().map(|n| n.name.as_str()).collect();
+    progress(&format!("starting flow-probe on {}", names.join(", ")));
+    let options = ProbeOptions::new(Some(node_probes::PROBE_PORT))?;
+    let probes = node_probes::start(&mut lab, &options).map_err(step_failed)?;
+    interrupted(stop, &lab)?;
+    progress("starting the relay");
+    let relay = node_probes::start_relay(&mut lab, &probes, node_probes::RELAY_PORT)
+        .map_err(step_failed)?;
+    interrupted(stop, &lab)?;
+    progress("waiting for the relay to follow every node");
+    let unreached = block_on(async {
+        tokio::select! {
+            unreached = relay_unreached(state_dir, probes.len(), None) => unreached,
+            () = stopped(stop) => Vec::new(),
+        }
+    });
+    interrupted(stop, &lab)?;
     let endpoints = lab.endpoints_file().endpoints.len();
     let mut text = format!(
         "lab {} is up ({endpoints} endpoints, state in {})\n",
@@ -161,6 +214,13 @@ async fn relay_unreached(
             return answered.unwrap_or(unreached);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Returns once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -405,9 +405,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Lab { command, state_dir } => {
             // SIGINT and SIGTERM end `traffic --duration` after its round,
-            // with its summary.
+            // with its summary, and `up` after its step, taking down what
+            // it built.
             let stop = Arc::new(AtomicBool::new(false));
-            if matches!(command, LabCommand::Traffic { duration: Some(_) }) {
+            if matches!(
+                command,
+                LabCommand::Traffic { duration: Some(_) } | LabCommand::Up { .. }
+            ) {
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     observer_runtime::shutdown::signal().await;
@@ -421,7 +425,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 LabCommand::Up {
                     scenario,
                     containers,
-                } => lab_commands::up(scenario.as_deref(), &state_dir, containers),
+                } => lab_commands::up(scenario.as_deref(), &state_dir, containers, &stop),
                 LabCommand::Traffic { duration } => {
                     lab_commands::traffic(&state_dir, duration.map(Duration::from_secs), &stop)
                 }
