@@ -289,6 +289,29 @@ fn flows_saved_as_json_are_read_back_from_a_file_or_standard_input() {
          \"time\":\"2026-11-26T15:04:07.123Z\"}\n"
     );
 
+    // A line over the limit stops the read, but the table shows the rows
+    // read before it (they were lost with the error).
+    let long = dir.path().join("long.json");
+    let over = "x".repeat(observe_cli::flows::input_file::MAX_LINE + 1);
+    std::fs::write(&long, format!("{SAVED}{over}\n")).unwrap();
+    let table = Command::new(e2e::observe_binary())
+        .args(["flows", "-o", "table", "-s", "--input-file"])
+        .arg(&long)
+        .output()
+        .expect("observe runs");
+    assert_eq!(table.status.code(), Some(1));
+    let rows = String::from_utf8_lossy(&table.stdout);
+    assert!(rows.starts_with("TIMESTAMP "), "{rows}");
+    assert_eq!(rows.lines().count(), 3, "the header and both flows: {rows}");
+    assert_eq!(
+        String::from_utf8_lossy(&table.stderr),
+        format!(
+            "observe: {} line 4: longer than 1 MiB, not a flow: is it a file of `observe \
+             flows -o json` lines?\n",
+            long.display()
+        )
+    );
+
     let missing = Command::new(e2e::observe_binary())
         .args(["flows", "--input-file"])
         .arg(dir.path().join("none.json"))

@@ -1,11 +1,13 @@
 //! `observe flows --input-file`: flows saved as JSON lines (`-o json`, ours or
-//! `hubble observe -o jsonpb`'s) read back and selected here, as `hubble
-//! observe --input-file` does: the filter flags, `--since`/`--until`,
-//! `--first`/`--last`/`--all` and the field mask apply (without a count,
-//! every selected line); `--follow` and the server flags do not. A line that
+//! `hubble observe -o jsonpb`'s, or a Cilium flow exporter's file) read back
+//! and selected here, as `hubble observe --input-file` does: the filter
+//! flags, `--since`/`--until`, `--first`/`--last`/`--all` apply (without a
+//! count, every selected line), and the field mask too, which hubble's
+//! reader leaves out; `--follow` and the server flags do not. A line that
 //! is not a response is reported and skipped; the others are not lost for it.
 //! Fields our .proto files do not hold (L7, auth, a newer Hubble's) are
-//! skipped with one warning, as hubble's reader skips what it does not know.
+//! skipped with one warning, as hubble's reader skips what it does not know;
+//! an exporter's agent and debug events are no flows and print nothing.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
@@ -70,6 +72,10 @@ impl Selection {
     }
 }
 
+/// The records of Cilium's flow exporter files besides flows (an
+/// `ExportEvent`'s other kinds), which a response does not hold.
+const EXPORTER_EVENTS: [&str; 2] = ["agent_event", "debug_event"];
+
 /// Reads `input` (named `name` in messages) and hands each selected response
 /// to `show` in the file's order; `show` returns false to stop (the reader
 /// went away). Lines that are not responses go to `skipped` as messages.
@@ -85,7 +91,7 @@ pub fn select(
     let mut last: VecDeque<GetFlowsResponse> = VecDeque::new();
     let mut shown = 0usize;
     let mut lines = Lines { input, number: 0 };
-    let mut warned_unknown = false;
+    let (mut warned_unknown, mut warned_exporter_event) = (false, false);
     while let Some(line) = lines.next_line(name)? {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -101,19 +107,35 @@ pub fn select(
             });
         let resp = match read {
             Ok((mut responses, unknown)) if responses.len() == 1 => {
-                if let (Some(field), false) = (unknown, warned_unknown) {
-                    warned_unknown = true;
-                    let what = if field.starts_with("enum value") {
-                        field
-                    } else {
-                        format!("field '{field}'")
-                    };
-                    skipped(format!(
-                        "{name} line {}: {what} (and any other this build does not know, \
-                         here and in later lines) ignored: observe reads the L3/L4 part of \
-                         flows, without L7 or auth data",
-                        lines.number
-                    ));
+                match (unknown, warned_unknown) {
+                    // A Cilium flow exporter's other records: not flows.
+                    (Some(field), _) if EXPORTER_EVENTS.contains(&field.as_str()) => {
+                        // Told once.
+                        if !warned_exporter_event {
+                            skipped(format!(
+                                "{name} line {}: an exporter's {} (and any later one) is no \
+                                 flow: not shown",
+                                lines.number,
+                                field.replace('_', " ")
+                            ));
+                        }
+                        warned_exporter_event = true;
+                    }
+                    (Some(field), false) => {
+                        warned_unknown = true;
+                        let what = if field.starts_with("enum value") {
+                            field
+                        } else {
+                            format!("field '{field}'")
+                        };
+                        skipped(format!(
+                            "{name} line {}: {what} (and any other this build does not know, \
+                             here and in later lines) ignored: observe reads the L3/L4 part of \
+                             flows, without L7 or auth data",
+                            lines.number
+                        ));
+                    }
+                    _ => {}
                 }
                 responses.remove(0)
             }

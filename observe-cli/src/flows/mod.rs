@@ -121,7 +121,7 @@ pub fn run_from_file(
         )
     };
     let mut printer = printer(display, false);
-    input_file::select(
+    let read = input_file::select(
         input,
         &name,
         &selection,
@@ -131,9 +131,11 @@ pub fn run_from_file(
                 crate::pipe::eprint(&format!("observe: {skipped}\n"));
             }
         },
-    )?;
+    );
+    // What was read is shown before a read error (a table holds its rows
+    // until the end), as hubble's printer is closed on the way out.
     write_out(&printer.finish())?;
-    Ok(())
+    read
 }
 
 /// Refuses a field mask with a format that prints whole lines (compact,

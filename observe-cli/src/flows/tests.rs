@@ -1185,6 +1185,47 @@ fn an_input_files_flows_are_filtered_then_cut_to_the_field_mask() {
     );
 }
 
+/// A Cilium flow exporter's file holds agent and debug events between its
+/// flows: no flow, one note, and nothing printed for them (before, `-o
+/// json` printed `{"node_name":…,"time":…}` and the note blamed L7 data).
+#[test]
+fn an_exporters_agent_events_are_no_flows_and_print_nothing() {
+    let agent = r#"{"agent_event":{"type":"ENDPOINT_CREATED"},"node_name":"kind-worker","time":"2026-11-26T15:04:05Z"}"#;
+    let debug = r#"{"debug_event":{"type":"DBG_GENERIC"},"node_name":"kind-worker","time":"2026-11-26T15:04:05Z"}"#;
+    let flow = r#"{"flow":{"uuid":"e1","time":"2026-11-26T15:04:06Z"},"node_name":"kind-worker","time":"2026-11-26T15:04:06Z"}"#;
+    let text = format!("{agent}\n{flow}\n{debug}\n");
+    let (shown, notes) = from_file(&[], &text).unwrap();
+    // Counted as responses, as Hubble counts them (`--first 1` is the first).
+    assert_eq!(shown, ["status", "e1", "status"]);
+    assert_eq!(
+        notes,
+        ["flows.json line 1: an exporter's agent event (and any later one) is no flow: not shown"]
+    );
+    for format in [Format::Json, Format::Jsonpb, Format::Compact, Format::Dict] {
+        let mut p = Printer::new(Options {
+            format,
+            print_node: false,
+            color: false,
+            follow: false,
+            debug: true,
+            time: Default::default(),
+            ip_translation: true,
+            print_policies: false,
+        });
+        let (responses, _) = observer_proto::json::from_json_stream_lenient::<GetFlowsResponse>(
+            "observer.GetFlowsResponse",
+            agent,
+        )
+        .unwrap();
+        let emit = p.push(&responses[0]).unwrap();
+        assert_eq!(
+            (emit.out.as_str(), emit.err.as_str()),
+            ("", ""),
+            "{format:?}"
+        );
+    }
+}
+
 #[test]
 fn an_input_file_without_line_ends_is_refused_at_its_limit() {
     let endless = "x".repeat(super::input_file::MAX_LINE + 1);

@@ -116,6 +116,11 @@ impl Printer {
             &numeric
         };
         let mut emit = Emit::default();
+        // A response with nothing in it (a line of another kind of record
+        // in a file: an exporter's agent event) prints nothing, as in Hubble.
+        if resp.response_types.is_none() {
+            return Ok(emit);
+        }
         if let Some(ResponseTypes::NodeStatus(s)) = &resp.response_types {
             let told = matches!(
                 NodeState::try_from(s.state_change),
