@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "proto/flow/flow.proto",
     "proto/observer/observer.proto",
     "proto/peer/peer.proto",
+    "proto/grpc/health/v1/health.proto",
 ];
 
 fn main() -> io::Result<()> {

@@ -169,7 +169,7 @@ impl ObserverService {
     }
 }
 
-/// Serves `observer.Observer` and `peer.Peer` on `server` (plaintext or TLS,
+/// Serves `observer.Observer`, `peer.Peer` and the gRPC health service on `server` (plaintext or TLS,
 /// from [`observer_runtime::tls::server::builder`]; `tls` says which) until
 /// `shutdown` resolves (and its answers are sent, for at most
 /// [`observer_runtime::shutdown::STOP_GRACE`]); a plain `TcpListener` serves
@@ -192,10 +192,16 @@ pub async fn run(
         .policy_log
         .clone()
         .map(|log| PolicyStatesService::new(log, &service.node.name).into_server());
+    // Serving while it runs, as a Cilium agent's Hubble server.
+    let health = observer_runtime::health::HealthService::new(
+        &["observer.Observer", "peer.Peer"],
+        std::sync::Arc::new(|| true),
+    );
     let grace = observer_runtime::shutdown::Grace::new();
     let serve = server
         .add_service(service.into_server())
         .add_service(peers)
+        .add_service(health.into_server())
         .add_optional_service(policy_states)
         .serve_with_incoming_shutdown(incoming, grace.signal(shutdown));
     grace.run(serve).await.transpose()?;

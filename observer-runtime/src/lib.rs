@@ -16,7 +16,8 @@
 //! and clients (mTLS, Hubble's flags) and the rules that tie an address's
 //! scheme to them; [`backoff`] spaces the attempts to reach a peer or a
 //! runtime again; [`ready_file`] tells whoever started a server where it
-//! listens. [`agent_events`] keeps a probe's agent events (start, policy,
+//! listens. [`health`] is the standard gRPC health service, which `hubble
+//! status` checks first. [`agent_events`] keeps a probe's agent events (start, policy,
 //! endpoint, ipcache and service changes) and selects what a
 //! `GetAgentEvents` request asks for.
 
@@ -25,6 +26,7 @@ pub mod agent_events;
 pub mod backoff;
 pub mod field_mask;
 pub mod filter;
+pub mod health;
 pub mod metrics_http;
 pub mod namespaces;
 pub mod peer_service;

@@ -4,6 +4,8 @@
 //!   types and the `Observer` and `Peer` gRPC clients and servers, generated
 //!   from `proto/`. Package names and field numbers match Cilium's, so stock
 //!   Hubble clients (and a stock hubble-relay, through `Peer`) work.
+//! - [`health`]: the standard gRPC health service (`grpc.health.v1`),
+//!   which `hubble status` checks first.
 //! - [`observe::v1`]: our extensions (per-direction flow volume, the policy
 //!   in force with its `PolicyStates` service, kernel
 //!   feature report), carried in field numbers Hubble leaves unused.
@@ -43,6 +45,12 @@ pub mod relay {
 /// (protobuf package `peer`).
 pub mod peer {
     tonic::include_proto!("peer");
+}
+
+/// The standard gRPC health service (protobuf package `grpc.health.v1`),
+/// which `hubble status` asks before anything else.
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
 }
 
 /// Our protobuf extensions.

@@ -9,9 +9,11 @@
 //! - `agent_events`: GetAgentEvents, the connected peers' merged in time.
 //! - `older`: the flow history before the ring, for a `since` older than it.
 //!
-//! Arrow Flight SQL ([`crate::sql::flight`]) and `peer.Peer` (the connected
+//! Arrow Flight SQL ([`crate::sql::flight`]), `peer.Peer` (the connected
 //! peers, [`crate::peer::Peers::directory`], for a stock hubble-relay's
-//! `--peer-service`) are served on the same address.
+//! `--peer-service`) and the gRPC health service (serving while at least one
+//! node is followed, as Hubble Relay's; `hubble status` checks it) are
+//! served on the same address.
 
 mod agent_events;
 mod flows;
@@ -29,6 +31,7 @@ use observer_proto::observer::{
     GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
     ServerStatusResponse,
 };
+use observer_runtime::health::HealthService;
 use tokio::sync::watch;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -56,6 +59,13 @@ pub struct RelayService {
 /// `shutdown` resolves (and its answers are sent, for at most
 /// [`observer_runtime::shutdown::STOP_GRACE`]); a plain `TcpListener` serves
 /// [`observer_runtime::accept::DEFAULT_MAX_CONNECTIONS`] connections at once.
+/// The gRPC services the relay serves, as the health service names them.
+const SERVICES: &[&str] = &[
+    "observer.Observer",
+    "peer.Peer",
+    "arrow.flight.protocol.FlightService",
+];
+
 pub async fn run(
     mut grpc: tonic::transport::Server,
     listener: impl Into<observer_runtime::accept::ServerListener>,
@@ -66,6 +76,19 @@ pub async fn run(
     let sql = state.sql();
     let queries = sql.clone();
     let peers = state.peers().directory().service(stopping.clone());
+    // As Hubble Relay: serving while it follows at least one node.
+    let health = {
+        let (state, stopping) = (state.clone(), stopping.clone());
+        HealthService::new(
+            SERVICES,
+            Arc::new(move || {
+                !*stopping.borrow()
+                    && (state.peers().views())
+                        .iter()
+                        .any(|p| p.connected_since.is_some())
+            }),
+        )
+    };
     let service = RelayService {
         state,
         stopping,
@@ -89,6 +112,7 @@ pub async fn run(
         .add_service(ObserverServer::new(service))
         .add_service(crate::sql::flight::service(sql))
         .add_service(peers)
+        .add_service(health.into_server())
         .serve_with_incoming_shutdown(incoming, grace.signal(shutdown));
     grace.run(serve).await.transpose()?;
     Ok(())
