@@ -23,8 +23,10 @@
 #                   without it; skipped when python3 already makes one)
 # and, from PyPI into a virtual environment (default /var/cache/observe-ci/venv,
 # or $OBSERVE_VENV), a Flight SQL client that is not ours for the SQL client
-# test (e2e/tests/sql_clients.rs):
+# test (e2e/tests/sql_clients.rs), and gRPC's own health client for the
+# health test (e2e/tests/health.rs):
 #   adbc-driver-flightsql, adbc-driver-manager, pyarrow
+#   grpcio, grpcio-health-checking, protobuf
 # The Rust build itself needs no system package (protobuf is compiled by protox).
 set -euo pipefail
 . "$(dirname "$0")/as-root.sh"
@@ -41,11 +43,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The ADBC Flight SQL driver, in its own virtual environment (idempotent: only
-# when the driver cannot be imported from it yet).
+# The ADBC Flight SQL driver and gRPC's health client, in their own virtual
+# environment (idempotent: only when one cannot be imported from it yet).
 venv=${OBSERVE_VENV:-/var/cache/observe-ci/venv}
-python_packages=(adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1)
-if ! "$venv/bin/python" -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null; then
+python_packages=(adbc-driver-flightsql==1.13.0 adbc-driver-manager==1.13.0 pyarrow==26.0.1
+  grpcio==1.85.4 grpcio-health-checking==1.85.1 protobuf==7.36.2)
+if ! "$venv/bin/python" -c 'import adbc_driver_flightsql.dbapi, pyarrow, grpc_health.v1.health_pb2_grpc' 2>/dev/null; then
   echo "setup: installing ${python_packages[*]} into $venv"
   mkdir -p "$(dirname "$venv")"
   if ! python3 -m venv "$venv" 2>/dev/null; then
@@ -56,4 +59,4 @@ if ! "$venv/bin/python" -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/
   fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${python_packages[@]}"
 fi
-echo "setup: the SQL client test's Python is $venv/bin/python"
+echo "setup: the SQL and health client tests' Python is $venv/bin/python"

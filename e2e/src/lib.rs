@@ -61,6 +61,23 @@ pub fn observe_binary() -> std::path::PathBuf {
     observe_lab::binaries::binary("observe").expect("the observe binary")
 }
 
+/// The Python of the virtual environment `scripts/setup.sh` fills with
+/// clients that are not ours (the ADBC Flight SQL driver, grpcio's health
+/// client): `/var/cache/observe-ci/venv`, or `$OBSERVE_VENV`.
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("OBSERVE_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/cache/observe-ci/venv"));
+    let python = venv.join("bin/python");
+    assert!(
+        python.is_file(),
+        "no Python at {}: run scripts/setup.sh, which installs the outside clients \
+         there (or point OBSERVE_VENV at a virtual environment that has them)",
+        python.display()
+    );
+    python
+}
+
 /// Runs `observe ARGS` and returns its standard output; panics with its
 /// standard error when it fails.
 pub fn observe(args: &[&str]) -> String {

@@ -68,6 +68,10 @@ fn node_age_secs(state: &str, node: &str) -> u64 {
         .find(|l| l.split_whitespace().next() == Some(node))
         .unwrap_or_else(|| panic!("{node} not listed: {listing}"));
     let age = line.split_whitespace().nth(2).unwrap();
+    // Up less than half a second: no age yet, as hubble shows it.
+    if age == "N/A" && line.contains("Connected") {
+        return 0;
+    }
     let (mut secs, mut number) = (0, 0);
     for c in age.chars() {
         match c {

@@ -6,7 +6,6 @@
 //! with a `?` parameter and runs it, and gets the rows `observe query`
 //! prints for the same query.
 
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
@@ -17,21 +16,6 @@ use relay::history::HistoryConfig;
 use serde_json::Value;
 use test_support::history_flows as flows;
 use test_support::scratch::ScratchDir;
-
-/// The virtual environment's Python, which has the ADBC driver.
-fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("OBSERVE_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/observe-ci/venv"));
-    let python = venv.join("bin/python");
-    assert!(
-        python.is_file(),
-        "no Python at {}: run scripts/setup.sh, which installs the ADBC Flight SQL driver \
-         there (or point OBSERVE_VENV at a virtual environment that has it)",
-        python.display()
-    );
-    python
-}
 
 async fn run(cmd: &mut tokio::process::Command) -> Output {
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.kill_on_drop(true).output())
@@ -50,7 +34,7 @@ async fn run(cmd: &mut tokio::process::Command) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_adbc_driver_lists_the_tables_and_runs_a_prepared_statement() {
-    let python = venv_python();
+    let python = e2e::venv_python();
     let dir = ScratchDir::new("sql-clients");
     let cfg = RelayConfig {
         history: Some(HistoryConfig {

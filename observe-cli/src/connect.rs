@@ -276,6 +276,12 @@ impl Target {
         self.connect(None).await
     }
 
+    /// [`Target::channel`] for short calls: each fails when its answer has
+    /// not begun within the call timeout.
+    pub async fn call_channel(&self) -> anyhow::Result<(Channel, &str)> {
+        self.connect(Some(self.call_timeout)).await
+    }
+
     /// [`Target::channel`], each call failing when its answer has not begun
     /// within `call_timeout` (a stream may then last as long as it likes).
     async fn connect(&self, call_timeout: Option<Duration>) -> anyhow::Result<(Channel, &str)> {

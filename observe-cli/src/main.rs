@@ -123,6 +123,11 @@ enum Command {
         #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = observe_cli::status::NodesFormat::Table)]
         output: observe_cli::status::NodesFormat,
     },
+    /// Nodes, or the namespaces of recent flows, like `hubble list`.
+    List {
+        #[command(subcommand)]
+        command: ListCommand,
+    },
     /// Make certificates for mTLS between the components.
     Certs {
         #[command(subcommand)]
@@ -163,6 +168,26 @@ enum Command {
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ListCommand {
+    /// The nodes behind a probe or relay, like `hubble list nodes` (also
+    /// `observe nodes`).
+    #[command(alias = "node")]
+    Nodes {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = observe_cli::status::NodesFormat::Table)]
+        output: observe_cli::status::NodesFormat,
+    },
+    /// The namespaces of recent flows, like `hubble list namespaces`.
+    Namespaces {
+        #[command(flatten)]
+        connect: ConnectArgs,
+        #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t = observe_cli::status::NodesFormat::Table)]
+        output: observe_cli::status::NamespacesFormat,
     },
 }
 
@@ -379,9 +404,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             observe_cli::status::status(&connect.target(&DEFAULT_SERVERS)?, output).await
         }
         Command::AgentEvents(args) => observe_cli::agent_events_command::run(args).await,
-        Command::Nodes { connect, output } => {
-            observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?, output).await
-        }
+        Command::Nodes { connect, output }
+        | Command::List {
+            command: ListCommand::Nodes { connect, output },
+        } => observe_cli::status::nodes(&connect.target(&DEFAULT_SERVERS)?, output).await,
+        Command::List {
+            command: ListCommand::Namespaces { connect, output },
+        } => observe_cli::status::namespaces(&connect.target(&DEFAULT_SERVERS)?, output).await,
         Command::Certs {
             command:
                 CertsCommand::Generate {

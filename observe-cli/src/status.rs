@@ -1,8 +1,15 @@
 //! `observe status` and `observe nodes`, in the manner of `hubble status` and
 //! `hubble list nodes`.
 
+use observer_proto::health::HealthCheckRequest;
+use observer_proto::health::health_check_response::ServingStatus;
+use observer_proto::health::health_client::HealthClient;
 use observer_proto::observe::v1::endpoint_status::State;
-use observer_proto::observer::{GetNodesRequest, Node, ServerStatusRequest, ServerStatusResponse};
+use observer_proto::observer::observer_client::ObserverClient;
+use observer_proto::observer::{
+    GetNamespacesRequest, GetNodesRequest, Namespace, Node, ServerStatusRequest,
+    ServerStatusResponse,
+};
 use observer_proto::relay::NodeState;
 
 use crate::connect::Target;
@@ -26,8 +33,32 @@ pub enum StatusFormat {
     Json,
 }
 
+/// The service `hubble status` asks the health of.
+const OBSERVER_SERVICE: &str = "observer.Observer";
+
 pub async fn status(target: &Target, format: StatusFormat) -> anyhow::Result<()> {
-    let (mut client, address) = target.observer().await?;
+    let (channel, address) = target.call_channel().await?;
+    // As hubble status: the standard health check first, then the status.
+    let health = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest {
+            service: OBSERVER_SERVICE.into(),
+        })
+        .await
+        .map_err(|s| target.status_error(s))?
+        .into_inner()
+        .status();
+    // Hubble names the server without its scheme.
+    let address = address.strip_prefix("tls://").unwrap_or(address);
+    if health != ServingStatus::Serving {
+        if format == StatusFormat::Text {
+            crate::outln!(
+                "Healthcheck (via {address}): Unavailable: {}",
+                health.as_str_name()
+            )?;
+        }
+        anyhow::bail!("not healthy");
+    }
+    let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
     let s = client
         .server_status(ServerStatusRequest {})
         .await
@@ -62,19 +93,23 @@ pub fn render_status(server: &str, s: &ServerStatusResponse) -> String {
         flows_per_second(s, true)
     );
     if let Some(connected) = s.num_connected_nodes {
-        let total = connected + s.num_unavailable_nodes.unwrap_or(0);
-        out += &format!("Connected Nodes: {connected}/{total}\n");
+        let total = s
+            .num_unavailable_nodes
+            .map_or(String::new(), |u| format!("/{}", connected + u));
+        out += &format!("Connected Nodes: {connected}{total}\n");
     }
-    // A relay names at most ten of them and counts them all.
-    let named = s.unavailable_nodes.len() as u32;
-    let unavailable = s.num_unavailable_nodes.unwrap_or(named).max(named);
-    if unavailable > 0 {
+    // A relay names at most ten of them and counts them all; the names
+    // sorted, as hubble shows them.
+    if let Some(unavailable) = s.num_unavailable_nodes.filter(|n| *n > 0) {
         out += &format!("Unavailable Nodes: {unavailable}\n");
-        for n in &s.unavailable_nodes {
+        let mut named: Vec<&String> = s.unavailable_nodes.iter().collect();
+        named.sort();
+        for n in &named {
             out += &format!("  - {n}\n");
         }
-        if unavailable > named {
-            out += &format!("  - and {} more...\n", unavailable - named);
+        let more = unavailable.saturating_sub(named.len() as u32);
+        if !named.is_empty() && more > 0 {
+            out += &format!("  - and {more} more...\n");
         }
     }
     if !s.kernel_features.is_empty() {
@@ -247,26 +282,40 @@ pub enum NodesFormat {
 
 pub async fn nodes(target: &Target, format: NodesFormat) -> anyhow::Result<()> {
     let (mut client, _) = target.observer().await?;
-    let resp = client
+    let nodes = client
         .get_nodes(GetNodesRequest {})
         .await
         .map_err(|s| target.status_error(s))?
-        .into_inner();
-    crate::outln!(
-        "{}",
-        nodes_text(&resp.nodes, format)?.trim_end_matches('\n')
-    )?;
+        .into_inner()
+        .nodes;
+    crate::outln!("{}", nodes_text(&nodes, format)?.trim_end_matches('\n'))?;
     Ok(())
 }
 
-/// What `observe nodes` prints for `nodes` in `format`.
+/// `values` as `hubble list` prints JSON: an array, indented by two
+/// spaces (`null` for none, as Go marshals an empty list); each object's
+/// keys in name order.
+fn json_list<T: prost::Message>(message: &str, values: &[T]) -> anyhow::Result<String> {
+    if values.is_empty() {
+        return Ok("null\n".into());
+    }
+    let objects = values
+        .iter()
+        .map(|v| {
+            let json = observer_proto::json::to_json(message, v)?;
+            Ok(serde_json::from_str::<serde_json::Value>(&json)?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(serde_json::to_string_pretty(&objects)? + "\n")
+}
+
+/// What `observe nodes` prints for `nodes` in `format`, by name as hubble
+/// lists them.
 fn nodes_text(nodes: &[Node], format: NodesFormat) -> anyhow::Result<String> {
+    let mut nodes = nodes.to_vec();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
     if format == NodesFormat::Json {
-        let objects = nodes
-            .iter()
-            .map(|n| observer_proto::json::to_json("observer.Node", n))
-            .collect::<Result<Vec<_>, _>>()?;
-        return Ok(format!("[{}]\n", objects.join(",")));
+        return json_list("observer.Node", &nodes);
     }
     let wide = format == NodesFormat::Wide;
     let mut header = vec!["NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"];
@@ -284,15 +333,21 @@ fn nodes_text(nodes: &[Node], format: NodesFormat) -> anyhow::Result<String> {
                 Some(t) if t.enabled => "Enabled",
                 Some(_) => "Disabled",
             };
-            row.extend([n.version.clone(), n.address.clone(), tls.to_string()]);
+            let version = match n.version.as_str() {
+                "" => "N/A",
+                v => v,
+            };
+            row.extend([version.into(), n.address.clone(), tls.to_string()]);
         }
         row
     }));
     Ok(aligned(&rows))
 }
 
-/// A node's cells as `hubble list nodes` fills them: a node that is not
-/// connected has no age, rate or flows held now (`N/A`).
+/// A node's cells as `hubble list nodes` fills them: no age or rate
+/// without an uptime (a node not connected), no flows held without a
+/// capacity (`N/A`); the uptime rounded to the second, the counts not
+/// grouped.
 fn node_row(n: &Node) -> Vec<String> {
     let state = NodeState::try_from(n.state).map_or("Unknown", |s| match s {
         NodeState::NodeConnected => "Connected",
@@ -302,32 +357,62 @@ fn node_row(n: &Node) -> Vec<String> {
         NodeState::UnknownNodeState => "Unknown",
     });
     let mut row = vec![n.name.clone(), state.to_string()];
-    if n.state == NodeState::NodeConnected as i32 {
-        const SECOND: u64 = 1_000_000_000;
-        let secs = n.uptime_ns as f64 / 1e9;
-        let rate = if secs > 0.0 {
-            n.seen_flows as f64 / secs
-        } else {
-            0.0
-        };
-        let share = if n.max_flows > 0 {
-            100.0 * n.num_flows as f64 / n.max_flows as f64
-        } else {
-            0.0
-        };
-        row.extend([
-            go_duration(n.uptime_ns / SECOND * SECOND),
-            format!("{rate:.2}"),
-            format!(
-                "{}/{} ({share:6.2}%)",
-                grouped(n.num_flows),
-                grouped(n.max_flows)
-            ),
-        ]);
+    const SECOND: u64 = 1_000_000_000;
+    // Go's Duration.Round: halves away from zero.
+    let uptime = (n.uptime_ns.saturating_add(SECOND / 2)) / SECOND * SECOND;
+    if uptime > 0 {
+        let rate = n.seen_flows as f64 / (uptime / SECOND) as f64;
+        row.extend([go_duration(uptime), format!("{rate:.2}")]);
     } else {
-        row.extend(["N/A", "N/A", "N/A"].map(String::from));
+        row.extend(["N/A", "N/A"].map(String::from));
     }
+    row.push(if n.max_flows > 0 {
+        let share = 100.0 * n.num_flows as f64 / n.max_flows as f64;
+        format!("{}/{} ({share:6.2}%)", n.num_flows, n.max_flows)
+    } else {
+        "N/A".into()
+    });
     row
+}
+
+/// How `observe list namespaces` prints, as `hubble list namespaces -o`.
+pub type NamespacesFormat = NodesFormat;
+
+/// `observe list namespaces`: the namespaces of recent flows, as `hubble
+/// list namespaces` lists them.
+pub async fn namespaces(target: &Target, format: NamespacesFormat) -> anyhow::Result<()> {
+    let (mut client, _) = target.observer().await?;
+    let namespaces = client
+        .get_namespaces(GetNamespacesRequest {})
+        .await
+        .map_err(|s| target.status_error(s))?
+        .into_inner()
+        .namespaces;
+    let text = namespaces_text(&namespaces, format)?;
+    crate::pipe::print(&crate::flows::output::escape_controls(&text))?;
+    Ok(())
+}
+
+/// What `observe list namespaces` prints: a NAMESPACE column (and CLUSTER,
+/// wide, where a namespace has one), or the JSON list.
+fn namespaces_text(namespaces: &[Namespace], format: NamespacesFormat) -> anyhow::Result<String> {
+    if format == NodesFormat::Json {
+        return json_list("observer.Namespace", namespaces);
+    }
+    let wide = format == NodesFormat::Wide;
+    let mut rows = vec![if wide {
+        vec!["NAMESPACE".to_string(), "CLUSTER".to_string()]
+    } else {
+        vec!["NAMESPACE".to_string()]
+    }];
+    rows.extend(namespaces.iter().map(|n| {
+        let mut row = vec![n.namespace.clone()];
+        if wide && !n.cluster.is_empty() {
+            row.push(n.cluster.clone());
+        }
+        row
+    }));
+    Ok(aligned(&rows))
 }
 
 /// Rows in columns as Go's tabwriter lays out hubble's tables: each column
@@ -380,13 +465,18 @@ mod tests {
                 server_name: "127.0.0.1".into(),
             }),
         };
+        // As the relay lists a node it does not reach: no uptime, no
+        // counts, no version.
         let gone = Node {
             name: "node2".into(),
             state: NodeState::NodeUnavailable as i32,
             uptime_ns: 0,
+            num_flows: 0,
+            max_flows: 0,
+            seen_flows: 0,
+            version: String::new(),
             address: "127.0.0.1:4246".into(),
             tls: Some(Default::default()),
-            ..n.clone()
         };
         let full = Node {
             name: "node3".into(),
@@ -395,13 +485,24 @@ mod tests {
             max_flows: 16_383,
             ..n.clone()
         };
-        let nodes = [n.clone(), gone, full];
+        // Listed by name; the uptime rounded (1000.7 s), counts not grouped.
+        let nodes = [full, gone, n.clone()];
         assert_eq!(
             nodes_text(&nodes, NodesFormat::Table).unwrap(),
             "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS\n\
-             node1   Connected     16m40s   2.00      500/1,000 ( 50.00%)\n\
+             node1   Connected     16m41s   2.00      500/1000 ( 50.00%)\n\
              node2   Unavailable   N/A      N/A       N/A\n\
-             node3   Connected     3h5m0s   0.18      16,383/16,383 (100.00%)\n"
+             node3   Connected     3h5m0s   0.18      16383/16383 (100.00%)\n"
+        );
+        // Up less than half a second: no age or rate yet, as in hubble.
+        let young = Node {
+            uptime_ns: 400_000_000,
+            ..n.clone()
+        };
+        assert_eq!(
+            nodes_text(&[young], NodesFormat::Table).unwrap(),
+            "NAME    STATUS      AGE   FLOWS/S   CURRENT/MAX-FLOWS\n\
+             node1   Connected   N/A   N/A       500/1000 ( 50.00%)\n"
         );
         let probe = Node {
             name: "node4".into(),
@@ -410,11 +511,12 @@ mod tests {
         };
         assert_eq!(
             nodes_text(&[n.clone(), nodes[1].clone(), probe], NodesFormat::Wide).unwrap(),
-            "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS     VERSION            ADDRESS          TLS\n\
-             node1   Connected     16m40s   2.00      500/1,000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244   Enabled\n\
-             node2   Unavailable   N/A      N/A       N/A                   flow-probe 0.1.0   127.0.0.1:4246   Disabled\n\
-             node4   Connected     16m40s   2.00      500/1,000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244   N/A\n"
+            "NAME    STATUS        AGE      FLOWS/S   CURRENT/MAX-FLOWS    VERSION            ADDRESS          TLS\n\
+             node1   Connected     16m41s   2.00      500/1000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244   Enabled\n\
+             node2   Unavailable   N/A      N/A       N/A                  N/A                127.0.0.1:4246   Disabled\n\
+             node4   Connected     16m41s   2.00      500/1000 ( 50.00%)   flow-probe 0.1.0   127.0.0.1:4244   N/A\n"
         );
+        assert_eq!(nodes_text(&[], NodesFormat::Json).unwrap(), "null\n");
         let json = nodes_text(&[n], NodesFormat::Json).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v[0]["name"], "node1");
@@ -424,6 +526,33 @@ mod tests {
         assert_eq!(v[0]["tls"]["enabled"], true);
         assert_eq!(v[0]["tls"]["server_name"], "127.0.0.1");
         assert_eq!(v.as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn namespaces_print_as_hubble_list_namespaces() {
+        let namespaces = [
+            Namespace {
+                namespace: "default".into(),
+                cluster: String::new(),
+            },
+            Namespace {
+                namespace: "shop".into(),
+                cluster: "c1".into(),
+            },
+        ];
+        assert_eq!(
+            namespaces_text(&namespaces, NodesFormat::Table).unwrap(),
+            "NAMESPACE\ndefault\nshop\n"
+        );
+        assert_eq!(
+            namespaces_text(&namespaces, NodesFormat::Wide).unwrap(),
+            "NAMESPACE   CLUSTER\ndefault\nshop        c1\n"
+        );
+        assert_eq!(
+            namespaces_text(&namespaces[1..], NodesFormat::Json).unwrap(),
+            "[\n  {\n    \"cluster\": \"c1\",\n    \"namespace\": \"shop\"\n  }\n]\n"
+        );
+        assert_eq!(namespaces_text(&[], NodesFormat::Json).unwrap(), "null\n");
     }
 
     #[test]
@@ -446,12 +575,12 @@ mod tests {
              Unavailable Nodes: 1\n  \
              - node2\n"
         );
-        // Ten named of fourteen.
+        // Ten named of fourteen, listed sorted.
         let named: Vec<String> = (0..10).map(|i| format!("node{i}")).collect();
         let many = ServerStatusResponse {
             num_connected_nodes: Some(6),
             num_unavailable_nodes: Some(14),
-            unavailable_nodes: named.clone(),
+            unavailable_nodes: named.iter().rev().cloned().collect(),
             ..relay.clone()
         };
         let list: String = named.iter().map(|n| format!("  - {n}\n")).collect();
@@ -465,6 +594,24 @@ mod tests {
                  Unavailable Nodes: 14\n{list}  - and 4 more...\n"
             )
         );
+        // A count without names, and a connected count without the other.
+        let unnamed = ServerStatusResponse {
+            num_connected_nodes: Some(1),
+            num_unavailable_nodes: Some(3),
+            unavailable_nodes: Vec::new(),
+            ..relay.clone()
+        };
+        assert!(
+            render_status("127.0.0.1:4245", &unnamed)
+                .ends_with("Connected Nodes: 1/4\nUnavailable Nodes: 3\n")
+        );
+        let uncounted = ServerStatusResponse {
+            num_connected_nodes: Some(3),
+            num_unavailable_nodes: None,
+            unavailable_nodes: Vec::new(),
+            ..relay.clone()
+        };
+        assert!(render_status("127.0.0.1:4245", &uncounted).ends_with("Connected Nodes: 3\n"));
         let empty = ServerStatusResponse::default();
         assert_eq!(
             render_status("127.0.0.1:4244", &empty),
