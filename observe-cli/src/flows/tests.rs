@@ -652,9 +652,15 @@ fn dict_blocks() {
             "  TIMESTAMP: Nov 26 15:04:09.123\n       NODE: node2\n",
         );
     assert_eq!(print(Format::Dict, true, false, false), with_node);
+    // Verdicts by outcome, and hosts cyan with their ports yellow, as
+    // Hubble's dict colours them (the hosts were plain).
+    let host = |name: &str, port: u32| format!("\x1b[36m{name}:\x1b[33m{port}\x1b[0m\x1b[0m");
     let colored = DICT
         .replace("VERDICT: FORWARDED", "VERDICT: \x1b[32mFORWARDED\x1b[0m")
-        .replace("VERDICT: DROPPED", "VERDICT: \x1b[31mDROPPED\x1b[0m");
+        .replace("VERDICT: DROPPED", "VERDICT: \x1b[31mDROPPED\x1b[0m")
+        .replace("default/frontend:40000", &host("default/frontend", 40000))
+        .replace("other/client:50000", &host("other/client", 50000))
+        .replace("default/api:8080", &host("default/api", 8080));
     assert_eq!(print(Format::Dict, false, true, true), colored);
 }
 

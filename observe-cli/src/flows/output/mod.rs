@@ -156,7 +156,13 @@ impl Printer {
                 }
             }
             Format::Dict => {
-                if let Some(r) = row(resp, o.time, o.print_policies) {
+                if let Some(mut r) = row(resp, o.time, o.print_policies) {
+                    // Hosts cyan with their ports yellow, as Hubble's dict.
+                    if let (true, Some(ResponseTypes::Flow(f))) = (o.color, &resp.response_types) {
+                        let (src, dst) = fields::painted_hosts(f, &|p| color::paint_port(p, true));
+                        r.source = color::paint_host(&src, true);
+                        r.destination = color::paint_host(&dst, true);
+                    }
                     if self.blocks > 0 {
                         emit.out = format!("{}\n", dict::SEPARATOR);
                     }
