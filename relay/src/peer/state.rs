@@ -355,7 +355,9 @@ impl Peers {
 }
 
 /// One `NODE_CONNECTED` event naming every connected peer, then one
-/// `NODE_UNAVAILABLE` event per other peer, with its last error.
+/// `NODE_UNAVAILABLE` event per last error, naming the other peers that
+/// failed so (as Hubble Relay names them together: `2 nodes are
+/// unavailable: node1, node2`, not two lines of `1 nodes`).
 fn status_events(entries: &[PeerEntry]) -> Vec<NodeStatusEvent> {
     let connected: Vec<String> = entries
         .iter()
@@ -370,13 +372,19 @@ fn status_events(entries: &[PeerEntry]) -> Vec<NodeStatusEvent> {
             message: String::new(),
         });
     }
+    let mut unavailable: Vec<NodeStatusEvent> = Vec::new();
     for e in entries.iter().filter(|e| e.connected_since.is_none()) {
-        events.push(NodeStatusEvent {
-            state_change: NodeState::NodeUnavailable as i32,
-            node_names: vec![e.name()],
-            message: e.last_error.clone().unwrap_or_default(),
-        });
+        let message = e.last_error.clone().unwrap_or_default();
+        match unavailable.iter_mut().find(|ev| ev.message == message) {
+            Some(ev) => ev.node_names.push(e.name()),
+            None => unavailable.push(NodeStatusEvent {
+                state_change: NodeState::NodeUnavailable as i32,
+                node_names: vec![e.name()],
+                message,
+            }),
+        }
     }
+    events.extend(unavailable);
     events
 }
 
@@ -405,14 +413,10 @@ mod tests {
         assert_eq!(
             initial,
             [
+                // Not connected yet, both: one event.
                 event(
                     NodeState::NodeUnavailable,
-                    &["10.0.0.1:4244"],
-                    NOT_CONNECTED_YET
-                ),
-                event(
-                    NodeState::NodeUnavailable,
-                    &["10.0.0.2:4244"],
+                    &["10.0.0.1:4244", "10.0.0.2:4244"],
                     NOT_CONNECTED_YET
                 ),
             ]
@@ -459,6 +463,29 @@ mod tests {
             ]
         );
         assert_eq!(peers.connected_clients().len(), 1);
+    }
+
+    #[test]
+    fn unavailable_peers_that_failed_alike_are_one_event() {
+        let peers = Peers::new(&[
+            "10.0.0.1:4244".into(),
+            "10.0.0.2:4244".into(),
+            "10.0.0.3:4244".into(),
+        ]);
+        peers.mark_unavailable(0, "connection refused".into());
+        peers.mark_unavailable(1, "timed out".into());
+        peers.mark_unavailable(2, "connection refused".into());
+        assert_eq!(
+            peers.status_events(),
+            [
+                event(
+                    NodeState::NodeUnavailable,
+                    &["10.0.0.1:4244", "10.0.0.3:4244"],
+                    "connection refused"
+                ),
+                event(NodeState::NodeUnavailable, &["10.0.0.2:4244"], "timed out"),
+            ]
+        );
     }
 
     fn listing(address: &str) -> Listing {
