@@ -184,12 +184,14 @@ fn is_queue_loss(r: &GetFlowsResponse) -> bool {
 /// the probe's buffer again. The record still goes to the ring, as before
 /// the restart; an answer that reads history leaves out the ring's copy.
 fn count_probe_loss(ctx: &PeerCtx, r: &GetFlowsResponse) {
-    let sql = ctx.state.sql();
-    let (Some(ResponseTypes::LostEvents(l)), Some(history)) = (&r.response_types, sql.history())
-    else {
+    // Every flow comes through here: the engine only for such a record.
+    let Some(ResponseTypes::LostEvents(l)) = &r.response_types else {
         return;
     };
-    if l.source == LostEventSource::PerfEventRingBuffer as i32 {
+    if l.source != LostEventSource::PerfEventRingBuffer as i32 {
+        return;
+    }
+    if let Some(history) = ctx.state.sql().history() {
         let time = observer_proto::time::event_time(r).unwrap_or_else(now_nanos);
         let time = i64::try_from(time).unwrap_or(i64::MAX);
         history
