@@ -314,10 +314,7 @@ impl Target {
     /// that address.
     pub async fn observer(&self) -> anyhow::Result<(ObserverClient<Channel>, &str)> {
         let (channel, address) = self.connect(Some(self.call_timeout)).await?;
-        Ok((
-            ObserverClient::new(channel).max_decoding_message_size(64 << 20),
-            address,
-        ))
+        Ok((observer_client(channel), address))
     }
 
     /// Opens `client`'s GetFlows stream of `req`; a refusal worded as
@@ -423,6 +420,12 @@ impl Target {
             (None, true) => hint,
         })
     }
+}
+
+/// An observer.Observer client over `channel`, taking answers of up to
+/// 64 MiB (a relay's GetNodes or a flow with many labels).
+pub fn observer_client(channel: Channel) -> ObserverClient<Channel> {
+    ObserverClient::new(channel).max_decoding_message_size(64 << 20)
 }
 
 /// A gRPC error as a person reads it, its code kept for those who act on

@@ -5,7 +5,6 @@ use observer_proto::health::HealthCheckRequest;
 use observer_proto::health::health_check_response::ServingStatus;
 use observer_proto::health::health_client::HealthClient;
 use observer_proto::observe::v1::endpoint_status::State;
-use observer_proto::observer::observer_client::ObserverClient;
 use observer_proto::observer::{
     GetNamespacesRequest, GetNodesRequest, Namespace, Node, ServerStatusRequest,
     ServerStatusResponse,
@@ -58,7 +57,7 @@ pub async fn status(target: &Target, format: StatusFormat) -> anyhow::Result<()>
         }
         anyhow::bail!("not healthy");
     }
-    let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
+    let mut client = crate::connect::observer_client(channel);
     let s = client
         .server_status(ServerStatusRequest {})
         .await
