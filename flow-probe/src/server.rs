@@ -169,8 +169,9 @@ impl ObserverService {
     }
 }
 
-/// Serves `observer.Observer`, `peer.Peer` and the gRPC health service on `server` (plaintext or TLS,
-/// from [`observer_runtime::tls::server::builder`]; `tls` says which) until
+/// Serves `observer.Observer`, `peer.Peer` and the gRPC health service on
+/// `server` (plaintext or TLS, from
+/// [`observer_runtime::tls::server::builder`]; `tls` says which) until
 /// `shutdown` resolves (and its answers are sent, for at most
 /// [`observer_runtime::shutdown::STOP_GRACE`]); a plain `TcpListener` serves
 /// [`observer_runtime::accept::DEFAULT_MAX_CONNECTIONS`] connections at once.

@@ -1412,6 +1412,22 @@ fn lifecycle_reports_are_no_flows_and_icmp_types_read_as_hubble_writes_them() {
     );
 }
 
+/// A scrape's port-distribution series.
+fn port_series(m: &Metrics) -> Vec<String> {
+    m.render()
+        .lines()
+        .filter(|l| l.starts_with("hubble_port_distribution_total{"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// [`port_series`] of TCP port 8080 alone at `n`.
+fn port_8080(n: u32) -> [String; 1] {
+    [format!(
+        r#"hubble_port_distribution_total{{port="8080",protocol="TCP"}} {n}"#
+    )]
+}
+
 /// A grace period shorter than the scrape interval removed a series before
 /// a scrape showed what it counted: the first scrape shows it at 0 and
 /// holds its first amounts back, and the next sweep found it stale. Now a
@@ -1424,27 +1440,19 @@ fn a_series_is_not_swept_before_a_scrape_shows_its_count() {
         ..Default::default()
     };
     let m = Metrics::with_clock(&cfg, clock);
-    let port = |m: &Metrics| -> Vec<String> {
-        m.render()
-            .lines()
-            .filter(|l| l.starts_with("hubble_port_distribution_total{"))
-            .map(str::to_string)
-            .collect()
-    };
-    let at = |n: u32| {
-        [format!(
-            r#"hubble_port_distribution_total{{port="8080",protocol="TCP"}} {n}"#
-        )]
-    };
     m.flow(&forwarded(40000, 8080));
     m.flow(&forwarded(40001, 8080));
     // Scrapes 30 s apart, each past the grace period.
     advance(&now, 30);
-    assert_eq!(port(&m), at(0), "first scrape");
+    assert_eq!(port_series(&m), port_8080(0), "first scrape");
     advance(&now, 30);
-    assert_eq!(port(&m), at(2), "the next one shows what waited");
+    assert_eq!(
+        port_series(&m),
+        port_8080(2),
+        "the next one shows what waited"
+    );
     advance(&now, 30);
-    assert!(port(&m).is_empty(), "then it goes");
+    assert!(port_series(&m).is_empty(), "then it goes");
 }
 
 /// A series of an expiring family that appears (or comes back after
@@ -1459,29 +1467,21 @@ fn new_series_show_0_first_then_count() {
         ..Default::default()
     };
     let m = Metrics::with_clock(&cfg, clock);
-    let port = |m: &Metrics| -> Vec<String> {
-        m.render()
-            .lines()
-            .filter(|l| l.starts_with("hubble_port_distribution_total{"))
-            .map(str::to_string)
-            .collect()
-    };
-    let at = |n: u32| {
-        [format!(
-            r#"hubble_port_distribution_total{{port="8080",protocol="TCP"}} {n}"#
-        )]
-    };
     m.flow(&forwarded(40000, 8080));
     m.flow(&forwarded(40001, 8080));
-    assert_eq!(port(&m), at(0), "first scrape");
+    assert_eq!(port_series(&m), port_8080(0), "first scrape");
     m.flow(&forwarded(40002, 8080));
-    assert_eq!(port(&m), at(3), "what waited, and what came after");
+    assert_eq!(
+        port_series(&m),
+        port_8080(3),
+        "what waited, and what came after"
+    );
     // Expired, then back: at 0 again first.
     advance(&now, 120);
-    assert!(port(&m).is_empty());
+    assert!(port_series(&m).is_empty());
     m.flow(&forwarded(40003, 8080));
-    assert_eq!(port(&m), at(0));
-    assert_eq!(port(&m), at(1));
+    assert_eq!(port_series(&m), port_8080(0));
+    assert_eq!(port_series(&m), port_8080(1));
     // A fixed family counts at once.
     assert!(
         m.render()

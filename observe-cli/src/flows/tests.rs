@@ -560,6 +560,20 @@ fn sample() -> Vec<GetFlowsResponse> {
     vec![resp(fl[0].clone()), resp(dropped), lost]
 }
 
+/// A plain printer of `format` that tells every node status (`--debug`).
+fn debug_printer(format: Format) -> Printer {
+    Printer::new(Options {
+        format,
+        print_node: false,
+        color: false,
+        follow: false,
+        debug: true,
+        time: Default::default(),
+        ip_translation: true,
+        print_policies: false,
+    })
+}
+
 fn print(format: Format, print_node: bool, color: bool, follow: bool) -> String {
     let mut p = Printer::new(Options {
         format,
@@ -831,17 +845,7 @@ fn node_status_names_the_state_and_the_reason() {
                 message: message.into(),
             })),
         };
-        let mut p = Printer::new(Options {
-            format: Format::Compact,
-            print_node: false,
-            color: false,
-            follow: false,
-            debug: true,
-            time: Default::default(),
-            ip_translation: true,
-            print_policies: false,
-        });
-        p.push(&resp).unwrap().err
+        debug_printer(Format::Compact).push(&resp).unwrap().err
     };
     assert_eq!(
         line(NodeState::NodeConnected, "", ""),
@@ -1208,16 +1212,7 @@ fn an_exporters_agent_events_are_no_flows_and_print_nothing() {
         ["flows.json line 1: an exporter's agent event (and any later one) is no flow: not shown"]
     );
     for format in [Format::Json, Format::Jsonpb, Format::Compact, Format::Dict] {
-        let mut p = Printer::new(Options {
-            format,
-            print_node: false,
-            color: false,
-            follow: false,
-            debug: true,
-            time: Default::default(),
-            ip_translation: true,
-            print_policies: false,
-        });
+        let mut p = debug_printer(format);
         let (responses, _) = observer_proto::json::from_json_stream_lenient::<GetFlowsResponse>(
             "observer.GetFlowsResponse",
             agent,
