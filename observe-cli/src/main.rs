@@ -53,7 +53,7 @@ enum Command {
         print_policy_names: bool,
         /// Also tell (on stderr) nodes connecting and leaving, not only
         /// nodes that are unavailable.
-        #[arg(long)]
+        #[arg(long, short = 'D')]
         debug: bool,
         /// Print the filters the flags make (allowlist and denylist, as
         /// `hubble observe`) and exit without asking a server.
@@ -63,8 +63,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t, ignore_case = true)]
         time_format: observe_cli::flows::output::TimeFormat,
         /// Name the ends of a flow by pod, service or DNS name (false:
-        /// by address), as Hubble's flag of the same name.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        /// by address), as Hubble's flag of the same name (alone: true).
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+              require_equals = true, action = clap::ArgAction::Set)]
         ip_translation: bool,
         /// Addresses and numbers only, no names: as --ip-translation=false
         /// (Hubble's flag of the same name).
@@ -79,8 +80,14 @@ enum Command {
         color: ColorChoice,
         /// Only these Flow fields of each flow, comma-separated paths such as
         /// `time,source.pod_name,verdict` (the server leaves the others out),
-        /// as hubble's flag of the same name.
-        #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
+        /// as hubble's flag of the same name (`--field-mask`, its newer name,
+        /// too).
+        #[arg(
+            long,
+            alias = "field-mask",
+            value_delimiter = ',',
+            value_name = "FIELDS"
+        )]
         experimental_field_mask: Vec<String>,
         /// Read flows saved as JSON lines (`-o json`, or hubble's `-o jsonpb`)
         /// from this file (`-`: standard input) instead of a server; the
@@ -594,6 +601,35 @@ mod tests {
             port.to_string(),
             "--to-port \"-1\": not a port number (0 to 65535)"
         );
+    }
+
+    /// Hubble's `-D`, a bare `--ip-translation` and its newer
+    /// `--field-mask` stopped a pasted hubble command line.
+    #[test]
+    fn hubbles_debug_short_form_bare_ip_translation_and_field_mask_are_taken() {
+        let flows = |words: &[&str]| {
+            let cli = Cli::try_parse_from(["observe", "flows"].iter().chain(words)).unwrap();
+            let Command::Flows {
+                debug,
+                ip_translation,
+                experimental_field_mask,
+                ..
+            } = cli.command
+            else {
+                panic!("not flows");
+            };
+            (debug, ip_translation, experimental_field_mask)
+        };
+        let mask = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            flows(&["-D", "--ip-translation", "--field-mask", "uuid,verdict"]),
+            (true, true, mask(&["uuid", "verdict"]))
+        );
+        assert_eq!(
+            flows(&["--ip-translation=false"]),
+            (false, false, mask(&[]))
+        );
+        assert_eq!(flows(&[]), (false, true, mask(&[])));
     }
 
     #[test]
