@@ -27,6 +27,8 @@
 //!   history against draft policies, as a report, JSON or a coloured graph.
 //! - [`lab_commands`]: `observe lab up|traffic|restart|down` and `observe demo`, over
 //!   the `observe_lab` crate (namespaces, traffic, one flow-probe per lab node).
+//! - [`go_switches`]: switches written as Go flags (`--follow=false`), as a
+//!   pasted `hubble observe` line has them, rewritten before clap reads them.
 //! - [`pipe`]: stdout and stderr that end quietly when the reader goes away
 //!   (`observe flows | head -1` exits 0), for every command.
 
@@ -34,6 +36,7 @@ pub mod agent_events_command;
 pub mod certs_command;
 pub mod connect;
 pub mod flows;
+pub mod go_switches;
 pub mod graph_command;
 pub mod lab_commands;
 pub mod pipe;

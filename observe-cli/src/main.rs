@@ -325,7 +325,9 @@ fn exit_status(e: &anyhow::Error) -> i32 {
 /// words are parsed (`--not` with no filter after it) shows the usage of the
 /// subcommand it belongs to, as clap's own errors do.
 fn parse() -> Cli {
-    let matches = without_empty_env(Cli::command()).get_matches();
+    let cmd = without_empty_env(Cli::command());
+    let args = observe_cli::go_switches::rewrite(&cmd, std::env::args_os().collect());
+    let matches = cmd.get_matches_from(args);
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| {
         let mut root = without_empty_env(Cli::command());
         root.build();
@@ -630,6 +632,40 @@ mod tests {
             (false, false, mask(&[]))
         );
         assert_eq!(flows(&[]), (false, true, mask(&[])));
+    }
+
+    /// A pasted hubble line sets switches as Go flags: `--follow=false`.
+    #[test]
+    fn switches_take_go_boolean_values() {
+        let flows = |line: &str| {
+            let cmd = Cli::command();
+            let words = line.split(' ').map(std::ffi::OsString::from).collect();
+            let args = observe_cli::go_switches::rewrite(&cmd, words);
+            let cli = Cli::from_arg_matches(&cmd.try_get_matches_from(args).unwrap()).unwrap();
+            let Command::Flows {
+                connect,
+                query,
+                print_node_name,
+                ..
+            } = cli.command
+            else {
+                panic!("not flows");
+            };
+            (
+                query.follow,
+                query.filters.all_namespaces,
+                connect.tls,
+                print_node_name,
+            )
+        };
+        assert_eq!(
+            flows("observe flows --follow=false --all-namespaces=true --tls=1 --print-node-name=F"),
+            (false, true, true, false)
+        );
+        assert_eq!(
+            flows("observe flows -f=true -A=false --tls=false --print-node-name"),
+            (true, false, false, true)
+        );
     }
 
     #[test]
