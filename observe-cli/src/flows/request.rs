@@ -46,10 +46,12 @@ struct QueryFlags {
     #[arg(long, allow_negative_numbers = true)]
     last: Option<u64>,
     /// The first N flows (0: as if not given).
-    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["last", "follow"])]
+    // Which counts go together is checked with the values (request()):
+    // Hubble refuses `--first 5 --last 5`, not `--first 0 --last 5`.
+    #[arg(long, allow_negative_numbers = true)]
     first: Option<u64>,
     /// Every flow the server holds (with --since, history's too): may be many.
-    #[arg(long, conflicts_with_all = ["last", "first"])]
+    #[arg(long)]
     all: bool,
     /// Keep streaming new flows.
     #[arg(long, short = 'f')]
@@ -148,7 +150,25 @@ impl QueryArgs {
         self.all || self.last.is_some_and(|n| n > 0) || self.first.is_some_and(|n| n > 0)
     }
 
+    /// Hubble's rules for the counts: a count of 0 is none, so
+    /// `--last 0 --all` is `--all`.
+    fn check_counts(&self) -> anyhow::Result<()> {
+        let first = self.first.is_some_and(|n| n > 0);
+        let last = self.last.is_some_and(|n| n > 0);
+        let clash = [
+            (first && last, "--first", "--last"),
+            (first && self.all, "--first", "--all"),
+            (first && self.follow, "--first", "--follow"),
+            (last && self.all, "--last", "--all"),
+        ];
+        match clash.iter().find(|(both, ..)| *both) {
+            Some((_, a, b)) => anyhow::bail!("cannot set both {a} and {b}"),
+            None => Ok(()),
+        }
+    }
+
     pub fn request(&self) -> anyhow::Result<GetFlowsRequest> {
+        self.check_counts()?;
         let now = SystemTime::now();
         // As in `hubble observe`, a count of 0 is no count.
         let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
@@ -450,7 +470,41 @@ mod tests {
             negative.request().unwrap_err().to_string(),
             "--since \"-5m\": a duration cannot be negative"
         );
-        let both = QueryArgs::try_parse_words(["--all", "--last", "5"]).unwrap_err();
-        assert!(both.to_string().contains("cannot be used with"), "{both}");
+        let refused = |words: &[&str]| {
+            let args = QueryArgs::try_parse_words(words).unwrap();
+            args.request().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(&["--all", "--last", "5"]),
+            "cannot set both --last and --all"
+        );
+        assert_eq!(
+            refused(&["--first", "2", "--last", "5"]),
+            "cannot set both --first and --last"
+        );
+        assert_eq!(
+            refused(&["--first", "2", "-f"]),
+            "cannot set both --first and --follow"
+        );
+        assert_eq!(
+            refused(&["--all", "--first", "1"]),
+            "cannot set both --first and --all"
+        );
+    }
+
+    /// A count of 0 is none, so it goes with any other (as in Hubble).
+    #[test]
+    fn a_count_of_zero_goes_with_the_others() {
+        let q = |words: &[&str]| {
+            let r = QueryArgs::try_parse_words(words)
+                .unwrap()
+                .request()
+                .unwrap();
+            (r.number, r.first, r.follow)
+        };
+        assert_eq!(q(&["--last", "0", "--all"]), (0, false, false));
+        assert_eq!(q(&["--first", "0", "--last", "5"]), (5, false, false));
+        assert_eq!(q(&["--first", "0", "-f"]), (0, false, true));
+        assert_eq!(q(&["--first", "0", "--all", "-f"]), (u64::MAX, false, true));
     }
 }
