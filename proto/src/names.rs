@@ -21,6 +21,24 @@ pub const TRACE_SUB_TYPES: [&str; 14] = [
     "to-crypto",
 ];
 
+/// The names `hubble observe --type agent:NAME` takes for the agent
+/// notification sub-types (monitor `AgentNotify*`), by number.
+pub const AGENT_SUB_TYPES: [&str; 13] = [
+    "unspecified",
+    "message",
+    "agent-started",
+    "endpoint-regenerate-success",
+    "endpoint-regenerate-failure",
+    "policy-updated",
+    "policy-deleted",
+    "endpoint-created",
+    "endpoint-deleted",
+    "ipcache-upserted",
+    "ipcache-deleted",
+    "service-upserted",
+    "service-deleted",
+];
+
 /// The name of a trace sub-type number, if it has one.
 pub fn trace_sub_type(sub_type: i32) -> Option<&'static str> {
     usize::try_from(sub_type)

@@ -14,7 +14,7 @@ use observer_proto::flow::{
     DropReason, EventTypeFilter, FlowFilter, HttpHeader, IpVersion, NetworkInterface, TcpFlags,
     TrafficDirection, Verdict, Workload,
 };
-use observer_proto::names::TRACE_SUB_TYPES;
+use observer_proto::names::{AGENT_SUB_TYPES, TRACE_SUB_TYPES};
 
 /// The filter flags as given on the command line.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -503,24 +503,13 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
     let sub_type = match sub {
         None => None,
         Some(s) => Some(match (r#type, s) {
-            (4, name) => match TRACE_SUB_TYPES.iter().position(|n| *n == name) {
-                Some(i) => i as i32,
-                None => event_number(name).ok_or_else(|| {
-                    bad(
-                        "type",
-                        v,
-                        &format!(
-                            "unknown observation point ({}, or a number)",
-                            TRACE_SUB_TYPES.join(", ")
-                        ),
-                    )
-                })?,
-            },
+            (4, name) => named_sub_type(v, name, &TRACE_SUB_TYPES, "observation point")?,
+            (130, name) => named_sub_type(v, name, &AGENT_SUB_TYPES, "agent event sub-type")?,
             (_, n) => event_number(n).ok_or_else(|| {
                 bad(
                     "type",
                     v,
-                    "unknown event sub-type: only trace has named ones; give a number (for drop, its reason's, e.g. drop:133)",
+                    "unknown event sub-type: only trace and agent have named ones; give a number (for drop, its reason's, e.g. drop:133)",
                 )
             })?,
         }),
@@ -530,6 +519,21 @@ fn parse_event_type(v: &str) -> Result<EventTypeFilter, FlagError> {
         match_sub_type: sub_type.is_some(),
         sub_type: sub_type.unwrap_or(0),
     })
+}
+
+/// A sub-type by its name in `names` (its number is its place there) or
+/// as a number.
+fn named_sub_type(v: &str, name: &str, names: &[&str], what: &str) -> Result<i32, FlagError> {
+    match names.iter().position(|n| *n == name) {
+        Some(i) => Ok(i as i32),
+        None => event_number(name).ok_or_else(|| {
+            bad(
+                "type",
+                v,
+                &format!("unknown {what} ({}, or a number)", names.join(", ")),
+            )
+        }),
+    }
 }
 
 /// An event type or sub-type given as a number: unsigned, as Hubble reads
@@ -1041,6 +1045,43 @@ mod tests {
         );
     }
 
+    /// `agent:NAME` as Hubble's own flag test gives them: a pasted
+    /// `--type agent:policy-updated` stopped at "only trace has named ones".
+    #[test]
+    fn agent_sub_types_are_taken_by_name_and_number() {
+        let types = |names: &[&str]| {
+            let w = args(|a| a.event_type = names.iter().map(|n| n.to_string()).collect())
+                .whitelist()
+                .unwrap();
+            w[0].event_type
+                .iter()
+                .map(|t| (t.r#type, t.match_sub_type, t.sub_type))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            types(&[
+                "agent",
+                "agent:3",
+                "agent:policy-updated",
+                "agent:service-deleted",
+                "agent:unspecified",
+            ]),
+            [
+                (130, false, 0),
+                (130, true, 3),
+                (130, true, 5),
+                (130, true, 12),
+                (130, true, 0)
+            ]
+        );
+        // Trace's names stay trace's.
+        assert!(
+            args(|a| a.event_type = vec!["agent:to-endpoint".into()])
+                .whitelist()
+                .is_err()
+        );
+    }
+
     #[test]
     fn directional_flags_and_together_in_one_filter() {
         let w = args(|a| {
@@ -1544,7 +1585,11 @@ mod tests {
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["drop:policy".into()]),
-                "--type \"drop:policy\": unknown event sub-type: only trace has named ones; give a number (for drop, its reason's, e.g. drop:133)",
+                "--type \"drop:policy\": unknown event sub-type: only trace and agent have named ones; give a number (for drop, its reason's, e.g. drop:133)",
+            ),
+            (
+                Box::new(|a: &mut FilterArgs| a.event_type = vec!["agent:Policy updated".into()]),
+                "--type \"agent:Policy updated\": unknown agent event sub-type (unspecified, message, agent-started, endpoint-regenerate-success, endpoint-regenerate-failure, policy-updated, policy-deleted, endpoint-created, endpoint-deleted, ipcache-upserted, ipcache-deleted, service-upserted, service-deleted, or a number)",
             ),
             (
                 Box::new(|a: &mut FilterArgs| a.event_type = vec!["dropped".into()]),
