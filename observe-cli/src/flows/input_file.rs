@@ -15,7 +15,7 @@ use std::io::{BufRead, Read};
 use observer_proto::observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response};
 use observer_runtime::query::FlowQuery;
 
-use super::request::QueryArgs;
+use super::request::{QueryArgs, Source};
 
 /// Longer lines are refused: a flow is a few kilobytes, and a file without
 /// line ends (`/dev/zero`) would otherwise be read whole.
@@ -32,7 +32,7 @@ pub fn request(query: &QueryArgs) -> anyhow::Result<GetFlowsRequest> {
         follow: false,
         ..query.clone()
     };
-    let mut request = query.request()?;
+    let mut request = query.request_from(Source::File)?;
     if !query.has_count() {
         request.number = 0;
     }

@@ -36,6 +36,14 @@ pub struct QueryArgs {
     pub field_mask: Vec<String>,
 }
 
+/// Where the flows a request selects come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Server,
+    /// `--input-file`.
+    File,
+}
+
 /// The flags as clap declares them; [`QueryArgs`] is built from their matches so
 /// that `--not` can see where each filter flag stood.
 #[derive(Debug, clap::Args)]
@@ -168,6 +176,12 @@ impl QueryArgs {
     }
 
     pub fn request(&self) -> anyhow::Result<GetFlowsRequest> {
+        self.request_from(Source::Server)
+    }
+
+    /// The request for `source`: a file's times are the writer's clock, so
+    /// a `--since` ahead of this one is no mistake there.
+    pub fn request_from(&self, source: Source) -> anyhow::Result<GetFlowsRequest> {
         self.check_counts()?;
         let now = SystemTime::now();
         // As in `hubble observe`, a count of 0 is no count.
@@ -206,7 +220,7 @@ impl QueryArgs {
         }
         // The same instant the durations above count back from.
         let now = parse_time("since", "0s", now)?;
-        if let Some(s) = since.filter(|_| !self.follow) {
+        if let Some(s) = since.filter(|_| !self.follow && source == Source::Server) {
             anyhow::ensure!(
                 time::nanos(&s) <= time::nanos(&now),
                 "--since {} is in the future: there are no flows from then yet",

@@ -1077,6 +1077,35 @@ fn from_file(words: &[&str], text: &str) -> Result<(Vec<String>, Vec<String>), S
     Ok((shown, skipped))
 }
 
+/// A file's times are its writer's clock: a `--since` ahead of ours
+/// selects from it, where a server's answer would be refused.
+#[test]
+fn a_files_flows_ahead_of_our_clock_are_selected_by_since() {
+    let text: String = [("early", 32_503_680_000), ("late", 32_503_766_400)]
+        .iter()
+        .map(|(uuid, secs)| {
+            let f = Flow {
+                uuid: uuid.to_string(),
+                time: Some(prost_types::Timestamp {
+                    seconds: *secs,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            };
+            observer_proto::json::response_to_json(&GetFlowsResponse {
+                node_name: "node1".into(),
+                time: f.time,
+                response_types: Some(ResponseTypes::Flow(f)),
+            })
+            .unwrap()
+                + "\n"
+        })
+        .collect();
+    // 3000-01-01 (early) and 3000-01-02 (late).
+    let (shown, _) = from_file(&["--since", "3000-01-01T12:00:00Z"], &text).unwrap();
+    assert_eq!(shown, ["late"]);
+}
+
 #[test]
 fn an_input_file_is_selected_as_a_server_selects() {
     let text = saved_flows();
