@@ -426,6 +426,65 @@ async fn through_the_relay_an_unavailable_node_is_named_on_stderr() {
         "{stdout}"
     );
     assert_eq!(stderr, format!("1 nodes are unavailable: {dead}\n"));
+
+    // Following, as hubble's: the last events first, then Ctrl-C ends it
+    // with a success and the table's rows printed; `-s` leaves out the
+    // unavailable node. Before, a follow began with no event and SIGINT
+    // killed it (exit 130).
+    let server = relay.addr().to_string();
+    let mut child = std::process::Command::new(e2e::observe_binary())
+        .args([
+            "agent-events",
+            "--server",
+            &server,
+            "-f",
+            "-o",
+            "table",
+            "-s",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run observe");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+    let first_rows = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut rows = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read observe's output");
+            rows.push(line);
+        }
+        (rows, stdout)
+    });
+    let (rows, mut stdout) = tokio::time::timeout(e2e::WAIT, first_rows)
+        .await
+        .expect("the held event is printed before the follow")
+        .unwrap();
+    assert!(rows[0].starts_with("TIMESTAMP "), "{rows:?}");
+    assert!(
+        rows[1].contains(" SERVICE_DELETED ") && rows[1].ends_with("id: 1\n"),
+        "{rows:?}"
+    );
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        (child.wait_with_output().expect("observe ends"), rest)
+    });
+    let (out, rest) = tokio::time::timeout(e2e::WAIT, out)
+        .await
+        .expect("observe ends at Ctrl-C")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((rest.as_str(), out.stderr.as_slice()), ("", &b""[..]));
     relay.shutdown().await;
     let _ = stop.send(true);
 }

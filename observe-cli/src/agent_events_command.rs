@@ -14,7 +14,7 @@ use observer_proto::time::nanos;
 
 use crate::connect::ConnectArgs;
 use crate::flows::output::{Columns, SEPARATOR, TimeFormat, escape_controls, timestamp_as};
-use crate::flows::request::{DEFAULT_SERVERS, parse_time};
+use crate::flows::request::{DEFAULT_SERVERS, check_counts, parse_time};
 
 /// How `observe agent-events` prints.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -41,12 +41,16 @@ pub struct AgentEventsArgs {
     pub connect: ConnectArgs,
     #[arg(long, short = 'o', ignore_case = true, value_enum, default_value_t)]
     pub output: AgentEventsFormat,
-    /// The last N events (without --follow, --since or --until: the last 20).
+    /// The last N events (without --since or --until: the last 20, also
+    /// before a --follow, as hubble's).
     #[arg(long, allow_negative_numbers = true)]
     pub last: Option<u64>,
-    /// The first N events.
-    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["last", "follow"])]
+    /// The first N events (hubble takes the flag and sends the last 20).
+    #[arg(long, allow_negative_numbers = true)]
     pub first: Option<u64>,
+    /// Every event the server holds.
+    #[arg(long)]
+    pub all: bool,
     /// Keep printing events as they happen.
     #[arg(long, short = 'f')]
     pub follow: bool,
@@ -54,12 +58,19 @@ pub struct AgentEventsArgs {
     /// `observe flows --since` takes it.
     #[arg(long, allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Events until a time, as --since.
+    /// Events until a time, as --since (not with --follow, as hubble's).
     #[arg(long, allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Print the node name in each line.
     #[arg(long)]
     pub print_node_name: bool,
+    /// Nothing on stderr but a fatal error: not the nodes a relay cannot
+    /// reach (hubble's -s).
+    #[arg(long, short = 's')]
+    pub silent_errors: bool,
+    /// Taken for hubble's flag; agent events carry no node status to tell.
+    #[arg(long, short = 'D')]
+    pub debug: bool,
     /// Layout of times in compact and dict output (UTC).
     #[arg(long, value_enum, default_value_t, ignore_case = true)]
     pub time_format: TimeFormat,
@@ -68,19 +79,24 @@ pub struct AgentEventsArgs {
 impl AgentEventsArgs {
     /// The request the flags make; bad flags are named.
     pub fn request(&self, now: SystemTime) -> anyhow::Result<GetAgentEventsRequest> {
+        check_counts(self.first, self.last, self.all, self.follow)?;
+        // As hubble's: following, --until is not sent.
+        let until_given = self.until.as_deref().filter(|_| !self.follow);
+        let window = self.since.is_some() || until_given.is_some();
         let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
             (Some(n), _) => (n, true),
             (None, Some(n)) => (n, false),
-            // As `observe flows`: without a window (neither end), the last 20.
-            (None, None) if !self.follow && self.since.is_none() && self.until.is_none() => {
-                (20, false)
-            }
+            (None, None) if self.all && !window => (u64::MAX, false),
+            // Without a window (neither end), the last 20, and a follow
+            // too starts with them, as `hubble observe agent-events` does
+            // (`hubble observe` flows does not).
+            (None, None) if !window => (20, false),
             (None, None) => (0, false),
         };
         let since = (self.since.as_deref())
             .map(|s| parse_time("since", s, now))
             .transpose()?;
-        let until = (self.until.as_deref())
+        let until = until_given
             .map(|s| parse_time("until", s, now))
             .transpose()?;
         if let (Some(s), Some(u)) = (&since, &until) {
@@ -111,13 +127,23 @@ pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| target.status_error(s))?
         .into_inner();
-    if args.follow {
+    if args.follow && !args.silent_errors {
         tell_unavailable(&mut client).await;
     }
     let mut table = (args.output == AgentEventsFormat::Table).then(|| table(&args));
     let mut printed = 0usize;
+    crate::flows::second_interrupt_exits();
+    // Ctrl-C ends the answer as its end would, as in `observe flows`: a
+    // table held is printed, and the exit is a success.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
-        let r = match answer.message().await {
+        let message = tokio::select! {
+            message = answer.message() => message,
+            // A handler that could not be set up (Err) never ends it.
+            Ok(()) = &mut interrupted => break,
+        };
+        let r = match message {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(s) => {
@@ -137,7 +163,9 @@ pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
     if let Some(t) = &mut table {
         crate::pipe::print(&t.finish())?;
     }
-    tell_unavailable(&mut client).await;
+    if !args.silent_errors {
+        tell_unavailable(&mut client).await;
+    }
     Ok(())
 }
 
@@ -249,10 +277,13 @@ fn type_name(e: &AgentEvent) -> String {
         .map_or_else(|_| e.r#type.to_string(), |t| t.as_str_name().to_string())
 }
 
+/// As Go's `net.JoinHostPort`: the address as received, in brackets when
+/// it has a `:` (IPv6, with a zone or not).
 fn address(a: &ServiceUpsertNotificationAddr) -> String {
-    match a.ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{}", a.port),
-        _ => format!("{}:{}", a.ip, a.port),
+    if a.ip.contains(':') {
+        format!("[{}]:{}", a.ip, a.port)
+    } else {
+        format!("{}:{}", a.ip, a.port)
     }
 }
 
@@ -351,10 +382,13 @@ mod tests {
             output,
             last: None,
             first: None,
+            all: false,
             follow: false,
             since: None,
             until: None,
             print_node_name: node,
+            silent_errors: false,
+            debug: false,
             time_format: TimeFormat::default(),
         }
     }
@@ -431,12 +465,14 @@ mod tests {
                             port: 80,
                         }),
                         backend_addresses: vec![
+                            // As received, bracketed as Go's JoinHostPort
+                            // does (a Cilium agent's text, a zone).
                             ServiceUpsertNotificationAddr {
-                                ip: "fd42::11".into(),
+                                ip: "FD42::11".into(),
                                 port: 8080,
                             },
                             ServiceUpsertNotificationAddr {
-                                ip: "fd42::12".into(),
+                                ip: "fe80::1%eth0".into(),
                                 port: 8080,
                             },
                         ],
@@ -446,7 +482,7 @@ mod tests {
                         ..Default::default()
                     }),
                 ),
-                "Dec  7 16:00:53.123: SERVICE_UPSERTED (id: 7, frontend: [fd42::100]:80, backends: [[fd42::11]:8080,[fd42::12]:8080], type: ClusterIP, namespace: default, name: api)\n",
+                "Dec  7 16:00:53.123: SERVICE_UPSERTED (id: 7, frontend: [fd42::100]:80, backends: [[FD42::11]:8080,[fe80::1%eth0]:8080], type: ClusterIP, namespace: default, name: api)\n",
             ),
             (
                 response(
@@ -532,11 +568,34 @@ mod tests {
         let a = args(AgentEventsFormat::Compact, false);
         let req = a.request(now).unwrap();
         assert_eq!((req.number, req.first, req.follow), (20, false, false));
+        // As hubble's: a follow starts with the last 20 too, and drops
+        // --until; --all is every event held, but in a window.
         let follow = AgentEventsArgs {
             follow: true,
+            until: Some("2000-01-01T00:00:00Z".into()),
             ..a.clone()
         };
-        assert_eq!(follow.request(now).unwrap().number, 0);
+        let req = follow.request(now).unwrap();
+        assert_eq!((req.number, req.follow, req.until), (20, true, None));
+        let all = AgentEventsArgs {
+            all: true,
+            last: Some(0),
+            ..a.clone()
+        };
+        assert_eq!(all.request(now).unwrap().number, u64::MAX);
+        let all_since = AgentEventsArgs {
+            since: Some("5m".into()),
+            ..all.clone()
+        };
+        assert_eq!(all_since.request(now).unwrap().number, 0);
+        let clash = AgentEventsArgs {
+            last: Some(5),
+            ..all
+        };
+        assert_eq!(
+            clash.request(now).unwrap_err().to_string(),
+            "cannot set both --last and --all"
+        );
         let first = AgentEventsArgs {
             first: Some(3),
             ..a.clone()

@@ -89,7 +89,7 @@ pub async fn run_with(
 /// A second Ctrl-C ends the process at once (exit 130). The first is heard
 /// between writes only, and a write to a stdout no one reads (a paused
 /// pager, a terminal stopped with Ctrl-S) does not return.
-fn second_interrupt_exits() {
+pub fn second_interrupt_exits() {
     use tokio::signal::unix::{SignalKind, signal};
     if let Ok(mut interrupts) = signal(SignalKind::interrupt()) {
         tokio::spawn(async move {

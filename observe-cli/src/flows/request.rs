@@ -36,6 +36,28 @@ pub struct QueryArgs {
     pub field_mask: Vec<String>,
 }
 
+/// Hubble's rules for the counts: a count of 0 is none, so
+/// `--last 0 --all` is `--all`.
+pub fn check_counts(
+    first: Option<u64>,
+    last: Option<u64>,
+    all: bool,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let first = first.is_some_and(|n| n > 0);
+    let last = last.is_some_and(|n| n > 0);
+    let clash = [
+        (first && last, "--first", "--last"),
+        (first && all, "--first", "--all"),
+        (first && follow, "--first", "--follow"),
+        (last && all, "--last", "--all"),
+    ];
+    match clash.iter().find(|(both, ..)| *both) {
+        Some((_, a, b)) => anyhow::bail!("cannot set both {a} and {b}"),
+        None => Ok(()),
+    }
+}
+
 /// Where the flows a request selects come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -158,23 +180,6 @@ impl QueryArgs {
         self.all || self.last.is_some_and(|n| n > 0) || self.first.is_some_and(|n| n > 0)
     }
 
-    /// Hubble's rules for the counts: a count of 0 is none, so
-    /// `--last 0 --all` is `--all`.
-    fn check_counts(&self) -> anyhow::Result<()> {
-        let first = self.first.is_some_and(|n| n > 0);
-        let last = self.last.is_some_and(|n| n > 0);
-        let clash = [
-            (first && last, "--first", "--last"),
-            (first && self.all, "--first", "--all"),
-            (first && self.follow, "--first", "--follow"),
-            (last && self.all, "--last", "--all"),
-        ];
-        match clash.iter().find(|(both, ..)| *both) {
-            Some((_, a, b)) => anyhow::bail!("cannot set both {a} and {b}"),
-            None => Ok(()),
-        }
-    }
-
     pub fn request(&self) -> anyhow::Result<GetFlowsRequest> {
         self.request_from(Source::Server)
     }
@@ -182,7 +187,7 @@ impl QueryArgs {
     /// The request for `source`: a file's times are the writer's clock, so
     /// a `--since` ahead of this one is no mistake there.
     pub fn request_from(&self, source: Source) -> anyhow::Result<GetFlowsRequest> {
-        self.check_counts()?;
+        check_counts(self.first, self.last, self.all, self.follow)?;
         let now = SystemTime::now();
         // As in `hubble observe`, a count of 0 is no count.
         let (number, first) = match (self.first.filter(|n| *n > 0), self.last.filter(|n| *n > 0)) {
