@@ -481,7 +481,7 @@ async fn print(
                     // The JSON writer does not flush: rows are shown as
                     // they come, as CSV's are.
                     Sink::Json(w) => {
-                        w.write(&unique_names(&batch)?)?;
+                        w.write(&unique_names(&json_ready(&batch)?)?)?;
                         w.get_mut().flush()?;
                     }
                 }
@@ -522,14 +522,22 @@ pub fn write(
         QueryFormat::Table => {
             // Text is data: its control characters are shown, never obeyed
             // (an ESC in a pod name would drive the terminal). Names and
-            // text columns are escaped before the table is laid out, so it
-            // keeps its widths; text inside lists and structs after.
+            // text, also inside lists, structs, maps and dictionaries
+            // (their display text), are escaped before the table is laid
+            // out, so it keeps its widths and a line end makes no row.
             // Each batch under its own schema: the plan's (the header's)
             // may differ from what execution gave in nullability.
+            // An EXPLAIN's plan is the exception: its lines are the plan's
+            // tree, shown as lines, as psql and DuckDB show them.
+            let cell: fn(&str) -> String = if is_explain(schema) {
+                |t| escape_controls(t).into_owned()
+            } else {
+                cell_text
+            };
             let schema = escape_names(schema);
             let escaped = batches
                 .iter()
-                .map(|b| escape_text_columns(&escape_names(&b.schema()), b))
+                .map(|b| escape_text_columns(b, cell))
                 .collect::<Result<Vec<_>, _>>()?;
             let table = arrow::util::pretty::pretty_format_batches_with_schema(schema, &escaped)?;
             writeln!(out, "{}", escape_controls(&table.to_string()))?;
@@ -550,12 +558,28 @@ pub fn write(
         QueryFormat::Json => {
             let mut w = json_lines(&mut *out);
             for b in batches {
-                w.write(&unique_names(b)?)?;
+                w.write(&unique_names(&json_ready(b)?)?)?;
             }
             w.finish()?;
         }
     }
     Ok(())
+}
+
+/// Lists, structs, maps and unions: values made of values.
+fn nested(t: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType;
+    matches!(
+        t,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Struct(_)
+            | DataType::Map(..)
+            | DataType::Union(..)
+    )
 }
 
 /// A JSON lines writer that keeps null columns (`"x":null`): a row has
@@ -571,20 +595,6 @@ fn json_lines<W: Write>(out: W) -> arrow::json::LineDelimitedWriter<W> {
 /// them: a table's display text (`[a, b,c]`) does not say where a string
 /// with a comma ends; JSON does, and scripts parse it.
 fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
-    use arrow::datatypes::DataType;
-    let nested = |t: &DataType| {
-        matches!(
-            t,
-            DataType::List(_)
-                | DataType::LargeList(_)
-                | DataType::FixedSizeList(..)
-                | DataType::ListView(_)
-                | DataType::LargeListView(_)
-                | DataType::Struct(_)
-                | DataType::Map(..)
-                | DataType::Union(..)
-        )
-    };
     let schema = batch.schema();
     if !schema.fields().iter().any(|f| nested(f.data_type())) {
         return Ok(batch.clone());
@@ -615,25 +625,74 @@ fn flat(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
             // JSON has no form for it (a union, a map keyed by numbers):
             // the text a table shows.
             Err(_) => {
-                let shown = arrow::util::display::ArrayFormatter::try_new(
-                    column.as_ref(),
-                    &arrow::util::display::FormatOptions::default(),
-                )?;
-                for i in 0..column.len() {
-                    text.append_option(column.is_valid(i).then(|| shown.value(i).to_string()));
-                }
+                fields.push(text_field(field));
+                columns.push(display_text(column, |t| t)?);
+                continue;
             }
         }
-        let text = text.finish();
-        fields.push(arrow::datatypes::Field::new(
-            field.name(),
-            DataType::Utf8,
-            true,
-        ));
-        columns.push(std::sync::Arc::new(text) as arrow::array::ArrayRef);
+        fields.push(text_field(field));
+        columns.push(std::sync::Arc::new(text.finish()) as arrow::array::ArrayRef);
     }
     let schema = arrow::datatypes::Schema::new(fields);
     Ok(RecordBatch::try_new(std::sync::Arc::new(schema), columns)?)
+}
+
+/// `batch` with the columns JSON has no form for (a map keyed by numbers,
+/// a union) as the text a table shows; the others as they are, for the
+/// JSON writer.
+fn json_ready(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let options = arrow::json::writer::EncoderOptions::default().with_explicit_nulls(true);
+    let schema = batch.schema();
+    let unwritable = |field: &arrow::datatypes::FieldRef, column: &arrow::array::ArrayRef| {
+        nested(field.data_type())
+            && arrow::json::writer::make_encoder(field, column.as_ref(), &options).is_err()
+    };
+    if !schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .any(|(f, c)| unwritable(f, c))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        if unwritable(field, column) {
+            fields.push(text_field(field));
+            columns.push(display_text(column, |t| t)?);
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+        }
+    }
+    let schema = arrow::datatypes::Schema::new(fields);
+    Ok(RecordBatch::try_new(std::sync::Arc::new(schema), columns)?)
+}
+
+/// `field`, named as it is, holding text.
+fn text_field(field: &arrow::datatypes::Field) -> arrow::datatypes::Field {
+    arrow::datatypes::Field::new(field.name(), arrow::datatypes::DataType::Utf8, true)
+}
+
+/// Each value of `column` as a table shows it, passed through `shown`;
+/// nulls stay null.
+fn display_text(
+    column: &arrow::array::ArrayRef,
+    shown: impl Fn(String) -> String,
+) -> Result<arrow::array::ArrayRef, arrow::error::ArrowError> {
+    let formatter = arrow::util::display::ArrayFormatter::try_new(
+        column.as_ref(),
+        &arrow::util::display::FormatOptions::default(),
+    )?;
+    let text: arrow::array::StringArray = (0..column.len())
+        .map(|i| {
+            column
+                .is_valid(i)
+                .then(|| shown(formatter.value(i).to_string()))
+        })
+        .collect();
+    Ok(std::sync::Arc::new(text))
 }
 
 /// `batch` with each column name that repeats an earlier one numbered
@@ -667,14 +726,27 @@ fn unique_names(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
     )?)
 }
 
-/// `schema` with the control characters of its column names shown as text.
+/// `schema` with the control characters of its column names shown as
+/// text, and the columns [`escape_text_columns`] turns into text typed so.
 fn escape_names(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<arrow::datatypes::Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_name(cell_text(f.name())))
+        .map(|f| {
+            let field = f.as_ref().clone().with_name(cell_text(f.name()));
+            if shown_as_text(f.data_type()) {
+                field.with_data_type(arrow::datatypes::DataType::Utf8)
+            } else {
+                field
+            }
+        })
         .collect();
     std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+/// Columns a table shows by their display text, escaped as text is.
+fn shown_as_text(t: &arrow::datatypes::DataType) -> bool {
+    nested(t) || matches!(t, arrow::datatypes::DataType::Dictionary(..))
 }
 
 /// Text as a table cell shows it: control characters as text, and a tab or
@@ -685,18 +757,29 @@ fn cell_text(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `batch`, under `schema` (its own, names escaped), with the control
-/// characters of its text columns shown as text.
+/// The answer of an EXPLAIN (DataFusion's two text columns).
+fn is_explain(schema: &SchemaRef) -> bool {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    names == ["plan_type", "plan"]
+}
+
+/// `batch`, under its own schema (names escaped), with its text as `cell`
+/// shows it: of text columns, and the display text of the columns
+/// [`shown_as_text`].
 fn escape_text_columns(
-    schema: &SchemaRef,
     batch: &RecordBatch,
+    cell: fn(&str) -> String,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     use arrow::array::{Array, ArrayRef, StringArray};
     use arrow::datatypes::DataType;
+    let schema = escape_names(&batch.schema());
     let columns = batch
         .columns()
         .iter()
         .map(|c| -> Result<ArrayRef, arrow::error::ArrowError> {
+            if shown_as_text(c.data_type()) {
+                return display_text(c, |t| cell(&t));
+            }
             if !matches!(
                 c.data_type(),
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
@@ -708,11 +791,11 @@ fn escape_text_columns(
             let Some(text) = text else {
                 return Ok(c.clone());
             };
-            let escaped: StringArray = text.iter().map(|v| v.map(cell_text)).collect();
+            let escaped: StringArray = text.iter().map(|v| v.map(cell)).collect();
             arrow::compute::cast(&escaped, c.data_type())
         })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
+    RecordBatch::try_new(schema, columns)
 }
 
 #[cfg(test)]
@@ -944,9 +1027,80 @@ mod tests {
         map.append(true).unwrap();
         let batch =
             RecordBatch::try_from_iter([("m", Arc::new(map.finish()) as ArrayRef)]).unwrap();
+        let printed = |format| {
+            let mut out = Vec::new();
+            write(
+                &mut out,
+                format,
+                &batch.schema(),
+                std::slice::from_ref(&batch),
+            )
+            .unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(printed(QueryFormat::Csv), "m\n\"{1: a,b}\"\n");
+        // The JSON writer refused it ("Only UTF8 keys supported"), and
+        // the query failed.
+        assert_eq!(printed(QueryFormat::Json), "{\"m\":\"{1: a,b}\"}\n");
+    }
+
+    /// An EXPLAIN's plan shows as its lines (it printed as one line of
+    /// `\n`s); its control characters are still shown as text.
+    #[test]
+    fn an_explains_plan_keeps_its_lines() {
+        use arrow::array::{ArrayRef, StringArray};
+        use std::sync::Arc;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "plan_type",
+                Arc::new(StringArray::from(vec!["logical_plan"])) as ArrayRef,
+            ),
+            (
+                "plan",
+                Arc::new(StringArray::from(vec![
+                    "Projection: x\n  TableScan: \u{1b}flows",
+                ])),
+            ),
+        ])
+        .unwrap();
         let mut out = Vec::new();
-        write(&mut out, QueryFormat::Csv, &batch.schema(), &[batch]).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "m\n\"{1: a,b}\"\n");
+        write(&mut out, QueryFormat::Table, &batch.schema(), &[batch]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "+--------------+----------------------+\n\
+             | plan_type    | plan                 |\n\
+             +--------------+----------------------+\n\
+             | logical_plan | Projection: x        |\n\
+             |              |   TableScan: ^[flows |\n\
+             +--------------+----------------------+\n"
+        );
+    }
+
+    /// Text inside a list (`array_agg(summary)`) is escaped before the
+    /// table is laid out, as a text column's: a line end made a row of
+    /// its own, and an ESC put the borders out of line.
+    #[test]
+    fn text_in_a_list_is_escaped_before_the_table_is_laid_out() {
+        use arrow::array::{ArrayRef, ListBuilder, StringBuilder};
+        use std::sync::Arc;
+        let mut summaries = ListBuilder::new(StringBuilder::new());
+        summaries.values().append_value("SYN\nfake row");
+        summaries.values().append_value("\u{1b}[31mred");
+        summaries.append(true);
+        summaries.append(false);
+        let batch =
+            RecordBatch::try_from_iter([("s", Arc::new(summaries.finish()) as ArrayRef)]).unwrap();
+        let mut out = Vec::new();
+        write(&mut out, QueryFormat::Table, &batch.schema(), &[batch]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "+----------------------------+\n\
+             | s                          |\n\
+             +----------------------------+\n\
+             | [SYN\\nfake row, ^[[31mred] |\n\
+             |                            |\n\
+             +----------------------------+\n"
+        );
     }
 
     fn numbers(range: std::ops::Range<u32>) -> RecordBatch {
