@@ -778,7 +778,9 @@ async fn the_time_limit_stops_a_streaming_query() {
         assert_eq!(err, SqlError::Timeout(Duration::from_millis(300)));
         assert_eq!(
             err.to_string(),
-            "the query took longer than its time limit of 300ms (--sql-timeout)"
+            "the query took longer than its time limit of 300ms (--sql-timeout): narrow its \
+             time range (WHERE time > now() - INTERVAL '1 hour'), or read the history's \
+             Parquet files directly for a whole export"
         );
         wait_running(&e, 0).await;
     }

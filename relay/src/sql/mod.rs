@@ -139,7 +139,11 @@ pub enum SqlError {
     )]
     MemoryTotal { limit: usize, detail: String },
     /// Over the time limit.
-    #[error("the query took longer than its time limit of {0:?} (--sql-timeout)")]
+    #[error(
+        "the query took longer than its time limit of {0:?} (--sql-timeout): narrow its \
+         time range (WHERE time > now() - INTERVAL '1 hour'), or read the history's Parquet \
+         files directly for a whole export"
+    )]
     Timeout(Duration),
     /// All places taken for longer than the queue wait.
     #[error(
