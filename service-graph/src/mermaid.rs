@@ -1,6 +1,7 @@
 //! Mermaid `flowchart` rendering of a [`ServiceGraph`]. Node ids are `n0`,
 //! `n1`, ... in node order (group ids hold `/`, which Mermaid ids cannot);
-//! labels are quoted with `#`, `"`, `<`, `>` written as entity codes; edges
+//! labels are quoted with `#`, `"`, `<`, `>`, `&` and the backtick written
+//! as entity codes; edges
 //! with drops are drawn red.
 
 use std::collections::HashMap;
@@ -19,6 +20,11 @@ pub fn escape(s: &str) -> String {
             '"' => out.push_str("#quot;"),
             '<' => out.push_str("#lt;"),
             '>' => out.push_str("#gt;"),
+            // A label that begins `"` + backtick is Markdown to Mermaid,
+            // and ends only at backtick + `"`: the chart failed to parse.
+            '`' => out.push_str("#96;"),
+            // Labels are HTML: `&lt;` would show as `<`.
+            '&' => out.push_str("#amp;"),
             '\n' | '\r' => out.push(' '),
             c => out.push(c),
         }
@@ -125,5 +131,8 @@ mod tests {
     #[test]
     fn label_text_cannot_break_out() {
         assert_eq!(escape(r#"a"b<c>#d"#), "a#quot;b#lt;c#gt;#35;d");
+        // A backtick after the opening quote made the label Markdown that
+        // never ended; `&lt;` showed as `<`.
+        assert_eq!(escape("`api&lt;"), "#96;api#amp;lt;");
     }
 }

@@ -6,6 +6,19 @@ use std::fmt::Write;
 use crate::labels;
 use crate::model::ServiceGraph;
 
+/// A name on one line: a line end or tab in it shown as `\n`, `\r`,
+/// `\t` (a name with a line end would print an edge line of its own).
+pub fn one_line(name: &str) -> std::borrow::Cow<'_, str> {
+    if !name.contains(['\n', '\r', '\t']) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    std::borrow::Cow::Owned(
+        name.replace('\n', "\\n")
+            .replace('\r', "\\r")
+            .replace('\t', "\\t"),
+    )
+}
+
 impl ServiceGraph {
     /// `source -> target  ports; volume; drops`, one line per edge, then
     /// `via hop (n) -> hop (n)` under its details.
@@ -13,7 +26,7 @@ impl ServiceGraph {
         let edges = self.edges();
         let names: Vec<String> = edges
             .iter()
-            .map(|e| format!("{} -> {}", e.source.id, e.target.id))
+            .map(|e| format!("{} -> {}", one_line(&e.source.id), one_line(&e.target.id)))
             .collect();
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
         let mut out = String::new();
@@ -39,6 +52,28 @@ impl ServiceGraph {
 mod tests {
     use crate::{GraphBuilder, ServiceGraph};
     use test_support::graph_flows as fixtures;
+
+    /// A workload name with a line end printed an edge line of its own.
+    #[test]
+    fn a_line_end_in_a_name_makes_no_line() {
+        let mut flows = fixtures::flows();
+        for ep in flows
+            .iter_mut()
+            .flat_map(|f| [&mut f.source, &mut f.destination])
+        {
+            for w in ep.iter_mut().flat_map(|e| e.workloads.iter_mut()) {
+                if w.name == "frontend" {
+                    w.name = "x\ndefault/db -> world".into();
+                }
+            }
+        }
+        let text = GraphBuilder::build(&flows).to_text();
+        assert!(!text.lines().any(|l| l.starts_with("default/db")), "{text}");
+        assert!(
+            text.contains("default/x\\ndefault/db -> world -> "),
+            "{text}"
+        );
+    }
 
     #[test]
     fn text_of_the_scripted_traffic() {

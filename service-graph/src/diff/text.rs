@@ -29,11 +29,11 @@ fn what(e: &EdgeDiff) -> String {
 
 /// `new host, default/db`; nothing when no node has `change`.
 fn nodes_with(d: &GraphDiff, change: Change) -> Option<String> {
-    let ids: Vec<&str> = d
+    let ids: Vec<std::borrow::Cow<'_, str>> = d
         .nodes
         .iter()
         .filter(|n| n.change == change)
-        .map(|n| n.group.id.as_str())
+        .map(|n| crate::text::one_line(&n.group.id))
         .collect();
     (!ids.is_empty()).then(|| format!("{} {}", change.as_str(), ids.join(", ")))
 }
@@ -48,7 +48,12 @@ impl GraphDiff {
             .iter()
             .map(|e| {
                 let (r, word) = rank(e.paint());
-                (r, word, e.id().replace("->", " -> "), e)
+                let id = format!(
+                    "{} -> {}",
+                    crate::text::one_line(&e.source.id),
+                    crate::text::one_line(&e.target.id)
+                );
+                (r, word, id, e)
             })
             .collect();
         edges.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));

@@ -65,6 +65,10 @@ pub fn escape_flow_text(f: &mut observer_proto::flow::Flow) {
     if let Some(i) = &mut f.interface {
         fix(&mut i.name);
     }
+    // An edge's drop reason in the service map.
+    if let Some(k) = &mut f.kernel_drop {
+        fix(&mut k.name);
+    }
 }
 
 fn needs_escape(c: char) -> bool {
