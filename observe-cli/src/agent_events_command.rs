@@ -132,16 +132,15 @@ pub async fn run(args: AgentEventsArgs) -> anyhow::Result<()> {
     }
     let mut table = (args.output == AgentEventsFormat::Table).then(|| table(&args));
     let mut printed = 0usize;
-    crate::flows::second_interrupt_exits();
     // Ctrl-C ends the answer as its end would, as in `observe flows`: a
     // table held is printed, and the exit is a success.
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = crate::flows::first_interrupt();
+    crate::flows::second_interrupt_exits();
     tokio::pin!(interrupted);
     loop {
         let message = tokio::select! {
             message = answer.message() => message,
-            // A handler that could not be set up (Err) never ends it.
-            Ok(()) = &mut interrupted => break,
+            () = &mut interrupted => break,
         };
         let r = match message {
             Ok(Some(r)) => r,

@@ -58,16 +58,15 @@ pub async fn run_with(
         return crate::tui::run_follow(stream, source, query).await;
     }
     let mut printer = printer(display, query.follow);
-    second_interrupt_exits();
     // Ctrl-C ends the stream as its end would, as Hubble's does: what was
     // held (a table) is printed, and the exit is a success.
-    let interrupted = tokio::signal::ctrl_c();
+    let interrupted = first_interrupt();
+    second_interrupt_exits();
     tokio::pin!(interrupted);
     loop {
         let item = tokio::select! {
             item = stream.next() => item,
-            // A handler that could not be set up (Err) never ends it.
-            Ok(()) = &mut interrupted => break,
+            () = &mut interrupted => break,
         };
         let Some(item) = item else { break };
         let resp = match item {
@@ -84,6 +83,23 @@ pub async fn run_with(
     }
     write_out(&printer.finish())?;
     Ok(())
+}
+
+/// Ends at the first Ctrl-C from this call on. The listener is made here,
+/// not when the future is first polled (as `tokio::signal::ctrl_c`'s is):
+/// a Ctrl-C that came between would be missed, and the second one would
+/// end the process with 130. Never ends if no listener can be made.
+pub fn first_interrupt() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listener = signal(SignalKind::interrupt()).ok();
+    async move {
+        match listener {
+            Some(mut l) => {
+                l.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// A second Ctrl-C ends the process at once (exit 130). The first is heard
