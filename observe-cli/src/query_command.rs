@@ -906,23 +906,26 @@ mod tests {
         assert!(printed(QueryFormat::Csv, &[batch]).starts_with(header));
     }
 
+    /// `batch` printed in `format` under its own schema.
+    fn print_one(format: QueryFormat, batch: &RecordBatch) -> String {
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            format,
+            &batch.schema(),
+            std::slice::from_ref(batch),
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn a_utc_timestamp_prints_in_every_format() {
         // History's `time`: nanoseconds, zone "UTC" (a name, not an offset).
         let time = arrow::array::TimestampNanosecondArray::from(vec![1_764_979_200_123_456_789])
             .with_timezone("UTC");
         let batch = RecordBatch::try_from_iter([("time", std::sync::Arc::new(time) as _)]).unwrap();
-        let printed = |format| {
-            let mut out = Vec::new();
-            write(
-                &mut out,
-                format,
-                &batch.schema(),
-                std::slice::from_ref(&batch),
-            )
-            .unwrap();
-            String::from_utf8(out).unwrap()
-        };
+        let printed = |format| print_one(format, &batch);
         assert_eq!(
             printed(QueryFormat::Table),
             "+--------------------------------+\n\
@@ -1027,17 +1030,7 @@ mod tests {
         map.append(true).unwrap();
         let batch =
             RecordBatch::try_from_iter([("m", Arc::new(map.finish()) as ArrayRef)]).unwrap();
-        let printed = |format| {
-            let mut out = Vec::new();
-            write(
-                &mut out,
-                format,
-                &batch.schema(),
-                std::slice::from_ref(&batch),
-            )
-            .unwrap();
-            String::from_utf8(out).unwrap()
-        };
+        let printed = |format| print_one(format, &batch);
         assert_eq!(printed(QueryFormat::Csv), "m\n\"{1: a,b}\"\n");
         // The JSON writer refused it ("Only UTF8 keys supported"), and
         // the query failed.
@@ -1063,10 +1056,8 @@ mod tests {
             ),
         ])
         .unwrap();
-        let mut out = Vec::new();
-        write(&mut out, QueryFormat::Table, &batch.schema(), &[batch]).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            print_one(QueryFormat::Table, &batch),
             "+--------------+----------------------+\n\
              | plan_type    | plan                 |\n\
              +--------------+----------------------+\n\
@@ -1090,10 +1081,8 @@ mod tests {
         summaries.append(false);
         let batch =
             RecordBatch::try_from_iter([("s", Arc::new(summaries.finish()) as ArrayRef)]).unwrap();
-        let mut out = Vec::new();
-        write(&mut out, QueryFormat::Table, &batch.schema(), &[batch]).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            print_one(QueryFormat::Table, &batch),
             "+----------------------------+\n\
              | s                          |\n\
              +----------------------------+\n\
